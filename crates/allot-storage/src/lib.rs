@@ -1,0 +1,55 @@
+//! Allot's storage: one interface ([`Store`]) with one implementation per database.
+//!
+//! The interface speaks domain types and whole use-case operations ("use this code", "generate
+//! this batch"), never SQL, so the service layer cannot tell the backends apart. Each backend
+//! batches writes internally: many concurrent operations share one transaction and one durable
+//! commit (group commit), and every caller is answered only after that commit.
+
+mod error;
+pub mod records;
+pub mod sqlite;
+
+use allot_domain::UnixMillis;
+use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
+use async_trait::async_trait;
+
+pub use error::StorageError;
+pub use records::*;
+pub use sqlite::{SqliteOptions, SqliteStore};
+
+/// Everything the services ask of a database.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// A short name of the backend, for logs and `/ready`.
+    fn backend(&self) -> &'static str;
+
+    /// Succeeds when the database answers a trivial query.
+    async fn ping(&self) -> Result<(), StorageError>;
+
+    /// Creates `count` new codes of `length` in one all-or-nothing batch. Codes are drawn from a
+    /// cryptographically secure generator; one that collides with any code ever stored is
+    /// drawn again, so a collision never fails the call.
+    async fn generate_discount_codes(
+        &self,
+        length: CodeLength,
+        count: GenerateCount,
+        now: UnixMillis,
+    ) -> Result<Vec<DiscountCode>, StorageError>;
+
+    /// Marks the code used if it exists and is unused. Atomic: of any number of concurrent
+    /// calls for one code exactly one gets [`UseOutcome::Used`].
+    async fn use_discount_code(
+        &self,
+        code: &DiscountCode,
+        now: UnixMillis,
+    ) -> Result<UseOutcome, StorageError>;
+
+    async fn discount_code(
+        &self,
+        code: &DiscountCode,
+    ) -> Result<Option<DiscountCodeRecord>, StorageError>;
+
+    /// Finishes every accepted write, makes it durable and releases the database. Later calls
+    /// fail with [`StorageError::Closed`].
+    async fn close(&self) -> Result<(), StorageError>;
+}

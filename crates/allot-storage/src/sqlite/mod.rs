@@ -1,0 +1,175 @@
+//! The embedded backend: one SQLite database file in WAL mode under the data directory.
+//!
+//! Writes go through one writer thread ([`writer`]) that commits many operations per
+//! transaction with `synchronous=FULL`, so each acknowledged write is fsync'd. Reads use a
+//! small pool of read-only connections, which WAL lets run beside the writer.
+
+mod discount;
+mod migrate;
+mod reader;
+mod writer;
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use allot_domain::UnixMillis;
+use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
+use async_trait::async_trait;
+use rusqlite::Connection;
+
+use crate::{DiscountCodeRecord, StorageError, Store};
+use reader::ReadPool;
+use writer::{WriterHandle, WriterState};
+
+pub const DATABASE_FILE: &str = "allot.db";
+const LOCK_FILE: &str = "LOCK";
+
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub data_dir: PathBuf,
+    /// Work units (rows, roughly) one group commit may hold before it is committed.
+    pub batch_rows_max: usize,
+    /// Operations that may wait for the writer before callers are held back.
+    pub queue_capacity: usize,
+    /// Read connections open at most.
+    pub readers_max: usize,
+}
+
+impl SqliteOptions {
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        SqliteOptions {
+            data_dir: data_dir.into(),
+            batch_rows_max: 20_000,
+            queue_capacity: 65_536,
+            readers_max: 8,
+        }
+    }
+}
+
+pub struct SqliteStore {
+    writer: WriterHandle,
+    readers: Arc<ReadPool>,
+    /// Held (with an exclusive OS lock) for the life of the store, so that two processes never
+    /// share one data directory.
+    _lock: File,
+}
+
+impl SqliteStore {
+    /// Opens (creating and migrating if needed) the database under `options.data_dir`.
+    pub fn open(options: SqliteOptions) -> Result<Self, StorageError> {
+        std::fs::create_dir_all(&options.data_dir)?;
+        let lock = lock_data_dir(&options.data_dir)?;
+        let path = options.data_dir.join(DATABASE_FILE);
+
+        let mut conn = Connection::open(&path)?;
+        configure_writer(&conn)?;
+        migrate::apply(&mut conn)?;
+
+        let writer = writer::spawn(conn, options.queue_capacity, options.batch_rows_max)?;
+        let readers = Arc::new(ReadPool::new(path, options.readers_max));
+        Ok(SqliteStore {
+            writer,
+            readers,
+            _lock: lock,
+        })
+    }
+
+    /// The database file of a data directory, for tools and tests that inspect it directly.
+    pub fn database_path(data_dir: &Path) -> PathBuf {
+        data_dir.join(DATABASE_FILE)
+    }
+
+    async fn write<T, F>(&self, weight: usize, op: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut WriterState) -> Result<T, StorageError> + Send + 'static,
+    {
+        self.writer.submit(weight, op).await
+    }
+
+    async fn read<T, F>(&self, op: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StorageError> + Send + 'static,
+    {
+        self.readers.run(op).await
+    }
+}
+
+fn lock_data_dir(dir: &Path) -> Result<File, StorageError> {
+    let path = dir.join(LOCK_FILE);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StorageError::Locked {
+            path: dir.display().to_string(),
+        }),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+fn configure_writer(conn: &Connection) -> Result<(), StorageError> {
+    // WAL lets readers run beside the writer. synchronous=FULL fsyncs the WAL at every commit:
+    // a commit that returned is on disk, which is what every acknowledgement relies on.
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.pragma_update(None, "busy_timeout", 5_000)?;
+    conn.pragma_update(None, "cache_size", -65_536)?;
+    conn.pragma_update(None, "temp_store", "MEMORY")?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        self.read(|conn| {
+            conn.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn generate_discount_codes(
+        &self,
+        length: CodeLength,
+        count: GenerateCount,
+        now: UnixMillis,
+    ) -> Result<Vec<DiscountCode>, StorageError> {
+        self.write(count.get() as usize, move |conn, _| {
+            discount::generate(conn, length, count, now)
+        })
+        .await
+    }
+
+    async fn use_discount_code(
+        &self,
+        code: &DiscountCode,
+        now: UnixMillis,
+    ) -> Result<UseOutcome, StorageError> {
+        let code = code.clone();
+        self.write(1, move |conn, _| discount::use_code(conn, &code, now))
+            .await
+    }
+
+    async fn discount_code(
+        &self,
+        code: &DiscountCode,
+    ) -> Result<Option<DiscountCodeRecord>, StorageError> {
+        let code = code.clone();
+        self.read(move |conn| discount::get(conn, &code)).await
+    }
+
+    async fn close(&self) -> Result<(), StorageError> {
+        self.writer.shutdown().await
+    }
+}

@@ -1,0 +1,210 @@
+//! The single writer: group commit over one SQLite connection.
+//!
+//! Callers submit operations through a bounded queue. The writer thread takes every operation
+//! waiting (up to a bound), runs each in its own savepoint inside one transaction, commits once
+//! (an fsync of the WAL), and only then answers each caller. While a commit is being flushed,
+//! new operations pile up in the queue and form the next, larger batch: the slower the disk,
+//! the bigger the batches, so throughput holds when flushes slow down.
+//!
+//! An operation that fails is rolled back to its savepoint alone and answered with its error;
+//! the others in its batch still commit. If the commit itself fails, every operation in the
+//! batch is answered with the error and nothing of the batch is kept.
+
+use std::thread::JoinHandle;
+
+use rusqlite::Connection;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::StorageError;
+
+/// Caches the writer keeps between batches. It is the only writer, so what it remembers is
+/// exact; it is cleared whenever a commit fails, since the database then rolled back.
+#[derive(Debug, Default)]
+pub(crate) struct WriterState {}
+
+impl WriterState {
+    fn invalidate(&mut self) {
+        *self = WriterState::default();
+    }
+}
+
+trait Job: Send {
+    fn weight(&self) -> usize;
+    /// Runs the operation inside the open transaction.
+    fn run(&mut self, conn: &Connection, state: &mut WriterState);
+    /// Answers the caller once the fate of the transaction is known.
+    fn finish(self: Box<Self>, commit: Result<(), &str>);
+}
+
+struct OpJob<T, F> {
+    weight: usize,
+    op: Option<F>,
+    outcome: Option<Result<T, StorageError>>,
+    reply: oneshot::Sender<Result<T, StorageError>>,
+}
+
+impl<T, F> Job for OpJob<T, F>
+where
+    T: Send,
+    F: FnOnce(&Connection, &mut WriterState) -> Result<T, StorageError> + Send,
+{
+    fn weight(&self) -> usize {
+        self.weight
+    }
+
+    fn run(&mut self, conn: &Connection, state: &mut WriterState) {
+        let Some(op) = self.op.take() else { return };
+        self.outcome = Some(in_savepoint(conn, |conn| op(conn, state)));
+    }
+
+    fn finish(self: Box<Self>, commit: Result<(), &str>) {
+        let answer = match (self.outcome, commit) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(_)), Err(why)) => Err(StorageError::Commit(why.to_owned())),
+            (Some(Ok(v)), Ok(())) => Ok(v),
+            (None, _) => Err(StorageError::Commit("operation never ran".to_owned())),
+        };
+        // The caller may have gone away (a cancelled request); its write stands either way.
+        let _ = self.reply.send(answer);
+    }
+}
+
+fn in_savepoint<T>(
+    conn: &Connection,
+    op: impl FnOnce(&Connection) -> Result<T, StorageError>,
+) -> Result<T, StorageError> {
+    conn.prepare_cached("SAVEPOINT op")?.execute([])?;
+    let result = op(conn);
+    if result.is_err() {
+        conn.prepare_cached("ROLLBACK TO op")?.execute([])?;
+    }
+    conn.prepare_cached("RELEASE op")?.execute([])?;
+    result
+}
+
+enum Msg {
+    Job(Box<dyn Job>),
+    Shutdown(oneshot::Sender<Result<(), StorageError>>),
+}
+
+pub(crate) struct WriterHandle {
+    tx: mpsc::Sender<Msg>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+pub(crate) fn spawn(
+    conn: Connection,
+    queue_capacity: usize,
+    batch_weight_max: usize,
+) -> Result<WriterHandle, StorageError> {
+    let (tx, rx) = mpsc::channel(queue_capacity);
+    let thread = std::thread::Builder::new()
+        .name("allot-sqlite-writer".to_owned())
+        .spawn(move || run(conn, rx, batch_weight_max))?;
+    Ok(WriterHandle {
+        tx,
+        thread: Mutex::new(Some(thread)),
+    })
+}
+
+impl WriterHandle {
+    pub(crate) async fn submit<T, F>(&self, weight: usize, op: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut WriterState) -> Result<T, StorageError> + Send + 'static,
+    {
+        let (reply, answer) = oneshot::channel();
+        let job = Box::new(OpJob {
+            weight,
+            op: Some(op),
+            outcome: None,
+            reply,
+        });
+        self.tx
+            .send(Msg::Job(job))
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+
+    /// Lets the writer finish every operation queued before this call, checkpoint and close.
+    pub(crate) async fn shutdown(&self) -> Result<(), StorageError> {
+        let Some(thread) = self.thread.lock().await.take() else {
+            return Ok(());
+        };
+        let (ack, done) = oneshot::channel();
+        if self.tx.send(Msg::Shutdown(ack)).await.is_ok() {
+            done.await.map_err(|_| StorageError::Closed)??;
+        }
+        tokio::task::spawn_blocking(move || thread.join())
+            .await
+            .map_err(|e| StorageError::Commit(format!("writer thread: {e}")))?
+            .map_err(|_| StorageError::Commit("writer thread panicked".to_owned()))
+    }
+}
+
+fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, batch_weight_max: usize) {
+    let mut state = WriterState::default();
+    let mut batch: Vec<Box<dyn Job>> = Vec::new();
+    let mut shutdown = None;
+    while shutdown.is_none() {
+        let mut weight = 0;
+        match rx.blocking_recv() {
+            None => break,
+            Some(Msg::Shutdown(ack)) => shutdown = Some(ack),
+            Some(Msg::Job(job)) => {
+                weight += job.weight();
+                batch.push(job);
+            }
+        }
+        while shutdown.is_none() && weight < batch_weight_max {
+            match rx.try_recv() {
+                Ok(Msg::Job(job)) => {
+                    weight += job.weight();
+                    batch.push(job);
+                }
+                Ok(Msg::Shutdown(ack)) => shutdown = Some(ack),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            commit_batch(&conn, &mut state, &mut batch);
+        }
+    }
+    // No more writes: fold the WAL back into the database file so the next start is quick.
+    let closed = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+        .map_err(StorageError::from)
+        .and_then(|()| conn.close().map_err(|(_, e)| e.into()));
+    if let Err(e) = &closed {
+        tracing::warn!(error = %e, "closing the database");
+    }
+    if let Some(ack) = shutdown {
+        let _ = ack.send(closed);
+    }
+}
+
+fn commit_batch(conn: &Connection, state: &mut WriterState, batch: &mut Vec<Box<dyn Job>>) {
+    let began = conn
+        .prepare_cached("BEGIN IMMEDIATE")
+        .and_then(|mut s| s.execute([]));
+    if let Err(e) = began {
+        let why = format!("begin: {e}");
+        tracing::error!(error = %why, jobs = batch.len(), "batch not started");
+        batch.drain(..).for_each(|job| job.finish(Err(&why)));
+        return;
+    }
+    for job in batch.iter_mut() {
+        job.run(conn, state);
+    }
+    match conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])) {
+        Ok(_) => batch.drain(..).for_each(|job| job.finish(Ok(()))),
+        Err(e) => {
+            let why = e.to_string();
+            tracing::error!(error = %why, jobs = batch.len(), "commit failed; batch rolled back");
+            let _ = conn.execute_batch("ROLLBACK");
+            state.invalidate();
+            batch.drain(..).for_each(|job| job.finish(Err(&why)));
+        }
+    }
+}
