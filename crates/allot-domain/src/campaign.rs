@@ -29,7 +29,10 @@ impl CampaignId {
         if raw >= 1 {
             Ok(CampaignId(raw))
         } else {
-            Err(DomainError::invalid("campaign_id", "must be a positive integer"))
+            Err(DomainError::invalid(
+                "campaign_id",
+                "must be a positive integer",
+            ))
         }
     }
 
@@ -60,7 +63,10 @@ impl CampaignName {
             ));
         }
         if name.chars().any(char::is_control) {
-            return Err(DomainError::invalid("name", "must not hold control characters"));
+            return Err(DomainError::invalid(
+                "name",
+                "must not hold control characters",
+            ));
         }
         Ok(CampaignName(name.to_owned()))
     }
@@ -221,13 +227,31 @@ mod tests {
 
     #[test]
     fn window_opens_to_the_millisecond() {
-        let w = CampaignWindow::new(UnixMillis::from_millis(1_000), Some(UnixMillis::from_millis(2_000)))
-            .unwrap();
-        assert_eq!(w.state_at(UnixMillis::from_millis(999)), WindowState::NotStarted);
-        assert_eq!(w.state_at(UnixMillis::from_millis(1_000)), WindowState::Open);
-        assert_eq!(w.state_at(UnixMillis::from_millis(1_999)), WindowState::Open);
-        assert_eq!(w.state_at(UnixMillis::from_millis(2_000)), WindowState::Ended);
-        assert!(CampaignWindow::new(UnixMillis::from_millis(5), Some(UnixMillis::from_millis(5))).is_err());
+        let w = CampaignWindow::new(
+            UnixMillis::from_millis(1_000),
+            Some(UnixMillis::from_millis(2_000)),
+        )
+        .unwrap();
+        assert_eq!(
+            w.state_at(UnixMillis::from_millis(999)),
+            WindowState::NotStarted
+        );
+        assert_eq!(
+            w.state_at(UnixMillis::from_millis(1_000)),
+            WindowState::Open
+        );
+        assert_eq!(
+            w.state_at(UnixMillis::from_millis(1_999)),
+            WindowState::Open
+        );
+        assert_eq!(
+            w.state_at(UnixMillis::from_millis(2_000)),
+            WindowState::Ended
+        );
+        assert!(
+            CampaignWindow::new(UnixMillis::from_millis(5), Some(UnixMillis::from_millis(5)))
+                .is_err()
+        );
     }
 
     #[test]

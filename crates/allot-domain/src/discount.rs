@@ -32,7 +32,10 @@ impl CodeLength {
     pub fn parse_wire_byte(raw: &[u8]) -> Result<Self, DomainError> {
         match raw {
             [len] => Self::parse(u32::from(*len)),
-            _ => Err(DomainError::invalid("length", "must be exactly one byte holding 7 or 8")),
+            _ => Err(DomainError::invalid(
+                "length",
+                "must be exactly one byte holding 7 or 8",
+            )),
         }
     }
 
@@ -150,25 +153,43 @@ mod tests {
         let mut counts = [0u32; 32];
         let draws = 100_000;
         for _ in 0..draws {
-            for b in DiscountCode::generate(&mut rng, CodeLength::EIGHT).as_str().bytes() {
+            for b in DiscountCode::generate(&mut rng, CodeLength::EIGHT)
+                .as_str()
+                .bytes()
+            {
                 let i = ALPHABET.iter().position(|a| *a == b).unwrap();
                 counts[i] += 1;
             }
         }
         let expected = f64::from(draws * 8) / 32.0;
         for c in counts {
-            assert!((f64::from(c) - expected).abs() / expected < 0.03, "{counts:?}");
+            assert!(
+                (f64::from(c) - expected).abs() / expected < 0.03,
+                "{counts:?}"
+            );
         }
     }
 
     #[test]
     fn parse_trims_and_upper_cases() {
-        assert_eq!(DiscountCode::parse("  abcd234 \n").unwrap().as_str(), "ABCD234");
+        assert_eq!(
+            DiscountCode::parse("  abcd234 \n").unwrap().as_str(),
+            "ABCD234"
+        );
     }
 
     #[test]
     fn parse_refuses_bad_codes() {
-        for bad in ["", "ABC", "ABCDEFGHJ", "ABCDEF0", "ABCDEFI", "ABCDEF1", "ABCDÉFG", "ABC DEF"] {
+        for bad in [
+            "",
+            "ABC",
+            "ABCDEFGHJ",
+            "ABCDEF0",
+            "ABCDEFI",
+            "ABCDEF1",
+            "ABCDÉFG",
+            "ABC DEF",
+        ] {
             assert!(DiscountCode::parse(bad).is_err(), "{bad:?} was accepted");
         }
     }

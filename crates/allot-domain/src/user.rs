@@ -46,10 +46,16 @@ fn parse_token(raw: &str, field: &'static str, max: usize) -> Result<String, Dom
         return Err(DomainError::invalid(field, "must not be empty"));
     }
     if raw.chars().count() > max {
-        return Err(DomainError::invalid(field, format!("must be at most {max} characters")));
+        return Err(DomainError::invalid(
+            field,
+            format!("must be at most {max} characters"),
+        ));
     }
     if raw.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(DomainError::invalid(field, "must not hold white space or control characters"));
+        return Err(DomainError::invalid(
+            field,
+            "must not hold white space or control characters",
+        ));
     }
     Ok(raw.to_owned())
 }

@@ -1,1 +1,21 @@
+//! Allot's server: the service layer (one use case per operation, transport-agnostic), the
+//! transports (REST, gRPC) that call it, background jobs, and configuration.
+//!
+//! Requests flow one way: transport DTO -> domain type (parsing) -> service -> storage. Errors
+//! flow back as one [`ServiceError`] enum, mapped to HTTP and gRPC status in exactly one place
+//! per transport.
 
+pub mod app;
+pub mod clock;
+pub mod config;
+mod error;
+mod grpc;
+mod http;
+mod metrics;
+pub mod pb;
+pub mod service;
+pub mod telemetry;
+
+pub use app::{AppError, Application};
+pub use config::{Config, LogFormat, ServeArgs};
+pub use error::ServiceError;

@@ -48,7 +48,10 @@ pub(super) fn generate(
         }
     }
     if draws > count {
-        tracing::info!(collisions = draws - count, "discount code collisions redrawn");
+        tracing::info!(
+            collisions = draws - count,
+            "discount code collisions redrawn"
+        );
     }
     Ok(codes)
 }

@@ -29,8 +29,11 @@ pub(super) fn apply(conn: &mut Connection) -> Result<(), StorageError> {
     // IMMEDIATE takes the write lock first, so a second process can never apply the same
     // migration beside us.
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let newest: i64 =
-        tx.query_row("SELECT coalesce(max(version), 0) FROM allot_migrations", [], |r| r.get(0))?;
+    let newest: i64 = tx.query_row(
+        "SELECT coalesce(max(version), 0) FROM allot_migrations",
+        [],
+        |r| r.get(0),
+    )?;
     let known = MIGRATIONS.last().map_or(0, |m| m.version);
     if newest > known {
         return Err(StorageError::Corrupt(format!(

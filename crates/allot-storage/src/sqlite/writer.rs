@@ -197,7 +197,10 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: &mut Vec<Box<
     for job in batch.iter_mut() {
         job.run(conn, state);
     }
-    match conn.prepare_cached("COMMIT").and_then(|mut s| s.execute([])) {
+    match conn
+        .prepare_cached("COMMIT")
+        .and_then(|mut s| s.execute([]))
+    {
         Ok(_) => batch.drain(..).for_each(|job| job.finish(Ok(()))),
         Err(e) => {
             let why = e.to_string();

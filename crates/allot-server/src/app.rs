@@ -1,0 +1,146 @@
+//! Building and running the server: one listener for gRPC, Connect and REST.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use allot_domain::Clock;
+use allot_storage::{SqliteOptions, SqliteStore, StorageError, Store};
+use axum::Router;
+use axum::serve::ListenerExt;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::service::Services;
+use crate::{grpc, http, metrics};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("binding {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("opening storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("serving: {0}")]
+    Serve(std::io::Error),
+}
+
+/// A built server: storage open and migrated, port bound. `run_until_stopped` serves it.
+pub struct Application {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    router: Router,
+    services: Services,
+    config: Config,
+}
+
+impl Application {
+    pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
+        let options = SqliteOptions::new(&config.data_dir);
+        let store = tokio::task::spawn_blocking(move || SqliteStore::open(options))
+            .await
+            .map_err(|e| AppError::Serve(std::io::Error::other(e)))??;
+        let store: Arc<dyn Store> = Arc::new(store);
+        Self::build_with_store(config, store, clock).await
+    }
+
+    pub async fn build_with_store(
+        config: Config,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, AppError> {
+        let services = Services::new(store, clock);
+        let state = http::AppState {
+            services: services.clone(),
+            metrics: metrics::handle(),
+        };
+        let router = http::observe(http::router(state).merge(grpc::routes(&services)));
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(AppError::Serve)?;
+        Ok(Application {
+            listener,
+            local_addr,
+            router,
+            services,
+            config,
+        })
+    }
+
+    /// The bound address (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
+    /// (up to the configured grace period) and closes storage, which commits and flushes every
+    /// accepted write.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let grace = self.config.shutdown_grace;
+        let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+        let signal = async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections, finishing in-flight requests");
+            let _ = stopping_tx.send(true);
+        };
+        let listener = self.listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+        let serve = axum::serve(
+            listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(signal);
+        let mut stopping = stopping_rx;
+        let served = tokio::select! {
+            r = serve => r.map_err(AppError::Serve),
+            () = async {
+                let _ = stopping.wait_for(|s| *s).await;
+                tokio::time::sleep(grace).await;
+            } => {
+                tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing remaining connections");
+                Ok(())
+            }
+        };
+        let closed = self.services.store.close().await;
+        tracing::info!("storage closed");
+        served?;
+        closed.map_err(AppError::Storage)
+    }
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,177 @@
+//! Configuration of `allot serve`: flags, then `ALLOT_*` environment variables, then an
+//! optional TOML file, then defaults, in that order of precedence.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::ValueEnum;
+use serde::Deserialize;
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_DATA_DIR: &str = "./allot-data";
+pub const DEFAULT_LOG_LEVEL: &str = "info";
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Pretty,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `allot serve` options. Every flag has an environment variable; a value given as a flag wins
+/// over the variable, which wins over the config file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Address for gRPC, Connect and REST, all on one port [default: 127.0.0.1:8080]
+    #[arg(long, env = "ALLOT_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Directory of the embedded SQLite database, created on first start
+    /// [default: ./allot-data]
+    #[arg(long, env = "ALLOT_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Log line format [default: pretty]
+    #[arg(long, env = "ALLOT_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+
+    /// Log filter, in `tracing` EnvFilter syntax, e.g. `info` or `warn,allot=debug`
+    /// [default: info]
+    #[arg(long, env = "ALLOT_LOG_LEVEL", value_name = "FILTER")]
+    pub log_level: Option<String>,
+
+    /// How long shutdown waits for in-flight requests before closing them, in milliseconds
+    /// [default: 10000]
+    #[arg(long, env = "ALLOT_SHUTDOWN_GRACE_MS", value_name = "MS")]
+    pub shutdown_grace_ms: Option<u64>,
+
+    /// Optional TOML file holding any of the settings above (same names, snake_case)
+    #[arg(long, env = "ALLOT_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// The settings of a config file. Unknown keys are an error, so a typo is not silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    log_format: Option<LogFormat>,
+    log_level: Option<String>,
+    shutdown_grace_ms: Option<u64>,
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub log_format: LogFormat,
+    pub log_level: String,
+    pub shutdown_grace: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+}
+
+impl Config {
+    /// A configuration for tests and tools: an ephemeral port on loopback and the given data
+    /// directory.
+    pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.into(),
+            log_format: LogFormat::Pretty,
+            log_level: DEFAULT_LOG_LEVEL.to_owned(),
+            shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
+        }
+    }
+}
+
+impl ServeArgs {
+    pub fn resolve(self) -> Result<Config, ConfigError> {
+        let file = match &self.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        Ok(Config {
+            listen: self
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address parses")),
+            data_dir: self
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            log_format: self.log_format.or(file.log_format).unwrap_or_default(),
+            log_level: self
+                .log_level
+                .or(file.log_level)
+                .unwrap_or_else(|| DEFAULT_LOG_LEVEL.to_owned()),
+            shutdown_grace: Duration::from_millis(
+                self.shutdown_grace_ms
+                    .or(file.shutdown_grace_ms)
+                    .unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
+            ),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.display().to_string(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|source| ConfigError::Parse {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_win_over_file_and_file_over_defaults() {
+        let dir = std::env::temp_dir().join(format!("allot-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("allot.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/from-file\"\n",
+        )
+        .unwrap();
+        let args = ServeArgs {
+            data_dir: Some(PathBuf::from("/tmp/from-flag")),
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/from-flag"));
+        assert_eq!(config.log_level, DEFAULT_LOG_LEVEL);
+        std::fs::write(&file, "listen_typo = 1\n").unwrap();
+        let args = ServeArgs {
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        assert!(matches!(args.resolve(), Err(ConfigError::Parse { .. })));
+    }
+}

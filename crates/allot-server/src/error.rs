@@ -1,0 +1,103 @@
+//! The service layer's one error type. Transports map it to their status codes in one place
+//! each: `http::error` (HTTP + JSON body) and `grpc` (gRPC status).
+
+use allot_domain::DomainError;
+use allot_storage::StorageError;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ServiceError {
+    /// A well-formed request whose content breaks a rule: the field is named.
+    #[error("{message}")]
+    InvalidArgument {
+        field: &'static str,
+        message: String,
+    },
+    /// A request that could not be read at all (malformed JSON, missing parameter).
+    #[error("{message}")]
+    BadRequest {
+        field: Option<&'static str>,
+        message: String,
+    },
+    #[error("{what} not found")]
+    NotFound { what: &'static str },
+    #[error("the code was already used")]
+    AlreadyUsed,
+    /// Storage cannot take the request now (closed for shutdown, overloaded); worth retrying.
+    #[error("storage unavailable")]
+    Unavailable(#[source] StorageError),
+    /// A fault of ours. The cause is logged; the client sees a generic message.
+    #[error("internal error")]
+    Internal(#[source] StorageError),
+}
+
+/// The class of an error, which decides the status code in every transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    InvalidArgument,
+    BadRequest,
+    NotFound,
+    Conflict,
+    Unavailable,
+    Internal,
+}
+
+impl ServiceError {
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            ServiceError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            ServiceError::BadRequest { .. } => ErrorKind::BadRequest,
+            ServiceError::NotFound { .. } => ErrorKind::NotFound,
+            ServiceError::AlreadyUsed => ErrorKind::Conflict,
+            ServiceError::Unavailable(_) => ErrorKind::Unavailable,
+            ServiceError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The machine-readable code clients switch on; stable across releases.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ServiceError::InvalidArgument { .. } => "invalid_argument",
+            ServiceError::BadRequest { .. } => "bad_request",
+            ServiceError::NotFound { .. } => "not_found",
+            ServiceError::AlreadyUsed => "already_used",
+            ServiceError::Unavailable(_) => "unavailable",
+            ServiceError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            ServiceError::InvalidArgument { field, .. } => Some(field),
+            ServiceError::BadRequest { field, .. } => *field,
+            _ => None,
+        }
+    }
+
+    pub fn bad_request(field: Option<&'static str>, message: impl Into<String>) -> Self {
+        ServiceError::BadRequest {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<DomainError> for ServiceError {
+    fn from(e: DomainError) -> Self {
+        match e {
+            DomainError::Invalid { field, message } => ServiceError::InvalidArgument {
+                field,
+                message: format!("{field}: {message}"),
+            },
+        }
+    }
+}
+
+impl From<StorageError> for ServiceError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            StorageError::Closed | StorageError::Busy(_) => ServiceError::Unavailable(e),
+            _ => ServiceError::Internal(e),
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! `discount.Discount`, wire-compatible with the original service.
+
+use std::sync::Arc;
+
+use allot_domain::discount::{CodeLength, GenerateCount};
+use tonic::{Request, Response, Status};
+
+use crate::pb::discount::discount_server::{Discount, DiscountServer};
+use crate::pb::discount::{GenerateRequest, GenerateResponse, UseCodeRequest, UseCodeResponse};
+use crate::service::{DiscountCodes, Services};
+
+pub(crate) fn server(services: &Services) -> DiscountServer<DiscountGrpc> {
+    DiscountServer::new(DiscountGrpc {
+        codes: services.discount.clone(),
+    })
+}
+
+pub(crate) struct DiscountGrpc {
+    codes: Arc<DiscountCodes>,
+}
+
+#[tonic::async_trait]
+impl Discount for DiscountGrpc {
+    /// Bad input answers `result = false` with no codes, as the original contract says. A
+    /// failure of ours is a gRPC error status, so a client never mistakes it for bad input.
+    async fn generate(
+        &self,
+        request: Request<GenerateRequest>,
+    ) -> Result<Response<GenerateResponse>, Status> {
+        let req = request.into_inner();
+        let (Ok(count), Ok(length)) = (
+            GenerateCount::parse(u64::from(req.count)),
+            CodeLength::parse_wire_byte(&req.length),
+        ) else {
+            return Ok(Response::new(GenerateResponse {
+                result: false,
+                codes: Vec::new(),
+            }));
+        };
+        let codes = self.codes.generate(count, length).await?;
+        Ok(Response::new(GenerateResponse {
+            result: true,
+            codes: codes.into_iter().map(|c| c.into_string()).collect(),
+        }))
+    }
+
+    async fn use_code(
+        &self,
+        request: Request<UseCodeRequest>,
+    ) -> Result<Response<UseCodeResponse>, Status> {
+        let outcome = self.codes.use_code(&request.into_inner().code).await?;
+        Ok(Response::new(UseCodeResponse {
+            result: vec![outcome.wire_byte()],
+        }))
+    }
+}

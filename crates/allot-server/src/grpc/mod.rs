@@ -1,0 +1,51 @@
+//! The gRPC transport: every service, reflection and the standard health service, served as
+//! routes of the same axum router as REST.
+
+mod discount;
+
+use axum::Router;
+use tonic::service::Routes;
+
+use crate::ServiceError;
+use crate::error::ErrorKind;
+use crate::pb;
+use crate::service::Services;
+
+pub(crate) fn routes(services: &Services) -> Router {
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .expect("embedded descriptors are valid");
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .expect("embedded descriptors are valid");
+    // grpc.health.v1: SERVING for the whole server once it is up. Its Check is also the
+    // gRPC hello-world the benchmarks compare against.
+    let (_, health) = tonic_health::server::health_reporter();
+
+    Routes::new(discount::server(services))
+        .add_service(health)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .into_axum_router()
+}
+
+/// The one mapping from service errors to gRPC status codes.
+impl From<ServiceError> for tonic::Status {
+    fn from(e: ServiceError) -> Self {
+        let code = match e.kind() {
+            ErrorKind::InvalidArgument | ErrorKind::BadRequest => tonic::Code::InvalidArgument,
+            ErrorKind::NotFound => tonic::Code::NotFound,
+            ErrorKind::Conflict => tonic::Code::AlreadyExists,
+            ErrorKind::Unavailable => tonic::Code::Unavailable,
+            ErrorKind::Internal => tonic::Code::Internal,
+        };
+        if let ServiceError::Internal(cause) = &e {
+            tracing::error!(error = %cause, "internal error");
+        }
+        tonic::Status::new(code, e.to_string())
+    }
+}

@@ -1,0 +1,130 @@
+//! REST for discount codes: `/api/v1/discount-codes`.
+
+use allot_domain::discount::{CodeLength, GenerateCount, UseOutcome};
+use axum::extract::{Path, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[allow(unused_imports)] // referenced by the OpenAPI attributes
+use super::error::ErrorBody;
+use super::json::ApiJson;
+use super::{AppState, rfc3339};
+use crate::ServiceError;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/discount-codes/batches", post(generate))
+        .route("/api/v1/discount-codes/{code}", get(get_code))
+        .route("/api/v1/discount-codes/{code}/use", post(use_code))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct GenerateBody {
+    /// How many codes, 1 to 2000.
+    pub count: Option<u64>,
+    /// Symbols per code, 7 or 8.
+    pub length: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct GeneratedCodes {
+    pub count: usize,
+    pub length: u8,
+    /// The new codes, each unique across all time.
+    pub codes: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CodeUsed {
+    pub code: String,
+    /// Always `used`: the other outcomes are errors (404 `not_found`, 409 `already_used`).
+    pub result: &'static str,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CodeState {
+    pub code: String,
+    /// RFC 3339, UTC.
+    pub created_at: String,
+    pub used: bool,
+    /// RFC 3339, UTC; null while unused.
+    pub used_at: Option<String>,
+}
+
+/// Generate a batch of new one-time codes, all or nothing.
+#[utoipa::path(post, path = "/api/v1/discount-codes/batches", tag = "discount-codes",
+    request_body = GenerateBody,
+    responses(
+        (status = 201, description = "The codes were created and stored durably", body = GeneratedCodes),
+        (status = 400, description = "The body is not valid JSON of this shape", body = ErrorBody),
+        (status = 422, description = "count or length out of range; nothing stored", body = ErrorBody)))]
+pub(crate) async fn generate(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<GenerateBody>,
+) -> Result<(StatusCode, Json<GeneratedCodes>), ServiceError> {
+    let count = body.count.ok_or_else(|| required("count"))?;
+    let length = body.length.ok_or_else(|| required("length"))?;
+    let count = GenerateCount::parse(count)?;
+    let length = CodeLength::parse(length)?;
+    let codes = state.services.discount.generate(count, length).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(GeneratedCodes {
+            count: codes.len(),
+            length: length.get(),
+            codes: codes.into_iter().map(|c| c.into_string()).collect(),
+        }),
+    ))
+}
+
+/// Use a code once.
+#[utoipa::path(post, path = "/api/v1/discount-codes/{code}/use", tag = "discount-codes",
+    params(("code" = String, Path, description = "The code; trimmed and upper-cased")),
+    responses(
+        (status = 200, description = "Used now, by this request", body = CodeUsed),
+        (status = 404, description = "Bad format or no such code (`not_found`)", body = ErrorBody),
+        (status = 409, description = "Used earlier (`already_used`)", body = ErrorBody)))]
+pub(crate) async fn use_code(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+) -> Result<Json<CodeUsed>, ServiceError> {
+    match state.services.discount.use_code(&code).await? {
+        UseOutcome::Used => Ok(Json(CodeUsed {
+            code: code.trim().to_ascii_uppercase(),
+            result: "used",
+        })),
+        UseOutcome::Invalid => Err(ServiceError::NotFound {
+            what: "discount code",
+        }),
+        UseOutcome::AlreadyUsed => Err(ServiceError::AlreadyUsed),
+    }
+}
+
+/// Read a code's state.
+#[utoipa::path(get, path = "/api/v1/discount-codes/{code}", tag = "discount-codes",
+    params(("code" = String, Path, description = "The code; trimmed and upper-cased")),
+    responses(
+        (status = 200, description = "The code and when it was created and used", body = CodeState),
+        (status = 404, description = "No such code", body = ErrorBody)))]
+pub(crate) async fn get_code(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+) -> Result<Json<CodeState>, ServiceError> {
+    let record = state.services.discount.get(&code).await?;
+    Ok(Json(CodeState {
+        code: record.code.into_string(),
+        created_at: rfc3339(record.created_at),
+        used: record.used_at.is_some(),
+        used_at: record.used_at.map(rfc3339),
+    }))
+}
+
+fn required(field: &'static str) -> ServiceError {
+    ServiceError::InvalidArgument {
+        field,
+        message: format!("{field}: is required"),
+    }
+}

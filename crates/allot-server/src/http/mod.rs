@@ -1,0 +1,91 @@
+//! The REST transport (JSON over HTTP/1.1 and HTTP/2) and the router that carries every
+//! transport on one port.
+
+mod discount;
+pub(crate) mod error;
+mod health;
+mod json;
+mod openapi;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::service::Services;
+
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub services: Services,
+    pub metrics: PrometheusHandle,
+}
+
+/// The REST API, health probes, metrics and API docs.
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(health::routes())
+        .merge(discount::routes())
+        .route("/metrics", get(render_metrics))
+        .with_state(state)
+        .merge(openapi::routes())
+}
+
+/// Wraps the whole router (REST and gRPC alike): one log line and one latency sample per
+/// request.
+pub(crate) fn observe(router: Router) -> Router {
+    router.layer(middleware::from_fn(log_request))
+}
+
+async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    (
+        [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}
+
+async fn log_request(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| path.clone(), |m| m.as_str().to_owned());
+    let response = next.run(req).await;
+    let latency = started.elapsed();
+    let status = response.status().as_u16();
+    // gRPC errors travel as a trailers-only response, so their status is in the headers.
+    let grpc_status = response
+        .headers()
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    tracing::info!(
+        target: "allot::request",
+        method = %method,
+        path = %path,
+        status,
+        grpc_status = grpc_status.as_deref().unwrap_or(""),
+        latency_us = latency.as_micros() as u64,
+        "request"
+    );
+    metrics::histogram!(
+        "allot_request_duration_seconds",
+        "method" => method.to_string(),
+        "route" => route,
+        "status" => status.to_string(),
+    )
+    .record(latency.as_secs_f64());
+    response
+}
+
+/// Instants cross the REST edge as RFC 3339 strings in UTC with millisecond precision.
+pub(crate) fn rfc3339(at: allot_domain::UnixMillis) -> String {
+    chrono::DateTime::from_timestamp_millis(at.as_millis())
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+        .unwrap_or_default()
+}

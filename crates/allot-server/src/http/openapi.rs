@@ -1,0 +1,38 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations, and a browsable page.
+
+use axum::Router;
+use utoipa::OpenApi;
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::{discount, error, health};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Allot",
+        description = "Hands out scarce things exactly: discount codes, coupons, campaign \
+                       coupons, flash-sale items and stock."
+    ),
+    paths(
+        health::health,
+        health::ready,
+        discount::generate,
+        discount::use_code,
+        discount::get_code,
+    ),
+    components(schemas(error::ErrorBody, error::ErrorDetail)),
+    tags(
+        (name = "health", description = "Liveness and readiness"),
+        (name = "discount-codes", description = "One-time discount codes"),
+    )
+)]
+pub(crate) struct ApiDoc;
+
+pub(crate) const OPENAPI_PATH: &str = "/api/v1/openapi.json";
+pub(crate) const DOCS_PATH: &str = "/api/v1/docs";
+
+pub(crate) fn routes() -> Router {
+    SwaggerUi::new(DOCS_PATH)
+        .url(OPENAPI_PATH, ApiDoc::openapi())
+        .into()
+}

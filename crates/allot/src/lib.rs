@@ -1,0 +1,95 @@
+//! The `allot` command: the server (`serve`), its client (`codes`), and load tools (`bench`).
+
+mod bench;
+mod codes;
+mod grpc_client;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use allot_server::{Application, ServeArgs};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "allot",
+    version,
+    about = "Hands out scarce things exactly: codes, coupons, sale items, stock."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server: gRPC, Connect and REST on one port
+    Serve(ServeArgs),
+    /// Discount codes, as a client of a running server
+    #[command(subcommand)]
+    Codes(codes::CodesCommand),
+    /// Measure a running server against its own hello-world ceiling
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("allot: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(args) => serve(args).await,
+            Command::Codes(cmd) => cmd.run().await,
+            Command::Bench(cmd) => cmd.run().await,
+        }
+    })
+}
+
+async fn serve(args: ServeArgs) -> ExitCode {
+    let config = match args.resolve() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("allot: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let _log_guard = allot_server::telemetry::init(config.log_format, &config.log_level);
+    let clock = Arc::new(allot_server::clock::SystemClock);
+    let app = match Application::build(config.clone(), clock).await {
+        Ok(app) => app,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start");
+            eprintln!("allot: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(
+        addr = %app.local_addr(),
+        data_dir = %config.data_dir.display(),
+        "allot serving gRPC, Connect and REST"
+    );
+    // Tools and tests read the bound address from this line (useful with port 0).
+    println!("allot listening on {}", app.local_addr());
+    match app
+        .run_until_stopped(allot_server::app::shutdown_signal())
+        .await
+    {
+        Ok(()) => {
+            tracing::info!("stopped cleanly");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "stopped with an error");
+            ExitCode::FAILURE
+        }
+    }
+}
