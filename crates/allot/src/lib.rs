@@ -3,6 +3,7 @@
 mod bench;
 mod codes;
 mod grpc_client;
+mod load;
 
 use std::process::ExitCode;
 use std::sync::Arc;

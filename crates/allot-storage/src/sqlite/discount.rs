@@ -24,28 +24,37 @@ pub(super) fn generate(
     .execute(params![length.get(), count, now.as_millis()])?;
     let batch_id = conn.last_insert_rowid();
 
-    let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO discount_codes (code, batch_id, created_at_ms) VALUES (?1, ?2, ?3)",
-    )?;
+    let mut insert = conn
+        .prepare_cached("INSERT OR IGNORE INTO discount_codes (code, batch_id) VALUES (?1, ?2)")?;
     let mut rng = rand::rng();
     let mut codes = Vec::with_capacity(count);
-    let draws_max = count * DRAWS_PER_CODE_MAX;
     let mut draws = 0;
-    while codes.len() < count {
-        if draws == draws_max {
+    let draws_max = count * DRAWS_PER_CODE_MAX;
+    // Draw what is missing, insert it in key order (neighbouring keys share b-tree pages, so
+    // sorted inserts walk the tree once instead of jumping around it), and draw again for any
+    // collision until the batch is full.
+    let mut wanted = count;
+    while wanted > 0 {
+        if draws + wanted > draws_max {
             return Err(StorageError::Corrupt(format!(
                 "{draws} draws found only {} unused codes of length {}: the code space is nearly full",
                 codes.len(),
                 length.get()
             )));
         }
-        draws += 1;
-        let code = DiscountCode::generate(&mut rng, length);
-        // A collision (with any stored code, or one drawn earlier in this batch) inserts
-        // nothing; draw again.
-        if insert.execute(params![code.as_str(), batch_id, now.as_millis()])? == 1 {
-            codes.push(code);
+        draws += wanted;
+        let mut drawn: Vec<DiscountCode> = (0..wanted)
+            .map(|_| DiscountCode::generate(&mut rng, length))
+            .collect();
+        drawn.sort_unstable();
+        for code in drawn {
+            // A collision (with any stored code, or one drawn earlier in this batch) inserts
+            // nothing; it is drawn again in the next round.
+            if insert.execute(params![code.as_str(), batch_id])? == 1 {
+                codes.push(code);
+            }
         }
+        wanted = count - codes.len();
     }
     if draws > count {
         tracing::info!(
@@ -84,7 +93,10 @@ pub(super) fn get(
     code: &DiscountCode,
 ) -> Result<Option<DiscountCodeRecord>, StorageError> {
     let row = conn
-        .prepare_cached("SELECT created_at_ms, used_at_ms FROM discount_codes WHERE code = ?1")?
+        .prepare_cached(
+            "SELECT b.created_at_ms, c.used_at_ms FROM discount_codes c \
+             JOIN discount_code_batches b ON b.id = c.batch_id WHERE c.code = ?1",
+        )?
         .query_row(params![code.as_str()], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
         })

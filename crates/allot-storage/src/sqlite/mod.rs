@@ -4,6 +4,7 @@
 //! transaction with `synchronous=FULL`, so each acknowledged write is fsync'd. Reads use a
 //! small pool of read-only connections, which WAL lets run beside the writer.
 
+mod checkpoint;
 mod discount;
 mod migrate;
 mod reader;
@@ -20,7 +21,7 @@ use rusqlite::Connection;
 
 use crate::{DiscountCodeRecord, StorageError, Store};
 use reader::ReadPool;
-use writer::{WriterHandle, WriterState};
+use writer::{Isolation, WriterHandle, WriterState};
 
 pub const DATABASE_FILE: &str = "allot.db";
 const LOCK_FILE: &str = "LOCK";
@@ -66,7 +67,12 @@ impl SqliteStore {
         configure_writer(&conn)?;
         migrate::apply(&mut conn)?;
 
-        let writer = writer::spawn(conn, options.queue_capacity, options.batch_rows_max)?;
+        let writer = writer::spawn(
+            conn,
+            path.clone(),
+            options.queue_capacity,
+            options.batch_rows_max,
+        )?;
         let readers = Arc::new(ReadPool::new(path, options.readers_max));
         Ok(SqliteStore {
             writer,
@@ -80,12 +86,22 @@ impl SqliteStore {
         data_dir.join(DATABASE_FILE)
     }
 
+    /// Runs `op` in the writer's next group commit, in its own savepoint.
     async fn write<T, F>(&self, weight: usize, op: F) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut WriterState) -> Result<T, StorageError> + Send + 'static,
     {
-        self.writer.submit(weight, op).await
+        self.writer.submit(weight, Isolation::Savepoint, op).await
+    }
+
+    /// Like [`Self::write`] for an operation that makes at most one write statement.
+    async fn write_one<T, F>(&self, op: F) -> Result<T, StorageError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &mut WriterState) -> Result<T, StorageError> + Send + 'static,
+    {
+        self.writer.submit(1, Isolation::SingleStatement, op).await
     }
 
     async fn read<T, F>(&self, op: F) -> Result<T, StorageError>
@@ -157,7 +173,7 @@ impl Store for SqliteStore {
         now: UnixMillis,
     ) -> Result<UseOutcome, StorageError> {
         let code = code.clone();
-        self.write(1, move |conn, _| discount::use_code(conn, &code, now))
+        self.write_one(move |conn, _| discount::use_code(conn, &code, now))
             .await
     }
 

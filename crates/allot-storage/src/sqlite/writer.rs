@@ -15,6 +15,7 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
+use super::checkpoint::{self, Nudge};
 use crate::StorageError;
 
 /// Caches the writer keeps between batches. It is the only writer, so what it remembers is
@@ -38,6 +39,7 @@ trait Job: Send {
 
 struct OpJob<T, F> {
     weight: usize,
+    isolation: Isolation,
     op: Option<F>,
     outcome: Option<Result<T, StorageError>>,
     reply: oneshot::Sender<Result<T, StorageError>>,
@@ -54,7 +56,10 @@ where
 
     fn run(&mut self, conn: &Connection, state: &mut WriterState) {
         let Some(op) = self.op.take() else { return };
-        self.outcome = Some(in_savepoint(conn, |conn| op(conn, state)));
+        self.outcome = Some(match self.isolation {
+            Isolation::Savepoint => in_savepoint(conn, |conn| op(conn, state)),
+            Isolation::SingleStatement => op(conn, state),
+        });
     }
 
     fn finish(self: Box<Self>, commit: Result<(), &str>) {
@@ -67,6 +72,17 @@ where
         // The caller may have gone away (a cancelled request); its write stands either way.
         let _ = self.reply.send(answer);
     }
+}
+
+/// How an operation is kept from leaving half its writes behind when it fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Isolation {
+    /// The operation makes several writes: it runs in its own savepoint and a failure rolls
+    /// back exactly its writes.
+    Savepoint,
+    /// The operation makes at most one write statement, which SQLite already applies
+    /// atomically; a savepoint would only cost time.
+    SingleStatement,
 }
 
 fn in_savepoint<T>(
@@ -94,13 +110,22 @@ pub(crate) struct WriterHandle {
 
 pub(crate) fn spawn(
     conn: Connection,
+    path: std::path::PathBuf,
     queue_capacity: usize,
     batch_weight_max: usize,
 ) -> Result<WriterHandle, StorageError> {
+    // Checkpoints run on their own thread; the writer never checkpoints inside a commit.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    let (nudge_tx, nudge_rx) = std::sync::mpsc::channel();
+    let checkpointer = checkpoint::spawn(path, nudge_rx)?;
     let (tx, rx) = mpsc::channel(queue_capacity);
     let thread = std::thread::Builder::new()
         .name("allot-sqlite-writer".to_owned())
-        .spawn(move || run(conn, rx, batch_weight_max))?;
+        .spawn(move || {
+            run(conn, rx, batch_weight_max, &nudge_tx);
+            let _ = nudge_tx.send(Nudge::Stop);
+            let _ = checkpointer.join();
+        })?;
     Ok(WriterHandle {
         tx,
         thread: Mutex::new(Some(thread)),
@@ -108,7 +133,12 @@ pub(crate) fn spawn(
 }
 
 impl WriterHandle {
-    pub(crate) async fn submit<T, F>(&self, weight: usize, op: F) -> Result<T, StorageError>
+    pub(crate) async fn submit<T, F>(
+        &self,
+        weight: usize,
+        isolation: Isolation,
+        op: F,
+    ) -> Result<T, StorageError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &mut WriterState) -> Result<T, StorageError> + Send + 'static,
@@ -116,6 +146,7 @@ impl WriterHandle {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(OpJob {
             weight,
+            isolation,
             op: Some(op),
             outcome: None,
             reply,
@@ -143,7 +174,12 @@ impl WriterHandle {
     }
 }
 
-fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, batch_weight_max: usize) {
+fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<Msg>,
+    batch_weight_max: usize,
+    checkpointer: &std::sync::mpsc::Sender<Nudge>,
+) {
     let mut state = WriterState::default();
     let mut batch: Vec<Box<dyn Job>> = Vec::new();
     let mut shutdown = None;
@@ -169,6 +205,7 @@ fn run(conn: Connection, mut rx: mpsc::Receiver<Msg>, batch_weight_max: usize) {
         }
         if !batch.is_empty() {
             commit_batch(&conn, &mut state, &mut batch);
+            let _ = checkpointer.send(Nudge::Committed);
         }
     }
     // No more writes: fold the WAL back into the database file so the next start is quick.
@@ -194,14 +231,25 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: &mut Vec<Box<
         batch.drain(..).for_each(|job| job.finish(Err(&why)));
         return;
     }
+    let started = std::time::Instant::now();
     for job in batch.iter_mut() {
         job.run(conn, state);
     }
+    let ran = started.elapsed();
     match conn
         .prepare_cached("COMMIT")
         .and_then(|mut s| s.execute([]))
     {
-        Ok(_) => batch.drain(..).for_each(|job| job.finish(Ok(()))),
+        Ok(_) => {
+            tracing::debug!(
+                jobs = batch.len(),
+                weight = batch.iter().map(|j| j.weight()).sum::<usize>(),
+                run_us = ran.as_micros() as u64,
+                commit_us = (started.elapsed() - ran).as_micros() as u64,
+                "group commit"
+            );
+            batch.drain(..).for_each(|job| job.finish(Ok(())));
+        }
         Err(e) => {
             let why = e.to_string();
             tracing::error!(error = %why, jobs = batch.len(), "commit failed; batch rolled back");

@@ -1,0 +1,230 @@
+//! Test harness: in-process servers (fast, with an injectable clock) and server processes (for
+//! restarts and SIGKILL), each on its own port and its own fresh data directory.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use allot_domain::{Clock, UnixMillis};
+use allot_server::clock::{ManualClock, SystemClock};
+use allot_server::pb::discount::discount_client::DiscountClient;
+use allot_server::{Application, Config};
+use rusqlite::{Connection, OpenFlags};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::{Channel, Endpoint};
+
+/// Logs stay quiet unless `TEST_LOG=1`.
+fn init_logs() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if std::env::var_os("TEST_LOG").is_some() {
+            std::mem::forget(allot_server::telemetry::init(
+                allot_server::LogFormat::Pretty,
+                "info",
+            ));
+        }
+    });
+}
+
+/// A server running inside the test process.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub data_dir: TempDir,
+    pub clock: Option<Arc<ManualClock>>,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_inner(Arc::new(SystemClock), None).await
+    }
+
+    /// A server whose clock stands at `now` until the test moves it.
+    pub async fn spawn_with_clock(now: UnixMillis) -> TestApp {
+        let clock = Arc::new(ManualClock::new(now));
+        Self::spawn_inner(clock.clone(), Some(clock)).await
+    }
+
+    async fn spawn_inner(clock: Arc<dyn Clock>, manual: Option<Arc<ManualClock>>) -> TestApp {
+        init_logs();
+        let data_dir = TempDir::new().expect("temp dir");
+        let config = Config::for_data_dir(data_dir.path().join("data"));
+        let app = Application::build(config, clock)
+            .await
+            .expect("server builds");
+        let addr = app.local_addr();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run_until_stopped(async move {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server runs and stops cleanly");
+        });
+        TestApp {
+            addr,
+            data_dir,
+            clock: manual,
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub async fn channel(&self) -> Channel {
+        channel(self.addr).await
+    }
+
+    pub async fn discount(&self) -> DiscountClient<Channel> {
+        DiscountClient::new(self.channel().await)
+    }
+
+    pub fn db(&self) -> Db {
+        Db::open(&self.data_dir.path().join("data"))
+    }
+
+    /// Graceful stop: in-flight requests finish and storage is flushed.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.expect("server task");
+        }
+    }
+}
+
+pub async fn channel(addr: SocketAddr) -> Channel {
+    Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .tcp_nodelay(true)
+        .connect()
+        .await
+        .expect("gRPC connects")
+}
+
+/// `n` independent HTTP/2 connections, to spread load the way many clients would.
+pub async fn channels(addr: SocketAddr, n: usize) -> Vec<Channel> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(channel(addr).await);
+    }
+    out
+}
+
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Read-only access to a server's database, for checking invariants behind the API.
+pub struct Db(Connection);
+
+impl Db {
+    pub fn open(data_dir: &Path) -> Db {
+        let path = allot_storage::SqliteStore::database_path(data_dir);
+        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("database opens");
+        conn.busy_timeout(Duration::from_secs(5)).unwrap();
+        Db(conn)
+    }
+
+    pub fn count(&self, sql: &str) -> i64 {
+        self.0.query_row(sql, [], |r| r.get(0)).expect(sql)
+    }
+
+    pub fn strings(&self, sql: &str) -> Vec<String> {
+        let mut stmt = self.0.prepare(sql).expect(sql);
+        stmt.query_map([], |r| r.get(0))
+            .expect(sql)
+            .map(|r| r.expect(sql))
+            .collect()
+    }
+}
+
+/// The real `allot` binary in its own process, for restarts and crashes.
+pub struct ServerProcess {
+    pub addr: SocketAddr,
+    pub data_dir: PathBuf,
+    child: Child,
+}
+
+impl ServerProcess {
+    /// Starts `allot serve` on a random port over `data_dir` and waits until it listens.
+    pub fn start(data_dir: &Path) -> ServerProcess {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_allot"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data_dir)
+            .env(
+                "ALLOT_LOG_LEVEL",
+                if std::env::var_os("TEST_LOG").is_some() {
+                    "info"
+                } else {
+                    "warn"
+                },
+            )
+            .stdout(Stdio::piped())
+            .stderr(if std::env::var_os("TEST_LOG").is_some() {
+                Stdio::inherit()
+            } else {
+                Stdio::null()
+            })
+            .spawn()
+            .expect("allot starts");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout)
+            .read_line(&mut line)
+            .expect("reads the listening line");
+        let addr = line
+            .trim()
+            .strip_prefix("allot listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .parse()
+            .unwrap();
+        ServerProcess {
+            addr,
+            data_dir: data_dir.to_owned(),
+            child,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("SIGKILL");
+        self.child.wait().expect("reaped");
+    }
+
+    /// SIGTERM, then waits for a clean exit.
+    pub fn stop(&mut self) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(ok.success());
+        let status = self.child.wait().expect("exits");
+        assert!(status.success(), "allot exited with {status}");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
