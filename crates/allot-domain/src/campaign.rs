@@ -96,6 +96,26 @@ impl TotalCoupons {
     }
 }
 
+/// The most codes one user may hold of one campaign, when the campaign sets a limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PerUserLimit(u32);
+
+impl PerUserLimit {
+    pub fn parse(raw: i64) -> Result<Self, DomainError> {
+        match u32::try_from(raw) {
+            Ok(n) if n >= 1 => Ok(PerUserLimit(n)),
+            _ => Err(DomainError::invalid(
+                "per_user_limit",
+                "must be a positive integer when given",
+            )),
+        }
+    }
+
+    pub fn get(self) -> u32 {
+        self.0
+    }
+}
+
 /// A campaign coupon code: 1 to 10 characters, each a Hangul syllable (U+AC00 to U+D7A3) or an
 /// ASCII digit.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -12,7 +12,7 @@ use tokio::net::TcpListener;
 
 use crate::config::Config;
 use crate::service::Services;
-use crate::{grpc, http, metrics};
+use crate::{connect, grpc, http, metrics};
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -56,7 +56,10 @@ impl Application {
             services: services.clone(),
             metrics: metrics::handle(),
         };
-        let router = http::observe(http::router(state).merge(grpc::routes(&services)));
+        let router = http::router(state).merge(grpc::routes(&services)).layer(
+            axum::middleware::from_fn_with_state(services.clone(), connect::dispatch),
+        );
+        let router = http::observe(router);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| AppError::Bind {

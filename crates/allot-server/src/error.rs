@@ -23,6 +23,14 @@ pub enum ServiceError {
     NotFound { what: &'static str },
     #[error("the code was already used")]
     AlreadyUsed,
+    #[error("issuance starts at {starts_at}")]
+    NotStarted { starts_at: String },
+    #[error("issuance ended at {ended_at}")]
+    Ended { ended_at: String },
+    #[error("all coupons of this campaign are issued")]
+    SoldOut,
+    #[error("this user holds the most coupons of this campaign a user may hold")]
+    UserLimitReached,
     /// Storage cannot take the request now (closed for shutdown, overloaded); worth retrying.
     #[error("storage unavailable")]
     Unavailable(#[source] StorageError),
@@ -38,6 +46,10 @@ pub enum ErrorKind {
     BadRequest,
     NotFound,
     Conflict,
+    /// The request is valid but the system is not in a state to serve it (not started yet).
+    FailedPrecondition,
+    /// Nothing is left to give (sold out, a limit reached).
+    ResourceExhausted,
     Unavailable,
     Internal,
 }
@@ -49,6 +61,10 @@ impl ServiceError {
             ServiceError::BadRequest { .. } => ErrorKind::BadRequest,
             ServiceError::NotFound { .. } => ErrorKind::NotFound,
             ServiceError::AlreadyUsed => ErrorKind::Conflict,
+            ServiceError::NotStarted { .. } | ServiceError::Ended { .. } => {
+                ErrorKind::FailedPrecondition
+            }
+            ServiceError::SoldOut | ServiceError::UserLimitReached => ErrorKind::ResourceExhausted,
             ServiceError::Unavailable(_) => ErrorKind::Unavailable,
             ServiceError::Internal(_) => ErrorKind::Internal,
         }
@@ -61,6 +77,10 @@ impl ServiceError {
             ServiceError::BadRequest { .. } => "bad_request",
             ServiceError::NotFound { .. } => "not_found",
             ServiceError::AlreadyUsed => "already_used",
+            ServiceError::NotStarted { .. } => "not_started",
+            ServiceError::Ended { .. } => "ended",
+            ServiceError::SoldOut => "sold_out",
+            ServiceError::UserLimitReached => "user_limit_reached",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::Internal(_) => "internal",
         }

@@ -8,13 +8,16 @@
 pub mod app;
 pub mod clock;
 pub mod config;
+mod connect;
 mod error;
 mod grpc;
 mod http;
 mod metrics;
 pub mod pb;
+mod rpc;
 pub mod service;
 pub mod telemetry;
+pub mod time;
 
 pub use app::{AppError, Application};
 pub use config::{Config, LogFormat, ServeArgs};

@@ -9,3 +9,7 @@ pub mod discount {
 /// Encoded descriptors of every Allot proto, for gRPC server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/allot_descriptor.bin"));
+
+pub mod couponpb {
+    tonic::include_proto!("couponpb");
+}

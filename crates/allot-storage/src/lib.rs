@@ -10,6 +10,7 @@ pub mod records;
 pub mod sqlite;
 
 use allot_domain::UnixMillis;
+use allot_domain::campaign::{CampaignId, CouponCode};
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
 use async_trait::async_trait;
 
@@ -48,6 +49,33 @@ pub trait Store: Send + Sync + 'static {
         &self,
         code: &DiscountCode,
     ) -> Result<Option<DiscountCodeRecord>, StorageError>;
+
+    /// Creates a campaign with nothing issued.
+    async fn create_campaign(
+        &self,
+        new: NewCampaign,
+        now: UnixMillis,
+    ) -> Result<Campaign, StorageError>;
+
+    /// The campaign with its issued count as committed.
+    async fn campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StorageError>;
+
+    /// Issues the campaign's next code, unless all are issued or the user is at the campaign's
+    /// limit; a known idempotency key returns the code it got before. Exactly `total` codes are
+    /// ever issued per campaign, under any concurrency and across restarts. Does not look at
+    /// the campaign's time window: the service decides that with its clock.
+    async fn issue_coupon(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError>;
+
+    /// Issued codes in issue order, those with `seq > after_seq`, at most `limit`.
+    async fn campaign_coupons(
+        &self,
+        id: CampaignId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<IssuedCoupon>, StorageError>;
+
+    /// Every issued code of the campaign, in issue order.
+    async fn campaign_codes(&self, id: CampaignId) -> Result<Vec<CouponCode>, StorageError>;
 
     /// Finishes every accepted write, makes it durable and releases the database. Later calls
     /// fail with [`StorageError::Closed`].

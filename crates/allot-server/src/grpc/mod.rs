@@ -1,6 +1,7 @@
 //! The gRPC transport: every service, reflection and the standard health service, served as
 //! routes of the same axum router as REST.
 
+mod campaign;
 mod discount;
 
 use axum::Router;
@@ -27,6 +28,7 @@ pub(crate) fn routes(services: &Services) -> Router {
     let (_, health) = tonic_health::server::health_reporter();
 
     Routes::new(discount::server(services))
+        .add_service(campaign::server(services))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
@@ -40,6 +42,8 @@ impl From<ServiceError> for tonic::Status {
             ErrorKind::InvalidArgument | ErrorKind::BadRequest => tonic::Code::InvalidArgument,
             ErrorKind::NotFound => tonic::Code::NotFound,
             ErrorKind::Conflict => tonic::Code::AlreadyExists,
+            ErrorKind::FailedPrecondition => tonic::Code::FailedPrecondition,
+            ErrorKind::ResourceExhausted => tonic::Code::ResourceExhausted,
             ErrorKind::Unavailable => tonic::Code::Unavailable,
             ErrorKind::Internal => tonic::Code::Internal,
         };

@@ -19,7 +19,8 @@ pub(crate) struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ErrorDetail {
     /// Machine-readable, stable: `invalid_argument`, `bad_request`, `not_found`,
-    /// `already_used`, `unavailable`, `internal`.
+    /// `already_used`, `not_started`, `ended`, `sold_out`, `user_limit_reached`,
+    /// `unavailable`, `internal`.
     pub code: &'static str,
     /// For people; may change between releases.
     pub message: String,
@@ -32,7 +33,9 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::InvalidArgument => StatusCode::UNPROCESSABLE_ENTITY,
         ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
         ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Conflict | ErrorKind::FailedPrecondition | ErrorKind::ResourceExhausted => {
+            StatusCode::CONFLICT
+        }
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }

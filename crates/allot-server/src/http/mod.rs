@@ -1,6 +1,7 @@
 //! The REST transport (JSON over HTTP/1.1 and HTTP/2) and the router that carries every
 //! transport on one port.
 
+mod campaign;
 mod discount;
 pub(crate) mod error;
 mod health;
@@ -29,6 +30,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .merge(health::routes())
         .merge(discount::routes())
+        .merge(campaign::routes())
         .route("/metrics", get(render_metrics))
         .with_state(state)
         .merge(openapi::routes())
@@ -83,9 +85,4 @@ async fn log_request(req: Request, next: Next) -> Response {
     response
 }
 
-/// Instants cross the REST edge as RFC 3339 strings in UTC with millisecond precision.
-pub(crate) fn rfc3339(at: allot_domain::UnixMillis) -> String {
-    chrono::DateTime::from_timestamp_millis(at.as_millis())
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
-        .unwrap_or_default()
-}
+pub(crate) use crate::time::rfc3339;

@@ -4,7 +4,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{discount, error, health};
+use super::{campaign, discount, error, health};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,11 +19,16 @@ use super::{discount, error, health};
         discount::generate,
         discount::use_code,
         discount::get_code,
+        campaign::create,
+        campaign::read,
+        campaign::list_coupons,
+        campaign::issue,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail)),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "discount-codes", description = "One-time discount codes"),
+        (name = "campaigns", description = "Campaign coupons: first come, first served, exactly N"),
     )
 )]
 pub(crate) struct ApiDoc;

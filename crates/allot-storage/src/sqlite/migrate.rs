@@ -12,11 +12,18 @@ pub(super) struct Migration {
     pub sql: &'static str,
 }
 
-pub(super) const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "discount_codes",
-    sql: include_str!("../../migrations/sqlite/0001_discount_codes.sql"),
-}];
+pub(super) const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "discount_codes",
+        sql: include_str!("../../migrations/sqlite/0001_discount_codes.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "campaigns",
+        sql: include_str!("../../migrations/sqlite/0002_campaigns.sql"),
+    },
+];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StorageError> {
     conn.execute_batch(

@@ -4,6 +4,7 @@
 //! transaction with `synchronous=FULL`, so each acknowledged write is fsync'd. Reads use a
 //! small pool of read-only connections, which WAL lets run beside the writer.
 
+mod campaign;
 mod checkpoint;
 mod discount;
 mod migrate;
@@ -15,11 +16,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use allot_domain::UnixMillis;
+use allot_domain::campaign::{CampaignId, CouponCode};
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
 use async_trait::async_trait;
 use rusqlite::Connection;
 
-use crate::{DiscountCodeRecord, StorageError, Store};
+use crate::{
+    Campaign, DiscountCodeRecord, IssueOutcome, IssueRequest, IssuedCoupon, NewCampaign,
+    StorageError, Store,
+};
 use reader::ReadPool;
 use writer::{Isolation, WriterHandle, WriterState};
 
@@ -183,6 +188,38 @@ impl Store for SqliteStore {
     ) -> Result<Option<DiscountCodeRecord>, StorageError> {
         let code = code.clone();
         self.read(move |conn| discount::get(conn, &code)).await
+    }
+
+    async fn create_campaign(
+        &self,
+        new: NewCampaign,
+        now: UnixMillis,
+    ) -> Result<Campaign, StorageError> {
+        self.write_one(move |conn, _| campaign::create(conn, &new, now))
+            .await
+    }
+
+    async fn campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
+        self.read(move |conn| campaign::get(conn, id)).await
+    }
+
+    async fn issue_coupon(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError> {
+        self.write(1, move |conn, _| campaign::issue(conn, &request))
+            .await
+    }
+
+    async fn campaign_coupons(
+        &self,
+        id: CampaignId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<IssuedCoupon>, StorageError> {
+        self.read(move |conn| campaign::coupons(conn, id, after_seq, limit))
+            .await
+    }
+
+    async fn campaign_codes(&self, id: CampaignId) -> Result<Vec<CouponCode>, StorageError> {
+        self.read(move |conn| campaign::codes(conn, id)).await
     }
 
     async fn close(&self) -> Result<(), StorageError> {

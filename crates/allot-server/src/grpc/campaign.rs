@@ -1,0 +1,53 @@
+//! `couponpb.CouponService` over gRPC.
+
+use tonic::{Request, Response, Status};
+
+use crate::pb::couponpb::coupon_service_server::{CouponService, CouponServiceServer};
+use crate::pb::couponpb::{
+    CreateCampaignRequest, CreateCampaignResponse, GetCampaignRequest, GetCampaignResponse,
+    IssueCouponRequest, IssueCouponResponse,
+};
+use crate::rpc::couponpb as rpc;
+use crate::service::Services;
+
+pub(crate) fn server(services: &Services) -> CouponServiceServer<CouponGrpc> {
+    // GetCampaign answers with every issued code; a campaign of millions is tens of MiB.
+    CouponServiceServer::new(CouponGrpc {
+        services: services.clone(),
+    })
+    .max_encoding_message_size(usize::MAX)
+}
+
+pub(crate) struct CouponGrpc {
+    services: Services,
+}
+
+#[tonic::async_trait]
+impl CouponService for CouponGrpc {
+    async fn create_campaign(
+        &self,
+        request: Request<CreateCampaignRequest>,
+    ) -> Result<Response<CreateCampaignResponse>, Status> {
+        Ok(Response::new(
+            rpc::create_campaign(&self.services, request.into_inner()).await?,
+        ))
+    }
+
+    async fn get_campaign(
+        &self,
+        request: Request<GetCampaignRequest>,
+    ) -> Result<Response<GetCampaignResponse>, Status> {
+        Ok(Response::new(
+            rpc::get_campaign(&self.services, request.into_inner()).await?,
+        ))
+    }
+
+    async fn issue_coupon(
+        &self,
+        request: Request<IssueCouponRequest>,
+    ) -> Result<Response<IssueCouponResponse>, Status> {
+        Ok(Response::new(
+            rpc::issue_coupon(&self.services, request.into_inner()).await?,
+        ))
+    }
+}

@@ -1,0 +1,277 @@
+//! REST for campaigns: `/api/v1/campaigns`.
+
+use allot_domain::DomainError;
+use allot_domain::campaign::{
+    CampaignId, CampaignName, CampaignWindow, PerUserLimit, TotalCoupons,
+};
+use allot_domain::user::{IdempotencyKey, UserId};
+use allot_storage::{Campaign, NewCampaign};
+use axum::extract::{Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+#[allow(unused_imports)] // referenced by the OpenAPI attributes
+use super::error::ErrorBody;
+use super::json::ApiJson;
+use super::{AppState, rfc3339};
+use crate::ServiceError;
+use crate::service::campaign::COUPONS_PAGE_MAX;
+use crate::time::parse_rfc3339;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/campaigns", post(create))
+        .route("/api/v1/campaigns/{id}", get(read))
+        .route(
+            "/api/v1/campaigns/{id}/coupons",
+            get(list_coupons).post(issue),
+        )
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct CreateCampaignBody {
+    /// 1 to 200 characters.
+    pub name: Option<String>,
+    /// RFC 3339; issuance opens at this instant, to the millisecond.
+    pub start_time: Option<String>,
+    /// 1 to 10,000,000.
+    pub total_coupons: Option<i64>,
+    /// Optional RFC 3339 instant after `start_time` when issuance closes.
+    pub end_time: Option<String>,
+    /// Optional most codes one `user_id` may hold.
+    pub per_user_limit: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CampaignView {
+    pub id: i64,
+    pub name: String,
+    pub start_time: String,
+    pub end_time: Option<String>,
+    pub total_coupons: i64,
+    pub issued: i64,
+    pub remaining: i64,
+    pub per_user_limit: Option<u32>,
+    pub created_at: String,
+}
+
+impl From<Campaign> for CampaignView {
+    fn from(c: Campaign) -> Self {
+        CampaignView {
+            id: c.id.get(),
+            name: c.name,
+            start_time: rfc3339(c.window.starts_at),
+            end_time: c.window.ends_at.map(rfc3339),
+            total_coupons: c.total,
+            issued: c.issued,
+            remaining: c.total - c.issued,
+            per_user_limit: c.per_user_limit,
+            created_at: rfc3339(c.created_at),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub(crate) struct IssueBody {
+    /// Who receives the code; needed when the campaign has a per-user limit.
+    pub user_id: Option<String>,
+    /// A retry with the same key returns the same code. The `Idempotency-Key` header works too.
+    pub idempotency_key: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct IssuedView {
+    pub campaign_id: i64,
+    /// At most 10 characters: Hangul syllables and digits.
+    pub code: String,
+    /// 1 for the first code issued, `total_coupons` for the last.
+    pub seq: i64,
+    /// True when an idempotency key matched an earlier issue.
+    pub replayed: bool,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct PageQuery {
+    /// Return codes with `seq` greater than this (0 to start).
+    pub after: Option<i64>,
+    /// Page size, 1 to 10,000 (default 1,000).
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CouponView {
+    pub code: String,
+    pub seq: i64,
+    pub user_id: Option<String>,
+    pub issued_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CouponPage {
+    pub coupons: Vec<CouponView>,
+    /// Pass as `after` for the next page; null on the last page.
+    pub next_after: Option<i64>,
+}
+
+/// Create a campaign.
+#[utoipa::path(post, path = "/api/v1/campaigns", tag = "campaigns",
+    request_body = CreateCampaignBody,
+    responses(
+        (status = 201, description = "Created", body = CampaignView),
+        (status = 400, description = "Not JSON of this shape", body = ErrorBody),
+        (status = 422, description = "A field is missing or out of range", body = ErrorBody)))]
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<CreateCampaignBody>,
+) -> Result<(StatusCode, Json<CampaignView>), ServiceError> {
+    let name = CampaignName::parse(body.name.as_deref().unwrap_or_default())?;
+    let start = instant("start_time", body.start_time.as_deref())?
+        .ok_or_else(|| DomainError::invalid("start_time", "is required"))?;
+    let end = instant("end_time", body.end_time.as_deref())?;
+    let total = TotalCoupons::parse(
+        body.total_coupons
+            .ok_or_else(|| DomainError::invalid("total_coupons", "is required"))?,
+    )?;
+    let per_user_limit = body.per_user_limit.map(PerUserLimit::parse).transpose()?;
+    let campaign = state
+        .services
+        .campaigns
+        .create(NewCampaign {
+            name,
+            window: CampaignWindow::new(start, end)?,
+            total,
+            per_user_limit,
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(campaign.into())))
+}
+
+/// Read a campaign with its counts.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns",
+    params(("id" = i64, Path, description = "Campaign id")),
+    responses(
+        (status = 200, description = "The campaign", body = CampaignView),
+        (status = 404, description = "No such campaign", body = ErrorBody)))]
+pub(crate) async fn read(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CampaignView>, ServiceError> {
+    let campaign = state.services.campaigns.get(campaign_id(&id)?).await?;
+    Ok(Json(campaign.into()))
+}
+
+/// List issued codes in issue order, a page at a time.
+#[utoipa::path(get, path = "/api/v1/campaigns/{id}/coupons", tag = "campaigns",
+    params(("id" = i64, Path, description = "Campaign id"), PageQuery),
+    responses(
+        (status = 200, description = "A page of issued codes", body = CouponPage),
+        (status = 404, description = "No such campaign", body = ErrorBody)))]
+pub(crate) async fn list_coupons(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(page): Query<PageQuery>,
+) -> Result<Json<CouponPage>, ServiceError> {
+    let limit = page.limit.unwrap_or(1_000);
+    if !(1..=COUPONS_PAGE_MAX).contains(&limit) {
+        return Err(
+            DomainError::invalid("limit", format!("must be 1 to {COUPONS_PAGE_MAX}")).into(),
+        );
+    }
+    let coupons = state
+        .services
+        .campaigns
+        .coupons(campaign_id(&id)?, page.after.unwrap_or(0), limit)
+        .await?;
+    let next_after = (coupons.len() == limit as usize)
+        .then(|| coupons.last().map(|c| c.seq))
+        .flatten();
+    Ok(Json(CouponPage {
+        coupons: coupons
+            .into_iter()
+            .map(|c| CouponView {
+                code: c.code.into_string(),
+                seq: c.seq,
+                user_id: c.user_id,
+                issued_at: rfc3339(c.issued_at),
+            })
+            .collect(),
+        next_after,
+    }))
+}
+
+/// Issue the campaign's next code (first come, first served).
+#[utoipa::path(post, path = "/api/v1/campaigns/{id}/coupons", tag = "campaigns",
+    params(
+        ("id" = i64, Path, description = "Campaign id"),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the same code")),
+    request_body(content = Option<IssueBody>, description = "Optional"),
+    responses(
+        (status = 201, description = "A new code, durably recorded", body = IssuedView),
+        (status = 200, description = "The code of an earlier request with the same idempotency key", body = IssuedView),
+        (status = 404, description = "No such campaign (`not_found`)", body = ErrorBody),
+        (status = 409, description = "`not_started`, `ended`, `sold_out` or `user_limit_reached`", body = ErrorBody),
+        (status = 422, description = "A bad field", body = ErrorBody)))]
+pub(crate) async fn issue(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<IssuedView>), ServiceError> {
+    let id = campaign_id(&id)?;
+    let body: IssueBody = if body.iter().all(u8::is_ascii_whitespace) {
+        IssueBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ServiceError::bad_request(None, format!("invalid JSON body: {e}")))?
+    };
+    let header_key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| DomainError::invalid("idempotency_key", "must be printable ASCII"))
+        })
+        .transpose()?;
+    let key = body
+        .idempotency_key
+        .or(header_key)
+        .map(|k| IdempotencyKey::parse(&k))
+        .transpose()?;
+    let user = body.user_id.map(|u| UserId::parse(&u)).transpose()?;
+    let issued = state.services.campaigns.issue(id, user, key).await?;
+    let status = if issued.replayed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    };
+    Ok((
+        status,
+        Json(IssuedView {
+            campaign_id: id.get(),
+            code: issued.code.into_string(),
+            seq: issued.seq,
+            replayed: issued.replayed,
+        }),
+    ))
+}
+
+fn campaign_id(raw: &str) -> Result<CampaignId, ServiceError> {
+    let n: i64 = raw
+        .parse()
+        .map_err(|_| DomainError::invalid("campaign_id", "must be a positive integer"))?;
+    Ok(CampaignId::parse(n)?)
+}
+
+fn instant(
+    field: &'static str,
+    raw: Option<&str>,
+) -> Result<Option<allot_domain::UnixMillis>, DomainError> {
+    raw.map(|s| {
+        parse_rfc3339(s).ok_or_else(|| DomainError::invalid(field, "must be an RFC 3339 instant"))
+    })
+    .transpose()
+}

@@ -1,0 +1,92 @@
+//! `couponpb.CouponService`.
+
+use allot_domain::DomainError;
+use allot_domain::campaign::{
+    CampaignId, CampaignName, CampaignWindow, PerUserLimit, TotalCoupons,
+};
+use allot_domain::user::{IdempotencyKey, UserId};
+use allot_storage::{Campaign, NewCampaign};
+
+use crate::ServiceError;
+use crate::pb::couponpb as pb;
+use crate::service::Services;
+use crate::time::{from_timestamp, to_timestamp};
+
+pub(crate) async fn create_campaign(
+    services: &Services,
+    req: pb::CreateCampaignRequest,
+) -> Result<pb::CreateCampaignResponse, ServiceError> {
+    let name = CampaignName::parse(&req.name)?;
+    let start = req
+        .start_time
+        .as_ref()
+        .ok_or_else(|| DomainError::invalid("start_time", "is required"))?;
+    let start = from_timestamp(start)
+        .ok_or_else(|| DomainError::invalid("start_time", "is not a valid instant"))?;
+    let end = req
+        .end_time
+        .as_ref()
+        .map(|t| {
+            from_timestamp(t)
+                .ok_or_else(|| DomainError::invalid("end_time", "is not a valid instant"))
+        })
+        .transpose()?;
+    let total = TotalCoupons::parse(req.total_coupons)?;
+    let per_user_limit = match req.per_user_limit {
+        0 => None,
+        n => Some(PerUserLimit::parse(n)?),
+    };
+    let campaign = services
+        .campaigns
+        .create(NewCampaign {
+            name,
+            window: CampaignWindow::new(start, end)?,
+            total,
+            per_user_limit,
+        })
+        .await?;
+    Ok(pb::CreateCampaignResponse {
+        campaign_id: campaign.id.get(),
+    })
+}
+
+pub(crate) async fn get_campaign(
+    services: &Services,
+    req: pb::GetCampaignRequest,
+) -> Result<pb::GetCampaignResponse, ServiceError> {
+    let id = CampaignId::parse(req.campaign_id)?;
+    let (campaign, codes) = services.campaigns.get_with_codes(id).await?;
+    Ok(pb::GetCampaignResponse {
+        campaign: Some(campaign_message(&campaign)),
+        coupon_codes: codes.into_iter().map(|c| c.into_string()).collect(),
+    })
+}
+
+pub(crate) async fn issue_coupon(
+    services: &Services,
+    req: pb::IssueCouponRequest,
+) -> Result<pb::IssueCouponResponse, ServiceError> {
+    let id = CampaignId::parse(req.campaign_id)?;
+    let user = (!req.user_id.is_empty())
+        .then(|| UserId::parse(&req.user_id))
+        .transpose()?;
+    let key = (!req.idempotency_key.is_empty())
+        .then(|| IdempotencyKey::parse(&req.idempotency_key))
+        .transpose()?;
+    let issued = services.campaigns.issue(id, user, key).await?;
+    Ok(pb::IssueCouponResponse {
+        coupon_code: issued.code.into_string(),
+    })
+}
+
+pub(crate) fn campaign_message(c: &Campaign) -> pb::Campaign {
+    pb::Campaign {
+        id: c.id.get(),
+        name: c.name.clone(),
+        start_time: Some(to_timestamp(c.window.starts_at)),
+        total_coupons: c.total,
+        end_time: c.window.ends_at.map(to_timestamp),
+        issued_coupons: c.issued,
+        per_user_limit: c.per_user_limit.map_or(0, i64::from),
+    }
+}

@@ -1,0 +1,5 @@
+//! Protobuf contracts as plain async functions: a request message in, a response message or a
+//! [`crate::ServiceError`] out. gRPC (tonic) and Connect both call these, so the two protocols
+//! cannot drift apart.
+
+pub(crate) mod couponpb;
