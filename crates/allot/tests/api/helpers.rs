@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use allot_domain::{Clock, UnixMillis};
 use allot_server::clock::{ManualClock, SystemClock};
+use allot_server::pb::couponpb::CreateCampaignRequest;
+use allot_server::pb::couponpb::coupon_service_client::CouponServiceClient;
 use allot_server::pb::discount::discount_client::DiscountClient;
 use allot_server::{Application, Config};
 use rusqlite::{Connection, OpenFlags};
@@ -227,4 +229,54 @@ impl Drop for ServerProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// One Connect unary call with a JSON body; answers the HTTP status and the JSON body.
+pub async fn connect_json(
+    client: &reqwest::Client,
+    base: &str,
+    method: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    let response = client
+        .post(format!("{base}/couponpb.CouponService/{method}"))
+        .header("content-type", "application/json")
+        .header("connect-protocol-version", "1")
+        .json(&body)
+        .send()
+        .await
+        .expect("connect call");
+    let status = response.status().as_u16();
+    let body = response.json().await.unwrap_or(serde_json::Value::Null);
+    (status, body)
+}
+
+pub fn coupon_client(channel: Channel) -> CouponServiceClient<Channel> {
+    CouponServiceClient::new(channel).max_decoding_message_size(usize::MAX)
+}
+
+pub fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+/// Creates a campaign over gRPC that opened a minute ago (by the system clock).
+pub async fn open_campaign(client: &mut CouponServiceClient<Channel>, total: i64) -> i64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    client
+        .create_campaign(CreateCampaignRequest {
+            name: format!("test campaign of {total}"),
+            start_time: Some(timestamp(now - 60_000)),
+            total_coupons: total,
+            ..Default::default()
+        })
+        .await
+        .expect("campaign created")
+        .into_inner()
+        .campaign_id
 }

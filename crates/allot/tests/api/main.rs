@@ -1,6 +1,8 @@
 //! Integration tests: the real server on a random port, spoken to over the network as a client
 //! would, with invariants checked in the database afterwards.
 
+mod campaign;
+mod campaign_crash;
 mod discount_grpc;
 mod discount_rest;
 mod durability;
