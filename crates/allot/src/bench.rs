@@ -13,6 +13,7 @@ use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::grpc_client::{DEFAULT_SERVER, connect};
+use crate::issue_load::{IssueLoad, Protocol, Transport, hello};
 use crate::load::{self, Budget, Outcome, Summary};
 
 #[derive(Debug, Subcommand)]
@@ -20,6 +21,79 @@ pub(crate) enum BenchCommand {
     /// Discount codes over gRPC: generate 1,000,000 codes (500 calls of 2,000), then UseCode at
     /// 64 concurrent clients, beside gRPC hello-world (grpc.health.v1 Check)
     Discount(DiscountBench),
+    /// Campaign IssueCoupon, durable, over gRPC, Connect and REST at 64 and 256 clients, each
+    /// beside the same protocol's hello-world; every run is verified through GetCampaign
+    Issue(IssueBench),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IssueBench {
+    /// Server URL
+    #[arg(long, env = "ALLOT_SERVER", default_value = DEFAULT_SERVER)]
+    server: String,
+    /// Seconds each timed phase runs
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Client counts to measure
+    #[arg(long, value_delimiter = ',', default_values_t = [64, 256])]
+    concurrency: Vec<usize>,
+    /// Protocols to measure
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Protocol::Grpc, Protocol::Connect, Protocol::Rest])]
+    protocols: Vec<Protocol>,
+    /// HTTP/2 connections for gRPC
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// No progress bars (for logs)
+    #[arg(long)]
+    no_progress: bool,
+}
+
+impl IssueBench {
+    async fn run(self) -> Result<(), String> {
+        println!("allot bench issue: server {}", self.server);
+        let mut failed = Vec::new();
+        for &protocol in &self.protocols {
+            for &concurrency in &self.concurrency {
+                let transport = Transport::new(&self.server, protocol, self.connections).await?;
+                let hello_summary =
+                    hello(&transport, concurrency, self.seconds, !self.no_progress).await;
+                let report = IssueLoad {
+                    server: self.server.clone(),
+                    protocol,
+                    campaign: None,
+                    create: Some(allot_domain::campaign::TOTAL_COUPONS_MAX),
+                    concurrency,
+                    requests: 0,
+                    seconds: Some(self.seconds),
+                    connections: self.connections,
+                    no_progress: self.no_progress,
+                }
+                .run()
+                .await?;
+                println!("{}", hello_summary.line());
+                println!("{}", report.summary.line());
+                println!(
+                    "  -> {:?} c={concurrency}: {:.0} issued/s = {:.0}% of hello-world; verified: {}",
+                    protocol,
+                    report.summary.rate(),
+                    100.0 * report.summary.rate() / hello_summary.rate(),
+                    if report.problems.is_empty() {
+                        "ok".to_owned()
+                    } else {
+                        report.problems.join("; ")
+                    }
+                );
+                if !report.problems.is_empty() {
+                    failed.push(format!("{protocol:?} c={concurrency}"));
+                }
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("verification failed for {}", failed.join(", ")))
+        }
+    }
 }
 
 #[derive(Debug, Args)]
@@ -51,6 +125,7 @@ impl BenchCommand {
     pub(crate) async fn run(self) -> ExitCode {
         let result = match self {
             BenchCommand::Discount(b) => b.run().await,
+            BenchCommand::Issue(b) => b.run().await,
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -3,6 +3,7 @@
 mod bench;
 mod codes;
 mod grpc_client;
+mod issue_load;
 mod load;
 
 use std::process::ExitCode;
@@ -29,9 +30,19 @@ enum Command {
     /// Discount codes, as a client of a running server
     #[command(subcommand)]
     Codes(codes::CodesCommand),
+    /// Drive a running server with load, then verify what it did
+    #[command(subcommand)]
+    Load(LoadCommand),
     /// Measure a running server against its own hello-world ceiling
     #[command(subcommand)]
     Bench(bench::BenchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum LoadCommand {
+    /// Campaign issuance: C clients race for a campaign's codes; then checks through
+    /// GetCampaign that it holds exactly what was issued. Exits non-zero when a check fails
+    Issue(issue_load::IssueLoad),
 }
 
 pub fn main() -> ExitCode {
@@ -50,6 +61,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Codes(cmd) => cmd.run().await,
+            Command::Load(LoadCommand::Issue(load)) => load.run_command().await,
             Command::Bench(cmd) => cmd.run().await,
         }
     })

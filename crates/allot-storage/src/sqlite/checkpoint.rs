@@ -10,6 +10,9 @@ use rusqlite::Connection;
 
 /// How often the checkpointer looks at the WAL when nobody nudges it.
 const IDLE_INTERVAL: Duration = Duration::from_millis(500);
+/// Least time between two checkpoints. A page changed by many commits in this time is copied
+/// to the database file once instead of once per commit.
+const CHECKPOINT_SPACING: Duration = Duration::from_millis(250);
 /// WAL size (in frames) past which a blocking checkpoint is run, so that the WAL cannot grow
 /// without bound under readers that never let a passive checkpoint finish. 65,536 frames of
 /// 4 KiB is 256 MiB.
@@ -44,7 +47,8 @@ fn run(path: PathBuf, nudges: Receiver<Nudge>) {
         match nudges.recv_timeout(IDLE_INTERVAL) {
             Ok(Nudge::Stop) | Err(RecvTimeoutError::Disconnected) => return,
             Ok(Nudge::Committed) => {
-                // Let commits that arrive meanwhile coalesce into one checkpoint.
+                // Let the commits of the next while coalesce into one checkpoint.
+                std::thread::sleep(CHECKPOINT_SPACING);
                 while let Ok(n) = nudges.try_recv() {
                     if let Nudge::Stop = n {
                         return;
