@@ -13,18 +13,21 @@ CREATE TABLE campaigns (
     created_at_ms  INTEGER NOT NULL
 );
 
--- Every issued code. The code is the primary key, so it is unique across all campaigns;
--- (campaign_id, seq) is unique too, and seq runs 1..=issued in issue order.
+-- Every issued code, stored in issue order: the key (campaign_id, seq) only grows, so issues
+-- append at the end of the table. seq runs 1..=issued. The unique index on code makes codes
+-- unique across all campaigns; codes are k-sortable (an ordering prefix, then random symbols),
+-- so that index grows at its end too instead of taking writes all over its pages.
 CREATE TABLE campaign_coupons (
-    code            TEXT    NOT NULL PRIMARY KEY,
     campaign_id     INTEGER NOT NULL REFERENCES campaigns (id),
     seq             INTEGER NOT NULL CHECK (seq >= 1),
+    code            TEXT    NOT NULL,
     user_id         TEXT,
     idempotency_key TEXT,
-    issued_at_ms    INTEGER NOT NULL
+    issued_at_ms    INTEGER NOT NULL,
+    PRIMARY KEY (campaign_id, seq)
 ) WITHOUT ROWID;
 
-CREATE UNIQUE INDEX campaign_coupons_by_seq ON campaign_coupons (campaign_id, seq);
+CREATE UNIQUE INDEX campaign_coupons_by_code ON campaign_coupons (code);
 CREATE UNIQUE INDEX campaign_coupons_by_idempotency_key
     ON campaign_coupons (campaign_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX campaign_coupons_by_user

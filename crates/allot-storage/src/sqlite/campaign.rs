@@ -5,6 +5,7 @@ use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CampaignWindow, CouponCode};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 
+use super::writer::WriterState;
 use crate::{Campaign, IssueOutcome, IssueRequest, IssuedCoupon, NewCampaign, StorageError};
 
 /// Draws allowed per issue before giving up. With 11,182^8 codes a single collision is already
@@ -78,7 +79,11 @@ fn campaign_row(r: &Row<'_>) -> rusqlite::Result<Result<Campaign, StorageError>>
     })())
 }
 
-pub(super) fn issue(conn: &Connection, req: &IssueRequest) -> Result<IssueOutcome, StorageError> {
+pub(super) fn issue(
+    conn: &Connection,
+    state: &mut WriterState,
+    req: &IssueRequest,
+) -> Result<IssueOutcome, StorageError> {
     let campaign = req.campaign_id.get();
     if let Some(key) = &req.idempotency_key {
         let seen = conn
@@ -134,13 +139,17 @@ pub(super) fn issue(conn: &Connection, req: &IssueRequest) -> Result<IssueOutcom
         }
     }
 
+    let sequence = match state.campaign_code_sequence {
+        Some(n) => n,
+        None => resume_sequence(conn)?,
+    };
     let mut insert = conn.prepare_cached(
         "INSERT INTO campaign_coupons (code, campaign_id, seq, user_id, idempotency_key, issued_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
     let mut rng = rand::rng();
     for _ in 0..DRAWS_MAX {
-        let code = CouponCode::generate(&mut rng);
+        let code = CouponCode::generate(&mut rng, sequence);
         let inserted = insert.execute(params![
             code.as_str(),
             campaign,
@@ -150,11 +159,16 @@ pub(super) fn issue(conn: &Connection, req: &IssueRequest) -> Result<IssueOutcom
             req.now.as_millis(),
         ]);
         match inserted {
-            Ok(_) => return Ok(IssueOutcome::Issued { code, seq }),
+            Ok(_) => {
+                // Only now, with the row in: a failed issue must not move the sequence.
+                state.campaign_code_sequence = Some(sequence + 1);
+                return Ok(IssueOutcome::Issued { code, seq });
+            }
             // The code exists (in any campaign): draw another.
-            Err(rusqlite::Error::SqliteFailure(e, _))
+            Err(rusqlite::Error::SqliteFailure(e, Some(message)))
                 if e.code == ErrorCode::ConstraintViolation
-                    && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+                    && e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                    && message.contains("campaign_coupons.code") =>
             {
                 tracing::info!(campaign, "campaign code collision redrawn");
             }
@@ -164,6 +178,18 @@ pub(super) fn issue(conn: &Connection, req: &IssueRequest) -> Result<IssueOutcom
     Err(StorageError::Corrupt(format!(
         "{DRAWS_MAX} draws in a row collided: the code generator is broken"
     )))
+}
+
+/// Where the code sequence goes on after a restart: just past the run of the greatest stored
+/// code (one index probe).
+fn resume_sequence(conn: &Connection) -> Result<u64, StorageError> {
+    let greatest: Option<String> = conn
+        .prepare_cached("SELECT max(code) FROM campaign_coupons")?
+        .query_row([], |r| r.get(0))?;
+    Ok(greatest
+        .as_deref()
+        .and_then(CouponCode::sequence_after)
+        .unwrap_or(0))
 }
 
 pub(super) fn coupons(

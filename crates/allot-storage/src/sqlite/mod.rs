@@ -205,7 +205,7 @@ impl Store for SqliteStore {
     }
 
     async fn issue_coupon(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError> {
-        self.write(1, move |conn, _| campaign::issue(conn, &request))
+        self.write(1, move |conn, state| campaign::issue(conn, state, &request))
             .await
     }
 

@@ -21,7 +21,10 @@ use crate::StorageError;
 /// Caches the writer keeps between batches. It is the only writer, so what it remembers is
 /// exact; it is cleared whenever a commit fails, since the database then rolled back.
 #[derive(Debug, Default)]
-pub(crate) struct WriterState {}
+pub(crate) struct WriterState {
+    /// Issues so far, for the ordering prefix of campaign codes; resumed from the stored codes.
+    pub campaign_code_sequence: Option<u64>,
+}
 
 impl WriterState {
     fn invalidate(&mut self) {
