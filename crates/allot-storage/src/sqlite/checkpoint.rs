@@ -3,6 +3,8 @@
 //! checkpoint never stalls a commit (and so never shows in request latency).
 
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::Duration;
 
@@ -13,10 +15,30 @@ const IDLE_INTERVAL: Duration = Duration::from_millis(500);
 /// Least time between two checkpoints. A page changed by many commits in this time is copied
 /// to the database file once instead of once per commit.
 const CHECKPOINT_SPACING: Duration = Duration::from_millis(250);
-/// WAL size (in frames) past which a blocking checkpoint is run, so that the WAL cannot grow
-/// without bound under readers that never let a passive checkpoint finish. 65,536 frames of
-/// 4 KiB is 256 MiB.
-const WAL_FRAMES_HARD_MAX: i64 = 65_536;
+/// WAL size (in frames) past which the writer is asked to restart the WAL (see
+/// [`WalSize`]). 16,384 frames of 1 KiB is 16 MiB.
+pub(crate) const WAL_FRAMES_RESTART: i64 = 16_384;
+
+/// The WAL's size as the last checkpoint saw it, shared with the writer.
+///
+/// Under a steady stream of commits a passive checkpoint never catches the WAL's moving end,
+/// so the WAL is never reset and grows without bound. A checkpoint that resets it (RESTART)
+/// must keep writers out while it runs; run from here it would stall every commit behind it.
+/// So this thread copies frames passively, and the writer itself, between two batches, runs a
+/// RESTART once the WAL passes [`WAL_FRAMES_RESTART`]: most frames are copied already, so it
+/// only moves the tail and resets the log.
+#[derive(Debug, Default)]
+pub(crate) struct WalSize(AtomicI64);
+
+impl WalSize {
+    pub(crate) fn frames(&self) -> i64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set(&self, frames: i64) {
+        self.0.store(frames, Ordering::Relaxed);
+    }
+}
 
 pub(crate) enum Nudge {
     Committed,
@@ -26,13 +48,14 @@ pub(crate) enum Nudge {
 pub(crate) fn spawn(
     path: PathBuf,
     nudges: Receiver<Nudge>,
+    wal_size: Arc<WalSize>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     std::thread::Builder::new()
         .name("allot-sqlite-checkpoint".to_owned())
-        .spawn(move || run(path, nudges))
+        .spawn(move || run(path, nudges, &wal_size))
 }
 
-fn run(path: PathBuf, nudges: Receiver<Nudge>) {
+fn run(path: PathBuf, nudges: Receiver<Nudge>, wal_size: &WalSize) {
     let conn = match Connection::open(&path).and_then(|c| {
         c.pragma_update(None, "busy_timeout", 5_000)?;
         Ok(c)
@@ -58,18 +81,13 @@ fn run(path: PathBuf, nudges: Receiver<Nudge>) {
             Err(RecvTimeoutError::Timeout) => {}
         }
         match checkpoint(&conn, "PASSIVE") {
-            Ok((_, log_frames, _)) if log_frames > WAL_FRAMES_HARD_MAX => {
-                if let Err(e) = checkpoint(&conn, "RESTART") {
-                    tracing::warn!(error = %e, "restart checkpoint");
-                }
-            }
-            Ok(_) => {}
+            Ok((_, log_frames, _)) => wal_size.set(log_frames),
             Err(e) => tracing::warn!(error = %e, "passive checkpoint"),
         }
     }
 }
 
-fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)> {
+pub(crate) fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64, i64)> {
     conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
         Ok((r.get(0)?, r.get(1)?, r.get(2)?))
     })

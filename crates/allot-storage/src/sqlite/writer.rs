@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use rusqlite::Connection;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::checkpoint::{self, Nudge};
+use super::checkpoint::{self, Nudge, WAL_FRAMES_RESTART, WalSize};
 use crate::StorageError;
 
 /// Caches the writer keeps between batches. It is the only writer, so what it remembers is
@@ -120,12 +120,13 @@ pub(crate) fn spawn(
     // Checkpoints run on their own thread; the writer never checkpoints inside a commit.
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let (nudge_tx, nudge_rx) = std::sync::mpsc::channel();
-    let checkpointer = checkpoint::spawn(path, nudge_rx)?;
+    let wal_size = std::sync::Arc::new(WalSize::default());
+    let checkpointer = checkpoint::spawn(path, nudge_rx, wal_size.clone())?;
     let (tx, rx) = mpsc::channel(queue_capacity);
     let thread = std::thread::Builder::new()
         .name("allot-sqlite-writer".to_owned())
         .spawn(move || {
-            run(conn, rx, batch_weight_max, &nudge_tx);
+            run(conn, rx, batch_weight_max, &nudge_tx, &wal_size);
             let _ = nudge_tx.send(Nudge::Stop);
             let _ = checkpointer.join();
         })?;
@@ -182,6 +183,7 @@ fn run(
     mut rx: mpsc::Receiver<Msg>,
     batch_weight_max: usize,
     checkpointer: &std::sync::mpsc::Sender<Nudge>,
+    wal_size: &WalSize,
 ) {
     let mut state = WriterState::default();
     let mut batch: Vec<Box<dyn Job>> = Vec::new();
@@ -210,6 +212,9 @@ fn run(
             commit_batch(&conn, &mut state, &mut batch);
             let _ = checkpointer.send(Nudge::Committed);
         }
+        if wal_size.frames() > WAL_FRAMES_RESTART {
+            restart_wal(&conn, wal_size);
+        }
     }
     // No more writes: fold the WAL back into the database file so the next start is quick.
     let closed = conn
@@ -222,6 +227,19 @@ fn run(
     if let Some(ack) = shutdown {
         let _ = ack.send(closed);
     }
+}
+
+/// Copies the WAL's last frames and resets it, between two batches (see [`WalSize`]). Waits
+/// at most a few milliseconds for readers of old snapshots; if they hold on, it tries again
+/// after a later batch.
+fn restart_wal(conn: &Connection, wal_size: &WalSize) {
+    let _ = conn.busy_timeout(std::time::Duration::from_millis(10));
+    match checkpoint::checkpoint(conn, "RESTART") {
+        Ok((0, _, _)) => wal_size.set(0),
+        Ok(_) => tracing::debug!("WAL restart deferred: readers hold old snapshots"),
+        Err(e) => tracing::warn!(error = %e, "WAL restart"),
+    }
+    let _ = conn.busy_timeout(std::time::Duration::from_secs(5));
 }
 
 fn commit_batch(conn: &Connection, state: &mut WriterState, batch: &mut Vec<Box<dyn Job>>) {
