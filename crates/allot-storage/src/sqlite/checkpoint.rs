@@ -16,8 +16,8 @@ const IDLE_INTERVAL: Duration = Duration::from_millis(500);
 /// to the database file once instead of once per commit.
 const CHECKPOINT_SPACING: Duration = Duration::from_millis(250);
 /// WAL size (in frames) past which the writer is asked to restart the WAL (see
-/// [`WalSize`]). 16,384 frames of 1 KiB is 16 MiB.
-pub(crate) const WAL_FRAMES_RESTART: i64 = 16_384;
+/// [`WalSize`]). 8,192 frames of 4 KiB is 32 MiB.
+pub(crate) const WAL_FRAMES_RESTART: i64 = 8_192;
 
 /// The WAL's size as the last checkpoint saw it, shared with the writer.
 ///

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Reproduces the figures of docs/PERFORMANCE.md on this machine: a release build, a fresh
+# server per benchmark on loopback, Allot's own verifying load tools, and wrk (a C load
+# generator, installed with apt-get when missing) for the server's ceiling with a cheap client.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SECONDS_PER_PHASE="${SECONDS_PER_PHASE:-5}"
+PORT="${PORT:-18090}"
+URL="http://127.0.0.1:$PORT"
+DATA="$(mktemp -d)"
+BIN=target/release/allot
+cargo build --release --quiet
+
+if ! command -v wrk >/dev/null; then
+  (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 || echo "wrk unavailable; skipping wrk runs"
+fi
+
+PID=""
+start() {
+  rm -rf "$DATA/data"
+  "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA/data" --log-level warn >/dev/null &
+  PID=$!
+  for _ in $(seq 50); do curl -sf "$URL/health" >/dev/null && return; sleep 0.1; done
+  echo "server did not start" >&2; exit 1
+}
+stop() { kill "$PID"; wait "$PID" || true; }
+trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
+
+echo "## machine: $(nproc) cores, $(lscpu | sed -n 's/Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(rustc --version)"
+echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD)"
+
+echo "## allot bench discount"
+start; "$BIN" bench discount --server "$URL" --seconds "$SECONDS_PER_PHASE" --no-progress; stop
+
+echo "## allot bench issue"
+start; "$BIN" bench issue --server "$URL" --seconds "$SECONDS_PER_PHASE" --no-progress; stop
+
+if command -v wrk >/dev/null; then
+  echo "## wrk: hello-world and IssueCoupon (Connect JSON and REST), fresh server"
+  start
+  id=$(curl -s -H 'Content-Type: application/json' \
+    -d '{"name":"wrk","startTime":"2020-01-01T00:00:00Z","totalCoupons":"10000000"}' \
+    "$URL/couponpb.CouponService/CreateCampaign" | sed 's/.*"campaignId":"\([0-9]*\)".*/\1/')
+  printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = %s\n' \
+    "'{\"campaignId\":\"$id\"}'" > "$DATA/connect.lua"
+  printf 'wrk.method = "POST"\n' > "$DATA/rest.lua"
+  for c in 64 256; do
+    for run in "hello|$URL/health|" "connect|$URL/couponpb.CouponService/IssueCoupon|$DATA/connect.lua" \
+               "rest|$URL/api/v1/campaigns/$id/coupons|$DATA/rest.lua"; do
+      IFS='|' read -r name target script <<<"$run"
+      out=$(wrk -t2 -c"$c" -d"${SECONDS_PER_PHASE}s" --latency ${script:+-s "$script"} "$target")
+      printf 'wrk %-8s c=%-4s %s req/s  p50 %s  p99 %s  non-2xx %s\n' "$name" "$c" \
+        "$(awk '/Requests\/sec/{print $2}' <<<"$out")" "$(awk '$1=="50%"{print $2}' <<<"$out")" \
+        "$(awk '$1=="99%"{print $2}' <<<"$out")" "$(awk '/Non-2xx/{print $5}' <<<"$out" | grep . || echo 0)"
+    done
+  done
+  echo "issued in all: $(curl -s "$URL/api/v1/campaigns/$id" | sed 's/.*"issued":\([0-9]*\).*/\1/')"
+  stop
+fi
