@@ -6,6 +6,7 @@
 
 pub mod campaign;
 pub mod clock;
+pub mod coupon;
 pub mod discount;
 pub mod error;
 

@@ -51,7 +51,7 @@ impl Application {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
-        let services = Services::new(store, clock);
+        let services = Services::new(store, clock, config.megadeal);
         let state = http::AppState {
             services: services.clone(),
             metrics: metrics::handle(),
@@ -93,6 +93,7 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
         let grace = self.config.shutdown_grace;
+        let jobs = crate::jobs::start(&self.services, &self.config);
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
@@ -119,6 +120,7 @@ impl Application {
                 Ok(())
             }
         };
+        jobs.stop().await;
         let closed = self.services.store.close().await;
         tracing::info!("storage closed");
         served?;

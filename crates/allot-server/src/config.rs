@@ -8,10 +8,13 @@ use std::time::Duration;
 use clap::ValueEnum;
 use serde::Deserialize;
 
+use crate::service::admission::AdmissionLimits;
+
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./allot-data";
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+pub const DEFAULT_PURGE_INTERVAL_SECS: u64 = 3_600;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -50,6 +53,23 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_SHUTDOWN_GRACE_MS", value_name = "MS")]
     pub shutdown_grace_ms: Option<u64>,
 
+    /// Seconds between purges of unused expired coupons; 0 turns the job off [default: 3600]
+    #[arg(long, env = "ALLOT_COUPON_PURGE_INTERVAL_SECS", value_name = "SECS")]
+    pub coupon_purge_interval_secs: Option<u64>,
+
+    /// MEGADEAL requests served at the same time, at most [default: 5]
+    #[arg(long, env = "ALLOT_MEGADEAL_IN_FLIGHT_MAX", value_name = "N")]
+    pub megadeal_in_flight_max: Option<usize>,
+
+    /// MEGADEAL requests admitted in any one-second window, at most [default: 10]
+    #[arg(long, env = "ALLOT_MEGADEAL_PER_SECOND_MAX", value_name = "N")]
+    pub megadeal_per_second_max: Option<usize>,
+
+    /// Longest a MEGADEAL request waits before it is refused with megadeal_busy, in
+    /// milliseconds [default: 10000]
+    #[arg(long, env = "ALLOT_MEGADEAL_WAIT_MAX_MS", value_name = "MS")]
+    pub megadeal_wait_max_ms: Option<u64>,
+
     /// Optional TOML file holding any of the settings above (same names, snake_case)
     #[arg(long, env = "ALLOT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -64,6 +84,10 @@ struct FileConfig {
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     shutdown_grace_ms: Option<u64>,
+    coupon_purge_interval_secs: Option<u64>,
+    megadeal_in_flight_max: Option<usize>,
+    megadeal_per_second_max: Option<usize>,
+    megadeal_wait_max_ms: Option<u64>,
 }
 
 /// The resolved configuration the server runs with.
@@ -74,6 +98,9 @@ pub struct Config {
     pub log_format: LogFormat,
     pub log_level: String,
     pub shutdown_grace: Duration,
+    /// `None`: the purge job is off.
+    pub coupon_purge_interval: Option<Duration>,
+    pub megadeal: AdmissionLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +127,8 @@ impl Config {
             log_format: LogFormat::Pretty,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
+            coupon_purge_interval: Some(Duration::from_secs(DEFAULT_PURGE_INTERVAL_SECS)),
+            megadeal: AdmissionLimits::default(),
         }
     }
 }
@@ -129,6 +158,33 @@ impl ServeArgs {
                     .or(file.shutdown_grace_ms)
                     .unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS),
             ),
+            coupon_purge_interval: match self
+                .coupon_purge_interval_secs
+                .or(file.coupon_purge_interval_secs)
+                .unwrap_or(DEFAULT_PURGE_INTERVAL_SECS)
+            {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
+            megadeal: {
+                let d = AdmissionLimits::default();
+                AdmissionLimits {
+                    in_flight_max: self
+                        .megadeal_in_flight_max
+                        .or(file.megadeal_in_flight_max)
+                        .unwrap_or(d.in_flight_max)
+                        .max(1),
+                    per_second_max: self
+                        .megadeal_per_second_max
+                        .or(file.megadeal_per_second_max)
+                        .unwrap_or(d.per_second_max)
+                        .max(1),
+                    wait_max: self
+                        .megadeal_wait_max_ms
+                        .or(file.megadeal_wait_max_ms)
+                        .map_or(d.wait_max, Duration::from_millis),
+                }
+            },
         })
     }
 }

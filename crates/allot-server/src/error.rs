@@ -31,12 +31,34 @@ pub enum ServiceError {
     SoldOut,
     #[error("this user holds the most coupons of this campaign a user may hold")]
     UserLimitReached,
+    /// A batch with bad entries: every one is listed, by index and field.
+    #[error("{} entries are invalid; nothing was stored", entries.len())]
+    InvalidEntries { entries: Vec<EntryError> },
+    #[error("the coupon expired")]
+    Expired,
+    #[error("the coupon has no uses left")]
+    Exhausted,
+    #[error("the coupon belongs to another user")]
+    NotOwner,
+    #[error("no coupon of this type is available")]
+    NoCouponAvailable,
+    #[error("MEGADEAL coupons are in high demand; retry after {retry_after_secs} s")]
+    MegadealBusy { retry_after_secs: u64 },
     /// Storage cannot take the request now (closed for shutdown, overloaded); worth retrying.
     #[error("storage unavailable")]
     Unavailable(#[source] StorageError),
     /// A fault of ours. The cause is logged; the client sees a generic message.
     #[error("internal error")]
     Internal(#[source] StorageError),
+}
+
+/// One bad entry of a batch request.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct EntryError {
+    /// Position of the entry in the request, from 0.
+    pub index: usize,
+    pub field: &'static str,
+    pub message: String,
 }
 
 /// The class of an error, which decides the status code in every transport.
@@ -50,6 +72,12 @@ pub enum ErrorKind {
     FailedPrecondition,
     /// Nothing is left to give (sold out, a limit reached).
     ResourceExhausted,
+    /// It existed but is over for good (an expired coupon).
+    Gone,
+    /// It exists but is not the caller's.
+    PermissionDenied,
+    /// Too much demand now; retry later.
+    RateLimited,
     Unavailable,
     Internal,
 }
@@ -65,6 +93,11 @@ impl ServiceError {
                 ErrorKind::FailedPrecondition
             }
             ServiceError::SoldOut | ServiceError::UserLimitReached => ErrorKind::ResourceExhausted,
+            ServiceError::InvalidEntries { .. } => ErrorKind::InvalidArgument,
+            ServiceError::Expired => ErrorKind::Gone,
+            ServiceError::Exhausted | ServiceError::NoCouponAvailable => ErrorKind::Conflict,
+            ServiceError::NotOwner => ErrorKind::PermissionDenied,
+            ServiceError::MegadealBusy { .. } => ErrorKind::RateLimited,
             ServiceError::Unavailable(_) => ErrorKind::Unavailable,
             ServiceError::Internal(_) => ErrorKind::Internal,
         }
@@ -81,6 +114,12 @@ impl ServiceError {
             ServiceError::Ended { .. } => "ended",
             ServiceError::SoldOut => "sold_out",
             ServiceError::UserLimitReached => "user_limit_reached",
+            ServiceError::InvalidEntries { .. } => "invalid_argument",
+            ServiceError::Expired => "expired",
+            ServiceError::Exhausted => "exhausted",
+            ServiceError::NotOwner => "not_owner",
+            ServiceError::NoCouponAvailable => "no_coupon_available",
+            ServiceError::MegadealBusy { .. } => "megadeal_busy",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::Internal(_) => "internal",
         }

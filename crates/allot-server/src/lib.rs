@@ -12,6 +12,7 @@ mod connect;
 mod error;
 mod grpc;
 mod http;
+mod jobs;
 mod metrics;
 pub mod pb;
 mod rpc;

@@ -11,7 +11,9 @@ pub mod sqlite;
 
 use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CouponCode};
+use allot_domain::coupon::{CouponType, UploadedCode};
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
+use allot_domain::user::UserId;
 use async_trait::async_trait;
 
 pub use error::StorageError;
@@ -76,6 +78,46 @@ pub trait Store: Send + Sync + 'static {
 
     /// Every issued code of the campaign, in issue order.
     async fn campaign_codes(&self, id: CampaignId) -> Result<Vec<CouponCode>, StorageError>;
+
+    /// Stores every coupon or none: codes already stored are reported by their index in
+    /// `coupons` and nothing is written. The caller has checked the batch itself (fields,
+    /// duplicates inside it).
+    async fn upload_coupons(
+        &self,
+        coupons: Vec<NewCoupon>,
+        now: UnixMillis,
+    ) -> Result<Result<usize, ExistingCodes>, StorageError>;
+
+    /// Hands the user the oldest free, unexpired coupon of the type (untyped for `None`), or
+    /// the unredeemed one of that type they already hold.
+    async fn allocate_coupon(
+        &self,
+        user: UserId,
+        coupon_type: Option<CouponType>,
+        now: UnixMillis,
+    ) -> Result<Allocation, StorageError>;
+
+    async fn coupon(&self, code: &UploadedCode) -> Result<Option<Coupon>, StorageError>;
+
+    /// Redeems once if the rules allow; atomic, so N concurrent redemptions of a coupon with
+    /// M uses left give exactly M successes.
+    async fn redeem_coupon(
+        &self,
+        code: &UploadedCode,
+        user: UserId,
+        now: UnixMillis,
+    ) -> Result<RedeemOutcome, StorageError>;
+
+    async fn redemptions(&self, filter: RedemptionFilter) -> Result<Vec<Redemption>, StorageError>;
+
+    async fn coupon_counters(&self, now: UnixMillis) -> Result<Vec<CouponCounters>, StorageError>;
+
+    /// Deletes unused coupons past their expiry; answers how many of each type.
+    async fn purge_coupons(
+        &self,
+        now: UnixMillis,
+        trigger: &'static str,
+    ) -> Result<Vec<(Option<CouponType>, i64)>, StorageError>;
 
     /// Finishes every accepted write, makes it durable and releases the database. Later calls
     /// fail with [`StorageError::Closed`].

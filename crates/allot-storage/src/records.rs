@@ -70,3 +70,82 @@ pub struct IssuedCoupon {
     pub user_id: Option<String>,
     pub issued_at: UnixMillis,
 }
+
+use allot_domain::coupon::{CouponType, Discount, MaxUses, RedeemRefusal, UploadedCode};
+
+#[derive(Debug, Clone)]
+pub struct NewCoupon {
+    pub code: UploadedCode,
+    pub coupon_type: Option<CouponType>,
+    pub discount: Discount,
+    pub expires_at: UnixMillis,
+    pub max_uses: MaxUses,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Coupon {
+    pub code: String,
+    pub coupon_type: Option<CouponType>,
+    pub discount_kind: String,
+    pub discount_amount: i64,
+    pub expires_at: UnixMillis,
+    pub max_uses: u32,
+    pub uses: u32,
+    pub allocated_to: Option<String>,
+    pub allocated_at: Option<UnixMillis>,
+    pub created_at: UnixMillis,
+}
+
+/// Upload entries that clash with stored coupons: their index in the request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExistingCodes(pub Vec<usize>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Allocation {
+    /// A coupon allocated to the user now.
+    New(Coupon),
+    /// The user already held an unredeemed coupon of that type: the same one again.
+    Held(Coupon),
+    NoneAvailable,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedeemOutcome {
+    Redeemed(Coupon),
+    Refused(RedeemRefusal),
+    NotFound,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct RedemptionFilter {
+    pub user_id: Option<String>,
+    pub code: Option<String>,
+    /// `Some(None)` asks for untyped coupons.
+    pub coupon_type: Option<Option<CouponType>>,
+    pub from: Option<UnixMillis>,
+    pub until: Option<UnixMillis>,
+    /// Records with an id greater than this.
+    pub after_id: i64,
+    pub limit: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Redemption {
+    pub id: i64,
+    pub code: String,
+    pub coupon_type: Option<CouponType>,
+    pub user_id: String,
+    pub redeemed_at: UnixMillis,
+}
+
+/// Counters of one type (`None`: untyped).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CouponCounters {
+    pub coupon_type: Option<CouponType>,
+    pub created: i64,
+    pub allocated: i64,
+    pub redeemed: i64,
+    /// Stored coupons past their expiry now.
+    pub expired: i64,
+    pub purged: i64,
+}

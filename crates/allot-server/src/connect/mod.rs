@@ -205,7 +205,9 @@ impl From<ServiceError> for ConnectError {
             ErrorKind::NotFound => "not_found",
             ErrorKind::Conflict => "already_exists",
             ErrorKind::FailedPrecondition => "failed_precondition",
-            ErrorKind::ResourceExhausted => "resource_exhausted",
+            ErrorKind::ResourceExhausted | ErrorKind::RateLimited => "resource_exhausted",
+            ErrorKind::Gone => "failed_precondition",
+            ErrorKind::PermissionDenied => "permission_denied",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
         };

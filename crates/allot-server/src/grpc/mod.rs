@@ -43,7 +43,9 @@ impl From<ServiceError> for tonic::Status {
             ErrorKind::NotFound => tonic::Code::NotFound,
             ErrorKind::Conflict => tonic::Code::AlreadyExists,
             ErrorKind::FailedPrecondition => tonic::Code::FailedPrecondition,
-            ErrorKind::ResourceExhausted => tonic::Code::ResourceExhausted,
+            ErrorKind::ResourceExhausted | ErrorKind::RateLimited => tonic::Code::ResourceExhausted,
+            ErrorKind::Gone => tonic::Code::FailedPrecondition,
+            ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
             ErrorKind::Unavailable => tonic::Code::Unavailable,
             ErrorKind::Internal => tonic::Code::Internal,
         };

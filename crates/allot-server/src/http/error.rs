@@ -19,13 +19,17 @@ pub(crate) struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ErrorDetail {
     /// Machine-readable, stable: `invalid_argument`, `bad_request`, `not_found`,
-    /// `already_used`, `not_started`, `ended`, `sold_out`, `user_limit_reached`,
-    /// `unavailable`, `internal`.
+    /// `already_used`, `not_started`, `ended`, `sold_out`, `user_limit_reached`, `expired`,
+    /// `exhausted`, `not_owner`, `no_coupon_available`, `megadeal_busy`, `unavailable`,
+    /// `internal`.
     pub code: &'static str,
     /// For people; may change between releases.
     pub message: String,
     /// The request field at fault, when one is.
     pub field: Option<&'static str>,
+    /// For batch requests: every bad entry, by index and field.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub details: Option<Vec<crate::error::EntryError>>,
 }
 
 pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
@@ -36,6 +40,9 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Conflict | ErrorKind::FailedPrecondition | ErrorKind::ResourceExhausted => {
             StatusCode::CONFLICT
         }
+        ErrorKind::Gone => StatusCode::GONE,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -55,13 +62,30 @@ impl IntoResponse for ServiceError {
             }
             _ => self.to_string(),
         };
+        let retry_after = match &self {
+            ServiceError::MegadealBusy { retry_after_secs } => Some(*retry_after_secs),
+            _ => None,
+        };
+        let code = self.code();
+        let field = self.field();
+        let details = match self {
+            ServiceError::InvalidEntries { entries } => Some(entries),
+            _ => None,
+        };
         let body = ErrorBody {
             error: ErrorDetail {
-                code: self.code(),
+                code,
                 message,
-                field: self.field(),
+                field,
+                details,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(secs) = retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(secs));
+        }
+        response
     }
 }

@@ -2,6 +2,7 @@
 //! transport on one port.
 
 mod campaign;
+mod coupon;
 mod discount;
 pub(crate) mod error;
 mod health;
@@ -31,6 +32,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(health::routes())
         .merge(discount::routes())
         .merge(campaign::routes())
+        .merge(coupon::routes())
         .route("/metrics", get(render_metrics))
         .with_state(state)
         .merge(openapi::routes())

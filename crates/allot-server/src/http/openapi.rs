@@ -4,7 +4,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{campaign, discount, error, health};
+use super::{campaign, coupon, discount, error, health};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -23,12 +23,23 @@ use super::{campaign, discount, error, health};
         campaign::read,
         campaign::list_coupons,
         campaign::issue,
+        coupon::upload,
+        coupon::request,
+        coupon::ticket,
+        coupon::validate,
+        coupon::redeem,
+        coupon::read,
+        coupon::redemptions,
+        coupon::stats,
+        coupon::purge,
+        coupon::megadeal,
     ),
-    components(schemas(error::ErrorBody, error::ErrorDetail)),
+    components(schemas(error::ErrorBody, error::ErrorDetail, crate::error::EntryError)),
     tags(
         (name = "health", description = "Liveness and readiness"),
         (name = "discount-codes", description = "One-time discount codes"),
         (name = "campaigns", description = "Campaign coupons: first come, first served, exactly N"),
+        (name = "coupons", description = "Uploaded coupons: allocation, redemption, MEGADEAL admission, purge"),
     )
 )]
 pub(crate) struct ApiDoc;

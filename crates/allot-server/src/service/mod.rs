@@ -1,6 +1,8 @@
 //! Use cases, one module per capability. Nothing here knows which transport called it.
 
+pub mod admission;
 pub mod campaign;
+pub mod coupon;
 pub mod discount;
 
 use std::sync::Arc;
@@ -8,7 +10,10 @@ use std::sync::Arc;
 use allot_domain::Clock;
 use allot_storage::Store;
 
+use admission::AdmissionLimits;
+
 pub use campaign::Campaigns;
+pub use coupon::Coupons;
 pub use discount::DiscountCodes;
 
 /// Every capability's service, built once over one store and one clock.
@@ -18,13 +23,15 @@ pub struct Services {
     pub clock: Arc<dyn Clock>,
     pub discount: Arc<DiscountCodes>,
     pub campaigns: Arc<Campaigns>,
+    pub coupons: Arc<Coupons>,
 }
 
 impl Services {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: AdmissionLimits) -> Self {
         Services {
             discount: Arc::new(DiscountCodes::new(store.clone(), clock.clone())),
             campaigns: Arc::new(Campaigns::new(store.clone(), clock.clone())),
+            coupons: Arc::new(Coupons::new(store.clone(), clock.clone(), limits)),
             store,
             clock,
         }

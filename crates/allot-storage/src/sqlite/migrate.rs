@@ -23,6 +23,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "campaigns",
         sql: include_str!("../../migrations/sqlite/0002_campaigns.sql"),
     },
+    Migration {
+        version: 3,
+        name: "coupons",
+        sql: include_str!("../../migrations/sqlite/0003_coupons.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StorageError> {

@@ -6,6 +6,7 @@
 
 mod campaign;
 mod checkpoint;
+mod coupon;
 mod discount;
 mod migrate;
 mod reader;
@@ -17,13 +18,16 @@ use std::sync::Arc;
 
 use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CouponCode};
+use allot_domain::coupon::{CouponType, UploadedCode};
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
+use allot_domain::user::UserId;
 use async_trait::async_trait;
 use rusqlite::Connection;
 
 use crate::{
-    Campaign, DiscountCodeRecord, IssueOutcome, IssueRequest, IssuedCoupon, NewCampaign,
-    StorageError, Store,
+    Allocation, Campaign, Coupon, CouponCounters, DiscountCodeRecord, ExistingCodes, IssueOutcome,
+    IssueRequest, IssuedCoupon, NewCampaign, NewCoupon, RedeemOutcome, Redemption,
+    RedemptionFilter, StorageError, Store,
 };
 use reader::ReadPool;
 use writer::{Isolation, WriterHandle, WriterState};
@@ -224,6 +228,65 @@ impl Store for SqliteStore {
 
     async fn campaign_codes(&self, id: CampaignId) -> Result<Vec<CouponCode>, StorageError> {
         self.read(move |conn| campaign::codes(conn, id)).await
+    }
+
+    async fn upload_coupons(
+        &self,
+        coupons: Vec<NewCoupon>,
+        now: UnixMillis,
+    ) -> Result<Result<usize, ExistingCodes>, StorageError> {
+        let weight = coupons.len();
+        self.write(weight, move |conn, _| coupon::upload(conn, &coupons, now))
+            .await
+    }
+
+    async fn allocate_coupon(
+        &self,
+        user: UserId,
+        coupon_type: Option<CouponType>,
+        now: UnixMillis,
+    ) -> Result<Allocation, StorageError> {
+        self.write(1, move |conn, _| {
+            coupon::allocate(conn, &user, coupon_type, now)
+        })
+        .await
+    }
+
+    async fn coupon(&self, code: &UploadedCode) -> Result<Option<Coupon>, StorageError> {
+        let code = code.clone();
+        self.read(move |conn| coupon::get(conn, code.as_str()))
+            .await
+    }
+
+    async fn redeem_coupon(
+        &self,
+        code: &UploadedCode,
+        user: UserId,
+        now: UnixMillis,
+    ) -> Result<RedeemOutcome, StorageError> {
+        let code = code.clone();
+        self.write(1, move |conn, _| {
+            coupon::redeem(conn, code.as_str(), &user, now)
+        })
+        .await
+    }
+
+    async fn redemptions(&self, filter: RedemptionFilter) -> Result<Vec<Redemption>, StorageError> {
+        self.read(move |conn| coupon::redemptions(conn, &filter))
+            .await
+    }
+
+    async fn coupon_counters(&self, now: UnixMillis) -> Result<Vec<CouponCounters>, StorageError> {
+        self.read(move |conn| coupon::counters(conn, now)).await
+    }
+
+    async fn purge_coupons(
+        &self,
+        now: UnixMillis,
+        trigger: &'static str,
+    ) -> Result<Vec<(Option<CouponType>, i64)>, StorageError> {
+        self.write(1_000, move |conn, _| coupon::purge(conn, now, trigger))
+            .await
     }
 
     async fn close(&self) -> Result<(), StorageError> {

@@ -1,0 +1,543 @@
+//! REST for coupon management: `/api/v1/coupons`, `/api/v1/redemptions`.
+
+use allot_domain::coupon::{CouponType, Discount, DiscountKind, MaxUses, UPLOAD_MAX, UploadedCode};
+use allot_domain::user::UserId;
+use allot_domain::{DomainError, UnixMillis};
+use allot_storage::{Coupon, CouponCounters, NewCoupon, RedemptionFilter};
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+#[allow(unused_imports)] // referenced by the OpenAPI attributes
+use super::error::ErrorBody;
+use super::json::ApiJson;
+use super::{AppState, rfc3339};
+use crate::ServiceError;
+use crate::error::EntryError;
+use crate::service::coupon::{TicketFailure, TicketState};
+use crate::time::parse_rfc3339;
+
+/// 50,000 coupons of a few hundred bytes each, with room to spare.
+const UPLOAD_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
+const PAGE_MAX: u32 = 1_000;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/coupons",
+            post(upload).layer(DefaultBodyLimit::max(UPLOAD_BODY_BYTES_MAX)),
+        )
+        .route("/api/v1/coupons/requests", post(request))
+        .route("/api/v1/coupons/requests/{ticket}", get(ticket))
+        .route("/api/v1/coupons/stats", get(stats))
+        .route("/api/v1/coupons/purge", post(purge))
+        .route("/api/v1/coupons/megadeal", get(megadeal))
+        .route("/api/v1/coupons/{code}", get(read))
+        .route("/api/v1/coupons/{code}/validate", post(validate))
+        .route("/api/v1/coupons/{code}/redeem", post(redeem))
+        .route("/api/v1/redemptions", get(redemptions))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CouponView {
+    pub code: String,
+    /// `FREE`, `STANDARD`, `MEGADEAL`, or null for an untyped coupon.
+    #[serde(rename = "type")]
+    pub coupon_type: Option<&'static str>,
+    /// `FLAT` or `PERCENTAGE`.
+    pub discount_kind: String,
+    /// Minor units for FLAT, percent 0..100 for PERCENTAGE.
+    pub discount_amount: i64,
+    pub expires_at: String,
+    pub max_uses: u32,
+    pub uses: u32,
+    pub allocated_to: Option<String>,
+    pub allocated_at: Option<String>,
+    pub created_at: String,
+}
+
+impl From<Coupon> for CouponView {
+    fn from(c: Coupon) -> Self {
+        CouponView {
+            code: c.code,
+            coupon_type: c.coupon_type.map(CouponType::as_str),
+            discount_kind: c.discount_kind,
+            discount_amount: c.discount_amount,
+            expires_at: rfc3339(c.expires_at),
+            max_uses: c.max_uses,
+            uses: c.uses,
+            allocated_to: c.allocated_to,
+            allocated_at: c.allocated_at.map(rfc3339),
+            created_at: rfc3339(c.created_at),
+        }
+    }
+}
+
+/// One coupon of an upload: `{"code", "type", "discount_kind", "discount_amount",
+/// "expires_at", "max_uses"}`.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct UploadBody {
+    /// 1 to 50,000 coupons. Each: `code` (1 to 64 of A-Z 0-9 - _, case-insensitive), `type`
+    /// (FREE, STANDARD, MEGADEAL or null), `discount_kind` (FLAT or PERCENTAGE),
+    /// `discount_amount` (integer), `expires_at` (RFC 3339, in the future), `max_uses` (>= 1).
+    #[schema(value_type = Vec<Object>)]
+    pub coupons: Vec<Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Created {
+    pub created: usize,
+}
+
+/// Upload coupons in bulk: all or nothing.
+#[utoipa::path(post, path = "/api/v1/coupons", tag = "coupons",
+    request_body = UploadBody,
+    responses(
+        (status = 201, description = "Every coupon stored", body = Created),
+        (status = 400, description = "Not JSON of this shape", body = ErrorBody),
+        (status = 422, description = "Bad entries, each listed in `details` by index and field; nothing stored", body = ErrorBody)))]
+pub(crate) async fn upload(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<UploadBody>,
+) -> Result<(StatusCode, Json<Created>), ServiceError> {
+    if body.coupons.is_empty() || body.coupons.len() > UPLOAD_MAX {
+        return Err(ServiceError::InvalidArgument {
+            field: "coupons",
+            message: format!("coupons: must hold 1 to {UPLOAD_MAX} coupons"),
+        });
+    }
+    let entries = body
+        .coupons
+        .iter()
+        .enumerate()
+        .map(|(i, v)| parse_entry(i, v))
+        .collect();
+    let created = state.services.coupons.upload(entries).await?;
+    Ok((StatusCode::CREATED, Json(Created { created })))
+}
+
+fn parse_entry(index: usize, v: &Value) -> Result<NewCoupon, Vec<EntryError>> {
+    let mut errors = Vec::new();
+    let mut bad = |e: DomainError| {
+        let DomainError::Invalid { field, message } = e;
+        errors.push(EntryError {
+            index,
+            field,
+            message,
+        });
+    };
+    let text = |field: &'static str| -> Result<&str, DomainError> {
+        match v.get(field) {
+            Some(Value::String(s)) => Ok(s),
+            None | Some(Value::Null) => Err(DomainError::invalid(field, "is required")),
+            Some(_) => Err(DomainError::invalid(field, "must be a string")),
+        }
+    };
+    let int = |field: &'static str| -> Result<i64, DomainError> {
+        match v.get(field) {
+            Some(Value::Number(n)) => n
+                .as_i64()
+                .ok_or_else(|| DomainError::invalid(field, "must be a whole number")),
+            None | Some(Value::Null) => Err(DomainError::invalid(field, "is required")),
+            Some(_) => Err(DomainError::invalid(field, "must be a number")),
+        }
+    };
+    if !v.is_object() {
+        bad(DomainError::invalid("coupon", "must be an object"));
+        return Err(errors);
+    }
+    let code = text("code")
+        .and_then(UploadedCode::parse)
+        .map_err(&mut bad)
+        .ok();
+    let coupon_type = match v.get("type") {
+        None | Some(Value::Null) => Some(None),
+        Some(Value::String(s)) => CouponType::parse(s).map(Some).map_err(&mut bad).ok(),
+        Some(_) => {
+            bad(DomainError::invalid("type", "must be a string or null"));
+            None
+        }
+    };
+    let kind = text("discount_kind")
+        .and_then(DiscountKind::parse)
+        .map_err(&mut bad)
+        .ok();
+    let amount = int("discount_amount").map_err(&mut bad).ok();
+    let discount = match (kind, amount) {
+        (Some(k), Some(a)) => Discount::new(k, a).map_err(&mut bad).ok(),
+        _ => None,
+    };
+    let expires_at = text("expires_at")
+        .and_then(|s| {
+            parse_rfc3339(s).ok_or_else(|| DomainError::invalid("expires_at", "must be RFC 3339"))
+        })
+        .map_err(&mut bad)
+        .ok();
+    let max_uses = int("max_uses")
+        .and_then(MaxUses::parse)
+        .map_err(&mut bad)
+        .ok();
+    match (code, coupon_type, discount, expires_at, max_uses) {
+        (Some(code), Some(coupon_type), Some(discount), Some(expires_at), Some(max_uses)) => {
+            Ok(NewCoupon {
+                code,
+                coupon_type,
+                discount,
+                expires_at,
+                max_uses,
+            })
+        }
+        _ => Err(errors),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct RequestBody {
+    pub user_id: Option<String>,
+    /// FREE, STANDARD, MEGADEAL, or null/absent for an untyped coupon.
+    #[serde(rename = "type")]
+    pub coupon_type: Option<String>,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct RequestQuery {
+    /// MEGADEAL only: `false` answers 202 with a ticket at once instead of waiting.
+    pub wait: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AllocatedView {
+    pub coupon: CouponView,
+    /// True when the user already held this unredeemed coupon of the type.
+    pub held: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct TicketView {
+    pub ticket: String,
+    /// `pending` or `done`; failures answer their error instead.
+    pub status: &'static str,
+    pub coupon: Option<CouponView>,
+}
+
+/// Request a coupon for a user, optionally of a type.
+#[utoipa::path(post, path = "/api/v1/coupons/requests", tag = "coupons",
+    request_body = RequestBody, params(RequestQuery),
+    responses(
+        (status = 200, description = "A coupon for the user", body = AllocatedView),
+        (status = 202, description = "MEGADEAL with wait=false: a ticket to poll", body = TicketView),
+        (status = 409, description = "`no_coupon_available`", body = ErrorBody),
+        (status = 422, description = "A bad field", body = ErrorBody),
+        (status = 429, description = "`megadeal_busy`, with Retry-After", body = ErrorBody)))]
+pub(crate) async fn request(
+    State(state): State<AppState>,
+    Query(query): Query<RequestQuery>,
+    ApiJson(body): ApiJson<RequestBody>,
+) -> Result<axum::response::Response, ServiceError> {
+    use axum::response::IntoResponse;
+    let user = user_id(body.user_id.as_deref())?;
+    let coupon_type = body
+        .coupon_type
+        .as_deref()
+        .map(CouponType::parse)
+        .transpose()?;
+    if coupon_type == Some(CouponType::Megadeal) && query.wait == Some(false) {
+        let ticket = state.services.coupons.request_ticket(user)?;
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(TicketView {
+                ticket,
+                status: "pending",
+                coupon: None,
+            }),
+        )
+            .into_response());
+    }
+    let allocated = state.services.coupons.request(user, coupon_type).await?;
+    Ok(Json(AllocatedView {
+        coupon: allocated.coupon.into(),
+        held: allocated.held,
+    })
+    .into_response())
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct UserQuery {
+    pub user_id: Option<String>,
+}
+
+/// Poll a MEGADEAL ticket; only its own user may read it.
+#[utoipa::path(get, path = "/api/v1/coupons/requests/{ticket}", tag = "coupons",
+    params(("ticket" = String, Path), UserQuery),
+    responses(
+        (status = 200, description = "`pending`, or `done` with the coupon", body = TicketView),
+        (status = 404, description = "No such ticket for this user", body = ErrorBody),
+        (status = 409, description = "`no_coupon_available`", body = ErrorBody),
+        (status = 429, description = "`megadeal_busy`: not admitted within the wait limit", body = ErrorBody)))]
+pub(crate) async fn ticket(
+    State(state): State<AppState>,
+    Path(ticket): Path<String>,
+    Query(query): Query<UserQuery>,
+) -> Result<Json<TicketView>, ServiceError> {
+    let user = user_id(query.user_id.as_deref())?;
+    match state.services.coupons.ticket(&ticket, &user)? {
+        TicketState::Pending => Ok(Json(TicketView {
+            ticket,
+            status: "pending",
+            coupon: None,
+        })),
+        TicketState::Done(c) => Ok(Json(TicketView {
+            ticket,
+            status: "done",
+            coupon: Some(c.into()),
+        })),
+        TicketState::Failed(TicketFailure::Busy { retry_after_secs }) => {
+            Err(ServiceError::MegadealBusy { retry_after_secs })
+        }
+        TicketState::Failed(TicketFailure::NoCouponAvailable) => {
+            Err(ServiceError::NoCouponAvailable)
+        }
+        TicketState::Failed(TicketFailure::Internal) => Err(ServiceError::Unavailable(
+            allot_storage::StorageError::Busy("the request failed; ask again".to_owned()),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct UserBody {
+    pub user_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CouponAnswer {
+    pub coupon: CouponView,
+}
+
+/// Check, changing nothing, that the user could redeem the coupon now.
+#[utoipa::path(post, path = "/api/v1/coupons/{code}/validate", tag = "coupons",
+    params(("code" = String, Path)), request_body = UserBody,
+    responses(
+        (status = 200, description = "Redeemable now", body = CouponAnswer),
+        (status = 403, description = "`not_owner`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`exhausted`", body = ErrorBody),
+        (status = 410, description = "`expired`", body = ErrorBody)))]
+pub(crate) async fn validate(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    ApiJson(body): ApiJson<UserBody>,
+) -> Result<Json<CouponAnswer>, ServiceError> {
+    let user = user_id(body.user_id.as_deref())?;
+    let coupon = state.services.coupons.validate(&code, &user).await?;
+    Ok(Json(CouponAnswer {
+        coupon: coupon.into(),
+    }))
+}
+
+/// Redeem the coupon once, for the user.
+#[utoipa::path(post, path = "/api/v1/coupons/{code}/redeem", tag = "coupons",
+    params(("code" = String, Path)), request_body = UserBody,
+    responses(
+        (status = 200, description = "Redeemed; the coupon as it is now", body = CouponAnswer),
+        (status = 403, description = "`not_owner`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`exhausted`", body = ErrorBody),
+        (status = 410, description = "`expired`", body = ErrorBody)))]
+pub(crate) async fn redeem(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+    ApiJson(body): ApiJson<UserBody>,
+) -> Result<Json<CouponAnswer>, ServiceError> {
+    let user = user_id(body.user_id.as_deref())?;
+    let coupon = state.services.coupons.redeem(&code, user).await?;
+    Ok(Json(CouponAnswer {
+        coupon: coupon.into(),
+    }))
+}
+
+/// Read a coupon.
+#[utoipa::path(get, path = "/api/v1/coupons/{code}", tag = "coupons",
+    params(("code" = String, Path)),
+    responses(
+        (status = 200, description = "The coupon", body = CouponView),
+        (status = 404, description = "`not_found`", body = ErrorBody)))]
+pub(crate) async fn read(
+    State(state): State<AppState>,
+    Path(code): Path<String>,
+) -> Result<Json<CouponView>, ServiceError> {
+    Ok(Json(state.services.coupons.get(&code).await?.into()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct RedemptionQuery {
+    pub user_id: Option<String>,
+    pub code: Option<String>,
+    /// FREE, STANDARD, MEGADEAL, or NONE for untyped coupons.
+    #[serde(rename = "type")]
+    pub coupon_type: Option<String>,
+    /// RFC 3339, inclusive.
+    pub from: Option<String>,
+    /// RFC 3339, exclusive.
+    pub until: Option<String>,
+    /// Records after this id (from `next_after`).
+    pub after: Option<i64>,
+    /// 1 to 1,000 (default 100).
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RedemptionView {
+    pub id: i64,
+    pub code: String,
+    #[serde(rename = "type")]
+    pub coupon_type: Option<&'static str>,
+    pub user_id: String,
+    pub redeemed_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RedemptionPage {
+    pub redemptions: Vec<RedemptionView>,
+    pub next_after: Option<i64>,
+}
+
+/// The record of every use, filtered and paginated.
+#[utoipa::path(get, path = "/api/v1/redemptions", tag = "coupons",
+    params(RedemptionQuery),
+    responses(
+        (status = 200, description = "A page of redemptions, oldest first", body = RedemptionPage),
+        (status = 422, description = "A bad filter", body = ErrorBody)))]
+pub(crate) async fn redemptions(
+    State(state): State<AppState>,
+    Query(q): Query<RedemptionQuery>,
+) -> Result<Json<RedemptionPage>, ServiceError> {
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=PAGE_MAX).contains(&limit) {
+        return Err(DomainError::invalid("limit", format!("must be 1 to {PAGE_MAX}")).into());
+    }
+    let time = |field: &'static str,
+                raw: Option<&str>|
+     -> Result<Option<UnixMillis>, DomainError> {
+        raw.map(|s| parse_rfc3339(s).ok_or_else(|| DomainError::invalid(field, "must be RFC 3339")))
+            .transpose()
+    };
+    let filter = RedemptionFilter {
+        user_id: q.user_id,
+        code: q.code.map(|c| c.trim().to_ascii_uppercase()),
+        coupon_type: match q.coupon_type.as_deref() {
+            None => None,
+            Some("NONE") => Some(None),
+            Some(t) => Some(Some(CouponType::parse(t)?)),
+        },
+        from: time("from", q.from.as_deref())?,
+        until: time("until", q.until.as_deref())?,
+        after_id: q.after.unwrap_or(0),
+        limit,
+    };
+    let page = state.services.coupons.redemptions(filter).await?;
+    let next_after = (page.len() == limit as usize)
+        .then(|| page.last().map(|r| r.id))
+        .flatten();
+    Ok(Json(RedemptionPage {
+        redemptions: page
+            .into_iter()
+            .map(|r| RedemptionView {
+                id: r.id,
+                code: r.code,
+                coupon_type: r.coupon_type.map(CouponType::as_str),
+                user_id: r.user_id,
+                redeemed_at: rfc3339(r.redeemed_at),
+            })
+            .collect(),
+        next_after,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CountersView {
+    /// FREE, STANDARD, MEGADEAL, or null for untyped coupons.
+    #[serde(rename = "type")]
+    pub coupon_type: Option<&'static str>,
+    /// Coupons ever uploaded.
+    pub created: i64,
+    /// Allocations ever made.
+    pub allocated: i64,
+    /// Uses (redemptions) ever made.
+    pub redeemed: i64,
+    /// Stored coupons past their expiry now.
+    pub expired: i64,
+    /// Unused expired coupons deleted by purges.
+    pub purged: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Stats {
+    pub types: Vec<CountersView>,
+}
+
+/// Counters per type, exact: each changes in the transaction of what it counts.
+#[utoipa::path(get, path = "/api/v1/coupons/stats", tag = "coupons",
+    responses((status = 200, description = "Counters per type", body = Stats)))]
+pub(crate) async fn stats(State(state): State<AppState>) -> Result<Json<Stats>, ServiceError> {
+    let counters = state.services.coupons.counters().await?;
+    Ok(Json(Stats {
+        types: counters
+            .into_iter()
+            .map(|c: CouponCounters| CountersView {
+                coupon_type: c.coupon_type.map(CouponType::as_str),
+                created: c.created,
+                allocated: c.allocated,
+                redeemed: c.redeemed,
+                expired: c.expired,
+                purged: c.purged,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Purged {
+    pub purged: i64,
+}
+
+/// Delete unused expired coupons now (the background job does it on its interval too).
+#[utoipa::path(post, path = "/api/v1/coupons/purge", tag = "coupons",
+    responses((status = 200, description = "How many were deleted", body = Purged)))]
+pub(crate) async fn purge(State(state): State<AppState>) -> Result<Json<Purged>, ServiceError> {
+    let purged = state.services.coupons.purge("admin").await?;
+    Ok(Json(Purged { purged }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MegadealStatus {
+    pub in_flight: usize,
+    /// Most requests ever served at once since start.
+    pub peak_in_flight: usize,
+    pub queued: usize,
+    pub in_flight_max: usize,
+    pub per_second_max: usize,
+    pub wait_max_ms: u64,
+}
+
+/// MEGADEAL admission: what is being served and queued now, and the limits.
+#[utoipa::path(get, path = "/api/v1/coupons/megadeal", tag = "coupons",
+    responses((status = 200, description = "Admission status", body = MegadealStatus)))]
+pub(crate) async fn megadeal(State(state): State<AppState>) -> Json<MegadealStatus> {
+    let (status, limits) = state.services.coupons.megadeal_status();
+    Json(MegadealStatus {
+        in_flight: status.in_flight,
+        peak_in_flight: status.peak_in_flight,
+        queued: status.queued,
+        in_flight_max: limits.in_flight_max,
+        per_second_max: limits.per_second_max,
+        wait_max_ms: limits.wait_max.as_millis() as u64,
+    })
+}
+
+fn user_id(raw: Option<&str>) -> Result<UserId, DomainError> {
+    UserId::parse(raw.ok_or_else(|| DomainError::invalid("user_id", "is required"))?)
+}

@@ -1,0 +1,57 @@
+//! Background jobs. Each skips missed ticks instead of bunching them, logs what it did, and
+//! stops when the server stops.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use crate::config::Config;
+use crate::service::Services;
+
+pub(crate) struct Jobs {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Jobs {
+    pub(crate) async fn stop(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+pub(crate) fn start(services: &Services, config: &Config) -> Jobs {
+    let (stop, stopped) = watch::channel(false);
+    let mut tasks = Vec::new();
+    if let Some(every) = config.coupon_purge_interval {
+        let coupons = services.coupons.clone();
+        tasks.push(tokio::spawn(every_interval(every, stopped, move || {
+            let coupons = coupons.clone();
+            async move {
+                if let Err(e) = coupons.purge("job").await {
+                    tracing::warn!(error = %e, "coupon purge job failed; next try at the next tick");
+                }
+            }
+        })));
+    }
+    Jobs { stop, tasks }
+}
+
+async fn every_interval<F, Fut>(every: Duration, mut stopped: watch::Receiver<bool>, job: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => job().await,
+            _ = stopped.changed() => return,
+        }
+    }
+}
