@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use allot_domain::{Clock, UnixMillis};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -51,6 +52,9 @@ struct Waiter {
 pub struct Slot {
     _permit: OwnedSemaphorePermit,
     in_flight: Arc<AtomicUsize>,
+    /// When the request was admitted, by the server's clock: the instant it counts as served
+    /// in the rate limit, and the one to record.
+    pub admitted_at: UnixMillis,
 }
 
 impl Drop for Slot {
@@ -94,8 +98,10 @@ pub struct Admission {
 }
 
 impl Admission {
-    /// Starts the dispatcher task; it ends when the `Admission` is dropped.
-    pub fn start(limits: AdmissionLimits) -> Self {
+    /// Starts the dispatcher task; it ends when the `Admission` is dropped. The rate limit
+    /// is kept by `clock`, in whole milliseconds, so that the admission instants it hands out
+    /// (and that get recorded) are themselves never more than `per_second_max` in any second.
+    pub fn start(limits: AdmissionLimits, clock: Arc<dyn Clock>) -> Self {
         let queue_capacity =
             (limits.per_second_max as u64 * limits.wait_max.as_secs().max(1)) as usize;
         let (queue, rx) = mpsc::channel(queue_capacity.max(1));
@@ -104,6 +110,7 @@ impl Admission {
         tokio::spawn(dispatch(
             rx,
             limits,
+            clock,
             Arc::new(Semaphore::new(limits.in_flight_max)),
             in_flight.clone(),
             peak_in_flight.clone(),
@@ -142,44 +149,60 @@ impl Admission {
     }
 }
 
+const WINDOW_MS: i64 = 1_000;
+
 async fn dispatch(
     mut rx: mpsc::Receiver<Waiter>,
     limits: AdmissionLimits,
+    clock: Arc<dyn Clock>,
     slots: Arc<Semaphore>,
     in_flight: Arc<AtomicUsize>,
     peak: Arc<AtomicUsize>,
 ) {
-    let window = Duration::from_secs(1);
-    let mut recent: VecDeque<Instant> = VecDeque::with_capacity(limits.per_second_max + 1);
+    let mut recent: VecDeque<UnixMillis> = VecDeque::with_capacity(limits.per_second_max + 1);
     while let Some(waiter) = rx.recv().await {
         if waiter.reply.is_closed() || Instant::now() >= waiter.deadline {
             continue;
-        }
-        if recent.len() >= limits.per_second_max {
-            let next = recent[0] + window;
-            if next >= waiter.deadline {
-                // It could not start in time; dropping it answers "busy".
-                continue;
-            }
-            tokio::time::sleep_until(next).await;
         }
         let permit =
             match tokio::time::timeout_at(waiter.deadline, slots.clone().acquire_owned()).await {
                 Ok(Ok(permit)) => permit,
                 _ => continue,
             };
+        // The new admission must come a full window after the per_second_max-th most recent.
+        let admitted_at = loop {
+            let now = clock.now();
+            let earliest = if recent.len() >= limits.per_second_max {
+                recent[0].plus_millis(WINDOW_MS)
+            } else {
+                now
+            };
+            if now >= earliest {
+                break Some(now);
+            }
+            let wait = Duration::from_millis((earliest.as_millis() - now.as_millis()) as u64);
+            if Instant::now() + wait >= waiter.deadline {
+                break None;
+            }
+            tokio::time::sleep(wait).await;
+        };
+        // Could not start in time: dropping the waiter (and the permit) answers "busy".
+        let Some(admitted_at) = admitted_at else {
+            continue;
+        };
         let now_in_flight = in_flight.fetch_add(1, Ordering::AcqRel) + 1;
         peak.fetch_max(now_in_flight, Ordering::AcqRel);
         let slot = Slot {
             _permit: permit,
             in_flight: in_flight.clone(),
+            admitted_at,
         };
-        // A waiter that gave up drops the slot here, which gives it back.
-        if waiter.reply.send(slot).is_ok() {
-            recent.push_back(Instant::now());
-            if recent.len() > limits.per_second_max {
-                recent.pop_front();
-            }
+        // A waiter that gave up drops the slot here, which gives it back. Its admission still
+        // counts against the rate: counting too much is safe, too little is not.
+        let _ = waiter.reply.send(slot);
+        recent.push_back(admitted_at);
+        if recent.len() > limits.per_second_max {
+            recent.pop_front();
         }
     }
 }
@@ -188,16 +211,28 @@ async fn dispatch(
 mod tests {
     use super::*;
 
+    /// Wall-clock milliseconds that follow tokio's (paused, auto-advancing) test clock.
+    struct TokioClock(Instant);
+
+    impl Clock for TokioClock {
+        fn now(&self) -> UnixMillis {
+            UnixMillis::from_millis(1_000_000 + self.0.elapsed().as_millis() as i64)
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn limits_hold_and_slots_come_back() {
-        let admission = Arc::new(Admission::start(AdmissionLimits::default()));
         let started = Instant::now();
+        let admission = Arc::new(Admission::start(
+            AdmissionLimits::default(),
+            Arc::new(TokioClock(started)),
+        ));
         let mut tasks = Vec::new();
         for _ in 0..150 {
             let queued = admission.enqueue();
             tasks.push(tokio::spawn(async move {
                 let slot = queued?.admitted().await?;
-                let at = Instant::now();
+                let at = slot.admitted_at;
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 drop(slot);
                 Ok::<_, Busy>(at)
@@ -216,10 +251,10 @@ mod tests {
         for (i, at) in served.iter().enumerate() {
             let in_window = served[i..]
                 .iter()
-                .take_while(|t| **t < *at + Duration::from_secs(1))
+                .take_while(|t| t.as_millis() < at.as_millis() + 1_000)
                 .count();
             assert!(in_window <= 10, "{in_window} admitted within one second");
-            assert!(*at - started <= Duration::from_secs(10));
+            assert!(at.as_millis() - 1_000_000 <= 10_000);
         }
         let status = admission.status();
         assert!(status.peak_in_flight <= 5);

@@ -61,8 +61,8 @@ impl Coupons {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: AdmissionLimits) -> Self {
         Coupons {
             store,
+            megadeal: Admission::start(limits, clock.clone()),
             clock,
-            megadeal: Admission::start(limits),
             tickets: Mutex::new(HashMap::new()),
         }
     }
@@ -143,24 +143,27 @@ impl Coupons {
         user: UserId,
         coupon_type: Option<CouponType>,
     ) -> Result<Allocated, ServiceError> {
-        let _slot = if coupon_type == Some(CouponType::Megadeal) {
+        if coupon_type == Some(CouponType::Megadeal) {
             let queued = self.megadeal.enqueue().map_err(busy)?;
-            Some(queued.admitted().await.map_err(busy)?)
-        } else {
-            None
-        };
-        self.allocate(user, coupon_type).await
+            let slot = queued.admitted().await.map_err(busy)?;
+            // The slot is held until the allocation is done, and given back by drop.
+            return self.allocate(user, coupon_type, slot.admitted_at).await;
+        }
+        self.allocate(user, coupon_type, self.clock.now()).await
     }
 
+    /// `at`: the allocation time to check expiry against and record (a MEGADEAL request's
+    /// admission instant, so the record shows the admission rate).
     async fn allocate(
         &self,
         user: UserId,
         coupon_type: Option<CouponType>,
+        at: allot_domain::UnixMillis,
     ) -> Result<Allocated, ServiceError> {
         let t = coupon_type.map_or("NONE", CouponType::as_str);
         let result = match self
             .store
-            .allocate_coupon(user.clone(), coupon_type, self.clock.now())
+            .allocate_coupon(user.clone(), coupon_type, at)
             .await?
         {
             Allocation::New(coupon) => Ok(Allocated {
@@ -212,7 +215,10 @@ impl Coupons {
                 Err(b) => TicketState::Failed(TicketFailure::Busy {
                     retry_after_secs: b.retry_after_secs,
                 }),
-                Ok(_slot) => match this.allocate(user, Some(CouponType::Megadeal)).await {
+                Ok(slot) => match this
+                    .allocate(user, Some(CouponType::Megadeal), slot.admitted_at)
+                    .await
+                {
                     Ok(a) => TicketState::Done(a.coupon),
                     Err(ServiceError::NoCouponAvailable) => {
                         TicketState::Failed(TicketFailure::NoCouponAvailable)

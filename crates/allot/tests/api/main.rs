@@ -3,6 +3,7 @@
 
 mod campaign;
 mod campaign_crash;
+mod coupon;
 mod discount_grpc;
 mod discount_rest;
 mod durability;
