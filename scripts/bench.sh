@@ -35,6 +35,9 @@ start; "$BIN" bench discount --server "$URL" --seconds "$SECONDS_PER_PHASE" --no
 echo "## allot bench issue"
 start; "$BIN" bench issue --server "$URL" --seconds "$SECONDS_PER_PHASE" --no-progress; stop
 
+echo "## allot load coupons"
+start; "$BIN" load coupons --server "$URL" --coupons 50000 --hello-seconds "$SECONDS_PER_PHASE" --no-progress; stop
+
 if command -v wrk >/dev/null; then
   echo "## wrk: hello-world and IssueCoupon (Connect JSON and REST), fresh server"
   start

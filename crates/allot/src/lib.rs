@@ -2,6 +2,7 @@
 
 mod bench;
 mod codes;
+mod coupon_load;
 mod grpc_client;
 mod issue_load;
 mod load;
@@ -43,6 +44,9 @@ enum LoadCommand {
     /// Campaign issuance: C clients race for a campaign's codes; then checks through
     /// GetCampaign that it holds exactly what was issued. Exits non-zero when a check fails
     Issue(issue_load::IssueLoad),
+    /// Coupon management: uploads N coupons, then allocates each to a user and redeems it at
+    /// C concurrent clients, beside the HTTP hello-world; verifies every allocation and use
+    Coupons(coupon_load::CouponLoad),
 }
 
 pub fn main() -> ExitCode {
@@ -62,6 +66,7 @@ pub fn main() -> ExitCode {
             Command::Serve(args) => serve(args).await,
             Command::Codes(cmd) => cmd.run().await,
             Command::Load(LoadCommand::Issue(load)) => load.run_command().await,
+            Command::Load(LoadCommand::Coupons(load)) => load.run_command().await,
             Command::Bench(cmd) => cmd.run().await,
         }
     })

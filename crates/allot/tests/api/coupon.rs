@@ -579,3 +579,60 @@ async fn megadeal_tickets_are_served_and_readable_only_by_their_user() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_thousand_concurrent_connections_each_get_and_redeem_one_coupon() {
+    let app = TestApp::spawn().await;
+    let base = app.url();
+    let setup = http();
+    let coupons = (0..1_000)
+        .map(|i| coupon(&format!("crowd-{i}"), Some("FREE"), 1, FUTURE))
+        .collect();
+    assert_eq!(upload(&setup, &base, coupons).await.0, 201);
+    let barrier = std::sync::Arc::new(tokio::sync::Barrier::new(1_000));
+    let tasks = (0..1_000).map(|i| {
+        let barrier = barrier.clone();
+        let base = base.clone();
+        tokio::spawn(async move {
+            // One client per task: a connection each, all open at once.
+            let client = reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap();
+            barrier.wait().await;
+            let user = format!("crowd-user-{i}");
+            let (status, body) = post(
+                &client,
+                format!("{base}/api/v1/coupons/requests"),
+                json!({"user_id": user, "type": "FREE"}),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            let code = body["coupon"]["code"].as_str().unwrap().to_owned();
+            let (status, body) = post(
+                &client,
+                format!("{base}/api/v1/coupons/{code}/redeem"),
+                json!({"user_id": user}),
+            )
+            .await;
+            assert_eq!(status, 200, "{body}");
+            code
+        })
+    });
+    let codes: HashSet<String> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(codes.len(), 1_000);
+    let db = app.db();
+    assert_eq!(
+        db.count("SELECT count(*) FROM coupons WHERE uses = 1 AND allocated_to IS NOT NULL"),
+        1_000
+    );
+    assert_eq!(
+        db.count("SELECT count(DISTINCT user_id) FROM coupon_redemptions"),
+        1_000
+    );
+    app.stop().await;
+}
