@@ -3,6 +3,7 @@
 mod bench;
 mod codes;
 mod coupon_load;
+mod coupons_cmd;
 mod grpc_client;
 mod issue_load;
 mod load;
@@ -31,6 +32,9 @@ enum Command {
     /// Discount codes, as a client of a running server
     #[command(subcommand)]
     Codes(codes::CodesCommand),
+    /// Coupon management, as a client of a running server
+    #[command(subcommand)]
+    Coupons(coupons_cmd::CouponsCommand),
     /// Drive a running server with load, then verify what it did
     #[command(subcommand)]
     Load(LoadCommand),
@@ -65,6 +69,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Codes(cmd) => cmd.run().await,
+            Command::Coupons(cmd) => cmd.run().await,
             Command::Load(LoadCommand::Issue(load)) => load.run_command().await,
             Command::Load(LoadCommand::Coupons(load)) => load.run_command().await,
             Command::Bench(cmd) => cmd.run().await,

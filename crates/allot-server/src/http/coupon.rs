@@ -31,6 +31,7 @@ pub(crate) fn routes() -> Router<AppState> {
             "/api/v1/coupons",
             post(upload).layer(DefaultBodyLimit::max(UPLOAD_BODY_BYTES_MAX)),
         )
+        .route("/api/v1/coupons/csv", post(upload_csv))
         .route("/api/v1/coupons/requests", post(request))
         .route("/api/v1/coupons/requests/{ticket}", get(ticket))
         .route("/api/v1/coupons/stats", get(stats))
@@ -193,6 +194,186 @@ fn parse_entry(index: usize, v: &Value) -> Result<NewCoupon, Vec<EntryError>> {
         }
         _ => Err(errors),
     }
+}
+
+/// Rows stored per transaction by the CSV upload.
+const CSV_CHUNK_ROWS: usize = 5_000;
+/// Longest CSV line accepted.
+const CSV_LINE_BYTES_MAX: usize = 4_096;
+const CSV_COLUMNS: [&str; 6] = [
+    "code",
+    "type",
+    "discount_kind",
+    "discount_amount",
+    "expires_at",
+    "max_uses",
+];
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CsvCreated {
+    pub created: usize,
+    /// Transactions of up to 5,000 rows.
+    pub chunks: usize,
+}
+
+/// Upload coupons from a CSV file of any size, streamed.
+///
+/// The first line is a header naming the columns `code,type,discount_kind,discount_amount,
+/// expires_at,max_uses` in any order; `type` may be empty for an untyped coupon. Rows are
+/// checked with the same rules as the JSON upload and stored in chunks of 5,000, each all or
+/// nothing. The first chunk with a bad row stops the upload: the answer lists its bad rows
+/// (`index` counts data rows from 0 over the whole file) and says how many coupons the chunks
+/// before it stored.
+#[utoipa::path(post, path = "/api/v1/coupons/csv", tag = "coupons",
+    request_body(content = String, content_type = "text/csv"),
+    responses(
+        (status = 201, description = "Every row stored", body = CsvCreated),
+        (status = 422, description = "Bad rows of the first bad chunk in `details`; earlier chunks stay stored", body = ErrorBody)))]
+pub(crate) async fn upload_csv(
+    State(state): State<AppState>,
+    body: axum::body::Body,
+) -> Result<(StatusCode, Json<CsvCreated>), ServiceError> {
+    use futures::StreamExt;
+    let mut stream = body.into_data_stream();
+    let mut pending: Vec<u8> = Vec::new();
+    let mut header: Option<Vec<usize>> = None;
+    let mut chunk: Vec<Result<NewCoupon, Vec<EntryError>>> = Vec::with_capacity(CSV_CHUNK_ROWS);
+    let mut rows = 0usize;
+    let mut created = 0usize;
+    let mut chunks = 0usize;
+    let mut done = false;
+    while !done {
+        match stream.next().await {
+            Some(Ok(bytes)) => pending.extend_from_slice(&bytes),
+            Some(Err(e)) => {
+                return Err(ServiceError::bad_request(
+                    None,
+                    format!("reading the body: {e}"),
+                ));
+            }
+            None => {
+                done = true;
+                if !pending.is_empty() && pending.last() != Some(&b'\n') {
+                    pending.push(b'\n');
+                }
+            }
+        }
+        let mut start = 0;
+        while let Some(nl) = pending[start..].iter().position(|b| *b == b'\n') {
+            let line = &pending[start..start + nl];
+            start += nl + 1;
+            let line = std::str::from_utf8(line)
+                .map_err(|_| ServiceError::bad_request(None, format!("row {rows}: not UTF-8")))?
+                .trim_end_matches('\r');
+            if line.trim().is_empty() {
+                continue;
+            }
+            match &header {
+                None => header = Some(csv_header(line)?),
+                Some(columns) => {
+                    chunk.push(parse_entry(rows, &csv_row(columns, line)));
+                    rows += 1;
+                    if chunk.len() == CSV_CHUNK_ROWS {
+                        created += store_chunk(&state, &mut chunk, rows, created).await?;
+                        chunks += 1;
+                    }
+                }
+            }
+        }
+        pending.drain(..start);
+        if pending.len() > CSV_LINE_BYTES_MAX {
+            return Err(ServiceError::bad_request(
+                None,
+                format!("row {rows}: longer than {CSV_LINE_BYTES_MAX} bytes"),
+            ));
+        }
+    }
+    if header.is_none() {
+        return Err(DomainError::invalid("csv", "the header line is missing").into());
+    }
+    if !chunk.is_empty() {
+        created += store_chunk(&state, &mut chunk, rows, created).await?;
+        chunks += 1;
+    }
+    if created == 0 {
+        return Err(DomainError::invalid("csv", "holds no rows").into());
+    }
+    Ok((StatusCode::CREATED, Json(CsvCreated { created, chunks })))
+}
+
+/// Stores one chunk; on bad rows, re-numbers them over the whole file and says what was kept.
+async fn store_chunk(
+    state: &AppState,
+    chunk: &mut Vec<Result<NewCoupon, Vec<EntryError>>>,
+    rows_so_far: usize,
+    created_before: usize,
+) -> Result<usize, ServiceError> {
+    let first_row = rows_so_far - chunk.len();
+    match state.services.coupons.upload(std::mem::take(chunk)).await {
+        Ok(n) => Ok(n),
+        Err(ServiceError::InvalidEntries { mut entries }) => {
+            // Rows were numbered over the file already except existing-code clashes, which the
+            // service numbers within the chunk.
+            for e in &mut entries {
+                if e.index < first_row {
+                    e.index += first_row;
+                }
+            }
+            tracing::info!(
+                op = "coupons.upload_csv",
+                created_before,
+                first_row,
+                "stopped at a bad chunk"
+            );
+            Err(ServiceError::InvalidEntries { entries })
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn csv_header(line: &str) -> Result<Vec<usize>, ServiceError> {
+    let names: Vec<&str> = line.split(',').map(str::trim).collect();
+    CSV_COLUMNS
+        .iter()
+        .map(|c| {
+            names.iter().position(|n| n == c).ok_or_else(|| {
+                DomainError::invalid(
+                    "csv",
+                    format!(
+                        "the header must name the columns {}; {c} is missing",
+                        CSV_COLUMNS.join(",")
+                    ),
+                )
+                .into()
+            })
+        })
+        .collect()
+}
+
+/// One CSV row as the JSON object the JSON upload takes, so both share their checks.
+fn csv_row(columns: &[usize], line: &str) -> Value {
+    let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+    let cell = |i: usize| cells.get(columns[i]).copied().unwrap_or("");
+    let number = |raw: &str| match raw.parse::<i64>() {
+        Ok(n) => Value::from(n),
+        Err(_) if raw.is_empty() => Value::Null,
+        Err(_) => Value::from(raw),
+    };
+    let text = |raw: &str| {
+        if raw.is_empty() {
+            Value::Null
+        } else {
+            Value::from(raw)
+        }
+    };
+    serde_json::json!({
+        "code": text(cell(0)),
+        "type": text(cell(1)),
+        "discount_kind": text(cell(2)),
+        "discount_amount": number(cell(3)),
+        "expires_at": text(cell(4)),
+        "max_uses": number(cell(5)),
+    })
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

@@ -24,6 +24,7 @@ use super::{campaign, coupon, discount, error, health};
         campaign::list_coupons,
         campaign::issue,
         coupon::upload,
+        coupon::upload_csv,
         coupon::request,
         coupon::ticket,
         coupon::validate,

@@ -636,3 +636,63 @@ async fn a_thousand_concurrent_connections_each_get_and_redeem_one_coupon() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_files_stream_in_through_the_cli_in_all_or_nothing_chunks() {
+    let app = TestApp::spawn().await;
+    let dir = tempfile::TempDir::new().unwrap();
+    let good = dir.path().join("good.csv");
+    let mut text = String::from("code,type,discount_kind,discount_amount,expires_at,max_uses\n");
+    for i in 0..12_000 {
+        text.push_str(&format!(
+            "csv-{i},{},FLAT,500,{FUTURE},2\n",
+            if i % 2 == 0 { "FREE" } else { "" }
+        ));
+    }
+    std::fs::write(&good, &text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_allot"))
+        .args(["coupons", "upload"])
+        .arg(&good)
+        .args(["--server", &app.url()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("created 12000 coupons in 3 chunks"));
+    let db = app.db();
+    assert_eq!(
+        db.count("SELECT count(*) FROM coupons WHERE code LIKE 'CSV-%'"),
+        12_000
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM coupons WHERE type IS NULL"),
+        6_000
+    );
+
+    // A bad row in the second chunk: the first chunk stays, the second and later do not.
+    let mut text = String::from("max_uses,code,type,discount_kind,discount_amount,expires_at\n");
+    for i in 0..12_000 {
+        let amount = if i == 7_001 { "150" } else { "10" };
+        text.push_str(&format!("1,more-{i},,PERCENTAGE,{amount},{FUTURE}\n"));
+    }
+    let response = http()
+        .post(format!("{}/api/v1/coupons/csv", app.url()))
+        .header("content-type", "text/csv")
+        .body(text)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 422);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["details"][0]["index"], 7_001);
+    assert_eq!(body["error"]["details"][0]["field"], "discount_amount");
+    assert_eq!(
+        app.db()
+            .count("SELECT count(*) FROM coupons WHERE code LIKE 'MORE-%'"),
+        5_000
+    );
+    app.stop().await;
+}
