@@ -88,6 +88,12 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMillis,
     ) -> Result<Result<usize, ExistingCodes>, StorageError>;
 
+    /// Which of these codes are stored already (a read; the upload itself checks again).
+    async fn existing_coupon_codes(
+        &self,
+        codes: Vec<UploadedCode>,
+    ) -> Result<Vec<UploadedCode>, StorageError>;
+
     /// Hands the user the oldest free, unexpired coupon of the type (untyped for `None`), or
     /// the unredeemed one of that type they already hold.
     async fn allocate_coupon(

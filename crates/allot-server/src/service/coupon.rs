@@ -106,6 +106,21 @@ impl Coupons {
             }
         }
         if !errors.is_empty() {
+            // Name the good entries whose codes exist already too, so one answer lists every
+            // bad entry.
+            let existing = self
+                .store
+                .existing_coupon_codes(coupons.iter().map(|c| c.code.clone()).collect())
+                .await?;
+            for code in existing {
+                if let Some(index) = first_index.get(code.as_str()) {
+                    errors.push(EntryError {
+                        index: *index,
+                        field: "code",
+                        message: "a coupon with this code exists already".to_owned(),
+                    });
+                }
+            }
             errors.sort_by_key(|e| e.index);
             return Err(ServiceError::InvalidEntries { entries: errors });
         }
@@ -263,9 +278,12 @@ impl Coupons {
             max_uses: coupon.max_uses,
             allocated_to: coupon.allocated_to.as_deref(),
         };
-        allot_domain::coupon::check_redeemable(&state, user.as_str(), self.clock.now())
-            .map_err(refusal)?;
-        Ok(coupon)
+        let checked =
+            allot_domain::coupon::check_redeemable(&state, user.as_str(), self.clock.now())
+                .map_err(refusal);
+        let label = checked.as_ref().map_or_else(|e| e.code(), |()| "valid");
+        tracing::info!(op = "coupons.validate", user = %user, code = %coupon.code, outcome = label);
+        checked.map(|()| coupon)
     }
 
     pub async fn redeem(&self, code: &str, user: UserId) -> Result<Coupon, ServiceError> {

@@ -59,6 +59,20 @@ fn by_code(conn: &Connection, code: &str) -> Result<Option<(i64, Coupon)>, Stora
     .transpose()
 }
 
+pub(super) fn existing(
+    conn: &Connection,
+    codes: Vec<allot_domain::coupon::UploadedCode>,
+) -> Result<Vec<allot_domain::coupon::UploadedCode>, StorageError> {
+    let mut exists = conn.prepare_cached("SELECT 1 FROM coupons WHERE code = ?1")?;
+    let mut found = Vec::new();
+    for code in codes {
+        if exists.exists(params![code.as_str()])? {
+            found.push(code);
+        }
+    }
+    Ok(found)
+}
+
 pub(super) fn upload(
     conn: &Connection,
     coupons: &[NewCoupon],

@@ -240,6 +240,13 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn existing_coupon_codes(
+        &self,
+        codes: Vec<UploadedCode>,
+    ) -> Result<Vec<UploadedCode>, StorageError> {
+        self.read(move |conn| coupon::existing(conn, codes)).await
+    }
+
     async fn allocate_coupon(
         &self,
         user: UserId,

@@ -55,6 +55,7 @@ async fn fifty_thousand_upload_at_once_and_bad_batches_store_nothing() {
         coupon("FINE-1", None, 1, FUTURE),
     ];
     bad.push(coupon("past", None, 1, "2001-01-01T00:00:00Z"));
+    bad.push(coupon("bulk-00042", None, 1, FUTURE));
     let (status, body) = upload(&client, &base, bad).await;
     assert_eq!(status, 422);
     assert_eq!(body["error"]["code"], "invalid_argument");
@@ -78,6 +79,7 @@ async fn fifty_thousand_upload_at_once_and_bad_batches_store_nothing() {
         (5, "expires_at"),
         (6, "code"),
         (7, "expires_at"),
+        (8, "code"),
     ] {
         assert!(
             named.contains(&(expected.0, expected.1.to_owned())),
