@@ -9,6 +9,7 @@ pub mod clock;
 pub mod coupon;
 pub mod discount;
 pub mod error;
+pub mod sale;
 
 pub use clock::{Clock, UnixMillis};
 pub use error::DomainError;

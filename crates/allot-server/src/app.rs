@@ -51,7 +51,7 @@ impl Application {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
-        let services = Services::new(store, clock, config.megadeal);
+        let services = Services::new(store, clock, config.megadeal, config.sales);
         let state = http::AppState {
             services: services.clone(),
             metrics: metrics::handle(),

@@ -8,7 +8,10 @@ use std::time::Duration;
 use clap::ValueEnum;
 use serde::Deserialize;
 
+use allot_domain::sale::ItemsPerSale;
+
 use crate::service::admission::AdmissionLimits;
+use crate::service::sale::SaleSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./allot-data";
@@ -70,6 +73,14 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_MEGADEAL_WAIT_MAX_MS", value_name = "MS")]
     pub megadeal_wait_max_ms: Option<u64>,
 
+    /// Items in each hourly flash sale; 0 turns flash sales off [default: 10000]
+    #[arg(long, env = "ALLOT_SALE_ITEMS", value_name = "N")]
+    pub sale_items: Option<u32>,
+
+    /// Most items one user may buy in one flash sale [default: 10]
+    #[arg(long, env = "ALLOT_SALE_USER_LIMIT", value_name = "N")]
+    pub sale_user_limit: Option<u32>,
+
     /// Optional TOML file holding any of the settings above (same names, snake_case)
     #[arg(long, env = "ALLOT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -88,6 +99,8 @@ struct FileConfig {
     megadeal_in_flight_max: Option<usize>,
     megadeal_per_second_max: Option<usize>,
     megadeal_wait_max_ms: Option<u64>,
+    sale_items: Option<u32>,
+    sale_user_limit: Option<u32>,
 }
 
 /// The resolved configuration the server runs with.
@@ -101,6 +114,7 @@ pub struct Config {
     /// `None`: the purge job is off.
     pub coupon_purge_interval: Option<Duration>,
     pub megadeal: AdmissionLimits,
+    pub sales: SaleSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +124,8 @@ pub enum ConfigError {
         path: String,
         source: std::io::Error,
     },
+    #[error("{0}")]
+    Invalid(String),
     #[error("config file {path}: {source}")]
     Parse {
         path: String,
@@ -129,6 +145,7 @@ impl Config {
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
             coupon_purge_interval: Some(Duration::from_secs(DEFAULT_PURGE_INTERVAL_SECS)),
             megadeal: AdmissionLimits::default(),
+            sales: SaleSettings::default(),
         }
     }
 }
@@ -183,6 +200,24 @@ impl ServeArgs {
                         .megadeal_wait_max_ms
                         .or(file.megadeal_wait_max_ms)
                         .map_or(d.wait_max, Duration::from_millis),
+                }
+            },
+            sales: {
+                let d = SaleSettings::default();
+                let items = self.sale_items.or(file.sale_items).unwrap_or(10_000);
+                SaleSettings {
+                    items: match items {
+                        0 => None,
+                        n => Some(
+                            ItemsPerSale::parse(n)
+                                .map_err(|e| ConfigError::Invalid(e.to_string()))?,
+                        ),
+                    },
+                    user_limit: self
+                        .sale_user_limit
+                        .or(file.sale_user_limit)
+                        .unwrap_or(d.user_limit)
+                        .max(1),
                 }
             },
         })

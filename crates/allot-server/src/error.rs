@@ -44,6 +44,14 @@ pub enum ServiceError {
     NoCouponAvailable,
     #[error("MEGADEAL coupons are in high demand; retry after {retry_after_secs} s")]
     MegadealBusy { retry_after_secs: u64 },
+    #[error("no flash sale is running")]
+    NoActiveSale,
+    #[error("the item is not in the current sale")]
+    NotInCurrentSale,
+    #[error("the item is sold")]
+    ItemSold,
+    #[error("the sale of this checkout is over")]
+    SaleOver,
     /// Storage cannot take the request now (closed for shutdown, overloaded); worth retrying.
     #[error("storage unavailable")]
     Unavailable(#[source] StorageError),
@@ -98,6 +106,9 @@ impl ServiceError {
             ServiceError::Exhausted | ServiceError::NoCouponAvailable => ErrorKind::Conflict,
             ServiceError::NotOwner => ErrorKind::PermissionDenied,
             ServiceError::MegadealBusy { .. } => ErrorKind::RateLimited,
+            ServiceError::NoActiveSale | ServiceError::ItemSold => ErrorKind::Conflict,
+            ServiceError::NotInCurrentSale => ErrorKind::NotFound,
+            ServiceError::SaleOver => ErrorKind::Gone,
             ServiceError::Unavailable(_) => ErrorKind::Unavailable,
             ServiceError::Internal(_) => ErrorKind::Internal,
         }
@@ -120,6 +131,10 @@ impl ServiceError {
             ServiceError::NotOwner => "not_owner",
             ServiceError::NoCouponAvailable => "no_coupon_available",
             ServiceError::MegadealBusy { .. } => "megadeal_busy",
+            ServiceError::NoActiveSale => "no_active_sale",
+            ServiceError::NotInCurrentSale => "not_in_current_sale",
+            ServiceError::ItemSold => "item_sold",
+            ServiceError::SaleOver => "sale_over",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::Internal(_) => "internal",
         }

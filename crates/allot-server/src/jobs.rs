@@ -38,6 +38,27 @@ pub(crate) fn start(services: &Services, config: &Config) -> Jobs {
             }
         })));
     }
+    if services.sales.settings().items.is_some() {
+        let sales = services.sales.clone();
+        let mut stopped = stop.subscribe();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                // Opens the sale of the current hour: at start, then on each hour.
+                if let Err(e) = sales.current().await {
+                    tracing::warn!(error = %e, "opening the flash sale failed; retrying in a second");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                // Wake at the hour; never sleep longer than a minute, so a clock that jumps is
+                // followed soon.
+                let wait = sales.millis_to_next_sale().clamp(1, 60_000) as u64;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(wait)) => {}
+                    _ = stopped.changed() => return,
+                }
+            }
+        }));
+    }
     Jobs { stop, tasks }
 }
 

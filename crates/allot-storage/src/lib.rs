@@ -13,6 +13,7 @@ use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CouponCode};
 use allot_domain::coupon::{CouponType, UploadedCode};
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
+use allot_domain::sale::CheckoutCode;
 use allot_domain::user::UserId;
 use async_trait::async_trait;
 
@@ -124,6 +125,40 @@ pub trait Store: Send + Sync + 'static {
         now: UnixMillis,
         trigger: &'static str,
     ) -> Result<Vec<(Option<CouponType>, i64)>, StorageError>;
+
+    /// Opens the sale of an hour with its generated items, once: if the hour's sale exists
+    /// (opened earlier, or by another instance) it is returned unchanged.
+    async fn open_sale(&self, sale: NewSale, now: UnixMillis) -> Result<Sale, StorageError>;
+
+    async fn sale_starting_at(&self, start: UnixMillis) -> Result<Option<Sale>, StorageError>;
+
+    async fn sale(&self, id: i64) -> Result<Option<Sale>, StorageError>;
+
+    /// Decides a checkout against the current sale and records the attempt, whatever its
+    /// outcome.
+    async fn checkout(&self, request: CheckoutRequest) -> Result<CheckoutOutcome, StorageError>;
+
+    /// Decides the purchase of a checked-out item once per code; later calls with the code
+    /// answer the first outcome.
+    async fn purchase(
+        &self,
+        code: CheckoutCode,
+        user_limit: u32,
+        now: UnixMillis,
+    ) -> Result<Purchase, StorageError>;
+
+    async fn sale_items(
+        &self,
+        sale_id: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<SaleItem>, StorageError>;
+
+    async fn sale_purchases(
+        &self,
+        sale_id: i64,
+        user: UserId,
+    ) -> Result<Vec<SaleItem>, StorageError>;
 
     /// Finishes every accepted write, makes it durable and releases the database. Later calls
     /// fail with [`StorageError::Closed`].

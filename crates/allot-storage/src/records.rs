@@ -149,3 +149,64 @@ pub struct CouponCounters {
     pub expired: i64,
     pub purged: i64,
 }
+
+use allot_domain::sale::{CheckoutCode, ItemId, SaleHour};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sale {
+    pub id: i64,
+    pub starts_at: UnixMillis,
+    pub ends_at: UnixMillis,
+    pub items_total: i64,
+    pub sold: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleItem {
+    pub id: i64,
+    pub sale_id: i64,
+    pub name: String,
+    pub image_url: String,
+    pub sold_to: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CheckoutRequest {
+    pub sale: Sale,
+    pub item: ItemId,
+    pub user: UserId,
+    pub user_limit: u32,
+    pub now: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CheckoutOutcome {
+    Code { code: CheckoutCode, item: SaleItem },
+    UnknownItem,
+    NotInCurrentSale,
+    ItemSold,
+    UserLimitReached,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PurchaseOutcome {
+    Sold { item: SaleItem, user_id: String },
+    ItemSold,
+    UserLimitReached,
+    SaleOver,
+    UnknownCode,
+}
+
+/// A purchase's outcome and whether an earlier purchase of the same code decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purchase {
+    pub outcome: PurchaseOutcome,
+    pub replayed: bool,
+}
+
+/// What opening a sale needs.
+#[derive(Debug, Clone, Copy)]
+pub struct NewSale {
+    pub hour: SaleHour,
+    pub items: u32,
+}

@@ -8,6 +8,7 @@ pub(crate) mod error;
 mod health;
 mod json;
 mod openapi;
+mod sale;
 
 use std::time::Instant;
 
@@ -33,6 +34,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(discount::routes())
         .merge(campaign::routes())
         .merge(coupon::routes())
+        .merge(sale::routes())
         .route("/metrics", get(render_metrics))
         .with_state(state)
         .merge(openapi::routes())

@@ -4,7 +4,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{campaign, coupon, discount, error, health};
+use super::{campaign, coupon, discount, error, health, sale};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -34,6 +34,11 @@ use super::{campaign, coupon, discount, error, health};
         coupon::stats,
         coupon::purge,
         coupon::megadeal,
+        sale::checkout,
+        sale::purchase,
+        sale::current,
+        sale::items,
+        sale::purchases,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, crate::error::EntryError)),
     tags(
@@ -41,6 +46,7 @@ use super::{campaign, coupon, discount, error, health};
         (name = "discount-codes", description = "One-time discount codes"),
         (name = "campaigns", description = "Campaign coupons: first come, first served, exactly N"),
         (name = "coupons", description = "Uploaded coupons: allocation, redemption, MEGADEAL admission, purge"),
+        (name = "flash-sales", description = "An hourly sale of generated items: checkout, then purchase"),
     )
 )]
 pub(crate) struct ApiDoc;

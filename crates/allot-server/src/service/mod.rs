@@ -4,6 +4,7 @@ pub mod admission;
 pub mod campaign;
 pub mod coupon;
 pub mod discount;
+pub mod sale;
 
 use std::sync::Arc;
 
@@ -11,10 +12,12 @@ use allot_domain::Clock;
 use allot_storage::Store;
 
 use admission::AdmissionLimits;
+use sale::SaleSettings;
 
 pub use campaign::Campaigns;
 pub use coupon::Coupons;
 pub use discount::DiscountCodes;
+pub use sale::FlashSales;
 
 /// Every capability's service, built once over one store and one clock.
 #[derive(Clone)]
@@ -24,14 +27,21 @@ pub struct Services {
     pub discount: Arc<DiscountCodes>,
     pub campaigns: Arc<Campaigns>,
     pub coupons: Arc<Coupons>,
+    pub sales: Arc<FlashSales>,
 }
 
 impl Services {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: AdmissionLimits) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        limits: AdmissionLimits,
+        sales: SaleSettings,
+    ) -> Self {
         Services {
             discount: Arc::new(DiscountCodes::new(store.clone(), clock.clone())),
             campaigns: Arc::new(Campaigns::new(store.clone(), clock.clone())),
             coupons: Arc::new(Coupons::new(store.clone(), clock.clone(), limits)),
+            sales: Arc::new(FlashSales::new(store.clone(), clock.clone(), sales)),
             store,
             clock,
         }

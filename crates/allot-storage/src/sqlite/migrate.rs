@@ -28,6 +28,11 @@ pub(super) const MIGRATIONS: &[Migration] = &[
         name: "coupons",
         sql: include_str!("../../migrations/sqlite/0003_coupons.sql"),
     },
+    Migration {
+        version: 4,
+        name: "sales",
+        sql: include_str!("../../migrations/sqlite/0004_sales.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StorageError> {

@@ -10,6 +10,7 @@ mod coupon;
 mod discount;
 mod migrate;
 mod reader;
+mod sale;
 mod writer;
 
 use std::fs::{File, OpenOptions};
@@ -20,14 +21,16 @@ use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CouponCode};
 use allot_domain::coupon::{CouponType, UploadedCode};
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
+use allot_domain::sale::CheckoutCode;
 use allot_domain::user::UserId;
 use async_trait::async_trait;
 use rusqlite::Connection;
 
 use crate::{
-    Allocation, Campaign, Coupon, CouponCounters, DiscountCodeRecord, ExistingCodes, IssueOutcome,
-    IssueRequest, IssuedCoupon, NewCampaign, NewCoupon, RedeemOutcome, Redemption,
-    RedemptionFilter, StorageError, Store,
+    Allocation, Campaign, CheckoutOutcome, CheckoutRequest, Coupon, CouponCounters,
+    DiscountCodeRecord, ExistingCodes, IssueOutcome, IssueRequest, IssuedCoupon, NewCampaign,
+    NewCoupon, NewSale, Purchase, RedeemOutcome, Redemption, RedemptionFilter, Sale, SaleItem,
+    StorageError, Store,
 };
 use reader::ReadPool;
 use writer::{Isolation, WriterHandle, WriterState};
@@ -293,6 +296,57 @@ impl Store for SqliteStore {
         trigger: &'static str,
     ) -> Result<Vec<(Option<CouponType>, i64)>, StorageError> {
         self.write(1_000, move |conn, _| coupon::purge(conn, now, trigger))
+            .await
+    }
+
+    async fn open_sale(&self, new: NewSale, now: UnixMillis) -> Result<Sale, StorageError> {
+        self.write(new.items as usize, move |conn, _| {
+            sale::open(conn, new, now)
+        })
+        .await
+    }
+
+    async fn sale_starting_at(&self, start: UnixMillis) -> Result<Option<Sale>, StorageError> {
+        self.read(move |conn| sale::by_start(conn, start)).await
+    }
+
+    async fn sale(&self, id: i64) -> Result<Option<Sale>, StorageError> {
+        self.read(move |conn| sale::by_id(conn, id)).await
+    }
+
+    async fn checkout(&self, request: CheckoutRequest) -> Result<CheckoutOutcome, StorageError> {
+        self.write(1, move |conn, _| sale::checkout(conn, &request))
+            .await
+    }
+
+    async fn purchase(
+        &self,
+        code: CheckoutCode,
+        user_limit: u32,
+        now: UnixMillis,
+    ) -> Result<Purchase, StorageError> {
+        self.write(1, move |conn, _| {
+            sale::purchase(conn, &code, user_limit, now)
+        })
+        .await
+    }
+
+    async fn sale_items(
+        &self,
+        sale_id: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<SaleItem>, StorageError> {
+        self.read(move |conn| sale::items(conn, sale_id, after_id, limit))
+            .await
+    }
+
+    async fn sale_purchases(
+        &self,
+        sale_id: i64,
+        user: UserId,
+    ) -> Result<Vec<SaleItem>, StorageError> {
+        self.read(move |conn| sale::purchases(conn, sale_id, user.as_str()))
             .await
     }
 
