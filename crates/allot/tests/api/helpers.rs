@@ -55,10 +55,32 @@ impl TestApp {
         Self::spawn_inner(clock.clone(), Some(clock)).await
     }
 
+    /// A server with settings changed by `configure`, and a manual clock at `now` if given.
+    pub async fn spawn_configured(
+        now: Option<UnixMillis>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        let manual = now.map(|n| Arc::new(ManualClock::new(n)));
+        let clock: Arc<dyn Clock> = match &manual {
+            Some(m) => m.clone(),
+            None => Arc::new(SystemClock),
+        };
+        Self::spawn_with(clock, manual, configure).await
+    }
+
     async fn spawn_inner(clock: Arc<dyn Clock>, manual: Option<Arc<ManualClock>>) -> TestApp {
+        Self::spawn_with(clock, manual, |_| {}).await
+    }
+
+    async fn spawn_with(
+        clock: Arc<dyn Clock>,
+        manual: Option<Arc<ManualClock>>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
         init_logs();
         let data_dir = TempDir::new().expect("temp dir");
-        let config = Config::for_data_dir(data_dir.path().join("data"));
+        let mut config = Config::for_data_dir(data_dir.path().join("data"));
+        configure(&mut config);
         let app = Application::build(config, clock)
             .await
             .expect("server builds");

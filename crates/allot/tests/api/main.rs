@@ -9,3 +9,4 @@ mod discount_rest;
 mod durability;
 mod helpers;
 mod house;
+mod sale;
