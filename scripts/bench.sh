@@ -38,6 +38,9 @@ start; "$BIN" bench issue --server "$URL" --seconds "$SECONDS_PER_PHASE" --no-pr
 echo "## allot load coupons"
 start; "$BIN" load coupons --server "$URL" --coupons 50000 --hello-seconds "$SECONDS_PER_PHASE" --no-progress; stop
 
+echo "## allot load flash-sale (10,000 items, 20,000 shoppers, 256 connections)"
+start; "$BIN" load flash-sale --server "$URL" --no-progress; stop
+
 if command -v wrk >/dev/null; then
   echo "## wrk: hello-world and IssueCoupon (Connect JSON and REST), fresh server"
   start

@@ -7,6 +7,7 @@ mod coupons_cmd;
 mod grpc_client;
 mod issue_load;
 mod load;
+mod sale_load;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -51,6 +52,10 @@ enum LoadCommand {
     /// Coupon management: uploads N coupons, then allocates each to a user and redeems it at
     /// C concurrent clients, beside the HTTP hello-world; verifies every allocation and use
     Coupons(coupon_load::CouponLoad),
+    /// Flash sale: a mix of aggressive and casual shoppers checks out and purchases until the
+    /// current sale sells out; prints the sell-out time, rates and latencies, then verifies
+    #[command(name = "flash-sale")]
+    FlashSale(sale_load::SaleLoad),
 }
 
 pub fn main() -> ExitCode {
@@ -72,6 +77,7 @@ pub fn main() -> ExitCode {
             Command::Coupons(cmd) => cmd.run().await,
             Command::Load(LoadCommand::Issue(load)) => load.run_command().await,
             Command::Load(LoadCommand::Coupons(load)) => load.run_command().await,
+            Command::Load(LoadCommand::FlashSale(load)) => load.run_command().await,
             Command::Bench(cmd) => cmd.run().await,
         }
     })

@@ -37,6 +37,7 @@ use super::{campaign, coupon, discount, error, health, sale};
         sale::checkout,
         sale::purchase,
         sale::current,
+        sale::read,
         sale::items,
         sale::purchases,
     ),

@@ -25,6 +25,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/checkout", post(checkout))
         .route("/purchase", post(purchase))
         .route("/api/v1/sales/current", get(current))
+        .route("/api/v1/sales/{id}", get(read))
         .route("/api/v1/sales/{id}/items", get(items))
         .route("/api/v1/sales/{id}/purchases", get(purchases))
 }
@@ -164,6 +165,19 @@ impl From<Sale> for SaleView {
         (status = 409, description = "`no_active_sale` (flash sales are off)", body = ErrorBody)))]
 pub(crate) async fn current(State(state): State<AppState>) -> Result<Json<SaleView>, ServiceError> {
     let id = state.services.sales.current().await?.id;
+    Ok(Json(state.services.sales.sale(id).await?.into()))
+}
+
+/// A sale, current or past, with its counts.
+#[utoipa::path(get, path = "/api/v1/sales/{id}", tag = "flash-sales",
+    params(("id" = i64, Path)),
+    responses(
+        (status = 200, description = "The sale", body = SaleView),
+        (status = 404, description = "No such sale", body = ErrorBody)))]
+pub(crate) async fn read(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+) -> Result<Json<SaleView>, ServiceError> {
     Ok(Json(state.services.sales.sale(id).await?.into()))
 }
 
