@@ -1,11 +1,9 @@
 //! REST for campaigns: `/api/v1/campaigns`.
 
 use allot_domain::DomainError;
-use allot_domain::campaign::{
-    CampaignId, CampaignName, CampaignWindow, PerUserLimit, TotalCoupons,
-};
+use allot_domain::campaign::CampaignId;
 use allot_domain::user::{IdempotencyKey, UserId};
-use allot_storage::{Campaign, NewCampaign};
+use allot_storage::Campaign;
 use axum::extract::{Path, Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -19,7 +17,7 @@ use super::error::ErrorBody;
 use super::json::ApiJson;
 use super::{AppState, rfc3339};
 use crate::ServiceError;
-use crate::service::campaign::COUPONS_PAGE_MAX;
+use crate::service::campaign::{COUPONS_PAGE_MAX, new_campaign};
 use crate::time::parse_rfc3339;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -128,25 +126,14 @@ pub(crate) async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<CreateCampaignBody>,
 ) -> Result<(StatusCode, Json<CampaignView>), ServiceError> {
-    let name = CampaignName::parse(body.name.as_deref().unwrap_or_default())?;
-    let start = instant("start_time", body.start_time.as_deref())?
-        .ok_or_else(|| DomainError::invalid("start_time", "is required"))?;
-    let end = instant("end_time", body.end_time.as_deref())?;
-    let total = TotalCoupons::parse(
-        body.total_coupons
-            .ok_or_else(|| DomainError::invalid("total_coupons", "is required"))?,
+    let new = new_campaign(
+        body.name.as_deref().unwrap_or_default(),
+        instant("start_time", body.start_time.as_deref())?,
+        instant("end_time", body.end_time.as_deref())?,
+        body.total_coupons,
+        body.per_user_limit,
     )?;
-    let per_user_limit = body.per_user_limit.map(PerUserLimit::parse).transpose()?;
-    let campaign = state
-        .services
-        .campaigns
-        .create(NewCampaign {
-            name,
-            window: CampaignWindow::new(start, end)?,
-            total,
-            per_user_limit,
-        })
-        .await?;
+    let campaign = state.services.campaigns.create(new).await?;
     Ok((StatusCode::CREATED, Json(campaign.into())))
 }
 

@@ -1,50 +1,36 @@
 //! `couponpb.CouponService`.
 
 use allot_domain::DomainError;
-use allot_domain::campaign::{
-    CampaignId, CampaignName, CampaignWindow, PerUserLimit, TotalCoupons,
-};
+use allot_domain::campaign::CampaignId;
 use allot_domain::user::{IdempotencyKey, UserId};
-use allot_storage::{Campaign, NewCampaign};
+use allot_storage::Campaign;
 
 use crate::ServiceError;
 use crate::pb::couponpb as pb;
 use crate::service::Services;
+use crate::service::campaign::new_campaign;
 use crate::time::{from_timestamp, to_timestamp};
 
 pub(crate) async fn create_campaign(
     services: &Services,
     req: pb::CreateCampaignRequest,
 ) -> Result<pb::CreateCampaignResponse, ServiceError> {
-    let name = CampaignName::parse(&req.name)?;
-    let start = req
-        .start_time
-        .as_ref()
-        .ok_or_else(|| DomainError::invalid("start_time", "is required"))?;
-    let start = from_timestamp(start)
-        .ok_or_else(|| DomainError::invalid("start_time", "is not a valid instant"))?;
-    let end = req
-        .end_time
-        .as_ref()
-        .map(|t| {
-            from_timestamp(t)
-                .ok_or_else(|| DomainError::invalid("end_time", "is not a valid instant"))
-        })
-        .transpose()?;
-    let total = TotalCoupons::parse(req.total_coupons)?;
-    let per_user_limit = match req.per_user_limit {
-        0 => None,
-        n => Some(PerUserLimit::parse(n)?),
+    let instant = |field: &'static str, t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .map(|t| {
+                from_timestamp(t)
+                    .ok_or_else(|| DomainError::invalid(field, "is not a valid instant"))
+            })
+            .transpose()
     };
-    let campaign = services
-        .campaigns
-        .create(NewCampaign {
-            name,
-            window: CampaignWindow::new(start, end)?,
-            total,
-            per_user_limit,
-        })
-        .await?;
+    let new = new_campaign(
+        &req.name,
+        instant("start_time", &req.start_time)?,
+        instant("end_time", &req.end_time)?,
+        Some(req.total_coupons),
+        (req.per_user_limit != 0).then_some(req.per_user_limit),
+    )?;
+    let campaign = services.campaigns.create(new).await?;
     Ok(pb::CreateCampaignResponse {
         campaign_id: campaign.id.get(),
     })
