@@ -89,6 +89,7 @@ async fn run_sale(app: &TestApp, items: usize, users: usize, connections: usize,
         );
         tokio::spawn(async move {
             let mut bought: Vec<(String, i64)> = Vec::new();
+            let mut replays: Vec<(String, i64)> = Vec::new();
             loop {
                 let u = next_user.fetch_add(1, Ordering::Relaxed) % users;
                 let user = format!("shopper-{u}");
@@ -120,6 +121,12 @@ async fn run_sale(app: &TestApp, items: usize, users: usize, connections: usize,
                     let (status, body) =
                         post(&client, format!("{base}/purchase?code={code}")).await;
                     match status {
+                        // A replay is the first purchase of the same code answered again (two
+                        // workers can serve one user and share its open code): not a new sale.
+                        200 if body["replayed"] == true => replays.push((
+                            body["user_id"].as_str().unwrap().to_owned(),
+                            body["items"][0]["id"].as_i64().unwrap(),
+                        )),
                         200 => bought.push((
                             body["user_id"].as_str().unwrap().to_owned(),
                             body["items"][0]["id"].as_i64().unwrap(),
@@ -135,15 +142,25 @@ async fn run_sale(app: &TestApp, items: usize, users: usize, connections: usize,
                 if sold_out_seen == 3 {
                     let now = current(&client, &base).await;
                     if now["remaining"] == 0 {
-                        return bought;
+                        return (bought, replays);
                     }
                 }
             }
         })
     });
     let mut seen: Vec<(String, i64)> = Vec::new();
+    let mut replayed: Vec<(String, i64)> = Vec::new();
     for w in futures::future::join_all(workers).await {
-        seen.extend(w.unwrap());
+        let (bought, replays) = w.unwrap();
+        seen.extend(bought);
+        replayed.extend(replays);
+    }
+    // A replayed answer names a sale some client saw first, to the same user.
+    for r in &replayed {
+        assert!(
+            seen.contains(r),
+            "a replayed purchase {r:?} matches no first purchase"
+        );
     }
 
     // The database: exactly `items` sold, each to one user, none above the limit, every
