@@ -27,6 +27,9 @@ pub trait Store: Send + Sync + 'static {
     /// A short name of the backend, for logs and `/ready`.
     fn backend(&self) -> &'static str;
 
+    /// True while the store accepts writes (no I/O: for liveness reports).
+    fn accepting_writes(&self) -> bool;
+
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> Result<(), StorageError>;
 

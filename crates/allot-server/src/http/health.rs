@@ -13,6 +13,16 @@ use super::AppState;
 pub(crate) struct Health {
     /// `ok` when the process serves requests.
     pub status: &'static str,
+    pub storage: StorageHealth,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(crate) struct StorageHealth {
+    /// `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// Whether the storage accepts writes, as this process knows without asking the database
+    /// (`GET /ready` asks it).
+    pub accepting_writes: bool,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -31,11 +41,18 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/ready", get(ready))
 }
 
-/// Liveness: the process is up and serving. Touches nothing else.
+/// Liveness: the process is up and serving, and what it knows of its storage without I/O.
 #[utoipa::path(get, path = "/health", tag = "health",
     responses((status = 200, description = "The server is up", body = Health)))]
-pub(crate) async fn health() -> Json<Health> {
-    Json(Health { status: "ok" })
+pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
+    let store = &state.services.store;
+    Json(Health {
+        status: "ok",
+        storage: StorageHealth {
+            backend: store.backend(),
+            accepting_writes: store.accepting_writes(),
+        },
+    })
 }
 
 /// Readiness: storage answers a query.

@@ -163,6 +163,10 @@ impl Store for SqliteStore {
         "sqlite"
     }
 
+    fn accepting_writes(&self) -> bool {
+        self.writer.accepting()
+    }
+
     async fn ping(&self) -> Result<(), StorageError> {
         self.read(|conn| {
             conn.query_row("SELECT 1", [], |_| Ok(()))?;

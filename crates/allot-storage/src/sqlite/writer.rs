@@ -162,6 +162,11 @@ impl WriterHandle {
         answer.await.map_err(|_| StorageError::Closed)?
     }
 
+    /// False once the writer stopped (shut down, or its thread ended).
+    pub(crate) fn accepting(&self) -> bool {
+        !self.tx.is_closed()
+    }
+
     /// Lets the writer finish every operation queued before this call, checkpoint and close.
     pub(crate) async fn shutdown(&self) -> Result<(), StorageError> {
         let Some(thread) = self.thread.lock().await.take() else {

@@ -162,3 +162,49 @@ async fn sigkill_loses_no_acknowledged_generate_or_use() {
         .into_inner();
     assert_eq!(again.result, [2]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let mut server = ServerProcess::start(&data);
+    let channel = channel(server.addr).await;
+    // Requests in flight when the signal arrives must all be answered and kept.
+    let calls: Vec<_> = (0..32)
+        .map(|_| {
+            let mut client = DiscountClient::new(channel.clone());
+            tokio::spawn(async move {
+                client
+                    .generate(GenerateRequest {
+                        count: 2000,
+                        length: vec![8],
+                    })
+                    .await
+                    .map(|r| r.into_inner().codes)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let stop = tokio::task::spawn_blocking(move || {
+        server.stop();
+        server
+    });
+    let mut answered = Vec::new();
+    for c in calls {
+        if let Ok(codes) = c.await.unwrap() {
+            answered.extend(codes);
+        }
+    }
+    let _server = stop.await.unwrap();
+    assert!(!answered.is_empty(), "no request was in flight");
+    let server = ServerProcess::start(&data);
+    let db = Db::open(&server.data_dir);
+    let stored: HashSet<String> = db
+        .strings("SELECT code FROM discount_codes")
+        .into_iter()
+        .collect();
+    assert!(
+        answered.iter().all(|c| stored.contains(c)),
+        "an answered code was not kept"
+    );
+}

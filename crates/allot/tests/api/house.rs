@@ -24,6 +24,8 @@ async fn health_ready_openapi_docs_and_metrics_are_served() {
         .await
         .unwrap();
     assert_eq!(health["status"], "ok");
+    assert_eq!(health["storage"]["backend"], "sqlite");
+    assert_eq!(health["storage"]["accepting_writes"], true);
     let ready = client.get(format!("{base}/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     let ready: Value = ready.json().await.unwrap();
