@@ -285,3 +285,84 @@ fn commit_batch(conn: &Connection, state: &mut WriterState, batch: &mut Vec<Box<
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn open_writer(dir: &std::path::Path) -> WriterHandle {
+        let path = dir.join("w.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.pragma_update(None, "journal_mode", "WAL").unwrap();
+        conn.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+            .unwrap();
+        spawn(conn, path, 64, 1_000).unwrap()
+    }
+
+    fn count(dir: &std::path::Path) -> i64 {
+        Connection::open(dir.join("w.db"))
+            .unwrap()
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_operation_rolls_back_alone_and_the_batch_commits() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let writer = std::sync::Arc::new(open_writer(dir.path()));
+        let mut calls = Vec::new();
+        for i in 0..200i64 {
+            let w = writer.clone();
+            calls.push(tokio::spawn(async move {
+                w.submit(1, Isolation::Savepoint, move |conn, _| {
+                    conn.execute("INSERT INTO t (k, v) VALUES (?1, 'first')", [i * 2])?;
+                    conn.execute("INSERT INTO t (k, v) VALUES (?1, 'second')", [i * 2 + 1])?;
+                    if i % 10 == 0 {
+                        // Fails after two writes: both must go.
+                        conn.execute("INSERT INTO t (k, v) VALUES (?1, NULL)", [-i - 1])?;
+                    }
+                    Ok(i)
+                })
+                .await
+            }));
+        }
+        let mut ok = 0;
+        let mut failed = 0;
+        for c in calls {
+            match c.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(StorageError::Sqlite(_)) => failed += 1,
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!((ok, failed), (180, 20));
+        assert_eq!(
+            count(dir.path()),
+            360,
+            "exactly the writes of the operations that succeeded"
+        );
+        writer.shutdown().await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn after_shutdown_writes_are_refused_and_what_was_accepted_is_kept() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let writer = open_writer(dir.path());
+        writer
+            .submit(1, Isolation::SingleStatement, |conn, _| {
+                Ok(conn.execute("INSERT INTO t (k, v) VALUES (1, 'x')", [])?)
+            })
+            .await
+            .unwrap();
+        assert!(writer.accepting());
+        writer.shutdown().await.unwrap();
+        assert!(!writer.accepting());
+        let refused = writer
+            .submit(1, Isolation::SingleStatement, |conn, _| {
+                Ok(conn.execute("INSERT INTO t (k, v) VALUES (2, 'y')", [])?)
+            })
+            .await;
+        assert!(matches!(refused, Err(StorageError::Closed)));
+        assert_eq!(count(dir.path()), 1);
+    }
+}
