@@ -28,7 +28,11 @@ pub(crate) fn routes(services: &Services) -> Router {
     let (_, health) = tonic_health::server::health_reporter();
 
     Routes::new(discount::server(services))
-        .add_service(campaign::server(services))
+        // gRPC-Web too, for browsers: the layer turns grpc-web calls into gRPC ones.
+        .add_service(tower::Layer::layer(
+            &tonic_web::GrpcWebLayer::new(),
+            campaign::server(services),
+        ))
         .add_service(health)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -583,3 +583,38 @@ async fn rest_campaigns_create_read_issue_and_page() {
     assert_eq!(missing.status(), 404);
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_web_calls_work_over_http1() {
+    let app = TestApp::spawn().await;
+    let id = open_campaign(&mut coupon_client(app.channel().await), 2).await;
+    let message = IssueCouponRequest {
+        campaign_id: id,
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let response = reqwest::Client::builder()
+        .http1_only()
+        .build()
+        .unwrap()
+        .post(format!("{}/couponpb.CouponService/IssueCoupon", app.url()))
+        .header("content-type", "application/grpc-web+proto")
+        .header("x-grpc-web", "1")
+        .body(frame)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body = response.bytes().await.unwrap();
+    assert_eq!(body[0], 0, "a data frame first");
+    let len = u32::from_be_bytes(body[1..5].try_into().unwrap()) as usize;
+    let issued = IssueCouponResponse::decode(&body[5..5 + len]).unwrap();
+    assert_code(&issued.coupon_code);
+    let trailer = &body[5 + len..];
+    assert_eq!(trailer[0], 0x80, "then the trailers frame");
+    assert!(String::from_utf8_lossy(&trailer[5..]).contains("grpc-status:0"));
+    app.stop().await;
+}
