@@ -208,3 +208,144 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
         "an answered code was not kept"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_loses_no_acknowledged_purchase_or_redemption() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let flags = ["--sale-items", "5000", "--sale-user-limit", "1000"];
+    let mut server = ServerProcess::start_with(&data, &flags);
+    let base = server.url();
+    let client = reqwest::Client::new();
+    let coupons: Vec<serde_json::Value> = (0..5_000)
+        .map(|i| serde_json::json!({"code": format!("k-{i}"), "discount_kind": "FLAT", "discount_amount": 1,
+                                    "expires_at": "2099-01-01T00:00:00Z", "max_uses": 1}))
+        .collect();
+    let r = client
+        .post(format!("{base}/api/v1/coupons"))
+        .json(&serde_json::json!({"coupons": coupons}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let sale: serde_json::Value = client
+        .get(format!("{base}/api/v1/sales/current"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let first_item = {
+        let page: serde_json::Value = client
+            .get(format!("{base}/api/v1/sales/{}/items?limit=1", sale["id"]))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        page["items"][0]["id"].as_i64().unwrap()
+    };
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for w in 0..32i64 {
+        let (client, base, stop) = (client.clone(), base.clone(), stop.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut purchased = Vec::new();
+            let mut redeemed = Vec::new();
+            let mut i = w;
+            while !stop.load(Ordering::Relaxed) && i < 5_000 {
+                let user = format!("crash-{w}");
+                let Ok(r) = client
+                    .post(format!(
+                        "{base}/checkout?user_id={user}&id={}",
+                        first_item + i
+                    ))
+                    .send()
+                    .await
+                else {
+                    break;
+                };
+                if r.status() == 200 {
+                    let code = r.json::<serde_json::Value>().await.unwrap()["code"]
+                        .as_str()
+                        .unwrap()
+                        .to_owned();
+                    match client
+                        .post(format!("{base}/purchase?code={code}"))
+                        .send()
+                        .await
+                    {
+                        Ok(r) if r.status() == 200 => {
+                            purchased.push((first_item + i, user.clone()))
+                        }
+                        Ok(_) => {}
+                        Err(_) => break,
+                    }
+                }
+                match client
+                    .post(format!("{base}/api/v1/coupons/k-{i}/redeem"))
+                    .json(&serde_json::json!({"user_id": user}))
+                    .send()
+                    .await
+                {
+                    Ok(r) if r.status() == 200 => redeemed.push(format!("K-{i}")),
+                    Ok(_) => {}
+                    Err(_) => break,
+                }
+                i += 32;
+            }
+            (purchased, redeemed)
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    server.kill9();
+    stop.store(true, Ordering::Relaxed);
+    let mut purchased = Vec::new();
+    let mut redeemed = Vec::new();
+    for t in tasks {
+        let (p, r) = t.await.unwrap();
+        purchased.extend(p);
+        redeemed.extend(r);
+    }
+    assert!(
+        purchased.len() >= 20 && redeemed.len() >= 20,
+        "too little before the kill: {} {}",
+        purchased.len(),
+        redeemed.len()
+    );
+
+    let _server = ServerProcess::start_with(&data, &flags);
+    let db = Db::open(&data);
+    for (item, user) in &purchased {
+        assert_eq!(
+            db.strings(&format!("SELECT sold_to FROM sale_items WHERE id = {item}")),
+            vec![user.clone()],
+            "an acknowledged purchase was lost"
+        );
+    }
+    for code in &redeemed {
+        assert_eq!(
+            db.count(&format!("SELECT uses FROM coupons WHERE code = '{code}'")),
+            1,
+            "an acknowledged redemption was lost"
+        );
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM coupon_redemptions WHERE code = '{code}'"
+            )),
+            1
+        );
+    }
+    // Counts agree with the rows after recovery.
+    assert_eq!(
+        db.count("SELECT sum(sold) FROM sales"),
+        db.count("SELECT count(*) FROM sale_items WHERE sold_to IS NOT NULL")
+    );
+    assert_eq!(
+        db.count("SELECT redeemed FROM coupon_counters WHERE type = 'NONE'"),
+        db.count("SELECT count(*) FROM coupon_redemptions")
+    );
+}

@@ -189,9 +189,15 @@ pub struct ServerProcess {
 impl ServerProcess {
     /// Starts `allot serve` on a random port over `data_dir` and waits until it listens.
     pub fn start(data_dir: &Path) -> ServerProcess {
+        Self::start_with(data_dir, &[])
+    }
+
+    /// Like [`Self::start`], with more `allot serve` flags.
+    pub fn start_with(data_dir: &Path, flags: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_allot"))
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
+            .args(flags)
             .env(
                 "ALLOT_LOG_LEVEL",
                 if std::env::var_os("TEST_LOG").is_some() {
