@@ -56,9 +56,14 @@ impl Application {
             services: services.clone(),
             metrics: metrics::handle(),
         };
-        let router = http::router(state).merge(grpc::routes(&services)).layer(
-            axum::middleware::from_fn_with_state(services.clone(), connect::dispatch),
-        );
+        let router = http::router(state)
+            .merge(grpc::routes(&services))
+            // Replaces tonic's fallback, which answers every unknown path as gRPC with HTTP 200.
+            .fallback(http::fallback)
+            .layer(axum::middleware::from_fn_with_state(
+                services.clone(),
+                connect::dispatch,
+            ));
         let router = http::observe(router);
         let listener = TcpListener::bind(config.listen)
             .await

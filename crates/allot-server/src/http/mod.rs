@@ -46,6 +46,31 @@ pub(crate) fn observe(router: Router) -> Router {
     router.layer(middleware::from_fn(log_request))
 }
 
+/// Answers requests no route took: gRPC ones as gRPC `UNIMPLEMENTED`, the rest with the API's
+/// JSON 404.
+pub(crate) async fn fallback(req: Request) -> Response {
+    let grpc = req
+        .headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if grpc {
+        return (
+            [
+                (http::header::CONTENT_TYPE, "application/grpc"),
+                (http::HeaderName::from_static("grpc-status"), "12"),
+                (
+                    http::HeaderName::from_static("grpc-message"),
+                    "unknown service or method",
+                ),
+            ],
+            (),
+        )
+            .into_response();
+    }
+    crate::ServiceError::NotFound { what: "route" }.into_response()
+}
+
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
@@ -57,10 +82,11 @@ async fn log_request(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    // The route template, not the path: metric labels must stay a small, fixed set.
     let route = req
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| path.clone(), |m| m.as_str().to_owned());
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
     let response = next.run(req).await;
     let latency = started.elapsed();
     let status = response.status().as_u16();

@@ -58,6 +58,14 @@ async fn health_ready_openapi_docs_and_metrics_are_served() {
     assert!(docs.text().await.unwrap().contains("swagger"));
 
     let _ = client.get(format!("{base}/health")).send().await.unwrap();
+
+    // Unknown paths: the API's JSON 404, and one bounded metric label for all of them.
+    for path in ["/no/such/path", "/api/v1/nothing-here"] {
+        let r = client.post(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(r.status(), 404, "{path}");
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found");
+    }
     let metrics = client
         .get(format!("{base}/metrics"))
         .send()
@@ -109,6 +117,21 @@ async fn the_same_port_speaks_grpc_with_reflection_and_http1_and_http2_rest() {
             .into_inner()
             .result
     );
+
+    // An unknown gRPC method is UNIMPLEMENTED (grpc-status 12), not a REST 404.
+    let grpc = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let r = grpc
+        .post(format!("{}/no.Such/Method", app.url()))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(vec![0u8, 0, 0, 0, 0])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["grpc-status"], "12");
 
     let h2 = reqwest::Client::builder()
         .http2_prior_knowledge()
