@@ -8,6 +8,8 @@ pub enum StorageError {
     Busy(String),
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("migration {version} ({name}) failed: {source}")]

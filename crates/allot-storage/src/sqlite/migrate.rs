@@ -6,13 +6,13 @@ use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::StorageError;
 
-pub(super) struct Migration {
+pub struct Migration {
     pub version: i64,
     pub name: &'static str,
     pub sql: &'static str,
 }
 
-pub(super) const MIGRATIONS: &[Migration] = &[
+pub(crate) const MIGRATIONS: &[Migration] = &[
     Migration {
         version: 1,
         name: "discount_codes",

@@ -93,6 +93,12 @@ impl SqliteStore {
         })
     }
 
+    /// The migrations this backend applies, for checks across backends.
+    #[doc(hidden)]
+    pub fn migrations() -> &'static [migrate::Migration] {
+        migrate::MIGRATIONS
+    }
+
     /// The database file of a data directory, for tools and tests that inspect it directly.
     pub fn database_path(data_dir: &Path) -> PathBuf {
         data_dir.join(DATABASE_FILE)

@@ -1,0 +1,155 @@
+//! The PostgreSQL schema on a real PostgreSQL server: migrations applied once however many
+//! instances start at the same moment, and the database's own guarantees (never over-issue,
+//! codes unique, uses and sales bounded) holding whatever code runs above it.
+
+use allot_storage::postgres::{connect, migrate};
+use allot_testkit::PgCluster;
+
+async fn migrated(cluster: &PgCluster) -> tokio_postgres::Client {
+    let mut client = connect(&cluster.url()).await.expect("connects");
+    migrate::apply(&mut client).await.expect("migrates");
+    client
+}
+
+fn sqlstate(e: &tokio_postgres::Error) -> String {
+    e.code().map(|c| c.code().to_owned()).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrations_apply_once_when_several_instances_start_together() {
+    let cluster = PgCluster::start();
+    let runs = (0..6).map(|_| {
+        let url = cluster.url();
+        tokio::spawn(async move {
+            let mut client = connect(&url).await.expect("connects");
+            migrate::apply(&mut client).await.expect("migrates")
+        })
+    });
+    let applied: Vec<Vec<i64>> = futures::future::join_all(runs)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    let all = migrate::MIGRATIONS
+        .iter()
+        .map(|m| m.version)
+        .collect::<Vec<_>>();
+    assert_eq!(
+        applied.iter().filter(|a| **a == all).count(),
+        1,
+        "one instance applied them all"
+    );
+    assert_eq!(
+        applied.iter().filter(|a| a.is_empty()).count(),
+        5,
+        "the others found nothing to do"
+    );
+    let mut client = connect(&cluster.url()).await.unwrap();
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM allot_migrations", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(rows, all.len() as i64);
+    assert!(migrate::apply(&mut client).await.unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_refuses_over_issue_duplicate_codes_and_overuse() {
+    let cluster = PgCluster::start();
+    let db = migrated(&cluster).await;
+
+    let id: i64 = db
+        .query_one(
+            "INSERT INTO campaigns (name, starts_at_ms, total, created_at_ms) VALUES ('c', 0, 1, 0) RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    db.execute(
+        "UPDATE campaigns SET issued = issued + 1 WHERE id = $1",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    let over = db
+        .execute(
+            "UPDATE campaigns SET issued = issued + 1 WHERE id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sqlstate(&over),
+        "23514",
+        "check_violation: never more than total"
+    );
+
+    db.execute(
+        "INSERT INTO campaign_coupons (campaign_id, seq, code, issued_at_ms) VALUES ($1, 1, '가나', 0)",
+        &[&id],
+    )
+    .await
+    .unwrap();
+    let twice = db
+        .execute(
+            "INSERT INTO campaign_coupons (campaign_id, seq, code, issued_at_ms) VALUES ($1, 2, '가나', 0)",
+            &[&id],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        sqlstate(&twice),
+        "23505",
+        "unique_violation: a code exists once across campaigns"
+    );
+
+    db.batch_execute(
+        "INSERT INTO discount_code_batches (length, count, created_at_ms) VALUES (8, 1, 0);
+         INSERT INTO discount_codes (code, batch_id) VALUES ('ABCDEFGH', 1);
+         INSERT INTO coupon_uploads (count, created_at_ms) VALUES (1, 0);
+         INSERT INTO coupons (code, discount_kind, discount_amount, expires_at_ms, max_uses, upload_id, created_at_ms)
+              VALUES ('ONCE', 'FLAT', 5, 9999999999999, 1, 1, 0);
+         UPDATE coupons SET uses = 1 WHERE code = 'ONCE';
+         INSERT INTO sales (starts_at_ms, ends_at_ms, items_total, created_at_ms) VALUES (0, 3600000, 1, 0);
+         UPDATE sales SET sold = 1;",
+    )
+    .await
+    .unwrap();
+    let again = db
+        .execute(
+            "INSERT INTO discount_codes (code, batch_id) VALUES ('ABCDEFGH', 1)",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&again), "23505");
+    let overuse = db
+        .execute(
+            "UPDATE coupons SET uses = uses + 1 WHERE code = 'ONCE'",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&overuse), "23514");
+    let oversell = db
+        .execute("UPDATE sales SET sold = sold + 1", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&oversell), "23514");
+    let second_sale = db
+        .execute("INSERT INTO sales (starts_at_ms, ends_at_ms, items_total, created_at_ms) VALUES (0, 3600000, 1, 0)", &[])
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&second_sale), "23505", "one sale per hour");
+    let pct = db
+        .execute(
+            "INSERT INTO coupons (code, discount_kind, discount_amount, expires_at_ms, max_uses, upload_id, created_at_ms)
+             VALUES ('PCT', 'PERCENTAGE', 101, 1, 1, 1, 0)",
+            &[],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(sqlstate(&pct), "23514");
+}
