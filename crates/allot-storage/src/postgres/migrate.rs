@@ -38,7 +38,7 @@ pub const MIGRATIONS: &[Migration] = &[
 ];
 
 /// The advisory lock key that serialises migration runs across instances ("allot" in ASCII).
-const MIGRATION_LOCK_KEY: i64 = 0x616c_6c6f_74;
+const MIGRATION_LOCK_KEY: i64 = 0x0061_6c6c_6f74;
 
 /// Applies every migration not applied yet, in order, in one transaction.
 pub async fn apply(client: &mut Client) -> Result<Vec<i64>, StorageError> {
