@@ -1,6 +1,13 @@
 #!/usr/bin/env bash
-# The whole test suite: unit tests and integration tests that start real servers.
-# Works on a fresh machine with a Rust toolchain; installs anything else it needs.
+# The whole test suite: unit tests and integration tests that start real servers (allot itself,
+# and PostgreSQL clusters of their own). Installs what it needs that a fresh machine may lack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# PostgreSQL server binaries: the tests start real clusters and fail (not skip) without them.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
+  echo "PostgreSQL server binaries not found; installing them with apt-get"
+  apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+fi
+
 cargo test --workspace --all-targets "$@"
