@@ -1,5 +1,6 @@
 //! The `allot` command: the server (`serve`), its client (`codes`), and load tools (`bench`).
 
+mod admin;
 mod bench;
 mod codes;
 mod coupon_load;
@@ -33,6 +34,9 @@ enum Command {
     /// Discount codes, as a client of a running server
     #[command(subcommand)]
     Codes(codes::CodesCommand),
+    /// Operations on a data directory (backup)
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Coupon management, as a client of a running server
     #[command(subcommand)]
     Coupons(coupons_cmd::CouponsCommand),
@@ -74,6 +78,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(args) => serve(args).await,
             Command::Codes(cmd) => cmd.run().await,
+            Command::Admin(cmd) => cmd.run().await,
             Command::Coupons(cmd) => cmd.run().await,
             Command::Load(LoadCommand::Issue(load)) => load.run_command().await,
             Command::Load(LoadCommand::Coupons(load)) => load.run_command().await,

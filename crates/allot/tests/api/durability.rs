@@ -349,3 +349,76 @@ async fn sigkill_loses_no_acknowledged_purchase_or_redemption() {
         db.count("SELECT count(*) FROM coupon_redemptions")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_backup_taken_under_load_holds_everything_acknowledged_before_it() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path().join("data");
+    let server = ServerProcess::start(&data);
+    let mut client = DiscountClient::new(channel(server.addr).await);
+    let before = client
+        .generate(GenerateRequest {
+            count: 2000,
+            length: vec![8],
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .codes;
+    // Writes keep going while the backup runs.
+    let stop = Arc::new(AtomicBool::new(false));
+    let load = {
+        let stop = stop.clone();
+        let mut client = client.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                client
+                    .generate(GenerateRequest {
+                        count: 500,
+                        length: vec![7],
+                    })
+                    .await
+                    .unwrap();
+            }
+        })
+    };
+    let out = dir.path().join("backup.db");
+    let result = std::process::Command::new(env!("CARGO_BIN_EXE_allot"))
+        .args(["admin", "backup", "--data-dir"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    load.await.unwrap();
+    assert!(
+        result.status.success(),
+        "{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    assert!(String::from_utf8_lossy(&result.stdout).contains("integrity ok"));
+
+    let copy = rusqlite::Connection::open(&out).unwrap();
+    let in_copy: HashSet<String> = copy
+        .prepare("SELECT code FROM discount_codes")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(
+        before.iter().all(|c| in_copy.contains(c)),
+        "the backup misses codes acknowledged before it"
+    );
+
+    // Never overwrites a file.
+    let again = std::process::Command::new(env!("CARGO_BIN_EXE_allot"))
+        .args(["admin", "backup", "--data-dir"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(!again.status.success());
+}
