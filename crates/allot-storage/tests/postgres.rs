@@ -153,3 +153,82 @@ async fn the_database_refuses_over_issue_duplicate_codes_and_overuse() {
         .unwrap_err();
     assert_eq!(sqlstate(&pct), "23514");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn discount_codes_hold_across_three_instances_on_one_database() {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use allot_domain::UnixMillis;
+    use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
+    use allot_storage::postgres::PgStore;
+
+    let cluster = PgCluster::start();
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(Arc::new(
+            PgStore::open(&cluster.url()).await.expect("opens"),
+        ));
+    }
+    let now = UnixMillis::from_millis(1_795_341_600_000);
+
+    // 30 concurrent batches of 2,000, spread over the instances: all distinct, all stored.
+    let batches = (0..30).map(|i| {
+        let store = instances[i % 3].clone();
+        tokio::spawn(async move {
+            store
+                .generate_discount_codes(
+                    CodeLength::EIGHT,
+                    GenerateCount::parse(2_000).unwrap(),
+                    now,
+                )
+                .await
+                .expect("generates")
+        })
+    });
+    let mut all = HashSet::new();
+    for b in futures::future::join_all(batches).await {
+        let codes = b.unwrap();
+        assert_eq!(codes.len(), 2_000);
+        for c in codes {
+            assert!(all.insert(c.into_string()), "a code was issued twice");
+        }
+    }
+    let db = connect(&cluster.url()).await.unwrap();
+    let stored: i64 = db
+        .query_one("SELECT count(*) FROM discount_codes", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(stored, 60_000);
+
+    // One code used from every instance at once: used exactly once.
+    let code = DiscountCode::parse(all.iter().next().unwrap()).unwrap();
+    let uses = (0..48).map(|i| {
+        let (store, code) = (instances[i % 3].clone(), code.clone());
+        tokio::spawn(async move { store.use_discount_code(&code, now).await.expect("answers") })
+    });
+    let outcomes: Vec<UseOutcome> = futures::future::join_all(uses)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(
+        outcomes.iter().filter(|o| **o == UseOutcome::Used).count(),
+        1
+    );
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == UseOutcome::AlreadyUsed)
+            .count(),
+        47
+    );
+    let unknown = DiscountCode::parse("ZZZZZZZ").unwrap();
+    assert_eq!(
+        instances[0].use_discount_code(&unknown, now).await.unwrap(),
+        UseOutcome::Invalid
+    );
+    let record = instances[2].discount_code(&code).await.unwrap().unwrap();
+    assert_eq!(record.used_at, Some(now));
+}

@@ -1,11 +1,77 @@
-//! The PostgreSQL backend (issue 6), under way: connections and migrations so far. The Store
-//! implementation follows; until then `allot serve` runs on SQLite only.
+//! The PostgreSQL backend (issue 6), under way: connections, migrations and discount codes so
+//! far. `PgStore` does not implement [`crate::Store`] yet, so `allot serve` runs on SQLite only
+//! until every capability is here.
 
+mod discount;
 pub mod migrate;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use allot_domain::UnixMillis;
+use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
+use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
-use crate::StorageError;
+use crate::{DiscountCodeRecord, StorageError};
+
+/// Connections one store keeps.
+const CONNECTIONS: usize = 8;
+
+/// A PostgreSQL store for one `allot` instance: a few connections, used in turn. Statements
+/// from many requests pipeline over each connection; a multi-statement operation holds one
+/// connection for its transaction. Several instances share one database; every guarantee is
+/// enforced by statements that are atomic in PostgreSQL, never by this process alone.
+pub struct PgStore {
+    connections: Vec<Mutex<Client>>,
+    next: AtomicUsize,
+}
+
+impl PgStore {
+    /// Connects and applies pending migrations (once, whatever other instances do).
+    pub async fn open(url: &str) -> Result<PgStore, StorageError> {
+        let mut first = connect(url).await?;
+        migrate::apply(&mut first).await?;
+        let mut connections = vec![Mutex::new(first)];
+        for _ in 1..CONNECTIONS {
+            connections.push(Mutex::new(connect(url).await?));
+        }
+        Ok(PgStore {
+            connections,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    fn pick(&self) -> &Mutex<Client> {
+        &self.connections[self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len()]
+    }
+
+    pub async fn generate_discount_codes(
+        &self,
+        length: CodeLength,
+        count: GenerateCount,
+        now: UnixMillis,
+    ) -> Result<Vec<DiscountCode>, StorageError> {
+        let mut client = self.pick().lock().await;
+        discount::generate(&mut client, length, count, now).await
+    }
+
+    pub async fn use_discount_code(
+        &self,
+        code: &DiscountCode,
+        now: UnixMillis,
+    ) -> Result<UseOutcome, StorageError> {
+        let client = self.pick().lock().await;
+        discount::use_code(&client, code, now).await
+    }
+
+    pub async fn discount_code(
+        &self,
+        code: &DiscountCode,
+    ) -> Result<Option<DiscountCodeRecord>, StorageError> {
+        let client = self.pick().lock().await;
+        discount::get(&client, code).await
+    }
+}
 
 /// Opens one connection; its I/O task runs on the current runtime until the client is dropped.
 pub async fn connect(url: &str) -> Result<Client, StorageError> {
