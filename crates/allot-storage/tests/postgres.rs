@@ -232,3 +232,125 @@ async fn discount_codes_hold_across_three_instances_on_one_database() {
     let record = instances[2].discount_code(&code).await.unwrap().unwrap();
     assert_eq!(record.used_at, Some(now));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_campaign_issues_exactly_its_total_across_three_instances() {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use allot_domain::UnixMillis;
+    use allot_domain::campaign::{CampaignName, CampaignWindow, TotalCoupons};
+    use allot_domain::user::{IdempotencyKey, UserId};
+    use allot_storage::postgres::PgStore;
+    use allot_storage::{IssueOutcome, IssueRequest, NewCampaign};
+
+    let cluster = PgCluster::start();
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(Arc::new(
+            PgStore::open(&cluster.url()).await.expect("opens"),
+        ));
+    }
+    let now = UnixMillis::from_millis(1_795_341_600_000);
+    let campaign = instances[0]
+        .create_campaign(
+            NewCampaign {
+                name: CampaignName::parse("rush").unwrap(),
+                window: CampaignWindow::new(now, None).unwrap(),
+                total: TotalCoupons::parse(1_000).unwrap(),
+                per_user_limit: None,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let clients = (0..200).map(|i| {
+        let store = instances[i % 3].clone();
+        let id = campaign.id;
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let request = IssueRequest {
+                    campaign_id: id,
+                    user_id: None,
+                    idempotency_key: None,
+                    now,
+                };
+                match store.issue_coupon(request).await.expect("answers") {
+                    IssueOutcome::Issued { code, .. } => mine.push(code.into_string()),
+                    IssueOutcome::Exhausted => return mine,
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+        })
+    });
+    let mut received = Vec::new();
+    for c in futures::future::join_all(clients).await {
+        received.extend(c.unwrap());
+    }
+    let distinct: HashSet<&String> = received.iter().collect();
+    assert_eq!((received.len(), distinct.len()), (1_000, 1_000));
+    let listed = instances[1].campaign_codes(campaign.id).await.unwrap();
+    assert_eq!(listed.len(), 1_000);
+    assert!(
+        listed
+            .iter()
+            .all(|c| distinct.contains(&c.as_str().to_owned()))
+    );
+    assert_eq!(
+        instances[2]
+            .campaign(campaign.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .issued,
+        1_000
+    );
+
+    // One idempotency key from every instance at once: one code.
+    let other = instances[0]
+        .create_campaign(
+            NewCampaign {
+                name: CampaignName::parse("keys").unwrap(),
+                window: CampaignWindow::new(now, None).unwrap(),
+                total: TotalCoupons::parse(10).unwrap(),
+                per_user_limit: None,
+            },
+            now,
+        )
+        .await
+        .unwrap();
+    let tries = (0..12).map(|i| {
+        let store = instances[i % 3].clone();
+        let id = other.id;
+        tokio::spawn(async move {
+            let request = IssueRequest {
+                campaign_id: id,
+                user_id: Some(UserId::parse("u").unwrap()),
+                idempotency_key: Some(IdempotencyKey::parse("k1").unwrap()),
+                now,
+            };
+            match store.issue_coupon(request).await.expect("answers") {
+                IssueOutcome::Issued { code, .. } | IssueOutcome::Replayed { code, .. } => {
+                    code.into_string()
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        })
+    });
+    let codes: HashSet<String> = futures::future::join_all(tries)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(codes.len(), 1);
+    assert_eq!(
+        instances[0]
+            .campaign(other.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .issued,
+        1
+    );
+}

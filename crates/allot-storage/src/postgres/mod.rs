@@ -2,6 +2,7 @@
 //! far. `PgStore` does not implement [`crate::Store`] yet, so `allot serve` runs on SQLite only
 //! until every capability is here.
 
+mod campaign;
 mod discount;
 pub mod migrate;
 
@@ -12,7 +13,9 @@ use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome
 use tokio::sync::Mutex;
 use tokio_postgres::{Client, NoTls};
 
-use crate::{DiscountCodeRecord, StorageError};
+use allot_domain::campaign::{CampaignId, CouponCode};
+
+use crate::{Campaign, DiscountCodeRecord, IssueOutcome, IssueRequest, NewCampaign, StorageError};
 
 /// Connections one store keeps.
 const CONNECTIONS: usize = 8;
@@ -70,6 +73,30 @@ impl PgStore {
     ) -> Result<Option<DiscountCodeRecord>, StorageError> {
         let client = self.pick().lock().await;
         discount::get(&client, code).await
+    }
+
+    pub async fn create_campaign(
+        &self,
+        new: NewCampaign,
+        now: UnixMillis,
+    ) -> Result<Campaign, StorageError> {
+        let client = self.pick().lock().await;
+        campaign::create(&client, &new, now).await
+    }
+
+    pub async fn campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
+        let client = self.pick().lock().await;
+        campaign::get(&client, id).await
+    }
+
+    pub async fn issue_coupon(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError> {
+        let mut client = self.pick().lock().await;
+        campaign::issue(&mut client, &request).await
+    }
+
+    pub async fn campaign_codes(&self, id: CampaignId) -> Result<Vec<CouponCode>, StorageError> {
+        let client = self.pick().lock().await;
+        campaign::codes(&client, id).await
     }
 }
 
