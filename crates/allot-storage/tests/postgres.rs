@@ -354,3 +354,173 @@ async fn a_campaign_issues_exactly_its_total_across_three_instances() {
         1
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn coupons_go_to_one_user_each_and_redeem_within_their_uses_across_three_instances() {
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    use allot_domain::UnixMillis;
+    use allot_domain::coupon::{CouponType, Discount, DiscountKind, MaxUses, UploadedCode};
+    use allot_domain::user::UserId;
+    use allot_storage::postgres::PgStore;
+    use allot_storage::{Allocation, NewCoupon, RedeemOutcome};
+
+    let cluster = PgCluster::start();
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(Arc::new(
+            PgStore::open(&cluster.url()).await.expect("opens"),
+        ));
+    }
+    let now = UnixMillis::from_millis(1_795_341_600_000);
+    let new = |code: &str, t: Option<CouponType>, uses: i64| NewCoupon {
+        code: UploadedCode::parse(code).unwrap(),
+        coupon_type: t,
+        discount: Discount::new(DiscountKind::Flat, 100).unwrap(),
+        expires_at: now.plus_millis(3_600_000),
+        max_uses: MaxUses::parse(uses).unwrap(),
+    };
+    let mut batch: Vec<NewCoupon> = (0..150)
+        .map(|i| new(&format!("std-{i}"), Some(CouponType::Standard), 1))
+        .collect();
+    batch.push(new("five", None, 5));
+    assert_eq!(
+        instances[0].upload_coupons(batch, now).await.unwrap(),
+        Ok(151)
+    );
+    let clash = instances[1]
+        .upload_coupons(vec![new("fresh", None, 1), new("STD-3", None, 1)], now)
+        .await
+        .unwrap();
+    assert_eq!(clash.unwrap_err().0, vec![1]);
+
+    // 200 users race for 150 STANDARD coupons through three instances.
+    let tasks = (0..200).map(|i| {
+        let store = instances[i % 3].clone();
+        tokio::spawn(async move {
+            store
+                .allocate_coupon(
+                    UserId::parse(&format!("user-{i}")).unwrap(),
+                    Some(CouponType::Standard),
+                    now,
+                )
+                .await
+                .unwrap()
+        })
+    });
+    let mut codes = HashSet::new();
+    let mut none = 0;
+    for t in futures::future::join_all(tasks).await {
+        match t.unwrap() {
+            Allocation::New(c) => assert!(codes.insert(c.code), "a coupon went to two users"),
+            Allocation::NoneAvailable => none += 1,
+            Allocation::Held(_) => panic!("nobody held one"),
+        }
+    }
+    assert_eq!((codes.len(), none), (150, 50));
+
+    // One user asking from every instance at once gets one coupon.
+    let fresh: Vec<NewCoupon> = (0..10)
+        .map(|i| new(&format!("free-{i}"), Some(CouponType::Free), 1))
+        .collect();
+    instances[2]
+        .upload_coupons(fresh, now)
+        .await
+        .unwrap()
+        .unwrap();
+    let tasks = (0..12).map(|i| {
+        let store = instances[i % 3].clone();
+        tokio::spawn(async move {
+            match store
+                .allocate_coupon(
+                    UserId::parse("hoarder").unwrap(),
+                    Some(CouponType::Free),
+                    now,
+                )
+                .await
+                .unwrap()
+            {
+                Allocation::New(c) | Allocation::Held(c) => c.code,
+                Allocation::NoneAvailable => panic!("coupons were left"),
+            }
+        })
+    });
+    let got: HashSet<String> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(got.len(), 1, "a user holds one unredeemed coupon of a type");
+
+    // 30 redemptions of a 5-use coupon through three instances: exactly 5.
+    let tasks = (0..30).map(|i| {
+        let store = instances[i % 3].clone();
+        tokio::spawn(async move {
+            store
+                .redeem_coupon(
+                    &UploadedCode::parse("five").unwrap(),
+                    UserId::parse(&format!("r{i}")).unwrap(),
+                    now,
+                )
+                .await
+                .unwrap()
+        })
+    });
+    let redeemed = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r.as_ref().unwrap(), RedeemOutcome::Redeemed(_)))
+        .count();
+    assert_eq!(redeemed, 5);
+
+    let db = connect(&cluster.url()).await.unwrap();
+    let counters = instances[0].coupon_counters(now).await.unwrap();
+    let rows = |sql: &str| {
+        let db = &db;
+        let sql = sql.to_owned();
+        async move {
+            db.query_one(sql.as_str(), &[])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    let standard = counters
+        .iter()
+        .find(|c| c.coupon_type == Some(CouponType::Standard))
+        .unwrap();
+    assert_eq!(
+        standard.allocated,
+        rows("SELECT count(*) FROM coupon_allocations WHERE type = 'STANDARD'").await
+    );
+    assert_eq!(
+        standard.created,
+        rows("SELECT count(*) FROM coupons WHERE type = 'STANDARD'").await
+    );
+    let untyped = counters.iter().find(|c| c.coupon_type.is_none()).unwrap();
+    assert_eq!(
+        untyped.redeemed,
+        rows("SELECT count(*) FROM coupon_redemptions WHERE type IS NULL").await
+    );
+    assert_eq!(untyped.redeemed, 5);
+
+    // Purge once expired: the unused go, the used stay.
+    let later = now.plus_millis(7_200_000);
+    let purged: i64 = instances[1]
+        .purge_coupons(later, "test")
+        .await
+        .unwrap()
+        .iter()
+        .map(|(_, n)| n)
+        .sum();
+    // 151 + 10 stored, all expired by now; only "five" was used.
+    assert_eq!(purged, 160, "every unused expired coupon");
+    assert!(
+        instances[0]
+            .coupon(&UploadedCode::parse("five").unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    );
+}

@@ -3,6 +3,7 @@
 //! until every capability is here.
 
 mod campaign;
+mod coupon;
 mod discount;
 pub mod migrate;
 
@@ -15,7 +16,13 @@ use tokio_postgres::{Client, NoTls};
 
 use allot_domain::campaign::{CampaignId, CouponCode};
 
-use crate::{Campaign, DiscountCodeRecord, IssueOutcome, IssueRequest, NewCampaign, StorageError};
+use allot_domain::coupon::{CouponType, UploadedCode};
+use allot_domain::user::UserId;
+
+use crate::{
+    Allocation, Campaign, Coupon, CouponCounters, DiscountCodeRecord, ExistingCodes, IssueOutcome,
+    IssueRequest, NewCampaign, NewCoupon, RedeemOutcome, StorageError,
+};
 
 /// Connections one store keeps.
 const CONNECTIONS: usize = 8;
@@ -92,6 +99,65 @@ impl PgStore {
     pub async fn issue_coupon(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError> {
         let mut client = self.pick().lock().await;
         campaign::issue(&mut client, &request).await
+    }
+
+    pub async fn upload_coupons(
+        &self,
+        coupons: Vec<NewCoupon>,
+        now: UnixMillis,
+    ) -> Result<Result<usize, ExistingCodes>, StorageError> {
+        let mut client = self.pick().lock().await;
+        coupon::upload(&mut client, &coupons, now).await
+    }
+
+    pub async fn existing_coupon_codes(
+        &self,
+        codes: Vec<UploadedCode>,
+    ) -> Result<Vec<UploadedCode>, StorageError> {
+        let client = self.pick().lock().await;
+        coupon::existing_codes(&client, codes).await
+    }
+
+    pub async fn allocate_coupon(
+        &self,
+        user: UserId,
+        coupon_type: Option<CouponType>,
+        now: UnixMillis,
+    ) -> Result<Allocation, StorageError> {
+        let mut client = self.pick().lock().await;
+        coupon::allocate(&mut client, &user, coupon_type, now).await
+    }
+
+    pub async fn coupon(&self, code: &UploadedCode) -> Result<Option<Coupon>, StorageError> {
+        let client = self.pick().lock().await;
+        coupon::get(&client, code.as_str()).await
+    }
+
+    pub async fn redeem_coupon(
+        &self,
+        code: &UploadedCode,
+        user: UserId,
+        now: UnixMillis,
+    ) -> Result<RedeemOutcome, StorageError> {
+        let mut client = self.pick().lock().await;
+        coupon::redeem(&mut client, code.as_str(), &user, now).await
+    }
+
+    pub async fn coupon_counters(
+        &self,
+        now: UnixMillis,
+    ) -> Result<Vec<CouponCounters>, StorageError> {
+        let client = self.pick().lock().await;
+        coupon::counters(&client, now).await
+    }
+
+    pub async fn purge_coupons(
+        &self,
+        now: UnixMillis,
+        trigger: &'static str,
+    ) -> Result<Vec<(Option<CouponType>, i64)>, StorageError> {
+        let mut client = self.pick().lock().await;
+        coupon::purge(&mut client, now, trigger).await
     }
 
     pub async fn campaign_codes(&self, id: CampaignId) -> Result<Vec<CouponCode>, StorageError> {
