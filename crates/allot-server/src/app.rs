@@ -38,11 +38,16 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
-        let options = SqliteOptions::new(&config.data_dir);
-        let store = tokio::task::spawn_blocking(move || SqliteStore::open(options))
-            .await
-            .map_err(|e| AppError::Serve(std::io::Error::other(e)))??;
-        let store: Arc<dyn Store> = Arc::new(store);
+        let store: Arc<dyn Store> = match &config.database {
+            Some(url) => Arc::new(allot_storage::postgres::PgStore::open(url).await?),
+            None => {
+                let options = SqliteOptions::new(&config.data_dir);
+                let store = tokio::task::spawn_blocking(move || SqliteStore::open(options))
+                    .await
+                    .map_err(|e| AppError::Serve(std::io::Error::other(e)))??;
+                Arc::new(store)
+            }
+        };
         Self::build_with_store(config, store, clock).await
     }
 

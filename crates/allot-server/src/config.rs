@@ -37,6 +37,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
+    /// PostgreSQL URL (postgres://user@host:port/db) to run on instead of the embedded SQLite
+    /// database; several instances may share it. Migrations are applied at start, once
+    #[arg(long, env = "ALLOT_DATABASE_URL", value_name = "URL")]
+    pub database: Option<String>,
+
     /// Directory of the embedded SQLite database, created on first start
     /// [default: ./allot-data]
     #[arg(long, env = "ALLOT_DATA_DIR", value_name = "DIR")]
@@ -91,6 +96,7 @@ pub struct ServeArgs {
 #[serde(deny_unknown_fields)]
 struct FileConfig {
     listen: Option<SocketAddr>,
+    database: Option<String>,
     data_dir: Option<PathBuf>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
@@ -107,6 +113,8 @@ struct FileConfig {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub listen: SocketAddr,
+    /// `Some`: run on this PostgreSQL database; `None`: the embedded SQLite one.
+    pub database: Option<String>,
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -139,6 +147,7 @@ impl Config {
     pub fn for_data_dir(data_dir: impl Into<PathBuf>) -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            database: None,
             data_dir: data_dir.into(),
             log_format: LogFormat::Pretty,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
@@ -161,6 +170,7 @@ impl ServeArgs {
                 .listen
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address parses")),
+            database: self.database.or(file.database),
             data_dir: self
                 .data_dir
                 .or(file.data_dir)

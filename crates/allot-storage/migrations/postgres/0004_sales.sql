@@ -42,9 +42,11 @@ CREATE TABLE sale_checkout_attempts (
     code    TEXT
 );
 
+-- Unlike SQLite's, rows may hold 0: a purchase creates the row first, to lock it, so that one
+-- user's purchases serialise across instances.
 CREATE TABLE sale_user_counts (
     sale_id BIGINT  NOT NULL,
     user_id TEXT    NOT NULL,
-    bought  INTEGER NOT NULL CHECK (bought >= 1),
+    bought  INTEGER NOT NULL CHECK (bought >= 0),
     PRIMARY KEY (sale_id, user_id)
 );

@@ -6,6 +6,7 @@ mod campaign;
 mod coupon;
 mod discount;
 pub mod migrate;
+mod sale;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -19,9 +20,14 @@ use allot_domain::campaign::{CampaignId, CouponCode};
 use allot_domain::coupon::{CouponType, UploadedCode};
 use allot_domain::user::UserId;
 
+use allot_domain::sale::CheckoutCode;
+use async_trait::async_trait;
+
 use crate::{
-    Allocation, Campaign, Coupon, CouponCounters, DiscountCodeRecord, ExistingCodes, IssueOutcome,
-    IssueRequest, NewCampaign, NewCoupon, RedeemOutcome, StorageError,
+    Allocation, Campaign, CheckoutOutcome, CheckoutRequest, Coupon, CouponCounters,
+    DiscountCodeRecord, ExistingCodes, IssueOutcome, IssueRequest, IssuedCoupon, NewCampaign,
+    NewCoupon, NewSale, Purchase, RedeemOutcome, Redemption, RedemptionFilter, Sale, SaleItem,
+    StorageError, Store,
 };
 
 /// Connections one store keeps.
@@ -175,4 +181,241 @@ pub async fn connect(url: &str) -> Result<Client, StorageError> {
         }
     });
     Ok(client)
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn accepting_writes(&self) -> bool {
+        self.connections
+            .iter()
+            .any(|c| c.try_lock().map_or(true, |c| !c.is_closed()))
+    }
+
+    async fn ping(&self) -> Result<(), StorageError> {
+        let client = self.pick().lock().await;
+        client.query_one("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    async fn generate_discount_codes(
+        &self,
+        length: CodeLength,
+        count: GenerateCount,
+        now: UnixMillis,
+    ) -> Result<Vec<DiscountCode>, StorageError> {
+        PgStore::generate_discount_codes(self, length, count, now).await
+    }
+
+    async fn use_discount_code(
+        &self,
+        code: &DiscountCode,
+        now: UnixMillis,
+    ) -> Result<UseOutcome, StorageError> {
+        PgStore::use_discount_code(self, code, now).await
+    }
+
+    async fn discount_code(
+        &self,
+        code: &DiscountCode,
+    ) -> Result<Option<DiscountCodeRecord>, StorageError> {
+        PgStore::discount_code(self, code).await
+    }
+
+    async fn create_campaign(
+        &self,
+        new: NewCampaign,
+        now: UnixMillis,
+    ) -> Result<Campaign, StorageError> {
+        PgStore::create_campaign(self, new, now).await
+    }
+
+    async fn campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
+        PgStore::campaign(self, id).await
+    }
+
+    async fn issue_coupon(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError> {
+        PgStore::issue_coupon(self, request).await
+    }
+
+    async fn campaign_coupons(
+        &self,
+        id: CampaignId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<IssuedCoupon>, StorageError> {
+        let client = self.pick().lock().await;
+        let rows = client
+            .query(
+                "SELECT code, seq, user_id, issued_at_ms FROM campaign_coupons
+                 WHERE campaign_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &[&id.get(), &after_seq, &i64::from(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let code: String = r.get(0);
+                Ok(IssuedCoupon {
+                    code: CouponCode::parse(&code)
+                        .map_err(|e| StorageError::Corrupt(e.to_string()))?,
+                    seq: r.get(1),
+                    user_id: r.get(2),
+                    issued_at: UnixMillis::from_millis(r.get(3)),
+                })
+            })
+            .collect()
+    }
+
+    async fn campaign_codes(&self, id: CampaignId) -> Result<Vec<CouponCode>, StorageError> {
+        PgStore::campaign_codes(self, id).await
+    }
+
+    async fn upload_coupons(
+        &self,
+        coupons: Vec<NewCoupon>,
+        now: UnixMillis,
+    ) -> Result<Result<usize, ExistingCodes>, StorageError> {
+        PgStore::upload_coupons(self, coupons, now).await
+    }
+
+    async fn existing_coupon_codes(
+        &self,
+        codes: Vec<UploadedCode>,
+    ) -> Result<Vec<UploadedCode>, StorageError> {
+        PgStore::existing_coupon_codes(self, codes).await
+    }
+
+    async fn allocate_coupon(
+        &self,
+        user: UserId,
+        coupon_type: Option<CouponType>,
+        now: UnixMillis,
+    ) -> Result<Allocation, StorageError> {
+        PgStore::allocate_coupon(self, user, coupon_type, now).await
+    }
+
+    async fn coupon(&self, code: &UploadedCode) -> Result<Option<Coupon>, StorageError> {
+        PgStore::coupon(self, code).await
+    }
+
+    async fn redeem_coupon(
+        &self,
+        code: &UploadedCode,
+        user: UserId,
+        now: UnixMillis,
+    ) -> Result<RedeemOutcome, StorageError> {
+        PgStore::redeem_coupon(self, code, user, now).await
+    }
+
+    async fn redemptions(&self, f: RedemptionFilter) -> Result<Vec<Redemption>, StorageError> {
+        let client = self.pick().lock().await;
+        let t: Option<Option<&str>> = f.coupon_type.map(|t| t.map(CouponType::as_str));
+        let rows = client
+            .query(
+                "SELECT id, code, type, user_id, redeemed_at_ms FROM coupon_redemptions
+                 WHERE id > $1
+                   AND ($2::text IS NULL OR user_id = $2)
+                   AND ($3::text IS NULL OR code = $3)
+                   AND (NOT $4 OR type IS NOT DISTINCT FROM $5::text)
+                   AND ($6::bigint IS NULL OR redeemed_at_ms >= $6)
+                   AND ($7::bigint IS NULL OR redeemed_at_ms < $7)
+                 ORDER BY id LIMIT $8",
+                &[
+                    &f.after_id,
+                    &f.user_id,
+                    &f.code,
+                    &t.is_some(),
+                    &t.flatten(),
+                    &f.from.map(UnixMillis::as_millis),
+                    &f.until.map(UnixMillis::as_millis),
+                    &i64::from(f.limit),
+                ],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let t: Option<String> = r.get(2);
+                Ok(Redemption {
+                    id: r.get(0),
+                    code: r.get(1),
+                    coupon_type: t
+                        .map(|t| {
+                            CouponType::parse(&t).map_err(|e| StorageError::Corrupt(e.to_string()))
+                        })
+                        .transpose()?,
+                    user_id: r.get(3),
+                    redeemed_at: UnixMillis::from_millis(r.get(4)),
+                })
+            })
+            .collect()
+    }
+
+    async fn coupon_counters(&self, now: UnixMillis) -> Result<Vec<CouponCounters>, StorageError> {
+        PgStore::coupon_counters(self, now).await
+    }
+
+    async fn purge_coupons(
+        &self,
+        now: UnixMillis,
+        trigger: &'static str,
+    ) -> Result<Vec<(Option<CouponType>, i64)>, StorageError> {
+        PgStore::purge_coupons(self, now, trigger).await
+    }
+
+    async fn open_sale(&self, new: NewSale, now: UnixMillis) -> Result<Sale, StorageError> {
+        let mut client = self.pick().lock().await;
+        sale::open(&mut client, new, now).await
+    }
+
+    async fn sale_starting_at(&self, start: UnixMillis) -> Result<Option<Sale>, StorageError> {
+        let client = self.pick().lock().await;
+        sale::by_start(&*client, start).await
+    }
+
+    async fn sale(&self, id: i64) -> Result<Option<Sale>, StorageError> {
+        let client = self.pick().lock().await;
+        sale::by_id(&*client, id).await
+    }
+
+    async fn checkout(&self, request: CheckoutRequest) -> Result<CheckoutOutcome, StorageError> {
+        let mut client = self.pick().lock().await;
+        sale::checkout(&mut client, &request).await
+    }
+
+    async fn purchase(
+        &self,
+        code: CheckoutCode,
+        user_limit: u32,
+        now: UnixMillis,
+    ) -> Result<Purchase, StorageError> {
+        let mut client = self.pick().lock().await;
+        sale::purchase(&mut client, &code, user_limit, now).await
+    }
+
+    async fn sale_items(
+        &self,
+        sale_id: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<SaleItem>, StorageError> {
+        let client = self.pick().lock().await;
+        sale::items(&client, sale_id, after_id, limit).await
+    }
+
+    async fn sale_purchases(
+        &self,
+        sale_id: i64,
+        user: UserId,
+    ) -> Result<Vec<SaleItem>, StorageError> {
+        let client = self.pick().lock().await;
+        sale::purchases(&client, sale_id, user.as_str()).await
+    }
+
+    /// Every write is committed by PostgreSQL before it is answered; nothing to flush.
+    async fn close(&self) -> Result<(), StorageError> {
+        Ok(())
+    }
 }

@@ -9,4 +9,5 @@ mod discount_rest;
 mod durability;
 mod helpers;
 mod house;
+mod postgres;
 mod sale;

@@ -1,0 +1,195 @@
+//! Three allot instances sharing one real PostgreSQL: the guarantees hold across instances,
+//! checked in the database afterwards.
+
+use std::collections::HashSet;
+
+use allot_server::pb::couponpb::{GetCampaignRequest, IssueCouponRequest};
+use allot_server::pb::discount::discount_client::DiscountClient;
+use allot_server::pb::discount::{GenerateRequest, UseCodeRequest};
+use allot_testkit::PgCluster;
+use serde_json::{Value, json};
+use tonic::Code;
+
+use crate::helpers::{TestApp, channels, coupon_client, http, open_campaign};
+
+async fn instances(cluster: &PgCluster) -> Vec<TestApp> {
+    let mut apps = Vec::new();
+    for _ in 0..3 {
+        let url = cluster.url();
+        // Clocks stand still mid-hour, so the hour's sale cannot change during the test.
+        let mid_hour = allot_domain::UnixMillis::from_millis(1_795_341_600_000 + 1_800_000);
+        apps.push(TestApp::spawn_configured(Some(mid_hour), move |c| c.database = Some(url)).await);
+    }
+    apps
+}
+
+async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
+    db.query_one(sql, &[]).await.expect(sql).get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_on_postgres_hold_every_guarantee() {
+    let cluster = PgCluster::start();
+    let apps = instances(&cluster).await;
+    let db = allot_storage::postgres::connect(&cluster.url())
+        .await
+        .unwrap();
+
+    // Discount codes: batches from every instance are distinct; one code used from every
+    // instance at once is used once.
+    let mut generated = HashSet::new();
+    for (i, app) in apps.iter().enumerate() {
+        let mut client = app.discount().await;
+        let codes = client
+            .generate(GenerateRequest {
+                count: 2000,
+                length: vec![7 + (i % 2) as u8],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .codes;
+        generated.extend(codes);
+    }
+    assert_eq!(generated.len(), 6_000);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM discount_codes").await,
+        6_000
+    );
+    let code = generated.iter().next().unwrap().clone();
+    let mut uses = Vec::new();
+    for i in 0..30 {
+        let mut client = DiscountClient::new(apps[i % 3].channel().await);
+        let code = code.clone();
+        uses.push(tokio::spawn(async move {
+            client
+                .use_code(UseCodeRequest { code })
+                .await
+                .unwrap()
+                .into_inner()
+                .result
+        }));
+    }
+    let results: Vec<Vec<u8>> = futures::future::join_all(uses)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(results.iter().filter(|r| r.as_slice() == [0]).count(), 1);
+    assert_eq!(results.iter().filter(|r| r.as_slice() == [2]).count(), 29);
+
+    // A campaign of 1,000 raced by 300 clients spread over the instances: exactly 1,000.
+    let id = open_campaign(&mut coupon_client(apps[0].channel().await), 1_000).await;
+    let mut spread = Vec::new();
+    for app in &apps {
+        spread.extend(channels(app.addr, 4).await);
+    }
+    let racers = (0..300).map(|i| {
+        let mut client = coupon_client(spread[i % spread.len()].clone());
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                match client
+                    .issue_coupon(IssueCouponRequest {
+                        campaign_id: id,
+                        ..Default::default()
+                    })
+                    .await
+                {
+                    Ok(r) => mine.push(r.into_inner().coupon_code),
+                    Err(s) if s.code() == Code::ResourceExhausted => return mine,
+                    Err(s) => panic!("unexpected {s:?}"),
+                }
+            }
+        })
+    });
+    let mut received = Vec::new();
+    for r in futures::future::join_all(racers).await {
+        received.extend(r.unwrap());
+    }
+    let distinct: HashSet<&String> = received.iter().collect();
+    assert_eq!((received.len(), distinct.len()), (1_000, 1_000));
+    let listed = coupon_client(apps[2].channel().await)
+        .get_campaign(GetCampaignRequest { campaign_id: id })
+        .await
+        .unwrap()
+        .into_inner()
+        .coupon_codes;
+    assert_eq!(listed.iter().collect::<HashSet<_>>(), distinct);
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT count(*) FROM campaign_coupons WHERE campaign_id = {id}")
+        )
+        .await,
+        1_000
+    );
+
+    // Coupons: 150 STANDARD for 200 users asking through three instances.
+    let client = http();
+    let coupons: Vec<Value> = (0..150)
+        .map(|i| json!({"code": format!("pg-{i}"), "type": "STANDARD", "discount_kind": "FLAT",
+                        "discount_amount": 100, "expires_at": "2099-01-01T00:00:00Z", "max_uses": 1}))
+        .collect();
+    let r = client
+        .post(format!("{}/api/v1/coupons", apps[1].url()))
+        .json(&json!({"coupons": coupons}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let asks = (0..200).map(|i| {
+        let (client, url) = (
+            client.clone(),
+            format!("{}/api/v1/coupons/requests", apps[i % 3].url()),
+        );
+        tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .json(&json!({"user_id": format!("pg-user-{i}"), "type": "STANDARD"}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        })
+    });
+    let mut given = HashSet::new();
+    let mut none = 0;
+    for r in futures::future::join_all(asks).await {
+        match r.unwrap() {
+            (200, body) => {
+                assert!(given.insert(body["coupon"]["code"].as_str().unwrap().to_owned()))
+            }
+            (409, body) => {
+                assert_eq!(body["error"]["code"], "no_coupon_available");
+                none += 1;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!((given.len(), none), (150, 50));
+    assert_eq!(
+        count(&db, "SELECT count(DISTINCT allocated_to) FROM coupons WHERE type = 'STANDARD' AND allocated_to IS NOT NULL").await,
+        150
+    );
+
+    // Flash sale: every instance opened the hour's sale; there is one.
+    let mut sale_ids = HashSet::new();
+    for app in &apps {
+        let s: Value = client
+            .get(format!("{}/api/v1/sales/current", app.url()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        sale_ids.insert(s["id"].as_i64().unwrap());
+    }
+    assert_eq!(sale_ids.len(), 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM sales").await, 1);
+
+    for app in apps {
+        app.stop().await;
+    }
+}
