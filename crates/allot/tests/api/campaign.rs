@@ -49,26 +49,31 @@ async fn check_exactly(app: &TestApp, id: i64, total: usize, received: &[String]
     );
     assert_eq!(got.campaign.unwrap().issued_coupons, total as i64);
 
-    let db = app.db();
+    let db = app.db().await;
     assert_eq!(
         db.count(&format!(
             "SELECT count(*) FROM campaign_coupons WHERE campaign_id = {id}"
-        )),
+        ))
+        .await,
         total as i64
     );
     assert_eq!(
         db.count(&format!(
             "SELECT count(DISTINCT code) FROM campaign_coupons WHERE campaign_id = {id}"
-        )),
+        ))
+        .await,
         total as i64
     );
     assert_eq!(
-        db.count(&format!("SELECT issued FROM campaigns WHERE id = {id}")),
+        db.count(&format!("SELECT issued FROM campaigns WHERE id = {id}"))
+            .await,
         total as i64
     );
-    let seqs = db.strings(&format!(
-        "SELECT code FROM campaign_coupons WHERE campaign_id = {id} ORDER BY seq"
-    ));
+    let seqs = db
+        .strings(&format!(
+            "SELECT code FROM campaign_coupons WHERE campaign_id = {id} ORDER BY seq"
+        ))
+        .await;
     assert_eq!(
         seqs, got.coupon_codes,
         "GetCampaign lists codes in issue order"
@@ -217,7 +222,13 @@ async fn issuance_opens_at_the_start_instant_to_the_millisecond() {
     clock.set(UnixMillis::from_millis(START_MS + 1_000));
     let late = grpc.issue_coupon(issue).await.unwrap_err();
     assert_eq!(late.code(), Code::FailedPrecondition);
-    assert_eq!(app.db().count("SELECT count(*) FROM campaign_coupons"), 2);
+    assert_eq!(
+        app.db()
+            .await
+            .count("SELECT count(*) FROM campaign_coupons")
+            .await,
+        2
+    );
     app.stop().await;
 }
 
@@ -356,7 +367,10 @@ async fn every_error_has_its_status_over_grpc_and_connect() {
     let (status, got) = connect_json(&http, &base, "Nope", json!({})).await;
     assert_eq!((status, got["code"].as_str()), (404, Some("unimplemented")));
 
-    assert_eq!(app.db().count("SELECT count(*) FROM campaigns"), 1);
+    assert_eq!(
+        app.db().await.count("SELECT count(*) FROM campaigns").await,
+        1
+    );
     app.stop().await;
 }
 
@@ -453,17 +467,20 @@ async fn idempotency_keys_and_per_user_limits_hold_under_concurrency() {
         .map(|r| r.unwrap())
         .collect();
     assert_eq!(codes.len(), 1);
-    let db = app.db();
+    let db = app.db().await;
     assert_eq!(
-        db.count("SELECT count(*) FROM campaign_coupons WHERE user_id = 'alice'"),
+        db.count("SELECT count(*) FROM campaign_coupons WHERE user_id = 'alice'")
+            .await,
         2
     );
     assert_eq!(
-        db.count("SELECT count(*) FROM campaign_coupons WHERE user_id = 'bob'"),
+        db.count("SELECT count(*) FROM campaign_coupons WHERE user_id = 'bob'")
+            .await,
         1
     );
     assert_eq!(
-        db.count(&format!("SELECT issued FROM campaigns WHERE id = {id}")),
+        db.count(&format!("SELECT issued FROM campaigns WHERE id = {id}"))
+            .await,
         3
     );
     app.stop().await;

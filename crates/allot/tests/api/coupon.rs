@@ -42,7 +42,10 @@ async fn fifty_thousand_upload_at_once_and_bad_batches_store_nothing() {
         .collect();
     let (status, body) = upload(&client, &base, batch).await;
     assert_eq!((status, body["created"].as_i64()), (201, Some(50_000)));
-    assert_eq!(app.db().count("SELECT count(*) FROM coupons"), 50_000);
+    assert_eq!(
+        app.db().await.count("SELECT count(*) FROM coupons").await,
+        50_000
+    );
 
     // Field errors and a duplicate inside the batch: every bad entry named, nothing stored.
     let mut bad = vec![
@@ -105,9 +108,9 @@ async fn fifty_thousand_upload_at_once_and_bad_batches_store_nothing() {
     assert_eq!(body["error"]["details"][0]["index"], 1);
     assert_eq!(body["error"]["details"][0]["field"], "code");
 
-    let db = app.db();
-    assert_eq!(db.count("SELECT count(*) FROM coupons"), 50_000);
-    assert_eq!(db.count("SELECT count(*) FROM coupon_uploads"), 1);
+    let db = app.db().await;
+    assert_eq!(db.count("SELECT count(*) FROM coupons").await, 50_000);
+    assert_eq!(db.count("SELECT count(*) FROM coupon_uploads").await, 1);
     let (status, _) = upload(&client, &base, vec![]).await;
     assert_eq!(status, 422);
     app.stop().await;
@@ -148,16 +151,21 @@ async fn two_hundred_users_race_for_one_hundred_fifty_coupons() {
         }
     }
     assert_eq!((codes.len(), none), (150, 50));
-    let db = app.db();
+    let db = app.db().await;
     assert_eq!(
-        db.count("SELECT count(DISTINCT allocated_to) FROM coupons WHERE allocated_to IS NOT NULL"),
+        db.count("SELECT count(DISTINCT allocated_to) FROM coupons WHERE allocated_to IS NOT NULL")
+            .await,
         150
     );
-    assert_eq!(db.count("SELECT count(*) FROM coupon_allocations"), 150);
+    assert_eq!(
+        db.count("SELECT count(*) FROM coupon_allocations").await,
+        150
+    );
 
     // Asking again while holding an unredeemed coupon gives the same one back.
     let holder: String = db
         .strings("SELECT allocated_to FROM coupons WHERE code = 'STD-0'")
+        .await
         .remove(0);
     let (status, body) = post(
         &client,
@@ -291,8 +299,12 @@ async fn concurrent_redemptions_never_exceed_max_uses_and_counters_match_rows() 
     assert_eq!(alice["redemptions"].as_array().unwrap().len(), 1);
 
     // Counters equal what the rows say.
-    let db = app.db();
-    assert_eq!(db.count("SELECT uses FROM coupons WHERE code = 'FIVE'"), 5);
+    let db = app.db().await;
+    assert_eq!(
+        db.count("SELECT uses FROM coupons WHERE code = 'FIVE'")
+            .await,
+        5
+    );
     let stats: Value = client
         .get(format!("{base}/api/v1/coupons/stats"))
         .send()
@@ -309,24 +321,28 @@ async fn concurrent_redemptions_never_exceed_max_uses_and_counters_match_rows() 
         assert_eq!(
             t["created"].as_i64().unwrap(),
             db.count(&format!("SELECT count(*) FROM coupons WHERE {filter}"))
+                .await
         );
         assert_eq!(
             t["redeemed"].as_i64().unwrap(),
             db.count(&format!(
                 "SELECT count(*) FROM coupon_redemptions WHERE {filter}"
             ))
+            .await
         );
         assert_eq!(
             t["redeemed"].as_i64().unwrap(),
             db.count(&format!(
                 "SELECT coalesce(sum(uses), 0) FROM coupons WHERE {filter}"
             ))
+            .await
         );
         assert_eq!(
             t["allocated"].as_i64().unwrap(),
             db.count(&format!(
                 "SELECT count(*) FROM coupon_allocations WHERE {filter}"
             ))
+            .await
         );
     }
     app.stop().await;
@@ -382,7 +398,9 @@ async fn purge_removes_exactly_the_unused_expired_coupons() {
     assert_eq!((status, body["purged"].as_i64()), (200, Some(2)));
     let left: HashSet<String> = app
         .db()
+        .await
         .strings("SELECT code FROM coupons")
+        .await
         .into_iter()
         .collect();
     assert_eq!(
@@ -390,7 +408,10 @@ async fn purge_removes_exactly_the_unused_expired_coupons() {
         HashSet::from(["OLD-USED".to_owned(), "NEW-UNUSED".to_owned()])
     );
     assert_eq!(
-        app.db().count("SELECT count(*) FROM coupon_redemptions"),
+        app.db()
+            .await
+            .count("SELECT count(*) FROM coupon_redemptions")
+            .await,
         1,
         "the record stays"
     );
@@ -482,7 +503,9 @@ async fn megadeal_admission_holds_its_three_limits_and_gives_every_slot_back() {
     // Never more than 10 allocations within any one second (by the server's clock).
     let mut at: Vec<i64> = app
         .db()
+        .await
         .strings("SELECT CAST(allocated_at_ms AS TEXT) FROM coupons WHERE allocated_to IS NOT NULL")
+        .await
         .into_iter()
         .map(|s| s.parse().unwrap())
         .collect();
@@ -627,13 +650,15 @@ async fn a_thousand_concurrent_connections_each_get_and_redeem_one_coupon() {
         .map(|r| r.unwrap())
         .collect();
     assert_eq!(codes.len(), 1_000);
-    let db = app.db();
+    let db = app.db().await;
     assert_eq!(
-        db.count("SELECT count(*) FROM coupons WHERE uses = 1 AND allocated_to IS NOT NULL"),
+        db.count("SELECT count(*) FROM coupons WHERE uses = 1 AND allocated_to IS NOT NULL")
+            .await,
         1_000
     );
     assert_eq!(
-        db.count("SELECT count(DISTINCT user_id) FROM coupon_redemptions"),
+        db.count("SELECT count(DISTINCT user_id) FROM coupon_redemptions")
+            .await,
         1_000
     );
     app.stop().await;
@@ -664,13 +689,15 @@ async fn csv_files_stream_in_through_the_cli_in_all_or_nothing_chunks() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("created 12000 coupons in 3 chunks"));
-    let db = app.db();
+    let db = app.db().await;
     assert_eq!(
-        db.count("SELECT count(*) FROM coupons WHERE code LIKE 'CSV-%'"),
+        db.count("SELECT count(*) FROM coupons WHERE code LIKE 'CSV-%'")
+            .await,
         12_000
     );
     assert_eq!(
-        db.count("SELECT count(*) FROM coupons WHERE type IS NULL"),
+        db.count("SELECT count(*) FROM coupons WHERE type IS NULL")
+            .await,
         6_000
     );
 
@@ -693,7 +720,9 @@ async fn csv_files_stream_in_through_the_cli_in_all_or_nothing_chunks() {
     assert_eq!(body["error"]["details"][0]["field"], "discount_amount");
     assert_eq!(
         app.db()
-            .count("SELECT count(*) FROM coupons WHERE code LIKE 'MORE-%'"),
+            .await
+            .count("SELECT count(*) FROM coupons WHERE code LIKE 'MORE-%'")
+            .await,
         5_000
     );
     app.stop().await;

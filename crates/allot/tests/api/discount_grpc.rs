@@ -43,10 +43,14 @@ async fn concurrent_generate_calls_return_distinct_well_formed_codes() {
     }
     assert_eq!(all.len(), 128_000);
 
-    let db = app.db();
-    assert_eq!(db.count("SELECT count(*) FROM discount_codes"), 128_000);
+    let db = app.db().await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM discount_codes").await,
+        128_000
+    );
     let stored: HashSet<String> = db
         .strings("SELECT code FROM discount_codes")
+        .await
         .into_iter()
         .collect();
     assert_eq!(
@@ -110,9 +114,9 @@ async fn concurrent_uses_of_one_code_succeed_exactly_once() {
     let already = results.iter().filter(|r| r.as_slice() == [2]).count();
     assert_eq!((used_now, already), (1, 31), "results: {results:?}");
     assert_eq!(
-        app.db().count(&format!(
+        app.db().await.count(&format!(
             "SELECT count(*) FROM discount_codes WHERE code = '{code}' AND used_at_ms IS NOT NULL"
-        )),
+        )).await,
         1
     );
     app.stop().await;
@@ -150,9 +154,12 @@ async fn bad_generate_input_answers_false_and_stores_nothing() {
         );
         assert!(response.codes.is_empty());
     }
-    let db = app.db();
-    assert_eq!(db.count("SELECT count(*) FROM discount_codes"), 0);
-    assert_eq!(db.count("SELECT count(*) FROM discount_code_batches"), 0);
+    let db = app.db().await;
+    assert_eq!(db.count("SELECT count(*) FROM discount_codes").await, 0);
+    assert_eq!(
+        db.count("SELECT count(*) FROM discount_code_batches").await,
+        0
+    );
     app.stop().await;
 }
 

@@ -116,6 +116,12 @@ async fn bad_rest_input_is_refused_with_the_field_named_and_stores_nothing() {
     let err: Value = response.json().await.unwrap();
     assert_eq!(err["error"]["code"], "bad_request");
 
-    assert_eq!(app.db().count("SELECT count(*) FROM discount_codes"), 0);
+    assert_eq!(
+        app.db()
+            .await
+            .count("SELECT count(*) FROM discount_codes")
+            .await,
+        0
+    );
     app.stop().await;
 }

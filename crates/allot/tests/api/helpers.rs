@@ -39,6 +39,10 @@ fn init_logs() {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub data_dir: TempDir,
+    /// The PostgreSQL cluster of this server, when the suite runs on PostgreSQL.
+    pub pg: Option<allot_testkit::PgCluster>,
+    /// The PostgreSQL URL the server runs on, if any.
+    pub database: Option<String>,
     pub clock: Option<Arc<ManualClock>>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -80,7 +84,12 @@ impl TestApp {
         init_logs();
         let data_dir = TempDir::new().expect("temp dir");
         let mut config = Config::for_data_dir(data_dir.path().join("data"));
+        let pg = (backend() == "postgres").then(allot_testkit::PgCluster::start);
+        if let Some(pg) = &pg {
+            config.database = Some(pg.url());
+        }
         configure(&mut config);
+        let database = config.database.clone();
         let app = Application::build(config, clock)
             .await
             .expect("server builds");
@@ -96,6 +105,8 @@ impl TestApp {
         TestApp {
             addr,
             data_dir,
+            pg,
+            database,
             clock: manual,
             stop: Some(stop),
             task: Some(task),
@@ -114,8 +125,16 @@ impl TestApp {
         DiscountClient::new(self.channel().await)
     }
 
-    pub fn db(&self) -> Db {
-        Db::open(&self.data_dir.path().join("data"))
+    /// The server's database, whichever backend it runs on.
+    pub async fn db(&self) -> AppDb {
+        match &self.database {
+            Some(url) => AppDb::Postgres(
+                allot_storage::postgres::connect(url)
+                    .await
+                    .expect("postgres connects"),
+            ),
+            None => AppDb::Sqlite(Db::open(&self.data_dir.path().join("data"))),
+        }
     }
 
     /// Graceful stop: in-flight requests finish and storage is flushed.
@@ -154,7 +173,45 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
-/// Read-only access to a server's database, for checking invariants behind the API.
+/// The backend the suite runs on: `sqlite` (default) or `postgres` (`ALLOT_TEST_BACKEND`).
+pub fn backend() -> String {
+    std::env::var("ALLOT_TEST_BACKEND").unwrap_or_else(|_| "sqlite".to_owned())
+}
+
+/// A server's database on either backend, for checking invariants behind the API.
+pub enum AppDb {
+    Sqlite(Db),
+    Postgres(tokio_postgres::Client),
+}
+
+impl AppDb {
+    pub async fn count(&self, sql: &str) -> i64 {
+        match self {
+            AppDb::Sqlite(db) => db.count(sql),
+            AppDb::Postgres(client) => {
+                let row = client.query_one(sql, &[]).await.expect(sql);
+                row.try_get::<_, i64>(0)
+                    .or_else(|_| row.try_get::<_, i32>(0).map(i64::from))
+                    .expect(sql)
+            }
+        }
+    }
+
+    pub async fn strings(&self, sql: &str) -> Vec<String> {
+        match self {
+            AppDb::Sqlite(db) => db.strings(sql),
+            AppDb::Postgres(client) => client
+                .query(sql, &[])
+                .await
+                .expect(sql)
+                .iter()
+                .map(|r| r.get::<_, String>(0))
+                .collect(),
+        }
+    }
+}
+
+/// Read-only access to a SQLite data directory, for checking invariants behind the API.
 pub struct Db(Connection);
 
 impl Db {

@@ -24,12 +24,15 @@ async fn health_ready_openapi_docs_and_metrics_are_served() {
         .await
         .unwrap();
     assert_eq!(health["status"], "ok");
-    assert_eq!(health["storage"]["backend"], "sqlite");
+    assert_eq!(
+        health["storage"]["backend"],
+        crate::helpers::backend().as_str()
+    );
     assert_eq!(health["storage"]["accepting_writes"], true);
     let ready = client.get(format!("{base}/ready")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
     let ready: Value = ready.json().await.unwrap();
-    assert_eq!(ready["storage"], "sqlite");
+    assert_eq!(ready["storage"], crate::helpers::backend().as_str());
 
     let spec: Value = client
         .get(format!("{base}/api/v1/openapi.json"))

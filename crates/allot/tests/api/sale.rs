@@ -165,24 +165,26 @@ async fn run_sale(app: &TestApp, items: usize, users: usize, connections: usize,
 
     // The database: exactly `items` sold, each to one user, none above the limit, every
     // purchase a client saw among them, every checkout attempt recorded.
-    let db = app.db();
+    let db = app.db().await;
     assert_eq!(
         db.count(&format!(
             "SELECT count(*) FROM sale_items WHERE sale_id = {sale_id} AND sold_to IS NOT NULL"
-        )),
+        ))
+        .await,
         items as i64
     );
     assert_eq!(
-        db.count(&format!("SELECT sold FROM sales WHERE id = {sale_id}")),
+        db.count(&format!("SELECT sold FROM sales WHERE id = {sale_id}"))
+            .await,
         items as i64
     );
     assert_eq!(
-        db.count(&format!("SELECT count(*) FROM (SELECT sold_to FROM sale_items WHERE sale_id = {sale_id} AND sold_to IS NOT NULL GROUP BY sold_to HAVING count(*) > {limit})")),
+        db.count(&format!("SELECT count(*) FROM (SELECT sold_to FROM sale_items WHERE sale_id = {sale_id} AND sold_to IS NOT NULL GROUP BY sold_to HAVING count(*) > {limit}) AS over_limit")).await,
         0,
         "a user bought more than the limit"
     );
     let sold: HashMap<i64, String> = db
-        .strings(&format!("SELECT id || ' ' || sold_to FROM sale_items WHERE sale_id = {sale_id} AND sold_to IS NOT NULL"))
+        .strings(&format!("SELECT id || ' ' || sold_to FROM sale_items WHERE sale_id = {sale_id} AND sold_to IS NOT NULL")).await
         .into_iter()
         .map(|s| {
             let (id, user) = s.split_once(' ').unwrap();
@@ -204,7 +206,8 @@ async fn run_sale(app: &TestApp, items: usize, users: usize, connections: usize,
     }
     assert_eq!(seen.len(), items, "clients saw every sale");
     assert_eq!(
-        db.count("SELECT count(*) FROM sale_checkout_attempts"),
+        db.count("SELECT count(*) FROM sale_checkout_attempts")
+            .await,
         attempts.load(Ordering::Relaxed) as i64,
         "every checkout attempt is recorded"
     );
@@ -281,8 +284,14 @@ async fn sales_follow_the_hour_and_a_code_of_a_past_sale_is_refused() {
         (404, Some("not_in_current_sale"))
     );
     // One sale per hour, however often it is asked for.
-    assert_eq!(app.db().count("SELECT count(*) FROM sales"), 2);
-    assert_eq!(app.db().count("SELECT count(*) FROM sale_items"), 10);
+    assert_eq!(app.db().await.count("SELECT count(*) FROM sales").await, 2);
+    assert_eq!(
+        app.db()
+            .await
+            .count("SELECT count(*) FROM sale_items")
+            .await,
+        10
+    );
     app.stop().await;
 }
 
@@ -324,7 +333,9 @@ async fn a_code_sells_once_however_often_and_concurrently_it_is_purchased() {
     );
     assert_eq!(
         app.db()
-            .count("SELECT count(*) FROM sale_items WHERE sold_to IS NOT NULL"),
+            .await
+            .count("SELECT count(*) FROM sale_items WHERE sold_to IS NOT NULL")
+            .await,
         1
     );
 
@@ -455,13 +466,15 @@ async fn every_flash_sale_error_has_its_status() {
         }
     }
     // Attempts that reached the sale are recorded with their outcome, failures included.
-    let db = app.db();
+    let db = app.db().await;
     assert_eq!(
-        db.count("SELECT count(*) FROM sale_checkout_attempts WHERE outcome = 'unknown_item'"),
+        db.count("SELECT count(*) FROM sale_checkout_attempts WHERE outcome = 'unknown_item'")
+            .await,
         1
     );
     assert_eq!(
-        db.count("SELECT count(*) FROM sale_checkout_attempts WHERE outcome = 'item_sold'"),
+        db.count("SELECT count(*) FROM sale_checkout_attempts WHERE outcome = 'item_sold'")
+            .await,
         1
     );
     app.stop().await;
