@@ -171,6 +171,10 @@ impl From<StorageError> for ServiceError {
     fn from(e: StorageError) -> Self {
         match e {
             StorageError::Closed | StorageError::Busy(_) => ServiceError::Unavailable(e),
+            // No SQL error from the server: the connection failed (database down, network).
+            StorageError::Postgres(ref pg) if pg.as_db_error().is_none() => {
+                ServiceError::Unavailable(e)
+            }
             _ => ServiceError::Internal(e),
         }
     }

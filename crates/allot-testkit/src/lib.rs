@@ -105,6 +105,37 @@ impl PgCluster {
         format!("postgres://allot@127.0.0.1:{}/{database}", self.port)
     }
 
+    /// Stops the server (fast, like a crash of the service) and starts it again on the same
+    /// data and port.
+    pub fn restart(&self) {
+        let data = self.dir.path().join("data");
+        self.pg(
+            "pg_ctl",
+            &["-D", path_str(&data), "-m", "immediate", "-w", "stop"],
+        );
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=300 -c shared_buffers=128MB",
+            self.port,
+            path_str(self.dir.path())
+        );
+        self.pg(
+            "pg_ctl",
+            &[
+                "-D",
+                path_str(&data),
+                "-o",
+                &options,
+                "-l",
+                path_str(&self.dir.path().join("log")),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        );
+        self.wait_ready();
+    }
+
     fn pg(&self, tool: &str, args: &[&str]) {
         let program = self.bin.join(tool);
         let mut cmd = match self.as_user {

@@ -38,6 +38,7 @@ const CONNECTIONS: usize = 8;
 /// connection for its transaction. Several instances share one database; every guarantee is
 /// enforced by statements that are atomic in PostgreSQL, never by this process alone.
 pub struct PgStore {
+    url: String,
     connections: Vec<Mutex<Client>>,
     next: AtomicUsize,
 }
@@ -52,13 +53,25 @@ impl PgStore {
             connections.push(Mutex::new(connect(url).await?));
         }
         Ok(PgStore {
+            url: url.to_owned(),
             connections,
             next: AtomicUsize::new(0),
         })
     }
 
-    fn pick(&self) -> &Mutex<Client> {
-        &self.connections[self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len()]
+    /// The next connection in turn, opened again first if it was closed (PostgreSQL restarted,
+    /// the network dropped it): the store recovers by itself once the database is back.
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, StorageError> {
+        let slot =
+            &self.connections[self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len()];
+        let mut guard = slot.lock().await;
+        if guard.is_closed() {
+            *guard = connect(&self.url)
+                .await
+                .map_err(|e| StorageError::Busy(format!("postgres unreachable: {e}")))?;
+            tracing::info!("reconnected to postgres");
+        }
+        Ok(guard)
     }
 
     pub async fn generate_discount_codes(
@@ -67,7 +80,7 @@ impl PgStore {
         count: GenerateCount,
         now: UnixMillis,
     ) -> Result<Vec<DiscountCode>, StorageError> {
-        let mut client = self.pick().lock().await;
+        let mut client = self.client().await?;
         discount::generate(&mut client, length, count, now).await
     }
 
@@ -76,7 +89,7 @@ impl PgStore {
         code: &DiscountCode,
         now: UnixMillis,
     ) -> Result<UseOutcome, StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         discount::use_code(&client, code, now).await
     }
 
@@ -84,7 +97,7 @@ impl PgStore {
         &self,
         code: &DiscountCode,
     ) -> Result<Option<DiscountCodeRecord>, StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         discount::get(&client, code).await
     }
 
@@ -93,17 +106,17 @@ impl PgStore {
         new: NewCampaign,
         now: UnixMillis,
     ) -> Result<Campaign, StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         campaign::create(&client, &new, now).await
     }
 
     pub async fn campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         campaign::get(&client, id).await
     }
 
     pub async fn issue_coupon(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError> {
-        let mut client = self.pick().lock().await;
+        let mut client = self.client().await?;
         campaign::issue(&mut client, &request).await
     }
 
@@ -112,7 +125,7 @@ impl PgStore {
         coupons: Vec<NewCoupon>,
         now: UnixMillis,
     ) -> Result<Result<usize, ExistingCodes>, StorageError> {
-        let mut client = self.pick().lock().await;
+        let mut client = self.client().await?;
         coupon::upload(&mut client, &coupons, now).await
     }
 
@@ -120,7 +133,7 @@ impl PgStore {
         &self,
         codes: Vec<UploadedCode>,
     ) -> Result<Vec<UploadedCode>, StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         coupon::existing_codes(&client, codes).await
     }
 
@@ -130,12 +143,12 @@ impl PgStore {
         coupon_type: Option<CouponType>,
         now: UnixMillis,
     ) -> Result<Allocation, StorageError> {
-        let mut client = self.pick().lock().await;
+        let mut client = self.client().await?;
         coupon::allocate(&mut client, &user, coupon_type, now).await
     }
 
     pub async fn coupon(&self, code: &UploadedCode) -> Result<Option<Coupon>, StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         coupon::get(&client, code.as_str()).await
     }
 
@@ -145,7 +158,7 @@ impl PgStore {
         user: UserId,
         now: UnixMillis,
     ) -> Result<RedeemOutcome, StorageError> {
-        let mut client = self.pick().lock().await;
+        let mut client = self.client().await?;
         coupon::redeem(&mut client, code.as_str(), &user, now).await
     }
 
@@ -153,7 +166,7 @@ impl PgStore {
         &self,
         now: UnixMillis,
     ) -> Result<Vec<CouponCounters>, StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         coupon::counters(&client, now).await
     }
 
@@ -162,12 +175,12 @@ impl PgStore {
         now: UnixMillis,
         trigger: &'static str,
     ) -> Result<Vec<(Option<CouponType>, i64)>, StorageError> {
-        let mut client = self.pick().lock().await;
+        let mut client = self.client().await?;
         coupon::purge(&mut client, now, trigger).await
     }
 
     pub async fn campaign_codes(&self, id: CampaignId) -> Result<Vec<CouponCode>, StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         campaign::codes(&client, id).await
     }
 }
@@ -196,7 +209,7 @@ impl Store for PgStore {
     }
 
     async fn ping(&self) -> Result<(), StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         client.query_one("SELECT 1", &[]).await?;
         Ok(())
     }
@@ -247,7 +260,7 @@ impl Store for PgStore {
         after_seq: i64,
         limit: u32,
     ) -> Result<Vec<IssuedCoupon>, StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         let rows = client
             .query(
                 "SELECT code, seq, user_id, issued_at_ms FROM campaign_coupons
@@ -311,7 +324,7 @@ impl Store for PgStore {
     }
 
     async fn redemptions(&self, f: RedemptionFilter) -> Result<Vec<Redemption>, StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         let t: Option<Option<&str>> = f.coupon_type.map(|t| t.map(CouponType::as_str));
         let rows = client
             .query(
@@ -366,22 +379,22 @@ impl Store for PgStore {
     }
 
     async fn open_sale(&self, new: NewSale, now: UnixMillis) -> Result<Sale, StorageError> {
-        let mut client = self.pick().lock().await;
+        let mut client = self.client().await?;
         sale::open(&mut client, new, now).await
     }
 
     async fn sale_starting_at(&self, start: UnixMillis) -> Result<Option<Sale>, StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         sale::by_start(&*client, start).await
     }
 
     async fn sale(&self, id: i64) -> Result<Option<Sale>, StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         sale::by_id(&*client, id).await
     }
 
     async fn checkout(&self, request: CheckoutRequest) -> Result<CheckoutOutcome, StorageError> {
-        let mut client = self.pick().lock().await;
+        let mut client = self.client().await?;
         sale::checkout(&mut client, &request).await
     }
 
@@ -391,7 +404,7 @@ impl Store for PgStore {
         user_limit: u32,
         now: UnixMillis,
     ) -> Result<Purchase, StorageError> {
-        let mut client = self.pick().lock().await;
+        let mut client = self.client().await?;
         sale::purchase(&mut client, &code, user_limit, now).await
     }
 
@@ -401,7 +414,7 @@ impl Store for PgStore {
         after_id: i64,
         limit: u32,
     ) -> Result<Vec<SaleItem>, StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         sale::items(&client, sale_id, after_id, limit).await
     }
 
@@ -410,7 +423,7 @@ impl Store for PgStore {
         sale_id: i64,
         user: UserId,
     ) -> Result<Vec<SaleItem>, StorageError> {
-        let client = self.pick().lock().await;
+        let client = self.client().await?;
         sale::purchases(&client, sale_id, user.as_str()).await
     }
 

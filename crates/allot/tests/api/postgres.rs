@@ -193,3 +193,31 @@ async fn three_instances_on_postgres_hold_every_guarantee() {
         app.stop().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_rides_out_a_postgres_restart() {
+    let cluster = PgCluster::start();
+    let url = cluster.url();
+    let app = TestApp::spawn_configured(None, move |c| c.database = Some(url)).await;
+    let client = http();
+    let generate = || {
+        client
+            .post(format!("{}/api/v1/discount-codes/batches", app.url()))
+            .json(&json!({"count": 10, "length": 8}))
+            .send()
+    };
+    assert_eq!(generate().await.unwrap().status(), 201);
+    cluster.restart();
+    // While connections are re-established, a request may be refused as unavailable (503),
+    // never as an internal error; soon every request succeeds again.
+    let mut ok = 0;
+    for _ in 0..40 {
+        match generate().await.unwrap().status().as_u16() {
+            201 => ok += 1,
+            503 => {}
+            other => panic!("unexpected status {other} after a database restart"),
+        }
+    }
+    assert!(ok >= 30, "the server did not recover: {ok} of 40 succeeded");
+    app.stop().await;
+}
