@@ -29,11 +29,23 @@ pub(crate) fn start(services: &Services, config: &Config) -> Jobs {
     let mut tasks = Vec::new();
     if let Some(every) = config.coupon_purge_interval {
         let coupons = services.coupons.clone();
+        let store = services.store.clone();
+        let clock = services.clock.clone();
+        // With several instances each ticks, and the one whose claim succeeds runs the purge:
+        // once per interval in all, and on while any instance is up. Claims are spaced at 90% of
+        // the interval, since instances' ticks are not aligned.
+        let spacing_ms = every.as_millis() as i64 * 9 / 10;
         tasks.push(tokio::spawn(every_interval(every, stopped, move || {
-            let coupons = coupons.clone();
+            let (coupons, store, clock) = (coupons.clone(), store.clone(), clock.clone());
             async move {
-                if let Err(e) = coupons.purge("job").await {
-                    tracing::warn!(error = %e, "coupon purge job failed; next try at the next tick");
+                match store.claim_job_run("coupon_purge", clock.now(), spacing_ms).await {
+                    Ok(true) => {
+                        if let Err(e) = coupons.purge("job").await {
+                            tracing::warn!(error = %e, "coupon purge job failed; next try at the next tick");
+                        }
+                    }
+                    Ok(false) => tracing::debug!("coupon purge ran on another instance"),
+                    Err(e) => tracing::warn!(error = %e, "coupon purge job could not claim its run"),
                 }
             }
         })));

@@ -164,6 +164,15 @@ pub trait Store: Send + Sync + 'static {
         user: UserId,
     ) -> Result<Vec<SaleItem>, StorageError>;
 
+    /// Claims the run of `job` at `now` if no instance ran it within `spacing`: true means this
+    /// instance runs it now. Atomic across instances sharing the database.
+    async fn claim_job_run(
+        &self,
+        job: &'static str,
+        now: UnixMillis,
+        spacing_ms: i64,
+    ) -> Result<bool, StorageError>;
+
     /// Finishes every accepted write, makes it durable and releases the database. Later calls
     /// fail with [`StorageError::Closed`].
     async fn close(&self) -> Result<(), StorageError>;

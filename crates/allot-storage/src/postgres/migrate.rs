@@ -35,6 +35,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "sales",
         sql: include_str!("../../migrations/postgres/0004_sales.sql"),
     },
+    Migration {
+        version: 5,
+        name: "job_runs",
+        sql: include_str!("../../migrations/postgres/0005_job_runs.sql"),
+    },
 ];
 
 /// The advisory lock key that serialises migration runs across instances ("allot" in ASCII).

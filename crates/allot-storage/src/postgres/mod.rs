@@ -427,6 +427,25 @@ impl Store for PgStore {
         sale::purchases(&client, sale_id, user.as_str()).await
     }
 
+    async fn claim_job_run(
+        &self,
+        job: &'static str,
+        now: UnixMillis,
+        spacing_ms: i64,
+    ) -> Result<bool, StorageError> {
+        let client = self.client().await?;
+        let claimed = client
+            .query_opt(
+                "INSERT INTO job_runs (job, last_run_ms) VALUES ($1, $2)
+                 ON CONFLICT (job) DO UPDATE SET last_run_ms = excluded.last_run_ms
+                 WHERE job_runs.last_run_ms <= $2 - $3
+                 RETURNING 1",
+                &[&job, &now.as_millis(), &spacing_ms],
+            )
+            .await?;
+        Ok(claimed.is_some())
+    }
+
     /// Every write is committed by PostgreSQL before it is answered; nothing to flush.
     async fn close(&self) -> Result<(), StorageError> {
         Ok(())

@@ -33,6 +33,11 @@ pub(crate) const MIGRATIONS: &[Migration] = &[
         name: "sales",
         sql: include_str!("../../migrations/sqlite/0004_sales.sql"),
     },
+    Migration {
+        version: 5,
+        name: "job_runs",
+        sql: include_str!("../../migrations/sqlite/0005_job_runs.sql"),
+    },
 ];
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StorageError> {
