@@ -6,6 +6,7 @@
 //! commit (group commit), and every caller is answered only after that commit.
 
 mod error;
+pub mod migrations;
 pub mod postgres;
 pub mod records;
 pub mod sqlite;
@@ -176,20 +177,4 @@ pub trait Store: Send + Sync + 'static {
     /// Finishes every accepted write, makes it durable and releases the database. Later calls
     /// fail with [`StorageError::Closed`].
     async fn close(&self) -> Result<(), StorageError>;
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn both_dialects_list_the_same_migrations() {
-        let sqlite: Vec<(i64, &str)> = crate::SqliteStore::migrations()
-            .iter()
-            .map(|m| (m.version, m.name))
-            .collect();
-        let postgres: Vec<(i64, &str)> = crate::postgres::migrate::MIGRATIONS
-            .iter()
-            .map(|m| (m.version, m.name))
-            .collect();
-        assert_eq!(sqlite, postgres);
-    }
 }

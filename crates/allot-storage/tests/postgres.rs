@@ -30,7 +30,7 @@ async fn migrations_apply_once_when_several_instances_start_together() {
         .into_iter()
         .map(|r| r.unwrap())
         .collect();
-    let all = migrate::MIGRATIONS
+    let all = allot_storage::migrations::MIGRATIONS
         .iter()
         .map(|m| m.version)
         .collect::<Vec<_>>();

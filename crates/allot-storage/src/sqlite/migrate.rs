@@ -1,44 +1,9 @@
-//! Versioned migrations, embedded in the binary and applied once each, in order, at start.
-
-use std::time::{SystemTime, UNIX_EPOCH};
+//! Applies the SQLite side of [`crate::migrations`], once each, in order, at start.
 
 use rusqlite::{Connection, TransactionBehavior, params};
 
 use crate::StorageError;
-
-pub struct Migration {
-    pub version: i64,
-    pub name: &'static str,
-    pub sql: &'static str,
-}
-
-pub(crate) const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "discount_codes",
-        sql: include_str!("../../migrations/sqlite/0001_discount_codes.sql"),
-    },
-    Migration {
-        version: 2,
-        name: "campaigns",
-        sql: include_str!("../../migrations/sqlite/0002_campaigns.sql"),
-    },
-    Migration {
-        version: 3,
-        name: "coupons",
-        sql: include_str!("../../migrations/sqlite/0003_coupons.sql"),
-    },
-    Migration {
-        version: 4,
-        name: "sales",
-        sql: include_str!("../../migrations/sqlite/0004_sales.sql"),
-    },
-    Migration {
-        version: 5,
-        name: "job_runs",
-        sql: include_str!("../../migrations/sqlite/0005_job_runs.sql"),
-    },
-];
+use crate::migrations::{now_ms, pending};
 
 pub(super) fn apply(conn: &mut Connection) -> Result<(), StorageError> {
     conn.execute_batch(
@@ -56,18 +21,9 @@ pub(super) fn apply(conn: &mut Connection) -> Result<(), StorageError> {
         [],
         |r| r.get(0),
     )?;
-    let known = MIGRATIONS.last().map_or(0, |m| m.version);
-    if newest > known {
-        return Err(StorageError::Corrupt(format!(
-            "the database is at migration {newest}, newer than this allot knows ({known}); \
-             run the newer allot"
-        )));
-    }
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64);
-    for m in MIGRATIONS.iter().filter(|m| m.version > newest) {
-        tx.execute_batch(m.sql)
+    let now_ms = now_ms();
+    for m in pending(newest)? {
+        tx.execute_batch(m.sqlite)
             .and_then(|()| {
                 tx.execute(
                     "INSERT INTO allot_migrations (version, name, applied_at_ms) VALUES (?1, ?2, ?3)",

@@ -93,12 +93,6 @@ impl SqliteStore {
         })
     }
 
-    /// The migrations this backend applies, for checks across backends.
-    #[doc(hidden)]
-    pub fn migrations() -> &'static [migrate::Migration] {
-        migrate::MIGRATIONS
-    }
-
     /// Writes a consistent copy of the database under `data_dir` to `out`, safe while a server
     /// runs on it: `VACUUM INTO` reads one snapshot (WAL keeps it stable while the writer goes
     /// on) through a read-only connection. The copy is then checked with `integrity_check`.

@@ -1,0 +1,52 @@
+//! The one list of schema migrations, each in both dialects, so the backends can never drift
+//! apart in versions or names. Each backend's runner applies the missing ones in order, once.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::StorageError;
+
+pub struct Migration {
+    pub version: i64,
+    pub name: &'static str,
+    pub sqlite: &'static str,
+    pub postgres: &'static str,
+}
+
+macro_rules! migration {
+    ($version:literal, $name:literal, $file:literal) => {
+        Migration {
+            version: $version,
+            name: $name,
+            sqlite: include_str!(concat!("../migrations/sqlite/", $file)),
+            postgres: include_str!(concat!("../migrations/postgres/", $file)),
+        }
+    };
+}
+
+pub const MIGRATIONS: &[Migration] = &[
+    migration!(1, "discount_codes", "0001_discount_codes.sql"),
+    migration!(2, "campaigns", "0002_campaigns.sql"),
+    migration!(3, "coupons", "0003_coupons.sql"),
+    migration!(4, "sales", "0004_sales.sql"),
+    migration!(5, "job_runs", "0005_job_runs.sql"),
+];
+
+/// The migrations newer than `applied`, or an error if the database is newer than this build.
+pub(crate) fn pending(
+    applied: i64,
+) -> Result<impl Iterator<Item = &'static Migration>, StorageError> {
+    let known = MIGRATIONS.last().map_or(0, |m| m.version);
+    if applied > known {
+        return Err(StorageError::Corrupt(format!(
+            "the database is at migration {applied}, newer than this allot knows ({known}); \
+             run the newer allot"
+        )));
+    }
+    Ok(MIGRATIONS.iter().filter(move |m| m.version > applied))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
