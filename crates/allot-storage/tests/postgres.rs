@@ -11,6 +11,21 @@ async fn migrated(cluster: &PgCluster) -> tokio_postgres::Client {
     client
 }
 
+/// Three stores on one cluster, as three allot instances would hold.
+async fn three_instances(
+    cluster: &PgCluster,
+) -> Vec<std::sync::Arc<allot_storage::postgres::PgStore>> {
+    let mut instances = Vec::new();
+    for _ in 0..3 {
+        instances.push(std::sync::Arc::new(
+            allot_storage::postgres::PgStore::open(&cluster.url())
+                .await
+                .expect("opens"),
+        ));
+    }
+    instances
+}
+
 fn sqlstate(e: &tokio_postgres::Error) -> String {
     e.code().map(|c| c.code().to_owned()).unwrap_or_default()
 }
@@ -157,19 +172,12 @@ async fn the_database_refuses_over_issue_duplicate_codes_and_overuse() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn discount_codes_hold_across_three_instances_on_one_database() {
     use std::collections::HashSet;
-    use std::sync::Arc;
 
     use allot_domain::UnixMillis;
     use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
-    use allot_storage::postgres::PgStore;
 
     let cluster = PgCluster::start();
-    let mut instances = Vec::new();
-    for _ in 0..3 {
-        instances.push(Arc::new(
-            PgStore::open(&cluster.url()).await.expect("opens"),
-        ));
-    }
+    let instances = three_instances(&cluster).await;
     let now = UnixMillis::from_millis(1_795_341_600_000);
 
     // 30 concurrent batches of 2,000, spread over the instances: all distinct, all stored.
@@ -236,21 +244,14 @@ async fn discount_codes_hold_across_three_instances_on_one_database() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_campaign_issues_exactly_its_total_across_three_instances() {
     use std::collections::HashSet;
-    use std::sync::Arc;
 
     use allot_domain::UnixMillis;
     use allot_domain::campaign::{CampaignName, CampaignWindow, TotalCoupons};
     use allot_domain::user::{IdempotencyKey, UserId};
-    use allot_storage::postgres::PgStore;
     use allot_storage::{IssueOutcome, IssueRequest, NewCampaign};
 
     let cluster = PgCluster::start();
-    let mut instances = Vec::new();
-    for _ in 0..3 {
-        instances.push(Arc::new(
-            PgStore::open(&cluster.url()).await.expect("opens"),
-        ));
-    }
+    let instances = three_instances(&cluster).await;
     let now = UnixMillis::from_millis(1_795_341_600_000);
     let campaign = instances[0]
         .create_campaign(
@@ -358,21 +359,14 @@ async fn a_campaign_issues_exactly_its_total_across_three_instances() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn coupons_go_to_one_user_each_and_redeem_within_their_uses_across_three_instances() {
     use std::collections::HashSet;
-    use std::sync::Arc;
 
     use allot_domain::UnixMillis;
     use allot_domain::coupon::{CouponType, Discount, DiscountKind, MaxUses, UploadedCode};
     use allot_domain::user::UserId;
-    use allot_storage::postgres::PgStore;
     use allot_storage::{Allocation, NewCoupon, RedeemOutcome};
 
     let cluster = PgCluster::start();
-    let mut instances = Vec::new();
-    for _ in 0..3 {
-        instances.push(Arc::new(
-            PgStore::open(&cluster.url()).await.expect("opens"),
-        ));
-    }
+    let instances = three_instances(&cluster).await;
     let now = UnixMillis::from_millis(1_795_341_600_000);
     let new = |code: &str, t: Option<CouponType>, uses: i64| NewCoupon {
         code: UploadedCode::parse(code).unwrap(),

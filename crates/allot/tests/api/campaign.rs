@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use tonic::Code;
 
 use crate::helpers::{
-    TestApp, channels, connect_json, coupon_client, http, open_campaign, timestamp,
+    TestApp, channels, connect_json, coupon_client, http, open_campaign, race_for_campaign,
+    timestamp,
 };
 
 /// 2026-11-22T10:00:00Z
@@ -85,29 +86,7 @@ async fn racing_grpc_clients_get_exactly_the_campaign_total() {
     let app = TestApp::spawn().await;
     let channels = channels(app.addr, 16).await;
     let id = open_campaign(&mut coupon_client(channels[0].clone()), 1_000).await;
-    let clients = (0..512).map(|i| {
-        let mut client = coupon_client(channels[i % channels.len()].clone());
-        tokio::spawn(async move {
-            let mut mine = Vec::new();
-            loop {
-                match client
-                    .issue_coupon(IssueCouponRequest {
-                        campaign_id: id,
-                        ..Default::default()
-                    })
-                    .await
-                {
-                    Ok(r) => mine.push(r.into_inner().coupon_code),
-                    Err(s) if s.code() == Code::ResourceExhausted => return mine,
-                    Err(s) => panic!("unexpected status {s:?}"),
-                }
-            }
-        })
-    });
-    let mut received = Vec::new();
-    for c in futures::future::join_all(clients).await {
-        received.extend(c.unwrap());
-    }
+    let received = race_for_campaign(&channels, id, 512).await;
     check_exactly(&app, id, 1_000, &received).await;
     app.stop().await;
 }

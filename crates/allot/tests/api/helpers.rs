@@ -365,3 +365,32 @@ pub async fn open_campaign(client: &mut CouponServiceClient<Channel>, total: i64
         .into_inner()
         .campaign_id
 }
+
+/// `clients` gRPC clients spread over `channels`, each issuing from the campaign until it is
+/// sold out; answers every code received. Any answer but a code or RESOURCE_EXHAUSTED fails.
+pub async fn race_for_campaign(channels: &[Channel], id: i64, clients: usize) -> Vec<String> {
+    let racers = (0..clients).map(|i| {
+        let mut client = coupon_client(channels[i % channels.len()].clone());
+        tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                match client
+                    .issue_coupon(allot_server::pb::couponpb::IssueCouponRequest {
+                        campaign_id: id,
+                        ..Default::default()
+                    })
+                    .await
+                {
+                    Ok(r) => mine.push(r.into_inner().coupon_code),
+                    Err(s) if s.code() == tonic::Code::ResourceExhausted => return mine,
+                    Err(s) => panic!("unexpected {s:?}"),
+                }
+            }
+        })
+    });
+    let mut received = Vec::new();
+    for r in futures::future::join_all(racers).await {
+        received.extend(r.expect("racer"));
+    }
+    received
+}

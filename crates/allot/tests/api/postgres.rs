@@ -3,14 +3,13 @@
 
 use std::collections::HashSet;
 
-use allot_server::pb::couponpb::{GetCampaignRequest, IssueCouponRequest};
+use allot_server::pb::couponpb::GetCampaignRequest;
 use allot_server::pb::discount::discount_client::DiscountClient;
 use allot_server::pb::discount::{GenerateRequest, UseCodeRequest};
 use allot_testkit::PgCluster;
 use serde_json::{Value, json};
-use tonic::Code;
 
-use crate::helpers::{TestApp, channels, coupon_client, http, open_campaign};
+use crate::helpers::{TestApp, channels, coupon_client, http, open_campaign, race_for_campaign};
 
 async fn instances(cluster: &PgCluster) -> Vec<TestApp> {
     let mut apps = Vec::new();
@@ -84,29 +83,7 @@ async fn three_instances_on_postgres_hold_every_guarantee() {
     for app in &apps {
         spread.extend(channels(app.addr, 4).await);
     }
-    let racers = (0..300).map(|i| {
-        let mut client = coupon_client(spread[i % spread.len()].clone());
-        tokio::spawn(async move {
-            let mut mine = Vec::new();
-            loop {
-                match client
-                    .issue_coupon(IssueCouponRequest {
-                        campaign_id: id,
-                        ..Default::default()
-                    })
-                    .await
-                {
-                    Ok(r) => mine.push(r.into_inner().coupon_code),
-                    Err(s) if s.code() == Code::ResourceExhausted => return mine,
-                    Err(s) => panic!("unexpected {s:?}"),
-                }
-            }
-        })
-    });
-    let mut received = Vec::new();
-    for r in futures::future::join_all(racers).await {
-        received.extend(r.unwrap());
-    }
+    let received = race_for_campaign(&spread, id, 300).await;
     let distinct: HashSet<&String> = received.iter().collect();
     assert_eq!((received.len(), distinct.len()), (1_000, 1_000));
     let listed = coupon_client(apps[2].channel().await)
