@@ -518,3 +518,120 @@ async fn coupons_go_to_one_user_each_and_redeem_within_their_uses_across_three_i
             .is_some()
     );
 }
+
+/// Issues are served in batches: one batch may hold many requests of one user, repeats of one
+/// idempotency key and requests for several campaigns. Every rule holds request by request, as
+/// if each were alone, and the table agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn batched_issues_keep_per_user_limits_keys_and_campaigns_apart() {
+    use std::collections::HashMap;
+
+    use allot_domain::UnixMillis;
+    use allot_domain::campaign::{CampaignName, CampaignWindow, PerUserLimit, TotalCoupons};
+    use allot_domain::user::{IdempotencyKey, UserId};
+    use allot_storage::{IssueOutcome, IssueRequest, NewCampaign};
+
+    let cluster = PgCluster::start();
+    let instances = three_instances(&cluster).await;
+    let now = UnixMillis::from_millis(1_795_341_600_000);
+    let mut campaigns = Vec::new();
+    for (name, total) in [("limited", 500), ("small", 7)] {
+        campaigns.push(
+            instances[0]
+                .create_campaign(
+                    NewCampaign {
+                        name: CampaignName::parse(name).unwrap(),
+                        window: CampaignWindow::new(now, None).unwrap(),
+                        total: TotalCoupons::parse(total).unwrap(),
+                        per_user_limit: Some(PerUserLimit::parse(3).unwrap()),
+                    },
+                    now,
+                )
+                .await
+                .unwrap()
+                .id,
+        );
+    }
+    // 40 users ask 10 times each for each campaign, all at once; users 0..5 send every request
+    // of theirs with one idempotency key per campaign.
+    let mut tasks = Vec::new();
+    for user in 0..40 {
+        for attempt in 0..10 {
+            for (c, id) in campaigns.iter().enumerate() {
+                let store = instances[(user + attempt + c) % 3].clone();
+                let id = *id;
+                tasks.push(tokio::spawn(async move {
+                    let request = IssueRequest {
+                        campaign_id: id,
+                        user_id: Some(UserId::parse(&format!("user-{user}")).unwrap()),
+                        idempotency_key: (user < 5)
+                            .then(|| IdempotencyKey::parse(&format!("key-{user}")).unwrap()),
+                        now,
+                    };
+                    (c, user, store.issue_coupon(request).await.expect("answers"))
+                }));
+            }
+        }
+    }
+    let mut issued: HashMap<(usize, usize), Vec<String>> = HashMap::new();
+    let mut replayed: HashMap<(usize, usize), Vec<String>> = HashMap::new();
+    let mut exhausted = [0; 2];
+    for t in futures::future::join_all(tasks).await {
+        match t.unwrap() {
+            (c, u, IssueOutcome::Issued { code, .. }) => {
+                issued.entry((c, u)).or_default().push(code.into_string())
+            }
+            (c, u, IssueOutcome::Replayed { code, .. }) => {
+                replayed.entry((c, u)).or_default().push(code.into_string())
+            }
+            (c, _, IssueOutcome::Exhausted) => exhausted[c] += 1,
+            (_, _, IssueOutcome::UserLimitReached) => {}
+            (_, _, other) => panic!("unexpected {other:?}"),
+        }
+    }
+    // The large campaign: 3 codes per user without a key (35 users), 1 per keyed user (5).
+    for user in 0..40 {
+        let mine = issued.get(&(0, user)).map_or(0, Vec::len);
+        assert_eq!(mine, if user < 5 { 1 } else { 3 }, "user {user}");
+        if user < 5 {
+            let first = &issued[&(0, user)][0];
+            assert_eq!(replayed[&(0, user)].len(), 9);
+            assert!(replayed[&(0, user)].iter().all(|c| c == first));
+        }
+    }
+    assert_eq!(exhausted[0], 0);
+    // The small campaign: exactly 7 issued, nobody above 3, everyone else told it is sold out.
+    let small: usize = (0..40)
+        .map(|u| issued.get(&(1, u)).map_or(0, Vec::len))
+        .sum();
+    assert_eq!(small, 7);
+    assert!((0..40).all(|u| issued.get(&(1, u)).map_or(0, Vec::len) <= 3));
+    assert!(exhausted[1] > 0);
+
+    let db = connect(&cluster.url()).await.unwrap();
+    for (c, expected) in [(0usize, 35 * 3 + 5), (1, 7)] {
+        let id = campaigns[c].get();
+        let row = db
+            .query_one(
+                "SELECT issued, (SELECT count(*) FROM campaign_coupons WHERE campaign_id = $1),
+                        (SELECT max(seq) FROM campaign_coupons WHERE campaign_id = $1),
+                        (SELECT count(DISTINCT user_id) FROM campaign_coupons WHERE campaign_id = $1)
+                 FROM campaigns WHERE id = $1",
+                &[&id],
+            )
+            .await
+            .unwrap();
+        let (stored, rows, max_seq): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+        assert_eq!((stored, rows, max_seq), (expected, expected, expected));
+        let over: i64 = db
+            .query_one(
+                "SELECT count(*) FROM (SELECT user_id FROM campaign_coupons WHERE campaign_id = $1
+                 GROUP BY user_id HAVING count(*) > 3) o",
+                &[&id],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(over, 0);
+    }
+}

@@ -1,6 +1,6 @@
-//! The PostgreSQL backend (issue 6), under way: connections, migrations and discount codes so
-//! far. `PgStore` does not implement [`crate::Store`] yet, so `allot serve` runs on SQLite only
-//! until every capability is here.
+//! The PostgreSQL backend: the production deployment, several `allot` instances on one
+//! database. Every guarantee is held by PostgreSQL itself (constraints, conditional updates,
+//! row and advisory locks), so instances share nothing else for correctness.
 
 mod campaign;
 mod coupon;
@@ -41,6 +41,8 @@ pub struct PgStore {
     url: String,
     connections: Vec<Mutex<Client>>,
     next: AtomicUsize,
+    /// Campaign issues, served in batches on a connection of their own.
+    issuer: campaign::Issuer,
 }
 
 impl PgStore {
@@ -56,6 +58,7 @@ impl PgStore {
             url: url.to_owned(),
             connections,
             next: AtomicUsize::new(0),
+            issuer: campaign::Issuer::start(url.to_owned()),
         })
     }
 
@@ -116,8 +119,7 @@ impl PgStore {
     }
 
     pub async fn issue_coupon(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError> {
-        let mut client = self.client().await?;
-        campaign::issue(&mut client, &request).await
+        self.issuer.issue(request).await
     }
 
     pub async fn upload_coupons(
