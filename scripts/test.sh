@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: unit tests and integration tests that start real servers (allot itself,
-# and PostgreSQL clusters of their own). Installs what it needs that a fresh machine may lack.
+# and PostgreSQL clusters and Redis servers of their own). Installs what it needs that a fresh
+# machine may lack.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -8,6 +9,11 @@ cd "$(dirname "$0")/.."
 if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then
   echo "PostgreSQL server binaries not found; installing them with apt-get"
   apt-get update -qq && apt-get install -y -qq postgresql >/dev/null
+fi
+# Redis server: the shared MEGADEAL admission tests start real ones and fail without it.
+if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; then
+  echo "redis-server not found; installing it with apt-get"
+  apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
 fi
 
 log="$(mktemp)"

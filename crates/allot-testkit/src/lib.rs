@@ -1,5 +1,6 @@
-//! Real servers for tests, never mocks: each test gets its own PostgreSQL cluster on a
-//! temporary directory and a free port, stopped and removed when dropped.
+//! Real servers for tests, never mocks: each test gets its own PostgreSQL cluster (and Redis
+//! server, `RedisServer`) on a temporary directory and a free port, stopped and removed when
+//! dropped.
 //!
 //! A missing server binary is a test failure, not a skip: CI must notice.
 
@@ -9,6 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
+
+mod redis;
+
+pub use redis::RedisServer;
 
 /// Where the PostgreSQL server binaries are looked for, in order.
 const PG_BIN_DIRS: &[&str] = &["/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin"];
