@@ -23,6 +23,8 @@ pub enum AppError {
     },
     #[error("opening storage: {0}")]
     Storage(#[from] StorageError),
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
     #[error("serving: {0}")]
     Serve(std::io::Error),
 }
@@ -56,7 +58,11 @@ impl Application {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
-        let services = Services::new(store, clock, config.megadeal, config.sales);
+        let redis = match &config.redis_url {
+            Some(url) => Some(connect_redis(url).await?),
+            None => None,
+        };
+        let services = Services::new(store, clock, config.megadeal, config.sales, redis);
         let state = http::AppState {
             services: services.clone(),
             metrics: metrics::handle(),
@@ -136,6 +142,35 @@ impl Application {
         served?;
         closed.map_err(AppError::Storage)
     }
+}
+
+/// A connection to the shared Redis, made lazily and remade after failures: the server starts
+/// even when Redis is down (MEGADEAL requests are refused with 503 until it is back; nothing
+/// else depends on it). A URL that does not parse is an error at start.
+async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, AppError> {
+    let client = redis::Client::open(url)?;
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(std::time::Duration::from_secs(1)))
+        .set_response_timeout(Some(std::time::Duration::from_secs(2)))
+        .set_number_of_retries(2)
+        .set_max_delay(std::time::Duration::from_millis(500));
+    let conn = client.get_connection_manager_lazy(config)?;
+    let mut probe = conn.clone();
+    let ping = tokio::time::timeout(
+        std::time::Duration::from_secs(2),
+        redis::cmd("PING").query_async::<String>(&mut probe),
+    )
+    .await;
+    match ping {
+        Ok(Ok(_)) => tracing::info!("connected to Redis for MEGADEAL admission"),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "Redis unreachable at start; MEGADEAL requests answer 503 until it is back")
+        }
+        Err(_) => tracing::warn!(
+            "Redis did not answer at start; MEGADEAL requests answer 503 until it does"
+        ),
+    }
+    Ok(conn)
 }
 
 /// Completes on SIGINT or SIGTERM.

@@ -42,6 +42,12 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_DATABASE_URL", value_name = "URL")]
     pub database: Option<String>,
 
+    /// Redis URL (redis://host:port/) shared by several instances: the MEGADEAL admission
+    /// limits and tickets are then kept there and hold across all instances. Without it they
+    /// are kept in this process (one instance)
+    #[arg(long, env = "ALLOT_REDIS_URL", value_name = "URL")]
+    pub redis_url: Option<String>,
+
     /// Directory of the embedded SQLite database, created on first start
     /// [default: ./allot-data]
     #[arg(long, env = "ALLOT_DATA_DIR", value_name = "DIR")]
@@ -97,6 +103,7 @@ pub struct ServeArgs {
 struct FileConfig {
     listen: Option<SocketAddr>,
     database: Option<String>,
+    redis_url: Option<String>,
     data_dir: Option<PathBuf>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
@@ -115,6 +122,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// `Some`: run on this PostgreSQL database; `None`: the embedded SQLite one.
     pub database: Option<String>,
+    /// `Some`: MEGADEAL admission and tickets on this Redis, shared by every instance;
+    /// `None`: in this process.
+    pub redis_url: Option<String>,
     pub data_dir: PathBuf,
     pub log_format: LogFormat,
     pub log_level: String,
@@ -148,6 +158,7 @@ impl Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database: None,
+            redis_url: None,
             data_dir: data_dir.into(),
             log_format: LogFormat::Pretty,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
@@ -171,6 +182,7 @@ impl ServeArgs {
                 .or(file.listen)
                 .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("default address parses")),
             database: self.database.or(file.database),
+            redis_url: self.redis_url.or(file.redis_url),
             data_dir: self
                 .data_dir
                 .or(file.data_dir)
@@ -256,7 +268,8 @@ mod tests {
         let file = dir.join("allot.toml");
         std::fs::write(
             &file,
-            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/from-file\"\n",
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/tmp/from-file\"\n\
+             redis_url = \"redis://from-file:6379/\"\n",
         )
         .unwrap();
         let args = ServeArgs {
@@ -268,6 +281,15 @@ mod tests {
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.data_dir, PathBuf::from("/tmp/from-flag"));
         assert_eq!(config.log_level, DEFAULT_LOG_LEVEL);
+        assert_eq!(config.redis_url.as_deref(), Some("redis://from-file:6379/"));
+        let args = ServeArgs {
+            redis_url: Some("redis://from-flag:6379/".to_owned()),
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        };
+        let config = args.resolve().unwrap();
+        assert_eq!(config.redis_url.as_deref(), Some("redis://from-flag:6379/"));
+        assert_eq!(ServeArgs::default().resolve().unwrap().redis_url, None);
         std::fs::write(&file, "listen_typo = 1\n").unwrap();
         let args = ServeArgs {
             config: Some(file),

@@ -44,6 +44,10 @@ pub enum ServiceError {
     NoCouponAvailable,
     #[error("MEGADEAL coupons are in high demand; retry after {retry_after_secs} s")]
     MegadealBusy { retry_after_secs: u64 },
+    /// The shared MEGADEAL admission state (Redis) cannot be reached: MEGADEAL requests are
+    /// refused (fail closed) until it can; other requests are not affected.
+    #[error("MEGADEAL admission is unavailable; retry later")]
+    MegadealUnavailable(#[source] crate::service::admission::AdmissionUnavailable),
     #[error("no flash sale is running")]
     NoActiveSale,
     #[error("the item is not in the current sale")]
@@ -106,6 +110,7 @@ impl ServiceError {
             ServiceError::Exhausted | ServiceError::NoCouponAvailable => ErrorKind::Conflict,
             ServiceError::NotOwner => ErrorKind::PermissionDenied,
             ServiceError::MegadealBusy { .. } => ErrorKind::RateLimited,
+            ServiceError::MegadealUnavailable(_) => ErrorKind::Unavailable,
             ServiceError::NoActiveSale | ServiceError::ItemSold => ErrorKind::Conflict,
             ServiceError::NotInCurrentSale => ErrorKind::NotFound,
             ServiceError::SaleOver => ErrorKind::Gone,
@@ -131,6 +136,7 @@ impl ServiceError {
             ServiceError::NotOwner => "not_owner",
             ServiceError::NoCouponAvailable => "no_coupon_available",
             ServiceError::MegadealBusy { .. } => "megadeal_busy",
+            ServiceError::MegadealUnavailable(_) => "megadeal_unavailable",
             ServiceError::NoActiveSale => "no_active_sale",
             ServiceError::NotInCurrentSale => "not_in_current_sale",
             ServiceError::ItemSold => "item_sold",

@@ -427,7 +427,7 @@ pub(crate) async fn request(
         .map(CouponType::parse)
         .transpose()?;
     if coupon_type == Some(CouponType::Megadeal) && query.wait == Some(false) {
-        let ticket = state.services.coupons.request_ticket(user)?;
+        let ticket = state.services.coupons.request_ticket(user).await?;
         return Ok((
             StatusCode::ACCEPTED,
             Json(TicketView {
@@ -465,7 +465,7 @@ pub(crate) async fn ticket(
     Query(query): Query<UserQuery>,
 ) -> Result<Json<TicketView>, ServiceError> {
     let user = user_id(query.user_id.as_deref())?;
-    match state.services.coupons.ticket(&ticket, &user)? {
+    match state.services.coupons.ticket(&ticket, &user).await? {
         TicketState::Pending => Ok(Json(TicketView {
             ticket,
             status: "pending",
@@ -695,9 +695,12 @@ pub(crate) async fn purge(State(state): State<AppState>) -> Result<Json<Purged>,
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct MegadealStatus {
+    /// Served now; with a shared Redis, across all instances.
     pub in_flight: usize,
-    /// Most requests ever served at once since start.
+    /// Most requests ever served at once since start (with Redis: across all instances,
+    /// since the Redis data began).
     pub peak_in_flight: usize,
+    /// Waiting in this instance's queue.
     pub queued: usize,
     pub in_flight_max: usize,
     pub per_second_max: usize,
@@ -706,17 +709,21 @@ pub(crate) struct MegadealStatus {
 
 /// MEGADEAL admission: what is being served and queued now, and the limits.
 #[utoipa::path(get, path = "/api/v1/coupons/megadeal", tag = "coupons",
-    responses((status = 200, description = "Admission status", body = MegadealStatus)))]
-pub(crate) async fn megadeal(State(state): State<AppState>) -> Json<MegadealStatus> {
-    let (status, limits) = state.services.coupons.megadeal_status();
-    Json(MegadealStatus {
+    responses(
+        (status = 200, description = "Admission status", body = MegadealStatus),
+        (status = 503, description = "`megadeal_unavailable`: the shared admission state (Redis) is unreachable", body = ErrorBody)))]
+pub(crate) async fn megadeal(
+    State(state): State<AppState>,
+) -> Result<Json<MegadealStatus>, ServiceError> {
+    let (status, limits) = state.services.coupons.megadeal_status().await?;
+    Ok(Json(MegadealStatus {
         in_flight: status.in_flight,
         peak_in_flight: status.peak_in_flight,
         queued: status.queued,
         in_flight_max: limits.in_flight_max,
         per_second_max: limits.per_second_max,
         wait_max_ms: limits.wait_max.as_millis() as u64,
-    })
+    }))
 }
 
 fn user_id(raw: Option<&str>) -> Result<UserId, DomainError> {

@@ -20,8 +20,8 @@ pub(crate) struct ErrorBody {
 pub(crate) struct ErrorDetail {
     /// Machine-readable, stable: `invalid_argument`, `bad_request`, `not_found`,
     /// `already_used`, `not_started`, `ended`, `sold_out`, `user_limit_reached`, `expired`,
-    /// `exhausted`, `not_owner`, `no_coupon_available`, `megadeal_busy`, `unavailable`,
-    /// `internal`.
+    /// `exhausted`, `not_owner`, `no_coupon_available`, `megadeal_busy`,
+    /// `megadeal_unavailable`, `unavailable`, `internal`.
     pub code: &'static str,
     /// For people; may change between releases.
     pub message: String,
@@ -60,10 +60,15 @@ impl IntoResponse for ServiceError {
                 tracing::warn!(error = %cause, "storage unavailable");
                 self.to_string()
             }
+            ServiceError::MegadealUnavailable(cause) => {
+                tracing::warn!(error = %cause, "MEGADEAL admission unavailable");
+                self.to_string()
+            }
             _ => self.to_string(),
         };
         let retry_after = match &self {
             ServiceError::MegadealBusy { retry_after_secs } => Some(*retry_after_secs),
+            ServiceError::MegadealUnavailable(_) => Some(1),
             _ => None,
         };
         let code = self.code();

@@ -13,20 +13,84 @@ use allot_storage::{
     Store,
 };
 use rand::RngCore;
+use redis::aio::ConnectionManager;
 
-use super::admission::{Admission, AdmissionLimits, AdmissionStatus};
+use super::admission::{
+    Admission, AdmissionLimits, AdmissionStatus, AdmissionUnavailable, RedisAdmissionOptions,
+    Refused,
+};
 use crate::ServiceError;
 use crate::error::EntryError;
 
-/// Tickets kept at most, and for how long: a ticket is for polling within seconds.
+/// Tickets kept at most (in process), and for how long: a ticket is for polling within
+/// seconds.
 const TICKETS_MAX: usize = 100_000;
 const TICKET_TTL: Duration = Duration::from_secs(600);
+const TICKET_KEY_PREFIX: &str = "allot:ticket:";
+/// The longest one ticket read or write on Redis may take.
+const TICKET_CALL_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub struct Coupons {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     megadeal: Admission,
-    tickets: Mutex<HashMap<String, Ticket>>,
+    tickets: Tickets,
+}
+
+/// Where tickets are kept: in this process (one instance), or in Redis, one key per ticket
+/// expiring after `TICKET_TTL`, so that any instance can answer a poll.
+enum Tickets {
+    Memory(Mutex<HashMap<String, Ticket>>),
+    Redis(ConnectionManager),
+}
+
+/// A ticket as stored in Redis: a done ticket keeps its coupon's code, read back from the
+/// shared database when polled.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct StoredTicket {
+    user: String,
+    /// `pending`, `done`, `busy`, `no_coupon_available` or `internal`.
+    state: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    retry_after_secs: Option<u64>,
+}
+
+impl StoredTicket {
+    fn new(user: &UserId, state: &TicketState) -> Self {
+        let (label, code, retry_after_secs) = match state {
+            TicketState::Pending => ("pending", None, None),
+            TicketState::Done(c) => ("done", Some(c.code.clone()), None),
+            TicketState::Failed(TicketFailure::Busy { retry_after_secs }) => {
+                ("busy", None, Some(*retry_after_secs))
+            }
+            TicketState::Failed(TicketFailure::NoCouponAvailable) => {
+                ("no_coupon_available", None, None)
+            }
+            TicketState::Failed(TicketFailure::Internal) => ("internal", None, None),
+        };
+        StoredTicket {
+            user: user.as_str().to_owned(),
+            state: label.to_owned(),
+            code,
+            retry_after_secs,
+        }
+    }
+}
+
+async fn redis_call<T>(
+    call: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, ServiceError> {
+    match tokio::time::timeout(TICKET_CALL_TIMEOUT, call).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(ServiceError::MegadealUnavailable(AdmissionUnavailable(
+            e.to_string(),
+        ))),
+        Err(_) => Err(ServiceError::MegadealUnavailable(AdmissionUnavailable(
+            "no answer in time".to_owned(),
+        ))),
+    }
 }
 
 struct Ticket {
@@ -58,12 +122,29 @@ pub struct Allocated {
 }
 
 impl Coupons {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, limits: AdmissionLimits) -> Self {
+    /// `redis`: a connection to the Redis shared by every instance, which then holds the
+    /// MEGADEAL admission state and the tickets; `None`: both are kept in this process.
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        limits: AdmissionLimits,
+        redis: Option<ConnectionManager>,
+    ) -> Self {
+        let (megadeal, tickets) = match redis {
+            Some(conn) => (
+                Admission::start_redis(limits, conn.clone(), RedisAdmissionOptions::default()),
+                Tickets::Redis(conn),
+            ),
+            None => (
+                Admission::start(limits, clock.clone()),
+                Tickets::Memory(Mutex::new(HashMap::new())),
+            ),
+        };
         Coupons {
             store,
-            megadeal: Admission::start(limits, clock.clone()),
+            megadeal,
             clock,
-            tickets: Mutex::new(HashMap::new()),
+            tickets,
         }
     }
 
@@ -160,7 +241,7 @@ impl Coupons {
     ) -> Result<Allocated, ServiceError> {
         if coupon_type == Some(CouponType::Megadeal) {
             let queued = self.megadeal.enqueue().map_err(busy)?;
-            let slot = queued.admitted().await.map_err(busy)?;
+            let slot = queued.admitted().await.map_err(refused)?;
             // The slot is held until the allocation is done, and given back by drop.
             return self.allocate(user, coupon_type, slot.admitted_at).await;
         }
@@ -201,37 +282,54 @@ impl Coupons {
 
     /// Queues a MEGADEAL request and answers a ticket at once; the request is served in the
     /// background under the same admission limits. Refused at once when the queue is full.
-    pub fn request_ticket(self: &Arc<Self>, user: UserId) -> Result<String, ServiceError> {
+    pub async fn request_ticket(self: &Arc<Self>, user: UserId) -> Result<String, ServiceError> {
         let queued = self.megadeal.enqueue().map_err(busy)?;
         let mut bytes = [0u8; 16];
         rand::rng().fill_bytes(&mut bytes);
         let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-        {
-            let mut tickets = self.tickets.lock().expect("tickets lock");
-            tickets.retain(|_, t| t.created.elapsed() < TICKET_TTL);
-            if tickets.len() >= TICKETS_MAX {
-                return Err(ServiceError::MegadealBusy {
-                    retry_after_secs: 1,
-                });
+        match &self.tickets {
+            Tickets::Memory(tickets) => {
+                let mut tickets = tickets.lock().unwrap_or_else(|e| e.into_inner());
+                tickets.retain(|_, t| t.created.elapsed() < TICKET_TTL);
+                if tickets.len() >= TICKETS_MAX {
+                    return Err(ServiceError::MegadealBusy {
+                        retry_after_secs: 1,
+                    });
+                }
+                tickets.insert(
+                    id.clone(),
+                    Ticket {
+                        user: user.clone(),
+                        created: Instant::now(),
+                        state: TicketState::Pending,
+                    },
+                );
             }
-            tickets.insert(
-                id.clone(),
-                Ticket {
-                    user: user.clone(),
-                    created: Instant::now(),
-                    state: TicketState::Pending,
-                },
-            );
+            Tickets::Redis(conn) => {
+                let json = stored_json(&StoredTicket::new(&user, &TicketState::Pending))?;
+                let mut conn = conn.clone();
+                let key = format!("{TICKET_KEY_PREFIX}{id}");
+                redis_call(
+                    redis::cmd("SET")
+                        .arg(&key)
+                        .arg(json)
+                        .arg("EX")
+                        .arg(TICKET_TTL.as_secs())
+                        .query_async::<()>(&mut conn),
+                )
+                .await?;
+            }
         }
         let this = Arc::clone(self);
         let ticket = id.clone();
         tokio::spawn(async move {
             let state = match queued.admitted().await {
-                Err(b) => TicketState::Failed(TicketFailure::Busy {
+                Err(Refused::Busy(b)) => TicketState::Failed(TicketFailure::Busy {
                     retry_after_secs: b.retry_after_secs,
                 }),
+                Err(Refused::Unavailable(_)) => TicketState::Failed(TicketFailure::Internal),
                 Ok(slot) => match this
-                    .allocate(user, Some(CouponType::Megadeal), slot.admitted_at)
+                    .allocate(user.clone(), Some(CouponType::Megadeal), slot.admitted_at)
                     .await
                 {
                     Ok(a) => TicketState::Done(a.coupon),
@@ -241,24 +339,104 @@ impl Coupons {
                     Err(_) => TicketState::Failed(TicketFailure::Internal),
                 },
             };
-            if let Some(t) = this.tickets.lock().expect("tickets lock").get_mut(&ticket) {
-                t.state = state;
+            if let Err(e) = this.finish_ticket(&ticket, &user, state).await {
+                tracing::warn!(error = %e, "recording a MEGADEAL ticket's outcome failed");
             }
         });
         Ok(id)
     }
 
-    /// A ticket's state, for its own user only (anyone else hears "not found").
-    pub fn ticket(&self, id: &str, user: &UserId) -> Result<TicketState, ServiceError> {
-        let tickets = self.tickets.lock().expect("tickets lock");
-        match tickets.get(id) {
-            Some(t) if &t.user == user => Ok(t.state.clone()),
-            _ => Err(ServiceError::NotFound { what: "ticket" }),
+    async fn finish_ticket(
+        &self,
+        id: &str,
+        user: &UserId,
+        state: TicketState,
+    ) -> Result<(), ServiceError> {
+        match &self.tickets {
+            Tickets::Memory(tickets) => {
+                if let Some(t) = tickets
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(id)
+                {
+                    t.state = state;
+                }
+                Ok(())
+            }
+            Tickets::Redis(conn) => {
+                let json = stored_json(&StoredTicket::new(user, &state))?;
+                let mut conn = conn.clone();
+                // XX: a ticket that expired meanwhile stays gone.
+                redis_call(
+                    redis::cmd("SET")
+                        .arg(format!("{TICKET_KEY_PREFIX}{id}"))
+                        .arg(json)
+                        .arg("EX")
+                        .arg(TICKET_TTL.as_secs())
+                        .arg("XX")
+                        .query_async::<Option<String>>(&mut conn),
+                )
+                .await
+                .map(|_| ())
+            }
         }
     }
 
-    pub fn megadeal_status(&self) -> (AdmissionStatus, AdmissionLimits) {
-        (self.megadeal.status(), self.megadeal.limits())
+    /// A ticket's state, for its own user only (anyone else hears "not found").
+    pub async fn ticket(&self, id: &str, user: &UserId) -> Result<TicketState, ServiceError> {
+        let not_found = ServiceError::NotFound { what: "ticket" };
+        match &self.tickets {
+            Tickets::Memory(tickets) => {
+                let tickets = tickets.lock().unwrap_or_else(|e| e.into_inner());
+                match tickets.get(id) {
+                    Some(t) if &t.user == user => Ok(t.state.clone()),
+                    _ => Err(not_found),
+                }
+            }
+            Tickets::Redis(conn) => {
+                let mut conn = conn.clone();
+                let raw: Option<String> = redis_call(
+                    redis::cmd("GET")
+                        .arg(format!("{TICKET_KEY_PREFIX}{id}"))
+                        .query_async(&mut conn),
+                )
+                .await?;
+                let Some(raw) = raw else {
+                    return Err(not_found);
+                };
+                let stored: StoredTicket = serde_json::from_str(&raw).map_err(|e| {
+                    ServiceError::MegadealUnavailable(AdmissionUnavailable(format!(
+                        "unreadable ticket: {e}"
+                    )))
+                })?;
+                if stored.user != user.as_str() {
+                    return Err(not_found);
+                }
+                Ok(match (stored.state.as_str(), stored.code) {
+                    ("pending", _) => TicketState::Pending,
+                    ("done", Some(code)) => TicketState::Done(self.get(&code).await?),
+                    ("busy", _) => TicketState::Failed(TicketFailure::Busy {
+                        retry_after_secs: stored.retry_after_secs.unwrap_or(1),
+                    }),
+                    ("no_coupon_available", _) => {
+                        TicketState::Failed(TicketFailure::NoCouponAvailable)
+                    }
+                    _ => TicketState::Failed(TicketFailure::Internal),
+                })
+            }
+        }
+    }
+
+    /// The MEGADEAL admission now (global with Redis) and its limits.
+    pub async fn megadeal_status(
+        &self,
+    ) -> Result<(AdmissionStatus, AdmissionLimits), ServiceError> {
+        let status = self
+            .megadeal
+            .status()
+            .await
+            .map_err(ServiceError::MegadealUnavailable)?;
+        Ok((status, self.megadeal.limits()))
     }
 
     pub async fn get(&self, code: &str) -> Result<Coupon, ServiceError> {
@@ -337,6 +515,24 @@ fn busy(b: super::admission::Busy) -> ServiceError {
     ServiceError::MegadealBusy {
         retry_after_secs: b.retry_after_secs,
     }
+}
+
+fn refused(r: Refused) -> ServiceError {
+    match r {
+        Refused::Busy(b) => busy(b),
+        Refused::Unavailable(e) => {
+            metrics::counter!("allot_megadeal_unavailable_total").increment(1);
+            ServiceError::MegadealUnavailable(e)
+        }
+    }
+}
+
+fn stored_json(ticket: &StoredTicket) -> Result<String, ServiceError> {
+    serde_json::to_string(ticket).map_err(|e| {
+        ServiceError::MegadealUnavailable(AdmissionUnavailable(format!(
+            "ticket not encodable: {e}"
+        )))
+    })
 }
 
 fn refusal(r: RedeemRefusal) -> ServiceError {

@@ -36,11 +36,12 @@ impl Services {
         clock: Arc<dyn Clock>,
         limits: AdmissionLimits,
         sales: SaleSettings,
+        redis: Option<redis::aio::ConnectionManager>,
     ) -> Self {
         Services {
             discount: Arc::new(DiscountCodes::new(store.clone(), clock.clone())),
             campaigns: Arc::new(Campaigns::new(store.clone(), clock.clone())),
-            coupons: Arc::new(Coupons::new(store.clone(), clock.clone(), limits)),
+            coupons: Arc::new(Coupons::new(store.clone(), clock.clone(), limits, redis)),
             sales: Arc::new(FlashSales::new(store.clone(), clock.clone(), sales)),
             store,
             clock,
