@@ -9,5 +9,6 @@ mod discount_rest;
 mod durability;
 mod helpers;
 mod house;
+mod megadeal_global;
 mod postgres;
 mod sale;
