@@ -58,10 +58,7 @@ impl CouponLoad {
                 .as_millis()
         );
 
-        let transport = Transport::Http {
-            client: client.clone(),
-            base: base.clone(),
-        };
+        let transport = Transport::http(client.clone(), &base);
         let hello_summary = hello(&transport, self.concurrency, self.hello_seconds, progress).await;
         println!("{}", hello_summary.line());
 

@@ -24,7 +24,7 @@ pub(crate) enum Protocol {
 
 #[derive(Debug, Clone, Args)]
 pub(crate) struct IssueLoad {
-    /// Server URL
+    /// Server URL; several, separated by commas, spread the clients over instances
     #[arg(long, env = "ALLOT_SERVER", default_value = DEFAULT_SERVER)]
     pub server: String,
     /// Protocol of the IssueCoupon requests
@@ -59,24 +59,57 @@ pub(crate) enum Transport {
     Grpc(Arc<Vec<Channel>>),
     Http {
         client: reqwest::Client,
-        base: String,
+        /// One base URL per server; client `i` talks to server `i % len`.
+        bases: Arc<Vec<String>>,
     },
 }
 
 impl Transport {
+    /// A transport to `servers`, one URL or several separated by commas (gRPC opens
+    /// `connections_n` connections to each).
     pub(crate) async fn new(
-        server: &str,
+        servers: &str,
         protocol: Protocol,
         connections_n: usize,
     ) -> Result<Self, String> {
+        let servers = server_list(servers);
         Ok(match protocol {
-            Protocol::Grpc => Transport::Grpc(connections(server, connections_n).await?),
+            Protocol::Grpc => {
+                let mut channels = Vec::new();
+                for server in &servers {
+                    channels.extend(connections(server, connections_n).await?.iter().cloned());
+                }
+                // Interleaved, so that consecutive clients land on different servers.
+                let per = connections_n.max(1);
+                let n = servers.len();
+                let interleaved = (0..channels.len())
+                    .map(|i| channels[(i % n) * per + i / n].clone())
+                    .collect();
+                Transport::Grpc(Arc::new(interleaved))
+            }
             Protocol::Connect | Protocol::Rest => Transport::Http {
                 client: http_client()?,
-                base: server.trim_end_matches('/').to_owned(),
+                bases: Arc::new(servers),
             },
         })
     }
+
+    /// A plain HTTP transport to one server.
+    pub(crate) fn http(client: reqwest::Client, base: &str) -> Self {
+        Transport::Http {
+            client,
+            bases: Arc::new(vec![base.trim_end_matches('/').to_owned()]),
+        }
+    }
+}
+
+/// `a,b,c` as base URLs without trailing slashes.
+pub(crate) fn server_list(servers: &str) -> Vec<String> {
+    servers
+        .split(',')
+        .map(|s| s.trim().trim_end_matches('/').to_owned())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 pub(crate) fn http_client() -> Result<reqwest::Client, String> {
@@ -115,7 +148,8 @@ async fn issue_once(
                 Err(s) => Err(Outcome::Failed(format!("{:?}: {}", s.code(), s.message()))),
             }
         }
-        Transport::Http { client, base } => {
+        Transport::Http { client, bases } => {
+            let base = &bases[worker % bases.len()];
             let (url, body) = match protocol {
                 Protocol::Connect => (
                     format!("{base}/couponpb.CouponService/IssueCoupon"),
@@ -188,7 +222,11 @@ impl IssueLoad {
     }
 
     pub(crate) async fn run(&self) -> Result<IssueReport, String> {
-        let admin = connections(&self.server, 1).await?;
+        let first = server_list(&self.server)
+            .into_iter()
+            .next()
+            .ok_or("--server is empty")?;
+        let admin = connections(&first, 1).await?;
         let mut admin = coupon_client(admin[0].clone());
         let campaign = match (self.campaign, self.create) {
             (Some(id), _) => id,
@@ -324,16 +362,16 @@ pub(crate) async fn hello(
         Transport::Grpc(channels) => {
             crate::bench::grpc_hello(channels, concurrency, seconds, progress).await
         }
-        Transport::Http { client, base } => {
+        Transport::Http { client, bases } => {
             let client = client.clone();
-            let url = format!("{base}/health");
+            let urls: Vec<String> = bases.iter().map(|b| format!("{b}/health")).collect();
             load::run(
                 "HTTP hello-world (GET /health)",
                 concurrency,
                 Budget::Duration(Duration::from_secs(seconds)),
                 progress,
-                move |_, _| {
-                    let request = client.get(&url);
+                move |worker, _| {
+                    let request = client.get(&urls[worker % urls.len()]);
                     async move {
                         match request.send().await {
                             Ok(r) if r.status().is_success() => match r.bytes().await {
