@@ -10,16 +10,28 @@ use allot_testkit::PgCluster;
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, channels, coupon_client, http, open_campaign, race_for_campaign};
+use crate::sale::run_sale;
 
 async fn instances(cluster: &PgCluster) -> Vec<TestApp> {
     let mut apps = Vec::new();
     for _ in 0..3 {
         let url = cluster.url();
-        // Clocks stand still mid-hour, so the hour's sale cannot change during the test.
-        let mid_hour = allot_domain::UnixMillis::from_millis(1_795_341_600_000 + 1_800_000);
+        // Clocks stand still mid-hour, so the hour's sale cannot change during the test; in
+        // the next hour, so that campaigns opened by the wall clock have started by theirs.
+        let mid_hour = allot_domain::UnixMillis::from_millis(next_mid_hour());
         apps.push(TestApp::spawn_configured(Some(mid_hour), move |c| c.database = Some(url)).await);
     }
     apps
+}
+
+/// The middle of the next hour by the wall clock, in Unix milliseconds.
+fn next_mid_hour() -> i64 {
+    const HOUR: i64 = 3_600_000;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    (now / HOUR + 1) * HOUR + HOUR / 2
 }
 
 async fn count(db: &tokio_postgres::Client, sql: &str) -> i64 {
@@ -77,15 +89,15 @@ async fn three_instances_on_postgres_hold_every_guarantee() {
     assert_eq!(results.iter().filter(|r| r.as_slice() == [0]).count(), 1);
     assert_eq!(results.iter().filter(|r| r.as_slice() == [2]).count(), 29);
 
-    // A campaign of 1,000 raced by 300 clients spread over the instances: exactly 1,000.
-    let id = open_campaign(&mut coupon_client(apps[0].channel().await), 1_000).await;
+    // A campaign of 10,000 raced by 1,000 clients spread over the instances: exactly 10,000.
+    let id = open_campaign(&mut coupon_client(apps[0].channel().await), 10_000).await;
     let mut spread = Vec::new();
     for app in &apps {
         spread.extend(channels(app.addr, 4).await);
     }
-    let received = race_for_campaign(&spread, id, 300).await;
+    let received = race_for_campaign(&spread, id, 1_000).await;
     let distinct: HashSet<&String> = received.iter().collect();
-    assert_eq!((received.len(), distinct.len()), (1_000, 1_000));
+    assert_eq!((received.len(), distinct.len()), (10_000, 10_000));
     let listed = coupon_client(apps[2].channel().await)
         .get_campaign(GetCampaignRequest { campaign_id: id })
         .await
@@ -99,7 +111,7 @@ async fn three_instances_on_postgres_hold_every_guarantee() {
             &format!("SELECT count(*) FROM campaign_coupons WHERE campaign_id = {id}")
         )
         .await,
-        1_000
+        10_000
     );
 
     // Coupons: 150 STANDARD for 200 users asking through three instances.
@@ -166,6 +178,10 @@ async fn three_instances_on_postgres_hold_every_guarantee() {
     assert_eq!(sale_ids.len(), 1);
     assert_eq!(count(&db, "SELECT count(*) FROM sales").await, 1);
 
+    // That sale, bought out by 300 connections spread over the instances: exactly 10,000 sold,
+    // none twice, nobody above 10, every purchase a client saw in the database.
+    run_sale(&[&apps[0], &apps[1], &apps[2]], 10_000, 20_000, 300, 10).await;
+
     for app in apps {
         app.stop().await;
     }
@@ -197,4 +213,143 @@ async fn the_server_rides_out_a_postgres_restart() {
     }
     assert!(ok >= 30, "the server did not recover: {ok} of 40 succeeded");
     app.stop().await;
+}
+
+/// Three `allot serve` processes on one PostgreSQL under a rush of issues and code batches;
+/// one of them is killed with SIGKILL mid-load. Its clients move to the others; every code any
+/// client was given is in the database, the campaign still ends at exactly its total, and the
+/// two survivors serve to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_of_one_instance_loses_no_acknowledged_write_and_the_others_carry_on() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use allot_server::pb::couponpb::IssueCouponRequest;
+
+    use crate::helpers::{ServerProcess, channel};
+
+    const TOTAL: usize = 3_000;
+    let cluster = PgCluster::start();
+    let url = cluster.url();
+    let dirs: Vec<tempfile::TempDir> = (0..3).map(|_| tempfile::TempDir::new().unwrap()).collect();
+    let mut servers: Vec<ServerProcess> = dirs
+        .iter()
+        .map(|d| ServerProcess::start_with(d.path(), &["--database", &url, "--sale-items", "0"]))
+        .collect();
+    let addrs: Vec<_> = servers.iter().map(|s| s.addr).collect();
+    let id = open_campaign(&mut coupon_client(channel(addrs[0]).await), TOTAL as i64).await;
+
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let clients = (0..90).map(|i| {
+        let (addrs, acknowledged) = (addrs.clone(), acknowledged.clone());
+        tokio::spawn(async move {
+            let mut at = i % 3;
+            let mut coupons = coupon_client(channel(addrs[at]).await);
+            let mut discount = DiscountClient::new(channel(addrs[at]).await);
+            let (mut issued, mut generated) = (Vec::new(), Vec::new());
+            let mut failures = 0;
+            for op in 0usize.. {
+                let answer = if op % 10 == 9 {
+                    discount
+                        .generate(GenerateRequest {
+                            count: 5,
+                            length: vec![8],
+                        })
+                        .await
+                        .map(|r| generated.extend(r.into_inner().codes))
+                } else {
+                    match coupons
+                        .issue_coupon(IssueCouponRequest {
+                            campaign_id: id,
+                            ..Default::default()
+                        })
+                        .await
+                    {
+                        Ok(r) => {
+                            issued.push(r.into_inner().coupon_code);
+                            Ok(())
+                        }
+                        Err(s) if s.code() == tonic::Code::ResourceExhausted => break,
+                        Err(s) => Err(s),
+                    }
+                };
+                match answer {
+                    Ok(()) => {
+                        acknowledged.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // The instance died under this client: it moves to the next one.
+                    Err(s) => {
+                        failures += 1;
+                        assert!(failures <= 3, "client {i} keeps failing: {s:?}");
+                        at = (at + 1) % 3;
+                        coupons = coupon_client(channel(addrs[at]).await);
+                        discount = DiscountClient::new(channel(addrs[at]).await);
+                    }
+                }
+            }
+            (issued, generated)
+        })
+    });
+    let clients: Vec<_> = clients.collect();
+    while acknowledged.load(Ordering::Relaxed) < TOTAL / 4 {
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    servers[0].kill9();
+
+    let (mut issued, mut generated) = (Vec::new(), Vec::new());
+    for c in futures::future::join_all(clients).await {
+        let (i, g) = c.unwrap();
+        issued.extend(i);
+        generated.extend(g);
+    }
+    let db = allot_storage::postgres::connect(&url).await.unwrap();
+    let stored: HashSet<String> = db
+        .query(
+            "SELECT code FROM campaign_coupons WHERE campaign_id = $1",
+            &[&id],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    // Exactly the total was issued; answers lost with the killed instance may make the
+    // clients' count smaller, never larger, and every code a client holds is stored.
+    assert_eq!(stored.len(), TOTAL);
+    assert_eq!(
+        count(
+            &db,
+            &format!("SELECT issued FROM campaigns WHERE id = {id}")
+        )
+        .await,
+        TOTAL as i64
+    );
+    let distinct: HashSet<&String> = issued.iter().collect();
+    assert_eq!(distinct.len(), issued.len(), "a code was given twice");
+    assert!(issued.len() <= TOTAL && issued.len() > TOTAL / 2);
+    assert!(
+        issued.iter().all(|c| stored.contains(c)),
+        "an acknowledged code is lost"
+    );
+    let codes: HashSet<String> = db
+        .query("SELECT code FROM discount_codes", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert!(!generated.is_empty());
+    assert!(
+        generated.iter().all(|c| codes.contains(c)),
+        "an acknowledged discount code is lost"
+    );
+    // The survivors still answer.
+    for s in &servers[1..] {
+        let health = http()
+            .get(format!("{}/ready", s.url()))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(health.status(), 200);
+    }
 }

@@ -61,13 +61,21 @@ async fn item_ids(client: &reqwest::Client, base: &str, sale: i64) -> Vec<i64> {
 }
 
 /// Users check out and purchase random unsold-looking items until the sale is sold out, from
-/// `connections` concurrent workers; returns every purchase a client saw succeed.
-async fn run_sale(app: &TestApp, items: usize, users: usize, connections: usize, limit: usize) {
+/// `connections` concurrent workers spread over the instances `apps` (sharing one database);
+/// then checks the database against every purchase a client saw succeed.
+pub(crate) async fn run_sale(
+    apps: &[&TestApp],
+    items: usize,
+    users: usize,
+    connections: usize,
+    limit: usize,
+) {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .build()
         .unwrap();
-    let base = app.url();
+    let bases: Vec<String> = apps.iter().map(|a| a.url()).collect();
+    let base = bases[0].clone();
     let sale = current(&client, &base).await;
     let sale_id = sale["id"].as_i64().unwrap();
     assert_eq!(sale["items_total"].as_i64(), Some(items as i64));
@@ -78,10 +86,10 @@ async fn run_sale(app: &TestApp, items: usize, users: usize, connections: usize,
     let next_item = Arc::new(AtomicUsize::new(0));
     let next_user = Arc::new(AtomicUsize::new(0));
     let attempts = Arc::new(AtomicUsize::new(0));
-    let workers = (0..connections).map(|_| {
+    let workers = (0..connections).map(|w| {
         let (client, base, ids, next_item, next_user, attempts) = (
             client.clone(),
-            base.clone(),
+            bases[w % bases.len()].clone(),
             ids.clone(),
             next_item.clone(),
             next_user.clone(),
@@ -165,7 +173,7 @@ async fn run_sale(app: &TestApp, items: usize, users: usize, connections: usize,
 
     // The database: exactly `items` sold, each to one user, none above the limit, every
     // purchase a client saw among them, every checkout attempt recorded.
-    let db = app.db().await;
+    let db = apps[0].db().await;
     assert_eq!(
         db.count(&format!(
             "SELECT count(*) FROM sale_items WHERE sale_id = {sale_id} AND sold_to IS NOT NULL"
@@ -222,14 +230,14 @@ async fn a_miniature_sale_sells_exactly_its_items() {
         };
     })
     .await;
-    run_sale(&app, 60, 200, 32, 2).await;
+    run_sale(&[&app], 60, 200, 32, 2).await;
     app.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_sale_of_ten_thousand_items_to_twenty_thousand_users() {
     let app = TestApp::spawn_configured(Some(MID_HOUR), |_| {}).await;
-    run_sale(&app, 10_000, 20_000, 300, 10).await;
+    run_sale(&[&app], 10_000, 20_000, 300, 10).await;
     app.stop().await;
 }
 
