@@ -1,5 +1,6 @@
 //! Test harness: in-process servers (fast, with an injectable clock) and server processes (for
-//! restarts and SIGKILL), each on its own port and its own fresh data directory.
+//! restarts and SIGKILL), each on its own port and its own fresh data directory, and on a
+//! PostgreSQL cluster of its own when the suite runs on PostgreSQL (`ALLOT_TEST_BACKEND`).
 
 #![allow(dead_code)]
 
@@ -127,14 +128,7 @@ impl TestApp {
 
     /// The server's database, whichever backend it runs on.
     pub async fn db(&self) -> AppDb {
-        match &self.database {
-            Some(url) => AppDb::Postgres(
-                allot_storage::postgres::connect(url)
-                    .await
-                    .expect("postgres connects"),
-            ),
-            None => AppDb::Sqlite(Db::open(&self.data_dir.path().join("data"))),
-        }
+        AppDb::open(self.database.as_deref(), &self.data_dir.path().join("data")).await
     }
 
     /// Graceful stop: in-flight requests finish and storage is flushed.
@@ -185,6 +179,18 @@ pub enum AppDb {
 }
 
 impl AppDb {
+    /// The PostgreSQL database at `database` if given, else the SQLite one in `data_dir`.
+    pub async fn open(database: Option<&str>, data_dir: &Path) -> AppDb {
+        match database {
+            Some(url) => AppDb::Postgres(
+                allot_storage::postgres::connect(url)
+                    .await
+                    .expect("postgres connects"),
+            ),
+            None => AppDb::Sqlite(Db::open(data_dir)),
+        }
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         match self {
             AppDb::Sqlite(db) => db.count(sql),
@@ -233,6 +239,76 @@ impl Db {
             .expect(sql)
             .map(|r| r.expect(sql))
             .collect()
+    }
+}
+
+/// The storage of a server-process test, kept across every restart and crash of the `allot`
+/// process: a data directory and, when the suite runs on PostgreSQL, a cluster of its own that
+/// keeps running while `allot` restarts. Declare it before the servers it starts, so that they
+/// are killed before the cluster stops when the test ends.
+pub struct ProcessBackend {
+    /// The `--data-dir` of every server started (the SQLite database, unless on PostgreSQL).
+    pub data_dir: PathBuf,
+    _dir: TempDir,
+    pg: Option<allot_testkit::PgCluster>,
+}
+
+impl ProcessBackend {
+    /// On the suite's backend ([`backend`]).
+    pub fn new() -> ProcessBackend {
+        let pg = (backend() == "postgres").then(allot_testkit::PgCluster::start);
+        Self::with(pg)
+    }
+
+    /// On SQLite whatever the suite's backend, for tests of SQLite itself (its files, backups).
+    pub fn sqlite() -> ProcessBackend {
+        Self::with(None)
+    }
+
+    fn with(pg: Option<allot_testkit::PgCluster>) -> ProcessBackend {
+        let dir = TempDir::new().expect("temp dir");
+        ProcessBackend {
+            data_dir: dir.path().join("data"),
+            _dir: dir,
+            pg,
+        }
+    }
+
+    /// The PostgreSQL URL the servers run on, if any.
+    pub fn database(&self) -> Option<String> {
+        self.pg.as_ref().map(|pg| pg.url())
+    }
+
+    /// Starts `allot serve` on this storage and waits until it listens.
+    pub fn start(&self) -> ServerProcess {
+        self.start_with(&[])
+    }
+
+    /// Like [`Self::start`], with more `allot serve` flags.
+    pub fn start_with(&self, flags: &[&str]) -> ServerProcess {
+        let mut all: Vec<&str> = Vec::with_capacity(flags.len() + 2);
+        let database = self.database();
+        if let Some(url) = &database {
+            all.extend(["--database", url.as_str()]);
+        }
+        all.extend(flags);
+        let server = ServerProcess::start_with(&self.data_dir, &all);
+        let expected = if database.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        let health = server.get_blocking("/health");
+        assert!(
+            health.contains(&format!(r#""backend":"{expected}""#)),
+            "the server does not run on {expected}: {health}"
+        );
+        server
+    }
+
+    /// The database behind the servers, read directly (after a crash, say).
+    pub async fn db(&self) -> AppDb {
+        AppDb::open(self.database().as_deref(), &self.data_dir).await
     }
 }
 
@@ -291,6 +367,24 @@ impl ServerProcess {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// A plain HTTP/1.1 GET of `path`, without an async runtime; answers the whole response.
+    pub fn get_blocking(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.addr).expect("connects");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .expect("request sent");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("response read");
+        response
     }
 
     /// SIGKILL: no chance to flush anything.
