@@ -20,8 +20,9 @@ log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --all-targets "$@" 2>&1 | tee "$log" || status=$?
-# The integration suite again, with every server on a PostgreSQL cluster of its own. The
-# server-process tests (restart, SIGKILL, backup) use SQLite data directories in both runs.
+# The integration suite again, with every server on a PostgreSQL cluster of its own, the
+# server-process tests (restart, SIGKILL of allot) included: their cluster outlives the allot
+# restarts. Only tests of SQLite itself (admin backup) stay on SQLite in both runs.
 echo "== integration suite on PostgreSQL"
 ALLOT_TEST_BACKEND=postgres cargo test -p allot --test api "$@" 2>&1 | tee -a "$log" || status=$?
 # One closing line for the whole suite: cargo prints one "test result" line per test target,

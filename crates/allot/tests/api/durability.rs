@@ -1,4 +1,5 @@
-//! What was acknowledged survives a restart and a SIGKILL.
+//! What was acknowledged survives a restart and a SIGKILL of the `allot` process, on the
+//! suite's backend: on PostgreSQL the database keeps running while `allot` restarts.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -7,15 +8,13 @@ use std::time::Duration;
 
 use allot_server::pb::discount::discount_client::DiscountClient;
 use allot_server::pb::discount::{GenerateRequest, UseCodeRequest};
-use tempfile::TempDir;
 
-use crate::helpers::{Db, ServerProcess, channel, http};
+use crate::helpers::{ProcessBackend, channel, http};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn codes_and_their_used_state_survive_a_restart() {
-    let dir = TempDir::new().unwrap();
-    let data = dir.path().join("data");
-    let mut server = ServerProcess::start(&data);
+    let backend = ProcessBackend::new();
+    let mut server = backend.start();
     let client = http();
     let body: serde_json::Value = client
         .post(format!("{}/api/v1/discount-codes/batches", server.url()))
@@ -44,7 +43,7 @@ async fn codes_and_their_used_state_survive_a_restart() {
     assert_eq!(used.status(), 200);
     server.stop();
 
-    let server = ServerProcess::start(&data);
+    let server = backend.start();
     let mut grpc = DiscountClient::new(channel(server.addr).await);
     let again = grpc
         .use_code(UseCodeRequest {
@@ -70,9 +69,8 @@ async fn codes_and_their_used_state_survive_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_loses_no_acknowledged_generate_or_use() {
-    let dir = TempDir::new().unwrap();
-    let data = dir.path().join("data");
-    let mut server = ServerProcess::start(&data);
+    let backend = ProcessBackend::new();
+    let mut server = backend.start();
     let addr = server.addr;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -131,11 +129,12 @@ async fn sigkill_loses_no_acknowledged_generate_or_use() {
         used.len()
     );
 
-    // Restarting recovers the write-ahead log.
-    let server = ServerProcess::start(&data);
-    let db = Db::open(&data);
+    // Restarting recovers the write-ahead log (SQLite); PostgreSQL committed before answering.
+    let server = backend.start();
+    let db = backend.db().await;
     let stored: HashSet<String> = db
         .strings("SELECT code FROM discount_codes")
+        .await
         .into_iter()
         .collect();
     let lost: Vec<_> = generated.difference(&stored).collect();
@@ -147,6 +146,7 @@ async fn sigkill_loses_no_acknowledged_generate_or_use() {
     );
     let stored_used: HashSet<String> = db
         .strings("SELECT code FROM discount_codes WHERE used_at_ms IS NOT NULL")
+        .await
         .into_iter()
         .collect();
     let unused: Vec<_> = used.difference(&stored_used).collect();
@@ -165,9 +165,8 @@ async fn sigkill_loses_no_acknowledged_generate_or_use() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
-    let dir = TempDir::new().unwrap();
-    let data = dir.path().join("data");
-    let mut server = ServerProcess::start(&data);
+    let backend = ProcessBackend::new();
+    let mut server = backend.start();
     let channel = channel(server.addr).await;
     // Requests in flight when the signal arrives must all be answered and kept.
     let calls: Vec<_> = (0..32)
@@ -197,10 +196,11 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     }
     let _server = stop.await.unwrap();
     assert!(!answered.is_empty(), "no request was in flight");
-    let server = ServerProcess::start(&data);
-    let db = Db::open(&server.data_dir);
+    let _server = backend.start();
+    let db = backend.db().await;
     let stored: HashSet<String> = db
         .strings("SELECT code FROM discount_codes")
+        .await
         .into_iter()
         .collect();
     assert!(
@@ -211,10 +211,9 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_loses_no_acknowledged_purchase_or_redemption() {
-    let dir = TempDir::new().unwrap();
-    let data = dir.path().join("data");
+    let backend = ProcessBackend::new();
     let flags = ["--sale-items", "5000", "--sale-user-limit", "1000"];
-    let mut server = ServerProcess::start_with(&data, &flags);
+    let mut server = backend.start_with(&flags);
     let base = server.url();
     let client = reqwest::Client::new();
     let coupons: Vec<serde_json::Value> = (0..5_000)
@@ -317,44 +316,51 @@ async fn sigkill_loses_no_acknowledged_purchase_or_redemption() {
         redeemed.len()
     );
 
-    let _server = ServerProcess::start_with(&data, &flags);
-    let db = Db::open(&data);
+    let _server = backend.start_with(&flags);
+    let db = backend.db().await;
     for (item, user) in &purchased {
         assert_eq!(
-            db.strings(&format!("SELECT sold_to FROM sale_items WHERE id = {item}")),
+            db.strings(&format!("SELECT sold_to FROM sale_items WHERE id = {item}"))
+                .await,
             vec![user.clone()],
             "an acknowledged purchase was lost"
         );
     }
     for code in &redeemed {
         assert_eq!(
-            db.count(&format!("SELECT uses FROM coupons WHERE code = '{code}'")),
+            db.count(&format!("SELECT uses FROM coupons WHERE code = '{code}'"))
+                .await,
             1,
             "an acknowledged redemption was lost"
         );
         assert_eq!(
             db.count(&format!(
                 "SELECT count(*) FROM coupon_redemptions WHERE code = '{code}'"
-            )),
+            ))
+            .await,
             1
         );
     }
     // Counts agree with the rows after recovery.
     assert_eq!(
-        db.count("SELECT sum(sold) FROM sales"),
+        db.count("SELECT sum(sold) FROM sales").await,
         db.count("SELECT count(*) FROM sale_items WHERE sold_to IS NOT NULL")
+            .await
     );
     assert_eq!(
-        db.count("SELECT redeemed FROM coupon_counters WHERE type = 'NONE'"),
-        db.count("SELECT count(*) FROM coupon_redemptions")
+        db.count("SELECT redeemed FROM coupon_counters WHERE type = 'NONE'")
+            .await,
+        db.count("SELECT count(*) FROM coupon_redemptions").await
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_backup_taken_under_load_holds_everything_acknowledged_before_it() {
-    let dir = TempDir::new().unwrap();
-    let data = dir.path().join("data");
-    let server = ServerProcess::start(&data);
+    // SQLite in both runs: `allot admin backup` copies the embedded SQLite database (VACUUM
+    // INTO) out of the data directory; a PostgreSQL database is backed up with its own tools.
+    let backend = ProcessBackend::sqlite();
+    let data = backend.data_dir.clone();
+    let server = backend.start();
     let mut client = DiscountClient::new(channel(server.addr).await);
     let before = client
         .generate(GenerateRequest {
@@ -382,7 +388,7 @@ async fn a_backup_taken_under_load_holds_everything_acknowledged_before_it() {
             }
         })
     };
-    let out = dir.path().join("backup.db");
+    let out = data.parent().unwrap().join("backup.db");
     let result = std::process::Command::new(env!("CARGO_BIN_EXE_allot"))
         .args(["admin", "backup", "--data-dir"])
         .arg(&data)
