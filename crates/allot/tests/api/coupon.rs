@@ -32,6 +32,73 @@ async fn post(client: &reqwest::Client, url: String, body: Value) -> (u16, Value
     (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
 }
 
+/// `n` MEGADEAL requests at once (users `{prefix}0`...), spread over `bases`: each must be
+/// answered within 10.5 s, with a coupon or a 429 `megadeal_busy` carrying Retry-After.
+/// Answers how many were served and how many were busy.
+pub(crate) async fn megadeal_storm(
+    client: &reqwest::Client,
+    bases: &[String],
+    n: usize,
+    prefix: &str,
+) -> (usize, usize) {
+    let tasks = (0..n).map(|i| {
+        let client = client.clone();
+        let url = format!("{}/api/v1/coupons/requests", bases[i % bases.len()]);
+        let user = format!("{prefix}{i}");
+        tokio::spawn(async move {
+            let sent = Instant::now();
+            let r = client
+                .post(url)
+                .json(&json!({"user_id": user, "type": "MEGADEAL"}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let retry_after = r.headers().get("retry-after").is_some();
+            let body: Value = r.json().await.unwrap();
+            (status, body, retry_after, sent.elapsed())
+        })
+    });
+    let (mut served, mut busy) = (0, 0);
+    for r in futures::future::join_all(tasks).await {
+        let (status, body, retry_after, waited) = r.unwrap();
+        assert!(
+            waited <= Duration::from_millis(10_500),
+            "a request waited {waited:?}"
+        );
+        match status {
+            200 => served += 1,
+            429 => {
+                assert_eq!(body["error"]["code"], "megadeal_busy");
+                assert!(retry_after, "429 without Retry-After");
+                busy += 1;
+            }
+            other => panic!("unexpected {other} {body}"),
+        }
+    }
+    (served, busy)
+}
+
+/// Checks in the database that no one-second window holds more than 10 allocations (all are
+/// MEGADEAL in the tests using it); answers how many coupons are allocated.
+pub(crate) async fn at_most_ten_allocations_a_second(db: &crate::helpers::AppDb) -> usize {
+    let mut at: Vec<i64> = db
+        .strings("SELECT CAST(allocated_at_ms AS TEXT) FROM coupons WHERE allocated_to IS NOT NULL")
+        .await
+        .into_iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+    at.sort_unstable();
+    for (i, t) in at.iter().enumerate() {
+        let window = at[i..].iter().take_while(|u| **u < t + 1_000).count();
+        assert!(
+            window <= 10,
+            "{window} MEGADEAL coupons allocated within one second"
+        );
+    }
+    at.len()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fifty_thousand_upload_at_once_and_bad_batches_store_nothing() {
     let app = TestApp::spawn().await;
@@ -458,66 +525,15 @@ async fn megadeal_admission_holds_its_three_limits_and_gives_every_slot_back() {
     assert_eq!(upload(&client, &base, coupons).await.0, 201);
 
     let started = Instant::now();
-    let tasks = (0..300).map(|i| {
-        let client = client.clone();
-        let url = format!("{base}/api/v1/coupons/requests");
-        tokio::spawn(async move {
-            let sent = Instant::now();
-            let r = client
-                .post(url)
-                .json(&json!({"user_id": format!("m{i}"), "type": "MEGADEAL"}))
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            let retry_after = r
-                .headers()
-                .get("retry-after")
-                .map(|v| v.to_str().unwrap().to_owned());
-            let body: Value = r.json().await.unwrap();
-            (status, body, retry_after, sent.elapsed())
-        })
-    });
-    let mut served = 0;
-    let mut busy = 0;
-    for r in futures::future::join_all(tasks).await {
-        let (status, body, retry_after, waited) = r.unwrap();
-        assert!(
-            waited <= Duration::from_millis(10_500),
-            "a request waited {waited:?}"
-        );
-        match status {
-            200 => served += 1,
-            429 => {
-                assert_eq!(body["error"]["code"], "megadeal_busy");
-                assert!(retry_after.is_some(), "429 without Retry-After");
-                busy += 1;
-            }
-            other => panic!("unexpected {other} {body}"),
-        }
-    }
+    let (served, busy) = megadeal_storm(&client, std::slice::from_ref(&base), 300, "m").await;
     assert_eq!(served + busy, 300);
     assert!(served >= 90, "only {served} served in 10 s");
     assert!(started.elapsed() < Duration::from_secs(12));
-
     // Never more than 10 allocations within any one second (by the server's clock).
-    let mut at: Vec<i64> = app
-        .db()
-        .await
-        .strings("SELECT CAST(allocated_at_ms AS TEXT) FROM coupons WHERE allocated_to IS NOT NULL")
-        .await
-        .into_iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
-    at.sort_unstable();
-    assert_eq!(at.len(), served);
-    for (i, t) in at.iter().enumerate() {
-        let window = at[i..].iter().take_while(|u| **u < t + 1_000).count();
-        assert!(
-            window <= 10,
-            "{window} MEGADEAL coupons allocated within one second"
-        );
-    }
+    assert_eq!(
+        at_most_ten_allocations_a_second(&app.db().await).await,
+        served
+    );
     let status: Value = client
         .get(format!("{base}/api/v1/coupons/megadeal"))
         .send()

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use allot_testkit::{PgCluster, RedisServer};
 use serde_json::{Value, json};
 
+use crate::coupon::{at_most_ten_allocations_a_second, megadeal_storm};
 use crate::helpers::{TestApp, http};
 
 const FUTURE: &str = "2030-01-01T00:00:00Z";
@@ -68,65 +69,17 @@ async fn three_instances_share_the_megadeal_limits_through_redis() {
     upload(&client, &bases[0], coupons).await;
 
     let started = Instant::now();
-    let tasks = (0..300).map(|i| {
-        let client = client.clone();
-        let url = format!("{}/api/v1/coupons/requests", bases[i % 3]);
-        tokio::spawn(async move {
-            let sent = Instant::now();
-            let r = client
-                .post(url)
-                .json(&json!({"user_id": format!("g{i}"), "type": "MEGADEAL"}))
-                .send()
-                .await
-                .unwrap();
-            let status = r.status().as_u16();
-            let retry_after = r.headers().get("retry-after").is_some();
-            let body: Value = r.json().await.unwrap();
-            (status, body, retry_after, sent.elapsed())
-        })
-    });
-    let mut served = 0;
-    let mut busy = 0;
-    for r in futures::future::join_all(tasks).await {
-        let (status, body, retry_after, waited) = r.unwrap();
-        assert!(
-            waited <= Duration::from_millis(10_500),
-            "a request waited {waited:?}"
-        );
-        match status {
-            200 => served += 1,
-            429 => {
-                assert_eq!(body["error"]["code"], "megadeal_busy");
-                assert!(retry_after, "429 without Retry-After");
-                busy += 1;
-            }
-            other => panic!("unexpected {other} {body}"),
-        }
-    }
+    let (served, busy) = megadeal_storm(&client, &bases, 300, "g").await;
     assert_eq!(served + busy, 300);
     // One global rate of 10/s over 10 s, not three.
     assert!(served >= 80, "only {served} served in 10 s");
     assert!(served <= 115, "{served} served: the rate is not global");
     assert!(started.elapsed() < Duration::from_secs(12));
-
     // Never more than 10 allocations within any one second, across all instances.
-    let mut at: Vec<i64> = apps[0]
-        .db()
-        .await
-        .strings("SELECT CAST(allocated_at_ms AS TEXT) FROM coupons WHERE allocated_to IS NOT NULL")
-        .await
-        .into_iter()
-        .map(|s| s.parse().unwrap())
-        .collect();
-    at.sort_unstable();
-    assert_eq!(at.len(), served);
-    for (i, t) in at.iter().enumerate() {
-        let window = at[i..].iter().take_while(|u| **u < t + 1_000).count();
-        assert!(
-            window <= 10,
-            "{window} MEGADEAL coupons allocated within one second"
-        );
-    }
+    assert_eq!(
+        at_most_ten_allocations_a_second(&apps[0].db().await).await,
+        served
+    );
 
     // The peak in flight is global, and every slot came back (releases are asynchronous).
     let deadline = Instant::now() + Duration::from_secs(2);
