@@ -5,10 +5,12 @@
 //! `rand::Rng` argument so that the rules stay deterministic under test.
 
 pub mod campaign;
+pub mod catalog;
 pub mod clock;
 pub mod coupon;
 pub mod discount;
 pub mod error;
+pub mod inventory;
 pub mod sale;
 
 pub use clock::{Clock, UnixMillis};
