@@ -5,6 +5,7 @@
 //! batches writes internally: many concurrent operations share one transaction and one durable
 //! commit (group commit), and every caller is answered only after that commit.
 
+pub mod catalog;
 mod error;
 pub mod migrations;
 pub mod postgres;
@@ -19,13 +20,17 @@ use allot_domain::sale::CheckoutCode;
 use allot_domain::user::UserId;
 use async_trait::async_trait;
 
+pub use catalog::{
+    CatalogRefusal, CatalogResult, CatalogStore, Category, NewCategory, NewProduct, NewWarehouse,
+    Product, ProductQuery, Warehouse,
+};
 pub use error::StorageError;
 pub use records::*;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
-/// Everything the services ask of a database.
+/// Everything the services ask of a database (the catalog's operations in [`CatalogStore`]).
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: CatalogStore + Send + Sync + 'static {
     /// A short name of the backend, for logs and `/ready`.
     fn backend(&self) -> &'static str;
 

@@ -29,6 +29,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(3, "coupons", "0003_coupons.sql"),
     migration!(4, "sales", "0004_sales.sql"),
     migration!(5, "job_runs", "0005_job_runs.sql"),
+    migration!(6, "catalog", "0006_catalog.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.

@@ -3,6 +3,7 @@
 //! row and advisory locks), so instances share nothing else for correctness.
 
 mod campaign;
+mod catalog;
 mod coupon;
 mod discount;
 pub mod migrate;

@@ -5,6 +5,7 @@
 //! small pool of read-only connections, which WAL lets run beside the writer.
 
 mod campaign;
+mod catalog;
 mod checkpoint;
 mod coupon;
 mod discount;

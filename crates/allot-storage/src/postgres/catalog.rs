@@ -1,0 +1,645 @@
+//! The catalog on PostgreSQL, correct across instances:
+//! - SKU and warehouse code uniqueness are held by unique indexes; a violation is answered as
+//!   a refusal, never an error;
+//! - deleting a category locks its row first (`FOR UPDATE`), which a concurrent insert of a
+//!   product or child naming it must wait for (the foreign-key check takes `FOR KEY SHARE`):
+//!   either the insert commits first and the delete sees it (`category_in_use`), or the delete
+//!   commits first and the insert fails its foreign key (`category not found`);
+//! - moving categories is serialised by one transaction-scoped advisory lock, so two moves
+//!   cannot together close a loop that neither sees alone.
+
+use std::collections::BTreeMap;
+
+use allot_domain::UnixMillis;
+use allot_domain::catalog::{Attributes, CategoryId, ProductId, ProductSort, SortKey, WarehouseId};
+use async_trait::async_trait;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{GenericClient, Row};
+
+use super::PgStore;
+use crate::catalog::{
+    attribute, attribute_columns, category_id, corrupt, like_pattern, money, product_id,
+};
+use crate::{
+    CatalogRefusal, CatalogResult, CatalogStore, Category, NewCategory, NewProduct, NewWarehouse,
+    Product, ProductQuery, StorageError, Warehouse,
+};
+
+/// The advisory lock taken by every move of a category (an arbitrary, fixed key).
+const CATEGORY_TREE_LOCK: i64 = 0x616c_6c6f_7400_0007;
+
+const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_minor, p.currency, \
+                               p.category_id, p.active, p.created_at_ms, p.updated_at_ms";
+
+/// A refusal when `e` is the violation of a unique index or of a foreign key.
+fn refusal_of<T>(
+    e: tokio_postgres::Error,
+    unique: CatalogRefusal,
+    foreign_key: CatalogRefusal,
+) -> CatalogResult<T> {
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => Ok(Err(unique)),
+        Some(c) if *c == SqlState::FOREIGN_KEY_VIOLATION => Ok(Err(foreign_key)),
+        _ => Err(e.into()),
+    }
+}
+
+async fn attributes_of(
+    client: &impl GenericClient,
+    ids: &[i64],
+) -> Result<BTreeMap<i64, Attributes>, StorageError> {
+    let rows = client
+        .query(
+            "SELECT product_id, key, kind, text_value, number_value, bool_value
+             FROM product_attributes WHERE product_id = ANY($1)",
+            &[&ids],
+        )
+        .await?;
+    let mut maps: BTreeMap<i64, BTreeMap<_, _>> = BTreeMap::new();
+    for r in &rows {
+        let (k, v) = attribute(r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))?;
+        maps.entry(r.get(0)).or_default().insert(k, v);
+    }
+    maps.into_iter()
+        .map(|(id, m)| Ok((id, Attributes::new(m).map_err(corrupt)?)))
+        .collect()
+}
+
+async fn products_from(
+    client: &impl GenericClient,
+    rows: &[Row],
+) -> Result<Vec<Product>, StorageError> {
+    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let mut attributes = attributes_of(client, &ids).await?;
+    rows.iter()
+        .map(|r| {
+            let id: i64 = r.get(0);
+            Ok(Product {
+                id: product_id(id)?,
+                sku: r.get(1),
+                name: r.get(2),
+                description: r.get(3),
+                price: money(r.get(4), r.get(5))?,
+                category_id: category_id(r.get(6))?,
+                attributes: attributes.remove(&id).unwrap_or_default(),
+                active: r.get(7),
+                created_at: UnixMillis::from_millis(r.get(8)),
+                updated_at: UnixMillis::from_millis(r.get(9)),
+            })
+        })
+        .collect()
+}
+
+async fn product(
+    client: &impl GenericClient,
+    id: ProductId,
+) -> Result<Option<Product>, StorageError> {
+    let rows = client
+        .query(
+            &format!(
+                "SELECT {PRODUCT_COLUMNS} FROM products p
+                 WHERE p.id = $1 AND p.deleted_at_ms IS NULL"
+            ),
+            &[&id.get()],
+        )
+        .await?;
+    Ok(products_from(client, &rows).await?.into_iter().next())
+}
+
+async fn put_attributes(
+    client: &impl GenericClient,
+    id: ProductId,
+    attributes: &Attributes,
+) -> Result<(), StorageError> {
+    client
+        .execute(
+            "DELETE FROM product_attributes WHERE product_id = $1",
+            &[&id.get()],
+        )
+        .await?;
+    if attributes.is_empty() {
+        return Ok(());
+    }
+    let mut keys = Vec::new();
+    let mut kinds = Vec::new();
+    let mut texts = Vec::new();
+    let mut numbers = Vec::new();
+    let mut booleans = Vec::new();
+    for (k, v) in attributes.iter() {
+        let (t, n, b) = attribute_columns(v);
+        keys.push(k.as_str());
+        kinds.push(v.kind());
+        texts.push(t);
+        numbers.push(n);
+        booleans.push(b);
+    }
+    client
+        .execute(
+            "INSERT INTO product_attributes (product_id, key, kind, text_value, number_value, bool_value)
+             SELECT $1, k, d, t, n, b
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::float8[], $6::bool[]) AS u(k, d, t, n, b)",
+            &[&id.get(), &keys, &kinds, &texts, &numbers, &booleans],
+        )
+        .await?;
+    Ok(())
+}
+
+fn product_params(new: &NewProduct) -> (String, i64, Option<i64>) {
+    (
+        new.sku.key(),
+        new.price.amount_minor(),
+        new.category_id.map(CategoryId::get),
+    )
+}
+
+impl PgStore {
+    async fn create_product_pg(&self, new: NewProduct, now: UnixMillis) -> CatalogResult<Product> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let (sku_key, price, category) = product_params(&new);
+        let inserted = tx
+            .query_one(
+                "INSERT INTO products (sku, sku_key, name, description, price_minor, currency,
+                                       category_id, active, created_at_ms, updated_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+                &[
+                    &new.sku.as_str(),
+                    &sku_key,
+                    &new.name.as_str(),
+                    &new.description.as_str(),
+                    &price,
+                    &new.price.currency().as_str(),
+                    &category,
+                    &new.active,
+                    &now.as_millis(),
+                ],
+            )
+            .await;
+        let id = match inserted {
+            Ok(row) => product_id(row.get(0))?,
+            Err(e) => {
+                return refusal_of(
+                    e,
+                    CatalogRefusal::SkuTaken,
+                    CatalogRefusal::CategoryNotFound,
+                );
+            }
+        };
+        put_attributes(&tx, id, &new.attributes).await?;
+        let stored = product(&tx, id)
+            .await?
+            .ok_or_else(|| corrupt("a product just stored is missing"))?;
+        tx.commit().await?;
+        Ok(Ok(stored))
+    }
+
+    async fn update_product_pg(
+        &self,
+        id: ProductId,
+        new: NewProduct,
+        now: UnixMillis,
+    ) -> CatalogResult<Product> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let (sku_key, price, category) = product_params(&new);
+        let updated = tx
+            .query_opt(
+                "UPDATE products SET sku = $2, sku_key = $3, name = $4, description = $5,
+                        price_minor = $6, currency = $7, category_id = $8, active = $9,
+                        updated_at_ms = $10
+                 WHERE id = $1 AND deleted_at_ms IS NULL RETURNING id",
+                &[
+                    &id.get(),
+                    &new.sku.as_str(),
+                    &sku_key,
+                    &new.name.as_str(),
+                    &new.description.as_str(),
+                    &price,
+                    &new.price.currency().as_str(),
+                    &category,
+                    &new.active,
+                    &now.as_millis(),
+                ],
+            )
+            .await;
+        match updated {
+            Ok(Some(_)) => {}
+            Ok(None) => return Ok(Err(CatalogRefusal::NotFound)),
+            Err(e) => {
+                return refusal_of(
+                    e,
+                    CatalogRefusal::SkuTaken,
+                    CatalogRefusal::CategoryNotFound,
+                );
+            }
+        }
+        put_attributes(&tx, id, &new.attributes).await?;
+        let stored = product(&tx, id)
+            .await?
+            .ok_or_else(|| corrupt("a product just updated is missing"))?;
+        tx.commit().await?;
+        Ok(Ok(stored))
+    }
+
+    async fn products_pg(&self, q: ProductQuery) -> Result<Vec<Product>, StorageError> {
+        let client = self.client().await?;
+        let mut sql =
+            format!("SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.deleted_at_ms IS NULL");
+        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
+        let arg = |v: Box<dyn ToSql + Sync + Send>, args: &mut Vec<_>| {
+            args.push(v);
+            format!("${}", args.len())
+        };
+        if let Some(active) = q.active {
+            let a = arg(Box::new(active), &mut args);
+            sql.push_str(&format!(" AND p.active = {a}"));
+        }
+        if let Some(c) = q.category {
+            let a = arg(Box::new(c.get()), &mut args);
+            sql.push_str(&format!(
+                " AND p.category_id IN (WITH RECURSIVE sub(id) AS (SELECT {a}::bigint UNION ALL \
+                 SELECT c.id FROM categories c JOIN sub ON c.parent_id = sub.id) SELECT id FROM sub)"
+            ));
+        }
+        if let Some(text) = &q.text {
+            let a = arg(Box::new(like_pattern(text)), &mut args);
+            sql.push_str(&format!(" AND lower(p.name) LIKE {a} ESCAPE '\\'"));
+        }
+        if let Some(min) = q.min_price {
+            let a = arg(Box::new(min), &mut args);
+            sql.push_str(&format!(" AND p.price_minor >= {a}"));
+        }
+        if let Some(max) = q.max_price {
+            let a = arg(Box::new(max), &mut args);
+            sql.push_str(&format!(" AND p.price_minor <= {a}"));
+        }
+        if let Some(currency) = q.currency {
+            let a = arg(Box::new(currency.as_str().to_owned()), &mut args);
+            sql.push_str(&format!(" AND p.currency = {a}"));
+        }
+        for f in &q.attributes {
+            let key = arg(Box::new(f.key.as_str().to_owned()), &mut args);
+            let text = arg(Box::new(f.text.clone()), &mut args);
+            let number = arg(Box::new(f.number), &mut args);
+            let boolean = arg(Box::new(f.boolean), &mut args);
+            sql.push_str(&format!(
+                " AND EXISTS (SELECT 1 FROM product_attributes a WHERE a.product_id = p.id \
+                 AND a.key = {key} AND (a.text_value = {text} OR a.number_value = {number}::float8 \
+                 OR a.bool_value = {boolean}::bool))"
+            ));
+        }
+        let (column, cast) = match q.sort {
+            ProductSort::CreatedAsc | ProductSort::CreatedDesc => ("p.created_at_ms", "bigint"),
+            ProductSort::PriceAsc | ProductSort::PriceDesc => ("p.price_minor", "bigint"),
+            ProductSort::NameAsc | ProductSort::NameDesc => ("p.name", "text COLLATE \"C\""),
+        };
+        let (cmp, dir) = if q.sort.descending() {
+            ("<", "DESC")
+        } else {
+            (">", "ASC")
+        };
+        if let Some(after) = &q.after {
+            let k = match &after.key {
+                SortKey::Int(n) => arg(Box::new(*n), &mut args),
+                SortKey::Text(t) => arg(Box::new(t.clone()), &mut args),
+            };
+            let id = arg(Box::new(after.id.get()), &mut args);
+            sql.push_str(&format!(
+                " AND ({column}, p.id) {cmp} ({k}::{cast}, {id}::bigint)"
+            ));
+        }
+        let limit = arg(Box::new(i64::from(q.limit)), &mut args);
+        sql.push_str(&format!(
+            " ORDER BY {column} {dir}, p.id {dir} LIMIT {limit}"
+        ));
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = client.query(&sql, &params).await?;
+        products_from(&*client, &rows).await
+    }
+}
+
+const CATEGORY_COLUMNS: &str = "id, name, parent_id, created_at_ms, updated_at_ms";
+
+fn category_from(r: &Row) -> Result<Category, StorageError> {
+    Ok(Category {
+        id: CategoryId::parse(r.get(0)).map_err(corrupt)?,
+        name: r.get(1),
+        parent_id: category_id(r.get(2))?,
+        created_at: UnixMillis::from_millis(r.get(3)),
+        updated_at: UnixMillis::from_millis(r.get(4)),
+    })
+}
+
+const WAREHOUSE_COLUMNS: &str = "id, code, name, active, created_at_ms, updated_at_ms";
+
+fn warehouse_from(r: &Row) -> Result<Warehouse, StorageError> {
+    Ok(Warehouse {
+        id: WarehouseId::parse(r.get(0)).map_err(corrupt)?,
+        code: r.get(1),
+        name: r.get(2),
+        active: r.get(3),
+        created_at: UnixMillis::from_millis(r.get(4)),
+        updated_at: UnixMillis::from_millis(r.get(5)),
+    })
+}
+
+#[async_trait]
+impl CatalogStore for PgStore {
+    async fn create_product(&self, new: NewProduct, now: UnixMillis) -> CatalogResult<Product> {
+        self.create_product_pg(new, now).await
+    }
+
+    async fn product(&self, id: ProductId) -> Result<Option<Product>, StorageError> {
+        let client = self.client().await?;
+        product(&*client, id).await
+    }
+
+    async fn update_product(
+        &self,
+        id: ProductId,
+        new: NewProduct,
+        now: UnixMillis,
+    ) -> CatalogResult<Product> {
+        self.update_product_pg(id, new, now).await
+    }
+
+    async fn delete_product(&self, id: ProductId, now: UnixMillis) -> CatalogResult<()> {
+        let client = self.client().await?;
+        let changed = client
+            .execute(
+                "UPDATE products SET deleted_at_ms = $2, active = false, updated_at_ms = $2
+                 WHERE id = $1 AND deleted_at_ms IS NULL",
+                &[&id.get(), &now.as_millis()],
+            )
+            .await?;
+        Ok(if changed == 1 {
+            Ok(())
+        } else {
+            Err(CatalogRefusal::NotFound)
+        })
+    }
+
+    async fn products(&self, query: ProductQuery) -> Result<Vec<Product>, StorageError> {
+        self.products_pg(query).await
+    }
+
+    async fn create_category(&self, new: NewCategory, now: UnixMillis) -> CatalogResult<Category> {
+        let client = self.client().await?;
+        let inserted = client
+            .query_one(
+                &format!(
+                    "INSERT INTO categories (name, parent_id, created_at_ms, updated_at_ms)
+                     VALUES ($1, $2, $3, $3) RETURNING {CATEGORY_COLUMNS}"
+                ),
+                &[
+                    &new.name.as_str(),
+                    &new.parent_id.map(CategoryId::get),
+                    &now.as_millis(),
+                ],
+            )
+            .await;
+        match inserted {
+            Ok(row) => Ok(Ok(category_from(&row)?)),
+            Err(e) => refusal_of(e, CatalogRefusal::NotFound, CatalogRefusal::ParentNotFound),
+        }
+    }
+
+    async fn category(&self, id: CategoryId) -> Result<Option<Category>, StorageError> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                &format!("SELECT {CATEGORY_COLUMNS} FROM categories WHERE id = $1"),
+                &[&id.get()],
+            )
+            .await?
+            .as_ref()
+            .map(category_from)
+            .transpose()
+    }
+
+    async fn categories(&self) -> Result<Vec<Category>, StorageError> {
+        let client = self.client().await?;
+        client
+            .query(
+                &format!("SELECT {CATEGORY_COLUMNS} FROM categories ORDER BY id"),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(category_from)
+            .collect()
+    }
+
+    async fn update_category(
+        &self,
+        id: CategoryId,
+        new: NewCategory,
+        now: UnixMillis,
+    ) -> CatalogResult<Category> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&CATEGORY_TREE_LOCK])
+            .await?;
+        if tx
+            .query_opt(
+                "SELECT 1 FROM categories WHERE id = $1 FOR UPDATE",
+                &[&id.get()],
+            )
+            .await?
+            .is_none()
+        {
+            return Ok(Err(CatalogRefusal::NotFound));
+        }
+        if let Some(p) = new.parent_id {
+            let ancestors = tx
+                .query(
+                    "WITH RECURSIVE up(id, parent_id) AS (
+                         SELECT id, parent_id FROM categories WHERE id = $1
+                         UNION
+                         SELECT c.id, c.parent_id FROM categories c JOIN up ON c.id = up.parent_id)
+                     SELECT id FROM up",
+                    &[&p.get()],
+                )
+                .await?;
+            if ancestors.is_empty() {
+                return Ok(Err(CatalogRefusal::ParentNotFound));
+            }
+            if ancestors.iter().any(|r| r.get::<_, i64>(0) == id.get()) {
+                return Ok(Err(CatalogRefusal::CategoryCycle));
+            }
+        }
+        let updated = tx
+            .query_one(
+                &format!(
+                    "UPDATE categories SET name = $2, parent_id = $3, updated_at_ms = $4
+                     WHERE id = $1 RETURNING {CATEGORY_COLUMNS}"
+                ),
+                &[
+                    &id.get(),
+                    &new.name.as_str(),
+                    &new.parent_id.map(CategoryId::get),
+                    &now.as_millis(),
+                ],
+            )
+            .await;
+        let category = match updated {
+            Ok(row) => category_from(&row)?,
+            Err(e) => {
+                return refusal_of(e, CatalogRefusal::NotFound, CatalogRefusal::ParentNotFound);
+            }
+        };
+        tx.commit().await?;
+        Ok(Ok(category))
+    }
+
+    async fn delete_category(&self, id: CategoryId) -> CatalogResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        if tx
+            .query_opt(
+                "SELECT 1 FROM categories WHERE id = $1 FOR UPDATE",
+                &[&id.get()],
+            )
+            .await?
+            .is_none()
+        {
+            return Ok(Err(CatalogRefusal::NotFound));
+        }
+        let in_use: bool = tx
+            .query_one(
+                "SELECT EXISTS (SELECT 1 FROM categories WHERE parent_id = $1)
+                     OR EXISTS (SELECT 1 FROM products
+                                WHERE category_id = $1 AND deleted_at_ms IS NULL)",
+                &[&id.get()],
+            )
+            .await?
+            .get(0);
+        if in_use {
+            return Ok(Err(CatalogRefusal::CategoryInUse));
+        }
+        tx.execute(
+            "UPDATE products SET category_id = NULL WHERE category_id = $1",
+            &[&id.get()],
+        )
+        .await?;
+        match tx
+            .execute("DELETE FROM categories WHERE id = $1", &[&id.get()])
+            .await
+        {
+            Ok(_) => {}
+            // A product or child that committed in between (it cannot, holding the row lock,
+            // but the foreign key is the last word).
+            Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+                return Ok(Err(CatalogRefusal::CategoryInUse));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    async fn create_warehouse(
+        &self,
+        new: NewWarehouse,
+        now: UnixMillis,
+    ) -> CatalogResult<Warehouse> {
+        let client = self.client().await?;
+        let inserted = client
+            .query_one(
+                &format!(
+                    "INSERT INTO warehouses (code, name, active, created_at_ms, updated_at_ms)
+                     VALUES ($1, $2, $3, $4, $4) RETURNING {WAREHOUSE_COLUMNS}"
+                ),
+                &[
+                    &new.code.as_str(),
+                    &new.name.as_str(),
+                    &new.active,
+                    &now.as_millis(),
+                ],
+            )
+            .await;
+        match inserted {
+            Ok(row) => Ok(Ok(warehouse_from(&row)?)),
+            Err(e) => refusal_of(
+                e,
+                CatalogRefusal::WarehouseCodeTaken,
+                CatalogRefusal::NotFound,
+            ),
+        }
+    }
+
+    async fn warehouse(&self, id: WarehouseId) -> Result<Option<Warehouse>, StorageError> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                &format!("SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE id = $1"),
+                &[&id.get()],
+            )
+            .await?
+            .as_ref()
+            .map(warehouse_from)
+            .transpose()
+    }
+
+    async fn warehouses(&self) -> Result<Vec<Warehouse>, StorageError> {
+        let client = self.client().await?;
+        client
+            .query(
+                &format!("SELECT {WAREHOUSE_COLUMNS} FROM warehouses ORDER BY id"),
+                &[],
+            )
+            .await?
+            .iter()
+            .map(warehouse_from)
+            .collect()
+    }
+
+    async fn update_warehouse(
+        &self,
+        id: WarehouseId,
+        new: NewWarehouse,
+        now: UnixMillis,
+    ) -> CatalogResult<Warehouse> {
+        let client = self.client().await?;
+        let updated = client
+            .query_opt(
+                &format!(
+                    "UPDATE warehouses SET code = $2, name = $3, active = $4, updated_at_ms = $5
+                     WHERE id = $1 RETURNING {WAREHOUSE_COLUMNS}"
+                ),
+                &[
+                    &id.get(),
+                    &new.code.as_str(),
+                    &new.name.as_str(),
+                    &new.active,
+                    &now.as_millis(),
+                ],
+            )
+            .await;
+        match updated {
+            Ok(Some(row)) => Ok(Ok(warehouse_from(&row)?)),
+            Ok(None) => Ok(Err(CatalogRefusal::NotFound)),
+            Err(e) => refusal_of(
+                e,
+                CatalogRefusal::WarehouseCodeTaken,
+                CatalogRefusal::NotFound,
+            ),
+        }
+    }
+
+    async fn delete_warehouse(&self, id: WarehouseId) -> CatalogResult<()> {
+        let client = self.client().await?;
+        let changed = client
+            .execute("DELETE FROM warehouses WHERE id = $1", &[&id.get()])
+            .await?;
+        Ok(if changed == 1 {
+            Ok(())
+        } else {
+            Err(CatalogRefusal::NotFound)
+        })
+    }
+}

@@ -1,0 +1,659 @@
+//! Catalog operations on SQLite. Writes run on the single writer, each in its own savepoint, so
+//! a check ("is this SKU free?", "has this category products?") and the write it allows can
+//! never be separated by another write.
+
+use allot_domain::UnixMillis;
+use allot_domain::catalog::{Attributes, CategoryId, ProductId, ProductSort, SortKey, WarehouseId};
+use async_trait::async_trait;
+use rusqlite::types::Value;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::SqliteStore;
+use crate::catalog::{
+    attribute, attribute_columns, category_id, corrupt, like_pattern, money, product_id,
+};
+use crate::{
+    CatalogRefusal, CatalogResult, CatalogStore, Category, NewCategory, NewProduct, NewWarehouse,
+    Product, ProductQuery, StorageError, Warehouse,
+};
+
+const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_minor, p.currency, \
+                               p.category_id, p.active, p.created_at_ms, p.updated_at_ms";
+
+type Refusable<T> = Result<Result<T, CatalogRefusal>, StorageError>;
+
+fn product_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, String, i64, String)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn product_from(conn: &Connection, r: &Row<'_>) -> Result<Product, StorageError> {
+    let (id, sku, name, description, price, currency) = product_row(r)?;
+    let id = product_id(id)?;
+    Ok(Product {
+        id,
+        sku,
+        name,
+        description,
+        price: money(price, &currency)?,
+        category_id: category_id(r.get(6)?)?,
+        attributes: attributes_of(conn, id)?,
+        active: r.get(7)?,
+        created_at: UnixMillis::from_millis(r.get(8)?),
+        updated_at: UnixMillis::from_millis(r.get(9)?),
+    })
+}
+
+fn attributes_of(conn: &Connection, id: ProductId) -> Result<Attributes, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT key, kind, text_value, number_value, bool_value FROM product_attributes
+         WHERE product_id = ?1 ORDER BY key",
+    )?;
+    let mut rows = stmt.query(params![id.get()])?;
+    let mut map = std::collections::BTreeMap::new();
+    while let Some(r) = rows.next()? {
+        let key: String = r.get(0)?;
+        let kind: String = r.get(1)?;
+        let (k, v) = attribute(&key, &kind, r.get(2)?, r.get(3)?, r.get(4)?)?;
+        map.insert(k, v);
+    }
+    Attributes::new(map).map_err(corrupt)
+}
+
+pub(super) fn product(conn: &Connection, id: ProductId) -> Result<Option<Product>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.id = ?1 AND p.deleted_at_ms IS NULL"
+    ))?;
+    let mut rows = stmt.query(params![id.get()])?;
+    match rows.next()? {
+        Some(r) => Ok(Some(product_from(conn, r)?)),
+        None => Ok(None),
+    }
+}
+
+fn live_product_exists(conn: &Connection, id: ProductId) -> Result<bool, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM products WHERE id = ?1 AND deleted_at_ms IS NULL")?
+        .exists(params![id.get()])?)
+}
+
+fn category_exists(conn: &Connection, id: CategoryId) -> Result<bool, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM categories WHERE id = ?1")?
+        .exists(params![id.get()])?)
+}
+
+/// Why `new` cannot be stored as product `except` (or as a new product), if it cannot.
+fn product_refusal(
+    conn: &Connection,
+    new: &NewProduct,
+    except: Option<ProductId>,
+) -> Result<Option<CatalogRefusal>, StorageError> {
+    let holder: Option<i64> = conn
+        .prepare_cached("SELECT id FROM products WHERE sku_key = ?1 AND deleted_at_ms IS NULL")?
+        .query_row(params![new.sku.key()], |r| r.get(0))
+        .optional()?;
+    if holder.is_some_and(|h| Some(h) != except.map(ProductId::get)) {
+        return Ok(Some(CatalogRefusal::SkuTaken));
+    }
+    if let Some(c) = new.category_id
+        && !category_exists(conn, c)?
+    {
+        return Ok(Some(CatalogRefusal::CategoryNotFound));
+    }
+    Ok(None)
+}
+
+fn put_attributes(
+    conn: &Connection,
+    id: ProductId,
+    attributes: &Attributes,
+) -> Result<(), StorageError> {
+    conn.prepare_cached("DELETE FROM product_attributes WHERE product_id = ?1")?
+        .execute(params![id.get()])?;
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO product_attributes (product_id, key, kind, text_value, number_value, bool_value)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (key, value) in attributes.iter() {
+        let (text, number, boolean) = attribute_columns(value);
+        insert.execute(params![
+            id.get(),
+            key.as_str(),
+            value.kind(),
+            text,
+            number,
+            boolean
+        ])?;
+    }
+    Ok(())
+}
+
+pub(super) fn create_product(
+    conn: &Connection,
+    new: &NewProduct,
+    now: UnixMillis,
+) -> Refusable<Product> {
+    if let Some(refusal) = product_refusal(conn, new, None)? {
+        return Ok(Err(refusal));
+    }
+    let id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO products (sku, sku_key, name, description, price_minor, currency,
+                                   category_id, active, created_at_ms, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) RETURNING id",
+        )?
+        .query_row(
+            params![
+                new.sku.as_str(),
+                new.sku.key(),
+                new.name.as_str(),
+                new.description.as_str(),
+                new.price.amount_minor(),
+                new.price.currency().as_str(),
+                new.category_id.map(CategoryId::get),
+                new.active,
+                now.as_millis(),
+            ],
+            |r| r.get(0),
+        )?;
+    let id = product_id(id)?;
+    put_attributes(conn, id, &new.attributes)?;
+    product(conn, id)?
+        .map(Ok)
+        .ok_or_else(|| corrupt("a product just stored is missing"))
+}
+
+pub(super) fn update_product(
+    conn: &Connection,
+    id: ProductId,
+    new: &NewProduct,
+    now: UnixMillis,
+) -> Refusable<Product> {
+    if !live_product_exists(conn, id)? {
+        return Ok(Err(CatalogRefusal::NotFound));
+    }
+    if let Some(refusal) = product_refusal(conn, new, Some(id))? {
+        return Ok(Err(refusal));
+    }
+    conn.prepare_cached(
+        "UPDATE products SET sku = ?2, sku_key = ?3, name = ?4, description = ?5,
+                price_minor = ?6, currency = ?7, category_id = ?8, active = ?9, updated_at_ms = ?10
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id.get(),
+        new.sku.as_str(),
+        new.sku.key(),
+        new.name.as_str(),
+        new.description.as_str(),
+        new.price.amount_minor(),
+        new.price.currency().as_str(),
+        new.category_id.map(CategoryId::get),
+        new.active,
+        now.as_millis(),
+    ])?;
+    put_attributes(conn, id, &new.attributes)?;
+    product(conn, id)?
+        .map(Ok)
+        .ok_or_else(|| corrupt("a product just updated is missing"))
+}
+
+pub(super) fn delete_product(conn: &Connection, id: ProductId, now: UnixMillis) -> Refusable<()> {
+    let changed = conn
+        .prepare_cached(
+            "UPDATE products SET deleted_at_ms = ?2, active = 0, updated_at_ms = ?2
+             WHERE id = ?1 AND deleted_at_ms IS NULL",
+        )?
+        .execute(params![id.get(), now.as_millis()])?;
+    Ok(if changed == 1 {
+        Ok(())
+    } else {
+        Err(CatalogRefusal::NotFound)
+    })
+}
+
+/// The column a sort orders by.
+fn sort_column(sort: ProductSort) -> &'static str {
+    match sort {
+        ProductSort::CreatedAsc | ProductSort::CreatedDesc => "p.created_at_ms",
+        ProductSort::PriceAsc | ProductSort::PriceDesc => "p.price_minor",
+        ProductSort::NameAsc | ProductSort::NameDesc => "p.name",
+    }
+}
+
+pub(super) fn products(conn: &Connection, q: &ProductQuery) -> Result<Vec<Product>, StorageError> {
+    let mut sql = format!("SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.deleted_at_ms IS NULL");
+    let mut args: Vec<Value> = Vec::new();
+    let arg = |v: Value, args: &mut Vec<Value>| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    if let Some(active) = q.active {
+        let a = arg(Value::Integer(i64::from(active)), &mut args);
+        sql.push_str(&format!(" AND p.active = {a}"));
+    }
+    if let Some(c) = q.category {
+        let a = arg(Value::Integer(c.get()), &mut args);
+        sql.push_str(&format!(
+            " AND p.category_id IN (WITH RECURSIVE sub(id) AS (SELECT {a} UNION ALL \
+             SELECT c.id FROM categories c JOIN sub ON c.parent_id = sub.id) SELECT id FROM sub)"
+        ));
+    }
+    if let Some(text) = &q.text {
+        let a = arg(Value::Text(like_pattern(text)), &mut args);
+        sql.push_str(&format!(" AND lower(p.name) LIKE {a} ESCAPE '\\'"));
+    }
+    if let Some(min) = q.min_price {
+        let a = arg(Value::Integer(min), &mut args);
+        sql.push_str(&format!(" AND p.price_minor >= {a}"));
+    }
+    if let Some(max) = q.max_price {
+        let a = arg(Value::Integer(max), &mut args);
+        sql.push_str(&format!(" AND p.price_minor <= {a}"));
+    }
+    if let Some(currency) = q.currency {
+        let a = arg(Value::Text(currency.as_str().to_owned()), &mut args);
+        sql.push_str(&format!(" AND p.currency = {a}"));
+    }
+    for f in &q.attributes {
+        let key = arg(Value::Text(f.key.as_str().to_owned()), &mut args);
+        let text = arg(Value::Text(f.text.clone()), &mut args);
+        let number = arg(f.number.map_or(Value::Null, Value::Real), &mut args);
+        let boolean = arg(
+            f.boolean
+                .map_or(Value::Null, |b| Value::Integer(i64::from(b))),
+            &mut args,
+        );
+        sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM product_attributes a WHERE a.product_id = p.id \
+             AND a.key = {key} AND (a.text_value = {text} OR a.number_value = {number} \
+             OR a.bool_value = {boolean}))"
+        ));
+    }
+    let column = sort_column(q.sort);
+    let (cmp, dir) = if q.sort.descending() {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    if let Some(after) = &q.after {
+        let key = match &after.key {
+            SortKey::Int(n) => Value::Integer(*n),
+            SortKey::Text(t) => Value::Text(t.clone()),
+        };
+        let k = arg(key, &mut args);
+        let id = arg(Value::Integer(after.id.get()), &mut args);
+        sql.push_str(&format!(" AND ({column}, p.id) {cmp} ({k}, {id})"));
+    }
+    let limit = arg(Value::Integer(i64::from(q.limit)), &mut args);
+    sql.push_str(&format!(
+        " ORDER BY {column} {dir}, p.id {dir} LIMIT {limit}"
+    ));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(product_from(conn, r)?);
+    }
+    Ok(out)
+}
+
+// Categories.
+
+const CATEGORY_COLUMNS: &str = "id, name, parent_id, created_at_ms, updated_at_ms";
+
+fn category_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, Option<i64>, i64, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn category_from(row: (i64, String, Option<i64>, i64, i64)) -> Result<Category, StorageError> {
+    let (id, name, parent, created, updated) = row;
+    Ok(Category {
+        id: CategoryId::parse(id).map_err(corrupt)?,
+        name,
+        parent_id: category_id(parent)?,
+        created_at: UnixMillis::from_millis(created),
+        updated_at: UnixMillis::from_millis(updated),
+    })
+}
+
+pub(super) fn category(
+    conn: &Connection,
+    id: CategoryId,
+) -> Result<Option<Category>, StorageError> {
+    conn.prepare_cached(&format!(
+        "SELECT {CATEGORY_COLUMNS} FROM categories WHERE id = ?1"
+    ))?
+    .query_row(params![id.get()], category_row)
+    .optional()?
+    .map(category_from)
+    .transpose()
+}
+
+pub(super) fn categories(conn: &Connection) -> Result<Vec<Category>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {CATEGORY_COLUMNS} FROM categories ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([], category_row)?;
+    rows.map(|r| category_from(r?)).collect()
+}
+
+pub(super) fn create_category(
+    conn: &Connection,
+    new: &NewCategory,
+    now: UnixMillis,
+) -> Refusable<Category> {
+    if let Some(p) = new.parent_id
+        && !category_exists(conn, p)?
+    {
+        return Ok(Err(CatalogRefusal::ParentNotFound));
+    }
+    let row = conn
+        .prepare_cached(&format!(
+            "INSERT INTO categories (name, parent_id, created_at_ms, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?3) RETURNING {CATEGORY_COLUMNS}"
+        ))?
+        .query_row(
+            params![
+                new.name.as_str(),
+                new.parent_id.map(CategoryId::get),
+                now.as_millis()
+            ],
+            category_row,
+        )?;
+    Ok(Ok(category_from(row)?))
+}
+
+/// True when `ancestor` is `id` or above it in the tree.
+fn is_ancestor_or_self(
+    conn: &Connection,
+    ancestor: CategoryId,
+    id: CategoryId,
+) -> Result<bool, StorageError> {
+    Ok(conn
+        .prepare_cached(
+            "WITH RECURSIVE up(id) AS (SELECT ?1 UNION SELECT c.parent_id FROM categories c
+                 JOIN up ON c.id = up.id WHERE c.parent_id IS NOT NULL)
+             SELECT 1 FROM up WHERE id = ?2",
+        )?
+        .exists(params![id.get(), ancestor.get()])?)
+}
+
+pub(super) fn update_category(
+    conn: &Connection,
+    id: CategoryId,
+    new: &NewCategory,
+    now: UnixMillis,
+) -> Refusable<Category> {
+    if !category_exists(conn, id)? {
+        return Ok(Err(CatalogRefusal::NotFound));
+    }
+    if let Some(p) = new.parent_id {
+        if !category_exists(conn, p)? {
+            return Ok(Err(CatalogRefusal::ParentNotFound));
+        }
+        // Moving `id` under `p` closes a loop if `id` is `p` or one of its ancestors.
+        if is_ancestor_or_self(conn, id, p)? {
+            return Ok(Err(CatalogRefusal::CategoryCycle));
+        }
+    }
+    let row = conn
+        .prepare_cached(&format!(
+            "UPDATE categories SET name = ?2, parent_id = ?3, updated_at_ms = ?4 WHERE id = ?1
+             RETURNING {CATEGORY_COLUMNS}"
+        ))?
+        .query_row(
+            params![
+                id.get(),
+                new.name.as_str(),
+                new.parent_id.map(CategoryId::get),
+                now.as_millis()
+            ],
+            category_row,
+        )?;
+    Ok(Ok(category_from(row)?))
+}
+
+pub(super) fn delete_category(conn: &Connection, id: CategoryId) -> Refusable<()> {
+    if !category_exists(conn, id)? {
+        return Ok(Err(CatalogRefusal::NotFound));
+    }
+    let in_use = conn
+        .prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM categories WHERE parent_id = ?1)
+                 OR EXISTS (SELECT 1 FROM products WHERE category_id = ?1 AND deleted_at_ms IS NULL)",
+        )?
+        .query_row(params![id.get()], |r| r.get::<_, bool>(0))?;
+    if in_use {
+        return Ok(Err(CatalogRefusal::CategoryInUse));
+    }
+    // Deleted products keep their rows; they lose the category that is going away.
+    conn.prepare_cached("UPDATE products SET category_id = NULL WHERE category_id = ?1")?
+        .execute(params![id.get()])?;
+    conn.prepare_cached("DELETE FROM categories WHERE id = ?1")?
+        .execute(params![id.get()])?;
+    Ok(Ok(()))
+}
+
+// Warehouses.
+
+const WAREHOUSE_COLUMNS: &str = "id, code, name, active, created_at_ms, updated_at_ms";
+
+fn warehouse_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, bool, i64, i64)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+    ))
+}
+
+fn warehouse_from(row: (i64, String, String, bool, i64, i64)) -> Result<Warehouse, StorageError> {
+    let (id, code, name, active, created, updated) = row;
+    Ok(Warehouse {
+        id: WarehouseId::parse(id).map_err(corrupt)?,
+        code,
+        name,
+        active,
+        created_at: UnixMillis::from_millis(created),
+        updated_at: UnixMillis::from_millis(updated),
+    })
+}
+
+pub(super) fn warehouse(
+    conn: &Connection,
+    id: WarehouseId,
+) -> Result<Option<Warehouse>, StorageError> {
+    conn.prepare_cached(&format!(
+        "SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE id = ?1"
+    ))?
+    .query_row(params![id.get()], warehouse_row)
+    .optional()?
+    .map(warehouse_from)
+    .transpose()
+}
+
+pub(super) fn warehouses(conn: &Connection) -> Result<Vec<Warehouse>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {WAREHOUSE_COLUMNS} FROM warehouses ORDER BY id"
+    ))?;
+    let rows = stmt.query_map([], warehouse_row)?;
+    rows.map(|r| warehouse_from(r?)).collect()
+}
+
+fn code_holder(conn: &Connection, code: &str) -> Result<Option<i64>, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM warehouses WHERE code = ?1")?
+        .query_row(params![code], |r| r.get(0))
+        .optional()?)
+}
+
+pub(super) fn create_warehouse(
+    conn: &Connection,
+    new: &NewWarehouse,
+    now: UnixMillis,
+) -> Refusable<Warehouse> {
+    if code_holder(conn, new.code.as_str())?.is_some() {
+        return Ok(Err(CatalogRefusal::WarehouseCodeTaken));
+    }
+    let row = conn
+        .prepare_cached(&format!(
+            "INSERT INTO warehouses (code, name, active, created_at_ms, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?4) RETURNING {WAREHOUSE_COLUMNS}"
+        ))?
+        .query_row(
+            params![
+                new.code.as_str(),
+                new.name.as_str(),
+                new.active,
+                now.as_millis()
+            ],
+            warehouse_row,
+        )?;
+    Ok(Ok(warehouse_from(row)?))
+}
+
+pub(super) fn update_warehouse(
+    conn: &Connection,
+    id: WarehouseId,
+    new: &NewWarehouse,
+    now: UnixMillis,
+) -> Refusable<Warehouse> {
+    if warehouse(conn, id)?.is_none() {
+        return Ok(Err(CatalogRefusal::NotFound));
+    }
+    if code_holder(conn, new.code.as_str())?.is_some_and(|h| h != id.get()) {
+        return Ok(Err(CatalogRefusal::WarehouseCodeTaken));
+    }
+    let row = conn
+        .prepare_cached(&format!(
+            "UPDATE warehouses SET code = ?2, name = ?3, active = ?4, updated_at_ms = ?5
+             WHERE id = ?1 RETURNING {WAREHOUSE_COLUMNS}"
+        ))?
+        .query_row(
+            params![
+                id.get(),
+                new.code.as_str(),
+                new.name.as_str(),
+                new.active,
+                now.as_millis()
+            ],
+            warehouse_row,
+        )?;
+    Ok(Ok(warehouse_from(row)?))
+}
+
+pub(super) fn delete_warehouse(conn: &Connection, id: WarehouseId) -> Refusable<()> {
+    let changed = conn
+        .prepare_cached("DELETE FROM warehouses WHERE id = ?1")?
+        .execute(params![id.get()])?;
+    Ok(if changed == 1 {
+        Ok(())
+    } else {
+        Err(CatalogRefusal::NotFound)
+    })
+}
+
+#[async_trait]
+impl CatalogStore for SqliteStore {
+    async fn create_product(&self, new: NewProduct, now: UnixMillis) -> CatalogResult<Product> {
+        self.write(1 + new.attributes.len(), move |conn, _| {
+            create_product(conn, &new, now)
+        })
+        .await
+    }
+
+    async fn product(&self, id: ProductId) -> Result<Option<Product>, StorageError> {
+        self.read(move |conn| product(conn, id)).await
+    }
+
+    async fn update_product(
+        &self,
+        id: ProductId,
+        new: NewProduct,
+        now: UnixMillis,
+    ) -> CatalogResult<Product> {
+        self.write(1 + new.attributes.len(), move |conn, _| {
+            update_product(conn, id, &new, now)
+        })
+        .await
+    }
+
+    async fn delete_product(&self, id: ProductId, now: UnixMillis) -> CatalogResult<()> {
+        self.write_one(move |conn, _| delete_product(conn, id, now))
+            .await
+    }
+
+    async fn products(&self, query: ProductQuery) -> Result<Vec<Product>, StorageError> {
+        self.read(move |conn| products(conn, &query)).await
+    }
+
+    async fn create_category(&self, new: NewCategory, now: UnixMillis) -> CatalogResult<Category> {
+        self.write(1, move |conn, _| create_category(conn, &new, now))
+            .await
+    }
+
+    async fn category(&self, id: CategoryId) -> Result<Option<Category>, StorageError> {
+        self.read(move |conn| category(conn, id)).await
+    }
+
+    async fn categories(&self) -> Result<Vec<Category>, StorageError> {
+        self.read(categories).await
+    }
+
+    async fn update_category(
+        &self,
+        id: CategoryId,
+        new: NewCategory,
+        now: UnixMillis,
+    ) -> CatalogResult<Category> {
+        self.write(1, move |conn, _| update_category(conn, id, &new, now))
+            .await
+    }
+
+    async fn delete_category(&self, id: CategoryId) -> CatalogResult<()> {
+        self.write(1, move |conn, _| delete_category(conn, id))
+            .await
+    }
+
+    async fn create_warehouse(
+        &self,
+        new: NewWarehouse,
+        now: UnixMillis,
+    ) -> CatalogResult<Warehouse> {
+        self.write(1, move |conn, _| create_warehouse(conn, &new, now))
+            .await
+    }
+
+    async fn warehouse(&self, id: WarehouseId) -> Result<Option<Warehouse>, StorageError> {
+        self.read(move |conn| warehouse(conn, id)).await
+    }
+
+    async fn warehouses(&self) -> Result<Vec<Warehouse>, StorageError> {
+        self.read(warehouses).await
+    }
+
+    async fn update_warehouse(
+        &self,
+        id: WarehouseId,
+        new: NewWarehouse,
+        now: UnixMillis,
+    ) -> CatalogResult<Warehouse> {
+        self.write(1, move |conn, _| update_warehouse(conn, id, &new, now))
+            .await
+    }
+
+    async fn delete_warehouse(&self, id: WarehouseId) -> CatalogResult<()> {
+        self.write_one(move |conn, _| delete_warehouse(conn, id))
+            .await
+    }
+}
