@@ -11,6 +11,7 @@ pub mod coupon;
 pub mod discount;
 pub mod error;
 pub mod inventory;
+pub mod order;
 pub mod sale;
 
 pub use clock::{Clock, UnixMillis};
