@@ -56,6 +56,12 @@ pub enum ServiceError {
     ItemSold,
     #[error("the sale of this checkout is over")]
     SaleOver,
+    #[error("a product with this SKU exists")]
+    SkuTaken,
+    #[error("the category has products or child categories; move or delete them first")]
+    CategoryInUse,
+    #[error("a warehouse with this code exists")]
+    WarehouseCodeTaken,
     /// Storage cannot take the request now (closed for shutdown, overloaded); worth retrying.
     #[error("storage unavailable")]
     Unavailable(#[source] StorageError),
@@ -114,6 +120,9 @@ impl ServiceError {
             ServiceError::NoActiveSale | ServiceError::ItemSold => ErrorKind::Conflict,
             ServiceError::NotInCurrentSale => ErrorKind::NotFound,
             ServiceError::SaleOver => ErrorKind::Gone,
+            ServiceError::SkuTaken
+            | ServiceError::CategoryInUse
+            | ServiceError::WarehouseCodeTaken => ErrorKind::Conflict,
             ServiceError::Unavailable(_) => ErrorKind::Unavailable,
             ServiceError::Internal(_) => ErrorKind::Internal,
         }
@@ -141,6 +150,9 @@ impl ServiceError {
             ServiceError::NotInCurrentSale => "not_in_current_sale",
             ServiceError::ItemSold => "item_sold",
             ServiceError::SaleOver => "sale_over",
+            ServiceError::SkuTaken => "sku_taken",
+            ServiceError::CategoryInUse => "category_in_use",
+            ServiceError::WarehouseCodeTaken => "warehouse_code_taken",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::Internal(_) => "internal",
         }

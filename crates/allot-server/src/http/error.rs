@@ -21,7 +21,9 @@ pub(crate) struct ErrorDetail {
     /// Machine-readable, stable: `invalid_argument`, `bad_request`, `not_found`,
     /// `already_used`, `not_started`, `ended`, `sold_out`, `user_limit_reached`, `expired`,
     /// `exhausted`, `not_owner`, `no_coupon_available`, `megadeal_busy`,
-    /// `megadeal_unavailable`, `unavailable`, `internal`.
+    /// `megadeal_unavailable`, `no_active_sale`, `not_in_current_sale`, `item_sold`,
+    /// `sale_over`, `sku_taken`, `category_in_use`, `warehouse_code_taken`, `unavailable`,
+    /// `internal`.
     pub code: &'static str,
     /// For people; may change between releases.
     pub message: String,

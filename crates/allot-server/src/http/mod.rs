@@ -2,6 +2,7 @@
 //! transport on one port.
 
 mod campaign;
+mod catalog;
 mod coupon;
 mod discount;
 pub(crate) mod error;
@@ -35,6 +36,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(campaign::routes())
         .merge(coupon::routes())
         .merge(sale::routes())
+        .merge(catalog::routes())
         .route("/metrics", get(render_metrics))
         .with_state(state)
         .merge(openapi::routes())

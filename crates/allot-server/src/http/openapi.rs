@@ -4,7 +4,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{campaign, coupon, discount, error, health, sale};
+use super::{campaign, catalog, coupon, discount, error, health, sale};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -40,6 +40,22 @@ use super::{campaign, coupon, discount, error, health, sale};
         sale::read,
         sale::items,
         sale::purchases,
+        catalog::create_product,
+        catalog::list_products,
+        catalog::read_product,
+        catalog::update_product,
+        catalog::delete_product,
+        catalog::create_category,
+        catalog::list_categories,
+        catalog::category_tree,
+        catalog::read_category,
+        catalog::update_category,
+        catalog::delete_category,
+        catalog::create_warehouse,
+        catalog::list_warehouses,
+        catalog::read_warehouse,
+        catalog::update_warehouse,
+        catalog::delete_warehouse,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, crate::error::EntryError)),
     tags(
@@ -48,6 +64,7 @@ use super::{campaign, coupon, discount, error, health, sale};
         (name = "campaigns", description = "Campaign coupons: first come, first served, exactly N"),
         (name = "coupons", description = "Uploaded coupons: allocation, redemption, MEGADEAL admission, purge"),
         (name = "flash-sales", description = "An hourly sale of generated items: checkout, then purchase"),
+        (name = "catalog", description = "Products, the category tree and warehouses"),
     )
 )]
 pub(crate) struct ApiDoc;

@@ -2,6 +2,7 @@
 
 pub mod admission;
 pub mod campaign;
+pub mod catalog;
 pub mod coupon;
 pub mod discount;
 pub mod sale;
@@ -15,6 +16,7 @@ use admission::AdmissionLimits;
 use sale::SaleSettings;
 
 pub use campaign::Campaigns;
+pub use catalog::Catalog;
 pub use coupon::Coupons;
 pub use discount::DiscountCodes;
 pub use sale::FlashSales;
@@ -28,6 +30,7 @@ pub struct Services {
     pub campaigns: Arc<Campaigns>,
     pub coupons: Arc<Coupons>,
     pub sales: Arc<FlashSales>,
+    pub catalog: Arc<Catalog>,
 }
 
 impl Services {
@@ -43,6 +46,7 @@ impl Services {
             campaigns: Arc::new(Campaigns::new(store.clone(), clock.clone())),
             coupons: Arc::new(Coupons::new(store.clone(), clock.clone(), limits, redis)),
             sales: Arc::new(FlashSales::new(store.clone(), clock.clone(), sales)),
+            catalog: Arc::new(Catalog::new(store.clone(), clock.clone())),
             store,
             clock,
         }

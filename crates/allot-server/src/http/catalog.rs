@@ -1,0 +1,799 @@
+//! REST for the catalog: `/api/v1/products`, `/api/v1/categories`, `/api/v1/warehouses`.
+//!
+//! Bodies are read as JSON values and parsed field by field, so a bad field, whatever is wrong
+//! with it (missing, wrong JSON type, out of range), is answered naming that field.
+
+use std::collections::BTreeMap;
+
+use allot_domain::DomainError;
+use allot_domain::catalog::{
+    AttributeFilter, AttributeKey, AttributeValue, Attributes, CategoryId, CategoryName, Currency,
+    Cursor, Description, Money, ProductId, ProductName, ProductSort, Sku, WarehouseCode,
+    WarehouseId, WarehouseName,
+};
+use allot_storage::{
+    Category, NewCategory, NewProduct, NewWarehouse, Product, ProductQuery, Warehouse,
+};
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use axum::{Json, Router};
+use http::StatusCode;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
+
+#[allow(unused_imports)] // referenced by the OpenAPI attributes
+use super::error::ErrorBody;
+use super::json::ApiJson;
+use super::{AppState, rfc3339};
+use crate::ServiceError;
+use crate::service::catalog::{CategoryNode, PAGE_DEFAULT, PAGE_MAX};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/products", get(list_products).post(create_product))
+        .route(
+            "/api/v1/products/{id}",
+            get(read_product).put(update_product).delete(delete_product),
+        )
+        .route(
+            "/api/v1/categories",
+            get(list_categories).post(create_category),
+        )
+        .route("/api/v1/categories/tree", get(category_tree))
+        .route(
+            "/api/v1/categories/{id}",
+            get(read_category)
+                .put(update_category)
+                .delete(delete_category),
+        )
+        .route(
+            "/api/v1/warehouses",
+            get(list_warehouses).post(create_warehouse),
+        )
+        .route(
+            "/api/v1/warehouses/{id}",
+            get(read_warehouse)
+                .put(update_warehouse)
+                .delete(delete_warehouse),
+        )
+}
+
+// Reading JSON bodies field by field.
+
+fn object(v: &Value) -> Result<&Map<String, Value>, DomainError> {
+    v.as_object()
+        .ok_or_else(|| DomainError::invalid("body", "must be a JSON object"))
+}
+
+fn text<'a>(o: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, DomainError> {
+    match o.get(field) {
+        Some(Value::String(s)) => Ok(s),
+        None | Some(Value::Null) => Err(DomainError::invalid(field, "is required")),
+        Some(_) => Err(DomainError::invalid(field, "must be a string")),
+    }
+}
+
+fn flag(o: &Map<String, Value>, field: &'static str, default: bool) -> Result<bool, DomainError> {
+    match o.get(field) {
+        None | Some(Value::Null) => Ok(default),
+        Some(Value::Bool(b)) => Ok(*b),
+        Some(_) => Err(DomainError::invalid(field, "must be true or false")),
+    }
+}
+
+fn optional_id(o: &Map<String, Value>, field: &'static str) -> Result<Option<i64>, DomainError> {
+    match o.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => n
+            .as_i64()
+            .filter(|n| *n >= 1)
+            .map(Some)
+            .ok_or_else(|| DomainError::invalid(field, "must be a positive integer or null")),
+        Some(_) => Err(DomainError::invalid(
+            field,
+            "must be a positive integer or null",
+        )),
+    }
+}
+
+fn price(o: &Map<String, Value>) -> Result<Money, DomainError> {
+    let p = match o.get("price") {
+        Some(Value::Object(p)) => p,
+        None | Some(Value::Null) => return Err(DomainError::invalid("price", "is required")),
+        Some(_) => {
+            return Err(DomainError::invalid(
+                "price",
+                "must be an object {\"amount_minor\": integer, \"currency\": \"EUR\"}",
+            ));
+        }
+    };
+    let amount = match p.get("amount_minor") {
+        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
+            DomainError::invalid(
+                "price.amount_minor",
+                "must be a whole number of minor units",
+            )
+        })?,
+        None | Some(Value::Null) => {
+            return Err(DomainError::invalid("price.amount_minor", "is required"));
+        }
+        Some(_) => {
+            return Err(DomainError::invalid(
+                "price.amount_minor",
+                "must be a whole number of minor units",
+            ));
+        }
+    };
+    let currency = match p.get("currency") {
+        Some(Value::String(s)) => Currency::parse(s)?,
+        None | Some(Value::Null) => {
+            return Err(DomainError::invalid("price.currency", "is required"));
+        }
+        Some(_) => {
+            return Err(DomainError::invalid(
+                "price.currency",
+                "must be three upper-case letters (ISO 4217)",
+            ));
+        }
+    };
+    Money::new(amount, currency)
+}
+
+fn attributes(o: &Map<String, Value>) -> Result<Attributes, DomainError> {
+    let map = match o.get("attributes") {
+        None | Some(Value::Null) => return Ok(Attributes::default()),
+        Some(Value::Object(m)) => m,
+        Some(_) => {
+            return Err(DomainError::invalid(
+                "attributes",
+                "must be an object of key: string, number or boolean",
+            ));
+        }
+    };
+    let mut out = BTreeMap::new();
+    for (k, v) in map {
+        let key = AttributeKey::parse(k)?;
+        let value = match v {
+            Value::String(s) => AttributeValue::text(s)?,
+            Value::Number(n) => AttributeValue::number(n.as_f64().ok_or_else(|| {
+                DomainError::invalid("attributes", format!("{k}: is not a number"))
+            })?)?,
+            Value::Bool(b) => AttributeValue::Boolean(*b),
+            _ => {
+                return Err(DomainError::invalid(
+                    "attributes",
+                    format!("{k}: must be a string, a number or a boolean"),
+                ));
+            }
+        };
+        out.insert(key, value);
+    }
+    Attributes::new(out)
+}
+
+fn parse_product(v: &Value) -> Result<NewProduct, DomainError> {
+    let o = object(v)?;
+    let description = match o.get("description") {
+        None | Some(Value::Null) => Description::default(),
+        Some(Value::String(s)) => Description::parse(s)?,
+        Some(_) => return Err(DomainError::invalid("description", "must be a string")),
+    };
+    Ok(NewProduct {
+        sku: Sku::parse(text(o, "sku")?)?,
+        name: ProductName::parse(text(o, "name")?)?,
+        description,
+        price: price(o)?,
+        category_id: optional_id(o, "category_id")?
+            .map(CategoryId::parse)
+            .transpose()?,
+        attributes: attributes(o)?,
+        active: flag(o, "active", true)?,
+    })
+}
+
+fn parse_category(v: &Value) -> Result<NewCategory, DomainError> {
+    let o = object(v)?;
+    Ok(NewCategory {
+        name: CategoryName::parse(text(o, "name")?)?,
+        parent_id: optional_id(o, "parent_id")?
+            .map(|id| {
+                CategoryId::parse(id)
+                    .map_err(|_| DomainError::invalid("parent_id", "must be a positive integer"))
+            })
+            .transpose()?,
+    })
+}
+
+fn parse_warehouse(v: &Value) -> Result<NewWarehouse, DomainError> {
+    let o = object(v)?;
+    Ok(NewWarehouse {
+        code: WarehouseCode::parse(text(o, "code")?)?,
+        name: WarehouseName::parse(text(o, "name")?)?,
+        active: flag(o, "active", true)?,
+    })
+}
+
+/// An id in a path: anything but a positive integer names nothing.
+fn path_id(raw: &str, what: &'static str) -> Result<i64, ServiceError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or(ServiceError::NotFound { what })
+}
+
+fn product_id(raw: &str) -> Result<ProductId, ServiceError> {
+    Ok(ProductId::parse(path_id(raw, "product")?)?)
+}
+
+fn category_id(raw: &str) -> Result<CategoryId, ServiceError> {
+    Ok(CategoryId::parse(path_id(raw, "category")?)?)
+}
+
+fn warehouse_id(raw: &str) -> Result<WarehouseId, ServiceError> {
+    Ok(WarehouseId::parse(path_id(raw, "warehouse")?)?)
+}
+
+// Products.
+
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct PriceView {
+    /// Whole minor units (cents for EUR, won for KRW), from 0.
+    pub amount_minor: i64,
+    /// Three upper-case letters (ISO 4217).
+    pub currency: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProductView {
+    pub id: i64,
+    pub sku: String,
+    pub name: String,
+    pub description: String,
+    pub price: PriceView,
+    pub category_id: Option<i64>,
+    /// Typed values: strings, numbers, booleans.
+    #[schema(value_type = Object)]
+    pub attributes: Map<String, Value>,
+    pub active: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Product> for ProductView {
+    fn from(p: Product) -> Self {
+        let attributes = p
+            .attributes
+            .iter()
+            .map(|(k, v)| {
+                let value = match v {
+                    AttributeValue::Text(t) => Value::String(t.clone()),
+                    AttributeValue::Number(n) => {
+                        serde_json::Number::from_f64(*n).map_or(Value::Null, Value::Number)
+                    }
+                    AttributeValue::Boolean(b) => Value::Bool(*b),
+                };
+                (k.as_str().to_owned(), value)
+            })
+            .collect();
+        ProductView {
+            id: p.id.get(),
+            sku: p.sku,
+            name: p.name,
+            description: p.description,
+            price: PriceView {
+                amount_minor: p.price.amount_minor(),
+                currency: p.price.currency().as_str().to_owned(),
+            },
+            category_id: p.category_id.map(CategoryId::get),
+            attributes,
+            active: p.active,
+            created_at: rfc3339(p.created_at),
+            updated_at: rfc3339(p.updated_at),
+        }
+    }
+}
+
+/// A product as created or replaced (PUT replaces every field; omitted optional fields take
+/// their defaults).
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // documents the body; the handler reads it field by field
+pub(crate) struct ProductBody {
+    /// 1 to 64 of A-Z a-z 0-9 - _ . (trimmed); unique among live products, case-insensitively.
+    pub sku: String,
+    /// 1 to 200 characters.
+    pub name: String,
+    /// Up to 10,000 characters; default empty.
+    pub description: Option<String>,
+    pub price: PriceView,
+    /// An existing category, or null (the default).
+    pub category_id: Option<i64>,
+    /// Up to 50 entries; keys 1 to 64 of a-z 0-9 _; values strings (up to 500 characters),
+    /// finite numbers or booleans.
+    #[schema(value_type = Option<Object>)]
+    pub attributes: Option<Map<String, Value>>,
+    /// Default true.
+    pub active: Option<bool>,
+}
+
+/// Create a product.
+#[utoipa::path(post, path = "/api/v1/products", tag = "catalog",
+    request_body = ProductBody,
+    responses(
+        (status = 201, description = "Stored", body = ProductView),
+        (status = 400, description = "Not JSON", body = ErrorBody),
+        (status = 409, description = "`sku_taken`: a live product holds this SKU", body = ErrorBody),
+        (status = 422, description = "`invalid_argument`: the field named is missing or bad; nothing stored", body = ErrorBody)))]
+pub(crate) async fn create_product(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<(StatusCode, Json<ProductView>), ServiceError> {
+    let new = parse_product(&body)?;
+    let product = state.services.catalog.create_product(new).await?;
+    Ok((StatusCode::CREATED, Json(product.into())))
+}
+
+/// A product (not a deleted one).
+#[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog",
+    params(("id" = i64, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "The product", body = ProductView),
+        (status = 404, description = "No such product, or deleted", body = ErrorBody)))]
+pub(crate) async fn read_product(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<ProductView>, ServiceError> {
+    let product = state.services.catalog.product(product_id(&id)?).await?;
+    Ok(Json(product.into()))
+}
+
+/// Replace a product: every field, attributes included.
+#[utoipa::path(put, path = "/api/v1/products/{id}", tag = "catalog",
+    params(("id" = i64, Path, description = "Product id")),
+    request_body = ProductBody,
+    responses(
+        (status = 200, description = "Stored", body = ProductView),
+        (status = 404, description = "No such product, or deleted", body = ErrorBody),
+        (status = 409, description = "`sku_taken`", body = ErrorBody),
+        (status = 422, description = "`invalid_argument` naming the field", body = ErrorBody)))]
+pub(crate) async fn update_product(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<ProductView>, ServiceError> {
+    let id = product_id(&id)?;
+    let new = parse_product(&body)?;
+    let product = state.services.catalog.update_product(id, new).await?;
+    Ok(Json(product.into()))
+}
+
+/// Delete a product: it is marked deleted and inactive, hidden from reads and listings, and
+/// its SKU is free again; its row stays for the orders that refer to it.
+#[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "catalog",
+    params(("id" = i64, Path, description = "Product id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such product, or deleted already", body = ErrorBody)))]
+pub(crate) async fn delete_product(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ServiceError> {
+    state
+        .services
+        .catalog
+        .delete_product(product_id(&id)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The listing's parameters (documentation; `attr.<key>=<value>` may be given any number of
+/// times besides these).
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct ListParams {
+    /// Products of this category or of any category below it.
+    pub category: Option<i64>,
+    /// `attr.<key>=<value>`: the attribute equals the value (a text exactly; a number or a
+    /// boolean when the value reads as one). Repeatable with different keys; all must hold.
+    #[param(rename = "attr.{key}")]
+    pub attr: Option<String>,
+    /// Case-insensitive (ASCII letters) substring of the name.
+    pub q: Option<String>,
+    /// Lowest price, minor units, inclusive.
+    pub min_price: Option<i64>,
+    /// Highest price, minor units, inclusive.
+    pub max_price: Option<i64>,
+    /// Only prices in this currency.
+    pub currency: Option<String>,
+    /// Only active (true) or inactive (false) products; default both.
+    pub active: Option<bool>,
+    /// `created` (default), `-created`, `price`, `-price`, `name`, `-name`; ties by id.
+    pub sort: Option<String>,
+    /// 1 to 100, default 20.
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page (made for the same sort).
+    pub cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ProductPageView {
+    pub products: Vec<ProductView>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+fn query_int(field: &'static str, raw: &str) -> Result<i64, DomainError> {
+    raw.parse()
+        .map_err(|_| DomainError::invalid(field, "must be an integer"))
+}
+
+fn parse_query(pairs: &[(String, String)]) -> Result<ProductQuery, DomainError> {
+    let mut q = ProductQuery {
+        limit: PAGE_DEFAULT,
+        ..ProductQuery::default()
+    };
+    let mut cursor = None;
+    let mut keys = std::collections::HashSet::new();
+    for (name, value) in pairs {
+        if let Some(key) = name.strip_prefix("attr.") {
+            let filter = AttributeFilter::parse(key, value)?;
+            if !keys.insert(filter.key.clone()) {
+                return Err(DomainError::invalid(
+                    "attr",
+                    format!("{key:?} is given twice"),
+                ));
+            }
+            q.attributes.push(filter);
+            continue;
+        }
+        match name.as_str() {
+            "category" => {
+                q.category = Some(
+                    CategoryId::parse(query_int("category", value)?).map_err(|_| {
+                        DomainError::invalid("category", "must be a positive integer")
+                    })?,
+                );
+            }
+            "q" => {
+                let text = value.trim();
+                if text.chars().count() > 200 {
+                    return Err(DomainError::invalid("q", "must be at most 200 characters"));
+                }
+                q.text = (!text.is_empty()).then(|| text.to_owned());
+            }
+            "min_price" => q.min_price = Some(query_int("min_price", value)?),
+            "max_price" => q.max_price = Some(query_int("max_price", value)?),
+            "currency" => {
+                q.currency = Some(Currency::parse(value).map_err(|_| {
+                    DomainError::invalid("currency", "must be three upper-case letters")
+                })?);
+            }
+            "active" => {
+                q.active = Some(match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(DomainError::invalid("active", "must be true or false")),
+                });
+            }
+            "sort" => q.sort = ProductSort::parse(value)?,
+            "limit" => {
+                q.limit = value
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=PAGE_MAX).contains(n))
+                    .ok_or_else(|| {
+                        DomainError::invalid("limit", format!("must be 1 to {PAGE_MAX}"))
+                    })?;
+            }
+            "cursor" => cursor = Some(value.as_str()),
+            _ => {
+                return Err(DomainError::invalid(
+                    "query",
+                    format!("unknown parameter {name:?}"),
+                ));
+            }
+        }
+    }
+    if let (Some(min), Some(max)) = (q.min_price, q.max_price)
+        && min > max
+    {
+        return Err(DomainError::invalid("min_price", "is above max_price"));
+    }
+    q.after = cursor.map(|c| Cursor::decode(c, q.sort)).transpose()?;
+    Ok(q)
+}
+
+/// List products (never deleted ones): filters, sort, cursor pagination.
+#[utoipa::path(get, path = "/api/v1/products", tag = "catalog",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of products", body = ProductPageView),
+        (status = 422, description = "`invalid_argument` naming the parameter", body = ErrorBody)))]
+pub(crate) async fn list_products(
+    State(state): State<AppState>,
+    Query(pairs): Query<Vec<(String, String)>>,
+) -> Result<Json<ProductPageView>, ServiceError> {
+    let query = parse_query(&pairs)?;
+    let page = state.services.catalog.products(query).await?;
+    Ok(Json(ProductPageView {
+        products: page.products.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+// Categories.
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CategoryView {
+    pub id: i64,
+    pub name: String,
+    pub parent_id: Option<i64>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Category> for CategoryView {
+    fn from(c: Category) -> Self {
+        CategoryView {
+            id: c.id.get(),
+            name: c.name,
+            parent_id: c.parent_id.map(CategoryId::get),
+            created_at: rfc3339(c.created_at),
+            updated_at: rfc3339(c.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // documents the body; the handler reads it field by field
+pub(crate) struct CategoryBody {
+    /// 1 to 100 characters.
+    pub name: String,
+    /// The parent category, or null for a root (the default).
+    pub parent_id: Option<i64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CategoryList {
+    pub categories: Vec<CategoryView>,
+}
+
+/// A category with the categories below it.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CategoryTreeNode {
+    pub id: i64,
+    pub name: String,
+    pub parent_id: Option<i64>,
+    #[schema(no_recursion)]
+    pub children: Vec<CategoryTreeNode>,
+}
+
+impl From<CategoryNode> for CategoryTreeNode {
+    fn from(n: CategoryNode) -> Self {
+        CategoryTreeNode {
+            id: n.category.id.get(),
+            name: n.category.name,
+            parent_id: n.category.parent_id.map(CategoryId::get),
+            children: n.children.into_iter().map(Into::into).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CategoryTree {
+    /// The root categories, each with its children, in id order.
+    pub categories: Vec<CategoryTreeNode>,
+}
+
+/// Create a category.
+#[utoipa::path(post, path = "/api/v1/categories", tag = "catalog",
+    request_body = CategoryBody,
+    responses(
+        (status = 201, description = "Stored", body = CategoryView),
+        (status = 422, description = "`invalid_argument` naming the field (a `parent_id` that does not exist too)", body = ErrorBody)))]
+pub(crate) async fn create_category(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<(StatusCode, Json<CategoryView>), ServiceError> {
+    let new = parse_category(&body)?;
+    let category = state.services.catalog.create_category(new).await?;
+    Ok((StatusCode::CREATED, Json(category.into())))
+}
+
+/// Every category, flat, in id order.
+#[utoipa::path(get, path = "/api/v1/categories", tag = "catalog",
+    responses((status = 200, description = "Every category", body = CategoryList)))]
+pub(crate) async fn list_categories(
+    State(state): State<AppState>,
+) -> Result<Json<CategoryList>, ServiceError> {
+    let categories = state.services.catalog.categories().await?;
+    Ok(Json(CategoryList {
+        categories: categories.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// Every category as a tree: roots with nested `children`.
+#[utoipa::path(get, path = "/api/v1/categories/tree", tag = "catalog",
+    responses((status = 200, description = "The category tree", body = CategoryTree)))]
+pub(crate) async fn category_tree(
+    State(state): State<AppState>,
+) -> Result<Json<CategoryTree>, ServiceError> {
+    let roots = state.services.catalog.category_tree().await?;
+    Ok(Json(CategoryTree {
+        categories: roots.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// A category.
+#[utoipa::path(get, path = "/api/v1/categories/{id}", tag = "catalog",
+    params(("id" = i64, Path, description = "Category id")),
+    responses(
+        (status = 200, description = "The category", body = CategoryView),
+        (status = 404, description = "No such category", body = ErrorBody)))]
+pub(crate) async fn read_category(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<CategoryView>, ServiceError> {
+    let category = state.services.catalog.category(category_id(&id)?).await?;
+    Ok(Json(category.into()))
+}
+
+/// Rename or move a category.
+#[utoipa::path(put, path = "/api/v1/categories/{id}", tag = "catalog",
+    params(("id" = i64, Path, description = "Category id")),
+    request_body = CategoryBody,
+    responses(
+        (status = 200, description = "Stored", body = CategoryView),
+        (status = 404, description = "No such category", body = ErrorBody),
+        (status = 422, description = "`invalid_argument` naming the field; `parent_id` also when it is the category itself or below it", body = ErrorBody)))]
+pub(crate) async fn update_category(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<CategoryView>, ServiceError> {
+    let id = category_id(&id)?;
+    let new = parse_category(&body)?;
+    let category = state.services.catalog.update_category(id, new).await?;
+    Ok(Json(category.into()))
+}
+
+/// Delete a category that no product and no category refers to.
+#[utoipa::path(delete, path = "/api/v1/categories/{id}", tag = "catalog",
+    params(("id" = i64, Path, description = "Category id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such category", body = ErrorBody),
+        (status = 409, description = "`category_in_use`: products or child categories refer to it; nothing changed", body = ErrorBody)))]
+pub(crate) async fn delete_category(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ServiceError> {
+    state
+        .services
+        .catalog
+        .delete_category(category_id(&id)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+// Warehouses.
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WarehouseView {
+    pub id: i64,
+    pub code: String,
+    pub name: String,
+    pub active: bool,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl From<Warehouse> for WarehouseView {
+    fn from(w: Warehouse) -> Self {
+        WarehouseView {
+            id: w.id.get(),
+            code: w.code,
+            name: w.name,
+            active: w.active,
+            created_at: rfc3339(w.created_at),
+            updated_at: rfc3339(w.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[allow(dead_code)] // documents the body; the handler reads it field by field
+pub(crate) struct WarehouseBody {
+    /// 1 to 32 of A-Z 0-9 - _, case-insensitive (stored upper-cased); unique.
+    pub code: String,
+    /// 1 to 200 characters.
+    pub name: String,
+    /// Default true.
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct WarehouseList {
+    pub warehouses: Vec<WarehouseView>,
+}
+
+/// Create a warehouse.
+#[utoipa::path(post, path = "/api/v1/warehouses", tag = "catalog",
+    request_body = WarehouseBody,
+    responses(
+        (status = 201, description = "Stored", body = WarehouseView),
+        (status = 409, description = "`warehouse_code_taken`", body = ErrorBody),
+        (status = 422, description = "`invalid_argument` naming the field", body = ErrorBody)))]
+pub(crate) async fn create_warehouse(
+    State(state): State<AppState>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<(StatusCode, Json<WarehouseView>), ServiceError> {
+    let new = parse_warehouse(&body)?;
+    let warehouse = state.services.catalog.create_warehouse(new).await?;
+    Ok((StatusCode::CREATED, Json(warehouse.into())))
+}
+
+/// Every warehouse, in id order.
+#[utoipa::path(get, path = "/api/v1/warehouses", tag = "catalog",
+    responses((status = 200, description = "Every warehouse", body = WarehouseList)))]
+pub(crate) async fn list_warehouses(
+    State(state): State<AppState>,
+) -> Result<Json<WarehouseList>, ServiceError> {
+    let warehouses = state.services.catalog.warehouses().await?;
+    Ok(Json(WarehouseList {
+        warehouses: warehouses.into_iter().map(Into::into).collect(),
+    }))
+}
+
+/// A warehouse.
+#[utoipa::path(get, path = "/api/v1/warehouses/{id}", tag = "catalog",
+    params(("id" = i64, Path, description = "Warehouse id")),
+    responses(
+        (status = 200, description = "The warehouse", body = WarehouseView),
+        (status = 404, description = "No such warehouse", body = ErrorBody)))]
+pub(crate) async fn read_warehouse(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<WarehouseView>, ServiceError> {
+    let warehouse = state.services.catalog.warehouse(warehouse_id(&id)?).await?;
+    Ok(Json(warehouse.into()))
+}
+
+/// Replace a warehouse's code, name and active flag.
+#[utoipa::path(put, path = "/api/v1/warehouses/{id}", tag = "catalog",
+    params(("id" = i64, Path, description = "Warehouse id")),
+    request_body = WarehouseBody,
+    responses(
+        (status = 200, description = "Stored", body = WarehouseView),
+        (status = 404, description = "No such warehouse", body = ErrorBody),
+        (status = 409, description = "`warehouse_code_taken`", body = ErrorBody),
+        (status = 422, description = "`invalid_argument` naming the field", body = ErrorBody)))]
+pub(crate) async fn update_warehouse(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<WarehouseView>, ServiceError> {
+    let id = warehouse_id(&id)?;
+    let new = parse_warehouse(&body)?;
+    let warehouse = state.services.catalog.update_warehouse(id, new).await?;
+    Ok(Json(warehouse.into()))
+}
+
+/// Delete a warehouse.
+#[utoipa::path(delete, path = "/api/v1/warehouses/{id}", tag = "catalog",
+    params(("id" = i64, Path, description = "Warehouse id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "No such warehouse", body = ErrorBody)))]
+pub(crate) async fn delete_warehouse(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ServiceError> {
+    state
+        .services
+        .catalog
+        .delete_warehouse(warehouse_id(&id)?)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
