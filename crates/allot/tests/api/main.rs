@@ -3,6 +3,7 @@
 
 mod campaign;
 mod campaign_crash;
+mod catalog;
 mod coupon;
 mod discount_grpc;
 mod discount_rest;
