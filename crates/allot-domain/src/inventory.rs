@@ -192,6 +192,96 @@ impl MovementKind {
     }
 }
 
+/// A reservation's id, assigned by storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReservationId(i64);
+
+impl ReservationId {
+    pub fn parse(raw: i64) -> Result<Self, DomainError> {
+        if raw < 1 {
+            return Err(DomainError::invalid(
+                "reservation_id",
+                "must be a positive integer",
+            ));
+        }
+        Ok(ReservationId(raw))
+    }
+
+    pub fn get(self) -> i64 {
+        self.0
+    }
+}
+
+/// Where a reservation stands. Only a pending one holds stock and may still change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReservationStatus {
+    Pending,
+    /// Taken out of stock (an order shipped it).
+    Confirmed,
+    Released,
+    /// Its lifetime ran out before it was confirmed.
+    Expired,
+}
+
+impl ReservationStatus {
+    pub const ALL: [ReservationStatus; 4] = [
+        ReservationStatus::Pending,
+        ReservationStatus::Confirmed,
+        ReservationStatus::Released,
+        ReservationStatus::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReservationStatus::Pending => "pending",
+            ReservationStatus::Confirmed => "confirmed",
+            ReservationStatus::Released => "released",
+            ReservationStatus::Expired => "expired",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == raw)
+    }
+}
+
+/// When to reorder a product in a warehouse: low at or below `threshold` available, and how
+/// many units to order then.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reorder {
+    threshold: i64,
+    quantity: i64,
+}
+
+impl Reorder {
+    pub fn parse(threshold: i64, quantity: i64) -> Result<Self, DomainError> {
+        if !(0..=ON_HAND_MAX).contains(&threshold) {
+            return Err(DomainError::invalid(
+                "reorder_threshold",
+                format!("must be between 0 and {ON_HAND_MAX}"),
+            ));
+        }
+        if !(1..=ON_HAND_MAX).contains(&quantity) {
+            return Err(DomainError::invalid(
+                "reorder_quantity",
+                format!("must be between 1 and {ON_HAND_MAX}"),
+            ));
+        }
+        Ok(Reorder {
+            threshold,
+            quantity,
+        })
+    }
+
+    pub fn threshold(self) -> i64 {
+        self.threshold
+    }
+
+    pub fn quantity(self) -> i64 {
+        self.quantity
+    }
+}
+
 /// The stock of one product in one warehouse, as the allocation sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Level<W> {
@@ -314,6 +404,25 @@ mod tests {
         assert_eq!(alert_change(6, Some(5), false), AlertChange::Unchanged);
         assert_eq!(alert_change(0, None, false), AlertChange::Unchanged);
         assert_eq!(alert_change(0, None, true), AlertChange::Clear);
+    }
+
+    #[test]
+    fn reservation_ids_statuses_and_reorder_points_parse() {
+        assert!(ReservationId::parse(0).is_err());
+        assert_eq!(ReservationId::parse(7).unwrap().get(), 7);
+        for s in ReservationStatus::ALL {
+            assert_eq!(ReservationStatus::parse(s.as_str()), Some(s));
+        }
+        assert_eq!(ReservationStatus::parse("lost"), None);
+        assert_eq!(Reorder::parse(5, 20).unwrap().threshold(), 5);
+        assert_eq!(
+            Reorder::parse(-1, 20).unwrap_err().field(),
+            "reorder_threshold"
+        );
+        assert_eq!(
+            Reorder::parse(5, 0).unwrap_err().field(),
+            "reorder_quantity"
+        );
     }
 
     #[test]

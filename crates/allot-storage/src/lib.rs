@@ -7,6 +7,7 @@
 
 pub mod catalog;
 mod error;
+pub mod inventory;
 pub mod migrations;
 pub mod postgres;
 pub mod records;
@@ -25,12 +26,17 @@ pub use catalog::{
     Product, ProductQuery, Warehouse,
 };
 pub use error::StorageError;
+pub use inventory::{
+    AlertQuery, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
+    NewReservation, ProductInventory, Reservation, StockAlert, StockLevel,
+};
 pub use records::*;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
-/// Everything the services ask of a database (the catalog's operations in [`CatalogStore`]).
+/// Everything the services ask of a database (the catalog's operations in [`CatalogStore`],
+/// inventory's in [`InventoryStore`]).
 #[async_trait]
-pub trait Store: CatalogStore + Send + Sync + 'static {
+pub trait Store: CatalogStore + InventoryStore + Send + Sync + 'static {
     /// A short name of the backend, for logs and `/ready`.
     fn backend(&self) -> &'static str;
 

@@ -1,0 +1,668 @@
+//! Inventory on PostgreSQL, correct across instances:
+//! - a reservation locks every stock row of its product (`SELECT ... FOR UPDATE`, in warehouse
+//!   order), chooses a warehouse on what it read, then writes: concurrent reservations of one
+//!   product take turns, and each sees what the previous one left;
+//! - release and confirm lock the reservation's row first, then its stock row;
+//! - expiry takes batches of due reservations with `FOR UPDATE SKIP LOCKED`, so instances that
+//!   run it at once take disjoint batches, and locks their stock rows in (product, warehouse)
+//!   order, the order every other operation locks them in, so no two transactions deadlock;
+//! - the balance, its ledger row and any alert change commit together;
+//!   `CHECK (reserved >= 0 AND reserved <= on_hand)` stands behind it all.
+
+use std::collections::BTreeMap;
+
+use allot_domain::UnixMillis;
+use allot_domain::catalog::{ProductId, WarehouseId};
+use allot_domain::inventory::{
+    Adjustment, AlertChange, Level, MovementKind, Reason, Reorder, ReservationId,
+    ReservationStatus, choose_warehouse,
+};
+use async_trait::async_trait;
+use tokio_postgres::{GenericClient, Row};
+
+use super::PgStore;
+use crate::StorageError;
+use crate::inventory::{
+    AlertQuery, Balance, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
+    NewReservation, PRODUCT_MOVEMENTS, ProductInventory, Reservation, StockAlert, StockLevel,
+    alert_after, kind, product, reservation_id, status, warehouse_id,
+};
+
+type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
+
+const LEVEL_SELECT: &str = "SELECT s.product_id, p.sku, s.warehouse_id, w.code, s.on_hand, \
+    s.reserved, s.reorder_threshold, s.reorder_quantity, s.low_alert_open, s.updated_at_ms \
+    FROM stock_levels s JOIN products p ON p.id = s.product_id \
+    JOIN warehouses w ON w.id = s.warehouse_id";
+
+fn level_from(r: &Row) -> Result<StockLevel, StorageError> {
+    Ok(StockLevel {
+        product_id: product(r.try_get(0)?)?,
+        sku: r.try_get(1)?,
+        warehouse_id: warehouse_id(r.try_get(2)?)?,
+        warehouse_code: r.try_get(3)?,
+        on_hand: r.try_get(4)?,
+        reserved: r.try_get(5)?,
+        reorder_threshold: r.try_get(6)?,
+        reorder_quantity: r.try_get(7)?,
+        low_alert_open: r.try_get(8)?,
+        updated_at: UnixMillis::from_millis(r.try_get(9)?),
+    })
+}
+
+const RESERVATION_COLUMNS: &str = "id, product_id, warehouse_id, quantity, holder, status, \
+                                   expires_at_ms, created_at_ms, updated_at_ms";
+
+fn reservation_from(r: &Row) -> Result<Reservation, StorageError> {
+    let s: String = r.try_get(5)?;
+    Ok(Reservation {
+        id: reservation_id(r.try_get(0)?)?,
+        product_id: product(r.try_get(1)?)?,
+        warehouse_id: warehouse_id(r.try_get(2)?)?,
+        quantity: r.try_get(3)?,
+        holder: r.try_get(4)?,
+        status: status(&s)?,
+        expires_at: UnixMillis::from_millis(r.try_get(6)?),
+        created_at: UnixMillis::from_millis(r.try_get(7)?),
+        updated_at: UnixMillis::from_millis(r.try_get(8)?),
+    })
+}
+
+fn balance_from(r: &Row, first: usize) -> Result<Balance, StorageError> {
+    Ok(Balance {
+        on_hand: r.try_get(first)?,
+        reserved: r.try_get(first + 1)?,
+        threshold: r.try_get(first + 2)?,
+        alert_open: r.try_get(first + 3)?,
+    })
+}
+
+async fn level(
+    c: &impl GenericClient,
+    p: ProductId,
+    w: WarehouseId,
+) -> Result<Option<StockLevel>, StorageError> {
+    c.query_opt(
+        &format!("{LEVEL_SELECT} WHERE s.product_id = $1 AND s.warehouse_id = $2"),
+        &[&p.get(), &w.get()],
+    )
+    .await?
+    .as_ref()
+    .map(level_from)
+    .transpose()
+}
+
+async fn stored_level(
+    c: &impl GenericClient,
+    p: ProductId,
+    w: WarehouseId,
+) -> Refusable<StockLevel> {
+    level(c, p, w)
+        .await?
+        .map(Ok)
+        .ok_or_else(|| StorageError::Corrupt("a stock level just written is missing".to_owned()))
+}
+
+async fn live_product(c: &impl GenericClient, p: ProductId) -> Result<bool, StorageError> {
+    Ok(c.query_opt(
+        "SELECT 1 FROM products WHERE id = $1 AND deleted_at_ms IS NULL",
+        &[&p.get()],
+    )
+    .await?
+    .is_some())
+}
+
+async fn warehouse_exists(c: &impl GenericClient, w: WarehouseId) -> Result<bool, StorageError> {
+    Ok(
+        c.query_opt("SELECT 1 FROM warehouses WHERE id = $1", &[&w.get()])
+            .await?
+            .is_some(),
+    )
+}
+
+/// Locks the level's row (creating it empty first if there is none) and reads its balance.
+async fn lock_level(
+    c: &impl GenericClient,
+    p: ProductId,
+    w: WarehouseId,
+    now: UnixMillis,
+) -> Refusable<Balance> {
+    if !live_product(c, p).await? {
+        return Ok(Err(InventoryRefusal::UnknownProduct));
+    }
+    if !warehouse_exists(c, w).await? {
+        return Ok(Err(InventoryRefusal::UnknownWarehouse));
+    }
+    c.execute(
+        "INSERT INTO stock_levels (product_id, warehouse_id, on_hand, reserved, updated_at_ms)
+         VALUES ($1, $2, 0, 0, $3) ON CONFLICT DO NOTHING",
+        &[&p.get(), &w.get(), &now.as_millis()],
+    )
+    .await?;
+    let row = c
+        .query_one(
+            "SELECT on_hand, reserved, reorder_threshold, low_alert_open FROM stock_levels
+             WHERE product_id = $1 AND warehouse_id = $2 FOR UPDATE",
+            &[&p.get(), &w.get()],
+        )
+        .await?;
+    Ok(Ok(balance_from(&row, 0)?))
+}
+
+async fn apply_alert(
+    c: &impl GenericClient,
+    p: ProductId,
+    w: WarehouseId,
+    change: AlertChange,
+    available: i64,
+    b: &Balance,
+    now: UnixMillis,
+) -> Result<bool, StorageError> {
+    match (change, b.threshold) {
+        (AlertChange::Raise, Some(threshold)) => {
+            c.execute(
+                "INSERT INTO stock_alerts (product_id, warehouse_id, available, threshold,
+                                           raised_at_ms)
+                 VALUES ($1, $2, $3, $4, $5)",
+                &[&p.get(), &w.get(), &available, &threshold, &now.as_millis()],
+            )
+            .await?;
+            Ok(true)
+        }
+        (AlertChange::Clear, _) => {
+            c.execute(
+                "UPDATE stock_alerts SET cleared_at_ms = $3
+                 WHERE product_id = $1 AND warehouse_id = $2 AND cleared_at_ms IS NULL",
+                &[&p.get(), &w.get(), &now.as_millis()],
+            )
+            .await?;
+            Ok(false)
+        }
+        _ => Ok(b.alert_open),
+    }
+}
+
+struct Change<'a> {
+    kind: MovementKind,
+    on_hand_delta: i64,
+    reserved_delta: i64,
+    reservation: Option<i64>,
+    reason: Option<&'a str>,
+}
+
+/// One change of a locked level: the balance, its ledger row and its alert.
+async fn apply(
+    c: &impl GenericClient,
+    p: ProductId,
+    w: WarehouseId,
+    b: &Balance,
+    ch: Change<'_>,
+    now: UnixMillis,
+) -> Result<Balance, StorageError> {
+    let on_hand = b.on_hand + ch.on_hand_delta;
+    let reserved = b.reserved + ch.reserved_delta;
+    let open = apply_alert(
+        c,
+        p,
+        w,
+        alert_after(b, on_hand, reserved),
+        on_hand - reserved,
+        b,
+        now,
+    )
+    .await?;
+    c.execute(
+        "UPDATE stock_levels SET on_hand = on_hand + $3, reserved = reserved + $4,
+                low_alert_open = $5, updated_at_ms = $6
+         WHERE product_id = $1 AND warehouse_id = $2",
+        &[
+            &p.get(),
+            &w.get(),
+            &ch.on_hand_delta,
+            &ch.reserved_delta,
+            &open,
+            &now.as_millis(),
+        ],
+    )
+    .await?;
+    c.execute(
+        "INSERT INTO stock_movements (product_id, warehouse_id, kind, on_hand_delta,
+                                      reserved_delta, reservation_id, reason, at_ms)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            &p.get(),
+            &w.get(),
+            &ch.kind.as_str(),
+            &ch.on_hand_delta,
+            &ch.reserved_delta,
+            &ch.reservation,
+            &ch.reason,
+            &now.as_millis(),
+        ],
+    )
+    .await?;
+    Ok(Balance {
+        on_hand,
+        reserved,
+        threshold: b.threshold,
+        alert_open: open,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Release,
+    Confirm,
+    Expire,
+}
+
+impl End {
+    fn outcome(self, quantity: i64) -> (ReservationStatus, MovementKind, i64) {
+        match self {
+            End::Release => (ReservationStatus::Released, MovementKind::Release, 0),
+            End::Confirm => (
+                ReservationStatus::Confirmed,
+                MovementKind::StockOut,
+                -quantity,
+            ),
+            End::Expire => (ReservationStatus::Expired, MovementKind::Expiry, 0),
+        }
+    }
+}
+
+impl PgStore {
+    async fn end_reservation(
+        &self,
+        id: ReservationId,
+        how: End,
+        now: UnixMillis,
+    ) -> Refusable<Reservation> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let Some(row) = tx
+            .query_opt(
+                &format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = $1 FOR UPDATE"),
+                &[&id.get()],
+            )
+            .await?
+        else {
+            return Ok(Err(InventoryRefusal::ReservationNotFound));
+        };
+        let r = reservation_from(&row)?;
+        if r.status != ReservationStatus::Pending {
+            return Ok(Err(InventoryRefusal::NotPending { status: r.status }));
+        }
+        // One past its lifetime is expired, whatever was asked.
+        let ended = if r.expires_at.as_millis() <= now.as_millis() {
+            End::Expire
+        } else {
+            how
+        };
+        let (status, kind, on_hand_delta) = ended.outcome(r.quantity);
+        let row = tx
+            .query_one(
+                "SELECT on_hand, reserved, reorder_threshold, low_alert_open FROM stock_levels
+                 WHERE product_id = $1 AND warehouse_id = $2 FOR UPDATE",
+                &[&r.product_id.get(), &r.warehouse_id.get()],
+            )
+            .await?;
+        let b = balance_from(&row, 0)?;
+        let change = Change {
+            kind,
+            on_hand_delta,
+            reserved_delta: -r.quantity,
+            reservation: Some(id.get()),
+            reason: None,
+        };
+        apply(&tx, r.product_id, r.warehouse_id, &b, change, now).await?;
+        tx.execute(
+            "UPDATE reservations SET status = $2, updated_at_ms = $3 WHERE id = $1",
+            &[&id.get(), &status.as_str(), &now.as_millis()],
+        )
+        .await?;
+        tx.commit().await?;
+        if ended != how {
+            return Ok(Err(InventoryRefusal::NotPending { status }));
+        }
+        Ok(Ok(Reservation {
+            status,
+            updated_at: now,
+            ..r
+        }))
+    }
+}
+
+#[async_trait]
+impl InventoryStore for PgStore {
+    async fn set_reorder(
+        &self,
+        product: ProductId,
+        warehouse: WarehouseId,
+        reorder: Option<Reorder>,
+        now: UnixMillis,
+    ) -> InventoryResult<StockLevel> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let b = match lock_level(&tx, product, warehouse, now).await? {
+            Ok(b) => b,
+            Err(r) => return Ok(Err(r)),
+        };
+        let b = Balance {
+            threshold: reorder.map(Reorder::threshold),
+            ..b
+        };
+        let open = apply_alert(
+            &tx,
+            product,
+            warehouse,
+            alert_after(&b, b.on_hand, b.reserved),
+            b.on_hand - b.reserved,
+            &b,
+            now,
+        )
+        .await?;
+        tx.execute(
+            "UPDATE stock_levels SET reorder_threshold = $3, reorder_quantity = $4,
+                    low_alert_open = $5, updated_at_ms = $6
+             WHERE product_id = $1 AND warehouse_id = $2",
+            &[
+                &product.get(),
+                &warehouse.get(),
+                &b.threshold,
+                &reorder.map(Reorder::quantity),
+                &open,
+                &now.as_millis(),
+            ],
+        )
+        .await?;
+        let level = stored_level(&tx, product, warehouse).await?;
+        tx.commit().await?;
+        Ok(level)
+    }
+
+    async fn adjust(
+        &self,
+        product: ProductId,
+        warehouse: WarehouseId,
+        adjustment: Adjustment,
+        reason: Reason,
+        now: UnixMillis,
+    ) -> InventoryResult<StockLevel> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let b = match lock_level(&tx, product, warehouse, now).await? {
+            Ok(b) => b,
+            Err(r) => return Ok(Err(r)),
+        };
+        let Some(delta) = adjustment.delta(b.on_hand, b.reserved) else {
+            return Ok(Err(InventoryRefusal::BelowReserved {
+                on_hand: b.on_hand,
+                reserved: b.reserved,
+            }));
+        };
+        if delta != 0 {
+            let change = Change {
+                kind: MovementKind::Adjustment,
+                on_hand_delta: delta,
+                reserved_delta: 0,
+                reservation: None,
+                reason: Some(reason.as_str()),
+            };
+            apply(&tx, product, warehouse, &b, change, now).await?;
+        }
+        let level = stored_level(&tx, product, warehouse).await?;
+        tx.commit().await?;
+        Ok(level)
+    }
+
+    async fn reserve(&self, new: NewReservation) -> InventoryResult<Reservation> {
+        let p = new.product;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        if !live_product(&tx, p).await? {
+            return Ok(Err(InventoryRefusal::UnknownProduct));
+        }
+        if let Some(w) = new.preferred
+            && !warehouse_exists(&tx, w).await?
+        {
+            return Ok(Err(InventoryRefusal::UnknownWarehouse));
+        }
+        // Every stock row of the product, locked in warehouse order (the order every
+        // operation locks stock rows in): the choice below sees the latest balances, and
+        // nobody changes them before this transaction ends.
+        let rows = tx
+            .query(
+                "SELECT s.warehouse_id, s.on_hand, s.reserved, s.reorder_threshold,
+                        s.low_alert_open
+                 FROM stock_levels s JOIN warehouses w ON w.id = s.warehouse_id
+                 WHERE s.product_id = $1 AND w.active
+                 ORDER BY s.warehouse_id FOR UPDATE OF s",
+                &[&p.get()],
+            )
+            .await?;
+        let mut levels = Vec::with_capacity(rows.len());
+        for r in &rows {
+            levels.push((warehouse_id(r.try_get(0)?)?, balance_from(r, 1)?));
+        }
+        let choice: Vec<Level<WarehouseId>> = levels
+            .iter()
+            .map(|(w, b)| Level {
+                warehouse: *w,
+                on_hand: b.on_hand,
+                reserved: b.reserved,
+            })
+            .collect();
+        let Some(w) = choose_warehouse(&choice, new.preferred, new.quantity) else {
+            return Ok(Err(InventoryRefusal::OutOfStock {
+                available_total: choice.iter().map(Level::available).sum(),
+            }));
+        };
+        let Some((_, b)) = levels.iter().find(|(lw, _)| *lw == w) else {
+            return Err(StorageError::Corrupt(
+                "the chosen warehouse has no level".to_owned(),
+            ));
+        };
+        let now = new.now.as_millis();
+        let q = new.quantity.get();
+        let row = tx
+            .query_one(
+                &format!(
+                    "INSERT INTO reservations (product_id, warehouse_id, quantity, holder, status,
+                                               expires_at_ms, created_at_ms, updated_at_ms)
+                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6)
+                     RETURNING {RESERVATION_COLUMNS}"
+                ),
+                &[
+                    &p.get(),
+                    &w.get(),
+                    &q,
+                    &new.holder.as_str(),
+                    &now.saturating_add(new.ttl.as_millis()),
+                    &now,
+                ],
+            )
+            .await?;
+        let reservation = reservation_from(&row)?;
+        let change = Change {
+            kind: MovementKind::Reservation,
+            on_hand_delta: 0,
+            reserved_delta: q,
+            reservation: Some(reservation.id.get()),
+            reason: None,
+        };
+        apply(&tx, p, w, b, change, new.now).await?;
+        tx.commit().await?;
+        Ok(Ok(reservation))
+    }
+
+    async fn release(&self, id: ReservationId, now: UnixMillis) -> InventoryResult<Reservation> {
+        self.end_reservation(id, End::Release, now).await
+    }
+
+    async fn confirm(&self, id: ReservationId, now: UnixMillis) -> InventoryResult<Reservation> {
+        self.end_reservation(id, End::Confirm, now).await
+    }
+
+    async fn expire_reservations(&self, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // Due reservations another transaction holds (a release, another instance's expiry)
+        // are skipped: they are being ended already, or will be at the next run.
+        let rows = tx
+            .query(
+                "SELECT id, product_id, warehouse_id, quantity FROM reservations
+                 WHERE status = 'pending' AND expires_at_ms <= $1
+                 ORDER BY expires_at_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                &[&now.as_millis(), &i64::from(limit)],
+            )
+            .await?;
+        let mut by_level: BTreeMap<(i64, i64), Vec<(i64, i64)>> = BTreeMap::new();
+        for r in &rows {
+            by_level
+                .entry((r.try_get(1)?, r.try_get(2)?))
+                .or_default()
+                .push((r.try_get(0)?, r.try_get(3)?));
+        }
+        let mut ids = Vec::with_capacity(rows.len());
+        // In (product, warehouse) order, the order every operation locks stock rows in.
+        for ((p, w), due) in by_level {
+            let (p, w) = (product(p)?, warehouse_id(w)?);
+            let row = tx
+                .query_one(
+                    "SELECT on_hand, reserved, reorder_threshold, low_alert_open
+                     FROM stock_levels WHERE product_id = $1 AND warehouse_id = $2 FOR UPDATE",
+                    &[&p.get(), &w.get()],
+                )
+                .await?;
+            let mut b = balance_from(&row, 0)?;
+            for (id, quantity) in due {
+                let change = Change {
+                    kind: MovementKind::Expiry,
+                    on_hand_delta: 0,
+                    reserved_delta: -quantity,
+                    reservation: Some(id),
+                    reason: None,
+                };
+                b = apply(&tx, p, w, &b, change, now).await?;
+                ids.push(id);
+            }
+        }
+        let expired = tx
+            .execute(
+                "UPDATE reservations SET status = 'expired', updated_at_ms = $2
+                 WHERE id = ANY($1)",
+                &[&ids, &now.as_millis()],
+            )
+            .await?;
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, StorageError> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                &format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = $1"),
+                &[&id.get()],
+            )
+            .await?
+            .as_ref()
+            .map(reservation_from)
+            .transpose()
+    }
+
+    async fn stock_levels(&self, q: LevelQuery) -> Result<Vec<StockLevel>, StorageError> {
+        let client = self.client().await?;
+        let (after_p, after_w) = q.after.map_or((0, 0), |(p, w)| (p.get(), w.get()));
+        let rows = client
+            .query(
+                &format!(
+                    "{LEVEL_SELECT} WHERE p.deleted_at_ms IS NULL
+                       AND ($1::bigint IS NULL OR s.warehouse_id = $1)
+                       AND (NOT $2 OR (s.reorder_threshold IS NOT NULL
+                                       AND s.on_hand - s.reserved <= s.reorder_threshold))
+                       AND ($3::text IS NULL OR p.sku_key = $3)
+                       AND (s.product_id, s.warehouse_id) > ($4, $5)
+                     ORDER BY s.product_id, s.warehouse_id LIMIT $6"
+                ),
+                &[
+                    &q.warehouse.map(WarehouseId::get),
+                    &q.low_only,
+                    &q.sku.as_ref().map(|s| s.key()),
+                    &after_p,
+                    &after_w,
+                    &i64::from(q.limit),
+                ],
+            )
+            .await?;
+        rows.iter().map(level_from).collect()
+    }
+
+    async fn product_inventory(
+        &self,
+        product_id: ProductId,
+    ) -> Result<ProductInventory, StorageError> {
+        let client = self.client().await?;
+        let levels = client
+            .query(
+                &format!("{LEVEL_SELECT} WHERE s.product_id = $1 ORDER BY s.warehouse_id"),
+                &[&product_id.get()],
+            )
+            .await?
+            .iter()
+            .map(level_from)
+            .collect::<Result<_, _>>()?;
+        let rows = client
+            .query(
+                "SELECT id, product_id, warehouse_id, kind, on_hand_delta, reserved_delta,
+                        reservation_id, reason, at_ms
+                 FROM stock_movements WHERE product_id = $1 ORDER BY id DESC LIMIT $2",
+                &[&product_id.get(), &i64::from(PRODUCT_MOVEMENTS)],
+            )
+            .await?;
+        let movements = rows
+            .iter()
+            .map(|r| {
+                let k: String = r.try_get(3)?;
+                Ok(Movement {
+                    id: r.try_get(0)?,
+                    product_id: product(r.try_get(1)?)?,
+                    warehouse_id: warehouse_id(r.try_get(2)?)?,
+                    kind: kind(&k)?,
+                    on_hand_delta: r.try_get(4)?,
+                    reserved_delta: r.try_get(5)?,
+                    reservation_id: r.try_get(6)?,
+                    reason: r.try_get(7)?,
+                    at: UnixMillis::from_millis(r.try_get(8)?),
+                })
+            })
+            .collect::<Result<_, StorageError>>()?;
+        Ok(ProductInventory { levels, movements })
+    }
+
+    async fn stock_alerts(&self, q: AlertQuery) -> Result<Vec<StockAlert>, StorageError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id, product_id, warehouse_id, available, threshold, raised_at_ms,
+                        cleared_at_ms
+                 FROM stock_alerts WHERE id > $1 AND (NOT $2 OR cleared_at_ms IS NULL)
+                 ORDER BY id LIMIT $3",
+                &[&q.after, &q.open_only, &i64::from(q.limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(StockAlert {
+                    id: r.try_get(0)?,
+                    product_id: product(r.try_get(1)?)?,
+                    warehouse_id: warehouse_id(r.try_get(2)?)?,
+                    available: r.try_get(3)?,
+                    threshold: r.try_get(4)?,
+                    raised_at: UnixMillis::from_millis(r.try_get(5)?),
+                    cleared_at: r.try_get::<_, Option<i64>>(6)?.map(UnixMillis::from_millis),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,620 @@
+//! Inventory on SQLite. Every write runs on the single writer in its own savepoint: the
+//! writer serialises them, so a reservation reads the product's levels, chooses a warehouse
+//! and writes without any other write in between. The balance, its ledger row and any alert
+//! change go in that one savepoint; `CHECK (reserved >= 0 AND reserved <= on_hand)` stands
+//! behind it all.
+
+use allot_domain::UnixMillis;
+use allot_domain::catalog::{ProductId, WarehouseId};
+use allot_domain::inventory::{
+    Adjustment, AlertChange, Level, MovementKind, Reason, Reorder, ReservationId,
+    ReservationStatus, choose_warehouse,
+};
+use async_trait::async_trait;
+use rusqlite::types::Value;
+use rusqlite::{Connection, Row, params};
+
+use super::SqliteStore;
+use crate::StorageError;
+use crate::inventory::{
+    AlertQuery, Balance, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
+    NewReservation, PRODUCT_MOVEMENTS, ProductInventory, Reservation, StockAlert, StockLevel,
+    alert_after, kind, product, reservation_id, status, warehouse_id,
+};
+
+type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
+
+const LEVEL_SELECT: &str = "SELECT s.product_id, p.sku, s.warehouse_id, w.code, s.on_hand, \
+    s.reserved, s.reorder_threshold, s.reorder_quantity, s.low_alert_open, s.updated_at_ms \
+    FROM stock_levels s JOIN products p ON p.id = s.product_id \
+    JOIN warehouses w ON w.id = s.warehouse_id";
+
+fn level_from(r: &Row<'_>) -> Result<StockLevel, StorageError> {
+    Ok(StockLevel {
+        product_id: product(r.get(0)?)?,
+        sku: r.get(1)?,
+        warehouse_id: warehouse_id(r.get(2)?)?,
+        warehouse_code: r.get(3)?,
+        on_hand: r.get(4)?,
+        reserved: r.get(5)?,
+        reorder_threshold: r.get(6)?,
+        reorder_quantity: r.get(7)?,
+        low_alert_open: r.get(8)?,
+        updated_at: UnixMillis::from_millis(r.get(9)?),
+    })
+}
+
+const RESERVATION_COLUMNS: &str = "id, product_id, warehouse_id, quantity, holder, status, \
+                                   expires_at_ms, created_at_ms, updated_at_ms";
+
+fn reservation_from(r: &Row<'_>) -> Result<Reservation, StorageError> {
+    let s: String = r.get(5)?;
+    Ok(Reservation {
+        id: reservation_id(r.get(0)?)?,
+        product_id: product(r.get(1)?)?,
+        warehouse_id: warehouse_id(r.get(2)?)?,
+        quantity: r.get(3)?,
+        holder: r.get(4)?,
+        status: status(&s)?,
+        expires_at: UnixMillis::from_millis(r.get(6)?),
+        created_at: UnixMillis::from_millis(r.get(7)?),
+        updated_at: UnixMillis::from_millis(r.get(8)?),
+    })
+}
+
+fn level(
+    conn: &Connection,
+    p: ProductId,
+    w: WarehouseId,
+) -> Result<Option<StockLevel>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{LEVEL_SELECT} WHERE s.product_id = ?1 AND s.warehouse_id = ?2"
+    ))?;
+    let mut rows = stmt.query(params![p.get(), w.get()])?;
+    rows.next()?.map(level_from).transpose()
+}
+
+fn stored_level(conn: &Connection, p: ProductId, w: WarehouseId) -> Refusable<StockLevel> {
+    level(conn, p, w)?
+        .map(Ok)
+        .ok_or_else(|| StorageError::Corrupt("a stock level just written is missing".to_owned()))
+}
+
+fn live_product(conn: &Connection, p: ProductId) -> Result<bool, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM products WHERE id = ?1 AND deleted_at_ms IS NULL")?
+        .exists(params![p.get()])?)
+}
+
+fn warehouse_exists(conn: &Connection, w: WarehouseId) -> Result<bool, StorageError> {
+    Ok(conn
+        .prepare_cached("SELECT 1 FROM warehouses WHERE id = ?1")?
+        .exists(params![w.get()])?)
+}
+
+/// The level's balance, created empty first if there is none (the product and warehouse must
+/// exist: a refusal otherwise).
+fn ensure_level(
+    conn: &Connection,
+    p: ProductId,
+    w: WarehouseId,
+    now: UnixMillis,
+) -> Refusable<Balance> {
+    if !live_product(conn, p)? {
+        return Ok(Err(InventoryRefusal::UnknownProduct));
+    }
+    if !warehouse_exists(conn, w)? {
+        return Ok(Err(InventoryRefusal::UnknownWarehouse));
+    }
+    conn.prepare_cached(
+        "INSERT INTO stock_levels (product_id, warehouse_id, on_hand, reserved, updated_at_ms)
+         VALUES (?1, ?2, 0, 0, ?3) ON CONFLICT DO NOTHING",
+    )?
+    .execute(params![p.get(), w.get(), now.as_millis()])?;
+    let b = conn
+        .prepare_cached(
+            "SELECT on_hand, reserved, reorder_threshold, low_alert_open FROM stock_levels
+             WHERE product_id = ?1 AND warehouse_id = ?2",
+        )?
+        .query_row(params![p.get(), w.get()], |r| {
+            Ok(Balance {
+                on_hand: r.get(0)?,
+                reserved: r.get(1)?,
+                threshold: r.get(2)?,
+                alert_open: r.get(3)?,
+            })
+        })?;
+    Ok(Ok(b))
+}
+
+/// Raises or clears the level's alert as `change` says; answers whether one is open after.
+fn apply_alert(
+    conn: &Connection,
+    p: ProductId,
+    w: WarehouseId,
+    change: AlertChange,
+    available: i64,
+    b: &Balance,
+    now: UnixMillis,
+) -> Result<bool, StorageError> {
+    match (change, b.threshold) {
+        (AlertChange::Raise, Some(threshold)) => {
+            conn.prepare_cached(
+                "INSERT INTO stock_alerts (product_id, warehouse_id, available, threshold,
+                                           raised_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+            )?
+            .execute(params![
+                p.get(),
+                w.get(),
+                available,
+                threshold,
+                now.as_millis()
+            ])?;
+            Ok(true)
+        }
+        (AlertChange::Clear, _) => {
+            conn.prepare_cached(
+                "UPDATE stock_alerts SET cleared_at_ms = ?3
+                 WHERE product_id = ?1 AND warehouse_id = ?2 AND cleared_at_ms IS NULL",
+            )?
+            .execute(params![p.get(), w.get(), now.as_millis()])?;
+            Ok(false)
+        }
+        _ => Ok(b.alert_open),
+    }
+}
+
+/// One change of a balance: the level, its ledger row and its alert, together.
+struct Change<'a> {
+    kind: MovementKind,
+    on_hand_delta: i64,
+    reserved_delta: i64,
+    reservation: Option<i64>,
+    reason: Option<&'a str>,
+}
+
+fn apply(
+    conn: &Connection,
+    p: ProductId,
+    w: WarehouseId,
+    b: &Balance,
+    c: Change<'_>,
+    now: UnixMillis,
+) -> Result<(), StorageError> {
+    let on_hand = b.on_hand + c.on_hand_delta;
+    let reserved = b.reserved + c.reserved_delta;
+    let open = apply_alert(
+        conn,
+        p,
+        w,
+        alert_after(b, on_hand, reserved),
+        on_hand - reserved,
+        b,
+        now,
+    )?;
+    conn.prepare_cached(
+        "UPDATE stock_levels SET on_hand = on_hand + ?3, reserved = reserved + ?4,
+                low_alert_open = ?5, updated_at_ms = ?6
+         WHERE product_id = ?1 AND warehouse_id = ?2",
+    )?
+    .execute(params![
+        p.get(),
+        w.get(),
+        c.on_hand_delta,
+        c.reserved_delta,
+        open,
+        now.as_millis()
+    ])?;
+    conn.prepare_cached(
+        "INSERT INTO stock_movements (product_id, warehouse_id, kind, on_hand_delta,
+                                      reserved_delta, reservation_id, reason, at_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?
+    .execute(params![
+        p.get(),
+        w.get(),
+        c.kind.as_str(),
+        c.on_hand_delta,
+        c.reserved_delta,
+        c.reservation,
+        c.reason,
+        now.as_millis()
+    ])?;
+    Ok(())
+}
+
+fn set_reorder(
+    conn: &Connection,
+    p: ProductId,
+    w: WarehouseId,
+    reorder: Option<Reorder>,
+    now: UnixMillis,
+) -> Refusable<StockLevel> {
+    let b = match ensure_level(conn, p, w, now)? {
+        Ok(b) => b,
+        Err(r) => return Ok(Err(r)),
+    };
+    let b = Balance {
+        threshold: reorder.map(Reorder::threshold),
+        ..b
+    };
+    let open = apply_alert(
+        conn,
+        p,
+        w,
+        alert_after(&b, b.on_hand, b.reserved),
+        b.on_hand - b.reserved,
+        &b,
+        now,
+    )?;
+    conn.prepare_cached(
+        "UPDATE stock_levels SET reorder_threshold = ?3, reorder_quantity = ?4,
+                low_alert_open = ?5, updated_at_ms = ?6
+         WHERE product_id = ?1 AND warehouse_id = ?2",
+    )?
+    .execute(params![
+        p.get(),
+        w.get(),
+        b.threshold,
+        reorder.map(Reorder::quantity),
+        open,
+        now.as_millis()
+    ])?;
+    stored_level(conn, p, w)
+}
+
+fn adjust(
+    conn: &Connection,
+    p: ProductId,
+    w: WarehouseId,
+    adjustment: Adjustment,
+    reason: &Reason,
+    now: UnixMillis,
+) -> Refusable<StockLevel> {
+    let b = match ensure_level(conn, p, w, now)? {
+        Ok(b) => b,
+        Err(r) => return Ok(Err(r)),
+    };
+    let Some(delta) = adjustment.delta(b.on_hand, b.reserved) else {
+        return Ok(Err(InventoryRefusal::BelowReserved {
+            on_hand: b.on_hand,
+            reserved: b.reserved,
+        }));
+    };
+    if delta != 0 {
+        let change = Change {
+            kind: MovementKind::Adjustment,
+            on_hand_delta: delta,
+            reserved_delta: 0,
+            reservation: None,
+            reason: Some(reason.as_str()),
+        };
+        apply(conn, p, w, &b, change, now)?;
+    }
+    stored_level(conn, p, w)
+}
+
+fn reserve(conn: &Connection, new: &NewReservation) -> Refusable<Reservation> {
+    let p = new.product;
+    if !live_product(conn, p)? {
+        return Ok(Err(InventoryRefusal::UnknownProduct));
+    }
+    if let Some(w) = new.preferred
+        && !warehouse_exists(conn, w)?
+    {
+        return Ok(Err(InventoryRefusal::UnknownWarehouse));
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.warehouse_id, s.on_hand, s.reserved, s.reorder_threshold, s.low_alert_open
+         FROM stock_levels s JOIN warehouses w ON w.id = s.warehouse_id
+         WHERE s.product_id = ?1 AND w.active = 1 ORDER BY s.warehouse_id",
+    )?;
+    let mut rows = stmt.query(params![p.get()])?;
+    let mut levels = Vec::new();
+    while let Some(r) = rows.next()? {
+        let b = Balance {
+            on_hand: r.get(1)?,
+            reserved: r.get(2)?,
+            threshold: r.get(3)?,
+            alert_open: r.get(4)?,
+        };
+        levels.push((warehouse_id(r.get(0)?)?, b));
+    }
+    let choice: Vec<Level<WarehouseId>> = levels
+        .iter()
+        .map(|(w, b)| Level {
+            warehouse: *w,
+            on_hand: b.on_hand,
+            reserved: b.reserved,
+        })
+        .collect();
+    let Some(w) = choose_warehouse(&choice, new.preferred, new.quantity) else {
+        return Ok(Err(InventoryRefusal::OutOfStock {
+            available_total: choice.iter().map(Level::available).sum(),
+        }));
+    };
+    let Some((_, b)) = levels.iter().find(|(lw, _)| *lw == w) else {
+        return Err(StorageError::Corrupt(
+            "the chosen warehouse has no level".to_owned(),
+        ));
+    };
+    let now = new.now.as_millis();
+    let q = new.quantity.get();
+    let reservation = conn
+        .prepare_cached(&format!(
+            "INSERT INTO reservations (product_id, warehouse_id, quantity, holder, status,
+                                       expires_at_ms, created_at_ms, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6) RETURNING {RESERVATION_COLUMNS}"
+        ))?
+        .query_row(
+            params![
+                p.get(),
+                w.get(),
+                q,
+                new.holder.as_str(),
+                now.saturating_add(new.ttl.as_millis()),
+                now
+            ],
+            |r| Ok(reservation_from(r)),
+        )??;
+    let change = Change {
+        kind: MovementKind::Reservation,
+        on_hand_delta: 0,
+        reserved_delta: q,
+        reservation: Some(reservation.id.get()),
+        reason: None,
+    };
+    apply(conn, p, w, b, change, new.now)?;
+    Ok(Ok(reservation))
+}
+
+fn reservation(conn: &Connection, id: ReservationId) -> Result<Option<Reservation>, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = ?1"
+    ))?;
+    let mut rows = stmt.query(params![id.get()])?;
+    rows.next()?.map(reservation_from).transpose()
+}
+
+/// What ends a pending reservation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum End {
+    Release,
+    Confirm,
+    Expire,
+}
+
+/// Ends a pending reservation: its stock goes back (release, expiry) or out (confirm). One
+/// past its lifetime is expired whatever was asked, and answered `NotPending { Expired }`
+/// unless expiry was asked.
+fn end(conn: &Connection, id: ReservationId, how: End, now: UnixMillis) -> Refusable<Reservation> {
+    let Some(r) = reservation(conn, id)? else {
+        return Ok(Err(InventoryRefusal::ReservationNotFound));
+    };
+    if r.status != ReservationStatus::Pending {
+        return Ok(Err(InventoryRefusal::NotPending { status: r.status }));
+    }
+    let lapsed = r.expires_at.as_millis() <= now.as_millis();
+    let ended = if lapsed { End::Expire } else { how };
+    let (status, kind, on_hand_delta) = match ended {
+        End::Release => (ReservationStatus::Released, MovementKind::Release, 0),
+        End::Confirm => (
+            ReservationStatus::Confirmed,
+            MovementKind::StockOut,
+            -r.quantity,
+        ),
+        End::Expire => (ReservationStatus::Expired, MovementKind::Expiry, 0),
+    };
+    let b = conn
+        .prepare_cached(
+            "SELECT on_hand, reserved, reorder_threshold, low_alert_open FROM stock_levels
+             WHERE product_id = ?1 AND warehouse_id = ?2",
+        )?
+        .query_row(params![r.product_id.get(), r.warehouse_id.get()], |row| {
+            Ok(Balance {
+                on_hand: row.get(0)?,
+                reserved: row.get(1)?,
+                threshold: row.get(2)?,
+                alert_open: row.get(3)?,
+            })
+        })?;
+    let change = Change {
+        kind,
+        on_hand_delta,
+        reserved_delta: -r.quantity,
+        reservation: Some(id.get()),
+        reason: None,
+    };
+    apply(conn, r.product_id, r.warehouse_id, &b, change, now)?;
+    conn.prepare_cached("UPDATE reservations SET status = ?2, updated_at_ms = ?3 WHERE id = ?1")?
+        .execute(params![id.get(), status.as_str(), now.as_millis()])?;
+    let done = Reservation {
+        status,
+        updated_at: now,
+        ..r
+    };
+    if ended != how {
+        return Ok(Err(InventoryRefusal::NotPending { status }));
+    }
+    Ok(Ok(done))
+}
+
+fn expire(conn: &Connection, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
+    let ids: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT id FROM reservations WHERE status = 'pending' AND expires_at_ms <= ?1
+             ORDER BY expires_at_ms, id LIMIT ?2",
+        )?
+        .query_map(params![now.as_millis(), i64::from(limit)], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    let mut expired = 0;
+    for id in ids {
+        if end(conn, reservation_id(id)?, End::Expire, now)?.is_ok() {
+            expired += 1;
+        }
+    }
+    Ok(expired)
+}
+
+fn levels(conn: &Connection, q: &LevelQuery) -> Result<Vec<StockLevel>, StorageError> {
+    let mut sql = format!("{LEVEL_SELECT} WHERE p.deleted_at_ms IS NULL");
+    let mut args: Vec<Value> = Vec::new();
+    let mut arg = |v: Value| {
+        args.push(v);
+        format!("?{}", args.len())
+    };
+    if let Some(w) = q.warehouse {
+        sql.push_str(&format!(
+            " AND s.warehouse_id = {}",
+            arg(Value::Integer(w.get()))
+        ));
+    }
+    if q.low_only {
+        sql.push_str(
+            " AND s.reorder_threshold IS NOT NULL AND s.on_hand - s.reserved <= s.reorder_threshold",
+        );
+    }
+    if let Some(sku) = &q.sku {
+        sql.push_str(&format!(" AND p.sku_key = {}", arg(Value::Text(sku.key()))));
+    }
+    if let Some((p, w)) = q.after {
+        let (p, w) = (arg(Value::Integer(p.get())), arg(Value::Integer(w.get())));
+        sql.push_str(&format!(" AND (s.product_id, s.warehouse_id) > ({p}, {w})"));
+    }
+    let limit = arg(Value::Integer(i64::from(q.limit)));
+    sql.push_str(&format!(
+        " ORDER BY s.product_id, s.warehouse_id LIMIT {limit}"
+    ));
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(level_from(r)?);
+    }
+    Ok(out)
+}
+
+fn product_inventory(conn: &Connection, p: ProductId) -> Result<ProductInventory, StorageError> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "{LEVEL_SELECT} WHERE s.product_id = ?1 ORDER BY s.warehouse_id"
+    ))?;
+    let mut rows = stmt.query(params![p.get()])?;
+    let mut levels = Vec::new();
+    while let Some(r) = rows.next()? {
+        levels.push(level_from(r)?);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, product_id, warehouse_id, kind, on_hand_delta, reserved_delta,
+                reservation_id, reason, at_ms
+         FROM stock_movements WHERE product_id = ?1 ORDER BY id DESC LIMIT ?2",
+    )?;
+    let mut rows = stmt.query(params![p.get(), i64::from(PRODUCT_MOVEMENTS)])?;
+    let mut movements = Vec::new();
+    while let Some(r) = rows.next()? {
+        let k: String = r.get(3)?;
+        movements.push(Movement {
+            id: r.get(0)?,
+            product_id: product(r.get(1)?)?,
+            warehouse_id: warehouse_id(r.get(2)?)?,
+            kind: kind(&k)?,
+            on_hand_delta: r.get(4)?,
+            reserved_delta: r.get(5)?,
+            reservation_id: r.get(6)?,
+            reason: r.get(7)?,
+            at: UnixMillis::from_millis(r.get(8)?),
+        });
+    }
+    Ok(ProductInventory { levels, movements })
+}
+
+fn alerts(conn: &Connection, q: &AlertQuery) -> Result<Vec<StockAlert>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, product_id, warehouse_id, available, threshold, raised_at_ms, cleared_at_ms
+         FROM stock_alerts WHERE id > ?1 AND (NOT ?2 OR cleared_at_ms IS NULL)
+         ORDER BY id LIMIT ?3",
+    )?;
+    let mut rows = stmt.query(params![q.after, q.open_only, i64::from(q.limit)])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(StockAlert {
+            id: r.get(0)?,
+            product_id: product(r.get(1)?)?,
+            warehouse_id: warehouse_id(r.get(2)?)?,
+            available: r.get(3)?,
+            threshold: r.get(4)?,
+            raised_at: UnixMillis::from_millis(r.get(5)?),
+            cleared_at: r.get::<_, Option<i64>>(6)?.map(UnixMillis::from_millis),
+        });
+    }
+    Ok(out)
+}
+
+#[async_trait]
+impl InventoryStore for SqliteStore {
+    async fn set_reorder(
+        &self,
+        product: ProductId,
+        warehouse: WarehouseId,
+        reorder: Option<Reorder>,
+        now: UnixMillis,
+    ) -> InventoryResult<StockLevel> {
+        self.write(1, move |conn, _| {
+            set_reorder(conn, product, warehouse, reorder, now)
+        })
+        .await
+    }
+
+    async fn adjust(
+        &self,
+        product: ProductId,
+        warehouse: WarehouseId,
+        adjustment: Adjustment,
+        reason: Reason,
+        now: UnixMillis,
+    ) -> InventoryResult<StockLevel> {
+        self.write(1, move |conn, _| {
+            adjust(conn, product, warehouse, adjustment, &reason, now)
+        })
+        .await
+    }
+
+    async fn reserve(&self, new: NewReservation) -> InventoryResult<Reservation> {
+        self.write(1, move |conn, _| reserve(conn, &new)).await
+    }
+
+    async fn release(&self, id: ReservationId, now: UnixMillis) -> InventoryResult<Reservation> {
+        self.write(1, move |conn, _| end(conn, id, End::Release, now))
+            .await
+    }
+
+    async fn confirm(&self, id: ReservationId, now: UnixMillis) -> InventoryResult<Reservation> {
+        self.write(1, move |conn, _| end(conn, id, End::Confirm, now))
+            .await
+    }
+
+    async fn expire_reservations(&self, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
+        self.write(limit as usize, move |conn, _| expire(conn, now, limit))
+            .await
+    }
+
+    async fn reservation(&self, id: ReservationId) -> Result<Option<Reservation>, StorageError> {
+        self.read(move |conn| reservation(conn, id)).await
+    }
+
+    async fn stock_levels(&self, query: LevelQuery) -> Result<Vec<StockLevel>, StorageError> {
+        self.read(move |conn| levels(conn, &query)).await
+    }
+
+    async fn product_inventory(
+        &self,
+        product: ProductId,
+    ) -> Result<ProductInventory, StorageError> {
+        self.read(move |conn| product_inventory(conn, product))
+            .await
+    }
+
+    async fn stock_alerts(&self, query: AlertQuery) -> Result<Vec<StockAlert>, StorageError> {
+        self.read(move |conn| alerts(conn, &query)).await
+    }
+}
