@@ -743,3 +743,55 @@ async fn catalog_endpoints_are_in_the_openapi_document() {
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_a_category_deleted_while_products_are_created_in_it_leaves_none_orphaned() {
+    let app = TestApp::spawn().await;
+    let client = http();
+    let base = app.url();
+    for round in 0..5 {
+        let target = category(&client, &base, &format!("Race {round}"), None).await;
+        let creates: Vec<_> = (0..10)
+            .map(|i| {
+                let client = client.clone();
+                let url = format!("{base}/api/v1/products");
+                let body = json!({"sku": format!("R{round}-{i}"), "name": "r",
+                                  "price": {"amount_minor": 1, "currency": "EUR"},
+                                  "category_id": target});
+                tokio::spawn(async move { post(&client, url, body).await })
+            })
+            .collect();
+        let (deleted, _) = send(
+            &client,
+            reqwest::Method::DELETE,
+            format!("{base}/api/v1/categories/{target}"),
+            None,
+        )
+        .await;
+        let mut stored = 0;
+        for c in creates {
+            let (status, body) = c.await.unwrap();
+            match status {
+                201 => stored += 1,
+                422 => assert_eq!(body["error"]["field"], "category_id", "{body}"),
+                _ => panic!("unexpected {status}: {body}"),
+            }
+        }
+        // Either the delete won (every product after it was refused, none stored before it)
+        // or it was refused because products were there.
+        match deleted {
+            204 => assert_eq!(stored, 0, "round {round}"),
+            409 => assert!(stored > 0, "round {round}"),
+            other => panic!("delete answered {other}"),
+        }
+        let db = app.db().await;
+        assert_eq!(
+            db.count(&format!(
+                "SELECT count(*) FROM products WHERE category_id = {target}"
+            ))
+            .await,
+            stored
+        );
+    }
+    app.stop().await;
+}
