@@ -62,6 +62,8 @@ pub enum ServiceError {
     CategoryInUse,
     #[error("a warehouse with this code exists")]
     WarehouseCodeTaken,
+    #[error("the warehouse holds stock; it cannot be deleted (set it inactive instead)")]
+    WarehouseInUse,
     /// Storage cannot take the request now (closed for shutdown, overloaded); worth retrying.
     #[error("storage unavailable")]
     Unavailable(#[source] StorageError),
@@ -122,7 +124,8 @@ impl ServiceError {
             ServiceError::SaleOver => ErrorKind::Gone,
             ServiceError::SkuTaken
             | ServiceError::CategoryInUse
-            | ServiceError::WarehouseCodeTaken => ErrorKind::Conflict,
+            | ServiceError::WarehouseCodeTaken
+            | ServiceError::WarehouseInUse => ErrorKind::Conflict,
             ServiceError::Unavailable(_) => ErrorKind::Unavailable,
             ServiceError::Internal(_) => ErrorKind::Internal,
         }
@@ -153,6 +156,7 @@ impl ServiceError {
             ServiceError::SkuTaken => "sku_taken",
             ServiceError::CategoryInUse => "category_in_use",
             ServiceError::WarehouseCodeTaken => "warehouse_code_taken",
+            ServiceError::WarehouseInUse => "warehouse_in_use",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::Internal(_) => "internal",
         }

@@ -106,6 +106,8 @@ pub enum CatalogRefusal {
     /// The category has products or child categories.
     CategoryInUse,
     WarehouseCodeTaken,
+    /// Rows of other tables (stock) refer to the warehouse.
+    WarehouseInUse,
 }
 
 pub type CatalogResult<T> = Result<Result<T, CatalogRefusal>, StorageError>;
@@ -168,6 +170,7 @@ pub trait CatalogStore: Send + Sync + 'static {
         now: UnixMillis,
     ) -> CatalogResult<Warehouse>;
 
+    /// Deletes a warehouse nothing refers to; one that holds stock is refused.
     async fn delete_warehouse(&self, id: WarehouseId) -> CatalogResult<()>;
 }
 

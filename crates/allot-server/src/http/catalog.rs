@@ -780,12 +780,13 @@ pub(crate) async fn update_warehouse(
     Ok(Json(warehouse.into()))
 }
 
-/// Delete a warehouse.
+/// Delete a warehouse that holds no stock (one that does may be set inactive instead).
 #[utoipa::path(delete, path = "/api/v1/warehouses/{id}", tag = "catalog",
     params(("id" = i64, Path, description = "Warehouse id")),
     responses(
         (status = 204, description = "Deleted"),
-        (status = 404, description = "No such warehouse", body = ErrorBody)))]
+        (status = 404, description = "No such warehouse", body = ErrorBody),
+        (status = 409, description = "`warehouse_in_use`: stock refers to it; nothing changed", body = ErrorBody)))]
 pub(crate) async fn delete_warehouse(
     State(state): State<AppState>,
     Path(id): Path<String>,

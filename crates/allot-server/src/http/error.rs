@@ -22,8 +22,8 @@ pub(crate) struct ErrorDetail {
     /// `already_used`, `not_started`, `ended`, `sold_out`, `user_limit_reached`, `expired`,
     /// `exhausted`, `not_owner`, `no_coupon_available`, `megadeal_busy`,
     /// `megadeal_unavailable`, `no_active_sale`, `not_in_current_sale`, `item_sold`,
-    /// `sale_over`, `sku_taken`, `category_in_use`, `warehouse_code_taken`, `unavailable`,
-    /// `internal`.
+    /// `sale_over`, `sku_taken`, `category_in_use`, `warehouse_code_taken`, `warehouse_in_use`,
+    /// `unavailable`, `internal`.
     pub code: &'static str,
     /// For people; may change between releases.
     pub message: String,

@@ -57,6 +57,7 @@ fn refused(r: CatalogRefusal, what: &'static str) -> ServiceError {
         },
         CatalogRefusal::CategoryInUse => ServiceError::CategoryInUse,
         CatalogRefusal::WarehouseCodeTaken => ServiceError::WarehouseCodeTaken,
+        CatalogRefusal::WarehouseInUse => ServiceError::WarehouseInUse,
     }
 }
 

@@ -633,9 +633,16 @@ impl CatalogStore for PgStore {
 
     async fn delete_warehouse(&self, id: WarehouseId) -> CatalogResult<()> {
         let client = self.client().await?;
-        let changed = client
+        let changed = match client
             .execute("DELETE FROM warehouses WHERE id = $1", &[&id.get()])
-            .await?;
+            .await
+        {
+            Ok(n) => n,
+            Err(e) if e.code() == Some(&SqlState::FOREIGN_KEY_VIOLATION) => {
+                return Ok(Err(CatalogRefusal::WarehouseInUse));
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(if changed == 1 {
             Ok(())
         } else {

@@ -553,9 +553,19 @@ pub(super) fn update_warehouse(
 }
 
 pub(super) fn delete_warehouse(conn: &Connection, id: WarehouseId) -> Refusable<()> {
-    let changed = conn
+    let deleted = conn
         .prepare_cached("DELETE FROM warehouses WHERE id = ?1")?
-        .execute(params![id.get()])?;
+        .execute(params![id.get()]);
+    let changed = match deleted {
+        Ok(n) => n,
+        // Stock (or anything else) refers to it; the statement left nothing behind.
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY =>
+        {
+            return Ok(Err(CatalogRefusal::WarehouseInUse));
+        }
+        Err(e) => return Err(e.into()),
+    };
     Ok(if changed == 1 {
         Ok(())
     } else {

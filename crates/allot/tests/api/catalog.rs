@@ -795,3 +795,54 @@ async fn catalog_a_category_deleted_while_products_are_created_in_it_leaves_none
     }
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn catalog_a_warehouse_holding_stock_is_not_deleted() {
+    let app = TestApp::spawn().await;
+    let client = http();
+    let base = app.url();
+    let (_, w) = post(
+        &client,
+        format!("{base}/api/v1/warehouses"),
+        json!({"code": "MAIN", "name": "Main"}),
+    )
+    .await;
+    let p = create(&client, &base, product("STOCKED", "Stocked", 1)).await;
+    // Stock put straight into the table, as the inventory will keep it.
+    let insert = format!(
+        "INSERT INTO stock_levels (product_id, warehouse_id, on_hand, reserved, updated_at_ms) \
+         VALUES ({}, {}, 5, 0, 0)",
+        p["id"], w["id"]
+    );
+    match app.db().await {
+        crate::helpers::AppDb::Postgres(pg) => {
+            pg.execute(insert.as_str(), &[]).await.unwrap();
+        }
+        crate::helpers::AppDb::Sqlite(_) => {
+            let path = allot_storage::SqliteStore::database_path(&app.data_dir.path().join("data"));
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .unwrap();
+            conn.execute(&insert, []).unwrap();
+        }
+    }
+    let (status, body) = send(
+        &client,
+        reqwest::Method::DELETE,
+        format!("{base}/api/v1/warehouses/{}", w["id"]),
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("warehouse_in_use")),
+        "{body}"
+    );
+    assert_eq!(
+        get(&client, format!("{base}/api/v1/warehouses/{}", w["id"]))
+            .await
+            .0,
+        200
+    );
+    app.stop().await;
+}
