@@ -18,6 +18,7 @@ pub const DEFAULT_DATA_DIR: &str = "./allot-data";
 pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 pub const DEFAULT_PURGE_INTERVAL_SECS: u64 = 3_600;
+pub const DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS: u64 = 2_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -71,6 +72,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_COUPON_PURGE_INTERVAL_SECS", value_name = "SECS")]
     pub coupon_purge_interval_secs: Option<u64>,
 
+    /// Milliseconds between runs of the job that releases stock reservations past their
+    /// lifetime; 0 turns the job off [default: 2000]
+    #[arg(long, env = "ALLOT_RESERVATION_EXPIRY_INTERVAL_MS", value_name = "MS")]
+    pub reservation_expiry_interval_ms: Option<u64>,
+
     /// MEGADEAL requests served at the same time, at most [default: 5]
     #[arg(long, env = "ALLOT_MEGADEAL_IN_FLIGHT_MAX", value_name = "N")]
     pub megadeal_in_flight_max: Option<usize>,
@@ -109,6 +115,7 @@ struct FileConfig {
     log_level: Option<String>,
     shutdown_grace_ms: Option<u64>,
     coupon_purge_interval_secs: Option<u64>,
+    reservation_expiry_interval_ms: Option<u64>,
     megadeal_in_flight_max: Option<usize>,
     megadeal_per_second_max: Option<usize>,
     megadeal_wait_max_ms: Option<u64>,
@@ -131,6 +138,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// `None`: the purge job is off.
     pub coupon_purge_interval: Option<Duration>,
+    /// `None`: the reservation expiry job is off.
+    pub reservation_expiry_interval: Option<Duration>,
     pub megadeal: AdmissionLimits,
     pub sales: SaleSettings,
 }
@@ -164,6 +173,9 @@ impl Config {
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
             coupon_purge_interval: Some(Duration::from_secs(DEFAULT_PURGE_INTERVAL_SECS)),
+            reservation_expiry_interval: Some(Duration::from_millis(
+                DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS,
+            )),
             megadeal: AdmissionLimits::default(),
             sales: SaleSettings::default(),
         }
@@ -204,6 +216,14 @@ impl ServeArgs {
             {
                 0 => None,
                 secs => Some(Duration::from_secs(secs)),
+            },
+            reservation_expiry_interval: match self
+                .reservation_expiry_interval_ms
+                .or(file.reservation_expiry_interval_ms)
+                .unwrap_or(DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS)
+            {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
             },
             megadeal: {
                 let d = AdmissionLimits::default();
@@ -296,5 +316,45 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(matches!(args.resolve(), Err(ConfigError::Parse { .. })));
+    }
+
+    #[test]
+    fn the_reservation_expiry_interval_comes_from_the_flag_then_the_file_then_the_default() {
+        let dir = std::env::temp_dir().join(format!("allot-config-expiry-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("allot.toml");
+        std::fs::write(&file, "reservation_expiry_interval_ms = 500\n").unwrap();
+        let from_file = ServeArgs {
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            from_file.resolve().unwrap().reservation_expiry_interval,
+            Some(Duration::from_millis(500))
+        );
+        let from_flag = ServeArgs {
+            reservation_expiry_interval_ms: Some(250),
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(
+            from_flag.resolve().unwrap().reservation_expiry_interval,
+            Some(Duration::from_millis(250))
+        );
+        let off = ServeArgs {
+            reservation_expiry_interval_ms: Some(0),
+            config: Some(file),
+            ..ServeArgs::default()
+        };
+        assert_eq!(off.resolve().unwrap().reservation_expiry_interval, None);
+        assert_eq!(
+            ServeArgs::default()
+                .resolve()
+                .unwrap()
+                .reservation_expiry_interval,
+            Some(Duration::from_millis(
+                DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS
+            ))
+        );
     }
 }

@@ -64,6 +64,15 @@ pub enum ServiceError {
     WarehouseCodeTaken,
     #[error("the warehouse holds stock; it cannot be deleted (set it inactive instead)")]
     WarehouseInUse,
+    /// No single warehouse has the quantity available; a reservation is never split.
+    #[error(
+        "out of stock: no warehouse can serve the whole quantity ({available_total} available in all)"
+    )]
+    OutOfStock { available_total: i64 },
+    #[error("the reservation is {status}, no longer pending")]
+    ReservationNotPending { status: &'static str },
+    #[error("on hand may not go below what is reserved ({reserved}; on hand is {on_hand})")]
+    BelowReserved { on_hand: i64, reserved: i64 },
     /// Storage cannot take the request now (closed for shutdown, overloaded); worth retrying.
     #[error("storage unavailable")]
     Unavailable(#[source] StorageError),
@@ -126,6 +135,9 @@ impl ServiceError {
             | ServiceError::CategoryInUse
             | ServiceError::WarehouseCodeTaken
             | ServiceError::WarehouseInUse => ErrorKind::Conflict,
+            ServiceError::OutOfStock { .. }
+            | ServiceError::ReservationNotPending { .. }
+            | ServiceError::BelowReserved { .. } => ErrorKind::Conflict,
             ServiceError::Unavailable(_) => ErrorKind::Unavailable,
             ServiceError::Internal(_) => ErrorKind::Internal,
         }
@@ -157,6 +169,9 @@ impl ServiceError {
             ServiceError::CategoryInUse => "category_in_use",
             ServiceError::WarehouseCodeTaken => "warehouse_code_taken",
             ServiceError::WarehouseInUse => "warehouse_in_use",
+            ServiceError::OutOfStock { .. } => "out_of_stock",
+            ServiceError::ReservationNotPending { .. } => "reservation_not_pending",
+            ServiceError::BelowReserved { .. } => "below_reserved",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::Internal(_) => "internal",
         }

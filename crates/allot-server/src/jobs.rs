@@ -50,6 +50,20 @@ pub(crate) fn start(services: &Services, config: &Config) -> Jobs {
             }
         })));
     }
+    if let Some(every) = config.reservation_expiry_interval {
+        let inventory = services.inventory.clone();
+        // Every instance runs it: each batch takes only reservations no one else holds
+        // (SKIP LOCKED on PostgreSQL; the single writer on SQLite), so runs that overlap
+        // split the work instead of doubling it.
+        tasks.push(tokio::spawn(every_interval(every, stop.subscribe(), move || {
+            let inventory = inventory.clone();
+            async move {
+                if let Err(e) = inventory.expire_due().await {
+                    tracing::warn!(error = %e, "reservation expiry failed; next try at the next tick");
+                }
+            }
+        })));
+    }
     if services.sales.settings().items.is_some() {
         let sales = services.sales.clone();
         let mut stopped = stop.subscribe();

@@ -32,6 +32,12 @@ pub(crate) struct ErrorDetail {
     /// For batch requests: every bad entry, by index and field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Vec<crate::error::EntryError>>,
+    /// For `out_of_stock`: the units available in all warehouses together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub available_total: Option<i64>,
+    /// For `reservation_not_pending`: the reservation's status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<&'static str>,
 }
 
 pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
@@ -75,6 +81,14 @@ impl IntoResponse for ServiceError {
         };
         let code = self.code();
         let field = self.field();
+        let available_total = match &self {
+            ServiceError::OutOfStock { available_total } => Some(*available_total),
+            _ => None,
+        };
+        let reservation_status = match &self {
+            ServiceError::ReservationNotPending { status } => Some(*status),
+            _ => None,
+        };
         let details = match self {
             ServiceError::InvalidEntries { entries } => Some(entries),
             _ => None,
@@ -85,6 +99,8 @@ impl IntoResponse for ServiceError {
                 message,
                 field,
                 details,
+                available_total,
+                status: reservation_status,
             },
         };
         let mut response = (status, Json(body)).into_response();

@@ -7,6 +7,7 @@ mod coupon;
 mod discount;
 pub(crate) mod error;
 mod health;
+mod inventory;
 mod json;
 mod openapi;
 mod sale;
@@ -37,6 +38,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(coupon::routes())
         .merge(sale::routes())
         .merge(catalog::routes())
+        .merge(inventory::routes())
         .route("/metrics", get(render_metrics))
         .with_state(state)
         .merge(openapi::routes())

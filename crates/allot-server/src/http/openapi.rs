@@ -4,7 +4,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{campaign, catalog, coupon, discount, error, health, sale};
+use super::{campaign, catalog, coupon, discount, error, health, inventory, sale};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -56,6 +56,15 @@ use super::{campaign, catalog, coupon, discount, error, health, sale};
         catalog::read_warehouse,
         catalog::update_warehouse,
         catalog::delete_warehouse,
+        inventory::list,
+        inventory::product,
+        inventory::reserve,
+        inventory::release,
+        inventory::confirm,
+        inventory::read_reservation,
+        inventory::adjust,
+        inventory::reorder,
+        inventory::alerts,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, crate::error::EntryError)),
     tags(
@@ -65,6 +74,7 @@ use super::{campaign, catalog, coupon, discount, error, health, sale};
         (name = "coupons", description = "Uploaded coupons: allocation, redemption, MEGADEAL admission, purge"),
         (name = "flash-sales", description = "An hourly sale of generated items: checkout, then purchase"),
         (name = "catalog", description = "Products, the category tree and warehouses"),
+        (name = "inventory", description = "Stock per product and warehouse: reservations that expire, adjustments, the ledger, low-stock alerts"),
     )
 )]
 pub(crate) struct ApiDoc;

@@ -5,6 +5,7 @@ pub mod campaign;
 pub mod catalog;
 pub mod coupon;
 pub mod discount;
+pub mod inventory;
 pub mod sale;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub use campaign::Campaigns;
 pub use catalog::Catalog;
 pub use coupon::Coupons;
 pub use discount::DiscountCodes;
+pub use inventory::Inventory;
 pub use sale::FlashSales;
 
 /// Every capability's service, built once over one store and one clock.
@@ -31,6 +33,7 @@ pub struct Services {
     pub coupons: Arc<Coupons>,
     pub sales: Arc<FlashSales>,
     pub catalog: Arc<Catalog>,
+    pub inventory: Arc<Inventory>,
 }
 
 impl Services {
@@ -47,6 +50,7 @@ impl Services {
             coupons: Arc::new(Coupons::new(store.clone(), clock.clone(), limits, redis)),
             sales: Arc::new(FlashSales::new(store.clone(), clock.clone(), sales)),
             catalog: Arc::new(Catalog::new(store.clone(), clock.clone())),
+            inventory: Arc::new(Inventory::new(store.clone(), clock.clone())),
             store,
             clock,
         }
