@@ -7,6 +7,7 @@
 
 pub mod catalog;
 mod error;
+pub mod idempotency;
 pub mod inventory;
 pub mod migrations;
 pub mod postgres;
@@ -26,6 +27,7 @@ pub use catalog::{
     Product, ProductQuery, Warehouse,
 };
 pub use error::StorageError;
+pub use idempotency::{Claim, IdempotencyScope, IdempotencyStore, StoredResponse};
 pub use inventory::{
     AlertQuery, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
     NewReservation, ProductInventory, Reservation, StockAlert, StockLevel,
@@ -36,7 +38,7 @@ pub use sqlite::{SqliteOptions, SqliteStore};
 /// Everything the services ask of a database (the catalog's operations in [`CatalogStore`],
 /// inventory's in [`InventoryStore`]).
 #[async_trait]
-pub trait Store: CatalogStore + InventoryStore + Send + Sync + 'static {
+pub trait Store: CatalogStore + InventoryStore + IdempotencyStore + Send + Sync + 'static {
     /// A short name of the backend, for logs and `/ready`.
     fn backend(&self) -> &'static str;
 

@@ -6,6 +6,7 @@ mod campaign;
 mod catalog;
 mod coupon;
 mod discount;
+mod idempotency;
 mod inventory;
 pub mod migrate;
 mod sale;

@@ -9,6 +9,7 @@ mod catalog;
 mod checkpoint;
 mod coupon;
 mod discount;
+mod idempotency;
 mod inventory;
 mod migrate;
 mod reader;
