@@ -205,6 +205,68 @@ fn too_large() -> DomainError {
     )
 }
 
+/// Most characters of one shipping address field.
+pub const ADDRESS_FIELD_MAX_CHARS: usize = 200;
+
+/// Where an order ships: every field trimmed and 1 to [`ADDRESS_FIELD_MAX_CHARS`] characters
+/// (`line2` optional), `country` an ISO 3166 alpha-2 code in capitals.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShippingAddress {
+    pub name: String,
+    pub line1: String,
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    pub country: String,
+}
+
+fn address_field(raw: &str, field: &'static str) -> Result<String, DomainError> {
+    let v = raw.trim();
+    if v.is_empty() || v.chars().count() > ADDRESS_FIELD_MAX_CHARS {
+        return Err(DomainError::invalid(
+            field,
+            format!("must be 1 to {ADDRESS_FIELD_MAX_CHARS} characters"),
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(DomainError::invalid(
+            field,
+            "must not hold control characters",
+        ));
+    }
+    Ok(v.to_owned())
+}
+
+impl ShippingAddress {
+    pub fn parse(
+        name: &str,
+        line1: &str,
+        line2: Option<&str>,
+        city: &str,
+        postal_code: &str,
+        country: &str,
+    ) -> Result<Self, DomainError> {
+        let c = country.trim().to_ascii_uppercase();
+        if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(DomainError::invalid(
+                "shipping_address.country",
+                "must be a two-letter country code",
+            ));
+        }
+        Ok(ShippingAddress {
+            name: address_field(name, "shipping_address.name")?,
+            line1: address_field(line1, "shipping_address.line1")?,
+            line2: line2
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| address_field(l, "shipping_address.line2"))
+                .transpose()?,
+            city: address_field(city, "shipping_address.city")?,
+            postal_code: address_field(postal_code, "shipping_address.postal_code")?,
+            country: c,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::OrderStatus::*;
@@ -265,5 +327,19 @@ mod tests {
         assert_eq!(p.total_minor, 0);
         assert!(price(&[(ORDER_TOTAL_MAX, 2)], &[]).is_err());
         assert!(price(&[(i64::MAX, 2)], &[]).is_err());
+    }
+
+    #[test]
+    fn addresses_are_trimmed_and_bounded() {
+        let a =
+            ShippingAddress::parse(" Ada ", "1 Road", Some(" "), "Paris", "75001", "fr").unwrap();
+        assert_eq!(
+            (a.name.as_str(), a.line2, a.country.as_str()),
+            ("Ada", None, "FR")
+        );
+        assert!(ShippingAddress::parse("", "1 Road", None, "Paris", "75001", "FR").is_err());
+        assert!(ShippingAddress::parse("Ada", "1 Road", None, "Paris", "75001", "FRA").is_err());
+        let long = "x".repeat(ADDRESS_FIELD_MAX_CHARS + 1);
+        assert!(ShippingAddress::parse("Ada", &long, None, "Paris", "75001", "FR").is_err());
     }
 }

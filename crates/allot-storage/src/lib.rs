@@ -10,6 +10,7 @@ mod error;
 pub mod idempotency;
 pub mod inventory;
 pub mod migrations;
+pub mod order;
 pub mod postgres;
 pub mod records;
 pub mod sqlite;
@@ -32,13 +33,19 @@ pub use inventory::{
     AlertQuery, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
     NewReservation, ProductInventory, Reservation, StockAlert, StockLevel,
 };
+pub use order::{
+    AppliedCode, Created, NewOrder, Order, OrderLine, OrderQuery, OrderRefusal, OrderResult,
+    OrderStore, StatusChange, StatusRequest,
+};
 pub use records::*;
 pub use sqlite::{SqliteOptions, SqliteStore};
 
 /// Everything the services ask of a database (the catalog's operations in [`CatalogStore`],
 /// inventory's in [`InventoryStore`]).
 #[async_trait]
-pub trait Store: CatalogStore + InventoryStore + IdempotencyStore + Send + Sync + 'static {
+pub trait Store:
+    CatalogStore + InventoryStore + IdempotencyStore + OrderStore + Send + Sync + 'static
+{
     /// A short name of the backend, for logs and `/ready`.
     fn backend(&self) -> &'static str;
 

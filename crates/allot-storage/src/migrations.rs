@@ -32,6 +32,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(6, "catalog", "0006_catalog.sql"),
     migration!(7, "inventory", "0007_inventory.sql"),
     migration!(8, "idempotency", "0008_idempotency.sql"),
+    migration!(9, "orders", "0009_orders.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.

@@ -227,6 +227,22 @@ pub(super) async fn redeem(
     now: UnixMillis,
 ) -> Result<RedeemOutcome, StorageError> {
     let tx = client.transaction().await?;
+    let outcome = redeem_in(&tx, code, user, now, None).await?;
+    if matches!(outcome, RedeemOutcome::Redeemed(_)) {
+        tx.commit().await?;
+    }
+    Ok(outcome)
+}
+
+/// Redeems once if the rules allow, inside the caller's transaction (the coupon's row locked
+/// first); `order` is the order the use is for, if any.
+pub(super) async fn redeem_in(
+    tx: &impl GenericClient,
+    code: &str,
+    user: &UserId,
+    now: UnixMillis,
+    order: Option<i64>,
+) -> Result<RedeemOutcome, StorageError> {
     let Some(row) = tx
         .query_opt(
             &format!("SELECT {COLUMNS} FROM coupons WHERE code = $1 FOR UPDATE"),
@@ -255,8 +271,9 @@ pub(super) async fn redeem(
     let (_, coupon) = coupon(&row)?;
     let t = coupon.coupon_type.map(CouponType::as_str);
     tx.execute(
-        "INSERT INTO coupon_redemptions (code, type, user_id, redeemed_at_ms) VALUES ($1, $2, $3, $4)",
-        &[&coupon.code, &t, &user.as_str(), &now.as_millis()],
+        "INSERT INTO coupon_redemptions (code, type, user_id, redeemed_at_ms, order_id)
+         VALUES ($1, $2, $3, $4, $5)",
+        &[&coupon.code, &t, &user.as_str(), &now.as_millis(), &order],
     )
     .await?;
     tx.execute(
@@ -264,8 +281,38 @@ pub(super) async fn redeem(
         &[&TYPES[type_index(coupon.coupon_type)]],
     )
     .await?;
-    tx.commit().await?;
     Ok(RedeemOutcome::Redeemed(coupon))
+}
+
+/// Gives back the coupon uses the order made: each redemption is marked reversed, its use
+/// returned to the coupon and taken off the redeemed counter.
+pub(super) async fn give_back(
+    tx: &impl GenericClient,
+    order: i64,
+    now: UnixMillis,
+) -> Result<(), StorageError> {
+    let reversed = tx
+        .query(
+            "UPDATE coupon_redemptions SET reversed_at_ms = $2
+             WHERE order_id = $1 AND reversed_at_ms IS NULL RETURNING code, type",
+            &[&order, &now.as_millis()],
+        )
+        .await?;
+    for r in &reversed {
+        let code: String = r.try_get(0)?;
+        let t = parse_type(r.try_get(1)?)?;
+        tx.execute(
+            "UPDATE coupons SET uses = uses - 1 WHERE code = $1 AND uses > 0",
+            &[&code],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE coupon_counters SET redeemed = redeemed - 1 WHERE type = $1 AND redeemed > 0",
+            &[&TYPES[type_index(t)]],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 pub(super) async fn purge(

@@ -5,7 +5,7 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
-use tokio_postgres::Client;
+use tokio_postgres::{Client, GenericClient};
 
 use crate::{DiscountCodeRecord, StorageError};
 
@@ -65,7 +65,7 @@ pub(super) async fn generate(
 }
 
 pub(super) async fn use_code(
-    client: &Client,
+    client: &impl GenericClient,
     code: &DiscountCode,
     now: UnixMillis,
 ) -> Result<UseOutcome, StorageError> {
@@ -89,6 +89,16 @@ pub(super) async fn use_code(
     } else {
         UseOutcome::Invalid
     })
+}
+
+/// Makes a used code unused again (an order that used it was cancelled).
+pub(super) async fn give_back(tx: &impl GenericClient, code: &str) -> Result<(), StorageError> {
+    tx.execute(
+        "UPDATE discount_codes SET used_at_ms = NULL WHERE code = $1",
+        &[&code],
+    )
+    .await?;
+    Ok(())
 }
 
 pub(super) async fn get(

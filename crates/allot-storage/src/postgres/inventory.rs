@@ -112,7 +112,10 @@ async fn live_product(c: &impl GenericClient, p: ProductId) -> Result<bool, Stor
     .is_some())
 }
 
-async fn warehouse_exists(c: &impl GenericClient, w: WarehouseId) -> Result<bool, StorageError> {
+pub(super) async fn warehouse_exists(
+    c: &impl GenericClient,
+    w: WarehouseId,
+) -> Result<bool, StorageError> {
     Ok(
         c.query_opt("SELECT 1 FROM warehouses WHERE id = $1", &[&w.get()])
             .await?
@@ -121,7 +124,7 @@ async fn warehouse_exists(c: &impl GenericClient, w: WarehouseId) -> Result<bool
 }
 
 /// Locks the level's row (creating it empty first if there is none) and reads its balance.
-async fn lock_level(
+pub(super) async fn lock_level(
     c: &impl GenericClient,
     p: ProductId,
     w: WarehouseId,
@@ -182,16 +185,16 @@ async fn apply_alert(
     }
 }
 
-struct Change<'a> {
-    kind: MovementKind,
-    on_hand_delta: i64,
-    reserved_delta: i64,
-    reservation: Option<i64>,
-    reason: Option<&'a str>,
+pub(super) struct Change<'a> {
+    pub kind: MovementKind,
+    pub on_hand_delta: i64,
+    pub reserved_delta: i64,
+    pub reservation: Option<i64>,
+    pub reason: Option<&'a str>,
 }
 
 /// One change of a locked level: the balance, its ledger row and its alert.
-async fn apply(
+pub(super) async fn apply(
     c: &impl GenericClient,
     p: ProductId,
     w: WarehouseId,
@@ -250,7 +253,7 @@ async fn apply(
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
     Release,
     Confirm,
     Expire,
@@ -279,57 +282,154 @@ impl PgStore {
     ) -> Refusable<Reservation> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let Some(row) = tx
-            .query_opt(
-                &format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = $1 FOR UPDATE"),
-                &[&id.get()],
-            )
-            .await?
-        else {
-            return Ok(Err(InventoryRefusal::ReservationNotFound));
-        };
-        let r = reservation_from(&row)?;
-        if r.status != ReservationStatus::Pending {
-            return Ok(Err(InventoryRefusal::NotPending { status: r.status }));
-        }
-        // One past its lifetime is expired, whatever was asked.
-        let ended = if r.expires_at.as_millis() <= now.as_millis() {
-            End::Expire
-        } else {
-            how
-        };
-        let (status, kind, on_hand_delta) = ended.outcome(r.quantity);
-        let row = tx
-            .query_one(
-                "SELECT on_hand, reserved, reorder_threshold, low_alert_open FROM stock_levels
+        let ended = end_in(&tx, id, how, now).await?;
+        tx.commit().await?;
+        Ok(ended)
+    }
+}
+
+/// Ends a pending reservation inside the caller's transaction: the reservation's row is
+/// locked first, then its stock row. One past its lifetime is expired, whatever was asked, and
+/// answered `NotPending { Expired }` (the caller commits that expiry).
+pub(super) async fn end_in(
+    tx: &impl GenericClient,
+    id: ReservationId,
+    how: End,
+    now: UnixMillis,
+) -> Refusable<Reservation> {
+    let Some(row) = tx
+        .query_opt(
+            &format!("SELECT {RESERVATION_COLUMNS} FROM reservations WHERE id = $1 FOR UPDATE"),
+            &[&id.get()],
+        )
+        .await?
+    else {
+        return Ok(Err(InventoryRefusal::ReservationNotFound));
+    };
+    let r = reservation_from(&row)?;
+    if r.status != ReservationStatus::Pending {
+        return Ok(Err(InventoryRefusal::NotPending { status: r.status }));
+    }
+    // One past its lifetime is expired, whatever was asked.
+    let ended = if r.expires_at.as_millis() <= now.as_millis() {
+        End::Expire
+    } else {
+        how
+    };
+    let (status, kind, on_hand_delta) = ended.outcome(r.quantity);
+    let row = tx
+        .query_one(
+            "SELECT on_hand, reserved, reorder_threshold, low_alert_open FROM stock_levels
                  WHERE product_id = $1 AND warehouse_id = $2 FOR UPDATE",
-                &[&r.product_id.get(), &r.warehouse_id.get()],
-            )
-            .await?;
-        let b = balance_from(&row, 0)?;
-        let change = Change {
-            kind,
-            on_hand_delta,
-            reserved_delta: -r.quantity,
-            reservation: Some(id.get()),
-            reason: None,
-        };
-        apply(&tx, r.product_id, r.warehouse_id, &b, change, now).await?;
-        tx.execute(
-            "UPDATE reservations SET status = $2, updated_at_ms = $3 WHERE id = $1",
-            &[&id.get(), &status.as_str(), &now.as_millis()],
+            &[&r.product_id.get(), &r.warehouse_id.get()],
         )
         .await?;
-        tx.commit().await?;
-        if ended != how {
-            return Ok(Err(InventoryRefusal::NotPending { status }));
-        }
-        Ok(Ok(Reservation {
-            status,
-            updated_at: now,
-            ..r
-        }))
+    let b = balance_from(&row, 0)?;
+    let change = Change {
+        kind,
+        on_hand_delta,
+        reserved_delta: -r.quantity,
+        reservation: Some(id.get()),
+        reason: None,
+    };
+    apply(tx, r.product_id, r.warehouse_id, &b, change, now).await?;
+    tx.execute(
+        "UPDATE reservations SET status = $2, updated_at_ms = $3 WHERE id = $1",
+        &[&id.get(), &status.as_str(), &now.as_millis()],
+    )
+    .await?;
+    if ended != how {
+        return Ok(Err(InventoryRefusal::NotPending { status }));
     }
+    Ok(Ok(Reservation {
+        status,
+        updated_at: now,
+        ..r
+    }))
+}
+
+/// Reserves inside the caller's transaction, the reservation lasting until `expires_at_ms`:
+/// every stock row of the product is locked in warehouse order, a warehouse chosen, then
+/// written. `new.ttl` is not read.
+pub(super) async fn reserve_in(
+    tx: &impl GenericClient,
+    new: &NewReservation,
+    expires_at_ms: i64,
+) -> Refusable<Reservation> {
+    let p = new.product;
+    if !live_product(tx, p).await? {
+        return Ok(Err(InventoryRefusal::UnknownProduct));
+    }
+    if let Some(w) = new.preferred
+        && !warehouse_exists(tx, w).await?
+    {
+        return Ok(Err(InventoryRefusal::UnknownWarehouse));
+    }
+    // Every stock row of the product, locked in warehouse order (the order every
+    // operation locks stock rows in): the choice below sees the latest balances, and
+    // nobody changes them before this transaction ends.
+    let rows = tx
+        .query(
+            "SELECT s.warehouse_id, s.on_hand, s.reserved, s.reorder_threshold,
+                        s.low_alert_open
+                 FROM stock_levels s JOIN warehouses w ON w.id = s.warehouse_id
+                 WHERE s.product_id = $1 AND w.active
+                 ORDER BY s.warehouse_id FOR UPDATE OF s",
+            &[&p.get()],
+        )
+        .await?;
+    let mut levels = Vec::with_capacity(rows.len());
+    for r in &rows {
+        levels.push((warehouse_id(r.try_get(0)?)?, balance_from(r, 1)?));
+    }
+    let choice: Vec<Level<WarehouseId>> = levels
+        .iter()
+        .map(|(w, b)| Level {
+            warehouse: *w,
+            on_hand: b.on_hand,
+            reserved: b.reserved,
+        })
+        .collect();
+    let Some(w) = choose_warehouse(&choice, new.preferred, new.quantity) else {
+        return Ok(Err(InventoryRefusal::OutOfStock {
+            available_total: choice.iter().map(Level::available).sum(),
+        }));
+    };
+    let Some((_, b)) = levels.iter().find(|(lw, _)| *lw == w) else {
+        return Err(StorageError::Corrupt(
+            "the chosen warehouse has no level".to_owned(),
+        ));
+    };
+    let now = new.now.as_millis();
+    let q = new.quantity.get();
+    let row = tx
+        .query_one(
+            &format!(
+                "INSERT INTO reservations (product_id, warehouse_id, quantity, holder, status,
+                                               expires_at_ms, created_at_ms, updated_at_ms)
+                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6)
+                     RETURNING {RESERVATION_COLUMNS}"
+            ),
+            &[
+                &p.get(),
+                &w.get(),
+                &q,
+                &new.holder.as_str(),
+                &expires_at_ms,
+                &now,
+            ],
+        )
+        .await?;
+    let reservation = reservation_from(&row)?;
+    let change = Change {
+        kind: MovementKind::Reservation,
+        on_hand_delta: 0,
+        reserved_delta: q,
+        reservation: Some(reservation.id.get()),
+        reason: None,
+    };
+    apply(tx, p, w, b, change, new.now).await?;
+    Ok(Ok(reservation))
 }
 
 #[async_trait]
@@ -416,83 +516,14 @@ impl InventoryStore for PgStore {
     }
 
     async fn reserve(&self, new: NewReservation) -> InventoryResult<Reservation> {
-        let p = new.product;
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        if !live_product(&tx, p).await? {
-            return Ok(Err(InventoryRefusal::UnknownProduct));
+        let expires_at = new.now.as_millis().saturating_add(new.ttl.as_millis());
+        let reserved = reserve_in(&tx, &new, expires_at).await?;
+        if reserved.is_ok() {
+            tx.commit().await?;
         }
-        if let Some(w) = new.preferred
-            && !warehouse_exists(&tx, w).await?
-        {
-            return Ok(Err(InventoryRefusal::UnknownWarehouse));
-        }
-        // Every stock row of the product, locked in warehouse order (the order every
-        // operation locks stock rows in): the choice below sees the latest balances, and
-        // nobody changes them before this transaction ends.
-        let rows = tx
-            .query(
-                "SELECT s.warehouse_id, s.on_hand, s.reserved, s.reorder_threshold,
-                        s.low_alert_open
-                 FROM stock_levels s JOIN warehouses w ON w.id = s.warehouse_id
-                 WHERE s.product_id = $1 AND w.active
-                 ORDER BY s.warehouse_id FOR UPDATE OF s",
-                &[&p.get()],
-            )
-            .await?;
-        let mut levels = Vec::with_capacity(rows.len());
-        for r in &rows {
-            levels.push((warehouse_id(r.try_get(0)?)?, balance_from(r, 1)?));
-        }
-        let choice: Vec<Level<WarehouseId>> = levels
-            .iter()
-            .map(|(w, b)| Level {
-                warehouse: *w,
-                on_hand: b.on_hand,
-                reserved: b.reserved,
-            })
-            .collect();
-        let Some(w) = choose_warehouse(&choice, new.preferred, new.quantity) else {
-            return Ok(Err(InventoryRefusal::OutOfStock {
-                available_total: choice.iter().map(Level::available).sum(),
-            }));
-        };
-        let Some((_, b)) = levels.iter().find(|(lw, _)| *lw == w) else {
-            return Err(StorageError::Corrupt(
-                "the chosen warehouse has no level".to_owned(),
-            ));
-        };
-        let now = new.now.as_millis();
-        let q = new.quantity.get();
-        let row = tx
-            .query_one(
-                &format!(
-                    "INSERT INTO reservations (product_id, warehouse_id, quantity, holder, status,
-                                               expires_at_ms, created_at_ms, updated_at_ms)
-                     VALUES ($1, $2, $3, $4, 'pending', $5, $6, $6)
-                     RETURNING {RESERVATION_COLUMNS}"
-                ),
-                &[
-                    &p.get(),
-                    &w.get(),
-                    &q,
-                    &new.holder.as_str(),
-                    &now.saturating_add(new.ttl.as_millis()),
-                    &now,
-                ],
-            )
-            .await?;
-        let reservation = reservation_from(&row)?;
-        let change = Change {
-            kind: MovementKind::Reservation,
-            on_hand_delta: 0,
-            reserved_delta: q,
-            reservation: Some(reservation.id.get()),
-            reason: None,
-        };
-        apply(&tx, p, w, b, change, new.now).await?;
-        tx.commit().await?;
-        Ok(Ok(reservation))
+        Ok(reserved)
     }
 
     async fn release(&self, id: ReservationId, now: UnixMillis) -> InventoryResult<Reservation> {

@@ -9,6 +9,7 @@ mod discount;
 mod idempotency;
 mod inventory;
 pub mod migrate;
+mod order;
 mod sale;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -96,7 +97,7 @@ impl PgStore {
         now: UnixMillis,
     ) -> Result<UseOutcome, StorageError> {
         let client = self.client().await?;
-        discount::use_code(&client, code, now).await
+        discount::use_code(&*client, code, now).await
     }
 
     pub async fn discount_code(

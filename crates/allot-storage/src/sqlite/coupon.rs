@@ -181,11 +181,13 @@ pub(super) fn get(conn: &Connection, code: &str) -> Result<Option<Coupon>, Stora
     Ok(by_code(conn, code)?.map(|(_, c)| c))
 }
 
+/// Redeems once if the rules allow; `order` is the order the use is for, if any.
 pub(super) fn redeem(
     conn: &Connection,
     code: &str,
     user: &UserId,
     now: UnixMillis,
+    order: Option<i64>,
 ) -> Result<RedeemOutcome, StorageError> {
     let Some((id, coupon)) = by_code(conn, code)? else {
         return Ok(RedeemOutcome::NotFound);
@@ -206,17 +208,46 @@ pub(super) fn redeem(
         .query_row(params![id], coupon_row)?;
     let coupon = finish(row)?;
     conn.prepare_cached(
-        "INSERT INTO coupon_redemptions (code, type, user_id, redeemed_at_ms) VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO coupon_redemptions (code, type, user_id, redeemed_at_ms, order_id)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
     )?
     .execute(params![
         coupon.code,
         coupon.coupon_type.map(CouponType::as_str),
         user.as_str(),
-        now.as_millis()
+        now.as_millis(),
+        order
     ])?;
     conn.prepare_cached("UPDATE coupon_counters SET redeemed = redeemed + 1 WHERE type = ?1")?
         .execute(params![type_key(coupon.coupon_type)])?;
     Ok(RedeemOutcome::Redeemed(coupon))
+}
+
+/// Gives back the coupon uses the order made: each redemption is marked reversed, its use
+/// returned to the coupon and taken off the redeemed counter.
+pub(super) fn give_back(
+    conn: &Connection,
+    order: i64,
+    now: UnixMillis,
+) -> Result<(), StorageError> {
+    let reversed: Vec<(String, Option<String>)> = conn
+        .prepare_cached(
+            "UPDATE coupon_redemptions SET reversed_at_ms = ?2
+             WHERE order_id = ?1 AND reversed_at_ms IS NULL RETURNING code, type",
+        )?
+        .query_map(params![order, now.as_millis()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?
+        .collect::<Result<_, _>>()?;
+    for (code, t) in reversed {
+        conn.prepare_cached("UPDATE coupons SET uses = uses - 1 WHERE code = ?1 AND uses > 0")?
+            .execute(params![code])?;
+        conn.prepare_cached(
+            "UPDATE coupon_counters SET redeemed = redeemed - 1 WHERE type = ?1 AND redeemed > 0",
+        )?
+        .execute(params![type_key(parse_type(t)?)])?;
+    }
+    Ok(())
 }
 
 /// Deletes every unused coupon past its expiry; returns how many of each type.

@@ -88,6 +88,13 @@ pub(super) fn use_code(
     })
 }
 
+/// Makes a used code unused again (an order that used it was cancelled).
+pub(super) fn give_back(conn: &Connection, code: &str) -> Result<(), StorageError> {
+    conn.prepare_cached("UPDATE discount_codes SET used_at_ms = NULL WHERE code = ?1")?
+        .execute(params![code])?;
+    Ok(())
+}
+
 pub(super) fn get(
     conn: &Connection,
     code: &DiscountCode,

@@ -86,7 +86,7 @@ fn live_product(conn: &Connection, p: ProductId) -> Result<bool, StorageError> {
         .exists(params![p.get()])?)
 }
 
-fn warehouse_exists(conn: &Connection, w: WarehouseId) -> Result<bool, StorageError> {
+pub(super) fn warehouse_exists(conn: &Connection, w: WarehouseId) -> Result<bool, StorageError> {
     Ok(conn
         .prepare_cached("SELECT 1 FROM warehouses WHERE id = ?1")?
         .exists(params![w.get()])?)
@@ -94,7 +94,7 @@ fn warehouse_exists(conn: &Connection, w: WarehouseId) -> Result<bool, StorageEr
 
 /// The level's balance, created empty first if there is none (the product and warehouse must
 /// exist: a refusal otherwise).
-fn ensure_level(
+pub(super) fn ensure_level(
     conn: &Connection,
     p: ProductId,
     w: WarehouseId,
@@ -166,15 +166,15 @@ fn apply_alert(
 }
 
 /// One change of a balance: the level, its ledger row and its alert, together.
-struct Change<'a> {
-    kind: MovementKind,
-    on_hand_delta: i64,
-    reserved_delta: i64,
-    reservation: Option<i64>,
-    reason: Option<&'a str>,
+pub(super) struct Change<'a> {
+    pub kind: MovementKind,
+    pub on_hand_delta: i64,
+    pub reserved_delta: i64,
+    pub reservation: Option<i64>,
+    pub reason: Option<&'a str>,
 }
 
-fn apply(
+pub(super) fn apply(
     conn: &Connection,
     p: ProductId,
     w: WarehouseId,
@@ -296,6 +296,17 @@ fn adjust(
 }
 
 fn reserve(conn: &Connection, new: &NewReservation) -> Refusable<Reservation> {
+    let expires_at = new.now.as_millis().saturating_add(new.ttl.as_millis());
+    reserve_until(conn, new, expires_at)
+}
+
+/// Reserves as [`reserve`] does, the reservation lasting until `expires_at_ms` (orders hold
+/// theirs until confirmed or cancelled); `new.ttl` is not read.
+pub(super) fn reserve_until(
+    conn: &Connection,
+    new: &NewReservation,
+    expires_at_ms: i64,
+) -> Refusable<Reservation> {
     let p = new.product;
     if !live_product(conn, p)? {
         return Ok(Err(InventoryRefusal::UnknownProduct));
@@ -348,14 +359,7 @@ fn reserve(conn: &Connection, new: &NewReservation) -> Refusable<Reservation> {
              VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6) RETURNING {RESERVATION_COLUMNS}"
         ))?
         .query_row(
-            params![
-                p.get(),
-                w.get(),
-                q,
-                new.holder.as_str(),
-                now.saturating_add(new.ttl.as_millis()),
-                now
-            ],
+            params![p.get(), w.get(), q, new.holder.as_str(), expires_at_ms, now],
             |r| Ok(reservation_from(r)),
         )??;
     let change = Change {
@@ -379,7 +383,7 @@ fn reservation(conn: &Connection, id: ReservationId) -> Result<Option<Reservatio
 
 /// What ends a pending reservation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum End {
+pub(super) enum End {
     Release,
     Confirm,
     Expire,
@@ -388,7 +392,12 @@ enum End {
 /// Ends a pending reservation: its stock goes back (release, expiry) or out (confirm). One
 /// past its lifetime is expired whatever was asked, and answered `NotPending { Expired }`
 /// unless expiry was asked.
-fn end(conn: &Connection, id: ReservationId, how: End, now: UnixMillis) -> Refusable<Reservation> {
+pub(super) fn end(
+    conn: &Connection,
+    id: ReservationId,
+    how: End,
+    now: UnixMillis,
+) -> Refusable<Reservation> {
     let Some(r) = reservation(conn, id)? else {
         return Ok(Err(InventoryRefusal::ReservationNotFound));
     };

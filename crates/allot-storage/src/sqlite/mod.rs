@@ -12,6 +12,7 @@ mod discount;
 mod idempotency;
 mod inventory;
 mod migrate;
+mod order;
 mod reader;
 mod sale;
 mod writer;
@@ -313,7 +314,7 @@ impl Store for SqliteStore {
     ) -> Result<RedeemOutcome, StorageError> {
         let code = code.clone();
         self.write(1, move |conn, _| {
-            coupon::redeem(conn, code.as_str(), &user, now)
+            coupon::redeem(conn, code.as_str(), &user, now, None)
         })
         .await
     }

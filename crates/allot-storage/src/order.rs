@@ -1,0 +1,179 @@
+//! Orders' part of the storage interface. A fourth trait beside [`crate::Store`] (which
+//! requires it).
+//!
+//! Creating an order is one transaction: the order row (its idempotency key unique), a
+//! reservation per line (inventory's own reserve, with its ledger row and alert), the coupon's
+//! use and the discount code's use. A refusal anywhere rolls all of it back, so a failed order
+//! holds no stock and uses no code. A status change is one transaction too, doing what
+//! [`allot_domain::order::Transition`] says to the reservations, the stock and the codes.
+
+use allot_domain::UnixMillis;
+use allot_domain::catalog::{ProductId, WarehouseId};
+use allot_domain::coupon::{Discount, RedeemRefusal, UploadedCode};
+use allot_domain::discount::DiscountCode;
+use allot_domain::inventory::{Quantity, ReservationStatus};
+use allot_domain::order::{IllegalTransition, OrderStatus};
+use allot_domain::user::{IdempotencyKey, UserId};
+use async_trait::async_trait;
+
+use crate::StorageError;
+use crate::catalog::corrupt;
+
+/// Stock held by a pending order never lapses: its reservations carry this lifetime
+/// (9999-12-31T23:59:59.999Z), so the reservation expiry job never takes them. A pending
+/// order holds its stock until it is confirmed or cancelled.
+pub const ORDER_HOLD_UNTIL_MS: i64 = 253_402_300_799_999;
+
+#[derive(Debug, Clone)]
+pub struct NewOrder {
+    pub customer: UserId,
+    /// The shipping address as a JSON object, checked by the caller.
+    pub shipping_address: String,
+    /// Distinct products, each with its quantity.
+    pub lines: Vec<(ProductId, Quantity)>,
+    pub coupon: Option<UploadedCode>,
+    pub discount_code: Option<DiscountCode>,
+    /// What a discount code takes off.
+    pub discount_code_value: Discount,
+    pub idempotency_key: Option<IdempotencyKey>,
+    pub now: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrderLine {
+    pub product_id: ProductId,
+    pub sku: String,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_price_minor: i64,
+    pub line_total_minor: i64,
+    pub warehouse_id: WarehouseId,
+    pub reservation_id: i64,
+}
+
+/// A code an order used and what it took off.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedCode {
+    pub code: String,
+    pub amount_minor: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusChange {
+    pub from: Option<OrderStatus>,
+    pub to: OrderStatus,
+    pub reason: Option<String>,
+    pub warehouse_id: Option<i64>,
+    pub at: UnixMillis,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Order {
+    pub id: i64,
+    pub customer: String,
+    pub status: OrderStatus,
+    pub currency: String,
+    pub shipping_address: String,
+    pub lines: Vec<OrderLine>,
+    pub subtotal_minor: i64,
+    pub coupon: Option<AppliedCode>,
+    pub discount_code: Option<AppliedCode>,
+    pub total_minor: i64,
+    pub idempotency_key: Option<String>,
+    /// Oldest first.
+    pub history: Vec<StatusChange>,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+/// One page of orders, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct OrderQuery {
+    pub customer: Option<UserId>,
+    pub status: Option<OrderStatus>,
+    /// Created at or after.
+    pub from: Option<UnixMillis>,
+    /// Created before.
+    pub until: Option<UnixMillis>,
+    /// Orders with an id above this.
+    pub after: i64,
+    pub limit: u32,
+}
+
+/// A status change as asked.
+#[derive(Debug, Clone)]
+pub struct StatusRequest {
+    pub id: i64,
+    pub to: OrderStatus,
+    pub reason: Option<String>,
+    /// For a return: the warehouse the stock goes back to (default: the one it came from).
+    pub warehouse: Option<WarehouseId>,
+    pub now: UnixMillis,
+}
+
+/// Why an order operation was refused; nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OrderRefusal {
+    /// The product does not exist or is deleted.
+    UnknownProduct {
+        product: ProductId,
+    },
+    InactiveProduct {
+        product: ProductId,
+    },
+    /// The lines' products are priced in more than one currency.
+    MixedCurrencies {
+        currencies: Vec<String>,
+    },
+    /// No single warehouse has the line's quantity available.
+    OutOfStock {
+        product: ProductId,
+        available_total: i64,
+    },
+    UnknownCoupon,
+    CouponUnusable(RedeemRefusal),
+    UnknownDiscountCode,
+    DiscountCodeUsed,
+    /// The sums pass what an order may total.
+    TooLarge,
+    OrderNotFound,
+    Illegal(IllegalTransition),
+    UnknownWarehouse,
+    /// A reservation of the order is no longer pending (released by hand through inventory).
+    ReservationNotPending {
+        status: ReservationStatus,
+    },
+}
+
+pub type OrderResult<T> = Result<Result<T, OrderRefusal>, StorageError>;
+
+/// A created order, or the one an earlier request with the same idempotency key created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Created {
+    New(Order),
+    Replayed(Order),
+}
+
+#[async_trait]
+pub trait OrderStore: Send + Sync + 'static {
+    /// Creates the order, reserving every line and using its codes, all or nothing. A known
+    /// idempotency key answers the order it created and changes nothing.
+    async fn create_order(&self, new: NewOrder) -> OrderResult<Created>;
+
+    async fn order(&self, id: i64) -> Result<Option<Order>, StorageError>;
+
+    async fn orders(&self, query: OrderQuery) -> Result<Vec<Order>, StorageError>;
+
+    /// Moves the order to `to` if the workflow allows it, with what the move does to stock
+    /// and codes, in one transaction.
+    async fn change_order_status(&self, request: StatusRequest) -> OrderResult<Order>;
+}
+
+pub(crate) fn order_status(raw: &str) -> Result<OrderStatus, StorageError> {
+    OrderStatus::parse(raw).map_err(corrupt)
+}
+
+/// The holder written on an order's reservations.
+pub(crate) fn holder(order_id: i64) -> String {
+    format!("order-{order_id}")
+}
