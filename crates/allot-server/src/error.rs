@@ -73,6 +73,13 @@ pub enum ServiceError {
     ReservationNotPending { status: &'static str },
     #[error("on hand may not go below what is reserved ({reserved}; on hand is {on_hand})")]
     BelowReserved { on_hand: i64, reserved: i64 },
+    /// The first request with this `Idempotency-Key` is still being served.
+    #[error("a request with this Idempotency-Key is in progress; retry shortly")]
+    IdempotencyKeyInUse,
+    /// The `Idempotency-Key` was used before for a different request (method, path, query or
+    /// body).
+    #[error("Idempotency-Key was used for a different request; use a new key")]
+    IdempotencyKeyReused,
     /// Storage cannot take the request now (closed for shutdown, overloaded); worth retrying.
     #[error("storage unavailable")]
     Unavailable(#[source] StorageError),
@@ -138,6 +145,8 @@ impl ServiceError {
             ServiceError::OutOfStock { .. }
             | ServiceError::ReservationNotPending { .. }
             | ServiceError::BelowReserved { .. } => ErrorKind::Conflict,
+            ServiceError::IdempotencyKeyInUse => ErrorKind::Conflict,
+            ServiceError::IdempotencyKeyReused => ErrorKind::InvalidArgument,
             ServiceError::Unavailable(_) => ErrorKind::Unavailable,
             ServiceError::Internal(_) => ErrorKind::Internal,
         }
@@ -172,6 +181,8 @@ impl ServiceError {
             ServiceError::OutOfStock { .. } => "out_of_stock",
             ServiceError::ReservationNotPending { .. } => "reservation_not_pending",
             ServiceError::BelowReserved { .. } => "below_reserved",
+            ServiceError::IdempotencyKeyInUse => "idempotency_key_in_use",
+            ServiceError::IdempotencyKeyReused => "idempotency_key_reused",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::Internal(_) => "internal",
         }
@@ -181,6 +192,7 @@ impl ServiceError {
         match self {
             ServiceError::InvalidArgument { field, .. } => Some(field),
             ServiceError::BadRequest { field, .. } => *field,
+            ServiceError::IdempotencyKeyReused => Some("Idempotency-Key"),
             _ => None,
         }
     }

@@ -64,6 +64,25 @@ pub(crate) fn start(services: &Services, config: &Config) -> Jobs {
             }
         })));
     }
+    {
+        // Idempotency keys are answers kept for retries; a day is plenty. Every instance may
+        // run it: deleting what another instance deleted is harmless.
+        let (store, clock) = (services.store.clone(), services.clock.clone());
+        let keep_ms = crate::http::idempotency::KEEP_FOR.as_millis() as i64;
+        tasks.push(tokio::spawn(every_interval(
+            Duration::from_secs(600),
+            stop.subscribe(),
+            move || {
+                let (store, clock) = (store.clone(), clock.clone());
+                async move {
+                    let before = clock.now().plus_millis(-keep_ms);
+                    if let Err(e) = store.purge_idempotency_keys(before).await {
+                        tracing::warn!(error = %e, "idempotency key purge failed; next try at the next tick");
+                    }
+                }
+            },
+        )));
+    }
     if services.sales.settings().items.is_some() {
         let sales = services.sales.clone();
         let mut stopped = stop.subscribe();

@@ -76,7 +76,7 @@ impl IntoResponse for ServiceError {
         };
         let retry_after = match &self {
             ServiceError::MegadealBusy { retry_after_secs } => Some(*retry_after_secs),
-            ServiceError::MegadealUnavailable(_) => Some(1),
+            ServiceError::MegadealUnavailable(_) | ServiceError::IdempotencyKeyInUse => Some(1),
             _ => None,
         };
         let code = self.code();

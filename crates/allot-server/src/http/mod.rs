@@ -7,6 +7,7 @@ mod coupon;
 mod discount;
 pub(crate) mod error;
 mod health;
+pub(crate) mod idempotency;
 mod inventory;
 mod json;
 mod openapi;
@@ -40,6 +41,10 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(inventory::routes())
         .route("/metrics", get(render_metrics))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::layer,
+        ))
         .with_state(state)
         .merge(openapi::routes())
 }

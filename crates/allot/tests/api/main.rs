@@ -10,6 +10,7 @@ mod discount_rest;
 mod durability;
 mod helpers;
 mod house;
+mod idempotency;
 mod inventory;
 mod megadeal_global;
 mod postgres;

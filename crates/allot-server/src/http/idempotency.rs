@@ -1,0 +1,191 @@
+//! `Idempotency-Key` for every state-changing REST request (POST, PUT, PATCH, DELETE under
+//! `/api/v1/`): the first request with a key is served and its answer stored; a retry with the
+//! same key gets that answer back (header `Idempotent-Replayed: true`) and changes nothing.
+//!
+//! - A key is scoped to its method and path; the request's hash (method, path, query, body)
+//!   tells a true retry from a different request reusing the key (422
+//!   `idempotency_key_reused`).
+//! - While the first request is served, a retry answers 409 `idempotency_key_in_use` with
+//!   `Retry-After: 1`; the key is claimed in the database, so this holds across instances.
+//! - Answers worth retrying (5xx, 429) are not stored: the claim is given up and the next try
+//!   runs the request again.
+//! - A server that dies mid-request leaves its claim unanswered; after [`STALE_AFTER`] a retry
+//!   takes it over and runs the request again. For requests whose effect must be exactly once
+//!   even across that window, the operation itself records the key in its own transaction:
+//!   order creation and campaign issues do, and are left to themselves here.
+//! - Keys are kept for [`KEEP_FOR`], then purged.
+
+use std::time::Duration;
+
+use axum::body::{Body, to_bytes};
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, Method, StatusCode, header};
+use sha2::{Digest, Sha256};
+
+use allot_storage::{Claim, IdempotencyScope, StoredResponse};
+
+use super::AppState;
+use crate::ServiceError;
+
+pub(crate) const HEADER: &str = "idempotency-key";
+pub(crate) const REPLAYED: &str = "idempotent-replayed";
+/// A claim unanswered for this long is taken to belong to a server that died.
+pub(crate) const STALE_AFTER: Duration = Duration::from_secs(60);
+/// How long keys are kept.
+pub(crate) const KEEP_FOR: Duration = Duration::from_secs(24 * 3600);
+const KEY_MAX_CHARS: usize = 255;
+/// The largest request body kept for hashing (the largest any route accepts).
+const BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
+
+/// Requests whose operation records its idempotency key in its own transaction.
+fn handles_keys_itself(method: &Method, path: &str) -> bool {
+    method == Method::POST
+        && (path == "/api/v1/orders"
+            || (path.starts_with("/api/v1/campaigns/") && path.ends_with("/coupons")))
+}
+
+pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let method = req.method().clone();
+    let changes_state = matches!(
+        method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    );
+    let path = req.uri().path().to_owned();
+    let Some(key) = req.headers().get(HEADER).cloned() else {
+        return next.run(req).await;
+    };
+    if !changes_state || !path.starts_with("/api/v1/") || handles_keys_itself(&method, &path) {
+        return next.run(req).await;
+    }
+    let key = match parse_key(&key) {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
+    let (parts, body) = req.into_parts();
+    let body = match to_bytes(body, BODY_BYTES_MAX).await {
+        Ok(b) => b,
+        Err(e) => {
+            return ServiceError::bad_request(None, format!("request body: {e}")).into_response();
+        }
+    };
+    let mut hasher = Sha256::new();
+    for part in [
+        method.as_str().as_bytes(),
+        path.as_bytes(),
+        parts.uri.query().unwrap_or("").as_bytes(),
+    ] {
+        hasher.update((part.len() as u64).to_be_bytes());
+        hasher.update(part);
+    }
+    hasher.update(&body);
+    let hash = hex(&hasher.finalize());
+
+    let scope = IdempotencyScope {
+        key,
+        method: method.to_string(),
+        path,
+    };
+    let store = &state.services.store;
+    let now = state.services.clock.now();
+    let stale_before = now.plus_millis(-(STALE_AFTER.as_millis() as i64));
+    match store
+        .claim_idempotency_key(scope.clone(), hash, now, stale_before)
+        .await
+    {
+        Ok(Claim::Claimed) => {}
+        Ok(Claim::Completed(stored)) => return replay(stored),
+        Ok(Claim::InProgress) => return ServiceError::IdempotencyKeyInUse.into_response(),
+        Ok(Claim::Mismatch) => return ServiceError::IdempotencyKeyReused.into_response(),
+        Err(e) => return ServiceError::from(e).into_response(),
+    }
+
+    let response = next.run(Request::from_parts(parts, Body::from(body))).await;
+    let status = response.status();
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        if let Err(e) = store.abandon_idempotency_key(scope).await {
+            tracing::warn!(error = %e, "could not give up an idempotency key; it goes stale");
+        }
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let body = match to_bytes(body, usize::MAX).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "response body unreadable for the idempotency record");
+            let _ = store.abandon_idempotency_key(scope).await;
+            return ServiceError::Internal(allot_storage::StorageError::Commit(e.to_string()))
+                .into_response();
+        }
+    };
+    let stored = StoredResponse {
+        status: status.as_u16(),
+        content_type: parts
+            .headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned),
+        body: body.to_vec(),
+    };
+    if let Err(e) = store.complete_idempotency_key(scope, stored).await {
+        // The effect happened; only the record of the answer is missing. A retry after
+        // STALE_AFTER would run the request again: say so in the logs.
+        tracing::warn!(error = %e, "could not store the answer of an idempotent request");
+    }
+    Response::from_parts(parts, Body::from(body))
+}
+
+fn parse_key(raw: &HeaderValue) -> Result<String, ServiceError> {
+    let invalid = || ServiceError::InvalidArgument {
+        field: "Idempotency-Key",
+        message: format!("Idempotency-Key: must be 1 to {KEY_MAX_CHARS} visible ASCII characters"),
+    };
+    let key = raw.to_str().map_err(|_| invalid())?;
+    if key.is_empty() || key.len() > KEY_MAX_CHARS || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid());
+    }
+    Ok(key.to_owned())
+}
+
+fn replay(stored: StoredResponse) -> Response {
+    let status = StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, stored.body).into_response();
+    let headers = response.headers_mut();
+    if let Some(ct) = stored
+        .content_type
+        .and_then(|c| HeaderValue::from_str(&c).ok())
+    {
+        headers.insert(header::CONTENT_TYPE, ct);
+    }
+    headers.insert(REPLAYED, HeaderValue::from_static("true"));
+    response
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_visible_ascii_of_bounded_length() {
+        assert!(parse_key(&HeaderValue::from_static("order-42_a")).is_ok());
+        assert!(parse_key(&HeaderValue::from_static("")).is_err());
+        assert!(parse_key(&HeaderValue::from_static("a b")).is_err());
+        assert!(parse_key(&HeaderValue::from_str(&"k".repeat(256)).unwrap()).is_err());
+    }
+
+    #[test]
+    fn orders_and_campaign_issues_keep_their_own_keys() {
+        assert!(handles_keys_itself(&Method::POST, "/api/v1/orders"));
+        assert!(handles_keys_itself(
+            &Method::POST,
+            "/api/v1/campaigns/7/coupons"
+        ));
+        assert!(!handles_keys_itself(&Method::POST, "/api/v1/products"));
+        assert!(!handles_keys_itself(&Method::PUT, "/api/v1/orders"));
+    }
+}
