@@ -62,7 +62,14 @@ impl Application {
             Some(url) => Some(connect_redis(url).await?),
             None => None,
         };
-        let services = Services::new(store, clock, config.megadeal, config.sales, redis);
+        let services = Services::new(
+            store,
+            clock,
+            config.megadeal,
+            config.sales,
+            redis,
+            config.discount_code_percent,
+        );
         let state = http::AppState {
             services: services.clone(),
             metrics: metrics::handle(),

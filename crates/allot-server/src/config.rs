@@ -19,6 +19,7 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 pub const DEFAULT_PURGE_INTERVAL_SECS: u64 = 3_600;
 pub const DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS: u64 = 2_000;
+pub const DEFAULT_DISCOUNT_CODE_PERCENT: u8 = 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -77,6 +78,10 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_RESERVATION_EXPIRY_INTERVAL_MS", value_name = "MS")]
     pub reservation_expiry_interval_ms: Option<u64>,
 
+    /// Percentage a discount code takes off an order's total, 0 to 100 [default: 10]
+    #[arg(long, env = "ALLOT_DISCOUNT_CODE_PERCENT", value_name = "PERCENT")]
+    pub discount_code_percent: Option<u8>,
+
     /// MEGADEAL requests served at the same time, at most [default: 5]
     #[arg(long, env = "ALLOT_MEGADEAL_IN_FLIGHT_MAX", value_name = "N")]
     pub megadeal_in_flight_max: Option<usize>,
@@ -116,6 +121,7 @@ struct FileConfig {
     shutdown_grace_ms: Option<u64>,
     coupon_purge_interval_secs: Option<u64>,
     reservation_expiry_interval_ms: Option<u64>,
+    discount_code_percent: Option<u8>,
     megadeal_in_flight_max: Option<usize>,
     megadeal_per_second_max: Option<usize>,
     megadeal_wait_max_ms: Option<u64>,
@@ -140,6 +146,8 @@ pub struct Config {
     pub coupon_purge_interval: Option<Duration>,
     /// `None`: the reservation expiry job is off.
     pub reservation_expiry_interval: Option<Duration>,
+    /// Percentage a discount code takes off an order (0 to 100).
+    pub discount_code_percent: u8,
     pub megadeal: AdmissionLimits,
     pub sales: SaleSettings,
 }
@@ -176,6 +184,7 @@ impl Config {
             reservation_expiry_interval: Some(Duration::from_millis(
                 DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS,
             )),
+            discount_code_percent: DEFAULT_DISCOUNT_CODE_PERCENT,
             megadeal: AdmissionLimits::default(),
             sales: SaleSettings::default(),
         }
@@ -224,6 +233,18 @@ impl ServeArgs {
             {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),
+            },
+            discount_code_percent: match self
+                .discount_code_percent
+                .or(file.discount_code_percent)
+                .unwrap_or(DEFAULT_DISCOUNT_CODE_PERCENT)
+            {
+                p @ 0..=100 => p,
+                p => {
+                    return Err(ConfigError::Invalid(format!(
+                        "discount_code_percent: {p} is not between 0 and 100"
+                    )));
+                }
             },
             megadeal: {
                 let d = AdmissionLimits::default();
@@ -356,5 +377,36 @@ mod tests {
                 DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS
             ))
         );
+    }
+
+    #[test]
+    fn the_discount_code_percent_comes_from_the_flag_then_the_file_then_the_default() {
+        let dir = std::env::temp_dir().join(format!("allot-config-percent-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("allot.toml");
+        std::fs::write(&file, "discount_code_percent = 25\n").unwrap();
+        let from_file = ServeArgs {
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(from_file.resolve().unwrap().discount_code_percent, 25);
+        let from_flag = ServeArgs {
+            discount_code_percent: Some(40),
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        };
+        assert_eq!(from_flag.resolve().unwrap().discount_code_percent, 40);
+        assert_eq!(
+            ServeArgs::default()
+                .resolve()
+                .unwrap()
+                .discount_code_percent,
+            DEFAULT_DISCOUNT_CODE_PERCENT
+        );
+        let too_much = ServeArgs {
+            discount_code_percent: Some(101),
+            ..ServeArgs::default()
+        };
+        assert!(matches!(too_much.resolve(), Err(ConfigError::Invalid(_))));
     }
 }

@@ -69,6 +69,28 @@ pub enum ServiceError {
         "out of stock: no warehouse can serve the whole quantity ({available_total} available in all)"
     )]
     OutOfStock { available_total: i64 },
+    /// An order line no warehouse can serve whole.
+    #[error(
+        "out of stock: product {product_id} has no warehouse that can serve the whole quantity \
+         ({available_total} available in all)"
+    )]
+    OrderOutOfStock {
+        product_id: i64,
+        available_total: i64,
+    },
+    #[error("an order cannot go from {from} to {to}")]
+    IllegalTransition {
+        from: &'static str,
+        to: &'static str,
+    },
+    /// The order's coupon cannot be used: `expired`, `exhausted` or `not_owner`.
+    #[error("the coupon cannot be used: {reason}")]
+    CouponUnusable { reason: &'static str },
+    /// No coupon or discount code by this value; `field` names which.
+    #[error("{field}: no such code")]
+    UnknownCode { field: &'static str },
+    #[error("the discount code was already used")]
+    CodeAlreadyUsed,
     #[error("the reservation is {status}, no longer pending")]
     ReservationNotPending { status: &'static str },
     #[error("on hand may not go below what is reserved ({reserved}; on hand is {on_hand})")]
@@ -145,6 +167,11 @@ impl ServiceError {
             ServiceError::OutOfStock { .. }
             | ServiceError::ReservationNotPending { .. }
             | ServiceError::BelowReserved { .. } => ErrorKind::Conflict,
+            ServiceError::OrderOutOfStock { .. }
+            | ServiceError::IllegalTransition { .. }
+            | ServiceError::CouponUnusable { .. }
+            | ServiceError::CodeAlreadyUsed => ErrorKind::Conflict,
+            ServiceError::UnknownCode { .. } => ErrorKind::InvalidArgument,
             ServiceError::IdempotencyKeyInUse => ErrorKind::Conflict,
             ServiceError::IdempotencyKeyReused => ErrorKind::InvalidArgument,
             ServiceError::Unavailable(_) => ErrorKind::Unavailable,
@@ -178,7 +205,13 @@ impl ServiceError {
             ServiceError::CategoryInUse => "category_in_use",
             ServiceError::WarehouseCodeTaken => "warehouse_code_taken",
             ServiceError::WarehouseInUse => "warehouse_in_use",
-            ServiceError::OutOfStock { .. } => "out_of_stock",
+            ServiceError::OutOfStock { .. } | ServiceError::OrderOutOfStock { .. } => {
+                "out_of_stock"
+            }
+            ServiceError::IllegalTransition { .. } => "illegal_transition",
+            ServiceError::CouponUnusable { .. } => "coupon_unusable",
+            ServiceError::UnknownCode { .. } => "unknown_code",
+            ServiceError::CodeAlreadyUsed => "code_already_used",
             ServiceError::ReservationNotPending { .. } => "reservation_not_pending",
             ServiceError::BelowReserved { .. } => "below_reserved",
             ServiceError::IdempotencyKeyInUse => "idempotency_key_in_use",
@@ -192,6 +225,7 @@ impl ServiceError {
         match self {
             ServiceError::InvalidArgument { field, .. } => Some(field),
             ServiceError::BadRequest { field, .. } => *field,
+            ServiceError::UnknownCode { field } => Some(field),
             ServiceError::IdempotencyKeyReused => Some("Idempotency-Key"),
             _ => None,
         }

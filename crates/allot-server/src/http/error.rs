@@ -23,7 +23,8 @@ pub(crate) struct ErrorDetail {
     /// `exhausted`, `not_owner`, `no_coupon_available`, `megadeal_busy`,
     /// `megadeal_unavailable`, `no_active_sale`, `not_in_current_sale`, `item_sold`,
     /// `sale_over`, `sku_taken`, `category_in_use`, `warehouse_code_taken`, `warehouse_in_use`,
-    /// `unavailable`, `internal`.
+    /// `out_of_stock`, `reservation_not_pending`, `below_reserved`, `illegal_transition`,
+    /// `coupon_unusable`, `unknown_code`, `code_already_used`, `unavailable`, `internal`.
     pub code: &'static str,
     /// For people; may change between releases.
     pub message: String,
@@ -38,6 +39,17 @@ pub(crate) struct ErrorDetail {
     /// For `reservation_not_pending`: the reservation's status.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<&'static str>,
+    /// For an order's `out_of_stock`: the product of the line that cannot be served.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub product_id: Option<i64>,
+    /// For `illegal_transition`: the order's status and the one asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to: Option<&'static str>,
+    /// For `coupon_unusable`: `expired`, `exhausted` or `not_owner`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
 }
 
 pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
@@ -81,8 +93,20 @@ impl IntoResponse for ServiceError {
         };
         let code = self.code();
         let field = self.field();
-        let available_total = match &self {
-            ServiceError::OutOfStock { available_total } => Some(*available_total),
+        let (available_total, product_id) = match &self {
+            ServiceError::OutOfStock { available_total } => (Some(*available_total), None),
+            ServiceError::OrderOutOfStock {
+                product_id,
+                available_total,
+            } => (Some(*available_total), Some(*product_id)),
+            _ => (None, None),
+        };
+        let (from, to) = match &self {
+            ServiceError::IllegalTransition { from, to } => (Some(*from), Some(*to)),
+            _ => (None, None),
+        };
+        let reason = match &self {
+            ServiceError::CouponUnusable { reason } => Some(*reason),
             _ => None,
         };
         let reservation_status = match &self {
@@ -101,6 +125,10 @@ impl IntoResponse for ServiceError {
                 details,
                 available_total,
                 status: reservation_status,
+                product_id,
+                from,
+                to,
+                reason,
             },
         };
         let mut response = (status, Json(body)).into_response();

@@ -241,12 +241,15 @@ pub(crate) struct ReorderBody {
     pub reorder_quantity: Option<i64>,
 }
 
-fn object(v: &Value) -> Result<&Map<String, Value>, DomainError> {
+pub(super) fn object(v: &Value) -> Result<&Map<String, Value>, DomainError> {
     v.as_object()
         .ok_or_else(|| DomainError::invalid("body", "must be a JSON object"))
 }
 
-fn integer(o: &Map<String, Value>, field: &'static str) -> Result<Option<i64>, DomainError> {
+pub(super) fn integer(
+    o: &Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<i64>, DomainError> {
     match o.get(field) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) => n
@@ -257,11 +260,17 @@ fn integer(o: &Map<String, Value>, field: &'static str) -> Result<Option<i64>, D
     }
 }
 
-fn required_integer(o: &Map<String, Value>, field: &'static str) -> Result<i64, DomainError> {
+pub(super) fn required_integer(
+    o: &Map<String, Value>,
+    field: &'static str,
+) -> Result<i64, DomainError> {
     integer(o, field)?.ok_or_else(|| DomainError::invalid(field, "is required"))
 }
 
-fn string<'a>(o: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, DomainError> {
+pub(super) fn string<'a>(
+    o: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<&'a str, DomainError> {
     match o.get(field) {
         Some(Value::String(s)) => Ok(s),
         None | Some(Value::Null) => Err(DomainError::invalid(field, "is required")),
@@ -270,7 +279,7 @@ fn string<'a>(o: &'a Map<String, Value>, field: &'static str) -> Result<&'a str,
 }
 
 /// An id, its error naming `field`.
-fn id<T>(
+pub(super) fn id<T>(
     raw: i64,
     field: &'static str,
     parse: fn(i64) -> Result<T, DomainError>,
@@ -279,7 +288,7 @@ fn id<T>(
 }
 
 /// An id in the path; one that cannot be an id is not found.
-fn path_id<T>(
+pub(super) fn path_id<T>(
     raw: &str,
     what: &'static str,
     parse: fn(i64) -> Result<T, DomainError>,
@@ -307,7 +316,7 @@ pub(crate) struct ListParams {
     pub cursor: Option<String>,
 }
 
-fn query_int<T: std::str::FromStr>(
+pub(super) fn query_int<T: std::str::FromStr>(
     q: &HashMap<String, String>,
     field: &'static str,
 ) -> Result<Option<T>, ServiceError> {

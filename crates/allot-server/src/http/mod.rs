@@ -11,6 +11,7 @@ pub(crate) mod idempotency;
 mod inventory;
 mod json;
 mod openapi;
+mod order;
 mod sale;
 
 use std::time::Instant;
@@ -40,6 +41,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(sale::routes())
         .merge(catalog::routes())
         .merge(inventory::routes())
+        .merge(order::routes())
         .route("/metrics", get(render_metrics))
         .layer(middleware::from_fn_with_state(
             state.clone(),

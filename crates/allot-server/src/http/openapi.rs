@@ -4,7 +4,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{campaign, catalog, coupon, discount, error, health, inventory, sale};
+use super::{campaign, catalog, coupon, discount, error, health, inventory, order, sale};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -65,6 +65,10 @@ use super::{campaign, catalog, coupon, discount, error, health, inventory, sale}
         inventory::adjust,
         inventory::reorder,
         inventory::alerts,
+        order::place,
+        order::list,
+        order::read,
+        order::change_status,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, crate::error::EntryError)),
     tags(
@@ -75,6 +79,7 @@ use super::{campaign, catalog, coupon, discount, error, health, inventory, sale}
         (name = "flash-sales", description = "An hourly sale of generated items: checkout, then purchase"),
         (name = "catalog", description = "Products, the category tree and warehouses"),
         (name = "inventory", description = "Stock per product and warehouse: reservations that expire, adjustments, the ledger, low-stock alerts"),
+        (name = "orders", description = "Orders: stock reserved and codes used in one atomic step, server-side prices, the status workflow, idempotent placing"),
     )
 )]
 pub(crate) struct ApiDoc;

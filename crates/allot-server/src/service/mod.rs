@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod coupon;
 pub mod discount;
 pub mod inventory;
+pub mod order;
 pub mod sale;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ pub use catalog::Catalog;
 pub use coupon::Coupons;
 pub use discount::DiscountCodes;
 pub use inventory::Inventory;
+pub use order::Orders;
 pub use sale::FlashSales;
 
 /// Every capability's service, built once over one store and one clock.
@@ -34,6 +36,7 @@ pub struct Services {
     pub sales: Arc<FlashSales>,
     pub catalog: Arc<Catalog>,
     pub inventory: Arc<Inventory>,
+    pub orders: Arc<Orders>,
 }
 
 impl Services {
@@ -43,6 +46,7 @@ impl Services {
         limits: AdmissionLimits,
         sales: SaleSettings,
         redis: Option<redis::aio::ConnectionManager>,
+        discount_code_percent: u8,
     ) -> Self {
         Services {
             discount: Arc::new(DiscountCodes::new(store.clone(), clock.clone())),
@@ -51,6 +55,11 @@ impl Services {
             sales: Arc::new(FlashSales::new(store.clone(), clock.clone(), sales)),
             catalog: Arc::new(Catalog::new(store.clone(), clock.clone())),
             inventory: Arc::new(Inventory::new(store.clone(), clock.clone())),
+            orders: Arc::new(Orders::new(
+                store.clone(),
+                clock.clone(),
+                discount_code_percent,
+            )),
             store,
             clock,
         }

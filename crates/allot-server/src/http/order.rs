@@ -1,0 +1,452 @@
+//! Orders over HTTP: `/api/v1/orders` (place, list, read) and `/api/v1/orders/{id}/status`.
+//!
+//! Bodies are read field by field from JSON, so a missing or mistyped field is answered 422
+//! `invalid_argument` naming it; nothing is changed then. `POST /api/v1/orders` takes an
+//! `Idempotency-Key` header, kept with the order in the same transaction: a retry answers the
+//! first order (200, `Idempotent-Replayed: true`) and changes nothing.
+
+use std::collections::HashMap;
+
+use allot_domain::DomainError;
+use allot_domain::catalog::{ProductId, WarehouseId};
+use allot_domain::coupon::UploadedCode;
+use allot_domain::discount::DiscountCode;
+use allot_domain::inventory::{Quantity, Reason};
+use allot_domain::order::{OrderStatus, ShippingAddress};
+use allot_domain::user::{IdempotencyKey, UserId};
+use allot_storage::{AppliedCode, Order};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use http::{HeaderMap, HeaderValue, StatusCode};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use utoipa::{IntoParams, ToSchema};
+
+#[allow(unused_imports)] // referenced by the OpenAPI attributes
+use super::error::ErrorBody;
+use super::inventory::{id, integer, object, path_id, query_int, required_integer, string};
+use super::json::ApiJson;
+use super::{AppState, rfc3339};
+use crate::ServiceError;
+use crate::service::order::{OrderFilter, PlaceOrder};
+use crate::time::parse_rfc3339;
+
+pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/orders", get(list).post(place))
+        .route("/api/v1/orders/{order_id}", get(read))
+        .route("/api/v1/orders/{order_id}/status", put(change_status))
+}
+
+// Views.
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OrderLineView {
+    pub product_id: i64,
+    pub sku: String,
+    pub name: String,
+    pub quantity: i64,
+    pub unit_price_minor: i64,
+    pub line_total_minor: i64,
+    /// The warehouse the line's stock is reserved in (or was taken from).
+    pub warehouse_id: i64,
+    pub reservation_id: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AppliedCodeView {
+    pub code: String,
+    /// What it took off, in minor units.
+    pub amount_minor: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct StatusChangeView {
+    /// Null for the first entry (the order placed, pending).
+    pub from: Option<&'static str>,
+    pub to: &'static str,
+    pub reason: Option<String>,
+    /// For a return: the warehouse the stock went back to, if chosen.
+    pub warehouse_id: Option<i64>,
+    pub at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OrderView {
+    pub id: i64,
+    pub customer: String,
+    /// `pending`, `confirmed`, `fulfilled`, `delivered`, `cancelled`, `return_requested` or
+    /// `returned`.
+    pub status: &'static str,
+    /// Every line's currency (ISO 4217).
+    pub currency: String,
+    #[schema(value_type = Object)]
+    pub shipping_address: Value,
+    pub lines: Vec<OrderLineView>,
+    /// Sum of the line totals, in minor units.
+    pub subtotal_minor: i64,
+    /// Applied first, on the subtotal.
+    pub coupon: Option<AppliedCodeView>,
+    /// Applied second, on what the coupon left.
+    pub discount_code: Option<AppliedCodeView>,
+    /// Subtotal less the discounts; never below zero.
+    pub total_minor: i64,
+    /// Oldest first.
+    pub history: Vec<StatusChangeView>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+fn applied(c: AppliedCode) -> AppliedCodeView {
+    AppliedCodeView {
+        code: c.code,
+        amount_minor: c.amount_minor,
+    }
+}
+
+impl From<Order> for OrderView {
+    fn from(o: Order) -> Self {
+        OrderView {
+            id: o.id,
+            customer: o.customer,
+            status: o.status.as_str(),
+            currency: o.currency,
+            shipping_address: serde_json::from_str(&o.shipping_address)
+                .unwrap_or(Value::String(o.shipping_address)),
+            lines: o
+                .lines
+                .into_iter()
+                .map(|l| OrderLineView {
+                    product_id: l.product_id.get(),
+                    sku: l.sku,
+                    name: l.name,
+                    quantity: l.quantity,
+                    unit_price_minor: l.unit_price_minor,
+                    line_total_minor: l.line_total_minor,
+                    warehouse_id: l.warehouse_id.get(),
+                    reservation_id: l.reservation_id,
+                })
+                .collect(),
+            subtotal_minor: o.subtotal_minor,
+            coupon: o.coupon.map(applied),
+            discount_code: o.discount_code.map(applied),
+            total_minor: o.total_minor,
+            history: o
+                .history
+                .into_iter()
+                .map(|h| StatusChangeView {
+                    from: h.from.map(OrderStatus::as_str),
+                    to: h.to.as_str(),
+                    reason: h.reason,
+                    warehouse_id: h.warehouse_id,
+                    at: rfc3339(h.at),
+                })
+                .collect(),
+            created_at: rfc3339(o.created_at),
+            updated_at: rfc3339(o.updated_at),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OrderPageView {
+    pub orders: Vec<OrderView>,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+// Request bodies, documented; read field by field from JSON.
+
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the body; it is read field by field
+pub(crate) struct PlaceOrderBody {
+    /// The customer's user id (owner of an allocated coupon).
+    pub customer: String,
+    /// `name`, `line1`, `line2` (optional), `city`, `postal_code` (each 1 to 200 characters),
+    /// `country` (two letters).
+    #[schema(value_type = Object)]
+    pub shipping_address: Value,
+    /// 1 to 100 lines, each `{"product_id", "quantity"}` (1 to 1,000,000), each product once;
+    /// every product active and priced in the same currency.
+    #[schema(value_type = Vec<Object>)]
+    pub lines: Vec<Value>,
+    /// An uploaded coupon: one use is redeemed by the order.
+    pub coupon: Option<String>,
+    /// A one-time discount code: used by the order; takes `--discount-code-percent` off.
+    pub discount_code: Option<String>,
+}
+
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the body; it is read field by field
+pub(crate) struct StatusBody {
+    /// The status to move to.
+    pub status: String,
+    /// Why, 1 to 500 characters; kept in the history (and the ledger for stock put back).
+    pub reason: Option<String>,
+    /// For `returned`: the warehouse the stock goes back to [default: where it came from].
+    pub warehouse_id: Option<i64>,
+}
+
+/// A domain error with its field renamed to the request's.
+fn named(field: &'static str) -> impl Fn(DomainError) -> DomainError {
+    move |e| match e {
+        DomainError::Invalid { message, .. } => DomainError::invalid(field, message),
+    }
+}
+
+fn optional_string<'a>(
+    o: &'a Map<String, Value>,
+    field: &'static str,
+) -> Result<Option<&'a str>, DomainError> {
+    match o.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(DomainError::invalid(field, "must be a string")),
+    }
+}
+
+fn address(v: Option<&Value>) -> Result<String, DomainError> {
+    let o = v
+        .and_then(Value::as_object)
+        .ok_or_else(|| DomainError::invalid("shipping_address", "must be an object"))?;
+    let field = |name: &'static str, full: &'static str| -> Result<&str, DomainError> {
+        match o.get(name) {
+            Some(Value::String(s)) => Ok(s),
+            None | Some(Value::Null) => Err(DomainError::invalid(full, "is required")),
+            Some(_) => Err(DomainError::invalid(full, "must be a string")),
+        }
+    };
+    let line2 = match o.get("line2") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => {
+            return Err(DomainError::invalid(
+                "shipping_address.line2",
+                "must be a string",
+            ));
+        }
+    };
+    let a = ShippingAddress::parse(
+        field("name", "shipping_address.name")?,
+        field("line1", "shipping_address.line1")?,
+        line2,
+        field("city", "shipping_address.city")?,
+        field("postal_code", "shipping_address.postal_code")?,
+        field("country", "shipping_address.country")?,
+    )?;
+    Ok(json!({
+        "name": a.name, "line1": a.line1, "line2": a.line2, "city": a.city,
+        "postal_code": a.postal_code, "country": a.country,
+    })
+    .to_string())
+}
+
+fn lines(v: Option<&Value>) -> Result<Vec<(ProductId, Quantity)>, DomainError> {
+    let items = v
+        .and_then(Value::as_array)
+        .ok_or_else(|| DomainError::invalid("lines", "must be an array of lines"))?;
+    items
+        .iter()
+        .map(|line| {
+            let o = line
+                .as_object()
+                .ok_or_else(|| DomainError::invalid("lines", "each line must be an object"))?;
+            let product = id(
+                required_integer(o, "product_id").map_err(named("lines.product_id"))?,
+                "lines.product_id",
+                ProductId::parse,
+            )?;
+            let quantity =
+                Quantity::parse(required_integer(o, "quantity").map_err(named("lines.quantity"))?)
+                    .map_err(named("lines.quantity"))?;
+            Ok((product, quantity))
+        })
+        .collect()
+}
+
+fn place_order(body: &Value, headers: &HeaderMap) -> Result<PlaceOrder, DomainError> {
+    let o = object(body)?;
+    let customer = UserId::parse(string(o, "customer")?).map_err(named("customer"))?;
+    let shipping_address = address(o.get("shipping_address"))?;
+    let lines = lines(o.get("lines"))?;
+    let coupon = optional_string(o, "coupon")?
+        .map(|c| UploadedCode::parse(c).map_err(named("coupon")))
+        .transpose()?;
+    let discount_code = optional_string(o, "discount_code")?
+        .map(|c| DiscountCode::parse(c).map_err(named("discount_code")))
+        .transpose()?;
+    let idempotency_key = headers
+        .get(IDEMPOTENCY_KEY)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| DomainError::invalid("idempotency_key", "must be visible ASCII"))
+                .and_then(IdempotencyKey::parse)
+        })
+        .transpose()?;
+    Ok(PlaceOrder {
+        customer,
+        shipping_address,
+        lines,
+        coupon,
+        discount_code,
+        idempotency_key,
+    })
+}
+
+// Handlers.
+
+/// Place an order: every line's stock is reserved and the coupon and discount code are used,
+/// in one atomic step (all or nothing). Prices are computed by the server in minor units. With
+/// an `Idempotency-Key` header, a retry answers the first order (200, `Idempotent-Replayed:
+/// true`) and changes nothing. A pending order holds its stock until confirmed or cancelled.
+#[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
+    request_body = PlaceOrderBody,
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 128 visible characters; a retry with the same key answers the first order")),
+    responses(
+        (status = 201, description = "Placed, pending", body = OrderView),
+        (status = 200, description = "A retry of an earlier request with the same Idempotency-Key: its order, unchanged (header `Idempotent-Replayed: true`)", body = OrderView),
+        (status = 400, description = "`bad_request`: not JSON", body = ErrorBody),
+        (status = 409, description = "`out_of_stock` (with `product_id` and `available_total`), `coupon_unusable` (with `reason`: expired, exhausted or not_owner), `code_already_used`; nothing reserved or used", body = ErrorBody),
+        (status = 422, description = "`invalid_argument` naming the field (unknown, inactive or mixed-currency products name `lines`), or `unknown_code` naming `coupon` or `discount_code`", body = ErrorBody)))]
+pub(crate) async fn place(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Response, ServiceError> {
+    let order = place_order(&body, &headers)?;
+    let (order, replayed) = state.services.orders.place(order).await?;
+    let view = Json(OrderView::from(order));
+    Ok(if replayed {
+        (
+            StatusCode::OK,
+            [(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"))],
+            view,
+        )
+            .into_response()
+    } else {
+        (StatusCode::CREATED, view).into_response()
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[allow(dead_code)] // documents the query; it is read by hand to name a bad parameter
+pub(crate) struct ListParams {
+    /// Only this customer's orders.
+    pub customer: Option<String>,
+    /// Only orders in this status.
+    pub status: Option<String>,
+    /// Only orders placed at or after (RFC 3339).
+    pub from: Option<String>,
+    /// Only orders placed before (RFC 3339).
+    pub until: Option<String>,
+    /// 1 to 500 [default: 50].
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+}
+
+fn query_time(
+    q: &HashMap<String, String>,
+    field: &'static str,
+) -> Result<Option<allot_domain::UnixMillis>, ServiceError> {
+    q.get(field)
+        .map(|v| {
+            parse_rfc3339(v).ok_or_else(|| ServiceError::InvalidArgument {
+                field,
+                message: format!("{field}: must be an RFC 3339 time"),
+            })
+        })
+        .transpose()
+}
+
+/// Orders, oldest first, with filters and cursor pagination.
+#[utoipa::path(get, path = "/api/v1/orders", tag = "orders",
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of orders, each with its lines, prices, codes and history", body = OrderPageView),
+        (status = 422, description = "`invalid_argument` naming the parameter", body = ErrorBody)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<OrderPageView>, ServiceError> {
+    let filter = OrderFilter {
+        customer: q
+            .get("customer")
+            .map(|c| UserId::parse(c).map_err(named("customer")))
+            .transpose()?,
+        status: q.get("status").map(|s| OrderStatus::parse(s)).transpose()?,
+        from: query_time(&q, "from")?,
+        until: query_time(&q, "until")?,
+        after: query_int::<i64>(&q, "cursor")?.unwrap_or(0),
+        limit: query_int(&q, "limit")?,
+    };
+    let page = state.services.orders.list(filter).await?;
+    Ok(Json(OrderPageView {
+        orders: page.orders.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// An order with its lines, prices, codes and status history.
+#[utoipa::path(get, path = "/api/v1/orders/{order_id}", tag = "orders",
+    params(("order_id" = i64, Path)),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 404, description = "No such order", body = ErrorBody)))]
+pub(crate) async fn read(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+) -> Result<Json<OrderView>, ServiceError> {
+    let id = path_id(&raw, "order", positive)?;
+    Ok(Json(state.services.orders.get(id).await?.into()))
+}
+
+fn positive(raw: i64) -> Result<i64, DomainError> {
+    if raw > 0 {
+        Ok(raw)
+    } else {
+        Err(DomainError::invalid(
+            "order_id",
+            "must be a positive integer",
+        ))
+    }
+}
+
+/// Move an order through its workflow: pending -> confirmed (reservations become stock out)
+/// -> fulfilled -> delivered -> return_requested -> returned (stock back, to `warehouse_id`
+/// or where it came from); pending or confirmed -> cancelled (stock released or put back,
+/// coupon use and discount code given back).
+#[utoipa::path(put, path = "/api/v1/orders/{order_id}/status", tag = "orders",
+    params(("order_id" = i64, Path)),
+    request_body = StatusBody,
+    responses(
+        (status = 200, description = "The order after the move", body = OrderView),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 409, description = "`illegal_transition` with `from` and `to`; nothing changed", body = ErrorBody),
+        (status = 422, description = "`invalid_argument` naming the field", body = ErrorBody)))]
+pub(crate) async fn change_status(
+    State(state): State<AppState>,
+    Path(raw): Path<String>,
+    ApiJson(body): ApiJson<Value>,
+) -> Result<Json<OrderView>, ServiceError> {
+    let order = path_id(&raw, "order", positive)?;
+    let o = object(&body)?;
+    let to = OrderStatus::parse(string(o, "status")?)?;
+    let reason = optional_string(o, "reason")?
+        .map(|r| Reason::parse(r).map(|r| r.as_str().to_owned()))
+        .transpose()?;
+    let warehouse = integer(o, "warehouse_id")?
+        .map(|w| id(w, "warehouse_id", WarehouseId::parse))
+        .transpose()?;
+    let order = state
+        .services
+        .orders
+        .change_status(order, to, reason, warehouse)
+        .await?;
+    Ok(Json(order.into()))
+}
