@@ -13,5 +13,6 @@ mod house;
 mod idempotency;
 mod inventory;
 mod megadeal_global;
+mod orders;
 mod postgres;
 mod sale;

@@ -1,0 +1,747 @@
+//! Orders over REST, on the suite's backend: one atomic step per order under storms of
+//! concurrent orders, codes held and given back, the status workflow and its stock movements,
+//! idempotent retries, exact prices; after each test the ledger's sums are checked against the
+//! balances in the database.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{AppDb, TestApp, http};
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, Value, bool) {
+    let r = req.send().await.expect("request");
+    let status = r.status().as_u16();
+    let replayed = r
+        .headers()
+        .get("idempotent-replayed")
+        .is_some_and(|v| v == "true");
+    let text = r.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, body, replayed)
+}
+
+async fn post(c: &reqwest::Client, url: String, body: Value) -> (u16, Value) {
+    let (s, b, _) = send(c.post(url).json(&body)).await;
+    (s, b)
+}
+
+struct Shop {
+    app: TestApp,
+    c: reqwest::Client,
+    base: String,
+}
+
+impl Shop {
+    async fn open() -> Shop {
+        let app = TestApp::spawn().await;
+        let base = app.url();
+        Shop {
+            app,
+            c: http(),
+            base,
+        }
+    }
+
+    async fn product(&self, sku: &str, price: i64, currency: &str) -> i64 {
+        let (s, b) = post(
+            &self.c,
+            format!("{}/api/v1/products", self.base),
+            json!({"sku": sku, "name": sku, "price": {"amount_minor": price, "currency": currency}}),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+        b["id"].as_i64().expect("product id")
+    }
+
+    async fn warehouse(&self, code: &str) -> i64 {
+        let (s, b) = post(
+            &self.c,
+            format!("{}/api/v1/warehouses", self.base),
+            json!({"code": code, "name": code}),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+        b["id"].as_i64().expect("warehouse id")
+    }
+
+    async fn stock(&self, product: i64, warehouse: i64, n: i64) {
+        let (s, b) = post(
+            &self.c,
+            format!("{}/api/v1/inventory/adjust", self.base),
+            json!({"product_id": product, "warehouse_id": warehouse, "mode": "set",
+                   "quantity": n, "reason": "count"}),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+    }
+
+    /// The product's stock: (on hand, reserved) over all warehouses, and per warehouse.
+    async fn level(&self, product: i64) -> Value {
+        let (s, b, _) = send(
+            self.c
+                .get(format!("{}/api/v1/inventory/{product}", self.base)),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        b
+    }
+
+    async fn totals(&self, product: i64) -> (i64, i64) {
+        let l = self.level(product).await;
+        (
+            l["on_hand"].as_i64().expect("on_hand"),
+            l["reserved"].as_i64().expect("reserved"),
+        )
+    }
+
+    async fn on_hand_in(&self, product: i64, warehouse: i64) -> i64 {
+        let l = self.level(product).await;
+        l["warehouses"]
+            .as_array()
+            .expect("warehouses")
+            .iter()
+            .find(|w| w["warehouse_id"] == warehouse)
+            .map_or(0, |w| w["on_hand"].as_i64().expect("on_hand"))
+    }
+
+    async fn coupon(&self, code: &str, kind: &str, amount: i64, max_uses: i64) {
+        let (s, b) = post(
+            &self.c,
+            format!("{}/api/v1/coupons", self.base),
+            json!({"coupons": [{"code": code, "type": null, "discount_kind": kind,
+                   "discount_amount": amount, "expires_at": "2099-01-01T00:00:00Z",
+                   "max_uses": max_uses}]}),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+    }
+
+    async fn coupon_uses(&self, code: &str) -> i64 {
+        let (s, b, _) = send(self.c.get(format!("{}/api/v1/coupons/{code}", self.base))).await;
+        assert_eq!(s, 200, "{b}");
+        b["uses"].as_i64().unwrap_or_else(|| panic!("uses in {b}"))
+    }
+
+    async fn discount_code(&self) -> String {
+        let (s, b) = post(
+            &self.c,
+            format!("{}/api/v1/discount-codes/batches", self.base),
+            json!({"count": 1, "length": 8}),
+        )
+        .await;
+        assert_eq!(s, 201, "{b}");
+        b["codes"][0].as_str().expect("code").to_owned()
+    }
+
+    async fn code_used(&self, code: &str) -> bool {
+        let (s, b, _) = send(
+            self.c
+                .get(format!("{}/api/v1/discount-codes/{code}", self.base)),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        b["used"].as_bool().expect("used")
+    }
+
+    fn order_body(lines: &[(i64, i64)], coupon: Option<&str>, code: Option<&str>) -> Value {
+        json!({
+            "customer": "ada",
+            "shipping_address": {"name": "Ada", "line1": "1 Road", "city": "Paris",
+                                 "postal_code": "75001", "country": "FR"},
+            "lines": lines.iter().map(|(p, q)| json!({"product_id": p, "quantity": q}))
+                .collect::<Vec<_>>(),
+            "coupon": coupon,
+            "discount_code": code,
+        })
+    }
+
+    async fn place(&self, body: &Value, key: Option<&str>) -> (u16, Value, bool) {
+        let mut req = self
+            .c
+            .post(format!("{}/api/v1/orders", self.base))
+            .json(body);
+        if let Some(k) = key {
+            req = req.header("Idempotency-Key", k);
+        }
+        send(req).await
+    }
+
+    async fn order(&self, lines: &[(i64, i64)], coupon: Option<&str>, code: Option<&str>) -> Value {
+        let (s, b, _) = self
+            .place(&Self::order_body(lines, coupon, code), None)
+            .await;
+        assert_eq!(s, 201, "{b}");
+        b
+    }
+
+    async fn set_status(&self, id: i64, body: Value) -> (u16, Value) {
+        let (s, b, _) = send(
+            self.c
+                .put(format!("{}/api/v1/orders/{id}/status", self.base))
+                .json(&body),
+        )
+        .await;
+        (s, b)
+    }
+
+    async fn to(&self, id: i64, status: &str) -> Value {
+        let (s, b) = self.set_status(id, json!({"status": status})).await;
+        assert_eq!(s, 200, "{status}: {b}");
+        assert_eq!(b["status"], status);
+        b
+    }
+
+    async fn db(&self) -> AppDb {
+        self.app.db().await
+    }
+}
+
+/// Every balance equals its ledger's sums, reserved equals the pending reservations, and no
+/// level is negative.
+async fn assert_ledger_matches(db: &AppDb) {
+    let mismatched = db
+        .count(
+            "SELECT COUNT(*) FROM stock_levels s LEFT JOIN (
+                 SELECT product_id, warehouse_id, SUM(on_hand_delta) AS oh,
+                        SUM(reserved_delta) AS rs
+                 FROM stock_movements GROUP BY product_id, warehouse_id) m
+               ON m.product_id = s.product_id AND m.warehouse_id = s.warehouse_id
+             WHERE COALESCE(m.oh, 0) <> s.on_hand OR COALESCE(m.rs, 0) <> s.reserved",
+        )
+        .await;
+    assert_eq!(mismatched, 0, "levels whose ledger sums differ");
+    let unheld = db
+        .count(
+            "SELECT COUNT(*) FROM stock_levels s LEFT JOIN (
+                 SELECT product_id, warehouse_id, SUM(quantity) AS q FROM reservations
+                 WHERE status = 'pending' GROUP BY product_id, warehouse_id) r
+               ON r.product_id = s.product_id AND r.warehouse_id = s.warehouse_id
+             WHERE COALESCE(r.q, 0) <> s.reserved",
+        )
+        .await;
+    assert_eq!(
+        unheld, 0,
+        "levels whose reserved differs from pending reservations"
+    );
+    let negative = db
+        .count("SELECT COUNT(*) FROM stock_levels WHERE reserved < 0 OR reserved > on_hand")
+        .await;
+    assert_eq!(negative, 0);
+    // Every pending order's lines are held by pending reservations, and no others are.
+    let loose = db
+        .count(
+            "SELECT COUNT(*) FROM order_lines l JOIN orders o ON o.id = l.order_id
+             JOIN reservations r ON r.id = l.reservation_id
+             WHERE (o.status = 'pending') <> (r.status = 'pending')",
+        )
+        .await;
+    assert_eq!(
+        loose, 0,
+        "order lines whose reservation disagrees with the order"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_500_concurrent_orders_of_100_in_stock_create_exactly_100() {
+    let shop = Shop::open().await;
+    let p = shop.product("ORD-STORM", 1_000, "EUR").await;
+    let a = shop.warehouse("ORD-A").await;
+    let b = shop.warehouse("ORD-B").await;
+    shop.stock(p, a, 60).await;
+    shop.stock(p, b, 40).await;
+    let body = Shop::order_body(&[(p, 1)], None, None);
+    let shop = std::sync::Arc::new(shop);
+    let storm: Vec<_> = (0..500)
+        .map(|_| {
+            let (shop, body) = (shop.clone(), body.clone());
+            tokio::spawn(async move { shop.place(&body, None).await })
+        })
+        .collect();
+    let (mut created, mut refused) = (0, 0);
+    for t in storm {
+        let (s, b, _) = t.await.expect("task");
+        match s {
+            201 => {
+                assert_eq!(b["status"], "pending", "{b}");
+                assert_eq!(b["total_minor"], 1_000, "{b}");
+                created += 1;
+            }
+            409 => {
+                assert_eq!(b["error"]["code"], "out_of_stock", "{b}");
+                assert_eq!(b["error"]["product_id"], p, "{b}");
+                assert_eq!(b["error"]["available_total"], 0, "{b}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {b}"),
+        }
+    }
+    assert_eq!((created, refused), (100, 400));
+    assert_eq!(shop.totals(p).await, (100, 100));
+    let db = shop.db().await;
+    assert_eq!(db.count("SELECT COUNT(*) FROM orders").await, 100);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM reservations WHERE status = 'pending'")
+            .await,
+        100
+    );
+    assert_ledger_matches(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_a_coupon_with_one_use_left_placed_50_times_at_once_serves_one() {
+    let shop = Shop::open().await;
+    let p = shop.product("ORD-COUPON", 2_000, "EUR").await;
+    let w = shop.warehouse("ORD-C").await;
+    shop.stock(p, w, 1_000).await;
+    shop.coupon("LASTUSE", "FLAT", 100, 2).await;
+    shop.order(&[(p, 1)], Some("LASTUSE"), None).await;
+    assert_eq!(shop.coupon_uses("LASTUSE").await, 1);
+    let body = Shop::order_body(&[(p, 1)], Some("LASTUSE"), None);
+    let shop = std::sync::Arc::new(shop);
+    let storm: Vec<_> = (0..50)
+        .map(|i| {
+            let (shop, body) = (shop.clone(), body.clone());
+            let key = (i % 2 == 0).then(|| format!("coupon-try-{i}"));
+            tokio::spawn(async move { shop.place(&body, key.as_deref()).await })
+        })
+        .collect();
+    let (mut created, mut refused) = (0, 0);
+    for t in storm {
+        let (s, b, _) = t.await.expect("task");
+        match s {
+            201 => {
+                assert_eq!(b["coupon"]["amount_minor"], 100, "{b}");
+                assert_eq!(b["total_minor"], 1_900, "{b}");
+                created += 1;
+            }
+            409 => {
+                assert_eq!(b["error"]["code"], "coupon_unusable", "{b}");
+                assert_eq!(b["error"]["reason"], "exhausted", "{b}");
+                refused += 1;
+            }
+            other => panic!("unexpected {other}: {b}"),
+        }
+    }
+    assert_eq!((created, refused), (1, 49));
+    assert_eq!(shop.coupon_uses("LASTUSE").await, 2);
+    // Only the two orders hold stock: the refused ones reserved nothing.
+    assert_eq!(shop.totals(p).await, (1_000, 2));
+    let db = shop.db().await;
+    assert_eq!(db.count("SELECT COUNT(*) FROM orders").await, 2);
+    assert_eq!(db.count("SELECT COUNT(*) FROM reservations").await, 2);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM coupon_redemptions WHERE order_id IS NOT NULL")
+            .await,
+        2
+    );
+    assert_ledger_matches(&db).await;
+}
+
+#[tokio::test]
+async fn orders_a_second_line_out_of_stock_reserves_nothing_and_uses_no_code() {
+    let shop = Shop::open().await;
+    let p1 = shop.product("ORD-L1", 500, "EUR").await;
+    let p2 = shop.product("ORD-L2", 700, "EUR").await;
+    let w = shop.warehouse("ORD-L").await;
+    shop.stock(p1, w, 10).await;
+    shop.stock(p2, w, 1).await;
+    shop.coupon("ATOMIC", "PERCENTAGE", 10, 5).await;
+    let code = shop.discount_code().await;
+    let (s, b, _) = shop
+        .place(
+            &Shop::order_body(&[(p1, 2), (p2, 5)], Some("ATOMIC"), Some(&code)),
+            Some("atomic-1"),
+        )
+        .await;
+    assert_eq!(s, 409, "{b}");
+    assert_eq!(b["error"]["code"], "out_of_stock", "{b}");
+    assert_eq!(b["error"]["product_id"], p2, "{b}");
+    assert_eq!(b["error"]["available_total"], 1, "{b}");
+    assert_eq!(shop.totals(p1).await, (10, 0));
+    assert_eq!(shop.totals(p2).await, (1, 0));
+    assert_eq!(shop.coupon_uses("ATOMIC").await, 0);
+    assert!(!shop.code_used(&code).await);
+    let db = shop.db().await;
+    assert_eq!(db.count("SELECT COUNT(*) FROM orders").await, 0);
+    assert_eq!(db.count("SELECT COUNT(*) FROM reservations").await, 0);
+    assert_eq!(db.count("SELECT COUNT(*) FROM coupon_redemptions").await, 0);
+    // The same request, with stock now there, goes through under the same key.
+    shop.stock(p2, w, 5).await;
+    let (s, b, replayed) = shop
+        .place(
+            &Shop::order_body(&[(p1, 2), (p2, 5)], Some("ATOMIC"), Some(&code)),
+            Some("atomic-1"),
+        )
+        .await;
+    assert_eq!((s, replayed), (201, false), "{b}");
+    assert!(shop.code_used(&code).await);
+    assert_ledger_matches(&db).await;
+}
+
+#[tokio::test]
+async fn orders_bad_requests_are_refused_with_the_field_named() {
+    let shop = Shop::open().await;
+    let p = shop.product("ORD-BAD", 500, "EUR").await;
+    let usd = shop.product("ORD-USD", 500, "USD").await;
+    let w = shop.warehouse("ORD-BADW").await;
+    shop.stock(p, w, 10).await;
+    shop.stock(usd, w, 10).await;
+    let code = shop.discount_code().await;
+    shop.order(&[(p, 1)], None, Some(&code)).await;
+    let cases = [
+        (
+            Shop::order_body(&[(p, 1), (usd, 1)], None, None),
+            422,
+            "invalid_argument",
+            Some("lines"),
+        ),
+        (
+            Shop::order_body(&[(p, 1), (p, 2)], None, None),
+            422,
+            "invalid_argument",
+            Some("lines"),
+        ),
+        (
+            Shop::order_body(&[(999_999, 1)], None, None),
+            422,
+            "invalid_argument",
+            Some("lines"),
+        ),
+        (
+            Shop::order_body(&[], None, None),
+            422,
+            "invalid_argument",
+            Some("lines"),
+        ),
+        (
+            Shop::order_body(&[(p, 0)], None, None),
+            422,
+            "invalid_argument",
+            Some("lines.quantity"),
+        ),
+        (
+            Shop::order_body(&[(p, 1)], Some("NOSUCH"), None),
+            422,
+            "unknown_code",
+            Some("coupon"),
+        ),
+        (
+            Shop::order_body(&[(p, 1)], None, Some("ZZZZZZZZ")),
+            422,
+            "unknown_code",
+            Some("discount_code"),
+        ),
+        (
+            Shop::order_body(&[(p, 1)], None, Some(&code)),
+            409,
+            "code_already_used",
+            None,
+        ),
+        (
+            json!({"customer": "ada", "lines": [{"product_id": p, "quantity": 1}]}),
+            422,
+            "invalid_argument",
+            Some("shipping_address"),
+        ),
+    ];
+    for (body, status, code, field) in cases {
+        let (s, b, _) = shop.place(&body, None).await;
+        assert_eq!(s, status, "{body}: {b}");
+        assert_eq!(b["error"]["code"], code, "{b}");
+        assert_eq!(b["error"]["field"].as_str(), field, "{b}");
+    }
+    let (s, b, _) = send(
+        shop.c
+            .post(format!("{}/api/v1/orders", shop.base))
+            .header("content-type", "application/json")
+            .body("{not json"),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (400, Some("bad_request")),
+        "{b}"
+    );
+    // An inactive product is refused.
+    let (s, b, _) = send(
+        shop.c
+            .put(format!("{}/api/v1/products/{p}", shop.base))
+            .json(
+                &json!({"sku": "ORD-BAD", "name": "ORD-BAD", "active": false,
+                          "price": {"amount_minor": 500, "currency": "EUR"}}),
+            ),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b, _) = shop
+        .place(&Shop::order_body(&[(p, 1)], None, None), None)
+        .await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (422, Some("lines")),
+        "{b}"
+    );
+    let db = shop.db().await;
+    assert_eq!(db.count("SELECT COUNT(*) FROM orders").await, 1);
+    assert_ledger_matches(&db).await;
+}
+
+#[tokio::test]
+async fn orders_cancel_gives_stock_and_codes_back_confirm_takes_stock_out_return_puts_it_back() {
+    let shop = Shop::open().await;
+    let p = shop.product("ORD-FLOW", 1_000, "EUR").await;
+    let a = shop.warehouse("ORD-FA").await;
+    let b = shop.warehouse("ORD-FB").await;
+    shop.stock(p, a, 10).await;
+    shop.coupon("GIVEBACK", "FLAT", 100, 1).await;
+    let code = shop.discount_code().await;
+
+    // Pending, cancelled: reservations released, coupon and code given back.
+    let o = shop.order(&[(p, 3)], Some("GIVEBACK"), Some(&code)).await;
+    let id = o["id"].as_i64().expect("id");
+    assert_eq!(shop.totals(p).await, (10, 3));
+    assert_eq!(shop.coupon_uses("GIVEBACK").await, 1);
+    assert!(shop.code_used(&code).await);
+    let c = shop.to(id, "cancelled").await;
+    assert_eq!(c["history"].as_array().map(Vec::len), Some(2), "{c}");
+    assert_eq!(shop.totals(p).await, (10, 0));
+    assert_eq!(shop.coupon_uses("GIVEBACK").await, 0);
+    assert!(!shop.code_used(&code).await);
+    let db = shop.db().await;
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM coupon_redemptions WHERE reversed_at_ms IS NOT NULL")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.count("SELECT CAST(SUM(redeemed) AS BIGINT) FROM coupon_counters")
+            .await,
+        0,
+        "the redeemed counter is given back"
+    );
+
+    // The coupon and the code serve again; confirmed: the reservation becomes stock out.
+    let o = shop.order(&[(p, 4)], Some("GIVEBACK"), Some(&code)).await;
+    let id = o["id"].as_i64().expect("id");
+    shop.to(id, "confirmed").await;
+    assert_eq!(shop.totals(p).await, (6, 0));
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM stock_movements WHERE kind = 'stock_out'")
+            .await,
+        1
+    );
+    // Shipped, delivered, returned to the chosen warehouse.
+    shop.to(id, "fulfilled").await;
+    shop.to(id, "delivered").await;
+    shop.to(id, "return_requested").await;
+    let (s, r) = shop
+        .set_status(
+            id,
+            json!({"status": "returned", "warehouse_id": b, "reason": "damaged box"}),
+        )
+        .await;
+    assert_eq!(s, 200, "{r}");
+    assert_eq!(r["history"][5]["warehouse_id"], b, "{r}");
+    assert_eq!(r["history"][5]["reason"], "damaged box", "{r}");
+    assert_eq!(
+        (shop.on_hand_in(p, a).await, shop.on_hand_in(p, b).await),
+        (6, 4)
+    );
+    // A return keeps the codes used.
+    assert_eq!(shop.coupon_uses("GIVEBACK").await, 1);
+    assert!(shop.code_used(&code).await);
+
+    // Confirmed, then cancelled: the stock goes back where it came from (stock_in).
+    let o = shop.order(&[(p, 2)], None, None).await;
+    let id = o["id"].as_i64().expect("id");
+    let from = o["lines"][0]["warehouse_id"].as_i64().expect("warehouse");
+    let before = shop.on_hand_in(p, from).await;
+    shop.to(id, "confirmed").await;
+    assert_eq!(shop.on_hand_in(p, from).await, before - 2);
+    shop.to(id, "cancelled").await;
+    assert_eq!(shop.on_hand_in(p, from).await, before);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM stock_movements WHERE kind = 'stock_in'")
+            .await,
+        2
+    );
+    // The order reads back with its lines, prices, codes and history; the listing filters.
+    let (s, got, _) = send(shop.c.get(format!("{}/api/v1/orders/{id}", shop.base))).await;
+    assert_eq!(s, 200, "{got}");
+    assert_eq!(got["status"], "cancelled");
+    let (s, page, _) = send(shop.c.get(format!(
+        "{}/api/v1/orders?status=cancelled&customer=ada&limit=1",
+        shop.base
+    )))
+    .await;
+    assert_eq!(s, 200, "{page}");
+    assert_eq!(page["orders"].as_array().map(Vec::len), Some(1), "{page}");
+    let cursor = page["next_cursor"].as_str().expect("cursor").to_owned();
+    let (_, next, _) = send(shop.c.get(format!(
+        "{}/api/v1/orders?status=cancelled&limit=1&cursor={cursor}",
+        shop.base
+    )))
+    .await;
+    assert_eq!(next["orders"][0]["id"], id, "{next}");
+    let (_, none, _) = send(shop.c.get(format!(
+        "{}/api/v1/orders?from=2099-01-01T00:00:00Z",
+        shop.base
+    )))
+    .await;
+    assert_eq!(none["orders"].as_array().map(Vec::len), Some(0), "{none}");
+    assert_ledger_matches(&db).await;
+}
+
+#[tokio::test]
+async fn orders_every_illegal_transition_is_refused_naming_both_states() {
+    let shop = Shop::open().await;
+    let p = shop.product("ORD-ILL", 100, "EUR").await;
+    let w = shop.warehouse("ORD-ILLW").await;
+    shop.stock(p, w, 100).await;
+    let all = [
+        "pending",
+        "confirmed",
+        "fulfilled",
+        "delivered",
+        "cancelled",
+        "return_requested",
+        "returned",
+    ];
+    let allowed = [
+        ("pending", "confirmed"),
+        ("pending", "cancelled"),
+        ("confirmed", "fulfilled"),
+        ("confirmed", "cancelled"),
+        ("fulfilled", "delivered"),
+        ("delivered", "return_requested"),
+        ("return_requested", "returned"),
+    ];
+    // The path that reaches each state.
+    let path = |state: &str| -> Vec<&'static str> {
+        match state {
+            "pending" => vec![],
+            "confirmed" => vec!["confirmed"],
+            "fulfilled" => vec!["confirmed", "fulfilled"],
+            "delivered" => vec!["confirmed", "fulfilled", "delivered"],
+            "cancelled" => vec!["cancelled"],
+            "return_requested" => vec!["confirmed", "fulfilled", "delivered", "return_requested"],
+            _ => vec![
+                "confirmed",
+                "fulfilled",
+                "delivered",
+                "return_requested",
+                "returned",
+            ],
+        }
+    };
+    let db = shop.db().await;
+    let mut refused = 0;
+    for from in all {
+        let o = shop.order(&[(p, 1)], None, None).await;
+        let id = o["id"].as_i64().expect("id");
+        for step in path(from) {
+            shop.to(id, step).await;
+        }
+        for to in all {
+            if allowed.contains(&(from, to)) {
+                continue;
+            }
+            let movements = db.count("SELECT COUNT(*) FROM stock_movements").await;
+            let (s, b) = shop.set_status(id, json!({"status": to})).await;
+            assert_eq!(s, 409, "{from} -> {to}: {b}");
+            assert_eq!(b["error"]["code"], "illegal_transition", "{b}");
+            assert_eq!(
+                (b["error"]["from"].as_str(), b["error"]["to"].as_str()),
+                (Some(from), Some(to))
+            );
+            let message = b["error"]["message"].as_str().expect("message");
+            assert!(message.contains(from) && message.contains(to), "{message}");
+            assert_eq!(
+                db.count("SELECT COUNT(*) FROM stock_movements").await,
+                movements
+            );
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 49 - 7);
+    let (s, b) = shop.set_status(1, json!({"status": "shipped"})).await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (422, Some("status")),
+        "{b}"
+    );
+    let (s, _) = shop
+        .set_status(999_999, json!({"status": "confirmed"}))
+        .await;
+    assert_eq!(s, 404);
+    assert_ledger_matches(&db).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn orders_idempotent_retries_give_one_order_and_the_same_body() {
+    let shop = Shop::open().await;
+    let p = shop.product("ORD-IDEM", 250, "EUR").await;
+    let w = shop.warehouse("ORD-IDEMW").await;
+    shop.stock(p, w, 100).await;
+    let body = Shop::order_body(&[(p, 2)], None, None);
+    let (s1, first, r1) = shop.place(&body, Some("retry-me")).await;
+    let (s2, second, r2) = shop.place(&body, Some("retry-me")).await;
+    assert_eq!((s1, r1), (201, false), "{first}");
+    assert_eq!((s2, r2), (200, true), "{second}");
+    assert_eq!(first, second);
+    assert_eq!(shop.totals(p).await, (100, 2));
+
+    let shop = std::sync::Arc::new(shop);
+    let retries: Vec<_> = (0..10)
+        .map(|_| {
+            let (shop, body) = (shop.clone(), body.clone());
+            tokio::spawn(async move { shop.place(&body, Some("ten-at-once")).await })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for t in retries {
+        answers.push(t.await.expect("task"));
+    }
+    assert_eq!(answers.iter().filter(|(s, _, _)| *s == 201).count(), 1);
+    assert!(
+        answers
+            .iter()
+            .all(|(s, _, replayed)| (*s == 201 && !replayed) || (*s == 200 && *replayed))
+    );
+    assert!(answers.iter().all(|(_, b, _)| *b == answers[0].1));
+    assert_eq!(shop.totals(p).await, (100, 4));
+    let db = shop.db().await;
+    assert_eq!(db.count("SELECT COUNT(*) FROM orders").await, 2);
+    assert_ledger_matches(&db).await;
+}
+
+#[tokio::test]
+async fn orders_prices_are_exact_percentage_then_flat_never_below_zero() {
+    let shop = Shop::open().await;
+    let p1 = shop.product("ORD-P1", 1_999, "EUR").await;
+    let p2 = shop.product("ORD-P2", 500, "EUR").await;
+    let w = shop.warehouse("ORD-PW").await;
+    shop.stock(p1, w, 100).await;
+    shop.stock(p2, w, 100).await;
+    shop.coupon("TENPCT", "PERCENTAGE", 10, 10).await;
+    shop.coupon("HUGE", "FLAT", 1_000_000, 10).await;
+    let code = shop.discount_code().await;
+    // 3 x 19.99 + 5.00 = 64.97; coupon 10% = 6.49 (rounded down) -> 58.48; code 10% = 5.84.
+    let o = shop
+        .order(&[(p1, 3), (p2, 1)], Some("TENPCT"), Some(&code))
+        .await;
+    assert_eq!(o["lines"][0]["line_total_minor"], 5_997, "{o}");
+    assert_eq!(o["lines"][1]["line_total_minor"], 500, "{o}");
+    assert_eq!(o["subtotal_minor"], 6_497, "{o}");
+    assert_eq!(o["coupon"]["amount_minor"], 649, "{o}");
+    assert_eq!(o["discount_code"]["amount_minor"], 584, "{o}");
+    assert_eq!(o["total_minor"], 5_264, "{o}");
+    assert_eq!(o["currency"], "EUR");
+    // A flat coupon above the total takes what is there and no more.
+    let code = shop.discount_code().await;
+    let o = shop.order(&[(p2, 2)], Some("HUGE"), Some(&code)).await;
+    assert_eq!(o["coupon"]["amount_minor"], 1_000, "{o}");
+    assert_eq!(o["discount_code"]["amount_minor"], 0, "{o}");
+    assert_eq!(o["total_minor"], 0, "{o}");
+    let db = shop.db().await;
+    assert_ledger_matches(&db).await;
+}
