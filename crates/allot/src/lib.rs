@@ -8,6 +8,7 @@ mod coupons_cmd;
 mod grpc_client;
 mod issue_load;
 mod load;
+mod order_load;
 mod sale_load;
 
 use std::process::ExitCode;
@@ -60,6 +61,9 @@ enum LoadCommand {
     /// current sale sells out; prints the sell-out time, rates and latencies, then verifies
     #[command(name = "flash-sale")]
     FlashSale(sale_load::SaleLoad),
+    /// Orders: C concurrent customers place orders of 3 lines with a coupon for S seconds;
+    /// prints rate and latencies, then verifies the orders stored and the stock reserved
+    Orders(order_load::OrderLoad),
 }
 
 pub fn main() -> ExitCode {
@@ -83,6 +87,7 @@ pub fn main() -> ExitCode {
             Command::Load(LoadCommand::Issue(load)) => load.run_command().await,
             Command::Load(LoadCommand::Coupons(load)) => load.run_command().await,
             Command::Load(LoadCommand::FlashSale(load)) => load.run_command().await,
+            Command::Load(LoadCommand::Orders(load)) => load.run_command().await,
             Command::Bench(cmd) => cmd.run().await,
         }
     })
