@@ -102,6 +102,24 @@ where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = Outcome> + Send,
 {
+    run_with_think(label, concurrency, budget, progress, None, call).await
+}
+
+/// Like [`run`], with each worker pausing about `think` (uniformly 0.5 to 1.5 times it,
+/// so workers do not fall in step) between its calls, as a person does between orders. The
+/// pause is not part of the latency.
+pub(crate) async fn run_with_think<F, Fut>(
+    label: &str,
+    concurrency: usize,
+    budget: Budget,
+    progress: bool,
+    think: Option<Duration>,
+    call: F,
+) -> Summary
+where
+    F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Outcome> + Send,
+{
     let call = Arc::new(call);
     let issued = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
@@ -127,6 +145,10 @@ where
             let mut refused: Vec<(&'static str, u64)> = Vec::new();
             let mut failed = 0u64;
             let mut first_failure = None;
+            // With a pause between calls, workers also start spread over one pause.
+            if let Some(think) = think {
+                tokio::time::sleep(think.mul_f64(rand::random_range(0.0..1.0))).await;
+            }
             loop {
                 if deadline.is_some_and(|d| Instant::now() >= d) {
                     break;
@@ -149,6 +171,10 @@ where
                         failed += 1;
                         first_failure.get_or_insert(why);
                     }
+                }
+                if let Some(think) = think {
+                    let factor = rand::random_range(0.5..1.5);
+                    tokio::time::sleep(think.mul_f64(factor)).await;
                 }
             }
             (hist, ok, refused, failed, first_failure)

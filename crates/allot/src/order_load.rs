@@ -30,6 +30,10 @@ pub(crate) struct OrderLoad {
     /// Units of each product put in stock in each of two warehouses
     #[arg(long, default_value_t = 1_000_000)]
     stock: i64,
+    /// Each customer pauses about this long between orders (0: none, a closed loop that
+    /// measures the most the server can take)
+    #[arg(long, default_value_t = 0)]
+    think_ms: u64,
     /// No progress bar
     #[arg(long)]
     no_progress: bool,
@@ -145,11 +149,12 @@ impl OrderLoad {
         let summary = {
             let (client, base, run, products) =
                 (client.clone(), base.clone(), run.clone(), products.clone());
-            load::run(
+            load::run_with_think(
                 "orders (3 lines + coupon)",
                 self.concurrency,
                 Budget::Duration(Duration::from_secs(self.seconds)),
                 !self.no_progress,
+                (self.think_ms > 0).then(|| Duration::from_millis(self.think_ms)),
                 move |worker, _| {
                     let body = json!({
                         "customer": format!("load-{run}-{worker}"),
