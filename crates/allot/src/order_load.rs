@@ -34,6 +34,10 @@ pub(crate) struct OrderLoad {
     /// measures the most the server can take)
     #[arg(long, default_value_t = 0)]
     think_ms: u64,
+    /// Seconds of the HTTP hello-world (GET /health) measured first, at the same concurrency
+    /// and pauses (0: skip)
+    #[arg(long, default_value_t = 5)]
+    hello_seconds: u64,
     /// No progress bar
     #[arg(long)]
     no_progress: bool,
@@ -140,6 +144,34 @@ impl OrderLoad {
             )
             .await?;
         }
+        let think = (self.think_ms > 0).then(|| Duration::from_millis(self.think_ms));
+        if self.hello_seconds > 0 {
+            // The floor of the stack at the same load: GET /health with the same customers
+            // and pauses.
+            let (client, url) = (client.clone(), format!("{base}/health"));
+            let hello = load::run_with_think(
+                "HTTP hello-world (GET /health)",
+                self.concurrency,
+                Budget::Duration(Duration::from_secs(self.hello_seconds)),
+                !self.no_progress,
+                think,
+                move |_, _| {
+                    let request = client.get(&url);
+                    async move {
+                        match request.send().await {
+                            Ok(r) if r.status().is_success() => match r.bytes().await {
+                                Ok(_) => Outcome::Ok,
+                                Err(e) => Outcome::Failed(e.to_string()),
+                            },
+                            Ok(r) => Outcome::Failed(format!("status {}", r.status())),
+                            Err(e) => Outcome::Failed(e.to_string()),
+                        }
+                    }
+                },
+            )
+            .await;
+            println!("{}", hello.line());
+        }
         println!(
             "setup: {PRODUCTS} products x {} units in 2 warehouses, {} coupons",
             self.stock, self.concurrency
@@ -154,7 +186,7 @@ impl OrderLoad {
                 self.concurrency,
                 Budget::Duration(Duration::from_secs(self.seconds)),
                 !self.no_progress,
-                (self.think_ms > 0).then(|| Duration::from_millis(self.think_ms)),
+                think,
                 move |worker, _| {
                     let body = json!({
                         "customer": format!("load-{run}-{worker}"),
