@@ -635,3 +635,173 @@ async fn batched_issues_keep_per_user_limits_keys_and_campaigns_apart() {
         assert_eq!(over, 0);
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_batch_of_orders_refuses_replays_and_races_as_orders_one_by_one_would() {
+    use allot_domain::UnixMillis;
+    use allot_domain::catalog::ProductId;
+    use allot_domain::coupon::{Discount, DiscountKind, RedeemRefusal, UploadedCode};
+    use allot_domain::inventory::Quantity;
+    use allot_domain::user::{IdempotencyKey, UserId};
+    use allot_storage::{Created, NewOrder, OrderRefusal, OrderStore};
+
+    let cluster = PgCluster::start();
+    let db = migrated(&cluster).await;
+    let store = std::sync::Arc::new(
+        allot_storage::postgres::PgStore::open(&cluster.url())
+            .await
+            .expect("opens"),
+    );
+    let p: i64 = db
+        .query_one(
+            "INSERT INTO products (sku, sku_key, name, description, price_minor, currency, active,
+                                   created_at_ms, updated_at_ms)
+             VALUES ('A-1', 'a-1', 'A', '', 1000, 'EUR', true, 0, 0) RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    db.batch_execute(
+        "INSERT INTO warehouses (code, name, active, created_at_ms, updated_at_ms)
+         VALUES ('W1', 'one', true, 0, 0), ('W2', 'two', true, 0, 0);
+         INSERT INTO coupon_uploads (count, created_at_ms) VALUES (1, 0);
+         INSERT INTO coupons (code, discount_kind, discount_amount, expires_at_ms, max_uses,
+                              upload_id, created_at_ms)
+         SELECT 'RACE1', 'FLAT', 100, 9000000000000, 1, id, 0 FROM coupon_uploads;",
+    )
+    .await
+    .unwrap();
+    db.execute(
+        "INSERT INTO stock_levels (product_id, warehouse_id, on_hand, reserved, reorder_threshold,
+                                   updated_at_ms)
+         SELECT $1, id, CASE code WHEN 'W1' THEN 5 ELSE 3 END, 0, 1, 0 FROM warehouses",
+        &[&p],
+    )
+    .await
+    .unwrap();
+    let product = ProductId::parse(p).unwrap();
+    let order = |customer: &str, quantity: i64, coupon: bool, key: Option<&str>| NewOrder {
+        customer: UserId::parse(customer).unwrap(),
+        shipping_address: "{}".to_owned(),
+        lines: vec![(product, Quantity::parse(quantity).unwrap())],
+        coupon: coupon.then(|| UploadedCode::parse("RACE1").unwrap()),
+        discount_code: None,
+        discount_code_value: Discount::new(DiscountKind::Percentage, 10).unwrap(),
+        idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
+        now: UnixMillis::from_millis(1_000),
+    };
+    let first = match store
+        .create_order(order("first", 1, false, Some("k-1")))
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        Created::New(o) => o,
+        other => panic!("a new order, got {other:?}"),
+    };
+
+    // At once: a replay of k-1, two new orders with one key, an order no warehouse can serve
+    // whole, and ten orders racing for the coupon's one use.
+    let mut requests = vec![
+        order("first", 1, false, Some("k-1")),
+        order("second", 1, false, Some("k-2")),
+        order("second", 1, false, Some("k-2")),
+        order("big", 6, false, None),
+    ];
+    for i in 0..10 {
+        requests.push(order(&format!("racer{i}"), 1, true, None));
+    }
+    let answers: Vec<_> = futures::future::join_all(requests.into_iter().map(|r| {
+        let store = store.clone();
+        async move { store.create_order(r).await.unwrap() }
+    }))
+    .await;
+    match &answers[0] {
+        Ok(Created::Replayed(o)) => assert_eq!(o, &first),
+        other => panic!("k-1 replays, got {other:?}"),
+    }
+    let (a, b) = match (&answers[1], &answers[2]) {
+        (Ok(a), Ok(b)) => (a, b),
+        other => panic!("k-2 twice: {other:?}"),
+    };
+    let (new, replayed) = match (a, b) {
+        (Created::New(n), Created::Replayed(r)) | (Created::Replayed(r), Created::New(n)) => (n, r),
+        other => panic!("one new and one replay of k-2, got {other:?}"),
+    };
+    assert_eq!(new, replayed);
+    assert!(
+        matches!(&answers[3], Err(OrderRefusal::OutOfStock { product: q, .. }) if *q == product),
+        "{:?}",
+        answers[3]
+    );
+    let winners: Vec<_> = answers[4..]
+        .iter()
+        .filter_map(|a| match a {
+            Ok(Created::New(o)) => Some(o),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(winners.len(), 1, "{answers:?}");
+    assert_eq!(winners[0].coupon.as_ref().unwrap().amount_minor, 100);
+    assert_eq!(winners[0].total_minor, 900);
+    assert_eq!(
+        answers[4..]
+            .iter()
+            .filter(|a| matches!(
+                a,
+                Err(OrderRefusal::CouponUnusable(RedeemRefusal::Exhausted))
+            ))
+            .count(),
+        9
+    );
+
+    // What is stored is what the answers say: 3 orders of 1 unit, one coupon use.
+    let count = |sql: &'static str| {
+        let db = &db;
+        async move { db.query_one(sql, &[]).await.unwrap().get::<_, i64>(0) }
+    };
+    assert_eq!(count("SELECT count(*) FROM orders").await, 3);
+    assert_eq!(
+        count("SELECT sum(reserved)::bigint FROM stock_levels").await,
+        3
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM reservations WHERE status = 'pending'").await,
+        3
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM stock_movements WHERE kind = 'reservation'").await,
+        3
+    );
+    assert_eq!(count("SELECT count(*) FROM order_status_history").await, 3);
+    assert_eq!(count("SELECT sum(uses)::bigint FROM coupons").await, 1);
+    assert_eq!(
+        count("SELECT count(*) FROM coupon_redemptions WHERE order_id IS NOT NULL").await,
+        1
+    );
+    for o in [&first, new, winners[0]] {
+        assert_eq!(store.order(o.id).await.unwrap().as_ref(), Some(o));
+    }
+
+    // W1 has 2 left, W2 3: two more units go to W2, leaving 1, at its threshold: one alert.
+    let last = store
+        .create_order(order("last", 2, false, None))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(matches!(last, Created::New(_)), "{last:?}");
+    let alert = db
+        .query_one(
+            "SELECT a.available, s.low_alert_open FROM stock_alerts a
+             JOIN warehouses w ON w.id = a.warehouse_id
+             JOIN stock_levels s ON (s.product_id, s.warehouse_id) = (a.product_id, a.warehouse_id)
+             WHERE w.code = 'W2' AND a.cleared_at_ms IS NULL",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(alert.get::<_, i64>(0), 1);
+    assert!(alert.get::<_, bool>(1));
+    assert_eq!(count("SELECT count(*) FROM stock_alerts").await, 1);
+}

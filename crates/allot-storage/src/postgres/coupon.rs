@@ -15,11 +15,11 @@ use crate::{
     Allocation, Coupon, CouponCounters, ExistingCodes, NewCoupon, RedeemOutcome, StorageError,
 };
 
-const COLUMNS: &str = "code, type, discount_kind, discount_amount, expires_at_ms, max_uses, \
+pub(super) const COLUMNS: &str = "code, type, discount_kind, discount_amount, expires_at_ms, max_uses, \
                        uses, allocated_to, allocated_at_ms, created_at_ms, id";
-const TYPES: [&str; 4] = ["NONE", "FREE", "STANDARD", "MEGADEAL"];
+pub(super) const TYPES: [&str; 4] = ["NONE", "FREE", "STANDARD", "MEGADEAL"];
 
-fn type_index(t: Option<CouponType>) -> usize {
+pub(super) fn type_index(t: Option<CouponType>) -> usize {
     match t {
         None => 0,
         Some(CouponType::Free) => 1,
@@ -33,7 +33,7 @@ fn parse_type(raw: Option<String>) -> Result<Option<CouponType>, StorageError> {
         .transpose()
 }
 
-fn coupon(r: &Row) -> Result<(i64, Coupon), StorageError> {
+pub(super) fn coupon(r: &Row) -> Result<(i64, Coupon), StorageError> {
     Ok((
         r.get(10),
         Coupon {

@@ -10,6 +10,7 @@ mod idempotency;
 mod inventory;
 pub mod migrate;
 mod order;
+mod order_batch;
 mod sale;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -47,6 +48,8 @@ pub struct PgStore {
     next: AtomicUsize,
     /// Campaign issues, served in batches on a connection of their own.
     issuer: campaign::Issuer,
+    /// Order creates, served in batches on a connection of their own.
+    orders: order_batch::OrderBatcher,
 }
 
 impl PgStore {
@@ -63,6 +66,7 @@ impl PgStore {
             connections,
             next: AtomicUsize::new(0),
             issuer: campaign::Issuer::start(url.to_owned()),
+            orders: order_batch::OrderBatcher::start(url.to_owned()),
         })
     }
 

@@ -1,27 +1,25 @@
-//! Orders on PostgreSQL, correct across instances. Every operation is one transaction that
-//! takes its locks in one order: the order's row (a create claims its idempotency key by
-//! inserting the row, so a concurrent retry waits on the unique index and then finds the first
-//! order), then stock rows product by product (inventory's own locking), then the coupon's row,
-//! then the discount code's. A refusal drops the transaction: nothing of it stays.
+//! Orders on PostgreSQL, correct across instances. Creates are served in batches
+//! ([`super::order_batch`]). A status change is one transaction that takes its locks in one
+//! order: the order's row, then its reservations and stock rows in (product, warehouse) order,
+//! then the coupon's and the discount code's rows. A refusal drops the transaction: nothing of
+//! it stays.
 
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
-use allot_domain::coupon::{Discount, DiscountKind};
-use allot_domain::discount::UseOutcome;
-use allot_domain::inventory::{Holder, MovementKind, ReservationTtl};
-use allot_domain::order::{OrderStatus, Transition, price};
+use allot_domain::inventory::MovementKind;
+use allot_domain::order::{OrderStatus, Transition};
 use async_trait::async_trait;
 use tokio_postgres::GenericClient;
 
-use super::inventory::{Change, End, apply, end_in, lock_level, reserve_in, warehouse_exists};
+use super::inventory::{Change, End, apply, end_in, lock_level, warehouse_exists};
 use super::{PgStore, coupon, discount};
+use crate::StorageError;
 use crate::catalog::corrupt;
-use crate::inventory::{InventoryRefusal, NewReservation, product, reservation_id, warehouse_id};
+use crate::inventory::{InventoryRefusal, product, reservation_id, warehouse_id};
 use crate::order::{
-    AppliedCode, Created, NewOrder, ORDER_HOLD_UNTIL_MS, Order, OrderLine, OrderQuery,
-    OrderRefusal, OrderResult, OrderStore, StatusChange, StatusRequest, holder, order_status,
+    AppliedCode, Created, NewOrder, Order, OrderLine, OrderQuery, OrderRefusal, OrderResult,
+    OrderStore, StatusChange, StatusRequest, order_status,
 };
-use crate::{RedeemOutcome, StorageError};
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
 
@@ -36,196 +34,6 @@ fn inventory_refusal(r: InventoryRefusal, p: ProductId) -> Result<OrderRefusal, 
         InventoryRefusal::NotPending { status } => OrderRefusal::ReservationNotPending { status },
         other => return Err(corrupt(format!("order stock refused: {other:?}"))),
     })
-}
-
-struct Priced {
-    sku: String,
-    name: String,
-    price: i64,
-    currency: String,
-}
-
-async fn by_key(c: &impl GenericClient, key: &str) -> Result<Option<i64>, StorageError> {
-    Ok(
-        c.query_opt("SELECT id FROM orders WHERE idempotency_key = $1", &[&key])
-            .await?
-            .map(|r| r.get(0)),
-    )
-}
-
-async fn replay(c: &impl GenericClient, id: i64) -> Refusable<Created> {
-    let order = load(c, id)
-        .await?
-        .ok_or_else(|| corrupt("an order just found is missing"))?;
-    Ok(Ok(Created::Replayed(order)))
-}
-
-/// The create, in `tx`; the caller commits only a new order.
-async fn create(tx: &impl GenericClient, new: &NewOrder) -> Refusable<Created> {
-    let now = new.now;
-    let key = new.idempotency_key.as_ref().map(|k| k.as_str());
-    if let Some(key) = key
-        && let Some(id) = by_key(tx, key).await?
-    {
-        return replay(tx, id).await;
-    }
-    let mut products = Vec::with_capacity(new.lines.len());
-    for (p, _) in &new.lines {
-        let row = tx
-            .query_opt(
-                "SELECT sku, name, price_minor, currency, active FROM products
-                 WHERE id = $1 AND deleted_at_ms IS NULL",
-                &[&p.get()],
-            )
-            .await?;
-        let Some(r) = row else {
-            return Ok(Err(OrderRefusal::UnknownProduct { product: *p }));
-        };
-        if !r.try_get::<_, bool>(4)? {
-            return Ok(Err(OrderRefusal::InactiveProduct { product: *p }));
-        }
-        products.push(Priced {
-            sku: r.try_get(0)?,
-            name: r.try_get(1)?,
-            price: r.try_get(2)?,
-            currency: r.try_get(3)?,
-        });
-    }
-    let mut currencies: Vec<String> = products.iter().map(|p| p.currency.clone()).collect();
-    currencies.sort();
-    currencies.dedup();
-    let [currency] = currencies.as_slice() else {
-        return Ok(Err(OrderRefusal::MixedCurrencies { currencies }));
-    };
-    // The row first: a concurrent create with the same key waits here until this transaction
-    // ends, then inserts nothing and answers the order this one stored.
-    let row = tx
-        .query_opt(
-            "INSERT INTO orders (customer, status, currency, shipping_address, subtotal_minor,
-                                 total_minor, idempotency_key, created_at_ms, updated_at_ms)
-             VALUES ($1, 'pending', $2, $3, 0, 0, $4, $5, $5)
-             ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
-            &[
-                &new.customer.as_str(),
-                currency,
-                &new.shipping_address,
-                &key,
-                &now.as_millis(),
-            ],
-        )
-        .await?;
-    let id: i64 = match (row, key) {
-        (Some(r), _) => r.try_get(0)?,
-        (None, Some(key)) => {
-            let id = by_key(tx, key)
-                .await?
-                .ok_or_else(|| corrupt("an idempotency key clashed with no order"))?;
-            return replay(tx, id).await;
-        }
-        (None, None) => return Err(corrupt("an order without a key was not inserted")),
-    };
-    let holder = Holder::parse(&holder(id)).map_err(corrupt)?;
-    // Lines in product order: the order every transaction locks stock rows in.
-    let mut order: Vec<usize> = (0..new.lines.len()).collect();
-    order.sort_by_key(|&i| new.lines[i].0);
-    let mut held = vec![None; new.lines.len()];
-    for i in order {
-        let (p, quantity) = new.lines[i];
-        let request = NewReservation {
-            product: p,
-            quantity,
-            holder: holder.clone(),
-            preferred: None,
-            ttl: ReservationTtl::default(),
-            now,
-        };
-        match reserve_in(tx, &request, ORDER_HOLD_UNTIL_MS).await? {
-            Ok(r) => held[i] = Some((r.id.get(), r.warehouse_id)),
-            Err(refusal) => return Ok(Err(inventory_refusal(refusal, p)?)),
-        }
-    }
-    let mut discounts = Vec::new();
-    let coupon_code = match &new.coupon {
-        None => None,
-        Some(code) => {
-            match coupon::redeem_in(tx, code.as_str(), &new.customer, now, Some(id)).await? {
-                RedeemOutcome::NotFound => return Ok(Err(OrderRefusal::UnknownCoupon)),
-                RedeemOutcome::Refused(r) => return Ok(Err(OrderRefusal::CouponUnusable(r))),
-                RedeemOutcome::Redeemed(c) => {
-                    let kind = DiscountKind::parse(&c.discount_kind).map_err(corrupt)?;
-                    discounts.push(Discount::new(kind, c.discount_amount).map_err(corrupt)?);
-                    Some(c.code)
-                }
-            }
-        }
-    };
-    if let Some(code) = &new.discount_code {
-        match discount::use_code(tx, code, now).await? {
-            UseOutcome::Used => discounts.push(new.discount_code_value),
-            UseOutcome::AlreadyUsed => return Ok(Err(OrderRefusal::DiscountCodeUsed)),
-            UseOutcome::Invalid => return Ok(Err(OrderRefusal::UnknownDiscountCode)),
-        }
-    }
-    let units: Vec<(i64, i64)> = new
-        .lines
-        .iter()
-        .zip(&products)
-        .map(|((_, q), p)| (p.price, q.get()))
-        .collect();
-    let Ok(pricing) = price(&units, &discounts) else {
-        return Ok(Err(OrderRefusal::TooLarge));
-    };
-    let mut amounts = pricing.discounts_minor.iter().copied();
-    let coupon_minor = coupon_code.as_ref().and_then(|_| amounts.next());
-    let discount_minor = new.discount_code.as_ref().and_then(|_| amounts.next());
-    tx.execute(
-        "UPDATE orders SET subtotal_minor = $2, coupon_code = $3, coupon_minor = $4,
-                discount_code = $5, discount_minor = $6, total_minor = $7 WHERE id = $1",
-        &[
-            &id,
-            &pricing.subtotal_minor,
-            &coupon_code,
-            &coupon_minor,
-            &new.discount_code.as_ref().map(|c| c.as_str()),
-            &discount_minor,
-            &pricing.total_minor,
-        ],
-    )
-    .await?;
-    for (i, (((p, _), info), line)) in new
-        .lines
-        .iter()
-        .zip(&products)
-        .zip(&pricing.lines)
-        .enumerate()
-    {
-        let (reservation, warehouse) =
-            held[i].ok_or_else(|| corrupt("an order line was not reserved"))?;
-        tx.execute(
-            "INSERT INTO order_lines (order_id, line_no, product_id, sku, name, quantity,
-                                      unit_price_minor, line_total_minor, warehouse_id,
-                                      reservation_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            &[
-                &id,
-                &(i as i32),
-                &p.get(),
-                &info.sku,
-                &info.name,
-                &line.quantity,
-                &line.unit_price_minor,
-                &line.line_total_minor,
-                &warehouse.get(),
-                &reservation,
-            ],
-        )
-        .await?;
-    }
-    history(tx, id, None, OrderStatus::Pending, None, None, now).await?;
-    let order = load(tx, id)
-        .await?
-        .ok_or_else(|| corrupt("an order just stored is missing"))?;
-    Ok(Ok(Created::New(order)))
 }
 
 async fn history(
@@ -353,7 +161,7 @@ async fn change(tx: &impl GenericClient, req: &StatusRequest) -> Refusable<Order
     Ok(Ok(order))
 }
 
-async fn load(c: &impl GenericClient, id: i64) -> Result<Option<Order>, StorageError> {
+pub(super) async fn load(c: &impl GenericClient, id: i64) -> Result<Option<Order>, StorageError> {
     let Some(r) = c
         .query_opt(
             "SELECT id, customer, status, currency, shipping_address, subtotal_minor, coupon_code,
@@ -436,13 +244,7 @@ async fn load(c: &impl GenericClient, id: i64) -> Result<Option<Order>, StorageE
 #[async_trait]
 impl OrderStore for PgStore {
     async fn create_order(&self, new: NewOrder) -> OrderResult<Created> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let created = create(&tx, &new).await?;
-        if matches!(created, Ok(Created::New(_))) {
-            tx.commit().await?;
-        }
-        Ok(created)
+        self.orders.create(new).await
     }
 
     async fn order(&self, id: i64) -> Result<Option<Order>, StorageError> {

@@ -1,0 +1,906 @@
+//! Order creation on PostgreSQL, batched.
+//!
+//! One transaction per order (insert the order, lock the products' stock rows, write levels,
+//! movements, reservations, lines, the coupon's use, the code's use, history: some 25
+//! statements) holds the hot stock rows' locks for all of its round trips and its commit, so
+//! orders of the same products take turns at one commit each. Here each instance gathers the
+//! orders that arrive while its previous transaction commits and serves them together, in one
+//! transaction with a handful of set-based statements: it reads the stored idempotency keys
+//! and the products, locks every stock row of the batch's products (in (product, warehouse)
+//! order, the order every operation locks stock rows in), then the coupons and discount codes
+//! (each in id/code order), decides every order in arrival order in memory with the domain's
+//! rules (the choice of warehouse, the coupon's rules, the code's single use, the price), and
+//! writes what was accepted with one statement per table. Nothing is answered before the
+//! commit. A refused order leaves nothing and answers exactly what the one-order path did.
+//!
+//! Across instances the locks order the batches; an idempotency key another instance stores
+//! meanwhile makes the orders insert store fewer rows (`ON CONFLICT DO NOTHING`): the batch is
+//! rolled back and served again, and then replays that order.
+
+use std::collections::{BTreeMap, HashMap};
+
+use allot_domain::catalog::WarehouseId;
+use allot_domain::coupon::{CouponState, Discount, DiscountKind, check_redeemable};
+use allot_domain::inventory::{AlertChange, Level, alert_change, choose_warehouse};
+use allot_domain::order::{OrderStatus, price};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Client;
+use tokio_postgres::error::SqlState;
+
+use super::coupon;
+use super::order::load;
+use crate::StorageError;
+use crate::catalog::corrupt;
+use crate::inventory::warehouse_id;
+use crate::order::{
+    AppliedCode, Created, NewOrder, ORDER_HOLD_UNTIL_MS, Order, OrderLine, OrderRefusal,
+    OrderResult, StatusChange, holder,
+};
+
+/// Orders served in one transaction at most.
+const BATCH_MAX: usize = 500;
+
+/// Times one batch is served before its orders are answered with the error: again after an
+/// idempotency key another instance stored meanwhile, or a deadlock.
+const ATTEMPTS: usize = 4;
+
+struct Pending {
+    new: NewOrder,
+    reply: oneshot::Sender<OrderResult<Created>>,
+}
+
+/// The order queue of one store: creates go in, a task serves them in batches.
+pub(super) struct OrderBatcher {
+    queue: mpsc::UnboundedSender<Pending>,
+}
+
+impl OrderBatcher {
+    /// Starts the serving task on its own connection to `url`; it ends with the batcher.
+    pub(super) fn start(url: String) -> OrderBatcher {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(serve(url, rx));
+        OrderBatcher { queue }
+    }
+
+    pub(super) async fn create(&self, new: NewOrder) -> OrderResult<Created> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send(Pending { new, reply })
+            .map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+}
+
+/// The same error for each order of a failed batch.
+fn each(e: &StorageError) -> StorageError {
+    match e {
+        StorageError::Closed => StorageError::Closed,
+        StorageError::Busy(m) => StorageError::Busy(m.clone()),
+        StorageError::Corrupt(m) => StorageError::Corrupt(m.clone()),
+        other => StorageError::Commit(other.to_string()),
+    }
+}
+
+async fn serve(url: String, mut rx: mpsc::UnboundedReceiver<Pending>) {
+    let mut client: Option<Client> = None;
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
+        let connection = match client.take().filter(|c| !c.is_closed()) {
+            Some(c) => Ok(c),
+            None => super::connect(&url).await,
+        };
+        let mut connection = match connection {
+            Ok(c) => c,
+            Err(e) => {
+                let message = format!("postgres unreachable: {e}");
+                for p in batch.drain(..) {
+                    let _ = p.reply.send(Err(StorageError::Busy(message.clone())));
+                }
+                continue;
+            }
+        };
+        let orders: Vec<&NewOrder> = batch.iter().map(|p| &p.new).collect();
+        let mut served = Err(StorageError::Closed);
+        for _ in 0..ATTEMPTS {
+            served = create_batch(&mut connection, &orders).await;
+            match &served {
+                Ok(Served::KeyTaken) => continue,
+                Err(StorageError::Postgres(e))
+                    if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) =>
+                {
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        match served {
+            Ok(Served::Done(outcomes)) => {
+                for (p, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = p.reply.send(Ok(outcome));
+                }
+            }
+            Ok(Served::KeyTaken) => {
+                let e = StorageError::Busy("idempotency keys kept clashing".to_owned());
+                for p in batch.drain(..) {
+                    let _ = p.reply.send(Err(each(&e)));
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, orders = batch.len(), "order batch failed");
+                for p in batch.drain(..) {
+                    let _ = p.reply.send(Err(each(&e)));
+                }
+            }
+        }
+        client = Some(connection);
+    }
+}
+
+enum Served {
+    /// Each order's answer, in arrival order; committed.
+    Done(Vec<Result<Created, OrderRefusal>>),
+    /// Another instance stored one of the batch's keys meanwhile: rolled back, serve again.
+    KeyTaken,
+}
+
+struct Product {
+    sku: String,
+    name: String,
+    price: i64,
+    currency: String,
+    active: bool,
+}
+
+/// A locked stock row, as the batch leaves it so far.
+struct Stock {
+    product: i64,
+    warehouse: WarehouseId,
+    on_hand: i64,
+    reserved: i64,
+    threshold: Option<i64>,
+    alert_open: bool,
+    /// The time of the last order that reserved here (its row is written).
+    touched_at: Option<i64>,
+}
+
+/// A locked coupon, as the batch leaves it so far.
+struct LockedCoupon {
+    id: i64,
+    coupon: crate::Coupon,
+    used: bool,
+}
+
+/// What an accepted order writes.
+struct Accepted {
+    id: i64,
+    coupon: Option<usize>,
+    order: Order,
+}
+
+/// What one order did to the in-memory state, undone if it is refused.
+#[derive(Default)]
+struct Undo {
+    reserved: Vec<(usize, i64)>,
+    coupon: Option<usize>,
+    code: Option<String>,
+}
+
+struct State {
+    products: HashMap<i64, Product>,
+    stock: Vec<Stock>,
+    /// Each product's active stock rows (indices into `stock`), in warehouse order.
+    by_product: HashMap<i64, Vec<usize>>,
+    coupons: Vec<LockedCoupon>,
+    coupon_by_code: HashMap<String, usize>,
+    /// Each known discount code: used (before or by this batch)?
+    codes: HashMap<String, bool>,
+}
+
+impl State {
+    fn undo(&mut self, undo: Undo) {
+        for (s, q) in undo.reserved {
+            self.stock[s].reserved -= q;
+        }
+        if let Some(c) = undo.coupon {
+            self.coupons[c].coupon.uses -= 1;
+        }
+        if let Some(code) = undo.code {
+            self.codes.insert(code, false);
+        }
+    }
+
+    /// Decides one order against the state, applying it if accepted. `id` is the id it gets
+    /// if accepted; `reservations` hands out reservation ids.
+    fn decide(
+        &mut self,
+        new: &NewOrder,
+        id: i64,
+        reservations: &mut impl Iterator<Item = i64>,
+    ) -> Result<Result<Accepted, OrderRefusal>, StorageError> {
+        let mut undo = Undo::default();
+        let decided = self.decide_in(new, id, reservations, &mut undo);
+        if !matches!(decided, Ok(Ok(_))) {
+            self.undo(undo);
+        }
+        decided
+    }
+
+    fn decide_in(
+        &mut self,
+        new: &NewOrder,
+        id: i64,
+        reservations: &mut impl Iterator<Item = i64>,
+        undo: &mut Undo,
+    ) -> Result<Result<Accepted, OrderRefusal>, StorageError> {
+        let now = new.now;
+        for (p, _) in &new.lines {
+            match self.products.get(&p.get()) {
+                None => return Ok(Err(OrderRefusal::UnknownProduct { product: *p })),
+                Some(info) if !info.active => {
+                    return Ok(Err(OrderRefusal::InactiveProduct { product: *p }));
+                }
+                Some(_) => {}
+            }
+        }
+        let product = |p: i64| &self.products[&p];
+        let mut currencies: Vec<String> = new
+            .lines
+            .iter()
+            .map(|(p, _)| product(p.get()).currency.clone())
+            .collect();
+        currencies.sort();
+        currencies.dedup();
+        let [currency] = currencies.as_slice() else {
+            return Ok(Err(OrderRefusal::MixedCurrencies { currencies }));
+        };
+        let currency = currency.clone();
+        // Lines in product order, as the one-order path reserved them: the first refusal is
+        // the same.
+        let mut in_order: Vec<usize> = (0..new.lines.len()).collect();
+        in_order.sort_by_key(|&i| new.lines[i].0);
+        let mut held = vec![usize::MAX; new.lines.len()];
+        for i in in_order {
+            let (p, quantity) = new.lines[i];
+            let rows = self
+                .by_product
+                .get(&p.get())
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let levels: Vec<Level<usize>> = rows
+                .iter()
+                .map(|&s| Level {
+                    warehouse: s,
+                    on_hand: self.stock[s].on_hand,
+                    reserved: self.stock[s].reserved,
+                })
+                .collect();
+            let Some(s) = choose_warehouse(&levels, None, quantity) else {
+                return Ok(Err(OrderRefusal::OutOfStock {
+                    product: p,
+                    available_total: levels.iter().map(Level::available).sum(),
+                }));
+            };
+            self.stock[s].reserved += quantity.get();
+            undo.reserved.push((s, quantity.get()));
+            held[i] = s;
+        }
+        let mut discounts = Vec::new();
+        let coupon = match &new.coupon {
+            None => None,
+            Some(code) => {
+                let Some(&c) = self.coupon_by_code.get(code.as_str()) else {
+                    return Ok(Err(OrderRefusal::UnknownCoupon));
+                };
+                let locked = &mut self.coupons[c].coupon;
+                let state = CouponState {
+                    expires_at: locked.expires_at,
+                    uses: locked.uses,
+                    max_uses: locked.max_uses,
+                    allocated_to: locked.allocated_to.as_deref(),
+                };
+                if let Err(r) = check_redeemable(&state, new.customer.as_str(), now) {
+                    return Ok(Err(OrderRefusal::CouponUnusable(r)));
+                }
+                let kind = DiscountKind::parse(&locked.discount_kind).map_err(corrupt)?;
+                discounts.push(Discount::new(kind, locked.discount_amount).map_err(corrupt)?);
+                locked.uses += 1;
+                undo.coupon = Some(c);
+                Some(c)
+            }
+        };
+        if let Some(code) = &new.discount_code {
+            match self.codes.get_mut(code.as_str()) {
+                None => return Ok(Err(OrderRefusal::UnknownDiscountCode)),
+                Some(true) => return Ok(Err(OrderRefusal::DiscountCodeUsed)),
+                Some(used) => {
+                    *used = true;
+                    undo.code = Some(code.as_str().to_owned());
+                    discounts.push(new.discount_code_value);
+                }
+            }
+        }
+        let units: Vec<(i64, i64)> = new
+            .lines
+            .iter()
+            .map(|(p, q)| (self.products[&p.get()].price, q.get()))
+            .collect();
+        let Ok(pricing) = price(&units, &discounts) else {
+            return Ok(Err(OrderRefusal::TooLarge));
+        };
+        let mut amounts = pricing.discounts_minor.iter().copied();
+        let applied = |code: String, minor: Option<i64>| AppliedCode {
+            code,
+            amount_minor: minor.unwrap_or(0),
+        };
+        let coupon_applied =
+            coupon.map(|c| applied(self.coupons[c].coupon.code.clone(), amounts.next()));
+        let code_applied = new
+            .discount_code
+            .as_ref()
+            .map(|c| applied(c.as_str().to_owned(), amounts.next()));
+        let mut lines = Vec::with_capacity(new.lines.len());
+        for (i, ((p, q), line)) in new.lines.iter().zip(&pricing.lines).enumerate() {
+            let info = &self.products[&p.get()];
+            let s = held[i];
+            lines.push(OrderLine {
+                product_id: *p,
+                sku: info.sku.clone(),
+                name: info.name.clone(),
+                quantity: q.get(),
+                unit_price_minor: line.unit_price_minor,
+                line_total_minor: line.line_total_minor,
+                warehouse_id: self.stock[s].warehouse,
+                reservation_id: reservations
+                    .next()
+                    .ok_or_else(|| corrupt("too few reservation ids drawn"))?,
+            });
+        }
+        for &s in &held {
+            self.stock[s].touched_at = Some(now.as_millis());
+        }
+        let order = Order {
+            id,
+            customer: new.customer.as_str().to_owned(),
+            status: OrderStatus::Pending,
+            currency,
+            shipping_address: new.shipping_address.clone(),
+            lines,
+            subtotal_minor: pricing.subtotal_minor,
+            coupon: coupon_applied,
+            discount_code: code_applied,
+            total_minor: pricing.total_minor,
+            idempotency_key: new.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
+            history: vec![StatusChange {
+                from: None,
+                to: OrderStatus::Pending,
+                reason: None,
+                warehouse_id: None,
+                at: now,
+            }],
+            created_at: now,
+            updated_at: now,
+        };
+        if let Some(c) = coupon {
+            self.coupons[c].used = true;
+        }
+        Ok(Ok(Accepted { id, coupon, order }))
+    }
+}
+
+/// `n` fresh values of `table`'s id sequence, ascending.
+async fn draw_ids(
+    tx: &tokio_postgres::Transaction<'_>,
+    table: &str,
+    n: usize,
+) -> Result<Vec<i64>, StorageError> {
+    if n == 0 {
+        return Ok(Vec::new());
+    }
+    let mut ids: Vec<i64> = tx
+        .query(
+            "SELECT nextval(pg_get_serial_sequence($1, 'id')) FROM generate_series(1, $2)",
+            &[&table, &(n as i32)],
+        )
+        .await?
+        .iter()
+        .map(|r| r.try_get(0))
+        .collect::<Result<_, _>>()?;
+    ids.sort_unstable();
+    Ok(ids)
+}
+
+/// Serves the orders, in arrival order, in one transaction.
+async fn create_batch(client: &mut Client, orders: &[&NewOrder]) -> Result<Served, StorageError> {
+    let tx = client.transaction().await?;
+
+    // 1. Keys stored before this batch: those orders are replays.
+    let keys: Vec<&str> = orders
+        .iter()
+        .filter_map(|o| o.idempotency_key.as_ref().map(|k| k.as_str()))
+        .collect();
+    let mut stored: HashMap<String, i64> = HashMap::new();
+    if !keys.is_empty() {
+        for r in tx
+            .query(
+                "SELECT idempotency_key, id FROM orders WHERE idempotency_key = ANY($1)",
+                &[&keys],
+            )
+            .await?
+        {
+            stored.insert(r.try_get(0)?, r.try_get(1)?);
+        }
+    }
+    let fresh = |o: &&&NewOrder| {
+        o.idempotency_key
+            .as_ref()
+            .is_none_or(|k| !stored.contains_key(k.as_str()))
+    };
+
+    // 2. The products of every line.
+    let mut product_ids: Vec<i64> = orders
+        .iter()
+        .filter(fresh)
+        .flat_map(|o| o.lines.iter().map(|(p, _)| p.get()))
+        .collect();
+    product_ids.sort_unstable();
+    product_ids.dedup();
+    let mut products = HashMap::new();
+    if !product_ids.is_empty() {
+        for r in tx
+            .query(
+                "SELECT id, sku, name, price_minor, currency, active FROM products
+                 WHERE id = ANY($1) AND deleted_at_ms IS NULL",
+                &[&product_ids],
+            )
+            .await?
+        {
+            products.insert(
+                r.try_get::<_, i64>(0)?,
+                Product {
+                    sku: r.try_get(1)?,
+                    name: r.try_get(2)?,
+                    price: r.try_get(3)?,
+                    currency: r.try_get(4)?,
+                    active: r.try_get(5)?,
+                },
+            );
+        }
+    }
+
+    // 3. Their stock rows in active warehouses, locked in (product, warehouse) order.
+    let mut stock = Vec::new();
+    let mut by_product: HashMap<i64, Vec<usize>> = HashMap::new();
+    if !products.is_empty() {
+        let live: Vec<i64> = product_ids
+            .iter()
+            .copied()
+            .filter(|p| products.contains_key(p))
+            .collect();
+        for r in tx
+            .query(
+                "SELECT s.product_id, s.warehouse_id, s.on_hand, s.reserved,
+                        s.reorder_threshold, s.low_alert_open
+                 FROM stock_levels s JOIN warehouses w ON w.id = s.warehouse_id
+                 WHERE s.product_id = ANY($1) AND w.active
+                 ORDER BY s.product_id, s.warehouse_id FOR UPDATE OF s",
+                &[&live],
+            )
+            .await?
+        {
+            let product: i64 = r.try_get(0)?;
+            by_product.entry(product).or_default().push(stock.len());
+            stock.push(Stock {
+                product,
+                warehouse: warehouse_id(r.try_get(1)?)?,
+                on_hand: r.try_get(2)?,
+                reserved: r.try_get(3)?,
+                threshold: r.try_get(4)?,
+                alert_open: r.try_get(5)?,
+                touched_at: None,
+            });
+        }
+    }
+
+    // 4. The coupons and the discount codes, locked in id and code order.
+    let mut coupon_codes: Vec<&str> = orders
+        .iter()
+        .filter(fresh)
+        .filter_map(|o| o.coupon.as_ref().map(|c| c.as_str()))
+        .collect();
+    coupon_codes.sort_unstable();
+    coupon_codes.dedup();
+    let mut coupons = Vec::new();
+    let mut coupon_by_code = HashMap::new();
+    if !coupon_codes.is_empty() {
+        for r in tx
+            .query(
+                &format!(
+                    "SELECT {} FROM coupons WHERE code = ANY($1) ORDER BY id FOR UPDATE",
+                    coupon::COLUMNS
+                ),
+                &[&coupon_codes],
+            )
+            .await?
+        {
+            let (id, c) = coupon::coupon(&r)?;
+            coupon_by_code.insert(c.code.clone(), coupons.len());
+            coupons.push(LockedCoupon {
+                id,
+                coupon: c,
+                used: false,
+            });
+        }
+    }
+    let mut discount_codes: Vec<&str> = orders
+        .iter()
+        .filter(fresh)
+        .filter_map(|o| o.discount_code.as_ref().map(|c| c.as_str()))
+        .collect();
+    discount_codes.sort_unstable();
+    discount_codes.dedup();
+    let mut codes = HashMap::new();
+    if !discount_codes.is_empty() {
+        for r in tx
+            .query(
+                "SELECT code, used_at_ms IS NOT NULL FROM discount_codes
+                 WHERE code = ANY($1) ORDER BY code FOR UPDATE",
+                &[&discount_codes],
+            )
+            .await?
+        {
+            codes.insert(r.try_get(0)?, r.try_get(1)?);
+        }
+    }
+
+    // 5. Every order in arrival order, decided in memory.
+    let candidates = orders.iter().filter(fresh).count();
+    let order_ids = draw_ids(&tx, "orders", candidates).await?;
+    let line_count: usize = orders.iter().filter(fresh).map(|o| o.lines.len()).sum();
+    let reservation_ids = draw_ids(&tx, "reservations", line_count).await?;
+    let mut next_order = order_ids.into_iter();
+    let mut next_reservation = reservation_ids.into_iter();
+    let mut state = State {
+        products,
+        stock,
+        by_product,
+        coupons,
+        coupon_by_code,
+        codes,
+    };
+    let mut answers: Vec<Option<Result<Created, OrderRefusal>>> = vec![None; orders.len()];
+    let mut accepted: Vec<(usize, Accepted)> = Vec::new();
+    // Keys this batch stored so far: the index in `accepted` of their order.
+    let mut claimed: HashMap<&str, usize> = HashMap::new();
+    let mut replays: Vec<(usize, i64)> = Vec::new();
+    for (i, new) in orders.iter().enumerate() {
+        let key = new.idempotency_key.as_ref().map(|k| k.as_str());
+        if let Some(key) = key {
+            if let Some(&id) = stored.get(key) {
+                replays.push((i, id));
+                continue;
+            }
+            if let Some(&a) = claimed.get(key) {
+                answers[i] = Some(Ok(Created::Replayed(accepted[a].1.order.clone())));
+                continue;
+            }
+        }
+        let id = next_order
+            .next()
+            .ok_or_else(|| corrupt("too few order ids drawn"))?;
+        match state.decide(new, id, &mut next_reservation)? {
+            Ok(a) => {
+                if let Some(key) = key {
+                    claimed.insert(key, accepted.len());
+                }
+                answers[i] = Some(Ok(Created::New(a.order.clone())));
+                accepted.push((i, a));
+            }
+            Err(refusal) => answers[i] = Some(Err(refusal)),
+        }
+    }
+    for (i, id) in replays {
+        let order = load(&tx, id)
+            .await?
+            .ok_or_else(|| corrupt("an order just found is missing"))?;
+        answers[i] = Some(Ok(Created::Replayed(order)));
+    }
+    let answers = answers
+        .into_iter()
+        .map(|a| a.ok_or_else(|| corrupt("an order of the batch was not answered")))
+        .collect::<Result<Vec<_>, _>>()?;
+    if accepted.is_empty() {
+        tx.rollback().await?;
+        return Ok(Served::Done(answers));
+    }
+
+    // 6. The accepted orders, one statement per table.
+    if !write(&tx, orders, &accepted, &state).await? {
+        tx.rollback().await?;
+        return Ok(Served::KeyTaken);
+    }
+    tx.commit().await?;
+    Ok(Served::Done(answers))
+}
+
+/// Writes the accepted orders and the state they leave; false if another instance stored one
+/// of their idempotency keys meanwhile (nothing else is written then).
+async fn write(
+    tx: &tokio_postgres::Transaction<'_>,
+    orders: &[&NewOrder],
+    accepted: &[(usize, Accepted)],
+    state: &State,
+) -> Result<bool, StorageError> {
+    let mut o_id = Vec::new();
+    let mut o_customer = Vec::new();
+    let mut o_currency = Vec::new();
+    let mut o_address = Vec::new();
+    let mut o_subtotal = Vec::new();
+    let mut o_coupon = Vec::new();
+    let mut o_coupon_minor = Vec::new();
+    let mut o_code = Vec::new();
+    let mut o_code_minor = Vec::new();
+    let mut o_total = Vec::new();
+    let mut o_key = Vec::new();
+    let mut o_at = Vec::new();
+    let mut l_order = Vec::new();
+    let mut l_no = Vec::new();
+    let mut l_product = Vec::new();
+    let mut l_sku = Vec::new();
+    let mut l_name = Vec::new();
+    let mut l_quantity = Vec::new();
+    let mut l_unit = Vec::new();
+    let mut l_total = Vec::new();
+    let mut l_warehouse = Vec::new();
+    let mut l_reservation = Vec::new();
+    let mut l_holder = Vec::new();
+    let mut l_at = Vec::new();
+    let mut r_code = Vec::new();
+    let mut r_type = Vec::new();
+    let mut r_user = Vec::new();
+    let mut r_at = Vec::new();
+    let mut r_order = Vec::new();
+    let mut redeemed_per_type: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut d_code = Vec::new();
+    let mut d_at = Vec::new();
+    for (i, a) in accepted {
+        let new = orders[*i];
+        let o = &a.order;
+        let at = new.now.as_millis();
+        o_id.push(a.id);
+        o_customer.push(o.customer.as_str());
+        o_currency.push(o.currency.as_str());
+        o_address.push(o.shipping_address.as_str());
+        o_subtotal.push(o.subtotal_minor);
+        o_coupon.push(o.coupon.as_ref().map(|c| c.code.as_str()));
+        o_coupon_minor.push(o.coupon.as_ref().map(|c| c.amount_minor));
+        o_code.push(o.discount_code.as_ref().map(|c| c.code.as_str()));
+        o_code_minor.push(o.discount_code.as_ref().map(|c| c.amount_minor));
+        o_total.push(o.total_minor);
+        o_key.push(o.idempotency_key.as_deref());
+        o_at.push(at);
+        for (n, line) in o.lines.iter().enumerate() {
+            l_order.push(a.id);
+            l_no.push(n as i32);
+            l_product.push(line.product_id.get());
+            l_sku.push(line.sku.as_str());
+            l_name.push(line.name.as_str());
+            l_quantity.push(line.quantity);
+            l_unit.push(line.unit_price_minor);
+            l_total.push(line.line_total_minor);
+            l_warehouse.push(line.warehouse_id.get());
+            l_reservation.push(line.reservation_id);
+            l_holder.push(holder(a.id));
+            l_at.push(at);
+        }
+        if let Some(c) = a.coupon {
+            let c = &state.coupons[c].coupon;
+            let t = c.coupon_type.map(|t| t.as_str());
+            r_code.push(c.code.as_str());
+            r_type.push(t);
+            r_user.push(new.customer.as_str());
+            r_at.push(at);
+            r_order.push(a.id);
+            *redeemed_per_type
+                .entry(coupon::TYPES[coupon::type_index(c.coupon_type)])
+                .or_default() += 1;
+        }
+        if let Some(code) = &new.discount_code {
+            d_code.push(code.as_str());
+            d_at.push(at);
+        }
+    }
+    let inserted = tx
+        .execute(
+            "INSERT INTO orders (id, customer, status, currency, shipping_address, subtotal_minor,
+                                 coupon_code, coupon_minor, discount_code, discount_minor,
+                                 total_minor, idempotency_key, created_at_ms, updated_at_ms)
+             OVERRIDING SYSTEM VALUE
+             SELECT id, customer, 'pending', currency, address, subtotal, coupon, coupon_minor,
+                    code, code_minor, total, key, at, at
+             FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[],
+                         $6::text[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[],
+                         $11::text[], $12::bigint[])
+                  AS u(id, customer, currency, address, subtotal, coupon, coupon_minor, code,
+                       code_minor, total, key, at)
+             ON CONFLICT (idempotency_key) DO NOTHING",
+            &[
+                &o_id,
+                &o_customer,
+                &o_currency,
+                &o_address,
+                &o_subtotal,
+                &o_coupon,
+                &o_coupon_minor,
+                &o_code,
+                &o_code_minor,
+                &o_total,
+                &o_key,
+                &o_at,
+            ],
+        )
+        .await?;
+    if inserted != o_id.len() as u64 {
+        return Ok(false);
+    }
+    tx.execute(
+        "INSERT INTO reservations (id, product_id, warehouse_id, quantity, holder, status,
+                                   expires_at_ms, created_at_ms, updated_at_ms)
+         OVERRIDING SYSTEM VALUE
+         SELECT id, p, w, q, h, 'pending', $6, at, at
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::text[],
+                     $7::bigint[]) AS u(id, p, w, q, h, at)",
+        &[
+            &l_reservation,
+            &l_product,
+            &l_warehouse,
+            &l_quantity,
+            &l_holder,
+            &ORDER_HOLD_UNTIL_MS,
+            &l_at,
+        ],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO order_lines (order_id, line_no, product_id, sku, name, quantity,
+                                  unit_price_minor, line_total_minor, warehouse_id,
+                                  reservation_id)
+         SELECT * FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::text[],
+                              $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[],
+                              $10::bigint[])",
+        &[
+            &l_order,
+            &l_no,
+            &l_product,
+            &l_sku,
+            &l_name,
+            &l_quantity,
+            &l_unit,
+            &l_total,
+            &l_warehouse,
+            &l_reservation,
+        ],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO stock_movements (product_id, warehouse_id, kind, on_hand_delta,
+                                      reserved_delta, reservation_id, reason, at_ms)
+         SELECT p, w, 'reservation', 0, q, r, NULL, at
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[])
+              AS u(p, w, q, r, at)",
+        &[&l_product, &l_warehouse, &l_quantity, &l_reservation, &l_at],
+    )
+    .await?;
+    tx.execute(
+        "INSERT INTO order_status_history (order_id, from_status, to_status, reason,
+                                           warehouse_id, at_ms)
+         SELECT id, NULL, 'pending', NULL, NULL, at
+         FROM unnest($1::bigint[], $2::bigint[]) AS u(id, at)",
+        &[&o_id, &o_at],
+    )
+    .await?;
+
+    // The stock rows the batch reserved on: final balances and alerts.
+    let mut s_product = Vec::new();
+    let mut s_warehouse = Vec::new();
+    let mut s_reserved = Vec::new();
+    let mut s_open = Vec::new();
+    let mut s_at = Vec::new();
+    // Alerts raised: product, warehouse, available, threshold, time.
+    let mut raise: [Vec<i64>; 5] = Default::default();
+    let mut clear: (Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
+    for s in &state.stock {
+        let Some(at) = s.touched_at else { continue };
+        let available = s.on_hand - s.reserved;
+        let open = match (
+            alert_change(available, s.threshold, s.alert_open),
+            s.threshold,
+        ) {
+            (AlertChange::Raise, Some(threshold)) => {
+                raise[0].push(s.product);
+                raise[1].push(s.warehouse.get());
+                raise[2].push(available);
+                raise[3].push(threshold);
+                raise[4].push(at);
+                true
+            }
+            (AlertChange::Clear, _) => {
+                clear.0.push(s.product);
+                clear.1.push(s.warehouse.get());
+                clear.2.push(at);
+                false
+            }
+            _ => s.alert_open,
+        };
+        s_product.push(s.product);
+        s_warehouse.push(s.warehouse.get());
+        s_reserved.push(s.reserved);
+        s_open.push(open);
+        s_at.push(at);
+    }
+    tx.execute(
+        "UPDATE stock_levels s SET reserved = u.reserved, low_alert_open = u.open,
+                updated_at_ms = u.at
+         FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bool[], $5::bigint[])
+              AS u(p, w, reserved, open, at)
+         WHERE s.product_id = u.p AND s.warehouse_id = u.w",
+        &[&s_product, &s_warehouse, &s_reserved, &s_open, &s_at],
+    )
+    .await?;
+    if !clear.0.is_empty() {
+        tx.execute(
+            "UPDATE stock_alerts a SET cleared_at_ms = u.at
+             FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS u(p, w, at)
+             WHERE a.product_id = u.p AND a.warehouse_id = u.w AND a.cleared_at_ms IS NULL",
+            &[&clear.0, &clear.1, &clear.2],
+        )
+        .await?;
+    }
+    if !raise[0].is_empty() {
+        tx.execute(
+            "INSERT INTO stock_alerts (product_id, warehouse_id, available, threshold,
+                                       raised_at_ms)
+             SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[],
+                                  $5::bigint[])",
+            &[&raise[0], &raise[1], &raise[2], &raise[3], &raise[4]],
+        )
+        .await?;
+    }
+
+    // Coupons' uses, their redemptions and counters; the discount codes.
+    if !r_code.is_empty() {
+        let (c_id, c_uses): (Vec<i64>, Vec<i32>) = state
+            .coupons
+            .iter()
+            .filter(|c| c.used)
+            .map(|c| (c.id, c.coupon.uses as i32))
+            .unzip();
+        tx.execute(
+            "UPDATE coupons c SET uses = u.uses
+             FROM unnest($1::bigint[], $2::int[]) AS u(id, uses) WHERE c.id = u.id",
+            &[&c_id, &c_uses],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO coupon_redemptions (code, type, user_id, redeemed_at_ms, order_id)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[])",
+            &[&r_code, &r_type, &r_user, &r_at, &r_order],
+        )
+        .await?;
+        let (t_type, t_count): (Vec<&str>, Vec<i64>) = redeemed_per_type.into_iter().unzip();
+        tx.execute(
+            "UPDATE coupon_counters c SET redeemed = redeemed + u.n
+             FROM unnest($1::text[], $2::bigint[]) AS u(t, n) WHERE c.type = u.t",
+            &[&t_type, &t_count],
+        )
+        .await?;
+    }
+    if !d_code.is_empty() {
+        tx.execute(
+            "UPDATE discount_codes d SET used_at_ms = u.at
+             FROM unnest($1::text[], $2::bigint[]) AS u(code, at) WHERE d.code = u.code",
+            &[&d_code, &d_at],
+        )
+        .await?;
+    }
+    Ok(true)
+}
