@@ -81,8 +81,9 @@ fn available_in(stock: &Value, warehouse: i64) -> i64 {
         .map_or(0, |l| l["available"].as_i64().expect("available"))
 }
 
-/// Every balance equals its ledger's sums, and reserved equals the pending reservations.
-async fn assert_ledger_matches(db: &AppDb) {
+/// Every balance equals its ledger's sums, reserved equals the pending reservations, and no
+/// level is negative or above on hand.
+pub(crate) async fn assert_ledger_matches(db: &AppDb) {
     let mismatched = db
         .count(
             "SELECT COUNT(*) FROM stock_levels s LEFT JOIN (

@@ -195,37 +195,10 @@ impl Shop {
     }
 }
 
-/// Every balance equals its ledger's sums, reserved equals the pending reservations, and no
-/// level is negative.
+/// The inventory's ledger checks, and every pending order's lines held by pending
+/// reservations.
 async fn assert_ledger_matches(db: &AppDb) {
-    let mismatched = db
-        .count(
-            "SELECT COUNT(*) FROM stock_levels s LEFT JOIN (
-                 SELECT product_id, warehouse_id, SUM(on_hand_delta) AS oh,
-                        SUM(reserved_delta) AS rs
-                 FROM stock_movements GROUP BY product_id, warehouse_id) m
-               ON m.product_id = s.product_id AND m.warehouse_id = s.warehouse_id
-             WHERE COALESCE(m.oh, 0) <> s.on_hand OR COALESCE(m.rs, 0) <> s.reserved",
-        )
-        .await;
-    assert_eq!(mismatched, 0, "levels whose ledger sums differ");
-    let unheld = db
-        .count(
-            "SELECT COUNT(*) FROM stock_levels s LEFT JOIN (
-                 SELECT product_id, warehouse_id, SUM(quantity) AS q FROM reservations
-                 WHERE status = 'pending' GROUP BY product_id, warehouse_id) r
-               ON r.product_id = s.product_id AND r.warehouse_id = s.warehouse_id
-             WHERE COALESCE(r.q, 0) <> s.reserved",
-        )
-        .await;
-    assert_eq!(
-        unheld, 0,
-        "levels whose reserved differs from pending reservations"
-    );
-    let negative = db
-        .count("SELECT COUNT(*) FROM stock_levels WHERE reserved < 0 OR reserved > on_hand")
-        .await;
-    assert_eq!(negative, 0);
+    crate::inventory::assert_ledger_matches(db).await;
     // Every pending order's lines are held by pending reservations, and no others are.
     let loose = db
         .count(
