@@ -15,11 +15,12 @@ use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CampaignWindow, CouponCode};
 use std::collections::{HashMap, HashSet};
 
+use async_trait::async_trait;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
+use super::batch::Batch;
 use crate::{Campaign, IssueOutcome, IssueRequest, NewCampaign, StorageError};
 
 const DRAWS_MAX: usize = 16;
@@ -85,78 +86,47 @@ pub(super) async fn get(client: &Client, id: CampaignId) -> Result<Option<Campai
 /// Requests served in one transaction at most.
 const BATCH_MAX: usize = 2_048;
 
-struct Pending {
-    request: IssueRequest,
-    reply: oneshot::Sender<Result<IssueOutcome, StorageError>>,
-}
+/// Campaign issues, served in batches (see [`super::batch`]).
+pub(super) struct Issues;
 
-/// The issue queue of one store: requests go in, a task serves them in batches.
-pub(super) struct Issuer {
-    queue: mpsc::UnboundedSender<Pending>,
-}
+#[async_trait]
+impl Batch for Issues {
+    type Request = IssueRequest;
+    type Output = IssueOutcome;
+    const MAX: usize = BATCH_MAX;
 
-impl Issuer {
-    /// Starts the issuing task on its own connection to `url`; it ends with the `Issuer`.
-    pub(super) fn start(url: String) -> Issuer {
-        let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(serve(url, rx));
-        Issuer { queue }
-    }
-
-    pub(super) async fn issue(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Pending { request, reply })
-            .map_err(|_| StorageError::Closed)?;
-        answer.await.map_err(|_| StorageError::Closed)?
-    }
-}
-
-async fn serve(url: String, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    let mut client: Option<Client> = None;
-    let mut batch = Vec::with_capacity(BATCH_MAX);
-    while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
-        let connection = match client.take().filter(|c| !c.is_closed()) {
-            Some(c) => Ok(c),
-            None => super::connect(&url).await,
-        };
-        let mut connection = match connection {
-            Ok(c) => c,
-            Err(e) => {
-                let message = format!("postgres unreachable: {e}");
-                for p in batch.drain(..) {
-                    let _ = p.reply.send(Err(StorageError::Busy(message.clone())));
-                }
-                continue;
-            }
-        };
-        // One transaction per campaign, in id order (the same lock order in every instance).
-        batch.sort_by_key(|p| p.request.campaign_id.get());
-        let mut pending = batch.drain(..).peekable();
-        while let Some(first) = pending.next() {
-            let id = first.request.campaign_id;
-            let mut group = vec![first];
-            while let Some(p) = pending.next_if(|p| p.request.campaign_id == id) {
-                group.push(p);
-            }
-            let requests: Vec<&IssueRequest> = group.iter().map(|p| &p.request).collect();
-            match issue_batch(&mut connection, id, &requests).await {
+    async fn serve(
+        client: &mut Client,
+        requests: &[IssueRequest],
+    ) -> Vec<Result<IssueOutcome, StorageError>> {
+        let mut answers: Vec<Option<Result<IssueOutcome, StorageError>>> =
+            (0..requests.len()).map(|_| None).collect();
+        // One transaction per campaign, in id order (the same lock order in every instance),
+        // each campaign's requests in arrival order.
+        let mut order: Vec<usize> = (0..requests.len()).collect();
+        order.sort_by_key(|&i| (requests[i].campaign_id.get(), i));
+        for group in order.chunk_by(|&a, &b| requests[a].campaign_id == requests[b].campaign_id) {
+            let id = requests[group[0]].campaign_id;
+            let batch: Vec<&IssueRequest> = group.iter().map(|&i| &requests[i]).collect();
+            match issue_batch(client, id, &batch).await {
                 Ok(outcomes) => {
-                    for (p, outcome) in group.into_iter().zip(outcomes) {
-                        let _ = p.reply.send(Ok(outcome));
+                    for (&i, outcome) in group.iter().zip(outcomes) {
+                        answers[i] = Some(Ok(outcome));
                     }
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, campaign = id.get(), "campaign issue batch failed");
                     let message = e.to_string();
-                    for p in group {
-                        let _ = p.reply.send(Err(StorageError::Commit(message.clone())));
+                    for &i in group {
+                        answers[i] = Some(Err(StorageError::Commit(message.clone())));
                     }
                 }
             }
         }
-        drop(pending);
-        client = Some(connection);
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or(Err(StorageError::Closed)))
+            .collect()
     }
 }
 

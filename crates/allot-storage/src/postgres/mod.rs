@@ -2,6 +2,7 @@
 //! database. Every guarantee is held by PostgreSQL itself (constraints, conditional updates,
 //! row and advisory locks), so instances share nothing else for correctness.
 
+mod batch;
 mod campaign;
 mod catalog;
 mod coupon;
@@ -47,9 +48,9 @@ pub struct PgStore {
     connections: Vec<Mutex<Client>>,
     next: AtomicUsize,
     /// Campaign issues, served in batches on a connection of their own.
-    issuer: campaign::Issuer,
+    issuer: batch::BatchQueue<campaign::Issues>,
     /// Order creates, served in batches on a connection of their own.
-    orders: order_batch::OrderBatcher,
+    orders: batch::BatchQueue<order_batch::Creates>,
 }
 
 impl PgStore {
@@ -65,8 +66,8 @@ impl PgStore {
             url: url.to_owned(),
             connections,
             next: AtomicUsize::new(0),
-            issuer: campaign::Issuer::start(url.to_owned()),
-            orders: order_batch::OrderBatcher::start(url.to_owned()),
+            issuer: batch::BatchQueue::start(url.to_owned()),
+            orders: batch::BatchQueue::start(url.to_owned()),
         })
     }
 
@@ -127,7 +128,7 @@ impl PgStore {
     }
 
     pub async fn issue_coupon(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError> {
-        self.issuer.issue(request).await
+        self.issuer.submit(request).await
     }
 
     pub async fn upload_coupons(

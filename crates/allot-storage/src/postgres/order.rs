@@ -244,7 +244,7 @@ pub(super) async fn load(c: &impl GenericClient, id: i64) -> Result<Option<Order
 #[async_trait]
 impl OrderStore for PgStore {
     async fn create_order(&self, new: NewOrder) -> OrderResult<Created> {
-        self.orders.create(new).await
+        self.orders.submit(new).await
     }
 
     async fn order(&self, id: i64) -> Result<Option<Order>, StorageError> {

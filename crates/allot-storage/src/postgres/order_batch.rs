@@ -23,10 +23,11 @@ use allot_domain::catalog::WarehouseId;
 use allot_domain::coupon::{CouponState, Discount, DiscountKind, check_redeemable};
 use allot_domain::inventory::{AlertChange, Level, alert_change, choose_warehouse};
 use allot_domain::order::{OrderStatus, price};
-use tokio::sync::{mpsc, oneshot};
+use async_trait::async_trait;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
+use super::batch::Batch;
 use super::coupon;
 use super::order::load;
 use crate::StorageError;
@@ -44,32 +45,8 @@ const BATCH_MAX: usize = 500;
 /// idempotency key another instance stored meanwhile, or a deadlock.
 const ATTEMPTS: usize = 4;
 
-struct Pending {
-    new: NewOrder,
-    reply: oneshot::Sender<OrderResult<Created>>,
-}
-
-/// The order queue of one store: creates go in, a task serves them in batches.
-pub(super) struct OrderBatcher {
-    queue: mpsc::UnboundedSender<Pending>,
-}
-
-impl OrderBatcher {
-    /// Starts the serving task on its own connection to `url`; it ends with the batcher.
-    pub(super) fn start(url: String) -> OrderBatcher {
-        let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(serve(url, rx));
-        OrderBatcher { queue }
-    }
-
-    pub(super) async fn create(&self, new: NewOrder) -> OrderResult<Created> {
-        let (reply, answer) = oneshot::channel();
-        self.queue
-            .send(Pending { new, reply })
-            .map_err(|_| StorageError::Closed)?;
-        answer.await.map_err(|_| StorageError::Closed)?
-    }
-}
+/// Order creates, served in batches (see [`super::batch`]).
+pub(super) struct Creates;
 
 /// The same error for each order of a failed batch.
 fn each(e: &StorageError) -> StorageError {
@@ -81,28 +58,17 @@ fn each(e: &StorageError) -> StorageError {
     }
 }
 
-async fn serve(url: String, mut rx: mpsc::UnboundedReceiver<Pending>) {
-    let mut client: Option<Client> = None;
-    let mut batch = Vec::with_capacity(BATCH_MAX);
-    while rx.recv_many(&mut batch, BATCH_MAX).await > 0 {
-        let connection = match client.take().filter(|c| !c.is_closed()) {
-            Some(c) => Ok(c),
-            None => super::connect(&url).await,
-        };
-        let mut connection = match connection {
-            Ok(c) => c,
-            Err(e) => {
-                let message = format!("postgres unreachable: {e}");
-                for p in batch.drain(..) {
-                    let _ = p.reply.send(Err(StorageError::Busy(message.clone())));
-                }
-                continue;
-            }
-        };
-        let orders: Vec<&NewOrder> = batch.iter().map(|p| &p.new).collect();
+#[async_trait]
+impl Batch for Creates {
+    type Request = NewOrder;
+    type Output = Result<Created, OrderRefusal>;
+    const MAX: usize = BATCH_MAX;
+
+    async fn serve(client: &mut Client, orders: &[NewOrder]) -> Vec<OrderResult<Created>> {
+        let orders: Vec<&NewOrder> = orders.iter().collect();
         let mut served = Err(StorageError::Closed);
         for _ in 0..ATTEMPTS {
-            served = create_batch(&mut connection, &orders).await;
+            served = create_batch(client, &orders).await;
             match &served {
                 Ok(Served::KeyTaken) => continue,
                 Err(StorageError::Postgres(e))
@@ -114,25 +80,16 @@ async fn serve(url: String, mut rx: mpsc::UnboundedReceiver<Pending>) {
             }
         }
         match served {
-            Ok(Served::Done(outcomes)) => {
-                for (p, outcome) in batch.drain(..).zip(outcomes) {
-                    let _ = p.reply.send(Ok(outcome));
-                }
-            }
+            Ok(Served::Done(outcomes)) => outcomes.into_iter().map(Ok).collect(),
             Ok(Served::KeyTaken) => {
                 let e = StorageError::Busy("idempotency keys kept clashing".to_owned());
-                for p in batch.drain(..) {
-                    let _ = p.reply.send(Err(each(&e)));
-                }
+                orders.iter().map(|_| Err(each(&e))).collect()
             }
             Err(e) => {
-                tracing::warn!(error = %e, orders = batch.len(), "order batch failed");
-                for p in batch.drain(..) {
-                    let _ = p.reply.send(Err(each(&e)));
-                }
+                tracing::warn!(error = %e, orders = orders.len(), "order batch failed");
+                orders.iter().map(|_| Err(each(&e))).collect()
             }
         }
-        client = Some(connection);
     }
 }
 

@@ -1,0 +1,82 @@
+//! Requests served in batches, each batch on a connection of its own: the shape of every hot
+//! write path on PostgreSQL (campaign issues, order creation).
+//!
+//! Callers put a request on a queue and wait for its answer. One task per queue takes every
+//! request waiting (up to [`Batch::MAX`]) while its previous batch commits, and has the batch
+//! served in one go; the answers go back in order. A batch that cannot get a connection is
+//! answered `Busy` whole, and the connection is made again for the next one.
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::Client;
+
+use crate::StorageError;
+
+/// How one kind of request is served in batches.
+#[async_trait]
+pub(super) trait Batch: Send + Sync + 'static {
+    type Request: Send + Sync + 'static;
+    type Output: Send + 'static;
+    /// Requests served together at most.
+    const MAX: usize;
+
+    /// Serves `requests`, in arrival order, and answers each, in the same order. An answer
+    /// may be `Ok` only once what it says is committed.
+    async fn serve(
+        client: &mut Client,
+        requests: &[Self::Request],
+    ) -> Vec<Result<Self::Output, StorageError>>;
+}
+
+type Reply<B> = oneshot::Sender<Result<<B as Batch>::Output, StorageError>>;
+
+/// The queue of one kind of request in one store.
+pub(super) struct BatchQueue<B: Batch> {
+    queue: mpsc::UnboundedSender<(B::Request, Reply<B>)>,
+}
+
+impl<B: Batch> BatchQueue<B> {
+    /// Starts the serving task on its own connection to `url`; it ends with the queue.
+    pub(super) fn start(url: String) -> Self {
+        let (queue, rx) = mpsc::unbounded_channel();
+        tokio::spawn(run::<B>(url, rx));
+        BatchQueue { queue }
+    }
+
+    /// Queues `request` and waits for its answer.
+    pub(super) async fn submit(&self, request: B::Request) -> Result<B::Output, StorageError> {
+        let (reply, answer) = oneshot::channel();
+        self.queue
+            .send((request, reply))
+            .map_err(|_| StorageError::Closed)?;
+        answer.await.map_err(|_| StorageError::Closed)?
+    }
+}
+
+async fn run<B: Batch>(url: String, mut rx: mpsc::UnboundedReceiver<(B::Request, Reply<B>)>) {
+    let mut client: Option<Client> = None;
+    let mut waiting = Vec::with_capacity(B::MAX);
+    while rx.recv_many(&mut waiting, B::MAX).await > 0 {
+        let (requests, replies): (Vec<_>, Vec<_>) = waiting.drain(..).unzip();
+        let connection = match client.take().filter(|c| !c.is_closed()) {
+            Some(c) => Ok(c),
+            None => super::connect(&url).await,
+        };
+        let mut connection = match connection {
+            Ok(c) => c,
+            Err(e) => {
+                let message = format!("postgres unreachable: {e}");
+                for reply in replies {
+                    let _ = reply.send(Err(StorageError::Busy(message.clone())));
+                }
+                continue;
+            }
+        };
+        let answers = B::serve(&mut connection, &requests).await;
+        // A missing answer drops its reply: that caller hears `Closed`.
+        for (reply, answer) in replies.into_iter().zip(answers) {
+            let _ = reply.send(answer);
+        }
+        client = Some(connection);
+    }
+}
