@@ -223,6 +223,29 @@ async fn orders_500_concurrent_orders_of_100_in_stock_create_exactly_100() {
     shop.stock(p, b, 40).await;
     let body = Shop::order_body(&[(p, 1)], None, None);
     let shop = std::sync::Arc::new(shop);
+    // A reader watches the stock all through the storm: never negative, never more reserved
+    // than on hand, in any warehouse, at any moment it looks.
+    let storming = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let watcher = {
+        let (shop, storming) = (shop.clone(), storming.clone());
+        tokio::spawn(async move {
+            let mut looks = 0;
+            while storming.load(std::sync::atomic::Ordering::Relaxed) {
+                let level = shop.level(p).await;
+                for w in level["warehouses"].as_array().expect("warehouses") {
+                    let (on_hand, reserved) = (w["on_hand"].as_i64(), w["reserved"].as_i64());
+                    let (on_hand, reserved) =
+                        (on_hand.expect("on_hand"), reserved.expect("reserved"));
+                    assert!(
+                        (0..=on_hand).contains(&reserved) && on_hand >= 0,
+                        "stock seen out of bounds: {w}"
+                    );
+                }
+                looks += 1;
+            }
+            looks
+        })
+    };
     let storm: Vec<_> = (0..500)
         .map(|_| {
             let (shop, body) = (shop.clone(), body.clone());
@@ -247,6 +270,11 @@ async fn orders_500_concurrent_orders_of_100_in_stock_create_exactly_100() {
             other => panic!("unexpected {other}: {b}"),
         }
     }
+    storming.store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        watcher.await.expect("watcher") > 0,
+        "the stock was never looked at"
+    );
     assert_eq!((created, refused), (100, 400));
     assert_eq!(shop.totals(p).await, (100, 100));
     let db = shop.db().await;
