@@ -4,6 +4,7 @@
 //! so a value that exists is a valid value ("parse, don't validate"). Randomness comes in as a
 //! `rand::Rng` argument so that the rules stay deterministic under test.
 
+pub mod auth;
 pub mod campaign;
 pub mod catalog;
 pub mod clock;
