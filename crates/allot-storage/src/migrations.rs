@@ -54,3 +54,23 @@ pub(crate) fn now_ms() -> i64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The runners apply every version above the highest one applied, so the list must count
+    /// 1, 2, 3... with no gap and no repeat: a migration slipped in below an applied one would
+    /// never run there.
+    #[test]
+    fn versions_count_up_from_one_without_gaps_and_names_are_unique() {
+        for (i, m) in MIGRATIONS.iter().enumerate() {
+            assert_eq!(m.version, i as i64 + 1, "migration {} ({})", m.version, m.name);
+            assert!(!m.sqlite.trim().is_empty() && !m.postgres.trim().is_empty());
+        }
+        let mut names: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), MIGRATIONS.len());
+    }
+}
