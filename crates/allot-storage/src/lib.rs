@@ -14,6 +14,7 @@ pub mod order;
 pub mod postgres;
 pub mod records;
 pub mod sqlite;
+pub mod user;
 
 use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CouponCode};
@@ -39,12 +40,13 @@ pub use order::{
 };
 pub use records::*;
 pub use sqlite::{SqliteOptions, SqliteStore};
+pub use user::{ApiKey, Rotation, User, UserStore};
 
 /// Everything the services ask of a database (the catalog's operations in [`CatalogStore`],
-/// inventory's in [`InventoryStore`]).
+/// inventory's in [`InventoryStore`], accounts' in [`UserStore`]).
 #[async_trait]
 pub trait Store:
-    CatalogStore + InventoryStore + IdempotencyStore + OrderStore + Send + Sync + 'static
+    CatalogStore + InventoryStore + IdempotencyStore + OrderStore + UserStore + Send + Sync + 'static
 {
     /// A short name of the backend, for logs and `/ready`.
     fn backend(&self) -> &'static str;

@@ -33,6 +33,8 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(7, "inventory", "0007_inventory.sql"),
     migration!(8, "idempotency", "0008_idempotency.sql"),
     migration!(9, "orders", "0009_orders.sql"),
+    migration!(10, "users", "0010_users.sql"),
+    migration!(11, "events", "0011_events.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.
@@ -65,7 +67,13 @@ mod tests {
     #[test]
     fn versions_count_up_from_one_without_gaps_and_names_are_unique() {
         for (i, m) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(m.version, i as i64 + 1, "migration {} ({})", m.version, m.name);
+            assert_eq!(
+                m.version,
+                i as i64 + 1,
+                "migration {} ({})",
+                m.version,
+                m.name
+            );
             assert!(!m.sqlite.trim().is_empty() && !m.postgres.trim().is_empty());
         }
         let mut names: Vec<&str> = MIGRATIONS.iter().map(|m| m.name).collect();

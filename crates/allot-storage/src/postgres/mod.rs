@@ -13,6 +13,7 @@ pub mod migrate;
 mod order;
 mod order_batch;
 mod sale;
+mod user;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

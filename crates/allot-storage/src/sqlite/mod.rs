@@ -15,6 +15,7 @@ mod migrate;
 mod order;
 mod reader;
 mod sale;
+mod user;
 mod writer;
 
 use std::fs::{File, OpenOptions};

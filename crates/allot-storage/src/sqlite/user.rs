@@ -1,0 +1,326 @@
+//! Users, refresh tokens and API keys on SQLite. Every write goes through the single writer,
+//! so a rotation's check and its writes cannot interleave with another rotation of the token.
+
+use allot_domain::UnixMillis;
+use allot_domain::auth::{AccountId, Email, Role};
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::SqliteStore;
+use crate::StorageError;
+use crate::user::{ApiKey, Rotation, User, UserStore, email_of, role_of};
+
+const USER_COLUMNS: &str =
+    "id, email, role, active, password_hash, created_at_ms, updated_at_ms FROM users";
+const KEY_COLUMNS: &str = "id, name, role, created_at_ms, revoked_at_ms FROM api_keys";
+
+fn user_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, bool, String, i64, i64)> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn user_of(
+    (id, email, role, active, password_hash, created, updated): (
+        i64,
+        String,
+        String,
+        bool,
+        String,
+        i64,
+        i64,
+    ),
+) -> Result<User, StorageError> {
+    Ok(User {
+        id: AccountId::new(id),
+        email: email_of(&email)?,
+        role: role_of(&role)?,
+        active,
+        password_hash,
+        created_at: UnixMillis::from_millis(created),
+        updated_at: UnixMillis::from_millis(updated),
+    })
+}
+
+fn key_of(
+    (id, name, role, created, revoked): (i64, String, String, i64, Option<i64>),
+) -> Result<ApiKey, StorageError> {
+    Ok(ApiKey {
+        id,
+        name,
+        role: role_of(&role)?,
+        created_at: UnixMillis::from_millis(created),
+        revoked_at: revoked.map(UnixMillis::from_millis),
+    })
+}
+
+fn revoke_all(conn: &Connection, user: i64, now: i64) -> Result<u64, StorageError> {
+    let n = conn
+        .prepare_cached(
+            "UPDATE refresh_tokens SET revoked_at_ms = ?2
+             WHERE user_id = ?1 AND revoked_at_ms IS NULL",
+        )?
+        .execute(params![user, now])?;
+    Ok(n as u64)
+}
+
+fn rotate(
+    conn: &Connection,
+    token_hash: &str,
+    new_hash: &str,
+    new_expires_at: i64,
+    now: i64,
+) -> Result<Rotation, StorageError> {
+    let found = conn
+        .prepare_cached(
+            "SELECT id, user_id, expires_at_ms, revoked_at_ms FROM refresh_tokens
+             WHERE token_hash = ?1",
+        )?
+        .query_row(params![token_hash], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((id, user, expires_at, revoked_at)) = found else {
+        return Ok(Rotation::Unknown);
+    };
+    if revoked_at.is_some() {
+        let revoked = revoke_all(conn, user, now)?;
+        return Ok(Rotation::Reused {
+            user: AccountId::new(user),
+            revoked,
+        });
+    }
+    if expires_at <= now {
+        return Ok(Rotation::Expired);
+    }
+    let new_id: i64 = conn
+        .prepare_cached(
+            "INSERT INTO refresh_tokens (user_id, token_hash, expires_at_ms, created_at_ms)
+             VALUES (?1, ?2, ?3, ?4) RETURNING id",
+        )?
+        .query_row(params![user, new_hash, new_expires_at, now], |r| r.get(0))?;
+    conn.prepare_cached(
+        "UPDATE refresh_tokens SET revoked_at_ms = ?2, replaced_by = ?3 WHERE id = ?1",
+    )?
+    .execute(params![id, now, new_id])?;
+    Ok(Rotation::Rotated {
+        user: AccountId::new(user),
+    })
+}
+
+#[async_trait]
+impl UserStore for SqliteStore {
+    async fn create_user(
+        &self,
+        email: Email,
+        password_hash: String,
+        role: Role,
+        now: UnixMillis,
+    ) -> Result<Option<User>, StorageError> {
+        self.write_one(move |conn, _| {
+            let id = conn
+                .prepare_cached(
+                    "INSERT INTO users (email, password_hash, role, active, created_at_ms,
+                                        updated_at_ms)
+                     VALUES (?1, ?2, ?3, 1, ?4, ?4) ON CONFLICT (email) DO NOTHING RETURNING id",
+                )?
+                .query_row(
+                    params![
+                        email.as_str(),
+                        password_hash,
+                        role.as_str(),
+                        now.as_millis()
+                    ],
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()?;
+            Ok(id.map(|id| User {
+                id: AccountId::new(id),
+                email,
+                role,
+                active: true,
+                password_hash,
+                created_at: now,
+                updated_at: now,
+            }))
+        })
+        .await
+    }
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StorageError> {
+        let email = email.as_str().to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} WHERE email = ?1"))?
+                .query_row(params![email], user_row)
+                .optional()?
+                .map(user_of)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn user_by_id(&self, id: AccountId) -> Result<Option<User>, StorageError> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} WHERE id = ?1"))?
+                .query_row(params![id.get()], user_row)
+                .optional()?
+                .map(user_of)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn set_password(
+        &self,
+        id: AccountId,
+        password_hash: String,
+        now: UnixMillis,
+    ) -> Result<bool, StorageError> {
+        self.write(1, move |conn, _| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE users SET password_hash = ?2, updated_at_ms = ?3 WHERE id = ?1",
+                )?
+                .execute(params![id.get(), password_hash, now.as_millis()])?;
+            if n == 0 {
+                return Ok(false);
+            }
+            revoke_all(conn, id.get(), now.as_millis())?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn insert_refresh_token(
+        &self,
+        user: AccountId,
+        token_hash: String,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StorageError> {
+        self.write_one(move |conn, _| {
+            conn.prepare_cached(
+                "INSERT INTO refresh_tokens (user_id, token_hash, expires_at_ms, created_at_ms)
+                 VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                user.get(),
+                token_hash,
+                expires_at.as_millis(),
+                now.as_millis()
+            ])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: String,
+        new_hash: String,
+        new_expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Rotation, StorageError> {
+        self.write(1, move |conn, _| {
+            rotate(
+                conn,
+                &token_hash,
+                &new_hash,
+                new_expires_at.as_millis(),
+                now.as_millis(),
+            )
+        })
+        .await
+    }
+
+    async fn revoke_refresh_token(
+        &self,
+        token_hash: String,
+        now: UnixMillis,
+    ) -> Result<bool, StorageError> {
+        self.write_one(move |conn, _| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE refresh_tokens SET revoked_at_ms = ?2
+                     WHERE token_hash = ?1 AND revoked_at_ms IS NULL",
+                )?
+                .execute(params![token_hash, now.as_millis()])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn revoke_user_refresh_tokens(
+        &self,
+        user: AccountId,
+        now: UnixMillis,
+    ) -> Result<u64, StorageError> {
+        self.write_one(move |conn, _| revoke_all(conn, user.get(), now.as_millis()))
+            .await
+    }
+
+    async fn create_api_key(
+        &self,
+        name: String,
+        key_hash: String,
+        role: Role,
+        now: UnixMillis,
+    ) -> Result<ApiKey, StorageError> {
+        self.write_one(move |conn, _| {
+            let id = conn
+                .prepare_cached(
+                    "INSERT INTO api_keys (name, key_hash, role, created_at_ms)
+                     VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                )?
+                .query_row(
+                    params![name, key_hash, role.as_str(), now.as_millis()],
+                    |r| r.get::<_, i64>(0),
+                )?;
+            Ok(ApiKey {
+                id,
+                name,
+                role,
+                created_at: now,
+                revoked_at: None,
+            })
+        })
+        .await
+    }
+
+    async fn api_key_by_hash(&self, key_hash: String) -> Result<Option<ApiKey>, StorageError> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} WHERE key_hash = ?1"))?
+                .query_row(params![key_hash], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .optional()?
+                .map(key_of)
+                .transpose()
+        })
+        .await
+    }
+
+    async fn revoke_api_key(&self, id: i64, now: UnixMillis) -> Result<bool, StorageError> {
+        self.write_one(move |conn, _| {
+            let n = conn
+                .prepare_cached(
+                    "UPDATE api_keys SET revoked_at_ms = ?2
+                     WHERE id = ?1 AND revoked_at_ms IS NULL",
+                )?
+                .execute(params![id, now.as_millis()])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+}

@@ -1,0 +1,137 @@
+//! Users, refresh tokens and API keys (issue 8). Storage never sees a password, a refresh token
+//! or an API key: only the Argon2id hash of the first and the SHA-256 of the others.
+
+use std::fmt;
+
+use allot_domain::UnixMillis;
+use allot_domain::auth::{AccountId, Email, Role};
+use async_trait::async_trait;
+
+use crate::StorageError;
+
+/// A stored user. `password_hash` is left out of `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct User {
+    pub id: AccountId,
+    pub email: Email,
+    pub role: Role,
+    pub active: bool,
+    pub password_hash: String,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+impl fmt::Debug for User {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("role", &self.role)
+            .field("active", &self.active)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A service API key (machine clients); `revoked_at` is set once revoked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: i64,
+    pub name: String,
+    pub role: Role,
+    pub created_at: UnixMillis,
+    pub revoked_at: Option<UnixMillis>,
+}
+
+/// What presenting a refresh token found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rotation {
+    /// The token was live: it is revoked now and `new_hash` replaces it.
+    Rotated { user: AccountId },
+    /// The token had been revoked already (reuse of a stolen or replayed token): every live
+    /// refresh token of its user was revoked.
+    Reused { user: AccountId, revoked: u64 },
+    /// The token is past its expiry.
+    Expired,
+    /// No such token.
+    Unknown,
+}
+
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Stores a new active user; `None` if the email is taken.
+    async fn create_user(
+        &self,
+        email: Email,
+        password_hash: String,
+        role: Role,
+        now: UnixMillis,
+    ) -> Result<Option<User>, StorageError>;
+
+    async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StorageError>;
+
+    async fn user_by_id(&self, id: AccountId) -> Result<Option<User>, StorageError>;
+
+    /// Replaces the password hash and revokes every live refresh token of the user, in one
+    /// transaction; false if there is no such user.
+    async fn set_password(
+        &self,
+        id: AccountId,
+        password_hash: String,
+        now: UnixMillis,
+    ) -> Result<bool, StorageError>;
+
+    /// Stores a new refresh token (its hash).
+    async fn insert_refresh_token(
+        &self,
+        user: AccountId,
+        token_hash: String,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StorageError>;
+
+    /// Atomically revokes the live token `token_hash` and stores `new_hash` as its successor;
+    /// a token revoked before revokes its whole family instead (see [`Rotation`]).
+    async fn rotate_refresh_token(
+        &self,
+        token_hash: String,
+        new_hash: String,
+        new_expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Rotation, StorageError>;
+
+    /// Revokes one token; false if it is unknown or was revoked already.
+    async fn revoke_refresh_token(
+        &self,
+        token_hash: String,
+        now: UnixMillis,
+    ) -> Result<bool, StorageError>;
+
+    /// Revokes every live refresh token of the user; answers how many.
+    async fn revoke_user_refresh_tokens(
+        &self,
+        user: AccountId,
+        now: UnixMillis,
+    ) -> Result<u64, StorageError>;
+
+    async fn create_api_key(
+        &self,
+        name: String,
+        key_hash: String,
+        role: Role,
+        now: UnixMillis,
+    ) -> Result<ApiKey, StorageError>;
+
+    /// The key with this hash, revoked or not.
+    async fn api_key_by_hash(&self, key_hash: String) -> Result<Option<ApiKey>, StorageError>;
+
+    /// False if there is no such key or it was revoked already.
+    async fn revoke_api_key(&self, id: i64, now: UnixMillis) -> Result<bool, StorageError>;
+}
+
+pub(crate) fn role_of(raw: &str) -> Result<Role, StorageError> {
+    Role::parse(raw).map_err(|_| StorageError::Corrupt(format!("stored role {raw:?}")))
+}
+
+pub(crate) fn email_of(raw: &str) -> Result<Email, StorageError> {
+    Email::parse(raw).map_err(|_| StorageError::Corrupt(format!("stored email {raw:?}")))
+}
