@@ -69,6 +69,7 @@ impl Application {
             config.sales,
             redis,
             config.discount_code_percent,
+            &config.auth,
         );
         let state = http::AppState {
             services: services.clone(),

@@ -20,6 +20,60 @@ pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 pub const DEFAULT_PURGE_INTERVAL_SECS: u64 = 3_600;
 pub const DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS: u64 = 2_000;
 pub const DEFAULT_DISCOUNT_CODE_PERCENT: u8 = 10;
+pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 900;
+pub const DEFAULT_REFRESH_TOKEN_TTL_SECS: u64 = 30 * 24 * 3_600;
+/// The shortest JWT signing secret accepted, in bytes.
+pub const JWT_SECRET_MIN_BYTES: usize = 32;
+
+/// A secret from a flag, the environment or the config file. Its `Debug` prints `***`, so
+/// printing a configuration never prints the secret.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// Sign-in settings: the JWT signing secret and token lifetimes.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `None`: a random secret is made at start (tokens do not survive a restart and are not
+    /// accepted by other instances).
+    pub jwt_secret: Option<Secret>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            jwt_secret: None,
+            access_token_ttl: Duration::from_secs(DEFAULT_ACCESS_TOKEN_TTL_SECS),
+            refresh_token_ttl: Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_SECS),
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -103,6 +157,24 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_SALE_USER_LIMIT", value_name = "N")]
     pub sale_user_limit: Option<u32>,
 
+    /// Secret that signs access tokens (HS256), at least 32 bytes. Without it a random one is
+    /// made at start: tokens then do not survive a restart and are not shared across instances
+    #[arg(
+        long,
+        env = "ALLOT_JWT_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub jwt_secret: Option<Secret>,
+
+    /// Lifetime of access tokens, in seconds [default: 900]
+    #[arg(long, env = "ALLOT_ACCESS_TOKEN_TTL_SECS", value_name = "SECS")]
+    pub access_token_ttl_secs: Option<u64>,
+
+    /// Lifetime of refresh tokens, in seconds [default: 2592000, 30 days]
+    #[arg(long, env = "ALLOT_REFRESH_TOKEN_TTL_SECS", value_name = "SECS")]
+    pub refresh_token_ttl_secs: Option<u64>,
+
     /// Optional TOML file holding any of the settings above (same names, snake_case)
     #[arg(long, env = "ALLOT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -127,6 +199,9 @@ struct FileConfig {
     megadeal_wait_max_ms: Option<u64>,
     sale_items: Option<u32>,
     sale_user_limit: Option<u32>,
+    jwt_secret: Option<Secret>,
+    access_token_ttl_secs: Option<u64>,
+    refresh_token_ttl_secs: Option<u64>,
 }
 
 /// The resolved configuration the server runs with.
@@ -150,6 +225,7 @@ pub struct Config {
     pub discount_code_percent: u8,
     pub megadeal: AdmissionLimits,
     pub sales: SaleSettings,
+    pub auth: AuthSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -187,6 +263,7 @@ impl Config {
             discount_code_percent: DEFAULT_DISCOUNT_CODE_PERCENT,
             megadeal: AdmissionLimits::default(),
             sales: SaleSettings::default(),
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -197,7 +274,38 @@ impl ServeArgs {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let jwt_secret = self.jwt_secret.or(file.jwt_secret);
+        if let Some(secret) = &jwt_secret
+            && secret.expose().len() < JWT_SECRET_MIN_BYTES
+        {
+            return Err(ConfigError::Invalid(format!(
+                "jwt_secret: must be at least {JWT_SECRET_MIN_BYTES} bytes"
+            )));
+        }
+        let ttl = |flag: Option<u64>, file: Option<u64>, default: u64, name: &str| match flag
+            .or(file)
+            .unwrap_or(default)
+        {
+            0 => Err(ConfigError::Invalid(format!("{name}: must be at least 1"))),
+            secs => Ok(Duration::from_secs(secs)),
+        };
+        let auth = AuthSettings {
+            jwt_secret,
+            access_token_ttl: ttl(
+                self.access_token_ttl_secs,
+                file.access_token_ttl_secs,
+                DEFAULT_ACCESS_TOKEN_TTL_SECS,
+                "access_token_ttl_secs",
+            )?,
+            refresh_token_ttl: ttl(
+                self.refresh_token_ttl_secs,
+                file.refresh_token_ttl_secs,
+                DEFAULT_REFRESH_TOKEN_TTL_SECS,
+                "refresh_token_ttl_secs",
+            )?,
+        };
         Ok(Config {
+            auth,
             listen: self
                 .listen
                 .or(file.listen)
@@ -408,5 +516,61 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(matches!(too_much.resolve(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn auth_settings_come_from_the_flag_then_the_file_then_the_default_and_hide_the_secret() {
+        let dir = std::env::temp_dir().join(format!("allot-config-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("allot.toml");
+        let from_file = "f".repeat(32);
+        std::fs::write(
+            &file,
+            format!("jwt_secret = \"{from_file}\"\naccess_token_ttl_secs = 60\n"),
+        )
+        .unwrap();
+        let config = ServeArgs {
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            config.auth.jwt_secret.as_ref().map(Secret::expose),
+            Some(from_file.as_str())
+        );
+        assert_eq!(config.auth.access_token_ttl, Duration::from_secs(60));
+        assert_eq!(
+            config.auth.refresh_token_ttl,
+            Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_SECS)
+        );
+        assert!(!format!("{config:?}").contains(&from_file));
+        let from_flag = "g".repeat(40);
+        let config = ServeArgs {
+            jwt_secret: Some(Secret::new(from_flag.clone())),
+            access_token_ttl_secs: Some(5),
+            refresh_token_ttl_secs: Some(7),
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            config.auth.jwt_secret.as_ref().map(Secret::expose),
+            Some(from_flag.as_str())
+        );
+        assert_eq!(config.auth.access_token_ttl, Duration::from_secs(5));
+        assert_eq!(config.auth.refresh_token_ttl, Duration::from_secs(7));
+        let defaults = ServeArgs::default().resolve().unwrap().auth;
+        assert!(defaults.jwt_secret.is_none());
+        assert_eq!(
+            defaults.access_token_ttl,
+            Duration::from_secs(DEFAULT_ACCESS_TOKEN_TTL_SECS)
+        );
+        let short = ServeArgs {
+            jwt_secret: Some(Secret::new("too short")),
+            ..ServeArgs::default()
+        };
+        assert!(matches!(short.resolve(), Err(ConfigError::Invalid(_))));
     }
 }

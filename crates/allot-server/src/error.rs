@@ -102,6 +102,21 @@ pub enum ServiceError {
     /// body).
     #[error("Idempotency-Key was used for a different request; use a new key")]
     IdempotencyKeyReused,
+    /// Unknown email or wrong password: one answer for both, so the API does not tell which
+    /// accounts exist.
+    #[error("the email or the password is wrong")]
+    InvalidCredentials,
+    /// A refresh token that is unknown, expired or revoked.
+    #[error("the refresh token is invalid, expired or revoked")]
+    InvalidToken,
+    /// No valid access token or API key came with a request that needs one.
+    #[error("a valid access token or API key is required")]
+    Unauthenticated,
+    #[error("a user with this email exists")]
+    EmailTaken,
+    /// Hashing or signing failed: a fault of ours, logged; the client sees a generic message.
+    #[error("internal error")]
+    Crypto(String),
     /// Storage cannot take the request now (closed for shutdown, overloaded); worth retrying.
     #[error("storage unavailable")]
     Unavailable(#[source] StorageError),
@@ -134,6 +149,8 @@ pub enum ErrorKind {
     Gone,
     /// It exists but is not the caller's.
     PermissionDenied,
+    /// Who is calling is unknown or not proven (HTTP 401).
+    Unauthenticated,
     /// Too much demand now; retry later.
     RateLimited,
     Unavailable,
@@ -174,6 +191,11 @@ impl ServiceError {
             ServiceError::UnknownCode { .. } => ErrorKind::InvalidArgument,
             ServiceError::IdempotencyKeyInUse => ErrorKind::Conflict,
             ServiceError::IdempotencyKeyReused => ErrorKind::InvalidArgument,
+            ServiceError::InvalidCredentials
+            | ServiceError::InvalidToken
+            | ServiceError::Unauthenticated => ErrorKind::Unauthenticated,
+            ServiceError::EmailTaken => ErrorKind::Conflict,
+            ServiceError::Crypto(_) => ErrorKind::Internal,
             ServiceError::Unavailable(_) => ErrorKind::Unavailable,
             ServiceError::Internal(_) => ErrorKind::Internal,
         }
@@ -216,6 +238,11 @@ impl ServiceError {
             ServiceError::BelowReserved { .. } => "below_reserved",
             ServiceError::IdempotencyKeyInUse => "idempotency_key_in_use",
             ServiceError::IdempotencyKeyReused => "idempotency_key_reused",
+            ServiceError::InvalidCredentials => "invalid_credentials",
+            ServiceError::InvalidToken => "invalid_token",
+            ServiceError::Unauthenticated => "unauthenticated",
+            ServiceError::EmailTaken => "email_taken",
+            ServiceError::Crypto(_) => "internal",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::Internal(_) => "internal",
         }

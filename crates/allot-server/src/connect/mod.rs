@@ -208,6 +208,7 @@ impl From<ServiceError> for ConnectError {
             ErrorKind::ResourceExhausted | ErrorKind::RateLimited => "resource_exhausted",
             ErrorKind::Gone => "failed_precondition",
             ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Internal => "internal",
         };

@@ -50,6 +50,7 @@ impl From<ServiceError> for tonic::Status {
             ErrorKind::ResourceExhausted | ErrorKind::RateLimited => tonic::Code::ResourceExhausted,
             ErrorKind::Gone => tonic::Code::FailedPrecondition,
             ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
+            ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
             ErrorKind::Unavailable => tonic::Code::Unavailable,
             ErrorKind::Internal => tonic::Code::Internal,
         };

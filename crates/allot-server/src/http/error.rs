@@ -24,7 +24,8 @@ pub(crate) struct ErrorDetail {
     /// `megadeal_unavailable`, `no_active_sale`, `not_in_current_sale`, `item_sold`,
     /// `sale_over`, `sku_taken`, `category_in_use`, `warehouse_code_taken`, `warehouse_in_use`,
     /// `out_of_stock`, `reservation_not_pending`, `below_reserved`, `illegal_transition`,
-    /// `coupon_unusable`, `unknown_code`, `code_already_used`, `unavailable`, `internal`.
+    /// `coupon_unusable`, `unknown_code`, `code_already_used`, `invalid_credentials`,
+    /// `invalid_token`, `unauthenticated`, `email_taken`, `unavailable`, `internal`.
     pub code: &'static str,
     /// For people; may change between releases.
     pub message: String,
@@ -62,6 +63,7 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
         }
         ErrorKind::Gone => StatusCode::GONE,
         ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -73,6 +75,10 @@ impl IntoResponse for ServiceError {
         let status = status_of(self.kind());
         let message = match &self {
             ServiceError::Internal(cause) => {
+                tracing::error!(error = %cause, "internal error");
+                self.to_string()
+            }
+            ServiceError::Crypto(cause) => {
                 tracing::error!(error = %cause, "internal error");
                 self.to_string()
             }
@@ -93,6 +99,7 @@ impl IntoResponse for ServiceError {
         };
         let code = self.code();
         let field = self.field();
+        let unauthenticated = self.kind() == ErrorKind::Unauthenticated;
         let (available_total, product_id) = match &self {
             ServiceError::OutOfStock { available_total } => (Some(*available_total), None),
             ServiceError::OrderOutOfStock {
@@ -132,6 +139,12 @@ impl IntoResponse for ServiceError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if unauthenticated {
+            response.headers_mut().insert(
+                http::header::WWW_AUTHENTICATE,
+                http::HeaderValue::from_static("Bearer realm=\"allot\""),
+            );
+        }
         if let Some(secs) = retry_after {
             response
                 .headers_mut()

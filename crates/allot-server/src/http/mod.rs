@@ -1,6 +1,7 @@
 //! The REST transport (JSON over HTTP/1.1 and HTTP/2) and the router that carries every
 //! transport on one port.
 
+pub(crate) mod auth;
 mod campaign;
 mod catalog;
 mod coupon;
@@ -42,6 +43,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(inventory::routes())
         .merge(order::routes())
+        .merge(auth::routes())
         .route("/metrics", get(render_metrics))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -4,7 +4,9 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::{campaign, catalog, coupon, discount, error, health, inventory, order, sale};
+use super::{
+    auth, campaign, catalog, coupon, discount, error, health, inventory, order, sale,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -69,6 +71,11 @@ use super::{campaign, catalog, coupon, discount, error, health, inventory, order
         order::list,
         order::read,
         order::change_status,
+        auth::login,
+        auth::refresh,
+        auth::logout,
+        auth::me,
+        auth::change_password,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, crate::error::EntryError)),
     tags(
@@ -79,6 +86,7 @@ use super::{campaign, catalog, coupon, discount, error, health, inventory, order
         (name = "flash-sales", description = "An hourly sale of generated items: checkout, then purchase"),
         (name = "catalog", description = "Products, the category tree and warehouses"),
         (name = "inventory", description = "Stock per product and warehouse: reservations that expire, adjustments, the ledger, low-stock alerts"),
+        (name = "auth", description = "Users, passwords, access and refresh tokens, API keys (not yet required by the other endpoints)"),
         (name = "orders", description = "Orders: stock reserved and codes used in one atomic step, server-side prices, the status workflow, idempotent placing"),
     )
 )]

@@ -1,6 +1,7 @@
 //! Use cases, one module per capability. Nothing here knows which transport called it.
 
 pub mod admission;
+pub mod auth;
 pub mod campaign;
 pub mod catalog;
 pub mod coupon;
@@ -17,6 +18,7 @@ use allot_storage::Store;
 use admission::AdmissionLimits;
 use sale::SaleSettings;
 
+pub use auth::Auth;
 pub use campaign::Campaigns;
 pub use catalog::Catalog;
 pub use coupon::Coupons;
@@ -37,6 +39,7 @@ pub struct Services {
     pub catalog: Arc<Catalog>,
     pub inventory: Arc<Inventory>,
     pub orders: Arc<Orders>,
+    pub auth: Arc<Auth>,
 }
 
 impl Services {
@@ -47,6 +50,7 @@ impl Services {
         sales: SaleSettings,
         redis: Option<redis::aio::ConnectionManager>,
         discount_code_percent: u8,
+        auth: &crate::config::AuthSettings,
     ) -> Self {
         Services {
             discount: Arc::new(DiscountCodes::new(store.clone(), clock.clone())),
@@ -60,6 +64,7 @@ impl Services {
                 clock.clone(),
                 discount_code_percent,
             )),
+            auth: Arc::new(Auth::new(store.clone(), clock.clone(), auth)),
             store,
             clock,
         }

@@ -45,6 +45,8 @@ pub struct TestApp {
     /// The PostgreSQL URL the server runs on, if any.
     pub database: Option<String>,
     pub clock: Option<Arc<ManualClock>>,
+    /// The running server's services, to set up state the API cannot (users, API keys).
+    pub services: allot_server::service::Services,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -95,6 +97,7 @@ impl TestApp {
             .await
             .expect("server builds");
         let addr = app.local_addr();
+        let services = app.services().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             app.run_until_stopped(async move {
@@ -109,6 +112,7 @@ impl TestApp {
             pg,
             database,
             clock: manual,
+            services,
             stop: Some(stop),
             task: Some(task),
         }

@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a random port, spoken to over the network as a client
 //! would, with invariants checked in the database afterwards.
 
+mod auth;
 mod campaign;
 mod campaign_crash;
 mod catalog;

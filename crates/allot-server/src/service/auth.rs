@@ -1,0 +1,421 @@
+//! Sign-in (issue 8): Argon2id passwords, short-lived HS256 access tokens, rotating refresh
+//! tokens with reuse detection, and service API keys.
+//!
+//! Secrets never leave this module in a form that prints: refresh tokens and API keys are
+//! stored as their SHA-256, passwords as Argon2id PHC strings, and the signing key is never
+//! logged. The signing algorithm is fixed here (HS256); a token whose header names any other
+//! algorithm, `none` included, is refused before its signature is looked at.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use allot_domain::Clock;
+use allot_domain::auth::{AccountId, Email, Password, Role};
+use allot_storage::{ApiKey, Rotation, Store, User};
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::OnceCell;
+
+use crate::ServiceError;
+use crate::config::AuthSettings;
+
+pub const ISSUER: &str = "allot";
+pub const AUDIENCE: &str = "allot-api";
+const REFRESH_PREFIX: &str = "rt_";
+pub const API_KEY_PREFIX: &str = "ak_";
+
+/// The claims of an access token.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    role: String,
+    iss: String,
+    aud: String,
+    exp: u64,
+    iat: u64,
+    jti: String,
+}
+
+/// Who made a request, as proven by an access token or an API key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalId {
+    User(AccountId),
+    ApiKey(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal {
+    pub id: PrincipalId,
+    pub role: Role,
+}
+
+/// What a sign-in or a refresh hands out. `Debug` leaves the tokens out.
+pub struct Tokens {
+    pub access_token: String,
+    pub expires_in: u64,
+    pub refresh_token: String,
+    pub user: User,
+}
+
+impl std::fmt::Debug for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tokens")
+            .field("expires_in", &self.expires_in)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+pub struct Auth {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+    access_ttl: Duration,
+    refresh_ttl: Duration,
+    /// A hash to verify against when the email is unknown, so that answer takes as long as a
+    /// wrong password.
+    dummy_hash: OnceCell<String>,
+}
+
+impl Auth {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: &AuthSettings) -> Self {
+        let secret: Vec<u8> = match &settings.jwt_secret {
+            Some(s) => s.expose().as_bytes().to_vec(),
+            None => {
+                tracing::warn!(
+                    "no jwt_secret configured (--jwt-secret / ALLOT_JWT_SECRET): signing with a \
+                     random one made at start; access tokens will not survive a restart and \
+                     other instances will not accept them"
+                );
+                random_bytes(64)
+            }
+        };
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.algorithms = vec![Algorithm::HS256];
+        validation.set_issuer(&[ISSUER]);
+        validation.set_audience(&[AUDIENCE]);
+        validation.validate_exp = true;
+        validation.leeway = 0;
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        Auth {
+            store,
+            clock,
+            encoding: EncodingKey::from_secret(&secret),
+            decoding: DecodingKey::from_secret(&secret),
+            validation,
+            access_ttl: settings.access_token_ttl,
+            refresh_ttl: settings.refresh_token_ttl,
+            dummy_hash: OnceCell::new(),
+        }
+    }
+
+    /// Creates an active user (the CLI's bootstrap, and tests).
+    pub async fn create_user(
+        &self,
+        email: Email,
+        password: Password,
+        role: Role,
+    ) -> Result<User, ServiceError> {
+        let hash = hash_password(password).await?;
+        self.store
+            .create_user(email, hash, role, self.clock.now())
+            .await?
+            .ok_or(ServiceError::EmailTaken)
+    }
+
+    /// Checks the credentials and hands out a token pair. An unknown email and a wrong
+    /// password answer alike, after about the same time.
+    pub async fn login(&self, email: &str, password: &str) -> Result<Tokens, ServiceError> {
+        let email = Email::parse(email)?;
+        if password.is_empty() {
+            return Err(ServiceError::InvalidArgument {
+                field: "password",
+                message: "password: must not be empty".to_owned(),
+            });
+        }
+        let user = self.store.user_by_email(&email).await?;
+        let hash = match &user {
+            Some(u) => u.password_hash.clone(),
+            None => self.dummy_hash().await?,
+        };
+        let ok = verify_password(password.to_owned(), hash).await?;
+        match user {
+            Some(user) if ok && user.active => self.issue(user).await,
+            _ => Err(ServiceError::InvalidCredentials),
+        }
+    }
+
+    /// Rotates a refresh token: the old one is revoked, a new pair handed out. A token that
+    /// was revoked before revokes every refresh token of its user.
+    pub async fn refresh(&self, refresh_token: &str) -> Result<Tokens, ServiceError> {
+        let old = refresh_hash(refresh_token)?;
+        let (token, hash) = new_secret(REFRESH_PREFIX);
+        let now = self.clock.now();
+        match self
+            .store
+            .rotate_refresh_token(old, hash, now.plus_millis(millis(self.refresh_ttl)), now)
+            .await?
+        {
+            Rotation::Rotated { user } => {
+                let user = self
+                    .store
+                    .user_by_id(user)
+                    .await?
+                    .filter(|u| u.active)
+                    .ok_or(ServiceError::InvalidToken)?;
+                let access = self.access_token(&user)?;
+                Ok(Tokens {
+                    access_token: access,
+                    expires_in: self.access_ttl.as_secs(),
+                    refresh_token: token,
+                    user,
+                })
+            }
+            Rotation::Reused { user, revoked } => {
+                tracing::warn!(
+                    user = %user,
+                    revoked,
+                    "a revoked refresh token was presented again; every refresh token of the \
+                     user is revoked"
+                );
+                Err(ServiceError::InvalidToken)
+            }
+            Rotation::Expired | Rotation::Unknown => Err(ServiceError::InvalidToken),
+        }
+    }
+
+    /// Revokes a refresh token (sign-out).
+    pub async fn logout(&self, refresh_token: &str) -> Result<(), ServiceError> {
+        let hash = refresh_hash(refresh_token)?;
+        if self
+            .store
+            .revoke_refresh_token(hash, self.clock.now())
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(ServiceError::InvalidToken)
+        }
+    }
+
+    pub async fn user(&self, id: AccountId) -> Result<User, ServiceError> {
+        self.store
+            .user_by_id(id)
+            .await?
+            .filter(|u| u.active)
+            .ok_or(ServiceError::Unauthenticated)
+    }
+
+    /// Changes the password after checking the current one; every refresh token of the user
+    /// is revoked in the same transaction.
+    pub async fn change_password(
+        &self,
+        id: AccountId,
+        current: &str,
+        new: &str,
+    ) -> Result<(), ServiceError> {
+        if current.is_empty() {
+            return Err(ServiceError::InvalidArgument {
+                field: "current_password",
+                message: "current_password: must not be empty".to_owned(),
+            });
+        }
+        let new = Password::parse_field(new, "new_password")?;
+        let user = self.user(id).await?;
+        if !verify_password(current.to_owned(), user.password_hash).await? {
+            return Err(ServiceError::InvalidCredentials);
+        }
+        let hash = hash_password(new).await?;
+        if self.store.set_password(id, hash, self.clock.now()).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::Unauthenticated)
+        }
+    }
+
+    /// Creates a service API key; answers the key itself, which is stored only as a hash and
+    /// cannot be shown again.
+    pub async fn create_api_key(
+        &self,
+        name: &str,
+        role: Role,
+    ) -> Result<(ApiKey, String), ServiceError> {
+        let name = name.trim();
+        if name.is_empty() || name.chars().count() > 128 {
+            return Err(ServiceError::InvalidArgument {
+                field: "name",
+                message: "name: must be 1 to 128 characters".to_owned(),
+            });
+        }
+        let (key, hash) = new_secret(API_KEY_PREFIX);
+        let stored = self
+            .store
+            .create_api_key(name.to_owned(), hash, role, self.clock.now())
+            .await?;
+        Ok((stored, key))
+    }
+
+    pub async fn revoke_api_key(&self, id: i64) -> Result<(), ServiceError> {
+        if self.store.revoke_api_key(id, self.clock.now()).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound { what: "api key" })
+        }
+    }
+
+    /// Who a bearer credential (an access token or an `ak_` API key) belongs to.
+    pub async fn authenticate(&self, credential: &str) -> Result<Principal, ServiceError> {
+        if credential.starts_with(API_KEY_PREFIX) {
+            return self.authenticate_api_key(credential).await;
+        }
+        let data = jsonwebtoken::decode::<Claims>(credential, &self.decoding, &self.validation)
+            .map_err(|_| ServiceError::Unauthenticated)?;
+        let id = data
+            .claims
+            .sub
+            .parse::<i64>()
+            .map_err(|_| ServiceError::Unauthenticated)?;
+        let role = Role::parse(&data.claims.role).map_err(|_| ServiceError::Unauthenticated)?;
+        Ok(Principal {
+            id: PrincipalId::User(AccountId::new(id)),
+            role,
+        })
+    }
+
+    pub async fn authenticate_api_key(&self, key: &str) -> Result<Principal, ServiceError> {
+        if !key.starts_with(API_KEY_PREFIX) || key.len() > 256 {
+            return Err(ServiceError::Unauthenticated);
+        }
+        match self.store.api_key_by_hash(sha256_hex(key)).await? {
+            Some(k) if k.revoked_at.is_none() => Ok(Principal {
+                id: PrincipalId::ApiKey(k.id),
+                role: k.role,
+            }),
+            _ => Err(ServiceError::Unauthenticated),
+        }
+    }
+
+    pub async fn api_key(&self, key: &str) -> Result<Option<ApiKey>, ServiceError> {
+        Ok(self.store.api_key_by_hash(sha256_hex(key)).await?)
+    }
+
+    async fn issue(&self, user: User) -> Result<Tokens, ServiceError> {
+        let access = self.access_token(&user)?;
+        let (refresh, hash) = new_secret(REFRESH_PREFIX);
+        let now = self.clock.now();
+        self.store
+            .insert_refresh_token(
+                user.id,
+                hash,
+                now.plus_millis(millis(self.refresh_ttl)),
+                now,
+            )
+            .await?;
+        Ok(Tokens {
+            access_token: access,
+            expires_in: self.access_ttl.as_secs(),
+            refresh_token: refresh,
+            user,
+        })
+    }
+
+    fn access_token(&self, user: &User) -> Result<String, ServiceError> {
+        let iat = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            sub: user.id.to_string(),
+            role: user.role.as_str().to_owned(),
+            iss: ISSUER.to_owned(),
+            aud: AUDIENCE.to_owned(),
+            exp: iat + self.access_ttl.as_secs(),
+            iat,
+            jti: hex(&random_bytes(16)),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| ServiceError::Crypto(format!("signing an access token: {e}")))
+    }
+
+    async fn dummy_hash(&self) -> Result<String, ServiceError> {
+        self.dummy_hash
+            .get_or_try_init(|| async {
+                let pw = Password::parse(&hex(&random_bytes(16)))?;
+                hash_password(pw).await
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// Argon2id with the crate's default parameters, off the async workers.
+pub async fn hash_password(password: Password) -> Result<String, ServiceError> {
+    tokio::task::spawn_blocking(move || {
+        Argon2::default()
+            .hash_password(password.expose().as_bytes())
+            .map(|h| h.to_string())
+            .map_err(|e| ServiceError::Crypto(format!("hashing a password: {e}")))
+    })
+    .await
+    .map_err(|e| ServiceError::Crypto(format!("password hashing task: {e}")))?
+}
+
+/// True if `password` matches the PHC string `hash`; a malformed hash is an error.
+async fn verify_password(password: String, hash: String) -> Result<bool, ServiceError> {
+    tokio::task::spawn_blocking(move || {
+        match Argon2::default().verify_password(password.as_bytes(), hash.as_str()) {
+            Ok(()) => Ok(true),
+            Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
+            Err(e) => Err(ServiceError::Crypto(format!("verifying a password: {e}"))),
+        }
+    })
+    .await
+    .map_err(|e| ServiceError::Crypto(format!("password verification task: {e}")))?
+}
+
+fn refresh_hash(token: &str) -> Result<String, ServiceError> {
+    if token.is_empty() {
+        return Err(ServiceError::InvalidArgument {
+            field: "refresh_token",
+            message: "refresh_token: must not be empty".to_owned(),
+        });
+    }
+    if !token.starts_with(REFRESH_PREFIX) || token.len() > 256 {
+        return Err(ServiceError::InvalidToken);
+    }
+    Ok(sha256_hex(token))
+}
+
+/// A new random secret with its prefix, and its SHA-256 (what storage keeps).
+fn new_secret(prefix: &str) -> (String, String) {
+    let secret = format!("{prefix}{}", hex(&random_bytes(32)));
+    let hash = sha256_hex(&secret);
+    (secret, hash)
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex(&Sha256::digest(s.as_bytes()))
+}
+
+fn random_bytes(n: usize) -> Vec<u8> {
+    let mut bytes = vec![0u8; n];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}

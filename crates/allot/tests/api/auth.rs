@@ -1,0 +1,328 @@
+//! Sign-in (issue 8): passwords, access tokens pinned to HS256, refresh-token rotation with
+//! reuse detection, logout, password change, API keys.
+
+use std::time::Duration;
+
+use allot_domain::auth::{Email, Password, Role};
+use serde_json::{Value, json};
+
+use crate::helpers::{TestApp, http};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+async fn app_with_user(configure: impl FnOnce(&mut allot_server::Config)) -> TestApp {
+    let app = TestApp::spawn_configured(None, |c| {
+        c.auth.jwt_secret = Some(allot_server::config::Secret::new("s".repeat(32)));
+        configure(c);
+    })
+    .await;
+    app.services
+        .auth
+        .create_user(
+            Email::parse("Ann@Example.com").unwrap(),
+            Password::parse(PASSWORD).unwrap(),
+            Role::Support,
+        )
+        .await
+        .unwrap();
+    app
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let r = http()
+        .post(format!("{}{path}", app.url()))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+async fn me(app: &TestApp, header: (&str, String)) -> (u16, Value, Option<String>) {
+    let r = http()
+        .get(format!("{}/api/v1/auth/me", app.url()))
+        .header(header.0, header.1)
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    let www = r
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_owned());
+    (status, r.json().await.unwrap_or(Value::Null), www)
+}
+
+fn bearer(token: &str) -> (&'static str, String) {
+    ("authorization", format!("Bearer {token}"))
+}
+
+async fn login(app: &TestApp) -> Value {
+    let (status, body) = post(
+        app,
+        "/api/v1/auth/login",
+        json!({"email": "ann@example.com", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(A[((n >> (18 - 6 * i)) & 63) as usize] as char);
+        }
+    }
+    out
+}
+
+fn claims(sub: i64) -> Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    json!({"sub": sub.to_string(), "role": "admin", "iss": "allot", "aud": "allot-api",
+           "exp": now + 600, "iat": now, "jti": "x"})
+}
+
+fn signed(alg: jsonwebtoken::Algorithm, secret: &[u8], sub: i64) -> String {
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(alg),
+        &claims(sub),
+        &jsonwebtoken::EncodingKey::from_secret(secret),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn login_me_and_bad_credentials_answer_alike() {
+    let app = app_with_user(|_| {}).await;
+    let body = login(&app).await;
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900);
+    assert_eq!(body["user"]["email"], "ann@example.com");
+    assert_eq!(body["user"]["role"], "support");
+    let access = body["access_token"].as_str().unwrap();
+    let (status, me_body, _) = me(&app, bearer(access)).await;
+    assert_eq!(status, 200, "{me_body}");
+    assert_eq!(me_body["email"], "ann@example.com");
+    assert_eq!(me_body["kind"], "user");
+
+    let (s1, wrong) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"email": "ann@example.com", "password": "not the password at all"}),
+    )
+    .await;
+    let (s2, unknown) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"email": "bob@example.com", "password": "not the password at all"}),
+    )
+    .await;
+    assert_eq!((s1, s2), (401, 401));
+    assert_eq!(wrong, unknown);
+    assert_eq!(wrong["error"]["code"], "invalid_credentials");
+
+    let (status, body) = post(&app, "/api/v1/auth/login", json!({"password": "x"})).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("email"))
+    );
+    let (status, body) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"email": "no-at-sign", "password": "x"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("email"))
+    );
+    let (status, body) = post(&app, "/api/v1/auth/login", json!({"email": "a@b.c"})).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("password"))
+    );
+    let (status, body) = post(&app, "/api/v1/auth/refresh", json!({})).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("refresh_token"))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn forged_none_and_other_algorithm_tokens_are_refused() {
+    let app = app_with_user(|_| {}).await;
+    let id = login(&app).await["user"]["id"].as_i64().unwrap();
+    let (status, _, www) = me(&app, ("x-nothing", String::new())).await;
+    assert_eq!(status, 401);
+    assert!(www.unwrap().starts_with("Bearer"));
+    let forged = signed(jsonwebtoken::Algorithm::HS256, &[b'o'; 32], id);
+    assert_eq!(me(&app, bearer(&forged)).await.0, 401);
+    let hs512 = signed(jsonwebtoken::Algorithm::HS512, &[b's'; 32], id);
+    assert_eq!(me(&app, bearer(&hs512)).await.0, 401);
+    let right = signed(jsonwebtoken::Algorithm::HS256, &[b's'; 32], id);
+    assert_eq!(
+        me(&app, bearer(&right)).await.0,
+        200,
+        "the control token is accepted"
+    );
+    let none = format!(
+        "{}.{}.",
+        b64(br#"{"alg":"none","typ":"JWT"}"#),
+        b64(claims(id).to_string().as_bytes())
+    );
+    let (status, body, _) = me(&app, bearer(&none)).await;
+    assert_eq!(status, 401);
+    assert_eq!(body["error"]["code"], "unauthenticated");
+    assert_eq!(me(&app, bearer("garbage")).await.0, 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_expired_access_token_is_refused() {
+    let app = app_with_user(|c| c.auth.access_token_ttl = Duration::from_secs(1)).await;
+    let access = login(&app).await["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(me(&app, bearer(&access)).await.0, 200);
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(me(&app, bearer(&access)).await.0, 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn refresh_rotates_and_reuse_revokes_the_family() {
+    let app = app_with_user(|_| {}).await;
+    let first = login(&app).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, second) = post(
+        &app,
+        "/api/v1/auth/refresh",
+        json!({"refresh_token": first}),
+    )
+    .await;
+    assert_eq!(status, 200, "{second}");
+    let second = second["refresh_token"].as_str().unwrap().to_owned();
+    assert_ne!(first, second);
+    let (status, body) = post(
+        &app,
+        "/api/v1/auth/refresh",
+        json!({"refresh_token": first}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (401, Some("invalid_token"))
+    );
+    // The reuse revoked the successor too.
+    let (status, _) = post(
+        &app,
+        "/api/v1/auth/refresh",
+        json!({"refresh_token": second}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn logout_and_password_change_revoke_refresh_tokens() {
+    let app = app_with_user(|_| {}).await;
+    let refresh = login(&app).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = http()
+        .post(format!("{}/api/v1/auth/logout", app.url()))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let (status, _) = post(
+        &app,
+        "/api/v1/auth/refresh",
+        json!({"refresh_token": refresh}),
+    )
+    .await;
+    assert_eq!(status, 401);
+
+    let body = login(&app).await;
+    let access = body["access_token"].as_str().unwrap();
+    let refresh = body["refresh_token"].as_str().unwrap();
+    let change = |b: Value| {
+        http()
+            .post(format!("{}/api/v1/auth/password", app.url()))
+            .header("authorization", format!("Bearer {access}"))
+            .json(&b)
+            .send()
+    };
+    let r = change(json!({"current_password": PASSWORD, "new_password": "short"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 422);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "new_password");
+    let r = change(
+        json!({"current_password": "wrong wrong wrong", "new_password": "a new long password"}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    let r = change(json!({"current_password": PASSWORD, "new_password": "a new long password"}))
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    let (status, _) = post(
+        &app,
+        "/api/v1/auth/refresh",
+        json!({"refresh_token": refresh}),
+    )
+    .await;
+    assert_eq!(status, 401);
+    let (status, _) = post(
+        &app,
+        "/api/v1/auth/login",
+        json!({"email": "ann@example.com", "password": "a new long password"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn api_keys_authenticate_until_revoked() {
+    let app = app_with_user(|_| {}).await;
+    let (key, secret) = app
+        .services
+        .auth
+        .create_api_key("picker", Role::Warehouse)
+        .await
+        .unwrap();
+    assert!(secret.starts_with("ak_"));
+    let (status, body, _) = me(&app, bearer(&secret)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        (body["kind"].as_str(), body["role"].as_str()),
+        (Some("api_key"), Some("warehouse"))
+    );
+    assert_eq!(me(&app, ("x-api-key", secret.clone())).await.0, 200);
+    app.services.auth.revoke_api_key(key.id).await.unwrap();
+    assert_eq!(me(&app, bearer(&secret)).await.0, 401);
+    assert_eq!(me(&app, ("x-api-key", secret)).await.0, 401);
+    app.stop().await;
+}
