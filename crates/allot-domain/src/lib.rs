@@ -11,6 +11,7 @@ pub mod clock;
 pub mod coupon;
 pub mod discount;
 pub mod error;
+pub mod event;
 pub mod inventory;
 pub mod order;
 pub mod sale;

@@ -7,6 +7,7 @@
 
 pub mod catalog;
 mod error;
+pub mod event;
 pub mod idempotency;
 pub mod inventory;
 pub mod migrations;
@@ -29,6 +30,7 @@ pub use catalog::{
     Product, ProductQuery, Warehouse,
 };
 pub use error::StorageError;
+pub use event::{Event, EventQuery, EventStore};
 pub use idempotency::{Claim, IdempotencyScope, IdempotencyStore, StoredResponse};
 pub use inventory::{
     AlertQuery, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
@@ -46,7 +48,15 @@ pub use user::{ApiKey, Rotation, User, UserStore};
 /// inventory's in [`InventoryStore`], accounts' in [`UserStore`]).
 #[async_trait]
 pub trait Store:
-    CatalogStore + InventoryStore + IdempotencyStore + OrderStore + UserStore + Send + Sync + 'static
+    CatalogStore
+    + InventoryStore
+    + IdempotencyStore
+    + OrderStore
+    + UserStore
+    + EventStore
+    + Send
+    + Sync
+    + 'static
 {
     /// A short name of the backend, for logs and `/ready`.
     fn backend(&self) -> &'static str;

@@ -7,6 +7,7 @@ mod catalog;
 mod coupon;
 mod discount;
 pub(crate) mod error;
+mod event;
 mod health;
 pub(crate) mod idempotency;
 mod inventory;
@@ -43,6 +44,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(inventory::routes())
         .merge(order::routes())
+        .merge(event::routes())
         .merge(auth::routes())
         .route("/metrics", get(render_metrics))
         .layer(middleware::from_fn_with_state(

@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
-    auth, campaign, catalog, coupon, discount, error, health, inventory, order, sale,
+    auth, campaign, catalog, coupon, discount, error, event, health, inventory, order, sale,
 };
 
 #[derive(OpenApi)]
@@ -71,6 +71,8 @@ use super::{
         order::list,
         order::read,
         order::change_status,
+        event::list,
+        event::stream,
         auth::login,
         auth::refresh,
         auth::logout,
@@ -87,6 +89,7 @@ use super::{
         (name = "catalog", description = "Products, the category tree and warehouses"),
         (name = "inventory", description = "Stock per product and warehouse: reservations that expire, adjustments, the ledger, low-stock alerts"),
         (name = "auth", description = "Users, passwords, access and refresh tokens, API keys (not yet required by the other endpoints)"),
+        (name = "events", description = "The event log: every state change, in commit order, as pages or a live stream"),
         (name = "orders", description = "Orders: stock reserved and codes used in one atomic step, server-side prices, the status workflow, idempotent placing"),
     )
 )]

@@ -5,6 +5,7 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
+use allot_domain::event::{EventType, NewEvent};
 use tokio_postgres::{Client, GenericClient};
 
 use crate::{DiscountCodeRecord, StorageError};
@@ -60,6 +61,10 @@ pub(super) async fn generate(
             );
         }
     }
+    // One summary event for the batch, never one per code.
+    let payload = serde_json::json!({"batch_id": batch_id, "count": count, "length": length.get()});
+    let event = NewEvent::api(EventType::DiscountCodesGenerated, now, payload.to_string());
+    super::event::append(&tx, event).await?;
     tx.commit().await?;
     Ok(codes)
 }
@@ -69,10 +74,25 @@ pub(super) async fn use_code(
     code: &DiscountCode,
     now: UnixMillis,
 ) -> Result<UseOutcome, StorageError> {
+    // The use and its event in one statement: atomic without a transaction's round trips.
+    let event = crate::event::discount_used_event(code.as_str(), None, now);
     let used = client
         .query_opt(
-            "UPDATE discount_codes SET used_at_ms = $2 WHERE code = $1 AND used_at_ms IS NULL RETURNING 1",
-            &[&code.as_str(), &now.as_millis()],
+            "WITH used AS (
+                 UPDATE discount_codes SET used_at_ms = $2 WHERE code = $1 AND used_at_ms IS NULL
+                 RETURNING 1
+             ), logged AS (
+                 INSERT INTO events (type, occurred_at_ms, actor, payload)
+                 SELECT $3, $2, $4, $5::text::jsonb FROM used
+             )
+             SELECT 1 FROM used",
+            &[
+                &code.as_str(),
+                &now.as_millis(),
+                &event.kind.as_str(),
+                &event.actor,
+                &event.payload,
+            ],
         )
         .await?;
     if used.is_some() {

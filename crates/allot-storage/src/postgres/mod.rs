@@ -7,6 +7,7 @@ mod campaign;
 mod catalog;
 mod coupon;
 mod discount;
+mod event;
 mod idempotency;
 mod inventory;
 pub mod migrate;

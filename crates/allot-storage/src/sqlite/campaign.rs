@@ -3,7 +3,11 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CampaignWindow, CouponCode};
+use allot_domain::event::{EventType, NewEvent};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
+use serde_json::json;
+
+use super::event::append;
 
 use super::writer::WriterState;
 use crate::{Campaign, IssueOutcome, IssueRequest, IssuedCoupon, NewCampaign, StorageError};
@@ -31,6 +35,18 @@ pub(super) fn create(
     ])?;
     let id = CampaignId::parse(conn.last_insert_rowid())
         .map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    let payload = json!({
+        "campaign_id": id.get(),
+        "name": new.name.as_str(),
+        "total": new.total.get(),
+        "per_user_limit": new.per_user_limit.map(|l| l.get()),
+        "starts_at_ms": new.window.starts_at.as_millis(),
+        "ends_at_ms": new.window.ends_at.map(UnixMillis::as_millis),
+    });
+    append(
+        conn,
+        NewEvent::api(EventType::CampaignCreated, now, payload.to_string()),
+    )?;
     Ok(Campaign {
         id,
         name: new.name.as_str().to_owned(),
@@ -160,6 +176,16 @@ pub(super) fn issue(
         ]);
         match inserted {
             Ok(_) => {
+                let payload = json!({
+                    "campaign_id": campaign,
+                    "code": code.as_str(),
+                    "seq": seq,
+                    "user_id": req.user_id.as_ref().map(|u| u.as_str()),
+                });
+                append(
+                    conn,
+                    NewEvent::api(EventType::CouponIssued, req.now, payload.to_string()),
+                )?;
                 // Only now, with the row in: a failed issue must not move the sequence.
                 state.campaign_code_sequence = Some(sequence + 1);
                 return Ok(IssueOutcome::Issued { code, seq });

@@ -4,6 +4,7 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{Attributes, CategoryId, ProductId, ProductSort, SortKey, WarehouseId};
+use allot_domain::event::{EventType, NewEvent};
 use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -165,6 +166,8 @@ pub(super) fn create_product(
         )?;
     let id = product_id(id)?;
     put_attributes(conn, id, &new.attributes)?;
+    let payload = crate::event::product_payload(id.get(), new);
+    super::event::append(conn, NewEvent::api(EventType::ProductCreated, now, payload))?;
     product(conn, id)?
         .map(Ok)
         .ok_or_else(|| corrupt("a product just stored is missing"))
@@ -200,6 +203,8 @@ pub(super) fn update_product(
         now.as_millis(),
     ])?;
     put_attributes(conn, id, &new.attributes)?;
+    let payload = crate::event::product_payload(id.get(), new);
+    super::event::append(conn, NewEvent::api(EventType::ProductUpdated, now, payload))?;
     product(conn, id)?
         .map(Ok)
         .ok_or_else(|| corrupt("a product just updated is missing"))
@@ -213,6 +218,8 @@ pub(super) fn delete_product(conn: &Connection, id: ProductId, now: UnixMillis) 
         )?
         .execute(params![id.get(), now.as_millis()])?;
     Ok(if changed == 1 {
+        let payload = serde_json::json!({"product_id": id.get()}).to_string();
+        super::event::append(conn, NewEvent::api(EventType::ProductDeleted, now, payload))?;
         Ok(())
     } else {
         Err(CatalogRefusal::NotFound)
@@ -350,6 +357,7 @@ pub(super) fn create_category(
     new: &NewCategory,
     now: UnixMillis,
 ) -> Refusable<Category> {
+    const KIND: EventType = EventType::CategoryCreated;
     if let Some(p) = new.parent_id
         && !category_exists(conn, p)?
     {
@@ -368,7 +376,10 @@ pub(super) fn create_category(
             ],
             category_row,
         )?;
-    Ok(Ok(category_from(row)?))
+    let category = category_from(row)?;
+    let payload = crate::event::category_payload(category.id.get(), new);
+    super::event::append(conn, NewEvent::api(KIND, now, payload))?;
+    Ok(Ok(category))
 }
 
 /// True when `ancestor` is `id` or above it in the tree.
@@ -392,6 +403,7 @@ pub(super) fn update_category(
     new: &NewCategory,
     now: UnixMillis,
 ) -> Refusable<Category> {
+    const KIND: EventType = EventType::CategoryUpdated;
     if !category_exists(conn, id)? {
         return Ok(Err(CatalogRefusal::NotFound));
     }
@@ -418,7 +430,10 @@ pub(super) fn update_category(
             ],
             category_row,
         )?;
-    Ok(Ok(category_from(row)?))
+    let category = category_from(row)?;
+    let payload = crate::event::category_payload(category.id.get(), new);
+    super::event::append(conn, NewEvent::api(KIND, now, payload))?;
+    Ok(Ok(category))
 }
 
 pub(super) fn delete_category(conn: &Connection, id: CategoryId) -> Refusable<()> {
@@ -439,6 +454,12 @@ pub(super) fn delete_category(conn: &Connection, id: CategoryId) -> Refusable<()
         .execute(params![id.get()])?;
     conn.prepare_cached("DELETE FROM categories WHERE id = ?1")?
         .execute(params![id.get()])?;
+    let payload = serde_json::json!({"category_id": id.get()}).to_string();
+    let now = crate::event::wall_now();
+    super::event::append(
+        conn,
+        NewEvent::api(EventType::CategoryDeleted, now, payload),
+    )?;
     Ok(Ok(()))
 }
 
@@ -502,6 +523,7 @@ pub(super) fn create_warehouse(
     new: &NewWarehouse,
     now: UnixMillis,
 ) -> Refusable<Warehouse> {
+    const KIND: EventType = EventType::WarehouseCreated;
     if code_holder(conn, new.code.as_str())?.is_some() {
         return Ok(Err(CatalogRefusal::WarehouseCodeTaken));
     }
@@ -519,7 +541,10 @@ pub(super) fn create_warehouse(
             ],
             warehouse_row,
         )?;
-    Ok(Ok(warehouse_from(row)?))
+    let warehouse = warehouse_from(row)?;
+    let payload = crate::event::warehouse_payload(warehouse.id.get(), new);
+    super::event::append(conn, NewEvent::api(KIND, now, payload))?;
+    Ok(Ok(warehouse))
 }
 
 pub(super) fn update_warehouse(
@@ -528,6 +553,7 @@ pub(super) fn update_warehouse(
     new: &NewWarehouse,
     now: UnixMillis,
 ) -> Refusable<Warehouse> {
+    const KIND: EventType = EventType::WarehouseUpdated;
     if warehouse(conn, id)?.is_none() {
         return Ok(Err(CatalogRefusal::NotFound));
     }
@@ -549,7 +575,10 @@ pub(super) fn update_warehouse(
             ],
             warehouse_row,
         )?;
-    Ok(Ok(warehouse_from(row)?))
+    let warehouse = warehouse_from(row)?;
+    let payload = crate::event::warehouse_payload(warehouse.id.get(), new);
+    super::event::append(conn, NewEvent::api(KIND, now, payload))?;
+    Ok(Ok(warehouse))
 }
 
 pub(super) fn delete_warehouse(conn: &Connection, id: WarehouseId) -> Refusable<()> {
@@ -567,6 +596,12 @@ pub(super) fn delete_warehouse(conn: &Connection, id: WarehouseId) -> Refusable<
         Err(e) => return Err(e.into()),
     };
     Ok(if changed == 1 {
+        let payload = serde_json::json!({"warehouse_id": id.get()}).to_string();
+        let now = crate::event::wall_now();
+        super::event::append(
+            conn,
+            NewEvent::api(EventType::WarehouseDeleted, now, payload),
+        )?;
         Ok(())
     } else {
         Err(CatalogRefusal::NotFound)
@@ -599,7 +634,7 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn delete_product(&self, id: ProductId, now: UnixMillis) -> CatalogResult<()> {
-        self.write_one(move |conn, _| delete_product(conn, id, now))
+        self.write(1, move |conn, _| delete_product(conn, id, now))
             .await
     }
 
@@ -663,7 +698,7 @@ impl CatalogStore for SqliteStore {
     }
 
     async fn delete_warehouse(&self, id: WarehouseId) -> CatalogResult<()> {
-        self.write_one(move |conn, _| delete_warehouse(conn, id))
+        self.write(1, move |conn, _| delete_warehouse(conn, id))
             .await
     }
 }

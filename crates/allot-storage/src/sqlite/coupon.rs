@@ -3,8 +3,10 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::coupon::{CouponState, CouponType, check_redeemable};
+use allot_domain::event::{EventType, NewEvent};
 use allot_domain::user::UserId;
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::json;
 
 use crate::{
     Allocation, Coupon, CouponCounters, ExistingCodes, NewCoupon, RedeemOutcome, Redemption,
@@ -117,10 +119,27 @@ pub(super) fn upload(
             count.execute(params![TYPES[i], n])?;
         }
     }
+    // One summary event for the upload, never one per coupon.
+    let payload = json!({"upload_id": upload_id, "count": coupons.len(), "per_type": per_type_json(&per_type)});
+    super::event::append(
+        conn,
+        NewEvent::api(EventType::CouponsUploaded, now, payload.to_string()),
+    )?;
     Ok(Ok(coupons.len()))
 }
 
 const TYPES: [&str; 4] = ["NONE", "FREE", "STANDARD", "MEGADEAL"];
+
+/// Counts per type as a JSON object (`NONE` for untyped), types with none left out.
+fn per_type_json(per_type: &[i64; 4]) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (i, n) in per_type.iter().enumerate() {
+        if *n > 0 {
+            map.insert(TYPES[i].to_owned(), json!(n));
+        }
+    }
+    serde_json::Value::Object(map)
+}
 
 fn type_index(t: Option<CouponType>) -> usize {
     match t {
@@ -174,6 +193,11 @@ pub(super) fn allocate(
     .execute(params![coupon.code, t, user.as_str(), now.as_millis()])?;
     conn.prepare_cached("UPDATE coupon_counters SET allocated = allocated + 1 WHERE type = ?1")?
         .execute(params![type_key(coupon_type)])?;
+    let payload = json!({"code": coupon.code, "type": t, "user_id": user.as_str()});
+    super::event::append(
+        conn,
+        NewEvent::api(EventType::CouponAllocated, now, payload.to_string()),
+    )?;
     Ok(Allocation::New(coupon))
 }
 
@@ -220,6 +244,17 @@ pub(super) fn redeem(
     ])?;
     conn.prepare_cached("UPDATE coupon_counters SET redeemed = redeemed + 1 WHERE type = ?1")?
         .execute(params![type_key(coupon.coupon_type)])?;
+    let payload = json!({
+        "code": coupon.code,
+        "type": coupon.coupon_type.map(CouponType::as_str),
+        "user_id": user.as_str(),
+        "order_id": order,
+        "uses": coupon.uses,
+    });
+    super::event::append(
+        conn,
+        NewEvent::api(EventType::CouponRedeemed, now, payload.to_string()),
+    )?;
     Ok(RedeemOutcome::Redeemed(coupon))
 }
 
@@ -245,7 +280,16 @@ pub(super) fn give_back(
         conn.prepare_cached(
             "UPDATE coupon_counters SET redeemed = redeemed - 1 WHERE type = ?1 AND redeemed > 0",
         )?
-        .execute(params![type_key(parse_type(t)?)])?;
+        .execute(params![type_key(parse_type(t.clone())?)])?;
+        let payload = json!({"code": code, "type": t, "order_id": order});
+        super::event::append(
+            conn,
+            NewEvent::api(
+                EventType::CouponRedemptionReversed,
+                now,
+                payload.to_string(),
+            ),
+        )?;
     }
     Ok(())
 }
@@ -278,6 +322,19 @@ pub(super) fn purge(
         "INSERT INTO coupon_purges (purged_at_ms, trigger, count) VALUES (?1, ?2, ?3)",
     )?
     .execute(params![now.as_millis(), trigger, total])?;
+    if total > 0 {
+        let actor = if trigger == "job" {
+            allot_domain::event::ACTOR_COUPON_PURGE
+        } else {
+            allot_domain::event::ACTOR_API
+        };
+        let payload =
+            json!({"count": total, "per_type": per_type_json(&per_type), "trigger": trigger});
+        super::event::append(
+            conn,
+            NewEvent::by(actor, EventType::CouponsPurged, now, payload.to_string()),
+        )?;
+    }
     Ok(per_type
         .iter()
         .enumerate()

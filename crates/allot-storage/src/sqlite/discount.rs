@@ -2,7 +2,11 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
+use allot_domain::event::{EventType, NewEvent};
 use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::json;
+
+use super::event::append;
 
 use crate::{DiscountCodeRecord, StorageError};
 
@@ -56,6 +60,12 @@ pub(super) fn generate(
         }
         wanted = count - codes.len();
     }
+    // One summary event for the batch, never one per code.
+    let payload = json!({"batch_id": batch_id, "count": count, "length": length.get()});
+    append(
+        conn,
+        NewEvent::api(EventType::DiscountCodesGenerated, now, payload.to_string()),
+    )?;
     if draws > count {
         tracing::info!(
             collisions = draws - count,
@@ -69,6 +79,7 @@ pub(super) fn use_code(
     conn: &Connection,
     code: &DiscountCode,
     now: UnixMillis,
+    order: Option<i64>,
 ) -> Result<UseOutcome, StorageError> {
     let changed = conn
         .prepare_cached(
@@ -76,6 +87,10 @@ pub(super) fn use_code(
         )?
         .execute(params![code.as_str(), now.as_millis()])?;
     if changed == 1 {
+        append(
+            conn,
+            crate::event::discount_used_event(code.as_str(), order, now),
+        )?;
         return Ok(UseOutcome::Used);
     }
     let exists = conn
@@ -89,9 +104,22 @@ pub(super) fn use_code(
 }
 
 /// Makes a used code unused again (an order that used it was cancelled).
-pub(super) fn give_back(conn: &Connection, code: &str) -> Result<(), StorageError> {
-    conn.prepare_cached("UPDATE discount_codes SET used_at_ms = NULL WHERE code = ?1")?
+pub(super) fn give_back(
+    conn: &Connection,
+    code: &str,
+    order: i64,
+    now: UnixMillis,
+) -> Result<(), StorageError> {
+    let changed = conn
+        .prepare_cached("UPDATE discount_codes SET used_at_ms = NULL WHERE code = ?1")?
         .execute(params![code])?;
+    if changed == 1 {
+        let payload = json!({"code": code, "order_id": order});
+        append(
+            conn,
+            NewEvent::api(EventType::DiscountCodeReturned, now, payload.to_string()),
+        )?;
+    }
     Ok(())
 }
 

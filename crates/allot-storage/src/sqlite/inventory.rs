@@ -16,6 +16,7 @@ use rusqlite::{Connection, Row, params};
 
 use super::SqliteStore;
 use crate::StorageError;
+use crate::event::{MovementEvent, reorder_event, threshold_event};
 use crate::inventory::{
     AlertQuery, Balance, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
     NewReservation, PRODUCT_MOVEMENTS, ProductInventory, Reservation, StockAlert, StockLevel,
@@ -151,14 +152,21 @@ fn apply_alert(
                 threshold,
                 now.as_millis()
             ])?;
+            let e = threshold_event(true, p.get(), w.get(), available, Some(threshold), now);
+            super::event::append(conn, e)?;
             Ok(true)
         }
-        (AlertChange::Clear, _) => {
-            conn.prepare_cached(
-                "UPDATE stock_alerts SET cleared_at_ms = ?3
+        (AlertChange::Clear, threshold) => {
+            let cleared = conn
+                .prepare_cached(
+                    "UPDATE stock_alerts SET cleared_at_ms = ?3
                  WHERE product_id = ?1 AND warehouse_id = ?2 AND cleared_at_ms IS NULL",
-            )?
-            .execute(params![p.get(), w.get(), now.as_millis()])?;
+                )?
+                .execute(params![p.get(), w.get(), now.as_millis()])?;
+            if cleared > 0 {
+                let e = threshold_event(false, p.get(), w.get(), available, threshold, now);
+                super::event::append(conn, e)?;
+            }
             Ok(false)
         }
         _ => Ok(b.alert_open),
@@ -184,6 +192,19 @@ pub(super) fn apply(
 ) -> Result<(), StorageError> {
     let on_hand = b.on_hand + c.on_hand_delta;
     let reserved = b.reserved + c.reserved_delta;
+    // The movement's event first, then the alert it raises or clears, if any.
+    let event = MovementEvent {
+        kind: c.kind,
+        product: p.get(),
+        warehouse: w.get(),
+        on_hand_delta: c.on_hand_delta,
+        reserved_delta: c.reserved_delta,
+        on_hand,
+        reserved,
+        reservation: c.reservation,
+        reason: c.reason,
+    };
+    super::event::append(conn, event.event(now))?;
     let open = apply_alert(
         conn,
         p,
@@ -239,6 +260,14 @@ fn set_reorder(
         threshold: reorder.map(Reorder::threshold),
         ..b
     };
+    let e = reorder_event(
+        p.get(),
+        w.get(),
+        b.threshold,
+        reorder.map(Reorder::quantity),
+        now,
+    );
+    super::event::append(conn, e)?;
     let open = apply_alert(
         conn,
         p,

@@ -9,6 +9,7 @@ mod catalog;
 mod checkpoint;
 mod coupon;
 mod discount;
+mod event;
 mod idempotency;
 mod inventory;
 mod migrate;
@@ -228,7 +229,7 @@ impl Store for SqliteStore {
         now: UnixMillis,
     ) -> Result<UseOutcome, StorageError> {
         let code = code.clone();
-        self.write_one(move |conn, _| discount::use_code(conn, &code, now))
+        self.write(1, move |conn, _| discount::use_code(conn, &code, now, None))
             .await
     }
 
@@ -245,7 +246,7 @@ impl Store for SqliteStore {
         new: NewCampaign,
         now: UnixMillis,
     ) -> Result<Campaign, StorageError> {
-        self.write_one(move |conn, _| campaign::create(conn, &new, now))
+        self.write(1, move |conn, _| campaign::create(conn, &new, now))
             .await
     }
 

@@ -156,7 +156,7 @@ fn create_inner(conn: &Connection, new: &NewOrder) -> Refusable<Created> {
         },
     };
     if let Some(code) = &new.discount_code {
-        match discount::use_code(conn, code, now)? {
+        match discount::use_code(conn, code, now, Some(id))? {
             UseOutcome::Used => discounts.push(new.discount_code_value),
             UseOutcome::AlreadyUsed => return Ok(Err(OrderRefusal::DiscountCodeUsed)),
             UseOutcome::Invalid => return Ok(Err(OrderRefusal::UnknownDiscountCode)),
@@ -217,6 +217,7 @@ fn create_inner(conn: &Connection, new: &NewOrder) -> Refusable<Created> {
     }
     history(conn, id, None, OrderStatus::Pending, None, None, now)?;
     let order = load(conn, id)?.ok_or_else(|| corrupt("an order just stored is missing"))?;
+    super::event::append(conn, crate::event::order_created_event(&order))?;
     Ok(Ok(Created::New(order)))
 }
 
@@ -323,7 +324,7 @@ fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<Order> {
     if t.gives_codes_back() {
         coupon::give_back(conn, o.id, now)?;
         if let Some(code) = &o.discount_code {
-            discount::give_back(conn, &code.code)?;
+            discount::give_back(conn, &code.code, o.id, now)?;
         }
     }
     conn.prepare_cached("UPDATE orders SET status = ?2, updated_at_ms = ?3 WHERE id = ?1")?
@@ -337,6 +338,9 @@ fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<Order> {
         return_to.map(WarehouseId::get),
         now,
     )?;
+    let event =
+        crate::event::order_status_event(o.id, o.status, req, return_to.map(WarehouseId::get));
+    super::event::append(conn, event)?;
     let order = load(conn, o.id)?.ok_or_else(|| corrupt("an order just changed is missing"))?;
     Ok(Ok(order))
 }

@@ -2,8 +2,10 @@
 //! exact view: an item is sold once, a user never passes the limit, a code decides once.
 
 use allot_domain::UnixMillis;
+use allot_domain::event::{ACTOR_SALE_OPENER, EventType, NewEvent};
 use allot_domain::sale::{CheckoutCode, item_name_and_image};
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use serde_json::json;
 
 use crate::{
     CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale, SaleItem,
@@ -55,6 +57,21 @@ pub(super) fn open(conn: &Connection, new: NewSale, now: UnixMillis) -> Result<S
         let (name, image) = item_name_and_image(new.hour, n);
         insert.execute(params![sale_id, name, image])?;
     }
+    let payload = json!({
+        "sale_id": sale_id,
+        "starts_at_ms": new.hour.starts_at().as_millis(),
+        "ends_at_ms": new.hour.ends_at().as_millis(),
+        "items": new.items,
+    });
+    super::event::append(
+        conn,
+        NewEvent::by(
+            ACTOR_SALE_OPENER,
+            EventType::SaleOpened,
+            now,
+            payload.to_string(),
+        ),
+    )?;
     tracing::info!(sale = sale_id, items = new.items, "sale opened");
     by_start(conn, new.hour.starts_at())?
         .ok_or_else(|| StorageError::Corrupt("the sale just opened is missing".to_owned()))
@@ -165,6 +182,16 @@ fn new_code(
             req.now.as_millis()
         ])? == 1
         {
+            let payload = json!({
+                "sale_id": req.sale.id,
+                "item_id": item_id,
+                "user_id": req.user.as_str(),
+                "code": code.as_str(),
+            });
+            super::event::append(
+                conn,
+                NewEvent::api(EventType::SaleCheckout, req.now, payload.to_string()),
+            )?;
             return Ok(code);
         }
     }
@@ -239,6 +266,16 @@ pub(super) fn purchase(
              ON CONFLICT (sale_id, user_id) DO UPDATE SET bought = bought + 1",
         )?
         .execute(params![sale_id, user])?;
+        let payload = json!({
+            "sale_id": sale_id,
+            "item_id": item_id,
+            "user_id": user,
+            "code": code.as_str(),
+        });
+        super::event::append(
+            conn,
+            NewEvent::api(EventType::SalePurchased, now, payload.to_string()),
+        )?;
         let mut it = the_item;
         it.sold_to = Some(user.clone());
         (

@@ -9,6 +9,7 @@ mod coupon;
 mod discount_grpc;
 mod discount_rest;
 mod durability;
+mod events;
 mod helpers;
 mod house;
 mod idempotency;

@@ -1,0 +1,211 @@
+//! Reading the event log. Writing is no operation of its own: each backend appends events
+//! inside the operations that make the changes (`append_events` in `sqlite::event` and
+//! `postgres::event`).
+
+use allot_domain::UnixMillis;
+use allot_domain::event::EventType;
+use async_trait::async_trait;
+
+use crate::StorageError;
+
+/// One stored event. `payload` is a JSON object as text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub seq: i64,
+    pub kind: String,
+    pub occurred_at: UnixMillis,
+    pub actor: String,
+    pub payload: String,
+}
+
+/// A page of the log: events with `seq > after`, in seq order, at most `limit`.
+#[derive(Debug, Clone, Copy)]
+pub struct EventQuery {
+    pub after: i64,
+    pub limit: u32,
+    pub kind: Option<EventType>,
+}
+
+#[async_trait]
+pub trait EventStore {
+    /// Committed events after `query.after` in seq order. A reader that walks the log with
+    /// `after` = the last seq it saw never misses an event and never sees one twice.
+    async fn events(&self, query: EventQuery) -> Result<Vec<Event>, StorageError>;
+}
+
+/// The wall clock, for the few operations that are not given a time (deletes of categories
+/// and warehouses).
+pub(crate) fn wall_now() -> UnixMillis {
+    let ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0);
+    UnixMillis::from_millis(ms)
+}
+
+/// The payload of a product event.
+pub(crate) fn product_payload(id: i64, p: &crate::NewProduct) -> String {
+    serde_json::json!({
+        "product_id": id,
+        "sku": p.sku.as_str(),
+        "name": p.name.as_str(),
+        "price_minor": p.price.amount_minor(),
+        "currency": p.price.currency().as_str(),
+        "category_id": p.category_id.map(|c| c.get()),
+        "active": p.active,
+    })
+    .to_string()
+}
+
+pub(crate) fn category_payload(id: i64, c: &crate::NewCategory) -> String {
+    serde_json::json!({
+        "category_id": id,
+        "name": c.name.as_str(),
+        "parent_id": c.parent_id.map(|p| p.get()),
+    })
+    .to_string()
+}
+
+pub(crate) fn warehouse_payload(id: i64, w: &crate::NewWarehouse) -> String {
+    serde_json::json!({
+        "warehouse_id": id,
+        "code": w.code.as_str(),
+        "name": w.name.as_str(),
+        "active": w.active,
+    })
+    .to_string()
+}
+
+/// The event of one stock movement: its type follows the movement's kind.
+pub(crate) struct MovementEvent<'a> {
+    pub kind: allot_domain::inventory::MovementKind,
+    pub product: i64,
+    pub warehouse: i64,
+    pub on_hand_delta: i64,
+    pub reserved_delta: i64,
+    pub on_hand: i64,
+    pub reserved: i64,
+    pub reservation: Option<i64>,
+    pub reason: Option<&'a str>,
+}
+
+impl MovementEvent<'_> {
+    pub(crate) fn event(&self, at: UnixMillis) -> allot_domain::event::NewEvent {
+        use allot_domain::event::{ACTOR_API, ACTOR_RESERVATION_EXPIRY, NewEvent};
+        use allot_domain::inventory::MovementKind;
+        let (kind, actor) = match self.kind {
+            MovementKind::StockIn => (EventType::InventoryRestocked, ACTOR_API),
+            MovementKind::StockOut => (EventType::InventoryConfirmed, ACTOR_API),
+            MovementKind::Reservation => (EventType::InventoryReserved, ACTOR_API),
+            MovementKind::Release => (EventType::InventoryReleased, ACTOR_API),
+            MovementKind::Adjustment => (EventType::InventoryAdjusted, ACTOR_API),
+            MovementKind::Expiry => (EventType::InventoryExpired, ACTOR_RESERVATION_EXPIRY),
+        };
+        let payload = serde_json::json!({
+            "product_id": self.product,
+            "warehouse_id": self.warehouse,
+            "movement": self.kind.as_str(),
+            "on_hand_delta": self.on_hand_delta,
+            "reserved_delta": self.reserved_delta,
+            "on_hand": self.on_hand,
+            "reserved": self.reserved,
+            "reservation_id": self.reservation,
+            "reason": self.reason,
+        });
+        NewEvent::by(actor, kind, at, payload.to_string())
+    }
+}
+
+/// `InventoryThresholdReached` (raised) or `InventoryThresholdCleared`.
+pub(crate) fn threshold_event(
+    raised: bool,
+    product: i64,
+    warehouse: i64,
+    available: i64,
+    threshold: Option<i64>,
+    at: UnixMillis,
+) -> allot_domain::event::NewEvent {
+    let kind = if raised {
+        EventType::InventoryThresholdReached
+    } else {
+        EventType::InventoryThresholdCleared
+    };
+    let payload = serde_json::json!({
+        "product_id": product,
+        "warehouse_id": warehouse,
+        "available": available,
+        "threshold": threshold,
+    });
+    allot_domain::event::NewEvent::api(kind, at, payload.to_string())
+}
+
+pub(crate) fn reorder_event(
+    product: i64,
+    warehouse: i64,
+    threshold: Option<i64>,
+    quantity: Option<i64>,
+    at: UnixMillis,
+) -> allot_domain::event::NewEvent {
+    let payload = serde_json::json!({
+        "product_id": product,
+        "warehouse_id": warehouse,
+        "threshold": threshold,
+        "quantity": quantity,
+    });
+    allot_domain::event::NewEvent::api(EventType::ReorderPointSet, at, payload.to_string())
+}
+
+/// `OrderCreated`, with its lines, reservations and codes.
+pub(crate) fn order_created_event(o: &crate::Order) -> allot_domain::event::NewEvent {
+    let lines: Vec<serde_json::Value> = o
+        .lines
+        .iter()
+        .map(|l| {
+            serde_json::json!({
+                "product_id": l.product_id.get(),
+                "quantity": l.quantity,
+                "unit_price_minor": l.unit_price_minor,
+                "warehouse_id": l.warehouse_id.get(),
+                "reservation_id": l.reservation_id,
+            })
+        })
+        .collect();
+    let payload = serde_json::json!({
+        "order_id": o.id,
+        "customer": o.customer,
+        "currency": o.currency,
+        "lines": lines,
+        "subtotal_minor": o.subtotal_minor,
+        "coupon_code": o.coupon.as_ref().map(|c| c.code.as_str()),
+        "discount_code": o.discount_code.as_ref().map(|c| c.code.as_str()),
+        "total_minor": o.total_minor,
+    });
+    allot_domain::event::NewEvent::api(EventType::OrderCreated, o.created_at, payload.to_string())
+}
+
+/// `OrderStatusChanged` from `from` to the request's status.
+pub(crate) fn order_status_event(
+    id: i64,
+    from: allot_domain::order::OrderStatus,
+    req: &crate::StatusRequest,
+    return_to: Option<i64>,
+) -> allot_domain::event::NewEvent {
+    let payload = serde_json::json!({
+        "order_id": id,
+        "from": from.as_str(),
+        "to": req.to.as_str(),
+        "reason": req.reason,
+        "warehouse_id": return_to,
+    });
+    allot_domain::event::NewEvent::api(EventType::OrderStatusChanged, req.now, payload.to_string())
+}
+
+/// `DiscountCodeUsed`; `order` is the order that used it, if any.
+pub(crate) fn discount_used_event(
+    code: &str,
+    order: Option<i64>,
+    at: UnixMillis,
+) -> allot_domain::event::NewEvent {
+    let payload = serde_json::json!({"code": code, "order_id": order});
+    allot_domain::event::NewEvent::api(EventType::DiscountCodeUsed, at, payload.to_string())
+}

@@ -1,0 +1,102 @@
+//! The event log on PostgreSQL. Writers append events with `seq` NULL in the transaction of
+//! their change (one `unnest` insert per call, however many events); readers first number the
+//! committed, unnumbered events ([`sequence`]), then read by `seq`.
+//!
+//! Why not an identity as the public sequence: identities are taken at insert, not at commit,
+//! so a transaction holding 10 can commit after one holding 11 and a reader that saw 11 would
+//! skip 10 forever. Filtering on `tx < pg_snapshot_xmin(...)` alone does not fix that either
+//! (a transaction with a lower xid can take a higher number than one still running). The
+//! sequencer runs under a transaction-scoped advisory lock, so runs never overlap and each
+//! starts after the previous committed; each gives numbers above every number given before.
+//! A reader's snapshot therefore always holds a prefix of the numbered log.
+
+use allot_domain::UnixMillis;
+use allot_domain::event::NewEvent;
+use async_trait::async_trait;
+use tokio_postgres::{Client, GenericClient};
+
+use super::PgStore;
+use crate::StorageError;
+use crate::event::{Event, EventQuery, EventStore};
+
+/// The advisory lock key of the sequencer ("allot-ev").
+const SEQUENCER_LOCK: i64 = 0x616c_6c6f_742d_6576;
+/// Events numbered per sequencer statement at most.
+const SEQUENCE_BATCH: i64 = 10_000;
+
+/// Appends `events` in order, in one statement; call it in the transaction of the change.
+pub(super) async fn append_events(
+    tx: &impl GenericClient,
+    events: &[NewEvent],
+) -> Result<(), StorageError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    let at: Vec<i64> = events.iter().map(|e| e.at.as_millis()).collect();
+    let actors: Vec<&str> = events.iter().map(|e| e.actor).collect();
+    let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
+    tx.execute(
+        "INSERT INTO events (type, occurred_at_ms, actor, payload)
+         SELECT k, t, a, p::jsonb FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[])
+             WITH ORDINALITY AS u(k, t, a, p, n) ORDER BY n",
+        &[&kinds, &at, &actors, &payloads],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Appends one event.
+pub(super) async fn append(tx: &impl GenericClient, event: NewEvent) -> Result<(), StorageError> {
+    append_events(tx, std::slice::from_ref(&event)).await
+}
+
+/// Numbers the committed events that have no `seq` yet, in insertion order, unless another
+/// session is doing it right now (its numbers will be visible on the next read).
+async fn sequence(client: &mut Client) -> Result<(), StorageError> {
+    let tx = client.transaction().await?;
+    let got: bool = tx
+        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&SEQUENCER_LOCK])
+        .await?
+        .get(0);
+    if got {
+        // A new statement, so its snapshot sees every earlier run's numbers.
+        tx.execute(
+            "WITH top AS (SELECT coalesce(max(seq), 0) AS s FROM events),
+                  todo AS (SELECT id, row_number() OVER (ORDER BY id) AS n
+                           FROM (SELECT id FROM events WHERE seq IS NULL ORDER BY id LIMIT $1) x)
+             UPDATE events e SET seq = top.s + todo.n FROM todo, top WHERE e.id = todo.id",
+            &[&SEQUENCE_BATCH],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[async_trait]
+impl EventStore for PgStore {
+    async fn events(&self, q: EventQuery) -> Result<Vec<Event>, StorageError> {
+        let mut client = self.client().await?;
+        sequence(&mut client).await?;
+        let limit = i64::from(q.limit);
+        let kind = q.kind.map(|k| k.as_str());
+        let rows = client
+            .query(
+                "SELECT seq, type, occurred_at_ms, actor, payload::text FROM events
+                 WHERE seq > $1 AND ($3::text IS NULL OR type = $3) ORDER BY seq LIMIT $2",
+                &[&q.after, &limit, &kind],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Event {
+                seq: r.get(0),
+                kind: r.get(1),
+                occurred_at: UnixMillis::from_millis(r.get(2)),
+                actor: r.get(3),
+                payload: r.get(4),
+            })
+            .collect())
+    }
+}
