@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(8, "idempotency", "0008_idempotency.sql"),
     migration!(9, "orders", "0009_orders.sql"),
     migration!(10, "users", "0010_users.sql"),
+    migration!(11, "events", "0011_events.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.
