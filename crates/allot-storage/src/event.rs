@@ -209,3 +209,14 @@ pub(crate) fn discount_used_event(
     let payload = serde_json::json!({"code": code, "order_id": order});
     allot_domain::event::NewEvent::api(EventType::DiscountCodeUsed, at, payload.to_string())
 }
+
+/// Counts per coupon type as a JSON object (`NONE` for untyped), types with none left out.
+pub(crate) fn counts_by_type(names: &[&str], counts: &[i64]) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for (name, n) in names.iter().zip(counts) {
+        if *n > 0 {
+            map.insert((*name).to_owned(), serde_json::json!(n));
+        }
+    }
+    serde_json::Value::Object(map)
+}

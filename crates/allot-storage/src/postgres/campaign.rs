@@ -13,6 +13,7 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CampaignWindow, CouponCode};
+use allot_domain::event::{EventType, NewEvent};
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
@@ -26,12 +27,13 @@ use crate::{Campaign, IssueOutcome, IssueRequest, NewCampaign, StorageError};
 const DRAWS_MAX: usize = 16;
 
 pub(super) async fn create(
-    client: &Client,
+    client: &mut Client,
     new: &NewCampaign,
     now: UnixMillis,
 ) -> Result<Campaign, StorageError> {
     let limit = new.per_user_limit.map(|l| l.get() as i32);
-    let id: i64 = client
+    let tx = client.transaction().await?;
+    let id: i64 = tx
         .query_one(
             "INSERT INTO campaigns (name, starts_at_ms, ends_at_ms, total, per_user_limit, created_at_ms)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -46,6 +48,17 @@ pub(super) async fn create(
         )
         .await?
         .get(0);
+    let payload = serde_json::json!({
+        "campaign_id": id,
+        "name": new.name.as_str(),
+        "total": new.total.get(),
+        "per_user_limit": new.per_user_limit.map(|l| l.get()),
+        "starts_at_ms": new.window.starts_at.as_millis(),
+        "ends_at_ms": new.window.ends_at.map(UnixMillis::as_millis),
+    });
+    let event = NewEvent::api(EventType::CampaignCreated, now, payload.to_string());
+    super::event::append(&tx, event).await?;
+    tx.commit().await?;
     Ok(Campaign {
         id: CampaignId::parse(id).map_err(|e| StorageError::Corrupt(e.to_string()))?,
         name: new.name.as_str().to_owned(),
@@ -258,6 +271,28 @@ async fn issue_batch(
             .collect();
         let collided = pending.without(&stored);
         if collided.is_empty() {
+            // One CouponIssued per code, in seq order, in one statement for the batch.
+            let events: Vec<NewEvent> = requests
+                .iter()
+                .zip(&outcomes)
+                .filter_map(|(r, o)| match o {
+                    IssueOutcome::Issued { code, seq } => {
+                        let payload = serde_json::json!({
+                            "campaign_id": campaign,
+                            "code": code.as_str(),
+                            "seq": seq,
+                            "user_id": r.user_id.as_ref().map(|u| u.as_str()),
+                        });
+                        Some(NewEvent::api(
+                            EventType::CouponIssued,
+                            r.now,
+                            payload.to_string(),
+                        ))
+                    }
+                    _ => None,
+                })
+                .collect();
+            super::event::append_events(&tx, &events).await?;
             tx.commit().await?;
             return Ok(outcomes);
         }

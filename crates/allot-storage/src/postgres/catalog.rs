@@ -8,6 +8,7 @@
 //! - moving categories is serialised by one transaction-scoped advisory lock, so two moves
 //!   cannot together close a loop that neither sees alone.
 
+use allot_domain::event::{EventType, NewEvent};
 use std::collections::BTreeMap;
 
 use allot_domain::UnixMillis;
@@ -187,6 +188,9 @@ impl PgStore {
             }
         };
         put_attributes(&tx, id, &new.attributes).await?;
+        let payload = crate::event::product_payload(id.get(), &new);
+        let event = NewEvent::api(EventType::ProductCreated, now, payload);
+        super::event::append(&tx, event).await?;
         let stored = product(&tx, id)
             .await?
             .ok_or_else(|| corrupt("a product just stored is missing"))?;
@@ -235,6 +239,9 @@ impl PgStore {
             }
         }
         put_attributes(&tx, id, &new.attributes).await?;
+        let payload = crate::event::product_payload(id.get(), &new);
+        let event = NewEvent::api(EventType::ProductUpdated, now, payload);
+        super::event::append(&tx, event).await?;
         let stored = product(&tx, id)
             .await?
             .ok_or_else(|| corrupt("a product just updated is missing"))?;
@@ -368,8 +375,9 @@ impl CatalogStore for PgStore {
     }
 
     async fn delete_product(&self, id: ProductId, now: UnixMillis) -> CatalogResult<()> {
-        let client = self.client().await?;
-        let changed = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let changed = tx
             .execute(
                 "UPDATE products SET deleted_at_ms = $2, active = false, updated_at_ms = $2
                  WHERE id = $1 AND deleted_at_ms IS NULL",
@@ -377,6 +385,10 @@ impl CatalogStore for PgStore {
             )
             .await?;
         Ok(if changed == 1 {
+            let payload = serde_json::json!({"product_id": id.get()}).to_string();
+            let event = NewEvent::api(EventType::ProductDeleted, now, payload);
+            super::event::append(&tx, event).await?;
+            tx.commit().await?;
             Ok(())
         } else {
             Err(CatalogRefusal::NotFound)
@@ -388,8 +400,9 @@ impl CatalogStore for PgStore {
     }
 
     async fn create_category(&self, new: NewCategory, now: UnixMillis) -> CatalogResult<Category> {
-        let client = self.client().await?;
-        let inserted = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
             .query_one(
                 &format!(
                     "INSERT INTO categories (name, parent_id, created_at_ms, updated_at_ms)
@@ -403,7 +416,14 @@ impl CatalogStore for PgStore {
             )
             .await;
         match inserted {
-            Ok(row) => Ok(Ok(category_from(&row)?)),
+            Ok(row) => {
+                let category = category_from(&row)?;
+                let payload = crate::event::category_payload(category.id.get(), &new);
+                let event = NewEvent::api(EventType::CategoryCreated, now, payload);
+                super::event::append(&tx, event).await?;
+                tx.commit().await?;
+                Ok(Ok(category))
+            }
             Err(e) => refusal_of(e, CatalogRefusal::NotFound, CatalogRefusal::ParentNotFound),
         }
     }
@@ -492,6 +512,9 @@ impl CatalogStore for PgStore {
                 return refusal_of(e, CatalogRefusal::NotFound, CatalogRefusal::ParentNotFound);
             }
         };
+        let payload = crate::event::category_payload(category.id.get(), &new);
+        let event = NewEvent::api(EventType::CategoryUpdated, now, payload);
+        super::event::append(&tx, event).await?;
         tx.commit().await?;
         Ok(Ok(category))
     }
@@ -538,6 +561,10 @@ impl CatalogStore for PgStore {
             }
             Err(e) => return Err(e.into()),
         }
+        let payload = serde_json::json!({"category_id": id.get()}).to_string();
+        let now = crate::event::wall_now();
+        let event = NewEvent::api(EventType::CategoryDeleted, now, payload);
+        super::event::append(&tx, event).await?;
         tx.commit().await?;
         Ok(Ok(()))
     }
@@ -547,8 +574,9 @@ impl CatalogStore for PgStore {
         new: NewWarehouse,
         now: UnixMillis,
     ) -> CatalogResult<Warehouse> {
-        let client = self.client().await?;
-        let inserted = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let inserted = tx
             .query_one(
                 &format!(
                     "INSERT INTO warehouses (code, name, active, created_at_ms, updated_at_ms)
@@ -563,7 +591,14 @@ impl CatalogStore for PgStore {
             )
             .await;
         match inserted {
-            Ok(row) => Ok(Ok(warehouse_from(&row)?)),
+            Ok(row) => {
+                let warehouse = warehouse_from(&row)?;
+                let payload = crate::event::warehouse_payload(warehouse.id.get(), &new);
+                let event = NewEvent::api(EventType::WarehouseCreated, now, payload);
+                super::event::append(&tx, event).await?;
+                tx.commit().await?;
+                Ok(Ok(warehouse))
+            }
             Err(e) => refusal_of(
                 e,
                 CatalogRefusal::WarehouseCodeTaken,
@@ -604,8 +639,9 @@ impl CatalogStore for PgStore {
         new: NewWarehouse,
         now: UnixMillis,
     ) -> CatalogResult<Warehouse> {
-        let client = self.client().await?;
-        let updated = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let updated = tx
             .query_opt(
                 &format!(
                     "UPDATE warehouses SET code = $2, name = $3, active = $4, updated_at_ms = $5
@@ -621,7 +657,14 @@ impl CatalogStore for PgStore {
             )
             .await;
         match updated {
-            Ok(Some(row)) => Ok(Ok(warehouse_from(&row)?)),
+            Ok(Some(row)) => {
+                let warehouse = warehouse_from(&row)?;
+                let payload = crate::event::warehouse_payload(warehouse.id.get(), &new);
+                let event = NewEvent::api(EventType::WarehouseUpdated, now, payload);
+                super::event::append(&tx, event).await?;
+                tx.commit().await?;
+                Ok(Ok(warehouse))
+            }
             Ok(None) => Ok(Err(CatalogRefusal::NotFound)),
             Err(e) => refusal_of(
                 e,
@@ -632,8 +675,9 @@ impl CatalogStore for PgStore {
     }
 
     async fn delete_warehouse(&self, id: WarehouseId) -> CatalogResult<()> {
-        let client = self.client().await?;
-        let changed = match client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let changed = match tx
             .execute("DELETE FROM warehouses WHERE id = $1", &[&id.get()])
             .await
         {
@@ -644,6 +688,11 @@ impl CatalogStore for PgStore {
             Err(e) => return Err(e.into()),
         };
         Ok(if changed == 1 {
+            let payload = serde_json::json!({"warehouse_id": id.get()}).to_string();
+            let now = crate::event::wall_now();
+            let event = NewEvent::api(EventType::WarehouseDeleted, now, payload);
+            super::event::append(&tx, event).await?;
+            tx.commit().await?;
             Ok(())
         } else {
             Err(CatalogRefusal::NotFound)

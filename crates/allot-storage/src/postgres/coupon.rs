@@ -7,6 +7,7 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::coupon::{CouponState, CouponType, UploadedCode, check_redeemable};
+use allot_domain::event::{EventType, NewEvent};
 use allot_domain::user::UserId;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, Row};
@@ -141,6 +142,14 @@ pub(super) async fn upload(
             .await?;
         }
     }
+    // One summary event for the upload, never one per coupon.
+    let payload = serde_json::json!({
+        "upload_id": upload_id,
+        "count": coupons.len(),
+        "per_type": crate::event::counts_by_type(&TYPES, &per_type),
+    });
+    let event = NewEvent::api(EventType::CouponsUploaded, now, payload.to_string());
+    super::event::append(&tx, event).await?;
     tx.commit().await?;
     Ok(Ok(coupons.len()))
 }
@@ -205,6 +214,9 @@ pub(super) async fn allocate(
         &[&TYPES[type_index(coupon_type)]],
     )
     .await?;
+    let payload = serde_json::json!({"code": coupon.code, "type": t, "user_id": user.as_str()});
+    let event = NewEvent::api(EventType::CouponAllocated, now, payload.to_string());
+    super::event::append(&tx, event).await?;
     tx.commit().await?;
     Ok(Allocation::New(coupon))
 }
@@ -281,6 +293,15 @@ pub(super) async fn redeem_in(
         &[&TYPES[type_index(coupon.coupon_type)]],
     )
     .await?;
+    let payload = serde_json::json!({
+        "code": coupon.code,
+        "type": t,
+        "user_id": user.as_str(),
+        "order_id": order,
+        "uses": coupon.uses,
+    });
+    let event = NewEvent::api(EventType::CouponRedeemed, now, payload.to_string());
+    super::event::append(tx, event).await?;
     Ok(RedeemOutcome::Redeemed(coupon))
 }
 
@@ -300,7 +321,15 @@ pub(super) async fn give_back(
         .await?;
     for r in &reversed {
         let code: String = r.try_get(0)?;
-        let t = parse_type(r.try_get(1)?)?;
+        let raw_type: Option<String> = r.try_get(1)?;
+        let payload = serde_json::json!({"code": code, "type": raw_type, "order_id": order});
+        let event = NewEvent::api(
+            EventType::CouponRedemptionReversed,
+            now,
+            payload.to_string(),
+        );
+        super::event::append(tx, event).await?;
+        let t = parse_type(raw_type)?;
         tx.execute(
             "UPDATE coupons SET uses = uses - 1 WHERE code = $1 AND uses > 0",
             &[&code],
@@ -350,6 +379,20 @@ pub(super) async fn purge(
         &[&now.as_millis(), &trigger, &total],
     )
     .await?;
+    if total > 0 {
+        let actor = if trigger == "job" {
+            allot_domain::event::ACTOR_COUPON_PURGE
+        } else {
+            allot_domain::event::ACTOR_API
+        };
+        let payload = serde_json::json!({
+            "count": total,
+            "per_type": crate::event::counts_by_type(&TYPES, &per_type),
+            "trigger": trigger,
+        });
+        let event = NewEvent::by(actor, EventType::CouponsPurged, now, payload.to_string());
+        super::event::append(&tx, event).await?;
+    }
     tx.commit().await?;
     Ok(per_type
         .iter()

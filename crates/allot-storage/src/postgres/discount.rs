@@ -112,12 +112,23 @@ pub(super) async fn use_code(
 }
 
 /// Makes a used code unused again (an order that used it was cancelled).
-pub(super) async fn give_back(tx: &impl GenericClient, code: &str) -> Result<(), StorageError> {
-    tx.execute(
-        "UPDATE discount_codes SET used_at_ms = NULL WHERE code = $1",
-        &[&code],
-    )
-    .await?;
+pub(super) async fn give_back(
+    tx: &impl GenericClient,
+    code: &str,
+    order: i64,
+    now: UnixMillis,
+) -> Result<(), StorageError> {
+    let changed = tx
+        .execute(
+            "UPDATE discount_codes SET used_at_ms = NULL WHERE code = $1",
+            &[&code],
+        )
+        .await?;
+    if changed == 1 {
+        let payload = serde_json::json!({"code": code, "order_id": order});
+        let event = NewEvent::api(EventType::DiscountCodeReturned, now, payload.to_string());
+        super::event::append(tx, event).await?;
+    }
     Ok(())
 }
 

@@ -22,6 +22,7 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::PgStore;
 use crate::StorageError;
+use crate::event::{MovementEvent, reorder_event, threshold_event};
 use crate::inventory::{
     AlertQuery, Balance, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
     NewReservation, PRODUCT_MOVEMENTS, ProductInventory, Reservation, StockAlert, StockLevel,
@@ -170,15 +171,22 @@ async fn apply_alert(
                 &[&p.get(), &w.get(), &available, &threshold, &now.as_millis()],
             )
             .await?;
+            let e = threshold_event(true, p.get(), w.get(), available, Some(threshold), now);
+            super::event::append(c, e).await?;
             Ok(true)
         }
-        (AlertChange::Clear, _) => {
-            c.execute(
-                "UPDATE stock_alerts SET cleared_at_ms = $3
+        (AlertChange::Clear, threshold) => {
+            let cleared = c
+                .execute(
+                    "UPDATE stock_alerts SET cleared_at_ms = $3
                  WHERE product_id = $1 AND warehouse_id = $2 AND cleared_at_ms IS NULL",
-                &[&p.get(), &w.get(), &now.as_millis()],
-            )
-            .await?;
+                    &[&p.get(), &w.get(), &now.as_millis()],
+                )
+                .await?;
+            if cleared > 0 {
+                let e = threshold_event(false, p.get(), w.get(), available, threshold, now);
+                super::event::append(c, e).await?;
+            }
             Ok(false)
         }
         _ => Ok(b.alert_open),
@@ -204,6 +212,19 @@ pub(super) async fn apply(
 ) -> Result<Balance, StorageError> {
     let on_hand = b.on_hand + ch.on_hand_delta;
     let reserved = b.reserved + ch.reserved_delta;
+    // The movement's event first, then the alert it raises or clears, if any.
+    let event = MovementEvent {
+        kind: ch.kind,
+        product: p.get(),
+        warehouse: w.get(),
+        on_hand_delta: ch.on_hand_delta,
+        reserved_delta: ch.reserved_delta,
+        on_hand,
+        reserved,
+        reservation: ch.reservation,
+        reason: ch.reason,
+    };
+    super::event::append(c, event.event(now)).await?;
     let open = apply_alert(
         c,
         p,
@@ -451,6 +472,14 @@ impl InventoryStore for PgStore {
             threshold: reorder.map(Reorder::threshold),
             ..b
         };
+        let e = reorder_event(
+            product.get(),
+            warehouse.get(),
+            b.threshold,
+            reorder.map(Reorder::quantity),
+            now,
+        );
+        super::event::append(&tx, e).await?;
         let open = apply_alert(
             &tx,
             product,

@@ -120,8 +120,8 @@ impl PgStore {
         new: NewCampaign,
         now: UnixMillis,
     ) -> Result<Campaign, StorageError> {
-        let client = self.client().await?;
-        campaign::create(&client, &new, now).await
+        let mut client = self.client().await?;
+        campaign::create(&mut client, &new, now).await
     }
 
     pub async fn campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StorageError> {

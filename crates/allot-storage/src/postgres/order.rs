@@ -137,7 +137,7 @@ async fn change(tx: &impl GenericClient, req: &StatusRequest) -> Refusable<Order
     if t.gives_codes_back() {
         coupon::give_back(tx, o.id, now).await?;
         if let Some(code) = &o.discount_code {
-            discount::give_back(tx, &code.code).await?;
+            discount::give_back(tx, &code.code, o.id, now).await?;
         }
     }
     tx.execute(
@@ -155,6 +155,9 @@ async fn change(tx: &impl GenericClient, req: &StatusRequest) -> Refusable<Order
         now,
     )
     .await?;
+    let event =
+        crate::event::order_status_event(o.id, o.status, req, return_to.map(WarehouseId::get));
+    super::event::append(tx, event).await?;
     let order = load(tx, o.id)
         .await?
         .ok_or_else(|| corrupt("an order just changed is missing"))?;

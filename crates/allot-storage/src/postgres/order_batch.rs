@@ -17,11 +17,13 @@
 //! meanwhile makes the orders insert store fewer rows (`ON CONFLICT DO NOTHING`): the batch is
 //! rolled back and served again, and then replays that order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
+use allot_domain::UnixMillis;
 use allot_domain::catalog::WarehouseId;
 use allot_domain::coupon::{CouponState, Discount, DiscountKind, check_redeemable};
-use allot_domain::inventory::{AlertChange, Level, alert_change, choose_warehouse};
+use allot_domain::event::{EventType, NewEvent};
+use allot_domain::inventory::{AlertChange, Level, MovementKind, alert_change, choose_warehouse};
 use allot_domain::order::{OrderStatus, price};
 use async_trait::async_trait;
 use tokio_postgres::Client;
@@ -32,6 +34,7 @@ use super::coupon;
 use super::order::load;
 use crate::StorageError;
 use crate::catalog::corrupt;
+use crate::event::{MovementEvent, discount_used_event, order_created_event, threshold_event};
 use crate::inventory::warehouse_id;
 use crate::order::{
     AppliedCode, Created, NewOrder, ORDER_HOLD_UNTIL_MS, Order, OrderLine, OrderRefusal,
@@ -859,5 +862,115 @@ async fn write(
         )
         .await?;
     }
+    let events = batch_events(orders, accepted, state)?;
+    super::event::append_events(tx, &events).await?;
     Ok(true)
+}
+
+/// The batch's events, order by order in arrival order, as the one-order path writes them:
+/// each line's `InventoryReserved` (with the balance after it) and the threshold it reaches,
+/// the coupon's `CouponRedeemed`, the code's `DiscountCodeUsed`, then `OrderCreated`; alerts
+/// the batch clears come last.
+fn batch_events(
+    orders: &[&NewOrder],
+    accepted: &[(usize, Accepted)],
+    state: &State,
+) -> Result<Vec<NewEvent>, StorageError> {
+    let row_of: HashMap<(i64, i64), usize> = state
+        .stock
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ((s.product, s.warehouse.get()), i))
+        .collect();
+    // The balances before the batch: the final ones less what the batch reserved.
+    let mut reserved: Vec<i64> = state.stock.iter().map(|s| s.reserved).collect();
+    let mut uses: Vec<i64> = state
+        .coupons
+        .iter()
+        .map(|c| i64::from(c.coupon.uses))
+        .collect();
+    for (_, a) in accepted {
+        for l in &a.order.lines {
+            let row = row_of
+                .get(&(l.product_id.get(), l.warehouse_id.get()))
+                .ok_or_else(|| corrupt("an order line's stock row is not in the batch"))?;
+            reserved[*row] -= l.quantity;
+        }
+        if let Some(c) = a.coupon {
+            uses[c] -= 1;
+        }
+    }
+    let mut raised: HashSet<usize> = HashSet::new();
+    let mut events = Vec::new();
+    for (i, a) in accepted {
+        let new = orders[*i];
+        let now = new.now;
+        for l in &a.order.lines {
+            let row = row_of[&(l.product_id.get(), l.warehouse_id.get())];
+            let s = &state.stock[row];
+            let open_before = s.alert_open || raised.contains(&row);
+            reserved[row] += l.quantity;
+            let movement = MovementEvent {
+                kind: MovementKind::Reservation,
+                product: s.product,
+                warehouse: s.warehouse.get(),
+                on_hand_delta: 0,
+                reserved_delta: l.quantity,
+                on_hand: s.on_hand,
+                reserved: reserved[row],
+                reservation: Some(l.reservation_id),
+                reason: None,
+            };
+            events.push(movement.event(now));
+            let available = s.on_hand - reserved[row];
+            if alert_change(available, s.threshold, open_before) == AlertChange::Raise
+                && raised.insert(row)
+            {
+                events.push(threshold_event(
+                    true,
+                    s.product,
+                    s.warehouse.get(),
+                    available,
+                    s.threshold,
+                    now,
+                ));
+            }
+        }
+        if let Some(c) = a.coupon {
+            uses[c] += 1;
+            let coupon = &state.coupons[c].coupon;
+            let payload = serde_json::json!({
+                "code": coupon.code,
+                "type": coupon.coupon_type.map(|t| t.as_str()),
+                "user_id": new.customer.as_str(),
+                "order_id": a.id,
+                "uses": uses[c],
+            });
+            events.push(NewEvent::api(
+                EventType::CouponRedeemed,
+                now,
+                payload.to_string(),
+            ));
+        }
+        if let Some(code) = &new.discount_code {
+            events.push(discount_used_event(code.as_str(), Some(a.id), now));
+        }
+        events.push(order_created_event(&a.order));
+    }
+    for s in &state.stock {
+        let Some(at) = s.touched_at else { continue };
+        let available = s.on_hand - s.reserved;
+        if alert_change(available, s.threshold, s.alert_open) == AlertChange::Clear {
+            let at = UnixMillis::from_millis(at);
+            events.push(threshold_event(
+                false,
+                s.product,
+                s.warehouse.get(),
+                available,
+                s.threshold,
+                at,
+            ));
+        }
+    }
+    Ok(events)
 }

@@ -5,6 +5,7 @@
 //!   then the user's count row (the limit holds), in one transaction.
 
 use allot_domain::UnixMillis;
+use allot_domain::event::{ACTOR_SALE_OPENER, EventType, NewEvent};
 use allot_domain::sale::{CheckoutCode, item_name_and_image};
 use tokio_postgres::{Client, GenericClient, Row};
 
@@ -64,6 +65,19 @@ pub(super) async fn open(
             &[&sale_id, &names, &images],
         )
         .await?;
+        let payload = serde_json::json!({
+            "sale_id": sale_id,
+            "starts_at_ms": new.hour.starts_at().as_millis(),
+            "ends_at_ms": new.hour.ends_at().as_millis(),
+            "items": new.items,
+        });
+        let event = NewEvent::by(
+            ACTOR_SALE_OPENER,
+            EventType::SaleOpened,
+            now,
+            payload.to_string(),
+        );
+        super::event::append(&tx, event).await?;
         tracing::info!(sale = sale_id, items = new.items, "sale opened");
     }
     tx.commit().await?;
@@ -152,6 +166,15 @@ pub(super) async fn checkout(
                         )
                         .await?;
                     if done == 1 {
+                        let payload = serde_json::json!({
+                            "sale_id": req.sale.id,
+                            "item_id": it.id,
+                            "user_id": user,
+                            "code": code.as_str(),
+                        });
+                        let event =
+                            NewEvent::api(EventType::SaleCheckout, req.now, payload.to_string());
+                        super::event::append(&tx, event).await?;
                         break code;
                     }
                 },
@@ -254,6 +277,14 @@ pub(super) async fn purchase(
             &[&sale_id, &user],
         )
         .await?;
+        let payload = serde_json::json!({
+            "sale_id": sale_id,
+            "item_id": item_id,
+            "user_id": user,
+            "code": code.as_str(),
+        });
+        let event = NewEvent::api(EventType::SalePurchased, now, payload.to_string());
+        super::event::append(&tx, event).await?;
         let mut it = the_item;
         it.sold_to = Some(user.clone());
         (

@@ -130,15 +130,8 @@ pub(super) fn upload(
 
 const TYPES: [&str; 4] = ["NONE", "FREE", "STANDARD", "MEGADEAL"];
 
-/// Counts per type as a JSON object (`NONE` for untyped), types with none left out.
 fn per_type_json(per_type: &[i64; 4]) -> serde_json::Value {
-    let mut map = serde_json::Map::new();
-    for (i, n) in per_type.iter().enumerate() {
-        if *n > 0 {
-            map.insert(TYPES[i].to_owned(), json!(n));
-        }
-    }
-    serde_json::Value::Object(map)
+    crate::event::counts_by_type(&TYPES, per_type)
 }
 
 fn type_index(t: Option<CouponType>) -> usize {
