@@ -31,7 +31,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the server: gRPC, Connect and REST on one port
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Discount codes, as a client of a running server
     #[command(subcommand)]
     Codes(codes::CodesCommand),
@@ -80,7 +80,7 @@ pub fn main() -> ExitCode {
     };
     runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => serve(args).await,
+            Command::Serve(args) => serve(*args).await,
             Command::Codes(cmd) => cmd.run().await,
             Command::Admin(cmd) => cmd.run().await,
             Command::Coupons(cmd) => cmd.run().await,
