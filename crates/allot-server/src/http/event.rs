@@ -168,6 +168,7 @@ pub(crate) async fn stream(
         kind,
         ready: VecDeque::new(),
         first: true,
+        stopping: state.stopping.clone(),
     };
     let events = futures::stream::unfold(follow, |mut f| async move {
         let event = f.next().await?;
@@ -183,12 +184,17 @@ struct Follow {
     kind: Option<EventType>,
     ready: VecDeque<Event>,
     first: bool,
+    stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Follow {
-    /// The next event to send, waiting for one; `None` ends the stream (the store closed).
+    /// The next event to send, waiting for one; `None` ends the stream (the server is
+    /// stopping: the client reconnects elsewhere or later with its `Last-Event-ID`).
     async fn next(&mut self) -> Option<sse::Event> {
         loop {
+            if *self.stopping.borrow() {
+                return None;
+            }
             if let Some(e) = self.ready.pop_front() {
                 self.after = e.seq;
                 let id = e.seq.to_string();
@@ -197,7 +203,10 @@ impl Follow {
                 return Some(sse::Event::default().id(id).event(kind).data(data));
             }
             if !self.first {
-                tokio::time::sleep(POLL_INTERVAL).await;
+                tokio::select! {
+                    () = tokio::time::sleep(POLL_INTERVAL) => {}
+                    _ = self.stopping.wait_for(|s| *s) => return None,
+                }
             }
             self.first = false;
             let query = EventQuery {

@@ -31,6 +31,9 @@ use crate::service::Services;
 pub(crate) struct AppState {
     pub services: Services,
     pub metrics: PrometheusHandle,
+    /// Becomes true when shutdown starts, so that event streams end instead of holding the
+    /// graceful shutdown for its whole grace period.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 /// The REST API, health probes, metrics and API docs.

@@ -671,3 +671,33 @@ async fn a_reader_tailing_concurrent_writes_sees_every_event_once() {
     }
     first.stop().await;
 }
+
+/// An open stream does not hold the server's graceful shutdown for its grace period: it ends
+/// when shutdown starts, and the client resumes elsewhere with its Last-Event-ID.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_open_stream_ends_when_the_server_stops() {
+    let app = TestApp::spawn().await;
+    let r = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/events/stream?type=ProductDeleted",
+            app.url()
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let mut body = r.bytes_stream();
+    let drained = tokio::spawn(async move { while let Some(Ok(_)) = body.next().await {} });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = std::time::Instant::now();
+    app.stop().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopping took {:?}",
+        started.elapsed()
+    );
+    tokio::time::timeout(Duration::from_secs(5), drained)
+        .await
+        .expect("the stream ended")
+        .unwrap();
+}
