@@ -36,22 +36,26 @@ pub struct Application {
     router: Router,
     services: Services,
     config: Config,
-    /// Raised when shutdown starts: long-lived responses (event streams) end on it.
-    stopping: tokio::sync::watch::Sender<bool>,
+}
+
+/// The store `config` names: PostgreSQL when a database URL is given, else the embedded SQLite
+/// in the data directory (created and migrated on first use). Also for the admin commands.
+pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
+    Ok(match &config.database {
+        Some(url) => Arc::new(allot_storage::postgres::PgStore::open(url).await?),
+        None => {
+            let options = SqliteOptions::new(&config.data_dir);
+            let store = tokio::task::spawn_blocking(move || SqliteStore::open(options))
+                .await
+                .map_err(|e| AppError::Serve(std::io::Error::other(e)))??;
+            Arc::new(store)
+        }
+    })
 }
 
 impl Application {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
-        let store: Arc<dyn Store> = match &config.database {
-            Some(url) => Arc::new(allot_storage::postgres::PgStore::open(url).await?),
-            None => {
-                let options = SqliteOptions::new(&config.data_dir);
-                let store = tokio::task::spawn_blocking(move || SqliteStore::open(options))
-                    .await
-                    .map_err(|e| AppError::Serve(std::io::Error::other(e)))??;
-                Arc::new(store)
-            }
-        };
+        let store = open_store(&config).await?;
         Self::build_with_store(config, store, clock).await
     }
 
@@ -73,11 +77,9 @@ impl Application {
             config.discount_code_percent,
             &config.auth,
         );
-        let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let state = http::AppState {
             services: services.clone(),
             metrics: metrics::handle(),
-            stopping: stopping_rx,
         };
         let router = http::router(state)
             .merge(grpc::routes(&services))
@@ -101,7 +103,6 @@ impl Application {
             router,
             services,
             config,
-            stopping,
         })
     }
 
@@ -123,8 +124,7 @@ impl Application {
     ) -> Result<(), AppError> {
         let grace = self.config.shutdown_grace;
         let jobs = crate::jobs::start(&self.services, &self.config);
-        let stopping_tx = self.stopping;
-        let stopping_rx = stopping_tx.subscribe();
+        let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing in-flight requests");

@@ -20,6 +20,6 @@ pub mod service;
 pub mod telemetry;
 pub mod time;
 
-pub use app::{AppError, Application};
+pub use app::{AppError, Application, open_store};
 pub use config::{Config, LogFormat, ServeArgs};
 pub use error::ServiceError;

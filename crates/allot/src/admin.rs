@@ -3,6 +3,12 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::sync::Arc;
+
+use allot_domain::auth::{Email, Password, Role};
+use allot_server::Config;
+use allot_server::clock::SystemClock;
+use allot_server::service::auth::Auth;
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -18,11 +24,142 @@ pub(crate) enum AdminCommand {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Create a user (the first admin, say). The password is read from
+    /// ALLOT_NEW_USER_PASSWORD, else from the first line of standard input. On SQLite the
+    /// server must be stopped (the data directory is locked while it runs)
+    CreateUser {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        email: String,
+        /// admin, marketing, warehouse, support or customer
+        #[arg(long)]
+        role: String,
+    },
+    /// Create a service API key with a role; the key is printed once and stored only as a hash
+    CreateApiKey {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// What the key is for
+        #[arg(long)]
+        name: String,
+        /// admin, marketing, warehouse, support or customer
+        #[arg(long)]
+        role: String,
+    },
+    /// Revoke a service API key by its id
+    RevokeApiKey {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        id: i64,
+    },
+}
+
+/// Where the data is, as for `allot serve`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct StorageArgs {
+    /// The server's data directory (embedded SQLite)
+    #[arg(long, env = "ALLOT_DATA_DIR", default_value = "./allot-data")]
+    data_dir: PathBuf,
+    /// PostgreSQL URL, instead of the data directory
+    #[arg(long, env = "ALLOT_DATABASE_URL")]
+    database: Option<String>,
+}
+
+impl StorageArgs {
+    /// The auth service over the configured store.
+    async fn auth(&self) -> Result<Auth, String> {
+        let mut config = Config::for_data_dir(self.data_dir.clone());
+        config.database = self.database.clone();
+        let store = allot_server::open_store(&config)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(Auth::new(store, Arc::new(SystemClock), &config.auth))
+    }
+}
+
+fn read_password() -> Result<String, String> {
+    if let Ok(p) = std::env::var("ALLOT_NEW_USER_PASSWORD") {
+        return Ok(p);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| format!("reading the password from standard input: {e}"))?;
+    Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+}
+
+async fn create_user(storage: StorageArgs, email: String, role: String) -> Result<(), String> {
+    let email = Email::parse(&email).map_err(|e| e.to_string())?;
+    let role = Role::parse(&role).map_err(|e| e.to_string())?;
+    let password = Password::parse(&read_password()?).map_err(|e| e.to_string())?;
+    let user = storage
+        .auth()
+        .await?
+        .create_user(email, password, role)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "user {} created: {} ({})",
+        user.id.get(),
+        user.email,
+        user.role.as_str()
+    );
+    Ok(())
+}
+
+async fn create_api_key(storage: StorageArgs, name: String, role: String) -> Result<(), String> {
+    let role = Role::parse(&role).map_err(|e| e.to_string())?;
+    let (key, secret) = storage
+        .auth()
+        .await?
+        .create_api_key(&name, role)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "api key {} ({}, {}): {secret}",
+        key.id,
+        key.name,
+        key.role.as_str()
+    );
+    println!("keep it now: it is stored only as a hash and cannot be shown again");
+    Ok(())
+}
+
+fn finish(command: &str, done: Result<(), String>) -> ExitCode {
+    match done {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("allot admin {command}: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 impl AdminCommand {
     pub(crate) async fn run(self) -> ExitCode {
         match self {
+            AdminCommand::CreateUser {
+                storage,
+                email,
+                role,
+            } => finish("create-user", create_user(storage, email, role).await),
+            AdminCommand::CreateApiKey {
+                storage,
+                name,
+                role,
+            } => finish("create-api-key", create_api_key(storage, name, role).await),
+            AdminCommand::RevokeApiKey { storage, id } => {
+                let done = match storage.auth().await {
+                    Ok(auth) => auth.revoke_api_key(id).await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                };
+                if done.is_ok() {
+                    println!("api key {id} revoked");
+                }
+                finish("revoke-api-key", done)
+            }
             AdminCommand::Backup { data_dir, out } => {
                 let target = out.clone();
                 let done = tokio::task::spawn_blocking(move || {

@@ -326,3 +326,90 @@ async fn api_keys_authenticate_until_revoked() {
     assert_eq!(me(&app, ("x-api-key", secret)).await.0, 401);
     app.stop().await;
 }
+
+/// The first admin is made from the command line, on the storage the server will use (before
+/// it starts: SQLite's data directory is locked while a server runs), and signs in; a service
+/// API key made the same way is accepted until revoked from the command line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_admin_and_an_api_key_are_made_from_the_command_line() {
+    use std::process::Command;
+
+    use crate::helpers::ProcessBackend;
+
+    let backend = ProcessBackend::new();
+    let storage: Vec<String> = match backend.database() {
+        Some(url) => vec!["--database".into(), url],
+        None => vec!["--data-dir".into(), backend.data_dir.display().to_string()],
+    };
+    let admin = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_allot"))
+            .arg("admin")
+            .args(args)
+            .args(&storage)
+            .env("ALLOT_NEW_USER_PASSWORD", PASSWORD)
+            .env_remove("ALLOT_DATABASE_URL")
+            .output()
+            .expect("allot admin runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = admin(&[
+        "create-user",
+        "--email",
+        "Boss@Example.com",
+        "--role",
+        "admin",
+    ]);
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("boss@example.com (admin)"), "{out}");
+    let (ok, _, err) = admin(&["create-user", "--email", "x@example.com", "--role", "boss"]);
+    assert!(!ok && err.contains("role"), "{err}");
+    let (ok, out, err) = admin(&["create-api-key", "--name", "ci", "--role", "marketing"]);
+    assert!(ok, "{out}{err}");
+    let key = out
+        .split_whitespace()
+        .find(|w| w.starts_with("ak_"))
+        .expect("the key is printed")
+        .to_owned();
+    let key_id = out
+        .split_whitespace()
+        .nth(2)
+        .expect("the key id is printed")
+        .to_owned();
+
+    let mut server = backend.start_with(&["--jwt-secret", &"k".repeat(32)]);
+    let client = http();
+    let r = client
+        .post(format!("{}/api/v1/auth/login", server.url()))
+        .json(&json!({"email": "boss@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["user"]["role"], "admin", "{body}");
+    let me = |auth: String| {
+        client
+            .get(format!("{}/api/v1/auth/me", server.url()))
+            .header("authorization", auth)
+            .send()
+    };
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    assert_eq!(me(format!("Bearer {token}")).await.unwrap().status(), 200);
+    assert_eq!(me(format!("Bearer {key}")).await.unwrap().status(), 200);
+    server.stop();
+
+    let (ok, out, err) = admin(&["revoke-api-key", "--id", &key_id]);
+    assert!(ok, "{out}{err}");
+    let server = backend.start_with(&["--jwt-secret", &"k".repeat(32)]);
+    let r = client
+        .get(format!("{}/api/v1/auth/me", server.url()))
+        .header("authorization", format!("Bearer {key}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
