@@ -36,6 +36,8 @@ pub struct Application {
     router: Router,
     services: Services,
     config: Config,
+    /// Raised when shutdown starts: long-lived responses (event streams) end on it.
+    stopping: tokio::sync::watch::Sender<bool>,
 }
 
 /// The store `config` names: PostgreSQL when a database URL is given, else the embedded SQLite
@@ -77,9 +79,11 @@ impl Application {
             config.discount_code_percent,
             &config.auth,
         );
+        let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let state = http::AppState {
             services: services.clone(),
             metrics: metrics::handle(),
+            stopping: stopping_rx,
         };
         let router = http::router(state)
             .merge(grpc::routes(&services))
@@ -103,6 +107,7 @@ impl Application {
             router,
             services,
             config,
+            stopping,
         })
     }
 
@@ -124,7 +129,8 @@ impl Application {
     ) -> Result<(), AppError> {
         let grace = self.config.shutdown_grace;
         let jobs = crate::jobs::start(&self.services, &self.config);
-        let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
+        let stopping_tx = self.stopping;
+        let stopping_rx = stopping_tx.subscribe();
         let signal = async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
