@@ -239,22 +239,22 @@ pub(super) async fn redeem(
     now: UnixMillis,
 ) -> Result<RedeemOutcome, StorageError> {
     let tx = client.transaction().await?;
-    let outcome = redeem_in(&tx, code, user, now, None).await?;
+    let outcome = redeem_locked(&tx, code, user, now).await?;
     if matches!(outcome, RedeemOutcome::Redeemed(_)) {
         tx.commit().await?;
     }
     Ok(outcome)
 }
 
-/// Redeems once if the rules allow, inside the caller's transaction (the coupon's row locked
-/// first); `order` is the order the use is for, if any.
-pub(super) async fn redeem_in(
+/// Redeems once if the rules allow, in `tx`, the coupon's row locked first. A use over the
+/// API belongs to no order (orders redeem in their own batch, `order_batch`).
+async fn redeem_locked(
     tx: &impl GenericClient,
     code: &str,
     user: &UserId,
     now: UnixMillis,
-    order: Option<i64>,
 ) -> Result<RedeemOutcome, StorageError> {
+    let order: Option<i64> = None;
     let Some(row) = tx
         .query_opt(
             &format!("SELECT {COLUMNS} FROM coupons WHERE code = $1 FOR UPDATE"),
