@@ -18,7 +18,7 @@
 use std::time::Duration;
 
 use axum::body::{Body, to_bytes};
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, Method, StatusCode, header};
@@ -39,11 +39,13 @@ const KEY_MAX_CHARS: usize = 255;
 /// The largest request body kept for hashing (the largest any route accepts).
 const BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-/// Requests whose operation records its idempotency key in its own transaction.
-fn handles_keys_itself(method: &Method, path: &str) -> bool {
-    method == Method::POST
-        && (path == "/api/v1/orders"
-            || (path.starts_with("/api/v1/campaigns/") && path.ends_with("/coupons")))
+/// Routes (by their template) whose operation records its idempotency key in its own
+/// transaction, for POST.
+const OWN_KEYS: [&str; 2] = ["/api/v1/orders", "/api/v1/campaigns/{id}/coupons"];
+
+/// Whether the matched route keeps its keys itself.
+fn handles_keys_itself(method: &Method, route: Option<&str>) -> bool {
+    method == Method::POST && route.is_some_and(|r| OWN_KEYS.contains(&r))
 }
 
 pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -56,7 +58,12 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
     let Some(key) = req.headers().get(HEADER).cloned() else {
         return next.run(req).await;
     };
-    if !changes_state || !path.starts_with("/api/v1/") || handles_keys_itself(&method, &path) {
+    // A layer of the router, so it runs after routing: the matched route is known.
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    if !changes_state || !path.starts_with("/api/v1/") || handles_keys_itself(&method, route) {
         return next.run(req).await;
     }
     let key = match parse_key(&key) {
@@ -180,12 +187,14 @@ mod tests {
 
     #[test]
     fn orders_and_campaign_issues_keep_their_own_keys() {
-        assert!(handles_keys_itself(&Method::POST, "/api/v1/orders"));
-        assert!(handles_keys_itself(
+        assert!(handles_keys_itself(&Method::POST, Some("/api/v1/orders")));
+        let issue = Some("/api/v1/campaigns/{id}/coupons");
+        assert!(handles_keys_itself(&Method::POST, issue));
+        assert!(!handles_keys_itself(
             &Method::POST,
-            "/api/v1/campaigns/7/coupons"
+            Some("/api/v1/products")
         ));
-        assert!(!handles_keys_itself(&Method::POST, "/api/v1/products"));
-        assert!(!handles_keys_itself(&Method::PUT, "/api/v1/orders"));
+        assert!(!handles_keys_itself(&Method::PUT, Some("/api/v1/orders")));
+        assert!(!handles_keys_itself(&Method::POST, None));
     }
 }
