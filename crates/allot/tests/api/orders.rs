@@ -746,3 +746,31 @@ async fn orders_prices_are_exact_percentage_then_flat_never_below_zero() {
     let db = shop.db().await;
     assert_ledger_matches(&db).await;
 }
+
+/// Every order endpoint is in the OpenAPI document, with its method (and the event and sign-in
+/// endpoints that came with issue 8).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_every_endpoint_is_in_the_openapi_document() {
+    let app = TestApp::spawn().await;
+    let (s, spec, _) = send(http().get(format!("{}/api/v1/openapi.json", app.url()))).await;
+    assert_eq!(s, 200);
+    for (method, path) in [
+        ("post", "/api/v1/orders"),
+        ("get", "/api/v1/orders"),
+        ("get", "/api/v1/orders/{order_id}"),
+        ("put", "/api/v1/orders/{order_id}/status"),
+        ("get", "/api/v1/events"),
+        ("get", "/api/v1/events/stream"),
+        ("post", "/api/v1/auth/login"),
+        ("post", "/api/v1/auth/refresh"),
+        ("post", "/api/v1/auth/logout"),
+        ("get", "/api/v1/auth/me"),
+        ("post", "/api/v1/auth/password"),
+    ] {
+        assert!(
+            spec["paths"][path][method].is_object(),
+            "{method} {path} is not documented"
+        );
+    }
+    app.stop().await;
+}
