@@ -35,6 +35,10 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(9, "orders", "0009_orders.sql"),
     migration!(10, "users", "0010_users.sql"),
     migration!(11, "events", "0011_events.sql"),
+    migration!(12, "event_source", "0012_event_source.sql"),
+    migration!(13, "personal_data", "0013_personal_data.sql"),
+    migration!(14, "webhooks", "0014_webhooks.sql"),
+    migration!(15, "notifications", "0015_notifications.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.
