@@ -69,39 +69,127 @@ event_types!(
     OrderStatusChanged,
 );
 
-/// Who made a change. Requests are `api` until accounts exist; jobs are `system:<job>`.
+/// Who made a change. Requests are made by their principal (`user:<id>`, `api_key:<id>`, or
+/// `anonymous` for open calls); jobs are `system:<job>`.
 pub const ACTOR_API: &str = "api";
 pub const ACTOR_SALE_OPENER: &str = "system:sale-opener";
 pub const ACTOR_RESERVATION_EXPIRY: &str = "system:reservation-expiry";
 pub const ACTOR_COUPON_PURGE: &str = "system:coupon-purge";
 
-/// An event to append: its type, time, actor and JSON payload (an object, as text).
+/// The principal behind a change, as recorded on its events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Actor {
+    /// A request without credentials (an open call).
+    Anonymous,
+    /// A signed-in user, by account id.
+    User(i64),
+    /// A service authenticated by an API key, by key id.
+    ApiKey(i64),
+    /// A job of the server; the name includes `system:` (e.g. [`ACTOR_SALE_OPENER`]).
+    System(&'static str),
+    /// A change made with no request or job context (storage used directly, e.g. by the admin
+    /// CLI or a test). Every server path sets a context, so this marks a gap, not a principal.
+    Unattributed,
+}
+
+impl Actor {
+    /// The exact text of a stored actor, if it is one (the audit log's `actor` filter).
+    pub fn parse(text: &str) -> Option<Actor> {
+        let id = |rest: &str| rest.parse::<i64>().ok().filter(|n| *n >= 0);
+        match text {
+            "anonymous" => Some(Actor::Anonymous),
+            "unattributed" => Some(Actor::Unattributed),
+            ACTOR_SALE_OPENER => Some(Actor::System(ACTOR_SALE_OPENER)),
+            ACTOR_RESERVATION_EXPIRY => Some(Actor::System(ACTOR_RESERVATION_EXPIRY)),
+            ACTOR_COUPON_PURGE => Some(Actor::System(ACTOR_COUPON_PURGE)),
+            _ => {
+                if let Some(rest) = text.strip_prefix("user:") {
+                    id(rest).map(Actor::User)
+                } else if let Some(rest) = text.strip_prefix("api_key:") {
+                    id(rest).map(Actor::ApiKey)
+                } else {
+                    None
+                }
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Actor::Anonymous => f.write_str("anonymous"),
+            Actor::User(id) => write!(f, "user:{id}"),
+            Actor::ApiKey(id) => write!(f, "api_key:{id}"),
+            Actor::System(name) => f.write_str(name),
+            Actor::Unattributed => f.write_str("unattributed"),
+        }
+    }
+}
+
+/// Who made a change and from where: the principal and the client's IP address (none for
+/// jobs). Small and `Copy`, so it travels with every write to where its events are built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Origin {
+    pub actor: Actor,
+    pub source: Option<std::net::IpAddr>,
+}
+
+impl Origin {
+    pub const UNATTRIBUTED: Origin = Origin {
+        actor: Actor::Unattributed,
+        source: None,
+    };
+
+    /// A job's origin: `name` is one of the `system:` actors.
+    pub const fn system(name: &'static str) -> Origin {
+        Origin {
+            actor: Actor::System(name),
+            source: None,
+        }
+    }
+}
+
+/// An event to append: its type, time, JSON payload (an object, as text) and, when fixed by
+/// whoever built it, its origin. Events of requests leave `origin` empty: the storage layer
+/// fills in the origin of the operation that appends them (see `allot_storage::origin`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewEvent {
     pub kind: EventType,
     pub at: UnixMillis,
-    pub actor: &'static str,
+    pub origin: Option<Origin>,
     pub payload: String,
 }
 
 impl NewEvent {
-    /// An event of a request (`actor` = [`ACTOR_API`]).
+    /// An event of the operation in progress: its origin is the operation's.
     pub fn api(kind: EventType, at: UnixMillis, payload: String) -> NewEvent {
         NewEvent {
             kind,
             at,
-            actor: ACTOR_API,
+            origin: None,
             payload,
         }
     }
 
+    /// An event with a fixed actor: a `system:` job's, or [`ACTOR_API`] for the operation's
+    /// own origin (as [`NewEvent::api`]).
     pub fn by(actor: &'static str, kind: EventType, at: UnixMillis, payload: String) -> NewEvent {
+        let origin = (actor != ACTOR_API).then_some(Origin::system(actor));
         NewEvent {
             kind,
             at,
-            actor,
+            origin,
             payload,
         }
+    }
+
+    /// The same event, made by `origin` (a batch item's caller).
+    pub fn made_by(mut self, origin: Option<Origin>) -> NewEvent {
+        if self.origin.is_none() {
+            self.origin = origin;
+        }
+        self
     }
 }
 
@@ -120,5 +208,43 @@ mod tests {
         assert_eq!(names.len(), EventType::ALL.len());
         assert_eq!(EventType::OrderCreated.as_str(), "OrderCreated");
         assert_eq!(EventType::parse("Nope"), None);
+    }
+
+    #[test]
+    fn actors_print_and_parse_back() {
+        for a in [
+            Actor::Anonymous,
+            Actor::User(7),
+            Actor::ApiKey(3),
+            Actor::System(ACTOR_SALE_OPENER),
+            Actor::Unattributed,
+        ] {
+            assert_eq!(Actor::parse(&a.to_string()), Some(a));
+        }
+        assert_eq!(Actor::User(42).to_string(), "user:42");
+        assert_eq!(Actor::parse("user:x"), None);
+        assert_eq!(Actor::parse("user:-1"), None);
+        assert_eq!(Actor::parse("root"), None);
+    }
+
+    #[test]
+    fn system_events_keep_their_actor_and_requests_take_the_operation_s() {
+        let at = UnixMillis::from_millis(0);
+        let job = NewEvent::by(
+            ACTOR_COUPON_PURGE,
+            EventType::CouponsPurged,
+            at,
+            "{}".into(),
+        );
+        let user = Origin {
+            actor: Actor::User(1),
+            source: None,
+        };
+        assert_eq!(
+            job.made_by(Some(user)).origin,
+            Some(Origin::system(ACTOR_COUPON_PURGE))
+        );
+        let api = NewEvent::by(ACTOR_API, EventType::CouponsPurged, at, "{}".into());
+        assert_eq!(api.made_by(Some(user)).origin, Some(user));
     }
 }

@@ -80,10 +80,12 @@ impl Application {
             &config.auth,
         );
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
+        let rate_limits = Arc::new(crate::rate_limit::RateLimits::new(config.rate_limits));
         let state = http::AppState {
             services: services.clone(),
             metrics: metrics::handle(),
             stopping: stopping_rx,
+            rate_limits: rate_limits.clone(),
         };
         let router = http::router(state)
             .merge(grpc::routes(&services))
@@ -92,6 +94,15 @@ impl Application {
             .layer(axum::middleware::from_fn_with_state(
                 services.clone(),
                 connect::dispatch,
+            ))
+            // Who and from where (events' actor and source) and the code-use rate limit, for
+            // every transport; inside authorization, which proves who.
+            .layer(axum::middleware::from_fn_with_state(
+                http::context::ContextState {
+                    trust_forwarded_for: config.trust_forwarded_for,
+                    rate_limits,
+                },
+                http::context::layer,
             ));
         let router = http::observe(router);
         let listener = TcpListener::bind(config.listen)

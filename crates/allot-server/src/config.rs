@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use allot_domain::sale::ItemsPerSale;
 
+use crate::rate_limit::RateLimitSettings;
 use crate::service::admission::AdmissionLimits;
 use crate::service::sale::SaleSettings;
 
@@ -175,6 +176,50 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_REFRESH_TOKEN_TTL_SECS", value_name = "SECS")]
     pub refresh_token_ttl_secs: Option<u64>,
 
+    /// The server sits behind a proxy: take the client's address from the last entry of
+    /// X-Forwarded-For instead of the peer address (events' `source`, rate limits)
+    /// [default: false]
+    #[arg(
+        long,
+        env = "ALLOT_TRUST_FORWARDED_FOR",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub trust_forwarded_for: Option<bool>,
+
+    /// Sign-in attempts per client IP address per minute; 0 turns the limit off [default: 10]
+    #[arg(long, env = "ALLOT_LOGIN_RATE_PER_IP_PER_MIN", value_name = "N")]
+    pub login_rate_per_ip_per_min: Option<u32>,
+
+    /// Sign-in attempts per email per minute; 0 turns the limit off [default: 5]
+    #[arg(long, env = "ALLOT_LOGIN_RATE_PER_EMAIL_PER_MIN", value_name = "N")]
+    pub login_rate_per_email_per_min: Option<u32>,
+
+    /// Code uses (discount-code use, coupon validate and redeem, flash-sale purchase) per
+    /// client per second; 0 turns the limit off [default: 20]
+    #[arg(long, env = "ALLOT_CODE_USE_RATE_PER_SEC", value_name = "N")]
+    pub code_use_rate_per_sec: Option<u32>,
+
+    /// Code uses a client may make at once before the per-second rate applies [default: 40]
+    #[arg(long, env = "ALLOT_CODE_USE_BURST", value_name = "N")]
+    pub code_use_burst: Option<u32>,
+
+    /// SMTP server for email notifications: smtp://[user:password@]host[:port] (plain SMTP;
+    /// relay through a local MTA for TLS). Without it email notifications fail at once with
+    /// the reason "email is not configured"
+    #[arg(
+        long,
+        env = "ALLOT_SMTP_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub smtp_url: Option<String>,
+
+    /// The From address of email notifications [default: allot@localhost]
+    #[arg(long, env = "ALLOT_SMTP_FROM", value_name = "ADDRESS")]
+    pub smtp_from: Option<String>,
+
     /// Optional TOML file holding any of the settings above (same names, snake_case)
     #[arg(long, env = "ALLOT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
@@ -202,6 +247,11 @@ struct FileConfig {
     jwt_secret: Option<Secret>,
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
+    trust_forwarded_for: Option<bool>,
+    login_rate_per_ip_per_min: Option<u32>,
+    login_rate_per_email_per_min: Option<u32>,
+    code_use_rate_per_sec: Option<u32>,
+    code_use_burst: Option<u32>,
 }
 
 /// The resolved configuration the server runs with.
@@ -226,6 +276,9 @@ pub struct Config {
     pub megadeal: AdmissionLimits,
     pub sales: SaleSettings,
     pub auth: AuthSettings,
+    /// True: the client's address is the last `X-Forwarded-For` entry (behind a proxy).
+    pub trust_forwarded_for: bool,
+    pub rate_limits: RateLimitSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -264,6 +317,8 @@ impl Config {
             megadeal: AdmissionLimits::default(),
             sales: SaleSettings::default(),
             auth: AuthSettings::default(),
+            trust_forwarded_for: false,
+            rate_limits: RateLimitSettings::default(),
         }
     }
 }
@@ -389,6 +444,31 @@ impl ServeArgs {
                         .or(file.sale_user_limit)
                         .unwrap_or(d.user_limit)
                         .max(1),
+                }
+            },
+            trust_forwarded_for: self
+                .trust_forwarded_for
+                .or(file.trust_forwarded_for)
+                .unwrap_or(false),
+            rate_limits: {
+                let d = RateLimitSettings::default();
+                RateLimitSettings {
+                    login_per_ip_per_min: self
+                        .login_rate_per_ip_per_min
+                        .or(file.login_rate_per_ip_per_min)
+                        .unwrap_or(d.login_per_ip_per_min),
+                    login_per_email_per_min: self
+                        .login_rate_per_email_per_min
+                        .or(file.login_rate_per_email_per_min)
+                        .unwrap_or(d.login_per_email_per_min),
+                    code_use_per_sec: self
+                        .code_use_rate_per_sec
+                        .or(file.code_use_rate_per_sec)
+                        .unwrap_or(d.code_use_per_sec),
+                    code_use_burst: self
+                        .code_use_burst
+                        .or(file.code_use_burst)
+                        .unwrap_or(d.code_use_burst),
                 }
             },
         })

@@ -112,6 +112,9 @@ pub enum ServiceError {
     /// No valid access token or API key came with a request that needs one.
     #[error("a valid access token or API key is required")]
     Unauthenticated,
+    /// The client made too many calls of this kind (sign-in, code use) in too short a time.
+    #[error("too many requests; retry after {retry_after_secs} s")]
+    RateLimited { retry_after_secs: u64 },
     #[error("a user with this email exists")]
     EmailTaken,
     /// Hashing or signing failed: a fault of ours, logged; the client sees a generic message.
@@ -194,6 +197,7 @@ impl ServiceError {
             ServiceError::InvalidCredentials
             | ServiceError::InvalidToken
             | ServiceError::Unauthenticated => ErrorKind::Unauthenticated,
+            ServiceError::RateLimited { .. } => ErrorKind::RateLimited,
             ServiceError::EmailTaken => ErrorKind::Conflict,
             ServiceError::Crypto(_) => ErrorKind::Internal,
             ServiceError::Unavailable(_) => ErrorKind::Unavailable,
@@ -241,6 +245,7 @@ impl ServiceError {
             ServiceError::InvalidCredentials => "invalid_credentials",
             ServiceError::InvalidToken => "invalid_token",
             ServiceError::Unauthenticated => "unauthenticated",
+            ServiceError::RateLimited { .. } => "rate_limited",
             ServiceError::EmailTaken => "email_taken",
             ServiceError::Crypto(_) => "internal",
             ServiceError::Unavailable(_) => "unavailable",

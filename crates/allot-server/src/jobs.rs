@@ -7,6 +7,10 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
+use allot_domain::event::{
+    ACTOR_COUPON_PURGE, ACTOR_RESERVATION_EXPIRY, ACTOR_SALE_OPENER, Origin,
+};
+
 use crate::config::Config;
 use crate::service::Services;
 
@@ -35,34 +39,41 @@ pub(crate) fn start(services: &Services, config: &Config) -> Jobs {
         // once per interval in all, and on while any instance is up. Claims are spaced at 90% of
         // the interval, since instances' ticks are not aligned.
         let spacing_ms = every.as_millis() as i64 * 9 / 10;
-        tasks.push(tokio::spawn(every_interval(every, stopped, move || {
+        let job = every_interval(every, stopped, move || {
             let (coupons, store, clock) = (coupons.clone(), store.clone(), clock.clone());
             async move {
-                match store.claim_job_run("coupon_purge", clock.now(), spacing_ms).await {
+                match store
+                    .claim_job_run("coupon_purge", clock.now(), spacing_ms)
+                    .await
+                {
                     Ok(true) => {
                         if let Err(e) = coupons.purge("job").await {
                             tracing::warn!(error = %e, "coupon purge job failed; next try at the next tick");
                         }
                     }
                     Ok(false) => tracing::debug!("coupon purge ran on another instance"),
-                    Err(e) => tracing::warn!(error = %e, "coupon purge job could not claim its run"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "coupon purge job could not claim its run")
+                    }
                 }
             }
-        })));
+        });
+        tasks.push(spawn_as(ACTOR_COUPON_PURGE, job));
     }
     if let Some(every) = config.reservation_expiry_interval {
         let inventory = services.inventory.clone();
         // Every instance runs it: each batch takes only reservations no one else holds
         // (SKIP LOCKED on PostgreSQL; the single writer on SQLite), so runs that overlap
         // split the work instead of doubling it.
-        tasks.push(tokio::spawn(every_interval(every, stop.subscribe(), move || {
+        let job = every_interval(every, stop.subscribe(), move || {
             let inventory = inventory.clone();
             async move {
                 if let Err(e) = inventory.expire_due().await {
                     tracing::warn!(error = %e, "reservation expiry failed; next try at the next tick");
                 }
             }
-        })));
+        });
+        tasks.push(spawn_as(ACTOR_RESERVATION_EXPIRY, job));
     }
     {
         // Idempotency keys are answers kept for retries; a day is plenty. Every instance may
@@ -86,7 +97,7 @@ pub(crate) fn start(services: &Services, config: &Config) -> Jobs {
     if services.sales.settings().items.is_some() {
         let sales = services.sales.clone();
         let mut stopped = stop.subscribe();
-        tasks.push(tokio::spawn(async move {
+        tasks.push(spawn_as(ACTOR_SALE_OPENER, async move {
             loop {
                 // Opens the sale of the current hour: at start, then on each hour.
                 if let Err(e) = sales.current().await {
@@ -105,6 +116,14 @@ pub(crate) fn start(services: &Services, config: &Config) -> Jobs {
         }));
     }
     Jobs { stop, tasks }
+}
+
+/// Spawns a job whose writes are recorded as made by `actor` (a `system:` name).
+fn spawn_as(
+    actor: &'static str,
+    job: impl std::future::Future<Output = ()> + Send + 'static,
+) -> JoinHandle<()> {
+    tokio::spawn(allot_storage::origin::scope(Origin::system(actor), job))
 }
 
 async fn every_interval<F, Fut>(every: Duration, mut stopped: watch::Receiver<bool>, job: F)

@@ -15,6 +15,8 @@ pub struct Event {
     pub kind: String,
     pub occurred_at: UnixMillis,
     pub actor: String,
+    /// The client's IP address; none for jobs and for events older than the column.
+    pub source: Option<String>,
     pub payload: String,
 }
 
@@ -26,11 +28,26 @@ pub struct EventQuery {
     pub kind: Option<EventType>,
 }
 
+/// A page of the audit log: events with `seq > after` matching every filter given, in seq
+/// order, at most `limit`. `since` is inclusive, `until` exclusive (by `occurred_at`).
+#[derive(Debug, Clone)]
+pub struct AuditQuery {
+    pub after: i64,
+    pub limit: u32,
+    pub actor: Option<String>,
+    pub kind: Option<EventType>,
+    pub since: Option<UnixMillis>,
+    pub until: Option<UnixMillis>,
+}
+
 #[async_trait]
 pub trait EventStore {
     /// Committed events after `query.after` in seq order. A reader that walks the log with
     /// `after` = the last seq it saw never misses an event and never sees one twice.
     async fn events(&self, query: EventQuery) -> Result<Vec<Event>, StorageError>;
+
+    /// The audit log: the same committed events, filtered (see [`AuditQuery`]).
+    async fn audit(&self, query: AuditQuery) -> Result<Vec<Event>, StorageError>;
 }
 
 /// The wall clock, for the few operations that are not given a time (deletes of categories

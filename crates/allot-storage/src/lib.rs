@@ -12,6 +12,7 @@ pub mod idempotency;
 pub mod inventory;
 pub mod migrations;
 pub mod order;
+pub mod origin;
 pub mod postgres;
 pub mod records;
 pub mod sqlite;
@@ -30,7 +31,7 @@ pub use catalog::{
     Product, ProductQuery, Warehouse,
 };
 pub use error::StorageError;
-pub use event::{Event, EventQuery, EventStore};
+pub use event::{AuditQuery, Event, EventQuery, EventStore};
 pub use idempotency::{Claim, IdempotencyScope, IdempotencyStore, StoredResponse};
 pub use inventory::{
     AlertQuery, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,

@@ -157,6 +157,8 @@ pub(crate) async fn login(
 ) -> Result<Json<TokenPair>, ServiceError> {
     let email = required("email", body.email)?;
     let password = required("password", body.password)?;
+    let source = allot_storage::origin::current().and_then(|o| o.source);
+    state.rate_limits.login(source, &email)?;
     let tokens = state.services.auth.login(&email, &password).await?;
     Ok(Json(pair(tokens)))
 }

@@ -93,7 +93,8 @@ impl IntoResponse for ServiceError {
             _ => self.to_string(),
         };
         let retry_after = match &self {
-            ServiceError::MegadealBusy { retry_after_secs } => Some(*retry_after_secs),
+            ServiceError::MegadealBusy { retry_after_secs }
+            | ServiceError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             ServiceError::MegadealUnavailable(_) | ServiceError::IdempotencyKeyInUse => Some(1),
             _ => None,
         };

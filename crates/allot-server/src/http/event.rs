@@ -48,8 +48,11 @@ pub(crate) struct EventBody {
     /// RFC 3339, UTC.
     pub occurred_at: String,
     pub occurred_at_ms: i64,
-    /// Who made the change: `api` for requests, `system:<job>` for jobs.
+    /// Who made the change: `user:<id>`, `api_key:<id>`, `anonymous` (an open call) or
+    /// `system:<job>` (docs/EVENTS.md).
     pub actor: String,
+    /// The client's IP address; null for jobs.
+    pub source: Option<String>,
     /// The type's fields (docs/EVENTS.md).
     #[schema(value_type = Object)]
     pub payload: serde_json::Value,
@@ -63,7 +66,7 @@ pub(crate) struct EventPage {
     pub next_after: i64,
 }
 
-fn body_of(e: Event) -> EventBody {
+pub(crate) fn body_of(e: Event) -> EventBody {
     let payload = serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null);
     EventBody {
         seq: e.seq,
@@ -71,18 +74,19 @@ fn body_of(e: Event) -> EventBody {
         occurred_at: rfc3339(e.occurred_at),
         occurred_at_ms: e.occurred_at.as_millis(),
         actor: e.actor,
+        source: e.source,
         payload,
     }
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
+pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
     ServiceError::InvalidArgument {
         field,
         message: message.into(),
     }
 }
 
-fn parse_after(raw: Option<&str>) -> Result<i64, ServiceError> {
+pub(crate) fn parse_after(raw: Option<&str>) -> Result<i64, ServiceError> {
     match raw {
         None => Ok(0),
         Some(s) => match s.trim().parse::<i64>() {
@@ -92,7 +96,7 @@ fn parse_after(raw: Option<&str>) -> Result<i64, ServiceError> {
     }
 }
 
-fn parse_type(raw: Option<&String>) -> Result<Option<EventType>, ServiceError> {
+pub(crate) fn parse_type(raw: Option<&String>) -> Result<Option<EventType>, ServiceError> {
     match raw {
         None => Ok(None),
         Some(s) => EventType::parse(s)

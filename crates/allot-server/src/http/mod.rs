@@ -1,9 +1,11 @@
 //! The REST transport (JSON over HTTP/1.1 and HTTP/2) and the router that carries every
 //! transport on one port.
 
+mod audit;
 pub(crate) mod auth;
 mod campaign;
 mod catalog;
+pub(crate) mod context;
 mod coupon;
 mod discount;
 pub(crate) mod error;
@@ -34,6 +36,8 @@ pub(crate) struct AppState {
     /// Becomes true when shutdown starts, so that event streams end instead of holding the
     /// graceful shutdown for its whole grace period.
     pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Per-client limits of sign-in and code use.
+    pub rate_limits: std::sync::Arc<crate::rate_limit::RateLimits>,
 }
 
 /// The REST API, health probes, metrics and API docs.
@@ -48,6 +52,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(inventory::routes())
         .merge(order::routes())
         .merge(event::routes())
+        .merge(audit::routes())
         .merge(auth::routes())
         .route("/metrics", get(render_metrics))
         .layer(middleware::from_fn_with_state(

@@ -5,7 +5,7 @@ use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::{
-    auth, campaign, catalog, coupon, discount, error, event, health, inventory, order, sale,
+    audit, auth, campaign, catalog, coupon, discount, error, event, health, inventory, order, sale,
 };
 
 #[derive(OpenApi)]
@@ -73,6 +73,7 @@ use super::{
         order::change_status,
         event::list,
         event::stream,
+        audit::list,
         auth::login,
         auth::refresh,
         auth::logout,
@@ -89,6 +90,7 @@ use super::{
         (name = "catalog", description = "Products, the category tree and warehouses"),
         (name = "inventory", description = "Stock per product and warehouse: reservations that expire, adjustments, the ledger, low-stock alerts"),
         (name = "auth", description = "Users, passwords, access and refresh tokens, API keys (not yet required by the other endpoints)"),
+        (name = "audit", description = "The audit log: who did what, when and from where (admins)"),
         (name = "events", description = "The event log: every state change, in commit order, as pages or a live stream"),
         (name = "orders", description = "Orders: stock reserved and codes used in one atomic step, server-side prices, the status workflow, idempotent placing"),
     )

@@ -322,7 +322,9 @@ impl Coupons {
         }
         let this = Arc::clone(self);
         let ticket = id.clone();
-        tokio::spawn(async move {
+        // The allocation is still the caller's: its events record the request's origin.
+        let origin = allot_storage::origin::current();
+        tokio::spawn(allot_storage::origin::scope_opt(origin, async move {
             let state = match queued.admitted().await {
                 Err(Refused::Busy(b)) => TicketState::Failed(TicketFailure::Busy {
                     retry_after_secs: b.retry_after_secs,
@@ -342,7 +344,7 @@ impl Coupons {
             if let Err(e) = this.finish_ticket(&ticket, &user, state).await {
                 tracing::warn!(error = %e, "recording a MEGADEAL ticket's outcome failed");
             }
-        });
+        }));
         Ok(id)
     }
 

@@ -1,2 +1,6 @@
--- Reserved for issue 8 (0012_event_source); filled in by its change. Placeholder so versions stay contiguous.
-SELECT 1;
+-- Where each change came from (issue 8): `actor` now names the real principal (`user:<id>`,
+-- `api_key:<id>`, `anonymous`, `system:<job>`) and `source` the client's IP address (NULL for
+-- jobs and for events written before this migration).
+ALTER TABLE events ADD COLUMN source TEXT;
+-- The audit log filters by actor and walks by seq.
+CREATE INDEX events_by_actor ON events (actor, seq);

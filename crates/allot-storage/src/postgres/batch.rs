@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
 use crate::StorageError;
+use crate::origin::Origin;
 
 /// How one kind of request is served in batches.
 #[async_trait]
@@ -21,18 +22,21 @@ pub(super) trait Batch: Send + Sync + 'static {
     const MAX: usize;
 
     /// Serves `requests`, in arrival order, and answers each, in the same order. An answer
-    /// may be `Ok` only once what it says is committed.
+    /// may be `Ok` only once what it says is committed. `origins[i]` is the origin of the
+    /// caller of `requests[i]` (taken in its task): its events record it.
     async fn serve(
         client: &mut Client,
         requests: &[Self::Request],
+        origins: &[Option<Origin>],
     ) -> Vec<Result<Self::Output, StorageError>>;
 }
 
 type Reply<B> = oneshot::Sender<Result<<B as Batch>::Output, StorageError>>;
+type Queued<B> = (<B as Batch>::Request, Option<Origin>, Reply<B>);
 
 /// The queue of one kind of request in one store.
 pub(super) struct BatchQueue<B: Batch> {
-    queue: mpsc::UnboundedSender<(B::Request, Reply<B>)>,
+    queue: mpsc::UnboundedSender<Queued<B>>,
 }
 
 impl<B: Batch> BatchQueue<B> {
@@ -47,17 +51,24 @@ impl<B: Batch> BatchQueue<B> {
     pub(super) async fn submit(&self, request: B::Request) -> Result<B::Output, StorageError> {
         let (reply, answer) = oneshot::channel();
         self.queue
-            .send((request, reply))
+            .send((request, crate::origin::current(), reply))
             .map_err(|_| StorageError::Closed)?;
         answer.await.map_err(|_| StorageError::Closed)?
     }
 }
 
-async fn run<B: Batch>(url: String, mut rx: mpsc::UnboundedReceiver<(B::Request, Reply<B>)>) {
+async fn run<B: Batch>(url: String, mut rx: mpsc::UnboundedReceiver<Queued<B>>) {
     let mut client: Option<Client> = None;
     let mut waiting = Vec::with_capacity(B::MAX);
     while rx.recv_many(&mut waiting, B::MAX).await > 0 {
-        let (requests, replies): (Vec<_>, Vec<_>) = waiting.drain(..).unzip();
+        let mut requests = Vec::with_capacity(waiting.len());
+        let mut origins = Vec::with_capacity(waiting.len());
+        let mut replies = Vec::with_capacity(waiting.len());
+        for (request, origin, reply) in waiting.drain(..) {
+            requests.push(request);
+            origins.push(origin);
+            replies.push(reply);
+        }
         let connection = match client.take().filter(|c| !c.is_closed()) {
             Some(c) => Ok(c),
             None => super::connect(&url).await,
@@ -72,7 +83,7 @@ async fn run<B: Batch>(url: String, mut rx: mpsc::UnboundedReceiver<(B::Request,
                 continue;
             }
         };
-        let answers = B::serve(&mut connection, &requests).await;
+        let answers = B::serve(&mut connection, &requests, &origins).await;
         // A missing answer drops its reply: that caller hears `Closed`.
         for (reply, answer) in replies.into_iter().zip(answers) {
             let _ = reply.send(answer);

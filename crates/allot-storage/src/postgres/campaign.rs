@@ -13,7 +13,7 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CampaignWindow, CouponCode};
-use allot_domain::event::{EventType, NewEvent};
+use allot_domain::event::{EventType, NewEvent, Origin};
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
@@ -111,6 +111,7 @@ impl Batch for Issues {
     async fn serve(
         client: &mut Client,
         requests: &[IssueRequest],
+        origins: &[Option<Origin>],
     ) -> Vec<Result<IssueOutcome, StorageError>> {
         let mut answers: Vec<Option<Result<IssueOutcome, StorageError>>> =
             (0..requests.len()).map(|_| None).collect();
@@ -121,7 +122,8 @@ impl Batch for Issues {
         for group in order.chunk_by(|&a, &b| requests[a].campaign_id == requests[b].campaign_id) {
             let id = requests[group[0]].campaign_id;
             let batch: Vec<&IssueRequest> = group.iter().map(|&i| &requests[i]).collect();
-            match issue_batch(client, id, &batch).await {
+            let batch_origins: Vec<Option<Origin>> = group.iter().map(|&i| origins[i]).collect();
+            match issue_batch(client, id, &batch, &batch_origins).await {
                 Ok(outcomes) => {
                     for (&i, outcome) in group.iter().zip(outcomes) {
                         answers[i] = Some(Ok(outcome));
@@ -148,6 +150,7 @@ async fn issue_batch(
     client: &mut Client,
     id: CampaignId,
     requests: &[&IssueRequest],
+    origins: &[Option<Origin>],
 ) -> Result<Vec<IssueOutcome>, StorageError> {
     let campaign = id.get();
     let tx = client.transaction().await?;
@@ -271,11 +274,13 @@ async fn issue_batch(
             .collect();
         let collided = pending.without(&stored);
         if collided.is_empty() {
-            // One CouponIssued per code, in seq order, in one statement for the batch.
+            // One CouponIssued per code, in seq order, in one statement for the batch; each
+            // made by its own caller.
             let events: Vec<NewEvent> = requests
                 .iter()
                 .zip(&outcomes)
-                .filter_map(|(r, o)| match o {
+                .zip(origins)
+                .filter_map(|((r, o), origin)| match o {
                     IssueOutcome::Issued { code, seq } => {
                         let payload = serde_json::json!({
                             "campaign_id": campaign,
@@ -283,11 +288,10 @@ async fn issue_batch(
                             "seq": seq,
                             "user_id": r.user_id.as_ref().map(|u| u.as_str()),
                         });
-                        Some(NewEvent::api(
-                            EventType::CouponIssued,
-                            r.now,
-                            payload.to_string(),
-                        ))
+                        Some(
+                            NewEvent::api(EventType::CouponIssued, r.now, payload.to_string())
+                                .made_by(*origin),
+                        )
                     }
                     _ => None,
                 })

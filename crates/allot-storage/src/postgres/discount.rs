@@ -76,22 +76,24 @@ pub(super) async fn use_code(
 ) -> Result<UseOutcome, StorageError> {
     // The use and its event in one statement: atomic without a transaction's round trips.
     let event = crate::event::discount_used_event(code.as_str(), None, now);
+    let origin = crate::origin::resolve(&event);
     let used = client
         .query_opt(
             "WITH used AS (
                  UPDATE discount_codes SET used_at_ms = $2 WHERE code = $1 AND used_at_ms IS NULL
                  RETURNING 1
              ), logged AS (
-                 INSERT INTO events (type, occurred_at_ms, actor, payload)
-                 SELECT $3, $2, $4, $5::text::jsonb FROM used
+                 INSERT INTO events (type, occurred_at_ms, actor, source, payload)
+                 SELECT $3, $2, $4, $6, $5::text::jsonb FROM used
              )
              SELECT 1 FROM used",
             &[
                 &code.as_str(),
                 &now.as_millis(),
                 &event.kind.as_str(),
-                &event.actor,
+                &origin.actor.to_string(),
                 &event.payload,
+                &origin.source.map(|ip| ip.to_string()),
             ],
         )
         .await?;

@@ -17,7 +17,7 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::PgStore;
 use crate::StorageError;
-use crate::event::{Event, EventQuery, EventStore};
+use crate::event::{AuditQuery, Event, EventQuery, EventStore};
 
 /// The advisory lock key of the sequencer ("allot-ev").
 const SEQUENCER_LOCK: i64 = 0x616c_6c6f_742d_6576;
@@ -34,13 +34,19 @@ pub(super) async fn append_events(
     }
     let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
     let at: Vec<i64> = events.iter().map(|e| e.at.as_millis()).collect();
-    let actors: Vec<&str> = events.iter().map(|e| e.actor).collect();
+    let origins: Vec<_> = events.iter().map(crate::origin::resolve).collect();
+    let actors: Vec<String> = origins.iter().map(|o| o.actor.to_string()).collect();
+    let sources: Vec<Option<String>> = origins
+        .iter()
+        .map(|o| o.source.map(|ip| ip.to_string()))
+        .collect();
     let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
     tx.execute(
-        "INSERT INTO events (type, occurred_at_ms, actor, payload)
-         SELECT k, t, a, p::jsonb FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[])
-             WITH ORDINALITY AS u(k, t, a, p, n) ORDER BY n",
-        &[&kinds, &at, &actors, &payloads],
+        "INSERT INTO events (type, occurred_at_ms, actor, source, payload)
+         SELECT k, t, a, s, p::jsonb
+         FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[])
+             WITH ORDINALITY AS u(k, t, a, s, p, n) ORDER BY n",
+        &[&kinds, &at, &actors, &sources, &payloads],
     )
     .await?;
     Ok(())
@@ -74,6 +80,17 @@ async fn sequence(client: &mut Client) -> Result<(), StorageError> {
     Ok(())
 }
 
+fn row(r: &tokio_postgres::Row) -> Event {
+    Event {
+        seq: r.get(0),
+        kind: r.get(1),
+        occurred_at: UnixMillis::from_millis(r.get(2)),
+        actor: r.get(3),
+        source: r.get(4),
+        payload: r.get(5),
+    }
+}
+
 #[async_trait]
 impl EventStore for PgStore {
     async fn events(&self, q: EventQuery) -> Result<Vec<Event>, StorageError> {
@@ -83,20 +100,35 @@ impl EventStore for PgStore {
         let kind = q.kind.map(|k| k.as_str());
         let rows = client
             .query(
-                "SELECT seq, type, occurred_at_ms, actor, payload::text FROM events
+                "SELECT seq, type, occurred_at_ms, actor, source, payload::text FROM events
                  WHERE seq > $1 AND ($3::text IS NULL OR type = $3) ORDER BY seq LIMIT $2",
                 &[&q.after, &limit, &kind],
             )
             .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Event {
-                seq: r.get(0),
-                kind: r.get(1),
-                occurred_at: UnixMillis::from_millis(r.get(2)),
-                actor: r.get(3),
-                payload: r.get(4),
-            })
-            .collect())
+        Ok(rows.iter().map(row).collect())
+    }
+
+    async fn audit(&self, q: AuditQuery) -> Result<Vec<Event>, StorageError> {
+        let mut client = self.client().await?;
+        sequence(&mut client).await?;
+        let limit = i64::from(q.limit);
+        let kind = q.kind.map(|k| k.as_str());
+        let since = q.since.map(|t| t.as_millis());
+        let until = q.until.map(|t| t.as_millis());
+        // An unnamed statement is planned with its values, so an absent filter costs nothing
+        // and `events_by_actor` or `events_by_type` serve the given one.
+        let rows = client
+            .query(
+                "SELECT seq, type, occurred_at_ms, actor, source, payload::text FROM events
+                 WHERE seq > $1
+                   AND ($3::text IS NULL OR actor = $3)
+                   AND ($4::text IS NULL OR type = $4)
+                   AND ($5::int8 IS NULL OR occurred_at_ms >= $5)
+                   AND ($6::int8 IS NULL OR occurred_at_ms < $6)
+                 ORDER BY seq LIMIT $2",
+                &[&q.after, &limit, &q.actor, &kind, &since, &until],
+            )
+            .await?;
+        Ok(rows.iter().map(row).collect())
     }
 }

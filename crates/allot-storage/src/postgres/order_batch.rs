@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use allot_domain::UnixMillis;
 use allot_domain::catalog::WarehouseId;
 use allot_domain::coupon::{CouponState, Discount, DiscountKind, check_redeemable};
-use allot_domain::event::{EventType, NewEvent};
+use allot_domain::event::{EventType, NewEvent, Origin};
 use allot_domain::inventory::{AlertChange, Level, MovementKind, alert_change, choose_warehouse};
 use allot_domain::order::{OrderStatus, price};
 use async_trait::async_trait;
@@ -67,11 +67,15 @@ impl Batch for Creates {
     type Output = Result<Created, OrderRefusal>;
     const MAX: usize = BATCH_MAX;
 
-    async fn serve(client: &mut Client, orders: &[NewOrder]) -> Vec<OrderResult<Created>> {
+    async fn serve(
+        client: &mut Client,
+        orders: &[NewOrder],
+        origins: &[Option<Origin>],
+    ) -> Vec<OrderResult<Created>> {
         let orders: Vec<&NewOrder> = orders.iter().collect();
         let mut served = Err(StorageError::Closed);
         for _ in 0..ATTEMPTS {
-            served = create_batch(client, &orders).await;
+            served = create_batch(client, &orders, origins).await;
             match &served {
                 Ok(Served::KeyTaken) => continue,
                 Err(StorageError::Postgres(e))
@@ -370,7 +374,11 @@ async fn draw_ids(
 }
 
 /// Serves the orders, in arrival order, in one transaction.
-async fn create_batch(client: &mut Client, orders: &[&NewOrder]) -> Result<Served, StorageError> {
+async fn create_batch(
+    client: &mut Client,
+    orders: &[&NewOrder],
+    origins: &[Option<Origin>],
+) -> Result<Served, StorageError> {
     let tx = client.transaction().await?;
 
     // 1. Keys stored before this batch: those orders are replays.
@@ -574,7 +582,7 @@ async fn create_batch(client: &mut Client, orders: &[&NewOrder]) -> Result<Serve
     }
 
     // 6. The accepted orders, one statement per table.
-    if !write(&tx, orders, &accepted, &state).await? {
+    if !write(&tx, orders, origins, &accepted, &state).await? {
         tx.rollback().await?;
         return Ok(Served::KeyTaken);
     }
@@ -587,6 +595,7 @@ async fn create_batch(client: &mut Client, orders: &[&NewOrder]) -> Result<Serve
 async fn write(
     tx: &tokio_postgres::Transaction<'_>,
     orders: &[&NewOrder],
+    origins: &[Option<Origin>],
     accepted: &[(usize, Accepted)],
     state: &State,
 ) -> Result<bool, StorageError> {
@@ -862,7 +871,7 @@ async fn write(
         )
         .await?;
     }
-    let events = batch_events(orders, accepted, state)?;
+    let events = batch_events(orders, origins, accepted, state)?;
     super::event::append_events(tx, &events).await?;
     Ok(true)
 }
@@ -873,6 +882,7 @@ async fn write(
 /// the batch clears come last.
 fn batch_events(
     orders: &[&NewOrder],
+    origins: &[Option<Origin>],
     accepted: &[(usize, Accepted)],
     state: &State,
 ) -> Result<Vec<NewEvent>, StorageError> {
@@ -902,9 +912,11 @@ fn batch_events(
     }
     let mut raised: HashSet<usize> = HashSet::new();
     let mut events = Vec::new();
+    let mut origin = None;
     for (i, a) in accepted {
         let new = orders[*i];
         let now = new.now;
+        let first = events.len();
         for l in &a.order.lines {
             let row = row_of[&(l.product_id.get(), l.warehouse_id.get())];
             let s = &state.stock[row];
@@ -956,20 +968,29 @@ fn batch_events(
             events.push(discount_used_event(code.as_str(), Some(a.id), now));
         }
         events.push(order_created_event(&a.order));
+        // Each order's events are made by its own caller.
+        origin = origins[*i];
+        for e in &mut events[first..] {
+            e.origin = e.origin.or(origin);
+        }
     }
     for s in &state.stock {
         let Some(at) = s.touched_at else { continue };
         let available = s.on_hand - s.reserved;
         if alert_change(available, s.threshold, s.alert_open) == AlertChange::Clear {
             let at = UnixMillis::from_millis(at);
-            events.push(threshold_event(
-                false,
-                s.product,
-                s.warehouse.get(),
-                available,
-                s.threshold,
-                at,
-            ));
+            // Cleared by the batch as a whole: recorded as made by its last order's caller.
+            events.push(
+                threshold_event(
+                    false,
+                    s.product,
+                    s.warehouse.get(),
+                    available,
+                    s.threshold,
+                    at,
+                )
+                .made_by(origin),
+            );
         }
     }
     Ok(events)

@@ -42,6 +42,8 @@ trait Job: Send {
 
 struct OpJob<T, F> {
     weight: usize,
+    /// The caller's origin, taken in its task: the job's events record it.
+    origin: Option<crate::origin::Origin>,
     isolation: Isolation,
     op: Option<F>,
     outcome: Option<Result<T, StorageError>>,
@@ -59,10 +61,11 @@ where
 
     fn run(&mut self, conn: &Connection, state: &mut WriterState) {
         let Some(op) = self.op.take() else { return };
-        self.outcome = Some(match self.isolation {
+        let isolation = self.isolation;
+        self.outcome = Some(crate::origin::in_writer(self.origin, || match isolation {
             Isolation::Savepoint => in_savepoint(conn, |conn| op(conn, state)),
             Isolation::SingleStatement => op(conn, state),
-        });
+        }));
     }
 
     fn finish(self: Box<Self>, commit: Result<(), &str>) {
@@ -150,6 +153,7 @@ impl WriterHandle {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(OpJob {
             weight,
+            origin: crate::origin::current(),
             isolation,
             op: Some(op),
             outcome: None,
