@@ -18,7 +18,8 @@ fi
 PID=""
 start() {
   rm -rf "$DATA/data"
-  "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA/data" --log-level warn >/dev/null &
+  "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA/data" --log-level warn \
+    --code-use-rate-per-sec 0 >/dev/null &
   PID=$!
   for _ in $(seq 50); do curl -sf "$URL/health" >/dev/null && return; sleep 0.1; done
   echo "server did not start" >&2; exit 1

@@ -91,6 +91,9 @@ impl TestApp {
         if let Some(pg) = &pg {
             config.database = Some(pg.url());
         }
+        // The suite drives thousands of code uses and sign-ins from one address: limits off,
+        // except in the tests of the limits themselves (`configure`).
+        config.rate_limits = allot_server::rate_limit::RateLimitSettings::OFF;
         configure(&mut config);
         let database = config.database.clone();
         let app = Application::build(config, clock)
@@ -335,6 +338,8 @@ impl ServerProcess {
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(flags)
+            // Tests drive code uses from one address as fast as they can: no code-use limit.
+            .env("ALLOT_CODE_USE_RATE_PER_SEC", "0")
             .env(
                 "ALLOT_LOG_LEVEL",
                 if std::env::var_os("TEST_LOG").is_some() {
