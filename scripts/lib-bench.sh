@@ -21,6 +21,9 @@ as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg" -l "$WORK/pg/log" -w \
 "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U allot allot
 DB="postgres://allot@127.0.0.1:$PG_PORT/allot"
 psql_q() { psql -X -q -t -A -h 127.0.0.1 -p "$PG_PORT" -U allot allot -c "$1"; }
+# The servers of one run share the database, so they share one data key (a fresh one per run).
+ALLOT_DATA_KEY="${ALLOT_DATA_KEY:-$(head -c 32 /dev/urandom | base64)}"
+export ALLOT_DATA_KEY
 
 start_server() { # port, extra flags...
   local port=$1; shift

@@ -44,9 +44,21 @@ pub struct Application {
 /// in the data directory (created and migrated on first use). Also for the admin commands.
 pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
     Ok(match &config.database {
-        Some(url) => Arc::new(allot_storage::postgres::PgStore::open(url).await?),
+        Some(url) => {
+            // Instances share the database, so they must share the key: no key, no start.
+            let key = config.data_key.as_ref().ok_or_else(|| {
+                StorageError::DataKey(
+                    "a data key is required with a database URL (every instance must use the \
+                     same one): set data_key, --data-key or ALLOT_DATA_KEY to the base64 of 32 \
+                     random bytes (`allot admin gen-key`)"
+                        .to_owned(),
+                )
+            })?;
+            Arc::new(allot_storage::postgres::PgStore::open(url, key).await?)
+        }
         None => {
-            let options = SqliteOptions::new(&config.data_dir);
+            let mut options = SqliteOptions::new(&config.data_dir);
+            options.data_key = config.data_key.clone();
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(options))
                 .await
                 .map_err(|e| AppError::Serve(std::io::Error::other(e)))??;

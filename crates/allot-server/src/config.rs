@@ -9,6 +9,7 @@ use clap::ValueEnum;
 use serde::Deserialize;
 
 use allot_domain::sale::ItemsPerSale;
+use allot_storage::crypto::DataKey;
 
 use crate::rate_limit::RateLimitSettings;
 use crate::service::admission::AdmissionLimits;
@@ -109,6 +110,17 @@ pub struct ServeArgs {
     /// [default: ./allot-data]
     #[arg(long, env = "ALLOT_DATA_DIR", value_name = "DIR")]
     pub data_dir: Option<PathBuf>,
+
+    /// Key that seals personal data at rest (emails, shipping addresses): base64 of 32 random
+    /// bytes (`allot admin gen-key`). Required with --database (every instance shares it);
+    /// without it the embedded database generates one into DATA_DIR/data.key, with a warning
+    #[arg(
+        long,
+        env = "ALLOT_DATA_KEY",
+        value_name = "BASE64",
+        hide_env_values = true
+    )]
+    pub data_key: Option<Secret>,
 
     /// Log line format [default: pretty]
     #[arg(long, env = "ALLOT_LOG_FORMAT", value_enum)]
@@ -233,6 +245,7 @@ struct FileConfig {
     database: Option<String>,
     redis_url: Option<String>,
     data_dir: Option<PathBuf>,
+    data_key: Option<Secret>,
     log_format: Option<LogFormat>,
     log_level: Option<String>,
     shutdown_grace_ms: Option<u64>,
@@ -264,6 +277,9 @@ pub struct Config {
     /// `None`: in this process.
     pub redis_url: Option<String>,
     pub data_dir: PathBuf,
+    /// The key personal data is sealed under. `None`: refused with a database URL; the
+    /// embedded database keeps a generated one in its data directory.
+    pub data_key: Option<DataKey>,
     pub log_format: LogFormat,
     pub log_level: String,
     pub shutdown_grace: Duration,
@@ -306,6 +322,7 @@ impl Config {
             database: None,
             redis_url: None,
             data_dir: data_dir.into(),
+            data_key: None,
             log_format: LogFormat::Pretty,
             log_level: DEFAULT_LOG_LEVEL.to_owned(),
             shutdown_grace: Duration::from_millis(DEFAULT_SHUTDOWN_GRACE_MS),
@@ -371,6 +388,12 @@ impl ServeArgs {
                 .data_dir
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            data_key: self
+                .data_key
+                .or(file.data_key)
+                .map(|k| DataKey::parse(k.expose()))
+                .transpose()
+                .map_err(ConfigError::Invalid)?,
             log_format: self.log_format.or(file.log_format).unwrap_or_default(),
             log_level: self
                 .log_level
@@ -652,5 +675,41 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(matches!(short.resolve(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn the_data_key_comes_from_the_flag_then_the_file_is_checked_and_never_printed() {
+        let dir = std::env::temp_dir().join(format!("allot-config-key-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("allot.toml");
+        let in_file = DataKey::generate();
+        std::fs::write(&file, format!("data_key = \"{}\"\n", in_file.to_base64())).unwrap();
+        let from_file = ServeArgs {
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(from_file.data_key.as_ref(), Some(&in_file));
+        assert!(!format!("{from_file:?}").contains(&in_file.to_base64()));
+        let on_flag = DataKey::generate();
+        let from_flag = ServeArgs {
+            data_key: Some(Secret::new(on_flag.to_base64())),
+            config: Some(file),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(from_flag.data_key, Some(on_flag));
+        assert!(ServeArgs::default().resolve().unwrap().data_key.is_none());
+        for bad in ["not base64!", "c2hvcnQ="] {
+            let bad = ServeArgs {
+                data_key: Some(Secret::new(bad)),
+                ..ServeArgs::default()
+            };
+            assert!(
+                matches!(bad.resolve(), Err(ConfigError::Invalid(m)) if m.starts_with("data_key:"))
+            );
+        }
     }
 }

@@ -24,4 +24,7 @@ pub enum StorageError {
     Commit(String),
     #[error("corrupt data: {0}")]
     Corrupt(String),
+    /// The data key is missing, malformed, or not the one the database was written with.
+    #[error("data key: {0}")]
+    DataKey(String),
 }

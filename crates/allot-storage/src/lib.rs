@@ -6,6 +6,7 @@
 //! commit (group commit), and every caller is answered only after that commit.
 
 pub mod catalog;
+pub mod crypto;
 mod error;
 pub mod event;
 pub mod idempotency;

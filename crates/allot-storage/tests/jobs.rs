@@ -60,7 +60,14 @@ async fn postgres_claims_once_per_interval_across_three_instances() {
     let cluster = PgCluster::start();
     let mut stores: Vec<Arc<dyn Store>> = Vec::new();
     for _ in 0..3 {
-        stores.push(Arc::new(PgStore::open(&cluster.url()).await.unwrap()));
+        stores.push(Arc::new(
+            PgStore::open(
+                &cluster.url(),
+                &allot_storage::crypto::DataKey::parse(allot_testkit::TEST_DATA_KEY).unwrap(),
+            )
+            .await
+            .unwrap(),
+        ));
     }
     claims_go_to_one_instance_per_interval(stores).await;
 }

@@ -18,9 +18,12 @@ async fn three_instances(
     let mut instances = Vec::new();
     for _ in 0..3 {
         instances.push(std::sync::Arc::new(
-            allot_storage::postgres::PgStore::open(&cluster.url())
-                .await
-                .expect("opens"),
+            allot_storage::postgres::PgStore::open(
+                &cluster.url(),
+                &allot_storage::crypto::DataKey::parse(allot_testkit::TEST_DATA_KEY).unwrap(),
+            )
+            .await
+            .expect("opens"),
         ));
     }
     instances
@@ -648,9 +651,12 @@ async fn one_batch_of_orders_refuses_replays_and_races_as_orders_one_by_one_woul
     let cluster = PgCluster::start();
     let db = migrated(&cluster).await;
     let store = std::sync::Arc::new(
-        allot_storage::postgres::PgStore::open(&cluster.url())
-            .await
-            .expect("opens"),
+        allot_storage::postgres::PgStore::open(
+            &cluster.url(),
+            &allot_storage::crypto::DataKey::parse(allot_testkit::TEST_DATA_KEY).unwrap(),
+        )
+        .await
+        .expect("opens"),
     );
     let p: i64 = db
         .query_one(

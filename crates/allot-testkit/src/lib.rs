@@ -15,6 +15,10 @@ mod redis;
 
 pub use redis::RedisServer;
 
+/// The data key (base64 of 32 bytes) the tests seal personal data with: a fixed, public key,
+/// for tests only. Every server and store a test opens on one database must share it.
+pub const TEST_DATA_KEY: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
+
 /// Where the PostgreSQL server binaries are looked for, in order.
 const PG_BIN_DIRS: &[&str] = &["/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin"];
 /// The unprivileged user to run PostgreSQL as when tests run as root (initdb refuses root).

@@ -47,6 +47,8 @@ pub(crate) enum AdminCommand {
         #[arg(long)]
         role: String,
     },
+    /// Print a new data key (base64 of 32 random bytes) for data_key / ALLOT_DATA_KEY
+    GenKey,
     /// Revoke a service API key by its id
     RevokeApiKey {
         #[command(flatten)]
@@ -65,6 +67,10 @@ pub(crate) struct StorageArgs {
     /// PostgreSQL URL, instead of the data directory
     #[arg(long, env = "ALLOT_DATABASE_URL")]
     database: Option<String>,
+    /// The server's data key (base64 of 32 bytes); required with --database. Without it the
+    /// embedded database uses (or makes) DATA_DIR/data.key, as the server does
+    #[arg(long, env = "ALLOT_DATA_KEY", hide_env_values = true)]
+    data_key: Option<String>,
 }
 
 impl StorageArgs {
@@ -72,6 +78,11 @@ impl StorageArgs {
     async fn auth(&self) -> Result<Auth, String> {
         let mut config = Config::for_data_dir(self.data_dir.clone());
         config.database = self.database.clone();
+        config.data_key = self
+            .data_key
+            .as_deref()
+            .map(allot_storage::crypto::DataKey::parse)
+            .transpose()?;
         let store = allot_server::open_store(&config)
             .await
             .map_err(|e| e.to_string())?;
@@ -150,6 +161,10 @@ impl AdminCommand {
                 name,
                 role,
             } => finish("create-api-key", create_api_key(storage, name, role).await),
+            AdminCommand::GenKey => {
+                println!("{}", allot_storage::crypto::DataKey::generate().to_base64());
+                ExitCode::SUCCESS
+            }
             AdminCommand::RevokeApiKey { storage, id } => {
                 let done = match storage.auth().await {
                     Ok(auth) => auth.revoke_api_key(id).await.map_err(|e| e.to_string()),

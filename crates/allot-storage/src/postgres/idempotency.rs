@@ -6,6 +6,7 @@ use async_trait::async_trait;
 
 use super::PgStore;
 use crate::StorageError;
+use crate::crypto::{open_claim, seal_answer};
 use crate::idempotency::{Claim, IdempotencyScope, IdempotencyStore, StoredResponse};
 
 #[async_trait]
@@ -49,12 +50,13 @@ impl IdempotencyStore for PgStore {
             return Ok(Claim::Mismatch);
         }
         if let Some(status) = row.get::<_, Option<i32>>(1) {
-            return Ok(Claim::Completed(StoredResponse {
+            let found = Claim::Completed(StoredResponse {
                 status: u16::try_from(status)
                     .map_err(|_| StorageError::Corrupt(format!("stored status {status}")))?,
                 content_type: row.get(2),
                 body: row.get::<_, Option<Vec<u8>>>(3).unwrap_or_default(),
-            }));
+            });
+            return open_claim(&self.cipher, &scope, found);
         }
         // Abandoned by a server that died mid-request: one retry takes it over.
         let taken = client
@@ -84,6 +86,7 @@ impl IdempotencyStore for PgStore {
         scope: IdempotencyScope,
         response: StoredResponse,
     ) -> Result<(), StorageError> {
+        let response = seal_answer(&self.cipher, &scope, response);
         let client = self.client().await?;
         client
             .execute(

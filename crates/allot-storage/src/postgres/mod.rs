@@ -13,6 +13,7 @@ mod inventory;
 pub mod migrate;
 mod order;
 mod order_batch;
+mod personal;
 mod sale;
 mod user;
 
@@ -31,6 +32,7 @@ use allot_domain::user::UserId;
 use allot_domain::sale::CheckoutCode;
 use async_trait::async_trait;
 
+use crate::crypto::{Cipher, DataKey};
 use crate::{
     Allocation, Campaign, CheckoutOutcome, CheckoutRequest, Coupon, CouponCounters,
     DiscountCodeRecord, ExistingCodes, IssueOutcome, IssueRequest, IssuedCoupon, NewCampaign,
@@ -53,13 +55,25 @@ pub struct PgStore {
     issuer: batch::BatchQueue<campaign::Issues>,
     /// Order creates, served in batches on a connection of their own.
     orders: batch::BatchQueue<order_batch::Creates>,
+    /// Seals and opens personal data (emails, addresses, stored answers).
+    cipher: std::sync::Arc<Cipher>,
 }
 
 impl PgStore {
-    /// Connects and applies pending migrations (once, whatever other instances do).
-    pub async fn open(url: &str) -> Result<PgStore, StorageError> {
+    /// Connects and applies pending migrations (once, whatever other instances do), then
+    /// checks `key` against the database (sealing data written before encryption at rest on
+    /// the first open with a key). Every instance must be given the same key.
+    pub async fn open(url: &str, key: &DataKey) -> Result<PgStore, StorageError> {
+        let cipher = std::sync::Arc::new(Cipher::new(key));
         let mut first = connect(url).await?;
         migrate::apply(&mut first).await?;
+        let sealed = personal::prepare(&mut first, &cipher).await?;
+        if sealed > 0 {
+            tracing::info!(
+                sealed,
+                "sealed personal data written before encryption at rest"
+            );
+        }
         let mut connections = vec![Mutex::new(first)];
         for _ in 1..CONNECTIONS {
             connections.push(Mutex::new(connect(url).await?));
@@ -70,6 +84,7 @@ impl PgStore {
             next: AtomicUsize::new(0),
             issuer: batch::BatchQueue::start(url.to_owned()),
             orders: batch::BatchQueue::start(url.to_owned()),
+            cipher,
         })
     }
 

@@ -15,6 +15,7 @@ use super::inventory::{Change, End, apply, end_in, lock_level, warehouse_exists}
 use super::{PgStore, coupon, discount};
 use crate::StorageError;
 use crate::catalog::corrupt;
+use crate::crypto::{open_created, open_order, seal_new_order};
 use crate::inventory::{InventoryRefusal, product, reservation_id, warehouse_id};
 use crate::order::{
     AppliedCode, Created, NewOrder, Order, OrderLine, OrderQuery, OrderRefusal, OrderResult,
@@ -167,7 +168,7 @@ async fn change(tx: &impl GenericClient, req: &StatusRequest) -> Refusable<Order
 pub(super) async fn load(c: &impl GenericClient, id: i64) -> Result<Option<Order>, StorageError> {
     let Some(r) = c
         .query_opt(
-            "SELECT id, customer, status, currency, shipping_address, subtotal_minor, coupon_code,
+            "SELECT id, customer, status, currency, shipping_address_enc, subtotal_minor, coupon_code,
                     coupon_minor, discount_code, discount_minor, total_minor, idempotency_key,
                     created_at_ms, updated_at_ms
              FROM orders WHERE id = $1",
@@ -246,13 +247,18 @@ pub(super) async fn load(c: &impl GenericClient, id: i64) -> Result<Option<Order
 
 #[async_trait]
 impl OrderStore for PgStore {
-    async fn create_order(&self, new: NewOrder) -> OrderResult<Created> {
-        self.orders.submit(new).await
+    // The address is sealed on the way in and opened on the way out; inside, the batch and
+    // `load` carry the sealed column as is.
+    async fn create_order(&self, mut new: NewOrder) -> OrderResult<Created> {
+        seal_new_order(&self.cipher, &mut new);
+        let created = self.orders.submit(new).await;
+        open_created(&self.cipher, created)
     }
 
     async fn order(&self, id: i64) -> Result<Option<Order>, StorageError> {
         let client = self.client().await?;
-        load(&*client, id).await
+        let order = load(&*client, id).await?;
+        order.map(|o| open_order(&self.cipher, o)).transpose()
     }
 
     async fn orders(&self, q: OrderQuery) -> Result<Vec<Order>, StorageError> {
@@ -280,7 +286,9 @@ impl OrderStore for PgStore {
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            out.extend(load(&*client, id).await?);
+            if let Some(o) = load(&*client, id).await? {
+                out.push(open_order(&self.cipher, o)?);
+            }
         }
         Ok(out)
     }
@@ -292,6 +300,9 @@ impl OrderStore for PgStore {
         if changed.is_ok() {
             tx.commit().await?;
         }
-        Ok(changed)
+        Ok(match changed {
+            Ok(o) => Ok(open_order(&self.cipher, o)?),
+            Err(refusal) => Err(refusal),
+        })
     }
 }

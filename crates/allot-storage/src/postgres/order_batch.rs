@@ -680,7 +680,7 @@ async fn write(
     }
     let inserted = tx
         .execute(
-            "INSERT INTO orders (id, customer, status, currency, shipping_address, subtotal_minor,
+            "INSERT INTO orders (id, customer, status, currency, shipping_address_enc, subtotal_minor,
                                  coupon_code, coupon_minor, discount_code, discount_minor,
                                  total_minor, idempotency_key, created_at_ms, updated_at_ms)
              OVERRIDING SYSTEM VALUE

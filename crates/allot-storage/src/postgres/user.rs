@@ -9,18 +9,21 @@ use tokio_postgres::Row;
 
 use super::PgStore;
 use crate::StorageError;
+use crate::crypto::{Cipher, places};
 use crate::user::{ApiKey, Rotation, User, UserStore, email_of, role_of};
 
 const USER_COLUMNS: &str =
-    "id, email, role, active, password_hash, created_at_ms, updated_at_ms FROM users";
+    "id, email_enc, role, active, password_hash, created_at_ms, updated_at_ms FROM users";
 const KEY_COLUMNS: &str = "id, name, role, created_at_ms, revoked_at_ms FROM api_keys";
 const REVOKE_ALL: &str = "UPDATE refresh_tokens SET revoked_at_ms = $2
                           WHERE user_id = $1 AND revoked_at_ms IS NULL";
 
-fn user_of(r: &Row) -> Result<User, StorageError> {
+fn user_of(cipher: &Cipher, r: &Row) -> Result<User, StorageError> {
+    let id: i64 = r.try_get(0)?;
+    let email = cipher.open_string(r.try_get(1)?, places::user_email(&id.to_string()))?;
     Ok(User {
-        id: AccountId::new(r.try_get(0)?),
-        email: email_of(r.try_get(1)?)?,
+        id: AccountId::new(id),
+        email: email_of(&email)?,
         role: role_of(r.try_get(2)?)?,
         active: r.try_get(3)?,
         password_hash: r.try_get(4)?,
@@ -48,44 +51,60 @@ impl UserStore for PgStore {
         role: Role,
         now: UnixMillis,
     ) -> Result<Option<User>, StorageError> {
-        let client = self.client().await?;
-        let row = client
+        // The sealed email is bound to the row's id, known once the row is in: a placeholder
+        // first, then the sealed value, in one transaction.
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let Some(row) = tx
             .query_opt(
-                "INSERT INTO users (email, password_hash, role, active, created_at_ms,
-                                    updated_at_ms)
-                 VALUES ($1, $2, $3, TRUE, $4, $4) ON CONFLICT (email) DO NOTHING RETURNING id",
+                "INSERT INTO users (email_index, email_enc, password_hash, role, active,
+                                    created_at_ms, updated_at_ms)
+                 VALUES ($1, '', $2, $3, TRUE, $4, $4)
+                 ON CONFLICT (email_index) DO NOTHING RETURNING id",
                 &[
-                    &email.as_str(),
+                    &self.cipher.email_index(email.as_str()),
                     &password_hash,
                     &role.as_str(),
                     &now.as_millis(),
                 ],
             )
-            .await?;
-        Ok(match row {
-            None => None,
-            Some(row) => Some(User {
-                id: AccountId::new(row.try_get(0)?),
-                email,
-                role,
-                active: true,
-                password_hash,
-                created_at: now,
-                updated_at: now,
-            }),
-        })
+            .await?
+        else {
+            return Ok(None);
+        };
+        let id: i64 = row.try_get(0)?;
+        tx.execute(
+            "UPDATE users SET email_enc = $2 WHERE id = $1",
+            &[
+                &id,
+                &self
+                    .cipher
+                    .seal_str(email.as_str(), places::user_email(&id.to_string())),
+            ],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(Some(User {
+            id: AccountId::new(id),
+            email,
+            role,
+            active: true,
+            password_hash,
+            created_at: now,
+            updated_at: now,
+        }))
     }
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StorageError> {
         let client = self.client().await?;
         client
             .query_opt(
-                &format!("SELECT {USER_COLUMNS} WHERE email = $1"),
-                &[&email.as_str()],
+                &format!("SELECT {USER_COLUMNS} WHERE email_index = $1"),
+                &[&self.cipher.email_index(email.as_str())],
             )
             .await?
             .as_ref()
-            .map(user_of)
+            .map(|r| user_of(&self.cipher, r))
             .transpose()
     }
 
@@ -98,7 +117,7 @@ impl UserStore for PgStore {
             )
             .await?
             .as_ref()
-            .map(user_of)
+            .map(|r| user_of(&self.cipher, r))
             .transpose()
     }
 

@@ -7,6 +7,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use crate::StorageError;
+use crate::crypto::{open_claim, seal_answer};
 use crate::idempotency::{Claim, IdempotencyScope, IdempotencyStore, StoredResponse};
 
 fn claim(
@@ -78,10 +79,13 @@ impl IdempotencyStore for SqliteStore {
         now: UnixMillis,
         stale_before: UnixMillis,
     ) -> Result<Claim, StorageError> {
-        self.write(1, move |conn, _| {
-            claim(conn, &scope, &hash, now, stale_before)
-        })
-        .await
+        let key = scope.clone();
+        let claimed = self
+            .write(1, move |conn, _| {
+                claim(conn, &scope, &hash, now, stale_before)
+            })
+            .await?;
+        open_claim(&self.cipher, &key, claimed)
     }
 
     async fn complete_idempotency_key(
@@ -89,6 +93,7 @@ impl IdempotencyStore for SqliteStore {
         scope: IdempotencyScope,
         response: StoredResponse,
     ) -> Result<(), StorageError> {
+        let response = seal_answer(&self.cipher, &scope, response);
         self.write_one(move |conn, _| {
             conn.prepare_cached(
                 "UPDATE idempotency_keys SET status = ?4, content_type = ?5, body = ?6

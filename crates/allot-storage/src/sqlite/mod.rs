@@ -14,6 +14,7 @@ mod idempotency;
 mod inventory;
 mod migrate;
 mod order;
+mod personal;
 mod reader;
 mod sale;
 mod user;
@@ -32,6 +33,7 @@ use allot_domain::user::UserId;
 use async_trait::async_trait;
 use rusqlite::Connection;
 
+use crate::crypto::{Cipher, DataKey};
 use crate::{
     Allocation, Campaign, CheckoutOutcome, CheckoutRequest, Coupon, CouponCounters,
     DiscountCodeRecord, ExistingCodes, IssueOutcome, IssueRequest, IssuedCoupon, NewCampaign,
@@ -53,6 +55,9 @@ pub struct SqliteOptions {
     pub queue_capacity: usize,
     /// Read connections open at most.
     pub readers_max: usize,
+    /// The key personal data is sealed under; `None` uses the data directory's `data.key`,
+    /// generated on first start (with a warning: production should configure the key).
+    pub data_key: Option<DataKey>,
 }
 
 impl SqliteOptions {
@@ -62,6 +67,7 @@ impl SqliteOptions {
             batch_rows_max: 20_000,
             queue_capacity: 65_536,
             readers_max: 8,
+            data_key: None,
         }
     }
 }
@@ -69,6 +75,8 @@ impl SqliteOptions {
 pub struct SqliteStore {
     writer: WriterHandle,
     readers: Arc<ReadPool>,
+    /// Seals and opens personal data (emails, addresses, stored answers).
+    cipher: Arc<Cipher>,
     /// Held (with an exclusive OS lock) for the life of the store, so that two processes never
     /// share one data directory.
     _lock: File,
@@ -81,9 +89,38 @@ impl SqliteStore {
         let lock = lock_data_dir(&options.data_dir)?;
         let path = options.data_dir.join(DATABASE_FILE);
 
+        let key = match options.data_key {
+            Some(key) => key,
+            None => {
+                let (key, created) = DataKey::load_or_create_file(&options.data_dir)?;
+                let file = options.data_dir.join(crate::crypto::DATA_KEY_FILE);
+                if created {
+                    tracing::warn!(
+                        file = %file.display(),
+                        "no data key configured: generated one for the personal data; \
+                         configure data_key (ALLOT_DATA_KEY) in production and keep it safe"
+                    );
+                } else {
+                    tracing::warn!(
+                        file = %file.display(),
+                        "no data key configured: using the one kept in the data directory"
+                    );
+                }
+                key
+            }
+        };
+        let cipher = Arc::new(Cipher::new(&key));
+
         let mut conn = Connection::open(&path)?;
         configure_writer(&conn)?;
         migrate::apply(&mut conn)?;
+        let sealed = personal::prepare(&mut conn, &cipher)?;
+        if sealed > 0 {
+            tracing::info!(
+                sealed,
+                "sealed personal data written before encryption at rest"
+            );
+        }
 
         let writer = writer::spawn(
             conn,
@@ -95,6 +132,7 @@ impl SqliteStore {
         Ok(SqliteStore {
             writer,
             readers,
+            cipher,
             _lock: lock,
         })
     }

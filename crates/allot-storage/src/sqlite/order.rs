@@ -16,6 +16,7 @@ use super::SqliteStore;
 use super::inventory::{Change, End, apply, end, ensure_level, reserve_until, warehouse_exists};
 use super::{coupon, discount};
 use crate::catalog::corrupt;
+use crate::crypto::{open_created, open_order, seal_new_order};
 use crate::inventory::{InventoryRefusal, NewReservation, product, reservation_id, warehouse_id};
 use crate::order::{
     AppliedCode, Created, NewOrder, ORDER_HOLD_UNTIL_MS, Order, OrderLine, OrderQuery,
@@ -108,7 +109,7 @@ fn create_inner(conn: &Connection, new: &NewOrder) -> Refusable<Created> {
     };
     let id: i64 = conn
         .prepare_cached(
-            "INSERT INTO orders (customer, status, currency, shipping_address, subtotal_minor,
+            "INSERT INTO orders (customer, status, currency, shipping_address_enc, subtotal_minor,
                                  total_minor, idempotency_key, created_at_ms, updated_at_ms)
              VALUES (?1, 'pending', ?2, ?3, 0, 0, ?4, ?5, ?5) RETURNING id",
         )?
@@ -348,7 +349,7 @@ fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<Order> {
 pub(super) fn load(conn: &Connection, id: i64) -> Result<Option<Order>, StorageError> {
     let row = conn
         .prepare_cached(
-            "SELECT id, customer, status, currency, shipping_address, subtotal_minor, coupon_code,
+            "SELECT id, customer, status, currency, shipping_address_enc, subtotal_minor, coupon_code,
                     coupon_minor, discount_code, discount_minor, total_minor, idempotency_key,
                     created_at_ms, updated_at_ms
              FROM orders WHERE id = ?1",
@@ -480,20 +481,33 @@ fn list(conn: &Connection, q: &OrderQuery) -> Result<Vec<Order>, StorageError> {
 
 #[async_trait]
 impl OrderStore for SqliteStore {
-    async fn create_order(&self, new: NewOrder) -> OrderResult<Created> {
+    // The address is sealed on the way in and opened on the way out; inside, the writer and
+    // `load` carry the sealed column as is.
+    async fn create_order(&self, mut new: NewOrder) -> OrderResult<Created> {
         let weight = new.lines.len() + 1;
-        self.write(weight, move |conn, _| create(conn, &new)).await
+        seal_new_order(&self.cipher, &mut new);
+        let created = self.write(weight, move |conn, _| create(conn, &new)).await;
+        open_created(&self.cipher, created)
     }
 
     async fn order(&self, id: i64) -> Result<Option<Order>, StorageError> {
-        self.read(move |conn| load(conn, id)).await
+        let order = self.read(move |conn| load(conn, id)).await?;
+        order.map(|o| open_order(&self.cipher, o)).transpose()
     }
 
     async fn orders(&self, query: OrderQuery) -> Result<Vec<Order>, StorageError> {
-        self.read(move |conn| list(conn, &query)).await
+        let orders = self.read(move |conn| list(conn, &query)).await?;
+        orders
+            .into_iter()
+            .map(|o| open_order(&self.cipher, o))
+            .collect()
     }
 
     async fn change_order_status(&self, request: StatusRequest) -> OrderResult<Order> {
-        self.write(2, move |conn, _| change(conn, &request)).await
+        let changed = self.write(2, move |conn, _| change(conn, &request)).await?;
+        Ok(match changed {
+            Ok(o) => Ok(open_order(&self.cipher, o)?),
+            Err(refusal) => Err(refusal),
+        })
     }
 }

@@ -8,10 +8,11 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
 use crate::StorageError;
+use crate::crypto::{Cipher, places};
 use crate::user::{ApiKey, Rotation, User, UserStore, email_of, role_of};
 
 const USER_COLUMNS: &str =
-    "id, email, role, active, password_hash, created_at_ms, updated_at_ms FROM users";
+    "id, email_enc, role, active, password_hash, created_at_ms, updated_at_ms FROM users";
 const KEY_COLUMNS: &str = "id, name, role, created_at_ms, revoked_at_ms FROM api_keys";
 
 fn user_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, bool, String, i64, i64)> {
@@ -27,6 +28,7 @@ fn user_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, bool, String,
 }
 
 fn user_of(
+    cipher: &Cipher,
     (id, email, role, active, password_hash, created, updated): (
         i64,
         String,
@@ -37,6 +39,7 @@ fn user_of(
         i64,
     ),
 ) -> Result<User, StorageError> {
+    let email = cipher.open_string(&email, places::user_email(&id.to_string()))?;
     Ok(User {
         id: AccountId::new(id),
         email: email_of(&email)?,
@@ -128,16 +131,20 @@ impl UserStore for SqliteStore {
         role: Role,
         now: UnixMillis,
     ) -> Result<Option<User>, StorageError> {
-        self.write_one(move |conn, _| {
+        let cipher = self.cipher.clone();
+        // The sealed email is bound to the row's id, known once the row is in: a placeholder
+        // first, then the sealed value, in one savepoint.
+        self.write(1, move |conn, _| {
             let id = conn
                 .prepare_cached(
-                    "INSERT INTO users (email, password_hash, role, active, created_at_ms,
-                                        updated_at_ms)
-                     VALUES (?1, ?2, ?3, 1, ?4, ?4) ON CONFLICT (email) DO NOTHING RETURNING id",
+                    "INSERT INTO users (email_index, email_enc, password_hash, role, active,
+                                        created_at_ms, updated_at_ms)
+                     VALUES (?1, '', ?2, ?3, 1, ?4, ?4)
+                     ON CONFLICT (email_index) DO NOTHING RETURNING id",
                 )?
                 .query_row(
                     params![
-                        email.as_str(),
+                        cipher.email_index(email.as_str()),
                         password_hash,
                         role.as_str(),
                         now.as_millis()
@@ -145,7 +152,15 @@ impl UserStore for SqliteStore {
                     |r| r.get::<_, i64>(0),
                 )
                 .optional()?;
-            Ok(id.map(|id| User {
+            let Some(id) = id else {
+                return Ok(None);
+            };
+            conn.prepare_cached("UPDATE users SET email_enc = ?2 WHERE id = ?1")?
+                .execute(params![
+                    id,
+                    cipher.seal_str(email.as_str(), places::user_email(&id.to_string()))
+                ])?;
+            Ok(Some(User {
                 id: AccountId::new(id),
                 email,
                 role,
@@ -159,23 +174,25 @@ impl UserStore for SqliteStore {
     }
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StorageError> {
-        let email = email.as_str().to_owned();
+        let index = self.cipher.email_index(email.as_str());
+        let cipher = self.cipher.clone();
         self.read(move |conn| {
-            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} WHERE email = ?1"))?
-                .query_row(params![email], user_row)
+            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} WHERE email_index = ?1"))?
+                .query_row(params![index], user_row)
                 .optional()?
-                .map(user_of)
+                .map(|u| user_of(&cipher, u))
                 .transpose()
         })
         .await
     }
 
     async fn user_by_id(&self, id: AccountId) -> Result<Option<User>, StorageError> {
+        let cipher = self.cipher.clone();
         self.read(move |conn| {
             conn.prepare_cached(&format!("SELECT {USER_COLUMNS} WHERE id = ?1"))?
                 .query_row(params![id.get()], user_row)
                 .optional()?
-                .map(user_of)
+                .map(|u| user_of(&cipher, u))
                 .transpose()
         })
         .await

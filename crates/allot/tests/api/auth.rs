@@ -347,6 +347,11 @@ async fn the_first_admin_and_an_api_key_are_made_from_the_command_line() {
             .args(args)
             .args(&storage)
             .env("ALLOT_NEW_USER_PASSWORD", PASSWORD)
+            .envs(
+                backend
+                    .database()
+                    .map(|_| ("ALLOT_DATA_KEY", allot_testkit::TEST_DATA_KEY)),
+            )
             .env_remove("ALLOT_DATABASE_URL")
             .output()
             .expect("allot admin runs");

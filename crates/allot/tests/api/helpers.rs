@@ -90,6 +90,7 @@ impl TestApp {
         let pg = (backend() == "postgres").then(allot_testkit::PgCluster::start);
         if let Some(pg) = &pg {
             config.database = Some(pg.url());
+            config.data_key = Some(test_data_key());
         }
         // The suite drives thousands of code uses and sign-ins from one address: limits off,
         // except in the tests of the limits themselves (`configure`).
@@ -172,6 +173,13 @@ pub fn http() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
+}
+
+/// The harness's fixed data key: required on PostgreSQL; on SQLite the data directory's
+/// generated key is used unless a test sets this one.
+pub fn test_data_key() -> allot_storage::crypto::DataKey {
+    allot_storage::crypto::DataKey::parse(allot_testkit::TEST_DATA_KEY)
+        .expect("the test key parses")
 }
 
 /// The backend the suite runs on: `sqlite` (default) or `postgres` (`ALLOT_TEST_BACKEND`).
@@ -334,7 +342,11 @@ impl ServerProcess {
 
     /// Like [`Self::start`], with more `allot serve` flags.
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> ServerProcess {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_allot"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_allot"));
+        if flags.contains(&"--database") {
+            command.env("ALLOT_DATA_KEY", allot_testkit::TEST_DATA_KEY);
+        }
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data_dir)
             .args(flags)

@@ -16,5 +16,6 @@ mod idempotency;
 mod inventory;
 mod megadeal_global;
 mod orders;
+mod personal_data;
 mod postgres;
 mod sale;
