@@ -115,6 +115,15 @@ impl Application {
                     rate_limits,
                 },
                 http::context::layer,
+            ))
+            // Authorization, outside every other layer of the router (Connect's included), so
+            // each of them sees the caller (`http::auth::AuthUser`) in the request extensions.
+            .layer(axum::middleware::from_fn_with_state(
+                http::auth::Gate {
+                    auth: services.auth.clone(),
+                    open_public_contracts: config.auth.open_public_contracts,
+                },
+                http::auth::authorize,
             ));
         let router = http::observe(router);
         let listener = TcpListener::bind(config.listen)

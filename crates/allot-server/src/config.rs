@@ -65,6 +65,10 @@ pub struct AuthSettings {
     pub jwt_secret: Option<Secret>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// True: the customer-facing calls of the original public contracts (discount-code
+    /// `UseCode`, campaign `IssueCoupon` and `GetCampaign`, flash-sale items, checkout and
+    /// purchase) are served without a credential too, for clients built before sign-in.
+    pub open_public_contracts: bool,
 }
 
 impl Default for AuthSettings {
@@ -73,6 +77,7 @@ impl Default for AuthSettings {
             jwt_secret: None,
             access_token_ttl: Duration::from_secs(DEFAULT_ACCESS_TOKEN_TTL_SECS),
             refresh_token_ttl: Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_SECS),
+            open_public_contracts: false,
         }
     }
 }
@@ -188,6 +193,18 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_REFRESH_TOKEN_TTL_SECS", value_name = "SECS")]
     pub refresh_token_ttl_secs: Option<u64>,
 
+    /// Serve the customer-facing calls of the original public contracts (discount-code
+    /// UseCode, campaign IssueCoupon and GetCampaign, flash-sale items, checkout and purchase)
+    /// without a credential as well, for clients built before sign-in [default: false]
+    #[arg(
+        long,
+        env = "ALLOT_OPEN_PUBLIC_CONTRACTS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub open_public_contracts: Option<bool>,
+
     /// The server sits behind a proxy: take the client's address from the last entry of
     /// X-Forwarded-For instead of the peer address (events' `source`, rate limits)
     /// [default: false]
@@ -261,6 +278,7 @@ struct FileConfig {
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
     trust_forwarded_for: Option<bool>,
+    open_public_contracts: Option<bool>,
     login_rate_per_ip_per_min: Option<u32>,
     login_rate_per_email_per_min: Option<u32>,
     code_use_rate_per_sec: Option<u32>,
@@ -375,6 +393,10 @@ impl ServeArgs {
                 DEFAULT_REFRESH_TOKEN_TTL_SECS,
                 "refresh_token_ttl_secs",
             )?,
+            open_public_contracts: self
+                .open_public_contracts
+                .or(file.open_public_contracts)
+                .unwrap_or(false),
         };
         Ok(Config {
             auth,

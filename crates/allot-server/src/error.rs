@@ -115,6 +115,13 @@ pub enum ServiceError {
     /// The client made too many calls of this kind (sign-in, code use) in too short a time.
     #[error("too many requests; retry after {retry_after_secs} s")]
     RateLimited { retry_after_secs: u64 },
+    /// Signed in, but the caller's role may not make this call, or a customer tried to act
+    /// for someone else. The message names the roles that may.
+    #[error("{message}")]
+    Forbidden {
+        field: Option<&'static str>,
+        message: String,
+    },
     #[error("a user with this email exists")]
     EmailTaken,
     /// Hashing or signing failed: a fault of ours, logged; the client sees a generic message.
@@ -197,6 +204,7 @@ impl ServiceError {
             ServiceError::InvalidCredentials
             | ServiceError::InvalidToken
             | ServiceError::Unauthenticated => ErrorKind::Unauthenticated,
+            ServiceError::Forbidden { .. } => ErrorKind::PermissionDenied,
             ServiceError::RateLimited { .. } => ErrorKind::RateLimited,
             ServiceError::EmailTaken => ErrorKind::Conflict,
             ServiceError::Crypto(_) => ErrorKind::Internal,
@@ -245,6 +253,7 @@ impl ServiceError {
             ServiceError::InvalidCredentials => "invalid_credentials",
             ServiceError::InvalidToken => "invalid_token",
             ServiceError::Unauthenticated => "unauthenticated",
+            ServiceError::Forbidden { .. } => "forbidden",
             ServiceError::RateLimited { .. } => "rate_limited",
             ServiceError::EmailTaken => "email_taken",
             ServiceError::Crypto(_) => "internal",
@@ -259,6 +268,7 @@ impl ServiceError {
             ServiceError::BadRequest { field, .. } => *field,
             ServiceError::UnknownCode { field } => Some(field),
             ServiceError::IdempotencyKeyReused => Some("Idempotency-Key"),
+            ServiceError::Forbidden { field, .. } => *field,
             _ => None,
         }
     }

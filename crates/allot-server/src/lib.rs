@@ -15,6 +15,7 @@ mod http;
 mod jobs;
 mod metrics;
 pub mod pb;
+pub mod policy;
 pub mod rate_limit;
 mod rpc;
 pub mod service;

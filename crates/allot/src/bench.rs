@@ -8,11 +8,10 @@ use std::time::{Duration, Instant};
 use allot_server::pb::discount::discount_client::DiscountClient;
 use allot_server::pb::discount::{GenerateRequest, UseCodeRequest};
 use clap::{Args, Subcommand};
-use tonic::transport::Channel;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 
-use crate::grpc_client::{DEFAULT_SERVER, connect};
+use crate::grpc_client::{DEFAULT_SERVER, GrpcChannel, connect};
 use crate::issue_load::{IssueLoad, Protocol, Transport, hello};
 use crate::load::{self, Budget, Outcome, Summary};
 
@@ -137,7 +136,7 @@ impl BenchCommand {
     }
 }
 
-pub(crate) async fn connections(server: &str, n: usize) -> Result<Arc<Vec<Channel>>, String> {
+pub(crate) async fn connections(server: &str, n: usize) -> Result<Arc<Vec<GrpcChannel>>, String> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n.max(1) {
         out.push(connect(server).await?);
@@ -147,7 +146,7 @@ pub(crate) async fn connections(server: &str, n: usize) -> Result<Arc<Vec<Channe
 
 /// gRPC hello-world: the standard health check, which touches nothing but the stack.
 pub(crate) async fn grpc_hello(
-    channels: &Arc<Vec<Channel>>,
+    channels: &Arc<Vec<GrpcChannel>>,
     concurrency: usize,
     seconds: u64,
     progress: bool,

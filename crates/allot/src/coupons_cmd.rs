@@ -53,7 +53,10 @@ async fn upload(file: PathBuf, server: &str) -> Result<(), String> {
         }
     });
     bar.set_message("uploading");
-    let response = reqwest::Client::new()
+    let response = reqwest::Client::builder()
+        .default_headers(crate::grpc_client::http_headers()?)
+        .build()
+        .map_err(|e| e.to_string())?
         .post(format!(
             "{}/api/v1/coupons/csv",
             server.trim_end_matches('/')

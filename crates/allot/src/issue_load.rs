@@ -9,10 +9,9 @@ use allot_server::pb::couponpb::coupon_service_client::CouponServiceClient;
 use allot_server::pb::couponpb::{CreateCampaignRequest, GetCampaignRequest, IssueCouponRequest};
 use clap::{Args, ValueEnum};
 use tonic::Code;
-use tonic::transport::Channel;
 
 use crate::bench::connections;
-use crate::grpc_client::DEFAULT_SERVER;
+use crate::grpc_client::{DEFAULT_SERVER, GrpcChannel};
 use crate::load::{self, Budget, Outcome, Summary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -56,7 +55,7 @@ pub(crate) struct IssueLoad {
 /// How requests reach the server.
 #[derive(Clone)]
 pub(crate) enum Transport {
-    Grpc(Arc<Vec<Channel>>),
+    Grpc(Arc<Vec<GrpcChannel>>),
     Http {
         client: reqwest::Client,
         /// One base URL per server; client `i` talks to server `i % len`.
@@ -114,6 +113,7 @@ pub(crate) fn server_list(servers: &str) -> Vec<String> {
 
 pub(crate) fn http_client() -> Result<reqwest::Client, String> {
     reqwest::Client::builder()
+        .default_headers(crate::grpc_client::http_headers()?)
         .tcp_nodelay(true)
         .pool_max_idle_per_host(usize::MAX)
         .timeout(Duration::from_secs(30))
@@ -121,7 +121,7 @@ pub(crate) fn http_client() -> Result<reqwest::Client, String> {
         .map_err(|e| e.to_string())
 }
 
-pub(crate) fn coupon_client(channel: Channel) -> CouponServiceClient<Channel> {
+pub(crate) fn coupon_client(channel: GrpcChannel) -> CouponServiceClient<GrpcChannel> {
     CouponServiceClient::new(channel).max_decoding_message_size(usize::MAX)
 }
 
@@ -330,7 +330,7 @@ impl IssueLoad {
 }
 
 pub(crate) async fn create_open_campaign(
-    client: &mut CouponServiceClient<Channel>,
+    client: &mut CouponServiceClient<GrpcChannel>,
     total: i64,
 ) -> Result<i64, String> {
     let now = std::time::SystemTime::now()

@@ -26,6 +26,17 @@ use clap::{Parser, Subcommand};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+
+    /// Credential the client and load commands send (`Authorization: Bearer`): an `ak_` API key
+    /// (`allot admin create-api-key`) or an access token. The server itself ignores it
+    #[arg(
+        long,
+        global = true,
+        env = "ALLOT_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    api_key: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +79,7 @@ enum LoadCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    grpc_client::set_credential(cli.api_key.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -96,6 +96,7 @@ pub(crate) async fn dispatch(
         return ConnectError::new("unimplemented", "request compression is not supported")
             .into_response();
     }
+    let caller = crate::http::auth::Caller::from_extensions(req.extensions());
     let timeout = req
         .headers()
         .get("connect-timeout-ms")
@@ -113,7 +114,7 @@ pub(crate) async fn dispatch(
         match method.as_str() {
             "CreateCampaign" => unary(codec, &body, |m| rpc::create_campaign(&services, m)).await,
             "GetCampaign" => unary(codec, &body, |m| rpc::get_campaign(&services, m)).await,
-            "IssueCoupon" => unary(codec, &body, |m| rpc::issue_coupon(&services, m)).await,
+            "IssueCoupon" => unary(codec, &body, |m| rpc::issue_coupon(&services, caller, m)).await,
             _ => Err(ConnectError::new(
                 "unimplemented",
                 format!("couponpb.CouponService has no method {method}"),
@@ -134,6 +135,11 @@ pub(crate) async fn dispatch(
         Ok(response) => response,
         Err(e) => e.into_response(),
     }
+}
+
+/// Whether `path` is one of the Connect services' (gRPC requests share it).
+pub(crate) fn is_connect_path(path: &str) -> bool {
+    path.starts_with(COUPON_SERVICE)
 }
 
 fn is_grpc(headers: &HeaderMap) -> bool {

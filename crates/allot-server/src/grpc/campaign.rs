@@ -2,6 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
+use crate::http::auth::{AuthUser, Caller};
 use crate::pb::couponpb::coupon_service_server::{CouponService, CouponServiceServer};
 use crate::pb::couponpb::{
     CreateCampaignRequest, CreateCampaignResponse, GetCampaignRequest, GetCampaignResponse,
@@ -46,8 +47,9 @@ impl CouponService for CouponGrpc {
         &self,
         request: Request<IssueCouponRequest>,
     ) -> Result<Response<IssueCouponResponse>, Status> {
+        let caller = Caller(request.extensions().get::<AuthUser>().copied());
         Ok(Response::new(
-            rpc::issue_coupon(&self.services, request.into_inner()).await?,
+            rpc::issue_coupon(&self.services, caller, request.into_inner()).await?,
         ))
     }
 }

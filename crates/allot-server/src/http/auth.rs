@@ -1,14 +1,20 @@
-//! REST for sign-in (issue 8): `/api/v1/auth/*`, and [`AuthUser`], the one extractor that
-//! proves who is calling (a Bearer access token, a Bearer `ak_` API key, or `X-Api-Key`).
-//! Endpoints take `AuthUser` as an argument to require a caller; a missing, invalid or expired
-//! credential answers 401 `unauthenticated` with `WWW-Authenticate: Bearer`.
+//! Who is calling and may it: [`authorize`], the one middleware that applies the policy table
+//! ([`crate::policy`]) to every call of every transport, [`AuthUser`] (the proven caller: a
+//! Bearer access token, a Bearer `ak_` API key, or `X-Api-Key`) and [`Caller`] (a customer acts
+//! only for itself); and REST for sign-in (issue 8): `/api/v1/auth/*`. A missing, invalid or
+//! expired credential answers 401 `unauthenticated` with `WWW-Authenticate: Bearer`; a role the
+//! call does not allow, 403 `forbidden`.
+
+use std::sync::Arc;
 
 use allot_domain::auth::Role;
-use axum::extract::{FromRequestParts, State};
+use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http::StatusCode;
 use http::request::Parts;
+use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -17,6 +23,8 @@ use super::AppState;
 use super::error::ErrorBody;
 use super::json::ApiJson;
 use crate::ServiceError;
+use crate::policy::{self, Access};
+use crate::service::Auth;
 use crate::service::auth::{PrincipalId, Tokens};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -28,11 +36,25 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/auth/password", post(change_password))
 }
 
-/// The proven caller of a request: a user (by access token) or a service (by API key).
+/// The proven caller of a request: a user (by access token) or a service (by API key). The
+/// [`authorize`] middleware puts it into the request's extensions once; other middleware
+/// (the event actor) and handlers read it from there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AuthUser {
     pub id: PrincipalId,
     pub role: Role,
+}
+
+impl AuthUser {
+    /// The user id a customer acts as in orders, coupons, sales and campaign issues: its
+    /// account id in decimal. `None` for every other role, and for a customer API key (which
+    /// stands for no one user).
+    pub(crate) fn customer_user_id(&self) -> Option<String> {
+        match (self.role, self.id) {
+            (Role::Customer, PrincipalId::User(id)) => Some(id.get().to_string()),
+            _ => None,
+        }
+    }
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -42,30 +64,204 @@ impl FromRequestParts<AppState> for AuthUser {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let auth = &state.services.auth;
-        let header = |name: http::HeaderName| {
-            parts
-                .headers
-                .get(name)
-                .map(|v| v.to_str().map_err(|_| ServiceError::Unauthenticated))
-                .transpose()
-        };
-        let principal = if let Some(value) = header(http::header::AUTHORIZATION)? {
-            let (scheme, credential) =
-                value.split_once(' ').ok_or(ServiceError::Unauthenticated)?;
-            if !scheme.eq_ignore_ascii_case("bearer") {
-                return Err(ServiceError::Unauthenticated);
-            }
-            auth.authenticate(credential.trim()).await?
-        } else if let Some(key) = header(http::HeaderName::from_static("x-api-key"))? {
-            auth.authenticate_api_key(key.trim()).await?
-        } else {
+        if let Some(user) = parts.extensions.get::<AuthUser>() {
+            return Ok(*user);
+        }
+        authenticate(&parts.headers, &state.services.auth).await
+    }
+}
+
+/// Proves who sent `headers`: `Authorization: Bearer <access token or ak_ key>`, else
+/// `X-Api-Key`. No credential, or one that is invalid, expired or revoked: `Unauthenticated`.
+pub(crate) async fn authenticate(
+    headers: &HeaderMap,
+    auth: &Auth,
+) -> Result<AuthUser, ServiceError> {
+    let header = |name: http::HeaderName| {
+        headers
+            .get(name)
+            .map(|v| v.to_str().map_err(|_| ServiceError::Unauthenticated))
+            .transpose()
+    };
+    let principal = if let Some(value) = header(http::header::AUTHORIZATION)? {
+        let (scheme, credential) = value.split_once(' ').ok_or(ServiceError::Unauthenticated)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(ServiceError::Unauthenticated);
+        }
+        auth.authenticate(credential.trim()).await?
+    } else if let Some(key) = header(http::HeaderName::from_static(API_KEY_HEADER))? {
+        auth.authenticate_api_key(key.trim()).await?
+    } else {
+        return Err(ServiceError::Unauthenticated);
+    };
+    Ok(AuthUser {
+        id: principal.id,
+        role: principal.role,
+    })
+}
+
+const API_KEY_HEADER: &str = "x-api-key";
+
+fn has_credential(headers: &HeaderMap) -> bool {
+    headers.contains_key(http::header::AUTHORIZATION) || headers.contains_key(API_KEY_HEADER)
+}
+
+/// The caller as [`authorize`] found it: `None` only on a route open to anonymous callers
+/// (a public route, or an open public contract with `open_public_contracts` set).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Caller(pub Option<AuthUser>);
+
+impl Caller {
+    pub(crate) fn from_extensions(extensions: &http::Extensions) -> Caller {
+        Caller(extensions.get::<AuthUser>().copied())
+    }
+
+    /// A customer's own user id, to fill in a user field the request left out.
+    pub(crate) fn customer(&self) -> Result<Option<String>, ServiceError> {
+        match self.0 {
+            Some(user) if user.role == Role::Customer => user
+                .customer_user_id()
+                .map(Some)
+                .ok_or_else(|| customer_key_acts_for_no_one("user_id")),
+            _ => Ok(None),
+        }
+    }
+
+    /// Staff, services and anonymous callers of an open contract act for anyone; a customer
+    /// only for itself: `403 forbidden` naming `field` otherwise.
+    pub(crate) fn may_act_for(&self, user: &str, field: &'static str) -> Result<(), ServiceError> {
+        let Some(caller) = self.0 else {
+            return Ok(());
         };
-        Ok(AuthUser {
-            id: principal.id,
-            role: principal.role,
-        })
+        if caller.role != Role::Customer {
+            return Ok(());
+        }
+        match caller.customer_user_id() {
+            Some(own) if own == user => Ok(()),
+            Some(own) => Err(ServiceError::Forbidden {
+                field: Some(field),
+                message: format!("{field}: a customer acts only for itself ({own})"),
+            }),
+            None => Err(customer_key_acts_for_no_one(field)),
+        }
+    }
+
+    /// A user field of a request as the caller may give it: a customer's own id when it left
+    /// the field out, refused (403) when it named someone else; anyone else's as given.
+    pub(crate) fn user_field(
+        &self,
+        given: Option<&str>,
+        field: &'static str,
+    ) -> Result<Option<String>, ServiceError> {
+        match (self.customer()?, given) {
+            (Some(own), None) => Ok(Some(own)),
+            (_, Some(given)) => {
+                self.may_act_for(given, field)?;
+                Ok(Some(given.to_owned()))
+            }
+            (None, None) => Ok(None),
+        }
+    }
+
+    pub(crate) fn role(&self) -> Option<Role> {
+        self.0.map(|u| u.role)
+    }
+}
+
+fn customer_key_acts_for_no_one(field: &'static str) -> ServiceError {
+    ServiceError::Forbidden {
+        field: Some(field),
+        message: format!(
+            "{field}: a customer API key acts for no user; sign in as the customer instead"
+        ),
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Caller::from_extensions(&parts.extensions))
+    }
+}
+
+/// What [`authorize`] needs: the auth service and whether the open contracts are open.
+#[derive(Clone)]
+pub(crate) struct Gate {
+    pub auth: Arc<Auth>,
+    pub open_public_contracts: bool,
+}
+
+/// The one authorization layer, over the whole router (REST, gRPC and Connect): finds the
+/// call's rule in [`policy::RULES`] (admin only if none), proves the caller once, puts
+/// [`AuthUser`] into the request's extensions, and refuses with 401 `unauthenticated` or 403
+/// `forbidden` in the caller's protocol.
+pub(crate) async fn authorize(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
+    let protocol = Protocol::of(&req);
+    let route = match req.extensions().get::<MatchedPath>() {
+        // tonic's services are mounted as `/pkg.Service/{*rest}`: the path names the method.
+        Some(m) if !m.as_str().contains("{*") => m.as_str().to_owned(),
+        _ => req.uri().path().to_owned(),
+    };
+    let rule = policy::rule_for(req.method().as_str(), &route);
+    let access = rule.map_or(policy::DEFAULT_ACCESS, |r| r.access);
+    if access == Access::Public {
+        return next.run(req).await;
+    }
+    if gate.open_public_contracts
+        && rule.is_some_and(|r| r.open_contract)
+        && !has_credential(req.headers())
+    {
+        return next.run(req).await;
+    }
+    let user = match authenticate(req.headers(), &gate.auth).await {
+        Ok(user) => user,
+        Err(e) => return protocol.refuse(e),
+    };
+    if !access.allows(user.role) {
+        return protocol.refuse(ServiceError::Forbidden {
+            field: None,
+            message: format!(
+                "this call needs the role {}; the caller is {}",
+                access.describe().replace(", ", " or "),
+                user.role.as_str()
+            ),
+        });
+    }
+    req.extensions_mut().insert(user);
+    next.run(req).await
+}
+
+/// The protocol of a request, to refuse it in a form its client reads.
+#[derive(Clone, Copy)]
+enum Protocol {
+    Rest,
+    Grpc,
+    Connect,
+}
+
+impl Protocol {
+    fn of(req: &Request) -> Protocol {
+        let grpc = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("application/grpc"));
+        if grpc {
+            Protocol::Grpc
+        } else if crate::connect::is_connect_path(req.uri().path()) {
+            Protocol::Connect
+        } else {
+            Protocol::Rest
+        }
+    }
+
+    fn refuse(self, e: ServiceError) -> Response {
+        match self {
+            Protocol::Rest => e.into_response(),
+            Protocol::Grpc => tonic::Status::from(e).into_http::<axum::body::Body>(),
+            Protocol::Connect => crate::connect::ConnectError::from(e).into_response(),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::Caller;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
 use super::json::ApiJson;
@@ -204,6 +205,7 @@ pub(crate) async fn list_coupons(
         (status = 422, description = "A bad field", body = ErrorBody)))]
 pub(crate) async fn issue(
     State(state): State<AppState>,
+    caller: Caller,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -228,7 +230,10 @@ pub(crate) async fn issue(
         .or(header_key)
         .map(|k| IdempotencyKey::parse(&k))
         .transpose()?;
-    let user = body.user_id.map(|u| UserId::parse(&u)).transpose()?;
+    let user = caller
+        .user_field(body.user_id.as_deref(), "user_id")?
+        .map(|u| UserId::parse(&u))
+        .transpose()?;
     let issued = state.services.campaigns.issue(id, user, key).await?;
     let status = if issued.replayed {
         StatusCode::OK

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::Caller;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
 use super::json::ApiJson;
@@ -416,11 +417,16 @@ pub(crate) struct TicketView {
         (status = 429, description = "`megadeal_busy`, with Retry-After", body = ErrorBody)))]
 pub(crate) async fn request(
     State(state): State<AppState>,
+    caller: Caller,
     Query(query): Query<RequestQuery>,
     ApiJson(body): ApiJson<RequestBody>,
 ) -> Result<axum::response::Response, ServiceError> {
     use axum::response::IntoResponse;
-    let user = user_id(body.user_id.as_deref())?;
+    let user = user_id(
+        caller
+            .user_field(body.user_id.as_deref(), "user_id")?
+            .as_deref(),
+    )?;
     let coupon_type = body
         .coupon_type
         .as_deref()
@@ -461,10 +467,15 @@ pub(crate) struct UserQuery {
         (status = 429, description = "`megadeal_busy`: not admitted within the wait limit", body = ErrorBody)))]
 pub(crate) async fn ticket(
     State(state): State<AppState>,
+    caller: Caller,
     Path(ticket): Path<String>,
     Query(query): Query<UserQuery>,
 ) -> Result<Json<TicketView>, ServiceError> {
-    let user = user_id(query.user_id.as_deref())?;
+    let user = user_id(
+        caller
+            .user_field(query.user_id.as_deref(), "user_id")?
+            .as_deref(),
+    )?;
     match state.services.coupons.ticket(&ticket, &user).await? {
         TicketState::Pending => Ok(Json(TicketView {
             ticket,
@@ -509,10 +520,15 @@ pub(crate) struct CouponAnswer {
         (status = 410, description = "`expired`", body = ErrorBody)))]
 pub(crate) async fn validate(
     State(state): State<AppState>,
+    caller: Caller,
     Path(code): Path<String>,
     ApiJson(body): ApiJson<UserBody>,
 ) -> Result<Json<CouponAnswer>, ServiceError> {
-    let user = user_id(body.user_id.as_deref())?;
+    let user = user_id(
+        caller
+            .user_field(body.user_id.as_deref(), "user_id")?
+            .as_deref(),
+    )?;
     let coupon = state.services.coupons.validate(&code, &user).await?;
     Ok(Json(CouponAnswer {
         coupon: coupon.into(),
@@ -530,10 +546,15 @@ pub(crate) async fn validate(
         (status = 410, description = "`expired`", body = ErrorBody)))]
 pub(crate) async fn redeem(
     State(state): State<AppState>,
+    caller: Caller,
     Path(code): Path<String>,
     ApiJson(body): ApiJson<UserBody>,
 ) -> Result<Json<CouponAnswer>, ServiceError> {
-    let user = user_id(body.user_id.as_deref())?;
+    let user = user_id(
+        caller
+            .user_field(body.user_id.as_deref(), "user_id")?
+            .as_deref(),
+    )?;
     let coupon = state.services.coupons.redeem(&code, user).await?;
     Ok(Json(CouponAnswer {
         coupon: coupon.into(),

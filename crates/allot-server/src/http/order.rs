@@ -24,14 +24,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::Caller;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
 use super::inventory::{id, integer, object, path_id, query_int, required_integer, string};
 use super::json::ApiJson;
 use super::{AppState, rfc3339};
 use crate::ServiceError;
+use crate::policy::may_set_order_status;
 use crate::service::order::{OrderFilter, PlaceOrder};
 use crate::time::parse_rfc3339;
+use allot_domain::auth::Role;
 
 pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
@@ -269,9 +272,27 @@ fn lines(v: Option<&Value>) -> Result<Vec<(ProductId, Quantity)>, DomainError> {
         .collect()
 }
 
-fn place_order(body: &Value, headers: &HeaderMap) -> Result<PlaceOrder, DomainError> {
+/// The order's customer: for a customer caller itself (its own id, or the field left out);
+/// for staff the `customer` field.
+fn customer(o: &Map<String, Value>, caller: &Caller) -> Result<UserId, ServiceError> {
+    let raw = match (caller.customer()?, optional_string(o, "customer")?) {
+        (Some(own), None) => own,
+        (Some(_), Some(given)) => {
+            caller.may_act_for(given, "customer")?;
+            given.to_owned()
+        }
+        (None, _) => string(o, "customer")?.to_owned(),
+    };
+    Ok(UserId::parse(&raw).map_err(named("customer"))?)
+}
+
+fn place_order(
+    body: &Value,
+    headers: &HeaderMap,
+    caller: &Caller,
+) -> Result<PlaceOrder, ServiceError> {
     let o = object(body)?;
-    let customer = UserId::parse(string(o, "customer")?).map_err(named("customer"))?;
+    let customer = customer(o, caller)?;
     let shipping_address = address(o.get("shipping_address"))?;
     let lines = lines(o.get("lines"))?;
     let coupon = optional_string(o, "coupon")?
@@ -315,10 +336,11 @@ fn place_order(body: &Value, headers: &HeaderMap) -> Result<PlaceOrder, DomainEr
         (status = 422, description = "`invalid_argument` naming the field (unknown, inactive or mixed-currency products name `lines`), or `unknown_code` naming `coupon` or `discount_code`", body = ErrorBody)))]
 pub(crate) async fn place(
     State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ServiceError> {
-    let order = place_order(&body, &headers)?;
+    let order = place_order(&body, &headers, &caller)?;
     let (order, replayed) = state.services.orders.place(order).await?;
     let view = Json(OrderView::from(order));
     Ok(if replayed {
@@ -372,12 +394,22 @@ fn query_time(
         (status = 422, description = "`invalid_argument` naming the parameter", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<OrderPageView>, ServiceError> {
+    // A customer lists its own orders only, whatever it asks for.
+    let customer = match (caller.customer()?, q.get("customer")) {
+        (Some(own), asked) => {
+            if let Some(asked) = asked {
+                caller.may_act_for(asked, "customer")?;
+            }
+            Some(own)
+        }
+        (None, asked) => asked.cloned(),
+    };
     let filter = OrderFilter {
-        customer: q
-            .get("customer")
-            .map(|c| UserId::parse(c).map_err(named("customer")))
+        customer: customer
+            .map(|c| UserId::parse(&c).map_err(named("customer")))
             .transpose()?,
         status: q.get("status").map(|s| OrderStatus::parse(s)).transpose()?,
         from: query_time(&q, "from")?,
@@ -400,10 +432,21 @@ pub(crate) async fn list(
         (status = 404, description = "No such order", body = ErrorBody)))]
 pub(crate) async fn read(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
 ) -> Result<Json<OrderView>, ServiceError> {
     let id = path_id(&raw, "order", positive)?;
-    Ok(Json(state.services.orders.get(id).await?.into()))
+    Ok(Json(visible_order(&state, &caller, id).await?.into()))
+}
+
+/// The order, if the caller may see it: a customer sees another customer's order as absent
+/// (404), so order ids tell nothing about other customers.
+async fn visible_order(state: &AppState, caller: &Caller, id: i64) -> Result<Order, ServiceError> {
+    let order = state.services.orders.get(id).await?;
+    match caller.customer()? {
+        Some(own) if own != order.customer => Err(ServiceError::NotFound { what: "order" }),
+        _ => Ok(order),
+    }
 }
 
 fn positive(raw: i64) -> Result<i64, DomainError> {
@@ -431,12 +474,28 @@ fn positive(raw: i64) -> Result<i64, DomainError> {
         (status = 422, description = "`invalid_argument` naming the field", body = ErrorBody)))]
 pub(crate) async fn change_status(
     State(state): State<AppState>,
+    caller: Caller,
     Path(raw): Path<String>,
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Json<OrderView>, ServiceError> {
     let order = path_id(&raw, "order", positive)?;
     let o = object(&body)?;
     let to = OrderStatus::parse(string(o, "status")?)?;
+    if let Some(role) = caller.role() {
+        if !may_set_order_status(role, to) {
+            return Err(ServiceError::Forbidden {
+                field: Some("status"),
+                message: format!(
+                    "status: the role {} may not move an order to {}",
+                    role.as_str(),
+                    to.as_str()
+                ),
+            });
+        }
+        if role == Role::Customer {
+            visible_order(&state, &caller, order).await?;
+        }
+    }
     let reason = optional_string(o, "reason")?
         .map(|r| Reason::parse(r).map(|r| r.as_str().to_owned()))
         .transpose()?;

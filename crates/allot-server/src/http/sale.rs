@@ -13,6 +13,7 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::auth::Caller;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
 use super::{AppState, rfc3339};
@@ -94,9 +95,14 @@ fn bad_param(e: DomainError) -> ServiceError {
         (status = 409, description = "`item_sold`, `user_limit_reached` or `no_active_sale`", body = ErrorBody)))]
 pub(crate) async fn checkout(
     State(state): State<AppState>,
+    caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<CheckoutView>, ServiceError> {
-    let user = UserId::parse(param(&q, "user_id")?).map_err(bad_param)?;
+    let user = match caller.user_field(q.get("user_id").map(String::as_str), "user_id")? {
+        Some(u) => u,
+        None => param(&q, "user_id")?.to_owned(),
+    };
+    let user = UserId::parse(&user).map_err(bad_param)?;
     let item = ItemId::parse(param(&q, "id")?).map_err(bad_param)?;
     let c = state.services.sales.checkout(user.clone(), item).await?;
     Ok(Json(CheckoutView {

@@ -6,6 +6,7 @@ use allot_domain::user::{IdempotencyKey, UserId};
 use allot_storage::Campaign;
 
 use crate::ServiceError;
+use crate::http::auth::Caller;
 use crate::pb::couponpb as pb;
 use crate::service::Services;
 use crate::service::campaign::new_campaign;
@@ -48,13 +49,17 @@ pub(crate) async fn get_campaign(
     })
 }
 
+/// `caller`: a customer issues only for itself (its own id when `user_id` is empty).
 pub(crate) async fn issue_coupon(
     services: &Services,
+    caller: Caller,
     req: pb::IssueCouponRequest,
 ) -> Result<pb::IssueCouponResponse, ServiceError> {
     let id = CampaignId::parse(req.campaign_id)?;
-    let user = (!req.user_id.is_empty())
-        .then(|| UserId::parse(&req.user_id))
+    let given = (!req.user_id.is_empty()).then_some(req.user_id.as_str());
+    let user = caller
+        .user_field(given, "user_id")?
+        .map(|u| UserId::parse(&u))
         .transpose()?;
     let key = (!req.idempotency_key.is_empty())
         .then(|| IdempotencyKey::parse(&req.idempotency_key))

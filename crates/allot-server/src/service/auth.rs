@@ -261,6 +261,31 @@ impl Auth {
         Ok((stored, key))
     }
 
+    /// Stores an API key made elsewhere (a deployment's secret store, a test harness), as a
+    /// hash like any other; answers the existing key when this one is stored already. The key
+    /// must start with `ak_` and carry at least 32 more characters.
+    pub async fn register_api_key(
+        &self,
+        name: &str,
+        key: &str,
+        role: Role,
+    ) -> Result<ApiKey, ServiceError> {
+        let random = key.strip_prefix(API_KEY_PREFIX).unwrap_or_default();
+        if random.len() < 32 || key.len() > 256 || !key.is_ascii() {
+            return Err(ServiceError::InvalidArgument {
+                field: "key",
+                message: format!("key: must be {API_KEY_PREFIX} and 32 to 253 ASCII characters"),
+            });
+        }
+        if let Some(existing) = self.api_key(key).await? {
+            return Ok(existing);
+        }
+        Ok(self
+            .store
+            .create_api_key(name.to_owned(), sha256_hex(key), role, self.clock.now())
+            .await?)
+    }
+
     pub async fn revoke_api_key(&self, id: i64) -> Result<(), ServiceError> {
         if self.store.revoke_api_key(id, self.clock.now()).await? {
             Ok(())

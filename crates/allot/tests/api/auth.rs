@@ -6,7 +6,7 @@ use std::time::Duration;
 use allot_domain::auth::{Email, Password, Role};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, http};
+use crate::helpers::{TestApp, anonymous, http};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -39,8 +39,9 @@ async fn post(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
+/// `/me` with only `header` as a credential (not the harness admin key).
 async fn me(app: &TestApp, header: (&str, String)) -> (u16, Value, Option<String>) {
-    let r = http()
+    let r = anonymous()
         .get(format!("{}/api/v1/auth/me", app.url()))
         .header(header.0, header.1)
         .send()
@@ -69,7 +70,7 @@ async fn login(app: &TestApp) -> Value {
     body
 }
 
-fn b64(bytes: &[u8]) -> String {
+pub(crate) fn b64(bytes: &[u8]) -> String {
     const A: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut out = String::new();
     for chunk in bytes.chunks(3) {
@@ -84,7 +85,7 @@ fn b64(bytes: &[u8]) -> String {
     out
 }
 
-fn claims(sub: i64) -> Value {
+pub(crate) fn claims(sub: i64) -> Value {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -93,7 +94,7 @@ fn claims(sub: i64) -> Value {
            "exp": now + 600, "iat": now, "jti": "x"})
 }
 
-fn signed(alg: jsonwebtoken::Algorithm, secret: &[u8], sub: i64) -> String {
+pub(crate) fn signed(alg: jsonwebtoken::Algorithm, secret: &[u8], sub: i64) -> String {
     jsonwebtoken::encode(
         &jsonwebtoken::Header::new(alg),
         &claims(sub),

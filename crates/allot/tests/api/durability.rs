@@ -215,7 +215,7 @@ async fn sigkill_loses_no_acknowledged_purchase_or_redemption() {
     let flags = ["--sale-items", "5000", "--sale-user-limit", "1000"];
     let mut server = backend.start_with(&flags);
     let base = server.url();
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http();
     let coupons: Vec<serde_json::Value> = (0..5_000)
         .map(|i| serde_json::json!({"code": format!("k-{i}"), "discount_kind": "FLAT", "discount_amount": 1,
                                     "expires_at": "2099-01-01T00:00:00Z", "max_uses": 1}))

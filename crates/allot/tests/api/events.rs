@@ -171,7 +171,16 @@ async fn every_capability_appends_its_events_in_order_and_refusals_append_none()
     )
     .await;
     assert_eq!(got[0]["payload"]["count"], 3);
-    assert_eq!(got[0]["actor"], "api");
+    // Made by the harness's API key, from this machine (tests/api/audit.rs for the rest).
+    let key = app
+        .services
+        .auth
+        .api_key(&crate::helpers::ADMIN_KEY)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got[0]["actor"], format!("api_key:{}", key.id));
+    assert_eq!(got[0]["source"], "127.0.0.1");
     assert_eq!(got[1]["payload"]["code"], code.as_str());
 
     // Campaigns: create, issue.
@@ -429,7 +438,7 @@ struct Sse {
 /// Reads `n` events from the stream at `base`, starting after `last_id` (sent as
 /// `Last-Event-ID`), then drops the connection.
 async fn read_stream(base: &str, query: &str, last_id: Option<i64>, n: usize) -> Vec<Sse> {
-    let client = reqwest::Client::new();
+    let client = crate::helpers::http();
     let mut req = client.get(format!("{base}/api/v1/events/stream{query}"));
     if let Some(id) = last_id {
         req = req.header("Last-Event-ID", id.to_string());
@@ -676,7 +685,7 @@ async fn a_reader_tailing_concurrent_writes_sees_every_event_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_open_stream_ends_when_the_server_stops() {
     let app = TestApp::spawn().await;
-    let r = reqwest::Client::new()
+    let r = crate::helpers::http()
         .get(format!(
             "{}/api/v1/events/stream?type=ProductDeleted",
             app.url()

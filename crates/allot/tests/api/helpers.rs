@@ -21,7 +21,46 @@ use rusqlite::{Connection, OpenFlags};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+/// The admin API key of every server the harness starts (made once per test run, stored in
+/// each server's database as a hash before it serves). [`http`], [`channel`] and the clients
+/// built on them send it, so a test acts as an admin unless it sends its own credential
+/// (`Authorization` wins over `X-Api-Key`) or uses [`anonymous`] or [`raw_channel`].
+pub static ADMIN_KEY: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| format!("ak_harness{:032x}", rand::random::<u128>()));
+
+/// Stores [`ADMIN_KEY`] in `store` (idempotent).
+pub async fn register_admin_key(auth: &allot_server::service::Auth) {
+    auth.register_api_key(
+        "test harness admin",
+        &ADMIN_KEY,
+        allot_domain::auth::Role::Admin,
+    )
+    .await
+    .expect("the harness admin key is stored");
+}
+
+/// Adds [`ADMIN_KEY`] to every gRPC call that carries no credential of its own.
+#[derive(Clone)]
+pub struct AdminKey;
+
+impl tonic::service::Interceptor for AdminKey {
+    fn call(
+        &mut self,
+        mut request: tonic::Request<()>,
+    ) -> Result<tonic::Request<()>, tonic::Status> {
+        let md = request.metadata_mut();
+        if !md.contains_key("authorization") && !md.contains_key("x-api-key") {
+            md.insert("x-api-key", ADMIN_KEY.parse().expect("ASCII key"));
+        }
+        Ok(request)
+    }
+}
+
+/// A gRPC channel that sends the harness admin key.
+pub type GrpcChannel = InterceptedService<Channel, AdminKey>;
 
 /// Logs stay quiet unless `TEST_LOG=1`.
 fn init_logs() {
@@ -102,6 +141,7 @@ impl TestApp {
             .expect("server builds");
         let addr = app.local_addr();
         let services = app.services().clone();
+        register_admin_key(&services.auth).await;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             app.run_until_stopped(async move {
@@ -126,11 +166,11 @@ impl TestApp {
         format!("http://{}", self.addr)
     }
 
-    pub async fn channel(&self) -> Channel {
+    pub async fn channel(&self) -> GrpcChannel {
         channel(self.addr).await
     }
 
-    pub async fn discount(&self) -> DiscountClient<Channel> {
+    pub async fn discount(&self) -> DiscountClient<GrpcChannel> {
         DiscountClient::new(self.channel().await)
     }
 
@@ -150,7 +190,13 @@ impl TestApp {
     }
 }
 
-pub async fn channel(addr: SocketAddr) -> Channel {
+/// A gRPC channel to `addr` that sends the harness admin key with every call.
+pub async fn channel(addr: SocketAddr) -> GrpcChannel {
+    InterceptedService::new(raw_channel(addr).await, AdminKey)
+}
+
+/// A gRPC channel to `addr` that sends no credential.
+pub async fn raw_channel(addr: SocketAddr) -> Channel {
     Endpoint::from_shared(format!("http://{addr}"))
         .unwrap()
         .tcp_nodelay(true)
@@ -160,7 +206,7 @@ pub async fn channel(addr: SocketAddr) -> Channel {
 }
 
 /// `n` independent HTTP/2 connections, to spread load the way many clients would.
-pub async fn channels(addr: SocketAddr, n: usize) -> Vec<Channel> {
+pub async fn channels(addr: SocketAddr, n: usize) -> Vec<GrpcChannel> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
         out.push(channel(addr).await);
@@ -168,7 +214,20 @@ pub async fn channels(addr: SocketAddr, n: usize) -> Vec<Channel> {
     out
 }
 
+/// An HTTP client that sends the harness admin key ([`ADMIN_KEY`]) unless a request sets
+/// `X-Api-Key` or `Authorization` itself.
 pub fn http() -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-api-key", ADMIN_KEY.parse().expect("ASCII key"));
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
+/// An HTTP client that sends no credential.
+pub fn anonymous() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()
@@ -342,6 +401,12 @@ impl ServerProcess {
 
     /// Like [`Self::start`], with more `allot serve` flags.
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> ServerProcess {
+        let database = flags
+            .iter()
+            .position(|f| *f == "--database")
+            .and_then(|i| flags.get(i + 1))
+            .map(|url| (*url).to_owned());
+        Self::register_admin_key(data_dir, database);
         let mut command = Command::new(env!("CARGO_BIN_EXE_allot"));
         if flags.contains(&"--database") {
             command.env("ALLOT_DATA_KEY", allot_testkit::TEST_DATA_KEY);
@@ -384,6 +449,38 @@ impl ServerProcess {
             data_dir: data_dir.to_owned(),
             child,
         }
+    }
+
+    /// Stores the harness admin key in the storage the server is about to open (before it
+    /// starts: SQLite's data directory is locked while a server runs), from a thread of its own
+    /// so that a test's runtime is not blocked on.
+    fn register_admin_key(data_dir: &Path, database: Option<String>) {
+        let data_dir = data_dir.to_owned();
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            runtime.block_on(async move {
+                let mut config = Config::for_data_dir(data_dir);
+                if database.is_some() {
+                    config.data_key = Some(test_data_key());
+                }
+                config.database = database;
+                let store = allot_server::open_store(&config)
+                    .await
+                    .expect("storage opens");
+                let auth = allot_server::service::Auth::new(
+                    store.clone(),
+                    Arc::new(SystemClock),
+                    &config.auth,
+                );
+                register_admin_key(&auth).await;
+                store.close().await.expect("storage closes");
+            });
+        })
+        .join()
+        .expect("the admin key is stored");
     }
 
     pub fn url(&self) -> String {
@@ -451,7 +548,7 @@ pub async fn connect_json(
     (status, body)
 }
 
-pub fn coupon_client(channel: Channel) -> CouponServiceClient<Channel> {
+pub fn coupon_client(channel: GrpcChannel) -> CouponServiceClient<GrpcChannel> {
     CouponServiceClient::new(channel).max_decoding_message_size(usize::MAX)
 }
 
@@ -463,7 +560,7 @@ pub fn timestamp(ms: i64) -> prost_types::Timestamp {
 }
 
 /// Creates a campaign over gRPC that opened a minute ago (by the system clock).
-pub async fn open_campaign(client: &mut CouponServiceClient<Channel>, total: i64) -> i64 {
+pub async fn open_campaign(client: &mut CouponServiceClient<GrpcChannel>, total: i64) -> i64 {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -483,7 +580,7 @@ pub async fn open_campaign(client: &mut CouponServiceClient<Channel>, total: i64
 
 /// `clients` gRPC clients spread over `channels`, each issuing from the campaign until it is
 /// sold out; answers every code received. Any answer but a code or RESOURCE_EXHAUSTED fails.
-pub async fn race_for_campaign(channels: &[Channel], id: i64, clients: usize) -> Vec<String> {
+pub async fn race_for_campaign(channels: &[GrpcChannel], id: i64, clients: usize) -> Vec<String> {
     let racers = (0..clients).map(|i| {
         let mut client = coupon_client(channels[i % channels.len()].clone());
         tokio::spawn(async move {

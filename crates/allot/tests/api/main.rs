@@ -18,4 +18,5 @@ mod megadeal_global;
 mod orders;
 mod personal_data;
 mod postgres;
+mod roles;
 mod sale;

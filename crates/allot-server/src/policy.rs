@@ -1,0 +1,482 @@
+//! Who may call what: one table for every route of every transport (REST by method and route
+//! template, gRPC and Connect by method path), enforced by one middleware over the whole router
+//! (`http::auth::authorize`). A route missing from the table is admin only (fail closed).
+//!
+//! Finer rules that depend on the request live beside the handlers and are named in `note`:
+//! a customer acts only for itself (its user id is its account id in decimal), sees only its own
+//! orders, and moves only its own orders to the statuses [`may_set_order_status`] allows.
+
+use allot_domain::auth::Role;
+use allot_domain::order::OrderStatus;
+
+/// Who may make a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, without a credential.
+    Public,
+    /// Any valid credential, whatever its role.
+    SignedIn,
+    /// A credential with one of these roles.
+    Roles(&'static [Role]),
+}
+
+impl Access {
+    pub fn allows(self, role: Role) -> bool {
+        match self {
+            Access::Public | Access::SignedIn => true,
+            Access::Roles(roles) => roles.contains(&role),
+        }
+    }
+
+    /// For the README and error messages: `public`, `signed in` or the roles, comma separated.
+    pub fn describe(self) -> String {
+        match self {
+            Access::Public => "public".to_owned(),
+            Access::SignedIn => "signed in (any role)".to_owned(),
+            Access::Roles(roles) => roles
+                .iter()
+                .map(|r| r.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+}
+
+/// Which protocol a rule's path belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// REST: a route template as the router declares it (`/api/v1/orders/{order_id}`).
+    Rest,
+    /// gRPC (and Connect for `couponpb.CouponService`): `/package.Service/Method`.
+    Rpc,
+}
+
+/// One line of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Rule {
+    /// `GET`, `POST`, `PUT`, `DELETE`, or `*` for any method.
+    pub method: &'static str,
+    /// A route template or RPC method path; ending in `*`, a prefix (a family of routes, some
+    /// of them built elsewhere: `/api/v1/notifications*`).
+    pub path: &'static str,
+    pub transport: Transport,
+    pub access: Access,
+    /// One of the original public contracts' customer-facing calls: served without a
+    /// credential too when `open_public_contracts` is set.
+    pub open_contract: bool,
+    /// What the handler checks beyond the role, for the README.
+    pub note: &'static str,
+}
+
+impl Rule {
+    fn matches(&self, method: &str, route: &str) -> bool {
+        (self.method == "*" || self.method == method)
+            && match self.path.strip_suffix('*') {
+                Some(prefix) => route.starts_with(prefix),
+                None => self.path == route,
+            }
+    }
+
+    pub fn is_prefix(&self) -> bool {
+        self.path.ends_with('*')
+    }
+}
+
+use Role::{Admin, Customer, Marketing, Support, Warehouse};
+
+const ADMIN: &[Role] = &[Admin];
+const MARKETING: &[Role] = &[Admin, Marketing];
+const MARKETING_AND_CUSTOMERS: &[Role] = &[Admin, Marketing, Customer];
+const MARKETING_AND_SUPPORT: &[Role] = &[Admin, Marketing, Support];
+const WAREHOUSE: &[Role] = &[Admin, Warehouse];
+const ORDER_PLACERS: &[Role] = &[Admin, Customer];
+const ORDER_READERS: &[Role] = &[Admin, Support, Warehouse, Customer];
+const NOTIFICATION_SENDERS: &[Role] = &[Admin, Support];
+
+const fn rest(method: &'static str, path: &'static str, access: Access) -> Rule {
+    Rule {
+        method,
+        path,
+        transport: Transport::Rest,
+        access,
+        open_contract: false,
+        note: "",
+    }
+}
+
+const fn rpc(path: &'static str, access: Access) -> Rule {
+    Rule {
+        method: "POST",
+        path,
+        transport: Transport::Rpc,
+        access,
+        open_contract: false,
+        note: "",
+    }
+}
+
+const fn open(rule: Rule) -> Rule {
+    Rule {
+        open_contract: true,
+        ..rule
+    }
+}
+
+const fn note(rule: Rule, note: &'static str) -> Rule {
+    Rule { note, ..rule }
+}
+
+const OWN_ID: &str = "a customer only for its own user id";
+
+/// The table. The first rule that matches wins, so a specific path comes before a prefix that
+/// also covers it.
+pub const RULES: &[Rule] = &[
+    // Probes, metrics, API documents and signing in.
+    rest("GET", "/health", Access::Public),
+    rest("GET", "/ready", Access::Public),
+    note(
+        rest("GET", "/metrics", Access::Public),
+        "keep the port off the internet or filter /metrics at the proxy",
+    ),
+    rest("GET", "/api/v1/openapi.json", Access::Public),
+    rest("GET", "/api/v1/docs", Access::Public),
+    rest("GET", "/api/v1/docs/*", Access::Public),
+    rpc("/grpc.health.v1.Health/*", Access::Public),
+    rpc("/grpc.reflection.v1.ServerReflection/*", Access::Public),
+    rpc(
+        "/grpc.reflection.v1alpha.ServerReflection/*",
+        Access::Public,
+    ),
+    rest("POST", "/api/v1/auth/login", Access::Public),
+    rest("POST", "/api/v1/auth/refresh", Access::Public),
+    note(
+        rest("POST", "/api/v1/auth/logout", Access::Public),
+        "the refresh token in the body is the credential",
+    ),
+    rest("GET", "/api/v1/auth/me", Access::SignedIn),
+    note(
+        rest("POST", "/api/v1/auth/password", Access::SignedIn),
+        "users only, not API keys",
+    ),
+    // Discount codes.
+    rest(
+        "POST",
+        "/api/v1/discount-codes/batches",
+        Access::Roles(MARKETING),
+    ),
+    rest(
+        "GET",
+        "/api/v1/discount-codes/{code}",
+        Access::Roles(MARKETING),
+    ),
+    rest(
+        "POST",
+        "/api/v1/discount-codes/{code}/use",
+        Access::Roles(MARKETING_AND_CUSTOMERS),
+    ),
+    rpc("/discount.Discount/Generate", Access::Roles(MARKETING)),
+    open(rpc(
+        "/discount.Discount/UseCode",
+        Access::Roles(MARKETING_AND_CUSTOMERS),
+    )),
+    // Campaigns (REST, and gRPC and Connect on the same paths).
+    rest("POST", "/api/v1/campaigns", Access::Roles(MARKETING)),
+    rest(
+        "GET",
+        "/api/v1/campaigns/{id}",
+        Access::Roles(MARKETING_AND_CUSTOMERS),
+    ),
+    note(
+        rest(
+            "GET",
+            "/api/v1/campaigns/{id}/coupons",
+            Access::Roles(MARKETING),
+        ),
+        "every issued code and its holder",
+    ),
+    note(
+        rest(
+            "POST",
+            "/api/v1/campaigns/{id}/coupons",
+            Access::Roles(MARKETING_AND_CUSTOMERS),
+        ),
+        "user_id: a customer only its own (its own when left out)",
+    ),
+    rpc(
+        "/couponpb.CouponService/CreateCampaign",
+        Access::Roles(MARKETING),
+    ),
+    open(rpc(
+        "/couponpb.CouponService/GetCampaign",
+        Access::Roles(MARKETING_AND_CUSTOMERS),
+    )),
+    open(note(
+        rpc(
+            "/couponpb.CouponService/IssueCoupon",
+            Access::Roles(MARKETING_AND_CUSTOMERS),
+        ),
+        "user_id: a customer only its own (its own when left out)",
+    )),
+    // Uploaded coupons.
+    rest("POST", "/api/v1/coupons", Access::Roles(MARKETING)),
+    rest("POST", "/api/v1/coupons/csv", Access::Roles(MARKETING)),
+    note(
+        rest(
+            "POST",
+            "/api/v1/coupons/requests",
+            Access::Roles(MARKETING_AND_CUSTOMERS),
+        ),
+        OWN_ID,
+    ),
+    note(
+        rest(
+            "GET",
+            "/api/v1/coupons/requests/{ticket}",
+            Access::Roles(MARKETING_AND_CUSTOMERS),
+        ),
+        OWN_ID,
+    ),
+    rest("GET", "/api/v1/coupons/stats", Access::Roles(MARKETING)),
+    rest("POST", "/api/v1/coupons/purge", Access::Roles(MARKETING)),
+    rest("GET", "/api/v1/coupons/megadeal", Access::Roles(MARKETING)),
+    rest(
+        "GET",
+        "/api/v1/coupons/{code}",
+        Access::Roles(MARKETING_AND_SUPPORT),
+    ),
+    note(
+        rest(
+            "POST",
+            "/api/v1/coupons/{code}/validate",
+            Access::Roles(MARKETING_AND_CUSTOMERS),
+        ),
+        OWN_ID,
+    ),
+    note(
+        rest(
+            "POST",
+            "/api/v1/coupons/{code}/redeem",
+            Access::Roles(MARKETING_AND_CUSTOMERS),
+        ),
+        OWN_ID,
+    ),
+    rest("GET", "/api/v1/redemptions", Access::Roles(MARKETING)),
+    // Flash sales: the original checkout and purchase paths, and reads.
+    open(note(
+        rest("POST", "/checkout", Access::Roles(MARKETING_AND_CUSTOMERS)),
+        OWN_ID,
+    )),
+    open(rest(
+        "POST",
+        "/purchase",
+        Access::Roles(MARKETING_AND_CUSTOMERS),
+    )),
+    open(rest(
+        "GET",
+        "/api/v1/sales/current",
+        Access::Roles(MARKETING_AND_CUSTOMERS),
+    )),
+    open(rest(
+        "GET",
+        "/api/v1/sales/{id}",
+        Access::Roles(MARKETING_AND_CUSTOMERS),
+    )),
+    open(rest(
+        "GET",
+        "/api/v1/sales/{id}/items",
+        Access::Roles(MARKETING_AND_CUSTOMERS),
+    )),
+    rest(
+        "GET",
+        "/api/v1/sales/{id}/purchases",
+        Access::Roles(MARKETING),
+    ),
+    // Catalog: reads for anyone signed in; products and categories written by admins;
+    // warehouses by warehouse staff.
+    rest("GET", "/api/v1/products", Access::SignedIn),
+    rest("POST", "/api/v1/products", Access::Roles(ADMIN)),
+    rest("GET", "/api/v1/products/{id}", Access::SignedIn),
+    rest("PUT", "/api/v1/products/{id}", Access::Roles(ADMIN)),
+    rest("DELETE", "/api/v1/products/{id}", Access::Roles(ADMIN)),
+    rest("GET", "/api/v1/categories", Access::SignedIn),
+    rest("POST", "/api/v1/categories", Access::Roles(ADMIN)),
+    rest("GET", "/api/v1/categories/tree", Access::SignedIn),
+    rest("GET", "/api/v1/categories/{id}", Access::SignedIn),
+    rest("PUT", "/api/v1/categories/{id}", Access::Roles(ADMIN)),
+    rest("DELETE", "/api/v1/categories/{id}", Access::Roles(ADMIN)),
+    rest("GET", "/api/v1/warehouses", Access::Roles(WAREHOUSE)),
+    rest("POST", "/api/v1/warehouses", Access::Roles(WAREHOUSE)),
+    rest("GET", "/api/v1/warehouses/{id}", Access::Roles(WAREHOUSE)),
+    rest("PUT", "/api/v1/warehouses/{id}", Access::Roles(WAREHOUSE)),
+    rest(
+        "DELETE",
+        "/api/v1/warehouses/{id}",
+        Access::Roles(WAREHOUSE),
+    ),
+    // Inventory.
+    rest("GET", "/api/v1/inventory", Access::Roles(WAREHOUSE)),
+    rest("GET", "/api/v1/inventory/alerts", Access::Roles(WAREHOUSE)),
+    rest(
+        "POST",
+        "/api/v1/inventory/reserve",
+        Access::Roles(WAREHOUSE),
+    ),
+    rest(
+        "POST",
+        "/api/v1/inventory/release",
+        Access::Roles(WAREHOUSE),
+    ),
+    rest(
+        "POST",
+        "/api/v1/inventory/confirm",
+        Access::Roles(WAREHOUSE),
+    ),
+    rest("POST", "/api/v1/inventory/adjust", Access::Roles(WAREHOUSE)),
+    rest(
+        "GET",
+        "/api/v1/inventory/reservations/{reservation_id}",
+        Access::Roles(WAREHOUSE),
+    ),
+    rest(
+        "GET",
+        "/api/v1/inventory/{product_id}",
+        Access::Roles(WAREHOUSE),
+    ),
+    rest(
+        "PUT",
+        "/api/v1/inventory/{product_id}/reorder",
+        Access::Roles(WAREHOUSE),
+    ),
+    // Orders.
+    note(
+        rest("POST", "/api/v1/orders", Access::Roles(ORDER_PLACERS)),
+        "customer: a customer only itself (itself when left out)",
+    ),
+    note(
+        rest("GET", "/api/v1/orders", Access::Roles(ORDER_READERS)),
+        "a customer lists only its own",
+    ),
+    note(
+        rest(
+            "GET",
+            "/api/v1/orders/{order_id}",
+            Access::Roles(ORDER_READERS),
+        ),
+        "a customer reads only its own (404 for another's)",
+    ),
+    note(
+        rest(
+            "PUT",
+            "/api/v1/orders/{order_id}/status",
+            Access::Roles(ORDER_READERS),
+        ),
+        "warehouse: fulfilled, delivered, returned; customer: its own, to cancelled or \
+         return_requested; admin and support: any",
+    ),
+    // The event log and what is built on it: admins only (payloads carry every capability's
+    // data, personal data included).
+    rest("GET", "/api/v1/events", Access::Roles(ADMIN)),
+    rest("GET", "/api/v1/events/stream", Access::Roles(ADMIN)),
+    rest("*", "/api/v1/audit*", Access::Roles(ADMIN)),
+    rest("*", "/api/v1/webhooks*", Access::Roles(ADMIN)),
+    // Notifications: templates by marketing, direct sends and delivery states by support, each
+    // user's own inbox and preferences by everyone signed in.
+    rest(
+        "*",
+        "/api/v1/notifications/templates*",
+        Access::Roles(MARKETING),
+    ),
+    rest(
+        "*",
+        "/api/v1/notifications/rules*",
+        Access::Roles(MARKETING),
+    ),
+    rest(
+        "GET",
+        "/api/v1/notifications/status/*",
+        Access::Roles(NOTIFICATION_SENDERS),
+    ),
+    rest(
+        "POST",
+        "/api/v1/notifications",
+        Access::Roles(NOTIFICATION_SENDERS),
+    ),
+    note(
+        rest("*", "/api/v1/notifications*", Access::SignedIn),
+        "the caller's own inbox and preferences",
+    ),
+];
+
+/// What a route not in the table gets: admins only.
+pub const DEFAULT_ACCESS: Access = Access::Roles(ADMIN);
+
+/// The rule for a call, if the table has one: `route` is the REST route template, or the path
+/// of an RPC.
+pub fn rule_for(method: &str, route: &str) -> Option<&'static Rule> {
+    RULES.iter().find(|r| r.matches(method, route))
+}
+
+/// Whether `role` may move an order to `to` (beyond that, a customer only its own orders).
+pub fn may_set_order_status(role: Role, to: OrderStatus) -> bool {
+    match role {
+        Admin | Support => true,
+        Warehouse => matches!(
+            to,
+            OrderStatus::Fulfilled | OrderStatus::Delivered | OrderStatus::Returned
+        ),
+        Customer => matches!(to, OrderStatus::Cancelled | OrderStatus::ReturnRequested),
+        Marketing => false,
+    }
+}
+
+/// The table as the README shows it, one Markdown row per rule; a test keeps the README equal
+/// to it.
+pub fn markdown_table() -> String {
+    let mut out = String::from(
+        "| Method | Route or RPC | Who | Open with `open_public_contracts` | Also |\n\
+         |---|---|---|---|---|\n",
+    );
+    for r in RULES {
+        out.push_str(&format!(
+            "| {} | `{}` | {} | {} | {} |\n",
+            r.method,
+            r.path,
+            r.access.describe(),
+            if r.open_contract { "yes" } else { "" },
+            r.note
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_matching_rule_wins_and_prefixes_cover_families() {
+        assert_eq!(
+            rule_for("POST", "/api/v1/notifications").unwrap().access,
+            Access::Roles(NOTIFICATION_SENDERS)
+        );
+        assert_eq!(
+            rule_for("GET", "/api/v1/notifications").unwrap().access,
+            Access::SignedIn
+        );
+        assert_eq!(
+            rule_for("PUT", "/api/v1/notifications/templates/3")
+                .unwrap()
+                .access,
+            Access::Roles(MARKETING)
+        );
+        assert!(rule_for("GET", "/api/v1/nothing-here").is_none());
+        assert!(rule_for("DELETE", "/api/v1/orders").is_none());
+    }
+
+    #[test]
+    fn admins_may_do_everything_in_the_table() {
+        for r in RULES {
+            assert!(r.access.allows(Admin), "{} {}", r.method, r.path);
+        }
+    }
+}
