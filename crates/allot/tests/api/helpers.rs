@@ -129,12 +129,15 @@ impl TestApp {
         let pg = (backend() == "postgres").then(allot_testkit::PgCluster::start);
         if let Some(pg) = &pg {
             config.database = Some(pg.url());
-            config.data_key = Some(test_data_key());
         }
         // The suite drives thousands of code uses and sign-ins from one address: limits off,
         // except in the tests of the limits themselves (`configure`).
         config.rate_limits = allot_server::rate_limit::RateLimitSettings::OFF;
         configure(&mut config);
+        // PostgreSQL (the suite's, or a test's own cluster) needs the key; SQLite makes one.
+        if config.database.is_some() && config.data_key.is_none() {
+            config.data_key = Some(test_data_key());
+        }
         let database = config.database.clone();
         let app = Application::build(config, clock)
             .await
