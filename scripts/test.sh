@@ -15,6 +15,10 @@ if ! command -v redis-server >/dev/null 2>&1 && [ ! -x /usr/bin/redis-server ]; 
   echo "redis-server not found; installing it with apt-get"
   apt-get update -qq && apt-get install -y -qq redis-server >/dev/null
 fi
+if ! /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  echo "python3-aiosmtpd not found; installing it with apt-get (the test SMTP server)"
+  apt-get update -qq && apt-get install -y -qq python3-aiosmtpd >/dev/null
+fi
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

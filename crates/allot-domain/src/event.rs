@@ -67,6 +67,9 @@ event_types!(
     InventoryThresholdCleared,
     OrderCreated,
     OrderStatusChanged,
+    NotificationQueued,
+    NotificationSent,
+    NotificationFailed,
 );
 
 /// Who made a change. Requests are made by their principal (`user:<id>`, `api_key:<id>`, or
@@ -75,6 +78,7 @@ pub const ACTOR_API: &str = "api";
 pub const ACTOR_SALE_OPENER: &str = "system:sale-opener";
 pub const ACTOR_RESERVATION_EXPIRY: &str = "system:reservation-expiry";
 pub const ACTOR_COUPON_PURGE: &str = "system:coupon-purge";
+pub const ACTOR_NOTIFIER: &str = "system:notifier";
 
 /// The principal behind a change, as recorded on its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -102,6 +106,7 @@ impl Actor {
             ACTOR_SALE_OPENER => Some(Actor::System(ACTOR_SALE_OPENER)),
             ACTOR_RESERVATION_EXPIRY => Some(Actor::System(ACTOR_RESERVATION_EXPIRY)),
             ACTOR_COUPON_PURGE => Some(Actor::System(ACTOR_COUPON_PURGE)),
+            ACTOR_NOTIFIER => Some(Actor::System(ACTOR_NOTIFIER)),
             _ => {
                 if let Some(rest) = text.strip_prefix("user:") {
                     id(rest).map(Actor::User)

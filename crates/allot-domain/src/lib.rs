@@ -13,6 +13,7 @@ pub mod discount;
 pub mod error;
 pub mod event;
 pub mod inventory;
+pub mod notification;
 pub mod order;
 pub mod sale;
 

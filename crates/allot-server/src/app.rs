@@ -90,7 +90,8 @@ impl Application {
             redis,
             config.discount_code_percent,
             &config.auth,
-        );
+        )
+        .with_notifications(&config.notifications);
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let rate_limits = Arc::new(crate::rate_limit::RateLimits::new(config.rate_limits));
         let state = http::AppState {
@@ -161,6 +162,7 @@ impl Application {
     ) -> Result<(), AppError> {
         let grace = self.config.shutdown_grace;
         let jobs = crate::jobs::start(&self.services, &self.config);
+        let notifier = crate::notifier::start(self.services.notifications.clone());
         let stopping_tx = self.stopping;
         let stopping_rx = stopping_tx.subscribe();
         let signal = async move {
@@ -189,6 +191,7 @@ impl Application {
             }
         };
         jobs.stop().await;
+        notifier.stop().await;
         let closed = self.services.store.close().await;
         tracing::info!("storage closed");
         served?;

@@ -13,6 +13,7 @@ use allot_storage::crypto::DataKey;
 
 use crate::rate_limit::RateLimitSettings;
 use crate::service::admission::AdmissionLimits;
+use crate::service::notification::NotificationSettings;
 use crate::service::sale::SaleSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -277,6 +278,8 @@ struct FileConfig {
     jwt_secret: Option<Secret>,
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
     trust_forwarded_for: Option<bool>,
     open_public_contracts: Option<bool>,
     login_rate_per_ip_per_min: Option<u32>,
@@ -310,6 +313,8 @@ pub struct Config {
     pub megadeal: AdmissionLimits,
     pub sales: SaleSettings,
     pub auth: AuthSettings,
+    /// SMTP and the notification workers.
+    pub notifications: NotificationSettings,
     /// True: the client's address is the last `X-Forwarded-For` entry (behind a proxy).
     pub trust_forwarded_for: bool,
     pub rate_limits: RateLimitSettings,
@@ -352,6 +357,7 @@ impl Config {
             megadeal: AdmissionLimits::default(),
             sales: SaleSettings::default(),
             auth: AuthSettings::default(),
+            notifications: NotificationSettings::default(),
             trust_forwarded_for: false,
             rate_limits: RateLimitSettings::default(),
         }
@@ -398,8 +404,13 @@ impl ServeArgs {
                 .or(file.open_public_contracts)
                 .unwrap_or(false),
         };
+        let notifications = notification_settings(
+            self.smtp_url.or(file.smtp_url),
+            self.smtp_from.or(file.smtp_from),
+        )?;
         Ok(Config {
             auth,
+            notifications,
             listen: self
                 .listen
                 .or(file.listen)
@@ -518,6 +529,25 @@ impl ServeArgs {
             },
         })
     }
+}
+
+/// SMTP settings, checked: a URL that is not plain `smtp://` or a From that is not an address
+/// stops the start instead of failing every email later.
+fn notification_settings(
+    smtp_url: Option<String>,
+    smtp_from: Option<String>,
+) -> Result<NotificationSettings, ConfigError> {
+    let mut settings = NotificationSettings::default();
+    if let Some(url) = &smtp_url {
+        crate::notifier::SmtpTarget::parse(url).map_err(ConfigError::Invalid)?;
+    }
+    if let Some(from) = smtp_from {
+        from.parse::<lettre::message::Mailbox>()
+            .map_err(|e| ConfigError::Invalid(format!("smtp_from: {e}")))?;
+        settings.smtp_from = from;
+    }
+    settings.smtp_url = smtp_url;
+    Ok(settings)
 }
 
 fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {

@@ -133,6 +133,12 @@ pub enum ServiceError {
     /// A fault of ours. The cause is logged; the client sees a generic message.
     #[error("internal error")]
     Internal(#[source] StorageError),
+    /// A notification template with this name exists.
+    #[error("a notification template with this name exists")]
+    TemplateNameTaken,
+    /// A notification rule uses the template, so it cannot be deleted.
+    #[error("the template is used by rule {rule}; point the rule at another template first")]
+    TemplateInUse { rule: String },
 }
 
 /// One bad entry of a batch request.
@@ -210,6 +216,9 @@ impl ServiceError {
             ServiceError::Crypto(_) => ErrorKind::Internal,
             ServiceError::Unavailable(_) => ErrorKind::Unavailable,
             ServiceError::Internal(_) => ErrorKind::Internal,
+            ServiceError::TemplateNameTaken | ServiceError::TemplateInUse { .. } => {
+                ErrorKind::Conflict
+            }
         }
     }
 
@@ -259,6 +268,8 @@ impl ServiceError {
             ServiceError::Crypto(_) => "internal",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::Internal(_) => "internal",
+            ServiceError::TemplateNameTaken => "template_name_taken",
+            ServiceError::TemplateInUse { .. } => "template_in_use",
         }
     }
 

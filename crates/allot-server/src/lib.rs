@@ -14,6 +14,7 @@ mod grpc;
 mod http;
 mod jobs;
 mod metrics;
+mod notifier;
 pub mod pb;
 pub mod policy;
 pub mod rate_limit;

@@ -12,6 +12,7 @@ pub mod event;
 pub mod idempotency;
 pub mod inventory;
 pub mod migrations;
+pub mod notification;
 pub mod order;
 pub mod origin;
 pub mod postgres;
@@ -38,6 +39,7 @@ pub use inventory::{
     AlertQuery, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
     NewReservation, ProductInventory, Reservation, StockAlert, StockLevel,
 };
+pub use notification::NotificationStore;
 pub use order::{
     AppliedCode, Created, NewOrder, Order, OrderLine, OrderQuery, OrderRefusal, OrderResult,
     OrderStore, StatusChange, StatusRequest,
@@ -56,6 +58,7 @@ pub trait Store:
     + OrderStore
     + UserStore
     + EventStore
+    + NotificationStore
     + Send
     + Sync
     + 'static

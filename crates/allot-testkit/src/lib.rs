@@ -1,5 +1,5 @@
 //! Real servers for tests, never mocks: each test gets its own PostgreSQL cluster (and Redis
-//! server, `RedisServer`) on a temporary directory and a free port, stopped and removed when
+//! server, `RedisServer`, and SMTP server, `SmtpServer`) on a temporary directory and a free port, stopped and removed when
 //! dropped.
 //!
 //! A missing server binary is a test failure, not a skip: CI must notice.
@@ -12,8 +12,10 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 mod redis;
+mod smtp;
 
 pub use redis::RedisServer;
+pub use smtp::{ReceivedMail, SmtpServer};
 
 /// The data key (base64 of 32 bytes) the tests seal personal data with: a fixed, public key,
 /// for tests only. Every server and store a test opens on one database must share it.

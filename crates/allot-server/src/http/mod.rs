@@ -14,6 +14,7 @@ mod health;
 pub(crate) mod idempotency;
 mod inventory;
 mod json;
+mod notification;
 mod openapi;
 mod order;
 mod sale;
@@ -51,6 +52,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(inventory::routes())
         .merge(order::routes())
+        .merge(notification::routes())
         .merge(event::routes())
         .merge(audit::routes())
         .merge(auth::routes())

@@ -4,6 +4,7 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::notification;
 use super::{
     audit, auth, campaign, catalog, coupon, discount, error, event, health, inventory, order, sale,
 };
@@ -79,6 +80,19 @@ use super::{
         auth::logout,
         auth::me,
         auth::change_password,
+        notification::create_template,
+        notification::list_templates,
+        notification::read_template,
+        notification::update_template,
+        notification::delete_template,
+        notification::list_rules,
+        notification::update_rule,
+        notification::read_preferences,
+        notification::set_preferences,
+        notification::inbox,
+        notification::mark_read,
+        notification::send,
+        notification::status,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, crate::error::EntryError)),
     tags(
@@ -91,6 +105,7 @@ use super::{
         (name = "inventory", description = "Stock per product and warehouse: reservations that expire, adjustments, the ledger, low-stock alerts"),
         (name = "auth", description = "Users, passwords, access and refresh tokens, API keys (not yet required by the other endpoints)"),
         (name = "audit", description = "The audit log: who did what, when and from where (admins)"),
+        (name = "notifications", description = "Templates, rules that turn events into notifications, preferences, the inbox, direct sends and delivery status"),
         (name = "events", description = "The event log: every state change, in commit order, as pages or a live stream"),
         (name = "orders", description = "Orders: stock reserved and codes used in one atomic step, server-side prices, the status workflow, idempotent placing"),
     )

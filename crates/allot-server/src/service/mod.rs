@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod coupon;
 pub mod discount;
 pub mod inventory;
+pub mod notification;
 pub mod order;
 pub mod sale;
 
@@ -24,6 +25,7 @@ pub use catalog::Catalog;
 pub use coupon::Coupons;
 pub use discount::DiscountCodes;
 pub use inventory::Inventory;
+pub use notification::Notifications;
 pub use order::Orders;
 pub use sale::FlashSales;
 
@@ -40,6 +42,7 @@ pub struct Services {
     pub inventory: Arc<Inventory>,
     pub orders: Arc<Orders>,
     pub auth: Arc<Auth>,
+    pub notifications: Arc<Notifications>,
 }
 
 impl Services {
@@ -65,8 +68,23 @@ impl Services {
                 discount_code_percent,
             )),
             auth: Arc::new(Auth::new(store.clone(), clock.clone(), auth)),
+            notifications: Arc::new(Notifications::new(
+                store.clone(),
+                clock.clone(),
+                notification::NotificationSettings::default(),
+            )),
             store,
             clock,
         }
+    }
+
+    /// The same services with notifications delivered by `settings` (SMTP, retries).
+    pub fn with_notifications(mut self, settings: &notification::NotificationSettings) -> Self {
+        self.notifications = Arc::new(Notifications::new(
+            self.store.clone(),
+            self.clock.clone(),
+            settings.clone(),
+        ));
+        self
     }
 }

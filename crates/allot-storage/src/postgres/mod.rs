@@ -11,6 +11,7 @@ mod event;
 mod idempotency;
 mod inventory;
 pub mod migrate;
+mod notification;
 mod order;
 mod order_batch;
 mod personal;

@@ -13,6 +13,7 @@ mod event;
 mod idempotency;
 mod inventory;
 mod migrate;
+mod notification;
 mod order;
 mod personal;
 mod reader;

@@ -15,6 +15,7 @@ mod house;
 mod idempotency;
 mod inventory;
 mod megadeal_global;
+mod notifications;
 mod orders;
 mod personal_data;
 mod postgres;

@@ -1,0 +1,153 @@
+//! Notifications (issue 8): the channels a message travels by, the names of templates and
+//! rules, a notification's delivery status and the retry schedule.
+
+use std::fmt;
+
+use crate::DomainError;
+
+/// How a notification reaches its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Channel {
+    /// Sent over SMTP to the user's email address.
+    Email,
+    /// Stored in the user's inbox (`GET /api/v1/notifications`).
+    InApp,
+}
+
+impl Channel {
+    pub const ALL: [Channel; 2] = [Channel::Email, Channel::InApp];
+
+    pub fn parse_field(raw: &str, field: &'static str) -> Result<Self, DomainError> {
+        Channel::ALL
+            .into_iter()
+            .find(|c| c.as_str() == raw)
+            .ok_or_else(|| DomainError::invalid(field, "must be email or in_app"))
+    }
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Channel::Email => "email",
+            Channel::InApp => "in_app",
+        }
+    }
+}
+
+impl fmt::Display for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Longest template or rule name, in bytes.
+pub const NAME_LEN_MAX: usize = 64;
+
+/// The name of a template or a rule: 1 to 64 of `a-z`, `0-9`, `_`, `-`, starting with a
+/// letter (so it can never be mistaken for a numeric id in a path).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Name(String);
+
+impl Name {
+    pub fn parse_field(raw: &str, field: &'static str) -> Result<Self, DomainError> {
+        let ok_chars = raw
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        let starts = raw.bytes().next().is_some_and(|b| b.is_ascii_lowercase());
+        if raw.is_empty() || raw.len() > NAME_LEN_MAX || !ok_chars || !starts {
+            return Err(DomainError::invalid(
+                field,
+                format!(
+                    "must be 1 to {NAME_LEN_MAX} characters of a-z, 0-9, _ and -, starting with \
+                     a letter"
+                ),
+            ));
+        }
+        Ok(Name(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Name {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Where a notification is in its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryStatus {
+    /// Waiting for its first attempt.
+    Queued,
+    /// Delivered: in the inbox (in-app) or accepted by the SMTP server (email).
+    Sent,
+    /// The last attempt failed; retried at `next_attempt_at` unless that is empty (given up).
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Queued => "queued",
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        [
+            DeliveryStatus::Queued,
+            DeliveryStatus::Sent,
+            DeliveryStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == raw)
+    }
+}
+
+/// When to try again after `attempts` failed attempts: `base_ms` doubled per attempt, capped
+/// at `max_ms`; `None` once `attempts` reached `attempts_max` (give up).
+pub fn retry_delay_ms(attempts: u32, attempts_max: u32, base_ms: u64, max_ms: u64) -> Option<u64> {
+    if attempts >= attempts_max {
+        return None;
+    }
+    let shift = attempts.saturating_sub(1).min(30);
+    Some(base_ms.saturating_mul(1u64 << shift).min(max_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_lowercase_words_starting_with_a_letter() {
+        assert!(Name::parse_field("low_stock", "name").is_ok());
+        assert!(Name::parse_field("order-status-2", "name").is_ok());
+        for bad in ["", "7up", "Low", "a b", "é", &"a".repeat(65)] {
+            assert_eq!(
+                Name::parse_field(bad, "name").unwrap_err().field(),
+                "name",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn channels_and_statuses_round_trip() {
+        for c in Channel::ALL {
+            assert_eq!(Channel::parse_field(c.as_str(), "channel").unwrap(), c);
+        }
+        assert!(Channel::parse_field("sms", "channel").is_err());
+        assert_eq!(DeliveryStatus::parse("sent"), Some(DeliveryStatus::Sent));
+        assert_eq!(DeliveryStatus::parse("lost"), None);
+    }
+
+    #[test]
+    fn retries_double_up_to_the_cap_then_stop() {
+        assert_eq!(retry_delay_ms(1, 5, 1_000, 60_000), Some(1_000));
+        assert_eq!(retry_delay_ms(2, 5, 1_000, 60_000), Some(2_000));
+        assert_eq!(retry_delay_ms(4, 5, 1_000, 3_000), Some(3_000));
+        assert_eq!(retry_delay_ms(5, 5, 1_000, 60_000), None);
+    }
+}

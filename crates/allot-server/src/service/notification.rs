@@ -1,0 +1,764 @@
+//! Notifications (issue 8): templates rendered by minijinja, rules that turn events into
+//! notifications, users' channel preferences, direct sends, the inbox and delivery status.
+//! The background halves (the event-log consumer and the email sender) are in
+//! [`crate::notifier`] and call [`Notifications::consume_once`] and
+//! [`Notifications::deliver_due_once`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use allot_domain::auth::AccountId;
+use allot_domain::notification::{Channel, DeliveryStatus, Name};
+use allot_domain::{Clock, UnixMillis};
+use allot_storage::notification::{
+    Attempt, ChannelSwitches, EmailPart, InAppPart, InboxQuery, NewNotification, NewTemplate,
+    Notification, Preferences, Recipients, Rule, RuleUpdate, Template, TemplateDelete, TemplateKey,
+    TemplateWrite,
+};
+use allot_storage::{EventQuery, Store};
+use minijinja::{Environment, UndefinedBehavior};
+
+use crate::ServiceError;
+
+/// Longest template source accepted, in bytes (each part).
+pub const TEMPLATE_SOURCE_MAX: usize = 64 * 1024;
+/// Longest rendered subject or body kept, in bytes; longer output is a rendering error.
+pub const RENDERED_MAX: usize = 256 * 1024;
+/// Events the consumer reads per run, at most.
+pub const EVENTS_PER_RUN_MAX: u32 = 200;
+/// Inbox page size, at most.
+pub const INBOX_PAGE_MAX: u32 = 200;
+
+/// Settings of delivery (`smtp_url`, `smtp_from`) and of the background workers.
+#[derive(Debug, Clone)]
+pub struct NotificationSettings {
+    /// `smtp://[user:password@]host[:port]` (plain SMTP). `None`: email notifications fail at
+    /// once with the reason "email is not configured".
+    pub smtp_url: Option<String>,
+    /// The From address of every email.
+    pub smtp_from: String,
+    /// How often the consumer reads the event log and the sender looks for due emails.
+    pub poll_interval: Duration,
+    /// Attempts of an email before it is given up (failed for good).
+    pub attempts_max: u32,
+    /// Wait after the first failed attempt; doubled after each further one, up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// How long a claim (the consumer's, a sender's on an email) lasts without renewal: after
+    /// a crash, the work is taken up again once it ran out.
+    pub lease: Duration,
+    /// How long one SMTP exchange may take.
+    pub smtp_timeout: Duration,
+    /// Emails one sender run claims, at most.
+    pub batch_max: u32,
+}
+
+pub const DEFAULT_SMTP_FROM: &str = "allot@localhost";
+
+impl Default for NotificationSettings {
+    fn default() -> Self {
+        NotificationSettings {
+            smtp_url: None,
+            smtp_from: DEFAULT_SMTP_FROM.to_owned(),
+            poll_interval: Duration::from_millis(500),
+            attempts_max: 8,
+            retry_base: Duration::from_secs(2),
+            retry_max: Duration::from_secs(300),
+            lease: Duration::from_secs(60),
+            smtp_timeout: Duration::from_secs(10),
+            batch_max: 4,
+        }
+    }
+}
+
+/// A template as the API gives it: each part optional, each text a minijinja source.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateInput {
+    pub name: Option<String>,
+    pub email: Option<(Option<String>, Option<String>)>,
+    pub in_app: Option<(Option<String>, Option<String>)>,
+}
+
+/// A direct send: to a user, on a channel, from a template with variables or from a subject
+/// (title) and body given as they are.
+#[derive(Debug, Clone)]
+pub struct SendInput {
+    pub user_id: Option<i64>,
+    pub channel: Option<String>,
+    pub template: Option<String>,
+    pub variables: Option<serde_json::Value>,
+    pub subject: Option<String>,
+    pub body: Option<String>,
+}
+
+/// A rule change as the API gives it.
+#[derive(Debug, Clone, Default)]
+pub struct RuleInput {
+    pub template: Option<String>,
+    pub channels: Option<Vec<String>>,
+    pub active: Option<bool>,
+}
+
+pub struct Notifications {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    settings: NotificationSettings,
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    // A variable the template names but the context lacks fails the rendering, instead of
+    // sending a message with a hole in it.
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Plain-text email and in-app text: no HTML escaping.
+    env.set_auto_escape_callback(|_| minijinja::AutoEscape::None);
+    env
+}
+
+fn engine_message(e: &minijinja::Error) -> String {
+    // The engine's own words (kind and detail) with the line in plain text, rather than its
+    // `(in name:line)` suffix.
+    match (e.line(), e.detail()) {
+        (Some(line), Some(detail)) => format!("line {line}: {}: {detail}", e.kind()),
+        _ => e.to_string(),
+    }
+}
+
+/// Checks that `source` parses, naming `field` if not.
+fn check_source(field: &'static str, source: &str) -> Result<(), ServiceError> {
+    if source.len() > TEMPLATE_SOURCE_MAX {
+        return Err(invalid(
+            field,
+            format!("{field}: at most {TEMPLATE_SOURCE_MAX} bytes"),
+        ));
+    }
+    let env = environment();
+    env.template_from_named_str(field, source)
+        .map(|_| ())
+        .map_err(|e| {
+            invalid(
+                field,
+                format!(
+                    "{field}: the template does not parse at {}",
+                    engine_message(&e)
+                ),
+            )
+        })
+}
+
+/// Renders `source` with `context`; the engine's message on failure.
+pub(crate) fn render(source: &str, context: &serde_json::Value) -> Result<String, String> {
+    let env = environment();
+    let out = env
+        .render_str(
+            source,
+            minijinja::Value::from(minijinja::value::Serde(context)),
+        )
+        .map_err(|e| engine_message(&e))?;
+    if out.len() > RENDERED_MAX {
+        return Err(format!(
+            "the rendered text is longer than {RENDERED_MAX} bytes"
+        ));
+    }
+    Ok(out)
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
+    ServiceError::InvalidArgument {
+        field,
+        message: message.into(),
+    }
+}
+
+fn required(field: &'static str, v: Option<String>) -> Result<String, ServiceError> {
+    match v {
+        Some(s) if !s.trim().is_empty() => Ok(s),
+        _ => Err(invalid(field, format!("{field}: is required"))),
+    }
+}
+
+/// The key of a template in a path: digits are an id, anything else a name.
+pub fn template_key(raw: &str) -> TemplateKey {
+    match raw.parse::<i64>() {
+        Ok(id) => TemplateKey::Id(id),
+        Err(_) => TemplateKey::Name(raw.to_owned()),
+    }
+}
+
+/// What a template renders for one channel: (subject or title, body) sources.
+fn parts_for(template: &Template, channel: Channel) -> Option<(&str, &str)> {
+    match channel {
+        Channel::Email => template
+            .email
+            .as_ref()
+            .map(|e| (e.subject.as_str(), e.body.as_str())),
+        Channel::InApp => template
+            .in_app
+            .as_ref()
+            .map(|p| (p.title.as_str(), p.body.as_str())),
+    }
+}
+
+/// Renders both parts, or the first engine error.
+fn render_parts(
+    parts: (&str, &str),
+    context: &serde_json::Value,
+) -> Result<(String, String), String> {
+    Ok((render(parts.0, context)?, render(parts.1, context)?))
+}
+
+impl Notifications {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        settings: NotificationSettings,
+    ) -> Self {
+        Notifications {
+            store,
+            clock,
+            settings,
+        }
+    }
+
+    pub fn settings(&self) -> &NotificationSettings {
+        &self.settings
+    }
+
+    fn now(&self) -> UnixMillis {
+        self.clock.now()
+    }
+
+    fn parse_template(input: TemplateInput) -> Result<NewTemplate, ServiceError> {
+        let name = Name::parse_field(&required("name", input.name)?, "name")?;
+        let email = match input.email {
+            None => None,
+            Some((subject, body)) => {
+                let subject = required("email.subject", subject)?;
+                let body = required("email.body", body)?;
+                check_source("email.subject", &subject)?;
+                check_source("email.body", &body)?;
+                Some(EmailPart { subject, body })
+            }
+        };
+        let in_app = match input.in_app {
+            None => None,
+            Some((title, body)) => {
+                let title = required("in_app.title", title)?;
+                let body = required("in_app.body", body)?;
+                check_source("in_app.title", &title)?;
+                check_source("in_app.body", &body)?;
+                Some(InAppPart { title, body })
+            }
+        };
+        if email.is_none() && in_app.is_none() {
+            return Err(invalid(
+                "email",
+                "email or in_app: a template needs at least one channel's part",
+            ));
+        }
+        Ok(NewTemplate {
+            name: name.as_str().to_owned(),
+            email,
+            in_app,
+        })
+    }
+
+    pub async fn create_template(&self, input: TemplateInput) -> Result<Template, ServiceError> {
+        let new = Self::parse_template(input)?;
+        match self.store.create_template(new, self.now()).await? {
+            TemplateWrite::Saved(t) => Ok(t),
+            TemplateWrite::NameTaken => Err(ServiceError::TemplateNameTaken),
+            TemplateWrite::NotFound => Err(ServiceError::NotFound { what: "template" }),
+        }
+    }
+
+    pub async fn templates(&self) -> Result<Vec<Template>, ServiceError> {
+        Ok(self.store.templates().await?)
+    }
+
+    pub async fn template(&self, key: &str) -> Result<Template, ServiceError> {
+        self.store
+            .template(template_key(key))
+            .await?
+            .ok_or(ServiceError::NotFound { what: "template" })
+    }
+
+    /// Replaces a template. A rule that uses it must still find a part for its channels.
+    pub async fn update_template(
+        &self,
+        key: &str,
+        input: TemplateInput,
+    ) -> Result<Template, ServiceError> {
+        let new = Self::parse_template(input)?;
+        let current = self.template(key).await?;
+        for rule in self.store.rules().await? {
+            if rule.template != current.name {
+                continue;
+            }
+            for channel in &rule.channels {
+                let has = match channel {
+                    Channel::Email => new.email.is_some(),
+                    Channel::InApp => new.in_app.is_some(),
+                };
+                if !has {
+                    return Err(invalid(
+                        if *channel == Channel::Email {
+                            "email"
+                        } else {
+                            "in_app"
+                        },
+                        format!(
+                            "{channel}: rule {} sends this template by {channel}; keep that part",
+                            rule.name
+                        ),
+                    ));
+                }
+            }
+        }
+        match self
+            .store
+            .update_template(TemplateKey::Id(current.id), new, self.now())
+            .await?
+        {
+            TemplateWrite::Saved(t) => Ok(t),
+            TemplateWrite::NameTaken => Err(ServiceError::TemplateNameTaken),
+            TemplateWrite::NotFound => Err(ServiceError::NotFound { what: "template" }),
+        }
+    }
+
+    pub async fn delete_template(&self, key: &str) -> Result<(), ServiceError> {
+        match self.store.delete_template(template_key(key)).await? {
+            TemplateDelete::Deleted => Ok(()),
+            TemplateDelete::NotFound => Err(ServiceError::NotFound { what: "template" }),
+            TemplateDelete::InUse { rule } => Err(ServiceError::TemplateInUse { rule }),
+        }
+    }
+
+    pub async fn rules(&self) -> Result<Vec<Rule>, ServiceError> {
+        Ok(self.store.rules().await?)
+    }
+
+    pub async fn update_rule(&self, name: &str, input: RuleInput) -> Result<Rule, ServiceError> {
+        let rules = self.store.rules().await?;
+        let rule = rules
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or(ServiceError::NotFound { what: "rule" })?;
+        let channels = match &input.channels {
+            None => None,
+            Some(list) => {
+                let mut out: Vec<Channel> = Vec::new();
+                for c in list {
+                    let c = Channel::parse_field(c, "channels")?;
+                    if !out.contains(&c) {
+                        out.push(c);
+                    }
+                }
+                if out.is_empty() {
+                    return Err(invalid("channels", "channels: name at least one channel"));
+                }
+                Some(out)
+            }
+        };
+        let template_name = input.template.clone().unwrap_or(rule.template.clone());
+        let template = self
+            .store
+            .template(TemplateKey::Name(template_name.clone()))
+            .await?
+            .ok_or_else(|| {
+                invalid(
+                    "template",
+                    format!("template: no template named {template_name:?}"),
+                )
+            })?;
+        for c in channels.as_deref().unwrap_or(&rule.channels) {
+            if parts_for(&template, *c).is_none() {
+                return Err(invalid(
+                    "channels",
+                    format!("channels: template {template_name} has no {c} part"),
+                ));
+            }
+        }
+        let update = RuleUpdate {
+            template: input.template,
+            channels,
+            active: input.active,
+        };
+        self.store
+            .update_rule(name.to_owned(), update, self.now())
+            .await?
+            .ok_or(ServiceError::NotFound { what: "rule" })
+    }
+
+    pub async fn preferences(&self, user: AccountId) -> Result<Preferences, ServiceError> {
+        Ok(self.store.preferences(user).await?)
+    }
+
+    /// Replaces the user's preferences; every per-rule entry must name a rule.
+    pub async fn set_preferences(
+        &self,
+        user: AccountId,
+        preferences: Preferences,
+    ) -> Result<Preferences, ServiceError> {
+        if !preferences.rules.is_empty() {
+            let rules = self.store.rules().await?;
+            for name in preferences.rules.keys() {
+                if !rules.iter().any(|r| &r.name == name) {
+                    return Err(invalid("rules", format!("rules: no rule named {name:?}")));
+                }
+            }
+        }
+        self.store
+            .set_preferences(user, preferences.clone(), self.now())
+            .await?;
+        Ok(preferences)
+    }
+
+    /// Sends one notification directly (staff). Preferences are not applied: a direct send is
+    /// a deliberate act of a person, not a rule.
+    pub async fn send(&self, input: SendInput) -> Result<Notification, ServiceError> {
+        let user_id = input
+            .user_id
+            .ok_or_else(|| invalid("user_id", "user_id: is required"))?;
+        let channel = Channel::parse_field(&required("channel", input.channel)?, "channel")?;
+        let user = self
+            .store
+            .user_by_id(AccountId::new(user_id))
+            .await?
+            .filter(|u| u.active)
+            .ok_or_else(|| invalid("user_id", format!("user_id: no active user {user_id}")))?;
+        let (template, subject, body) = match input.template {
+            Some(name) => {
+                if input.subject.is_some() || input.body.is_some() {
+                    return Err(invalid(
+                        "template",
+                        "template: give either a template (with variables) or subject and body",
+                    ));
+                }
+                let template = self
+                    .store
+                    .template(TemplateKey::Name(name.clone()))
+                    .await?
+                    .ok_or_else(|| {
+                        invalid("template", format!("template: no template {name:?}"))
+                    })?;
+                let parts = parts_for(&template, channel).ok_or_else(|| {
+                    invalid(
+                        "channel",
+                        format!("channel: template {name} has no {channel} part"),
+                    )
+                })?;
+                let mut context = match input.variables {
+                    None => serde_json::json!({}),
+                    Some(v @ serde_json::Value::Object(_)) => v,
+                    Some(_) => {
+                        return Err(invalid("variables", "variables: must be a JSON object"));
+                    }
+                };
+                context["user"] = serde_json::json!({
+                    "id": user.id.get(),
+                    "email": user.email.as_str(),
+                });
+                let (subject, body) = render_parts(parts, &context).map_err(|e| {
+                    invalid(
+                        "variables",
+                        format!("variables: the template does not render: {e}"),
+                    )
+                })?;
+                (Some(name), subject, body)
+            }
+            None => (
+                None,
+                required("subject", input.subject)?,
+                required("body", input.body)?,
+            ),
+        };
+        let new = NewNotification {
+            user: user.id,
+            channel,
+            template,
+            rule: None,
+            event_seq: None,
+            subject,
+            body,
+            render_error: None,
+        };
+        Ok(self.store.send_notification(new, self.now()).await?)
+    }
+
+    pub async fn status(&self, id: i64) -> Result<Notification, ServiceError> {
+        self.store
+            .notification(id)
+            .await?
+            .ok_or(ServiceError::NotFound {
+                what: "notification",
+            })
+    }
+
+    pub async fn inbox(
+        &self,
+        user: AccountId,
+        unread_only: bool,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Notification>, ServiceError> {
+        Ok(self
+            .store
+            .inbox(InboxQuery {
+                user,
+                unread_only,
+                before,
+                limit: limit.clamp(1, INBOX_PAGE_MAX),
+            })
+            .await?)
+    }
+
+    /// Marks one of the user's own in-app notifications read; anyone else's is not found.
+    pub async fn mark_read(&self, user: AccountId, id: i64) -> Result<Notification, ServiceError> {
+        self.store
+            .mark_read(user, id, self.now())
+            .await?
+            .ok_or(ServiceError::NotFound {
+                what: "notification",
+            })
+    }
+
+    /// One run of the rules consumer as `owner`: claims the consumer, reads the events after
+    /// its cursor, makes their notifications and commits them with the new cursor in one
+    /// transaction. Answers how many events it passed (0: nothing new, or another instance
+    /// holds the consumer).
+    pub async fn consume_once(&self, owner: &str) -> Result<usize, ServiceError> {
+        let lease_ms = self.settings.lease.as_millis() as i64;
+        let Some(cursor) = self
+            .store
+            .claim_consumer(owner.to_owned(), self.now(), lease_ms)
+            .await?
+        else {
+            return Ok(0);
+        };
+        let events = self
+            .store
+            .events(EventQuery {
+                after: cursor,
+                limit: EVENTS_PER_RUN_MAX,
+                kind: None,
+            })
+            .await?;
+        let Some(last) = events.last().map(|e| e.seq) else {
+            return Ok(0);
+        };
+        let rules: Vec<Rule> = self
+            .store
+            .rules()
+            .await?
+            .into_iter()
+            .filter(|r| r.active)
+            .collect();
+        let mut out = Vec::new();
+        for event in &events {
+            for rule in rules.iter().filter(|r| r.event_type == event.kind) {
+                self.apply(rule, event, &mut out).await?;
+            }
+        }
+        let passed = events.len();
+        let committed = self
+            .store
+            .commit_notifications(owner.to_owned(), cursor, last, out, self.now())
+            .await?;
+        if !committed {
+            tracing::info!(
+                "the notification consumer moved on elsewhere; this run's work is dropped"
+            );
+            return Ok(0);
+        }
+        Ok(passed)
+    }
+
+    /// The notifications `rule` makes of `event`, pushed to `out`.
+    async fn apply(
+        &self,
+        rule: &Rule,
+        event: &allot_storage::Event,
+        out: &mut Vec<NewNotification>,
+    ) -> Result<(), ServiceError> {
+        let payload: serde_json::Value =
+            serde_json::from_str(&event.payload).unwrap_or(serde_json::Value::Null);
+        let recipients: Vec<AccountId> = match rule.recipients {
+            Recipients::Role(role) => self.store.active_users_with_role(role).await?,
+            Recipients::OrderCustomer => {
+                let Some(order_id) = payload.get("order_id").and_then(|v| v.as_i64()) else {
+                    return Ok(());
+                };
+                let customer = match self.store.order(order_id).await? {
+                    Some(order) => order.customer.parse::<i64>().ok(),
+                    None => None,
+                };
+                customer.map(AccountId::new).into_iter().collect()
+            }
+        };
+        if recipients.is_empty() {
+            return Ok(());
+        }
+        let template = self
+            .store
+            .template(TemplateKey::Name(rule.template.clone()))
+            .await?;
+        for user_id in recipients {
+            let Some(user) = self.store.user_by_id(user_id).await? else {
+                continue;
+            };
+            if !user.active {
+                continue;
+            }
+            let prefs = self.store.preferences(user.id).await?;
+            let mut context = match &payload {
+                serde_json::Value::Object(_) => payload.clone(),
+                _ => serde_json::json!({}),
+            };
+            context["user"] =
+                serde_json::json!({"id": user.id.get(), "email": user.email.as_str()});
+            context["event"] = serde_json::json!({
+                "seq": event.seq,
+                "type": event.kind,
+                "occurred_at_ms": event.occurred_at.as_millis(),
+            });
+            for channel in &rule.channels {
+                if !prefs.allows(Some(&rule.name), *channel) {
+                    continue;
+                }
+                let rendered = match template.as_ref().and_then(|t| parts_for(t, *channel)) {
+                    Some(parts) => render_parts(parts, &context),
+                    None => Err(format!("template {} has no {channel} part", rule.template)),
+                };
+                let (subject, body, render_error) = match rendered {
+                    Ok((s, b)) => (s, b, None),
+                    Err(e) => (
+                        String::new(),
+                        String::new(),
+                        Some(format!("rendering failed: {e}")),
+                    ),
+                };
+                out.push(NewNotification {
+                    user: user.id,
+                    channel: *channel,
+                    template: Some(rule.template.clone()),
+                    rule: Some(rule.name.clone()),
+                    event_seq: Some(event.seq),
+                    subject,
+                    body,
+                    render_error,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// One run of the email sender: claims due emails and hands each to `send`, recording
+    /// each outcome as soon as it is known. Answers how many it handled.
+    pub async fn deliver_due_once<F, Fut>(&self, send: F) -> Result<usize, ServiceError>
+    where
+        F: Fn(String, Notification) -> Fut,
+        Fut: std::future::Future<Output = Result<(), SendFailure>>,
+    {
+        let lease_ms = self.settings.lease.as_millis() as i64;
+        let claimed = self
+            .store
+            .claim_due_emails(self.now(), lease_ms, self.settings.batch_max)
+            .await?;
+        let handled = claimed.len();
+        for n in claimed {
+            let outcome = match self.store.user_by_id(n.user).await? {
+                Some(user) if user.active => send(user.email.as_str().to_owned(), n.clone()).await,
+                Some(_) => Err(SendFailure::Permanent("the user is inactive".to_owned())),
+                None => Err(SendFailure::Permanent("the user does not exist".to_owned())),
+            };
+            let attempt = match outcome {
+                Ok(()) => Attempt::Sent,
+                Err(SendFailure::Permanent(reason)) => {
+                    tracing::warn!(notification = n.id, error = %reason, "email notification given up");
+                    Attempt::Failed {
+                        reason,
+                        retry_at: None,
+                    }
+                }
+                Err(SendFailure::Retry(reason)) => {
+                    let attempts = n.attempts + 1;
+                    let delay = allot_domain::notification::retry_delay_ms(
+                        attempts,
+                        self.settings.attempts_max,
+                        self.settings.retry_base.as_millis() as u64,
+                        self.settings.retry_max.as_millis() as u64,
+                    );
+                    tracing::warn!(
+                        notification = n.id,
+                        attempts,
+                        retry_in_ms = delay,
+                        error = %reason,
+                        "email notification not sent"
+                    );
+                    Attempt::Failed {
+                        reason,
+                        retry_at: delay.map(|d| self.now().plus_millis(d as i64)),
+                    }
+                }
+            };
+            self.store.record_attempt(n.id, attempt, self.now()).await?;
+        }
+        Ok(handled)
+    }
+}
+
+/// Why a delivery attempt failed: worth retrying (the server is down, refused for now) or
+/// not (no SMTP configured, an unusable address).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendFailure {
+    Retry(String),
+    Permanent(String),
+}
+
+/// The switches of a preferences document, for transports.
+pub fn switches(email: Option<bool>, in_app: Option<bool>) -> ChannelSwitches {
+    ChannelSwitches {
+        email: email.unwrap_or(true),
+        in_app: in_app.unwrap_or(true),
+    }
+}
+
+/// Whether a notification's status will still change (a failed one with a retry planned).
+pub fn will_retry(n: &Notification) -> bool {
+    matches!(n.status, DeliveryStatus::Queued | DeliveryStatus::Failed)
+        && n.next_attempt_at.is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_template_that_does_not_parse_is_refused_with_the_field_and_line() {
+        let err = check_source("email.body", "Hello\n{{ user.email ").unwrap_err();
+        let ServiceError::InvalidArgument { field, message } = err else {
+            panic!("not invalid_argument");
+        };
+        assert_eq!(field, "email.body");
+        assert!(message.contains("line 2"), "{message}");
+        let err = check_source("in_app.body", "{{ oops ").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "in_app.body: the template does not parse at line 1: syntax error: unexpected end \
+             of input, expected end of variable block"
+        );
+    }
+
+    #[test]
+    fn a_missing_variable_fails_the_rendering() {
+        let ctx = serde_json::json!({"order_id": 7});
+        assert_eq!(render("order {{ order_id }}", &ctx).unwrap(), "order 7");
+        let err = render("order {{ order_id }} for {{ name }}", &ctx).unwrap_err();
+        assert!(err.contains("undefined"), "{err}");
+        assert_eq!(
+            render("<{{ x }}>", &serde_json::json!({"x": "<b>"})).unwrap(),
+            "<<b>>"
+        );
+    }
+}

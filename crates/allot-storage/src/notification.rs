@@ -1,0 +1,497 @@
+//! Notifications (issue 8): templates, rules, preferences, the event-log consumer's cursor and
+//! the notifications themselves, which are the outbox of the email sender and the users'
+//! inboxes. Every change of a notification's delivery state appends its event
+//! (`NotificationQueued`, `NotificationSent`, `NotificationFailed`) in the same transaction.
+
+use std::collections::BTreeMap;
+
+use allot_domain::UnixMillis;
+use allot_domain::auth::{AccountId, Role};
+use allot_domain::event::{EventType, NewEvent};
+use allot_domain::notification::{Channel, DeliveryStatus};
+use async_trait::async_trait;
+
+use crate::StorageError;
+
+/// The email part of a template: minijinja sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmailPart {
+    pub subject: String,
+    pub body: String,
+}
+
+/// The in-app part of a template: minijinja sources.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InAppPart {
+    pub title: String,
+    pub body: String,
+}
+
+/// A template to store; the service has checked that every source parses.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewTemplate {
+    pub name: String,
+    pub email: Option<EmailPart>,
+    pub in_app: Option<InAppPart>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub id: i64,
+    pub name: String,
+    pub email: Option<EmailPart>,
+    pub in_app: Option<InAppPart>,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+/// A template by its id or its name (the API accepts either in the path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateKey {
+    Id(i64),
+    Name(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateWrite {
+    Saved(Template),
+    NotFound,
+    NameTaken,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplateDelete {
+    Deleted,
+    NotFound,
+    /// A rule names the template; it stays.
+    InUse {
+        rule: String,
+    },
+}
+
+/// Who a rule notifies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recipients {
+    /// Every active user with the role.
+    Role(Role),
+    /// The customer of the event's order (an order's `customer` is the account id).
+    OrderCustomer,
+}
+
+impl Recipients {
+    pub fn as_text(self) -> String {
+        match self {
+            Recipients::Role(r) => format!("role:{}", r.as_str()),
+            Recipients::OrderCustomer => "order_customer".to_owned(),
+        }
+    }
+
+    pub fn parse(raw: &str) -> Option<Recipients> {
+        if raw == "order_customer" {
+            return Some(Recipients::OrderCustomer);
+        }
+        raw.strip_prefix("role:")
+            .and_then(|r| Role::parse(r).ok())
+            .map(Recipients::Role)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rule {
+    pub id: i64,
+    pub name: String,
+    pub event_type: String,
+    pub recipients: Recipients,
+    pub template: String,
+    pub channels: Vec<Channel>,
+    pub active: bool,
+    pub updated_at: UnixMillis,
+}
+
+/// What a rule update changes; `None` keeps the value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuleUpdate {
+    pub template: Option<String>,
+    pub channels: Option<Vec<Channel>>,
+    pub active: Option<bool>,
+}
+
+/// A user's switches for the two channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelSwitches {
+    pub email: bool,
+    pub in_app: bool,
+}
+
+impl ChannelSwitches {
+    pub const ALL_ON: ChannelSwitches = ChannelSwitches {
+        email: true,
+        in_app: true,
+    };
+
+    pub fn allows(self, channel: Channel) -> bool {
+        match channel {
+            Channel::Email => self.email,
+            Channel::InApp => self.in_app,
+        }
+    }
+}
+
+/// A user's preferences: the channel switches, and overrides per rule (by rule name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preferences {
+    pub channels: ChannelSwitches,
+    pub rules: BTreeMap<String, ChannelSwitches>,
+}
+
+impl Default for Preferences {
+    fn default() -> Self {
+        Preferences {
+            channels: ChannelSwitches::ALL_ON,
+            rules: BTreeMap::new(),
+        }
+    }
+}
+
+impl Preferences {
+    /// Whether the user takes notifications of `rule` (None: a direct send) on `channel`.
+    pub fn allows(&self, rule: Option<&str>, channel: Channel) -> bool {
+        rule.and_then(|r| self.rules.get(r))
+            .copied()
+            .unwrap_or(self.channels)
+            .allows(channel)
+    }
+}
+
+/// A notification to store. In-app ones are delivered by being stored (status `sent`); email
+/// ones are queued for the sender; one whose rendering failed is stored `failed` with the
+/// reason, so the failure is visible instead of lost.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewNotification {
+    pub user: AccountId,
+    pub channel: Channel,
+    pub template: Option<String>,
+    pub rule: Option<String>,
+    pub event_seq: Option<i64>,
+    pub subject: String,
+    pub body: String,
+    pub render_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    pub id: i64,
+    pub user: AccountId,
+    pub channel: Channel,
+    pub template: Option<String>,
+    pub rule: Option<String>,
+    pub event_seq: Option<i64>,
+    pub subject: String,
+    pub body: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    pub last_error: Option<String>,
+    pub next_attempt_at: Option<UnixMillis>,
+    pub read_at: Option<UnixMillis>,
+    pub sent_at: Option<UnixMillis>,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+/// A page of a user's inbox (in-app notifications), newest first: ids below `before`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InboxQuery {
+    pub user: AccountId,
+    pub unread_only: bool,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+/// The outcome of one delivery attempt of an email notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// The SMTP server accepted the message.
+    Sent,
+    /// Failed; try again at `retry_at`, or never (given up) when `None`.
+    Failed {
+        reason: String,
+        retry_at: Option<UnixMillis>,
+    },
+}
+
+/// The name of the one event-log consumer that applies the rules.
+pub const RULES_CONSUMER: &str = "rules";
+
+#[async_trait]
+pub trait NotificationStore: Send + Sync + 'static {
+    /// Stores a new template; `NameTaken` if the name is in use.
+    async fn create_template(
+        &self,
+        new: NewTemplate,
+        now: UnixMillis,
+    ) -> Result<TemplateWrite, StorageError>;
+
+    async fn templates(&self) -> Result<Vec<Template>, StorageError>;
+
+    async fn template(&self, key: TemplateKey) -> Result<Option<Template>, StorageError>;
+
+    /// Replaces the template's name and parts; rules that use it follow a rename.
+    async fn update_template(
+        &self,
+        key: TemplateKey,
+        new: NewTemplate,
+        now: UnixMillis,
+    ) -> Result<TemplateWrite, StorageError>;
+
+    async fn delete_template(&self, key: TemplateKey) -> Result<TemplateDelete, StorageError>;
+
+    async fn rules(&self) -> Result<Vec<Rule>, StorageError>;
+
+    /// Changes a rule; `None` if there is no rule of that name. The caller has checked that
+    /// the template exists and has a part for every channel.
+    async fn update_rule(
+        &self,
+        name: String,
+        update: RuleUpdate,
+        now: UnixMillis,
+    ) -> Result<Option<Rule>, StorageError>;
+
+    async fn preferences(&self, user: AccountId) -> Result<Preferences, StorageError>;
+
+    /// Replaces the user's preferences.
+    async fn set_preferences(
+        &self,
+        user: AccountId,
+        preferences: Preferences,
+        now: UnixMillis,
+    ) -> Result<(), StorageError>;
+
+    /// The active users with the role, by id.
+    async fn active_users_with_role(&self, role: Role) -> Result<Vec<AccountId>, StorageError>;
+
+    /// Takes or renews the lease on the rules consumer for `owner` until `now + lease_ms`,
+    /// unless another owner holds an unexpired lease; answers the cursor when held.
+    async fn claim_consumer(
+        &self,
+        owner: String,
+        now: UnixMillis,
+        lease_ms: i64,
+    ) -> Result<Option<i64>, StorageError>;
+
+    /// In one transaction: moves the rules consumer's cursor from `from_seq` to `to_seq` if
+    /// `owner` still holds it there, and stores `notifications` with their events. False (and
+    /// nothing stored) if the cursor moved or the lease passed to another owner meanwhile.
+    async fn commit_notifications(
+        &self,
+        owner: String,
+        from_seq: i64,
+        to_seq: i64,
+        notifications: Vec<NewNotification>,
+        now: UnixMillis,
+    ) -> Result<bool, StorageError>;
+
+    /// Stores one notification sent directly (not by a rule), with its events.
+    async fn send_notification(
+        &self,
+        new: NewNotification,
+        now: UnixMillis,
+    ) -> Result<Notification, StorageError>;
+
+    async fn notification(&self, id: i64) -> Result<Option<Notification>, StorageError>;
+
+    async fn inbox(&self, query: InboxQuery) -> Result<Vec<Notification>, StorageError>;
+
+    /// Marks the user's in-app notification read (once; later calls keep the first time);
+    /// `None` if it is not theirs or not in-app.
+    async fn mark_read(
+        &self,
+        user: AccountId,
+        id: i64,
+        now: UnixMillis,
+    ) -> Result<Option<Notification>, StorageError>;
+
+    /// Claims up to `limit` email notifications due at `now` that no sender holds, for
+    /// `lease_ms`: a sender that dies leaves them to be claimed again after the lease.
+    async fn claim_due_emails(
+        &self,
+        now: UnixMillis,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StorageError>;
+
+    /// Records an attempt of a claimed email notification and releases the claim, with its
+    /// event.
+    async fn record_attempt(
+        &self,
+        id: i64,
+        attempt: Attempt,
+        now: UnixMillis,
+    ) -> Result<(), StorageError>;
+}
+
+/// The initial state of a notification being stored.
+pub(crate) struct Initial {
+    pub status: DeliveryStatus,
+    pub next_attempt_at: Option<i64>,
+    pub sent_at: Option<i64>,
+}
+
+pub(crate) fn initial(n: &NewNotification, now: UnixMillis) -> Initial {
+    match (&n.render_error, n.channel) {
+        (Some(_), _) => Initial {
+            status: DeliveryStatus::Failed,
+            next_attempt_at: None,
+            sent_at: None,
+        },
+        (None, Channel::InApp) => Initial {
+            status: DeliveryStatus::Sent,
+            next_attempt_at: None,
+            sent_at: Some(now.as_millis()),
+        },
+        (None, Channel::Email) => Initial {
+            status: DeliveryStatus::Queued,
+            next_attempt_at: Some(now.as_millis()),
+            sent_at: None,
+        },
+    }
+}
+
+/// The events of storing `n` as notification `id`: queued, then sent (in-app) or failed (a
+/// rendering error).
+pub(crate) fn stored_events(
+    id: i64,
+    n: &NewNotification,
+    now: UnixMillis,
+    actor: Option<&'static str>,
+) -> Vec<NewEvent> {
+    let make = |kind: EventType, payload: serde_json::Value| match actor {
+        Some(a) => NewEvent::by(a, kind, now, payload.to_string()),
+        None => NewEvent::api(kind, now, payload.to_string()),
+    };
+    let mut events = vec![make(
+        EventType::NotificationQueued,
+        serde_json::json!({
+            "notification_id": id,
+            "user_id": n.user.get(),
+            "channel": n.channel.as_str(),
+            "template": n.template,
+            "rule": n.rule,
+            "event_seq": n.event_seq,
+        }),
+    )];
+    match (&n.render_error, n.channel) {
+        (Some(reason), _) => events.push(make(
+            EventType::NotificationFailed,
+            failed_payload(id, n.user.get(), n.channel, 0, reason, None),
+        )),
+        (None, Channel::InApp) => events.push(make(
+            EventType::NotificationSent,
+            sent_payload(id, n.user.get(), n.channel, 0),
+        )),
+        (None, Channel::Email) => {}
+    }
+    events
+}
+
+pub(crate) fn sent_payload(
+    id: i64,
+    user: i64,
+    channel: Channel,
+    attempts: u32,
+) -> serde_json::Value {
+    serde_json::json!({
+        "notification_id": id,
+        "user_id": user,
+        "channel": channel.as_str(),
+        "attempts": attempts,
+    })
+}
+
+pub(crate) fn failed_payload(
+    id: i64,
+    user: i64,
+    channel: Channel,
+    attempts: u32,
+    reason: &str,
+    retry_at: Option<i64>,
+) -> serde_json::Value {
+    serde_json::json!({
+        "notification_id": id,
+        "user_id": user,
+        "channel": channel.as_str(),
+        "attempts": attempts,
+        "reason": reason,
+        "next_attempt_at_ms": retry_at,
+        "gave_up": retry_at.is_none(),
+    })
+}
+
+/// The event of a recorded attempt.
+pub(crate) fn attempt_event(
+    id: i64,
+    user: i64,
+    channel: Channel,
+    attempts: u32,
+    attempt: &Attempt,
+    now: UnixMillis,
+) -> NewEvent {
+    use allot_domain::event::ACTOR_NOTIFIER;
+    match attempt {
+        Attempt::Sent => NewEvent::by(
+            ACTOR_NOTIFIER,
+            EventType::NotificationSent,
+            now,
+            sent_payload(id, user, channel, attempts).to_string(),
+        ),
+        Attempt::Failed { reason, retry_at } => NewEvent::by(
+            ACTOR_NOTIFIER,
+            EventType::NotificationFailed,
+            now,
+            failed_payload(
+                id,
+                user,
+                channel,
+                attempts,
+                reason,
+                retry_at.map(UnixMillis::as_millis),
+            )
+            .to_string(),
+        ),
+    }
+}
+
+pub(crate) fn channels_text(channels: &[Channel]) -> String {
+    channels
+        .iter()
+        .map(|c| c.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub(crate) fn channels_of(raw: &str) -> Result<Vec<Channel>, StorageError> {
+    raw.split(',')
+        .filter(|s| !s.is_empty())
+        .map(|c| {
+            Channel::parse_field(c, "channels")
+                .map_err(|_| StorageError::Corrupt(format!("stored channel {c:?}")))
+        })
+        .collect()
+}
+
+pub(crate) fn channel_of(raw: &str) -> Result<Channel, StorageError> {
+    Channel::parse_field(raw, "channel")
+        .map_err(|_| StorageError::Corrupt(format!("stored channel {raw:?}")))
+}
+
+pub(crate) fn status_of(raw: &str) -> Result<DeliveryStatus, StorageError> {
+    DeliveryStatus::parse(raw)
+        .ok_or_else(|| StorageError::Corrupt(format!("stored notification status {raw:?}")))
+}
+
+pub(crate) fn recipients_of(raw: &str) -> Result<Recipients, StorageError> {
+    Recipients::parse(raw)
+        .ok_or_else(|| StorageError::Corrupt(format!("stored rule recipients {raw:?}")))
+}
+
+/// The preferences scope of the channel switches (rule overrides use the rule's name).
+pub(crate) const DEFAULT_SCOPE: &str = "*";

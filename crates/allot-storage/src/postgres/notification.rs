@@ -1,0 +1,571 @@
+//! Notifications on PostgreSQL, shared by several instances. The rules consumer is leased by
+//! one instance at a time (a conditional update of its cursor row), and its commit moves the
+//! cursor only from where it read (compare-and-set under the row lock): a stale instance whose
+//! lease passed on commits nothing. Email senders claim due rows with `FOR UPDATE SKIP
+//! LOCKED` and a lease time, so two instances never claim one row while its lease runs.
+
+use allot_domain::UnixMillis;
+use allot_domain::auth::{AccountId, Role};
+use allot_domain::event::ACTOR_NOTIFIER;
+use async_trait::async_trait;
+use tokio_postgres::{GenericClient, Row};
+
+use super::PgStore;
+use super::event::append_events;
+use crate::StorageError;
+use crate::notification::{
+    Attempt, ChannelSwitches, DEFAULT_SCOPE, EmailPart, InAppPart, InboxQuery, NewNotification,
+    NewTemplate, Notification, NotificationStore, Preferences, RULES_CONSUMER, Rule, RuleUpdate,
+    Template, TemplateDelete, TemplateKey, TemplateWrite, attempt_event, channel_of, channels_of,
+    channels_text, initial, recipients_of, status_of, stored_events,
+};
+
+const TEMPLATE_COLUMNS: &str = "id, name, email_subject, email_body, in_app_title, in_app_body, \
+                                created_at_ms, updated_at_ms FROM notification_templates";
+const RULE_COLUMNS: &str = "id, name, event_type, recipients, template, channels, active, \
+                            updated_at_ms FROM notification_rules";
+const NOTIFICATION_COLUMNS: &str = "id, user_id, channel, template, rule, event_seq, subject, \
+     body, status, attempts, last_error, next_attempt_at_ms, read_at_ms, sent_at_ms, \
+     created_at_ms, updated_at_ms FROM notifications";
+
+fn template_of(r: &Row) -> Result<Template, StorageError> {
+    let email = match (
+        r.try_get::<_, Option<String>>(2)?,
+        r.try_get::<_, Option<String>>(3)?,
+    ) {
+        (Some(subject), Some(body)) => Some(EmailPart { subject, body }),
+        _ => None,
+    };
+    let in_app = match (
+        r.try_get::<_, Option<String>>(4)?,
+        r.try_get::<_, Option<String>>(5)?,
+    ) {
+        (Some(title), Some(body)) => Some(InAppPart { title, body }),
+        _ => None,
+    };
+    Ok(Template {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        email,
+        in_app,
+        created_at: UnixMillis::from_millis(r.try_get(6)?),
+        updated_at: UnixMillis::from_millis(r.try_get(7)?),
+    })
+}
+
+fn rule_of(r: &Row) -> Result<Rule, StorageError> {
+    Ok(Rule {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        event_type: r.try_get(2)?,
+        recipients: recipients_of(r.try_get(3)?)?,
+        template: r.try_get(4)?,
+        channels: channels_of(r.try_get(5)?)?,
+        active: r.try_get(6)?,
+        updated_at: UnixMillis::from_millis(r.try_get(7)?),
+    })
+}
+
+fn notification_of(r: &Row) -> Result<Notification, StorageError> {
+    let opt_ms = |i: usize| -> Result<Option<UnixMillis>, StorageError> {
+        Ok(r.try_get::<_, Option<i64>>(i)?.map(UnixMillis::from_millis))
+    };
+    Ok(Notification {
+        id: r.try_get(0)?,
+        user: AccountId::new(r.try_get(1)?),
+        channel: channel_of(r.try_get(2)?)?,
+        template: r.try_get(3)?,
+        rule: r.try_get(4)?,
+        event_seq: r.try_get(5)?,
+        subject: r.try_get(6)?,
+        body: r.try_get(7)?,
+        status: status_of(r.try_get(8)?)?,
+        attempts: u32::try_from(r.try_get::<_, i64>(9)?).unwrap_or(u32::MAX),
+        last_error: r.try_get(10)?,
+        next_attempt_at: opt_ms(11)?,
+        read_at: opt_ms(12)?,
+        sent_at: opt_ms(13)?,
+        created_at: UnixMillis::from_millis(r.try_get(14)?),
+        updated_at: UnixMillis::from_millis(r.try_get(15)?),
+    })
+}
+
+async fn template_id(
+    c: &impl GenericClient,
+    key: &TemplateKey,
+) -> Result<Option<i64>, StorageError> {
+    let row = match key {
+        TemplateKey::Id(id) => {
+            c.query_opt("SELECT id FROM notification_templates WHERE id = $1", &[id])
+                .await?
+        }
+        TemplateKey::Name(name) => {
+            c.query_opt(
+                "SELECT id FROM notification_templates WHERE name = $1",
+                &[name],
+            )
+            .await?
+        }
+    };
+    Ok(row.map(|r| r.get(0)))
+}
+
+async fn template_by_id(c: &impl GenericClient, id: i64) -> Result<Option<Template>, StorageError> {
+    c.query_opt(&format!("SELECT {TEMPLATE_COLUMNS} WHERE id = $1"), &[&id])
+        .await?
+        .as_ref()
+        .map(template_of)
+        .transpose()
+}
+
+async fn notification_by_id(
+    c: &impl GenericClient,
+    id: i64,
+) -> Result<Option<Notification>, StorageError> {
+    c.query_opt(
+        &format!("SELECT {NOTIFICATION_COLUMNS} WHERE id = $1"),
+        &[&id],
+    )
+    .await?
+    .as_ref()
+    .map(notification_of)
+    .transpose()
+}
+
+/// Inserts one notification in its initial state, with its events.
+async fn insert(
+    c: &impl GenericClient,
+    n: &NewNotification,
+    now: UnixMillis,
+    actor: Option<&'static str>,
+) -> Result<i64, StorageError> {
+    let init = initial(n, now);
+    let row = c
+        .query_one(
+            "INSERT INTO notifications (user_id, channel, template, rule, event_seq, subject,
+                 body, status, attempts, last_error, next_attempt_at_ms, sent_at_ms,
+                 created_at_ms, updated_at_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, $12, $12) RETURNING id",
+            &[
+                &n.user.get(),
+                &n.channel.as_str(),
+                &n.template,
+                &n.rule,
+                &n.event_seq,
+                &n.subject,
+                &n.body,
+                &init.status.as_str(),
+                &n.render_error,
+                &init.next_attempt_at,
+                &init.sent_at,
+                &now.as_millis(),
+            ],
+        )
+        .await?;
+    let id: i64 = row.try_get(0)?;
+    append_events(c, &stored_events(id, n, now, actor)).await?;
+    Ok(id)
+}
+
+fn new_template_params(new: &NewTemplate) -> [Option<&str>; 4] {
+    [
+        new.email.as_ref().map(|e| e.subject.as_str()),
+        new.email.as_ref().map(|e| e.body.as_str()),
+        new.in_app.as_ref().map(|e| e.title.as_str()),
+        new.in_app.as_ref().map(|e| e.body.as_str()),
+    ]
+}
+
+#[async_trait]
+impl NotificationStore for PgStore {
+    async fn create_template(
+        &self,
+        new: NewTemplate,
+        now: UnixMillis,
+    ) -> Result<TemplateWrite, StorageError> {
+        let client = self.client().await?;
+        let [es, eb, it, ib] = new_template_params(&new);
+        let row = client
+            .query_opt(
+                "INSERT INTO notification_templates (name, email_subject, email_body,
+                     in_app_title, in_app_body, created_at_ms, updated_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (name) DO NOTHING
+                 RETURNING id",
+                &[&new.name, &es, &eb, &it, &ib, &now.as_millis()],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(TemplateWrite::NameTaken);
+        };
+        Ok(template_by_id(&*client, row.try_get(0)?)
+            .await?
+            .map_or(TemplateWrite::NotFound, TemplateWrite::Saved))
+    }
+
+    async fn templates(&self) -> Result<Vec<Template>, StorageError> {
+        let client = self.client().await?;
+        client
+            .query(&format!("SELECT {TEMPLATE_COLUMNS} ORDER BY name"), &[])
+            .await?
+            .iter()
+            .map(template_of)
+            .collect()
+    }
+
+    async fn template(&self, key: TemplateKey) -> Result<Option<Template>, StorageError> {
+        let client = self.client().await?;
+        match template_id(&*client, &key).await? {
+            Some(id) => template_by_id(&*client, id).await,
+            None => Ok(None),
+        }
+    }
+
+    async fn update_template(
+        &self,
+        key: TemplateKey,
+        new: NewTemplate,
+        now: UnixMillis,
+    ) -> Result<TemplateWrite, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let Some(id) = template_id(&tx, &key).await? else {
+            return Ok(TemplateWrite::NotFound);
+        };
+        let taken = tx
+            .query_opt(
+                "SELECT 1 FROM notification_templates WHERE name = $1 AND id <> $2",
+                &[&new.name, &id],
+            )
+            .await?
+            .is_some();
+        if taken {
+            return Ok(TemplateWrite::NameTaken);
+        }
+        let [es, eb, it, ib] = new_template_params(&new);
+        let updated = tx
+            .execute(
+                "UPDATE notification_templates SET name = $2, email_subject = $3,
+                     email_body = $4, in_app_title = $5, in_app_body = $6, updated_at_ms = $7
+                 WHERE id = $1",
+                &[&id, &new.name, &es, &eb, &it, &ib, &now.as_millis()],
+            )
+            .await;
+        match updated {
+            Ok(_) => {}
+            // A concurrent save took the name between the check and the update.
+            Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                return Ok(TemplateWrite::NameTaken);
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let saved = template_by_id(&tx, id).await?;
+        tx.commit().await?;
+        Ok(saved.map_or(TemplateWrite::NotFound, TemplateWrite::Saved))
+    }
+
+    async fn delete_template(&self, key: TemplateKey) -> Result<TemplateDelete, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let Some(id) = template_id(&tx, &key).await? else {
+            return Ok(TemplateDelete::NotFound);
+        };
+        // The foreign key refuses the delete if a rule names the template; look first to say
+        // which rule.
+        let user = tx
+            .query_opt(
+                "SELECT r.name FROM notification_rules r
+                 JOIN notification_templates t ON t.name = r.template
+                 WHERE t.id = $1 ORDER BY r.name LIMIT 1",
+                &[&id],
+            )
+            .await?;
+        if let Some(row) = user {
+            return Ok(TemplateDelete::InUse {
+                rule: row.try_get(0)?,
+            });
+        }
+        tx.execute("DELETE FROM notification_templates WHERE id = $1", &[&id])
+            .await?;
+        tx.commit().await?;
+        Ok(TemplateDelete::Deleted)
+    }
+
+    async fn rules(&self) -> Result<Vec<Rule>, StorageError> {
+        let client = self.client().await?;
+        client
+            .query(&format!("SELECT {RULE_COLUMNS} ORDER BY name"), &[])
+            .await?
+            .iter()
+            .map(rule_of)
+            .collect()
+    }
+
+    async fn update_rule(
+        &self,
+        name: String,
+        update: RuleUpdate,
+        now: UnixMillis,
+    ) -> Result<Option<Rule>, StorageError> {
+        let client = self.client().await?;
+        let channels = update.channels.as_deref().map(channels_text);
+        let row = client
+            .query_opt(
+                &format!(
+                    "WITH u AS (UPDATE notification_rules SET
+                         template = coalesce($2, template), channels = coalesce($3, channels),
+                         active = coalesce($4, active), updated_at_ms = $5
+                     WHERE name = $1 RETURNING *)
+                     SELECT {} ",
+                    RULE_COLUMNS.replace("FROM notification_rules", "FROM u")
+                ),
+                &[
+                    &name,
+                    &update.template,
+                    &channels,
+                    &update.active,
+                    &now.as_millis(),
+                ],
+            )
+            .await?;
+        row.as_ref().map(rule_of).transpose()
+    }
+
+    async fn preferences(&self, user: AccountId) -> Result<Preferences, StorageError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT scope, email, in_app FROM notification_preferences WHERE user_id = $1",
+                &[&user.get()],
+            )
+            .await?;
+        let mut prefs = Preferences::default();
+        for r in rows {
+            let scope: String = r.try_get(0)?;
+            let switches = ChannelSwitches {
+                email: r.try_get(1)?,
+                in_app: r.try_get(2)?,
+            };
+            if scope == DEFAULT_SCOPE {
+                prefs.channels = switches;
+            } else {
+                prefs.rules.insert(scope, switches);
+            }
+        }
+        Ok(prefs)
+    }
+
+    async fn set_preferences(
+        &self,
+        user: AccountId,
+        preferences: Preferences,
+        now: UnixMillis,
+    ) -> Result<(), StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "DELETE FROM notification_preferences WHERE user_id = $1",
+            &[&user.get()],
+        )
+        .await?;
+        let mut scopes = vec![DEFAULT_SCOPE.to_owned()];
+        let mut email = vec![preferences.channels.email];
+        let mut in_app = vec![preferences.channels.in_app];
+        for (rule, s) in &preferences.rules {
+            scopes.push(rule.clone());
+            email.push(s.email);
+            in_app.push(s.in_app);
+        }
+        tx.execute(
+            "INSERT INTO notification_preferences (user_id, scope, email, in_app, updated_at_ms)
+             SELECT $1, s, e, i, $5 FROM unnest($2::text[], $3::bool[], $4::bool[]) AS u(s, e, i)",
+            &[&user.get(), &scopes, &email, &in_app, &now.as_millis()],
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn active_users_with_role(&self, role: Role) -> Result<Vec<AccountId>, StorageError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(
+                "SELECT id FROM users WHERE role = $1 AND active ORDER BY id",
+                &[&role.as_str()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok(AccountId::new(r.try_get(0)?)))
+            .collect()
+    }
+
+    async fn claim_consumer(
+        &self,
+        owner: String,
+        now: UnixMillis,
+        lease_ms: i64,
+    ) -> Result<Option<i64>, StorageError> {
+        let client = self.client().await?;
+        let row = client
+            .query_opt(
+                "UPDATE notification_cursor SET lease_owner = $2, lease_until_ms = $3 + $4
+                 WHERE consumer = $1 AND (lease_owner IS NULL OR lease_owner = $2
+                                          OR lease_until_ms <= $3)
+                 RETURNING last_seq",
+                &[&RULES_CONSUMER, &owner, &now.as_millis(), &lease_ms],
+            )
+            .await?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn commit_notifications(
+        &self,
+        owner: String,
+        from_seq: i64,
+        to_seq: i64,
+        notifications: Vec<NewNotification>,
+        now: UnixMillis,
+    ) -> Result<bool, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        // First, so the cursor row is locked for the rest of the transaction: a concurrent
+        // commit waits, then finds last_seq moved and stores nothing.
+        let moved = tx
+            .execute(
+                "UPDATE notification_cursor SET last_seq = $4
+                 WHERE consumer = $1 AND lease_owner = $2 AND last_seq = $3",
+                &[&RULES_CONSUMER, &owner, &from_seq, &to_seq],
+            )
+            .await?;
+        if moved == 0 {
+            return Ok(false);
+        }
+        for n in &notifications {
+            insert(&tx, n, now, Some(ACTOR_NOTIFIER)).await?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn send_notification(
+        &self,
+        new: NewNotification,
+        now: UnixMillis,
+    ) -> Result<Notification, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let id = insert(&tx, &new, now, None).await?;
+        let stored = notification_by_id(&tx, id).await?;
+        tx.commit().await?;
+        stored.ok_or_else(|| StorageError::Corrupt(format!("notification {id} vanished")))
+    }
+
+    async fn notification(&self, id: i64) -> Result<Option<Notification>, StorageError> {
+        let client = self.client().await?;
+        notification_by_id(&*client, id).await
+    }
+
+    async fn inbox(&self, q: InboxQuery) -> Result<Vec<Notification>, StorageError> {
+        let client = self.client().await?;
+        let before = q.before.unwrap_or(i64::MAX);
+        let limit = i64::from(q.limit);
+        client
+            .query(
+                &format!(
+                    "SELECT {NOTIFICATION_COLUMNS}
+                     WHERE user_id = $1 AND channel = 'in_app' AND id < $2
+                       AND (NOT $3 OR read_at_ms IS NULL)
+                     ORDER BY id DESC LIMIT $4"
+                ),
+                &[&q.user.get(), &before, &q.unread_only, &limit],
+            )
+            .await?
+            .iter()
+            .map(notification_of)
+            .collect()
+    }
+
+    async fn mark_read(
+        &self,
+        user: AccountId,
+        id: i64,
+        now: UnixMillis,
+    ) -> Result<Option<Notification>, StorageError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE notifications SET read_at_ms = coalesce(read_at_ms, $3)
+                 WHERE id = $1 AND user_id = $2 AND channel = 'in_app'",
+                &[&id, &user.get(), &now.as_millis()],
+            )
+            .await?;
+        if n == 0 {
+            return Ok(None);
+        }
+        notification_by_id(&*client, id).await
+    }
+
+    async fn claim_due_emails(
+        &self,
+        now: UnixMillis,
+        lease_ms: i64,
+        limit: u32,
+    ) -> Result<Vec<Notification>, StorageError> {
+        let client = self.client().await?;
+        let limit = i64::from(limit);
+        let rows = client
+            .query(
+                &format!(
+                    "WITH due AS (SELECT id FROM notifications
+                                  WHERE channel = 'email' AND status IN ('queued', 'failed')
+                                    AND next_attempt_at_ms IS NOT NULL
+                                    AND next_attempt_at_ms <= $1 AND lease_until_ms <= $1
+                                  ORDER BY next_attempt_at_ms, id LIMIT $3
+                                  FOR UPDATE SKIP LOCKED),
+                          claimed AS (UPDATE notifications n SET lease_until_ms = $1 + $2
+                                      FROM due WHERE n.id = due.id RETURNING n.*)
+                     SELECT {} ORDER BY id",
+                    NOTIFICATION_COLUMNS.replace("FROM notifications", "FROM claimed")
+                ),
+                &[&now.as_millis(), &lease_ms, &limit],
+            )
+            .await?;
+        rows.iter().map(notification_of).collect()
+    }
+
+    async fn record_attempt(
+        &self,
+        id: i64,
+        attempt: Attempt,
+        now: UnixMillis,
+    ) -> Result<(), StorageError> {
+        let (status, error, retry_at, sent_at) = match &attempt {
+            Attempt::Sent => ("sent", None, None, Some(now.as_millis())),
+            Attempt::Failed { reason, retry_at } => (
+                "failed",
+                Some(reason.as_str()),
+                retry_at.map(UnixMillis::as_millis),
+                None,
+            ),
+        };
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let row = tx
+            .query_opt(
+                "UPDATE notifications SET status = $2, attempts = attempts + 1,
+                     last_error = coalesce($3, last_error), next_attempt_at_ms = $4,
+                     sent_at_ms = $5, lease_until_ms = 0, updated_at_ms = $6
+                 WHERE id = $1 AND status <> 'sent'
+                 RETURNING user_id, channel, attempts",
+                &[&id, &status, &error, &retry_at, &sent_at, &now.as_millis()],
+            )
+            .await?;
+        if let Some(row) = row {
+            let attempts = u32::try_from(row.try_get::<_, i64>(2)?).unwrap_or(u32::MAX);
+            let channel = channel_of(row.try_get(1)?)?;
+            let event = attempt_event(id, row.try_get(0)?, channel, attempts, &attempt, now);
+            append_events(&tx, std::slice::from_ref(&event)).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,764 @@
+//! Notifications (issue 8): templates checked by the engine at save time, rules that turn
+//! events into notifications for the right users on the channels they keep on, the inbox,
+//! direct sends and their delivery state, and email delivered as real SMTP messages to a real
+//! SMTP server (aiosmtpd), once, across SMTP outages and a SIGKILL of the server.
+
+use std::time::{Duration, Instant};
+
+use allot_domain::auth::{Email, Password, Role};
+use allot_testkit::{ReceivedMail, SmtpServer};
+use serde_json::{Value, json};
+
+use crate::helpers::{ProcessBackend, TestApp, http};
+
+const PASSWORD: &str = "correct horse battery staple";
+/// How long a test waits for the workers to do something before it fails.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// A server that delivers email to `smtp`, with workers that poll and retry quickly.
+async fn app_with_smtp(smtp_url: String) -> TestApp {
+    TestApp::spawn_configured(None, move |c| {
+        c.auth.jwt_secret = Some(allot_server::config::Secret::new("n".repeat(32)));
+        c.notifications.smtp_url = Some(smtp_url);
+        c.notifications.smtp_from = "shop@allot.test".to_owned();
+        c.notifications.poll_interval = Duration::from_millis(100);
+        c.notifications.retry_base = Duration::from_millis(200);
+        c.notifications.retry_max = Duration::from_millis(500);
+        c.notifications.attempts_max = 1_000;
+    })
+    .await
+}
+
+/// A signed-in user: id, email and a bearer header value.
+struct Account {
+    id: i64,
+    email: String,
+    bearer: String,
+}
+
+async fn account(app: &TestApp, email: &str, role: Role) -> Account {
+    let user = app
+        .services
+        .auth
+        .create_user(
+            Email::parse(email).unwrap(),
+            Password::parse(PASSWORD).unwrap(),
+            role,
+        )
+        .await
+        .expect("user created");
+    let (status, body) = call(
+        app,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": email, "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    Account {
+        id: user.id.get(),
+        email: email.to_owned(),
+        bearer: format!("Bearer {}", body["access_token"].as_str().unwrap()),
+    }
+}
+
+/// One REST call; `bearer` None: as the harness client (admin where enforcement exists).
+async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    call_at(&app.url(), method, path, bearer, body).await
+}
+
+async fn call_at(
+    base: &str,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let client = http();
+    let url = format!("{base}{path}");
+    let mut req = match method {
+        "GET" => client.get(url),
+        "POST" => client.post(url),
+        "PUT" => client.put(url),
+        "DELETE" => client.delete(url),
+        m => panic!("method {m}"),
+    };
+    if let Some(b) = bearer {
+        req = req.header("authorization", b);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let r = req.send().await.expect("request sent");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(Value::Null))
+}
+
+/// Polls `check` until it answers `Some`, failing after [`PATIENCE`] with `what`.
+async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn inbox(app: &TestApp, who: &Account, query: &str) -> Vec<Value> {
+    let (status, body) = call(
+        app,
+        "GET",
+        &format!("/api/v1/notifications{query}"),
+        Some(&who.bearer),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["notifications"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+async fn wait_for_mail(smtp: &SmtpServer, n: usize) -> Vec<ReceivedMail> {
+    let smtp_messages = || async {
+        let got = smtp.messages();
+        (got.len() >= n).then_some(got)
+    };
+    eventually(&format!("{n} messages at the SMTP server"), smtp_messages).await
+}
+
+async fn product_in_stock(app: &TestApp, sku: &str, on_hand: i64) -> (i64, i64) {
+    let (s, p) = call(
+        app,
+        "POST",
+        "/api/v1/products",
+        None,
+        Some(json!({"sku": sku, "name": sku, "price": {"amount_minor": 1500, "currency": "EUR"}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{p}");
+    let (s, w) = call(
+        app,
+        "POST",
+        "/api/v1/warehouses",
+        None,
+        Some(json!({"code": format!("W-{sku}"), "name": "main"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{w}");
+    let (p, w) = (p["id"].as_i64().unwrap(), w["id"].as_i64().unwrap());
+    let (s, b) = call(
+        app,
+        "POST",
+        "/api/v1/inventory/adjust",
+        None,
+        Some(json!({"product_id": p, "warehouse_id": w, "mode": "set",
+                    "quantity": on_hand, "reason": "count"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    (p, w)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_an_order_status_change_reaches_the_customer_inbox_and_smtp() {
+    let smtp = SmtpServer::start();
+    let app = app_with_smtp(smtp.url()).await;
+    let ada = account(&app, "ada@example.com", Role::Customer).await;
+    let (product, _) = product_in_stock(&app, "LAMP", 10).await;
+    let (s, order) = call(
+        &app,
+        "POST",
+        "/api/v1/orders",
+        Some(&ada.bearer),
+        Some(json!({
+            "customer": ada.id.to_string(),
+            "shipping_address": {"name": "Ada", "line1": "1 Road", "city": "Paris",
+                                 "postal_code": "75001", "country": "FR"},
+            "lines": [{"product_id": product, "quantity": 2}],
+        })),
+    )
+    .await;
+    assert_eq!(s, 201, "{order}");
+    let order_id = order["id"].as_i64().unwrap();
+    let (s, b) = call(
+        &app,
+        "PUT",
+        &format!("/api/v1/orders/{order_id}/status"),
+        None,
+        Some(json!({"status": "confirmed"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+
+    let items = eventually("the customer's in-app notification", || async {
+        let items = inbox(&app, &ada, "").await;
+        (!items.is_empty()).then_some(items)
+    })
+    .await;
+    assert_eq!(items.len(), 1, "{items:?}");
+    assert_eq!(items[0]["title"], format!("Order {order_id} is confirmed"));
+    assert_eq!(
+        items[0]["body"],
+        format!("Your order {order_id} went from pending to confirmed.")
+    );
+    assert_eq!(items[0]["rule"], "order_status_changed");
+    assert_eq!(items[0]["read"], false);
+
+    let mail = wait_for_mail(&smtp, 1).await;
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0].rcpt_to, vec![ada.email.clone()]);
+    assert_eq!(mail[0].mail_from, "shop@allot.test");
+    assert_eq!(
+        mail[0].subject(),
+        Some(format!("Your order {order_id} is now confirmed").as_str())
+    );
+    assert!(
+        mail[0].body.contains(&format!(
+            "Hello,\n\nyour order {order_id} went from pending to confirmed."
+        )),
+        "{}",
+        mail[0].body
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_low_stock_reaches_warehouse_users_on_the_channels_they_keep_on() {
+    let smtp = SmtpServer::start();
+    let app = app_with_smtp(smtp.url()).await;
+    let both = account(&app, "both@example.com", Role::Warehouse).await;
+    let no_email = account(&app, "no-email@example.com", Role::Warehouse).await;
+    let no_inbox = account(&app, "no-inbox@example.com", Role::Warehouse).await;
+    let muted = account(&app, "muted@example.com", Role::Warehouse).await;
+    let support = account(&app, "support@example.com", Role::Support).await;
+    for (who, prefs) in [
+        (&no_email, json!({"email": false, "in_app": true})),
+        // Per rule: this rule's in-app notifications off, email kept.
+        (
+            &no_inbox,
+            json!({"rules": {"low_stock": {"email": true, "in_app": false}}}),
+        ),
+        (&muted, json!({"email": false, "in_app": false})),
+    ] {
+        let (s, b) = call(
+            &app,
+            "PUT",
+            "/api/v1/notifications/preferences",
+            Some(&who.bearer),
+            Some(prefs),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let (s, b) = call(
+        &app,
+        "GET",
+        "/api/v1/notifications/preferences",
+        Some(&no_inbox.bearer),
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["rules"]["low_stock"]["in_app"], false, "{b}");
+    assert_eq!(b["email"], true, "{b}");
+
+    let (p, w) = product_in_stock(&app, "BOLT", 10).await;
+    let (s, b) = call(
+        &app,
+        "PUT",
+        &format!("/api/v1/inventory/{p}/reorder"),
+        None,
+        Some(json!({"warehouse_id": w, "reorder_threshold": 5, "reorder_quantity": 20})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = call(
+        &app,
+        "POST",
+        "/api/v1/inventory/reserve",
+        None,
+        Some(json!({"product_id": p, "quantity": 6, "holder": "o"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+
+    // The notifications of one event are stored together: once one is there, all are.
+    let got = eventually("the low-stock in-app notification", || async {
+        let items = inbox(&app, &both, "").await;
+        (!items.is_empty()).then_some(items)
+    })
+    .await;
+    assert_eq!(
+        got[0]["title"],
+        format!("Low stock: product {p}"),
+        "{got:?}"
+    );
+    assert_eq!(inbox(&app, &no_email, "").await.len(), 1);
+    assert!(inbox(&app, &no_inbox, "").await.is_empty());
+    assert!(inbox(&app, &muted, "").await.is_empty());
+    assert!(inbox(&app, &support, "").await.is_empty());
+
+    let db = app.db().await;
+    let emails_to = |user: i64| {
+        format!("SELECT COUNT(*) FROM notifications WHERE channel = 'email' AND user_id = {user}")
+    };
+    assert_eq!(db.count(&emails_to(both.id)).await, 1);
+    assert_eq!(db.count(&emails_to(no_inbox.id)).await, 1);
+    assert_eq!(db.count(&emails_to(no_email.id)).await, 0);
+    assert_eq!(db.count(&emails_to(muted.id)).await, 0);
+    assert_eq!(db.count(&emails_to(support.id)).await, 0);
+
+    let mail = wait_for_mail(&smtp, 2).await;
+    let mut to: Vec<String> = mail.iter().flat_map(|m| m.rcpt_to.clone()).collect();
+    to.sort();
+    assert_eq!(to, vec![both.email.clone(), no_inbox.email.clone()]);
+    for m in &mail {
+        assert_eq!(
+            m.subject(),
+            Some(format!("Low stock: product {p} in warehouse {w}").as_str())
+        );
+        assert!(
+            m.body
+                .contains(&format!("has 4 available in warehouse {w} (threshold 5)")),
+            "{}",
+            m.body
+        );
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_a_template_that_does_not_parse_is_refused_and_nothing_is_stored() {
+    let app = TestApp::spawn().await;
+    let db = app.db().await;
+    let before = db
+        .count("SELECT COUNT(*) FROM notification_templates")
+        .await;
+    let (s, b) = call(
+        &app,
+        "POST",
+        "/api/v1/notifications/templates",
+        None,
+        Some(json!({"name": "welcome",
+                    "email": {"subject": "Hi", "body": "Hello\n{{ user.email "}})),
+    )
+    .await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["error"]["code"], "invalid_argument");
+    assert_eq!(b["error"]["field"], "email.body");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("does not parse") && message.contains("line 2"),
+        "{message}"
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM notification_templates")
+            .await,
+        before
+    );
+    let (s, _) = call(
+        &app,
+        "GET",
+        "/api/v1/notifications/templates/welcome",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 404);
+
+    // A good one is stored, found by name and id, replaced, and deleted; a used one stays.
+    let (s, t) = call(
+        &app,
+        "POST",
+        "/api/v1/notifications/templates",
+        None,
+        Some(json!({"name": "welcome", "in_app": {"title": "Hi {{ name }}", "body": "Welcome"}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{t}");
+    let id = t["id"].as_i64().unwrap();
+    let (s, again) = call(
+        &app,
+        "POST",
+        "/api/v1/notifications/templates",
+        None,
+        Some(json!({"name": "welcome", "in_app": {"title": "x", "body": "y"}})),
+    )
+    .await;
+    assert_eq!(
+        (s, &again["error"]["code"]),
+        (409, &json!("template_name_taken"))
+    );
+    let (s, by_id) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/notifications/templates/{id}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!((s, &by_id["name"]), (200, &json!("welcome")));
+    let (s, b) = call(
+        &app,
+        "PUT",
+        "/api/v1/notifications/templates/welcome",
+        None,
+        Some(json!({"name": "welcome", "in_app": {"title": "Hello {{ name }}", "body": "{% if x %}"}})),
+    )
+    .await;
+    assert_eq!(
+        (s, &b["error"]["field"]),
+        (422, &json!("in_app.body")),
+        "{b}"
+    );
+    let (s, list) = call(&app, "GET", "/api/v1/notifications/templates", None, None).await;
+    assert_eq!(s, 200);
+    let names: Vec<&str> = list["templates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["low_stock", "order_status_changed", "welcome"]);
+    let (s, _) = call(
+        &app,
+        "DELETE",
+        "/api/v1/notifications/templates/welcome",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 204);
+    let (s, b) = call(
+        &app,
+        "DELETE",
+        "/api/v1/notifications/templates/low_stock",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s, &b["error"]["code"]),
+        (409, &json!("template_in_use")),
+        "{b}"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_the_inbox_shows_only_the_callers_own_and_reads_them() {
+    let app = TestApp::spawn().await;
+    let ann = account(&app, "ann@example.com", Role::Customer).await;
+    let bob = account(&app, "bob@example.com", Role::Customer).await;
+    let support = account(&app, "help@example.com", Role::Support).await;
+    let mut sent = Vec::new();
+    for (to, title) in [(&ann, "first"), (&bob, "for bob"), (&ann, "second")] {
+        let (s, b) = call(
+            &app,
+            "POST",
+            "/api/v1/notifications",
+            Some(&support.bearer),
+            Some(json!({"user_id": to.id, "channel": "in_app",
+                        "subject": title, "body": "text"})),
+        )
+        .await;
+        assert_eq!(s, 202, "{b}");
+        assert_eq!(
+            b["status"], "sent",
+            "in-app is delivered by being stored: {b}"
+        );
+        sent.push(b["id"].as_i64().unwrap());
+    }
+    let titles = |items: &[Value]| -> Vec<String> {
+        items
+            .iter()
+            .map(|n| n["title"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(
+        titles(&inbox(&app, &ann, "").await),
+        vec!["second", "first"]
+    );
+    assert_eq!(titles(&inbox(&app, &bob, "").await), vec!["for bob"]);
+
+    let (s, b) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/notifications/{}/read", sent[0]),
+        Some(&ann.bearer),
+        None,
+    )
+    .await;
+    assert_eq!((s, &b["read"]), (200, &json!(true)), "{b}");
+    assert_eq!(
+        titles(&inbox(&app, &ann, "?unread=true").await),
+        vec!["second"]
+    );
+    let (s, b) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/notifications/{}/read", sent[1]),
+        Some(&ann.bearer),
+        None,
+    )
+    .await;
+    assert_eq!((s, &b["error"]["code"]), (404, &json!("not_found")), "{b}");
+    assert_eq!(inbox(&app, &bob, "?unread=true").await.len(), 1);
+
+    let page = inbox(&app, &ann, "?limit=1").await;
+    assert_eq!(titles(&page), vec!["second"]);
+    let (_, body) = call(
+        &app,
+        "GET",
+        "/api/v1/notifications?limit=1",
+        Some(&ann.bearer),
+        None,
+    )
+    .await;
+    let next = body["next_before"].as_i64().unwrap();
+    let rest = inbox(&app, &ann, &format!("?limit=1&before={next}")).await;
+    assert_eq!(titles(&rest), vec!["first"]);
+
+    let (s, b) = call(
+        &app,
+        "GET",
+        "/api/v1/notifications?unread=maybe",
+        Some(&ann.bearer),
+        None,
+    )
+    .await;
+    assert_eq!((s, &b["error"]["field"]), (422, &json!("unread")));
+    app.stop().await;
+}
+
+async fn status_of(base: &str, id: i64) -> Value {
+    let (s, b) = call_at(
+        base,
+        "GET",
+        &format!("/api/v1/notifications/status/{id}"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    b
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_status_shows_queued_sent_and_failed_with_the_reason_then_retried() {
+    let mut smtp = SmtpServer::start();
+    let app = app_with_smtp(smtp.url()).await;
+    let cy = account(&app, "cy@example.com", Role::Customer).await;
+    let send = |subject: &'static str| {
+        call(
+            &app,
+            "POST",
+            "/api/v1/notifications",
+            None,
+            Some(json!({"user_id": cy.id, "channel": "email",
+                        "template": "order_status_changed",
+                        "variables": {"order_id": 42, "from": "pending", "to": subject,
+                                      "reason": null}})),
+        )
+    };
+    let (s, first) = send("confirmed").await;
+    assert_eq!(s, 202, "{first}");
+    assert_eq!(first["status"], "queued");
+    assert_eq!(first["attempts"], 0);
+    let first_id = first["id"].as_i64().unwrap();
+    let base = app.url();
+    let sent = eventually("the first email sent", || async {
+        let st = status_of(&base, first_id).await;
+        (st["status"] == "sent").then_some(st)
+    })
+    .await;
+    assert_eq!(
+        (&sent["attempts"], &sent["retried"]),
+        (&json!(1), &json!(false))
+    );
+    assert_eq!(wait_for_mail(&smtp, 1).await.len(), 1);
+
+    smtp.kill();
+    let (s, second) = send("shipped").await;
+    assert_eq!(s, 202, "{second}");
+    let second_id = second["id"].as_i64().unwrap();
+    let failed = eventually("a failed attempt", || async {
+        let st = status_of(&base, second_id).await;
+        (st["status"] == "failed").then_some(st)
+    })
+    .await;
+    assert!(
+        failed["reason"].as_str().unwrap().starts_with("SMTP"),
+        "{failed}"
+    );
+    assert_eq!(failed["will_retry"], true, "{failed}");
+    assert!(failed["next_attempt_at"].is_string(), "{failed}");
+
+    smtp.restart();
+    let sent = eventually("the retried email sent", || async {
+        let st = status_of(&base, second_id).await;
+        (st["status"] == "sent").then_some(st)
+    })
+    .await;
+    assert_eq!(sent["retried"], true, "{sent}");
+    assert!(sent["attempts"].as_u64().unwrap() >= 2, "{sent}");
+    let mail = wait_for_mail(&smtp, 2).await;
+    assert_eq!(mail.len(), 2);
+    assert_eq!(mail[1].subject(), Some("Your order 42 is now shipped"));
+
+    // Variables the template needs but the request lacks: refused, nothing queued.
+    let (s, b) = call(
+        &app,
+        "POST",
+        "/api/v1/notifications",
+        None,
+        Some(json!({"user_id": cy.id, "channel": "email",
+                    "template": "order_status_changed", "variables": {"order_id": 1}})),
+    )
+    .await;
+    assert_eq!((s, &b["error"]["field"]), (422, &json!("variables")), "{b}");
+    let db = app.db().await;
+    assert_eq!(db.count("SELECT COUNT(*) FROM notifications").await, 2);
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM events WHERE type = 'NotificationSent'")
+            .await,
+        2
+    );
+    assert!(
+        db.count("SELECT COUNT(*) FROM events WHERE type = 'NotificationFailed'")
+            .await
+            >= 1
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_an_email_queued_before_a_sigkill_is_sent_once_after_the_restart() {
+    use std::process::Command;
+
+    let backend = ProcessBackend::new();
+    let mut smtp = SmtpServer::start();
+    smtp.kill();
+    let storage: Vec<String> = match backend.database() {
+        Some(url) => vec!["--database".into(), url],
+        None => vec!["--data-dir".into(), backend.data_dir.display().to_string()],
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_allot"))
+        .args([
+            "admin",
+            "create-user",
+            "--email",
+            "dee@example.com",
+            "--role",
+            "customer",
+        ])
+        .args(&storage)
+        .env("ALLOT_NEW_USER_PASSWORD", PASSWORD)
+        .envs(
+            backend
+                .database()
+                .map(|_| ("ALLOT_DATA_KEY", allot_testkit::TEST_DATA_KEY)),
+        )
+        .env_remove("ALLOT_DATABASE_URL")
+        .output()
+        .expect("allot admin runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let flags = ["--smtp-url", &smtp.url(), "--smtp-from", "shop@allot.test"];
+    let mut server = backend.start_with(&flags);
+    let base = server.url();
+    let (s, login) = call_at(
+        &base,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(json!({"email": "dee@example.com", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(s, 200, "{login}");
+    let user_id = login["user"]["id"].as_i64().unwrap();
+    let (s, queued) = call_at(
+        &base,
+        "POST",
+        "/api/v1/notifications",
+        None,
+        Some(json!({"user_id": user_id, "channel": "email",
+                    "subject": "Your parcel", "body": "It left the warehouse."})),
+    )
+    .await;
+    assert_eq!(s, 202, "{queued}");
+    let id = queued["id"].as_i64().unwrap();
+    eventually("an attempt against the stopped SMTP server", || async {
+        let st = status_of(&base, id).await;
+        (st["status"] == "failed").then_some(())
+    })
+    .await;
+    server.kill9();
+
+    smtp.restart();
+    let server = backend.start_with(&flags);
+    let base = server.url();
+    let sent = eventually("the email sent after the restart", || async {
+        let st = status_of(&base, id).await;
+        (st["status"] == "sent").then_some(st)
+    })
+    .await;
+    assert!(sent["attempts"].as_u64().unwrap() >= 2, "{sent}");
+    let mail = smtp.messages();
+    assert_eq!(mail.len(), 1, "{mail:?}");
+    assert_eq!(mail[0].rcpt_to, vec!["dee@example.com".to_owned()]);
+    assert_eq!(mail[0].subject(), Some("Your parcel"));
+    assert!(mail[0].body.contains("It left the warehouse."));
+    let db = backend.db().await;
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM events WHERE type = 'NotificationSent'")
+            .await,
+        1
+    );
+}
+
+#[tokio::test]
+async fn notifications_every_endpoint_is_in_the_openapi_document() {
+    let app = TestApp::spawn().await;
+    let (s, doc) = call(&app, "GET", "/api/v1/openapi.json", None, None).await;
+    assert_eq!(s, 200);
+    for (method, path) in [
+        ("get", "/api/v1/notifications"),
+        ("post", "/api/v1/notifications"),
+        ("post", "/api/v1/notifications/{id}/read"),
+        ("get", "/api/v1/notifications/status/{id}"),
+        ("get", "/api/v1/notifications/templates"),
+        ("post", "/api/v1/notifications/templates"),
+        ("get", "/api/v1/notifications/templates/{key}"),
+        ("put", "/api/v1/notifications/templates/{key}"),
+        ("delete", "/api/v1/notifications/templates/{key}"),
+        ("get", "/api/v1/notifications/rules"),
+        ("put", "/api/v1/notifications/rules/{name}"),
+        ("get", "/api/v1/notifications/preferences"),
+        ("put", "/api/v1/notifications/preferences"),
+    ] {
+        assert!(
+            doc["paths"][path][method].is_object(),
+            "{method} {path} missing from the OpenAPI document"
+        );
+    }
+    app.stop().await;
+}
