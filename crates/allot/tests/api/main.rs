@@ -1,6 +1,7 @@
 //! Integration tests: the real server on a random port, spoken to over the network as a client
 //! would, with invariants checked in the database afterwards.
 
+mod audit;
 mod auth;
 mod campaign;
 mod campaign_crash;
@@ -19,5 +20,6 @@ mod notifications;
 mod orders;
 mod personal_data;
 mod postgres;
+mod rate_limit;
 mod roles;
 mod sale;
