@@ -15,6 +15,7 @@ use crate::rate_limit::RateLimitSettings;
 use crate::service::admission::AdmissionLimits;
 use crate::service::notification::NotificationSettings;
 use crate::service::sale::SaleSettings;
+use crate::webhook_worker::WebhookSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_DATA_DIR: &str = "./allot-data";
@@ -155,6 +156,28 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_DISCOUNT_CODE_PERCENT", value_name = "PERCENT")]
     pub discount_code_percent: Option<u8>,
 
+    /// Delay before the first retry of a failed webhook delivery; each later retry doubles it,
+    /// with jitter, up to --webhook-retry-max-ms [default: 1000]
+    #[arg(long, env = "ALLOT_WEBHOOK_RETRY_BASE_MS", value_name = "MS")]
+    pub webhook_retry_base_ms: Option<u64>,
+
+    /// Longest delay between two attempts at a webhook delivery [default: 600000]
+    #[arg(long, env = "ALLOT_WEBHOOK_RETRY_MAX_MS", value_name = "MS")]
+    pub webhook_retry_max_ms: Option<u64>,
+
+    /// How long one webhook request may take before it counts as failed [default: 10000]
+    #[arg(long, env = "ALLOT_WEBHOOK_TIMEOUT_MS", value_name = "MS")]
+    pub webhook_timeout_ms: Option<u64>,
+
+    /// How often the webhook worker looks for endpoints with events to deliver; 0 turns
+    /// delivery off on this instance [default: 500]
+    #[arg(long, env = "ALLOT_WEBHOOK_POLL_INTERVAL_MS", value_name = "MS")]
+    pub webhook_poll_interval_ms: Option<u64>,
+
+    /// Hours the webhook delivery log keeps settled attempts [default: 168]
+    #[arg(long, env = "ALLOT_WEBHOOK_RETENTION_HOURS", value_name = "HOURS")]
+    pub webhook_retention_hours: Option<u64>,
+
     /// MEGADEAL requests served at the same time, at most [default: 5]
     #[arg(long, env = "ALLOT_MEGADEAL_IN_FLIGHT_MAX", value_name = "N")]
     pub megadeal_in_flight_max: Option<usize>,
@@ -270,6 +293,11 @@ struct FileConfig {
     coupon_purge_interval_secs: Option<u64>,
     reservation_expiry_interval_ms: Option<u64>,
     discount_code_percent: Option<u8>,
+    webhook_retry_base_ms: Option<u64>,
+    webhook_retry_max_ms: Option<u64>,
+    webhook_timeout_ms: Option<u64>,
+    webhook_poll_interval_ms: Option<u64>,
+    webhook_retention_hours: Option<u64>,
     megadeal_in_flight_max: Option<usize>,
     megadeal_per_second_max: Option<usize>,
     megadeal_wait_max_ms: Option<u64>,
@@ -310,6 +338,7 @@ pub struct Config {
     pub reservation_expiry_interval: Option<Duration>,
     /// Percentage a discount code takes off an order (0 to 100).
     pub discount_code_percent: u8,
+    pub webhooks: WebhookSettings,
     pub megadeal: AdmissionLimits,
     pub sales: SaleSettings,
     pub auth: AuthSettings,
@@ -354,6 +383,7 @@ impl Config {
                 DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS,
             )),
             discount_code_percent: DEFAULT_DISCOUNT_CODE_PERCENT,
+            webhooks: WebhookSettings::default(),
             megadeal: AdmissionLimits::default(),
             sales: SaleSettings::default(),
             auth: AuthSettings::default(),
@@ -463,6 +493,44 @@ impl ServeArgs {
                     return Err(ConfigError::Invalid(format!(
                         "discount_code_percent: {p} is not between 0 and 100"
                     )));
+                }
+            },
+            webhooks: {
+                let d = WebhookSettings::default();
+                let ms = |flag: Option<u64>, file: Option<u64>, default: Duration| {
+                    flag.or(file).map_or(default, Duration::from_millis)
+                };
+                WebhookSettings {
+                    retry_base: ms(
+                        self.webhook_retry_base_ms,
+                        file.webhook_retry_base_ms,
+                        d.retry_base,
+                    )
+                    .max(Duration::from_millis(1)),
+                    retry_max: ms(
+                        self.webhook_retry_max_ms,
+                        file.webhook_retry_max_ms,
+                        d.retry_max,
+                    )
+                    .max(Duration::from_millis(1)),
+                    request_timeout: ms(
+                        self.webhook_timeout_ms,
+                        file.webhook_timeout_ms,
+                        d.request_timeout,
+                    )
+                    .max(Duration::from_millis(1)),
+                    poll_interval: match self
+                        .webhook_poll_interval_ms
+                        .or(file.webhook_poll_interval_ms)
+                    {
+                        None => d.poll_interval,
+                        Some(0) => None,
+                        Some(n) => Some(Duration::from_millis(n)),
+                    },
+                    retention: self
+                        .webhook_retention_hours
+                        .or(file.webhook_retention_hours)
+                        .map_or(d.retention, |h| Duration::from_secs(h.max(1) * 3_600)),
                 }
             },
             megadeal: {

@@ -115,6 +115,12 @@ pub(crate) fn start(services: &Services, config: &Config) -> Jobs {
             }
         }));
     }
+    // Webhook delivery: every instance runs a worker; leases keep one per endpoint.
+    if let Some(worker) =
+        crate::webhook_worker::start(services.store.clone(), config.webhooks, stop.subscribe())
+    {
+        tasks.push(worker);
+    }
     Jobs { stop, tasks }
 }
 

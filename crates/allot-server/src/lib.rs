@@ -22,6 +22,7 @@ mod rpc;
 pub mod service;
 pub mod telemetry;
 pub mod time;
+pub mod webhook_worker;
 
 pub use app::{AppError, Application, open_store};
 pub use config::{Config, LogFormat, ServeArgs};

@@ -19,6 +19,7 @@ pub mod postgres;
 pub mod records;
 pub mod sqlite;
 pub mod user;
+pub mod webhook;
 
 use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CouponCode};
@@ -47,6 +48,9 @@ pub use order::{
 pub use records::*;
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use user::{ApiKey, Rotation, User, UserStore};
+pub use webhook::{
+    Delivery, DeliveryAttempt, NewWebhook, Progress, Webhook, WebhookChange, WebhookStore,
+};
 
 /// Everything the services ask of a database (the catalog's operations in [`CatalogStore`],
 /// inventory's in [`InventoryStore`], accounts' in [`UserStore`]).
@@ -58,6 +62,7 @@ pub trait Store:
     + OrderStore
     + UserStore
     + EventStore
+    + WebhookStore
     + NotificationStore
     + Send
     + Sync

@@ -9,7 +9,7 @@ pub(crate) mod context;
 mod coupon;
 mod discount;
 pub(crate) mod error;
-mod event;
+pub(crate) mod event;
 mod health;
 pub(crate) mod idempotency;
 mod inventory;
@@ -18,6 +18,7 @@ mod notification;
 mod openapi;
 mod order;
 mod sale;
+mod webhook;
 
 use std::time::Instant;
 
@@ -54,6 +55,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(order::routes())
         .merge(notification::routes())
         .merge(event::routes())
+        .merge(webhook::routes())
         .merge(audit::routes())
         .merge(auth::routes())
         .route("/metrics", get(render_metrics))

@@ -4,6 +4,8 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::webhook;
+
 use super::notification;
 use super::{
     audit, auth, campaign, catalog, coupon, discount, error, event, health, inventory, order, sale,
@@ -68,6 +70,12 @@ use super::{
         inventory::adjust,
         inventory::reorder,
         inventory::alerts,
+        webhook::create,
+        webhook::list,
+        webhook::read,
+        webhook::update,
+        webhook::delete,
+        webhook::deliveries,
         order::place,
         order::list,
         order::read,
@@ -107,6 +115,7 @@ use super::{
         (name = "audit", description = "The audit log: who did what, when and from where (admins)"),
         (name = "notifications", description = "Templates, rules that turn events into notifications, preferences, the inbox, direct sends and delivery status"),
         (name = "events", description = "The event log: every state change, in commit order, as pages or a live stream"),
+        (name = "webhooks", description = "Webhook endpoints: every event POSTed in order, signed, retried until acknowledged; the delivery log"),
         (name = "orders", description = "Orders: stock reserved and codes used in one atomic step, server-side prices, the status workflow, idempotent placing"),
     )
 )]

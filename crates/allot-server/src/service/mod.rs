@@ -10,6 +10,7 @@ pub mod inventory;
 pub mod notification;
 pub mod order;
 pub mod sale;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -28,6 +29,7 @@ pub use inventory::Inventory;
 pub use notification::Notifications;
 pub use order::Orders;
 pub use sale::FlashSales;
+pub use webhook::Webhooks;
 
 /// Every capability's service, built once over one store and one clock.
 #[derive(Clone)]
@@ -42,6 +44,7 @@ pub struct Services {
     pub inventory: Arc<Inventory>,
     pub orders: Arc<Orders>,
     pub auth: Arc<Auth>,
+    pub webhooks: Arc<Webhooks>,
     pub notifications: Arc<Notifications>,
 }
 
@@ -73,6 +76,7 @@ impl Services {
                 clock.clone(),
                 notification::NotificationSettings::default(),
             )),
+            webhooks: Arc::new(Webhooks::new(store.clone(), clock.clone())),
             store,
             clock,
         }

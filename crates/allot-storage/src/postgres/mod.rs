@@ -17,6 +17,7 @@ mod order_batch;
 mod personal;
 mod sale;
 mod user;
+mod webhook;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

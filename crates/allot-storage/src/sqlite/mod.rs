@@ -19,6 +19,7 @@ mod personal;
 mod reader;
 mod sale;
 mod user;
+mod webhook;
 mod writer;
 
 use std::fs::{File, OpenOptions};

@@ -23,3 +23,4 @@ mod postgres;
 mod rate_limit;
 mod roles;
 mod sale;
+mod webhooks;

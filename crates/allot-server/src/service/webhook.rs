@@ -1,0 +1,266 @@
+//! Registering webhook endpoints and reading their delivery log. Delivery itself is the
+//! worker's (`crate::webhook_worker`).
+
+use std::sync::Arc;
+
+use allot_domain::Clock;
+use allot_domain::event::EventType;
+use allot_storage::{Delivery, NewWebhook, Store, Webhook, WebhookChange};
+use rand::RngCore;
+
+use crate::ServiceError;
+
+/// Longest endpoint URL accepted.
+pub const URL_LEN_MAX: usize = 2_000;
+/// Longest description accepted, in characters.
+pub const DESCRIPTION_LEN_MAX: usize = 500;
+/// Delivery log rows per page at most.
+pub const DELIVERIES_LIMIT_MAX: u32 = 1_000;
+/// Prefix of signing secrets, so a leaked one is recognisable.
+pub const SECRET_PREFIX: &str = "whsec_";
+
+fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
+    ServiceError::InvalidArgument {
+        field,
+        message: message.into(),
+    }
+}
+
+/// An endpoint URL: absolute `http://`, with a host, no credentials and no fragment.
+/// HTTPS is refused: this build's HTTP client carries no TLS (README, "Webhooks").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointUrl(String);
+
+impl EndpointUrl {
+    pub fn parse(raw: &str) -> Result<EndpointUrl, ServiceError> {
+        let raw = raw.trim();
+        if raw.is_empty() || raw.len() > URL_LEN_MAX {
+            return Err(invalid(
+                "url",
+                format!("url: 1 to {URL_LEN_MAX} characters"),
+            ));
+        }
+        let url = reqwest::Url::parse(raw)
+            .map_err(|e| invalid("url", format!("url: not an absolute URL ({e})")))?;
+        match url.scheme() {
+            "http" => {}
+            "https" => {
+                return Err(invalid(
+                    "url",
+                    "url: https endpoints are not supported by this build (no TLS); use http",
+                ));
+            }
+            other => {
+                return Err(invalid(
+                    "url",
+                    format!("url: the scheme must be http, not {other:?}"),
+                ));
+            }
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err(invalid("url", "url: a host is required"));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(invalid(
+                "url",
+                "url: credentials in the URL are not accepted",
+            ));
+        }
+        if url.fragment().is_some() {
+            return Err(invalid("url", "url: a fragment (#...) is not accepted"));
+        }
+        Ok(EndpointUrl(url.into()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A description of up to [`DESCRIPTION_LEN_MAX`] characters.
+pub fn parse_description(raw: &str) -> Result<String, ServiceError> {
+    let d = raw.trim();
+    if d.chars().count() > DESCRIPTION_LEN_MAX {
+        return Err(invalid(
+            "description",
+            format!("description: at most {DESCRIPTION_LEN_MAX} characters"),
+        ));
+    }
+    Ok(d.to_owned())
+}
+
+/// A filter: one or more known event types (duplicates folded).
+pub fn parse_event_types(names: &[&str]) -> Result<Vec<EventType>, ServiceError> {
+    if names.is_empty() {
+        return Err(invalid(
+            "event_types",
+            "event_types: at least one type, or leave it out (or null) for every type",
+        ));
+    }
+    let mut types = Vec::with_capacity(names.len());
+    for name in names {
+        let t = EventType::parse(name).ok_or_else(|| {
+            invalid(
+                "event_types",
+                format!("event_types: unknown event type {name:?}"),
+            )
+        })?;
+        if !types.contains(&t) {
+            types.push(t);
+        }
+    }
+    Ok(types)
+}
+
+/// A registration, parsed.
+#[derive(Debug, Clone)]
+pub struct NewEndpoint {
+    pub url: EndpointUrl,
+    pub description: Option<String>,
+    pub event_types: Option<Vec<EventType>>,
+    /// The first seq to deliver; `None`: events appended after registration.
+    pub from_seq: Option<i64>,
+}
+
+/// A change, parsed: `None` leaves a field as it is.
+#[derive(Debug, Clone, Default)]
+pub struct EndpointChange {
+    pub url: Option<EndpointUrl>,
+    pub description: Option<Option<String>>,
+    pub event_types: Option<Option<Vec<EventType>>>,
+    pub active: Option<bool>,
+}
+
+/// A fresh signing secret: 32 bytes from the operating system's CSPRNG (through `rand`'s
+/// thread generator), hex.
+fn new_secret() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    let mut s = String::with_capacity(SECRET_PREFIX.len() + 64);
+    s.push_str(SECRET_PREFIX);
+    for b in bytes {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+pub struct Webhooks {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Webhooks {
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Webhooks { store, clock }
+    }
+
+    /// Registers the endpoint; the answer holds its signing secret, the only time it is shown.
+    pub async fn create(&self, new: NewEndpoint) -> Result<Webhook, ServiceError> {
+        let webhook = self
+            .store
+            .create_webhook(
+                NewWebhook {
+                    url: new.url.0,
+                    description: new.description,
+                    event_types: new.event_types,
+                    secret: new_secret(),
+                    from_seq: new.from_seq,
+                },
+                self.clock.now(),
+            )
+            .await?;
+        tracing::info!(webhook = webhook.id, url = %webhook.url, "webhook endpoint registered");
+        Ok(webhook)
+    }
+
+    pub async fn list(&self) -> Result<Vec<Webhook>, ServiceError> {
+        Ok(self.store.webhooks().await?)
+    }
+
+    pub async fn get(&self, id: i64) -> Result<Webhook, ServiceError> {
+        self.store
+            .webhook(id)
+            .await?
+            .ok_or(ServiceError::NotFound { what: "webhook" })
+    }
+
+    pub async fn update(&self, id: i64, change: EndpointChange) -> Result<Webhook, ServiceError> {
+        let change = WebhookChange {
+            url: change.url.map(|u| u.0),
+            description: change.description,
+            event_types: change.event_types,
+            active: change.active,
+        };
+        let webhook = self
+            .store
+            .update_webhook(id, change, self.clock.now())
+            .await?
+            .ok_or(ServiceError::NotFound { what: "webhook" })?;
+        tracing::info!(
+            webhook = id,
+            active = webhook.active,
+            "webhook endpoint changed"
+        );
+        Ok(webhook)
+    }
+
+    pub async fn delete(&self, id: i64) -> Result<(), ServiceError> {
+        if !self.store.delete_webhook(id, self.clock.now()).await? {
+            return Err(ServiceError::NotFound { what: "webhook" });
+        }
+        tracing::info!(webhook = id, "webhook endpoint deleted");
+        Ok(())
+    }
+
+    /// The endpoint's delivery log after row `after`, oldest first.
+    pub async fn deliveries(
+        &self,
+        id: i64,
+        after: i64,
+        limit: u32,
+    ) -> Result<Vec<Delivery>, ServiceError> {
+        self.get(id).await?;
+        Ok(self.store.webhook_deliveries(id, after, limit).await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_are_http_with_a_host_and_nothing_hidden() {
+        assert!(EndpointUrl::parse("http://127.0.0.1:9000/hook").is_ok());
+        assert!(EndpointUrl::parse(" http://shop.example/a?b=c ").is_ok());
+        for bad in [
+            "",
+            "shop.example/hook",
+            "ftp://shop.example/",
+            "https://shop.example/",
+            "http://user:pw@shop.example/",
+            "http://shop.example/#frag",
+        ] {
+            assert!(EndpointUrl::parse(bad).is_err(), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn filters_name_known_types_once() {
+        let t = parse_event_types(&["OrderCreated", "OrderCreated", "CouponRedeemed"]).unwrap();
+        assert_eq!(t, vec![EventType::OrderCreated, EventType::CouponRedeemed]);
+        assert!(parse_event_types(&["OrderMade"]).is_err());
+        assert!(parse_event_types(&[]).is_err());
+    }
+
+    #[test]
+    fn secrets_are_prefixed_hex_of_32_bytes_and_differ() {
+        let (a, b) = (new_secret(), new_secret());
+        assert_ne!(a, b);
+        assert_eq!(a.len(), SECRET_PREFIX.len() + 64);
+        assert!(
+            a[SECRET_PREFIX.len()..]
+                .bytes()
+                .all(|c| c.is_ascii_hexdigit())
+        );
+    }
+}

@@ -1,0 +1,672 @@
+//! Webhooks (issue 8): registered endpoints get every event (or the types they filter on) by
+//! POST, one per request, in seq order, signed with their secret, retried until acknowledged,
+//! across server restarts, and once per endpoint with several instances on PostgreSQL.
+//!
+//! The receivers are small axum servers on random ports inside the test.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::post;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio::sync::oneshot;
+
+use crate::helpers::{ProcessBackend, TestApp, backend, http};
+
+/// Fast retries and polling, so tests take seconds.
+const FAST_FLAGS: &[&str] = &[
+    "--webhook-retry-base-ms",
+    "20",
+    "--webhook-retry-max-ms",
+    "200",
+    "--webhook-poll-interval-ms",
+    "50",
+    "--sale-items",
+    "0",
+];
+
+fn fast(c: &mut allot_server::Config) {
+    c.webhooks.retry_base = Duration::from_millis(20);
+    c.webhooks.retry_max = Duration::from_millis(200);
+    c.webhooks.poll_interval = Some(Duration::from_millis(50));
+}
+
+/// One request a receiver got.
+#[derive(Debug, Clone)]
+struct Hit {
+    seq: i64,
+    kind: String,
+    signature: String,
+    body: Bytes,
+    /// The status the receiver answered.
+    status: u16,
+}
+
+#[derive(Default)]
+struct Inbox {
+    /// Requests still to answer 500.
+    fail_next: AtomicUsize,
+    hits: Mutex<Vec<Hit>>,
+}
+
+/// A webhook receiver on 127.0.0.1.
+struct Receiver {
+    addr: SocketAddr,
+    inbox: Arc<Inbox>,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+async fn hook(State(inbox): State<Arc<Inbox>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let failing = inbox
+        .fail_next
+        .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+        .is_ok();
+    let status = if failing {
+        StatusCode::INTERNAL_SERVER_ERROR
+    } else {
+        StatusCode::OK
+    };
+    inbox.hits.lock().unwrap().push(Hit {
+        seq: header("allot-event-id").parse().unwrap_or(-1),
+        kind: header("allot-event-type"),
+        signature: header("allot-signature"),
+        body,
+        status: status.as_u16(),
+    });
+    status
+}
+
+impl Receiver {
+    /// Listens on `addr` (port 0: any), failing its first `fail_first` requests with 500.
+    async fn start(addr: SocketAddr, fail_first: usize, inbox: Option<Arc<Inbox>>) -> Receiver {
+        let inbox = inbox.unwrap_or_default();
+        inbox.fail_next.store(fail_first, Ordering::SeqCst);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("receiver binds");
+        let addr = listener.local_addr().unwrap();
+        let app = Router::new()
+            .route("/hook", post(hook))
+            .with_state(inbox.clone());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+        Receiver {
+            addr,
+            inbox,
+            stop: Some(stop),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/hook", self.addr)
+    }
+
+    fn hits(&self) -> Vec<Hit> {
+        self.inbox.hits.lock().unwrap().clone()
+    }
+
+    /// The seqs acknowledged (answered 200), in arrival order.
+    fn acked(&self) -> Vec<i64> {
+        self.hits()
+            .iter()
+            .filter(|h| h.status == 200)
+            .map(|h| h.seq)
+            .collect()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// A port nothing listens on (bound, then closed).
+fn free_port() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    l.local_addr().unwrap()
+}
+
+async fn send(req: reqwest::RequestBuilder) -> (u16, Value) {
+    let r = req.send().await.unwrap();
+    (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+}
+
+async fn register(c: &reqwest::Client, base: &str, body: Value) -> Value {
+    let (s, w) = send(c.post(format!("{base}/api/v1/webhooks")).json(&body)).await;
+    assert_eq!(s, 201, "{w}");
+    w
+}
+
+/// Every event after `after`, in seq order.
+async fn events_after(c: &reqwest::Client, base: &str, mut after: i64) -> Vec<Value> {
+    let mut all = Vec::new();
+    loop {
+        let (s, page) = send(c.get(format!("{base}/api/v1/events?after={after}&limit=1000"))).await;
+        assert_eq!(s, 200, "{page}");
+        let events = page["events"].as_array().unwrap().clone();
+        if events.is_empty() {
+            return all;
+        }
+        after = page["next_after"].as_i64().unwrap();
+        all.extend(events);
+    }
+}
+
+async fn create_warehouses(c: &reqwest::Client, base: &str, prefix: &str, n: usize) {
+    for i in 0..n {
+        let (s, w) = send(c.post(format!("{base}/api/v1/warehouses")).json(
+            &json!({"code": format!("{prefix}{i}"), "name": format!("Warehouse {prefix}{i}")}),
+        ))
+        .await;
+        assert_eq!(s, 201, "{w}");
+    }
+}
+
+/// Waits until `done` holds, for up to 60 s.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..1_200 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting until {what}");
+}
+
+fn seqs(events: &[Value]) -> Vec<i64> {
+    events.iter().map(|e| e["seq"].as_i64().unwrap()).collect()
+}
+
+/// Checks `Allot-Signature: t=<secs>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`.
+fn assert_signed(hit: &Hit, secret: &str) {
+    let (t, v1) = hit
+        .signature
+        .split_once(',')
+        .and_then(|(t, v)| Some((t.strip_prefix("t=")?, v.strip_prefix("v1=")?)))
+        .unwrap_or_else(|| panic!("bad signature header {:?}", hit.signature));
+    let t: i64 = t.parse().expect("t is unix seconds");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!((now - t).abs() < 300, "t={t} is not about now ({now})");
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(&hit.body);
+    let want: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(
+        v1, want,
+        "the signature of event {} does not verify",
+        hit.seq
+    );
+}
+
+/// The deliveries of endpoint `id`, every page.
+async fn deliveries(c: &reqwest::Client, base: &str, id: i64) -> Vec<Value> {
+    let mut all = Vec::new();
+    let mut after = 0;
+    loop {
+        let (s, page) = send(c.get(format!(
+            "{base}/api/v1/webhooks/{id}/deliveries?after={after}&limit=2"
+        )))
+        .await;
+        assert_eq!(s, 200, "{page}");
+        let rows = page["deliveries"].as_array().unwrap().clone();
+        if rows.is_empty() {
+            return all;
+        }
+        after = page["next_after"].as_i64().unwrap();
+        all.extend(rows);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_failing_its_first_3_deliveries_still_gets_every_event_in_order() {
+    let app = TestApp::spawn_configured(None, |c| {
+        fast(c);
+        c.sales.items = None;
+    })
+    .await;
+    let (c, base) = (http(), app.url());
+    let receiver = Receiver::start(([127, 0, 0, 1], 0).into(), 3, None).await;
+    let w = register(
+        &c,
+        &base,
+        json!({"url": receiver.url(), "description": "orders system"}),
+    )
+    .await;
+    let (id, start) = (
+        w["id"].as_i64().unwrap(),
+        w["last_acknowledged_seq"].as_i64().unwrap(),
+    );
+    let secret = w["secret"]
+        .as_str()
+        .expect("the secret, shown once")
+        .to_owned();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert_eq!(w["event_types"], Value::Null);
+    assert_eq!(w["active"], true);
+    // Never shown again.
+    let (s, read) = send(c.get(format!("{base}/api/v1/webhooks/{id}"))).await;
+    assert_eq!(s, 200);
+    assert!(read.get("secret").is_none(), "{read}");
+    let (_, list) = send(c.get(format!("{base}/api/v1/webhooks"))).await;
+    assert_eq!(list["webhooks"].as_array().unwrap().len(), 1);
+    assert!(list["webhooks"][0].get("secret").is_none());
+
+    create_warehouses(&c, &base, "R", 5).await;
+    let log = events_after(&c, &base, start).await;
+    let want = seqs(&log);
+    assert_eq!(
+        want.len(),
+        6,
+        "WebhookEndpointCreated and 5 WarehouseCreated: {log:#?}"
+    );
+    assert_eq!(log[0]["type"], "WebhookEndpointCreated");
+    let last = *want.last().unwrap();
+    eventually("every event is acknowledged", || {
+        receiver.acked().last() == Some(&last)
+    })
+    .await;
+
+    let hits = receiver.hits();
+    // The first event three times refused, then every event once, in order.
+    let statuses: Vec<(i64, u16)> = hits.iter().map(|h| (h.seq, h.status)).collect();
+    let mut expected = vec![(want[0], 500); 3];
+    expected.extend(want.iter().map(|s| (*s, 200)));
+    assert_eq!(statuses, expected);
+    for (hit, event) in hits[3..].iter().zip(&log) {
+        assert_signed(hit, &secret);
+        assert_eq!(hit.kind, event["type"].as_str().unwrap());
+        let body: Value = serde_json::from_slice(&hit.body).expect("a JSON body");
+        assert_eq!(
+            &body, event,
+            "the body is the event as GET /api/v1/events shows it"
+        );
+    }
+    assert_signed(&hits[0], &secret);
+
+    // The delivery log: the 3 failures with their status and next attempt, then the successes.
+    let rows = deliveries(&c, &base, id).await;
+    assert_eq!(rows.len(), 3 + want.len(), "{rows:#?}");
+    for (i, row) in rows[..3].iter().enumerate() {
+        assert_eq!(row["event_seq"].as_i64(), Some(want[0]));
+        assert_eq!(row["attempt"].as_i64(), Some(i as i64 + 1));
+        assert_eq!(row["status"].as_u64(), Some(500));
+        assert_eq!(row["delivered"], false);
+        assert!(row["next_attempt_at"].is_string(), "{row}");
+        assert!(row["duration_ms"].as_i64().unwrap() >= 0);
+    }
+    assert_eq!(rows[3]["attempt"].as_i64(), Some(4));
+    for (row, seq) in rows[3..].iter().zip(&want) {
+        assert_eq!(row["event_seq"].as_i64(), Some(*seq));
+        assert_eq!(row["status"].as_u64(), Some(200));
+        assert_eq!(row["delivered"], true);
+        assert_eq!(row["next_attempt_at"], Value::Null);
+    }
+    let (_, read) = send(c.get(format!("{base}/api/v1/webhooks/{id}"))).await;
+    assert_eq!(read["last_acknowledged_seq"].as_i64(), Some(last), "{read}");
+    assert_eq!(read["failed_attempts"].as_i64(), Some(0));
+    let metrics = c
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("allot_webhook_deliveries_total{outcome=\"http_error\"}"),
+        "deliveries are counted by outcome"
+    );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_down_across_a_server_restart_gets_every_event_after_it_once_in_order() {
+    let backend = ProcessBackend::new();
+    let c = http();
+    let receiver_addr = free_port();
+    let mut server = backend.start_with(FAST_FLAGS);
+    let w = register(
+        &c,
+        &server.url(),
+        json!({"url": format!("http://{receiver_addr}/hook")}),
+    )
+    .await;
+    let (id, start) = (
+        w["id"].as_i64().unwrap(),
+        w["last_acknowledged_seq"].as_i64().unwrap(),
+    );
+    let secret = w["secret"].as_str().unwrap().to_owned();
+    create_warehouses(&c, &server.url(), "A", 3).await;
+    // The receiver is down: attempts fail with a connection error and no status.
+    let mut failures = Vec::new();
+    for _ in 0..200 {
+        failures = deliveries(&c, &server.url(), id).await;
+        if failures.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(failures.len() >= 2, "{failures:#?}");
+    for row in &failures {
+        assert_eq!(row["delivered"], false, "{row}");
+        assert_eq!(row["status"], Value::Null, "{row}");
+        assert!(
+            row["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{row}"
+        );
+    }
+
+    server.stop();
+    let server = backend.start_with(FAST_FLAGS);
+    create_warehouses(&c, &server.url(), "B", 3).await;
+    let receiver = Receiver::start(receiver_addr, 0, None).await;
+    let log = events_after(&c, &server.url(), start).await;
+    let want = seqs(&log);
+    assert_eq!(want.len(), 7, "{log:#?}");
+    let last = *want.last().unwrap();
+    eventually("every event is acknowledged after the restart", || {
+        receiver.acked().last() == Some(&last)
+    })
+    .await;
+    assert_eq!(receiver.acked(), want, "every event once, in order");
+    for hit in receiver.hits() {
+        assert_signed(&hit, &secret);
+    }
+    let (_, read) = send(c.get(format!("{}/api/v1/webhooks/{id}", server.url()))).await;
+    assert_eq!(read["last_acknowledged_seq"].as_i64(), Some(last));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_registrations_are_refused_naming_the_field_and_store_nothing() {
+    let app = TestApp::spawn_configured(None, |c| c.sales.items = None).await;
+    let (c, base) = (http(), app.url());
+    let before = events_after(&c, &base, 0).await.len();
+    let cases = [
+        (json!({"url": "ftp://shop.example/hook"}), "url"),
+        (json!({"url": "not a url"}), "url"),
+        (json!({"url": "http://user:pw@shop.example/hook"}), "url"),
+        (json!({"description": "no url"}), "url"),
+        (json!({"url": 42}), "url"),
+        (
+            json!({"url": "http://shop.example/hook", "event_types": ["OrderCreated", "OrderMade"]}),
+            "event_types",
+        ),
+        (
+            json!({"url": "http://shop.example/hook", "event_types": []}),
+            "event_types",
+        ),
+        (
+            json!({"url": "http://shop.example/hook", "event_types": "OrderCreated"}),
+            "event_types",
+        ),
+        (
+            json!({"url": "http://shop.example/hook", "from_seq": 0}),
+            "from_seq",
+        ),
+        (
+            json!({"url": "http://shop.example/hook", "description": "x".repeat(501)}),
+            "description",
+        ),
+    ];
+    for (body, field) in cases {
+        let (s, e) = send(c.post(format!("{base}/api/v1/webhooks")).json(&body)).await;
+        assert_eq!(s, 422, "{body}: {e}");
+        assert_eq!(e["error"]["code"], "invalid_argument", "{e}");
+        assert_eq!(e["error"]["field"], field, "{body}: {e}");
+        assert!(
+            e["error"]["message"].as_str().unwrap().starts_with(field),
+            "{e}"
+        );
+    }
+    let (s, list) = send(c.get(format!("{base}/api/v1/webhooks"))).await;
+    assert_eq!(s, 200);
+    assert_eq!(list["webhooks"], json!([]), "nothing stored");
+    assert_eq!(
+        events_after(&c, &base, 0).await.len(),
+        before,
+        "no event appended"
+    );
+
+    // A change is checked the same way and changes nothing; unknown ids are 404.
+    let w = register(&c, &base, json!({"url": "http://127.0.0.1:9/hook"})).await;
+    let id = w["id"].as_i64().unwrap();
+    let (s, e) = send(
+        c.patch(format!("{base}/api/v1/webhooks/{id}"))
+            .json(&json!({"url": "gopher://x", "active": false})),
+    )
+    .await;
+    assert_eq!((s, e["error"]["field"].as_str()), (422, Some("url")), "{e}");
+    let (_, read) = send(c.get(format!("{base}/api/v1/webhooks/{id}"))).await;
+    assert_eq!(read["url"], "http://127.0.0.1:9/hook");
+    assert_eq!(read["active"], true);
+    let (s, changed) = send(
+        c.patch(format!("{base}/api/v1/webhooks/{id}"))
+            .json(&json!({"active": false, "event_types": ["OrderCreated"]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{changed}");
+    assert_eq!(changed["active"], false);
+    assert_eq!(changed["event_types"], json!(["OrderCreated"]));
+    for (method, path) in [
+        (reqwest::Method::GET, "/api/v1/webhooks/999"),
+        (reqwest::Method::DELETE, "/api/v1/webhooks/999"),
+        (reqwest::Method::GET, "/api/v1/webhooks/999/deliveries"),
+    ] {
+        let (s, _) = send(c.request(method, format!("{base}{path}"))).await;
+        assert_eq!(s, 404, "{path}");
+    }
+    let (s, _) = send(c.delete(format!("{base}/api/v1/webhooks/{id}"))).await;
+    assert_eq!(s, 204);
+    let (s, _) = send(c.get(format!("{base}/api/v1/webhooks/{id}"))).await;
+    assert_eq!(s, 404);
+    let kinds: Vec<String> = events_after(&c, &base, 0)
+        .await
+        .iter()
+        .map(|e| e["type"].as_str().unwrap().to_owned())
+        .filter(|t| t.starts_with("Webhook"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "WebhookEndpointCreated",
+            "WebhookEndpointUpdated",
+            "WebhookEndpointDeleted"
+        ]
+    );
+    let (_, doc) = send(c.get(format!("{base}/api/v1/openapi.json"))).await;
+    for (path, methods) in [
+        ("/api/v1/webhooks", &["get", "post"][..]),
+        ("/api/v1/webhooks/{id}", &["get", "patch", "delete"][..]),
+        ("/api/v1/webhooks/{id}/deliveries", &["get"][..]),
+    ] {
+        for m in methods {
+            assert!(
+                doc["paths"][path][m].is_object(),
+                "{m} {path} not in the OpenAPI document"
+            );
+        }
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_endpoints_with_different_filters_each_get_only_their_types() {
+    let app = TestApp::spawn_configured(None, |c| {
+        fast(c);
+        c.sales.items = None;
+    })
+    .await;
+    let (c, base) = (http(), app.url());
+    let warehouses = Receiver::start(([127, 0, 0, 1], 0).into(), 0, None).await;
+    let catalog = Receiver::start(([127, 0, 0, 1], 0).into(), 0, None).await;
+    let a = register(
+        &c,
+        &base,
+        json!({"url": warehouses.url(), "event_types": ["WarehouseCreated"]}),
+    )
+    .await;
+    let b = register(
+        &c,
+        &base,
+        json!({"url": catalog.url(), "event_types": ["ProductCreated", "CategoryCreated"]}),
+    )
+    .await;
+    let start = a["last_acknowledged_seq"].as_i64().unwrap();
+    create_warehouses(&c, &base, "F", 2).await;
+    let (s, cat) = send(
+        c.post(format!("{base}/api/v1/categories"))
+            .json(&json!({"name": "Mugs"})),
+    )
+    .await;
+    assert_eq!(s, 201, "{cat}");
+    for sku in ["MUG-1", "MUG-2"] {
+        let (s, p) = send(c.post(format!("{base}/api/v1/products")).json(&json!({
+            "sku": sku, "name": "Mug", "price": {"amount_minor": 1200, "currency": "EUR"}
+        })))
+        .await;
+        assert_eq!(s, 201, "{p}");
+    }
+    create_warehouses(&c, &base, "G", 1).await;
+    let log = events_after(&c, &base, start).await;
+    let of = |types: &[&str]| -> Vec<i64> {
+        log.iter()
+            .filter(|e| types.contains(&e["type"].as_str().unwrap()))
+            .map(|e| e["seq"].as_i64().unwrap())
+            .collect()
+    };
+    let (want_a, want_b) = (
+        of(&["WarehouseCreated"]),
+        of(&["ProductCreated", "CategoryCreated"]),
+    );
+    assert_eq!((want_a.len(), want_b.len()), (3, 3));
+    let last = log.last().unwrap()["seq"].as_i64().unwrap();
+    eventually("both endpoints have everything of their types", || {
+        warehouses.acked().len() >= 3 && catalog.acked().len() >= 3
+    })
+    .await;
+    assert_eq!(warehouses.acked(), want_a);
+    assert_eq!(catalog.acked(), want_b);
+    assert!(
+        warehouses
+            .hits()
+            .iter()
+            .all(|h| h.kind == "WarehouseCreated")
+    );
+    // Events of other types move the cursor on too: both reach the log's end.
+    for id in [a["id"].as_i64().unwrap(), b["id"].as_i64().unwrap()] {
+        let mut at = 0;
+        for _ in 0..200 {
+            let (_, w) = send(c.get(format!("{base}/api/v1/webhooks/{id}"))).await;
+            at = w["last_acknowledged_seq"].as_i64().unwrap();
+            if at == last {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(at, last, "endpoint {id}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_on_postgres_deliver_each_event_to_an_endpoint_once() {
+    if backend() != "postgres" {
+        return;
+    }
+    let one = TestApp::spawn_configured(None, fast).await;
+    let url = one.database.clone().expect("on postgres");
+    let two = TestApp::spawn_configured(None, move |c| {
+        fast(c);
+        c.database = Some(url);
+    })
+    .await;
+    let c = http();
+    let receiver = Receiver::start(([127, 0, 0, 1], 0).into(), 0, None).await;
+    let w = register(
+        &c,
+        &one.url(),
+        json!({"url": receiver.url(), "event_types": ["WarehouseCreated"]}),
+    )
+    .await;
+    let secret = w["secret"].as_str().unwrap().to_owned();
+    let (base_one, base_two) = (one.url(), two.url());
+    // Both instances write at once, each its own codes.
+    let writers = [("P", base_one.clone()), ("Q", base_two.clone())].map(|(prefix, base)| {
+        let c = c.clone();
+        tokio::spawn(async move {
+            for round in 0..10 {
+                let code = format!("{prefix}{round}");
+                let (s, b) = send(
+                    c.post(format!("{base}/api/v1/warehouses"))
+                        .json(&json!({"code": code, "name": "Warehouse"})),
+                )
+                .await;
+                assert_eq!(s, 201, "{b}");
+            }
+        })
+    });
+    for w in writers {
+        w.await.unwrap();
+    }
+    let want: Vec<i64> = events_after(&c, &base_one, 0)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "WarehouseCreated")
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(want.len(), 20);
+    let last = *want.last().unwrap();
+    eventually("every event is acknowledged", || {
+        receiver.acked().contains(&last)
+    })
+    .await;
+    // A moment more, for any duplicate that would come late.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let acked = receiver.acked();
+    let distinct: HashSet<i64> = acked.iter().copied().collect();
+    assert_eq!(
+        distinct.len(),
+        acked.len(),
+        "a duplicate delivery: {acked:?}"
+    );
+    assert_eq!(acked, want, "each event once, in order");
+    for hit in receiver.hits() {
+        assert_signed(&hit, &secret);
+    }
+    two.stop().await;
+    one.stop().await;
+}
