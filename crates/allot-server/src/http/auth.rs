@@ -203,7 +203,12 @@ pub(crate) async fn authorize(State(gate): State<Gate>, mut req: Request, next: 
         Some(m) if !m.as_str().contains("{*") => m.as_str().to_owned(),
         _ => req.uri().path().to_owned(),
     };
-    let rule = policy::rule_for(req.method().as_str(), &route);
+    // A HEAD is answered by the GET route, under the GET rule.
+    let method = match req.method().as_str() {
+        "HEAD" => "GET",
+        m => m,
+    };
+    let rule = policy::rule_for(method, &route);
     let access = rule.map_or(policy::DEFAULT_ACCESS, |r| r.access);
     if access == Access::Public {
         return next.run(req).await;

@@ -357,7 +357,7 @@ async fn every_error_has_its_status_over_grpc_and_connect() {
 async fn connect_speaks_binary_protobuf_over_http2_too() {
     let app = TestApp::spawn().await;
     let id = open_campaign(&mut coupon_client(app.channel().await), 3).await;
-    let h2 = reqwest::Client::builder()
+    let h2 = crate::helpers::client_builder()
         .http2_prior_knowledge()
         .build()
         .unwrap();
@@ -592,7 +592,7 @@ async fn grpc_web_calls_work_over_http1() {
     let mut frame = vec![0u8];
     frame.extend_from_slice(&(message.len() as u32).to_be_bytes());
     frame.extend_from_slice(&message);
-    let response = reqwest::Client::builder()
+    let response = crate::helpers::client_builder()
         .http1_only()
         .build()
         .unwrap()

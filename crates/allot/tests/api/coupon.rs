@@ -513,7 +513,7 @@ async fn purge_removes_exactly_the_unused_expired_coupons() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn megadeal_admission_holds_its_three_limits_and_gives_every_slot_back() {
     let app = TestApp::spawn().await;
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(400)
         .build()
@@ -636,7 +636,7 @@ async fn a_thousand_concurrent_connections_each_get_and_redeem_one_coupon() {
         let base = base.clone();
         tokio::spawn(async move {
             // One client per task: a connection each, all open at once.
-            let client = reqwest::Client::builder()
+            let client = crate::helpers::client_builder()
                 .timeout(Duration::from_secs(60))
                 .build()
                 .unwrap();
@@ -697,6 +697,7 @@ async fn csv_files_stream_in_through_the_cli_in_all_or_nothing_chunks() {
         .args(["coupons", "upload"])
         .arg(&good)
         .args(["--server", &app.url()])
+        .env("ALLOT_API_KEY", &*crate::helpers::ADMIN_KEY)
         .output()
         .unwrap();
     assert!(

@@ -229,6 +229,14 @@ pub fn http() -> reqwest::Client {
         .unwrap()
 }
 
+/// A client builder whose clients send the harness admin key ([`ADMIN_KEY`]), for tests that
+/// need other client settings (HTTP/2 only, pools, timeouts).
+pub fn client_builder() -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert("x-api-key", ADMIN_KEY.parse().expect("ASCII key"));
+    reqwest::Client::builder().default_headers(headers)
+}
+
 /// An HTTP client that sends no credential.
 pub fn anonymous() -> reqwest::Client {
     reqwest::Client::builder()

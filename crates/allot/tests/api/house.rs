@@ -122,7 +122,7 @@ async fn the_same_port_speaks_grpc_with_reflection_and_http1_and_http2_rest() {
     );
 
     // An unknown gRPC method is UNIMPLEMENTED (grpc-status 12), not a REST 404.
-    let grpc = reqwest::Client::builder()
+    let grpc = crate::helpers::client_builder()
         .http2_prior_knowledge()
         .build()
         .unwrap();
@@ -136,7 +136,7 @@ async fn the_same_port_speaks_grpc_with_reflection_and_http1_and_http2_rest() {
         .unwrap();
     assert_eq!(r.headers()["grpc-status"], "12");
 
-    let h2 = reqwest::Client::builder()
+    let h2 = crate::helpers::client_builder()
         .http2_prior_knowledge()
         .build()
         .unwrap();
@@ -147,7 +147,10 @@ async fn the_same_port_speaks_grpc_with_reflection_and_http1_and_http2_rest() {
         .unwrap();
     assert_eq!(response.version(), reqwest::Version::HTTP_2);
     assert_eq!(response.status(), 200);
-    let h1 = reqwest::Client::builder().http1_only().build().unwrap();
+    let h1 = crate::helpers::client_builder()
+        .http1_only()
+        .build()
+        .unwrap();
     let response = h1
         .get(format!("{}/health", app.url()))
         .send()

@@ -58,7 +58,7 @@ async fn three_instances_share_the_megadeal_limits_through_redis() {
     let redis = RedisServer::start();
     let apps = instances(3, &pg, &redis).await;
     let bases: Vec<String> = apps.iter().map(TestApp::url).collect();
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .timeout(Duration::from_secs(30))
         .pool_max_idle_per_host(400)
         .build()

@@ -393,6 +393,20 @@ async fn roles_every_rest_group_allows_its_roles_and_refuses_the_rest() {
             .0,
         422
     );
+    // HEAD follows the GET rule.
+    let customer = w.token(Role::Customer);
+    assert_eq!(
+        w.rest(Some(&customer), "HEAD", "/api/v1/products", None)
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        w.rest(Some(&customer), "HEAD", "/api/v1/inventory", None)
+            .await
+            .0,
+        403
+    );
     // A route nobody declared is admin only (fail closed).
     assert_eq!(w.rest(None, "GET", "/api/v1/nothing", None).await.0, 401);
     assert_eq!(

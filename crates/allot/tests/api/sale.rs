@@ -70,7 +70,7 @@ pub(crate) async fn run_sale(
     connections: usize,
     limit: usize,
 ) {
-    let client = reqwest::Client::builder()
+    let client = crate::helpers::client_builder()
         .pool_max_idle_per_host(connections)
         .build()
         .unwrap();
