@@ -5,12 +5,16 @@
 //! transaction, so a restart resumes exactly where delivery stood. On PostgreSQL an endpoint is
 //! delivered by one instance at a time: [`WebhookStore::claim_webhooks`] takes a lease with an
 //! expiry (`FOR UPDATE SKIP LOCKED`), and progress is recorded only while the lease is held.
+//!
+//! Secrets are sealed under the data key (`crate::crypto`) in the rows and opened when read:
+//! callers see them in clear, a copy of the database does not reveal them.
 
 use allot_domain::UnixMillis;
 use allot_domain::event::{EventType, NewEvent};
 use async_trait::async_trait;
 
 use crate::StorageError;
+use crate::crypto::{Cipher, Place};
 
 /// Endpoints listed at most (a registry of integrations, not a data set).
 pub const WEBHOOKS_MAX: u32 = 1_000;
@@ -161,6 +165,24 @@ pub trait WebhookStore {
     /// Deletes log rows attempted before `before` whose event is settled (at or below the
     /// endpoint's cursor); rows of the event still being retried stay. Answers how many.
     async fn purge_webhook_deliveries(&self, before: UnixMillis) -> Result<u64, StorageError>;
+}
+
+/// Where a secret is sealed: its column, bound to the endpoint's id.
+fn secret_place(id: &str) -> Place<'_> {
+    Place {
+        column: "webhook_endpoints.secret",
+        row: id,
+    }
+}
+
+pub(crate) fn seal_secret(cipher: &Cipher, id: i64, secret: &str) -> String {
+    cipher.seal_str(secret, secret_place(&id.to_string()))
+}
+
+/// The endpoint with its secret opened (rows hold it sealed).
+pub(crate) fn open_secret(cipher: &Cipher, mut w: Webhook) -> Result<Webhook, StorageError> {
+    w.secret = cipher.open_string(&w.secret, secret_place(&w.id.to_string()))?;
+    Ok(w)
 }
 
 pub(crate) fn types_json(types: &Option<Vec<EventType>>) -> Option<String> {

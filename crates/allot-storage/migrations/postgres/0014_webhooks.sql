@@ -6,9 +6,10 @@ CREATE TABLE webhook_endpoints (
     description        TEXT,
     -- A JSON array of event type names; NULL: every type.
     event_types        TEXT,
-    -- The HMAC key of the signatures. Kept in clear because the server must sign with it
-    -- (a hash could not); returned once, at registration, never by a read.
-    secret             TEXT    NOT NULL,
+    -- The HMAC key of the signatures, sealed under the data key like personal data
+    -- (v1.<key id>.<...>, bound to this row's id): the server must sign with it, so it cannot
+    -- be a hash. Returned once, at registration, never by a read.
+    secret_enc         TEXT    NOT NULL,
     active             BOOLEAN NOT NULL DEFAULT TRUE,
     created_at_ms      BIGINT  NOT NULL,
     updated_at_ms      BIGINT  NOT NULL,

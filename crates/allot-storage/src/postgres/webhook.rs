@@ -15,10 +15,10 @@ use crate::StorageError;
 use crate::event::{EventQuery, EventStore};
 use crate::webhook::{
     Delivery, DeliveryAttempt, NewWebhook, Progress, WEBHOOKS_MAX, Webhook, WebhookChange,
-    WebhookStore, deleted_event, endpoint_event, types_json, types_of,
+    WebhookStore, deleted_event, endpoint_event, open_secret, seal_secret, types_json, types_of,
 };
 
-const FIELDS: &str = "id, url, description, event_types, secret, active, created_at_ms, \
+const FIELDS: &str = "id, url, description, event_types, secret_enc, active, created_at_ms, \
                       updated_at_ms, cursor_seq, attempts, next_attempt_at_ms";
 
 fn webhook_of(r: &Row) -> Result<Webhook, StorageError> {
@@ -91,21 +91,31 @@ impl WebhookStore for PgStore {
         let row = tx
             .query_one(
                 &format!(
-                    "INSERT INTO webhook_endpoints (url, description, event_types, secret, active,
-                         created_at_ms, updated_at_ms, cursor_seq, attempts, next_attempt_at_ms)
-                     VALUES ($1, $2, $3, $4, TRUE, $5, $5, $6, 0, $5) RETURNING {FIELDS}"
+                    "INSERT INTO webhook_endpoints (url, description, event_types, secret_enc,
+                         active, created_at_ms, updated_at_ms, cursor_seq, attempts,
+                         next_attempt_at_ms)
+                     VALUES ($1, $2, $3, '', TRUE, $4, $4, $5, 0, $4) RETURNING {FIELDS}"
                 ),
                 &[
                     &new.url,
                     &new.description,
                     &types_json(&new.event_types),
-                    &new.secret,
                     &now.as_millis(),
                     &cursor,
                 ],
             )
             .await?;
-        let webhook = webhook_of(&row)?;
+        let mut webhook = webhook_of(&row)?;
+        // Sealed bound to the id the insert gave, in the same transaction.
+        tx.execute(
+            "UPDATE webhook_endpoints SET secret_enc = $2 WHERE id = $1",
+            &[
+                &webhook.id,
+                &seal_secret(&self.cipher, webhook.id, &new.secret),
+            ],
+        )
+        .await?;
+        webhook.secret = new.secret;
         append(
             &tx,
             endpoint_event(EventType::WebhookEndpointCreated, &webhook, now),
@@ -125,13 +135,16 @@ impl WebhookStore for PgStore {
             )
             .await?
             .iter()
-            .map(webhook_of)
+            .map(|r| open_secret(&self.cipher, webhook_of(r)?))
             .collect()
     }
 
     async fn webhook(&self, id: i64) -> Result<Option<Webhook>, StorageError> {
         let client = self.client().await?;
-        one(&*client, id, false).await
+        one(&*client, id, false)
+            .await?
+            .map(|w| open_secret(&self.cipher, w))
+            .transpose()
     }
 
     async fn update_webhook(
@@ -170,7 +183,7 @@ impl WebhookStore for PgStore {
         )
         .await?;
         tx.commit().await?;
-        Ok(Some(after))
+        open_secret(&self.cipher, after).map(Some)
     }
 
     async fn delete_webhook(&self, id: i64, now: UnixMillis) -> Result<bool, StorageError> {
@@ -240,7 +253,9 @@ impl WebhookStore for PgStore {
                 &[&owner, &now.as_millis(), &lease_ms, &i64::from(limit)],
             )
             .await?;
-        rows.iter().map(webhook_of).collect()
+        rows.iter()
+            .map(|r| open_secret(&self.cipher, webhook_of(r)?))
+            .collect()
     }
 
     async fn record_webhook_progress(

@@ -10,12 +10,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::SqliteStore;
 use super::event::append;
 use crate::StorageError;
+use crate::crypto::Cipher;
 use crate::webhook::{
     Delivery, DeliveryAttempt, NewWebhook, Progress, WEBHOOKS_MAX, Webhook, WebhookChange,
-    WebhookStore, deleted_event, endpoint_event, types_json, types_of,
+    WebhookStore, deleted_event, endpoint_event, open_secret, seal_secret, types_json, types_of,
 };
 
-const COLUMNS: &str = "id, url, description, event_types, secret, active, created_at_ms, \
+const COLUMNS: &str = "id, url, description, event_types, secret_enc, active, created_at_ms, \
                        updated_at_ms, cursor_seq, attempts, next_attempt_at_ms \
                        FROM webhook_endpoints";
 
@@ -81,29 +82,38 @@ fn log_end(conn: &Connection) -> Result<i64, StorageError> {
         .query_row([], |r| r.get(0))?)
 }
 
-fn create(conn: &Connection, new: NewWebhook, now: UnixMillis) -> Result<Webhook, StorageError> {
+/// Inserts the endpoint, then seals its secret bound to the id the insert gave.
+fn create(
+    conn: &Connection,
+    cipher: &Cipher,
+    new: NewWebhook,
+    now: UnixMillis,
+) -> Result<Webhook, StorageError> {
     let cursor = match new.from_seq {
         Some(from) => (from - 1).max(0),
         None => log_end(conn)?,
     };
     let id: i64 = conn
         .prepare_cached(
-            "INSERT INTO webhook_endpoints (url, description, event_types, secret, active,
+            "INSERT INTO webhook_endpoints (url, description, event_types, secret_enc, active,
                  created_at_ms, updated_at_ms, cursor_seq, attempts, next_attempt_at_ms)
-             VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5, ?6, 0, ?5) RETURNING id",
+             VALUES (?1, ?2, ?3, '', 1, ?4, ?4, ?5, 0, ?4) RETURNING id",
         )?
         .query_row(
             params![
                 new.url,
                 new.description,
                 types_json(&new.event_types),
-                new.secret,
                 now.as_millis(),
                 cursor
             ],
             |r| r.get(0),
         )?;
-    let webhook = one(conn, id)?.ok_or_else(|| StorageError::Corrupt("webhook vanished".into()))?;
+    conn.prepare_cached("UPDATE webhook_endpoints SET secret_enc = ?2 WHERE id = ?1")?
+        .execute(params![id, seal_secret(cipher, id, &new.secret)])?;
+    let mut webhook =
+        one(conn, id)?.ok_or_else(|| StorageError::Corrupt("webhook vanished".into()))?;
+    webhook.secret = new.secret;
     append(
         conn,
         endpoint_event(EventType::WebhookEndpointCreated, &webhook, now),
@@ -222,21 +232,26 @@ impl WebhookStore for SqliteStore {
         new: NewWebhook,
         now: UnixMillis,
     ) -> Result<Webhook, StorageError> {
-        self.write(1, move |conn, _| create(conn, new, now)).await
+        let cipher = self.cipher.clone();
+        self.write(1, move |conn, _| create(conn, &cipher, new, now))
+            .await
     }
 
     async fn webhooks(&self) -> Result<Vec<Webhook>, StorageError> {
-        self.read(|conn| {
-            conn.prepare_cached(&format!("SELECT {COLUMNS} ORDER BY id LIMIT ?1"))?
-                .query_map(params![WEBHOOKS_MAX], raw)?
-                .map(|r| webhook_of(r?))
-                .collect()
-        })
-        .await
+        let found: Vec<Webhook> = self
+            .read(|conn| {
+                conn.prepare_cached(&format!("SELECT {COLUMNS} ORDER BY id LIMIT ?1"))?
+                    .query_map(params![WEBHOOKS_MAX], raw)?
+                    .map(|r| webhook_of(r?))
+                    .collect()
+            })
+            .await?;
+        self.open_all(found)
     }
 
     async fn webhook(&self, id: i64) -> Result<Option<Webhook>, StorageError> {
-        self.read(move |conn| one(conn, id)).await
+        let found = self.read(move |conn| one(conn, id)).await?;
+        found.map(|w| open_secret(&self.cipher, w)).transpose()
     }
 
     async fn update_webhook(
@@ -245,8 +260,10 @@ impl WebhookStore for SqliteStore {
         change: WebhookChange,
         now: UnixMillis,
     ) -> Result<Option<Webhook>, StorageError> {
-        self.write(1, move |conn, _| update(conn, id, change, now))
-            .await
+        let changed = self
+            .write(1, move |conn, _| update(conn, id, change, now))
+            .await?;
+        changed.map(|w| open_secret(&self.cipher, w)).transpose()
     }
 
     async fn delete_webhook(&self, id: i64, now: UnixMillis) -> Result<bool, StorageError> {
@@ -280,17 +297,19 @@ impl WebhookStore for SqliteStore {
         _lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<Webhook>, StorageError> {
-        self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} WHERE active AND next_attempt_at_ms <= ?1
+        let due: Vec<Webhook> = self
+            .read(move |conn| {
+                conn.prepare_cached(&format!(
+                    "SELECT {COLUMNS} WHERE active AND next_attempt_at_ms <= ?1
                    AND cursor_seq < (SELECT coalesce(max(seq), 0) FROM events)
                  ORDER BY next_attempt_at_ms, id LIMIT ?2"
-            ))?
-            .query_map(params![now.as_millis(), limit], raw)?
-            .map(|r| webhook_of(r?))
-            .collect()
-        })
-        .await
+                ))?
+                .query_map(params![now.as_millis(), limit], raw)?
+                .map(|r| webhook_of(r?))
+                .collect()
+            })
+            .await?;
+        self.open_all(due)
     }
 
     async fn record_webhook_progress(
@@ -321,5 +340,14 @@ impl WebhookStore for SqliteStore {
             Ok(n as u64)
         })
         .await
+    }
+}
+
+impl SqliteStore {
+    fn open_all(&self, found: Vec<Webhook>) -> Result<Vec<Webhook>, StorageError> {
+        found
+            .into_iter()
+            .map(|w| open_secret(&self.cipher, w))
+            .collect()
     }
 }

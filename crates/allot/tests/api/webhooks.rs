@@ -284,6 +284,17 @@ async fn a_receiver_failing_its_first_3_deliveries_still_gets_every_event_in_ord
     let (_, list) = send(c.get(format!("{base}/api/v1/webhooks"))).await;
     assert_eq!(list["webhooks"].as_array().unwrap().len(), 1);
     assert!(list["webhooks"][0].get("secret").is_none());
+    // At rest it is sealed under the data key, not in clear.
+    let stored = app
+        .db()
+        .await
+        .strings("SELECT secret_enc FROM webhook_endpoints")
+        .await;
+    assert_eq!(stored.len(), 1);
+    assert!(
+        stored[0].starts_with("v1.") && !stored[0].contains(&secret[6..]),
+        "{stored:?}"
+    );
 
     create_warehouses(&c, &base, "R", 5).await;
     let log = events_after(&c, &base, start).await;
