@@ -762,3 +762,106 @@ async fn notifications_every_endpoint_is_in_the_openapi_document() {
     }
     app.stop().await;
 }
+
+/// The rules consumer and the email sender run on every instance: on PostgreSQL two instances
+/// share the log and the outbox, and still each status change makes one in-app notification
+/// and one email, each delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_each_event_notifies_once_with_every_instance_consuming() {
+    const ORDERS: usize = 12;
+    let smtp = SmtpServer::start();
+    let first = app_with_smtp(smtp.url()).await;
+    let second = match &first.database {
+        Some(url) => {
+            let (url, smtp_url) = (url.clone(), smtp.url());
+            Some(
+                TestApp::spawn_configured(None, move |c| {
+                    c.database = Some(url);
+                    c.auth.jwt_secret = Some(allot_server::config::Secret::new("n".repeat(32)));
+                    c.notifications.smtp_url = Some(smtp_url);
+                    c.notifications.smtp_from = "shop@allot.test".to_owned();
+                    c.notifications.poll_interval = Duration::from_millis(100);
+                })
+                .await,
+            )
+        }
+        None => None,
+    };
+    let apps: Vec<&TestApp> = std::iter::once(&first).chain(second.as_ref()).collect();
+    let eve = account(&first, "eve@example.com", Role::Customer).await;
+    let (product, _) = product_in_stock(&first, "CUP", 100).await;
+    let mut orders = Vec::new();
+    for i in 0..ORDERS {
+        let (s, order) = call(
+            apps[i % apps.len()],
+            "POST",
+            "/api/v1/orders",
+            Some(&eve.bearer),
+            Some(json!({
+                "customer": eve.id.to_string(),
+                "shipping_address": {"name": "Eve", "line1": "2 Road", "city": "Lyon",
+                                     "postal_code": "69001", "country": "FR"},
+                "lines": [{"product_id": product, "quantity": 1}],
+            })),
+        )
+        .await;
+        assert_eq!(s, 201, "{order}");
+        orders.push(order["id"].as_i64().unwrap());
+    }
+    let moves = orders.iter().enumerate().map(|(i, id)| {
+        let (app, path) = (apps[i % apps.len()], format!("/api/v1/orders/{id}/status"));
+        async move {
+            call(
+                app,
+                "PUT",
+                &path,
+                None,
+                Some(json!({"status": "confirmed"})),
+            )
+            .await
+        }
+    });
+    for (s, b) in futures::future::join_all(moves).await {
+        assert_eq!(s, 200, "{b}");
+    }
+
+    let mail = wait_for_mail(&smtp, ORDERS).await;
+    let items = eventually("every in-app notification", || async {
+        let items = inbox(&first, &eve, "?limit=200").await;
+        (items.len() >= ORDERS).then_some(items)
+    })
+    .await;
+    let db = first.db().await;
+    let sent_emails =
+        "SELECT COUNT(*) FROM notifications WHERE channel = 'email' AND status = 'sent'";
+    eventually("every email marked sent", || async {
+        (db.count(sent_emails).await == ORDERS as i64).then_some(())
+    })
+    .await;
+    assert_eq!(items.len(), ORDERS);
+    let mut subjects: Vec<String> = smtp
+        .messages()
+        .iter()
+        .map(|m| m.subject().unwrap_or_default().to_owned())
+        .collect();
+    subjects.sort();
+    let mut expected: Vec<String> = orders
+        .iter()
+        .map(|id| format!("Your order {id} is now confirmed"))
+        .collect();
+    expected.sort();
+    assert_eq!(subjects, expected, "{mail:?}");
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM notifications").await,
+        2 * ORDERS as i64
+    );
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM events WHERE type = 'NotificationQueued'")
+            .await,
+        2 * ORDERS as i64
+    );
+    if let Some(second) = second {
+        second.stop().await;
+    }
+    first.stop().await;
+}
