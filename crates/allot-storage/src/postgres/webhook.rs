@@ -228,6 +228,19 @@ impl WebhookStore for PgStore {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<Webhook>, StorageError> {
+        // Nothing due (no endpoints, say): no sequencer run, no write.
+        let due = self
+            .client()
+            .await?
+            .query_opt(
+                "SELECT 1 FROM webhook_endpoints WHERE active AND next_attempt_at_ms <= $1
+                   AND (lease_until_ms IS NULL OR lease_until_ms < $1) LIMIT 1",
+                &[&now.as_millis()],
+            )
+            .await?;
+        if due.is_none() {
+            return Ok(Vec::new());
+        }
         // Reading the log numbers its committed events (the sequencer runs before every read),
         // so the log end below includes every event committed so far.
         self.events(EventQuery {
