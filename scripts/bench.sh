@@ -18,6 +18,13 @@ fi
 PID=""
 start() {
   rm -rf "$DATA/data"
+  # Every call but the probes needs a credential: an admin API key, made before the server
+  # starts (SQLite's data directory is locked while a server runs); the load tools read it
+  # from ALLOT_API_KEY, curl and wrk send it as a header.
+  ALLOT_API_KEY=$("$BIN" admin create-api-key --data-dir "$DATA/data" --name bench --role admin |
+    awk 'NR==1{print $NF}')
+  export ALLOT_API_KEY
+  AUTH="authorization: Bearer $ALLOT_API_KEY"
   "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA/data" --log-level warn \
     --code-use-rate-per-sec 0 >/dev/null &
   PID=$!
@@ -45,12 +52,12 @@ start; "$BIN" load flash-sale --server "$URL" --no-progress; stop
 if command -v wrk >/dev/null; then
   echo "## wrk: hello-world and IssueCoupon (Connect JSON and REST), fresh server"
   start
-  id=$(curl -s -H 'Content-Type: application/json' \
+  id=$(curl -s -H 'Content-Type: application/json' -H "$AUTH" \
     -d '{"name":"wrk","startTime":"2020-01-01T00:00:00Z","totalCoupons":"10000000"}' \
     "$URL/couponpb.CouponService/CreateCampaign" | sed 's/.*"campaignId":"\([0-9]*\)".*/\1/')
-  printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.body = %s\n' \
-    "'{\"campaignId\":\"$id\"}'" > "$DATA/connect.lua"
-  printf 'wrk.method = "POST"\n' > "$DATA/rest.lua"
+  printf 'wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nwrk.headers["Authorization"] = "Bearer %s"\nwrk.body = %s\n' \
+    "$ALLOT_API_KEY" "'{\"campaignId\":\"$id\"}'" > "$DATA/connect.lua"
+  printf 'wrk.method = "POST"\nwrk.headers["Authorization"] = "Bearer %s"\n' "$ALLOT_API_KEY" > "$DATA/rest.lua"
   for c in 64 256; do
     for run in "hello|$URL/health|" "connect|$URL/couponpb.CouponService/IssueCoupon|$DATA/connect.lua" \
                "rest|$URL/api/v1/campaigns/$id/coupons|$DATA/rest.lua"; do
@@ -61,6 +68,6 @@ if command -v wrk >/dev/null; then
         "$(awk '$1=="99%"{print $2}' <<<"$out")" "$(awk '/Non-2xx/{print $5}' <<<"$out" | grep . || echo 0)"
     done
   done
-  echo "issued in all: $(curl -s "$URL/api/v1/campaigns/$id" | sed 's/.*"issued":\([0-9]*\).*/\1/')"
+  echo "issued in all: $(curl -s -H "$AUTH" "$URL/api/v1/campaigns/$id" | sed 's/.*"issued":\([0-9]*\).*/\1/')"
   stop
 fi

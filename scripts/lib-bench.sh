@@ -25,8 +25,23 @@ psql_q() { psql -X -q -t -A -h 127.0.0.1 -p "$PG_PORT" -U allot allot -c "$1"; }
 ALLOT_DATA_KEY="${ALLOT_DATA_KEY:-$(head -c 32 /dev/urandom | base64)}"
 export ALLOT_DATA_KEY
 
+# Every call but the probes needs a credential: before each start, an admin API key in the
+# storage the server will open (--data-dir or --database among the flags), exported as
+# ALLOT_API_KEY for the load tools (every key made stays valid).
+make_api_key() { # flags of allot serve...
+  local storage=()
+  while [ $# -gt 0 ]; do
+    case "$1" in --data-dir|--database) storage=("$1" "$2"); shift ;; esac
+    shift
+  done
+  ALLOT_API_KEY=$("$BIN" admin create-api-key "${storage[@]}" --name bench --role admin |
+    awk 'NR==1{print $NF}')
+  export ALLOT_API_KEY
+}
+
 start_server() { # port, extra flags...
   local port=$1; shift
+  make_api_key "$@"
   # The load comes from one address: no per-client code-use limit.
   "$BIN" serve --listen "127.0.0.1:$port" --log-level warn --sale-items 0 \
     --code-use-rate-per-sec 0 "$@" >/dev/null &
