@@ -25,7 +25,8 @@ pub(crate) struct ErrorDetail {
     /// `sale_over`, `sku_taken`, `category_in_use`, `warehouse_code_taken`, `warehouse_in_use`,
     /// `out_of_stock`, `reservation_not_pending`, `below_reserved`, `illegal_transition`,
     /// `coupon_unusable`, `unknown_code`, `code_already_used`, `invalid_credentials`,
-    /// `invalid_token`, `unauthenticated`, `email_taken`, `unavailable`, `internal`.
+    /// `invalid_token`, `unauthenticated`, `email_taken`, `template_name_taken`,
+    /// `template_in_use`, `unavailable`, `internal`.
     pub code: &'static str,
     /// For people; may change between releases.
     pub message: String,

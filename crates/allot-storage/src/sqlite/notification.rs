@@ -1,7 +1,9 @@
 //! Notifications on SQLite. Every write runs in the single writer's savepoint with its events,
 //! so the consumer's cursor, the notifications it made and their events commit together.
-//! One process owns a data directory, so the consumer's lease is always this process's; it is
-//! kept anyway so both backends share one protocol.
+//! One process owns a data directory (its lock file) and runs one consumer and one sender, so
+//! the leases are written (one protocol for both backends) but never waited for here: after a
+//! crash and restart, the new process takes up the consumer and the claimed emails at once
+//! instead of waiting for the dead process's leases to run out.
 
 use allot_domain::UnixMillis;
 use allot_domain::auth::{AccountId, Role};
@@ -453,9 +455,7 @@ impl NotificationStore for SqliteStore {
             Ok(conn
                 .prepare_cached(
                     "UPDATE notification_cursor SET lease_owner = ?2, lease_until_ms = ?3 + ?4
-                     WHERE consumer = ?1 AND (lease_owner IS NULL OR lease_owner = ?2
-                                              OR lease_until_ms <= ?3)
-                     RETURNING last_seq",
+                     WHERE consumer = ?1 RETURNING last_seq",
                 )?
                 .query_row(
                     params![RULES_CONSUMER, owner, now.as_millis(), lease_ms],
@@ -568,7 +568,7 @@ impl NotificationStore for SqliteStore {
                      WHERE id IN (SELECT id FROM notifications
                                   WHERE channel = 'email' AND status IN ('queued', 'failed')
                                     AND next_attempt_at_ms IS NOT NULL
-                                    AND next_attempt_at_ms <= ?1 AND lease_until_ms <= ?1
+                                    AND next_attempt_at_ms <= ?1
                                   ORDER BY next_attempt_at_ms, id LIMIT ?3)
                      RETURNING id",
                 )?
