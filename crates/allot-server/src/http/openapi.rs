@@ -111,7 +111,7 @@ use super::{
         (name = "flash-sales", description = "An hourly sale of generated items: checkout, then purchase"),
         (name = "catalog", description = "Products, the category tree and warehouses"),
         (name = "inventory", description = "Stock per product and warehouse: reservations that expire, adjustments, the ledger, low-stock alerts"),
-        (name = "auth", description = "Users, passwords, access and refresh tokens, API keys (not yet required by the other endpoints)"),
+        (name = "auth", description = "Users, passwords, access and refresh tokens, API keys. Every endpoint but the probes, the API documents and sign-in needs `Authorization: Bearer <access token or ak_ key>` or `X-Api-Key`; which roles each allows is in the README (401 `unauthenticated`, 403 `forbidden`)"),
         (name = "audit", description = "The audit log: who did what, when and from where (admins)"),
         (name = "notifications", description = "Templates, rules that turn events into notifications, preferences, the inbox, direct sends and delivery status"),
         (name = "events", description = "The event log: every state change, in commit order, as pages or a live stream"),
