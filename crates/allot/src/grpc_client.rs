@@ -50,7 +50,10 @@ pub(crate) type GrpcChannel = InterceptedService<Channel, Credential>;
 /// One HTTP/2 connection to the server.
 pub(crate) async fn connect(server: &str) -> Result<GrpcChannel, String> {
     let credential = authorization()
-        .map(|a| a.parse().map_err(|_| "the API key must be ASCII".to_owned()))
+        .map(|a| {
+            a.parse()
+                .map_err(|_| "the API key must be ASCII".to_owned())
+        })
         .transpose()?;
     let channel = Endpoint::from_shared(server.to_owned())
         .map_err(|e| format!("bad server URL {server:?}: {e}"))?
@@ -68,7 +71,8 @@ pub(crate) fn http_headers() -> Result<reqwest::header::HeaderMap, String> {
     if let Some(a) = authorization() {
         headers.insert(
             reqwest::header::AUTHORIZATION,
-            a.parse().map_err(|_| "the API key must be ASCII".to_owned())?,
+            a.parse()
+                .map_err(|_| "the API key must be ASCII".to_owned())?,
         );
     }
     Ok(headers)
