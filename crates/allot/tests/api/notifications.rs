@@ -865,3 +865,130 @@ async fn notifications_each_event_notifies_once_with_every_instance_consuming() 
     }
     first.stop().await;
 }
+
+/// Rules are configurable (channels, template, on/off) and checked; without an SMTP server an
+/// email fails at once with a clear reason instead of waiting forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_rules_are_configurable_and_email_without_smtp_fails_with_the_reason() {
+    let app = TestApp::spawn_configured(None, |c| {
+        c.auth.jwt_secret = Some(allot_server::config::Secret::new("n".repeat(32)));
+        c.notifications.poll_interval = Duration::from_millis(100);
+    })
+    .await;
+    let fay = account(&app, "fay@example.com", Role::Customer).await;
+    let (s, rules) = call(&app, "GET", "/api/v1/notifications/rules", None, None).await;
+    assert_eq!(s, 200, "{rules}");
+    let names: Vec<&str> = rules["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["low_stock", "order_status_changed"]);
+    let rule = "/api/v1/notifications/rules/order_status_changed";
+    for (body, field) in [
+        (json!({"channels": ["sms"]}), "channels"),
+        (json!({"channels": []}), "channels"),
+        (json!({"template": "nope"}), "template"),
+    ] {
+        let (s, b) = call(&app, "PUT", rule, None, Some(body.clone())).await;
+        assert_eq!(
+            (s, &b["error"]["field"]),
+            (422, &json!(field)),
+            "{body}: {b}"
+        );
+    }
+    let (s, b) = call(
+        &app,
+        "PUT",
+        "/api/v1/notifications/rules/nope",
+        None,
+        Some(json!({"active": false})),
+    )
+    .await;
+    assert_eq!(s, 404, "{b}");
+    let (s, b) = call(
+        &app,
+        "PUT",
+        rule,
+        Some(&fay.bearer),
+        Some(json!({"active": false})),
+    )
+    .await;
+    assert_eq!(s, 403, "a customer may not change rules: {b}");
+    let (s, b) = call(
+        &app,
+        "PUT",
+        rule,
+        None,
+        Some(json!({"channels": ["in_app"]})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["channels"], json!(["in_app"]));
+
+    let (product, _) = product_in_stock(&app, "PEN", 5).await;
+    let (s, order) = call(
+        &app,
+        "POST",
+        "/api/v1/orders",
+        Some(&fay.bearer),
+        Some(json!({
+            "customer": fay.id.to_string(),
+            "shipping_address": {"name": "Fay", "line1": "3 Road", "city": "Nice",
+                                 "postal_code": "06000", "country": "FR"},
+            "lines": [{"product_id": product, "quantity": 1}],
+        })),
+    )
+    .await;
+    assert_eq!(s, 201, "{order}");
+    let (s, b) = call(
+        &app,
+        "PUT",
+        &format!("/api/v1/orders/{}/status", order["id"]),
+        None,
+        Some(json!({"status": "cancelled"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    eventually("the in-app notification", || async {
+        (!inbox(&app, &fay, "").await.is_empty()).then_some(())
+    })
+    .await;
+    let db = app.db().await;
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM notifications WHERE channel = 'email'")
+            .await,
+        0,
+        "the rule sends in-app only now"
+    );
+
+    let (s, b) = call(
+        &app,
+        "POST",
+        "/api/v1/notifications",
+        None,
+        Some(json!({"user_id": fay.id, "channel": "email", "subject": "Hi", "body": "Hello"})),
+    )
+    .await;
+    assert_eq!(s, 202, "{b}");
+    let id = b["id"].as_i64().unwrap();
+    let base = app.url();
+    let failed = eventually("the email failed", || async {
+        let st = status_of(&base, id).await;
+        (st["status"] == "failed").then_some(st)
+    })
+    .await;
+    assert!(
+        failed["reason"]
+            .as_str()
+            .unwrap()
+            .contains("email is not configured"),
+        "{failed}"
+    );
+    assert_eq!(
+        (&failed["will_retry"], &failed["attempts"]),
+        (&json!(false), &json!(1))
+    );
+    app.stop().await;
+}
