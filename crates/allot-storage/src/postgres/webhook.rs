@@ -72,6 +72,37 @@ async fn one(
         .transpose()
 }
 
+/// Rounds [`PgStore::number_committed_events`] waits for the sequencer, at most.
+const NUMBERING_ROUNDS_MAX: u32 = 50;
+
+impl PgStore {
+    /// Runs the sequencer until the events committed so far are numbered (another session's
+    /// run may hold the sequencer: then its numbers are awaited), so that the log's end read
+    /// next is after them. Bounded: under a steady stream of writes there is always something
+    /// unnumbered, and after [`NUMBERING_ROUNDS_MAX`] rounds the end is taken as it is (a new
+    /// endpoint then also gets the few events committed just before it).
+    async fn number_committed_events(&self) -> Result<(), StorageError> {
+        for _ in 0..NUMBERING_ROUNDS_MAX {
+            self.events(EventQuery {
+                after: i64::MAX,
+                limit: 1,
+                kind: None,
+            })
+            .await?;
+            let waiting = self
+                .client()
+                .await?
+                .query_opt("SELECT 1 FROM events WHERE seq IS NULL LIMIT 1", &[])
+                .await?;
+            if waiting.is_none() {
+                return Ok(());
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl WebhookStore for PgStore {
     async fn create_webhook(
@@ -79,6 +110,9 @@ impl WebhookStore for PgStore {
         new: NewWebhook,
         now: UnixMillis,
     ) -> Result<Webhook, StorageError> {
+        if new.from_seq.is_none() {
+            self.number_committed_events().await?;
+        }
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let cursor: i64 = match new.from_seq {

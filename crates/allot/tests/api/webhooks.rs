@@ -232,6 +232,22 @@ fn assert_signed(hit: &Hit, secret: &str) {
     );
 }
 
+/// Waits until endpoint `id` has recorded `seq` as acknowledged (the receiver may see a
+/// request answered before the server has recorded it).
+async fn assert_cursor_reaches(c: &reqwest::Client, base: &str, id: i64, seq: i64) {
+    let mut at = 0;
+    for _ in 0..400 {
+        let (_, w) = send(c.get(format!("{base}/api/v1/webhooks/{id}"))).await;
+        at = w["last_acknowledged_seq"].as_i64().unwrap();
+        if at == seq {
+            assert_eq!(w["failed_attempts"].as_i64(), Some(0), "{w}");
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(at, seq, "endpoint {id}'s cursor");
+}
+
 /// The deliveries of endpoint `id`, every page.
 async fn deliveries(c: &reqwest::Client, base: &str, id: i64) -> Vec<Value> {
     let mut all = Vec::new();
@@ -310,6 +326,7 @@ async fn a_receiver_failing_its_first_3_deliveries_still_gets_every_event_in_ord
         receiver.acked().last() == Some(&last)
     })
     .await;
+    assert_cursor_reaches(&c, &base, id, last).await;
 
     let hits = receiver.hits();
     // The first event three times refused, then every event once, in order.
@@ -346,9 +363,6 @@ async fn a_receiver_failing_its_first_3_deliveries_still_gets_every_event_in_ord
         assert_eq!(row["delivered"], true);
         assert_eq!(row["next_attempt_at"], Value::Null);
     }
-    let (_, read) = send(c.get(format!("{base}/api/v1/webhooks/{id}"))).await;
-    assert_eq!(read["last_acknowledged_seq"].as_i64(), Some(last), "{read}");
-    assert_eq!(read["failed_attempts"].as_i64(), Some(0));
     let metrics = c
         .get(format!("{base}/metrics"))
         .send()
@@ -417,8 +431,7 @@ async fn an_endpoint_down_across_a_server_restart_gets_every_event_after_it_once
     for hit in receiver.hits() {
         assert_signed(&hit, &secret);
     }
-    let (_, read) = send(c.get(format!("{}/api/v1/webhooks/{id}", server.url()))).await;
-    assert_eq!(read["last_acknowledged_seq"].as_i64(), Some(last));
+    assert_cursor_reaches(&c, &server.url(), id, last).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -599,16 +612,7 @@ async fn two_endpoints_with_different_filters_each_get_only_their_types() {
     );
     // Events of other types move the cursor on too: both reach the log's end.
     for id in [a["id"].as_i64().unwrap(), b["id"].as_i64().unwrap()] {
-        let mut at = 0;
-        for _ in 0..200 {
-            let (_, w) = send(c.get(format!("{base}/api/v1/webhooks/{id}"))).await;
-            at = w["last_acknowledged_seq"].as_i64().unwrap();
-            if at == last {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(at, last, "endpoint {id}");
+        assert_cursor_reaches(&c, &base, id, last).await;
     }
     app.stop().await;
 }
@@ -680,4 +684,71 @@ async fn two_instances_on_postgres_deliver_each_event_to_an_endpoint_once() {
     }
     two.stop().await;
     one.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_start_at_the_log_end_or_from_seq_and_an_inactive_one_catches_up() {
+    let app = TestApp::spawn_configured(None, |c| {
+        fast(c);
+        c.sales.items = None;
+    })
+    .await;
+    let (c, base) = (http(), app.url());
+    create_warehouses(&c, &base, "OLD", 2).await;
+    let (now_on, replay) = (
+        Receiver::start(([127, 0, 0, 1], 0).into(), 0, None).await,
+        Receiver::start(([127, 0, 0, 1], 0).into(), 0, None).await,
+    );
+    let filter = json!(["WarehouseCreated"]);
+    let a = register(
+        &c,
+        &base,
+        json!({"url": now_on.url(), "event_types": filter}),
+    )
+    .await;
+    register(
+        &c,
+        &base,
+        json!({"url": replay.url(), "event_types": filter, "from_seq": 1}),
+    )
+    .await;
+    let id = a["id"].as_i64().unwrap();
+    // Off: nothing is sent while it is inactive.
+    let (s, off) = send(
+        c.patch(format!("{base}/api/v1/webhooks/{id}"))
+            .json(&json!({"active": false})),
+    )
+    .await;
+    assert_eq!((s, &off["active"]), (200, &json!(false)), "{off}");
+    create_warehouses(&c, &base, "NEW", 2).await;
+    let all: Vec<i64> = events_after(&c, &base, 0)
+        .await
+        .iter()
+        .filter(|e| e["type"] == "WarehouseCreated")
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(all.len(), 4);
+    eventually("the replaying endpoint has the whole log", || {
+        replay.acked().len() >= 4
+    })
+    .await;
+    assert_eq!(
+        replay.acked(),
+        all,
+        "from_seq 1: every event since the start"
+    );
+    assert!(
+        now_on.hits().is_empty(),
+        "an inactive endpoint gets nothing"
+    );
+    // On again: it catches up from where it stood, the events before its registration left out.
+    let (s, _) = send(
+        c.patch(format!("{base}/api/v1/webhooks/{id}"))
+            .json(&json!({"active": true})),
+    )
+    .await;
+    assert_eq!(s, 200);
+    eventually("the endpoint catches up", || now_on.acked().len() >= 2).await;
+    assert_eq!(now_on.acked(), all[2..].to_vec());
+    app.stop().await;
 }
