@@ -342,6 +342,43 @@ fn rest_calls() -> Vec<(
             None,
             "admin marketing warehouse support customer",
         ),
+        (
+            "notifications",
+            "GET",
+            "/api/v1/notifications",
+            None,
+            "admin marketing warehouse support customer",
+        ),
+        (
+            "notifications",
+            "POST",
+            "/api/v1/notifications",
+            Some(json!({})),
+            "admin support",
+        ),
+        (
+            "notifications",
+            "GET",
+            "/api/v1/notifications/status/1",
+            None,
+            "admin support",
+        ),
+        (
+            "notifications",
+            "GET",
+            "/api/v1/notifications/templates",
+            None,
+            "admin marketing",
+        ),
+        (
+            "notifications",
+            "GET",
+            "/api/v1/notifications/rules",
+            None,
+            "admin marketing",
+        ),
+        ("webhooks", "GET", "/api/v1/webhooks", None, "admin"),
+        ("audit", "GET", "/api/v1/audit", None, "admin"),
     ]
 }
 
