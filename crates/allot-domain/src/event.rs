@@ -73,6 +73,12 @@ event_types!(
     NotificationQueued,
     NotificationSent,
     NotificationFailed,
+    NotificationRead,
+    NotificationTemplateCreated,
+    NotificationTemplateUpdated,
+    NotificationTemplateDeleted,
+    NotificationRuleUpdated,
+    NotificationPreferencesUpdated,
 );
 
 /// Who made a change. Requests are made by their principal (`user:<id>`, `api_key:<id>`, or

@@ -460,6 +460,65 @@ pub(crate) fn attempt_event(
     }
 }
 
+/// The event of a template's creation, change or deletion: its id, name and channels (no
+/// sources: they can be long; read the template).
+pub(crate) fn template_event(kind: EventType, t: &Template, now: UnixMillis) -> NewEvent {
+    let channels: Vec<&str> = [
+        t.email.as_ref().map(|_| "email"),
+        t.in_app.as_ref().map(|_| "in_app"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    NewEvent::api(
+        kind,
+        now,
+        serde_json::json!({"template_id": t.id, "name": t.name, "channels": channels}).to_string(),
+    )
+}
+
+pub(crate) fn rule_event(r: &Rule, now: UnixMillis) -> NewEvent {
+    NewEvent::api(
+        EventType::NotificationRuleUpdated,
+        now,
+        serde_json::json!({
+            "name": r.name,
+            "template": r.template,
+            "channels": r.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+            "active": r.active,
+        })
+        .to_string(),
+    )
+}
+
+pub(crate) fn preferences_event(user: AccountId, p: &Preferences, now: UnixMillis) -> NewEvent {
+    let switches = |s: &ChannelSwitches| serde_json::json!({"email": s.email, "in_app": s.in_app});
+    let rules: serde_json::Map<String, serde_json::Value> = p
+        .rules
+        .iter()
+        .map(|(k, v)| (k.clone(), switches(v)))
+        .collect();
+    NewEvent::api(
+        EventType::NotificationPreferencesUpdated,
+        now,
+        serde_json::json!({
+            "user_id": user.get(),
+            "email": p.channels.email,
+            "in_app": p.channels.in_app,
+            "rules": rules,
+        })
+        .to_string(),
+    )
+}
+
+pub(crate) fn read_event(id: i64, user: AccountId, now: UnixMillis) -> NewEvent {
+    NewEvent::api(
+        EventType::NotificationRead,
+        now,
+        serde_json::json!({"notification_id": id, "user_id": user.get()}).to_string(),
+    )
+}
+
 pub(crate) fn channels_text(channels: &[Channel]) -> String {
     channels
         .iter()

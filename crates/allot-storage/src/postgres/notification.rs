@@ -11,14 +11,17 @@ use async_trait::async_trait;
 use tokio_postgres::{GenericClient, Row};
 
 use super::PgStore;
-use super::event::append_events;
+use super::event::{append, append_events};
 use crate::StorageError;
 use crate::notification::{
     Attempt, ChannelSwitches, DEFAULT_SCOPE, EmailPart, InAppPart, InboxQuery, NewNotification,
     NewTemplate, Notification, NotificationStore, Preferences, RULES_CONSUMER, Rule, RuleUpdate,
     Template, TemplateDelete, TemplateKey, TemplateWrite, attempt_event, channel_of, channels_of,
-    channels_text, initial, recipients_of, status_of, stored_events,
+    channels_text, initial, preferences_event, read_event, recipients_of, rule_event, status_of,
+    stored_events, template_event,
 };
+use allot_domain::event::EventType;
+use allot_domain::notification::Channel;
 
 const TEMPLATE_COLUMNS: &str = "id, name, email_subject, email_body, in_app_title, in_app_body, \
                                 created_at_ms, updated_at_ms FROM notification_templates";
@@ -183,9 +186,10 @@ impl NotificationStore for PgStore {
         new: NewTemplate,
         now: UnixMillis,
     ) -> Result<TemplateWrite, StorageError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
         let [es, eb, it, ib] = new_template_params(&new);
-        let row = client
+        let row = tx
             .query_opt(
                 "INSERT INTO notification_templates (name, email_subject, email_body,
                      in_app_title, in_app_body, created_at_ms, updated_at_ms)
@@ -197,9 +201,16 @@ impl NotificationStore for PgStore {
         let Some(row) = row else {
             return Ok(TemplateWrite::NameTaken);
         };
-        Ok(template_by_id(&*client, row.try_get(0)?)
-            .await?
-            .map_or(TemplateWrite::NotFound, TemplateWrite::Saved))
+        let Some(saved) = template_by_id(&tx, row.try_get(0)?).await? else {
+            return Ok(TemplateWrite::NotFound);
+        };
+        append(
+            &tx,
+            template_event(EventType::NotificationTemplateCreated, &saved, now),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(TemplateWrite::Saved(saved))
     }
 
     async fn templates(&self) -> Result<Vec<Template>, StorageError> {
@@ -258,9 +269,16 @@ impl NotificationStore for PgStore {
             }
             Err(e) => return Err(e.into()),
         }
-        let saved = template_by_id(&tx, id).await?;
+        let Some(saved) = template_by_id(&tx, id).await? else {
+            return Ok(TemplateWrite::NotFound);
+        };
+        append(
+            &tx,
+            template_event(EventType::NotificationTemplateUpdated, &saved, now),
+        )
+        .await?;
         tx.commit().await?;
-        Ok(saved.map_or(TemplateWrite::NotFound, TemplateWrite::Saved))
+        Ok(TemplateWrite::Saved(saved))
     }
 
     async fn delete_template(&self, key: TemplateKey) -> Result<TemplateDelete, StorageError> {
@@ -284,8 +302,16 @@ impl NotificationStore for PgStore {
                 rule: row.try_get(0)?,
             });
         }
-        tx.execute("DELETE FROM notification_templates WHERE id = $1", &[&id])
+        if let Some(t) = template_by_id(&tx, id).await? {
+            tx.execute("DELETE FROM notification_templates WHERE id = $1", &[&id])
+                .await?;
+            let now = crate::event::wall_now();
+            append(
+                &tx,
+                template_event(EventType::NotificationTemplateDeleted, &t, now),
+            )
             .await?;
+        }
         tx.commit().await?;
         Ok(TemplateDelete::Deleted)
     }
@@ -306,9 +332,10 @@ impl NotificationStore for PgStore {
         update: RuleUpdate,
         now: UnixMillis,
     ) -> Result<Option<Rule>, StorageError> {
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
         let channels = update.channels.as_deref().map(channels_text);
-        let row = client
+        let row = tx
             .query_opt(
                 &format!(
                     "WITH u AS (UPDATE notification_rules SET
@@ -327,7 +354,12 @@ impl NotificationStore for PgStore {
                 ],
             )
             .await?;
-        row.as_ref().map(rule_of).transpose()
+        let rule = row.as_ref().map(rule_of).transpose()?;
+        if let Some(r) = &rule {
+            append(&tx, rule_event(r, now)).await?;
+        }
+        tx.commit().await?;
+        Ok(rule)
     }
 
     async fn preferences(&self, user: AccountId) -> Result<Preferences, StorageError> {
@@ -381,6 +413,7 @@ impl NotificationStore for PgStore {
             &[&user.get(), &scopes, &email, &in_app, &now.as_millis()],
         )
         .await?;
+        append(&tx, preferences_event(user, &preferences, now)).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -490,18 +523,23 @@ impl NotificationStore for PgStore {
         id: i64,
         now: UnixMillis,
     ) -> Result<Option<Notification>, StorageError> {
-        let client = self.client().await?;
-        let n = client
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let first = tx
             .execute(
-                "UPDATE notifications SET read_at_ms = coalesce(read_at_ms, $3)
-                 WHERE id = $1 AND user_id = $2 AND channel = 'in_app'",
+                "UPDATE notifications SET read_at_ms = $3
+                 WHERE id = $1 AND user_id = $2 AND channel = 'in_app' AND read_at_ms IS NULL",
                 &[&id, &user.get(), &now.as_millis()],
             )
             .await?;
-        if n == 0 {
-            return Ok(None);
+        if first > 0 {
+            append(&tx, read_event(id, user, now)).await?;
         }
-        notification_by_id(&*client, id).await
+        let found = notification_by_id(&tx, id)
+            .await?
+            .filter(|n| n.user == user && n.channel == Channel::InApp);
+        tx.commit().await?;
+        Ok(found)
     }
 
     async fn claim_due_emails(

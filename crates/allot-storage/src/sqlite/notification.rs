@@ -12,14 +12,17 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
-use super::event::append_events;
+use super::event::{append, append_events};
 use crate::StorageError;
 use crate::notification::{
     Attempt, ChannelSwitches, DEFAULT_SCOPE, EmailPart, InAppPart, InboxQuery, NewNotification,
     NewTemplate, Notification, NotificationStore, Preferences, RULES_CONSUMER, Rule, RuleUpdate,
     Template, TemplateDelete, TemplateKey, TemplateWrite, attempt_event, channel_of, channels_of,
-    channels_text, initial, recipients_of, status_of, stored_events,
+    channels_text, initial, preferences_event, read_event, recipients_of, rule_event, status_of,
+    stored_events, template_event,
 };
+use allot_domain::event::EventType;
+use allot_domain::notification::Channel;
 
 const TEMPLATE_COLUMNS: &str = "id, name, email_subject, email_body, in_app_title, in_app_body, \
                                 created_at_ms, updated_at_ms FROM notification_templates";
@@ -218,6 +221,22 @@ fn insert(
     Ok(id)
 }
 
+/// The saved template, with its event.
+fn saved(
+    conn: &Connection,
+    id: i64,
+    kind: EventType,
+    now: UnixMillis,
+) -> Result<TemplateWrite, StorageError> {
+    Ok(match template_by_id(conn, id)? {
+        Some(t) => {
+            append(conn, template_event(kind, &t, now))?;
+            TemplateWrite::Saved(t)
+        }
+        None => TemplateWrite::NotFound,
+    })
+}
+
 fn read_preferences(conn: &Connection, user: i64) -> Result<Preferences, StorageError> {
     let mut prefs = Preferences::default();
     let rows = conn
@@ -272,7 +291,7 @@ impl NotificationStore for SqliteStore {
                     ],
                     |r| r.get(0),
                 )?;
-            Ok(template_by_id(conn, id)?.map_or(TemplateWrite::NotFound, TemplateWrite::Saved))
+            saved(conn, id, EventType::NotificationTemplateCreated, now)
         })
         .await
     }
@@ -322,7 +341,7 @@ impl NotificationStore for SqliteStore {
                 new.in_app.as_ref().map(|e| &e.body),
                 now.as_millis()
             ])?;
-            Ok(template_by_id(conn, id)?.map_or(TemplateWrite::NotFound, TemplateWrite::Saved))
+            saved(conn, id, EventType::NotificationTemplateUpdated, now)
         })
         .await
     }
@@ -343,8 +362,15 @@ impl NotificationStore for SqliteStore {
             if let Some(rule) = user {
                 return Ok(TemplateDelete::InUse { rule });
             }
-            conn.prepare_cached("DELETE FROM notification_templates WHERE id = ?1")?
-                .execute(params![id])?;
+            if let Some(t) = template_by_id(conn, id)? {
+                conn.prepare_cached("DELETE FROM notification_templates WHERE id = ?1")?
+                    .execute(params![id])?;
+                let now = crate::event::wall_now();
+                append(
+                    conn,
+                    template_event(EventType::NotificationTemplateDeleted, &t, now),
+                )?;
+            }
             Ok(TemplateDelete::Deleted)
         })
         .await
@@ -387,11 +413,16 @@ impl NotificationStore for SqliteStore {
             if n == 0 {
                 return Ok(None);
             }
-            conn.prepare_cached(&format!("SELECT {RULE_COLUMNS} WHERE name = ?1"))?
+            let rule = conn
+                .prepare_cached(&format!("SELECT {RULE_COLUMNS} WHERE name = ?1"))?
                 .query_row(params![name], rule_row)
                 .optional()?
                 .map(rule_of)
-                .transpose()
+                .transpose()?;
+            if let Some(r) = &rule {
+                append(conn, rule_event(r, now))?;
+            }
+            Ok(rule)
         })
         .await
     }
@@ -429,6 +460,7 @@ impl NotificationStore for SqliteStore {
                     now.as_millis()
                 ])?;
             }
+            append(conn, preferences_event(user, &preferences, now))?;
             Ok(())
         })
         .await
@@ -541,16 +573,17 @@ impl NotificationStore for SqliteStore {
         now: UnixMillis,
     ) -> Result<Option<Notification>, StorageError> {
         self.write(1, move |conn, _| {
-            let n = conn
+            let first = conn
                 .prepare_cached(
-                    "UPDATE notifications SET read_at_ms = coalesce(read_at_ms, ?3)
-                     WHERE id = ?1 AND user_id = ?2 AND channel = 'in_app'",
+                    "UPDATE notifications SET read_at_ms = ?3
+                     WHERE id = ?1 AND user_id = ?2 AND channel = 'in_app' AND read_at_ms IS NULL",
                 )?
                 .execute(params![id, user.get(), now.as_millis()])?;
-            if n == 0 {
-                return Ok(None);
+            if first > 0 {
+                append(conn, read_event(id, user, now))?;
             }
-            notification_by_id(conn, id)
+            Ok(notification_by_id(conn, id)?
+                .filter(|n| n.user == user && n.channel == Channel::InApp))
         })
         .await
     }

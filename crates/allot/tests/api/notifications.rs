@@ -457,6 +457,15 @@ async fn notifications_a_template_that_does_not_parse_is_refused_and_nothing_is_
         (409, &json!("template_in_use")),
         "{b}"
     );
+    // Each change that happened is an event; the refused ones are not.
+    for (kind, n) in [
+        ("NotificationTemplateCreated", 1),
+        ("NotificationTemplateUpdated", 0),
+        ("NotificationTemplateDeleted", 1),
+    ] {
+        let sql = format!("SELECT COUNT(*) FROM events WHERE type = '{kind}'");
+        assert_eq!(db.count(&sql).await, n, "{kind}");
+    }
     app.stop().await;
 }
 
@@ -505,6 +514,7 @@ async fn notifications_the_inbox_shows_only_the_callers_own_and_reads_them() {
     )
     .await;
     assert_eq!((s, &b["read"]), (200, &json!(true)), "{b}");
+    let b_read_at = b["read_at"].clone();
     assert_eq!(
         titles(&inbox(&app, &ann, "?unread=true").await),
         vec!["second"]
@@ -519,6 +529,21 @@ async fn notifications_the_inbox_shows_only_the_callers_own_and_reads_them() {
     .await;
     assert_eq!((s, &b["error"]["code"]), (404, &json!("not_found")), "{b}");
     assert_eq!(inbox(&app, &bob, "?unread=true").await.len(), 1);
+    let (s, again) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/notifications/{}/read", sent[0]),
+        Some(&ann.bearer),
+        None,
+    )
+    .await;
+    assert_eq!((s, &again["read_at"]), (200, &b_read_at), "read once, kept");
+    let db = app.db().await;
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM events WHERE type = 'NotificationRead'")
+            .await,
+        1
+    );
 
     let page = inbox(&app, &ann, "?limit=1").await;
     assert_eq!(titles(&page), vec!["second"]);
@@ -926,6 +951,13 @@ async fn notifications_rules_are_configurable_and_email_without_smtp_fails_with_
     .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["channels"], json!(["in_app"]));
+    let db = app.db().await;
+    assert_eq!(
+        db.count("SELECT COUNT(*) FROM events WHERE type = 'NotificationRuleUpdated'")
+            .await,
+        1,
+        "only the accepted change is an event"
+    );
 
     let (product, _) = product_in_stock(&app, "PEN", 5).await;
     let (s, order) = call(
@@ -955,7 +987,6 @@ async fn notifications_rules_are_configurable_and_email_without_smtp_fails_with_
         (!inbox(&app, &fay, "").await.is_empty()).then_some(())
     })
     .await;
-    let db = app.db().await;
     assert_eq!(
         db.count("SELECT COUNT(*) FROM notifications WHERE channel = 'email'")
             .await,
