@@ -43,9 +43,16 @@ const BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// transaction, for POST.
 const OWN_KEYS: [&str; 2] = ["/api/v1/orders", "/api/v1/campaigns/{id}/coupons"];
 
-/// Whether the matched route keeps its keys itself.
+/// Routes (by prefix) that the layer never keys: sign-in carries credentials, and a stored
+/// answer of a refresh would hand the rotated token pair to whoever replays the old refresh
+/// token with the same key, past the reuse detection. Their key header is ignored.
+const NEVER_KEYED: &str = "/api/v1/auth/";
+
+/// Whether the matched route keeps its keys itself, or must never have its answers kept.
 fn handles_keys_itself(method: &Method, route: Option<&str>) -> bool {
-    method == Method::POST && route.is_some_and(|r| OWN_KEYS.contains(&r))
+    route.is_some_and(|r| {
+        r.starts_with(NEVER_KEYED) || (method == Method::POST && OWN_KEYS.contains(&r))
+    })
 }
 
 pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Next) -> Response {

@@ -240,6 +240,50 @@ async fn refresh_rotates_and_reuse_revokes_the_family() {
     app.stop().await;
 }
 
+/// Sign-in routes never keep answers for an `Idempotency-Key`: a replayed refresh with the same
+/// key is a reuse of a spent token (and revokes the family), never the stored new pair, and
+/// nothing of the credentials is written to the idempotency table.
+#[tokio::test]
+async fn sign_in_routes_ignore_idempotency_keys() {
+    let app = app_with_user(|_| {}).await;
+    let refresh = |token: String| {
+        let url = format!("{}/api/v1/auth/refresh", app.url());
+        async move {
+            let r = http()
+                .post(url)
+                .header("idempotency-key", "same-key")
+                .json(&json!({"refresh_token": token}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<Value>().await.unwrap())
+        }
+    };
+    let first = login(&app).await["refresh_token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, body) = refresh(first.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, replay) = refresh(first).await;
+    assert_eq!(
+        (status, replay["error"]["code"].as_str()),
+        (401, Some("invalid_token")),
+        "{replay}"
+    );
+    let r = http()
+        .post(format!("{}/api/v1/auth/login", app.url()))
+        .header("idempotency-key", "login-key")
+        .json(&json!({"email": "ann@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let db = app.db().await;
+    assert_eq!(db.count("SELECT count(*) FROM idempotency_keys").await, 0);
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn logout_and_password_change_revoke_refresh_tokens() {
     let app = app_with_user(|_| {}).await;
