@@ -6,6 +6,7 @@
 //! logged. The signing algorithm is fixed here (HS256); a token whose header names any other
 //! algorithm, `none` included, is refused before its signature is looked at.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,7 +82,16 @@ pub struct Auth {
     /// A hash to verify against when the email is unknown, so that answer takes as long as a
     /// wrong password.
     dummy_hash: OnceCell<String>,
+    /// API keys recently proven, by the SHA-256 of the key: saves a database read per request
+    /// of a machine client. An entry lives [`API_KEY_CACHE_TTL`], so a key revoked elsewhere
+    /// (another instance, the CLI) stops working within that time; revoked here, at once.
+    api_keys: std::sync::Mutex<HashMap<String, (Principal, std::time::Instant)>>,
 }
+
+/// How long a proven API key is believed without asking the database again.
+pub const API_KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Entries kept at most; past it the cache starts over (unknown keys are never kept).
+const API_KEY_CACHE_MAX: usize = 10_000;
 
 impl Auth {
     pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: &AuthSettings) -> Self {
@@ -112,6 +122,7 @@ impl Auth {
             access_ttl: settings.access_token_ttl,
             refresh_ttl: settings.refresh_token_ttl,
             dummy_hash: OnceCell::new(),
+            api_keys: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -287,6 +298,8 @@ impl Auth {
     }
 
     pub async fn revoke_api_key(&self, id: i64) -> Result<(), ServiceError> {
+        self.cached_keys()
+            .retain(|_, (p, _)| p.id != PrincipalId::ApiKey(id));
         if self.store.revoke_api_key(id, self.clock.now()).await? {
             Ok(())
         } else {
@@ -317,13 +330,39 @@ impl Auth {
         if !key.starts_with(API_KEY_PREFIX) || key.len() > 256 {
             return Err(ServiceError::Unauthenticated);
         }
-        match self.store.api_key_by_hash(sha256_hex(key)).await? {
-            Some(k) if k.revoked_at.is_none() => Ok(Principal {
-                id: PrincipalId::ApiKey(k.id),
-                role: k.role,
-            }),
-            _ => Err(ServiceError::Unauthenticated),
+        let hash = sha256_hex(key);
+        if let Some((principal, at)) = self.cached_keys().get(&hash)
+            && at.elapsed() < API_KEY_CACHE_TTL
+        {
+            return Ok(*principal);
         }
+        match self.store.api_key_by_hash(hash.clone()).await? {
+            Some(k) if k.revoked_at.is_none() => {
+                let principal = Principal {
+                    id: PrincipalId::ApiKey(k.id),
+                    role: k.role,
+                };
+                let mut cache = self.cached_keys();
+                if cache.len() >= API_KEY_CACHE_MAX {
+                    cache.clear();
+                }
+                cache.insert(hash, (principal, std::time::Instant::now()));
+                Ok(principal)
+            }
+            _ => {
+                self.cached_keys().remove(&hash);
+                Err(ServiceError::Unauthenticated)
+            }
+        }
+    }
+
+    fn cached_keys(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Principal, std::time::Instant)>> {
+        // A panic while holding it cannot leave a half-written entry: the map stays usable.
+        self.api_keys
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub async fn api_key(&self, key: &str) -> Result<Option<ApiKey>, ServiceError> {
