@@ -15,12 +15,10 @@ use utoipa::ToSchema;
 use super::AppState;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::event::{body_of, invalid, parse_after, parse_type};
+use super::event::{body_of, invalid, parse_after, parse_limit, parse_type};
 use crate::ServiceError;
 use crate::time::parse_rfc3339;
 
-const LIMIT_DEFAULT: u32 = 100;
-const LIMIT_MAX: u32 = 1_000;
 /// Payload fields named in an entry's summary at most.
 const SUMMARY_FIELDS_MAX: usize = 6;
 
@@ -121,13 +119,7 @@ pub(crate) async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<AuditPage>, ServiceError> {
     let after = parse_after(q.get("after").map(String::as_str))?;
-    let limit = match q.get("limit") {
-        None => LIMIT_DEFAULT,
-        Some(s) => match s.trim().parse::<u32>() {
-            Ok(n) if (1..=LIMIT_MAX).contains(&n) => n,
-            _ => return Err(invalid("limit", "limit: 1 to 1000")),
-        },
-    };
+    let limit = parse_limit(q.get("limit"))?;
     let actor = match q.get("actor") {
         None => None,
         Some(raw) => Some(actor_filter(raw.trim()).ok_or_else(|| {

@@ -86,6 +86,17 @@ pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Servic
     }
 }
 
+/// `limit`: 1 to 1000, 100 when absent.
+pub(crate) fn parse_limit(raw: Option<&String>) -> Result<u32, ServiceError> {
+    match raw {
+        None => Ok(LIMIT_DEFAULT),
+        Some(s) => match s.trim().parse::<u32>() {
+            Ok(n) if (1..=LIMIT_MAX).contains(&n) => Ok(n),
+            _ => Err(invalid("limit", "limit: 1 to 1000")),
+        },
+    }
+}
+
 pub(crate) fn parse_after(raw: Option<&str>) -> Result<i64, ServiceError> {
     match raw {
         None => Ok(0),
@@ -119,13 +130,7 @@ pub(crate) async fn list(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<EventPage>, ServiceError> {
     let after = parse_after(q.get("after").map(String::as_str))?;
-    let limit = match q.get("limit") {
-        None => LIMIT_DEFAULT,
-        Some(s) => match s.trim().parse::<u32>() {
-            Ok(n) if (1..=LIMIT_MAX).contains(&n) => n,
-            _ => return Err(invalid("limit", "limit: 1 to 1000")),
-        },
-    };
+    let limit = parse_limit(q.get("limit"))?;
     let kind = parse_type(q.get("type"))?;
     let events = state
         .services
