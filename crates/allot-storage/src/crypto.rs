@@ -282,6 +282,12 @@ pub(crate) mod places {
         }
     }
 
+    /// `notifications.subject`, `.body` and `.last_error` (`column`), bound to the
+    /// notification's id.
+    pub(crate) fn notification<'a>(column: &'static str, id: &'a str) -> Place<'a> {
+        Place { column, row: id }
+    }
+
     /// `data_key_check.check_value`.
     pub(crate) fn key_check() -> Place<'static> {
         Place {

@@ -12,6 +12,7 @@ use allot_domain::notification::{Channel, DeliveryStatus};
 use async_trait::async_trait;
 
 use crate::StorageError;
+use crate::crypto::{Cipher, places};
 
 /// The email part of a template: minijinja sources.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -327,6 +328,47 @@ pub trait NotificationStore: Send + Sync + 'static {
         attempt: Attempt,
         now: UnixMillis,
     ) -> Result<(), StorageError>;
+}
+
+/// The rendered texts of notification `id` as its row holds them: subject (or title), body and
+/// last error sealed under the data key, each bound to the row and column (a template may
+/// render an email or an address; an SMTP error may quote one).
+pub(crate) struct SealedTexts {
+    pub subject: String,
+    pub body: String,
+    pub last_error: Option<String>,
+}
+
+const SUBJECT: &str = "notifications.subject";
+const BODY: &str = "notifications.body";
+const LAST_ERROR: &str = "notifications.last_error";
+
+pub(crate) fn seal_error(cipher: &Cipher, id: i64, error: &str) -> String {
+    cipher.seal_str(error, places::notification(LAST_ERROR, &id.to_string()))
+}
+
+pub(crate) fn seal_texts(cipher: &Cipher, id: i64, n: &NewNotification) -> SealedTexts {
+    let row = id.to_string();
+    SealedTexts {
+        subject: cipher.seal_str(&n.subject, places::notification(SUBJECT, &row)),
+        body: cipher.seal_str(&n.body, places::notification(BODY, &row)),
+        last_error: n.render_error.as_deref().map(|e| seal_error(cipher, id, e)),
+    }
+}
+
+/// The notification with its texts opened (rows hold them sealed).
+pub(crate) fn open_texts(
+    cipher: &Cipher,
+    mut n: Notification,
+) -> Result<Notification, StorageError> {
+    let row = n.id.to_string();
+    n.subject = cipher.open_string(&n.subject, places::notification(SUBJECT, &row))?;
+    n.body = cipher.open_string(&n.body, places::notification(BODY, &row))?;
+    n.last_error = n
+        .last_error
+        .map(|e| cipher.open_string(&e, places::notification(LAST_ERROR, &row)))
+        .transpose()?;
+    Ok(n)
 }
 
 /// The initial state of a notification being stored.

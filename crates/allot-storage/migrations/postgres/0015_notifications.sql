@@ -3,8 +3,10 @@
 -- outbox: in-app ones are the inbox, email ones wait here for the sender).
 
 -- A template has a part per channel; a channel whose part is NULL cannot use the template.
--- The texts are minijinja sources, checked to parse when saved. Rendered texts are stored as
--- they are (notifications.subject, .body): the default templates name no personal data.
+-- The texts are minijinja sources, checked to parse when saved. Rendered texts may hold personal
+-- data (a template may render the user's email or an address), so notifications keep them, and
+-- the last error (an SMTP error may quote an address), only sealed under the data key:
+-- subject_enc (the email subject or in-app title), body_enc, last_error_enc.
 CREATE TABLE notification_templates (
     id             BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     name           TEXT    NOT NULL UNIQUE,
@@ -65,11 +67,11 @@ CREATE TABLE notifications (
     template           TEXT,
     rule               TEXT,
     event_seq          BIGINT,
-    subject            TEXT    NOT NULL,
-    body               TEXT    NOT NULL,
+    subject_enc        TEXT    NOT NULL,
+    body_enc           TEXT    NOT NULL,
     status             TEXT    NOT NULL CHECK (status IN ('queued', 'sent', 'failed')),
     attempts           BIGINT  NOT NULL DEFAULT 0,
-    last_error         TEXT,
+    last_error_enc     TEXT,
     next_attempt_at_ms BIGINT,
     lease_until_ms     BIGINT  NOT NULL DEFAULT 0,
     read_at_ms         BIGINT,

@@ -13,12 +13,13 @@ use tokio_postgres::{GenericClient, Row};
 use super::PgStore;
 use super::event::{append, append_events};
 use crate::StorageError;
+use crate::crypto::Cipher;
 use crate::notification::{
     Attempt, ChannelSwitches, DEFAULT_SCOPE, EmailPart, InAppPart, InboxQuery, NewNotification,
     NewTemplate, Notification, NotificationStore, Preferences, RULES_CONSUMER, Rule, RuleUpdate,
     Template, TemplateDelete, TemplateKey, TemplateWrite, attempt_event, channel_of, channels_of,
-    channels_text, initial, preferences_event, read_event, recipients_of, rule_event, status_of,
-    stored_events, template_event,
+    channels_text, initial, open_texts, preferences_event, read_event, recipients_of, rule_event,
+    seal_error, seal_texts, status_of, stored_events, template_event,
 };
 use allot_domain::event::EventType;
 use allot_domain::notification::Channel;
@@ -27,8 +28,8 @@ const TEMPLATE_COLUMNS: &str = "id, name, email_subject, email_body, in_app_titl
                                 created_at_ms, updated_at_ms FROM notification_templates";
 const RULE_COLUMNS: &str = "id, name, event_type, recipients, template, channels, active, \
                             updated_at_ms FROM notification_rules";
-const NOTIFICATION_COLUMNS: &str = "id, user_id, channel, template, rule, event_seq, subject, \
-     body, status, attempts, last_error, next_attempt_at_ms, read_at_ms, sent_at_ms, \
+const NOTIFICATION_COLUMNS: &str = "id, user_id, channel, template, rule, event_seq, \
+     subject_enc, body_enc, status, attempts, last_error_enc, next_attempt_at_ms, read_at_ms, sent_at_ms, \
      created_at_ms, updated_at_ms FROM notifications";
 
 fn template_of(r: &Row) -> Result<Template, StorageError> {
@@ -69,28 +70,31 @@ fn rule_of(r: &Row) -> Result<Rule, StorageError> {
     })
 }
 
-fn notification_of(r: &Row) -> Result<Notification, StorageError> {
+fn notification_of(cipher: &Cipher, r: &Row) -> Result<Notification, StorageError> {
     let opt_ms = |i: usize| -> Result<Option<UnixMillis>, StorageError> {
         Ok(r.try_get::<_, Option<i64>>(i)?.map(UnixMillis::from_millis))
     };
-    Ok(Notification {
-        id: r.try_get(0)?,
-        user: AccountId::new(r.try_get(1)?),
-        channel: channel_of(r.try_get(2)?)?,
-        template: r.try_get(3)?,
-        rule: r.try_get(4)?,
-        event_seq: r.try_get(5)?,
-        subject: r.try_get(6)?,
-        body: r.try_get(7)?,
-        status: status_of(r.try_get(8)?)?,
-        attempts: u32::try_from(r.try_get::<_, i64>(9)?).unwrap_or(u32::MAX),
-        last_error: r.try_get(10)?,
-        next_attempt_at: opt_ms(11)?,
-        read_at: opt_ms(12)?,
-        sent_at: opt_ms(13)?,
-        created_at: UnixMillis::from_millis(r.try_get(14)?),
-        updated_at: UnixMillis::from_millis(r.try_get(15)?),
-    })
+    open_texts(
+        cipher,
+        Notification {
+            id: r.try_get(0)?,
+            user: AccountId::new(r.try_get(1)?),
+            channel: channel_of(r.try_get(2)?)?,
+            template: r.try_get(3)?,
+            rule: r.try_get(4)?,
+            event_seq: r.try_get(5)?,
+            subject: r.try_get(6)?,
+            body: r.try_get(7)?,
+            status: status_of(r.try_get(8)?)?,
+            attempts: u32::try_from(r.try_get::<_, i64>(9)?).unwrap_or(u32::MAX),
+            last_error: r.try_get(10)?,
+            next_attempt_at: opt_ms(11)?,
+            read_at: opt_ms(12)?,
+            sent_at: opt_ms(13)?,
+            created_at: UnixMillis::from_millis(r.try_get(14)?),
+            updated_at: UnixMillis::from_millis(r.try_get(15)?),
+        },
+    )
 }
 
 async fn template_id(
@@ -123,6 +127,7 @@ async fn template_by_id(c: &impl GenericClient, id: i64) -> Result<Option<Templa
 
 async fn notification_by_id(
     c: &impl GenericClient,
+    cipher: &Cipher,
     id: i64,
 ) -> Result<Option<Notification>, StorageError> {
     c.query_opt(
@@ -131,13 +136,15 @@ async fn notification_by_id(
     )
     .await?
     .as_ref()
-    .map(notification_of)
+    .map(|r| notification_of(cipher, r))
     .transpose()
 }
 
-/// Inserts one notification in its initial state, with its events.
+/// Inserts one notification in its initial state, then seals its texts bound to the id the
+/// insert gave; with its events.
 async fn insert(
     c: &impl GenericClient,
+    cipher: &Cipher,
     n: &NewNotification,
     now: UnixMillis,
     actor: Option<&'static str>,
@@ -145,20 +152,17 @@ async fn insert(
     let init = initial(n, now);
     let row = c
         .query_one(
-            "INSERT INTO notifications (user_id, channel, template, rule, event_seq, subject,
-                 body, status, attempts, last_error, next_attempt_at_ms, sent_at_ms,
-                 created_at_ms, updated_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 0, $9, $10, $11, $12, $12) RETURNING id",
+            "INSERT INTO notifications (user_id, channel, template, rule, event_seq,
+                 subject_enc, body_enc, status, attempts, last_error_enc, next_attempt_at_ms,
+                 sent_at_ms, created_at_ms, updated_at_ms)
+             VALUES ($1, $2, $3, $4, $5, '', '', $6, 0, NULL, $7, $8, $9, $9) RETURNING id",
             &[
                 &n.user.get(),
                 &n.channel.as_str(),
                 &n.template,
                 &n.rule,
                 &n.event_seq,
-                &n.subject,
-                &n.body,
                 &init.status.as_str(),
-                &n.render_error,
                 &init.next_attempt_at,
                 &init.sent_at,
                 &now.as_millis(),
@@ -166,6 +170,13 @@ async fn insert(
         )
         .await?;
     let id: i64 = row.try_get(0)?;
+    let sealed = seal_texts(cipher, id, n);
+    c.execute(
+        "UPDATE notifications SET subject_enc = $2, body_enc = $3, last_error_enc = $4
+         WHERE id = $1",
+        &[&id, &sealed.subject, &sealed.body, &sealed.last_error],
+    )
+    .await?;
     append_events(c, &stored_events(id, n, now, actor)).await?;
     Ok(id)
 }
@@ -473,7 +484,7 @@ impl NotificationStore for PgStore {
             return Ok(false);
         }
         for n in &notifications {
-            insert(&tx, n, now, Some(ACTOR_NOTIFIER)).await?;
+            insert(&tx, &self.cipher, n, now, Some(ACTOR_NOTIFIER)).await?;
         }
         tx.commit().await?;
         Ok(true)
@@ -486,15 +497,15 @@ impl NotificationStore for PgStore {
     ) -> Result<Notification, StorageError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let id = insert(&tx, &new, now, None).await?;
-        let stored = notification_by_id(&tx, id).await?;
+        let id = insert(&tx, &self.cipher, &new, now, None).await?;
+        let stored = notification_by_id(&tx, &self.cipher, id).await?;
         tx.commit().await?;
         stored.ok_or_else(|| StorageError::Corrupt(format!("notification {id} vanished")))
     }
 
     async fn notification(&self, id: i64) -> Result<Option<Notification>, StorageError> {
         let client = self.client().await?;
-        notification_by_id(&*client, id).await
+        notification_by_id(&*client, &self.cipher, id).await
     }
 
     async fn inbox(&self, q: InboxQuery) -> Result<Vec<Notification>, StorageError> {
@@ -513,7 +524,7 @@ impl NotificationStore for PgStore {
             )
             .await?
             .iter()
-            .map(notification_of)
+            .map(|r| notification_of(&self.cipher, r))
             .collect()
     }
 
@@ -535,7 +546,7 @@ impl NotificationStore for PgStore {
         if first > 0 {
             append(&tx, read_event(id, user, now)).await?;
         }
-        let found = notification_by_id(&tx, id)
+        let found = notification_by_id(&tx, &self.cipher, id)
             .await?
             .filter(|n| n.user == user && n.channel == Channel::InApp);
         tx.commit().await?;
@@ -567,7 +578,9 @@ impl NotificationStore for PgStore {
                 &[&now.as_millis(), &lease_ms, &limit],
             )
             .await?;
-        rows.iter().map(notification_of).collect()
+        rows.iter()
+            .map(|r| notification_of(&self.cipher, r))
+            .collect()
     }
 
     async fn record_attempt(
@@ -580,7 +593,7 @@ impl NotificationStore for PgStore {
             Attempt::Sent => ("sent", None, None, Some(now.as_millis())),
             Attempt::Failed { reason, retry_at } => (
                 "failed",
-                Some(reason.as_str()),
+                Some(seal_error(&self.cipher, id, reason)),
                 retry_at.map(UnixMillis::as_millis),
                 None,
             ),
@@ -590,7 +603,7 @@ impl NotificationStore for PgStore {
         let row = tx
             .query_opt(
                 "UPDATE notifications SET status = $2, attempts = attempts + 1,
-                     last_error = coalesce($3, last_error), next_attempt_at_ms = $4,
+                     last_error_enc = coalesce($3, last_error_enc), next_attempt_at_ms = $4,
                      sent_at_ms = $5, lease_until_ms = 0, updated_at_ms = $6
                  WHERE id = $1 AND status <> 'sent'
                  RETURNING user_id, channel, attempts",

@@ -14,12 +14,13 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 use super::SqliteStore;
 use super::event::{append, append_events};
 use crate::StorageError;
+use crate::crypto::Cipher;
 use crate::notification::{
     Attempt, ChannelSwitches, DEFAULT_SCOPE, EmailPart, InAppPart, InboxQuery, NewNotification,
     NewTemplate, Notification, NotificationStore, Preferences, RULES_CONSUMER, Rule, RuleUpdate,
     Template, TemplateDelete, TemplateKey, TemplateWrite, attempt_event, channel_of, channels_of,
-    channels_text, initial, preferences_event, read_event, recipients_of, rule_event, status_of,
-    stored_events, template_event,
+    channels_text, initial, open_texts, preferences_event, read_event, recipients_of, rule_event,
+    seal_error, seal_texts, status_of, stored_events, template_event,
 };
 use allot_domain::event::EventType;
 use allot_domain::notification::Channel;
@@ -28,8 +29,8 @@ const TEMPLATE_COLUMNS: &str = "id, name, email_subject, email_body, in_app_titl
                                 created_at_ms, updated_at_ms FROM notification_templates";
 const RULE_COLUMNS: &str = "id, name, event_type, recipients, template, channels, active, \
                             updated_at_ms FROM notification_rules";
-const NOTIFICATION_COLUMNS: &str = "id, user_id, channel, template, rule, event_seq, subject, \
-     body, status, attempts, last_error, next_attempt_at_ms, read_at_ms, sent_at_ms, \
+const NOTIFICATION_COLUMNS: &str = "id, user_id, channel, template, rule, event_seq, \
+     subject_enc, body_enc, status, attempts, last_error_enc, next_attempt_at_ms, read_at_ms, sent_at_ms, \
      created_at_ms, updated_at_ms FROM notifications";
 
 fn template_of(r: &Row<'_>) -> rusqlite::Result<Template> {
@@ -127,25 +128,28 @@ fn notification_row(r: &Row<'_>) -> rusqlite::Result<NotificationRow> {
     })
 }
 
-fn notification_of(n: NotificationRow) -> Result<Notification, StorageError> {
-    Ok(Notification {
-        id: n.id,
-        user: AccountId::new(n.user),
-        channel: channel_of(&n.channel)?,
-        template: n.template,
-        rule: n.rule,
-        event_seq: n.event_seq,
-        subject: n.subject,
-        body: n.body,
-        status: status_of(&n.status)?,
-        attempts: u32::try_from(n.attempts).unwrap_or(u32::MAX),
-        last_error: n.last_error,
-        next_attempt_at: n.next_attempt_at.map(UnixMillis::from_millis),
-        read_at: n.read_at.map(UnixMillis::from_millis),
-        sent_at: n.sent_at.map(UnixMillis::from_millis),
-        created_at: UnixMillis::from_millis(n.created_at),
-        updated_at: UnixMillis::from_millis(n.updated_at),
-    })
+fn notification_of(cipher: &Cipher, n: NotificationRow) -> Result<Notification, StorageError> {
+    open_texts(
+        cipher,
+        Notification {
+            id: n.id,
+            user: AccountId::new(n.user),
+            channel: channel_of(&n.channel)?,
+            template: n.template,
+            rule: n.rule,
+            event_seq: n.event_seq,
+            subject: n.subject,
+            body: n.body,
+            status: status_of(&n.status)?,
+            attempts: u32::try_from(n.attempts).unwrap_or(u32::MAX),
+            last_error: n.last_error,
+            next_attempt_at: n.next_attempt_at.map(UnixMillis::from_millis),
+            read_at: n.read_at.map(UnixMillis::from_millis),
+            sent_at: n.sent_at.map(UnixMillis::from_millis),
+            created_at: UnixMillis::from_millis(n.created_at),
+            updated_at: UnixMillis::from_millis(n.updated_at),
+        },
+    )
 }
 
 fn template_id(conn: &Connection, key: &TemplateKey) -> Result<Option<i64>, StorageError> {
@@ -177,17 +181,23 @@ fn name_taken(conn: &Connection, name: &str, except: i64) -> Result<bool, Storag
         .is_some())
 }
 
-fn notification_by_id(conn: &Connection, id: i64) -> Result<Option<Notification>, StorageError> {
+fn notification_by_id(
+    conn: &Connection,
+    cipher: &Cipher,
+    id: i64,
+) -> Result<Option<Notification>, StorageError> {
     conn.prepare_cached(&format!("SELECT {NOTIFICATION_COLUMNS} WHERE id = ?1"))?
         .query_row(params![id], notification_row)
         .optional()?
-        .map(notification_of)
+        .map(|n| notification_of(cipher, n))
         .transpose()
 }
 
-/// Inserts one notification in its initial state, with its events.
+/// Inserts one notification in its initial state, then seals its texts bound to the id the
+/// insert gave; with its events.
 fn insert(
     conn: &Connection,
+    cipher: &Cipher,
     n: &NewNotification,
     now: UnixMillis,
     actor: Option<&'static str>,
@@ -195,10 +205,10 @@ fn insert(
     let init = initial(n, now);
     let id: i64 = conn
         .prepare_cached(
-            "INSERT INTO notifications (user_id, channel, template, rule, event_seq, subject,
-                 body, status, attempts, last_error, next_attempt_at_ms, sent_at_ms,
-                 created_at_ms, updated_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0, ?9, ?10, ?11, ?12, ?12) RETURNING id",
+            "INSERT INTO notifications (user_id, channel, template, rule, event_seq,
+                 subject_enc, body_enc, status, attempts, last_error_enc, next_attempt_at_ms,
+                 sent_at_ms, created_at_ms, updated_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, '', '', ?6, 0, NULL, ?7, ?8, ?9, ?9) RETURNING id",
         )?
         .query_row(
             params![
@@ -207,16 +217,19 @@ fn insert(
                 n.template,
                 n.rule,
                 n.event_seq,
-                n.subject,
-                n.body,
                 init.status.as_str(),
-                n.render_error,
                 init.next_attempt_at,
                 init.sent_at,
                 now.as_millis(),
             ],
             |r| r.get(0),
         )?;
+    let sealed = seal_texts(cipher, id, n);
+    conn.prepare_cached(
+        "UPDATE notifications SET subject_enc = ?2, body_enc = ?3, last_error_enc = ?4
+         WHERE id = ?1",
+    )?
+    .execute(params![id, sealed.subject, sealed.body, sealed.last_error])?;
     append_events(conn, &stored_events(id, n, now, actor))?;
     Ok(id)
 }
@@ -506,6 +519,7 @@ impl NotificationStore for SqliteStore {
         notifications: Vec<NewNotification>,
         now: UnixMillis,
     ) -> Result<bool, StorageError> {
+        let cipher = self.cipher.clone();
         self.write(1 + notifications.len(), move |conn, _| {
             let moved = conn
                 .prepare_cached(
@@ -517,7 +531,7 @@ impl NotificationStore for SqliteStore {
                 return Ok(false);
             }
             for n in &notifications {
-                insert(conn, n, now, Some(ACTOR_NOTIFIER))?;
+                insert(conn, &cipher, n, now, Some(ACTOR_NOTIFIER))?;
             }
             Ok(true)
         })
@@ -529,19 +543,23 @@ impl NotificationStore for SqliteStore {
         new: NewNotification,
         now: UnixMillis,
     ) -> Result<Notification, StorageError> {
+        let cipher = self.cipher.clone();
         self.write(1, move |conn, _| {
-            let id = insert(conn, &new, now, None)?;
-            notification_by_id(conn, id)?
+            let id = insert(conn, &cipher, &new, now, None)?;
+            notification_by_id(conn, &cipher, id)?
                 .ok_or_else(|| StorageError::Corrupt(format!("notification {id} vanished")))
         })
         .await
     }
 
     async fn notification(&self, id: i64) -> Result<Option<Notification>, StorageError> {
-        self.read(move |conn| notification_by_id(conn, id)).await
+        let cipher = self.cipher.clone();
+        self.read(move |conn| notification_by_id(conn, &cipher, id))
+            .await
     }
 
     async fn inbox(&self, q: InboxQuery) -> Result<Vec<Notification>, StorageError> {
+        let cipher = self.cipher.clone();
         self.read(move |conn| {
             conn.prepare_cached(&format!(
                 "SELECT {NOTIFICATION_COLUMNS}
@@ -560,7 +578,7 @@ impl NotificationStore for SqliteStore {
             )?
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
-            .map(notification_of)
+            .map(|n| notification_of(&cipher, n))
             .collect()
         })
         .await
@@ -572,6 +590,7 @@ impl NotificationStore for SqliteStore {
         id: i64,
         now: UnixMillis,
     ) -> Result<Option<Notification>, StorageError> {
+        let cipher = self.cipher.clone();
         self.write(1, move |conn, _| {
             let first = conn
                 .prepare_cached(
@@ -582,7 +601,7 @@ impl NotificationStore for SqliteStore {
             if first > 0 {
                 append(conn, read_event(id, user, now))?;
             }
-            Ok(notification_by_id(conn, id)?
+            Ok(notification_by_id(conn, &cipher, id)?
                 .filter(|n| n.user == user && n.channel == Channel::InApp))
         })
         .await
@@ -594,6 +613,7 @@ impl NotificationStore for SqliteStore {
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<Notification>, StorageError> {
+        let cipher = self.cipher.clone();
         self.write(limit as usize, move |conn, _| {
             let ids = conn
                 .prepare_cached(
@@ -611,7 +631,7 @@ impl NotificationStore for SqliteStore {
                 .collect::<Result<Vec<_>, _>>()?;
             let mut claimed = Vec::with_capacity(ids.len());
             for id in ids {
-                claimed.extend(notification_by_id(conn, id)?);
+                claimed.extend(notification_by_id(conn, &cipher, id)?);
             }
             claimed.sort_by_key(|n| n.id);
             Ok(claimed)
@@ -625,12 +645,13 @@ impl NotificationStore for SqliteStore {
         attempt: Attempt,
         now: UnixMillis,
     ) -> Result<(), StorageError> {
+        let cipher = self.cipher.clone();
         self.write(1, move |conn, _| {
             let (status, error, retry_at, sent_at) = match &attempt {
                 Attempt::Sent => ("sent", None, None, Some(now.as_millis())),
                 Attempt::Failed { reason, retry_at } => (
                     "failed",
-                    Some(reason.as_str()),
+                    Some(seal_error(&cipher, id, reason)),
                     retry_at.map(UnixMillis::as_millis),
                     None,
                 ),
@@ -638,7 +659,7 @@ impl NotificationStore for SqliteStore {
             let row = conn
                 .prepare_cached(
                     "UPDATE notifications SET status = ?2, attempts = attempts + 1,
-                         last_error = coalesce(?3, last_error), next_attempt_at_ms = ?4,
+                         last_error_enc = coalesce(?3, last_error_enc), next_attempt_at_ms = ?4,
                          sent_at_ms = ?5, lease_until_ms = 0, updated_at_ms = ?6
                      WHERE id = ?1 AND status <> 'sent'
                      RETURNING user_id, channel, attempts",

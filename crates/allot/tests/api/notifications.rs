@@ -9,7 +9,7 @@ use allot_domain::auth::{Email, Password, Role};
 use allot_testkit::{ReceivedMail, SmtpServer};
 use serde_json::{Value, json};
 
-use crate::helpers::{ProcessBackend, TestApp, http};
+use crate::helpers::{AppDb, ProcessBackend, TestApp, http};
 
 const PASSWORD: &str = "correct horse battery staple";
 /// How long a test waits for the workers to do something before it fails.
@@ -1020,6 +1020,161 @@ async fn notifications_rules_are_configurable_and_email_without_smtp_fails_with_
     assert_eq!(
         (&failed["will_retry"], &failed["attempts"]),
         (&json!(false), &json!(1))
+    );
+    app.stop().await;
+}
+
+/// Every value of every row of every table, as text (byte values in hex), lower-cased.
+async fn every_row(db: &AppDb) -> String {
+    let mut all = String::new();
+    match db {
+        AppDb::Sqlite(_) => {
+            let tables = db
+                .strings("SELECT name FROM sqlite_master WHERE type = 'table'")
+                .await;
+            for t in tables {
+                let columns = db
+                    .strings(&format!("SELECT name FROM pragma_table_info('{t}')"))
+                    .await;
+                for c in columns {
+                    let values = db
+                        .strings(&format!(
+                            "SELECT coalesce(group_concat(quote(\"{c}\"), char(10)), '') FROM \"{t}\""
+                        ))
+                        .await;
+                    all.push_str(&values.concat());
+                    all.push('\n');
+                }
+            }
+        }
+        AppDb::Postgres(_) => {
+            let tables = db
+                .strings("SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'")
+                .await;
+            for t in tables {
+                let values = db
+                    .strings(&format!(
+                        "SELECT coalesce(string_agg(t::text, E'\\n'), '') FROM \"{t}\" t"
+                    ))
+                    .await;
+                all.push_str(&values.concat());
+                all.push('\n');
+            }
+        }
+    }
+    all.to_lowercase()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_texts_that_render_the_users_email_are_sealed_at_rest() {
+    const EMAIL: &str = "ida.rhodes.sealed@example.org";
+    let smtp = SmtpServer::start();
+    let app = app_with_smtp(smtp.url()).await;
+    let ida = account(&app, EMAIL, Role::Customer).await;
+    let (s, t) = call(
+        &app,
+        "POST",
+        "/api/v1/notifications/templates",
+        None,
+        Some(json!({"name": "personal",
+                    "email": {"subject": "For {{ user.email }}",
+                              "body": "Hello {{ user.email }}, order {{ order_id }} is {{ to }}."},
+                    "in_app": {"title": "For {{ user.email }}",
+                               "body": "Order {{ order_id }} of {{ user.email }} is {{ to }}."}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{t}");
+
+    // A direct send on both channels, and a rule's notifications on both.
+    for channel in ["email", "in_app"] {
+        let (s, b) = call(
+            &app,
+            "POST",
+            "/api/v1/notifications",
+            None,
+            Some(
+                json!({"user_id": ida.id, "channel": channel, "template": "personal",
+                        "variables": {"order_id": 7, "to": "direct"}}),
+            ),
+        )
+        .await;
+        assert_eq!(s, 202, "{b}");
+    }
+    let (s, b) = call(
+        &app,
+        "PUT",
+        "/api/v1/notifications/rules/order_status_changed",
+        None,
+        Some(json!({"template": "personal"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let (product, _) = product_in_stock(&app, "SEAL", 10).await;
+    let (s, order) = call(
+        &app,
+        "POST",
+        "/api/v1/orders",
+        Some(&ida.bearer),
+        Some(json!({
+            "customer": ida.id.to_string(),
+            "shipping_address": {"name": "Ida", "line1": "1 Road", "city": "Paris",
+                                 "postal_code": "75001", "country": "FR"},
+            "lines": [{"product_id": product, "quantity": 1}],
+        })),
+    )
+    .await;
+    assert_eq!(s, 201, "{order}");
+    let order_id = order["id"].as_i64().unwrap();
+    let (s, b) = call(
+        &app,
+        "PUT",
+        &format!("/api/v1/orders/{order_id}/status"),
+        None,
+        Some(json!({"status": "confirmed"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+
+    // The inbox and the SMTP messages show the email...
+    let items = eventually("both in-app notifications", || async {
+        let items = inbox(&app, &ida, "").await;
+        (items.len() >= 2).then_some(items)
+    })
+    .await;
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert_eq!(items[0]["title"], format!("For {EMAIL}"));
+    assert_eq!(
+        items[0]["body"],
+        format!("Order {order_id} of {EMAIL} is confirmed.")
+    );
+    assert_eq!(items[1]["body"], format!("Order 7 of {EMAIL} is direct."));
+    let mut mail = wait_for_mail(&smtp, 2).await;
+    assert_eq!(mail.len(), 2, "{mail:?}");
+    mail.sort_by_key(|m| m.body.contains("direct"));
+    for (m, order, to) in [(&mail[0], order_id, "confirmed"), (&mail[1], 7, "direct")] {
+        assert_eq!(m.rcpt_to, vec![EMAIL.to_owned()]);
+        assert_eq!(m.subject(), Some(format!("For {EMAIL}").as_str()));
+        assert!(
+            m.body
+                .contains(&format!("Hello {EMAIL}, order {order} is {to}.")),
+            "{}",
+            m.body
+        );
+    }
+    // ...while no row of any table holds it in plaintext (or hex).
+    let db = app.db().await;
+    let sent = "SELECT COUNT(*) FROM notifications WHERE status = 'sent'";
+    eventually("every notification sent", || async {
+        (db.count(sent).await == 4).then_some(())
+    })
+    .await;
+    let rows = every_row(&db).await;
+    assert!(rows.contains("order_status_changed"), "the dump reads rows");
+    let hex: String = EMAIL.bytes().map(|b| format!("{b:02x}")).collect();
+    assert!(!rows.contains(EMAIL), "the email is stored in plaintext");
+    assert!(
+        !rows.contains(&hex),
+        "the email is stored in plaintext (hex)"
     );
     app.stop().await;
 }
