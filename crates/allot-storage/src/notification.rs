@@ -435,6 +435,51 @@ pub(crate) fn stored_events(
     events
 }
 
+/// `text` with every email address in it (a run of address characters around an `@`, with
+/// something on both sides) replaced by `[address]`: a failure reason goes into the event log
+/// and the logs, which hold no personal data, while the notification keeps it sealed. An SMTP
+/// server's refusal may quote the recipient (`550 5.1.1 <ann@example.com>: no such user`).
+pub fn redact_addresses(text: &str) -> String {
+    fn local(c: char) -> bool {
+        c.is_alphanumeric() || ".!#$%&'*+/=?^_`{|}~-".contains(c)
+    }
+    fn domain(c: char) -> bool {
+        c.is_alphanumeric() || c == '.' || c == '-' || c == '[' || c == ']' || c == ':'
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    while i < chars.len() {
+        if chars[i] == '@' {
+            let mut start = i;
+            while start > 0 && local(chars[start - 1]) {
+                start -= 1;
+            }
+            let mut end = i + 1;
+            while end < chars.len() && domain(chars[end]) {
+                end += 1;
+            }
+            // Trailing dots and colons end a sentence or a field, not the domain.
+            while end > i + 1 && matches!(chars[end - 1], '.' | ':') {
+                end -= 1;
+            }
+            let kept = i - start;
+            if kept > 0 && end > i + 1 {
+                // The local part was copied already: take it back.
+                for _ in 0..kept {
+                    out.pop();
+                }
+                out.push_str("[address]");
+                i = end;
+                continue;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
 pub(crate) fn sent_payload(
     id: i64,
     user: i64,
@@ -462,7 +507,7 @@ pub(crate) fn failed_payload(
         "user_id": user,
         "channel": channel.as_str(),
         "attempts": attempts,
-        "reason": reason,
+        "reason": redact_addresses(reason),
         "next_attempt_at_ms": retry_at,
         "gave_up": retry_at.is_none(),
     })
@@ -596,3 +641,27 @@ pub(crate) fn recipients_of(raw: &str) -> Result<Recipients, StorageError> {
 
 /// The preferences scope of the channel switches (rule overrides use the rule's name).
 pub(crate) const DEFAULT_SCOPE: &str = "*";
+
+#[cfg(test)]
+mod tests {
+    use super::redact_addresses;
+
+    #[test]
+    fn addresses_in_a_reason_are_redacted_and_the_rest_kept() {
+        assert_eq!(
+            redact_addresses(
+                "SMTP: permanent error (550): 5.1.1 <Ann.B+x@mail.example.com>: no such user."
+            ),
+            "SMTP: permanent error (550): 5.1.1 <[address]>: no such user."
+        );
+        assert_eq!(
+            redact_addresses("to ann@example.com. and bob@ex-ample.org: refused"),
+            "to [address]. and [address]: refused"
+        );
+        assert_eq!(
+            redact_addresses("connection refused @ port 25, user@ nothing"),
+            "connection refused @ port 25, user@ nothing"
+        );
+        assert_eq!(redact_addresses("é@ü.de ok"), "[address] ok");
+    }
+}

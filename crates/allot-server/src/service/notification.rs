@@ -675,7 +675,11 @@ impl Notifications {
             let attempt = match outcome {
                 Ok(()) => Attempt::Sent,
                 Err(SendFailure::Permanent(reason)) => {
-                    tracing::warn!(notification = n.id, error = %reason, "email notification given up");
+                    tracing::warn!(
+                        notification = n.id,
+                        error = %allot_storage::notification::redact_addresses(&reason),
+                        "email notification given up"
+                    );
                     Attempt::Failed {
                         reason,
                         retry_at: None,
@@ -693,7 +697,7 @@ impl Notifications {
                         notification = n.id,
                         attempts,
                         retry_in_ms = delay,
-                        error = %reason,
+                        error = %allot_storage::notification::redact_addresses(&reason),
                         "email notification not sent"
                     );
                     Attempt::Failed {
