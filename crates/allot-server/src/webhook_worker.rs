@@ -252,6 +252,12 @@ impl Worker {
             if page.is_empty() {
                 return Ok(true);
             }
+            // A PATCH or DELETE may have switched the endpoint off since the claim. Read after
+            // the page, so an event committed after the switch is never in a page that is sent.
+            match self.store.webhook(endpoint.id).await? {
+                Some(now) if now.active => {}
+                _ => return Ok(true),
+            }
             // The last event passed over by the filter since the cursor.
             let mut skipped_to: Option<i64> = None;
             for event in page {
