@@ -124,6 +124,9 @@ pub trait UserStore: Send + Sync + 'static {
     /// The key with this hash, revoked or not.
     async fn api_key_by_hash(&self, key_hash: String) -> Result<Option<ApiKey>, StorageError>;
 
+    /// The key with this id, revoked or not.
+    async fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKey>, StorageError>;
+
     /// False if there is no such key or it was revoked already.
     async fn revoke_api_key(&self, id: i64, now: UnixMillis) -> Result<bool, StorageError>;
 }

@@ -416,13 +416,16 @@ pub(crate) async fn me(
                 role: user.role.as_str(),
             }
         }
-        PrincipalId::ApiKey(id) => Me {
-            kind: "api_key",
-            id,
-            email: None,
-            name: None,
-            role: caller.role.as_str(),
-        },
+        PrincipalId::ApiKey(id) => {
+            let key = state.services.auth.api_key_by_id(id).await?;
+            Me {
+                kind: "api_key",
+                id,
+                email: None,
+                name: Some(key.name),
+                role: caller.role.as_str(),
+            }
+        }
     }))
 }
 
@@ -432,6 +435,7 @@ pub(crate) async fn me(
     responses(
         (status = 204, description = "Changed; refresh tokens revoked"),
         (status = 401, description = "`unauthenticated` (no valid access token) or `invalid_credentials` (wrong current password)", body = ErrorBody),
+        (status = 403, description = "`forbidden`: an API key has no password", body = ErrorBody),
         (status = 422, description = "a field missing, or new_password outside 12 to 256 characters", body = ErrorBody)))]
 pub(crate) async fn change_password(
     State(state): State<AppState>,
@@ -439,7 +443,10 @@ pub(crate) async fn change_password(
     ApiJson(body): ApiJson<PasswordBody>,
 ) -> Result<StatusCode, ServiceError> {
     let PrincipalId::User(id) = caller.id else {
-        return Err(ServiceError::Unauthenticated);
+        return Err(ServiceError::Forbidden {
+            field: None,
+            message: "an API key has no password; sign in as a user to change one".to_owned(),
+        });
     };
     let current = required("current_password", body.current_password)?;
     let new = required("new_password", body.new_password)?;

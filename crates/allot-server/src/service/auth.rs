@@ -365,6 +365,13 @@ impl Auth {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    pub async fn api_key_by_id(&self, id: i64) -> Result<ApiKey, ServiceError> {
+        self.store
+            .api_key_by_id(id)
+            .await?
+            .ok_or(ServiceError::Unauthenticated)
+    }
+
     pub async fn api_key(&self, key: &str) -> Result<Option<ApiKey>, ServiceError> {
         Ok(self.store.api_key_by_hash(sha256_hex(key)).await?)
     }

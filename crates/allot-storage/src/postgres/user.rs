@@ -290,6 +290,16 @@ impl UserStore for PgStore {
             .transpose()
     }
 
+    async fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKey>, StorageError> {
+        let client = self.client().await?;
+        client
+            .query_opt(&format!("SELECT {KEY_COLUMNS} WHERE id = $1"), &[&id])
+            .await?
+            .as_ref()
+            .map(key_of)
+            .transpose()
+    }
+
     async fn revoke_api_key(&self, id: i64, now: UnixMillis) -> Result<bool, StorageError> {
         let client = self.client().await?;
         let n = client

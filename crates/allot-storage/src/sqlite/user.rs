@@ -328,6 +328,19 @@ impl UserStore for SqliteStore {
         .await
     }
 
+    async fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKey>, StorageError> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {KEY_COLUMNS} WHERE id = ?1"))?
+                .query_row(params![id], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
+                .optional()?
+                .map(key_of)
+                .transpose()
+        })
+        .await
+    }
+
     async fn revoke_api_key(&self, id: i64, now: UnixMillis) -> Result<bool, StorageError> {
         self.write_one(move |conn, _| {
             let n = conn

@@ -362,9 +362,22 @@ async fn api_keys_authenticate_until_revoked() {
     let (status, body, _) = me(&app, bearer(&secret)).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
-        (body["kind"].as_str(), body["role"].as_str()),
-        (Some("api_key"), Some("warehouse"))
+        (
+            body["kind"].as_str(),
+            body["role"].as_str(),
+            body["name"].as_str()
+        ),
+        (Some("api_key"), Some("warehouse"), Some("picker"))
     );
+    // A key has no password to change: refused as a matter of role, not of credential.
+    let r = anonymous()
+        .post(format!("{}/api/v1/auth/password", app.url()))
+        .header("authorization", format!("Bearer {secret}"))
+        .json(&json!({"current_password": PASSWORD, "new_password": "another long passphrase"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
     assert_eq!(me(&app, ("x-api-key", secret.clone())).await.0, 200);
     app.services.auth.revoke_api_key(key.id).await.unwrap();
     assert_eq!(me(&app, bearer(&secret)).await.0, 401);
