@@ -64,6 +64,38 @@ async fn account(app: &TestApp, email: &str, role: Role) -> Account {
 }
 
 /// One REST call; `bearer` None: as the harness client (admin where enforcement exists).
+/// Places an order of `quantity` of `product` as the customer `who` (201), and gives its id.
+async fn place_order(app: &TestApp, who: &Account, product: i64, quantity: i64) -> i64 {
+    let (s, order) = call(
+        app,
+        "POST",
+        "/api/v1/orders",
+        Some(&who.bearer),
+        Some(json!({
+            "customer": who.id.to_string(),
+            "shipping_address": {"name": "Customer", "line1": "1 Road", "city": "Paris",
+                                 "postal_code": "75001", "country": "FR"},
+            "lines": [{"product_id": product, "quantity": quantity}],
+        })),
+    )
+    .await;
+    assert_eq!(s, 201, "{order}");
+    order["id"].as_i64().unwrap()
+}
+
+/// Moves an order to `status` as the harness admin (200).
+async fn set_status(app: &TestApp, order: i64, status: &str) {
+    let (s, b) = call(
+        app,
+        "PUT",
+        &format!("/api/v1/orders/{order}/status"),
+        None,
+        Some(json!({"status": status})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+}
+
 async fn call(
     app: &TestApp,
     method: &str,
@@ -180,30 +212,8 @@ async fn notifications_an_order_status_change_reaches_the_customer_inbox_and_smt
     let app = app_with_smtp(smtp.url()).await;
     let ada = account(&app, "ada@example.com", Role::Customer).await;
     let (product, _) = product_in_stock(&app, "LAMP", 10).await;
-    let (s, order) = call(
-        &app,
-        "POST",
-        "/api/v1/orders",
-        Some(&ada.bearer),
-        Some(json!({
-            "customer": ada.id.to_string(),
-            "shipping_address": {"name": "Ada", "line1": "1 Road", "city": "Paris",
-                                 "postal_code": "75001", "country": "FR"},
-            "lines": [{"product_id": product, "quantity": 2}],
-        })),
-    )
-    .await;
-    assert_eq!(s, 201, "{order}");
-    let order_id = order["id"].as_i64().unwrap();
-    let (s, b) = call(
-        &app,
-        "PUT",
-        &format!("/api/v1/orders/{order_id}/status"),
-        None,
-        Some(json!({"status": "confirmed"})),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
+    let order_id = place_order(&app, &ada, product, 2).await;
+    set_status(&app, order_id, "confirmed").await;
 
     let items = eventually("the customer's in-app notification", || async {
         let items = inbox(&app, &ada, "").await;
@@ -817,21 +827,7 @@ async fn notifications_each_event_notifies_once_with_every_instance_consuming() 
     let (product, _) = product_in_stock(&first, "CUP", 100).await;
     let mut orders = Vec::new();
     for i in 0..ORDERS {
-        let (s, order) = call(
-            apps[i % apps.len()],
-            "POST",
-            "/api/v1/orders",
-            Some(&eve.bearer),
-            Some(json!({
-                "customer": eve.id.to_string(),
-                "shipping_address": {"name": "Eve", "line1": "2 Road", "city": "Lyon",
-                                     "postal_code": "69001", "country": "FR"},
-                "lines": [{"product_id": product, "quantity": 1}],
-            })),
-        )
-        .await;
-        assert_eq!(s, 201, "{order}");
-        orders.push(order["id"].as_i64().unwrap());
+        orders.push(place_order(apps[i % apps.len()], &eve, product, 1).await);
     }
     let moves = orders.iter().enumerate().map(|(i, id)| {
         let (app, path) = (apps[i % apps.len()], format!("/api/v1/orders/{id}/status"));
@@ -960,29 +956,8 @@ async fn notifications_rules_are_configurable_and_email_without_smtp_fails_with_
     );
 
     let (product, _) = product_in_stock(&app, "PEN", 5).await;
-    let (s, order) = call(
-        &app,
-        "POST",
-        "/api/v1/orders",
-        Some(&fay.bearer),
-        Some(json!({
-            "customer": fay.id.to_string(),
-            "shipping_address": {"name": "Fay", "line1": "3 Road", "city": "Nice",
-                                 "postal_code": "06000", "country": "FR"},
-            "lines": [{"product_id": product, "quantity": 1}],
-        })),
-    )
-    .await;
-    assert_eq!(s, 201, "{order}");
-    let (s, b) = call(
-        &app,
-        "PUT",
-        &format!("/api/v1/orders/{}/status", order["id"]),
-        None,
-        Some(json!({"status": "cancelled"})),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
+    let order = place_order(&app, &fay, product, 1).await;
+    set_status(&app, order, "cancelled").await;
     eventually("the in-app notification", || async {
         (!inbox(&app, &fay, "").await.is_empty()).then_some(())
     })
@@ -1110,30 +1085,8 @@ async fn notifications_texts_that_render_the_users_email_are_sealed_at_rest() {
     .await;
     assert_eq!(s, 200, "{b}");
     let (product, _) = product_in_stock(&app, "SEAL", 10).await;
-    let (s, order) = call(
-        &app,
-        "POST",
-        "/api/v1/orders",
-        Some(&ida.bearer),
-        Some(json!({
-            "customer": ida.id.to_string(),
-            "shipping_address": {"name": "Ida", "line1": "1 Road", "city": "Paris",
-                                 "postal_code": "75001", "country": "FR"},
-            "lines": [{"product_id": product, "quantity": 1}],
-        })),
-    )
-    .await;
-    assert_eq!(s, 201, "{order}");
-    let order_id = order["id"].as_i64().unwrap();
-    let (s, b) = call(
-        &app,
-        "PUT",
-        &format!("/api/v1/orders/{order_id}/status"),
-        None,
-        Some(json!({"status": "confirmed"})),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
+    let order_id = place_order(&app, &ida, product, 1).await;
+    set_status(&app, order_id, "confirmed").await;
 
     // The inbox and the SMTP messages show the email...
     let items = eventually("both in-app notifications", || async {
