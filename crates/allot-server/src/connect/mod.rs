@@ -18,6 +18,7 @@ use serde::Serialize;
 
 use crate::ServiceError;
 use crate::error::ErrorKind;
+use crate::http::is_grpc;
 use crate::rpc::couponpb as rpc;
 use crate::service::Services;
 
@@ -140,13 +141,6 @@ pub(crate) async fn dispatch(
 /// Whether `path` is one of the Connect services' (gRPC requests share it).
 pub(crate) fn is_connect_path(path: &str) -> bool {
     path.starts_with(COUPON_SERVICE)
-}
-
-fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
 async fn unary<Req, Resp, F, Fut>(

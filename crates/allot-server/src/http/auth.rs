@@ -247,12 +247,7 @@ enum Protocol {
 
 impl Protocol {
     fn of(req: &Request) -> Protocol {
-        let grpc = req
-            .headers()
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with("application/grpc"));
-        if grpc {
+        if super::is_grpc(req.headers()) {
             Protocol::Grpc
         } else if crate::connect::is_connect_path(req.uri().path()) {
             Protocol::Connect

@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method};
 
 use super::auth::AuthUser;
+use super::is_grpc;
 use crate::ServiceError;
 use crate::rate_limit::{Client, RateLimits};
 use crate::service::auth::PrincipalId;
@@ -102,13 +103,6 @@ fn is_code_use(req: &Request) -> bool {
     CODE_USE_ROUTES
         .iter()
         .any(|(m, r)| m == req.method() && *r == route.as_str())
-}
-
-fn is_grpc(headers: &HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
 /// A refused call: REST gets the API's error (429, `rate_limited`, `Retry-After`); gRPC a

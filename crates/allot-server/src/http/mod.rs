@@ -76,12 +76,7 @@ pub(crate) fn observe(router: Router) -> Router {
 /// Answers requests no route took: gRPC ones as gRPC `UNIMPLEMENTED`, the rest with the API's
 /// JSON 404.
 pub(crate) async fn fallback(req: Request) -> Response {
-    let grpc = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"));
-    if grpc {
+    if is_grpc(req.headers()) {
         return (
             [
                 (http::header::CONTENT_TYPE, "application/grpc"),
@@ -96,6 +91,14 @@ pub(crate) async fn fallback(req: Request) -> Response {
             .into_response();
     }
     crate::ServiceError::NotFound { what: "route" }.into_response()
+}
+
+/// Whether a request is a gRPC call (by its content type: `application/grpc`, `+proto`, ...).
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
