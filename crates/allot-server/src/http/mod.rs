@@ -14,6 +14,7 @@ mod health;
 pub(crate) mod idempotency;
 mod inventory;
 mod json;
+pub(crate) mod limits;
 mod notification;
 mod openapi;
 mod order;
@@ -63,6 +64,8 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::layer,
         ))
+        // Outside idempotency, which buffers bodies: the limit applies before anything reads.
+        .layer(middleware::from_fn(limits::body_limit))
         .with_state(state)
         .merge(openapi::routes())
 }
@@ -93,6 +96,17 @@ pub(crate) async fn fallback(req: Request) -> Response {
     crate::ServiceError::NotFound { what: "route" }.into_response()
 }
 
+/// The path a call is known by, whatever its protocol: the route template of REST
+/// (`/api/v1/orders/{order_id}`), the method path of gRPC and Connect (`/pkg.Service/Method`;
+/// their services are mounted as `/pkg.Service/{*rest}`), the path itself when no route took
+/// it.
+pub(crate) fn call_path(req: &Request) -> &str {
+    match req.extensions().get::<MatchedPath>() {
+        Some(m) if !m.as_str().contains("{*") => m.as_str(),
+        _ => req.uri().path(),
+    }
+}
+
 /// Whether a request is a gRPC call (by its content type: `application/grpc`, `+proto`, ...).
 pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
     headers
@@ -102,6 +116,7 @@ pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
 }
 
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.rate_limits.record_gauges();
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
