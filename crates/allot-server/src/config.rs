@@ -906,6 +906,47 @@ mod tests {
     }
 
     #[test]
+    fn edge_limits_come_from_the_flag_then_the_file_then_the_default() {
+        let dir = std::env::temp_dir().join(format!("allot-config-edge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("allot.toml");
+        std::fs::write(
+            &file,
+            "header_read_timeout_ms = 2000\nconnections_max = 50\n\
+             code_use_limited_api_keys = [3, 7]\nlogin_rate_per_email_per_ip_per_min = 2\n",
+        )
+        .unwrap();
+        let config = ServeArgs {
+            request_timeout_ms: Some(1_000),
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            config.connections.header_read_timeout,
+            Duration::from_millis(2_000)
+        );
+        assert_eq!(
+            config.connections.request_timeout,
+            Duration::from_millis(1_000)
+        );
+        assert_eq!(config.connections.connections_max, 50);
+        assert_eq!(config.rate_limits.code_use_limited_api_keys, vec![3, 7]);
+        assert_eq!(config.rate_limits.login_per_email_per_ip_per_min, 2);
+        let defaults = ServeArgs::default().resolve().unwrap();
+        assert_eq!(defaults.connections, ConnectionLimits::default());
+        assert_eq!(defaults.rate_limits, RateLimitSettings::default());
+        let zero = ServeArgs {
+            header_read_timeout_ms: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(
+            matches!(zero.resolve(), Err(ConfigError::Invalid(m)) if m.starts_with("header_read_timeout_ms"))
+        );
+    }
+
+    #[test]
     fn the_data_key_comes_from_the_flag_then_the_file_is_checked_and_never_printed() {
         let dir = std::env::temp_dir().join(format!("allot-config-key-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
