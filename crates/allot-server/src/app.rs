@@ -129,13 +129,7 @@ impl Application {
                 },
                 http::auth::authorize,
             ));
-        // The request timeout, over every transport, inside the log line (which then shows
-        // the refusal).
-        let router = router.layer(axum::middleware::from_fn_with_state(
-            config.connections.request_timeout,
-            http::limits::request_timeout,
-        ));
-        let router = http::observe(router);
+        let router = http::observe(router, config.connections.request_timeout);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| AppError::Bind {

@@ -1,5 +1,6 @@
 //! The request context: who is calling and from where, set once per request for every
-//! transport (REST, gRPC, Connect), and the code-use rate limit that counts by it.
+//! transport (REST, gRPC, Connect), the code-use rate limit that counts by it, and the body
+//! limit of REST requests (`http::limits`), before anything reads a body.
 //!
 //! [`layer`] runs inside the authorization middleware, so the caller it proved
 //! ([`AuthUser`]) is in the request's extensions: the actor is `user:<id>` or `api_key:<id>`,
@@ -65,6 +66,16 @@ pub(crate) async fn layer(State(state): State<ContextState>, req: Request, next:
     {
         return refuse(&req, refusal);
     }
+    // REST bodies are held to their route's limit here, before the idempotency layer or a
+    // handler reads them; gRPC and Connect keep their own (`http::limits`).
+    let req = if is_grpc(req.headers()) || crate::connect::is_connect_path(req.uri().path()) {
+        req
+    } else {
+        match super::limits::limit_body(req) {
+            Ok(req) => req,
+            Err(refusal) => return refusal.into_response(),
+        }
+    };
     allot_storage::origin::scope(origin, next.run(req)).await
 }
 

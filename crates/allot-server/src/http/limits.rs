@@ -2,11 +2,11 @@
 //! how long any request may take until its response starts. The limits at the socket
 //! (connections, header read timeout) are in `crate::serve`.
 //!
-//! - **Body size.** Every REST request's body is wrapped in a limit before anything reads it
+//! - **Body size.** Every REST request's body is held to a limit before anything reads it
 //!   (the idempotency layer, which buffers a keyed request's body to hash it, included): 2
 //!   MiB ([`BODY_BYTES_MAX`]), or [`UPLOAD_BODY_BYTES_MAX`] for the bulk uploads. A request
-//!   whose `Content-Length` says more is refused at once, 413 `payload_too_large`; a body
-//!   that turns out longer fails when the limit is reached. gRPC (tonic, 4 MiB a message) and
+//!   whose length says more is refused at once, 413 `payload_too_large`; a body of unknown
+//!   length (chunked) fails when it reaches the limit. gRPC (tonic, 4 MiB a message) and
 //!   Connect (4 MiB) keep their own limits.
 //! - **Request timeout.** A request not answered within the configured time (default 30 s)
 //!   is answered in its protocol: REST 503 `request_timeout`, gRPC `DEADLINE_EXCEEDED`,
@@ -18,9 +18,9 @@
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use http::Method;
 
 use super::auth::Protocol;
@@ -48,20 +48,17 @@ pub(crate) fn body_bytes_max(method: &Method, route: &str) -> usize {
     }
 }
 
-/// Middleware of the REST router, outside the idempotency layer: refuses a body declared too
-/// large and caps the one that is read.
-pub(crate) async fn body_limit(req: Request, next: Next) -> Response {
+/// A REST request's body within its route's limit (called by the request context, before
+/// the idempotency layer or a handler reads it): refused at once when its declared length is
+/// larger; capped when its length is unknown (chunked). A body of known length within the
+/// limit is left as it is (hyper holds it to that length), so most requests pay nothing.
+pub(crate) fn limit_body(req: Request) -> Result<Request, ServiceError> {
     let limit = body_bytes_max(req.method(), super::call_path(&req));
-    let declared = req
-        .headers()
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return ServiceError::PayloadTooLarge { limit_bytes: limit }.into_response();
+    match axum::body::HttpBody::size_hint(req.body()).exact() {
+        Some(n) if n <= limit as u64 => Ok(req),
+        Some(_) => Err(ServiceError::PayloadTooLarge { limit_bytes: limit }),
+        None => Ok(req.map(|body| Body::new(http_body_util::Limited::new(body, limit)))),
     }
-    let req = req.map(|body| Body::new(http_body_util::Limited::new(body, limit)));
-    next.run(req).await
 }
 
 /// The error of a body that could not be read: 413 when it passed its limit (`limit`), else
@@ -77,12 +74,9 @@ pub(crate) fn body_error(e: &(dyn std::error::Error + 'static), limit: usize) ->
     ServiceError::bad_request(None, format!("request body: {e}"))
 }
 
-/// Middleware over the whole router: the request timeout.
-pub(crate) async fn request_timeout(
-    State(timeout): State<Duration>,
-    req: Request,
-    next: Next,
-) -> Response {
+/// Runs `req` through `next` within the request timeout; past it, answers in the request's
+/// protocol.
+pub(crate) async fn within(timeout: Duration, req: Request, next: Next) -> Response {
     let protocol = Protocol::of(&req);
     match tokio::time::timeout(timeout, next.run(req)).await {
         Ok(response) => response,

@@ -64,16 +64,15 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::layer,
         ))
-        // Outside idempotency, which buffers bodies: the limit applies before anything reads.
-        .layer(middleware::from_fn(limits::body_limit))
         .with_state(state)
         .merge(openapi::routes())
 }
 
-/// Wraps the whole router (REST and gRPC alike): one log line and one latency sample per
-/// request.
-pub(crate) fn observe(router: Router) -> Router {
-    router.layer(middleware::from_fn(log_request))
+/// Wraps the whole router (REST, gRPC and Connect alike): the request timeout
+/// ([`limits::within`]), then one log line and one latency sample per request (the timeout's
+/// answer included). One middleware for both, since each costs an allocation per request.
+pub(crate) fn observe(router: Router, request_timeout: std::time::Duration) -> Router {
+    router.layer(middleware::from_fn_with_state(request_timeout, log_request))
 }
 
 /// Answers requests no route took: gRPC ones as gRPC `UNIMPLEMENTED`, the rest with the API's
@@ -123,7 +122,11 @@ async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
     )
 }
 
-async fn log_request(req: Request, next: Next) -> Response {
+async fn log_request(
+    State(request_timeout): State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -132,7 +135,7 @@ async fn log_request(req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let response = next.run(req).await;
+    let response = limits::within(request_timeout, req, next).await;
     let latency = started.elapsed();
     let status = response.status().as_u16();
     // gRPC errors travel as a trailers-only response, so their status is in the headers.
