@@ -12,7 +12,8 @@
 //!   HTTP/1: each request's headers must arrive within it, which also closes a connection
 //!   idle that long between requests (hyper's `header_read_timeout`). HTTP/2: the first
 //!   request must start within it; a connection with no request in flight for
-//!   [`HTTP2_IDLE_TIMEOUT_MS`] is closed gracefully (GOAWAY); pings every
+//!   [`HTTP2_IDLE_TIMEOUT_MS`] is closed gracefully (GOAWAY), and dropped if its peer has not
+//!   closed it within another header read timeout; pings every
 //!   [`HTTP2_KEEP_ALIVE_INTERVAL_MS`] close a peer that stopped answering; at most
 //!   [`ConnectionLimits::http2_max_concurrent_streams`] requests are in flight per connection.
 //! - **Graceful shutdown.** On the signal the listener closes, every connection finishes its
@@ -267,6 +268,9 @@ impl Connection {
         let limits = self.limits;
         let mut stopping = self.stopping;
         let mut draining = false;
+        // An idle HTTP/2 connection closed gracefully waits for its peer to acknowledge the
+        // GOAWAY; one that does not is dropped after another header read timeout.
+        let mut closing_by: Option<Instant> = None;
         loop {
             let idle_check = match protocol {
                 Protocol::Http2 if !draining => {
@@ -291,7 +295,12 @@ impl Connection {
                     {
                         conn.as_mut().graceful_shutdown();
                         draining = true;
+                        closing_by = Some(Instant::now() + limits.header_read_timeout);
                     }
+                }
+                () = sleep_until_some(closing_by) => {
+                    tracing::debug!(%peer, "idle HTTP/2 connection did not close; dropping it");
+                    return;
                 }
             }
         }

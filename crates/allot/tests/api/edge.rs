@@ -594,6 +594,44 @@ async fn edge_a_thousand_slow_connections_are_closed_and_others_served() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edge_an_http2_connection_that_never_makes_a_request_is_closed() {
+    let timeout = Duration::from_millis(1_000);
+    let app = TestApp::spawn_configured(None, |c| {
+        c.connections.header_read_timeout = timeout;
+    })
+    .await;
+    let started = Instant::now();
+    // The preface and an empty SETTINGS frame, then nothing.
+    let mut tcp = TcpStream::connect(app.addr).await.unwrap();
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let closed = tokio::time::timeout(timeout * 5, async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {} // SETTINGS, GOAWAY
+            }
+        }
+    })
+    .await;
+    assert!(closed.is_ok(), "still open after {:?}", started.elapsed());
+    assert!(started.elapsed() >= timeout - Duration::from_millis(100));
+    // A real HTTP/2 client is served as before.
+    let r = crate::helpers::client_builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap()
+        .get(format!("{}/health", app.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_past_the_connection_cap_a_client_waits_for_a_slot() {
     let timeout = Duration::from_millis(1_000);
     let app = TestApp::spawn_configured(None, |c| {
