@@ -67,8 +67,9 @@ pub(crate) async fn layer(State(state): State<ContextState>, req: Request, next:
         return refuse(&req, refusal);
     }
     // REST bodies are held to their route's limit here, before the idempotency layer or a
-    // handler reads them; gRPC and Connect keep their own (`http::limits`).
-    let req = if is_grpc(req.headers()) || crate::connect::is_connect_path(req.uri().path()) {
+    // handler reads them; gRPC and Connect keep their own (`http::limits`). Which is which
+    // goes by the path, as the code-use limit does, not by what the content type claims.
+    let req = if super::is_rpc_path(req.uri().path()) {
         req
     } else {
         match super::limits::limit_body(req) {

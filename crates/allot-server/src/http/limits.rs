@@ -109,4 +109,15 @@ mod tests {
             BODY_BYTES_MAX
         );
     }
+
+    #[test]
+    fn rpc_paths_are_told_from_rest_routes_by_the_path_alone() {
+        assert!(super::super::is_rpc_path("/discount.Discount/UseCode"));
+        assert!(super::super::is_rpc_path(
+            "/couponpb.CouponService/IssueCoupon"
+        ));
+        assert!(!super::super::is_rpc_path("/api/v1/openapi.json"));
+        assert!(!super::super::is_rpc_path("/purchase"));
+        assert!(!super::super::is_rpc_path("/"));
+    }
 }

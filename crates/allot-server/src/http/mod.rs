@@ -106,6 +106,15 @@ pub(crate) fn call_path(req: &Request) -> &str {
     }
 }
 
+/// Whether a path names an RPC method (`/pkg.Service/Method`, gRPC or Connect) rather than a
+/// REST route: its first segment is a dotted service name.
+pub(crate) fn is_rpc_path(path: &str) -> bool {
+    path.trim_start_matches('/')
+        .split('/')
+        .next()
+        .is_some_and(|service| service.contains('.'))
+}
+
 /// Whether a request is a gRPC call (by its content type: `application/grpc`, `+proto`, ...).
 pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
     headers

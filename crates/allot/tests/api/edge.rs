@@ -737,6 +737,15 @@ async fn edge_a_body_past_its_route_s_limit_is_refused_before_idempotency_buffer
     assert_eq!(r.status(), 413);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "payload_too_large");
+    // Claiming to be gRPC changes nothing: a REST route is known by its path.
+    let r = http()
+        .post(format!("{}/api/v1/products", app.url()))
+        .header("content-type", "application/grpc")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
     // Sent without a length (chunked): refused when the limit is reached.
     let chunks = futures::stream::iter(
         big.clone()
