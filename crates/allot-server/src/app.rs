@@ -7,7 +7,6 @@ use std::sync::Arc;
 use allot_domain::Clock;
 use allot_storage::{SqliteOptions, SqliteStore, StorageError, Store};
 use axum::Router;
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
@@ -38,6 +37,7 @@ pub struct Application {
     config: Config,
     /// Raised when shutdown starts: long-lived responses (event streams) end on it.
     stopping: tokio::sync::watch::Sender<bool>,
+    rate_limits: Arc<crate::rate_limit::RateLimits>,
 }
 
 /// The store `config` names: PostgreSQL when a database URL is given, else the embedded SQLite
@@ -93,13 +93,16 @@ impl Application {
         )
         .with_notifications(&config.notifications);
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
-        let rate_limits = Arc::new(crate::rate_limit::RateLimits::new(config.rate_limits));
+        let rate_limits = Arc::new(crate::rate_limit::RateLimits::new(
+            config.rate_limits.clone(),
+        ));
         let state = http::AppState {
             services: services.clone(),
             metrics: metrics::handle(),
             stopping: stopping_rx,
             rate_limits: rate_limits.clone(),
         };
+        let rate_limits_handle = rate_limits.clone();
         let router = http::router(state)
             .merge(grpc::routes(&services))
             // Replaces tonic's fallback, which answers every unknown path as gRPC with HTTP 200.
@@ -126,7 +129,7 @@ impl Application {
                 },
                 http::auth::authorize,
             ));
-        let router = http::observe(router);
+        let router = http::observe(router, config.connections.request_timeout);
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -141,6 +144,7 @@ impl Application {
             services,
             config,
             stopping,
+            rate_limits: rate_limits_handle,
         })
     }
 
@@ -151,6 +155,11 @@ impl Application {
 
     pub fn services(&self) -> &Services {
         &self.services
+    }
+
+    /// The rate limiters (their sizes, for tests and tools).
+    pub fn rate_limits(&self) -> Arc<crate::rate_limit::RateLimits> {
+        self.rate_limits.clone()
     }
 
     /// Serves until `shutdown` completes, then stops accepting, lets in-flight requests finish
@@ -170,32 +179,43 @@ impl Application {
             tracing::info!("shutting down: no new connections, finishing in-flight requests");
             let _ = stopping_tx.send(true);
         };
-        let listener = self.listener.tap_io(|tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let serve = axum::serve(
-            listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(signal);
+        let sweeper = tokio::spawn(sweep_rate_limits(self.rate_limits.clone()));
+        let serve =
+            crate::serve::serve(self.listener, self.router, self.config.connections, signal);
         let mut stopping = stopping_rx;
-        let served = tokio::select! {
-            r = serve => r.map_err(AppError::Serve),
+        // Past the grace period the serving future is dropped, which closes every connection.
+        tokio::select! {
+            () = serve => {}
             () = async {
                 let _ = stopping.wait_for(|s| *s).await;
                 tokio::time::sleep(grace).await;
             } => {
                 tracing::warn!(grace_ms = grace.as_millis() as u64, "grace period over; closing remaining connections");
-                Ok(())
             }
-        };
+        }
+        sweeper.abort();
         jobs.stop().await;
         notifier.stop().await;
         let closed = self.services.store.close().await;
         tracing::info!("storage closed");
-        served?;
         closed.map_err(AppError::Storage)
+    }
+}
+
+/// Drops idle clients from the rate limiters every [`SWEEP_INTERVAL_MS`], so that their
+/// memory follows the clients active now rather than every client ever seen.
+///
+/// [`SWEEP_INTERVAL_MS`]: crate::rate_limit::SWEEP_INTERVAL_MS
+async fn sweep_rate_limits(limits: Arc<crate::rate_limit::RateLimits>) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(
+        crate::rate_limit::SWEEP_INTERVAL_MS,
+    ));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let limits = limits.clone();
+        // A sweep walks every entry: off the async workers.
+        let _ = tokio::task::spawn_blocking(move || limits.sweep()).await;
     }
 }
 

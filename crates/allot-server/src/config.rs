@@ -12,6 +12,7 @@ use allot_domain::sale::ItemsPerSale;
 use allot_storage::crypto::DataKey;
 
 use crate::rate_limit::RateLimitSettings;
+use crate::serve::ConnectionLimits;
 use crate::service::admission::AdmissionLimits;
 use crate::service::notification::NotificationSettings;
 use crate::service::sale::SaleSettings;
@@ -245,18 +246,69 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_LOGIN_RATE_PER_IP_PER_MIN", value_name = "N")]
     pub login_rate_per_ip_per_min: Option<u32>,
 
-    /// Sign-in attempts per email per minute; 0 turns the limit off [default: 5]
+    /// Sign-in attempts per email from one client IP address per minute; 0 turns the limit
+    /// off [default: 5]
+    #[arg(
+        long,
+        env = "ALLOT_LOGIN_RATE_PER_EMAIL_PER_IP_PER_MIN",
+        value_name = "N"
+    )]
+    pub login_rate_per_email_per_ip_per_min: Option<u32>,
+
+    /// Sign-in attempts per email from all addresses together per minute, looser than the
+    /// per-address limit so that no one can lock an account out from one place; 0 turns the
+    /// limit off [default: 60]
     #[arg(long, env = "ALLOT_LOGIN_RATE_PER_EMAIL_PER_MIN", value_name = "N")]
     pub login_rate_per_email_per_min: Option<u32>,
 
-    /// Code uses (discount-code use, coupon validate and redeem, flash-sale purchase) per
-    /// client per second; 0 turns the limit off [default: 20]
+    /// Code uses (discount-code use, coupon validate and redeem, flash-sale purchase, orders
+    /// with a code, anonymous campaign issues) per customer or anonymous address per second;
+    /// 0 turns the limit off [default: 20]
     #[arg(long, env = "ALLOT_CODE_USE_RATE_PER_SEC", value_name = "N")]
     pub code_use_rate_per_sec: Option<u32>,
 
     /// Code uses a client may make at once before the per-second rate applies [default: 40]
     #[arg(long, env = "ALLOT_CODE_USE_BURST", value_name = "N")]
     pub code_use_burst: Option<u32>,
+
+    /// API keys (by id, comma separated) whose code uses are limited like a customer's; staff
+    /// and other API keys are not limited [default: none]
+    #[arg(
+        long,
+        env = "ALLOT_CODE_USE_LIMITED_API_KEYS",
+        value_name = "IDS",
+        value_delimiter = ','
+    )]
+    pub code_use_limited_api_keys: Option<Vec<i64>>,
+
+    /// Password changes per user per minute; 0 turns the limit off [default: 5]
+    #[arg(
+        long,
+        env = "ALLOT_PASSWORD_CHANGE_RATE_PER_USER_PER_MIN",
+        value_name = "N"
+    )]
+    pub password_change_rate_per_user_per_min: Option<u32>,
+
+    /// Longest a client may take to send a request's headers, and longest an HTTP/1
+    /// connection may sit idle between requests, in milliseconds [default: 10000]
+    #[arg(long, env = "ALLOT_HEADER_READ_TIMEOUT_MS", value_name = "MS")]
+    pub header_read_timeout_ms: Option<u64>,
+
+    /// Longest a request may take until its response starts (body reading included), in
+    /// milliseconds; the event stream and gRPC calls with their own deadline are exempt
+    /// [default: 30000]
+    #[arg(long, env = "ALLOT_REQUEST_TIMEOUT_MS", value_name = "MS")]
+    pub request_timeout_ms: Option<u64>,
+
+    /// Connections served at once; more wait in the listen backlog until one closes
+    /// [default: 10000]
+    #[arg(long, env = "ALLOT_CONNECTIONS_MAX", value_name = "N")]
+    pub connections_max: Option<usize>,
+
+    /// Requests in flight on one HTTP/2 connection (gRPC calls, multiplexed REST)
+    /// [default: 256]
+    #[arg(long, env = "ALLOT_HTTP2_MAX_CONCURRENT_STREAMS", value_name = "N")]
+    pub http2_max_concurrent_streams: Option<u32>,
 
     /// SMTP server for email notifications: smtp://[user:password@]host[:port] (plain SMTP;
     /// relay through a local MTA for TLS). Without it email notifications fail at once with
@@ -311,9 +363,16 @@ struct FileConfig {
     trust_forwarded_for: Option<bool>,
     open_public_contracts: Option<bool>,
     login_rate_per_ip_per_min: Option<u32>,
+    login_rate_per_email_per_ip_per_min: Option<u32>,
     login_rate_per_email_per_min: Option<u32>,
     code_use_rate_per_sec: Option<u32>,
     code_use_burst: Option<u32>,
+    code_use_limited_api_keys: Option<Vec<i64>>,
+    password_change_rate_per_user_per_min: Option<u32>,
+    header_read_timeout_ms: Option<u64>,
+    request_timeout_ms: Option<u64>,
+    connections_max: Option<usize>,
+    http2_max_concurrent_streams: Option<u32>,
 }
 
 /// The resolved configuration the server runs with.
@@ -347,6 +406,8 @@ pub struct Config {
     /// True: the client's address is the last `X-Forwarded-For` entry (behind a proxy).
     pub trust_forwarded_for: bool,
     pub rate_limits: RateLimitSettings,
+    /// Timeouts and caps at the socket.
+    pub connections: ConnectionLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -390,6 +451,7 @@ impl Config {
             notifications: NotificationSettings::default(),
             trust_forwarded_for: false,
             rate_limits: RateLimitSettings::default(),
+            connections: ConnectionLimits::default(),
         }
     }
 }
@@ -581,6 +643,10 @@ impl ServeArgs {
                         .login_rate_per_ip_per_min
                         .or(file.login_rate_per_ip_per_min)
                         .unwrap_or(d.login_per_ip_per_min),
+                    login_per_email_per_ip_per_min: self
+                        .login_rate_per_email_per_ip_per_min
+                        .or(file.login_rate_per_email_per_ip_per_min)
+                        .unwrap_or(d.login_per_email_per_ip_per_min),
                     login_per_email_per_min: self
                         .login_rate_per_email_per_min
                         .or(file.login_rate_per_email_per_min)
@@ -593,6 +659,48 @@ impl ServeArgs {
                         .code_use_burst
                         .or(file.code_use_burst)
                         .unwrap_or(d.code_use_burst),
+                    password_change_per_user_per_min: self
+                        .password_change_rate_per_user_per_min
+                        .or(file.password_change_rate_per_user_per_min)
+                        .unwrap_or(d.password_change_per_user_per_min),
+                    code_use_limited_api_keys: self
+                        .code_use_limited_api_keys
+                        .or(file.code_use_limited_api_keys)
+                        .unwrap_or(d.code_use_limited_api_keys),
+                }
+            },
+            connections: {
+                let d = ConnectionLimits::default();
+                let ms = |flag: Option<u64>, file: Option<u64>, default: Duration, name: &str| {
+                    match flag.or(file) {
+                        None => Ok(default),
+                        Some(0) => Err(ConfigError::Invalid(format!("{name}: must be at least 1"))),
+                        Some(n) => Ok(Duration::from_millis(n)),
+                    }
+                };
+                ConnectionLimits {
+                    header_read_timeout: ms(
+                        self.header_read_timeout_ms,
+                        file.header_read_timeout_ms,
+                        d.header_read_timeout,
+                        "header_read_timeout_ms",
+                    )?,
+                    request_timeout: ms(
+                        self.request_timeout_ms,
+                        file.request_timeout_ms,
+                        d.request_timeout,
+                        "request_timeout_ms",
+                    )?,
+                    connections_max: self
+                        .connections_max
+                        .or(file.connections_max)
+                        .unwrap_or(d.connections_max)
+                        .max(1),
+                    http2_max_concurrent_streams: self
+                        .http2_max_concurrent_streams
+                        .or(file.http2_max_concurrent_streams)
+                        .unwrap_or(d.http2_max_concurrent_streams)
+                        .max(1),
                 }
             },
         })
@@ -795,6 +903,47 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(matches!(short.resolve(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn edge_limits_come_from_the_flag_then_the_file_then_the_default() {
+        let dir = std::env::temp_dir().join(format!("allot-config-edge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("allot.toml");
+        std::fs::write(
+            &file,
+            "header_read_timeout_ms = 2000\nconnections_max = 50\n\
+             code_use_limited_api_keys = [3, 7]\nlogin_rate_per_email_per_ip_per_min = 2\n",
+        )
+        .unwrap();
+        let config = ServeArgs {
+            request_timeout_ms: Some(1_000),
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(
+            config.connections.header_read_timeout,
+            Duration::from_millis(2_000)
+        );
+        assert_eq!(
+            config.connections.request_timeout,
+            Duration::from_millis(1_000)
+        );
+        assert_eq!(config.connections.connections_max, 50);
+        assert_eq!(config.rate_limits.code_use_limited_api_keys, vec![3, 7]);
+        assert_eq!(config.rate_limits.login_per_email_per_ip_per_min, 2);
+        let defaults = ServeArgs::default().resolve().unwrap();
+        assert_eq!(defaults.connections, ConnectionLimits::default());
+        assert_eq!(defaults.rate_limits, RateLimitSettings::default());
+        let zero = ServeArgs {
+            header_read_timeout_ms: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(
+            matches!(zero.resolve(), Err(ConfigError::Invalid(m)) if m.starts_with("header_read_timeout_ms"))
+        );
     }
 
     #[test]

@@ -133,6 +133,16 @@ pub enum ServiceError {
     /// A fault of ours. The cause is logged; the client sees a generic message.
     #[error("internal error")]
     Internal(#[source] StorageError),
+    /// Too much work of one kind is in flight (password hashing) and the wait for a turn ran
+    /// out; worth retrying shortly.
+    #[error("the server is busy {what}; retry shortly")]
+    Busy { what: &'static str },
+    /// The request's body is larger than its route accepts.
+    #[error("the request body is larger than {limit_bytes} bytes, the most this call accepts")]
+    PayloadTooLarge { limit_bytes: usize },
+    /// The request was not served within the server's request timeout.
+    #[error("the request took longer than {timeout_ms} ms, the server's limit")]
+    RequestTimeout { timeout_ms: u64 },
     /// A notification template with this name exists.
     #[error("a notification template with this name exists")]
     TemplateNameTaken,
@@ -169,6 +179,10 @@ pub enum ErrorKind {
     Unauthenticated,
     /// Too much demand now; retry later.
     RateLimited,
+    /// The request is larger than the call accepts (HTTP 413).
+    PayloadTooLarge,
+    /// Not served in time (gRPC `DEADLINE_EXCEEDED`).
+    DeadlineExceeded,
     Unavailable,
     Internal,
 }
@@ -216,6 +230,9 @@ impl ServiceError {
             ServiceError::Crypto(_) => ErrorKind::Internal,
             ServiceError::Unavailable(_) => ErrorKind::Unavailable,
             ServiceError::Internal(_) => ErrorKind::Internal,
+            ServiceError::Busy { .. } => ErrorKind::Unavailable,
+            ServiceError::PayloadTooLarge { .. } => ErrorKind::PayloadTooLarge,
+            ServiceError::RequestTimeout { .. } => ErrorKind::DeadlineExceeded,
             ServiceError::TemplateNameTaken | ServiceError::TemplateInUse { .. } => {
                 ErrorKind::Conflict
             }
@@ -268,6 +285,9 @@ impl ServiceError {
             ServiceError::Crypto(_) => "internal",
             ServiceError::Unavailable(_) => "unavailable",
             ServiceError::Internal(_) => "internal",
+            ServiceError::Busy { .. } => "busy",
+            ServiceError::PayloadTooLarge { .. } => "payload_too_large",
+            ServiceError::RequestTimeout { .. } => "request_timeout",
             ServiceError::TemplateNameTaken => "template_name_taken",
             ServiceError::TemplateInUse { .. } => "template_in_use",
         }

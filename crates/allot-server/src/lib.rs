@@ -19,6 +19,7 @@ pub mod pb;
 pub mod policy;
 pub mod rate_limit;
 mod rpc;
+pub mod serve;
 pub mod service;
 pub mod telemetry;
 pub mod time;

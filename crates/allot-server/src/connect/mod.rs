@@ -210,6 +210,8 @@ impl From<ServiceError> for ConnectError {
             ErrorKind::PermissionDenied => "permission_denied",
             ErrorKind::Unauthenticated => "unauthenticated",
             ErrorKind::Unavailable => "unavailable",
+            ErrorKind::PayloadTooLarge => "resource_exhausted",
+            ErrorKind::DeadlineExceeded => "deadline_exceeded",
             ErrorKind::Internal => "internal",
         };
         if let ServiceError::Internal(cause) = &e {

@@ -52,6 +52,8 @@ impl From<ServiceError> for tonic::Status {
             ErrorKind::PermissionDenied => tonic::Code::PermissionDenied,
             ErrorKind::Unauthenticated => tonic::Code::Unauthenticated,
             ErrorKind::Unavailable => tonic::Code::Unavailable,
+            ErrorKind::PayloadTooLarge => tonic::Code::ResourceExhausted,
+            ErrorKind::DeadlineExceeded => tonic::Code::DeadlineExceeded,
             ErrorKind::Internal => tonic::Code::Internal,
         };
         if let ServiceError::Internal(cause) = &e {

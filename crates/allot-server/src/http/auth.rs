@@ -7,8 +7,8 @@
 
 use std::sync::Arc;
 
-use allot_domain::auth::Role;
-use axum::extract::{FromRequestParts, MatchedPath, Request, State};
+use allot_domain::auth::{Email, Role};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -198,11 +198,7 @@ pub(crate) struct Gate {
 /// `forbidden` in the caller's protocol.
 pub(crate) async fn authorize(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
     let protocol = Protocol::of(&req);
-    let route = match req.extensions().get::<MatchedPath>() {
-        // tonic's services are mounted as `/pkg.Service/{*rest}`: the path names the method.
-        Some(m) if !m.as_str().contains("{*") => m.as_str().to_owned(),
-        _ => req.uri().path().to_owned(),
-    };
+    let route = super::call_path(&req).to_owned();
     // A HEAD is answered by the GET route, under the GET rule.
     let method = match req.method().as_str() {
         "HEAD" => "GET",
@@ -239,14 +235,14 @@ pub(crate) async fn authorize(State(gate): State<Gate>, mut req: Request, next: 
 
 /// The protocol of a request, to refuse it in a form its client reads.
 #[derive(Clone, Copy)]
-enum Protocol {
+pub(crate) enum Protocol {
     Rest,
     Grpc,
     Connect,
 }
 
 impl Protocol {
-    fn of(req: &Request) -> Protocol {
+    pub(crate) fn of(req: &Request) -> Protocol {
         if super::is_grpc(req.headers()) {
             Protocol::Grpc
         } else if crate::connect::is_connect_path(req.uri().path()) {
@@ -256,7 +252,7 @@ impl Protocol {
         }
     }
 
-    fn refuse(self, e: ServiceError) -> Response {
+    pub(crate) fn refuse(self, e: ServiceError) -> Response {
         match self {
             Protocol::Rest => e.into_response(),
             Protocol::Grpc => tonic::Status::from(e).into_http::<axum::body::Body>(),
@@ -346,14 +342,19 @@ fn required(field: &'static str, value: Option<String>) -> Result<String, Servic
     responses(
         (status = 200, description = "Signed in", body = TokenPair),
         (status = 401, description = "`invalid_credentials`: unknown email or wrong password (one answer for both)", body = ErrorBody),
-        (status = 422, description = "email or password missing or malformed", body = ErrorBody)))]
+        (status = 422, description = "email or password missing or malformed", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many attempts from this address, for this email from this address, or for this email (`Retry-After`)", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being hashed; retry (`Retry-After`)", body = ErrorBody)))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<TokenPair>, ServiceError> {
-    let email = required("email", body.email)?;
-    let password = required("password", body.password)?;
     let source = allot_storage::origin::current().and_then(|o| o.source);
+    // Per address first, so that malformed attempts count too; the email becomes a key of the
+    // other limits only once parsed (bounded, lower-cased).
+    state.rate_limits.login_attempt(source)?;
+    let email = Email::parse(&required("email", body.email)?)?;
+    let password = required("password", body.password)?;
     state.rate_limits.login(source, &email)?;
     let tokens = state.services.auth.login(&email, &password).await?;
     Ok(Json(pair(tokens)))
@@ -431,7 +432,9 @@ pub(crate) async fn me(
         (status = 204, description = "Changed; refresh tokens revoked"),
         (status = 401, description = "`unauthenticated` (no valid access token) or `invalid_credentials` (wrong current password)", body = ErrorBody),
         (status = 403, description = "`forbidden`: an API key has no password", body = ErrorBody),
-        (status = 422, description = "a field missing, or new_password outside 12 to 256 characters", body = ErrorBody)))]
+        (status = 422, description = "a field missing, or new_password outside 12 to 256 characters", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: too many password changes by this user (`Retry-After`)", body = ErrorBody),
+        (status = 503, description = "`busy`: too many passwords being hashed; retry (`Retry-After`)", body = ErrorBody)))]
 pub(crate) async fn change_password(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -443,6 +446,9 @@ pub(crate) async fn change_password(
             message: "an API key has no password; sign in as a user to change one".to_owned(),
         });
     };
+    // Each change costs two Argon2 hashes: a signed-in user may not make the server spend
+    // them without bound.
+    state.rate_limits.password_change(id.get())?;
     let current = required("current_password", body.current_password)?;
     let new = required("new_password", body.new_password)?;
     state

@@ -1,5 +1,6 @@
 //! The request context: who is calling and from where, set once per request for every
-//! transport (REST, gRPC, Connect), and the code-use rate limit that counts by it.
+//! transport (REST, gRPC, Connect), the code-use rate limit that counts by it, and the body
+//! limit of REST requests (`http::limits`), before anything reads a body.
 //!
 //! [`layer`] runs inside the authorization middleware, so the caller it proved
 //! ([`AuthUser`]) is in the request's extensions: the actor is `user:<id>` or `api_key:<id>`,
@@ -13,7 +14,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use allot_domain::event::{Actor, Origin};
-use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method};
@@ -21,7 +22,7 @@ use http::{HeaderMap, Method};
 use super::auth::AuthUser;
 use super::is_grpc;
 use crate::ServiceError;
-use crate::rate_limit::{Client, RateLimits};
+use crate::rate_limit::{CallerId, RateLimits};
 use crate::service::auth::PrincipalId;
 
 /// What [`layer`] needs.
@@ -31,26 +32,67 @@ pub(crate) struct ContextState {
     pub rate_limits: Arc<RateLimits>,
 }
 
-/// The code-use calls, limited per client: REST by method and route template, gRPC by path.
-const CODE_USE_ROUTES: &[(Method, &str)] = &[
+/// The calls limited per client as code uses, by method and route template (REST) or method
+/// path (gRPC and Connect), whatever their content type: a code use is known by what it
+/// calls, not by how it says it. Orders that carry a code are counted by their handler, the
+/// only place that reads the body.
+const CODE_USE_CALLS: &[(Method, &str)] = &[
     (Method::POST, "/api/v1/discount-codes/{code}/use"),
     (Method::POST, "/api/v1/coupons/{code}/validate"),
     (Method::POST, "/api/v1/coupons/{code}/redeem"),
     (Method::POST, "/purchase"),
+    (Method::POST, "/discount.Discount/UseCode"),
 ];
-const CODE_USE_RPCS: &[&str] = &["/discount.Discount/UseCode"];
+
+/// Campaign issues, counted like code uses when anonymous (an open public contract): without
+/// a credential nothing else limits how many codes one address takes.
+const ISSUE_CALLS: &[(Method, &str)] = &[
+    (Method::POST, "/couponpb.CouponService/IssueCoupon"),
+    (Method::POST, "/api/v1/campaigns/{id}/coupons"),
+];
 
 pub(crate) async fn layer(State(state): State<ContextState>, req: Request, next: Next) -> Response {
+    let user = req.extensions().get::<AuthUser>().copied();
     let origin = Origin {
-        actor: actor(req.extensions().get::<AuthUser>()),
+        actor: actor(user.as_ref()),
         source: source(&req, state.trust_forwarded_for),
     };
-    if is_code_use(&req)
-        && let Err(refusal) = state.rate_limits.code_use(&Client::of(&origin))
+    let caller = CallerId {
+        principal: user.map(|u| (u.id, u.role)),
+        source: origin.source,
+    };
+    if counts_as_code_use(&req, user.is_none())
+        && let Err(refusal) = state.rate_limits.code_use(&caller)
     {
         return refuse(&req, refusal);
     }
+    // REST bodies are held to their route's limit here, before the idempotency layer or a
+    // handler reads them; gRPC and Connect keep their own (`http::limits`). Which is which
+    // goes by the path, as the code-use limit does, not by what the content type claims.
+    let req = if super::is_rpc_path(req.uri().path()) {
+        req
+    } else {
+        match super::limits::limit_body(req) {
+            Ok(req) => req,
+            Err(refusal) => return refusal.into_response(),
+        }
+    };
     allot_storage::origin::scope(origin, next.run(req)).await
+}
+
+/// The caller of the request being served, for limits counted by handlers (orders with a
+/// code): the proven principal, if any, and the address of the request's origin.
+pub(crate) fn caller_id(user: Option<&AuthUser>) -> CallerId {
+    CallerId {
+        principal: user.map(|u| (u.id, u.role)),
+        source: allot_storage::origin::current().and_then(|o| o.source),
+    }
+}
+
+fn counts_as_code_use(req: &Request, anonymous: bool) -> bool {
+    let call = super::call_path(req);
+    let is = |calls: &[(Method, &str)]| calls.iter().any(|(m, p)| m == req.method() && *p == call);
+    is(CODE_USE_CALLS) || (anonymous && is(ISSUE_CALLS))
 }
 
 fn actor(user: Option<&AuthUser>) -> Actor {
@@ -93,22 +135,14 @@ fn canonical(ip: IpAddr) -> IpAddr {
     }
 }
 
-fn is_code_use(req: &Request) -> bool {
-    if is_grpc(req.headers()) {
-        return CODE_USE_RPCS.contains(&req.uri().path());
-    }
-    let Some(route) = req.extensions().get::<MatchedPath>() else {
-        return false;
-    };
-    CODE_USE_ROUTES
-        .iter()
-        .any(|(m, r)| m == req.method() && *r == route.as_str())
-}
-
-/// A refused call: REST gets the API's error (429, `rate_limited`, `Retry-After`); gRPC a
-/// trailers-only `RESOURCE_EXHAUSTED` with a `retry-after` metadata entry (seconds).
+/// A refused call: REST gets the API's error (429, `rate_limited`, `Retry-After`); Connect its
+/// `resource_exhausted` (HTTP 429); gRPC a trailers-only `RESOURCE_EXHAUSTED` with a
+/// `retry-after` metadata entry (seconds).
 fn refuse(req: &Request, refusal: ServiceError) -> Response {
     if !is_grpc(req.headers()) {
+        if crate::connect::is_connect_path(req.uri().path()) {
+            return crate::connect::ConnectError::from(refusal).into_response();
+        }
         return refusal.into_response();
     }
     let retry_after = match &refusal {

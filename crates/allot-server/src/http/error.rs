@@ -26,7 +26,8 @@ pub(crate) struct ErrorDetail {
     /// `out_of_stock`, `reservation_not_pending`, `below_reserved`, `illegal_transition`,
     /// `coupon_unusable`, `unknown_code`, `code_already_used`, `invalid_credentials`,
     /// `invalid_token`, `unauthenticated`, `email_taken`, `template_name_taken`,
-    /// `template_in_use`, `unavailable`, `internal`.
+    /// `template_in_use`, `rate_limited`, `busy`, `payload_too_large`, `request_timeout`,
+    /// `unavailable`, `internal`.
     pub code: &'static str,
     /// For people; may change between releases.
     pub message: String,
@@ -66,6 +67,8 @@ pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
         ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
         ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -96,7 +99,9 @@ impl IntoResponse for ServiceError {
         let retry_after = match &self {
             ServiceError::MegadealBusy { retry_after_secs }
             | ServiceError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
-            ServiceError::MegadealUnavailable(_) | ServiceError::IdempotencyKeyInUse => Some(1),
+            ServiceError::MegadealUnavailable(_)
+            | ServiceError::IdempotencyKeyInUse
+            | ServiceError::Busy { .. } => Some(1),
             _ => None,
         };
         let code = self.code();

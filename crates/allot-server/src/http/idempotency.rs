@@ -36,8 +36,6 @@ pub(crate) const STALE_AFTER: Duration = Duration::from_secs(60);
 /// How long keys are kept.
 pub(crate) const KEEP_FOR: Duration = Duration::from_secs(24 * 3600);
 const KEY_MAX_CHARS: usize = 255;
-/// The largest request body kept for hashing (the largest any route accepts).
-const BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 /// Routes (by their template) whose operation records its idempotency key in its own
 /// transaction, for POST.
@@ -77,12 +75,11 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
         Ok(k) => k,
         Err(e) => return e.into_response(),
     };
+    let limit = super::limits::body_bytes_max(&method, route.unwrap_or(path.as_str()));
     let (parts, body) = req.into_parts();
-    let body = match to_bytes(body, BODY_BYTES_MAX).await {
+    let body = match to_bytes(body, limit).await {
         Ok(b) => b,
-        Err(e) => {
-            return ServiceError::bad_request(None, format!("request body: {e}")).into_response();
-        }
+        Err(e) => return super::limits::body_error(&e, limit).into_response(),
     };
     let mut hasher = Sha256::new();
     for part in [

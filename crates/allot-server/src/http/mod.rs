@@ -14,6 +14,7 @@ mod health;
 pub(crate) mod idempotency;
 mod inventory;
 mod json;
+pub(crate) mod limits;
 mod notification;
 mod openapi;
 mod order;
@@ -67,10 +68,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(openapi::routes())
 }
 
-/// Wraps the whole router (REST and gRPC alike): one log line and one latency sample per
-/// request.
-pub(crate) fn observe(router: Router) -> Router {
-    router.layer(middleware::from_fn(log_request))
+/// Wraps the whole router (REST, gRPC and Connect alike): the request timeout
+/// ([`limits::within`]), then one log line and one latency sample per request (the timeout's
+/// answer included). One middleware for both, since each costs an allocation per request.
+pub(crate) fn observe(router: Router, request_timeout: std::time::Duration) -> Router {
+    router.layer(middleware::from_fn_with_state(request_timeout, log_request))
 }
 
 /// Answers requests no route took: gRPC ones as gRPC `UNIMPLEMENTED`, the rest with the API's
@@ -93,6 +95,26 @@ pub(crate) async fn fallback(req: Request) -> Response {
     crate::ServiceError::NotFound { what: "route" }.into_response()
 }
 
+/// The path a call is known by, whatever its protocol: the route template of REST
+/// (`/api/v1/orders/{order_id}`), the method path of gRPC and Connect (`/pkg.Service/Method`;
+/// their services are mounted as `/pkg.Service/{*rest}`), the path itself when no route took
+/// it.
+pub(crate) fn call_path(req: &Request) -> &str {
+    match req.extensions().get::<MatchedPath>() {
+        Some(m) if !m.as_str().contains("{*") => m.as_str(),
+        _ => req.uri().path(),
+    }
+}
+
+/// Whether a path names an RPC method (`/pkg.Service/Method`, gRPC or Connect) rather than a
+/// REST route: its first segment is a dotted service name.
+pub(crate) fn is_rpc_path(path: &str) -> bool {
+    path.trim_start_matches('/')
+        .split('/')
+        .next()
+        .is_some_and(|service| service.contains('.'))
+}
+
 /// Whether a request is a gRPC call (by its content type: `application/grpc`, `+proto`, ...).
 pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
     headers
@@ -102,13 +124,18 @@ pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
 }
 
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.rate_limits.record_gauges();
     (
         [(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
 }
 
-async fn log_request(req: Request, next: Next) -> Response {
+async fn log_request(
+    State(request_timeout): State<std::time::Duration>,
+    req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -117,7 +144,7 @@ async fn log_request(req: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let response = next.run(req).await;
+    let response = limits::within(request_timeout, req, next).await;
     let latency = started.elapsed();
     let status = response.status().as_u16();
     // gRPC errors travel as a trailers-only response, so their status is in the headers.

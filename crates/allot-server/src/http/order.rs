@@ -333,7 +333,8 @@ fn place_order(
         (status = 200, description = "A retry of an earlier request with the same Idempotency-Key: its order, unchanged (header `Idempotent-Replayed: true`)", body = OrderView),
         (status = 400, description = "`bad_request`: not JSON", body = ErrorBody),
         (status = 409, description = "`out_of_stock` (with `product_id` and `available_total`), `coupon_unusable` (with `reason`: expired, exhausted or not_owner), `code_already_used`; nothing reserved or used", body = ErrorBody),
-        (status = 422, description = "`invalid_argument` naming the field (unknown, inactive or mixed-currency products name `lines`), or `unknown_code` naming `coupon` or `discount_code`", body = ErrorBody)))]
+        (status = 422, description = "`invalid_argument` naming the field (unknown, inactive or mixed-currency products name `lines`), or `unknown_code` naming `coupon` or `discount_code`", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: an order with a coupon or discount code counts as a code use of the caller (customers and anonymous callers; `Retry-After`)", body = ErrorBody)))]
 pub(crate) async fn place(
     State(state): State<AppState>,
     caller: Caller,
@@ -341,6 +342,13 @@ pub(crate) async fn place(
     ApiJson(body): ApiJson<Value>,
 ) -> Result<Response, ServiceError> {
     let order = place_order(&body, &headers, &caller)?;
+    // An order's answer tells whether its code exists (`unknown_code`, `code_already_used`,
+    // `coupon_unusable`): one carrying a code counts as a code use.
+    if order.coupon.is_some() || order.discount_code.is_some() {
+        state
+            .rate_limits
+            .code_use(&super::context::caller_id(caller.0.as_ref()))?;
+    }
     let (order, replayed) = state.services.orders.place(order).await?;
     let view = Json(OrderView::from(order));
     Ok(if replayed {

@@ -86,6 +86,7 @@ pub struct Auth {
     /// of a machine client. An entry lives [`API_KEY_CACHE_TTL`], so a key revoked elsewhere
     /// (another instance, the CLI) stops working within that time; revoked here, at once.
     api_keys: std::sync::Mutex<HashMap<String, (Principal, std::time::Instant)>>,
+    hashing: PasswordHashing,
 }
 
 /// How long a proven API key is believed without asking the database again.
@@ -123,6 +124,10 @@ impl Auth {
             refresh_ttl: settings.refresh_token_ttl,
             dummy_hash: OnceCell::new(),
             api_keys: std::sync::Mutex::new(HashMap::new()),
+            hashing: PasswordHashing::new(
+                PASSWORD_HASHES_IN_FLIGHT_MAX,
+                Duration::from_millis(PASSWORD_HASH_WAIT_MAX_MS),
+            ),
         }
     }
 
@@ -133,7 +138,7 @@ impl Auth {
         password: Password,
         role: Role,
     ) -> Result<User, ServiceError> {
-        let hash = hash_password(password).await?;
+        let hash = self.hashing.hash(password).await?;
         self.store
             .create_user(email, hash, role, self.clock.now())
             .await?
@@ -142,20 +147,19 @@ impl Auth {
 
     /// Checks the credentials and hands out a token pair. An unknown email and a wrong
     /// password answer alike, after about the same time.
-    pub async fn login(&self, email: &str, password: &str) -> Result<Tokens, ServiceError> {
-        let email = Email::parse(email)?;
+    pub async fn login(&self, email: &Email, password: &str) -> Result<Tokens, ServiceError> {
         if password.is_empty() {
             return Err(ServiceError::InvalidArgument {
                 field: "password",
                 message: "password: must not be empty".to_owned(),
             });
         }
-        let user = self.store.user_by_email(&email).await?;
+        let user = self.store.user_by_email(email).await?;
         let hash = match &user {
             Some(u) => u.password_hash.clone(),
             None => self.dummy_hash().await?,
         };
-        let ok = verify_password(password.to_owned(), hash).await?;
+        let ok = self.hashing.verify(password.to_owned(), hash).await?;
         match user {
             Some(user) if ok && user.active => self.issue(user).await,
             _ => Err(ServiceError::InvalidCredentials),
@@ -239,10 +243,14 @@ impl Auth {
         }
         let new = Password::parse_field(new, "new_password")?;
         let user = self.user(id).await?;
-        if !verify_password(current.to_owned(), user.password_hash).await? {
+        if !self
+            .hashing
+            .verify(current.to_owned(), user.password_hash)
+            .await?
+        {
             return Err(ServiceError::InvalidCredentials);
         }
-        let hash = hash_password(new).await?;
+        let hash = self.hashing.hash(new).await?;
         if self.store.set_password(id, hash, self.clock.now()).await? {
             Ok(())
         } else {
@@ -415,36 +423,75 @@ impl Auth {
         self.dummy_hash
             .get_or_try_init(|| async {
                 let pw = Password::parse(&hex(&random_bytes(16)))?;
-                hash_password(pw).await
+                self.hashing.hash(pw).await
             })
             .await
             .cloned()
     }
 }
 
-/// Argon2id with the crate's default parameters, off the async workers.
-pub async fn hash_password(password: Password) -> Result<String, ServiceError> {
-    tokio::task::spawn_blocking(move || {
-        Argon2::default()
-            .hash_password(password.expose().as_bytes())
-            .map(|h| h.to_string())
-            .map_err(|e| ServiceError::Crypto(format!("hashing a password: {e}")))
-    })
-    .await
-    .map_err(|e| ServiceError::Crypto(format!("password hashing task: {e}")))?
+/// Argon2 hashes computed at once, at most. Each holds 19 MiB and one core for tens of
+/// milliseconds (`Argon2::default()`: m = 19 MiB, t = 2, p = 1), and runs on the blocking pool
+/// (up to 512 threads): unbounded, a flood of sign-ins would take gigabytes and every core.
+/// Four take 76 MiB and keep the 2-core machines we run on answering everything else.
+pub const PASSWORD_HASHES_IN_FLIGHT_MAX: usize = 4;
+/// Longest a sign-in or password change waits for a hashing slot before it is answered 503
+/// `busy` (with `Retry-After`): at about 40 ms a hash, 5 s is a queue of some 500 callers.
+pub const PASSWORD_HASH_WAIT_MAX_MS: u64 = 5_000;
+
+/// Argon2id with the crate's default parameters, off the async workers, at most
+/// [`PASSWORD_HASHES_IN_FLIGHT_MAX`] at once.
+pub(crate) struct PasswordHashing {
+    slots: Arc<tokio::sync::Semaphore>,
+    wait_max: Duration,
 }
 
-/// True if `password` matches the PHC string `hash`; a malformed hash is an error.
-async fn verify_password(password: String, hash: String) -> Result<bool, ServiceError> {
-    tokio::task::spawn_blocking(move || {
-        match Argon2::default().verify_password(password.as_bytes(), hash.as_str()) {
-            Ok(()) => Ok(true),
-            Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
-            Err(e) => Err(ServiceError::Crypto(format!("verifying a password: {e}"))),
+impl PasswordHashing {
+    pub(crate) fn new(in_flight_max: usize, wait_max: Duration) -> Self {
+        PasswordHashing {
+            slots: Arc::new(tokio::sync::Semaphore::new(in_flight_max.max(1))),
+            wait_max,
         }
-    })
-    .await
-    .map_err(|e| ServiceError::Crypto(format!("password verification task: {e}")))?
+    }
+
+    /// A hashing slot, held by the blocking task until its hash is done (even when the
+    /// caller has gone), or `Busy` after `wait_max`.
+    async fn slot(&self) -> Result<tokio::sync::OwnedSemaphorePermit, ServiceError> {
+        match tokio::time::timeout(self.wait_max, self.slots.clone().acquire_owned()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) | Err(_) => Err(ServiceError::Busy {
+                what: "hashing passwords",
+            }),
+        }
+    }
+
+    pub(crate) async fn hash(&self, password: Password) -> Result<String, ServiceError> {
+        let slot = self.slot().await?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            Argon2::default()
+                .hash_password(password.expose().as_bytes())
+                .map(|h| h.to_string())
+                .map_err(|e| ServiceError::Crypto(format!("hashing a password: {e}")))
+        })
+        .await
+        .map_err(|e| ServiceError::Crypto(format!("password hashing task: {e}")))?
+    }
+
+    /// True if `password` matches the PHC string `hash`; a malformed hash is an error.
+    async fn verify(&self, password: String, hash: String) -> Result<bool, ServiceError> {
+        let slot = self.slot().await?;
+        tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            match Argon2::default().verify_password(password.as_bytes(), hash.as_str()) {
+                Ok(()) => Ok(true),
+                Err(argon2::password_hash::Error::PasswordInvalid) => Ok(false),
+                Err(e) => Err(ServiceError::Crypto(format!("verifying a password: {e}"))),
+            }
+        })
+        .await
+        .map_err(|e| ServiceError::Crypto(format!("password verification task: {e}")))?
+    }
 }
 
 fn refresh_hash(token: &str) -> Result<String, ServiceError> {
@@ -489,4 +536,26 @@ fn hex(bytes: &[u8]) -> String {
 
 fn millis(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hash_past_the_bound_waits_then_is_refused_busy() {
+        let hashing = PasswordHashing::new(2, Duration::from_millis(100));
+        let first = hashing.slot().await.unwrap();
+        let _second = hashing.slot().await.unwrap();
+        match hashing
+            .verify("guess".to_owned(), "$argon2id$".to_owned())
+            .await
+        {
+            Err(ServiceError::Busy { .. }) => {}
+            other => panic!("expected busy, got {other:?}"),
+        }
+        drop(first);
+        // A slot given back serves the next caller.
+        assert!(hashing.slot().await.is_ok());
+    }
 }

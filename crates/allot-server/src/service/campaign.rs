@@ -37,6 +37,8 @@ struct Gate {
     total: i64,
     reserved: AtomicI64,
     sold_out: AtomicBool,
+    /// The campaign limits codes per user: an issue must name its user.
+    limits_users: bool,
 }
 
 /// A code handed out by [`Campaigns::issue`].
@@ -106,6 +108,15 @@ impl Campaigns {
         idempotency_key: Option<IdempotencyKey>,
     ) -> Result<Issued, ServiceError> {
         let gate = self.gate(id).await?;
+        // Without a user, storage cannot count the codes per user: an issue with none would
+        // pass the limit as often as it is asked.
+        if gate.limits_users && user_id.is_none() {
+            return Err(ServiceError::InvalidArgument {
+                field: "user_id",
+                message: "user_id: required, since this campaign limits the codes per user"
+                    .to_owned(),
+            });
+        }
         let now = self.clock.now();
         match gate.window.state_at(now) {
             WindowState::Open => {}
@@ -197,6 +208,7 @@ impl Campaigns {
             total: campaign.total,
             reserved: AtomicI64::new(campaign.issued),
             sold_out: AtomicBool::new(campaign.issued >= campaign.total),
+            limits_users: campaign.per_user_limit.is_some(),
         });
         let mut gates = self.gates.write().expect("gates lock");
         Ok(gates.entry(id).or_insert(gate).clone())

@@ -86,6 +86,8 @@ pub struct TestApp {
     pub clock: Option<Arc<ManualClock>>,
     /// The running server's services, to set up state the API cannot (users, API keys).
     pub services: allot_server::service::Services,
+    /// The running server's rate limiters, to look at their sizes.
+    pub rate_limits: Arc<allot_server::rate_limit::RateLimits>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -144,6 +146,7 @@ impl TestApp {
             .expect("server builds");
         let addr = app.local_addr();
         let services = app.services().clone();
+        let rate_limits = app.rate_limits();
         register_admin_key(&services.auth).await;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -160,6 +163,7 @@ impl TestApp {
             database,
             clock: manual,
             services,
+            rate_limits,
             stop: Some(stop),
             task: Some(task),
         }

@@ -10,6 +10,7 @@ mod coupon;
 mod discount_grpc;
 mod discount_rest;
 mod durability;
+mod edge;
 mod events;
 mod helpers;
 mod house;

@@ -1,5 +1,5 @@
 //! Rate limits per client (issue 8): sign-in per address and per email against credential
-//! stuffing, code use per principal (else address) against code enumeration; 429 with
+//! stuffing, code use per customer (else address) against code enumeration; 429 with
 //! `Retry-After` and `rate_limited` over REST, RESOURCE_EXHAUSTED with `retry-after` over gRPC;
 //! other clients unaffected.
 
@@ -25,6 +25,22 @@ async fn user(app: &TestApp, email: &str) {
         )
         .await
         .unwrap();
+}
+
+/// A customer's access token and account id (customers' code uses are limited; staff's and
+/// API keys' are not, unless listed).
+async fn customer_token(app: &TestApp, email: &str) -> (String, i64) {
+    user(app, email).await;
+    let tokens = app
+        .services
+        .auth
+        .login(&Email::parse(email).unwrap(), PASSWORD)
+        .await
+        .unwrap();
+    (
+        format!("Bearer {}", tokens.access_token),
+        tokens.user.id.get(),
+    )
 }
 
 async fn login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
@@ -108,7 +124,8 @@ async fn code_use_is_limited_per_client_over_rest_and_grpc() {
         };
     })
     .await;
-    // An enumerating client: the harness admin key, guessing codes.
+    // An enumerating client: a customer, guessing codes.
+    let (guesser, _) = customer_token(&app, "guesser@example.com").await;
     let mut allowed = 0;
     let mut refused = None;
     for n in 0..CALLS_MAX {
@@ -117,6 +134,7 @@ async fn code_use_is_limited_per_client_over_rest_and_grpc() {
                 "{}/api/v1/discount-codes/GUESS{n:03}/use",
                 app.url()
             ))
+            .header("authorization", &guesser)
             .send()
             .await
             .unwrap();
@@ -138,7 +156,7 @@ async fn code_use_is_limited_per_client_over_rest_and_grpc() {
             code: "GUESS999".to_owned(),
         });
         call.metadata_mut()
-            .insert("x-api-key", crate::helpers::ADMIN_KEY.parse().unwrap());
+            .insert("authorization", guesser.parse().unwrap());
         match grpc.use_code(call).await {
             Ok(r) => assert_eq!(r.into_inner().result, vec![1]),
             Err(status) => {
@@ -160,15 +178,10 @@ async fn code_use_is_limited_per_client_over_rest_and_grpc() {
     assert!((1..=60).contains(&wait));
 
     // Another client is not held back by the first.
-    let other = format!("ak_{:032x}", rand::random::<u128>());
-    app.services
-        .auth
-        .register_api_key("another shop", &other, Role::Admin)
-        .await
-        .unwrap();
+    let (other, _) = customer_token(&app, "other@example.com").await;
     let r = anonymous()
         .post(format!("{}/api/v1/discount-codes/GUESS000/use", app.url()))
-        .header("x-api-key", &other)
+        .header("authorization", &other)
         .send()
         .await
         .unwrap();
@@ -194,12 +207,14 @@ async fn coupon_redemption_guesses_are_limited_too() {
         };
     })
     .await;
+    let (guesser, id) = customer_token(&app, "guesser@example.com").await;
     let mut refused = None;
     for n in 0..CALLS_MAX {
         let action = if n % 2 == 0 { "validate" } else { "redeem" };
         let r = http()
             .post(format!("{}/api/v1/coupons/GUESS-{n}/{action}", app.url()))
-            .json(&json!({"user_id": "u1"}))
+            .header("authorization", &guesser)
+            .json(&json!({"user_id": id.to_string()}))
             .send()
             .await
             .unwrap();
