@@ -26,7 +26,8 @@ pub(crate) struct ErrorDetail {
     /// `out_of_stock`, `reservation_not_pending`, `below_reserved`, `illegal_transition`,
     /// `coupon_unusable`, `unknown_code`, `code_already_used`, `invalid_credentials`,
     /// `invalid_token`, `unauthenticated`, `email_taken`, `template_name_taken`,
-    /// `template_in_use`, `unavailable`, `internal`.
+    /// `template_in_use`, `storage_unavailable` (503 with `Retry-After`: a full disk, the
+    /// database unreachable; retry later), `internal`.
     pub code: &'static str,
     /// For people; may change between releases.
     pub message: String,
@@ -97,6 +98,7 @@ impl IntoResponse for ServiceError {
             ServiceError::MegadealBusy { retry_after_secs }
             | ServiceError::RateLimited { retry_after_secs } => Some(*retry_after_secs),
             ServiceError::MegadealUnavailable(_) | ServiceError::IdempotencyKeyInUse => Some(1),
+            ServiceError::Unavailable(_) => Some(crate::error::STORAGE_RETRY_AFTER_SECS),
             _ => None,
         };
         let code = self.code();

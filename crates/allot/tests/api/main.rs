@@ -11,6 +11,7 @@ mod discount_grpc;
 mod discount_rest;
 mod durability;
 mod events;
+mod faults;
 mod helpers;
 mod house;
 mod idempotency;
