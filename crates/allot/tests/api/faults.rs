@@ -1,7 +1,8 @@
 //! Storage faults told the truth (issue 13): a full disk or an unreachable database answers
 //! 503 `storage_unavailable` with `Retry-After` (gRPC `UNAVAILABLE`, Connect `unavailable`),
 //! `/ready` fails while writes fail and comes back by itself, nothing answered committed is
-//! lost and nothing answered failed is kept.
+//! lost and nothing answered failed is kept; and the events of an answered write are in every
+//! read that starts after the answer, whichever instance reads.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -263,4 +264,73 @@ async fn a_stopped_database_is_answered_storage_unavailable_and_recovers_by_itse
         .await
         .unwrap();
     app.stop().await;
+}
+
+/// The events of a write are in every read that starts after its answer: on PostgreSQL
+/// also on another instance, while other readers keep the sequencer busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_events_of_an_answered_write_are_in_the_next_read_on_any_instance() {
+    let writer = TestApp::spawn().await;
+    // On PostgreSQL a second instance on the same database reads; SQLite has one instance.
+    let second = match writer.database.clone() {
+        Some(url) => Some(TestApp::spawn_configured(None, move |c| c.database = Some(url)).await),
+        None => None,
+    };
+    let reader = second.as_ref().unwrap_or(&writer);
+    // Readers on the writing instance keep the sequencer running, as busy servers do.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let busy: Vec<_> = (0..4)
+        .map(|_| {
+            let url = writer.url();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = http()
+                        .get(format!("{url}/api/v1/events?limit=1&after=0"))
+                        .send()
+                        .await;
+                }
+            })
+        })
+        .collect();
+    for round in 0..60 {
+        assert_eq!(generate(&writer, 1).await.status(), 201);
+        for (what, path) in [
+            (
+                "events",
+                "/api/v1/events?type=DiscountCodesGenerated&limit=1000",
+            ),
+            (
+                "audit",
+                "/api/v1/audit?type=DiscountCodesGenerated&limit=1000",
+            ),
+        ] {
+            let page: Value = http()
+                .get(format!("{}{path}", reader.url()))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let seen = page
+                .get("events")
+                .or_else(|| page.get("entries"))
+                .and_then(Value::as_array)
+                .map_or(0, Vec::len);
+            assert_eq!(
+                seen,
+                round + 1,
+                "round {round}: {what} misses the event of the write just answered"
+            );
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for b in busy {
+        b.await.unwrap();
+    }
+    if let Some(second) = second {
+        second.stop().await;
+    }
+    writer.stop().await;
 }
