@@ -59,6 +59,7 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
         None => {
             let mut options = SqliteOptions::new(&config.data_dir);
             options.data_key = config.data_key.clone();
+            options.size_max_mb = config.sqlite_size_max_mb;
             let store = tokio::task::spawn_blocking(move || SqliteStore::open(options))
                 .await
                 .map_err(|e| AppError::Serve(std::io::Error::other(e)))??;

@@ -157,6 +157,11 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_DISCOUNT_CODE_PERCENT", value_name = "PERCENT")]
     pub discount_code_percent: Option<u8>,
 
+    /// Largest size of the embedded (SQLite) database file, in MiB; writes that need more
+    /// space are answered 503 storage_unavailable, as on a full disk; 0 or absent: no limit
+    #[arg(long, env = "ALLOT_SQLITE_SIZE_MAX_MB", value_name = "MB")]
+    pub sqlite_size_max_mb: Option<u64>,
+
     /// Delay before the first retry of a failed webhook delivery; each later retry doubles it,
     /// with jitter, up to --webhook-retry-max-ms [default: 1000]
     #[arg(long, env = "ALLOT_WEBHOOK_RETRY_BASE_MS", value_name = "MS")]
@@ -345,6 +350,7 @@ struct FileConfig {
     coupon_purge_interval_secs: Option<u64>,
     reservation_expiry_interval_ms: Option<u64>,
     discount_code_percent: Option<u8>,
+    sqlite_size_max_mb: Option<u64>,
     webhook_retry_base_ms: Option<u64>,
     webhook_retry_max_ms: Option<u64>,
     webhook_timeout_ms: Option<u64>,
@@ -397,6 +403,8 @@ pub struct Config {
     pub reservation_expiry_interval: Option<Duration>,
     /// Percentage a discount code takes off an order (0 to 100).
     pub discount_code_percent: u8,
+    /// The embedded database file's largest size, in MiB (`None`: as the disk allows).
+    pub sqlite_size_max_mb: Option<u64>,
     pub webhooks: WebhookSettings,
     pub megadeal: AdmissionLimits,
     pub sales: SaleSettings,
@@ -444,6 +452,7 @@ impl Config {
                 DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS,
             )),
             discount_code_percent: DEFAULT_DISCOUNT_CODE_PERCENT,
+            sqlite_size_max_mb: None,
             webhooks: WebhookSettings::default(),
             megadeal: AdmissionLimits::default(),
             sales: SaleSettings::default(),
@@ -557,6 +566,10 @@ impl ServeArgs {
                     )));
                 }
             },
+            sqlite_size_max_mb: self
+                .sqlite_size_max_mb
+                .or(file.sqlite_size_max_mb)
+                .filter(|&mb| mb > 0),
             webhooks: {
                 let d = WebhookSettings::default();
                 let ms = |flag: Option<u64>, file: Option<u64>, default: Duration| {

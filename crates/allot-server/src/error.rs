@@ -127,8 +127,10 @@ pub enum ServiceError {
     /// Hashing or signing failed: a fault of ours, logged; the client sees a generic message.
     #[error("internal error")]
     Crypto(String),
-    /// Storage cannot take the request now (closed for shutdown, overloaded); worth retrying.
-    #[error("storage unavailable")]
+    /// Storage cannot take the request now (a full disk, an I/O error, the database
+    /// unreachable, closed for shutdown, overloaded); worth retrying after
+    /// [`STORAGE_RETRY_AFTER_SECS`]. The message says which in a few words; the cause is logged.
+    #[error("storage is unavailable: {}; retry later", .0.fault().map_or("storage failed", allot_storage::Fault::reason))]
     Unavailable(#[source] StorageError),
     /// A fault of ours. The cause is logged; the client sees a generic message.
     #[error("internal error")]
@@ -150,6 +152,11 @@ pub enum ServiceError {
     #[error("the template is used by rule {rule}; point the rule at another template first")]
     TemplateInUse { rule: String },
 }
+
+/// Seconds a client is asked to wait (`Retry-After`) when storage is unavailable: storage
+/// faults (a disk filling up, a database restarting) take seconds to clear, not milliseconds,
+/// and thousands of clients retrying at once must not keep the node down.
+pub const STORAGE_RETRY_AFTER_SECS: u64 = 2;
 
 /// One bad entry of a batch request.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
@@ -283,7 +290,7 @@ impl ServiceError {
             ServiceError::RateLimited { .. } => "rate_limited",
             ServiceError::EmailTaken => "email_taken",
             ServiceError::Crypto(_) => "internal",
-            ServiceError::Unavailable(_) => "unavailable",
+            ServiceError::Unavailable(_) => "storage_unavailable",
             ServiceError::Internal(_) => "internal",
             ServiceError::Busy { .. } => "busy",
             ServiceError::PayloadTooLarge { .. } => "payload_too_large",
@@ -325,13 +332,11 @@ impl From<DomainError> for ServiceError {
 
 impl From<StorageError> for ServiceError {
     fn from(e: StorageError) -> Self {
-        match e {
-            StorageError::Closed | StorageError::Busy(_) => ServiceError::Unavailable(e),
-            // No SQL error from the server: the connection failed (database down, network).
-            StorageError::Postgres(ref pg) if pg.as_db_error().is_none() => {
-                ServiceError::Unavailable(e)
-            }
-            _ => ServiceError::Internal(e),
+        // Storage faults (a full disk, the database unreachable) are the environment's, not
+        // ours nor the client's: 503 with Retry-After, and the client tries again.
+        match e.fault() {
+            Some(_) => ServiceError::Unavailable(e),
+            None => ServiceError::Internal(e),
         }
     }
 }

@@ -6,6 +6,10 @@ pub enum StorageError {
     Closed,
     #[error("storage is busy: {0}")]
     Busy(String),
+    /// The database cannot take the operation now (disk full, I/O error, unreachable); it
+    /// is worth retrying later. Made where a batch's failure is answered to each caller.
+    #[error("storage unavailable ({}): {detail}", fault.reason())]
+    Unavailable { fault: Fault, detail: String },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
     #[error("postgres: {0}")]
@@ -27,4 +31,134 @@ pub enum StorageError {
     /// The data key is missing, malformed, or not the one the database was written with.
     #[error("data key: {0}")]
     DataKey(String),
+    /// The operation panicked (a bug of ours); it was undone and failed alone.
+    #[error("the operation panicked: {0}")]
+    Panicked(String),
+}
+
+/// Why storage cannot serve now: a fault of the database's environment, not of the request
+/// nor of our code. Answered 503 `storage_unavailable` with `Retry-After`, and `/ready`
+/// fails while it lasts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// No space left for the database (a full disk, or the configured size limit).
+    DiskFull,
+    /// The disk failed a read or a write.
+    Io,
+    /// Locked or overloaded beyond the time we wait.
+    Busy,
+    /// The database server cannot be reached or is shutting down.
+    Unreachable,
+    /// This process's storage is shut down.
+    Closed,
+}
+
+impl Fault {
+    /// A short reason for clients and probes; the detail goes to the log.
+    pub fn reason(self) -> &'static str {
+        match self {
+            Fault::DiskFull => "the database has no space left",
+            Fault::Io => "the disk failed a read or a write",
+            Fault::Busy => "the database is busy",
+            Fault::Unreachable => "the database cannot be reached",
+            Fault::Closed => "storage is shut down",
+        }
+    }
+
+    pub(crate) fn to_u8(self) -> u8 {
+        match self {
+            Fault::DiskFull => 1,
+            Fault::Io => 2,
+            Fault::Busy => 3,
+            Fault::Unreachable => 4,
+            Fault::Closed => 5,
+        }
+    }
+
+    pub(crate) fn from_u8(v: u8) -> Option<Fault> {
+        match v {
+            1 => Some(Fault::DiskFull),
+            2 => Some(Fault::Io),
+            3 => Some(Fault::Busy),
+            4 => Some(Fault::Unreachable),
+            5 => Some(Fault::Closed),
+            _ => None,
+        }
+    }
+}
+
+impl StorageError {
+    /// The storage fault behind this error, if it is one (`None`: a bug, bad data, a
+    /// constraint: retrying will not help).
+    pub fn fault(&self) -> Option<Fault> {
+        match self {
+            StorageError::Closed => Some(Fault::Closed),
+            StorageError::Busy(_) => Some(Fault::Busy),
+            StorageError::Unavailable { fault, .. } => Some(*fault),
+            StorageError::Sqlite(e) => sqlite_fault(e),
+            StorageError::Postgres(e) => postgres_fault(e),
+            StorageError::Migration { source, .. } => source.fault(),
+            StorageError::Io(_)
+            | StorageError::Locked { .. }
+            | StorageError::Commit(_)
+            | StorageError::Corrupt(_)
+            | StorageError::DataKey(_)
+            | StorageError::Panicked(_) => None,
+        }
+    }
+
+    /// The same failure for every caller of a failed batch: a storage fault stays one.
+    pub fn for_each_caller(&self) -> StorageError {
+        match self {
+            StorageError::Closed => StorageError::Closed,
+            StorageError::Busy(m) => StorageError::Busy(m.clone()),
+            StorageError::Corrupt(m) => StorageError::Corrupt(m.clone()),
+            other => match other.fault() {
+                Some(fault) => StorageError::Unavailable {
+                    fault,
+                    detail: other.to_string(),
+                },
+                None => StorageError::Commit(other.to_string()),
+            },
+        }
+    }
+}
+
+fn sqlite_fault(e: &rusqlite::Error) -> Option<Fault> {
+    use rusqlite::ErrorCode;
+    match e.sqlite_error_code()? {
+        ErrorCode::DiskFull => Some(Fault::DiskFull),
+        // A read-only file system or a database file that vanished is the disk's fault too.
+        ErrorCode::SystemIoFailure | ErrorCode::CannotOpen | ErrorCode::ReadOnly => Some(Fault::Io),
+        // Only after busy_timeout: the lock was held longer than we wait.
+        ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Some(Fault::Busy),
+        _ => None,
+    }
+}
+
+fn postgres_fault(e: &tokio_postgres::Error) -> Option<Fault> {
+    use tokio_postgres::error::SqlState;
+    let Some(db) = e.as_db_error() else {
+        // No SQL error from the server: the connection failed (database down, network).
+        return Some(Fault::Unreachable);
+    };
+    let code = db.code();
+    if code.code().starts_with("08")
+        || *code == SqlState::ADMIN_SHUTDOWN
+        || *code == SqlState::CRASH_SHUTDOWN
+        || *code == SqlState::CANNOT_CONNECT_NOW
+    {
+        Some(Fault::Unreachable)
+    } else if *code == SqlState::DISK_FULL {
+        Some(Fault::DiskFull)
+    } else if *code == SqlState::IO_ERROR {
+        Some(Fault::Io)
+    } else if *code == SqlState::TOO_MANY_CONNECTIONS
+        || *code == SqlState::INSUFFICIENT_RESOURCES
+        || *code == SqlState::OUT_OF_MEMORY
+    {
+        Some(Fault::Busy)
+    } else {
+        None
+    }
 }

@@ -9,6 +9,7 @@ pub mod catalog;
 pub mod crypto;
 mod error;
 pub mod event;
+pub mod health;
 pub mod idempotency;
 pub mod inventory;
 pub mod migrations;
@@ -33,8 +34,9 @@ pub use catalog::{
     CatalogRefusal, CatalogResult, CatalogStore, Category, NewCategory, NewProduct, NewWarehouse,
     Product, ProductQuery, Warehouse,
 };
-pub use error::StorageError;
+pub use error::{Fault, StorageError};
 pub use event::{AuditQuery, Event, EventQuery, EventStore};
+pub use health::WriteHealth;
 pub use idempotency::{Claim, IdempotencyScope, IdempotencyStore, StoredResponse};
 pub use inventory::{
     AlertQuery, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
@@ -76,6 +78,16 @@ pub trait Store:
 
     /// Succeeds when the database answers a trivial query.
     async fn ping(&self) -> Result<(), StorageError>;
+
+    /// The storage fault that made the last write fail, unless a write committed since (no
+    /// I/O: `/ready` reads it).
+    fn write_fault(&self) -> Option<Fault>;
+
+    /// Makes a small write that needs fresh space (and leaves nothing behind), through the
+    /// path every write takes; its outcome sets or clears [`Store::write_fault`]. `/ready`
+    /// runs it while writes are failing, so a node comes back by itself once they can
+    /// commit again, even when no client writes.
+    async fn probe_write(&self) -> Result<(), StorageError>;
 
     /// Creates `count` new codes of `length` in one all-or-nothing batch. Codes are drawn from a
     /// cryptographically secure generator; one that collides with any code ever stored is

@@ -119,11 +119,23 @@ impl PgCluster {
     /// Stops the server (fast, like a crash of the service) and starts it again on the same
     /// data and port.
     pub fn restart(&self) {
+        self.stop();
+        self.start_again();
+    }
+
+    /// Stops the server at once (like a crash, or the database going away): clients see
+    /// their connections drop and new ones refused until [`PgCluster::start_again`].
+    pub fn stop(&self) {
         let data = self.dir.path().join("data");
         self.pg(
             "pg_ctl",
             &["-D", path_str(&data), "-m", "immediate", "-w", "stop"],
         );
+    }
+
+    /// Starts a stopped server again on the same data and port.
+    pub fn start_again(&self) {
+        let data = self.dir.path().join("data");
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=300 -c shared_buffers=128MB",
             self.port,

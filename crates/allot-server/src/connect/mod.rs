@@ -214,8 +214,12 @@ impl From<ServiceError> for ConnectError {
             ErrorKind::DeadlineExceeded => "deadline_exceeded",
             ErrorKind::Internal => "internal",
         };
-        if let ServiceError::Internal(cause) = &e {
-            tracing::error!(error = %cause, "internal error");
+        match &e {
+            ServiceError::Internal(cause) => tracing::error!(error = %cause, "internal error"),
+            ServiceError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "storage unavailable")
+            }
+            _ => {}
         }
         ConnectError::new(code, e.to_string())
     }

@@ -56,8 +56,12 @@ impl From<ServiceError> for tonic::Status {
             ErrorKind::DeadlineExceeded => tonic::Code::DeadlineExceeded,
             ErrorKind::Internal => tonic::Code::Internal,
         };
-        if let ServiceError::Internal(cause) = &e {
-            tracing::error!(error = %cause, "internal error");
+        match &e {
+            ServiceError::Internal(cause) => tracing::error!(error = %cause, "internal error"),
+            ServiceError::Unavailable(cause) => {
+                tracing::warn!(error = %cause, "storage unavailable")
+            }
+            _ => {}
         }
         tonic::Status::new(code, e.to_string())
     }

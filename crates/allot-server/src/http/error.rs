@@ -27,7 +27,8 @@ pub(crate) struct ErrorDetail {
     /// `coupon_unusable`, `unknown_code`, `code_already_used`, `invalid_credentials`,
     /// `invalid_token`, `unauthenticated`, `email_taken`, `template_name_taken`,
     /// `template_in_use`, `rate_limited`, `busy`, `payload_too_large`, `request_timeout`,
-    /// `unavailable`, `internal`.
+    /// `unavailable`, `storage_unavailable` (503 with `Retry-After`: a full disk, the
+    /// database unreachable; retry later), `internal`.
     pub code: &'static str,
     /// For people; may change between releases.
     pub message: String,
@@ -102,6 +103,7 @@ impl IntoResponse for ServiceError {
             ServiceError::MegadealUnavailable(_)
             | ServiceError::IdempotencyKeyInUse
             | ServiceError::Busy { .. } => Some(1),
+            ServiceError::Unavailable(_) => Some(crate::error::STORAGE_RETRY_AFTER_SECS),
             _ => None,
         };
         let code = self.code();

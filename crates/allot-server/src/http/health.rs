@@ -31,8 +31,11 @@ pub(crate) struct Readiness {
     pub status: &'static str,
     /// The storage backend: `sqlite` or `postgres`.
     pub storage: &'static str,
-    /// Why storage is not reachable, when it is not.
-    pub error: Option<String>,
+    /// When unavailable: `storage_unavailable` (a storage fault: retry later) or `internal`.
+    pub code: Option<&'static str>,
+    /// When unavailable, why, in a few words ("the database has no space left"); the detail
+    /// is in the server's log.
+    pub reason: Option<&'static str>,
 }
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -55,29 +58,45 @@ pub(crate) async fn health(State(state): State<AppState>) -> Json<Health> {
     })
 }
 
-/// Readiness: storage answers a query.
+/// Readiness: storage answers a query, and writes commit. While the write path has seen a
+/// storage fault (a full disk, the database unreachable) and no commit since, the probe is a
+/// small write instead of a read: ready again as soon as writes commit, with no client
+/// writing to find out.
 #[utoipa::path(get, path = "/ready", tag = "health",
     responses(
-        (status = 200, description = "Storage is reachable", body = Readiness),
-        (status = 503, description = "Storage is not reachable", body = Readiness)))]
+        (status = 200, description = "Storage answers and writes commit", body = Readiness),
+        (status = 503, description = "Storage does not answer, or writes fail: `code` and `reason` say why", body = Readiness)))]
 pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let store = &state.services.store;
-    match store.ping().await {
+    let probe = match store.write_fault() {
+        Some(_) => store.probe_write().await,
+        None => store.ping().await,
+    };
+    match probe {
         Ok(()) => (
             StatusCode::OK,
             Json(Readiness {
                 status: "ready",
                 storage: store.backend(),
-                error: None,
+                code: None,
+                reason: None,
             }),
         ),
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            Json(Readiness {
-                status: "unavailable",
-                storage: store.backend(),
-                error: Some(e.to_string()),
-            }),
-        ),
+        Err(e) => {
+            tracing::warn!(error = %e, "not ready");
+            let (code, reason) = match e.fault() {
+                Some(fault) => ("storage_unavailable", fault.reason()),
+                None => ("internal", "storage failed; see the server's log"),
+            };
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Json(Readiness {
+                    status: "unavailable",
+                    storage: store.backend(),
+                    code: Some(code),
+                    reason: Some(reason),
+                }),
+            )
+        }
     }
 }

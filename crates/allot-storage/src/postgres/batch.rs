@@ -10,8 +10,11 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::Client;
 
-use crate::StorageError;
+use std::sync::Arc;
+
+use crate::health::WriteHealth;
 use crate::origin::Origin;
+use crate::{Fault, StorageError};
 
 /// How one kind of request is served in batches.
 #[async_trait]
@@ -41,9 +44,9 @@ pub(super) struct BatchQueue<B: Batch> {
 
 impl<B: Batch> BatchQueue<B> {
     /// Starts the serving task on its own connection to `url`; it ends with the queue.
-    pub(super) fn start(url: String) -> Self {
+    pub(super) fn start(url: String, health: Arc<WriteHealth>) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run::<B>(url, rx));
+        tokio::spawn(run::<B>(url, rx, health));
         BatchQueue { queue }
     }
 
@@ -57,7 +60,11 @@ impl<B: Batch> BatchQueue<B> {
     }
 }
 
-async fn run<B: Batch>(url: String, mut rx: mpsc::UnboundedReceiver<Queued<B>>) {
+async fn run<B: Batch>(
+    url: String,
+    mut rx: mpsc::UnboundedReceiver<Queued<B>>,
+    health: Arc<WriteHealth>,
+) {
     let mut client: Option<Client> = None;
     let mut waiting = Vec::with_capacity(B::MAX);
     while rx.recv_many(&mut waiting, B::MAX).await > 0 {
@@ -73,17 +80,53 @@ async fn run<B: Batch>(url: String, mut rx: mpsc::UnboundedReceiver<Queued<B>>) 
             Some(c) => Ok(c),
             None => super::connect(&url).await,
         };
-        let mut connection = match connection {
+        let connection = match connection {
             Ok(c) => c,
             Err(e) => {
-                let message = format!("postgres unreachable: {e}");
+                let fault = Fault::Unreachable;
+                health.failed(fault);
+                let detail = format!("connecting: {e}");
                 for reply in replies {
-                    let _ = reply.send(Err(StorageError::Busy(message.clone())));
+                    let _ = reply.send(Err(StorageError::Unavailable {
+                        fault,
+                        detail: detail.clone(),
+                    }));
                 }
                 continue;
             }
         };
-        let answers = B::serve(&mut connection, &requests, &origins).await;
+        // Served in a task of its own so that a panic (a bug) fails this batch, not the queue
+        // and every later request with it.
+        let served = tokio::spawn(async move {
+            let mut connection = connection;
+            let answers = B::serve(&mut connection, &requests, &origins).await;
+            (connection, answers)
+        })
+        .await;
+        let (connection, answers) = match served {
+            Ok(served) => served,
+            Err(e) => {
+                // The connection went with the task: PostgreSQL rolls back its open
+                // transaction, so nothing of the batch is kept (unless it panicked after its
+                // commit, which no answer then claims either way).
+                tracing::error!(error = %e, jobs = replies.len(), "a write batch failed");
+                if e.is_panic() {
+                    metrics::counter!("allot_storage_write_panics_total").increment(1);
+                }
+                for reply in replies {
+                    let _ = reply.send(Err(StorageError::Panicked(e.to_string())));
+                }
+                continue;
+            }
+        };
+        match answers
+            .iter()
+            .find_map(|a| a.as_ref().err().and_then(StorageError::fault))
+        {
+            Some(fault) => health.failed(fault),
+            None if answers.iter().any(Result::is_ok) => health.committed(),
+            None => {}
+        }
         // A missing answer drops its reply: that caller hears `Closed`.
         for (reply, answer) in replies.into_iter().zip(answers) {
             let _ = reply.send(answer);

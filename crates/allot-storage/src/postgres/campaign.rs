@@ -131,9 +131,8 @@ impl Batch for Issues {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, campaign = id.get(), "campaign issue batch failed");
-                    let message = e.to_string();
                     for &i in group {
-                        answers[i] = Some(Err(StorageError::Commit(message.clone())));
+                        answers[i] = Some(Err(e.for_each_caller()));
                     }
                 }
             }

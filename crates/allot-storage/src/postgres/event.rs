@@ -1,6 +1,7 @@
 //! The event log on PostgreSQL. Writers append events with `seq` NULL in the transaction of
 //! their change (one `unnest` insert per call, however many events); readers first number the
-//! committed, unnumbered events ([`sequence`]), then read by `seq`.
+//! committed, unnumbered events ([`sequence`], waiting for a run in progress), then read by
+//! `seq`: so every event of a write answered before a read starts is in that read.
 //!
 //! Why not an identity as the public sequence: identities are taken at insert, not at commit,
 //! so a transaction holding 10 can commit after one holding 11 and a reader that saw 11 would
@@ -23,6 +24,9 @@ use crate::event::{AuditQuery, Event, EventQuery, EventStore};
 const SEQUENCER_LOCK: i64 = 0x616c_6c6f_742d_6576;
 /// Events numbered per sequencer statement at most.
 const SEQUENCE_BATCH: i64 = 10_000;
+/// Sequencer statements one read runs at most (a backlog of a million events); past it the
+/// read answers what is numbered and the next read goes on.
+const SEQUENCE_ROUNDS_MAX: usize = 100;
 
 /// Appends `events` in order, in one statement; call it in the transaction of the change.
 pub(super) async fn append_events(
@@ -57,26 +61,42 @@ pub(super) async fn append(tx: &impl GenericClient, event: NewEvent) -> Result<(
     append_events(tx, std::slice::from_ref(&event)).await
 }
 
-/// Numbers the committed events that have no `seq` yet, in insertion order, unless another
-/// session is doing it right now (its numbers will be visible on the next read).
+/// Numbers every committed event that has no `seq` yet, in insertion order, so that the read
+/// that follows sees every event of every write answered before this call, whichever
+/// instance answered it. A run in progress elsewhere is awaited rather than skipped: it may
+/// have taken its snapshot before that write committed.
+///
+/// Nothing to number (no write since the last run) costs one index probe and no lock, so
+/// reads of a quiet log stay cheap; under writes, reads queue on the lock, never the writes.
 async fn sequence(client: &mut Client) -> Result<(), StorageError> {
-    let tx = client.transaction().await?;
-    let got: bool = tx
-        .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&SEQUENCER_LOCK])
-        .await?
-        .get(0);
-    if got {
-        // A new statement, so its snapshot sees every earlier run's numbers.
-        tx.execute(
-            "WITH top AS (SELECT coalesce(max(seq), 0) AS s FROM events),
-                  todo AS (SELECT id, row_number() OVER (ORDER BY id) AS n
-                           FROM (SELECT id FROM events WHERE seq IS NULL ORDER BY id LIMIT $1) x)
-             UPDATE events e SET seq = top.s + todo.n FROM todo, top WHERE e.id = todo.id",
-            &[&SEQUENCE_BATCH],
-        )
-        .await?;
+    for _ in 0..SEQUENCE_ROUNDS_MAX {
+        // In a snapshot taken now, no unnumbered row means that every event committed before
+        // this call has its number committed too.
+        let waiting = client
+            .query_opt("SELECT 1 FROM events WHERE seq IS NULL LIMIT 1", &[])
+            .await?;
+        if waiting.is_none() {
+            return Ok(());
+        }
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEQUENCER_LOCK])
+            .await?;
+        // A new statement, so its snapshot sees every earlier run's numbers and every event
+        // committed before this call.
+        let numbered = tx
+            .execute(
+                "WITH top AS (SELECT coalesce(max(seq), 0) AS s FROM events),
+                      todo AS (SELECT id, row_number() OVER (ORDER BY id) AS n
+                               FROM (SELECT id FROM events WHERE seq IS NULL ORDER BY id LIMIT $1) x)
+                 UPDATE events e SET seq = top.s + todo.n FROM todo, top WHERE e.id = todo.id",
+                &[&SEQUENCE_BATCH],
+            )
+            .await?;
+        tx.commit().await?;
+        if numbered < SEQUENCE_BATCH as u64 {
+            return Ok(());
+        }
     }
-    tx.commit().await?;
     Ok(())
 }
 

@@ -59,6 +59,9 @@ pub struct PgStore {
     orders: batch::BatchQueue<order_batch::Creates>,
     /// Seals and opens personal data (emails, addresses, stored answers).
     cipher: std::sync::Arc<Cipher>,
+    /// Set when a write (or a connection) fails for a storage fault, cleared by the next
+    /// batch that commits or probe that writes.
+    health: std::sync::Arc<crate::WriteHealth>,
 }
 
 impl PgStore {
@@ -80,13 +83,15 @@ impl PgStore {
         for _ in 1..CONNECTIONS {
             connections.push(Mutex::new(connect(url).await?));
         }
+        let health = std::sync::Arc::new(crate::WriteHealth::default());
         Ok(PgStore {
             url: url.to_owned(),
             connections,
             next: AtomicUsize::new(0),
-            issuer: batch::BatchQueue::start(url.to_owned()),
-            orders: batch::BatchQueue::start(url.to_owned()),
+            issuer: batch::BatchQueue::start(url.to_owned(), health.clone()),
+            orders: batch::BatchQueue::start(url.to_owned(), health.clone()),
             cipher,
+            health,
         })
     }
 
@@ -97,9 +102,14 @@ impl PgStore {
             &self.connections[self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len()];
         let mut guard = slot.lock().await;
         if guard.is_closed() {
-            *guard = connect(&self.url)
-                .await
-                .map_err(|e| StorageError::Busy(format!("postgres unreachable: {e}")))?;
+            *guard = connect(&self.url).await.map_err(|e| {
+                let fault = crate::Fault::Unreachable;
+                self.health.failed(fault);
+                StorageError::Unavailable {
+                    fault,
+                    detail: format!("reconnecting: {e}"),
+                }
+            })?;
             tracing::info!("reconnected to postgres");
         }
         Ok(guard)
@@ -242,6 +252,29 @@ impl Store for PgStore {
         let client = self.client().await?;
         client.query_one("SELECT 1", &[]).await?;
         Ok(())
+    }
+
+    fn write_fault(&self) -> Option<crate::Fault> {
+        self.health.fault()
+    }
+
+    async fn probe_write(&self) -> Result<(), StorageError> {
+        let outcome = async {
+            let client = self.client().await?;
+            // One row, rewritten in place: it needs WAL space and a live connection, which
+            // is what the faults that stop writes on PostgreSQL take away.
+            client
+                .execute(
+                    "INSERT INTO job_runs (job, last_run_ms) VALUES ('ready-probe', 0)
+                     ON CONFLICT (job) DO UPDATE SET last_run_ms = job_runs.last_run_ms + 1",
+                    &[],
+                )
+                .await?;
+            Ok(())
+        }
+        .await;
+        self.health.observe(&outcome);
+        outcome
     }
 
     async fn generate_discount_codes(

@@ -53,12 +53,7 @@ pub(super) struct Creates;
 
 /// The same error for each order of a failed batch.
 fn each(e: &StorageError) -> StorageError {
-    match e {
-        StorageError::Closed => StorageError::Closed,
-        StorageError::Busy(m) => StorageError::Busy(m.clone()),
-        StorageError::Corrupt(m) => StorageError::Corrupt(m.clone()),
-        other => StorageError::Commit(other.to_string()),
-    }
+    e.for_each_caller()
 }
 
 #[async_trait]

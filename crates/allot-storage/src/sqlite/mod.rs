@@ -46,6 +46,11 @@ use reader::ReadPool;
 use writer::{Isolation, WriterHandle, WriterState};
 
 pub const DATABASE_FILE: &str = "allot.db";
+/// Pages of 4 KiB (see `configure_writer`) in one MiB.
+const PAGES_PER_MB: u64 = 256;
+/// Bytes the write probe of `/ready` stores and removes: a few fresh pages, so that it fails
+/// while the disk (or the size limit) has no room for new rows.
+const PROBE_WRITE_BYTES: i64 = 8_192;
 const LOCK_FILE: &str = "LOCK";
 
 #[derive(Debug, Clone)]
@@ -60,6 +65,10 @@ pub struct SqliteOptions {
     /// The key personal data is sealed under; `None` uses the data directory's `data.key`,
     /// generated on first start (with a warning: production should configure the key).
     pub data_key: Option<DataKey>,
+    /// The database file may grow to this many MiB at most (`None`: as far as the disk
+    /// allows). Writes that need more space fail as a full disk would (503
+    /// `storage_unavailable`): a bound that keeps a shared disk from filling up.
+    pub size_max_mb: Option<u64>,
 }
 
 impl SqliteOptions {
@@ -70,12 +79,15 @@ impl SqliteOptions {
             queue_capacity: 65_536,
             readers_max: 8,
             data_key: None,
+            size_max_mb: None,
         }
     }
 }
 
 pub struct SqliteStore {
     writer: WriterHandle,
+    /// Set by the writer when a batch fails for a storage fault, cleared by the next commit.
+    health: Arc<crate::WriteHealth>,
     readers: Arc<ReadPool>,
     /// Seals and opens personal data (emails, addresses, stored answers).
     cipher: Arc<Cipher>,
@@ -115,6 +127,11 @@ impl SqliteStore {
 
         let mut conn = Connection::open(&path)?;
         configure_writer(&conn)?;
+        if let Some(mb) = options.size_max_mb {
+            // max_page_count is the connection's own bound: the writer's is the one that
+            // counts, as every write goes through it.
+            conn.pragma_update(None, "max_page_count", mb.saturating_mul(PAGES_PER_MB))?;
+        }
         migrate::apply(&mut conn)?;
         let sealed = personal::prepare(&mut conn, &cipher)?;
         if sealed > 0 {
@@ -124,15 +141,18 @@ impl SqliteStore {
             );
         }
 
+        let health = Arc::new(crate::WriteHealth::default());
         let writer = writer::spawn(
             conn,
             path.clone(),
             options.queue_capacity,
             options.batch_rows_max,
+            health.clone(),
         )?;
         let readers = Arc::new(ReadPool::new(path, options.readers_max));
         Ok(SqliteStore {
             writer,
+            health,
             readers,
             cipher,
             _lock: lock,
@@ -246,6 +266,23 @@ impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StorageError> {
         self.read(|conn| {
             conn.query_row("SELECT 1", [], |_| Ok(()))?;
+            Ok(())
+        })
+        .await
+    }
+
+    fn write_fault(&self) -> Option<crate::Fault> {
+        self.health.fault()
+    }
+
+    async fn probe_write(&self) -> Result<(), StorageError> {
+        self.write(1, |conn, _| {
+            conn.execute(
+                "INSERT INTO job_runs (job, last_run_ms)
+                 VALUES ('ready-probe:' || hex(randomblob(?1 / 2)), 0)",
+                [PROBE_WRITE_BYTES],
+            )?;
+            conn.execute("DELETE FROM job_runs WHERE job LIKE 'ready-probe:%'", [])?;
             Ok(())
         })
         .await

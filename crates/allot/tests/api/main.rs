@@ -12,6 +12,7 @@ mod discount_rest;
 mod durability;
 mod edge;
 mod events;
+mod faults;
 mod helpers;
 mod house;
 mod idempotency;
