@@ -732,6 +732,18 @@ mod tests {
         stored.sort();
         let reader = Connection::open(&path).unwrap();
         assert_eq!(keys(&reader), stored, "exactly the writes answered Ok");
+        // A small write may still fit in a page with room (and clear the flag); one that
+        // needs fresh pages cannot.
+        let big = writer
+            .submit(1, Isolation::Savepoint, |conn, _| {
+                Ok(conn.execute(
+                    "INSERT INTO t (k, v) VALUES (-2, hex(randomblob(20000)))",
+                    [],
+                )?)
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(big.fault(), Some(Fault::DiskFull), "{big}");
         assert_eq!(health.fault(), Some(Fault::DiskFull));
         // Space comes back (rows deleted elsewhere): writes commit and the flag clears.
         reader.execute("DELETE FROM t", []).unwrap();
@@ -743,5 +755,104 @@ mod tests {
             .unwrap();
         assert_eq!(health.fault(), None);
         writer.shutdown().await.unwrap();
+    }
+
+    /// Counts `allot_storage_write_panics_total` on the thread that records it.
+    struct PanicCounter(Arc<std::sync::atomic::AtomicU64>);
+
+    impl metrics::Recorder for PanicCounter {
+        fn describe_counter(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_gauge(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(
+            &self,
+            key: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Counter {
+            if key.name() == "allot_storage_write_panics_total" {
+                metrics::Counter::from_arc(self.0.clone())
+            } else {
+                metrics::Counter::noop()
+            }
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(
+            &self,
+            _: &metrics::Key,
+            _: &metrics::Metadata<'_>,
+        ) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    /// A panic is counted for `/metrics`; one in an operation without a savepoint that had
+    /// written already undoes the batch rather than commit a write answered failed.
+    #[test]
+    fn panics_are_counted_and_never_leave_a_write_answered_failed() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let conn = table(dir.path());
+        let health = WriteHealth::default();
+        let panics = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let recorder = PanicCounter(panics.clone());
+        metrics::with_local_recorder(&recorder, || {
+            let (a, a_answer) = job(Isolation::SingleStatement, insert(1));
+            let (b, b_answer) = job(Isolation::Savepoint, |conn, state| -> Result<(), _> {
+                insert(2)(conn, state)?;
+                panic!("a bug after a write, in a savepoint");
+            });
+            let (c, c_answer) = job(Isolation::SingleStatement, insert(3));
+            commit_batch(
+                &conn,
+                &mut WriterState::default(),
+                &mut vec![a, b, c],
+                &health,
+            );
+            a_answer.blocking_recv().unwrap().unwrap();
+            assert!(matches!(
+                b_answer.blocking_recv().unwrap(),
+                Err(StorageError::Panicked(_))
+            ));
+            c_answer.blocking_recv().unwrap().unwrap();
+            assert_eq!(
+                keys(&conn),
+                vec![1, 3],
+                "the panicking operation alone is undone"
+            );
+
+            let (d, d_answer) = job(Isolation::SingleStatement, insert(4));
+            let (e, e_answer) = job(Isolation::SingleStatement, |conn, state| -> Result<(), _> {
+                insert(5)(conn, state)?;
+                panic!("a bug after a write, without a savepoint");
+            });
+            commit_batch(&conn, &mut WriterState::default(), &mut vec![d, e], &health);
+            assert!(d_answer.blocking_recv().unwrap().is_err());
+            assert!(matches!(
+                e_answer.blocking_recv().unwrap(),
+                Err(StorageError::Panicked(_))
+            ));
+            assert_eq!(keys(&conn), vec![1, 3], "nothing answered failed is kept");
+        });
+        assert_eq!(panics.load(std::sync::atomic::Ordering::Relaxed), 2);
+        assert_eq!(health.fault(), None, "a bug is not a storage fault");
     }
 }

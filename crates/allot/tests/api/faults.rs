@@ -91,7 +91,15 @@ async fn a_full_disk_is_answered_storage_unavailable_and_recovers_by_itself() {
         // database below.
         return;
     }
-    let app = TestApp::spawn_configured(None, |c| c.sqlite_size_max_mb = Some(SIZE_MAX_MB)).await;
+    let app = TestApp::spawn_configured(None, |c| {
+        c.sqlite_size_max_mb = Some(SIZE_MAX_MB);
+        // No background writes: a small one that still fits would clear the flag (as any
+        // committed write does) and make `/ready` below depend on timing.
+        c.reservation_expiry_interval = None;
+        c.coupon_purge_interval = None;
+        c.sales.items = None;
+    })
+    .await;
     let mut coupons = coupon_client(app.channel().await);
     let campaign = open_campaign(&mut coupons, 1_000_000).await;
     // Ballast that an operator can delete to give space back, as on a real disk.
