@@ -13,6 +13,7 @@ mod durability;
 mod events;
 mod helpers;
 mod house;
+mod idem;
 mod idempotency;
 mod inventory;
 mod megadeal_global;
