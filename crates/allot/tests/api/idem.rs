@@ -786,3 +786,34 @@ async fn idem_coupon_codes_stay_out_of_the_info_log() {
         assert!(!logged.contains(code), "{code} is in the log:\n{logged}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idem_a_template_that_never_ends_fails_rendering_with_a_clear_error() {
+    let app = TestApp::spawn().await;
+    let base = app.url();
+    let (ann, _, _) = user(&app, "ann@example.com", Role::Customer).await;
+    let endless = "{% for a in range(100000) %}{% for b in range(100000) %}x{% endfor %}\
+                   {% endfor %}";
+    let (s, b, _) = send(
+        http()
+            .post(format!("{base}/api/v1/notifications/templates"))
+            .json(&json!({"name": "endless", "in_app": {"title": "Hi", "body": endless}})),
+    )
+    .await;
+    assert_eq!(s, 201, "{b}");
+    let started = Instant::now();
+    let (s, b, _) = send(http().post(format!("{base}/api/v1/notifications")).json(
+        &json!({"user_id": ann, "channel": "in_app", "template": "endless",
+                          "variables": {}}),
+    ))
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "rendering hung"
+    );
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["error"]["field"], "variables");
+    let message = b["error"]["message"].as_str().unwrap();
+    assert!(message.contains("took more than 100000 steps"), "{message}");
+    app.stop().await;
+}
