@@ -544,9 +544,9 @@ async fn idem_deactivation_role_and_password_changes_stop_access_tokens_at_once(
     app.stop().await;
 }
 
-/// Two instances on one PostgreSQL: a deactivation, role change or password change made on
-/// one stops the user's access tokens on the other within `TOKEN_STATE_CACHE_TTL` (5 s),
-/// even though the other has just believed them.
+/// Two instances on one PostgreSQL: a deactivation or role change made on one, or by
+/// `allot admin` beside them, stops the user's access tokens on every instance within
+/// `TOKEN_STATE_CACHE_TTL` (5 s), even where they were just believed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn idem_revocation_reaches_every_instance_within_5_s() {
     let cluster = allot_testkit::PgCluster::start();
@@ -560,32 +560,54 @@ async fn idem_revocation_reaches_every_instance_within_5_s() {
     let account = AccountId::new(id);
     let bound = allot_server::service::auth::TOKEN_STATE_CACHE_TTL + Duration::from_secs(1);
 
-    // Signed in on A, believed on B (cached there now).
-    for change in ["role", "deactivate"] {
+    // Signed in on A, believed on both (cached there now).
+    for change in ["role", "cli role", "deactivate"] {
         let (_, token, _) = sign_in(&a.url(), "ann@example.com").await;
-        assert_eq!(me(&b.url(), &token).await, 200);
+        for app in [a, b] {
+            assert_eq!(me(&app.url(), &token).await, 200, "{change}");
+        }
         let changed = Instant::now();
         match change {
-            "role" => a.services.auth.set_role(account, Role::Support).await,
-            _ => a.services.auth.set_active(account, false).await,
-        }
-        .unwrap();
-        assert_eq!(
-            me(&a.url(), &token).await,
-            401,
-            "{change}: at once where made"
-        );
-        let stopped = loop {
-            if me(&b.url(), &token).await == 401 {
-                break changed.elapsed();
+            "role" => a
+                .services
+                .auth
+                .set_role(account, Role::Support)
+                .await
+                .unwrap(),
+            "cli role" => {
+                let out = std::process::Command::new(env!("CARGO_BIN_EXE_allot"))
+                    .args(["admin", "set-user-role", "--role", "marketing", "--id"])
+                    .arg(id.to_string())
+                    .args(["--database", &cluster.url()])
+                    .env("ALLOT_DATA_KEY", allot_testkit::TEST_DATA_KEY)
+                    .output()
+                    .expect("allot admin runs");
+                let said = String::from_utf8_lossy(&out.stdout);
+                assert!(out.status.success(), "{said} {out:?}");
+                assert!(said.contains("is now marketing"), "{said}");
             }
-            assert!(
-                changed.elapsed() < bound,
-                "{change}: the other instance still accepts the token"
+            _ => a.services.auth.set_active(account, false).await.unwrap(),
+        }
+        if change != "cli role" {
+            assert_eq!(
+                me(&a.url(), &token).await,
+                401,
+                "{change}: at once where made"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
-        assert!(stopped < bound, "{change}: {stopped:?}");
+        }
+        for app in [a, b] {
+            let stopped = loop {
+                if me(&app.url(), &token).await == 401 {
+                    break changed.elapsed();
+                }
+                assert!(
+                    changed.elapsed() < bound,
+                    "{change}: an instance still accepts the token"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            };
+            assert!(stopped < bound, "{change}: {stopped:?}");
+        }
     }
     for app in apps {
         app.stop().await;
