@@ -839,3 +839,100 @@ async fn idem_a_template_that_never_ends_fails_rendering_with_a_clear_error() {
     assert!(message.contains("took more than 100000 steps"), "{message}");
     app.stop().await;
 }
+
+/// Migration 0016 on a database of 0015: an order's and a campaign issue's key become their
+/// customer's (`user:<customer> <key>`), stored answers get the empty owner (which no caller
+/// has), every user starts at token generation 0 and a change of role, active or password
+/// moves it (a change of anything else does not), and a refresh token's family starts at its
+/// creation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idem_migration_0016_gives_old_keys_to_their_customer_and_old_answers_to_no_one() {
+    use allot_storage::migrations::MIGRATIONS;
+    const ROWS: &[&str] = &[
+        "INSERT INTO users (email_index, email_enc, password_hash, role, active, created_at_ms,
+                            updated_at_ms) VALUES ('i', 'e', 'h', 'customer', TRUE, 1, 1)",
+        "INSERT INTO refresh_tokens (user_id, token_hash, expires_at_ms, created_at_ms)
+         VALUES (1, 't', 99, 42)",
+        "INSERT INTO orders (customer, status, currency, shipping_address_enc, subtotal_minor,
+                             total_minor, idempotency_key, created_at_ms, updated_at_ms)
+         VALUES ('7', 'pending', 'EUR', 'sealed', 0, 0, 'k-old', 1, 1)",
+        "INSERT INTO campaigns (name, starts_at_ms, total, issued, created_at_ms)
+         VALUES ('c', 1, 5, 2, 1)",
+        "INSERT INTO campaign_coupons (campaign_id, seq, code, user_id, idempotency_key,
+                                       issued_at_ms)
+         VALUES (1, 1, 'A1', 'u1', 'k1', 1), (1, 2, 'A2', NULL, 'k2', 1)",
+        "INSERT INTO idempotency_keys (key, method, path, request_hash, status, started_at_ms)
+         VALUES ('k', 'POST', '/api/v1/products', 'h', 201, 1)",
+    ];
+    const CHECKS: &[(&str, &str)] = &[
+        ("SELECT idempotency_key FROM orders", "user:7 k-old"),
+        (
+            "SELECT idempotency_key FROM campaign_coupons ORDER BY seq",
+            "user:u1 k1,anonymous k2",
+        ),
+        ("SELECT '[' || owner || ']' FROM idempotency_keys", "[]"),
+        ("SELECT CAST(token_generation AS TEXT) FROM users", "0"),
+        (
+            "SELECT CAST(family_started_at_ms AS TEXT) FROM refresh_tokens",
+            "42",
+        ),
+    ];
+    const CHANGES: &[(&str, &str)] = &[
+        ("UPDATE users SET email_enc = 'other'", "0"),
+        ("UPDATE users SET role = 'support'", "1"),
+        ("UPDATE users SET active = FALSE", "2"),
+        ("UPDATE users SET password_hash = 'h2'", "3"),
+        ("UPDATE users SET password_hash = 'h2'", "3"),
+    ];
+    let generation = "SELECT CAST(token_generation AS TEXT) FROM users";
+    let before = MIGRATIONS.iter().filter(|m| m.version < 16);
+    let m16 = MIGRATIONS.iter().find(|m| m.version == 16).unwrap();
+    if crate::helpers::backend() == "postgres" {
+        let pg = allot_testkit::PgCluster::start();
+        let db = allot_storage::postgres::connect(&pg.url()).await.unwrap();
+        for m in before {
+            db.batch_execute(m.postgres).await.unwrap();
+        }
+        for row in ROWS {
+            db.batch_execute(row).await.unwrap();
+        }
+        db.batch_execute(m16.postgres).await.unwrap();
+        for (sql, want) in CHECKS {
+            assert_eq!(pg_all(&db, sql).await, *want, "{sql}");
+        }
+        for (sql, want) in CHANGES {
+            db.batch_execute(sql).await.unwrap();
+            assert_eq!(pg_all(&db, generation).await, *want, "{sql}");
+        }
+    } else {
+        let db = rusqlite::Connection::open_in_memory().unwrap();
+        let all = |db: &rusqlite::Connection, sql: &str| {
+            let mut stmt = db.prepare(sql).unwrap();
+            let rows = stmt.query_map([], |r| r.get::<_, String>(0)).unwrap();
+            rows.map(Result::unwrap).collect::<Vec<_>>().join(",")
+        };
+        for m in before {
+            db.execute_batch(m.sqlite).unwrap();
+        }
+        for row in ROWS {
+            db.execute_batch(row).unwrap();
+        }
+        db.execute_batch(m16.sqlite).unwrap();
+        for (sql, want) in CHECKS {
+            assert_eq!(all(&db, sql), *want, "{sql}");
+        }
+        for (sql, want) in CHANGES {
+            db.execute_batch(sql).unwrap();
+            assert_eq!(all(&db, generation), *want, "{sql}");
+        }
+    }
+}
+
+/// Every row's first column, as text, joined by commas.
+async fn pg_all(db: &tokio_postgres::Client, sql: &str) -> String {
+    let rows = db.query(sql, &[]).await.expect(sql);
+    rows.iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join(",")
+}
