@@ -98,6 +98,9 @@ pub struct Auth {
     /// [`TOKEN_STATE_CACHE_TTL`], so a revocation made elsewhere (another instance, SQL by
     /// hand) stops older tokens within that time; made here, at once.
     token_states: std::sync::Mutex<HashMap<i64, (TokenState, std::time::Instant)>>,
+    /// Moves with every revocation made here: a state read from the database before one is
+    /// not kept after it (it may predate the change).
+    token_epoch: std::sync::atomic::AtomicU64,
 }
 
 /// What decides whether a user's access tokens still hold.
@@ -151,6 +154,7 @@ impl Auth {
             dummy_hash: OnceCell::new(),
             api_keys: std::sync::Mutex::new(HashMap::new()),
             token_states: std::sync::Mutex::new(HashMap::new()),
+            token_epoch: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -431,6 +435,7 @@ impl Auth {
         {
             return Ok(*state);
         }
+        let epoch = self.token_epoch.load(std::sync::atomic::Ordering::Acquire);
         let state = match self.store.user_by_id(id).await? {
             Some(user) => TokenState {
                 generation: user.token_generation,
@@ -442,15 +447,22 @@ impl Auth {
             },
         };
         let mut cache = self.cached_token_states();
-        if cache.len() >= TOKEN_STATE_CACHE_MAX {
-            cache.clear();
+        // A revocation made here while the state was read may not be in it: not kept then
+        // (this request, begun before the revocation, is still answered with it).
+        if self.token_epoch.load(std::sync::atomic::Ordering::Acquire) == epoch {
+            if cache.len() >= TOKEN_STATE_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(id.get(), (state, std::time::Instant::now()));
         }
-        cache.insert(id.get(), (state, std::time::Instant::now()));
         Ok(state)
     }
 
     fn forget_token_state(&self, id: AccountId) {
-        self.cached_token_states().remove(&id.get());
+        let mut cache = self.cached_token_states();
+        self.token_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        cache.remove(&id.get());
     }
 
     fn cached_token_states(
