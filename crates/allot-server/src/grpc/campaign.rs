@@ -12,7 +12,7 @@ use crate::rpc::couponpb as rpc;
 use crate::service::Services;
 
 pub(crate) fn server(services: &Services) -> CouponServiceServer<CouponGrpc> {
-    // GetCampaign answers at most GET_CAMPAIGN_CODES_MAX codes (about 100 KB): the default
+    // GetCampaign answers at most GET_CAMPAIGN_CODES_MAX codes (under 400 KB): the default
     // message limits hold.
     CouponServiceServer::new(CouponGrpc {
         services: services.clone(),

@@ -26,9 +26,9 @@ use crate::time::rfc3339;
 /// Most issued codes one page of a listing returns.
 pub const COUPONS_PAGE_MAX: u32 = 10_000;
 
-/// The most codes `GetCampaign` answers (about 10 bytes each: 100 KB), so one call holds
-/// a bounded amount of memory and a reader only briefly, whatever the campaign's size. The
-/// rest is read page by page from the REST listing.
+/// The most codes `GetCampaign` answers (8 symbols of up to 3 bytes each: under 400 KB), so
+/// one call holds a bounded amount of memory and a reader only briefly, whatever the
+/// campaign's size. The rest is read page by page from the REST listing.
 pub const GET_CAMPAIGN_CODES_MAX: u32 = 10_000;
 
 /// Which codes a campaign read shows: issued codes are bearer credentials, so only staff
@@ -91,7 +91,7 @@ impl Campaigns {
 
     /// The campaign and the codes `shown` may see, in issue order: at most
     /// [`GET_CAMPAIGN_CODES_MAX`]. Past that, `issued` is larger than the codes answered, and
-    /// the paged listing (`campaigns/{id}/coupons?after_seq=`) has the rest.
+    /// the paged listing (`campaigns/{id}/coupons?after=`) has the rest.
     pub async fn get_with_codes(
         &self,
         id: CampaignId,
