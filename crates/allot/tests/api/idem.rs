@@ -500,6 +500,14 @@ async fn idem_deactivation_role_and_password_changes_stop_access_tokens_at_once(
         .await
         .unwrap_err();
     assert_eq!(e.code(), tonic::Code::Unauthenticated);
+    let (s, b) = connect_json(
+        &client_as(&token),
+        &base,
+        "GetCampaign",
+        json!({"campaignId": 1}),
+    )
+    .await;
+    assert_eq!(s, 401, "Connect: {b}");
     let (_, token, _) = sign_in(&base, "ann@example.com").await;
     let r: Value = client_as(&token)
         .get(format!("{base}/api/v1/auth/me"))
