@@ -181,6 +181,14 @@ async fn idem_get_campaign_shows_codes_to_staff_and_a_customer_only_its_own() {
     assert_eq!(get(Some(ann_token.clone())).await, anns);
     assert!(get(Some(bob_token.clone())).await.is_empty());
     assert!(get(None).await.is_empty());
+    // A customer API key stands for no one customer: none either.
+    let (_, customer_key) = app
+        .services
+        .auth
+        .create_api_key("shop front", Role::Customer)
+        .await
+        .unwrap();
+    assert!(get(Some(customer_key)).await.is_empty());
 
     // Connect: the same.
     let connect = |client: reqwest::Client| {
