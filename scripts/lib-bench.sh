@@ -24,6 +24,9 @@ psql_q() { psql -X -q -t -A -h 127.0.0.1 -p "$PG_PORT" -U allot allot -c "$1"; }
 # The servers of one run share the database, so they share one data key (a fresh one per run).
 ALLOT_DATA_KEY="${ALLOT_DATA_KEY:-$(head -c 32 /dev/urandom | base64)}"
 export ALLOT_DATA_KEY
+# ... and one token signing secret (required with --database).
+ALLOT_JWT_SECRET="${ALLOT_JWT_SECRET:-$(head -c 48 /dev/urandom | base64)}"
+export ALLOT_JWT_SECRET
 
 # Every call but the probes needs a credential: before each start, an admin API key in the
 # storage the server will open (--data-dir or --database among the flags), exported as

@@ -20,6 +20,9 @@ pub const WAREHOUSE_NAME_MAX_CHARS: usize = 200;
 pub const ATTRIBUTE_KEY_MAX_CHARS: usize = 64;
 pub const ATTRIBUTE_TEXT_MAX_CHARS: usize = 500;
 pub const ATTRIBUTES_MAX: usize = 50;
+/// Most `attr.<key>=<value>` filters one listing takes: each is a condition on every candidate
+/// row, so their number bounds the work of a query anyone with read access can send.
+pub const ATTRIBUTE_FILTERS_MAX: usize = 10;
 /// Largest price, in minor units (ten billion of the currency's major unit at two decimals).
 pub const AMOUNT_MINOR_MAX: i64 = 1_000_000_000_000;
 
@@ -330,6 +333,16 @@ impl AttributeFilter {
         let key = AttributeKey::parse(key).map_err(|_| {
             DomainError::invalid("attr", format!("{key:?} is not an attribute key"))
         })?;
+        // No stored value is longer, so a longer one matches nothing: refused, not scanned.
+        if raw.chars().count() > ATTRIBUTE_TEXT_MAX_CHARS {
+            return Err(DomainError::invalid(
+                "attr",
+                format!(
+                    "attr.{}: the value must be at most {ATTRIBUTE_TEXT_MAX_CHARS} characters",
+                    key.as_str()
+                ),
+            ));
+        }
         Ok(AttributeFilter {
             key,
             text: raw.to_owned(),

@@ -155,6 +155,18 @@ impl Origin {
         source: None,
     };
 
+    /// Who an idempotency key belongs to: the principal (`user:<id>`, `api_key:<id>`); an
+    /// anonymous caller (an open public contract) by its address, `anonymous@<ip>`, since
+    /// it has nothing else to tell it from other anonymous callers (callers behind one NAT
+    /// share their keys, as they share a rate limit).
+    pub fn idempotency_owner(&self) -> String {
+        match (self.actor, self.source) {
+            (Actor::Anonymous, Some(ip)) => format!("anonymous@{ip}"),
+            (Actor::Anonymous, None) => "anonymous@unknown".to_owned(),
+            (actor, _) => actor.to_string(),
+        }
+    }
+
     /// A job's origin: `name` is one of the `system:` actors.
     pub const fn system(name: &'static str) -> Origin {
         Origin {

@@ -39,6 +39,14 @@ impl IdempotencyKey {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// This key as its owner's (see [`crate::event::Origin::idempotency_owner`]): how orders and campaign
+    /// issues store it, so that keys of different callers never meet and nobody is answered
+    /// another caller's order or code. A key holds no white space, so `<owner> <key>` cannot
+    /// be read two ways.
+    pub fn owned_by(&self, owner: &str) -> IdempotencyKey {
+        IdempotencyKey(format!("{owner} {}", self.0))
+    }
 }
 
 fn parse_token(raw: &str, field: &'static str, max: usize) -> Result<String, DomainError> {
@@ -63,6 +71,13 @@ fn parse_token(raw: &str, field: &'static str, max: usize) -> Result<String, Dom
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn owned_keys_of_different_owners_differ() {
+        let key = IdempotencyKey::parse("k-1").unwrap();
+        assert_eq!(key.owned_by("user:7").as_str(), "user:7 k-1");
+        assert_ne!(key.owned_by("user:7"), key.owned_by("user:8"));
+    }
 
     #[test]
     fn user_ids() {

@@ -26,6 +26,8 @@ pub enum AppError {
     Redis(#[from] redis::RedisError),
     #[error("serving: {0}")]
     Serve(std::io::Error),
+    #[error("configuration: {0}")]
+    Config(String),
 }
 
 /// A built server: storage open and migrated, port bound. `run_until_stopped` serves it.
@@ -70,6 +72,16 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
 
 impl Application {
     pub async fn build(config: Config, clock: Arc<dyn Clock>) -> Result<Self, AppError> {
+        // Instances share the database, so they must share the signing secret, or each
+        // refuses the others' tokens: no secret, no start (like the data key).
+        if config.database.is_some() && config.auth.jwt_secret.is_none() {
+            return Err(AppError::Config(
+                "a JWT secret is required with a database URL (every instance must sign and \
+                 check tokens with the same one): set jwt_secret, --jwt-secret or \
+                 ALLOT_JWT_SECRET to at least 32 random bytes"
+                    .to_owned(),
+            ));
+        }
         let store = open_store(&config).await?;
         Self::build_with_store(config, store, clock).await
     }

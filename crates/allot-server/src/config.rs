@@ -27,6 +27,9 @@ pub const DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS: u64 = 2_000;
 pub const DEFAULT_DISCOUNT_CODE_PERCENT: u8 = 10;
 pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 900;
 pub const DEFAULT_REFRESH_TOKEN_TTL_SECS: u64 = 30 * 24 * 3_600;
+/// A sign-in can be kept alive by refreshing for at most this long (90 days), however often it
+/// is refreshed: a stolen refresh token chain ends too.
+pub const DEFAULT_REFRESH_FAMILY_TTL_SECS: u64 = 90 * 24 * 3_600;
 /// The shortest JWT signing secret accepted, in bytes.
 pub const JWT_SECRET_MIN_BYTES: usize = 32;
 
@@ -68,6 +71,9 @@ pub struct AuthSettings {
     pub jwt_secret: Option<Secret>,
     pub access_token_ttl: Duration,
     pub refresh_token_ttl: Duration,
+    /// How long after a sign-in its refresh tokens stop rotating (the family's absolute
+    /// lifetime); past it the user signs in again.
+    pub refresh_family_ttl: Duration,
     /// True: the customer-facing calls of the original public contracts (discount-code
     /// `UseCode`, campaign `IssueCoupon` and `GetCampaign`, flash-sale items, checkout and
     /// purchase) are served without a credential too, for clients built before sign-in.
@@ -80,6 +86,7 @@ impl Default for AuthSettings {
             jwt_secret: None,
             access_token_ttl: Duration::from_secs(DEFAULT_ACCESS_TOKEN_TTL_SECS),
             refresh_token_ttl: Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_SECS),
+            refresh_family_ttl: Duration::from_secs(DEFAULT_REFRESH_FAMILY_TTL_SECS),
             open_public_contracts: false,
         }
     }
@@ -223,6 +230,12 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_REFRESH_TOKEN_TTL_SECS", value_name = "SECS")]
     pub refresh_token_ttl_secs: Option<u64>,
 
+    /// How long a sign-in lasts however often it is refreshed, in seconds: a refresh token
+    /// family stops rotating this long after the sign-in that started it
+    /// [default: 7776000, 90 days]
+    #[arg(long, env = "ALLOT_REFRESH_FAMILY_TTL_SECS", value_name = "SECS")]
+    pub refresh_family_ttl_secs: Option<u64>,
+
     /// Serve the customer-facing calls of the original public contracts (discount-code
     /// UseCode, campaign IssueCoupon and GetCampaign, flash-sale items, checkout and purchase)
     /// without a credential as well, for clients built before sign-in [default: false]
@@ -364,6 +377,7 @@ struct FileConfig {
     jwt_secret: Option<Secret>,
     access_token_ttl_secs: Option<u64>,
     refresh_token_ttl_secs: Option<u64>,
+    refresh_family_ttl_secs: Option<u64>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
     trust_forwarded_for: Option<bool>,
@@ -499,6 +513,12 @@ impl ServeArgs {
                 file.refresh_token_ttl_secs,
                 DEFAULT_REFRESH_TOKEN_TTL_SECS,
                 "refresh_token_ttl_secs",
+            )?,
+            refresh_family_ttl: ttl(
+                self.refresh_family_ttl_secs,
+                file.refresh_family_ttl_secs,
+                DEFAULT_REFRESH_FAMILY_TTL_SECS,
+                "refresh_family_ttl_secs",
             )?,
             open_public_contracts: self
                 .open_public_contracts

@@ -206,9 +206,12 @@ pub const RULES: &[Rule] = &[
         "/couponpb.CouponService/CreateCampaign",
         Access::Roles(MARKETING),
     ),
-    open(rpc(
-        "/couponpb.CouponService/GetCampaign",
-        Access::Roles(MARKETING_AND_CUSTOMERS),
+    open(note(
+        rpc(
+            "/couponpb.CouponService/GetCampaign",
+            Access::Roles(MARKETING_AND_CUSTOMERS),
+        ),
+        "codes: staff the first 10,000, a customer its own, anonymous none",
     )),
     open(note(
         rpc(

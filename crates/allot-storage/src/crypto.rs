@@ -274,7 +274,8 @@ pub(crate) mod places {
         }
     }
 
-    /// `idempotency_keys.body`, bound to the key's scope (key, method, path joined by NUL).
+    /// `idempotency_keys.body`, bound to the key's scope (key, method, path and owner joined by
+    /// NUL).
     pub(crate) fn idempotency_body(scope: &str) -> Place<'_> {
         Place {
             column: "idempotency_keys.body",
@@ -335,7 +336,7 @@ pub(crate) fn seal_answer(
     scope: &crate::IdempotencyScope,
     mut response: crate::StoredResponse,
 ) -> crate::StoredResponse {
-    let place = idempotency_scope(&scope.key, &scope.method, &scope.path);
+    let place = idempotency_scope(scope);
     response.body = cipher
         .seal(&response.body, places::idempotency_body(&place))
         .into_bytes();
@@ -351,7 +352,7 @@ pub(crate) fn open_claim(
     let crate::Claim::Completed(mut response) = claim else {
         return Ok(claim);
     };
-    let place = idempotency_scope(&scope.key, &scope.method, &scope.path);
+    let place = idempotency_scope(scope);
     let sealed = String::from_utf8(response.body)
         .map_err(|_| StorageError::Corrupt("a stored answer is not sealed".to_owned()))?;
     response.body = cipher.open(&sealed, places::idempotency_body(&place))?;
@@ -362,8 +363,14 @@ pub(crate) fn open_claim(
 pub(crate) const CHECK_PLAINTEXT: &[u8] = b"allot personal data key check";
 
 /// The scope string of an idempotency key, for [`places::idempotency_body`].
-pub(crate) fn idempotency_scope(key: &str, method: &str, path: &str) -> String {
-    format!("{key}\0{method}\0{path}")
+pub(crate) fn idempotency_scope(scope: &crate::IdempotencyScope) -> String {
+    let crate::IdempotencyScope {
+        owner,
+        key,
+        method,
+        path,
+    } = scope;
+    format!("{key}\0{method}\0{path}\0{owner}")
 }
 
 /// The refusal when the configured key is not the one the database was written with.

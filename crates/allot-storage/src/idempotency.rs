@@ -7,9 +7,12 @@ use async_trait::async_trait;
 
 use crate::StorageError;
 
-/// Which request a key belongs to.
+/// Which request a key belongs to: its caller's, for one method and path. Keys of different
+/// owners never meet, so one caller's answer is never replayed to another.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct IdempotencyScope {
+    /// Who sent it: `user:<id>`, `api_key:<id>` or `anonymous@<ip>`.
+    pub owner: String,
     pub key: String,
     pub method: String,
     pub path: String,

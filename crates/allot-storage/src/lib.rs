@@ -136,8 +136,14 @@ pub trait Store:
         limit: u32,
     ) -> Result<Vec<IssuedCoupon>, StorageError>;
 
-    /// Every issued code of the campaign, in issue order.
-    async fn campaign_codes(&self, id: CampaignId) -> Result<Vec<CouponCode>, StorageError>;
+    /// The first `limit` codes of the campaign in issue order; only those issued to `holder`
+    /// when given.
+    async fn campaign_codes(
+        &self,
+        id: CampaignId,
+        holder: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<CouponCode>, StorageError>;
 
     /// Stores every coupon or none: codes already stored are reported by their index in
     /// `coupons` and nothing is written. The caller has checked the batch itself (fields,

@@ -39,6 +39,11 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(13, "personal_data", "0013_personal_data.sql"),
     migration!(14, "webhooks", "0014_webhooks.sql"),
     migration!(15, "notifications", "0015_notifications.sql"),
+    migration!(
+        16,
+        "caller_keys_and_revocation",
+        "0016_caller_keys_and_revocation.sql"
+    ),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.

@@ -19,6 +19,10 @@ pub struct User {
     pub password_hash: String,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
+    /// Stamped into every access token; deactivating, changing the role or the password
+    /// bumps it (a database trigger, so a change by hand counts too), and a token of an older
+    /// generation is refused.
+    pub token_generation: i64,
 }
 
 impl fmt::Debug for User {
@@ -89,15 +93,35 @@ pub trait UserStore: Send + Sync + 'static {
         now: UnixMillis,
     ) -> Result<(), StorageError>;
 
-    /// Atomically revokes the live token `token_hash` and stores `new_hash` as its successor;
-    /// a token revoked before revokes its whole family instead (see [`Rotation`]).
+    /// Atomically revokes the live token `token_hash` and stores `new_hash` as its successor
+    /// (of the same family: the sign-in that started the chain); a token revoked before
+    /// revokes its whole family instead (see [`Rotation`]). A family started before
+    /// `family_started_after` is over: `Expired`, whatever the token's own expiry.
     async fn rotate_refresh_token(
         &self,
         token_hash: String,
         new_hash: String,
         new_expires_at: UnixMillis,
+        family_started_after: UnixMillis,
         now: UnixMillis,
     ) -> Result<Rotation, StorageError>;
+
+    /// Activates or deactivates a user; deactivating also revokes every live refresh token.
+    /// False if there is no such user.
+    async fn set_user_active(
+        &self,
+        id: AccountId,
+        active: bool,
+        now: UnixMillis,
+    ) -> Result<bool, StorageError>;
+
+    /// Changes a user's role; false if there is no such user.
+    async fn set_user_role(
+        &self,
+        id: AccountId,
+        role: Role,
+        now: UnixMillis,
+    ) -> Result<bool, StorageError>;
 
     /// Revokes one token; false if it is unknown or was revoked already.
     async fn revoke_refresh_token(

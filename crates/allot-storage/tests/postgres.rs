@@ -2,6 +2,7 @@
 //! instances start at the same moment, and the database's own guarantees (never over-issue,
 //! codes unique, uses and sales bounded) holding whatever code runs above it.
 
+use allot_storage::Store as _;
 use allot_storage::postgres::{connect, migrate};
 use allot_testkit::PgCluster;
 
@@ -294,7 +295,10 @@ async fn a_campaign_issues_exactly_its_total_across_three_instances() {
     }
     let distinct: HashSet<&String> = received.iter().collect();
     assert_eq!((received.len(), distinct.len()), (1_000, 1_000));
-    let listed = instances[1].campaign_codes(campaign.id).await.unwrap();
+    let listed = instances[1]
+        .campaign_codes(campaign.id, None, 10_000)
+        .await
+        .unwrap();
     assert_eq!(listed.len(), 1_000);
     assert!(
         listed

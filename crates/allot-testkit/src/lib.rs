@@ -21,6 +21,10 @@ pub use smtp::{ReceivedMail, SmtpServer};
 /// for tests only. Every server and store a test opens on one database must share it.
 pub const TEST_DATA_KEY: &str = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA=";
 
+/// The token signing secret of tests on a shared database (required with a database URL):
+/// fixed and public, for tests only. Every server a test starts on one database shares it.
+pub const TEST_JWT_SECRET: &str = "allot-test-jwt-secret-0123456789abcdef";
+
 /// Where the PostgreSQL server binaries are looked for, in order.
 const PG_BIN_DIRS: &[&str] = &["/usr/lib/postgresql/15/bin", "/usr/local/bin", "/usr/bin"];
 /// The unprivileged user to run PostgreSQL as when tests run as root (initdb refuses root).

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use std::sync::Arc;
 
-use allot_domain::auth::{Email, Password, Role};
+use allot_domain::auth::{AccountId, Email, Password, Role};
 use allot_server::Config;
 use allot_server::clock::SystemClock;
 use allot_server::service::auth::Auth;
@@ -55,6 +55,27 @@ pub(crate) enum AdminCommand {
         storage: StorageArgs,
         #[arg(long)]
         id: i64,
+    },
+    /// Deactivate a user (or activate it again with --active true): its refresh tokens are
+    /// revoked and its access tokens stop within 5 seconds on every running instance
+    SetUserActive {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        id: i64,
+        #[arg(long, action = clap::ArgAction::Set, default_value_t = false)]
+        active: bool,
+    },
+    /// Change a user's role: its access tokens (which carry the old role) stop within 5
+    /// seconds on every running instance; its next refresh or sign-in carries the new role
+    SetUserRole {
+        #[command(flatten)]
+        storage: StorageArgs,
+        #[arg(long)]
+        id: i64,
+        /// admin, marketing, warehouse, support or customer
+        #[arg(long)]
+        role: String,
     },
 }
 
@@ -174,6 +195,38 @@ impl AdminCommand {
                     println!("api key {id} revoked");
                 }
                 finish("revoke-api-key", done)
+            }
+            AdminCommand::SetUserActive {
+                storage,
+                id,
+                active,
+            } => {
+                let done = match storage.auth().await {
+                    Ok(auth) => auth
+                        .set_active(AccountId::new(id), active)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e),
+                };
+                if done.is_ok() {
+                    let state = if active { "active" } else { "deactivated" };
+                    println!("user {id} {state}");
+                }
+                finish("set-user-active", done)
+            }
+            AdminCommand::SetUserRole { storage, id, role } => {
+                let done = match (storage.auth().await, Role::parse(&role)) {
+                    (Ok(auth), Ok(role)) => auth
+                        .set_role(AccountId::new(id), role)
+                        .await
+                        .map_err(|e| e.to_string()),
+                    (Err(e), _) => Err(e),
+                    (_, Err(e)) => Err(e.to_string()),
+                };
+                if done.is_ok() {
+                    println!("user {id} is now {role}");
+                }
+                finish("set-user-role", done)
             }
             AdminCommand::Backup { data_dir, out } => {
                 let target = out.clone();

@@ -241,7 +241,10 @@ impl IssueLoad {
             .map_err(|s| format!("GetCampaign: {}", s.message()))?
             .into_inner();
         let total = before.campaign.as_ref().map_or(0, |c| c.total_coupons);
-        let issued_before = before.coupon_codes.len();
+        let issued_before = before
+            .campaign
+            .as_ref()
+            .map_or(0, |c| usize::try_from(c.issued_coupons).unwrap_or(0));
 
         let transport = Transport::new(&self.server, self.protocol, self.connections).await?;
         let received: Arc<Vec<Mutex<Vec<String>>>> = Arc::new(
@@ -279,15 +282,10 @@ impl IssueLoad {
             .await
         };
 
-        // Verify against the campaign as the server now lists it.
-        let after = admin
-            .get_campaign(GetCampaignRequest {
-                campaign_id: campaign,
-            })
-            .await
-            .map_err(|s| format!("GetCampaign: {}", s.message()))?
-            .into_inner();
-        let listed: HashSet<&String> = after.coupon_codes.iter().collect();
+        // Verify against the campaign as the server now lists it: page by page (GetCampaign
+        // answers only the first GET_CAMPAIGN_CODES_MAX codes).
+        let after = listed_codes(&first, campaign).await?;
+        let listed: HashSet<&String> = after.iter().collect();
         let mut problems = Vec::new();
         let got: Vec<String> = received
             .iter()
@@ -300,18 +298,18 @@ impl IssueLoad {
                 got.len() - distinct.len()
             ));
         }
-        if listed.len() != after.coupon_codes.len() {
-            problems.push("GetCampaign lists a code twice".to_owned());
+        if listed.len() != after.len() {
+            problems.push("the campaign lists a code twice".to_owned());
         }
         let missing = got.iter().filter(|c| !listed.contains(c)).count();
         if missing > 0 {
-            problems.push(format!("{missing} received codes are not in GetCampaign"));
+            problems.push(format!("{missing} received codes are not in the campaign"));
         }
         let expected = (total as usize).min(issued_before + summary.ok as usize);
-        if after.coupon_codes.len() != expected {
+        if after.len() != expected {
             problems.push(format!(
                 "the campaign holds {} codes; expected min(total {total}, {issued_before} before + {} issued) = {expected}",
-                after.coupon_codes.len(),
+                after.len(),
                 summary.ok
             ));
         }
@@ -326,6 +324,41 @@ impl IssueLoad {
             campaign,
             problems,
         })
+    }
+}
+
+/// Every code of the campaign in issue order, from the paged REST listing of `base`.
+async fn listed_codes(base: &str, campaign: i64) -> Result<Vec<String>, String> {
+    const PAGE: u32 = 10_000;
+    let client = http_client()?;
+    let mut codes = Vec::new();
+    let mut after = 0i64;
+    loop {
+        let url = format!("{base}/api/v1/campaigns/{campaign}/coupons?after={after}&limit={PAGE}");
+        let response = client
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("listing the campaign's codes: {e}"))?;
+        if !response.status().is_success() {
+            return Err(format!(
+                "listing the campaign's codes: status {}",
+                response.status()
+            ));
+        }
+        let page: serde_json::Value = response
+            .json()
+            .await
+            .map_err(|e| format!("listing the campaign's codes: {e}"))?;
+        for c in page["coupons"].as_array().into_iter().flatten() {
+            if let Some(code) = c["code"].as_str() {
+                codes.push(code.to_owned());
+            }
+        }
+        match page["next_after"].as_i64() {
+            Some(n) => after = n,
+            None => return Ok(codes),
+        }
     }
 }
 

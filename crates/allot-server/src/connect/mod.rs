@@ -114,7 +114,7 @@ pub(crate) async fn dispatch(
     let call = async {
         match method.as_str() {
             "CreateCampaign" => unary(codec, &body, |m| rpc::create_campaign(&services, m)).await,
-            "GetCampaign" => unary(codec, &body, |m| rpc::get_campaign(&services, m)).await,
+            "GetCampaign" => unary(codec, &body, |m| rpc::get_campaign(&services, caller, m)).await,
             "IssueCoupon" => unary(codec, &body, |m| rpc::issue_coupon(&services, caller, m)).await,
             _ => Err(ConnectError::new(
                 "unimplemented",

@@ -12,11 +12,11 @@ use crate::rpc::couponpb as rpc;
 use crate::service::Services;
 
 pub(crate) fn server(services: &Services) -> CouponServiceServer<CouponGrpc> {
-    // GetCampaign answers with every issued code; a campaign of millions is tens of MiB.
+    // GetCampaign answers at most GET_CAMPAIGN_CODES_MAX codes (under 400 KB): the default
+    // message limits hold.
     CouponServiceServer::new(CouponGrpc {
         services: services.clone(),
     })
-    .max_encoding_message_size(usize::MAX)
 }
 
 pub(crate) struct CouponGrpc {
@@ -38,8 +38,9 @@ impl CouponService for CouponGrpc {
         &self,
         request: Request<GetCampaignRequest>,
     ) -> Result<Response<GetCampaignResponse>, Status> {
+        let caller = Caller(request.extensions().get::<AuthUser>().copied());
         Ok(Response::new(
-            rpc::get_campaign(&self.services, request.into_inner()).await?,
+            rpc::get_campaign(&self.services, caller, request.into_inner()).await?,
         ))
     }
 

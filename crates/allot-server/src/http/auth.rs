@@ -361,12 +361,13 @@ pub(crate) async fn login(
 }
 
 /// Trade a refresh token for a new pair; the old refresh token is revoked. Presenting a
-/// revoked refresh token again revokes every refresh token of its user.
+/// revoked refresh token again revokes every refresh token of its user. A sign-in can be
+/// refreshed for at most `refresh_family_ttl_secs` (90 days by default) from the sign-in on.
 #[utoipa::path(post, path = "/api/v1/auth/refresh", tag = "auth",
     request_body = RefreshBody,
     responses(
         (status = 200, description = "A new pair", body = TokenPair),
-        (status = 401, description = "`invalid_token`: unknown, expired or revoked", body = ErrorBody),
+        (status = 401, description = "`invalid_token`: unknown, expired (the token, or its sign-in's absolute lifetime) or revoked", body = ErrorBody),
         (status = 422, description = "refresh_token missing", body = ErrorBody)))]
 pub(crate) async fn refresh(
     State(state): State<AppState>,
@@ -425,11 +426,12 @@ pub(crate) async fn me(
     }))
 }
 
-/// Change the caller's password; every refresh token of the user is revoked.
+/// Change the caller's password; every refresh token and every access token of the user is
+/// revoked (this one too: sign in again with the new password).
 #[utoipa::path(post, path = "/api/v1/auth/password", tag = "auth",
     request_body = PasswordBody,
     responses(
-        (status = 204, description = "Changed; refresh tokens revoked"),
+        (status = 204, description = "Changed; refresh and access tokens revoked"),
         (status = 401, description = "`unauthenticated` (no valid access token) or `invalid_credentials` (wrong current password)", body = ErrorBody),
         (status = 403, description = "`forbidden`: an API key has no password", body = ErrorBody),
         (status = 422, description = "a field missing, or new_password outside 12 to 256 characters", body = ErrorBody),

@@ -195,7 +195,7 @@ pub(crate) async fn list_coupons(
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/coupons", tag = "campaigns",
     params(
         ("id" = i64, Path, description = "Campaign id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the same code")),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the same code (keys are the caller's own: another caller's same key gets its own code)")),
     request_body(content = Option<IssueBody>, description = "Optional"),
     responses(
         (status = 201, description = "A new code, durably recorded", body = IssuedView),

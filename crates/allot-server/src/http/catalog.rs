@@ -7,9 +7,9 @@ use std::collections::BTreeMap;
 
 use allot_domain::DomainError;
 use allot_domain::catalog::{
-    AttributeFilter, AttributeKey, AttributeValue, Attributes, CategoryId, CategoryName, Currency,
-    Cursor, Description, Money, ProductId, ProductName, ProductSort, Sku, WarehouseCode,
-    WarehouseId, WarehouseName,
+    ATTRIBUTE_FILTERS_MAX, AttributeFilter, AttributeKey, AttributeValue, Attributes, CategoryId,
+    CategoryName, Currency, Cursor, Description, Money, ProductId, ProductName, ProductSort, Sku,
+    WarehouseCode, WarehouseId, WarehouseName,
 };
 use allot_storage::{
     Category, NewCategory, NewProduct, NewWarehouse, Product, ProductQuery, Warehouse,
@@ -437,6 +437,12 @@ fn parse_query(pairs: &[(String, String)]) -> Result<ProductQuery, DomainError> 
     let mut keys = std::collections::HashSet::new();
     for (name, value) in pairs {
         if let Some(key) = name.strip_prefix("attr.") {
+            if q.attributes.len() == ATTRIBUTE_FILTERS_MAX {
+                return Err(DomainError::invalid(
+                    "attr",
+                    format!("at most {ATTRIBUTE_FILTERS_MAX} attr.<key> filters"),
+                ));
+            }
             let filter = AttributeFilter::parse(key, value)?;
             if !keys.insert(filter.key.clone()) {
                 return Err(DomainError::invalid(

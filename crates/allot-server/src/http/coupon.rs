@@ -201,6 +201,15 @@ fn parse_entry(index: usize, v: &Value) -> Result<NewCoupon, Vec<EntryError>> {
 const CSV_CHUNK_ROWS: usize = 5_000;
 /// Longest CSV line accepted.
 const CSV_LINE_BYTES_MAX: usize = 4_096;
+/// Most data rows one CSV upload takes: as many as one JSON upload ([`UPLOAD_MAX`]). Larger
+/// sets are sent as several files.
+const CSV_ROWS_MAX: usize = UPLOAD_MAX;
+/// Largest CSV body, in bytes: 50,000 rows of about 330 bytes. With the rows bound it keeps one
+/// upload's work and the time it holds the writer bounded.
+const CSV_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Longest one CSV upload may take to arrive and be stored, in milliseconds: a client that
+/// trickles its body does not hold a connection and a handler for ever.
+const CSV_UPLOAD_TIME_MAX_MS: u64 = 120_000;
 const CSV_COLUMNS: [&str; 6] = [
     "code",
     "type",
@@ -217,7 +226,8 @@ pub(crate) struct CsvCreated {
     pub chunks: usize,
 }
 
-/// Upload coupons from a CSV file of any size, streamed.
+/// Upload coupons from a CSV file, streamed: at most 50,000 rows and 16 MiB, received and
+/// stored within 120 s (past any of them: 422 naming `csv` and the limit).
 ///
 /// The first line is a header naming the columns `code,type,discount_kind,discount_amount,
 /// expires_at,max_uses` in any order; `type` may be empty for an untyped coupon. Rows are
@@ -243,9 +253,30 @@ pub(crate) async fn upload_csv(
     let mut created = 0usize;
     let mut chunks = 0usize;
     let mut done = false;
+    let mut received = 0usize;
+    let deadline =
+        tokio::time::Instant::now() + std::time::Duration::from_millis(CSV_UPLOAD_TIME_MAX_MS);
+    let over = |message: String| -> ServiceError { DomainError::invalid("csv", message).into() };
     while !done {
-        match stream.next().await {
-            Some(Ok(bytes)) => pending.extend_from_slice(&bytes),
+        let next = tokio::time::timeout_at(deadline, stream.next())
+            .await
+            .map_err(|_| {
+                over(format!(
+                    "not received and stored within {CSV_UPLOAD_TIME_MAX_MS} ms (the upload's \
+                     time limit); {created} coupons of earlier chunks were stored"
+                ))
+            })?;
+        match next {
+            Some(Ok(bytes)) => {
+                received += bytes.len();
+                if received > CSV_BODY_BYTES_MAX {
+                    return Err(over(format!(
+                        "larger than {CSV_BODY_BYTES_MAX} bytes (the upload's size limit); \
+                         {created} coupons of earlier chunks were stored"
+                    )));
+                }
+                pending.extend_from_slice(&bytes);
+            }
             Some(Err(e)) => {
                 return Err(ServiceError::bad_request(
                     None,
@@ -272,6 +303,12 @@ pub(crate) async fn upload_csv(
             match &header {
                 None => header = Some(csv_header(line)?),
                 Some(columns) => {
+                    if rows == CSV_ROWS_MAX {
+                        return Err(over(format!(
+                            "more than {CSV_ROWS_MAX} rows (the upload's row limit); send \
+                             several files; {created} coupons of earlier chunks were stored"
+                        )));
+                    }
                     chunk.push(parse_entry(rows, &csv_row(columns, line)));
                     rows += 1;
                     if chunk.len() == CSV_CHUNK_ROWS {

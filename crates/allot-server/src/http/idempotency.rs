@@ -2,13 +2,18 @@
 //! `/api/v1/`): the first request with a key is served and its answer stored; a retry with the
 //! same key gets that answer back (header `Idempotent-Replayed: true`) and changes nothing.
 //!
-//! - A key is scoped to its method and path; the request's hash (method, path, query, body)
-//!   tells a true retry from a different request reusing the key (422
-//!   `idempotency_key_reused`).
+//! - A key belongs to its caller (the principal, `user:<id>` or `api_key:<id>`; an anonymous
+//!   caller by its address, `anonymous@<ip>`) and is scoped to its method and path: another
+//!   caller reusing a key runs its own request and never sees the first caller's answer. The
+//!   request's hash (method, path, query, body) tells a true retry from a different request of
+//!   the same caller reusing the key (422 `idempotency_key_reused`).
 //! - While the first request is served, a retry answers 409 `idempotency_key_in_use` with
 //!   `Retry-After: 1`; the key is claimed in the database, so this holds across instances.
-//! - Answers worth retrying (5xx, 429) are not stored: the claim is given up and the next try
-//!   runs the request again.
+//! - Only final answers of requests the handler served are stored ([`keeps_answer`]): a
+//!   success, or a refusal of the state the request met (404, 409, 410). A request refused as
+//!   sent (400, 401, 403, 413, 415, 422: malformed, not allowed, too large) or worth retrying
+//!   (5xx, 429, 408) leaves nothing: the claim is given up, so a retry, corrected or not, is
+//!   served again instead of being answered the refusal or `idempotency_key_reused`.
 //! - A server that dies mid-request leaves its claim unanswered; after [`STALE_AFTER`] a retry
 //!   takes it over and runs the request again. For requests whose effect must be exactly once
 //!   even across that window, the operation itself records the key in its own transaction:
@@ -94,6 +99,7 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
     let hash = hex(&hasher.finalize());
 
     let scope = IdempotencyScope {
+        owner: crate::service::idempotency_owner(),
         key,
         method: method.to_string(),
         path,
@@ -114,7 +120,7 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
 
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     let status = response.status();
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+    if !keeps_answer(status) {
         if let Err(e) = store.abandon_idempotency_key(scope).await {
             tracing::warn!(error = %e, "could not give up an idempotency key; it goes stale");
         }
@@ -145,6 +151,17 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
         tracing::warn!(error = %e, "could not store the answer of an idempotent request");
     }
     Response::from_parts(parts, Body::from(body))
+}
+
+/// Whether an answer is final for its request, and so replayed to a retry: a success, or a
+/// refusal of the state the request met. Everything else says the request as sent was not
+/// served (malformed, unauthorized, too large) or should be tried again (5xx, 429, 408).
+fn keeps_answer(status: StatusCode) -> bool {
+    status.is_success()
+        || matches!(
+            status,
+            StatusCode::NOT_FOUND | StatusCode::CONFLICT | StatusCode::GONE
+        )
 }
 
 fn parse_key(raw: &HeaderValue) -> Result<String, ServiceError> {
@@ -187,6 +204,19 @@ mod tests {
         assert!(parse_key(&HeaderValue::from_static("")).is_err());
         assert!(parse_key(&HeaderValue::from_static("a b")).is_err());
         assert!(parse_key(&HeaderValue::from_str(&"k".repeat(256)).unwrap()).is_err());
+    }
+
+    #[test]
+    fn only_final_answers_are_kept() {
+        for kept in [200, 201, 204, 404, 409, 410] {
+            assert!(keeps_answer(StatusCode::from_u16(kept).unwrap()), "{kept}");
+        }
+        for not_kept in [400, 401, 403, 408, 413, 415, 422, 429, 500, 503] {
+            assert!(
+                !keeps_answer(StatusCode::from_u16(not_kept).unwrap()),
+                "{not_kept}"
+            );
+        }
     }
 
     #[test]

@@ -138,12 +138,21 @@ async fn log_request(
 ) -> Response {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    // The route template, not the path: metric labels must stay a small, fixed set.
+    // The route template, not the path: metric labels must stay a small, fixed set, and a
+    // path may hold a coupon or discount code (`/api/v1/coupons/{code}/redeem`), a bearer
+    // credential that must not reach the logs. An unmatched path is logged as sent only at
+    // debug. A gRPC path names a method, never a code: logged (not a metric label, though:
+    // anyone can send any path).
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let path = req.uri().path().to_owned();
+    let logged_route = if route == "unmatched" && is_grpc(req.headers()) {
+        path.clone()
+    } else {
+        route.clone()
+    };
     let response = limits::within(request_timeout, req, next).await;
     let latency = started.elapsed();
     let status = response.status().as_u16();
@@ -153,10 +162,11 @@ async fn log_request(
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    tracing::debug!(target: "allot::request", method = %method, path = %path, "request path");
     tracing::info!(
         target: "allot::request",
         method = %method,
-        path = %path,
+        route = %logged_route,
         status,
         grpc_status = grpc_status.as_deref().unwrap_or(""),
         latency_us = latency.as_micros() as u64,

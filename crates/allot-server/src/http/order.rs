@@ -327,7 +327,7 @@ fn place_order(
 /// true`) and changes nothing. A pending order holds its stock until confirmed or cancelled.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
     request_body = PlaceOrderBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 128 visible characters; a retry with the same key answers the first order")),
+    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 128 visible characters; a retry with the same key answers the first order (keys are the caller's own: another caller's same key is another order)")),
     responses(
         (status = 201, description = "Placed, pending", body = OrderView),
         (status = 200, description = "A retry of an earlier request with the same Idempotency-Key: its order, unchanged (header `Idempotent-Replayed: true`)", body = OrderView),

@@ -1,6 +1,7 @@
 //! `couponpb.CouponService`.
 
 use allot_domain::DomainError;
+use allot_domain::auth::Role;
 use allot_domain::campaign::CampaignId;
 use allot_domain::user::{IdempotencyKey, UserId};
 use allot_storage::Campaign;
@@ -9,7 +10,7 @@ use crate::ServiceError;
 use crate::http::auth::Caller;
 use crate::pb::couponpb as pb;
 use crate::service::Services;
-use crate::service::campaign::new_campaign;
+use crate::service::campaign::{CodesShown, new_campaign};
 use crate::time::{from_timestamp, to_timestamp};
 
 pub(crate) async fn create_campaign(
@@ -37,12 +38,26 @@ pub(crate) async fn create_campaign(
     })
 }
 
+/// `caller`: staff get the campaign's codes (the first
+/// [`crate::service::campaign::GET_CAMPAIGN_CODES_MAX`]; past them
+/// `issued_coupons` is larger than the list and the REST listing pages through the rest), a
+/// customer only the codes issued to it, a customer API key and an anonymous caller of the
+/// open contract none: issued codes are other people's credentials.
 pub(crate) async fn get_campaign(
     services: &Services,
+    caller: Caller,
     req: pb::GetCampaignRequest,
 ) -> Result<pb::GetCampaignResponse, ServiceError> {
     let id = CampaignId::parse(req.campaign_id)?;
-    let (campaign, codes) = services.campaigns.get_with_codes(id).await?;
+    let shown = match caller.0 {
+        Some(user) if user.role == Role::Customer => match user.customer_user_id() {
+            Some(own) => CodesShown::IssuedTo(UserId::parse(&own)?),
+            None => CodesShown::None,
+        },
+        Some(_) => CodesShown::All,
+        None => CodesShown::None,
+    };
+    let (campaign, codes) = services.campaigns.get_with_codes(id, shown).await?;
     Ok(pb::GetCampaignResponse {
         campaign: Some(campaign_message(&campaign)),
         coupon_codes: codes.into_iter().map(|c| c.into_string()).collect(),

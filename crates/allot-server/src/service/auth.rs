@@ -39,6 +39,11 @@ struct Claims {
     exp: u64,
     iat: u64,
     jti: String,
+    /// The user's token generation when the token was signed: a token of an older one is
+    /// refused (deactivated, role or password changed since). Tokens signed before
+    /// generations existed count as generation 0, which every user had then.
+    #[serde(default, rename = "gen")]
+    generation: i64,
 }
 
 /// Who made a request, as proven by an access token or an API key.
@@ -79,6 +84,8 @@ pub struct Auth {
     validation: Validation,
     access_ttl: Duration,
     refresh_ttl: Duration,
+    /// How long a sign-in's refresh tokens can be rotated, from the sign-in on.
+    refresh_family_ttl: Duration,
     /// A hash to verify against when the email is unknown, so that answer takes as long as a
     /// wrong password.
     dummy_hash: OnceCell<String>,
@@ -87,7 +94,29 @@ pub struct Auth {
     /// (another instance, the CLI) stops working within that time; revoked here, at once.
     api_keys: std::sync::Mutex<HashMap<String, (Principal, std::time::Instant)>>,
     hashing: PasswordHashing,
+    /// Users whose access tokens were checked recently, by id: their token generation and
+    /// whether they are active, as read at the instant kept. An entry lives
+    /// [`TOKEN_STATE_CACHE_TTL`], so a revocation made elsewhere (another instance, SQL by
+    /// hand) stops older tokens within that time; made here, at once.
+    token_states: std::sync::Mutex<HashMap<i64, (TokenState, std::time::Instant)>>,
+    /// Moves with every revocation made here: a state read from the database before one is
+    /// not kept after it (it may predate the change).
+    token_epoch: std::sync::atomic::AtomicU64,
 }
+
+/// What decides whether a user's access tokens still hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct TokenState {
+    generation: i64,
+    active: bool,
+}
+
+/// How long a user's token generation is believed without asking the database again: a
+/// deactivation, role change or password change stops older access tokens on every instance
+/// within this time (one read per user per instance per this time, not one per request).
+pub const TOKEN_STATE_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Users kept at most; past it the cache starts over.
+const TOKEN_STATE_CACHE_MAX: usize = 100_000;
 
 /// How long a proven API key is believed without asking the database again.
 pub const API_KEY_CACHE_TTL: Duration = Duration::from_secs(5);
@@ -122,12 +151,15 @@ impl Auth {
             validation,
             access_ttl: settings.access_token_ttl,
             refresh_ttl: settings.refresh_token_ttl,
+            refresh_family_ttl: settings.refresh_family_ttl,
             dummy_hash: OnceCell::new(),
             api_keys: std::sync::Mutex::new(HashMap::new()),
             hashing: PasswordHashing::new(
                 PASSWORD_HASHES_IN_FLIGHT_MAX,
                 Duration::from_millis(PASSWORD_HASH_WAIT_MAX_MS),
             ),
+            token_states: std::sync::Mutex::new(HashMap::new()),
+            token_epoch: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -174,7 +206,13 @@ impl Auth {
         let now = self.clock.now();
         match self
             .store
-            .rotate_refresh_token(old, hash, now.plus_millis(millis(self.refresh_ttl)), now)
+            .rotate_refresh_token(
+                old,
+                hash,
+                now.plus_millis(millis(self.refresh_ttl)),
+                now.plus_millis(-millis(self.refresh_family_ttl)),
+                now,
+            )
             .await?
         {
             Rotation::Rotated { user } => {
@@ -251,11 +289,39 @@ impl Auth {
             return Err(ServiceError::InvalidCredentials);
         }
         let hash = self.hashing.hash(new).await?;
-        if self.store.set_password(id, hash, self.clock.now()).await? {
+        let changed = self.store.set_password(id, hash, self.clock.now()).await?;
+        // The generation moved (every older access token, this one included, is refused):
+        // here at once, elsewhere within TOKEN_STATE_CACHE_TTL.
+        self.forget_token_state(id);
+        if changed {
             Ok(())
         } else {
             Err(ServiceError::Unauthenticated)
         }
+    }
+
+    /// Activates or deactivates a user. Deactivated, its access tokens stop (here at once,
+    /// on other instances within [`TOKEN_STATE_CACHE_TTL`]) and its refresh tokens are
+    /// revoked.
+    pub async fn set_active(&self, id: AccountId, active: bool) -> Result<(), ServiceError> {
+        let found = self
+            .store
+            .set_user_active(id, active, self.clock.now())
+            .await?;
+        self.forget_token_state(id);
+        found
+            .then_some(())
+            .ok_or(ServiceError::NotFound { what: "user" })
+    }
+
+    /// Changes a user's role. Its access tokens, which carry the old role, stop (here at
+    /// once, elsewhere within [`TOKEN_STATE_CACHE_TTL`]); a refresh signs the new role.
+    pub async fn set_role(&self, id: AccountId, role: Role) -> Result<(), ServiceError> {
+        let found = self.store.set_user_role(id, role, self.clock.now()).await?;
+        self.forget_token_state(id);
+        found
+            .then_some(())
+            .ok_or(ServiceError::NotFound { what: "user" })
     }
 
     /// Creates a service API key; answers the key itself, which is stored only as a hash and
@@ -328,8 +394,13 @@ impl Auth {
             .parse::<i64>()
             .map_err(|_| ServiceError::Unauthenticated)?;
         let role = Role::parse(&data.claims.role).map_err(|_| ServiceError::Unauthenticated)?;
+        let account = AccountId::new(id);
+        let state = self.token_state(account).await?;
+        if !state.active || state.generation != data.claims.generation {
+            return Err(ServiceError::Unauthenticated);
+        }
         Ok(Principal {
-            id: PrincipalId::User(AccountId::new(id)),
+            id: PrincipalId::User(account),
             role,
         })
     }
@@ -362,6 +433,53 @@ impl Auth {
                 Err(ServiceError::Unauthenticated)
             }
         }
+    }
+
+    /// The user's token state: from the cache when read less than
+    /// [`TOKEN_STATE_CACHE_TTL`] ago, else from the database. An unknown user is inactive.
+    async fn token_state(&self, id: AccountId) -> Result<TokenState, ServiceError> {
+        if let Some((state, at)) = self.cached_token_states().get(&id.get())
+            && at.elapsed() < TOKEN_STATE_CACHE_TTL
+        {
+            return Ok(*state);
+        }
+        let epoch = self.token_epoch.load(std::sync::atomic::Ordering::Acquire);
+        let state = match self.store.user_by_id(id).await? {
+            Some(user) => TokenState {
+                generation: user.token_generation,
+                active: user.active,
+            },
+            None => TokenState {
+                generation: -1,
+                active: false,
+            },
+        };
+        let mut cache = self.cached_token_states();
+        // A revocation made here while the state was read may not be in it: not kept then
+        // (this request, begun before the revocation, is still answered with it).
+        if self.token_epoch.load(std::sync::atomic::Ordering::Acquire) == epoch {
+            if cache.len() >= TOKEN_STATE_CACHE_MAX {
+                cache.clear();
+            }
+            cache.insert(id.get(), (state, std::time::Instant::now()));
+        }
+        Ok(state)
+    }
+
+    fn forget_token_state(&self, id: AccountId) {
+        let mut cache = self.cached_token_states();
+        self.token_epoch
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        cache.remove(&id.get());
+    }
+
+    fn cached_token_states(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<i64, (TokenState, std::time::Instant)>> {
+        // As for the key cache: an entry is written whole or not at all.
+        self.token_states
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn cached_keys(
@@ -414,6 +532,7 @@ impl Auth {
             exp: iat + self.access_ttl.as_secs(),
             iat,
             jti: hex(&random_bytes(16)),
+            generation: user.token_generation,
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| ServiceError::Crypto(format!("signing an access token: {e}")))

@@ -26,6 +26,20 @@ use crate::time::rfc3339;
 /// Most issued codes one page of a listing returns.
 pub const COUPONS_PAGE_MAX: u32 = 10_000;
 
+/// The most codes `GetCampaign` answers (8 symbols of up to 3 bytes each: under 400 KB), so
+/// one call holds a bounded amount of memory and a reader only briefly, whatever the
+/// campaign's size. The rest is read page by page from the REST listing.
+pub const GET_CAMPAIGN_CODES_MAX: u32 = 10_000;
+
+/// Which codes a campaign read shows: issued codes are bearer credentials, so only staff
+/// see every one; a customer sees those issued to it; anyone else none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CodesShown {
+    All,
+    IssuedTo(UserId),
+    None,
+}
+
 pub struct Campaigns {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -77,13 +91,24 @@ impl Campaigns {
             .ok_or(ServiceError::NotFound { what: "campaign" })
     }
 
-    /// The campaign and every code issued so far, in issue order.
+    /// The campaign and the codes `shown` may see, in issue order: at most
+    /// [`GET_CAMPAIGN_CODES_MAX`]. Past that, `issued` is larger than the codes answered, and
+    /// the paged listing (`campaigns/{id}/coupons?after=`) has the rest.
     pub async fn get_with_codes(
         &self,
         id: CampaignId,
+        shown: CodesShown,
     ) -> Result<(Campaign, Vec<CouponCode>), ServiceError> {
         let campaign = self.get(id).await?;
-        let codes = self.store.campaign_codes(id).await?;
+        let holder = match shown {
+            CodesShown::None => return Ok((campaign, Vec::new())),
+            CodesShown::All => None,
+            CodesShown::IssuedTo(user) => Some(user),
+        };
+        let codes = self
+            .store
+            .campaign_codes(id, holder, GET_CAMPAIGN_CODES_MAX)
+            .await?;
         Ok((campaign, codes))
     }
 
@@ -151,7 +176,8 @@ impl Campaigns {
         let request = IssueRequest {
             campaign_id: id,
             user_id,
-            idempotency_key,
+            // Kept per caller: another caller's key finds nothing of this one's.
+            idempotency_key: idempotency_key.map(|k| k.owned_by(&super::idempotency_owner())),
             now,
         };
         let outcome = match self.store.issue_coupon(request).await {

@@ -271,7 +271,10 @@ impl Coupons {
         };
         match &result {
             Ok(a) => {
-                tracing::info!(op = "coupons.allocate", user = %user, r#type = t, code = %a.coupon.code, held = a.held)
+                // A code is a bearer credential: never in the logs at info (debug is for a
+                // developer's own machine).
+                tracing::info!(op = "coupons.allocate", user = %user, r#type = t, held = a.held);
+                tracing::debug!(op = "coupons.allocate", code = %a.coupon.code);
             }
             Err(e) => {
                 tracing::info!(op = "coupons.allocate", user = %user, r#type = t, outcome = e.code())
@@ -462,7 +465,8 @@ impl Coupons {
             allot_domain::coupon::check_redeemable(&state, user.as_str(), self.clock.now())
                 .map_err(refusal);
         let label = checked.as_ref().map_or_else(|e| e.code(), |()| "valid");
-        tracing::info!(op = "coupons.validate", user = %user, code = %coupon.code, outcome = label);
+        tracing::info!(op = "coupons.validate", user = %user, outcome = label);
+        tracing::debug!(op = "coupons.validate", code = %coupon.code, outcome = label);
         checked.map(|()| coupon)
     }
 
@@ -478,7 +482,8 @@ impl Coupons {
             RedeemOutcome::NotFound => Err(ServiceError::NotFound { what: "coupon" }),
         };
         let label = result.as_ref().map_or_else(|e| e.code(), |_| "redeemed");
-        tracing::info!(op = "coupons.redeem", user = %user, code = %parsed, outcome = label);
+        tracing::info!(op = "coupons.redeem", user = %user, outcome = label);
+        tracing::debug!(op = "coupons.redeem", code = %parsed, outcome = label);
         metrics::counter!("allot_coupon_redemptions_total", "outcome" => label).increment(1);
         result
     }

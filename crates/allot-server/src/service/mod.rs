@@ -92,3 +92,13 @@ impl Services {
         self
     }
 }
+
+/// Who the idempotency keys of the request being served belong to (see
+/// `Origin::idempotency_owner`): every transport serves a request in its origin's scope, so a
+/// use case finds its caller without being told which transport called it. Outside a request
+/// (the CLI, a job) the keys belong to `unattributed`.
+pub fn idempotency_owner() -> String {
+    allot_storage::origin::current()
+        .unwrap_or(allot_domain::event::Origin::UNATTRIBUTED)
+        .idempotency_owner()
+}

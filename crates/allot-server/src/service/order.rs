@@ -141,7 +141,10 @@ impl Orders {
                 DiscountKind::Percentage,
                 i64::from(self.discount_code_percent),
             )?,
-            idempotency_key: order.idempotency_key,
+            // Kept per caller: another caller's key finds nothing of this one's.
+            idempotency_key: order
+                .idempotency_key
+                .map(|k| k.owned_by(&super::idempotency_owner())),
             now: self.clock.now(),
         };
         match self.store.create_order(new).await?.map_err(refused)? {

@@ -14,6 +14,7 @@
 use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CampaignWindow, CouponCode};
 use allot_domain::event::{EventType, NewEvent, Origin};
+use allot_domain::user::UserId;
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
@@ -367,11 +368,14 @@ impl NewRows {
 pub(super) async fn codes(
     client: &Client,
     id: CampaignId,
+    holder: Option<&UserId>,
+    limit: u32,
 ) -> Result<Vec<CouponCode>, StorageError> {
     let rows = client
         .query(
-            "SELECT code FROM campaign_coupons WHERE campaign_id = $1 ORDER BY seq",
-            &[&id.get()],
+            "SELECT code FROM campaign_coupons
+             WHERE campaign_id = $1 AND ($2::TEXT IS NULL OR user_id = $2) ORDER BY seq LIMIT $3",
+            &[&id.get(), &holder.map(UserId::as_str), &i64::from(limit)],
         )
         .await?;
     rows.iter().map(|r| parse_code(r.get(0))).collect()

@@ -21,14 +21,15 @@ impl IdempotencyStore for PgStore {
         let client = self.client().await?;
         let claimed = client
             .query_opt(
-                "INSERT INTO idempotency_keys (key, method, path, request_hash, started_at_ms)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING 1",
+                "INSERT INTO idempotency_keys (key, method, path, request_hash, started_at_ms, owner)
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING 1",
                 &[
                     &scope.key,
                     &scope.method,
                     &scope.path,
                     &hash,
                     &now.as_millis(),
+                    &scope.owner,
                 ],
             )
             .await?;
@@ -38,8 +39,8 @@ impl IdempotencyStore for PgStore {
         let Some(row) = client
             .query_opt(
                 "SELECT request_hash, status, content_type, body FROM idempotency_keys
-                 WHERE key = $1 AND method = $2 AND path = $3",
-                &[&scope.key, &scope.method, &scope.path],
+                 WHERE key = $1 AND method = $2 AND path = $3 AND owner = $4",
+                &[&scope.key, &scope.method, &scope.path, &scope.owner],
             )
             .await?
         else {
@@ -63,7 +64,7 @@ impl IdempotencyStore for PgStore {
             .query_opt(
                 "UPDATE idempotency_keys SET started_at_ms = $4
                  WHERE key = $1 AND method = $2 AND path = $3 AND status IS NULL
-                   AND started_at_ms < $5
+                   AND started_at_ms < $5 AND owner = $6
                  RETURNING 1",
                 &[
                     &scope.key,
@@ -71,6 +72,7 @@ impl IdempotencyStore for PgStore {
                     &scope.path,
                     &now.as_millis(),
                     &stale_before.as_millis(),
+                    &scope.owner,
                 ],
             )
             .await?;
@@ -91,7 +93,7 @@ impl IdempotencyStore for PgStore {
         client
             .execute(
                 "UPDATE idempotency_keys SET status = $4, content_type = $5, body = $6
-                 WHERE key = $1 AND method = $2 AND path = $3",
+                 WHERE key = $1 AND method = $2 AND path = $3 AND owner = $7",
                 &[
                     &scope.key,
                     &scope.method,
@@ -99,6 +101,7 @@ impl IdempotencyStore for PgStore {
                     &i32::from(response.status),
                     &response.content_type,
                     &response.body,
+                    &scope.owner,
                 ],
             )
             .await?;
@@ -110,8 +113,9 @@ impl IdempotencyStore for PgStore {
         client
             .execute(
                 "DELETE FROM idempotency_keys
-                 WHERE key = $1 AND method = $2 AND path = $3 AND status IS NULL",
-                &[&scope.key, &scope.method, &scope.path],
+                 WHERE key = $1 AND method = $2 AND path = $3 AND status IS NULL
+                   AND owner = $4",
+                &[&scope.key, &scope.method, &scope.path, &scope.owner],
             )
             .await?;
         Ok(())

@@ -218,11 +218,6 @@ impl PgStore {
         let mut client = self.client().await?;
         coupon::purge(&mut client, now, trigger).await
     }
-
-    pub async fn campaign_codes(&self, id: CampaignId) -> Result<Vec<CouponCode>, StorageError> {
-        let client = self.client().await?;
-        campaign::codes(&client, id).await
-    }
 }
 
 /// Opens one connection; its I/O task runs on the current runtime until the client is dropped.
@@ -345,8 +340,14 @@ impl Store for PgStore {
             .collect()
     }
 
-    async fn campaign_codes(&self, id: CampaignId) -> Result<Vec<CouponCode>, StorageError> {
-        PgStore::campaign_codes(self, id).await
+    async fn campaign_codes(
+        &self,
+        id: CampaignId,
+        holder: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<CouponCode>, StorageError> {
+        let client = self.client().await?;
+        campaign::codes(&client, id, holder.as_ref(), limit).await
     }
 
     async fn upload_coupons(

@@ -117,24 +117,29 @@ async fn seal_orders(c: &impl GenericClient, cipher: &Cipher) -> Result<u64, Sto
 async fn seal_answers(c: &impl GenericClient, cipher: &Cipher) -> Result<u64, StorageError> {
     let rows = c
         .query(
-            "SELECT key, method, path, body FROM idempotency_keys WHERE body IS NOT NULL",
+            "SELECT owner, key, method, path, body FROM idempotency_keys WHERE body IS NOT NULL",
             &[],
         )
         .await?;
     for row in &rows {
-        let key: String = row.try_get(0)?;
-        let method: String = row.try_get(1)?;
-        let path: String = row.try_get(2)?;
-        let body: Vec<u8> = row.try_get(3)?;
-        let scope = idempotency_scope(&key, &method, &path);
+        let scope = crate::IdempotencyScope {
+            owner: row.try_get(0)?,
+            key: row.try_get(1)?,
+            method: row.try_get(2)?,
+            path: row.try_get(3)?,
+        };
+        let body: Vec<u8> = row.try_get(4)?;
+        let place = idempotency_scope(&scope);
         c.execute(
-            "UPDATE idempotency_keys SET body = $4 WHERE key = $1 AND method = $2 AND path = $3",
+            "UPDATE idempotency_keys SET body = $5
+             WHERE key = $1 AND method = $2 AND path = $3 AND owner = $4",
             &[
-                &key,
-                &method,
-                &path,
+                &scope.key,
+                &scope.method,
+                &scope.path,
+                &scope.owner,
                 &cipher
-                    .seal(&body, places::idempotency_body(&scope))
+                    .seal(&body, places::idempotency_body(&place))
                     .into_bytes(),
             ],
         )

@@ -12,8 +12,8 @@ use crate::StorageError;
 use crate::crypto::{Cipher, places};
 use crate::user::{ApiKey, Rotation, User, UserStore, email_of, role_of};
 
-const USER_COLUMNS: &str =
-    "id, email_enc, role, active, password_hash, created_at_ms, updated_at_ms FROM users";
+const USER_COLUMNS: &str = "id, email_enc, role, active, password_hash, created_at_ms, \
+                            updated_at_ms, token_generation FROM users";
 const KEY_COLUMNS: &str = "id, name, role, created_at_ms, revoked_at_ms FROM api_keys";
 const REVOKE_ALL: &str = "UPDATE refresh_tokens SET revoked_at_ms = $2
                           WHERE user_id = $1 AND revoked_at_ms IS NULL";
@@ -29,6 +29,7 @@ fn user_of(cipher: &Cipher, r: &Row) -> Result<User, StorageError> {
         password_hash: r.try_get(4)?,
         created_at: UnixMillis::from_millis(r.try_get(5)?),
         updated_at: UnixMillis::from_millis(r.try_get(6)?),
+        token_generation: r.try_get(7)?,
     })
 }
 
@@ -92,6 +93,7 @@ impl UserStore for PgStore {
             password_hash,
             created_at: now,
             updated_at: now,
+            token_generation: 0,
         }))
     }
 
@@ -144,6 +146,44 @@ impl UserStore for PgStore {
         Ok(true)
     }
 
+    async fn set_user_active(
+        &self,
+        id: AccountId,
+        active: bool,
+        now: UnixMillis,
+    ) -> Result<bool, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let n = tx
+            .execute(
+                "UPDATE users SET active = $2, updated_at_ms = $3 WHERE id = $1",
+                &[&id.get(), &active, &now.as_millis()],
+            )
+            .await?;
+        if n > 0 && !active {
+            tx.execute(REVOKE_ALL, &[&id.get(), &now.as_millis()])
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(n > 0)
+    }
+
+    async fn set_user_role(
+        &self,
+        id: AccountId,
+        role: Role,
+        now: UnixMillis,
+    ) -> Result<bool, StorageError> {
+        let client = self.client().await?;
+        let n = client
+            .execute(
+                "UPDATE users SET role = $2, updated_at_ms = $3 WHERE id = $1",
+                &[&id.get(), &role.as_str(), &now.as_millis()],
+            )
+            .await?;
+        Ok(n > 0)
+    }
+
     async fn insert_refresh_token(
         &self,
         user: AccountId,
@@ -154,8 +194,9 @@ impl UserStore for PgStore {
         let client = self.client().await?;
         client
             .execute(
-                "INSERT INTO refresh_tokens (user_id, token_hash, expires_at_ms, created_at_ms)
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO refresh_tokens (user_id, token_hash, expires_at_ms, created_at_ms,
+                                             family_started_at_ms)
+                 VALUES ($1, $2, $3, $4, $4)",
                 &[
                     &user.get(),
                     &token_hash,
@@ -172,14 +213,16 @@ impl UserStore for PgStore {
         token_hash: String,
         new_hash: String,
         new_expires_at: UnixMillis,
+        family_started_after: UnixMillis,
         now: UnixMillis,
     ) -> Result<Rotation, StorageError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let Some(row) = tx
             .query_opt(
-                "SELECT id, user_id, expires_at_ms, revoked_at_ms FROM refresh_tokens
-                 WHERE token_hash = $1 FOR UPDATE",
+                "SELECT id, user_id, expires_at_ms, revoked_at_ms,
+                        COALESCE(family_started_at_ms, created_at_ms)
+                 FROM refresh_tokens WHERE token_hash = $1 FOR UPDATE",
                 &[&token_hash],
             )
             .await?
@@ -190,6 +233,7 @@ impl UserStore for PgStore {
         let user: i64 = row.try_get(1)?;
         let expires_at: i64 = row.try_get(2)?;
         let revoked_at: Option<i64> = row.try_get(3)?;
+        let family_started: i64 = row.try_get(4)?;
         if revoked_at.is_some() {
             let revoked = tx.execute(REVOKE_ALL, &[&user, &now.as_millis()]).await?;
             tx.commit().await?;
@@ -198,18 +242,20 @@ impl UserStore for PgStore {
                 revoked,
             });
         }
-        if expires_at <= now.as_millis() {
+        if expires_at <= now.as_millis() || family_started < family_started_after.as_millis() {
             return Ok(Rotation::Expired);
         }
         let new_id: i64 = tx
             .query_one(
-                "INSERT INTO refresh_tokens (user_id, token_hash, expires_at_ms, created_at_ms)
-                 VALUES ($1, $2, $3, $4) RETURNING id",
+                "INSERT INTO refresh_tokens (user_id, token_hash, expires_at_ms, created_at_ms,
+                                             family_started_at_ms)
+                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
                 &[
                     &user,
                     &new_hash,
                     &new_expires_at.as_millis(),
                     &now.as_millis(),
+                    &family_started,
                 ],
             )
             .await?

@@ -4,6 +4,7 @@
 use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CampaignWindow, CouponCode};
 use allot_domain::event::{EventType, NewEvent};
+use allot_domain::user::UserId;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
 use serde_json::json;
 
@@ -249,10 +250,19 @@ pub(super) fn coupons(
     Ok(out)
 }
 
-pub(super) fn codes(conn: &Connection, id: CampaignId) -> Result<Vec<CouponCode>, StorageError> {
-    let mut stmt = conn
-        .prepare_cached("SELECT code FROM campaign_coupons WHERE campaign_id = ?1 ORDER BY seq")?;
-    let rows = stmt.query_map(params![id.get()], |r| r.get::<_, String>(0))?;
+pub(super) fn codes(
+    conn: &Connection,
+    id: CampaignId,
+    holder: Option<&UserId>,
+    limit: u32,
+) -> Result<Vec<CouponCode>, StorageError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT code FROM campaign_coupons
+         WHERE campaign_id = ?1 AND (?2 IS NULL OR user_id = ?2) ORDER BY seq LIMIT ?3",
+    )?;
+    let rows = stmt.query_map(params![id.get(), holder.map(UserId::as_str), limit], |r| {
+        r.get::<_, String>(0)
+    })?;
     let mut out = Vec::new();
     for code in rows {
         out.push(parse_code(&code?)?);

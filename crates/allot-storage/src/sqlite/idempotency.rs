@@ -20,30 +20,34 @@ fn claim(
     let found = conn
         .prepare_cached(
             "SELECT request_hash, status, content_type, body, started_at_ms FROM idempotency_keys
-             WHERE key = ?1 AND method = ?2 AND path = ?3",
+             WHERE owner = ?4 AND key = ?1 AND method = ?2 AND path = ?3",
         )?
-        .query_row(params![scope.key, scope.method, scope.path], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, Option<u16>>(1)?,
-                r.get::<_, Option<String>>(2)?,
-                r.get::<_, Option<Vec<u8>>>(3)?,
-                r.get::<_, i64>(4)?,
-            ))
-        })
+        .query_row(
+            params![scope.key, scope.method, scope.path, scope.owner],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, Option<u16>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                    r.get::<_, Option<Vec<u8>>>(3)?,
+                    r.get::<_, i64>(4)?,
+                ))
+            },
+        )
         .optional()?;
     match found {
         None => {
             conn.prepare_cached(
-                "INSERT INTO idempotency_keys (key, method, path, request_hash, started_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO idempotency_keys (key, method, path, request_hash, started_at_ms, owner)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )?
             .execute(params![
                 scope.key,
                 scope.method,
                 scope.path,
                 hash,
-                now.as_millis()
+                now.as_millis(),
+                scope.owner
             ])?;
             Ok(Claim::Claimed)
         }
@@ -56,13 +60,14 @@ fn claim(
         Some((_, None, _, _, started)) if started < stale_before.as_millis() => {
             conn.prepare_cached(
                 "UPDATE idempotency_keys SET started_at_ms = ?4
-                 WHERE key = ?1 AND method = ?2 AND path = ?3",
+                 WHERE owner = ?5 AND key = ?1 AND method = ?2 AND path = ?3",
             )?
             .execute(params![
                 scope.key,
                 scope.method,
                 scope.path,
-                now.as_millis()
+                now.as_millis(),
+                scope.owner
             ])?;
             Ok(Claim::Claimed)
         }
@@ -97,7 +102,7 @@ impl IdempotencyStore for SqliteStore {
         self.write_one(move |conn, _| {
             conn.prepare_cached(
                 "UPDATE idempotency_keys SET status = ?4, content_type = ?5, body = ?6
-                 WHERE key = ?1 AND method = ?2 AND path = ?3",
+                 WHERE owner = ?7 AND key = ?1 AND method = ?2 AND path = ?3",
             )?
             .execute(params![
                 scope.key,
@@ -105,7 +110,8 @@ impl IdempotencyStore for SqliteStore {
                 scope.path,
                 response.status,
                 response.content_type,
-                response.body
+                response.body,
+                scope.owner
             ])?;
             Ok(())
         })
@@ -116,9 +122,10 @@ impl IdempotencyStore for SqliteStore {
         self.write_one(move |conn, _| {
             conn.prepare_cached(
                 "DELETE FROM idempotency_keys
-                 WHERE key = ?1 AND method = ?2 AND path = ?3 AND status IS NULL",
+                 WHERE owner = ?4 AND key = ?1 AND method = ?2 AND path = ?3
+                   AND status IS NULL",
             )?
-            .execute(params![scope.key, scope.method, scope.path])?;
+            .execute(params![scope.key, scope.method, scope.path, scope.owner])?;
             Ok(())
         })
         .await

@@ -346,8 +346,14 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn campaign_codes(&self, id: CampaignId) -> Result<Vec<CouponCode>, StorageError> {
-        self.read(move |conn| campaign::codes(conn, id)).await
+    async fn campaign_codes(
+        &self,
+        id: CampaignId,
+        holder: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<CouponCode>, StorageError> {
+        self.read(move |conn| campaign::codes(conn, id, holder.as_ref(), limit))
+            .await
     }
 
     async fn upload_coupons(

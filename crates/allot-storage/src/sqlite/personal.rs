@@ -102,22 +102,34 @@ fn seal_orders(conn: &Connection, cipher: &Cipher) -> Result<u64, StorageError> 
 
 /// Stored answers live a day, so they are few: read at once.
 fn seal_answers(conn: &Connection, cipher: &Cipher) -> Result<u64, StorageError> {
-    let rows: Vec<(String, String, String, Vec<u8>)> = conn
-        .prepare("SELECT key, method, path, body FROM idempotency_keys WHERE body IS NOT NULL")?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+    let rows: Vec<(crate::IdempotencyScope, Vec<u8>)> = conn
+        .prepare(
+            "SELECT owner, key, method, path, body FROM idempotency_keys WHERE body IS NOT NULL",
+        )?
+        .query_map([], |r| {
+            let scope = crate::IdempotencyScope {
+                owner: r.get(0)?,
+                key: r.get(1)?,
+                method: r.get(2)?,
+                path: r.get(3)?,
+            };
+            Ok((scope, r.get(4)?))
+        })?
         .collect::<Result<_, _>>()?;
     let sealed = rows.len() as u64;
-    for (key, method, path, body) in rows {
-        let scope = idempotency_scope(&key, &method, &path);
+    for (scope, body) in rows {
+        let place = idempotency_scope(&scope);
         conn.prepare_cached(
-            "UPDATE idempotency_keys SET body = ?4 WHERE key = ?1 AND method = ?2 AND path = ?3",
+            "UPDATE idempotency_keys SET body = ?5
+             WHERE owner = ?4 AND key = ?1 AND method = ?2 AND path = ?3",
         )?
         .execute(params![
-            key,
-            method,
-            path,
+            scope.key,
+            scope.method,
+            scope.path,
+            scope.owner,
             cipher
-                .seal(&body, places::idempotency_body(&scope))
+                .seal(&body, places::idempotency_body(&place))
                 .into_bytes()
         ])?;
     }

@@ -11,34 +11,46 @@ use crate::StorageError;
 use crate::crypto::{Cipher, places};
 use crate::user::{ApiKey, Rotation, User, UserStore, email_of, role_of};
 
-const USER_COLUMNS: &str =
-    "id, email_enc, role, active, password_hash, created_at_ms, updated_at_ms FROM users";
+const USER_COLUMNS: &str = "id, email_enc, role, active, password_hash, created_at_ms, \
+                            updated_at_ms, token_generation FROM users";
 const KEY_COLUMNS: &str = "id, name, role, created_at_ms, revoked_at_ms FROM api_keys";
 
-fn user_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, bool, String, i64, i64)> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-    ))
+/// A user row as read, its email still sealed.
+struct UserRow {
+    id: i64,
+    email: String,
+    role: String,
+    active: bool,
+    password_hash: String,
+    created: i64,
+    updated: i64,
+    token_generation: i64,
 }
 
-fn user_of(
-    cipher: &Cipher,
-    (id, email, role, active, password_hash, created, updated): (
-        i64,
-        String,
-        String,
-        bool,
-        String,
-        i64,
-        i64,
-    ),
-) -> Result<User, StorageError> {
+fn user_row(r: &Row<'_>) -> rusqlite::Result<UserRow> {
+    Ok(UserRow {
+        id: r.get(0)?,
+        email: r.get(1)?,
+        role: r.get(2)?,
+        active: r.get(3)?,
+        password_hash: r.get(4)?,
+        created: r.get(5)?,
+        updated: r.get(6)?,
+        token_generation: r.get(7)?,
+    })
+}
+
+fn user_of(cipher: &Cipher, row: UserRow) -> Result<User, StorageError> {
+    let UserRow {
+        id,
+        email,
+        role,
+        active,
+        password_hash,
+        created,
+        updated,
+        token_generation,
+    } = row;
     let email = cipher.open_string(&email, places::user_email(&id.to_string()))?;
     Ok(User {
         id: AccountId::new(id),
@@ -48,6 +60,7 @@ fn user_of(
         password_hash,
         created_at: UnixMillis::from_millis(created),
         updated_at: UnixMillis::from_millis(updated),
+        token_generation,
     })
 }
 
@@ -78,12 +91,14 @@ fn rotate(
     token_hash: &str,
     new_hash: &str,
     new_expires_at: i64,
+    family_started_after: i64,
     now: i64,
 ) -> Result<Rotation, StorageError> {
     let found = conn
         .prepare_cached(
-            "SELECT id, user_id, expires_at_ms, revoked_at_ms FROM refresh_tokens
-             WHERE token_hash = ?1",
+            "SELECT id, user_id, expires_at_ms, revoked_at_ms,
+                    COALESCE(family_started_at_ms, created_at_ms)
+             FROM refresh_tokens WHERE token_hash = ?1",
         )?
         .query_row(params![token_hash], |r| {
             Ok((
@@ -91,10 +106,11 @@ fn rotate(
                 r.get::<_, i64>(1)?,
                 r.get::<_, i64>(2)?,
                 r.get::<_, Option<i64>>(3)?,
+                r.get::<_, i64>(4)?,
             ))
         })
         .optional()?;
-    let Some((id, user, expires_at, revoked_at)) = found else {
+    let Some((id, user, expires_at, revoked_at, family_started)) = found else {
         return Ok(Rotation::Unknown);
     };
     if revoked_at.is_some() {
@@ -104,15 +120,19 @@ fn rotate(
             revoked,
         });
     }
-    if expires_at <= now {
+    if expires_at <= now || family_started < family_started_after {
         return Ok(Rotation::Expired);
     }
     let new_id: i64 = conn
         .prepare_cached(
-            "INSERT INTO refresh_tokens (user_id, token_hash, expires_at_ms, created_at_ms)
-             VALUES (?1, ?2, ?3, ?4) RETURNING id",
+            "INSERT INTO refresh_tokens (user_id, token_hash, expires_at_ms, created_at_ms,
+                                         family_started_at_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
         )?
-        .query_row(params![user, new_hash, new_expires_at, now], |r| r.get(0))?;
+        .query_row(
+            params![user, new_hash, new_expires_at, now, family_started],
+            |r| r.get(0),
+        )?;
     conn.prepare_cached(
         "UPDATE refresh_tokens SET revoked_at_ms = ?2, replaced_by = ?3 WHERE id = ?1",
     )?
@@ -168,6 +188,7 @@ impl UserStore for SqliteStore {
                 password_hash,
                 created_at: now,
                 updated_at: now,
+                token_generation: 0,
             }))
         })
         .await
@@ -219,6 +240,39 @@ impl UserStore for SqliteStore {
         .await
     }
 
+    async fn set_user_active(
+        &self,
+        id: AccountId,
+        active: bool,
+        now: UnixMillis,
+    ) -> Result<bool, StorageError> {
+        self.write(1, move |conn, _| {
+            let n = conn
+                .prepare_cached("UPDATE users SET active = ?2, updated_at_ms = ?3 WHERE id = ?1")?
+                .execute(params![id.get(), active, now.as_millis()])?;
+            if n > 0 && !active {
+                revoke_all(conn, id.get(), now.as_millis())?;
+            }
+            Ok(n > 0)
+        })
+        .await
+    }
+
+    async fn set_user_role(
+        &self,
+        id: AccountId,
+        role: Role,
+        now: UnixMillis,
+    ) -> Result<bool, StorageError> {
+        self.write_one(move |conn, _| {
+            let n = conn
+                .prepare_cached("UPDATE users SET role = ?2, updated_at_ms = ?3 WHERE id = ?1")?
+                .execute(params![id.get(), role.as_str(), now.as_millis()])?;
+            Ok(n > 0)
+        })
+        .await
+    }
+
     async fn insert_refresh_token(
         &self,
         user: AccountId,
@@ -228,8 +282,9 @@ impl UserStore for SqliteStore {
     ) -> Result<(), StorageError> {
         self.write_one(move |conn, _| {
             conn.prepare_cached(
-                "INSERT INTO refresh_tokens (user_id, token_hash, expires_at_ms, created_at_ms)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO refresh_tokens (user_id, token_hash, expires_at_ms, created_at_ms,
+                                             family_started_at_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?4)",
             )?
             .execute(params![
                 user.get(),
@@ -247,6 +302,7 @@ impl UserStore for SqliteStore {
         token_hash: String,
         new_hash: String,
         new_expires_at: UnixMillis,
+        family_started_after: UnixMillis,
         now: UnixMillis,
     ) -> Result<Rotation, StorageError> {
         self.write(1, move |conn, _| {
@@ -255,6 +311,7 @@ impl UserStore for SqliteStore {
                 &token_hash,
                 &new_hash,
                 new_expires_at.as_millis(),
+                family_started_after.as_millis(),
                 now.as_millis(),
             )
         })

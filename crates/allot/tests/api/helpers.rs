@@ -140,6 +140,12 @@ impl TestApp {
         if config.database.is_some() && config.data_key.is_none() {
             config.data_key = Some(test_data_key());
         }
+        // ... and a signing secret shared by every instance (refused to start without).
+        if config.database.is_some() && config.auth.jwt_secret.is_none() {
+            config.auth.jwt_secret = Some(allot_server::config::Secret::new(
+                allot_testkit::TEST_JWT_SECRET,
+            ));
+        }
         let database = config.database.clone();
         let app = Application::build(config, clock)
             .await
@@ -375,13 +381,25 @@ impl ProcessBackend {
 
     /// Like [`Self::start`], with more `allot serve` flags.
     pub fn start_with(&self, flags: &[&str]) -> ServerProcess {
+        self.start_inner(flags, None)
+    }
+
+    /// Like [`Self::start`], its log kept in `log` (level info).
+    pub fn start_logging_to(&self, log: &Path) -> ServerProcess {
+        self.start_inner(&[], Some(log))
+    }
+
+    fn start_inner(&self, flags: &[&str], log: Option<&Path>) -> ServerProcess {
         let mut all: Vec<&str> = Vec::with_capacity(flags.len() + 2);
         let database = self.database();
         if let Some(url) = &database {
             all.extend(["--database", url.as_str()]);
         }
         all.extend(flags);
-        let server = ServerProcess::start_with(&self.data_dir, &all);
+        let server = match log {
+            Some(log) => ServerProcess::start_logging_to(&self.data_dir, &all, log),
+            None => ServerProcess::start_with(&self.data_dir, &all),
+        };
         let expected = if database.is_some() {
             "postgres"
         } else {
@@ -416,6 +434,16 @@ impl ServerProcess {
 
     /// Like [`Self::start`], with more `allot serve` flags.
     pub fn start_with(data_dir: &Path, flags: &[&str]) -> ServerProcess {
+        Self::spawn(data_dir, flags, None)
+    }
+
+    /// Like [`Self::start_with`], its log written to `log` at level info (what an operator
+    /// keeps), for tests of what the logs hold.
+    pub fn start_logging_to(data_dir: &Path, flags: &[&str], log: &Path) -> ServerProcess {
+        Self::spawn(data_dir, flags, Some(log))
+    }
+
+    fn spawn(data_dir: &Path, flags: &[&str], log: Option<&Path>) -> ServerProcess {
         let database = flags
             .iter()
             .position(|f| *f == "--database")
@@ -425,6 +453,7 @@ impl ServerProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_allot"));
         if flags.contains(&"--database") {
             command.env("ALLOT_DATA_KEY", allot_testkit::TEST_DATA_KEY);
+            command.env("ALLOT_JWT_SECRET", allot_testkit::TEST_JWT_SECRET);
         }
         let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
@@ -434,17 +463,17 @@ impl ServerProcess {
             .env("ALLOT_CODE_USE_RATE_PER_SEC", "0")
             .env(
                 "ALLOT_LOG_LEVEL",
-                if std::env::var_os("TEST_LOG").is_some() {
+                if std::env::var_os("TEST_LOG").is_some() || log.is_some() {
                     "info"
                 } else {
                     "warn"
                 },
             )
             .stdout(Stdio::piped())
-            .stderr(if std::env::var_os("TEST_LOG").is_some() {
-                Stdio::inherit()
-            } else {
-                Stdio::null()
+            .stderr(match log {
+                Some(path) => Stdio::from(std::fs::File::create(path).expect("log file")),
+                None if std::env::var_os("TEST_LOG").is_some() => Stdio::inherit(),
+                None => Stdio::null(),
             })
             .spawn()
             .expect("allot starts");
@@ -620,4 +649,30 @@ pub async fn race_for_campaign(channels: &[GrpcChannel], id: i64, clients: usize
         received.extend(r.expect("racer"));
     }
     received
+}
+
+/// Every code of a campaign in issue order, from the paged REST listing (as the harness
+/// admin): `GetCampaign` answers only the first `GET_CAMPAIGN_CODES_MAX`.
+pub async fn all_campaign_codes(base: &str, id: i64) -> Vec<String> {
+    let mut codes = Vec::new();
+    let mut after = 0;
+    loop {
+        let page: serde_json::Value = http()
+            .get(format!(
+                "{base}/api/v1/campaigns/{id}/coupons?after={after}&limit=10000"
+            ))
+            .send()
+            .await
+            .expect("listing answers")
+            .json()
+            .await
+            .expect("listing is JSON");
+        for c in page["coupons"].as_array().expect("coupons") {
+            codes.push(c["code"].as_str().expect("code").to_owned());
+        }
+        match page["next_after"].as_i64() {
+            Some(n) => after = n,
+            None => return codes,
+        }
+    }
 }

@@ -15,6 +15,7 @@ mod events;
 mod faults;
 mod helpers;
 mod house;
+mod idem;
 mod idempotency;
 mod inventory;
 mod megadeal_global;

@@ -452,6 +452,8 @@ async fn a_database_written_before_encryption_is_sealed_when_opened() {
         let claim = store
             .claim_idempotency_key(
                 IdempotencyScope {
+                    // Kept from before keys had owners: the empty owner (migration 0016).
+                    owner: String::new(),
                     key: "k1".to_owned(),
                     method: "PUT".to_owned(),
                     path: "/api/v1/orders/1/status".to_owned(),
