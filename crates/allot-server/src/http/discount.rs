@@ -24,8 +24,10 @@ pub(crate) fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct GenerateBody {
     /// How many codes, 1 to 2000.
+    #[schema(minimum = 1, maximum = 2000)]
     pub count: Option<u64>,
     /// Symbols per code, 7 or 8.
+    #[schema(minimum = 7, maximum = 8)]
     pub length: Option<u32>,
 }
 

@@ -302,6 +302,7 @@ pub(super) fn path_id<T>(
 // Handlers.
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)] // documents the query; it is read by hand to name a bad parameter
 pub(crate) struct ListParams {
     /// Only this warehouse.
@@ -560,6 +561,7 @@ pub(crate) async fn reorder(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)] // documents the query; it is read by hand to name a bad parameter
 pub(crate) struct AlertParams {
     /// Only alerts not cleared yet [default: false].

@@ -1,7 +1,9 @@
-//! A JSON body extractor whose rejections use the API's error shape instead of plain text.
+//! A JSON body extractor and a query extractor whose rejections use the API's error shape
+//! instead of plain text.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::ServiceError;
@@ -37,4 +39,41 @@ fn rejection_to_error(rejection: JsonRejection) -> ServiceError {
             ServiceError::bad_request(None, format!("invalid JSON body: {}", other.body_text()))
         }
     }
+}
+
+/// A typed query string: a parameter that does not parse is 422 `invalid_argument` naming it
+/// (axum's `Query` answers a plain-text 400 that names nothing).
+pub(crate) struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ServiceError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => {
+                // "Failed to deserialize query string: limit: invalid digit found in string"
+                let text = rejection.body_text();
+                let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
+                let name = detail.split_once(':').map_or("", |(n, _)| n.trim());
+                Err(ServiceError::InvalidArgument {
+                    field: query_field(name),
+                    message: detail.to_owned(),
+                })
+            }
+        }
+    }
+}
+
+/// The error's `field` is `&'static`: the parameter's name when it is one of the API's query
+/// parameters, else `query`.
+fn query_field(name: &str) -> &'static str {
+    const NAMES: &[&str] = &[
+        "after", "limit", "cursor", "user_id", "code", "type", "from", "until", "wait",
+    ];
+    NAMES.iter().copied().find(|n| *n == name).unwrap_or("query")
 }
