@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::{ApiJson, ApiQuery};
+use super::json::{ApiJson, ApiQuery, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::service::campaign::{COUPONS_PAGE_MAX, new_campaign};
@@ -41,12 +41,14 @@ pub(crate) struct CreateCampaignBody {
     pub start_time: Option<String>,
     /// 1 to 10,000,000.
     #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(default, deserialize_with = "whole")]
     pub total_coupons: Option<i64>,
     /// Optional RFC 3339 instant after `start_time` when issuance closes.
     #[schema(format = DateTime)]
     pub end_time: Option<String>,
     /// Optional most codes one `user_id` may hold.
     #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
+    #[serde(default, deserialize_with = "whole")]
     pub per_user_limit: Option<i64>,
 }
 
@@ -227,11 +229,13 @@ pub(crate) async fn issue(
     body: Bytes,
 ) -> Result<(StatusCode, Json<IssuedView>), ServiceError> {
     let id = campaign_id(&id)?;
+    // The body is optional: none, or JSON `null`, is an empty one.
     let body: IssueBody = if body.iter().all(u8::is_ascii_whitespace) {
         IssueBody::default()
     } else {
-        serde_json::from_slice(&body)
+        serde_json::from_slice::<Option<IssueBody>>(&body)
             .map_err(|e| ServiceError::bad_request(None, format!("invalid JSON body: {e}")))?
+            .unwrap_or_default()
     };
     let header_key = headers
         .get("idempotency-key")

@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::{ApiJson, ApiQuery};
+use super::json::{ApiJson, ApiQuery, whole_number};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::error::EntryError;
@@ -182,9 +182,9 @@ fn parse_entry(index: usize, v: &Value) -> Result<NewCoupon, Vec<EntryError>> {
     };
     let int = |field: &'static str| -> Result<i64, DomainError> {
         match v.get(field) {
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .ok_or_else(|| DomainError::invalid(field, "must be a whole number")),
+            Some(Value::Number(n)) => {
+                whole_number(n).ok_or_else(|| DomainError::invalid(field, "must be a whole number"))
+            }
             None | Some(Value::Null) => Err(DomainError::invalid(field, "is required")),
             Some(_) => Err(DomainError::invalid(field, "must be a number")),
         }

@@ -77,3 +77,38 @@ fn query_field(name: &str) -> &'static str {
     ];
     NAMES.iter().copied().find(|n| *n == name).unwrap_or("query")
 }
+
+/// The largest magnitude up to which every whole `f64` is exactly one integer (2^53).
+const WHOLE_FLOAT_MAX: f64 = 9_007_199_254_740_992.0;
+
+/// An integer of a JSON body. JSON has one number type and JSON Schema counts `3.0` as the
+/// integer 3, so a client (or a generator) that writes whole numbers with a fraction part is
+/// understood; `3.5` is not an integer.
+pub(crate) fn whole_number(n: &serde_json::Number) -> Option<i64> {
+    n.as_i64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && f.abs() <= WHOLE_FLOAT_MAX)
+            .map(|f| f as i64)
+    })
+}
+
+/// `#[serde(default, deserialize_with = "whole")]` for an optional integer field of a typed
+/// body: [`whole_number`], then the field's own type (out of its range is an error).
+pub(crate) fn whole<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<i64>,
+{
+    use serde::Deserialize;
+    use serde::de::Error;
+    match Option::<serde_json::Value>::deserialize(deserializer)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::Number(n)) => whole_number(&n)
+            .and_then(|i| T::try_from(i).ok())
+            .map(Some)
+            .ok_or_else(|| D::Error::custom(format!("invalid value: {n}, expected an integer"))),
+        Some(other) => Err(D::Error::custom(format!(
+            "invalid type: {other}, expected an integer"
+        ))),
+    }
+}

@@ -198,12 +198,55 @@ impl Modify for CommonResponses {
                 }
             }
         }
+        name_values(openapi);
         if let Some(components) = openapi.components.as_mut() {
+            name_event_types(components);
             for name in bodies {
                 if let Some(RefOr::T(schema)) = components.schemas.get_mut(&name) {
                     close(schema);
                 }
             }
+        }
+    }
+}
+
+/// Parameters whose values are one of a list the domain owns (event types, order statuses):
+/// the list is taken from the domain, so the document cannot fall behind it.
+fn name_values(openapi: &mut utoipa::openapi::OpenApi) {
+    use allot_domain::event::EventType;
+    use allot_domain::order::OrderStatus;
+    let event_types: Vec<&str> = EventType::ALL.iter().map(|t| t.as_str()).collect();
+    let statuses: Vec<&str> = OrderStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let lists: [(&str, &str, &[&str]); 4] = [
+        ("/api/v1/events", "type", &event_types),
+        ("/api/v1/events/stream", "type", &event_types),
+        ("/api/v1/audit", "type", &event_types),
+        ("/api/v1/orders", "status", &statuses),
+    ];
+    for (path, name, values) in lists {
+        let Some(get) = openapi.paths.paths.get_mut(path).and_then(|i| i.get.as_mut()) else {
+            continue;
+        };
+        for parameter in get.parameters.iter_mut().flatten() {
+            if parameter.name == name
+                && let Some(RefOr::T(Schema::Object(object))) = parameter.schema.as_mut()
+            {
+                object.enum_values = Some(values.iter().map(|v| (*v).into()).collect());
+            }
+        }
+    }
+}
+
+/// The event types a body may name (webhook filters), from the domain's list.
+fn name_event_types(components: &mut utoipa::openapi::Components) {
+    use allot_domain::event::EventType;
+    for body in ["WebhookBody", "WebhookPatch"] {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(body)
+            && let Some(RefOr::T(Schema::Array(array))) = object.properties.get_mut("event_types")
+            && let utoipa::openapi::schema::ArrayItems::RefOrSchema(items) = &mut array.items
+            && let RefOr::T(Schema::Object(item)) = items.as_mut()
+        {
+            item.enum_values = Some(EventType::ALL.iter().map(|t| t.as_str().into()).collect());
         }
     }
 }
@@ -366,6 +409,32 @@ fn retry_after(response: ResponseBuilder) -> ResponseBuilder {
             .description(Some("Seconds to wait before retrying"))
             .build(),
     )
+}
+
+/// Whether the document declares `method` on the route template `route`: the API's own
+/// operations, as opposed to a method the route does not serve (answered 405 by the router).
+pub(crate) fn declares(method: &http::Method, route: &str) -> bool {
+    static OPERATIONS: std::sync::LazyLock<std::collections::HashSet<(String, String)>> =
+        std::sync::LazyLock::new(|| {
+            let doc = ApiDoc::openapi();
+            let mut operations = std::collections::HashSet::new();
+            for (path, item) in &doc.paths.paths {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                ];
+                for (m, declared) in methods {
+                    if declared {
+                        operations.insert((m.to_owned(), path.clone()));
+                    }
+                }
+            }
+            operations
+        });
+    OPERATIONS.contains(&(method.as_str().to_owned(), route.to_owned()))
 }
 
 pub(crate) const OPENAPI_PATH: &str = "/api/v1/openapi.json";
