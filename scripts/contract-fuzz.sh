@@ -45,6 +45,12 @@ SERVER_PID=""
 PG_BIN=""
 as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 cleanup() {
+  # FUZZ_LOG_DIR=dir keeps the server's (and PostgreSQL's) log of the run.
+  if [ -n "${FUZZ_LOG_DIR:-}" ]; then
+    mkdir -p "$FUZZ_LOG_DIR"
+    cp "$WORK/server.log" "$FUZZ_LOG_DIR/" 2>/dev/null || true
+    cp "$WORK/pg/log" "$FUZZ_LOG_DIR/postgres.log" 2>/dev/null || true
+  fi
   [ -n "$SERVER_PID" ] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
   [ -n "$PG_BIN" ] && as_pg "$PG_BIN/pg_ctl" -D "$WORK/pg" -m immediate stop >/dev/null 2>&1
   rm -rf "$WORK"

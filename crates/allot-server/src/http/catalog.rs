@@ -304,7 +304,10 @@ pub(crate) struct ProductBody {
     #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub sku: String,
     /// 1 to 200 characters, trimmed; no control characters.
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// Up to 10,000 characters; default empty.
     #[schema(max_length = 10_000)]
@@ -400,8 +403,9 @@ pub(crate) struct ListParams {
     /// Products of this category or of any category below it.
     #[param(minimum = 1)]
     pub category: Option<i64>,
-    /// Case-insensitive (ASCII letters) substring of the name, at most 200 characters.
-    #[param(max_length = 200)]
+    /// Case-insensitive (ASCII letters) substring of the name, at most 200 characters; no
+    /// control characters.
+    #[param(max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub q: Option<String>,
     /// Lowest price, minor units, inclusive.
     pub min_price: Option<i64>,
@@ -462,6 +466,14 @@ fn parse_query(pairs: &[(String, String)]) -> Result<ProductQuery, DomainError> 
                 );
             }
             "q" => {
+                // Control characters match no name (names hold none), and PostgreSQL refuses
+                // NUL in text.
+                if value.chars().any(char::is_control) {
+                    return Err(DomainError::invalid(
+                        "q",
+                        "must not hold control characters",
+                    ));
+                }
                 let text = value.trim();
                 if text.chars().count() > 200 {
                     return Err(DomainError::invalid("q", "must be at most 200 characters"));
@@ -559,7 +571,10 @@ impl From<Category> for CategoryView {
 #[allow(dead_code)] // documents the body; the handler reads it field by field
 pub(crate) struct CategoryBody {
     /// 1 to 100 characters, trimmed; no control characters.
-    #[schema(max_length = 100, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// The parent category, or null for a root (the default).
     #[schema(minimum = 1)]
@@ -721,7 +736,10 @@ pub(crate) struct WarehouseBody {
     #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub code: String,
     /// 1 to 200 characters, trimmed; no control characters.
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// Default true.
     pub active: Option<bool>,

@@ -421,7 +421,11 @@ fn csv_row(columns: &[usize], line: &str) -> Value {
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct RequestBody {
     /// 1 to 128 characters, no white space; a customer may leave it out (itself).
-    #[schema(required = true, max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$")]
+    #[schema(
+        required = true,
+        max_length = 128,
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$"
+    )]
     pub user_id: Option<String>,
     /// FREE, STANDARD, MEGADEAL, or null/absent for an untyped coupon.
     #[serde(rename = "type")]
@@ -501,7 +505,11 @@ pub(crate) async fn request(
 #[into_params(parameter_in = Query)]
 pub(crate) struct UserQuery {
     /// 1 to 128 characters, no white space; a customer may leave it out (itself).
-    #[param(required = true, max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$")]
+    #[param(
+        required = true,
+        max_length = 128,
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$"
+    )]
     pub user_id: Option<String>,
 }
 
@@ -550,7 +558,11 @@ pub(crate) async fn ticket(
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct UserBody {
     /// 1 to 128 characters, no white space; a customer may leave it out (itself).
-    #[schema(required = true, max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$")]
+    #[schema(
+        required = true,
+        max_length = 128,
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$"
+    )]
     pub user_id: Option<String>,
 }
 
@@ -627,7 +639,10 @@ pub(crate) async fn read(
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct RedemptionQuery {
+    /// 1 to 128 characters, no white space.
+    #[param(max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$")]
     pub user_id: Option<String>,
+    #[param(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     pub code: Option<String>,
     /// FREE, STANDARD, MEGADEAL, or NONE for untyped coupons.
     #[serde(rename = "type")]
@@ -682,9 +697,19 @@ pub(crate) async fn redemptions(
         raw.map(|s| parse_rfc3339(s).ok_or_else(|| DomainError::invalid(field, "must be RFC 3339")))
             .transpose()
     };
+    // Parsed like the stored values they are compared with: a filter no coupon or user could
+    // match (white space, control characters) is refused, not sent to storage.
     let filter = RedemptionFilter {
-        user_id: q.user_id,
-        code: q.code.map(|c| c.trim().to_ascii_uppercase()),
+        user_id: q
+            .user_id
+            .as_deref()
+            .map(|u| UserId::parse(u).map(|u| u.as_str().to_owned()))
+            .transpose()?,
+        code: q
+            .code
+            .as_deref()
+            .map(|c| UploadedCode::parse(c).map(|c| c.as_str().to_owned()))
+            .transpose()?,
         coupon_type: match q.coupon_type.as_deref() {
             None => None,
             Some("NONE") => Some(None),

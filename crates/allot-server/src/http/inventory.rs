@@ -207,7 +207,10 @@ pub(crate) struct ReserveBody {
     pub quantity: i64,
     /// The order, cart or other reference holding the stock: 1 to 128 characters, trimmed;
     /// no control characters.
-    #[schema(max_length = 128, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(
+        max_length = 128,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub holder: String,
     /// Served from here if it has the whole quantity available; else from the warehouse with
     /// the most available.

@@ -18,11 +18,56 @@ where
     type Rejection = ServiceError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !json_content_type(req.headers()) {
+            return Err(missing_json_content_type());
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| rejection_to_error(JsonRejection::BytesRejection(e)))?;
+        if holds_nul(&bytes) {
+            return Err(ServiceError::InvalidArgument {
+                field: "body",
+                message: "body: no string may hold NUL (\\u0000)".to_owned(),
+            });
+        }
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(rejection_to_error(rejection)),
         }
     }
+}
+
+/// `application/json` or `application/<anything>+json`, as axum's `Json` takes.
+fn json_content_type(headers: &http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, sub)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (sub.eq_ignore_ascii_case("json") || sub.to_ascii_lowercase().ends_with("+json"))
+}
+
+fn missing_json_content_type() -> ServiceError {
+    ServiceError::bad_request(
+        None,
+        "expected a JSON body with content-type: application/json",
+    )
+}
+
+/// Whether a JSON text holds the escape `\u0000` (a NUL character in a string; a raw NUL byte
+/// is not JSON at all). No text of the API means NUL, and PostgreSQL's text cannot hold it, so
+/// it is refused at the edge on every backend alike.
+fn holds_nul(json: &[u8]) -> bool {
+    json.windows(6).enumerate().any(|(i, w)| {
+        w.eq_ignore_ascii_case(b"\\u0000")
+            && json[..i].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+    })
 }
 
 fn rejection_to_error(rejection: JsonRejection) -> ServiceError {
@@ -31,10 +76,7 @@ fn rejection_to_error(rejection: JsonRejection) -> ServiceError {
             // serde names the path of the bad field in its message ("count: invalid type...").
             ServiceError::bad_request(None, format!("invalid JSON body: {}", e.body_text()))
         }
-        JsonRejection::MissingJsonContentType(_) => ServiceError::bad_request(
-            None,
-            "expected a JSON body with content-type: application/json",
-        ),
+        JsonRejection::MissingJsonContentType(_) => missing_json_content_type(),
         other => {
             ServiceError::bad_request(None, format!("invalid JSON body: {}", other.body_text()))
         }
@@ -75,7 +117,11 @@ fn query_field(name: &str) -> &'static str {
     const NAMES: &[&str] = &[
         "after", "limit", "cursor", "user_id", "code", "type", "from", "until", "wait",
     ];
-    NAMES.iter().copied().find(|n| *n == name).unwrap_or("query")
+    NAMES
+        .iter()
+        .copied()
+        .find(|n| *n == name)
+        .unwrap_or("query")
 }
 
 /// The largest magnitude up to which every whole `f64` is exactly one integer (2^53).
@@ -110,5 +156,26 @@ where
         Some(other) => Err(D::Error::custom(format!(
             "invalid type: {other}, expected an integer"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_nul_escape_is_found_and_an_escaped_backslash_is_not_one() {
+        assert!(holds_nul(br#"{"a": "x\u0000"}"#));
+        assert!(holds_nul(br#"{"a": "\\\u0000"}"#));
+        assert!(!holds_nul(br#"{"a": "\\u0000"}"#));
+        assert!(holds_nul(br#"["\u00001"]"#));
+        assert!(json_content_type(&{
+            let mut h = http::HeaderMap::new();
+            h.insert(
+                "content-type",
+                "application/problem+json; charset=utf-8".parse().unwrap(),
+            );
+            h
+        }));
     }
 }

@@ -3,10 +3,10 @@
 use axum::Router;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{AdditionalProperties, SchemaType};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
-use utoipa::openapi::schema::{AdditionalProperties, SchemaType};
 use utoipa::openapi::{Content, Header, ObjectBuilder, Ref, RefOr, Schema, Type};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::SwaggerUi;
@@ -25,7 +25,8 @@ use super::{
     info(
         title = "Allot",
         description = "Hands out scarce things exactly: discount codes, coupons, campaign \
-                       coupons, flash-sale items and stock."
+                       coupons, flash-sale items and stock. No string may hold NUL (U+0000): a \
+                       body with one is 422 `invalid_argument` naming `body`."
     ),
     paths(
         health::health,
@@ -224,7 +225,12 @@ fn name_values(openapi: &mut utoipa::openapi::OpenApi) {
         ("/api/v1/orders", "status", &statuses),
     ];
     for (path, name, values) in lists {
-        let Some(get) = openapi.paths.paths.get_mut(path).and_then(|i| i.get.as_mut()) else {
+        let Some(get) = openapi
+            .paths
+            .paths
+            .get_mut(path)
+            .and_then(|i| i.get.as_mut())
+        else {
             continue;
         };
         for parameter in get.parameters.iter_mut().flatten() {
@@ -258,7 +264,11 @@ fn not_null_parameters(operation: &mut Operation) {
         if let Some(RefOr::T(Schema::Object(object))) = parameter.schema.as_mut()
             && let SchemaType::Array(types) = &object.schema_type
         {
-            let types: Vec<Type> = types.iter().filter(|t| **t != Type::Null).cloned().collect();
+            let types: Vec<Type> = types
+                .iter()
+                .filter(|t| **t != Type::Null)
+                .cloned()
+                .collect();
             object.schema_type = match types.as_slice() {
                 [one] => SchemaType::Type(one.clone()),
                 _ => SchemaType::Array(types),
@@ -405,7 +415,11 @@ fn retry_after(response: ResponseBuilder) -> ResponseBuilder {
     response.header(
         "Retry-After",
         Header::builder()
-            .schema(ObjectBuilder::new().schema_type(Type::Integer).minimum(Some(0)))
+            .schema(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            )
             .description(Some("Seconds to wait before retrying"))
             .build(),
     )

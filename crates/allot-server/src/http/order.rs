@@ -170,7 +170,11 @@ pub(crate) struct OrderPageView {
 pub(crate) struct PlaceOrderBody {
     /// The customer's user id (owner of an allocated coupon): 1 to 128 characters, no white
     /// space. A customer may leave it out (itself).
-    #[schema(required = true, max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$")]
+    #[schema(
+        required = true,
+        max_length = 128,
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$"
+    )]
     pub customer: Option<String>,
     pub shipping_address: ShippingAddressBody,
     /// 1 to 100 lines, each product once; every product active and priced in the same
@@ -189,16 +193,28 @@ pub(crate) struct PlaceOrderBody {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // documents the body; it is read field by field
 pub(crate) struct ShippingAddressBody {
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub line1: String,
     /// Optional; empty is the same as absent.
     #[schema(max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub line2: Option<String>,
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub city: String,
-    #[schema(max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$")]
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub postal_code: String,
     /// Two letters (ISO 3166-1 alpha-2).
     #[schema(pattern = "^[A-Za-z]{2}$")]
@@ -220,7 +236,9 @@ pub(crate) struct OrderLineBody {
 pub(crate) struct StatusBody {
     /// The status to move to: `pending`, `confirmed`, `fulfilled`, `delivered`, `cancelled`,
     /// `return_requested` or `returned`.
-    #[schema(pattern = "^(pending|confirmed|fulfilled|delivered|cancelled|return_requested|returned)$")]
+    #[schema(
+        pattern = "^(pending|confirmed|fulfilled|delivered|cancelled|return_requested|returned)$"
+    )]
     pub status: String,
     /// Why, 1 to 500 characters (trimmed); kept in the history (and the ledger for stock put
     /// back).

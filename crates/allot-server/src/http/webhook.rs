@@ -129,7 +129,10 @@ pub(crate) struct DeliveryPage {
 #[allow(dead_code)]
 pub(crate) struct WebhookBody {
     /// http://... (https is not supported by this build), at most 2,000 characters.
-    #[schema(max_length = 2000, pattern = r"^http://[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$")]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^http://[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$"
+    )]
     url: String,
     /// At most 500 characters.
     #[schema(max_length = 500)]
@@ -146,7 +149,10 @@ pub(crate) struct WebhookBody {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct WebhookPatch {
-    #[schema(max_length = 2000, pattern = r"^http://[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$")]
+    #[schema(
+        max_length = 2000,
+        pattern = r"^http://[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$"
+    )]
     #[schema(nullable = false)]
     url: Option<String>,
     /// At most 500 characters; null removes it.

@@ -136,7 +136,10 @@ async fn the_event_stream_is_documented_as_server_sent_events() {
 async fn error_of(r: reqwest::Response) -> (u16, Value) {
     let status = r.status().as_u16();
     let content_type = r.headers()["content-type"].to_str().unwrap().to_owned();
-    assert!(content_type.starts_with("application/json"), "{content_type}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "{content_type}"
+    );
     (status, r.json().await.unwrap())
 }
 
@@ -168,9 +171,15 @@ async fn out_of_range_query_parameters_are_refused_naming_them() {
     assert_eq!(body["error"]["field"], "after");
     // Typed query parameters that do not parse were a plain-text 400 naming nothing.
     for (url, field) in [
-        (format!("/api/v1/campaigns/{id}/coupons?limit=10001"), "limit"),
+        (
+            format!("/api/v1/campaigns/{id}/coupons?limit=10001"),
+            "limit",
+        ),
         (format!("/api/v1/campaigns/{id}/coupons?limit=x"), "limit"),
-        ("/api/v1/redemptions?after=99999999999999999999".to_owned(), "after"),
+        (
+            "/api/v1/redemptions?after=99999999999999999999".to_owned(),
+            "after",
+        ),
         ("/api/v1/redemptions?limit=1001".to_owned(), "limit"),
         ("/api/v1/sales/1/items?cursor=abc".to_owned(), "cursor"),
     ] {
@@ -310,5 +319,55 @@ async fn an_optional_body_may_be_json_null() {
         .await
         .unwrap();
     assert_eq!(r.status(), 201);
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_fuzzer_found_on_postgresql_is_a_client_error_on_every_backend() {
+    let app = TestApp::spawn().await;
+    let base = app.url();
+    // NUL in a JSON string: PostgreSQL's text cannot hold it (was a 500 there).
+    let r = http()
+        .post(format!("{base}/api/v1/warehouses"))
+        .header("content-type", "application/json")
+        .body(r#"{"code": "W9", "name": "nul \u0000 here"}"#)
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(r).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("body"))
+    );
+    // An escaped backslash before `u0000` is text, not NUL.
+    let r = http()
+        .post(format!("{base}/api/v1/warehouses"))
+        .header("content-type", "application/json")
+        .body(r#"{"code": "W9", "name": "back\\u0000slash"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    // NUL in the product search (was a 500 on PostgreSQL).
+    let r = http()
+        .get(format!("{base}/api/v1/products?q=a%00b"))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(r).await;
+    assert_eq!((status, body["error"]["field"].as_str()), (422, Some("q")));
+    // A parent id that is the new category's own id: no such parent (was a 500 on PostgreSQL,
+    // where the row passed its foreign key by naming itself).
+    let r = http()
+        .post(format!("{base}/api/v1/categories"))
+        .json(&serde_json::json!({"name": "self", "parent_id": 1}))
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = error_of(r).await;
+    assert_eq!(
+        (status, body["error"]["field"].as_str()),
+        (422, Some("parent_id"))
+    );
     app.stop().await;
 }
