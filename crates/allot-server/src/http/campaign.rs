@@ -119,6 +119,7 @@ pub(crate) struct PageQuery {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CampaignCouponView)] // `CouponView` is the uploaded coupons' (coupon.rs)
 pub(crate) struct CouponView {
     pub code: String,
     pub seq: i64,

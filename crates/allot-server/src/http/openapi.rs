@@ -201,7 +201,7 @@ impl Modify for CommonResponses {
         }
         name_values(openapi);
         if let Some(components) = openapi.components.as_mut() {
-            name_event_types(components);
+            webhook_bodies(components);
             for name in bodies {
                 if let Some(RefOr::T(schema)) = components.schemas.get_mut(&name) {
                     close(schema);
@@ -243,10 +243,16 @@ fn name_values(openapi: &mut utoipa::openapi::OpenApi) {
     }
 }
 
-/// The event types a body may name (webhook filters), from the domain's list.
-fn name_event_types(components: &mut utoipa::openapi::Components) {
+/// The webhook bodies: the event types a filter may name, from the domain's list, and the URL
+/// form the service checks (`URL_PATTERN`, one constant for both).
+fn webhook_bodies(components: &mut utoipa::openapi::Components) {
     use allot_domain::event::EventType;
     for body in ["WebhookBody", "WebhookPatch"] {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(body)
+            && let Some(RefOr::T(Schema::Object(url))) = object.properties.get_mut("url")
+        {
+            url.pattern = Some(crate::service::webhook::URL_PATTERN.to_owned());
+        }
         if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(body)
             && let Some(RefOr::T(Schema::Array(array))) = object.properties.get_mut("event_types")
             && let utoipa::openapi::schema::ArrayItems::RefOrSchema(items) = &mut array.items

@@ -128,11 +128,9 @@ pub(crate) struct DeliveryPage {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct WebhookBody {
-    /// http://... (https is not supported by this build), at most 2,000 characters.
-    #[schema(
-        max_length = 2000,
-        pattern = r"^http://[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$"
-    )]
+    /// http://... (https is not supported by this build), at most 2,000 characters, of the
+    /// form of `service::webhook::URL_PATTERN` (set by `http::openapi`).
+    #[schema(max_length = 2000)]
     url: String,
     /// At most 500 characters.
     #[schema(max_length = 500)]
@@ -149,10 +147,8 @@ pub(crate) struct WebhookBody {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct WebhookPatch {
-    #[schema(
-        max_length = 2000,
-        pattern = r"^http://[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~-]*)*$"
-    )]
+    /// Of the form of `service::webhook::URL_PATTERN` (set by `http::openapi`).
+    #[schema(max_length = 2000)]
     #[schema(nullable = false)]
     url: Option<String>,
     /// At most 500 characters; null removes it.

@@ -326,11 +326,15 @@ async fn an_optional_body_may_be_json_null() {
 async fn what_the_fuzzer_found_on_postgresql_is_a_client_error_on_every_backend() {
     let app = TestApp::spawn().await;
     let base = app.url();
-    // NUL in a JSON string: PostgreSQL's text cannot hold it (was a 500 there).
+    // NUL in a JSON string: PostgreSQL's text cannot hold it (a product description with one
+    // was a 500 there, and stored on SQLite).
     let r = http()
-        .post(format!("{base}/api/v1/warehouses"))
+        .post(format!("{base}/api/v1/products"))
         .header("content-type", "application/json")
-        .body(r#"{"code": "W9", "name": "nul \u0000 here"}"#)
+        .body(
+            r#"{"sku": "N1", "name": "n", "description": "nul \u0000 here",
+                "price": {"amount_minor": 1, "currency": "EUR"}}"#,
+        )
         .send()
         .await
         .unwrap();
@@ -369,5 +373,66 @@ async fn what_the_fuzzer_found_on_postgresql_is_a_client_error_on_every_backend(
         (status, body["error"]["field"].as_str()),
         (422, Some("parent_id"))
     );
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_url_is_taken_exactly_when_the_document_allows_it() {
+    let app = TestApp::spawn().await;
+    let base = app.url();
+    let doc = document(&app).await;
+    let url = &doc["components"]["schemas"]["WebhookBody"]["properties"]["url"];
+    assert_eq!(
+        url["pattern"].as_str(),
+        Some(allot_server::service::webhook::URL_PATTERN)
+    );
+    // The URL parser alone took these, which the document rules out.
+    for bad in [
+        "HTTP://shop.example/hook",
+        "http://shop.example/a hook",
+        "http://shop.example:0/hook",
+        "http://shop.example:070/hook",
+        "http://shop.example/hook\u{a0}",
+    ] {
+        let r = http()
+            .post(format!("{base}/api/v1/webhooks"))
+            .json(&serde_json::json!({ "url": bad }))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = error_of(r).await;
+        assert_eq!(
+            (status, body["error"]["field"].as_str()),
+            (422, Some("url")),
+            "{bad:?}"
+        );
+    }
+    // ... and these the document allows, which the parser read as an IPv4 address or refused.
+    for good in [
+        " http://shop.example:65535/hooks/*?a=b&c=%20 ",
+        "http://10.0.0.1/hook",
+        "http://a-1.b2.shop/x",
+    ] {
+        let r = http()
+            .post(format!("{base}/api/v1/webhooks"))
+            .json(&serde_json::json!({ "url": good }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201, "{good:?}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_schema_name_is_one_shape() {
+    let app = TestApp::spawn().await;
+    let doc = document(&app).await;
+    // Campaign codes and uploaded coupons were both `CouponView`: one overwrote the other, so
+    // a campaign's page was documented with an uploaded coupon's fields.
+    let page = &doc["components"]["schemas"]["CouponPage"]["properties"]["coupons"]["items"];
+    assert_eq!(page["$ref"], "#/components/schemas/CampaignCouponView");
+    let coupon = &doc["components"]["schemas"]["CouponView"]["properties"];
+    assert!(coupon.get("discount_kind").is_some());
     app.stop().await;
 }
