@@ -26,9 +26,15 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-if ! command -v schemathesis >/dev/null 2>&1; then
-  echo "schemathesis not found; installing scripts/requirements-fuzz.txt with pip"
-  python3 -m pip install -q -r scripts/requirements-fuzz.txt
+# The pinned schemathesis: installed with pip when missing or of another version (with --user
+# where the system's Python refuses system-wide installs); ~/.local/bin is where --user puts it.
+export PATH="$HOME/.local/bin:$PATH"
+want="$(sed -n 's/^schemathesis==//p' scripts/requirements-fuzz.txt)"
+have="$(schemathesis --version 2>/dev/null | awk '{print $NF}' || true)"
+if [ "$have" != "$want" ]; then
+  echo "schemathesis $want not found (have: ${have:-none}); installing it with pip"
+  python3 -m pip install -q -r scripts/requirements-fuzz.txt ||
+    python3 -m pip install -q --user --break-system-packages -r scripts/requirements-fuzz.txt
 fi
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}"
@@ -81,6 +87,9 @@ port="$(free_port)"
   >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+if ! curl -sf "http://127.0.0.1:$port/health" >/dev/null; then
+  echo "allot did not start on port $port" >&2; cat "$WORK/server.log" >&2; exit 1
+fi
 
 echo "== contract fuzz ($backend): schemathesis $(schemathesis --version | awk '{print $NF}'), $max_examples examples per operation, at most ${max_time}s"
 status=0
