@@ -103,12 +103,12 @@ fn parse_time(
 /// Read the audit log: who did what, when, from where.
 #[utoipa::path(get, path = "/api/v1/audit", tag = "audit",
     params(
-        ("after" = Option<i64>, Query, description = "Entries with a greater seq (default 0: from the start)"),
-        ("limit" = Option<u32>, Query, description = "At most this many, 1 to 1000 (default 100)"),
-        ("actor" = Option<String>, Query, description = "Only this actor, e.g. `user:12`, `api_key:3`, `anonymous`, `system:coupon-purge`"),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Entries with a greater seq (default 0: from the start)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many, 1 to 1000 (default 100)"),
+        ("actor" = Option<String>, Query, pattern = r"^(anonymous|unattributed|system:[a-z0-9-]{1,64}|user:[0-9]{1,18}|api_key:[0-9]{1,18})$", description = "Only this actor, e.g. `user:12`, `api_key:3`, `anonymous`, `system:coupon-purge`"),
         ("type" = Option<String>, Query, description = "Only events of this type"),
-        ("since" = Option<String>, Query, description = "Only events at or after this RFC 3339 instant"),
-        ("until" = Option<String>, Query, description = "Only events before this RFC 3339 instant")),
+        ("since" = Option<String>, Query, format = DateTime, description = "Only events at or after this RFC 3339 instant"),
+        ("until" = Option<String>, Query, format = DateTime, description = "Only events before this RFC 3339 instant")),
     responses(
         (status = 200, description = "A page of the audit log in seq order", body = AuditPage),
         (status = 401, description = "No valid credential", body = ErrorBody),

@@ -263,18 +263,24 @@ impl Protocol {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct LoginBody {
+    #[schema(required = true, min_length = 1)]
     pub email: Option<String>,
+    #[schema(required = true, min_length = 1)]
     pub password: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct RefreshBody {
+    #[schema(required = true, min_length = 1)]
     pub refresh_token: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct PasswordBody {
+    #[schema(required = true, min_length = 1)]
     pub current_password: Option<String>,
+    /// 12 to 256 characters.
+    #[schema(required = true, min_length = 12, max_length = 256)]
     pub new_password: Option<String>,
 }
 

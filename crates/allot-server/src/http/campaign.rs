@@ -4,7 +4,7 @@ use allot_domain::DomainError;
 use allot_domain::campaign::CampaignId;
 use allot_domain::user::{IdempotencyKey, UserId};
 use allot_storage::Campaign;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiQuery, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::service::campaign::{COUPONS_PAGE_MAX, new_campaign};
@@ -33,15 +33,25 @@ pub(crate) fn routes() -> Router<AppState> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct CreateCampaignBody {
-    /// 1 to 200 characters.
+    /// 1 to 200 characters, trimmed; no control characters.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: Option<String>,
     /// RFC 3339; issuance opens at this instant, to the millisecond.
+    #[schema(format = DateTime)]
     pub start_time: Option<String>,
     /// 1 to 10,000,000.
+    #[schema(minimum = 1, maximum = 10_000_000)]
+    #[serde(default, deserialize_with = "whole")]
     pub total_coupons: Option<i64>,
     /// Optional RFC 3339 instant after `start_time` when issuance closes.
+    #[schema(format = DateTime)]
     pub end_time: Option<String>,
     /// Optional most codes one `user_id` may hold.
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
+    #[serde(default, deserialize_with = "whole")]
     pub per_user_limit: Option<i64>,
 }
 
@@ -76,9 +86,13 @@ impl From<Campaign> for CampaignView {
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub(crate) struct IssueBody {
-    /// Who receives the code; needed when the campaign has a per-user limit.
+    /// Who receives the code; needed when the campaign has a per-user limit. 1 to 128
+    /// characters, no white space.
+    #[schema(max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$")]
     pub user_id: Option<String>,
     /// A retry with the same key returns the same code. The `Idempotency-Key` header works too.
+    /// 1 to 128 characters, no white space.
+    #[schema(max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$")]
     pub idempotency_key: Option<String>,
 }
 
@@ -94,14 +108,18 @@ pub(crate) struct IssuedView {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PageQuery {
     /// Return codes with `seq` greater than this (0 to start).
+    #[param(minimum = 0)]
     pub after: Option<i64>,
     /// Page size, 1 to 10,000 (default 1,000).
+    #[param(minimum = 1, maximum = 10_000)]
     pub limit: Option<u32>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(as = CampaignCouponView)] // `CouponView` is the uploaded coupons' (coupon.rs)
 pub(crate) struct CouponView {
     pub code: String,
     pub seq: i64,
@@ -140,7 +158,7 @@ pub(crate) async fn create(
 
 /// Read a campaign with its counts.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}", tag = "campaigns",
-    params(("id" = i64, Path, description = "Campaign id")),
+    params(("id" = i64, Path, minimum = 1, description = "Campaign id")),
     responses(
         (status = 200, description = "The campaign", body = CampaignView),
         (status = 404, description = "No such campaign", body = ErrorBody)))]
@@ -154,15 +172,19 @@ pub(crate) async fn read(
 
 /// List issued codes in issue order, a page at a time.
 #[utoipa::path(get, path = "/api/v1/campaigns/{id}/coupons", tag = "campaigns",
-    params(("id" = i64, Path, description = "Campaign id"), PageQuery),
+    params(("id" = i64, Path, minimum = 1, description = "Campaign id"), PageQuery),
     responses(
         (status = 200, description = "A page of issued codes", body = CouponPage),
         (status = 404, description = "No such campaign", body = ErrorBody)))]
 pub(crate) async fn list_coupons(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    Query(page): Query<PageQuery>,
+    ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<CouponPage>, ServiceError> {
+    let after = page.after.unwrap_or(0);
+    if after < 0 {
+        return Err(DomainError::invalid("after", "must be 0 or more").into());
+    }
     let limit = page.limit.unwrap_or(1_000);
     if !(1..=COUPONS_PAGE_MAX).contains(&limit) {
         return Err(
@@ -172,7 +194,7 @@ pub(crate) async fn list_coupons(
     let coupons = state
         .services
         .campaigns
-        .coupons(campaign_id(&id)?, page.after.unwrap_or(0), limit)
+        .coupons(campaign_id(&id)?, after, limit)
         .await?;
     let next_after = (coupons.len() == limit as usize)
         .then(|| coupons.last().map(|c| c.seq))
@@ -194,8 +216,8 @@ pub(crate) async fn list_coupons(
 /// Issue the campaign's next code (first come, first served).
 #[utoipa::path(post, path = "/api/v1/campaigns/{id}/coupons", tag = "campaigns",
     params(
-        ("id" = i64, Path, description = "Campaign id"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the same code (keys are the caller's own: another caller's same key gets its own code)")),
+        ("id" = i64, Path, minimum = 1, description = "Campaign id"),
+        ("Idempotency-Key" = Option<String>, Header, max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$", description = "Makes a retry return the same code; 1 to 128 characters, no white space (keys are the caller's own: another caller's same key gets its own code)")),
     request_body(content = Option<IssueBody>, description = "Optional"),
     responses(
         (status = 201, description = "A new code, durably recorded", body = IssuedView),
@@ -211,11 +233,13 @@ pub(crate) async fn issue(
     body: Bytes,
 ) -> Result<(StatusCode, Json<IssuedView>), ServiceError> {
     let id = campaign_id(&id)?;
+    // The body is optional: none, or JSON `null`, is an empty one.
     let body: IssueBody = if body.iter().all(u8::is_ascii_whitespace) {
         IssueBody::default()
     } else {
-        serde_json::from_slice(&body)
+        serde_json::from_slice::<Option<IssueBody>>(&body)
             .map_err(|e| ServiceError::bad_request(None, format!("invalid JSON body: {e}")))?
+            .unwrap_or_default()
     };
     let header_key = headers
         .get("idempotency-key")
@@ -251,11 +275,12 @@ pub(crate) async fn issue(
     ))
 }
 
+/// The campaign of a path: one that cannot be a campaign id is not found, like any other.
 fn campaign_id(raw: &str) -> Result<CampaignId, ServiceError> {
-    let n: i64 = raw
-        .parse()
-        .map_err(|_| DomainError::invalid("campaign_id", "must be a positive integer"))?;
-    Ok(CampaignId::parse(n)?)
+    raw.parse::<i64>()
+        .ok()
+        .and_then(|n| CampaignId::parse(n).ok())
+        .ok_or(ServiceError::NotFound { what: "campaign" })
 }
 
 fn instant(

@@ -24,7 +24,7 @@ use utoipa::{IntoParams, ToSchema};
 
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::ApiJson;
+use super::json::{ApiJson, whole_number};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::service::catalog::{CategoryNode, PAGE_DEFAULT, PAGE_MAX};
@@ -85,8 +85,7 @@ fn flag(o: &Map<String, Value>, field: &'static str, default: bool) -> Result<bo
 fn optional_id(o: &Map<String, Value>, field: &'static str) -> Result<Option<i64>, DomainError> {
     match o.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
+        Some(Value::Number(n)) => whole_number(n)
             .filter(|n| *n >= 1)
             .map(Some)
             .ok_or_else(|| DomainError::invalid(field, "must be a positive integer or null")),
@@ -109,7 +108,7 @@ fn price(o: &Map<String, Value>) -> Result<Money, DomainError> {
         }
     };
     let amount = match p.get("amount_minor") {
-        Some(Value::Number(n)) => n.as_i64().ok_or_else(|| {
+        Some(Value::Number(n)) => whole_number(n).ok_or_else(|| {
             DomainError::invalid(
                 "price.amount_minor",
                 "must be a whole number of minor units",
@@ -238,9 +237,11 @@ fn warehouse_id(raw: &str) -> Result<WarehouseId, ServiceError> {
 
 #[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct PriceView {
-    /// Whole minor units (cents for EUR, won for KRW), from 0.
+    /// Whole minor units (cents for EUR, won for KRW), 0 to 10^12.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub amount_minor: i64,
     /// Three upper-case letters (ISO 4217).
+    #[schema(pattern = "^[A-Z]{3}$")]
     pub currency: String,
 }
 
@@ -300,13 +301,20 @@ impl From<Product> for ProductView {
 #[allow(dead_code)] // documents the body; the handler reads it field by field
 pub(crate) struct ProductBody {
     /// 1 to 64 of A-Z a-z 0-9 - _ . (trimmed); unique among live products, case-insensitively.
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub sku: String,
-    /// 1 to 200 characters.
+    /// 1 to 200 characters, trimmed; no control characters.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// Up to 10,000 characters; default empty.
+    #[schema(max_length = 10_000)]
     pub description: Option<String>,
     pub price: PriceView,
     /// An existing category, or null (the default).
+    #[schema(minimum = 1)]
     pub category_id: Option<i64>,
     /// Up to 50 entries; keys 1 to 64 of a-z 0-9 _; values strings (up to 500 characters),
     /// finite numbers or booleans.
@@ -335,7 +343,7 @@ pub(crate) async fn create_product(
 
 /// A product (not a deleted one).
 #[utoipa::path(get, path = "/api/v1/products/{id}", tag = "catalog",
-    params(("id" = i64, Path, description = "Product id")),
+    params(("id" = i64, Path, minimum = 1, description = "Product id")),
     responses(
         (status = 200, description = "The product", body = ProductView),
         (status = 404, description = "No such product, or deleted", body = ErrorBody)))]
@@ -349,7 +357,7 @@ pub(crate) async fn read_product(
 
 /// Replace a product: every field, attributes included.
 #[utoipa::path(put, path = "/api/v1/products/{id}", tag = "catalog",
-    params(("id" = i64, Path, description = "Product id")),
+    params(("id" = i64, Path, minimum = 1, description = "Product id")),
     request_body = ProductBody,
     responses(
         (status = 200, description = "Stored", body = ProductView),
@@ -370,7 +378,7 @@ pub(crate) async fn update_product(
 /// Delete a product: it is marked deleted and inactive, hidden from reads and listings, and
 /// its SKU is free again; its row stays for the orders that refer to it.
 #[utoipa::path(delete, path = "/api/v1/products/{id}", tag = "catalog",
-    params(("id" = i64, Path, description = "Product id")),
+    params(("id" = i64, Path, minimum = 1, description = "Product id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such product, or deleted already", body = ErrorBody)))]
@@ -393,24 +401,26 @@ pub(crate) async fn delete_product(
 #[allow(dead_code)]
 pub(crate) struct ListParams {
     /// Products of this category or of any category below it.
+    #[param(minimum = 1)]
     pub category: Option<i64>,
-    /// `attr.<key>=<value>`: the attribute equals the value (a text exactly; a number or a
-    /// boolean when the value reads as one). Repeatable with different keys; all must hold.
-    #[param(rename = "attr.{key}")]
-    pub attr: Option<String>,
-    /// Case-insensitive (ASCII letters) substring of the name.
+    /// Case-insensitive (ASCII letters) substring of the name, at most 200 characters; no
+    /// control characters.
+    #[param(max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub q: Option<String>,
     /// Lowest price, minor units, inclusive.
     pub min_price: Option<i64>,
     /// Highest price, minor units, inclusive.
     pub max_price: Option<i64>,
     /// Only prices in this currency.
+    #[param(pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// Only active (true) or inactive (false) products; default both.
     pub active: Option<bool>,
     /// `created` (default), `-created`, `price`, `-price`, `name`, `-name`; ties by id.
+    #[param(pattern = "^-?(created|price|name)$")]
     pub sort: Option<String>,
     /// 1 to 100, default 20.
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page (made for the same sort).
     pub cursor: Option<String>,
@@ -462,6 +472,14 @@ fn parse_query(pairs: &[(String, String)]) -> Result<ProductQuery, DomainError> 
                 );
             }
             "q" => {
+                // Control characters match no name (names hold none), and PostgreSQL refuses
+                // NUL in text.
+                if value.chars().any(char::is_control) {
+                    return Err(DomainError::invalid(
+                        "q",
+                        "must not hold control characters",
+                    ));
+                }
                 let text = value.trim();
                 if text.chars().count() > 200 {
                     return Err(DomainError::invalid("q", "must be at most 200 characters"));
@@ -511,6 +529,10 @@ fn parse_query(pairs: &[(String, String)]) -> Result<ProductQuery, DomainError> 
 }
 
 /// List products (never deleted ones): filters, sort, cursor pagination.
+///
+/// Attribute filters: `attr.<key>=<value>`, the attribute equals the value (a text exactly; a
+/// number or a boolean when the value reads as one). Repeatable with different keys; all must
+/// hold.
 #[utoipa::path(get, path = "/api/v1/products", tag = "catalog",
     params(ListParams),
     responses(
@@ -554,9 +576,14 @@ impl From<Category> for CategoryView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[allow(dead_code)] // documents the body; the handler reads it field by field
 pub(crate) struct CategoryBody {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters, trimmed; no control characters.
+    #[schema(
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// The parent category, or null for a root (the default).
+    #[schema(minimum = 1)]
     pub parent_id: Option<i64>,
 }
 
@@ -633,7 +660,7 @@ pub(crate) async fn category_tree(
 
 /// A category.
 #[utoipa::path(get, path = "/api/v1/categories/{id}", tag = "catalog",
-    params(("id" = i64, Path, description = "Category id")),
+    params(("id" = i64, Path, minimum = 1, description = "Category id")),
     responses(
         (status = 200, description = "The category", body = CategoryView),
         (status = 404, description = "No such category", body = ErrorBody)))]
@@ -647,7 +674,7 @@ pub(crate) async fn read_category(
 
 /// Rename or move a category.
 #[utoipa::path(put, path = "/api/v1/categories/{id}", tag = "catalog",
-    params(("id" = i64, Path, description = "Category id")),
+    params(("id" = i64, Path, minimum = 1, description = "Category id")),
     request_body = CategoryBody,
     responses(
         (status = 200, description = "Stored", body = CategoryView),
@@ -666,7 +693,7 @@ pub(crate) async fn update_category(
 
 /// Delete a category that no product and no category refers to.
 #[utoipa::path(delete, path = "/api/v1/categories/{id}", tag = "catalog",
-    params(("id" = i64, Path, description = "Category id")),
+    params(("id" = i64, Path, minimum = 1, description = "Category id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such category", body = ErrorBody),
@@ -712,8 +739,13 @@ impl From<Warehouse> for WarehouseView {
 #[allow(dead_code)] // documents the body; the handler reads it field by field
 pub(crate) struct WarehouseBody {
     /// 1 to 32 of A-Z 0-9 - _, case-insensitive (stored upper-cased); unique.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$")]
     pub code: String,
-    /// 1 to 200 characters.
+    /// 1 to 200 characters, trimmed; no control characters.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// Default true.
     pub active: Option<bool>,
@@ -754,7 +786,7 @@ pub(crate) async fn list_warehouses(
 
 /// A warehouse.
 #[utoipa::path(get, path = "/api/v1/warehouses/{id}", tag = "catalog",
-    params(("id" = i64, Path, description = "Warehouse id")),
+    params(("id" = i64, Path, minimum = 1, description = "Warehouse id")),
     responses(
         (status = 200, description = "The warehouse", body = WarehouseView),
         (status = 404, description = "No such warehouse", body = ErrorBody)))]
@@ -768,7 +800,7 @@ pub(crate) async fn read_warehouse(
 
 /// Replace a warehouse's code, name and active flag.
 #[utoipa::path(put, path = "/api/v1/warehouses/{id}", tag = "catalog",
-    params(("id" = i64, Path, description = "Warehouse id")),
+    params(("id" = i64, Path, minimum = 1, description = "Warehouse id")),
     request_body = WarehouseBody,
     responses(
         (status = 200, description = "Stored", body = WarehouseView),
@@ -788,7 +820,7 @@ pub(crate) async fn update_warehouse(
 
 /// Delete a warehouse that holds no stock (one that does may be set inactive instead).
 #[utoipa::path(delete, path = "/api/v1/warehouses/{id}", tag = "catalog",
-    params(("id" = i64, Path, description = "Warehouse id")),
+    params(("id" = i64, Path, minimum = 1, description = "Warehouse id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such warehouse", body = ErrorBody),

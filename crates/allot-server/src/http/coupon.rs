@@ -4,7 +4,7 @@ use allot_domain::coupon::{CouponType, Discount, DiscountKind, MaxUses, UPLOAD_M
 use allot_domain::user::UserId;
 use allot_domain::{DomainError, UnixMillis};
 use allot_storage::{Coupon, CouponCounters, NewCoupon, RedemptionFilter};
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http::StatusCode;
@@ -15,7 +15,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::ApiJson;
+use super::json::{ApiJson, ApiQuery, whole_number};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::error::EntryError;
@@ -86,8 +86,49 @@ pub(crate) struct UploadBody {
     /// 1 to 50,000 coupons. Each: `code` (1 to 64 of A-Z 0-9 - _, case-insensitive), `type`
     /// (FREE, STANDARD, MEGADEAL or null), `discount_kind` (FLAT or PERCENTAGE),
     /// `discount_amount` (integer), `expires_at` (RFC 3339, in the future), `max_uses` (>= 1).
-    #[schema(value_type = Vec<Object>)]
+    #[schema(value_type = Vec<UploadEntry>, min_items = 1, max_items = 50_000)]
     pub coupons: Vec<Value>,
+}
+
+/// One coupon of an upload (read field by field, so every bad field of every entry is named).
+/// Beyond its shape: `discount_amount` is at most 100 for PERCENTAGE, `expires_at` is in the
+/// future, and codes are unique in the upload and among stored coupons.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the entry; it is read field by field
+pub(crate) struct UploadEntry {
+    /// 1 to 64 of A-Z, 0-9, `-` and `_` (stored upper-cased).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
+    pub code: String,
+    /// FREE, STANDARD, MEGADEAL, or null for an untyped coupon.
+    #[serde(rename = "type")]
+    #[schema(value_type = Option<CouponTypeName>)]
+    pub coupon_type: Option<String>,
+    #[schema(value_type = DiscountKindName)]
+    pub discount_kind: String,
+    /// Minor units for FLAT (0 to 10^12), percent for PERCENTAGE (0 to 100).
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    pub discount_amount: i64,
+    /// RFC 3339, in the future.
+    #[schema(format = DateTime)]
+    pub expires_at: String,
+    /// 1 to 4,294,967,295.
+    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
+    pub max_uses: i64,
+}
+
+#[derive(Debug, ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)] // documents the names
+pub(crate) enum CouponTypeName {
+    FREE,
+    STANDARD,
+    MEGADEAL,
+}
+
+#[derive(Debug, ToSchema)]
+#[allow(dead_code, clippy::upper_case_acronyms)] // documents the names
+pub(crate) enum DiscountKindName {
+    FLAT,
+    PERCENTAGE,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -141,9 +182,9 @@ fn parse_entry(index: usize, v: &Value) -> Result<NewCoupon, Vec<EntryError>> {
     };
     let int = |field: &'static str| -> Result<i64, DomainError> {
         match v.get(field) {
-            Some(Value::Number(n)) => n
-                .as_i64()
-                .ok_or_else(|| DomainError::invalid(field, "must be a whole number")),
+            Some(Value::Number(n)) => {
+                whole_number(n).ok_or_else(|| DomainError::invalid(field, "must be a whole number"))
+            }
             None | Some(Value::Null) => Err(DomainError::invalid(field, "is required")),
             Some(_) => Err(DomainError::invalid(field, "must be a number")),
         }
@@ -416,13 +457,21 @@ fn csv_row(columns: &[usize], line: &str) -> Value {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct RequestBody {
+    /// 1 to 128 characters, no white space; a customer may leave it out (itself).
+    #[schema(
+        required = true,
+        max_length = 128,
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$"
+    )]
     pub user_id: Option<String>,
     /// FREE, STANDARD, MEGADEAL, or null/absent for an untyped coupon.
     #[serde(rename = "type")]
+    #[schema(value_type = Option<CouponTypeName>)]
     pub coupon_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RequestQuery {
     /// MEGADEAL only: `false` answers 202 with a ticket at once instead of waiting.
     pub wait: Option<bool>,
@@ -455,7 +504,7 @@ pub(crate) struct TicketView {
 pub(crate) async fn request(
     State(state): State<AppState>,
     caller: Caller,
-    Query(query): Query<RequestQuery>,
+    ApiQuery(query): ApiQuery<RequestQuery>,
     ApiJson(body): ApiJson<RequestBody>,
 ) -> Result<axum::response::Response, ServiceError> {
     use axum::response::IntoResponse;
@@ -490,7 +539,14 @@ pub(crate) async fn request(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct UserQuery {
+    /// 1 to 128 characters, no white space; a customer may leave it out (itself).
+    #[param(
+        required = true,
+        max_length = 128,
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$"
+    )]
     pub user_id: Option<String>,
 }
 
@@ -506,7 +562,7 @@ pub(crate) async fn ticket(
     State(state): State<AppState>,
     caller: Caller,
     Path(ticket): Path<String>,
-    Query(query): Query<UserQuery>,
+    ApiQuery(query): ApiQuery<UserQuery>,
 ) -> Result<Json<TicketView>, ServiceError> {
     let user = user_id(
         caller
@@ -538,6 +594,12 @@ pub(crate) async fn ticket(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct UserBody {
+    /// 1 to 128 characters, no white space; a customer may leave it out (itself).
+    #[schema(
+        required = true,
+        max_length = 128,
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$"
+    )]
     pub user_id: Option<String>,
 }
 
@@ -612,19 +674,27 @@ pub(crate) async fn read(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct RedemptionQuery {
+    /// 1 to 128 characters, no white space.
+    #[param(max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$")]
     pub user_id: Option<String>,
+    #[param(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     pub code: Option<String>,
     /// FREE, STANDARD, MEGADEAL, or NONE for untyped coupons.
     #[serde(rename = "type")]
+    #[param(pattern = "^(FREE|STANDARD|MEGADEAL|NONE)$")]
     pub coupon_type: Option<String>,
     /// RFC 3339, inclusive.
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// RFC 3339, exclusive.
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// Records after this id (from `next_after`).
     pub after: Option<i64>,
     /// 1 to 1,000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
 }
 
@@ -652,7 +722,7 @@ pub(crate) struct RedemptionPage {
         (status = 422, description = "A bad filter", body = ErrorBody)))]
 pub(crate) async fn redemptions(
     State(state): State<AppState>,
-    Query(q): Query<RedemptionQuery>,
+    ApiQuery(q): ApiQuery<RedemptionQuery>,
 ) -> Result<Json<RedemptionPage>, ServiceError> {
     let limit = q.limit.unwrap_or(100);
     if !(1..=PAGE_MAX).contains(&limit) {
@@ -664,9 +734,19 @@ pub(crate) async fn redemptions(
         raw.map(|s| parse_rfc3339(s).ok_or_else(|| DomainError::invalid(field, "must be RFC 3339")))
             .transpose()
     };
+    // Parsed like the stored values they are compared with: a filter no coupon or user could
+    // match (white space, control characters) is refused, not sent to storage.
     let filter = RedemptionFilter {
-        user_id: q.user_id,
-        code: q.code.map(|c| c.trim().to_ascii_uppercase()),
+        user_id: q
+            .user_id
+            .as_deref()
+            .map(|u| UserId::parse(u).map(|u| u.as_str().to_owned()))
+            .transpose()?,
+        code: q
+            .code
+            .as_deref()
+            .map(|c| UploadedCode::parse(c).map(|c| c.as_str().to_owned()))
+            .transpose()?,
         coupon_type: match q.coupon_type.as_deref() {
             None => None,
             Some("NONE") => Some(None),

@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::ApiJson;
+use super::json::{ApiJson, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 
@@ -24,8 +24,12 @@ pub(crate) fn routes() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct GenerateBody {
     /// How many codes, 1 to 2000.
+    #[schema(minimum = 1, maximum = 2000)]
+    #[serde(default, deserialize_with = "whole")]
     pub count: Option<u64>,
     /// Symbols per code, 7 or 8.
+    #[schema(minimum = 7, maximum = 8)]
+    #[serde(default, deserialize_with = "whole")]
     pub length: Option<u32>,
 }
 

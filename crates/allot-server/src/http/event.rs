@@ -58,6 +58,18 @@ pub(crate) struct EventBody {
     pub payload: serde_json::Value,
 }
 
+/// One server-sent event of the stream: the fields of its `text/event-stream` lines.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the stream's events; they are written by axum's `sse::Event`
+pub(crate) struct StreamEvent {
+    /// The event's seq: send it back as `Last-Event-ID` to resume after it.
+    pub id: String,
+    /// The event type, e.g. `OrderCreated`.
+    pub event: String,
+    /// The event as JSON, of the shape `EventBody`.
+    pub data: String,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct EventPage {
     /// Events after `after`, in seq order.
@@ -119,8 +131,8 @@ pub(crate) fn parse_type(raw: Option<&String>) -> Result<Option<EventType>, Serv
 /// Read the event log from any point.
 #[utoipa::path(get, path = "/api/v1/events", tag = "events",
     params(
-        ("after" = Option<i64>, Query, description = "Events with a greater seq (default 0: from the start)"),
-        ("limit" = Option<u32>, Query, description = "At most this many, 1 to 1000 (default 100)"),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Events with a greater seq (default 0: from the start)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many, 1 to 1000 (default 100)"),
         ("type" = Option<String>, Query, description = "Only events of this type")),
     responses(
         (status = 200, description = "A page of events in seq order", body = EventPage),
@@ -152,11 +164,11 @@ pub(crate) async fn list(
 /// twice, across server restarts too.
 #[utoipa::path(get, path = "/api/v1/events/stream", tag = "events",
     params(
-        ("after" = Option<i64>, Query, description = "Start after this seq when no Last-Event-ID header is sent"),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Start after this seq when no Last-Event-ID header is sent"),
         ("type" = Option<String>, Query, description = "Only events of this type"),
-        ("Last-Event-ID" = Option<i64>, Header, description = "The last seq the client saw")),
+        ("Last-Event-ID" = Option<i64>, Header, minimum = 0, description = "The last seq the client saw")),
     responses(
-        (status = 200, description = "text/event-stream of events", content_type = "text/event-stream", body = String),
+        (status = 200, description = "text/event-stream of events, one SSE event each (comment lines keep the connection alive)", content_type = "text/event-stream", body = StreamEvent),
         (status = 422, description = "after or type invalid", body = ErrorBody)))]
 pub(crate) async fn stream(
     State(state): State<AppState>,

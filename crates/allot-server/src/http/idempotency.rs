@@ -76,6 +76,11 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
     if !changes_state || !path.starts_with("/api/v1/") || handles_keys_itself(&method, route) {
         return next.run(req).await;
     }
+    // A method the route does not serve is the router's to answer (405 with `Allow`), whatever
+    // key it carries.
+    if !route.is_some_and(|r| super::openapi::declares(&method, r)) {
+        return next.run(req).await;
+    }
     let key = match parse_key(&key) {
         Ok(k) => k,
         Err(e) => return e.into_response(),

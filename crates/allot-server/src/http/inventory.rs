@@ -21,7 +21,7 @@ use utoipa::{IntoParams, ToSchema};
 
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::ApiJson;
+use super::json::{ApiJson, whole_number};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::service::inventory::{LevelFilter, level_cursor};
@@ -200,45 +200,71 @@ pub(crate) struct AlertPageView {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // documents the body; it is read field by field
 pub(crate) struct ReserveBody {
+    #[schema(minimum = 1)]
     pub product_id: i64,
     /// 1 to 1,000,000 units, served whole from one warehouse.
+    #[schema(minimum = 1, maximum = 1_000_000)]
     pub quantity: i64,
-    /// The order, cart or other reference holding the stock: 1 to 128 characters.
+    /// The order, cart or other reference holding the stock: 1 to 128 characters, trimmed;
+    /// no control characters.
+    #[schema(
+        max_length = 128,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub holder: String,
     /// Served from here if it has the whole quantity available; else from the warehouse with
     /// the most available.
+    #[schema(minimum = 1)]
     pub warehouse_id: Option<i64>,
     /// Lifetime: 1 s to 7 days [default: 900]. Unconfirmed past it, the stock is released.
+    #[schema(minimum = 1, maximum = 604_800)]
     pub ttl_seconds: Option<i64>,
 }
 
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // documents the body; it is read field by field
 pub(crate) struct ReservationRef {
+    #[schema(minimum = 1)]
     pub reservation_id: i64,
 }
 
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // documents the body; it is read field by field
 pub(crate) struct AdjustBody {
+    #[schema(minimum = 1)]
     pub product_id: i64,
+    #[schema(minimum = 1)]
     pub warehouse_id: i64,
     /// `set` (on hand becomes `quantity`, 0 to 1e9) or `add` (on hand moves by `quantity`,
     /// non-zero, negative takes out).
+    #[schema(value_type = AdjustMode)]
     pub mode: String,
+    #[schema(minimum = -1_000_000_000_i64, maximum = 1_000_000_000_i64)]
     pub quantity: i64,
-    /// Why: 1 to 500 characters, kept in the ledger.
+    /// Why: 1 to 500 characters (trimmed), kept in the ledger.
+    #[schema(max_length = 500, pattern = r"\S")]
     pub reason: String,
 }
 
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // documents the body; it is read field by field
 pub(crate) struct ReorderBody {
+    #[schema(minimum = 1)]
     pub warehouse_id: i64,
     /// Low at or below this many available (0 to 1e9); null removes the reorder point.
+    #[schema(minimum = 0, maximum = 1_000_000_000_i64)]
     pub reorder_threshold: Option<i64>,
     /// Units to reorder (1 to 1e9); required with a threshold.
+    #[schema(minimum = 1, maximum = 1_000_000_000_i64)]
     pub reorder_quantity: Option<i64>,
+}
+
+#[derive(Debug, ToSchema)]
+#[serde(rename_all = "lowercase")]
+#[allow(dead_code)] // documents the names
+pub(crate) enum AdjustMode {
+    Set,
+    Add,
 }
 
 pub(super) fn object(v: &Value) -> Result<&Map<String, Value>, DomainError> {
@@ -252,8 +278,7 @@ pub(super) fn integer(
 ) -> Result<Option<i64>, DomainError> {
     match o.get(field) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => n
-            .as_i64()
+        Some(Value::Number(n)) => whole_number(n)
             .map(Some)
             .ok_or_else(|| DomainError::invalid(field, "must be an integer")),
         Some(_) => Err(DomainError::invalid(field, "must be an integer")),
@@ -302,17 +327,22 @@ pub(super) fn path_id<T>(
 // Handlers.
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)] // documents the query; it is read by hand to name a bad parameter
 pub(crate) struct ListParams {
     /// Only this warehouse.
+    #[param(minimum = 1)]
     pub warehouse_id: Option<i64>,
     /// Only levels at or below their reorder threshold.
     pub low_stock: Option<bool>,
     /// Only this product (case-insensitive).
+    #[param(pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub sku: Option<String>,
     /// 1 to 500 [default: 50].
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (`<product id>.<warehouse id>`).
+    #[param(pattern = "^[1-9][0-9]{0,17}[.][1-9][0-9]{0,17}$")]
     pub cursor: Option<String>,
 }
 
@@ -369,7 +399,7 @@ pub(crate) async fn list(
 
 /// A product's stock in each warehouse, with totals and its latest movements.
 #[utoipa::path(get, path = "/api/v1/inventory/{product_id}", tag = "inventory",
-    params(("product_id" = i64, Path)),
+    params(("product_id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, description = "The product's stock", body = ProductInventoryView),
         (status = 404, description = "No such product", body = ErrorBody)))]
@@ -471,7 +501,7 @@ pub(crate) async fn confirm(
 
 /// A reservation.
 #[utoipa::path(get, path = "/api/v1/inventory/reservations/{reservation_id}", tag = "inventory",
-    params(("reservation_id" = i64, Path)),
+    params(("reservation_id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, description = "The reservation", body = ReservationView),
         (status = 404, description = "No such reservation", body = ErrorBody)))]
@@ -525,7 +555,7 @@ pub(crate) async fn adjust(
 /// Set (or remove) the reorder point of a product in a warehouse. A threshold that leaves
 /// the stock low raises the alert at once; one that leaves it above clears it.
 #[utoipa::path(put, path = "/api/v1/inventory/{product_id}/reorder", tag = "inventory",
-    params(("product_id" = i64, Path)),
+    params(("product_id" = i64, Path, minimum = 1)),
     request_body = ReorderBody,
     responses(
         (status = 200, description = "The stock level after", body = StockLevelView),
@@ -560,14 +590,16 @@ pub(crate) async fn reorder(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)] // documents the query; it is read by hand to name a bad parameter
 pub(crate) struct AlertParams {
     /// Only alerts not cleared yet [default: false].
     pub open: Option<bool>,
     /// 1 to 500 [default: 50].
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+    pub cursor: Option<i64>,
 }
 
 /// Low-stock alerts, oldest first: one is raised when available stock falls to or below the

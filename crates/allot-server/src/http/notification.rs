@@ -16,7 +16,7 @@ use utoipa::ToSchema;
 use super::auth::AuthUser;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::ApiJson;
+use super::json::{ApiJson, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::service::auth::PrincipalId;
@@ -68,7 +68,9 @@ fn path_id(raw: &str) -> Result<i64, ServiceError> {
     raw.parse::<i64>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| invalid("id", "id: a notification id (a positive integer)"))
+        .ok_or(ServiceError::NotFound {
+            what: "notification",
+        })
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -336,6 +338,7 @@ fn preferences_view(p: Preferences) -> PreferencesBody {
 #[utoipa::path(get, path = "/api/v1/notifications/preferences", tag = "notifications",
     responses(
         (status = 200, description = "The caller's preferences", body = PreferencesBody),
+        (status = 404, description = "`not_found`: an API key has no inbox or preferences (sign in as a user)", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody)))]
 pub(crate) async fn read_preferences(
     State(state): State<AppState>,
@@ -351,6 +354,7 @@ pub(crate) async fn read_preferences(
     request_body = PreferencesBody,
     responses(
         (status = 200, description = "Stored", body = PreferencesBody),
+        (status = 404, description = "`not_found`: an API key has no inbox or preferences (sign in as a user)", body = ErrorBody),
         (status = 422, description = "`rules` names a rule that does not exist", body = ErrorBody)))]
 pub(crate) async fn set_preferences(
     State(state): State<AppState>,
@@ -411,11 +415,13 @@ pub(crate) struct InboxPage {
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications",
     params(
         ("unread" = Option<bool>, Query, description = "true: unread ones only"),
-        ("before" = Option<i64>, Query, description = "Ids below this (the previous page's next_before)"),
-        ("limit" = Option<u32>, Query, description = "1 to 200 (default 50)")),
+        ("before" = Option<i64>, Query, minimum = 1, description = "Ids below this (the previous page's next_before)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "1 to 200 (default 50)")),
     responses(
         (status = 200, description = "A page of the caller's inbox", body = InboxPage),
+        (status = 404, description = "`not_found`: an API key has no inbox or preferences (sign in as a user)", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
+        (status = 404, description = "`not_found`: an API key has no inbox or preferences (sign in as a user)", body = ErrorBody),
         (status = 422, description = "unread, before or limit invalid", body = ErrorBody)))]
 pub(crate) async fn inbox(
     State(state): State<AppState>,
@@ -462,7 +468,7 @@ pub(crate) async fn inbox(
 /// Mark one of the caller's notifications read. Another user's answers 404, as if it did not
 /// exist.
 #[utoipa::path(post, path = "/api/v1/notifications/{id}/read", tag = "notifications",
-    params(("id" = i64, Path, description = "The notification")),
+    params(("id" = i64, Path, minimum = 1, description = "The notification")),
     responses(
         (status = 200, description = "Read (marking again keeps the first time)", body = InboxItem),
         (status = 404, description = "Not the caller's, or no such notification", body = ErrorBody)))]
@@ -483,6 +489,7 @@ pub(crate) async fn mark_read(
 /// A direct send: a template with variables, or a subject (title) and body as they are.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct SendBody {
+    #[serde(default, deserialize_with = "whole")]
     pub user_id: Option<i64>,
     /// `email` or `in_app`.
     pub channel: Option<String>,
@@ -571,7 +578,7 @@ pub(crate) async fn send(
 
 /// A notification's delivery state: queued, sent, or failed with the reason, and retries.
 #[utoipa::path(get, path = "/api/v1/notifications/status/{id}", tag = "notifications",
-    params(("id" = i64, Path, description = "The notification")),
+    params(("id" = i64, Path, minimum = 1, description = "The notification")),
     responses(
         (status = 200, description = "Its state", body = StatusView),
         (status = 404, description = "No such notification", body = ErrorBody)))]

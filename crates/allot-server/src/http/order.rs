@@ -168,30 +168,84 @@ pub(crate) struct OrderPageView {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // documents the body; it is read field by field
 pub(crate) struct PlaceOrderBody {
-    /// The customer's user id (owner of an allocated coupon).
-    pub customer: String,
-    /// `name`, `line1`, `line2` (optional), `city`, `postal_code` (each 1 to 200 characters),
-    /// `country` (two letters).
-    #[schema(value_type = Object)]
-    pub shipping_address: Value,
-    /// 1 to 100 lines, each `{"product_id", "quantity"}` (1 to 1,000,000), each product once;
-    /// every product active and priced in the same currency.
-    #[schema(value_type = Vec<Object>)]
-    pub lines: Vec<Value>,
+    /// The customer's user id (owner of an allocated coupon): 1 to 128 characters, no white
+    /// space. A customer may leave it out (itself).
+    #[schema(
+        required = true,
+        max_length = 128,
+        pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$"
+    )]
+    pub customer: Option<String>,
+    pub shipping_address: ShippingAddressBody,
+    /// 1 to 100 lines, each product once; every product active and priced in the same
+    /// currency.
+    #[schema(min_items = 1, max_items = 100)]
+    pub lines: Vec<OrderLineBody>,
     /// An uploaded coupon: one use is redeemed by the order.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
     pub coupon: Option<String>,
     /// A one-time discount code: used by the order; takes `--discount-code-percent` off.
+    #[schema(pattern = "^[A-HJ-NP-Za-hj-np-z2-9]{7,8}$")]
     pub discount_code: Option<String>,
+}
+
+/// Each field 1 to 200 characters, trimmed, no control characters.
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the body; it is read field by field
+pub(crate) struct ShippingAddressBody {
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
+    pub name: String,
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
+    pub line1: String,
+    /// Optional; empty is the same as absent.
+    #[schema(max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
+    pub line2: Option<String>,
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
+    pub city: String,
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
+    pub postal_code: String,
+    /// Two letters (ISO 3166-1 alpha-2).
+    #[schema(pattern = "^[A-Za-z]{2}$")]
+    pub country: String,
+}
+
+#[derive(Debug, ToSchema)]
+#[allow(dead_code)] // documents the body; it is read field by field
+pub(crate) struct OrderLineBody {
+    #[schema(minimum = 1)]
+    pub product_id: i64,
+    /// 1 to 1,000,000.
+    #[schema(minimum = 1, maximum = 1_000_000)]
+    pub quantity: i64,
 }
 
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)] // documents the body; it is read field by field
 pub(crate) struct StatusBody {
-    /// The status to move to.
+    /// The status to move to: `pending`, `confirmed`, `fulfilled`, `delivered`, `cancelled`,
+    /// `return_requested` or `returned`.
+    #[schema(
+        pattern = "^(pending|confirmed|fulfilled|delivered|cancelled|return_requested|returned)$"
+    )]
     pub status: String,
-    /// Why, 1 to 500 characters; kept in the history (and the ledger for stock put back).
+    /// Why, 1 to 500 characters (trimmed); kept in the history (and the ledger for stock put
+    /// back).
+    #[schema(max_length = 500, pattern = r"\S")]
     pub reason: Option<String>,
     /// For `returned`: the warehouse the stock goes back to [default: where it came from].
+    #[schema(minimum = 1)]
     pub warehouse_id: Option<i64>,
 }
 
@@ -327,7 +381,7 @@ fn place_order(
 /// true`) and changes nothing. A pending order holds its stock until confirmed or cancelled.
 #[utoipa::path(post, path = "/api/v1/orders", tag = "orders",
     request_body = PlaceOrderBody,
-    params(("Idempotency-Key" = Option<String>, Header, description = "1 to 128 visible characters; a retry with the same key answers the first order (keys are the caller's own: another caller's same key is another order)")),
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 128, pattern = "^[!-~]+$", description = "1 to 128 visible characters; a retry with the same key answers the first order (keys are the caller's own: another caller's same key is another order)")),
     responses(
         (status = 201, description = "Placed, pending", body = OrderView),
         (status = 200, description = "A retry of an earlier request with the same Idempotency-Key: its order, unchanged (header `Idempotent-Replayed: true`)", body = OrderView),
@@ -364,20 +418,25 @@ pub(crate) async fn place(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[allow(dead_code)] // documents the query; it is read by hand to name a bad parameter
 pub(crate) struct ListParams {
     /// Only this customer's orders.
+    #[param(max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$")]
     pub customer: Option<String>,
     /// Only orders in this status.
     pub status: Option<String>,
     /// Only orders placed at or after (RFC 3339).
+    #[param(format = DateTime)]
     pub from: Option<String>,
     /// Only orders placed before (RFC 3339).
+    #[param(format = DateTime)]
     pub until: Option<String>,
     /// 1 to 500 [default: 50].
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
-    pub cursor: Option<String>,
+    pub cursor: Option<i64>,
 }
 
 fn query_time(
@@ -434,7 +493,7 @@ pub(crate) async fn list(
 
 /// An order with its lines, prices, codes and status history.
 #[utoipa::path(get, path = "/api/v1/orders/{order_id}", tag = "orders",
-    params(("order_id" = i64, Path)),
+    params(("order_id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, description = "The order", body = OrderView),
         (status = 404, description = "No such order", body = ErrorBody)))]
@@ -473,7 +532,7 @@ fn positive(raw: i64) -> Result<i64, DomainError> {
 /// or where it came from); pending or confirmed -> cancelled (stock released or put back,
 /// coupon use and discount code given back).
 #[utoipa::path(put, path = "/api/v1/orders/{order_id}/status", tag = "orders",
-    params(("order_id" = i64, Path)),
+    params(("order_id" = i64, Path, minimum = 1)),
     request_body = StatusBody,
     responses(
         (status = 200, description = "The order after the move", body = OrderView),

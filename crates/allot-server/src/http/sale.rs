@@ -16,6 +16,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::auth::Caller;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
+use super::json::ApiQuery;
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 
@@ -87,7 +88,9 @@ fn bad_param(e: DomainError) -> ServiceError {
 
 /// Check an item of the current sale out for a user: a checkout code to purchase with.
 #[utoipa::path(post, path = "/checkout", tag = "flash-sales",
-    params(("user_id" = String, Query), ("id" = i64, Query, description = "Item id")),
+    params(
+        ("user_id" = String, Query, max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$", description = "1 to 128 characters, no white space"),
+        ("id" = i64, Query, minimum = 1, description = "Item id")),
     responses(
         (status = 200, description = "A checkout code", body = CheckoutView),
         (status = 400, description = "A missing or bad parameter (`bad_request`, naming it)", body = ErrorBody),
@@ -116,7 +119,7 @@ pub(crate) async fn checkout(
 
 /// Purchase a checked-out item. Decided once per code: a repeat answers the first outcome.
 #[utoipa::path(post, path = "/purchase", tag = "flash-sales",
-    params(("code" = String, Query, description = "A checkout code")),
+    params(("code" = String, Query, min_length = 1, description = "A checkout code")),
     responses(
         (status = 200, description = "Sold to the code's user", body = PurchaseView),
         (status = 400, description = "A missing parameter", body = ErrorBody),
@@ -176,20 +179,22 @@ pub(crate) async fn current(State(state): State<AppState>) -> Result<Json<SaleVi
 
 /// A sale, current or past, with its counts.
 #[utoipa::path(get, path = "/api/v1/sales/{id}", tag = "flash-sales",
-    params(("id" = i64, Path)),
+    params(("id" = i64, Path, minimum = 1)),
     responses(
         (status = 200, description = "The sale", body = SaleView),
         (status = 404, description = "No such sale", body = ErrorBody)))]
 pub(crate) async fn read(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
+    Path(id): Path<String>,
 ) -> Result<Json<SaleView>, ServiceError> {
-    Ok(Json(state.services.sales.sale(id).await?.into()))
+    Ok(Json(state.services.sales.sale(sale_id(&id)?).await?.into()))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ItemsQuery {
     /// 1 to 1,000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,
@@ -211,15 +216,16 @@ pub(crate) struct ItemsPage {
 
 /// A sale's items, a page at a time.
 #[utoipa::path(get, path = "/api/v1/sales/{id}/items", tag = "flash-sales",
-    params(("id" = i64, Path), ItemsQuery),
+    params(("id" = i64, Path, minimum = 1), ItemsQuery),
     responses(
         (status = 200, description = "A page of items", body = ItemsPage),
         (status = 404, description = "No such sale", body = ErrorBody)))]
 pub(crate) async fn items(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
-    Query(q): Query<ItemsQuery>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<ItemsQuery>,
 ) -> Result<Json<ItemsPage>, ServiceError> {
+    let id = sale_id(&id)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=PAGE_MAX).contains(&limit) {
         return Err(DomainError::invalid("limit", format!("must be 1 to {PAGE_MAX}")).into());
@@ -247,8 +253,12 @@ pub(crate) async fn items(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct PurchasesQuery {
-    pub user_id: Option<String>,
+    /// 1 to 128 characters, no white space.
+    #[serde(default)]
+    #[param(max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$")]
+    pub user_id: String,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -260,20 +270,29 @@ pub(crate) struct PurchasesView {
 
 /// The items a user bought in a sale.
 #[utoipa::path(get, path = "/api/v1/sales/{id}/purchases", tag = "flash-sales",
-    params(("id" = i64, Path), PurchasesQuery),
+    params(("id" = i64, Path, minimum = 1), PurchasesQuery),
     responses(
         (status = 200, description = "The user's items", body = PurchasesView),
         (status = 404, description = "No such sale", body = ErrorBody)))]
 pub(crate) async fn purchases(
     State(state): State<AppState>,
-    Path(id): Path<i64>,
-    Query(q): Query<PurchasesQuery>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<PurchasesQuery>,
 ) -> Result<Json<PurchasesView>, ServiceError> {
-    let user = UserId::parse(q.user_id.as_deref().unwrap_or_default())?;
+    let id = sale_id(&id)?;
+    let user = UserId::parse(&q.user_id)?;
     let items = state.services.sales.purchases(id, user.clone()).await?;
     Ok(Json(PurchasesView {
         sale_id: id,
         user_id: user.as_str().to_owned(),
         items: items.iter().map(ItemView::from).collect(),
     }))
+}
+
+/// The sale of a path: one that cannot be a sale id is not found, like any other.
+fn sale_id(raw: &str) -> Result<i64, ServiceError> {
+    raw.parse::<i64>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or(ServiceError::NotFound { what: "sale" })
 }

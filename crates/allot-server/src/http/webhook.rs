@@ -14,7 +14,7 @@ use utoipa::ToSchema;
 
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::ApiJson;
+use super::json::{ApiJson, whole_number};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::service::webhook::{
@@ -128,12 +128,18 @@ pub(crate) struct DeliveryPage {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct WebhookBody {
-    /// http://... (https is not supported by this build).
+    /// http://... (https is not supported by this build), at most 2,000 characters, of the
+    /// form of `service::webhook::URL_PATTERN` (set by `http::openapi`).
+    #[schema(max_length = 2000)]
     url: String,
+    /// At most 500 characters.
+    #[schema(max_length = 500)]
     description: Option<String>,
-    /// Only these types; absent or null: every type.
+    /// Only these types (at least one); absent or null: every type.
+    #[schema(min_items = 1)]
     event_types: Option<Vec<String>>,
     /// The first seq to deliver (1: the whole log); absent: the events after registration.
+    #[schema(minimum = 1)]
     from_seq: Option<i64>,
 }
 
@@ -141,11 +147,17 @@ pub(crate) struct WebhookBody {
 #[derive(Debug, ToSchema)]
 #[allow(dead_code)]
 pub(crate) struct WebhookPatch {
+    /// Of the form of `service::webhook::URL_PATTERN` (set by `http::openapi`).
+    #[schema(max_length = 2000)]
+    #[schema(nullable = false)]
     url: Option<String>,
-    /// null removes it.
+    /// At most 500 characters; null removes it.
+    #[schema(max_length = 500)]
     description: Option<String>,
-    /// null: every type.
+    /// At least one; null: every type.
+    #[schema(min_items = 1)]
     event_types: Option<Vec<String>>,
+    #[schema(nullable = false)]
     active: Option<bool>,
 }
 
@@ -231,7 +243,8 @@ pub(crate) async fn create(
     let from_seq = match body.get("from_seq").unwrap_or(&Value::Null) {
         Value::Null => None,
         v => Some(
-            v.as_i64()
+            v.as_number()
+                .and_then(whole_number)
                 .filter(|n| *n >= 1)
                 .ok_or_else(|| invalid("from_seq", "from_seq: a sequence number, 1 or more"))?,
         ),
@@ -264,7 +277,7 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<WebhookLi
 
 /// A webhook endpoint and where its delivery stands.
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}", tag = "webhooks",
-    params(("id" = i64, Path, description = "Endpoint id")),
+    params(("id" = i64, Path, minimum = 1, description = "Endpoint id")),
     responses(
         (status = 200, description = "The endpoint (without its secret)", body = WebhookView),
         (status = 404, description = "No such endpoint", body = ErrorBody)))]
@@ -279,7 +292,7 @@ pub(crate) async fn read(
 /// Change an endpoint: `active` (on or off), `url`, `description`, `event_types`. Delivery
 /// continues from its cursor.
 #[utoipa::path(patch, path = "/api/v1/webhooks/{id}", tag = "webhooks",
-    params(("id" = i64, Path, description = "Endpoint id")),
+    params(("id" = i64, Path, minimum = 1, description = "Endpoint id")),
     request_body = WebhookPatch,
     responses(
         (status = 200, description = "Changed", body = WebhookView),
@@ -311,7 +324,7 @@ pub(crate) async fn update(
 
 /// Delete an endpoint and its delivery log; nothing more is sent to it.
 #[utoipa::path(delete, path = "/api/v1/webhooks/{id}", tag = "webhooks",
-    params(("id" = i64, Path, description = "Endpoint id")),
+    params(("id" = i64, Path, minimum = 1, description = "Endpoint id")),
     responses(
         (status = 204, description = "Deleted"),
         (status = 404, description = "No such endpoint", body = ErrorBody)))]
@@ -326,9 +339,9 @@ pub(crate) async fn delete(
 /// An endpoint's delivery log: every attempt, oldest first.
 #[utoipa::path(get, path = "/api/v1/webhooks/{id}/deliveries", tag = "webhooks",
     params(
-        ("id" = i64, Path, description = "Endpoint id"),
-        ("after" = Option<i64>, Query, description = "Rows with a greater id (default 0)"),
-        ("limit" = Option<u32>, Query, description = "At most this many, 1 to 1000 (default 100)")),
+        ("id" = i64, Path, minimum = 1, description = "Endpoint id"),
+        ("after" = Option<i64>, Query, minimum = 0, description = "Rows with a greater id (default 0)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many, 1 to 1000 (default 100)")),
     responses(
         (status = 200, description = "A page of the delivery log", body = DeliveryPage),
         (status = 404, description = "No such endpoint", body = ErrorBody),

@@ -33,11 +33,18 @@ pub struct EndpointUrl(String);
 
 impl EndpointUrl {
     pub fn parse(raw: &str) -> Result<EndpointUrl, ServiceError> {
-        let raw = raw.trim();
+        let raw = raw.trim_matches([' ', '\t', '\n', '\r']);
         if raw.is_empty() || raw.len() > URL_LEN_MAX {
             return Err(invalid(
                 "url",
                 format!("url: 1 to {URL_LEN_MAX} characters"),
+            ));
+        }
+        if !has_documented_form(raw) {
+            return Err(invalid(
+                "url",
+                "url: http://host[:port][/path][?query]: a host name (its last label starting \
+                 with a letter) or an IPv4 address, a port 1 to 65535, and only URL characters",
             ));
         }
         let url = reqwest::Url::parse(raw)
@@ -76,6 +83,67 @@ impl EndpointUrl {
         &self.0
     }
 }
+
+/// The form the OpenAPI document gives an endpoint URL ([`URL_PATTERN`]), checked by hand:
+/// the URL parser alone is lenient (it takes `HTTP://`, spaces, any port, a numeric last label
+/// read as an IPv4 address), so without this the server would take URLs the document rules out.
+fn has_documented_form(raw: &str) -> bool {
+    let Some(rest) = raw.strip_prefix("http://") else {
+        return false;
+    };
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let (host, port) = match authority.split_once(':') {
+        Some((h, p)) => (h, Some(p)),
+        None => (authority, None),
+    };
+    let port_ok = port.is_none_or(|p| {
+        !p.is_empty()
+            && p.len() <= 5
+            && !p.starts_with('0')
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u32>().is_ok_and(|n| n <= 65_535)
+    });
+    let tail_ok = tail
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._~!$&'()*+,;=:@%/?-".contains(&b));
+    port_ok && tail_ok && (is_ipv4(host) || is_host_name(host))
+}
+
+fn is_ipv4(host: &str) -> bool {
+    let octets: Vec<&str> = host.split('.').collect();
+    octets.len() == 4
+        && octets.iter().all(|o| {
+            !o.is_empty()
+                && o.len() <= 3
+                && (o.len() == 1 || !o.starts_with('0'))
+                && o.bytes().all(|b| b.is_ascii_digit())
+                && o.parse::<u16>().is_ok_and(|n| n <= 255)
+        })
+}
+
+/// Labels of 1 to 63 letters, digits and `-`, none an IDNA `xn--` label (it would have to be
+/// valid punycode), the last starting with a letter (else the parser reads an IPv4 address).
+fn is_host_name(host: &str) -> bool {
+    let labels: Vec<&str> = host.split('.').collect();
+    labels.iter().all(|l| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("xn--"))
+    }) && labels
+        .last()
+        .is_some_and(|l| l.starts_with(|c: char| c.is_ascii_alphabetic()))
+}
+
+/// [`has_documented_form`] as the OpenAPI document's `pattern` (surrounding spaces, tabs and
+/// line breaks are trimmed first).
+pub const URL_PATTERN: &str = concat!(
+    r"^[ \t\n\r]*http://(",
+    r"((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])",
+    r"|((?![Xx][Nn]--)[A-Za-z0-9-]{1,63}\.)*(?![Xx][Nn]--)[A-Za-z][A-Za-z0-9-]{0,62}",
+    r")(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
+    r"([/?][A-Za-z0-9._~!$&'()*+,;=:@%/?-]*)?[ \t\n\r]*$",
+);
 
 /// A description of up to [`DESCRIPTION_LEN_MAX`] characters.
 pub fn parse_description(raw: &str) -> Result<String, ServiceError> {

@@ -424,6 +424,11 @@ impl CatalogStore for PgStore {
                 tx.commit().await?;
                 Ok(Ok(category))
             }
+            // A parent id equal to the new row's own id passes the foreign key (the row refers to
+            // itself) and fails `parent_id <> id`: the parent named did not exist.
+            Err(e) if e.code() == Some(&SqlState::CHECK_VIOLATION) => {
+                Ok(Err(CatalogRefusal::ParentNotFound))
+            }
             Err(e) => refusal_of(e, CatalogRefusal::NotFound, CatalogRefusal::ParentNotFound),
         }
     }
