@@ -201,7 +201,9 @@ impl Modify for CommonResponses {
         if let Some(components) = openapi.components.as_mut() {
             webhook_bodies(components);
             for name in bodies {
-                if let Some(RefOr::T(schema)) = components.schemas.get_mut(&name) {
+                if CLOSED_BODIES.contains(&name.as_str())
+                    && let Some(RefOr::T(schema)) = components.schemas.get_mut(&name)
+                {
                     close(schema);
                 }
             }
@@ -305,8 +307,12 @@ fn body_schema_names(operation: &Operation) -> Vec<String> {
     names
 }
 
-/// Request bodies are closed: a field the document does not name is not part of the contract
-/// (some bodies refuse unknown fields, 400; others ignore them). Free-form objects (no declared
+/// The request bodies whose handlers refuse a field they do not know (400): closed in the
+/// document. Every other body ignores unknown fields, so the document leaves it open (a
+/// closed schema would promise a refusal the server does not make).
+const CLOSED_BODIES: &[&str] = &["WebhookBody", "WebhookPatch"];
+
+/// Closes a body's schema: a field the document does not name is refused. Free-form objects (no declared
 /// properties: attributes, variables) stay open.
 fn close(schema: &mut Schema) {
     if let Schema::Object(object) = schema {
