@@ -75,6 +75,8 @@ if [ "$backend" = postgres ]; then
     -o "-p $pg_port -c listen_addresses=127.0.0.1 -k $WORK/pg -c fsync=off" start >/dev/null
   storage=(--database "postgres://allot@127.0.0.1:$pg_port/postgres")
   export ALLOT_DATA_KEY="$(head -c 32 /dev/urandom | base64)"
+  # ... and a token signing secret (both are required with a database URL).
+  export ALLOT_JWT_SECRET="$(head -c 48 /dev/urandom | base64)"
 else
   storage=(--data-dir "$WORK/data")
 fi
