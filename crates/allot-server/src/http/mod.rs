@@ -147,12 +147,11 @@ async fn log_request(
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let path = req.uri().path().to_owned();
-    let logged_route = if route == "unmatched" && is_grpc(req.headers()) {
-        path.clone()
-    } else {
-        route.clone()
-    };
+    // The path is copied only where it is logged: an unmatched gRPC call's route, or the
+    // debug line (built only when debug is on), not on every request.
+    let grpc_path =
+        (route == "unmatched" && is_grpc(req.headers())).then(|| req.uri().path().to_owned());
+    tracing::debug!(target: "allot::request", method = %method, path = %req.uri().path(), "request path");
     let response = limits::within(request_timeout, req, next).await;
     let latency = started.elapsed();
     let status = response.status().as_u16();
@@ -162,11 +161,10 @@ async fn log_request(
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    tracing::debug!(target: "allot::request", method = %method, path = %path, "request path");
     tracing::info!(
         target: "allot::request",
         method = %method,
-        route = %logged_route,
+        route = %grpc_path.as_deref().unwrap_or(&route),
         status,
         grpc_status = grpc_status.as_deref().unwrap_or(""),
         latency_us = latency.as_micros() as u64,
