@@ -155,18 +155,7 @@ async fn out_of_range_query_parameters_are_refused_naming_them() {
     let app = TestApp::spawn().await;
     let base = app.url();
     let client = http();
-    let campaign: Value = client
-        .post(format!("{base}/api/v1/campaigns"))
-        .json(&serde_json::json!({
-            "name": "contract", "start_time": "2020-01-01T00:00:00Z", "total_coupons": 5
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = campaign["id"].as_i64().unwrap();
+    let id = rest_campaign(&base, "contract", 5).await;
     // `after` below 0 was taken as 0; the document says 0 or more.
     let r = client
         .get(format!("{base}/api/v1/campaigns/{id}/coupons?after=-1"))
@@ -305,18 +294,7 @@ async fn whole_numbers_written_with_a_fraction_part_are_integers() {
 async fn an_optional_body_may_be_json_null() {
     let app = TestApp::spawn().await;
     let base = app.url();
-    let campaign: Value = http()
-        .post(format!("{base}/api/v1/campaigns"))
-        .json(&serde_json::json!({
-            "name": "null body", "start_time": "2020-01-01T00:00:00Z", "total_coupons": 2
-        }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let id = campaign["id"].as_i64().unwrap();
+    let id = rest_campaign(&base, "null body", 2).await;
     // The document says the body is optional (`null` or an object); `null` was a 400.
     let r = http()
         .post(format!("{base}/api/v1/campaigns/{id}/coupons"))
@@ -442,4 +420,20 @@ async fn each_schema_name_is_one_shape() {
     let coupon = &doc["components"]["schemas"]["CouponView"]["properties"];
     assert!(coupon.get("discount_kind").is_some());
     app.stop().await;
+}
+
+/// A campaign open since 2020 with `total` codes, made over REST; its id.
+async fn rest_campaign(base: &str, name: &str, total: i64) -> i64 {
+    let campaign: Value = http()
+        .post(format!("{base}/api/v1/campaigns"))
+        .json(&serde_json::json!({
+            "name": name, "start_time": "2020-01-01T00:00:00Z", "total_coupons": total
+        }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    campaign["id"].as_i64().unwrap()
 }
