@@ -134,7 +134,7 @@ impl Application {
                 http::context::layer,
             ))
             // Authorization, outside every other layer of the router (Connect's included), so
-            // each of them sees the caller (`http::auth::AuthUser`) in the request extensions.
+            // each of them sees the caller (`caller::AuthUser`) in the request extensions.
             .layer(axum::middleware::from_fn_with_state(
                 http::auth::Gate {
                     auth: services.auth.clone(),

@@ -12,8 +12,13 @@ use allot_domain::sale::ItemsPerSale;
 use allot_storage::crypto::DataKey;
 
 use crate::rate_limit::RateLimitSettings;
+pub use crate::secret::Secret;
 use crate::serve::ConnectionLimits;
 use crate::service::admission::AdmissionLimits;
+pub use crate::service::auth::{
+    AuthSettings, DEFAULT_ACCESS_TOKEN_TTL_SECS, DEFAULT_REFRESH_FAMILY_TTL_SECS,
+    DEFAULT_REFRESH_TOKEN_TTL_SECS,
+};
 use crate::service::notification::NotificationSettings;
 use crate::service::sale::SaleSettings;
 use crate::webhook_worker::WebhookSettings;
@@ -25,72 +30,8 @@ pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 pub const DEFAULT_PURGE_INTERVAL_SECS: u64 = 3_600;
 pub const DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS: u64 = 2_000;
 pub const DEFAULT_DISCOUNT_CODE_PERCENT: u8 = 10;
-pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 900;
-pub const DEFAULT_REFRESH_TOKEN_TTL_SECS: u64 = 30 * 24 * 3_600;
-/// A sign-in can be kept alive by refreshing for at most this long (90 days), however often it
-/// is refreshed: a stolen refresh token chain ends too.
-pub const DEFAULT_REFRESH_FAMILY_TTL_SECS: u64 = 90 * 24 * 3_600;
 /// The shortest JWT signing secret accepted, in bytes.
 pub const JWT_SECRET_MIN_BYTES: usize = 32;
-
-/// A secret from a flag, the environment or the config file. Its `Debug` prints `***`, so
-/// printing a configuration never prints the secret.
-#[derive(Clone, PartialEq, Eq, Deserialize)]
-#[serde(transparent)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("***")
-    }
-}
-
-impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Ok(Secret(s.to_owned()))
-    }
-}
-
-/// Sign-in settings: the JWT signing secret and token lifetimes.
-#[derive(Debug, Clone)]
-pub struct AuthSettings {
-    /// `None`: a random secret is made at start (tokens do not survive a restart and are not
-    /// accepted by other instances).
-    pub jwt_secret: Option<Secret>,
-    pub access_token_ttl: Duration,
-    pub refresh_token_ttl: Duration,
-    /// How long after a sign-in its refresh tokens stop rotating (the family's absolute
-    /// lifetime); past it the user signs in again.
-    pub refresh_family_ttl: Duration,
-    /// True: the customer-facing calls of the original public contracts (discount-code
-    /// `UseCode`, campaign `IssueCoupon` and `GetCampaign`, flash-sale items, checkout and
-    /// purchase) are served without a credential too, for clients built before sign-in.
-    pub open_public_contracts: bool,
-}
-
-impl Default for AuthSettings {
-    fn default() -> Self {
-        AuthSettings {
-            jwt_secret: None,
-            access_token_ttl: Duration::from_secs(DEFAULT_ACCESS_TOKEN_TTL_SECS),
-            refresh_token_ttl: Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_SECS),
-            refresh_family_ttl: Duration::from_secs(DEFAULT_REFRESH_FAMILY_TTL_SECS),
-            open_public_contracts: false,
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]

@@ -47,7 +47,7 @@ pub enum ServiceError {
     /// The shared MEGADEAL admission state (Redis) cannot be reached: MEGADEAL requests are
     /// refused (fail closed) until it can; other requests are not affected.
     #[error("MEGADEAL admission is unavailable; retry later")]
-    MegadealUnavailable(#[source] crate::service::admission::AdmissionUnavailable),
+    MegadealUnavailable(#[source] AdmissionUnavailable),
     #[error("no flash sale is running")]
     NoActiveSale,
     #[error("the item is not in the current sale")]
@@ -152,6 +152,11 @@ pub enum ServiceError {
     #[error("the template is used by rule {rule}; point the rule at another template first")]
     TemplateInUse { rule: String },
 }
+
+/// The shared MEGADEAL admission state (Redis) could not be reached.
+#[derive(Debug, Clone, Error)]
+#[error("admission store unreachable: {0}")]
+pub struct AdmissionUnavailable(pub String);
 
 /// Seconds a client is asked to wait (`Retry-After`) when storage is unavailable: storage
 /// faults (a disk filling up, a database restarting) take seconds to clear, not milliseconds,

@@ -79,7 +79,7 @@ pub(crate) fn start(services: &Services, config: &Config) -> Jobs {
         // Idempotency keys are answers kept for retries; a day is plenty. Every instance may
         // run it: deleting what another instance deleted is harmless.
         let (store, clock) = (services.store.clone(), services.clock.clone());
-        let keep_ms = crate::http::idempotency::KEEP_FOR.as_millis() as i64;
+        let keep_ms = crate::service::IDEMPOTENCY_KEYS_KEEP_FOR.as_millis() as i64;
         tasks.push(tokio::spawn(every_interval(
             Duration::from_secs(600),
             stop.subscribe(),
@@ -129,7 +129,7 @@ fn spawn_as(
     actor: &'static str,
     job: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> JoinHandle<()> {
-    tokio::spawn(allot_storage::origin::scope(Origin::system(actor), job))
+    tokio::spawn(crate::caller::within(Origin::system(actor), job))
 }
 
 async fn every_interval<F, Fut>(every: Duration, mut stopped: watch::Receiver<bool>, job: F)

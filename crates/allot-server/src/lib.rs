@@ -6,10 +6,12 @@
 //! per transport.
 
 pub mod app;
+mod caller;
 pub mod clock;
 pub mod config;
 mod connect;
 mod error;
+mod event_body;
 mod grpc;
 mod http;
 mod jobs;
@@ -19,6 +21,7 @@ pub mod pb;
 pub mod policy;
 pub mod rate_limit;
 mod rpc;
+mod secret;
 pub mod serve;
 pub mod service;
 pub mod telemetry;

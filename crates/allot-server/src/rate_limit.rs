@@ -37,7 +37,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sha2::{Digest, Sha256};
 
 use crate::ServiceError;
-use crate::service::auth::PrincipalId;
+use crate::caller::PrincipalId;
 
 pub const DEFAULT_LOGIN_PER_IP_PER_MIN: u32 = 10;
 pub const DEFAULT_LOGIN_PER_EMAIL_PER_IP_PER_MIN: u32 = 5;

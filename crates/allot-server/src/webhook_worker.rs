@@ -359,7 +359,7 @@ impl Worker {
     async fn send(&self, endpoint: &Webhook, event: Event) -> Sent {
         let (seq, kind) = (event.seq, event.kind.clone());
         let body =
-            serde_json::to_vec(&crate::http::event::body_of(event)).expect("an event serialises");
+            serde_json::to_vec(&crate::event_body::body_of(event)).expect("an event serialises");
         let t = wall_now().as_millis() / 1_000;
         let v1 = signature(&endpoint.secret, t, &body);
         let started = Instant::now();

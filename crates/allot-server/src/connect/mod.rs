@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::ServiceError;
 use crate::error::ErrorKind;
-use crate::http::is_grpc;
+use crate::grpc::is_grpc;
 use crate::rpc::couponpb as rpc;
 use crate::service::Services;
 
@@ -97,7 +97,7 @@ pub(crate) async fn dispatch(
         return ConnectError::new("unimplemented", "request compression is not supported")
             .into_response();
     }
-    let caller = crate::http::auth::Caller::from_extensions(req.extensions());
+    let caller = crate::caller::Caller::from_extensions(req.extensions());
     let timeout = req
         .headers()
         .get("connect-timeout-ms")

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::http::auth::{AuthUser, Caller};
+use crate::caller::Caller;
 use crate::pb::couponpb::coupon_service_server::{CouponService, CouponServiceServer};
 use crate::pb::couponpb::{
     CreateCampaignRequest, CreateCampaignResponse, GetCampaignRequest, GetCampaignResponse,
@@ -38,7 +38,7 @@ impl CouponService for CouponGrpc {
         &self,
         request: Request<GetCampaignRequest>,
     ) -> Result<Response<GetCampaignResponse>, Status> {
-        let caller = Caller(request.extensions().get::<AuthUser>().copied());
+        let caller = Caller::from_extensions(request.extensions());
         Ok(Response::new(
             rpc::get_campaign(&self.services, caller, request.into_inner()).await?,
         ))
@@ -48,7 +48,7 @@ impl CouponService for CouponGrpc {
         &self,
         request: Request<IssueCouponRequest>,
     ) -> Result<Response<IssueCouponResponse>, Status> {
-        let caller = Caller(request.extensions().get::<AuthUser>().copied());
+        let caller = Caller::from_extensions(request.extensions());
         Ok(Response::new(
             rpc::issue_coupon(&self.services, caller, request.into_inner()).await?,
         ))

@@ -39,6 +39,14 @@ pub(crate) fn routes(services: &Services) -> Router {
         .into_axum_router()
 }
 
+/// Whether a request is a gRPC call (by its content type: `application/grpc`, `+proto`, ...).
+pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/grpc"))
+}
+
 /// The one mapping from service errors to gRPC status codes.
 impl From<ServiceError> for tonic::Status {
     fn from(e: ServiceError) -> Self {

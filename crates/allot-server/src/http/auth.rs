@@ -1,13 +1,14 @@
 //! Who is calling and may it: [`authorize`], the one middleware that applies the policy table
-//! ([`crate::policy`]) to every call of every transport, [`AuthUser`] (the proven caller: a
-//! Bearer access token, a Bearer `ak_` API key, or `X-Api-Key`) and [`Caller`] (a customer acts
-//! only for itself); and REST for sign-in (issue 8): `/api/v1/auth/*`. A missing, invalid or
+//! ([`crate::policy`]) to every call of every transport and proves the caller ([`AuthUser`]:
+//! a Bearer access token, a Bearer `ak_` API key, or `X-Api-Key`) for all of them; the
+//! extractors of [`AuthUser`] and [`Caller`] (both in [`crate::caller`]) for REST handlers; and
+//! REST for sign-in (issue 8): `/api/v1/auth/*`. A missing, invalid or
 //! expired credential answers 401 `unauthenticated` with `WWW-Authenticate: Bearer`; a role the
 //! call does not allow, 403 `forbidden`.
 
 use std::sync::Arc;
 
-use allot_domain::auth::{Email, Role};
+use allot_domain::auth::Email;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -23,9 +24,10 @@ use super::AppState;
 use super::error::ErrorBody;
 use super::json::ApiJson;
 use crate::ServiceError;
+use crate::caller::{AuthUser, Caller, PrincipalId};
 use crate::policy::{self, Access};
 use crate::service::Auth;
-use crate::service::auth::{PrincipalId, Tokens};
+use crate::service::auth::Tokens;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -34,27 +36,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/auth/logout", post(logout))
         .route("/api/v1/auth/me", get(me))
         .route("/api/v1/auth/password", post(change_password))
-}
-
-/// The proven caller of a request: a user (by access token) or a service (by API key). The
-/// [`authorize`] middleware puts it into the request's extensions once; other middleware
-/// (the event actor) and handlers read it from there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct AuthUser {
-    pub id: PrincipalId,
-    pub role: Role,
-}
-
-impl AuthUser {
-    /// The user id a customer acts as in orders, coupons, sales and campaign issues: its
-    /// account id in decimal. `None` for every other role, and for a customer API key (which
-    /// stands for no one user).
-    pub(crate) fn customer_user_id(&self) -> Option<String> {
-        match (self.role, self.id) {
-            (Role::Customer, PrincipalId::User(id)) => Some(id.get().to_string()),
-            _ => None,
-        }
-    }
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -104,77 +85,6 @@ const API_KEY_HEADER: &str = "x-api-key";
 
 fn has_credential(headers: &HeaderMap) -> bool {
     headers.contains_key(http::header::AUTHORIZATION) || headers.contains_key(API_KEY_HEADER)
-}
-
-/// The caller as [`authorize`] found it: `None` only on a route open to anonymous callers
-/// (a public route, or an open public contract with `open_public_contracts` set).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Caller(pub Option<AuthUser>);
-
-impl Caller {
-    pub(crate) fn from_extensions(extensions: &http::Extensions) -> Caller {
-        Caller(extensions.get::<AuthUser>().copied())
-    }
-
-    /// A customer's own user id, to fill in a user field the request left out.
-    pub(crate) fn customer(&self) -> Result<Option<String>, ServiceError> {
-        match self.0 {
-            Some(user) if user.role == Role::Customer => user
-                .customer_user_id()
-                .map(Some)
-                .ok_or_else(|| customer_key_acts_for_no_one("user_id")),
-            _ => Ok(None),
-        }
-    }
-
-    /// Staff, services and anonymous callers of an open contract act for anyone; a customer
-    /// only for itself: `403 forbidden` naming `field` otherwise.
-    pub(crate) fn may_act_for(&self, user: &str, field: &'static str) -> Result<(), ServiceError> {
-        let Some(caller) = self.0 else {
-            return Ok(());
-        };
-        if caller.role != Role::Customer {
-            return Ok(());
-        }
-        match caller.customer_user_id() {
-            Some(own) if own == user => Ok(()),
-            Some(own) => Err(ServiceError::Forbidden {
-                field: Some(field),
-                message: format!("{field}: a customer acts only for itself ({own})"),
-            }),
-            None => Err(customer_key_acts_for_no_one(field)),
-        }
-    }
-
-    /// A user field of a request as the caller may give it: a customer's own id when it left
-    /// the field out, refused (403) when it named someone else; anyone else's as given.
-    pub(crate) fn user_field(
-        &self,
-        given: Option<&str>,
-        field: &'static str,
-    ) -> Result<Option<String>, ServiceError> {
-        match (self.customer()?, given) {
-            (Some(own), None) => Ok(Some(own)),
-            (_, Some(given)) => {
-                self.may_act_for(given, field)?;
-                Ok(Some(given.to_owned()))
-            }
-            (None, None) => Ok(None),
-        }
-    }
-
-    pub(crate) fn role(&self) -> Option<Role> {
-        self.0.map(|u| u.role)
-    }
-}
-
-fn customer_key_acts_for_no_one(field: &'static str) -> ServiceError {
-    ServiceError::Forbidden {
-        field: Some(field),
-        message: format!(
-            "{field}: a customer API key acts for no user; sign in as the customer instead"
-        ),
-    }
 }
 
 impl<S: Send + Sync> FromRequestParts<S> for Caller {
@@ -355,7 +265,7 @@ pub(crate) async fn login(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> Result<Json<TokenPair>, ServiceError> {
-    let source = allot_storage::origin::current().and_then(|o| o.source);
+    let source = crate::caller::source();
     // Per address first, so that malformed attempts count too; the email becomes a key of the
     // other limits only once parsed (bounded, lower-cased).
     state.rate_limits.login_attempt(source)?;

@@ -12,12 +12,12 @@ use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Caller;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
 use super::json::{ApiJson, ApiQuery, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
+use crate::caller::Caller;
 use crate::service::campaign::{COUPONS_PAGE_MAX, new_campaign};
 use crate::time::parse_rfc3339;
 

@@ -7,23 +7,22 @@
 //! or `anonymous` when the call carried no credential (an open route). The source is the peer's
 //! IP address, or, when `trust_forwarded_for` says a proxy stands in front, the last address of
 //! `X-Forwarded-For` (the one the proxy appended; earlier ones are the client's own claims).
-//! The request is then served inside `allot_storage::origin::scope`, so every event its
+//! The request is then served [`caller::within`] its origin, so every event its
 //! writes append records this actor and source without any handler passing them on.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
-use allot_domain::event::{Actor, Origin};
+use allot_domain::event::Origin;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, Method};
 
-use super::auth::AuthUser;
 use super::is_grpc;
 use crate::ServiceError;
+use crate::caller::{self, AuthUser};
 use crate::rate_limit::{CallerId, RateLimits};
-use crate::service::auth::PrincipalId;
 
 /// What [`layer`] needs.
 #[derive(Clone)]
@@ -54,7 +53,7 @@ const ISSUE_CALLS: &[(Method, &str)] = &[
 pub(crate) async fn layer(State(state): State<ContextState>, req: Request, next: Next) -> Response {
     let user = req.extensions().get::<AuthUser>().copied();
     let origin = Origin {
-        actor: actor(user.as_ref()),
+        actor: AuthUser::actor(user.as_ref()),
         source: source(&req, state.trust_forwarded_for),
     };
     let caller = CallerId {
@@ -77,7 +76,7 @@ pub(crate) async fn layer(State(state): State<ContextState>, req: Request, next:
             Err(refusal) => return refusal.into_response(),
         }
     };
-    allot_storage::origin::scope(origin, next.run(req)).await
+    caller::within(origin, next.run(req)).await
 }
 
 /// The caller of the request being served, for limits counted by handlers (orders with a
@@ -85,7 +84,7 @@ pub(crate) async fn layer(State(state): State<ContextState>, req: Request, next:
 pub(crate) fn caller_id(user: Option<&AuthUser>) -> CallerId {
     CallerId {
         principal: user.map(|u| (u.id, u.role)),
-        source: allot_storage::origin::current().and_then(|o| o.source),
+        source: caller::source(),
     }
 }
 
@@ -93,14 +92,6 @@ fn counts_as_code_use(req: &Request, anonymous: bool) -> bool {
     let call = super::call_path(req);
     let is = |calls: &[(Method, &str)]| calls.iter().any(|(m, p)| m == req.method() && *p == call);
     is(CODE_USE_CALLS) || (anonymous && is(ISSUE_CALLS))
-}
-
-fn actor(user: Option<&AuthUser>) -> Actor {
-    match user.map(|u| u.id) {
-        Some(PrincipalId::User(id)) => Actor::User(id.get()),
-        Some(PrincipalId::ApiKey(id)) => Actor::ApiKey(id),
-        None => Actor::Anonymous,
-    }
 }
 
 fn source(req: &Request, trust_forwarded_for: bool) -> Option<IpAddr> {

@@ -12,12 +12,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Caller;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
 use super::json::{ApiJson, ApiQuery, whole_number};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
+use crate::caller::Caller;
 use crate::error::EntryError;
 use crate::service::coupon::{TicketFailure, TicketState};
 use crate::time::parse_rfc3339;

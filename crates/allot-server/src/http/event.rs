@@ -20,10 +20,11 @@ use http::HeaderMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use super::AppState;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::{AppState, rfc3339};
 use crate::ServiceError;
+pub(crate) use crate::event_body::{EventBody, body_of};
 
 const LIMIT_DEFAULT: u32 = 100;
 const LIMIT_MAX: u32 = 1_000;
@@ -36,26 +37,6 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/events", get(list))
         .route("/api/v1/events/stream", get(stream))
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct EventBody {
-    /// The event's position in the log: strictly increasing, never reused.
-    pub seq: i64,
-    /// The event type, e.g. `OrderCreated` (docs/EVENTS.md lists them with their payloads).
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// RFC 3339, UTC.
-    pub occurred_at: String,
-    pub occurred_at_ms: i64,
-    /// Who made the change: `user:<id>`, `api_key:<id>`, `anonymous` (an open call) or
-    /// `system:<job>` (docs/EVENTS.md).
-    pub actor: String,
-    /// The client's IP address; null for jobs.
-    pub source: Option<String>,
-    /// The type's fields (docs/EVENTS.md).
-    #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
 }
 
 /// One server-sent event of the stream: the fields of its `text/event-stream` lines.
@@ -76,19 +57,6 @@ pub(crate) struct EventPage {
     pub events: Vec<EventBody>,
     /// Pass as `after` for the next page (the last seq of this page, or `after` if empty).
     pub next_after: i64,
-}
-
-pub(crate) fn body_of(e: Event) -> EventBody {
-    let payload = serde_json::from_str(&e.payload).unwrap_or(serde_json::Value::Null);
-    EventBody {
-        seq: e.seq,
-        kind: e.kind,
-        occurred_at: rfc3339(e.occurred_at),
-        occurred_at_ms: e.occurred_at.as_millis(),
-        actor: e.actor,
-        source: e.source,
-        payload,
-    }
 }
 
 pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {

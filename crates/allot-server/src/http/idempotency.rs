@@ -18,7 +18,7 @@
 //!   takes it over and runs the request again. For requests whose effect must be exactly once
 //!   even across that window, the operation itself records the key in its own transaction:
 //!   order creation and campaign issues do, and are left to themselves here.
-//! - Keys are kept for [`KEEP_FOR`], then purged.
+//! - Keys are kept for [`crate::service::IDEMPOTENCY_KEYS_KEEP_FOR`], then purged.
 
 use std::time::Duration;
 
@@ -38,8 +38,6 @@ pub(crate) const HEADER: &str = "idempotency-key";
 pub(crate) const REPLAYED: &str = "idempotent-replayed";
 /// A claim unanswered for this long is taken to belong to a server that died.
 pub(crate) const STALE_AFTER: Duration = Duration::from_secs(60);
-/// How long keys are kept.
-pub(crate) const KEEP_FOR: Duration = Duration::from_secs(24 * 3600);
 const KEY_MAX_CHARS: usize = 255;
 
 /// Routes (by their template) whose operation records its idempotency key in its own

@@ -30,6 +30,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 
+pub(crate) use crate::grpc::is_grpc;
 use crate::service::Services;
 
 #[derive(Clone)]
@@ -113,14 +114,6 @@ pub(crate) fn is_rpc_path(path: &str) -> bool {
         .split('/')
         .next()
         .is_some_and(|service| service.contains('.'))
-}
-
-/// Whether a request is a gRPC call (by its content type: `application/grpc`, `+proto`, ...).
-pub(crate) fn is_grpc(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"))
 }
 
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {

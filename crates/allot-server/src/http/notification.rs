@@ -13,13 +13,12 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::auth::AuthUser;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
 use super::json::{ApiJson, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
-use crate::service::auth::PrincipalId;
+use crate::caller::{AuthUser, PrincipalId};
 use crate::service::notification::{RuleInput, SendInput, TemplateInput, switches, will_retry};
 
 const INBOX_LIMIT_DEFAULT: u32 = 50;

@@ -24,13 +24,13 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Caller;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
 use super::inventory::{id, integer, object, path_id, query_int, required_integer, string};
 use super::json::ApiJson;
 use super::{AppState, rfc3339};
 use crate::ServiceError;
+use crate::caller::Caller;
 use crate::policy::may_set_order_status;
 use crate::service::order::{OrderFilter, PlaceOrder};
 use crate::time::parse_rfc3339;

@@ -13,12 +13,12 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use super::auth::Caller;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
 use super::json::ApiQuery;
 use super::{AppState, rfc3339};
 use crate::ServiceError;
+use crate::caller::Caller;
 
 const PAGE_MAX: u32 = 1_000;
 

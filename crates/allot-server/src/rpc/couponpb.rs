@@ -7,7 +7,7 @@ use allot_domain::user::{IdempotencyKey, UserId};
 use allot_storage::Campaign;
 
 use crate::ServiceError;
-use crate::http::auth::Caller;
+use crate::caller::Caller;
 use crate::pb::couponpb as pb;
 use crate::service::Services;
 use crate::service::campaign::{CodesShown, new_campaign};

@@ -59,10 +59,7 @@ pub struct Busy {
     pub retry_after_secs: u64,
 }
 
-/// The shared admission state (Redis) could not be reached.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("admission store unreachable: {0}")]
-pub struct AdmissionUnavailable(pub String);
+pub use crate::error::AdmissionUnavailable;
 
 /// Why a queued request was not admitted.
 #[derive(Debug, Clone)]

@@ -22,7 +22,43 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 
 use crate::ServiceError;
-use crate::config::AuthSettings;
+pub use crate::caller::PrincipalId;
+use crate::secret::Secret;
+
+pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 900;
+pub const DEFAULT_REFRESH_TOKEN_TTL_SECS: u64 = 30 * 24 * 3_600;
+/// A sign-in can be kept alive by refreshing for at most this long (90 days), however often it
+/// is refreshed: a stolen refresh token chain ends too.
+pub const DEFAULT_REFRESH_FAMILY_TTL_SECS: u64 = 90 * 24 * 3_600;
+
+/// Sign-in settings: the JWT signing secret and token lifetimes.
+#[derive(Debug, Clone)]
+pub struct AuthSettings {
+    /// `None`: a random secret is made at start (tokens do not survive a restart and are not
+    /// accepted by other instances).
+    pub jwt_secret: Option<Secret>,
+    pub access_token_ttl: Duration,
+    pub refresh_token_ttl: Duration,
+    /// How long after a sign-in its refresh tokens stop rotating (the family's absolute
+    /// lifetime); past it the user signs in again.
+    pub refresh_family_ttl: Duration,
+    /// True: the customer-facing calls of the original public contracts (discount-code
+    /// `UseCode`, campaign `IssueCoupon` and `GetCampaign`, flash-sale items, checkout and
+    /// purchase) are served without a credential too, for clients built before sign-in.
+    pub open_public_contracts: bool,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        AuthSettings {
+            jwt_secret: None,
+            access_token_ttl: Duration::from_secs(DEFAULT_ACCESS_TOKEN_TTL_SECS),
+            refresh_token_ttl: Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_SECS),
+            refresh_family_ttl: Duration::from_secs(DEFAULT_REFRESH_FAMILY_TTL_SECS),
+            open_public_contracts: false,
+        }
+    }
+}
 
 pub const ISSUER: &str = "allot";
 pub const AUDIENCE: &str = "allot-api";
@@ -44,13 +80,6 @@ struct Claims {
     /// generations existed count as generation 0, which every user had then.
     #[serde(default, rename = "gen")]
     generation: i64,
-}
-
-/// Who made a request, as proven by an access token or an API key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PrincipalId {
-    User(AccountId),
-    ApiKey(i64),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

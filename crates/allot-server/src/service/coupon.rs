@@ -326,8 +326,8 @@ impl Coupons {
         let this = Arc::clone(self);
         let ticket = id.clone();
         // The allocation is still the caller's: its events record the request's origin.
-        let origin = allot_storage::origin::current();
-        tokio::spawn(allot_storage::origin::scope_opt(origin, async move {
+        let origin = crate::caller::origin();
+        tokio::spawn(crate::caller::within_opt(origin, async move {
             let state = match queued.admitted().await {
                 Err(Refused::Busy(b)) => TicketState::Failed(TicketFailure::Busy {
                     retry_after_secs: b.retry_after_secs,

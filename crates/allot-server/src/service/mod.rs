@@ -56,7 +56,7 @@ impl Services {
         sales: SaleSettings,
         redis: Option<redis::aio::ConnectionManager>,
         discount_code_percent: u8,
-        auth: &crate::config::AuthSettings,
+        auth: &auth::AuthSettings,
     ) -> Self {
         Services {
             discount: Arc::new(DiscountCodes::new(store.clone(), clock.clone())),
@@ -93,12 +93,17 @@ impl Services {
     }
 }
 
+/// How long idempotency keys (REST's and the operations' own) are kept before the purge job
+/// removes them: answers kept for retries, and a day is plenty.
+pub const IDEMPOTENCY_KEYS_KEEP_FOR: std::time::Duration =
+    std::time::Duration::from_secs(24 * 3600);
+
 /// Who the idempotency keys of the request being served belong to (see
 /// `Origin::idempotency_owner`): every transport serves a request in its origin's scope, so a
 /// use case finds its caller without being told which transport called it. Outside a request
 /// (the CLI, a job) the keys belong to `unattributed`.
 pub fn idempotency_owner() -> String {
-    allot_storage::origin::current()
+    crate::caller::origin()
         .unwrap_or(allot_domain::event::Origin::UNATTRIBUTED)
         .idempotency_owner()
 }
