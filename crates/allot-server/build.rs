@@ -1,10 +1,17 @@
 //! Compiles the protobuf contracts with protox (pure Rust): no protoc needed on the machine.
+//! tonic-prost-build makes the messages and services; pbjson-build makes the messages' proto3
+//! JSON form (serde) for the Connect protocol, from the same descriptors.
 
 use std::path::PathBuf;
 
 use prost::Message;
 
 const PROTOS: &[&str] = &["discount.proto", "coupon.proto"];
+/// Packages served over Connect, whose messages need their JSON form.
+const CONNECT_PACKAGES: &[&str] = &[".couponpb"];
+/// `google.protobuf.Timestamp` is ours (`pb::Timestamp`): pbjson-types' writes `+00:00` where
+/// the contract (and proto3 JSON) has `Z`, and prost-types' has no JSON form.
+const TIMESTAMP: (&str, &str) = (".google.protobuf.Timestamp", "crate::pb::Timestamp");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
@@ -13,12 +20,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={}", f.display());
     }
     let fds = protox::compile(&files, [&proto_dir])?;
+    let encoded = fds.encode_to_vec();
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
     // The encoded descriptors feed gRPC server reflection.
-    std::fs::write(out_dir.join("allot_descriptor.bin"), fds.encode_to_vec())?;
+    std::fs::write(out_dir.join("allot_descriptor.bin"), &encoded)?;
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
+        .extern_path(TIMESTAMP.0, TIMESTAMP.1)
         .compile_fds(fds)?;
+    // Unknown fields are skipped, as proto3 JSON parsers do by default and the Connect
+    // endpoints always have: a newer client's field must not break an older server.
+    pbjson_build::Builder::new()
+        .register_descriptors(&encoded)?
+        .extern_path(TIMESTAMP.0, TIMESTAMP.1)
+        .ignore_unknown_fields()
+        .build(CONNECT_PACKAGES)?;
     Ok(())
 }

@@ -2,6 +2,8 @@
 
 use allot_domain::UnixMillis;
 
+use crate::pb::Timestamp;
+
 /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-22T10:00:00.000Z`.
 pub fn rfc3339(at: UnixMillis) -> String {
     chrono::DateTime::from_timestamp_millis(at.as_millis())
@@ -16,7 +18,7 @@ pub fn parse_rfc3339(raw: &str) -> Option<UnixMillis> {
         .map(|t| UnixMillis::from_millis(t.timestamp_millis()))
 }
 
-pub fn from_timestamp(ts: &prost_types::Timestamp) -> Option<UnixMillis> {
+pub fn from_timestamp(ts: &Timestamp) -> Option<UnixMillis> {
     if !(0..1_000_000_000).contains(&ts.nanos) {
         return None;
     }
@@ -28,9 +30,9 @@ pub fn from_timestamp(ts: &prost_types::Timestamp) -> Option<UnixMillis> {
     (ms.abs() < 253_402_300_800_000).then(|| UnixMillis::from_millis(ms))
 }
 
-pub fn to_timestamp(at: UnixMillis) -> prost_types::Timestamp {
+pub fn to_timestamp(at: UnixMillis) -> Timestamp {
     let ms = at.as_millis();
-    prost_types::Timestamp {
+    Timestamp {
         seconds: ms.div_euclid(1_000),
         nanos: (ms.rem_euclid(1_000) * 1_000_000) as i32,
     }
@@ -48,7 +50,7 @@ mod tests {
             assert_eq!(parse_rfc3339(&rfc3339(at)), Some(at));
         }
         assert!(
-            from_timestamp(&prost_types::Timestamp {
+            from_timestamp(&Timestamp {
                 seconds: 1,
                 nanos: -1
             })

@@ -372,7 +372,7 @@ pub(crate) async fn create_open_campaign(
     client
         .create_campaign(CreateCampaignRequest {
             name: format!("load test of {total}"),
-            start_time: Some(prost_types::Timestamp {
+            start_time: Some(allot_server::pb::Timestamp {
                 seconds: now.as_secs() as i64 - 1,
                 nanos: 0,
             }),

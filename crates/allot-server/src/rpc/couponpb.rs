@@ -17,7 +17,7 @@ pub(crate) async fn create_campaign(
     services: &Services,
     req: pb::CreateCampaignRequest,
 ) -> Result<pb::CreateCampaignResponse, ServiceError> {
-    let instant = |field: &'static str, t: &Option<prost_types::Timestamp>| {
+    let instant = |field: &'static str, t: &Option<crate::pb::Timestamp>| {
         t.as_ref()
             .map(|t| {
                 from_timestamp(t)

@@ -596,8 +596,8 @@ pub fn coupon_client(channel: GrpcChannel) -> CouponServiceClient<GrpcChannel> {
     CouponServiceClient::new(channel).max_decoding_message_size(usize::MAX)
 }
 
-pub fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
+pub fn timestamp(ms: i64) -> allot_server::pb::Timestamp {
+    allot_server::pb::Timestamp {
         seconds: ms.div_euclid(1000),
         nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
     }
