@@ -2,7 +2,6 @@
 
 use allot_domain::DomainError;
 use allot_domain::campaign::CampaignId;
-use allot_domain::user::{IdempotencyKey, UserId};
 use allot_storage::Campaign;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
@@ -18,7 +17,8 @@ use super::json::{ApiJson, ApiQuery, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::caller::Caller;
-use crate::service::campaign::{COUPONS_PAGE_MAX, new_campaign};
+use crate::rpc::campaign::{IssueCoupon, new_campaign};
+use crate::service::campaign::COUPONS_PAGE_MAX;
 use crate::time::parse_rfc3339;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -249,16 +249,13 @@ pub(crate) async fn issue(
                 .map_err(|_| DomainError::invalid("idempotency_key", "must be printable ASCII"))
         })
         .transpose()?;
-    let key = body
-        .idempotency_key
-        .or(header_key)
-        .map(|k| IdempotencyKey::parse(&k))
-        .transpose()?;
-    let user = caller
-        .user_field(body.user_id.as_deref(), "user_id")?
-        .map(|u| UserId::parse(&u))
-        .transpose()?;
-    let issued = state.services.campaigns.issue(id, user, key).await?;
+    let key = body.idempotency_key.or(header_key);
+    let issue = IssueCoupon::parse(&caller, id, body.user_id.as_deref(), key.as_deref())?;
+    let issued = state
+        .services
+        .campaigns
+        .issue(issue.campaign, issue.user, issue.key)
+        .await?;
     let status = if issued.replayed {
         StatusCode::OK
     } else {

@@ -1,16 +1,15 @@
-//! `couponpb.CouponService`.
+//! `couponpb.CouponService`: each message read into the arguments of its operation's one parse
+//! ([`super::campaign`]), the use case run, the answer written as a message.
 
 use allot_domain::DomainError;
-use allot_domain::auth::Role;
 use allot_domain::campaign::CampaignId;
-use allot_domain::user::{IdempotencyKey, UserId};
 use allot_storage::Campaign;
 
+use super::campaign::{IssueCoupon, codes_shown, new_campaign};
 use crate::ServiceError;
 use crate::caller::Caller;
 use crate::pb::couponpb as pb;
 use crate::service::Services;
-use crate::service::campaign::{CodesShown, new_campaign};
 use crate::time::{from_timestamp, to_timestamp};
 
 pub(crate) async fn create_campaign(
@@ -25,6 +24,7 @@ pub(crate) async fn create_campaign(
             })
             .transpose()
     };
+    // proto3 has no absent number: 0 is "no limit" here, and a total of 0 is refused as such.
     let new = new_campaign(
         &req.name,
         instant("start_time", &req.start_time)?,
@@ -39,24 +39,15 @@ pub(crate) async fn create_campaign(
 }
 
 /// `caller`: staff get the campaign's codes (the first
-/// [`crate::service::campaign::GET_CAMPAIGN_CODES_MAX`]; past them
-/// `issued_coupons` is larger than the list and the REST listing pages through the rest), a
-/// customer only the codes issued to it, a customer API key and an anonymous caller of the
-/// open contract none: issued codes are other people's credentials.
+/// [`crate::service::campaign::GET_CAMPAIGN_CODES_MAX`]; past them `issued_coupons` is larger
+/// than the list and the REST listing pages through the rest); see [`codes_shown`].
 pub(crate) async fn get_campaign(
     services: &Services,
     caller: Caller,
     req: pb::GetCampaignRequest,
 ) -> Result<pb::GetCampaignResponse, ServiceError> {
     let id = CampaignId::parse(req.campaign_id)?;
-    let shown = match caller.0 {
-        Some(user) if user.role == Role::Customer => match user.customer_user_id() {
-            Some(own) => CodesShown::IssuedTo(UserId::parse(&own)?),
-            None => CodesShown::None,
-        },
-        Some(_) => CodesShown::All,
-        None => CodesShown::None,
-    };
+    let shown = codes_shown(&caller)?;
     let (campaign, codes) = services.campaigns.get_with_codes(id, shown).await?;
     Ok(pb::GetCampaignResponse {
         campaign: Some(campaign_message(&campaign)),
@@ -64,25 +55,29 @@ pub(crate) async fn get_campaign(
     })
 }
 
-/// `caller`: a customer issues only for itself (its own id when `user_id` is empty).
 pub(crate) async fn issue_coupon(
     services: &Services,
     caller: Caller,
     req: pb::IssueCouponRequest,
 ) -> Result<pb::IssueCouponResponse, ServiceError> {
-    let id = CampaignId::parse(req.campaign_id)?;
-    let given = (!req.user_id.is_empty()).then_some(req.user_id.as_str());
-    let user = caller
-        .user_field(given, "user_id")?
-        .map(|u| UserId::parse(&u))
-        .transpose()?;
-    let key = (!req.idempotency_key.is_empty())
-        .then(|| IdempotencyKey::parse(&req.idempotency_key))
-        .transpose()?;
-    let issued = services.campaigns.issue(id, user, key).await?;
+    let issue = IssueCoupon::parse(
+        &caller,
+        CampaignId::parse(req.campaign_id)?,
+        given(&req.user_id),
+        given(&req.idempotency_key),
+    )?;
+    let issued = services
+        .campaigns
+        .issue(issue.campaign, issue.user, issue.key)
+        .await?;
     Ok(pb::IssueCouponResponse {
         coupon_code: issued.code.into_string(),
     })
+}
+
+/// An empty string is a field left out: proto3 has no absent string.
+fn given(s: &str) -> Option<&str> {
+    (!s.is_empty()).then_some(s)
 }
 
 pub(crate) fn campaign_message(c: &Campaign) -> pb::Campaign {

@@ -241,30 +241,6 @@ impl Campaigns {
     }
 }
 
-/// Builds a campaign from the fields every transport has (instants already read from their
-/// wire form), naming the first bad field.
-pub fn new_campaign(
-    name: &str,
-    start: Option<allot_domain::UnixMillis>,
-    end: Option<allot_domain::UnixMillis>,
-    total: Option<i64>,
-    per_user_limit: Option<i64>,
-) -> Result<NewCampaign, allot_domain::DomainError> {
-    use allot_domain::DomainError;
-    use allot_domain::campaign::{CampaignName, PerUserLimit, TotalCoupons};
-    let name = CampaignName::parse(name)?;
-    let start = start.ok_or_else(|| DomainError::invalid("start_time", "is required"))?;
-    let total = TotalCoupons::parse(
-        total.ok_or_else(|| DomainError::invalid("total_coupons", "is required"))?,
-    )?;
-    Ok(NewCampaign {
-        name,
-        window: CampaignWindow::new(start, end)?,
-        total,
-        per_user_limit: per_user_limit.map(PerUserLimit::parse).transpose()?,
-    })
-}
-
 fn sold_out() -> ServiceError {
     metrics::counter!("allot_campaign_issues_total", "outcome" => "sold_out").increment(1);
     ServiceError::SoldOut
