@@ -28,17 +28,6 @@ impl CodeLength {
         }
     }
 
-    /// The wire form of the original gRPC contract: `bytes length`, exactly one byte.
-    pub fn parse_wire_byte(raw: &[u8]) -> Result<Self, DomainError> {
-        match raw {
-            [len] => Self::parse(u32::from(*len)),
-            _ => Err(DomainError::invalid(
-                "length",
-                "must be exactly one byte holding 7 or 8",
-            )),
-        }
-    }
-
     pub fn get(self) -> u8 {
         self.0
     }
@@ -201,10 +190,10 @@ mod tests {
         assert!(GenerateCount::parse(2_000).is_ok());
         assert!(GenerateCount::parse(2_001).is_err());
         assert!(GenerateCount::parse(65_536 + 500).is_err());
-        assert!(CodeLength::parse_wire_byte(&[7]).is_ok());
-        assert!(CodeLength::parse_wire_byte(&[8]).is_ok());
-        for bad in [&[][..], &[6], &[9], &[7, 8], &[0, 8]] {
-            assert!(CodeLength::parse_wire_byte(bad).is_err(), "{bad:?}");
+        assert!(CodeLength::parse(7).is_ok());
+        assert!(CodeLength::parse(8).is_ok());
+        for bad in [0, 6, 9, 256] {
+            assert!(CodeLength::parse(bad).is_err(), "{bad}");
         }
     }
 }

@@ -2,11 +2,11 @@
 
 use std::sync::Arc;
 
-use allot_domain::discount::{CodeLength, GenerateCount};
 use tonic::{Request, Response, Status};
 
 use crate::pb::discount::discount_server::{Discount, DiscountServer};
 use crate::pb::discount::{GenerateRequest, GenerateResponse, UseCodeRequest, UseCodeResponse};
+use crate::rpc::discount::GenerateCodes;
 use crate::service::{DiscountCodes, Services};
 
 pub(crate) fn server(services: &Services) -> DiscountServer<DiscountGrpc> {
@@ -28,10 +28,14 @@ impl Discount for DiscountGrpc {
         request: Request<GenerateRequest>,
     ) -> Result<Response<GenerateResponse>, Status> {
         let req = request.into_inner();
-        let (Ok(count), Ok(length)) = (
-            GenerateCount::parse(u64::from(req.count)),
-            CodeLength::parse_wire_byte(&req.length),
-        ) else {
+        // `bytes length` is one byte on the wire; any other is as bad as an out-of-range one.
+        let length = match req.length[..] {
+            [len] => Some(u32::from(len)),
+            _ => None,
+        };
+        let Ok(GenerateCodes { count, length }) =
+            GenerateCodes::parse(Some(u64::from(req.count)), length)
+        else {
             return Ok(Response::new(GenerateResponse {
                 result: false,
                 codes: Vec::new(),

@@ -1,6 +1,6 @@
 //! REST for discount codes: `/api/v1/discount-codes`.
 
-use allot_domain::discount::{CodeLength, GenerateCount, UseOutcome};
+use allot_domain::discount::UseOutcome;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -13,6 +13,7 @@ use super::error::ErrorBody;
 use super::json::{ApiJson, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
+use crate::rpc::discount::GenerateCodes;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -69,10 +70,7 @@ pub(crate) async fn generate(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<GenerateBody>,
 ) -> Result<(StatusCode, Json<GeneratedCodes>), ServiceError> {
-    let count = body.count.ok_or_else(|| required("count"))?;
-    let length = body.length.ok_or_else(|| required("length"))?;
-    let count = GenerateCount::parse(count)?;
-    let length = CodeLength::parse(length)?;
+    let GenerateCodes { count, length } = GenerateCodes::parse(body.count, body.length)?;
     let codes = state.services.discount.generate(count, length).await?;
     Ok((
         StatusCode::CREATED,
@@ -124,11 +122,4 @@ pub(crate) async fn get_code(
         used: record.used_at.is_some(),
         used_at: record.used_at.map(rfc3339),
     }))
-}
-
-fn required(field: &'static str) -> ServiceError {
-    ServiceError::InvalidArgument {
-        field,
-        message: format!("{field}: is required"),
-    }
 }

@@ -101,7 +101,13 @@ mod tests {
         assert_eq!(own.user.map(|u| u.as_str().to_owned()), Some("7".into()));
         assert!(own.key.is_some());
         let other = IssueCoupon::parse(&customer, id, Some("8"), None).unwrap_err();
-        assert!(matches!(other, ServiceError::Forbidden { field: Some("user_id"), .. }));
+        assert!(matches!(
+            other,
+            ServiceError::Forbidden {
+                field: Some("user_id"),
+                ..
+            }
+        ));
         let anonymous = IssueCoupon::parse(&Caller(None), id, None, None).unwrap();
         assert!(anonymous.user.is_none() && anonymous.key.is_none());
         assert!(IssueCoupon::parse(&Caller(None), id, None, Some("a key")).is_err());
