@@ -9,9 +9,9 @@ use prost::Message;
 const PROTOS: &[&str] = &["discount.proto", "coupon.proto"];
 /// Packages served over Connect, whose messages need their JSON form.
 const CONNECT_PACKAGES: &[&str] = &[".couponpb"];
-/// `google.protobuf.Timestamp` is ours (`pb::Timestamp`): pbjson-types' writes `+00:00` where
+/// `google.protobuf.Timestamp` is ours (`time::Timestamp`): pbjson-types' writes `+00:00` where
 /// the contract (and proto3 JSON) has `Z`, and prost-types' has no JSON form.
-const TIMESTAMP: (&str, &str) = (".google.protobuf.Timestamp", "crate::pb::Timestamp");
+const TIMESTAMP: (&str, &str) = (".google.protobuf.Timestamp", "crate::time::Timestamp");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let proto_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");

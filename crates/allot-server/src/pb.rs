@@ -1,11 +1,9 @@
-//! Code generated from `proto/*.proto` at build time, and `google.protobuf.Timestamp`.
+//! Code generated from `proto/*.proto` at build time.
 
 #![allow(clippy::all, clippy::pedantic, missing_docs)]
 
-use serde::de::{self, Deserializer};
-use serde::{Deserialize, Serialize, Serializer};
-
-use crate::time::{from_timestamp, parse_rfc3339, rfc3339, to_timestamp};
+/// `google.protobuf.Timestamp`, with the JSON form the Connect contract has.
+pub use crate::time::Timestamp;
 
 pub mod discount {
     tonic::include_proto!("discount");
@@ -20,36 +18,4 @@ pub const FILE_DESCRIPTOR_SET: &[u8] =
 pub mod couponpb {
     tonic::include_proto!("couponpb");
     include!(concat!(env!("OUT_DIR"), "/couponpb.serde.rs"));
-}
-
-/// `google.protobuf.Timestamp`, wire-identical to prost-types' (same fields and tags). Its
-/// JSON form is RFC 3339 in UTC to the millisecond (`2026-11-22T10:00:00.000Z`), as the Connect
-/// contract has always written it; any RFC 3339 offset is read. pbjson-types' own writes
-/// `+00:00` instead of `Z`, so this one type keeps a hand-written JSON form.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, prost::Message)]
-pub struct Timestamp {
-    #[prost(int64, tag = "1")]
-    pub seconds: i64,
-    #[prost(int32, tag = "2")]
-    pub nanos: i32,
-}
-
-impl Serialize for Timestamp {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match from_timestamp(self) {
-            Some(at) => s.serialize_str(&rfc3339(at)),
-            None => Err(serde::ser::Error::custom(
-                "a Timestamp out of range or with invalid nanos",
-            )),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for Timestamp {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let raw = String::deserialize(d)?;
-        parse_rfc3339(&raw)
-            .map(to_timestamp)
-            .ok_or_else(|| de::Error::custom(format!("{raw:?} is not an RFC 3339 timestamp")))
-    }
 }

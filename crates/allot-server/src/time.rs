@@ -1,8 +1,8 @@
 //! Instants at the edges: RFC 3339 strings (REST, Connect JSON) and protobuf Timestamps.
 
 use allot_domain::UnixMillis;
-
-use crate::pb::Timestamp;
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
 
 /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-22T10:00:00.000Z`.
 pub fn rfc3339(at: UnixMillis) -> String {
@@ -35,6 +35,38 @@ pub fn to_timestamp(at: UnixMillis) -> Timestamp {
     Timestamp {
         seconds: ms.div_euclid(1_000),
         nanos: (ms.rem_euclid(1_000) * 1_000_000) as i32,
+    }
+}
+
+/// `google.protobuf.Timestamp`, wire-identical to prost-types' (same fields and tags). Its
+/// JSON form is RFC 3339 in UTC to the millisecond (`2026-11-22T10:00:00.000Z`), as the Connect
+/// contract has always written it; any RFC 3339 offset is read. pbjson-types' own writes
+/// `+00:00` instead of `Z`, so this one type keeps a hand-written JSON form.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, prost::Message)]
+pub struct Timestamp {
+    #[prost(int64, tag = "1")]
+    pub seconds: i64,
+    #[prost(int32, tag = "2")]
+    pub nanos: i32,
+}
+
+impl Serialize for Timestamp {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match from_timestamp(self) {
+            Some(at) => s.serialize_str(&rfc3339(at)),
+            None => Err(serde::ser::Error::custom(
+                "a Timestamp out of range or with invalid nanos",
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let raw = String::deserialize(d)?;
+        parse_rfc3339(&raw)
+            .map(to_timestamp)
+            .ok_or_else(|| de::Error::custom(format!("{raw:?} is not an RFC 3339 timestamp")))
     }
 }
 
