@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Import cycles between the top-level modules of a crate (allot-server by default).
 
-    scripts/module-cycles.py [CRATE_SRC_DIR]
+    scripts/module-cycles.py [--edges] [CRATE_SRC_DIR]
 
 Reads every `crate::...` path and every `super::` path that climbs out of its top-level module
 in each file under the source directory (comments and string literals skipped), turns them
@@ -115,7 +115,9 @@ def references(text):
 
 def main():
     root = Path(__file__).resolve().parent.parent
-    src = Path(sys.argv[1]) if len(sys.argv) > 1 else root / "crates/allot-server/src"
+    args = [a for a in sys.argv[1:] if a != "--edges"]
+    show_edges = "--edges" in sys.argv[1:]
+    src = Path(args[0]) if args else root / "crates/allot-server/src"
     lib = src / "lib.rs"
     lib_text = code_only(lib.read_text())
     modules = set(re.findall(r"^\s*(?:pub(?:\([^)]*\))?\s+)?mod\s+(" + IDENT + r")\s*;", lib_text, re.M))
@@ -181,6 +183,9 @@ def main():
 
     cycles = [c for c in sccs if len(c) > 1]
     print(f"{len(modules)} top-level modules, {len(edges)} dependencies between them")
+    if show_edges:
+        for module in sorted(modules):
+            print(f"  {module} -> {', '.join(sorted(graph[module])) or '(none)'}")
     if not cycles:
         print("no import cycles")
         return 0
