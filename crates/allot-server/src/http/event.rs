@@ -20,8 +20,8 @@ use http::HeaderMap;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-#[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
+use super::extract::invalid;
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 
@@ -91,20 +91,13 @@ pub(crate) fn body_of(e: Event) -> EventBody {
     }
 }
 
-pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
-    ServiceError::InvalidArgument {
-        field,
-        message: message.into(),
-    }
-}
-
 /// `limit`: 1 to 1000, 100 when absent.
 pub(crate) fn parse_limit(raw: Option<&String>) -> Result<u32, ServiceError> {
     match raw {
         None => Ok(LIMIT_DEFAULT),
         Some(s) => match s.trim().parse::<u32>() {
             Ok(n) if (1..=LIMIT_MAX).contains(&n) => Ok(n),
-            _ => Err(invalid("limit", "limit: 1 to 1000")),
+            _ => Err(invalid("limit", "1 to 1000")),
         },
     }
 }
@@ -114,7 +107,7 @@ pub(crate) fn parse_after(raw: Option<&str>) -> Result<i64, ServiceError> {
         None => Ok(0),
         Some(s) => match s.trim().parse::<i64>() {
             Ok(n) if n >= 0 => Ok(n),
-            _ => Err(invalid("after", "after: a sequence number (0 or more)")),
+            _ => Err(invalid("after", "a sequence number (0 or more)")),
         },
     }
 }
@@ -124,7 +117,7 @@ pub(crate) fn parse_type(raw: Option<&String>) -> Result<Option<EventType>, Serv
         None => Ok(None),
         Some(s) => EventType::parse(s)
             .map(Some)
-            .ok_or_else(|| invalid("type", format!("type: unknown event type {s:?}"))),
+            .ok_or_else(|| invalid("type", format!("unknown event type {s:?}"))),
     }
 }
 

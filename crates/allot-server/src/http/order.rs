@@ -1,6 +1,6 @@
 //! Orders over HTTP: `/api/v1/orders` (place, list, read) and `/api/v1/orders/{id}/status`.
 //!
-//! Bodies are read field by field from JSON, so a missing or mistyped field is answered 422
+//! Bodies are typed, then parsed into domain types: a missing or mistyped field is answered 422
 //! `invalid_argument` naming it; nothing is changed then. `POST /api/v1/orders` takes an
 //! `Idempotency-Key` header, kept with the order in the same transaction: a retry answers the
 //! first order (200, `Idempotent-Replayed: true`) and changes nothing.
@@ -15,20 +15,19 @@ use allot_domain::inventory::{Quantity, Reason};
 use allot_domain::order::{OrderStatus, ShippingAddress};
 use allot_domain::user::{IdempotencyKey, UserId};
 use allot_storage::{AppliedCode, Order};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
-#[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::inventory::{id, integer, object, path_id, query_int, required_integer, string};
-use super::json::ApiJson;
+use super::extract::{ApiJson, OrderId, PathId, field_id, invalid, named, whole, whole_required};
+use super::inventory::query_int;
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::policy::may_set_order_status;
@@ -163,10 +162,9 @@ pub(crate) struct OrderPageView {
     pub next_cursor: Option<String>,
 }
 
-// Request bodies, documented; read field by field from JSON.
+// Request bodies.
 
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body; it is read field by field
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct PlaceOrderBody {
     /// The customer's user id (owner of an allocated coupon): 1 to 128 characters, no white
     /// space. A customer may leave it out (itself).
@@ -175,6 +173,7 @@ pub(crate) struct PlaceOrderBody {
         max_length = 128,
         pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$"
     )]
+    #[serde(default)]
     pub customer: Option<String>,
     pub shipping_address: ShippingAddressBody,
     /// 1 to 100 lines, each product once; every product active and priced in the same
@@ -190,8 +189,7 @@ pub(crate) struct PlaceOrderBody {
 }
 
 /// Each field 1 to 200 characters, trimmed, no control characters.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body; it is read field by field
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ShippingAddressBody {
     #[schema(
         max_length = 200,
@@ -221,18 +219,18 @@ pub(crate) struct ShippingAddressBody {
     pub country: String,
 }
 
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body; it is read field by field
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct OrderLineBody {
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_required")]
     pub product_id: i64,
     /// 1 to 1,000,000.
     #[schema(minimum = 1, maximum = 1_000_000)]
+    #[serde(deserialize_with = "whole_required")]
     pub quantity: i64,
 }
 
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body; it is read field by field
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct StatusBody {
     /// The status to move to: `pending`, `confirmed`, `fulfilled`, `delivered`, `cancelled`,
     /// `return_requested` or `returned`.
@@ -246,55 +244,18 @@ pub(crate) struct StatusBody {
     pub reason: Option<String>,
     /// For `returned`: the warehouse the stock goes back to [default: where it came from].
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
     pub warehouse_id: Option<i64>,
 }
 
-/// A domain error with its field renamed to the request's.
-fn named(field: &'static str) -> impl Fn(DomainError) -> DomainError {
-    move |e| match e {
-        DomainError::Invalid { message, .. } => DomainError::invalid(field, message),
-    }
-}
-
-fn optional_string<'a>(
-    o: &'a Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<&'a str>, DomainError> {
-    match o.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(DomainError::invalid(field, "must be a string")),
-    }
-}
-
-fn address(v: Option<&Value>) -> Result<String, DomainError> {
-    let o = v
-        .and_then(Value::as_object)
-        .ok_or_else(|| DomainError::invalid("shipping_address", "must be an object"))?;
-    let field = |name: &'static str, full: &'static str| -> Result<&str, DomainError> {
-        match o.get(name) {
-            Some(Value::String(s)) => Ok(s),
-            None | Some(Value::Null) => Err(DomainError::invalid(full, "is required")),
-            Some(_) => Err(DomainError::invalid(full, "must be a string")),
-        }
-    };
-    let line2 = match o.get("line2") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.as_str()),
-        Some(_) => {
-            return Err(DomainError::invalid(
-                "shipping_address.line2",
-                "must be a string",
-            ));
-        }
-    };
+fn address(a: &ShippingAddressBody) -> Result<String, DomainError> {
     let a = ShippingAddress::parse(
-        field("name", "shipping_address.name")?,
-        field("line1", "shipping_address.line1")?,
-        line2,
-        field("city", "shipping_address.city")?,
-        field("postal_code", "shipping_address.postal_code")?,
-        field("country", "shipping_address.country")?,
+        &a.name,
+        &a.line1,
+        a.line2.as_deref(),
+        &a.city,
+        &a.postal_code,
+        &a.country,
     )?;
     Ok(json!({
         "name": a.name, "line1": a.line1, "line2": a.line2, "city": a.city,
@@ -303,57 +264,44 @@ fn address(v: Option<&Value>) -> Result<String, DomainError> {
     .to_string())
 }
 
-fn lines(v: Option<&Value>) -> Result<Vec<(ProductId, Quantity)>, DomainError> {
-    let items = v
-        .and_then(Value::as_array)
-        .ok_or_else(|| DomainError::invalid("lines", "must be an array of lines"))?;
-    items
-        .iter()
-        .map(|line| {
-            let o = line
-                .as_object()
-                .ok_or_else(|| DomainError::invalid("lines", "each line must be an object"))?;
-            let product = id(
-                required_integer(o, "product_id").map_err(named("lines.product_id"))?,
-                "lines.product_id",
-                ProductId::parse,
-            )?;
-            let quantity =
-                Quantity::parse(required_integer(o, "quantity").map_err(named("lines.quantity"))?)
-                    .map_err(named("lines.quantity"))?;
-            Ok((product, quantity))
-        })
-        .collect()
+fn line(l: &OrderLineBody) -> Result<(ProductId, Quantity), DomainError> {
+    Ok((
+        field_id(l.product_id, "lines.product_id", ProductId::parse)?,
+        Quantity::parse(l.quantity).map_err(named("lines.quantity"))?,
+    ))
 }
 
 /// The order's customer: for a customer caller itself (its own id, or the field left out);
 /// for staff the `customer` field.
-fn customer(o: &Map<String, Value>, caller: &Caller) -> Result<UserId, ServiceError> {
-    let raw = match (caller.customer()?, optional_string(o, "customer")?) {
+fn customer(given: Option<&str>, caller: &Caller) -> Result<UserId, ServiceError> {
+    let raw = match (caller.customer()?, given) {
         (Some(own), None) => own,
         (Some(_), Some(given)) => {
             caller.may_act_for(given, "customer")?;
             given.to_owned()
         }
-        (None, _) => string(o, "customer")?.to_owned(),
+        (None, given) => given
+            .ok_or_else(|| invalid("customer", "is required"))?
+            .to_owned(),
     };
     Ok(UserId::parse(&raw).map_err(named("customer"))?)
 }
 
 fn place_order(
-    body: &Value,
+    body: PlaceOrderBody,
     headers: &HeaderMap,
     caller: &Caller,
 ) -> Result<PlaceOrder, ServiceError> {
-    let o = object(body)?;
-    let customer = customer(o, caller)?;
-    let shipping_address = address(o.get("shipping_address"))?;
-    let lines = lines(o.get("lines"))?;
-    let coupon = optional_string(o, "coupon")?
-        .map(|c| UploadedCode::parse(c).map_err(named("coupon")))
+    let customer = customer(body.customer.as_deref(), caller)?;
+    let shipping_address = address(&body.shipping_address)?;
+    let lines = body.lines.iter().map(line).collect::<Result<_, _>>()?;
+    let coupon = body
+        .coupon
+        .map(|c| UploadedCode::parse(&c).map_err(named("coupon")))
         .transpose()?;
-    let discount_code = optional_string(o, "discount_code")?
-        .map(|c| DiscountCode::parse(c).map_err(named("discount_code")))
+    let discount_code = body
+        .discount_code
+        .map(|c| DiscountCode::parse(&c).map_err(named("discount_code")))
         .transpose()?;
     let idempotency_key = headers
         .get(IDEMPOTENCY_KEY)
@@ -393,9 +341,9 @@ pub(crate) async fn place(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<PlaceOrderBody>,
 ) -> Result<Response, ServiceError> {
-    let order = place_order(&body, &headers, &caller)?;
+    let order = place_order(body, &headers, &caller)?;
     // An order's answer tells whether its code exists (`unknown_code`, `code_already_used`,
     // `coupon_unusable`): one carrying a code counts as a code use.
     if order.coupon.is_some() || order.discount_code.is_some() {
@@ -500,10 +448,9 @@ pub(crate) async fn list(
 pub(crate) async fn read(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    PathId(id): PathId<OrderId>,
 ) -> Result<Json<OrderView>, ServiceError> {
-    let id = path_id(&raw, "order", positive)?;
-    Ok(Json(visible_order(&state, &caller, id).await?.into()))
+    Ok(Json(visible_order(&state, &caller, id.0).await?.into()))
 }
 
 /// The order, if the caller may see it: a customer sees another customer's order as absent
@@ -513,17 +460,6 @@ async fn visible_order(state: &AppState, caller: &Caller, id: i64) -> Result<Ord
     match caller.customer()? {
         Some(own) if own != order.customer => Err(ServiceError::NotFound { what: "order" }),
         _ => Ok(order),
-    }
-}
-
-fn positive(raw: i64) -> Result<i64, DomainError> {
-    if raw > 0 {
-        Ok(raw)
-    } else {
-        Err(DomainError::invalid(
-            "order_id",
-            "must be a positive integer",
-        ))
     }
 }
 
@@ -542,12 +478,10 @@ fn positive(raw: i64) -> Result<i64, DomainError> {
 pub(crate) async fn change_status(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
-    ApiJson(body): ApiJson<Value>,
+    PathId(OrderId(order)): PathId<OrderId>,
+    ApiJson(body): ApiJson<StatusBody>,
 ) -> Result<Json<OrderView>, ServiceError> {
-    let order = path_id(&raw, "order", positive)?;
-    let o = object(&body)?;
-    let to = OrderStatus::parse(string(o, "status")?)?;
+    let to = OrderStatus::parse(&body.status)?;
     if let Some(role) = caller.role() {
         if !may_set_order_status(role, to) {
             return Err(ServiceError::Forbidden {
@@ -563,11 +497,13 @@ pub(crate) async fn change_status(
             visible_order(&state, &caller, order).await?;
         }
     }
-    let reason = optional_string(o, "reason")?
-        .map(|r| Reason::parse(r).map(|r| r.as_str().to_owned()))
+    let reason = body
+        .reason
+        .map(|r| Reason::parse(&r).map(|r| r.as_str().to_owned()))
         .transpose()?;
-    let warehouse = integer(o, "warehouse_id")?
-        .map(|w| id(w, "warehouse_id", WarehouseId::parse))
+    let warehouse = body
+        .warehouse_id
+        .map(|w| field_id(w, "warehouse_id", WarehouseId::parse))
         .transpose()?;
     let order = state
         .services
