@@ -21,7 +21,6 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
@@ -87,8 +86,7 @@ pub(crate) struct OrderView {
     pub status: &'static str,
     /// Every line's currency (ISO 4217).
     pub currency: String,
-    #[schema(value_type = Object)]
-    pub shipping_address: Value,
+    pub shipping_address: ShippingAddressBody,
     pub lines: Vec<OrderLineView>,
     /// Sum of the line totals, in minor units.
     pub subtotal_minor: i64,
@@ -118,8 +116,7 @@ impl From<Order> for OrderView {
             customer: o.customer,
             status: o.status.as_str(),
             currency: o.currency,
-            shipping_address: serde_json::from_str(&o.shipping_address)
-                .unwrap_or(Value::String(o.shipping_address)),
+            shipping_address: o.shipping_address.into(),
             lines: o
                 .lines
                 .into_iter()
@@ -189,7 +186,7 @@ pub(crate) struct PlaceOrderBody {
 }
 
 /// Each field 1 to 200 characters, trimmed, no control characters.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct ShippingAddressBody {
     #[schema(
         max_length = 200,
@@ -248,20 +245,32 @@ pub(crate) struct StatusBody {
     pub warehouse_id: Option<i64>,
 }
 
-fn address(a: &ShippingAddressBody) -> Result<String, DomainError> {
-    let a = ShippingAddress::parse(
-        &a.name,
-        &a.line1,
-        a.line2.as_deref(),
-        &a.city,
-        &a.postal_code,
-        &a.country,
-    )?;
-    Ok(json!({
-        "name": a.name, "line1": a.line1, "line2": a.line2, "city": a.city,
-        "postal_code": a.postal_code, "country": a.country,
-    })
-    .to_string())
+impl TryFrom<&ShippingAddressBody> for ShippingAddress {
+    type Error = DomainError;
+
+    fn try_from(a: &ShippingAddressBody) -> Result<Self, DomainError> {
+        ShippingAddress::parse(
+            &a.name,
+            &a.line1,
+            a.line2.as_deref(),
+            &a.city,
+            &a.postal_code,
+            &a.country,
+        )
+    }
+}
+
+impl From<ShippingAddress> for ShippingAddressBody {
+    fn from(a: ShippingAddress) -> Self {
+        ShippingAddressBody {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            postal_code: a.postal_code,
+            country: a.country,
+        }
+    }
 }
 
 fn line(l: &OrderLineBody) -> Result<(ProductId, Quantity), DomainError> {
@@ -293,7 +302,7 @@ fn place_order(
     caller: &Caller,
 ) -> Result<PlaceOrder, ServiceError> {
     let customer = customer(body.customer.as_deref(), caller)?;
-    let shipping_address = address(&body.shipping_address)?;
+    let shipping_address = ShippingAddress::try_from(&body.shipping_address)?;
     let lines = body.lines.iter().map(line).collect::<Result<_, _>>()?;
     let coupon = body
         .coupon
