@@ -24,7 +24,7 @@ use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
-use super::extract::{ApiJson, PathId, field_id, whole, whole_required};
+use super::extract::{ApiJson, ApiQuery, PathId, field_id, whole, whole_required};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::service::catalog::{CategoryNode, PAGE_DEFAULT, PAGE_MAX};
@@ -291,11 +291,10 @@ pub(crate) async fn delete_product(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The listing's parameters (documentation; `attr.<key>=<value>` may be given any number of
-/// times besides these).
+/// The listing's parameters; `attr.<key>=<value>` may be given any number of times besides
+/// these (read from the query's pairs), and any other name is refused.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub(crate) struct ListParams {
     /// Products of this category or of any category below it.
     #[param(minimum = 1)]
@@ -330,98 +329,98 @@ pub(crate) struct ProductPageView {
     pub next_cursor: Option<String>,
 }
 
-fn query_int(field: &'static str, raw: &str) -> Result<i64, DomainError> {
-    raw.parse()
-        .map_err(|_| DomainError::invalid(field, "must be an integer"))
-}
+/// The names of [`ListParams`]' fields: a pair of the query by another name that is not an
+/// `attr.<key>` filter is refused (a misspelt filter would otherwise widen the listing).
+const LIST_PARAMS: &[&str] = &[
+    "category",
+    "q",
+    "min_price",
+    "max_price",
+    "currency",
+    "active",
+    "sort",
+    "limit",
+    "cursor",
+];
 
-fn parse_query(pairs: &[(String, String)]) -> Result<ProductQuery, DomainError> {
+fn parse_query(p: ListParams, pairs: &[(String, String)]) -> Result<ProductQuery, DomainError> {
+    let sort = p.sort.as_deref().map(ProductSort::parse).transpose()?;
     let mut q = ProductQuery {
-        limit: PAGE_DEFAULT,
+        category: p
+            .category
+            .map(|c| field_id(c, "category", CategoryId::parse))
+            .transpose()?,
+        min_price: p.min_price,
+        max_price: p.max_price,
+        currency: p
+            .currency
+            .as_deref()
+            .map(|c| {
+                Currency::parse(c).map_err(|_| {
+                    DomainError::invalid("currency", "must be three upper-case letters")
+                })
+            })
+            .transpose()?,
+        active: p.active,
+        sort: sort.unwrap_or_default(),
+        limit: p
+            .limit
+            .map(|n| {
+                (1..=PAGE_MAX).contains(&n).then_some(n).ok_or_else(|| {
+                    DomainError::invalid("limit", format!("must be 1 to {PAGE_MAX}"))
+                })
+            })
+            .transpose()?
+            .unwrap_or(PAGE_DEFAULT),
         ..ProductQuery::default()
     };
-    let mut cursor = None;
+    if let Some(raw) = p.q.as_deref() {
+        // Control characters match no name (names hold none), and PostgreSQL refuses NUL in
+        // text.
+        if raw.chars().any(char::is_control) {
+            return Err(DomainError::invalid(
+                "q",
+                "must not hold control characters",
+            ));
+        }
+        let text = raw.trim();
+        if text.chars().count() > 200 {
+            return Err(DomainError::invalid("q", "must be at most 200 characters"));
+        }
+        q.text = (!text.is_empty()).then(|| text.to_owned());
+    }
     let mut keys = std::collections::HashSet::new();
     for (name, value) in pairs {
-        if let Some(key) = name.strip_prefix("attr.") {
-            if q.attributes.len() == ATTRIBUTE_FILTERS_MAX {
-                return Err(DomainError::invalid(
-                    "attr",
-                    format!("at most {ATTRIBUTE_FILTERS_MAX} attr.<key> filters"),
-                ));
+        let Some(key) = name.strip_prefix("attr.") else {
+            if LIST_PARAMS.contains(&name.as_str()) {
+                continue;
             }
-            let filter = AttributeFilter::parse(key, value)?;
-            if !keys.insert(filter.key.clone()) {
-                return Err(DomainError::invalid(
-                    "attr",
-                    format!("{key:?} is given twice"),
-                ));
-            }
-            q.attributes.push(filter);
-            continue;
+            return Err(DomainError::invalid(
+                "query",
+                format!("unknown parameter {name:?}"),
+            ));
+        };
+        if q.attributes.len() == ATTRIBUTE_FILTERS_MAX {
+            return Err(DomainError::invalid(
+                "attr",
+                format!("at most {ATTRIBUTE_FILTERS_MAX} attr.<key> filters"),
+            ));
         }
-        match name.as_str() {
-            "category" => {
-                q.category = Some(
-                    CategoryId::parse(query_int("category", value)?).map_err(|_| {
-                        DomainError::invalid("category", "must be a positive integer")
-                    })?,
-                );
-            }
-            "q" => {
-                // Control characters match no name (names hold none), and PostgreSQL refuses
-                // NUL in text.
-                if value.chars().any(char::is_control) {
-                    return Err(DomainError::invalid(
-                        "q",
-                        "must not hold control characters",
-                    ));
-                }
-                let text = value.trim();
-                if text.chars().count() > 200 {
-                    return Err(DomainError::invalid("q", "must be at most 200 characters"));
-                }
-                q.text = (!text.is_empty()).then(|| text.to_owned());
-            }
-            "min_price" => q.min_price = Some(query_int("min_price", value)?),
-            "max_price" => q.max_price = Some(query_int("max_price", value)?),
-            "currency" => {
-                q.currency = Some(Currency::parse(value).map_err(|_| {
-                    DomainError::invalid("currency", "must be three upper-case letters")
-                })?);
-            }
-            "active" => {
-                q.active = Some(match value.as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(DomainError::invalid("active", "must be true or false")),
-                });
-            }
-            "sort" => q.sort = ProductSort::parse(value)?,
-            "limit" => {
-                q.limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=PAGE_MAX).contains(n))
-                    .ok_or_else(|| {
-                        DomainError::invalid("limit", format!("must be 1 to {PAGE_MAX}"))
-                    })?;
-            }
-            "cursor" => cursor = Some(value.as_str()),
-            _ => {
-                return Err(DomainError::invalid(
-                    "query",
-                    format!("unknown parameter {name:?}"),
-                ));
-            }
+        let filter = AttributeFilter::parse(key, value)?;
+        if !keys.insert(filter.key.clone()) {
+            return Err(DomainError::invalid(
+                "attr",
+                format!("{key:?} is given twice"),
+            ));
         }
+        q.attributes.push(filter);
     }
     if let (Some(min), Some(max)) = (q.min_price, q.max_price)
         && min > max
     {
         return Err(DomainError::invalid("min_price", "is above max_price"));
     }
-    q.after = cursor.map(|c| Cursor::decode(c, q.sort)).transpose()?;
+    q.after = p.cursor.map(|c| Cursor::decode(&c, q.sort)).transpose()?;
     Ok(q)
 }
 
@@ -437,9 +436,10 @@ fn parse_query(pairs: &[(String, String)]) -> Result<ProductQuery, DomainError> 
         (status = 422, description = "`invalid_argument` naming the parameter", body = ErrorBody)))]
 pub(crate) async fn list_products(
     State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<ProductPageView>, ServiceError> {
-    let query = parse_query(&pairs)?;
+    let query = parse_query(params, &pairs)?;
     let page = state.services.catalog.products(query).await?;
     Ok(Json(ProductPageView {
         products: page.products.into_iter().map(Into::into).collect(),
@@ -721,4 +721,20 @@ pub(crate) async fn delete_warehouse(
 ) -> Result<StatusCode, ServiceError> {
     state.services.catalog.delete_warehouse(id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::IntoParams;
+
+    use super::*;
+
+    #[test]
+    fn the_names_a_listing_knows_are_the_fields_of_its_parameters() {
+        let names: Vec<String> = ListParams::into_params(|| None)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, LIST_PARAMS);
+    }
 }

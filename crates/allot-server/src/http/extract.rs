@@ -18,24 +18,24 @@ use crate::ServiceError;
 /// type refuses after; an unknown field, where the body refuses them, is 400.
 pub(crate) struct ApiJson<T>(pub T);
 
-/// Why [`ApiJson`] refused a body: a service error (not JSON, too large), or a field named by
-/// its path.
-pub(crate) enum BodyRejection {
+/// Why [`ApiJson`] or [`ApiQuery`] refused a request: a service error (not JSON, too large),
+/// or a field named by its path.
+pub(crate) enum Refusal {
     Service(ServiceError),
     Field(InvalidField),
 }
 
-impl From<ServiceError> for BodyRejection {
+impl From<ServiceError> for Refusal {
     fn from(e: ServiceError) -> Self {
-        BodyRejection::Service(e)
+        Refusal::Service(e)
     }
 }
 
-impl IntoResponse for BodyRejection {
+impl IntoResponse for Refusal {
     fn into_response(self) -> Response {
         match self {
-            BodyRejection::Service(e) => e.into_response(),
-            BodyRejection::Field(e) => e.into_response(),
+            Refusal::Service(e) => e.into_response(),
+            Refusal::Field(e) => e.into_response(),
         }
     }
 }
@@ -45,7 +45,7 @@ where
     T: DeserializeOwned,
     S: Send + Sync,
 {
-    type Rejection = BodyRejection;
+    type Rejection = Refusal;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let limit = super::limits::body_bytes_max(req.method(), super::call_path(&req));
@@ -73,18 +73,18 @@ where
 }
 
 /// Deserializes a JSON body into `T`, refusing it as [`ApiJson`] does.
-fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, BodyRejection> {
+fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Refusal> {
     let mut json = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut json).map_err(refusal)?;
     json.end().map_err(|e| not_json(&e))?;
     Ok(value)
 }
 
-fn not_json(e: &serde_json::Error) -> BodyRejection {
+fn not_json(e: &serde_json::Error) -> Refusal {
     ServiceError::bad_request(None, format!("invalid JSON body: {e}")).into()
 }
 
-fn refusal(e: serde_path_to_error::Error<serde_json::Error>) -> BodyRejection {
+fn refusal(e: serde_path_to_error::Error<serde_json::Error>) -> Refusal {
     let inner = e.inner();
     if inner.classify() != serde_json::error::Category::Data {
         return not_json(inner);
@@ -92,11 +92,20 @@ fn refusal(e: serde_path_to_error::Error<serde_json::Error>) -> BodyRejection {
     // serde's message without serde_json's position: the path says where.
     let text = inner.to_string();
     let position = format!(" at line {} column {}", inner.line(), inner.column());
-    let message = text.strip_suffix(&position).unwrap_or(&text);
+    field_refusal(
+        e.path(),
+        text.strip_suffix(&position).unwrap_or(&text),
+        "body",
+    )
+}
+
+/// A value serde refused at `path`: 422 naming the field (`whole`, `body` or `query`, when the
+/// path is empty), or 400 for a field the type does not know (where it refuses those).
+fn field_refusal(path: &serde_path_to_error::Path, message: &str, whole: &str) -> Refusal {
     if message.starts_with("unknown field `") {
         return ServiceError::bad_request(None, message.to_owned()).into();
     }
-    let mut field = field_path(e.path());
+    let mut field = field_path(path);
     let missing = message
         .strip_prefix("missing field `")
         .and_then(|rest| rest.split('`').next());
@@ -111,9 +120,9 @@ fn refusal(e: serde_path_to_error::Error<serde_json::Error>) -> BodyRejection {
         None => message,
     };
     if field.is_empty() {
-        field.push_str("body");
+        field.push_str(whole);
     }
-    BodyRejection::Field(InvalidField {
+    Refusal::Field(InvalidField {
         message: format!("{field}: {message}"),
         field,
     })
@@ -273,8 +282,9 @@ pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> Servic
     DomainError::invalid(field, message).into()
 }
 
-/// A typed query string: a parameter that does not parse is 422 `invalid_argument` naming it
-/// (axum's `Query` answers a plain-text 400 that names nothing).
+/// A typed query string: a parameter that does not parse is 422 `invalid_argument` naming it,
+/// as a body's field is (axum's `Query` answers a plain-text 400 that names nothing).
+/// Parameters the type does not name are ignored.
 pub(crate) struct ApiQuery<T>(pub T);
 
 impl<S, T> FromRequestParts<S> for ApiQuery<T>
@@ -282,36 +292,15 @@ where
     T: DeserializeOwned,
     S: Send + Sync,
 {
-    type Rejection = ServiceError;
+    type Rejection = Refusal;
 
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
-            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
-            Err(rejection) => {
-                // "Failed to deserialize query string: limit: invalid digit found in string"
-                let text = rejection.body_text();
-                let detail = text.split_once(": ").map_or(text.as_str(), |(_, d)| d);
-                let name = detail.split_once(':').map_or("", |(n, _)| n.trim());
-                Err(ServiceError::InvalidArgument {
-                    field: query_field(name),
-                    message: detail.to_owned(),
-                })
-            }
-        }
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let query = parts.uri.query().unwrap_or_default();
+        let pairs = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(pairs)
+            .map(ApiQuery)
+            .map_err(|e| field_refusal(e.path(), &e.inner().to_string(), "query"))
     }
-}
-
-/// The error's `field` is `&'static`: the parameter's name when it is one of the API's query
-/// parameters, else `query`.
-fn query_field(name: &str) -> &'static str {
-    const NAMES: &[&str] = &[
-        "after", "limit", "cursor", "user_id", "code", "type", "from", "until", "wait",
-    ];
-    NAMES
-        .iter()
-        .copied()
-        .find(|n| *n == name)
-        .unwrap_or("query")
 }
 
 /// The largest magnitude up to which every whole `f64` is exactly one integer (2^53).
@@ -392,7 +381,7 @@ mod tests {
 
     fn field_of(json: &str) -> Option<(String, String)> {
         match parse_body::<Body>(json.as_bytes()) {
-            Err(BodyRejection::Field(f)) => Some((f.field, f.message)),
+            Err(Refusal::Field(f)) => Some((f.field, f.message)),
             _ => None,
         }
     }
@@ -431,11 +420,11 @@ mod tests {
         );
         assert!(matches!(
             parse_body::<Body>(b"{not json"),
-            Err(BodyRejection::Service(ServiceError::BadRequest { .. }))
+            Err(Refusal::Service(ServiceError::BadRequest { .. }))
         ));
         assert!(matches!(
             parse_body::<Body>(br#"{"name": "a", "lines": []} x"#),
-            Err(BodyRejection::Service(ServiceError::BadRequest { .. }))
+            Err(Refusal::Service(ServiceError::BadRequest { .. }))
         ));
     }
 

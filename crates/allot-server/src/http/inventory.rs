@@ -4,22 +4,20 @@
 //! Bodies are typed, then parsed into domain types: a missing or mistyped field is answered 422
 //! `invalid_argument` naming it, like a value out of range; nothing is changed then.
 
-use std::collections::HashMap;
-
 use allot_domain::DomainError;
 use allot_domain::catalog::{ProductId, Sku, WarehouseId};
 use allot_domain::inventory::{
     Adjustment, Holder, Quantity, Reason, Reorder, ReservationId, ReservationTtl,
 };
 use allot_storage::{Movement, Reservation, StockAlert, StockLevel};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
-use super::extract::{ApiJson, PathId, field_id, whole, whole_required};
+use super::extract::{ApiJson, ApiQuery, PathId, field_id, whole, whole_required};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::service::inventory::{LevelFilter, level_cursor};
@@ -274,7 +272,6 @@ pub(crate) enum AdjustMode {
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query; it is read by hand to name a bad parameter
 pub(crate) struct ListParams {
     /// Only this warehouse.
     #[param(minimum = 1)]
@@ -292,31 +289,6 @@ pub(crate) struct ListParams {
     pub cursor: Option<String>,
 }
 
-pub(super) fn query_int<T: std::str::FromStr>(
-    q: &HashMap<String, String>,
-    field: &'static str,
-) -> Result<Option<T>, ServiceError> {
-    q.get(field)
-        .map(|v| {
-            v.parse().map_err(|_| ServiceError::InvalidArgument {
-                field,
-                message: format!("{field}: must be a positive integer"),
-            })
-        })
-        .transpose()
-}
-
-fn query_flag(q: &HashMap<String, String>, field: &'static str) -> Result<bool, ServiceError> {
-    match q.get(field).map(String::as_str) {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(_) => Err(ServiceError::InvalidArgument {
-            field,
-            message: format!("{field}: must be true or false"),
-        }),
-    }
-}
-
 /// Stock levels by product and warehouse, with filters and cursor pagination.
 #[utoipa::path(get, path = "/api/v1/inventory", tag = "inventory",
     params(ListParams),
@@ -325,16 +297,17 @@ fn query_flag(q: &HashMap<String, String>, field: &'static str) -> Result<bool, 
         (status = 422, description = "`invalid_argument` naming the parameter", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<ListParams>,
 ) -> Result<Json<InventoryPageView>, ServiceError> {
     let filter = LevelFilter {
-        warehouse: query_int::<i64>(&q, "warehouse_id")?
+        warehouse: q
+            .warehouse_id
             .map(|w| field_id(w, "warehouse_id", WarehouseId::parse))
             .transpose()?,
-        low_only: query_flag(&q, "low_stock")?,
-        sku: q.get("sku").map(|s| Sku::parse(s)).transpose()?,
-        after: q.get("cursor").map(|c| level_cursor(c)).transpose()?,
-        limit: query_int(&q, "limit")?,
+        low_only: q.low_stock.unwrap_or(false),
+        sku: q.sku.as_deref().map(Sku::parse).transpose()?,
+        after: q.cursor.as_deref().map(level_cursor).transpose()?,
+        limit: q.limit,
     };
     let page = state.services.inventory.levels(filter).await?;
     Ok(Json(InventoryPageView {
@@ -510,7 +483,6 @@ pub(crate) async fn reorder(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query; it is read by hand to name a bad parameter
 pub(crate) struct AlertParams {
     /// Only alerts not cleared yet [default: false].
     pub open: Option<bool>,
@@ -530,14 +502,12 @@ pub(crate) struct AlertParams {
         (status = 422, description = "`invalid_argument` naming the parameter", body = ErrorBody)))]
 pub(crate) async fn alerts(
     State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<AlertParams>,
 ) -> Result<Json<AlertPageView>, ServiceError> {
-    let open_only = query_flag(&q, "open")?;
-    let after = query_int::<i64>(&q, "cursor")?.unwrap_or(0);
     let page = state
         .services
         .inventory
-        .alerts(open_only, after, query_int(&q, "limit")?)
+        .alerts(q.open.unwrap_or(false), q.cursor.unwrap_or(0), q.limit)
         .await?;
     Ok(Json(AlertPageView {
         alerts: page.alerts.into_iter().map(Into::into).collect(),

@@ -5,8 +5,6 @@
 //! `Idempotency-Key` header, kept with the order in the same transaction: a retry answers the
 //! first order (200, `Idempotent-Replayed: true`) and changes nothing.
 
-use std::collections::HashMap;
-
 use allot_domain::DomainError;
 use allot_domain::catalog::{ProductId, WarehouseId};
 use allot_domain::coupon::UploadedCode;
@@ -15,7 +13,7 @@ use allot_domain::inventory::{Quantity, Reason};
 use allot_domain::order::{OrderStatus, ShippingAddress};
 use allot_domain::user::{IdempotencyKey, UserId};
 use allot_storage::{AppliedCode, Order};
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
@@ -25,8 +23,9 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::auth::Caller;
 use super::error::ErrorBody;
-use super::extract::{ApiJson, OrderId, PathId, field_id, invalid, named, whole, whole_required};
-use super::inventory::query_int;
+use super::extract::{
+    ApiJson, ApiQuery, OrderId, PathId, field_id, invalid, named, whole, whole_required,
+};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::policy::may_set_order_status;
@@ -376,7 +375,6 @@ pub(crate) async fn place(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query; it is read by hand to name a bad parameter
 pub(crate) struct ListParams {
     /// Only this customer's orders.
     #[param(max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$")]
@@ -397,16 +395,10 @@ pub(crate) struct ListParams {
 }
 
 fn query_time(
-    q: &HashMap<String, String>,
+    raw: Option<&str>,
     field: &'static str,
 ) -> Result<Option<allot_domain::UnixMillis>, ServiceError> {
-    q.get(field)
-        .map(|v| {
-            parse_rfc3339(v).ok_or_else(|| ServiceError::InvalidArgument {
-                field,
-                message: format!("{field}: must be an RFC 3339 time"),
-            })
-        })
+    raw.map(|v| parse_rfc3339(v).ok_or_else(|| invalid(field, "must be an RFC 3339 time")))
         .transpose()
 }
 
@@ -419,27 +411,27 @@ fn query_time(
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<ListParams>,
 ) -> Result<Json<OrderPageView>, ServiceError> {
     // A customer lists its own orders only, whatever it asks for.
-    let customer = match (caller.customer()?, q.get("customer")) {
+    let customer = match (caller.customer()?, q.customer) {
         (Some(own), asked) => {
             if let Some(asked) = asked {
-                caller.may_act_for(asked, "customer")?;
+                caller.may_act_for(&asked, "customer")?;
             }
             Some(own)
         }
-        (None, asked) => asked.cloned(),
+        (None, asked) => asked,
     };
     let filter = OrderFilter {
         customer: customer
             .map(|c| UserId::parse(&c).map_err(named("customer")))
             .transpose()?,
-        status: q.get("status").map(|s| OrderStatus::parse(s)).transpose()?,
-        from: query_time(&q, "from")?,
-        until: query_time(&q, "until")?,
-        after: query_int::<i64>(&q, "cursor")?.unwrap_or(0),
-        limit: query_int(&q, "limit")?,
+        status: q.status.as_deref().map(OrderStatus::parse).transpose()?,
+        from: query_time(q.from.as_deref(), "from")?,
+        until: query_time(q.until.as_deref(), "until")?,
+        after: q.cursor.unwrap_or(0),
+        limit: q.limit,
     };
     let page = state.services.orders.list(filter).await?;
     Ok(Json(OrderPageView {
