@@ -19,6 +19,7 @@ use std::fmt;
 use std::io::Write;
 use std::path::Path;
 
+use allot_domain::order::ShippingAddress;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
@@ -299,29 +300,65 @@ pub(crate) mod places {
 }
 
 /// Seals a new order's address before it goes to the writer or a batch, which store it as is.
-pub(crate) fn seal_new_order(cipher: &Cipher, new: &mut crate::NewOrder) {
-    new.shipping_address = cipher.seal_str(
-        &new.shipping_address,
+/// The address is sealed as JSON text, the form `orders.shipping_address` held before sealing
+/// (migration 0013 sealed those rows as they were).
+pub(crate) fn seal_new_order(
+    cipher: &Cipher,
+    new: crate::NewOrder,
+) -> crate::order::sealed::NewOrder {
+    let sealed = cipher.seal_str(
+        &address_json(&new.shipping_address),
         places::order_address(new.customer.as_str()),
     );
+    new.with_address(sealed)
 }
 
 /// Opens the address of an order read back (the backends read the sealed column as is).
 pub(crate) fn open_order(
     cipher: &Cipher,
-    mut order: crate::Order,
+    order: crate::order::sealed::Order,
 ) -> Result<crate::Order, StorageError> {
-    order.shipping_address = cipher.open_string(
+    let json = cipher.open_string(
         &order.shipping_address,
         places::order_address(&order.customer),
     )?;
-    Ok(order)
+    let address = address_of(&json)?;
+    Ok(order.with_address(address))
+}
+
+fn address_json(a: &ShippingAddress) -> String {
+    serde_json::json!({
+        "name": a.name, "line1": a.line1, "line2": a.line2, "city": a.city,
+        "postal_code": a.postal_code, "country": a.country,
+    })
+    .to_string()
+}
+
+/// An address as [`address_json`] wrote it. Every stored address is such an object: the REST
+/// edge has always stored the parsed address as JSON, and sealing (migration 0013) kept the
+/// text as it was, so anything else is corruption, not an older form.
+fn address_of(json: &str) -> Result<ShippingAddress, StorageError> {
+    let bad = || crate::catalog::corrupt("a stored shipping address is not an address object");
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|_| bad())?;
+    let text = |name: &str| {
+        v.get(name)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+    };
+    Ok(ShippingAddress {
+        name: text("name").ok_or_else(bad)?,
+        line1: text("line1").ok_or_else(bad)?,
+        line2: text("line2"),
+        city: text("city").ok_or_else(bad)?,
+        postal_code: text("postal_code").ok_or_else(bad)?,
+        country: text("country").ok_or_else(bad)?,
+    })
 }
 
 /// [`open_order`] over what a create answers.
 pub(crate) fn open_created(
     cipher: &Cipher,
-    created: crate::order::OrderResult<crate::Created>,
+    created: crate::order::OrderResult<crate::order::sealed::Created>,
 ) -> crate::order::OrderResult<crate::Created> {
     Ok(match created? {
         Ok(crate::Created::New(o)) => Ok(crate::Created::New(open_order(cipher, o)?)),
@@ -423,6 +460,17 @@ mod tests {
             Cipher::new(&DataKey::generate()).email_index("a@b.c")
         );
         assert_eq!(c.email_index("a@b.c").len(), 64);
+    }
+
+    #[test]
+    fn an_address_reads_back_as_it_was_written_and_anything_else_is_corrupt() {
+        for line2 in [None, Some("Flat 3")] {
+            let a = ShippingAddress::parse("Ada", "1 Road", line2, "Paris", "75001", "fr").unwrap();
+            assert_eq!(address_of(&address_json(&a)).unwrap(), a);
+        }
+        for stored in ["12 Plain Street", "{}", r#"{"name": 1}"#] {
+            assert!(address_of(stored).is_err(), "{stored}");
+        }
     }
 
     #[test]

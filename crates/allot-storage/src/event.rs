@@ -173,7 +173,7 @@ pub(crate) fn reorder_event(
 }
 
 /// `OrderCreated`, with its lines, reservations and codes.
-pub(crate) fn order_created_event(o: &crate::Order) -> allot_domain::event::NewEvent {
+pub(crate) fn order_created_event<A>(o: &crate::Order<A>) -> allot_domain::event::NewEvent {
     let lines: Vec<serde_json::Value> = o
         .lines
         .iter()

@@ -12,7 +12,7 @@ use allot_domain::catalog::{ProductId, WarehouseId};
 use allot_domain::coupon::{Discount, RedeemRefusal, UploadedCode};
 use allot_domain::discount::DiscountCode;
 use allot_domain::inventory::{Quantity, ReservationStatus};
-use allot_domain::order::{IllegalTransition, OrderStatus};
+use allot_domain::order::{IllegalTransition, OrderStatus, ShippingAddress};
 use allot_domain::user::{IdempotencyKey, UserId};
 use async_trait::async_trait;
 
@@ -24,11 +24,12 @@ use crate::catalog::corrupt;
 /// order holds its stock until it is confirmed or cancelled.
 pub const ORDER_HOLD_UNTIL_MS: i64 = 253_402_300_799_999;
 
+/// An order to place. `A` is the shipping address: a [`ShippingAddress`] for callers; inside
+/// the backends, which only store it, the address sealed ([`sealed`]).
 #[derive(Debug, Clone)]
-pub struct NewOrder {
+pub struct NewOrder<A = ShippingAddress> {
     pub customer: UserId,
-    /// The shipping address as a JSON object, checked by the caller.
-    pub shipping_address: String,
+    pub shipping_address: A,
     /// Distinct products, each with its quantity.
     pub lines: Vec<(ProductId, Quantity)>,
     pub coupon: Option<UploadedCode>,
@@ -67,13 +68,40 @@ pub struct StatusChange {
     pub at: UnixMillis,
 }
 
+impl<A> NewOrder<A> {
+    /// The same order with its address in another form (sealed on the way in).
+    pub(crate) fn with_address<B>(self, shipping_address: B) -> NewOrder<B> {
+        let NewOrder {
+            customer,
+            shipping_address: _,
+            lines,
+            coupon,
+            discount_code,
+            discount_code_value,
+            idempotency_key,
+            now,
+        } = self;
+        NewOrder {
+            customer,
+            shipping_address,
+            lines,
+            coupon,
+            discount_code,
+            discount_code_value,
+            idempotency_key,
+            now,
+        }
+    }
+}
+
+/// An order. `A` is the shipping address, as in [`NewOrder`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Order {
+pub struct Order<A = ShippingAddress> {
     pub id: i64,
     pub customer: String,
     pub status: OrderStatus,
     pub currency: String,
-    pub shipping_address: String,
+    pub shipping_address: A,
     pub lines: Vec<OrderLine>,
     pub subtotal_minor: i64,
     pub coupon: Option<AppliedCode>,
@@ -84,6 +112,44 @@ pub struct Order {
     pub history: Vec<StatusChange>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
+}
+
+impl<A> Order<A> {
+    /// The same order with its address in another form (opened on the way out).
+    pub(crate) fn with_address<B>(self, shipping_address: B) -> Order<B> {
+        let Order {
+            id,
+            customer,
+            status,
+            currency,
+            shipping_address: _,
+            lines,
+            subtotal_minor,
+            coupon,
+            discount_code,
+            total_minor,
+            idempotency_key,
+            history,
+            created_at,
+            updated_at,
+        } = self;
+        Order {
+            id,
+            customer,
+            status,
+            currency,
+            shipping_address,
+            lines,
+            subtotal_minor,
+            coupon,
+            discount_code,
+            total_minor,
+            idempotency_key,
+            history,
+            created_at,
+            updated_at,
+        }
+    }
 }
 
 /// One page of orders, oldest first.
@@ -149,9 +215,17 @@ pub type OrderResult<T> = Result<Result<T, OrderRefusal>, StorageError>;
 
 /// A created order, or the one an earlier request with the same idempotency key created.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Created {
-    New(Order),
-    Replayed(Order),
+pub enum Created<A = ShippingAddress> {
+    New(Order<A>),
+    Replayed(Order<A>),
+}
+
+/// The order types as the backends see them: the address sealed for its column
+/// (`crypto::seal_new_order`, `crypto::open_order`), stored and read back as is.
+pub(crate) mod sealed {
+    pub(crate) type NewOrder = super::NewOrder<String>;
+    pub(crate) type Order = super::Order<String>;
+    pub(crate) type Created = super::Created<String>;
 }
 
 #[async_trait]

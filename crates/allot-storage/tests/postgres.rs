@@ -649,6 +649,7 @@ async fn one_batch_of_orders_refuses_replays_and_races_as_orders_one_by_one_woul
     use allot_domain::catalog::ProductId;
     use allot_domain::coupon::{Discount, DiscountKind, RedeemRefusal, UploadedCode};
     use allot_domain::inventory::Quantity;
+    use allot_domain::order::ShippingAddress;
     use allot_domain::user::{IdempotencyKey, UserId};
     use allot_storage::{Created, NewOrder, OrderRefusal, OrderStore};
 
@@ -693,7 +694,7 @@ async fn one_batch_of_orders_refuses_replays_and_races_as_orders_one_by_one_woul
     let product = ProductId::parse(p).unwrap();
     let order = |customer: &str, quantity: i64, coupon: bool, key: Option<&str>| NewOrder {
         customer: UserId::parse(customer).unwrap(),
-        shipping_address: "{}".to_owned(),
+        shipping_address: ShippingAddress::parse("A", "1 Road", None, "Town", "1", "GB").unwrap(),
         lines: vec![(product, Quantity::parse(quantity).unwrap())],
         coupon: coupon.then(|| UploadedCode::parse("RACE1").unwrap()),
         discount_code: None,

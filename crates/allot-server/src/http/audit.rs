@@ -13,9 +13,9 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-#[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::event::{body_of, invalid, parse_after, parse_limit, parse_type};
+use super::event::{body_of, parse_after, parse_limit, parse_type};
+use super::extract::invalid;
 use crate::ServiceError;
 use crate::time::parse_rfc3339;
 
@@ -91,12 +91,9 @@ fn parse_time(
 ) -> Result<Option<allot_domain::UnixMillis>, ServiceError> {
     match q.get(field) {
         None => Ok(None),
-        Some(raw) => parse_rfc3339(raw.trim()).map(Some).ok_or_else(|| {
-            invalid(
-                field,
-                format!("{field}: an RFC 3339 instant, e.g. 2026-11-26T10:00:00Z"),
-            )
-        }),
+        Some(raw) => parse_rfc3339(raw.trim())
+            .map(Some)
+            .ok_or_else(|| invalid(field, "an RFC 3339 instant, e.g. 2026-11-26T10:00:00Z")),
     }
 }
 
@@ -125,7 +122,7 @@ pub(crate) async fn list(
         Some(raw) => Some(actor_filter(raw.trim()).ok_or_else(|| {
             invalid(
                 "actor",
-                "actor: user:<id>, api_key:<id>, anonymous or system:<job>",
+                "user:<id>, api_key:<id>, anonymous or system:<job>",
             )
         })?),
     };

@@ -20,9 +20,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::AppState;
-#[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::ApiJson;
+use super::extract::ApiJson;
 use crate::ServiceError;
 use crate::caller::{AuthUser, Caller, PrincipalId};
 use crate::policy::{self, Access};

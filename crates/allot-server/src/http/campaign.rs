@@ -3,7 +3,7 @@
 use allot_domain::DomainError;
 use allot_domain::campaign::CampaignId;
 use allot_storage::Campaign;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
@@ -11,9 +11,8 @@ use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-#[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::{ApiJson, ApiQuery, whole};
+use super::extract::{ApiJson, ApiQuery, PathId, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::caller::Caller;
@@ -164,9 +163,9 @@ pub(crate) async fn create(
         (status = 404, description = "No such campaign", body = ErrorBody)))]
 pub(crate) async fn read(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<CampaignId>,
 ) -> Result<Json<CampaignView>, ServiceError> {
-    let campaign = state.services.campaigns.get(campaign_id(&id)?).await?;
+    let campaign = state.services.campaigns.get(id).await?;
     Ok(Json(campaign.into()))
 }
 
@@ -178,7 +177,7 @@ pub(crate) async fn read(
         (status = 404, description = "No such campaign", body = ErrorBody)))]
 pub(crate) async fn list_coupons(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<CampaignId>,
     ApiQuery(page): ApiQuery<PageQuery>,
 ) -> Result<Json<CouponPage>, ServiceError> {
     let after = page.after.unwrap_or(0);
@@ -191,11 +190,7 @@ pub(crate) async fn list_coupons(
             DomainError::invalid("limit", format!("must be 1 to {COUPONS_PAGE_MAX}")).into(),
         );
     }
-    let coupons = state
-        .services
-        .campaigns
-        .coupons(campaign_id(&id)?, after, limit)
-        .await?;
+    let coupons = state.services.campaigns.coupons(id, after, limit).await?;
     let next_after = (coupons.len() == limit as usize)
         .then(|| coupons.last().map(|c| c.seq))
         .flatten();
@@ -228,11 +223,10 @@ pub(crate) async fn list_coupons(
 pub(crate) async fn issue(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<String>,
+    PathId(id): PathId<CampaignId>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<IssuedView>), ServiceError> {
-    let id = campaign_id(&id)?;
     // The body is optional: none, or JSON `null`, is an empty one.
     let body: IssueBody = if body.iter().all(u8::is_ascii_whitespace) {
         IssueBody::default()
@@ -270,14 +264,6 @@ pub(crate) async fn issue(
             replayed: issued.replayed,
         }),
     ))
-}
-
-/// The campaign of a path: one that cannot be a campaign id is not found, like any other.
-fn campaign_id(raw: &str) -> Result<CampaignId, ServiceError> {
-    raw.parse::<i64>()
-        .ok()
-        .and_then(|n| CampaignId::parse(n).ok())
-        .ok_or(ServiceError::NotFound { what: "campaign" })
 }
 
 fn instant(

@@ -1,7 +1,8 @@
 //! REST for the catalog: `/api/v1/products`, `/api/v1/categories`, `/api/v1/warehouses`.
 //!
-//! Bodies are read as JSON values and parsed field by field, so a bad field, whatever is wrong
-//! with it (missing, wrong JSON type, out of range), is answered naming that field.
+//! Bodies are typed (`ProductBody`, ...: the structs the OpenAPI document describes), then
+//! parsed into domain types; a bad field, whatever is wrong with it (missing, wrong JSON
+//! type, out of range), is answered naming that field (`http::extract`).
 
 use std::collections::BTreeMap;
 
@@ -14,7 +15,7 @@ use allot_domain::catalog::{
 use allot_storage::{
     Category, NewCategory, NewProduct, NewWarehouse, Product, ProductQuery, Warehouse,
 };
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::routing::get;
 use axum::{Json, Router};
 use http::StatusCode;
@@ -22,9 +23,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-#[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::{ApiJson, whole_number};
+use super::extract::{ApiJson, ApiQuery, PathId, field_id, whole, whole_required};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::service::catalog::{CategoryNode, PAGE_DEFAULT, PAGE_MAX};
@@ -59,106 +59,19 @@ pub(crate) fn routes() -> Router<AppState> {
         )
 }
 
-// Reading JSON bodies field by field.
+// Bodies into domain types.
 
-fn object(v: &Value) -> Result<&Map<String, Value>, DomainError> {
-    v.as_object()
-        .ok_or_else(|| DomainError::invalid("body", "must be a JSON object"))
-}
-
-fn text<'a>(o: &'a Map<String, Value>, field: &'static str) -> Result<&'a str, DomainError> {
-    match o.get(field) {
-        Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => Err(DomainError::invalid(field, "is required")),
-        Some(_) => Err(DomainError::invalid(field, "must be a string")),
-    }
-}
-
-fn flag(o: &Map<String, Value>, field: &'static str, default: bool) -> Result<bool, DomainError> {
-    match o.get(field) {
-        None | Some(Value::Null) => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(_) => Err(DomainError::invalid(field, "must be true or false")),
-    }
-}
-
-fn optional_id(o: &Map<String, Value>, field: &'static str) -> Result<Option<i64>, DomainError> {
-    match o.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => whole_number(n)
-            .filter(|n| *n >= 1)
-            .map(Some)
-            .ok_or_else(|| DomainError::invalid(field, "must be a positive integer or null")),
-        Some(_) => Err(DomainError::invalid(
-            field,
-            "must be a positive integer or null",
-        )),
-    }
-}
-
-fn price(o: &Map<String, Value>) -> Result<Money, DomainError> {
-    let p = match o.get("price") {
-        Some(Value::Object(p)) => p,
-        None | Some(Value::Null) => return Err(DomainError::invalid("price", "is required")),
-        Some(_) => {
-            return Err(DomainError::invalid(
-                "price",
-                "must be an object {\"amount_minor\": integer, \"currency\": \"EUR\"}",
-            ));
-        }
-    };
-    let amount = match p.get("amount_minor") {
-        Some(Value::Number(n)) => whole_number(n).ok_or_else(|| {
-            DomainError::invalid(
-                "price.amount_minor",
-                "must be a whole number of minor units",
-            )
-        })?,
-        None | Some(Value::Null) => {
-            return Err(DomainError::invalid("price.amount_minor", "is required"));
-        }
-        Some(_) => {
-            return Err(DomainError::invalid(
-                "price.amount_minor",
-                "must be a whole number of minor units",
-            ));
-        }
-    };
-    let currency = match p.get("currency") {
-        Some(Value::String(s)) => Currency::parse(s)?,
-        None | Some(Value::Null) => {
-            return Err(DomainError::invalid("price.currency", "is required"));
-        }
-        Some(_) => {
-            return Err(DomainError::invalid(
-                "price.currency",
-                "must be three upper-case letters (ISO 4217)",
-            ));
-        }
-    };
-    Money::new(amount, currency)
-}
-
-fn attributes(o: &Map<String, Value>) -> Result<Attributes, DomainError> {
-    let map = match o.get("attributes") {
-        None | Some(Value::Null) => return Ok(Attributes::default()),
-        Some(Value::Object(m)) => m,
-        Some(_) => {
-            return Err(DomainError::invalid(
-                "attributes",
-                "must be an object of key: string, number or boolean",
-            ));
-        }
-    };
+/// A product's attributes: typed values, each refused naming `attributes` and its key.
+fn attributes(map: Option<Map<String, Value>>) -> Result<Attributes, DomainError> {
     let mut out = BTreeMap::new();
-    for (k, v) in map {
-        let key = AttributeKey::parse(k)?;
+    for (k, v) in map.unwrap_or_default() {
+        let key = AttributeKey::parse(&k)?;
         let value = match v {
-            Value::String(s) => AttributeValue::text(s)?,
+            Value::String(s) => AttributeValue::text(&s)?,
             Value::Number(n) => AttributeValue::number(n.as_f64().ok_or_else(|| {
                 DomainError::invalid("attributes", format!("{k}: is not a number"))
             })?)?,
-            Value::Bool(b) => AttributeValue::Boolean(*b),
+            Value::Bool(b) => AttributeValue::Boolean(b),
             _ => {
                 return Err(DomainError::invalid(
                     "attributes",
@@ -171,66 +84,54 @@ fn attributes(o: &Map<String, Value>) -> Result<Attributes, DomainError> {
     Attributes::new(out)
 }
 
-fn parse_product(v: &Value) -> Result<NewProduct, DomainError> {
-    let o = object(v)?;
-    let description = match o.get("description") {
-        None | Some(Value::Null) => Description::default(),
-        Some(Value::String(s)) => Description::parse(s)?,
-        Some(_) => return Err(DomainError::invalid("description", "must be a string")),
-    };
-    Ok(NewProduct {
-        sku: Sku::parse(text(o, "sku")?)?,
-        name: ProductName::parse(text(o, "name")?)?,
-        description,
-        price: price(o)?,
-        category_id: optional_id(o, "category_id")?
-            .map(CategoryId::parse)
-            .transpose()?,
-        attributes: attributes(o)?,
-        active: flag(o, "active", true)?,
-    })
+impl TryFrom<ProductBody> for NewProduct {
+    type Error = DomainError;
+
+    fn try_from(b: ProductBody) -> Result<Self, DomainError> {
+        Ok(NewProduct {
+            sku: Sku::parse(&b.sku)?,
+            name: ProductName::parse(&b.name)?,
+            description: b
+                .description
+                .as_deref()
+                .map(Description::parse)
+                .transpose()?
+                .unwrap_or_default(),
+            price: Money::new(b.price.amount_minor, Currency::parse(&b.price.currency)?)?,
+            category_id: b
+                .category_id
+                .map(|id| field_id(id, "category_id", CategoryId::parse))
+                .transpose()?,
+            attributes: attributes(b.attributes)?,
+            active: b.active.unwrap_or(true),
+        })
+    }
 }
 
-fn parse_category(v: &Value) -> Result<NewCategory, DomainError> {
-    let o = object(v)?;
-    Ok(NewCategory {
-        name: CategoryName::parse(text(o, "name")?)?,
-        parent_id: optional_id(o, "parent_id")?
-            .map(|id| {
-                CategoryId::parse(id)
-                    .map_err(|_| DomainError::invalid("parent_id", "must be a positive integer"))
-            })
-            .transpose()?,
-    })
+impl TryFrom<CategoryBody> for NewCategory {
+    type Error = DomainError;
+
+    fn try_from(b: CategoryBody) -> Result<Self, DomainError> {
+        Ok(NewCategory {
+            name: CategoryName::parse(&b.name)?,
+            parent_id: b
+                .parent_id
+                .map(|id| field_id(id, "parent_id", CategoryId::parse))
+                .transpose()?,
+        })
+    }
 }
 
-fn parse_warehouse(v: &Value) -> Result<NewWarehouse, DomainError> {
-    let o = object(v)?;
-    Ok(NewWarehouse {
-        code: WarehouseCode::parse(text(o, "code")?)?,
-        name: WarehouseName::parse(text(o, "name")?)?,
-        active: flag(o, "active", true)?,
-    })
-}
+impl TryFrom<WarehouseBody> for NewWarehouse {
+    type Error = DomainError;
 
-/// An id in a path: anything but a positive integer names nothing.
-fn path_id(raw: &str, what: &'static str) -> Result<i64, ServiceError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|n| *n >= 1)
-        .ok_or(ServiceError::NotFound { what })
-}
-
-fn product_id(raw: &str) -> Result<ProductId, ServiceError> {
-    Ok(ProductId::parse(path_id(raw, "product")?)?)
-}
-
-fn category_id(raw: &str) -> Result<CategoryId, ServiceError> {
-    Ok(CategoryId::parse(path_id(raw, "category")?)?)
-}
-
-fn warehouse_id(raw: &str) -> Result<WarehouseId, ServiceError> {
-    Ok(WarehouseId::parse(path_id(raw, "warehouse")?)?)
+    fn try_from(b: WarehouseBody) -> Result<Self, DomainError> {
+        Ok(NewWarehouse {
+            code: WarehouseCode::parse(&b.code)?,
+            name: WarehouseName::parse(&b.name)?,
+            active: b.active.unwrap_or(true),
+        })
+    }
 }
 
 // Products.
@@ -239,6 +140,7 @@ fn warehouse_id(raw: &str) -> Result<WarehouseId, ServiceError> {
 pub(crate) struct PriceView {
     /// Whole minor units (cents for EUR, won for KRW), 0 to 10^12.
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(deserialize_with = "whole_required")]
     pub amount_minor: i64,
     /// Three upper-case letters (ISO 4217).
     #[schema(pattern = "^[A-Z]{3}$")]
@@ -298,7 +200,6 @@ impl From<Product> for ProductView {
 /// A product as created or replaced (PUT replaces every field; omitted optional fields take
 /// their defaults).
 #[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)] // documents the body; the handler reads it field by field
 pub(crate) struct ProductBody {
     /// 1 to 64 of A-Z a-z 0-9 - _ . (trimmed); unique among live products, case-insensitively.
     #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$")]
@@ -315,6 +216,7 @@ pub(crate) struct ProductBody {
     pub price: PriceView,
     /// An existing category, or null (the default).
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
     pub category_id: Option<i64>,
     /// Up to 50 entries; keys 1 to 64 of a-z 0-9 _; values strings (up to 500 characters),
     /// finite numbers or booleans.
@@ -334,9 +236,9 @@ pub(crate) struct ProductBody {
         (status = 422, description = "`invalid_argument`: the field named is missing or bad; nothing stored", body = ErrorBody)))]
 pub(crate) async fn create_product(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<ProductBody>,
 ) -> Result<(StatusCode, Json<ProductView>), ServiceError> {
-    let new = parse_product(&body)?;
+    let new = body.try_into()?;
     let product = state.services.catalog.create_product(new).await?;
     Ok((StatusCode::CREATED, Json(product.into())))
 }
@@ -349,9 +251,9 @@ pub(crate) async fn create_product(
         (status = 404, description = "No such product, or deleted", body = ErrorBody)))]
 pub(crate) async fn read_product(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<ProductId>,
 ) -> Result<Json<ProductView>, ServiceError> {
-    let product = state.services.catalog.product(product_id(&id)?).await?;
+    let product = state.services.catalog.product(id).await?;
     Ok(Json(product.into()))
 }
 
@@ -366,11 +268,10 @@ pub(crate) async fn read_product(
         (status = 422, description = "`invalid_argument` naming the field", body = ErrorBody)))]
 pub(crate) async fn update_product(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<Value>,
+    PathId(id): PathId<ProductId>,
+    ApiJson(body): ApiJson<ProductBody>,
 ) -> Result<Json<ProductView>, ServiceError> {
-    let id = product_id(&id)?;
-    let new = parse_product(&body)?;
+    let new = body.try_into()?;
     let product = state.services.catalog.update_product(id, new).await?;
     Ok(Json(product.into()))
 }
@@ -384,21 +285,16 @@ pub(crate) async fn update_product(
         (status = 404, description = "No such product, or deleted already", body = ErrorBody)))]
 pub(crate) async fn delete_product(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<ProductId>,
 ) -> Result<StatusCode, ServiceError> {
-    state
-        .services
-        .catalog
-        .delete_product(product_id(&id)?)
-        .await?;
+    state.services.catalog.delete_product(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The listing's parameters (documentation; `attr.<key>=<value>` may be given any number of
-/// times besides these).
+/// The listing's parameters; `attr.<key>=<value>` may be given any number of times besides
+/// these (read from the query's pairs), and any other name is refused.
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)]
 pub(crate) struct ListParams {
     /// Products of this category or of any category below it.
     #[param(minimum = 1)]
@@ -433,98 +329,98 @@ pub(crate) struct ProductPageView {
     pub next_cursor: Option<String>,
 }
 
-fn query_int(field: &'static str, raw: &str) -> Result<i64, DomainError> {
-    raw.parse()
-        .map_err(|_| DomainError::invalid(field, "must be an integer"))
-}
+/// The names of [`ListParams`]' fields: a pair of the query by another name that is not an
+/// `attr.<key>` filter is refused (a misspelt filter would otherwise widen the listing).
+const LIST_PARAMS: &[&str] = &[
+    "category",
+    "q",
+    "min_price",
+    "max_price",
+    "currency",
+    "active",
+    "sort",
+    "limit",
+    "cursor",
+];
 
-fn parse_query(pairs: &[(String, String)]) -> Result<ProductQuery, DomainError> {
+fn parse_query(p: ListParams, pairs: &[(String, String)]) -> Result<ProductQuery, DomainError> {
+    let sort = p.sort.as_deref().map(ProductSort::parse).transpose()?;
     let mut q = ProductQuery {
-        limit: PAGE_DEFAULT,
+        category: p
+            .category
+            .map(|c| field_id(c, "category", CategoryId::parse))
+            .transpose()?,
+        min_price: p.min_price,
+        max_price: p.max_price,
+        currency: p
+            .currency
+            .as_deref()
+            .map(|c| {
+                Currency::parse(c).map_err(|_| {
+                    DomainError::invalid("currency", "must be three upper-case letters")
+                })
+            })
+            .transpose()?,
+        active: p.active,
+        sort: sort.unwrap_or_default(),
+        limit: p
+            .limit
+            .map(|n| {
+                (1..=PAGE_MAX).contains(&n).then_some(n).ok_or_else(|| {
+                    DomainError::invalid("limit", format!("must be 1 to {PAGE_MAX}"))
+                })
+            })
+            .transpose()?
+            .unwrap_or(PAGE_DEFAULT),
         ..ProductQuery::default()
     };
-    let mut cursor = None;
+    if let Some(raw) = p.q.as_deref() {
+        // Control characters match no name (names hold none), and PostgreSQL refuses NUL in
+        // text.
+        if raw.chars().any(char::is_control) {
+            return Err(DomainError::invalid(
+                "q",
+                "must not hold control characters",
+            ));
+        }
+        let text = raw.trim();
+        if text.chars().count() > 200 {
+            return Err(DomainError::invalid("q", "must be at most 200 characters"));
+        }
+        q.text = (!text.is_empty()).then(|| text.to_owned());
+    }
     let mut keys = std::collections::HashSet::new();
     for (name, value) in pairs {
-        if let Some(key) = name.strip_prefix("attr.") {
-            if q.attributes.len() == ATTRIBUTE_FILTERS_MAX {
-                return Err(DomainError::invalid(
-                    "attr",
-                    format!("at most {ATTRIBUTE_FILTERS_MAX} attr.<key> filters"),
-                ));
+        let Some(key) = name.strip_prefix("attr.") else {
+            if LIST_PARAMS.contains(&name.as_str()) {
+                continue;
             }
-            let filter = AttributeFilter::parse(key, value)?;
-            if !keys.insert(filter.key.clone()) {
-                return Err(DomainError::invalid(
-                    "attr",
-                    format!("{key:?} is given twice"),
-                ));
-            }
-            q.attributes.push(filter);
-            continue;
+            return Err(DomainError::invalid(
+                "query",
+                format!("unknown parameter {name:?}"),
+            ));
+        };
+        if q.attributes.len() == ATTRIBUTE_FILTERS_MAX {
+            return Err(DomainError::invalid(
+                "attr",
+                format!("at most {ATTRIBUTE_FILTERS_MAX} attr.<key> filters"),
+            ));
         }
-        match name.as_str() {
-            "category" => {
-                q.category = Some(
-                    CategoryId::parse(query_int("category", value)?).map_err(|_| {
-                        DomainError::invalid("category", "must be a positive integer")
-                    })?,
-                );
-            }
-            "q" => {
-                // Control characters match no name (names hold none), and PostgreSQL refuses
-                // NUL in text.
-                if value.chars().any(char::is_control) {
-                    return Err(DomainError::invalid(
-                        "q",
-                        "must not hold control characters",
-                    ));
-                }
-                let text = value.trim();
-                if text.chars().count() > 200 {
-                    return Err(DomainError::invalid("q", "must be at most 200 characters"));
-                }
-                q.text = (!text.is_empty()).then(|| text.to_owned());
-            }
-            "min_price" => q.min_price = Some(query_int("min_price", value)?),
-            "max_price" => q.max_price = Some(query_int("max_price", value)?),
-            "currency" => {
-                q.currency = Some(Currency::parse(value).map_err(|_| {
-                    DomainError::invalid("currency", "must be three upper-case letters")
-                })?);
-            }
-            "active" => {
-                q.active = Some(match value.as_str() {
-                    "true" => true,
-                    "false" => false,
-                    _ => return Err(DomainError::invalid("active", "must be true or false")),
-                });
-            }
-            "sort" => q.sort = ProductSort::parse(value)?,
-            "limit" => {
-                q.limit = value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|n| (1..=PAGE_MAX).contains(n))
-                    .ok_or_else(|| {
-                        DomainError::invalid("limit", format!("must be 1 to {PAGE_MAX}"))
-                    })?;
-            }
-            "cursor" => cursor = Some(value.as_str()),
-            _ => {
-                return Err(DomainError::invalid(
-                    "query",
-                    format!("unknown parameter {name:?}"),
-                ));
-            }
+        let filter = AttributeFilter::parse(key, value)?;
+        if !keys.insert(filter.key.clone()) {
+            return Err(DomainError::invalid(
+                "attr",
+                format!("{key:?} is given twice"),
+            ));
         }
+        q.attributes.push(filter);
     }
     if let (Some(min), Some(max)) = (q.min_price, q.max_price)
         && min > max
     {
         return Err(DomainError::invalid("min_price", "is above max_price"));
     }
-    q.after = cursor.map(|c| Cursor::decode(c, q.sort)).transpose()?;
+    q.after = p.cursor.map(|c| Cursor::decode(&c, q.sort)).transpose()?;
     Ok(q)
 }
 
@@ -540,9 +436,10 @@ fn parse_query(pairs: &[(String, String)]) -> Result<ProductQuery, DomainError> 
         (status = 422, description = "`invalid_argument` naming the parameter", body = ErrorBody)))]
 pub(crate) async fn list_products(
     State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
     Query(pairs): Query<Vec<(String, String)>>,
 ) -> Result<Json<ProductPageView>, ServiceError> {
-    let query = parse_query(&pairs)?;
+    let query = parse_query(params, &pairs)?;
     let page = state.services.catalog.products(query).await?;
     Ok(Json(ProductPageView {
         products: page.products.into_iter().map(Into::into).collect(),
@@ -574,7 +471,6 @@ impl From<Category> for CategoryView {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)] // documents the body; the handler reads it field by field
 pub(crate) struct CategoryBody {
     /// 1 to 100 characters, trimmed; no control characters.
     #[schema(
@@ -584,6 +480,7 @@ pub(crate) struct CategoryBody {
     pub name: String,
     /// The parent category, or null for a root (the default).
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
     pub parent_id: Option<i64>,
 }
 
@@ -627,9 +524,9 @@ pub(crate) struct CategoryTree {
         (status = 422, description = "`invalid_argument` naming the field (a `parent_id` that does not exist too)", body = ErrorBody)))]
 pub(crate) async fn create_category(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<CategoryBody>,
 ) -> Result<(StatusCode, Json<CategoryView>), ServiceError> {
-    let new = parse_category(&body)?;
+    let new = body.try_into()?;
     let category = state.services.catalog.create_category(new).await?;
     Ok((StatusCode::CREATED, Json(category.into())))
 }
@@ -666,9 +563,9 @@ pub(crate) async fn category_tree(
         (status = 404, description = "No such category", body = ErrorBody)))]
 pub(crate) async fn read_category(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<CategoryId>,
 ) -> Result<Json<CategoryView>, ServiceError> {
-    let category = state.services.catalog.category(category_id(&id)?).await?;
+    let category = state.services.catalog.category(id).await?;
     Ok(Json(category.into()))
 }
 
@@ -682,11 +579,10 @@ pub(crate) async fn read_category(
         (status = 422, description = "`invalid_argument` naming the field; `parent_id` also when it is the category itself or below it", body = ErrorBody)))]
 pub(crate) async fn update_category(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<Value>,
+    PathId(id): PathId<CategoryId>,
+    ApiJson(body): ApiJson<CategoryBody>,
 ) -> Result<Json<CategoryView>, ServiceError> {
-    let id = category_id(&id)?;
-    let new = parse_category(&body)?;
+    let new = body.try_into()?;
     let category = state.services.catalog.update_category(id, new).await?;
     Ok(Json(category.into()))
 }
@@ -700,13 +596,9 @@ pub(crate) async fn update_category(
         (status = 409, description = "`category_in_use`: products or child categories refer to it; nothing changed", body = ErrorBody)))]
 pub(crate) async fn delete_category(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<CategoryId>,
 ) -> Result<StatusCode, ServiceError> {
-    state
-        .services
-        .catalog
-        .delete_category(category_id(&id)?)
-        .await?;
+    state.services.catalog.delete_category(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -736,7 +628,6 @@ impl From<Warehouse> for WarehouseView {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)] // documents the body; the handler reads it field by field
 pub(crate) struct WarehouseBody {
     /// 1 to 32 of A-Z 0-9 - _, case-insensitive (stored upper-cased); unique.
     #[schema(pattern = "^[A-Za-z0-9_-]{1,32}$")]
@@ -765,9 +656,9 @@ pub(crate) struct WarehouseList {
         (status = 422, description = "`invalid_argument` naming the field", body = ErrorBody)))]
 pub(crate) async fn create_warehouse(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<WarehouseBody>,
 ) -> Result<(StatusCode, Json<WarehouseView>), ServiceError> {
-    let new = parse_warehouse(&body)?;
+    let new = body.try_into()?;
     let warehouse = state.services.catalog.create_warehouse(new).await?;
     Ok((StatusCode::CREATED, Json(warehouse.into())))
 }
@@ -792,9 +683,9 @@ pub(crate) async fn list_warehouses(
         (status = 404, description = "No such warehouse", body = ErrorBody)))]
 pub(crate) async fn read_warehouse(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<WarehouseId>,
 ) -> Result<Json<WarehouseView>, ServiceError> {
-    let warehouse = state.services.catalog.warehouse(warehouse_id(&id)?).await?;
+    let warehouse = state.services.catalog.warehouse(id).await?;
     Ok(Json(warehouse.into()))
 }
 
@@ -809,11 +700,10 @@ pub(crate) async fn read_warehouse(
         (status = 422, description = "`invalid_argument` naming the field", body = ErrorBody)))]
 pub(crate) async fn update_warehouse(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<Value>,
+    PathId(id): PathId<WarehouseId>,
+    ApiJson(body): ApiJson<WarehouseBody>,
 ) -> Result<Json<WarehouseView>, ServiceError> {
-    let id = warehouse_id(&id)?;
-    let new = parse_warehouse(&body)?;
+    let new = body.try_into()?;
     let warehouse = state.services.catalog.update_warehouse(id, new).await?;
     Ok(Json(warehouse.into()))
 }
@@ -827,12 +717,24 @@ pub(crate) async fn update_warehouse(
         (status = 409, description = "`warehouse_in_use`: stock refers to it; nothing changed", body = ErrorBody)))]
 pub(crate) async fn delete_warehouse(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(id): PathId<WarehouseId>,
 ) -> Result<StatusCode, ServiceError> {
-    state
-        .services
-        .catalog
-        .delete_warehouse(warehouse_id(&id)?)
-        .await?;
+    state.services.catalog.delete_warehouse(id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use utoipa::IntoParams;
+
+    use super::*;
+
+    #[test]
+    fn the_names_a_listing_knows_are_the_fields_of_its_parameters() {
+        let names: Vec<String> = ListParams::into_params(|| None)
+            .into_iter()
+            .map(|p| p.name)
+            .collect();
+        assert_eq!(names, LIST_PARAMS);
+    }
 }

@@ -12,9 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-#[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::{ApiJson, ApiQuery, whole_number};
+use super::extract::{ApiJson, ApiQuery, whole_number};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::caller::Caller;

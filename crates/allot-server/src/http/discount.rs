@@ -8,9 +8,8 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-#[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::{ApiJson, whole};
+use super::extract::{ApiJson, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::rpc::discount::GenerateCodes;

@@ -1,6 +1,8 @@
 //! The one JSON error shape of the REST API, and the one mapping from service errors to HTTP
 //! status codes.
 
+use std::borrow::Cow;
+
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
@@ -32,8 +34,10 @@ pub(crate) struct ErrorDetail {
     pub code: &'static str,
     /// For people; may change between releases.
     pub message: String,
-    /// The request field at fault, when one is.
-    pub field: Option<&'static str>,
+    /// The request field at fault, when one is; a field of a body by its path
+    /// (`price.amount_minor`).
+    #[schema(value_type = Option<String>)]
+    pub field: Option<Cow<'static, str>>,
     /// For batch requests: every bad entry, by index and field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Vec<crate::error::EntryError>>,
@@ -54,6 +58,46 @@ pub(crate) struct ErrorDetail {
     /// For `coupon_unusable`: `expired`, `exhausted` or `not_owner`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+}
+
+impl ErrorDetail {
+    fn new(code: &'static str, message: String, field: Option<Cow<'static, str>>) -> Self {
+        ErrorDetail {
+            code,
+            message,
+            field,
+            details: None,
+            available_total: None,
+            status: None,
+            product_id: None,
+            from: None,
+            to: None,
+            reason: None,
+        }
+    }
+}
+
+/// A body field that does not fit the body's schema, named by its path in the body
+/// (`lines.quantity`): answered as [`ServiceError::InvalidArgument`] is, whose `&'static`
+/// field cannot hold a path made from the request.
+pub(crate) struct InvalidField {
+    pub field: String,
+    pub message: String,
+}
+
+impl IntoResponse for InvalidField {
+    fn into_response(self) -> Response {
+        let detail = ErrorDetail::new(
+            "invalid_argument",
+            self.message,
+            Some(Cow::Owned(self.field)),
+        );
+        (
+            status_of(ErrorKind::InvalidArgument),
+            Json(ErrorBody { error: detail }),
+        )
+            .into_response()
+    }
 }
 
 pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
@@ -135,9 +179,6 @@ impl IntoResponse for ServiceError {
         };
         let body = ErrorBody {
             error: ErrorDetail {
-                code,
-                message,
-                field,
                 details,
                 available_total,
                 status: reservation_status,
@@ -145,6 +186,7 @@ impl IntoResponse for ServiceError {
                 from,
                 to,
                 reason,
+                ..ErrorDetail::new(code, message, field.map(Cow::Borrowed))
             },
         };
         let mut response = (status, Json(body)).into_response();

@@ -23,6 +23,7 @@ use utoipa::ToSchema;
 use super::AppState;
 #[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
+use super::extract::invalid;
 use crate::ServiceError;
 pub(crate) use crate::event_body::{EventBody, body_of};
 
@@ -59,20 +60,13 @@ pub(crate) struct EventPage {
     pub next_after: i64,
 }
 
-pub(crate) fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
-    ServiceError::InvalidArgument {
-        field,
-        message: message.into(),
-    }
-}
-
 /// `limit`: 1 to 1000, 100 when absent.
 pub(crate) fn parse_limit(raw: Option<&String>) -> Result<u32, ServiceError> {
     match raw {
         None => Ok(LIMIT_DEFAULT),
         Some(s) => match s.trim().parse::<u32>() {
             Ok(n) if (1..=LIMIT_MAX).contains(&n) => Ok(n),
-            _ => Err(invalid("limit", "limit: 1 to 1000")),
+            _ => Err(invalid("limit", "1 to 1000")),
         },
     }
 }
@@ -82,7 +76,7 @@ pub(crate) fn parse_after(raw: Option<&str>) -> Result<i64, ServiceError> {
         None => Ok(0),
         Some(s) => match s.trim().parse::<i64>() {
             Ok(n) if n >= 0 => Ok(n),
-            _ => Err(invalid("after", "after: a sequence number (0 or more)")),
+            _ => Err(invalid("after", "a sequence number (0 or more)")),
         },
     }
 }
@@ -92,7 +86,7 @@ pub(crate) fn parse_type(raw: Option<&String>) -> Result<Option<EventType>, Serv
         None => Ok(None),
         Some(s) => EventType::parse(s)
             .map(Some)
-            .ok_or_else(|| invalid("type", format!("type: unknown event type {s:?}"))),
+            .ok_or_else(|| invalid("type", format!("unknown event type {s:?}"))),
     }
 }
 

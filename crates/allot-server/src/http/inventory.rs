@@ -1,10 +1,8 @@
 //! Inventory over HTTP: `/api/v1/inventory` (stock levels, a product's stock and movements,
 //! reservations, adjustments, reorder points, low-stock alerts).
 //!
-//! Bodies are read field by field from JSON, so a missing or mistyped field is answered 422
+//! Bodies are typed, then parsed into domain types: a missing or mistyped field is answered 422
 //! `invalid_argument` naming it, like a value out of range; nothing is changed then.
-
-use std::collections::HashMap;
 
 use allot_domain::DomainError;
 use allot_domain::catalog::{ProductId, Sku, WarehouseId};
@@ -12,16 +10,14 @@ use allot_domain::inventory::{
     Adjustment, Holder, Quantity, Reason, Reorder, ReservationId, ReservationTtl,
 };
 use allot_storage::{Movement, Reservation, StockAlert, StockLevel};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 use utoipa::{IntoParams, ToSchema};
 
-#[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::{ApiJson, whole_number};
+use super::extract::{ApiJson, ApiQuery, PathId, field_id, whole, whole_required};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::service::inventory::{LevelFilter, level_cursor};
@@ -195,15 +191,16 @@ pub(crate) struct AlertPageView {
     pub next_cursor: Option<String>,
 }
 
-// Request bodies, documented; read field by field from JSON.
+// Request bodies.
 
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body; it is read field by field
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ReserveBody {
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_required")]
     pub product_id: i64,
     /// 1 to 1,000,000 units, served whole from one warehouse.
     #[schema(minimum = 1, maximum = 1_000_000)]
+    #[serde(deserialize_with = "whole_required")]
     pub quantity: i64,
     /// The order, cart or other reference holding the stock: 1 to 128 characters, trimmed;
     /// no control characters.
@@ -215,120 +212,66 @@ pub(crate) struct ReserveBody {
     /// Served from here if it has the whole quantity available; else from the warehouse with
     /// the most available.
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
     pub warehouse_id: Option<i64>,
     /// Lifetime: 1 s to 7 days [default: 900]. Unconfirmed past it, the stock is released.
     #[schema(minimum = 1, maximum = 604_800)]
+    #[serde(default, deserialize_with = "whole")]
     pub ttl_seconds: Option<i64>,
 }
 
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body; it is read field by field
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ReservationRef {
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_required")]
     pub reservation_id: i64,
 }
 
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body; it is read field by field
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct AdjustBody {
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_required")]
     pub product_id: i64,
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_required")]
     pub warehouse_id: i64,
     /// `set` (on hand becomes `quantity`, 0 to 1e9) or `add` (on hand moves by `quantity`,
     /// non-zero, negative takes out).
-    #[schema(value_type = AdjustMode)]
-    pub mode: String,
+    pub mode: AdjustMode,
     #[schema(minimum = -1_000_000_000_i64, maximum = 1_000_000_000_i64)]
+    #[serde(deserialize_with = "whole_required")]
     pub quantity: i64,
     /// Why: 1 to 500 characters (trimmed), kept in the ledger.
     #[schema(max_length = 500, pattern = r"\S")]
     pub reason: String,
 }
 
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body; it is read field by field
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ReorderBody {
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_required")]
     pub warehouse_id: i64,
     /// Low at or below this many available (0 to 1e9); null removes the reorder point.
     #[schema(minimum = 0, maximum = 1_000_000_000_i64)]
+    #[serde(default, deserialize_with = "whole")]
     pub reorder_threshold: Option<i64>,
     /// Units to reorder (1 to 1e9); required with a threshold.
     #[schema(minimum = 1, maximum = 1_000_000_000_i64)]
+    #[serde(default, deserialize_with = "whole")]
     pub reorder_quantity: Option<i64>,
 }
 
-#[derive(Debug, ToSchema)]
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
-#[allow(dead_code)] // documents the names
 pub(crate) enum AdjustMode {
     Set,
     Add,
-}
-
-pub(super) fn object(v: &Value) -> Result<&Map<String, Value>, DomainError> {
-    v.as_object()
-        .ok_or_else(|| DomainError::invalid("body", "must be a JSON object"))
-}
-
-pub(super) fn integer(
-    o: &Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<i64>, DomainError> {
-    match o.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => whole_number(n)
-            .map(Some)
-            .ok_or_else(|| DomainError::invalid(field, "must be an integer")),
-        Some(_) => Err(DomainError::invalid(field, "must be an integer")),
-    }
-}
-
-pub(super) fn required_integer(
-    o: &Map<String, Value>,
-    field: &'static str,
-) -> Result<i64, DomainError> {
-    integer(o, field)?.ok_or_else(|| DomainError::invalid(field, "is required"))
-}
-
-pub(super) fn string<'a>(
-    o: &'a Map<String, Value>,
-    field: &'static str,
-) -> Result<&'a str, DomainError> {
-    match o.get(field) {
-        Some(Value::String(s)) => Ok(s),
-        None | Some(Value::Null) => Err(DomainError::invalid(field, "is required")),
-        Some(_) => Err(DomainError::invalid(field, "must be a string")),
-    }
-}
-
-/// An id, its error naming `field`.
-pub(super) fn id<T>(
-    raw: i64,
-    field: &'static str,
-    parse: fn(i64) -> Result<T, DomainError>,
-) -> Result<T, DomainError> {
-    parse(raw).map_err(|_| DomainError::invalid(field, "must be a positive integer"))
-}
-
-/// An id in the path; one that cannot be an id is not found.
-pub(super) fn path_id<T>(
-    raw: &str,
-    what: &'static str,
-    parse: fn(i64) -> Result<T, DomainError>,
-) -> Result<T, ServiceError> {
-    raw.parse::<i64>()
-        .ok()
-        .and_then(|n| parse(n).ok())
-        .ok_or(ServiceError::NotFound { what })
 }
 
 // Handlers.
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query; it is read by hand to name a bad parameter
 pub(crate) struct ListParams {
     /// Only this warehouse.
     #[param(minimum = 1)]
@@ -346,31 +289,6 @@ pub(crate) struct ListParams {
     pub cursor: Option<String>,
 }
 
-pub(super) fn query_int<T: std::str::FromStr>(
-    q: &HashMap<String, String>,
-    field: &'static str,
-) -> Result<Option<T>, ServiceError> {
-    q.get(field)
-        .map(|v| {
-            v.parse().map_err(|_| ServiceError::InvalidArgument {
-                field,
-                message: format!("{field}: must be a positive integer"),
-            })
-        })
-        .transpose()
-}
-
-fn query_flag(q: &HashMap<String, String>, field: &'static str) -> Result<bool, ServiceError> {
-    match q.get(field).map(String::as_str) {
-        None | Some("false") => Ok(false),
-        Some("true") => Ok(true),
-        Some(_) => Err(ServiceError::InvalidArgument {
-            field,
-            message: format!("{field}: must be true or false"),
-        }),
-    }
-}
-
 /// Stock levels by product and warehouse, with filters and cursor pagination.
 #[utoipa::path(get, path = "/api/v1/inventory", tag = "inventory",
     params(ListParams),
@@ -379,16 +297,17 @@ fn query_flag(q: &HashMap<String, String>, field: &'static str) -> Result<bool, 
         (status = 422, description = "`invalid_argument` naming the parameter", body = ErrorBody)))]
 pub(crate) async fn list(
     State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<ListParams>,
 ) -> Result<Json<InventoryPageView>, ServiceError> {
     let filter = LevelFilter {
-        warehouse: query_int::<i64>(&q, "warehouse_id")?
-            .map(|w| id(w, "warehouse_id", WarehouseId::parse))
+        warehouse: q
+            .warehouse_id
+            .map(|w| field_id(w, "warehouse_id", WarehouseId::parse))
             .transpose()?,
-        low_only: query_flag(&q, "low_stock")?,
-        sku: q.get("sku").map(|s| Sku::parse(s)).transpose()?,
-        after: q.get("cursor").map(|c| level_cursor(c)).transpose()?,
-        limit: query_int(&q, "limit")?,
+        low_only: q.low_stock.unwrap_or(false),
+        sku: q.sku.as_deref().map(Sku::parse).transpose()?,
+        after: q.cursor.as_deref().map(level_cursor).transpose()?,
+        limit: q.limit,
     };
     let page = state.services.inventory.levels(filter).await?;
     Ok(Json(InventoryPageView {
@@ -405,9 +324,8 @@ pub(crate) async fn list(
         (status = 404, description = "No such product", body = ErrorBody)))]
 pub(crate) async fn product(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathId(id): PathId<ProductId>,
 ) -> Result<Json<ProductInventoryView>, ServiceError> {
-    let id = path_id(&raw, "product", ProductId::parse)?;
     let (product, inventory) = state.services.inventory.product(id).await?;
     let on_hand = inventory.levels.iter().map(|l| l.on_hand).sum();
     let reserved = inventory.levels.iter().map(|l| l.reserved).sum();
@@ -433,20 +351,16 @@ pub(crate) async fn product(
         (status = 422, description = "`invalid_argument` naming the field; nothing reserved", body = ErrorBody)))]
 pub(crate) async fn reserve(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<ReserveBody>,
 ) -> Result<(http::StatusCode, Json<ReservationView>), ServiceError> {
-    let o = object(&body)?;
-    let product = id(
-        required_integer(o, "product_id")?,
-        "product_id",
-        ProductId::parse,
-    )?;
-    let quantity = Quantity::parse(required_integer(o, "quantity")?)?;
-    let holder = Holder::parse(string(o, "holder")?)?;
-    let preferred = integer(o, "warehouse_id")?
-        .map(|w| id(w, "warehouse_id", WarehouseId::parse))
+    let product = field_id(body.product_id, "product_id", ProductId::parse)?;
+    let quantity = Quantity::parse(body.quantity)?;
+    let holder = Holder::parse(&body.holder)?;
+    let preferred = body
+        .warehouse_id
+        .map(|w| field_id(w, "warehouse_id", WarehouseId::parse))
         .transpose()?;
-    let ttl = match integer(o, "ttl_seconds")? {
+    let ttl = match body.ttl_seconds {
         Some(s) => ReservationTtl::from_secs(s)?,
         None => ReservationTtl::default(),
     };
@@ -458,13 +372,8 @@ pub(crate) async fn reserve(
     Ok((http::StatusCode::CREATED, Json(r.into())))
 }
 
-fn reservation_ref(body: &Value) -> Result<ReservationId, DomainError> {
-    let o = object(body)?;
-    id(
-        required_integer(o, "reservation_id")?,
-        "reservation_id",
-        ReservationId::parse,
-    )
+fn reservation_ref(body: &ReservationRef) -> Result<ReservationId, DomainError> {
+    field_id(body.reservation_id, "reservation_id", ReservationId::parse)
 }
 
 /// Release a pending reservation: its stock is available again.
@@ -477,7 +386,7 @@ fn reservation_ref(body: &Value) -> Result<ReservationId, DomainError> {
         (status = 422, description = "`invalid_argument` naming the field", body = ErrorBody)))]
 pub(crate) async fn release(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<ReservationRef>,
 ) -> Result<Json<ReservationView>, ServiceError> {
     let id = reservation_ref(&body)?;
     Ok(Json(state.services.inventory.release(id).await?.into()))
@@ -493,7 +402,7 @@ pub(crate) async fn release(
         (status = 422, description = "`invalid_argument` naming the field", body = ErrorBody)))]
 pub(crate) async fn confirm(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<ReservationRef>,
 ) -> Result<Json<ReservationView>, ServiceError> {
     let id = reservation_ref(&body)?;
     Ok(Json(state.services.inventory.confirm(id).await?.into()))
@@ -507,9 +416,8 @@ pub(crate) async fn confirm(
         (status = 404, description = "No such reservation", body = ErrorBody)))]
 pub(crate) async fn read_reservation(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
+    PathId(id): PathId<ReservationId>,
 ) -> Result<Json<ReservationView>, ServiceError> {
-    let id = path_id(&raw, "reservation", ReservationId::parse)?;
     Ok(Json(state.services.inventory.reservation(id).await?.into()))
 }
 
@@ -524,26 +432,15 @@ pub(crate) async fn read_reservation(
         (status = 422, description = "`invalid_argument` naming the field; nothing changed", body = ErrorBody)))]
 pub(crate) async fn adjust(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<AdjustBody>,
 ) -> Result<Json<StockLevelView>, ServiceError> {
-    let o = object(&body)?;
-    let product = id(
-        required_integer(o, "product_id")?,
-        "product_id",
-        ProductId::parse,
-    )?;
-    let warehouse = id(
-        required_integer(o, "warehouse_id")?,
-        "warehouse_id",
-        WarehouseId::parse,
-    )?;
-    let quantity = required_integer(o, "quantity")?;
-    let adjustment = match string(o, "mode")? {
-        "set" => Adjustment::set(quantity)?,
-        "add" => Adjustment::add(quantity)?,
-        _ => return Err(DomainError::invalid("mode", "must be set or add").into()),
+    let product = field_id(body.product_id, "product_id", ProductId::parse)?;
+    let warehouse = field_id(body.warehouse_id, "warehouse_id", WarehouseId::parse)?;
+    let adjustment = match body.mode {
+        AdjustMode::Set => Adjustment::set(body.quantity)?,
+        AdjustMode::Add => Adjustment::add(body.quantity)?,
     };
-    let reason = Reason::parse(string(o, "reason")?)?;
+    let reason = Reason::parse(&body.reason)?;
     let level = state
         .services
         .inventory
@@ -563,20 +460,15 @@ pub(crate) async fn adjust(
         (status = 422, description = "`invalid_argument` naming the field", body = ErrorBody)))]
 pub(crate) async fn reorder(
     State(state): State<AppState>,
-    Path(raw): Path<String>,
-    ApiJson(body): ApiJson<Value>,
+    PathId(product): PathId<ProductId>,
+    ApiJson(body): ApiJson<ReorderBody>,
 ) -> Result<Json<StockLevelView>, ServiceError> {
-    let product = path_id(&raw, "product", ProductId::parse)?;
-    let o = object(&body)?;
-    let warehouse = id(
-        required_integer(o, "warehouse_id")?,
-        "warehouse_id",
-        WarehouseId::parse,
-    )?;
-    let reorder = match integer(o, "reorder_threshold")? {
+    let warehouse = field_id(body.warehouse_id, "warehouse_id", WarehouseId::parse)?;
+    let reorder = match body.reorder_threshold {
         None => None,
         Some(t) => {
-            let q = integer(o, "reorder_quantity")?
+            let q = body
+                .reorder_quantity
                 .ok_or_else(|| DomainError::invalid("reorder_quantity", "is required"))?;
             Some(Reorder::parse(t, q)?)
         }
@@ -591,7 +483,6 @@ pub(crate) async fn reorder(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query; it is read by hand to name a bad parameter
 pub(crate) struct AlertParams {
     /// Only alerts not cleared yet [default: false].
     pub open: Option<bool>,
@@ -611,14 +502,12 @@ pub(crate) struct AlertParams {
         (status = 422, description = "`invalid_argument` naming the parameter", body = ErrorBody)))]
 pub(crate) async fn alerts(
     State(state): State<AppState>,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<AlertParams>,
 ) -> Result<Json<AlertPageView>, ServiceError> {
-    let open_only = query_flag(&q, "open")?;
-    let after = query_int::<i64>(&q, "cursor")?.unwrap_or(0);
     let page = state
         .services
         .inventory
-        .alerts(open_only, after, query_int(&q, "limit")?)
+        .alerts(q.open.unwrap_or(false), q.cursor.unwrap_or(0), q.limit)
         .await?;
     Ok(Json(AlertPageView {
         alerts: page.alerts.into_iter().map(Into::into).collect(),

@@ -13,9 +13,8 @@ use http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-#[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::{ApiJson, whole};
+use super::extract::{ApiJson, NotificationId, PathId, invalid, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::caller::{AuthUser, PrincipalId};
@@ -46,13 +45,6 @@ pub(crate) fn routes() -> Router<AppState> {
         )
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
-    ServiceError::InvalidArgument {
-        field,
-        message: message.into(),
-    }
-}
-
 /// The caller's account: inboxes and preferences belong to users, not to API keys.
 fn account(caller: AuthUser) -> Result<AccountId, ServiceError> {
     match caller.id {
@@ -61,15 +53,6 @@ fn account(caller: AuthUser) -> Result<AccountId, ServiceError> {
             what: "inbox (an API key has none)",
         }),
     }
-}
-
-fn path_id(raw: &str) -> Result<i64, ServiceError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or(ServiceError::NotFound {
-            what: "notification",
-        })
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -431,7 +414,7 @@ pub(crate) async fn inbox(
     let unread = match q.get("unread").map(String::as_str) {
         None | Some("false") => false,
         Some("true") => true,
-        Some(_) => return Err(invalid("unread", "unread: true or false")),
+        Some(_) => return Err(invalid("unread", "true or false")),
     };
     let before = q
         .get("before")
@@ -439,7 +422,7 @@ pub(crate) async fn inbox(
             s.parse::<i64>()
                 .ok()
                 .filter(|n| *n > 0)
-                .ok_or_else(|| invalid("before", "before: a notification id"))
+                .ok_or_else(|| invalid("before", "a notification id"))
         })
         .transpose()?;
     let limit = match q.get("limit") {
@@ -448,7 +431,7 @@ pub(crate) async fn inbox(
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=crate::service::notification::INBOX_PAGE_MAX).contains(n))
-            .ok_or_else(|| invalid("limit", "limit: 1 to 200"))?,
+            .ok_or_else(|| invalid("limit", "1 to 200"))?,
     };
     let items = state
         .services
@@ -474,14 +457,10 @@ pub(crate) async fn inbox(
 pub(crate) async fn mark_read(
     State(state): State<AppState>,
     caller: AuthUser,
-    Path(id): Path<String>,
+    PathId(NotificationId(id)): PathId<NotificationId>,
 ) -> Result<Json<InboxItem>, ServiceError> {
     let user = account(caller)?;
-    let n = state
-        .services
-        .notifications
-        .mark_read(user, path_id(&id)?)
-        .await?;
+    let n = state.services.notifications.mark_read(user, id).await?;
     Ok(Json(inbox_item(n)))
 }
 
@@ -583,8 +562,8 @@ pub(crate) async fn send(
         (status = 404, description = "No such notification", body = ErrorBody)))]
 pub(crate) async fn status(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(NotificationId(id)): PathId<NotificationId>,
 ) -> Result<Json<StatusView>, ServiceError> {
-    let n = state.services.notifications.status(path_id(&id)?).await?;
+    let n = state.services.notifications.status(id).await?;
     Ok(Json(status_view(n)))
 }

@@ -3,7 +3,7 @@
 use axum::Router;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::{Response, ResponseBuilder};
-use utoipa::openapi::schema::{AdditionalProperties, SchemaType};
+use utoipa::openapi::schema::SchemaType;
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
@@ -180,7 +180,6 @@ impl Modify for CommonResponses {
                  `Authorization: Bearer ak_...`",
             ))),
         );
-        let mut bodies = Vec::new();
         for (path, item) in openapi.paths.paths.iter_mut() {
             let operations = [
                 ("GET", &mut item.get),
@@ -193,20 +192,12 @@ impl Modify for CommonResponses {
                 if let Some(operation) = operation {
                     add_common(method, path, operation);
                     not_null_parameters(operation);
-                    bodies.extend(body_schema_names(operation));
                 }
             }
         }
         name_values(openapi);
         if let Some(components) = openapi.components.as_mut() {
             webhook_bodies(components);
-            for name in bodies {
-                if CLOSED_BODIES.contains(&name.as_str())
-                    && let Some(RefOr::T(schema)) = components.schemas.get_mut(&name)
-                {
-                    close(schema);
-                }
-            }
         }
     }
 }
@@ -279,50 +270,6 @@ fn not_null_parameters(operation: &mut Operation) {
                 [one] => SchemaType::Type(one.clone()),
                 _ => SchemaType::Array(types),
             };
-        }
-    }
-}
-
-/// The component schemas an operation's request body refers to (also through `oneOf`, as an
-/// optional body is `oneOf: [null, body]`).
-fn body_schema_names(operation: &Operation) -> Vec<String> {
-    let mut names = Vec::new();
-    let Some(body) = operation.request_body.as_ref() else {
-        return names;
-    };
-    for content in body.content.values() {
-        let mut schemas: Vec<&RefOr<Schema>> = content.schema.iter().collect();
-        while let Some(schema) = schemas.pop() {
-            match schema {
-                RefOr::Ref(r) => {
-                    if let Some(name) = r.ref_location.strip_prefix("#/components/schemas/") {
-                        names.push(name.to_owned());
-                    }
-                }
-                RefOr::T(Schema::OneOf(one_of)) => schemas.extend(one_of.items.iter()),
-                RefOr::T(_) => {}
-            }
-        }
-    }
-    names
-}
-
-/// The request bodies whose handlers refuse a field they do not know (400): closed in the
-/// document. Every other body ignores unknown fields, so the document leaves it open (a
-/// closed schema would promise a refusal the server does not make).
-const CLOSED_BODIES: &[&str] = &["WebhookBody", "WebhookPatch"];
-
-/// Closes a body's schema: a field the document does not name is refused. Free-form objects (no declared
-/// properties: attributes, variables) stay open.
-fn close(schema: &mut Schema) {
-    if let Schema::Object(object) = schema {
-        if !object.properties.is_empty() && object.additional_properties.is_none() {
-            object.additional_properties = Some(Box::new(AdditionalProperties::FreeForm(false)));
-        }
-        for property in object.properties.values_mut() {
-            if let RefOr::T(inner) = property {
-                close(inner);
-            }
         }
     }
 }

@@ -1,11 +1,9 @@
 //! Orders over HTTP: `/api/v1/orders` (place, list, read) and `/api/v1/orders/{id}/status`.
 //!
-//! Bodies are read field by field from JSON, so a missing or mistyped field is answered 422
+//! Bodies are typed, then parsed into domain types: a missing or mistyped field is answered 422
 //! `invalid_argument` naming it; nothing is changed then. `POST /api/v1/orders` takes an
 //! `Idempotency-Key` header, kept with the order in the same transaction: a retry answers the
 //! first order (200, `Idempotent-Replayed: true`) and changes nothing.
-
-use std::collections::HashMap;
 
 use allot_domain::DomainError;
 use allot_domain::catalog::{ProductId, WarehouseId};
@@ -15,19 +13,18 @@ use allot_domain::inventory::{Quantity, Reason};
 use allot_domain::order::{OrderStatus, ShippingAddress};
 use allot_domain::user::{IdempotencyKey, UserId};
 use allot_storage::{AppliedCode, Order};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value, json};
 use utoipa::{IntoParams, ToSchema};
 
-#[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::inventory::{id, integer, object, path_id, query_int, required_integer, string};
-use super::json::ApiJson;
+use super::extract::{
+    ApiJson, ApiQuery, OrderId, PathId, field_id, invalid, named, whole, whole_required,
+};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::caller::Caller;
@@ -88,8 +85,7 @@ pub(crate) struct OrderView {
     pub status: &'static str,
     /// Every line's currency (ISO 4217).
     pub currency: String,
-    #[schema(value_type = Object)]
-    pub shipping_address: Value,
+    pub shipping_address: ShippingAddressBody,
     pub lines: Vec<OrderLineView>,
     /// Sum of the line totals, in minor units.
     pub subtotal_minor: i64,
@@ -119,8 +115,7 @@ impl From<Order> for OrderView {
             customer: o.customer,
             status: o.status.as_str(),
             currency: o.currency,
-            shipping_address: serde_json::from_str(&o.shipping_address)
-                .unwrap_or(Value::String(o.shipping_address)),
+            shipping_address: o.shipping_address.into(),
             lines: o
                 .lines
                 .into_iter()
@@ -163,10 +158,9 @@ pub(crate) struct OrderPageView {
     pub next_cursor: Option<String>,
 }
 
-// Request bodies, documented; read field by field from JSON.
+// Request bodies.
 
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body; it is read field by field
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct PlaceOrderBody {
     /// The customer's user id (owner of an allocated coupon): 1 to 128 characters, no white
     /// space. A customer may leave it out (itself).
@@ -175,6 +169,7 @@ pub(crate) struct PlaceOrderBody {
         max_length = 128,
         pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$"
     )]
+    #[serde(default)]
     pub customer: Option<String>,
     pub shipping_address: ShippingAddressBody,
     /// 1 to 100 lines, each product once; every product active and priced in the same
@@ -190,8 +185,7 @@ pub(crate) struct PlaceOrderBody {
 }
 
 /// Each field 1 to 200 characters, trimmed, no control characters.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body; it is read field by field
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
 pub(crate) struct ShippingAddressBody {
     #[schema(
         max_length = 200,
@@ -221,18 +215,18 @@ pub(crate) struct ShippingAddressBody {
     pub country: String,
 }
 
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body; it is read field by field
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct OrderLineBody {
     #[schema(minimum = 1)]
+    #[serde(deserialize_with = "whole_required")]
     pub product_id: i64,
     /// 1 to 1,000,000.
     #[schema(minimum = 1, maximum = 1_000_000)]
+    #[serde(deserialize_with = "whole_required")]
     pub quantity: i64,
 }
 
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // documents the body; it is read field by field
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct StatusBody {
     /// The status to move to: `pending`, `confirmed`, `fulfilled`, `delivered`, `cancelled`,
     /// `return_requested` or `returned`.
@@ -246,114 +240,76 @@ pub(crate) struct StatusBody {
     pub reason: Option<String>,
     /// For `returned`: the warehouse the stock goes back to [default: where it came from].
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
     pub warehouse_id: Option<i64>,
 }
 
-/// A domain error with its field renamed to the request's.
-fn named(field: &'static str) -> impl Fn(DomainError) -> DomainError {
-    move |e| match e {
-        DomainError::Invalid { message, .. } => DomainError::invalid(field, message),
+impl TryFrom<&ShippingAddressBody> for ShippingAddress {
+    type Error = DomainError;
+
+    fn try_from(a: &ShippingAddressBody) -> Result<Self, DomainError> {
+        ShippingAddress::parse(
+            &a.name,
+            &a.line1,
+            a.line2.as_deref(),
+            &a.city,
+            &a.postal_code,
+            &a.country,
+        )
     }
 }
 
-fn optional_string<'a>(
-    o: &'a Map<String, Value>,
-    field: &'static str,
-) -> Result<Option<&'a str>, DomainError> {
-    match o.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(DomainError::invalid(field, "must be a string")),
+impl From<ShippingAddress> for ShippingAddressBody {
+    fn from(a: ShippingAddress) -> Self {
+        ShippingAddressBody {
+            name: a.name,
+            line1: a.line1,
+            line2: a.line2,
+            city: a.city,
+            postal_code: a.postal_code,
+            country: a.country,
+        }
     }
 }
 
-fn address(v: Option<&Value>) -> Result<String, DomainError> {
-    let o = v
-        .and_then(Value::as_object)
-        .ok_or_else(|| DomainError::invalid("shipping_address", "must be an object"))?;
-    let field = |name: &'static str, full: &'static str| -> Result<&str, DomainError> {
-        match o.get(name) {
-            Some(Value::String(s)) => Ok(s),
-            None | Some(Value::Null) => Err(DomainError::invalid(full, "is required")),
-            Some(_) => Err(DomainError::invalid(full, "must be a string")),
-        }
-    };
-    let line2 = match o.get("line2") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) => Some(s.as_str()),
-        Some(_) => {
-            return Err(DomainError::invalid(
-                "shipping_address.line2",
-                "must be a string",
-            ));
-        }
-    };
-    let a = ShippingAddress::parse(
-        field("name", "shipping_address.name")?,
-        field("line1", "shipping_address.line1")?,
-        line2,
-        field("city", "shipping_address.city")?,
-        field("postal_code", "shipping_address.postal_code")?,
-        field("country", "shipping_address.country")?,
-    )?;
-    Ok(json!({
-        "name": a.name, "line1": a.line1, "line2": a.line2, "city": a.city,
-        "postal_code": a.postal_code, "country": a.country,
-    })
-    .to_string())
-}
-
-fn lines(v: Option<&Value>) -> Result<Vec<(ProductId, Quantity)>, DomainError> {
-    let items = v
-        .and_then(Value::as_array)
-        .ok_or_else(|| DomainError::invalid("lines", "must be an array of lines"))?;
-    items
-        .iter()
-        .map(|line| {
-            let o = line
-                .as_object()
-                .ok_or_else(|| DomainError::invalid("lines", "each line must be an object"))?;
-            let product = id(
-                required_integer(o, "product_id").map_err(named("lines.product_id"))?,
-                "lines.product_id",
-                ProductId::parse,
-            )?;
-            let quantity =
-                Quantity::parse(required_integer(o, "quantity").map_err(named("lines.quantity"))?)
-                    .map_err(named("lines.quantity"))?;
-            Ok((product, quantity))
-        })
-        .collect()
+fn line(l: &OrderLineBody) -> Result<(ProductId, Quantity), DomainError> {
+    Ok((
+        field_id(l.product_id, "lines.product_id", ProductId::parse)?,
+        Quantity::parse(l.quantity).map_err(named("lines.quantity"))?,
+    ))
 }
 
 /// The order's customer: for a customer caller itself (its own id, or the field left out);
 /// for staff the `customer` field.
-fn customer(o: &Map<String, Value>, caller: &Caller) -> Result<UserId, ServiceError> {
-    let raw = match (caller.customer()?, optional_string(o, "customer")?) {
+fn customer(given: Option<&str>, caller: &Caller) -> Result<UserId, ServiceError> {
+    let raw = match (caller.customer()?, given) {
         (Some(own), None) => own,
         (Some(_), Some(given)) => {
             caller.may_act_for(given, "customer")?;
             given.to_owned()
         }
-        (None, _) => string(o, "customer")?.to_owned(),
+        (None, given) => given
+            .ok_or_else(|| invalid("customer", "is required"))?
+            .to_owned(),
     };
     Ok(UserId::parse(&raw).map_err(named("customer"))?)
 }
 
 fn place_order(
-    body: &Value,
+    body: PlaceOrderBody,
     headers: &HeaderMap,
     caller: &Caller,
 ) -> Result<PlaceOrder, ServiceError> {
-    let o = object(body)?;
-    let customer = customer(o, caller)?;
-    let shipping_address = address(o.get("shipping_address"))?;
-    let lines = lines(o.get("lines"))?;
-    let coupon = optional_string(o, "coupon")?
-        .map(|c| UploadedCode::parse(c).map_err(named("coupon")))
+    let customer = customer(body.customer.as_deref(), caller)?;
+    let shipping_address = ShippingAddress::try_from(&body.shipping_address)?;
+    let lines = body.lines.iter().map(line).collect::<Result<_, _>>()?;
+    let coupon = body
+        .coupon
+        .map(|c| UploadedCode::parse(&c).map_err(named("coupon")))
         .transpose()?;
-    let discount_code = optional_string(o, "discount_code")?
-        .map(|c| DiscountCode::parse(c).map_err(named("discount_code")))
+    let discount_code = body
+        .discount_code
+        .map(|c| DiscountCode::parse(&c).map_err(named("discount_code")))
         .transpose()?;
     let idempotency_key = headers
         .get(IDEMPOTENCY_KEY)
@@ -393,9 +349,9 @@ pub(crate) async fn place(
     State(state): State<AppState>,
     caller: Caller,
     headers: HeaderMap,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<PlaceOrderBody>,
 ) -> Result<Response, ServiceError> {
-    let order = place_order(&body, &headers, &caller)?;
+    let order = place_order(body, &headers, &caller)?;
     // An order's answer tells whether its code exists (`unknown_code`, `code_already_used`,
     // `coupon_unusable`): one carrying a code counts as a code use.
     if order.coupon.is_some() || order.discount_code.is_some() {
@@ -419,7 +375,6 @@ pub(crate) async fn place(
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-#[allow(dead_code)] // documents the query; it is read by hand to name a bad parameter
 pub(crate) struct ListParams {
     /// Only this customer's orders.
     #[param(max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$")]
@@ -440,16 +395,10 @@ pub(crate) struct ListParams {
 }
 
 fn query_time(
-    q: &HashMap<String, String>,
+    raw: Option<&str>,
     field: &'static str,
 ) -> Result<Option<allot_domain::UnixMillis>, ServiceError> {
-    q.get(field)
-        .map(|v| {
-            parse_rfc3339(v).ok_or_else(|| ServiceError::InvalidArgument {
-                field,
-                message: format!("{field}: must be an RFC 3339 time"),
-            })
-        })
+    raw.map(|v| parse_rfc3339(v).ok_or_else(|| invalid(field, "must be an RFC 3339 time")))
         .transpose()
 }
 
@@ -462,27 +411,27 @@ fn query_time(
 pub(crate) async fn list(
     State(state): State<AppState>,
     caller: Caller,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<ListParams>,
 ) -> Result<Json<OrderPageView>, ServiceError> {
     // A customer lists its own orders only, whatever it asks for.
-    let customer = match (caller.customer()?, q.get("customer")) {
+    let customer = match (caller.customer()?, q.customer) {
         (Some(own), asked) => {
             if let Some(asked) = asked {
-                caller.may_act_for(asked, "customer")?;
+                caller.may_act_for(&asked, "customer")?;
             }
             Some(own)
         }
-        (None, asked) => asked.cloned(),
+        (None, asked) => asked,
     };
     let filter = OrderFilter {
         customer: customer
             .map(|c| UserId::parse(&c).map_err(named("customer")))
             .transpose()?,
-        status: q.get("status").map(|s| OrderStatus::parse(s)).transpose()?,
-        from: query_time(&q, "from")?,
-        until: query_time(&q, "until")?,
-        after: query_int::<i64>(&q, "cursor")?.unwrap_or(0),
-        limit: query_int(&q, "limit")?,
+        status: q.status.as_deref().map(OrderStatus::parse).transpose()?,
+        from: query_time(q.from.as_deref(), "from")?,
+        until: query_time(q.until.as_deref(), "until")?,
+        after: q.cursor.unwrap_or(0),
+        limit: q.limit,
     };
     let page = state.services.orders.list(filter).await?;
     Ok(Json(OrderPageView {
@@ -500,10 +449,9 @@ pub(crate) async fn list(
 pub(crate) async fn read(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
+    PathId(id): PathId<OrderId>,
 ) -> Result<Json<OrderView>, ServiceError> {
-    let id = path_id(&raw, "order", positive)?;
-    Ok(Json(visible_order(&state, &caller, id).await?.into()))
+    Ok(Json(visible_order(&state, &caller, id.0).await?.into()))
 }
 
 /// The order, if the caller may see it: a customer sees another customer's order as absent
@@ -513,17 +461,6 @@ async fn visible_order(state: &AppState, caller: &Caller, id: i64) -> Result<Ord
     match caller.customer()? {
         Some(own) if own != order.customer => Err(ServiceError::NotFound { what: "order" }),
         _ => Ok(order),
-    }
-}
-
-fn positive(raw: i64) -> Result<i64, DomainError> {
-    if raw > 0 {
-        Ok(raw)
-    } else {
-        Err(DomainError::invalid(
-            "order_id",
-            "must be a positive integer",
-        ))
     }
 }
 
@@ -542,12 +479,10 @@ fn positive(raw: i64) -> Result<i64, DomainError> {
 pub(crate) async fn change_status(
     State(state): State<AppState>,
     caller: Caller,
-    Path(raw): Path<String>,
-    ApiJson(body): ApiJson<Value>,
+    PathId(OrderId(order)): PathId<OrderId>,
+    ApiJson(body): ApiJson<StatusBody>,
 ) -> Result<Json<OrderView>, ServiceError> {
-    let order = path_id(&raw, "order", positive)?;
-    let o = object(&body)?;
-    let to = OrderStatus::parse(string(o, "status")?)?;
+    let to = OrderStatus::parse(&body.status)?;
     if let Some(role) = caller.role() {
         if !may_set_order_status(role, to) {
             return Err(ServiceError::Forbidden {
@@ -563,11 +498,13 @@ pub(crate) async fn change_status(
             visible_order(&state, &caller, order).await?;
         }
     }
-    let reason = optional_string(o, "reason")?
-        .map(|r| Reason::parse(r).map(|r| r.as_str().to_owned()))
+    let reason = body
+        .reason
+        .map(|r| Reason::parse(&r).map(|r| r.as_str().to_owned()))
         .transpose()?;
-    let warehouse = integer(o, "warehouse_id")?
-        .map(|w| id(w, "warehouse_id", WarehouseId::parse))
+    let warehouse = body
+        .warehouse_id
+        .map(|w| field_id(w, "warehouse_id", WarehouseId::parse))
         .transpose()?;
     let order = state
         .services

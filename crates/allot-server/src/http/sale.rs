@@ -7,15 +7,14 @@ use allot_domain::DomainError;
 use allot_domain::sale::{CheckoutCode, ItemId};
 use allot_domain::user::UserId;
 use allot_storage::{Sale, SaleItem};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-#[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::ApiQuery;
+use super::extract::{ApiQuery, PathId, SaleId};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::caller::Caller;
@@ -185,9 +184,9 @@ pub(crate) async fn current(State(state): State<AppState>) -> Result<Json<SaleVi
         (status = 404, description = "No such sale", body = ErrorBody)))]
 pub(crate) async fn read(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(SaleId(id)): PathId<SaleId>,
 ) -> Result<Json<SaleView>, ServiceError> {
-    Ok(Json(state.services.sales.sale(sale_id(&id)?).await?.into()))
+    Ok(Json(state.services.sales.sale(id).await?.into()))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -222,10 +221,9 @@ pub(crate) struct ItemsPage {
         (status = 404, description = "No such sale", body = ErrorBody)))]
 pub(crate) async fn items(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(SaleId(id)): PathId<SaleId>,
     ApiQuery(q): ApiQuery<ItemsQuery>,
 ) -> Result<Json<ItemsPage>, ServiceError> {
-    let id = sale_id(&id)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=PAGE_MAX).contains(&limit) {
         return Err(DomainError::invalid("limit", format!("must be 1 to {PAGE_MAX}")).into());
@@ -276,10 +274,9 @@ pub(crate) struct PurchasesView {
         (status = 404, description = "No such sale", body = ErrorBody)))]
 pub(crate) async fn purchases(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(SaleId(id)): PathId<SaleId>,
     ApiQuery(q): ApiQuery<PurchasesQuery>,
 ) -> Result<Json<PurchasesView>, ServiceError> {
-    let id = sale_id(&id)?;
     let user = UserId::parse(&q.user_id)?;
     let items = state.services.sales.purchases(id, user.clone()).await?;
     Ok(Json(PurchasesView {
@@ -287,12 +284,4 @@ pub(crate) async fn purchases(
         user_id: user.as_str().to_owned(),
         items: items.iter().map(ItemView::from).collect(),
     }))
-}
-
-/// The sale of a path: one that cannot be a sale id is not found, like any other.
-fn sale_id(raw: &str) -> Result<i64, ServiceError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|n| *n >= 1)
-        .ok_or(ServiceError::NotFound { what: "sale" })
 }

@@ -4,17 +4,15 @@
 use std::collections::HashMap;
 
 use allot_storage::{Delivery, Webhook};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-#[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
-use super::json::{ApiJson, whole_number};
+use super::extract::{ApiJson, PathId, WebhookId, invalid, present, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::service::webhook::{
@@ -124,9 +122,9 @@ pub(crate) struct DeliveryPage {
     pub next_after: i64,
 }
 
-/// The body of a registration (the schema of the OpenAPI document; the handler reads JSON).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+/// The body of a registration.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct WebhookBody {
     /// http://... (https is not supported by this build), at most 2,000 characters, of the
     /// form of `service::webhook::URL_PATTERN` (set by `http::openapi`).
@@ -134,95 +132,52 @@ pub(crate) struct WebhookBody {
     url: String,
     /// At most 500 characters.
     #[schema(max_length = 500)]
+    #[serde(default)]
     description: Option<String>,
     /// Only these types (at least one); absent or null: every type.
     #[schema(min_items = 1)]
+    #[serde(default)]
     event_types: Option<Vec<String>>,
     /// The first seq to deliver (1: the whole log); absent: the events after registration.
     #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
     from_seq: Option<i64>,
 }
 
 /// A change (absent fields stay as they are).
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct WebhookPatch {
     /// Of the form of `service::webhook::URL_PATTERN` (set by `http::openapi`).
     #[schema(max_length = 2000)]
     #[schema(nullable = false)]
+    #[serde(default, deserialize_with = "present")]
     url: Option<String>,
     /// At most 500 characters; null removes it.
-    #[schema(max_length = 500)]
-    description: Option<String>,
+    #[schema(max_length = 500, value_type = Option<String>)]
+    #[serde(default, deserialize_with = "present")]
+    description: Option<Option<String>>,
     /// At least one; null: every type.
-    #[schema(min_items = 1)]
-    event_types: Option<Vec<String>>,
+    #[schema(min_items = 1, value_type = Option<Vec<String>>)]
+    #[serde(default, deserialize_with = "present")]
+    event_types: Option<Option<Vec<String>>>,
     #[schema(nullable = false)]
+    #[serde(default, deserialize_with = "present")]
     active: Option<bool>,
 }
 
-fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
-    ServiceError::InvalidArgument {
-        field,
-        message: message.into(),
-    }
+fn description_of(raw: Option<String>) -> Result<Option<String>, ServiceError> {
+    Ok(raw
+        .map(|d| parse_description(&d))
+        .transpose()?
+        .filter(|d| !d.is_empty()))
 }
 
-fn object(body: &Value, allowed: &[&'static str]) -> Result<(), ServiceError> {
-    let Some(map) = body.as_object() else {
-        return Err(ServiceError::bad_request(None, "expected a JSON object"));
-    };
-    for key in map.keys() {
-        if !allowed.contains(&key.as_str()) {
-            return Err(ServiceError::bad_request(
-                None,
-                format!("unknown field {key:?}; known: {}", allowed.join(", ")),
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn url_of(v: &Value) -> Result<EndpointUrl, ServiceError> {
-    match v.as_str() {
-        Some(s) => EndpointUrl::parse(s),
-        None => Err(invalid("url", "url: a string, http://...")),
-    }
-}
-
-fn description_of(v: &Value) -> Result<Option<String>, ServiceError> {
-    match v {
-        Value::Null => Ok(None),
-        Value::String(s) => Ok(Some(parse_description(s)?).filter(|d| !d.is_empty())),
-        _ => Err(invalid("description", "description: a string or null")),
-    }
-}
-
-fn types_of(v: &Value) -> Result<Option<Vec<allot_domain::event::EventType>>, ServiceError> {
-    match v {
-        Value::Null => Ok(None),
-        Value::Array(items) => {
-            let names = items
-                .iter()
-                .map(|i| {
-                    i.as_str()
-                        .ok_or_else(|| invalid("event_types", "event_types: an array of strings"))
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Ok(Some(parse_event_types(&names)?))
-        }
-        _ => Err(invalid(
-            "event_types",
-            "event_types: an array of event type names, or null",
-        )),
-    }
-}
-
-fn id_of(raw: &str) -> Result<i64, ServiceError> {
-    raw.parse::<i64>()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or(ServiceError::NotFound { what: "webhook" })
+fn types_of(
+    raw: Option<Vec<String>>,
+) -> Result<Option<Vec<allot_domain::event::EventType>>, ServiceError> {
+    raw.map(|names| parse_event_types(&names.iter().map(String::as_str).collect::<Vec<_>>()))
+        .transpose()
 }
 
 /// Register a webhook endpoint. The answer holds its signing secret, shown this once.
@@ -230,25 +185,23 @@ fn id_of(raw: &str) -> Result<i64, ServiceError> {
     request_body = WebhookBody,
     responses(
         (status = 201, description = "Registered; `secret` is shown only here", body = WebhookView),
-        (status = 400, description = "Not a JSON object, or an unknown field", body = ErrorBody),
-        (status = 422, description = "`invalid_argument` naming the field (url, description, event_types, from_seq); nothing stored", body = ErrorBody)))]
+        (status = 400, description = "Not JSON, or an unknown field", body = ErrorBody),
+        (status = 422, description = "`invalid_argument` naming the field (url, description, event_types, from_seq; `body` when it is not an object); nothing stored", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
-    ApiJson(body): ApiJson<Value>,
+    ApiJson(body): ApiJson<WebhookBody>,
 ) -> Result<(StatusCode, Json<WebhookView>), ServiceError> {
-    object(&body, &["url", "description", "event_types", "from_seq"])?;
-    let url = url_of(body.get("url").unwrap_or(&Value::Null))?;
-    let description = description_of(body.get("description").unwrap_or(&Value::Null))?;
-    let event_types = types_of(body.get("event_types").unwrap_or(&Value::Null))?;
-    let from_seq = match body.get("from_seq").unwrap_or(&Value::Null) {
-        Value::Null => None,
-        v => Some(
-            v.as_number()
-                .and_then(whole_number)
-                .filter(|n| *n >= 1)
-                .ok_or_else(|| invalid("from_seq", "from_seq: a sequence number, 1 or more"))?,
-        ),
-    };
+    let url = EndpointUrl::parse(&body.url)?;
+    let description = description_of(body.description)?;
+    let event_types = types_of(body.event_types)?;
+    let from_seq = body
+        .from_seq
+        .map(|n| {
+            (n >= 1)
+                .then_some(n)
+                .ok_or_else(|| invalid("from_seq", "a sequence number, 1 or more"))
+        })
+        .transpose()?;
     let webhook = state
         .services
         .webhooks
@@ -283,9 +236,9 @@ pub(crate) async fn list(State(state): State<AppState>) -> Result<Json<WebhookLi
         (status = 404, description = "No such endpoint", body = ErrorBody)))]
 pub(crate) async fn read(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(WebhookId(id)): PathId<WebhookId>,
 ) -> Result<Json<WebhookView>, ServiceError> {
-    let webhook = state.services.webhooks.get(id_of(&id)?).await?;
+    let webhook = state.services.webhooks.get(id).await?;
     Ok(Json(WebhookView::of(webhook, false)))
 }
 
@@ -296,27 +249,19 @@ pub(crate) async fn read(
     request_body = WebhookPatch,
     responses(
         (status = 200, description = "Changed", body = WebhookView),
-        (status = 400, description = "Not a JSON object, or an unknown field", body = ErrorBody),
+        (status = 400, description = "Not JSON, or an unknown field", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
         (status = 422, description = "`invalid_argument` naming the field; nothing changed", body = ErrorBody)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
-    Path(id): Path<String>,
-    ApiJson(body): ApiJson<Value>,
+    PathId(WebhookId(id)): PathId<WebhookId>,
+    ApiJson(body): ApiJson<WebhookPatch>,
 ) -> Result<Json<WebhookView>, ServiceError> {
-    let id = id_of(&id)?;
-    object(&body, &["url", "description", "event_types", "active"])?;
     let change = EndpointChange {
-        url: body.get("url").map(url_of).transpose()?,
-        description: body.get("description").map(description_of).transpose()?,
-        event_types: body.get("event_types").map(types_of).transpose()?,
-        active: body
-            .get("active")
-            .map(|v| {
-                v.as_bool()
-                    .ok_or_else(|| invalid("active", "active: true or false"))
-            })
-            .transpose()?,
+        url: body.url.as_deref().map(EndpointUrl::parse).transpose()?,
+        description: body.description.map(description_of).transpose()?,
+        event_types: body.event_types.map(types_of).transpose()?,
+        active: body.active,
     };
     let webhook = state.services.webhooks.update(id, change).await?;
     Ok(Json(WebhookView::of(webhook, false)))
@@ -330,9 +275,9 @@ pub(crate) async fn update(
         (status = 404, description = "No such endpoint", body = ErrorBody)))]
 pub(crate) async fn delete(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(WebhookId(id)): PathId<WebhookId>,
 ) -> Result<StatusCode, ServiceError> {
-    state.services.webhooks.delete(id_of(&id)?).await?;
+    state.services.webhooks.delete(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -348,10 +293,9 @@ pub(crate) async fn delete(
         (status = 422, description = "after or limit invalid", body = ErrorBody)))]
 pub(crate) async fn deliveries(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    PathId(WebhookId(id)): PathId<WebhookId>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<DeliveryPage>, ServiceError> {
-    let id = id_of(&id)?;
     let after = match q.get("after") {
         None => 0,
         Some(s) => s
@@ -359,7 +303,7 @@ pub(crate) async fn deliveries(
             .parse::<i64>()
             .ok()
             .filter(|n| *n >= 0)
-            .ok_or_else(|| invalid("after", "after: a delivery id (0 or more)"))?,
+            .ok_or_else(|| invalid("after", "a delivery id (0 or more)"))?,
     };
     let limit = match q.get("limit") {
         None => DELIVERIES_LIMIT_DEFAULT,
@@ -368,7 +312,7 @@ pub(crate) async fn deliveries(
             .parse::<u32>()
             .ok()
             .filter(|n| (1..=DELIVERIES_LIMIT_MAX).contains(n))
-            .ok_or_else(|| invalid("limit", "limit: 1 to 1000"))?,
+            .ok_or_else(|| invalid("limit", "1 to 1000"))?,
     };
     let rows = state.services.webhooks.deliveries(id, after, limit).await?;
     let next_after = rows.last().map_or(after, |d| d.id);

@@ -9,7 +9,7 @@ use allot_domain::catalog::{ProductId, WarehouseId};
 use allot_domain::coupon::{Discount, DiscountKind, RedeemRefusal, UploadedCode};
 use allot_domain::discount::DiscountCode;
 use allot_domain::inventory::Quantity;
-use allot_domain::order::OrderStatus;
+use allot_domain::order::{OrderStatus, ShippingAddress};
 use allot_domain::user::{IdempotencyKey, UserId};
 use allot_domain::{Clock, DomainError, UnixMillis};
 use allot_storage::{Created, NewOrder, Order, OrderQuery, OrderRefusal, StatusRequest, Store};
@@ -28,8 +28,7 @@ pub struct Orders {
 #[derive(Debug, Clone)]
 pub struct PlaceOrder {
     pub customer: UserId,
-    /// The checked address as a JSON object.
-    pub shipping_address: String,
+    pub shipping_address: ShippingAddress,
     pub lines: Vec<(ProductId, Quantity)>,
     pub coupon: Option<UploadedCode>,
     pub discount_code: Option<DiscountCode>,

@@ -17,9 +17,10 @@ use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::crypto::{open_created, open_order, seal_new_order};
 use crate::inventory::{InventoryRefusal, product, reservation_id, warehouse_id};
+use crate::order::sealed::Order;
 use crate::order::{
-    AppliedCode, Created, NewOrder, Order, OrderLine, OrderQuery, OrderRefusal, OrderResult,
-    OrderStore, StatusChange, StatusRequest, order_status,
+    AppliedCode, OrderLine, OrderQuery, OrderRefusal, OrderResult, OrderStore, StatusChange,
+    StatusRequest, order_status,
 };
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
@@ -249,19 +250,19 @@ pub(super) async fn load(c: &impl GenericClient, id: i64) -> Result<Option<Order
 impl OrderStore for PgStore {
     // The address is sealed on the way in and opened on the way out; inside, the batch and
     // `load` carry the sealed column as is.
-    async fn create_order(&self, mut new: NewOrder) -> OrderResult<Created> {
-        seal_new_order(&self.cipher, &mut new);
+    async fn create_order(&self, new: crate::NewOrder) -> OrderResult<crate::Created> {
+        let new = seal_new_order(&self.cipher, new);
         let created = self.orders.submit(new).await;
         open_created(&self.cipher, created)
     }
 
-    async fn order(&self, id: i64) -> Result<Option<Order>, StorageError> {
+    async fn order(&self, id: i64) -> Result<Option<crate::Order>, StorageError> {
         let client = self.client().await?;
         let order = load(&*client, id).await?;
         order.map(|o| open_order(&self.cipher, o)).transpose()
     }
 
-    async fn orders(&self, q: OrderQuery) -> Result<Vec<Order>, StorageError> {
+    async fn orders(&self, q: OrderQuery) -> Result<Vec<crate::Order>, StorageError> {
         let client = self.client().await?;
         let ids: Vec<i64> = client
             .query(
@@ -293,7 +294,7 @@ impl OrderStore for PgStore {
         Ok(out)
     }
 
-    async fn change_order_status(&self, request: StatusRequest) -> OrderResult<Order> {
+    async fn change_order_status(&self, request: StatusRequest) -> OrderResult<crate::Order> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let changed = change(&tx, &request).await?;

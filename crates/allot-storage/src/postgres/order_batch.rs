@@ -36,9 +36,9 @@ use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::event::{MovementEvent, discount_used_event, order_created_event, threshold_event};
 use crate::inventory::warehouse_id;
+use crate::order::sealed::{Created, NewOrder, Order};
 use crate::order::{
-    AppliedCode, Created, NewOrder, ORDER_HOLD_UNTIL_MS, Order, OrderLine, OrderRefusal,
-    OrderResult, StatusChange, holder,
+    AppliedCode, ORDER_HOLD_UNTIL_MS, OrderLine, OrderRefusal, OrderResult, StatusChange, holder,
 };
 
 /// Orders served in one transaction at most.

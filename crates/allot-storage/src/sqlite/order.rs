@@ -18,9 +18,10 @@ use super::{coupon, discount};
 use crate::catalog::corrupt;
 use crate::crypto::{open_created, open_order, seal_new_order};
 use crate::inventory::{InventoryRefusal, NewReservation, product, reservation_id, warehouse_id};
+use crate::order::sealed::{Created, NewOrder, Order};
 use crate::order::{
-    AppliedCode, Created, NewOrder, ORDER_HOLD_UNTIL_MS, Order, OrderLine, OrderQuery,
-    OrderRefusal, OrderResult, OrderStore, StatusChange, StatusRequest, holder, order_status,
+    AppliedCode, ORDER_HOLD_UNTIL_MS, OrderLine, OrderQuery, OrderRefusal, OrderResult, OrderStore,
+    StatusChange, StatusRequest, holder, order_status,
 };
 use crate::{RedeemOutcome, StorageError};
 
@@ -483,19 +484,19 @@ fn list(conn: &Connection, q: &OrderQuery) -> Result<Vec<Order>, StorageError> {
 impl OrderStore for SqliteStore {
     // The address is sealed on the way in and opened on the way out; inside, the writer and
     // `load` carry the sealed column as is.
-    async fn create_order(&self, mut new: NewOrder) -> OrderResult<Created> {
+    async fn create_order(&self, new: crate::NewOrder) -> OrderResult<crate::Created> {
         let weight = new.lines.len() + 1;
-        seal_new_order(&self.cipher, &mut new);
+        let new = seal_new_order(&self.cipher, new);
         let created = self.write(weight, move |conn, _| create(conn, &new)).await;
         open_created(&self.cipher, created)
     }
 
-    async fn order(&self, id: i64) -> Result<Option<Order>, StorageError> {
+    async fn order(&self, id: i64) -> Result<Option<crate::Order>, StorageError> {
         let order = self.read(move |conn| load(conn, id)).await?;
         order.map(|o| open_order(&self.cipher, o)).transpose()
     }
 
-    async fn orders(&self, query: OrderQuery) -> Result<Vec<Order>, StorageError> {
+    async fn orders(&self, query: OrderQuery) -> Result<Vec<crate::Order>, StorageError> {
         let orders = self.read(move |conn| list(conn, &query)).await?;
         orders
             .into_iter()
@@ -503,7 +504,7 @@ impl OrderStore for SqliteStore {
             .collect()
     }
 
-    async fn change_order_status(&self, request: StatusRequest) -> OrderResult<Order> {
+    async fn change_order_status(&self, request: StatusRequest) -> OrderResult<crate::Order> {
         let changed = self.write(2, move |conn, _| change(conn, &request)).await?;
         Ok(match changed {
             Ok(o) => Ok(open_order(&self.cipher, o)?),

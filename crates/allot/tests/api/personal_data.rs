@@ -447,7 +447,11 @@ async fn a_database_written_before_encryption_is_sealed_when_opened() {
             .expect("found by its email");
         assert_eq!(user.email.as_str(), EMAIL.to_lowercase());
         let order = store.order(1).await.unwrap().expect("the order");
-        let address: Value = serde_json::from_str(&order.shipping_address).unwrap();
+        let a = &order.shipping_address;
+        let address = json!({
+            "name": a.name, "line1": a.line1, "line2": a.line2, "city": a.city,
+            "postal_code": a.postal_code, "country": a.country,
+        });
         assert_eq!(address, address_json());
         let claim = store
             .claim_idempotency_key(
