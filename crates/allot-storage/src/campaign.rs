@@ -182,7 +182,7 @@ pub(crate) fn issued_event(
     NewEvent::api(EventType::CouponIssued, at, payload.to_string())
 }
 
-/// A stored campaign's columns, as either backend reads them.
+/// A stored campaign's columns, as either backend reads them ([`sql::BY_ID`]).
 pub(crate) struct CampaignRow {
     pub id: i64,
     pub name: String,
@@ -194,9 +194,25 @@ pub(crate) struct CampaignRow {
     pub created_at_ms: i64,
 }
 
-/// The columns [`CampaignRow`] is read from, in its order.
-pub(crate) const CAMPAIGN_COLUMNS: &str =
-    "id, name, starts_at_ms, ends_at_ms, total, per_user_limit, issued, created_at_ms";
+/// The statements both backends run as they are. Parameters are numbered in the order they
+/// first appear, since that is how SQLite numbers `$N` (`sqlite::tests` holds each to it).
+pub(crate) mod sql {
+    pub(crate) const CREATE: &str = "INSERT INTO campaigns \
+         (name, starts_at_ms, ends_at_ms, total, per_user_limit, created_at_ms) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
+    /// The columns of [`super::CampaignRow`], in its order.
+    pub(crate) const BY_ID: &str = "SELECT id, name, starts_at_ms, ends_at_ms, total, \
+         per_user_limit, issued, created_at_ms FROM campaigns WHERE id = $1";
+    pub(crate) const COUPONS: &str = "SELECT code, seq, user_id, issued_at_ms \
+         FROM campaign_coupons WHERE campaign_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+    /// The codes in issue order, of one holder when `$2` is not null.
+    pub(crate) const CODES: &str = "SELECT code FROM campaign_coupons \
+         WHERE campaign_id = $1 AND (CAST($2 AS TEXT) IS NULL OR user_id = $2) \
+         ORDER BY seq LIMIT $3";
+
+    #[cfg(test)]
+    pub(crate) const ALL: &[&str] = &[CREATE, BY_ID, COUPONS, CODES];
+}
 
 impl CampaignRow {
     pub(crate) fn campaign(self) -> Result<Campaign, StorageError> {

@@ -138,9 +138,97 @@ pub trait CouponStore {
     ) -> Result<Vec<(Option<CouponType>, i64)>, StorageError>;
 }
 
-/// The columns [`coupon_of`] reads, in its order, then the row's id.
-pub(crate) const COLUMNS: &str = "code, type, discount_kind, discount_amount, expires_at_ms, \
-                                  max_uses, uses, allocated_to, allocated_at_ms, created_at_ms, id";
+/// The columns [`coupon_of`] reads, in its order, the row's id last (a macro, so that the
+/// statements below can be constants).
+macro_rules! coupon_columns {
+    () => {
+        "code, type, discount_kind, discount_amount, expires_at_ms, max_uses, uses, \
+         allocated_to, allocated_at_ms, created_at_ms, id"
+    };
+}
+
+pub(crate) use coupon_columns;
+
+/// The columns [`coupon_of`] reads.
+pub(crate) const COLUMNS: &str = coupon_columns!();
+
+/// The statements both backends run as they are. Parameters are numbered in the order they
+/// first appear, since that is how SQLite numbers `$N` (`sqlite::tests` holds each to it).
+pub(crate) mod sql {
+    pub(crate) const BY_CODE: &str = concat!(
+        "SELECT ",
+        coupon_columns!(),
+        " FROM coupons WHERE code = $1"
+    );
+    /// The user's unredeemed, unexpired coupon of a type: no hoarding.
+    pub(crate) const HELD: &str = concat!(
+        "SELECT ",
+        coupon_columns!(),
+        " FROM coupons
+         WHERE allocated_to = $1 AND type IS NOT DISTINCT FROM $2 AND uses = 0
+           AND expires_at_ms > $3
+         ORDER BY id LIMIT 1"
+    );
+    pub(crate) const ALLOCATE: &str = concat!(
+        "UPDATE coupons SET allocated_to = $1, allocated_at_ms = $2
+         WHERE id = $3 AND allocated_to IS NULL RETURNING ",
+        coupon_columns!()
+    );
+    pub(crate) const RECORD_ALLOCATION: &str = "INSERT INTO coupon_allocations \
+         (code, type, user_id, allocated_at_ms) VALUES ($1, $2, $3, $4)";
+    pub(crate) const COUNT_ALLOCATED: &str =
+        "UPDATE coupon_counters SET allocated = allocated + 1 WHERE type = $1";
+    /// One use, if one is left (the table's CHECK stands behind the condition).
+    pub(crate) const USE: &str = concat!(
+        "UPDATE coupons SET uses = uses + 1 WHERE id = $1 AND uses < max_uses RETURNING ",
+        coupon_columns!()
+    );
+    pub(crate) const RECORD_REDEMPTION: &str = "INSERT INTO coupon_redemptions \
+         (code, type, user_id, redeemed_at_ms, order_id) VALUES ($1, $2, $3, $4, $5)";
+    pub(crate) const COUNT_REDEEMED: &str =
+        "UPDATE coupon_counters SET redeemed = redeemed + 1 WHERE type = $1";
+    /// The order's redemptions, marked reversed: what is given back.
+    pub(crate) const REVERSE_REDEMPTIONS: &str = "UPDATE coupon_redemptions \
+         SET reversed_at_ms = $1 WHERE order_id = $2 AND reversed_at_ms IS NULL RETURNING code, type";
+    pub(crate) const GIVE_USE_BACK: &str =
+        "UPDATE coupons SET uses = uses - 1 WHERE code = $1 AND uses > 0";
+    pub(crate) const UNCOUNT_REDEEMED: &str =
+        "UPDATE coupon_counters SET redeemed = redeemed - 1 WHERE type = $1 AND redeemed > 0";
+    pub(crate) const NEW_UPLOAD: &str =
+        "INSERT INTO coupon_uploads (count, created_at_ms) VALUES ($1, $2) RETURNING id";
+    pub(crate) const COUNT_CREATED: &str =
+        "UPDATE coupon_counters SET created = created + $1 WHERE type = $2";
+    pub(crate) const COUNT_PURGED: &str =
+        "UPDATE coupon_counters SET purged = purged + $1 WHERE type = $2";
+    pub(crate) const RECORD_PURGE: &str =
+        "INSERT INTO coupon_purges (purged_at_ms, trigger, count) VALUES ($1, $2, $3)";
+    /// Stored coupons past their expiry, per counters' key.
+    pub(crate) const EXPIRED: &str = "SELECT coalesce(type, 'NONE'), count(*) FROM coupons \
+         WHERE expires_at_ms <= $1 GROUP BY 1";
+    pub(crate) const COUNTERS: &str =
+        "SELECT type, created, allocated, redeemed, purged FROM coupon_counters";
+
+    #[cfg(test)]
+    pub(crate) const ALL: &[&str] = &[
+        BY_CODE,
+        HELD,
+        ALLOCATE,
+        RECORD_ALLOCATION,
+        COUNT_ALLOCATED,
+        USE,
+        RECORD_REDEMPTION,
+        COUNT_REDEEMED,
+        REVERSE_REDEMPTIONS,
+        GIVE_USE_BACK,
+        UNCOUNT_REDEEMED,
+        NEW_UPLOAD,
+        COUNT_CREATED,
+        COUNT_PURGED,
+        RECORD_PURGE,
+        EXPIRED,
+        COUNTERS,
+    ];
+}
 
 /// A stored coupon's columns (see [`COLUMNS`]), as either backend reads them.
 pub(crate) struct CouponRow {

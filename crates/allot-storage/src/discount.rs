@@ -42,6 +42,22 @@ pub trait DiscountStore {
     ) -> Result<Option<DiscountCodeRecord>, StorageError>;
 }
 
+/// The statements both backends run as they are. Parameters are numbered in the order they
+/// first appear, since that is how SQLite numbers `$N` (`sqlite::tests` holds each to it).
+pub(crate) mod sql {
+    pub(crate) const NEW_BATCH: &str = "INSERT INTO discount_code_batches \
+         (length, count, created_at_ms) VALUES ($1, $2, $3) RETURNING id";
+    pub(crate) const EXISTS: &str = "SELECT 1 FROM discount_codes WHERE code = $1";
+    /// Unused again: an order that used the code was cancelled.
+    pub(crate) const GIVE_BACK: &str =
+        "UPDATE discount_codes SET used_at_ms = NULL WHERE code = $1";
+    pub(crate) const RECORD: &str = "SELECT b.created_at_ms, c.used_at_ms FROM discount_codes c \
+         JOIN discount_code_batches b ON b.id = c.batch_id WHERE c.code = $1";
+
+    #[cfg(test)]
+    pub(crate) const ALL: &[&str] = &[NEW_BATCH, EXISTS, GIVE_BACK, RECORD];
+}
+
 /// Draws allowed per requested code before giving up. With 32^7 codes a collision is rare
 /// (about 40 per 10 million draws at 8 symbols), so hitting this bound means the code space is
 /// close to full, which an operator must hear about rather than loop forever.

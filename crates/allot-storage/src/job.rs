@@ -17,3 +17,10 @@ pub trait JobStore {
         spacing_ms: i64,
     ) -> Result<bool, StorageError>;
 }
+
+/// Claims a run (see [`JobStore::claim_job_run`]): a row back means this instance runs it.
+/// Both backends run it as it is (parameters in the order SQLite numbers them).
+pub(crate) const CLAIM_SQL: &str = "INSERT INTO job_runs (job, last_run_ms) VALUES ($1, $2)
+     ON CONFLICT (job) DO UPDATE SET last_run_ms = excluded.last_run_ms
+     WHERE job_runs.last_run_ms <= $2 - $3
+     RETURNING 1";

@@ -107,10 +107,77 @@ pub trait SaleStore {
     ) -> Result<Vec<SaleItem>, StorageError>;
 }
 
-/// The columns [`Sale`] is read from, in its order.
-pub(crate) const SALE_COLUMNS: &str = "id, starts_at_ms, ends_at_ms, items_total, sold";
-/// The columns [`SaleItem`] is read from, in its order.
-pub(crate) const ITEM_COLUMNS: &str = "id, sale_id, name, image_url, sold_to";
+/// The columns [`Sale`] and [`SaleItem`] are read from, in their order (macros, so that the
+/// statements below can be constants).
+macro_rules! sale_columns {
+    () => {
+        "id, starts_at_ms, ends_at_ms, items_total, sold"
+    };
+}
+
+macro_rules! item_columns {
+    () => {
+        "id, sale_id, name, image_url, sold_to"
+    };
+}
+
+pub(crate) use item_columns;
+
+/// The statements both backends run as they are. Parameters are numbered in the order they
+/// first appear, since that is how SQLite numbers `$N` (`sqlite::tests` holds each to it).
+pub(crate) mod sql {
+    pub(crate) const SALE_BY_START: &str = concat!(
+        "SELECT ",
+        sale_columns!(),
+        " FROM sales WHERE starts_at_ms = $1"
+    );
+    pub(crate) const SALE_BY_ID: &str =
+        concat!("SELECT ", sale_columns!(), " FROM sales WHERE id = $1");
+    pub(crate) const ITEM_BY_ID: &str =
+        concat!("SELECT ", item_columns!(), " FROM sale_items WHERE id = $1");
+    pub(crate) const ITEMS: &str = concat!(
+        "SELECT ",
+        item_columns!(),
+        " FROM sale_items WHERE sale_id = $1 AND id > $2 ORDER BY id LIMIT $3"
+    );
+    pub(crate) const PURCHASES: &str = concat!(
+        "SELECT ",
+        item_columns!(),
+        " FROM sale_items WHERE sale_id = $1 AND sold_to = $2 ORDER BY sold_at_ms, id"
+    );
+    pub(crate) const BOUGHT: &str =
+        "SELECT bought FROM sale_user_counts WHERE sale_id = $1 AND user_id = $2";
+    /// The code this user holds open for this item: checking out again hands the same one.
+    pub(crate) const OPEN_CODE: &str = "SELECT code FROM sale_checkouts \
+         WHERE sale_id = $1 AND user_id = $2 AND item_id = $3 AND outcome IS NULL LIMIT 1";
+    /// A new code; one that collides inserts nothing and is drawn again.
+    pub(crate) const NEW_CODE: &str = "INSERT INTO sale_checkouts \
+         (code, sale_id, item_id, user_id, created_at_ms) VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (code) DO NOTHING";
+    pub(crate) const RECORD_ATTEMPT: &str = "INSERT INTO sale_checkout_attempts \
+         (sale_id, item_id, user_id, at_ms, outcome, code) VALUES ($1, $2, $3, $4, $5, $6)";
+    pub(crate) const SELL_ITEM: &str = "UPDATE sale_items \
+         SET sold_to = $1, sold_at_ms = $2, sold_by_code = $3 WHERE id = $4 AND sold_to IS NULL";
+    pub(crate) const COUNT_SOLD: &str = "UPDATE sales SET sold = sold + 1 WHERE id = $1";
+    pub(crate) const DECIDE_CODE: &str =
+        "UPDATE sale_checkouts SET outcome = $1, decided_at_ms = $2 WHERE code = $3";
+
+    #[cfg(test)]
+    pub(crate) const ALL: &[&str] = &[
+        SALE_BY_START,
+        SALE_BY_ID,
+        ITEM_BY_ID,
+        ITEMS,
+        PURCHASES,
+        BOUGHT,
+        OPEN_CODE,
+        NEW_CODE,
+        RECORD_ATTEMPT,
+        SELL_ITEM,
+        COUNT_SOLD,
+        DECIDE_CODE,
+    ];
+}
 
 /// Checkout codes drawn at most for one checkout: a collision of two is already rare, so the
 /// bound only keeps a broken generator from looping forever.

@@ -26,9 +26,9 @@ use super::PgStore;
 use super::batch::Batch;
 use crate::StorageError;
 use crate::campaign::{
-    CAMPAIGN_COLUMNS, Campaign, CampaignRow, CampaignStore, Count, DRAWS_MAX, IssueOutcome,
-    IssueRequest, IssuedCoupon, NewCampaign, created, created_event, decide_issue, issued_coupon,
-    issued_event, parse_code,
+    Campaign, CampaignRow, CampaignStore, Count, DRAWS_MAX, IssueOutcome, IssueRequest,
+    IssuedCoupon, NewCampaign, created, created_event, decide_issue, issued_coupon, issued_event,
+    parse_code, sql,
 };
 
 async fn create(
@@ -40,8 +40,7 @@ async fn create(
     let tx = client.transaction().await?;
     let id: i64 = tx
         .query_one(
-            "INSERT INTO campaigns (name, starts_at_ms, ends_at_ms, total, per_user_limit, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            sql::CREATE,
             &[
                 &new.name.as_str(),
                 &new.window.starts_at.as_millis(),
@@ -74,10 +73,7 @@ fn campaign_row(r: &Row) -> Result<CampaignRow, StorageError> {
 
 async fn get(client: &Client, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
     client
-        .query_opt(
-            &format!("SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = $1"),
-            &[&id.get()],
-        )
+        .query_opt(sql::BY_ID, &[&id.get()])
         .await?
         .map(|r| campaign_row(&r)?.campaign())
         .transpose()
@@ -359,11 +355,7 @@ async fn coupons(
     limit: u32,
 ) -> Result<Vec<IssuedCoupon>, StorageError> {
     let rows = client
-        .query(
-            "SELECT code, seq, user_id, issued_at_ms FROM campaign_coupons
-             WHERE campaign_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-            &[&id.get(), &after_seq, &i64::from(limit)],
-        )
+        .query(sql::COUPONS, &[&id.get(), &after_seq, &i64::from(limit)])
         .await?;
     rows.iter()
         .map(|r| issued_coupon(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))
@@ -378,8 +370,7 @@ async fn codes(
 ) -> Result<Vec<CouponCode>, StorageError> {
     let rows = client
         .query(
-            "SELECT code FROM campaign_coupons
-             WHERE campaign_id = $1 AND ($2::TEXT IS NULL OR user_id = $2) ORDER BY seq LIMIT $3",
+            sql::CODES,
             &[&id.get(), &holder.map(UserId::as_str), &i64::from(limit)],
         )
         .await?;

@@ -20,7 +20,14 @@ use crate::coupon::{
     coupon_of, may_redeem, parse_type, per_type_of, purged_event, redeemed_event, reversed_event,
     sort_counters, type_key, uploaded_event,
 };
-pub(super) use crate::coupon::{COLUMNS, TYPES, type_index};
+pub(super) use crate::coupon::{COLUMNS, TYPES, sql, type_index};
+
+/// The coupon by its code, its row locked for the redemption's transaction.
+const BY_CODE_LOCKED: &str = concat!(
+    "SELECT ",
+    crate::coupon::coupon_columns!(),
+    " FROM coupons WHERE code = $1 FOR UPDATE"
+);
 
 /// The row's id and its coupon (see [`COLUMNS`]).
 pub(super) fn coupon(r: &Row) -> Result<(i64, Coupon), StorageError> {
@@ -86,7 +93,7 @@ async fn upload(
     }
     let upload_id: i64 = tx
         .query_one(
-            "INSERT INTO coupon_uploads (count, created_at_ms) VALUES ($1, $2) RETURNING id",
+            sql::NEW_UPLOAD,
             &[&(coupons.len() as i32), &now.as_millis()],
         )
         .await?
@@ -119,11 +126,7 @@ async fn upload(
     let per_type = per_type_of(coupons);
     for (i, n) in per_type.iter().enumerate() {
         if *n > 0 {
-            tx.execute(
-                "UPDATE coupon_counters SET created = created + $2 WHERE type = $1",
-                &[&TYPES[i], n],
-            )
-            .await?;
+            tx.execute(sql::COUNT_CREATED, &[n, &TYPES[i]]).await?;
         }
     }
     let event = uploaded_event(upload_id, coupons.len(), &per_type, now);
@@ -150,14 +153,7 @@ async fn allocate(
     )
     .await?;
     let held = tx
-        .query_opt(
-            &format!(
-                "SELECT {COLUMNS} FROM coupons
-                 WHERE allocated_to = $1 AND type IS NOT DISTINCT FROM $2 AND uses = 0 AND expires_at_ms > $3
-                 ORDER BY id LIMIT 1"
-            ),
-            &[&user.as_str(), &t, &now.as_millis()],
-        )
+        .query_opt(sql::HELD, &[&user.as_str(), &t, &now.as_millis()])
         .await?;
     if let Some(row) = held {
         return Ok(Allocation::Held(coupon(&row)?.1));
@@ -176,22 +172,16 @@ async fn allocate(
     };
     let id: i64 = free.get(0);
     let row = tx
-        .query_one(
-            &format!("UPDATE coupons SET allocated_to = $2, allocated_at_ms = $3 WHERE id = $1 RETURNING {COLUMNS}"),
-            &[&id, &user.as_str(), &now.as_millis()],
-        )
+        .query_one(sql::ALLOCATE, &[&user.as_str(), &now.as_millis(), &id])
         .await?;
     let (_, coupon) = coupon(&row)?;
     tx.execute(
-        "INSERT INTO coupon_allocations (code, type, user_id, allocated_at_ms) VALUES ($1, $2, $3, $4)",
+        sql::RECORD_ALLOCATION,
         &[&coupon.code, &t, &user.as_str(), &now.as_millis()],
     )
     .await?;
-    tx.execute(
-        "UPDATE coupon_counters SET allocated = allocated + 1 WHERE type = $1",
-        &[&type_key(coupon_type)],
-    )
-    .await?;
+    tx.execute(sql::COUNT_ALLOCATED, &[&type_key(coupon_type)])
+        .await?;
     super::event::append(&tx, allocated_event(&coupon, user, now)).await?;
     tx.commit().await?;
     Ok(Allocation::New(coupon))
@@ -199,10 +189,7 @@ async fn allocate(
 
 async fn get(client: &Client, code: &str) -> Result<Option<Coupon>, StorageError> {
     client
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM coupons WHERE code = $1"),
-            &[&code],
-        )
+        .query_opt(sql::BY_CODE, &[&code])
         .await?
         .map(|r| coupon(&r).map(|(_, c)| c))
         .transpose()
@@ -231,38 +218,23 @@ async fn redeem_locked(
     now: UnixMillis,
 ) -> Result<RedeemOutcome, StorageError> {
     let order: Option<i64> = None;
-    let Some(row) = tx
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM coupons WHERE code = $1 FOR UPDATE"),
-            &[&code],
-        )
-        .await?
-    else {
+    let Some(row) = tx.query_opt(BY_CODE_LOCKED, &[&code]).await? else {
         return Ok(RedeemOutcome::NotFound);
     };
     let (id, current) = coupon(&row)?;
     if let Err(refusal) = may_redeem(&current, user, now) {
         return Ok(RedeemOutcome::Refused(refusal));
     }
-    let row = tx
-        .query_one(
-            &format!("UPDATE coupons SET uses = uses + 1 WHERE id = $1 AND uses < max_uses RETURNING {COLUMNS}"),
-            &[&id],
-        )
-        .await?;
+    let row = tx.query_one(sql::USE, &[&id]).await?;
     let (_, coupon) = coupon(&row)?;
     let t = coupon.coupon_type.map(CouponType::as_str);
     tx.execute(
-        "INSERT INTO coupon_redemptions (code, type, user_id, redeemed_at_ms, order_id)
-         VALUES ($1, $2, $3, $4, $5)",
+        sql::RECORD_REDEMPTION,
         &[&coupon.code, &t, &user.as_str(), &now.as_millis(), &order],
     )
     .await?;
-    tx.execute(
-        "UPDATE coupon_counters SET redeemed = redeemed + 1 WHERE type = $1",
-        &[&type_key(coupon.coupon_type)],
-    )
-    .await?;
+    tx.execute(sql::COUNT_REDEEMED, &[&type_key(coupon.coupon_type)])
+        .await?;
     let event = redeemed_event(&coupon, i64::from(coupon.uses), user.as_str(), order, now);
     super::event::append(tx, event).await?;
     Ok(RedeemOutcome::Redeemed(coupon))
@@ -276,11 +248,7 @@ pub(super) async fn give_back(
     now: UnixMillis,
 ) -> Result<(), StorageError> {
     let reversed = tx
-        .query(
-            "UPDATE coupon_redemptions SET reversed_at_ms = $2
-             WHERE order_id = $1 AND reversed_at_ms IS NULL RETURNING code, type",
-            &[&order, &now.as_millis()],
-        )
+        .query(sql::REVERSE_REDEMPTIONS, &[&now.as_millis(), &order])
         .await?;
     for r in &reversed {
         let code: String = r.try_get(0)?;
@@ -288,16 +256,8 @@ pub(super) async fn give_back(
         let event = reversed_event(&code, raw_type.as_deref(), order, now);
         super::event::append(tx, event).await?;
         let t = parse_type(raw_type)?;
-        tx.execute(
-            "UPDATE coupons SET uses = uses - 1 WHERE code = $1 AND uses > 0",
-            &[&code],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE coupon_counters SET redeemed = redeemed - 1 WHERE type = $1 AND redeemed > 0",
-            &[&type_key(t)],
-        )
-        .await?;
+        tx.execute(sql::GIVE_USE_BACK, &[&code]).await?;
+        tx.execute(sql::UNCOUNT_REDEEMED, &[&type_key(t)]).await?;
     }
     Ok(())
 }
@@ -321,19 +281,12 @@ async fn purge(
     }
     for (i, n) in per_type.iter().enumerate() {
         if *n > 0 {
-            tx.execute(
-                "UPDATE coupon_counters SET purged = purged + $2 WHERE type = $1",
-                &[&TYPES[i], n],
-            )
-            .await?;
+            tx.execute(sql::COUNT_PURGED, &[n, &TYPES[i]]).await?;
         }
     }
     let total: i64 = per_type.iter().sum();
-    tx.execute(
-        "INSERT INTO coupon_purges (purged_at_ms, trigger, count) VALUES ($1, $2, $3)",
-        &[&now.as_millis(), &trigger, &total],
-    )
-    .await?;
+    tx.execute(sql::RECORD_PURGE, &[&now.as_millis(), &trigger, &total])
+        .await?;
     if let Some(event) = purged_event(&per_type, trigger, now) {
         super::event::append(&tx, event).await?;
     }
@@ -342,24 +295,13 @@ async fn purge(
 }
 
 async fn counters(client: &Client, now: UnixMillis) -> Result<Vec<CouponCounters>, StorageError> {
-    let expired_rows = client
-        .query(
-            "SELECT coalesce(type, 'NONE'), count(*) FROM coupons WHERE expires_at_ms <= $1 GROUP BY 1",
-            &[&now.as_millis()],
-        )
-        .await?;
+    let expired_rows = client.query(sql::EXPIRED, &[&now.as_millis()]).await?;
     let mut expired: PerType = [0; 4];
     for r in &expired_rows {
         add_by_key(&mut expired, r.try_get(0)?, r.try_get(1)?);
     }
     let mut out = Vec::with_capacity(4);
-    for r in client
-        .query(
-            "SELECT type, created, allocated, redeemed, purged FROM coupon_counters",
-            &[],
-        )
-        .await?
-    {
+    for r in client.query(sql::COUNTERS, &[]).await? {
         out.push(counters_of(
             r.try_get(0)?,
             r.try_get(1)?,

@@ -10,7 +10,9 @@ use tokio_postgres::{Client, GenericClient};
 
 use super::PgStore;
 use crate::StorageError;
-use crate::discount::{DiscountCodeRecord, DiscountStore, Draws, not_used, record, returned_event};
+use crate::discount::{
+    DiscountCodeRecord, DiscountStore, Draws, not_used, record, returned_event, sql,
+};
 
 async fn generate(
     client: &mut Client,
@@ -22,8 +24,12 @@ async fn generate(
     let tx = client.transaction().await?;
     let batch_id: i64 = tx
         .query_one(
-            "INSERT INTO discount_code_batches (length, count, created_at_ms) VALUES ($1, $2, $3) RETURNING id",
-            &[&i32::from(length.get()), &(draws.count() as i32), &now.as_millis()],
+            sql::NEW_BATCH,
+            &[
+                &i32::from(length.get()),
+                &(draws.count() as i32),
+                &now.as_millis(),
+            ],
         )
         .await?
         .get(0);
@@ -87,12 +93,7 @@ async fn use_code(
     if used.is_some() {
         return Ok(UseOutcome::Used);
     }
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM discount_codes WHERE code = $1",
-            &[&code.as_str()],
-        )
-        .await?;
+    let exists = client.query_opt(sql::EXISTS, &[&code.as_str()]).await?;
     Ok(not_used(exists.is_some()))
 }
 
@@ -103,12 +104,7 @@ pub(super) async fn give_back(
     order: i64,
     now: UnixMillis,
 ) -> Result<(), StorageError> {
-    let changed = tx
-        .execute(
-            "UPDATE discount_codes SET used_at_ms = NULL WHERE code = $1",
-            &[&code],
-        )
-        .await?;
+    let changed = tx.execute(sql::GIVE_BACK, &[&code]).await?;
     if changed == 1 {
         super::event::append(tx, returned_event(code, order, now)).await?;
     }
@@ -119,13 +115,7 @@ async fn get(
     client: &Client,
     code: &DiscountCode,
 ) -> Result<Option<DiscountCodeRecord>, StorageError> {
-    let row = client
-        .query_opt(
-            "SELECT b.created_at_ms, c.used_at_ms FROM discount_codes c
-             JOIN discount_code_batches b ON b.id = c.batch_id WHERE c.code = $1",
-            &[&code.as_str()],
-        )
-        .await?;
+    let row = client.query_opt(sql::RECORD, &[&code.as_str()]).await?;
     Ok(row.map(|r| record(code, r.get(0), r.get(1))))
 }
 

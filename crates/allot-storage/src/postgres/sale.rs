@@ -14,11 +14,17 @@ use tokio_postgres::{Client, GenericClient, Row};
 use super::PgStore;
 use crate::StorageError;
 use crate::sale::{
-    CHECKOUT_DRAWS_MAX, CheckoutOutcome, CheckoutRequest, ITEM_COLUMNS, NewSale, Purchase,
-    PurchaseOutcome, SALE_COLUMNS, Sale, SaleItem, SaleStore, attempt_label, checkout_item,
-    checkout_within_limit, code_event, decide_purchase, opened_event, parse_checkout_code,
-    purchase_label, replayed, sale_of,
+    CHECKOUT_DRAWS_MAX, CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale,
+    SaleItem, SaleStore, attempt_label, checkout_item, checkout_within_limit, code_event,
+    decide_purchase, opened_event, parse_checkout_code, purchase_label, replayed, sale_of, sql,
 };
+
+/// The item by its id, its row locked for the purchase's transaction.
+const ITEM_LOCKED: &str = concat!(
+    "SELECT ",
+    crate::sale::item_columns!(),
+    " FROM sale_items WHERE id = $1 FOR UPDATE"
+);
 
 fn sale(r: &Row) -> Sale {
     sale_of(
@@ -78,20 +84,14 @@ async fn by_start(
     start: UnixMillis,
 ) -> Result<Option<Sale>, StorageError> {
     Ok(client
-        .query_opt(
-            &format!("SELECT {SALE_COLUMNS} FROM sales WHERE starts_at_ms = $1"),
-            &[&start.as_millis()],
-        )
+        .query_opt(sql::SALE_BY_START, &[&start.as_millis()])
         .await?
         .map(|r| sale(&r)))
 }
 
 async fn by_id(client: &impl GenericClient, id: i64) -> Result<Option<Sale>, StorageError> {
     Ok(client
-        .query_opt(
-            &format!("SELECT {SALE_COLUMNS} FROM sales WHERE id = $1"),
-            &[&id],
-        )
+        .query_opt(sql::SALE_BY_ID, &[&id])
         .await?
         .map(|r| sale(&r)))
 }
@@ -102,10 +102,7 @@ async fn bought(
     user: &str,
 ) -> Result<i64, StorageError> {
     Ok(client
-        .query_opt(
-            "SELECT bought FROM sale_user_counts WHERE sale_id = $1 AND user_id = $2",
-            &[&sale_id, &user],
-        )
+        .query_opt(sql::BOUGHT, &[&sale_id, &user])
         .await?
         .map_or(0, |r| i64::from(r.get::<_, i32>(0))))
 }
@@ -118,8 +115,15 @@ async fn checkout(
     let outcome = decide_checkout(&tx, req).await?;
     let (label, code) = attempt_label(&outcome);
     tx.execute(
-        "INSERT INTO sale_checkout_attempts (sale_id, item_id, user_id, at_ms, outcome, code) VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&req.sale.id, &req.item.get(), &req.user.as_str(), &req.now.as_millis(), &label, &code],
+        sql::RECORD_ATTEMPT,
+        &[
+            &req.sale.id,
+            &req.item.get(),
+            &req.user.as_str(),
+            &req.now.as_millis(),
+            &label,
+            &code,
+        ],
     )
     .await?;
     tx.commit().await?;
@@ -133,10 +137,7 @@ async fn decide_checkout(
 ) -> Result<CheckoutOutcome, StorageError> {
     let user = req.user.as_str();
     let found = tx
-        .query_opt(
-            &format!("SELECT {ITEM_COLUMNS} FROM sale_items WHERE id = $1"),
-            &[&req.item.get()],
-        )
+        .query_opt(sql::ITEM_BY_ID, &[&req.item.get()])
         .await?
         .map(|r| item(&r));
     let it = match checkout_item(found, req.sale.id) {
@@ -150,10 +151,7 @@ async fn decide_checkout(
     }
     // The same user checking out the same item again gets the same open code.
     let open = tx
-        .query_opt(
-            "SELECT code FROM sale_checkouts WHERE sale_id = $1 AND user_id = $2 AND item_id = $3 AND outcome IS NULL LIMIT 1",
-            &[&req.sale.id, &user, &it.id],
-        )
+        .query_opt(sql::OPEN_CODE, &[&req.sale.id, &user, &it.id])
         .await?;
     let code = match open {
         Some(r) => parse_checkout_code(r.try_get(0)?)?,
@@ -171,8 +169,7 @@ async fn new_code(
         let code = CheckoutCode::generate(&mut rand::rng());
         let inserted = tx
             .execute(
-                "INSERT INTO sale_checkouts (code, sale_id, item_id, user_id, created_at_ms)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code) DO NOTHING",
+                sql::NEW_CODE,
                 &[
                     &code.as_str(),
                     &req.sale.id,
@@ -220,10 +217,7 @@ async fn purchase(
     let (sale_id, item_id, user, decided): (i64, i64, String, Option<String>) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
     let the_item = tx
-        .query_one(
-            &format!("SELECT {ITEM_COLUMNS} FROM sale_items WHERE id = $1 FOR UPDATE"),
-            &[&item_id],
-        )
+        .query_one(ITEM_LOCKED, &[&item_id])
         .await
         .map(|r| item(&r))?;
     if let Some(decided) = decided {
@@ -250,15 +244,11 @@ async fn purchase(
         Err(refusal) => refusal,
         Ok(()) => {
             tx.execute(
-                "UPDATE sale_items SET sold_to = $2, sold_at_ms = $3, sold_by_code = $4 WHERE id = $1 AND sold_to IS NULL",
-                &[&item_id, &user, &now.as_millis(), &code.as_str()],
+                sql::SELL_ITEM,
+                &[&user, &now.as_millis(), &code.as_str(), &item_id],
             )
             .await?;
-            tx.execute(
-                "UPDATE sales SET sold = sold + 1 WHERE id = $1",
-                &[&sale_id],
-            )
-            .await?;
+            tx.execute(sql::COUNT_SOLD, &[&sale_id]).await?;
             tx.execute(
                 "UPDATE sale_user_counts SET bought = bought + 1 WHERE sale_id = $1 AND user_id = $2",
                 &[&sale_id, &user],
@@ -276,8 +266,8 @@ async fn purchase(
     };
     let label = purchase_label(&outcome);
     tx.execute(
-        "UPDATE sale_checkouts SET outcome = $2, decided_at_ms = $3 WHERE code = $1",
-        &[&code.as_str(), &label, &now.as_millis()],
+        sql::DECIDE_CODE,
+        &[&label, &now.as_millis(), &code.as_str()],
     )
     .await?;
     tx.commit().await?;
@@ -294,10 +284,7 @@ async fn items(
     limit: u32,
 ) -> Result<Vec<SaleItem>, StorageError> {
     Ok(client
-        .query(
-            &format!("SELECT {ITEM_COLUMNS} FROM sale_items WHERE sale_id = $1 AND id > $2 ORDER BY id LIMIT $3"),
-            &[&sale_id, &after, &i64::from(limit)],
-        )
+        .query(sql::ITEMS, &[&sale_id, &after, &i64::from(limit)])
         .await?
         .iter()
         .map(item)
@@ -310,10 +297,7 @@ async fn purchases(
     user: &str,
 ) -> Result<Vec<SaleItem>, StorageError> {
     Ok(client
-        .query(
-            &format!("SELECT {ITEM_COLUMNS} FROM sale_items WHERE sale_id = $1 AND sold_to = $2 ORDER BY sold_at_ms, id"),
-            &[&sale_id, &user],
-        )
+        .query(sql::PURCHASES, &[&sale_id, &user])
         .await?
         .iter()
         .map(item)

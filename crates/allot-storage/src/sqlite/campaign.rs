@@ -12,37 +12,34 @@ use super::event::append;
 use super::writer::WriterState;
 use crate::StorageError;
 use crate::campaign::{
-    CAMPAIGN_COLUMNS, Campaign, CampaignRow, CampaignStore, Count, DRAWS_MAX, IssueOutcome,
-    IssueRequest, IssuedCoupon, NewCampaign, created, created_event, decide_issue, issued_coupon,
-    issued_event, parse_code,
+    Campaign, CampaignRow, CampaignStore, Count, DRAWS_MAX, IssueOutcome, IssueRequest,
+    IssuedCoupon, NewCampaign, created, created_event, decide_issue, issued_coupon, issued_event,
+    parse_code, sql,
 };
 
 fn create(conn: &Connection, new: &NewCampaign, now: UnixMillis) -> Result<Campaign, StorageError> {
-    conn.prepare_cached(
-        "INSERT INTO campaigns (name, starts_at_ms, ends_at_ms, total, per_user_limit, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        new.name.as_str(),
-        new.window.starts_at.as_millis(),
-        new.window.ends_at.map(UnixMillis::as_millis),
-        new.total.get(),
-        new.per_user_limit.map(|l| l.get()),
-        now.as_millis(),
-    ])?;
-    let campaign = created(conn.last_insert_rowid(), new, now)?;
+    let id: i64 = conn.prepare_cached(sql::CREATE)?.query_row(
+        params![
+            new.name.as_str(),
+            new.window.starts_at.as_millis(),
+            new.window.ends_at.map(UnixMillis::as_millis),
+            new.total.get(),
+            new.per_user_limit.map(|l| l.get()),
+            now.as_millis(),
+        ],
+        |r| r.get(0),
+    )?;
+    let campaign = created(id, new, now)?;
     append(conn, created_event(&campaign))?;
     Ok(campaign)
 }
 
 fn get(conn: &Connection, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
-    conn.prepare_cached(&format!(
-        "SELECT {CAMPAIGN_COLUMNS} FROM campaigns WHERE id = ?1"
-    ))?
-    .query_row(params![id.get()], campaign_row)
-    .optional()?
-    .map(CampaignRow::campaign)
-    .transpose()
+    conn.prepare_cached(sql::BY_ID)?
+        .query_row(params![id.get()], campaign_row)
+        .optional()?
+        .map(CampaignRow::campaign)
+        .transpose()
 }
 
 fn campaign_row(r: &Row<'_>) -> rusqlite::Result<CampaignRow> {
@@ -190,10 +187,7 @@ fn coupons(
     after_seq: i64,
     limit: u32,
 ) -> Result<Vec<IssuedCoupon>, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT code, seq, user_id, issued_at_ms FROM campaign_coupons
-         WHERE campaign_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(sql::COUPONS)?;
     let rows = stmt.query_map(params![id.get(), after_seq, limit], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -216,10 +210,7 @@ fn codes(
     holder: Option<&UserId>,
     limit: u32,
 ) -> Result<Vec<CouponCode>, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT code FROM campaign_coupons
-         WHERE campaign_id = ?1 AND (?2 IS NULL OR user_id = ?2) ORDER BY seq LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(sql::CODES)?;
     let rows = stmt.query_map(params![id.get(), holder.map(UserId::as_str), limit], |r| {
         r.get::<_, String>(0)
     })?;

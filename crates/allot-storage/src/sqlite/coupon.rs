@@ -11,10 +11,10 @@ use super::SqliteStore;
 use super::event::append;
 use crate::StorageError;
 use crate::coupon::{
-    Allocation, COLUMNS, Coupon, CouponCounters, CouponRow, CouponStore, ExistingCodes, NewCoupon,
-    PerType, RedeemOutcome, Redemption, RedemptionFilter, TYPES, add_by_key, allocated_event,
-    by_type, counters_of, coupon_of, may_redeem, parse_type, per_type_of, purged_event,
-    redeemed_event, reversed_event, sort_counters, type_index, type_key, uploaded_event,
+    Allocation, Coupon, CouponCounters, CouponRow, CouponStore, ExistingCodes, NewCoupon, PerType,
+    RedeemOutcome, Redemption, RedemptionFilter, TYPES, add_by_key, allocated_event, by_type,
+    counters_of, coupon_of, may_redeem, parse_type, per_type_of, purged_event, redeemed_event,
+    reversed_event, sort_counters, sql, type_index, type_key, uploaded_event,
 };
 
 fn coupon_row(r: &Row<'_>) -> rusqlite::Result<CouponRow> {
@@ -34,7 +34,7 @@ fn coupon_row(r: &Row<'_>) -> rusqlite::Result<CouponRow> {
 }
 
 fn by_code(conn: &Connection, code: &str) -> Result<Option<(i64, Coupon)>, StorageError> {
-    conn.prepare_cached(&format!("SELECT {COLUMNS} FROM coupons WHERE code = ?1"))?
+    conn.prepare_cached(sql::BY_CODE)?
         .query_row(params![code], coupon_row)
         .optional()?
         .map(coupon_of)
@@ -70,9 +70,9 @@ fn upload(
     if !clashes.is_empty() {
         return Ok(Err(ExistingCodes(clashes)));
     }
-    conn.prepare_cached("INSERT INTO coupon_uploads (count, created_at_ms) VALUES (?1, ?2)")?
-        .execute(params![coupons.len(), now.as_millis()])?;
-    let upload_id = conn.last_insert_rowid();
+    let upload_id: i64 = conn
+        .prepare_cached(sql::NEW_UPLOAD)?
+        .query_row(params![coupons.len(), now.as_millis()], |r| r.get(0))?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO coupons (code, type, discount_kind, discount_amount, expires_at_ms, max_uses,
                               upload_id, created_at_ms)
@@ -91,11 +91,10 @@ fn upload(
         ])?;
     }
     let per_type = per_type_of(coupons);
-    let mut count =
-        conn.prepare_cached("UPDATE coupon_counters SET created = created + ?2 WHERE type = ?1")?;
+    let mut count = conn.prepare_cached(sql::COUNT_CREATED)?;
     for (i, n) in per_type.iter().enumerate() {
         if *n > 0 {
-            count.execute(params![TYPES[i], n])?;
+            count.execute(params![n, TYPES[i]])?;
         }
     }
     append(
@@ -114,11 +113,7 @@ fn allocate(
     let t = coupon_type.map(CouponType::as_str);
     // No hoarding: an unredeemed, unexpired coupon of this type already held comes back.
     let held = conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM coupons
-             WHERE allocated_to = ?1 AND type IS ?2 AND uses = 0 AND expires_at_ms > ?3
-             ORDER BY id LIMIT 1"
-        ))?
+        .prepare_cached(sql::HELD)?
         .query_row(params![user.as_str(), t, now.as_millis()], coupon_row)
         .optional()?;
     if let Some(row) = held {
@@ -136,17 +131,12 @@ fn allocate(
         return Ok(Allocation::NoneAvailable);
     };
     let row = conn
-        .prepare_cached(&format!(
-            "UPDATE coupons SET allocated_to = ?2, allocated_at_ms = ?3
-             WHERE id = ?1 AND allocated_to IS NULL RETURNING {COLUMNS}"
-        ))?
-        .query_row(params![id, user.as_str(), now.as_millis()], coupon_row)?;
+        .prepare_cached(sql::ALLOCATE)?
+        .query_row(params![user.as_str(), now.as_millis(), id], coupon_row)?;
     let (_, coupon) = coupon_of(row)?;
-    conn.prepare_cached(
-        "INSERT INTO coupon_allocations (code, type, user_id, allocated_at_ms) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![coupon.code, t, user.as_str(), now.as_millis()])?;
-    conn.prepare_cached("UPDATE coupon_counters SET allocated = allocated + 1 WHERE type = ?1")?
+    conn.prepare_cached(sql::RECORD_ALLOCATION)?
+        .execute(params![coupon.code, t, user.as_str(), now.as_millis()])?;
+    conn.prepare_cached(sql::COUNT_ALLOCATED)?
         .execute(params![type_key(coupon_type)])?;
     append(conn, allocated_event(&coupon, user, now))?;
     Ok(Allocation::New(coupon))
@@ -171,23 +161,18 @@ pub(super) fn redeem(
         return Ok(RedeemOutcome::Refused(refusal));
     }
     let row = conn
-        .prepare_cached(&format!(
-            "UPDATE coupons SET uses = uses + 1 WHERE id = ?1 AND uses < max_uses RETURNING {COLUMNS}"
-        ))?
+        .prepare_cached(sql::USE)?
         .query_row(params![id], coupon_row)?;
     let (_, coupon) = coupon_of(row)?;
-    conn.prepare_cached(
-        "INSERT INTO coupon_redemptions (code, type, user_id, redeemed_at_ms, order_id)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        coupon.code,
-        coupon.coupon_type.map(CouponType::as_str),
-        user.as_str(),
-        now.as_millis(),
-        order
-    ])?;
-    conn.prepare_cached("UPDATE coupon_counters SET redeemed = redeemed + 1 WHERE type = ?1")?
+    conn.prepare_cached(sql::RECORD_REDEMPTION)?
+        .execute(params![
+            coupon.code,
+            coupon.coupon_type.map(CouponType::as_str),
+            user.as_str(),
+            now.as_millis(),
+            order
+        ])?;
+    conn.prepare_cached(sql::COUNT_REDEEMED)?
         .execute(params![type_key(coupon.coupon_type)])?;
     append(
         conn,
@@ -204,21 +189,16 @@ pub(super) fn give_back(
     now: UnixMillis,
 ) -> Result<(), StorageError> {
     let reversed: Vec<(String, Option<String>)> = conn
-        .prepare_cached(
-            "UPDATE coupon_redemptions SET reversed_at_ms = ?2
-             WHERE order_id = ?1 AND reversed_at_ms IS NULL RETURNING code, type",
-        )?
-        .query_map(params![order, now.as_millis()], |r| {
+        .prepare_cached(sql::REVERSE_REDEMPTIONS)?
+        .query_map(params![now.as_millis(), order], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?
         .collect::<Result<_, _>>()?;
     for (code, t) in reversed {
-        conn.prepare_cached("UPDATE coupons SET uses = uses - 1 WHERE code = ?1 AND uses > 0")?
+        conn.prepare_cached(sql::GIVE_USE_BACK)?
             .execute(params![code])?;
-        conn.prepare_cached(
-            "UPDATE coupon_counters SET redeemed = redeemed - 1 WHERE type = ?1 AND redeemed > 0",
-        )?
-        .execute(params![type_key(parse_type(t.clone())?)])?;
+        conn.prepare_cached(sql::UNCOUNT_REDEEMED)?
+            .execute(params![type_key(parse_type(t.clone())?)])?;
         append(conn, reversed_event(&code, t.as_deref(), order, now))?;
     }
     Ok(())
@@ -241,17 +221,14 @@ fn purge(
         }
     }
     let total: i64 = per_type.iter().sum();
-    let mut count =
-        conn.prepare_cached("UPDATE coupon_counters SET purged = purged + ?2 WHERE type = ?1")?;
+    let mut count = conn.prepare_cached(sql::COUNT_PURGED)?;
     for (i, n) in per_type.iter().enumerate() {
         if *n > 0 {
-            count.execute(params![TYPES[i], n])?;
+            count.execute(params![n, TYPES[i]])?;
         }
     }
-    conn.prepare_cached(
-        "INSERT INTO coupon_purges (purged_at_ms, trigger, count) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![now.as_millis(), trigger, total])?;
+    conn.prepare_cached(sql::RECORD_PURGE)?
+        .execute(params![now.as_millis(), trigger, total])?;
     if let Some(event) = purged_event(&per_type, trigger, now) {
         append(conn, event)?;
     }
@@ -261,17 +238,14 @@ fn purge(
 fn counters(conn: &Connection, now: UnixMillis) -> Result<Vec<CouponCounters>, StorageError> {
     let mut expired: PerType = [0; 4];
     {
-        let mut stmt = conn.prepare_cached(
-            "SELECT coalesce(type, 'NONE'), count(*) FROM coupons WHERE expires_at_ms <= ?1 GROUP BY 1",
-        )?;
+        let mut stmt = conn.prepare_cached(sql::EXPIRED)?;
         let mut rows = stmt.query(params![now.as_millis()])?;
         while let Some(row) = rows.next()? {
             let t: String = row.get(0)?;
             add_by_key(&mut expired, &t, row.get(1)?);
         }
     }
-    let mut stmt = conn
-        .prepare_cached("SELECT type, created, allocated, redeemed, purged FROM coupon_counters")?;
+    let mut stmt = conn.prepare_cached(sql::COUNTERS)?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::with_capacity(4);
     while let Some(row) = rows.next()? {

@@ -8,7 +8,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::SqliteStore;
 use super::event::append;
 use crate::StorageError;
-use crate::discount::{DiscountCodeRecord, DiscountStore, Draws, not_used, record, returned_event};
+use crate::discount::{
+    DiscountCodeRecord, DiscountStore, Draws, not_used, record, returned_event, sql,
+};
 
 fn generate(
     conn: &Connection,
@@ -17,11 +19,11 @@ fn generate(
     now: UnixMillis,
 ) -> Result<Vec<DiscountCode>, StorageError> {
     let mut draws = Draws::new(count, length);
-    conn.prepare_cached(
-        "INSERT INTO discount_code_batches (length, count, created_at_ms) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![length.get(), draws.count(), now.as_millis()])?;
-    let batch_id = conn.last_insert_rowid();
+    let batch_id: i64 = conn
+        .prepare_cached(sql::NEW_BATCH)?
+        .query_row(params![length.get(), draws.count(), now.as_millis()], |r| {
+            r.get(0)
+        })?;
 
     let mut insert = conn
         .prepare_cached("INSERT OR IGNORE INTO discount_codes (code, batch_id) VALUES (?1, ?2)")?;
@@ -62,7 +64,7 @@ pub(super) fn use_code(
         return Ok(UseOutcome::Used);
     }
     let exists = conn
-        .prepare_cached("SELECT 1 FROM discount_codes WHERE code = ?1")?
+        .prepare_cached(sql::EXISTS)?
         .exists(params![code.as_str()])?;
     Ok(not_used(exists))
 }
@@ -75,7 +77,7 @@ pub(super) fn give_back(
     now: UnixMillis,
 ) -> Result<(), StorageError> {
     let changed = conn
-        .prepare_cached("UPDATE discount_codes SET used_at_ms = NULL WHERE code = ?1")?
+        .prepare_cached(sql::GIVE_BACK)?
         .execute(params![code])?;
     if changed == 1 {
         append(conn, returned_event(code, order, now))?;
@@ -85,10 +87,7 @@ pub(super) fn give_back(
 
 fn get(conn: &Connection, code: &DiscountCode) -> Result<Option<DiscountCodeRecord>, StorageError> {
     let row = conn
-        .prepare_cached(
-            "SELECT b.created_at_ms, c.used_at_ms FROM discount_codes c \
-             JOIN discount_code_batches b ON b.id = c.batch_id WHERE c.code = ?1",
-        )?
+        .prepare_cached(sql::RECORD)?
         .query_row(params![code.as_str()], |r| {
             Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
         })

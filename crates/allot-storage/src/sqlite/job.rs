@@ -5,7 +5,8 @@ use async_trait::async_trait;
 
 use super::SqliteStore;
 use crate::StorageError;
-use crate::job::JobStore;
+use crate::job::{CLAIM_SQL, JobStore};
+use rusqlite::OptionalExtension;
 
 #[async_trait]
 impl JobStore for SqliteStore {
@@ -16,14 +17,13 @@ impl JobStore for SqliteStore {
         spacing_ms: i64,
     ) -> Result<bool, StorageError> {
         self.write_one(move |conn, _| {
-            let changed = conn
-                .prepare_cached(
-                    "INSERT INTO job_runs (job, last_run_ms) VALUES (?1, ?2)
-                     ON CONFLICT (job) DO UPDATE SET last_run_ms = excluded.last_run_ms
-                     WHERE job_runs.last_run_ms <= ?2 - ?3",
-                )?
-                .execute(rusqlite::params![job, now.as_millis(), spacing_ms])?;
-            Ok(changed == 1)
+            let claimed = conn
+                .prepare_cached(CLAIM_SQL)?
+                .query_row(rusqlite::params![job, now.as_millis(), spacing_ms], |_| {
+                    Ok(())
+                })
+                .optional()?;
+            Ok(claimed.is_some())
         })
         .await
     }

@@ -282,3 +282,34 @@ impl Store for SqliteStore {
         self.writer.shutdown().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    /// The statements the backends share are written with PostgreSQL's `$N`. SQLite numbers
+    /// such parameters by their first appearance, not by N, so each must bind `$1`, `$2`, ...
+    /// in that order here too; and each must be valid on the migrated schema.
+    #[test]
+    fn shared_statements_bind_their_parameters_by_number() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::migrate::apply(&mut conn).unwrap();
+        let shared = [
+            crate::discount::sql::ALL,
+            crate::campaign::sql::ALL,
+            crate::coupon::sql::ALL,
+            crate::sale::sql::ALL,
+            &[crate::job::CLAIM_SQL],
+        ];
+        for sql in shared.into_iter().flatten() {
+            let stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            for i in 1..=stmt.parameter_count() {
+                assert_eq!(
+                    stmt.parameter_name(i),
+                    Some(format!("${i}").as_str()),
+                    "{sql}"
+                );
+            }
+        }
+    }
+}

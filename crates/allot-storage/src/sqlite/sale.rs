@@ -12,10 +12,9 @@ use super::SqliteStore;
 use super::event::append;
 use crate::StorageError;
 use crate::sale::{
-    CHECKOUT_DRAWS_MAX, CheckoutOutcome, CheckoutRequest, ITEM_COLUMNS, NewSale, Purchase,
-    PurchaseOutcome, SALE_COLUMNS, Sale, SaleItem, SaleStore, attempt_label, checkout_item,
-    checkout_within_limit, code_event, decide_purchase, opened_event, parse_checkout_code,
-    purchase_label, replayed, sale_of,
+    CHECKOUT_DRAWS_MAX, CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale,
+    SaleItem, SaleStore, attempt_label, checkout_item, checkout_within_limit, code_event,
+    decide_purchase, opened_event, parse_checkout_code, purchase_label, replayed, sale_of, sql,
 };
 
 fn sale_row(r: &Row<'_>) -> rusqlite::Result<Sale> {
@@ -68,32 +67,28 @@ fn open(conn: &Connection, new: NewSale, now: UnixMillis) -> Result<Sale, Storag
 
 fn by_start(conn: &Connection, start: UnixMillis) -> Result<Option<Sale>, StorageError> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {SALE_COLUMNS} FROM sales WHERE starts_at_ms = ?1"
-        ))?
+        .prepare_cached(sql::SALE_BY_START)?
         .query_row(params![start.as_millis()], sale_row)
         .optional()?)
 }
 
 fn by_id(conn: &Connection, id: i64) -> Result<Option<Sale>, StorageError> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {SALE_COLUMNS} FROM sales WHERE id = ?1"))?
+        .prepare_cached(sql::SALE_BY_ID)?
         .query_row(params![id], sale_row)
         .optional()?)
 }
 
 fn item(conn: &Connection, id: i64) -> Result<Option<SaleItem>, StorageError> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {ITEM_COLUMNS} FROM sale_items WHERE id = ?1"
-        ))?
+        .prepare_cached(sql::ITEM_BY_ID)?
         .query_row(params![id], item_row)
         .optional()?)
 }
 
 fn bought(conn: &Connection, sale_id: i64, user: &str) -> Result<i64, StorageError> {
     Ok(conn
-        .prepare_cached("SELECT bought FROM sale_user_counts WHERE sale_id = ?1 AND user_id = ?2")?
+        .prepare_cached(sql::BOUGHT)?
         .query_row(params![sale_id, user], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
@@ -104,11 +99,7 @@ fn checkout(conn: &Connection, req: &CheckoutRequest) -> Result<CheckoutOutcome,
     let user = req.user.as_str();
     let outcome = decide_checkout(conn, req)?;
     let (label, code) = attempt_label(&outcome);
-    conn.prepare_cached(
-        "INSERT INTO sale_checkout_attempts (sale_id, item_id, user_id, at_ms, outcome, code)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
+    conn.prepare_cached(sql::RECORD_ATTEMPT)?.execute(params![
         req.sale.id,
         req.item.get(),
         user,
@@ -134,10 +125,7 @@ fn decide_checkout(
     }
     // The same user checking out the same item again gets the same open code.
     let open: Option<String> = conn
-        .prepare_cached(
-            "SELECT code FROM sale_checkouts
-             WHERE sale_id = ?1 AND user_id = ?2 AND item_id = ?3 AND outcome IS NULL",
-        )?
+        .prepare_cached(sql::OPEN_CODE)?
         .query_row(params![req.sale.id, user, it.id], |r| r.get(0))
         .optional()?;
     let code = match open {
@@ -152,10 +140,7 @@ fn new_code(
     req: &CheckoutRequest,
     item_id: i64,
 ) -> Result<CheckoutCode, StorageError> {
-    let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO sale_checkouts (code, sale_id, item_id, user_id, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
+    let mut insert = conn.prepare_cached(sql::NEW_CODE)?;
     let mut rng = rand::rng();
     for _ in 0..CHECKOUT_DRAWS_MAX {
         let code = CheckoutCode::generate(&mut rng);
@@ -219,18 +204,18 @@ fn purchase(
     let outcome = match decide_purchase(now, &sale, &the_item, bought, user_limit) {
         Err(refusal) => refusal,
         Ok(()) => {
-            let sold = conn
-                .prepare_cached(
-                    "UPDATE sale_items SET sold_to = ?2, sold_at_ms = ?3, sold_by_code = ?4
-                     WHERE id = ?1 AND sold_to IS NULL",
-                )?
-                .execute(params![item_id, user, now.as_millis(), code.as_str()])?;
+            let sold = conn.prepare_cached(sql::SELL_ITEM)?.execute(params![
+                user,
+                now.as_millis(),
+                code.as_str(),
+                item_id
+            ])?;
             if sold != 1 {
                 return Err(StorageError::Corrupt(format!(
                     "item {item_id} changed under the writer"
                 )));
             }
-            conn.prepare_cached("UPDATE sales SET sold = sold + 1 WHERE id = ?1")?
+            conn.prepare_cached(sql::COUNT_SOLD)?
                 .execute(params![sale_id])?;
             conn.prepare_cached(
                 "INSERT INTO sale_user_counts (sale_id, user_id, bought) VALUES (?1, ?2, 1)
@@ -250,10 +235,11 @@ fn purchase(
         }
     };
     let label = purchase_label(&outcome);
-    conn.prepare_cached(
-        "UPDATE sale_checkouts SET outcome = ?2, decided_at_ms = ?3 WHERE code = ?1",
-    )?
-    .execute(params![code.as_str(), label, now.as_millis()])?;
+    conn.prepare_cached(sql::DECIDE_CODE)?.execute(params![
+        label,
+        now.as_millis(),
+        code.as_str()
+    ])?;
     Ok(Purchase {
         outcome,
         replayed: false,
@@ -266,17 +252,13 @@ fn items(
     after_id: i64,
     limit: u32,
 ) -> Result<Vec<SaleItem>, StorageError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ITEM_COLUMNS} FROM sale_items WHERE sale_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-    ))?;
+    let mut stmt = conn.prepare_cached(sql::ITEMS)?;
     let rows = stmt.query_map(params![sale_id, after_id, limit], item_row)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
 fn purchases(conn: &Connection, sale_id: i64, user: &str) -> Result<Vec<SaleItem>, StorageError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ITEM_COLUMNS} FROM sale_items WHERE sale_id = ?1 AND sold_to = ?2 ORDER BY sold_at_ms, id"
-    ))?;
+    let mut stmt = conn.prepare_cached(sql::PURCHASES)?;
     let rows = stmt.query_map(params![sale_id, user], item_row)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
