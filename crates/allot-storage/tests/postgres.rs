@@ -2,8 +2,8 @@
 //! instances start at the same moment, and the database's own guarantees (never over-issue,
 //! codes unique, uses and sales bounded) holding whatever code runs above it.
 
-use allot_storage::Store as _;
 use allot_storage::postgres::{connect, migrate};
+use allot_storage::{CampaignStore as _, CouponStore as _, DiscountStore as _};
 use allot_testkit::PgCluster;
 
 async fn migrated(cluster: &PgCluster) -> tokio_postgres::Client {

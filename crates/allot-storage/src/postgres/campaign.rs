@@ -12,22 +12,26 @@
 //! `CHECK (issued <= total)` stands behind it all.
 
 use allot_domain::UnixMillis;
-use allot_domain::campaign::{CampaignId, CampaignWindow, CouponCode};
-use allot_domain::event::{EventType, NewEvent, Origin};
+use allot_domain::campaign::{CampaignId, CouponCode};
+use allot_domain::event::{NewEvent, Origin};
 use allot_domain::user::UserId;
 use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio_postgres::Client;
+use tokio_postgres::{Client, Row};
 
+use super::PgStore;
 use super::batch::Batch;
-use crate::{Campaign, IssueOutcome, IssueRequest, NewCampaign, StorageError};
+use crate::StorageError;
+use crate::campaign::{
+    Campaign, CampaignRow, CampaignStore, Count, DRAWS_MAX, IssueOutcome, IssueRequest,
+    IssuedCoupon, NewCampaign, created, created_event, decide_issue, issued_coupon, issued_event,
+    parse_code, sql,
+};
 
-const DRAWS_MAX: usize = 16;
-
-pub(super) async fn create(
+async fn create(
     client: &mut Client,
     new: &NewCampaign,
     now: UnixMillis,
@@ -36,8 +40,7 @@ pub(super) async fn create(
     let tx = client.transaction().await?;
     let id: i64 = tx
         .query_one(
-            "INSERT INTO campaigns (name, starts_at_ms, ends_at_ms, total, per_user_limit, created_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            sql::CREATE,
             &[
                 &new.name.as_str(),
                 &new.window.starts_at.as_millis(),
@@ -49,52 +52,31 @@ pub(super) async fn create(
         )
         .await?
         .get(0);
-    let payload = serde_json::json!({
-        "campaign_id": id,
-        "name": new.name.as_str(),
-        "total": new.total.get(),
-        "per_user_limit": new.per_user_limit.map(|l| l.get()),
-        "starts_at_ms": new.window.starts_at.as_millis(),
-        "ends_at_ms": new.window.ends_at.map(UnixMillis::as_millis),
-    });
-    let event = NewEvent::api(EventType::CampaignCreated, now, payload.to_string());
-    super::event::append(&tx, event).await?;
+    let campaign = created(id, new, now)?;
+    super::event::append(&tx, created_event(&campaign)).await?;
     tx.commit().await?;
-    Ok(Campaign {
-        id: CampaignId::parse(id).map_err(|e| StorageError::Corrupt(e.to_string()))?,
-        name: new.name.as_str().to_owned(),
-        window: new.window.clone(),
-        total: new.total.get(),
-        per_user_limit: new.per_user_limit.map(|l| l.get()),
-        issued: 0,
-        created_at: now,
+    Ok(campaign)
+}
+
+fn campaign_row(r: &Row) -> Result<CampaignRow, StorageError> {
+    Ok(CampaignRow {
+        id: r.try_get(0)?,
+        name: r.try_get(1)?,
+        starts_at_ms: r.try_get(2)?,
+        ends_at_ms: r.try_get(3)?,
+        total: r.try_get(4)?,
+        per_user_limit: r.try_get::<_, Option<i32>>(5)?.map(i64::from),
+        issued: r.try_get(6)?,
+        created_at_ms: r.try_get(7)?,
     })
 }
 
-pub(super) async fn get(client: &Client, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
-    let row = client
-        .query_opt(
-            "SELECT name, starts_at_ms, ends_at_ms, total, per_user_limit, issued, created_at_ms
-             FROM campaigns WHERE id = $1",
-            &[&id.get()],
-        )
-        .await?;
-    row.map(|r| {
-        Ok(Campaign {
-            id,
-            name: r.get(0),
-            window: CampaignWindow::new(
-                UnixMillis::from_millis(r.get(1)),
-                r.get::<_, Option<i64>>(2).map(UnixMillis::from_millis),
-            )
-            .map_err(|e| StorageError::Corrupt(e.to_string()))?,
-            total: r.get(3),
-            per_user_limit: r.get::<_, Option<i32>>(4).map(|l| l as u32),
-            issued: r.get(5),
-            created_at: UnixMillis::from_millis(r.get(6)),
-        })
-    })
-    .transpose()
+async fn get(client: &Client, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
+    client
+        .query_opt(sql::BY_ID, &[&id.get()])
+        .await?
+        .map(|r| campaign_row(&r)?.campaign())
+        .transpose()
 }
 
 /// Requests served in one transaction at most.
@@ -163,9 +145,11 @@ async fn issue_batch(
     else {
         return Ok(vec![IssueOutcome::CampaignNotFound; requests.len()]);
     };
-    let total: i64 = row.get(0);
-    let mut issued: i64 = row.get(1);
-    let limit: Option<i32> = row.get(2);
+    let mut count = Count {
+        issued: row.try_get(1)?,
+        total: row.try_get(0)?,
+        per_user_limit: row.try_get::<_, Option<i32>>(2)?.map(|l| l as u32),
+    };
 
     // With the row lock held, what earlier batches stored is all there is to know.
     let keys: Vec<&str> = requests
@@ -186,7 +170,7 @@ async fn issue_batch(
         }
     }
     let mut held: HashMap<String, i64> = HashMap::new();
-    if limit.is_some() {
+    if count.per_user_limit.is_some() {
         let users: Vec<&str> = requests
             .iter()
             .filter_map(|r| r.user_id.as_ref().map(|u| u.as_str()))
@@ -218,27 +202,34 @@ async fn issue_batch(
             });
             continue;
         }
-        if issued >= total {
-            outcomes.push(IssueOutcome::Exhausted);
-            continue;
-        }
         let user = request.user_id.as_ref().map(|u| u.as_str());
-        if let (Some(user), Some(limit)) = (user, limit) {
-            let count = held.entry(user.to_owned()).or_default();
-            if *count >= i64::from(limit) {
-                outcomes.push(IssueOutcome::UserLimitReached);
+        let user_held = match (user, count.per_user_limit) {
+            (Some(user), Some(_)) => Some(held.get(user).copied().unwrap_or(0)),
+            _ => None,
+        };
+        let seq = match decide_issue(count, user_held) {
+            Ok(seq) => seq,
+            Err(refusal) => {
+                outcomes.push(refusal);
                 continue;
             }
-            *count += 1;
+        };
+        if let (Some(user), Some(_)) = (user, user_held) {
+            match held.get_mut(user) {
+                Some(n) => *n += 1,
+                None => {
+                    held.insert(user.to_owned(), 1);
+                }
+            }
         }
-        issued += 1;
+        count.issued = seq;
         // The sequence only orders codes near each other; seq serves well across instances.
-        let code = CouponCode::generate(&mut rng, issued as u64);
+        let code = CouponCode::generate(&mut rng, seq as u64);
         if let Some(key) = key {
-            seen.insert(key.to_owned(), (code.as_str().to_owned(), issued));
+            seen.insert(key.to_owned(), (code.as_str().to_owned(), seq));
         }
-        rows.push(code.as_str(), issued, user, key, request.now.as_millis());
-        outcomes.push(IssueOutcome::Issued { code, seq: issued });
+        rows.push(code.as_str(), seq, user, key, request.now.as_millis());
+        outcomes.push(IssueOutcome::Issued { code, seq });
     }
     if rows.is_empty() {
         tx.rollback().await?;
@@ -246,7 +237,7 @@ async fn issue_batch(
     }
     tx.execute(
         "UPDATE campaigns SET issued = $2 WHERE id = $1",
-        &[&campaign, &issued],
+        &[&campaign, &count.issued],
     )
     .await?;
     // Codes are random: a rare one collides with a code of any campaign and is drawn again.
@@ -281,18 +272,10 @@ async fn issue_batch(
                 .zip(&outcomes)
                 .zip(origins)
                 .filter_map(|((r, o), origin)| match o {
-                    IssueOutcome::Issued { code, seq } => {
-                        let payload = serde_json::json!({
-                            "campaign_id": campaign,
-                            "code": code.as_str(),
-                            "seq": seq,
-                            "user_id": r.user_id.as_ref().map(|u| u.as_str()),
-                        });
-                        Some(
-                            NewEvent::api(EventType::CouponIssued, r.now, payload.to_string())
-                                .made_by(*origin),
-                        )
-                    }
+                    IssueOutcome::Issued { code, seq } => Some(
+                        issued_event(campaign, code, *seq, r.user_id.as_ref(), r.now)
+                            .made_by(*origin),
+                    ),
                     _ => None,
                 })
                 .collect();
@@ -365,7 +348,21 @@ impl NewRows {
     }
 }
 
-pub(super) async fn codes(
+async fn coupons(
+    client: &Client,
+    id: CampaignId,
+    after_seq: i64,
+    limit: u32,
+) -> Result<Vec<IssuedCoupon>, StorageError> {
+    let rows = client
+        .query(sql::COUPONS, &[&id.get(), &after_seq, &i64::from(limit)])
+        .await?;
+    rows.iter()
+        .map(|r| issued_coupon(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))
+        .collect()
+}
+
+async fn codes(
     client: &Client,
     id: CampaignId,
     holder: Option<&UserId>,
@@ -373,14 +370,50 @@ pub(super) async fn codes(
 ) -> Result<Vec<CouponCode>, StorageError> {
     let rows = client
         .query(
-            "SELECT code FROM campaign_coupons
-             WHERE campaign_id = $1 AND ($2::TEXT IS NULL OR user_id = $2) ORDER BY seq LIMIT $3",
+            sql::CODES,
             &[&id.get(), &holder.map(UserId::as_str), &i64::from(limit)],
         )
         .await?;
     rows.iter().map(|r| parse_code(r.get(0))).collect()
 }
 
-fn parse_code(raw: &str) -> Result<CouponCode, StorageError> {
-    CouponCode::parse(raw).map_err(|e| StorageError::Corrupt(format!("stored code {raw:?}: {e}")))
+#[async_trait]
+impl CampaignStore for PgStore {
+    async fn create_campaign(
+        &self,
+        new: NewCampaign,
+        now: UnixMillis,
+    ) -> Result<Campaign, StorageError> {
+        let mut client = self.client().await?;
+        create(&mut client, &new, now).await
+    }
+
+    async fn campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
+        let client = self.client().await?;
+        get(&client, id).await
+    }
+
+    async fn issue_coupon(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError> {
+        self.issuer.submit(request).await
+    }
+
+    async fn campaign_coupons(
+        &self,
+        id: CampaignId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<IssuedCoupon>, StorageError> {
+        let client = self.client().await?;
+        coupons(&client, id, after_seq, limit).await
+    }
+
+    async fn campaign_codes(
+        &self,
+        id: CampaignId,
+        holder: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<CouponCode>, StorageError> {
+        let client = self.client().await?;
+        codes(&client, id, holder.as_ref(), limit).await
+    }
 }

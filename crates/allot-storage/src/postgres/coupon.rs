@@ -6,50 +6,44 @@
 //! - counters change in the same transaction as what they count.
 
 use allot_domain::UnixMillis;
-use allot_domain::coupon::{CouponState, CouponType, UploadedCode, check_redeemable};
-use allot_domain::event::{EventType, NewEvent};
+use allot_domain::coupon::{CouponType, UploadedCode};
 use allot_domain::user::UserId;
+use async_trait::async_trait;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, Row};
 
-use crate::{
-    Allocation, Coupon, CouponCounters, ExistingCodes, NewCoupon, RedeemOutcome, StorageError,
+use super::PgStore;
+use crate::StorageError;
+use crate::coupon::{
+    Allocation, Coupon, CouponCounters, CouponRow, CouponStore, ExistingCodes, NewCoupon, PerType,
+    RedeemOutcome, Redemption, RedemptionFilter, add_by_key, allocated_event, by_type, counters_of,
+    coupon_of, may_redeem, parse_type, per_type_of, purged_event, redeemed_event, reversed_event,
+    sort_counters, type_key, uploaded_event,
 };
+pub(super) use crate::coupon::{COLUMNS, TYPES, sql, type_index};
 
-pub(super) const COLUMNS: &str = "code, type, discount_kind, discount_amount, expires_at_ms, max_uses, \
-                       uses, allocated_to, allocated_at_ms, created_at_ms, id";
-pub(super) const TYPES: [&str; 4] = ["NONE", "FREE", "STANDARD", "MEGADEAL"];
+/// The coupon by its code, its row locked for the redemption's transaction.
+const BY_CODE_LOCKED: &str = concat!(
+    "SELECT ",
+    crate::coupon::coupon_columns!(),
+    " FROM coupons WHERE code = $1 FOR UPDATE"
+);
 
-pub(super) fn type_index(t: Option<CouponType>) -> usize {
-    match t {
-        None => 0,
-        Some(CouponType::Free) => 1,
-        Some(CouponType::Standard) => 2,
-        Some(CouponType::Megadeal) => 3,
-    }
-}
-
-fn parse_type(raw: Option<String>) -> Result<Option<CouponType>, StorageError> {
-    raw.map(|t| CouponType::parse(&t).map_err(|e| StorageError::Corrupt(e.to_string())))
-        .transpose()
-}
-
+/// The row's id and its coupon (see [`COLUMNS`]).
 pub(super) fn coupon(r: &Row) -> Result<(i64, Coupon), StorageError> {
-    Ok((
-        r.get(10),
-        Coupon {
-            code: r.get(0),
-            coupon_type: parse_type(r.get(1))?,
-            discount_kind: r.get(2),
-            discount_amount: r.get(3),
-            expires_at: UnixMillis::from_millis(r.get(4)),
-            max_uses: r.get::<_, i32>(5) as u32,
-            uses: r.get::<_, i32>(6) as u32,
-            allocated_to: r.get(7),
-            allocated_at: r.get::<_, Option<i64>>(8).map(UnixMillis::from_millis),
-            created_at: UnixMillis::from_millis(r.get(9)),
-        },
-    ))
+    coupon_of(CouponRow {
+        code: r.try_get(0)?,
+        coupon_type: r.try_get(1)?,
+        discount_kind: r.try_get(2)?,
+        discount_amount: r.try_get(3)?,
+        expires_at_ms: r.try_get(4)?,
+        max_uses: i64::from(r.try_get::<_, i32>(5)?),
+        uses: i64::from(r.try_get::<_, i32>(6)?),
+        allocated_to: r.try_get(7)?,
+        allocated_at_ms: r.try_get(8)?,
+        created_at_ms: r.try_get(9)?,
+        id: r.try_get(10)?,
+    })
 }
 
 async fn existing(
@@ -64,7 +58,7 @@ async fn existing(
         .collect())
 }
 
-pub(super) async fn existing_codes(
+async fn existing_codes(
     client: &Client,
     codes: Vec<UploadedCode>,
 ) -> Result<Vec<UploadedCode>, StorageError> {
@@ -76,7 +70,7 @@ pub(super) async fn existing_codes(
         .collect())
 }
 
-pub(super) async fn upload(
+async fn upload(
     client: &mut Client,
     coupons: &[NewCoupon],
     now: UnixMillis,
@@ -99,7 +93,7 @@ pub(super) async fn upload(
     }
     let upload_id: i64 = tx
         .query_one(
-            "INSERT INTO coupon_uploads (count, created_at_ms) VALUES ($1, $2) RETURNING id",
+            sql::NEW_UPLOAD,
             &[&(coupons.len() as i32), &now.as_millis()],
         )
         .await?
@@ -129,32 +123,19 @@ pub(super) async fn upload(
         }
         Err(e) => return Err(e.into()),
     }
-    let mut per_type = [0i64; 4];
-    for c in coupons {
-        per_type[type_index(c.coupon_type)] += 1;
-    }
+    let per_type = per_type_of(coupons);
     for (i, n) in per_type.iter().enumerate() {
         if *n > 0 {
-            tx.execute(
-                "UPDATE coupon_counters SET created = created + $2 WHERE type = $1",
-                &[&TYPES[i], n],
-            )
-            .await?;
+            tx.execute(sql::COUNT_CREATED, &[n, &TYPES[i]]).await?;
         }
     }
-    // One summary event for the upload, never one per coupon.
-    let payload = serde_json::json!({
-        "upload_id": upload_id,
-        "count": coupons.len(),
-        "per_type": crate::event::counts_by_type(&TYPES, &per_type),
-    });
-    let event = NewEvent::api(EventType::CouponsUploaded, now, payload.to_string());
+    let event = uploaded_event(upload_id, coupons.len(), &per_type, now);
     super::event::append(&tx, event).await?;
     tx.commit().await?;
     Ok(Ok(coupons.len()))
 }
 
-pub(super) async fn allocate(
+async fn allocate(
     client: &mut Client,
     user: &UserId,
     coupon_type: Option<CouponType>,
@@ -172,14 +153,7 @@ pub(super) async fn allocate(
     )
     .await?;
     let held = tx
-        .query_opt(
-            &format!(
-                "SELECT {COLUMNS} FROM coupons
-                 WHERE allocated_to = $1 AND type IS NOT DISTINCT FROM $2 AND uses = 0 AND expires_at_ms > $3
-                 ORDER BY id LIMIT 1"
-            ),
-            &[&user.as_str(), &t, &now.as_millis()],
-        )
+        .query_opt(sql::HELD, &[&user.as_str(), &t, &now.as_millis()])
         .await?;
     if let Some(row) = held {
         return Ok(Allocation::Held(coupon(&row)?.1));
@@ -198,41 +172,30 @@ pub(super) async fn allocate(
     };
     let id: i64 = free.get(0);
     let row = tx
-        .query_one(
-            &format!("UPDATE coupons SET allocated_to = $2, allocated_at_ms = $3 WHERE id = $1 RETURNING {COLUMNS}"),
-            &[&id, &user.as_str(), &now.as_millis()],
-        )
+        .query_one(sql::ALLOCATE, &[&user.as_str(), &now.as_millis(), &id])
         .await?;
     let (_, coupon) = coupon(&row)?;
     tx.execute(
-        "INSERT INTO coupon_allocations (code, type, user_id, allocated_at_ms) VALUES ($1, $2, $3, $4)",
+        sql::RECORD_ALLOCATION,
         &[&coupon.code, &t, &user.as_str(), &now.as_millis()],
     )
     .await?;
-    tx.execute(
-        "UPDATE coupon_counters SET allocated = allocated + 1 WHERE type = $1",
-        &[&TYPES[type_index(coupon_type)]],
-    )
-    .await?;
-    let payload = serde_json::json!({"code": coupon.code, "type": t, "user_id": user.as_str()});
-    let event = NewEvent::api(EventType::CouponAllocated, now, payload.to_string());
-    super::event::append(&tx, event).await?;
+    tx.execute(sql::COUNT_ALLOCATED, &[&type_key(coupon_type)])
+        .await?;
+    super::event::append(&tx, allocated_event(&coupon, user, now)).await?;
     tx.commit().await?;
     Ok(Allocation::New(coupon))
 }
 
-pub(super) async fn get(client: &Client, code: &str) -> Result<Option<Coupon>, StorageError> {
+async fn get(client: &Client, code: &str) -> Result<Option<Coupon>, StorageError> {
     client
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM coupons WHERE code = $1"),
-            &[&code],
-        )
+        .query_opt(sql::BY_CODE, &[&code])
         .await?
         .map(|r| coupon(&r).map(|(_, c)| c))
         .transpose()
 }
 
-pub(super) async fn redeem(
+async fn redeem(
     client: &mut Client,
     code: &str,
     user: &UserId,
@@ -255,52 +218,24 @@ async fn redeem_locked(
     now: UnixMillis,
 ) -> Result<RedeemOutcome, StorageError> {
     let order: Option<i64> = None;
-    let Some(row) = tx
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM coupons WHERE code = $1 FOR UPDATE"),
-            &[&code],
-        )
-        .await?
-    else {
+    let Some(row) = tx.query_opt(BY_CODE_LOCKED, &[&code]).await? else {
         return Ok(RedeemOutcome::NotFound);
     };
     let (id, current) = coupon(&row)?;
-    let state = CouponState {
-        expires_at: current.expires_at,
-        uses: current.uses,
-        max_uses: current.max_uses,
-        allocated_to: current.allocated_to.as_deref(),
-    };
-    if let Err(refusal) = check_redeemable(&state, user.as_str(), now) {
+    if let Err(refusal) = may_redeem(&current, user, now) {
         return Ok(RedeemOutcome::Refused(refusal));
     }
-    let row = tx
-        .query_one(
-            &format!("UPDATE coupons SET uses = uses + 1 WHERE id = $1 AND uses < max_uses RETURNING {COLUMNS}"),
-            &[&id],
-        )
-        .await?;
+    let row = tx.query_one(sql::USE, &[&id]).await?;
     let (_, coupon) = coupon(&row)?;
     let t = coupon.coupon_type.map(CouponType::as_str);
     tx.execute(
-        "INSERT INTO coupon_redemptions (code, type, user_id, redeemed_at_ms, order_id)
-         VALUES ($1, $2, $3, $4, $5)",
+        sql::RECORD_REDEMPTION,
         &[&coupon.code, &t, &user.as_str(), &now.as_millis(), &order],
     )
     .await?;
-    tx.execute(
-        "UPDATE coupon_counters SET redeemed = redeemed + 1 WHERE type = $1",
-        &[&TYPES[type_index(coupon.coupon_type)]],
-    )
-    .await?;
-    let payload = serde_json::json!({
-        "code": coupon.code,
-        "type": t,
-        "user_id": user.as_str(),
-        "order_id": order,
-        "uses": coupon.uses,
-    });
-    let event = NewEvent::api(EventType::CouponRedeemed, now, payload.to_string());
+    tx.execute(sql::COUNT_REDEEMED, &[&type_key(coupon.coupon_type)])
+        .await?;
+    let event = redeemed_event(&coupon, i64::from(coupon.uses), user.as_str(), order, now);
     super::event::append(tx, event).await?;
     Ok(RedeemOutcome::Redeemed(coupon))
 }
@@ -313,38 +248,21 @@ pub(super) async fn give_back(
     now: UnixMillis,
 ) -> Result<(), StorageError> {
     let reversed = tx
-        .query(
-            "UPDATE coupon_redemptions SET reversed_at_ms = $2
-             WHERE order_id = $1 AND reversed_at_ms IS NULL RETURNING code, type",
-            &[&order, &now.as_millis()],
-        )
+        .query(sql::REVERSE_REDEMPTIONS, &[&now.as_millis(), &order])
         .await?;
     for r in &reversed {
         let code: String = r.try_get(0)?;
         let raw_type: Option<String> = r.try_get(1)?;
-        let payload = serde_json::json!({"code": code, "type": raw_type, "order_id": order});
-        let event = NewEvent::api(
-            EventType::CouponRedemptionReversed,
-            now,
-            payload.to_string(),
-        );
+        let event = reversed_event(&code, raw_type.as_deref(), order, now);
         super::event::append(tx, event).await?;
         let t = parse_type(raw_type)?;
-        tx.execute(
-            "UPDATE coupons SET uses = uses - 1 WHERE code = $1 AND uses > 0",
-            &[&code],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE coupon_counters SET redeemed = redeemed - 1 WHERE type = $1 AND redeemed > 0",
-            &[&TYPES[type_index(t)]],
-        )
-        .await?;
+        tx.execute(sql::GIVE_USE_BACK, &[&code]).await?;
+        tx.execute(sql::UNCOUNT_REDEEMED, &[&type_key(t)]).await?;
     }
     Ok(())
 }
 
-pub(super) async fn purge(
+async fn purge(
     client: &mut Client,
     now: UnixMillis,
     trigger: &str,
@@ -357,95 +275,146 @@ pub(super) async fn purge(
             &[&now.as_millis()],
         )
         .await?;
-    let mut per_type = [0i64; 4];
+    let mut per_type: PerType = [0; 4];
     for r in &rows {
-        let t: String = r.get(0);
-        if let Some(i) = TYPES.iter().position(|k| *k == t) {
-            per_type[i] = r.get(1);
-        }
+        add_by_key(&mut per_type, r.try_get(0)?, r.try_get(1)?);
     }
     for (i, n) in per_type.iter().enumerate() {
         if *n > 0 {
-            tx.execute(
-                "UPDATE coupon_counters SET purged = purged + $2 WHERE type = $1",
-                &[&TYPES[i], n],
-            )
-            .await?;
+            tx.execute(sql::COUNT_PURGED, &[n, &TYPES[i]]).await?;
         }
     }
     let total: i64 = per_type.iter().sum();
-    tx.execute(
-        "INSERT INTO coupon_purges (purged_at_ms, trigger, count) VALUES ($1, $2, $3)",
-        &[&now.as_millis(), &trigger, &total],
-    )
-    .await?;
-    if total > 0 {
-        let actor = if trigger == "job" {
-            allot_domain::event::ACTOR_COUPON_PURGE
-        } else {
-            allot_domain::event::ACTOR_API
-        };
-        let payload = serde_json::json!({
-            "count": total,
-            "per_type": crate::event::counts_by_type(&TYPES, &per_type),
-            "trigger": trigger,
-        });
-        let event = NewEvent::by(actor, EventType::CouponsPurged, now, payload.to_string());
+    tx.execute(sql::RECORD_PURGE, &[&now.as_millis(), &trigger, &total])
+        .await?;
+    if let Some(event) = purged_event(&per_type, trigger, now) {
         super::event::append(&tx, event).await?;
     }
     tx.commit().await?;
-    Ok(per_type
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            (
-                if i == 0 {
-                    None
-                } else {
-                    parse_type(Some(TYPES[i].to_owned())).ok().flatten()
-                },
-                *n,
-            )
-        })
-        .collect())
+    Ok(by_type(&per_type))
 }
 
-pub(super) async fn counters(
-    client: &Client,
-    now: UnixMillis,
-) -> Result<Vec<CouponCounters>, StorageError> {
-    let expired_rows = client
-        .query(
-            "SELECT coalesce(type, 'NONE'), count(*) FROM coupons WHERE expires_at_ms <= $1 GROUP BY 1",
-            &[&now.as_millis()],
-        )
-        .await?;
-    let mut expired = [0i64; 4];
+async fn counters(client: &Client, now: UnixMillis) -> Result<Vec<CouponCounters>, StorageError> {
+    let expired_rows = client.query(sql::EXPIRED, &[&now.as_millis()]).await?;
+    let mut expired: PerType = [0; 4];
     for r in &expired_rows {
-        let t: String = r.get(0);
-        if let Some(i) = TYPES.iter().position(|k| *k == t) {
-            expired[i] = r.get(1);
-        }
+        add_by_key(&mut expired, r.try_get(0)?, r.try_get(1)?);
     }
     let mut out = Vec::with_capacity(4);
-    for r in client
-        .query(
-            "SELECT type, created, allocated, redeemed, purged FROM coupon_counters",
-            &[],
-        )
-        .await?
-    {
-        let t: String = r.get(0);
-        let i = TYPES.iter().position(|k| *k == t).unwrap_or(0);
-        out.push(CouponCounters {
-            coupon_type: if i == 0 { None } else { parse_type(Some(t))? },
-            created: r.get(1),
-            allocated: r.get(2),
-            redeemed: r.get(3),
-            expired: expired[i],
-            purged: r.get(4),
-        });
+    for r in client.query(sql::COUNTERS, &[]).await? {
+        out.push(counters_of(
+            r.try_get(0)?,
+            r.try_get(1)?,
+            r.try_get(2)?,
+            r.try_get(3)?,
+            r.try_get(4)?,
+            &expired,
+        )?);
     }
-    out.sort_by_key(|c| type_index(c.coupon_type));
+    sort_counters(&mut out);
     Ok(out)
+}
+
+async fn redemptions(
+    client: &Client,
+    f: RedemptionFilter,
+) -> Result<Vec<Redemption>, StorageError> {
+    let t: Option<Option<&str>> = f.coupon_type.map(|t| t.map(CouponType::as_str));
+    let rows = client
+        .query(
+            "SELECT id, code, type, user_id, redeemed_at_ms FROM coupon_redemptions
+             WHERE id > $1
+               AND ($2::text IS NULL OR user_id = $2)
+               AND ($3::text IS NULL OR code = $3)
+               AND (NOT $4 OR type IS NOT DISTINCT FROM $5::text)
+               AND ($6::bigint IS NULL OR redeemed_at_ms >= $6)
+               AND ($7::bigint IS NULL OR redeemed_at_ms < $7)
+             ORDER BY id LIMIT $8",
+            &[
+                &f.after_id,
+                &f.user_id,
+                &f.code,
+                &t.is_some(),
+                &t.flatten(),
+                &f.from.map(UnixMillis::as_millis),
+                &f.until.map(UnixMillis::as_millis),
+                &i64::from(f.limit),
+            ],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Redemption {
+                id: r.try_get(0)?,
+                code: r.try_get(1)?,
+                coupon_type: parse_type(r.try_get(2)?)?,
+                user_id: r.try_get(3)?,
+                redeemed_at: UnixMillis::from_millis(r.try_get(4)?),
+            })
+        })
+        .collect()
+}
+
+#[async_trait]
+impl CouponStore for PgStore {
+    async fn upload_coupons(
+        &self,
+        coupons: Vec<NewCoupon>,
+        now: UnixMillis,
+    ) -> Result<Result<usize, ExistingCodes>, StorageError> {
+        let mut client = self.client().await?;
+        upload(&mut client, &coupons, now).await
+    }
+
+    async fn existing_coupon_codes(
+        &self,
+        codes: Vec<UploadedCode>,
+    ) -> Result<Vec<UploadedCode>, StorageError> {
+        let client = self.client().await?;
+        existing_codes(&client, codes).await
+    }
+
+    async fn allocate_coupon(
+        &self,
+        user: UserId,
+        coupon_type: Option<CouponType>,
+        now: UnixMillis,
+    ) -> Result<Allocation, StorageError> {
+        let mut client = self.client().await?;
+        allocate(&mut client, &user, coupon_type, now).await
+    }
+
+    async fn coupon(&self, code: &UploadedCode) -> Result<Option<Coupon>, StorageError> {
+        let client = self.client().await?;
+        get(&client, code.as_str()).await
+    }
+
+    async fn redeem_coupon(
+        &self,
+        code: &UploadedCode,
+        user: UserId,
+        now: UnixMillis,
+    ) -> Result<RedeemOutcome, StorageError> {
+        let mut client = self.client().await?;
+        redeem(&mut client, code.as_str(), &user, now).await
+    }
+
+    async fn redemptions(&self, f: RedemptionFilter) -> Result<Vec<Redemption>, StorageError> {
+        let client = self.client().await?;
+        redemptions(&client, f).await
+    }
+
+    async fn coupon_counters(&self, now: UnixMillis) -> Result<Vec<CouponCounters>, StorageError> {
+        let client = self.client().await?;
+        counters(&client, now).await
+    }
+
+    async fn purge_coupons(
+        &self,
+        now: UnixMillis,
+        trigger: &'static str,
+    ) -> Result<Vec<(Option<CouponType>, i64)>, StorageError> {
+        let mut client = self.client().await?;
+        purge(&mut client, now, trigger).await
+    }
 }

@@ -5,25 +5,31 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
-use allot_domain::event::{EventType, NewEvent};
+use async_trait::async_trait;
 use tokio_postgres::{Client, GenericClient};
 
-use crate::{DiscountCodeRecord, StorageError};
+use super::PgStore;
+use crate::StorageError;
+use crate::discount::{
+    DiscountCodeRecord, DiscountStore, Draws, not_used, record, returned_event, sql,
+};
 
-const DRAWS_PER_CODE_MAX: usize = 16;
-
-pub(super) async fn generate(
+async fn generate(
     client: &mut Client,
     length: CodeLength,
     count: GenerateCount,
     now: UnixMillis,
 ) -> Result<Vec<DiscountCode>, StorageError> {
-    let count = count.get() as usize;
+    let mut draws = Draws::new(count, length);
     let tx = client.transaction().await?;
     let batch_id: i64 = tx
         .query_one(
-            "INSERT INTO discount_code_batches (length, count, created_at_ms) VALUES ($1, $2, $3) RETURNING id",
-            &[&i32::from(length.get()), &(count as i32), &now.as_millis()],
+            sql::NEW_BATCH,
+            &[
+                &i32::from(length.get()),
+                &(draws.count() as i32),
+                &now.as_millis(),
+            ],
         )
         .await?
         .get(0);
@@ -33,26 +39,16 @@ pub(super) async fn generate(
              SELECT unnest($1::text[]), $2 ON CONFLICT (code) DO NOTHING RETURNING code",
         )
         .await?;
-    let mut codes = Vec::with_capacity(count);
-    let mut draws = 0;
-    while codes.len() < count {
-        let wanted = count - codes.len();
-        if draws + wanted > count * DRAWS_PER_CODE_MAX {
-            return Err(StorageError::Corrupt(format!(
-                "{draws} draws found only {} unused codes: the code space is nearly full",
-                codes.len()
-            )));
+    let mut codes = Vec::with_capacity(draws.count());
+    loop {
+        let wanted = draws.next(codes.len())?;
+        if wanted == 0 {
+            break;
         }
-        draws += wanted;
-        let drawn: Vec<String> = {
-            let mut rng = rand::rng();
-            let mut d: Vec<String> = (0..wanted)
-                .map(|_| DiscountCode::generate(&mut rng, length).into_string())
-                .collect();
-            d.sort_unstable();
-            d.dedup();
-            d
-        };
+        let mut drawn = draws.draw(wanted);
+        // One statement may not insert a code twice: a code drawn twice is drawn again.
+        drawn.dedup();
+        let drawn: Vec<&str> = drawn.iter().map(DiscountCode::as_str).collect();
         for row in tx.query(&insert, &[&drawn, &batch_id]).await? {
             let code: String = row.get(0);
             codes.push(
@@ -61,15 +57,12 @@ pub(super) async fn generate(
             );
         }
     }
-    // One summary event for the batch, never one per code.
-    let payload = serde_json::json!({"batch_id": batch_id, "count": count, "length": length.get()});
-    let event = NewEvent::api(EventType::DiscountCodesGenerated, now, payload.to_string());
-    super::event::append(&tx, event).await?;
+    super::event::append(&tx, draws.finished(batch_id, now)).await?;
     tx.commit().await?;
     Ok(codes)
 }
 
-pub(super) async fn use_code(
+async fn use_code(
     client: &impl GenericClient,
     code: &DiscountCode,
     now: UnixMillis,
@@ -100,17 +93,8 @@ pub(super) async fn use_code(
     if used.is_some() {
         return Ok(UseOutcome::Used);
     }
-    let exists = client
-        .query_opt(
-            "SELECT 1 FROM discount_codes WHERE code = $1",
-            &[&code.as_str()],
-        )
-        .await?;
-    Ok(if exists.is_some() {
-        UseOutcome::AlreadyUsed
-    } else {
-        UseOutcome::Invalid
-    })
+    let exists = client.query_opt(sql::EXISTS, &[&code.as_str()]).await?;
+    Ok(not_used(exists.is_some()))
 }
 
 /// Makes a used code unused again (an order that used it was cancelled).
@@ -120,34 +104,47 @@ pub(super) async fn give_back(
     order: i64,
     now: UnixMillis,
 ) -> Result<(), StorageError> {
-    let changed = tx
-        .execute(
-            "UPDATE discount_codes SET used_at_ms = NULL WHERE code = $1",
-            &[&code],
-        )
-        .await?;
+    let changed = tx.execute(sql::GIVE_BACK, &[&code]).await?;
     if changed == 1 {
-        let payload = serde_json::json!({"code": code, "order_id": order});
-        let event = NewEvent::api(EventType::DiscountCodeReturned, now, payload.to_string());
-        super::event::append(tx, event).await?;
+        super::event::append(tx, returned_event(code, order, now)).await?;
     }
     Ok(())
 }
 
-pub(super) async fn get(
+async fn get(
     client: &Client,
     code: &DiscountCode,
 ) -> Result<Option<DiscountCodeRecord>, StorageError> {
-    let row = client
-        .query_opt(
-            "SELECT b.created_at_ms, c.used_at_ms FROM discount_codes c
-             JOIN discount_code_batches b ON b.id = c.batch_id WHERE c.code = $1",
-            &[&code.as_str()],
-        )
-        .await?;
-    Ok(row.map(|r| DiscountCodeRecord {
-        code: code.clone(),
-        created_at: UnixMillis::from_millis(r.get(0)),
-        used_at: r.get::<_, Option<i64>>(1).map(UnixMillis::from_millis),
-    }))
+    let row = client.query_opt(sql::RECORD, &[&code.as_str()]).await?;
+    Ok(row.map(|r| record(code, r.get(0), r.get(1))))
+}
+
+#[async_trait]
+impl DiscountStore for PgStore {
+    async fn generate_discount_codes(
+        &self,
+        length: CodeLength,
+        count: GenerateCount,
+        now: UnixMillis,
+    ) -> Result<Vec<DiscountCode>, StorageError> {
+        let mut client = self.client().await?;
+        generate(&mut client, length, count, now).await
+    }
+
+    async fn use_discount_code(
+        &self,
+        code: &DiscountCode,
+        now: UnixMillis,
+    ) -> Result<UseOutcome, StorageError> {
+        let client = self.client().await?;
+        use_code(&*client, code, now).await
+    }
+
+    async fn discount_code(
+        &self,
+        code: &DiscountCode,
+    ) -> Result<Option<DiscountCodeRecord>, StorageError> {
+        let client = self.client().await?;
+        get(&client, code).await
+    }
 }

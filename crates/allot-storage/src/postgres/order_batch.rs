@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use allot_domain::UnixMillis;
 use allot_domain::catalog::WarehouseId;
 use allot_domain::coupon::{CouponState, Discount, DiscountKind, check_redeemable};
-use allot_domain::event::{EventType, NewEvent, Origin};
+use allot_domain::event::{NewEvent, Origin};
 use allot_domain::inventory::{AlertChange, Level, MovementKind, alert_change, choose_warehouse};
 use allot_domain::order::{OrderStatus, price};
 use async_trait::async_trait;
@@ -946,17 +946,12 @@ fn batch_events(
         if let Some(c) = a.coupon {
             uses[c] += 1;
             let coupon = &state.coupons[c].coupon;
-            let payload = serde_json::json!({
-                "code": coupon.code,
-                "type": coupon.coupon_type.map(|t| t.as_str()),
-                "user_id": new.customer.as_str(),
-                "order_id": a.id,
-                "uses": uses[c],
-            });
-            events.push(NewEvent::api(
-                EventType::CouponRedeemed,
+            events.push(crate::coupon::redeemed_event(
+                coupon,
+                uses[c],
+                new.customer.as_str(),
+                Some(a.id),
                 now,
-                payload.to_string(),
             ));
         }
         if let Some(code) = &new.discount_code {

@@ -5,26 +5,35 @@
 //!   then the user's count row (the limit holds), in one transaction.
 
 use allot_domain::UnixMillis;
-use allot_domain::event::{ACTOR_SALE_OPENER, EventType, NewEvent};
+use allot_domain::event::EventType;
 use allot_domain::sale::{CheckoutCode, item_name_and_image};
+use allot_domain::user::UserId;
+use async_trait::async_trait;
 use tokio_postgres::{Client, GenericClient, Row};
 
-use crate::{
-    CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale, SaleItem,
-    StorageError,
+use super::PgStore;
+use crate::StorageError;
+use crate::sale::{
+    CHECKOUT_DRAWS_MAX, CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale,
+    SaleItem, SaleStore, attempt_label, checkout_item, checkout_within_limit, code_event,
+    decide_purchase, opened_event, parse_checkout_code, purchase_label, replayed, sale_of, sql,
 };
 
-const SALE_COLUMNS: &str = "id, starts_at_ms, ends_at_ms, items_total, sold";
-const ITEM_COLUMNS: &str = "id, sale_id, name, image_url, sold_to";
+/// The item by its id, its row locked for the purchase's transaction.
+const ITEM_LOCKED: &str = concat!(
+    "SELECT ",
+    crate::sale::item_columns!(),
+    " FROM sale_items WHERE id = $1 FOR UPDATE"
+);
 
 fn sale(r: &Row) -> Sale {
-    Sale {
-        id: r.get(0),
-        starts_at: UnixMillis::from_millis(r.get(1)),
-        ends_at: UnixMillis::from_millis(r.get(2)),
-        items_total: i64::from(r.get::<_, i32>(3)),
-        sold: i64::from(r.get::<_, i32>(4)),
-    }
+    sale_of(
+        r.get(0),
+        r.get(1),
+        r.get(2),
+        i64::from(r.get::<_, i32>(3)),
+        i64::from(r.get::<_, i32>(4)),
+    )
 }
 
 fn item(r: &Row) -> SaleItem {
@@ -37,11 +46,7 @@ fn item(r: &Row) -> SaleItem {
     }
 }
 
-pub(super) async fn open(
-    client: &mut Client,
-    new: NewSale,
-    now: UnixMillis,
-) -> Result<Sale, StorageError> {
+async fn open(client: &mut Client, new: NewSale, now: UnixMillis) -> Result<Sale, StorageError> {
     let tx = client.transaction().await?;
     let inserted = tx
         .query_opt(
@@ -65,19 +70,7 @@ pub(super) async fn open(
             &[&sale_id, &names, &images],
         )
         .await?;
-        let payload = serde_json::json!({
-            "sale_id": sale_id,
-            "starts_at_ms": new.hour.starts_at().as_millis(),
-            "ends_at_ms": new.hour.ends_at().as_millis(),
-            "items": new.items,
-        });
-        let event = NewEvent::by(
-            ACTOR_SALE_OPENER,
-            EventType::SaleOpened,
-            now,
-            payload.to_string(),
-        );
-        super::event::append(&tx, event).await?;
+        super::event::append(&tx, opened_event(sale_id, new, now)).await?;
         tracing::info!(sale = sale_id, items = new.items, "sale opened");
     }
     tx.commit().await?;
@@ -86,28 +79,19 @@ pub(super) async fn open(
         .ok_or_else(|| StorageError::Corrupt("the sale just opened is missing".to_owned()))
 }
 
-pub(super) async fn by_start(
+async fn by_start(
     client: &impl GenericClient,
     start: UnixMillis,
 ) -> Result<Option<Sale>, StorageError> {
     Ok(client
-        .query_opt(
-            &format!("SELECT {SALE_COLUMNS} FROM sales WHERE starts_at_ms = $1"),
-            &[&start.as_millis()],
-        )
+        .query_opt(sql::SALE_BY_START, &[&start.as_millis()])
         .await?
         .map(|r| sale(&r)))
 }
 
-pub(super) async fn by_id(
-    client: &impl GenericClient,
-    id: i64,
-) -> Result<Option<Sale>, StorageError> {
+async fn by_id(client: &impl GenericClient, id: i64) -> Result<Option<Sale>, StorageError> {
     Ok(client
-        .query_opt(
-            &format!("SELECT {SALE_COLUMNS} FROM sales WHERE id = $1"),
-            &[&id],
-        )
+        .query_opt(sql::SALE_BY_ID, &[&id])
         .await?
         .map(|r| sale(&r)))
 }
@@ -118,87 +102,103 @@ async fn bought(
     user: &str,
 ) -> Result<i64, StorageError> {
     Ok(client
-        .query_opt(
-            "SELECT bought FROM sale_user_counts WHERE sale_id = $1 AND user_id = $2",
-            &[&sale_id, &user],
-        )
+        .query_opt(sql::BOUGHT, &[&sale_id, &user])
         .await?
         .map_or(0, |r| i64::from(r.get::<_, i32>(0))))
 }
 
-pub(super) async fn checkout(
+async fn checkout(
     client: &mut Client,
     req: &CheckoutRequest,
 ) -> Result<CheckoutOutcome, StorageError> {
-    let user = req.user.as_str();
     let tx = client.transaction().await?;
-    let found = tx
-        .query_opt(
-            &format!("SELECT {ITEM_COLUMNS} FROM sale_items WHERE id = $1"),
-            &[&req.item.get()],
-        )
-        .await?
-        .map(|r| item(&r));
-    let outcome = match found {
-        None => CheckoutOutcome::UnknownItem,
-        Some(it) if it.sale_id != req.sale.id => CheckoutOutcome::NotInCurrentSale,
-        Some(it) if it.sold_to.is_some() => CheckoutOutcome::ItemSold,
-        Some(_) if bought(&tx, req.sale.id, user).await? >= i64::from(req.user_limit) => {
-            CheckoutOutcome::UserLimitReached
-        }
-        Some(it) => {
-            let open = tx
-                .query_opt(
-                    "SELECT code FROM sale_checkouts WHERE sale_id = $1 AND user_id = $2 AND item_id = $3 AND outcome IS NULL LIMIT 1",
-                    &[&req.sale.id, &user, &it.id],
-                )
-                .await?;
-            let code = match open {
-                Some(r) => CheckoutCode::parse(r.get(0))
-                    .map_err(|e| StorageError::Corrupt(e.to_string()))?,
-                None => loop {
-                    let code = CheckoutCode::generate(&mut rand::rng());
-                    let done = tx
-                        .execute(
-                            "INSERT INTO sale_checkouts (code, sale_id, item_id, user_id, created_at_ms)
-                             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (code) DO NOTHING",
-                            &[&code.as_str(), &req.sale.id, &it.id, &user, &req.now.as_millis()],
-                        )
-                        .await?;
-                    if done == 1 {
-                        let payload = serde_json::json!({
-                            "sale_id": req.sale.id,
-                            "item_id": it.id,
-                            "user_id": user,
-                            "code": code.as_str(),
-                        });
-                        let event =
-                            NewEvent::api(EventType::SaleCheckout, req.now, payload.to_string());
-                        super::event::append(&tx, event).await?;
-                        break code;
-                    }
-                },
-            };
-            CheckoutOutcome::Code { code, item: it }
-        }
-    };
-    let (label, code) = match &outcome {
-        CheckoutOutcome::Code { code, .. } => ("ok", Some(code.as_str().to_owned())),
-        CheckoutOutcome::UnknownItem => ("unknown_item", None),
-        CheckoutOutcome::NotInCurrentSale => ("not_in_current_sale", None),
-        CheckoutOutcome::ItemSold => ("item_sold", None),
-        CheckoutOutcome::UserLimitReached => ("user_limit_reached", None),
-    };
+    let outcome = decide_checkout(&tx, req).await?;
+    let (label, code) = attempt_label(&outcome);
     tx.execute(
-        "INSERT INTO sale_checkout_attempts (sale_id, item_id, user_id, at_ms, outcome, code) VALUES ($1, $2, $3, $4, $5, $6)",
-        &[&req.sale.id, &req.item.get(), &user, &req.now.as_millis(), &label, &code],
+        sql::RECORD_ATTEMPT,
+        &[
+            &req.sale.id,
+            &req.item.get(),
+            &req.user.as_str(),
+            &req.now.as_millis(),
+            &label,
+            &code,
+        ],
     )
     .await?;
     tx.commit().await?;
     Ok(outcome)
 }
 
-pub(super) async fn purchase(
+/// The outcome of a checkout, by the shared rules on what this transaction reads.
+async fn decide_checkout(
+    tx: &impl GenericClient,
+    req: &CheckoutRequest,
+) -> Result<CheckoutOutcome, StorageError> {
+    let user = req.user.as_str();
+    let found = tx
+        .query_opt(sql::ITEM_BY_ID, &[&req.item.get()])
+        .await?
+        .map(|r| item(&r));
+    let it = match checkout_item(found, req.sale.id) {
+        Ok(it) => it,
+        Err(refusal) => return Ok(refusal),
+    };
+    if let Err(refusal) =
+        checkout_within_limit(bought(tx, req.sale.id, user).await?, req.user_limit)
+    {
+        return Ok(refusal);
+    }
+    // The same user checking out the same item again gets the same open code.
+    let open = tx
+        .query_opt(sql::OPEN_CODE, &[&req.sale.id, &user, &it.id])
+        .await?;
+    let code = match open {
+        Some(r) => parse_checkout_code(r.try_get(0)?)?,
+        None => new_code(tx, req, it.id).await?,
+    };
+    Ok(CheckoutOutcome::Code { code, item: it })
+}
+
+async fn new_code(
+    tx: &impl GenericClient,
+    req: &CheckoutRequest,
+    item_id: i64,
+) -> Result<CheckoutCode, StorageError> {
+    for _ in 0..CHECKOUT_DRAWS_MAX {
+        let code = CheckoutCode::generate(&mut rand::rng());
+        let inserted = tx
+            .execute(
+                sql::NEW_CODE,
+                &[
+                    &code.as_str(),
+                    &req.sale.id,
+                    &item_id,
+                    &req.user.as_str(),
+                    &req.now.as_millis(),
+                ],
+            )
+            .await?;
+        if inserted == 1 {
+            let user = req.user.as_str();
+            let event = code_event(
+                EventType::SaleCheckout,
+                req.sale.id,
+                item_id,
+                user,
+                &code,
+                req.now,
+            );
+            super::event::append(tx, event).await?;
+            return Ok(code);
+        }
+    }
+    Err(StorageError::Corrupt(format!(
+        "{CHECKOUT_DRAWS_MAX} checkout codes in a row collided"
+    )))
+}
+
+async fn purchase(
     client: &mut Client,
     code: &CheckoutCode,
     user_limit: u32,
@@ -217,26 +217,11 @@ pub(super) async fn purchase(
     let (sale_id, item_id, user, decided): (i64, i64, String, Option<String>) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
     let the_item = tx
-        .query_one(
-            &format!("SELECT {ITEM_COLUMNS} FROM sale_items WHERE id = $1 FOR UPDATE"),
-            &[&item_id],
-        )
+        .query_one(ITEM_LOCKED, &[&item_id])
         .await
         .map(|r| item(&r))?;
     if let Some(decided) = decided {
-        let outcome = match decided.as_str() {
-            "sold" => PurchaseOutcome::Sold {
-                item: the_item,
-                user_id: user,
-            },
-            "item_sold" => PurchaseOutcome::ItemSold,
-            "user_limit_reached" => PurchaseOutcome::UserLimitReached,
-            _ => PurchaseOutcome::SaleOver,
-        };
-        return Ok(Purchase {
-            outcome,
-            replayed: true,
-        });
+        return Ok(replayed(&decided, the_item, user));
     }
     let sale = by_id(&tx, sale_id)
         .await?
@@ -255,49 +240,34 @@ pub(super) async fn purchase(
         )
         .await?
         .map_or(0, |r| r.get(0));
-    let (outcome, label) = if now >= sale.ends_at {
-        (PurchaseOutcome::SaleOver, "sale_over")
-    } else if the_item.sold_to.is_some() {
-        (PurchaseOutcome::ItemSold, "item_sold")
-    } else if i64::from(held) >= i64::from(user_limit) {
-        (PurchaseOutcome::UserLimitReached, "user_limit_reached")
-    } else {
-        tx.execute(
-            "UPDATE sale_items SET sold_to = $2, sold_at_ms = $3, sold_by_code = $4 WHERE id = $1 AND sold_to IS NULL",
-            &[&item_id, &user, &now.as_millis(), &code.as_str()],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE sales SET sold = sold + 1 WHERE id = $1",
-            &[&sale_id],
-        )
-        .await?;
-        tx.execute(
-            "UPDATE sale_user_counts SET bought = bought + 1 WHERE sale_id = $1 AND user_id = $2",
-            &[&sale_id, &user],
-        )
-        .await?;
-        let payload = serde_json::json!({
-            "sale_id": sale_id,
-            "item_id": item_id,
-            "user_id": user,
-            "code": code.as_str(),
-        });
-        let event = NewEvent::api(EventType::SalePurchased, now, payload.to_string());
-        super::event::append(&tx, event).await?;
-        let mut it = the_item;
-        it.sold_to = Some(user.clone());
-        (
+    let outcome = match decide_purchase(now, &sale, &the_item, i64::from(held), user_limit) {
+        Err(refusal) => refusal,
+        Ok(()) => {
+            tx.execute(
+                sql::SELL_ITEM,
+                &[&user, &now.as_millis(), &code.as_str(), &item_id],
+            )
+            .await?;
+            tx.execute(sql::COUNT_SOLD, &[&sale_id]).await?;
+            tx.execute(
+                "UPDATE sale_user_counts SET bought = bought + 1 WHERE sale_id = $1 AND user_id = $2",
+                &[&sale_id, &user],
+            )
+            .await?;
+            let event = code_event(EventType::SalePurchased, sale_id, item_id, &user, code, now);
+            super::event::append(&tx, event).await?;
+            let mut it = the_item;
+            it.sold_to = Some(user.clone());
             PurchaseOutcome::Sold {
                 item: it,
                 user_id: user,
-            },
-            "sold",
-        )
+            }
+        }
     };
+    let label = purchase_label(&outcome);
     tx.execute(
-        "UPDATE sale_checkouts SET outcome = $2, decided_at_ms = $3 WHERE code = $1",
-        &[&code.as_str(), &label, &now.as_millis()],
+        sql::DECIDE_CODE,
+        &[&label, &now.as_millis(), &code.as_str()],
     )
     .await?;
     tx.commit().await?;
@@ -307,35 +277,81 @@ pub(super) async fn purchase(
     })
 }
 
-pub(super) async fn items(
+async fn items(
     client: &Client,
     sale_id: i64,
     after: i64,
     limit: u32,
 ) -> Result<Vec<SaleItem>, StorageError> {
     Ok(client
-        .query(
-            &format!("SELECT {ITEM_COLUMNS} FROM sale_items WHERE sale_id = $1 AND id > $2 ORDER BY id LIMIT $3"),
-            &[&sale_id, &after, &i64::from(limit)],
-        )
+        .query(sql::ITEMS, &[&sale_id, &after, &i64::from(limit)])
         .await?
         .iter()
         .map(item)
         .collect())
 }
 
-pub(super) async fn purchases(
+async fn purchases(
     client: &Client,
     sale_id: i64,
     user: &str,
 ) -> Result<Vec<SaleItem>, StorageError> {
     Ok(client
-        .query(
-            &format!("SELECT {ITEM_COLUMNS} FROM sale_items WHERE sale_id = $1 AND sold_to = $2 ORDER BY sold_at_ms, id"),
-            &[&sale_id, &user],
-        )
+        .query(sql::PURCHASES, &[&sale_id, &user])
         .await?
         .iter()
         .map(item)
         .collect())
+}
+
+#[async_trait]
+impl SaleStore for PgStore {
+    async fn open_sale(&self, new: NewSale, now: UnixMillis) -> Result<Sale, StorageError> {
+        let mut client = self.client().await?;
+        open(&mut client, new, now).await
+    }
+
+    async fn sale_starting_at(&self, start: UnixMillis) -> Result<Option<Sale>, StorageError> {
+        let client = self.client().await?;
+        by_start(&*client, start).await
+    }
+
+    async fn sale(&self, id: i64) -> Result<Option<Sale>, StorageError> {
+        let client = self.client().await?;
+        by_id(&*client, id).await
+    }
+
+    async fn checkout(&self, request: CheckoutRequest) -> Result<CheckoutOutcome, StorageError> {
+        let mut client = self.client().await?;
+        checkout(&mut client, &request).await
+    }
+
+    async fn purchase(
+        &self,
+        code: CheckoutCode,
+        user_limit: u32,
+        now: UnixMillis,
+    ) -> Result<Purchase, StorageError> {
+        let mut client = self.client().await?;
+        purchase(&mut client, &code, user_limit, now).await
+    }
+
+    async fn sale_items(
+        &self,
+        sale_id: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<SaleItem>, StorageError> {
+        let client = self.client().await?;
+        items(&client, sale_id, after_id, limit).await
+    }
+
+    async fn sale_purchases(
+        &self,
+        sale_id: i64,
+        user: UserId,
+    ) -> Result<Vec<SaleItem>, StorageError> {
+        let client = self.client().await?;
+        purchases(&client, sale_id, user.as_str()).await
+    }
 }

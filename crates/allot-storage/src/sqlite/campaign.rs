@@ -1,102 +1,61 @@
-//! Campaign operations. `issue` runs inside the writer's batch transaction, in a savepoint, so
-//! a failure at any step undoes the whole issue.
+//! Campaigns on SQLite. `issue` runs inside the writer's batch transaction, in a savepoint,
+//! so a failure at any step undoes the whole issue.
 
 use allot_domain::UnixMillis;
-use allot_domain::campaign::{CampaignId, CampaignWindow, CouponCode};
-use allot_domain::event::{EventType, NewEvent};
+use allot_domain::campaign::{CampaignId, CouponCode};
 use allot_domain::user::UserId;
+use async_trait::async_trait;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
-use serde_json::json;
 
+use super::SqliteStore;
 use super::event::append;
-
 use super::writer::WriterState;
-use crate::{Campaign, IssueOutcome, IssueRequest, IssuedCoupon, NewCampaign, StorageError};
+use crate::StorageError;
+use crate::campaign::{
+    Campaign, CampaignRow, CampaignStore, Count, DRAWS_MAX, IssueOutcome, IssueRequest,
+    IssuedCoupon, NewCampaign, created, created_event, decide_issue, issued_coupon, issued_event,
+    parse_code, sql,
+};
 
-/// Draws allowed per issue before giving up. With 11,182^8 codes a single collision is already
-/// astronomically rare; the bound only keeps a broken generator from looping forever.
-const DRAWS_MAX: usize = 16;
-
-pub(super) fn create(
-    conn: &Connection,
-    new: &NewCampaign,
-    now: UnixMillis,
-) -> Result<Campaign, StorageError> {
-    conn.prepare_cached(
-        "INSERT INTO campaigns (name, starts_at_ms, ends_at_ms, total, per_user_limit, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
-        new.name.as_str(),
-        new.window.starts_at.as_millis(),
-        new.window.ends_at.map(UnixMillis::as_millis),
-        new.total.get(),
-        new.per_user_limit.map(|l| l.get()),
-        now.as_millis(),
-    ])?;
-    let id = CampaignId::parse(conn.last_insert_rowid())
-        .map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    let payload = json!({
-        "campaign_id": id.get(),
-        "name": new.name.as_str(),
-        "total": new.total.get(),
-        "per_user_limit": new.per_user_limit.map(|l| l.get()),
-        "starts_at_ms": new.window.starts_at.as_millis(),
-        "ends_at_ms": new.window.ends_at.map(UnixMillis::as_millis),
-    });
-    append(
-        conn,
-        NewEvent::api(EventType::CampaignCreated, now, payload.to_string()),
+fn create(conn: &Connection, new: &NewCampaign, now: UnixMillis) -> Result<Campaign, StorageError> {
+    let id: i64 = conn.prepare_cached(sql::CREATE)?.query_row(
+        params![
+            new.name.as_str(),
+            new.window.starts_at.as_millis(),
+            new.window.ends_at.map(UnixMillis::as_millis),
+            new.total.get(),
+            new.per_user_limit.map(|l| l.get()),
+            now.as_millis(),
+        ],
+        |r| r.get(0),
     )?;
-    Ok(Campaign {
-        id,
-        name: new.name.as_str().to_owned(),
-        window: new.window.clone(),
-        total: new.total.get(),
-        per_user_limit: new.per_user_limit.map(|l| l.get()),
-        issued: 0,
-        created_at: now,
+    let campaign = created(id, new, now)?;
+    append(conn, created_event(&campaign))?;
+    Ok(campaign)
+}
+
+fn get(conn: &Connection, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
+    conn.prepare_cached(sql::BY_ID)?
+        .query_row(params![id.get()], campaign_row)
+        .optional()?
+        .map(CampaignRow::campaign)
+        .transpose()
+}
+
+fn campaign_row(r: &Row<'_>) -> rusqlite::Result<CampaignRow> {
+    Ok(CampaignRow {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        starts_at_ms: r.get(2)?,
+        ends_at_ms: r.get(3)?,
+        total: r.get(4)?,
+        per_user_limit: r.get(5)?,
+        issued: r.get(6)?,
+        created_at_ms: r.get(7)?,
     })
 }
 
-pub(super) fn get(conn: &Connection, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
-    conn.prepare_cached(
-        "SELECT id, name, starts_at_ms, ends_at_ms, total, per_user_limit, issued, created_at_ms
-         FROM campaigns WHERE id = ?1",
-    )?
-    .query_row(params![id.get()], campaign_row)
-    .optional()?
-    .transpose()
-}
-
-fn campaign_row(r: &Row<'_>) -> rusqlite::Result<Result<Campaign, StorageError>> {
-    let id: i64 = r.get(0)?;
-    let starts: i64 = r.get(2)?;
-    let ends: Option<i64> = r.get(3)?;
-    let limit: Option<i64> = r.get(5)?;
-    let name: String = r.get(1)?;
-    let total: i64 = r.get(4)?;
-    let issued: i64 = r.get(6)?;
-    let created: i64 = r.get(7)?;
-    Ok((|| {
-        let corrupt = |e: allot_domain::DomainError| StorageError::Corrupt(e.to_string());
-        Ok(Campaign {
-            id: CampaignId::parse(id).map_err(corrupt)?,
-            name,
-            window: CampaignWindow::new(
-                UnixMillis::from_millis(starts),
-                ends.map(UnixMillis::from_millis),
-            )
-            .map_err(corrupt)?,
-            total,
-            per_user_limit: limit.map(|l| l as u32),
-            issued,
-            created_at: UnixMillis::from_millis(created),
-        })
-    })())
-}
-
-pub(super) fn issue(
+fn issue(
     conn: &Connection,
     state: &mut WriterState,
     req: &IssueRequest,
@@ -120,19 +79,24 @@ pub(super) fn issue(
         }
     }
 
-    // Claim the next sequence number. The condition (and the table's CHECK behind it) is what
-    // makes "exactly total" hold.
+    // Claim the next sequence number first, in one statement: its condition (and the table's
+    // CHECK behind it) makes "exactly total" hold, and no read is spent on the common case.
+    // The count it returns is then decided like any other; a refusal gives the claim back.
     let claimed = conn
         .prepare_cached(
             "UPDATE campaigns SET issued = issued + 1
              WHERE id = ?1 AND issued < total
-             RETURNING issued, per_user_limit",
+             RETURNING issued, total, per_user_limit",
         )?
         .query_row(params![campaign], |r| {
-            Ok((r.get::<_, i64>(0)?, r.get::<_, Option<i64>>(1)?))
+            Ok(Count {
+                issued: r.get::<_, i64>(0)? - 1,
+                total: r.get(1)?,
+                per_user_limit: r.get(2)?,
+            })
         })
         .optional()?;
-    let Some((seq, per_user_limit)) = claimed else {
+    let Some(count) = claimed else {
         let exists = conn
             .prepare_cached("SELECT 1 FROM campaigns WHERE id = ?1")?
             .exists(params![campaign])?;
@@ -142,19 +106,23 @@ pub(super) fn issue(
             IssueOutcome::CampaignNotFound
         });
     };
-
-    if let (Some(user), Some(limit)) = (&req.user_id, per_user_limit) {
-        let held: i64 = conn
-            .prepare_cached(
+    let held = match (&req.user_id, count.per_user_limit) {
+        (Some(user), Some(_)) => Some(
+            conn.prepare_cached(
                 "SELECT count(*) FROM campaign_coupons WHERE campaign_id = ?1 AND user_id = ?2",
             )?
-            .query_row(params![campaign, user.as_str()], |r| r.get(0))?;
-        if held >= limit {
+            .query_row(params![campaign, user.as_str()], |r| r.get::<_, i64>(0))?,
+        ),
+        _ => None,
+    };
+    let seq = match decide_issue(count, held) {
+        Ok(seq) => seq,
+        Err(refusal) => {
             conn.prepare_cached("UPDATE campaigns SET issued = issued - 1 WHERE id = ?1")?
                 .execute(params![campaign])?;
-            return Ok(IssueOutcome::UserLimitReached);
+            return Ok(refusal);
         }
-    }
+    };
 
     let sequence = match state.campaign_code_sequence {
         Some(n) => n,
@@ -177,15 +145,9 @@ pub(super) fn issue(
         ]);
         match inserted {
             Ok(_) => {
-                let payload = json!({
-                    "campaign_id": campaign,
-                    "code": code.as_str(),
-                    "seq": seq,
-                    "user_id": req.user_id.as_ref().map(|u| u.as_str()),
-                });
                 append(
                     conn,
-                    NewEvent::api(EventType::CouponIssued, req.now, payload.to_string()),
+                    issued_event(campaign, &code, seq, req.user_id.as_ref(), req.now),
                 )?;
                 // Only now, with the row in: a failed issue must not move the sequence.
                 state.campaign_code_sequence = Some(sequence + 1);
@@ -219,16 +181,13 @@ fn resume_sequence(conn: &Connection) -> Result<u64, StorageError> {
         .unwrap_or(0))
 }
 
-pub(super) fn coupons(
+fn coupons(
     conn: &Connection,
     id: CampaignId,
     after_seq: i64,
     limit: u32,
 ) -> Result<Vec<IssuedCoupon>, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT code, seq, user_id, issued_at_ms FROM campaign_coupons
-         WHERE campaign_id = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(sql::COUPONS)?;
     let rows = stmt.query_map(params![id.get(), after_seq, limit], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -240,26 +199,18 @@ pub(super) fn coupons(
     let mut out = Vec::new();
     for row in rows {
         let (code, seq, user_id, at) = row?;
-        out.push(IssuedCoupon {
-            code: parse_code(&code)?,
-            seq,
-            user_id,
-            issued_at: UnixMillis::from_millis(at),
-        });
+        out.push(issued_coupon(&code, seq, user_id, at)?);
     }
     Ok(out)
 }
 
-pub(super) fn codes(
+fn codes(
     conn: &Connection,
     id: CampaignId,
     holder: Option<&UserId>,
     limit: u32,
 ) -> Result<Vec<CouponCode>, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT code FROM campaign_coupons
-         WHERE campaign_id = ?1 AND (?2 IS NULL OR user_id = ?2) ORDER BY seq LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(sql::CODES)?;
     let rows = stmt.query_map(params![id.get(), holder.map(UserId::as_str), limit], |r| {
         r.get::<_, String>(0)
     })?;
@@ -270,6 +221,42 @@ pub(super) fn codes(
     Ok(out)
 }
 
-fn parse_code(raw: &str) -> Result<CouponCode, StorageError> {
-    CouponCode::parse(raw).map_err(|e| StorageError::Corrupt(format!("stored code {raw:?}: {e}")))
+#[async_trait]
+impl CampaignStore for SqliteStore {
+    async fn create_campaign(
+        &self,
+        new: NewCampaign,
+        now: UnixMillis,
+    ) -> Result<Campaign, StorageError> {
+        self.write(1, move |conn, _| create(conn, &new, now)).await
+    }
+
+    async fn campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
+        self.read(move |conn| get(conn, id)).await
+    }
+
+    async fn issue_coupon(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError> {
+        self.write(1, move |conn, state| issue(conn, state, &request))
+            .await
+    }
+
+    async fn campaign_coupons(
+        &self,
+        id: CampaignId,
+        after_seq: i64,
+        limit: u32,
+    ) -> Result<Vec<IssuedCoupon>, StorageError> {
+        self.read(move |conn| coupons(conn, id, after_seq, limit))
+            .await
+    }
+
+    async fn campaign_codes(
+        &self,
+        id: CampaignId,
+        holder: Option<UserId>,
+        limit: u32,
+    ) -> Result<Vec<CouponCode>, StorageError> {
+        self.read(move |conn| codes(conn, id, holder.as_ref(), limit))
+            .await
+    }
 }

@@ -1,70 +1,50 @@
-//! Coupon management operations. Writes run in the writer's batch transaction, each in its
-//! own savepoint; counters change in the same savepoint as what they count.
+//! Coupons on SQLite. Writes run in the writer's batch transaction, each in its own
+//! savepoint; counters change in the same savepoint as what they count.
 
 use allot_domain::UnixMillis;
-use allot_domain::coupon::{CouponState, CouponType, check_redeemable};
-use allot_domain::event::{EventType, NewEvent};
+use allot_domain::coupon::{CouponType, UploadedCode};
 use allot_domain::user::UserId;
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde_json::json;
 
-use crate::{
-    Allocation, Coupon, CouponCounters, ExistingCodes, NewCoupon, RedeemOutcome, Redemption,
-    RedemptionFilter, StorageError,
+use super::SqliteStore;
+use super::event::append;
+use crate::StorageError;
+use crate::coupon::{
+    Allocation, Coupon, CouponCounters, CouponRow, CouponStore, ExistingCodes, NewCoupon, PerType,
+    RedeemOutcome, Redemption, RedemptionFilter, TYPES, add_by_key, allocated_event, by_type,
+    counters_of, coupon_of, may_redeem, parse_type, per_type_of, purged_event, redeemed_event,
+    reversed_event, sort_counters, sql, type_index, type_key, uploaded_event,
 };
 
-const COLUMNS: &str = "code, type, discount_kind, discount_amount, expires_at_ms, max_uses, \
-                       uses, allocated_to, allocated_at_ms, created_at_ms";
-
-fn type_key(t: Option<CouponType>) -> &'static str {
-    t.map_or("NONE", CouponType::as_str)
-}
-
-fn parse_type(raw: Option<String>) -> Result<Option<CouponType>, StorageError> {
-    raw.map(|t| CouponType::parse(&t).map_err(|e| StorageError::Corrupt(e.to_string())))
-        .transpose()
-}
-
-fn coupon_row(r: &Row<'_>) -> rusqlite::Result<(Coupon, Option<String>)> {
-    Ok((
-        Coupon {
-            code: r.get(0)?,
-            coupon_type: None,
-            discount_kind: r.get(2)?,
-            discount_amount: r.get(3)?,
-            expires_at: UnixMillis::from_millis(r.get(4)?),
-            max_uses: r.get(5)?,
-            uses: r.get(6)?,
-            allocated_to: r.get(7)?,
-            allocated_at: r.get::<_, Option<i64>>(8)?.map(UnixMillis::from_millis),
-            created_at: UnixMillis::from_millis(r.get(9)?),
-        },
-        r.get(1)?,
-    ))
-}
-
-fn finish(row: (Coupon, Option<String>)) -> Result<Coupon, StorageError> {
-    let (mut coupon, t) = row;
-    coupon.coupon_type = parse_type(t)?;
-    Ok(coupon)
+fn coupon_row(r: &Row<'_>) -> rusqlite::Result<CouponRow> {
+    Ok(CouponRow {
+        code: r.get(0)?,
+        coupon_type: r.get(1)?,
+        discount_kind: r.get(2)?,
+        discount_amount: r.get(3)?,
+        expires_at_ms: r.get(4)?,
+        max_uses: r.get(5)?,
+        uses: r.get(6)?,
+        allocated_to: r.get(7)?,
+        allocated_at_ms: r.get(8)?,
+        created_at_ms: r.get(9)?,
+        id: r.get(10)?,
+    })
 }
 
 fn by_code(conn: &Connection, code: &str) -> Result<Option<(i64, Coupon)>, StorageError> {
-    conn.prepare_cached(&format!(
-        "SELECT {COLUMNS}, id FROM coupons WHERE code = ?1"
-    ))?
-    .query_row(params![code], |r| {
-        Ok((coupon_row(r)?, r.get::<_, i64>(10)?))
-    })
-    .optional()?
-    .map(|(row, id)| Ok((id, finish(row)?)))
-    .transpose()
+    conn.prepare_cached(sql::BY_CODE)?
+        .query_row(params![code], coupon_row)
+        .optional()?
+        .map(coupon_of)
+        .transpose()
 }
 
-pub(super) fn existing(
+fn existing(
     conn: &Connection,
-    codes: Vec<allot_domain::coupon::UploadedCode>,
-) -> Result<Vec<allot_domain::coupon::UploadedCode>, StorageError> {
+    codes: Vec<UploadedCode>,
+) -> Result<Vec<UploadedCode>, StorageError> {
     let mut exists = conn.prepare_cached("SELECT 1 FROM coupons WHERE code = ?1")?;
     let mut found = Vec::new();
     for code in codes {
@@ -75,7 +55,7 @@ pub(super) fn existing(
     Ok(found)
 }
 
-pub(super) fn upload(
+fn upload(
     conn: &Connection,
     coupons: &[NewCoupon],
     now: UnixMillis,
@@ -90,15 +70,14 @@ pub(super) fn upload(
     if !clashes.is_empty() {
         return Ok(Err(ExistingCodes(clashes)));
     }
-    conn.prepare_cached("INSERT INTO coupon_uploads (count, created_at_ms) VALUES (?1, ?2)")?
-        .execute(params![coupons.len(), now.as_millis()])?;
-    let upload_id = conn.last_insert_rowid();
+    let upload_id: i64 = conn
+        .prepare_cached(sql::NEW_UPLOAD)?
+        .query_row(params![coupons.len(), now.as_millis()], |r| r.get(0))?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO coupons (code, type, discount_kind, discount_amount, expires_at_ms, max_uses,
                               upload_id, created_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
-    let mut per_type = [0i64; 4];
     for c in coupons {
         insert.execute(params![
             c.code.as_str(),
@@ -110,40 +89,22 @@ pub(super) fn upload(
             upload_id,
             now.as_millis(),
         ])?;
-        per_type[type_index(c.coupon_type)] += 1;
     }
-    let mut count =
-        conn.prepare_cached("UPDATE coupon_counters SET created = created + ?2 WHERE type = ?1")?;
+    let per_type = per_type_of(coupons);
+    let mut count = conn.prepare_cached(sql::COUNT_CREATED)?;
     for (i, n) in per_type.iter().enumerate() {
         if *n > 0 {
-            count.execute(params![TYPES[i], n])?;
+            count.execute(params![n, TYPES[i]])?;
         }
     }
-    // One summary event for the upload, never one per coupon.
-    let payload = json!({"upload_id": upload_id, "count": coupons.len(), "per_type": per_type_json(&per_type)});
-    super::event::append(
+    append(
         conn,
-        NewEvent::api(EventType::CouponsUploaded, now, payload.to_string()),
+        uploaded_event(upload_id, coupons.len(), &per_type, now),
     )?;
     Ok(Ok(coupons.len()))
 }
 
-const TYPES: [&str; 4] = ["NONE", "FREE", "STANDARD", "MEGADEAL"];
-
-fn per_type_json(per_type: &[i64; 4]) -> serde_json::Value {
-    crate::event::counts_by_type(&TYPES, per_type)
-}
-
-fn type_index(t: Option<CouponType>) -> usize {
-    match t {
-        None => 0,
-        Some(CouponType::Free) => 1,
-        Some(CouponType::Standard) => 2,
-        Some(CouponType::Megadeal) => 3,
-    }
-}
-
-pub(super) fn allocate(
+fn allocate(
     conn: &Connection,
     user: &UserId,
     coupon_type: Option<CouponType>,
@@ -152,15 +113,11 @@ pub(super) fn allocate(
     let t = coupon_type.map(CouponType::as_str);
     // No hoarding: an unredeemed, unexpired coupon of this type already held comes back.
     let held = conn
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM coupons
-             WHERE allocated_to = ?1 AND type IS ?2 AND uses = 0 AND expires_at_ms > ?3
-             ORDER BY id LIMIT 1"
-        ))?
+        .prepare_cached(sql::HELD)?
         .query_row(params![user.as_str(), t, now.as_millis()], coupon_row)
         .optional()?;
     if let Some(row) = held {
-        return Ok(Allocation::Held(finish(row)?));
+        return Ok(Allocation::Held(coupon_of(row)?.1));
     }
     let free = conn
         .prepare_cached(
@@ -174,27 +131,18 @@ pub(super) fn allocate(
         return Ok(Allocation::NoneAvailable);
     };
     let row = conn
-        .prepare_cached(&format!(
-            "UPDATE coupons SET allocated_to = ?2, allocated_at_ms = ?3
-             WHERE id = ?1 AND allocated_to IS NULL RETURNING {COLUMNS}"
-        ))?
-        .query_row(params![id, user.as_str(), now.as_millis()], coupon_row)?;
-    let coupon = finish(row)?;
-    conn.prepare_cached(
-        "INSERT INTO coupon_allocations (code, type, user_id, allocated_at_ms) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![coupon.code, t, user.as_str(), now.as_millis()])?;
-    conn.prepare_cached("UPDATE coupon_counters SET allocated = allocated + 1 WHERE type = ?1")?
+        .prepare_cached(sql::ALLOCATE)?
+        .query_row(params![user.as_str(), now.as_millis(), id], coupon_row)?;
+    let (_, coupon) = coupon_of(row)?;
+    conn.prepare_cached(sql::RECORD_ALLOCATION)?
+        .execute(params![coupon.code, t, user.as_str(), now.as_millis()])?;
+    conn.prepare_cached(sql::COUNT_ALLOCATED)?
         .execute(params![type_key(coupon_type)])?;
-    let payload = json!({"code": coupon.code, "type": t, "user_id": user.as_str()});
-    super::event::append(
-        conn,
-        NewEvent::api(EventType::CouponAllocated, now, payload.to_string()),
-    )?;
+    append(conn, allocated_event(&coupon, user, now))?;
     Ok(Allocation::New(coupon))
 }
 
-pub(super) fn get(conn: &Connection, code: &str) -> Result<Option<Coupon>, StorageError> {
+fn get(conn: &Connection, code: &str) -> Result<Option<Coupon>, StorageError> {
     Ok(by_code(conn, code)?.map(|(_, c)| c))
 }
 
@@ -209,44 +157,26 @@ pub(super) fn redeem(
     let Some((id, coupon)) = by_code(conn, code)? else {
         return Ok(RedeemOutcome::NotFound);
     };
-    let state = CouponState {
-        expires_at: coupon.expires_at,
-        uses: coupon.uses,
-        max_uses: coupon.max_uses,
-        allocated_to: coupon.allocated_to.as_deref(),
-    };
-    if let Err(refusal) = check_redeemable(&state, user.as_str(), now) {
+    if let Err(refusal) = may_redeem(&coupon, user, now) {
         return Ok(RedeemOutcome::Refused(refusal));
     }
     let row = conn
-        .prepare_cached(&format!(
-            "UPDATE coupons SET uses = uses + 1 WHERE id = ?1 AND uses < max_uses RETURNING {COLUMNS}"
-        ))?
+        .prepare_cached(sql::USE)?
         .query_row(params![id], coupon_row)?;
-    let coupon = finish(row)?;
-    conn.prepare_cached(
-        "INSERT INTO coupon_redemptions (code, type, user_id, redeemed_at_ms, order_id)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?
-    .execute(params![
-        coupon.code,
-        coupon.coupon_type.map(CouponType::as_str),
-        user.as_str(),
-        now.as_millis(),
-        order
-    ])?;
-    conn.prepare_cached("UPDATE coupon_counters SET redeemed = redeemed + 1 WHERE type = ?1")?
+    let (_, coupon) = coupon_of(row)?;
+    conn.prepare_cached(sql::RECORD_REDEMPTION)?
+        .execute(params![
+            coupon.code,
+            coupon.coupon_type.map(CouponType::as_str),
+            user.as_str(),
+            now.as_millis(),
+            order
+        ])?;
+    conn.prepare_cached(sql::COUNT_REDEEMED)?
         .execute(params![type_key(coupon.coupon_type)])?;
-    let payload = json!({
-        "code": coupon.code,
-        "type": coupon.coupon_type.map(CouponType::as_str),
-        "user_id": user.as_str(),
-        "order_id": order,
-        "uses": coupon.uses,
-    });
-    super::event::append(
+    append(
         conn,
-        NewEvent::api(EventType::CouponRedeemed, now, payload.to_string()),
+        redeemed_event(&coupon, i64::from(coupon.uses), user.as_str(), order, now),
     )?;
     Ok(RedeemOutcome::Redeemed(coupon))
 }
@@ -259,41 +189,28 @@ pub(super) fn give_back(
     now: UnixMillis,
 ) -> Result<(), StorageError> {
     let reversed: Vec<(String, Option<String>)> = conn
-        .prepare_cached(
-            "UPDATE coupon_redemptions SET reversed_at_ms = ?2
-             WHERE order_id = ?1 AND reversed_at_ms IS NULL RETURNING code, type",
-        )?
-        .query_map(params![order, now.as_millis()], |r| {
+        .prepare_cached(sql::REVERSE_REDEMPTIONS)?
+        .query_map(params![now.as_millis(), order], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })?
         .collect::<Result<_, _>>()?;
     for (code, t) in reversed {
-        conn.prepare_cached("UPDATE coupons SET uses = uses - 1 WHERE code = ?1 AND uses > 0")?
+        conn.prepare_cached(sql::GIVE_USE_BACK)?
             .execute(params![code])?;
-        conn.prepare_cached(
-            "UPDATE coupon_counters SET redeemed = redeemed - 1 WHERE type = ?1 AND redeemed > 0",
-        )?
-        .execute(params![type_key(parse_type(t.clone())?)])?;
-        let payload = json!({"code": code, "type": t, "order_id": order});
-        super::event::append(
-            conn,
-            NewEvent::api(
-                EventType::CouponRedemptionReversed,
-                now,
-                payload.to_string(),
-            ),
-        )?;
+        conn.prepare_cached(sql::UNCOUNT_REDEEMED)?
+            .execute(params![type_key(parse_type(t.clone())?)])?;
+        append(conn, reversed_event(&code, t.as_deref(), order, now))?;
     }
     Ok(())
 }
 
 /// Deletes every unused coupon past its expiry; returns how many of each type.
-pub(super) fn purge(
+fn purge(
     conn: &Connection,
     now: UnixMillis,
     trigger: &str,
 ) -> Result<Vec<(Option<CouponType>, i64)>, StorageError> {
-    let mut per_type = [0i64; 4];
+    let mut per_type: PerType = [0; 4];
     {
         let mut stmt = conn.prepare_cached(
             "DELETE FROM coupons WHERE uses = 0 AND expires_at_ms <= ?1 RETURNING type",
@@ -304,78 +221,49 @@ pub(super) fn purge(
         }
     }
     let total: i64 = per_type.iter().sum();
-    let mut count =
-        conn.prepare_cached("UPDATE coupon_counters SET purged = purged + ?2 WHERE type = ?1")?;
+    let mut count = conn.prepare_cached(sql::COUNT_PURGED)?;
     for (i, n) in per_type.iter().enumerate() {
         if *n > 0 {
-            count.execute(params![TYPES[i], n])?;
+            count.execute(params![n, TYPES[i]])?;
         }
     }
-    conn.prepare_cached(
-        "INSERT INTO coupon_purges (purged_at_ms, trigger, count) VALUES (?1, ?2, ?3)",
-    )?
-    .execute(params![now.as_millis(), trigger, total])?;
-    if total > 0 {
-        let actor = if trigger == "job" {
-            allot_domain::event::ACTOR_COUPON_PURGE
-        } else {
-            allot_domain::event::ACTOR_API
-        };
-        let payload =
-            json!({"count": total, "per_type": per_type_json(&per_type), "trigger": trigger});
-        super::event::append(
-            conn,
-            NewEvent::by(actor, EventType::CouponsPurged, now, payload.to_string()),
-        )?;
+    conn.prepare_cached(sql::RECORD_PURGE)?
+        .execute(params![now.as_millis(), trigger, total])?;
+    if let Some(event) = purged_event(&per_type, trigger, now) {
+        append(conn, event)?;
     }
-    Ok(per_type
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (parse_type(Some(TYPES[i].to_owned())).ok().flatten(), *n))
-        .collect())
+    Ok(by_type(&per_type))
 }
 
-pub(super) fn counters(
-    conn: &Connection,
-    now: UnixMillis,
-) -> Result<Vec<CouponCounters>, StorageError> {
-    let mut expired = [0i64; 4];
+fn counters(conn: &Connection, now: UnixMillis) -> Result<Vec<CouponCounters>, StorageError> {
+    let mut expired: PerType = [0; 4];
     {
-        let mut stmt = conn.prepare_cached(
-            "SELECT coalesce(type, 'NONE'), count(*) FROM coupons WHERE expires_at_ms <= ?1 GROUP BY 1",
-        )?;
+        let mut stmt = conn.prepare_cached(sql::EXPIRED)?;
         let mut rows = stmt.query(params![now.as_millis()])?;
         while let Some(row) = rows.next()? {
             let t: String = row.get(0)?;
-            if let Some(i) = TYPES.iter().position(|k| *k == t) {
-                expired[i] = row.get(1)?;
-            }
+            add_by_key(&mut expired, &t, row.get(1)?);
         }
     }
-    let mut stmt = conn
-        .prepare_cached("SELECT type, created, allocated, redeemed, purged FROM coupon_counters")?;
+    let mut stmt = conn.prepare_cached(sql::COUNTERS)?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::with_capacity(4);
     while let Some(row) = rows.next()? {
         let t: String = row.get(0)?;
-        let i = TYPES.iter().position(|k| *k == t).unwrap_or(0);
-        out.push(CouponCounters {
-            coupon_type: if i == 0 { None } else { parse_type(Some(t))? },
-            created: row.get(1)?,
-            allocated: row.get(2)?,
-            redeemed: row.get(3)?,
-            expired: expired[i],
-            purged: row.get(4)?,
-        });
+        out.push(counters_of(
+            &t,
+            row.get(1)?,
+            row.get(2)?,
+            row.get(3)?,
+            row.get(4)?,
+            &expired,
+        )?);
     }
-    out.sort_by_key(|c| type_index(c.coupon_type));
+    sort_counters(&mut out);
     Ok(out)
 }
 
-pub(super) fn redemptions(
-    conn: &Connection,
-    f: &RedemptionFilter,
-) -> Result<Vec<Redemption>, StorageError> {
+fn redemptions(conn: &Connection, f: &RedemptionFilter) -> Result<Vec<Redemption>, StorageError> {
     let mut sql = String::from(
         "SELECT id, code, type, user_id, redeemed_at_ms FROM coupon_redemptions WHERE id > ?1",
     );
@@ -426,4 +314,69 @@ pub(super) fn redemptions(
         });
     }
     Ok(out)
+}
+
+#[async_trait]
+impl CouponStore for SqliteStore {
+    async fn upload_coupons(
+        &self,
+        coupons: Vec<NewCoupon>,
+        now: UnixMillis,
+    ) -> Result<Result<usize, ExistingCodes>, StorageError> {
+        let weight = coupons.len();
+        self.write(weight, move |conn, _| upload(conn, &coupons, now))
+            .await
+    }
+
+    async fn existing_coupon_codes(
+        &self,
+        codes: Vec<UploadedCode>,
+    ) -> Result<Vec<UploadedCode>, StorageError> {
+        self.read(move |conn| existing(conn, codes)).await
+    }
+
+    async fn allocate_coupon(
+        &self,
+        user: UserId,
+        coupon_type: Option<CouponType>,
+        now: UnixMillis,
+    ) -> Result<Allocation, StorageError> {
+        self.write(1, move |conn, _| allocate(conn, &user, coupon_type, now))
+            .await
+    }
+
+    async fn coupon(&self, code: &UploadedCode) -> Result<Option<Coupon>, StorageError> {
+        let code = code.clone();
+        self.read(move |conn| get(conn, code.as_str())).await
+    }
+
+    async fn redeem_coupon(
+        &self,
+        code: &UploadedCode,
+        user: UserId,
+        now: UnixMillis,
+    ) -> Result<RedeemOutcome, StorageError> {
+        let code = code.clone();
+        self.write(1, move |conn, _| {
+            redeem(conn, code.as_str(), &user, now, None)
+        })
+        .await
+    }
+
+    async fn redemptions(&self, filter: RedemptionFilter) -> Result<Vec<Redemption>, StorageError> {
+        self.read(move |conn| redemptions(conn, &filter)).await
+    }
+
+    async fn coupon_counters(&self, now: UnixMillis) -> Result<Vec<CouponCounters>, StorageError> {
+        self.read(move |conn| counters(conn, now)).await
+    }
+
+    async fn purge_coupons(
+        &self,
+        now: UnixMillis,
+        trigger: &'static str,
+    ) -> Result<Vec<(Option<CouponType>, i64)>, StorageError> {
+        self.write(1_000, move |conn, _| purge(conn, now, trigger))
+            .await
+    }
 }

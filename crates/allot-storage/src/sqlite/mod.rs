@@ -12,6 +12,7 @@ mod discount;
 mod event;
 mod idempotency;
 mod inventory;
+mod job;
 mod migrate;
 mod notification;
 mod order;
@@ -26,22 +27,11 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use allot_domain::UnixMillis;
-use allot_domain::campaign::{CampaignId, CouponCode};
-use allot_domain::coupon::{CouponType, UploadedCode};
-use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
-use allot_domain::sale::CheckoutCode;
-use allot_domain::user::UserId;
 use async_trait::async_trait;
 use rusqlite::Connection;
 
 use crate::crypto::{Cipher, DataKey};
-use crate::{
-    Allocation, Campaign, CheckoutOutcome, CheckoutRequest, Coupon, CouponCounters,
-    DiscountCodeRecord, ExistingCodes, IssueOutcome, IssueRequest, IssuedCoupon, NewCampaign,
-    NewCoupon, NewSale, Purchase, RedeemOutcome, Redemption, RedemptionFilter, Sale, SaleItem,
-    StorageError, Store,
-};
+use crate::{StorageError, Store};
 use reader::ReadPool;
 use writer::{Isolation, WriterHandle, WriterState};
 
@@ -288,211 +278,38 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn generate_discount_codes(
-        &self,
-        length: CodeLength,
-        count: GenerateCount,
-        now: UnixMillis,
-    ) -> Result<Vec<DiscountCode>, StorageError> {
-        self.write(count.get() as usize, move |conn, _| {
-            discount::generate(conn, length, count, now)
-        })
-        .await
-    }
-
-    async fn use_discount_code(
-        &self,
-        code: &DiscountCode,
-        now: UnixMillis,
-    ) -> Result<UseOutcome, StorageError> {
-        let code = code.clone();
-        self.write(1, move |conn, _| discount::use_code(conn, &code, now, None))
-            .await
-    }
-
-    async fn discount_code(
-        &self,
-        code: &DiscountCode,
-    ) -> Result<Option<DiscountCodeRecord>, StorageError> {
-        let code = code.clone();
-        self.read(move |conn| discount::get(conn, &code)).await
-    }
-
-    async fn create_campaign(
-        &self,
-        new: NewCampaign,
-        now: UnixMillis,
-    ) -> Result<Campaign, StorageError> {
-        self.write(1, move |conn, _| campaign::create(conn, &new, now))
-            .await
-    }
-
-    async fn campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
-        self.read(move |conn| campaign::get(conn, id)).await
-    }
-
-    async fn issue_coupon(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError> {
-        self.write(1, move |conn, state| campaign::issue(conn, state, &request))
-            .await
-    }
-
-    async fn campaign_coupons(
-        &self,
-        id: CampaignId,
-        after_seq: i64,
-        limit: u32,
-    ) -> Result<Vec<IssuedCoupon>, StorageError> {
-        self.read(move |conn| campaign::coupons(conn, id, after_seq, limit))
-            .await
-    }
-
-    async fn campaign_codes(
-        &self,
-        id: CampaignId,
-        holder: Option<UserId>,
-        limit: u32,
-    ) -> Result<Vec<CouponCode>, StorageError> {
-        self.read(move |conn| campaign::codes(conn, id, holder.as_ref(), limit))
-            .await
-    }
-
-    async fn upload_coupons(
-        &self,
-        coupons: Vec<NewCoupon>,
-        now: UnixMillis,
-    ) -> Result<Result<usize, ExistingCodes>, StorageError> {
-        let weight = coupons.len();
-        self.write(weight, move |conn, _| coupon::upload(conn, &coupons, now))
-            .await
-    }
-
-    async fn existing_coupon_codes(
-        &self,
-        codes: Vec<UploadedCode>,
-    ) -> Result<Vec<UploadedCode>, StorageError> {
-        self.read(move |conn| coupon::existing(conn, codes)).await
-    }
-
-    async fn allocate_coupon(
-        &self,
-        user: UserId,
-        coupon_type: Option<CouponType>,
-        now: UnixMillis,
-    ) -> Result<Allocation, StorageError> {
-        self.write(1, move |conn, _| {
-            coupon::allocate(conn, &user, coupon_type, now)
-        })
-        .await
-    }
-
-    async fn coupon(&self, code: &UploadedCode) -> Result<Option<Coupon>, StorageError> {
-        let code = code.clone();
-        self.read(move |conn| coupon::get(conn, code.as_str()))
-            .await
-    }
-
-    async fn redeem_coupon(
-        &self,
-        code: &UploadedCode,
-        user: UserId,
-        now: UnixMillis,
-    ) -> Result<RedeemOutcome, StorageError> {
-        let code = code.clone();
-        self.write(1, move |conn, _| {
-            coupon::redeem(conn, code.as_str(), &user, now, None)
-        })
-        .await
-    }
-
-    async fn redemptions(&self, filter: RedemptionFilter) -> Result<Vec<Redemption>, StorageError> {
-        self.read(move |conn| coupon::redemptions(conn, &filter))
-            .await
-    }
-
-    async fn coupon_counters(&self, now: UnixMillis) -> Result<Vec<CouponCounters>, StorageError> {
-        self.read(move |conn| coupon::counters(conn, now)).await
-    }
-
-    async fn purge_coupons(
-        &self,
-        now: UnixMillis,
-        trigger: &'static str,
-    ) -> Result<Vec<(Option<CouponType>, i64)>, StorageError> {
-        self.write(1_000, move |conn, _| coupon::purge(conn, now, trigger))
-            .await
-    }
-
-    async fn open_sale(&self, new: NewSale, now: UnixMillis) -> Result<Sale, StorageError> {
-        self.write(new.items as usize, move |conn, _| {
-            sale::open(conn, new, now)
-        })
-        .await
-    }
-
-    async fn sale_starting_at(&self, start: UnixMillis) -> Result<Option<Sale>, StorageError> {
-        self.read(move |conn| sale::by_start(conn, start)).await
-    }
-
-    async fn sale(&self, id: i64) -> Result<Option<Sale>, StorageError> {
-        self.read(move |conn| sale::by_id(conn, id)).await
-    }
-
-    async fn checkout(&self, request: CheckoutRequest) -> Result<CheckoutOutcome, StorageError> {
-        self.write(1, move |conn, _| sale::checkout(conn, &request))
-            .await
-    }
-
-    async fn purchase(
-        &self,
-        code: CheckoutCode,
-        user_limit: u32,
-        now: UnixMillis,
-    ) -> Result<Purchase, StorageError> {
-        self.write(1, move |conn, _| {
-            sale::purchase(conn, &code, user_limit, now)
-        })
-        .await
-    }
-
-    async fn sale_items(
-        &self,
-        sale_id: i64,
-        after_id: i64,
-        limit: u32,
-    ) -> Result<Vec<SaleItem>, StorageError> {
-        self.read(move |conn| sale::items(conn, sale_id, after_id, limit))
-            .await
-    }
-
-    async fn sale_purchases(
-        &self,
-        sale_id: i64,
-        user: UserId,
-    ) -> Result<Vec<SaleItem>, StorageError> {
-        self.read(move |conn| sale::purchases(conn, sale_id, user.as_str()))
-            .await
-    }
-
-    async fn claim_job_run(
-        &self,
-        job: &'static str,
-        now: UnixMillis,
-        spacing_ms: i64,
-    ) -> Result<bool, StorageError> {
-        self.write_one(move |conn, _| {
-            let changed = conn
-                .prepare_cached(
-                    "INSERT INTO job_runs (job, last_run_ms) VALUES (?1, ?2)
-                     ON CONFLICT (job) DO UPDATE SET last_run_ms = excluded.last_run_ms
-                     WHERE job_runs.last_run_ms <= ?2 - ?3",
-                )?
-                .execute(rusqlite::params![job, now.as_millis(), spacing_ms])?;
-            Ok(changed == 1)
-        })
-        .await
-    }
-
     async fn close(&self) -> Result<(), StorageError> {
         self.writer.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    /// The statements the backends share are written with PostgreSQL's `$N`. SQLite numbers
+    /// such parameters by their first appearance, not by N, so each must bind `$1`, `$2`, ...
+    /// in that order here too; and each must be valid on the migrated schema.
+    #[test]
+    fn shared_statements_bind_their_parameters_by_number() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        super::migrate::apply(&mut conn).unwrap();
+        let shared = [
+            crate::discount::sql::ALL,
+            crate::campaign::sql::ALL,
+            crate::coupon::sql::ALL,
+            crate::sale::sql::ALL,
+            &[crate::job::CLAIM_SQL],
+        ];
+        for sql in shared.into_iter().flatten() {
+            let stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+            for i in 1..=stmt.parameter_count() {
+                assert_eq!(
+                    stmt.parameter_name(i),
+                    Some(format!("${i}").as_str()),
+                    "{sql}"
+                );
+            }
+        }
     }
 }

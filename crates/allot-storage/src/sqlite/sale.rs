@@ -1,28 +1,30 @@
-//! Flash-sale operations. Checkout and purchase run in the writer, so each decides on an
+//! Flash sales on SQLite. Checkout and purchase run in the writer, so each decides on an
 //! exact view: an item is sold once, a user never passes the limit, a code decides once.
 
 use allot_domain::UnixMillis;
-use allot_domain::event::{ACTOR_SALE_OPENER, EventType, NewEvent};
+use allot_domain::event::EventType;
 use allot_domain::sale::{CheckoutCode, item_name_and_image};
+use allot_domain::user::UserId;
+use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, Row, params};
-use serde_json::json;
 
-use crate::{
-    CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale, SaleItem,
-    StorageError,
+use super::SqliteStore;
+use super::event::append;
+use crate::StorageError;
+use crate::sale::{
+    CHECKOUT_DRAWS_MAX, CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale,
+    SaleItem, SaleStore, attempt_label, checkout_item, checkout_within_limit, code_event,
+    decide_purchase, opened_event, parse_checkout_code, purchase_label, replayed, sale_of, sql,
 };
 
-const SALE_COLUMNS: &str = "id, starts_at_ms, ends_at_ms, items_total, sold";
-const ITEM_COLUMNS: &str = "id, sale_id, name, image_url, sold_to";
-
 fn sale_row(r: &Row<'_>) -> rusqlite::Result<Sale> {
-    Ok(Sale {
-        id: r.get(0)?,
-        starts_at: UnixMillis::from_millis(r.get(1)?),
-        ends_at: UnixMillis::from_millis(r.get(2)?),
-        items_total: r.get(3)?,
-        sold: r.get(4)?,
-    })
+    Ok(sale_of(
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+    ))
 }
 
 fn item_row(r: &Row<'_>) -> rusqlite::Result<SaleItem> {
@@ -37,7 +39,7 @@ fn item_row(r: &Row<'_>) -> rusqlite::Result<SaleItem> {
 
 /// Opens the sale of the hour with its items, in one savepoint; a sale already open for the
 /// hour (this process earlier, another instance) is returned as it is.
-pub(super) fn open(conn: &Connection, new: NewSale, now: UnixMillis) -> Result<Sale, StorageError> {
+fn open(conn: &Connection, new: NewSale, now: UnixMillis) -> Result<Sale, StorageError> {
     if let Some(sale) = by_start(conn, new.hour.starts_at())? {
         return Ok(sale);
     }
@@ -57,101 +59,47 @@ pub(super) fn open(conn: &Connection, new: NewSale, now: UnixMillis) -> Result<S
         let (name, image) = item_name_and_image(new.hour, n);
         insert.execute(params![sale_id, name, image])?;
     }
-    let payload = json!({
-        "sale_id": sale_id,
-        "starts_at_ms": new.hour.starts_at().as_millis(),
-        "ends_at_ms": new.hour.ends_at().as_millis(),
-        "items": new.items,
-    });
-    super::event::append(
-        conn,
-        NewEvent::by(
-            ACTOR_SALE_OPENER,
-            EventType::SaleOpened,
-            now,
-            payload.to_string(),
-        ),
-    )?;
+    append(conn, opened_event(sale_id, new, now))?;
     tracing::info!(sale = sale_id, items = new.items, "sale opened");
     by_start(conn, new.hour.starts_at())?
         .ok_or_else(|| StorageError::Corrupt("the sale just opened is missing".to_owned()))
 }
 
-pub(super) fn by_start(conn: &Connection, start: UnixMillis) -> Result<Option<Sale>, StorageError> {
+fn by_start(conn: &Connection, start: UnixMillis) -> Result<Option<Sale>, StorageError> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {SALE_COLUMNS} FROM sales WHERE starts_at_ms = ?1"
-        ))?
+        .prepare_cached(sql::SALE_BY_START)?
         .query_row(params![start.as_millis()], sale_row)
         .optional()?)
 }
 
-pub(super) fn by_id(conn: &Connection, id: i64) -> Result<Option<Sale>, StorageError> {
+fn by_id(conn: &Connection, id: i64) -> Result<Option<Sale>, StorageError> {
     Ok(conn
-        .prepare_cached(&format!("SELECT {SALE_COLUMNS} FROM sales WHERE id = ?1"))?
+        .prepare_cached(sql::SALE_BY_ID)?
         .query_row(params![id], sale_row)
         .optional()?)
 }
 
 fn item(conn: &Connection, id: i64) -> Result<Option<SaleItem>, StorageError> {
     Ok(conn
-        .prepare_cached(&format!(
-            "SELECT {ITEM_COLUMNS} FROM sale_items WHERE id = ?1"
-        ))?
+        .prepare_cached(sql::ITEM_BY_ID)?
         .query_row(params![id], item_row)
         .optional()?)
 }
 
 fn bought(conn: &Connection, sale_id: i64, user: &str) -> Result<i64, StorageError> {
     Ok(conn
-        .prepare_cached("SELECT bought FROM sale_user_counts WHERE sale_id = ?1 AND user_id = ?2")?
+        .prepare_cached(sql::BOUGHT)?
         .query_row(params![sale_id, user], |r| r.get(0))
         .optional()?
         .unwrap_or(0))
 }
 
 /// Decides a checkout and records the attempt, whatever its outcome.
-pub(super) fn checkout(
-    conn: &Connection,
-    req: &CheckoutRequest,
-) -> Result<CheckoutOutcome, StorageError> {
+fn checkout(conn: &Connection, req: &CheckoutRequest) -> Result<CheckoutOutcome, StorageError> {
     let user = req.user.as_str();
-    let outcome = match item(conn, req.item.get())? {
-        None => CheckoutOutcome::UnknownItem,
-        Some(it) if it.sale_id != req.sale.id => CheckoutOutcome::NotInCurrentSale,
-        Some(it) if it.sold_to.is_some() => CheckoutOutcome::ItemSold,
-        Some(_) if bought(conn, req.sale.id, user)? >= i64::from(req.user_limit) => {
-            CheckoutOutcome::UserLimitReached
-        }
-        Some(it) => {
-            // The same user checking out the same item again gets the same open code.
-            let open: Option<String> = conn
-                .prepare_cached(
-                    "SELECT code FROM sale_checkouts
-                     WHERE sale_id = ?1 AND user_id = ?2 AND item_id = ?3 AND outcome IS NULL",
-                )?
-                .query_row(params![req.sale.id, user, it.id], |r| r.get(0))
-                .optional()?;
-            let code = match open {
-                Some(code) => CheckoutCode::parse(&code)
-                    .map_err(|e| StorageError::Corrupt(format!("stored checkout code: {e}")))?,
-                None => new_code(conn, req, it.id)?,
-            };
-            CheckoutOutcome::Code { code, item: it }
-        }
-    };
-    let (label, code) = match &outcome {
-        CheckoutOutcome::Code { code, .. } => ("ok", Some(code.as_str())),
-        CheckoutOutcome::UnknownItem => ("unknown_item", None),
-        CheckoutOutcome::NotInCurrentSale => ("not_in_current_sale", None),
-        CheckoutOutcome::ItemSold => ("item_sold", None),
-        CheckoutOutcome::UserLimitReached => ("user_limit_reached", None),
-    };
-    conn.prepare_cached(
-        "INSERT INTO sale_checkout_attempts (sale_id, item_id, user_id, at_ms, outcome, code)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
+    let outcome = decide_checkout(conn, req)?;
+    let (label, code) = attempt_label(&outcome);
+    conn.prepare_cached(sql::RECORD_ATTEMPT)?.execute(params![
         req.sale.id,
         req.item.get(),
         user,
@@ -162,17 +110,39 @@ pub(super) fn checkout(
     Ok(outcome)
 }
 
+/// The outcome of a checkout, by the shared rules on what this writer reads.
+fn decide_checkout(
+    conn: &Connection,
+    req: &CheckoutRequest,
+) -> Result<CheckoutOutcome, StorageError> {
+    let user = req.user.as_str();
+    let it = match checkout_item(item(conn, req.item.get())?, req.sale.id) {
+        Ok(it) => it,
+        Err(refusal) => return Ok(refusal),
+    };
+    if let Err(refusal) = checkout_within_limit(bought(conn, req.sale.id, user)?, req.user_limit) {
+        return Ok(refusal);
+    }
+    // The same user checking out the same item again gets the same open code.
+    let open: Option<String> = conn
+        .prepare_cached(sql::OPEN_CODE)?
+        .query_row(params![req.sale.id, user, it.id], |r| r.get(0))
+        .optional()?;
+    let code = match open {
+        Some(code) => parse_checkout_code(&code)?,
+        None => new_code(conn, req, it.id)?,
+    };
+    Ok(CheckoutOutcome::Code { code, item: it })
+}
+
 fn new_code(
     conn: &Connection,
     req: &CheckoutRequest,
     item_id: i64,
 ) -> Result<CheckoutCode, StorageError> {
-    let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO sale_checkouts (code, sale_id, item_id, user_id, created_at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
-    )?;
+    let mut insert = conn.prepare_cached(sql::NEW_CODE)?;
     let mut rng = rand::rng();
-    for _ in 0..16 {
+    for _ in 0..CHECKOUT_DRAWS_MAX {
         let code = CheckoutCode::generate(&mut rng);
         if insert.execute(params![
             code.as_str(),
@@ -182,27 +152,28 @@ fn new_code(
             req.now.as_millis()
         ])? == 1
         {
-            let payload = json!({
-                "sale_id": req.sale.id,
-                "item_id": item_id,
-                "user_id": req.user.as_str(),
-                "code": code.as_str(),
-            });
-            super::event::append(
+            append(
                 conn,
-                NewEvent::api(EventType::SaleCheckout, req.now, payload.to_string()),
+                code_event(
+                    EventType::SaleCheckout,
+                    req.sale.id,
+                    item_id,
+                    req.user.as_str(),
+                    &code,
+                    req.now,
+                ),
             )?;
             return Ok(code);
         }
     }
-    Err(StorageError::Corrupt(
-        "16 checkout codes in a row collided".to_owned(),
-    ))
+    Err(StorageError::Corrupt(format!(
+        "{CHECKOUT_DRAWS_MAX} checkout codes in a row collided"
+    )))
 }
 
 /// Decides a purchase once per code: the item goes to the code's user if it is unsold, the
 /// sale is on and the user is below the limit; a repeated purchase answers the first outcome.
-pub(super) fn purchase(
+fn purchase(
     conn: &Connection,
     code: &CheckoutCode,
     user_limit: u32,
@@ -225,98 +196,118 @@ pub(super) fn purchase(
     let the_item = item(conn, item_id)?
         .ok_or_else(|| StorageError::Corrupt(format!("checkout {code} names a missing item")))?;
     if let Some(decided) = decided {
-        let outcome = match decided.as_str() {
-            "sold" => PurchaseOutcome::Sold {
-                item: the_item,
-                user_id: user,
-            },
-            "item_sold" => PurchaseOutcome::ItemSold,
-            "user_limit_reached" => PurchaseOutcome::UserLimitReached,
-            _ => PurchaseOutcome::SaleOver,
-        };
-        return Ok(Purchase {
-            outcome,
-            replayed: true,
-        });
+        return Ok(replayed(&decided, the_item, user));
     }
     let sale = by_id(conn, sale_id)?
         .ok_or_else(|| StorageError::Corrupt(format!("checkout {code} names a missing sale")))?;
-    let (outcome, label) = if now >= sale.ends_at {
-        (PurchaseOutcome::SaleOver, "sale_over")
-    } else if the_item.sold_to.is_some() {
-        (PurchaseOutcome::ItemSold, "item_sold")
-    } else if bought(conn, sale_id, &user)? >= i64::from(user_limit) {
-        (PurchaseOutcome::UserLimitReached, "user_limit_reached")
-    } else {
-        let sold = conn
-            .prepare_cached(
-                "UPDATE sale_items SET sold_to = ?2, sold_at_ms = ?3, sold_by_code = ?4
-                 WHERE id = ?1 AND sold_to IS NULL",
+    let bought = bought(conn, sale_id, &user)?;
+    let outcome = match decide_purchase(now, &sale, &the_item, bought, user_limit) {
+        Err(refusal) => refusal,
+        Ok(()) => {
+            let sold = conn.prepare_cached(sql::SELL_ITEM)?.execute(params![
+                user,
+                now.as_millis(),
+                code.as_str(),
+                item_id
+            ])?;
+            if sold != 1 {
+                return Err(StorageError::Corrupt(format!(
+                    "item {item_id} changed under the writer"
+                )));
+            }
+            conn.prepare_cached(sql::COUNT_SOLD)?
+                .execute(params![sale_id])?;
+            conn.prepare_cached(
+                "INSERT INTO sale_user_counts (sale_id, user_id, bought) VALUES (?1, ?2, 1)
+                 ON CONFLICT (sale_id, user_id) DO UPDATE SET bought = bought + 1",
             )?
-            .execute(params![item_id, user, now.as_millis(), code.as_str()])?;
-        if sold != 1 {
-            return Err(StorageError::Corrupt(format!(
-                "item {item_id} changed under the writer"
-            )));
-        }
-        conn.prepare_cached("UPDATE sales SET sold = sold + 1 WHERE id = ?1")?
-            .execute(params![sale_id])?;
-        conn.prepare_cached(
-            "INSERT INTO sale_user_counts (sale_id, user_id, bought) VALUES (?1, ?2, 1)
-             ON CONFLICT (sale_id, user_id) DO UPDATE SET bought = bought + 1",
-        )?
-        .execute(params![sale_id, user])?;
-        let payload = json!({
-            "sale_id": sale_id,
-            "item_id": item_id,
-            "user_id": user,
-            "code": code.as_str(),
-        });
-        super::event::append(
-            conn,
-            NewEvent::api(EventType::SalePurchased, now, payload.to_string()),
-        )?;
-        let mut it = the_item;
-        it.sold_to = Some(user.clone());
-        (
+            .execute(params![sale_id, user])?;
+            append(
+                conn,
+                code_event(EventType::SalePurchased, sale_id, item_id, &user, code, now),
+            )?;
+            let mut it = the_item;
+            it.sold_to = Some(user.clone());
             PurchaseOutcome::Sold {
                 item: it,
                 user_id: user,
-            },
-            "sold",
-        )
+            }
+        }
     };
-    conn.prepare_cached(
-        "UPDATE sale_checkouts SET outcome = ?2, decided_at_ms = ?3 WHERE code = ?1",
-    )?
-    .execute(params![code.as_str(), label, now.as_millis()])?;
+    let label = purchase_label(&outcome);
+    conn.prepare_cached(sql::DECIDE_CODE)?.execute(params![
+        label,
+        now.as_millis(),
+        code.as_str()
+    ])?;
     Ok(Purchase {
         outcome,
         replayed: false,
     })
 }
 
-pub(super) fn items(
+fn items(
     conn: &Connection,
     sale_id: i64,
     after_id: i64,
     limit: u32,
 ) -> Result<Vec<SaleItem>, StorageError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ITEM_COLUMNS} FROM sale_items WHERE sale_id = ?1 AND id > ?2 ORDER BY id LIMIT ?3"
-    ))?;
+    let mut stmt = conn.prepare_cached(sql::ITEMS)?;
     let rows = stmt.query_map(params![sale_id, after_id, limit], item_row)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
 }
 
-pub(super) fn purchases(
-    conn: &Connection,
-    sale_id: i64,
-    user: &str,
-) -> Result<Vec<SaleItem>, StorageError> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {ITEM_COLUMNS} FROM sale_items WHERE sale_id = ?1 AND sold_to = ?2 ORDER BY sold_at_ms, id"
-    ))?;
+fn purchases(conn: &Connection, sale_id: i64, user: &str) -> Result<Vec<SaleItem>, StorageError> {
+    let mut stmt = conn.prepare_cached(sql::PURCHASES)?;
     let rows = stmt.query_map(params![sale_id, user], item_row)?;
     Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+}
+
+#[async_trait]
+impl SaleStore for SqliteStore {
+    async fn open_sale(&self, new: NewSale, now: UnixMillis) -> Result<Sale, StorageError> {
+        self.write(new.items as usize, move |conn, _| open(conn, new, now))
+            .await
+    }
+
+    async fn sale_starting_at(&self, start: UnixMillis) -> Result<Option<Sale>, StorageError> {
+        self.read(move |conn| by_start(conn, start)).await
+    }
+
+    async fn sale(&self, id: i64) -> Result<Option<Sale>, StorageError> {
+        self.read(move |conn| by_id(conn, id)).await
+    }
+
+    async fn checkout(&self, request: CheckoutRequest) -> Result<CheckoutOutcome, StorageError> {
+        self.write(1, move |conn, _| checkout(conn, &request)).await
+    }
+
+    async fn purchase(
+        &self,
+        code: CheckoutCode,
+        user_limit: u32,
+        now: UnixMillis,
+    ) -> Result<Purchase, StorageError> {
+        self.write(1, move |conn, _| purchase(conn, &code, user_limit, now))
+            .await
+    }
+
+    async fn sale_items(
+        &self,
+        sale_id: i64,
+        after_id: i64,
+        limit: u32,
+    ) -> Result<Vec<SaleItem>, StorageError> {
+        self.read(move |conn| items(conn, sale_id, after_id, limit))
+            .await
+    }
+
+    async fn sale_purchases(
+        &self,
+        sale_id: i64,
+        user: UserId,
+    ) -> Result<Vec<SaleItem>, StorageError> {
+        self.read(move |conn| purchases(conn, sale_id, user.as_str()))
+            .await
+    }
 }
