@@ -56,7 +56,6 @@ impl Names {
                         (Some(kind), Value::Number(n)) if n.is_i64() => {
                             Value::String(self.id(kind, n.as_i64().unwrap_or_default()))
                         }
-                        (_, Value::String(s)) if k == "summary" => Value::String(self.summary(s)),
                         _ => self.normalize(val, child_ctx(k, ctx)),
                     };
                     out.insert(k.clone(), value);
@@ -66,24 +65,41 @@ impl Names {
             Value::Array(items) => {
                 Value::Array(items.iter().map(|i| self.normalize(i, ctx)).collect())
             }
-            Value::String(s) => Value::String(self.rename_codes(s)),
+            Value::String(s) => Value::String(self.text(s)),
             other => other.clone(),
         }
     }
 
-    /// An audit summary (`OrderPlaced order_id=3 customer="cust0"`) with its ids renamed
-    /// like the payload it is made from.
-    fn summary(&mut self, s: &str) -> String {
-        let words: Vec<String> = s
-            .split(' ')
-            .map(|word| match word.split_once('=') {
-                Some((key, value)) => match (id_kind(key, None), value.parse::<i64>()) {
-                    (Some(kind), Ok(real)) => format!("{key}={}", self.id(kind, real)),
-                    _ => word.to_owned(),
+    /// Text with the ids it names renamed: an error message or a reason (`product 4`,
+    /// `order 2 cancelled`), an audit summary (`product_id=3`), and the codes drawn.
+    fn text(&mut self, s: &str) -> String {
+        let mut words: Vec<String> = s.split(' ').map(str::to_owned).collect();
+        for i in 0..words.len() {
+            let (kind, number) = match words[i].split_once('=') {
+                Some((key, value)) => match id_kind(key, None) {
+                    Some(kind) => (kind, value.to_owned()),
+                    None => continue,
                 },
-                None => word.to_owned(),
-            })
-            .collect();
+                // The word before, past a quote or `=` (`reason="order 2 cancelled"`).
+                None if i > 0 => match words[i - 1].rsplit(['=', '"']).next().unwrap_or("") {
+                    "product" => ("product", words[i].clone()),
+                    "warehouse" => ("warehouse", words[i].clone()),
+                    "reservation" => ("reservation", words[i].clone()),
+                    "order" => ("order", words[i].clone()),
+                    "campaign" => ("campaign", words[i].clone()),
+                    _ => continue,
+                },
+                None => continue,
+            };
+            let digits = number.trim_end_matches(|c: char| !c.is_ascii_digit());
+            if let Ok(real) = digits.parse::<i64>() {
+                let renamed = format!("{}{}", self.id(kind, real), &number[digits.len()..]);
+                words[i] = match words[i].split_once('=') {
+                    Some((key, _)) => format!("{key}={renamed}"),
+                    None => renamed,
+                };
+            }
+        }
         self.rename_codes(&words.join(" "))
     }
 

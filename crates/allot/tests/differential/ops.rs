@@ -2,7 +2,10 @@
 //! references to what the case created so far by position, so that one sequence means the same
 //! thing on both servers (each resolves a position to its own ids and codes).
 
+use proptest::collection::VecStrategy;
 use proptest::prelude::*;
+use proptest::strategy::{NewTree, ValueTree};
+use proptest::test_runner::TestRunner;
 
 /// A thing created earlier in the case, by position (modulo how many there are), or one that
 /// does not exist. With nothing of its kind created yet, `Nth` is unknown too.
@@ -44,10 +47,6 @@ pub const STATUSES: [&str; 7] = [
 /// `key2`), so that the same ones come back.
 #[derive(Clone, Debug)]
 pub enum Op {
-    /// Nothing: the first choice of the generator, so that shrinking turns the operations a
-    /// failure does not need into this, and the listing of the failure leaves them out (a
-    /// case has at least 20 operations, so they cannot be removed).
-    Skip,
     CreateCampaign {
         total: i64,
         per_user_limit: Option<i64>,
@@ -164,7 +163,6 @@ fn key() -> impl Strategy<Value = Option<u8>> {
 /// One operation; the weights favour the contested paths (issue, use, redeem, reserve, order).
 pub fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        1 => Just(Op::Skip),
         1 => (1i64..4, proptest::option::of(1i64..3), proptest::option::of(5i64..60))
             .prop_map(|(total, per_user_limit, open_for_min)| Op::CreateCampaign {
                 total,
@@ -225,7 +223,38 @@ pub fn op() -> impl Strategy<Value = Op> {
     ]
 }
 
-/// A case: 20 to 60 operations after the fixed opening (`world::open`).
-pub fn sequence() -> impl Strategy<Value = Vec<Op>> {
-    proptest::collection::vec(op(), 20..=60)
+/// Operations a case is generated with: at least [`OPS_MIN`], at most [`OPS_MAX`].
+pub const OPS_MIN: usize = 20;
+pub const OPS_MAX: usize = 60;
+
+/// A case: 20 to 60 operations after the fixed opening, which shrinks to fewer (a plain
+/// `vec(op(), 20..=60)` could not drop an operation from a sequence of 20, and shrinking
+/// would have to simplify every one of them instead).
+pub fn sequence() -> AtLeast<VecStrategy<BoxedStrategy<Op>>> {
+    AtLeast {
+        inner: proptest::collection::vec(op().boxed(), 0..=OPS_MAX),
+        len_min: OPS_MIN,
+    }
+}
+
+/// `inner`'s sequences of at least `len_min` items (drawn again until one is), shrinking
+/// as `inner`'s do, down to none.
+#[derive(Debug)]
+pub struct AtLeast<S> {
+    inner: S,
+    len_min: usize,
+}
+
+impl<S: Strategy<Value = Vec<Op>>> Strategy for AtLeast<S> {
+    type Tree = S::Tree;
+    type Value = Vec<Op>;
+
+    fn new_tree(&self, runner: &mut TestRunner) -> NewTree<Self> {
+        loop {
+            let tree = self.inner.new_tree(runner)?;
+            if tree.current().len() >= self.len_min {
+                return Ok(tree);
+            }
+        }
+    }
 }

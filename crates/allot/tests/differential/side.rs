@@ -190,14 +190,13 @@ impl Side {
     async fn apply_raw(&mut self, op: &Op) -> (Answer, Option<&'static str>) {
         let w = &self.world;
         match op {
-            Op::Skip => ((200, Value::Null), None),
             Op::CreateCampaign {
                 total,
                 per_user_limit,
                 open_for_min,
             } => {
                 let body = json!({
-                    "name": format!("campaign {}", w.campaigns.len()),
+                    "name": format!("Campaign {}", w.campaigns.len()),
                     "start_time": rfc3339(self.now_ms - 60_000),
                     "end_time": open_for_min.map(|m| rfc3339(self.now_ms + m * 60_000)),
                     "total_coupons": total,
