@@ -120,7 +120,31 @@ impl TestApp {
         Self::spawn_with(clock, manual, |_| {}).await
     }
 
+    /// A server on the PostgreSQL database at `database`, or on SQLite if `None`, whatever
+    /// the suite's backend, with a manual clock at `now` and settings changed by `configure`
+    /// (for tests that run both backends side by side).
+    pub async fn spawn_on(
+        database: Option<String>,
+        now: UnixMillis,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        let clock = Arc::new(ManualClock::new(now));
+        Self::spawn_at(None, database, clock.clone(), Some(clock), configure).await
+    }
+
     async fn spawn_with(
+        clock: Arc<dyn Clock>,
+        manual: Option<Arc<ManualClock>>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        let pg = (backend() == "postgres").then(allot_testkit::PgCluster::start);
+        let database = pg.as_ref().map(|pg| pg.url());
+        Self::spawn_at(pg, database, clock, manual, configure).await
+    }
+
+    async fn spawn_at(
+        pg: Option<allot_testkit::PgCluster>,
+        database: Option<String>,
         clock: Arc<dyn Clock>,
         manual: Option<Arc<ManualClock>>,
         configure: impl FnOnce(&mut Config),
@@ -128,10 +152,7 @@ impl TestApp {
         init_logs();
         let data_dir = TempDir::new().expect("temp dir");
         let mut config = Config::for_data_dir(data_dir.path().join("data"));
-        let pg = (backend() == "postgres").then(allot_testkit::PgCluster::start);
-        if let Some(pg) = &pg {
-            config.database = Some(pg.url());
-        }
+        config.database = database;
         // The suite drives thousands of code uses and sign-ins from one address: limits off,
         // except in the tests of the limits themselves (`configure`).
         config.rate_limits = allot_server::rate_limit::RateLimitSettings::OFF;
