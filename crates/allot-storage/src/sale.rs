@@ -127,6 +127,11 @@ pub(crate) use item_columns;
 /// The statements both backends run as they are. Parameters are numbered in the order they
 /// first appear, since that is how SQLite numbers `$N` (`sqlite::tests` holds each to it).
 pub(crate) mod sql {
+    /// The sale of an hour, once: the id back only for the opening that inserted it (the start
+    /// is unique), which then adds the items.
+    pub(crate) const OPEN: &str = "INSERT INTO sales \
+         (starts_at_ms, ends_at_ms, items_total, created_at_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (starts_at_ms) DO NOTHING RETURNING id";
     pub(crate) const SALE_BY_START: &str = concat!(
         "SELECT ",
         sale_columns!(),
@@ -165,6 +170,7 @@ pub(crate) mod sql {
 
     #[cfg(test)]
     pub(crate) const ALL: &[&str] = &[
+        OPEN,
         SALE_BY_START,
         SALE_BY_ID,
         ITEM_BY_ID,

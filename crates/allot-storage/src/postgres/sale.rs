@@ -32,8 +32,7 @@ async fn open(client: &mut Client, new: NewSale, now: UnixMillis) -> Result<Sale
     let tx = client.transaction().await?;
     let inserted = tx
         .query_opt(
-            "INSERT INTO sales (starts_at_ms, ends_at_ms, items_total, created_at_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (starts_at_ms) DO NOTHING RETURNING id",
+            sql::OPEN,
             &[
                 &new.hour.starts_at().as_millis(),
                 &new.hour.ends_at().as_millis(),
@@ -43,7 +42,7 @@ async fn open(client: &mut Client, new: NewSale, now: UnixMillis) -> Result<Sale
         )
         .await?;
     if let Some(row) = inserted {
-        let sale_id: i64 = row.get(0);
+        let sale_id = row.int(0)?;
         let (names, images): (Vec<String>, Vec<String>) = (1..=new.items)
             .map(|n| item_name_and_image(new.hour, n))
             .unzip();

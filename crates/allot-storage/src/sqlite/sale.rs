@@ -22,27 +22,29 @@ use crate::sale::{
 /// Opens the sale of the hour with its items, in one savepoint; a sale already open for the
 /// hour (this process earlier, another instance) is returned as it is.
 fn open(conn: &Connection, new: NewSale, now: UnixMillis) -> Result<Sale, StorageError> {
-    if let Some(sale) = by_start(conn, new.hour.starts_at())? {
-        return Ok(sale);
+    let inserted: Option<i64> = conn
+        .prepare_cached(sql::OPEN)?
+        .query_row(
+            params![
+                new.hour.starts_at().as_millis(),
+                new.hour.ends_at().as_millis(),
+                new.items,
+                now.as_millis()
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(sale_id) = inserted {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO sale_items (sale_id, name, image_url) VALUES (?1, ?2, ?3)",
+        )?;
+        for n in 1..=new.items {
+            let (name, image) = item_name_and_image(new.hour, n);
+            insert.execute(params![sale_id, name, image])?;
+        }
+        append(conn, opened_event(sale_id, new, now))?;
+        tracing::info!(sale = sale_id, items = new.items, "sale opened");
     }
-    conn.prepare_cached(
-        "INSERT INTO sales (starts_at_ms, ends_at_ms, items_total, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        new.hour.starts_at().as_millis(),
-        new.hour.ends_at().as_millis(),
-        new.items,
-        now.as_millis()
-    ])?;
-    let sale_id = conn.last_insert_rowid();
-    let mut insert = conn
-        .prepare_cached("INSERT INTO sale_items (sale_id, name, image_url) VALUES (?1, ?2, ?3)")?;
-    for n in 1..=new.items {
-        let (name, image) = item_name_and_image(new.hour, n);
-        insert.execute(params![sale_id, name, image])?;
-    }
-    append(conn, opened_event(sale_id, new, now))?;
-    tracing::info!(sale = sale_id, items = new.items, "sale opened");
     by_start(conn, new.hour.starts_at())?
         .ok_or_else(|| StorageError::Corrupt("the sale just opened is missing".to_owned()))
 }
