@@ -98,6 +98,12 @@ pub enum Op {
         set: bool,
         quantity: i64,
     },
+    Reorder {
+        product: Pick,
+        warehouse: Pick,
+        threshold: Option<i64>,
+        quantity: i64,
+    },
     Reserve {
         product: Pick,
         warehouse: Option<Pick>,
@@ -192,6 +198,8 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::CreateWarehouse),
         2 => (pick(), pick(), any::<bool>(), -4i64..8)
             .prop_map(|(product, warehouse, set, quantity)| Op::Adjust { product, warehouse, set, quantity }),
+        1 => (pick(), pick(), proptest::option::of(0i64..4), 1i64..10)
+            .prop_map(|(product, warehouse, threshold, quantity)| Op::Reorder { product, warehouse, threshold, quantity }),
         3 => (pick(), proptest::option::of(pick()), 1i64..5, 0u8..3)
             .prop_map(|(product, warehouse, quantity, holder)| Op::Reserve { product, warehouse, quantity, holder }),
         2 => pick().prop_map(|reservation| Op::Confirm { reservation }),
