@@ -91,7 +91,15 @@ pub enum Op {
         price_minor: i64,
         clash: bool,
     },
+    DeleteProduct {
+        product: Pick,
+    },
     CreateWarehouse,
+    /// Turns a warehouse off or on again (an inactive one serves no reservation).
+    SetWarehouseActive {
+        warehouse: Pick,
+        active: bool,
+    },
     Adjust {
         product: Pick,
         warehouse: Pick,
@@ -195,7 +203,10 @@ pub fn op() -> impl Strategy<Value = Op> {
         3 => (pick(), customer()).prop_map(|(coupon, customer)| Op::RedeemCoupon { coupon, customer }),
         1 => (100i64..5_000, prop::bool::weighted(0.2))
             .prop_map(|(price_minor, clash)| Op::CreateProduct { price_minor, clash }),
+        1 => pick().prop_map(|product| Op::DeleteProduct { product }),
         1 => Just(Op::CreateWarehouse),
+        1 => (pick(), any::<bool>())
+            .prop_map(|(warehouse, active)| Op::SetWarehouseActive { warehouse, active }),
         2 => (pick(), pick(), any::<bool>(), -4i64..8)
             .prop_map(|(product, warehouse, set, quantity)| Op::Adjust { product, warehouse, set, quantity }),
         1 => (pick(), pick(), proptest::option::of(0i64..4), 1i64..10)

@@ -17,6 +17,8 @@ const SALE_ITEMS: u32 = 4;
 const SALE_USER_LIMIT: u32 = 2;
 /// An id no server hands out in a case.
 const UNKNOWN_ID: i64 = 999_999;
+/// The serial of an unknown warehouse's code and name.
+const UNKNOWN_SERIAL: usize = 999;
 /// Well-formed codes that no case stores (a drawn code matching one is a 1 in 32^8 chance).
 const UNKNOWN_DISCOUNT_CODE: &str = "ZZZZZZZZ";
 const UNKNOWN_COUPON: &str = "NOSUCHCOUPON";
@@ -34,6 +36,8 @@ struct World {
     products: Vec<i64>,
     product_serial: usize,
     warehouses: Vec<i64>,
+    /// The serial each warehouse's code and name were made from, by position.
+    warehouse_serials: Vec<usize>,
     warehouse_serial: usize,
     reservations: Vec<i64>,
     orders: Vec<i64>,
@@ -374,8 +378,41 @@ impl Side {
                     self.world
                         .warehouses
                         .push(answer.1["id"].as_i64().unwrap_or(0));
+                    self.world.warehouse_serials.push(serial);
                 }
                 (answer, Some("warehouse"))
+            }
+            Op::SetWarehouseActive { warehouse, active } => {
+                let id = pick_id(&w.warehouses, *warehouse);
+                let serial = pick(&w.warehouse_serials, *warehouse).unwrap_or(UNKNOWN_SERIAL);
+                let body = json!({
+                    "code": format!("W{serial}"),
+                    "name": format!("Warehouse {serial}"),
+                    "active": active,
+                });
+                (
+                    self.call(
+                        Method::PUT,
+                        &format!("/api/v1/warehouses/{id}"),
+                        Some(body),
+                        None,
+                    )
+                    .await,
+                    Some("warehouse"),
+                )
+            }
+            Op::DeleteProduct { product } => {
+                let id = pick_id(&w.products, *product);
+                (
+                    self.call(
+                        Method::DELETE,
+                        &format!("/api/v1/products/{id}"),
+                        None,
+                        None,
+                    )
+                    .await,
+                    None,
+                )
             }
             Op::Adjust {
                 product,
