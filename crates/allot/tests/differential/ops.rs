@@ -142,6 +142,19 @@ pub enum Op {
     ReadOrder {
         order: Pick,
     },
+    /// The order listing with its filters (each backend builds the query its own way).
+    ListOrders {
+        customer: Option<u8>,
+        status: Option<&'static str>,
+    },
+    ListRedemptions {
+        customer: Option<u8>,
+        kind: Option<Kind>,
+    },
+    ListStock {
+        warehouse: Option<Pick>,
+        low_only: bool,
+    },
     /// The current hour's sale and its items (the items checkouts pick from).
     ReadSale,
     Checkout {
@@ -183,7 +196,7 @@ pub fn op() -> impl Strategy<Value = Op> {
                 per_user_limit,
                 open_for_min,
             }),
-        4 => (pick(), proptest::option::of(customer()), key())
+        6 => (pick(), proptest::option::weighted(0.85, customer()), key())
             .prop_map(|(campaign, customer, key)| Op::Issue { campaign, customer, key }),
         1 => pick().prop_map(|campaign| Op::ReadCampaign { campaign }),
         1 => (1u64..4).prop_map(|count| Op::GenerateCodes { count }),
@@ -219,8 +232,8 @@ pub fn op() -> impl Strategy<Value = Op> {
         5 => (
             customer(),
             proptest::collection::vec((pick(), 1i64..4), 1..3),
-            proptest::option::of(pick()),
-            proptest::option::of(pick()),
+            proptest::option::weighted(0.3, pick()),
+            proptest::option::weighted(0.3, pick()),
             key(),
         )
             .prop_map(|(customer, lines, coupon, discount_code, key)| Op::PlaceOrder {
@@ -233,6 +246,12 @@ pub fn op() -> impl Strategy<Value = Op> {
         3 => (pick(), proptest::sample::select(&STATUSES[..]), proptest::option::of(pick()))
             .prop_map(|(order, to, warehouse)| Op::SetStatus { order, to, warehouse }),
         1 => pick().prop_map(|order| Op::ReadOrder { order }),
+        1 => (proptest::option::of(customer()), proptest::option::of(proptest::sample::select(&STATUSES[..])))
+            .prop_map(|(customer, status)| Op::ListOrders { customer, status }),
+        1 => (proptest::option::of(customer()), proptest::option::of(kind()))
+            .prop_map(|(customer, kind)| Op::ListRedemptions { customer, kind }),
+        1 => (proptest::option::of(pick()), any::<bool>())
+            .prop_map(|(warehouse, low_only)| Op::ListStock { warehouse, low_only }),
         1 => Just(Op::ReadSale),
         2 => (customer(), pick()).prop_map(|(customer, item)| Op::Checkout { customer, item }),
         2 => pick().prop_map(|checkout| Op::Purchase { checkout }),

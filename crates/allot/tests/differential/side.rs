@@ -25,6 +25,8 @@ const UNKNOWN_COUPON: &str = "NOSUCHCOUPON";
 const UNKNOWN_CHECKOUT: &str = "ZZZZZZZZZZZZZZZZ";
 /// Larger than anything a case lists, so one page holds all of it.
 const PAGE: u32 = 1_000;
+/// The order listing's largest page.
+const ORDERS_PAGE: u32 = 500;
 
 /// What a case created on one server, in creation order.
 #[derive(Default)]
@@ -555,6 +557,45 @@ impl Side {
                     Some("order"),
                 )
             }
+            Op::ListOrders {
+                customer: who,
+                status,
+            } => {
+                let mut query = format!("limit={ORDERS_PAGE}");
+                if let Some(who) = who {
+                    query.push_str(&format!("&customer={}", customer(*who)));
+                }
+                if let Some(status) = status {
+                    query.push_str(&format!("&status={status}"));
+                }
+                (self.get(&format!("/api/v1/orders?{query}")).await, None)
+            }
+            Op::ListRedemptions {
+                customer: who,
+                kind,
+            } => {
+                let mut query = format!("limit={PAGE}");
+                if let Some(who) = who {
+                    query.push_str(&format!("&user_id={}", customer(*who)));
+                }
+                if let Some(kind) = kind {
+                    query.push_str(&format!("&type={}", kind.name().unwrap_or("NONE")));
+                }
+                (
+                    self.get(&format!("/api/v1/redemptions?{query}")).await,
+                    None,
+                )
+            }
+            Op::ListStock {
+                warehouse,
+                low_only,
+            } => {
+                let mut query = format!("limit=500&low_stock={low_only}");
+                if let Some(p) = warehouse {
+                    query.push_str(&format!("&warehouse_id={}", pick_id(&w.warehouses, *p)));
+                }
+                (self.get(&format!("/api/v1/inventory?{query}")).await, None)
+            }
             Op::ReadSale => self.read_sale().await,
             Op::Checkout {
                 customer: who,
@@ -692,7 +733,8 @@ impl Side {
         }
         reads.push((
             "orders".to_owned(),
-            self.get("/api/v1/orders?limit=500").await,
+            self.get(&format!("/api/v1/orders?limit={ORDERS_PAGE}"))
+                .await,
             None,
         ));
         for id in &w.sales {
