@@ -188,6 +188,11 @@ impl Side {
         self.call(Method::POST, path, Some(body), None).await
     }
 
+    /// A POST without a body, for the operations that take none.
+    async fn post_bare(&self, path: &str) -> Answer {
+        self.call(Method::POST, path, None, None).await
+    }
+
     /// Applies `op`, notes what it created, and answers it with names for ids and codes.
     pub async fn apply(&mut self, op: &Op) -> Answer {
         let (answer, ctx) = self.apply_raw(op).await;
@@ -267,7 +272,7 @@ impl Side {
                     code = code.to_lowercase();
                 }
                 (
-                    self.post(&format!("/api/v1/discount-codes/{code}/use"), json!({}))
+                    self.post_bare(&format!("/api/v1/discount-codes/{code}/use"))
                         .await,
                     None,
                 )
@@ -603,10 +608,7 @@ impl Side {
             } => {
                 let item = pick_id(&w.sale_items, *item);
                 let answer = self
-                    .post(
-                        &format!("/checkout?user_id={}&id={item}", customer(*who)),
-                        json!({}),
-                    )
+                    .post_bare(&format!("/checkout?user_id={}&id={item}", customer(*who)))
                     .await;
                 if let Some(code) = answer.1["code"].as_str() {
                     self.names.code("chk", code);
@@ -617,8 +619,7 @@ impl Side {
             Op::Purchase { checkout } => {
                 let code = pick(&w.checkouts, *checkout).unwrap_or(UNKNOWN_CHECKOUT.to_owned());
                 (
-                    self.post(&format!("/purchase?code={code}"), json!({}))
-                        .await,
+                    self.post_bare(&format!("/purchase?code={code}")).await,
                     None,
                 )
             }
