@@ -15,12 +15,16 @@
 
 #[path = "api/helpers.rs"]
 mod helpers;
+#[path = "differential/known.rs"]
+mod known;
 #[path = "differential/names.rs"]
 mod names;
 #[path = "differential/ops.rs"]
 mod ops;
 #[path = "differential/side.rs"]
 mod side;
+#[path = "differential/state.rs"]
+mod state;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 

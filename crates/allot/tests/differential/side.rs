@@ -8,6 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{self, TestApp};
+use crate::known::without_known_differences;
 use crate::names::Names;
 use crate::ops::{Op, Pick};
 
@@ -24,26 +25,26 @@ const UNKNOWN_DISCOUNT_CODE: &str = "ZZZZZZZZ";
 const UNKNOWN_COUPON: &str = "NOSUCHCOUPON";
 const UNKNOWN_CHECKOUT: &str = "ZZZZZZZZZZZZZZZZ";
 /// Larger than anything a case lists, so one page holds all of it.
-const PAGE: u32 = 1_000;
+pub(crate) const PAGE: u32 = 1_000;
 /// The order listing's largest page.
-const ORDERS_PAGE: u32 = 500;
+pub(crate) const ORDERS_PAGE: u32 = 500;
 
 /// What a case created on one server, in creation order.
 #[derive(Default)]
-struct World {
-    campaigns: Vec<i64>,
-    discount_codes: Vec<String>,
-    coupons: Vec<String>,
+pub(crate) struct World {
+    pub(crate) campaigns: Vec<i64>,
+    pub(crate) discount_codes: Vec<String>,
+    pub(crate) coupons: Vec<String>,
     coupon_serial: usize,
-    products: Vec<i64>,
+    pub(crate) products: Vec<i64>,
     product_serial: usize,
     warehouses: Vec<i64>,
     /// The serial each warehouse's code and name were made from, by position.
     warehouse_serials: Vec<usize>,
     warehouse_serial: usize,
-    reservations: Vec<i64>,
+    pub(crate) reservations: Vec<i64>,
     orders: Vec<i64>,
-    sales: Vec<i64>,
+    pub(crate) sales: Vec<i64>,
     sale_items: Vec<i64>,
     checkouts: Vec<String>,
 }
@@ -70,56 +71,12 @@ pub fn rfc3339(ms: i64) -> String {
 /// An answer: HTTP status and body (0 and the error's text if the request itself failed).
 pub type Answer = (u16, Value);
 
-/// `v` without what the backends are known to answer differently, each named here and in
-/// the report of issue 14, until the storage rules are decided once. `DIFFERENTIAL_STRICT`
-/// compares them too: `1` all of them, or a comma-separated list of their names.
-///
-/// - `empty-level`: a refused stock adjustment (`below_reserved`, e.g. `add -1` where a product has never
-///   had stock) leaves on SQLite the empty stock level (on hand 0, reserved 0) that it
-///   created before deciding, since the writer keeps a refused operation's savepoint;
-///   PostgreSQL rolls it back. The answer is the same; the row then shows in stock listings.
-///   Empty levels without a reorder point are left out on both sides.
-/// - `event-order`: an order's `InventoryReserved` events: SQLite writes them in product order (the order
-///   it reserves lines in), PostgreSQL's batch in the order of the request's lines, although
-///   its comment says "as the one-order path writes them". Runs of `InventoryReserved` and
-///   `InventoryThresholdReached` in the event log are put in product order on both sides (a
-///   stable sort: each line's threshold event stays after its reservation).
-fn without_known_differences(mut v: Value) -> Value {
-    let strict = std::env::var("DIFFERENTIAL_STRICT").unwrap_or_default();
-    let compared = |name: &str| strict == "1" || strict.split(',').any(|s| s == name);
-    fn empty_level(l: &Value) -> bool {
-        l["on_hand"] == 0 && l["reserved"] == 0 && l["reorder_threshold"].is_null()
-    }
-    fn reserved(e: &Value) -> bool {
-        e["type"] == "InventoryReserved" || e["type"] == "InventoryThresholdReached"
-    }
-    if let Value::Object(o) = &mut v {
-        for key in ["levels", "warehouses"] {
-            if let Some(Value::Array(levels)) = o.get_mut(key)
-                && !compared("empty-level")
-            {
-                levels.retain(|l| !empty_level(l));
-            }
-        }
-        for key in ["events", "entries"] {
-            if let Some(Value::Array(events)) = o.get_mut(key)
-                && !compared("event-order")
-            {
-                for run in events.chunk_by_mut(|a, b| reserved(a) && reserved(b)) {
-                    run.sort_by_key(|e| e["payload"]["product_id"].as_i64());
-                }
-            }
-        }
-    }
-    v
-}
-
 pub struct Side {
     pub app: TestApp,
     client: reqwest::Client,
     base: String,
     now_ms: i64,
-    world: World,
+    pub(crate) world: World,
     pub names: Names,
 }
 
@@ -180,7 +137,7 @@ impl Side {
         }
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str) -> Answer {
         self.call(Method::GET, path, None, None).await
     }
 
@@ -378,7 +335,10 @@ impl Side {
                 let answer = self
                     .post(
                         "/api/v1/warehouses",
-                        json!({"code": format!("W{serial}"), "name": format!("Warehouse {serial}")}),
+                        json!({
+                            "code": format!("W{serial}"),
+                            "name": format!("Warehouse {serial}"),
+                        }),
                     )
                     .await;
                 if answer.0 == 201 {
@@ -517,9 +477,12 @@ impl Side {
                         "postal_code": "10115", "country": "DE",
                     },
                     "lines": lines,
-                    "coupon": coupon.map(|c| pick(&w.coupons, c).unwrap_or(UNKNOWN_COUPON.to_owned())),
-                    "discount_code": discount_code.map(|c| pick(&w.discount_codes, c)
-                        .unwrap_or(UNKNOWN_DISCOUNT_CODE.to_owned())),
+                    "coupon": coupon.map(|c| {
+                        pick(&w.coupons, c).unwrap_or(UNKNOWN_COUPON.to_owned())
+                    }),
+                    "discount_code": discount_code.map(|c| {
+                        pick(&w.discount_codes, c).unwrap_or(UNKNOWN_DISCOUNT_CODE.to_owned())
+                    }),
                 });
                 let answer = self
                     .call(
@@ -664,122 +627,5 @@ impl Side {
             (status, json!({"sale": sale, "items": items["items"]})),
             Some("sale"),
         )
-    }
-
-    /// Everything the case created, read back, with names for ids and codes.
-    pub async fn final_state(&mut self) -> Value {
-        let mut reads: Vec<(String, Answer, Option<&'static str>)> = Vec::new();
-        let w = &self.world;
-        for id in &w.campaigns {
-            reads.push((
-                format!("campaign {id}"),
-                self.get(&format!("/api/v1/campaigns/{id}")).await,
-                Some("campaign"),
-            ));
-            reads.push((
-                format!("campaign {id} coupons"),
-                self.get(&format!("/api/v1/campaigns/{id}/coupons?limit=10000"))
-                    .await,
-                None,
-            ));
-        }
-        for code in &w.coupons {
-            reads.push((
-                format!("coupon {code}"),
-                self.get(&format!("/api/v1/coupons/{code}")).await,
-                None,
-            ));
-        }
-        reads.push((
-            "coupon stats".to_owned(),
-            self.get("/api/v1/coupons/stats").await,
-            None,
-        ));
-        reads.push((
-            "redemptions".to_owned(),
-            self.get(&format!("/api/v1/redemptions?limit={PAGE}")).await,
-            None,
-        ));
-        for code in &w.discount_codes {
-            reads.push((
-                format!("discount code {code}"),
-                self.get(&format!("/api/v1/discount-codes/{code}")).await,
-                None,
-            ));
-        }
-        reads.push((
-            "stock levels".to_owned(),
-            self.get("/api/v1/inventory?limit=500").await,
-            None,
-        ));
-        for id in &w.products {
-            reads.push((
-                format!("inventory {id}"),
-                self.get(&format!("/api/v1/inventory/{id}")).await,
-                None,
-            ));
-        }
-        reads.push((
-            "stock alerts".to_owned(),
-            self.get("/api/v1/inventory/alerts?limit=500").await,
-            None,
-        ));
-        for id in &w.reservations {
-            reads.push((
-                format!("reservation {id}"),
-                self.get(&format!("/api/v1/inventory/reservations/{id}"))
-                    .await,
-                Some("reservation"),
-            ));
-        }
-        reads.push((
-            "orders".to_owned(),
-            self.get(&format!("/api/v1/orders?limit={ORDERS_PAGE}"))
-                .await,
-            None,
-        ));
-        for id in &w.sales {
-            reads.push((
-                format!("sale {id}"),
-                self.get(&format!("/api/v1/sales/{id}")).await,
-                Some("sale"),
-            ));
-            for who in 0..4 {
-                reads.push((
-                    format!("sale {id} purchases of {}", customer(who)),
-                    self.get(&format!(
-                        "/api/v1/sales/{id}/purchases?user_id={}",
-                        customer(who)
-                    ))
-                    .await,
-                    None,
-                ));
-            }
-        }
-        reads.push((
-            "events".to_owned(),
-            self.get(&format!("/api/v1/events?limit={PAGE}")).await,
-            Some("event"),
-        ));
-        reads.push((
-            "audit".to_owned(),
-            self.get(&format!("/api/v1/audit?limit={PAGE}")).await,
-            Some("event"),
-        ));
-        // Named in read order on both sides; the labels hold real ids and codes, so they are
-        // numbered instead.
-        let state: Vec<Value> = reads
-            .into_iter()
-            .enumerate()
-            .map(|(i, (label, (status, body), ctx))| {
-                json!({
-                    "read": i,
-                    "what": label.split(' ').next().unwrap_or_default(),
-                    "status": status,
-                    "body": self.names.normalize(&without_known_differences(body), ctx),
-                })
-            })
-            .collect();
-        Value::Array(state)
     }
 }
