@@ -41,15 +41,6 @@ impl AuthUser {
             _ => None,
         }
     }
-
-    /// The actor the request's events record.
-    pub(crate) fn actor(user: Option<&AuthUser>) -> Actor {
-        match user.map(|u| u.id) {
-            Some(PrincipalId::User(id)) => Actor::User(id.get()),
-            Some(PrincipalId::ApiKey(id)) => Actor::ApiKey(id),
-            None => Actor::Anonymous,
-        }
-    }
 }
 
 /// The caller as the authorization middleware found it: `None` only on a route open to
@@ -113,6 +104,15 @@ impl Caller {
 
     pub(crate) fn role(&self) -> Option<Role> {
         self.0.map(|u| u.role)
+    }
+
+    /// The actor the request's events record.
+    pub(crate) fn actor(&self) -> Actor {
+        match self.0.map(|u| u.id) {
+            Some(PrincipalId::User(id)) => Actor::User(id.get()),
+            Some(PrincipalId::ApiKey(id)) => Actor::ApiKey(id),
+            None => Actor::Anonymous,
+        }
     }
 }
 

@@ -11,6 +11,7 @@ use allot_domain::user::{IdempotencyKey, UserId};
 use async_trait::async_trait;
 
 use crate::StorageError;
+use crate::row::Columns;
 
 /// What it takes to create a campaign; every field already valid.
 #[derive(Debug, Clone)]
@@ -182,25 +183,13 @@ pub(crate) fn issued_event(
     NewEvent::api(EventType::CouponIssued, at, payload.to_string())
 }
 
-/// A stored campaign's columns, as either backend reads them ([`sql::BY_ID`]).
-pub(crate) struct CampaignRow {
-    pub id: i64,
-    pub name: String,
-    pub starts_at_ms: i64,
-    pub ends_at_ms: Option<i64>,
-    pub total: i64,
-    pub per_user_limit: Option<i64>,
-    pub issued: i64,
-    pub created_at_ms: i64,
-}
-
 /// The statements both backends run as they are. Parameters are numbered in the order they
 /// first appear, since that is how SQLite numbers `$N` (`sqlite::tests` holds each to it).
 pub(crate) mod sql {
     pub(crate) const CREATE: &str = "INSERT INTO campaigns \
          (name, starts_at_ms, ends_at_ms, total, per_user_limit, created_at_ms) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id";
-    /// The columns of [`super::CampaignRow`], in its order.
+    /// The columns [`super::campaign_of`] reads, in its order.
     pub(crate) const BY_ID: &str = "SELECT id, name, starts_at_ms, ends_at_ms, total, \
          per_user_limit, issued, created_at_ms FROM campaigns WHERE id = $1";
     pub(crate) const COUPONS: &str = "SELECT code, seq, user_id, issued_at_ms \
@@ -214,43 +203,38 @@ pub(crate) mod sql {
     pub(crate) const ALL: &[&str] = &[CREATE, BY_ID, COUPONS, CODES];
 }
 
-impl CampaignRow {
-    pub(crate) fn campaign(self) -> Result<Campaign, StorageError> {
-        let corrupt = |e: allot_domain::DomainError| StorageError::Corrupt(e.to_string());
-        Ok(Campaign {
-            id: CampaignId::parse(self.id).map_err(corrupt)?,
-            name: self.name,
-            window: CampaignWindow::new(
-                UnixMillis::from_millis(self.starts_at_ms),
-                self.ends_at_ms.map(UnixMillis::from_millis),
-            )
-            .map_err(corrupt)?,
-            total: self.total,
-            per_user_limit: self
-                .per_user_limit
-                .map(|l| u32::try_from(l).map_err(|e| StorageError::Corrupt(e.to_string())))
-                .transpose()?,
-            issued: self.issued,
-            created_at: UnixMillis::from_millis(self.created_at_ms),
-        })
-    }
+/// A campaign from a row of [`sql::BY_ID`].
+pub(crate) fn campaign_of(r: &impl Columns) -> Result<Campaign, StorageError> {
+    let corrupt = |e: allot_domain::DomainError| StorageError::Corrupt(e.to_string());
+    Ok(Campaign {
+        id: CampaignId::parse(r.int(0)?).map_err(corrupt)?,
+        name: r.text(1)?,
+        window: CampaignWindow::new(
+            UnixMillis::from_millis(r.int(2)?),
+            r.opt_int(3)?.map(UnixMillis::from_millis),
+        )
+        .map_err(corrupt)?,
+        total: r.int(4)?,
+        per_user_limit: r
+            .opt_int(5)?
+            .map(|l| u32::try_from(l).map_err(|e| StorageError::Corrupt(e.to_string())))
+            .transpose()?,
+        issued: r.int(6)?,
+        created_at: UnixMillis::from_millis(r.int(7)?),
+    })
 }
 
 pub(crate) fn parse_code(raw: &str) -> Result<CouponCode, StorageError> {
     CouponCode::parse(raw).map_err(|e| StorageError::Corrupt(format!("stored code {raw:?}: {e}")))
 }
 
-pub(crate) fn issued_coupon(
-    code: &str,
-    seq: i64,
-    user_id: Option<String>,
-    issued_at_ms: i64,
-) -> Result<IssuedCoupon, StorageError> {
+/// An issued code from a row of [`sql::COUPONS`].
+pub(crate) fn issued_coupon_of(r: &impl Columns) -> Result<IssuedCoupon, StorageError> {
     Ok(IssuedCoupon {
-        code: parse_code(code)?,
-        seq,
-        user_id,
-        issued_at: UnixMillis::from_millis(issued_at_ms),
+        code: parse_code(&r.text(0)?)?,
+        seq: r.int(1)?,
+        user_id: r.opt_text(2)?,
+        issued_at: UnixMillis::from_millis(r.int(3)?),
     })
 }
 

@@ -11,6 +11,7 @@ use allot_domain::user::UserId;
 use async_trait::async_trait;
 
 use crate::StorageError;
+use crate::row::Columns;
 
 #[derive(Debug, Clone)]
 pub struct NewCoupon {
@@ -230,37 +231,22 @@ pub(crate) mod sql {
     ];
 }
 
-/// A stored coupon's columns (see [`COLUMNS`]), as either backend reads them.
-pub(crate) struct CouponRow {
-    pub code: String,
-    pub coupon_type: Option<String>,
-    pub discount_kind: String,
-    pub discount_amount: i64,
-    pub expires_at_ms: i64,
-    pub max_uses: i64,
-    pub uses: i64,
-    pub allocated_to: Option<String>,
-    pub allocated_at_ms: Option<i64>,
-    pub created_at_ms: i64,
-    pub id: i64,
-}
-
-/// The row's id and its coupon.
-pub(crate) fn coupon_of(r: CouponRow) -> Result<(i64, Coupon), StorageError> {
-    let count = |n: i64| u32::try_from(n).map_err(|e| StorageError::Corrupt(e.to_string()));
+/// The row's id and its coupon, from a row of [`COLUMNS`].
+pub(crate) fn coupon_of(r: &impl Columns) -> Result<(i64, Coupon), StorageError> {
+    let count = |i| u32::try_from(r.int(i)?).map_err(|e| StorageError::Corrupt(e.to_string()));
     Ok((
-        r.id,
+        r.int(10)?,
         Coupon {
-            code: r.code,
-            coupon_type: parse_type(r.coupon_type)?,
-            discount_kind: r.discount_kind,
-            discount_amount: r.discount_amount,
-            expires_at: UnixMillis::from_millis(r.expires_at_ms),
-            max_uses: count(r.max_uses)?,
-            uses: count(r.uses)?,
-            allocated_to: r.allocated_to,
-            allocated_at: r.allocated_at_ms.map(UnixMillis::from_millis),
-            created_at: UnixMillis::from_millis(r.created_at_ms),
+            code: r.text(0)?,
+            coupon_type: parse_type(r.opt_text(1)?)?,
+            discount_kind: r.text(2)?,
+            discount_amount: r.int(3)?,
+            expires_at: UnixMillis::from_millis(r.int(4)?),
+            max_uses: count(5)?,
+            uses: count(6)?,
+            allocated_to: r.opt_text(7)?,
+            allocated_at: r.opt_int(8)?.map(UnixMillis::from_millis),
+            created_at: UnixMillis::from_millis(r.int(9)?),
         },
     ))
 }
@@ -320,27 +306,31 @@ pub(crate) fn per_type_of(coupons: &[NewCoupon]) -> PerType {
     per_type
 }
 
-/// One stored row of `coupon_counters`, with the live count of expired coupons of its type.
+/// One row of [`sql::COUNTERS`], with the live count of expired coupons of its type.
 pub(crate) fn counters_of(
-    key: &str,
-    created: i64,
-    allocated: i64,
-    redeemed: i64,
-    purged: i64,
+    r: &impl Columns,
     expired: &PerType,
 ) -> Result<CouponCounters, StorageError> {
+    let key = r.text(0)?;
     let i = TYPES.iter().position(|k| *k == key).unwrap_or(0);
     Ok(CouponCounters {
-        coupon_type: if i == 0 {
-            None
-        } else {
-            parse_type(Some(key.to_owned()))?
-        },
-        created,
-        allocated,
-        redeemed,
+        coupon_type: if i == 0 { None } else { parse_type(Some(key))? },
+        created: r.int(1)?,
+        allocated: r.int(2)?,
+        redeemed: r.int(3)?,
         expired: expired[i],
-        purged,
+        purged: r.int(4)?,
+    })
+}
+
+/// A redemption from a row of `id, code, type, user_id, redeemed_at_ms`.
+pub(crate) fn redemption_of(r: &impl Columns) -> Result<Redemption, StorageError> {
+    Ok(Redemption {
+        id: r.int(0)?,
+        code: r.text(1)?,
+        coupon_type: parse_type(r.opt_text(2)?)?,
+        user_id: r.text(3)?,
+        redeemed_at: UnixMillis::from_millis(r.int(4)?),
     })
 }
 
@@ -482,20 +472,18 @@ mod tests {
     fn the_owner_may_redeem_while_uses_are_left() {
         let owner = UserId::parse("u1").unwrap();
         let other = UserId::parse("u2").unwrap();
-        let (_, coupon) = coupon_of(CouponRow {
+        let coupon = Coupon {
             code: "C1".to_owned(),
-            coupon_type: Some("FREE".to_owned()),
+            coupon_type: Some(CouponType::Free),
             discount_kind: "percent".to_owned(),
             discount_amount: 10,
-            expires_at_ms: 1_000,
+            expires_at: UnixMillis::from_millis(1_000),
             max_uses: 1,
             uses: 0,
             allocated_to: Some("u1".to_owned()),
-            allocated_at_ms: Some(1),
-            created_at_ms: 1,
-            id: 7,
-        })
-        .unwrap();
+            allocated_at: Some(UnixMillis::from_millis(1)),
+            created_at: UnixMillis::from_millis(1),
+        };
         assert_eq!(
             may_redeem(&coupon, &owner, UnixMillis::from_millis(10)),
             Ok(())

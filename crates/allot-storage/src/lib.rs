@@ -21,6 +21,7 @@ pub mod notification;
 pub mod order;
 pub mod origin;
 pub mod postgres;
+mod row;
 pub mod sale;
 pub mod sqlite;
 pub mod user;

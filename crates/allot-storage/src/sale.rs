@@ -10,6 +10,7 @@ use allot_domain::user::UserId;
 use async_trait::async_trait;
 
 use crate::StorageError;
+use crate::row::Columns;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sale {
@@ -126,6 +127,11 @@ pub(crate) use item_columns;
 /// The statements both backends run as they are. Parameters are numbered in the order they
 /// first appear, since that is how SQLite numbers `$N` (`sqlite::tests` holds each to it).
 pub(crate) mod sql {
+    /// The sale of an hour, once: the id back only for the opening that inserted it (the start
+    /// is unique), which then adds the items.
+    pub(crate) const OPEN: &str = "INSERT INTO sales \
+         (starts_at_ms, ends_at_ms, items_total, created_at_ms) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (starts_at_ms) DO NOTHING RETURNING id";
     pub(crate) const SALE_BY_START: &str = concat!(
         "SELECT ",
         sale_columns!(),
@@ -164,6 +170,7 @@ pub(crate) mod sql {
 
     #[cfg(test)]
     pub(crate) const ALL: &[&str] = &[
+        OPEN,
         SALE_BY_START,
         SALE_BY_ID,
         ITEM_BY_ID,
@@ -183,14 +190,26 @@ pub(crate) mod sql {
 /// bound only keeps a broken generator from looping forever.
 pub(crate) const CHECKOUT_DRAWS_MAX: usize = 16;
 
-pub(crate) fn sale_of(id: i64, starts_ms: i64, ends_ms: i64, items_total: i64, sold: i64) -> Sale {
-    Sale {
-        id,
-        starts_at: UnixMillis::from_millis(starts_ms),
-        ends_at: UnixMillis::from_millis(ends_ms),
-        items_total,
-        sold,
-    }
+/// A sale from a row of its columns ([`sql::SALE_BY_ID`]).
+pub(crate) fn sale_of(r: &impl Columns) -> Result<Sale, StorageError> {
+    Ok(Sale {
+        id: r.int(0)?,
+        starts_at: UnixMillis::from_millis(r.int(1)?),
+        ends_at: UnixMillis::from_millis(r.int(2)?),
+        items_total: r.int(3)?,
+        sold: r.int(4)?,
+    })
+}
+
+/// An item from a row of its columns ([`sql::ITEM_BY_ID`]).
+pub(crate) fn item_of(r: &impl Columns) -> Result<SaleItem, StorageError> {
+    Ok(SaleItem {
+        id: r.int(0)?,
+        sale_id: r.int(1)?,
+        name: r.text(2)?,
+        image_url: r.text(3)?,
+        sold_to: r.opt_text(4)?,
+    })
 }
 
 /// Whether a user who bought `bought` items of the sale may buy one more.
@@ -351,7 +370,13 @@ mod tests {
 
     #[test]
     fn a_purchase_checks_the_sale_then_the_item_then_the_limit() {
-        let sale = sale_of(1, 0, 100, 10, 0);
+        let sale = Sale {
+            id: 1,
+            starts_at: UnixMillis::from_millis(0),
+            ends_at: UnixMillis::from_millis(100),
+            items_total: 10,
+            sold: 0,
+        };
         let at = UnixMillis::from_millis;
         assert_eq!(decide_purchase(at(50), &sale, &item(1, None), 0, 1), Ok(()));
         assert_eq!(

@@ -15,12 +15,16 @@
 
 #[path = "api/helpers.rs"]
 mod helpers;
+#[path = "differential/known.rs"]
+mod known;
 #[path = "differential/names.rs"]
 mod names;
 #[path = "differential/ops.rs"]
 mod ops;
 #[path = "differential/side.rs"]
 mod side;
+#[path = "differential/state.rs"]
+mod state;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -73,10 +77,10 @@ fn opening() -> Vec<Op> {
         product(1_000),
         product(2_500),
         product(399),
-        stock(0, 0, 5),
-        stock(0, 1, 3),
-        stock(1, 0, 2),
-        stock(2, 1, 4),
+        stock(0, 0, 8),
+        stock(0, 1, 5),
+        stock(1, 0, 6),
+        stock(2, 1, 6),
         Op::CreateCampaign {
             total: 4,
             per_user_limit: Some(2),

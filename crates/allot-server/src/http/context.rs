@@ -21,7 +21,7 @@ use http::{HeaderMap, Method};
 
 use super::is_grpc;
 use crate::ServiceError;
-use crate::caller::{self, AuthUser};
+use crate::caller::{self, AuthUser, Caller};
 use crate::rate_limit::{CallerId, RateLimits};
 
 /// What [`layer`] needs.
@@ -53,7 +53,7 @@ const ISSUE_CALLS: &[(Method, &str)] = &[
 pub(crate) async fn layer(State(state): State<ContextState>, req: Request, next: Next) -> Response {
     let user = req.extensions().get::<AuthUser>().copied();
     let origin = Origin {
-        actor: AuthUser::actor(user.as_ref()),
+        actor: Caller(user).actor(),
         source: source(&req, state.trust_forwarded_for),
     };
     let caller = CallerId {

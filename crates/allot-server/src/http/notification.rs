@@ -2,19 +2,19 @@
 //! direct sends and delivery status. Who may call which route is in the policy table
 //! (`crate::policy`); here, inbox and preferences are always the caller's own.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use allot_domain::auth::AccountId;
 use allot_storage::notification::{ChannelSwitches, Notification, Preferences, Rule, Template};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use http::StatusCode;
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
-use super::extract::{ApiJson, NotificationId, PathId, invalid, whole};
+use super::extract::{ApiJson, ApiQuery, NotificationId, PathId, invalid, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::caller::{AuthUser, PrincipalId};
@@ -393,46 +393,53 @@ pub(crate) struct InboxPage {
     pub next_before: Option<i64>,
 }
 
+/// The inbox's query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct InboxQuery {
+    /// true: unread ones only.
+    pub unread: Option<bool>,
+    /// Ids below this (the previous page's next_before).
+    #[param(minimum = 1)]
+    pub before: Option<i64>,
+    /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+}
+
 /// The caller's inbox: its in-app notifications, newest first.
 #[utoipa::path(get, path = "/api/v1/notifications", tag = "notifications",
-    params(
-        ("unread" = Option<bool>, Query, description = "true: unread ones only"),
-        ("before" = Option<i64>, Query, minimum = 1, description = "Ids below this (the previous page's next_before)"),
-        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "1 to 200 (default 50)")),
+    params(InboxQuery),
     responses(
         (status = 200, description = "A page of the caller's inbox", body = InboxPage),
-        (status = 404, description = "`not_found`: an API key has no inbox or preferences (sign in as a user)", body = ErrorBody),
         (status = 401, description = "No valid credential", body = ErrorBody),
         (status = 404, description = "`not_found`: an API key has no inbox or preferences (sign in as a user)", body = ErrorBody),
         (status = 422, description = "unread, before or limit invalid", body = ErrorBody)))]
 pub(crate) async fn inbox(
     State(state): State<AppState>,
     caller: AuthUser,
-    Query(q): Query<HashMap<String, String>>,
+    ApiQuery(q): ApiQuery<InboxQuery>,
 ) -> Result<Json<InboxPage>, ServiceError> {
     let user = account(caller)?;
-    let unread = match q.get("unread").map(String::as_str) {
-        None | Some("false") => false,
-        Some("true") => true,
-        Some(_) => return Err(invalid("unread", "true or false")),
-    };
     let before = q
-        .get("before")
-        .map(|s| {
-            s.parse::<i64>()
-                .ok()
-                .filter(|n| *n > 0)
+        .before
+        .map(|n| {
+            (n > 0)
+                .then_some(n)
                 .ok_or_else(|| invalid("before", "a notification id"))
         })
         .transpose()?;
-    let limit = match q.get("limit") {
-        None => INBOX_LIMIT_DEFAULT,
-        Some(s) => s
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=crate::service::notification::INBOX_PAGE_MAX).contains(n))
-            .ok_or_else(|| invalid("limit", "1 to 200"))?,
-    };
+    let limit = q
+        .limit
+        .map(|n| {
+            (1..=crate::service::notification::INBOX_PAGE_MAX)
+                .contains(&n)
+                .then_some(n)
+                .ok_or_else(|| invalid("limit", "1 to 200"))
+        })
+        .transpose()?
+        .unwrap_or(INBOX_LIMIT_DEFAULT);
+    let unread = q.unread.unwrap_or(false);
     let items = state
         .services
         .notifications

@@ -20,14 +20,14 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio_postgres::{Client, Row};
+use tokio_postgres::Client;
 
 use super::PgStore;
 use super::batch::Batch;
 use crate::StorageError;
 use crate::campaign::{
-    Campaign, CampaignRow, CampaignStore, Count, DRAWS_MAX, IssueOutcome, IssueRequest,
-    IssuedCoupon, NewCampaign, created, created_event, decide_issue, issued_coupon, issued_event,
+    Campaign, CampaignStore, Count, DRAWS_MAX, IssueOutcome, IssueRequest, IssuedCoupon,
+    NewCampaign, campaign_of, created, created_event, decide_issue, issued_coupon_of, issued_event,
     parse_code, sql,
 };
 
@@ -58,24 +58,11 @@ async fn create(
     Ok(campaign)
 }
 
-fn campaign_row(r: &Row) -> Result<CampaignRow, StorageError> {
-    Ok(CampaignRow {
-        id: r.try_get(0)?,
-        name: r.try_get(1)?,
-        starts_at_ms: r.try_get(2)?,
-        ends_at_ms: r.try_get(3)?,
-        total: r.try_get(4)?,
-        per_user_limit: r.try_get::<_, Option<i32>>(5)?.map(i64::from),
-        issued: r.try_get(6)?,
-        created_at_ms: r.try_get(7)?,
-    })
-}
-
 async fn get(client: &Client, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
     client
         .query_opt(sql::BY_ID, &[&id.get()])
         .await?
-        .map(|r| campaign_row(&r)?.campaign())
+        .map(|r| campaign_of(&r))
         .transpose()
 }
 
@@ -357,9 +344,7 @@ async fn coupons(
     let rows = client
         .query(sql::COUPONS, &[&id.get(), &after_seq, &i64::from(limit)])
         .await?;
-    rows.iter()
-        .map(|r| issued_coupon(r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?))
-        .collect()
+    rows.iter().map(issued_coupon_of).collect()
 }
 
 async fn codes(

@@ -15,10 +15,10 @@ use tokio_postgres::{Client, GenericClient, Row};
 use super::PgStore;
 use crate::StorageError;
 use crate::coupon::{
-    Allocation, Coupon, CouponCounters, CouponRow, CouponStore, ExistingCodes, NewCoupon, PerType,
+    Allocation, Coupon, CouponCounters, CouponStore, ExistingCodes, NewCoupon, PerType,
     RedeemOutcome, Redemption, RedemptionFilter, add_by_key, allocated_event, by_type, counters_of,
-    coupon_of, may_redeem, parse_type, per_type_of, purged_event, redeemed_event, reversed_event,
-    sort_counters, type_key, uploaded_event,
+    coupon_of, may_redeem, parse_type, per_type_of, purged_event, redeemed_event, redemption_of,
+    reversed_event, sort_counters, type_key, uploaded_event,
 };
 pub(super) use crate::coupon::{COLUMNS, TYPES, sql, type_index};
 
@@ -31,19 +31,7 @@ const BY_CODE_LOCKED: &str = concat!(
 
 /// The row's id and its coupon (see [`COLUMNS`]).
 pub(super) fn coupon(r: &Row) -> Result<(i64, Coupon), StorageError> {
-    coupon_of(CouponRow {
-        code: r.try_get(0)?,
-        coupon_type: r.try_get(1)?,
-        discount_kind: r.try_get(2)?,
-        discount_amount: r.try_get(3)?,
-        expires_at_ms: r.try_get(4)?,
-        max_uses: i64::from(r.try_get::<_, i32>(5)?),
-        uses: i64::from(r.try_get::<_, i32>(6)?),
-        allocated_to: r.try_get(7)?,
-        allocated_at_ms: r.try_get(8)?,
-        created_at_ms: r.try_get(9)?,
-        id: r.try_get(10)?,
-    })
+    coupon_of(r)
 }
 
 async fn existing(
@@ -302,14 +290,7 @@ async fn counters(client: &Client, now: UnixMillis) -> Result<Vec<CouponCounters
     }
     let mut out = Vec::with_capacity(4);
     for r in client.query(sql::COUNTERS, &[]).await? {
-        out.push(counters_of(
-            r.try_get(0)?,
-            r.try_get(1)?,
-            r.try_get(2)?,
-            r.try_get(3)?,
-            r.try_get(4)?,
-            &expired,
-        )?);
+        out.push(counters_of(&r, &expired)?);
     }
     sort_counters(&mut out);
     Ok(out)
@@ -342,17 +323,7 @@ async fn redemptions(
             ],
         )
         .await?;
-    rows.iter()
-        .map(|r| {
-            Ok(Redemption {
-                id: r.try_get(0)?,
-                code: r.try_get(1)?,
-                coupon_type: parse_type(r.try_get(2)?)?,
-                user_id: r.try_get(3)?,
-                redeemed_at: UnixMillis::from_millis(r.try_get(4)?),
-            })
-        })
-        .collect()
+    rows.iter().map(redemption_of).collect()
 }
 
 #[async_trait]

@@ -9,14 +9,16 @@ use allot_domain::event::EventType;
 use allot_domain::sale::{CheckoutCode, item_name_and_image};
 use allot_domain::user::UserId;
 use async_trait::async_trait;
-use tokio_postgres::{Client, GenericClient, Row};
+use tokio_postgres::{Client, GenericClient};
 
 use super::PgStore;
 use crate::StorageError;
+use crate::row::Columns;
 use crate::sale::{
     CHECKOUT_DRAWS_MAX, CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale,
     SaleItem, SaleStore, attempt_label, checkout_item, checkout_within_limit, code_event,
-    decide_purchase, opened_event, parse_checkout_code, purchase_label, replayed, sale_of, sql,
+    decide_purchase, item_of, opened_event, parse_checkout_code, purchase_label, replayed, sale_of,
+    sql,
 };
 
 /// The item by its id, its row locked for the purchase's transaction.
@@ -26,32 +28,11 @@ const ITEM_LOCKED: &str = concat!(
     " FROM sale_items WHERE id = $1 FOR UPDATE"
 );
 
-fn sale(r: &Row) -> Sale {
-    sale_of(
-        r.get(0),
-        r.get(1),
-        r.get(2),
-        i64::from(r.get::<_, i32>(3)),
-        i64::from(r.get::<_, i32>(4)),
-    )
-}
-
-fn item(r: &Row) -> SaleItem {
-    SaleItem {
-        id: r.get(0),
-        sale_id: r.get(1),
-        name: r.get(2),
-        image_url: r.get(3),
-        sold_to: r.get(4),
-    }
-}
-
 async fn open(client: &mut Client, new: NewSale, now: UnixMillis) -> Result<Sale, StorageError> {
     let tx = client.transaction().await?;
     let inserted = tx
         .query_opt(
-            "INSERT INTO sales (starts_at_ms, ends_at_ms, items_total, created_at_ms) VALUES ($1, $2, $3, $4)
-             ON CONFLICT (starts_at_ms) DO NOTHING RETURNING id",
+            sql::OPEN,
             &[
                 &new.hour.starts_at().as_millis(),
                 &new.hour.ends_at().as_millis(),
@@ -61,7 +42,7 @@ async fn open(client: &mut Client, new: NewSale, now: UnixMillis) -> Result<Sale
         )
         .await?;
     if let Some(row) = inserted {
-        let sale_id: i64 = row.get(0);
+        let sale_id = row.int(0)?;
         let (names, images): (Vec<String>, Vec<String>) = (1..=new.items)
             .map(|n| item_name_and_image(new.hour, n))
             .unzip();
@@ -83,17 +64,19 @@ async fn by_start(
     client: &impl GenericClient,
     start: UnixMillis,
 ) -> Result<Option<Sale>, StorageError> {
-    Ok(client
+    client
         .query_opt(sql::SALE_BY_START, &[&start.as_millis()])
         .await?
-        .map(|r| sale(&r)))
+        .map(|r| sale_of(&r))
+        .transpose()
 }
 
 async fn by_id(client: &impl GenericClient, id: i64) -> Result<Option<Sale>, StorageError> {
-    Ok(client
+    client
         .query_opt(sql::SALE_BY_ID, &[&id])
         .await?
-        .map(|r| sale(&r)))
+        .map(|r| sale_of(&r))
+        .transpose()
 }
 
 async fn bought(
@@ -101,10 +84,10 @@ async fn bought(
     sale_id: i64,
     user: &str,
 ) -> Result<i64, StorageError> {
-    Ok(client
+    client
         .query_opt(sql::BOUGHT, &[&sale_id, &user])
         .await?
-        .map_or(0, |r| i64::from(r.get::<_, i32>(0))))
+        .map_or(Ok(0), |r| r.int(0))
 }
 
 async fn checkout(
@@ -139,7 +122,8 @@ async fn decide_checkout(
     let found = tx
         .query_opt(sql::ITEM_BY_ID, &[&req.item.get()])
         .await?
-        .map(|r| item(&r));
+        .map(|r| item_of(&r))
+        .transpose()?;
     let it = match checkout_item(found, req.sale.id) {
         Ok(it) => it,
         Err(refusal) => return Ok(refusal),
@@ -219,7 +203,7 @@ async fn purchase(
     let the_item = tx
         .query_one(ITEM_LOCKED, &[&item_id])
         .await
-        .map(|r| item(&r))?;
+        .map(|r| item_of(&r))??;
     if let Some(decided) = decided {
         return Ok(replayed(&decided, the_item, user));
     }
@@ -283,12 +267,12 @@ async fn items(
     after: i64,
     limit: u32,
 ) -> Result<Vec<SaleItem>, StorageError> {
-    Ok(client
+    client
         .query(sql::ITEMS, &[&sale_id, &after, &i64::from(limit)])
         .await?
         .iter()
-        .map(item)
-        .collect())
+        .map(item_of)
+        .collect()
 }
 
 async fn purchases(
@@ -296,12 +280,12 @@ async fn purchases(
     sale_id: i64,
     user: &str,
 ) -> Result<Vec<SaleItem>, StorageError> {
-    Ok(client
+    client
         .query(sql::PURCHASES, &[&sale_id, &user])
         .await?
         .iter()
-        .map(item)
-        .collect())
+        .map(item_of)
+        .collect()
 }
 
 #[async_trait]

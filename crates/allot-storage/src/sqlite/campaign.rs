@@ -5,15 +5,15 @@ use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CouponCode};
 use allot_domain::user::UserId;
 use async_trait::async_trait;
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, params};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, params};
 
 use super::SqliteStore;
 use super::event::append;
 use super::writer::WriterState;
 use crate::StorageError;
 use crate::campaign::{
-    Campaign, CampaignRow, CampaignStore, Count, DRAWS_MAX, IssueOutcome, IssueRequest,
-    IssuedCoupon, NewCampaign, created, created_event, decide_issue, issued_coupon, issued_event,
+    Campaign, CampaignStore, Count, DRAWS_MAX, IssueOutcome, IssueRequest, IssuedCoupon,
+    NewCampaign, campaign_of, created, created_event, decide_issue, issued_coupon_of, issued_event,
     parse_code, sql,
 };
 
@@ -36,23 +36,9 @@ fn create(conn: &Connection, new: &NewCampaign, now: UnixMillis) -> Result<Campa
 
 fn get(conn: &Connection, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
     conn.prepare_cached(sql::BY_ID)?
-        .query_row(params![id.get()], campaign_row)
+        .query_row(params![id.get()], |r| Ok(campaign_of(r)))
         .optional()?
-        .map(CampaignRow::campaign)
         .transpose()
-}
-
-fn campaign_row(r: &Row<'_>) -> rusqlite::Result<CampaignRow> {
-    Ok(CampaignRow {
-        id: r.get(0)?,
-        name: r.get(1)?,
-        starts_at_ms: r.get(2)?,
-        ends_at_ms: r.get(3)?,
-        total: r.get(4)?,
-        per_user_limit: r.get(5)?,
-        issued: r.get(6)?,
-        created_at_ms: r.get(7)?,
-    })
 }
 
 fn issue(
@@ -189,17 +175,11 @@ fn coupons(
 ) -> Result<Vec<IssuedCoupon>, StorageError> {
     let mut stmt = conn.prepare_cached(sql::COUPONS)?;
     let rows = stmt.query_map(params![id.get(), after_seq, limit], |r| {
-        Ok((
-            r.get::<_, String>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, Option<String>>(2)?,
-            r.get::<_, i64>(3)?,
-        ))
+        Ok(issued_coupon_of(r))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (code, seq, user_id, at) = row?;
-        out.push(issued_coupon(&code, seq, user_id, at)?);
+        out.push(row??);
     }
     Ok(out)
 }

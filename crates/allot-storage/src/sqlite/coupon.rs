@@ -5,39 +5,23 @@ use allot_domain::UnixMillis;
 use allot_domain::coupon::{CouponType, UploadedCode};
 use allot_domain::user::UserId;
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use super::event::append;
 use crate::StorageError;
 use crate::coupon::{
-    Allocation, Coupon, CouponCounters, CouponRow, CouponStore, ExistingCodes, NewCoupon, PerType,
+    Allocation, Coupon, CouponCounters, CouponStore, ExistingCodes, NewCoupon, PerType,
     RedeemOutcome, Redemption, RedemptionFilter, TYPES, add_by_key, allocated_event, by_type,
     counters_of, coupon_of, may_redeem, parse_type, per_type_of, purged_event, redeemed_event,
-    reversed_event, sort_counters, sql, type_index, type_key, uploaded_event,
+    redemption_of, reversed_event, sort_counters, sql, type_index, type_key, uploaded_event,
 };
-
-fn coupon_row(r: &Row<'_>) -> rusqlite::Result<CouponRow> {
-    Ok(CouponRow {
-        code: r.get(0)?,
-        coupon_type: r.get(1)?,
-        discount_kind: r.get(2)?,
-        discount_amount: r.get(3)?,
-        expires_at_ms: r.get(4)?,
-        max_uses: r.get(5)?,
-        uses: r.get(6)?,
-        allocated_to: r.get(7)?,
-        allocated_at_ms: r.get(8)?,
-        created_at_ms: r.get(9)?,
-        id: r.get(10)?,
-    })
-}
+use crate::row::collect;
 
 fn by_code(conn: &Connection, code: &str) -> Result<Option<(i64, Coupon)>, StorageError> {
     conn.prepare_cached(sql::BY_CODE)?
-        .query_row(params![code], coupon_row)
+        .query_row(params![code], |r| Ok(coupon_of(r)))
         .optional()?
-        .map(coupon_of)
         .transpose()
 }
 
@@ -114,10 +98,12 @@ fn allocate(
     // No hoarding: an unredeemed, unexpired coupon of this type already held comes back.
     let held = conn
         .prepare_cached(sql::HELD)?
-        .query_row(params![user.as_str(), t, now.as_millis()], coupon_row)
+        .query_row(params![user.as_str(), t, now.as_millis()], |r| {
+            Ok(coupon_of(r))
+        })
         .optional()?;
-    if let Some(row) = held {
-        return Ok(Allocation::Held(coupon_of(row)?.1));
+    if let Some(held) = held {
+        return Ok(Allocation::Held(held?.1));
     }
     let free = conn
         .prepare_cached(
@@ -132,8 +118,10 @@ fn allocate(
     };
     let row = conn
         .prepare_cached(sql::ALLOCATE)?
-        .query_row(params![user.as_str(), now.as_millis(), id], coupon_row)?;
-    let (_, coupon) = coupon_of(row)?;
+        .query_row(params![user.as_str(), now.as_millis(), id], |r| {
+            Ok(coupon_of(r))
+        })?;
+    let (_, coupon) = row?;
     conn.prepare_cached(sql::RECORD_ALLOCATION)?
         .execute(params![coupon.code, t, user.as_str(), now.as_millis()])?;
     conn.prepare_cached(sql::COUNT_ALLOCATED)?
@@ -162,8 +150,8 @@ pub(super) fn redeem(
     }
     let row = conn
         .prepare_cached(sql::USE)?
-        .query_row(params![id], coupon_row)?;
-    let (_, coupon) = coupon_of(row)?;
+        .query_row(params![id], |r| Ok(coupon_of(r)))?;
+    let (_, coupon) = row?;
     conn.prepare_cached(sql::RECORD_REDEMPTION)?
         .execute(params![
             coupon.code,
@@ -249,15 +237,7 @@ fn counters(conn: &Connection, now: UnixMillis) -> Result<Vec<CouponCounters>, S
     let mut rows = stmt.query([])?;
     let mut out = Vec::with_capacity(4);
     while let Some(row) = rows.next()? {
-        let t: String = row.get(0)?;
-        out.push(counters_of(
-            &t,
-            row.get(1)?,
-            row.get(2)?,
-            row.get(3)?,
-            row.get(4)?,
-            &expired,
-        )?);
+        out.push(counters_of(row, &expired)?);
     }
     sort_counters(&mut out);
     Ok(out)
@@ -293,27 +273,7 @@ fn redemptions(conn: &Connection, f: &RedemptionFilter) -> Result<Vec<Redemption
     args.push(i64::from(f.limit).into());
     sql.push_str(&format!(" ORDER BY id LIMIT ?{}", args.len()));
     let mut stmt = conn.prepare_cached(&sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, String>(1)?,
-            r.get::<_, Option<String>>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, i64>(4)?,
-        ))
-    })?;
-    let mut out = Vec::new();
-    for row in rows {
-        let (id, code, t, user_id, at) = row?;
-        out.push(Redemption {
-            id,
-            code,
-            coupon_type: parse_type(t)?,
-            user_id,
-            redeemed_at: UnixMillis::from_millis(at),
-        });
-    }
-    Ok(out)
+    collect(stmt.query_map(rusqlite::params_from_iter(args), |r| Ok(redemption_of(r)))?)
 }
 
 #[async_trait]

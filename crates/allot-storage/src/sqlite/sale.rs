@@ -6,84 +6,68 @@ use allot_domain::event::EventType;
 use allot_domain::sale::{CheckoutCode, item_name_and_image};
 use allot_domain::user::UserId;
 use async_trait::async_trait;
-use rusqlite::{Connection, OptionalExtension, Row, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
 use super::event::append;
 use crate::StorageError;
+use crate::row::collect;
 use crate::sale::{
     CHECKOUT_DRAWS_MAX, CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale,
     SaleItem, SaleStore, attempt_label, checkout_item, checkout_within_limit, code_event,
-    decide_purchase, opened_event, parse_checkout_code, purchase_label, replayed, sale_of, sql,
+    decide_purchase, item_of, opened_event, parse_checkout_code, purchase_label, replayed, sale_of,
+    sql,
 };
-
-fn sale_row(r: &Row<'_>) -> rusqlite::Result<Sale> {
-    Ok(sale_of(
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-    ))
-}
-
-fn item_row(r: &Row<'_>) -> rusqlite::Result<SaleItem> {
-    Ok(SaleItem {
-        id: r.get(0)?,
-        sale_id: r.get(1)?,
-        name: r.get(2)?,
-        image_url: r.get(3)?,
-        sold_to: r.get(4)?,
-    })
-}
 
 /// Opens the sale of the hour with its items, in one savepoint; a sale already open for the
 /// hour (this process earlier, another instance) is returned as it is.
 fn open(conn: &Connection, new: NewSale, now: UnixMillis) -> Result<Sale, StorageError> {
-    if let Some(sale) = by_start(conn, new.hour.starts_at())? {
-        return Ok(sale);
+    let inserted: Option<i64> = conn
+        .prepare_cached(sql::OPEN)?
+        .query_row(
+            params![
+                new.hour.starts_at().as_millis(),
+                new.hour.ends_at().as_millis(),
+                new.items,
+                now.as_millis()
+            ],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if let Some(sale_id) = inserted {
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO sale_items (sale_id, name, image_url) VALUES (?1, ?2, ?3)",
+        )?;
+        for n in 1..=new.items {
+            let (name, image) = item_name_and_image(new.hour, n);
+            insert.execute(params![sale_id, name, image])?;
+        }
+        append(conn, opened_event(sale_id, new, now))?;
+        tracing::info!(sale = sale_id, items = new.items, "sale opened");
     }
-    conn.prepare_cached(
-        "INSERT INTO sales (starts_at_ms, ends_at_ms, items_total, created_at_ms) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        new.hour.starts_at().as_millis(),
-        new.hour.ends_at().as_millis(),
-        new.items,
-        now.as_millis()
-    ])?;
-    let sale_id = conn.last_insert_rowid();
-    let mut insert = conn
-        .prepare_cached("INSERT INTO sale_items (sale_id, name, image_url) VALUES (?1, ?2, ?3)")?;
-    for n in 1..=new.items {
-        let (name, image) = item_name_and_image(new.hour, n);
-        insert.execute(params![sale_id, name, image])?;
-    }
-    append(conn, opened_event(sale_id, new, now))?;
-    tracing::info!(sale = sale_id, items = new.items, "sale opened");
     by_start(conn, new.hour.starts_at())?
         .ok_or_else(|| StorageError::Corrupt("the sale just opened is missing".to_owned()))
 }
 
 fn by_start(conn: &Connection, start: UnixMillis) -> Result<Option<Sale>, StorageError> {
-    Ok(conn
-        .prepare_cached(sql::SALE_BY_START)?
-        .query_row(params![start.as_millis()], sale_row)
-        .optional()?)
+    conn.prepare_cached(sql::SALE_BY_START)?
+        .query_row(params![start.as_millis()], |r| Ok(sale_of(r)))
+        .optional()?
+        .transpose()
 }
 
 fn by_id(conn: &Connection, id: i64) -> Result<Option<Sale>, StorageError> {
-    Ok(conn
-        .prepare_cached(sql::SALE_BY_ID)?
-        .query_row(params![id], sale_row)
-        .optional()?)
+    conn.prepare_cached(sql::SALE_BY_ID)?
+        .query_row(params![id], |r| Ok(sale_of(r)))
+        .optional()?
+        .transpose()
 }
 
 fn item(conn: &Connection, id: i64) -> Result<Option<SaleItem>, StorageError> {
-    Ok(conn
-        .prepare_cached(sql::ITEM_BY_ID)?
-        .query_row(params![id], item_row)
-        .optional()?)
+    conn.prepare_cached(sql::ITEM_BY_ID)?
+        .query_row(params![id], |r| Ok(item_of(r)))
+        .optional()?
+        .transpose()
 }
 
 fn bought(conn: &Connection, sale_id: i64, user: &str) -> Result<i64, StorageError> {
@@ -253,14 +237,12 @@ fn items(
     limit: u32,
 ) -> Result<Vec<SaleItem>, StorageError> {
     let mut stmt = conn.prepare_cached(sql::ITEMS)?;
-    let rows = stmt.query_map(params![sale_id, after_id, limit], item_row)?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    collect(stmt.query_map(params![sale_id, after_id, limit], |r| Ok(item_of(r)))?)
 }
 
 fn purchases(conn: &Connection, sale_id: i64, user: &str) -> Result<Vec<SaleItem>, StorageError> {
     let mut stmt = conn.prepare_cached(sql::PURCHASES)?;
-    let rows = stmt.query_map(params![sale_id, user], item_row)?;
-    Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
+    collect(stmt.query_map(params![sale_id, user], |r| Ok(item_of(r)))?)
 }
 
 #[async_trait]

@@ -91,11 +91,25 @@ pub enum Op {
         price_minor: i64,
         clash: bool,
     },
+    DeleteProduct {
+        product: Pick,
+    },
     CreateWarehouse,
+    /// Turns a warehouse off or on again (an inactive one serves no reservation).
+    SetWarehouseActive {
+        warehouse: Pick,
+        active: bool,
+    },
     Adjust {
         product: Pick,
         warehouse: Pick,
         set: bool,
+        quantity: i64,
+    },
+    Reorder {
+        product: Pick,
+        warehouse: Pick,
+        threshold: Option<i64>,
         quantity: i64,
     },
     Reserve {
@@ -127,6 +141,19 @@ pub enum Op {
     },
     ReadOrder {
         order: Pick,
+    },
+    /// The order listing with its filters (each backend builds the query its own way).
+    ListOrders {
+        customer: Option<u8>,
+        status: Option<&'static str>,
+    },
+    ListRedemptions {
+        customer: Option<u8>,
+        kind: Option<Kind>,
+    },
+    ListStock {
+        warehouse: Option<Pick>,
+        low_only: bool,
     },
     /// The current hour's sale and its items (the items checkouts pick from).
     ReadSale,
@@ -160,6 +187,73 @@ fn key() -> impl Strategy<Value = Option<u8>> {
     proptest::option::of(0u8..3)
 }
 
+fn status() -> impl Strategy<Value = &'static str> {
+    proptest::sample::select(&STATUSES[..])
+}
+
+fn upload() -> impl Strategy<Value = Op> {
+    let expiry_min = prop_oneof![Just(10i64), Just(600)];
+    let flags = (any::<bool>(), prop::bool::weighted(0.2));
+    (kind(), 1i64..3, expiry_min, 1u8..3, flags).prop_map(
+        |(kind, max_uses, expires_in_min, count, (percent, clash))| Op::UploadCoupons {
+            kind,
+            percent,
+            max_uses,
+            expires_in_min,
+            count,
+            clash,
+        },
+    )
+}
+
+fn adjust() -> impl Strategy<Value = Op> {
+    (pick(), pick(), any::<bool>(), -4i64..8).prop_map(|(product, warehouse, set, quantity)| {
+        Op::Adjust {
+            product,
+            warehouse,
+            set,
+            quantity,
+        }
+    })
+}
+
+fn reorder() -> impl Strategy<Value = Op> {
+    (pick(), pick(), proptest::option::of(0i64..4), 1i64..10).prop_map(
+        |(product, warehouse, threshold, quantity)| Op::Reorder {
+            product,
+            warehouse,
+            threshold,
+            quantity,
+        },
+    )
+}
+
+fn reserve() -> impl Strategy<Value = Op> {
+    (pick(), proptest::option::of(pick()), 1i64..5, 0u8..3).prop_map(
+        |(product, warehouse, quantity, holder)| Op::Reserve {
+            product,
+            warehouse,
+            quantity,
+            holder,
+        },
+    )
+}
+
+/// An order of one or two lines, now and then with a coupon or a discount code.
+fn place_order() -> impl Strategy<Value = Op> {
+    let lines = proptest::collection::vec((pick(), 1i64..4), 1..3);
+    let code = || proptest::option::weighted(0.3, pick());
+    (customer(), lines, code(), code(), key()).prop_map(
+        |(customer, lines, coupon, discount_code, key)| Op::PlaceOrder {
+            customer,
+            lines,
+            coupon,
+            discount_code,
+            key,
+        },
+    )
+}
+
 /// One operation; the weights favour the contested paths (issue, use, redeem, reserve, order).
 pub fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
@@ -169,51 +263,47 @@ pub fn op() -> impl Strategy<Value = Op> {
                 per_user_limit,
                 open_for_min,
             }),
-        4 => (pick(), proptest::option::of(customer()), key())
+        6 => (pick(), proptest::option::weighted(0.85, customer()), key())
             .prop_map(|(campaign, customer, key)| Op::Issue { campaign, customer, key }),
         1 => pick().prop_map(|campaign| Op::ReadCampaign { campaign }),
         1 => (1u64..4).prop_map(|count| Op::GenerateCodes { count }),
         3 => (pick(), any::<bool>())
             .prop_map(|(code, lower_case)| Op::UseCode { code, lower_case }),
-        1 => (kind(), any::<bool>(), 1i64..3, prop_oneof![Just(10i64), Just(600)], 1u8..3, prop::bool::weighted(0.2))
-            .prop_map(|(kind, percent, max_uses, expires_in_min, count, clash)| Op::UploadCoupons {
-                kind,
-                percent,
-                max_uses,
-                expires_in_min,
-                count,
-                clash,
-            }),
-        2 => (customer(), kind()).prop_map(|(customer, kind)| Op::RequestCoupon { customer, kind }),
-        1 => (pick(), customer()).prop_map(|(coupon, customer)| Op::ValidateCoupon { coupon, customer }),
-        3 => (pick(), customer()).prop_map(|(coupon, customer)| Op::RedeemCoupon { coupon, customer }),
+        1 => upload(),
+        2 => (customer(), kind()).prop_map(|(customer, kind)| Op::RequestCoupon {
+            customer,
+            kind
+        }),
+        1 => (pick(), customer()).prop_map(|(coupon, customer)| Op::ValidateCoupon {
+            coupon,
+            customer
+        }),
+        3 => (pick(), customer()).prop_map(|(coupon, customer)| Op::RedeemCoupon {
+            coupon,
+            customer
+        }),
         1 => (100i64..5_000, prop::bool::weighted(0.2))
             .prop_map(|(price_minor, clash)| Op::CreateProduct { price_minor, clash }),
+        1 => pick().prop_map(|product| Op::DeleteProduct { product }),
         1 => Just(Op::CreateWarehouse),
-        2 => (pick(), pick(), any::<bool>(), -4i64..8)
-            .prop_map(|(product, warehouse, set, quantity)| Op::Adjust { product, warehouse, set, quantity }),
-        3 => (pick(), proptest::option::of(pick()), 1i64..5, 0u8..3)
-            .prop_map(|(product, warehouse, quantity, holder)| Op::Reserve { product, warehouse, quantity, holder }),
+        1 => (pick(), any::<bool>())
+            .prop_map(|(warehouse, active)| Op::SetWarehouseActive { warehouse, active }),
+        2 => adjust(),
+        1 => reorder(),
+        3 => reserve(),
         2 => pick().prop_map(|reservation| Op::Confirm { reservation }),
         2 => pick().prop_map(|reservation| Op::Release { reservation }),
         1 => pick().prop_map(|product| Op::ReadInventory { product }),
-        5 => (
-            customer(),
-            proptest::collection::vec((pick(), 1i64..4), 1..3),
-            proptest::option::of(pick()),
-            proptest::option::of(pick()),
-            key(),
-        )
-            .prop_map(|(customer, lines, coupon, discount_code, key)| Op::PlaceOrder {
-                customer,
-                lines,
-                coupon,
-                discount_code,
-                key,
-            }),
-        3 => (pick(), proptest::sample::select(&STATUSES[..]), proptest::option::of(pick()))
+        5 => place_order(),
+        3 => (pick(), status(), proptest::option::of(pick()))
             .prop_map(|(order, to, warehouse)| Op::SetStatus { order, to, warehouse }),
         1 => pick().prop_map(|order| Op::ReadOrder { order }),
+        1 => (proptest::option::of(customer()), proptest::option::of(status()))
+            .prop_map(|(customer, status)| Op::ListOrders { customer, status }),
+        1 => (proptest::option::of(customer()), proptest::option::of(kind()))
+            .prop_map(|(customer, kind)| Op::ListRedemptions { customer, kind }),
+        1 => (proptest::option::of(pick()), any::<bool>())
+            .prop_map(|(warehouse, low_only)| Op::ListStock { warehouse, low_only }),
         1 => Just(Op::ReadSale),
         2 => (customer(), pick()).prop_map(|(customer, item)| Op::Checkout { customer, item }),
         2 => pick().prop_map(|checkout| Op::Purchase { checkout }),

@@ -8,6 +8,7 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{self, TestApp};
+use crate::known::without_known_differences;
 use crate::names::Names;
 use crate::ops::{Op, Pick};
 
@@ -17,27 +18,33 @@ const SALE_ITEMS: u32 = 4;
 const SALE_USER_LIMIT: u32 = 2;
 /// An id no server hands out in a case.
 const UNKNOWN_ID: i64 = 999_999;
+/// The serial of an unknown warehouse's code and name.
+const UNKNOWN_SERIAL: usize = 999;
 /// Well-formed codes that no case stores (a drawn code matching one is a 1 in 32^8 chance).
 const UNKNOWN_DISCOUNT_CODE: &str = "ZZZZZZZZ";
 const UNKNOWN_COUPON: &str = "NOSUCHCOUPON";
 const UNKNOWN_CHECKOUT: &str = "ZZZZZZZZZZZZZZZZ";
 /// Larger than anything a case lists, so one page holds all of it.
-const PAGE: u32 = 1_000;
+pub(crate) const PAGE: u32 = 1_000;
+/// The order listing's largest page.
+pub(crate) const ORDERS_PAGE: u32 = 500;
 
 /// What a case created on one server, in creation order.
 #[derive(Default)]
-struct World {
-    campaigns: Vec<i64>,
-    discount_codes: Vec<String>,
-    coupons: Vec<String>,
+pub(crate) struct World {
+    pub(crate) campaigns: Vec<i64>,
+    pub(crate) discount_codes: Vec<String>,
+    pub(crate) coupons: Vec<String>,
     coupon_serial: usize,
-    products: Vec<i64>,
+    pub(crate) products: Vec<i64>,
     product_serial: usize,
     warehouses: Vec<i64>,
+    /// The serial each warehouse's code and name were made from, by position.
+    warehouse_serials: Vec<usize>,
     warehouse_serial: usize,
-    reservations: Vec<i64>,
+    pub(crate) reservations: Vec<i64>,
     orders: Vec<i64>,
-    sales: Vec<i64>,
+    pub(crate) sales: Vec<i64>,
     sale_items: Vec<i64>,
     checkouts: Vec<String>,
 }
@@ -64,52 +71,12 @@ pub fn rfc3339(ms: i64) -> String {
 /// An answer: HTTP status and body (0 and the error's text if the request itself failed).
 pub type Answer = (u16, Value);
 
-/// `v` without what the backends are known to answer differently, each named here and in
-/// the report of issue 14, until the storage rules are decided once (`DIFFERENTIAL_STRICT=1`
-/// compares them too):
-///
-/// - A refused stock adjustment (`below_reserved`, e.g. `add -1` where a product has never
-///   had stock) leaves on SQLite the empty stock level (on hand 0, reserved 0) that it
-///   created before deciding, since the writer keeps a refused operation's savepoint;
-///   PostgreSQL rolls it back. The answer is the same; the row then shows in stock listings.
-///   Empty levels without a reorder point are left out on both sides.
-/// - An order's `InventoryReserved` events: SQLite writes them in product order (the order
-///   it reserves lines in), PostgreSQL's batch in the order of the request's lines, although
-///   its comment says "as the one-order path writes them". Runs of `InventoryReserved` in the
-///   event log are put in product order on both sides.
-fn without_known_differences(mut v: Value) -> Value {
-    if std::env::var_os("DIFFERENTIAL_STRICT").is_some() {
-        return v;
-    }
-    fn empty_level(l: &Value) -> bool {
-        l["on_hand"] == 0 && l["reserved"] == 0 && l["reorder_threshold"].is_null()
-    }
-    fn reserved(e: &Value) -> bool {
-        e["type"] == "InventoryReserved"
-    }
-    if let Value::Object(o) = &mut v {
-        for key in ["levels", "warehouses"] {
-            if let Some(Value::Array(levels)) = o.get_mut(key) {
-                levels.retain(|l| !empty_level(l));
-            }
-        }
-        for key in ["events", "entries"] {
-            if let Some(Value::Array(events)) = o.get_mut(key) {
-                for run in events.chunk_by_mut(|a, b| reserved(a) && reserved(b)) {
-                    run.sort_by_key(|e| e["payload"]["product_id"].as_i64());
-                }
-            }
-        }
-    }
-    v
-}
-
 pub struct Side {
     pub app: TestApp,
     client: reqwest::Client,
     base: String,
     now_ms: i64,
-    world: World,
+    pub(crate) world: World,
     pub names: Names,
 }
 
@@ -170,12 +137,17 @@ impl Side {
         }
     }
 
-    async fn get(&self, path: &str) -> Answer {
+    pub(crate) async fn get(&self, path: &str) -> Answer {
         self.call(Method::GET, path, None, None).await
     }
 
     async fn post(&self, path: &str, body: Value) -> Answer {
         self.call(Method::POST, path, Some(body), None).await
+    }
+
+    /// A POST without a body, for the operations that take none.
+    async fn post_bare(&self, path: &str) -> Answer {
+        self.call(Method::POST, path, None, None).await
     }
 
     /// Applies `op`, notes what it created, and answers it with names for ids and codes.
@@ -257,7 +229,7 @@ impl Side {
                     code = code.to_lowercase();
                 }
                 (
-                    self.post(&format!("/api/v1/discount-codes/{code}/use"), json!({}))
+                    self.post_bare(&format!("/api/v1/discount-codes/{code}/use"))
                         .await,
                     None,
                 )
@@ -363,15 +335,51 @@ impl Side {
                 let answer = self
                     .post(
                         "/api/v1/warehouses",
-                        json!({"code": format!("W{serial}"), "name": format!("Warehouse {serial}")}),
+                        json!({
+                            "code": format!("W{serial}"),
+                            "name": format!("Warehouse {serial}"),
+                        }),
                     )
                     .await;
                 if answer.0 == 201 {
                     self.world
                         .warehouses
                         .push(answer.1["id"].as_i64().unwrap_or(0));
+                    self.world.warehouse_serials.push(serial);
                 }
                 (answer, Some("warehouse"))
+            }
+            Op::SetWarehouseActive { warehouse, active } => {
+                let id = pick_id(&w.warehouses, *warehouse);
+                let serial = pick(&w.warehouse_serials, *warehouse).unwrap_or(UNKNOWN_SERIAL);
+                let body = json!({
+                    "code": format!("W{serial}"),
+                    "name": format!("Warehouse {serial}"),
+                    "active": active,
+                });
+                (
+                    self.call(
+                        Method::PUT,
+                        &format!("/api/v1/warehouses/{id}"),
+                        Some(body),
+                        None,
+                    )
+                    .await,
+                    Some("warehouse"),
+                )
+            }
+            Op::DeleteProduct { product } => {
+                let id = pick_id(&w.products, *product);
+                (
+                    self.call(
+                        Method::DELETE,
+                        &format!("/api/v1/products/{id}"),
+                        None,
+                        None,
+                    )
+                    .await,
+                    None,
+                )
             }
             Op::Adjust {
                 product,
@@ -387,6 +395,29 @@ impl Side {
                     "reason": "differential",
                 });
                 (self.post("/api/v1/inventory/adjust", body).await, None)
+            }
+            Op::Reorder {
+                product,
+                warehouse,
+                threshold,
+                quantity,
+            } => {
+                let id = pick_id(&w.products, *product);
+                let body = json!({
+                    "warehouse_id": pick_id(&w.warehouses, *warehouse),
+                    "reorder_threshold": threshold,
+                    "reorder_quantity": threshold.map(|_| quantity),
+                });
+                (
+                    self.call(
+                        Method::PUT,
+                        &format!("/api/v1/inventory/{id}/reorder"),
+                        Some(body),
+                        None,
+                    )
+                    .await,
+                    None,
+                )
             }
             Op::Reserve {
                 product,
@@ -446,9 +477,12 @@ impl Side {
                         "postal_code": "10115", "country": "DE",
                     },
                     "lines": lines,
-                    "coupon": coupon.map(|c| pick(&w.coupons, c).unwrap_or(UNKNOWN_COUPON.to_owned())),
-                    "discount_code": discount_code.map(|c| pick(&w.discount_codes, c)
-                        .unwrap_or(UNKNOWN_DISCOUNT_CODE.to_owned())),
+                    "coupon": coupon.map(|c| {
+                        pick(&w.coupons, c).unwrap_or(UNKNOWN_COUPON.to_owned())
+                    }),
+                    "discount_code": discount_code.map(|c| {
+                        pick(&w.discount_codes, c).unwrap_or(UNKNOWN_DISCOUNT_CODE.to_owned())
+                    }),
                 });
                 let answer = self
                     .call(
@@ -491,6 +525,45 @@ impl Side {
                     Some("order"),
                 )
             }
+            Op::ListOrders {
+                customer: who,
+                status,
+            } => {
+                let mut query = format!("limit={ORDERS_PAGE}");
+                if let Some(who) = who {
+                    query.push_str(&format!("&customer={}", customer(*who)));
+                }
+                if let Some(status) = status {
+                    query.push_str(&format!("&status={status}"));
+                }
+                (self.get(&format!("/api/v1/orders?{query}")).await, None)
+            }
+            Op::ListRedemptions {
+                customer: who,
+                kind,
+            } => {
+                let mut query = format!("limit={PAGE}");
+                if let Some(who) = who {
+                    query.push_str(&format!("&user_id={}", customer(*who)));
+                }
+                if let Some(kind) = kind {
+                    query.push_str(&format!("&type={}", kind.name().unwrap_or("NONE")));
+                }
+                (
+                    self.get(&format!("/api/v1/redemptions?{query}")).await,
+                    None,
+                )
+            }
+            Op::ListStock {
+                warehouse,
+                low_only,
+            } => {
+                let mut query = format!("limit=500&low_stock={low_only}");
+                if let Some(p) = warehouse {
+                    query.push_str(&format!("&warehouse_id={}", pick_id(&w.warehouses, *p)));
+                }
+                (self.get(&format!("/api/v1/inventory?{query}")).await, None)
+            }
             Op::ReadSale => self.read_sale().await,
             Op::Checkout {
                 customer: who,
@@ -498,10 +571,7 @@ impl Side {
             } => {
                 let item = pick_id(&w.sale_items, *item);
                 let answer = self
-                    .post(
-                        &format!("/checkout?user_id={}&id={item}", customer(*who)),
-                        json!({}),
-                    )
+                    .post_bare(&format!("/checkout?user_id={}&id={item}", customer(*who)))
                     .await;
                 if let Some(code) = answer.1["code"].as_str() {
                     self.names.code("chk", code);
@@ -512,8 +582,7 @@ impl Side {
             Op::Purchase { checkout } => {
                 let code = pick(&w.checkouts, *checkout).unwrap_or(UNKNOWN_CHECKOUT.to_owned());
                 (
-                    self.post(&format!("/purchase?code={code}"), json!({}))
-                        .await,
+                    self.post_bare(&format!("/purchase?code={code}")).await,
                     None,
                 )
             }
@@ -558,121 +627,5 @@ impl Side {
             (status, json!({"sale": sale, "items": items["items"]})),
             Some("sale"),
         )
-    }
-
-    /// Everything the case created, read back, with names for ids and codes.
-    pub async fn final_state(&mut self) -> Value {
-        let mut reads: Vec<(String, Answer, Option<&'static str>)> = Vec::new();
-        let w = &self.world;
-        for id in &w.campaigns {
-            reads.push((
-                format!("campaign {id}"),
-                self.get(&format!("/api/v1/campaigns/{id}")).await,
-                Some("campaign"),
-            ));
-            reads.push((
-                format!("campaign {id} coupons"),
-                self.get(&format!("/api/v1/campaigns/{id}/coupons?limit=10000"))
-                    .await,
-                None,
-            ));
-        }
-        for code in &w.coupons {
-            reads.push((
-                format!("coupon {code}"),
-                self.get(&format!("/api/v1/coupons/{code}")).await,
-                None,
-            ));
-        }
-        reads.push((
-            "coupon stats".to_owned(),
-            self.get("/api/v1/coupons/stats").await,
-            None,
-        ));
-        reads.push((
-            "redemptions".to_owned(),
-            self.get(&format!("/api/v1/redemptions?limit={PAGE}")).await,
-            None,
-        ));
-        for code in &w.discount_codes {
-            reads.push((
-                format!("discount code {code}"),
-                self.get(&format!("/api/v1/discount-codes/{code}")).await,
-                None,
-            ));
-        }
-        reads.push((
-            "stock levels".to_owned(),
-            self.get("/api/v1/inventory?limit=500").await,
-            None,
-        ));
-        for id in &w.products {
-            reads.push((
-                format!("inventory {id}"),
-                self.get(&format!("/api/v1/inventory/{id}")).await,
-                None,
-            ));
-        }
-        reads.push((
-            "stock alerts".to_owned(),
-            self.get("/api/v1/inventory/alerts?limit=500").await,
-            None,
-        ));
-        for id in &w.reservations {
-            reads.push((
-                format!("reservation {id}"),
-                self.get(&format!("/api/v1/inventory/reservations/{id}"))
-                    .await,
-                Some("reservation"),
-            ));
-        }
-        reads.push((
-            "orders".to_owned(),
-            self.get("/api/v1/orders?limit=500").await,
-            None,
-        ));
-        for id in &w.sales {
-            reads.push((
-                format!("sale {id}"),
-                self.get(&format!("/api/v1/sales/{id}")).await,
-                Some("sale"),
-            ));
-            for who in 0..4 {
-                reads.push((
-                    format!("sale {id} purchases of {}", customer(who)),
-                    self.get(&format!(
-                        "/api/v1/sales/{id}/purchases?user_id={}",
-                        customer(who)
-                    ))
-                    .await,
-                    None,
-                ));
-            }
-        }
-        reads.push((
-            "events".to_owned(),
-            self.get(&format!("/api/v1/events?limit={PAGE}")).await,
-            Some("event"),
-        ));
-        reads.push((
-            "audit".to_owned(),
-            self.get(&format!("/api/v1/audit?limit={PAGE}")).await,
-            Some("event"),
-        ));
-        // Named in read order on both sides; the labels hold real ids and codes, so they are
-        // numbered instead.
-        let state: Vec<Value> = reads
-            .into_iter()
-            .enumerate()
-            .map(|(i, (label, (status, body), ctx))| {
-                json!({
-                    "read": i,
-                    "what": label.split(' ').next().unwrap_or_default(),
-                    "status": status,
-                    "body": self.names.normalize(&without_known_differences(body), ctx),
-                })
-            })
-            .collect();
-        Value::Array(state)
     }
 }
