@@ -217,6 +217,23 @@ pub(crate) fn order_status_event(
     allot_domain::event::NewEvent::api(EventType::OrderStatusChanged, req.now, payload.to_string())
 }
 
+/// `CouponRedeemed`; `coupon.uses` counts this redemption, `order` is the order that used it.
+pub(crate) fn coupon_redeemed_event(
+    coupon: &crate::Coupon,
+    user: &str,
+    order: Option<i64>,
+    at: UnixMillis,
+) -> allot_domain::event::NewEvent {
+    let payload = serde_json::json!({
+        "code": coupon.code,
+        "type": coupon.coupon_type.map(|t| t.as_str()),
+        "user_id": user,
+        "order_id": order,
+        "uses": coupon.uses,
+    });
+    allot_domain::event::NewEvent::api(EventType::CouponRedeemed, at, payload.to_string())
+}
+
 /// `DiscountCodeUsed`; `order` is the order that used it, if any.
 pub(crate) fn discount_used_event(
     code: &str,

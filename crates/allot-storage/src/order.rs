@@ -19,6 +19,12 @@ use async_trait::async_trait;
 use crate::StorageError;
 use crate::catalog::corrupt;
 
+mod rules;
+pub(crate) use rules::{
+    LineStep, OrderFacts, PricedProduct, StockRow, decide_order, decide_status_change,
+    inventory_refusal,
+};
+
 /// Stock held by a pending order never lapses: its reservations carry this lifetime
 /// (9999-12-31T23:59:59.999Z), so the reservation expiry job never takes them. A pending
 /// order holds its stock until it is confirmed or cancelled.

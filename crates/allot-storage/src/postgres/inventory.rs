@@ -14,8 +14,7 @@ use std::collections::BTreeMap;
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
 use allot_domain::inventory::{
-    Adjustment, AlertChange, Level, MovementKind, Reason, Reorder, ReservationId,
-    ReservationStatus, choose_warehouse,
+    Adjustment, AlertChange, MovementKind, Reason, Reorder, ReservationId,
 };
 use async_trait::async_trait;
 use tokio_postgres::{GenericClient, Row};
@@ -24,9 +23,10 @@ use super::PgStore;
 use crate::StorageError;
 use crate::event::{MovementEvent, reorder_event, threshold_event};
 use crate::inventory::{
-    AlertQuery, Balance, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
-    NewReservation, PRODUCT_MOVEMENTS, ProductInventory, Reservation, StockAlert, StockLevel,
-    alert_after, kind, product, reservation_id, status, warehouse_id,
+    AlertQuery, Balance, Change, End, InventoryRefusal, InventoryResult, InventoryStore,
+    LevelQuery, Movement, NewReservation, PRODUCT_MOVEMENTS, ProductInventory, Reservation,
+    StockAlert, StockLevel, alert_after, choose_row, decide_adjustment, decide_end, kind, product,
+    reservation_id, status, warehouse_id,
 };
 
 type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
@@ -193,14 +193,6 @@ async fn apply_alert(
     }
 }
 
-pub(super) struct Change<'a> {
-    pub kind: MovementKind,
-    pub on_hand_delta: i64,
-    pub reserved_delta: i64,
-    pub reservation: Option<i64>,
-    pub reason: Option<&'a str>,
-}
-
 /// One change of a locked level: the balance, its ledger row and its alert.
 pub(super) async fn apply(
     c: &impl GenericClient,
@@ -210,8 +202,7 @@ pub(super) async fn apply(
     ch: Change<'_>,
     now: UnixMillis,
 ) -> Result<Balance, StorageError> {
-    let on_hand = b.on_hand + ch.on_hand_delta;
-    let reserved = b.reserved + ch.reserved_delta;
+    let (on_hand, reserved) = ch.after(b);
     // The movement's event first, then the alert it raises or clears, if any.
     let event = MovementEvent {
         kind: ch.kind,
@@ -273,27 +264,6 @@ pub(super) async fn apply(
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum End {
-    Release,
-    Confirm,
-    Expire,
-}
-
-impl End {
-    fn outcome(self, quantity: i64) -> (ReservationStatus, MovementKind, i64) {
-        match self {
-            End::Release => (ReservationStatus::Released, MovementKind::Release, 0),
-            End::Confirm => (
-                ReservationStatus::Confirmed,
-                MovementKind::StockOut,
-                -quantity,
-            ),
-            End::Expire => (ReservationStatus::Expired, MovementKind::Expiry, 0),
-        }
-    }
-}
-
 impl PgStore {
     async fn end_reservation(
         &self,
@@ -328,16 +298,10 @@ pub(super) async fn end_in(
         return Ok(Err(InventoryRefusal::ReservationNotFound));
     };
     let r = reservation_from(&row)?;
-    if r.status != ReservationStatus::Pending {
-        return Ok(Err(InventoryRefusal::NotPending { status: r.status }));
-    }
-    // One past its lifetime is expired, whatever was asked.
-    let ended = if r.expires_at.as_millis() <= now.as_millis() {
-        End::Expire
-    } else {
-        how
+    let ending = match decide_end(&r, how, now) {
+        Ok(e) => e,
+        Err(refusal) => return Ok(Err(refusal)),
     };
-    let (status, kind, on_hand_delta) = ended.outcome(r.quantity);
     let row = tx
         .query_one(
             "SELECT on_hand, reserved, reorder_threshold, low_alert_open FROM stock_levels
@@ -346,27 +310,13 @@ pub(super) async fn end_in(
         )
         .await?;
     let b = balance_from(&row, 0)?;
-    let change = Change {
-        kind,
-        on_hand_delta,
-        reserved_delta: -r.quantity,
-        reservation: Some(id.get()),
-        reason: None,
-    };
-    apply(tx, r.product_id, r.warehouse_id, &b, change, now).await?;
+    apply(tx, r.product_id, r.warehouse_id, &b, ending.change(&r), now).await?;
     tx.execute(
         "UPDATE reservations SET status = $2, updated_at_ms = $3 WHERE id = $1",
-        &[&id.get(), &status.as_str(), &now.as_millis()],
+        &[&id.get(), &ending.status.as_str(), &now.as_millis()],
     )
     .await?;
-    if ended != how {
-        return Ok(Err(InventoryRefusal::NotPending { status }));
-    }
-    Ok(Ok(Reservation {
-        status,
-        updated_at: now,
-        ..r
-    }))
+    Ok(ending.answer(r, now))
 }
 
 /// Reserves inside the caller's transaction, the reservation lasting until `expires_at_ms`:
@@ -403,23 +353,9 @@ pub(super) async fn reserve_in(
     for r in &rows {
         levels.push((warehouse_id(r.try_get(0)?)?, balance_from(r, 1)?));
     }
-    let choice: Vec<Level<WarehouseId>> = levels
-        .iter()
-        .map(|(w, b)| Level {
-            warehouse: *w,
-            on_hand: b.on_hand,
-            reserved: b.reserved,
-        })
-        .collect();
-    let Some(w) = choose_warehouse(&choice, new.preferred, new.quantity) else {
-        return Ok(Err(InventoryRefusal::OutOfStock {
-            available_total: choice.iter().map(Level::available).sum(),
-        }));
-    };
-    let Some((_, b)) = levels.iter().find(|(lw, _)| *lw == w) else {
-        return Err(StorageError::Corrupt(
-            "the chosen warehouse has no level".to_owned(),
-        ));
+    let (w, b) = match choose_row(&levels, new.preferred, new.quantity)? {
+        Ok(chosen) => chosen,
+        Err(r) => return Ok(Err(r)),
     };
     let now = new.now.as_millis();
     let q = new.quantity.get();
@@ -449,7 +385,7 @@ pub(super) async fn reserve_in(
         reservation: Some(reservation.id.get()),
         reason: None,
     };
-    apply(tx, p, w, b, change, new.now).await?;
+    apply(tx, p, w, &b, change, new.now).await?;
     Ok(Ok(reservation))
 }
 
@@ -523,11 +459,9 @@ impl InventoryStore for PgStore {
             Ok(b) => b,
             Err(r) => return Ok(Err(r)),
         };
-        let Some(delta) = adjustment.delta(b.on_hand, b.reserved) else {
-            return Ok(Err(InventoryRefusal::BelowReserved {
-                on_hand: b.on_hand,
-                reserved: b.reserved,
-            }));
+        let delta = match decide_adjustment(adjustment, &b) {
+            Ok(delta) => delta,
+            Err(r) => return Ok(Err(r)),
         };
         if delta != 0 {
             let change = Change {

@@ -5,37 +5,24 @@
 //! it stays.
 
 use allot_domain::UnixMillis;
-use allot_domain::catalog::{ProductId, WarehouseId};
-use allot_domain::inventory::MovementKind;
-use allot_domain::order::{OrderStatus, Transition};
+use allot_domain::catalog::WarehouseId;
+use allot_domain::order::OrderStatus;
 use async_trait::async_trait;
 use tokio_postgres::GenericClient;
 
-use super::inventory::{Change, End, apply, end_in, lock_level, warehouse_exists};
+use super::inventory::{apply, end_in, lock_level, warehouse_exists};
 use super::{PgStore, coupon, discount};
 use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::crypto::{open_created, open_order, seal_new_order};
-use crate::inventory::{InventoryRefusal, product, reservation_id, warehouse_id};
+use crate::inventory::{Change, product, warehouse_id};
 use crate::order::{
-    AppliedCode, Created, NewOrder, Order, OrderLine, OrderQuery, OrderRefusal, OrderResult,
-    OrderStore, StatusChange, StatusRequest, order_status,
+    AppliedCode, Created, LineStep, NewOrder, Order, OrderLine, OrderQuery, OrderRefusal,
+    OrderResult, OrderStore, StatusChange, StatusRequest, decide_status_change, inventory_refusal,
+    order_status,
 };
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
-
-fn inventory_refusal(r: InventoryRefusal, p: ProductId) -> Result<OrderRefusal, StorageError> {
-    Ok(match r {
-        InventoryRefusal::UnknownProduct => OrderRefusal::UnknownProduct { product: p },
-        InventoryRefusal::UnknownWarehouse => OrderRefusal::UnknownWarehouse,
-        InventoryRefusal::OutOfStock { available_total } => OrderRefusal::OutOfStock {
-            product: p,
-            available_total,
-        },
-        InventoryRefusal::NotPending { status } => OrderRefusal::ReservationNotPending { status },
-        other => return Err(corrupt(format!("order stock refused: {other:?}"))),
-    })
-}
 
 async fn history(
     c: &impl GenericClient,
@@ -63,26 +50,28 @@ async fn history(
     Ok(())
 }
 
-/// Puts the line's quantity back on hand in the warehouse (`stock_in`).
+/// Puts a returned line's quantity back on hand in its warehouse (`stock_in`).
 async fn restock(
     tx: &impl GenericClient,
-    line: &OrderLine,
-    w: WarehouseId,
+    step: &LineStep,
     reason: &str,
     now: UnixMillis,
 ) -> Refusable<()> {
-    let b = match lock_level(tx, line.product_id, w, now).await? {
+    let LineStep::Restock {
+        product,
+        warehouse,
+        quantity,
+        reservation,
+    } = *step
+    else {
+        return Err(corrupt("a restock step that is none"));
+    };
+    let b = match lock_level(tx, product, warehouse, now).await? {
         Ok(b) => b,
-        Err(r) => return Ok(Err(inventory_refusal(r, line.product_id)?)),
+        Err(r) => return Ok(Err(inventory_refusal(r, product)?)),
     };
-    let change = Change {
-        kind: MovementKind::StockIn,
-        on_hand_delta: line.quantity,
-        reserved_delta: 0,
-        reservation: Some(line.reservation_id),
-        reason: Some(reason),
-    };
-    apply(tx, line.product_id, w, &b, change, now).await?;
+    let change = Change::stock_in(quantity, reservation, reason);
+    apply(tx, product, warehouse, &b, change, now).await?;
     Ok(Ok(()))
 }
 
@@ -98,44 +87,29 @@ async fn change(tx: &impl GenericClient, req: &StatusRequest) -> Refusable<Order
     let Some(o) = load(tx, req.id).await? else {
         return Ok(Err(OrderRefusal::OrderNotFound));
     };
-    let t = match o.status.transition(req.to) {
-        Ok(t) => t,
-        Err(e) => return Ok(Err(OrderRefusal::Illegal(e))),
+    let warehouse_known = match req.warehouse {
+        Some(w) => Some(warehouse_exists(tx, w).await?),
+        None => None,
     };
-    let return_to = match (t, req.warehouse) {
-        (Transition::Restock, Some(w)) => {
-            if !warehouse_exists(tx, w).await? {
-                return Ok(Err(OrderRefusal::UnknownWarehouse));
-            }
-            Some(w)
-        }
-        _ => None,
+    let plan = match decide_status_change(&o, req, warehouse_known)? {
+        Ok(plan) => plan,
+        Err(refusal) => return Ok(Err(refusal)),
     };
-    let reason = req
-        .reason
-        .clone()
-        .unwrap_or_else(|| format!("order {} {}", o.id, req.to));
-    let mut lines = o.lines.clone();
-    lines.sort_by_key(|l| (l.product_id, return_to.unwrap_or(l.warehouse_id)));
-    for line in &lines {
-        let id = reservation_id(line.reservation_id)?;
-        let done = match t {
-            Transition::ConsumeReservations => end_in(tx, id, End::Confirm, now).await?.map(|_| ()),
-            Transition::ReleaseReservations => end_in(tx, id, End::Release, now).await?.map(|_| ()),
-            Transition::RestockConfirmed | Transition::Restock => {
-                let w = return_to.unwrap_or(line.warehouse_id);
-                match restock(tx, line, w, &reason, now).await? {
-                    Ok(()) => Ok(()),
-                    Err(r) => return Ok(Err(r)),
-                }
-            }
-            Transition::StatusOnly => Ok(()),
+    for step in &plan.steps {
+        let done = match *step {
+            LineStep::End {
+                reservation, how, ..
+            } => end_in(tx, reservation, how, now).await?.map(|_| ()),
+            LineStep::Restock { .. } => match restock(tx, step, &plan.reason, now).await? {
+                Ok(()) => Ok(()),
+                Err(r) => return Ok(Err(r)),
+            },
         };
         if let Err(r) = done {
-            return Ok(Err(inventory_refusal(r, line.product_id)?));
+            return Ok(Err(inventory_refusal(r, step.product())?));
         }
     }
-    if t.gives_codes_back() {
+    if plan.gives_codes_back {
         coupon::give_back(tx, o.id, now).await?;
         if let Some(code) = &o.discount_code {
             discount::give_back(tx, &code.code, o.id, now).await?;
@@ -146,18 +120,18 @@ async fn change(tx: &impl GenericClient, req: &StatusRequest) -> Refusable<Order
         &[&o.id, &req.to.as_str(), &now.as_millis()],
     )
     .await?;
+    let return_to = plan.return_to.map(WarehouseId::get);
     history(
         tx,
         o.id,
         Some(o.status),
         req.to,
         req.reason.as_deref(),
-        return_to.map(WarehouseId::get),
+        return_to,
         now,
     )
     .await?;
-    let event =
-        crate::event::order_status_event(o.id, o.status, req, return_to.map(WarehouseId::get));
+    let event = crate::event::order_status_event(o.id, o.status, req, return_to);
     super::event::append(tx, event).await?;
     let order = load(tx, o.id)
         .await?

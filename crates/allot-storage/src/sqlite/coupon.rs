@@ -49,7 +49,10 @@ fn finish(row: (Coupon, Option<String>)) -> Result<Coupon, StorageError> {
     Ok(coupon)
 }
 
-fn by_code(conn: &Connection, code: &str) -> Result<Option<(i64, Coupon)>, StorageError> {
+pub(super) fn by_code(
+    conn: &Connection,
+    code: &str,
+) -> Result<Option<(i64, Coupon)>, StorageError> {
     conn.prepare_cached(&format!(
         "SELECT {COLUMNS}, id FROM coupons WHERE code = ?1"
     ))?
@@ -218,6 +221,19 @@ pub(super) fn redeem(
     if let Err(refusal) = check_redeemable(&state, user.as_str(), now) {
         return Ok(RedeemOutcome::Refused(refusal));
     }
+    let coupon = record_redemption(conn, id, user, now, order)?;
+    Ok(RedeemOutcome::Redeemed(coupon))
+}
+
+/// Records a redemption of the coupon `id` that its rule allowed: its use, the redemption row,
+/// the counter and the event.
+pub(super) fn record_redemption(
+    conn: &Connection,
+    id: i64,
+    user: &UserId,
+    now: UnixMillis,
+    order: Option<i64>,
+) -> Result<Coupon, StorageError> {
     let row = conn
         .prepare_cached(&format!(
             "UPDATE coupons SET uses = uses + 1 WHERE id = ?1 AND uses < max_uses RETURNING {COLUMNS}"
@@ -237,18 +253,9 @@ pub(super) fn redeem(
     ])?;
     conn.prepare_cached("UPDATE coupon_counters SET redeemed = redeemed + 1 WHERE type = ?1")?
         .execute(params![type_key(coupon.coupon_type)])?;
-    let payload = json!({
-        "code": coupon.code,
-        "type": coupon.coupon_type.map(CouponType::as_str),
-        "user_id": user.as_str(),
-        "order_id": order,
-        "uses": coupon.uses,
-    });
-    super::event::append(
-        conn,
-        NewEvent::api(EventType::CouponRedeemed, now, payload.to_string()),
-    )?;
-    Ok(RedeemOutcome::Redeemed(coupon))
+    let event = crate::event::coupon_redeemed_event(&coupon, user.as_str(), order, now);
+    super::event::append(conn, event)?;
+    Ok(coupon)
 }
 
 /// Gives back the coupon uses the order made: each redemption is marked reversed, its use

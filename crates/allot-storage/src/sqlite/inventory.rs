@@ -7,8 +7,7 @@
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
 use allot_domain::inventory::{
-    Adjustment, AlertChange, Level, MovementKind, Reason, Reorder, ReservationId,
-    ReservationStatus, choose_warehouse,
+    Adjustment, AlertChange, MovementKind, Reason, Reorder, ReservationId,
 };
 use async_trait::async_trait;
 use rusqlite::types::Value;
@@ -18,9 +17,10 @@ use super::SqliteStore;
 use crate::StorageError;
 use crate::event::{MovementEvent, reorder_event, threshold_event};
 use crate::inventory::{
-    AlertQuery, Balance, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
-    NewReservation, PRODUCT_MOVEMENTS, ProductInventory, Reservation, StockAlert, StockLevel,
-    alert_after, kind, product, reservation_id, status, warehouse_id,
+    AlertQuery, Balance, Change, End, InventoryRefusal, InventoryResult, InventoryStore,
+    LevelQuery, Movement, NewReservation, PRODUCT_MOVEMENTS, ProductInventory, Reservation,
+    StockAlert, StockLevel, alert_after, choose_row, decide_adjustment, decide_end, kind, product,
+    reservation_id, status, warehouse_id,
 };
 
 type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
@@ -173,15 +173,6 @@ fn apply_alert(
     }
 }
 
-/// One change of a balance: the level, its ledger row and its alert, together.
-pub(super) struct Change<'a> {
-    pub kind: MovementKind,
-    pub on_hand_delta: i64,
-    pub reserved_delta: i64,
-    pub reservation: Option<i64>,
-    pub reason: Option<&'a str>,
-}
-
 pub(super) fn apply(
     conn: &Connection,
     p: ProductId,
@@ -190,8 +181,7 @@ pub(super) fn apply(
     c: Change<'_>,
     now: UnixMillis,
 ) -> Result<(), StorageError> {
-    let on_hand = b.on_hand + c.on_hand_delta;
-    let reserved = b.reserved + c.reserved_delta;
+    let (on_hand, reserved) = c.after(b);
     // The movement's event first, then the alert it raises or clears, if any.
     let event = MovementEvent {
         kind: c.kind,
@@ -305,11 +295,9 @@ fn adjust(
         Ok(b) => b,
         Err(r) => return Ok(Err(r)),
     };
-    let Some(delta) = adjustment.delta(b.on_hand, b.reserved) else {
-        return Ok(Err(InventoryRefusal::BelowReserved {
-            on_hand: b.on_hand,
-            reserved: b.reserved,
-        }));
+    let delta = match decide_adjustment(adjustment, &b) {
+        Ok(delta) => delta,
+        Err(r) => return Ok(Err(r)),
     };
     if delta != 0 {
         let change = Change {
@@ -325,17 +313,6 @@ fn adjust(
 }
 
 fn reserve(conn: &Connection, new: &NewReservation) -> Refusable<Reservation> {
-    let expires_at = new.now.as_millis().saturating_add(new.ttl.as_millis());
-    reserve_until(conn, new, expires_at)
-}
-
-/// Reserves as [`reserve`] does, the reservation lasting until `expires_at_ms` (orders hold
-/// theirs until confirmed or cancelled); `new.ttl` is not read.
-pub(super) fn reserve_until(
-    conn: &Connection,
-    new: &NewReservation,
-    expires_at_ms: i64,
-) -> Refusable<Reservation> {
     let p = new.product;
     if !live_product(conn, p)? {
         return Ok(Err(InventoryRefusal::UnknownProduct));
@@ -345,6 +322,29 @@ pub(super) fn reserve_until(
     {
         return Ok(Err(InventoryRefusal::UnknownWarehouse));
     }
+    let rows = active_rows(conn, p)?;
+    let (w, b) = match choose_row(&rows, new.preferred, new.quantity)? {
+        Ok(chosen) => chosen,
+        Err(r) => return Ok(Err(r)),
+    };
+    let expires_at = new.now.as_millis().saturating_add(new.ttl.as_millis());
+    let held = hold(
+        conn,
+        p,
+        (w, &b),
+        new.quantity.get(),
+        new.holder.as_str(),
+        expires_at,
+        new.now,
+    )?;
+    Ok(Ok(held))
+}
+
+/// The product's stock rows in active warehouses, in warehouse order.
+pub(super) fn active_rows(
+    conn: &Connection,
+    p: ProductId,
+) -> Result<Vec<(WarehouseId, Balance)>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT s.warehouse_id, s.on_hand, s.reserved, s.reorder_threshold, s.low_alert_open
          FROM stock_levels s JOIN warehouses w ON w.id = s.warehouse_id
@@ -361,26 +361,20 @@ pub(super) fn reserve_until(
         };
         levels.push((warehouse_id(r.get(0)?)?, b));
     }
-    let choice: Vec<Level<WarehouseId>> = levels
-        .iter()
-        .map(|(w, b)| Level {
-            warehouse: *w,
-            on_hand: b.on_hand,
-            reserved: b.reserved,
-        })
-        .collect();
-    let Some(w) = choose_warehouse(&choice, new.preferred, new.quantity) else {
-        return Ok(Err(InventoryRefusal::OutOfStock {
-            available_total: choice.iter().map(Level::available).sum(),
-        }));
-    };
-    let Some((_, b)) = levels.iter().find(|(lw, _)| *lw == w) else {
-        return Err(StorageError::Corrupt(
-            "the chosen warehouse has no level".to_owned(),
-        ));
-    };
-    let now = new.now.as_millis();
-    let q = new.quantity.get();
+    Ok(levels)
+}
+
+/// Writes a reservation of `quantity` on the chosen stock row (its balance `b` as read), until
+/// `expires_at_ms`, with its ledger row and alert.
+pub(super) fn hold(
+    conn: &Connection,
+    p: ProductId,
+    (w, b): (WarehouseId, &Balance),
+    quantity: i64,
+    holder: &str,
+    expires_at_ms: i64,
+    now: UnixMillis,
+) -> Result<Reservation, StorageError> {
     let reservation = conn
         .prepare_cached(&format!(
             "INSERT INTO reservations (product_id, warehouse_id, quantity, holder, status,
@@ -388,18 +382,25 @@ pub(super) fn reserve_until(
              VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6) RETURNING {RESERVATION_COLUMNS}"
         ))?
         .query_row(
-            params![p.get(), w.get(), q, new.holder.as_str(), expires_at_ms, now],
+            params![
+                p.get(),
+                w.get(),
+                quantity,
+                holder,
+                expires_at_ms,
+                now.as_millis()
+            ],
             |r| Ok(reservation_from(r)),
         )??;
     let change = Change {
         kind: MovementKind::Reservation,
         on_hand_delta: 0,
-        reserved_delta: q,
+        reserved_delta: quantity,
         reservation: Some(reservation.id.get()),
         reason: None,
     };
-    apply(conn, p, w, b, change, new.now)?;
-    Ok(Ok(reservation))
+    apply(conn, p, w, b, change, now)?;
+    Ok(reservation)
 }
 
 fn reservation(conn: &Connection, id: ReservationId) -> Result<Option<Reservation>, StorageError> {
@@ -410,17 +411,7 @@ fn reservation(conn: &Connection, id: ReservationId) -> Result<Option<Reservatio
     rows.next()?.map(reservation_from).transpose()
 }
 
-/// What ends a pending reservation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum End {
-    Release,
-    Confirm,
-    Expire,
-}
-
-/// Ends a pending reservation: its stock goes back (release, expiry) or out (confirm). One
-/// past its lifetime is expired whatever was asked, and answered `NotPending { Expired }`
-/// unless expiry was asked.
+/// Ends a pending reservation as [`decide_end`] says.
 pub(super) fn end(
     conn: &Connection,
     id: ReservationId,
@@ -430,19 +421,9 @@ pub(super) fn end(
     let Some(r) = reservation(conn, id)? else {
         return Ok(Err(InventoryRefusal::ReservationNotFound));
     };
-    if r.status != ReservationStatus::Pending {
-        return Ok(Err(InventoryRefusal::NotPending { status: r.status }));
-    }
-    let lapsed = r.expires_at.as_millis() <= now.as_millis();
-    let ended = if lapsed { End::Expire } else { how };
-    let (status, kind, on_hand_delta) = match ended {
-        End::Release => (ReservationStatus::Released, MovementKind::Release, 0),
-        End::Confirm => (
-            ReservationStatus::Confirmed,
-            MovementKind::StockOut,
-            -r.quantity,
-        ),
-        End::Expire => (ReservationStatus::Expired, MovementKind::Expiry, 0),
+    let ending = match decide_end(&r, how, now) {
+        Ok(e) => e,
+        Err(refusal) => return Ok(Err(refusal)),
     };
     let b = conn
         .prepare_cached(
@@ -457,25 +438,17 @@ pub(super) fn end(
                 alert_open: row.get(3)?,
             })
         })?;
-    let change = Change {
-        kind,
-        on_hand_delta,
-        reserved_delta: -r.quantity,
-        reservation: Some(id.get()),
-        reason: None,
-    };
-    apply(conn, r.product_id, r.warehouse_id, &b, change, now)?;
+    apply(
+        conn,
+        r.product_id,
+        r.warehouse_id,
+        &b,
+        ending.change(&r),
+        now,
+    )?;
     conn.prepare_cached("UPDATE reservations SET status = ?2, updated_at_ms = ?3 WHERE id = ?1")?
-        .execute(params![id.get(), status.as_str(), now.as_millis()])?;
-    let done = Reservation {
-        status,
-        updated_at: now,
-        ..r
-    };
-    if ended != how {
-        return Ok(Err(InventoryRefusal::NotPending { status }));
-    }
-    Ok(Ok(done))
+        .execute(params![id.get(), ending.status.as_str(), now.as_millis()])?;
+    Ok(ending.answer(r, now))
 }
 
 fn expire(conn: &Connection, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
