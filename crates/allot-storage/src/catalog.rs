@@ -13,6 +13,9 @@ use async_trait::async_trait;
 
 use crate::StorageError;
 
+mod stored;
+pub(crate) use stored::*;
+
 /// A product as a client gives it (create, or replace with PUT); every field already valid.
 #[derive(Debug, Clone)]
 pub struct NewProduct {

@@ -15,6 +15,9 @@ use async_trait::async_trait;
 use crate::StorageError;
 use crate::catalog::{corrupt, product_id};
 
+mod stored;
+pub(crate) use stored::*;
+
 /// The stock of one product in one warehouse.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StockLevel {

@@ -18,6 +18,7 @@ pub mod order;
 pub mod origin;
 pub mod postgres;
 pub mod records;
+mod row;
 pub mod sqlite;
 pub mod user;
 pub mod webhook;

@@ -20,9 +20,14 @@ use crate::StorageError;
 use crate::catalog::corrupt;
 
 mod rules;
+mod stored;
 pub(crate) use rules::{
     LineStep, OrderFacts, PricedProduct, StockRow, decide_order, decide_status_change,
     inventory_refusal,
+};
+pub(crate) use stored::{
+    HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, ORDER_BY_ID, change_from, line_from,
+    order_from, priced_from,
 };
 
 /// Stock held by a pending order never lapses: its reservations carry this lifetime

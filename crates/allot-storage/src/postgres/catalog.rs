@@ -20,8 +20,13 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::PgStore;
 use crate::catalog::{
-    attribute, attribute_columns, category_id, corrupt, like_pattern, money, product_id,
+    CATEGORY_COLUMNS, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS, attribute_columns, attribute_from,
+    category_from, corrupt, like_pattern, product_from, product_id, warehouse_from,
 };
+use crate::event::{
+    category_deleted_event, product_deleted_event, wall_now, warehouse_deleted_event,
+};
+use crate::row::Columns;
 use crate::{
     CatalogRefusal, CatalogResult, CatalogStore, Category, NewCategory, NewProduct, NewWarehouse,
     Product, ProductQuery, StorageError, Warehouse,
@@ -29,9 +34,6 @@ use crate::{
 
 /// The advisory lock taken by every move of a category (an arbitrary, fixed key).
 const CATEGORY_TREE_LOCK: i64 = 0x616c_6c6f_7400_0007;
-
-const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_minor, p.currency, \
-                               p.category_id, p.active, p.created_at_ms, p.updated_at_ms";
 
 /// A refusal when `e` is the violation of a unique index or of a foreign key.
 fn refusal_of<T>(
@@ -59,8 +61,8 @@ async fn attributes_of(
         .await?;
     let mut maps: BTreeMap<i64, BTreeMap<_, _>> = BTreeMap::new();
     for r in &rows {
-        let (k, v) = attribute(r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))?;
-        maps.entry(r.get(0)).or_default().insert(k, v);
+        let (k, v) = attribute_from(r, 1)?;
+        maps.entry(r.int(0)?).or_default().insert(k, v);
     }
     maps.into_iter()
         .map(|(id, m)| Ok((id, Attributes::new(m).map_err(corrupt)?)))
@@ -71,24 +73,14 @@ async fn products_from(
     client: &impl GenericClient,
     rows: &[Row],
 ) -> Result<Vec<Product>, StorageError> {
-    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let ids = rows
+        .iter()
+        .map(|r| r.int(0))
+        .collect::<Result<Vec<i64>, _>>()?;
     let mut attributes = attributes_of(client, &ids).await?;
     rows.iter()
-        .map(|r| {
-            let id: i64 = r.get(0);
-            Ok(Product {
-                id: product_id(id)?,
-                sku: r.get(1),
-                name: r.get(2),
-                description: r.get(3),
-                price: money(r.get(4), r.get(5))?,
-                category_id: category_id(r.get(6))?,
-                attributes: attributes.remove(&id).unwrap_or_default(),
-                active: r.get(7),
-                created_at: UnixMillis::from_millis(r.get(8)),
-                updated_at: UnixMillis::from_millis(r.get(9)),
-            })
-        })
+        .zip(&ids)
+        .map(|(r, id)| product_from(r, attributes.remove(id).unwrap_or_default()))
         .collect()
 }
 
@@ -178,7 +170,7 @@ impl PgStore {
             )
             .await;
         let id = match inserted {
-            Ok(row) => product_id(row.get(0))?,
+            Ok(row) => product_id(row.int(0)?)?,
             Err(e) => {
                 return refusal_of(
                     e,
@@ -329,31 +321,6 @@ impl PgStore {
     }
 }
 
-const CATEGORY_COLUMNS: &str = "id, name, parent_id, created_at_ms, updated_at_ms";
-
-fn category_from(r: &Row) -> Result<Category, StorageError> {
-    Ok(Category {
-        id: CategoryId::parse(r.get(0)).map_err(corrupt)?,
-        name: r.get(1),
-        parent_id: category_id(r.get(2))?,
-        created_at: UnixMillis::from_millis(r.get(3)),
-        updated_at: UnixMillis::from_millis(r.get(4)),
-    })
-}
-
-const WAREHOUSE_COLUMNS: &str = "id, code, name, active, created_at_ms, updated_at_ms";
-
-fn warehouse_from(r: &Row) -> Result<Warehouse, StorageError> {
-    Ok(Warehouse {
-        id: WarehouseId::parse(r.get(0)).map_err(corrupt)?,
-        code: r.get(1),
-        name: r.get(2),
-        active: r.get(3),
-        created_at: UnixMillis::from_millis(r.get(4)),
-        updated_at: UnixMillis::from_millis(r.get(5)),
-    })
-}
-
 #[async_trait]
 impl CatalogStore for PgStore {
     async fn create_product(&self, new: NewProduct, now: UnixMillis) -> CatalogResult<Product> {
@@ -385,9 +352,7 @@ impl CatalogStore for PgStore {
             )
             .await?;
         Ok(if changed == 1 {
-            let payload = serde_json::json!({"product_id": id.get()}).to_string();
-            let event = NewEvent::api(EventType::ProductDeleted, now, payload);
-            super::event::append(&tx, event).await?;
+            super::event::append(&tx, product_deleted_event(id.get(), now)).await?;
             tx.commit().await?;
             Ok(())
         } else {
@@ -493,7 +458,10 @@ impl CatalogStore for PgStore {
             if ancestors.is_empty() {
                 return Ok(Err(CatalogRefusal::ParentNotFound));
             }
-            if ancestors.iter().any(|r| r.get::<_, i64>(0) == id.get()) {
+            if ancestors
+                .iter()
+                .any(|r| r.int(0).is_ok_and(|a| a == id.get()))
+            {
                 return Ok(Err(CatalogRefusal::CategoryCycle));
             }
         }
@@ -545,7 +513,7 @@ impl CatalogStore for PgStore {
                 &[&id.get()],
             )
             .await?
-            .get(0);
+            .flag(0)?;
         if in_use {
             return Ok(Err(CatalogRefusal::CategoryInUse));
         }
@@ -566,9 +534,7 @@ impl CatalogStore for PgStore {
             }
             Err(e) => return Err(e.into()),
         }
-        let payload = serde_json::json!({"category_id": id.get()}).to_string();
-        let now = crate::event::wall_now();
-        let event = NewEvent::api(EventType::CategoryDeleted, now, payload);
+        let event = category_deleted_event(id.get(), wall_now());
         super::event::append(&tx, event).await?;
         tx.commit().await?;
         Ok(Ok(()))
@@ -693,9 +659,7 @@ impl CatalogStore for PgStore {
             Err(e) => return Err(e.into()),
         };
         Ok(if changed == 1 {
-            let payload = serde_json::json!({"warehouse_id": id.get()}).to_string();
-            let now = crate::event::wall_now();
-            let event = NewEvent::api(EventType::WarehouseDeleted, now, payload);
+            let event = warehouse_deleted_event(id.get(), wall_now());
             super::event::append(&tx, event).await?;
             tx.commit().await?;
             Ok(())

@@ -17,66 +17,21 @@ use allot_domain::inventory::{
     Adjustment, AlertChange, MovementKind, Reason, Reorder, ReservationId,
 };
 use async_trait::async_trait;
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::GenericClient;
 
 use super::PgStore;
 use crate::StorageError;
 use crate::event::{MovementEvent, reorder_event, threshold_event};
 use crate::inventory::{
-    AlertQuery, Balance, Change, End, InventoryRefusal, InventoryResult, InventoryStore,
-    LevelQuery, Movement, NewReservation, PRODUCT_MOVEMENTS, ProductInventory, Reservation,
-    StockAlert, StockLevel, alert_after, choose_row, decide_adjustment, decide_end, kind, product,
-    reservation_id, status, warehouse_id,
+    ALERTS_PAGE, AlertQuery, Balance, CHANGE_LEVEL, CLEAR_ALERT, Change, END_RESERVATION,
+    ENSURE_LEVEL, End, INSERT_MOVEMENT, InventoryRefusal, InventoryResult, InventoryStore,
+    LEVEL_SELECT, LevelQuery, MOVEMENTS_OF_PRODUCT, NewReservation, PRODUCT_MOVEMENTS,
+    ProductInventory, RAISE_ALERT, RESERVATION_COLUMNS, Reservation, SET_REORDER, StockAlert,
+    StockLevel, alert_after, alert_from, balance_from, choose_row, decide_adjustment, decide_end,
+    level_from, movement_from, product, reservation_from, warehouse_id,
 };
 
 type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
-
-const LEVEL_SELECT: &str = "SELECT s.product_id, p.sku, s.warehouse_id, w.code, s.on_hand, \
-    s.reserved, s.reorder_threshold, s.reorder_quantity, s.low_alert_open, s.updated_at_ms \
-    FROM stock_levels s JOIN products p ON p.id = s.product_id \
-    JOIN warehouses w ON w.id = s.warehouse_id";
-
-fn level_from(r: &Row) -> Result<StockLevel, StorageError> {
-    Ok(StockLevel {
-        product_id: product(r.try_get(0)?)?,
-        sku: r.try_get(1)?,
-        warehouse_id: warehouse_id(r.try_get(2)?)?,
-        warehouse_code: r.try_get(3)?,
-        on_hand: r.try_get(4)?,
-        reserved: r.try_get(5)?,
-        reorder_threshold: r.try_get(6)?,
-        reorder_quantity: r.try_get(7)?,
-        low_alert_open: r.try_get(8)?,
-        updated_at: UnixMillis::from_millis(r.try_get(9)?),
-    })
-}
-
-const RESERVATION_COLUMNS: &str = "id, product_id, warehouse_id, quantity, holder, status, \
-                                   expires_at_ms, created_at_ms, updated_at_ms";
-
-fn reservation_from(r: &Row) -> Result<Reservation, StorageError> {
-    let s: String = r.try_get(5)?;
-    Ok(Reservation {
-        id: reservation_id(r.try_get(0)?)?,
-        product_id: product(r.try_get(1)?)?,
-        warehouse_id: warehouse_id(r.try_get(2)?)?,
-        quantity: r.try_get(3)?,
-        holder: r.try_get(4)?,
-        status: status(&s)?,
-        expires_at: UnixMillis::from_millis(r.try_get(6)?),
-        created_at: UnixMillis::from_millis(r.try_get(7)?),
-        updated_at: UnixMillis::from_millis(r.try_get(8)?),
-    })
-}
-
-fn balance_from(r: &Row, first: usize) -> Result<Balance, StorageError> {
-    Ok(Balance {
-        on_hand: r.try_get(first)?,
-        reserved: r.try_get(first + 1)?,
-        threshold: r.try_get(first + 2)?,
-        alert_open: r.try_get(first + 3)?,
-    })
-}
 
 async fn level(
     c: &impl GenericClient,
@@ -137,12 +92,8 @@ pub(super) async fn lock_level(
     if !warehouse_exists(c, w).await? {
         return Ok(Err(InventoryRefusal::UnknownWarehouse));
     }
-    c.execute(
-        "INSERT INTO stock_levels (product_id, warehouse_id, on_hand, reserved, updated_at_ms)
-         VALUES ($1, $2, 0, 0, $3) ON CONFLICT DO NOTHING",
-        &[&p.get(), &w.get(), &now.as_millis()],
-    )
-    .await?;
+    c.execute(ENSURE_LEVEL, &[&p.get(), &w.get(), &now.as_millis()])
+        .await?;
     let row = c
         .query_one(
             "SELECT on_hand, reserved, reorder_threshold, low_alert_open FROM stock_levels
@@ -165,9 +116,7 @@ async fn apply_alert(
     match (change, b.threshold) {
         (AlertChange::Raise, Some(threshold)) => {
             c.execute(
-                "INSERT INTO stock_alerts (product_id, warehouse_id, available, threshold,
-                                           raised_at_ms)
-                 VALUES ($1, $2, $3, $4, $5)",
+                RAISE_ALERT,
                 &[&p.get(), &w.get(), &available, &threshold, &now.as_millis()],
             )
             .await?;
@@ -177,11 +126,7 @@ async fn apply_alert(
         }
         (AlertChange::Clear, threshold) => {
             let cleared = c
-                .execute(
-                    "UPDATE stock_alerts SET cleared_at_ms = $3
-                 WHERE product_id = $1 AND warehouse_id = $2 AND cleared_at_ms IS NULL",
-                    &[&p.get(), &w.get(), &now.as_millis()],
-                )
+                .execute(CLEAR_ALERT, &[&now.as_millis(), &p.get(), &w.get()])
                 .await?;
             if cleared > 0 {
                 let e = threshold_event(false, p.get(), w.get(), available, threshold, now);
@@ -227,23 +172,19 @@ pub(super) async fn apply(
     )
     .await?;
     c.execute(
-        "UPDATE stock_levels SET on_hand = on_hand + $3, reserved = reserved + $4,
-                low_alert_open = $5, updated_at_ms = $6
-         WHERE product_id = $1 AND warehouse_id = $2",
+        CHANGE_LEVEL,
         &[
-            &p.get(),
-            &w.get(),
             &ch.on_hand_delta,
             &ch.reserved_delta,
             &open,
             &now.as_millis(),
+            &p.get(),
+            &w.get(),
         ],
     )
     .await?;
     c.execute(
-        "INSERT INTO stock_movements (product_id, warehouse_id, kind, on_hand_delta,
-                                      reserved_delta, reservation_id, reason, at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        INSERT_MOVEMENT,
         &[
             &p.get(),
             &w.get(),
@@ -312,8 +253,8 @@ pub(super) async fn end_in(
     let b = balance_from(&row, 0)?;
     apply(tx, r.product_id, r.warehouse_id, &b, ending.change(&r), now).await?;
     tx.execute(
-        "UPDATE reservations SET status = $2, updated_at_ms = $3 WHERE id = $1",
-        &[&id.get(), &ending.status.as_str(), &now.as_millis()],
+        END_RESERVATION,
+        &[&ending.status.as_str(), &now.as_millis(), &id.get()],
     )
     .await?;
     Ok(ending.answer(r, now))
@@ -427,16 +368,14 @@ impl InventoryStore for PgStore {
         )
         .await?;
         tx.execute(
-            "UPDATE stock_levels SET reorder_threshold = $3, reorder_quantity = $4,
-                    low_alert_open = $5, updated_at_ms = $6
-             WHERE product_id = $1 AND warehouse_id = $2",
+            SET_REORDER,
             &[
-                &product.get(),
-                &warehouse.get(),
                 &b.threshold,
                 &reorder.map(Reorder::quantity),
                 &open,
                 &now.as_millis(),
+                &product.get(),
+                &warehouse.get(),
             ],
         )
         .await?;
@@ -606,57 +545,25 @@ impl InventoryStore for PgStore {
             .iter()
             .map(level_from)
             .collect::<Result<_, _>>()?;
-        let rows = client
+        let movements = client
             .query(
-                "SELECT id, product_id, warehouse_id, kind, on_hand_delta, reserved_delta,
-                        reservation_id, reason, at_ms
-                 FROM stock_movements WHERE product_id = $1 ORDER BY id DESC LIMIT $2",
+                MOVEMENTS_OF_PRODUCT,
                 &[&product_id.get(), &i64::from(PRODUCT_MOVEMENTS)],
             )
-            .await?;
-        let movements = rows
+            .await?
             .iter()
-            .map(|r| {
-                let k: String = r.try_get(3)?;
-                Ok(Movement {
-                    id: r.try_get(0)?,
-                    product_id: product(r.try_get(1)?)?,
-                    warehouse_id: warehouse_id(r.try_get(2)?)?,
-                    kind: kind(&k)?,
-                    on_hand_delta: r.try_get(4)?,
-                    reserved_delta: r.try_get(5)?,
-                    reservation_id: r.try_get(6)?,
-                    reason: r.try_get(7)?,
-                    at: UnixMillis::from_millis(r.try_get(8)?),
-                })
-            })
-            .collect::<Result<_, StorageError>>()?;
+            .map(movement_from)
+            .collect::<Result<_, _>>()?;
         Ok(ProductInventory { levels, movements })
     }
 
     async fn stock_alerts(&self, q: AlertQuery) -> Result<Vec<StockAlert>, StorageError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT id, product_id, warehouse_id, available, threshold, raised_at_ms,
-                        cleared_at_ms
-                 FROM stock_alerts WHERE id > $1 AND (NOT $2 OR cleared_at_ms IS NULL)
-                 ORDER BY id LIMIT $3",
-                &[&q.after, &q.open_only, &i64::from(q.limit)],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StockAlert {
-                    id: r.try_get(0)?,
-                    product_id: product(r.try_get(1)?)?,
-                    warehouse_id: warehouse_id(r.try_get(2)?)?,
-                    available: r.try_get(3)?,
-                    threshold: r.try_get(4)?,
-                    raised_at: UnixMillis::from_millis(r.try_get(5)?),
-                    cleared_at: r.try_get::<_, Option<i64>>(6)?.map(UnixMillis::from_millis),
-                })
-            })
+        client
+            .query(ALERTS_PAGE, &[&q.after, &q.open_only, &i64::from(q.limit)])
+            .await?
+            .iter()
+            .map(alert_from)
             .collect()
     }
 }

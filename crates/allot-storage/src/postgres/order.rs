@@ -15,11 +15,11 @@ use super::{PgStore, coupon, discount};
 use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::crypto::{open_created, open_order, seal_new_order};
-use crate::inventory::{Change, product, warehouse_id};
+use crate::inventory::Change;
 use crate::order::{
-    AppliedCode, Created, LineStep, NewOrder, Order, OrderLine, OrderQuery, OrderRefusal,
-    OrderResult, OrderStore, StatusChange, StatusRequest, decide_status_change, inventory_refusal,
-    order_status,
+    Created, HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, LineStep, NewOrder, ORDER_BY_ID,
+    Order, OrderQuery, OrderRefusal, OrderResult, OrderStore, StatusRequest, change_from,
+    decide_status_change, inventory_refusal, line_from, order_from,
 };
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
@@ -34,9 +34,7 @@ async fn history(
     now: UnixMillis,
 ) -> Result<(), StorageError> {
     c.execute(
-        "INSERT INTO order_status_history (order_id, from_status, to_status, reason,
-                                           warehouse_id, at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        INSERT_HISTORY,
         &[
             &id,
             &from.map(OrderStatus::as_str),
@@ -140,83 +138,22 @@ async fn change(tx: &impl GenericClient, req: &StatusRequest) -> Refusable<Order
 }
 
 pub(super) async fn load(c: &impl GenericClient, id: i64) -> Result<Option<Order>, StorageError> {
-    let Some(r) = c
-        .query_opt(
-            "SELECT id, customer, status, currency, shipping_address_enc, subtotal_minor, coupon_code,
-                    coupon_minor, discount_code, discount_minor, total_minor, idempotency_key,
-                    created_at_ms, updated_at_ms
-             FROM orders WHERE id = $1",
-            &[&id],
-        )
-        .await?
-    else {
+    let Some(r) = c.query_opt(ORDER_BY_ID, &[&id]).await? else {
         return Ok(None);
     };
-    let applied = |code: Option<String>, minor: Option<i64>| {
-        code.map(|code| AppliedCode {
-            code,
-            amount_minor: minor.unwrap_or(0),
-        })
-    };
     let lines = c
-        .query(
-            "SELECT product_id, sku, name, quantity, unit_price_minor, line_total_minor,
-                    warehouse_id, reservation_id
-             FROM order_lines WHERE order_id = $1 ORDER BY line_no",
-            &[&id],
-        )
+        .query(LINES_OF_ORDER, &[&id])
         .await?
         .iter()
-        .map(|l| {
-            Ok(OrderLine {
-                product_id: product(l.try_get(0)?)?,
-                sku: l.try_get(1)?,
-                name: l.try_get(2)?,
-                quantity: l.try_get(3)?,
-                unit_price_minor: l.try_get(4)?,
-                line_total_minor: l.try_get(5)?,
-                warehouse_id: warehouse_id(l.try_get(6)?)?,
-                reservation_id: l.try_get(7)?,
-            })
-        })
-        .collect::<Result<_, StorageError>>()?;
+        .map(line_from)
+        .collect::<Result<_, _>>()?;
     let history = c
-        .query(
-            "SELECT from_status, to_status, reason, warehouse_id, at_ms
-             FROM order_status_history WHERE order_id = $1 ORDER BY id",
-            &[&id],
-        )
+        .query(HISTORY_OF_ORDER, &[&id])
         .await?
         .iter()
-        .map(|h| {
-            let from: Option<String> = h.try_get(0)?;
-            let to: String = h.try_get(1)?;
-            Ok(StatusChange {
-                from: from.as_deref().map(order_status).transpose()?,
-                to: order_status(&to)?,
-                reason: h.try_get(2)?,
-                warehouse_id: h.try_get(3)?,
-                at: UnixMillis::from_millis(h.try_get(4)?),
-            })
-        })
-        .collect::<Result<_, StorageError>>()?;
-    let status: String = r.try_get(2)?;
-    Ok(Some(Order {
-        id: r.try_get(0)?,
-        customer: r.try_get(1)?,
-        status: order_status(&status)?,
-        currency: r.try_get(3)?,
-        shipping_address: r.try_get(4)?,
-        lines,
-        subtotal_minor: r.try_get(5)?,
-        coupon: applied(r.try_get(6)?, r.try_get(7)?),
-        discount_code: applied(r.try_get(8)?, r.try_get(9)?),
-        total_minor: r.try_get(10)?,
-        idempotency_key: r.try_get(11)?,
-        history,
-        created_at: UnixMillis::from_millis(r.try_get(12)?),
-        updated_at: UnixMillis::from_millis(r.try_get(13)?),
-    }))
+        .map(change_from)
+        .collect::<Result<_, _>>()?;
+    Ok(Some(order_from(&r, lines, history)?))
 }
 
 #[async_trait]

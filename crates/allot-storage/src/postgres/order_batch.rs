@@ -34,10 +34,10 @@ use crate::catalog::corrupt;
 use crate::event::{
     MovementEvent, coupon_redeemed_event, discount_used_event, order_created_event, threshold_event,
 };
-use crate::inventory::{Balance, warehouse_id};
+use crate::inventory::{balance_from, warehouse_id};
 use crate::order::{
-    Created, NewOrder, ORDER_HOLD_UNTIL_MS, Order, OrderFacts, OrderRefusal, OrderResult,
-    PricedProduct, StockRow, decide_order, holder,
+    Created, NewOrder, ORDER_HOLD_UNTIL_MS, Order, OrderFacts, OrderRefusal, OrderResult, StockRow,
+    decide_order, holder, priced_from,
 };
 
 /// Orders served in one transaction at most.
@@ -192,16 +192,7 @@ async fn create_batch(
         {
             let id: i64 = r.try_get(0)?;
             live.push(id);
-            facts.add_product(
-                id,
-                PricedProduct {
-                    sku: r.try_get(1)?,
-                    name: r.try_get(2)?,
-                    price_minor: r.try_get(3)?,
-                    currency: r.try_get(4)?,
-                    active: r.try_get(5)?,
-                },
-            );
+            facts.add_product(id, priced_from(&r, 1)?);
         }
     }
     live.sort_unstable();
@@ -222,12 +213,7 @@ async fn create_batch(
             facts.add_stock(StockRow {
                 product: r.try_get(0)?,
                 warehouse: warehouse_id(r.try_get(1)?)?,
-                balance: Balance {
-                    on_hand: r.try_get(2)?,
-                    reserved: r.try_get(3)?,
-                    threshold: r.try_get(4)?,
-                    alert_open: r.try_get(5)?,
-                },
+                balance: balance_from(&r, 2)?,
             });
         }
     }

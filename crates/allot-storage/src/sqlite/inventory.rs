@@ -11,57 +11,21 @@ use allot_domain::inventory::{
 };
 use async_trait::async_trait;
 use rusqlite::types::Value;
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use crate::StorageError;
 use crate::event::{MovementEvent, reorder_event, threshold_event};
 use crate::inventory::{
-    AlertQuery, Balance, Change, End, InventoryRefusal, InventoryResult, InventoryStore,
-    LevelQuery, Movement, NewReservation, PRODUCT_MOVEMENTS, ProductInventory, Reservation,
-    StockAlert, StockLevel, alert_after, choose_row, decide_adjustment, decide_end, kind, product,
-    reservation_id, status, warehouse_id,
+    ALERTS_PAGE, AlertQuery, Balance, CHANGE_LEVEL, CLEAR_ALERT, Change, END_RESERVATION,
+    ENSURE_LEVEL, End, INSERT_MOVEMENT, InventoryRefusal, InventoryResult, InventoryStore,
+    LEVEL_SELECT, LevelQuery, MOVEMENTS_OF_PRODUCT, NewReservation, PRODUCT_MOVEMENTS,
+    ProductInventory, RAISE_ALERT, RESERVATION_COLUMNS, Reservation, SET_REORDER, StockAlert,
+    StockLevel, alert_after, alert_from, balance_from, choose_row, decide_adjustment, decide_end,
+    level_from, movement_from, reservation_from, reservation_id, warehouse_id,
 };
 
 type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
-
-const LEVEL_SELECT: &str = "SELECT s.product_id, p.sku, s.warehouse_id, w.code, s.on_hand, \
-    s.reserved, s.reorder_threshold, s.reorder_quantity, s.low_alert_open, s.updated_at_ms \
-    FROM stock_levels s JOIN products p ON p.id = s.product_id \
-    JOIN warehouses w ON w.id = s.warehouse_id";
-
-fn level_from(r: &Row<'_>) -> Result<StockLevel, StorageError> {
-    Ok(StockLevel {
-        product_id: product(r.get(0)?)?,
-        sku: r.get(1)?,
-        warehouse_id: warehouse_id(r.get(2)?)?,
-        warehouse_code: r.get(3)?,
-        on_hand: r.get(4)?,
-        reserved: r.get(5)?,
-        reorder_threshold: r.get(6)?,
-        reorder_quantity: r.get(7)?,
-        low_alert_open: r.get(8)?,
-        updated_at: UnixMillis::from_millis(r.get(9)?),
-    })
-}
-
-const RESERVATION_COLUMNS: &str = "id, product_id, warehouse_id, quantity, holder, status, \
-                                   expires_at_ms, created_at_ms, updated_at_ms";
-
-fn reservation_from(r: &Row<'_>) -> Result<Reservation, StorageError> {
-    let s: String = r.get(5)?;
-    Ok(Reservation {
-        id: reservation_id(r.get(0)?)?,
-        product_id: product(r.get(1)?)?,
-        warehouse_id: warehouse_id(r.get(2)?)?,
-        quantity: r.get(3)?,
-        holder: r.get(4)?,
-        status: status(&s)?,
-        expires_at: UnixMillis::from_millis(r.get(6)?),
-        created_at: UnixMillis::from_millis(r.get(7)?),
-        updated_at: UnixMillis::from_millis(r.get(8)?),
-    })
-}
 
 fn level(
     conn: &Connection,
@@ -107,24 +71,14 @@ pub(super) fn ensure_level(
     if !warehouse_exists(conn, w)? {
         return Ok(Err(InventoryRefusal::UnknownWarehouse));
     }
-    conn.prepare_cached(
-        "INSERT INTO stock_levels (product_id, warehouse_id, on_hand, reserved, updated_at_ms)
-         VALUES (?1, ?2, 0, 0, ?3) ON CONFLICT DO NOTHING",
-    )?
-    .execute(params![p.get(), w.get(), now.as_millis()])?;
+    conn.prepare_cached(ENSURE_LEVEL)?
+        .execute(params![p.get(), w.get(), now.as_millis()])?;
     let b = conn
         .prepare_cached(
             "SELECT on_hand, reserved, reorder_threshold, low_alert_open FROM stock_levels
              WHERE product_id = ?1 AND warehouse_id = ?2",
         )?
-        .query_row(params![p.get(), w.get()], |r| {
-            Ok(Balance {
-                on_hand: r.get(0)?,
-                reserved: r.get(1)?,
-                threshold: r.get(2)?,
-                alert_open: r.get(3)?,
-            })
-        })?;
+        .query_row(params![p.get(), w.get()], |r| Ok(balance_from(r, 0)))??;
     Ok(Ok(b))
 }
 
@@ -140,12 +94,7 @@ fn apply_alert(
 ) -> Result<bool, StorageError> {
     match (change, b.threshold) {
         (AlertChange::Raise, Some(threshold)) => {
-            conn.prepare_cached(
-                "INSERT INTO stock_alerts (product_id, warehouse_id, available, threshold,
-                                           raised_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
+            conn.prepare_cached(RAISE_ALERT)?.execute(params![
                 p.get(),
                 w.get(),
                 available,
@@ -157,12 +106,11 @@ fn apply_alert(
             Ok(true)
         }
         (AlertChange::Clear, threshold) => {
-            let cleared = conn
-                .prepare_cached(
-                    "UPDATE stock_alerts SET cleared_at_ms = ?3
-                 WHERE product_id = ?1 AND warehouse_id = ?2 AND cleared_at_ms IS NULL",
-                )?
-                .execute(params![p.get(), w.get(), now.as_millis()])?;
+            let cleared = conn.prepare_cached(CLEAR_ALERT)?.execute(params![
+                now.as_millis(),
+                p.get(),
+                w.get()
+            ])?;
             if cleared > 0 {
                 let e = threshold_event(false, p.get(), w.get(), available, threshold, now);
                 super::event::append(conn, e)?;
@@ -204,25 +152,15 @@ pub(super) fn apply(
         b,
         now,
     )?;
-    conn.prepare_cached(
-        "UPDATE stock_levels SET on_hand = on_hand + ?3, reserved = reserved + ?4,
-                low_alert_open = ?5, updated_at_ms = ?6
-         WHERE product_id = ?1 AND warehouse_id = ?2",
-    )?
-    .execute(params![
-        p.get(),
-        w.get(),
+    conn.prepare_cached(CHANGE_LEVEL)?.execute(params![
         c.on_hand_delta,
         c.reserved_delta,
         open,
-        now.as_millis()
+        now.as_millis(),
+        p.get(),
+        w.get()
     ])?;
-    conn.prepare_cached(
-        "INSERT INTO stock_movements (product_id, warehouse_id, kind, on_hand_delta,
-                                      reserved_delta, reservation_id, reason, at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
+    conn.prepare_cached(INSERT_MOVEMENT)?.execute(params![
         p.get(),
         w.get(),
         c.kind.as_str(),
@@ -267,18 +205,13 @@ fn set_reorder(
         &b,
         now,
     )?;
-    conn.prepare_cached(
-        "UPDATE stock_levels SET reorder_threshold = ?3, reorder_quantity = ?4,
-                low_alert_open = ?5, updated_at_ms = ?6
-         WHERE product_id = ?1 AND warehouse_id = ?2",
-    )?
-    .execute(params![
-        p.get(),
-        w.get(),
+    conn.prepare_cached(SET_REORDER)?.execute(params![
         b.threshold,
         reorder.map(Reorder::quantity),
         open,
-        now.as_millis()
+        now.as_millis(),
+        p.get(),
+        w.get()
     ])?;
     stored_level(conn, p, w)
 }
@@ -353,13 +286,7 @@ pub(super) fn active_rows(
     let mut rows = stmt.query(params![p.get()])?;
     let mut levels = Vec::new();
     while let Some(r) = rows.next()? {
-        let b = Balance {
-            on_hand: r.get(1)?,
-            reserved: r.get(2)?,
-            threshold: r.get(3)?,
-            alert_open: r.get(4)?,
-        };
-        levels.push((warehouse_id(r.get(0)?)?, b));
+        levels.push((warehouse_id(r.get(0)?)?, balance_from(r, 1)?));
     }
     Ok(levels)
 }
@@ -431,13 +358,8 @@ pub(super) fn end(
              WHERE product_id = ?1 AND warehouse_id = ?2",
         )?
         .query_row(params![r.product_id.get(), r.warehouse_id.get()], |row| {
-            Ok(Balance {
-                on_hand: row.get(0)?,
-                reserved: row.get(1)?,
-                threshold: row.get(2)?,
-                alert_open: row.get(3)?,
-            })
-        })?;
+            Ok(balance_from(row, 0))
+        })??;
     apply(
         conn,
         r.product_id,
@@ -446,8 +368,11 @@ pub(super) fn end(
         ending.change(&r),
         now,
     )?;
-    conn.prepare_cached("UPDATE reservations SET status = ?2, updated_at_ms = ?3 WHERE id = ?1")?
-        .execute(params![id.get(), ending.status.as_str(), now.as_millis()])?;
+    conn.prepare_cached(END_RESERVATION)?.execute(params![
+        ending.status.as_str(),
+        now.as_millis(),
+        id.get()
+    ])?;
     Ok(ending.answer(r, now))
 }
 
@@ -515,48 +440,21 @@ fn product_inventory(conn: &Connection, p: ProductId) -> Result<ProductInventory
     while let Some(r) = rows.next()? {
         levels.push(level_from(r)?);
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, product_id, warehouse_id, kind, on_hand_delta, reserved_delta,
-                reservation_id, reason, at_ms
-         FROM stock_movements WHERE product_id = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(MOVEMENTS_OF_PRODUCT)?;
     let mut rows = stmt.query(params![p.get(), i64::from(PRODUCT_MOVEMENTS)])?;
     let mut movements = Vec::new();
     while let Some(r) = rows.next()? {
-        let k: String = r.get(3)?;
-        movements.push(Movement {
-            id: r.get(0)?,
-            product_id: product(r.get(1)?)?,
-            warehouse_id: warehouse_id(r.get(2)?)?,
-            kind: kind(&k)?,
-            on_hand_delta: r.get(4)?,
-            reserved_delta: r.get(5)?,
-            reservation_id: r.get(6)?,
-            reason: r.get(7)?,
-            at: UnixMillis::from_millis(r.get(8)?),
-        });
+        movements.push(movement_from(r)?);
     }
     Ok(ProductInventory { levels, movements })
 }
 
 fn alerts(conn: &Connection, q: &AlertQuery) -> Result<Vec<StockAlert>, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, product_id, warehouse_id, available, threshold, raised_at_ms, cleared_at_ms
-         FROM stock_alerts WHERE id > ?1 AND (NOT ?2 OR cleared_at_ms IS NULL)
-         ORDER BY id LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(ALERTS_PAGE)?;
     let mut rows = stmt.query(params![q.after, q.open_only, i64::from(q.limit)])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        out.push(StockAlert {
-            id: r.get(0)?,
-            product_id: product(r.get(1)?)?,
-            warehouse_id: warehouse_id(r.get(2)?)?,
-            available: r.get(3)?,
-            threshold: r.get(4)?,
-            raised_at: UnixMillis::from_millis(r.get(5)?),
-            cleared_at: r.get::<_, Option<i64>>(6)?.map(UnixMillis::from_millis),
-        });
+        out.push(alert_from(r)?);
     }
     Ok(out)
 }

@@ -18,11 +18,12 @@ use super::{coupon, discount};
 use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::crypto::{open_created, open_order, seal_new_order};
-use crate::inventory::{Change, product, warehouse_id};
+use crate::inventory::Change;
 use crate::order::{
-    AppliedCode, Created, LineStep, NewOrder, ORDER_HOLD_UNTIL_MS, Order, OrderFacts, OrderLine,
-    OrderQuery, OrderRefusal, OrderResult, OrderStore, PricedProduct, StatusChange, StatusRequest,
-    StockRow, decide_order, decide_status_change, holder, inventory_refusal, order_status,
+    Created, HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, LineStep, NewOrder, ORDER_BY_ID,
+    ORDER_HOLD_UNTIL_MS, Order, OrderFacts, OrderQuery, OrderRefusal, OrderResult, OrderStore,
+    StatusRequest, StockRow, change_from, decide_order, decide_status_change, holder,
+    inventory_refusal, line_from, order_from, priced_from,
 };
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
@@ -65,16 +66,9 @@ fn facts(conn: &Connection, new: &NewOrder) -> Result<OrderFacts, StorageError> 
                 "SELECT sku, name, price_minor, currency, active FROM products
                  WHERE id = ?1 AND deleted_at_ms IS NULL",
             )?
-            .query_row(params![p.get()], |r| {
-                Ok(PricedProduct {
-                    sku: r.get(0)?,
-                    name: r.get(1)?,
-                    price_minor: r.get(2)?,
-                    currency: r.get(3)?,
-                    active: r.get(4)?,
-                })
-            })
+            .query_row(params![p.get()], |r| Ok(priced_from(r, 0)))
             .optional()?
+            .transpose()?
         else {
             continue;
         };
@@ -198,12 +192,7 @@ fn history(
     warehouse: Option<i64>,
     now: UnixMillis,
 ) -> Result<(), StorageError> {
-    conn.prepare_cached(
-        "INSERT INTO order_status_history (order_id, from_status, to_status, reason,
-                                           warehouse_id, at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
+    conn.prepare_cached(INSERT_HISTORY)?.execute(params![
         id,
         from.map(OrderStatus::as_str),
         to.as_str(),
@@ -291,109 +280,30 @@ fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<Order> {
 }
 
 pub(super) fn load(conn: &Connection, id: i64) -> Result<Option<Order>, StorageError> {
-    let row = conn
-        .prepare_cached(
-            "SELECT id, customer, status, currency, shipping_address_enc, subtotal_minor, coupon_code,
-                    coupon_minor, discount_code, discount_minor, total_minor, idempotency_key,
-                    created_at_ms, updated_at_ms
-             FROM orders WHERE id = ?1",
-        )?
-        .query_row(params![id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-                (r.get::<_, Option<String>>(6)?, r.get::<_, Option<i64>>(7)?),
-                (r.get::<_, Option<String>>(8)?, r.get::<_, Option<i64>>(9)?),
-                r.get::<_, i64>(10)?,
-                r.get::<_, Option<String>>(11)?,
-                r.get::<_, i64>(12)?,
-                r.get::<_, i64>(13)?,
-            ))
-        })
-        .optional()?;
-    let Some((
-        id,
-        customer,
-        status,
-        currency,
-        address,
-        subtotal,
-        c,
-        d,
-        total,
-        key,
-        created,
-        updated,
-    )) = row
-    else {
+    let mut stmt = conn.prepare_cached(ORDER_BY_ID)?;
+    let mut rows = stmt.query(params![id])?;
+    let Some(r) = rows.next()? else {
         return Ok(None);
     };
-    let applied = |(code, minor): (Option<String>, Option<i64>)| {
-        code.map(|code| AppliedCode {
-            code,
-            amount_minor: minor.unwrap_or(0),
-        })
-    };
-    let mut lines = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT product_id, sku, name, quantity, unit_price_minor, line_total_minor,
-                    warehouse_id, reservation_id
-             FROM order_lines WHERE order_id = ?1 ORDER BY line_no",
-        )?;
-        let mut rows = stmt.query(params![id])?;
-        while let Some(r) = rows.next()? {
-            lines.push(OrderLine {
-                product_id: product(r.get(0)?)?,
-                sku: r.get(1)?,
-                name: r.get(2)?,
-                quantity: r.get(3)?,
-                unit_price_minor: r.get(4)?,
-                line_total_minor: r.get(5)?,
-                warehouse_id: warehouse_id(r.get(6)?)?,
-                reservation_id: r.get(7)?,
-            });
-        }
+    let lines = rows_of(conn, LINES_OF_ORDER, id, |r| line_from(r))?;
+    let history = rows_of(conn, HISTORY_OF_ORDER, id, |r| change_from(r))?;
+    Ok(Some(order_from(r, lines, history)?))
+}
+
+/// Every row `sql` answers for the order `id`, mapped.
+fn rows_of<T>(
+    conn: &Connection,
+    sql: &str,
+    id: i64,
+    map: impl Fn(&rusqlite::Row<'_>) -> Result<T, StorageError>,
+) -> Result<Vec<T>, StorageError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params![id])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(map(r)?);
     }
-    let mut changes = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT from_status, to_status, reason, warehouse_id, at_ms
-             FROM order_status_history WHERE order_id = ?1 ORDER BY id",
-        )?;
-        let mut rows = stmt.query(params![id])?;
-        while let Some(r) = rows.next()? {
-            let from: Option<String> = r.get(0)?;
-            let to: String = r.get(1)?;
-            changes.push(StatusChange {
-                from: from.as_deref().map(order_status).transpose()?,
-                to: order_status(&to)?,
-                reason: r.get(2)?,
-                warehouse_id: r.get(3)?,
-                at: UnixMillis::from_millis(r.get(4)?),
-            });
-        }
-    }
-    Ok(Some(Order {
-        id,
-        customer,
-        status: order_status(&status)?,
-        currency,
-        shipping_address: address,
-        lines,
-        subtotal_minor: subtotal,
-        coupon: applied(c),
-        discount_code: applied(d),
-        total_minor: total,
-        idempotency_key: key,
-        history: changes,
-        created_at: UnixMillis::from_millis(created),
-        updated_at: UnixMillis::from_millis(updated),
-    }))
+    Ok(out)
 }
 
 fn list(conn: &Connection, q: &OrderQuery) -> Result<Vec<Order>, StorageError> {
