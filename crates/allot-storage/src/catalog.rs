@@ -13,7 +13,9 @@ use async_trait::async_trait;
 
 use crate::StorageError;
 
+mod rules;
 mod stored;
+pub(crate) use rules::*;
 pub(crate) use stored::*;
 
 /// A product as a client gives it (create, or replace with PUT); every field already valid.

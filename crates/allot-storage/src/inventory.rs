@@ -7,15 +7,17 @@
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, Sku, WarehouseId};
 use allot_domain::inventory::{
-    Adjustment, AlertChange, Holder, Level, MovementKind, Quantity, Reason, Reorder, ReservationId,
-    ReservationStatus, ReservationTtl, alert_change, choose_warehouse,
+    Adjustment, Holder, MovementKind, Quantity, Reason, Reorder, ReservationId, ReservationStatus,
+    ReservationTtl,
 };
 use async_trait::async_trait;
 
 use crate::StorageError;
 use crate::catalog::{corrupt, product_id};
 
+mod rules;
 mod stored;
+pub(crate) use rules::*;
 pub(crate) use stored::*;
 
 /// The stock of one product in one warehouse.
@@ -215,169 +217,4 @@ pub(crate) fn kind(raw: &str) -> Result<MovementKind, StorageError> {
 
 pub(crate) fn product(raw: i64) -> Result<ProductId, StorageError> {
     product_id(raw)
-}
-
-/// The balance of a level as an operation reads it (locked, or inside the single writer).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Balance {
-    pub on_hand: i64,
-    pub reserved: i64,
-    pub threshold: Option<i64>,
-    pub alert_open: bool,
-}
-
-/// What the alert must do after a change leaves the level at `on_hand`/`reserved`.
-pub(crate) fn alert_after(b: &Balance, on_hand: i64, reserved: i64) -> AlertChange {
-    alert_change(on_hand - reserved, b.threshold, b.alert_open)
-}
-
-/// One change of a balance: the level, its ledger row and its alert, written together.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Change<'a> {
-    pub kind: MovementKind,
-    pub on_hand_delta: i64,
-    pub reserved_delta: i64,
-    pub reservation: Option<i64>,
-    pub reason: Option<&'a str>,
-}
-
-/// What ends a pending reservation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum End {
-    Release,
-    Confirm,
-    Expire,
-}
-
-impl Change<'_> {
-    /// Stock put back on hand (a cancelled or returned order's line).
-    pub(crate) fn stock_in(quantity: i64, reservation: i64, reason: &str) -> Change<'_> {
-        Change {
-            kind: MovementKind::StockIn,
-            on_hand_delta: quantity,
-            reserved_delta: 0,
-            reservation: Some(reservation),
-            reason: Some(reason),
-        }
-    }
-
-    /// The level after the change.
-    pub(crate) fn after(&self, b: &Balance) -> (i64, i64) {
-        (
-            b.on_hand + self.on_hand_delta,
-            b.reserved + self.reserved_delta,
-        )
-    }
-}
-
-/// How a pending reservation ends: how it was asked to, unless it is past its lifetime, which
-/// expires it whatever was asked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Ending {
-    pub asked: End,
-    pub ended: End,
-    pub status: ReservationStatus,
-}
-
-/// Decides how the reservation `r` ends when `how` is asked at `now`.
-pub(crate) fn decide_end(
-    r: &Reservation,
-    how: End,
-    now: UnixMillis,
-) -> Result<Ending, InventoryRefusal> {
-    if r.status != ReservationStatus::Pending {
-        return Err(InventoryRefusal::NotPending { status: r.status });
-    }
-    let ended = if r.expires_at.as_millis() <= now.as_millis() {
-        End::Expire
-    } else {
-        how
-    };
-    let status = match ended {
-        End::Release => ReservationStatus::Released,
-        End::Confirm => ReservationStatus::Confirmed,
-        End::Expire => ReservationStatus::Expired,
-    };
-    Ok(Ending {
-        asked: how,
-        ended,
-        status,
-    })
-}
-
-impl Ending {
-    /// The movement ending the reservation writes: its stock goes back (release, expiry) or
-    /// out (confirm).
-    pub(crate) fn change(&self, r: &Reservation) -> Change<'static> {
-        let (kind, on_hand_delta) = match self.ended {
-            End::Release => (MovementKind::Release, 0),
-            End::Confirm => (MovementKind::StockOut, -r.quantity),
-            End::Expire => (MovementKind::Expiry, 0),
-        };
-        Change {
-            kind,
-            on_hand_delta,
-            reserved_delta: -r.quantity,
-            reservation: Some(r.id.get()),
-            reason: None,
-        }
-    }
-
-    /// The answer once written: the ended reservation, or `NotPending { Expired }` when it
-    /// lapsed instead of ending as asked.
-    pub(crate) fn answer(
-        &self,
-        r: Reservation,
-        now: UnixMillis,
-    ) -> Result<Reservation, InventoryRefusal> {
-        if self.ended != self.asked {
-            return Err(InventoryRefusal::NotPending {
-                status: self.status,
-            });
-        }
-        Ok(Reservation {
-            status: self.status,
-            updated_at: now,
-            ..r
-        })
-    }
-}
-
-/// The warehouse a reservation takes (see [`allot_domain::inventory::choose_warehouse`]) among
-/// the product's stock rows in active warehouses, with that row's balance.
-pub(crate) fn choose_row(
-    rows: &[(WarehouseId, Balance)],
-    preferred: Option<WarehouseId>,
-    quantity: Quantity,
-) -> InventoryResult<(WarehouseId, Balance)> {
-    let levels: Vec<Level<WarehouseId>> = rows
-        .iter()
-        .map(|(w, b)| Level {
-            warehouse: *w,
-            on_hand: b.on_hand,
-            reserved: b.reserved,
-        })
-        .collect();
-    let Some(w) = choose_warehouse(&levels, preferred, quantity) else {
-        return Ok(Err(InventoryRefusal::OutOfStock {
-            available_total: levels.iter().map(Level::available).sum(),
-        }));
-    };
-    rows.iter()
-        .find(|(rw, _)| *rw == w)
-        .map(|row| Ok(*row))
-        .ok_or_else(|| corrupt("the chosen warehouse has no level"))
-}
-
-/// The change of on hand an adjustment makes, unless it would leave less than is reserved.
-pub(crate) fn decide_adjustment(
-    adjustment: Adjustment,
-    b: &Balance,
-) -> Result<i64, InventoryRefusal> {
-    adjustment
-        .delta(b.on_hand, b.reserved)
-        .ok_or(InventoryRefusal::BelowReserved {
-            on_hand: b.on_hand,
-            reserved: b.reserved,
-        })
 }

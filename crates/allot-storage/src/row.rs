@@ -122,6 +122,7 @@ mod tests {
             RAISE_ALERT,
             CLEAR_ALERT,
             END_RESERVATION,
+            crate::catalog::CATEGORY_AND_ANCESTORS,
         ] {
             assert!(ascending_parameters(sql), "{sql}");
         }

@@ -20,8 +20,9 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::PgStore;
 use crate::catalog::{
-    CATEGORY_COLUMNS, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS, attribute_columns, attribute_from,
-    category_from, corrupt, like_pattern, product_from, product_id, warehouse_from,
+    CATEGORY_AND_ANCESTORS, CATEGORY_COLUMNS, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS,
+    attribute_columns, attribute_from, category_from, corrupt, decide_parent, like_pattern,
+    product_from, product_id, warehouse_from,
 };
 use crate::event::{
     category_deleted_event, product_deleted_event, wall_now, warehouse_deleted_event,
@@ -445,24 +446,14 @@ impl CatalogStore for PgStore {
             return Ok(Err(CatalogRefusal::NotFound));
         }
         if let Some(p) = new.parent_id {
-            let ancestors = tx
-                .query(
-                    "WITH RECURSIVE up(id, parent_id) AS (
-                         SELECT id, parent_id FROM categories WHERE id = $1
-                         UNION
-                         SELECT c.id, c.parent_id FROM categories c JOIN up ON c.id = up.parent_id)
-                     SELECT id FROM up",
-                    &[&p.get()],
-                )
-                .await?;
-            if ancestors.is_empty() {
-                return Ok(Err(CatalogRefusal::ParentNotFound));
-            }
-            if ancestors
+            let line = tx
+                .query(CATEGORY_AND_ANCESTORS, &[&p.get()])
+                .await?
                 .iter()
-                .any(|r| r.int(0).is_ok_and(|a| a == id.get()))
-            {
-                return Ok(Err(CatalogRefusal::CategoryCycle));
+                .map(|r| r.int(0))
+                .collect::<Result<Vec<i64>, _>>()?;
+            if let Err(refusal) = decide_parent(id, &line) {
+                return Ok(Err(refusal));
             }
         }
         let updated = tx

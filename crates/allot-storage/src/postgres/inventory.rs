@@ -13,22 +13,21 @@ use std::collections::BTreeMap;
 
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
-use allot_domain::inventory::{
-    Adjustment, AlertChange, MovementKind, Reason, Reorder, ReservationId,
-};
+use allot_domain::inventory::{Adjustment, MovementKind, Reason, Reorder, ReservationId};
 use async_trait::async_trait;
 use tokio_postgres::GenericClient;
 
 use super::PgStore;
 use crate::StorageError;
-use crate::event::{MovementEvent, reorder_event, threshold_event};
+use crate::event::reorder_event;
 use crate::inventory::{
-    ALERTS_PAGE, AlertQuery, Balance, CHANGE_LEVEL, CLEAR_ALERT, Change, END_RESERVATION,
-    ENSURE_LEVEL, End, INSERT_MOVEMENT, InventoryRefusal, InventoryResult, InventoryStore,
-    LEVEL_SELECT, LevelQuery, MOVEMENTS_OF_PRODUCT, NewReservation, PRODUCT_MOVEMENTS,
-    ProductInventory, RAISE_ALERT, RESERVATION_COLUMNS, Reservation, SET_REORDER, StockAlert,
-    StockLevel, alert_after, alert_from, balance_from, choose_row, decide_adjustment, decide_end,
-    level_from, movement_from, product, reservation_from, warehouse_id,
+    ALERTS_PAGE, AlertQuery, AlertStep, Balance, CHANGE_LEVEL, CLEAR_ALERT, Change,
+    END_RESERVATION, ENSURE_LEVEL, End, INSERT_MOVEMENT, InventoryRefusal, InventoryResult,
+    InventoryStore, LEVEL_SELECT, LevelQuery, MOVEMENTS_OF_PRODUCT, NewReservation,
+    PRODUCT_MOVEMENTS, ProductInventory, RAISE_ALERT, RESERVATION_COLUMNS, Reservation,
+    SET_REORDER, StockAlert, StockLevel, alert_from, alert_step, balance_from, choose_row,
+    decide_adjustment, decide_end, level_from, movement_from, product, reservation_from,
+    warehouse_id,
 };
 
 type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
@@ -104,38 +103,37 @@ pub(super) async fn lock_level(
     Ok(Ok(balance_from(&row, 0)?))
 }
 
+/// Raises or clears the level's alert as `step` says; answers whether one is open after.
 async fn apply_alert(
     c: &impl GenericClient,
     p: ProductId,
     w: WarehouseId,
-    change: AlertChange,
-    available: i64,
-    b: &Balance,
+    step: AlertStep,
     now: UnixMillis,
 ) -> Result<bool, StorageError> {
-    match (change, b.threshold) {
-        (AlertChange::Raise, Some(threshold)) => {
+    let written = match step {
+        AlertStep::Raise {
+            available,
+            threshold,
+        } => {
             c.execute(
                 RAISE_ALERT,
                 &[&p.get(), &w.get(), &available, &threshold, &now.as_millis()],
             )
-            .await?;
-            let e = threshold_event(true, p.get(), w.get(), available, Some(threshold), now);
-            super::event::append(c, e).await?;
-            Ok(true)
+            .await?
         }
-        (AlertChange::Clear, threshold) => {
-            let cleared = c
-                .execute(CLEAR_ALERT, &[&now.as_millis(), &p.get(), &w.get()])
-                .await?;
-            if cleared > 0 {
-                let e = threshold_event(false, p.get(), w.get(), available, threshold, now);
-                super::event::append(c, e).await?;
-            }
-            Ok(false)
+        AlertStep::Clear { .. } => {
+            c.execute(CLEAR_ALERT, &[&now.as_millis(), &p.get(), &w.get()])
+                .await?
         }
-        _ => Ok(b.alert_open),
+        AlertStep::Keep { .. } => 0,
+    };
+    if written > 0
+        && let Some(e) = step.event(p, w, now)
+    {
+        super::event::append(c, e).await?;
     }
+    Ok(step.open_after())
 }
 
 /// One change of a locked level: the balance, its ledger row and its alert.
@@ -149,28 +147,8 @@ pub(super) async fn apply(
 ) -> Result<Balance, StorageError> {
     let (on_hand, reserved) = ch.after(b);
     // The movement's event first, then the alert it raises or clears, if any.
-    let event = MovementEvent {
-        kind: ch.kind,
-        product: p.get(),
-        warehouse: w.get(),
-        on_hand_delta: ch.on_hand_delta,
-        reserved_delta: ch.reserved_delta,
-        on_hand,
-        reserved,
-        reservation: ch.reservation,
-        reason: ch.reason,
-    };
-    super::event::append(c, event.event(now)).await?;
-    let open = apply_alert(
-        c,
-        p,
-        w,
-        alert_after(b, on_hand, reserved),
-        on_hand - reserved,
-        b,
-        now,
-    )
-    .await?;
+    super::event::append(c, ch.event(p, w, b, now)).await?;
+    let open = apply_alert(c, p, w, alert_step(b, on_hand, reserved), now).await?;
     c.execute(
         CHANGE_LEVEL,
         &[
@@ -357,16 +335,8 @@ impl InventoryStore for PgStore {
             now,
         );
         super::event::append(&tx, e).await?;
-        let open = apply_alert(
-            &tx,
-            product,
-            warehouse,
-            alert_after(&b, b.on_hand, b.reserved),
-            b.on_hand - b.reserved,
-            &b,
-            now,
-        )
-        .await?;
+        let step = alert_step(&b, b.on_hand, b.reserved);
+        let open = apply_alert(&tx, product, warehouse, step, now).await?;
         tx.execute(
             SET_REORDER,
             &[

@@ -11,8 +11,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
 use crate::catalog::{
-    CATEGORY_COLUMNS, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS, attribute_columns, attribute_from,
-    category_from, corrupt, like_pattern, product_from, product_id, warehouse_from,
+    CATEGORY_AND_ANCESTORS, CATEGORY_COLUMNS, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS,
+    attribute_columns, attribute_from, category_from, corrupt, decide_parent, like_pattern,
+    product_from, product_id, warehouse_from,
 };
 use crate::event::{
     category_deleted_event, product_deleted_event, wall_now, warehouse_deleted_event,
@@ -340,21 +341,6 @@ pub(super) fn create_category(
     Ok(Ok(category))
 }
 
-/// True when `ancestor` is `id` or above it in the tree.
-fn is_ancestor_or_self(
-    conn: &Connection,
-    ancestor: CategoryId,
-    id: CategoryId,
-) -> Result<bool, StorageError> {
-    Ok(conn
-        .prepare_cached(
-            "WITH RECURSIVE up(id) AS (SELECT ?1 UNION SELECT c.parent_id FROM categories c
-                 JOIN up ON c.id = up.id WHERE c.parent_id IS NOT NULL)
-             SELECT 1 FROM up WHERE id = ?2",
-        )?
-        .exists(params![id.get(), ancestor.get()])?)
-}
-
 pub(super) fn update_category(
     conn: &Connection,
     id: CategoryId,
@@ -366,12 +352,12 @@ pub(super) fn update_category(
         return Ok(Err(CatalogRefusal::NotFound));
     }
     if let Some(p) = new.parent_id {
-        if !category_exists(conn, p)? {
-            return Ok(Err(CatalogRefusal::ParentNotFound));
-        }
-        // Moving `id` under `p` closes a loop if `id` is `p` or one of its ancestors.
-        if is_ancestor_or_self(conn, id, p)? {
-            return Ok(Err(CatalogRefusal::CategoryCycle));
+        let line = conn
+            .prepare_cached(CATEGORY_AND_ANCESTORS)?
+            .query_map(params![p.get()], |r| r.get(0))?
+            .collect::<Result<Vec<i64>, _>>()?;
+        if let Err(refusal) = decide_parent(id, &line) {
+            return Ok(Err(refusal));
         }
     }
     let category = conn

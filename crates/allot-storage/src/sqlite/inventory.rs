@@ -6,23 +6,22 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
-use allot_domain::inventory::{
-    Adjustment, AlertChange, MovementKind, Reason, Reorder, ReservationId,
-};
+use allot_domain::inventory::{Adjustment, MovementKind, Reason, Reorder, ReservationId};
 use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use crate::StorageError;
-use crate::event::{MovementEvent, reorder_event, threshold_event};
+use crate::event::reorder_event;
 use crate::inventory::{
-    ALERTS_PAGE, AlertQuery, Balance, CHANGE_LEVEL, CLEAR_ALERT, Change, END_RESERVATION,
-    ENSURE_LEVEL, End, INSERT_MOVEMENT, InventoryRefusal, InventoryResult, InventoryStore,
-    LEVEL_SELECT, LevelQuery, MOVEMENTS_OF_PRODUCT, NewReservation, PRODUCT_MOVEMENTS,
-    ProductInventory, RAISE_ALERT, RESERVATION_COLUMNS, Reservation, SET_REORDER, StockAlert,
-    StockLevel, alert_after, alert_from, balance_from, choose_row, decide_adjustment, decide_end,
-    level_from, movement_from, reservation_from, reservation_id, warehouse_id,
+    ALERTS_PAGE, AlertQuery, AlertStep, Balance, CHANGE_LEVEL, CLEAR_ALERT, Change,
+    END_RESERVATION, ENSURE_LEVEL, End, INSERT_MOVEMENT, InventoryRefusal, InventoryResult,
+    InventoryStore, LEVEL_SELECT, LevelQuery, MOVEMENTS_OF_PRODUCT, NewReservation,
+    PRODUCT_MOVEMENTS, ProductInventory, RAISE_ALERT, RESERVATION_COLUMNS, Reservation,
+    SET_REORDER, StockAlert, StockLevel, alert_from, alert_step, balance_from, choose_row,
+    decide_adjustment, decide_end, level_from, movement_from, reservation_from, reservation_id,
+    warehouse_id,
 };
 
 type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
@@ -82,43 +81,37 @@ pub(super) fn ensure_level(
     Ok(Ok(b))
 }
 
-/// Raises or clears the level's alert as `change` says; answers whether one is open after.
+/// Raises or clears the level's alert as `step` says; answers whether one is open after.
 fn apply_alert(
     conn: &Connection,
     p: ProductId,
     w: WarehouseId,
-    change: AlertChange,
-    available: i64,
-    b: &Balance,
+    step: AlertStep,
     now: UnixMillis,
 ) -> Result<bool, StorageError> {
-    match (change, b.threshold) {
-        (AlertChange::Raise, Some(threshold)) => {
-            conn.prepare_cached(RAISE_ALERT)?.execute(params![
-                p.get(),
-                w.get(),
-                available,
-                threshold,
-                now.as_millis()
-            ])?;
-            let e = threshold_event(true, p.get(), w.get(), available, Some(threshold), now);
-            super::event::append(conn, e)?;
-            Ok(true)
+    let written = match step {
+        AlertStep::Raise {
+            available,
+            threshold,
+        } => conn.prepare_cached(RAISE_ALERT)?.execute(params![
+            p.get(),
+            w.get(),
+            available,
+            threshold,
+            now.as_millis()
+        ])?,
+        AlertStep::Clear { .. } => {
+            conn.prepare_cached(CLEAR_ALERT)?
+                .execute(params![now.as_millis(), p.get(), w.get()])?
         }
-        (AlertChange::Clear, threshold) => {
-            let cleared = conn.prepare_cached(CLEAR_ALERT)?.execute(params![
-                now.as_millis(),
-                p.get(),
-                w.get()
-            ])?;
-            if cleared > 0 {
-                let e = threshold_event(false, p.get(), w.get(), available, threshold, now);
-                super::event::append(conn, e)?;
-            }
-            Ok(false)
-        }
-        _ => Ok(b.alert_open),
+        AlertStep::Keep { .. } => 0,
+    };
+    if written > 0
+        && let Some(e) = step.event(p, w, now)
+    {
+        super::event::append(conn, e)?;
     }
+    Ok(step.open_after())
 }
 
 pub(super) fn apply(
@@ -131,27 +124,8 @@ pub(super) fn apply(
 ) -> Result<(), StorageError> {
     let (on_hand, reserved) = c.after(b);
     // The movement's event first, then the alert it raises or clears, if any.
-    let event = MovementEvent {
-        kind: c.kind,
-        product: p.get(),
-        warehouse: w.get(),
-        on_hand_delta: c.on_hand_delta,
-        reserved_delta: c.reserved_delta,
-        on_hand,
-        reserved,
-        reservation: c.reservation,
-        reason: c.reason,
-    };
-    super::event::append(conn, event.event(now))?;
-    let open = apply_alert(
-        conn,
-        p,
-        w,
-        alert_after(b, on_hand, reserved),
-        on_hand - reserved,
-        b,
-        now,
-    )?;
+    super::event::append(conn, c.event(p, w, b, now))?;
+    let open = apply_alert(conn, p, w, alert_step(b, on_hand, reserved), now)?;
     conn.prepare_cached(CHANGE_LEVEL)?.execute(params![
         c.on_hand_delta,
         c.reserved_delta,
@@ -196,15 +170,7 @@ fn set_reorder(
         now,
     );
     super::event::append(conn, e)?;
-    let open = apply_alert(
-        conn,
-        p,
-        w,
-        alert_after(&b, b.on_hand, b.reserved),
-        b.on_hand - b.reserved,
-        &b,
-        now,
-    )?;
+    let open = apply_alert(conn, p, w, alert_step(&b, b.on_hand, b.reserved), now)?;
     conn.prepare_cached(SET_REORDER)?.execute(params![
         b.threshold,
         reorder.map(Reorder::quantity),
