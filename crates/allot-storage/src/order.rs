@@ -26,8 +26,8 @@ pub(crate) use rules::{
     inventory_refusal,
 };
 pub(crate) use stored::{
-    HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, ORDER_BY_ID, change_from, line_from,
-    order_from, priced_from,
+    HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, ORDER_BY_ID, ORDER_IDS_PAGE,
+    SET_ORDER_STATUS, change_from, line_from, order_from, priced_from,
 };
 
 /// Stock held by a pending order never lapses: its reservations carry this lifetime

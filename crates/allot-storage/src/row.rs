@@ -113,6 +113,8 @@ mod tests {
             LINES_OF_ORDER,
             HISTORY_OF_ORDER,
             INSERT_HISTORY,
+            SET_ORDER_STATUS,
+            ORDER_IDS_PAGE,
             MOVEMENTS_OF_PRODUCT,
             ALERTS_PAGE,
             ENSURE_LEVEL,

@@ -6,8 +6,8 @@
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
 use allot_domain::inventory::{
-    Adjustment, AlertChange, Level, MovementKind, Quantity, ReservationStatus, alert_change,
-    choose_warehouse,
+    Adjustment, AlertChange, Level, MovementKind, Quantity, Reorder, ReservationStatus,
+    alert_change, choose_warehouse,
 };
 
 use super::{InventoryRefusal, InventoryResult, Reservation};
@@ -110,6 +110,17 @@ pub(crate) enum End {
 }
 
 impl Change<'_> {
+    /// Stock held by the reservation `id`.
+    pub(crate) fn reservation(quantity: i64, id: i64) -> Change<'static> {
+        Change {
+            kind: MovementKind::Reservation,
+            on_hand_delta: 0,
+            reserved_delta: quantity,
+            reservation: Some(id),
+            reason: None,
+        }
+    }
+
     /// Stock put back on hand (a cancelled or returned order's line).
     pub(crate) fn stock_in(quantity: i64, reservation: i64, reason: &str) -> Change<'_> {
         Change {
@@ -252,17 +263,44 @@ pub(crate) fn choose_row(
         .ok_or_else(|| corrupt("the chosen warehouse has no level"))
 }
 
-/// The change of on hand an adjustment makes, unless it would leave less than is reserved.
-pub(crate) fn decide_adjustment(
+/// The movement an adjustment writes (none when it changes nothing), unless it would leave
+/// less on hand than is reserved.
+pub(crate) fn decide_adjustment<'a>(
     adjustment: Adjustment,
     b: &Balance,
-) -> Result<i64, InventoryRefusal> {
-    adjustment
+    reason: &'a str,
+) -> Result<Option<Change<'a>>, InventoryRefusal> {
+    let delta = adjustment
         .delta(b.on_hand, b.reserved)
         .ok_or(InventoryRefusal::BelowReserved {
             on_hand: b.on_hand,
             reserved: b.reserved,
-        })
+        })?;
+    Ok((delta != 0).then_some(Change {
+        kind: MovementKind::Adjustment,
+        on_hand_delta: delta,
+        reserved_delta: 0,
+        reservation: None,
+        reason: Some(reason),
+    }))
+}
+
+/// What setting a reorder point writes: its event, and what the level's alert does under the
+/// new threshold (the balance read is `b`).
+pub(crate) fn decide_reorder(
+    p: ProductId,
+    w: WarehouseId,
+    b: &Balance,
+    reorder: Option<Reorder>,
+    at: UnixMillis,
+) -> (allot_domain::event::NewEvent, AlertStep) {
+    let b = Balance {
+        threshold: reorder.map(Reorder::threshold),
+        ..*b
+    };
+    let quantity = reorder.map(Reorder::quantity);
+    let event = crate::event::reorder_event(p.get(), w.get(), b.threshold, quantity, at);
+    (event, alert_step(&b, b.on_hand, b.reserved))
 }
 
 #[cfg(test)]
@@ -354,9 +392,16 @@ mod tests {
     #[test]
     fn an_adjustment_never_leaves_less_than_is_reserved() {
         let b = balance(10, 4, None, false);
-        assert_eq!(decide_adjustment(Adjustment::Add(-6), &b), Ok(-6));
+        let change = decide_adjustment(Adjustment::Add(-6), &b, "count")
+            .expect("allowed")
+            .expect("a change");
+        assert_eq!((change.on_hand_delta, change.reason), (-6, Some("count")));
         assert_eq!(
-            decide_adjustment(Adjustment::Add(-7), &b),
+            decide_adjustment(Adjustment::Set(10), &b, "count"),
+            Ok(None)
+        );
+        assert_eq!(
+            decide_adjustment(Adjustment::Add(-7), &b, "count"),
             Err(InventoryRefusal::BelowReserved {
                 on_hand: 10,
                 reserved: 4

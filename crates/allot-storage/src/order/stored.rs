@@ -24,6 +24,18 @@ pub(crate) const HISTORY_OF_ORDER: &str =
     "SELECT from_status, to_status, reason, warehouse_id, at_ms
      FROM order_status_history WHERE order_id = $1 ORDER BY id";
 
+/// status, time, id.
+pub(crate) const SET_ORDER_STATUS: &str =
+    "UPDATE orders SET status = $1, updated_at_ms = $2 WHERE id = $3";
+
+/// A page of order ids: after, customer, status, from, until, limit (each filter may be null).
+pub(crate) const ORDER_IDS_PAGE: &str = "SELECT id FROM orders
+     WHERE id > $1 AND (CAST($2 AS TEXT) IS NULL OR customer = $2)
+       AND (CAST($3 AS TEXT) IS NULL OR status = $3)
+       AND (CAST($4 AS BIGINT) IS NULL OR created_at_ms >= $4)
+       AND (CAST($5 AS BIGINT) IS NULL OR created_at_ms < $5)
+     ORDER BY id LIMIT $6";
+
 pub(crate) const INSERT_HISTORY: &str = "INSERT INTO order_status_history (order_id, from_status, to_status, reason, warehouse_id, at_ms)
      VALUES ($1, $2, $3, $4, $5, $6)";
 

@@ -19,15 +19,14 @@ use tokio_postgres::GenericClient;
 
 use super::PgStore;
 use crate::StorageError;
-use crate::event::reorder_event;
 use crate::inventory::{
     ALERTS_PAGE, AlertQuery, AlertStep, Balance, CHANGE_LEVEL, CLEAR_ALERT, Change,
     END_RESERVATION, ENSURE_LEVEL, End, INSERT_MOVEMENT, InventoryRefusal, InventoryResult,
     InventoryStore, LEVEL_SELECT, LevelQuery, MOVEMENTS_OF_PRODUCT, NewReservation,
     PRODUCT_MOVEMENTS, ProductInventory, RAISE_ALERT, RESERVATION_COLUMNS, Reservation,
     SET_REORDER, StockAlert, StockLevel, alert_from, alert_step, balance_from, choose_row,
-    decide_adjustment, decide_end, level_from, movement_from, product, reservation_from,
-    warehouse_id,
+    decide_adjustment, decide_end, decide_reorder, level_from, movement_from, product,
+    reservation_from, warehouse_id,
 };
 
 type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
@@ -297,13 +296,7 @@ pub(super) async fn reserve_in(
         )
         .await?;
     let reservation = reservation_from(&row)?;
-    let change = Change {
-        kind: MovementKind::Reservation,
-        on_hand_delta: 0,
-        reserved_delta: q,
-        reservation: Some(reservation.id.get()),
-        reason: None,
-    };
+    let change = Change::reservation(q, reservation.id.get());
     apply(tx, p, w, &b, change, new.now).await?;
     Ok(Ok(reservation))
 }
@@ -323,24 +316,13 @@ impl InventoryStore for PgStore {
             Ok(b) => b,
             Err(r) => return Ok(Err(r)),
         };
-        let b = Balance {
-            threshold: reorder.map(Reorder::threshold),
-            ..b
-        };
-        let e = reorder_event(
-            product.get(),
-            warehouse.get(),
-            b.threshold,
-            reorder.map(Reorder::quantity),
-            now,
-        );
-        super::event::append(&tx, e).await?;
-        let step = alert_step(&b, b.on_hand, b.reserved);
+        let (event, step) = decide_reorder(product, warehouse, &b, reorder, now);
+        super::event::append(&tx, event).await?;
         let open = apply_alert(&tx, product, warehouse, step, now).await?;
         tx.execute(
             SET_REORDER,
             &[
-                &b.threshold,
+                &reorder.map(Reorder::threshold),
                 &reorder.map(Reorder::quantity),
                 &open,
                 &now.as_millis(),
@@ -368,18 +350,11 @@ impl InventoryStore for PgStore {
             Ok(b) => b,
             Err(r) => return Ok(Err(r)),
         };
-        let delta = match decide_adjustment(adjustment, &b) {
-            Ok(delta) => delta,
+        let change = match decide_adjustment(adjustment, &b, reason.as_str()) {
+            Ok(change) => change,
             Err(r) => return Ok(Err(r)),
         };
-        if delta != 0 {
-            let change = Change {
-                kind: MovementKind::Adjustment,
-                on_hand_delta: delta,
-                reserved_delta: 0,
-                reservation: None,
-                reason: Some(reason.as_str()),
-            };
+        if let Some(change) = change {
             apply(&tx, product, warehouse, &b, change, now).await?;
         }
         let level = stored_level(&tx, product, warehouse).await?;

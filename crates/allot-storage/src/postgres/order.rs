@@ -5,7 +5,7 @@
 //! it stays.
 
 use allot_domain::UnixMillis;
-use allot_domain::catalog::WarehouseId;
+use allot_domain::catalog::{ProductId, WarehouseId};
 use allot_domain::order::OrderStatus;
 use async_trait::async_trait;
 use tokio_postgres::GenericClient;
@@ -15,11 +15,11 @@ use super::{PgStore, coupon, discount};
 use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::crypto::{open_created, open_order, seal_new_order};
-use crate::inventory::Change;
+use crate::inventory::{Change, InventoryResult};
 use crate::order::{
     Created, HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, LineStep, NewOrder, ORDER_BY_ID,
-    Order, OrderQuery, OrderRefusal, OrderResult, OrderStore, StatusRequest, change_from,
-    decide_status_change, inventory_refusal, line_from, order_from,
+    ORDER_IDS_PAGE, Order, OrderQuery, OrderRefusal, OrderResult, OrderStore, SET_ORDER_STATUS,
+    StatusRequest, change_from, decide_status_change, inventory_refusal, line_from, order_from,
 };
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
@@ -48,28 +48,18 @@ async fn history(
     Ok(())
 }
 
-/// Puts a returned line's quantity back on hand in its warehouse (`stock_in`).
+/// Puts a returned line's quantity back on hand in `w` (`stock_in`).
 async fn restock(
     tx: &impl GenericClient,
-    step: &LineStep,
-    reason: &str,
+    (product, w): (ProductId, WarehouseId),
+    change: Change<'_>,
     now: UnixMillis,
-) -> Refusable<()> {
-    let LineStep::Restock {
-        product,
-        warehouse,
-        quantity,
-        reservation,
-    } = *step
-    else {
-        return Err(corrupt("a restock step that is none"));
-    };
-    let b = match lock_level(tx, product, warehouse, now).await? {
+) -> InventoryResult<()> {
+    let b = match lock_level(tx, product, w, now).await? {
         Ok(b) => b,
-        Err(r) => return Ok(Err(inventory_refusal(r, product)?)),
+        Err(r) => return Ok(Err(r)),
     };
-    let change = Change::stock_in(quantity, reservation, reason);
-    apply(tx, product, warehouse, &b, change, now).await?;
+    apply(tx, product, w, &b, change, now).await?;
     Ok(Ok(()))
 }
 
@@ -98,10 +88,15 @@ async fn change(tx: &impl GenericClient, req: &StatusRequest) -> Refusable<Order
             LineStep::End {
                 reservation, how, ..
             } => end_in(tx, reservation, how, now).await?.map(|_| ()),
-            LineStep::Restock { .. } => match restock(tx, step, &plan.reason, now).await? {
-                Ok(()) => Ok(()),
-                Err(r) => return Ok(Err(r)),
-            },
+            LineStep::Restock {
+                product,
+                warehouse,
+                quantity,
+                reservation,
+            } => {
+                let change = Change::stock_in(quantity, reservation, &plan.reason);
+                restock(tx, (product, warehouse), change, now).await?
+            }
         };
         if let Err(r) = done {
             return Ok(Err(inventory_refusal(r, step.product())?));
@@ -114,8 +109,8 @@ async fn change(tx: &impl GenericClient, req: &StatusRequest) -> Refusable<Order
         }
     }
     tx.execute(
-        "UPDATE orders SET status = $2, updated_at_ms = $3 WHERE id = $1",
-        &[&o.id, &req.to.as_str(), &now.as_millis()],
+        SET_ORDER_STATUS,
+        &[&req.to.as_str(), &now.as_millis(), &o.id],
     )
     .await?;
     let return_to = plan.return_to.map(WarehouseId::get);
@@ -176,12 +171,7 @@ impl OrderStore for PgStore {
         let client = self.client().await?;
         let ids: Vec<i64> = client
             .query(
-                "SELECT id FROM orders
-                 WHERE id > $1 AND ($2::text IS NULL OR customer = $2)
-                   AND ($3::text IS NULL OR status = $3)
-                   AND ($4::bigint IS NULL OR created_at_ms >= $4)
-                   AND ($5::bigint IS NULL OR created_at_ms < $5)
-                 ORDER BY id LIMIT $6",
+                ORDER_IDS_PAGE,
                 &[
                     &q.after,
                     &q.customer.as_ref().map(|c| c.as_str()),

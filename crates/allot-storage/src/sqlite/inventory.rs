@@ -6,22 +6,21 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
-use allot_domain::inventory::{Adjustment, MovementKind, Reason, Reorder, ReservationId};
+use allot_domain::inventory::{Adjustment, Reason, Reorder, ReservationId};
 use async_trait::async_trait;
 use rusqlite::types::Value;
 use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use crate::StorageError;
-use crate::event::reorder_event;
 use crate::inventory::{
     ALERTS_PAGE, AlertQuery, AlertStep, Balance, CHANGE_LEVEL, CLEAR_ALERT, Change,
     END_RESERVATION, ENSURE_LEVEL, End, INSERT_MOVEMENT, InventoryRefusal, InventoryResult,
     InventoryStore, LEVEL_SELECT, LevelQuery, MOVEMENTS_OF_PRODUCT, NewReservation,
     PRODUCT_MOVEMENTS, ProductInventory, RAISE_ALERT, RESERVATION_COLUMNS, Reservation,
     SET_REORDER, StockAlert, StockLevel, alert_from, alert_step, balance_from, choose_row,
-    decide_adjustment, decide_end, level_from, movement_from, reservation_from, reservation_id,
-    warehouse_id,
+    decide_adjustment, decide_end, decide_reorder, level_from, movement_from, reservation_from,
+    reservation_id, warehouse_id,
 };
 
 type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
@@ -158,21 +157,11 @@ fn set_reorder(
         Ok(b) => b,
         Err(r) => return Ok(Err(r)),
     };
-    let b = Balance {
-        threshold: reorder.map(Reorder::threshold),
-        ..b
-    };
-    let e = reorder_event(
-        p.get(),
-        w.get(),
-        b.threshold,
-        reorder.map(Reorder::quantity),
-        now,
-    );
-    super::event::append(conn, e)?;
-    let open = apply_alert(conn, p, w, alert_step(&b, b.on_hand, b.reserved), now)?;
+    let (event, step) = decide_reorder(p, w, &b, reorder, now);
+    super::event::append(conn, event)?;
+    let open = apply_alert(conn, p, w, step, now)?;
     conn.prepare_cached(SET_REORDER)?.execute(params![
-        b.threshold,
+        reorder.map(Reorder::threshold),
         reorder.map(Reorder::quantity),
         open,
         now.as_millis(),
@@ -194,18 +183,11 @@ fn adjust(
         Ok(b) => b,
         Err(r) => return Ok(Err(r)),
     };
-    let delta = match decide_adjustment(adjustment, &b) {
-        Ok(delta) => delta,
+    let change = match decide_adjustment(adjustment, &b, reason.as_str()) {
+        Ok(change) => change,
         Err(r) => return Ok(Err(r)),
     };
-    if delta != 0 {
-        let change = Change {
-            kind: MovementKind::Adjustment,
-            on_hand_delta: delta,
-            reserved_delta: 0,
-            reservation: None,
-            reason: Some(reason.as_str()),
-        };
+    if let Some(change) = change {
         apply(conn, p, w, &b, change, now)?;
     }
     stored_level(conn, p, w)
@@ -285,13 +267,7 @@ pub(super) fn hold(
             ],
             |r| Ok(reservation_from(r)),
         )??;
-    let change = Change {
-        kind: MovementKind::Reservation,
-        on_hand_delta: 0,
-        reserved_delta: quantity,
-        reservation: Some(reservation.id.get()),
-        reason: None,
-    };
+    let change = Change::reservation(quantity, reservation.id.get());
     apply(conn, p, w, b, change, now)?;
     Ok(reservation)
 }

@@ -6,7 +6,7 @@
 //! finds the order the first one stored.
 
 use allot_domain::UnixMillis;
-use allot_domain::catalog::WarehouseId;
+use allot_domain::catalog::{ProductId, WarehouseId};
 use allot_domain::discount::UseOutcome;
 use allot_domain::order::OrderStatus;
 use async_trait::async_trait;
@@ -18,12 +18,12 @@ use super::{coupon, discount};
 use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::crypto::{open_created, open_order, seal_new_order};
-use crate::inventory::Change;
+use crate::inventory::{Change, InventoryResult};
 use crate::order::{
     Created, HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, LineStep, NewOrder, ORDER_BY_ID,
-    ORDER_HOLD_UNTIL_MS, Order, OrderFacts, OrderQuery, OrderRefusal, OrderResult, OrderStore,
-    StatusRequest, StockRow, change_from, decide_order, decide_status_change, holder,
-    inventory_refusal, line_from, order_from, priced_from,
+    ORDER_HOLD_UNTIL_MS, ORDER_IDS_PAGE, Order, OrderFacts, OrderQuery, OrderRefusal, OrderResult,
+    OrderStore, SET_ORDER_STATUS, StatusRequest, StockRow, change_from, decide_order,
+    decide_status_change, holder, inventory_refusal, line_from, order_from, priced_from,
 };
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
@@ -205,22 +205,17 @@ fn history(
 
 /// Puts a returned line's quantity back on hand in `w` (`stock_in`), creating its level if
 /// needed.
-fn restock(conn: &Connection, step: &LineStep, reason: &str, now: UnixMillis) -> Refusable<()> {
-    let LineStep::Restock {
-        product,
-        warehouse,
-        quantity,
-        reservation,
-    } = *step
-    else {
-        return Err(corrupt("a restock step that is none"));
-    };
-    let b = match ensure_level(conn, product, warehouse, now)? {
+fn restock(
+    conn: &Connection,
+    (product, w): (ProductId, WarehouseId),
+    change: Change<'_>,
+    now: UnixMillis,
+) -> InventoryResult<()> {
+    let b = match ensure_level(conn, product, w, now)? {
         Ok(b) => b,
-        Err(r) => return Ok(Err(inventory_refusal(r, product)?)),
+        Err(r) => return Ok(Err(r)),
     };
-    let change = Change::stock_in(quantity, reservation, reason);
-    apply(conn, product, warehouse, &b, change, now)?;
+    apply(conn, product, w, &b, change, now)?;
     Ok(Ok(()))
 }
 
@@ -246,10 +241,15 @@ fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<Order> {
             LineStep::End {
                 reservation, how, ..
             } => end(conn, reservation, how, now)?.map(|_| ()),
-            LineStep::Restock { .. } => match restock(conn, step, &plan.reason, now)? {
-                Ok(()) => Ok(()),
-                Err(r) => return Ok(Err(r)),
-            },
+            LineStep::Restock {
+                product,
+                warehouse,
+                quantity,
+                reservation,
+            } => {
+                let change = Change::stock_in(quantity, reservation, &plan.reason);
+                restock(conn, (product, warehouse), change, now)?
+            }
         };
         if let Err(r) = done {
             return Ok(Err(inventory_refusal(r, step.product())?));
@@ -261,8 +261,11 @@ fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<Order> {
             discount::give_back(conn, &code.code, o.id, now)?;
         }
     }
-    conn.prepare_cached("UPDATE orders SET status = ?2, updated_at_ms = ?3 WHERE id = ?1")?
-        .execute(params![o.id, req.to.as_str(), now.as_millis()])?;
+    conn.prepare_cached(SET_ORDER_STATUS)?.execute(params![
+        req.to.as_str(),
+        now.as_millis(),
+        o.id
+    ])?;
     let return_to = plan.return_to.map(WarehouseId::get);
     history(
         conn,
@@ -308,12 +311,7 @@ fn rows_of<T>(
 
 fn list(conn: &Connection, q: &OrderQuery) -> Result<Vec<Order>, StorageError> {
     let ids: Vec<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM orders
-             WHERE id > ?1 AND (?2 IS NULL OR customer = ?2) AND (?3 IS NULL OR status = ?3)
-               AND (?4 IS NULL OR created_at_ms >= ?4) AND (?5 IS NULL OR created_at_ms < ?5)
-             ORDER BY id LIMIT ?6",
-        )?
+        .prepare_cached(ORDER_IDS_PAGE)?
         .query_map(
             params![
                 q.after,
