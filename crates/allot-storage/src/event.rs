@@ -233,9 +233,10 @@ pub(crate) fn order_status_event(
     allot_domain::event::NewEvent::api(EventType::OrderStatusChanged, req.now, payload.to_string())
 }
 
-/// `CouponRedeemed`; `coupon.uses` counts this redemption, `order` is the order that used it.
+/// `CouponRedeemed`; `uses` counts this redemption, `order` is the order that used it.
 pub(crate) fn coupon_redeemed_event(
     coupon: &crate::Coupon,
+    uses: u32,
     user: &str,
     order: Option<i64>,
     at: UnixMillis,
@@ -245,7 +246,7 @@ pub(crate) fn coupon_redeemed_event(
         "type": coupon.coupon_type.map(|t| t.as_str()),
         "user_id": user,
         "order_id": order,
-        "uses": coupon.uses,
+        "uses": uses,
     });
     allot_domain::event::NewEvent::api(EventType::CouponRedeemed, at, payload.to_string())
 }

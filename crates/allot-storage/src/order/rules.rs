@@ -246,17 +246,18 @@ pub(crate) fn decide_order(facts: &OrderFacts, new: &NewOrder) -> Result<OrderPl
 }
 
 impl OrderPlan {
-    /// The order as stored with id `id`; `reservations[i]` is the reservation of line `i`.
-    /// The facts are those the plan was decided on (for each line's product and warehouse).
+    /// The order as stored with id `id`; `reservations` gives each line's reservation, in
+    /// line order. The facts are those the plan was decided on (for each line's product and
+    /// warehouse).
     pub fn order(
         &self,
         id: i64,
         new: &NewOrder,
         facts: &OrderFacts,
-        reservations: &[i64],
+        reservations: &mut impl Iterator<Item = i64>,
     ) -> Result<Order, StorageError> {
         let mut lines = Vec::with_capacity(self.lines.len());
-        for (line, &reservation_id) in self.lines.iter().zip(reservations) {
+        for (line, reservation_id) in self.lines.iter().zip(reservations) {
             let info = facts
                 .product(line.product)
                 .ok_or_else(|| corrupt("an order line's product left the facts"))?;
@@ -618,7 +619,9 @@ mod tests {
         new.coupon = Some(UploadedCode::parse("TEN").expect("a code"));
         new.discount_code = Some(DiscountCode::parse("ABCDEFGH").expect("a code"));
         let plan = decide_order(&facts, &new).expect("accepted");
-        let stored = plan.order(41, &new, &facts, &[77]).expect("an order");
+        let stored = plan
+            .order(41, &new, &facts, &mut [77].into_iter())
+            .expect("an order");
         assert_eq!(stored.lines[0].reservation_id, 77);
         assert_eq!(stored.coupon.as_ref().map(|c| c.code.as_str()), Some("TEN"));
         assert_eq!(stored.history.len(), 1);
@@ -648,7 +651,9 @@ mod tests {
         new.discount_code = Some(DiscountCode::parse("ABCDEFGH").expect("a code"));
         let facts = facts();
         let plan = decide_order(&facts, &new).expect("accepted");
-        let mut o = plan.order(5, &new, &facts, &[11, 12]).expect("an order");
+        let mut o = plan
+            .order(5, &new, &facts, &mut [11, 12].into_iter())
+            .expect("an order");
         o.status = status;
         o
     }

@@ -147,8 +147,9 @@ fn product_params(new: &NewProduct) -> (String, i64, Option<i64>) {
     )
 }
 
-impl PgStore {
-    async fn create_product_pg(&self, new: NewProduct, now: UnixMillis) -> CatalogResult<Product> {
+#[async_trait]
+impl CatalogStore for PgStore {
+    async fn create_product(&self, new: NewProduct, now: UnixMillis) -> CatalogResult<Product> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let (sku_key, price, category) = product_params(&new);
@@ -191,7 +192,12 @@ impl PgStore {
         Ok(Ok(stored))
     }
 
-    async fn update_product_pg(
+    async fn product(&self, id: ProductId) -> Result<Option<Product>, StorageError> {
+        let client = self.client().await?;
+        product(&*client, id).await
+    }
+
+    async fn update_product(
         &self,
         id: ProductId,
         new: NewProduct,
@@ -242,7 +248,26 @@ impl PgStore {
         Ok(Ok(stored))
     }
 
-    async fn products_pg(&self, q: ProductQuery) -> Result<Vec<Product>, StorageError> {
+    async fn delete_product(&self, id: ProductId, now: UnixMillis) -> CatalogResult<()> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let changed = tx
+            .execute(
+                "UPDATE products SET deleted_at_ms = $2, active = false, updated_at_ms = $2
+                 WHERE id = $1 AND deleted_at_ms IS NULL",
+                &[&id.get(), &now.as_millis()],
+            )
+            .await?;
+        Ok(if changed == 1 {
+            super::event::append(&tx, product_deleted_event(id.get(), now)).await?;
+            tx.commit().await?;
+            Ok(())
+        } else {
+            Err(CatalogRefusal::NotFound)
+        })
+    }
+
+    async fn products(&self, q: ProductQuery) -> Result<Vec<Product>, StorageError> {
         let client = self.client().await?;
         let mut sql =
             format!("SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.deleted_at_ms IS NULL");
@@ -319,50 +344,6 @@ impl PgStore {
             .collect();
         let rows = client.query(&sql, &params).await?;
         products_from(&*client, &rows).await
-    }
-}
-
-#[async_trait]
-impl CatalogStore for PgStore {
-    async fn create_product(&self, new: NewProduct, now: UnixMillis) -> CatalogResult<Product> {
-        self.create_product_pg(new, now).await
-    }
-
-    async fn product(&self, id: ProductId) -> Result<Option<Product>, StorageError> {
-        let client = self.client().await?;
-        product(&*client, id).await
-    }
-
-    async fn update_product(
-        &self,
-        id: ProductId,
-        new: NewProduct,
-        now: UnixMillis,
-    ) -> CatalogResult<Product> {
-        self.update_product_pg(id, new, now).await
-    }
-
-    async fn delete_product(&self, id: ProductId, now: UnixMillis) -> CatalogResult<()> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let changed = tx
-            .execute(
-                "UPDATE products SET deleted_at_ms = $2, active = false, updated_at_ms = $2
-                 WHERE id = $1 AND deleted_at_ms IS NULL",
-                &[&id.get(), &now.as_millis()],
-            )
-            .await?;
-        Ok(if changed == 1 {
-            super::event::append(&tx, product_deleted_event(id.get(), now)).await?;
-            tx.commit().await?;
-            Ok(())
-        } else {
-            Err(CatalogRefusal::NotFound)
-        })
-    }
-
-    async fn products(&self, query: ProductQuery) -> Result<Vec<Product>, StorageError> {
-        self.products_pg(query).await
     }
 
     async fn create_category(&self, new: NewCategory, now: UnixMillis) -> CatalogResult<Category> {

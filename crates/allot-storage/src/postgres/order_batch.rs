@@ -300,10 +300,7 @@ async fn create_batch(
                 continue;
             }
         };
-        let reservations = (&mut next_reservation)
-            .take(plan.lines.len())
-            .collect::<Vec<_>>();
-        let order = plan.order(id, new, &state.facts, &reservations)?;
+        let order = plan.order(id, new, &state.facts, &mut next_reservation)?;
         state.facts.take(&plan, new);
         for line in &plan.lines {
             state.touched_at[line.stock] = Some(new.now.as_millis());
@@ -702,12 +699,15 @@ fn batch_events(
         }
         if let Some(c) = a.coupon {
             uses[c] += 1;
-            let coupon = crate::Coupon {
-                uses: uses[c],
-                ..state.facts.coupons[c].coupon.clone()
-            };
+            let coupon = &state.facts.coupons[c].coupon;
             let user = new.customer.as_str();
-            events.push(coupon_redeemed_event(&coupon, user, Some(a.id), now));
+            events.push(coupon_redeemed_event(
+                coupon,
+                uses[c],
+                user,
+                Some(a.id),
+                now,
+            ));
         }
         if let Some(code) = &new.discount_code {
             events.push(discount_used_event(code.as_str(), Some(a.id), now));

@@ -253,7 +253,8 @@ pub(super) fn record_redemption(
     ])?;
     conn.prepare_cached("UPDATE coupon_counters SET redeemed = redeemed + 1 WHERE type = ?1")?
         .execute(params![type_key(coupon.coupon_type)])?;
-    let event = crate::event::coupon_redeemed_event(&coupon, user.as_str(), order, now);
+    let event =
+        crate::event::coupon_redeemed_event(&coupon, coupon.uses, user.as_str(), order, now);
     super::event::append(conn, event)?;
     Ok(coupon)
 }

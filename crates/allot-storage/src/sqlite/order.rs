@@ -157,7 +157,7 @@ fn create_inner(conn: &Connection, new: &NewOrder) -> Refusable<Created> {
     {
         return Err(corrupt("a discount code found unused could not be used"));
     }
-    let order = plan.order(id, new, &facts, &reservations)?;
+    let order = plan.order(id, new, &facts, &mut reservations.iter().copied())?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO order_lines (order_id, line_no, product_id, sku, name, quantity,
                                   unit_price_minor, line_total_minor, warehouse_id,
