@@ -12,7 +12,7 @@ use allot_domain::event::{EventType, NewEvent};
 use std::collections::BTreeMap;
 
 use allot_domain::UnixMillis;
-use allot_domain::catalog::{Attributes, CategoryId, ProductId, ProductSort, SortKey, WarehouseId};
+use allot_domain::catalog::{Attributes, CategoryId, ProductId, WarehouseId};
 use async_trait::async_trait;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -20,9 +20,9 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::PgStore;
 use crate::catalog::{
-    CATEGORY_AND_ANCESTORS, CATEGORY_COLUMNS, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS,
-    attribute_columns, attribute_from, category_from, corrupt, decide_parent, like_pattern,
-    product_from, product_id, warehouse_from,
+    Arg, CATEGORY_AND_ANCESTORS, CATEGORY_COLUMNS, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS,
+    attribute_columns, attribute_from, category_from, corrupt, decide_parent, product_from,
+    product_id, product_page, warehouse_from,
 };
 use crate::event::{
     category_deleted_event, product_deleted_event, wall_now, warehouse_deleted_event,
@@ -269,75 +269,18 @@ impl CatalogStore for PgStore {
 
     async fn products(&self, q: ProductQuery) -> Result<Vec<Product>, StorageError> {
         let client = self.client().await?;
-        let mut sql =
-            format!("SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.deleted_at_ms IS NULL");
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        let arg = |v: Box<dyn ToSql + Sync + Send>, args: &mut Vec<_>| {
-            args.push(v);
-            format!("${}", args.len())
-        };
-        if let Some(active) = q.active {
-            let a = arg(Box::new(active), &mut args);
-            sql.push_str(&format!(" AND p.active = {a}"));
-        }
-        if let Some(c) = q.category {
-            let a = arg(Box::new(c.get()), &mut args);
-            sql.push_str(&format!(
-                " AND p.category_id IN (WITH RECURSIVE sub(id) AS (SELECT {a}::bigint UNION ALL \
-                 SELECT c.id FROM categories c JOIN sub ON c.parent_id = sub.id) SELECT id FROM sub)"
-            ));
-        }
-        if let Some(text) = &q.text {
-            let a = arg(Box::new(like_pattern(text)), &mut args);
-            sql.push_str(&format!(" AND lower(p.name) LIKE {a} ESCAPE '\\'"));
-        }
-        if let Some(min) = q.min_price {
-            let a = arg(Box::new(min), &mut args);
-            sql.push_str(&format!(" AND p.price_minor >= {a}"));
-        }
-        if let Some(max) = q.max_price {
-            let a = arg(Box::new(max), &mut args);
-            sql.push_str(&format!(" AND p.price_minor <= {a}"));
-        }
-        if let Some(currency) = q.currency {
-            let a = arg(Box::new(currency.as_str().to_owned()), &mut args);
-            sql.push_str(&format!(" AND p.currency = {a}"));
-        }
-        for f in &q.attributes {
-            let key = arg(Box::new(f.key.as_str().to_owned()), &mut args);
-            let text = arg(Box::new(f.text.clone()), &mut args);
-            let number = arg(Box::new(f.number), &mut args);
-            let boolean = arg(Box::new(f.boolean), &mut args);
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM product_attributes a WHERE a.product_id = p.id \
-                 AND a.key = {key} AND (a.text_value = {text} OR a.number_value = {number}::float8 \
-                 OR a.bool_value = {boolean}::bool))"
-            ));
-        }
-        let (column, cast) = match q.sort {
-            ProductSort::CreatedAsc | ProductSort::CreatedDesc => ("p.created_at_ms", "bigint"),
-            ProductSort::PriceAsc | ProductSort::PriceDesc => ("p.price_minor", "bigint"),
-            ProductSort::NameAsc | ProductSort::NameDesc => ("p.name", "text COLLATE \"C\""),
-        };
-        let (cmp, dir) = if q.sort.descending() {
-            ("<", "DESC")
-        } else {
-            (">", "ASC")
-        };
-        if let Some(after) = &q.after {
-            let k = match &after.key {
-                SortKey::Int(n) => arg(Box::new(*n), &mut args),
-                SortKey::Text(t) => arg(Box::new(t.clone()), &mut args),
-            };
-            let id = arg(Box::new(after.id.get()), &mut args);
-            sql.push_str(&format!(
-                " AND ({column}, p.id) {cmp} ({k}::{cast}, {id}::bigint)"
-            ));
-        }
-        let limit = arg(Box::new(i64::from(q.limit)), &mut args);
-        sql.push_str(&format!(
-            " ORDER BY {column} {dir}, p.id {dir} LIMIT {limit}"
-        ));
+        let (sql, args) = product_page(&q);
+        let args: Vec<Box<dyn ToSql + Sync + Send>> = args
+            .into_iter()
+            .map(|a| -> Box<dyn ToSql + Sync + Send> {
+                match a {
+                    Arg::Int(n) => Box::new(n),
+                    Arg::Text(t) => Box::new(t),
+                    Arg::Real(r) => Box::new(r),
+                    Arg::Flag(b) => Box::new(b),
+                }
+            })
+            .collect();
         let params: Vec<&(dyn ToSql + Sync)> = args
             .iter()
             .map(|a| a.as_ref() as &(dyn ToSql + Sync))

@@ -3,7 +3,7 @@
 //! never be separated by another write.
 
 use allot_domain::UnixMillis;
-use allot_domain::catalog::{Attributes, CategoryId, ProductId, ProductSort, SortKey, WarehouseId};
+use allot_domain::catalog::{Attributes, CategoryId, ProductId, WarehouseId};
 use allot_domain::event::{EventType, NewEvent};
 use async_trait::async_trait;
 use rusqlite::types::Value;
@@ -11,9 +11,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
 use crate::catalog::{
-    CATEGORY_AND_ANCESTORS, CATEGORY_COLUMNS, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS,
-    attribute_columns, attribute_from, category_from, corrupt, decide_parent, like_pattern,
-    product_from, product_id, warehouse_from,
+    Arg, CATEGORY_AND_ANCESTORS, CATEGORY_COLUMNS, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS,
+    attribute_columns, attribute_from, category_from, corrupt, decide_parent, product_from,
+    product_id, product_page, warehouse_from,
 };
 use crate::event::{
     category_deleted_event, product_deleted_event, wall_now, warehouse_deleted_event,
@@ -203,83 +203,14 @@ pub(super) fn delete_product(conn: &Connection, id: ProductId, now: UnixMillis) 
     })
 }
 
-/// The column a sort orders by.
-fn sort_column(sort: ProductSort) -> &'static str {
-    match sort {
-        ProductSort::CreatedAsc | ProductSort::CreatedDesc => "p.created_at_ms",
-        ProductSort::PriceAsc | ProductSort::PriceDesc => "p.price_minor",
-        ProductSort::NameAsc | ProductSort::NameDesc => "p.name",
-    }
-}
-
 pub(super) fn products(conn: &Connection, q: &ProductQuery) -> Result<Vec<Product>, StorageError> {
-    let mut sql = format!("SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.deleted_at_ms IS NULL");
-    let mut args: Vec<Value> = Vec::new();
-    let arg = |v: Value, args: &mut Vec<Value>| {
-        args.push(v);
-        format!("?{}", args.len())
-    };
-    if let Some(active) = q.active {
-        let a = arg(Value::Integer(i64::from(active)), &mut args);
-        sql.push_str(&format!(" AND p.active = {a}"));
-    }
-    if let Some(c) = q.category {
-        let a = arg(Value::Integer(c.get()), &mut args);
-        sql.push_str(&format!(
-            " AND p.category_id IN (WITH RECURSIVE sub(id) AS (SELECT {a} UNION ALL \
-             SELECT c.id FROM categories c JOIN sub ON c.parent_id = sub.id) SELECT id FROM sub)"
-        ));
-    }
-    if let Some(text) = &q.text {
-        let a = arg(Value::Text(like_pattern(text)), &mut args);
-        sql.push_str(&format!(" AND lower(p.name) LIKE {a} ESCAPE '\\'"));
-    }
-    if let Some(min) = q.min_price {
-        let a = arg(Value::Integer(min), &mut args);
-        sql.push_str(&format!(" AND p.price_minor >= {a}"));
-    }
-    if let Some(max) = q.max_price {
-        let a = arg(Value::Integer(max), &mut args);
-        sql.push_str(&format!(" AND p.price_minor <= {a}"));
-    }
-    if let Some(currency) = q.currency {
-        let a = arg(Value::Text(currency.as_str().to_owned()), &mut args);
-        sql.push_str(&format!(" AND p.currency = {a}"));
-    }
-    for f in &q.attributes {
-        let key = arg(Value::Text(f.key.as_str().to_owned()), &mut args);
-        let text = arg(Value::Text(f.text.clone()), &mut args);
-        let number = arg(f.number.map_or(Value::Null, Value::Real), &mut args);
-        let boolean = arg(
-            f.boolean
-                .map_or(Value::Null, |b| Value::Integer(i64::from(b))),
-            &mut args,
-        );
-        sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM product_attributes a WHERE a.product_id = p.id \
-             AND a.key = {key} AND (a.text_value = {text} OR a.number_value = {number} \
-             OR a.bool_value = {boolean}))"
-        ));
-    }
-    let column = sort_column(q.sort);
-    let (cmp, dir) = if q.sort.descending() {
-        ("<", "DESC")
-    } else {
-        (">", "ASC")
-    };
-    if let Some(after) = &q.after {
-        let key = match &after.key {
-            SortKey::Int(n) => Value::Integer(*n),
-            SortKey::Text(t) => Value::Text(t.clone()),
-        };
-        let k = arg(key, &mut args);
-        let id = arg(Value::Integer(after.id.get()), &mut args);
-        sql.push_str(&format!(" AND ({column}, p.id) {cmp} ({k}, {id})"));
-    }
-    let limit = arg(Value::Integer(i64::from(q.limit)), &mut args);
-    sql.push_str(&format!(
-        " ORDER BY {column} {dir}, p.id {dir} LIMIT {limit}"
-    ));
+    let (sql, args) = product_page(q);
+    let args = args.into_iter().map(|a| match a {
+        Arg::Int(n) => Value::Integer(n),
+        Arg::Text(t) => Value::Text(t),
+        Arg::Real(r) => r.map_or(Value::Null, Value::Real),
+        Arg::Flag(b) => b.map_or(Value::Null, |b| Value::Integer(i64::from(b))),
+    });
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
     let mut out = Vec::new();
