@@ -164,6 +164,25 @@ impl Change<'_> {
     }
 }
 
+impl End {
+    /// The movement ending a reservation of `quantity` writes: its stock goes back (release,
+    /// expiry) or out (confirm).
+    pub(crate) fn change(self, quantity: i64, reservation: i64) -> Change<'static> {
+        let (kind, on_hand_delta) = match self {
+            End::Release => (MovementKind::Release, 0),
+            End::Confirm => (MovementKind::StockOut, -quantity),
+            End::Expire => (MovementKind::Expiry, 0),
+        };
+        Change {
+            kind,
+            on_hand_delta,
+            reserved_delta: -quantity,
+            reservation: Some(reservation),
+            reason: None,
+        }
+    }
+}
+
 /// How a pending reservation ends: how it was asked to, unless it is past its lifetime, which
 /// expires it whatever was asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -203,18 +222,7 @@ impl Ending {
     /// The movement ending the reservation writes: its stock goes back (release, expiry) or
     /// out (confirm).
     pub(crate) fn change(&self, r: &Reservation) -> Change<'static> {
-        let (kind, on_hand_delta) = match self.ended {
-            End::Release => (MovementKind::Release, 0),
-            End::Confirm => (MovementKind::StockOut, -r.quantity),
-            End::Expire => (MovementKind::Expiry, 0),
-        };
-        Change {
-            kind,
-            on_hand_delta,
-            reserved_delta: -r.quantity,
-            reservation: Some(r.id.get()),
-            reason: None,
-        }
+        self.ended.change(r.quantity, r.id.get())
     }
 
     /// The answer once written: the ended reservation, or `NotPending { Expired }` when it

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
-use allot_domain::inventory::{Adjustment, MovementKind, Reason, Reorder, ReservationId};
+use allot_domain::inventory::{Adjustment, Reason, Reorder, ReservationId};
 use async_trait::async_trait;
 use tokio_postgres::GenericClient;
 
@@ -414,14 +414,7 @@ impl InventoryStore for PgStore {
                 .await?;
             let mut b = balance_from(&row, 0)?;
             for (id, quantity) in due {
-                let change = Change {
-                    kind: MovementKind::Expiry,
-                    on_hand_delta: 0,
-                    reserved_delta: -quantity,
-                    reservation: Some(id),
-                    reason: None,
-                };
-                b = apply(&tx, p, w, &b, change, now).await?;
+                b = apply(&tx, p, w, &b, End::Expire.change(quantity, id), now).await?;
                 ids.push(id);
             }
         }
