@@ -136,7 +136,8 @@ pub(crate) struct OrderPlan {
 
 /// Decides one order on the facts. Refusals come in this order: an unknown or inactive
 /// product (in line order), mixed currencies, a line no warehouse can serve (in product order),
-/// the coupon, the discount code, a total too large.
+/// the coupon, the discount code, a total too large. The lines name distinct products (the
+/// service refuses an order that names one twice), so no two lines reserve on one stock row.
 pub(crate) fn decide_order(facts: &OrderFacts, new: &NewOrder) -> Result<OrderPlan, OrderRefusal> {
     let mut products = Vec::with_capacity(new.lines.len());
     for (p, _) in &new.lines {
