@@ -21,7 +21,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use allot_domain::UnixMillis;
 use allot_domain::event::{NewEvent, Origin};
-use allot_domain::inventory::{AlertChange, MovementKind, alert_change};
 use async_trait::async_trait;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
@@ -31,10 +30,10 @@ use super::coupon;
 use super::order::load;
 use crate::StorageError;
 use crate::catalog::corrupt;
-use crate::event::{
-    MovementEvent, coupon_redeemed_event, discount_used_event, order_created_event, threshold_event,
+use crate::event::{coupon_redeemed_event, discount_used_event, order_created_event};
+use crate::inventory::{
+    AlertStep, Balance, Change, alert_step, balance_from, product, warehouse_id,
 };
-use crate::inventory::{balance_from, warehouse_id};
 use crate::order::{
     Created, NewOrder, ORDER_HOLD_UNTIL_MS, Order, OrderFacts, OrderRefusal, OrderResult, StockRow,
     decide_order, holder, priced_from,
@@ -529,27 +528,27 @@ async fn write(
     for (s, at) in state.facts.stock.iter().zip(&state.touched_at) {
         let Some(at) = *at else { continue };
         let b = &s.balance;
-        let available = b.on_hand - b.reserved;
-        let open = match (
-            alert_change(available, b.threshold, b.alert_open),
-            b.threshold,
-        ) {
-            (AlertChange::Raise, Some(threshold)) => {
+        // The batch's final balance against the alert as it was before the batch.
+        let step = alert_step(b, b.on_hand, b.reserved);
+        match step {
+            AlertStep::Raise {
+                available,
+                threshold,
+            } => {
                 raise[0].push(s.product);
                 raise[1].push(s.warehouse.get());
                 raise[2].push(available);
                 raise[3].push(threshold);
                 raise[4].push(at);
-                true
             }
-            (AlertChange::Clear, _) => {
+            AlertStep::Clear { .. } => {
                 clear.0.push(s.product);
                 clear.1.push(s.warehouse.get());
                 clear.2.push(at);
-                false
             }
-            _ => b.alert_open,
-        };
+            AlertStep::Keep { .. } => {}
+        }
+        let open = step.open_after();
         s_product.push(s.product);
         s_warehouse.push(s.warehouse.get());
         s_reserved.push(b.reserved);
@@ -669,32 +668,20 @@ fn batch_events(
             let row = row_of[&(l.product_id.get(), l.warehouse_id.get())];
             let s = &stock[row];
             let b = &s.balance;
-            let open_before = b.alert_open || raised.contains(&row);
-            reserved[row] += l.quantity;
-            let movement = MovementEvent {
-                kind: MovementKind::Reservation,
-                product: s.product,
-                warehouse: s.warehouse.get(),
-                on_hand_delta: 0,
-                reserved_delta: l.quantity,
-                on_hand: b.on_hand,
+            let before = Balance {
                 reserved: reserved[row],
-                reservation: Some(l.reservation_id),
-                reason: None,
+                alert_open: b.alert_open || raised.contains(&row),
+                ..*b
             };
-            events.push(movement.event(now));
-            let available = b.on_hand - reserved[row];
-            if alert_change(available, b.threshold, open_before) == AlertChange::Raise
+            let change = Change::reservation(l.quantity, l.reservation_id);
+            events.push(change.event(l.product_id, l.warehouse_id, &before, now));
+            reserved[row] += l.quantity;
+            let step = alert_step(&before, b.on_hand, reserved[row]);
+            if let AlertStep::Raise { .. } = step
                 && raised.insert(row)
+                && let Some(event) = step.event(l.product_id, l.warehouse_id, now)
             {
-                events.push(threshold_event(
-                    true,
-                    s.product,
-                    s.warehouse.get(),
-                    available,
-                    b.threshold,
-                    now,
-                ));
+                events.push(event);
             }
         }
         if let Some(c) = a.coupon {
@@ -722,21 +709,16 @@ fn batch_events(
     for (s, at) in stock.iter().zip(&state.touched_at) {
         let Some(at) = *at else { continue };
         let b = &s.balance;
-        let available = b.on_hand - b.reserved;
-        if alert_change(available, b.threshold, b.alert_open) == AlertChange::Clear {
-            let at = UnixMillis::from_millis(at);
+        let step = alert_step(b, b.on_hand, b.reserved);
+        if let AlertStep::Clear { .. } = step
+            && let Some(event) = step.event(
+                product(s.product)?,
+                s.warehouse,
+                UnixMillis::from_millis(at),
+            )
+        {
             // Cleared by the batch as a whole: recorded as made by its last order's caller.
-            events.push(
-                threshold_event(
-                    false,
-                    s.product,
-                    s.warehouse.get(),
-                    available,
-                    b.threshold,
-                    at,
-                )
-                .made_by(origin),
-            );
+            events.push(event.made_by(origin));
         }
     }
     Ok(events)
