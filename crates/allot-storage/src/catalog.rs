@@ -13,6 +13,11 @@ use async_trait::async_trait;
 
 use crate::StorageError;
 
+mod rules;
+mod stored;
+pub(crate) use rules::*;
+pub(crate) use stored::*;
+
 /// A product as a client gives it (create, or replace with PUT); every field already valid.
 #[derive(Debug, Clone)]
 pub struct NewProduct {

@@ -93,6 +93,22 @@ pub(crate) fn warehouse_payload(id: i64, w: &crate::NewWarehouse) -> String {
     .to_string()
 }
 
+/// `ProductDeleted`: the id of the product gone.
+pub(crate) fn product_deleted_event(id: i64, at: UnixMillis) -> allot_domain::event::NewEvent {
+    let payload = serde_json::json!({"product_id": id}).to_string();
+    allot_domain::event::NewEvent::api(EventType::ProductDeleted, at, payload)
+}
+
+pub(crate) fn category_deleted_event(id: i64, at: UnixMillis) -> allot_domain::event::NewEvent {
+    let payload = serde_json::json!({"category_id": id}).to_string();
+    allot_domain::event::NewEvent::api(EventType::CategoryDeleted, at, payload)
+}
+
+pub(crate) fn warehouse_deleted_event(id: i64, at: UnixMillis) -> allot_domain::event::NewEvent {
+    let payload = serde_json::json!({"warehouse_id": id}).to_string();
+    allot_domain::event::NewEvent::api(EventType::WarehouseDeleted, at, payload)
+}
+
 /// The event of one stock movement: its type follows the movement's kind.
 pub(crate) struct MovementEvent<'a> {
     pub kind: allot_domain::inventory::MovementKind,

@@ -7,13 +7,18 @@
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, Sku, WarehouseId};
 use allot_domain::inventory::{
-    Adjustment, AlertChange, Holder, MovementKind, Quantity, Reason, Reorder, ReservationId,
-    ReservationStatus, ReservationTtl, alert_change,
+    Adjustment, Holder, MovementKind, Quantity, Reason, Reorder, ReservationId, ReservationStatus,
+    ReservationTtl,
 };
 use async_trait::async_trait;
 
 use crate::StorageError;
 use crate::catalog::{corrupt, product_id};
+
+mod rules;
+mod stored;
+pub(crate) use rules::*;
+pub(crate) use stored::*;
 
 /// The stock of one product in one warehouse.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,18 +217,4 @@ pub(crate) fn kind(raw: &str) -> Result<MovementKind, StorageError> {
 
 pub(crate) fn product(raw: i64) -> Result<ProductId, StorageError> {
     product_id(raw)
-}
-
-/// The balance of a level as an operation reads it (locked, or inside the single writer).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Balance {
-    pub on_hand: i64,
-    pub reserved: i64,
-    pub threshold: Option<i64>,
-    pub alert_open: bool,
-}
-
-/// What the alert must do after a change leaves the level at `on_hand`/`reserved`.
-pub(crate) fn alert_after(b: &Balance, on_hand: i64, reserved: i64) -> AlertChange {
-    alert_change(on_hand - reserved, b.threshold, b.alert_open)
 }

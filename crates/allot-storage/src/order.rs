@@ -19,6 +19,17 @@ use async_trait::async_trait;
 use crate::StorageError;
 use crate::catalog::corrupt;
 
+mod rules;
+mod stored;
+pub(crate) use rules::{
+    LineStep, OrderFacts, PricedProduct, StockRow, decide_order, decide_status_change,
+    inventory_refusal,
+};
+pub(crate) use stored::{
+    HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, ORDER_BY_ID, ORDER_IDS_PAGE,
+    SET_ORDER_STATUS, change_from, line_from, order_from, priced_from,
+};
+
 /// Stock held by a pending order never lapses: its reservations carry this lifetime
 /// (9999-12-31T23:59:59.999Z), so the reservation expiry job never takes them. A pending
 /// order holds its stock until it is confirmed or cancelled.

@@ -12,7 +12,7 @@ use allot_domain::event::{EventType, NewEvent};
 use std::collections::BTreeMap;
 
 use allot_domain::UnixMillis;
-use allot_domain::catalog::{Attributes, CategoryId, ProductId, ProductSort, SortKey, WarehouseId};
+use allot_domain::catalog::{Attributes, CategoryId, ProductId, WarehouseId};
 use async_trait::async_trait;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
@@ -20,8 +20,14 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::PgStore;
 use crate::catalog::{
-    attribute, attribute_columns, category_id, corrupt, like_pattern, money, product_id,
+    Arg, CATEGORY_AND_ANCESTORS, CATEGORY_COLUMNS, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS,
+    attribute_columns, attribute_from, category_from, corrupt, decide_parent, product_from,
+    product_id, product_page, warehouse_from,
 };
+use crate::event::{
+    category_deleted_event, product_deleted_event, wall_now, warehouse_deleted_event,
+};
+use crate::row::Columns;
 use crate::{
     CatalogRefusal, CatalogResult, CatalogStore, Category, NewCategory, NewProduct, NewWarehouse,
     Product, ProductQuery, StorageError, Warehouse,
@@ -29,9 +35,6 @@ use crate::{
 
 /// The advisory lock taken by every move of a category (an arbitrary, fixed key).
 const CATEGORY_TREE_LOCK: i64 = 0x616c_6c6f_7400_0007;
-
-const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_minor, p.currency, \
-                               p.category_id, p.active, p.created_at_ms, p.updated_at_ms";
 
 /// A refusal when `e` is the violation of a unique index or of a foreign key.
 fn refusal_of<T>(
@@ -59,8 +62,8 @@ async fn attributes_of(
         .await?;
     let mut maps: BTreeMap<i64, BTreeMap<_, _>> = BTreeMap::new();
     for r in &rows {
-        let (k, v) = attribute(r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))?;
-        maps.entry(r.get(0)).or_default().insert(k, v);
+        let (k, v) = attribute_from(r, 1)?;
+        maps.entry(r.int(0)?).or_default().insert(k, v);
     }
     maps.into_iter()
         .map(|(id, m)| Ok((id, Attributes::new(m).map_err(corrupt)?)))
@@ -71,24 +74,14 @@ async fn products_from(
     client: &impl GenericClient,
     rows: &[Row],
 ) -> Result<Vec<Product>, StorageError> {
-    let ids: Vec<i64> = rows.iter().map(|r| r.get(0)).collect();
+    let ids = rows
+        .iter()
+        .map(|r| r.int(0))
+        .collect::<Result<Vec<i64>, _>>()?;
     let mut attributes = attributes_of(client, &ids).await?;
     rows.iter()
-        .map(|r| {
-            let id: i64 = r.get(0);
-            Ok(Product {
-                id: product_id(id)?,
-                sku: r.get(1),
-                name: r.get(2),
-                description: r.get(3),
-                price: money(r.get(4), r.get(5))?,
-                category_id: category_id(r.get(6))?,
-                attributes: attributes.remove(&id).unwrap_or_default(),
-                active: r.get(7),
-                created_at: UnixMillis::from_millis(r.get(8)),
-                updated_at: UnixMillis::from_millis(r.get(9)),
-            })
-        })
+        .zip(&ids)
+        .map(|(r, id)| product_from(r, attributes.remove(id).unwrap_or_default()))
         .collect()
 }
 
@@ -154,8 +147,9 @@ fn product_params(new: &NewProduct) -> (String, i64, Option<i64>) {
     )
 }
 
-impl PgStore {
-    async fn create_product_pg(&self, new: NewProduct, now: UnixMillis) -> CatalogResult<Product> {
+#[async_trait]
+impl CatalogStore for PgStore {
+    async fn create_product(&self, new: NewProduct, now: UnixMillis) -> CatalogResult<Product> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let (sku_key, price, category) = product_params(&new);
@@ -178,7 +172,7 @@ impl PgStore {
             )
             .await;
         let id = match inserted {
-            Ok(row) => product_id(row.get(0))?,
+            Ok(row) => product_id(row.int(0)?)?,
             Err(e) => {
                 return refusal_of(
                     e,
@@ -198,7 +192,12 @@ impl PgStore {
         Ok(Ok(stored))
     }
 
-    async fn update_product_pg(
+    async fn product(&self, id: ProductId) -> Result<Option<Product>, StorageError> {
+        let client = self.client().await?;
+        product(&*client, id).await
+    }
+
+    async fn update_product(
         &self,
         id: ProductId,
         new: NewProduct,
@@ -249,131 +248,6 @@ impl PgStore {
         Ok(Ok(stored))
     }
 
-    async fn products_pg(&self, q: ProductQuery) -> Result<Vec<Product>, StorageError> {
-        let client = self.client().await?;
-        let mut sql =
-            format!("SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.deleted_at_ms IS NULL");
-        let mut args: Vec<Box<dyn ToSql + Sync + Send>> = Vec::new();
-        let arg = |v: Box<dyn ToSql + Sync + Send>, args: &mut Vec<_>| {
-            args.push(v);
-            format!("${}", args.len())
-        };
-        if let Some(active) = q.active {
-            let a = arg(Box::new(active), &mut args);
-            sql.push_str(&format!(" AND p.active = {a}"));
-        }
-        if let Some(c) = q.category {
-            let a = arg(Box::new(c.get()), &mut args);
-            sql.push_str(&format!(
-                " AND p.category_id IN (WITH RECURSIVE sub(id) AS (SELECT {a}::bigint UNION ALL \
-                 SELECT c.id FROM categories c JOIN sub ON c.parent_id = sub.id) SELECT id FROM sub)"
-            ));
-        }
-        if let Some(text) = &q.text {
-            let a = arg(Box::new(like_pattern(text)), &mut args);
-            sql.push_str(&format!(" AND lower(p.name) LIKE {a} ESCAPE '\\'"));
-        }
-        if let Some(min) = q.min_price {
-            let a = arg(Box::new(min), &mut args);
-            sql.push_str(&format!(" AND p.price_minor >= {a}"));
-        }
-        if let Some(max) = q.max_price {
-            let a = arg(Box::new(max), &mut args);
-            sql.push_str(&format!(" AND p.price_minor <= {a}"));
-        }
-        if let Some(currency) = q.currency {
-            let a = arg(Box::new(currency.as_str().to_owned()), &mut args);
-            sql.push_str(&format!(" AND p.currency = {a}"));
-        }
-        for f in &q.attributes {
-            let key = arg(Box::new(f.key.as_str().to_owned()), &mut args);
-            let text = arg(Box::new(f.text.clone()), &mut args);
-            let number = arg(Box::new(f.number), &mut args);
-            let boolean = arg(Box::new(f.boolean), &mut args);
-            sql.push_str(&format!(
-                " AND EXISTS (SELECT 1 FROM product_attributes a WHERE a.product_id = p.id \
-                 AND a.key = {key} AND (a.text_value = {text} OR a.number_value = {number}::float8 \
-                 OR a.bool_value = {boolean}::bool))"
-            ));
-        }
-        let (column, cast) = match q.sort {
-            ProductSort::CreatedAsc | ProductSort::CreatedDesc => ("p.created_at_ms", "bigint"),
-            ProductSort::PriceAsc | ProductSort::PriceDesc => ("p.price_minor", "bigint"),
-            ProductSort::NameAsc | ProductSort::NameDesc => ("p.name", "text COLLATE \"C\""),
-        };
-        let (cmp, dir) = if q.sort.descending() {
-            ("<", "DESC")
-        } else {
-            (">", "ASC")
-        };
-        if let Some(after) = &q.after {
-            let k = match &after.key {
-                SortKey::Int(n) => arg(Box::new(*n), &mut args),
-                SortKey::Text(t) => arg(Box::new(t.clone()), &mut args),
-            };
-            let id = arg(Box::new(after.id.get()), &mut args);
-            sql.push_str(&format!(
-                " AND ({column}, p.id) {cmp} ({k}::{cast}, {id}::bigint)"
-            ));
-        }
-        let limit = arg(Box::new(i64::from(q.limit)), &mut args);
-        sql.push_str(&format!(
-            " ORDER BY {column} {dir}, p.id {dir} LIMIT {limit}"
-        ));
-        let params: Vec<&(dyn ToSql + Sync)> = args
-            .iter()
-            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        let rows = client.query(&sql, &params).await?;
-        products_from(&*client, &rows).await
-    }
-}
-
-const CATEGORY_COLUMNS: &str = "id, name, parent_id, created_at_ms, updated_at_ms";
-
-fn category_from(r: &Row) -> Result<Category, StorageError> {
-    Ok(Category {
-        id: CategoryId::parse(r.get(0)).map_err(corrupt)?,
-        name: r.get(1),
-        parent_id: category_id(r.get(2))?,
-        created_at: UnixMillis::from_millis(r.get(3)),
-        updated_at: UnixMillis::from_millis(r.get(4)),
-    })
-}
-
-const WAREHOUSE_COLUMNS: &str = "id, code, name, active, created_at_ms, updated_at_ms";
-
-fn warehouse_from(r: &Row) -> Result<Warehouse, StorageError> {
-    Ok(Warehouse {
-        id: WarehouseId::parse(r.get(0)).map_err(corrupt)?,
-        code: r.get(1),
-        name: r.get(2),
-        active: r.get(3),
-        created_at: UnixMillis::from_millis(r.get(4)),
-        updated_at: UnixMillis::from_millis(r.get(5)),
-    })
-}
-
-#[async_trait]
-impl CatalogStore for PgStore {
-    async fn create_product(&self, new: NewProduct, now: UnixMillis) -> CatalogResult<Product> {
-        self.create_product_pg(new, now).await
-    }
-
-    async fn product(&self, id: ProductId) -> Result<Option<Product>, StorageError> {
-        let client = self.client().await?;
-        product(&*client, id).await
-    }
-
-    async fn update_product(
-        &self,
-        id: ProductId,
-        new: NewProduct,
-        now: UnixMillis,
-    ) -> CatalogResult<Product> {
-        self.update_product_pg(id, new, now).await
-    }
-
     async fn delete_product(&self, id: ProductId, now: UnixMillis) -> CatalogResult<()> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
@@ -385,9 +259,7 @@ impl CatalogStore for PgStore {
             )
             .await?;
         Ok(if changed == 1 {
-            let payload = serde_json::json!({"product_id": id.get()}).to_string();
-            let event = NewEvent::api(EventType::ProductDeleted, now, payload);
-            super::event::append(&tx, event).await?;
+            super::event::append(&tx, product_deleted_event(id.get(), now)).await?;
             tx.commit().await?;
             Ok(())
         } else {
@@ -395,8 +267,26 @@ impl CatalogStore for PgStore {
         })
     }
 
-    async fn products(&self, query: ProductQuery) -> Result<Vec<Product>, StorageError> {
-        self.products_pg(query).await
+    async fn products(&self, q: ProductQuery) -> Result<Vec<Product>, StorageError> {
+        let client = self.client().await?;
+        let (sql, args) = product_page(&q);
+        let args: Vec<Box<dyn ToSql + Sync + Send>> = args
+            .into_iter()
+            .map(|a| -> Box<dyn ToSql + Sync + Send> {
+                match a {
+                    Arg::Int(n) => Box::new(n),
+                    Arg::Text(t) => Box::new(t),
+                    Arg::Real(r) => Box::new(r),
+                    Arg::Flag(b) => Box::new(b),
+                }
+            })
+            .collect();
+        let params: Vec<&(dyn ToSql + Sync)> = args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let rows = client.query(&sql, &params).await?;
+        products_from(&*client, &rows).await
     }
 
     async fn create_category(&self, new: NewCategory, now: UnixMillis) -> CatalogResult<Category> {
@@ -480,21 +370,14 @@ impl CatalogStore for PgStore {
             return Ok(Err(CatalogRefusal::NotFound));
         }
         if let Some(p) = new.parent_id {
-            let ancestors = tx
-                .query(
-                    "WITH RECURSIVE up(id, parent_id) AS (
-                         SELECT id, parent_id FROM categories WHERE id = $1
-                         UNION
-                         SELECT c.id, c.parent_id FROM categories c JOIN up ON c.id = up.parent_id)
-                     SELECT id FROM up",
-                    &[&p.get()],
-                )
-                .await?;
-            if ancestors.is_empty() {
-                return Ok(Err(CatalogRefusal::ParentNotFound));
-            }
-            if ancestors.iter().any(|r| r.get::<_, i64>(0) == id.get()) {
-                return Ok(Err(CatalogRefusal::CategoryCycle));
+            let line = tx
+                .query(CATEGORY_AND_ANCESTORS, &[&p.get()])
+                .await?
+                .iter()
+                .map(|r| r.int(0))
+                .collect::<Result<Vec<i64>, _>>()?;
+            if let Err(refusal) = decide_parent(id, &line) {
+                return Ok(Err(refusal));
             }
         }
         let updated = tx
@@ -545,7 +428,7 @@ impl CatalogStore for PgStore {
                 &[&id.get()],
             )
             .await?
-            .get(0);
+            .flag(0)?;
         if in_use {
             return Ok(Err(CatalogRefusal::CategoryInUse));
         }
@@ -566,9 +449,7 @@ impl CatalogStore for PgStore {
             }
             Err(e) => return Err(e.into()),
         }
-        let payload = serde_json::json!({"category_id": id.get()}).to_string();
-        let now = crate::event::wall_now();
-        let event = NewEvent::api(EventType::CategoryDeleted, now, payload);
+        let event = category_deleted_event(id.get(), wall_now());
         super::event::append(&tx, event).await?;
         tx.commit().await?;
         Ok(Ok(()))
@@ -693,9 +574,7 @@ impl CatalogStore for PgStore {
             Err(e) => return Err(e.into()),
         };
         Ok(if changed == 1 {
-            let payload = serde_json::json!({"warehouse_id": id.get()}).to_string();
-            let now = crate::event::wall_now();
-            let event = NewEvent::api(EventType::WarehouseDeleted, now, payload);
+            let event = warehouse_deleted_event(id.get(), wall_now());
             super::event::append(&tx, event).await?;
             tx.commit().await?;
             Ok(())

@@ -13,70 +13,23 @@ use std::collections::BTreeMap;
 
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
-use allot_domain::inventory::{
-    Adjustment, AlertChange, Level, MovementKind, Reason, Reorder, ReservationId,
-    ReservationStatus, choose_warehouse,
-};
+use allot_domain::inventory::{Adjustment, Reason, Reorder, ReservationId};
 use async_trait::async_trait;
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::GenericClient;
 
 use super::PgStore;
 use crate::StorageError;
-use crate::event::{MovementEvent, reorder_event, threshold_event};
 use crate::inventory::{
-    AlertQuery, Balance, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
-    NewReservation, PRODUCT_MOVEMENTS, ProductInventory, Reservation, StockAlert, StockLevel,
-    alert_after, kind, product, reservation_id, status, warehouse_id,
+    ALERTS_PAGE, AlertQuery, AlertStep, Balance, CHANGE_LEVEL, CLEAR_ALERT, Change,
+    END_RESERVATION, ENSURE_LEVEL, End, INSERT_MOVEMENT, InventoryRefusal, InventoryResult,
+    InventoryStore, LEVEL_SELECT, LevelQuery, MOVEMENTS_OF_PRODUCT, NewReservation,
+    PRODUCT_MOVEMENTS, ProductInventory, RAISE_ALERT, RESERVATION_COLUMNS, Reservation,
+    SET_REORDER, StockAlert, StockLevel, alert_from, alert_step, balance_from, choose_row,
+    decide_adjustment, decide_end, decide_reorder, level_from, movement_from, product,
+    reservation_from, warehouse_id,
 };
 
 type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
-
-const LEVEL_SELECT: &str = "SELECT s.product_id, p.sku, s.warehouse_id, w.code, s.on_hand, \
-    s.reserved, s.reorder_threshold, s.reorder_quantity, s.low_alert_open, s.updated_at_ms \
-    FROM stock_levels s JOIN products p ON p.id = s.product_id \
-    JOIN warehouses w ON w.id = s.warehouse_id";
-
-fn level_from(r: &Row) -> Result<StockLevel, StorageError> {
-    Ok(StockLevel {
-        product_id: product(r.try_get(0)?)?,
-        sku: r.try_get(1)?,
-        warehouse_id: warehouse_id(r.try_get(2)?)?,
-        warehouse_code: r.try_get(3)?,
-        on_hand: r.try_get(4)?,
-        reserved: r.try_get(5)?,
-        reorder_threshold: r.try_get(6)?,
-        reorder_quantity: r.try_get(7)?,
-        low_alert_open: r.try_get(8)?,
-        updated_at: UnixMillis::from_millis(r.try_get(9)?),
-    })
-}
-
-const RESERVATION_COLUMNS: &str = "id, product_id, warehouse_id, quantity, holder, status, \
-                                   expires_at_ms, created_at_ms, updated_at_ms";
-
-fn reservation_from(r: &Row) -> Result<Reservation, StorageError> {
-    let s: String = r.try_get(5)?;
-    Ok(Reservation {
-        id: reservation_id(r.try_get(0)?)?,
-        product_id: product(r.try_get(1)?)?,
-        warehouse_id: warehouse_id(r.try_get(2)?)?,
-        quantity: r.try_get(3)?,
-        holder: r.try_get(4)?,
-        status: status(&s)?,
-        expires_at: UnixMillis::from_millis(r.try_get(6)?),
-        created_at: UnixMillis::from_millis(r.try_get(7)?),
-        updated_at: UnixMillis::from_millis(r.try_get(8)?),
-    })
-}
-
-fn balance_from(r: &Row, first: usize) -> Result<Balance, StorageError> {
-    Ok(Balance {
-        on_hand: r.try_get(first)?,
-        reserved: r.try_get(first + 1)?,
-        threshold: r.try_get(first + 2)?,
-        alert_open: r.try_get(first + 3)?,
-    })
-}
 
 async fn level(
     c: &impl GenericClient,
@@ -137,12 +90,8 @@ pub(super) async fn lock_level(
     if !warehouse_exists(c, w).await? {
         return Ok(Err(InventoryRefusal::UnknownWarehouse));
     }
-    c.execute(
-        "INSERT INTO stock_levels (product_id, warehouse_id, on_hand, reserved, updated_at_ms)
-         VALUES ($1, $2, 0, 0, $3) ON CONFLICT DO NOTHING",
-        &[&p.get(), &w.get(), &now.as_millis()],
-    )
-    .await?;
+    c.execute(ENSURE_LEVEL, &[&p.get(), &w.get(), &now.as_millis()])
+        .await?;
     let row = c
         .query_one(
             "SELECT on_hand, reserved, reorder_threshold, low_alert_open FROM stock_levels
@@ -153,52 +102,37 @@ pub(super) async fn lock_level(
     Ok(Ok(balance_from(&row, 0)?))
 }
 
+/// Raises or clears the level's alert as `step` says; answers whether one is open after.
 async fn apply_alert(
     c: &impl GenericClient,
     p: ProductId,
     w: WarehouseId,
-    change: AlertChange,
-    available: i64,
-    b: &Balance,
+    step: AlertStep,
     now: UnixMillis,
 ) -> Result<bool, StorageError> {
-    match (change, b.threshold) {
-        (AlertChange::Raise, Some(threshold)) => {
+    let written = match step {
+        AlertStep::Raise {
+            available,
+            threshold,
+        } => {
             c.execute(
-                "INSERT INTO stock_alerts (product_id, warehouse_id, available, threshold,
-                                           raised_at_ms)
-                 VALUES ($1, $2, $3, $4, $5)",
+                RAISE_ALERT,
                 &[&p.get(), &w.get(), &available, &threshold, &now.as_millis()],
             )
-            .await?;
-            let e = threshold_event(true, p.get(), w.get(), available, Some(threshold), now);
-            super::event::append(c, e).await?;
-            Ok(true)
+            .await?
         }
-        (AlertChange::Clear, threshold) => {
-            let cleared = c
-                .execute(
-                    "UPDATE stock_alerts SET cleared_at_ms = $3
-                 WHERE product_id = $1 AND warehouse_id = $2 AND cleared_at_ms IS NULL",
-                    &[&p.get(), &w.get(), &now.as_millis()],
-                )
-                .await?;
-            if cleared > 0 {
-                let e = threshold_event(false, p.get(), w.get(), available, threshold, now);
-                super::event::append(c, e).await?;
-            }
-            Ok(false)
+        AlertStep::Clear { .. } => {
+            c.execute(CLEAR_ALERT, &[&now.as_millis(), &p.get(), &w.get()])
+                .await?
         }
-        _ => Ok(b.alert_open),
+        AlertStep::Keep { .. } => 0,
+    };
+    if written > 0
+        && let Some(e) = step.event(p, w, now)
+    {
+        super::event::append(c, e).await?;
     }
-}
-
-pub(super) struct Change<'a> {
-    pub kind: MovementKind,
-    pub on_hand_delta: i64,
-    pub reserved_delta: i64,
-    pub reservation: Option<i64>,
-    pub reason: Option<&'a str>,
+    Ok(step.open_after())
 }
 
 /// One change of a locked level: the balance, its ledger row and its alert.
@@ -210,49 +144,24 @@ pub(super) async fn apply(
     ch: Change<'_>,
     now: UnixMillis,
 ) -> Result<Balance, StorageError> {
-    let on_hand = b.on_hand + ch.on_hand_delta;
-    let reserved = b.reserved + ch.reserved_delta;
+    let (on_hand, reserved) = ch.after(b);
     // The movement's event first, then the alert it raises or clears, if any.
-    let event = MovementEvent {
-        kind: ch.kind,
-        product: p.get(),
-        warehouse: w.get(),
-        on_hand_delta: ch.on_hand_delta,
-        reserved_delta: ch.reserved_delta,
-        on_hand,
-        reserved,
-        reservation: ch.reservation,
-        reason: ch.reason,
-    };
-    super::event::append(c, event.event(now)).await?;
-    let open = apply_alert(
-        c,
-        p,
-        w,
-        alert_after(b, on_hand, reserved),
-        on_hand - reserved,
-        b,
-        now,
-    )
-    .await?;
+    super::event::append(c, ch.event(p, w, b, now)).await?;
+    let open = apply_alert(c, p, w, alert_step(b, on_hand, reserved), now).await?;
     c.execute(
-        "UPDATE stock_levels SET on_hand = on_hand + $3, reserved = reserved + $4,
-                low_alert_open = $5, updated_at_ms = $6
-         WHERE product_id = $1 AND warehouse_id = $2",
+        CHANGE_LEVEL,
         &[
-            &p.get(),
-            &w.get(),
             &ch.on_hand_delta,
             &ch.reserved_delta,
             &open,
             &now.as_millis(),
+            &p.get(),
+            &w.get(),
         ],
     )
     .await?;
     c.execute(
-        "INSERT INTO stock_movements (product_id, warehouse_id, kind, on_hand_delta,
-                                      reserved_delta, reservation_id, reason, at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        INSERT_MOVEMENT,
         &[
             &p.get(),
             &w.get(),
@@ -271,27 +180,6 @@ pub(super) async fn apply(
         threshold: b.threshold,
         alert_open: open,
     })
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum End {
-    Release,
-    Confirm,
-    Expire,
-}
-
-impl End {
-    fn outcome(self, quantity: i64) -> (ReservationStatus, MovementKind, i64) {
-        match self {
-            End::Release => (ReservationStatus::Released, MovementKind::Release, 0),
-            End::Confirm => (
-                ReservationStatus::Confirmed,
-                MovementKind::StockOut,
-                -quantity,
-            ),
-            End::Expire => (ReservationStatus::Expired, MovementKind::Expiry, 0),
-        }
-    }
 }
 
 impl PgStore {
@@ -328,16 +216,10 @@ pub(super) async fn end_in(
         return Ok(Err(InventoryRefusal::ReservationNotFound));
     };
     let r = reservation_from(&row)?;
-    if r.status != ReservationStatus::Pending {
-        return Ok(Err(InventoryRefusal::NotPending { status: r.status }));
-    }
-    // One past its lifetime is expired, whatever was asked.
-    let ended = if r.expires_at.as_millis() <= now.as_millis() {
-        End::Expire
-    } else {
-        how
+    let ending = match decide_end(&r, how, now) {
+        Ok(e) => e,
+        Err(refusal) => return Ok(Err(refusal)),
     };
-    let (status, kind, on_hand_delta) = ended.outcome(r.quantity);
     let row = tx
         .query_one(
             "SELECT on_hand, reserved, reorder_threshold, low_alert_open FROM stock_levels
@@ -346,27 +228,13 @@ pub(super) async fn end_in(
         )
         .await?;
     let b = balance_from(&row, 0)?;
-    let change = Change {
-        kind,
-        on_hand_delta,
-        reserved_delta: -r.quantity,
-        reservation: Some(id.get()),
-        reason: None,
-    };
-    apply(tx, r.product_id, r.warehouse_id, &b, change, now).await?;
+    apply(tx, r.product_id, r.warehouse_id, &b, ending.change(&r), now).await?;
     tx.execute(
-        "UPDATE reservations SET status = $2, updated_at_ms = $3 WHERE id = $1",
-        &[&id.get(), &status.as_str(), &now.as_millis()],
+        END_RESERVATION,
+        &[&ending.status.as_str(), &now.as_millis(), &id.get()],
     )
     .await?;
-    if ended != how {
-        return Ok(Err(InventoryRefusal::NotPending { status }));
-    }
-    Ok(Ok(Reservation {
-        status,
-        updated_at: now,
-        ..r
-    }))
+    Ok(ending.answer(r, now))
 }
 
 /// Reserves inside the caller's transaction, the reservation lasting until `expires_at_ms`:
@@ -403,23 +271,9 @@ pub(super) async fn reserve_in(
     for r in &rows {
         levels.push((warehouse_id(r.try_get(0)?)?, balance_from(r, 1)?));
     }
-    let choice: Vec<Level<WarehouseId>> = levels
-        .iter()
-        .map(|(w, b)| Level {
-            warehouse: *w,
-            on_hand: b.on_hand,
-            reserved: b.reserved,
-        })
-        .collect();
-    let Some(w) = choose_warehouse(&choice, new.preferred, new.quantity) else {
-        return Ok(Err(InventoryRefusal::OutOfStock {
-            available_total: choice.iter().map(Level::available).sum(),
-        }));
-    };
-    let Some((_, b)) = levels.iter().find(|(lw, _)| *lw == w) else {
-        return Err(StorageError::Corrupt(
-            "the chosen warehouse has no level".to_owned(),
-        ));
+    let (w, b) = match choose_row(&levels, new.preferred, new.quantity)? {
+        Ok(chosen) => chosen,
+        Err(r) => return Ok(Err(r)),
     };
     let now = new.now.as_millis();
     let q = new.quantity.get();
@@ -442,14 +296,8 @@ pub(super) async fn reserve_in(
         )
         .await?;
     let reservation = reservation_from(&row)?;
-    let change = Change {
-        kind: MovementKind::Reservation,
-        on_hand_delta: 0,
-        reserved_delta: q,
-        reservation: Some(reservation.id.get()),
-        reason: None,
-    };
-    apply(tx, p, w, b, change, new.now).await?;
+    let change = Change::reservation(q, reservation.id.get());
+    apply(tx, p, w, &b, change, new.now).await?;
     Ok(Ok(reservation))
 }
 
@@ -468,39 +316,18 @@ impl InventoryStore for PgStore {
             Ok(b) => b,
             Err(r) => return Ok(Err(r)),
         };
-        let b = Balance {
-            threshold: reorder.map(Reorder::threshold),
-            ..b
-        };
-        let e = reorder_event(
-            product.get(),
-            warehouse.get(),
-            b.threshold,
-            reorder.map(Reorder::quantity),
-            now,
-        );
-        super::event::append(&tx, e).await?;
-        let open = apply_alert(
-            &tx,
-            product,
-            warehouse,
-            alert_after(&b, b.on_hand, b.reserved),
-            b.on_hand - b.reserved,
-            &b,
-            now,
-        )
-        .await?;
+        let (event, step) = decide_reorder(product, warehouse, &b, reorder, now);
+        super::event::append(&tx, event).await?;
+        let open = apply_alert(&tx, product, warehouse, step, now).await?;
         tx.execute(
-            "UPDATE stock_levels SET reorder_threshold = $3, reorder_quantity = $4,
-                    low_alert_open = $5, updated_at_ms = $6
-             WHERE product_id = $1 AND warehouse_id = $2",
+            SET_REORDER,
             &[
-                &product.get(),
-                &warehouse.get(),
-                &b.threshold,
+                &reorder.map(Reorder::threshold),
                 &reorder.map(Reorder::quantity),
                 &open,
                 &now.as_millis(),
+                &product.get(),
+                &warehouse.get(),
             ],
         )
         .await?;
@@ -523,20 +350,11 @@ impl InventoryStore for PgStore {
             Ok(b) => b,
             Err(r) => return Ok(Err(r)),
         };
-        let Some(delta) = adjustment.delta(b.on_hand, b.reserved) else {
-            return Ok(Err(InventoryRefusal::BelowReserved {
-                on_hand: b.on_hand,
-                reserved: b.reserved,
-            }));
+        let change = match decide_adjustment(adjustment, &b, reason.as_str()) {
+            Ok(change) => change,
+            Err(r) => return Ok(Err(r)),
         };
-        if delta != 0 {
-            let change = Change {
-                kind: MovementKind::Adjustment,
-                on_hand_delta: delta,
-                reserved_delta: 0,
-                reservation: None,
-                reason: Some(reason.as_str()),
-            };
+        if let Some(change) = change {
             apply(&tx, product, warehouse, &b, change, now).await?;
         }
         let level = stored_level(&tx, product, warehouse).await?;
@@ -596,14 +414,7 @@ impl InventoryStore for PgStore {
                 .await?;
             let mut b = balance_from(&row, 0)?;
             for (id, quantity) in due {
-                let change = Change {
-                    kind: MovementKind::Expiry,
-                    on_hand_delta: 0,
-                    reserved_delta: -quantity,
-                    reservation: Some(id),
-                    reason: None,
-                };
-                b = apply(&tx, p, w, &b, change, now).await?;
+                b = apply(&tx, p, w, &b, End::Expire.change(quantity, id), now).await?;
                 ids.push(id);
             }
         }
@@ -672,57 +483,25 @@ impl InventoryStore for PgStore {
             .iter()
             .map(level_from)
             .collect::<Result<_, _>>()?;
-        let rows = client
+        let movements = client
             .query(
-                "SELECT id, product_id, warehouse_id, kind, on_hand_delta, reserved_delta,
-                        reservation_id, reason, at_ms
-                 FROM stock_movements WHERE product_id = $1 ORDER BY id DESC LIMIT $2",
+                MOVEMENTS_OF_PRODUCT,
                 &[&product_id.get(), &i64::from(PRODUCT_MOVEMENTS)],
             )
-            .await?;
-        let movements = rows
+            .await?
             .iter()
-            .map(|r| {
-                let k: String = r.try_get(3)?;
-                Ok(Movement {
-                    id: r.try_get(0)?,
-                    product_id: product(r.try_get(1)?)?,
-                    warehouse_id: warehouse_id(r.try_get(2)?)?,
-                    kind: kind(&k)?,
-                    on_hand_delta: r.try_get(4)?,
-                    reserved_delta: r.try_get(5)?,
-                    reservation_id: r.try_get(6)?,
-                    reason: r.try_get(7)?,
-                    at: UnixMillis::from_millis(r.try_get(8)?),
-                })
-            })
-            .collect::<Result<_, StorageError>>()?;
+            .map(movement_from)
+            .collect::<Result<_, _>>()?;
         Ok(ProductInventory { levels, movements })
     }
 
     async fn stock_alerts(&self, q: AlertQuery) -> Result<Vec<StockAlert>, StorageError> {
         let client = self.client().await?;
-        let rows = client
-            .query(
-                "SELECT id, product_id, warehouse_id, available, threshold, raised_at_ms,
-                        cleared_at_ms
-                 FROM stock_alerts WHERE id > $1 AND (NOT $2 OR cleared_at_ms IS NULL)
-                 ORDER BY id LIMIT $3",
-                &[&q.after, &q.open_only, &i64::from(q.limit)],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(StockAlert {
-                    id: r.try_get(0)?,
-                    product_id: product(r.try_get(1)?)?,
-                    warehouse_id: warehouse_id(r.try_get(2)?)?,
-                    available: r.try_get(3)?,
-                    threshold: r.try_get(4)?,
-                    raised_at: UnixMillis::from_millis(r.try_get(5)?),
-                    cleared_at: r.try_get::<_, Option<i64>>(6)?.map(UnixMillis::from_millis),
-                })
-            })
+        client
+            .query(ALERTS_PAGE, &[&q.after, &q.open_only, &i64::from(q.limit)])
+            .await?
+            .iter()
+            .map(alert_from)
             .collect()
     }
 }

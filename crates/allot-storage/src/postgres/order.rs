@@ -6,37 +6,24 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
-use allot_domain::inventory::MovementKind;
-use allot_domain::order::{OrderStatus, Transition};
+use allot_domain::order::OrderStatus;
 use async_trait::async_trait;
 use tokio_postgres::GenericClient;
 
-use super::inventory::{Change, End, apply, end_in, lock_level, warehouse_exists};
+use super::inventory::{apply, end_in, lock_level, warehouse_exists};
 use super::{PgStore, coupon, discount};
 use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::crypto::{open_created, open_order, seal_new_order};
-use crate::inventory::{InventoryRefusal, product, reservation_id, warehouse_id};
+use crate::inventory::{Change, InventoryResult};
 use crate::order::sealed::Order;
 use crate::order::{
-    AppliedCode, OrderLine, OrderQuery, OrderRefusal, OrderResult, OrderStore, StatusChange,
-    StatusRequest, order_status,
+    HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, LineStep, ORDER_BY_ID, ORDER_IDS_PAGE,
+    OrderQuery, OrderRefusal, OrderResult, OrderStore, SET_ORDER_STATUS, StatusRequest,
+    change_from, decide_status_change, inventory_refusal, line_from, order_from,
 };
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
-
-fn inventory_refusal(r: InventoryRefusal, p: ProductId) -> Result<OrderRefusal, StorageError> {
-    Ok(match r {
-        InventoryRefusal::UnknownProduct => OrderRefusal::UnknownProduct { product: p },
-        InventoryRefusal::UnknownWarehouse => OrderRefusal::UnknownWarehouse,
-        InventoryRefusal::OutOfStock { available_total } => OrderRefusal::OutOfStock {
-            product: p,
-            available_total,
-        },
-        InventoryRefusal::NotPending { status } => OrderRefusal::ReservationNotPending { status },
-        other => return Err(corrupt(format!("order stock refused: {other:?}"))),
-    })
-}
 
 async fn history(
     c: &impl GenericClient,
@@ -48,9 +35,7 @@ async fn history(
     now: UnixMillis,
 ) -> Result<(), StorageError> {
     c.execute(
-        "INSERT INTO order_status_history (order_id, from_status, to_status, reason,
-                                           warehouse_id, at_ms)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        INSERT_HISTORY,
         &[
             &id,
             &from.map(OrderStatus::as_str),
@@ -64,26 +49,18 @@ async fn history(
     Ok(())
 }
 
-/// Puts the line's quantity back on hand in the warehouse (`stock_in`).
+/// Puts a returned line's quantity back on hand in `w` (`stock_in`).
 async fn restock(
     tx: &impl GenericClient,
-    line: &OrderLine,
-    w: WarehouseId,
-    reason: &str,
+    (product, w): (ProductId, WarehouseId),
+    change: Change<'_>,
     now: UnixMillis,
-) -> Refusable<()> {
-    let b = match lock_level(tx, line.product_id, w, now).await? {
+) -> InventoryResult<()> {
+    let b = match lock_level(tx, product, w, now).await? {
         Ok(b) => b,
-        Err(r) => return Ok(Err(inventory_refusal(r, line.product_id)?)),
+        Err(r) => return Ok(Err(r)),
     };
-    let change = Change {
-        kind: MovementKind::StockIn,
-        on_hand_delta: line.quantity,
-        reserved_delta: 0,
-        reservation: Some(line.reservation_id),
-        reason: Some(reason),
-    };
-    apply(tx, line.product_id, w, &b, change, now).await?;
+    apply(tx, product, w, &b, change, now).await?;
     Ok(Ok(()))
 }
 
@@ -99,66 +76,56 @@ async fn change(tx: &impl GenericClient, req: &StatusRequest) -> Refusable<Order
     let Some(o) = load(tx, req.id).await? else {
         return Ok(Err(OrderRefusal::OrderNotFound));
     };
-    let t = match o.status.transition(req.to) {
-        Ok(t) => t,
-        Err(e) => return Ok(Err(OrderRefusal::Illegal(e))),
+    let warehouse_known = match req.warehouse {
+        Some(w) => Some(warehouse_exists(tx, w).await?),
+        None => None,
     };
-    let return_to = match (t, req.warehouse) {
-        (Transition::Restock, Some(w)) => {
-            if !warehouse_exists(tx, w).await? {
-                return Ok(Err(OrderRefusal::UnknownWarehouse));
-            }
-            Some(w)
-        }
-        _ => None,
+    let plan = match decide_status_change(&o, req, warehouse_known)? {
+        Ok(plan) => plan,
+        Err(refusal) => return Ok(Err(refusal)),
     };
-    let reason = req
-        .reason
-        .clone()
-        .unwrap_or_else(|| format!("order {} {}", o.id, req.to));
-    let mut lines = o.lines.clone();
-    lines.sort_by_key(|l| (l.product_id, return_to.unwrap_or(l.warehouse_id)));
-    for line in &lines {
-        let id = reservation_id(line.reservation_id)?;
-        let done = match t {
-            Transition::ConsumeReservations => end_in(tx, id, End::Confirm, now).await?.map(|_| ()),
-            Transition::ReleaseReservations => end_in(tx, id, End::Release, now).await?.map(|_| ()),
-            Transition::RestockConfirmed | Transition::Restock => {
-                let w = return_to.unwrap_or(line.warehouse_id);
-                match restock(tx, line, w, &reason, now).await? {
-                    Ok(()) => Ok(()),
-                    Err(r) => return Ok(Err(r)),
-                }
+    for step in &plan.steps {
+        let done = match *step {
+            LineStep::End {
+                reservation, how, ..
+            } => end_in(tx, reservation, how, now).await?.map(|_| ()),
+            LineStep::Restock {
+                product,
+                warehouse,
+                quantity,
+                reservation,
+            } => {
+                let change = Change::stock_in(quantity, reservation, &plan.reason);
+                restock(tx, (product, warehouse), change, now).await?
             }
-            Transition::StatusOnly => Ok(()),
         };
         if let Err(r) = done {
-            return Ok(Err(inventory_refusal(r, line.product_id)?));
+            return Ok(Err(inventory_refusal(r, step.product())?));
         }
     }
-    if t.gives_codes_back() {
+    if plan.gives_codes_back {
         coupon::give_back(tx, o.id, now).await?;
         if let Some(code) = &o.discount_code {
             discount::give_back(tx, &code.code, o.id, now).await?;
         }
     }
     tx.execute(
-        "UPDATE orders SET status = $2, updated_at_ms = $3 WHERE id = $1",
-        &[&o.id, &req.to.as_str(), &now.as_millis()],
+        SET_ORDER_STATUS,
+        &[&req.to.as_str(), &now.as_millis(), &o.id],
     )
     .await?;
+    let return_to = plan.return_to.map(WarehouseId::get);
     history(
         tx,
         o.id,
         Some(o.status),
         req.to,
         req.reason.as_deref(),
-        return_to.map(WarehouseId::get),
+        return_to,
         now,
     )
     .await?;
-    let event =
-        crate::event::order_status_event(o.id, o.status, req, return_to.map(WarehouseId::get));
+    let event = crate::event::order_status_event(o.id, o.status, req, return_to);
     super::event::append(tx, event).await?;
     let order = load(tx, o.id)
         .await?
@@ -167,83 +134,22 @@ async fn change(tx: &impl GenericClient, req: &StatusRequest) -> Refusable<Order
 }
 
 pub(super) async fn load(c: &impl GenericClient, id: i64) -> Result<Option<Order>, StorageError> {
-    let Some(r) = c
-        .query_opt(
-            "SELECT id, customer, status, currency, shipping_address_enc, subtotal_minor, coupon_code,
-                    coupon_minor, discount_code, discount_minor, total_minor, idempotency_key,
-                    created_at_ms, updated_at_ms
-             FROM orders WHERE id = $1",
-            &[&id],
-        )
-        .await?
-    else {
+    let Some(r) = c.query_opt(ORDER_BY_ID, &[&id]).await? else {
         return Ok(None);
     };
-    let applied = |code: Option<String>, minor: Option<i64>| {
-        code.map(|code| AppliedCode {
-            code,
-            amount_minor: minor.unwrap_or(0),
-        })
-    };
     let lines = c
-        .query(
-            "SELECT product_id, sku, name, quantity, unit_price_minor, line_total_minor,
-                    warehouse_id, reservation_id
-             FROM order_lines WHERE order_id = $1 ORDER BY line_no",
-            &[&id],
-        )
+        .query(LINES_OF_ORDER, &[&id])
         .await?
         .iter()
-        .map(|l| {
-            Ok(OrderLine {
-                product_id: product(l.try_get(0)?)?,
-                sku: l.try_get(1)?,
-                name: l.try_get(2)?,
-                quantity: l.try_get(3)?,
-                unit_price_minor: l.try_get(4)?,
-                line_total_minor: l.try_get(5)?,
-                warehouse_id: warehouse_id(l.try_get(6)?)?,
-                reservation_id: l.try_get(7)?,
-            })
-        })
-        .collect::<Result<_, StorageError>>()?;
+        .map(line_from)
+        .collect::<Result<_, _>>()?;
     let history = c
-        .query(
-            "SELECT from_status, to_status, reason, warehouse_id, at_ms
-             FROM order_status_history WHERE order_id = $1 ORDER BY id",
-            &[&id],
-        )
+        .query(HISTORY_OF_ORDER, &[&id])
         .await?
         .iter()
-        .map(|h| {
-            let from: Option<String> = h.try_get(0)?;
-            let to: String = h.try_get(1)?;
-            Ok(StatusChange {
-                from: from.as_deref().map(order_status).transpose()?,
-                to: order_status(&to)?,
-                reason: h.try_get(2)?,
-                warehouse_id: h.try_get(3)?,
-                at: UnixMillis::from_millis(h.try_get(4)?),
-            })
-        })
-        .collect::<Result<_, StorageError>>()?;
-    let status: String = r.try_get(2)?;
-    Ok(Some(Order {
-        id: r.try_get(0)?,
-        customer: r.try_get(1)?,
-        status: order_status(&status)?,
-        currency: r.try_get(3)?,
-        shipping_address: r.try_get(4)?,
-        lines,
-        subtotal_minor: r.try_get(5)?,
-        coupon: applied(r.try_get(6)?, r.try_get(7)?),
-        discount_code: applied(r.try_get(8)?, r.try_get(9)?),
-        total_minor: r.try_get(10)?,
-        idempotency_key: r.try_get(11)?,
-        history,
-        created_at: UnixMillis::from_millis(r.try_get(12)?),
-        updated_at: UnixMillis::from_millis(r.try_get(13)?),
-    }))
+        .map(change_from)
+        .collect::<Result<_, _>>()?;
+    Ok(Some(order_from(&r, lines, history)?))
 }
 
 #[async_trait]
@@ -266,12 +172,7 @@ impl OrderStore for PgStore {
         let client = self.client().await?;
         let ids: Vec<i64> = client
             .query(
-                "SELECT id FROM orders
-                 WHERE id > $1 AND ($2::text IS NULL OR customer = $2)
-                   AND ($3::text IS NULL OR status = $3)
-                   AND ($4::bigint IS NULL OR created_at_ms >= $4)
-                   AND ($5::bigint IS NULL OR created_at_ms < $5)
-                 ORDER BY id LIMIT $6",
+                ORDER_IDS_PAGE,
                 &[
                     &q.after,
                     &q.customer.as_ref().map(|c| c.as_str()),

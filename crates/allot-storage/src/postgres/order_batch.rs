@@ -8,10 +8,10 @@
 //! transaction with a handful of set-based statements: it reads the stored idempotency keys
 //! and the products, locks every stock row of the batch's products (in (product, warehouse)
 //! order, the order every operation locks stock rows in), then the coupons and discount codes
-//! (each in id/code order), decides every order in arrival order in memory with the domain's
-//! rules (the choice of warehouse, the coupon's rules, the code's single use, the price), and
-//! writes what was accepted with one statement per table. Nothing is answered before the
-//! commit. A refused order leaves nothing and answers exactly what the one-order path did.
+//! (each in id/code order), decides every order in arrival order in memory with
+//! [`crate::order::decide_order`] (the rule SQLite calls too: the choice of warehouse, the
+//! coupon's rules, the code's single use, the price), and writes what was accepted with one
+//! statement per table. Nothing is answered before the commit. A refused order leaves nothing.
 //!
 //! Across instances the locks order the batches; an idempotency key another instance stores
 //! meanwhile makes the orders insert store fewer rows (`ON CONFLICT DO NOTHING`): the batch is
@@ -20,11 +20,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use allot_domain::UnixMillis;
-use allot_domain::catalog::WarehouseId;
-use allot_domain::coupon::{CouponState, Discount, DiscountKind, check_redeemable};
 use allot_domain::event::{NewEvent, Origin};
-use allot_domain::inventory::{AlertChange, Level, MovementKind, alert_change, choose_warehouse};
-use allot_domain::order::{OrderStatus, price};
 use async_trait::async_trait;
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
@@ -34,11 +30,14 @@ use super::coupon;
 use super::order::load;
 use crate::StorageError;
 use crate::catalog::corrupt;
-use crate::event::{MovementEvent, discount_used_event, order_created_event, threshold_event};
-use crate::inventory::warehouse_id;
+use crate::event::{discount_used_event, order_created_event};
+use crate::inventory::{
+    AlertStep, Balance, Change, alert_step, balance_from, product, warehouse_id,
+};
 use crate::order::sealed::{Created, NewOrder, Order};
 use crate::order::{
-    AppliedCode, ORDER_HOLD_UNTIL_MS, OrderLine, OrderRefusal, OrderResult, StatusChange, holder,
+    ORDER_HOLD_UNTIL_MS, OrderFacts, OrderRefusal, OrderResult, StockRow, decide_order, holder,
+    priced_from,
 };
 
 /// Orders served in one transaction at most.
@@ -102,248 +101,21 @@ enum Served {
     KeyTaken,
 }
 
-struct Product {
-    sku: String,
-    name: String,
-    price: i64,
-    currency: String,
-    active: bool,
-}
-
-/// A locked stock row, as the batch leaves it so far.
-struct Stock {
-    product: i64,
-    warehouse: WarehouseId,
-    on_hand: i64,
-    reserved: i64,
-    threshold: Option<i64>,
-    alert_open: bool,
-    /// The time of the last order that reserved here (its row is written).
-    touched_at: Option<i64>,
-}
-
-/// A locked coupon, as the batch leaves it so far.
-struct LockedCoupon {
-    id: i64,
-    coupon: crate::Coupon,
-    used: bool,
-}
-
 /// What an accepted order writes.
 struct Accepted {
     id: i64,
+    /// Its coupon, in [`OrderFacts::coupons`].
     coupon: Option<usize>,
     order: Order,
 }
 
-/// What one order did to the in-memory state, undone if it is refused.
-#[derive(Default)]
-struct Undo {
-    reserved: Vec<(usize, i64)>,
-    coupon: Option<usize>,
-    code: Option<String>,
-}
-
+/// The facts the batch's orders are decided on, and what the accepted ones did to them.
 struct State {
-    products: HashMap<i64, Product>,
-    stock: Vec<Stock>,
-    /// Each product's active stock rows (indices into `stock`), in warehouse order.
-    by_product: HashMap<i64, Vec<usize>>,
-    coupons: Vec<LockedCoupon>,
-    coupon_by_code: HashMap<String, usize>,
-    /// Each known discount code: used (before or by this batch)?
-    codes: HashMap<String, bool>,
-}
-
-impl State {
-    fn undo(&mut self, undo: Undo) {
-        for (s, q) in undo.reserved {
-            self.stock[s].reserved -= q;
-        }
-        if let Some(c) = undo.coupon {
-            self.coupons[c].coupon.uses -= 1;
-        }
-        if let Some(code) = undo.code {
-            self.codes.insert(code, false);
-        }
-    }
-
-    /// Decides one order against the state, applying it if accepted. `id` is the id it gets
-    /// if accepted; `reservations` hands out reservation ids.
-    fn decide(
-        &mut self,
-        new: &NewOrder,
-        id: i64,
-        reservations: &mut impl Iterator<Item = i64>,
-    ) -> Result<Result<Accepted, OrderRefusal>, StorageError> {
-        let mut undo = Undo::default();
-        let decided = self.decide_in(new, id, reservations, &mut undo);
-        if !matches!(decided, Ok(Ok(_))) {
-            self.undo(undo);
-        }
-        decided
-    }
-
-    fn decide_in(
-        &mut self,
-        new: &NewOrder,
-        id: i64,
-        reservations: &mut impl Iterator<Item = i64>,
-        undo: &mut Undo,
-    ) -> Result<Result<Accepted, OrderRefusal>, StorageError> {
-        let now = new.now;
-        for (p, _) in &new.lines {
-            match self.products.get(&p.get()) {
-                None => return Ok(Err(OrderRefusal::UnknownProduct { product: *p })),
-                Some(info) if !info.active => {
-                    return Ok(Err(OrderRefusal::InactiveProduct { product: *p }));
-                }
-                Some(_) => {}
-            }
-        }
-        let product = |p: i64| &self.products[&p];
-        let mut currencies: Vec<String> = new
-            .lines
-            .iter()
-            .map(|(p, _)| product(p.get()).currency.clone())
-            .collect();
-        currencies.sort();
-        currencies.dedup();
-        let [currency] = currencies.as_slice() else {
-            return Ok(Err(OrderRefusal::MixedCurrencies { currencies }));
-        };
-        let currency = currency.clone();
-        // Lines in product order, as the one-order path reserved them: the first refusal is
-        // the same.
-        let mut in_order: Vec<usize> = (0..new.lines.len()).collect();
-        in_order.sort_by_key(|&i| new.lines[i].0);
-        let mut held = vec![usize::MAX; new.lines.len()];
-        for i in in_order {
-            let (p, quantity) = new.lines[i];
-            let rows = self
-                .by_product
-                .get(&p.get())
-                .map(Vec::as_slice)
-                .unwrap_or_default();
-            let levels: Vec<Level<usize>> = rows
-                .iter()
-                .map(|&s| Level {
-                    warehouse: s,
-                    on_hand: self.stock[s].on_hand,
-                    reserved: self.stock[s].reserved,
-                })
-                .collect();
-            let Some(s) = choose_warehouse(&levels, None, quantity) else {
-                return Ok(Err(OrderRefusal::OutOfStock {
-                    product: p,
-                    available_total: levels.iter().map(Level::available).sum(),
-                }));
-            };
-            self.stock[s].reserved += quantity.get();
-            undo.reserved.push((s, quantity.get()));
-            held[i] = s;
-        }
-        let mut discounts = Vec::new();
-        let coupon = match &new.coupon {
-            None => None,
-            Some(code) => {
-                let Some(&c) = self.coupon_by_code.get(code.as_str()) else {
-                    return Ok(Err(OrderRefusal::UnknownCoupon));
-                };
-                let locked = &mut self.coupons[c].coupon;
-                let state = CouponState {
-                    expires_at: locked.expires_at,
-                    uses: locked.uses,
-                    max_uses: locked.max_uses,
-                    allocated_to: locked.allocated_to.as_deref(),
-                };
-                if let Err(r) = check_redeemable(&state, new.customer.as_str(), now) {
-                    return Ok(Err(OrderRefusal::CouponUnusable(r)));
-                }
-                let kind = DiscountKind::parse(&locked.discount_kind).map_err(corrupt)?;
-                discounts.push(Discount::new(kind, locked.discount_amount).map_err(corrupt)?);
-                locked.uses += 1;
-                undo.coupon = Some(c);
-                Some(c)
-            }
-        };
-        if let Some(code) = &new.discount_code {
-            match self.codes.get_mut(code.as_str()) {
-                None => return Ok(Err(OrderRefusal::UnknownDiscountCode)),
-                Some(true) => return Ok(Err(OrderRefusal::DiscountCodeUsed)),
-                Some(used) => {
-                    *used = true;
-                    undo.code = Some(code.as_str().to_owned());
-                    discounts.push(new.discount_code_value);
-                }
-            }
-        }
-        let units: Vec<(i64, i64)> = new
-            .lines
-            .iter()
-            .map(|(p, q)| (self.products[&p.get()].price, q.get()))
-            .collect();
-        let Ok(pricing) = price(&units, &discounts) else {
-            return Ok(Err(OrderRefusal::TooLarge));
-        };
-        let mut amounts = pricing.discounts_minor.iter().copied();
-        let applied = |code: String, minor: Option<i64>| AppliedCode {
-            code,
-            amount_minor: minor.unwrap_or(0),
-        };
-        let coupon_applied =
-            coupon.map(|c| applied(self.coupons[c].coupon.code.clone(), amounts.next()));
-        let code_applied = new
-            .discount_code
-            .as_ref()
-            .map(|c| applied(c.as_str().to_owned(), amounts.next()));
-        let mut lines = Vec::with_capacity(new.lines.len());
-        for (i, ((p, q), line)) in new.lines.iter().zip(&pricing.lines).enumerate() {
-            let info = &self.products[&p.get()];
-            let s = held[i];
-            lines.push(OrderLine {
-                product_id: *p,
-                sku: info.sku.clone(),
-                name: info.name.clone(),
-                quantity: q.get(),
-                unit_price_minor: line.unit_price_minor,
-                line_total_minor: line.line_total_minor,
-                warehouse_id: self.stock[s].warehouse,
-                reservation_id: reservations
-                    .next()
-                    .ok_or_else(|| corrupt("too few reservation ids drawn"))?,
-            });
-        }
-        for &s in &held {
-            self.stock[s].touched_at = Some(now.as_millis());
-        }
-        let order = Order {
-            id,
-            customer: new.customer.as_str().to_owned(),
-            status: OrderStatus::Pending,
-            currency,
-            shipping_address: new.shipping_address.clone(),
-            lines,
-            subtotal_minor: pricing.subtotal_minor,
-            coupon: coupon_applied,
-            discount_code: code_applied,
-            total_minor: pricing.total_minor,
-            idempotency_key: new.idempotency_key.as_ref().map(|k| k.as_str().to_owned()),
-            history: vec![StatusChange {
-                from: None,
-                to: OrderStatus::Pending,
-                reason: None,
-                warehouse_id: None,
-                at: now,
-            }],
-            created_at: now,
-            updated_at: now,
-        };
-        if let Some(c) = coupon {
-            self.coupons[c].used = true;
-        }
-        Ok(Ok(Accepted { id, coupon, order }))
-    }
+    facts: OrderFacts,
+    /// Each stock row's time of the last order that reserved on it (its row is written).
+    touched_at: Vec<Option<i64>>,
+    /// The coupons an accepted order used (their rows are written).
+    coupons_used: Vec<bool>,
 }
 
 /// `n` fresh values of `table`'s id sequence, ascending.
@@ -407,7 +179,8 @@ async fn create_batch(
         .collect();
     product_ids.sort_unstable();
     product_ids.dedup();
-    let mut products = HashMap::new();
+    let mut facts = OrderFacts::default();
+    let mut live = Vec::with_capacity(product_ids.len());
     if !product_ids.is_empty() {
         for r in tx
             .query(
@@ -417,28 +190,15 @@ async fn create_batch(
             )
             .await?
         {
-            products.insert(
-                r.try_get::<_, i64>(0)?,
-                Product {
-                    sku: r.try_get(1)?,
-                    name: r.try_get(2)?,
-                    price: r.try_get(3)?,
-                    currency: r.try_get(4)?,
-                    active: r.try_get(5)?,
-                },
-            );
+            let id: i64 = r.try_get(0)?;
+            live.push(id);
+            facts.add_product(id, priced_from(&r, 1)?);
         }
     }
+    live.sort_unstable();
 
     // 3. Their stock rows in active warehouses, locked in (product, warehouse) order.
-    let mut stock = Vec::new();
-    let mut by_product: HashMap<i64, Vec<usize>> = HashMap::new();
-    if !products.is_empty() {
-        let live: Vec<i64> = product_ids
-            .iter()
-            .copied()
-            .filter(|p| products.contains_key(p))
-            .collect();
+    if !live.is_empty() {
         for r in tx
             .query(
                 "SELECT s.product_id, s.warehouse_id, s.on_hand, s.reserved,
@@ -450,16 +210,10 @@ async fn create_batch(
             )
             .await?
         {
-            let product: i64 = r.try_get(0)?;
-            by_product.entry(product).or_default().push(stock.len());
-            stock.push(Stock {
-                product,
+            facts.add_stock(StockRow {
+                product: r.try_get(0)?,
                 warehouse: warehouse_id(r.try_get(1)?)?,
-                on_hand: r.try_get(2)?,
-                reserved: r.try_get(3)?,
-                threshold: r.try_get(4)?,
-                alert_open: r.try_get(5)?,
-                touched_at: None,
+                balance: balance_from(&r, 2)?,
             });
         }
     }
@@ -472,8 +226,6 @@ async fn create_batch(
         .collect();
     coupon_codes.sort_unstable();
     coupon_codes.dedup();
-    let mut coupons = Vec::new();
-    let mut coupon_by_code = HashMap::new();
     if !coupon_codes.is_empty() {
         for r in tx
             .query(
@@ -486,12 +238,7 @@ async fn create_batch(
             .await?
         {
             let (id, c) = coupon::coupon(&r)?;
-            coupon_by_code.insert(c.code.clone(), coupons.len());
-            coupons.push(LockedCoupon {
-                id,
-                coupon: c,
-                used: false,
-            });
+            facts.add_coupon(id, c)?;
         }
     }
     let mut discount_codes: Vec<&str> = orders
@@ -501,7 +248,6 @@ async fn create_batch(
         .collect();
     discount_codes.sort_unstable();
     discount_codes.dedup();
-    let mut codes = HashMap::new();
     if !discount_codes.is_empty() {
         for r in tx
             .query(
@@ -511,7 +257,7 @@ async fn create_batch(
             )
             .await?
         {
-            codes.insert(r.try_get(0)?, r.try_get(1)?);
+            facts.add_code(r.try_get(0)?, r.try_get(1)?);
         }
     }
 
@@ -523,12 +269,9 @@ async fn create_batch(
     let mut next_order = order_ids.into_iter();
     let mut next_reservation = reservation_ids.into_iter();
     let mut state = State {
-        products,
-        stock,
-        by_product,
-        coupons,
-        coupon_by_code,
-        codes,
+        touched_at: vec![None; facts.stock.len()],
+        coupons_used: vec![false; facts.coupons.len()],
+        facts,
     };
     let mut answers: Vec<Option<Result<Created, OrderRefusal>>> = vec![None; orders.len()];
     let mut accepted: Vec<(usize, Accepted)> = Vec::new();
@@ -550,16 +293,27 @@ async fn create_batch(
         let id = next_order
             .next()
             .ok_or_else(|| corrupt("too few order ids drawn"))?;
-        match state.decide(new, id, &mut next_reservation)? {
-            Ok(a) => {
-                if let Some(key) = key {
-                    claimed.insert(key, accepted.len());
-                }
-                answers[i] = Some(Ok(Created::New(a.order.clone())));
-                accepted.push((i, a));
+        let plan = match decide_order(&state.facts, new) {
+            Ok(plan) => plan,
+            Err(refusal) => {
+                answers[i] = Some(Err(refusal));
+                continue;
             }
-            Err(refusal) => answers[i] = Some(Err(refusal)),
+        };
+        let order = plan.order(id, new, &state.facts, &mut next_reservation)?;
+        state.facts.take(&plan, new);
+        for line in &plan.lines {
+            state.touched_at[line.stock] = Some(new.now.as_millis());
         }
+        let coupon = plan.coupon.map(|(c, _)| c);
+        if let Some(c) = coupon {
+            state.coupons_used[c] = true;
+        }
+        if let Some(key) = key {
+            claimed.insert(key, accepted.len());
+        }
+        answers[i] = Some(Ok(Created::New(order.clone())));
+        accepted.push((i, Accepted { id, coupon, order }));
     }
     for (i, id) in replays {
         let order = load(&tx, id)
@@ -657,7 +411,7 @@ async fn write(
             l_at.push(at);
         }
         if let Some(c) = a.coupon {
-            let c = &state.coupons[c].coupon;
+            let c = &state.facts.coupons[c].coupon;
             let t = c.coupon_type.map(|t| t.as_str());
             r_code.push(c.code.as_str());
             r_type.push(t);
@@ -772,32 +526,33 @@ async fn write(
     // Alerts raised: product, warehouse, available, threshold, time.
     let mut raise: [Vec<i64>; 5] = Default::default();
     let mut clear: (Vec<i64>, Vec<i64>, Vec<i64>) = Default::default();
-    for s in &state.stock {
-        let Some(at) = s.touched_at else { continue };
-        let available = s.on_hand - s.reserved;
-        let open = match (
-            alert_change(available, s.threshold, s.alert_open),
-            s.threshold,
-        ) {
-            (AlertChange::Raise, Some(threshold)) => {
+    for (s, at) in state.facts.stock.iter().zip(&state.touched_at) {
+        let Some(at) = *at else { continue };
+        let b = &s.balance;
+        // The batch's final balance against the alert as it was before the batch.
+        let step = alert_step(b, b.on_hand, b.reserved);
+        match step {
+            AlertStep::Raise {
+                available,
+                threshold,
+            } => {
                 raise[0].push(s.product);
                 raise[1].push(s.warehouse.get());
                 raise[2].push(available);
                 raise[3].push(threshold);
                 raise[4].push(at);
-                true
             }
-            (AlertChange::Clear, _) => {
+            AlertStep::Clear { .. } => {
                 clear.0.push(s.product);
                 clear.1.push(s.warehouse.get());
                 clear.2.push(at);
-                false
             }
-            _ => s.alert_open,
-        };
+            AlertStep::Keep { .. } => {}
+        }
+        let open = step.open_after();
         s_product.push(s.product);
         s_warehouse.push(s.warehouse.get());
-        s_reserved.push(s.reserved);
+        s_reserved.push(b.reserved);
         s_open.push(open);
         s_at.push(at);
     }
@@ -833,10 +588,12 @@ async fn write(
     // Coupons' uses, their redemptions and counters; the discount codes.
     if !r_code.is_empty() {
         let (c_id, c_uses): (Vec<i64>, Vec<i32>) = state
+            .facts
             .coupons
             .iter()
-            .filter(|c| c.used)
-            .map(|c| (c.id, c.coupon.uses as i32))
+            .zip(&state.coupons_used)
+            .filter(|(_, used)| **used)
+            .map(|(c, _)| (c.id, c.coupon.uses as i32))
             .unzip();
         tx.execute(
             "UPDATE coupons c SET uses = u.uses
@@ -881,19 +638,15 @@ fn batch_events(
     accepted: &[(usize, Accepted)],
     state: &State,
 ) -> Result<Vec<NewEvent>, StorageError> {
-    let row_of: HashMap<(i64, i64), usize> = state
-        .stock
+    let stock = &state.facts.stock;
+    let row_of: HashMap<(i64, i64), usize> = stock
         .iter()
         .enumerate()
         .map(|(i, s)| ((s.product, s.warehouse.get()), i))
         .collect();
     // The balances before the batch: the final ones less what the batch reserved.
-    let mut reserved: Vec<i64> = state.stock.iter().map(|s| s.reserved).collect();
-    let mut uses: Vec<i64> = state
-        .coupons
-        .iter()
-        .map(|c| i64::from(c.coupon.uses))
-        .collect();
+    let mut reserved: Vec<i64> = stock.iter().map(|s| s.balance.reserved).collect();
+    let mut uses: Vec<u32> = state.facts.coupons.iter().map(|c| c.coupon.uses).collect();
     for (_, a) in accepted {
         for l in &a.order.lines {
             let row = row_of
@@ -914,41 +667,30 @@ fn batch_events(
         let first = events.len();
         for l in &a.order.lines {
             let row = row_of[&(l.product_id.get(), l.warehouse_id.get())];
-            let s = &state.stock[row];
-            let open_before = s.alert_open || raised.contains(&row);
-            reserved[row] += l.quantity;
-            let movement = MovementEvent {
-                kind: MovementKind::Reservation,
-                product: s.product,
-                warehouse: s.warehouse.get(),
-                on_hand_delta: 0,
-                reserved_delta: l.quantity,
-                on_hand: s.on_hand,
+            let s = &stock[row];
+            let b = &s.balance;
+            let before = Balance {
                 reserved: reserved[row],
-                reservation: Some(l.reservation_id),
-                reason: None,
+                alert_open: b.alert_open || raised.contains(&row),
+                ..*b
             };
-            events.push(movement.event(now));
-            let available = s.on_hand - reserved[row];
-            if alert_change(available, s.threshold, open_before) == AlertChange::Raise
+            let change = Change::reservation(l.quantity, l.reservation_id);
+            events.push(change.event(l.product_id, l.warehouse_id, &before, now));
+            reserved[row] += l.quantity;
+            let step = alert_step(&before, b.on_hand, reserved[row]);
+            if let AlertStep::Raise { .. } = step
                 && raised.insert(row)
+                && let Some(event) = step.event(l.product_id, l.warehouse_id, now)
             {
-                events.push(threshold_event(
-                    true,
-                    s.product,
-                    s.warehouse.get(),
-                    available,
-                    s.threshold,
-                    now,
-                ));
+                events.push(event);
             }
         }
         if let Some(c) = a.coupon {
             uses[c] += 1;
-            let coupon = &state.coupons[c].coupon;
+            let coupon = &state.facts.coupons[c].coupon;
             events.push(crate::coupon::redeemed_event(
                 coupon,
-                uses[c],
+                i64::from(uses[c]),
                 new.customer.as_str(),
                 Some(a.id),
                 now,
@@ -964,23 +706,19 @@ fn batch_events(
             e.origin = e.origin.or(origin);
         }
     }
-    for s in &state.stock {
-        let Some(at) = s.touched_at else { continue };
-        let available = s.on_hand - s.reserved;
-        if alert_change(available, s.threshold, s.alert_open) == AlertChange::Clear {
-            let at = UnixMillis::from_millis(at);
+    for (s, at) in stock.iter().zip(&state.touched_at) {
+        let Some(at) = *at else { continue };
+        let b = &s.balance;
+        let step = alert_step(b, b.on_hand, b.reserved);
+        if let AlertStep::Clear { .. } = step
+            && let Some(event) = step.event(
+                product(s.product)?,
+                s.warehouse,
+                UnixMillis::from_millis(at),
+            )
+        {
             // Cleared by the batch as a whole: recorded as made by its last order's caller.
-            events.push(
-                threshold_event(
-                    false,
-                    s.product,
-                    s.warehouse.get(),
-                    available,
-                    s.threshold,
-                    at,
-                )
-                .made_by(origin),
-            );
+            events.push(event.made_by(origin));
         }
     }
     Ok(events)

@@ -3,7 +3,7 @@
 //! never be separated by another write.
 
 use allot_domain::UnixMillis;
-use allot_domain::catalog::{Attributes, CategoryId, ProductId, ProductSort, SortKey, WarehouseId};
+use allot_domain::catalog::{Attributes, CategoryId, ProductId, WarehouseId};
 use allot_domain::event::{EventType, NewEvent};
 use async_trait::async_trait;
 use rusqlite::types::Value;
@@ -11,44 +11,24 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
 use crate::catalog::{
-    attribute, attribute_columns, category_id, corrupt, like_pattern, money, product_id,
+    Arg, CATEGORY_AND_ANCESTORS, CATEGORY_COLUMNS, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS,
+    attribute_columns, attribute_from, category_from, corrupt, decide_parent, product_from,
+    product_id, product_page, warehouse_from,
+};
+use crate::event::{
+    category_deleted_event, product_deleted_event, wall_now, warehouse_deleted_event,
 };
 use crate::{
     CatalogRefusal, CatalogResult, CatalogStore, Category, NewCategory, NewProduct, NewWarehouse,
     Product, ProductQuery, StorageError, Warehouse,
 };
 
-const PRODUCT_COLUMNS: &str = "p.id, p.sku, p.name, p.description, p.price_minor, p.currency, \
-                               p.category_id, p.active, p.created_at_ms, p.updated_at_ms";
-
 type Refusable<T> = Result<Result<T, CatalogRefusal>, StorageError>;
 
-fn product_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, String, i64, String)> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
-}
-
-fn product_from(conn: &Connection, r: &Row<'_>) -> Result<Product, StorageError> {
-    let (id, sku, name, description, price, currency) = product_row(r)?;
-    let id = product_id(id)?;
-    Ok(Product {
-        id,
-        sku,
-        name,
-        description,
-        price: money(price, &currency)?,
-        category_id: category_id(r.get(6)?)?,
-        attributes: attributes_of(conn, id)?,
-        active: r.get(7)?,
-        created_at: UnixMillis::from_millis(r.get(8)?),
-        updated_at: UnixMillis::from_millis(r.get(9)?),
-    })
+/// The product of a row of [`PRODUCT_COLUMNS`], with its attributes.
+fn product_from_row(conn: &Connection, r: &Row<'_>) -> Result<Product, StorageError> {
+    let attributes = attributes_of(conn, product_id(r.get(0)?)?)?;
+    product_from(r, attributes)
 }
 
 fn attributes_of(conn: &Connection, id: ProductId) -> Result<Attributes, StorageError> {
@@ -59,9 +39,7 @@ fn attributes_of(conn: &Connection, id: ProductId) -> Result<Attributes, Storage
     let mut rows = stmt.query(params![id.get()])?;
     let mut map = std::collections::BTreeMap::new();
     while let Some(r) = rows.next()? {
-        let key: String = r.get(0)?;
-        let kind: String = r.get(1)?;
-        let (k, v) = attribute(&key, &kind, r.get(2)?, r.get(3)?, r.get(4)?)?;
+        let (k, v) = attribute_from(r, 0)?;
         map.insert(k, v);
     }
     Attributes::new(map).map_err(corrupt)
@@ -73,7 +51,7 @@ pub(super) fn product(conn: &Connection, id: ProductId) -> Result<Option<Product
     ))?;
     let mut rows = stmt.query(params![id.get()])?;
     match rows.next()? {
-        Some(r) => Ok(Some(product_from(conn, r)?)),
+        Some(r) => Ok(Some(product_from_row(conn, r)?)),
         None => Ok(None),
     }
 }
@@ -218,118 +196,31 @@ pub(super) fn delete_product(conn: &Connection, id: ProductId, now: UnixMillis) 
         )?
         .execute(params![id.get(), now.as_millis()])?;
     Ok(if changed == 1 {
-        let payload = serde_json::json!({"product_id": id.get()}).to_string();
-        super::event::append(conn, NewEvent::api(EventType::ProductDeleted, now, payload))?;
+        super::event::append(conn, product_deleted_event(id.get(), now))?;
         Ok(())
     } else {
         Err(CatalogRefusal::NotFound)
     })
 }
 
-/// The column a sort orders by.
-fn sort_column(sort: ProductSort) -> &'static str {
-    match sort {
-        ProductSort::CreatedAsc | ProductSort::CreatedDesc => "p.created_at_ms",
-        ProductSort::PriceAsc | ProductSort::PriceDesc => "p.price_minor",
-        ProductSort::NameAsc | ProductSort::NameDesc => "p.name",
-    }
-}
-
 pub(super) fn products(conn: &Connection, q: &ProductQuery) -> Result<Vec<Product>, StorageError> {
-    let mut sql = format!("SELECT {PRODUCT_COLUMNS} FROM products p WHERE p.deleted_at_ms IS NULL");
-    let mut args: Vec<Value> = Vec::new();
-    let arg = |v: Value, args: &mut Vec<Value>| {
-        args.push(v);
-        format!("?{}", args.len())
-    };
-    if let Some(active) = q.active {
-        let a = arg(Value::Integer(i64::from(active)), &mut args);
-        sql.push_str(&format!(" AND p.active = {a}"));
-    }
-    if let Some(c) = q.category {
-        let a = arg(Value::Integer(c.get()), &mut args);
-        sql.push_str(&format!(
-            " AND p.category_id IN (WITH RECURSIVE sub(id) AS (SELECT {a} UNION ALL \
-             SELECT c.id FROM categories c JOIN sub ON c.parent_id = sub.id) SELECT id FROM sub)"
-        ));
-    }
-    if let Some(text) = &q.text {
-        let a = arg(Value::Text(like_pattern(text)), &mut args);
-        sql.push_str(&format!(" AND lower(p.name) LIKE {a} ESCAPE '\\'"));
-    }
-    if let Some(min) = q.min_price {
-        let a = arg(Value::Integer(min), &mut args);
-        sql.push_str(&format!(" AND p.price_minor >= {a}"));
-    }
-    if let Some(max) = q.max_price {
-        let a = arg(Value::Integer(max), &mut args);
-        sql.push_str(&format!(" AND p.price_minor <= {a}"));
-    }
-    if let Some(currency) = q.currency {
-        let a = arg(Value::Text(currency.as_str().to_owned()), &mut args);
-        sql.push_str(&format!(" AND p.currency = {a}"));
-    }
-    for f in &q.attributes {
-        let key = arg(Value::Text(f.key.as_str().to_owned()), &mut args);
-        let text = arg(Value::Text(f.text.clone()), &mut args);
-        let number = arg(f.number.map_or(Value::Null, Value::Real), &mut args);
-        let boolean = arg(
-            f.boolean
-                .map_or(Value::Null, |b| Value::Integer(i64::from(b))),
-            &mut args,
-        );
-        sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM product_attributes a WHERE a.product_id = p.id \
-             AND a.key = {key} AND (a.text_value = {text} OR a.number_value = {number} \
-             OR a.bool_value = {boolean}))"
-        ));
-    }
-    let column = sort_column(q.sort);
-    let (cmp, dir) = if q.sort.descending() {
-        ("<", "DESC")
-    } else {
-        (">", "ASC")
-    };
-    if let Some(after) = &q.after {
-        let key = match &after.key {
-            SortKey::Int(n) => Value::Integer(*n),
-            SortKey::Text(t) => Value::Text(t.clone()),
-        };
-        let k = arg(key, &mut args);
-        let id = arg(Value::Integer(after.id.get()), &mut args);
-        sql.push_str(&format!(" AND ({column}, p.id) {cmp} ({k}, {id})"));
-    }
-    let limit = arg(Value::Integer(i64::from(q.limit)), &mut args);
-    sql.push_str(&format!(
-        " ORDER BY {column} {dir}, p.id {dir} LIMIT {limit}"
-    ));
+    let (sql, args) = product_page(q);
+    let args = args.into_iter().map(|a| match a {
+        Arg::Int(n) => Value::Integer(n),
+        Arg::Text(t) => Value::Text(t),
+        Arg::Real(r) => r.map_or(Value::Null, Value::Real),
+        Arg::Flag(b) => b.map_or(Value::Null, |b| Value::Integer(i64::from(b))),
+    });
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        out.push(product_from(conn, r)?);
+        out.push(product_from_row(conn, r)?);
     }
     Ok(out)
 }
 
 // Categories.
-
-const CATEGORY_COLUMNS: &str = "id, name, parent_id, created_at_ms, updated_at_ms";
-
-fn category_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, Option<i64>, i64, i64)> {
-    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-}
-
-fn category_from(row: (i64, String, Option<i64>, i64, i64)) -> Result<Category, StorageError> {
-    let (id, name, parent, created, updated) = row;
-    Ok(Category {
-        id: CategoryId::parse(id).map_err(corrupt)?,
-        name,
-        parent_id: category_id(parent)?,
-        created_at: UnixMillis::from_millis(created),
-        updated_at: UnixMillis::from_millis(updated),
-    })
-}
 
 pub(super) fn category(
     conn: &Connection,
@@ -338,9 +229,8 @@ pub(super) fn category(
     conn.prepare_cached(&format!(
         "SELECT {CATEGORY_COLUMNS} FROM categories WHERE id = ?1"
     ))?
-    .query_row(params![id.get()], category_row)
+    .query_row(params![id.get()], |r| Ok(category_from(r)))
     .optional()?
-    .map(category_from)
     .transpose()
 }
 
@@ -348,8 +238,9 @@ pub(super) fn categories(conn: &Connection) -> Result<Vec<Category>, StorageErro
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {CATEGORY_COLUMNS} FROM categories ORDER BY id"
     ))?;
-    let rows = stmt.query_map([], category_row)?;
-    rows.map(|r| category_from(r?)).collect()
+    let rows = stmt.query_map([], |r| Ok(category_from(r)))?;
+    rows.map(|r| -> Result<Category, StorageError> { r? })
+        .collect()
 }
 
 pub(super) fn create_category(
@@ -363,7 +254,7 @@ pub(super) fn create_category(
     {
         return Ok(Err(CatalogRefusal::ParentNotFound));
     }
-    let row = conn
+    let category = conn
         .prepare_cached(&format!(
             "INSERT INTO categories (name, parent_id, created_at_ms, updated_at_ms)
              VALUES (?1, ?2, ?3, ?3) RETURNING {CATEGORY_COLUMNS}"
@@ -374,27 +265,11 @@ pub(super) fn create_category(
                 new.parent_id.map(CategoryId::get),
                 now.as_millis()
             ],
-            category_row,
-        )?;
-    let category = category_from(row)?;
+            |r| Ok(category_from(r)),
+        )??;
     let payload = crate::event::category_payload(category.id.get(), new);
     super::event::append(conn, NewEvent::api(KIND, now, payload))?;
     Ok(Ok(category))
-}
-
-/// True when `ancestor` is `id` or above it in the tree.
-fn is_ancestor_or_self(
-    conn: &Connection,
-    ancestor: CategoryId,
-    id: CategoryId,
-) -> Result<bool, StorageError> {
-    Ok(conn
-        .prepare_cached(
-            "WITH RECURSIVE up(id) AS (SELECT ?1 UNION SELECT c.parent_id FROM categories c
-                 JOIN up ON c.id = up.id WHERE c.parent_id IS NOT NULL)
-             SELECT 1 FROM up WHERE id = ?2",
-        )?
-        .exists(params![id.get(), ancestor.get()])?)
 }
 
 pub(super) fn update_category(
@@ -408,15 +283,15 @@ pub(super) fn update_category(
         return Ok(Err(CatalogRefusal::NotFound));
     }
     if let Some(p) = new.parent_id {
-        if !category_exists(conn, p)? {
-            return Ok(Err(CatalogRefusal::ParentNotFound));
-        }
-        // Moving `id` under `p` closes a loop if `id` is `p` or one of its ancestors.
-        if is_ancestor_or_self(conn, id, p)? {
-            return Ok(Err(CatalogRefusal::CategoryCycle));
+        let line = conn
+            .prepare_cached(CATEGORY_AND_ANCESTORS)?
+            .query_map(params![p.get()], |r| r.get(0))?
+            .collect::<Result<Vec<i64>, _>>()?;
+        if let Err(refusal) = decide_parent(id, &line) {
+            return Ok(Err(refusal));
         }
     }
-    let row = conn
+    let category = conn
         .prepare_cached(&format!(
             "UPDATE categories SET name = ?2, parent_id = ?3, updated_at_ms = ?4 WHERE id = ?1
              RETURNING {CATEGORY_COLUMNS}"
@@ -428,9 +303,8 @@ pub(super) fn update_category(
                 new.parent_id.map(CategoryId::get),
                 now.as_millis()
             ],
-            category_row,
-        )?;
-    let category = category_from(row)?;
+            |r| Ok(category_from(r)),
+        )??;
     let payload = crate::event::category_payload(category.id.get(), new);
     super::event::append(conn, NewEvent::api(KIND, now, payload))?;
     Ok(Ok(category))
@@ -454,41 +328,11 @@ pub(super) fn delete_category(conn: &Connection, id: CategoryId) -> Refusable<()
         .execute(params![id.get()])?;
     conn.prepare_cached("DELETE FROM categories WHERE id = ?1")?
         .execute(params![id.get()])?;
-    let payload = serde_json::json!({"category_id": id.get()}).to_string();
-    let now = crate::event::wall_now();
-    super::event::append(
-        conn,
-        NewEvent::api(EventType::CategoryDeleted, now, payload),
-    )?;
+    super::event::append(conn, category_deleted_event(id.get(), wall_now()))?;
     Ok(Ok(()))
 }
 
 // Warehouses.
-
-const WAREHOUSE_COLUMNS: &str = "id, code, name, active, created_at_ms, updated_at_ms";
-
-fn warehouse_row(r: &Row<'_>) -> rusqlite::Result<(i64, String, String, bool, i64, i64)> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-    ))
-}
-
-fn warehouse_from(row: (i64, String, String, bool, i64, i64)) -> Result<Warehouse, StorageError> {
-    let (id, code, name, active, created, updated) = row;
-    Ok(Warehouse {
-        id: WarehouseId::parse(id).map_err(corrupt)?,
-        code,
-        name,
-        active,
-        created_at: UnixMillis::from_millis(created),
-        updated_at: UnixMillis::from_millis(updated),
-    })
-}
 
 pub(super) fn warehouse(
     conn: &Connection,
@@ -497,9 +341,8 @@ pub(super) fn warehouse(
     conn.prepare_cached(&format!(
         "SELECT {WAREHOUSE_COLUMNS} FROM warehouses WHERE id = ?1"
     ))?
-    .query_row(params![id.get()], warehouse_row)
+    .query_row(params![id.get()], |r| Ok(warehouse_from(r)))
     .optional()?
-    .map(warehouse_from)
     .transpose()
 }
 
@@ -507,8 +350,9 @@ pub(super) fn warehouses(conn: &Connection) -> Result<Vec<Warehouse>, StorageErr
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {WAREHOUSE_COLUMNS} FROM warehouses ORDER BY id"
     ))?;
-    let rows = stmt.query_map([], warehouse_row)?;
-    rows.map(|r| warehouse_from(r?)).collect()
+    let rows = stmt.query_map([], |r| Ok(warehouse_from(r)))?;
+    rows.map(|r| -> Result<Warehouse, StorageError> { r? })
+        .collect()
 }
 
 fn code_holder(conn: &Connection, code: &str) -> Result<Option<i64>, StorageError> {
@@ -527,7 +371,7 @@ pub(super) fn create_warehouse(
     if code_holder(conn, new.code.as_str())?.is_some() {
         return Ok(Err(CatalogRefusal::WarehouseCodeTaken));
     }
-    let row = conn
+    let warehouse = conn
         .prepare_cached(&format!(
             "INSERT INTO warehouses (code, name, active, created_at_ms, updated_at_ms)
              VALUES (?1, ?2, ?3, ?4, ?4) RETURNING {WAREHOUSE_COLUMNS}"
@@ -539,9 +383,8 @@ pub(super) fn create_warehouse(
                 new.active,
                 now.as_millis()
             ],
-            warehouse_row,
-        )?;
-    let warehouse = warehouse_from(row)?;
+            |r| Ok(warehouse_from(r)),
+        )??;
     let payload = crate::event::warehouse_payload(warehouse.id.get(), new);
     super::event::append(conn, NewEvent::api(KIND, now, payload))?;
     Ok(Ok(warehouse))
@@ -560,7 +403,7 @@ pub(super) fn update_warehouse(
     if code_holder(conn, new.code.as_str())?.is_some_and(|h| h != id.get()) {
         return Ok(Err(CatalogRefusal::WarehouseCodeTaken));
     }
-    let row = conn
+    let warehouse = conn
         .prepare_cached(&format!(
             "UPDATE warehouses SET code = ?2, name = ?3, active = ?4, updated_at_ms = ?5
              WHERE id = ?1 RETURNING {WAREHOUSE_COLUMNS}"
@@ -573,9 +416,8 @@ pub(super) fn update_warehouse(
                 new.active,
                 now.as_millis()
             ],
-            warehouse_row,
-        )?;
-    let warehouse = warehouse_from(row)?;
+            |r| Ok(warehouse_from(r)),
+        )??;
     let payload = crate::event::warehouse_payload(warehouse.id.get(), new);
     super::event::append(conn, NewEvent::api(KIND, now, payload))?;
     Ok(Ok(warehouse))
@@ -596,12 +438,7 @@ pub(super) fn delete_warehouse(conn: &Connection, id: WarehouseId) -> Refusable<
         Err(e) => return Err(e.into()),
     };
     Ok(if changed == 1 {
-        let payload = serde_json::json!({"warehouse_id": id.get()}).to_string();
-        let now = crate::event::wall_now();
-        super::event::append(
-            conn,
-            NewEvent::api(EventType::WarehouseDeleted, now, payload),
-        )?;
+        super::event::append(conn, warehouse_deleted_event(id.get(), wall_now()))?;
         Ok(())
     } else {
         Err(CatalogRefusal::NotFound)

@@ -18,14 +18,17 @@ use crate::coupon::{
 };
 use crate::row::collect;
 
-fn by_code(conn: &Connection, code: &str) -> Result<Option<(i64, Coupon)>, StorageError> {
+pub(super) fn by_code(
+    conn: &Connection,
+    code: &str,
+) -> Result<Option<(i64, Coupon)>, StorageError> {
     conn.prepare_cached(sql::BY_CODE)?
         .query_row(params![code], |r| Ok(coupon_of(r)))
         .optional()?
         .transpose()
 }
 
-fn existing(
+pub(super) fn existing(
     conn: &Connection,
     codes: Vec<UploadedCode>,
 ) -> Result<Vec<UploadedCode>, StorageError> {
@@ -148,6 +151,19 @@ pub(super) fn redeem(
     if let Err(refusal) = may_redeem(&coupon, user, now) {
         return Ok(RedeemOutcome::Refused(refusal));
     }
+    let coupon = record_redemption(conn, id, user, now, order)?;
+    Ok(RedeemOutcome::Redeemed(coupon))
+}
+
+/// Records a redemption of the coupon `id` that its rule allowed: its use, the redemption row,
+/// the counter and the event.
+pub(super) fn record_redemption(
+    conn: &Connection,
+    id: i64,
+    user: &UserId,
+    now: UnixMillis,
+    order: Option<i64>,
+) -> Result<Coupon, StorageError> {
     let row = conn
         .prepare_cached(sql::USE)?
         .query_row(params![id], |r| Ok(coupon_of(r)))?;
@@ -166,7 +182,7 @@ pub(super) fn redeem(
         conn,
         redeemed_event(&coupon, i64::from(coupon.uses), user.as_str(), order, now),
     )?;
-    Ok(RedeemOutcome::Redeemed(coupon))
+    Ok(coupon)
 }
 
 /// Gives back the coupon uses the order made: each redemption is marked reversed, its use

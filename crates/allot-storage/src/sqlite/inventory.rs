@@ -6,62 +6,24 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
-use allot_domain::inventory::{
-    Adjustment, AlertChange, Level, MovementKind, Reason, Reorder, ReservationId,
-    ReservationStatus, choose_warehouse,
-};
+use allot_domain::inventory::{Adjustment, Reason, Reorder, ReservationId};
 use async_trait::async_trait;
 use rusqlite::types::Value;
-use rusqlite::{Connection, Row, params};
+use rusqlite::{Connection, params};
 
 use super::SqliteStore;
 use crate::StorageError;
-use crate::event::{MovementEvent, reorder_event, threshold_event};
 use crate::inventory::{
-    AlertQuery, Balance, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
-    NewReservation, PRODUCT_MOVEMENTS, ProductInventory, Reservation, StockAlert, StockLevel,
-    alert_after, kind, product, reservation_id, status, warehouse_id,
+    ALERTS_PAGE, AlertQuery, AlertStep, Balance, CHANGE_LEVEL, CLEAR_ALERT, Change,
+    END_RESERVATION, ENSURE_LEVEL, End, INSERT_MOVEMENT, InventoryRefusal, InventoryResult,
+    InventoryStore, LEVEL_SELECT, LevelQuery, MOVEMENTS_OF_PRODUCT, NewReservation,
+    PRODUCT_MOVEMENTS, ProductInventory, RAISE_ALERT, RESERVATION_COLUMNS, Reservation,
+    SET_REORDER, StockAlert, StockLevel, alert_from, alert_step, balance_from, choose_row,
+    decide_adjustment, decide_end, decide_reorder, level_from, movement_from, reservation_from,
+    reservation_id, warehouse_id,
 };
 
 type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
-
-const LEVEL_SELECT: &str = "SELECT s.product_id, p.sku, s.warehouse_id, w.code, s.on_hand, \
-    s.reserved, s.reorder_threshold, s.reorder_quantity, s.low_alert_open, s.updated_at_ms \
-    FROM stock_levels s JOIN products p ON p.id = s.product_id \
-    JOIN warehouses w ON w.id = s.warehouse_id";
-
-fn level_from(r: &Row<'_>) -> Result<StockLevel, StorageError> {
-    Ok(StockLevel {
-        product_id: product(r.get(0)?)?,
-        sku: r.get(1)?,
-        warehouse_id: warehouse_id(r.get(2)?)?,
-        warehouse_code: r.get(3)?,
-        on_hand: r.get(4)?,
-        reserved: r.get(5)?,
-        reorder_threshold: r.get(6)?,
-        reorder_quantity: r.get(7)?,
-        low_alert_open: r.get(8)?,
-        updated_at: UnixMillis::from_millis(r.get(9)?),
-    })
-}
-
-const RESERVATION_COLUMNS: &str = "id, product_id, warehouse_id, quantity, holder, status, \
-                                   expires_at_ms, created_at_ms, updated_at_ms";
-
-fn reservation_from(r: &Row<'_>) -> Result<Reservation, StorageError> {
-    let s: String = r.get(5)?;
-    Ok(Reservation {
-        id: reservation_id(r.get(0)?)?,
-        product_id: product(r.get(1)?)?,
-        warehouse_id: warehouse_id(r.get(2)?)?,
-        quantity: r.get(3)?,
-        holder: r.get(4)?,
-        status: status(&s)?,
-        expires_at: UnixMillis::from_millis(r.get(6)?),
-        created_at: UnixMillis::from_millis(r.get(7)?),
-        updated_at: UnixMillis::from_millis(r.get(8)?),
-    })
-}
 
 fn level(
     conn: &Connection,
@@ -107,79 +69,48 @@ pub(super) fn ensure_level(
     if !warehouse_exists(conn, w)? {
         return Ok(Err(InventoryRefusal::UnknownWarehouse));
     }
-    conn.prepare_cached(
-        "INSERT INTO stock_levels (product_id, warehouse_id, on_hand, reserved, updated_at_ms)
-         VALUES (?1, ?2, 0, 0, ?3) ON CONFLICT DO NOTHING",
-    )?
-    .execute(params![p.get(), w.get(), now.as_millis()])?;
+    conn.prepare_cached(ENSURE_LEVEL)?
+        .execute(params![p.get(), w.get(), now.as_millis()])?;
     let b = conn
         .prepare_cached(
             "SELECT on_hand, reserved, reorder_threshold, low_alert_open FROM stock_levels
              WHERE product_id = ?1 AND warehouse_id = ?2",
         )?
-        .query_row(params![p.get(), w.get()], |r| {
-            Ok(Balance {
-                on_hand: r.get(0)?,
-                reserved: r.get(1)?,
-                threshold: r.get(2)?,
-                alert_open: r.get(3)?,
-            })
-        })?;
+        .query_row(params![p.get(), w.get()], |r| Ok(balance_from(r, 0)))??;
     Ok(Ok(b))
 }
 
-/// Raises or clears the level's alert as `change` says; answers whether one is open after.
+/// Raises or clears the level's alert as `step` says; answers whether one is open after.
 fn apply_alert(
     conn: &Connection,
     p: ProductId,
     w: WarehouseId,
-    change: AlertChange,
-    available: i64,
-    b: &Balance,
+    step: AlertStep,
     now: UnixMillis,
 ) -> Result<bool, StorageError> {
-    match (change, b.threshold) {
-        (AlertChange::Raise, Some(threshold)) => {
-            conn.prepare_cached(
-                "INSERT INTO stock_alerts (product_id, warehouse_id, available, threshold,
-                                           raised_at_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-            )?
-            .execute(params![
-                p.get(),
-                w.get(),
-                available,
-                threshold,
-                now.as_millis()
-            ])?;
-            let e = threshold_event(true, p.get(), w.get(), available, Some(threshold), now);
-            super::event::append(conn, e)?;
-            Ok(true)
+    let written = match step {
+        AlertStep::Raise {
+            available,
+            threshold,
+        } => conn.prepare_cached(RAISE_ALERT)?.execute(params![
+            p.get(),
+            w.get(),
+            available,
+            threshold,
+            now.as_millis()
+        ])?,
+        AlertStep::Clear { .. } => {
+            conn.prepare_cached(CLEAR_ALERT)?
+                .execute(params![now.as_millis(), p.get(), w.get()])?
         }
-        (AlertChange::Clear, threshold) => {
-            let cleared = conn
-                .prepare_cached(
-                    "UPDATE stock_alerts SET cleared_at_ms = ?3
-                 WHERE product_id = ?1 AND warehouse_id = ?2 AND cleared_at_ms IS NULL",
-                )?
-                .execute(params![p.get(), w.get(), now.as_millis()])?;
-            if cleared > 0 {
-                let e = threshold_event(false, p.get(), w.get(), available, threshold, now);
-                super::event::append(conn, e)?;
-            }
-            Ok(false)
-        }
-        _ => Ok(b.alert_open),
+        AlertStep::Keep { .. } => 0,
+    };
+    if written > 0
+        && let Some(e) = step.event(p, w, now)
+    {
+        super::event::append(conn, e)?;
     }
-}
-
-/// One change of a balance: the level, its ledger row and its alert, together.
-pub(super) struct Change<'a> {
-    pub kind: MovementKind,
-    pub on_hand_delta: i64,
-    pub reserved_delta: i64,
-    pub reservation: Option<i64>,
-    pub reason: Option<&'a str>,
+    Ok(step.open_after())
 }
 
 pub(super) fn apply(
@@ -190,49 +121,19 @@ pub(super) fn apply(
     c: Change<'_>,
     now: UnixMillis,
 ) -> Result<(), StorageError> {
-    let on_hand = b.on_hand + c.on_hand_delta;
-    let reserved = b.reserved + c.reserved_delta;
+    let (on_hand, reserved) = c.after(b);
     // The movement's event first, then the alert it raises or clears, if any.
-    let event = MovementEvent {
-        kind: c.kind,
-        product: p.get(),
-        warehouse: w.get(),
-        on_hand_delta: c.on_hand_delta,
-        reserved_delta: c.reserved_delta,
-        on_hand,
-        reserved,
-        reservation: c.reservation,
-        reason: c.reason,
-    };
-    super::event::append(conn, event.event(now))?;
-    let open = apply_alert(
-        conn,
-        p,
-        w,
-        alert_after(b, on_hand, reserved),
-        on_hand - reserved,
-        b,
-        now,
-    )?;
-    conn.prepare_cached(
-        "UPDATE stock_levels SET on_hand = on_hand + ?3, reserved = reserved + ?4,
-                low_alert_open = ?5, updated_at_ms = ?6
-         WHERE product_id = ?1 AND warehouse_id = ?2",
-    )?
-    .execute(params![
-        p.get(),
-        w.get(),
+    super::event::append(conn, c.event(p, w, b, now))?;
+    let open = apply_alert(conn, p, w, alert_step(b, on_hand, reserved), now)?;
+    conn.prepare_cached(CHANGE_LEVEL)?.execute(params![
         c.on_hand_delta,
         c.reserved_delta,
         open,
-        now.as_millis()
+        now.as_millis(),
+        p.get(),
+        w.get()
     ])?;
-    conn.prepare_cached(
-        "INSERT INTO stock_movements (product_id, warehouse_id, kind, on_hand_delta,
-                                      reserved_delta, reservation_id, reason, at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?
-    .execute(params![
+    conn.prepare_cached(INSERT_MOVEMENT)?.execute(params![
         p.get(),
         w.get(),
         c.kind.as_str(),
@@ -256,39 +157,16 @@ fn set_reorder(
         Ok(b) => b,
         Err(r) => return Ok(Err(r)),
     };
-    let b = Balance {
-        threshold: reorder.map(Reorder::threshold),
-        ..b
-    };
-    let e = reorder_event(
-        p.get(),
-        w.get(),
-        b.threshold,
-        reorder.map(Reorder::quantity),
-        now,
-    );
-    super::event::append(conn, e)?;
-    let open = apply_alert(
-        conn,
-        p,
-        w,
-        alert_after(&b, b.on_hand, b.reserved),
-        b.on_hand - b.reserved,
-        &b,
-        now,
-    )?;
-    conn.prepare_cached(
-        "UPDATE stock_levels SET reorder_threshold = ?3, reorder_quantity = ?4,
-                low_alert_open = ?5, updated_at_ms = ?6
-         WHERE product_id = ?1 AND warehouse_id = ?2",
-    )?
-    .execute(params![
-        p.get(),
-        w.get(),
-        b.threshold,
+    let (event, step) = decide_reorder(p, w, &b, reorder, now);
+    super::event::append(conn, event)?;
+    let open = apply_alert(conn, p, w, step, now)?;
+    conn.prepare_cached(SET_REORDER)?.execute(params![
+        reorder.map(Reorder::threshold),
         reorder.map(Reorder::quantity),
         open,
-        now.as_millis()
+        now.as_millis(),
+        p.get(),
+        w.get()
     ])?;
     stored_level(conn, p, w)
 }
@@ -305,37 +183,17 @@ fn adjust(
         Ok(b) => b,
         Err(r) => return Ok(Err(r)),
     };
-    let Some(delta) = adjustment.delta(b.on_hand, b.reserved) else {
-        return Ok(Err(InventoryRefusal::BelowReserved {
-            on_hand: b.on_hand,
-            reserved: b.reserved,
-        }));
+    let change = match decide_adjustment(adjustment, &b, reason.as_str()) {
+        Ok(change) => change,
+        Err(r) => return Ok(Err(r)),
     };
-    if delta != 0 {
-        let change = Change {
-            kind: MovementKind::Adjustment,
-            on_hand_delta: delta,
-            reserved_delta: 0,
-            reservation: None,
-            reason: Some(reason.as_str()),
-        };
+    if let Some(change) = change {
         apply(conn, p, w, &b, change, now)?;
     }
     stored_level(conn, p, w)
 }
 
 fn reserve(conn: &Connection, new: &NewReservation) -> Refusable<Reservation> {
-    let expires_at = new.now.as_millis().saturating_add(new.ttl.as_millis());
-    reserve_until(conn, new, expires_at)
-}
-
-/// Reserves as [`reserve`] does, the reservation lasting until `expires_at_ms` (orders hold
-/// theirs until confirmed or cancelled); `new.ttl` is not read.
-pub(super) fn reserve_until(
-    conn: &Connection,
-    new: &NewReservation,
-    expires_at_ms: i64,
-) -> Refusable<Reservation> {
     let p = new.product;
     if !live_product(conn, p)? {
         return Ok(Err(InventoryRefusal::UnknownProduct));
@@ -345,6 +203,29 @@ pub(super) fn reserve_until(
     {
         return Ok(Err(InventoryRefusal::UnknownWarehouse));
     }
+    let rows = active_rows(conn, p)?;
+    let (w, b) = match choose_row(&rows, new.preferred, new.quantity)? {
+        Ok(chosen) => chosen,
+        Err(r) => return Ok(Err(r)),
+    };
+    let expires_at = new.now.as_millis().saturating_add(new.ttl.as_millis());
+    let held = hold(
+        conn,
+        p,
+        (w, &b),
+        new.quantity.get(),
+        new.holder.as_str(),
+        expires_at,
+        new.now,
+    )?;
+    Ok(Ok(held))
+}
+
+/// The product's stock rows in active warehouses, in warehouse order.
+pub(super) fn active_rows(
+    conn: &Connection,
+    p: ProductId,
+) -> Result<Vec<(WarehouseId, Balance)>, StorageError> {
     let mut stmt = conn.prepare_cached(
         "SELECT s.warehouse_id, s.on_hand, s.reserved, s.reorder_threshold, s.low_alert_open
          FROM stock_levels s JOIN warehouses w ON w.id = s.warehouse_id
@@ -353,34 +234,22 @@ pub(super) fn reserve_until(
     let mut rows = stmt.query(params![p.get()])?;
     let mut levels = Vec::new();
     while let Some(r) = rows.next()? {
-        let b = Balance {
-            on_hand: r.get(1)?,
-            reserved: r.get(2)?,
-            threshold: r.get(3)?,
-            alert_open: r.get(4)?,
-        };
-        levels.push((warehouse_id(r.get(0)?)?, b));
+        levels.push((warehouse_id(r.get(0)?)?, balance_from(r, 1)?));
     }
-    let choice: Vec<Level<WarehouseId>> = levels
-        .iter()
-        .map(|(w, b)| Level {
-            warehouse: *w,
-            on_hand: b.on_hand,
-            reserved: b.reserved,
-        })
-        .collect();
-    let Some(w) = choose_warehouse(&choice, new.preferred, new.quantity) else {
-        return Ok(Err(InventoryRefusal::OutOfStock {
-            available_total: choice.iter().map(Level::available).sum(),
-        }));
-    };
-    let Some((_, b)) = levels.iter().find(|(lw, _)| *lw == w) else {
-        return Err(StorageError::Corrupt(
-            "the chosen warehouse has no level".to_owned(),
-        ));
-    };
-    let now = new.now.as_millis();
-    let q = new.quantity.get();
+    Ok(levels)
+}
+
+/// Writes a reservation of `quantity` on the chosen stock row (its balance `b` as read), until
+/// `expires_at_ms`, with its ledger row and alert.
+pub(super) fn hold(
+    conn: &Connection,
+    p: ProductId,
+    (w, b): (WarehouseId, &Balance),
+    quantity: i64,
+    holder: &str,
+    expires_at_ms: i64,
+    now: UnixMillis,
+) -> Result<Reservation, StorageError> {
     let reservation = conn
         .prepare_cached(&format!(
             "INSERT INTO reservations (product_id, warehouse_id, quantity, holder, status,
@@ -388,18 +257,19 @@ pub(super) fn reserve_until(
              VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?6) RETURNING {RESERVATION_COLUMNS}"
         ))?
         .query_row(
-            params![p.get(), w.get(), q, new.holder.as_str(), expires_at_ms, now],
+            params![
+                p.get(),
+                w.get(),
+                quantity,
+                holder,
+                expires_at_ms,
+                now.as_millis()
+            ],
             |r| Ok(reservation_from(r)),
         )??;
-    let change = Change {
-        kind: MovementKind::Reservation,
-        on_hand_delta: 0,
-        reserved_delta: q,
-        reservation: Some(reservation.id.get()),
-        reason: None,
-    };
-    apply(conn, p, w, b, change, new.now)?;
-    Ok(Ok(reservation))
+    let change = Change::reservation(quantity, reservation.id.get());
+    apply(conn, p, w, b, change, now)?;
+    Ok(reservation)
 }
 
 fn reservation(conn: &Connection, id: ReservationId) -> Result<Option<Reservation>, StorageError> {
@@ -410,17 +280,7 @@ fn reservation(conn: &Connection, id: ReservationId) -> Result<Option<Reservatio
     rows.next()?.map(reservation_from).transpose()
 }
 
-/// What ends a pending reservation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum End {
-    Release,
-    Confirm,
-    Expire,
-}
-
-/// Ends a pending reservation: its stock goes back (release, expiry) or out (confirm). One
-/// past its lifetime is expired whatever was asked, and answered `NotPending { Expired }`
-/// unless expiry was asked.
+/// Ends a pending reservation as [`decide_end`] says.
 pub(super) fn end(
     conn: &Connection,
     id: ReservationId,
@@ -430,19 +290,9 @@ pub(super) fn end(
     let Some(r) = reservation(conn, id)? else {
         return Ok(Err(InventoryRefusal::ReservationNotFound));
     };
-    if r.status != ReservationStatus::Pending {
-        return Ok(Err(InventoryRefusal::NotPending { status: r.status }));
-    }
-    let lapsed = r.expires_at.as_millis() <= now.as_millis();
-    let ended = if lapsed { End::Expire } else { how };
-    let (status, kind, on_hand_delta) = match ended {
-        End::Release => (ReservationStatus::Released, MovementKind::Release, 0),
-        End::Confirm => (
-            ReservationStatus::Confirmed,
-            MovementKind::StockOut,
-            -r.quantity,
-        ),
-        End::Expire => (ReservationStatus::Expired, MovementKind::Expiry, 0),
+    let ending = match decide_end(&r, how, now) {
+        Ok(e) => e,
+        Err(refusal) => return Ok(Err(refusal)),
     };
     let b = conn
         .prepare_cached(
@@ -450,32 +300,22 @@ pub(super) fn end(
              WHERE product_id = ?1 AND warehouse_id = ?2",
         )?
         .query_row(params![r.product_id.get(), r.warehouse_id.get()], |row| {
-            Ok(Balance {
-                on_hand: row.get(0)?,
-                reserved: row.get(1)?,
-                threshold: row.get(2)?,
-                alert_open: row.get(3)?,
-            })
-        })?;
-    let change = Change {
-        kind,
-        on_hand_delta,
-        reserved_delta: -r.quantity,
-        reservation: Some(id.get()),
-        reason: None,
-    };
-    apply(conn, r.product_id, r.warehouse_id, &b, change, now)?;
-    conn.prepare_cached("UPDATE reservations SET status = ?2, updated_at_ms = ?3 WHERE id = ?1")?
-        .execute(params![id.get(), status.as_str(), now.as_millis()])?;
-    let done = Reservation {
-        status,
-        updated_at: now,
-        ..r
-    };
-    if ended != how {
-        return Ok(Err(InventoryRefusal::NotPending { status }));
-    }
-    Ok(Ok(done))
+            Ok(balance_from(row, 0))
+        })??;
+    apply(
+        conn,
+        r.product_id,
+        r.warehouse_id,
+        &b,
+        ending.change(&r),
+        now,
+    )?;
+    conn.prepare_cached(END_RESERVATION)?.execute(params![
+        ending.status.as_str(),
+        now.as_millis(),
+        id.get()
+    ])?;
+    Ok(ending.answer(r, now))
 }
 
 fn expire(conn: &Connection, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
@@ -542,48 +382,21 @@ fn product_inventory(conn: &Connection, p: ProductId) -> Result<ProductInventory
     while let Some(r) = rows.next()? {
         levels.push(level_from(r)?);
     }
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, product_id, warehouse_id, kind, on_hand_delta, reserved_delta,
-                reservation_id, reason, at_ms
-         FROM stock_movements WHERE product_id = ?1 ORDER BY id DESC LIMIT ?2",
-    )?;
+    let mut stmt = conn.prepare_cached(MOVEMENTS_OF_PRODUCT)?;
     let mut rows = stmt.query(params![p.get(), i64::from(PRODUCT_MOVEMENTS)])?;
     let mut movements = Vec::new();
     while let Some(r) = rows.next()? {
-        let k: String = r.get(3)?;
-        movements.push(Movement {
-            id: r.get(0)?,
-            product_id: product(r.get(1)?)?,
-            warehouse_id: warehouse_id(r.get(2)?)?,
-            kind: kind(&k)?,
-            on_hand_delta: r.get(4)?,
-            reserved_delta: r.get(5)?,
-            reservation_id: r.get(6)?,
-            reason: r.get(7)?,
-            at: UnixMillis::from_millis(r.get(8)?),
-        });
+        movements.push(movement_from(r)?);
     }
     Ok(ProductInventory { levels, movements })
 }
 
 fn alerts(conn: &Connection, q: &AlertQuery) -> Result<Vec<StockAlert>, StorageError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, product_id, warehouse_id, available, threshold, raised_at_ms, cleared_at_ms
-         FROM stock_alerts WHERE id > ?1 AND (NOT ?2 OR cleared_at_ms IS NULL)
-         ORDER BY id LIMIT ?3",
-    )?;
+    let mut stmt = conn.prepare_cached(ALERTS_PAGE)?;
     let mut rows = stmt.query(params![q.after, q.open_only, i64::from(q.limit)])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
-        out.push(StockAlert {
-            id: r.get(0)?,
-            product_id: product(r.get(1)?)?,
-            warehouse_id: warehouse_id(r.get(2)?)?,
-            available: r.get(3)?,
-            threshold: r.get(4)?,
-            raised_at: UnixMillis::from_millis(r.get(5)?),
-            cleared_at: r.get::<_, Option<i64>>(6)?.map(UnixMillis::from_millis),
-        });
+        out.push(alert_from(r)?);
     }
     Ok(out)
 }

@@ -1,29 +1,31 @@
 //! Orders on SQLite. Each create and each status change is one operation on the single
 //! writer, inside a savepoint of its own that a refusal rolls back whole: no line reserved,
-//! no code used by an order that was refused. The writer runs one operation at a time, so a
-//! retry with a known idempotency key finds the order the first one stored.
+//! no code used by an order that was refused. A create reads its facts, lets
+//! [`crate::order::decide_order`] decide (the rule PostgreSQL's batch calls too), and writes
+//! the plan. The writer runs one operation at a time, so a retry with a known idempotency key
+//! finds the order the first one stored.
 
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
-use allot_domain::coupon::{Discount, DiscountKind};
 use allot_domain::discount::UseOutcome;
-use allot_domain::inventory::{Holder, MovementKind, ReservationTtl};
-use allot_domain::order::{OrderStatus, Transition, price};
+use allot_domain::order::OrderStatus;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::SqliteStore;
-use super::inventory::{Change, End, apply, end, ensure_level, reserve_until, warehouse_exists};
+use super::inventory::{active_rows, apply, end, ensure_level, hold, warehouse_exists};
 use super::{coupon, discount};
+use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::crypto::{open_created, open_order, seal_new_order};
-use crate::inventory::{InventoryRefusal, NewReservation, product, reservation_id, warehouse_id};
+use crate::inventory::{Change, InventoryResult};
 use crate::order::sealed::{Created, NewOrder, Order};
 use crate::order::{
-    AppliedCode, ORDER_HOLD_UNTIL_MS, OrderLine, OrderQuery, OrderRefusal, OrderResult, OrderStore,
-    StatusChange, StatusRequest, holder, order_status,
+    HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, LineStep, ORDER_BY_ID, ORDER_HOLD_UNTIL_MS,
+    ORDER_IDS_PAGE, OrderFacts, OrderQuery, OrderRefusal, OrderResult, OrderStore,
+    SET_ORDER_STATUS, StatusRequest, StockRow, change_from, decide_order, decide_status_change,
+    holder, inventory_refusal, line_from, order_from, priced_from,
 };
-use crate::{RedeemOutcome, StorageError};
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
 
@@ -42,26 +44,6 @@ fn all_or_nothing<T>(
     result
 }
 
-fn inventory_refusal(r: InventoryRefusal, p: ProductId) -> Result<OrderRefusal, StorageError> {
-    Ok(match r {
-        InventoryRefusal::UnknownProduct => OrderRefusal::UnknownProduct { product: p },
-        InventoryRefusal::UnknownWarehouse => OrderRefusal::UnknownWarehouse,
-        InventoryRefusal::OutOfStock { available_total } => OrderRefusal::OutOfStock {
-            product: p,
-            available_total,
-        },
-        InventoryRefusal::NotPending { status } => OrderRefusal::ReservationNotPending { status },
-        other => return Err(corrupt(format!("order stock refused: {other:?}"))),
-    })
-}
-
-struct Priced {
-    sku: String,
-    name: String,
-    price: i64,
-    currency: String,
-}
-
 fn create(conn: &Connection, new: &NewOrder) -> Refusable<Created> {
     if let Some(key) = &new.idempotency_key
         && let Some(id) = conn
@@ -75,150 +57,129 @@ fn create(conn: &Connection, new: &NewOrder) -> Refusable<Created> {
     all_or_nothing(conn, |conn| create_inner(conn, new))
 }
 
-fn create_inner(conn: &Connection, new: &NewOrder) -> Refusable<Created> {
-    let now = new.now;
-    let mut products = Vec::with_capacity(new.lines.len());
+/// What the order is decided on: its products, their stock rows in active warehouses, its
+/// coupon and its discount code, as the database holds them now.
+fn facts(conn: &Connection, new: &NewOrder) -> Result<OrderFacts, StorageError> {
+    let mut facts = OrderFacts::default();
     for (p, _) in &new.lines {
-        let row = conn
+        let Some(product) = conn
             .prepare_cached(
                 "SELECT sku, name, price_minor, currency, active FROM products
                  WHERE id = ?1 AND deleted_at_ms IS NULL",
             )?
-            .query_row(params![p.get()], |r| {
-                Ok((
-                    Priced {
-                        sku: r.get(0)?,
-                        name: r.get(1)?,
-                        price: r.get(2)?,
-                        currency: r.get(3)?,
-                    },
-                    r.get::<_, bool>(4)?,
-                ))
-            })
-            .optional()?;
-        match row {
-            None => return Ok(Err(OrderRefusal::UnknownProduct { product: *p })),
-            Some((_, false)) => return Ok(Err(OrderRefusal::InactiveProduct { product: *p })),
-            Some((priced, true)) => products.push(priced),
+            .query_row(params![p.get()], |r| Ok(priced_from(r, 0)))
+            .optional()?
+            .transpose()?
+        else {
+            continue;
+        };
+        // An inactive product refuses the order before any stock is looked at.
+        if product.active {
+            for (warehouse, balance) in active_rows(conn, *p)? {
+                facts.add_stock(StockRow {
+                    product: p.get(),
+                    warehouse,
+                    balance,
+                });
+            }
         }
+        facts.add_product(p.get(), product);
     }
-    let mut currencies: Vec<String> = products.iter().map(|p| p.currency.clone()).collect();
-    currencies.sort();
-    currencies.dedup();
-    let [currency] = currencies.as_slice() else {
-        return Ok(Err(OrderRefusal::MixedCurrencies { currencies }));
+    if let Some(code) = &new.coupon
+        && let Some((id, coupon)) = coupon::by_code(conn, code.as_str())?
+    {
+        facts.add_coupon(id, coupon)?;
+    }
+    if let Some(code) = &new.discount_code
+        && let Some(used) = conn
+            .prepare_cached("SELECT used_at_ms IS NOT NULL FROM discount_codes WHERE code = ?1")?
+            .query_row(params![code.as_str()], |r| r.get::<_, bool>(0))
+            .optional()?
+    {
+        facts.add_code(code.as_str().to_owned(), used);
+    }
+    Ok(facts)
+}
+
+fn create_inner(conn: &Connection, new: &NewOrder) -> Refusable<Created> {
+    let facts = facts(conn, new)?;
+    let plan = match decide_order(&facts, new) {
+        Ok(plan) => plan,
+        Err(refusal) => return Ok(Err(refusal)),
     };
+    let now = new.now;
+    let coupon_code = plan
+        .coupon
+        .map(|(c, _)| facts.coupons[c].coupon.code.as_str());
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO orders (customer, status, currency, shipping_address_enc, subtotal_minor,
+                                 coupon_code, coupon_minor, discount_code, discount_minor,
                                  total_minor, idempotency_key, created_at_ms, updated_at_ms)
-             VALUES (?1, 'pending', ?2, ?3, 0, 0, ?4, ?5, ?5) RETURNING id",
+             VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11) RETURNING id",
         )?
         .query_row(
             params![
                 new.customer.as_str(),
-                currency,
+                plan.currency,
                 new.shipping_address,
+                plan.subtotal_minor,
+                coupon_code,
+                plan.coupon.map(|(_, minor)| minor),
+                new.discount_code.as_ref().map(|c| c.as_str()),
+                plan.discount_minor,
+                plan.total_minor,
                 new.idempotency_key.as_ref().map(|k| k.as_str()),
                 now.as_millis()
             ],
             |r| r.get(0),
         )?;
-    let holder = Holder::parse(&holder(id)).map_err(corrupt)?;
-    // Lines in product order (the order PostgreSQL locks stock rows in; here for sameness).
-    let mut order: Vec<usize> = (0..new.lines.len()).collect();
-    order.sort_by_key(|&i| new.lines[i].0);
-    let mut held = vec![None; new.lines.len()];
-    for i in order {
-        let (p, quantity) = new.lines[i];
-        let request = NewReservation {
-            product: p,
-            quantity,
-            holder: holder.clone(),
-            preferred: None,
-            ttl: ReservationTtl::default(),
+    let holder = holder(id);
+    let mut reservations = vec![0; plan.lines.len()];
+    for &i in &plan.reserve_order {
+        let line = &plan.lines[i];
+        let row = &facts.stock[line.stock];
+        let held = hold(
+            conn,
+            line.product,
+            (row.warehouse, &row.balance),
+            line.quantity.get(),
+            &holder,
+            ORDER_HOLD_UNTIL_MS,
             now,
-        };
-        match reserve_until(conn, &request, ORDER_HOLD_UNTIL_MS)? {
-            Ok(r) => held[i] = Some((r.id.get(), r.warehouse_id)),
-            Err(refusal) => return Ok(Err(inventory_refusal(refusal, p)?)),
-        }
+        )?;
+        reservations[i] = held.id.get();
     }
-    let mut discounts = Vec::new();
-    let coupon_code = match &new.coupon {
-        None => None,
-        Some(code) => match coupon::redeem(conn, code.as_str(), &new.customer, now, Some(id))? {
-            RedeemOutcome::NotFound => return Ok(Err(OrderRefusal::UnknownCoupon)),
-            RedeemOutcome::Refused(r) => return Ok(Err(OrderRefusal::CouponUnusable(r))),
-            RedeemOutcome::Redeemed(c) => {
-                let kind = DiscountKind::parse(&c.discount_kind).map_err(corrupt)?;
-                discounts.push(Discount::new(kind, c.discount_amount).map_err(corrupt)?);
-                Some(c.code)
-            }
-        },
-    };
-    if let Some(code) = &new.discount_code {
-        match discount::use_code(conn, code, now, Some(id))? {
-            UseOutcome::Used => discounts.push(new.discount_code_value),
-            UseOutcome::AlreadyUsed => return Ok(Err(OrderRefusal::DiscountCodeUsed)),
-            UseOutcome::Invalid => return Ok(Err(OrderRefusal::UnknownDiscountCode)),
-        }
+    if let Some((c, _)) = plan.coupon {
+        coupon::record_redemption(conn, facts.coupons[c].id, &new.customer, now, Some(id))?;
     }
-    let units: Vec<(i64, i64)> = new
-        .lines
-        .iter()
-        .zip(&products)
-        .map(|((_, q), p)| (p.price, q.get()))
-        .collect();
-    let Ok(pricing) = price(&units, &discounts) else {
-        return Ok(Err(OrderRefusal::TooLarge));
-    };
-    let mut amounts = pricing.discounts_minor.iter().copied();
-    let coupon_minor = coupon_code.as_ref().and_then(|_| amounts.next());
-    let discount_minor = new.discount_code.as_ref().and_then(|_| amounts.next());
-    conn.prepare_cached(
-        "UPDATE orders SET subtotal_minor = ?2, coupon_code = ?3, coupon_minor = ?4,
-                discount_code = ?5, discount_minor = ?6, total_minor = ?7 WHERE id = ?1",
-    )?
-    .execute(params![
-        id,
-        pricing.subtotal_minor,
-        coupon_code,
-        coupon_minor,
-        new.discount_code.as_ref().map(|c| c.as_str()),
-        discount_minor,
-        pricing.total_minor
-    ])?;
+    if let Some(code) = &new.discount_code
+        && discount::use_code(conn, code, now, Some(id))? != UseOutcome::Used
+    {
+        return Err(corrupt("a discount code found unused could not be used"));
+    }
+    let order = plan.order(id, new, &facts, &mut reservations.iter().copied())?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO order_lines (order_id, line_no, product_id, sku, name, quantity,
                                   unit_price_minor, line_total_minor, warehouse_id,
                                   reservation_id)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     )?;
-    for (i, (((p, _), info), line)) in new
-        .lines
-        .iter()
-        .zip(&products)
-        .zip(&pricing.lines)
-        .enumerate()
-    {
-        let (reservation, warehouse) =
-            held[i].ok_or_else(|| corrupt("an order line was not reserved"))?;
+    for (i, line) in order.lines.iter().enumerate() {
         insert.execute(params![
             id,
             i as i64,
-            p.get(),
-            info.sku,
-            info.name,
+            line.product_id.get(),
+            line.sku,
+            line.name,
             line.quantity,
             line.unit_price_minor,
             line.line_total_minor,
-            warehouse.get(),
-            reservation
+            line.warehouse_id.get(),
+            line.reservation_id
         ])?;
     }
     history(conn, id, None, OrderStatus::Pending, None, None, now)?;
-    let order = load(conn, id)?.ok_or_else(|| corrupt("an order just stored is missing"))?;
     super::event::append(conn, crate::event::order_created_event(&order))?;
     Ok(Ok(Created::New(order)))
 }
@@ -232,12 +193,7 @@ fn history(
     warehouse: Option<i64>,
     now: UnixMillis,
 ) -> Result<(), StorageError> {
-    conn.prepare_cached(
-        "INSERT INTO order_status_history (order_id, from_status, to_status, reason,
-                                           warehouse_id, at_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )?
-    .execute(params![
+    conn.prepare_cached(INSERT_HISTORY)?.execute(params![
         id,
         from.map(OrderStatus::as_str),
         to.as_str(),
@@ -248,26 +204,19 @@ fn history(
     Ok(())
 }
 
-/// Puts `quantity` back on hand in the warehouse (`stock_in`), creating its level if needed.
+/// Puts a returned line's quantity back on hand in `w` (`stock_in`), creating its level if
+/// needed.
 fn restock(
     conn: &Connection,
-    line: &OrderLine,
-    w: WarehouseId,
-    reason: &str,
+    (product, w): (ProductId, WarehouseId),
+    change: Change<'_>,
     now: UnixMillis,
-) -> Refusable<()> {
-    let b = match ensure_level(conn, line.product_id, w, now)? {
+) -> InventoryResult<()> {
+    let b = match ensure_level(conn, product, w, now)? {
         Ok(b) => b,
-        Err(r) => return Ok(Err(inventory_refusal(r, line.product_id)?)),
+        Err(r) => return Ok(Err(r)),
     };
-    let change = Change {
-        kind: MovementKind::StockIn,
-        on_hand_delta: line.quantity,
-        reserved_delta: 0,
-        reservation: Some(line.reservation_id),
-        reason: Some(reason),
-    };
-    apply(conn, line.product_id, w, &b, change, now)?;
+    apply(conn, product, w, &b, change, now)?;
     Ok(Ok(()))
 }
 
@@ -280,187 +229,90 @@ fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<Order> {
     let Some(o) = load(conn, req.id)? else {
         return Ok(Err(OrderRefusal::OrderNotFound));
     };
-    let t = match o.status.transition(req.to) {
-        Ok(t) => t,
-        Err(e) => return Ok(Err(OrderRefusal::Illegal(e))),
+    let warehouse_known = match req.warehouse {
+        Some(w) => Some(warehouse_exists(conn, w)?),
+        None => None,
     };
-    let mut lines = o.lines.clone();
-    lines.sort_by_key(|l| (l.product_id, l.warehouse_id));
-    let return_to = match (t, req.warehouse) {
-        (Transition::Restock, Some(w)) => {
-            if !warehouse_exists(conn, w)? {
-                return Ok(Err(OrderRefusal::UnknownWarehouse));
-            }
-            Some(w)
-        }
-        _ => None,
+    let plan = match decide_status_change(&o, req, warehouse_known)? {
+        Ok(plan) => plan,
+        Err(refusal) => return Ok(Err(refusal)),
     };
-    let reason = req
-        .reason
-        .clone()
-        .unwrap_or_else(|| format!("order {} {}", o.id, req.to));
-    for line in &lines {
-        let id = reservation_id(line.reservation_id)?;
-        let done = match t {
-            Transition::ConsumeReservations => end(conn, id, End::Confirm, now)?.map(|_| ()),
-            Transition::ReleaseReservations => end(conn, id, End::Release, now)?.map(|_| ()),
-            Transition::RestockConfirmed => {
-                match restock(conn, line, line.warehouse_id, &reason, now)? {
-                    Ok(()) => Ok(()),
-                    Err(r) => return Ok(Err(r)),
-                }
+    for step in &plan.steps {
+        let done = match *step {
+            LineStep::End {
+                reservation, how, ..
+            } => end(conn, reservation, how, now)?.map(|_| ()),
+            LineStep::Restock {
+                product,
+                warehouse,
+                quantity,
+                reservation,
+            } => {
+                let change = Change::stock_in(quantity, reservation, &plan.reason);
+                restock(conn, (product, warehouse), change, now)?
             }
-            Transition::Restock => {
-                let w = return_to.unwrap_or(line.warehouse_id);
-                match restock(conn, line, w, &reason, now)? {
-                    Ok(()) => Ok(()),
-                    Err(r) => return Ok(Err(r)),
-                }
-            }
-            Transition::StatusOnly => Ok(()),
         };
         if let Err(r) = done {
-            return Ok(Err(inventory_refusal(r, line.product_id)?));
+            return Ok(Err(inventory_refusal(r, step.product())?));
         }
     }
-    if t.gives_codes_back() {
+    if plan.gives_codes_back {
         coupon::give_back(conn, o.id, now)?;
         if let Some(code) = &o.discount_code {
             discount::give_back(conn, &code.code, o.id, now)?;
         }
     }
-    conn.prepare_cached("UPDATE orders SET status = ?2, updated_at_ms = ?3 WHERE id = ?1")?
-        .execute(params![o.id, req.to.as_str(), now.as_millis()])?;
+    conn.prepare_cached(SET_ORDER_STATUS)?.execute(params![
+        req.to.as_str(),
+        now.as_millis(),
+        o.id
+    ])?;
+    let return_to = plan.return_to.map(WarehouseId::get);
     history(
         conn,
         o.id,
         Some(o.status),
         req.to,
         req.reason.as_deref(),
-        return_to.map(WarehouseId::get),
+        return_to,
         now,
     )?;
-    let event =
-        crate::event::order_status_event(o.id, o.status, req, return_to.map(WarehouseId::get));
+    let event = crate::event::order_status_event(o.id, o.status, req, return_to);
     super::event::append(conn, event)?;
     let order = load(conn, o.id)?.ok_or_else(|| corrupt("an order just changed is missing"))?;
     Ok(Ok(order))
 }
 
 pub(super) fn load(conn: &Connection, id: i64) -> Result<Option<Order>, StorageError> {
-    let row = conn
-        .prepare_cached(
-            "SELECT id, customer, status, currency, shipping_address_enc, subtotal_minor, coupon_code,
-                    coupon_minor, discount_code, discount_minor, total_minor, idempotency_key,
-                    created_at_ms, updated_at_ms
-             FROM orders WHERE id = ?1",
-        )?
-        .query_row(params![id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, i64>(5)?,
-                (r.get::<_, Option<String>>(6)?, r.get::<_, Option<i64>>(7)?),
-                (r.get::<_, Option<String>>(8)?, r.get::<_, Option<i64>>(9)?),
-                r.get::<_, i64>(10)?,
-                r.get::<_, Option<String>>(11)?,
-                r.get::<_, i64>(12)?,
-                r.get::<_, i64>(13)?,
-            ))
-        })
-        .optional()?;
-    let Some((
-        id,
-        customer,
-        status,
-        currency,
-        address,
-        subtotal,
-        c,
-        d,
-        total,
-        key,
-        created,
-        updated,
-    )) = row
-    else {
+    let mut stmt = conn.prepare_cached(ORDER_BY_ID)?;
+    let mut rows = stmt.query(params![id])?;
+    let Some(r) = rows.next()? else {
         return Ok(None);
     };
-    let applied = |(code, minor): (Option<String>, Option<i64>)| {
-        code.map(|code| AppliedCode {
-            code,
-            amount_minor: minor.unwrap_or(0),
-        })
-    };
-    let mut lines = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT product_id, sku, name, quantity, unit_price_minor, line_total_minor,
-                    warehouse_id, reservation_id
-             FROM order_lines WHERE order_id = ?1 ORDER BY line_no",
-        )?;
-        let mut rows = stmt.query(params![id])?;
-        while let Some(r) = rows.next()? {
-            lines.push(OrderLine {
-                product_id: product(r.get(0)?)?,
-                sku: r.get(1)?,
-                name: r.get(2)?,
-                quantity: r.get(3)?,
-                unit_price_minor: r.get(4)?,
-                line_total_minor: r.get(5)?,
-                warehouse_id: warehouse_id(r.get(6)?)?,
-                reservation_id: r.get(7)?,
-            });
-        }
+    let lines = rows_of(conn, LINES_OF_ORDER, id, |r| line_from(r))?;
+    let history = rows_of(conn, HISTORY_OF_ORDER, id, |r| change_from(r))?;
+    Ok(Some(order_from(r, lines, history)?))
+}
+
+/// Every row `sql` answers for the order `id`, mapped.
+fn rows_of<T>(
+    conn: &Connection,
+    sql: &str,
+    id: i64,
+    map: impl Fn(&rusqlite::Row<'_>) -> Result<T, StorageError>,
+) -> Result<Vec<T>, StorageError> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(params![id])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(map(r)?);
     }
-    let mut changes = Vec::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT from_status, to_status, reason, warehouse_id, at_ms
-             FROM order_status_history WHERE order_id = ?1 ORDER BY id",
-        )?;
-        let mut rows = stmt.query(params![id])?;
-        while let Some(r) = rows.next()? {
-            let from: Option<String> = r.get(0)?;
-            let to: String = r.get(1)?;
-            changes.push(StatusChange {
-                from: from.as_deref().map(order_status).transpose()?,
-                to: order_status(&to)?,
-                reason: r.get(2)?,
-                warehouse_id: r.get(3)?,
-                at: UnixMillis::from_millis(r.get(4)?),
-            });
-        }
-    }
-    Ok(Some(Order {
-        id,
-        customer,
-        status: order_status(&status)?,
-        currency,
-        shipping_address: address,
-        lines,
-        subtotal_minor: subtotal,
-        coupon: applied(c),
-        discount_code: applied(d),
-        total_minor: total,
-        idempotency_key: key,
-        history: changes,
-        created_at: UnixMillis::from_millis(created),
-        updated_at: UnixMillis::from_millis(updated),
-    }))
+    Ok(out)
 }
 
 fn list(conn: &Connection, q: &OrderQuery) -> Result<Vec<Order>, StorageError> {
     let ids: Vec<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM orders
-             WHERE id > ?1 AND (?2 IS NULL OR customer = ?2) AND (?3 IS NULL OR status = ?3)
-               AND (?4 IS NULL OR created_at_ms >= ?4) AND (?5 IS NULL OR created_at_ms < ?5)
-             ORDER BY id LIMIT ?6",
-        )?
+        .prepare_cached(ORDER_IDS_PAGE)?
         .query_map(
             params![
                 q.after,
