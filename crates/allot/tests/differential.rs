@@ -15,8 +15,6 @@
 
 #[path = "api/helpers.rs"]
 mod helpers;
-#[path = "differential/known.rs"]
-mod known;
 #[path = "differential/names.rs"]
 mod names;
 #[path = "differential/ops.rs"]

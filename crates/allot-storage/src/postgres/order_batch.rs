@@ -665,7 +665,11 @@ fn batch_events(
         let new = orders[*i];
         let now = new.now;
         let first = events.len();
-        for l in &a.order.lines {
+        // In product order, the order the one-order path reserves and writes them in (an
+        // order's products are distinct).
+        let mut lines: Vec<_> = a.order.lines.iter().collect();
+        lines.sort_unstable_by_key(|l| l.product_id);
+        for l in lines {
             let row = row_of[&(l.product_id.get(), l.warehouse_id.get())];
             let s = &stock[row];
             let b = &s.balance;

@@ -424,8 +424,11 @@ impl InventoryStore for SqliteStore {
         reason: Reason,
         now: UnixMillis,
     ) -> InventoryResult<StockLevel> {
+        // The level is made before the adjustment is decided: a refusal must not keep it.
         self.write(1, move |conn, _| {
-            adjust(conn, product, warehouse, adjustment, &reason, now)
+            super::all_or_nothing(conn, |conn| {
+                adjust(conn, product, warehouse, adjustment, &reason, now)
+            })
         })
         .await
     }

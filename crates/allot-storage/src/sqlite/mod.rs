@@ -243,6 +243,26 @@ fn configure_writer(conn: &Connection) -> Result<(), StorageError> {
     Ok(())
 }
 
+/// Runs `op` in a savepoint of its own that is rolled back if it fails or refuses, so that an
+/// operation which wrote before it decided (a stock row made for an adjustment that is then
+/// refused) leaves nothing behind when it answers a refusal: the writer keeps an operation's
+/// savepoint whenever it answers `Ok`, and a refusal is an `Ok` answer.
+pub(super) fn all_or_nothing<T, R>(
+    conn: &Connection,
+    op: impl FnOnce(&Connection) -> Result<Result<T, R>, StorageError>,
+) -> Result<Result<T, R>, StorageError> {
+    conn.prepare_cached("SAVEPOINT allot_refusable")?
+        .execute([])?;
+    let result = op(conn);
+    if !matches!(result, Ok(Ok(_))) {
+        conn.prepare_cached("ROLLBACK TO allot_refusable")?
+            .execute([])?;
+    }
+    conn.prepare_cached("RELEASE allot_refusable")?
+        .execute([])?;
+    result
+}
+
 #[async_trait]
 impl Store for SqliteStore {
     fn backend(&self) -> &'static str {

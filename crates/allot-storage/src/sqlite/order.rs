@@ -12,8 +12,8 @@ use allot_domain::order::OrderStatus;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::SqliteStore;
 use super::inventory::{active_rows, apply, end, ensure_level, hold, warehouse_exists};
+use super::{SqliteStore, all_or_nothing};
 use super::{coupon, discount};
 use crate::StorageError;
 use crate::catalog::corrupt;
@@ -28,21 +28,6 @@ use crate::order::{
 };
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
-
-/// Runs `op` in a savepoint that is rolled back if it fails or refuses.
-fn all_or_nothing<T>(
-    conn: &Connection,
-    op: impl FnOnce(&Connection) -> Refusable<T>,
-) -> Refusable<T> {
-    conn.prepare_cached("SAVEPOINT allot_order")?.execute([])?;
-    let result = op(conn);
-    if !matches!(result, Ok(Ok(_))) {
-        conn.prepare_cached("ROLLBACK TO allot_order")?
-            .execute([])?;
-    }
-    conn.prepare_cached("RELEASE allot_order")?.execute([])?;
-    result
-}
 
 fn create(conn: &Connection, new: &NewOrder) -> Refusable<Created> {
     if let Some(key) = &new.idempotency_key

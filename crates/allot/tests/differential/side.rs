@@ -8,7 +8,6 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use crate::helpers::{self, TestApp};
-use crate::known::without_known_differences;
 use crate::names::Names;
 use crate::ops::{Op, Pick};
 
@@ -153,9 +152,7 @@ impl Side {
     /// Applies `op`, notes what it created, and answers it with names for ids and codes.
     pub async fn apply(&mut self, op: &Op) -> Answer {
         let (answer, ctx) = self.apply_raw(op).await;
-        let body = self
-            .names
-            .normalize(&without_known_differences(answer.1), ctx);
+        let body = self.names.normalize(&answer.1, ctx);
         (answer.0, body)
     }
 

@@ -2,7 +2,6 @@
 
 use serde_json::{Value, json};
 
-use crate::known::without_known_differences;
 use crate::side::{Answer, ORDERS_PAGE, PAGE, Side, customer};
 
 impl Side {
@@ -116,7 +115,7 @@ impl Side {
                     "read": i,
                     "what": label.split(' ').next().unwrap_or_default(),
                     "status": status,
-                    "body": self.names.normalize(&without_known_differences(body), ctx),
+                    "body": self.names.normalize(&body, ctx),
                 })
             })
             .collect();
