@@ -733,11 +733,12 @@ mod tests {
         let reader = Connection::open(&path).unwrap();
         assert_eq!(keys(&reader), stored, "exactly the writes answered Ok");
         // A small write may still fit in a page with room (and clear the flag); one that
-        // needs fresh pages cannot.
+        // needs more fresh pages than the whole allowance (20) cannot, however full the
+        // failed batches left it (a 20,000-byte write fitted now and then).
         let big = writer
             .submit(1, Isolation::Savepoint, |conn, _| {
                 Ok(conn.execute(
-                    "INSERT INTO t (k, v) VALUES (-2, hex(randomblob(20000)))",
+                    "INSERT INTO t (k, v) VALUES (-2, hex(randomblob(200000)))",
                     [],
                 )?)
             })
