@@ -9,14 +9,17 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_PHASE="${SECONDS_PER_PHASE:-10}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-BIN="$CARGO_TARGET_DIR/release/allot"
-cargo build --release --quiet -p allot
+# ALLOT_BIN: measure that binary instead of building this tree (builds side by side, one run).
+if [ -n "${ALLOT_BIN:-}" ]; then BIN="$ALLOT_BIN"; else
+  BIN="$CARGO_TARGET_DIR/release/allot"
+  cargo build --release --quiet -p allot
+fi
 
 # shellcheck source=lib-bench.sh
 source scripts/lib-bench.sh
 
 echo "## machine: $(nproc) cores, $(lscpu | sed -n 's/Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
-echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD)"
+echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), binary $BIN"
 
 run() { # label, flags of allot serve...
   local label=$1; shift

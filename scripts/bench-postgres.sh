@@ -13,14 +13,17 @@ SECONDS_PER_PHASE="${SECONDS_PER_PHASE:-10}"
 CLIENTS="${CLIENTS:-256}"
 PROTOCOLS="${PROTOCOLS:-grpc,rest}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-BIN="$CARGO_TARGET_DIR/release/allot"
-cargo build --release --quiet -p allot
+# ALLOT_BIN: measure that binary instead of building this tree (builds side by side, one run).
+if [ -n "${ALLOT_BIN:-}" ]; then BIN="$ALLOT_BIN"; else
+  BIN="$CARGO_TARGET_DIR/release/allot"
+  cargo build --release --quiet -p allot
+fi
 
 # shellcheck source=lib-bench.sh
 source scripts/lib-bench.sh
 
 echo "## machine: $(nproc) cores, $(lscpu | sed -n 's/Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r)"
-echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), $("$PG_BIN/postgres" --version)"
+echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), binary $BIN, $("$PG_BIN/postgres" --version)"
 
 # Migrations: the first instance applies them.
 start_server 18101 --database "$DB"; stop_servers

@@ -8,8 +8,11 @@ SECONDS_PER_PHASE="${SECONDS_PER_PHASE:-5}"
 PORT="${PORT:-18090}"
 URL="http://127.0.0.1:$PORT"
 DATA="$(mktemp -d)"
-BIN=target/release/allot
-cargo build --release --quiet
+# ALLOT_BIN: measure that binary instead of building this tree (builds side by side, one run).
+if [ -n "${ALLOT_BIN:-}" ]; then BIN="$ALLOT_BIN"; else
+  BIN="${CARGO_TARGET_DIR:-target}/release/allot"
+  cargo build --release --quiet
+fi
 
 if ! command -v wrk >/dev/null; then
   (apt-get update -qq && apt-get install -y -qq wrk) >/dev/null 2>&1 || echo "wrk unavailable; skipping wrk runs"
@@ -35,7 +38,7 @@ stop() { kill "$PID"; wait "$PID" || true; }
 trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
 
 echo "## machine: $(nproc) cores, $(lscpu | sed -n 's/Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(rustc --version)"
-echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD)"
+echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), binary $BIN"
 
 echo "## allot bench discount"
 start; "$BIN" bench discount --server "$URL" --seconds "$SECONDS_PER_PHASE" --no-progress; stop
