@@ -21,7 +21,6 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::AppState;
-#[allow(unused_imports)] // referenced by the OpenAPI attributes
 use super::error::ErrorBody;
 use super::extract::invalid;
 use crate::ServiceError;
