@@ -6,13 +6,12 @@ use allot_storage::Campaign;
 use axum::extract::State;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
-use super::extract::{ApiJson, ApiQuery, PathId, whole};
+use super::extract::{ApiJson, ApiQuery, OptionalJson, PathId, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::caller::Caller;
@@ -225,16 +224,8 @@ pub(crate) async fn issue(
     caller: Caller,
     PathId(id): PathId<CampaignId>,
     headers: HeaderMap,
-    body: Bytes,
+    OptionalJson(body): OptionalJson<IssueBody>,
 ) -> Result<(StatusCode, Json<IssuedView>), ServiceError> {
-    // The body is optional: none, or JSON `null`, is an empty one.
-    let body: IssueBody = if body.iter().all(u8::is_ascii_whitespace) {
-        IssueBody::default()
-    } else {
-        serde_json::from_slice::<Option<IssueBody>>(&body)
-            .map_err(|e| ServiceError::bad_request(None, format!("invalid JSON body: {e}")))?
-            .unwrap_or_default()
-    };
     let header_key = headers
         .get("idempotency-key")
         .map(|v| {

@@ -52,24 +52,57 @@ where
         if !json_content_type(req.headers()) {
             return Err(missing_json_content_type().into());
         }
-        let bytes = axum::body::Bytes::from_request(req, state)
-            .await
-            .map_err(|e| {
-                if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ServiceError::PayloadTooLarge { limit_bytes: limit }
-                } else {
-                    ServiceError::bad_request(None, format!("invalid body: {}", e.body_text()))
-                }
-            })?;
-        if holds_nul(&bytes) {
-            return Err(ServiceError::InvalidArgument {
-                field: "body",
-                message: "body: no string may hold NUL (\\u0000)".to_owned(),
-            }
-            .into());
-        }
+        let bytes = body_bytes(req, state, limit).await?;
         parse_body(&bytes).map(ApiJson)
     }
+}
+
+/// A JSON body that may be left out (a campaign code's issue): none, only white space, or
+/// `null` is `T::default()`; any other is read as [`ApiJson`] reads one (a field that does not
+/// fit is 422 naming it). No content type is asked for, since callers that send no body send
+/// none.
+pub(crate) struct OptionalJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = Refusal;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let limit = super::limits::body_bytes_max(req.method(), super::call_path(&req));
+        let bytes = body_bytes(req, state, limit).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        parse_body::<Option<T>>(&bytes).map(|body| OptionalJson(body.unwrap_or_default()))
+    }
+}
+
+/// The request's body within its route's limit, holding no NUL.
+async fn body_bytes<S: Send + Sync>(
+    req: Request,
+    state: &S,
+    limit: usize,
+) -> Result<axum::body::Bytes, Refusal> {
+    let bytes = axum::body::Bytes::from_request(req, state)
+        .await
+        .map_err(|e| {
+            if e.status() == http::StatusCode::PAYLOAD_TOO_LARGE {
+                ServiceError::PayloadTooLarge { limit_bytes: limit }
+            } else {
+                ServiceError::bad_request(None, format!("invalid body: {}", e.body_text()))
+            }
+        })?;
+    if holds_nul(&bytes) {
+        return Err(ServiceError::InvalidArgument {
+            field: "body",
+            message: "body: no string may hold NUL (\\u0000)".to_owned(),
+        }
+        .into());
+    }
+    Ok(bytes)
 }
 
 /// Deserializes a JSON body into `T`, refusing it as [`ApiJson`] does.

@@ -494,6 +494,16 @@ async fn rest_campaigns_create_read_issue_and_page() {
         assert_eq!(body["seq"], i + 1);
         codes.push(body["code"].as_str().unwrap().to_owned());
     }
+    // A field of the wrong type is named, as in every other body (and issues nothing).
+    let mistyped = http
+        .post(format!("{base}/api/v1/campaigns/{id}/coupons"))
+        .json(&json!({"idempotency_key": 7}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(mistyped.status(), 422);
+    let mistyped: Value = mistyped.json().await.unwrap();
+    assert_eq!(mistyped["error"]["field"], "idempotency_key", "{mistyped}");
     // A retry after sell-out still gets its code back.
     let again = http
         .post(format!("{base}/api/v1/campaigns/{id}/coupons"))
