@@ -15,7 +15,6 @@ fi
 # Pinned: a new axe-core version can add rules, so it is taken on purpose, not by chance.
 axe_version="4.14.1"
 axe_integrity="sha512-FHfa+lmNjQZfJz1q8wKqIDwC6DExcHt/pkjNQb09a3NPjCKg2rhu5qb2S4r76ASyFNNtuFooJpZe37OgudVGtQ=="
-# The path the tests read unless ALLOT_AXE_JS names another (crates/allot/tests/api/console.rs).
 axe_js="target/test-assets/axe-core-${axe_version}.min.js"
 if [ ! -s "$axe_js" ]; then
   echo "fetching axe-core ${axe_version} from the npm registry"
@@ -31,3 +30,5 @@ if [ ! -s "$axe_js" ]; then
   mkdir -p "$(dirname "$axe_js")"
   mv "$tmp/package/axe.min.js" "$axe_js"
 fi
+# The path the tests read unless ALLOT_AXE_JS names another (crates/allot/tests/api/console.rs).
+ln -sf "axe-core-${axe_version}.min.js" target/test-assets/axe.min.js
