@@ -14,6 +14,7 @@ use crate::user::{ApiKey, Rotation, User, UserStore, email_of, role_of};
 
 const USER_COLUMNS: &str = "id, email_enc, role, active, password_hash, created_at_ms, \
                             updated_at_ms, token_generation FROM users";
+use crate::user::SESSION_USER;
 const KEY_COLUMNS: &str = "id, name, role, created_at_ms, revoked_at_ms FROM api_keys";
 const REVOKE_ALL: &str = "UPDATE refresh_tokens SET revoked_at_ms = $2
                           WHERE user_id = $1 AND revoked_at_ms IS NULL";
@@ -116,6 +117,24 @@ impl UserStore for PgStore {
             .query_opt(
                 &format!("SELECT {USER_COLUMNS} WHERE id = $1"),
                 &[&id.get()],
+            )
+            .await?
+            .as_ref()
+            .map(|r| user_of(&self.cipher, r))
+            .transpose()
+    }
+
+    async fn session_user(
+        &self,
+        token_hash: String,
+        created_after: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Option<User>, StorageError> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                &format!("SELECT {USER_COLUMNS} {SESSION_USER}"),
+                &[&token_hash, &now.as_millis(), &created_after.as_millis()],
             )
             .await?
             .as_ref()

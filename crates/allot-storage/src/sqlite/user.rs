@@ -13,6 +13,7 @@ use crate::user::{ApiKey, Rotation, User, UserStore, email_of, role_of};
 
 const USER_COLUMNS: &str = "id, email_enc, role, active, password_hash, created_at_ms, \
                             updated_at_ms, token_generation FROM users";
+use crate::user::SESSION_USER;
 const KEY_COLUMNS: &str = "id, name, role, created_at_ms, revoked_at_ms FROM api_keys";
 
 /// A user row as read, its email still sealed.
@@ -212,6 +213,26 @@ impl UserStore for SqliteStore {
         self.read(move |conn| {
             conn.prepare_cached(&format!("SELECT {USER_COLUMNS} WHERE id = ?1"))?
                 .query_row(params![id.get()], user_row)
+                .optional()?
+                .map(|u| user_of(&cipher, u))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn session_user(
+        &self,
+        token_hash: String,
+        created_after: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Option<User>, StorageError> {
+        let cipher = self.cipher.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} {SESSION_USER}"))?
+                .query_row(
+                    params![token_hash, now.as_millis(), created_after.as_millis()],
+                    user_row,
+                )
                 .optional()?
                 .map(|u| user_of(&cipher, u))
                 .transpose()
