@@ -7,6 +7,7 @@ mod campaign;
 mod campaign_crash;
 mod catalog;
 mod console;
+mod console_session;
 mod contract;
 mod coupon;
 mod discount_grpc;
