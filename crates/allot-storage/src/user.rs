@@ -238,8 +238,9 @@ pub trait UserStore: Send + Sync + 'static {
         now: UnixMillis,
     ) -> Result<AccountChange, StorageError>;
 
-    /// Changes a user's role (`UserRoleChanged`). Refused if it would demote the last active
-    /// admin.
+    /// Changes a user's role (`UserRoleChanged`) and revokes every live refresh token of the
+    /// user (its sessions end: the next sign-in carries the new role). Refused if it would
+    /// demote the last active admin.
     async fn set_user_role(
         &self,
         id: AccountId,

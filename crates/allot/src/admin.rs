@@ -68,8 +68,9 @@ pub(crate) enum AdminCommand {
         #[arg(long, action = clap::ArgAction::Set, default_value_t = false)]
         active: bool,
     },
-    /// Change a user's role: its access tokens (which carry the old role) stop within 5
-    /// seconds on every running instance; its next refresh or sign-in carries the new role
+    /// Change a user's role: its refresh tokens are revoked and its access tokens (which carry
+    /// the old role) stop within 5 seconds on every running instance; its next sign-in
+    /// carries the new role
     SetUserRole {
         #[command(flatten)]
         storage: StorageArgs,

@@ -203,8 +203,8 @@ pub(crate) async fn read(
     Ok(Json(user.into()))
 }
 
-/// Change a user's role. Its access tokens, which carry the old role, stop at once; its next
-/// sign-in or refresh carries the new one.
+/// Change a user's role. Its sessions and tokens, which carry the old role, stop at once; its
+/// next sign-in carries the new one.
 #[utoipa::path(put, path = "/api/v1/users/{id}/role", tag = "users",
     params(("id" = i64, Path, minimum = 1, description = "The user")),
     request_body = RoleBody,

@@ -349,8 +349,9 @@ impl Auth {
     }
 
     /// Changes a user's role. Its access tokens, which carry the old role, stop (here at
-    /// once, elsewhere within [`TOKEN_STATE_CACHE_TTL`]); a refresh signs the new role. The
-    /// last active admin cannot be demoted.
+    /// once, elsewhere within [`TOKEN_STATE_CACHE_TTL`]) and its refresh tokens (its sessions,
+    /// the console's too) are revoked: it signs in again with the new role. The last active
+    /// admin cannot be demoted.
     pub async fn set_role(&self, id: AccountId, role: Role) -> Result<User, ServiceError> {
         let change = self.store.set_user_role(id, role, self.clock.now()).await?;
         self.forget_token_state(id);

@@ -477,6 +477,8 @@ impl UserStore for PgStore {
             &[&id.get(), &role.as_str(), &now.as_millis()],
         )
         .await?;
+        tx.execute(REVOKE_ALL, &[&id.get(), &now.as_millis()])
+            .await?;
         let u = user_must(&tx, &self.cipher, id.get()).await?;
         append(&tx, events::role_changed(&u, before.role, now)).await?;
         tx.commit().await?;

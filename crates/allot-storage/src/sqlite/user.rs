@@ -554,6 +554,7 @@ impl UserStore for SqliteStore {
             }
             conn.prepare_cached("UPDATE users SET role = ?2, updated_at_ms = ?3 WHERE id = ?1")?
                 .execute(params![id.get(), role.as_str(), now.as_millis()])?;
+            revoke_all(conn, id.get(), now.as_millis())?;
             let u = user_must(conn, &cipher, id.get())?;
             append(conn, events::role_changed(&u, before.role, now))?;
             Ok(AccountChange::Done(u))

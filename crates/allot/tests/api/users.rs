@@ -274,18 +274,23 @@ async fn users_deactivation_role_change_and_password_reset_take_effect_at_once()
         401,
         "a token of the old role stops"
     );
+    assert_eq!(
+        refresh(&app, &refresh_token).await,
+        401,
+        "so does the session"
+    );
     let (s, b) = call(
         &app,
         "POST",
-        "/api/v1/auth/refresh",
+        "/api/v1/auth/login",
         Some("none"),
-        Some(json!({"refresh_token": refresh_token})),
+        Some(json!({"email": "ann@example.com", "password": PASSWORD})),
     )
     .await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(
         b["user"]["role"], "marketing",
-        "a refresh signs the new role"
+        "a new sign-in carries the new role"
     );
     let access = b["access_token"].as_str().unwrap().to_owned();
     let refresh_token = b["refresh_token"].as_str().unwrap().to_owned();
