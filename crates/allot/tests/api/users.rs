@@ -884,3 +884,94 @@ async fn admin_commands_work_against_a_running_server() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_links_expire_and_only_their_hashes_are_stored() {
+    let smtp = SmtpServer::start();
+    let start = UnixMillis::from_millis(1_800_000_000_000);
+    let url = smtp.url();
+    let app = TestApp::spawn_configured(Some(start), move |c| {
+        c.notifications.smtp_url = Some(url);
+        c.notifications.poll_interval = Duration::from_millis(100);
+        c.accounts.allow_signup = true;
+        c.accounts.public_url = Some("https://shop.example/allot".to_owned());
+    })
+    .await;
+    let setup = app.setup_url.clone().unwrap();
+    assert!(
+        setup.starts_with("https://shop.example/allot/setup?token=st_"),
+        "{setup}"
+    );
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/api/v1/auth/signup",
+        Some("none"),
+        Some(json!({"email": "late@example.com", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(s, 202);
+    create(&app, "ann@example.com", "support").await;
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/api/v1/auth/forgot-password",
+        Some("none"),
+        Some(json!({"email": "ann@example.com"})),
+    )
+    .await;
+    assert_eq!(s, 202);
+    let got = mail(&smtp, 2).await;
+    let to = |m: &ReceivedMail| m.rcpt_to[0].clone();
+    let verify = got.iter().find(|m| to(m) == "late@example.com").unwrap();
+    let reset = got.iter().find(|m| to(m) == "ann@example.com").unwrap();
+    let verify = link_token(verify, "/verify-email");
+    let reset = link_token(reset, "/reset-password");
+
+    let stored = app
+        .db()
+        .await
+        .strings("SELECT token_hash FROM account_tokens ORDER BY token_hash")
+        .await;
+    assert_eq!(stored.len(), 2);
+    for hash in &stored {
+        assert!(hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(
+            hash != &verify && hash != &reset,
+            "a token is stored in the clear"
+        );
+    }
+
+    let clock = app.clock.clone().unwrap();
+    clock.set(start.plus_millis(3_600_000));
+    let (s, b) = call(
+        &app,
+        "POST",
+        "/api/v1/auth/reset-password",
+        Some("none"),
+        Some(json!({"token": reset, "new_password": "brand new and long enough"})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (422, Some("token")),
+        "{b}"
+    );
+    clock.set(start.plus_millis(24 * 3_600_000));
+    let (s, b) = call(
+        &app,
+        "POST",
+        "/api/v1/auth/verify-email",
+        Some("none"),
+        Some(json!({"token": verify})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (422, Some("token")),
+        "{b}"
+    );
+    assert_eq!(login(&app, "late@example.com", PASSWORD).await.0, 403);
+    assert_eq!(login(&app, "ann@example.com", PASSWORD).await.0, 200);
+    app.stop().await;
+}
