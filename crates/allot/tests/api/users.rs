@@ -975,3 +975,64 @@ async fn email_links_expire_and_only_their_hashes_are_stored() {
     assert_eq!(login(&app, "ann@example.com", PASSWORD).await.0, 200);
     app.stop().await;
 }
+
+/// Two instances on one PostgreSQL, whatever the suite's backend: the first admin and the last
+/// admin are decided across instances (an advisory lock), not by each instance alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn setup_and_the_last_admin_hold_across_two_instances_of_one_postgres() {
+    let cluster = allot_testkit::PgCluster::start();
+    let now = UnixMillis::from_millis(1_800_000_000_000);
+    let one = TestApp::spawn_on(Some(cluster.url()), now, |_| {}).await;
+    let two = TestApp::spawn_on(Some(cluster.url()), now, |_| {}).await;
+    let token_one = setup_token(one.setup_url.as_deref().expect("a link on the first"));
+    let token_two = setup_token(two.setup_url.as_deref().expect("a link on the second"));
+    let (s, _) = setup(&two, &token_one, "x@example.com").await;
+    assert_eq!(s, 403, "a link works only on the instance that printed it");
+
+    let (a, b) = tokio::join!(
+        setup(&one, &token_one, "one@example.com"),
+        setup(&two, &token_two, "two@example.com"),
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 410], "{a:?} {b:?}");
+    let db = allot_storage::postgres::connect(&cluster.url())
+        .await
+        .unwrap();
+    assert_eq!(active_admins(&db).await, 1);
+
+    // A second admin, then each instance takes one of the two away at once: one stays.
+    let first = if a.0 == 201 { &a.1 } else { &b.1 };
+    let first = first["id"].as_i64().unwrap();
+    let second = create(&one, "second@example.com", "admin").await;
+    let (deactivate, demote) = (
+        format!("/api/v1/users/{first}/active"),
+        format!("/api/v1/users/{second}/role"),
+    );
+    let (x, y) = tokio::join!(
+        call(
+            &one,
+            "PUT",
+            &deactivate,
+            None,
+            Some(json!({"active": false}))
+        ),
+        call(&two, "PUT", &demote, None, Some(json!({"role": "support"}))),
+    );
+    let mut statuses = [x.0, y.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{x:?} {y:?}");
+    assert_eq!(active_admins(&db).await, 1);
+    one.stop().await;
+    two.stop().await;
+}
+
+async fn active_admins(db: &tokio_postgres::Client) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM users WHERE role = 'admin' AND active",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
