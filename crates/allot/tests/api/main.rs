@@ -29,4 +29,5 @@ mod postgres;
 mod rate_limit;
 mod roles;
 mod sale;
+mod users;
 mod webhooks;
