@@ -166,8 +166,9 @@ impl Console {
     }
 
     /// The checks every page passes, then a screenshot named `name` when asked for: one
-    /// `<main id="main">` with one `<h1>`, no serious or critical axe-core violation, no error
-    /// in the browser's console.
+    /// `<main id="main">` with one `<h1>`, nothing loaded from another origin (the console
+    /// works offline), no serious or critical axe-core violation, no error in the browser's
+    /// console.
     pub async fn check_page(&mut self, name: &str) {
         let shape = self
             .browser
@@ -182,6 +183,20 @@ impl Console {
             shape,
             json!([1, 1]),
             "page {name} ({path}): one <main id=\"main\"> with one <h1>"
+        );
+        // Offline: everything the page loaded came from this server.
+        let foreign = self
+            .browser
+            .execute(
+                "return performance.getEntriesByType('resource').map(e => e.name)\
+                 .filter(n => !n.startsWith(location.origin + '/'));",
+                vec![],
+            )
+            .await;
+        assert_eq!(
+            foreign,
+            json!([]),
+            "page {name} ({path}) loads nothing from elsewhere"
         );
         self.assert_accessible(name).await;
         self.assert_no_console_errors(name).await;
