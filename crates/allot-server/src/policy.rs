@@ -240,6 +240,7 @@ pub const RULES: &[Rule] = &[
     )),
     // Campaigns (REST, and gRPC and Connect on the same paths).
     rest("POST", "/api/v1/campaigns", Access::Roles(MARKETING)),
+    rest("GET", "/api/v1/campaigns", Access::Roles(MARKETING)),
     rest(
         "GET",
         "/api/v1/campaigns/{id}",
@@ -333,6 +334,7 @@ pub const RULES: &[Rule] = &[
         "/purchase",
         Access::Roles(MARKETING_AND_CUSTOMERS),
     )),
+    rest("GET", "/api/v1/sales", Access::Roles(MARKETING)),
     open(rest(
         "GET",
         "/api/v1/sales/current",

@@ -19,6 +19,7 @@
 //! inline script or style, nothing from another origin.
 
 mod assets;
+mod campaigns;
 mod layout;
 mod overview;
 mod sign_in;
@@ -48,6 +49,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/sign-out", post(sign_in::sign_out))
         .route("/console/assets/{name}", get(assets::serve))
         .merge(overview::routes())
+        .merge(campaigns::routes())
         .layer(middleware::from_fn(headers))
 }
 
