@@ -7,6 +7,7 @@ mod campaign;
 mod campaign_crash;
 mod catalog;
 mod console_campaigns;
+mod console_session;
 mod contract;
 mod coupon;
 mod discount_grpc;
