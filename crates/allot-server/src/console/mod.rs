@@ -20,8 +20,10 @@
 
 mod assets;
 mod campaigns;
+mod discount_codes;
 mod layout;
 mod overview;
+mod sales;
 mod sign_in;
 pub(crate) mod ui;
 
@@ -50,6 +52,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/assets/{name}", get(assets::serve))
         .merge(overview::routes())
         .merge(campaigns::routes())
+        .merge(discount_codes::routes())
+        .merge(sales::routes())
         .layer(middleware::from_fn(headers))
 }
 
