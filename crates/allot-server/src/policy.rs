@@ -257,6 +257,7 @@ pub const RULES: &[Rule] = &[
     )),
     // Campaigns (REST, and gRPC and Connect on the same paths).
     rest("POST", "/api/v1/campaigns", Access::Roles(MARKETING)),
+    rest("GET", "/api/v1/campaigns", Access::Roles(MARKETING)),
     rest(
         "GET",
         "/api/v1/campaigns/{id}",
@@ -350,6 +351,7 @@ pub const RULES: &[Rule] = &[
         "/purchase",
         Access::Roles(MARKETING_AND_CUSTOMERS),
     )),
+    rest("GET", "/api/v1/sales", Access::Roles(MARKETING)),
     open(rest(
         "GET",
         "/api/v1/sales/current",

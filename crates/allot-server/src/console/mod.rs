@@ -19,8 +19,11 @@
 //! inline script or style, nothing from another origin.
 
 mod assets;
+mod campaigns;
+mod discount_codes;
 mod layout;
 mod overview;
+mod sales;
 mod sign_in;
 pub(crate) mod ui;
 
@@ -48,6 +51,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/sign-out", post(sign_in::sign_out))
         .route("/console/assets/{name}", get(assets::serve))
         .merge(overview::routes())
+        .merge(campaigns::routes())
+        .merge(discount_codes::routes())
+        .merge(sales::routes())
         .layer(middleware::from_fn(headers))
 }
 
