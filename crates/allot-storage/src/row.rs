@@ -139,6 +139,8 @@ mod tests {
             SET_ORDER_STATUS,
             ORDER_IDS_PAGE,
             MOVEMENTS_OF_PRODUCT,
+            MOVEMENTS_PAGE,
+            RESERVATIONS_OF_PRODUCT,
             ALERTS_PAGE,
             ENSURE_LEVEL,
             CHANGE_LEVEL,
