@@ -19,10 +19,15 @@
 //! inline script or style, nothing from another origin.
 
 mod assets;
+mod catalog;
+mod coupons;
+mod inventory;
 mod layout;
+mod orders;
 mod overview;
 mod sign_in;
 pub(crate) mod ui;
+mod warehouses;
 
 use axum::Router;
 use axum::extract::Request;
@@ -48,6 +53,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/sign-out", post(sign_in::sign_out))
         .route("/console/assets/{name}", get(assets::serve))
         .merge(overview::routes())
+        .merge(coupons::routes())
+        .merge(catalog::routes())
+        .merge(warehouses::routes())
+        .merge(inventory::routes())
+        .merge(orders::routes())
         .layer(middleware::from_fn(headers))
 }
 
