@@ -138,6 +138,7 @@ mod tests {
             INSERT_HISTORY,
             SET_ORDER_STATUS,
             ORDER_IDS_PAGE,
+            ORDER_IDS_PAGE_NEWEST,
             MOVEMENTS_OF_PRODUCT,
             MOVEMENTS_PAGE,
             RESERVATIONS_OF_PRODUCT,

@@ -40,6 +40,8 @@ pub(super) struct ListQuery {
     from: Option<String>,
     /// A day, `YYYY-MM-DD` (UTC): orders placed on or before it.
     until: Option<String>,
+    /// `oldest` lists oldest first; anything else newest first (what an operator looks for).
+    order: Option<String>,
     after: Option<String>,
 }
 
@@ -90,7 +92,12 @@ impl ListQuery {
                 })?,
             },
             limit: Some(PAGE_ROWS),
+            newest_first: !self.oldest_first(),
         })
+    }
+
+    fn oldest_first(&self) -> bool {
+        nonempty(&self.order) == Some("oldest")
     }
 
     /// This query without its cursor, for the pager's links.
@@ -101,6 +108,7 @@ impl ListQuery {
             ("customer", &self.customer),
             ("from", &self.from),
             ("until", &self.until),
+            ("order", &self.order),
         ] {
             if let Some(v) = nonempty(value) {
                 q.append_pair(name, v);
@@ -127,7 +135,7 @@ async fn list(ctx: Ctx, caller: Caller, Query(q): Query<ListQuery>) -> Response 
     };
     let staff = caller.customer().ok().flatten().is_none();
     let body = html! {
-        p.sub { "Oldest first. Amounts are in minor units of the order's currency." }
+        p.sub { "Amounts are in minor units of the order's currency." }
         form #order-filter .inline method="get" action="/console/orders" {
             label { "Status"
                 select name="status" {
@@ -144,6 +152,12 @@ async fn list(ctx: Ctx, caller: Caller, Query(q): Query<ListQuery>) -> Response 
             }
             label { "Placed from" input type="date" name="from" value=[nonempty(&q.from)]; }
             label { "Placed until" input type="date" name="until" value=[nonempty(&q.until)]; }
+            label { "Order"
+                select name="order" {
+                    option value="newest" { "Newest first" }
+                    option value="oldest" selected[q.oldest_first()] { "Oldest first" }
+                }
+            }
             div.actions { button type="submit" { "Filter" } }
         }
         table #orders aria-label="Orders" {

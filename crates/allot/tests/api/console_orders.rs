@@ -102,3 +102,72 @@ async fn the_orders_pages_filter_show_an_order_and_offer_only_allowed_moves() {
     let (s, _) = c.page(Role::Support, "/console/orders/999999").await;
     assert_eq!(s, 404);
 }
+
+#[tokio::test]
+async fn orders_list_newest_first_on_the_page_by_default_and_on_the_api_when_asked() {
+    let c = Console::open(&[Role::Support]).await;
+    let (p, _) = c.stocked("SOAP-1", "MAIN", 10).await;
+    let mut ids = Vec::new();
+    for name in ["First", "Second", "Third"] {
+        let o = c
+            .admin(
+                "POST",
+                "/api/v1/orders",
+                Some(json!({
+                    "customer": "shopper-1",
+                    "shipping_address": {"name": name, "line1": "1 Main St", "city": "Seoul",
+                                         "postal_code": "04524", "country": "KR"},
+                    "lines": [{"product_id": p, "quantity": 1}]
+                })),
+            )
+            .await;
+        ids.push(o["id"].as_i64().unwrap());
+    }
+    let at = |html: &str, id: i64| {
+        html.find(&format!("href=\"/console/orders/{id}\""))
+            .expect("the order is listed")
+    };
+    let (_, html) = c.page(Role::Support, "/console/orders").await;
+    assert!(at(&html, ids[2]) < at(&html, ids[1]) && at(&html, ids[1]) < at(&html, ids[0]));
+    let (_, html) = c.page(Role::Support, "/console/orders?order=oldest").await;
+    assert!(at(&html, ids[0]) < at(&html, ids[1]) && at(&html, ids[1]) < at(&html, ids[2]));
+
+    // The API: two pages of newest first, then the end.
+    let (s, first) = c
+        .api(
+            Role::Support,
+            "GET",
+            "/api/v1/orders?sort=-created&limit=2",
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{first}");
+    let page_ids = |page: &serde_json::Value| -> Vec<i64> {
+        page["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["id"].as_i64().unwrap())
+            .collect()
+    };
+    assert_eq!(page_ids(&first), [ids[2], ids[1]]);
+    let cursor = first["next_cursor"].as_str().expect("a next page");
+    let (_, second) = c
+        .api(
+            Role::Support,
+            "GET",
+            &format!("/api/v1/orders?sort=-created&limit=2&cursor={cursor}"),
+            None,
+        )
+        .await;
+    assert_eq!(page_ids(&second), [ids[0]]);
+    let (_, oldest) = c
+        .api(Role::Support, "GET", "/api/v1/orders?limit=2", None)
+        .await;
+    assert_eq!(page_ids(&oldest), [ids[0], ids[1]]);
+    let (s, b) = c
+        .api(Role::Support, "GET", "/api/v1/orders?sort=price", None)
+        .await;
+    assert_eq!(s, 422, "{b}");
+    assert_eq!(b["error"]["field"], "sort");
+}
