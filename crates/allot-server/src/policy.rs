@@ -424,6 +424,16 @@ pub const RULES: &[Rule] = &[
         Access::Roles(WAREHOUSE),
     ),
     rest(
+        "GET",
+        "/api/v1/inventory/{product_id}/movements",
+        Access::Roles(WAREHOUSE),
+    ),
+    rest(
+        "GET",
+        "/api/v1/inventory/{product_id}/reservations",
+        Access::Roles(WAREHOUSE),
+    ),
+    rest(
         "PUT",
         "/api/v1/inventory/{product_id}/reorder",
         Access::Roles(WAREHOUSE),

@@ -47,8 +47,8 @@ pub use event::{AuditQuery, Event, EventQuery, EventStore};
 pub use health::WriteHealth;
 pub use idempotency::{Claim, IdempotencyScope, IdempotencyStore, StoredResponse};
 pub use inventory::{
-    AlertQuery, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
-    NewReservation, ProductInventory, Reservation, StockAlert, StockLevel,
+    AlertQuery, InventoryRefusal, InventoryResult, InventoryStore, LedgerQuery, LevelQuery,
+    Movement, NewReservation, ProductInventory, Reservation, StockAlert, StockLevel,
 };
 pub use job::JobStore;
 pub use notification::NotificationStore;

@@ -21,11 +21,16 @@
 mod assets;
 mod campaigns;
 mod discount_codes;
+mod catalog;
+mod coupons;
+mod inventory;
 mod layout;
+mod orders;
 mod overview;
 mod sales;
 mod sign_in;
 pub(crate) mod ui;
+mod warehouses;
 
 use axum::Router;
 use axum::extract::Request;
@@ -54,6 +59,11 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(campaigns::routes())
         .merge(discount_codes::routes())
         .merge(sales::routes())
+        .merge(coupons::routes())
+        .merge(catalog::routes())
+        .merge(warehouses::routes())
+        .merge(inventory::routes())
+        .merge(orders::routes())
         .layer(middleware::from_fn(headers))
 }
 

@@ -76,6 +76,8 @@ use super::{
         catalog::delete_warehouse,
         inventory::list,
         inventory::product,
+        inventory::movements,
+        inventory::product_reservations,
         inventory::reserve,
         inventory::release,
         inventory::confirm,
