@@ -178,6 +178,23 @@ pub const RULES: &[Rule] = &[
         rest("POST", "/api/v1/auth/logout", Access::Public),
         "the refresh token in the body is the credential",
     ),
+    note(
+        rest("POST", "/api/v1/setup", Access::Public),
+        "the setup token printed at start is the credential; only while no admin exists",
+    ),
+    note(
+        rest("POST", "/api/v1/auth/signup", Access::Public),
+        "only with allow_signup",
+    ),
+    note(
+        rest("POST", "/api/v1/auth/verify-email", Access::Public),
+        "the emailed token is the credential",
+    ),
+    rest("POST", "/api/v1/auth/forgot-password", Access::Public),
+    note(
+        rest("POST", "/api/v1/auth/reset-password", Access::Public),
+        "the emailed token is the credential",
+    ),
     rest("GET", "/api/v1/auth/me", Access::SignedIn),
     note(
         rest("POST", "/api/v1/auth/password", Access::SignedIn),
@@ -435,6 +452,22 @@ pub const RULES: &[Rule] = &[
         "warehouse: fulfilled, delivered, returned; customer: its own, to cancelled or \
          return_requested; admin and support: any",
     ),
+    // Accounts: who may do what is decided by them, so only admins manage them.
+    rest("GET", "/api/v1/users", Access::Roles(ADMIN)),
+    rest("POST", "/api/v1/users", Access::Roles(ADMIN)),
+    rest("GET", "/api/v1/users/{id}", Access::Roles(ADMIN)),
+    note(
+        rest("PUT", "/api/v1/users/{id}/role", Access::Roles(ADMIN)),
+        "never the last active admin's",
+    ),
+    note(
+        rest("PUT", "/api/v1/users/{id}/active", Access::Roles(ADMIN)),
+        "never the last active admin's",
+    ),
+    rest("POST", "/api/v1/users/{id}/password", Access::Roles(ADMIN)),
+    rest("GET", "/api/v1/api-keys", Access::Roles(ADMIN)),
+    rest("POST", "/api/v1/api-keys", Access::Roles(ADMIN)),
+    rest("DELETE", "/api/v1/api-keys/{id}", Access::Roles(ADMIN)),
     // The event log and what is built on it: admins only (payloads carry every capability's
     // data, personal data included).
     rest("GET", "/api/v1/events", Access::Roles(ADMIN)),

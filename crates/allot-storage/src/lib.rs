@@ -59,7 +59,10 @@ pub use sale::{
     CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale, SaleItem, SaleStore,
 };
 pub use sqlite::{SqliteOptions, SqliteStore};
-pub use user::{ApiKey, Rotation, User, UserStore};
+pub use user::{
+    API_KEYS_PAGE_MAX, AccountChange, ApiKey, FirstAdmin, PasswordSet, Rotation, TokenPurpose,
+    USERS_PAGE_MAX, User, UserQuery, UserStore,
+};
 pub use webhook::{
     Delivery, DeliveryAttempt, NewWebhook, Progress, Webhook, WebhookChange, WebhookStore,
 };

@@ -1,6 +1,7 @@
 //! The REST transport (JSON over HTTP/1.1 and HTTP/2) and the router that carries every
 //! transport on one port.
 
+mod accounts;
 mod audit;
 pub(crate) mod auth;
 mod campaign;
@@ -19,6 +20,7 @@ mod notification;
 mod openapi;
 mod order;
 mod sale;
+mod users;
 mod webhook;
 
 use std::time::Instant;
@@ -60,6 +62,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(webhook::routes())
         .merge(audit::routes())
         .merge(auth::routes())
+        .merge(accounts::routes())
+        .merge(users::routes())
         .route("/metrics", get(render_metrics))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -27,4 +27,5 @@ mod postgres;
 mod rate_limit;
 mod roles;
 mod sale;
+mod users;
 mod webhooks;
