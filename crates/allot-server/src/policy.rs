@@ -487,6 +487,11 @@ pub const RULES: &[Rule] = &[
         Access::Roles(MARKETING),
     ),
     rest(
+        "POST",
+        "/api/v1/notifications/template-preview",
+        Access::Roles(MARKETING),
+    ),
+    rest(
         "GET",
         "/api/v1/notifications/status/*",
         Access::Roles(NOTIFICATION_SENDERS),

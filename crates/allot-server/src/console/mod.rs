@@ -19,10 +19,14 @@
 //! inline script or style, nothing from another origin.
 
 mod assets;
+mod audit;
+mod events;
 mod layout;
+mod notifications;
 mod overview;
 mod sign_in;
 pub(crate) mod ui;
+mod webhooks;
 
 use axum::Router;
 use axum::extract::Request;
@@ -48,6 +52,10 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/sign-out", post(sign_in::sign_out))
         .route("/console/assets/{name}", get(assets::serve))
         .merge(overview::routes())
+        .merge(webhooks::routes())
+        .merge(events::routes())
+        .merge(audit::routes())
+        .merge(notifications::routes())
         .layer(middleware::from_fn(headers))
 }
 
