@@ -127,7 +127,7 @@ async fn page(ctx: Ctx, Query(q): Query<LogQuery>) -> Response {
                 button #tail-toggle type="button" .secondary { "Pause" }
                 span #tail-state role="status" { "Connecting…" }
             }
-            ol #tail .log aria-live="polite" aria-label="Live events"
+            ol #tail .log tabindex="0" aria-live="polite" aria-label="Live events"
                 data-stream="/api/v1/events/stream" data-after=(end) data-types=(types.join(",")) {}
         }
         h2 { "The log" }

@@ -18,6 +18,7 @@
 //! that changes something. Every console answer carries a strict Content-Security-Policy: no
 //! inline script or style, nothing from another origin.
 
+mod accounts;
 mod assets;
 mod audit;
 mod events;
@@ -26,6 +27,7 @@ mod notifications;
 mod overview;
 mod sign_in;
 pub(crate) mod ui;
+mod users;
 mod webhooks;
 
 use axum::Router;
@@ -56,6 +58,8 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(events::routes())
         .merge(audit::routes())
         .merge(notifications::routes())
+        .merge(users::routes())
+        .merge(accounts::routes())
         .layer(middleware::from_fn(headers))
 }
 
