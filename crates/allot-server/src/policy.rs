@@ -204,6 +204,10 @@ pub const RULES: &[Rule] = &[
     // open; each page is shown to whoever may call the API it shows.
     rest("GET", "/", Access::Public),
     rest("*", "/setup", Access::Public),
+    rest("GET", "/signup", Access::Public),
+    rest("GET", "/verify-email", Access::Public),
+    rest("GET", "/forgot-password", Access::Public),
+    rest("GET", "/reset-password", Access::Public),
     rest("POST", "/console/sign-in", Access::Public),
     note(
         rest("POST", "/console/sign-out", Access::Public),
@@ -496,6 +500,11 @@ pub const RULES: &[Rule] = &[
     rest(
         "*",
         "/api/v1/notifications/rules*",
+        Access::Roles(MARKETING),
+    ),
+    rest(
+        "POST",
+        "/api/v1/notifications/template-preview",
         Access::Roles(MARKETING),
     ),
     rest(

@@ -118,6 +118,7 @@ use super::{
         users::create_key,
         users::revoke_key,
         notification::create_template,
+        notification::preview_template,
         notification::list_templates,
         notification::read_template,
         notification::update_template,
