@@ -112,6 +112,10 @@ EOF
   local order
   order="$(api GET '/api/v1/orders?limit=1' | python3 -c 'import json,sys; print(json.load(sys.stdin)["orders"][0]["id"])')"
   echo "/console/orders/$order"
+  # Filtered: a status no stored order has yet, and a customer with none, so the page walks
+  # the index to its end rather than stopping at the first 50.
+  echo "/console/orders?status=returned"
+  echo "/console/orders?customer=nobody"
   echo "/console/campaigns/$CAMPAIGN_ID"
 }
 
@@ -120,7 +124,7 @@ time_pages() { # label
   echo "| page | median | max | size |"
   echo "|---|---|---|---|"
   local path
-  for path in $(pages); do
+  while read -r path; do
     local status
     status="$(curl -s -o /dev/null -w '%{http_code}' -b "$JAR" "$BASE$path")"
     if [ "$status" != 200 ]; then
@@ -133,7 +137,7 @@ time_pages() { # label
       { t[NR] = $1 * 1000; size = $2 }
       END { m = (NR % 2) ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2;
             printf "| `%s` | %.1f ms | %.1f ms | %.0f KB |\n", p, m, t[NR], size / 1024 }'
-  done
+  done < <(pages)
 }
 
 run() { # label, storage flags...
