@@ -36,5 +36,37 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(TIMESTAMP.0, TIMESTAMP.1)
         .ignore_unknown_fields()
         .build(CONNECT_PACKAGES)?;
+    console_assets(&out_dir)?;
+    Ok(())
+}
+
+/// The console's assets (`console/assets/*`: styles, scripts, images), compiled into the
+/// binary: a table of (file name, bytes) that `console::assets` serves. A file added to the
+/// folder is served without touching any code.
+fn console_assets(out_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("console/assets");
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        let path = entry?.path();
+        if path.is_file() {
+            println!("cargo:rerun-if-changed={}", path.display());
+            names.push(path);
+        }
+    }
+    names.sort();
+    let mut table = String::from("&[\n");
+    for path in &names {
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or("console asset names must be UTF-8")?;
+        table.push_str(&format!(
+            "    ({name:?}, include_bytes!({:?}).as_slice()),\n",
+            path.display().to_string()
+        ));
+    }
+    table.push_str("]\n");
+    std::fs::write(out_dir.join("console_assets.rs"), table)?;
     Ok(())
 }

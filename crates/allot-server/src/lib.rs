@@ -10,6 +10,7 @@ mod caller;
 pub mod clock;
 pub mod config;
 mod connect;
+mod console;
 mod error;
 mod event_body;
 mod grpc;

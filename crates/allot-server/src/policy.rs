@@ -18,13 +18,29 @@ pub enum Access {
     SignedIn,
     /// A credential with one of these roles.
     Roles(&'static [Role]),
+    /// Whoever may make this REST call (method, route template): a console page is shown to
+    /// exactly the callers of the API it shows, by this table's rule for that call.
+    As(&'static str, &'static str),
 }
 
 impl Access {
     pub fn allows(self, role: Role) -> bool {
-        match self {
+        match self.resolved() {
             Access::Public | Access::SignedIn => true,
             Access::Roles(roles) => roles.contains(&role),
+            Access::As(..) => false,
+        }
+    }
+
+    /// This access with [`Access::As`] replaced by the rule it names (admins only when the
+    /// table has none; one step: a rule that names another `As` allows nobody but admins).
+    pub fn resolved(self) -> Access {
+        match self {
+            Access::As(method, route) => match rule_for(method, route).map(|r| r.access) {
+                Some(Access::As(..)) | None => DEFAULT_ACCESS,
+                Some(access) => access,
+            },
+            other => other,
         }
     }
 
@@ -38,6 +54,9 @@ impl Access {
                 .map(|r| r.as_str())
                 .collect::<Vec<_>>()
                 .join(", "),
+            Access::As(method, route) => {
+                format!("as {method} `{route}`: {}", self.resolved().describe())
+            }
         }
     }
 }
@@ -92,6 +111,7 @@ const WAREHOUSE: &[Role] = &[Admin, Warehouse];
 const ORDER_PLACERS: &[Role] = &[Admin, Customer];
 const ORDER_READERS: &[Role] = &[Admin, Support, Warehouse, Customer];
 const NOTIFICATION_SENDERS: &[Role] = &[Admin, Support];
+const STAFF: &[Role] = &[Admin, Marketing, Warehouse, Support];
 
 const fn rest(method: &'static str, path: &'static str, access: Access) -> Rule {
     Rule {
@@ -124,6 +144,11 @@ const fn open(rule: Rule) -> Rule {
 
 const fn note(rule: Rule, note: &'static str) -> Rule {
     Rule { note, ..rule }
+}
+
+/// A console page (HTML, and the JSON its page polls), shown to whoever may make `api`'s call.
+const fn page(path: &'static str, api_method: &'static str, api_route: &'static str) -> Rule {
+    rest("GET", path, Access::As(api_method, api_route))
 }
 
 const OWN_ID: &str = "a customer only for its own user id";
@@ -174,6 +199,40 @@ pub const RULES: &[Rule] = &[
     note(
         rest("POST", "/api/v1/auth/password", Access::SignedIn),
         "users only, not API keys",
+    ),
+    // The console (HTML, signed in by a session cookie): its sign-in, setup and assets are
+    // open; each page is shown to whoever may call the API it shows.
+    rest("GET", "/", Access::Public),
+    rest("*", "/setup", Access::Public),
+    rest("POST", "/console/sign-in", Access::Public),
+    note(
+        rest("POST", "/console/sign-out", Access::Public),
+        "the session cookie and the form's CSRF token are the credential",
+    ),
+    rest("GET", "/console/assets/{name}", Access::Public),
+    rest("GET", "/console", Access::Roles(STAFF)),
+    rest("GET", "/console/overview.json", Access::Roles(STAFF)),
+    page("/console/campaigns*", "POST", "/api/v1/campaigns"),
+    page(
+        "/console/discount-codes*",
+        "POST",
+        "/api/v1/discount-codes/batches",
+    ),
+    page("/console/coupons*", "GET", "/api/v1/coupons/stats"),
+    page("/console/sales*", "GET", "/api/v1/sales/{id}/purchases"),
+    page("/console/catalog*", "POST", "/api/v1/products"),
+    page("/console/warehouses*", "GET", "/api/v1/warehouses"),
+    page("/console/inventory*", "GET", "/api/v1/inventory"),
+    page("/console/orders*", "GET", "/api/v1/orders"),
+    page("/console/users*", "GET", "/api/v1/users"),
+    page("/console/api-keys*", "GET", "/api/v1/api-keys"),
+    page("/console/webhooks*", "GET", "/api/v1/webhooks"),
+    page("/console/events*", "GET", "/api/v1/events"),
+    page("/console/audit*", "GET", "/api/v1/audit"),
+    page(
+        "/console/notifications*",
+        "GET",
+        "/api/v1/notifications/templates",
     ),
     // Discount codes.
     rest(

@@ -248,6 +248,17 @@ pub trait UserStore: Send + Sync + 'static {
         now: UnixMillis,
     ) -> Result<AccountChange, StorageError>;
 
+    /// The active user holding the live refresh token `token_hash` (unrevoked, unexpired,
+    /// stored after `created_after`): a console session is such a token, held in a cookie and
+    /// checked on every request, so that a sign-out, deactivation or password change ends it
+    /// at once and a role change shows at once.
+    async fn session_user(
+        &self,
+        token_hash: String,
+        created_after: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Option<User>, StorageError>;
+
     /// Revokes one token; false if it is unknown or was revoked already.
     async fn revoke_refresh_token(
         &self,
@@ -284,6 +295,11 @@ pub trait UserStore: Send + Sync + 'static {
     /// already.
     async fn revoke_api_key(&self, id: i64, now: UnixMillis) -> Result<bool, StorageError>;
 }
+
+/// The condition of [`UserStore::session_user`], after `SELECT <user columns> FROM users`
+/// (both backends bind `$n`): the token's hash, now, and the earliest creation time.
+pub(crate) const SESSION_USER: &str = "WHERE active AND id = (SELECT user_id FROM refresh_tokens \
+     WHERE token_hash = $1 AND revoked_at_ms IS NULL AND expires_at_ms > $2 AND created_at_ms > $3)";
 
 pub(crate) fn role_of(raw: &str) -> Result<Role, StorageError> {
     Role::parse(raw).map_err(|_| StorageError::Corrupt(format!("stored role {raw:?}")))

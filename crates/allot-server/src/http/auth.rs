@@ -108,13 +108,21 @@ pub(crate) struct Gate {
 pub(crate) async fn authorize(State(gate): State<Gate>, mut req: Request, next: Next) -> Response {
     let protocol = Protocol::of(&req);
     let route = super::call_path(&req).to_owned();
+    let console = crate::console::is_console_route(&route);
     // A HEAD is answered by the GET route, under the GET rule.
     let method = match req.method().as_str() {
         "HEAD" => "GET",
         m => m,
     };
     let rule = policy::rule_for(method, &route);
-    let access = rule.map_or(policy::DEFAULT_ACCESS, |r| r.access);
+    let access = rule.map_or(policy::DEFAULT_ACCESS, |r| r.access).resolved();
+    let refuse = |e: ServiceError, req: &Request| {
+        if console {
+            crate::console::refuse(e, req.uri().path_and_query().map_or("/", |p| p.as_str()))
+        } else {
+            protocol.refuse(e)
+        }
+    };
     if access == Access::Public {
         return next.run(req).await;
     }
@@ -124,23 +132,72 @@ pub(crate) async fn authorize(State(gate): State<Gate>, mut req: Request, next: 
     {
         return next.run(req).await;
     }
-    let user = match authenticate(req.headers(), &gate.auth).await {
+    let user = if has_credential(req.headers()) {
+        authenticate(req.headers(), &gate.auth).await
+    } else {
+        // No credential header: a console session's cookie, if any.
+        match session_of(req.headers(), &gate.auth, method, console).await {
+            Ok(session) => {
+                let user = AuthUser {
+                    id: PrincipalId::User(session.user),
+                    role: session.role,
+                };
+                req.extensions_mut().insert(session);
+                Ok(user)
+            }
+            Err(e) => Err(e),
+        }
+    };
+    let user = match user {
         Ok(user) => user,
-        Err(e) => return protocol.refuse(e),
+        Err(e) => return refuse(e, &req),
     };
     if !access.allows(user.role) {
-        return protocol.refuse(ServiceError::Forbidden {
+        let e = ServiceError::Forbidden {
             field: None,
             message: format!(
                 "this call needs the role {}; the caller is {}",
                 access.describe().replace(", ", " or "),
                 user.role.as_str()
             ),
-        });
+        };
+        return refuse(e, &req);
     }
     req.extensions_mut().insert(user);
     next.run(req).await
 }
+
+/// The console session whose cookie the request carries. A call of the API that changes
+/// something must also carry the session's CSRF token (`X-CSRF-Token`), which only a page of
+/// the console has: the cookie alone proves nothing a browser would not send on its own.
+async fn session_of(
+    headers: &HeaderMap,
+    auth: &Auth,
+    method: &str,
+    console: bool,
+) -> Result<crate::service::auth::Session, ServiceError> {
+    let token = crate::console::cookie(headers, crate::console::COOKIE)
+        .ok_or(ServiceError::Unauthenticated)?;
+    let session = auth.session(token).await?;
+    let safe = matches!(method, "GET" | "HEAD" | "OPTIONS");
+    if !console && !safe {
+        let presented = headers
+            .get(CSRF_HEADER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !auth.csrf_valid(token, presented) {
+            return Err(ServiceError::Forbidden {
+                field: Some("X-CSRF-Token"),
+                message: "a call authenticated by the console's cookie needs the session's \
+                          CSRF token in X-CSRF-Token"
+                    .to_owned(),
+            });
+        }
+    }
+    Ok(session)
+}
+
+const CSRF_HEADER: &str = "x-csrf-token";
 
 /// The protocol of a request, to refuse it in a form its client reads.
 #[derive(Clone, Copy)]

@@ -69,6 +69,7 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::layer,
         ))
+        .merge(crate::console::routes())
         .with_state(state)
         .merge(openapi::routes())
 }
@@ -96,6 +97,9 @@ pub(crate) async fn fallback(req: Request) -> Response {
             (),
         )
             .into_response();
+    }
+    if crate::console::is_console_route(req.uri().path()) {
+        return crate::console::not_found();
     }
     crate::ServiceError::NotFound { what: "route" }.into_response()
 }

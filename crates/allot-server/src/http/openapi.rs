@@ -293,7 +293,9 @@ fn not_null_parameters(operation: &mut Operation) {
 }
 
 fn add_common(method: &str, path: &str, operation: &mut Operation) {
-    let access = policy::rule_for(method, path).map_or(policy::DEFAULT_ACCESS, |r| r.access);
+    let access = policy::rule_for(method, path)
+        .map_or(policy::DEFAULT_ACCESS, |r| r.access)
+        .resolved();
     if access == Access::Public {
         operation.security = Some(Vec::new());
     } else {

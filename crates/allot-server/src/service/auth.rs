@@ -25,6 +25,9 @@ use crate::ServiceError;
 pub use crate::caller::PrincipalId;
 use crate::secret::Secret;
 
+mod session;
+pub use session::{CONSOLE_SESSION_TTL, Session};
+
 pub const DEFAULT_ACCESS_TOKEN_TTL_SECS: u64 = 900;
 pub const DEFAULT_REFRESH_TOKEN_TTL_SECS: u64 = 30 * 24 * 3_600;
 /// A sign-in can be kept alive by refreshing for at most this long (90 days), however often it
@@ -131,6 +134,9 @@ pub struct Auth {
     /// Moves with every revocation made here: a state read from the database before one is
     /// not kept after it (it may predate the change).
     token_epoch: std::sync::atomic::AtomicU64,
+    /// Signs the console's CSRF tokens (see [`session`]); derived from the signing secret, so
+    /// every instance sharing that secret accepts them.
+    csrf_key: [u8; 32],
 }
 
 /// What decides whether a user's access tokens still hold.
@@ -189,6 +195,7 @@ impl Auth {
             ),
             token_states: std::sync::Mutex::new(HashMap::new()),
             token_epoch: std::sync::atomic::AtomicU64::new(0),
+            csrf_key: session::csrf_key(&secret),
         }
     }
 

@@ -13,8 +13,8 @@ use super::event::append;
 use crate::StorageError;
 use crate::crypto::{Cipher, places};
 use crate::user::{
-    API_KEYS_PAGE_MAX, AccountChange, ApiKey, FirstAdmin, PasswordSet, Rotation, TokenPurpose,
-    USERS_PAGE_MAX, User, UserQuery, UserStore, email_of, events, role_of,
+    API_KEYS_PAGE_MAX, AccountChange, ApiKey, FirstAdmin, PasswordSet, Rotation, SESSION_USER,
+    TokenPurpose, USERS_PAGE_MAX, User, UserQuery, UserStore, email_of, events, role_of,
 };
 
 const USER_COLUMNS: &str = "id, email_enc, role, active, password_hash, created_at_ms, \
@@ -379,6 +379,24 @@ impl UserStore for PgStore {
             .query_opt(
                 &format!("SELECT {USER_COLUMNS} WHERE id = $1"),
                 &[&id.get()],
+            )
+            .await?
+            .as_ref()
+            .map(|r| user_of(&self.cipher, r))
+            .transpose()
+    }
+
+    async fn session_user(
+        &self,
+        token_hash: String,
+        created_after: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Option<User>, StorageError> {
+        let client = self.client().await?;
+        client
+            .query_opt(
+                &format!("SELECT {USER_COLUMNS} {SESSION_USER}"),
+                &[&token_hash, &now.as_millis(), &created_after.as_millis()],
             )
             .await?
             .as_ref()

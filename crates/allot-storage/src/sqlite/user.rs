@@ -12,8 +12,8 @@ use super::event::append;
 use crate::StorageError;
 use crate::crypto::{Cipher, places};
 use crate::user::{
-    API_KEYS_PAGE_MAX, AccountChange, ApiKey, FirstAdmin, PasswordSet, Rotation, TokenPurpose,
-    USERS_PAGE_MAX, User, UserQuery, UserStore, email_of, events, role_of,
+    API_KEYS_PAGE_MAX, AccountChange, ApiKey, FirstAdmin, PasswordSet, Rotation, SESSION_USER,
+    TokenPurpose, USERS_PAGE_MAX, User, UserQuery, UserStore, email_of, events, role_of,
 };
 
 const USER_COLUMNS: &str = "id, email_enc, role, active, password_hash, created_at_ms, \
@@ -463,6 +463,26 @@ impl UserStore for SqliteStore {
         self.read(move |conn| {
             conn.prepare_cached(&format!("SELECT {USER_COLUMNS} WHERE id = ?1"))?
                 .query_row(params![id.get()], user_row)
+                .optional()?
+                .map(|u| user_of(&cipher, u))
+                .transpose()
+        })
+        .await
+    }
+
+    async fn session_user(
+        &self,
+        token_hash: String,
+        created_after: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Option<User>, StorageError> {
+        let cipher = self.cipher.clone();
+        self.read(move |conn| {
+            conn.prepare_cached(&format!("SELECT {USER_COLUMNS} {SESSION_USER}"))?
+                .query_row(
+                    params![token_hash, now.as_millis(), created_after.as_millis()],
+                    user_row,
+                )
                 .optional()?
                 .map(|u| user_of(&cipher, u))
                 .transpose()

@@ -6,6 +6,7 @@ mod auth;
 mod campaign;
 mod campaign_crash;
 mod catalog;
+mod console_session;
 mod contract;
 mod coupon;
 mod discount_grpc;
