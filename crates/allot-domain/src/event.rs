@@ -79,6 +79,16 @@ event_types!(
     NotificationTemplateDeleted,
     NotificationRuleUpdated,
     NotificationPreferencesUpdated,
+    UserCreated,
+    UserSignedUp,
+    UserEmailVerified,
+    UserRoleChanged,
+    UserDeactivated,
+    UserReactivated,
+    UserPasswordChanged,
+    UserPasswordReset,
+    ApiKeyCreated,
+    ApiKeyRevoked,
 );
 
 /// Who made a change. Requests are made by their principal (`user:<id>`, `api_key:<id>`, or

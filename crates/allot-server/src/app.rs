@@ -32,6 +32,8 @@ pub enum AppError {
 
 /// A built server: storage open and migrated, port bound. `run_until_stopped` serves it.
 pub struct Application {
+    /// The one-time link that creates the first admin, while none exists.
+    setup_url: Option<String>,
     listener: TcpListener,
     local_addr: SocketAddr,
     router: Router,
@@ -104,7 +106,8 @@ impl Application {
             config.discount_code_percent,
             &config.auth,
         )
-        .with_notifications(&config.notifications);
+        .with_notifications(&config.notifications)
+        .with_accounts(&config.accounts);
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let rate_limits = Arc::new(crate::rate_limit::RateLimits::new(
             config.rate_limits.clone(),
@@ -150,7 +153,10 @@ impl Application {
                 source,
             })?;
         let local_addr = listener.local_addr().map_err(AppError::Serve)?;
+        services.accounts.set_bound_address(local_addr);
+        let setup_url = first_admin(&services, config.bootstrap_admin.clone()).await?;
         Ok(Application {
+            setup_url,
             listener,
             local_addr,
             router,
@@ -159,6 +165,12 @@ impl Application {
             stopping,
             rate_limits: rate_limits_handle,
         })
+    }
+
+    /// The setup link printed at start (`<public url>/setup?token=...`), if no admin existed
+    /// when the server was built.
+    pub fn setup_url(&self) -> Option<String> {
+        self.setup_url.clone()
     }
 
     /// The bound address (useful with port 0).
@@ -213,6 +225,25 @@ impl Application {
         tracing::info!("storage closed");
         closed.map_err(AppError::Storage)
     }
+}
+
+/// The first admin: made from the bootstrap settings if given and no admin exists; else, while
+/// no admin exists, a one-time setup link to make it in a browser (answered to print).
+async fn first_admin(
+    services: &Services,
+    bootstrap: Option<(allot_domain::auth::Email, allot_domain::auth::Password)>,
+) -> Result<Option<String>, AppError> {
+    let accounts = &services.accounts;
+    let failed = |e: crate::ServiceError| AppError::Config(format!("first admin: {e}"));
+    if let Some((email, password)) = bootstrap
+        && let Some(user) = accounts
+            .bootstrap_admin(email, password)
+            .await
+            .map_err(failed)?
+    {
+        tracing::info!(user = user.id.get(), "bootstrap admin created");
+    }
+    accounts.open_setup().await.map_err(failed)
 }
 
 /// Drops idle clients from the rate limiters every [`SWEEP_INTERVAL_MS`], so that their

@@ -14,6 +14,7 @@ use allot_storage::crypto::DataKey;
 use crate::rate_limit::RateLimitSettings;
 pub use crate::secret::Secret;
 use crate::serve::ConnectionLimits;
+use crate::service::accounts::AccountSettings;
 use crate::service::admission::AdmissionLimits;
 pub use crate::service::auth::{
     AuthSettings, DEFAULT_ACCESS_TOKEN_TTL_SECS, DEFAULT_REFRESH_FAMILY_TTL_SECS,
@@ -30,6 +31,8 @@ pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 pub const DEFAULT_PURGE_INTERVAL_SECS: u64 = 3_600;
 pub const DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS: u64 = 2_000;
 pub const DEFAULT_DISCOUNT_CODE_PERCENT: u8 = 10;
+/// The base of links before the server knows its bound address.
+pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
 /// The shortest JWT signing secret accepted, in bytes.
 pub const JWT_SECRET_MIN_BYTES: usize = 32;
 
@@ -201,6 +204,42 @@ pub struct ServeArgs {
     )]
     pub trust_forwarded_for: Option<bool>,
 
+    /// The base URL users reach the server at, e.g. https://shop.example/allot: the setup
+    /// link printed at start and the links in emails start with it
+    /// [default: http://<listen address>]
+    #[arg(long, env = "ALLOT_PUBLIC_URL", value_name = "URL")]
+    pub public_url: Option<String>,
+
+    /// Let anyone sign up as a customer (POST /api/v1/auth/signup), verified by a link
+    /// emailed to them [default: false]
+    #[arg(
+        long,
+        env = "ALLOT_ALLOW_SIGNUP",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub allow_signup: Option<bool>,
+
+    /// With ALLOT_BOOTSTRAP_ADMIN_PASSWORD: create this admin at start when no admin exists
+    /// (for automation; no setup link is printed then)
+    #[arg(long, env = "ALLOT_BOOTSTRAP_ADMIN_EMAIL", value_name = "EMAIL")]
+    pub bootstrap_admin_email: Option<String>,
+
+    /// The bootstrap admin's password (12 to 256 characters)
+    #[arg(
+        long,
+        env = "ALLOT_BOOTSTRAP_ADMIN_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub bootstrap_admin_password: Option<Secret>,
+
+    /// Sign-up, password-reset and verification emails asked for per email address per hour,
+    /// and per client IP address ten times that; 0 turns the limit off [default: 3]
+    #[arg(long, env = "ALLOT_ACCOUNT_EMAIL_RATE_PER_HOUR", value_name = "N")]
+    pub account_email_rate_per_hour: Option<u32>,
+
     /// Sign-in attempts per client IP address per minute; 0 turns the limit off [default: 10]
     #[arg(long, env = "ALLOT_LOGIN_RATE_PER_IP_PER_MIN", value_name = "N")]
     pub login_rate_per_ip_per_min: Option<u32>,
@@ -323,6 +362,11 @@ struct FileConfig {
     smtp_from: Option<String>,
     trust_forwarded_for: Option<bool>,
     open_public_contracts: Option<bool>,
+    public_url: Option<String>,
+    allow_signup: Option<bool>,
+    bootstrap_admin_email: Option<String>,
+    bootstrap_admin_password: Option<Secret>,
+    account_email_rate_per_hour: Option<u32>,
     login_rate_per_ip_per_min: Option<u32>,
     login_rate_per_email_per_ip_per_min: Option<u32>,
     login_rate_per_email_per_min: Option<u32>,
@@ -369,6 +413,10 @@ pub struct Config {
     /// True: the client's address is the last `X-Forwarded-For` entry (behind a proxy).
     pub trust_forwarded_for: bool,
     pub rate_limits: RateLimitSettings,
+    /// Public URL and sign-up.
+    pub accounts: AccountSettings,
+    /// The admin to create at start when none exists: (email, password).
+    pub bootstrap_admin: Option<(allot_domain::auth::Email, allot_domain::auth::Password)>,
     /// Timeouts and caps at the socket.
     pub connections: ConnectionLimits,
 }
@@ -415,6 +463,8 @@ impl Config {
             notifications: NotificationSettings::default(),
             trust_forwarded_for: false,
             rate_limits: RateLimitSettings::default(),
+            accounts: AccountSettings::default(),
+            bootstrap_admin: None,
             connections: ConnectionLimits::default(),
         }
     }
@@ -466,6 +516,38 @@ impl ServeArgs {
                 .or(file.open_public_contracts)
                 .unwrap_or(false),
         };
+        let public_url = self.public_url.or(file.public_url);
+        if let Some(url) = &public_url
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "public_url: {url:?} must start with http:// or https://"
+            )));
+        }
+        let accounts = AccountSettings {
+            public_url,
+            allow_signup: self.allow_signup.or(file.allow_signup).unwrap_or(false),
+        };
+        let bootstrap_admin = match (
+            self.bootstrap_admin_email.or(file.bootstrap_admin_email),
+            self.bootstrap_admin_password
+                .or(file.bootstrap_admin_password),
+        ) {
+            (None, None) => None,
+            (Some(email), Some(password)) => Some((
+                allot_domain::auth::Email::parse(&email)
+                    .map_err(|e| ConfigError::Invalid(format!("bootstrap_admin_email: {e}")))?,
+                allot_domain::auth::Password::parse(password.expose())
+                    .map_err(|e| ConfigError::Invalid(format!("bootstrap_admin_password: {e}")))?,
+            )),
+            _ => {
+                return Err(ConfigError::Invalid(
+                    "bootstrap_admin_email and bootstrap_admin_password go together: set both \
+                     or neither"
+                        .to_owned(),
+                ));
+            }
+        };
         let notifications = notification_settings(
             self.smtp_url.or(file.smtp_url),
             self.smtp_from.or(file.smtp_from),
@@ -473,6 +555,8 @@ impl ServeArgs {
         Ok(Config {
             auth,
             notifications,
+            accounts,
+            bootstrap_admin,
             listen: self
                 .listen
                 .or(file.listen)
@@ -637,6 +721,10 @@ impl ServeArgs {
                         .password_change_rate_per_user_per_min
                         .or(file.password_change_rate_per_user_per_min)
                         .unwrap_or(d.password_change_per_user_per_min),
+                    account_email_per_hour: self
+                        .account_email_rate_per_hour
+                        .or(file.account_email_rate_per_hour)
+                        .unwrap_or(d.account_email_per_hour),
                     code_use_limited_api_keys: self
                         .code_use_limited_api_keys
                         .or(file.code_use_limited_api_keys)

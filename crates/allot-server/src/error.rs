@@ -145,6 +145,18 @@ pub enum ServiceError {
     /// The request was not served within the server's request timeout.
     #[error("the request took longer than {timeout_ms} ms, the server's limit")]
     RequestTimeout { timeout_ms: u64 },
+    /// The change would leave no active admin (deactivating or demoting the last one).
+    #[error("this is the last active admin: make another user admin first")]
+    LastAdmin,
+    /// First-run setup was asked for, but an admin exists already.
+    #[error("setup is done: an admin exists; sign in instead")]
+    SetupDone,
+    /// Self sign-up is off on this server (`allow_signup`).
+    #[error("sign-up is off on this server; ask an admin for an account")]
+    SignupClosed,
+    /// The password is right, but the user signed up and has not verified its email yet.
+    #[error("the email address is not verified yet: follow the link sent to it")]
+    EmailNotVerified,
     /// A notification template with this name exists.
     #[error("a notification template with this name exists")]
     TemplateNameTaken,
@@ -248,6 +260,11 @@ impl ServiceError {
             ServiceError::TemplateNameTaken | ServiceError::TemplateInUse { .. } => {
                 ErrorKind::Conflict
             }
+            ServiceError::LastAdmin => ErrorKind::Conflict,
+            ServiceError::SetupDone => ErrorKind::Gone,
+            ServiceError::SignupClosed | ServiceError::EmailNotVerified => {
+                ErrorKind::PermissionDenied
+            }
         }
     }
 
@@ -302,6 +319,10 @@ impl ServiceError {
             ServiceError::RequestTimeout { .. } => "request_timeout",
             ServiceError::TemplateNameTaken => "template_name_taken",
             ServiceError::TemplateInUse { .. } => "template_in_use",
+            ServiceError::LastAdmin => "last_admin",
+            ServiceError::SetupDone => "setup_done",
+            ServiceError::SignupClosed => "signup_closed",
+            ServiceError::EmailNotVerified => "email_not_verified",
         }
     }
 

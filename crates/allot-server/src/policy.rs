@@ -178,6 +178,23 @@ pub const RULES: &[Rule] = &[
         rest("POST", "/api/v1/auth/logout", Access::Public),
         "the refresh token in the body is the credential",
     ),
+    note(
+        rest("POST", "/api/v1/setup", Access::Public),
+        "the setup token printed at start is the credential; only while no admin exists",
+    ),
+    note(
+        rest("POST", "/api/v1/auth/signup", Access::Public),
+        "only with allow_signup",
+    ),
+    note(
+        rest("POST", "/api/v1/auth/verify-email", Access::Public),
+        "the emailed token is the credential",
+    ),
+    rest("POST", "/api/v1/auth/forgot-password", Access::Public),
+    note(
+        rest("POST", "/api/v1/auth/reset-password", Access::Public),
+        "the emailed token is the credential",
+    ),
     rest("GET", "/api/v1/auth/me", Access::SignedIn),
     note(
         rest("POST", "/api/v1/auth/password", Access::SignedIn),
@@ -187,6 +204,10 @@ pub const RULES: &[Rule] = &[
     // open; each page is shown to whoever may call the API it shows.
     rest("GET", "/", Access::Public),
     rest("*", "/setup", Access::Public),
+    rest("GET", "/signup", Access::Public),
+    rest("GET", "/verify-email", Access::Public),
+    rest("GET", "/forgot-password", Access::Public),
+    rest("GET", "/reset-password", Access::Public),
     rest("POST", "/console/sign-in", Access::Public),
     note(
         rest("POST", "/console/sign-out", Access::Public),
@@ -407,6 +428,16 @@ pub const RULES: &[Rule] = &[
         Access::Roles(WAREHOUSE),
     ),
     rest(
+        "GET",
+        "/api/v1/inventory/{product_id}/movements",
+        Access::Roles(WAREHOUSE),
+    ),
+    rest(
+        "GET",
+        "/api/v1/inventory/{product_id}/reservations",
+        Access::Roles(WAREHOUSE),
+    ),
+    rest(
         "PUT",
         "/api/v1/inventory/{product_id}/reorder",
         Access::Roles(WAREHOUSE),
@@ -437,6 +468,22 @@ pub const RULES: &[Rule] = &[
         "warehouse: fulfilled, delivered, returned; customer: its own, to cancelled or \
          return_requested; admin and support: any",
     ),
+    // Accounts: who may do what is decided by them, so only admins manage them.
+    rest("GET", "/api/v1/users", Access::Roles(ADMIN)),
+    rest("POST", "/api/v1/users", Access::Roles(ADMIN)),
+    rest("GET", "/api/v1/users/{id}", Access::Roles(ADMIN)),
+    note(
+        rest("PUT", "/api/v1/users/{id}/role", Access::Roles(ADMIN)),
+        "never the last active admin's",
+    ),
+    note(
+        rest("PUT", "/api/v1/users/{id}/active", Access::Roles(ADMIN)),
+        "never the last active admin's",
+    ),
+    rest("POST", "/api/v1/users/{id}/password", Access::Roles(ADMIN)),
+    rest("GET", "/api/v1/api-keys", Access::Roles(ADMIN)),
+    rest("POST", "/api/v1/api-keys", Access::Roles(ADMIN)),
+    rest("DELETE", "/api/v1/api-keys/{id}", Access::Roles(ADMIN)),
     // The event log and what is built on it: admins only (payloads carry every capability's
     // data, personal data included).
     rest("GET", "/api/v1/events", Access::Roles(ADMIN)),
@@ -453,6 +500,11 @@ pub const RULES: &[Rule] = &[
     rest(
         "*",
         "/api/v1/notifications/rules*",
+        Access::Roles(MARKETING),
+    ),
+    rest(
+        "POST",
+        "/api/v1/notifications/template-preview",
         Access::Roles(MARKETING),
     ),
     rest(

@@ -45,6 +45,10 @@ pub const DEFAULT_LOGIN_PER_EMAIL_PER_MIN: u32 = 60;
 pub const DEFAULT_CODE_USE_PER_SEC: u32 = 20;
 pub const DEFAULT_CODE_USE_BURST: u32 = 40;
 pub const DEFAULT_PASSWORD_CHANGE_PER_USER_PER_MIN: u32 = 5;
+/// Account emails (sign-up, password reset) asked for per email address per hour; a client
+/// address may ask [`ACCOUNT_EMAIL_PER_IP_FACTOR`] times that (for as many addresses).
+pub const DEFAULT_ACCOUNT_EMAIL_PER_HOUR: u32 = 3;
+pub const ACCOUNT_EMAIL_PER_IP_FACTOR: u32 = 10;
 
 /// Active clients one limiter remembers at most (about 100 bytes each: some 10 MB per limiter
 /// at the bound). Past it, after dropping the idle ones, the limiter starts over empty.
@@ -72,6 +76,9 @@ pub struct RateLimitSettings {
     pub password_change_per_user_per_min: u32,
     /// API keys (by id) whose code uses are counted like a customer's; other keys are not.
     pub code_use_limited_api_keys: Vec<i64>,
+    /// Sign-ups and password-reset requests per email address per hour (each may send an
+    /// email: the limit keeps Allot from becoming a way to flood someone's inbox).
+    pub account_email_per_hour: u32,
 }
 
 impl Default for RateLimitSettings {
@@ -84,6 +91,7 @@ impl Default for RateLimitSettings {
             code_use_burst: DEFAULT_CODE_USE_BURST,
             password_change_per_user_per_min: DEFAULT_PASSWORD_CHANGE_PER_USER_PER_MIN,
             code_use_limited_api_keys: Vec::new(),
+            account_email_per_hour: DEFAULT_ACCOUNT_EMAIL_PER_HOUR,
         }
     }
 }
@@ -98,6 +106,7 @@ impl RateLimitSettings {
         code_use_burst: 0,
         password_change_per_user_per_min: 0,
         code_use_limited_api_keys: Vec::new(),
+        account_email_per_hour: 0,
     };
 }
 
@@ -222,6 +231,8 @@ pub struct RateLimits {
     login_email: Option<Limiter<EmailKey>>,
     code_use: Option<Limiter<Client>>,
     password_change: Option<Limiter<i64>>,
+    account_email: Option<Limiter<EmailKey>>,
+    account_email_ip: Option<Limiter<Option<IpAddr>>>,
     code_use_limited_api_keys: Vec<i64>,
 }
 
@@ -244,8 +255,32 @@ impl RateLimits {
                 "password_change",
                 per_minute(settings.password_change_per_user_per_min),
             ),
+            account_email: Limiter::new(
+                "account_email",
+                NonZeroU32::new(settings.account_email_per_hour).map(Quota::per_hour),
+            ),
+            account_email_ip: Limiter::new(
+                "account_email_ip",
+                NonZeroU32::new(
+                    settings
+                        .account_email_per_hour
+                        .saturating_mul(ACCOUNT_EMAIL_PER_IP_FACTOR),
+                )
+                .map(Quota::per_hour),
+            ),
             code_use_limited_api_keys: settings.code_use_limited_api_keys,
         }
+    }
+
+    /// One request that may email `email` (sign-up, password reset) from `source`.
+    pub fn account_email(&self, source: Option<IpAddr>, email: &Email) -> Result<(), ServiceError> {
+        if let Some(l) = &self.account_email_ip {
+            l.check(&source).map_err(refused)?;
+        }
+        if let Some(l) = &self.account_email {
+            l.check(&email_key(email, None)).map_err(refused)?;
+        }
+        Ok(())
     }
 
     /// One sign-in attempt from `source`, before its email is parsed: counted per address
@@ -323,7 +358,7 @@ impl RateLimits {
         }
     }
 
-    fn limiters(&self) -> [Option<&dyn Sweep>; 5] {
+    fn limiters(&self) -> [Option<&dyn Sweep>; 7] {
         fn dyn_ref<K: Hash + Eq + Clone>(l: &Option<Limiter<K>>) -> Option<&dyn Sweep> {
             l.as_ref().map(|l| l as &dyn Sweep)
         }
@@ -333,6 +368,8 @@ impl RateLimits {
             dyn_ref(&self.login_email),
             dyn_ref(&self.code_use),
             dyn_ref(&self.password_change),
+            dyn_ref(&self.account_email),
+            dyn_ref(&self.account_email_ip),
         ]
     }
 }

@@ -47,8 +47,8 @@ pub use event::{AuditQuery, Event, EventQuery, EventStore};
 pub use health::WriteHealth;
 pub use idempotency::{Claim, IdempotencyScope, IdempotencyStore, StoredResponse};
 pub use inventory::{
-    AlertQuery, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
-    NewReservation, ProductInventory, Reservation, StockAlert, StockLevel,
+    AlertQuery, InventoryRefusal, InventoryResult, InventoryStore, LedgerQuery, LevelQuery,
+    Movement, NewReservation, ProductInventory, Reservation, StockAlert, StockLevel,
 };
 pub use job::JobStore;
 pub use notification::NotificationStore;
@@ -61,7 +61,10 @@ pub use sale::{
     CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale, SaleItem, SaleStore,
 };
 pub use sqlite::{SqliteOptions, SqliteStore};
-pub use user::{ApiKey, Rotation, User, UserStore};
+pub use user::{
+    API_KEYS_PAGE_MAX, AccountChange, ApiKey, FirstAdmin, PasswordSet, Rotation, TokenPurpose,
+    USERS_PAGE_MAX, User, UserQuery, UserStore,
+};
 pub use webhook::{
     Delivery, DeliveryAttempt, NewWebhook, Progress, Webhook, WebhookChange, WebhookStore,
 };

@@ -44,6 +44,7 @@ pub const MIGRATIONS: &[Migration] = &[
         "caller_keys_and_revocation",
         "0016_caller_keys_and_revocation.sql"
     ),
+    migration!(17, "accounts", "0017_accounts.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.

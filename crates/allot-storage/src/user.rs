@@ -23,6 +23,9 @@ pub struct User {
     /// bumps it (a database trigger, so a change by hand counts too), and a token of an older
     /// generation is refused.
     pub token_generation: i64,
+    /// False for a user who signed up and has not yet followed its verification link; users
+    /// made by an admin or the CLI are verified from the start.
+    pub email_verified: bool,
 }
 
 impl fmt::Debug for User {
@@ -32,6 +35,7 @@ impl fmt::Debug for User {
             .field("email", &self.email)
             .field("role", &self.role)
             .field("active", &self.active)
+            .field("email_verified", &self.email_verified)
             .finish_non_exhaustive()
     }
 }
@@ -60,9 +64,71 @@ pub enum Rotation {
     Unknown,
 }
 
+/// Users listed at most per page.
+pub const USERS_PAGE_MAX: u32 = 500;
+/// API keys listed at most per page.
+pub const API_KEYS_PAGE_MAX: u32 = 500;
+
+/// A page of users: ids above `after`, in id order, matching every filter given. An email is
+/// matched exactly, through its blind index (sealed emails cannot be searched by part).
+#[derive(Debug, Clone)]
+pub struct UserQuery {
+    pub role: Option<Role>,
+    pub active: Option<bool>,
+    pub email: Option<Email>,
+    pub after: i64,
+    pub limit: u32,
+}
+
+/// What a change to a user's role or active flag found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountChange {
+    /// Done (or already so); the user as it is now.
+    Done(User),
+    NotFound,
+    /// Refused: it would leave no active admin.
+    LastAdmin,
+}
+
+/// Why a password is replaced: the event recorded says which.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PasswordSet {
+    /// By the user, who gave the current one (`UserPasswordChanged`).
+    Changed,
+    /// By an admin (`UserPasswordReset`, `by: admin`).
+    ResetByAdmin,
+}
+
+/// What a one-time token sent by email is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenPurpose {
+    VerifyEmail,
+    ResetPassword,
+}
+
+impl TokenPurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TokenPurpose::VerifyEmail => "verify_email",
+            TokenPurpose::ResetPassword => "reset_password",
+        }
+    }
+}
+
+/// What creating the first admin found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FirstAdmin {
+    Created(User),
+    /// An active admin exists already: nothing was made.
+    AdminExists,
+    /// A user with this email exists (and is no active admin).
+    EmailTaken,
+}
+
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
-    /// Stores a new active user; `None` if the email is taken.
+    /// Stores a new active, verified user, with its `UserCreated` event; `None` if the email
+    /// is taken.
     async fn create_user(
         &self,
         email: Email,
@@ -73,14 +139,70 @@ pub trait UserStore: Send + Sync + 'static {
 
     async fn user_by_email(&self, email: &Email) -> Result<Option<User>, StorageError>;
 
+    /// A page of users (see [`UserQuery`]).
+    async fn users(&self, query: UserQuery) -> Result<Vec<User>, StorageError>;
+
+    /// Whether an active admin user exists (API keys do not count: nobody signs in with one).
+    async fn admin_exists(&self) -> Result<bool, StorageError>;
+
+    /// Creates an active admin only if no active admin exists, atomically: of two callers at
+    /// once (on several instances too) at most one creates it.
+    async fn create_first_admin(
+        &self,
+        email: Email,
+        password_hash: String,
+        now: UnixMillis,
+    ) -> Result<FirstAdmin, StorageError>;
+
+    /// A customer who signed up: stored unverified with its verification token, and the
+    /// `UserSignedUp` event, in one transaction. `None` if the email is taken (nothing made).
+    async fn sign_up(
+        &self,
+        email: Email,
+        password_hash: String,
+        token_hash: String,
+        token_expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<Option<User>, StorageError>;
+
+    /// Stores a one-time token for the user, replacing any it held for the same purpose.
+    async fn issue_account_token(
+        &self,
+        user: AccountId,
+        purpose: TokenPurpose,
+        token_hash: String,
+        expires_at: UnixMillis,
+        now: UnixMillis,
+    ) -> Result<(), StorageError>;
+
+    /// Uses a live verification token: the user becomes verified (`UserEmailVerified`) and the
+    /// token is gone. `None` if it is unknown, used or expired.
+    async fn verify_email(
+        &self,
+        token_hash: String,
+        now: UnixMillis,
+    ) -> Result<Option<User>, StorageError>;
+
+    /// Uses a live reset token: the password is replaced, every refresh token of the user
+    /// revoked, the address counts as verified (the link reached it) and the token is gone, in
+    /// one transaction (`UserPasswordReset`, `by: email`). `None` if it is unknown, used or
+    /// expired.
+    async fn reset_password(
+        &self,
+        token_hash: String,
+        password_hash: String,
+        now: UnixMillis,
+    ) -> Result<Option<User>, StorageError>;
+
     async fn user_by_id(&self, id: AccountId) -> Result<Option<User>, StorageError>;
 
-    /// Replaces the password hash and revokes every live refresh token of the user, in one
-    /// transaction; false if there is no such user.
+    /// Replaces the password hash and revokes every live refresh token of the user, with the
+    /// event `why` names, in one transaction; false if there is no such user.
     async fn set_password(
         &self,
         id: AccountId,
         password_hash: String,
+        why: PasswordSet,
         now: UnixMillis,
     ) -> Result<bool, StorageError>;
 
@@ -107,21 +229,24 @@ pub trait UserStore: Send + Sync + 'static {
     ) -> Result<Rotation, StorageError>;
 
     /// Activates or deactivates a user; deactivating also revokes every live refresh token.
-    /// False if there is no such user.
+    /// Refused if it would deactivate the last active admin. A change records
+    /// `UserDeactivated` or `UserReactivated`; asking for the state it is in changes nothing.
     async fn set_user_active(
         &self,
         id: AccountId,
         active: bool,
         now: UnixMillis,
-    ) -> Result<bool, StorageError>;
+    ) -> Result<AccountChange, StorageError>;
 
-    /// Changes a user's role; false if there is no such user.
+    /// Changes a user's role (`UserRoleChanged`) and revokes every live refresh token of the
+    /// user (its sessions end: the next sign-in carries the new role). Refused if it would
+    /// demote the last active admin.
     async fn set_user_role(
         &self,
         id: AccountId,
         role: Role,
         now: UnixMillis,
-    ) -> Result<bool, StorageError>;
+    ) -> Result<AccountChange, StorageError>;
 
     /// The active user holding the live refresh token `token_hash` (unrevoked, unexpired,
     /// stored after `created_after`): a console session is such a token, held in a cookie and
@@ -148,6 +273,7 @@ pub trait UserStore: Send + Sync + 'static {
         now: UnixMillis,
     ) -> Result<u64, StorageError>;
 
+    /// Stores a key, with its `ApiKeyCreated` event.
     async fn create_api_key(
         &self,
         name: String,
@@ -156,13 +282,17 @@ pub trait UserStore: Send + Sync + 'static {
         now: UnixMillis,
     ) -> Result<ApiKey, StorageError>;
 
+    /// Keys with ids above `after`, revoked ones too, in id order, at most `limit`.
+    async fn api_keys(&self, after: i64, limit: u32) -> Result<Vec<ApiKey>, StorageError>;
+
     /// The key with this hash, revoked or not.
     async fn api_key_by_hash(&self, key_hash: String) -> Result<Option<ApiKey>, StorageError>;
 
     /// The key with this id, revoked or not.
     async fn api_key_by_id(&self, id: i64) -> Result<Option<ApiKey>, StorageError>;
 
-    /// False if there is no such key or it was revoked already.
+    /// Revokes a key (`ApiKeyRevoked`); false if there is no such key or it was revoked
+    /// already.
     async fn revoke_api_key(&self, id: i64, now: UnixMillis) -> Result<bool, StorageError>;
 }
 
@@ -177,4 +307,49 @@ pub(crate) fn role_of(raw: &str) -> Result<Role, StorageError> {
 
 pub(crate) fn email_of(raw: &str) -> Result<Email, StorageError> {
     Email::parse(raw).map_err(|_| StorageError::Corrupt(format!("stored email {raw:?}")))
+}
+
+/// The events of accounts. No payload holds an email: emails are sealed at rest, and the log
+/// and its consumers would keep them in plain text.
+pub(crate) mod events {
+    use allot_domain::UnixMillis;
+    use allot_domain::auth::Role;
+    use allot_domain::event::{EventType, NewEvent};
+
+    use super::{ApiKey, User};
+
+    fn user_payload(u: &User) -> serde_json::Value {
+        serde_json::json!({
+            "user_id": u.id.get(),
+            "role": u.role.as_str(),
+            "active": u.active,
+            "email_verified": u.email_verified,
+        })
+    }
+
+    pub(crate) fn user(kind: EventType, u: &User, at: UnixMillis) -> NewEvent {
+        NewEvent::api(kind, at, user_payload(u).to_string())
+    }
+
+    pub(crate) fn role_changed(u: &User, from: Role, at: UnixMillis) -> NewEvent {
+        let mut payload = user_payload(u);
+        payload["from"] = from.as_str().into();
+        NewEvent::api(EventType::UserRoleChanged, at, payload.to_string())
+    }
+
+    /// `by`: `admin` or `email` (a reset link).
+    pub(crate) fn password_reset(u: &User, by: &str, at: UnixMillis) -> NewEvent {
+        let mut payload = user_payload(u);
+        payload["by"] = by.into();
+        NewEvent::api(EventType::UserPasswordReset, at, payload.to_string())
+    }
+
+    pub(crate) fn api_key(kind: EventType, k: &ApiKey, at: UnixMillis) -> NewEvent {
+        let payload = serde_json::json!({
+            "api_key_id": k.id,
+            "name": k.name,
+            "role": k.role.as_str(),
+        });
+        NewEvent::api(kind, at, payload.to_string())
+    }
 }

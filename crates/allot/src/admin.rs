@@ -1,4 +1,5 @@
-//! `allot admin`: operations on a data directory.
+//! `allot admin`: operations on a data directory, or through the REST API of a running server
+//! (`--server` with `--api-key`): users, API keys, backups and data keys.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use allot_domain::auth::{AccountId, Email, Password, Role};
 use allot_server::Config;
 use allot_server::clock::SystemClock;
 use allot_server::service::auth::Auth;
+use allot_storage::UserQuery;
 use clap::Subcommand;
 
 #[derive(Debug, Subcommand)]
@@ -25,8 +27,8 @@ pub(crate) enum AdminCommand {
         out: PathBuf,
     },
     /// Create a user (the first admin, say). The password is read from
-    /// ALLOT_NEW_USER_PASSWORD, else from the first line of standard input. On SQLite the
-    /// server must be stopped (the data directory is locked while it runs)
+    /// ALLOT_NEW_USER_PASSWORD, else from the first line of standard input. On SQLite without
+    /// --server the server must be stopped (the data directory is locked while it runs)
     CreateUser {
         #[command(flatten)]
         storage: StorageArgs,
@@ -66,8 +68,9 @@ pub(crate) enum AdminCommand {
         #[arg(long, action = clap::ArgAction::Set, default_value_t = false)]
         active: bool,
     },
-    /// Change a user's role: its access tokens (which carry the old role) stop within 5
-    /// seconds on every running instance; its next refresh or sign-in carries the new role
+    /// Change a user's role: its refresh tokens are revoked and its access tokens (which carry
+    /// the old role) stop within 5 seconds on every running instance; its next sign-in
+    /// carries the new role
     SetUserRole {
         #[command(flatten)]
         storage: StorageArgs,
@@ -77,11 +80,26 @@ pub(crate) enum AdminCommand {
         #[arg(long)]
         role: String,
     },
+    /// List users (id, email, role, state), in id order
+    ListUsers {
+        #[command(flatten)]
+        storage: StorageArgs,
+        /// Only users of this role
+        #[arg(long)]
+        role: Option<String>,
+        /// Only the user with exactly this email
+        #[arg(long)]
+        email: Option<String>,
+    },
 }
 
-/// Where the data is, as for `allot serve`.
+/// Where the data is, as for `allot serve`; or the running server to ask instead.
 #[derive(Debug, clap::Args)]
 pub(crate) struct StorageArgs {
+    /// A running server's base URL (http://host:port): the command calls its REST API with
+    /// the global --api-key (ALLOT_API_KEY, an admin's) instead of opening the data directory
+    #[arg(long, env = "ALLOT_SERVER", value_name = "URL")]
+    server: Option<String>,
     /// The server's data directory (embedded SQLite)
     #[arg(long, env = "ALLOT_DATA_DIR", default_value = "./allot-data")]
     data_dir: PathBuf,
@@ -94,7 +112,130 @@ pub(crate) struct StorageArgs {
     data_key: Option<String>,
 }
 
+/// What a command acts on: the storage itself, or a running server's API.
+enum Target {
+    Storage(Box<Auth>),
+    Server(crate::admin_client::AdminClient),
+}
+
+/// A user as the commands print it.
+pub(crate) struct Shown {
+    pub(crate) id: i64,
+    pub(crate) email: String,
+    pub(crate) role: String,
+    pub(crate) active: bool,
+}
+
+impl Target {
+    async fn create_user(
+        &self,
+        email: Email,
+        password: Password,
+        role: Role,
+    ) -> Result<Shown, String> {
+        match self {
+            Target::Storage(auth) => auth
+                .create_user(email, password, role)
+                .await
+                .map(shown)
+                .map_err(|e| e.to_string()),
+            Target::Server(api) => api.create_user(&email, &password, role).await,
+        }
+    }
+
+    async fn create_api_key(&self, name: &str, role: Role) -> Result<(i64, String), String> {
+        match self {
+            Target::Storage(auth) => auth
+                .create_api_key(name, role)
+                .await
+                .map(|(k, secret)| (k.id, secret))
+                .map_err(|e| e.to_string()),
+            Target::Server(api) => api.create_api_key(name, role).await,
+        }
+    }
+
+    async fn revoke_api_key(&self, id: i64) -> Result<(), String> {
+        match self {
+            Target::Storage(auth) => auth.revoke_api_key(id).await.map_err(|e| e.to_string()),
+            Target::Server(api) => api.revoke_api_key(id).await,
+        }
+    }
+
+    async fn set_active(&self, id: i64, active: bool) -> Result<Shown, String> {
+        match self {
+            Target::Storage(auth) => auth
+                .set_active(AccountId::new(id), active)
+                .await
+                .map(shown)
+                .map_err(|e| e.to_string()),
+            Target::Server(api) => api.set_active(id, active).await,
+        }
+    }
+
+    async fn set_role(&self, id: i64, role: Role) -> Result<Shown, String> {
+        match self {
+            Target::Storage(auth) => auth
+                .set_role(AccountId::new(id), role)
+                .await
+                .map(shown)
+                .map_err(|e| e.to_string()),
+            Target::Server(api) => api.set_role(id, role).await,
+        }
+    }
+
+    /// Every matching user, page by page.
+    async fn users(&self, role: Option<Role>, email: Option<Email>) -> Result<Vec<Shown>, String> {
+        match self {
+            Target::Storage(auth) => {
+                let mut all = Vec::new();
+                let mut after = 0;
+                loop {
+                    let page = auth
+                        .users(UserQuery {
+                            role,
+                            active: None,
+                            email: email.clone(),
+                            after,
+                            limit: allot_storage::USERS_PAGE_MAX,
+                        })
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    let Some(last) = page.last() else {
+                        return Ok(all);
+                    };
+                    after = last.id.get();
+                    all.extend(page.into_iter().map(shown));
+                }
+            }
+            Target::Server(api) => api.users(role, email.as_ref()).await,
+        }
+    }
+}
+
+fn shown(u: allot_storage::User) -> Shown {
+    Shown {
+        id: u.id.get(),
+        email: u.email.as_str().to_owned(),
+        role: u.role.as_str().to_owned(),
+        active: u.active,
+    }
+}
+
 impl StorageArgs {
+    /// The server's API when --server is given, else the storage.
+    async fn target(&self) -> Result<Target, String> {
+        match &self.server {
+            Some(url) => {
+                let key = crate::grpc_client::credential()
+                    .ok_or("--server needs --api-key (or ALLOT_API_KEY): an admin's key")?;
+                Ok(Target::Server(crate::admin_client::AdminClient::new(
+                    url, &key,
+                )?))
+            }
+            None => self.auth().await.map(|a| Target::Storage(Box::new(a))),
+        }
+    }
+
     /// The auth service over the configured store.
     async fn auth(&self) -> Result<Auth, String> {
         let mut config = Config::for_data_dir(self.data_dir.clone());
@@ -127,35 +268,41 @@ async fn create_user(storage: StorageArgs, email: String, role: String) -> Resul
     let role = Role::parse(&role).map_err(|e| e.to_string())?;
     let password = Password::parse(&read_password()?).map_err(|e| e.to_string())?;
     let user = storage
-        .auth()
+        .target()
         .await?
         .create_user(email, password, role)
-        .await
-        .map_err(|e| e.to_string())?;
-    println!(
-        "user {} created: {} ({})",
-        user.id.get(),
-        user.email,
-        user.role.as_str()
-    );
+        .await?;
+    println!("user {} created: {} ({})", user.id, user.email, user.role);
     Ok(())
 }
 
 async fn create_api_key(storage: StorageArgs, name: String, role: String) -> Result<(), String> {
     let role = Role::parse(&role).map_err(|e| e.to_string())?;
-    let (key, secret) = storage
-        .auth()
-        .await?
-        .create_api_key(&name, role)
-        .await
-        .map_err(|e| e.to_string())?;
-    println!(
-        "api key {} ({}, {}): {secret}",
-        key.id,
-        key.name,
-        key.role.as_str()
-    );
+    let (id, secret) = storage.target().await?.create_api_key(&name, role).await?;
+    println!("api key {id} ({name}, {}): {secret}", role.as_str());
     println!("keep it now: it is stored only as a hash and cannot be shown again");
+    Ok(())
+}
+
+async fn list_users(
+    storage: StorageArgs,
+    role: Option<String>,
+    email: Option<String>,
+) -> Result<(), String> {
+    let role = role
+        .as_deref()
+        .map(Role::parse)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    let email = email
+        .as_deref()
+        .map(Email::parse)
+        .transpose()
+        .map_err(|e| e.to_string())?;
+    for u in storage.target().await?.users(role, email).await? {
+        let state = if u.active { "active" } else { "inactive" };
+        println!("{}\t{}\t{}\t{state}", u.id, u.email, u.role);
+    }
     Ok(())
 }
 
@@ -187,8 +334,8 @@ impl AdminCommand {
                 ExitCode::SUCCESS
             }
             AdminCommand::RevokeApiKey { storage, id } => {
-                let done = match storage.auth().await {
-                    Ok(auth) => auth.revoke_api_key(id).await.map_err(|e| e.to_string()),
+                let done = match storage.target().await {
+                    Ok(target) => target.revoke_api_key(id).await,
                     Err(e) => Err(e),
                 };
                 if done.is_ok() {
@@ -201,11 +348,8 @@ impl AdminCommand {
                 id,
                 active,
             } => {
-                let done = match storage.auth().await {
-                    Ok(auth) => auth
-                        .set_active(AccountId::new(id), active)
-                        .await
-                        .map_err(|e| e.to_string()),
+                let done = match storage.target().await {
+                    Ok(target) => target.set_active(id, active).await.map(|_| ()),
                     Err(e) => Err(e),
                 };
                 if done.is_ok() {
@@ -215,11 +359,8 @@ impl AdminCommand {
                 finish("set-user-active", done)
             }
             AdminCommand::SetUserRole { storage, id, role } => {
-                let done = match (storage.auth().await, Role::parse(&role)) {
-                    (Ok(auth), Ok(role)) => auth
-                        .set_role(AccountId::new(id), role)
-                        .await
-                        .map_err(|e| e.to_string()),
+                let done = match (storage.target().await, Role::parse(&role)) {
+                    (Ok(target), Ok(role)) => target.set_role(id, role).await.map(|_| ()),
                     (Err(e), _) => Err(e),
                     (_, Err(e)) => Err(e.to_string()),
                 };
@@ -228,6 +369,11 @@ impl AdminCommand {
                 }
                 finish("set-user-role", done)
             }
+            AdminCommand::ListUsers {
+                storage,
+                role,
+                email,
+            } => finish("list-users", list_users(storage, role, email).await),
             AdminCommand::Backup { data_dir, out } => {
                 let target = out.clone();
                 let done = tokio::task::spawn_blocking(move || {

@@ -1,6 +1,7 @@
 //! The `allot` command: the server (`serve`), its client (`codes`), and load tools (`bench`).
 
 mod admin;
+mod admin_client;
 mod bench;
 mod codes;
 mod coupon_load;
@@ -130,6 +131,15 @@ async fn serve(args: ServeArgs) -> ExitCode {
     );
     // Tools and tests read the bound address from this line (useful with port 0).
     println!("allot listening on {}", app.local_addr());
+    if let Some(url) = app.setup_url() {
+        // The newcomer's next step, on stdout where the first command shows it, and in the
+        // log. Written, not println!: a reader that closed the pipe must not stop the server.
+        let line = format!("setup: open {url} to create the first admin (valid for an hour)");
+        let mut out = std::io::stdout();
+        let _ = std::io::Write::write_all(&mut out, format!("{line}\n").as_bytes())
+            .and_then(|()| std::io::Write::flush(&mut out));
+        tracing::info!("{line}");
+    }
     match app
         .run_until_stopped(allot_server::app::shutdown_signal())
         .await

@@ -28,7 +28,8 @@ pub(crate) struct ErrorDetail {
     /// `out_of_stock`, `reservation_not_pending`, `below_reserved`, `illegal_transition`,
     /// `coupon_unusable`, `unknown_code`, `code_already_used`, `invalid_credentials`,
     /// `invalid_token`, `unauthenticated`, `email_taken`, `template_name_taken`,
-    /// `template_in_use`, `rate_limited`, `busy`, `payload_too_large`, `request_timeout`,
+    /// `template_in_use`, `last_admin`, `setup_done`, `signup_closed`, `email_not_verified`,
+    /// `rate_limited`, `busy`, `payload_too_large`, `request_timeout`,
     /// `unavailable`, `storage_unavailable` (503 with `Retry-After`: a full disk, the
     /// database unreachable; retry later), `internal`.
     pub code: &'static str,

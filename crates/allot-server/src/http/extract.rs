@@ -291,6 +291,10 @@ plain_ids!(
     WebhookId => "webhook",
     /// A notification's id.
     NotificationId => "notification",
+    /// A user's (account's) id.
+    AccountPathId => "user",
+    /// An API key's id.
+    ApiKeyId => "api key",
 );
 
 /// A positive id of a body or query, parsed by `parse`, its refusal naming the request's

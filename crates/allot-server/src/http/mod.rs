@@ -1,7 +1,8 @@
 //! The REST transport (JSON over HTTP/1.1 and HTTP/2) and the router that carries every
 //! transport on one port.
 
-mod audit;
+mod accounts;
+pub(crate) mod audit;
 pub(crate) mod auth;
 mod campaign;
 mod catalog;
@@ -19,6 +20,7 @@ mod notification;
 mod openapi;
 mod order;
 mod sale;
+mod users;
 mod webhook;
 
 use std::time::Instant;
@@ -60,6 +62,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(webhook::routes())
         .merge(audit::routes())
         .merge(auth::routes())
+        .merge(accounts::routes())
+        .merge(users::routes())
         .route("/metrics", get(render_metrics))
         .layer(middleware::from_fn_with_state(
             state.clone(),

@@ -17,7 +17,8 @@ use super::webhook;
 
 use super::notification;
 use super::{
-    audit, auth, campaign, catalog, coupon, discount, error, event, health, inventory, order, sale,
+    accounts, audit, auth, campaign, catalog, coupon, discount, error, event, health, inventory,
+    order, sale, users,
 };
 
 #[derive(OpenApi)]
@@ -75,6 +76,8 @@ use super::{
         catalog::delete_warehouse,
         inventory::list,
         inventory::product,
+        inventory::movements,
+        inventory::product_reservations,
         inventory::reserve,
         inventory::release,
         inventory::confirm,
@@ -100,7 +103,22 @@ use super::{
         auth::logout,
         auth::me,
         auth::change_password,
+        accounts::setup,
+        accounts::sign_up,
+        accounts::verify_email,
+        accounts::forgot_password,
+        accounts::reset_password,
+        users::list,
+        users::create,
+        users::read,
+        users::set_role,
+        users::set_active,
+        users::set_password,
+        users::list_keys,
+        users::create_key,
+        users::revoke_key,
         notification::create_template,
+        notification::preview_template,
         notification::list_templates,
         notification::read_template,
         notification::update_template,
@@ -125,6 +143,7 @@ use super::{
         (name = "catalog", description = "Products, the category tree and warehouses"),
         (name = "inventory", description = "Stock per product and warehouse: reservations that expire, adjustments, the ledger, low-stock alerts"),
         (name = "auth", description = "Users, passwords, access and refresh tokens, API keys. Every endpoint but the probes, the API documents and sign-in needs `Authorization: Bearer <access token or ak_ key>` or `X-Api-Key`; which roles each allows is in the README (401 `unauthenticated`, 403 `forbidden`)"),
+        (name = "users", description = "Users and API keys, managed by admins: roles, deactivation, password resets, keys shown once"),
         (name = "audit", description = "The audit log: who did what, when and from where (admins)"),
         (name = "notifications", description = "Templates, rules that turn events into notifications, preferences, the inbox, direct sends and delivery status"),
         (name = "events", description = "The event log: every state change, in commit order, as pages or a live stream"),
@@ -155,6 +174,8 @@ const RATE_LIMITED: &[(&str, &str)] = &[
     ("POST", "/purchase"),
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/password"),
+    ("POST", "/api/v1/auth/signup"),
+    ("POST", "/api/v1/auth/forgot-password"),
     ("POST", "/api/v1/orders"),
     ("POST", "/api/v1/campaigns/{id}/coupons"),
 ];

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use allot_domain::Clock;
 use allot_domain::auth::{AccountId, Email, Password, Role};
-use allot_storage::{ApiKey, Rotation, Store, User};
+use allot_storage::{AccountChange, ApiKey, PasswordSet, Rotation, Store, User, UserQuery};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -229,6 +229,10 @@ impl Auth {
         };
         let ok = self.hashing.verify(password.to_owned(), hash).await?;
         match user {
+            // Said only to whoever knows the password: it tells nothing to a guesser.
+            Some(user) if ok && user.active && !user.email_verified => {
+                Err(ServiceError::EmailNotVerified)
+            }
             Some(user) if ok && user.active => self.issue(user).await,
             _ => Err(ServiceError::InvalidCredentials),
         }
@@ -325,7 +329,10 @@ impl Auth {
             return Err(ServiceError::InvalidCredentials);
         }
         let hash = self.hashing.hash(new).await?;
-        let changed = self.store.set_password(id, hash, self.clock.now()).await?;
+        let changed = self
+            .store
+            .set_password(id, hash, PasswordSet::Changed, self.clock.now())
+            .await?;
         // The generation moved (every older access token, this one included, is refused):
         // here at once, elsewhere within TOKEN_STATE_CACHE_TTL.
         self.forget_token_state(id);
@@ -338,11 +345,33 @@ impl Auth {
 
     /// Activates or deactivates a user. Deactivated, its access tokens stop (here at once,
     /// on other instances within [`TOKEN_STATE_CACHE_TTL`]) and its refresh tokens are
-    /// revoked.
-    pub async fn set_active(&self, id: AccountId, active: bool) -> Result<(), ServiceError> {
-        let found = self
+    /// revoked. The last active admin cannot be deactivated.
+    pub async fn set_active(&self, id: AccountId, active: bool) -> Result<User, ServiceError> {
+        let change = self
             .store
             .set_user_active(id, active, self.clock.now())
+            .await?;
+        self.forget_token_state(id);
+        changed(change)
+    }
+
+    /// Changes a user's role. Its access tokens, which carry the old role, stop (here at
+    /// once, elsewhere within [`TOKEN_STATE_CACHE_TTL`]) and its refresh tokens (its sessions,
+    /// the console's too) are revoked: it signs in again with the new role. The last active
+    /// admin cannot be demoted.
+    pub async fn set_role(&self, id: AccountId, role: Role) -> Result<User, ServiceError> {
+        let change = self.store.set_user_role(id, role, self.clock.now()).await?;
+        self.forget_token_state(id);
+        changed(change)
+    }
+
+    /// An admin sets a user's password: every session and token of the user stops, as for a
+    /// password change.
+    pub async fn reset_password(&self, id: AccountId, new: Password) -> Result<(), ServiceError> {
+        let hash = self.hashing.hash(new).await?;
+        let found = self
+            .store
+            .set_password(id, hash, PasswordSet::ResetByAdmin, self.clock.now())
             .await?;
         self.forget_token_state(id);
         found
@@ -350,14 +379,26 @@ impl Auth {
             .ok_or(ServiceError::NotFound { what: "user" })
     }
 
-    /// Changes a user's role. Its access tokens, which carry the old role, stop (here at
-    /// once, elsewhere within [`TOKEN_STATE_CACHE_TTL`]); a refresh signs the new role.
-    pub async fn set_role(&self, id: AccountId, role: Role) -> Result<(), ServiceError> {
-        let found = self.store.set_user_role(id, role, self.clock.now()).await?;
-        self.forget_token_state(id);
-        found
-            .then_some(())
+    /// A user in any state (an admin's view).
+    pub async fn find_user(&self, id: AccountId) -> Result<User, ServiceError> {
+        self.store
+            .user_by_id(id)
+            .await?
             .ok_or(ServiceError::NotFound { what: "user" })
+    }
+
+    pub async fn users(&self, query: UserQuery) -> Result<Vec<User>, ServiceError> {
+        Ok(self.store.users(query).await?)
+    }
+
+    pub async fn api_keys(&self, after: i64, limit: u32) -> Result<Vec<ApiKey>, ServiceError> {
+        Ok(self.store.api_keys(after, limit).await?)
+    }
+
+    /// The Argon2id hash of a password that met the policy (for the account flows beside
+    /// this service), on the same bounded pool as sign-ins.
+    pub(crate) async fn hash_password(&self, password: Password) -> Result<String, ServiceError> {
+        self.hashing.hash(password).await
     }
 
     /// Creates a service API key; answers the key itself, which is stored only as a hash and
@@ -502,7 +543,8 @@ impl Auth {
         Ok(state)
     }
 
-    fn forget_token_state(&self, id: AccountId) {
+    /// Drops what this instance believes of the user's tokens, after a change made to them.
+    pub(crate) fn forget_token_state(&self, id: AccountId) {
         let mut cache = self.cached_token_states();
         self.token_epoch
             .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
@@ -649,6 +691,14 @@ impl PasswordHashing {
     }
 }
 
+fn changed(change: AccountChange) -> Result<User, ServiceError> {
+    match change {
+        AccountChange::Done(user) => Ok(user),
+        AccountChange::NotFound => Err(ServiceError::NotFound { what: "user" }),
+        AccountChange::LastAdmin => Err(ServiceError::LastAdmin),
+    }
+}
+
 fn refresh_hash(token: &str) -> Result<String, ServiceError> {
     if token.is_empty() {
         return Err(ServiceError::InvalidArgument {
@@ -663,13 +713,13 @@ fn refresh_hash(token: &str) -> Result<String, ServiceError> {
 }
 
 /// A new random secret with its prefix, and its SHA-256 (what storage keeps).
-fn new_secret(prefix: &str) -> (String, String) {
+pub(crate) fn new_secret(prefix: &str) -> (String, String) {
     let secret = format!("{prefix}{}", hex(&random_bytes(32)));
     let hash = sha256_hex(&secret);
     (secret, hash)
 }
 
-fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     hex(&Sha256::digest(s.as_bytes()))
 }
 

@@ -1,5 +1,6 @@
 //! Use cases, one module per capability. Nothing here knows which transport called it.
 
+pub mod accounts;
 pub mod admission;
 pub mod auth;
 pub mod campaign;
@@ -44,6 +45,8 @@ pub struct Services {
     pub inventory: Arc<Inventory>,
     pub orders: Arc<Orders>,
     pub auth: Arc<Auth>,
+    /// The first admin, sign-up and password reset by email.
+    pub accounts: Arc<accounts::Accounts>,
     pub webhooks: Arc<Webhooks>,
     pub notifications: Arc<Notifications>,
 }
@@ -58,7 +61,14 @@ impl Services {
         discount_code_percent: u8,
         auth: &auth::AuthSettings,
     ) -> Self {
+        let auth = Arc::new(Auth::new(store.clone(), clock.clone(), auth));
         Services {
+            accounts: Arc::new(accounts::Accounts::new(
+                store.clone(),
+                clock.clone(),
+                auth.clone(),
+                accounts::AccountSettings::default(),
+            )),
             discount: Arc::new(DiscountCodes::new(store.clone(), clock.clone())),
             campaigns: Arc::new(Campaigns::new(store.clone(), clock.clone())),
             coupons: Arc::new(Coupons::new(store.clone(), clock.clone(), limits, redis)),
@@ -70,7 +80,7 @@ impl Services {
                 clock.clone(),
                 discount_code_percent,
             )),
-            auth: Arc::new(Auth::new(store.clone(), clock.clone(), auth)),
+            auth,
             notifications: Arc::new(Notifications::new(
                 store.clone(),
                 clock.clone(),
@@ -80,6 +90,17 @@ impl Services {
             store,
             clock,
         }
+    }
+
+    /// The same services with the account flows set by `settings`.
+    pub fn with_accounts(mut self, settings: &accounts::AccountSettings) -> Self {
+        self.accounts = Arc::new(accounts::Accounts::new(
+            self.store.clone(),
+            self.clock.clone(),
+            self.auth.clone(),
+            settings.clone(),
+        ));
+        self
     }
 
     /// The same services with notifications delivered by `settings` (SMTP, retries).

@@ -14,6 +14,11 @@ const OPEN: &[(&str, &str)] = &[
     ("post", "/api/v1/auth/login"),
     ("post", "/api/v1/auth/refresh"),
     ("post", "/api/v1/auth/logout"),
+    ("post", "/api/v1/setup"),
+    ("post", "/api/v1/auth/signup"),
+    ("post", "/api/v1/auth/verify-email"),
+    ("post", "/api/v1/auth/forgot-password"),
+    ("post", "/api/v1/auth/reset-password"),
 ];
 
 async fn document(app: &TestApp) -> Value {

@@ -88,6 +88,8 @@ pub struct TestApp {
     pub services: allot_server::service::Services,
     /// The running server's rate limiters, to look at their sizes.
     pub rate_limits: Arc<allot_server::rate_limit::RateLimits>,
+    /// The first-run setup link the server made (none when an admin existed at start).
+    pub setup_url: Option<String>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -174,6 +176,7 @@ impl TestApp {
         let addr = app.local_addr();
         let services = app.services().clone();
         let rate_limits = app.rate_limits();
+        let setup_url = app.setup_url();
         register_admin_key(&services.auth).await;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -191,6 +194,7 @@ impl TestApp {
             clock: manual,
             services,
             rate_limits,
+            setup_url,
             stop: Some(stop),
             task: Some(task),
         }

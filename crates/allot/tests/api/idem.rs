@@ -584,12 +584,13 @@ async fn idem_revocation_reaches_every_instance_within_5_s() {
         }
         let changed = Instant::now();
         match change {
-            "role" => a
-                .services
-                .auth
-                .set_role(account, Role::Support)
-                .await
-                .unwrap(),
+            "role" => {
+                a.services
+                    .auth
+                    .set_role(account, Role::Support)
+                    .await
+                    .unwrap();
+            }
             "cli role" => {
                 let out = std::process::Command::new(env!("CARGO_BIN_EXE_allot"))
                     .args(["admin", "set-user-role", "--role", "marketing", "--id"])
@@ -602,7 +603,9 @@ async fn idem_revocation_reaches_every_instance_within_5_s() {
                 assert!(out.status.success(), "{said} {out:?}");
                 assert!(said.contains("is now marketing"), "{said}");
             }
-            _ => a.services.auth.set_active(account, false).await.unwrap(),
+            _ => {
+                a.services.auth.set_active(account, false).await.unwrap();
+            }
         }
         if change != "cli role" {
             assert_eq!(
