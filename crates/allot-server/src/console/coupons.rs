@@ -4,12 +4,14 @@
 
 use allot_domain::coupon::{CouponType, UploadedCode};
 use allot_storage::{Coupon, RedemptionFilter};
+use axum::Json;
 use axum::Router;
 use axum::extract::Query;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use maud::{Markup, html};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::Ctx;
 use super::layout::error_page;
@@ -21,7 +23,24 @@ use crate::http::AppState;
 const PAGE_ROWS: u32 = 50;
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/console/coupons", get(page))
+    Router::new()
+        .route("/console/coupons", get(page))
+        .route("/console/coupons/megadeal.json", get(megadeal))
+}
+
+/// MEGADEAL admission now, for the page to poll (under the page's path, so its rule covers
+/// it): the figures of `GET /api/v1/coupons/megadeal`.
+async fn megadeal(ctx: Ctx) -> Response {
+    match ctx.state.services.coupons.megadeal_status().await {
+        Ok((status, limits)) => Json(json!({
+            "in_flight": status.in_flight,
+            "peak_in_flight": status.peak_in_flight,
+            "queued": status.queued,
+            "in_flight_max": limits.in_flight_max,
+        }))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -138,10 +157,10 @@ async fn page(ctx: Ctx, Query(q): Query<PageQuery>) -> Response {
                 h2 { "MEGADEAL admission" }
                 @match &megadeal {
                     Ok((status, limits)) => {
-                        dl #megadeal {
-                            dt { "In flight" } dd { (ui::int(status.in_flight as u64)) " of " (ui::int(limits.in_flight_max as u64)) }
-                            dt { "Peak in flight" } dd { (ui::int(status.peak_in_flight as u64)) }
-                            dt { "Queued here" } dd { (ui::int(status.queued as u64)) }
+                        dl #megadeal data-poll="/console/coupons/megadeal.json" aria-live="polite" {
+                            dt { "In flight" } dd { span data-field="in_flight" { (ui::int(status.in_flight as u64)) } " of " (ui::int(limits.in_flight_max as u64)) }
+                            dt { "Peak in flight" } dd data-field="peak_in_flight" { (ui::int(status.peak_in_flight as u64)) }
+                            dt { "Queued here" } dd data-field="queued" { (ui::int(status.queued as u64)) }
                             dt { "Admitted per second, at most" } dd { (ui::int(limits.per_second_max as u64)) }
                             dt { "Longest wait" } dd { (ui::int(limits.wait_max.as_millis() as u64)) " ms" }
                         }

@@ -73,6 +73,17 @@ async fn the_coupons_page_shows_counters_a_lookup_and_redemptions_and_the_upload
         .await;
     assert_eq!(s, 200, "{b}");
 
+    let (s, live) = c
+        .page(Role::Marketing, "/console/coupons/megadeal.json")
+        .await;
+    assert_eq!(s, 200, "{live}");
+    let live: serde_json::Value = serde_json::from_str(&live).unwrap();
+    assert_eq!(live["in_flight"], 0, "{live}");
+
     let (s, html) = c.page(Role::Warehouse, "/console/coupons").await;
     refused(s, &html);
+    let (s, _) = c
+        .page(Role::Warehouse, "/console/coupons/megadeal.json")
+        .await;
+    assert_eq!(s, 403);
 }
