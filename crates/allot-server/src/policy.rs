@@ -204,6 +204,10 @@ pub const RULES: &[Rule] = &[
     // open; each page is shown to whoever may call the API it shows.
     rest("GET", "/", Access::Public),
     rest("*", "/setup", Access::Public),
+    rest("GET", "/signup", Access::Public),
+    rest("GET", "/verify-email", Access::Public),
+    rest("GET", "/forgot-password", Access::Public),
+    rest("GET", "/reset-password", Access::Public),
     rest("POST", "/console/sign-in", Access::Public),
     note(
         rest("POST", "/console/sign-out", Access::Public),
@@ -257,6 +261,7 @@ pub const RULES: &[Rule] = &[
     )),
     // Campaigns (REST, and gRPC and Connect on the same paths).
     rest("POST", "/api/v1/campaigns", Access::Roles(MARKETING)),
+    rest("GET", "/api/v1/campaigns", Access::Roles(MARKETING)),
     rest(
         "GET",
         "/api/v1/campaigns/{id}",
@@ -350,6 +355,7 @@ pub const RULES: &[Rule] = &[
         "/purchase",
         Access::Roles(MARKETING_AND_CUSTOMERS),
     )),
+    rest("GET", "/api/v1/sales", Access::Roles(MARKETING)),
     open(rest(
         "GET",
         "/api/v1/sales/current",
@@ -494,6 +500,11 @@ pub const RULES: &[Rule] = &[
     rest(
         "*",
         "/api/v1/notifications/rules*",
+        Access::Roles(MARKETING),
+    ),
+    rest(
+        "POST",
+        "/api/v1/notifications/template-preview",
         Access::Roles(MARKETING),
     ),
     rest(

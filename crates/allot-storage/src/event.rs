@@ -48,6 +48,10 @@ pub trait EventStore {
 
     /// The audit log: the same committed events, filtered (see [`AuditQuery`]).
     async fn audit(&self, query: AuditQuery) -> Result<Vec<Event>, StorageError>;
+
+    /// The greatest committed seq (0 for an empty log): where a reader of new events only
+    /// starts. The max of the primary key: one index probe, whatever the log's size.
+    async fn log_end(&self) -> Result<i64, StorageError>;
 }
 
 /// The wall clock, for the few operations that are not given a time (deletes of categories

@@ -20,6 +20,7 @@ pub mod migrations;
 pub mod notification;
 pub mod order;
 pub mod origin;
+pub mod overview;
 pub mod postgres;
 mod row;
 pub mod sale;
@@ -55,6 +56,7 @@ pub use order::{
     AppliedCode, Created, NewOrder, Order, OrderLine, OrderQuery, OrderRefusal, OrderResult,
     OrderStore, StatusChange, StatusRequest,
 };
+pub use overview::{OverviewCounts, OverviewStore};
 pub use sale::{
     CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale, SaleItem, SaleStore,
 };
@@ -85,6 +87,7 @@ pub trait Store:
     + EventStore
     + WebhookStore
     + NotificationStore
+    + OverviewStore
     + Send
     + Sync
     + 'static

@@ -51,7 +51,28 @@ pub(super) async fn home(
             }),
         };
     }
-    sign_in_page(StatusCode::OK, "", next.next.as_deref(), None).into_response()
+    let links = Links::of(&state).await;
+    sign_in_page(StatusCode::OK, "", next.next.as_deref(), None, links).into_response()
+}
+
+/// What the sign-in page offers besides the form.
+#[derive(Clone, Copy)]
+struct Links {
+    /// Self sign-up is on.
+    signup: bool,
+    /// No admin exists yet: the first is created from the setup link.
+    setup_pending: bool,
+}
+
+impl Links {
+    async fn of(state: &AppState) -> Links {
+        let accounts = &state.services.accounts;
+        Links {
+            signup: accounts.signup_allowed(),
+            // Unknown (the store failed): say nothing of setup rather than something wrong.
+            setup_pending: matches!(accounts.admin_exists().await, Ok(false)),
+        }
+    }
 }
 
 fn sign_in_page(
@@ -59,6 +80,7 @@ fn sign_in_page(
     email: &str,
     next: Option<&str>,
     error: Option<&str>,
+    links: Links,
 ) -> (StatusCode, Markup) {
     let body = html! {
         form #sign-in .stack method="post" action="/console/sign-in" {
@@ -76,6 +98,15 @@ fn sign_in_page(
             }
             div.actions { button type="submit" { "Sign in" } }
         }
+        p { a href="/forgot-password" { "Forgot your password?" } }
+        @if links.signup { p { a href="/signup" { "Create an account" } } }
+        @if links.setup_pending {
+            p #setup-pending .panel {
+                "No admin exists yet. Open the setup link the server printed in its log when it "
+                "started (" code { "/setup?token=..." } "), valid for an hour; restart the server "
+                "for a new one."
+            }
+        }
     };
     (status, solo("Sign in", body))
 }
@@ -92,7 +123,7 @@ fn safe_next(next: Option<&str>) -> Option<String> {
 
 /// A form post from another site is refused: the browser says where it comes from
 /// (`Sec-Fetch-Site`, else `Origin`), and only this origin may sign in or out here.
-fn same_origin(headers: &HeaderMap) -> bool {
+pub(super) fn same_origin(headers: &HeaderMap) -> bool {
     if let Some(site) = headers.get("sec-fetch-site") {
         return matches!(site.as_bytes(), b"same-origin" | b"none");
     }
@@ -128,6 +159,7 @@ pub(super) async fn sign_in(
             "",
             None,
             Some("The form was not understood."),
+            Links::of(&state).await,
         )
         .into_response();
     };
@@ -164,8 +196,9 @@ pub(super) async fn sign_in(
                 ServiceError::InvalidArgument { .. } => "Enter an email and a password.".to_owned(),
                 other => other.to_string(),
             };
-            let mut res =
-                sign_in_page(status, form.email.trim(), next, Some(&message)).into_response();
+            let links = Links::of(&state).await;
+            let mut res = sign_in_page(status, form.email.trim(), next, Some(&message), links)
+                .into_response();
             if let ServiceError::RateLimited { retry_after_secs } = e
                 && let Ok(v) = HeaderValue::from_str(&retry_after_secs.to_string())
             {
@@ -206,7 +239,7 @@ pub(super) async fn sign_out(
     res
 }
 
-fn session_cookie(token: &str, headers: &HeaderMap) -> String {
+pub(super) fn session_cookie(token: &str, headers: &HeaderMap) -> String {
     format!(
         "{COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{}",
         CONSOLE_SESSION_TTL.as_secs(),

@@ -57,7 +57,7 @@ pub(crate) struct AuditPage {
 }
 
 /// The type and the payload's plain fields (not lists, objects or nulls), by name.
-fn summary(kind: &str, payload: &serde_json::Value) -> String {
+pub(crate) fn summary(kind: &str, payload: &serde_json::Value) -> String {
     let mut line = kind.to_owned();
     if let Some(fields) = payload.as_object() {
         let plain = fields
@@ -76,7 +76,7 @@ fn summary(kind: &str, payload: &serde_json::Value) -> String {
 
 /// An actor as stored: a principal, or any `system:<job>` (jobs other parts of the server add
 /// are not all known here).
-fn actor_filter(raw: &str) -> Option<String> {
+pub(crate) fn actor_filter(raw: &str) -> Option<String> {
     if let Some(actor) = Actor::parse(raw) {
         return Some(actor.to_string());
     }

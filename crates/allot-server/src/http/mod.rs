@@ -2,7 +2,7 @@
 //! transport on one port.
 
 mod accounts;
-mod audit;
+pub(crate) mod audit;
 pub(crate) mod auth;
 mod campaign;
 mod catalog;

@@ -32,6 +32,10 @@ pub(crate) fn routes() -> Router<AppState> {
             get(list_templates).post(create_template),
         )
         .route(
+            "/api/v1/notifications/template-preview",
+            post(preview_template),
+        )
+        .route(
             "/api/v1/notifications/templates/{key}",
             get(read_template)
                 .put(update_template)
@@ -152,6 +156,60 @@ pub(crate) async fn list_templates(
     let templates = state.services.notifications.templates().await?;
     Ok(Json(TemplateList {
         templates: templates.into_iter().map(template_view).collect(),
+    }))
+}
+
+/// A template's parts and one message's variables, to render without storing anything.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct PreviewBody {
+    pub email: Option<EmailPartBody>,
+    pub in_app: Option<InAppPartBody>,
+    /// The variables the template names, e.g. `{"order_id": 12}`; absent: none.
+    #[schema(value_type = Option<Object>)]
+    pub variables: Option<serde_json::Value>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RenderedEmail {
+    pub subject: String,
+    pub body: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RenderedInApp {
+    pub title: String,
+    pub body: String,
+}
+
+/// The parts rendered, as plain text (never HTML): the parts the request gave.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct PreviewView {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<RenderedEmail>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_app: Option<RenderedInApp>,
+}
+
+/// Render a template's parts with some variables, as a notification would be rendered (the
+/// same engine, strict variables and limits). Nothing is stored or sent.
+#[utoipa::path(post, path = "/api/v1/notifications/template-preview", tag = "notifications",
+    request_body = PreviewBody,
+    responses(
+        (status = 200, description = "The rendered parts", body = PreviewView),
+        (status = 422, description = "A part missing, one that does not parse or fails to render (a variable missing, too long), or variables not an object: the field is named, e.g. `email.body`", body = ErrorBody)))]
+pub(crate) async fn preview_template(
+    ApiJson(body): ApiJson<PreviewBody>,
+) -> Result<Json<PreviewView>, ServiceError> {
+    let p = crate::service::notification::preview(crate::service::notification::PreviewInput {
+        email: body.email.map(|e| (e.subject, e.body)),
+        in_app: body.in_app.map(|p| (p.title, p.body)),
+        variables: body.variables,
+    })?;
+    Ok(Json(PreviewView {
+        email: p
+            .email
+            .map(|(subject, body)| RenderedEmail { subject, body }),
+        in_app: p.in_app.map(|(title, body)| RenderedInApp { title, body }),
     }))
 }
 

@@ -183,6 +183,12 @@ impl Accounts {
         }
     }
 
+    /// Whether `token` is this instance's live setup token (the setup page says so before the
+    /// form is filled in, rather than after).
+    pub fn setup_token_live(&self, token: &str) -> bool {
+        self.check_setup_token(token).is_ok()
+    }
+
     fn check_setup_token(&self, token: &str) -> Result<(), ServiceError> {
         let refused = || ServiceError::Forbidden {
             field: Some("token"),

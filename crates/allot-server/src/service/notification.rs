@@ -218,6 +218,67 @@ fn render_parts(
     Ok((render(parts.0, context)?, render(parts.1, context)?))
 }
 
+/// What a preview renders: a template's parts as the API gives them (each optional) and the
+/// variables of one message.
+#[derive(Debug, Clone, Default)]
+pub struct PreviewInput {
+    pub email: Option<(Option<String>, Option<String>)>,
+    pub in_app: Option<(Option<String>, Option<String>)>,
+    pub variables: Option<serde_json::Value>,
+}
+
+/// The parts rendered: (subject or title, body) per channel given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Preview {
+    pub email: Option<(String, String)>,
+    pub in_app: Option<(String, String)>,
+}
+
+/// Renders one part's two sources as the notifier would, naming the field that fails.
+fn preview_part(
+    fields: (&'static str, &'static str),
+    sources: (Option<String>, Option<String>),
+    context: &serde_json::Value,
+) -> Result<(String, String), ServiceError> {
+    let mut out = Vec::with_capacity(2);
+    for (field, source) in [(fields.0, sources.0), (fields.1, sources.1)] {
+        let source = required(field, source)?;
+        check_source(field, &source)?;
+        let text = render(&source, context)
+            .map_err(|m| invalid(field, format!("{field}: the template fails at {m}")))?;
+        out.push(text);
+    }
+    let body = out.pop().unwrap_or_default();
+    let head = out.pop().unwrap_or_default();
+    Ok((head, body))
+}
+
+/// Renders a template's parts with `input.variables`, through the same engine, settings and
+/// limits as a sent notification; nothing is stored or sent.
+pub fn preview(input: PreviewInput) -> Result<Preview, ServiceError> {
+    let context = match input.variables {
+        None | Some(serde_json::Value::Null) => serde_json::json!({}),
+        Some(v @ serde_json::Value::Object(_)) => v,
+        Some(_) => return Err(invalid("variables", "variables: a JSON object")),
+    };
+    if input.email.is_none() && input.in_app.is_none() {
+        return Err(invalid(
+            "email",
+            "email or in_app: a part to render is required",
+        ));
+    }
+    Ok(Preview {
+        email: input
+            .email
+            .map(|p| preview_part(("email.subject", "email.body"), p, &context))
+            .transpose()?,
+        in_app: input
+            .in_app
+            .map(|p| preview_part(("in_app.title", "in_app.body"), p, &context))
+            .transpose()?,
+    })
+}
+
 impl Notifications {
     pub fn new(
         store: Arc<dyn Store>,

@@ -151,4 +151,14 @@ impl EventStore for PgStore {
             .await?;
         Ok(rows.iter().map(row).collect())
     }
+
+    async fn log_end(&self) -> Result<i64, StorageError> {
+        let mut client = self.client().await?;
+        // Numbered first, like every read: the end is the end of what a reader can see.
+        sequence(&mut client).await?;
+        let row = client
+            .query_one("SELECT coalesce(max(seq), 0) FROM events", &[])
+            .await?;
+        Ok(row.try_get(0)?)
+    }
 }

@@ -107,4 +107,8 @@ impl EventStore for SqliteStore {
     async fn audit(&self, query: AuditQuery) -> Result<Vec<Event>, StorageError> {
         self.read(move |conn| audit(conn, &query)).await
     }
+
+    async fn log_end(&self) -> Result<i64, StorageError> {
+        self.read(super::webhook::log_end).await
+    }
 }

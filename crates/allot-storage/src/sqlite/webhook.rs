@@ -76,7 +76,7 @@ fn one(conn: &Connection, id: i64) -> Result<Option<Webhook>, StorageError> {
         .transpose()
 }
 
-fn log_end(conn: &Connection) -> Result<i64, StorageError> {
+pub(super) fn log_end(conn: &Connection) -> Result<i64, StorageError> {
     Ok(conn
         .prepare_cached("SELECT coalesce(max(seq), 0) FROM events")?
         .query_row([], |r| r.get(0))?)

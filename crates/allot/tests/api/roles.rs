@@ -176,6 +176,13 @@ fn rest_calls() -> Vec<(
         (
             "campaigns",
             "GET",
+            "/api/v1/campaigns",
+            None,
+            "admin marketing",
+        ),
+        (
+            "campaigns",
+            "GET",
             "/api/v1/campaigns/1",
             None,
             "admin marketing customer",
@@ -236,6 +243,7 @@ fn rest_calls() -> Vec<(
             None,
             "admin marketing",
         ),
+        ("sales", "GET", "/api/v1/sales", None, "admin marketing"),
         (
             "sales",
             "GET",
