@@ -86,6 +86,7 @@ use super::{
         webhook::read,
         webhook::update,
         webhook::delete,
+        webhook::retry,
         webhook::deliveries,
         order::place,
         order::list,

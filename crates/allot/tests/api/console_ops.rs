@@ -174,6 +174,49 @@ async fn a_failing_webhook_is_marked_and_its_failed_attempts_are_listed() {
     );
     let (_, list) = admin.get("/console/webhooks").await;
     assert!(list.contains("failing ("), "the endpoint is marked failing");
+
+    // Retry now: the next attempt is due at once, where the backoff had put it later.
+    assert!(detail.contains("id=\"webhook-retry\""));
+    let before = admin
+        .api("GET", &format!("/api/v1/webhooks/{id}"), None)
+        .await
+        .1;
+    assert!(before["failed_attempts"].as_i64().unwrap() >= 1, "{before}");
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let asked = now_ms();
+    let (status, after) = admin
+        .api("POST", &format!("/api/v1/webhooks/{id}/retry"), None)
+        .await;
+    assert_eq!(status, 200, "{after}");
+    let due = allot_server::time::parse_rfc3339(after["next_attempt_at"].as_str().unwrap())
+        .unwrap()
+        .as_millis();
+    assert!(due <= now_ms() && due >= asked - 1_000, "{after}");
+    assert!(after["failed_attempts"].as_i64().unwrap() >= 1);
+    // Audited as the admin's change of the endpoint.
+    let me = format!("user:{}", admin.user_id);
+    let (_, audit) = admin
+        .api(
+            "GET",
+            &format!("/api/v1/audit?actor={me}&type=WebhookEndpointUpdated"),
+            None,
+        )
+        .await;
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["payload"]["retry_requested"], true);
+    let marketing = Console::sign_in(&app, "mk@example.com", Role::Marketing).await;
+    let (status, _) = marketing
+        .api("POST", &format!("/api/v1/webhooks/{id}/retry"), None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = admin.api("POST", "/api/v1/webhooks/999/retry", None).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]
