@@ -83,9 +83,15 @@ fi
 
 api_key=$("$BIN" admin create-api-key "${storage[@]}" --name contract-fuzz --role admin |
   awk 'NR==1{print $NF}')
+# A second key for DELETE /api/v1/api-keys/{id} to revoke (contract-fuzz.toml): any id the
+# fuzzer picked could be its own key's, and every later case would then be answered 401.
+FUZZ_SPARE_API_KEY_ID=$("$BIN" admin create-api-key "${storage[@]}" --name contract-fuzz-spare \
+  --role support | awk 'NR==1{print $3}')
+export FUZZ_SPARE_API_KEY_ID
 port="$(free_port)"
 "$BIN" serve --listen "127.0.0.1:$port" --log-level error "${storage[@]}" \
   --login-rate-per-ip-per-min 0 --login-rate-per-email-per-min 0 --code-use-rate-per-sec 0 \
+  --account-email-rate-per-hour 0 \
   >"$WORK/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 200); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done

@@ -261,6 +261,7 @@ pub const RULES: &[Rule] = &[
     )),
     // Campaigns (REST, and gRPC and Connect on the same paths).
     rest("POST", "/api/v1/campaigns", Access::Roles(MARKETING)),
+    rest("GET", "/api/v1/campaigns", Access::Roles(MARKETING)),
     rest(
         "GET",
         "/api/v1/campaigns/{id}",
@@ -354,6 +355,7 @@ pub const RULES: &[Rule] = &[
         "/purchase",
         Access::Roles(MARKETING_AND_CUSTOMERS),
     )),
+    rest("GET", "/api/v1/sales", Access::Roles(MARKETING)),
     open(rest(
         "GET",
         "/api/v1/sales/current",
@@ -423,6 +425,16 @@ pub const RULES: &[Rule] = &[
     rest(
         "GET",
         "/api/v1/inventory/{product_id}",
+        Access::Roles(WAREHOUSE),
+    ),
+    rest(
+        "GET",
+        "/api/v1/inventory/{product_id}/movements",
+        Access::Roles(WAREHOUSE),
+    ),
+    rest(
+        "GET",
+        "/api/v1/inventory/{product_id}/reservations",
         Access::Roles(WAREHOUSE),
     ),
     rest(

@@ -81,6 +81,22 @@ pub trait CampaignStore {
     /// The campaign with its issued count as committed.
     async fn campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StorageError>;
 
+    /// Campaigns newest first, those with `id < before_id` (all when `None`), at most `limit`:
+    /// a keyset page on the primary key, whatever the number of campaigns.
+    async fn campaigns(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Campaign>, StorageError>;
+
+    /// Campaigns open at `now` (started, not ended) with codes left, newest first, at most
+    /// `limit`.
+    async fn running_campaigns(
+        &self,
+        now: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<Campaign>, StorageError>;
+
     /// Issues the campaign's next code, unless all are issued or the user is at the campaign's
     /// limit; a known idempotency key returns the code it got before. Exactly `total` codes are
     /// ever issued per campaign, under any concurrency and across restarts. Does not look at
@@ -192,6 +208,17 @@ pub(crate) mod sql {
     /// The columns [`super::campaign_of`] reads, in its order.
     pub(crate) const BY_ID: &str = "SELECT id, name, starts_at_ms, ends_at_ms, total, \
          per_user_limit, issued, created_at_ms FROM campaigns WHERE id = $1";
+    /// Newest first, below `$1` (NULL: from the newest), by the primary key.
+    pub(crate) const LIST: &str = "SELECT id, name, starts_at_ms, ends_at_ms, total, \
+         per_user_limit, issued, created_at_ms FROM campaigns \
+         WHERE (CAST($1 AS BIGINT) IS NULL OR id < $1) ORDER BY id DESC LIMIT $2";
+    /// Open at `$1` with codes left, newest first. Walks the primary key backwards and
+    /// filters: campaigns are created by hand (hundreds, not millions), and the running ones
+    /// are among the newest, so the walk is short.
+    pub(crate) const RUNNING: &str = "SELECT id, name, starts_at_ms, ends_at_ms, total, \
+         per_user_limit, issued, created_at_ms FROM campaigns \
+         WHERE starts_at_ms <= $1 AND (ends_at_ms IS NULL OR ends_at_ms > $1) \
+         AND issued < total ORDER BY id DESC LIMIT $2";
     pub(crate) const COUPONS: &str = "SELECT code, seq, user_id, issued_at_ms \
          FROM campaign_coupons WHERE campaign_id = $1 AND seq > $2 ORDER BY seq LIMIT $3";
     /// The codes in issue order, of one holder when `$2` is not null.
@@ -200,7 +227,7 @@ pub(crate) mod sql {
          ORDER BY seq LIMIT $3";
 
     #[cfg(test)]
-    pub(crate) const ALL: &[&str] = &[CREATE, BY_ID, COUPONS, CODES];
+    pub(crate) const ALL: &[&str] = &[CREATE, BY_ID, LIST, RUNNING, COUPONS, CODES];
 }
 
 /// A campaign from a row of [`sql::BY_ID`].

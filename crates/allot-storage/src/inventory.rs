@@ -102,6 +102,22 @@ pub struct LevelQuery {
     pub limit: u32,
 }
 
+/// One page of a product's ledger (or of the reservations its ledger made), newest first.
+#[derive(Debug, Clone, Copy)]
+pub struct LedgerQuery {
+    pub product: ProductId,
+    /// Movements with an id below this; `None`: from the newest.
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
+impl LedgerQuery {
+    /// The cursor as the statements take it.
+    pub(crate) fn below(&self) -> i64 {
+        self.before.unwrap_or(i64::MAX)
+    }
+}
+
 /// One page of alerts, oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct AlertQuery {
@@ -195,6 +211,16 @@ pub trait InventoryStore: Send + Sync + 'static {
     -> Result<ProductInventory, StorageError>;
 
     async fn stock_alerts(&self, query: AlertQuery) -> Result<Vec<StockAlert>, StorageError>;
+
+    /// A page of the product's ledger, newest first.
+    async fn movements(&self, query: LedgerQuery) -> Result<Vec<Movement>, StorageError>;
+
+    /// A page of the product's reservations, newest first, each with the id of the movement
+    /// that made it (the page's cursor).
+    async fn product_reservations(
+        &self,
+        query: LedgerQuery,
+    ) -> Result<Vec<(i64, Reservation)>, StorageError>;
 }
 
 // Helpers both backends use.

@@ -20,6 +20,7 @@ pub mod migrations;
 pub mod notification;
 pub mod order;
 pub mod origin;
+pub mod overview;
 pub mod postgres;
 mod row;
 pub mod sale;
@@ -46,8 +47,8 @@ pub use event::{AuditQuery, Event, EventQuery, EventStore};
 pub use health::WriteHealth;
 pub use idempotency::{Claim, IdempotencyScope, IdempotencyStore, StoredResponse};
 pub use inventory::{
-    AlertQuery, InventoryRefusal, InventoryResult, InventoryStore, LevelQuery, Movement,
-    NewReservation, ProductInventory, Reservation, StockAlert, StockLevel,
+    AlertQuery, InventoryRefusal, InventoryResult, InventoryStore, LedgerQuery, LevelQuery,
+    Movement, NewReservation, ProductInventory, Reservation, StockAlert, StockLevel,
 };
 pub use job::JobStore;
 pub use notification::NotificationStore;
@@ -55,6 +56,7 @@ pub use order::{
     AppliedCode, Created, NewOrder, Order, OrderLine, OrderQuery, OrderRefusal, OrderResult,
     OrderStore, StatusChange, StatusRequest,
 };
+pub use overview::{OverviewCounts, OverviewStore};
 pub use sale::{
     CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale, SaleItem, SaleStore,
 };
@@ -85,6 +87,7 @@ pub trait Store:
     + EventStore
     + WebhookStore
     + NotificationStore
+    + OverviewStore
     + Send
     + Sync
     + 'static

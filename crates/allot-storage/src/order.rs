@@ -27,7 +27,7 @@ pub(crate) use rules::{
 };
 pub(crate) use stored::{
     HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, ORDER_BY_ID, ORDER_IDS_PAGE,
-    SET_ORDER_STATUS, change_from, line_from, order_from, priced_from,
+    ORDER_IDS_PAGE_NEWEST, SET_ORDER_STATUS, change_from, line_from, order_from, priced_from,
 };
 
 /// Stock held by a pending order never lapses: its reservations carry this lifetime
@@ -163,7 +163,7 @@ impl<A> Order<A> {
     }
 }
 
-/// One page of orders, oldest first.
+/// One page of orders, oldest first (or newest first).
 #[derive(Debug, Clone, Default)]
 pub struct OrderQuery {
     pub customer: Option<UserId>,
@@ -172,9 +172,22 @@ pub struct OrderQuery {
     pub from: Option<UnixMillis>,
     /// Created before.
     pub until: Option<UnixMillis>,
-    /// Orders with an id above this.
+    /// The cursor: orders past this id in the listing's order (above it oldest first, below
+    /// it newest first); 0 from the start.
     pub after: i64,
     pub limit: u32,
+    pub newest_first: bool,
+}
+
+impl OrderQuery {
+    /// The listing's statement and its bound on ids.
+    pub(crate) fn page(&self) -> (&'static str, i64) {
+        match (self.newest_first, self.after) {
+            (false, after) => (ORDER_IDS_PAGE, after),
+            (true, 0) => (ORDER_IDS_PAGE_NEWEST, i64::MAX),
+            (true, before) => (ORDER_IDS_PAGE_NEWEST, before),
+        }
+    }
 }
 
 /// A status change as asked.

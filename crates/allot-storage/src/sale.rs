@@ -81,6 +81,10 @@ pub trait SaleStore {
 
     async fn sale(&self, id: i64) -> Result<Option<Sale>, StorageError>;
 
+    /// Sales newest first, those with `id < before_id` (all when `None`), at most `limit`: a
+    /// keyset page on the primary key.
+    async fn sales(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<Sale>, StorageError>;
+
     /// Decides a checkout against the current sale and records the attempt, whatever its
     /// outcome.
     async fn checkout(&self, request: CheckoutRequest) -> Result<CheckoutOutcome, StorageError>;
@@ -139,6 +143,12 @@ pub(crate) mod sql {
     );
     pub(crate) const SALE_BY_ID: &str =
         concat!("SELECT ", sale_columns!(), " FROM sales WHERE id = $1");
+    /// Newest first, below `$1` (NULL: from the newest), by the primary key.
+    pub(crate) const SALES: &str = concat!(
+        "SELECT ",
+        sale_columns!(),
+        " FROM sales WHERE (CAST($1 AS BIGINT) IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+    );
     pub(crate) const ITEM_BY_ID: &str =
         concat!("SELECT ", item_columns!(), " FROM sale_items WHERE id = $1");
     pub(crate) const ITEMS: &str = concat!(
@@ -173,6 +183,7 @@ pub(crate) mod sql {
         OPEN,
         SALE_BY_START,
         SALE_BY_ID,
+        SALES,
         ITEM_BY_ID,
         ITEMS,
         PURCHASES,

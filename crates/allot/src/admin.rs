@@ -97,17 +97,9 @@ pub(crate) enum AdminCommand {
 #[derive(Debug, clap::Args)]
 pub(crate) struct StorageArgs {
     /// A running server's base URL (http://host:port): the command calls its REST API with
-    /// --api-key instead of opening the data directory
+    /// the global --api-key (ALLOT_API_KEY, an admin's) instead of opening the data directory
     #[arg(long, env = "ALLOT_SERVER", value_name = "URL")]
     server: Option<String>,
-    /// An admin API key (`ak_...`) or access token for --server
-    #[arg(
-        long,
-        env = "ALLOT_API_KEY",
-        hide_env_values = true,
-        requires = "server"
-    )]
-    api_key: Option<String>,
     /// The server's data directory (embedded SQLite)
     #[arg(long, env = "ALLOT_DATA_DIR", default_value = "./allot-data")]
     data_dir: PathBuf,
@@ -234,12 +226,10 @@ impl StorageArgs {
     async fn target(&self) -> Result<Target, String> {
         match &self.server {
             Some(url) => {
-                let key = self
-                    .api_key
-                    .as_deref()
+                let key = crate::grpc_client::credential()
                     .ok_or("--server needs --api-key (or ALLOT_API_KEY): an admin's key")?;
                 Ok(Target::Server(crate::admin_client::AdminClient::new(
-                    url, key,
+                    url, &key,
                 )?))
             }
             None => self.auth().await.map(|a| Target::Storage(Box::new(a))),

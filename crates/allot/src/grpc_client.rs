@@ -18,6 +18,11 @@ pub(crate) fn set_credential(credential: Option<String>) {
     let _ = CREDENTIAL.set(credential.filter(|c| !c.is_empty()));
 }
 
+/// The credential given (`--api-key`, `ALLOT_API_KEY`), if any.
+pub(crate) fn credential() -> Option<String> {
+    CREDENTIAL.get().cloned().flatten()
+}
+
 /// `Bearer <credential>`, if one was given.
 fn authorization() -> Option<String> {
     CREDENTIAL

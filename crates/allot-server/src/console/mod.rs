@@ -21,13 +21,21 @@
 mod accounts;
 mod assets;
 mod audit;
+mod campaigns;
+mod catalog;
+mod coupons;
+mod discount_codes;
 mod events;
+mod inventory;
 mod layout;
 mod notifications;
+mod orders;
 mod overview;
+mod sales;
 mod sign_in;
 pub(crate) mod ui;
 mod users;
+mod warehouses;
 mod webhooks;
 
 use axum::Router;
@@ -54,6 +62,14 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/console/sign-out", post(sign_in::sign_out))
         .route("/console/assets/{name}", get(assets::serve))
         .merge(overview::routes())
+        .merge(campaigns::routes())
+        .merge(discount_codes::routes())
+        .merge(sales::routes())
+        .merge(coupons::routes())
+        .merge(catalog::routes())
+        .merge(warehouses::routes())
+        .merge(inventory::routes())
+        .merge(orders::routes())
         .merge(webhooks::routes())
         .merge(events::routes())
         .merge(audit::routes())

@@ -31,7 +31,11 @@ pub(crate) struct SetupBody {
     /// The token of the setup link the server printed at start.
     #[schema(max_length = 128)]
     pub token: String,
-    #[schema(min_length = 3, max_length = 254)]
+    /// One `@` with something on each side; no white space (but around) or control characters.
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*[^\s@\x00-\x1F\x7F-\x9F]+@[^\s@\x00-\x1F\x7F-\x9F]+\s*$"
+    )]
     pub email: String,
     /// 12 to 256 characters.
     #[schema(min_length = 12, max_length = 256)]
@@ -40,7 +44,11 @@ pub(crate) struct SetupBody {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct SignUpBody {
-    #[schema(min_length = 3, max_length = 254)]
+    /// One `@` with something on each side; no white space (but around) or control characters.
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*[^\s@\x00-\x1F\x7F-\x9F]+@[^\s@\x00-\x1F\x7F-\x9F]+\s*$"
+    )]
     pub email: String,
     /// 12 to 256 characters.
     #[schema(min_length = 12, max_length = 256)]
@@ -56,7 +64,11 @@ pub(crate) struct TokenBody {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ForgotBody {
-    #[schema(min_length = 3, max_length = 254)]
+    /// One `@` with something on each side; no white space (but around) or control characters.
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*[^\s@\x00-\x1F\x7F-\x9F]+@[^\s@\x00-\x1F\x7F-\x9F]+\s*$"
+    )]
     pub email: String,
 }
 

@@ -16,12 +16,12 @@ use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::caller::Caller;
 use crate::rpc::campaign::{IssueCoupon, new_campaign};
-use crate::service::campaign::COUPONS_PAGE_MAX;
+use crate::service::campaign::{CAMPAIGNS_PAGE_MAX, COUPONS_PAGE_MAX};
 use crate::time::parse_rfc3339;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/campaigns", post(create))
+        .route("/api/v1/campaigns", post(create).get(list))
         .route("/api/v1/campaigns/{id}", get(read))
         .route(
             "/api/v1/campaigns/{id}/coupons",
@@ -152,6 +152,52 @@ pub(crate) async fn create(
     )?;
     let campaign = state.services.campaigns.create(new).await?;
     Ok((StatusCode::CREATED, Json(campaign.into())))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct ListQuery {
+    /// Return campaigns with an id below this (`next_before` of the previous page); from the
+    /// newest when left out.
+    #[param(minimum = 1)]
+    pub before: Option<i64>,
+    /// Page size, 1 to 1,000 (default 50).
+    #[param(minimum = 1, maximum = 1_000)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CampaignPage {
+    pub campaigns: Vec<CampaignView>,
+    /// Pass as `before` for the next (older) page; null on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// List campaigns, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/campaigns", tag = "campaigns",
+    params(ListQuery),
+    responses((status = 200, description = "A page of campaigns", body = CampaignPage)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<ListQuery>,
+) -> Result<Json<CampaignPage>, ServiceError> {
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(DomainError::invalid("before", "must be 1 or more").into());
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=CAMPAIGNS_PAGE_MAX).contains(&limit) {
+        return Err(
+            DomainError::invalid("limit", format!("must be 1 to {CAMPAIGNS_PAGE_MAX}")).into(),
+        );
+    }
+    let campaigns = state.services.campaigns.list(q.before, limit).await?;
+    let next_before = (campaigns.len() == limit as usize)
+        .then(|| campaigns.last().map(|c| c.id.get()))
+        .flatten();
+    Ok(Json(CampaignPage {
+        campaigns: campaigns.into_iter().map(CampaignView::from).collect(),
+        next_before,
+    }))
 }
 
 /// Read a campaign with its counts.

@@ -35,6 +35,11 @@ pub(crate) fn routes() -> Router<AppState> {
             get(read_reservation),
         )
         .route("/api/v1/inventory/{product_id}", get(product))
+        .route("/api/v1/inventory/{product_id}/movements", get(movements))
+        .route(
+            "/api/v1/inventory/{product_id}/reservations",
+            get(product_reservations),
+        )
         .route("/api/v1/inventory/{product_id}/reorder", put(reorder))
 }
 
@@ -183,6 +188,22 @@ impl From<StockAlert> for AlertView {
             cleared_at: a.cleared_at.map(rfc3339),
         }
     }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct MovementPageView {
+    /// Newest first.
+    pub movements: Vec<MovementView>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct ReservationPageView {
+    /// Newest first, whatever their status.
+    pub reservations: Vec<ReservationView>,
+    /// Pass as `cursor` for the next (older) page; absent on the last page.
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -337,6 +358,64 @@ pub(crate) async fn product(
         available: on_hand - reserved,
         warehouses: inventory.levels.into_iter().map(Into::into).collect(),
         movements: inventory.movements.into_iter().map(Into::into).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct LedgerParams {
+    /// 1 to 500 [default: 50].
+    #[param(minimum = 1, maximum = 500)]
+    pub limit: Option<u32>,
+    /// `next_cursor` of the previous page.
+    #[param(minimum = 1)]
+    pub cursor: Option<i64>,
+}
+
+/// A product's ledger, newest first, paged: every movement of its stock in any warehouse.
+#[utoipa::path(get, path = "/api/v1/inventory/{product_id}/movements", tag = "inventory",
+    params(("product_id" = i64, Path, minimum = 1), LedgerParams),
+    responses(
+        (status = 200, description = "A page of movements, newest first", body = MovementPageView),
+        (status = 404, description = "No such product", body = ErrorBody),
+        (status = 422, description = "`invalid_argument` naming the parameter", body = ErrorBody)))]
+pub(crate) async fn movements(
+    State(state): State<AppState>,
+    PathId(id): PathId<ProductId>,
+    ApiQuery(q): ApiQuery<LedgerParams>,
+) -> Result<Json<MovementPageView>, ServiceError> {
+    let page = state
+        .services
+        .inventory
+        .movements(id, q.cursor, q.limit)
+        .await?;
+    Ok(Json(MovementPageView {
+        movements: page.movements.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// A product's reservations, newest first, paged, whatever their status (pending,
+/// confirmed, released, expired).
+#[utoipa::path(get, path = "/api/v1/inventory/{product_id}/reservations", tag = "inventory",
+    params(("product_id" = i64, Path, minimum = 1), LedgerParams),
+    responses(
+        (status = 200, description = "A page of reservations, newest first", body = ReservationPageView),
+        (status = 404, description = "No such product", body = ErrorBody),
+        (status = 422, description = "`invalid_argument` naming the parameter", body = ErrorBody)))]
+pub(crate) async fn product_reservations(
+    State(state): State<AppState>,
+    PathId(id): PathId<ProductId>,
+    ApiQuery(q): ApiQuery<LedgerParams>,
+) -> Result<Json<ReservationPageView>, ServiceError> {
+    let page = state
+        .services
+        .inventory
+        .reservations(id, q.cursor, q.limit)
+        .await?;
+    Ok(Json(ReservationPageView {
+        reservations: page.reservations.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_cursor,
     }))
 }
 

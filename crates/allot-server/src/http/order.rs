@@ -387,10 +387,13 @@ pub(crate) struct ListParams {
     /// Only orders placed before (RFC 3339).
     #[param(format = DateTime)]
     pub until: Option<String>,
+    /// `created` (oldest first, the default) or `-created` (newest first).
+    #[param(pattern = "^-?created$")]
+    pub sort: Option<String>,
     /// 1 to 500 [default: 50].
     #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u32>,
-    /// `next_cursor` of the previous page.
+    /// `next_cursor` of the previous page (made for the same sort).
     pub cursor: Option<i64>,
 }
 
@@ -402,7 +405,8 @@ fn query_time(
         .transpose()
 }
 
-/// Orders, oldest first, with filters and cursor pagination.
+/// Orders, oldest first (or newest first with `sort=-created`), with filters and cursor
+/// pagination.
 #[utoipa::path(get, path = "/api/v1/orders", tag = "orders",
     params(ListParams),
     responses(
@@ -432,6 +436,11 @@ pub(crate) async fn list(
         until: query_time(q.until.as_deref(), "until")?,
         after: q.cursor.unwrap_or(0),
         limit: q.limit,
+        newest_first: match q.sort.as_deref() {
+            None | Some("created") => false,
+            Some("-created") => true,
+            Some(_) => return Err(invalid("sort", "must be created or -created")),
+        },
     };
     let page = state.services.orders.list(filter).await?;
     Ok(Json(OrderPageView {

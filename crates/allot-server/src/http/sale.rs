@@ -18,6 +18,7 @@ use super::extract::{ApiQuery, PathId, SaleId};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::caller::Caller;
+use crate::service::sale::SALES_PAGE_MAX;
 
 const PAGE_MAX: u32 = 1_000;
 
@@ -25,6 +26,7 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/checkout", post(checkout))
         .route("/purchase", post(purchase))
+        .route("/api/v1/sales", get(list))
         .route("/api/v1/sales/current", get(current))
         .route("/api/v1/sales/{id}", get(read))
         .route("/api/v1/sales/{id}/items", get(items))
@@ -174,6 +176,50 @@ impl From<Sale> for SaleView {
 pub(crate) async fn current(State(state): State<AppState>) -> Result<Json<SaleView>, ServiceError> {
     let id = state.services.sales.current().await?.id;
     Ok(Json(state.services.sales.sale(id).await?.into()))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SalesQuery {
+    /// Return sales with an id below this (`next_before` of the previous page); from the
+    /// newest when left out.
+    #[param(minimum = 1)]
+    pub before: Option<i64>,
+    /// Page size, 1 to 1,000 (default 50).
+    #[param(minimum = 1, maximum = 1_000)]
+    pub limit: Option<u32>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct SalesPage {
+    pub sales: Vec<SaleView>,
+    /// Pass as `before` for the next (older) page; null on the last page.
+    pub next_before: Option<i64>,
+}
+
+/// Sales, the current and past ones, newest first, a page at a time.
+#[utoipa::path(get, path = "/api/v1/sales", tag = "flash-sales",
+    params(SalesQuery),
+    responses((status = 200, description = "A page of sales", body = SalesPage)))]
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<SalesQuery>,
+) -> Result<Json<SalesPage>, ServiceError> {
+    if q.before.is_some_and(|b| b < 1) {
+        return Err(DomainError::invalid("before", "must be 1 or more").into());
+    }
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=SALES_PAGE_MAX).contains(&limit) {
+        return Err(DomainError::invalid("limit", format!("must be 1 to {SALES_PAGE_MAX}")).into());
+    }
+    let sales = state.services.sales.list(q.before, limit).await?;
+    let next_before = (sales.len() == limit as usize)
+        .then(|| sales.last().map(|s| s.id))
+        .flatten();
+    Ok(Json(SalesPage {
+        sales: sales.into_iter().map(SaleView::from).collect(),
+        next_before,
+    }))
 }
 
 /// A sale, current or past, with its counts.

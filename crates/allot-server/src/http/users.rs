@@ -81,7 +81,10 @@ pub(crate) struct ListParams {
     /// Only the user with exactly this email (case does not matter). Emails are sealed at
     /// rest and found through a keyed hash of the whole address, so there is no search by
     /// part of one.
-    #[param(max_length = 254)]
+    #[param(
+        max_length = 254,
+        pattern = r"^\s*[^\s@\x00-\x1F\x7F-\x9F]+@[^\s@\x00-\x1F\x7F-\x9F]+\s*$"
+    )]
     pub email: Option<String>,
     /// Users with ids above this (the previous page's `next_after`).
     #[param(minimum = 0)]
@@ -93,7 +96,11 @@ pub(crate) struct ListParams {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct NewUserBody {
-    #[schema(min_length = 3, max_length = 254)]
+    /// One `@` with something on each side; no white space (but around) or control characters.
+    #[schema(
+        max_length = 254,
+        pattern = r"^\s*[^\s@\x00-\x1F\x7F-\x9F]+@[^\s@\x00-\x1F\x7F-\x9F]+\s*$"
+    )]
     pub email: String,
     /// 12 to 256 characters.
     #[schema(min_length = 12, max_length = 256)]

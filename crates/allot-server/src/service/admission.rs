@@ -107,17 +107,22 @@ impl Drop for Slot {
 pub struct Queued {
     deadline: Instant,
     answer: oneshot::Receiver<Result<Slot, Refused>>,
+    refused: Arc<AtomicU64>,
 }
 
 impl Queued {
     /// Waits for the slot, at most until the request's deadline.
     pub async fn admitted(self) -> Result<Slot, Refused> {
-        match tokio::time::timeout_at(self.deadline, self.answer).await {
+        let answer = match tokio::time::timeout_at(self.deadline, self.answer).await {
             Ok(Ok(answer)) => answer,
             _ => Err(Refused::Busy(Busy {
                 retry_after_secs: 1,
             })),
+        };
+        if answer.is_err() {
+            self.refused.fetch_add(1, Ordering::Relaxed);
         }
+        answer
     }
 }
 
@@ -145,6 +150,9 @@ pub struct Admission {
     limiter: Limiter,
     /// Lease renewal (Redis only); stopped when the `Admission` is dropped.
     renewal: Option<JoinHandle<()>>,
+    /// Requests this instance refused since it started (queue full, deadline passed, Redis
+    /// unreachable), for the console's overview.
+    refused: Arc<AtomicU64>,
 }
 
 impl Drop for Admission {
@@ -186,6 +194,7 @@ impl Admission {
                 peak_in_flight,
             },
             renewal: None,
+            refused: Arc::default(),
         }
     }
 
@@ -207,6 +216,7 @@ impl Admission {
             queue_capacity: capacity,
             limiter: Limiter::Redis(limiter),
             renewal: Some(renewal),
+            refused: Arc::default(),
         }
     }
 
@@ -215,10 +225,17 @@ impl Admission {
         let deadline = Instant::now() + self.limits.wait_max;
         let (reply, answer) = oneshot::channel();
         match self.queue.try_send(Waiter { deadline, reply }) {
-            Ok(()) => Ok(Queued { deadline, answer }),
-            Err(_) => Err(Busy {
-                retry_after_secs: self.limits.wait_max.as_secs().max(1),
+            Ok(()) => Ok(Queued {
+                deadline,
+                answer,
+                refused: self.refused.clone(),
             }),
+            Err(_) => {
+                self.refused.fetch_add(1, Ordering::Relaxed);
+                Err(Busy {
+                    retry_after_secs: self.limits.wait_max.as_secs().max(1),
+                })
+            }
         }
     }
 
@@ -242,6 +259,11 @@ impl Admission {
                 })
             }
         }
+    }
+
+    /// Requests this instance refused since it started.
+    pub fn refused_total(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
     }
 
     pub fn limits(&self) -> AdmissionLimits {

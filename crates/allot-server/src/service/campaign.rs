@@ -26,6 +26,9 @@ use crate::time::rfc3339;
 /// Most issued codes one page of a listing returns.
 pub const COUPONS_PAGE_MAX: u32 = 10_000;
 
+/// Most campaigns one page of the listing returns.
+pub const CAMPAIGNS_PAGE_MAX: u32 = 1_000;
+
 /// The most codes `GetCampaign` answers (8 symbols of up to 3 bytes each: under 400 KB), so
 /// one call holds a bounded amount of memory and a reader only briefly, whatever the
 /// campaign's size. The rest is read page by page from the REST listing.
@@ -89,6 +92,28 @@ impl Campaigns {
             .campaign(id)
             .await?
             .ok_or(ServiceError::NotFound { what: "campaign" })
+    }
+
+    /// Campaigns newest first, a keyset page: those with `id < before_id`, at most
+    /// [`CAMPAIGNS_PAGE_MAX`].
+    pub async fn list(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Campaign>, ServiceError> {
+        Ok(self
+            .store
+            .campaigns(before_id, limit.clamp(1, CAMPAIGNS_PAGE_MAX))
+            .await?)
+    }
+
+    /// Campaigns issuing now (started, not ended, codes left) by this service's clock, newest
+    /// first, at most `limit`.
+    pub async fn running(&self, limit: u32) -> Result<Vec<Campaign>, ServiceError> {
+        Ok(self
+            .store
+            .running_campaigns(self.clock.now(), limit.clamp(1, CAMPAIGNS_PAGE_MAX))
+            .await?)
     }
 
     /// The campaign and the codes `shown` may see, in issue order: at most

@@ -444,6 +444,11 @@ impl Coupons {
         Ok((status, self.megadeal.limits()))
     }
 
+    /// MEGADEAL requests this instance refused since it started.
+    pub fn megadeal_refused(&self) -> u64 {
+        self.megadeal.refused_total()
+    }
+
     pub async fn get(&self, code: &str) -> Result<Coupon, ServiceError> {
         let code = parse_code(code)?;
         self.store

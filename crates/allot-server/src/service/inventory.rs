@@ -11,8 +11,8 @@ use allot_domain::inventory::{
     Adjustment, Holder, Quantity, Reason, Reorder, ReservationId, ReservationTtl,
 };
 use allot_storage::{
-    AlertQuery, InventoryRefusal, LevelQuery, NewReservation, Product, ProductInventory,
-    Reservation, StockAlert, StockLevel, Store,
+    AlertQuery, InventoryRefusal, LedgerQuery, LevelQuery, Movement, NewReservation, Product,
+    ProductInventory, Reservation, StockAlert, StockLevel, Store,
 };
 
 use crate::ServiceError;
@@ -40,6 +40,20 @@ pub struct LevelPage {
 #[derive(Debug, Clone)]
 pub struct AlertPage {
     pub alerts: Vec<StockAlert>,
+    pub next_cursor: Option<String>,
+}
+
+/// One page of a product's ledger, newest first.
+#[derive(Debug, Clone)]
+pub struct MovementPage {
+    pub movements: Vec<Movement>,
+    pub next_cursor: Option<String>,
+}
+
+/// One page of a product's reservations, newest first.
+#[derive(Debug, Clone)]
+pub struct ReservationPage {
+    pub reservations: Vec<Reservation>,
     pub next_cursor: Option<String>,
 }
 
@@ -73,6 +87,17 @@ fn page_limit(limit: Option<u32>) -> Result<u32, ServiceError> {
             field: "limit",
             message: format!("limit: must be between 1 and {PAGE_MAX}"),
         }),
+    }
+}
+
+/// A ledger cursor is a movement id: positive.
+fn ledger_cursor(before: Option<i64>) -> Result<Option<i64>, ServiceError> {
+    match before {
+        Some(c) if c < 1 => Err(ServiceError::InvalidArgument {
+            field: "cursor",
+            message: "cursor: is not a cursor of this listing".to_owned(),
+        }),
+        other => Ok(other),
     }
 }
 
@@ -134,6 +159,71 @@ impl Inventory {
             .ok_or(ServiceError::NotFound { what: "product" })?;
         let inventory = self.store.product_inventory(id).await?;
         Ok((product, inventory))
+    }
+
+    /// A page of the product's ledger, newest first: movements below the cursor `before`.
+    pub async fn movements(
+        &self,
+        product: ProductId,
+        before: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<MovementPage, ServiceError> {
+        let limit = page_limit(limit)?;
+        let before = ledger_cursor(before)?;
+        self.known(product).await?;
+        let movements = self
+            .store
+            .movements(LedgerQuery {
+                product,
+                before,
+                limit,
+            })
+            .await?;
+        let next_cursor = (movements.len() == limit as usize)
+            .then(|| movements.last())
+            .flatten()
+            .map(|m| m.id.to_string());
+        Ok(MovementPage {
+            movements,
+            next_cursor,
+        })
+    }
+
+    /// A page of the product's reservations, newest first, whatever their status; the
+    /// cursor is the ledger's (the movement that made the last one).
+    pub async fn reservations(
+        &self,
+        product: ProductId,
+        before: Option<i64>,
+        limit: Option<u32>,
+    ) -> Result<ReservationPage, ServiceError> {
+        let limit = page_limit(limit)?;
+        let before = ledger_cursor(before)?;
+        self.known(product).await?;
+        let rows = self
+            .store
+            .product_reservations(LedgerQuery {
+                product,
+                before,
+                limit,
+            })
+            .await?;
+        let next_cursor = (rows.len() == limit as usize)
+            .then(|| rows.last())
+            .flatten()
+            .map(|(movement, _)| movement.to_string());
+        Ok(ReservationPage {
+            reservations: rows.into_iter().map(|(_, r)| r).collect(),
+            next_cursor,
+        })
+    }
+
+    /// 404 for a product that does not exist (or was deleted), rather than an empty page.
+    async fn known(&self, id: ProductId) -> Result<Product, ServiceError> {
+        self.store
+            .product(id)
+            .await?
+            .ok_or(ServiceError::NotFound { what: "product" })
     }
 
     pub async fn reserve(

@@ -41,8 +41,10 @@ pub struct OrderFilter {
     pub status: Option<OrderStatus>,
     pub from: Option<UnixMillis>,
     pub until: Option<UnixMillis>,
+    /// The cursor: the last order of the previous page (0: from the start).
     pub after: i64,
     pub limit: Option<u32>,
+    pub newest_first: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +184,7 @@ impl Orders {
                 until: filter.until,
                 after: filter.after,
                 limit,
+                newest_first: filter.newest_first,
             })
             .await?;
         let next_cursor = (orders.len() == limit as usize)

@@ -29,6 +29,9 @@ impl Default for SaleSettings {
     }
 }
 
+/// Most sales one page of the listing returns.
+pub const SALES_PAGE_MAX: u32 = 1_000;
+
 pub struct FlashSales {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
@@ -165,6 +168,19 @@ impl FlashSales {
             .sale(id)
             .await?
             .ok_or(ServiceError::NotFound { what: "sale" })
+    }
+
+    /// Sales newest first, a keyset page: those with `id < before_id`, at most
+    /// [`SALES_PAGE_MAX`].
+    pub async fn list(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Sale>, ServiceError> {
+        Ok(self
+            .store
+            .sales(before_id, limit.clamp(1, SALES_PAGE_MAX))
+            .await?)
     }
 
     pub async fn items(

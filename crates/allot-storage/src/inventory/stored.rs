@@ -24,6 +24,25 @@ pub(crate) const MOVEMENTS_OF_PRODUCT: &str =
             reservation_id, reason, at_ms
      FROM stock_movements WHERE product_id = $1 ORDER BY id DESC LIMIT $2";
 
+/// A page of the product's ledger, newest first: product, below this id, limit. Walks
+/// stock_movements_by_product (product_id, id) backwards from the cursor.
+pub(crate) const MOVEMENTS_PAGE: &str =
+    "SELECT id, product_id, warehouse_id, kind, on_hand_delta, reserved_delta, \
+            reservation_id, reason, at_ms
+     FROM stock_movements WHERE product_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3";
+
+/// A page of the product's reservations, newest first, each found through the `reservation`
+/// movement that made it (every reservation has exactly one): product, below this movement
+/// id, limit. The reservation's columns as [`reservation_from`] reads them, then the
+/// movement's id (the cursor). Walks the ledger's index by product, so it needs no index of
+/// reservations by product.
+pub(crate) const RESERVATIONS_OF_PRODUCT: &str =
+    "SELECT r.id, r.product_id, r.warehouse_id, r.quantity, r.holder, r.status, \
+            r.expires_at_ms, r.created_at_ms, r.updated_at_ms, m.id
+     FROM stock_movements m JOIN reservations r ON r.id = m.reservation_id
+     WHERE m.product_id = $1 AND m.kind = 'reservation' AND m.id < $2
+     ORDER BY m.id DESC LIMIT $3";
+
 /// A page of alerts: after, open only, limit.
 pub(crate) const ALERTS_PAGE: &str =
     "SELECT id, product_id, warehouse_id, available, threshold, raised_at_ms, cleared_at_ms

@@ -37,6 +37,16 @@ pub(crate) const ORDER_IDS_PAGE: &str = "SELECT id FROM orders
        AND (CAST($5 AS BIGINT) IS NULL OR created_at_ms < $5)
      ORDER BY id LIMIT $6";
 
+/// [`ORDER_IDS_PAGE`] newest first: below this id, then the same filters and limit. Both walk
+/// the key (or the index of the filter: orders_by_status, orders_by_customer, each ending in
+/// id) in order and stop at the limit.
+pub(crate) const ORDER_IDS_PAGE_NEWEST: &str = "SELECT id FROM orders
+     WHERE id < $1 AND (CAST($2 AS TEXT) IS NULL OR customer = $2)
+       AND (CAST($3 AS TEXT) IS NULL OR status = $3)
+       AND (CAST($4 AS BIGINT) IS NULL OR created_at_ms >= $4)
+       AND (CAST($5 AS BIGINT) IS NULL OR created_at_ms < $5)
+     ORDER BY id DESC LIMIT $6";
+
 pub(crate) const INSERT_HISTORY: &str = "INSERT INTO order_status_history (order_id, from_status, to_status, reason, warehouse_id, at_ms)
      VALUES ($1, $2, $3, $4, $5, $6)";
 

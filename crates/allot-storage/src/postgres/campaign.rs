@@ -378,6 +378,30 @@ impl CampaignStore for PgStore {
         get(&client, id).await
     }
 
+    async fn campaigns(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Campaign>, StorageError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(sql::LIST, &[&before_id, &i64::from(limit)])
+            .await?;
+        rows.iter().map(campaign_of).collect()
+    }
+
+    async fn running_campaigns(
+        &self,
+        now: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<Campaign>, StorageError> {
+        let client = self.client().await?;
+        let rows = client
+            .query(sql::RUNNING, &[&now.as_millis(), &i64::from(limit)])
+            .await?;
+        rows.iter().map(campaign_of).collect()
+    }
+
     async fn issue_coupon(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError> {
         self.issuer.submit(request).await
     }

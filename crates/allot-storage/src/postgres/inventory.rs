@@ -22,11 +22,11 @@ use crate::StorageError;
 use crate::inventory::{
     ALERTS_PAGE, AlertQuery, AlertStep, Balance, CHANGE_LEVEL, CLEAR_ALERT, Change,
     END_RESERVATION, ENSURE_LEVEL, End, INSERT_MOVEMENT, InventoryRefusal, InventoryResult,
-    InventoryStore, LEVEL_SELECT, LevelQuery, MOVEMENTS_OF_PRODUCT, NewReservation,
-    PRODUCT_MOVEMENTS, ProductInventory, RAISE_ALERT, RESERVATION_COLUMNS, Reservation,
-    SET_REORDER, StockAlert, StockLevel, alert_from, alert_step, balance_from, choose_row,
-    decide_adjustment, decide_end, decide_reorder, level_from, movement_from, product,
-    reservation_from, warehouse_id,
+    InventoryStore, LEVEL_SELECT, LedgerQuery, LevelQuery, MOVEMENTS_OF_PRODUCT, MOVEMENTS_PAGE,
+    Movement, NewReservation, PRODUCT_MOVEMENTS, ProductInventory, RAISE_ALERT,
+    RESERVATION_COLUMNS, RESERVATIONS_OF_PRODUCT, Reservation, SET_REORDER, StockAlert, StockLevel,
+    alert_from, alert_step, balance_from, choose_row, decide_adjustment, decide_end,
+    decide_reorder, level_from, movement_from, product, reservation_from, warehouse_id,
 };
 
 type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
@@ -502,6 +502,35 @@ impl InventoryStore for PgStore {
             .await?
             .iter()
             .map(alert_from)
+            .collect()
+    }
+
+    async fn movements(&self, q: LedgerQuery) -> Result<Vec<Movement>, StorageError> {
+        let client = self.client().await?;
+        client
+            .query(
+                MOVEMENTS_PAGE,
+                &[&q.product.get(), &q.below(), &i64::from(q.limit)],
+            )
+            .await?
+            .iter()
+            .map(movement_from)
+            .collect()
+    }
+
+    async fn product_reservations(
+        &self,
+        q: LedgerQuery,
+    ) -> Result<Vec<(i64, Reservation)>, StorageError> {
+        let client = self.client().await?;
+        client
+            .query(
+                RESERVATIONS_OF_PRODUCT,
+                &[&q.product.get(), &q.below(), &i64::from(q.limit)],
+            )
+            .await?
+            .iter()
+            .map(|r| Ok((r.try_get::<_, i64>(9)?, reservation_from(r)?)))
             .collect()
     }
 }

@@ -15,6 +15,7 @@ pub mod migrate;
 mod notification;
 mod order;
 mod order_batch;
+mod overview;
 mod personal;
 mod sale;
 mod user;

@@ -18,9 +18,9 @@ use crate::crypto::{open_created, open_order, seal_new_order};
 use crate::inventory::{Change, InventoryResult};
 use crate::order::sealed::Order;
 use crate::order::{
-    HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, LineStep, ORDER_BY_ID, ORDER_IDS_PAGE,
-    OrderQuery, OrderRefusal, OrderResult, OrderStore, SET_ORDER_STATUS, StatusRequest,
-    change_from, decide_status_change, inventory_refusal, line_from, order_from,
+    HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, LineStep, ORDER_BY_ID, OrderQuery,
+    OrderRefusal, OrderResult, OrderStore, SET_ORDER_STATUS, StatusRequest, change_from,
+    decide_status_change, inventory_refusal, line_from, order_from,
 };
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
@@ -170,11 +170,12 @@ impl OrderStore for PgStore {
 
     async fn orders(&self, q: OrderQuery) -> Result<Vec<crate::Order>, StorageError> {
         let client = self.client().await?;
+        let (statement, bound) = q.page();
         let ids: Vec<i64> = client
             .query(
-                ORDER_IDS_PAGE,
+                statement,
                 &[
-                    &q.after,
+                    &bound,
                     &q.customer.as_ref().map(|c| c.as_str()),
                     &q.status.map(OrderStatus::as_str),
                     &q.from.map(UnixMillis::as_millis),

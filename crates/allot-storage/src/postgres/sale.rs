@@ -305,6 +305,16 @@ impl SaleStore for PgStore {
         by_id(&*client, id).await
     }
 
+    async fn sales(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<Sale>, StorageError> {
+        let client = self.client().await?;
+        client
+            .query(sql::SALES, &[&before_id, &i64::from(limit)])
+            .await?
+            .iter()
+            .map(sale_of)
+            .collect()
+    }
+
     async fn checkout(&self, request: CheckoutRequest) -> Result<CheckoutOutcome, StorageError> {
         let mut client = self.client().await?;
         checkout(&mut client, &request).await

@@ -41,6 +41,21 @@ fn get(conn: &Connection, id: CampaignId) -> Result<Option<Campaign>, StorageErr
         .transpose()
 }
 
+fn list(
+    conn: &Connection,
+    statement: &str,
+    first: Option<i64>,
+    limit: u32,
+) -> Result<Vec<Campaign>, StorageError> {
+    let mut stmt = conn.prepare_cached(statement)?;
+    let rows = stmt.query_map(params![first, limit], |r| Ok(campaign_of(r)))?;
+    let mut out = Vec::new();
+    for row in rows {
+        out.push(row??);
+    }
+    Ok(out)
+}
+
 fn issue(
     conn: &Connection,
     state: &mut WriterState,
@@ -213,6 +228,24 @@ impl CampaignStore for SqliteStore {
 
     async fn campaign(&self, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
         self.read(move |conn| get(conn, id)).await
+    }
+
+    async fn campaigns(
+        &self,
+        before_id: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Campaign>, StorageError> {
+        self.read(move |conn| list(conn, sql::LIST, before_id, limit))
+            .await
+    }
+
+    async fn running_campaigns(
+        &self,
+        now: UnixMillis,
+        limit: u32,
+    ) -> Result<Vec<Campaign>, StorageError> {
+        self.read(move |conn| list(conn, sql::RUNNING, Some(now.as_millis()), limit))
+            .await
     }
 
     async fn issue_coupon(&self, request: IssueRequest) -> Result<IssueOutcome, StorageError> {

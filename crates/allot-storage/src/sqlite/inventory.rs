@@ -16,11 +16,11 @@ use crate::StorageError;
 use crate::inventory::{
     ALERTS_PAGE, AlertQuery, AlertStep, Balance, CHANGE_LEVEL, CLEAR_ALERT, Change,
     END_RESERVATION, ENSURE_LEVEL, End, INSERT_MOVEMENT, InventoryRefusal, InventoryResult,
-    InventoryStore, LEVEL_SELECT, LevelQuery, MOVEMENTS_OF_PRODUCT, NewReservation,
-    PRODUCT_MOVEMENTS, ProductInventory, RAISE_ALERT, RESERVATION_COLUMNS, Reservation,
-    SET_REORDER, StockAlert, StockLevel, alert_from, alert_step, balance_from, choose_row,
-    decide_adjustment, decide_end, decide_reorder, level_from, movement_from, reservation_from,
-    reservation_id, warehouse_id,
+    InventoryStore, LEVEL_SELECT, LedgerQuery, LevelQuery, MOVEMENTS_OF_PRODUCT, MOVEMENTS_PAGE,
+    Movement, NewReservation, PRODUCT_MOVEMENTS, ProductInventory, RAISE_ALERT,
+    RESERVATION_COLUMNS, RESERVATIONS_OF_PRODUCT, Reservation, SET_REORDER, StockAlert, StockLevel,
+    alert_from, alert_step, balance_from, choose_row, decide_adjustment, decide_end,
+    decide_reorder, level_from, movement_from, reservation_from, reservation_id, warehouse_id,
 };
 
 type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
@@ -401,6 +401,29 @@ fn alerts(conn: &Connection, q: &AlertQuery) -> Result<Vec<StockAlert>, StorageE
     Ok(out)
 }
 
+fn movements(conn: &Connection, q: &LedgerQuery) -> Result<Vec<Movement>, StorageError> {
+    let mut stmt = conn.prepare_cached(MOVEMENTS_PAGE)?;
+    let mut rows = stmt.query(params![q.product.get(), q.below(), i64::from(q.limit)])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push(movement_from(r)?);
+    }
+    Ok(out)
+}
+
+fn product_reservations(
+    conn: &Connection,
+    q: &LedgerQuery,
+) -> Result<Vec<(i64, Reservation)>, StorageError> {
+    let mut stmt = conn.prepare_cached(RESERVATIONS_OF_PRODUCT)?;
+    let mut rows = stmt.query(params![q.product.get(), q.below(), i64::from(q.limit)])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        out.push((r.get::<_, i64>(9)?, reservation_from(r)?));
+    }
+    Ok(out)
+}
+
 #[async_trait]
 impl InventoryStore for SqliteStore {
     async fn set_reorder(
@@ -470,5 +493,17 @@ impl InventoryStore for SqliteStore {
 
     async fn stock_alerts(&self, query: AlertQuery) -> Result<Vec<StockAlert>, StorageError> {
         self.read(move |conn| alerts(conn, &query)).await
+    }
+
+    async fn movements(&self, query: LedgerQuery) -> Result<Vec<Movement>, StorageError> {
+        self.read(move |conn| movements(conn, &query)).await
+    }
+
+    async fn product_reservations(
+        &self,
+        query: LedgerQuery,
+    ) -> Result<Vec<(i64, Reservation)>, StorageError> {
+        self.read(move |conn| product_reservations(conn, &query))
+            .await
     }
 }

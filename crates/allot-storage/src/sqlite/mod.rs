@@ -16,6 +16,7 @@ mod job;
 mod migrate;
 mod notification;
 mod order;
+mod overview;
 mod personal;
 mod reader;
 mod sale;
@@ -319,6 +320,7 @@ mod tests {
             crate::campaign::sql::ALL,
             crate::coupon::sql::ALL,
             crate::sale::sql::ALL,
+            crate::overview::sql::ALL,
             &[crate::job::CLAIM_SQL],
         ];
         for sql in shared.into_iter().flatten() {

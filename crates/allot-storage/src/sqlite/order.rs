@@ -22,9 +22,9 @@ use crate::inventory::{Change, InventoryResult};
 use crate::order::sealed::{Created, NewOrder, Order};
 use crate::order::{
     HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, LineStep, ORDER_BY_ID, ORDER_HOLD_UNTIL_MS,
-    ORDER_IDS_PAGE, OrderFacts, OrderQuery, OrderRefusal, OrderResult, OrderStore,
-    SET_ORDER_STATUS, StatusRequest, StockRow, change_from, decide_order, decide_status_change,
-    holder, inventory_refusal, line_from, order_from, priced_from,
+    OrderFacts, OrderQuery, OrderRefusal, OrderResult, OrderStore, SET_ORDER_STATUS, StatusRequest,
+    StockRow, change_from, decide_order, decide_status_change, holder, inventory_refusal,
+    line_from, order_from, priced_from,
 };
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
@@ -296,11 +296,12 @@ fn rows_of<T>(
 }
 
 fn list(conn: &Connection, q: &OrderQuery) -> Result<Vec<Order>, StorageError> {
+    let (statement, bound) = q.page();
     let ids: Vec<i64> = conn
-        .prepare_cached(ORDER_IDS_PAGE)?
+        .prepare_cached(statement)?
         .query_map(
             params![
-                q.after,
+                bound,
                 q.customer.as_ref().map(|c| c.as_str()),
                 q.status.map(OrderStatus::as_str),
                 q.from.map(UnixMillis::as_millis),

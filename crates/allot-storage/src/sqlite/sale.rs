@@ -63,6 +63,11 @@ fn by_id(conn: &Connection, id: i64) -> Result<Option<Sale>, StorageError> {
         .transpose()
 }
 
+fn list(conn: &Connection, before_id: Option<i64>, limit: u32) -> Result<Vec<Sale>, StorageError> {
+    let mut stmt = conn.prepare_cached(sql::SALES)?;
+    collect(stmt.query_map(params![before_id, limit], |r| Ok(sale_of(r)))?)
+}
+
 fn item(conn: &Connection, id: i64) -> Result<Option<SaleItem>, StorageError> {
     conn.prepare_cached(sql::ITEM_BY_ID)?
         .query_row(params![id], |r| Ok(item_of(r)))
@@ -258,6 +263,10 @@ impl SaleStore for SqliteStore {
 
     async fn sale(&self, id: i64) -> Result<Option<Sale>, StorageError> {
         self.read(move |conn| by_id(conn, id)).await
+    }
+
+    async fn sales(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<Sale>, StorageError> {
+        self.read(move |conn| list(conn, before_id, limit)).await
     }
 
     async fn checkout(&self, request: CheckoutRequest) -> Result<CheckoutOutcome, StorageError> {

@@ -884,3 +884,155 @@ async fn admin_commands_work_against_a_running_server() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn email_links_expire_and_only_their_hashes_are_stored() {
+    let smtp = SmtpServer::start();
+    let start = UnixMillis::from_millis(1_800_000_000_000);
+    let url = smtp.url();
+    let app = TestApp::spawn_configured(Some(start), move |c| {
+        c.notifications.smtp_url = Some(url);
+        c.notifications.poll_interval = Duration::from_millis(100);
+        c.accounts.allow_signup = true;
+        c.accounts.public_url = Some("https://shop.example/allot".to_owned());
+    })
+    .await;
+    let setup = app.setup_url.clone().unwrap();
+    assert!(
+        setup.starts_with("https://shop.example/allot/setup?token=st_"),
+        "{setup}"
+    );
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/api/v1/auth/signup",
+        Some("none"),
+        Some(json!({"email": "late@example.com", "password": PASSWORD})),
+    )
+    .await;
+    assert_eq!(s, 202);
+    create(&app, "ann@example.com", "support").await;
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/api/v1/auth/forgot-password",
+        Some("none"),
+        Some(json!({"email": "ann@example.com"})),
+    )
+    .await;
+    assert_eq!(s, 202);
+    let got = mail(&smtp, 2).await;
+    let to = |m: &ReceivedMail| m.rcpt_to[0].clone();
+    let verify = got.iter().find(|m| to(m) == "late@example.com").unwrap();
+    let reset = got.iter().find(|m| to(m) == "ann@example.com").unwrap();
+    let verify = link_token(verify, "/verify-email");
+    let reset = link_token(reset, "/reset-password");
+
+    let stored = app
+        .db()
+        .await
+        .strings("SELECT token_hash FROM account_tokens ORDER BY token_hash")
+        .await;
+    assert_eq!(stored.len(), 2);
+    for hash in &stored {
+        assert!(hash.len() == 64 && hash.chars().all(|c| c.is_ascii_hexdigit()));
+        assert!(
+            hash != &verify && hash != &reset,
+            "a token is stored in the clear"
+        );
+    }
+
+    let clock = app.clock.clone().unwrap();
+    clock.set(start.plus_millis(3_600_000));
+    let (s, b) = call(
+        &app,
+        "POST",
+        "/api/v1/auth/reset-password",
+        Some("none"),
+        Some(json!({"token": reset, "new_password": "brand new and long enough"})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (422, Some("token")),
+        "{b}"
+    );
+    clock.set(start.plus_millis(24 * 3_600_000));
+    let (s, b) = call(
+        &app,
+        "POST",
+        "/api/v1/auth/verify-email",
+        Some("none"),
+        Some(json!({"token": verify})),
+    )
+    .await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (422, Some("token")),
+        "{b}"
+    );
+    assert_eq!(login(&app, "late@example.com", PASSWORD).await.0, 403);
+    assert_eq!(login(&app, "ann@example.com", PASSWORD).await.0, 200);
+    app.stop().await;
+}
+
+/// Two instances on one PostgreSQL, whatever the suite's backend: the first admin and the last
+/// admin are decided across instances (an advisory lock), not by each instance alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn setup_and_the_last_admin_hold_across_two_instances_of_one_postgres() {
+    let cluster = allot_testkit::PgCluster::start();
+    let now = UnixMillis::from_millis(1_800_000_000_000);
+    let one = TestApp::spawn_on(Some(cluster.url()), now, |_| {}).await;
+    let two = TestApp::spawn_on(Some(cluster.url()), now, |_| {}).await;
+    let token_one = setup_token(one.setup_url.as_deref().expect("a link on the first"));
+    let token_two = setup_token(two.setup_url.as_deref().expect("a link on the second"));
+    let (s, _) = setup(&two, &token_one, "x@example.com").await;
+    assert_eq!(s, 403, "a link works only on the instance that printed it");
+
+    let (a, b) = tokio::join!(
+        setup(&one, &token_one, "one@example.com"),
+        setup(&two, &token_two, "two@example.com"),
+    );
+    let mut statuses = [a.0, b.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [201, 410], "{a:?} {b:?}");
+    let db = allot_storage::postgres::connect(&cluster.url())
+        .await
+        .unwrap();
+    assert_eq!(active_admins(&db).await, 1);
+
+    // A second admin, then each instance takes one of the two away at once: one stays.
+    let first = if a.0 == 201 { &a.1 } else { &b.1 };
+    let first = first["id"].as_i64().unwrap();
+    let second = create(&one, "second@example.com", "admin").await;
+    let (deactivate, demote) = (
+        format!("/api/v1/users/{first}/active"),
+        format!("/api/v1/users/{second}/role"),
+    );
+    let (x, y) = tokio::join!(
+        call(
+            &one,
+            "PUT",
+            &deactivate,
+            None,
+            Some(json!({"active": false}))
+        ),
+        call(&two, "PUT", &demote, None, Some(json!({"role": "support"}))),
+    );
+    let mut statuses = [x.0, y.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 409], "{x:?} {y:?}");
+    assert_eq!(active_admins(&db).await, 1);
+    one.stop().await;
+    two.stop().await;
+}
+
+async fn active_admins(db: &tokio_postgres::Client) -> i64 {
+    db.query_one(
+        "SELECT count(*) FROM users WHERE role = 'admin' AND active",
+        &[],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
