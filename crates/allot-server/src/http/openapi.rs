@@ -132,6 +132,7 @@ use super::{
         notification::mark_read,
         notification::send,
         notification::status,
+        notification::outbox,
     ),
     components(schemas(error::ErrorBody, error::ErrorDetail, crate::error::EntryError)),
     modifiers(&CommonResponses),

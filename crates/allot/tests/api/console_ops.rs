@@ -365,3 +365,65 @@ async fn the_template_editor_previews_through_the_notifier_engine() {
         .await;
     assert_eq!(templates(list), before);
 }
+
+#[tokio::test]
+async fn the_outbox_lists_emails_by_state_with_their_failures() {
+    let app = TestApp::spawn().await;
+    let admin = Console::sign_in(&app, "admin@example.com", Role::Admin).await;
+    let support = Console::sign_in(&app, "help@example.com", Role::Support).await;
+    let marketing = Console::sign_in(&app, "mk@example.com", Role::Marketing).await;
+    // No SMTP server configured: an email fails at once, with the reason.
+    let (status, sent) = support
+        .api(
+            "POST",
+            "/api/v1/notifications",
+            Some(json!({"user_id": marketing.user_id, "channel": "email",
+                        "subject": "Stock count on Friday", "body": "Please count aisle 4."})),
+        )
+        .await;
+    assert_eq!(status, 202, "{sent}");
+    let id = sent["id"].as_i64().unwrap();
+    let mut failed = Value::Null;
+    for _ in 0..100 {
+        let (status, page) = support
+            .api("GET", "/api/v1/notifications/outbox?status=failed", None)
+            .await;
+        assert_eq!(status, 200, "{page}");
+        if page["notifications"].as_array().unwrap().len() == 1 {
+            failed = page;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let row = &failed["notifications"][0];
+    assert_eq!(row["id"], id, "{failed}");
+    assert_eq!(row["subject"], "Stock count on Friday");
+    assert!(
+        row["reason"].as_str().unwrap().contains("smtp_url"),
+        "{row}"
+    );
+    let (_, sent_page) = support
+        .api("GET", "/api/v1/notifications/outbox?status=sent", None)
+        .await;
+    assert_eq!(sent_page["notifications"], json!([]));
+    let (status, _) = support
+        .api("GET", "/api/v1/notifications/outbox?status=lost", None)
+        .await;
+    assert_eq!(status, 422);
+    let (status, _) = marketing
+        .api("GET", "/api/v1/notifications/outbox", None)
+        .await;
+    assert_eq!(status, 403);
+
+    let (status, html) = admin
+        .get("/console/notifications/outbox?status=failed")
+        .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Stock count on Friday") && html.contains("smtp_url"));
+    let (_, html) = admin.get("/console/notifications").await;
+    assert!(html.contains("href=\"/console/notifications/outbox\""));
+    // Marketing sees the templates, not the outbox (nor a link to it).
+    let (_, html) = marketing.get("/console/notifications").await;
+    assert!(!html.contains("/console/notifications/outbox"));
+    assert_eq!(marketing.get("/console/notifications/outbox").await.0, 403);
+}
