@@ -513,6 +513,11 @@ pub const RULES: &[Rule] = &[
         Access::Roles(NOTIFICATION_SENDERS),
     ),
     rest(
+        "GET",
+        "/api/v1/notifications/outbox",
+        Access::Roles(NOTIFICATION_SENDERS),
+    ),
+    rest(
         "POST",
         "/api/v1/notifications",
         Access::Roles(NOTIFICATION_SENDERS),

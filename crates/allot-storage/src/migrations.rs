@@ -45,6 +45,7 @@ pub const MIGRATIONS: &[Migration] = &[
         "0016_caller_keys_and_revocation.sql"
     ),
     migration!(17, "accounts", "0017_accounts.sql"),
+    migration!(18, "notification_outbox", "0018_notification_outbox.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.

@@ -199,6 +199,14 @@ pub struct Notification {
     pub updated_at: UnixMillis,
 }
 
+/// A page of the email outbox, newest first: ids below `before`, of one status if given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxQuery {
+    pub status: Option<DeliveryStatus>,
+    pub before: Option<i64>,
+    pub limit: u32,
+}
+
 /// A page of a user's inbox (in-app notifications), newest first: ids below `before`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct InboxQuery {
@@ -301,6 +309,10 @@ pub trait NotificationStore: Send + Sync + 'static {
     async fn notification(&self, id: i64) -> Result<Option<Notification>, StorageError>;
 
     async fn inbox(&self, query: InboxQuery) -> Result<Vec<Notification>, StorageError>;
+
+    /// The email outbox (every recipient's), newest first, filtered by status: the
+    /// `notifications_outbox` index serves a status, the primary key the whole list.
+    async fn outbox(&self, query: OutboxQuery) -> Result<Vec<Notification>, StorageError>;
 
     /// Marks the user's in-app notification read (once; later calls keep the first time);
     /// `None` if it is not theirs or not in-app.

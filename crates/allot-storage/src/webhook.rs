@@ -38,6 +38,9 @@ pub struct WebhookChange {
     pub description: Option<Option<String>>,
     pub event_types: Option<Option<Vec<EventType>>>,
     pub active: Option<bool>,
+    /// Make the next attempt due now (an operator's retry of a failing endpoint); the count
+    /// of failed attempts stays, so a new failure backs off from where it was.
+    pub retry_now: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,14 +204,27 @@ pub(crate) fn types_of(json: Option<String>) -> Result<Option<Vec<String>>, Stor
 
 /// The payload of a webhook endpoint event: never the secret.
 pub(crate) fn endpoint_event(kind: EventType, w: &Webhook, at: UnixMillis) -> NewEvent {
-    let payload = serde_json::json!({
+    NewEvent::api(kind, at, endpoint_payload(w).to_string())
+}
+
+fn endpoint_payload(w: &Webhook) -> serde_json::Value {
+    serde_json::json!({
         "endpoint_id": w.id,
         "url": w.url,
         "description": w.description,
         "event_types": w.event_types,
         "active": w.active,
-    });
-    NewEvent::api(kind, at, payload.to_string())
+    })
+}
+
+/// The event of a change: `WebhookEndpointUpdated`, saying `retry_requested` when the change
+/// was an operator's retry.
+pub(crate) fn updated_event(w: &Webhook, retry_requested: bool, at: UnixMillis) -> NewEvent {
+    let mut payload = endpoint_payload(w);
+    if retry_requested {
+        payload["retry_requested"] = serde_json::Value::Bool(true);
+    }
+    NewEvent::api(EventType::WebhookEndpointUpdated, at, payload.to_string())
 }
 
 pub(crate) fn deleted_event(id: i64, at: UnixMillis) -> NewEvent {

@@ -1,21 +1,36 @@
 //! Notifications: the templates (a list, an editor with a preview rendered by the server's
 //! own engine) and the rules that send them.
 
+use allot_domain::notification::DeliveryStatus;
 use allot_storage::notification::Template;
 use axum::Router;
-use axum::extract::Path;
+use axum::extract::{Path, Query};
 use axum::response::Response;
 use axum::routing::get;
 use maud::{Markup, html};
+use serde::Deserialize;
 
 use super::layout::error_page;
 use super::{Ctx, ui};
+use crate::ServiceError;
 use crate::http::AppState;
+use crate::service::notification::will_retry;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/console/notifications", get(list))
         .route("/console/notifications/templates/{key}", get(editor))
+        .route("/console/notifications/outbox", get(outbox))
+}
+
+/// Rows an outbox page shows.
+const OUTBOX_PAGE: u32 = 50;
+
+#[derive(Deserialize, Default)]
+pub(super) struct OutboxFilter {
+    #[serde(default)]
+    status: String,
+    before: Option<i64>,
 }
 
 fn textarea(label: &str, name: &str, value: &str, hint: &str) -> Markup {
@@ -63,6 +78,9 @@ async fn list(ctx: Ctx) -> Response {
     };
     let may_edit_rules = ctx.may_call("PUT", "/api/v1/notifications/rules/{name}");
     let body = html! {
+        @if ctx.may_call("GET", "/api/v1/notifications/outbox") {
+            p { a href="/console/notifications/outbox" { "The email outbox" } " · " a href="/console/notifications/outbox?status=failed" { "failed emails" } }
+        }
         h2 { "Templates" }
         table #templates aria-label="Templates" {
             thead { tr { th { "Name" } th { "Channels" } th { "Changed" } } }
@@ -161,4 +179,84 @@ async fn editor(ctx: Ctx, Path(key): Path<String>) -> Response {
         }
     };
     ctx.page(&format!("Template {}", t.name), &["notifications.js"], body)
+}
+
+fn status_badge(status: DeliveryStatus, retrying: bool) -> Markup {
+    html! {
+        @match status {
+            DeliveryStatus::Sent => span.badge.ok { "sent" },
+            DeliveryStatus::Queued => span.badge { "queued" },
+            DeliveryStatus::Failed if retrying => span.badge.warn { "failed, retrying" },
+            DeliveryStatus::Failed => span.badge.bad { "failed" },
+        }
+    }
+}
+
+/// The email outbox, shown only to the roles that may read delivery states (the page's
+/// own rule lets marketing in for the templates).
+async fn outbox(ctx: Ctx, Query(f): Query<OutboxFilter>) -> Response {
+    if !ctx.may_call("GET", "/api/v1/notifications/outbox") {
+        return error_page(ServiceError::Forbidden {
+            field: None,
+            message: String::new(),
+        });
+    }
+    let status = DeliveryStatus::parse(f.status.trim());
+    let rows = match ctx
+        .state
+        .services
+        .notifications
+        .outbox(status, f.before.filter(|b| *b > 0), OUTBOX_PAGE)
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => return error_page(e),
+    };
+    let next = (rows.len() == OUTBOX_PAGE as usize)
+        .then(|| rows.last().map(|n| n.id))
+        .flatten();
+    let base = match status {
+        Some(s) => format!("/console/notifications/outbox?status={}", s.as_str()),
+        None => "/console/notifications/outbox".to_owned(),
+    };
+    let join = if base.contains('?') { "&" } else { "?" };
+    let body = html! {
+        p.sub { "Every recipient's emails, newest first. A failed email is retried with backoff until its attempts run out." }
+        form #outbox-filter .inline method="get" action="/console/notifications/outbox" {
+            label { "State"
+                select name="status" {
+                    option value="" { "Any" }
+                    @for s in [DeliveryStatus::Queued, DeliveryStatus::Sent, DeliveryStatus::Failed] {
+                        option value=(s.as_str()) selected[status == Some(s)] { (s.as_str()) }
+                    }
+                }
+            }
+            div.actions { button type="submit" { "Show" } }
+        }
+        table #outbox aria-label="Email outbox, newest first" {
+            thead { tr { th.num { "Id" } th { "Created" } th.num { "To user" } th { "Subject" } th { "Template, rule" } th { "State" } th.num { "Attempts" } th { "Last failure" } th { "Next attempt" } } }
+            tbody {
+                @for n in &rows {
+                    @let retrying = will_retry(n);
+                    tr class=(if n.status == DeliveryStatus::Failed && !retrying { "failed" } else { "" }) {
+                        td.num { (n.id) }
+                        td { (ui::time(n.created_at.as_millis())) }
+                        td.num { (n.user.get()) }
+                        td { (n.subject) }
+                        td { @if let Some(t) = &n.template { (t) } @if let Some(r) = &n.rule { " · " (r) } }
+                        td { (status_badge(n.status, retrying)) }
+                        td.num { (n.attempts) }
+                        td { @if let Some(e) = &n.last_error { span.sub { (e) } } }
+                        td { @if let Some(t) = n.next_attempt_at { (ui::time(t.as_millis())) } }
+                    }
+                }
+                @if rows.is_empty() { tr { td colspan="9" { "No email here." } } }
+            }
+        }
+        nav.pager aria-label="Pages" {
+            a href=(base) { "Newest" }
+            @if let Some(before) = next { a href={ (base) (join) "before=" (before) } { "Next page" } }
+        }
+    };
+    ctx.page("Email outbox", &[], body)
 }

@@ -109,6 +109,11 @@ async fn detail(ctx: Ctx, Path(id): Path<i64>, Query(q): Query<After>) -> Respon
         }
         @if may_change {
             div.actions {
+                @if hook.attempts > 0 && ctx.may_call("POST", "/api/v1/webhooks/{id}/retry") {
+                    (ui::api_form("webhook-retry", "POST", "/api/v1/webhooks/{id}/retry", "reload", "inline", html! {
+                        input type="hidden" name="id" value=(id) data-path;
+                    }, "Retry now"))
+                }
                 (ui::api_form("webhook-active", "PATCH", "/api/v1/webhooks/{id}", "reload", "inline", html! {
                     input type="hidden" name="id" value=(id) data-path;
                     input type="hidden" name="active" value=(if hook.active { "false" } else { "true" }) data-type="bool";

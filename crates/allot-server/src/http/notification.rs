@@ -27,6 +27,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/notifications", get(inbox).post(send))
         .route("/api/v1/notifications/{id}/read", post(mark_read))
         .route("/api/v1/notifications/status/{id}", get(status))
+        .route("/api/v1/notifications/outbox", get(outbox))
         .route(
             "/api/v1/notifications/templates",
             get(list_templates).post(create_template),
@@ -508,6 +509,80 @@ pub(crate) async fn inbox(
         .flatten();
     Ok(Json(InboxPage {
         notifications: items.into_iter().map(inbox_item).collect(),
+        next_before,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct OutboxPage {
+    /// Newest first.
+    pub notifications: Vec<StatusView>,
+    /// Pass as `before` for the next page; null when this page is the last.
+    pub next_before: Option<i64>,
+}
+
+/// The outbox's query.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct OutboxQuery {
+    /// Only emails in this state.
+    #[param(pattern = "^(queued|sent|failed)$")]
+    pub status: Option<String>,
+    /// Ids below this (the previous page's next_before).
+    #[param(minimum = 1)]
+    pub before: Option<i64>,
+    /// 1 to 200 (default 50).
+    #[param(minimum = 1, maximum = 200)]
+    pub limit: Option<u32>,
+}
+
+/// The email outbox: every recipient's emails, newest first, with their delivery state
+/// (attempts, the last failure, the next attempt).
+#[utoipa::path(get, path = "/api/v1/notifications/outbox", tag = "notifications",
+    params(OutboxQuery),
+    responses(
+        (status = 200, description = "A page of the outbox", body = OutboxPage),
+        (status = 422, description = "status, before or limit invalid", body = ErrorBody)))]
+pub(crate) async fn outbox(
+    State(state): State<AppState>,
+    ApiQuery(q): ApiQuery<OutboxQuery>,
+) -> Result<Json<OutboxPage>, ServiceError> {
+    let status = q
+        .status
+        .as_deref()
+        .map(|s| {
+            allot_domain::notification::DeliveryStatus::parse(s)
+                .ok_or_else(|| invalid("status", "queued, sent or failed"))
+        })
+        .transpose()?;
+    let before = q
+        .before
+        .map(|n| {
+            (n > 0)
+                .then_some(n)
+                .ok_or_else(|| invalid("before", "a notification id"))
+        })
+        .transpose()?;
+    let limit = q
+        .limit
+        .map(|n| {
+            (1..=crate::service::notification::INBOX_PAGE_MAX)
+                .contains(&n)
+                .then_some(n)
+                .ok_or_else(|| invalid("limit", "1 to 200"))
+        })
+        .transpose()?
+        .unwrap_or(INBOX_LIMIT_DEFAULT);
+    let items = state
+        .services
+        .notifications
+        .outbox(status, before, limit)
+        .await?;
+    let next_before = (items.len() == limit as usize)
+        .then(|| items.last().map(|n| n.id))
+        .flatten();
+    Ok(Json(OutboxPage {
+        notifications: items.into_iter().map(status_view).collect(),
         next_before,
     }))
 }

@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Router<AppState> {
             get(read).patch(update).delete(delete),
         )
         .route("/api/v1/webhooks/{id}/deliveries", get(deliveries))
+        .route("/api/v1/webhooks/{id}/retry", axum::routing::post(retry))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -264,6 +265,21 @@ pub(crate) async fn update(
         active: body.active,
     };
     let webhook = state.services.webhooks.update(id, change).await?;
+    Ok(Json(WebhookView::of(webhook, false)))
+}
+
+/// Retry a failing endpoint now: its next attempt (at the event it is stuck on) is due at
+/// once instead of at the end of its backoff. The count of failed attempts stays.
+#[utoipa::path(post, path = "/api/v1/webhooks/{id}/retry", tag = "webhooks",
+    params(("id" = i64, Path, minimum = 1, description = "Endpoint id")),
+    responses(
+        (status = 200, description = "The endpoint, its next attempt due now", body = WebhookView),
+        (status = 404, description = "No such endpoint", body = ErrorBody)))]
+pub(crate) async fn retry(
+    State(state): State<AppState>,
+    PathId(WebhookId(id)): PathId<WebhookId>,
+) -> Result<Json<WebhookView>, ServiceError> {
+    let webhook = state.services.webhooks.retry(id).await?;
     Ok(Json(WebhookView::of(webhook, false)))
 }
 

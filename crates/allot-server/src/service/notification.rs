@@ -567,6 +567,23 @@ impl Notifications {
             })
     }
 
+    /// The email outbox, newest first: every recipient's emails, of one status if given.
+    pub async fn outbox(
+        &self,
+        status: Option<allot_domain::notification::DeliveryStatus>,
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Notification>, ServiceError> {
+        Ok(self
+            .store
+            .outbox(allot_storage::notification::OutboxQuery {
+                status,
+                before,
+                limit,
+            })
+            .await?)
+    }
+
     pub async fn inbox(
         &self,
         user: AccountId,

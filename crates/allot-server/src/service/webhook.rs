@@ -258,6 +258,7 @@ impl Webhooks {
             description: change.description,
             event_types: change.event_types,
             active: change.active,
+            retry_now: false,
         };
         let webhook = self
             .store
@@ -268,6 +269,27 @@ impl Webhooks {
             webhook = id,
             active = webhook.active,
             "webhook endpoint changed"
+        );
+        Ok(webhook)
+    }
+
+    /// Makes a failing endpoint's next attempt due now (after its receiver is fixed, say),
+    /// instead of at the end of its backoff; the worker sends it at its next poll. Harmless
+    /// for an endpoint that is not failing: nothing is waiting, so nothing more is sent.
+    pub async fn retry(&self, id: i64) -> Result<Webhook, ServiceError> {
+        let change = WebhookChange {
+            retry_now: true,
+            ..WebhookChange::default()
+        };
+        let webhook = self
+            .store
+            .update_webhook(id, change, self.clock.now())
+            .await?
+            .ok_or(ServiceError::NotFound { what: "webhook" })?;
+        tracing::info!(
+            webhook = id,
+            failed_attempts = webhook.attempts,
+            "webhook retry requested"
         );
         Ok(webhook)
     }

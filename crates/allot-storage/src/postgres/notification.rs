@@ -16,10 +16,10 @@ use crate::StorageError;
 use crate::crypto::Cipher;
 use crate::notification::{
     Attempt, ChannelSwitches, DEFAULT_SCOPE, EmailPart, InAppPart, InboxQuery, NewNotification,
-    NewTemplate, Notification, NotificationStore, Preferences, RULES_CONSUMER, Rule, RuleUpdate,
-    Template, TemplateDelete, TemplateKey, TemplateWrite, attempt_event, channel_of, channels_of,
-    channels_text, initial, open_texts, preferences_event, read_event, recipients_of, rule_event,
-    seal_error, seal_texts, status_of, stored_events, template_event,
+    NewTemplate, Notification, NotificationStore, OutboxQuery, Preferences, RULES_CONSUMER, Rule,
+    RuleUpdate, Template, TemplateDelete, TemplateKey, TemplateWrite, attempt_event, channel_of,
+    channels_of, channels_text, initial, open_texts, preferences_event, read_event, recipients_of,
+    rule_event, seal_error, seal_texts, status_of, stored_events, template_event,
 };
 use allot_domain::event::EventType;
 use allot_domain::notification::Channel;
@@ -521,6 +521,28 @@ impl NotificationStore for PgStore {
                      ORDER BY id DESC LIMIT $4"
                 ),
                 &[&q.user.get(), &before, &q.unread_only, &limit],
+            )
+            .await?
+            .iter()
+            .map(|r| notification_of(&self.cipher, r))
+            .collect()
+    }
+
+    async fn outbox(&self, q: OutboxQuery) -> Result<Vec<Notification>, StorageError> {
+        let client = self.client().await?;
+        let before = q.before.unwrap_or(i64::MAX);
+        let limit = i64::from(q.limit);
+        let status = q.status.map(|s| s.as_str());
+        // An unnamed statement is planned with its values: a given status uses
+        // `notifications_outbox`, none the primary key.
+        client
+            .query(
+                &format!(
+                    "SELECT {NOTIFICATION_COLUMNS}
+                     WHERE channel = 'email' AND ($1::text IS NULL OR status = $1) AND id < $2
+                     ORDER BY id DESC LIMIT $3"
+                ),
+                &[&status, &before, &limit],
             )
             .await?
             .iter()

@@ -16,6 +16,7 @@ use crate::event::{EventQuery, EventStore};
 use crate::webhook::{
     Delivery, DeliveryAttempt, NewWebhook, Progress, WEBHOOKS_MAX, Webhook, WebhookChange,
     WebhookStore, deleted_event, endpoint_event, open_secret, seal_secret, types_json, types_of,
+    updated_event,
 };
 
 const FIELDS: &str = "id, url, description, event_types, secret_enc, active, created_at_ms, \
@@ -205,17 +206,23 @@ impl WebhookStore for PgStore {
             .query_one(
                 &format!(
                     "UPDATE webhook_endpoints SET url = $2, description = $3, event_types = $4,
-                         active = $5, updated_at_ms = $6 WHERE id = $1 RETURNING {FIELDS}"
+                         active = $5, updated_at_ms = $6,
+                         next_attempt_at_ms = CASE WHEN $7 THEN $6 ELSE next_attempt_at_ms END
+                     WHERE id = $1 RETURNING {FIELDS}"
                 ),
-                &[&id, &url, &description, &types, &active, &now.as_millis()],
+                &[
+                    &id,
+                    &url,
+                    &description,
+                    &types,
+                    &active,
+                    &now.as_millis(),
+                    &change.retry_now,
+                ],
             )
             .await?;
         let after = webhook_of(&row)?;
-        append(
-            &tx,
-            endpoint_event(EventType::WebhookEndpointUpdated, &after, now),
-        )
-        .await?;
+        append(&tx, updated_event(&after, change.retry_now, now)).await?;
         tx.commit().await?;
         open_secret(&self.cipher, after).map(Some)
     }

@@ -17,10 +17,10 @@ use crate::StorageError;
 use crate::crypto::Cipher;
 use crate::notification::{
     Attempt, ChannelSwitches, DEFAULT_SCOPE, EmailPart, InAppPart, InboxQuery, NewNotification,
-    NewTemplate, Notification, NotificationStore, Preferences, RULES_CONSUMER, Rule, RuleUpdate,
-    Template, TemplateDelete, TemplateKey, TemplateWrite, attempt_event, channel_of, channels_of,
-    channels_text, initial, open_texts, preferences_event, read_event, recipients_of, rule_event,
-    seal_error, seal_texts, status_of, stored_events, template_event,
+    NewTemplate, Notification, NotificationStore, OutboxQuery, Preferences, RULES_CONSUMER, Rule,
+    RuleUpdate, Template, TemplateDelete, TemplateKey, TemplateWrite, attempt_event, channel_of,
+    channels_of, channels_text, initial, open_texts, preferences_event, read_event, recipients_of,
+    rule_event, seal_error, seal_texts, status_of, stored_events, template_event,
 };
 use allot_domain::event::EventType;
 use allot_domain::notification::Channel;
@@ -580,6 +580,35 @@ impl NotificationStore for SqliteStore {
             .into_iter()
             .map(|n| notification_of(&cipher, n))
             .collect()
+        })
+        .await
+    }
+
+    async fn outbox(&self, q: OutboxQuery) -> Result<Vec<Notification>, StorageError> {
+        let cipher = self.cipher.clone();
+        self.read(move |conn| {
+            let before = q.before.unwrap_or(i64::MAX);
+            let rows = match q.status {
+                Some(status) => conn
+                    .prepare_cached(&format!(
+                        "SELECT {NOTIFICATION_COLUMNS}
+                         WHERE channel = 'email' AND status = ?1 AND id < ?2
+                         ORDER BY id DESC LIMIT ?3"
+                    ))?
+                    .query_map(params![status.as_str(), before, q.limit], notification_row)?
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => conn
+                    .prepare_cached(&format!(
+                        "SELECT {NOTIFICATION_COLUMNS}
+                         WHERE channel = 'email' AND id < ?1
+                         ORDER BY id DESC LIMIT ?2"
+                    ))?
+                    .query_map(params![before, q.limit], notification_row)?
+                    .collect::<Result<Vec<_>, _>>()?,
+            };
+            rows.into_iter()
+                .map(|n| notification_of(&cipher, n))
+                .collect()
         })
         .await
     }

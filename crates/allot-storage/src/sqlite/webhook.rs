@@ -14,6 +14,7 @@ use crate::crypto::Cipher;
 use crate::webhook::{
     Delivery, DeliveryAttempt, NewWebhook, Progress, WEBHOOKS_MAX, Webhook, WebhookChange,
     WebhookStore, deleted_event, endpoint_event, open_secret, seal_secret, types_json, types_of,
+    updated_event,
 };
 
 const COLUMNS: &str = "id, url, description, event_types, secret_enc, active, created_at_ms, \
@@ -141,7 +142,9 @@ fn update(
     let active = change.active.unwrap_or(before.active);
     conn.prepare_cached(
         "UPDATE webhook_endpoints SET url = ?2, description = ?3, event_types = ?4,
-             active = ?5, updated_at_ms = ?6 WHERE id = ?1",
+             active = ?5, updated_at_ms = ?6,
+             next_attempt_at_ms = CASE WHEN ?7 THEN ?6 ELSE next_attempt_at_ms END
+         WHERE id = ?1",
     )?
     .execute(params![
         id,
@@ -149,13 +152,11 @@ fn update(
         description,
         types,
         active,
-        now.as_millis()
+        now.as_millis(),
+        change.retry_now
     ])?;
     let after = one(conn, id)?.ok_or_else(|| StorageError::Corrupt("webhook vanished".into()))?;
-    append(
-        conn,
-        endpoint_event(EventType::WebhookEndpointUpdated, &after, now),
-    )?;
+    append(conn, updated_event(&after, change.retry_now, now))?;
     Ok(Some(after))
 }
 

@@ -174,6 +174,49 @@ async fn a_failing_webhook_is_marked_and_its_failed_attempts_are_listed() {
     );
     let (_, list) = admin.get("/console/webhooks").await;
     assert!(list.contains("failing ("), "the endpoint is marked failing");
+
+    // Retry now: the next attempt is due at once, where the backoff had put it later.
+    assert!(detail.contains("id=\"webhook-retry\""));
+    let before = admin
+        .api("GET", &format!("/api/v1/webhooks/{id}"), None)
+        .await
+        .1;
+    assert!(before["failed_attempts"].as_i64().unwrap() >= 1, "{before}");
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let asked = now_ms();
+    let (status, after) = admin
+        .api("POST", &format!("/api/v1/webhooks/{id}/retry"), None)
+        .await;
+    assert_eq!(status, 200, "{after}");
+    let due = allot_server::time::parse_rfc3339(after["next_attempt_at"].as_str().unwrap())
+        .unwrap()
+        .as_millis();
+    assert!(due <= now_ms() && due >= asked - 1_000, "{after}");
+    assert!(after["failed_attempts"].as_i64().unwrap() >= 1);
+    // Audited as the admin's change of the endpoint.
+    let me = format!("user:{}", admin.user_id);
+    let (_, audit) = admin
+        .api(
+            "GET",
+            &format!("/api/v1/audit?actor={me}&type=WebhookEndpointUpdated"),
+            None,
+        )
+        .await;
+    let entries = audit["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert_eq!(entries[0]["payload"]["retry_requested"], true);
+    let marketing = Console::sign_in(&app, "mk@example.com", Role::Marketing).await;
+    let (status, _) = marketing
+        .api("POST", &format!("/api/v1/webhooks/{id}/retry"), None)
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = admin.api("POST", "/api/v1/webhooks/999/retry", None).await;
+    assert_eq!(status, 404);
 }
 
 #[tokio::test]
@@ -321,4 +364,66 @@ async fn the_template_editor_previews_through_the_notifier_engine() {
         .api("GET", "/api/v1/notifications/templates", None)
         .await;
     assert_eq!(templates(list), before);
+}
+
+#[tokio::test]
+async fn the_outbox_lists_emails_by_state_with_their_failures() {
+    let app = TestApp::spawn().await;
+    let admin = Console::sign_in(&app, "admin@example.com", Role::Admin).await;
+    let support = Console::sign_in(&app, "help@example.com", Role::Support).await;
+    let marketing = Console::sign_in(&app, "mk@example.com", Role::Marketing).await;
+    // No SMTP server configured: an email fails at once, with the reason.
+    let (status, sent) = support
+        .api(
+            "POST",
+            "/api/v1/notifications",
+            Some(json!({"user_id": marketing.user_id, "channel": "email",
+                        "subject": "Stock count on Friday", "body": "Please count aisle 4."})),
+        )
+        .await;
+    assert_eq!(status, 202, "{sent}");
+    let id = sent["id"].as_i64().unwrap();
+    let mut failed = Value::Null;
+    for _ in 0..100 {
+        let (status, page) = support
+            .api("GET", "/api/v1/notifications/outbox?status=failed", None)
+            .await;
+        assert_eq!(status, 200, "{page}");
+        if page["notifications"].as_array().unwrap().len() == 1 {
+            failed = page;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let row = &failed["notifications"][0];
+    assert_eq!(row["id"], id, "{failed}");
+    assert_eq!(row["subject"], "Stock count on Friday");
+    assert!(
+        row["reason"].as_str().unwrap().contains("smtp_url"),
+        "{row}"
+    );
+    let (_, sent_page) = support
+        .api("GET", "/api/v1/notifications/outbox?status=sent", None)
+        .await;
+    assert_eq!(sent_page["notifications"], json!([]));
+    let (status, _) = support
+        .api("GET", "/api/v1/notifications/outbox?status=lost", None)
+        .await;
+    assert_eq!(status, 422);
+    let (status, _) = marketing
+        .api("GET", "/api/v1/notifications/outbox", None)
+        .await;
+    assert_eq!(status, 403);
+
+    let (status, html) = admin
+        .get("/console/notifications/outbox?status=failed")
+        .await;
+    assert_eq!(status, 200);
+    assert!(html.contains("Stock count on Friday") && html.contains("smtp_url"));
+    let (_, html) = admin.get("/console/notifications").await;
+    assert!(html.contains("href=\"/console/notifications/outbox\""));
+    // Marketing sees the templates, not the outbox (nor a link to it).
+    let (_, html) = marketing.get("/console/notifications").await;
+    assert!(!html.contains("/console/notifications/outbox"));
+    assert_eq!(marketing.get("/console/notifications/outbox").await.0, 403);
 }
