@@ -80,6 +80,10 @@ impl Names {
                     Some(kind) => (kind, value.to_owned()),
                     None => continue,
                 },
+                // An order's reservations are held as `order-<id>`.
+                None if words[i].starts_with("order-") => {
+                    ("order", words[i]["order-".len()..].to_owned())
+                }
                 // The word before, past a quote or `=` (`reason="order 2 cancelled"`).
                 None if i > 0 => match words[i - 1].rsplit(['=', '"']).next().unwrap_or("") {
                     "product" => ("product", words[i].clone()),

@@ -57,6 +57,18 @@ impl Side {
                 self.get(&format!("/api/v1/inventory/{id}")).await,
                 None,
             ));
+            reads.push((
+                format!("ledger of {id}"),
+                self.get(&format!("/api/v1/inventory/{id}/movements?limit=500"))
+                    .await,
+                None,
+            ));
+            reads.push((
+                format!("reservations of {id}"),
+                self.get(&format!("/api/v1/inventory/{id}/reservations?limit=500"))
+                    .await,
+                Some("reservation"),
+            ));
         }
         reads.push((
             "stock alerts".to_owned(),
@@ -74,6 +86,12 @@ impl Side {
         reads.push((
             "orders".to_owned(),
             self.get(&format!("/api/v1/orders?limit={ORDERS_PAGE}"))
+                .await,
+            None,
+        ));
+        reads.push((
+            "orders, newest first".to_owned(),
+            self.get(&format!("/api/v1/orders?sort=-created&limit={ORDERS_PAGE}"))
                 .await,
             None,
         ));
