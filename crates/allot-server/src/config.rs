@@ -31,8 +31,7 @@ pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 pub const DEFAULT_PURGE_INTERVAL_SECS: u64 = 3_600;
 pub const DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS: u64 = 2_000;
 pub const DEFAULT_DISCOUNT_CODE_PERCENT: u8 = 10;
-/// The base of links before the server knows its bound address.
-pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
+pub use crate::service::accounts::DEFAULT_PUBLIC_URL;
 /// The shortest JWT signing secret accepted, in bytes.
 pub const JWT_SECRET_MIN_BYTES: usize = 32;
 

@@ -366,3 +366,23 @@ impl From<StorageError> for ServiceError {
         }
     }
 }
+
+/// The HTTP status of each kind of error: REST answers and console pages alike.
+pub(crate) fn status_of(kind: ErrorKind) -> http::StatusCode {
+    match kind {
+        ErrorKind::InvalidArgument => http::StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::BadRequest => http::StatusCode::BAD_REQUEST,
+        ErrorKind::NotFound => http::StatusCode::NOT_FOUND,
+        ErrorKind::Conflict | ErrorKind::FailedPrecondition | ErrorKind::ResourceExhausted => {
+            http::StatusCode::CONFLICT
+        }
+        ErrorKind::Gone => http::StatusCode::GONE,
+        ErrorKind::PermissionDenied => http::StatusCode::FORBIDDEN,
+        ErrorKind::Unauthenticated => http::StatusCode::UNAUTHORIZED,
+        ErrorKind::RateLimited => http::StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::PayloadTooLarge => http::StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorKind::DeadlineExceeded => http::StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Unavailable => http::StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => http::StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}

@@ -39,3 +39,35 @@ pub(crate) fn body_of(e: Event) -> EventBody {
         payload,
     }
 }
+
+/// Payload fields named in an entry's summary at most.
+const SUMMARY_FIELDS_MAX: usize = 6;
+
+/// The type and the payload's plain fields (not lists, objects or nulls), by name.
+pub(crate) fn summary(kind: &str, payload: &serde_json::Value) -> String {
+    let mut line = kind.to_owned();
+    if let Some(fields) = payload.as_object() {
+        let plain = fields
+            .iter()
+            .filter(|(_, v)| !(v.is_array() || v.is_object() || v.is_null()))
+            .take(SUMMARY_FIELDS_MAX);
+        for (name, value) in plain {
+            line.push(' ');
+            line.push_str(name);
+            line.push('=');
+            line.push_str(&value.to_string());
+        }
+    }
+    line
+}
+
+/// An actor as stored: a principal, or any `system:<job>` (jobs other parts of the server add
+/// are not all known here).
+pub(crate) fn actor_filter(raw: &str) -> Option<String> {
+    if let Some(actor) = allot_domain::event::Actor::parse(raw) {
+        return Some(actor.to_string());
+    }
+    let job = raw.strip_prefix("system:")?;
+    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
+    (!job.is_empty() && job.len() <= 64 && job.chars().all(plain)).then(|| raw.to_owned())
+}

@@ -25,6 +25,7 @@ mod rpc;
 mod secret;
 pub mod serve;
 pub mod service;
+mod state;
 pub mod telemetry;
 pub mod time;
 pub mod webhook_worker;

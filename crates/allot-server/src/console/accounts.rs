@@ -19,7 +19,7 @@ use super::layout::solo;
 use super::see_other;
 use super::sign_in::{same_origin, session_cookie};
 use crate::ServiceError;
-use crate::http::AppState;
+use crate::state::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -165,7 +165,7 @@ async fn setup(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -
         }
         Err(ServiceError::SetupDone) => setup_done().into_response(),
         Err(e) => {
-            let status = crate::http::error::status_of(e.kind());
+            let status = crate::error::status_of(e.kind());
             let message = e.to_string();
             (
                 status,

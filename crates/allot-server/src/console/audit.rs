@@ -15,8 +15,8 @@ use super::Ctx;
 use super::events::{PAGE, newest, pager, table, type_select};
 use super::layout::error_page;
 use crate::ServiceError;
-use crate::http::AppState;
-use crate::http::audit::actor_filter;
+use crate::event_body::actor_filter;
+use crate::state::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new().route("/console/audit", get(page))

@@ -18,8 +18,8 @@ use serde::Serialize;
 use super::layout::error_page;
 use super::{Ctx, ui};
 use crate::ServiceError;
-use crate::http::AppState;
 use crate::service::campaign::COUPONS_PAGE_MAX;
+use crate::state::AppState;
 
 /// Rows of a page's table: small enough to render in a few milliseconds, whatever the store.
 const PAGE_ROWS: u32 = 50;

@@ -15,8 +15,8 @@ use super::Ctx;
 use super::layout::error_page;
 use super::ui;
 use crate::ServiceError;
-use crate::http::AppState;
 use crate::service::catalog::CategoryNode;
+use crate::state::AppState;
 
 /// Products a page shows.
 const PAGE_ROWS: u32 = 50;

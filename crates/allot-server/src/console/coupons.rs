@@ -18,7 +18,7 @@ use super::Ctx;
 use super::layout::error_page;
 use super::ui;
 use crate::ServiceError;
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// Redemptions a page shows.
 const PAGE_ROWS: u32 = 50;

@@ -10,7 +10,7 @@ use axum::routing::get;
 use maud::html;
 
 use super::Ctx;
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// The most codes one generation from the page asks for: a thousand calls, and some 10 MB of
 /// codes held by the browser for the download.

@@ -12,9 +12,9 @@ use serde::Deserialize;
 
 use super::layout::error_page;
 use super::{Ctx, ui};
-use crate::http::AppState;
-use crate::http::audit::summary;
-use crate::http::event::body_of;
+use crate::event_body::body_of;
+use crate::event_body::summary;
+use crate::state::AppState;
 
 /// Rows a page shows.
 pub(super) const PAGE: u32 = 50;

@@ -15,8 +15,8 @@ use super::Ctx;
 use super::layout::error_page;
 use super::ui;
 use crate::ServiceError;
-use crate::http::AppState;
 use crate::service::inventory::{LevelFilter, level_cursor};
+use crate::state::AppState;
 
 /// Rows a page of levels shows.
 const PAGE_ROWS: u32 = 50;

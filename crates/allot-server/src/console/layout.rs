@@ -8,9 +8,9 @@ use http::request::Parts;
 use maud::{DOCTYPE, Markup, html};
 
 use crate::ServiceError;
-use crate::http::AppState;
 use crate::policy;
 use crate::service::auth::Session;
+use crate::state::AppState;
 
 /// The console's sections, in the navigation's order: (label, path). Each is listed for a
 /// user only when the policy table lets its role see that path.
@@ -188,7 +188,7 @@ pub(crate) fn solo(title: &str, body: Markup) -> Markup {
 
 /// An error as a page: its status, and its message (the API's, which names the field).
 pub(crate) fn error_page(e: ServiceError) -> Response {
-    let status = crate::http::error::status_of(e.kind());
+    let status = crate::error::status_of(e.kind());
     let title = match e {
         ServiceError::Forbidden { .. } => "Not allowed",
         ServiceError::NotFound { .. } => "Not found",

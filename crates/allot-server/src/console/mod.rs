@@ -49,7 +49,7 @@ pub(crate) use layout::Ctx;
 pub(crate) use sign_in::cookie;
 
 use crate::ServiceError;
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// The session cookie's name.
 pub(crate) const COOKIE: &str = "allot_session";

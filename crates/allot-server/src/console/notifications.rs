@@ -13,8 +13,8 @@ use serde::Deserialize;
 use super::layout::error_page;
 use super::{Ctx, ui};
 use crate::ServiceError;
-use crate::http::AppState;
 use crate::service::notification::will_retry;
+use crate::state::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()

@@ -17,9 +17,9 @@ use super::layout::error_page;
 use super::ui;
 use crate::ServiceError;
 use crate::caller::Caller;
-use crate::http::AppState;
 use crate::policy::may_set_order_status;
 use crate::service::order::OrderFilter;
+use crate::state::AppState;
 
 /// Orders a page of the list shows.
 const PAGE_ROWS: u32 = 50;

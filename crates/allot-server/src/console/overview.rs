@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::layout::error_page;
 use super::{Ctx, ui};
 use crate::ServiceError;
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// Running campaigns shown, newest first.
 const CAMPAIGNS_SHOWN: u32 = 10;

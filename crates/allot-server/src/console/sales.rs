@@ -16,7 +16,7 @@ use super::campaigns::cursor;
 use super::layout::error_page;
 use super::{Ctx, ui};
 use crate::ServiceError;
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// Rows of a page's table.
 const PAGE_ROWS: u32 = 50;

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use super::layout::{landing, solo};
 use super::{COOKIE, see_other};
 use crate::ServiceError;
-use crate::http::AppState;
 use crate::service::auth::CONSOLE_SESSION_TTL;
+use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
 pub(super) struct Next {
@@ -188,7 +188,7 @@ pub(super) async fn sign_in(
             res
         }
         Err(e) => {
-            let status = crate::http::error::status_of(e.kind());
+            let status = crate::error::status_of(e.kind());
             let message = match &e {
                 ServiceError::InvalidCredentials => {
                     "That email and password do not match an active account.".to_owned()

@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::layout::error_page;
 use super::{Ctx, ui};
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// Rows a page shows.
 const PAGE: u32 = 50;

@@ -12,7 +12,7 @@ use super::Ctx;
 use super::layout::error_page;
 use super::ui;
 use crate::ServiceError;
-use crate::http::AppState;
+use crate::state::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()

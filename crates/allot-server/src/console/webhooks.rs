@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::layout::error_page;
 use super::{Ctx, ui};
-use crate::http::AppState;
+use crate::state::AppState;
 
 /// Delivery rows a page shows.
 const DELIVERIES_PAGE: u32 = 50;

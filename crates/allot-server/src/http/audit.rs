@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 
-use allot_domain::event::Actor;
 use allot_storage::AuditQuery;
 use axum::extract::{Query, State};
 use axum::routing::get;
@@ -17,10 +16,8 @@ use super::error::ErrorBody;
 use super::event::{body_of, parse_after, parse_limit, parse_type};
 use super::extract::invalid;
 use crate::ServiceError;
+pub(crate) use crate::event_body::{actor_filter, summary};
 use crate::time::parse_rfc3339;
-
-/// Payload fields named in an entry's summary at most.
-const SUMMARY_FIELDS_MAX: usize = 6;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/v1/audit", get(list))
@@ -54,35 +51,6 @@ pub(crate) struct AuditPage {
     pub entries: Vec<AuditEntry>,
     /// Pass as `after` for the next page (the last seq of this page, or `after` if empty).
     pub next_after: i64,
-}
-
-/// The type and the payload's plain fields (not lists, objects or nulls), by name.
-pub(crate) fn summary(kind: &str, payload: &serde_json::Value) -> String {
-    let mut line = kind.to_owned();
-    if let Some(fields) = payload.as_object() {
-        let plain = fields
-            .iter()
-            .filter(|(_, v)| !(v.is_array() || v.is_object() || v.is_null()))
-            .take(SUMMARY_FIELDS_MAX);
-        for (name, value) in plain {
-            line.push(' ');
-            line.push_str(name);
-            line.push('=');
-            line.push_str(&value.to_string());
-        }
-    }
-    line
-}
-
-/// An actor as stored: a principal, or any `system:<job>` (jobs other parts of the server add
-/// are not all known here).
-pub(crate) fn actor_filter(raw: &str) -> Option<String> {
-    if let Some(actor) = Actor::parse(raw) {
-        return Some(actor.to_string());
-    }
-    let job = raw.strip_prefix("system:")?;
-    let plain = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
-    (!job.is_empty() && job.len() <= 64 && job.chars().all(plain)).then(|| raw.to_owned())
 }
 
 fn parse_time(

@@ -1,11 +1,11 @@
 //! The one JSON error shape of the REST API, and the one mapping from service errors to HTTP
 //! status codes.
 
+pub(crate) use crate::error::status_of;
 use std::borrow::Cow;
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
-use http::StatusCode;
 use serde::Serialize;
 use utoipa::ToSchema;
 
@@ -98,25 +98,6 @@ impl IntoResponse for InvalidField {
             Json(ErrorBody { error: detail }),
         )
             .into_response()
-    }
-}
-
-pub(crate) fn status_of(kind: ErrorKind) -> StatusCode {
-    match kind {
-        ErrorKind::InvalidArgument => StatusCode::UNPROCESSABLE_ENTITY,
-        ErrorKind::BadRequest => StatusCode::BAD_REQUEST,
-        ErrorKind::NotFound => StatusCode::NOT_FOUND,
-        ErrorKind::Conflict | ErrorKind::FailedPrecondition | ErrorKind::ResourceExhausted => {
-            StatusCode::CONFLICT
-        }
-        ErrorKind::Gone => StatusCode::GONE,
-        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
-        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
-        ErrorKind::RateLimited => StatusCode::TOO_MANY_REQUESTS,
-        ErrorKind::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-        ErrorKind::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 

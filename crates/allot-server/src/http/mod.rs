@@ -30,21 +30,9 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use metrics_exporter_prometheus::PrometheusHandle;
 
 pub(crate) use crate::grpc::is_grpc;
-use crate::service::Services;
-
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub services: Services,
-    pub metrics: PrometheusHandle,
-    /// Becomes true when shutdown starts, so that event streams end instead of holding the
-    /// graceful shutdown for its whole grace period.
-    pub stopping: tokio::sync::watch::Receiver<bool>,
-    /// Per-client limits of sign-in and code use.
-    pub rate_limits: std::sync::Arc<crate::rate_limit::RateLimits>,
-}
+pub(crate) use crate::state::AppState;
 
 /// The REST API, health probes, metrics and API docs.
 pub(crate) fn router(state: AppState) -> Router {

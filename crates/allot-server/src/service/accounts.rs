@@ -20,6 +20,9 @@ use super::auth::{Auth, new_secret, sha256_hex};
 use super::notification::render;
 use crate::ServiceError;
 
+/// The base of links before the server knows its bound address.
+pub const DEFAULT_PUBLIC_URL: &str = "http://127.0.0.1:8080";
+
 /// How long the setup link printed at start works (unless used first).
 pub const SETUP_TOKEN_TTL: Duration = Duration::from_secs(3_600);
 /// How long an email verification link works.
@@ -105,7 +108,7 @@ impl Accounts {
     pub fn base_url(&self) -> &str {
         self.base_url
             .get()
-            .map_or(crate::config::DEFAULT_PUBLIC_URL, String::as_str)
+            .map_or(DEFAULT_PUBLIC_URL, String::as_str)
     }
 
     /// Whether an active admin user exists.
