@@ -20,6 +20,9 @@ if ! /usr/bin/python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
   apt-get update -qq && apt-get install -y -qq python3-aiosmtpd >/dev/null
 fi
 
+# Headless Chromium, chromedriver and axe-core: the console's browser tests fail without them.
+./scripts/test-assets.sh
+
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 status=0

@@ -121,6 +121,11 @@ pub trait CampaignStore {
     ) -> Result<Vec<CouponCode>, StorageError>;
 }
 
+/// The `before` bound of a first page (every id is below it).
+pub(crate) fn first_page(before_id: Option<i64>) -> i64 {
+    before_id.unwrap_or(i64::MAX)
+}
+
 /// Draws allowed per issue before giving up. With 11,182^8 codes a single collision is already
 /// astronomically rare; the bound only keeps a broken generator from looping forever.
 pub(crate) const DRAWS_MAX: usize = 16;
@@ -208,10 +213,10 @@ pub(crate) mod sql {
     /// The columns [`super::campaign_of`] reads, in its order.
     pub(crate) const BY_ID: &str = "SELECT id, name, starts_at_ms, ends_at_ms, total, \
          per_user_limit, issued, created_at_ms FROM campaigns WHERE id = $1";
-    /// Newest first, below `$1` (NULL: from the newest), by the primary key.
+    /// Newest first, below `$1`, by the primary key: a range, whichever the page.
     pub(crate) const LIST: &str = "SELECT id, name, starts_at_ms, ends_at_ms, total, \
          per_user_limit, issued, created_at_ms FROM campaigns \
-         WHERE (CAST($1 AS BIGINT) IS NULL OR id < $1) ORDER BY id DESC LIMIT $2";
+         WHERE id < $1 ORDER BY id DESC LIMIT $2";
     /// Open at `$1` with codes left, newest first. Walks the primary key backwards and
     /// filters: campaigns are created by hand (hundreds, not millions), and the running ones
     /// are among the newest, so the walk is short.

@@ -143,11 +143,11 @@ pub(crate) mod sql {
     );
     pub(crate) const SALE_BY_ID: &str =
         concat!("SELECT ", sale_columns!(), " FROM sales WHERE id = $1");
-    /// Newest first, below `$1` (NULL: from the newest), by the primary key.
+    /// Newest first, below `$1` (`campaign::first_page` for the first), by the primary key.
     pub(crate) const SALES: &str = concat!(
         "SELECT ",
         sale_columns!(),
-        " FROM sales WHERE (CAST($1 AS BIGINT) IS NULL OR id < $1) ORDER BY id DESC LIMIT $2"
+        " FROM sales WHERE id < $1 ORDER BY id DESC LIMIT $2"
     );
     pub(crate) const ITEM_BY_ID: &str =
         concat!("SELECT ", item_columns!(), " FROM sale_items WHERE id = $1");

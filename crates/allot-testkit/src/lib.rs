@@ -1,6 +1,6 @@
 //! Real servers for tests, never mocks: each test gets its own PostgreSQL cluster (and Redis
-//! server, `RedisServer`, and SMTP server, `SmtpServer`) on a temporary directory and a free port, stopped and removed when
-//! dropped.
+//! server, `RedisServer`, SMTP server, `SmtpServer`, and headless Chromium, `Browser`) on a
+//! temporary directory and a free port, stopped and removed when dropped.
 //!
 //! A missing server binary is a test failure, not a skip: CI must notice.
 
@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod browser;
 mod redis;
 mod smtp;
 
+pub use browser::Browser;
 pub use redis::RedisServer;
 pub use smtp::{ReceivedMail, SmtpServer};
 

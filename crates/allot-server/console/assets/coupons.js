@@ -3,6 +3,12 @@
 // API's answer (how many stored, or the rows it refused) is shown under the form.
 "use strict";
 
+// MEGADEAL admission updates itself while the page is open.
+(() => {
+  const dl = document.querySelector("dl[data-poll]");
+  if (dl) Allot.poll(dl.dataset.poll, 2000, (values) => Allot.show(dl, values));
+})();
+
 (() => {
   const form = document.getElementById("coupon-upload");
   if (!form) return;

@@ -15,15 +15,17 @@
       const alert = form.querySelector('[role="alert"]');
       const status = form.querySelector('[role="status"]');
       const submit = form.querySelector('button[type="submit"]');
-      const countField = form.elements.count;
+      // By querySelector: `form.elements.length` is the number of fields, not the one named so.
+      const field = (name) => form.querySelector(`[name="${name}"]`);
+      const countField = field("count");
       const raw = countField.value.trim();
       const wanted = /^\d+$/.test(raw) ? Number.parseInt(raw, 10) : raw;
-      const length = Number.parseInt(form.elements.length.value, 10);
+      const length = Number.parseInt(field("length").value, 10);
       const max = Number.parseInt(form.dataset.batchMax, 10);
       const limit = Number.parseInt(countField.max, 10);
       alert.textContent = "";
       status.textContent = "";
-      countField.removeAttribute("aria-invalid");
+      for (const el of form.querySelectorAll('[aria-invalid="true"]')) el.removeAttribute("aria-invalid");
       if (typeof wanted === "number" && wanted > limit) {
         alert.textContent = `count: at most ${limit.toLocaleString("en-US")} from this page`;
         countField.setAttribute("aria-invalid", "true");
@@ -48,9 +50,10 @@
             const err = res.data && res.data.error ? res.data.error : null;
             alert.textContent = (err ? err.message : `The server answered ${res.status}.`) +
               (codes.length ? ` ${codes.length.toLocaleString("en-US")} codes were generated before; they can be downloaded.` : "");
-            if (err && err.field && form.elements[err.field]) {
-              form.elements[err.field].setAttribute("aria-invalid", "true");
-              form.elements[err.field].focus();
+            const bad = err && err.field ? field(err.field) : null;
+            if (bad) {
+              bad.setAttribute("aria-invalid", "true");
+              bad.focus();
             }
             break;
           }

@@ -257,6 +257,18 @@ async fn edit(ctx: Ctx, Path(raw): Path<String>) -> Response {
                     (product_fields(Some(&product), &categories))
                 }, "Save"))
         }
+        div.panel {
+            h2 { "Delete" }
+            p.sub { "Hidden from reads and listings, its SKU free again; orders that refer to it keep it." }
+            form #product-delete data-api="/api/v1/products/{id}" data-method="DELETE"
+                data-then="/console/catalog" data-body="none"
+                data-confirm="Delete this product?" novalidate {
+                input type="hidden" name="id" data-path value=(id.get());
+                p #product-delete-error .alert role="alert" {}
+                p.status role="status" {}
+                div.actions { button.danger type="submit" { "Delete product" } }
+            }
+        }
     };
     ctx.page(&product.name, &[], body)
 }

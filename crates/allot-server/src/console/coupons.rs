@@ -3,13 +3,16 @@
 //! a purge, and MEGADEAL admission.
 
 use allot_domain::coupon::{CouponType, UploadedCode};
+use allot_domain::user::UserId;
 use allot_storage::{Coupon, RedemptionFilter};
+use axum::Json;
 use axum::Router;
 use axum::extract::Query;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use maud::{Markup, html};
 use serde::Deserialize;
+use serde_json::json;
 
 use super::Ctx;
 use super::layout::error_page;
@@ -21,15 +24,73 @@ use crate::http::AppState;
 const PAGE_ROWS: u32 = 50;
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/console/coupons", get(page))
+    Router::new()
+        .route("/console/coupons", get(page))
+        .route("/console/coupons/megadeal.json", get(megadeal))
+}
+
+/// MEGADEAL admission now, for the page to poll (under the page's path, so its rule covers
+/// it): the figures of `GET /api/v1/coupons/megadeal`.
+async fn megadeal(ctx: Ctx) -> Response {
+    match ctx.state.services.coupons.megadeal_status().await {
+        Ok((status, limits)) => Json(json!({
+            "in_flight": status.in_flight,
+            "peak_in_flight": status.peak_in_flight,
+            "queued": status.queued,
+            "in_flight_max": limits.in_flight_max,
+        }))
+        .into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct PageQuery {
     /// A coupon to look up.
     code: Option<String>,
+    /// The redemptions' filters: one user's, one code's.
+    by_user: Option<String>,
+    by_code: Option<String>,
     /// The redemptions' cursor: records after this id.
     after: Option<String>,
+}
+
+fn nonempty(v: &Option<String>) -> Option<&str> {
+    v.as_deref().map(str::trim).filter(|s| !s.is_empty())
+}
+
+impl PageQuery {
+    /// The redemptions' filter, parsed like the stored values it is compared with (as the
+    /// API does): a user or code that could not exist is named, not searched for.
+    fn redemptions(&self, after_id: i64) -> Result<RedemptionFilter, ServiceError> {
+        Ok(RedemptionFilter {
+            user_id: nonempty(&self.by_user)
+                .map(|u| UserId::parse(u).map(|u| u.as_str().to_owned()))
+                .transpose()?,
+            code: nonempty(&self.by_code)
+                .map(|c| UploadedCode::parse(c).map(|c| c.as_str().to_owned()))
+                .transpose()?,
+            after_id,
+            limit: PAGE_ROWS,
+            ..RedemptionFilter::default()
+        })
+    }
+
+    /// The redemptions' pager: this page's filters, without the cursor or a look-up.
+    fn base(&self) -> String {
+        let mut q = form_urlencoded::Serializer::new(String::new());
+        for (name, value) in [("by_user", &self.by_user), ("by_code", &self.by_code)] {
+            if let Some(v) = nonempty(value) {
+                q.append_pair(name, v);
+            }
+        }
+        let q = q.finish();
+        if q.is_empty() {
+            "/console/coupons".to_owned()
+        } else {
+            format!("/console/coupons?{q}")
+        }
+    }
 }
 
 fn type_name(t: Option<CouponType>) -> &'static str {
@@ -54,16 +115,13 @@ async fn page(ctx: Ctx, Query(q): Query<PageQuery>) -> Response {
             }
         },
     };
-    // Keyset-paged by id (the table's key), 50 a page.
-    let redemptions = match services
-        .coupons
-        .redemptions(RedemptionFilter {
-            after_id: after,
-            limit: PAGE_ROWS,
-            ..RedemptionFilter::default()
-        })
-        .await
-    {
+    let filter = match q.redemptions(after) {
+        Ok(f) => f,
+        Err(e) => return error_page(e),
+    };
+    // Keyset-paged by id (the table's key), or through the index by user or by code (each
+    // ending in id), 50 a page.
+    let redemptions = match services.coupons.redemptions(filter).await {
         Ok(r) => r,
         Err(e) => return error_page(e),
     };
@@ -138,10 +196,10 @@ async fn page(ctx: Ctx, Query(q): Query<PageQuery>) -> Response {
                 h2 { "MEGADEAL admission" }
                 @match &megadeal {
                     Ok((status, limits)) => {
-                        dl #megadeal {
-                            dt { "In flight" } dd { (ui::int(status.in_flight as u64)) " of " (ui::int(limits.in_flight_max as u64)) }
-                            dt { "Peak in flight" } dd { (ui::int(status.peak_in_flight as u64)) }
-                            dt { "Queued here" } dd { (ui::int(status.queued as u64)) }
+                        dl #megadeal data-poll="/console/coupons/megadeal.json" aria-live="polite" {
+                            dt { "In flight" } dd { span data-field="in_flight" { (ui::int(status.in_flight as u64)) } " of " (ui::int(limits.in_flight_max as u64)) }
+                            dt { "Peak in flight" } dd data-field="peak_in_flight" { (ui::int(status.peak_in_flight as u64)) }
+                            dt { "Queued here" } dd data-field="queued" { (ui::int(status.queued as u64)) }
                             dt { "Admitted per second, at most" } dd { (ui::int(limits.per_second_max as u64)) }
                             dt { "Longest wait" } dd { (ui::int(limits.wait_max.as_millis() as u64)) " ms" }
                         }
@@ -162,6 +220,11 @@ async fn page(ctx: Ctx, Query(q): Query<PageQuery>) -> Response {
             }
         }
         h2 { "Redemptions" }
+        form #redemption-filter .inline method="get" action="/console/coupons" {
+            label { "User" input type="text" name="by_user" value=[nonempty(&q.by_user)]; }
+            label { "Code" input type="text" name="by_code" value=[nonempty(&q.by_code)]; }
+            div.actions { button type="submit" { "Filter" } }
+        }
         table #redemptions aria-label="Redemptions, oldest first" {
             thead { tr {
                 th scope="col" class="num" { "Id" }
@@ -185,7 +248,7 @@ async fn page(ctx: Ctx, Query(q): Query<PageQuery>) -> Response {
                 }
             }
         }
-        (ui::pager("/console/coupons", next))
+        (ui::pager(&q.base(), next))
     };
     ctx.page("Coupons", &["coupons.js"], body)
 }

@@ -231,11 +231,12 @@ async fn detail(ctx: Ctx, caller: Caller, Path(raw): Path<String>) -> Response {
         _ => {}
     }
     let next = next_statuses(&ctx, order.status);
-    let body = order_body(&order, &next);
+    let body = order_body(&order, &next, ctx.may_see("/console/inventory"));
     ctx.page(&format!("Order #{}", order.id), &[], body)
 }
 
-fn order_body(o: &Order, next: &[OrderStatus]) -> Markup {
+/// `stock_links`: the lines link to their product's stock (for a role that may see it).
+fn order_body(o: &Order, next: &[OrderStatus], stock_links: bool) -> Markup {
     let a = &o.shipping_address;
     html! {
         p { a href="/console/orders" { "All orders" } }
@@ -261,8 +262,10 @@ fn order_body(o: &Order, next: &[OrderStatus]) -> Markup {
                 form #order-status-form .stack data-api="/api/v1/orders/{order_id}/status"
                     data-method="PUT" data-then="reload" novalidate {
                     input type="hidden" name="order_id" data-path value=(o.id);
+                    // A text area, not a one-line input: Enter in a one-line input would press
+                    // the first button and move the order by accident.
                     label { "Reason" span.hint { "optional; kept in the history" }
-                        input type="text" name="reason" maxlength="500";
+                        textarea name="reason" maxlength="500" {}
                     }
                     p #order-status-form-error .alert role="alert" {}
                     p.status role="status" {}
@@ -291,7 +294,11 @@ fn order_body(o: &Order, next: &[OrderStatus]) -> Markup {
             tbody {
                 @for l in &o.lines {
                     tr {
-                        td { a href={ "/console/inventory/" (l.product_id.get()) } { (l.name) } }
+                        td {
+                            @if stock_links {
+                                a href={ "/console/inventory/" (l.product_id.get()) } { (l.name) }
+                            } @else { (l.name) }
+                        }
                         td.mono { (l.sku) }
                         td.num { (ui::int(l.quantity)) }
                         td.num { (ui::int(l.unit_price_minor)) }

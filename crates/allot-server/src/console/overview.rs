@@ -277,7 +277,7 @@ async fn page(ctx: Ctx) -> Response {
                 }
             }
         }
-        div.row {
+        div.row.overview-charts {
             @if o.campaigns.is_some() {
                 section.panel aria-labelledby="issues-chart-title" {
                     h2 #issues-chart-title { "Codes issued per second" }

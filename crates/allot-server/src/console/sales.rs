@@ -105,6 +105,12 @@ async fn list(ctx: Ctx, Query(q): Query<HashMap<String, String>>) -> Response {
                 }
                 progress #sale-bar max=(s.items_total) value=(s.sold) aria-label="Items sold" {}
                 p { a href={ "/console/sales/" (s.id) } { "Items and purchases of this sale" } }
+                form #sale-current-purchases .inline method="get" action={ "/console/sales/" (s.id) } {
+                    label { "A user's purchases in this sale"
+                        input type="text" name="user_id" required autocomplete="off" placeholder="user id";
+                    }
+                    div.actions { button type="submit" { "Search" } }
+                }
             } @else {
                 p.sub { "No sale is running: flash sales are off (set the items per sale to turn them on)." }
             }

@@ -99,6 +99,18 @@ async fn edit(ctx: Ctx, Path(raw): Path<String>) -> Response {
                     (fields(Some(&w)))
                 }, "Save"))
         }
+        div.panel {
+            h2 { "Delete" }
+            p.sub { "Only a warehouse that holds no stock; one that does may be set inactive instead." }
+            form #warehouse-delete data-api="/api/v1/warehouses/{id}" data-method="DELETE"
+                data-then="/console/warehouses" data-body="none"
+                data-confirm="Delete this warehouse?" novalidate {
+                input type="hidden" name="id" data-path value=(id.get());
+                p #warehouse-delete-error .alert role="alert" {}
+                p.status role="status" {}
+                div.actions { button.danger type="submit" { "Delete warehouse" } }
+            }
+        }
     };
     ctx.page(&format!("Warehouse {}", w.code), &[], body)
 }

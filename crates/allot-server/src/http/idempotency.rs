@@ -49,10 +49,22 @@ const OWN_KEYS: [&str; 2] = ["/api/v1/orders", "/api/v1/campaigns/{id}/coupons"]
 /// token with the same key, past the reuse detection. Their key header is ignored.
 const NEVER_KEYED: &str = "/api/v1/auth/";
 
+/// Routes (by template) never keyed either, for the secrets they carry: a new API key in the
+/// answer (stored only as a hash, shown once), a password in the body (the request's SHA-256,
+/// which a stored key keeps, would be a fast hash of it).
+const NEVER_KEYED_ROUTES: [&str; 4] = [
+    "/api/v1/setup",
+    "/api/v1/users",
+    "/api/v1/users/{id}/password",
+    "/api/v1/api-keys",
+];
+
 /// Whether the matched route keeps its keys itself, or must never have its answers kept.
 fn handles_keys_itself(method: &Method, route: Option<&str>) -> bool {
     route.is_some_and(|r| {
-        r.starts_with(NEVER_KEYED) || (method == Method::POST && OWN_KEYS.contains(&r))
+        r.starts_with(NEVER_KEYED)
+            || NEVER_KEYED_ROUTES.contains(&r)
+            || (method == Method::POST && OWN_KEYS.contains(&r))
     })
 }
 
@@ -233,5 +245,14 @@ mod tests {
         ));
         assert!(!handles_keys_itself(&Method::PUT, Some("/api/v1/orders")));
         assert!(!handles_keys_itself(&Method::POST, None));
+    }
+
+    #[test]
+    fn routes_carrying_secrets_are_never_keyed() {
+        for route in ["/api/v1/auth/signup", "/api/v1/api-keys", "/api/v1/users"] {
+            assert!(handles_keys_itself(&Method::POST, Some(route)), "{route}");
+        }
+        let role = Some("/api/v1/users/{id}/role");
+        assert!(!handles_keys_itself(&Method::PUT, role));
     }
 }

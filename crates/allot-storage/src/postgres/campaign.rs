@@ -27,8 +27,8 @@ use super::batch::Batch;
 use crate::StorageError;
 use crate::campaign::{
     Campaign, CampaignStore, Count, DRAWS_MAX, IssueOutcome, IssueRequest, IssuedCoupon,
-    NewCampaign, campaign_of, created, created_event, decide_issue, issued_coupon_of, issued_event,
-    parse_code, sql,
+    NewCampaign, campaign_of, created, created_event, decide_issue, first_page, issued_coupon_of,
+    issued_event, parse_code, sql,
 };
 
 async fn create(
@@ -385,7 +385,7 @@ impl CampaignStore for PgStore {
     ) -> Result<Vec<Campaign>, StorageError> {
         let client = self.client().await?;
         let rows = client
-            .query(sql::LIST, &[&before_id, &i64::from(limit)])
+            .query(sql::LIST, &[&first_page(before_id), &i64::from(limit)])
             .await?;
         rows.iter().map(campaign_of).collect()
     }

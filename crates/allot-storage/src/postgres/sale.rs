@@ -308,7 +308,10 @@ impl SaleStore for PgStore {
     async fn sales(&self, before_id: Option<i64>, limit: u32) -> Result<Vec<Sale>, StorageError> {
         let client = self.client().await?;
         client
-            .query(sql::SALES, &[&before_id, &i64::from(limit)])
+            .query(
+                sql::SALES,
+                &[&crate::campaign::first_page(before_id), &i64::from(limit)],
+            )
             .await?
             .iter()
             .map(sale_of)

@@ -13,8 +13,8 @@ use super::writer::WriterState;
 use crate::StorageError;
 use crate::campaign::{
     Campaign, CampaignStore, Count, DRAWS_MAX, IssueOutcome, IssueRequest, IssuedCoupon,
-    NewCampaign, campaign_of, created, created_event, decide_issue, issued_coupon_of, issued_event,
-    parse_code, sql,
+    NewCampaign, campaign_of, created, created_event, decide_issue, first_page, issued_coupon_of,
+    issued_event, parse_code, sql,
 };
 
 fn create(conn: &Connection, new: &NewCampaign, now: UnixMillis) -> Result<Campaign, StorageError> {
@@ -235,7 +235,7 @@ impl CampaignStore for SqliteStore {
         before_id: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Campaign>, StorageError> {
-        self.read(move |conn| list(conn, sql::LIST, before_id, limit))
+        self.read(move |conn| list(conn, sql::LIST, Some(first_page(before_id)), limit))
             .await
     }
 

@@ -65,7 +65,10 @@ fn by_id(conn: &Connection, id: i64) -> Result<Option<Sale>, StorageError> {
 
 fn list(conn: &Connection, before_id: Option<i64>, limit: u32) -> Result<Vec<Sale>, StorageError> {
     let mut stmt = conn.prepare_cached(sql::SALES)?;
-    collect(stmt.query_map(params![before_id, limit], |r| Ok(sale_of(r)))?)
+    collect(stmt.query_map(
+        params![crate::campaign::first_page(before_id), limit],
+        |r| Ok(sale_of(r)),
+    )?)
 }
 
 fn item(conn: &Connection, id: i64) -> Result<Option<SaleItem>, StorageError> {

@@ -229,6 +229,7 @@ async fn the_catalog_page_lists_searches_and_edits_products_for_admins_only() {
     assert_eq!(s, 200, "{edit}");
     assert!(edit.contains("value=\"KETTLE-1\"") && edit.contains("value=\"1250\""));
     assert!(edit.contains("data-api=\"/api/v1/products/{id}\""));
+    assert!(edit.contains("id=\"product-delete\""));
 
     // The edit form's call, as the page sends it.
     let (s, b) = c

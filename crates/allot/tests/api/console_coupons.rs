@@ -41,6 +41,18 @@ async fn the_coupons_page_shows_counters_a_lookup_and_redemptions_and_the_upload
     assert!(html.contains("name=\"file\"") && html.contains("<progress"));
     assert!(html.contains("STANDARD") && html.contains("FREE"));
     assert!(html.contains("shopper-42"), "the redemption");
+    let (_, theirs) = c
+        .page(Role::Marketing, "/console/coupons?by_user=shopper-42")
+        .await;
+    assert!(theirs.contains(">SPRING-10<"), "{theirs}");
+    let (_, others) = c
+        .page(Role::Marketing, "/console/coupons?by_user=someone-else")
+        .await;
+    assert!(!others.contains(">SPRING-10<"));
+    let (s, _) = c
+        .page(Role::Marketing, "/console/coupons?by_code=not%20a%20code")
+        .await;
+    assert_eq!(s, 422);
 
     let (_, found) = c
         .page(Role::Marketing, "/console/coupons?code=spring-10")
@@ -73,6 +85,17 @@ async fn the_coupons_page_shows_counters_a_lookup_and_redemptions_and_the_upload
         .await;
     assert_eq!(s, 200, "{b}");
 
+    let (s, live) = c
+        .page(Role::Marketing, "/console/coupons/megadeal.json")
+        .await;
+    assert_eq!(s, 200, "{live}");
+    let live: serde_json::Value = serde_json::from_str(&live).unwrap();
+    assert_eq!(live["in_flight"], 0, "{live}");
+
     let (s, html) = c.page(Role::Warehouse, "/console/coupons").await;
     refused(s, &html);
+    let (s, _) = c
+        .page(Role::Warehouse, "/console/coupons/megadeal.json")
+        .await;
+    assert_eq!(s, 403);
 }

@@ -79,6 +79,11 @@ async fn marketing_watches_the_current_sale_and_finds_a_users_purchases() {
         "{page}"
     );
     assert!(page.contains(&format!(r#"href="/console/sales/{sale}""#)));
+    assert!(
+        page.contains(r#"id="sale-current-purchases""#)
+            && page.contains(&format!(r#"method="get" action="/console/sales/{sale}""#)),
+        "a search of a user's purchases in the current sale"
+    );
 
     let name = buy_first_item(&app, "solo").await;
     let now = marketing.json("/console/sales/current.json").await;

@@ -449,6 +449,8 @@ pub struct ServerProcess {
     pub addr: SocketAddr,
     pub data_dir: PathBuf,
     child: Child,
+    /// Every line printed on standard output so far.
+    stdout: Arc<(std::sync::Mutex<Vec<String>>, std::sync::Condvar)>,
 }
 
 impl ServerProcess {
@@ -502,21 +504,53 @@ impl ServerProcess {
             })
             .spawn()
             .expect("allot starts");
-        let stdout = child.stdout.take().unwrap();
-        let mut line = String::new();
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("reads the listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("allot listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .parse()
-            .unwrap();
-        ServerProcess {
-            addr,
+        // Every line the server prints is kept (the first-run setup link among them), and read
+        // to the end, so that a later line never meets a closed pipe.
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        let lines = Arc::new((
+            std::sync::Mutex::new(Vec::<String>::new()),
+            std::sync::Condvar::new(),
+        ));
+        let kept = lines.clone();
+        std::thread::spawn(move || {
+            for line in stdout.lines() {
+                let Ok(line) = line else { break };
+                let (list, changed) = &*kept;
+                list.lock().expect("stdout lines").push(line);
+                changed.notify_all();
+            }
+        });
+        let mut server = ServerProcess {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir: data_dir.to_owned(),
             child,
+            stdout: lines,
+        };
+        let line = server.stdout_line("allot listening on ", Duration::from_secs(60));
+        server.addr = line
+            .strip_prefix("allot listening on ")
+            .and_then(|a| a.trim().parse().ok())
+            .unwrap_or_else(|| panic!("unexpected listening line {line:?}"));
+        server
+    }
+
+    /// The first line the server printed that starts with `prefix`, waiting up to `timeout`
+    /// for it.
+    pub fn stdout_line(&self, prefix: &str, timeout: Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        let (list, changed) = &*self.stdout;
+        let mut lines = list.lock().expect("stdout lines");
+        loop {
+            if let Some(l) = lines.iter().find(|l| l.starts_with(prefix)) {
+                return l.clone();
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            assert!(
+                !left.is_zero(),
+                "the server printed no line starting {prefix:?} within {timeout:?}; it printed {:?}",
+                *lines
+            );
+            lines = changed.wait_timeout(lines, left).expect("stdout lines").0;
         }
     }
 

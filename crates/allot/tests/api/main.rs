@@ -6,6 +6,7 @@ mod auth;
 mod campaign;
 mod campaign_crash;
 mod catalog;
+mod console;
 mod console_accounts;
 mod console_campaigns;
 mod console_catalog;

@@ -458,6 +458,24 @@ async fn users_api_keys_are_listed_without_secrets_shown_once_and_revoked_at_onc
     let revoked = events_of(&app, "ApiKeyRevoked").await;
     assert_eq!(revoked.len(), 1);
     assert_eq!(revoked[0]["payload"]["api_key_id"], id);
+
+    // A retry key is ignored here: a kept answer would keep the new key's secret.
+    let with_key = || {
+        http()
+            .post(format!("{}/api/v1/api-keys", app.url()))
+            .header("idempotency-key", "same")
+            .json(&json!({"name": "twice", "role": "support"}))
+            .send()
+    };
+    let first: Value = with_key().await.unwrap().json().await.unwrap();
+    let second: Value = with_key().await.unwrap().json().await.unwrap();
+    assert_ne!(first["key"], second["key"], "two keys, neither replayed");
+    let kept = app
+        .db()
+        .await
+        .count("SELECT count(*) FROM idempotency_keys")
+        .await;
+    assert_eq!(kept, 0);
     app.stop().await;
 }
 
