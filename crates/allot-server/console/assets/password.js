@@ -1,3 +1,5 @@
+// The signed-out pages' behaviour.
+//
 // A password typed twice: a field with `data-match="NAME"` must equal the field NAME of its
 // form, or the form is not sent (checked before app.js sends it to the API) and says so.
 "use strict";
@@ -19,3 +21,10 @@ document.addEventListener("submit", (event) => {
     again.removeAttribute("aria-invalid");
   }
 }, true);
+
+// The email verification page sends its link's token as soon as it opens (a script, not the
+// GET itself: a mail scanner that fetches the link without running scripts uses nothing up).
+window.addEventListener("DOMContentLoaded", () => {
+  const form = document.querySelector("form[data-auto-submit]");
+  if (form) form.requestSubmit();
+});

@@ -204,12 +204,13 @@ async fn signup(State(state): State<AppState>) -> Response {
 
 async fn verify_email(Query(q): Query<Token>) -> Response {
     let body = html! {
-        p { "Confirm the address to finish creating your account." }
-        form #verify-email .stack data-api="/api/v1/auth/verify-email" data-done="Your email is verified: you can sign in now." {
+        p { "Verifying the address of your new account…" }
+        form #verify-email .stack data-api="/api/v1/auth/verify-email" data-auto-submit
+            data-done="Your email is verified: you can sign in now." {
             input type="hidden" name="token" value=(q.token);
             p #verify-email-error .alert role="alert" {}
             p.status role="status" {}
-            div.actions { button type="submit" { "Verify my email" } }
+            div.actions { button type="submit" { "Verify again" } }
         }
         (back_to_sign_in())
     };
