@@ -51,8 +51,10 @@ seed() { # storage flags...
   echo "## stored $((batches * 2000)) discount codes in $((SECONDS - t0)) s"
   t0=$SECONDS
   while [ "$(count_orders "$@")" -lt "$ORDERS" ]; do
+    # The tool reads every order back to check them; a slow read there fails the tool, not
+    # the orders it stored, which are what this run needs.
     "$BIN" load orders --server "$BASE" --concurrency 64 --seconds 20 --hello-seconds 0 \
-      --no-progress >/dev/null
+      --no-progress >/dev/null || echo "## (allot load orders failed its check; going on)"
   done
   echo "## stored $(count_orders "$@") orders in $((SECONDS - t0)) s"
   # A campaign for the campaign page to show.
