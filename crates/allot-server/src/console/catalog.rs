@@ -100,7 +100,7 @@ async fn list(ctx: Ctx, Query(q): Query<ListQuery>) -> Response {
                     tr {
                         td { a href={ "/console/catalog/products/" (p.id.get()) } { (p.name) } }
                         td.mono { (p.sku) }
-                        td.num { (ui::int(p.price.amount_minor())) " " (p.price.currency().as_str()) }
+                        td.num { (ui::money(p.price.amount_minor(), p.price.currency().as_str())) }
                         td { (category_name(&categories, p.category_id)) }
                         td { @if p.active { span.badge.ok { "active" } } @else { span.badge { "inactive" } } }
                         td { a href={ "/console/inventory/" (p.id.get()) } { "Stock of " (p.sku) } }

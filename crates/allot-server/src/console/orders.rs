@@ -135,7 +135,6 @@ async fn list(ctx: Ctx, caller: Caller, Query(q): Query<ListQuery>) -> Response 
     };
     let staff = caller.customer().ok().flatten().is_none();
     let body = html! {
-        p.sub { "Amounts are in minor units of the order's currency." }
         form #order-filter .inline method="get" action="/console/orders" {
             label { "Status"
                 select name="status" {
@@ -176,7 +175,7 @@ async fn list(ctx: Ctx, caller: Caller, Query(q): Query<ListQuery>) -> Response 
                         td.mono { (o.customer) }
                         td { (status_badge(o.status)) }
                         td.num { (o.lines.len()) }
-                        td.num { (ui::int(o.total_minor)) " " (o.currency) }
+                        td.num { (ui::money(o.total_minor, &o.currency)) }
                         td { (ui::time(o.created_at.as_millis())) }
                     }
                 }
@@ -248,8 +247,7 @@ fn order_body(o: &Order, next: &[OrderStatus], stock_links: bool) -> Markup {
             }
             div.card {
                 h2 { "Total" }
-                p.figure #order-total { (ui::int(o.total_minor)) " " (o.currency) }
-                p.sub { "Minor units of " (o.currency) }
+                p.figure #order-total { (ui::money(o.total_minor, &o.currency)) }
             }
             div.card {
                 h2 { "Customer" }
@@ -301,8 +299,8 @@ fn order_body(o: &Order, next: &[OrderStatus], stock_links: bool) -> Markup {
                         }
                         td.mono { (l.sku) }
                         td.num { (ui::int(l.quantity)) }
-                        td.num { (ui::int(l.unit_price_minor)) }
-                        td.num { (ui::int(l.line_total_minor)) }
+                        td.num { (ui::money(l.unit_price_minor, &o.currency)) }
+                        td.num { (ui::money(l.line_total_minor, &o.currency)) }
                         td.num { (l.warehouse_id.get()) }
                     }
                 }
@@ -313,12 +311,12 @@ fn order_body(o: &Order, next: &[OrderStatus], stock_links: bool) -> Markup {
                 h2 { "Totals" }
                 table aria-label="Totals" {
                     tbody {
-                        tr { th scope="row" { "Subtotal" } td.num { (ui::int(o.subtotal_minor)) } }
+                        tr { th scope="row" { "Subtotal" } td.num { (ui::money(o.subtotal_minor, &o.currency)) } }
                         tr { th scope="row" { "Coupon" }
-                            td.num { @if let Some(c) = &o.coupon { span.mono { (c.code) } " −" (ui::int(c.amount_minor)) } @else { "none" } } }
+                            td.num { @if let Some(c) = &o.coupon { span.mono { (c.code) } " −" (ui::money(c.amount_minor, &o.currency)) } @else { "none" } } }
                         tr { th scope="row" { "Discount code" }
-                            td.num { @if let Some(c) = &o.discount_code { span.mono { (c.code) } " −" (ui::int(c.amount_minor)) } @else { "none" } } }
-                        tr { th scope="row" { "Total" } td.num { (ui::int(o.total_minor)) " " (o.currency) } }
+                            td.num { @if let Some(c) = &o.discount_code { span.mono { (c.code) } " −" (ui::money(c.amount_minor, &o.currency)) } @else { "none" } } }
+                        tr { th scope="row" { "Total" } td.num { (ui::money(o.total_minor, &o.currency)) } }
                     }
                 }
             }

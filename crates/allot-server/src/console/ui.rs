@@ -79,6 +79,34 @@ pub(crate) fn int(n: impl Into<i128>) -> String {
     out
 }
 
+/// An amount in minor units as people read it: `24.00 EUR`, `1,500 KRW`, by the ISO 4217
+/// exponent of the currency (2 unless it is one of the few with 0 or 3 decimals).
+pub(crate) fn money(minor: i64, currency: &str) -> String {
+    let exponent = match currency {
+        "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
+        | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+        "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+        _ => 2,
+    };
+    let scale = 10_i128.pow(exponent);
+    let n = i128::from(minor);
+    let whole = int(n / scale);
+    let whole = if n < 0 && n / scale == 0 {
+        format!("-{whole}")
+    } else {
+        whole
+    };
+    if exponent == 0 {
+        format!("{whole} {currency}")
+    } else {
+        let frac = (n % scale).unsigned_abs();
+        format!(
+            "{whole}.{frac:0width$} {currency}",
+            width = exponent as usize
+        )
+    }
+}
+
 /// A Unix time in milliseconds as an RFC 3339 UTC string (what the API speaks).
 pub(crate) fn time(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -94,5 +122,14 @@ mod tests {
         assert_eq!(super::int(999), "999");
         assert_eq!(super::int(1_000), "1,000");
         assert_eq!(super::int(-1_234_567), "-1,234,567");
+    }
+
+    #[test]
+    fn money_reads_in_the_currency_s_own_decimals() {
+        assert_eq!(super::money(2_400, "EUR"), "24.00 EUR");
+        assert_eq!(super::money(123_456_789, "USD"), "1,234,567.89 USD");
+        assert_eq!(super::money(1_500, "KRW"), "1,500 KRW");
+        assert_eq!(super::money(1_005, "KWD"), "1.005 KWD");
+        assert_eq!(super::money(-5, "EUR"), "-0.05 EUR");
     }
 }
