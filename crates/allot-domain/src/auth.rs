@@ -102,7 +102,9 @@ impl Email {
         if trimmed.is_empty() {
             return Err(DomainError::invalid(FIELD, "must not be empty"));
         }
-        if trimmed.chars().count() > EMAIL_MAX_CHARS {
+        // The bound holds for what was sent, surrounding white space included, as the API's
+        // schema states it (`maxLength` of the field as sent).
+        if raw.chars().count() > EMAIL_MAX_CHARS {
             return Err(DomainError::invalid(
                 FIELD,
                 format!("must be at most {EMAIL_MAX_CHARS} characters"),
@@ -201,6 +203,10 @@ mod tests {
         }
         let long = format!("{}@x.io", "a".repeat(250));
         assert!(Email::parse(&long).is_err());
+        // The bound counts what was sent, as the API's schema says (found by the fuzzer).
+        let at_bound = format!("{}@x.io", "a".repeat(249));
+        assert!(Email::parse(&at_bound).is_ok());
+        assert!(Email::parse(&format!("\n{at_bound}")).is_err());
     }
 
     #[test]
