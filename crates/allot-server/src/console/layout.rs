@@ -96,64 +96,76 @@ impl Ctx {
     /// A whole page: `title` is its h1 and the document's title; `scripts` are more asset
     /// files to load after app.js (a page's own script).
     pub fn page(&self, title: &str, scripts: &[&str], body: Markup) -> Response {
-        let current = SECTIONS
-            .iter()
-            .filter(|(_, path)| {
-                self.path == *path
-                    || (*path != "/console" && self.path.starts_with(&format!("{path}/")))
-            })
-            .map(|(_, path)| *path)
-            .next();
-        let markup = html! {
-            (DOCTYPE)
-            html lang="en" {
-                head {
-                    (head(title))
-                    meta name="csrf-token" content=(self.session.csrf);
-                    script src="/console/assets/app.js" defer {}
-                    @for script in scripts {
-                        script src={ "/console/assets/" (script) } defer {}
-                    }
+        frame(&self.session, &self.path, title, scripts, body)
+    }
+}
+
+/// The page a signed-in user gets for a page its role may not see: the frame (its navigation,
+/// its sign-out) around the "Not allowed" message, 403.
+pub(crate) fn not_allowed(session: &Session, path: &str) -> Response {
+    let body = html! {
+        p role="alert" { "Your role may not see this page. Ask an admin if you need it." }
+    };
+    let mut res = frame(session, path, "Not allowed", &[], body);
+    *res.status_mut() = http::StatusCode::FORBIDDEN;
+    res
+}
+
+/// A whole page for `session` at `path`: the header, the navigation the role may see, `body`
+/// under the h1 `title`.
+fn frame(session: &Session, here: &str, title: &str, scripts: &[&str], body: Markup) -> Response {
+    let current = SECTIONS.iter().map(|(_, path)| *path).find(|path| {
+        here == *path || (*path != "/console" && here.starts_with(&format!("{path}/")))
+    });
+    let markup = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                (head(title))
+                meta name="csrf-token" content=(session.csrf);
+                script src="/console/assets/app.js" defer {}
+                @for script in scripts {
+                    script src={ "/console/assets/" (script) } defer {}
                 }
-                body {
-                    a.skip-link href="#main" { "Skip to content" }
-                    header.top {
-                        a.brand href="/console" { "Allot" }
-                        div.who {
-                            span { (self.session.email.as_str()) }
-                            span.role { (self.session.role.as_str()) }
-                            form #sign-out method="post" action="/console/sign-out" {
-                                input type="hidden" name="_csrf" value=(self.session.csrf);
-                                button type="submit" { "Sign out" }
-                            }
+            }
+            body {
+                a.skip-link href="#main" { "Skip to content" }
+                header.top {
+                    a.brand href="/console" { "Allot" }
+                    div.who {
+                        span { (session.email.as_str()) }
+                        span.role { (session.role.as_str()) }
+                        form #sign-out method="post" action="/console/sign-out" {
+                            input type="hidden" name="_csrf" value=(session.csrf);
+                            button type="submit" { "Sign out" }
                         }
                     }
-                    div.frame {
-                        nav.side aria-label="Main" {
-                            ul {
-                                @for (label, path) in SECTIONS {
-                                    @if self.may_see(path) {
-                                        li {
-                                            @if current == Some(*path) {
-                                                a href=(path) aria-current="page" { (label) }
-                                            } @else {
-                                                a href=(path) { (label) }
-                                            }
+                }
+                div.frame {
+                    nav.side aria-label="Main" {
+                        ul {
+                            @for (label, path) in SECTIONS {
+                                @if may_see(session.role, path) {
+                                    li {
+                                        @if current == Some(*path) {
+                                            a href=(path) aria-current="page" { (label) }
+                                        } @else {
+                                            a href=(path) { (label) }
                                         }
                                     }
                                 }
                             }
                         }
-                        main #main tabindex="-1" {
-                            h1 { (title) }
-                            (body)
-                        }
+                    }
+                    main #main tabindex="-1" {
+                        h1 { (title) }
+                        (body)
                     }
                 }
             }
-        };
-        markup.into_response()
-    }
+        }
+    };
+    markup.into_response()
 }
 
 fn head(title: &str) -> Markup {

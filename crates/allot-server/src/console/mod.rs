@@ -45,7 +45,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use http::{HeaderValue, StatusCode, header};
 
-pub(crate) use layout::Ctx;
+pub(crate) use layout::{Ctx, not_allowed};
 pub(crate) use sign_in::cookie;
 
 use crate::ServiceError;

@@ -161,6 +161,10 @@ pub(crate) async fn authorize(State(gate): State<Gate>, mut req: Request, next: 
                 user.role.as_str()
             ),
         };
+        // A signed-in person at the console gets the page in its frame (navigation, sign-out).
+        if console && let Some(session) = req.extensions().get::<crate::service::auth::Session>() {
+            return crate::console::not_allowed(session, req.uri().path());
+        }
         return refuse(e, &req);
     }
     req.extensions_mut().insert(user);

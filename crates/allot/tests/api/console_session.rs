@@ -202,6 +202,9 @@ async fn console_pages_follow_the_policy_table() {
     let (status, page) = get(&app, "/console/users", &warehouse).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
     assert!(page.contains("<h1>Not allowed</h1>"), "{page}");
+    // In the console's frame: its navigation and its sign-out are still there.
+    assert!(page.contains(r#"id="sign-out""#), "{page}");
+    assert!(page.contains(r#"href="/console/inventory""#), "{page}");
 
     let (marketing, _) = sign_in(&app, "mia@example.com").await;
     let (_, page) = get(&app, "/console", &marketing).await;
