@@ -2,23 +2,14 @@
 //! visitors who are not signed in: first-run setup from the printed link, sign-up, email
 //! verification, forgotten and reset passwords, and what the sign-in page links to.
 
-use std::time::Duration;
-
 use allot_domain::auth::Role;
 use serde_json::json;
 
 use crate::console_ops::Console;
 use crate::helpers::TestApp;
+use crate::helpers::browser;
 
 const PASSWORD: &str = "correct horse battery staple";
-
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
 
 async fn page(app: &TestApp, path: &str) -> (u16, String) {
     let res = browser()

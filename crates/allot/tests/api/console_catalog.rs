@@ -5,7 +5,7 @@
 use allot_domain::auth::{Email, Password, Role};
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, anonymous, http};
+use crate::helpers::{TestApp, anonymous, browser, http};
 
 const PASSWORD: &str = "correct horse battery staple";
 
@@ -35,7 +35,7 @@ impl Console {
                 )
                 .await
                 .unwrap();
-            let r = no_redirects()
+            let r = browser()
                 .post(format!("{base}/console/sign-in"))
                 .form(&[("email", email.as_str()), ("password", PASSWORD)])
                 .send()
@@ -77,7 +77,7 @@ impl Console {
 
     /// A console page as `role` sees it: its status and HTML.
     pub(crate) async fn page(&self, role: Role, path: &str) -> (u16, String) {
-        let r = no_redirects()
+        let r = browser()
             .get(format!("{}{path}", self.base))
             .header("cookie", self.cookie(role))
             .send()
@@ -174,13 +174,6 @@ impl Console {
         .await;
         (p, w)
     }
-}
-
-fn no_redirects() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
 }
 
 /// The page is the layout's "Not allowed" page.

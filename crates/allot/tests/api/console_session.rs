@@ -4,20 +4,10 @@
 
 use allot_domain::auth::{Email, Password, Role};
 use reqwest::StatusCode;
-use reqwest::redirect::Policy;
 
-use crate::helpers::{TestApp, http};
+use crate::helpers::{TestApp, browser, http};
 
 const PASSWORD: &str = "correct horse battery staple";
-
-/// A browser-like client: no credential of its own, redirects not followed (we look at them).
-fn browser() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(Policy::none())
-        .timeout(std::time::Duration::from_secs(30))
-        .build()
-        .unwrap()
-}
 
 async fn user(app: &TestApp, email: &str, role: Role) -> i64 {
     app.services

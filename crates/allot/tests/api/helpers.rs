@@ -272,6 +272,16 @@ pub fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder().default_headers(headers)
 }
 
+/// A browser at the console: no credential of its own (the session cookie is sent by each
+/// test), redirects not followed (the tests look at them).
+pub fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
 /// An HTTP client that sends no credential.
 pub fn anonymous() -> reqwest::Client {
     reqwest::Client::builder()
