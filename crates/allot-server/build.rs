@@ -14,7 +14,10 @@ const CONNECT_PACKAGES: &[&str] = &[".couponpb"];
 const TIMESTAMP: (&str, &str) = (".google.protobuf.Timestamp", "crate::time::Timestamp");
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let proto_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, never with `env!`: a build script compiled in one checkout is reused
+    // by another sharing the target directory (CI's clone and the working tree do).
+    let manifest_dir = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    let proto_dir = manifest_dir.join("../../proto");
     let files: Vec<PathBuf> = PROTOS.iter().map(|p| proto_dir.join(p)).collect();
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
@@ -36,15 +39,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .extern_path(TIMESTAMP.0, TIMESTAMP.1)
         .ignore_unknown_fields()
         .build(CONNECT_PACKAGES)?;
-    console_assets(&out_dir)?;
+    console_assets(&manifest_dir, &out_dir)?;
     Ok(())
 }
 
 /// The console's assets (`console/assets/*`: styles, scripts, images), compiled into the
 /// binary: a table of (file name, bytes) that `console::assets` serves. A file added to the
 /// folder is served without touching any code.
-fn console_assets(out_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("console/assets");
+fn console_assets(
+    manifest_dir: &std::path::Path,
+    out_dir: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let dir = manifest_dir.join("console/assets");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut names = Vec::new();
     for entry in std::fs::read_dir(&dir)? {
