@@ -22,6 +22,7 @@ pub mod order;
 pub mod origin;
 pub mod overview;
 pub mod postgres;
+pub mod promotion;
 mod row;
 pub mod sale;
 pub mod sqlite;
@@ -57,6 +58,10 @@ pub use order::{
     OrderStore, StatusChange, StatusRequest,
 };
 pub use overview::{OverviewCounts, OverviewStore};
+pub use promotion::{
+    Binding, CodeSource, HeldPromotion, Hold, HoldStatus, NewHold, NewPromotion, PromotionQuery,
+    PromotionRefusal, PromotionResult, PromotionStore, ResolvedCode, StoredPromotion, Totals,
+};
 pub use sale::{
     CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale, SaleItem, SaleStore,
 };
@@ -88,6 +93,7 @@ pub trait Store:
     + WebhookStore
     + NotificationStore
     + OverviewStore
+    + PromotionStore
     + Send
     + Sync
     + 'static

@@ -17,6 +17,7 @@ mod order;
 mod order_batch;
 mod overview;
 mod personal;
+mod promotion;
 mod sale;
 mod user;
 mod webhook;

@@ -18,6 +18,7 @@ mod notification;
 mod order;
 mod overview;
 mod personal;
+mod promotion;
 mod reader;
 mod sale;
 mod user;

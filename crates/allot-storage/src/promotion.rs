@@ -1,0 +1,275 @@
+//! Promotions' part of the storage interface: the promotions themselves, the codes bound to
+//! them, and the holds and redemptions that spend their budgets and limits.
+//!
+//! The engine (`allot_domain::promotion`) decides what a cart gets; storage makes it exact. A
+//! hold is written only if, in its own transaction, every promotion it spends still fits its
+//! limits with the usage read under that transaction (SQLite: inside the single writer;
+//! PostgreSQL: the promotions' rows locked in id order); otherwise it is refused as
+//! [`PromotionRefusal::Stale`] and the service evaluates again on fresh usage. The tables'
+//! CHECK constraints hold the same bounds, so no code path can exceed a budget.
+//!
+//! Counters: each promotion (and each customer of it) counts money and redemptions *held*
+//! (holds not yet redeemed, released or expired) and *redeemed*; a limit bounds their sum.
+//! Each code bound to a promotion counts its uses (held or redeemed) against its own maximum.
+//! Every change of a hold is one transaction with its counters and its event.
+
+use allot_domain::UnixMillis;
+use allot_domain::promotion::{Promotion, PromotionId, PromotionSpec, Reason, Trigger, Usage};
+use async_trait::async_trait;
+
+use crate::StorageError;
+
+/// Most promotions one page lists.
+pub const PROMOTIONS_PAGE_MAX: u32 = 200;
+
+/// Money and redemptions a promotion has given, in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Totals {
+    pub redeemed_minor: i64,
+    pub redemptions: i64,
+    pub held_minor: i64,
+    pub held: i64,
+}
+
+/// A promotion as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPromotion {
+    pub id: PromotionId,
+    pub promotion: Promotion,
+    pub active: bool,
+    /// Raised by every change of the promotion (not of its usage).
+    pub version: i64,
+    pub totals: Totals,
+    pub created_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+/// A promotion to create, or the new form of one (a whole replacement).
+#[derive(Debug, Clone)]
+pub struct NewPromotion {
+    pub promotion: Promotion,
+    pub active: bool,
+    pub now: UnixMillis,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct PromotionQuery {
+    pub active: Option<bool>,
+    pub trigger: Option<Trigger>,
+    /// Ids above this one (0 from the start), ascending.
+    pub after: i64,
+    pub limit: u32,
+}
+
+/// Codes to bind to a promotion: existing coupons and discount codes, or every code a
+/// campaign has issued and will issue. A code is bound to at most one promotion.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Binding {
+    Coupons(Vec<String>),
+    DiscountCodes(Vec<String>),
+    Campaign(i64),
+}
+
+/// Where a bound code comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodeSource {
+    Coupon,
+    DiscountCode,
+    Campaign,
+}
+
+impl CodeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodeSource::Coupon => "coupon",
+            CodeSource::DiscountCode => "discount_code",
+            CodeSource::Campaign => "campaign",
+        }
+    }
+}
+
+/// A cart code as storage resolves it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedCode {
+    pub code: String,
+    /// The promotion it reaches, or why it reaches none (`UnknownCode`: bound to nothing;
+    /// `CodeUnusable`: used up, expired, or another customer's).
+    pub promotion: Result<PromotionId, Reason>,
+}
+
+/// One promotion a hold spends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldPromotion {
+    pub promotion: PromotionId,
+    /// The code that reached it, and where the code comes from.
+    pub code: Option<(String, CodeSource)>,
+    pub amount_minor: i64,
+}
+
+/// A hold to write: what the engine decided for a cart, to be checked against fresh usage.
+#[derive(Debug, Clone)]
+pub struct NewHold {
+    /// The customer's account id; none for a guest.
+    pub customer: Option<String>,
+    pub currency: String,
+    /// Identifies the cart's lines (product, quantity, unit price): an order may consume the
+    /// hold only for the same lines.
+    pub cart_fingerprint: String,
+    pub promotions: Vec<HeldPromotion>,
+    /// The engine's whole answer as JSON, shown back with the hold (the explanation).
+    pub evaluation: String,
+    pub discount_minor: i64,
+    pub shipping_discount_minor: i64,
+    /// A repeated key answers the hold it made and changes nothing.
+    pub idempotency_key: Option<String>,
+    pub expires_at: UnixMillis,
+    pub now: UnixMillis,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum HoldStatus {
+    Held,
+    Redeemed,
+    Released,
+    Expired,
+    RolledBack,
+}
+
+impl HoldStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldStatus::Held => "held",
+            HoldStatus::Redeemed => "redeemed",
+            HoldStatus::Released => "released",
+            HoldStatus::Expired => "expired",
+            HoldStatus::RolledBack => "rolled_back",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hold {
+    pub id: i64,
+    pub status: HoldStatus,
+    pub customer: Option<String>,
+    pub currency: String,
+    pub cart_fingerprint: String,
+    pub promotions: Vec<HeldPromotion>,
+    pub evaluation: String,
+    pub discount_minor: i64,
+    pub shipping_discount_minor: i64,
+    pub idempotency_key: Option<String>,
+    /// What the redemption was for (an order of Allot's is `order-<id>`).
+    pub reference: Option<String>,
+    pub created_at: UnixMillis,
+    pub expires_at: UnixMillis,
+    pub updated_at: UnixMillis,
+}
+
+/// Why a promotion operation was refused; nothing was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PromotionRefusal {
+    NotFound,
+    HoldNotFound,
+    /// A promotion the hold spends no longer fits its limits on fresh usage (or was switched
+    /// off or changed): evaluate again.
+    Stale { promotion: PromotionId, reason: Reason },
+    /// A code the hold uses is used up now.
+    CodeTaken { code: String },
+    /// The hold is not in a state the operation needs (e.g. redeeming a released hold).
+    HoldNotHeld { status: HoldStatus },
+    HoldExpired,
+    /// Binding: codes that exist nowhere, or are bound to another promotion already.
+    UnknownCodes(Vec<String>),
+    AlreadyBound(Vec<String>),
+    UnknownCampaign,
+    /// A new limit below what is already held and redeemed; names the limit.
+    LimitBelowUsage { field: &'static str },
+}
+
+pub type PromotionResult<T> = Result<Result<T, PromotionRefusal>, StorageError>;
+
+#[async_trait]
+pub trait PromotionStore: Send + Sync + 'static {
+    async fn create_promotion(&self, new: NewPromotion) -> Result<StoredPromotion, StorageError>;
+
+    /// Replaces a promotion's spec and active flag; its usage stays.
+    async fn update_promotion(
+        &self,
+        id: PromotionId,
+        new: NewPromotion,
+    ) -> PromotionResult<StoredPromotion>;
+
+    async fn promotion(&self, id: PromotionId) -> Result<Option<StoredPromotion>, StorageError>;
+
+    async fn promotions(&self, query: PromotionQuery)
+    -> Result<Vec<StoredPromotion>, StorageError>;
+
+    /// A number raised by every change of any promotion (create, update, bind): a server
+    /// keeps the active promotions parsed and reloads them when it moves.
+    async fn promotions_generation(&self) -> Result<i64, StorageError>;
+
+    /// Every active automatic promotion.
+    async fn active_automatic_promotions(&self) -> Result<Vec<StoredPromotion>, StorageError>;
+
+    /// Binds codes to the promotion, all or none; returns how many were bound.
+    async fn bind_codes(&self, id: PromotionId, binding: Binding) -> PromotionResult<u64>;
+
+    /// Resolves a cart's codes (upper-cased) for `customer` at `now`, in the order given.
+    async fn resolve_codes(
+        &self,
+        codes: &[String],
+        customer: Option<&str>,
+        now: UnixMillis,
+    ) -> Result<Vec<ResolvedCode>, StorageError>;
+
+    /// The usage of each promotion, in all and for `customer`, in the order given.
+    async fn promotion_usage(
+        &self,
+        ids: &[PromotionId],
+        customer: Option<&str>,
+    ) -> Result<Vec<Usage>, StorageError>;
+
+    /// How many orders the customer has placed that were not cancelled.
+    async fn customer_orders(&self, customer: &str) -> Result<u64, StorageError>;
+
+    /// Writes a hold if every promotion it spends still fits its limits and every code still
+    /// has a use left, in one transaction.
+    async fn create_hold(&self, hold: NewHold) -> PromotionResult<Hold>;
+
+    async fn hold(&self, id: i64) -> Result<Option<Hold>, StorageError>;
+
+    /// Ends a held hold, giving back what it held.
+    async fn release_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold>;
+
+    /// Turns a held, unexpired hold into redemptions for `reference`.
+    async fn redeem_hold(&self, id: i64, reference: String, now: UnixMillis)
+    -> PromotionResult<Hold>;
+
+    /// Gives back a redeemed hold's money, redemptions and code uses, exactly once: a hold
+    /// already rolled back is answered as it is and nothing changes.
+    async fn roll_back_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold>;
+
+    /// Expires up to `limit` holds past their time, giving back what they held; how many.
+    async fn expire_holds(&self, now: UnixMillis, limit: u32) -> Result<u64, StorageError>;
+
+    /// The holds of a promotion, newest first (for the console): id below `before` (0: from
+    /// the newest).
+    async fn promotion_holds(
+        &self,
+        id: PromotionId,
+        before: i64,
+        limit: u32,
+    ) -> Result<Vec<Hold>, StorageError>;
+}
+
+/// The stored JSON of a spec.
+pub(crate) fn spec_json(promotion: &Promotion) -> String {
+    serde_json::to_string(promotion.spec()).expect("a spec serialises")
+}
+
+/// A stored spec back: parsed and checked again (a row that fails is corrupt).
+pub(crate) fn spec_from_json(raw: &str) -> Result<Promotion, StorageError> {
+    let spec: PromotionSpec = serde_json::from_str(raw).map_err(crate::catalog::corrupt)?;
+    Promotion::parse(spec).map_err(crate::catalog::corrupt)
+}
