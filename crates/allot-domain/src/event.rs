@@ -89,6 +89,14 @@ event_types!(
     UserPasswordReset,
     ApiKeyCreated,
     ApiKeyRevoked,
+    PromotionCreated,
+    PromotionUpdated,
+    PromotionCodesBound,
+    PromotionHeld,
+    PromotionHoldReleased,
+    PromotionHoldsExpired,
+    PromotionRedeemed,
+    PromotionRolledBack,
 );
 
 /// Who made a change. Requests are made by their principal (`user:<id>`, `api_key:<id>`, or
@@ -98,6 +106,7 @@ pub const ACTOR_SALE_OPENER: &str = "system:sale-opener";
 pub const ACTOR_RESERVATION_EXPIRY: &str = "system:reservation-expiry";
 pub const ACTOR_COUPON_PURGE: &str = "system:coupon-purge";
 pub const ACTOR_NOTIFIER: &str = "system:notifier";
+pub const ACTOR_PROMOTION_HOLD_EXPIRY: &str = "system:promotion-hold-expiry";
 
 /// The principal behind a change, as recorded on its events.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

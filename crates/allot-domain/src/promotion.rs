@@ -394,6 +394,18 @@ pub struct Cart {
     pub codes: Vec<String>,
 }
 
+/// Identifies a cart's lines (product, quantity, unit price, in product order): a hold made for
+/// a cart is consumed by an order only if the order's lines give the same fingerprint.
+pub fn fingerprint(lines: &[(i64, i64, i64)]) -> String {
+    let mut sorted = lines.to_vec();
+    sorted.sort_unstable();
+    sorted
+        .iter()
+        .map(|(p, q, u)| format!("{p}x{q}@{u}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 impl Cart {
     /// Checks a cart's bounds: 1 to [`CART_LINES_MAX`] lines, quantities 1 to 1,000,000,
     /// prices and shipping 0 to [`MONEY_MAX`], the subtotal within it, at most
@@ -401,6 +413,16 @@ impl Cart {
     /// three capital letters.
     pub fn parse(cart: Cart) -> Result<Cart, DomainError> {
         engine::check_cart(cart)
+    }
+
+    /// This cart's [`fingerprint`].
+    pub fn fingerprint(&self) -> String {
+        let lines: Vec<(i64, i64, i64)> = self
+            .lines
+            .iter()
+            .map(|l| (l.product, l.quantity, l.unit_price_minor))
+            .collect();
+        fingerprint(&lines)
     }
 
     pub fn subtotal_minor(&self) -> i64 {
