@@ -1008,7 +1008,24 @@ pub fn evaluate(
         .collect();
     considered.sort_by(|a, b| {
         let key = |c: &Considered<'_>| (c.id, c.code.is_none(), c.code_at.is_none(), c.code_at);
-        key(a).cmp(&key(b)).then_with(|| a.code.cmp(&b.code))
+        let usage = |c: &Considered<'_>| {
+            let u = c.usage;
+            [
+                u.redeemed_minor,
+                u.redemptions,
+                u.held_minor,
+                u.held,
+                u.customer_redeemed_minor,
+                u.customer_redemptions,
+                u.customer_held_minor,
+                u.customer_held,
+            ]
+        };
+        // Ids are unique per promotion; the rest only keeps a caller's slip deterministic.
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| a.code.cmp(&b.code))
+            .then_with(|| usage(b).cmp(&usage(a)))
     });
     // A promotion reached twice (two codes) counts once, by the first code; the later code
     // is answered with what became of it.
@@ -1257,5 +1274,7 @@ fn refusals(
     refused
 }
 
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;

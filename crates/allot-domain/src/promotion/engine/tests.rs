@@ -899,3 +899,16 @@ fn a_code_in_another_case_is_matched_and_answered_as_entered() {
     assert_eq!(e.applied[0].code.as_deref(), Some("spring10"));
     assert!(e.refused.is_empty());
 }
+
+#[test]
+fn ties_are_broken_by_id_whatever_the_order_given() {
+    let c = cart(vec![line(1, 1, 10000)]);
+    let ten = promotion(json!({"name": "T", "trigger": "automatic",
+        "actions": [{"type": "percent_off", "percent": 10}]}));
+    let e = evaluate(&c, &[auto(2, &ten), auto(1, &ten)], &[], now());
+    let applied: Vec<(PromotionId, i64)> =
+        e.applied.iter().map(|a| (a.id, a.amount_minor)).collect();
+    // The lower id first: 10% of 10,000, then 10% of the 9,000 left.
+    assert_eq!(applied, vec![(id(1), 1000), (id(2), 900)]);
+    assert_eq!(e, evaluate(&c, &[auto(1, &ten), auto(2, &ten)], &[], now()));
+}
