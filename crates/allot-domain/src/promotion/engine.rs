@@ -45,7 +45,9 @@
 use std::cmp::Reverse;
 
 use super::*;
-use crate::catalog::{ATTRIBUTE_KEY_MAX_CHARS, ATTRIBUTE_TEXT_MAX_CHARS, ATTRIBUTES_MAX};
+use crate::catalog::{
+    ATTRIBUTE_KEY_MAX_CHARS, ATTRIBUTE_TEXT_MAX_CHARS, ATTRIBUTES_MAX, AttributeKey,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Checking a spec
@@ -349,12 +351,15 @@ fn labels(field: &'static str, list: &[String]) -> Result<Vec<String>, DomainErr
     list.iter().map(|raw| label(field, raw)).collect()
 }
 
+/// An attribute as the catalog has them: a key of `a-z 0-9 _` (so that a key no product can
+/// have, `Color`, is refused rather than never matching), a value as text.
 fn attribute(field: &'static str, key: &str, value: &str) -> Result<(), DomainError> {
-    let key_chars = key.chars().count();
-    if key_chars == 0 || key_chars > ATTRIBUTE_KEY_MAX_CHARS || key.chars().any(char::is_control) {
+    if AttributeKey::parse(key).is_err() {
         return Err(DomainError::invalid(
             field,
-            format!("keys must be 1 to {ATTRIBUTE_KEY_MAX_CHARS} characters"),
+            format!(
+                "keys must be 1 to {ATTRIBUTE_KEY_MAX_CHARS} of a-z, 0-9 and '_' ({key:?} is not)"
+            ),
         ));
     }
     if value.chars().count() > ATTRIBUTE_TEXT_MAX_CHARS || value.chars().any(char::is_control) {

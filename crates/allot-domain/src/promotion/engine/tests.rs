@@ -10,8 +10,12 @@ pub(super) fn promotion(spec: Value) -> Promotion {
 }
 
 fn spec_error(spec: Value) -> &'static str {
+    let shown = spec.to_string();
     let spec: PromotionSpec = serde_json::from_value(spec).expect("a spec that deserializes");
-    Promotion::parse(spec).map(|_| ()).unwrap_err().field()
+    match Promotion::parse(spec) {
+        Ok(_) => panic!("accepted: {shown}"),
+        Err(e) => e.field(),
+    }
 }
 
 fn line(product: i64, quantity: i64, unit_price_minor: i64) -> CartLine {
@@ -207,6 +211,14 @@ fn spec_errors_name_their_field() {
         (
             json!({"conditions": {"schedule": {"time_zone": "Mars/Olympus"}}}),
             "conditions.schedule.time_zone",
+        ),
+        (
+            json!({"conditions": {"attributes": {"Color": "red"}}}),
+            "conditions.attributes",
+        ),
+        (
+            json!({"conditions": {"attributes": {"color": "r".repeat(501)}}}),
+            "conditions.attributes",
         ),
         (
             json!({"conditions": {"currency": "eur"}}),
