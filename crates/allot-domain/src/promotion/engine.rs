@@ -605,6 +605,12 @@ fn attribute_matches(have: &str, want: &str) -> bool {
     matches!((boolean(have), boolean(want)), (Some(a), Some(b)) if a == b)
 }
 
+/// A sum of money that saturates: a checked cart stays far below `i64::MAX` (its subtotal is
+/// at most [`MONEY_MAX`]), and an unchecked one must not bring the engine down.
+fn sum(values: impl Iterator<Item = i64>) -> i64 {
+    values.fold(0, i64::saturating_add)
+}
+
 fn line_total(line: &CartLine) -> i64 {
     line.unit_price_minor
         .max(0)
@@ -675,7 +681,7 @@ struct Take {
 
 impl Take {
     fn total(&self) -> i64 {
-        self.lines.iter().sum::<i64>() + self.shipping
+        sum(self.lines.iter().copied()).saturating_add(self.shipping)
     }
 }
 
@@ -746,7 +752,7 @@ fn action_takes(
             cap_minor,
         } => {
             let weights = targeted(*target);
-            let base: i64 = weights.iter().sum();
+            let base = sum(weights.iter().copied());
             let mut amount = percent_of(base, *percent);
             if let Some(cap) = cap_minor {
                 amount = amount.min(*cap);
@@ -785,7 +791,7 @@ fn action_takes(
         ),
         ActionSpec::Tiered { tiers, target } => {
             let weights = targeted(*target);
-            let base: i64 = weights.iter().sum();
+            let base = sum(weights.iter().copied());
             let Some(tier) = tiers.iter().rev().find(|t| base >= t.min_subtotal_minor) else {
                 return (none(), 0);
             };
@@ -979,7 +985,7 @@ pub fn evaluate(
     now: UnixMillis,
 ) -> Evaluation {
     let line_totals: Vec<i64> = cart.lines.iter().map(line_total).collect();
-    let subtotal: i64 = line_totals.iter().fold(0, |a, b| a.saturating_add(*b));
+    let subtotal = sum(line_totals.iter().copied());
     let shipping = cart.shipping_minor.max(0);
 
     // The codes the caller refused, by position in the cart (the others after, by code).
@@ -1175,7 +1181,7 @@ pub fn evaluate(
             total_minor: *l,
         })
         .collect();
-    let discount: i64 = lines.iter().map(|l| l.discount_minor).sum();
+    let discount = sum(lines.iter().map(|l| l.discount_minor));
     let shipping_discount = shipping - shipping_left;
     Evaluation {
         applied,
@@ -1185,7 +1191,11 @@ pub fn evaluate(
         discount_minor: discount,
         shipping_minor: shipping,
         shipping_discount_minor: shipping_discount,
-        total_minor: (subtotal - discount + shipping - shipping_discount).max(0),
+        total_minor: subtotal
+            .saturating_sub(discount)
+            .saturating_add(shipping)
+            .saturating_sub(shipping_discount)
+            .max(0),
     }
 }
 
