@@ -21,7 +21,7 @@ use super::PgStore;
 use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::promotion::rules::{
-    self, CodeFacts, Limits, Move, Step, code_usable, fits, limit_below_usage,
+    self, CodeFacts, Limits, Move, PromotionState, Step, code_usable, limit_below_usage,
 };
 use crate::promotion::stored::*;
 use crate::promotion::{
@@ -93,7 +93,7 @@ async fn limits_and_usage(
     c: &impl GenericClient,
     id: i64,
     customer: Option<&str>,
-) -> Result<Option<(Limits, bool, Totals, Option<Totals>)>, StorageError> {
+) -> Result<Option<PromotionState>, StorageError> {
     c.query_opt(LIMITS_AND_USAGE, &[&customer, &id])
         .await?
         .map(|r| limits_and_usage_from(&r))
@@ -112,7 +112,7 @@ async fn update(
     {
         return Ok(Err(PromotionRefusal::NotFound));
     }
-    let Some((_, _, totals, _)) = limits_and_usage(tx, id.get(), None).await? else {
+    let Some(PromotionState { totals, .. }) = limits_and_usage(tx, id.get(), None).await? else {
         return Ok(Err(PromotionRefusal::NotFound));
     };
     let most = tx.query_one(CUSTOMER_MOST, &[&id.get()]).await?;
@@ -369,43 +369,15 @@ async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<
     }
     let customer = new.customer.as_deref();
     lock_rows(tx, &new.promotions, customer).await?;
-    let mut seen: BTreeMap<PromotionId, (Limits, bool, Totals, Option<Totals>)> = BTreeMap::new();
-    let mut order: Vec<&HeldPromotion> = new.promotions.iter().collect();
-    order.sort_by_key(|i| i.promotion);
-    for item in order {
-        let id = item.promotion;
-        if !seen.contains_key(&id) {
-            let Some(read) = limits_and_usage(tx, id.get(), customer).await? else {
-                return Ok(Err(PromotionRefusal::Stale {
-                    promotion: id,
-                    reason: Reason::Inactive,
-                }));
-            };
-            seen.insert(id, read);
-        }
-        let Some((limits, active, totals, cust)) = seen.get_mut(&id) else {
-            return Err(corrupt("a promotion just read is missing"));
-        };
-        if !*active {
-            return Ok(Err(PromotionRefusal::Stale {
-                promotion: id,
-                reason: Reason::Inactive,
-            }));
-        }
-        let cust_now = customer.map(|_| cust.unwrap_or_default());
-        if let Err(reason) = fits(limits, totals, cust_now.as_ref(), item.amount_minor) {
-            return Ok(Err(PromotionRefusal::Stale {
-                promotion: id,
-                reason,
-            }));
-        }
-        let d = Move::Hold.deltas(item.amount_minor);
-        crate::promotion::add(totals, &d);
-        if customer.is_some() {
-            let mut c = cust.unwrap_or_default();
-            crate::promotion::add(&mut c, &d);
-            *cust = Some(c);
-        }
+    let mut ids: Vec<PromotionId> = new.promotions.iter().map(|i| i.promotion).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut states = BTreeMap::new();
+    for id in ids {
+        states.insert(id, limits_and_usage(tx, id.get(), customer).await?);
+    }
+    if let Err(refusal) = rules::check_hold(&new.promotions, states, customer.is_some()) {
+        return Ok(Err(refusal));
     }
     let mut items = Vec::with_capacity(new.promotions.len());
     for item in &new.promotions {
@@ -769,7 +741,11 @@ impl PromotionStore for PgStore {
         let client = self.client().await?;
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
-            let (_, _, t, c) = limits_and_usage(&*client, id.get(), customer)
+            let PromotionState {
+                totals: t,
+                customer: c,
+                ..
+            } = limits_and_usage(&*client, id.get(), customer)
                 .await?
                 .unwrap_or_default();
             out.push(crate::promotion::usage_of(&t, c.as_ref()));

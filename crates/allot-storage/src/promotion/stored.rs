@@ -4,7 +4,7 @@
 use allot_domain::UnixMillis;
 use allot_domain::promotion::PromotionId;
 
-use super::rules::{CodeFacts, CouponFacts, Deltas};
+use super::rules::{CodeFacts, CouponFacts, Deltas, PromotionState};
 use super::{CodeSource, HeldPromotion, Hold, HoldStatus, StoredPromotion, Totals, spec_from_json};
 use crate::StorageError;
 use crate::catalog::corrupt;
@@ -283,9 +283,7 @@ pub(crate) fn item_from(r: &impl Columns) -> Result<HeldPromotion, StorageError>
 
 /// [`LIMITS_AND_USAGE`]'s row: the limits, the active flag, the counters in all and of the
 /// customer (none without a customer row).
-pub(crate) fn limits_and_usage_from(
-    r: &impl Columns,
-) -> Result<(super::rules::Limits, bool, Totals, Option<Totals>), StorageError> {
+pub(crate) fn limits_and_usage_from(r: &impl Columns) -> Result<PromotionState, StorageError> {
     let limits = super::rules::Limits {
         budget_minor: r.opt_int(0)?,
         redemptions_max: r.opt_int(1)?,
@@ -307,7 +305,12 @@ pub(crate) fn limits_and_usage_from(
         }),
         None => None,
     };
-    Ok((limits, r.flag(4)?, totals, customer))
+    Ok(PromotionState {
+        limits,
+        active: r.flag(4)?,
+        totals,
+        customer,
+    })
 }
 
 /// [`CODE_BINDING`]'s row, with what else the source needs filled in by the caller.
