@@ -505,6 +505,185 @@ async fn racing_holds_never_pass_the_budget(db: Db) {
     assert_eq!((u.held_minor, u.held), (1_000, 10));
 }
 
+/// Coupons and campaign codes reach their promotion only for whom they are usable, each use
+/// taken once; listings and the generation follow every write.
+async fn codes_reach_their_promotion_once_and_only_for_their_customer(db: Db) {
+    use allot_domain::campaign::{CampaignName, CampaignWindow, TotalCoupons};
+    use allot_domain::coupon::{Discount, DiscountKind, MaxUses, UploadedCode};
+    use allot_domain::user::UserId;
+    use allot_storage::{IssueOutcome, IssueRequest, NewCampaign, NewCoupon, PromotionQuery};
+    let s = db.store();
+    let g0 = s.promotions_generation().await.unwrap();
+    let p = create(&db, serde_json::json!({}), "code").await;
+    let auto = create(&db, serde_json::json!({}), "automatic").await;
+    let coupon = |code: &str, max_uses: i64| NewCoupon {
+        code: UploadedCode::parse(code).unwrap(),
+        coupon_type: None,
+        discount: Discount::new(DiscountKind::parse("FLAT").unwrap(), 100).unwrap(),
+        expires_at: at(10 * MINUTE),
+        max_uses: MaxUses::parse(max_uses).unwrap(),
+    };
+    s.upload_coupons(vec![coupon("SPRING-A", 2), coupon("SPRING-B", 1)], at(0))
+        .await
+        .unwrap()
+        .unwrap();
+    s.allocate_coupon(UserId::parse("7").unwrap(), None, at(0))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.bind_codes(
+            p,
+            Binding::Coupons(vec!["spring-a".into(), "Spring-B".into()])
+        )
+        .await
+        .unwrap(),
+        Ok(2)
+    );
+    let campaign = s
+        .create_campaign(
+            NewCampaign {
+                name: CampaignName::parse("Launch").unwrap(),
+                window: CampaignWindow::new(at(0), None).unwrap(),
+                total: TotalCoupons::parse(10).unwrap(),
+                per_user_limit: None,
+            },
+            at(0),
+        )
+        .await
+        .unwrap();
+    let campaign_id = campaign.id.get();
+    assert_eq!(
+        s.bind_codes(p, Binding::Campaign(campaign_id))
+            .await
+            .unwrap(),
+        Ok(1)
+    );
+    assert_eq!(
+        s.bind_codes(auto, Binding::Campaign(campaign_id))
+            .await
+            .unwrap(),
+        Err(PromotionRefusal::AlreadyBound(vec![
+            campaign_id.to_string()
+        ]))
+    );
+    assert_eq!(
+        s.bind_codes(p, Binding::Campaign(campaign_id + 100))
+            .await
+            .unwrap(),
+        Err(PromotionRefusal::UnknownCampaign)
+    );
+    // Codes the campaign issues after the binding reach the promotion.
+    let issue = |user: Option<&str>| IssueRequest {
+        campaign_id: campaign.id,
+        user_id: user.map(|u| UserId::parse(u).unwrap()),
+        idempotency_key: None,
+        now: at(1),
+    };
+    let code_of = |outcome: IssueOutcome| match outcome {
+        IssueOutcome::Issued { code, .. } => code.as_str().to_owned(),
+        other => panic!("{other:?}"),
+    };
+    let mine = code_of(s.issue_coupon(issue(Some("7"))).await.unwrap());
+    let anyone = code_of(s.issue_coupon(issue(None)).await.unwrap());
+
+    let reach = |customer: Option<&'static str>, now: UnixMillis| {
+        let s = s.clone();
+        let codes = vec![
+            "SPRING-A".to_owned(),
+            "SPRING-B".to_owned(),
+            mine.clone(),
+            anyone.clone(),
+        ];
+        async move {
+            s.resolve_codes(&codes, customer, now)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.promotion)
+                .collect::<Vec<_>>()
+        }
+    };
+    let unusable = Err(Reason::CodeUnusable);
+    assert_eq!(
+        reach(Some("7"), at(2)).await,
+        vec![Ok(p), Ok(p), Ok(p), Ok(p)]
+    );
+    assert_eq!(
+        reach(Some("8"), at(2)).await,
+        vec![unusable, Ok(p), unusable, Ok(p)]
+    );
+    assert_eq!(
+        reach(None, at(10 * MINUTE)).await,
+        vec![unusable, unusable, unusable, Ok(p)],
+        "coupons expired, another's codes"
+    );
+
+    // Each use is taken once: a coupon of 2 uses twice, a campaign code once.
+    let with = |code: &str, key: &str| {
+        let mut h = hold(Some("7"), &[(p, 10, Some(code))], Some(key), at(3));
+        h.promotions[0].code = Some((code.to_owned(), CodeSource::Coupon));
+        h
+    };
+    for key in ["a1", "a2"] {
+        let h = s.create_hold(with("SPRING-A", key)).await.unwrap().unwrap();
+        assert_eq!(
+            h.promotions[0].code,
+            Some(("SPRING-A".to_owned(), CodeSource::Coupon))
+        );
+    }
+    assert_eq!(
+        s.create_hold(with("SPRING-A", "a3")).await.unwrap(),
+        Err(PromotionRefusal::CodeTaken {
+            code: "SPRING-A".into()
+        })
+    );
+    let h = s.create_hold(with(&anyone, "c1")).await.unwrap().unwrap();
+    assert_eq!(
+        h.promotions[0].code,
+        Some((anyone.clone(), CodeSource::Campaign)),
+        "the source is where the code comes from, whatever the caller said"
+    );
+    assert_eq!(
+        s.create_hold(with(&anyone, "c2")).await.unwrap(),
+        Err(PromotionRefusal::CodeTaken {
+            code: anyone.clone()
+        })
+    );
+    s.release_hold(h.id, at(4)).await.unwrap().unwrap();
+    assert_eq!(
+        reach(Some("8"), at(4)).await[3],
+        Ok(p),
+        "released: usable again"
+    );
+
+    // Listings and the generation.
+    assert_eq!(s.promotions_generation().await.unwrap(), g0 + 4);
+    let automatic: Vec<PromotionId> = s
+        .active_automatic_promotions()
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(automatic, vec![auto]);
+    let codes_only = s
+        .promotions(PromotionQuery {
+            trigger: Some(allot_domain::promotion::Trigger::Code),
+            limit: 10,
+            ..PromotionQuery::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(codes_only.len(), 1);
+    assert_eq!(codes_only[0].totals.held, 2);
+    let holds = s.promotion_holds(p, 0, 2).await.unwrap();
+    assert_eq!(holds.len(), 2);
+    assert!(holds[0].id > holds[1].id, "newest first");
+    let older = s.promotion_holds(p, holds[1].id, 10).await.unwrap();
+    assert_eq!(older.len(), 1);
+    assert!(older[0].id < holds[1].id);
+}
+
 macro_rules! on_both {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -534,4 +713,5 @@ on_both!(
     a_rollback_gives_back_once,
     expiry_gives_back,
     racing_holds_never_pass_the_budget,
+    codes_reach_their_promotion_once_and_only_for_their_customer,
 );
