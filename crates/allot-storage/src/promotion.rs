@@ -95,6 +95,8 @@ pub struct ResolvedCode {
     /// The promotion it reaches, or why it reaches none (`UnknownCode`: bound to nothing;
     /// `CodeUnusable`: used up, expired, or another customer's).
     pub promotion: Result<PromotionId, Reason>,
+    /// Where the code comes from, when it is bound (a hold names it with the code it spends).
+    pub source: Option<CodeSource>,
 }
 
 /// One promotion a hold spends.
@@ -173,18 +175,27 @@ pub enum PromotionRefusal {
     HoldNotFound,
     /// A promotion the hold spends no longer fits its limits on fresh usage (or was switched
     /// off or changed): evaluate again.
-    Stale { promotion: PromotionId, reason: Reason },
+    Stale {
+        promotion: PromotionId,
+        reason: Reason,
+    },
     /// A code the hold uses is used up now.
-    CodeTaken { code: String },
+    CodeTaken {
+        code: String,
+    },
     /// The hold is not in a state the operation needs (e.g. redeeming a released hold).
-    HoldNotHeld { status: HoldStatus },
+    HoldNotHeld {
+        status: HoldStatus,
+    },
     HoldExpired,
     /// Binding: codes that exist nowhere, or are bound to another promotion already.
     UnknownCodes(Vec<String>),
     AlreadyBound(Vec<String>),
     UnknownCampaign,
     /// A new limit below what is already held and redeemed; names the limit.
-    LimitBelowUsage { field: &'static str },
+    LimitBelowUsage {
+        field: &'static str,
+    },
 }
 
 pub type PromotionResult<T> = Result<Result<T, PromotionRefusal>, StorageError>;
@@ -243,8 +254,12 @@ pub trait PromotionStore: Send + Sync + 'static {
     async fn release_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold>;
 
     /// Turns a held, unexpired hold into redemptions for `reference`.
-    async fn redeem_hold(&self, id: i64, reference: String, now: UnixMillis)
-    -> PromotionResult<Hold>;
+    async fn redeem_hold(
+        &self,
+        id: i64,
+        reference: String,
+        now: UnixMillis,
+    ) -> PromotionResult<Hold>;
 
     /// Gives back a redeemed hold's money, redemptions and code uses, exactly once: a hold
     /// already rolled back is answered as it is and nothing changes.
