@@ -98,6 +98,8 @@ pub struct ResolvedCode {
     /// The promotion it reaches, or why it reaches none (`UnknownCode`: bound to nothing;
     /// `CodeUnusable`: used up, expired, or another customer's).
     pub promotion: Result<PromotionId, Reason>,
+    /// Where the code comes from, when it is bound (a hold names it with the code it spends).
+    pub source: Option<CodeSource>,
 }
 
 /// One promotion a hold spends.
