@@ -684,6 +684,82 @@ async fn codes_reach_their_promotion_once_and_only_for_their_customer(db: Db) {
     assert!(older[0].id < holds[1].id);
 }
 
+/// Expiry runs and rollbacks racing on every instance give back each hold exactly once.
+async fn racing_expiries_and_rollbacks_give_back_once(db: Db) {
+    let s = db.store();
+    let p = create(
+        &db,
+        serde_json::json!({"budget_minor": 10_000}),
+        "automatic",
+    )
+    .await;
+    for i in 0..30 {
+        s.create_hold(hold(
+            Some(&format!("{}", i % 4)),
+            &[(p, 100, None)],
+            None,
+            at(0),
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    }
+    let redeemed = s
+        .create_hold(hold(Some("9"), &[(p, 500, None)], None, at(0)))
+        .await
+        .unwrap()
+        .unwrap();
+    s.redeem_hold(redeemed.id, "order-9".into(), at(1))
+        .await
+        .unwrap()
+        .unwrap();
+    let runs = (0..6).map(|i| {
+        let s = db.stores[i % db.stores.len()].clone();
+        tokio::spawn(async move {
+            let mut expired = 0;
+            loop {
+                let n = s.expire_holds(at(15 * MINUTE), 7).await.unwrap();
+                if n == 0 {
+                    return expired;
+                }
+                expired += n;
+            }
+        })
+    });
+    let rollbacks = (0..6).map(|i| {
+        let s = db.stores[i % db.stores.len()].clone();
+        let id = redeemed.id;
+        tokio::spawn(async move { s.roll_back_hold(id, at(2)).await.unwrap().unwrap() })
+    });
+    let (expired, backs) = tokio::join!(
+        futures::future::join_all(runs),
+        futures::future::join_all(rollbacks)
+    );
+    let expired: u64 = expired.into_iter().map(|r| r.unwrap()).sum();
+    assert_eq!(expired, 30);
+    assert!(
+        backs
+            .into_iter()
+            .all(|b| b.unwrap().status == HoldStatus::RolledBack)
+    );
+    let u = usage(&db, p, Some("9")).await;
+    assert_eq!(
+        (u.held_minor, u.held, u.redeemed_minor, u.redemptions),
+        (0, 0, 0, 0)
+    );
+    assert_eq!(db.events(EventType::PromotionRolledBack).await.len(), 1);
+    let listed: usize = db
+        .events(EventType::PromotionHoldsExpired)
+        .await
+        .iter()
+        .map(|e| {
+            let payload: serde_json::Value = serde_json::from_str(&e.payload).unwrap();
+            payload["hold_ids"].as_array().unwrap().len()
+        })
+        .sum();
+    assert_eq!(listed, 30, "each expired hold named once");
+}
+
 macro_rules! on_both {
     ($($name:ident),+ $(,)?) => {
         mod sqlite {
@@ -714,4 +790,5 @@ on_both!(
     expiry_gives_back,
     racing_holds_never_pass_the_budget,
     codes_reach_their_promotion_once_and_only_for_their_customer,
+    racing_expiries_and_rollbacks_give_back_once,
 );
