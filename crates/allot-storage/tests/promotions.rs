@@ -503,6 +503,26 @@ async fn racing_holds_never_pass_the_budget(db: Db) {
     )));
     let u = usage(&db, p, None).await;
     assert_eq!((u.held_minor, u.held), (1_000, 10));
+
+    // One key sent to every instance at once: one hold, answered to all, counted once.
+    let q = create(&db, serde_json::json!({"redemptions_max": 5}), "automatic").await;
+    let tasks = (0..6).map(|i| {
+        let s = db.stores[i % db.stores.len()].clone();
+        tokio::spawn(async move {
+            s.create_hold(hold(Some("1"), &[(q, 100, None)], Some("same"), at(0)))
+                .await
+                .unwrap()
+                .unwrap()
+                .id
+        })
+    });
+    let ids: Vec<i64> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap())
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert_eq!(usage(&db, q, None).await.held, 1);
 }
 
 /// Coupons and campaign codes reach their promotion only for whom they are usable, each use

@@ -41,13 +41,6 @@ const LOCK_HOLD: &str = "SELECT id FROM promotion_holds WHERE id = $1 FOR UPDATE
 const LOCK_HOLDS_TO_EXPIRE: &str = "SELECT id FROM promotion_holds
      WHERE status = 'held' AND expires_at_ms <= $1
      ORDER BY expires_at_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED";
-/// As the shared text, but a racing create with the same key inserts nothing.
-const INSERT_HOLD_ONCE: &str = "INSERT INTO promotion_holds
-         (status, customer, currency, cart_fingerprint, evaluation, discount_minor,
-          shipping_discount_minor, idempotency_key, created_at_ms, expires_at_ms, updated_at_ms)
-     VALUES ('held', $1, $2, $3, $4, $5, $6, $7, $8, $9, $8)
-     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id";
-
 fn pid(raw: i64) -> Result<PromotionId, StorageError> {
     PromotionId::parse(raw).map_err(corrupt)
 }
@@ -392,7 +385,7 @@ async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<
     }
     let inserted = tx
         .query_opt(
-            INSERT_HOLD_ONCE,
+            INSERT_HOLD,
             &[
                 &customer,
                 &new.currency,

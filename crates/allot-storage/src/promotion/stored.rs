@@ -152,10 +152,13 @@ pub(crate) const MOVE_CUSTOMER: &str = "UPDATE promotion_customers
      WHERE promotion_id = $5 AND customer = $6";
 
 /// customer, currency, fingerprint, evaluation, discount, shipping discount, key, now, expiry.
+/// No row back: a hold of this key was made meanwhile (PostgreSQL: by another instance; the
+/// single writer of SQLite has looked for it first).
 pub(crate) const INSERT_HOLD: &str = "INSERT INTO promotion_holds
          (status, customer, currency, cart_fingerprint, evaluation, discount_minor,
           shipping_discount_minor, idempotency_key, created_at_ms, expires_at_ms, updated_at_ms)
-     VALUES ('held', $1, $2, $3, $4, $5, $6, $7, $8, $9, $8) RETURNING id";
+     VALUES ('held', $1, $2, $3, $4, $5, $6, $7, $8, $9, $8)
+     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id";
 
 pub(crate) const INSERT_ITEM: &str = "INSERT INTO promotion_hold_items
          (hold_id, position, promotion_id, code, source, amount_minor)

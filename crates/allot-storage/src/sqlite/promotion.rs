@@ -305,8 +305,8 @@ fn create_hold(conn: &Connection, new: &NewHold) -> PromotionResult<Hold> {
 
 fn create_hold_inner(conn: &Connection, new: &NewHold) -> PromotionResult<Hold> {
     let customer = new.customer.as_deref();
-    // Each promotion's usage is read once and carried through its items (a hold spends a
-    // promotion once, but nothing here relies on it), in id order as PostgreSQL locks them.
+    // The writer runs one operation at a time: what is read here is what the hold is
+    // written against, with nothing in between.
     let mut ids: Vec<PromotionId> = new.promotions.iter().map(|i| i.promotion).collect();
     ids.sort_unstable();
     ids.dedup();
@@ -328,28 +328,20 @@ fn create_hold_inner(conn: &Connection, new: &NewHold) -> PromotionResult<Hold> 
         }
         items.push(item);
     }
-    let Some(id) = conn
-        .prepare_cached(INSERT_HOLD)?
-        .query_row(
-            params![
-                customer,
-                new.currency,
-                new.cart_fingerprint,
-                new.evaluation,
-                new.discount_minor,
-                new.shipping_discount_minor,
-                new.idempotency_key,
-                new.now.as_millis(),
-                new.expires_at.as_millis()
-            ],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()?
-    else {
-        return Err(corrupt(
-            "a hold's idempotency key was taken within the writer",
-        ));
-    };
+    let id: i64 = conn.prepare_cached(INSERT_HOLD)?.query_row(
+        params![
+            customer,
+            new.currency,
+            new.cart_fingerprint,
+            new.evaluation,
+            new.discount_minor,
+            new.shipping_discount_minor,
+            new.idempotency_key,
+            new.now.as_millis(),
+            new.expires_at.as_millis()
+        ],
+        |r| r.get(0),
+    )?;
     let mut insert = conn.prepare_cached(INSERT_ITEM)?;
     for (position, item) in items.iter().enumerate() {
         let (code, source) = match &item.code {
