@@ -696,6 +696,17 @@ async fn codes_reach_their_promotion_once_and_only_for_their_customer(db: Db) {
         .unwrap();
     assert_eq!(codes_only.len(), 1);
     assert_eq!(codes_only[0].totals.held, 2);
+    let none = PromotionId::parse(p.get() + 1_000).unwrap();
+    let several = s
+        .promotion_usage(&[auto, p, none, p], Some("7"))
+        .await
+        .unwrap();
+    let held: Vec<(i64, i64)> = several.iter().map(|u| (u.held, u.customer_held)).collect();
+    assert_eq!(
+        held,
+        vec![(0, 0), (2, 2), (0, 0), (2, 2)],
+        "in the order asked"
+    );
     let holds = s.promotion_holds(p, 0, 2).await.unwrap();
     assert_eq!(holds.len(), 2);
     assert!(holds[0].id > holds[1].id, "newest first");

@@ -36,6 +36,14 @@ const LOCK_CUSTOMERS: &str = "SELECT promotion_id FROM promotion_customers
      WHERE promotion_id = ANY($1) AND customer = $2 ORDER BY promotion_id FOR UPDATE";
 const LOCK_CODES: &str =
     "SELECT code FROM promotion_codes WHERE code = ANY($1) ORDER BY code FOR UPDATE";
+/// [`LIMITS_AND_USAGE`] of several promotions at once (then the id): customer, ids.
+const USAGE_OF_MANY: &str = "SELECT p.budget_minor, p.redemptions_max,
+            p.per_customer_budget_minor, p.per_customer_redemptions_max, p.active,
+            p.redeemed_minor, p.redemptions, p.held_minor, p.held,
+            c.redeemed_minor, c.redemptions, c.held_minor, c.held, p.id
+     FROM promotions p
+     LEFT JOIN promotion_customers c ON c.promotion_id = p.id AND c.customer = $1
+     WHERE p.id = ANY($2)";
 const LOCK_HOLD: &str = "SELECT id FROM promotion_holds WHERE id = $1 FOR UPDATE";
 /// Two expiry runs (on two instances) take disjoint holds.
 const LOCK_HOLDS_TO_EXPIRE: &str = "SELECT id FROM promotion_holds
@@ -730,19 +738,21 @@ impl PromotionStore for PgStore {
         ids: &[PromotionId],
         customer: Option<&str>,
     ) -> Result<Vec<Usage>, StorageError> {
+        // One round trip for every promotion of a preview, however many are automatic.
         let client = self.client().await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let PromotionState {
-                totals: t,
-                customer: c,
-                ..
-            } = limits_and_usage(&*client, id.get(), customer)
-                .await?
-                .unwrap_or_default();
-            out.push(crate::promotion::usage_of(&t, c.as_ref()));
+        let raw: Vec<i64> = ids.iter().map(|id| id.get()).collect();
+        let mut found = std::collections::HashMap::with_capacity(raw.len());
+        for r in client.query(USAGE_OF_MANY, &[&customer, &raw]).await? {
+            let state = limits_and_usage_from(&r)?;
+            found.insert(r.int(13)?, state);
         }
-        Ok(out)
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let state = found.get(&id.get()).copied().unwrap_or_default();
+                crate::promotion::usage_of(&state.totals, state.customer.as_ref())
+            })
+            .collect())
     }
 
     async fn customer_orders(&self, customer: &str) -> Result<u64, StorageError> {
