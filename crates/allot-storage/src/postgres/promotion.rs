@@ -44,6 +44,16 @@ const USAGE_OF_MANY: &str = "SELECT p.budget_minor, p.redemptions_max,
      FROM promotions p
      LEFT JOIN promotion_customers c ON c.promotion_id = p.id AND c.customer = $1
      WHERE p.id = ANY($2)";
+/// [`LOCK_PROMOTIONS`], answering each locked row: id, limits, active, counters.
+const LOCK_AND_READ_PROMOTIONS: &str = "SELECT id, budget_minor, redemptions_max,
+            per_customer_budget_minor, per_customer_redemptions_max, active,
+            redeemed_minor, redemptions, held_minor, held
+     FROM promotions WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+/// [`LOCK_CUSTOMERS`], answering each locked row: promotion, counters.
+const LOCK_AND_READ_CUSTOMERS: &str = "SELECT promotion_id, redeemed_minor, redemptions,
+            held_minor, held
+     FROM promotion_customers
+     WHERE promotion_id = ANY($1) AND customer = $2 ORDER BY promotion_id FOR UPDATE";
 const LOCK_HOLD: &str = "SELECT id FROM promotion_holds WHERE id = $1 FOR UPDATE";
 /// Two expiry runs (on two instances) take disjoint holds.
 const LOCK_HOLDS_TO_EXPIRE: &str = "SELECT id FROM promotion_holds
@@ -369,28 +379,8 @@ async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<
         return Ok(Ok(Made::Replayed(h)));
     }
     let customer = new.customer.as_deref();
-    lock_rows(tx, &new.promotions, customer).await?;
-    let mut ids: Vec<PromotionId> = new.promotions.iter().map(|i| i.promotion).collect();
-    ids.sort_unstable();
-    ids.dedup();
-    let mut states = BTreeMap::new();
-    for id in ids {
-        states.insert(id, limits_and_usage(tx, id.get(), customer).await?);
-    }
-    if let Err(refusal) = rules::check_hold(&new.promotions, states, customer.is_some()) {
-        return Ok(Err(refusal));
-    }
-    let mut items = Vec::with_capacity(new.promotions.len());
-    for item in &new.promotions {
-        let mut item = item.clone();
-        if let Some((code, _)) = &item.code {
-            match take_code(tx, code, item.promotion, customer, new.now).await? {
-                Some(source) => item.code = Some((code.clone(), source)),
-                None => return Ok(Err(PromotionRefusal::CodeTaken { code: code.clone() })),
-            }
-        }
-        items.push(item);
-    }
+    // The hold's row first, before any lock: a racing create with the same key is waited
+    // for here (the key's index), never while this one holds promotions others wait for.
     let inserted = tx
         .query_opt(
             INSERT_HOLD,
@@ -411,6 +401,21 @@ async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<
         return Ok(Ok(Made::KeyTaken));
     };
     let id = row.int(0)?;
+    let states = lock_and_read(tx, &new.promotions, customer).await?;
+    if let Err(refusal) = rules::check_hold(&new.promotions, states, customer.is_some()) {
+        return Ok(Err(refusal));
+    }
+    let mut items = Vec::with_capacity(new.promotions.len());
+    for item in &new.promotions {
+        let mut item = item.clone();
+        if let Some((code, _)) = &item.code {
+            match take_code(tx, code, item.promotion, customer, new.now).await? {
+                Some(source) => item.code = Some((code.clone(), source)),
+                None => return Ok(Err(PromotionRefusal::CodeTaken { code: code.clone() })),
+            }
+        }
+        items.push(item);
+    }
     for (position, item) in items.iter().enumerate() {
         let (code, source) = match &item.code {
             Some((c, s)) => (Some(c.as_str()), Some(s.as_str())),
@@ -434,11 +439,85 @@ async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<
         }
     }
     move_counters(tx, &items, customer, Move::Hold).await?;
-    let hold = load_hold(tx, id)
-        .await?
-        .ok_or_else(|| corrupt("a hold just made is missing"))?;
+    // As the row was written (read back, it would be the same): two round trips fewer while
+    // the promotions are locked.
+    let hold = Hold {
+        id,
+        status: HoldStatus::Held,
+        customer: new.customer.clone(),
+        currency: new.currency.clone(),
+        cart_fingerprint: new.cart_fingerprint.clone(),
+        promotions: items,
+        evaluation: new.evaluation.clone(),
+        discount_minor: new.discount_minor,
+        shipping_discount_minor: new.shipping_discount_minor,
+        idempotency_key: new.idempotency_key.clone(),
+        reference: None,
+        created_at: new.now,
+        expires_at: new.expires_at,
+        updated_at: new.now,
+    };
     super::event::append(tx, hold_event(EventType::PromotionHeld, &hold)).await?;
     Ok(Ok(Made::New(hold)))
+}
+
+/// Locks the rows a new hold spends (promotions in id order, the customer's rows, the codes
+/// in code order) and reads each promotion's state from the locked rows: a row locked
+/// `FOR UPDATE` is read as its latest committed version. The customer's rows change only
+/// under their promotion's lock, so they are read as they are too.
+async fn lock_and_read(
+    tx: &impl GenericClient,
+    items: &[HeldPromotion],
+    customer: Option<&str>,
+) -> Result<BTreeMap<PromotionId, Option<PromotionState>>, StorageError> {
+    let mut ids: Vec<i64> = items.iter().map(|i| i.promotion.get()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut states: BTreeMap<PromotionId, Option<PromotionState>> = BTreeMap::new();
+    for id in &ids {
+        states.insert(pid(*id)?, None);
+    }
+    for r in tx.query(LOCK_AND_READ_PROMOTIONS, &[&ids]).await? {
+        let state = PromotionState {
+            limits: Limits {
+                budget_minor: r.opt_int(1)?,
+                redemptions_max: r.opt_int(2)?,
+                per_customer_budget_minor: r.opt_int(3)?,
+                per_customer_redemptions_max: r.opt_int(4)?,
+            },
+            active: r.flag(5)?,
+            totals: Totals {
+                redeemed_minor: r.int(6)?,
+                redemptions: r.int(7)?,
+                held_minor: r.int(8)?,
+                held: r.int(9)?,
+            },
+            customer: None,
+        };
+        states.insert(pid(r.int(0)?)?, Some(state));
+    }
+    if let Some(c) = customer {
+        for r in tx.query(LOCK_AND_READ_CUSTOMERS, &[&ids, &c]).await? {
+            if let Some(Some(state)) = states.get_mut(&pid(r.int(0)?)?) {
+                state.customer = Some(Totals {
+                    redeemed_minor: r.int(1)?,
+                    redemptions: r.int(2)?,
+                    held_minor: r.int(3)?,
+                    held: r.int(4)?,
+                });
+            }
+        }
+    }
+    let mut codes: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i.code.as_ref().map(|(c, _)| c.as_str()))
+        .collect();
+    codes.sort_unstable();
+    codes.dedup();
+    if !codes.is_empty() {
+        tx.query(LOCK_CODES, &[&codes]).await?;
+    }
+    Ok(states)
 }
 
 /// Takes one use of a code for the promotion, if it still reaches it for this customer: the
