@@ -805,7 +805,7 @@ impl PromotionStore for PgStore {
             let resolved = resolve_one(&*client, code, customer, now).await?;
             out.push(ResolvedCode {
                 code: code.clone(),
-                source: resolved.ok().map(|(_, s)| s),
+                source: resolved.as_ref().ok().map(|&(_, s)| s),
                 promotion: resolved.map(|(p, _)| p),
             });
         }

@@ -609,7 +609,7 @@ impl PromotionStore for SqliteStore {
                 let resolved = resolve_one(conn, &code, customer.as_deref(), now)?;
                 out.push(ResolvedCode {
                     code,
-                    source: resolved.ok().map(|(_, s)| s),
+                    source: resolved.as_ref().ok().map(|&(_, s)| s),
                     promotion: resolved.map(|(p, _)| p),
                 });
             }
