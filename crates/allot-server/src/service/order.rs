@@ -32,6 +32,10 @@ pub struct PlaceOrder {
     pub lines: Vec<(ProductId, Quantity)>,
     pub coupon: Option<UploadedCode>,
     pub discount_code: Option<DiscountCode>,
+    /// 0 to [`allot_domain::order::ORDER_TOTAL_MAX`], checked at the edge.
+    pub shipping_minor: i64,
+    /// A promotion hold made for these very lines, consumed by the order.
+    pub promotion_hold: Option<i64>,
     pub idempotency_key: Option<IdempotencyKey>,
 }
 
@@ -104,6 +108,9 @@ fn refused(r: OrderRefusal) -> ServiceError {
         OrderRefusal::ReservationNotPending { status } => ServiceError::ReservationNotPending {
             status: status.as_str(),
         },
+        OrderRefusal::PromotionHoldUnusable(why) => ServiceError::PromotionHoldUnusable {
+            reason: why.as_str(),
+        },
     }
 }
 
@@ -142,6 +149,8 @@ impl Orders {
                 DiscountKind::Percentage,
                 i64::from(self.discount_code_percent),
             )?,
+            shipping_minor: order.shipping_minor,
+            promotion_hold: order.promotion_hold,
             // Kept per caller: another caller's key finds nothing of this one's.
             idempotency_key: order
                 .idempotency_key

@@ -122,3 +122,33 @@ impl PromotionStore for PgStore {
         todo!()
     }
 }
+
+/// The hold, read in the caller's transaction (an order's).
+pub(super) async fn hold_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: i64,
+) -> Result<Option<Hold>, StorageError> {
+    let _ = (tx, id);
+    todo!()
+}
+
+/// Redeems the held, unexpired hold for `reference` in the caller's transaction.
+pub(super) async fn redeem_hold_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: i64,
+    reference: &str,
+    now: UnixMillis,
+) -> PromotionResult<Hold> {
+    let _ = (tx, id, reference, now);
+    todo!()
+}
+
+/// Rolls the redeemed hold back, exactly once, in the caller's transaction.
+pub(super) async fn roll_back_hold_in(
+    tx: &tokio_postgres::Transaction<'_>,
+    id: i64,
+    now: UnixMillis,
+) -> PromotionResult<Hold> {
+    let _ = (tx, id, now);
+    todo!()
+}

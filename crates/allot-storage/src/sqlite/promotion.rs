@@ -122,3 +122,30 @@ impl PromotionStore for SqliteStore {
         todo!()
     }
 }
+
+/// The hold, read in the caller's transaction (an order's).
+pub(super) fn hold_in(conn: &rusqlite::Connection, id: i64) -> Result<Option<Hold>, StorageError> {
+    let _ = (conn, id);
+    todo!()
+}
+
+/// Redeems the held, unexpired hold for `reference` in the caller's transaction.
+pub(super) fn redeem_hold_in(
+    conn: &rusqlite::Connection,
+    id: i64,
+    reference: &str,
+    now: UnixMillis,
+) -> PromotionResult<Hold> {
+    let _ = (conn, id, reference, now);
+    todo!()
+}
+
+/// Rolls the redeemed hold back, exactly once, in the caller's transaction.
+pub(super) fn roll_back_hold_in(
+    conn: &rusqlite::Connection,
+    id: i64,
+    now: UnixMillis,
+) -> PromotionResult<Hold> {
+    let _ = (conn, id, now);
+    todo!()
+}
