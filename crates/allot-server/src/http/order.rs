@@ -224,6 +224,14 @@ pub(crate) struct PlaceOrderBody {
     #[schema(minimum = 1)]
     #[serde(default, deserialize_with = "whole")]
     pub promotion_hold_id: Option<i64>,
+    /// Promotion codes (coupons, campaign codes or discount codes bound to promotions), at
+    /// most 20: the order is held and evaluated by the promotion engine with them, and every
+    /// one must give it something (else 409 `promotion_code_refused` with the reason, or 422
+    /// `unknown_code`). Not with `promotion_hold_id` (the hold carries its codes).
+    /// Each 1 to 64 letters, digits, `_` or `-`, matched without regard to case.
+    #[schema(max_items = 20)]
+    #[serde(default)]
+    pub codes: Option<Vec<String>>,
 }
 
 /// Each field 1 to 200 characters, trimmed, no control characters.
@@ -368,6 +376,31 @@ fn place_order(
         Some(id) if id >= 1 => Some(id),
         Some(_) => return Err(invalid("promotion_hold_id", "must be a positive integer")),
     };
+    let raw_codes = body.codes.unwrap_or_default();
+    if raw_codes.len() > allot_domain::promotion::CART_CODES_MAX {
+        return Err(invalid(
+            "codes",
+            format!("at most {} codes", allot_domain::promotion::CART_CODES_MAX),
+        ));
+    }
+    let mut codes: Vec<String> = Vec::with_capacity(raw_codes.len());
+    for code in raw_codes {
+        let n = code.chars().count();
+        if !(1..=64).contains(&n)
+            || !code
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(invalid(
+                "codes",
+                "each code must be 1 to 64 letters, digits, _ or -",
+            ));
+        }
+        let code = code.to_ascii_uppercase();
+        if !codes.contains(&code) {
+            codes.push(code);
+        }
+    }
     let idempotency_key = headers
         .get(IDEMPOTENCY_KEY)
         .map(|v| {
@@ -384,6 +417,7 @@ fn place_order(
         discount_code,
         shipping_minor,
         promotion_hold,
+        codes,
         idempotency_key,
     })
 }
@@ -413,7 +447,7 @@ pub(crate) async fn place(
     let order = place_order(body, &headers, &caller)?;
     // An order's answer tells whether its code exists (`unknown_code`, `code_already_used`,
     // `coupon_unusable`): one carrying a code counts as a code use.
-    if order.coupon.is_some() || order.discount_code.is_some() {
+    if order.coupon.is_some() || order.discount_code.is_some() || !order.codes.is_empty() {
         state
             .rate_limits
             .code_use(&super::context::caller_id(caller.0.as_ref()))?;
