@@ -31,6 +31,22 @@ use crate::promotion::{
 };
 use crate::row::Columns;
 
+/// Runs a transaction again (up to [`DEADLOCK_ATTEMPTS`] in all) while PostgreSQL ends it
+/// as a deadlock's victim.
+macro_rules! again_after_deadlock {
+    ($run:expr) => {{
+        let mut attempt = 1;
+        loop {
+            let result = $run;
+            if attempt < DEADLOCK_ATTEMPTS && deadlocked(&result) {
+                attempt += 1;
+                continue;
+            }
+            break result;
+        }
+    }};
+}
+
 const LOCK_PROMOTIONS: &str = "SELECT id FROM promotions WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 const LOCK_CUSTOMERS: &str = "SELECT promotion_id FROM promotion_customers
      WHERE promotion_id = ANY($1) AND customer = $2 ORDER BY promotion_id FOR UPDATE";
@@ -844,25 +860,7 @@ impl PromotionStore for PgStore {
     }
 
     async fn create_hold(&self, hold: NewHold) -> PromotionResult<Hold> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let made = create_hold(&tx, &hold).await?;
-        match made {
-            Ok(Made::New(h)) => {
-                tx.commit().await?;
-                Ok(Ok(h))
-            }
-            Ok(Made::Replayed(h)) => Ok(Ok(h)),
-            Ok(Made::KeyTaken) => {
-                drop(tx);
-                let key = hold.idempotency_key.as_deref().unwrap_or_default();
-                match hold_by_key(&*client, key).await? {
-                    Some(h) => Ok(Ok(h)),
-                    None => Err(corrupt("a hold's key was taken by no hold")),
-                }
-            }
-            Err(refusal) => Ok(Err(refusal)),
-        }
+        again_after_deadlock!(self.create_hold_once(&hold).await)
     }
 
     async fn hold(&self, id: i64) -> Result<Option<Hold>, StorageError> {
@@ -871,13 +869,16 @@ impl PromotionStore for PgStore {
     }
 
     async fn release_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let moved = transition(&tx, id, |h| rules::release_step(h.status), None, now).await?;
-        if moved.is_ok() {
-            tx.commit().await?;
-        }
-        Ok(moved)
+        again_after_deadlock!(
+            self.transition_once(|tx| Box::pin(transition(
+                tx,
+                id,
+                |h| rules::release_step(h.status),
+                None,
+                now
+            )))
+            .await
+        )
     }
 
     async fn redeem_hold(
@@ -886,31 +887,24 @@ impl PromotionStore for PgStore {
         reference: String,
         now: UnixMillis,
     ) -> PromotionResult<Hold> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let moved = redeem_hold_in(&tx, id, &reference, now).await?;
-        if moved.is_ok() {
-            tx.commit().await?;
-        }
-        Ok(moved)
+        again_after_deadlock!(
+            self.transition_once(|tx| {
+                let reference = reference.clone();
+                Box::pin(async move { redeem_hold_in(tx, id, &reference, now).await })
+            })
+            .await
+        )
     }
 
     async fn roll_back_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let moved = roll_back_hold_in(&tx, id, now).await?;
-        if moved.is_ok() {
-            tx.commit().await?;
-        }
-        Ok(moved)
+        again_after_deadlock!(
+            self.transition_once(|tx| Box::pin(roll_back_hold_in(tx, id, now)))
+                .await
+        )
     }
 
     async fn expire_holds(&self, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let n = expire(&tx, now, limit).await?;
-        tx.commit().await?;
-        Ok(n)
+        again_after_deadlock!(self.expire_once(now, limit).await)
     }
 
     async fn promotion_holds(
@@ -932,5 +926,65 @@ impl PromotionStore for PgStore {
             out.extend(load_hold(&*client, hold).await?);
         }
         Ok(out)
+    }
+}
+
+/// Times a transaction is run when PostgreSQL ends it as a deadlock's victim. Every writer
+/// here takes its locks in one order, but an order's transaction may take a hold's
+/// promotions after its own rows (stock, codes): a victim is run again rather than failed.
+const DEADLOCK_ATTEMPTS: usize = 3;
+
+fn deadlocked<T>(result: &Result<T, StorageError>) -> bool {
+    matches!(result, Err(StorageError::Postgres(e))
+        if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED))
+}
+
+/// The future of one transaction's work on a hold.
+type HoldWork<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = PromotionResult<Hold>> + Send + 'a>>;
+
+impl PgStore {
+    async fn create_hold_once(&self, hold: &NewHold) -> PromotionResult<Hold> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let made = create_hold(&tx, hold).await?;
+        match made {
+            Ok(Made::New(h)) => {
+                tx.commit().await?;
+                Ok(Ok(h))
+            }
+            Ok(Made::Replayed(h)) => Ok(Ok(h)),
+            Ok(Made::KeyTaken) => {
+                drop(tx);
+                let key = hold.idempotency_key.as_deref().unwrap_or_default();
+                match hold_by_key(&*client, key).await? {
+                    Some(h) => Ok(Ok(h)),
+                    None => Err(corrupt("a hold's key was taken by no hold")),
+                }
+            }
+            Err(refusal) => Ok(Err(refusal)),
+        }
+    }
+
+    /// Runs `work` in a transaction of its own, committed only if it moved the hold.
+    async fn transition_once(
+        &self,
+        work: impl for<'a, 'b> Fn(&'a Transaction<'b>) -> HoldWork<'a> + Send + Sync,
+    ) -> PromotionResult<Hold> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let moved = work(&tx).await?;
+        if moved.is_ok() {
+            tx.commit().await?;
+        }
+        Ok(moved)
+    }
+
+    async fn expire_once(&self, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let n = expire(&tx, now, limit).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 }
