@@ -93,6 +93,14 @@ pub enum ServiceError {
     CodeAlreadyUsed,
     #[error("the reservation is {status}, no longer pending")]
     ReservationNotPending { status: &'static str },
+    /// The order's promotion hold cannot be consumed by it: `not_found`, `not_held`,
+    /// `expired`, `another_customer`, `another_currency`, `another_cart` or `changed`.
+    #[error("promotion_hold_id: the promotion hold cannot be used by this order: {reason}")]
+    PromotionHoldUnusable { reason: &'static str },
+    /// A promotion code of an order gives it nothing: the engine's reason
+    /// (`min_subtotal_not_met`, `budget_exhausted`, `not_combinable`...).
+    #[error("codes: the promotion code {code} gives this order nothing: {reason}")]
+    PromotionCodeRefused { code: String, reason: &'static str },
     #[error("on hand may not go below what is reserved ({reserved}; on hand is {on_hand})")]
     BelowReserved { on_hand: i64, reserved: i64 },
     /// The first request with this `Idempotency-Key` is still being served.
@@ -163,6 +171,29 @@ pub enum ServiceError {
     /// A notification rule uses the template, so it cannot be deleted.
     #[error("the template is used by rule {rule}; point the rule at another template first")]
     TemplateInUse { rule: String },
+    /// A promotion hold is not held any more (released, redeemed, expired, rolled back).
+    #[error("the hold is {status}, not held")]
+    HoldNotHeld { status: &'static str },
+    /// A held promotion hold past its time: it can no longer be redeemed.
+    #[error("the hold expired")]
+    HoldExpired,
+    /// A promotion's new limit is below what it has already held and redeemed.
+    #[error("{field}: below what the promotion has already held and redeemed")]
+    LimitBelowUsage { field: &'static str },
+    /// Codes to bind that exist nowhere (as coupons or discount codes).
+    #[error("{field}: no such codes: {}", codes.join(", "))]
+    UnknownCodes {
+        field: &'static str,
+        codes: Vec<String>,
+    },
+    /// Codes to bind that are bound to another promotion already.
+    #[error("{field}: bound to another promotion already: {}", codes.join(", "))]
+    AlreadyBound {
+        field: &'static str,
+        codes: Vec<String>,
+    },
+    #[error("campaign_id: no such campaign")]
+    UnknownCampaign,
 }
 
 /// The shared MEGADEAL admission state (Redis) could not be reached.
@@ -241,7 +272,9 @@ impl ServiceError {
             ServiceError::OrderOutOfStock { .. }
             | ServiceError::IllegalTransition { .. }
             | ServiceError::CouponUnusable { .. }
-            | ServiceError::CodeAlreadyUsed => ErrorKind::Conflict,
+            | ServiceError::CodeAlreadyUsed
+            | ServiceError::PromotionHoldUnusable { .. }
+            | ServiceError::PromotionCodeRefused { .. } => ErrorKind::Conflict,
             ServiceError::UnknownCode { .. } => ErrorKind::InvalidArgument,
             ServiceError::IdempotencyKeyInUse => ErrorKind::Conflict,
             ServiceError::IdempotencyKeyReused => ErrorKind::InvalidArgument,
@@ -261,6 +294,13 @@ impl ServiceError {
                 ErrorKind::Conflict
             }
             ServiceError::LastAdmin => ErrorKind::Conflict,
+            ServiceError::HoldNotHeld { .. }
+            | ServiceError::HoldExpired
+            | ServiceError::LimitBelowUsage { .. }
+            | ServiceError::AlreadyBound { .. } => ErrorKind::Conflict,
+            ServiceError::UnknownCodes { .. } | ServiceError::UnknownCampaign => {
+                ErrorKind::InvalidArgument
+            }
             ServiceError::SetupDone => ErrorKind::Gone,
             ServiceError::SignupClosed | ServiceError::EmailNotVerified => {
                 ErrorKind::PermissionDenied
@@ -273,6 +313,9 @@ impl ServiceError {
         match self {
             ServiceError::InvalidArgument { .. } => "invalid_argument",
             ServiceError::BadRequest { .. } => "bad_request",
+            // Promotions and their holds name what was not found (their API's contract).
+            ServiceError::NotFound { what: "promotion" } => "promotion_not_found",
+            ServiceError::NotFound { what: "hold" } => "hold_not_found",
             ServiceError::NotFound { .. } => "not_found",
             ServiceError::AlreadyUsed => "already_used",
             ServiceError::NotStarted { .. } => "not_started",
@@ -301,6 +344,8 @@ impl ServiceError {
             ServiceError::CouponUnusable { .. } => "coupon_unusable",
             ServiceError::UnknownCode { .. } => "unknown_code",
             ServiceError::CodeAlreadyUsed => "code_already_used",
+            ServiceError::PromotionHoldUnusable { .. } => "promotion_hold_unusable",
+            ServiceError::PromotionCodeRefused { .. } => "promotion_code_refused",
             ServiceError::ReservationNotPending { .. } => "reservation_not_pending",
             ServiceError::BelowReserved { .. } => "below_reserved",
             ServiceError::IdempotencyKeyInUse => "idempotency_key_in_use",
@@ -323,6 +368,12 @@ impl ServiceError {
             ServiceError::SetupDone => "setup_done",
             ServiceError::SignupClosed => "signup_closed",
             ServiceError::EmailNotVerified => "email_not_verified",
+            ServiceError::HoldNotHeld { .. } => "hold_not_held",
+            ServiceError::HoldExpired => "hold_expired",
+            ServiceError::LimitBelowUsage { .. } => "limit_below_usage",
+            ServiceError::UnknownCodes { .. } => "unknown_codes",
+            ServiceError::AlreadyBound { .. } => "already_bound",
+            ServiceError::UnknownCampaign => "unknown_campaign",
         }
     }
 
@@ -331,8 +382,14 @@ impl ServiceError {
             ServiceError::InvalidArgument { field, .. } => Some(field),
             ServiceError::BadRequest { field, .. } => *field,
             ServiceError::UnknownCode { field } => Some(field),
+            ServiceError::PromotionHoldUnusable { .. } => Some("promotion_hold_id"),
+            ServiceError::PromotionCodeRefused { .. } => Some("codes"),
             ServiceError::IdempotencyKeyReused => Some("Idempotency-Key"),
             ServiceError::Forbidden { field, .. } => *field,
+            ServiceError::LimitBelowUsage { field }
+            | ServiceError::UnknownCodes { field, .. }
+            | ServiceError::AlreadyBound { field, .. } => Some(field),
+            ServiceError::UnknownCampaign => Some("campaign_id"),
             _ => None,
         }
     }
