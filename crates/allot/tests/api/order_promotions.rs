@@ -210,3 +210,35 @@ async fn order_promotions_a_refused_code_or_order_holds_nothing_and_no_promotion
     assert_promotion_invariants(&db).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn order_promotions_a_retry_with_its_key_answers_the_first_order_though_its_code_is_used_up()
+{
+    let app = TestApp::spawn().await;
+    let shop = Shop::open(&app, 10).await;
+    let once = shop
+        .promotion(json!({"name": "once", "trigger": "code",
+                          "actions": [{"type": "amount_off", "amount_minor": 100}]}))
+        .await;
+    shop.bound_coupon(once, "ONCE", 1).await;
+    let mut body = order_body("ann", shop.product, 1);
+    body["codes"] = json!(["ONCE"]);
+    let place = || {
+        shop.c
+            .post(format!("{}/api/v1/orders", shop.base))
+            .header("Idempotency-Key", "checkout-1")
+            .json(&body)
+    };
+    let (s, first) = crate::promotion_race::send(place()).await;
+    assert_eq!((s, &first["total_minor"]), (201, &json!(900)), "{first}");
+    let (s, again) = crate::promotion_race::send(place()).await;
+    assert_eq!((s, &again), (200, &first));
+    // Without the key it is another order, and the code is used up.
+    let (s, other) = shop.post("/api/v1/orders", body.clone()).await;
+    assert_eq!(s, 409, "{other}");
+    assert_eq!(other["error"]["code"], "promotion_code_refused", "{other}");
+    let db = app.db().await;
+    assert_eq!(db.count("SELECT count(*) FROM promotion_holds").await, 1);
+    assert_promotion_invariants(&db).await;
+    app.stop().await;
+}
