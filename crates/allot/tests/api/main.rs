@@ -37,6 +37,7 @@ mod orders;
 mod personal_data;
 mod postgres;
 mod promotion_race;
+mod promotions;
 mod rate_limit;
 mod roles;
 mod sale;
