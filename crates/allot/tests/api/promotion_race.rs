@@ -484,6 +484,50 @@ async fn promotion_race_a_cancelled_order_gives_its_promotion_back_once() {
     app.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn promotion_race_an_order_consuming_a_hold_and_its_release_at_once_one_wins() {
+    let app = TestApp::spawn().await;
+    let shop = Shop::open(&app, 100).await;
+    let id = shop
+        .promotion(json!({"name": "100 off", "trigger": "automatic",
+                          "conditions": {"currency": "EUR"},
+                          "actions": [{"type": "amount_off", "amount_minor": 100}],
+                          "limits": {"budget_minor": 100_000}}))
+        .await;
+    let mut ordered = 0;
+    for round in 0..20 {
+        let customer = format!("r{round}");
+        let (s, h) = shop.hold(&customer, &[], 600).await;
+        assert_eq!((s, held_amount(&h)), (201, 100), "{h}");
+        let hold = h["id"].as_i64().expect("hold id");
+        let release = format!("/api/v1/promotions/holds/{hold}/release");
+        let ((so, o), (sr, r)) = tokio::join!(
+            shop.order(&customer, &[], Some(hold)),
+            shop.post(&release, json!({}))
+        );
+        match (so, sr) {
+            (201, 409) => {
+                assert_eq!(o["total_minor"], 900, "{o}");
+                ordered += 1;
+            }
+            (409, 200) => {
+                assert_eq!(o["error"]["code"], "promotion_hold_unusable", "{o}");
+                assert_eq!(r["status"], "released", "{r}");
+            }
+            other => panic!("round {round}: one wins, got {other:?}: {o} {r}"),
+        }
+    }
+    assert_eq!(shop.usage(id).await, (100 * ordered, ordered, 0, 0));
+    let db = app.db().await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM orders WHERE promotion_hold_id IS NOT NULL")
+            .await,
+        ordered
+    );
+    assert_promotion_invariants(&db).await;
+    app.stop().await;
+}
+
 /// Two instances on one PostgreSQL, whatever the suite's backend: checkouts through both at
 /// once never spend past the budget, which each instance checks only in the database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
