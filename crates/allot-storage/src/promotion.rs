@@ -173,18 +173,27 @@ pub enum PromotionRefusal {
     HoldNotFound,
     /// A promotion the hold spends no longer fits its limits on fresh usage (or was switched
     /// off or changed): evaluate again.
-    Stale { promotion: PromotionId, reason: Reason },
+    Stale {
+        promotion: PromotionId,
+        reason: Reason,
+    },
     /// A code the hold uses is used up now.
-    CodeTaken { code: String },
+    CodeTaken {
+        code: String,
+    },
     /// The hold is not in a state the operation needs (e.g. redeeming a released hold).
-    HoldNotHeld { status: HoldStatus },
+    HoldNotHeld {
+        status: HoldStatus,
+    },
     HoldExpired,
     /// Binding: codes that exist nowhere, or are bound to another promotion already.
     UnknownCodes(Vec<String>),
     AlreadyBound(Vec<String>),
     UnknownCampaign,
     /// A new limit below what is already held and redeemed; names the limit.
-    LimitBelowUsage { field: &'static str },
+    LimitBelowUsage {
+        field: &'static str,
+    },
 }
 
 pub type PromotionResult<T> = Result<Result<T, PromotionRefusal>, StorageError>;
@@ -243,8 +252,12 @@ pub trait PromotionStore: Send + Sync + 'static {
     async fn release_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold>;
 
     /// Turns a held, unexpired hold into redemptions for `reference`.
-    async fn redeem_hold(&self, id: i64, reference: String, now: UnixMillis)
-    -> PromotionResult<Hold>;
+    async fn redeem_hold(
+        &self,
+        id: i64,
+        reference: String,
+        now: UnixMillis,
+    ) -> PromotionResult<Hold>;
 
     /// Gives back a redeemed hold's money, redemptions and code uses, exactly once: a hold
     /// already rolled back is answered as it is and nothing changes.
