@@ -41,6 +41,10 @@ pub const LABEL_MAX_CHARS: usize = 64;
 /// Longest a hold may last, and its default.
 pub const HOLD_TTL_MAX_SECS: u64 = 24 * 3_600;
 pub const HOLD_TTL_DEFAULT_SECS: u64 = 15 * 60;
+/// Most units of one cart line.
+pub const LINE_QUANTITY_MAX: i64 = 1_000_000;
+/// Largest count in a promotion (redemptions, items, applications, a minimum quantity).
+pub const COUNT_MAX: i64 = 1_000_000_000;
 
 /// A promotion's id, assigned by storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -311,6 +315,10 @@ pub struct Promotion {
     starts_at: Option<UnixMillis>,
     ends_at: Option<UnixMillis>,
     schedule: Option<schedule::Schedule>,
+    /// The scope's products and categories, sorted and each once: a line is looked up in
+    /// them by binary search (a thousand promotions of a thousand products each, per preview).
+    products: Vec<i64>,
+    categories: Vec<i64>,
 }
 
 impl Promotion {
@@ -350,12 +358,35 @@ impl Promotion {
         ends_at: Option<UnixMillis>,
         schedule: Option<schedule::Schedule>,
     ) -> Promotion {
+        let sorted = |ids: &[i64]| {
+            let mut ids = ids.to_vec();
+            ids.sort_unstable();
+            ids.dedup();
+            ids
+        };
         Promotion {
+            products: sorted(&spec.conditions.products),
+            categories: sorted(&spec.conditions.categories),
             spec,
             starts_at,
             ends_at,
             schedule,
         }
+    }
+
+    /// Whether `product` is one of the scope's products.
+    pub(crate) fn scope_has_product(&self, product: i64) -> bool {
+        self.products.binary_search(&product).is_ok()
+    }
+
+    /// Whether `category` is one of the scope's categories.
+    pub(crate) fn scope_has_category(&self, category: i64) -> bool {
+        self.categories.binary_search(&category).is_ok()
+    }
+
+    /// Whether the scope names products or categories at all.
+    pub(crate) fn scope_by_catalog(&self) -> bool {
+        !self.products.is_empty() || !self.categories.is_empty()
     }
 }
 
@@ -390,7 +421,8 @@ pub struct Cart {
     pub lines: Vec<CartLine>,
     pub shipping_minor: i64,
     pub customer: Customer,
-    /// The codes entered, upper-cased, each once, in the order entered.
+    /// The codes entered, trimmed but otherwise as entered (campaign codes are Hangul; a coupon's
+    /// case is storage's to fold), each once, in the order entered.
     pub codes: Vec<String>,
 }
 
@@ -409,8 +441,8 @@ pub fn fingerprint(lines: &[(i64, i64, i64)]) -> String {
 impl Cart {
     /// Checks a cart's bounds: 1 to [`CART_LINES_MAX`] lines, quantities 1 to 1,000,000,
     /// prices and shipping 0 to [`MONEY_MAX`], the subtotal within it, at most
-    /// [`CART_CODES_MAX`] codes (upper-cased; a code entered twice is kept once), a currency of
-    /// three capital letters.
+    /// [`CART_CODES_MAX`] codes (trimmed, no case change; a code entered twice is kept once), a
+    /// currency of three capital letters.
     pub fn parse(cart: Cart) -> Result<Cart, DomainError> {
         engine::check_cart(cart)
     }
@@ -476,7 +508,7 @@ pub enum Reason {
     NotInScope,
     CustomerNotEligible,
     NotFirstOrder,
-    /// A per-customer limit needs a customer id.
+    /// A per-customer limit, or a first-order condition, needs a customer id.
     CustomerRequired,
     CustomerLimitReached,
     CustomerBudgetExhausted,

@@ -30,6 +30,7 @@ pub const DEFAULT_LOG_LEVEL: &str = "info";
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 pub const DEFAULT_PURGE_INTERVAL_SECS: u64 = 3_600;
 pub const DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS: u64 = 2_000;
+pub const DEFAULT_PROMOTION_HOLD_EXPIRY_INTERVAL_MS: u64 = 2_000;
 pub const DEFAULT_DISCOUNT_CODE_PERCENT: u8 = 10;
 pub use crate::service::accounts::DEFAULT_PUBLIC_URL;
 /// The shortest JWT signing secret accepted, in bytes.
@@ -102,6 +103,15 @@ pub struct ServeArgs {
     /// lifetime; 0 turns the job off [default: 2000]
     #[arg(long, env = "ALLOT_RESERVATION_EXPIRY_INTERVAL_MS", value_name = "MS")]
     pub reservation_expiry_interval_ms: Option<u64>,
+
+    /// Milliseconds between runs of the job that gives back promotion holds past their time;
+    /// 0 turns the job off [default: 2000]
+    #[arg(
+        long,
+        env = "ALLOT_PROMOTION_HOLD_EXPIRY_INTERVAL_MS",
+        value_name = "MS"
+    )]
+    pub promotion_hold_expiry_interval_ms: Option<u64>,
 
     /// Percentage a discount code takes off an order's total, 0 to 100 [default: 10]
     #[arg(long, env = "ALLOT_DISCOUNT_CODE_PERCENT", value_name = "PERCENT")]
@@ -341,6 +351,7 @@ struct FileConfig {
     shutdown_grace_ms: Option<u64>,
     coupon_purge_interval_secs: Option<u64>,
     reservation_expiry_interval_ms: Option<u64>,
+    promotion_hold_expiry_interval_ms: Option<u64>,
     discount_code_percent: Option<u8>,
     sqlite_size_max_mb: Option<u64>,
     webhook_retry_base_ms: Option<u64>,
@@ -399,6 +410,8 @@ pub struct Config {
     pub coupon_purge_interval: Option<Duration>,
     /// `None`: the reservation expiry job is off.
     pub reservation_expiry_interval: Option<Duration>,
+    /// `None`: the promotion hold expiry job is off.
+    pub promotion_hold_expiry_interval: Option<Duration>,
     /// Percentage a discount code takes off an order (0 to 100).
     pub discount_code_percent: u8,
     /// The embedded database file's largest size, in MiB (`None`: as the disk allows).
@@ -452,6 +465,9 @@ impl Config {
             coupon_purge_interval: Some(Duration::from_secs(DEFAULT_PURGE_INTERVAL_SECS)),
             reservation_expiry_interval: Some(Duration::from_millis(
                 DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS,
+            )),
+            promotion_hold_expiry_interval: Some(Duration::from_millis(
+                DEFAULT_PROMOTION_HOLD_EXPIRY_INTERVAL_MS,
             )),
             discount_code_percent: DEFAULT_DISCOUNT_CODE_PERCENT,
             sqlite_size_max_mb: None,
@@ -594,6 +610,14 @@ impl ServeArgs {
                 .reservation_expiry_interval_ms
                 .or(file.reservation_expiry_interval_ms)
                 .unwrap_or(DEFAULT_RESERVATION_EXPIRY_INTERVAL_MS)
+            {
+                0 => None,
+                ms => Some(Duration::from_millis(ms)),
+            },
+            promotion_hold_expiry_interval: match self
+                .promotion_hold_expiry_interval_ms
+                .or(file.promotion_hold_expiry_interval_ms)
+                .unwrap_or(DEFAULT_PROMOTION_HOLD_EXPIRY_INTERVAL_MS)
             {
                 0 => None,
                 ms => Some(Duration::from_millis(ms)),

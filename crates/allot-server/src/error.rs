@@ -163,6 +163,29 @@ pub enum ServiceError {
     /// A notification rule uses the template, so it cannot be deleted.
     #[error("the template is used by rule {rule}; point the rule at another template first")]
     TemplateInUse { rule: String },
+    /// A promotion hold is not held any more (released, redeemed, expired, rolled back).
+    #[error("the hold is {status}, not held")]
+    HoldNotHeld { status: &'static str },
+    /// A held promotion hold past its time: it can no longer be redeemed.
+    #[error("the hold expired")]
+    HoldExpired,
+    /// A promotion's new limit is below what it has already held and redeemed.
+    #[error("{field}: below what the promotion has already held and redeemed")]
+    LimitBelowUsage { field: &'static str },
+    /// Codes to bind that exist nowhere (as coupons or discount codes).
+    #[error("{field}: no such codes: {}", codes.join(", "))]
+    UnknownCodes {
+        field: &'static str,
+        codes: Vec<String>,
+    },
+    /// Codes to bind that are bound to another promotion already.
+    #[error("{field}: bound to another promotion already: {}", codes.join(", "))]
+    AlreadyBound {
+        field: &'static str,
+        codes: Vec<String>,
+    },
+    #[error("campaign_id: no such campaign")]
+    UnknownCampaign,
 }
 
 /// The shared MEGADEAL admission state (Redis) could not be reached.
@@ -261,6 +284,13 @@ impl ServiceError {
                 ErrorKind::Conflict
             }
             ServiceError::LastAdmin => ErrorKind::Conflict,
+            ServiceError::HoldNotHeld { .. }
+            | ServiceError::HoldExpired
+            | ServiceError::LimitBelowUsage { .. }
+            | ServiceError::AlreadyBound { .. } => ErrorKind::Conflict,
+            ServiceError::UnknownCodes { .. } | ServiceError::UnknownCampaign => {
+                ErrorKind::InvalidArgument
+            }
             ServiceError::SetupDone => ErrorKind::Gone,
             ServiceError::SignupClosed | ServiceError::EmailNotVerified => {
                 ErrorKind::PermissionDenied
@@ -273,6 +303,9 @@ impl ServiceError {
         match self {
             ServiceError::InvalidArgument { .. } => "invalid_argument",
             ServiceError::BadRequest { .. } => "bad_request",
+            // Promotions and their holds name what was not found (their API's contract).
+            ServiceError::NotFound { what: "promotion" } => "promotion_not_found",
+            ServiceError::NotFound { what: "hold" } => "hold_not_found",
             ServiceError::NotFound { .. } => "not_found",
             ServiceError::AlreadyUsed => "already_used",
             ServiceError::NotStarted { .. } => "not_started",
@@ -323,6 +356,12 @@ impl ServiceError {
             ServiceError::SetupDone => "setup_done",
             ServiceError::SignupClosed => "signup_closed",
             ServiceError::EmailNotVerified => "email_not_verified",
+            ServiceError::HoldNotHeld { .. } => "hold_not_held",
+            ServiceError::HoldExpired => "hold_expired",
+            ServiceError::LimitBelowUsage { .. } => "limit_below_usage",
+            ServiceError::UnknownCodes { .. } => "unknown_codes",
+            ServiceError::AlreadyBound { .. } => "already_bound",
+            ServiceError::UnknownCampaign => "unknown_campaign",
         }
     }
 
@@ -333,6 +372,10 @@ impl ServiceError {
             ServiceError::UnknownCode { field } => Some(field),
             ServiceError::IdempotencyKeyReused => Some("Idempotency-Key"),
             ServiceError::Forbidden { field, .. } => *field,
+            ServiceError::LimitBelowUsage { field }
+            | ServiceError::UnknownCodes { field, .. }
+            | ServiceError::AlreadyBound { field, .. } => Some(field),
+            ServiceError::UnknownCampaign => Some("campaign_id"),
             _ => None,
         }
     }

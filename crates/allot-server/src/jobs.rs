@@ -8,7 +8,8 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use allot_domain::event::{
-    ACTOR_COUPON_PURGE, ACTOR_RESERVATION_EXPIRY, ACTOR_SALE_OPENER, Origin,
+    ACTOR_COUPON_PURGE, ACTOR_PROMOTION_HOLD_EXPIRY, ACTOR_RESERVATION_EXPIRY, ACTOR_SALE_OPENER,
+    Origin,
 };
 
 use crate::config::Config;
@@ -74,6 +75,20 @@ pub(crate) fn start(services: &Services, config: &Config) -> Jobs {
             }
         });
         tasks.push(spawn_as(ACTOR_RESERVATION_EXPIRY, job));
+    }
+    if let Some(every) = config.promotion_hold_expiry_interval {
+        let promotions = services.promotions.clone();
+        // Every instance runs it, as the reservation expiry: a hold is expired by one
+        // transaction that finds it still held, so overlapping runs give back each hold once.
+        let job = every_interval(every, stop.subscribe(), move || {
+            let promotions = promotions.clone();
+            async move {
+                if let Err(e) = promotions.expire_due().await {
+                    tracing::warn!(error = %e, "promotion hold expiry failed; next try at the next tick");
+                }
+            }
+        });
+        tasks.push(spawn_as(ACTOR_PROMOTION_HOLD_EXPIRY, job));
     }
     {
         // Idempotency keys are answers kept for retries; a day is plenty. Every instance may

@@ -107,6 +107,7 @@ const ADMIN: &[Role] = &[Admin];
 const MARKETING: &[Role] = &[Admin, Marketing];
 const MARKETING_AND_CUSTOMERS: &[Role] = &[Admin, Marketing, Customer];
 const MARKETING_AND_SUPPORT: &[Role] = &[Admin, Marketing, Support];
+const PROMOTION_PREVIEWERS: &[Role] = &[Admin, Marketing, Support, Customer];
 const WAREHOUSE: &[Role] = &[Admin, Warehouse];
 const ORDER_PLACERS: &[Role] = &[Admin, Customer];
 const ORDER_READERS: &[Role] = &[Admin, Support, Warehouse, Customer];
@@ -468,6 +469,54 @@ pub const RULES: &[Rule] = &[
         ),
         "warehouse: fulfilled, delivered, returned; customer: its own, to cancelled or \
          return_requested; admin and support: any",
+    ),
+    // Promotions: managed by marketing; previewed by staff who answer customers and by
+    // customers; held, redeemed and rolled back by a shop's backend (an API key of marketing).
+    rest("POST", "/api/v1/promotions", Access::Roles(MARKETING)),
+    rest("GET", "/api/v1/promotions", Access::Roles(MARKETING)),
+    note(
+        rest(
+            "POST",
+            "/api/v1/promotions/evaluate",
+            Access::Roles(PROMOTION_PREVIEWERS),
+        ),
+        "a customer only as itself (its role, tags and orders from its account)",
+    ),
+    rest("POST", "/api/v1/promotions/holds", Access::Roles(MARKETING)),
+    rest(
+        "GET",
+        "/api/v1/promotions/holds/{id}",
+        Access::Roles(MARKETING),
+    ),
+    rest(
+        "POST",
+        "/api/v1/promotions/holds/{id}/release",
+        Access::Roles(MARKETING),
+    ),
+    rest(
+        "POST",
+        "/api/v1/promotions/holds/{id}/redeem",
+        Access::Roles(MARKETING),
+    ),
+    note(
+        rest(
+            "POST",
+            "/api/v1/promotions/holds/{id}/rollback",
+            Access::Roles(MARKETING),
+        ),
+        "gives back once; again answers the hold as it is",
+    ),
+    rest("GET", "/api/v1/promotions/{id}", Access::Roles(MARKETING)),
+    rest("PUT", "/api/v1/promotions/{id}", Access::Roles(MARKETING)),
+    rest(
+        "POST",
+        "/api/v1/promotions/{id}/codes",
+        Access::Roles(MARKETING),
+    ),
+    rest(
+        "GET",
+        "/api/v1/promotions/{id}/holds",
+        Access::Roles(MARKETING),
     ),
     // Accounts: who may do what is decided by them, so only admins manage them.
     rest("GET", "/api/v1/users", Access::Roles(ADMIN)),

@@ -19,6 +19,9 @@ use async_trait::async_trait;
 
 use crate::StorageError;
 
+pub(crate) mod rules;
+pub(crate) mod stored;
+
 /// Most promotions one page lists.
 pub const PROMOTIONS_PAGE_MAX: u32 = 200;
 
@@ -95,6 +98,8 @@ pub struct ResolvedCode {
     /// The promotion it reaches, or why it reaches none (`UnknownCode`: bound to nothing;
     /// `CodeUnusable`: used up, expired, or another customer's).
     pub promotion: Result<PromotionId, Reason>,
+    /// Where the code comes from, when it is bound (a hold names it with the code it spends).
+    pub source: Option<CodeSource>,
 }
 
 /// One promotion a hold spends.
@@ -277,12 +282,143 @@ pub trait PromotionStore: Send + Sync + 'static {
 }
 
 /// The stored JSON of a spec.
-pub(crate) fn spec_json(promotion: &Promotion) -> String {
-    serde_json::to_string(promotion.spec()).expect("a spec serialises")
+pub(crate) fn spec_json(promotion: &Promotion) -> Result<String, StorageError> {
+    serde_json::to_string(promotion.spec()).map_err(crate::catalog::corrupt)
 }
 
 /// A stored spec back: parsed and checked again (a row that fails is corrupt).
 pub(crate) fn spec_from_json(raw: &str) -> Result<Promotion, StorageError> {
     let spec: PromotionSpec = serde_json::from_str(raw).map_err(crate::catalog::corrupt)?;
     Promotion::parse(spec).map_err(crate::catalog::corrupt)
+}
+
+pub(crate) fn trigger_str(trigger: Trigger) -> &'static str {
+    match trigger {
+        Trigger::Automatic => "automatic",
+        Trigger::Code => "code",
+    }
+}
+
+/// `PromotionCreated` / `PromotionUpdated`: the promotion as it is after the change.
+pub(crate) fn promotion_event(
+    kind: allot_domain::event::EventType,
+    p: &StoredPromotion,
+) -> allot_domain::event::NewEvent {
+    let spec = p.promotion.spec();
+    let payload = serde_json::json!({
+        "promotion_id": p.id.get(),
+        "version": p.version,
+        "name": spec.name,
+        "trigger": trigger_str(spec.trigger),
+        "active": p.active,
+        "limits": {
+            "budget_minor": spec.limits.budget_minor,
+            "redemptions_max": spec.limits.redemptions_max,
+            "per_customer_budget_minor": spec.limits.per_customer_budget_minor,
+            "per_customer_redemptions_max": spec.limits.per_customer_redemptions_max,
+        },
+    });
+    allot_domain::event::NewEvent::api(kind, p.updated_at, payload.to_string())
+}
+
+/// `PromotionCodesBound`: how many codes of which source (a campaign: its id).
+pub(crate) fn codes_bound_event(
+    id: PromotionId,
+    binding: &Binding,
+    count: u64,
+    now: UnixMillis,
+) -> allot_domain::event::NewEvent {
+    let (source, campaign) = match binding {
+        Binding::Coupons(_) => (CodeSource::Coupon, None),
+        Binding::DiscountCodes(_) => (CodeSource::DiscountCode, None),
+        Binding::Campaign(c) => (CodeSource::Campaign, Some(*c)),
+    };
+    let payload = serde_json::json!({
+        "promotion_id": id.get(),
+        "source": source.as_str(),
+        "count": count,
+        "campaign_id": campaign,
+    });
+    allot_domain::event::NewEvent::api(
+        allot_domain::event::EventType::PromotionCodesBound,
+        now,
+        payload.to_string(),
+    )
+}
+
+/// `PromotionHeld`, `PromotionHoldReleased`, `PromotionRedeemed`, `PromotionRolledBack`: the
+/// hold as it is after the change, with what it spends.
+pub(crate) fn hold_event(
+    kind: allot_domain::event::EventType,
+    h: &Hold,
+) -> allot_domain::event::NewEvent {
+    let payload = serde_json::json!({
+        "hold_id": h.id,
+        "status": h.status.as_str(),
+        "customer": h.customer,
+        "currency": h.currency,
+        "discount_minor": h.discount_minor,
+        "shipping_discount_minor": h.shipping_discount_minor,
+        "reference": h.reference,
+        "expires_at_ms": h.expires_at.as_millis(),
+        "promotions": rules::items_json(&h.promotions),
+    });
+    allot_domain::event::NewEvent::api(kind, h.updated_at, payload.to_string())
+}
+
+/// `PromotionHoldsExpired`: one summary per run of the expiry job.
+pub(crate) fn holds_expired_event(ids: &[i64], now: UnixMillis) -> allot_domain::event::NewEvent {
+    let payload = serde_json::json!({"count": ids.len(), "hold_ids": ids});
+    allot_domain::event::NewEvent::by(
+        allot_domain::event::ACTOR_PROMOTION_HOLD_EXPIRY,
+        allot_domain::event::EventType::PromotionHoldsExpired,
+        now,
+        payload.to_string(),
+    )
+}
+
+/// The codes of a binding as they are stored: trimmed, upper case, each once, in order.
+pub(crate) fn normalized(codes: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(codes.len());
+    for code in codes {
+        let code = code.trim().to_uppercase();
+        if !out.contains(&code) {
+            out.push(code);
+        }
+    }
+    out
+}
+
+/// The engine's view of a promotion's counters, in all and of one customer.
+pub(crate) fn usage_of(totals: &Totals, customer: Option<&Totals>) -> Usage {
+    let c = customer.copied().unwrap_or_default();
+    Usage {
+        redeemed_minor: totals.redeemed_minor,
+        redemptions: totals.redemptions,
+        held_minor: totals.held_minor,
+        held: totals.held,
+        customer_redeemed_minor: c.redeemed_minor,
+        customer_redemptions: c.redemptions,
+        customer_held_minor: c.held_minor,
+        customer_held: c.held,
+    }
+}
+
+/// `totals` after a move's deltas.
+pub(crate) fn add(totals: &mut Totals, d: &rules::Deltas) {
+    totals.held_minor += d.held_minor;
+    totals.held += d.held;
+    totals.redeemed_minor += d.redeemed_minor;
+    totals.redemptions += d.redemptions;
+}
+
+/// The event a move of a hold appends (expiry appends one summary per run instead).
+pub(crate) fn move_event(mv: rules::Move) -> Option<allot_domain::event::EventType> {
+    use allot_domain::event::EventType;
+    match mv {
+        rules::Move::Hold => Some(EventType::PromotionHeld),
+        rules::Move::Redeem => Some(EventType::PromotionRedeemed),
+        rules::Move::Release => Some(EventType::PromotionHoldReleased),
+        rules::Move::RollBack => Some(EventType::PromotionRolledBack),
+    }
 }

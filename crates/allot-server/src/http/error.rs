@@ -28,7 +28,9 @@ pub(crate) struct ErrorDetail {
     /// `out_of_stock`, `reservation_not_pending`, `below_reserved`, `illegal_transition`,
     /// `coupon_unusable`, `unknown_code`, `code_already_used`, `invalid_credentials`,
     /// `invalid_token`, `unauthenticated`, `email_taken`, `template_name_taken`,
-    /// `template_in_use`, `last_admin`, `setup_done`, `signup_closed`, `email_not_verified`,
+    /// `template_in_use`, `promotion_not_found`, `hold_not_found`, `hold_not_held`,
+    /// `hold_expired`, `limit_below_usage`, `unknown_codes`, `already_bound`,
+    /// `unknown_campaign`, `last_admin`, `setup_done`, `signup_closed`, `email_not_verified`,
     /// `rate_limited`, `busy`, `payload_too_large`, `request_timeout`,
     /// `unavailable`, `storage_unavailable` (503 with `Retry-After`: a full disk, the
     /// database unreachable; retry later), `internal`.
@@ -45,7 +47,8 @@ pub(crate) struct ErrorDetail {
     /// For `out_of_stock`: the units available in all warehouses together.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub available_total: Option<i64>,
-    /// For `reservation_not_pending`: the reservation's status.
+    /// For `reservation_not_pending`: the reservation's status; for `hold_not_held`, the
+    /// hold's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<&'static str>,
     /// For an order's `out_of_stock`: the product of the line that cannot be served.
@@ -59,6 +62,9 @@ pub(crate) struct ErrorDetail {
     /// For `coupon_unusable`: `expired`, `exhausted` or `not_owner`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
+    /// For `unknown_codes` and `already_bound`: the codes at fault.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub codes: Option<Vec<String>>,
 }
 
 impl ErrorDetail {
@@ -74,6 +80,7 @@ impl ErrorDetail {
             from: None,
             to: None,
             reason: None,
+            codes: None,
         }
     }
 }
@@ -152,12 +159,16 @@ impl IntoResponse for ServiceError {
             _ => None,
         };
         let reservation_status = match &self {
-            ServiceError::ReservationNotPending { status } => Some(*status),
+            ServiceError::ReservationNotPending { status }
+            | ServiceError::HoldNotHeld { status } => Some(*status),
             _ => None,
         };
-        let details = match self {
-            ServiceError::InvalidEntries { entries } => Some(entries),
-            _ => None,
+        let (details, codes) = match self {
+            ServiceError::InvalidEntries { entries } => (Some(entries), None),
+            ServiceError::UnknownCodes { codes, .. } | ServiceError::AlreadyBound { codes, .. } => {
+                (None, Some(codes))
+            }
+            _ => (None, None),
         };
         let body = ErrorBody {
             error: ErrorDetail {
@@ -168,6 +179,7 @@ impl IntoResponse for ServiceError {
                 from,
                 to,
                 reason,
+                codes,
                 ..ErrorDetail::new(code, message, field.map(Cow::Borrowed))
             },
         };

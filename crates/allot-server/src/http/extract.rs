@@ -265,6 +265,7 @@ resources!(
     allot_domain::catalog::WarehouseId => "warehouse",
     allot_domain::inventory::ReservationId => "reservation",
     allot_domain::campaign::CampaignId => "campaign",
+    allot_domain::promotion::PromotionId => "promotion",
 );
 
 macro_rules! plain_ids {
@@ -295,6 +296,8 @@ plain_ids!(
     AccountPathId => "user",
     /// An API key's id.
     ApiKeyId => "api key",
+    /// A promotion hold's id.
+    HoldId => "hold",
 );
 
 /// A positive id of a body or query, parsed by `parse`, its refusal naming the request's

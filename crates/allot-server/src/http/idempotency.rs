@@ -42,7 +42,11 @@ const KEY_MAX_CHARS: usize = 255;
 
 /// Routes (by their template) whose operation records its idempotency key in its own
 /// transaction, for POST.
-const OWN_KEYS: [&str; 2] = ["/api/v1/orders", "/api/v1/campaigns/{id}/coupons"];
+const OWN_KEYS: [&str; 3] = [
+    "/api/v1/orders",
+    "/api/v1/campaigns/{id}/coupons",
+    "/api/v1/promotions/holds",
+];
 
 /// Routes (by prefix) that the layer never keys: sign-in carries credentials, and a stored
 /// answer of a refresh would hand the rotated token pair to whoever replays the old refresh

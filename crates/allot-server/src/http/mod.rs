@@ -19,6 +19,7 @@ pub(crate) mod limits;
 mod notification;
 mod openapi;
 mod order;
+mod promotion;
 mod sale;
 mod users;
 mod webhook;
@@ -45,6 +46,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(inventory::routes())
         .merge(order::routes())
+        .merge(promotion::routes())
         .merge(notification::routes())
         .merge(event::routes())
         .merge(webhook::routes())

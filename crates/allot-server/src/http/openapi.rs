@@ -18,7 +18,7 @@ use super::webhook;
 use super::notification;
 use super::{
     accounts, audit, auth, campaign, catalog, coupon, discount, error, event, health, inventory,
-    order, sale, users,
+    order, promotion, sale, users,
 };
 
 #[derive(OpenApi)]
@@ -96,6 +96,18 @@ use super::{
         order::list,
         order::read,
         order::change_status,
+        promotion::create,
+        promotion::list,
+        promotion::read,
+        promotion::update,
+        promotion::bind,
+        promotion::holds,
+        promotion::evaluate,
+        promotion::hold,
+        promotion::read_hold,
+        promotion::release,
+        promotion::redeem,
+        promotion::roll_back,
         event::list,
         event::stream,
         audit::list,
@@ -151,6 +163,7 @@ use super::{
         (name = "events", description = "The event log: every state change, in commit order, as pages or a live stream"),
         (name = "webhooks", description = "Webhook endpoints: every event POSTed in order, signed, retried until acknowledged; the delivery log"),
         (name = "orders", description = "Orders: stock reserved and codes used in one atomic step, server-side prices, the status workflow, idempotent placing"),
+        (name = "promotions", description = "Promotion rules (conditions, actions, stacking, budgets and limits), the preview of a cart, and holds that a checkout redeems, releases or rolls back: budgets and limits never exceeded"),
     )
 )]
 pub(crate) struct ApiDoc;

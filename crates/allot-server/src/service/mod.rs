@@ -10,6 +10,7 @@ pub mod discount;
 pub mod inventory;
 pub mod notification;
 pub mod order;
+pub mod promotion;
 pub mod sale;
 pub mod webhook;
 
@@ -29,6 +30,7 @@ pub use discount::DiscountCodes;
 pub use inventory::Inventory;
 pub use notification::Notifications;
 pub use order::Orders;
+pub use promotion::Promotions;
 pub use sale::FlashSales;
 pub use webhook::Webhooks;
 
@@ -44,6 +46,7 @@ pub struct Services {
     pub catalog: Arc<Catalog>,
     pub inventory: Arc<Inventory>,
     pub orders: Arc<Orders>,
+    pub promotions: Arc<Promotions>,
     pub auth: Arc<Auth>,
     /// The first admin, sign-up and password reset by email.
     pub accounts: Arc<accounts::Accounts>,
@@ -80,6 +83,7 @@ impl Services {
                 clock.clone(),
                 discount_code_percent,
             )),
+            promotions: Arc::new(Promotions::new(store.clone(), clock.clone())),
             auth,
             notifications: Arc::new(Notifications::new(
                 store.clone(),

@@ -1,21 +1,664 @@
-//! Promotions on postgres. (Implementation in progress: see issue 16.)
+//! Promotions on PostgreSQL, exact across instances. A write that spends or gives back a
+//! promotion's budget is one transaction that takes its locks in one order: the hold's row
+//! (for a move of an existing hold), then the promotions' rows in id order, then their
+//! customer rows, then the codes' rows in code order. Usage is read after the locks are held
+//! (each statement of a READ COMMITTED transaction sees what committed before it), so no two
+//! instances can both fit the last of a budget; the tables' CHECKs hold the same bounds. A
+//! refusal drops the transaction: nothing of it stays.
+//!
+//! The `*_in` functions are also called by an order's own transaction.
+
+use std::collections::BTreeMap;
 
 use allot_domain::UnixMillis;
-use allot_domain::promotion::{PromotionId, Usage};
+use allot_domain::event::EventType;
+use allot_domain::promotion::{PromotionId, Reason, Usage};
 use async_trait::async_trait;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::{GenericClient, Transaction};
 
 use super::PgStore;
 use crate::StorageError;
-use crate::promotion::{
-    Binding, Hold, NewHold, NewPromotion, PromotionQuery, PromotionResult, PromotionStore,
-    ResolvedCode, StoredPromotion,
+use crate::catalog::corrupt;
+use crate::promotion::rules::{
+    self, CodeFacts, Limits, Move, Step, code_usable, fits, limit_below_usage,
 };
+use crate::promotion::stored::*;
+use crate::promotion::{
+    Binding, CodeSource, HeldPromotion, Hold, HoldStatus, NewHold, NewPromotion, PromotionQuery,
+    PromotionRefusal, PromotionResult, PromotionStore, ResolvedCode, StoredPromotion, Totals,
+    codes_bound_event, hold_event, holds_expired_event, promotion_event, spec_json, trigger_str,
+};
+use crate::row::Columns;
+
+const LOCK_PROMOTIONS: &str = "SELECT id FROM promotions WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+const LOCK_CUSTOMERS: &str = "SELECT promotion_id FROM promotion_customers
+     WHERE promotion_id = ANY($1) AND customer = $2 ORDER BY promotion_id FOR UPDATE";
+const LOCK_CODES: &str =
+    "SELECT code FROM promotion_codes WHERE code = ANY($1) ORDER BY code FOR UPDATE";
+const LOCK_HOLD: &str = "SELECT id FROM promotion_holds WHERE id = $1 FOR UPDATE";
+/// Two expiry runs (on two instances) take disjoint holds.
+const LOCK_HOLDS_TO_EXPIRE: &str = "SELECT id FROM promotion_holds
+     WHERE status = 'held' AND expires_at_ms <= $1
+     ORDER BY expires_at_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED";
+/// As the shared text, but a racing create with the same key inserts nothing.
+const INSERT_HOLD_ONCE: &str = "INSERT INTO promotion_holds
+         (status, customer, currency, cart_fingerprint, evaluation, discount_minor,
+          shipping_discount_minor, idempotency_key, created_at_ms, expires_at_ms, updated_at_ms)
+     VALUES ('held', $1, $2, $3, $4, $5, $6, $7, $8, $9, $8)
+     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id";
+
+fn pid(raw: i64) -> Result<PromotionId, StorageError> {
+    PromotionId::parse(raw).map_err(corrupt)
+}
+
+async fn load_promotion(
+    c: &impl GenericClient,
+    id: i64,
+) -> Result<Option<StoredPromotion>, StorageError> {
+    c.query_opt(PROMOTION_BY_ID, &[&id])
+        .await?
+        .map(|r| promotion_from(&r))
+        .transpose()
+}
+
+async fn create(
+    tx: &impl GenericClient,
+    new: &NewPromotion,
+) -> Result<StoredPromotion, StorageError> {
+    let spec = new.promotion.spec();
+    let l = Limits::of(&spec.limits);
+    let row = tx
+        .query_one(
+            INSERT_PROMOTION,
+            &[
+                &trigger_str(spec.trigger),
+                &new.active,
+                &spec_json(&new.promotion)?,
+                &l.budget_minor,
+                &l.redemptions_max,
+                &l.per_customer_budget_minor,
+                &l.per_customer_redemptions_max,
+                &new.now.as_millis(),
+            ],
+        )
+        .await?;
+    let stored = promotion_from(&row)?;
+    tx.execute(BUMP_GENERATION, &[]).await?;
+    super::event::append(tx, promotion_event(EventType::PromotionCreated, &stored)).await?;
+    Ok(stored)
+}
+
+async fn limits_and_usage(
+    c: &impl GenericClient,
+    id: i64,
+    customer: Option<&str>,
+) -> Result<Option<(Limits, bool, Totals, Option<Totals>)>, StorageError> {
+    c.query_opt(LIMITS_AND_USAGE, &[&customer, &id])
+        .await?
+        .map(|r| limits_and_usage_from(&r))
+        .transpose()
+}
+
+async fn update(
+    tx: &impl GenericClient,
+    id: PromotionId,
+    new: &NewPromotion,
+) -> PromotionResult<StoredPromotion> {
+    if tx
+        .query(LOCK_PROMOTIONS, &[&vec![id.get()]])
+        .await?
+        .is_empty()
+    {
+        return Ok(Err(PromotionRefusal::NotFound));
+    }
+    let Some((_, _, totals, _)) = limits_and_usage(tx, id.get(), None).await? else {
+        return Ok(Err(PromotionRefusal::NotFound));
+    };
+    let most = tx.query_one(CUSTOMER_MOST, &[&id.get()]).await?;
+    let customer_most = Totals {
+        redeemed_minor: most.int(0)?,
+        redemptions: most.int(1)?,
+        held_minor: 0,
+        held: 0,
+    };
+    let spec = new.promotion.spec();
+    let l = Limits::of(&spec.limits);
+    if let Some(field) = limit_below_usage(&l, &totals, &customer_most) {
+        return Ok(Err(PromotionRefusal::LimitBelowUsage { field }));
+    }
+    let row = tx
+        .query_one(
+            UPDATE_PROMOTION,
+            &[
+                &trigger_str(spec.trigger),
+                &new.active,
+                &spec_json(&new.promotion)?,
+                &l.budget_minor,
+                &l.redemptions_max,
+                &l.per_customer_budget_minor,
+                &l.per_customer_redemptions_max,
+                &new.now.as_millis(),
+                &id.get(),
+            ],
+        )
+        .await?;
+    let stored = promotion_from(&row)?;
+    tx.execute(
+        UPDATE_CUSTOMER_LIMITS,
+        &[
+            &l.per_customer_budget_minor,
+            &l.per_customer_redemptions_max,
+            &id.get(),
+        ],
+    )
+    .await?;
+    tx.execute(BUMP_GENERATION, &[]).await?;
+    super::event::append(tx, promotion_event(EventType::PromotionUpdated, &stored)).await?;
+    Ok(Ok(stored))
+}
+
+async fn bind(
+    tx: &impl GenericClient,
+    id: PromotionId,
+    binding: &Binding,
+    now: UnixMillis,
+) -> PromotionResult<u64> {
+    // The promotion's row locked: binds of one promotion take turns; a code bound twice at
+    // once is decided by the key of promotion_codes (the loser fails and is retried by none:
+    // its caller hears AlreadyBound after the fact, see the trait impl).
+    if tx
+        .query(LOCK_PROMOTIONS, &[&vec![id.get()]])
+        .await?
+        .is_empty()
+    {
+        return Ok(Err(PromotionRefusal::NotFound));
+    }
+    let count = match binding {
+        Binding::Campaign(campaign) => {
+            if tx.query_opt(CAMPAIGN_EXISTS, &[campaign]).await?.is_none() {
+                return Ok(Err(PromotionRefusal::UnknownCampaign));
+            }
+            if tx.query_opt(CAMPAIGN_BINDING, &[campaign]).await?.is_some() {
+                return Ok(Err(PromotionRefusal::AlreadyBound(vec![
+                    campaign.to_string(),
+                ])));
+            }
+            tx.execute(BIND_CAMPAIGN, &[campaign, &id.get(), &now.as_millis()])
+                .await?;
+            1
+        }
+        Binding::Coupons(codes) | Binding::DiscountCodes(codes) => {
+            let source = match binding {
+                Binding::Coupons(_) => CodeSource::Coupon,
+                _ => CodeSource::DiscountCode,
+            };
+            let codes = crate::promotion::normalized(codes);
+            let (mut unknown, mut taken, mut found) = (Vec::new(), Vec::new(), Vec::new());
+            for code in codes {
+                let max_uses = match source {
+                    CodeSource::Coupon => match tx.query_opt(COUPON_MAX_USES, &[&code]).await? {
+                        Some(r) => Some(r.int(0)?),
+                        None => None,
+                    },
+                    _ => tx.query_opt(DISCOUNT_EXISTS, &[&code]).await?.map(|_| 1),
+                };
+                match max_uses {
+                    None => unknown.push(code),
+                    Some(_) if tx.query_opt(CODE_BINDING, &[&code]).await?.is_some() => {
+                        taken.push(code)
+                    }
+                    Some(max) => found.push((code, max)),
+                }
+            }
+            if !unknown.is_empty() {
+                return Ok(Err(PromotionRefusal::UnknownCodes(unknown)));
+            }
+            if !taken.is_empty() {
+                return Ok(Err(PromotionRefusal::AlreadyBound(taken)));
+            }
+            for (code, max) in &found {
+                tx.execute(
+                    INSERT_CODE,
+                    &[code, &id.get(), &source.as_str(), max, &now.as_millis()],
+                )
+                .await?;
+            }
+            found.len() as u64
+        }
+    };
+    tx.execute(BUMP_GENERATION, &[]).await?;
+    super::event::append(tx, codes_bound_event(id, binding, count, now)).await?;
+    Ok(Ok(count))
+}
+
+async fn campaign_code(
+    c: &impl GenericClient,
+    code: &str,
+) -> Result<Option<(i64, Option<String>)>, StorageError> {
+    match c.query_opt(CAMPAIGN_CODE, &[&code]).await? {
+        Some(r) => Ok(Some((r.int(0)?, r.opt_text(1)?))),
+        None => Ok(None),
+    }
+}
+
+/// The promotion a code reaches for `customer` at `now`, and where the code comes from; or
+/// why it reaches none.
+async fn resolve_one(
+    c: &impl GenericClient,
+    code: &str,
+    customer: Option<&str>,
+    now: UnixMillis,
+) -> Result<Result<(PromotionId, CodeSource), Reason>, StorageError> {
+    let bound = c
+        .query_opt(CODE_BINDING, &[&code])
+        .await?
+        .map(|r| binding_from(&r))
+        .transpose()?;
+    let (promotion, facts) = match bound {
+        Some((promotion, mut facts)) => {
+            match facts.source {
+                CodeSource::Coupon => {
+                    facts.coupon = c
+                        .query_opt(COUPON_FACTS, &[&code])
+                        .await?
+                        .map(|r| coupon_facts_from(&r))
+                        .transpose()?;
+                }
+                CodeSource::DiscountCode => {
+                    facts.discount_used = match c.query_opt(DISCOUNT_USED, &[&code]).await? {
+                        Some(r) => r.flag(0)?,
+                        None => true,
+                    };
+                }
+                CodeSource::Campaign => {
+                    facts.issued_to = campaign_code(c, code).await?.and_then(|(_, u)| u);
+                }
+            }
+            (promotion, facts)
+        }
+        None => match campaign_code(c, code).await? {
+            Some((promotion, issued_to)) => (
+                pid(promotion)?,
+                CodeFacts {
+                    source: CodeSource::Campaign,
+                    uses: 0,
+                    max_uses: 1,
+                    coupon: None,
+                    discount_used: false,
+                    issued_to,
+                },
+            ),
+            None => return Ok(Err(Reason::UnknownCode)),
+        },
+    };
+    Ok(code_usable(&facts, customer, now.as_millis()).map(|()| (promotion, facts.source)))
+}
+
+async fn with_items(c: &impl GenericClient, mut hold: Hold) -> Result<Hold, StorageError> {
+    hold.promotions = c
+        .query(ITEMS_OF_HOLD, &[&hold.id])
+        .await?
+        .iter()
+        .map(item_from)
+        .collect::<Result<_, _>>()?;
+    Ok(hold)
+}
+
+async fn load_hold(c: &impl GenericClient, id: i64) -> Result<Option<Hold>, StorageError> {
+    match c.query_opt(HOLD_BY_ID, &[&id]).await? {
+        Some(r) => Ok(Some(with_items(c, hold_from(&r)?).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn hold_by_key(c: &impl GenericClient, key: &str) -> Result<Option<Hold>, StorageError> {
+    match c.query_opt(HOLD_BY_KEY, &[&key]).await? {
+        Some(r) => Ok(Some(with_items(c, hold_from(&r)?).await?)),
+        None => Ok(None),
+    }
+}
+
+/// A hold with its items, by id, in an order's transaction (its caller: orders).
+#[allow(dead_code)]
+pub(super) async fn hold_in(tx: &Transaction<'_>, id: i64) -> Result<Option<Hold>, StorageError> {
+    load_hold(tx, id).await
+}
+
+/// Locks the rows a change of these items touches, in the one order every writer uses:
+/// promotions by id, the customer's rows, the codes by code.
+async fn lock_rows(
+    tx: &impl GenericClient,
+    items: &[HeldPromotion],
+    customer: Option<&str>,
+) -> Result<(), StorageError> {
+    let mut ids: Vec<i64> = items.iter().map(|i| i.promotion.get()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    tx.query(LOCK_PROMOTIONS, &[&ids]).await?;
+    if let Some(c) = customer {
+        tx.query(LOCK_CUSTOMERS, &[&ids, &c]).await?;
+    }
+    let mut codes: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i.code.as_ref().map(|(c, _)| c.as_str()))
+        .collect();
+    codes.sort_unstable();
+    codes.dedup();
+    if !codes.is_empty() {
+        tx.query(LOCK_CODES, &[&codes]).await?;
+    }
+    Ok(())
+}
+
+/// What a create of a hold did.
+enum Made {
+    New(Hold),
+    /// The hold of its key, made before: nothing written.
+    Replayed(Hold),
+    /// Another instance made the hold of its key while this one decided: read it after.
+    KeyTaken,
+}
+
+/// The hold, in `tx`; the caller commits only a new one.
+async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<Made> {
+    if let Some(key) = &new.idempotency_key
+        && let Some(h) = hold_by_key(tx, key).await?
+    {
+        return Ok(Ok(Made::Replayed(h)));
+    }
+    let customer = new.customer.as_deref();
+    lock_rows(tx, &new.promotions, customer).await?;
+    let mut seen: BTreeMap<PromotionId, (Limits, bool, Totals, Option<Totals>)> = BTreeMap::new();
+    let mut order: Vec<&HeldPromotion> = new.promotions.iter().collect();
+    order.sort_by_key(|i| i.promotion);
+    for item in order {
+        let id = item.promotion;
+        if !seen.contains_key(&id) {
+            let Some(read) = limits_and_usage(tx, id.get(), customer).await? else {
+                return Ok(Err(PromotionRefusal::Stale {
+                    promotion: id,
+                    reason: Reason::Inactive,
+                }));
+            };
+            seen.insert(id, read);
+        }
+        let Some((limits, active, totals, cust)) = seen.get_mut(&id) else {
+            return Err(corrupt("a promotion just read is missing"));
+        };
+        if !*active {
+            return Ok(Err(PromotionRefusal::Stale {
+                promotion: id,
+                reason: Reason::Inactive,
+            }));
+        }
+        let cust_now = customer.map(|_| cust.unwrap_or_default());
+        if let Err(reason) = fits(limits, totals, cust_now.as_ref(), item.amount_minor) {
+            return Ok(Err(PromotionRefusal::Stale {
+                promotion: id,
+                reason,
+            }));
+        }
+        let d = Move::Hold.deltas(item.amount_minor);
+        crate::promotion::add(totals, &d);
+        if customer.is_some() {
+            let mut c = cust.unwrap_or_default();
+            crate::promotion::add(&mut c, &d);
+            *cust = Some(c);
+        }
+    }
+    let mut items = Vec::with_capacity(new.promotions.len());
+    for item in &new.promotions {
+        let mut item = item.clone();
+        if let Some((code, _)) = &item.code {
+            match take_code(tx, code, item.promotion, customer, new.now).await? {
+                Some(source) => item.code = Some((code.clone(), source)),
+                None => return Ok(Err(PromotionRefusal::CodeTaken { code: code.clone() })),
+            }
+        }
+        items.push(item);
+    }
+    let inserted = tx
+        .query_opt(
+            INSERT_HOLD_ONCE,
+            &[
+                &customer,
+                &new.currency,
+                &new.cart_fingerprint,
+                &new.evaluation,
+                &new.discount_minor,
+                &new.shipping_discount_minor,
+                &new.idempotency_key,
+                &new.now.as_millis(),
+                &new.expires_at.as_millis(),
+            ],
+        )
+        .await?;
+    let Some(row) = inserted else {
+        return Ok(Ok(Made::KeyTaken));
+    };
+    let id = row.int(0)?;
+    for (position, item) in items.iter().enumerate() {
+        let (code, source) = match &item.code {
+            Some((c, s)) => (Some(c.as_str()), Some(s.as_str())),
+            None => (None, None),
+        };
+        tx.execute(
+            INSERT_ITEM,
+            &[
+                &id,
+                &(position as i64),
+                &item.promotion.get(),
+                &code,
+                &source,
+                &item.amount_minor,
+            ],
+        )
+        .await?;
+        if let Some(c) = customer {
+            tx.execute(ENSURE_CUSTOMER, &[&c, &item.promotion.get()])
+                .await?;
+        }
+    }
+    move_counters(tx, &items, customer, Move::Hold).await?;
+    let hold = load_hold(tx, id)
+        .await?
+        .ok_or_else(|| corrupt("a hold just made is missing"))?;
+    super::event::append(tx, hold_event(EventType::PromotionHeld, &hold)).await?;
+    Ok(Ok(Made::New(hold)))
+}
+
+/// Takes one use of a code for the promotion, if it still reaches it for this customer: the
+/// code's source, or none (taken, gone, or now another's).
+async fn take_code(
+    tx: &impl GenericClient,
+    code: &str,
+    promotion: PromotionId,
+    customer: Option<&str>,
+    now: UnixMillis,
+) -> Result<Option<CodeSource>, StorageError> {
+    let source = match resolve_one(tx, code, customer, now).await? {
+        Ok((p, source)) if p == promotion => source,
+        _ => return Ok(None),
+    };
+    if source == CodeSource::Campaign {
+        tx.execute(
+            INSERT_CAMPAIGN_CODE,
+            &[&code, &promotion.get(), &now.as_millis()],
+        )
+        .await?;
+    }
+    // Conditional: under a race the row's latest version decides, never a stale read.
+    if tx.execute(TAKE_CODE_USE, &[&code]).await? != 1 {
+        return Ok(None);
+    }
+    if source == CodeSource::DiscountCode
+        && tx
+            .execute(MARK_DISCOUNT_USED, &[&now.as_millis(), &code])
+            .await?
+            != 1
+    {
+        return Ok(None);
+    }
+    Ok(Some(source))
+}
+
+async fn move_counters(
+    tx: &impl GenericClient,
+    items: &[HeldPromotion],
+    customer: Option<&str>,
+    mv: Move,
+) -> Result<(), StorageError> {
+    for item in items {
+        let d = mv.deltas(item.amount_minor);
+        let [a, b, c, e] = move_params(&d);
+        let p = item.promotion.get();
+        tx.execute(MOVE_PROMOTION, &[&a, &b, &c, &e, &p]).await?;
+        if let Some(cust) = customer {
+            tx.execute(MOVE_CUSTOMER, &[&a, &b, &c, &e, &p, &cust])
+                .await?;
+        }
+        if d.code_uses < 0
+            && let Some((code, source)) = &item.code
+        {
+            tx.execute(GIVE_CODE_USE, &[code]).await?;
+            if *source == CodeSource::DiscountCode {
+                tx.execute(CLEAR_DISCOUNT_USED, &[code]).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves a hold as `step` says (see [`rules`]), its row and then its promotions' locked
+/// first; or answers it as it is, or refuses, writing nothing.
+async fn transition(
+    tx: &impl GenericClient,
+    id: i64,
+    step: impl FnOnce(&Hold) -> Step,
+    reference: Option<&str>,
+    now: UnixMillis,
+) -> PromotionResult<Hold> {
+    if tx.query_opt(LOCK_HOLD, &[&id]).await?.is_none() {
+        return Ok(Err(PromotionRefusal::HoldNotFound));
+    }
+    let Some(hold) = load_hold(tx, id).await? else {
+        return Ok(Err(PromotionRefusal::HoldNotFound));
+    };
+    let (mv, to) = match step(&hold) {
+        Step::AsItIs => return Ok(Ok(hold)),
+        Step::NotHeld => {
+            return Ok(Err(PromotionRefusal::HoldNotHeld {
+                status: hold.status,
+            }));
+        }
+        Step::Expired => return Ok(Err(PromotionRefusal::HoldExpired)),
+        Step::Apply(mv, to) => (mv, to),
+    };
+    let customer = hold.customer.as_deref();
+    lock_rows(tx, &hold.promotions, customer).await?;
+    move_counters(tx, &hold.promotions, customer, mv).await?;
+    tx.execute(
+        SET_HOLD_STATUS,
+        &[&to.as_str(), &reference, &now.as_millis(), &id],
+    )
+    .await?;
+    let hold = load_hold(tx, id)
+        .await?
+        .ok_or_else(|| corrupt("a hold just changed is missing"))?;
+    if let Some(kind) = crate::promotion::move_event(mv) {
+        super::event::append(tx, hold_event(kind, &hold)).await?;
+    }
+    Ok(Ok(hold))
+}
+
+/// Turns a held, unexpired hold into redemptions for `reference`, in `tx`.
+pub(super) async fn redeem_hold_in(
+    tx: &Transaction<'_>,
+    id: i64,
+    reference: &str,
+    now: UnixMillis,
+) -> PromotionResult<Hold> {
+    transition(
+        tx,
+        id,
+        |h| rules::redeem_step(h.status, now >= h.expires_at),
+        Some(reference),
+        now,
+    )
+    .await
+}
+
+/// Gives back what a hold took, exactly once (see [`rules::roll_back_step`]), in `tx`.
+pub(super) async fn roll_back_hold_in(
+    tx: &Transaction<'_>,
+    id: i64,
+    now: UnixMillis,
+) -> PromotionResult<Hold> {
+    transition(tx, id, |h| rules::roll_back_step(h.status), None, now).await
+}
+
+async fn expire(tx: &impl GenericClient, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
+    let ids: Vec<i64> = tx
+        .query(LOCK_HOLDS_TO_EXPIRE, &[&now.as_millis(), &i64::from(limit)])
+        .await?
+        .iter()
+        .map(|r| r.int(0))
+        .collect::<Result<_, _>>()?;
+    let mut holds = Vec::with_capacity(ids.len());
+    for id in &ids {
+        holds.push(
+            load_hold(tx, *id)
+                .await?
+                .ok_or_else(|| corrupt("a hold just locked is missing"))?,
+        );
+    }
+    // Every promotion of the batch locked at once in id order (then customers, then codes),
+    // as every other writer takes them.
+    let all: Vec<HeldPromotion> = holds.iter().flat_map(|h| h.promotions.clone()).collect();
+    lock_rows(tx, &all, None).await?;
+    let mut by_customer: BTreeMap<&str, Vec<HeldPromotion>> = BTreeMap::new();
+    for h in &holds {
+        if let Some(c) = h.customer.as_deref() {
+            by_customer
+                .entry(c)
+                .or_default()
+                .extend(h.promotions.iter().cloned());
+        }
+    }
+    for (c, items) in &by_customer {
+        let mut ids: Vec<i64> = items.iter().map(|i| i.promotion.get()).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        tx.query(LOCK_CUSTOMERS, &[&ids, c]).await?;
+    }
+    for h in &holds {
+        move_counters(tx, &h.promotions, h.customer.as_deref(), Move::Release).await?;
+        tx.execute(
+            SET_HOLD_STATUS,
+            &[
+                &HoldStatus::Expired.as_str(),
+                &None::<&str>,
+                &now.as_millis(),
+                &h.id,
+            ],
+        )
+        .await?;
+    }
+    if !ids.is_empty() {
+        super::event::append(tx, holds_expired_event(&ids, now)).await?;
+    }
+    Ok(ids.len() as u64)
+}
 
 #[async_trait]
 impl PromotionStore for PgStore {
     async fn create_promotion(&self, new: NewPromotion) -> Result<StoredPromotion, StorageError> {
-        let _ = new;
-        todo!()
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let stored = create(&tx, &new).await?;
+        tx.commit().await?;
+        Ok(stored)
     }
 
     async fn update_promotion(
@@ -23,34 +666,79 @@ impl PromotionStore for PgStore {
         id: PromotionId,
         new: NewPromotion,
     ) -> PromotionResult<StoredPromotion> {
-        let _ = (id, new);
-        todo!()
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let updated = update(&tx, id, &new).await?;
+        if updated.is_ok() {
+            tx.commit().await?;
+        }
+        Ok(updated)
     }
 
     async fn promotion(&self, id: PromotionId) -> Result<Option<StoredPromotion>, StorageError> {
-        let _ = id;
-        todo!()
+        let client = self.client().await?;
+        load_promotion(&*client, id.get()).await
     }
 
     async fn promotions(
         &self,
         query: PromotionQuery,
     ) -> Result<Vec<StoredPromotion>, StorageError> {
-        let _ = query;
-        todo!()
+        let client = self.client().await?;
+        let limit = i64::from(query.limit.min(crate::promotion::PROMOTIONS_PAGE_MAX));
+        client
+            .query(
+                PROMOTIONS_PAGE,
+                &[
+                    &query.after,
+                    &query.active,
+                    &query.trigger.map(trigger_str),
+                    &limit,
+                ],
+            )
+            .await?
+            .iter()
+            .map(promotion_from)
+            .collect()
     }
 
     async fn promotions_generation(&self) -> Result<i64, StorageError> {
-        todo!()
+        let client = self.client().await?;
+        client.query_one(GENERATION, &[]).await?.int(0)
     }
 
     async fn active_automatic_promotions(&self) -> Result<Vec<StoredPromotion>, StorageError> {
-        todo!()
+        let client = self.client().await?;
+        client
+            .query(ACTIVE_AUTOMATIC, &[&true])
+            .await?
+            .iter()
+            .map(promotion_from)
+            .collect()
     }
 
     async fn bind_codes(&self, id: PromotionId, binding: Binding) -> PromotionResult<u64> {
-        let _ = (id, binding);
-        todo!()
+        let now = crate::event::wall_now();
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let bound = match bind(&tx, id, &binding, now).await {
+            Ok(bound) => bound,
+            // Bound by a concurrent binding of another promotion after this one looked.
+            Err(StorageError::Postgres(e)) if e.code() == Some(&SqlState::UNIQUE_VIOLATION) => {
+                let codes = match &binding {
+                    Binding::Coupons(c) | Binding::DiscountCodes(c) => {
+                        crate::promotion::normalized(c)
+                    }
+                    Binding::Campaign(c) => vec![c.to_string()],
+                };
+                return Ok(Err(PromotionRefusal::AlreadyBound(codes)));
+            }
+            Err(e) => return Err(e),
+        };
+        if bound.is_ok() {
+            tx.commit().await?;
+        }
+        Ok(bound)
     }
 
     async fn resolve_codes(
@@ -59,8 +747,18 @@ impl PromotionStore for PgStore {
         customer: Option<&str>,
         now: UnixMillis,
     ) -> Result<Vec<ResolvedCode>, StorageError> {
-        let _ = (codes, customer, now);
-        todo!()
+        let client = self.client().await?;
+        let mut out = Vec::with_capacity(codes.len());
+        for code in codes {
+            let promotion = resolve_one(&*client, code, customer, now)
+                .await?
+                .map(|(p, _)| p);
+            out.push(ResolvedCode {
+                code: code.clone(),
+                promotion,
+            });
+        }
+        Ok(out)
     }
 
     async fn promotion_usage(
@@ -68,28 +766,61 @@ impl PromotionStore for PgStore {
         ids: &[PromotionId],
         customer: Option<&str>,
     ) -> Result<Vec<Usage>, StorageError> {
-        let _ = (ids, customer);
-        todo!()
+        let client = self.client().await?;
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            let (_, _, t, c) = limits_and_usage(&*client, id.get(), customer)
+                .await?
+                .unwrap_or_default();
+            out.push(crate::promotion::usage_of(&t, c.as_ref()));
+        }
+        Ok(out)
     }
 
     async fn customer_orders(&self, customer: &str) -> Result<u64, StorageError> {
-        let _ = customer;
-        todo!()
+        let client = self.client().await?;
+        let n = client
+            .query_one(CUSTOMER_ORDERS, &[&customer])
+            .await?
+            .int(0)?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn create_hold(&self, hold: NewHold) -> PromotionResult<Hold> {
-        let _ = hold;
-        todo!()
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let made = create_hold(&tx, &hold).await?;
+        match made {
+            Ok(Made::New(h)) => {
+                tx.commit().await?;
+                Ok(Ok(h))
+            }
+            Ok(Made::Replayed(h)) => Ok(Ok(h)),
+            Ok(Made::KeyTaken) => {
+                drop(tx);
+                let key = hold.idempotency_key.as_deref().unwrap_or_default();
+                match hold_by_key(&*client, key).await? {
+                    Some(h) => Ok(Ok(h)),
+                    None => Err(corrupt("a hold's key was taken by no hold")),
+                }
+            }
+            Err(refusal) => Ok(Err(refusal)),
+        }
     }
 
     async fn hold(&self, id: i64) -> Result<Option<Hold>, StorageError> {
-        let _ = id;
-        todo!()
+        let client = self.client().await?;
+        load_hold(&*client, id).await
     }
 
     async fn release_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold> {
-        let _ = (id, now);
-        todo!()
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let moved = transition(&tx, id, |h| rules::release_step(h.status), None, now).await?;
+        if moved.is_ok() {
+            tx.commit().await?;
+        }
+        Ok(moved)
     }
 
     async fn redeem_hold(
@@ -98,18 +829,31 @@ impl PromotionStore for PgStore {
         reference: String,
         now: UnixMillis,
     ) -> PromotionResult<Hold> {
-        let _ = (id, reference, now);
-        todo!()
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let moved = redeem_hold_in(&tx, id, &reference, now).await?;
+        if moved.is_ok() {
+            tx.commit().await?;
+        }
+        Ok(moved)
     }
 
     async fn roll_back_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold> {
-        let _ = (id, now);
-        todo!()
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let moved = roll_back_hold_in(&tx, id, now).await?;
+        if moved.is_ok() {
+            tx.commit().await?;
+        }
+        Ok(moved)
     }
 
     async fn expire_holds(&self, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
-        let _ = (now, limit);
-        todo!()
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let n = expire(&tx, now, limit).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 
     async fn promotion_holds(
@@ -118,7 +862,18 @@ impl PromotionStore for PgStore {
         before: i64,
         limit: u32,
     ) -> Result<Vec<Hold>, StorageError> {
-        let _ = (id, before, limit);
-        todo!()
+        let bound = if before <= 0 { i64::MAX } else { before };
+        let client = self.client().await?;
+        let ids: Vec<i64> = client
+            .query(HOLDS_OF_PROMOTION, &[&id.get(), &bound, &i64::from(limit)])
+            .await?
+            .iter()
+            .map(|r| r.int(0))
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(ids.len());
+        for hold in ids {
+            out.extend(load_hold(&*client, hold).await?);
+        }
+        Ok(out)
     }
 }

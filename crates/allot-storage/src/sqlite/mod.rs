@@ -323,6 +323,7 @@ mod tests {
             crate::sale::sql::ALL,
             crate::overview::sql::ALL,
             &[crate::job::CLAIM_SQL],
+            crate::promotion::stored::ALL,
         ];
         for sql in shared.into_iter().flatten() {
             let stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
