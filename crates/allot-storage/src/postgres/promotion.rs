@@ -750,12 +750,11 @@ impl PromotionStore for PgStore {
         let client = self.client().await?;
         let mut out = Vec::with_capacity(codes.len());
         for code in codes {
-            let promotion = resolve_one(&*client, code, customer, now)
-                .await?
-                .map(|(p, _)| p);
+            let resolved = resolve_one(&*client, code, customer, now).await?;
             out.push(ResolvedCode {
                 code: code.clone(),
-                promotion,
+                source: resolved.ok().map(|(_, s)| s),
+                promotion: resolved.map(|(p, _)| p),
             });
         }
         Ok(out)

@@ -638,8 +638,12 @@ impl PromotionStore for SqliteStore {
         self.read(move |conn| {
             let mut out = Vec::with_capacity(codes.len());
             for code in codes {
-                let promotion = resolve_one(conn, &code, customer.as_deref(), now)?.map(|(p, _)| p);
-                out.push(ResolvedCode { code, promotion });
+                let resolved = resolve_one(conn, &code, customer.as_deref(), now)?;
+                out.push(ResolvedCode {
+                    code,
+                    source: resolved.ok().map(|(_, s)| s),
+                    promotion: resolved.map(|(p, _)| p),
+                });
             }
             Ok(out)
         })
