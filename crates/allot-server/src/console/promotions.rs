@@ -252,9 +252,31 @@ fn row(p: &StoredPromotion) -> Markup {
     }
 }
 
-/// The spec's JSON as a person edits it.
+/// The spec's JSON as a person edits it: only what was written, not every field left at its
+/// default (each absent field reads as its default again, so the spec is the same).
 fn pretty(spec: &allot_domain::promotion::PromotionSpec) -> String {
-    serde_json::to_string_pretty(spec).unwrap_or_default()
+    let mut value = serde_json::to_value(spec).unwrap_or_default();
+    prune(&mut value);
+    serde_json::to_string_pretty(&value).unwrap_or_default()
+}
+
+fn prune(value: &mut serde_json::Value) {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            for v in map.values_mut() {
+                prune(v);
+            }
+            map.retain(|_, v| match v {
+                Value::Null | Value::Bool(false) => false,
+                Value::Array(a) => !a.is_empty(),
+                Value::Object(o) => !o.is_empty(),
+                _ => true,
+            });
+        }
+        Value::Array(items) => items.iter_mut().for_each(prune),
+        _ => {}
+    }
 }
 
 /// The spec textarea and the active box, shared by the create and edit forms.
@@ -525,4 +547,25 @@ async fn preview(ctx: Ctx) -> Response {
         }
     };
     ctx.page("Preview a cart", &["promotions.js"], body)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_edited_json_leaves_defaults_out_and_reads_back_as_the_same_spec() {
+        for (_, spec) in super::words::examples() {
+            let json = super::pretty(&spec);
+            assert!(!json.contains("null"), "{json}");
+            let back: allot_domain::promotion::PromotionSpec =
+                serde_json::from_str(&json).expect("the JSON reads back");
+            assert_eq!(back, spec, "{json}");
+        }
+    }
+
+    #[test]
+    fn a_budget_bar_never_overflows() {
+        assert_eq!(super::percent(150, 100), 100.0);
+        assert_eq!(super::percent(5, 0), 0.0);
+        assert_eq!(super::percent(-1, 10), 0.0);
+    }
 }

@@ -360,7 +360,7 @@ async fn console_marketing_writes_a_promotion_as_json_and_previews_a_cart_line_b
         .text()
         .await;
     assert!(actions.contains("10% off the order"), "{actions}");
-    console.check_page("promotions-detail").await;
+    console.check_page("promotions-created").await;
 
     // A cart of 3 x 25.00 EUR and a code bound to nothing: 10% off each line, the code refused
     // with its reason.
