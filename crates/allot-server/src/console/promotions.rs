@@ -257,7 +257,27 @@ fn row(p: &StoredPromotion) -> Markup {
 fn pretty(spec: &allot_domain::promotion::PromotionSpec) -> String {
     let mut value = serde_json::to_value(spec).unwrap_or_default();
     prune(&mut value);
-    serde_json::to_string_pretty(&value).unwrap_or_default()
+    // In the spec's own order (a JSON map here sorts its keys): the name first.
+    let mut fields = Vec::new();
+    for key in [
+        "name",
+        "description",
+        "trigger",
+        "conditions",
+        "actions",
+        "stacking",
+        "limits",
+    ] {
+        if let Some(v) = value.get(key) {
+            let inner = serde_json::to_string_pretty(v).unwrap_or_default();
+            fields.push(format!("  \"{key}\": {}", inner.replace('\n', "\n  ")));
+        }
+    }
+    format!("{{\n{}\n}}", fields.join(",\n"))
+}
+
+fn count(n: i64, one: &str, many: &str) -> String {
+    format!("{} {}", ui::int(n), if n == 1 { one } else { many })
 }
 
 fn prune(value: &mut serde_json::Value) {
@@ -370,9 +390,9 @@ async fn detail(
             section.panel aria-labelledby="usage-title" {
                 h2 #usage-title { "Usage" }
                 dl.pairs #promotion-usage {
-                    dt { "Redeemed" } dd { (words::amount(p.totals.redeemed_minor, cur)) ", " (ui::int(p.totals.redemptions)) " redemptions" }
-                    dt { "Held now" } dd { (words::amount(p.totals.held_minor, cur)) ", " (ui::int(p.totals.held)) " holds" }
-                    dt { "Redemptions" } dd { (redemptions(&p.totals, spec.limits.redemptions_max)) }
+                    dt { "Redeemed" } dd { (words::amount(p.totals.redeemed_minor, cur)) " in " (count(p.totals.redemptions, "redemption", "redemptions")) }
+                    dt { "Held now" } dd { (words::amount(p.totals.held_minor, cur)) " in " (count(p.totals.held, "hold", "holds")) }
+                    dt { "Counted" } dd { (redemptions(&p.totals, spec.limits.redemptions_max)) " (redeemed and held)" }
                 }
                 (budget_bar(&p.totals, spec.limits.budget_minor, cur))
             }
@@ -556,6 +576,7 @@ mod tests {
         for (_, spec) in super::words::examples() {
             let json = super::pretty(&spec);
             assert!(!json.contains("null"), "{json}");
+            assert!(json.starts_with("{\n  \"name\": "), "{json}");
             let back: allot_domain::promotion::PromotionSpec =
                 serde_json::from_str(&json).expect("the JSON reads back");
             assert_eq!(back, spec, "{json}");

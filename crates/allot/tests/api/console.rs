@@ -52,6 +52,25 @@ async fn console_an_admin_signs_in_by_keyboard_alone_and_every_page_passes() {
                "actions": [{"type": "percent_off", "percent": 10}]}),
     )
     .await;
+    // Some of its budget redeemed and some held, for its bar and its holds.
+    for (customer, price) in [("ada", 120_000), ("bob", 60_000)] {
+        let hold = post(
+            &app,
+            "/api/v1/promotions/holds",
+            json!({"currency": "EUR", "customer": {"id": customer},
+                   "lines": [{"product_id": 77, "quantity": 1, "unit_price_minor": price}]}),
+        )
+        .await;
+        if customer == "ada" {
+            let id = hold["id"].as_i64().expect("hold id");
+            post(
+                &app,
+                &format!("/api/v1/promotions/holds/{id}/redeem"),
+                json!({"reference": "shop-order-1"}),
+            )
+            .await;
+        }
+    }
     let mut console = Console::open(&app.url()).await;
 
     // Signed out, the console's address shows its sign-in page, and a keyboard is enough.
