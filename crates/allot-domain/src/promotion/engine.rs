@@ -45,7 +45,9 @@
 use std::cmp::Reverse;
 
 use super::*;
-use crate::catalog::{ATTRIBUTE_KEY_MAX_CHARS, ATTRIBUTE_TEXT_MAX_CHARS, ATTRIBUTES_MAX};
+use crate::catalog::{
+    ATTRIBUTE_KEY_MAX_CHARS, ATTRIBUTE_TEXT_MAX_CHARS, ATTRIBUTES_MAX, AttributeKey,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Checking a spec
@@ -349,12 +351,15 @@ fn labels(field: &'static str, list: &[String]) -> Result<Vec<String>, DomainErr
     list.iter().map(|raw| label(field, raw)).collect()
 }
 
+/// An attribute as the catalog has them: a key of `a-z 0-9 _` (so that a key no product can
+/// have, `Color`, is refused rather than never matching), a value as text.
 fn attribute(field: &'static str, key: &str, value: &str) -> Result<(), DomainError> {
-    let key_chars = key.chars().count();
-    if key_chars == 0 || key_chars > ATTRIBUTE_KEY_MAX_CHARS || key.chars().any(char::is_control) {
+    if AttributeKey::parse(key).is_err() {
         return Err(DomainError::invalid(
             field,
-            format!("keys must be 1 to {ATTRIBUTE_KEY_MAX_CHARS} characters"),
+            format!(
+                "keys must be 1 to {ATTRIBUTE_KEY_MAX_CHARS} of a-z, 0-9 and '_' ({key:?} is not)"
+            ),
         ));
     }
     if value.chars().count() > ATTRIBUTE_TEXT_MAX_CHARS || value.chars().any(char::is_control) {
@@ -1008,7 +1013,24 @@ pub fn evaluate(
         .collect();
     considered.sort_by(|a, b| {
         let key = |c: &Considered<'_>| (c.id, c.code.is_none(), c.code_at.is_none(), c.code_at);
-        key(a).cmp(&key(b)).then_with(|| a.code.cmp(&b.code))
+        let usage = |c: &Considered<'_>| {
+            let u = c.usage;
+            [
+                u.redeemed_minor,
+                u.redemptions,
+                u.held_minor,
+                u.held,
+                u.customer_redeemed_minor,
+                u.customer_redemptions,
+                u.customer_held_minor,
+                u.customer_held,
+            ]
+        };
+        // Ids are unique per promotion; the rest only keeps a caller's slip deterministic.
+        key(a)
+            .cmp(&key(b))
+            .then_with(|| a.code.cmp(&b.code))
+            .then_with(|| usage(b).cmp(&usage(a)))
     });
     // A promotion reached twice (two codes) counts once, by the first code; the later code
     // is answered with what became of it.
@@ -1257,5 +1279,7 @@ fn refusals(
     refused
 }
 
+#[cfg(test)]
+mod props;
 #[cfg(test)]
 mod tests;

@@ -566,14 +566,14 @@ pub(crate) async fn redeem(
     ))
 }
 
-/// Roll back a redeemed hold (a cancelled or refunded order): its money, redemptions and
-/// code uses are given back exactly once; calling again answers the hold as it is.
+/// Roll back a hold (a cancelled or refunded order): a redeemed hold's money, redemptions and
+/// code uses are given back exactly once; a held one is released; calling again (or on a hold
+/// released or expired) answers the hold as it is and gives back nothing more.
 #[utoipa::path(post, path = "/api/v1/promotions/holds/{id}/rollback", tag = "promotions",
     params(("id" = i64, Path, minimum = 1, description = "Hold id")),
     responses(
-        (status = 200, description = "Rolled back (now or before)", body = HoldView),
-        (status = 404, description = "`hold_not_found`", body = ErrorBody),
-        (status = 409, description = "`hold_not_held`: the hold was never redeemed (its `status`)", body = ErrorBody)))]
+        (status = 200, description = "Rolled back or released (now or before)", body = HoldView),
+        (status = 404, description = "`hold_not_found`", body = ErrorBody)))]
 pub(crate) async fn roll_back(
     State(state): State<AppState>,
     PathId(HoldId(id)): PathId<HoldId>,

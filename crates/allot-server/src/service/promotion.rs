@@ -20,7 +20,7 @@ use allot_domain::catalog::{CategoryId, ProductId};
 use allot_domain::promotion::engine::conditions_hold;
 use allot_domain::promotion::{
     Candidate, Cart, CartLine, Customer, Evaluation, HOLD_TTL_MAX_SECS, LABEL_MAX_CHARS, Promotion,
-    PromotionId, Reason, Trigger, evaluate,
+    PromotionId, Reason, Trigger, Usage, evaluate,
 };
 use allot_domain::user::IdempotencyKey;
 use allot_domain::{Clock, DomainError, UnixMillis};
@@ -603,75 +603,83 @@ impl Promotions {
     ) -> Result<Evaluated, ServiceError> {
         let automatic = self.automatic().await?;
         let customer = cart.customer.id.clone();
-        let resolved = if cart.codes.is_empty() {
+        // Bound codes are kept upper-cased (campaign codes, Hangul, have no case); the cart
+        // keeps them as entered, and reports them so.
+        let upper: Vec<String> = cart.codes.iter().map(|c| c.to_uppercase()).collect();
+        let resolved = if upper.is_empty() {
             Vec::new()
         } else {
             self.store
-                .resolve_codes(&cart.codes, customer.as_deref(), now)
+                .resolve_codes(&upper, customer.as_deref(), now)
                 .await?
         };
         let mut code_refusals: Vec<(String, Reason)> = Vec::new();
         let mut sources = HashMap::new();
-        // A promotion reached by two codes is considered once, by the first of them.
         let mut reached: Vec<(PromotionId, String)> = Vec::new();
-        for r in resolved {
+        for (entered, r) in cart.codes.iter().zip(resolved) {
             match r.promotion {
-                Err(reason) => code_refusals.push((r.code, reason)),
-                Ok(id) if reached.iter().any(|(p, _)| *p == id) => {
-                    code_refusals.push((r.code, Reason::NotCombinable));
-                }
+                Err(reason) => code_refusals.push((entered.clone(), reason)),
                 Ok(id) => {
                     if let Some(source) = r.source {
-                        sources.insert(r.code.clone(), source);
+                        sources.insert(entered.clone(), source);
                     }
-                    reached.push((id, r.code));
+                    reached.push((id, entered.clone()));
                 }
             }
         }
         let mut names = BTreeMap::new();
         let mut inactive = HashMap::new();
-        let mut by_code: Vec<(PromotionId, String, Promotion)> = Vec::new();
+        // Active promotions reached by a code; `None` for one switched off.
+        let mut loaded: BTreeMap<PromotionId, Option<Promotion>> = BTreeMap::new();
+        // A promotion reached by two codes is given to the engine with both: it considers the
+        // promotion once, by the first, and says what became of the other.
+        let mut by_code: Vec<(PromotionId, String)> = Vec::new();
         for (id, code) in reached {
-            match self.store.promotion(id).await? {
-                None => code_refusals.push((code, Reason::UnknownCode)),
-                Some(p) if !p.active => {
-                    names.insert(id, p.promotion.spec().name.clone());
+            if let std::collections::btree_map::Entry::Vacant(slot) = loaded.entry(id) {
+                let Some(stored) = self.store.promotion(id).await? else {
+                    code_refusals.push((code, Reason::UnknownCode));
+                    continue;
+                };
+                names.insert(id, stored.promotion.spec().name.clone());
+                slot.insert(stored.active.then_some(stored.promotion));
+            }
+            match loaded.get(&id) {
+                Some(Some(_)) => by_code.push((id, code)),
+                _ => {
                     inactive.insert(code.clone(), id);
                     code_refusals.push((code, Reason::Inactive));
-                }
-                Some(p) => {
-                    names.insert(id, p.promotion.spec().name.clone());
-                    by_code.push((id, code, p.promotion));
                 }
             }
         }
         let automatic: Vec<&(PromotionId, Promotion)> = automatic
             .iter()
-            .filter(|(id, p)| {
-                !by_code.iter().any(|(c, _, _)| c == id) && conditions_hold(p, &cart, now).is_ok()
-            })
+            .filter(|(id, p)| !loaded.contains_key(id) && conditions_hold(p, &cart, now).is_ok())
             .collect();
-        let ids: Vec<PromotionId> = by_code
+        let ids: Vec<PromotionId> = loaded
             .iter()
-            .map(|(id, _, _)| *id)
+            .filter(|(_, p)| p.is_some())
+            .map(|(id, _)| *id)
             .chain(automatic.iter().map(|(id, _)| *id))
             .collect();
-        let usage = if ids.is_empty() {
-            Vec::new()
+        let usage: HashMap<PromotionId, Usage> = if ids.is_empty() {
+            HashMap::new()
         } else {
-            self.store
+            let read = self
+                .store
                 .promotion_usage(&ids, customer.as_deref())
-                .await?
+                .await?;
+            ids.iter().copied().zip(read).collect()
         };
-        let mut usage = usage.into_iter();
-        let mut candidates = Vec::with_capacity(ids.len());
-        for (id, code, promotion) in &by_code {
-            candidates.push(Candidate {
-                id: *id,
-                promotion,
-                code: Some(code.as_str()),
-                usage: usage.next().unwrap_or_default(),
-            });
+        let mut candidates = Vec::with_capacity(by_code.len() + automatic.len());
+        for (id, code) in &by_code {
+            if let Some(Some(promotion)) = loaded.get(id) {
+                candidates.push(Candidate {
+                    id: *id,
+                    promotion,
+                    code: Some(code.as_str()),
+                    usage: usage.get(id).copied().unwrap_or_default(),
+                });
+            }
         }
         for (id, promotion) in &automatic {
             names.insert(*id, promotion.spec().name.clone());
@@ -679,7 +687,7 @@ impl Promotions {
                 id: *id,
                 promotion,
                 code: None,
-                usage: usage.next().unwrap_or_default(),
+                usage: usage.get(id).copied().unwrap_or_default(),
             });
         }
         let mut evaluation = evaluate(&cart, &candidates, &code_refusals, now);
@@ -696,6 +704,12 @@ impl Promotions {
             names,
             sources,
         })
+    }
+
+    /// Whether any automatic promotion is active: an order without codes is evaluated only
+    /// then. As cheap as [`Promotions::automatic`]: one small read, nothing parsed.
+    pub async fn any_automatic(&self) -> Result<bool, ServiceError> {
+        Ok(!self.automatic().await?.is_empty())
     }
 
     /// The active automatic promotions, parsed, as of the promotions' current generation.

@@ -10,8 +10,12 @@ pub(super) fn promotion(spec: Value) -> Promotion {
 }
 
 fn spec_error(spec: Value) -> &'static str {
+    let shown = spec.to_string();
     let spec: PromotionSpec = serde_json::from_value(spec).expect("a spec that deserializes");
-    Promotion::parse(spec).map(|_| ()).unwrap_err().field()
+    match Promotion::parse(spec) {
+        Ok(_) => panic!("accepted: {shown}"),
+        Err(e) => e.field(),
+    }
 }
 
 fn line(product: i64, quantity: i64, unit_price_minor: i64) -> CartLine {
@@ -207,6 +211,14 @@ fn spec_errors_name_their_field() {
         (
             json!({"conditions": {"schedule": {"time_zone": "Mars/Olympus"}}}),
             "conditions.schedule.time_zone",
+        ),
+        (
+            json!({"conditions": {"attributes": {"Color": "red"}}}),
+            "conditions.attributes",
+        ),
+        (
+            json!({"conditions": {"attributes": {"color": "r".repeat(501)}}}),
+            "conditions.attributes",
         ),
         (
             json!({"conditions": {"currency": "eur"}}),
@@ -898,4 +910,124 @@ fn a_code_in_another_case_is_matched_and_answered_as_entered() {
     let e = evaluate(&c, &[coded(1, &p, "SPRING10")], &[], now());
     assert_eq!(e.applied[0].code.as_deref(), Some("spring10"));
     assert!(e.refused.is_empty());
+}
+
+#[test]
+fn ties_are_broken_by_id_whatever_the_order_given() {
+    let c = cart(vec![line(1, 1, 10000)]);
+    let ten = promotion(json!({"name": "T", "trigger": "automatic",
+        "actions": [{"type": "percent_off", "percent": 10}]}));
+    let e = evaluate(&c, &[auto(2, &ten), auto(1, &ten)], &[], now());
+    let applied: Vec<(PromotionId, i64)> =
+        e.applied.iter().map(|a| (a.id, a.amount_minor)).collect();
+    // The lower id first: 10% of 10,000, then 10% of the 9,000 left.
+    assert_eq!(applied, vec![(id(1), 1000), (id(2), 900)]);
+    assert_eq!(e, evaluate(&c, &[auto(1, &ten), auto(2, &ten)], &[], now()));
+}
+
+#[test]
+fn a_budget_cuts_lines_and_shipping_in_proportion() {
+    let mut c = cart(vec![line(1, 1, 1000)]);
+    c.shipping_minor = 500;
+    let p = promotion(json!({"name": "Both", "trigger": "automatic",
+        "conditions": {"currency": "EUR"},
+        "actions": [{"type": "percent_off", "percent": 10}, {"type": "free_shipping"}],
+        "limits": {"budget_minor": 1000}}));
+    let cand = Candidate {
+        usage: Usage {
+            redeemed_minor: 700,
+            ..Usage::default()
+        },
+        ..auto(1, &p)
+    };
+    // 100 off the line and 500 off the shipping would be 600; 300 is left: 50 and 250.
+    let e = evaluate(&c, &[cand], &[], now());
+    let a = &e.applied[0];
+    assert_eq!(
+        (a.amount_minor, a.shipping_minor, a.capped_by_budget),
+        (300, 250, true)
+    );
+    assert_eq!((e.discount_minor, e.shipping_discount_minor), (50, 250));
+    assert_eq!(e.total_minor, 1000 - 50 + 500 - 250);
+}
+
+#[test]
+fn an_exclusive_one_that_comes_second_is_refused_even_in_the_same_class() {
+    let c = cart(vec![line(1, 1, 10000)]);
+    let big = with_stacking(json!({"type": "percent_off", "percent": 20}), json!({}));
+    let alone = with_stacking(
+        json!({"type": "percent_off", "percent": 10}),
+        json!({"exclusive": true}),
+    );
+    let small = with_stacking(
+        json!({"type": "amount_off", "amount_minor": 100}),
+        json!({}),
+    );
+    let e = evaluate(
+        &c,
+        &[auto(1, &alone), auto(2, &big), auto(3, &small)],
+        &[],
+        now(),
+    );
+    let applied: Vec<(PromotionId, i64)> =
+        e.applied.iter().map(|a| (a.id, a.amount_minor)).collect();
+    assert_eq!(applied, vec![(id(2), 2000), (id(3), 100)]);
+    assert_eq!(
+        e.refused,
+        vec![Refused {
+            id: Some(id(1)),
+            code: None,
+            reason: Reason::NotCombinable
+        }]
+    );
+}
+
+#[test]
+fn tiers_count_only_the_matching_lines_when_they_target_them() {
+    let c = cart(vec![line(1, 1, 6000), line(2, 1, 6000)]);
+    let p = promotion(json!({"name": "T", "trigger": "automatic",
+        "conditions": {"products": [2]},
+        "actions": [{"type": "tiered", "target": "matching_lines", "tiers": [
+            {"min_subtotal_minor": 5000, "percent": 5},
+            {"min_subtotal_minor": 10000, "percent": 10}]}]}));
+    // The cart is 12,000, but the matching line alone is 6,000: the 5% tier, on it only.
+    assert_eq!(alone(&p, &c), (300, vec![0, 300]));
+}
+
+#[test]
+fn a_code_the_caller_refused_is_not_applied_even_with_a_candidate() {
+    let mut c = cart(vec![line(1, 1, 1000)]);
+    c.codes = vec!["USED".to_owned()];
+    let p = promotion(json!({"name": "P", "trigger": "code",
+        "actions": [{"type": "amount_off", "amount_minor": 100}]}));
+    let e = evaluate(
+        &c,
+        &[coded(1, &p, "USED")],
+        &[("USED".to_owned(), Reason::CodeUnusable)],
+        now(),
+    );
+    assert!(e.applied.is_empty());
+    assert_eq!(
+        e.refused,
+        vec![Refused {
+            id: None,
+            code: Some("USED".to_owned()),
+            reason: Reason::CodeUnusable
+        }]
+    );
+}
+
+#[test]
+fn a_code_nobody_answered_for_is_unknown() {
+    let mut c = cart(vec![line(1, 1, 1000)]);
+    c.codes = vec!["WHO".to_owned()];
+    let e = evaluate(&c, &[], &[], now());
+    assert_eq!(
+        e.refused,
+        vec![Refused {
+            id: None,
+            code: Some("WHO".to_owned()),
+            reason: Reason::UnknownCode
+        }]
+    );
 }
