@@ -220,7 +220,7 @@ async fn list(ctx: Ctx, Query(q): Query<ListQuery>) -> Response {
                     th scope="col" { "State" }
                     th scope="col" { "Class, priority" }
                     th scope="col" { "Budget used" }
-                    th.num scope="col" { "Redemptions" }
+                    th.num scope="col" { "Redemptions, with holds" }
                 } }
                 tbody {
                     @for p in &promotions {
