@@ -379,14 +379,12 @@ pub(crate) fn holds_expired_event(ids: &[i64], now: UnixMillis) -> allot_domain:
 
 /// The codes of a binding as they are stored: trimmed, upper case, each once, in order.
 pub(crate) fn normalized(codes: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(codes.len());
-    for code in codes {
-        let code = code.trim().to_uppercase();
-        if !out.contains(&code) {
-            out.push(code);
-        }
-    }
-    out
+    let mut seen = std::collections::HashSet::with_capacity(codes.len());
+    codes
+        .iter()
+        .map(|code| code.trim().to_uppercase())
+        .filter(|code| seen.insert(code.clone()))
+        .collect()
 }
 
 /// The engine's view of a promotion's counters, in all and of one customer.
