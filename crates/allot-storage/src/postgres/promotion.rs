@@ -1,10 +1,12 @@
 //! Promotions on PostgreSQL, exact across instances. A write that spends or gives back a
 //! promotion's budget is one transaction that takes its locks in one order: the hold's row
 //! (for a move of an existing hold), then the promotions' rows in id order, then their
-//! customer rows, then the codes' rows in code order. Usage is read after the locks are held
-//! (each statement of a READ COMMITTED transaction sees what committed before it), so no two
-//! instances can both fit the last of a budget; the tables' CHECKs hold the same bounds. A
-//! refusal drops the transaction: nothing of it stays.
+//! customer rows, then the codes' rows in code order (a new hold inserts its own row first,
+//! which nobody else can see yet). Usage is read once the locks are held (from the locked rows
+//! themselves, or by a later statement, which in READ COMMITTED sees what committed before it),
+//! so no two instances can both fit the last of a budget; the tables' CHECKs hold the same
+//! bounds. A refusal drops the transaction: nothing of it stays. A transaction PostgreSQL ends
+//! as a deadlock's victim is run again (see [`DEADLOCK_ATTEMPTS`]).
 //!
 //! The `*_in` functions are also called by an order's own transaction.
 
