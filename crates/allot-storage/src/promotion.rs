@@ -265,7 +265,10 @@ pub trait PromotionStore: Send + Sync + 'static {
     ) -> PromotionResult<Hold>;
 
     /// Gives back a redeemed hold's money, redemptions and code uses, exactly once: a hold
-    /// already rolled back is answered as it is and nothing changes.
+    /// already rolled back is answered as it is and nothing changes. A hold still held is
+    /// released (what it holds given back, status `released`, event `PromotionHoldReleased`),
+    /// so a caller unsure whether it redeemed can always call this; a released or expired
+    /// hold has nothing left to give and is answered as it is.
     async fn roll_back_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold>;
 
     /// Expires up to `limit` holds past their time, giving back what they held; how many.
