@@ -135,6 +135,7 @@ impl Actor {
             ACTOR_RESERVATION_EXPIRY => Some(Actor::System(ACTOR_RESERVATION_EXPIRY)),
             ACTOR_COUPON_PURGE => Some(Actor::System(ACTOR_COUPON_PURGE)),
             ACTOR_NOTIFIER => Some(Actor::System(ACTOR_NOTIFIER)),
+            ACTOR_PROMOTION_HOLD_EXPIRY => Some(Actor::System(ACTOR_PROMOTION_HOLD_EXPIRY)),
             _ => {
                 if let Some(rest) = text.strip_prefix("user:") {
                     id(rest).map(Actor::User)
@@ -255,6 +256,24 @@ mod tests {
         assert_eq!(EventType::parse("Nope"), None);
     }
 
+    /// Consumers read payloads from docs/EVENTS.md: a type missing there is a type nobody
+    /// can use safely.
+    #[test]
+    fn every_type_is_documented_with_its_payload() {
+        let doc = include_str!("../../../docs/EVENTS.md");
+        for t in EventType::ALL {
+            let name = format!("`{}`", t.as_str());
+            // The first cell of a table row, alone or beside its twin (`ProductCreated`,
+            // `ProductUpdated`).
+            let documented = doc.lines().any(|line| {
+                line.strip_prefix("| ")
+                    .and_then(|row| row.split(" |").next())
+                    .is_some_and(|cell| cell.split(", ").any(|n| n == name))
+            });
+            assert!(documented, "{} is not in docs/EVENTS.md", t.as_str());
+        }
+    }
+
     #[test]
     fn actors_print_and_parse_back() {
         for a in [
@@ -262,6 +281,7 @@ mod tests {
             Actor::User(7),
             Actor::ApiKey(3),
             Actor::System(ACTOR_SALE_OPENER),
+            Actor::System(ACTOR_PROMOTION_HOLD_EXPIRY),
             Actor::Unattributed,
         ] {
             assert_eq!(Actor::parse(&a.to_string()), Some(a));

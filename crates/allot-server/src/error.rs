@@ -93,6 +93,14 @@ pub enum ServiceError {
     CodeAlreadyUsed,
     #[error("the reservation is {status}, no longer pending")]
     ReservationNotPending { status: &'static str },
+    /// The order's promotion hold cannot be consumed by it: `not_found`, `not_held`,
+    /// `expired`, `another_customer`, `another_currency`, `another_cart` or `changed`.
+    #[error("promotion_hold_id: the promotion hold cannot be used by this order: {reason}")]
+    PromotionHoldUnusable { reason: &'static str },
+    /// A promotion code of an order gives it nothing: the engine's reason
+    /// (`min_subtotal_not_met`, `budget_exhausted`, `not_combinable`...).
+    #[error("codes: the promotion code {code} gives this order nothing: {reason}")]
+    PromotionCodeRefused { code: String, reason: &'static str },
     #[error("on hand may not go below what is reserved ({reserved}; on hand is {on_hand})")]
     BelowReserved { on_hand: i64, reserved: i64 },
     /// The first request with this `Idempotency-Key` is still being served.
@@ -264,7 +272,9 @@ impl ServiceError {
             ServiceError::OrderOutOfStock { .. }
             | ServiceError::IllegalTransition { .. }
             | ServiceError::CouponUnusable { .. }
-            | ServiceError::CodeAlreadyUsed => ErrorKind::Conflict,
+            | ServiceError::CodeAlreadyUsed
+            | ServiceError::PromotionHoldUnusable { .. }
+            | ServiceError::PromotionCodeRefused { .. } => ErrorKind::Conflict,
             ServiceError::UnknownCode { .. } => ErrorKind::InvalidArgument,
             ServiceError::IdempotencyKeyInUse => ErrorKind::Conflict,
             ServiceError::IdempotencyKeyReused => ErrorKind::InvalidArgument,
@@ -334,6 +344,8 @@ impl ServiceError {
             ServiceError::CouponUnusable { .. } => "coupon_unusable",
             ServiceError::UnknownCode { .. } => "unknown_code",
             ServiceError::CodeAlreadyUsed => "code_already_used",
+            ServiceError::PromotionHoldUnusable { .. } => "promotion_hold_unusable",
+            ServiceError::PromotionCodeRefused { .. } => "promotion_code_refused",
             ServiceError::ReservationNotPending { .. } => "reservation_not_pending",
             ServiceError::BelowReserved { .. } => "below_reserved",
             ServiceError::IdempotencyKeyInUse => "idempotency_key_in_use",
@@ -370,6 +382,8 @@ impl ServiceError {
             ServiceError::InvalidArgument { field, .. } => Some(field),
             ServiceError::BadRequest { field, .. } => *field,
             ServiceError::UnknownCode { field } => Some(field),
+            ServiceError::PromotionHoldUnusable { .. } => Some("promotion_hold_id"),
+            ServiceError::PromotionCodeRefused { .. } => Some("codes"),
             ServiceError::IdempotencyKeyReused => Some("Idempotency-Key"),
             ServiceError::Forbidden { field, .. } => *field,
             ServiceError::LimitBelowUsage { field }

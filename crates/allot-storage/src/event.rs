@@ -215,6 +215,10 @@ pub(crate) fn order_created_event<A>(o: &crate::Order<A>) -> allot_domain::event
         "subtotal_minor": o.subtotal_minor,
         "coupon_code": o.coupon.as_ref().map(|c| c.code.as_str()),
         "discount_code": o.discount_code.as_ref().map(|c| c.code.as_str()),
+        "promotion_hold_id": o.promotion_hold_id,
+        "promotion_minor": o.promotion_minor,
+        "shipping_minor": o.shipping_minor,
+        "shipping_discount_minor": o.shipping_discount_minor,
         "total_minor": o.total_minor,
     });
     allot_domain::event::NewEvent::api(EventType::OrderCreated, o.created_at, payload.to_string())

@@ -54,8 +54,8 @@ pub use inventory::{
 pub use job::JobStore;
 pub use notification::NotificationStore;
 pub use order::{
-    AppliedCode, Created, NewOrder, Order, OrderLine, OrderQuery, OrderRefusal, OrderResult,
-    OrderStore, StatusChange, StatusRequest,
+    AppliedCode, AppliedPromotion, Created, HoldUnusable, NewOrder, Order, OrderLine, OrderQuery,
+    OrderRefusal, OrderResult, OrderStore, StatusChange, StatusRequest,
 };
 pub use overview::{OverviewCounts, OverviewStore};
 pub use promotion::{

@@ -47,6 +47,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(17, "accounts", "0017_accounts.sql"),
     migration!(18, "notification_outbox", "0018_notification_outbox.sql"),
     migration!(19, "promotions", "0019_promotions.sql"),
+    migration!(20, "order_promotions", "0020_order_promotions.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.

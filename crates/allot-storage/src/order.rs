@@ -18,16 +18,18 @@ use async_trait::async_trait;
 
 use crate::StorageError;
 use crate::catalog::corrupt;
+use crate::promotion::HoldStatus;
 
 mod rules;
 mod stored;
 pub(crate) use rules::{
     LineStep, OrderFacts, PricedProduct, StockRow, decide_order, decide_status_change,
-    inventory_refusal,
+    hold_refusal, inventory_refusal,
 };
 pub(crate) use stored::{
     HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, ORDER_BY_ID, ORDER_IDS_PAGE,
     ORDER_IDS_PAGE_NEWEST, SET_ORDER_STATUS, change_from, line_from, order_from, priced_from,
+    promotions_json,
 };
 
 /// Stock held by a pending order never lapses: its reservations carry this lifetime
@@ -47,6 +49,11 @@ pub struct NewOrder<A = ShippingAddress> {
     pub discount_code: Option<DiscountCode>,
     /// What a discount code takes off.
     pub discount_code_value: Discount,
+    /// The shipping amount, in the order's currency (0 to the order maximum).
+    pub shipping_minor: i64,
+    /// A promotion hold made for these very lines, consumed by the order (see
+    /// [`rules::decide_order`]).
+    pub promotion_hold: Option<i64>,
     pub idempotency_key: Option<IdempotencyKey>,
     pub now: UnixMillis,
 }
@@ -70,6 +77,15 @@ pub struct AppliedCode {
     pub amount_minor: i64,
 }
 
+/// A promotion an order got through its hold, and what it took off (lines and shipping).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AppliedPromotion {
+    pub promotion_id: i64,
+    /// The code that reached it; none for an automatic promotion.
+    pub code: Option<String>,
+    pub amount_minor: i64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StatusChange {
     pub from: Option<OrderStatus>,
@@ -89,6 +105,8 @@ impl<A> NewOrder<A> {
             coupon,
             discount_code,
             discount_code_value,
+            shipping_minor,
+            promotion_hold,
             idempotency_key,
             now,
         } = self;
@@ -99,6 +117,8 @@ impl<A> NewOrder<A> {
             coupon,
             discount_code,
             discount_code_value,
+            shipping_minor,
+            promotion_hold,
             idempotency_key,
             now,
         }
@@ -115,8 +135,16 @@ pub struct Order<A = ShippingAddress> {
     pub shipping_address: A,
     pub lines: Vec<OrderLine>,
     pub subtotal_minor: i64,
+    /// Off the lines by the promotions of the order's hold, before the coupon and the code.
+    pub promotion_minor: i64,
+    pub promotions: Vec<AppliedPromotion>,
+    pub promotion_hold_id: Option<i64>,
     pub coupon: Option<AppliedCode>,
     pub discount_code: Option<AppliedCode>,
+    pub shipping_minor: i64,
+    /// Off the shipping by the hold's promotions.
+    pub shipping_discount_minor: i64,
+    /// The subtotal less every discount, plus the shipping less its discount.
     pub total_minor: i64,
     pub idempotency_key: Option<String>,
     /// Oldest first.
@@ -136,8 +164,13 @@ impl<A> Order<A> {
             shipping_address: _,
             lines,
             subtotal_minor,
+            promotion_minor,
+            promotions,
+            promotion_hold_id,
             coupon,
             discount_code,
+            shipping_minor,
+            shipping_discount_minor,
             total_minor,
             idempotency_key,
             history,
@@ -152,8 +185,13 @@ impl<A> Order<A> {
             shipping_address,
             lines,
             subtotal_minor,
+            promotion_minor,
+            promotions,
+            promotion_hold_id,
             coupon,
             discount_code,
+            shipping_minor,
+            shipping_discount_minor,
             total_minor,
             idempotency_key,
             history,
@@ -233,6 +271,38 @@ pub enum OrderRefusal {
     ReservationNotPending {
         status: ReservationStatus,
     },
+    /// The promotion hold named cannot be consumed by this order.
+    PromotionHoldUnusable(HoldUnusable),
+}
+
+/// Why an order cannot consume a promotion hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HoldUnusable {
+    NotFound,
+    /// Redeemed, released, expired or rolled back already.
+    NotHeld(HoldStatus),
+    Expired,
+    /// Made for another customer (or for a guest).
+    OtherCustomer,
+    OtherCurrency,
+    /// Made for other lines (products, quantities or prices).
+    OtherCart,
+    /// Changed by another transaction while the order was placed.
+    Changed,
+}
+
+impl HoldUnusable {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HoldUnusable::NotFound => "not_found",
+            HoldUnusable::NotHeld(_) => "not_held",
+            HoldUnusable::Expired => "expired",
+            HoldUnusable::OtherCustomer => "another_customer",
+            HoldUnusable::OtherCurrency => "another_currency",
+            HoldUnusable::OtherCart => "another_cart",
+            HoldUnusable::Changed => "changed",
+        }
+    }
 }
 
 pub type OrderResult<T> = Result<Result<T, OrderRefusal>, StorageError>;

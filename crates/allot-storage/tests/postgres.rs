@@ -699,6 +699,8 @@ async fn one_batch_of_orders_refuses_replays_and_races_as_orders_one_by_one_woul
         coupon: coupon.then(|| UploadedCode::parse("RACE1").unwrap()),
         discount_code: None,
         discount_code_value: Discount::new(DiscountKind::Percentage, 10).unwrap(),
+        shipping_minor: 0,
+        promotion_hold: None,
         idempotency_key: key.map(|k| IdempotencyKey::parse(k).unwrap()),
         now: UnixMillis::from_millis(1_000),
     };

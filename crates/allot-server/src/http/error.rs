@@ -26,7 +26,8 @@ pub(crate) struct ErrorDetail {
     /// `megadeal_unavailable`, `no_active_sale`, `not_in_current_sale`, `item_sold`,
     /// `sale_over`, `sku_taken`, `category_in_use`, `warehouse_code_taken`, `warehouse_in_use`,
     /// `out_of_stock`, `reservation_not_pending`, `below_reserved`, `illegal_transition`,
-    /// `coupon_unusable`, `unknown_code`, `code_already_used`, `invalid_credentials`,
+    /// `coupon_unusable`, `unknown_code`, `code_already_used`, `promotion_hold_unusable`,
+    /// `promotion_code_refused`, `invalid_credentials`,
     /// `invalid_token`, `unauthenticated`, `email_taken`, `template_name_taken`,
     /// `template_in_use`, `promotion_not_found`, `hold_not_found`, `hold_not_held`,
     /// `hold_expired`, `limit_below_usage`, `unknown_codes`, `already_bound`,
@@ -59,7 +60,10 @@ pub(crate) struct ErrorDetail {
     pub from: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub to: Option<&'static str>,
-    /// For `coupon_unusable`: `expired`, `exhausted` or `not_owner`.
+    /// For `coupon_unusable`: `expired`, `exhausted` or `not_owner`. For
+    /// `promotion_hold_unusable`: `not_found`, `not_held`, `expired`, `another_customer`,
+    /// `another_currency`, `another_cart` or `changed`. For `promotion_code_refused`: the
+    /// promotion engine's reason (`min_subtotal_not_met`, `budget_exhausted`...).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<&'static str>,
     /// For `unknown_codes` and `already_bound`: the codes at fault.
@@ -155,7 +159,9 @@ impl IntoResponse for ServiceError {
             _ => (None, None),
         };
         let reason = match &self {
-            ServiceError::CouponUnusable { reason } => Some(*reason),
+            ServiceError::CouponUnusable { reason }
+            | ServiceError::PromotionHoldUnusable { reason }
+            | ServiceError::PromotionCodeRefused { reason, .. } => Some(*reason),
             _ => None,
         };
         let reservation_status = match &self {

@@ -66,6 +66,15 @@ pub(crate) struct AppliedCodeView {
 }
 
 #[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AppliedPromotionView {
+    pub promotion_id: i64,
+    /// The code that reached it; null for an automatic promotion.
+    pub code: Option<String>,
+    /// What it took off the lines and the shipping, in minor units.
+    pub amount_minor: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct StatusChangeView {
     /// Null for the first entry (the order placed, pending).
     pub from: Option<&'static str>,
@@ -89,11 +98,20 @@ pub(crate) struct OrderView {
     pub lines: Vec<OrderLineView>,
     /// Sum of the line totals, in minor units.
     pub subtotal_minor: i64,
-    /// Applied first, on the subtotal.
+    /// The promotions the order got through its hold, in the order they applied.
+    pub promotions: Vec<AppliedPromotionView>,
+    /// Off the lines by the promotions, first, on the subtotal.
+    pub promotion_discount_minor: i64,
+    /// The promotion hold the order consumed (rolled back if the order is cancelled).
+    pub promotion_hold_id: Option<i64>,
+    /// Applied next, on what the promotions left.
     pub coupon: Option<AppliedCodeView>,
-    /// Applied second, on what the coupon left.
+    /// Applied last, on what the coupon left.
     pub discount_code: Option<AppliedCodeView>,
-    /// Subtotal less the discounts; never below zero.
+    pub shipping_minor: i64,
+    /// Off the shipping by the promotions.
+    pub shipping_discount_minor: i64,
+    /// Subtotal less the discounts (never below zero), plus the shipping less its discount.
     pub total_minor: i64,
     /// Oldest first.
     pub history: Vec<StatusChangeView>,
@@ -131,8 +149,21 @@ impl From<Order> for OrderView {
                 })
                 .collect(),
             subtotal_minor: o.subtotal_minor,
+            promotions: o
+                .promotions
+                .into_iter()
+                .map(|p| AppliedPromotionView {
+                    promotion_id: p.promotion_id,
+                    code: p.code,
+                    amount_minor: p.amount_minor,
+                })
+                .collect(),
+            promotion_discount_minor: o.promotion_minor,
+            promotion_hold_id: o.promotion_hold_id,
             coupon: o.coupon.map(applied),
             discount_code: o.discount_code.map(applied),
+            shipping_minor: o.shipping_minor,
+            shipping_discount_minor: o.shipping_discount_minor,
             total_minor: o.total_minor,
             history: o
                 .history
@@ -182,6 +213,25 @@ pub(crate) struct PlaceOrderBody {
     /// A one-time discount code: used by the order; takes `--discount-code-percent` off.
     #[schema(pattern = "^[A-HJ-NP-Za-hj-np-z2-9]{7,8}$")]
     pub discount_code: Option<String>,
+    /// The shipping amount in the order's currency, 0 to 1,000,000,000,000 [default: 0];
+    /// added to the total, less what a free-shipping promotion takes off.
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(default, deserialize_with = "whole")]
+    pub shipping_minor: Option<i64>,
+    /// A promotion hold (`POST /api/v1/promotions/holds`) made for this customer and these
+    /// very lines at catalog prices: its discounts apply first and it is redeemed by the order,
+    /// in the same transaction (rolled back if the order is cancelled).
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
+    pub promotion_hold_id: Option<i64>,
+    /// Promotion codes (coupons, campaign codes or discount codes bound to promotions), at
+    /// most 20: the order is held and evaluated by the promotion engine with them, and every
+    /// one must give it something (else 409 `promotion_code_refused` with the reason, or 422
+    /// `unknown_code`). Not with `promotion_hold_id` (the hold carries its codes).
+    /// Each 1 to 64 letters, digits, `_` or `-`, matched without regard to case.
+    #[schema(max_items = 20)]
+    #[serde(default)]
+    pub codes: Option<Vec<String>>,
 }
 
 /// Each field 1 to 200 characters, trimmed, no control characters.
@@ -311,6 +361,46 @@ fn place_order(
         .discount_code
         .map(|c| DiscountCode::parse(&c).map_err(named("discount_code")))
         .transpose()?;
+    let shipping_minor = match body.shipping_minor {
+        None => 0,
+        Some(s) if (0..=allot_domain::order::ORDER_TOTAL_MAX).contains(&s) => s,
+        Some(_) => {
+            return Err(invalid(
+                "shipping_minor",
+                "must be 0 to 1000000000000 minor units",
+            ));
+        }
+    };
+    let promotion_hold = match body.promotion_hold_id {
+        None => None,
+        Some(id) if id >= 1 => Some(id),
+        Some(_) => return Err(invalid("promotion_hold_id", "must be a positive integer")),
+    };
+    let raw_codes = body.codes.unwrap_or_default();
+    if raw_codes.len() > allot_domain::promotion::CART_CODES_MAX {
+        return Err(invalid(
+            "codes",
+            format!("at most {} codes", allot_domain::promotion::CART_CODES_MAX),
+        ));
+    }
+    let mut codes: Vec<String> = Vec::with_capacity(raw_codes.len());
+    for code in raw_codes {
+        let n = code.chars().count();
+        if !(1..=64).contains(&n)
+            || !code
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(invalid(
+                "codes",
+                "each code must be 1 to 64 letters, digits, _ or -",
+            ));
+        }
+        let code = code.to_ascii_uppercase();
+        if !codes.contains(&code) {
+            codes.push(code);
+        }
+    }
     let idempotency_key = headers
         .get(IDEMPOTENCY_KEY)
         .map(|v| {
@@ -325,6 +415,9 @@ fn place_order(
         lines,
         coupon,
         discount_code,
+        shipping_minor,
+        promotion_hold,
+        codes,
         idempotency_key,
     })
 }
@@ -342,7 +435,7 @@ fn place_order(
         (status = 201, description = "Placed, pending", body = OrderView),
         (status = 200, description = "A retry of an earlier request with the same Idempotency-Key: its order, unchanged (header `Idempotent-Replayed: true`)", body = OrderView),
         (status = 400, description = "`bad_request`: not JSON", body = ErrorBody),
-        (status = 409, description = "`out_of_stock` (with `product_id` and `available_total`), `coupon_unusable` (with `reason`: expired, exhausted or not_owner), `code_already_used`; nothing reserved or used", body = ErrorBody),
+        (status = 409, description = "`out_of_stock` (with `product_id` and `available_total`), `coupon_unusable` (with `reason`: expired, exhausted or not_owner), `code_already_used`, `promotion_hold_unusable` (with `reason`: not_found, not_held, expired, another_customer, another_currency, another_cart or changed), `promotion_code_refused` (with the engine's `reason`); nothing reserved or used", body = ErrorBody),
         (status = 422, description = "`invalid_argument` naming the field (unknown, inactive or mixed-currency products name `lines`), or `unknown_code` naming `coupon` or `discount_code`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: an order with a coupon or discount code counts as a code use of the caller (customers and anonymous callers; `Retry-After`)", body = ErrorBody)))]
 pub(crate) async fn place(
@@ -354,7 +447,7 @@ pub(crate) async fn place(
     let order = place_order(body, &headers, &caller)?;
     // An order's answer tells whether its code exists (`unknown_code`, `code_already_used`,
     // `coupon_unusable`): one carrying a code counts as a code use.
-    if order.coupon.is_some() || order.discount_code.is_some() {
+    if order.coupon.is_some() || order.discount_code.is_some() || !order.codes.is_empty() {
         state
             .rate_limits
             .code_use(&super::context::caller_id(caller.0.as_ref()))?;

@@ -65,6 +65,7 @@ impl Services {
         auth: &auth::AuthSettings,
     ) -> Self {
         let auth = Arc::new(Auth::new(store.clone(), clock.clone(), auth));
+        let promotions = Arc::new(Promotions::new(store.clone(), clock.clone()));
         Services {
             accounts: Arc::new(accounts::Accounts::new(
                 store.clone(),
@@ -82,8 +83,9 @@ impl Services {
                 store.clone(),
                 clock.clone(),
                 discount_code_percent,
+                promotions.clone(),
             )),
-            promotions: Arc::new(Promotions::new(store.clone(), clock.clone())),
+            promotions,
             auth,
             notifications: Arc::new(Notifications::new(
                 store.clone(),

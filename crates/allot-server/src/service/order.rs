@@ -2,6 +2,12 @@
 //! server, moved through the status workflow of [`allot_domain::order::OrderStatus`]. Storage
 //! does each create and each status change in one transaction; this layer checks the request,
 //! reads the clock and turns refusals into errors.
+//!
+//! Promotions reach an order through a hold, the same engine and the same exact budgets as an
+//! external cart's: the order names a hold made for its lines, or carries promotion codes (or
+//! meets an automatic promotion), and then this layer holds the cart for a short time and
+//! places the order consuming the hold, in the order's own transaction. A refused order
+//! releases the hold it made at once (or it expires); a cancelled order gives it back.
 
 use std::sync::Arc;
 
@@ -10,18 +16,27 @@ use allot_domain::coupon::{Discount, DiscountKind, RedeemRefusal, UploadedCode};
 use allot_domain::discount::DiscountCode;
 use allot_domain::inventory::Quantity;
 use allot_domain::order::{OrderStatus, ShippingAddress};
+use allot_domain::promotion::{Reason, Refused};
 use allot_domain::user::{IdempotencyKey, UserId};
 use allot_domain::{Clock, DomainError, UnixMillis};
-use allot_storage::{Created, NewOrder, Order, OrderQuery, OrderRefusal, StatusRequest, Store};
+use allot_storage::{
+    Created, Hold, NewOrder, Order, OrderQuery, OrderRefusal, OrderResult, StatusRequest, Store,
+};
 
 use crate::ServiceError;
 use crate::service::inventory::{PAGE_DEFAULT, PAGE_MAX};
+use crate::service::promotion::{CartRequest, CustomerRequest, LineRequest, Promotions};
+
+/// How long the hold an order makes for itself lasts: long enough for the order's own
+/// transaction, short enough that a crash between the two gives the budget back soon.
+pub const ORDER_HOLD_TTL_SECS: u64 = 120;
 
 pub struct Orders {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     /// What a discount code takes off an order (checked 0 to 100 by the configuration).
     discount_code_percent: u8,
+    promotions: Arc<Promotions>,
 }
 
 /// An order as the client placed it, checked.
@@ -32,6 +47,13 @@ pub struct PlaceOrder {
     pub lines: Vec<(ProductId, Quantity)>,
     pub coupon: Option<UploadedCode>,
     pub discount_code: Option<DiscountCode>,
+    /// 0 to [`allot_domain::order::ORDER_TOTAL_MAX`], checked at the edge.
+    pub shipping_minor: i64,
+    /// A promotion hold made for these very lines, consumed by the order.
+    pub promotion_hold: Option<i64>,
+    /// Promotion codes (coupons, campaign codes, discount codes bound to promotions); every
+    /// one must give the order something, or the order is refused.
+    pub codes: Vec<String>,
     pub idempotency_key: Option<IdempotencyKey>,
 }
 
@@ -104,15 +126,138 @@ fn refused(r: OrderRefusal) -> ServiceError {
         OrderRefusal::ReservationNotPending { status } => ServiceError::ReservationNotPending {
             status: status.as_str(),
         },
+        OrderRefusal::PromotionHoldUnusable(why) => ServiceError::PromotionHoldUnusable {
+            reason: why.as_str(),
+        },
     }
 }
 
+/// The first code of `codes` the engine refused, as the order's error.
+fn code_refused(refused: &[Refused]) -> Option<ServiceError> {
+    let r = refused.iter().find(|r| r.code.is_some())?;
+    let code = r.code.clone().unwrap_or_default();
+    Some(code_error(code, r.reason))
+}
+
+fn code_error(code: String, reason: Reason) -> ServiceError {
+    match reason {
+        Reason::UnknownCode => ServiceError::UnknownCode { field: "codes" },
+        reason => ServiceError::PromotionCodeRefused {
+            code,
+            reason: reason.as_str(),
+        },
+    }
+}
+
+/// The reason the hold's evaluation gives for refusing `code` (the hold keeps the engine's
+/// answer as the API shows it).
+fn reason_in_hold(hold: &Hold, code: &str) -> Reason {
+    let view: serde_json::Value = serde_json::from_str(&hold.evaluation).unwrap_or_default();
+    view.get("refused")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|r| r.get("code").and_then(serde_json::Value::as_str) == Some(code))
+        .find_map(|r| {
+            let reason = r.get("reason").and_then(serde_json::Value::as_str)?;
+            Reason::ALL
+                .into_iter()
+                .find(|known| known.as_str() == reason)
+        })
+        .unwrap_or(Reason::NoDiscount)
+}
+
 impl Orders {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, discount_code_percent: u8) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        discount_code_percent: u8,
+        promotions: Arc<Promotions>,
+    ) -> Self {
         Orders {
             store,
             clock,
             discount_code_percent,
+            promotions,
+        }
+    }
+
+    /// The hold an order without one needs: none when it carries no code and no automatic
+    /// promotion gives it anything (then it costs one small read, as before promotions).
+    /// Otherwise the cart of its lines at catalog prices, its customer and shipping, held for
+    /// [`ORDER_HOLD_TTL_SECS`]; every code must be applied, or the order is refused.
+    async fn hold_for(&self, order: &PlaceOrder) -> Result<Option<Hold>, ServiceError> {
+        if order.codes.is_empty() && !self.promotions.any_automatic().await? {
+            return Ok(None);
+        }
+        let request = CartRequest {
+            currency: None,
+            lines: order
+                .lines
+                .iter()
+                .map(|(p, q)| LineRequest {
+                    product_id: p.get(),
+                    quantity: q.get(),
+                    ..LineRequest::default()
+                })
+                .collect(),
+            shipping_minor: Some(order.shipping_minor),
+            customer: Some(CustomerRequest {
+                id: Some(order.customer.as_str().to_owned()),
+                ..CustomerRequest::default()
+            }),
+            codes: order.codes.clone(),
+        };
+        let cart = match self.promotions.cart(request).await {
+            Ok(cart) => cart,
+            // Lines the catalog cannot price (an unknown product, mixed currencies): the
+            // order's own rules refuse them, with the order's errors.
+            Err(ServiceError::InvalidArgument { field, .. })
+                if order.codes.is_empty() || field.starts_with("lines") =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        let preview = self
+            .promotions
+            .evaluate_cart(cart.clone(), self.clock.now())
+            .await?;
+        if let Some(e) = code_refused(&preview.evaluation.refused) {
+            return Err(e);
+        }
+        if preview.evaluation.applied.is_empty() {
+            return Ok(None);
+        }
+        let hold = self
+            .promotions
+            .hold_cart(cart.clone(), ORDER_HOLD_TTL_SECS, None)
+            .await?;
+        // The hold is what the engine said on the usage it was written against, which can
+        // be less than the preview (others spent the budget meanwhile).
+        let missing = cart.codes.iter().find(|code| {
+            !hold
+                .promotions
+                .iter()
+                .any(|p| p.code.as_ref().is_some_and(|(c, _)| c == *code))
+        });
+        if let Some(code) = missing {
+            let reason = reason_in_hold(&hold, code);
+            self.release(hold.id).await;
+            return Err(code_error(code.clone(), reason));
+        }
+        if hold.promotions.is_empty() {
+            self.release(hold.id).await;
+            return Ok(None);
+        }
+        Ok(Some(hold))
+    }
+
+    /// Releases a hold this layer made for an order that did not consume it. A failure is
+    /// only logged: the hold expires by itself within [`ORDER_HOLD_TTL_SECS`].
+    async fn release(&self, id: i64) {
+        if let Err(e) = self.promotions.release(id).await {
+            tracing::warn!(hold = id, error = %e, "an order's unused promotion hold was not released; it will expire");
         }
     }
 
@@ -132,6 +277,17 @@ impl Orders {
         if products.len() != order.lines.len() {
             return Err(DomainError::invalid("lines", "must name each product once").into());
         }
+        if order.promotion_hold.is_some() && !order.codes.is_empty() {
+            return Err(DomainError::invalid(
+                "codes",
+                "the promotion hold carries the codes: give one or the other",
+            )
+            .into());
+        }
+        let made = match order.promotion_hold {
+            Some(_) => None,
+            None => self.hold_for(&order).await?.map(|h| h.id),
+        };
         let new = NewOrder {
             customer: order.customer,
             shipping_address: order.shipping_address,
@@ -142,13 +298,25 @@ impl Orders {
                 DiscountKind::Percentage,
                 i64::from(self.discount_code_percent),
             )?,
+            shipping_minor: order.shipping_minor,
+            promotion_hold: order.promotion_hold.or(made),
             // Kept per caller: another caller's key finds nothing of this one's.
             idempotency_key: order
                 .idempotency_key
                 .map(|k| k.owned_by(&super::idempotency_owner())),
             now: self.clock.now(),
         };
-        match self.store.create_order(new).await?.map_err(refused)? {
+        let created: OrderResult<Created> = self.store.create_order(new).await;
+        if let Some(id) = made {
+            let consumed = matches!(
+                &created,
+                Ok(Ok(Created::New(o))) if o.promotion_hold_id == Some(id)
+            );
+            if !consumed {
+                self.release(id).await;
+            }
+        }
+        match created?.map_err(refused)? {
             Created::New(o) => {
                 metrics::counter!("allot_orders_created_total").increment(1);
                 Ok((o, false))

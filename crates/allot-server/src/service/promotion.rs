@@ -715,6 +715,12 @@ impl Promotions {
         })
     }
 
+    /// Whether any automatic promotion is active: an order without codes is evaluated only
+    /// then. As cheap as [`Promotions::automatic`]: one small read, nothing parsed.
+    pub async fn any_automatic(&self) -> Result<bool, ServiceError> {
+        Ok(!self.automatic().await?.is_empty())
+    }
+
     /// The active automatic promotions, parsed, as of the promotions' current generation.
     async fn automatic(&self) -> Result<Arc<Vec<(PromotionId, Promotion)>>, ServiceError> {
         let generation = self.store.promotions_generation().await?;

@@ -1,5 +1,5 @@
 //! An order's rules, decided once for both backends. Each backend reads the facts (products,
-//! stock rows, the coupon, the discount code) its own way, SQLite inside its single writer and
+//! stock rows, the coupon, the discount code, the promotion hold) its own way, SQLite inside its single writer and
 //! PostgreSQL for a whole batch under locks; [`decide_order`] says what one order does to them
 //! and [`decide_status_change`] what a status change does; the backends only write it down.
 
@@ -10,10 +10,16 @@ use allot_domain::coupon::{CouponState, Discount, DiscountKind, check_redeemable
 use allot_domain::inventory::{Level, Quantity, ReservationId, choose_warehouse};
 use allot_domain::order::{OrderStatus, Transition, price};
 
+use allot_domain::promotion::fingerprint;
+
 use super::sealed::{NewOrder, Order};
-use super::{AppliedCode, OrderLine, OrderRefusal, StatusChange, StatusRequest};
+use super::{
+    AppliedCode, AppliedPromotion, HoldUnusable, OrderLine, OrderRefusal, StatusChange,
+    StatusRequest,
+};
 use crate::catalog::corrupt;
 use crate::inventory::{Balance, End, InventoryRefusal, reservation_id};
+use crate::promotion::{Hold, HoldStatus};
 use crate::{Coupon, StorageError};
 
 /// A product as an order prices it. Deleted products are not facts at all.
@@ -54,6 +60,8 @@ pub(crate) struct OrderFacts {
     coupon_by_code: HashMap<String, usize>,
     /// Each known discount code: used?
     codes: HashMap<String, bool>,
+    /// The promotion holds the orders name, as read in their transaction.
+    holds: HashMap<i64, Hold>,
 }
 
 impl OrderFacts {
@@ -87,6 +95,10 @@ impl OrderFacts {
         self.codes.insert(code, used);
     }
 
+    pub fn add_hold(&mut self, hold: Hold) {
+        self.holds.insert(hold.id, hold);
+    }
+
     pub fn product(&self, id: ProductId) -> Option<&PricedProduct> {
         self.products.get(&id.get())
     }
@@ -103,6 +115,11 @@ impl OrderFacts {
             && let Some(used) = self.codes.get_mut(code.as_str())
         {
             *used = true;
+        }
+        if let Some(id) = plan.hold
+            && let Some(hold) = self.holds.get_mut(&id)
+        {
+            hold.status = HoldStatus::Redeemed;
         }
     }
 }
@@ -132,12 +149,50 @@ pub(crate) struct OrderPlan {
     pub coupon: Option<(usize, i64)>,
     /// What the discount code took off.
     pub discount_minor: Option<i64>,
+    /// The promotion hold consumed, what its promotions took off the lines, each promotion.
+    pub hold: Option<i64>,
+    pub promotion_minor: i64,
+    pub promotions: Vec<AppliedPromotion>,
+    pub shipping_minor: i64,
+    pub shipping_discount_minor: i64,
+    /// The subtotal less every discount (the `orders.total_minor` column).
+    pub goods_minor: i64,
+    /// `goods_minor` plus the shipping less its discount.
     pub total_minor: i64,
+}
+
+/// The hold an order names, if the order may consume it: held and not past its time, made
+/// for this customer, in the order's currency, for these very lines (product, quantity and
+/// catalog price).
+fn usable_hold<'a>(
+    facts: &'a OrderFacts,
+    new: &NewOrder,
+    id: i64,
+    currency: &str,
+    units: &[(i64, i64, i64)],
+) -> Result<&'a Hold, HoldUnusable> {
+    let hold = facts.holds.get(&id).ok_or(HoldUnusable::NotFound)?;
+    if hold.status != HoldStatus::Held {
+        return Err(HoldUnusable::NotHeld(hold.status));
+    }
+    if hold.expires_at <= new.now {
+        return Err(HoldUnusable::Expired);
+    }
+    if hold.customer.as_deref() != Some(new.customer.as_str()) {
+        return Err(HoldUnusable::OtherCustomer);
+    }
+    if hold.currency != currency {
+        return Err(HoldUnusable::OtherCurrency);
+    }
+    if hold.cart_fingerprint != fingerprint(units) {
+        return Err(HoldUnusable::OtherCart);
+    }
+    Ok(hold)
 }
 
 /// Decides one order on the facts. Refusals come in this order: an unknown or inactive
 /// product (in line order), mixed currencies, a line no warehouse can serve (in product order),
-/// the coupon, the discount code, a total too large. The lines name distinct products (the
+/// the coupon, the discount code, the promotion hold, a total too large. The lines name distinct products (the
 /// service refuses an order that names one twice), so no two lines reserve on one stock row.
 pub(crate) fn decide_order(facts: &OrderFacts, new: &NewOrder) -> Result<OrderPlan, OrderRefusal> {
     let mut products = Vec::with_capacity(new.lines.len());
@@ -216,8 +271,50 @@ pub(crate) fn decide_order(facts: &OrderFacts, new: &NewOrder) -> Result<OrderPl
         .zip(&products)
         .map(|((_, q), p)| (p.price_minor, q.get()))
         .collect();
+    let hold = match new.promotion_hold {
+        None => None,
+        Some(id) => {
+            let cart: Vec<(i64, i64, i64)> = new
+                .lines
+                .iter()
+                .zip(&units)
+                .map(|((p, _), &(unit, q))| (p.get(), q, unit))
+                .collect();
+            let hold = usable_hold(facts, new, id, &currency, &cart)
+                .map_err(OrderRefusal::PromotionHoldUnusable)?;
+            Some(hold)
+        }
+    };
+    // The hold's line discount first: the coupon and the code keep today's meaning on what
+    // the promotions leave.
+    let promotion = match hold {
+        Some(h) => Some(
+            Discount::new(DiscountKind::Flat, h.discount_minor)
+                .map_err(|_| OrderRefusal::TooLarge)?,
+        ),
+        None => None,
+    };
+    if let Some(p) = promotion {
+        discounts.insert(0, p);
+    }
     let pricing = price(&units, &discounts).map_err(|_| OrderRefusal::TooLarge)?;
     let mut amounts = pricing.discounts_minor.iter().copied();
+    let promotion_minor = promotion.map_or(0, |_| amounts.next().unwrap_or(0));
+    if hold.is_some_and(|h| promotion_minor != h.discount_minor) {
+        // The engine never discounts more than a line's price, so a hold for these very lines
+        // fits them; one that does not was not made by it.
+        return Err(OrderRefusal::PromotionHoldUnusable(HoldUnusable::OtherCart));
+    }
+    let shipping_discount_minor = hold.map_or(0, |h| h.shipping_discount_minor);
+    if !(0..=allot_domain::order::ORDER_TOTAL_MAX).contains(&new.shipping_minor)
+        || shipping_discount_minor > new.shipping_minor
+    {
+        return Err(OrderRefusal::PromotionHoldUnusable(HoldUnusable::OtherCart));
+    }
+    let total_minor = pricing.total_minor + new.shipping_minor - shipping_discount_minor;
+    if total_minor > allot_domain::order::ORDER_TOTAL_MAX {
+        return Err(OrderRefusal::TooLarge);
+    }
     let coupon = coupon.map(|c| (c, amounts.next().unwrap_or(0)));
     let discount_minor = new
         .discount_code
@@ -243,7 +340,22 @@ pub(crate) fn decide_order(facts: &OrderFacts, new: &NewOrder) -> Result<OrderPl
         subtotal_minor: pricing.subtotal_minor,
         coupon,
         discount_minor,
-        total_minor: pricing.total_minor,
+        hold: hold.map(|h| h.id),
+        promotion_minor,
+        promotions: hold.map_or_else(Vec::new, |h| {
+            h.promotions
+                .iter()
+                .map(|p| AppliedPromotion {
+                    promotion_id: p.promotion.get(),
+                    code: p.code.as_ref().map(|(code, _)| code.clone()),
+                    amount_minor: p.amount_minor,
+                })
+                .collect()
+        }),
+        shipping_minor: new.shipping_minor,
+        shipping_discount_minor,
+        goods_minor: pricing.total_minor,
+        total_minor,
     })
 }
 
@@ -285,6 +397,11 @@ impl OrderPlan {
             shipping_address: new.shipping_address.clone(),
             lines,
             subtotal_minor: self.subtotal_minor,
+            promotion_minor: self.promotion_minor,
+            promotions: self.promotions.clone(),
+            promotion_hold_id: self.hold,
+            shipping_minor: self.shipping_minor,
+            shipping_discount_minor: self.shipping_discount_minor,
             coupon: self.coupon.map(|(c, amount_minor)| AppliedCode {
                 code: facts.coupons[c].coupon.code.clone(),
                 amount_minor,
@@ -407,6 +524,18 @@ pub(crate) fn decide_status_change(
     }))
 }
 
+/// A refusal to redeem an order's hold, met in the order's transaction after it was decided
+/// usable: another transaction changed it meanwhile (PostgreSQL), as the order's refusal.
+pub(crate) fn hold_refusal(r: crate::promotion::PromotionRefusal) -> HoldUnusable {
+    use crate::promotion::PromotionRefusal;
+    match r {
+        PromotionRefusal::HoldNotFound => HoldUnusable::NotFound,
+        PromotionRefusal::HoldNotHeld { status } => HoldUnusable::NotHeld(status),
+        PromotionRefusal::HoldExpired => HoldUnusable::Expired,
+        _ => HoldUnusable::Changed,
+    }
+}
+
 /// An inventory refusal met while placing or changing an order, as the order's refusal.
 pub(crate) fn inventory_refusal(
     r: InventoryRefusal,
@@ -493,6 +622,8 @@ mod tests {
             coupon: None,
             discount_code: None,
             discount_code_value: Discount::new(DiscountKind::Flat, 0).expect("a discount"),
+            shipping_minor: 0,
+            promotion_hold: None,
             idempotency_key: None,
             now: UnixMillis::from_millis(NOW),
         }
@@ -586,6 +717,102 @@ mod tests {
             decide_order(&facts, &new),
             Err(OrderRefusal::UnknownDiscountCode)
         );
+    }
+
+    /// A hold of alice's in EUR for one of product 2 (250) and one of product 1 (1,000): 300
+    /// off the lines, 150 off the shipping.
+    fn hold(id: i64) -> Hold {
+        use allot_domain::promotion::PromotionId;
+        Hold {
+            id,
+            status: HoldStatus::Held,
+            customer: Some("alice".to_owned()),
+            currency: "EUR".to_owned(),
+            cart_fingerprint: fingerprint(&[(2, 1, 250), (1, 1, 1_000)]),
+            promotions: vec![crate::promotion::HeldPromotion {
+                promotion: PromotionId::parse(3).expect("an id"),
+                code: Some((
+                    "SPRING".to_owned(),
+                    crate::promotion::CodeSource::DiscountCode,
+                )),
+                amount_minor: 450,
+            }],
+            evaluation: "{}".to_owned(),
+            discount_minor: 300,
+            shipping_discount_minor: 150,
+            idempotency_key: None,
+            reference: None,
+            created_at: UnixMillis::from_millis(NOW - 10),
+            expires_at: UnixMillis::from_millis(NOW + 10),
+            updated_at: UnixMillis::from_millis(NOW - 10),
+        }
+    }
+
+    #[test]
+    fn a_hold_is_taken_off_first_then_the_coupon_then_shipping_is_added() {
+        let mut facts = facts();
+        facts.add_hold(hold(9));
+        let mut new = order(&[(1, 1), (2, 1)]);
+        new.promotion_hold = Some(9);
+        new.shipping_minor = 500;
+        new.coupon = Some(UploadedCode::parse("TEN").expect("a code"));
+        let plan = decide_order(&facts, &new).expect("accepted");
+        assert_eq!(plan.subtotal_minor, 1_250);
+        assert_eq!(plan.promotion_minor, 300);
+        // 10% of the 950 the promotion left.
+        assert_eq!(plan.coupon, Some((0, 95)));
+        assert_eq!(plan.goods_minor, 855);
+        assert_eq!(plan.total_minor, 855 + 500 - 150);
+        assert_eq!(plan.promotions.len(), 1);
+        assert_eq!(plan.promotions[0].code.as_deref(), Some("SPRING"));
+        facts.take(&plan, &new);
+        new.coupon = None;
+        assert_eq!(
+            decide_order(&facts, &new),
+            Err(OrderRefusal::PromotionHoldUnusable(HoldUnusable::NotHeld(
+                HoldStatus::Redeemed
+            )))
+        );
+    }
+
+    #[test]
+    fn a_hold_serves_only_its_customer_currency_lines_and_time() {
+        let unusable = |h: Hold, new: &NewOrder| {
+            let mut facts = facts();
+            facts.add_hold(h);
+            match decide_order(&facts, new) {
+                Err(OrderRefusal::PromotionHoldUnusable(why)) => why,
+                other => panic!("refused for the hold, got {other:?}"),
+            }
+        };
+        let mut new = order(&[(1, 1), (2, 1)]);
+        new.promotion_hold = Some(9);
+        new.shipping_minor = 500;
+        let mut expired = hold(9);
+        expired.expires_at = new.now;
+        assert_eq!(unusable(expired, &new), HoldUnusable::Expired);
+        let mut bob = hold(9);
+        bob.customer = Some("bob".to_owned());
+        assert_eq!(unusable(bob, &new), HoldUnusable::OtherCustomer);
+        let mut guest = hold(9);
+        guest.customer = None;
+        assert_eq!(unusable(guest, &new), HoldUnusable::OtherCustomer);
+        let mut usd = hold(9);
+        usd.currency = "USD".to_owned();
+        assert_eq!(unusable(usd, &new), HoldUnusable::OtherCurrency);
+        let mut released = hold(9);
+        released.status = HoldStatus::Released;
+        assert_eq!(
+            unusable(released, &new),
+            HoldUnusable::NotHeld(HoldStatus::Released)
+        );
+        assert_eq!(unusable(hold(8), &new), HoldUnusable::NotFound);
+        // Another quantity is another cart; so is shipping below the hold's shipping discount.
+        let mut more = order(&[(1, 2), (2, 1)]);
+        more.promotion_hold = Some(9);
+        assert_eq!(unusable(hold(9), &more), HoldUnusable::OtherCart);
+        new.shipping_minor = 100;
+        assert_eq!(unusable(hold(9), &new), HoldUnusable::OtherCart);
     }
 
     #[test]

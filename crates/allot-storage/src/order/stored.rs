@@ -4,15 +4,17 @@
 use allot_domain::UnixMillis;
 
 use super::sealed::Order;
-use super::{AppliedCode, OrderLine, PricedProduct, StatusChange, order_status};
+use super::{AppliedCode, AppliedPromotion, OrderLine, PricedProduct, StatusChange, order_status};
 use crate::StorageError;
+use crate::catalog::corrupt;
 use crate::inventory::{product, warehouse_id};
 use crate::row::Columns;
 
 /// The order's own row; the address is the sealed column, opened by the caller.
 pub(crate) const ORDER_BY_ID: &str = "SELECT id, customer, status, currency, shipping_address_enc, subtotal_minor, \
             coupon_code, coupon_minor, discount_code, discount_minor, total_minor, idempotency_key, \
-            created_at_ms, updated_at_ms
+            created_at_ms, updated_at_ms, shipping_minor, shipping_discount_minor, promotion_minor, \
+            promotion_hold_id, promotions
      FROM orders WHERE id = $1";
 
 pub(crate) const LINES_OF_ORDER: &str =
@@ -85,6 +87,9 @@ pub(crate) fn order_from(
             amount_minor: minor.unwrap_or(0),
         })
     };
+    let goods_minor = r.int(10)?;
+    let shipping_minor = r.int(14)?;
+    let shipping_discount_minor = r.int(15)?;
     Ok(Order {
         id: r.int(0)?,
         customer: r.text(1)?,
@@ -93,9 +98,14 @@ pub(crate) fn order_from(
         shipping_address: r.text(4)?,
         lines,
         subtotal_minor: r.int(5)?,
+        promotion_minor: r.int(16)?,
+        promotions: promotions_from_json(&r.text(18)?)?,
+        promotion_hold_id: r.opt_int(17)?,
         coupon: applied(r.opt_text(6)?, r.opt_int(7)?),
         discount_code: applied(r.opt_text(8)?, r.opt_int(9)?),
-        total_minor: r.int(10)?,
+        shipping_minor,
+        shipping_discount_minor,
+        total_minor: goods_minor + shipping_minor - shipping_discount_minor,
         idempotency_key: r.opt_text(11)?,
         history,
         created_at: UnixMillis::from_millis(r.int(12)?),
@@ -113,4 +123,41 @@ pub(crate) fn priced_from(r: &impl Columns, first: usize) -> Result<PricedProduc
         currency: r.text(first + 3)?,
         active: r.flag(first + 4)?,
     })
+}
+
+/// The `orders.promotions` column of an order's promotions.
+pub(crate) fn promotions_json(promotions: &[AppliedPromotion]) -> String {
+    let items: Vec<serde_json::Value> = promotions
+        .iter()
+        .map(|p| {
+            serde_json::json!({
+                "promotion_id": p.promotion_id,
+                "code": p.code,
+                "amount_minor": p.amount_minor,
+            })
+        })
+        .collect();
+    serde_json::Value::Array(items).to_string()
+}
+
+fn promotions_from_json(raw: &str) -> Result<Vec<AppliedPromotion>, StorageError> {
+    let items: Vec<serde_json::Value> = serde_json::from_str(raw).map_err(corrupt)?;
+    items
+        .iter()
+        .map(|item| {
+            let int = |name: &str| {
+                item.get(name)
+                    .and_then(serde_json::Value::as_i64)
+                    .ok_or_else(|| corrupt(format!("an order's promotion lacks {name}")))
+            };
+            Ok(AppliedPromotion {
+                promotion_id: int("promotion_id")?,
+                code: item
+                    .get("code")
+                    .and_then(serde_json::Value::as_str)
+                    .map(str::to_owned),
+                amount_minor: int("amount_minor")?,
+            })
+        })
+        .collect()
 }

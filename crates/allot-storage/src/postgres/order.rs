@@ -65,7 +65,7 @@ async fn restock(
 }
 
 /// The status change, in `tx`; the caller commits only a success.
-async fn change(tx: &impl GenericClient, req: &StatusRequest) -> Refusable<Order> {
+async fn change(tx: &tokio_postgres::Transaction<'_>, req: &StatusRequest) -> Refusable<Order> {
     let now = req.now;
     let locked = tx
         .query_opt("SELECT id FROM orders WHERE id = $1 FOR UPDATE", &[&req.id])
@@ -107,6 +107,15 @@ async fn change(tx: &impl GenericClient, req: &StatusRequest) -> Refusable<Order
         coupon::give_back(tx, o.id, now).await?;
         if let Some(code) = &o.discount_code {
             discount::give_back(tx, &code.code, o.id, now).await?;
+        }
+        // Rolled back at most once, whoever asks first (this order or the hold's own API).
+        if let Some(hold) = o.promotion_hold_id
+            && let Err(refusal) = super::promotion::roll_back_hold_in(tx, hold, now).await?
+        {
+            return Err(corrupt(format!(
+                "order {} could not roll back its promotion hold {hold}: {refusal:?}",
+                o.id
+            )));
         }
     }
     tx.execute(

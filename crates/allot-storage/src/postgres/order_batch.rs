@@ -37,7 +37,7 @@ use crate::inventory::{
 use crate::order::sealed::{Created, NewOrder, Order};
 use crate::order::{
     ORDER_HOLD_UNTIL_MS, OrderFacts, OrderRefusal, OrderResult, StockRow, decide_order, holder,
-    priced_from,
+    priced_from, promotions_json,
 };
 
 /// Orders served in one transaction at most.
@@ -71,7 +71,7 @@ impl Batch for Creates {
         for _ in 0..ATTEMPTS {
             served = create_batch(client, &orders, origins).await;
             match &served {
-                Ok(Served::KeyTaken) => continue,
+                Ok(Served::Again) => continue,
                 Err(StorageError::Postgres(e))
                     if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED) =>
                 {
@@ -82,8 +82,10 @@ impl Batch for Creates {
         }
         match served {
             Ok(Served::Done(outcomes)) => outcomes.into_iter().map(Ok).collect(),
-            Ok(Served::KeyTaken) => {
-                let e = StorageError::Busy("idempotency keys kept clashing".to_owned());
+            Ok(Served::Again) => {
+                let e = StorageError::Busy(
+                    "idempotency keys or promotion holds kept changing under the batch".to_owned(),
+                );
                 orders.iter().map(|_| Err(each(&e))).collect()
             }
             Err(e) => {
@@ -97,8 +99,9 @@ impl Batch for Creates {
 enum Served {
     /// Each order's answer, in arrival order; committed.
     Done(Vec<Result<Created, OrderRefusal>>),
-    /// Another instance stored one of the batch's keys meanwhile: rolled back, serve again.
-    KeyTaken,
+    /// Another instance stored one of the batch's keys meanwhile, or changed a hold it
+    /// consumes: rolled back, serve again.
+    Again,
 }
 
 /// What an accepted order writes.
@@ -261,7 +264,22 @@ async fn create_batch(
         }
     }
 
-    // 5. Every order in arrival order, decided in memory.
+    // 5. The promotion holds the orders consume, in id order. They are redeemed (and locked)
+    // in step 7: one changed meanwhile has the batch served again, on what it became.
+    let mut hold_ids: Vec<i64> = orders
+        .iter()
+        .filter(fresh)
+        .filter_map(|o| o.promotion_hold)
+        .collect();
+    hold_ids.sort_unstable();
+    hold_ids.dedup();
+    for id in hold_ids {
+        if let Some(hold) = super::promotion::hold_in(&tx, id).await? {
+            facts.add_hold(hold);
+        }
+    }
+
+    // 6. Every order in arrival order, decided in memory.
     let candidates = orders.iter().filter(fresh).count();
     let order_ids = draw_ids(&tx, "orders", candidates).await?;
     let line_count: usize = orders.iter().filter(fresh).map(|o| o.lines.len()).sum();
@@ -330,10 +348,24 @@ async fn create_batch(
         return Ok(Served::Done(answers));
     }
 
-    // 6. The accepted orders, one statement per table.
+    // 7. The holds the accepted orders consume, redeemed in hold id order.
+    let mut redeem: Vec<(i64, i64, UnixMillis)> = accepted
+        .iter()
+        .filter_map(|(i, a)| a.order.promotion_hold_id.map(|h| (h, a.id, orders[*i].now)))
+        .collect();
+    redeem.sort_unstable_by_key(|&(hold, _, _)| hold);
+    for (hold, order, now) in redeem {
+        let redeemed = super::promotion::redeem_hold_in(&tx, hold, &holder(order), now).await?;
+        if redeemed.is_err() {
+            tx.rollback().await?;
+            return Ok(Served::Again);
+        }
+    }
+
+    // 8. The accepted orders, one statement per table.
     if !write(&tx, orders, origins, &accepted, &state).await? {
         tx.rollback().await?;
-        return Ok(Served::KeyTaken);
+        return Ok(Served::Again);
     }
     tx.commit().await?;
     Ok(Served::Done(answers))
@@ -358,6 +390,11 @@ async fn write(
     let mut o_code = Vec::new();
     let mut o_code_minor = Vec::new();
     let mut o_total = Vec::new();
+    let mut o_shipping = Vec::new();
+    let mut o_shipping_discount = Vec::new();
+    let mut o_promotion = Vec::new();
+    let mut o_hold = Vec::new();
+    let mut o_promotions = Vec::new();
     let mut o_key = Vec::new();
     let mut o_at = Vec::new();
     let mut l_order = Vec::new();
@@ -393,7 +430,13 @@ async fn write(
         o_coupon_minor.push(o.coupon.as_ref().map(|c| c.amount_minor));
         o_code.push(o.discount_code.as_ref().map(|c| c.code.as_str()));
         o_code_minor.push(o.discount_code.as_ref().map(|c| c.amount_minor));
-        o_total.push(o.total_minor);
+        // The column holds the goods' total; the order's adds the shipping (migration 0020).
+        o_total.push(o.total_minor - o.shipping_minor + o.shipping_discount_minor);
+        o_shipping.push(o.shipping_minor);
+        o_shipping_discount.push(o.shipping_discount_minor);
+        o_promotion.push(o.promotion_minor);
+        o_hold.push(o.promotion_hold_id);
+        o_promotions.push(promotions_json(&o.promotions));
         o_key.push(o.idempotency_key.as_deref());
         o_at.push(at);
         for (n, line) in o.lines.iter().enumerate() {
@@ -431,15 +474,20 @@ async fn write(
         .execute(
             "INSERT INTO orders (id, customer, status, currency, shipping_address_enc, subtotal_minor,
                                  coupon_code, coupon_minor, discount_code, discount_minor,
-                                 total_minor, idempotency_key, created_at_ms, updated_at_ms)
+                                 total_minor, idempotency_key, created_at_ms, updated_at_ms,
+                                 shipping_minor, shipping_discount_minor, promotion_minor,
+                                 promotion_hold_id, promotions)
              OVERRIDING SYSTEM VALUE
              SELECT id, customer, 'pending', currency, address, subtotal, coupon, coupon_minor,
-                    code, code_minor, total, key, at, at
+                    code, code_minor, total, key, at, at, shipping, shipping_discount,
+                    promotion, hold, promotions
              FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::bigint[],
                          $6::text[], $7::bigint[], $8::text[], $9::bigint[], $10::bigint[],
-                         $11::text[], $12::bigint[])
+                         $11::text[], $12::bigint[], $13::bigint[], $14::bigint[],
+                         $15::bigint[], $16::bigint[], $17::text[])
                   AS u(id, customer, currency, address, subtotal, coupon, coupon_minor, code,
-                       code_minor, total, key, at)
+                       code_minor, total, key, at, shipping, shipping_discount, promotion,
+                       hold, promotions)
              ON CONFLICT (idempotency_key) DO NOTHING",
             &[
                 &o_id,
@@ -454,6 +502,11 @@ async fn write(
                 &o_total,
                 &o_key,
                 &o_at,
+                &o_shipping,
+                &o_shipping_discount,
+                &o_promotion,
+                &o_hold,
+                &o_promotions,
             ],
         )
         .await?;

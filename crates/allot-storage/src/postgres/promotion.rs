@@ -1,10 +1,12 @@
 //! Promotions on PostgreSQL, exact across instances. A write that spends or gives back a
 //! promotion's budget is one transaction that takes its locks in one order: the hold's row
 //! (for a move of an existing hold), then the promotions' rows in id order, then their
-//! customer rows, then the codes' rows in code order. Usage is read after the locks are held
-//! (each statement of a READ COMMITTED transaction sees what committed before it), so no two
-//! instances can both fit the last of a budget; the tables' CHECKs hold the same bounds. A
-//! refusal drops the transaction: nothing of it stays.
+//! customer rows, then the codes' rows in code order (a new hold inserts its own row first,
+//! which nobody else can see yet). Usage is read once the locks are held (from the locked rows
+//! themselves, or by a later statement, which in READ COMMITTED sees what committed before it),
+//! so no two instances can both fit the last of a budget; the tables' CHECKs hold the same
+//! bounds. A refusal drops the transaction: nothing of it stays. A transaction PostgreSQL ends
+//! as a deadlock's victim is run again (see [`DEADLOCK_ATTEMPTS`]).
 //!
 //! The `*_in` functions are also called by an order's own transaction.
 
@@ -21,7 +23,7 @@ use super::PgStore;
 use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::promotion::rules::{
-    self, CodeFacts, Limits, Move, Step, code_usable, fits, limit_below_usage,
+    self, CodeFacts, Limits, Move, PromotionState, Step, code_usable, limit_below_usage,
 };
 use crate::promotion::stored::*;
 use crate::promotion::{
@@ -31,23 +33,60 @@ use crate::promotion::{
 };
 use crate::row::Columns;
 
+/// Runs a transaction again (up to [`DEADLOCK_ATTEMPTS`] in all) while PostgreSQL ends it
+/// as a deadlock's victim.
+macro_rules! again_after_deadlock {
+    ($run:expr) => {{
+        let mut attempt = 1;
+        loop {
+            let result = $run;
+            if attempt < DEADLOCK_ATTEMPTS && deadlocked(&result) {
+                attempt += 1;
+                continue;
+            }
+            break result;
+        }
+    }};
+}
+
 const LOCK_PROMOTIONS: &str = "SELECT id FROM promotions WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 const LOCK_CUSTOMERS: &str = "SELECT promotion_id FROM promotion_customers
      WHERE promotion_id = ANY($1) AND customer = $2 ORDER BY promotion_id FOR UPDATE";
 const LOCK_CODES: &str =
     "SELECT code FROM promotion_codes WHERE code = ANY($1) ORDER BY code FOR UPDATE";
+/// [`LIMITS_AND_USAGE`] of several promotions at once (then the id): customer, ids.
+const USAGE_OF_MANY: &str = "SELECT p.budget_minor, p.redemptions_max,
+            p.per_customer_budget_minor, p.per_customer_redemptions_max, p.active,
+            p.redeemed_minor, p.redemptions, p.held_minor, p.held,
+            c.redeemed_minor, c.redemptions, c.held_minor, c.held, p.id
+     FROM promotions p
+     LEFT JOIN promotion_customers c ON c.promotion_id = p.id AND c.customer = $1
+     WHERE p.id = ANY($2)";
+/// [`LOCK_PROMOTIONS`], answering each locked row: id, limits, active, counters.
+const LOCK_AND_READ_PROMOTIONS: &str = "SELECT id, budget_minor, redemptions_max,
+            per_customer_budget_minor, per_customer_redemptions_max, active,
+            redeemed_minor, redemptions, held_minor, held
+     FROM promotions WHERE id = ANY($1) ORDER BY id FOR UPDATE";
+/// [`LOCK_CUSTOMERS`], answering each locked row: promotion, counters.
+const LOCK_AND_READ_CUSTOMERS: &str = "SELECT promotion_id, redeemed_minor, redemptions,
+            held_minor, held
+     FROM promotion_customers
+     WHERE promotion_id = ANY($1) AND customer = $2 ORDER BY promotion_id FOR UPDATE";
+/// Binding: the coupons among these codes, with their maximum uses.
+const COUPONS_MAX_USES: &str = "SELECT code, max_uses FROM coupons WHERE code = ANY($1)";
+/// Binding: the discount codes among these codes (one use each).
+const DISCOUNT_CODES_OF: &str =
+    "SELECT code, CAST(1 AS BIGINT) FROM discount_codes WHERE code = ANY($1)";
+const BOUND_CODES_OF: &str = "SELECT code FROM promotion_codes WHERE code = ANY($1)";
+/// codes, promotion, source, their maximum uses, now.
+const INSERT_CODES: &str =
+    "INSERT INTO promotion_codes (code, promotion_id, source, max_uses, uses, created_at_ms)
+     SELECT c, $2, $3, m, 0, $5 FROM unnest($1::text[], $4::bigint[]) AS u(c, m)";
 const LOCK_HOLD: &str = "SELECT id FROM promotion_holds WHERE id = $1 FOR UPDATE";
 /// Two expiry runs (on two instances) take disjoint holds.
 const LOCK_HOLDS_TO_EXPIRE: &str = "SELECT id FROM promotion_holds
      WHERE status = 'held' AND expires_at_ms <= $1
      ORDER BY expires_at_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED";
-/// As the shared text, but a racing create with the same key inserts nothing.
-const INSERT_HOLD_ONCE: &str = "INSERT INTO promotion_holds
-         (status, customer, currency, cart_fingerprint, evaluation, discount_minor,
-          shipping_discount_minor, idempotency_key, created_at_ms, expires_at_ms, updated_at_ms)
-     VALUES ('held', $1, $2, $3, $4, $5, $6, $7, $8, $9, $8)
-     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id";
-
 fn pid(raw: i64) -> Result<PromotionId, StorageError> {
     PromotionId::parse(raw).map_err(corrupt)
 }
@@ -93,7 +132,7 @@ async fn limits_and_usage(
     c: &impl GenericClient,
     id: i64,
     customer: Option<&str>,
-) -> Result<Option<(Limits, bool, Totals, Option<Totals>)>, StorageError> {
+) -> Result<Option<PromotionState>, StorageError> {
     c.query_opt(LIMITS_AND_USAGE, &[&customer, &id])
         .await?
         .map(|r| limits_and_usage_from(&r))
@@ -112,7 +151,7 @@ async fn update(
     {
         return Ok(Err(PromotionRefusal::NotFound));
     }
-    let Some((_, _, totals, _)) = limits_and_usage(tx, id.get(), None).await? else {
+    let Some(PromotionState { totals, .. }) = limits_and_usage(tx, id.get(), None).await? else {
         return Ok(Err(PromotionRefusal::NotFound));
     };
     let most = tx.query_one(CUSTOMER_MOST, &[&id.get()]).await?;
@@ -189,42 +228,59 @@ async fn bind(
             1
         }
         Binding::Coupons(codes) | Binding::DiscountCodes(codes) => {
+            // A set at a time: a binding of thousands of codes is a few statements, not
+            // thousands of round trips under the promotion's lock.
             let source = match binding {
                 Binding::Coupons(_) => CodeSource::Coupon,
                 _ => CodeSource::DiscountCode,
             };
             let codes = crate::promotion::normalized(codes);
-            let (mut unknown, mut taken, mut found) = (Vec::new(), Vec::new(), Vec::new());
-            for code in codes {
-                let max_uses = match source {
-                    CodeSource::Coupon => match tx.query_opt(COUPON_MAX_USES, &[&code]).await? {
-                        Some(r) => Some(r.int(0)?),
-                        None => None,
-                    },
-                    _ => tx.query_opt(DISCOUNT_EXISTS, &[&code]).await?.map(|_| 1),
-                };
-                match max_uses {
-                    None => unknown.push(code),
-                    Some(_) if tx.query_opt(CODE_BINDING, &[&code]).await?.is_some() => {
-                        taken.push(code)
-                    }
-                    Some(max) => found.push((code, max)),
-                }
+            let existing = match source {
+                CodeSource::Coupon => tx.query(COUPONS_MAX_USES, &[&codes]).await?,
+                _ => tx.query(DISCOUNT_CODES_OF, &[&codes]).await?,
+            };
+            let mut max_uses = std::collections::HashMap::with_capacity(existing.len());
+            for r in &existing {
+                max_uses.insert(r.text(0)?, r.int(1)?);
             }
+            let unknown: Vec<String> = codes
+                .iter()
+                .filter(|c| !max_uses.contains_key(*c))
+                .cloned()
+                .collect();
             if !unknown.is_empty() {
                 return Ok(Err(PromotionRefusal::UnknownCodes(unknown)));
             }
+            let bound: std::collections::HashSet<String> = tx
+                .query(BOUND_CODES_OF, &[&codes])
+                .await?
+                .iter()
+                .map(|r| r.text(0))
+                .collect::<Result<_, _>>()?;
+            let taken: Vec<String> = codes
+                .iter()
+                .filter(|c| bound.contains(*c))
+                .cloned()
+                .collect();
             if !taken.is_empty() {
                 return Ok(Err(PromotionRefusal::AlreadyBound(taken)));
             }
-            for (code, max) in &found {
-                tx.execute(
-                    INSERT_CODE,
-                    &[code, &id.get(), &source.as_str(), max, &now.as_millis()],
-                )
-                .await?;
-            }
-            found.len() as u64
+            let maxima: Vec<i64> = codes
+                .iter()
+                .map(|c| max_uses.get(c).copied().unwrap_or(1))
+                .collect();
+            tx.execute(
+                INSERT_CODES,
+                &[
+                    &codes,
+                    &id.get(),
+                    &source.as_str(),
+                    &maxima,
+                    &now.as_millis(),
+                ],
+            )
+            .await?;
+            codes.len() as u64
         }
     };
     tx.execute(BUMP_GENERATION, &[]).await?;
@@ -368,59 +424,11 @@ async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<
         return Ok(Ok(Made::Replayed(h)));
     }
     let customer = new.customer.as_deref();
-    lock_rows(tx, &new.promotions, customer).await?;
-    let mut seen: BTreeMap<PromotionId, (Limits, bool, Totals, Option<Totals>)> = BTreeMap::new();
-    let mut order: Vec<&HeldPromotion> = new.promotions.iter().collect();
-    order.sort_by_key(|i| i.promotion);
-    for item in order {
-        let id = item.promotion;
-        if !seen.contains_key(&id) {
-            let Some(read) = limits_and_usage(tx, id.get(), customer).await? else {
-                return Ok(Err(PromotionRefusal::Stale {
-                    promotion: id,
-                    reason: Reason::Inactive,
-                }));
-            };
-            seen.insert(id, read);
-        }
-        let Some((limits, active, totals, cust)) = seen.get_mut(&id) else {
-            return Err(corrupt("a promotion just read is missing"));
-        };
-        if !*active {
-            return Ok(Err(PromotionRefusal::Stale {
-                promotion: id,
-                reason: Reason::Inactive,
-            }));
-        }
-        let cust_now = customer.map(|_| cust.unwrap_or_default());
-        if let Err(reason) = fits(limits, totals, cust_now.as_ref(), item.amount_minor) {
-            return Ok(Err(PromotionRefusal::Stale {
-                promotion: id,
-                reason,
-            }));
-        }
-        let d = Move::Hold.deltas(item.amount_minor);
-        crate::promotion::add(totals, &d);
-        if customer.is_some() {
-            let mut c = cust.unwrap_or_default();
-            crate::promotion::add(&mut c, &d);
-            *cust = Some(c);
-        }
-    }
-    let mut items = Vec::with_capacity(new.promotions.len());
-    for item in &new.promotions {
-        let mut item = item.clone();
-        if let Some((code, _)) = &item.code {
-            match take_code(tx, code, item.promotion, customer, new.now).await? {
-                Some(source) => item.code = Some((code.clone(), source)),
-                None => return Ok(Err(PromotionRefusal::CodeTaken { code: code.clone() })),
-            }
-        }
-        items.push(item);
-    }
+    // The hold's row first, before any lock: a racing create with the same key is waited
+    // for here (the key's index), never while this one holds promotions others wait for.
     let inserted = tx
         .query_opt(
-            INSERT_HOLD_ONCE,
+            INSERT_HOLD,
             &[
                 &customer,
                 &new.currency,
@@ -438,6 +446,21 @@ async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<
         return Ok(Ok(Made::KeyTaken));
     };
     let id = row.int(0)?;
+    let states = lock_and_read(tx, &new.promotions, customer).await?;
+    if let Err(refusal) = rules::check_hold(&new.promotions, states, customer.is_some()) {
+        return Ok(Err(refusal));
+    }
+    let mut items = Vec::with_capacity(new.promotions.len());
+    for item in &new.promotions {
+        let mut item = item.clone();
+        if let Some((code, _)) = &item.code {
+            match take_code(tx, code, item.promotion, customer, new.now).await? {
+                Some(source) => item.code = Some((code.clone(), source)),
+                None => return Ok(Err(PromotionRefusal::CodeTaken { code: code.clone() })),
+            }
+        }
+        items.push(item);
+    }
     for (position, item) in items.iter().enumerate() {
         let (code, source) = match &item.code {
             Some((c, s)) => (Some(c.as_str()), Some(s.as_str())),
@@ -461,11 +484,85 @@ async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<
         }
     }
     move_counters(tx, &items, customer, Move::Hold).await?;
-    let hold = load_hold(tx, id)
-        .await?
-        .ok_or_else(|| corrupt("a hold just made is missing"))?;
+    // As the row was written (read back, it would be the same): two round trips fewer while
+    // the promotions are locked.
+    let hold = Hold {
+        id,
+        status: HoldStatus::Held,
+        customer: new.customer.clone(),
+        currency: new.currency.clone(),
+        cart_fingerprint: new.cart_fingerprint.clone(),
+        promotions: items,
+        evaluation: new.evaluation.clone(),
+        discount_minor: new.discount_minor,
+        shipping_discount_minor: new.shipping_discount_minor,
+        idempotency_key: new.idempotency_key.clone(),
+        reference: None,
+        created_at: new.now,
+        expires_at: new.expires_at,
+        updated_at: new.now,
+    };
     super::event::append(tx, hold_event(EventType::PromotionHeld, &hold)).await?;
     Ok(Ok(Made::New(hold)))
+}
+
+/// Locks the rows a new hold spends (promotions in id order, the customer's rows, the codes
+/// in code order) and reads each promotion's state from the locked rows: a row locked
+/// `FOR UPDATE` is read as its latest committed version. The customer's rows change only
+/// under their promotion's lock, so they are read as they are too.
+async fn lock_and_read(
+    tx: &impl GenericClient,
+    items: &[HeldPromotion],
+    customer: Option<&str>,
+) -> Result<BTreeMap<PromotionId, Option<PromotionState>>, StorageError> {
+    let mut ids: Vec<i64> = items.iter().map(|i| i.promotion.get()).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut states: BTreeMap<PromotionId, Option<PromotionState>> = BTreeMap::new();
+    for id in &ids {
+        states.insert(pid(*id)?, None);
+    }
+    for r in tx.query(LOCK_AND_READ_PROMOTIONS, &[&ids]).await? {
+        let state = PromotionState {
+            limits: Limits {
+                budget_minor: r.opt_int(1)?,
+                redemptions_max: r.opt_int(2)?,
+                per_customer_budget_minor: r.opt_int(3)?,
+                per_customer_redemptions_max: r.opt_int(4)?,
+            },
+            active: r.flag(5)?,
+            totals: Totals {
+                redeemed_minor: r.int(6)?,
+                redemptions: r.int(7)?,
+                held_minor: r.int(8)?,
+                held: r.int(9)?,
+            },
+            customer: None,
+        };
+        states.insert(pid(r.int(0)?)?, Some(state));
+    }
+    if let Some(c) = customer {
+        for r in tx.query(LOCK_AND_READ_CUSTOMERS, &[&ids, &c]).await? {
+            if let Some(Some(state)) = states.get_mut(&pid(r.int(0)?)?) {
+                state.customer = Some(Totals {
+                    redeemed_minor: r.int(1)?,
+                    redemptions: r.int(2)?,
+                    held_minor: r.int(3)?,
+                    held: r.int(4)?,
+                });
+            }
+        }
+    }
+    let mut codes: Vec<&str> = items
+        .iter()
+        .filter_map(|i| i.code.as_ref().map(|(c, _)| c.as_str()))
+        .collect();
+    codes.sort_unstable();
+    codes.dedup();
+    if !codes.is_empty() {
+        tx.query(LOCK_CODES, &[&codes]).await?;
+    }
+    Ok(states)
 }
 
 /// Takes one use of a code for the promotion, if it still reaches it for this customer: the
@@ -753,7 +850,7 @@ impl PromotionStore for PgStore {
             let resolved = resolve_one(&*client, code, customer, now).await?;
             out.push(ResolvedCode {
                 code: code.clone(),
-                source: resolved.ok().map(|(_, s)| s),
+                source: resolved.as_ref().ok().map(|&(_, s)| s),
                 promotion: resolved.map(|(p, _)| p),
             });
         }
@@ -765,15 +862,21 @@ impl PromotionStore for PgStore {
         ids: &[PromotionId],
         customer: Option<&str>,
     ) -> Result<Vec<Usage>, StorageError> {
+        // One round trip for every promotion of a preview, however many are automatic.
         let client = self.client().await?;
-        let mut out = Vec::with_capacity(ids.len());
-        for id in ids {
-            let (_, _, t, c) = limits_and_usage(&*client, id.get(), customer)
-                .await?
-                .unwrap_or_default();
-            out.push(crate::promotion::usage_of(&t, c.as_ref()));
+        let raw: Vec<i64> = ids.iter().map(|id| id.get()).collect();
+        let mut found = std::collections::HashMap::with_capacity(raw.len());
+        for r in client.query(USAGE_OF_MANY, &[&customer, &raw]).await? {
+            let state = limits_and_usage_from(&r)?;
+            found.insert(r.int(13)?, state);
         }
-        Ok(out)
+        Ok(ids
+            .iter()
+            .map(|id| {
+                let state = found.get(&id.get()).copied().unwrap_or_default();
+                crate::promotion::usage_of(&state.totals, state.customer.as_ref())
+            })
+            .collect())
     }
 
     async fn customer_orders(&self, customer: &str) -> Result<u64, StorageError> {
@@ -786,25 +889,7 @@ impl PromotionStore for PgStore {
     }
 
     async fn create_hold(&self, hold: NewHold) -> PromotionResult<Hold> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let made = create_hold(&tx, &hold).await?;
-        match made {
-            Ok(Made::New(h)) => {
-                tx.commit().await?;
-                Ok(Ok(h))
-            }
-            Ok(Made::Replayed(h)) => Ok(Ok(h)),
-            Ok(Made::KeyTaken) => {
-                drop(tx);
-                let key = hold.idempotency_key.as_deref().unwrap_or_default();
-                match hold_by_key(&*client, key).await? {
-                    Some(h) => Ok(Ok(h)),
-                    None => Err(corrupt("a hold's key was taken by no hold")),
-                }
-            }
-            Err(refusal) => Ok(Err(refusal)),
-        }
+        again_after_deadlock!(self.create_hold_once(&hold).await)
     }
 
     async fn hold(&self, id: i64) -> Result<Option<Hold>, StorageError> {
@@ -813,13 +898,16 @@ impl PromotionStore for PgStore {
     }
 
     async fn release_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let moved = transition(&tx, id, |h| rules::release_step(h.status), None, now).await?;
-        if moved.is_ok() {
-            tx.commit().await?;
-        }
-        Ok(moved)
+        again_after_deadlock!(
+            self.transition_once(|tx| Box::pin(transition(
+                tx,
+                id,
+                |h| rules::release_step(h.status),
+                None,
+                now
+            )))
+            .await
+        )
     }
 
     async fn redeem_hold(
@@ -828,31 +916,24 @@ impl PromotionStore for PgStore {
         reference: String,
         now: UnixMillis,
     ) -> PromotionResult<Hold> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let moved = redeem_hold_in(&tx, id, &reference, now).await?;
-        if moved.is_ok() {
-            tx.commit().await?;
-        }
-        Ok(moved)
+        again_after_deadlock!(
+            self.transition_once(|tx| {
+                let reference = reference.clone();
+                Box::pin(async move { redeem_hold_in(tx, id, &reference, now).await })
+            })
+            .await
+        )
     }
 
     async fn roll_back_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let moved = roll_back_hold_in(&tx, id, now).await?;
-        if moved.is_ok() {
-            tx.commit().await?;
-        }
-        Ok(moved)
+        again_after_deadlock!(
+            self.transition_once(|tx| Box::pin(roll_back_hold_in(tx, id, now)))
+                .await
+        )
     }
 
     async fn expire_holds(&self, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let n = expire(&tx, now, limit).await?;
-        tx.commit().await?;
-        Ok(n)
+        again_after_deadlock!(self.expire_once(now, limit).await)
     }
 
     async fn promotion_holds(
@@ -874,5 +955,65 @@ impl PromotionStore for PgStore {
             out.extend(load_hold(&*client, hold).await?);
         }
         Ok(out)
+    }
+}
+
+/// Times a transaction is run when PostgreSQL ends it as a deadlock's victim. Every writer
+/// here takes its locks in one order, but an order's transaction may take a hold's
+/// promotions after its own rows (stock, codes): a victim is run again rather than failed.
+const DEADLOCK_ATTEMPTS: usize = 3;
+
+fn deadlocked<T>(result: &Result<T, StorageError>) -> bool {
+    matches!(result, Err(StorageError::Postgres(e))
+        if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED))
+}
+
+/// The future of one transaction's work on a hold.
+type HoldWork<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = PromotionResult<Hold>> + Send + 'a>>;
+
+impl PgStore {
+    async fn create_hold_once(&self, hold: &NewHold) -> PromotionResult<Hold> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let made = create_hold(&tx, hold).await?;
+        match made {
+            Ok(Made::New(h)) => {
+                tx.commit().await?;
+                Ok(Ok(h))
+            }
+            Ok(Made::Replayed(h)) => Ok(Ok(h)),
+            Ok(Made::KeyTaken) => {
+                drop(tx);
+                let key = hold.idempotency_key.as_deref().unwrap_or_default();
+                match hold_by_key(&*client, key).await? {
+                    Some(h) => Ok(Ok(h)),
+                    None => Err(corrupt("a hold's key was taken by no hold")),
+                }
+            }
+            Err(refusal) => Ok(Err(refusal)),
+        }
+    }
+
+    /// Runs `work` in a transaction of its own, committed only if it moved the hold.
+    async fn transition_once(
+        &self,
+        work: impl for<'a, 'b> Fn(&'a Transaction<'b>) -> HoldWork<'a> + Send + Sync,
+    ) -> PromotionResult<Hold> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let moved = work(&tx).await?;
+        if moved.is_ok() {
+            tx.commit().await?;
+        }
+        Ok(moved)
+    }
+
+    async fn expire_once(&self, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let n = expire(&tx, now, limit).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 }

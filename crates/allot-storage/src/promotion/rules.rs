@@ -4,9 +4,11 @@
 //! PostgreSQL under row locks) and writes down what these say. The tables' CHECK constraints
 //! hold the same bounds, so a mistake here fails a transaction rather than overspending.
 
-use allot_domain::promotion::{LimitsSpec, Reason};
+use std::collections::BTreeMap;
 
-use super::{CodeSource, HoldStatus, Totals};
+use allot_domain::promotion::{LimitsSpec, PromotionId, Reason};
+
+use super::{CodeSource, HeldPromotion, HoldStatus, PromotionRefusal, Totals};
 
 /// One promotion's limits, as copied to its row (and its per-customer ones to each customer's).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -69,6 +71,53 @@ pub(crate) fn fits(
         .is_some_and(|max| totals.redeemed_minor + totals.held_minor + amount_minor > max)
     {
         return Err(Reason::BudgetExhausted);
+    }
+    Ok(())
+}
+
+/// What a hold decides on about one promotion, read under the hold's transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct PromotionState {
+    pub limits: Limits,
+    pub active: bool,
+    pub totals: Totals,
+    /// The hold's customer's counters; none when it has no row yet (or no customer).
+    pub customer: Option<Totals>,
+}
+
+/// Whether a hold's items all fit: each promotion it spends exists, is active, and fits its
+/// limits with what the earlier items took (in promotion id order, as PostgreSQL locks them).
+/// `states` holds every promotion of the items (none: it does not exist).
+pub(crate) fn check_hold(
+    items: &[HeldPromotion],
+    mut states: BTreeMap<PromotionId, Option<PromotionState>>,
+    has_customer: bool,
+) -> Result<(), PromotionRefusal> {
+    let mut order: Vec<&HeldPromotion> = items.iter().collect();
+    order.sort_by_key(|i| i.promotion);
+    for item in order {
+        let promotion = item.promotion;
+        let stale = |reason| PromotionRefusal::Stale { promotion, reason };
+        let Some(Some(state)) = states.get_mut(&promotion) else {
+            return Err(stale(Reason::Inactive));
+        };
+        if !state.active {
+            return Err(stale(Reason::Inactive));
+        }
+        let customer = has_customer.then(|| state.customer.unwrap_or_default());
+        fits(
+            &state.limits,
+            &state.totals,
+            customer.as_ref(),
+            item.amount_minor,
+        )
+        .map_err(stale)?;
+        let d = Move::Hold.deltas(item.amount_minor);
+        super::add(&mut state.totals, &d);
+        if let Some(mut c) = customer {
+            super::add(&mut c, &d);
+            state.customer = Some(c);
+        }
     }
     Ok(())
 }

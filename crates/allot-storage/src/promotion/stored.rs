@@ -4,7 +4,7 @@
 use allot_domain::UnixMillis;
 use allot_domain::promotion::PromotionId;
 
-use super::rules::{CodeFacts, CouponFacts, Deltas};
+use super::rules::{CodeFacts, CouponFacts, Deltas, PromotionState};
 use super::{CodeSource, HeldPromotion, Hold, HoldStatus, StoredPromotion, Totals, spec_from_json};
 use crate::StorageError;
 use crate::catalog::corrupt;
@@ -152,10 +152,13 @@ pub(crate) const MOVE_CUSTOMER: &str = "UPDATE promotion_customers
      WHERE promotion_id = $5 AND customer = $6";
 
 /// customer, currency, fingerprint, evaluation, discount, shipping discount, key, now, expiry.
+/// No row back: a hold of this key was made meanwhile (PostgreSQL: by another instance; the
+/// single writer of SQLite has looked for it first).
 pub(crate) const INSERT_HOLD: &str = "INSERT INTO promotion_holds
          (status, customer, currency, cart_fingerprint, evaluation, discount_minor,
           shipping_discount_minor, idempotency_key, created_at_ms, expires_at_ms, updated_at_ms)
-     VALUES ('held', $1, $2, $3, $4, $5, $6, $7, $8, $9, $8) RETURNING id";
+     VALUES ('held', $1, $2, $3, $4, $5, $6, $7, $8, $9, $8)
+     ON CONFLICT (idempotency_key) DO NOTHING RETURNING id";
 
 pub(crate) const INSERT_ITEM: &str = "INSERT INTO promotion_hold_items
          (hold_id, position, promotion_id, code, source, amount_minor)
@@ -283,9 +286,7 @@ pub(crate) fn item_from(r: &impl Columns) -> Result<HeldPromotion, StorageError>
 
 /// [`LIMITS_AND_USAGE`]'s row: the limits, the active flag, the counters in all and of the
 /// customer (none without a customer row).
-pub(crate) fn limits_and_usage_from(
-    r: &impl Columns,
-) -> Result<(super::rules::Limits, bool, Totals, Option<Totals>), StorageError> {
+pub(crate) fn limits_and_usage_from(r: &impl Columns) -> Result<PromotionState, StorageError> {
     let limits = super::rules::Limits {
         budget_minor: r.opt_int(0)?,
         redemptions_max: r.opt_int(1)?,
@@ -307,7 +308,12 @@ pub(crate) fn limits_and_usage_from(
         }),
         None => None,
     };
-    Ok((limits, r.flag(4)?, totals, customer))
+    Ok(PromotionState {
+        limits,
+        active: r.flag(4)?,
+        totals,
+        customer,
+    })
 }
 
 /// [`CODE_BINDING`]'s row, with what else the source needs filled in by the caller.

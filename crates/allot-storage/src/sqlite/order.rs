@@ -23,8 +23,8 @@ use crate::order::sealed::{Created, NewOrder, Order};
 use crate::order::{
     HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, LineStep, ORDER_BY_ID, ORDER_HOLD_UNTIL_MS,
     OrderFacts, OrderQuery, OrderRefusal, OrderResult, OrderStore, SET_ORDER_STATUS, StatusRequest,
-    StockRow, change_from, decide_order, decide_status_change, holder, inventory_refusal,
-    line_from, order_from, priced_from,
+    StockRow, change_from, decide_order, decide_status_change, hold_refusal, holder,
+    inventory_refusal, line_from, order_from, priced_from, promotions_json,
 };
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
@@ -83,6 +83,11 @@ fn facts(conn: &Connection, new: &NewOrder) -> Result<OrderFacts, StorageError> 
     {
         facts.add_code(code.as_str().to_owned(), used);
     }
+    if let Some(id) = new.promotion_hold
+        && let Some(hold) = super::promotion::hold_in(conn, id)?
+    {
+        facts.add_hold(hold);
+    }
     Ok(facts)
 }
 
@@ -100,8 +105,12 @@ fn create_inner(conn: &Connection, new: &NewOrder) -> Refusable<Created> {
         .prepare_cached(
             "INSERT INTO orders (customer, status, currency, shipping_address_enc, subtotal_minor,
                                  coupon_code, coupon_minor, discount_code, discount_minor,
-                                 total_minor, idempotency_key, created_at_ms, updated_at_ms)
-             VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11) RETURNING id",
+                                 total_minor, idempotency_key, created_at_ms, updated_at_ms,
+                                 shipping_minor, shipping_discount_minor, promotion_minor,
+                                 promotion_hold_id, promotions)
+             VALUES (?1, 'pending', ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?11, ?12, ?13, ?14,
+                     ?15, ?16)
+             RETURNING id",
         )?
         .query_row(
             params![
@@ -113,12 +122,26 @@ fn create_inner(conn: &Connection, new: &NewOrder) -> Refusable<Created> {
                 plan.coupon.map(|(_, minor)| minor),
                 new.discount_code.as_ref().map(|c| c.as_str()),
                 plan.discount_minor,
-                plan.total_minor,
+                plan.goods_minor,
                 new.idempotency_key.as_ref().map(|k| k.as_str()),
-                now.as_millis()
+                now.as_millis(),
+                plan.shipping_minor,
+                plan.shipping_discount_minor,
+                plan.promotion_minor,
+                plan.hold,
+                promotions_json(&plan.promotions),
             ],
             |r| r.get(0),
         )?;
+    // The hold was read in this transaction (the writer runs one operation at a time): it is
+    // redeemed as it was decided on, or the order is refused whole.
+    if let Some(hold) = plan.hold
+        && let Err(refusal) = super::promotion::redeem_hold_in(conn, hold, &holder(id), now)?
+    {
+        return Ok(Err(OrderRefusal::PromotionHoldUnusable(hold_refusal(
+            refusal,
+        ))));
+    }
     let holder = holder(id);
     let mut reservations = vec![0; plan.lines.len()];
     for &i in &plan.reserve_order {
@@ -245,6 +268,15 @@ fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<Order> {
         coupon::give_back(conn, o.id, now)?;
         if let Some(code) = &o.discount_code {
             discount::give_back(conn, &code.code, o.id, now)?;
+        }
+        // Rolled back at most once, whoever asks first (this order or the hold's own API).
+        if let Some(hold) = o.promotion_hold_id
+            && let Err(refusal) = super::promotion::roll_back_hold_in(conn, hold, now)?
+        {
+            return Err(corrupt(format!(
+                "order {} could not roll back its promotion hold {hold}: {refusal:?}",
+                o.id
+            )));
         }
     }
     conn.prepare_cached(SET_ORDER_STATUS)?.execute(params![

@@ -19,7 +19,7 @@ use super::{SqliteStore, all_or_nothing};
 use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::promotion::rules::{
-    self, CodeFacts, Limits, Move, Step, code_usable, fits, limit_below_usage,
+    self, CodeFacts, Limits, Move, PromotionState, Step, code_usable, limit_below_usage,
 };
 use crate::promotion::stored::*;
 use crate::promotion::{
@@ -61,7 +61,7 @@ fn limits_and_usage(
     conn: &Connection,
     id: i64,
     customer: Option<&str>,
-) -> Result<Option<(Limits, bool, Totals, Option<Totals>)>, StorageError> {
+) -> Result<Option<PromotionState>, StorageError> {
     conn.prepare_cached(LIMITS_AND_USAGE)?
         .query_row(params![customer, id], |r| Ok(limits_and_usage_from(r)))
         .optional()?
@@ -73,7 +73,7 @@ fn update(
     id: PromotionId,
     new: &NewPromotion,
 ) -> Result<Result<StoredPromotion, PromotionRefusal>, StorageError> {
-    let Some((_, _, totals, _)) = limits_and_usage(conn, id.get(), None)? else {
+    let Some(PromotionState { totals, .. }) = limits_and_usage(conn, id.get(), None)? else {
         return Ok(Err(PromotionRefusal::NotFound));
     };
     let customer_most = conn
@@ -262,7 +262,11 @@ fn usage(
 ) -> Result<Vec<Usage>, StorageError> {
     let mut out = Vec::with_capacity(ids.len());
     for id in ids {
-        let (_, _, t, c) = limits_and_usage(conn, id.get(), customer)?.unwrap_or_default();
+        let PromotionState {
+            totals: t,
+            customer: c,
+            ..
+        } = limits_and_usage(conn, id.get(), customer)?.unwrap_or_default();
         out.push(crate::promotion::usage_of(&t, c.as_ref()));
     }
     Ok(out)
@@ -301,45 +305,17 @@ fn create_hold(conn: &Connection, new: &NewHold) -> PromotionResult<Hold> {
 
 fn create_hold_inner(conn: &Connection, new: &NewHold) -> PromotionResult<Hold> {
     let customer = new.customer.as_deref();
-    // Each promotion's usage is read once and carried through its items (a hold spends a
-    // promotion once, but nothing here relies on it), in id order as PostgreSQL locks them.
-    let mut seen: BTreeMap<PromotionId, (Limits, bool, Totals, Option<Totals>)> = BTreeMap::new();
-    let mut order: Vec<&crate::promotion::HeldPromotion> = new.promotions.iter().collect();
-    order.sort_by_key(|i| i.promotion);
-    for item in order {
-        let id = item.promotion;
-        if !seen.contains_key(&id) {
-            let Some(read) = limits_and_usage(conn, id.get(), customer)? else {
-                return Ok(Err(PromotionRefusal::Stale {
-                    promotion: id,
-                    reason: Reason::Inactive,
-                }));
-            };
-            seen.insert(id, read);
-        }
-        let Some((limits, active, totals, cust)) = seen.get_mut(&id) else {
-            return Err(corrupt("a promotion just read is missing"));
-        };
-        if !*active {
-            return Ok(Err(PromotionRefusal::Stale {
-                promotion: id,
-                reason: Reason::Inactive,
-            }));
-        }
-        let cust_now = customer.map(|_| cust.unwrap_or_default());
-        if let Err(reason) = fits(limits, totals, cust_now.as_ref(), item.amount_minor) {
-            return Ok(Err(PromotionRefusal::Stale {
-                promotion: id,
-                reason,
-            }));
-        }
-        let d = Move::Hold.deltas(item.amount_minor);
-        crate::promotion::add(totals, &d);
-        if customer.is_some() {
-            let mut c = cust.unwrap_or_default();
-            crate::promotion::add(&mut c, &d);
-            *cust = Some(c);
-        }
+    // The writer runs one operation at a time: what is read here is what the hold is
+    // written against, with nothing in between.
+    let mut ids: Vec<PromotionId> = new.promotions.iter().map(|i| i.promotion).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let mut states = BTreeMap::new();
+    for id in ids {
+        states.insert(id, limits_and_usage(conn, id.get(), customer)?);
+    }
+    if let Err(refusal) = rules::check_hold(&new.promotions, states, customer.is_some()) {
+        return Ok(Err(refusal));
     }
     let mut items = Vec::with_capacity(new.promotions.len());
     for item in &new.promotions {
@@ -352,28 +328,20 @@ fn create_hold_inner(conn: &Connection, new: &NewHold) -> PromotionResult<Hold> 
         }
         items.push(item);
     }
-    let Some(id) = conn
-        .prepare_cached(INSERT_HOLD)?
-        .query_row(
-            params![
-                customer,
-                new.currency,
-                new.cart_fingerprint,
-                new.evaluation,
-                new.discount_minor,
-                new.shipping_discount_minor,
-                new.idempotency_key,
-                new.now.as_millis(),
-                new.expires_at.as_millis()
-            ],
-            |r| r.get::<_, i64>(0),
-        )
-        .optional()?
-    else {
-        return Err(corrupt(
-            "a hold's idempotency key was taken within the writer",
-        ));
-    };
+    let id: i64 = conn.prepare_cached(INSERT_HOLD)?.query_row(
+        params![
+            customer,
+            new.currency,
+            new.cart_fingerprint,
+            new.evaluation,
+            new.discount_minor,
+            new.shipping_discount_minor,
+            new.idempotency_key,
+            new.now.as_millis(),
+            new.expires_at.as_millis()
+        ],
+        |r| r.get(0),
+    )?;
     let mut insert = conn.prepare_cached(INSERT_ITEM)?;
     for (position, item) in items.iter().enumerate() {
         let (code, source) = match &item.code {
@@ -641,7 +609,7 @@ impl PromotionStore for SqliteStore {
                 let resolved = resolve_one(conn, &code, customer.as_deref(), now)?;
                 out.push(ResolvedCode {
                     code,
-                    source: resolved.ok().map(|(_, s)| s),
+                    source: resolved.as_ref().ok().map(|&(_, s)| s),
                     promotion: resolved.map(|(p, _)| p),
                 });
             }

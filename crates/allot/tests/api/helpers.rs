@@ -745,3 +745,110 @@ pub async fn all_campaign_codes(base: &str, id: i64) -> Vec<String> {
         }
     }
 }
+
+/// The promotions' invariants, read from the database (either backend); run after every
+/// concurrency test of promotions. For every promotion and every customer row of one: what
+/// is redeemed and held never passes a budget or a limit, and each counter equals the sum over
+/// the hold items in that status; every bound code's uses equal the held and redeemed holds
+/// that use it; every order that consumed a hold has it redeemed for itself, or rolled back if
+/// the order was cancelled, with the hold's discount.
+pub async fn assert_promotion_invariants(db: &AppDb) {
+    // The sums of a promotion's hold items in one status, optionally for one customer.
+    let sum = |status: &str, customer: bool| {
+        let whose = if customer {
+            " AND h.customer = c.customer"
+        } else {
+            ""
+        };
+        let p = if customer { "c.promotion_id" } else { "p.id" };
+        (
+            format!(
+                "(SELECT coalesce(sum(i.amount_minor), 0) FROM promotion_hold_items i
+                  JOIN promotion_holds h ON h.id = i.hold_id
+                  WHERE i.promotion_id = {p} AND h.status = '{status}'{whose})"
+            ),
+            format!(
+                "(SELECT count(*) FROM promotion_hold_items i
+                  JOIN promotion_holds h ON h.id = i.hold_id
+                  WHERE i.promotion_id = {p} AND h.status = '{status}'{whose})"
+            ),
+        )
+    };
+    let checks = |alias: &str, customer: bool| {
+        let (held_minor, held) = sum("held", customer);
+        let (redeemed_minor, redemptions) = sum("redeemed", customer);
+        format!(
+            "({a}.budget_minor IS NOT NULL AND {a}.redeemed_minor + {a}.held_minor > {a}.budget_minor)
+             OR ({a}.redemptions_max IS NOT NULL AND {a}.redemptions + {a}.held > {a}.redemptions_max)
+             OR {a}.held_minor <> {held_minor} OR {a}.held <> {held}
+             OR {a}.redeemed_minor <> {redeemed_minor} OR {a}.redemptions <> {redemptions}",
+            a = alias
+        )
+    };
+    let promotions = db
+        .count(&format!(
+            "SELECT count(*) FROM promotions p WHERE {}",
+            checks("p", false)
+        ))
+        .await;
+    assert_eq!(
+        promotions,
+        0,
+        "promotions past a limit, or whose counters differ from their holds: {:?}",
+        db.strings(
+            "SELECT id || ': ' || redeemed_minor || '+' || held_minor || ' of '
+                    || coalesce(budget_minor, -1) || ', ' || redemptions || '+' || held
+                    || ' of ' || coalesce(redemptions_max, -1) FROM promotions"
+        )
+        .await
+    );
+    let customers = db
+        .count(&format!(
+            "SELECT count(*) FROM promotion_customers c WHERE {}",
+            checks("c", true)
+        ))
+        .await;
+    assert_eq!(
+        customers, 0,
+        "customers past a per-customer limit, or whose counters differ from their holds"
+    );
+    let codes = db
+        .count(
+            "SELECT count(*) FROM promotion_codes k
+             WHERE k.uses > k.max_uses
+                OR k.uses <> (SELECT count(*) FROM promotion_hold_items i
+                              JOIN promotion_holds h ON h.id = i.hold_id
+                              WHERE i.code = k.code AND h.status IN ('held', 'redeemed'))",
+        )
+        .await;
+    assert_eq!(
+        codes, 0,
+        "codes whose uses differ from the holds using them"
+    );
+    let orders = db
+        .count(
+            "SELECT count(*) FROM orders o LEFT JOIN promotion_holds h ON h.id = o.promotion_hold_id
+             WHERE o.promotion_hold_id IS NOT NULL
+               AND (h.id IS NULL OR h.reference IS NULL OR h.reference <> 'order-' || o.id
+                    OR h.discount_minor <> o.promotion_minor
+                    OR h.shipping_discount_minor <> o.shipping_discount_minor
+                    OR h.status <> CASE WHEN o.status = 'cancelled' THEN 'rolled_back'
+                                        ELSE 'redeemed' END)",
+        )
+        .await;
+    assert_eq!(
+        orders, 0,
+        "orders whose promotion hold is not theirs, not redeemed (or rolled back when cancelled), or of another amount"
+    );
+    let unowned = db
+        .count(
+            "SELECT count(*) FROM promotion_holds h
+             WHERE h.reference LIKE 'order-%' AND h.status IN ('redeemed', 'rolled_back')
+               AND NOT EXISTS (SELECT 1 FROM orders o WHERE o.promotion_hold_id = h.id)",
+        )
+        .await;
+    assert_eq!(
+        unowned, 0,
+        "holds redeemed for an order that does not name them"
+    );
+}

@@ -35,6 +35,7 @@ mod notifications;
 mod orders;
 mod personal_data;
 mod postgres;
+mod promotion_race;
 mod promotions;
 mod rate_limit;
 mod roles;
