@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_promotion_invariants, http};
 
+/// A status and a JSON body.
+type Answer = (u16, Value);
+
 /// Requests in flight at once: what a shop's checkout pool would hold, and what 2 cores in
 /// CI serve without timing out.
 const IN_FLIGHT: usize = 64;
@@ -441,7 +444,7 @@ async fn promotion_race_a_cancelled_order_gives_its_promotion_back_once() {
     });
     let rollback = format!("/api/v1/promotions/holds/{hold}/rollback");
     let rollbacks = futures::stream::iter(0..10).map(|_| shop.post(&rollback, json!({})));
-    let (cancelled, rolled): (Vec<(u16, Value)>, Vec<(u16, Value)>) = tokio::join!(
+    let (cancelled, rolled): (Vec<Answer>, Vec<Answer>) = tokio::join!(
         cancels.buffer_unordered(10).collect(),
         rollbacks.buffer_unordered(10).collect()
     );
