@@ -619,7 +619,7 @@ pub struct Evaluation {
     /// In the order they were applied.
     pub applied: Vec<Applied>,
     /// Every code entered that gives nothing, in the cart's code order; then automatic
-    /// promotions refused only by stacking or a limit, by id.
+    /// promotions refused only by stacking, a limit or for giving nothing (`no_discount`), by id.
     pub refused: Vec<Refused>,
     /// In cart order.
     pub lines: Vec<LineTotal>,

@@ -655,11 +655,14 @@ impl Promotions {
             .iter()
             .filter(|(id, p)| !loaded.contains_key(id) && conditions_hold(p, &cart, now).is_ok())
             .collect();
+        // Usage decides only for a promotion with limits: the others are not read, so a cart
+        // that meets a thousand unlimited automatic promotions costs no read for them.
         let ids: Vec<PromotionId> = loaded
             .iter()
-            .filter(|(_, p)| p.is_some())
-            .map(|(id, _)| *id)
-            .chain(automatic.iter().map(|(id, _)| *id))
+            .filter_map(|(id, p)| p.as_ref().map(|p| (*id, p)))
+            .chain(automatic.iter().map(|(id, p)| (*id, p)))
+            .filter(|(_, p)| has_limits(p))
+            .map(|(id, _)| id)
             .collect();
         let usage: HashMap<PromotionId, Usage> = if ids.is_empty() {
             HashMap::new()
@@ -828,6 +831,15 @@ impl Promotions {
         known.insert(category.get(), chain.clone());
         Ok(chain)
     }
+}
+
+/// Whether a promotion has a budget or a limit, so that its usage decides what it gives.
+fn has_limits(promotion: &Promotion) -> bool {
+    let l = &promotion.spec().limits;
+    l.budget_minor.is_some()
+        || l.redemptions_max.is_some()
+        || l.per_customer_budget_minor.is_some()
+        || l.per_customer_redemptions_max.is_some()
 }
 
 /// Most characters of a redemption's reference.

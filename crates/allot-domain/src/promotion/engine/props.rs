@@ -336,4 +336,33 @@ proptest! {
             .collect();
         prop_assert!(positions.windows(2).all(|w| w[0] < w[1]));
     }
+
+    /// Storage keeps a checked spec and checks it again when it reads it back: the same
+    /// promotion comes out.
+    #[test]
+    fn a_checked_spec_checks_again_to_itself(
+        mut spec in spec(),
+        padding in prop_oneof![Just(""), Just(" "), Just("\t ")],
+        dressed in any::<bool>(),
+    ) {
+        spec.name = format!("{padding}Spring sale{padding}");
+        if dressed {
+            spec.description = Some(format!("{padding}Line one\nline two{padding}"));
+            spec.conditions.starts_at = Some("2026-03-01T09:00:00+01:00".to_owned());
+            spec.conditions.ends_at = Some("2026-04-01T00:00:00Z".to_owned());
+            spec.conditions.customer_tags = vec![format!("{padding}vip")];
+            spec.conditions.schedule = Some(ScheduleSpec {
+                time_zone: "Europe/Paris".to_owned(),
+                weekdays: vec![Weekday::Sat, Weekday::Sun],
+                from: Some("22:00".to_owned()),
+                until: Some("02:00".to_owned()),
+            });
+            spec.stacking.class = format!("{padding}weekend{padding}");
+        }
+        if let Ok(p) = Promotion::parse(spec) {
+            let json = serde_json::to_string(p.spec()).expect("a spec serializes");
+            let back: PromotionSpec = serde_json::from_str(&json).expect("and reads back");
+            prop_assert_eq!(Promotion::parse(back), Ok(p));
+        }
+    }
 }

@@ -1031,3 +1031,31 @@ fn a_code_nobody_answered_for_is_unknown() {
         }]
     );
 }
+
+#[test]
+fn an_unchecked_cart_of_extreme_figures_does_not_bring_the_engine_down() {
+    let mut c = cart(vec![
+        line(1, i64::MAX, i64::MAX),
+        line(2, i64::MAX, i64::MAX),
+        line(3, 0, 5),
+        line(4, -3, -7),
+    ]);
+    c.shipping_minor = i64::MAX;
+    c.codes = vec!["X".to_owned()];
+    let actions = json!([
+        {"type": "percent_off", "percent": 100},
+        {"type": "amount_off", "amount_minor": MONEY_MAX},
+        {"type": "fixed_price", "unit_price_minor": 0},
+        {"type": "buy_x_get_y", "buy": 1, "get": 1},
+        {"type": "free_shipping"}]);
+    let p = promotion(json!({"name": "All", "trigger": "automatic", "actions": actions}));
+    let t = promotion(json!({"name": "T", "trigger": "code",
+        "actions": [{"type": "tiered", "tiers": [{"min_subtotal_minor": 1, "percent": 50}]}]}));
+    let e = evaluate(&c, &[auto(1, &p), coded(2, &t, "X")], &[], now());
+    assert!(e.total_minor >= 0);
+    assert!(
+        e.lines
+            .iter()
+            .all(|l| l.discount_minor <= l.line_total_minor)
+    );
+}
