@@ -595,12 +595,6 @@ impl Promotions {
         Ok(total)
     }
 
-    /// Whether any automatic promotion is active: an order without codes needs no evaluation
-    /// (nor a hold) when none is. One small read; the promotions themselves are cached.
-    pub async fn any_automatic(&self) -> Result<bool, ServiceError> {
-        Ok(!self.automatic().await?.is_empty())
-    }
-
     /// The engine's answer for a checked cart at `now`, on the usage read now.
     pub async fn evaluate_cart(
         &self,
