@@ -248,3 +248,40 @@ async fn order_promotions_a_retry_with_its_key_answers_the_first_order_though_it
     assert_promotion_invariants(&db).await;
     app.stop().await;
 }
+
+#[tokio::test]
+async fn order_promotions_a_first_order_promotion_serves_a_customers_first_order_not_cancelled() {
+    let app = TestApp::spawn().await;
+    let shop = Shop::open(&app, 10).await;
+    let id = shop
+        .promotion(json!({"name": "welcome", "trigger": "automatic",
+                          "conditions": {"first_order": true},
+                          "actions": [{"type": "amount_off", "amount_minor": 100}]}))
+        .await;
+    let (s, first) = shop.order("ann", &[], None).await;
+    assert_eq!((s, &first["total_minor"]), (201, &json!(900)), "{first}");
+    let (s, second) = shop.order("ann", &[], None).await;
+    assert_eq!(
+        (s, &second["total_minor"]),
+        (201, &json!(1_000)),
+        "{second}"
+    );
+    assert_eq!(second["promotion_hold_id"], Value::Null, "{second}");
+    // Both cancelled, ann has no order left: the next is a first order again, and the
+    // cancelled one gave its promotion back.
+    for o in [&first, &second] {
+        let (s, b) = crate::promotion_race::send(
+            shop.c
+                .put(format!("{}/api/v1/orders/{}/status", shop.base, o["id"]))
+                .json(&json!({"status": "cancelled"})),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    assert_eq!(shop.usage(id).await, (0, 0, 0, 0));
+    let (s, again) = shop.order("ann", &[], None).await;
+    assert_eq!((s, &again["total_minor"]), (201, &json!(900)), "{again}");
+    assert_eq!(shop.usage(id).await, (100, 1, 0, 0));
+    assert_promotion_invariants(&app.db().await).await;
+    app.stop().await;
+}
