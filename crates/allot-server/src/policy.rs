@@ -224,6 +224,7 @@ pub const RULES: &[Rule] = &[
         "/api/v1/discount-codes/batches",
     ),
     page("/console/coupons*", "GET", "/api/v1/coupons/stats"),
+    page("/console/promotions*", "GET", "/api/v1/promotions"),
     page("/console/sales*", "GET", "/api/v1/sales/{id}/purchases"),
     page("/console/catalog*", "POST", "/api/v1/products"),
     page("/console/warehouses*", "GET", "/api/v1/warehouses"),

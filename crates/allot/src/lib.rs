@@ -10,6 +10,7 @@ mod grpc_client;
 mod issue_load;
 mod load;
 mod order_load;
+mod promotion_load;
 mod sale_load;
 
 use std::process::ExitCode;
@@ -76,6 +77,11 @@ enum LoadCommand {
     /// Orders: C concurrent customers place orders of 3 lines with a coupon for S seconds;
     /// prints rate and latencies, then verifies the orders stored and the stock reserved
     Orders(order_load::OrderLoad),
+    /// Promotions: coupon redemption, then hold + redeem through a promotion with a money
+    /// budget, beside the HTTP hello-world; C checkouts racing for a budget that covers few;
+    /// the preview of a 10-line cart against N active automatic promotions (client and
+    /// server latencies). Verifies every budget to the minor unit
+    Promotions(promotion_load::PromotionLoad),
 }
 
 pub fn main() -> ExitCode {
@@ -101,6 +107,7 @@ pub fn main() -> ExitCode {
             Command::Load(LoadCommand::Coupons(load)) => load.run_command().await,
             Command::Load(LoadCommand::FlashSale(load)) => load.run_command().await,
             Command::Load(LoadCommand::Orders(load)) => load.run_command().await,
+            Command::Load(LoadCommand::Promotions(load)) => load.run_command().await,
             Command::Bench(cmd) => cmd.run().await,
         }
     })

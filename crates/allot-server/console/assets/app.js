@@ -50,7 +50,17 @@ const Allot = (() => {
         case "int": v = Number.parseInt(v, 10); if (Number.isNaN(v)) v = el.value; break;
         case "number": v = Number(v); if (Number.isNaN(v)) v = el.value; break;
         case "bool": v = v === true || v === "true"; break;
-        case "json": try { v = JSON.parse(v); } catch (_) { /* sent as typed: the API names it */ } break;
+        case "json":
+          if (el.dataset.spread !== undefined) {
+            // The whole body written as JSON (a promotion's spec): its fields are the body's.
+            let parsed;
+            try { parsed = JSON.parse(v); } catch (e) { throw fieldError(el.name, `not valid JSON (${e.message})`); }
+            if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) throw fieldError(el.name, "must be a JSON object");
+            Object.assign(body, parsed);
+            continue;
+          }
+          try { v = JSON.parse(v); } catch (_) { /* sent as typed: the API names it */ }
+          break;
         case "list": v = String(v).split(",").map((s) => s.trim()).filter(Boolean); break;
         case "datetime": { const d = new Date(v); if (!Number.isNaN(d.getTime())) v = d.toISOString().replace(/\.000Z$/, "Z"); break; }
         default: break;
@@ -58,6 +68,13 @@ const Allot = (() => {
       setPath(body, el.name.split("."), v);
     }
     return body;
+  }
+
+  // An error of a field found before anything is sent, shown as the API's would be.
+  function fieldError(field, message) {
+    const e = new Error(`${field}: ${message}`);
+    e.field = field;
+    return e;
   }
 
   function setPath(obj, parts, v) {
@@ -94,7 +111,9 @@ const Allot = (() => {
     for (const el of form.querySelectorAll('[aria-invalid="true"]')) el.removeAttribute("aria-invalid");
     if (alert) alert.textContent = message;
     if (field) {
-      const el = form.querySelector(`[name="${field}"]`) || form.querySelector(`[name$=".${field.split(".").pop()}"]`);
+      // A field of a body written as JSON (`conditions.min_subtotal_minor`) is in its textarea.
+      const el = form.querySelector(`[name="${field}"]`) || form.querySelector(`[name$=".${field.split(".").pop()}"]`) ||
+        form.querySelector("[data-spread]");
       if (el) {
         el.setAttribute("aria-invalid", "true");
         if (alert && alert.id) el.setAttribute("aria-describedby", alert.id);
@@ -124,14 +143,16 @@ const Allot = (() => {
       const headers = method === "POST" ? { "Idempotency-Key": crypto.randomUUID() } : {};
       const res = await api(method, url, method === "GET" || method === "DELETE" ? null : body, headers);
       if (!res.ok) { showError(form, res); return; }
-      form.dispatchEvent(new CustomEvent("allot:done", { detail: res, bubbles: true }));
+      // A page's script that shows the answer itself cancels the event: no "Done." then.
+      const shown = !form.dispatchEvent(new CustomEvent("allot:done", { detail: res, bubbles: true, cancelable: true }));
       const then = form.dataset.then;
       if (then === "reload") { window.location.reload(); return; }
       if (then) { window.location.assign(fill(then, form, res.data)); return; }
-      if (status) status.textContent = form.dataset.done || "Done.";
+      if (status && !shown) status.textContent = form.dataset.done || "Done.";
       if (form.dataset.reset !== undefined) form.reset();
     } catch (e) {
-      if (alert) alert.textContent = `The request failed: ${e.message}`;
+      if (e.field) showError(form, { status: 0, data: { error: { field: e.field, message: e.message } } });
+      else if (alert) alert.textContent = `The request failed: ${e.message}`;
     } finally {
       for (const b of buttons) b.disabled = false;
     }
@@ -187,10 +208,17 @@ const Allot = (() => {
     svg.appendChild(top);
   }
 
+  const ZERO_DECIMALS = new Set(["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND", "VUV", "XAF", "XOF", "XPF"]);
+  const THREE_DECIMALS = new Set(["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"]);
   const fmt = {
     int: (n) => (n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US")),
     time: (ms) => (ms ? new Date(ms).toLocaleString() : "–"),
-    money: (minor, currency) => `${(Number(minor) / 100).toFixed(2)} ${currency || ""}`.trim(),
+    // In the currency's own decimals (ISO 4217), as the server's pages write it.
+    money: (minor, currency) => {
+      const digits = ZERO_DECIMALS.has(currency) ? 0 : THREE_DECIMALS.has(currency) ? 3 : 2;
+      const n = (Number(minor) / 10 ** digits).toLocaleString("en-US", { minimumFractionDigits: digits, maximumFractionDigits: digits });
+      return `${n} ${currency || ""}`.trim();
+    },
   };
 
   // Sets the text of every element `[data-field="name"]` inside `root` from `values`.
@@ -207,6 +235,6 @@ const Allot = (() => {
     else if (form instanceof HTMLFormElement && form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
   });
 
-  return { api, poll, chart, fmt, show, fill, bodyOf };
+  return { api, poll, chart, fmt, show, fill, bodyOf, showError };
 })();
 window.Allot = Allot;

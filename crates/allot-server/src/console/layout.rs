@@ -19,6 +19,7 @@ pub(crate) const SECTIONS: &[(&str, &str)] = &[
     ("Campaigns", "/console/campaigns"),
     ("Discount codes", "/console/discount-codes"),
     ("Coupons", "/console/coupons"),
+    ("Promotions", "/console/promotions"),
     ("Flash sales", "/console/sales"),
     ("Catalog", "/console/catalog"),
     ("Warehouses", "/console/warehouses"),

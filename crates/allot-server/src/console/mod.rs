@@ -31,6 +31,8 @@ mod layout;
 mod notifications;
 mod orders;
 mod overview;
+mod promotion_words;
+mod promotions;
 mod sales;
 mod sign_in;
 pub(crate) mod ui;
@@ -66,6 +68,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .merge(discount_codes::routes())
         .merge(sales::routes())
         .merge(coupons::routes())
+        .merge(promotions::routes())
         .merge(catalog::routes())
         .merge(warehouses::routes())
         .merge(inventory::routes())

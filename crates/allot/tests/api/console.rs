@@ -44,6 +44,33 @@ async fn console_an_admin_signs_in_by_keyboard_alone_and_every_page_passes() {
     )
     .await;
     pending_order(&app).await;
+    post(
+        &app,
+        "/api/v1/promotions",
+        json!({"name": "Welcome 10%", "trigger": "automatic",
+               "conditions": {"currency": "EUR"}, "limits": {"budget_minor": 50000},
+               "actions": [{"type": "percent_off", "percent": 10}]}),
+    )
+    .await;
+    // Some of its budget redeemed and some held, for its bar and its holds.
+    for (customer, price) in [("ada", 120_000), ("bob", 60_000)] {
+        let hold = post(
+            &app,
+            "/api/v1/promotions/holds",
+            json!({"currency": "EUR", "customer": {"id": customer},
+                   "lines": [{"product_id": 77, "quantity": 1, "unit_price_minor": price}]}),
+        )
+        .await;
+        if customer == "ada" {
+            let id = hold["id"].as_i64().expect("hold id");
+            post(
+                &app,
+                &format!("/api/v1/promotions/holds/{id}/redeem"),
+                json!({"reference": "shop-order-1"}),
+            )
+            .await;
+        }
+    }
     let mut console = Console::open(&app.url()).await;
 
     // Signed out, the console's address shows its sign-in page, and a keyboard is enough.
@@ -277,6 +304,127 @@ async fn console_an_operator_uploads_coupons_with_a_bad_row_and_ships_an_order()
         .await
         .expect("order JSON");
     assert_eq!(stored["status"], "fulfilled", "{stored}");
+}
+
+#[tokio::test]
+async fn console_marketing_writes_a_promotion_as_json_and_previews_a_cart_line_by_line() {
+    let app = TestApp::spawn().await;
+    user(&app, "marketing@example.com", Role::Marketing).await;
+    let mut console = Console::open(&app.url()).await;
+    sign_in(&console, "marketing@example.com", PASSWORD).await;
+    console.goto("/console/promotions").await;
+    console
+        .browser
+        .find("a[href=\"/console/promotions/new\"]")
+        .await
+        .click()
+        .await;
+    console.wait_for_path("/console/promotions/new").await;
+    console.check_page("promotions-new").await;
+
+    // An example fills the form; changed to a percent of 0, it is refused naming the field,
+    // and the spec's textarea is marked.
+    let example = "button[data-example][data-for=\"promotion-create-spec\"]";
+    console.browser.find(example).await.click().await;
+    let set_percent = |p: u32| {
+        format!(
+            "const t = document.getElementById('promotion-create-spec'); \
+             t.value = t.value.replace(/\"percent\": \\d+/, '\"percent\": {p}'); \
+             return t.value.includes('\"percent\": {p}');"
+        )
+    };
+    let changed = console.browser.execute(&set_percent(0), vec![]).await;
+    assert_eq!(changed, json!(true), "the example has a percent");
+    console.expect_console_error("status of 422");
+    console
+        .browser
+        .find("form#promotion-create button[type=submit]")
+        .await
+        .click()
+        .await;
+    console
+        .browser
+        .wait_until(
+            "const a = document.getElementById('promotion-create-error'); \
+             return !!a && a.textContent.includes('percent') && \
+               document.getElementById('promotion-create-spec').getAttribute('aria-invalid') === 'true';",
+            "the refused spec names its field",
+            PAGE_TIMEOUT,
+        )
+        .await;
+    console.check_page("promotions-new-refused").await;
+
+    // Corrected, it is made: its page reads it in words.
+    console.browser.execute(&set_percent(10), vec![]).await;
+    console
+        .browser
+        .find("form#promotion-create button[type=submit]")
+        .await
+        .click()
+        .await;
+    let id = console
+        .browser
+        .wait_until(
+            "const m = location.pathname.match(/^\\/console\\/promotions\\/(\\d+)$/); \
+             return m && document.getElementById('promotion-actions') ? m[1] : null;",
+            "the new promotion's page",
+            PAGE_TIMEOUT,
+        )
+        .await;
+    assert!(id.as_str().is_some(), "{id}");
+    let actions = console
+        .browser
+        .find("#promotion-actions")
+        .await
+        .text()
+        .await;
+    assert!(actions.contains("10% off the order"), "{actions}");
+    console.check_page("promotions-created").await;
+
+    // A cart of 3 x 25.00 EUR and a code bound to nothing: 10% off each line, the code refused
+    // with its reason.
+    console.goto("/console/promotions/preview").await;
+    console
+        .fill_and_submit(
+            "form#promotion-preview",
+            &[
+                ("lines.0.product_id", "4242"),
+                ("lines.0.quantity", "3"),
+                ("lines.0.unit_price_minor", "2500"),
+                ("currency", "EUR"),
+                ("codes", "NOSUCHCODE"),
+            ],
+        )
+        .await;
+    console
+        .browser
+        .wait_until(
+            "const r = document.getElementById('preview-result'); return !!r && !r.hidden;",
+            "the preview's answer",
+            PAGE_TIMEOUT,
+        )
+        .await;
+    let line = console
+        .browser
+        .find("#preview-lines tbody tr")
+        .await
+        .text()
+        .await;
+    assert!(
+        line.contains("75.00 EUR") && line.contains("7.50 EUR") && line.contains("67.50 EUR"),
+        "the line, its discount and what is left to pay: {line}"
+    );
+    let refused = console
+        .browser
+        .find("#preview-refused tbody tr[data-reason]")
+        .await
+        .text()
+        .await;
+    assert!(
+        refused.contains("NOSUCHCODE") && refused.contains("unknown_code"),
+        "{refused}"
+    );
+    console.check_page("promotions-preview").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -15,6 +15,7 @@ mod console_discount;
 mod console_ops;
 mod console_orders;
 mod console_overview;
+mod console_promotions;
 mod console_sales;
 mod console_session;
 mod contract;
