@@ -182,6 +182,12 @@ async fn order_promotions_a_refused_code_or_order_holds_nothing_and_no_promotion
         (422, &json!("unknown_code")),
         "{o}"
     );
+    // A code on lines the catalog cannot price is refused, not ignored.
+    let mut unknown = order_body("ann", shop.product + 1_000, 1);
+    unknown["codes"] = json!(["BIG"]);
+    let (s, o) = shop.post("/api/v1/orders", unknown).await;
+    assert_eq!(s, 422, "{o}");
+    assert_eq!(o["error"]["code"], "invalid_argument", "{o}");
     let db = app.db().await;
     assert_eq!(db.count("SELECT count(*) FROM promotion_holds").await, 0);
     assert_eq!(db.count("SELECT count(*) FROM orders").await, 0);
@@ -240,5 +246,42 @@ async fn order_promotions_a_retry_with_its_key_answers_the_first_order_though_it
     let db = app.db().await;
     assert_eq!(db.count("SELECT count(*) FROM promotion_holds").await, 1);
     assert_promotion_invariants(&db).await;
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn order_promotions_a_first_order_promotion_serves_a_customers_first_order_not_cancelled() {
+    let app = TestApp::spawn().await;
+    let shop = Shop::open(&app, 10).await;
+    let id = shop
+        .promotion(json!({"name": "welcome", "trigger": "automatic",
+                          "conditions": {"first_order": true},
+                          "actions": [{"type": "amount_off", "amount_minor": 100}]}))
+        .await;
+    let (s, first) = shop.order("ann", &[], None).await;
+    assert_eq!((s, &first["total_minor"]), (201, &json!(900)), "{first}");
+    let (s, second) = shop.order("ann", &[], None).await;
+    assert_eq!(
+        (s, &second["total_minor"]),
+        (201, &json!(1_000)),
+        "{second}"
+    );
+    assert_eq!(second["promotion_hold_id"], Value::Null, "{second}");
+    // Both cancelled, ann has no order left: the next is a first order again, and the
+    // cancelled one gave its promotion back.
+    for o in [&first, &second] {
+        let (s, b) = crate::promotion_race::send(
+            shop.c
+                .put(format!("{}/api/v1/orders/{}/status", shop.base, o["id"]))
+                .json(&json!({"status": "cancelled"})),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    assert_eq!(shop.usage(id).await, (0, 0, 0, 0));
+    let (s, again) = shop.order("ann", &[], None).await;
+    assert_eq!((s, &again["total_minor"]), (201, &json!(900)), "{again}");
+    assert_eq!(shop.usage(id).await, (100, 1, 0, 0));
+    assert_promotion_invariants(&app.db().await).await;
     app.stop().await;
 }
