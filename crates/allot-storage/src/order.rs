@@ -27,7 +27,7 @@ pub(crate) use rules::{
     hold_refusal, inventory_refusal,
 };
 pub(crate) use stored::{
-    HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, ORDER_BY_ID, ORDER_IDS_PAGE,
+    HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, ORDER_BY_ID, ORDER_ID_BY_KEY, ORDER_IDS_PAGE,
     ORDER_IDS_PAGE_NEWEST, SET_ORDER_STATUS, change_from, line_from, order_from, priced_from,
     promotions_json,
 };
@@ -329,6 +329,9 @@ pub trait OrderStore: Send + Sync + 'static {
     async fn create_order(&self, new: NewOrder) -> OrderResult<Created>;
 
     async fn order(&self, id: i64) -> Result<Option<Order>, StorageError>;
+
+    /// The order an earlier create with this idempotency key stored, if any.
+    async fn order_by_key(&self, key: &IdempotencyKey) -> Result<Option<Order>, StorageError>;
 
     async fn orders(&self, query: OrderQuery) -> Result<Vec<Order>, StorageError>;
 

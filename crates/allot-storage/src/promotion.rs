@@ -265,7 +265,10 @@ pub trait PromotionStore: Send + Sync + 'static {
     ) -> PromotionResult<Hold>;
 
     /// Gives back a redeemed hold's money, redemptions and code uses, exactly once: a hold
-    /// already rolled back is answered as it is and nothing changes.
+    /// already rolled back is answered as it is and nothing changes. A hold still held is
+    /// released (what it holds given back, status `released`, event `PromotionHoldReleased`),
+    /// so a caller unsure whether it redeemed can always call this; a released or expired
+    /// hold has nothing left to give and is answered as it is.
     async fn roll_back_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold>;
 
     /// Expires up to `limit` holds past their time, giving back what they held; how many.
@@ -379,14 +382,12 @@ pub(crate) fn holds_expired_event(ids: &[i64], now: UnixMillis) -> allot_domain:
 
 /// The codes of a binding as they are stored: trimmed, upper case, each once, in order.
 pub(crate) fn normalized(codes: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = Vec::with_capacity(codes.len());
-    for code in codes {
-        let code = code.trim().to_uppercase();
-        if !out.contains(&code) {
-            out.push(code);
-        }
-    }
-    out
+    let mut seen = std::collections::HashSet::with_capacity(codes.len());
+    codes
+        .iter()
+        .map(|code| code.trim().to_uppercase())
+        .filter(|code| seen.insert(code.clone()))
+        .collect()
 }
 
 /// The engine's view of a promotion's counters, in all and of one customer.

@@ -823,3 +823,46 @@ on_both!(
     codes_reach_their_promotion_once_and_only_for_their_customer,
     racing_expiries_and_rollbacks_give_back_once,
 );
+
+/// A hold whose transaction PostgreSQL ends as a deadlock's victim is run again and made,
+/// not failed: another transaction locks the hold's second promotion, then its first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_hold_that_loses_a_deadlock_is_made_on_its_next_attempt() {
+    let db = Db::postgres(1).await;
+    let first = create(&db, serde_json::json!({}), "automatic").await;
+    let second = create(&db, serde_json::json!({}), "automatic").await;
+    let Raw::Postgres(url) = &db.raw else {
+        unreachable!()
+    };
+    let mut other = allot_storage::postgres::connect(url).await.unwrap();
+    let tx = other.transaction().await.unwrap();
+    tx.execute(
+        "SELECT 1 FROM promotions WHERE id = $1 FOR UPDATE",
+        &[&second.get()],
+    )
+    .await
+    .unwrap();
+    let s = db.store().clone();
+    let made = tokio::spawn(async move {
+        s.create_hold(hold(
+            None,
+            &[(first, 100, None), (second, 100, None)],
+            None,
+            at(0),
+        ))
+        .await
+    });
+    // The hold now holds `first` and waits for `second`; taking `first` closes the cycle.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    tx.execute(
+        "SELECT 1 FROM promotions WHERE id = $1 FOR UPDATE",
+        &[&first.get()],
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let hold = made.await.unwrap().unwrap().unwrap();
+    assert_eq!(hold.promotions.len(), 2);
+    assert_eq!(usage(&db, first, None).await.held, 1);
+    assert_eq!(usage(&db, second, None).await.held, 1);
+}

@@ -132,6 +132,16 @@ fn refused(r: OrderRefusal) -> ServiceError {
     }
 }
 
+/// What an order needs before it is written.
+enum Prepared {
+    /// No promotion: placed as it is.
+    Plain,
+    /// Placed consuming this hold, made for it.
+    Held(Box<Hold>),
+    /// A retry: the order its key made first.
+    Replay(Box<Order>),
+}
+
 /// The first code of `codes` the engine refused, as the order's error.
 fn code_refused(refused: &[Refused]) -> Option<ServiceError> {
     let r = refused.iter().find(|r| r.code.is_some())?;
@@ -186,9 +196,20 @@ impl Orders {
     /// promotion gives it anything (then it costs one small read, as before promotions).
     /// Otherwise the cart of its lines at catalog prices, its customer and shipping, held for
     /// [`ORDER_HOLD_TTL_SECS`]; every code must be applied, or the order is refused.
-    async fn hold_for(&self, order: &PlaceOrder) -> Result<Option<Hold>, ServiceError> {
+    async fn hold_for(
+        &self,
+        order: &PlaceOrder,
+        key: Option<&IdempotencyKey>,
+    ) -> Result<Prepared, ServiceError> {
         if order.codes.is_empty() && !self.promotions.any_automatic().await? {
-            return Ok(None);
+            return Ok(Prepared::Plain);
+        }
+        // A retry answers its first order before anything is held: the codes that order
+        // used up would refuse the retry otherwise.
+        if let Some(key) = key
+            && let Some(first) = self.store.order_by_key(key).await?
+        {
+            return Ok(Prepared::Replay(Box::new(first)));
         }
         let request = CartRequest {
             currency: None,
@@ -215,7 +236,7 @@ impl Orders {
             Err(ServiceError::InvalidArgument { field, .. })
                 if order.codes.is_empty() || field.starts_with("lines") =>
             {
-                return Ok(None);
+                return Ok(Prepared::Plain);
             }
             Err(e) => return Err(e),
         };
@@ -227,7 +248,7 @@ impl Orders {
             return Err(e);
         }
         if preview.evaluation.applied.is_empty() {
-            return Ok(None);
+            return Ok(Prepared::Plain);
         }
         let hold = self
             .promotions
@@ -248,9 +269,9 @@ impl Orders {
         }
         if hold.promotions.is_empty() {
             self.release(hold.id).await;
-            return Ok(None);
+            return Ok(Prepared::Plain);
         }
-        Ok(Some(hold))
+        Ok(Prepared::Held(Box::new(hold)))
     }
 
     /// Releases a hold this layer made for an order that did not consume it. A failure is
@@ -284,9 +305,18 @@ impl Orders {
             )
             .into());
         }
+        // Kept per caller: another caller's key finds nothing of this one's.
+        let idempotency_key = order
+            .idempotency_key
+            .clone()
+            .map(|k| k.owned_by(&super::idempotency_owner()));
         let made = match order.promotion_hold {
             Some(_) => None,
-            None => self.hold_for(&order).await?.map(|h| h.id),
+            None => match self.hold_for(&order, idempotency_key.as_ref()).await? {
+                Prepared::Replay(first) => return Ok((*first, true)),
+                Prepared::Plain => None,
+                Prepared::Held(hold) => Some(hold.id),
+            },
         };
         let new = NewOrder {
             customer: order.customer,
@@ -300,10 +330,7 @@ impl Orders {
             )?,
             shipping_minor: order.shipping_minor,
             promotion_hold: order.promotion_hold.or(made),
-            // Kept per caller: another caller's key finds nothing of this one's.
-            idempotency_key: order
-                .idempotency_key
-                .map(|k| k.owned_by(&super::idempotency_owner())),
+            idempotency_key,
             now: self.clock.now(),
         };
         let created: OrderResult<Created> = self.store.create_order(new).await;

@@ -17,6 +17,9 @@ pub(crate) const ORDER_BY_ID: &str = "SELECT id, customer, status, currency, shi
             promotion_hold_id, promotions
      FROM orders WHERE id = $1";
 
+/// The id of the order stored with an idempotency key.
+pub(crate) const ORDER_ID_BY_KEY: &str = "SELECT id FROM orders WHERE idempotency_key = $1";
+
 pub(crate) const LINES_OF_ORDER: &str =
     "SELECT product_id, sku, name, quantity, unit_price_minor, line_total_minor, \
             warehouse_id, reservation_id

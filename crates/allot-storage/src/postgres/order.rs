@@ -7,6 +7,7 @@
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
 use allot_domain::order::OrderStatus;
+use allot_domain::user::IdempotencyKey;
 use async_trait::async_trait;
 use tokio_postgres::GenericClient;
 
@@ -18,9 +19,9 @@ use crate::crypto::{open_created, open_order, seal_new_order};
 use crate::inventory::{Change, InventoryResult};
 use crate::order::sealed::Order;
 use crate::order::{
-    HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, LineStep, ORDER_BY_ID, OrderQuery,
-    OrderRefusal, OrderResult, OrderStore, SET_ORDER_STATUS, StatusRequest, change_from,
-    decide_status_change, inventory_refusal, line_from, order_from,
+    HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, LineStep, ORDER_BY_ID, ORDER_ID_BY_KEY,
+    OrderQuery, OrderRefusal, OrderResult, OrderStore, SET_ORDER_STATUS, StatusRequest,
+    change_from, decide_status_change, inventory_refusal, line_from, order_from,
 };
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
@@ -174,6 +175,18 @@ impl OrderStore for PgStore {
     async fn order(&self, id: i64) -> Result<Option<crate::Order>, StorageError> {
         let client = self.client().await?;
         let order = load(&*client, id).await?;
+        order.map(|o| open_order(&self.cipher, o)).transpose()
+    }
+
+    async fn order_by_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<crate::Order>, StorageError> {
+        let client = self.client().await?;
+        let Some(row) = client.query_opt(ORDER_ID_BY_KEY, &[&key.as_str()]).await? else {
+            return Ok(None);
+        };
+        let order = load(&*client, row.try_get(0)?).await?;
         order.map(|o| open_order(&self.cipher, o)).transpose()
     }
 

@@ -1,10 +1,12 @@
 //! Promotions on PostgreSQL, exact across instances. A write that spends or gives back a
 //! promotion's budget is one transaction that takes its locks in one order: the hold's row
 //! (for a move of an existing hold), then the promotions' rows in id order, then their
-//! customer rows, then the codes' rows in code order. Usage is read after the locks are held
-//! (each statement of a READ COMMITTED transaction sees what committed before it), so no two
-//! instances can both fit the last of a budget; the tables' CHECKs hold the same bounds. A
-//! refusal drops the transaction: nothing of it stays.
+//! customer rows, then the codes' rows in code order (a new hold inserts its own row first,
+//! which nobody else can see yet). Usage is read once the locks are held (from the locked rows
+//! themselves, or by a later statement, which in READ COMMITTED sees what committed before it),
+//! so no two instances can both fit the last of a budget; the tables' CHECKs hold the same
+//! bounds. A refusal drops the transaction: nothing of it stays. A transaction PostgreSQL ends
+//! as a deadlock's victim is run again (see [`DEADLOCK_ATTEMPTS`]).
 //!
 //! The `*_in` functions are also called by an order's own transaction.
 
@@ -31,6 +33,22 @@ use crate::promotion::{
 };
 use crate::row::Columns;
 
+/// Runs a transaction again (up to [`DEADLOCK_ATTEMPTS`] in all) while PostgreSQL ends it
+/// as a deadlock's victim.
+macro_rules! again_after_deadlock {
+    ($run:expr) => {{
+        let mut attempt = 1;
+        loop {
+            let result = $run;
+            if attempt < DEADLOCK_ATTEMPTS && deadlocked(&result) {
+                attempt += 1;
+                continue;
+            }
+            break result;
+        }
+    }};
+}
+
 const LOCK_PROMOTIONS: &str = "SELECT id FROM promotions WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 const LOCK_CUSTOMERS: &str = "SELECT promotion_id FROM promotion_customers
      WHERE promotion_id = ANY($1) AND customer = $2 ORDER BY promotion_id FOR UPDATE";
@@ -54,6 +72,16 @@ const LOCK_AND_READ_CUSTOMERS: &str = "SELECT promotion_id, redeemed_minor, rede
             held_minor, held
      FROM promotion_customers
      WHERE promotion_id = ANY($1) AND customer = $2 ORDER BY promotion_id FOR UPDATE";
+/// Binding: the coupons among these codes, with their maximum uses.
+const COUPONS_MAX_USES: &str = "SELECT code, max_uses FROM coupons WHERE code = ANY($1)";
+/// Binding: the discount codes among these codes (one use each).
+const DISCOUNT_CODES_OF: &str =
+    "SELECT code, CAST(1 AS BIGINT) FROM discount_codes WHERE code = ANY($1)";
+const BOUND_CODES_OF: &str = "SELECT code FROM promotion_codes WHERE code = ANY($1)";
+/// codes, promotion, source, their maximum uses, now.
+const INSERT_CODES: &str =
+    "INSERT INTO promotion_codes (code, promotion_id, source, max_uses, uses, created_at_ms)
+     SELECT c, $2, $3, m, 0, $5 FROM unnest($1::text[], $4::bigint[]) AS u(c, m)";
 const LOCK_HOLD: &str = "SELECT id FROM promotion_holds WHERE id = $1 FOR UPDATE";
 /// Two expiry runs (on two instances) take disjoint holds.
 const LOCK_HOLDS_TO_EXPIRE: &str = "SELECT id FROM promotion_holds
@@ -200,42 +228,59 @@ async fn bind(
             1
         }
         Binding::Coupons(codes) | Binding::DiscountCodes(codes) => {
+            // A set at a time: a binding of thousands of codes is a few statements, not
+            // thousands of round trips under the promotion's lock.
             let source = match binding {
                 Binding::Coupons(_) => CodeSource::Coupon,
                 _ => CodeSource::DiscountCode,
             };
             let codes = crate::promotion::normalized(codes);
-            let (mut unknown, mut taken, mut found) = (Vec::new(), Vec::new(), Vec::new());
-            for code in codes {
-                let max_uses = match source {
-                    CodeSource::Coupon => match tx.query_opt(COUPON_MAX_USES, &[&code]).await? {
-                        Some(r) => Some(r.int(0)?),
-                        None => None,
-                    },
-                    _ => tx.query_opt(DISCOUNT_EXISTS, &[&code]).await?.map(|_| 1),
-                };
-                match max_uses {
-                    None => unknown.push(code),
-                    Some(_) if tx.query_opt(CODE_BINDING, &[&code]).await?.is_some() => {
-                        taken.push(code)
-                    }
-                    Some(max) => found.push((code, max)),
-                }
+            let existing = match source {
+                CodeSource::Coupon => tx.query(COUPONS_MAX_USES, &[&codes]).await?,
+                _ => tx.query(DISCOUNT_CODES_OF, &[&codes]).await?,
+            };
+            let mut max_uses = std::collections::HashMap::with_capacity(existing.len());
+            for r in &existing {
+                max_uses.insert(r.text(0)?, r.int(1)?);
             }
+            let unknown: Vec<String> = codes
+                .iter()
+                .filter(|c| !max_uses.contains_key(*c))
+                .cloned()
+                .collect();
             if !unknown.is_empty() {
                 return Ok(Err(PromotionRefusal::UnknownCodes(unknown)));
             }
+            let bound: std::collections::HashSet<String> = tx
+                .query(BOUND_CODES_OF, &[&codes])
+                .await?
+                .iter()
+                .map(|r| r.text(0))
+                .collect::<Result<_, _>>()?;
+            let taken: Vec<String> = codes
+                .iter()
+                .filter(|c| bound.contains(*c))
+                .cloned()
+                .collect();
             if !taken.is_empty() {
                 return Ok(Err(PromotionRefusal::AlreadyBound(taken)));
             }
-            for (code, max) in &found {
-                tx.execute(
-                    INSERT_CODE,
-                    &[code, &id.get(), &source.as_str(), max, &now.as_millis()],
-                )
-                .await?;
-            }
-            found.len() as u64
+            let maxima: Vec<i64> = codes
+                .iter()
+                .map(|c| max_uses.get(c).copied().unwrap_or(1))
+                .collect();
+            tx.execute(
+                INSERT_CODES,
+                &[
+                    &codes,
+                    &id.get(),
+                    &source.as_str(),
+                    &maxima,
+                    &now.as_millis(),
+                ],
+            )
+            .await?;
+            codes.len() as u64
         }
     };
     tx.execute(BUMP_GENERATION, &[]).await?;
@@ -844,25 +889,7 @@ impl PromotionStore for PgStore {
     }
 
     async fn create_hold(&self, hold: NewHold) -> PromotionResult<Hold> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let made = create_hold(&tx, &hold).await?;
-        match made {
-            Ok(Made::New(h)) => {
-                tx.commit().await?;
-                Ok(Ok(h))
-            }
-            Ok(Made::Replayed(h)) => Ok(Ok(h)),
-            Ok(Made::KeyTaken) => {
-                drop(tx);
-                let key = hold.idempotency_key.as_deref().unwrap_or_default();
-                match hold_by_key(&*client, key).await? {
-                    Some(h) => Ok(Ok(h)),
-                    None => Err(corrupt("a hold's key was taken by no hold")),
-                }
-            }
-            Err(refusal) => Ok(Err(refusal)),
-        }
+        again_after_deadlock!(self.create_hold_once(&hold).await)
     }
 
     async fn hold(&self, id: i64) -> Result<Option<Hold>, StorageError> {
@@ -871,13 +898,16 @@ impl PromotionStore for PgStore {
     }
 
     async fn release_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let moved = transition(&tx, id, |h| rules::release_step(h.status), None, now).await?;
-        if moved.is_ok() {
-            tx.commit().await?;
-        }
-        Ok(moved)
+        again_after_deadlock!(
+            self.transition_once(|tx| Box::pin(transition(
+                tx,
+                id,
+                |h| rules::release_step(h.status),
+                None,
+                now
+            )))
+            .await
+        )
     }
 
     async fn redeem_hold(
@@ -886,31 +916,24 @@ impl PromotionStore for PgStore {
         reference: String,
         now: UnixMillis,
     ) -> PromotionResult<Hold> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let moved = redeem_hold_in(&tx, id, &reference, now).await?;
-        if moved.is_ok() {
-            tx.commit().await?;
-        }
-        Ok(moved)
+        again_after_deadlock!(
+            self.transition_once(|tx| {
+                let reference = reference.clone();
+                Box::pin(async move { redeem_hold_in(tx, id, &reference, now).await })
+            })
+            .await
+        )
     }
 
     async fn roll_back_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let moved = roll_back_hold_in(&tx, id, now).await?;
-        if moved.is_ok() {
-            tx.commit().await?;
-        }
-        Ok(moved)
+        again_after_deadlock!(
+            self.transition_once(|tx| Box::pin(roll_back_hold_in(tx, id, now)))
+                .await
+        )
     }
 
     async fn expire_holds(&self, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let n = expire(&tx, now, limit).await?;
-        tx.commit().await?;
-        Ok(n)
+        again_after_deadlock!(self.expire_once(now, limit).await)
     }
 
     async fn promotion_holds(
@@ -932,5 +955,65 @@ impl PromotionStore for PgStore {
             out.extend(load_hold(&*client, hold).await?);
         }
         Ok(out)
+    }
+}
+
+/// Times a transaction is run when PostgreSQL ends it as a deadlock's victim. Every writer
+/// here takes its locks in one order, but an order's transaction may take a hold's
+/// promotions after its own rows (stock, codes): a victim is run again rather than failed.
+const DEADLOCK_ATTEMPTS: usize = 3;
+
+fn deadlocked<T>(result: &Result<T, StorageError>) -> bool {
+    matches!(result, Err(StorageError::Postgres(e))
+        if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED))
+}
+
+/// The future of one transaction's work on a hold.
+type HoldWork<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = PromotionResult<Hold>> + Send + 'a>>;
+
+impl PgStore {
+    async fn create_hold_once(&self, hold: &NewHold) -> PromotionResult<Hold> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let made = create_hold(&tx, hold).await?;
+        match made {
+            Ok(Made::New(h)) => {
+                tx.commit().await?;
+                Ok(Ok(h))
+            }
+            Ok(Made::Replayed(h)) => Ok(Ok(h)),
+            Ok(Made::KeyTaken) => {
+                drop(tx);
+                let key = hold.idempotency_key.as_deref().unwrap_or_default();
+                match hold_by_key(&*client, key).await? {
+                    Some(h) => Ok(Ok(h)),
+                    None => Err(corrupt("a hold's key was taken by no hold")),
+                }
+            }
+            Err(refusal) => Ok(Err(refusal)),
+        }
+    }
+
+    /// Runs `work` in a transaction of its own, committed only if it moved the hold.
+    async fn transition_once(
+        &self,
+        work: impl for<'a, 'b> Fn(&'a Transaction<'b>) -> HoldWork<'a> + Send + Sync,
+    ) -> PromotionResult<Hold> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let moved = work(&tx).await?;
+        if moved.is_ok() {
+            tx.commit().await?;
+        }
+        Ok(moved)
+    }
+
+    async fn expire_once(&self, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
+        let mut client = self.client().await?;
+        let tx = client.transaction().await?;
+        let n = expire(&tx, now, limit).await?;
+        tx.commit().await?;
+        Ok(n)
     }
 }

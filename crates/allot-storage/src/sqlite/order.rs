@@ -9,6 +9,7 @@ use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
 use allot_domain::discount::UseOutcome;
 use allot_domain::order::OrderStatus;
+use allot_domain::user::IdempotencyKey;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -22,9 +23,9 @@ use crate::inventory::{Change, InventoryResult};
 use crate::order::sealed::{Created, NewOrder, Order};
 use crate::order::{
     HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, LineStep, ORDER_BY_ID, ORDER_HOLD_UNTIL_MS,
-    OrderFacts, OrderQuery, OrderRefusal, OrderResult, OrderStore, SET_ORDER_STATUS, StatusRequest,
-    StockRow, change_from, decide_order, decide_status_change, hold_refusal, holder,
-    inventory_refusal, line_from, order_from, priced_from, promotions_json,
+    ORDER_ID_BY_KEY, OrderFacts, OrderQuery, OrderRefusal, OrderResult, OrderStore,
+    SET_ORDER_STATUS, StatusRequest, StockRow, change_from, decide_order, decide_status_change,
+    hold_refusal, holder, inventory_refusal, line_from, order_from, priced_from, promotions_json,
 };
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
@@ -363,6 +364,26 @@ impl OrderStore for SqliteStore {
 
     async fn order(&self, id: i64) -> Result<Option<crate::Order>, StorageError> {
         let order = self.read(move |conn| load(conn, id)).await?;
+        order.map(|o| open_order(&self.cipher, o)).transpose()
+    }
+
+    async fn order_by_key(
+        &self,
+        key: &IdempotencyKey,
+    ) -> Result<Option<crate::Order>, StorageError> {
+        let key = key.as_str().to_owned();
+        let order = self
+            .read(move |conn| {
+                let id = conn
+                    .prepare_cached(ORDER_ID_BY_KEY)?
+                    .query_row(params![key], |r| r.get::<_, i64>(0))
+                    .optional()?;
+                match id {
+                    Some(id) => load(conn, id),
+                    None => Ok(None),
+                }
+            })
+            .await?;
         order.map(|o| open_order(&self.cipher, o)).transpose()
     }
 

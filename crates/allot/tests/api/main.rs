@@ -33,6 +33,7 @@ mod idempotency;
 mod inventory;
 mod megadeal_global;
 mod notifications;
+mod order_promotions;
 mod orders;
 mod personal_data;
 mod postgres;

@@ -12,6 +12,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_promotion_invariants, http};
 
+/// A status and a JSON body.
+type Answer = (u16, Value);
+
 /// Requests in flight at once: what a shop's checkout pool would hold, and what 2 cores in
 /// CI serve without timing out.
 const IN_FLIGHT: usize = 64;
@@ -441,7 +444,7 @@ async fn promotion_race_a_cancelled_order_gives_its_promotion_back_once() {
     });
     let rollback = format!("/api/v1/promotions/holds/{hold}/rollback");
     let rollbacks = futures::stream::iter(0..10).map(|_| shop.post(&rollback, json!({})));
-    let (cancelled, rolled): (Vec<(u16, Value)>, Vec<(u16, Value)>) = tokio::join!(
+    let (cancelled, rolled): (Vec<Answer>, Vec<Answer>) = tokio::join!(
         cancels.buffer_unordered(10).collect(),
         rollbacks.buffer_unordered(10).collect()
     );
@@ -481,6 +484,50 @@ async fn promotion_race_a_cancelled_order_gives_its_promotion_back_once() {
     assert_eq!(shop.usage(id).await, (400, 2, 0, 0));
 
     assert_promotion_invariants(&app.db().await).await;
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn promotion_race_an_order_consuming_a_hold_and_its_release_at_once_one_wins() {
+    let app = TestApp::spawn().await;
+    let shop = Shop::open(&app, 100).await;
+    let id = shop
+        .promotion(json!({"name": "100 off", "trigger": "automatic",
+                          "conditions": {"currency": "EUR"},
+                          "actions": [{"type": "amount_off", "amount_minor": 100}],
+                          "limits": {"budget_minor": 100_000}}))
+        .await;
+    let mut ordered = 0;
+    for round in 0..20 {
+        let customer = format!("r{round}");
+        let (s, h) = shop.hold(&customer, &[], 600).await;
+        assert_eq!((s, held_amount(&h)), (201, 100), "{h}");
+        let hold = h["id"].as_i64().expect("hold id");
+        let release = format!("/api/v1/promotions/holds/{hold}/release");
+        let ((so, o), (sr, r)) = tokio::join!(
+            shop.order(&customer, &[], Some(hold)),
+            shop.post(&release, json!({}))
+        );
+        match (so, sr) {
+            (201, 409) => {
+                assert_eq!(o["total_minor"], 900, "{o}");
+                ordered += 1;
+            }
+            (409, 200) => {
+                assert_eq!(o["error"]["code"], "promotion_hold_unusable", "{o}");
+                assert_eq!(r["status"], "released", "{r}");
+            }
+            other => panic!("round {round}: one wins, got {other:?}: {o} {r}"),
+        }
+    }
+    assert_eq!(shop.usage(id).await, (100 * ordered, ordered, 0, 0));
+    let db = app.db().await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM orders WHERE promotion_hold_id IS NOT NULL")
+            .await,
+        ordered
+    );
+    assert_promotion_invariants(&db).await;
     app.stop().await;
 }
 
