@@ -904,6 +904,27 @@ mod tests {
     }
 
     #[test]
+    fn the_promotion_hold_expiry_interval_comes_from_the_flag_and_zero_turns_it_off() {
+        let every = |ms: Option<u64>| {
+            ServeArgs {
+                promotion_hold_expiry_interval_ms: ms,
+                ..ServeArgs::default()
+            }
+            .resolve()
+            .unwrap()
+            .promotion_hold_expiry_interval
+        };
+        assert_eq!(every(Some(300)), Some(Duration::from_millis(300)));
+        assert_eq!(every(Some(0)), None);
+        assert_eq!(
+            every(None),
+            Some(Duration::from_millis(
+                DEFAULT_PROMOTION_HOLD_EXPIRY_INTERVAL_MS
+            ))
+        );
+    }
+
+    #[test]
     fn the_discount_code_percent_comes_from_the_flag_then_the_file_then_the_default() {
         let dir = std::env::temp_dir().join(format!("allot-config-percent-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();

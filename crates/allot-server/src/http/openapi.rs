@@ -236,6 +236,7 @@ impl Modify for CommonResponses {
         name_values(openapi);
         if let Some(components) = openapi.components.as_mut() {
             webhook_bodies(components);
+            closed_actions(components);
         }
     }
 }
@@ -288,6 +289,20 @@ fn webhook_bodies(components: &mut utoipa::openapi::Components) {
             && let RefOr::T(Schema::Object(item)) = items.as_mut()
         {
             item.enum_values = Some(EventType::ALL.iter().map(|t| t.as_str().into()).collect());
+        }
+    }
+}
+
+/// A promotion's actions refuse fields they do not know (`deny_unknown_fields` on an internally
+/// tagged enum, answered 400), which utoipa does not say of each variant: said here.
+fn closed_actions(components: &mut utoipa::openapi::Components) {
+    use utoipa::openapi::schema::AdditionalProperties;
+    if let Some(RefOr::T(Schema::OneOf(one_of))) = components.schemas.get_mut("ActionSpec") {
+        for item in &mut one_of.items {
+            if let RefOr::T(Schema::Object(object)) = item {
+                object.additional_properties =
+                    Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
         }
     }
 }

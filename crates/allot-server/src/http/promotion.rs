@@ -322,6 +322,7 @@ pub(crate) struct CartBody {
     /// Three capital letters; the catalog products' when left out.
     pub currency: Option<String>,
     /// 1 to 100 lines.
+    #[schema(min_items = 1, max_items = 100)]
     pub lines: Vec<CartLineBody>,
     /// What the order charges for shipping (free-shipping actions take it off).
     #[schema(minimum = 0)]
@@ -330,6 +331,7 @@ pub(crate) struct CartBody {
     pub customer: Option<CustomerBody>,
     /// Promotion codes entered (coupons, campaign codes, discount codes bound to a
     /// promotion); at most 20.
+    #[schema(max_items = 20)]
     #[serde(default)]
     pub codes: Vec<String>,
 }
@@ -338,11 +340,15 @@ pub(crate) struct CartBody {
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct HoldBody {
     pub currency: Option<String>,
+    /// 1 to 100 lines.
+    #[schema(min_items = 1, max_items = 100)]
     pub lines: Vec<CartLineBody>,
     #[schema(minimum = 0)]
     #[serde(default, deserialize_with = "whole")]
     pub shipping_minor: Option<i64>,
     pub customer: Option<CustomerBody>,
+    /// At most 20.
+    #[schema(max_items = 20)]
     #[serde(default)]
     pub codes: Vec<String>,
     /// Seconds until the hold expires by itself, 1 to 86,400 (default 900).

@@ -409,7 +409,7 @@ impl Promotions {
         let Some(currency) = currency else {
             return Err(DomainError::invalid(
                 "currency",
-                "required when no line's product is in the catalog",
+                "required: no line's price came from the catalog",
             )
             .into());
         };

@@ -310,6 +310,22 @@ async fn promotions_are_created_read_updated_and_listed_and_bad_specs_name_their
         (200, Some(1)),
         "{b}"
     );
+    // Audited as the caller (the harness's admin API key), from where it called.
+    let (s, b) = shop.get("/api/v1/audit?type=PromotionUpdated").await;
+    assert_eq!(s, 200, "{b}");
+    let entry = &b["entries"][0];
+    assert!(
+        entry["actor"].as_str().unwrap().starts_with("api_key:"),
+        "{b}"
+    );
+    assert_eq!(entry["source"], "127.0.0.1", "{b}");
+    assert!(
+        entry["summary"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("promotion_id={id}")),
+        "{b}"
+    );
     shop.app.stop().await;
 }
 
