@@ -312,10 +312,28 @@ fn order_body(o: &Order, next: &[OrderStatus], stock_links: bool) -> Markup {
                 table aria-label="Totals" {
                     tbody {
                         tr { th scope="row" { "Subtotal" } td.num { (ui::money(o.subtotal_minor, &o.currency)) } }
+                        @if !o.promotions.is_empty() {
+                            tr { th scope="row" { "Promotions" }
+                                td.num #order-promotions {
+                                    @for (i, p) in o.promotions.iter().enumerate() {
+                                        @if i > 0 { br; }
+                                        a href={ "/console/promotions/" (p.promotion_id) } { "#" (p.promotion_id) }
+                                        @if let Some(code) = &p.code { " " span.mono { (code) } }
+                                        " −" (ui::money(p.amount_minor, &o.currency))
+                                    }
+                                } }
+                        }
                         tr { th scope="row" { "Coupon" }
                             td.num { @if let Some(c) = &o.coupon { span.mono { (c.code) } " −" (ui::money(c.amount_minor, &o.currency)) } @else { "none" } } }
                         tr { th scope="row" { "Discount code" }
                             td.num { @if let Some(c) = &o.discount_code { span.mono { (c.code) } " −" (ui::money(c.amount_minor, &o.currency)) } @else { "none" } } }
+                        @if o.shipping_minor > 0 {
+                            tr { th scope="row" { "Shipping" }
+                                td.num #order-shipping {
+                                    (ui::money(o.shipping_minor, &o.currency))
+                                    @if o.shipping_discount_minor > 0 { " −" (ui::money(o.shipping_discount_minor, &o.currency)) }
+                                } }
+                        }
                         tr { th scope="row" { "Total" } td.num { (ui::money(o.total_minor, &o.currency)) } }
                     }
                 }

@@ -231,11 +231,11 @@ impl Orders {
         };
         let cart = match self.promotions.cart(request).await {
             Ok(cart) => cart,
-            // Lines the catalog cannot price (an unknown product, mixed currencies): the
-            // order's own rules refuse them, with the order's errors.
-            Err(ServiceError::InvalidArgument { field, .. })
-                if order.codes.is_empty() || field.starts_with("lines") =>
-            {
+            // Without codes, a cart the engine cannot take (a product the catalog does not
+            // have, mixed currencies, a customer id past the engine's 64 characters) gets no
+            // automatic promotion, and the order's own rules answer as before. With codes the
+            // order is refused: a code is never silently ignored.
+            Err(ServiceError::InvalidArgument { .. }) if order.codes.is_empty() => {
                 return Ok(Prepared::Plain);
             }
             Err(e) => return Err(e),

@@ -171,3 +171,49 @@ async fn orders_list_newest_first_on_the_page_by_default_and_on_the_api_when_ask
     assert_eq!(s, 422, "{b}");
     assert_eq!(b["error"]["field"], "sort");
 }
+
+#[tokio::test]
+async fn an_orders_page_shows_its_promotions_and_shipping() {
+    let c = Console::open(&[Role::Support]).await;
+    let (p, _) = c.stocked("TEA-4", "MAIN", 10).await;
+    let promotion = c
+        .admin(
+            "POST",
+            "/api/v1/promotions",
+            Some(json!({"name": "ship free", "trigger": "automatic",
+                        "actions": [{"type": "amount_off", "amount_minor": 50},
+                                    {"type": "free_shipping", "cap_minor": 300}]})),
+        )
+        .await["id"]
+        .as_i64()
+        .unwrap();
+    let order = c
+        .admin(
+            "POST",
+            "/api/v1/orders",
+            Some(json!({
+                "customer": "kim",
+                "shipping_address": {"name": "Kim Minji", "line1": "1 Sejong-daero",
+                                     "city": "Seoul", "postal_code": "04524", "country": "KR"},
+                "lines": [{"product_id": p, "quantity": 1}],
+                "shipping_minor": 500
+            })),
+        )
+        .await;
+    assert_eq!(order["promotions"][0]["amount_minor"], 350, "{order}");
+    let (s, html) = c
+        .page(Role::Support, &format!("/console/orders/{}", order["id"]))
+        .await;
+    assert_eq!(s, 200, "{html}");
+    let row = |id: &str| {
+        let start = html.find(&format!("id=\"{id}\"")).expect(id);
+        html[start..start + html[start..].find("</td>").expect("cell end")].to_owned()
+    };
+    let promotions = row("order-promotions");
+    assert!(
+        promotions.contains(&format!("href=\"/console/promotions/{promotion}\"")),
+        "{promotions}"
+    );
+    let shipping = row("order-shipping");
+    assert!(shipping.contains('−'), "{shipping}");
+}

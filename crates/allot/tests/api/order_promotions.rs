@@ -182,6 +182,12 @@ async fn order_promotions_a_refused_code_or_order_holds_nothing_and_no_promotion
         (422, &json!("unknown_code")),
         "{o}"
     );
+    // A code on lines the catalog cannot price is refused, not ignored.
+    let mut unknown = order_body("ann", shop.product + 1_000, 1);
+    unknown["codes"] = json!(["BIG"]);
+    let (s, o) = shop.post("/api/v1/orders", unknown).await;
+    assert_eq!(s, 422, "{o}");
+    assert_eq!(o["error"]["code"], "invalid_argument", "{o}");
     let db = app.db().await;
     assert_eq!(db.count("SELECT count(*) FROM promotion_holds").await, 0);
     assert_eq!(db.count("SELECT count(*) FROM orders").await, 0);

@@ -557,3 +557,43 @@ async fn promotion_race_two_instances_on_one_postgres_give_exactly_the_budget() 
     one.stop().await;
     two.stop().await;
 }
+
+/// The invariant check is not vacuous: a counter one off from the holds, written behind the
+/// server's back, is caught.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn promotion_race_the_invariant_check_catches_a_counter_that_disagrees_with_its_holds() {
+    use futures::FutureExt;
+
+    let app = TestApp::spawn().await;
+    let shop = Shop::open(&app, 10).await;
+    let id = shop
+        .promotion(json!({"name": "10%", "trigger": "automatic",
+                          "actions": [{"type": "percent_off", "percent": 10}]}))
+        .await;
+    let (s, h) = shop.hold("ann", &[], 600).await;
+    assert_eq!((s, held_amount(&h)), (201, 100), "{h}");
+    let db = app.db().await;
+    assert_promotion_invariants(&db).await;
+
+    let skew = format!("UPDATE promotions SET held_minor = held_minor + 1 WHERE id = {id}");
+    match &app.database {
+        Some(url) => {
+            let pg = allot_storage::postgres::connect(url)
+                .await
+                .expect("postgres connects");
+            pg.execute(skew.as_str(), &[]).await.expect("skewed");
+        }
+        None => {
+            let path = allot_storage::SqliteStore::database_path(&app.data_dir.path().join("data"));
+            let conn = rusqlite::Connection::open(path).expect("database opens");
+            conn.busy_timeout(Duration::from_secs(5))
+                .expect("busy timeout");
+            conn.execute(&skew, []).expect("skewed");
+        }
+    }
+    let caught = std::panic::AssertUnwindSafe(assert_promotion_invariants(&db))
+        .catch_unwind()
+        .await;
+    assert!(caught.is_err(), "a held_minor one off passed the check");
+    app.stop().await;
+}
