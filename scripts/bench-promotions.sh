@@ -38,14 +38,45 @@ INVARIANT="SELECT count(*) FROM promotions p WHERE
   OR p.held <> (SELECT count(*) FROM promotion_hold_items i
        JOIN promotion_holds h ON h.id = i.hold_id WHERE i.promotion_id = p.id AND h.status = 'held');"
 
+ADMIN_EMAIL="bench-admin@example.com"
+ADMIN_PASSWORD="bench console password $RANDOM$RANDOM"
+BASE="http://127.0.0.1:18211"
+
+# The console's promotions pages once the load has filled the store (1,002 promotions, the
+# budgeted one with every hold of the run): signed in through the sign-in form, each page asked
+# 20 times in turn; curl's time to the first byte (the server's work), median and max.
+time_console_pages() {
+  local jar="$WORK/cookies" id path
+  rm -f "$jar"
+  curl -sf -o /dev/null -c "$jar" -b "$jar" -H "Origin: $BASE" \
+    --data-urlencode "email=$ADMIN_EMAIL" --data-urlencode "password=$ADMIN_PASSWORD" "$BASE/console/sign-in"
+  id=$(curl -sf -H "authorization: Bearer $ALLOT_API_KEY" "$BASE/api/v1/promotions?limit=1" |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["promotions"][0]["id"])')
+  echo "| console page | median | max | size |"
+  echo "|---|---|---|---|"
+  for path in /console/promotions "/console/promotions?after=500" "/console/promotions/$id" \
+              /console/promotions/new /console/promotions/preview; do
+    for _ in $(seq 20); do
+      curl -s -o /dev/null -b "$jar" -w '%{http_code} %{time_starttransfer} %{size_download}\n' "$BASE$path"
+    done | sort -k2 -n | awk -v p="$path" '
+      $1 != 200 { bad = $1 } { t[NR] = $2 * 1000; size = $3 }
+      END { if (bad) { printf "| `%s` | answered %s | | |\n", p, bad; exit }
+            m = (NR % 2) ? t[(NR + 1) / 2] : (t[NR / 2] + t[NR / 2 + 1]) / 2;
+            printf "| `%s` | %.1f ms | %.1f ms | %.0f KB |\n", p, m, t[NR], size / 1024 }'
+  done
+}
+
 failed=0
 run() { # label, query command, flags of allot serve...
   local label=$1 query=$2; shift 2
+  ALLOT_NEW_USER_PASSWORD="$ADMIN_PASSWORD" "$BIN" admin create-user "$@" \
+    --email "$ADMIN_EMAIL" --role admin >/dev/null
   start_server 18211 "$@"
   echo "## $label"
-  "$BIN" load promotions --server http://127.0.0.1:18211 --promotions "$PROMOTIONS" \
+  "$BIN" load promotions --server "$BASE" --promotions "$PROMOTIONS" \
     --redemptions "$REDEMPTIONS" --preview-seconds "$SECONDS_PER_PHASE" \
     --hello-seconds "$SECONDS_PER_PHASE" --no-progress | tee "$WORK/out"
+  time_console_pages
   stop_servers
   local bad
   bad=$($query "$INVARIANT")
