@@ -36,6 +36,23 @@ use crate::ServiceError;
 
 pub(crate) const HEADER: &str = "idempotency-key";
 pub(crate) const REPLAYED: &str = "idempotent-replayed";
+
+/// The request's `Idempotency-Key`, parsed, for the routes that keep their key with what they
+/// write (orders, promotion holds) rather than through [`layer`].
+pub(crate) fn key_of(
+    headers: &http::HeaderMap,
+) -> Result<Option<allot_domain::user::IdempotencyKey>, allot_domain::DomainError> {
+    headers
+        .get(HEADER)
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| {
+                    allot_domain::DomainError::invalid("idempotency_key", "must be visible ASCII")
+                })
+                .and_then(allot_domain::user::IdempotencyKey::parse)
+        })
+        .transpose()
+}
 /// A claim unanswered for this long is taken to belong to a server that died.
 pub(crate) const STALE_AFTER: Duration = Duration::from_secs(60);
 const KEY_MAX_CHARS: usize = 255;

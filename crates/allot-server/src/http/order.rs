@@ -11,7 +11,7 @@ use allot_domain::coupon::UploadedCode;
 use allot_domain::discount::DiscountCode;
 use allot_domain::inventory::{Quantity, Reason};
 use allot_domain::order::{OrderStatus, ShippingAddress};
-use allot_domain::user::{IdempotencyKey, UserId};
+use allot_domain::user::UserId;
 use allot_storage::{AppliedCode, Order};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -33,7 +33,6 @@ use crate::service::order::{OrderFilter, PlaceOrder};
 use crate::time::parse_rfc3339;
 use allot_domain::auth::Role;
 
-pub(crate) const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -401,14 +400,7 @@ fn place_order(
             codes.push(code);
         }
     }
-    let idempotency_key = headers
-        .get(IDEMPOTENCY_KEY)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| DomainError::invalid("idempotency_key", "must be visible ASCII"))
-                .and_then(IdempotencyKey::parse)
-        })
-        .transpose()?;
+    let idempotency_key = super::idempotency::key_of(headers)?;
     Ok(PlaceOrder {
         customer,
         shipping_address,

@@ -8,7 +8,6 @@ use allot_domain::promotion::{
     ActionSpec, ConditionsSpec, HOLD_TTL_DEFAULT_SECS, HOLD_TTL_MAX_SECS, LimitsSpec, Promotion,
     PromotionId, PromotionSpec, StackingSpec, Trigger,
 };
-use allot_domain::user::IdempotencyKey;
 use allot_storage::{Hold, StoredPromotion};
 use axum::extract::State;
 use axum::routing::{get, post};
@@ -19,7 +18,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiQuery, HoldId, PathId, whole, whole_required};
-use super::order::IDEMPOTENCY_KEY;
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::caller::Caller;
@@ -339,18 +337,8 @@ pub(crate) struct CartBody {
 /// A cart to hold, and for how long.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct HoldBody {
-    pub currency: Option<String>,
-    /// 1 to 100 lines.
-    #[schema(min_items = 1, max_items = 100)]
-    pub lines: Vec<CartLineBody>,
-    #[schema(minimum = 0)]
-    #[serde(default, deserialize_with = "whole")]
-    pub shipping_minor: Option<i64>,
-    pub customer: Option<CustomerBody>,
-    /// At most 20.
-    #[schema(max_items = 20)]
-    #[serde(default)]
-    pub codes: Vec<String>,
+    #[serde(flatten)]
+    pub cart: CartBody,
     /// Seconds until the hold expires by itself, 1 to 86,400 (default 900).
     #[schema(minimum = 1, maximum = 86_400)]
     #[serde(default, deserialize_with = "whole")]
@@ -358,14 +346,14 @@ pub(crate) struct HoldBody {
 }
 
 /// The cart a caller may evaluate: a signed-in customer only as itself.
-fn cart_request(
-    caller: &Caller,
-    currency: Option<String>,
-    lines: Vec<CartLineBody>,
-    shipping_minor: Option<i64>,
-    customer: Option<CustomerBody>,
-    codes: Vec<String>,
-) -> Result<CartRequest, ServiceError> {
+fn cart_request(caller: &Caller, body: CartBody) -> Result<CartRequest, ServiceError> {
+    let CartBody {
+        currency,
+        lines,
+        shipping_minor,
+        customer,
+        codes,
+    } = body;
     let customer = match caller.customer()? {
         Some(own) => {
             let given = customer.unwrap_or_default();
@@ -426,14 +414,7 @@ pub(crate) async fn evaluate(
     caller: Caller,
     ApiJson(body): ApiJson<CartBody>,
 ) -> Result<Json<EvaluationView>, ServiceError> {
-    let request = cart_request(
-        &caller,
-        body.currency,
-        body.lines,
-        body.shipping_minor,
-        body.customer,
-        body.codes,
-    )?;
+    let request = cart_request(&caller, body)?;
     let evaluated = state.services.promotions.evaluate(request).await?;
     Ok(Json(evaluated.view()))
 }
@@ -488,14 +469,7 @@ pub(crate) async fn hold(
     headers: HeaderMap,
     ApiJson(body): ApiJson<HoldBody>,
 ) -> Result<(StatusCode, Json<HoldView>), ServiceError> {
-    let key = headers
-        .get(IDEMPOTENCY_KEY)
-        .map(|v| {
-            v.to_str()
-                .map_err(|_| DomainError::invalid("idempotency_key", "must be visible ASCII"))
-                .and_then(IdempotencyKey::parse)
-        })
-        .transpose()?;
+    let key = super::idempotency::key_of(&headers)?;
     let ttl = body.ttl_seconds.unwrap_or(HOLD_TTL_DEFAULT_SECS);
     if !(1..=HOLD_TTL_MAX_SECS).contains(&ttl) {
         return Err(DomainError::invalid(
@@ -504,14 +478,7 @@ pub(crate) async fn hold(
         )
         .into());
     }
-    let request = cart_request(
-        &caller,
-        body.currency,
-        body.lines,
-        body.shipping_minor,
-        body.customer,
-        body.codes,
-    )?;
+    let request = cart_request(&caller, body.cart)?;
     let hold = state.services.promotions.hold(request, ttl, key).await?;
     Ok((StatusCode::CREATED, Json(hold.into())))
 }
