@@ -334,17 +334,7 @@ async fn resolve_one(
             (promotion, facts)
         }
         None => match campaign_code(c, code).await? {
-            Some((promotion, issued_to)) => (
-                pid(promotion)?,
-                CodeFacts {
-                    source: CodeSource::Campaign,
-                    uses: 0,
-                    max_uses: 1,
-                    coupon: None,
-                    discount_used: false,
-                    issued_to,
-                },
-            ),
+            Some((promotion, issued_to)) => (pid(promotion)?, CodeFacts::campaign(0, issued_to)),
             None => return Ok(Err(Reason::UnknownCode)),
         },
     };

@@ -273,6 +273,21 @@ pub(crate) struct CodeFacts {
     pub issued_to: Option<String>,
 }
 
+impl CodeFacts {
+    /// A code of a bound campaign: one use, counted in its row once it has one (made on its
+    /// first hold; none yet reads as unused).
+    pub fn campaign(uses: i64, issued_to: Option<String>) -> CodeFacts {
+        CodeFacts {
+            source: CodeSource::Campaign,
+            uses,
+            max_uses: 1,
+            coupon: None,
+            discount_used: false,
+            issued_to,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct CouponFacts {
     pub expires_at_ms: i64,
@@ -469,14 +484,7 @@ mod tests {
             code_usable(&used_up, Some("7"), 0),
             Err(Reason::CodeUnusable)
         );
-        let campaign = CodeFacts {
-            source: CodeSource::Campaign,
-            uses: 0,
-            max_uses: 1,
-            coupon: None,
-            discount_used: false,
-            issued_to: None,
-        };
+        let campaign = CodeFacts::campaign(0, None);
         assert_eq!(code_usable(&campaign, None, 0), Ok(()));
         let discount = CodeFacts {
             source: CodeSource::DiscountCode,

@@ -240,14 +240,7 @@ fn resolve_one(
         None => match campaign()? {
             Some((promotion, issued_to)) => (
                 PromotionId::parse(promotion).map_err(corrupt)?,
-                CodeFacts {
-                    source: CodeSource::Campaign,
-                    uses: 0,
-                    max_uses: 1,
-                    coupon: None,
-                    discount_used: false,
-                    issued_to,
-                },
+                CodeFacts::campaign(0, issued_to),
             ),
             None => return Ok(Err(Reason::UnknownCode)),
         },
