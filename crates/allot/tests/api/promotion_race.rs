@@ -202,15 +202,17 @@ async fn checkouts(shops: &[Shop], checkouts: usize) -> Vec<i64> {
             };
             let (s, o) = shop.order(&customer, &[], hold).await;
             assert_eq!(s, 201, "checkout {i}: {o}");
-            // The server holds for an order only when a promotion applies.
-            let server_held = hold.is_none() && order_promotion_amount(&o) > 0;
-            assert_eq!(
-                o["promotion_hold_id"].as_i64(),
-                hold.or(server_held
-                    .then(|| o["promotion_hold_id"].as_i64())
-                    .flatten()),
-                "{o}"
-            );
+            // An order names the hold it was given; without one, the server holds for it only
+            // when a promotion applies.
+            let named = o["promotion_hold_id"].as_i64();
+            match hold {
+                Some(given) => assert_eq!(named, Some(given), "{o}"),
+                None => assert_eq!(
+                    named.is_some(),
+                    order_promotion_amount(&o) > 0,
+                    "a hold exactly when discounted: {o}"
+                ),
+            }
             assert_eq!(
                 o["total_minor"].as_i64().expect("total"),
                 1_000 - order_promotion_amount(&o),
