@@ -240,19 +240,23 @@ impl Orders {
             }
             Err(e) => return Err(e),
         };
-        let preview = self
-            .promotions
-            .evaluate_cart(cart.clone(), self.clock.now())
-            .await?;
+        let now = self.clock.now();
+        let preview = self.promotions.evaluate_cart(cart.clone(), now).await?;
         if let Some(e) = code_refused(&preview.evaluation.refused) {
             return Err(e);
         }
         if preview.evaluation.applied.is_empty() {
             return Ok(Prepared::Plain);
         }
+        // The preview is the hold's first attempt: the cart is not evaluated twice.
         let hold = self
             .promotions
-            .hold_cart(cart.clone(), ORDER_HOLD_TTL_SECS, None)
+            .hold_evaluated(
+                cart.clone(),
+                ORDER_HOLD_TTL_SECS,
+                None,
+                Some((now, preview)),
+            )
             .await?;
         // The hold is what the engine said on the usage it was written against, which can
         // be less than the preview (others spent the budget meanwhile).

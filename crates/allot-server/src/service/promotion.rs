@@ -459,6 +459,19 @@ impl Promotions {
         ttl_secs: u64,
         key: Option<IdempotencyKey>,
     ) -> Result<Hold, ServiceError> {
+        self.hold_evaluated(cart, ttl_secs, key, None).await
+    }
+
+    /// [`Promotions::hold_cart`], its first attempt written from `first` (the cart's
+    /// evaluation at that instant, which the caller already made) instead of evaluating the
+    /// cart again; a stale attempt evaluates afresh as always.
+    pub async fn hold_evaluated(
+        &self,
+        cart: Cart,
+        ttl_secs: u64,
+        key: Option<IdempotencyKey>,
+        mut first: Option<(UnixMillis, Evaluated)>,
+    ) -> Result<Hold, ServiceError> {
         if !(1..=HOLD_TTL_MAX_SECS).contains(&ttl_secs) {
             return Err(DomainError::invalid(
                 "ttl_seconds",
@@ -470,8 +483,13 @@ impl Promotions {
         let key = key.map(|k| k.owned_by(&super::idempotency_owner()).as_str().to_owned());
         let mut last = None;
         for _ in 0..HOLD_ATTEMPTS_MAX {
-            let now = self.clock.now();
-            let evaluated = self.evaluate_cart(cart.clone(), now).await?;
+            let (now, evaluated) = match first.take() {
+                Some(given) => given,
+                None => {
+                    let now = self.clock.now();
+                    (now, self.evaluate_cart(cart.clone(), now).await?)
+                }
+            };
             let evaluation = serde_json::to_string(&evaluated.view()).map_err(|e| {
                 ServiceError::Crypto(format!("the evaluation does not serialise: {e}"))
             })?;
