@@ -14,10 +14,12 @@ use tempfile::TempDir;
 pub mod browser;
 mod redis;
 mod smtp;
+pub mod tls;
 
 pub use browser::Browser;
 pub use redis::RedisServer;
 pub use smtp::{ReceivedMail, SmtpServer};
+pub use tls::{CertFiles, TestCa};
 
 /// The data key (base64 of 32 bytes) the tests seal personal data with: a fixed, public key,
 /// for tests only. Every server and store a test opens on one database must share it.

@@ -86,6 +86,9 @@ enum LoadCommand {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS provider for the whole process (ring: see Cargo.toml); every TLS connection, in
+    // or out, uses it. Fails only if one is already installed, which is then the same.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     grpc_client::set_credential(cli.api_key.clone());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
