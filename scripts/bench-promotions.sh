@@ -90,7 +90,8 @@ run() { # label, query command, flags of allot serve...
   fi
   awk '/^preview, 10 lines, c=1 /{ for (i = 1; i <= NF; i++) if ($i ~ /^p99=/) { v = substr($i, 5); sub("ms", "", v);
          print "target preview p99 < 5 ms (one client, at the client): " v " ms, " (v + 0 < 5 ? "met" : "NOT met") } }
-       /promotion \/ coupon = /{ r = $NF; print "target redemption >= half of coupon redemption: " r ", " (r + 0 >= 0.5 ? "met" : "NOT met") }' "$WORK/out"
+       /\/ coupon = /{ r = $NF; w = ($0 ~ /one call/) ? "one call" : "hold + redeem";
+         print "target redemption (" w ") >= half of coupon redemption: " r ", " (r + 0 >= 0.5 ? "met" : "NOT met") }' "$WORK/out"
 }
 
 SQLITE_DIR="$WORK/sqlite-$RANDOM"

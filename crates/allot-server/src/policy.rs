@@ -483,6 +483,14 @@ pub const RULES: &[Rule] = &[
         "a customer only as itself (its role, tags and orders from its account)",
     ),
     rest("POST", "/api/v1/promotions/holds", Access::Roles(MARKETING)),
+    note(
+        rest(
+            "POST",
+            "/api/v1/promotions/redemptions",
+            Access::Roles(MARKETING),
+        ),
+        "a hold made redeemed in one call; rolled back like any redeemed hold",
+    ),
     rest(
         "GET",
         "/api/v1/promotions/holds/{id}",

@@ -129,6 +129,19 @@ pub struct NewHold {
     pub idempotency_key: Option<String>,
     pub expires_at: UnixMillis,
     pub now: UnixMillis,
+    /// Redeemed as it is made, for this reference (the shop's order): a one-call redemption,
+    /// one transaction instead of a hold's and its redemption's.
+    pub redeem_for: Option<String>,
+}
+
+impl NewHold {
+    /// The status the hold is written with, and the move of the counters that makes it.
+    pub(crate) fn made(&self) -> (HoldStatus, rules::Move) {
+        match self.redeem_for {
+            Some(_) => (HoldStatus::Redeemed, rules::Move::HoldAndRedeem),
+            None => (HoldStatus::Held, rules::Move::Hold),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -418,7 +431,7 @@ pub(crate) fn move_event(mv: rules::Move) -> Option<allot_domain::event::EventTy
     use allot_domain::event::EventType;
     match mv {
         rules::Move::Hold => Some(EventType::PromotionHeld),
-        rules::Move::Redeem => Some(EventType::PromotionRedeemed),
+        rules::Move::Redeem | rules::Move::HoldAndRedeem => Some(EventType::PromotionRedeemed),
         rules::Move::Release => Some(EventType::PromotionHoldReleased),
         rules::Move::RollBack => Some(EventType::PromotionRolledBack),
     }

@@ -11,7 +11,7 @@ use allot_domain::event::EventType;
 use allot_domain::promotion::{Promotion, PromotionId, PromotionSpec, Reason};
 use allot_storage::postgres::PgStore;
 use allot_storage::{
-    Binding, CodeSource, EventQuery, HeldPromotion, HoldStatus, NewHold, NewPromotion,
+    Binding, CodeSource, EventQuery, HeldPromotion, Hold, HoldStatus, NewHold, NewPromotion,
     PromotionRefusal, SqliteOptions, SqliteStore, Store,
 };
 use allot_testkit::PgCluster;
@@ -156,6 +156,7 @@ fn hold(
         idempotency_key: key.map(str::to_owned),
         expires_at: now.plus_millis(15 * MINUTE),
         now,
+        redeem_for: None,
     }
 }
 
@@ -525,6 +526,64 @@ async fn racing_holds_never_pass_the_budget(db: Db) {
     assert_eq!(usage(&db, q, None).await.held, 1);
 }
 
+/// One-call redemptions racing holds for one budget: together never past it; a redemption is
+/// spent at once (redeemed, not held), its event says so, it rolls back once, and a repeated
+/// key answers the first redemption.
+async fn one_call_redemptions_and_holds_share_the_budget_exactly(db: Db) {
+    let p = create(&db, serde_json::json!({"budget_minor": 1_000}), "automatic").await;
+    let tasks = (0..40).map(|i| {
+        let s = db.stores[i % db.stores.len()].clone();
+        tokio::spawn(async move {
+            let mut new = hold(Some(&format!("{}", i % 5)), &[(p, 100, None)], None, at(1));
+            if i % 2 == 0 {
+                new.redeem_for = Some(format!("order-{i}"));
+            }
+            s.create_hold(new).await.unwrap()
+        })
+    });
+    let made: Vec<Hold> = futures::future::join_all(tasks)
+        .await
+        .into_iter()
+        .filter_map(|r| r.unwrap().ok())
+        .collect();
+    assert_eq!(made.len(), 10);
+    let redeemed: Vec<&Hold> = made
+        .iter()
+        .filter(|h| h.status == HoldStatus::Redeemed)
+        .collect();
+    for h in &redeemed {
+        assert!(h.reference.as_deref().unwrap().starts_with("order-"));
+    }
+    let u = usage(&db, p, None).await;
+    assert_eq!(u.redeemed_minor + u.held_minor, 1_000);
+    assert_eq!(
+        (u.redemptions, u.redeemed_minor),
+        (redeemed.len() as i64, 100 * redeemed.len() as i64)
+    );
+    assert_eq!(
+        db.events(EventType::PromotionRedeemed).await.len(),
+        redeemed.len()
+    );
+    if let Some(first) = redeemed.first() {
+        let s = db.store();
+        for _ in 0..3 {
+            let back = s.roll_back_hold(first.id, at(2)).await.unwrap().unwrap();
+            assert_eq!(back.status, HoldStatus::RolledBack);
+        }
+        let after = usage(&db, p, None).await;
+        assert_eq!(after.redeemed_minor, u.redeemed_minor - 100);
+    }
+
+    let q = create(&db, serde_json::json!({"redemptions_max": 3}), "automatic").await;
+    let s = db.store();
+    let mut keyed = hold(Some("9"), &[(q, 100, None)], Some("once"), at(1));
+    keyed.redeem_for = Some("order-x".into());
+    let first = s.create_hold(keyed.clone()).await.unwrap().unwrap();
+    let again = s.create_hold(keyed).await.unwrap().unwrap();
+    assert_eq!((first.id, first.status), (again.id, HoldStatus::Redeemed));
+    assert_eq!(usage(&db, q, None).await.redemptions, 1);
+}
+
 /// Coupons and campaign codes reach their promotion only for whom they are usable, each use
 /// taken once; listings and the generation follow every write.
 async fn codes_reach_their_promotion_once_and_only_for_their_customer(db: Db) {
@@ -820,6 +879,7 @@ on_both!(
     a_rollback_gives_back_once,
     expiry_gives_back,
     racing_holds_never_pass_the_budget,
+    one_call_redemptions_and_holds_share_the_budget_exactly,
     codes_reach_their_promotion_once_and_only_for_their_customer,
     racing_expiries_and_rollbacks_give_back_once,
 );

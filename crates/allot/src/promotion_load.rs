@@ -162,13 +162,44 @@ async fn verify_usage(
     Ok(())
 }
 
-/// One checkout: a hold of the cart, then its redemption. Adds what it was given to `given`.
+/// How a checkout redeems: a hold, then its redemption; or both in one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Redeem {
+    HoldThenRedeem,
+    OneCall,
+}
+
+/// One checkout, redeemed `how`. Adds what it was given to `given`.
 async fn checkout(
     client: reqwest::Client,
     base: String,
     customer: String,
     given: Arc<AtomicI64>,
+    how: Redeem,
 ) -> Outcome {
+    if how == Redeem::OneCall {
+        let mut cart = checkout_cart(&customer);
+        cart["reference"] = json!(customer);
+        let r = client
+            .post(format!("{base}/api/v1/promotions/redemptions"))
+            .json(&cart)
+            .send()
+            .await;
+        return match r {
+            Ok(r) if r.status().as_u16() == 201 => match r.json::<Value>().await {
+                Ok(h) => match h["evaluation"]["discount_minor"].as_i64().unwrap_or(0) {
+                    0 => Outcome::Refused("budget_spent"),
+                    amount => {
+                        given.fetch_add(amount, Ordering::Relaxed);
+                        Outcome::Ok
+                    }
+                },
+                Err(e) => Outcome::Failed(e.to_string()),
+            },
+            Ok(r) => Outcome::Failed(format!("redemption: status {}", r.status())),
+            Err(e) => Outcome::Failed(e.to_string()),
+        };
+    }
     let r = client
         .post(format!("{base}/api/v1/promotions/holds"))
         .json(&{
@@ -383,6 +414,7 @@ impl PromotionLoad {
                         base.clone(),
                         format!("load-{run}-{i}"),
                         given.clone(),
+                        Redeem::HoldThenRedeem,
                     )
                 },
             )
@@ -390,7 +422,7 @@ impl PromotionLoad {
         };
         println!("{}", promo_summary.line());
         println!(
-            "  -> coupon redemption {:.0}% and promotion redemption (hold + redeem) {:.0}% of the HTTP hello-world rate; promotion / coupon = {:.2}",
+            "  -> coupon redemption {:.0}% and promotion redemption (hold + redeem) {:.0}% of the HTTP hello-world rate; promotion (hold + redeem) / coupon = {:.2}",
             100.0 * coupon_summary.rate() / hello_summary.rate(),
             100.0 * promo_summary.rate() / hello_summary.rate(),
             promo_summary.rate() / coupon_summary.rate().max(1e-9)
@@ -412,6 +444,52 @@ impl PromotionLoad {
         )
         .await?;
         switch_off(&api, id).await?;
+
+        // The same, each checkout redeemed in one call (`/promotions/redemptions`).
+        let one_id = budgeted(&api, &format!("bench one-call {run}"), budget).await?;
+        let one_given = Arc::new(AtomicI64::new(0));
+        let one_summary = {
+            let (client, base, given, run) =
+                (client.clone(), base.clone(), one_given.clone(), run.clone());
+            load::run(
+                "promotion redemption (one call)",
+                self.concurrency,
+                Budget::Requests(self.redemptions as u64),
+                progress,
+                move |_, i| {
+                    checkout(
+                        client.clone(),
+                        base.clone(),
+                        format!("one-{run}-{i}"),
+                        given.clone(),
+                        Redeem::OneCall,
+                    )
+                },
+            )
+            .await
+        };
+        println!("{}", one_summary.line());
+        println!(
+            "  -> promotion redemption (one call) {:.0}% of the HTTP hello-world rate; promotion (one call) / coupon = {:.2}",
+            100.0 * one_summary.rate() / hello_summary.rate(),
+            one_summary.rate() / coupon_summary.rate().max(1e-9)
+        );
+        if one_summary.ok as usize != self.redemptions || one_summary.failed > 0 {
+            problems.push(format!(
+                "{} of {} one-call promotion redemptions ({:?})",
+                one_summary.ok, self.redemptions, one_summary.first_failure
+            ));
+        }
+        verify_usage(
+            &api,
+            one_id,
+            one_given.load(Ordering::Relaxed),
+            one_summary.ok as i64,
+            budget,
+            &mut problems,
+        )
+        .await?;
+        switch_off(&api, one_id).await?;
 
         // The race: many checkouts at once for a budget that covers few.
         let race_budget = self.race_covers as i64 * DISCOUNT_MINOR;
@@ -435,6 +513,7 @@ impl PromotionLoad {
                         base.clone(),
                         format!("race-{run}-{i}"),
                         given.clone(),
+                        Redeem::HoldThenRedeem,
                     )
                 },
             )

@@ -104,6 +104,7 @@ use super::{
         promotion::holds,
         promotion::evaluate,
         promotion::hold,
+        promotion::redeem_cart,
         promotion::read_hold,
         promotion::release,
         promotion::redeem,

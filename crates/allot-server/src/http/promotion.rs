@@ -30,6 +30,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/promotions", post(create).get(list))
         .route("/api/v1/promotions/evaluate", post(evaluate))
         .route("/api/v1/promotions/holds", post(hold))
+        .route("/api/v1/promotions/redemptions", post(redeem_cart))
         .route("/api/v1/promotions/holds/{id}", get(read_hold))
         .route("/api/v1/promotions/holds/{id}/release", post(release))
         .route("/api/v1/promotions/holds/{id}/redeem", post(redeem))
@@ -480,6 +481,41 @@ pub(crate) async fn hold(
     }
     let request = cart_request(&caller, body.cart)?;
     let hold = state.services.promotions.hold(request, ttl, key).await?;
+    Ok((StatusCode::CREATED, Json(hold.into())))
+}
+
+/// A cart to redeem at once, and what for.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct RedeemCartBody {
+    #[serde(flatten)]
+    pub cart: CartBody,
+    /// What the redemption is for (the shop's order number): 1 to 200 characters.
+    pub reference: String,
+}
+
+/// Redeem what a cart gets, in one call: a hold made redeemed (status `redeemed`) in one
+/// transaction, for a checkout with nothing to wait for between holding and redeeming. Its
+/// budgets and limits are checked as a hold's; it is rolled back like any redeemed hold.
+#[utoipa::path(post, path = "/api/v1/promotions/redemptions", tag = "promotions",
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 128, pattern = "^[!-~]+$", description = "1 to 128 visible characters; a retry with the same key answers the first redemption and redeems nothing more")),
+    request_body = RedeemCartBody,
+    responses(
+        (status = 201, description = "Redeemed (or the redemption of an earlier request with the same key)", body = HoldView),
+        (status = 403, description = "`forbidden`: a customer redeeming as another customer", body = ErrorBody),
+        (status = 422, description = "`invalid_argument` naming the field", body = ErrorBody)))]
+pub(crate) async fn redeem_cart(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<RedeemCartBody>,
+) -> Result<(StatusCode, Json<HoldView>), ServiceError> {
+    let key = super::idempotency::key_of(&headers)?;
+    let request = cart_request(&caller, body.cart)?;
+    let hold = state
+        .services
+        .promotions
+        .redeem_cart(request, &body.reference, key)
+        .await?;
     Ok((StatusCode::CREATED, Json(hold.into())))
 }
 

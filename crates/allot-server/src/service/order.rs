@@ -253,7 +253,9 @@ impl Orders {
             .promotions
             .hold_evaluated(
                 cart.clone(),
-                ORDER_HOLD_TTL_SECS,
+                super::promotion::Made::Held {
+                    ttl_secs: ORDER_HOLD_TTL_SECS,
+                },
                 None,
                 Some((now, preview)),
             )

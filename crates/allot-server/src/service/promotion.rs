@@ -459,7 +459,26 @@ impl Promotions {
         ttl_secs: u64,
         key: Option<IdempotencyKey>,
     ) -> Result<Hold, ServiceError> {
-        self.hold_evaluated(cart, ttl_secs, key, None).await
+        self.hold_evaluated(cart, Made::Held { ttl_secs }, key, None)
+            .await
+    }
+
+    /// Redeems what the engine gives a cart the client sent, at once, for `reference` (the
+    /// shop's order): a hold made redeemed, in one transaction, for a checkout that has
+    /// nothing to wait for between the two. Rolled back like any redeemed hold.
+    pub async fn redeem_cart(
+        &self,
+        request: CartRequest,
+        reference: &str,
+        key: Option<IdempotencyKey>,
+    ) -> Result<Hold, ServiceError> {
+        let reference = checked_reference(reference)?;
+        let cart = self.cart(request).await?;
+        let hold = self
+            .hold_evaluated(cart, Made::Redeemed { reference }, key, None)
+            .await?;
+        metrics::counter!("allot_promotion_redemptions_total").increment(1);
+        Ok(hold)
     }
 
     /// [`Promotions::hold_cart`], its first attempt written from `first` (the cart's
@@ -468,11 +487,16 @@ impl Promotions {
     pub async fn hold_evaluated(
         &self,
         cart: Cart,
-        ttl_secs: u64,
+        made: Made,
         key: Option<IdempotencyKey>,
         mut first: Option<(UnixMillis, Evaluated)>,
     ) -> Result<Hold, ServiceError> {
-        if !(1..=HOLD_TTL_MAX_SECS).contains(&ttl_secs) {
+        let (ttl_secs, redeem_for) = match made {
+            Made::Held { ttl_secs } => (ttl_secs, None),
+            // Nothing stays held: the hold ends redeemed as it is made.
+            Made::Redeemed { reference } => (0, Some(reference)),
+        };
+        if redeem_for.is_none() && !(1..=HOLD_TTL_MAX_SECS).contains(&ttl_secs) {
             return Err(DomainError::invalid(
                 "ttl_seconds",
                 format!("must be 1 to {HOLD_TTL_MAX_SECS}"),
@@ -519,6 +543,7 @@ impl Promotions {
                 idempotency_key: key.clone(),
                 expires_at: now.plus_millis(ttl_secs as i64 * 1_000),
                 now,
+                redeem_for: redeem_for.clone(),
             };
             match self.store.create_hold(new).await? {
                 Ok(hold) => {
@@ -559,17 +584,7 @@ impl Promotions {
 
     /// Turns a held, unexpired hold into redemptions for `reference` (an external order).
     pub async fn redeem(&self, id: i64, reference: String) -> Result<Hold, ServiceError> {
-        let reference = reference.trim().to_owned();
-        if reference.is_empty()
-            || reference.chars().count() > REFERENCE_MAX_CHARS
-            || reference.chars().any(char::is_control)
-        {
-            return Err(DomainError::invalid(
-                "reference",
-                format!("must be 1 to {REFERENCE_MAX_CHARS} characters, no control characters"),
-            )
-            .into());
-        }
+        let reference = checked_reference(&reference)?;
         let hold = self
             .store
             .redeem_hold(id, reference, self.clock.now())
@@ -919,4 +934,28 @@ fn refused(r: PromotionRefusal) -> ServiceError {
             what: "holding promotions others are spending at the same time",
         },
     }
+}
+
+/// How a hold is made: held for a time, or redeemed at once for a reference.
+#[derive(Debug, Clone)]
+pub enum Made {
+    Held { ttl_secs: u64 },
+    Redeemed { reference: String },
+}
+
+/// A redemption's reference (the shop's order): trimmed, 1 to [`REFERENCE_MAX_CHARS`]
+/// characters, no control characters.
+fn checked_reference(raw: &str) -> Result<String, ServiceError> {
+    let reference = raw.trim();
+    if reference.is_empty()
+        || reference.chars().count() > REFERENCE_MAX_CHARS
+        || reference.chars().any(char::is_control)
+    {
+        return Err(DomainError::invalid(
+            "reference",
+            format!("must be 1 to {REFERENCE_MAX_CHARS} characters, no control characters"),
+        )
+        .into());
+    }
+    Ok(reference.to_owned())
 }

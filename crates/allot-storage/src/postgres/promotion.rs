@@ -414,6 +414,7 @@ async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<
         return Ok(Ok(Made::Replayed(h)));
     }
     let customer = new.customer.as_deref();
+    let (status, made) = new.made();
     // The hold's row first, before any lock: a racing create with the same key is waited
     // for here (the key's index), never while this one holds promotions others wait for.
     let inserted = tx
@@ -429,6 +430,8 @@ async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<
                 &new.idempotency_key,
                 &new.now.as_millis(),
                 &new.expires_at.as_millis(),
+                &status.as_str(),
+                &new.redeem_for,
             ],
         )
         .await?;
@@ -473,12 +476,12 @@ async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<
                 .await?;
         }
     }
-    move_counters(tx, &items, customer, Move::Hold).await?;
+    move_counters(tx, &items, customer, made).await?;
     // As the row was written (read back, it would be the same): two round trips fewer while
     // the promotions are locked.
     let hold = Hold {
         id,
-        status: HoldStatus::Held,
+        status,
         customer: new.customer.clone(),
         currency: new.currency.clone(),
         cart_fingerprint: new.cart_fingerprint.clone(),
@@ -487,12 +490,14 @@ async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<
         discount_minor: new.discount_minor,
         shipping_discount_minor: new.shipping_discount_minor,
         idempotency_key: new.idempotency_key.clone(),
-        reference: None,
+        reference: new.redeem_for.clone(),
         created_at: new.now,
         expires_at: new.expires_at,
         updated_at: new.now,
     };
-    super::event::append(tx, hold_event(EventType::PromotionHeld, &hold)).await?;
+    if let Some(kind) = crate::promotion::move_event(made) {
+        super::event::append(tx, hold_event(kind, &hold)).await?;
+    }
     Ok(Ok(Made::New(hold)))
 }
 

@@ -171,6 +171,8 @@ pub(crate) enum Move {
     Hold,
     /// Held -> redeemed: what was held is now spent; the code stays used.
     Redeem,
+    /// Created redeemed (a one-call redemption): spent at once, the code used.
+    HoldAndRedeem,
     /// Held -> released or expired: what was held is given back, the code's use too.
     Release,
     /// Redeemed -> rolled back: what was spent is given back, the code's use too.
@@ -193,6 +195,13 @@ impl Move {
                 redeemed_minor: amount_minor,
                 redemptions: 1,
                 code_uses: 0,
+            },
+            Move::HoldAndRedeem => Deltas {
+                held_minor: 0,
+                held: 0,
+                redeemed_minor: amount_minor,
+                redemptions: 1,
+                code_uses: 1,
             },
             Move::Release => Deltas {
                 held_minor: -amount_minor,

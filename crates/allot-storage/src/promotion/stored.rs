@@ -154,10 +154,12 @@ pub(crate) const MOVE_CUSTOMER: &str = "UPDATE promotion_customers
 /// customer, currency, fingerprint, evaluation, discount, shipping discount, key, now, expiry.
 /// No row back: a hold of this key was made meanwhile (PostgreSQL: by another instance; the
 /// single writer of SQLite has looked for it first).
+// Parameters appear in their order: SQLite numbers `$n` by first appearance.
 pub(crate) const INSERT_HOLD: &str = "INSERT INTO promotion_holds
-         (status, customer, currency, cart_fingerprint, evaluation, discount_minor,
-          shipping_discount_minor, idempotency_key, created_at_ms, expires_at_ms, updated_at_ms)
-     VALUES ('held', $1, $2, $3, $4, $5, $6, $7, $8, $9, $8)
+         (customer, currency, cart_fingerprint, evaluation, discount_minor,
+          shipping_discount_minor, idempotency_key, created_at_ms, expires_at_ms, updated_at_ms,
+          status, reference)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $8, $10, $11)
      ON CONFLICT (idempotency_key) DO NOTHING RETURNING id";
 
 pub(crate) const INSERT_ITEM: &str = "INSERT INTO promotion_hold_items

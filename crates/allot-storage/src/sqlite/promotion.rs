@@ -298,6 +298,7 @@ fn create_hold(conn: &Connection, new: &NewHold) -> PromotionResult<Hold> {
 
 fn create_hold_inner(conn: &Connection, new: &NewHold) -> PromotionResult<Hold> {
     let customer = new.customer.as_deref();
+    let (status, made) = new.made();
     // The writer runs one operation at a time: what is read here is what the hold is
     // written against, with nothing in between.
     let mut ids: Vec<PromotionId> = new.promotions.iter().map(|i| i.promotion).collect();
@@ -331,7 +332,9 @@ fn create_hold_inner(conn: &Connection, new: &NewHold) -> PromotionResult<Hold> 
             new.shipping_discount_minor,
             new.idempotency_key,
             new.now.as_millis(),
-            new.expires_at.as_millis()
+            new.expires_at.as_millis(),
+            status.as_str(),
+            new.redeem_for
         ],
         |r| r.get(0),
     )?;
@@ -354,9 +357,11 @@ fn create_hold_inner(conn: &Connection, new: &NewHold) -> PromotionResult<Hold> 
                 .execute(params![c, item.promotion.get()])?;
         }
     }
-    move_counters(conn, &items, customer, Move::Hold)?;
+    move_counters(conn, &items, customer, made)?;
     let hold = hold_in(conn, id)?.ok_or_else(|| corrupt("a hold just made is missing"))?;
-    super::event::append(conn, hold_event(EventType::PromotionHeld, &hold))?;
+    if let Some(kind) = crate::promotion::move_event(made) {
+        super::event::append(conn, hold_event(kind, &hold))?;
+    }
     Ok(Ok(hold))
 }
 

@@ -253,6 +253,75 @@ async fn promotion_race_1000_checkouts_for_a_budget_of_100_give_exactly_100_to_t
     app.stop().await;
 }
 
+/// An external checkout's two ways to redeem, racing for one budget: 600 carts, half redeemed
+/// in one call (`/promotions/redemptions`, each sent twice with one idempotency key, as a
+/// client retrying a lost answer), half held then redeemed. Exactly the budget's 100 get the
+/// discount, each one-call redemption counted once, and nothing stays held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn promotion_race_one_call_redemptions_and_holds_share_a_budget_of_100_exactly() {
+    let app = TestApp::spawn().await;
+    let shop = Shop::open(&app, 10).await;
+    let id = shop.promotion(budget_of_100()).await;
+    let amounts: Vec<i64> = futures::stream::iter(0..600)
+        .map(|i| {
+            let shop = &shop;
+            async move {
+                let customer = format!("x{i}");
+                let cart = json!({"lines": [{"product_id": shop.product, "quantity": 1}],
+                                  "customer": {"id": customer}, "reference": format!("ext-{i}")});
+                if i % 2 == 0 {
+                    let once = || {
+                        send(
+                            shop.c
+                                .post(format!("{}/api/v1/promotions/redemptions", shop.base))
+                                .header("Idempotency-Key", format!("redeem-{i}"))
+                                .json(&cart),
+                        )
+                    };
+                    let (s, first) = once().await;
+                    assert_eq!(s, 201, "{first}");
+                    let (s, again) = once().await;
+                    assert_eq!((s, &again["id"]), (201, &first["id"]), "{again}");
+                    assert_eq!(first["status"], "redeemed", "{first}");
+                    assert_eq!(first["reference"], format!("ext-{i}"), "{first}");
+                    held_amount(&first)
+                } else {
+                    let (s, h) = shop.hold(&customer, &[], 60).await;
+                    assert_eq!(s, 201, "{h}");
+                    let amount = held_amount(&h);
+                    let hold = h["id"].as_i64().expect("hold id");
+                    let (s, r) = shop
+                        .post(
+                            &format!("/api/v1/promotions/holds/{hold}/redeem"),
+                            json!({"reference": format!("ext-{i}")}),
+                        )
+                        .await;
+                    assert_eq!((s, r["status"].as_str()), (200, Some("redeemed")), "{r}");
+                    amount
+                }
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    assert_eq!(amounts.iter().filter(|a| **a > 0).count(), 100);
+    assert!(amounts.iter().all(|a| *a == 0 || *a == 250), "{amounts:?}");
+    assert_eq!(shop.usage(id).await, (25_000, 100, 0, 0));
+    let (s, r) = shop
+        .post(
+            "/api/v1/promotions/redemptions",
+            json!({"lines": [{"product_id": shop.product, "quantity": 1}], "reference": " "}),
+        )
+        .await;
+    assert_eq!(
+        (s, r["error"]["field"].as_str()),
+        (422, Some("reference")),
+        "{r}"
+    );
+    assert_promotion_invariants(&app.db().await).await;
+    app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn promotion_race_one_customers_concurrent_holds_stop_at_its_limit() {
     let app = TestApp::spawn().await;
