@@ -18,6 +18,7 @@ mod order_batch;
 mod overview;
 mod personal;
 mod promotion;
+mod promotion_batch;
 mod sale;
 mod user;
 mod webhook;
@@ -46,6 +47,9 @@ pub struct PgStore {
     issuer: batch::BatchQueue<campaign::Issues>,
     /// Order creates, served in batches on a connection of their own.
     orders: batch::BatchQueue<order_batch::Creates>,
+    /// Promotion holds made, redeemed, released and rolled back, served in batches on a
+    /// connection of their own.
+    holds: batch::BatchQueue<promotion_batch::HoldWrites>,
     /// Seals and opens personal data (emails, addresses, stored answers).
     cipher: std::sync::Arc<Cipher>,
     /// Set when a write (or a connection) fails for a storage fault, cleared by the next
@@ -79,6 +83,7 @@ impl PgStore {
             next: AtomicUsize::new(0),
             issuer: batch::BatchQueue::start(url.to_owned(), health.clone()),
             orders: batch::BatchQueue::start(url.to_owned(), health.clone()),
+            holds: batch::BatchQueue::start(url.to_owned(), health.clone()),
             cipher,
             health,
         })

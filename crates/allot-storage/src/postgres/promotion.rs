@@ -20,6 +20,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::{GenericClient, Transaction};
 
 use super::PgStore;
+use super::promotion_batch::HoldWrite;
 use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::promotion::rules::{
@@ -358,7 +359,10 @@ async fn load_hold(c: &impl GenericClient, id: i64) -> Result<Option<Hold>, Stor
     }
 }
 
-async fn hold_by_key(c: &impl GenericClient, key: &str) -> Result<Option<Hold>, StorageError> {
+pub(super) async fn hold_by_key(
+    c: &impl GenericClient,
+    key: &str,
+) -> Result<Option<Hold>, StorageError> {
     match c.query_opt(HOLD_BY_KEY, &[&key]).await? {
         Some(r) => Ok(Some(with_items(c, hold_from(&r)?).await?)),
         None => Ok(None),
@@ -398,7 +402,7 @@ async fn lock_rows(
 }
 
 /// What a create of a hold did.
-enum Made {
+pub(super) enum Made {
     New(Hold),
     /// The hold of its key, made before: nothing written.
     Replayed(Hold),
@@ -407,7 +411,7 @@ enum Made {
 }
 
 /// The hold, in `tx`; the caller commits only a new one.
-async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<Made> {
+pub(super) async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<Made> {
     if let Some(key) = &new.idempotency_key
         && let Some(h) = hold_by_key(tx, key).await?
     {
@@ -681,6 +685,15 @@ pub(super) async fn redeem_hold_in(
     .await
 }
 
+/// Ends a held hold, giving back what it held, in `tx`.
+pub(super) async fn release_hold_in(
+    tx: &Transaction<'_>,
+    id: i64,
+    now: UnixMillis,
+) -> PromotionResult<Hold> {
+    transition(tx, id, |h| rules::release_step(h.status), None, now).await
+}
+
 /// Gives back what a hold took, exactly once (see [`rules::roll_back_step`]), in `tx`.
 pub(super) async fn roll_back_hold_in(
     tx: &Transaction<'_>,
@@ -884,7 +897,7 @@ impl PromotionStore for PgStore {
     }
 
     async fn create_hold(&self, hold: NewHold) -> PromotionResult<Hold> {
-        again_after_deadlock!(self.create_hold_once(&hold).await)
+        self.holds.submit(HoldWrite::Create(hold)).await
     }
 
     async fn hold(&self, id: i64) -> Result<Option<Hold>, StorageError> {
@@ -893,16 +906,7 @@ impl PromotionStore for PgStore {
     }
 
     async fn release_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold> {
-        again_after_deadlock!(
-            self.transition_once(|tx| Box::pin(transition(
-                tx,
-                id,
-                |h| rules::release_step(h.status),
-                None,
-                now
-            )))
-            .await
-        )
+        self.holds.submit(HoldWrite::Release { id, now }).await
     }
 
     async fn redeem_hold(
@@ -911,20 +915,13 @@ impl PromotionStore for PgStore {
         reference: String,
         now: UnixMillis,
     ) -> PromotionResult<Hold> {
-        again_after_deadlock!(
-            self.transition_once(|tx| {
-                let reference = reference.clone();
-                Box::pin(async move { redeem_hold_in(tx, id, &reference, now).await })
-            })
+        self.holds
+            .submit(HoldWrite::Redeem { id, reference, now })
             .await
-        )
     }
 
     async fn roll_back_hold(&self, id: i64, now: UnixMillis) -> PromotionResult<Hold> {
-        again_after_deadlock!(
-            self.transition_once(|tx| Box::pin(roll_back_hold_in(tx, id, now)))
-                .await
-        )
+        self.holds.submit(HoldWrite::RollBack { id, now }).await
     }
 
     async fn expire_holds(&self, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
@@ -959,51 +956,15 @@ impl PromotionStore for PgStore {
 const DEADLOCK_ATTEMPTS: usize = 3;
 
 fn deadlocked<T>(result: &Result<T, StorageError>) -> bool {
-    matches!(result, Err(StorageError::Postgres(e))
-        if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED))
+    result.as_ref().err().is_some_and(is_deadlock)
 }
 
-/// The future of one transaction's work on a hold.
-type HoldWork<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = PromotionResult<Hold>> + Send + 'a>>;
+/// Whether PostgreSQL ended the transaction as a deadlock's victim.
+pub(super) fn is_deadlock(e: &StorageError) -> bool {
+    matches!(e, StorageError::Postgres(e) if e.code() == Some(&SqlState::T_R_DEADLOCK_DETECTED))
+}
 
 impl PgStore {
-    async fn create_hold_once(&self, hold: &NewHold) -> PromotionResult<Hold> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let made = create_hold(&tx, hold).await?;
-        match made {
-            Ok(Made::New(h)) => {
-                tx.commit().await?;
-                Ok(Ok(h))
-            }
-            Ok(Made::Replayed(h)) => Ok(Ok(h)),
-            Ok(Made::KeyTaken) => {
-                drop(tx);
-                let key = hold.idempotency_key.as_deref().unwrap_or_default();
-                match hold_by_key(&*client, key).await? {
-                    Some(h) => Ok(Ok(h)),
-                    None => Err(corrupt("a hold's key was taken by no hold")),
-                }
-            }
-            Err(refusal) => Ok(Err(refusal)),
-        }
-    }
-
-    /// Runs `work` in a transaction of its own, committed only if it moved the hold.
-    async fn transition_once(
-        &self,
-        work: impl for<'a, 'b> Fn(&'a Transaction<'b>) -> HoldWork<'a> + Send + Sync,
-    ) -> PromotionResult<Hold> {
-        let mut client = self.client().await?;
-        let tx = client.transaction().await?;
-        let moved = work(&tx).await?;
-        if moved.is_ok() {
-            tx.commit().await?;
-        }
-        Ok(moved)
-    }
-
     async fn expire_once(&self, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
