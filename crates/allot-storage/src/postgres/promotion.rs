@@ -88,7 +88,7 @@ const LOCK_HOLD: &str = "SELECT id FROM promotion_holds WHERE id = $1 FOR UPDATE
 const LOCK_HOLDS_TO_EXPIRE: &str = "SELECT id FROM promotion_holds
      WHERE status = 'held' AND expires_at_ms <= $1
      ORDER BY expires_at_ms, id LIMIT $2 FOR UPDATE SKIP LOCKED";
-fn pid(raw: i64) -> Result<PromotionId, StorageError> {
+pub(super) fn pid(raw: i64) -> Result<PromotionId, StorageError> {
     PromotionId::parse(raw).map_err(corrupt)
 }
 
@@ -352,7 +352,10 @@ async fn with_items(c: &impl GenericClient, mut hold: Hold) -> Result<Hold, Stor
     Ok(hold)
 }
 
-async fn load_hold(c: &impl GenericClient, id: i64) -> Result<Option<Hold>, StorageError> {
+pub(super) async fn load_hold(
+    c: &impl GenericClient,
+    id: i64,
+) -> Result<Option<Hold>, StorageError> {
     match c.query_opt(HOLD_BY_ID, &[&id]).await? {
         Some(r) => Ok(Some(with_items(c, hold_from(&r)?).await?)),
         None => Ok(None),

@@ -154,7 +154,7 @@ pub(crate) fn limit_below_usage(
 
 /// How a hold's move changes the counters of each promotion it spends (and of its customer),
 /// per item of `amount_minor`, and its codes' uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(crate) struct Deltas {
     pub held_minor: i64,
     pub held: i64,
