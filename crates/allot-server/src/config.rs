@@ -144,6 +144,23 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_WEBHOOK_RETENTION_HOURS", value_name = "HOURS")]
     pub webhook_retention_hours: Option<u64>,
 
+    /// PEM file of CA certificates trusted for https webhook receivers besides the system's
+    /// trust store (receivers with a private CA)
+    #[arg(long, env = "ALLOT_WEBHOOK_CA_FILE", value_name = "FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
+
+    /// Accept plain http:// webhook endpoints and deliver to them (payloads carry personal
+    /// data: only for receivers on a trusted network). Without it http:// is refused at
+    /// registration and existing http endpoints are not delivered to [default: false]
+    #[arg(
+        long,
+        env = "ALLOT_WEBHOOK_ALLOW_HTTP",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub webhook_allow_http: Option<bool>,
+
     /// MEGADEAL requests served at the same time, at most [default: 5]
     #[arg(long, env = "ALLOT_MEGADEAL_IN_FLIGHT_MAX", value_name = "N")]
     pub megadeal_in_flight_max: Option<usize>,
@@ -359,6 +376,8 @@ struct FileConfig {
     webhook_timeout_ms: Option<u64>,
     webhook_poll_interval_ms: Option<u64>,
     webhook_retention_hours: Option<u64>,
+    webhook_ca_file: Option<PathBuf>,
+    webhook_allow_http: Option<bool>,
     megadeal_in_flight_max: Option<usize>,
     megadeal_per_second_max: Option<usize>,
     megadeal_wait_max_ms: Option<u64>,
@@ -674,6 +693,11 @@ impl ServeArgs {
                         .webhook_retention_hours
                         .or(file.webhook_retention_hours)
                         .map_or(d.retention, |h| Duration::from_secs(h.max(1) * 3_600)),
+                    ca_file: self.webhook_ca_file.or(file.webhook_ca_file),
+                    allow_http: self
+                        .webhook_allow_http
+                        .or(file.webhook_allow_http)
+                        .unwrap_or(d.allow_http),
                 }
             },
             megadeal: {
