@@ -96,6 +96,7 @@ impl Application {
         // Outbound TLS settings are checked before anything starts: a CA file that cannot be
         // read stops the start instead of failing every delivery later.
         crate::webhook_worker::http_client(&config.webhooks).map_err(AppError::Config)?;
+        crate::notifier::check_settings(&config.notifications).map_err(AppError::Config)?;
         let redis = match &config.redis_url {
             Some(url) => Some(connect_redis(url).await?),
             None => None,
