@@ -126,10 +126,11 @@ pub(crate) struct DeliveryPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookBody {
-    /// https://... (verified against the system's trusted certificates and
-    /// `webhook_ca_file`); http://... only where the server allows plain http
-    /// (`webhook_allow_http`), else 422 `insecure_url`. At most 2,000 characters, of the form
-    /// of `service::webhook::URL_PATTERN` (set by `http::openapi`).
+    /// https://... (the receiver's certificate verified against the system's trusted
+    /// certificates and `webhook_ca_file`), at most 2,000 characters, of the form of
+    /// `service::webhook::URL_PATTERN` (set by `http::openapi`). A server started with
+    /// `webhook_allow_http` also takes the same form with http://; others answer it 422
+    /// `insecure_url`.
     #[schema(max_length = 2000)]
     url: String,
     /// At most 500 characters.

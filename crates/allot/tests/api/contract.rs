@@ -386,6 +386,9 @@ async fn a_webhook_url_is_taken_exactly_when_the_document_allows_it() {
         "http://shop.example:0/hook",
         "http://shop.example:070/hook",
         "http://shop.example/hook\u{a0}",
+        // Plain http: outside the document's https pattern, refused (insecure_url) by a
+        // server that does not allow it.
+        "http://shop.example/hook",
     ] {
         let r = http()
             .post(format!("{base}/api/v1/webhooks"))

@@ -1262,6 +1262,28 @@ mod tls {
         app.stop().await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_without_starttls_is_refused_never_used_in_clear() {
+        // Plain SMTP, no STARTTLS offered; smtp:// without smtp_tls requires it.
+        let smtp = SmtpServer::start();
+        let app = app_with_smtp_tls(smtp.url(), None, None).await;
+        let id = send_one(&app, "plain@example.com").await;
+        let base = app.url();
+        let failed = eventually("a failed attempt", || async {
+            let st = status_of(&base, id).await;
+            (st["status"] == "failed").then_some(st)
+        })
+        .await;
+        let reason = failed["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with(&format!("SMTP to 127.0.0.1:{}: ", smtp.port()))
+                && reason.contains("STARTTLS is not supported"),
+            "{failed}"
+        );
+        assert!(smtp.messages().is_empty(), "nothing was sent in clear");
+        app.stop().await;
+    }
+
     #[test]
     fn credentials_with_tls_off_are_refused_at_start() {
         let dir = tempfile::TempDir::new().unwrap();
