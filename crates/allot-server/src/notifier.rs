@@ -121,6 +121,10 @@ pub(crate) struct Mailer {
     from: Mailbox,
     /// `host:port`, for failure reasons.
     server: String,
+    /// The whole exchange's bound: lettre bounds only the TCP connect, so a server that
+    /// accepts and then says nothing (or never finishes a TLS handshake) would hold the
+    /// sender, and every email behind it, for good.
+    timeout: Duration,
 }
 
 impl Mailer {
@@ -169,6 +173,7 @@ impl Mailer {
             transport: builder.build(),
             from,
             server: format!("{}:{}", target.host, target.port),
+            timeout: settings.smtp_timeout,
         }))
     }
 
@@ -183,7 +188,16 @@ impl Mailer {
             .header(ContentType::TEXT_PLAIN)
             .body(body.to_owned())
             .map_err(|e| SendFailure::Permanent(format!("the message could not be built: {e}")))?;
-        self.transport.send(message).await.map(|_| ()).map_err(|e| {
+        let sent = tokio::time::timeout(self.timeout, self.transport.send(message))
+            .await
+            .map_err(|_| {
+                SendFailure::Retry(format!(
+                    "SMTP to {}: no answer within {} ms",
+                    self.server,
+                    self.timeout.as_millis()
+                ))
+            })?;
+        sent.map(|_| ()).map_err(|e| {
             // A certificate refused is told with rustls' reason, which lettre's text buries.
             let reason = match crate::outbound_tls::tls_failure(&e) {
                 Some(tls) => format!("TLS to {}: {tls}", self.server),

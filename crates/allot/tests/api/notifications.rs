@@ -1284,6 +1284,39 @@ mod tls {
         app.stop().await;
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_never_finishes_the_handshake_fails_the_email_in_bounded_time() {
+        // Accepts connections and says nothing: a TLS handshake (smtps://) never completes.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                open.push(conn);
+            }
+        });
+        let app = TestApp::spawn_configured(None, move |c| {
+            c.notifications.smtp_url = Some(format!("smtps://localhost:{port}"));
+            c.notifications.smtp_timeout = Duration::from_millis(500);
+            c.notifications.poll_interval = Duration::from_millis(100);
+        })
+        .await;
+        let id = send_one(&app, "silent@example.com").await;
+        let base = app.url();
+        let failed = eventually("a failed attempt", || async {
+            let st = status_of(&base, id).await;
+            (st["status"] == "failed").then_some(st)
+        })
+        .await;
+        assert_eq!(
+            failed["reason"].as_str(),
+            Some(format!("SMTP to localhost:{port}: no answer within 500 ms").as_str()),
+            "{failed}"
+        );
+        held.abort();
+        app.stop().await;
+    }
+
     #[test]
     fn credentials_with_tls_off_are_refused_at_start() {
         let dir = tempfile::TempDir::new().unwrap();
