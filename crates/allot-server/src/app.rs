@@ -93,6 +93,10 @@ impl Application {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, AppError> {
+        // Outbound TLS settings are checked before anything starts: a CA file that cannot be
+        // read stops the start instead of failing every delivery later.
+        crate::webhook_worker::http_client(&config.webhooks).map_err(AppError::Config)?;
+        crate::notifier::check_settings(&config.notifications).map_err(AppError::Config)?;
         let redis = match &config.redis_url {
             Some(url) => Some(connect_redis(url).await?),
             None => None,
@@ -107,6 +111,7 @@ impl Application {
             &config.auth,
         )
         .with_notifications(&config.notifications)
+        .with_webhooks(&config.webhooks)
         .with_accounts(&config.accounts);
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);
         let rate_limits = Arc::new(crate::rate_limit::RateLimits::new(

@@ -20,7 +20,7 @@ pub use crate::service::auth::{
     AuthSettings, DEFAULT_ACCESS_TOKEN_TTL_SECS, DEFAULT_REFRESH_FAMILY_TTL_SECS,
     DEFAULT_REFRESH_TOKEN_TTL_SECS,
 };
-use crate::service::notification::NotificationSettings;
+use crate::service::notification::{NotificationSettings, SmtpTls};
 use crate::service::sale::SaleSettings;
 use crate::webhook_worker::WebhookSettings;
 
@@ -143,6 +143,23 @@ pub struct ServeArgs {
     /// Hours the webhook delivery log keeps settled attempts [default: 168]
     #[arg(long, env = "ALLOT_WEBHOOK_RETENTION_HOURS", value_name = "HOURS")]
     pub webhook_retention_hours: Option<u64>,
+
+    /// PEM file of CA certificates trusted for https webhook receivers besides the system's
+    /// trust store (receivers with a private CA)
+    #[arg(long, env = "ALLOT_WEBHOOK_CA_FILE", value_name = "FILE")]
+    pub webhook_ca_file: Option<PathBuf>,
+
+    /// Accept plain http:// webhook endpoints and deliver to them (payloads carry personal
+    /// data: only for receivers on a trusted network). Without it http:// is refused at
+    /// registration and existing http endpoints are not delivered to [default: false]
+    #[arg(
+        long,
+        env = "ALLOT_WEBHOOK_ALLOW_HTTP",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub webhook_allow_http: Option<bool>,
 
     /// MEGADEAL requests served at the same time, at most [default: 5]
     #[arg(long, env = "ALLOT_MEGADEAL_IN_FLIGHT_MAX", value_name = "N")]
@@ -317,9 +334,9 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_HTTP2_MAX_CONCURRENT_STREAMS", value_name = "N")]
     pub http2_max_concurrent_streams: Option<u32>,
 
-    /// SMTP server for email notifications: smtp://[user:password@]host[:port] (plain SMTP;
-    /// relay through a local MTA for TLS). Without it email notifications fail at once with
-    /// the reason "email is not configured"
+    /// SMTP server for email notifications: smtp://[user:password@]host[:port] (STARTTLS,
+    /// required) or smtps://... (implicit TLS, port 465 by default). Without it email
+    /// notifications fail at once with the reason "email is not configured"
     #[arg(
         long,
         env = "ALLOT_SMTP_URL",
@@ -331,6 +348,17 @@ pub struct ServeArgs {
     /// The From address of email notifications [default: allot@localhost]
     #[arg(long, env = "ALLOT_SMTP_FROM", value_name = "ADDRESS")]
     pub smtp_from: Option<String>,
+
+    /// TLS to the SMTP server: starttls (required before anything is sent), tls (implicit,
+    /// SMTPS) or none (plain, for a relay on this host or a trusted network; refused with
+    /// credentials in smtp_url) [default: starttls for smtp://, tls for smtps://]
+    #[arg(long, env = "ALLOT_SMTP_TLS", value_name = "MODE")]
+    pub smtp_tls: Option<SmtpTls>,
+
+    /// PEM file of CA certificates trusted for the SMTP server besides the system's trust
+    /// store (a relay with a private CA)
+    #[arg(long, env = "ALLOT_SMTP_CA_FILE", value_name = "FILE")]
+    pub smtp_ca_file: Option<PathBuf>,
 
     /// Optional TOML file holding any of the settings above (same names, snake_case)
     #[arg(long, env = "ALLOT_CONFIG", value_name = "FILE")]
@@ -359,6 +387,8 @@ struct FileConfig {
     webhook_timeout_ms: Option<u64>,
     webhook_poll_interval_ms: Option<u64>,
     webhook_retention_hours: Option<u64>,
+    webhook_ca_file: Option<PathBuf>,
+    webhook_allow_http: Option<bool>,
     megadeal_in_flight_max: Option<usize>,
     megadeal_per_second_max: Option<usize>,
     megadeal_wait_max_ms: Option<u64>,
@@ -370,6 +400,8 @@ struct FileConfig {
     refresh_family_ttl_secs: Option<u64>,
     smtp_url: Option<String>,
     smtp_from: Option<String>,
+    smtp_tls: Option<SmtpTls>,
+    smtp_ca_file: Option<PathBuf>,
     trust_forwarded_for: Option<bool>,
     open_public_contracts: Option<bool>,
     public_url: Option<String>,
@@ -566,6 +598,8 @@ impl ServeArgs {
         let notifications = notification_settings(
             self.smtp_url.or(file.smtp_url),
             self.smtp_from.or(file.smtp_from),
+            self.smtp_tls.or(file.smtp_tls),
+            self.smtp_ca_file.or(file.smtp_ca_file),
         )?;
         Ok(Config {
             auth,
@@ -674,6 +708,11 @@ impl ServeArgs {
                         .webhook_retention_hours
                         .or(file.webhook_retention_hours)
                         .map_or(d.retention, |h| Duration::from_secs(h.max(1) * 3_600)),
+                    ca_file: self.webhook_ca_file.or(file.webhook_ca_file),
+                    allow_http: self
+                        .webhook_allow_http
+                        .or(file.webhook_allow_http)
+                        .unwrap_or(d.allow_http),
                 }
             },
             megadeal: {
@@ -792,22 +831,27 @@ impl ServeArgs {
     }
 }
 
-/// SMTP settings, checked: a URL that is not plain `smtp://` or a From that is not an address
-/// stops the start instead of failing every email later.
+/// SMTP settings, checked: a URL that is not `smtp://` or `smtps://`, credentials that would
+/// go in clear, a CA file that holds no certificate or a From that is not an address stops the
+/// start instead of failing every email later.
 fn notification_settings(
     smtp_url: Option<String>,
     smtp_from: Option<String>,
+    smtp_tls: Option<SmtpTls>,
+    smtp_ca_file: Option<PathBuf>,
 ) -> Result<NotificationSettings, ConfigError> {
-    let mut settings = NotificationSettings::default();
-    if let Some(url) = &smtp_url {
-        crate::notifier::SmtpTarget::parse(url).map_err(ConfigError::Invalid)?;
-    }
+    let mut settings = NotificationSettings {
+        smtp_url,
+        smtp_tls,
+        smtp_ca_file,
+        ..NotificationSettings::default()
+    };
     if let Some(from) = smtp_from {
         from.parse::<lettre::message::Mailbox>()
             .map_err(|e| ConfigError::Invalid(format!("smtp_from: {e}")))?;
         settings.smtp_from = from;
     }
-    settings.smtp_url = smtp_url;
+    crate::notifier::check_settings(&settings).map_err(ConfigError::Invalid)?;
     Ok(settings)
 }
 
@@ -1050,6 +1094,58 @@ mod tests {
         assert!(
             matches!(zero.resolve(), Err(ConfigError::Invalid(m)) if m.starts_with("header_read_timeout_ms"))
         );
+    }
+
+    #[test]
+    fn outbound_tls_settings_come_from_the_flag_then_the_file_and_never_allow_clear_credentials() {
+        let dir = std::env::temp_dir().join(format!("allot-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("allot.toml");
+        std::fs::write(
+            &file,
+            "smtp_url = \"smtp://127.0.0.1:2525\"\nsmtp_tls = \"none\"\nwebhook_allow_http = true\n",
+        )
+        .unwrap();
+        let config = ServeArgs {
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        assert_eq!(config.notifications.smtp_tls, Some(SmtpTls::Plain));
+        assert!(config.webhooks.allow_http);
+        let defaults = ServeArgs::default().resolve().unwrap();
+        assert!(!defaults.webhooks.allow_http);
+        assert_eq!(defaults.notifications.smtp_tls, None);
+
+        let resolve = |url: &str, tls: Option<SmtpTls>, ca: Option<&Path>| {
+            ServeArgs {
+                smtp_url: Some(url.to_owned()),
+                smtp_tls: tls,
+                smtp_ca_file: ca.map(Path::to_owned),
+                ..ServeArgs::default()
+            }
+            .resolve()
+        };
+        assert!(resolve("smtps://me:pw@mail.example.com", None, None).is_ok());
+        let refused = |r: Result<Config, ConfigError>, start: &str| matches!(r, Err(ConfigError::Invalid(m)) if m.starts_with(start));
+        assert!(refused(
+            resolve("smtp://me:pw@127.0.0.1", Some(SmtpTls::Plain), None),
+            "smtp_url: credentials with smtp_tls = none"
+        ));
+        assert!(refused(
+            resolve("smtps://mail.example.com", Some(SmtpTls::StartTls), None),
+            "smtp_tls: starttls contradicts"
+        ));
+        assert!(refused(
+            resolve(
+                "smtp://mail.example.com",
+                None,
+                Some(&dir.join("no-such.pem"))
+            ),
+            "smtp_ca_file: "
+        ));
+        assert!("tls".parse::<SmtpTls>().is_ok() && "ssl".parse::<SmtpTls>().is_err());
     }
 
     #[test]

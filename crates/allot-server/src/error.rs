@@ -13,6 +13,13 @@ pub enum ServiceError {
         field: &'static str,
         message: String,
     },
+    /// A plain `http://` URL where only https is accepted (a webhook endpoint while
+    /// `webhook_allow_http` is off): what would be sent carries personal data.
+    #[error(
+        "{field}: plain http is not allowed (payloads carry personal data); use an https URL, \
+         or set webhook_allow_http for a receiver on a trusted network"
+    )]
+    InsecureUrl { field: &'static str },
     /// A request that could not be read at all (malformed JSON, missing parameter).
     #[error("{message}")]
     BadRequest {
@@ -245,7 +252,9 @@ pub enum ErrorKind {
 impl ServiceError {
     pub fn kind(&self) -> ErrorKind {
         match self {
-            ServiceError::InvalidArgument { .. } => ErrorKind::InvalidArgument,
+            ServiceError::InvalidArgument { .. } | ServiceError::InsecureUrl { .. } => {
+                ErrorKind::InvalidArgument
+            }
             ServiceError::BadRequest { .. } => ErrorKind::BadRequest,
             ServiceError::NotFound { .. } => ErrorKind::NotFound,
             ServiceError::AlreadyUsed => ErrorKind::Conflict,
@@ -312,6 +321,7 @@ impl ServiceError {
     pub fn code(&self) -> &'static str {
         match self {
             ServiceError::InvalidArgument { .. } => "invalid_argument",
+            ServiceError::InsecureUrl { .. } => "insecure_url",
             ServiceError::BadRequest { .. } => "bad_request",
             // Promotions and their holds name what was not found (their API's contract).
             ServiceError::NotFound { what: "promotion" } => "promotion_not_found",
@@ -380,6 +390,7 @@ impl ServiceError {
     pub fn field(&self) -> Option<&'static str> {
         match self {
             ServiceError::InvalidArgument { field, .. } => Some(field),
+            ServiceError::InsecureUrl { field } => Some(field),
             ServiceError::BadRequest { field, .. } => *field,
             ServiceError::UnknownCode { field } => Some(field),
             ServiceError::PromotionHoldUnusable { .. } => Some("promotion_hold_id"),

@@ -131,9 +131,11 @@ pub(crate) fn start(services: &Services, config: &Config) -> Jobs {
         }));
     }
     // Webhook delivery: every instance runs a worker; leases keep one per endpoint.
-    if let Some(worker) =
-        crate::webhook_worker::start(services.store.clone(), config.webhooks, stop.subscribe())
-    {
+    if let Some(worker) = crate::webhook_worker::start(
+        services.store.clone(),
+        config.webhooks.clone(),
+        stop.subscribe(),
+    ) {
         tasks.push(worker);
     }
     Jobs { stop, tasks }

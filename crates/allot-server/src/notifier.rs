@@ -15,19 +15,21 @@ use std::time::Duration;
 
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use crate::service::notification::{NotificationSettings, Notifications, SendFailure};
+use crate::service::notification::{NotificationSettings, Notifications, SendFailure, SmtpTls};
 
-/// Where to send mail: parsed from `smtp_url`.
+/// Where to send mail and how: parsed from `smtp_url` and `smtp_tls`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SmtpTarget {
     pub host: String,
     pub port: u16,
     pub credentials: Option<(String, String)>,
+    pub tls: SmtpTls,
 }
 
 impl std::fmt::Debug for SmtpTarget {
@@ -36,25 +38,44 @@ impl std::fmt::Debug for SmtpTarget {
             .field("host", &self.host)
             .field("port", &self.port)
             .field("credentials", &self.credentials.as_ref().map(|_| "***"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
 
 /// The port of `smtp://` when the URL names none.
 pub const SMTP_DEFAULT_PORT: u16 = 25;
+/// The port of implicit TLS (`smtps://`, or `smtp_tls = tls`) when the URL names none.
+pub const SMTPS_DEFAULT_PORT: u16 = 465;
 
 impl SmtpTarget {
-    /// Parses `smtp://[user:password@]host[:port]`. Only plain SMTP: TLS (`smtps://`,
-    /// STARTTLS) is not built in; relay through a local MTA for TLS onward.
-    pub fn parse(url: &str) -> Result<SmtpTarget, String> {
-        let rest = url.strip_prefix("smtp://").ok_or_else(|| {
-            "smtp_url: must start with smtp:// (plain SMTP; TLS is not supported, use a local \
-             relay)"
-                .to_owned()
-        })?;
+    /// Parses `smtp://[user:password@]host[:port]` (STARTTLS, required) or `smtps://...`
+    /// (implicit TLS); `tls`, the `smtp_tls` setting, overrides the scheme's mode, except
+    /// that `smtps://` with anything but `tls` is a contradiction. Credentials are refused
+    /// with `none`: they would cross the network in clear.
+    pub fn parse(url: &str, tls: Option<SmtpTls>) -> Result<SmtpTarget, String> {
+        let (rest, scheme_tls) = if let Some(rest) = url.strip_prefix("smtp://") {
+            (rest, SmtpTls::StartTls)
+        } else if let Some(rest) = url.strip_prefix("smtps://") {
+            (rest, SmtpTls::Implicit)
+        } else {
+            return Err("smtp_url: must start with smtp:// (STARTTLS) or smtps:// (TLS)".into());
+        };
+        let tls = match (scheme_tls, tls) {
+            (SmtpTls::Implicit, Some(t)) if t != SmtpTls::Implicit => {
+                return Err(format!(
+                    "smtp_tls: {} contradicts smtp_url's smtps:// (implicit TLS); use \
+                     smtp:// for STARTTLS or plain SMTP",
+                    t.name()
+                ));
+            }
+            (from_scheme, chosen) => chosen.unwrap_or(from_scheme),
+        };
         let rest = rest.trim_end_matches('/');
         if rest.contains(['?', '/', '#']) {
-            return Err("smtp_url: smtp://[user:password@]host[:port], no path or options".into());
+            return Err(
+                "smtp_url: smtp[s]://[user:password@]host[:port], no path or options".into(),
+            );
         }
         let (credentials, hostport) = match rest.rsplit_once('@') {
             Some((userinfo, hostport)) => {
@@ -71,37 +92,89 @@ impl SmtpTarget {
                 p.parse::<u16>()
                     .map_err(|_| format!("smtp_url: port {p:?} is not a port number"))?,
             ),
+            None if tls == SmtpTls::Implicit => (hostport, SMTPS_DEFAULT_PORT),
             None => (hostport, SMTP_DEFAULT_PORT),
         };
         if host.is_empty() {
             return Err("smtp_url: the host is missing".into());
         }
+        if tls == SmtpTls::Plain && credentials.is_some() {
+            return Err(
+                "smtp_url: credentials with smtp_tls = none would be sent in clear; use \
+                 STARTTLS (smtp://, the default) or TLS (smtps://), or a relay that needs no \
+                 credentials"
+                    .into(),
+            );
+        }
         Ok(SmtpTarget {
             host: host.to_owned(),
             port,
             credentials,
+            tls,
         })
     }
 }
 
 /// Sends one email per call over a fresh SMTP connection.
-struct Mailer {
+pub(crate) struct Mailer {
     transport: AsyncSmtpTransport<Tokio1Executor>,
     from: Mailbox,
+    /// `host:port`, for failure reasons.
+    server: String,
+    /// The whole exchange's bound: lettre bounds only the TCP connect, so a server that
+    /// accepts and then says nothing (or never finishes a TLS handshake) would hold the
+    /// sender, and every email behind it, for good.
+    timeout: Duration,
 }
 
 impl Mailer {
-    fn new(target: &SmtpTarget, from: Mailbox, timeout: Duration) -> Mailer {
+    /// The mailer `settings` describe (`None` without `smtp_url`), every setting checked:
+    /// what is wrong stops the start (`Application::build`) instead of failing every email.
+    pub(crate) fn from_settings(settings: &NotificationSettings) -> Result<Option<Mailer>, String> {
+        let Some(url) = &settings.smtp_url else {
+            return Ok(None);
+        };
+        let target = SmtpTarget::parse(url, settings.smtp_tls)?;
+        let from = settings
+            .smtp_from
+            .parse::<Mailbox>()
+            .map_err(|e| format!("smtp_from: {e}"))?;
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&target.host)
             .port(target.port)
-            .timeout(Some(timeout));
+            .timeout(Some(settings.smtp_timeout));
+        let tls = match target.tls {
+            SmtpTls::Plain => Tls::None,
+            mode => {
+                // Trust: the system's store (lettre's `rustls-native-certs`) and the CA file;
+                // lettre verifies the certificate and the host name.
+                let mut params = TlsParameters::builder(target.host.clone());
+                if let Some(path) = &settings.smtp_ca_file {
+                    for cert in crate::outbound_tls::ca_certificates(path, "smtp_ca_file")? {
+                        let cert = Certificate::from_der(cert.to_vec())
+                            .map_err(|e| format!("smtp_ca_file: {}: {e}", path.display()))?;
+                        params = params.add_root_certificate(cert);
+                    }
+                }
+                let params = params
+                    .build_rustls()
+                    .map_err(|e| format!("smtp_tls: TLS setup: {e}"))?;
+                if mode == SmtpTls::StartTls {
+                    Tls::Required(params)
+                } else {
+                    Tls::Wrapper(params)
+                }
+            }
+        };
+        builder = builder.tls(tls);
         if let Some((user, password)) = &target.credentials {
             builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
         }
-        Mailer {
+        Ok(Some(Mailer {
             transport: builder.build(),
             from,
-        }
+            server: format!("{}:{}", target.host, target.port),
+            timeout: settings.smtp_timeout,
+        }))
     }
 
     async fn send(&self, to: &str, subject: &str, body: &str) -> Result<(), SendFailure> {
@@ -115,9 +188,22 @@ impl Mailer {
             .header(ContentType::TEXT_PLAIN)
             .body(body.to_owned())
             .map_err(|e| SendFailure::Permanent(format!("the message could not be built: {e}")))?;
-        self.transport.send(message).await.map(|_| ()).map_err(|e| {
+        let sent = tokio::time::timeout(self.timeout, self.transport.send(message))
+            .await
+            .map_err(|_| {
+                SendFailure::Retry(format!(
+                    "SMTP to {}: no answer within {} ms",
+                    self.server,
+                    self.timeout.as_millis()
+                ))
+            })?;
+        sent.map(|_| ()).map_err(|e| {
+            // A certificate refused is told with rustls' reason, which lettre's text buries.
+            let reason = match crate::outbound_tls::tls_failure(&e) {
+                Some(tls) => format!("TLS to {}: {tls}", self.server),
+                None => format!("SMTP to {}: {e}", self.server),
+            };
             // A permanent refusal (5xx) of this message will not change by retrying.
-            let reason = format!("SMTP: {e}");
             if e.is_permanent() {
                 SendFailure::Permanent(reason)
             } else {
@@ -125,6 +211,12 @@ impl Mailer {
             }
         })
     }
+}
+
+/// Checks the SMTP settings as the start does (`Mailer::from_settings`), building nothing that
+/// is kept.
+pub(crate) fn check_settings(settings: &NotificationSettings) -> Result<(), String> {
+    Mailer::from_settings(settings).map(|_| ())
 }
 
 /// The reason given to email notifications when no SMTP server is configured.
@@ -178,24 +270,14 @@ pub(crate) fn start(notifications: Arc<Notifications>) -> Notifier {
             },
         )));
     }
-    let mailer = match &settings.smtp_url {
-        None => None,
-        Some(url) => match (
-            SmtpTarget::parse(url),
-            settings.smtp_from.parse::<Mailbox>(),
-        ) {
-            (Ok(target), Ok(from)) => {
-                Some(Arc::new(Mailer::new(&target, from, settings.smtp_timeout)))
-            }
-            (Err(e), _) => {
-                tracing::error!(error = %e, "smtp_url is not usable; emails fail until it is fixed");
-                None
-            }
-            (_, Err(e)) => {
-                tracing::error!(error = %e, "smtp_from is not an address; emails fail until it is fixed");
-                None
-            }
-        },
+    let mailer = match Mailer::from_settings(&settings) {
+        Ok(mailer) => mailer.map(Arc::new),
+        Err(e) => {
+            // `Application::build` refuses to start on this; a caller that skipped it gets
+            // every email failed with the reason instead.
+            tracing::error!(error = %e, "SMTP settings are not usable; emails fail until fixed");
+            None
+        }
     };
     {
         let notifications = notifications.clone();
@@ -260,17 +342,31 @@ mod tests {
 
     #[test]
     fn smtp_urls_parse_with_and_without_port_and_credentials() {
-        let t = SmtpTarget::parse("smtp://127.0.0.1:2525").unwrap();
+        let t = SmtpTarget::parse("smtp://127.0.0.1:2525", None).unwrap();
         assert_eq!(
-            (t.host.as_str(), t.port, t.credentials),
-            ("127.0.0.1", 2525, None)
+            (t.host.as_str(), t.port, t.credentials, t.tls),
+            ("127.0.0.1", 2525, None, SmtpTls::StartTls)
         );
-        let t = SmtpTarget::parse("smtp://me:p@ss@mail.example.com").unwrap();
+        let t = SmtpTarget::parse("smtp://me:p@ss@mail.example.com", None).unwrap();
         assert_eq!(t.port, SMTP_DEFAULT_PORT);
         assert_eq!(t.credentials, Some(("me".to_owned(), "p@ss".to_owned())));
         assert_eq!(t.host, "mail.example.com");
-        assert!(SmtpTarget::parse("smtps://mail.example.com").is_err());
-        assert!(SmtpTarget::parse("smtp://mail:x").is_err());
-        assert!(SmtpTarget::parse("smtp://").is_err());
+        let t = SmtpTarget::parse("smtps://mail.example.com", None).unwrap();
+        assert_eq!((t.port, t.tls), (SMTPS_DEFAULT_PORT, SmtpTls::Implicit));
+        assert!(SmtpTarget::parse("smtp://mail:x", None).is_err());
+        assert!(SmtpTarget::parse("smtp://", None).is_err());
+        assert!(SmtpTarget::parse("http://mail.example.com", None).is_err());
+    }
+
+    #[test]
+    fn the_tls_setting_overrides_the_scheme_but_never_sends_credentials_in_clear() {
+        let t = SmtpTarget::parse("smtp://relay:2525", Some(SmtpTls::Plain)).unwrap();
+        assert_eq!(t.tls, SmtpTls::Plain);
+        let t = SmtpTarget::parse("smtp://mail.example.com", Some(SmtpTls::Implicit)).unwrap();
+        assert_eq!((t.port, t.tls), (SMTPS_DEFAULT_PORT, SmtpTls::Implicit));
+        let e = SmtpTarget::parse("smtp://me:pw@relay", Some(SmtpTls::Plain)).unwrap_err();
+        assert!(e.contains("in clear"), "{e}");
+        assert!(SmtpTarget::parse("smtps://mail.example.com", Some(SmtpTls::StartTls)).is_err());
+        assert!(!format!("{:?}", SmtpTarget::parse("smtp://me:pw@h", None)).contains("pw"));
     }
 }

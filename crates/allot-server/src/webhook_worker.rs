@@ -11,6 +11,7 @@
 //! attempt is due.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,7 +40,7 @@ pub const DEFAULT_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_POLL_INTERVAL_MS: u64 = 500;
 pub const DEFAULT_RETENTION_HOURS: u64 = 168;
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct WebhookSettings {
     /// The first retry's delay; each later one doubles, up to `retry_max`.
     pub retry_base: Duration,
@@ -50,6 +51,11 @@ pub struct WebhookSettings {
     pub poll_interval: Option<Duration>,
     /// Settled delivery log rows older than this are purged.
     pub retention: Duration,
+    /// Certificates trusted for https receivers besides the system's store (a private CA).
+    pub ca_file: Option<PathBuf>,
+    /// Plain `http://` endpoints may be registered and are delivered to; off, they are refused
+    /// at registration and an existing one's deliveries fail (payloads carry personal data).
+    pub allow_http: bool,
 }
 
 impl Default for WebhookSettings {
@@ -60,6 +66,8 @@ impl Default for WebhookSettings {
             request_timeout: Duration::from_millis(DEFAULT_TIMEOUT_MS),
             poll_interval: Some(Duration::from_millis(DEFAULT_POLL_INTERVAL_MS)),
             retention: Duration::from_secs(DEFAULT_RETENTION_HOURS * 3_600),
+            ca_file: None,
+            allow_http: false,
         }
     }
 }
@@ -99,11 +107,40 @@ pub fn signature(secret: &str, t: i64, body: &[u8]) -> String {
     hex
 }
 
+/// The delivery log's reason for an `http://` endpoint while plain http is not allowed.
+pub const HTTP_NOT_ALLOWED: &str = "not sent: plain http is not allowed (payloads carry \
+    personal data); change the endpoint to https, or set webhook_allow_http";
+
+/// `host:port` of an endpoint URL, for messages (the port its scheme implies if none).
+fn host_port(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}:{}",
+            u.host_str().unwrap_or("?"),
+            u.port_or_known_default().unwrap_or(0)
+        ),
+        Err(_) => url.to_owned(),
+    }
+}
+
 fn wall_now() -> UnixMillis {
     let ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
     UnixMillis::from_millis(ms)
+}
+
+/// The client deliveries go out on: https verified against the system's store and
+/// `ca_file`; an error names the setting (checked at start, see `Application::build`).
+pub(crate) fn http_client(settings: &WebhookSettings) -> Result<reqwest::Client, String> {
+    let tls = crate::outbound_tls::client_config(settings.ca_file.as_deref(), "webhook_ca_file")?;
+    reqwest::Client::builder()
+        .timeout(settings.request_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("allot-webhooks/", env!("CARGO_PKG_VERSION")))
+        .use_preconfigured_tls(tls)
+        .build()
+        .map_err(|e| format!("webhooks: the HTTP client cannot be built: {e}"))
 }
 
 /// Starts the worker; it stops (after the requests in flight) when `stopped` turns true.
@@ -113,12 +150,13 @@ pub(crate) fn start(
     stopped: watch::Receiver<bool>,
 ) -> Option<JoinHandle<()>> {
     let poll = settings.poll_interval?;
-    let client = reqwest::Client::builder()
-        .timeout(settings.request_timeout)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("allot-webhooks/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .expect("the HTTP client builds");
+    let client = match http_client(&settings) {
+        Ok(client) => client,
+        Err(e) => {
+            tracing::error!(error = %e, "webhook delivery is off on this instance");
+            return None;
+        }
+    };
     let worker = Arc::new(Worker {
         store,
         settings,
@@ -357,6 +395,17 @@ impl Worker {
 
     /// One POST of one event, signed.
     async fn send(&self, endpoint: &Webhook, event: Event) -> Sent {
+        // Registered while http was allowed, or by a version that allowed it: never sent in
+        // clear once the setting is off; the log says why, and retries wait for a fix.
+        if !self.settings.allow_http && !endpoint.url.starts_with("https://") {
+            metrics::counter!("allot_webhook_deliveries_total", "outcome" => "refused")
+                .increment(1);
+            return Sent {
+                status: None,
+                error: Some(HTTP_NOT_ALLOWED.to_owned()),
+                duration_ms: 0,
+            };
+        }
         let (seq, kind) = (event.seq, event.kind.clone());
         let body =
             serde_json::to_vec(&crate::event_body::body_of(event)).expect("an event serialises");
@@ -393,12 +442,20 @@ impl Worker {
                 "timeout",
             ),
             Err(e) => {
-                let mut text = format!("request failed: {e}");
-                let mut source = std::error::Error::source(&e);
-                while let Some(s) = source {
-                    text.push_str(&format!(": {s}"));
-                    source = s.source();
-                }
+                // reqwest's own text hides a certificate's refusal deep in its sources: a
+                // TLS failure is told by itself, with the host and rustls' reason.
+                let mut text = match crate::outbound_tls::tls_failure(&e) {
+                    Some(reason) => format!("TLS to {}: {reason}", host_port(&endpoint.url)),
+                    None => {
+                        let mut text = format!("request failed: {e}");
+                        let mut source = std::error::Error::source(&e);
+                        while let Some(s) = source {
+                            text.push_str(&format!(": {s}"));
+                            source = s.source();
+                        }
+                        text
+                    }
+                };
                 if text.len() > ERROR_LEN_MAX {
                     let mut cut = ERROR_LEN_MAX;
                     while !text.is_char_boundary(cut) {

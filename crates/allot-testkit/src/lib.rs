@@ -18,7 +18,7 @@ pub mod tls;
 
 pub use browser::Browser;
 pub use redis::RedisServer;
-pub use smtp::{ReceivedMail, SmtpServer};
+pub use smtp::{ReceivedMail, SmtpOptions, SmtpServer, SmtpServerTls};
 pub use tls::{CertFiles, TestCa};
 
 /// The data key (base64 of 32 bytes) the tests seal personal data with: a fixed, public key,

@@ -2,6 +2,10 @@
 //! Debian interpreter) on a free loopback port, storing every accepted message in a Maildir
 //! that [`SmtpServer::messages`] reads back. Killed when dropped.
 //!
+//! Plain by default; [`SmtpServer::start_with`] adds TLS (STARTTLS, required, or implicit TLS)
+//! with a certificate the test made, and a login that must be used over TLS. Each stored
+//! message says how it came: `X-Tls: yes|no` and `X-Auth-Login` (the login used, if any).
+//!
 //! A missing interpreter or package fails the test with a clear message; it never skips.
 
 use std::net::TcpStream;
@@ -11,13 +15,82 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+use crate::CertFiles;
+
 /// The Debian interpreter that has `python3-aiosmtpd` installed.
 const PYTHON: &str = "/usr/bin/python3";
+
+/// The server: aiosmtpd's SMTP protocol and Maildir handler on an asyncio server of our own,
+/// since its command line has no way to require a login. Arguments: host, port, maildir,
+/// mode (plain|starttls|smtps), certificate, key, login, password (`-`: none).
+const SERVER_PY: &str = r#"
+import asyncio, ssl, sys
+from aiosmtpd.handlers import Mailbox
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
+
+host, port, maildir, mode, cert, key, login, password = sys.argv[1:9]
+
+class Handler(Mailbox):
+    def prepare_message(self, session, envelope):
+        message = super().prepare_message(session, envelope)
+        message["X-Tls"] = "yes" if mode == "smtps" or session.ssl is not None else "no"
+        if session.authenticated and isinstance(session.auth_data, LoginPassword):
+            message["X-Auth-Login"] = session.auth_data.login.decode()
+        return message
+
+def authenticate(server, session, envelope, mechanism, auth_data):
+    ok = (isinstance(auth_data, LoginPassword)
+          and auth_data.login.decode() == login
+          and auth_data.password.decode() == password)
+    return AuthResult(success=ok, auth_data=auth_data if ok else None)
+
+async def main():
+    context = None
+    if mode != "plain":
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.load_cert_chain(cert, key)
+    kwargs = {"hostname": "localhost"}
+    if mode == "starttls":
+        kwargs.update(tls_context=context, require_starttls=True)
+    if login != "-":
+        # Over implicit TLS the whole connection is encrypted before AUTH.
+        kwargs.update(authenticator=authenticate, auth_required=True,
+                      auth_require_tls=(mode != "smtps"))
+    handler = Handler(maildir)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(handler, **kwargs), host, int(port),
+        ssl=context if mode == "smtps" else None)
+    await server.serve_forever()
+
+asyncio.run(main())
+"#;
+
+/// How the server speaks TLS.
+#[derive(Debug, Clone, Default)]
+pub enum SmtpServerTls {
+    /// Plain SMTP.
+    #[default]
+    None,
+    /// STARTTLS offered and required before anything else.
+    StartTls(CertFiles),
+    /// Implicit TLS from the first byte (SMTPS): [`SmtpServer::url`] is `smtps://`.
+    Implicit(CertFiles),
+}
+
+/// How a server is started.
+#[derive(Debug, Clone, Default)]
+pub struct SmtpOptions {
+    pub tls: SmtpServerTls,
+    /// A login (user, password) every message must be sent under, over TLS only.
+    pub login: Option<(String, String)>,
+}
 
 pub struct SmtpServer {
     child: Option<Child>,
     port: u16,
     dir: TempDir,
+    options: SmtpOptions,
 }
 
 /// One message as the server received it.
@@ -56,14 +129,25 @@ impl SmtpServer {
 
     /// Starts a server on `port` (to bring a server back on the port a test stopped).
     pub fn start_on(port: u16) -> SmtpServer {
+        Self::start_inner(port, SmtpOptions::default())
+    }
+
+    /// Starts a server with TLS and a login as `options` say, on a free port.
+    pub fn start_with(options: SmtpOptions) -> SmtpServer {
+        Self::start_inner(crate::free_port(), options)
+    }
+
+    fn start_inner(port: u16, options: SmtpOptions) -> SmtpServer {
         let dir = tempfile::Builder::new()
             .prefix("allot-smtp-")
             .tempdir()
             .expect("temp dir");
+        std::fs::write(dir.path().join("server.py"), SERVER_PY).expect("server script");
         let mut server = SmtpServer {
             child: None,
             port,
             dir,
+            options,
         };
         server.spawn();
         server
@@ -73,9 +157,14 @@ impl SmtpServer {
         self.port
     }
 
-    /// `smtp://127.0.0.1:PORT`
+    /// `smtp://127.0.0.1:PORT`, or `smtps://localhost:PORT` with implicit TLS (`localhost`
+    /// with STARTTLS too: the name its certificate is checked against).
     pub fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
+        match &self.options.tls {
+            SmtpServerTls::None => format!("smtp://127.0.0.1:{}", self.port),
+            SmtpServerTls::StartTls(_) => format!("smtp://localhost:{}", self.port),
+            SmtpServerTls::Implicit(_) => format!("smtps://localhost:{}", self.port),
+        }
     }
 
     /// Stops the server at once (SIGKILL); the port is then closed. Messages received so far
@@ -142,18 +231,31 @@ impl SmtpServer {
             "{PYTHON} not found; install python3-aiosmtpd (apt-get install python3-aiosmtpd): \
              the tests need a real SMTP server"
         );
-        let listen = format!("127.0.0.1:{}", self.port);
+        let (mode, cert) = match &self.options.tls {
+            SmtpServerTls::None => ("plain", None),
+            SmtpServerTls::StartTls(c) => ("starttls", Some(c)),
+            SmtpServerTls::Implicit(c) => ("smtps", Some(c)),
+        };
+        let path = |p: Option<&Path>| p.map_or("-".to_owned(), |p| p.display().to_string());
+        let (login, password) = self
+            .options
+            .login
+            .clone()
+            .unwrap_or_else(|| ("-".to_owned(), "-".to_owned()));
         let log = std::fs::File::create(self.dir.path().join("log")).expect("log file");
         let child = Command::new(PYTHON)
-            .args(["-m", "aiosmtpd", "-n", "-l", &listen])
-            .args(["-c", "aiosmtpd.handlers.Mailbox"])
+            .arg(self.dir.path().join("server.py"))
+            .args(["127.0.0.1", &self.port.to_string()])
             .arg(self.maildir())
+            .args([mode, &path(cert.map(|c| c.cert.as_path()))])
+            .arg(path(cert.map(|c| c.key.as_path())))
+            .args([login, password])
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("{PYTHON} -m aiosmtpd did not start: {e}"));
+            .unwrap_or_else(|e| panic!("{PYTHON} with aiosmtpd did not start: {e}"));
         self.child = Some(child);
         self.wait_ready();
     }
@@ -169,7 +271,12 @@ impl SmtpServer {
                      (apt-get install python3-aiosmtpd): the tests need a real SMTP server"
                 );
             }
-            if greets(self.port) {
+            // Over implicit TLS the greeting comes after a handshake: an open port will do.
+            let ready = match self.options.tls {
+                SmtpServerTls::Implicit(_) => TcpStream::connect(("127.0.0.1", self.port)).is_ok(),
+                _ => greets(self.port),
+            };
+            if ready {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -62,7 +62,7 @@ async fn list(ctx: Ctx) -> Response {
         @if ctx.may_call("POST", "/api/v1/webhooks") {
             h2 { "Register an endpoint" }
             (ui::api_form("webhook-create", "POST", "/api/v1/webhooks", "", "stack", html! {
-                (ui::field("URL", "url", "url", "", true, "http://host/path"))
+                (ui::field("URL", "url", "url", "", true, "https://host/path"))
                 (ui::field("Description", "description", "text", "", false, ""))
                 (ui::field("Event types", "event_types", "text", "list", false, "comma separated, e.g. OrderCreated, CampaignCreated; empty: every type"))
             }, "Register"))

@@ -16,8 +16,7 @@ use super::extract::{ApiJson, PathId, WebhookId, invalid, present, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::service::webhook::{
-    DELIVERIES_LIMIT_MAX, EndpointChange, EndpointUrl, NewEndpoint, parse_description,
-    parse_event_types,
+    DELIVERIES_LIMIT_MAX, EndpointChange, NewEndpoint, parse_description, parse_event_types,
 };
 
 const DELIVERIES_LIMIT_DEFAULT: u32 = 100;
@@ -127,8 +126,11 @@ pub(crate) struct DeliveryPage {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct WebhookBody {
-    /// http://... (https is not supported by this build), at most 2,000 characters, of the
-    /// form of `service::webhook::URL_PATTERN` (set by `http::openapi`).
+    /// https://... (the receiver's certificate verified against the system's trusted
+    /// certificates and `webhook_ca_file`), at most 2,000 characters, of the form of
+    /// `service::webhook::URL_PATTERN` (set by `http::openapi`). A server started with
+    /// `webhook_allow_http` also takes the same form with http://; others answer it 422
+    /// `insecure_url`.
     #[schema(max_length = 2000)]
     url: String,
     /// At most 500 characters.
@@ -187,12 +189,12 @@ fn types_of(
     responses(
         (status = 201, description = "Registered; `secret` is shown only here", body = WebhookView),
         (status = 400, description = "Not JSON, or an unknown field", body = ErrorBody),
-        (status = 422, description = "`invalid_argument` naming the field (url, description, event_types, from_seq; `body` when it is not an object); nothing stored", body = ErrorBody)))]
+        (status = 422, description = "`invalid_argument` naming the field (url, description, event_types, from_seq; `body` when it is not an object), or `insecure_url` naming `url` (plain http while the server does not allow it); nothing stored", body = ErrorBody)))]
 pub(crate) async fn create(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<WebhookBody>,
 ) -> Result<(StatusCode, Json<WebhookView>), ServiceError> {
-    let url = EndpointUrl::parse(&body.url)?;
+    let url = state.services.webhooks.endpoint_url(&body.url)?;
     let description = description_of(body.description)?;
     let event_types = types_of(body.event_types)?;
     let from_seq = body
@@ -252,14 +254,18 @@ pub(crate) async fn read(
         (status = 200, description = "Changed", body = WebhookView),
         (status = 400, description = "Not JSON, or an unknown field", body = ErrorBody),
         (status = 404, description = "No such endpoint", body = ErrorBody),
-        (status = 422, description = "`invalid_argument` naming the field; nothing changed", body = ErrorBody)))]
+        (status = 422, description = "`invalid_argument` naming the field, or `insecure_url` naming `url`; nothing changed", body = ErrorBody)))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     PathId(WebhookId(id)): PathId<WebhookId>,
     ApiJson(body): ApiJson<WebhookPatch>,
 ) -> Result<Json<WebhookView>, ServiceError> {
     let change = EndpointChange {
-        url: body.url.as_deref().map(EndpointUrl::parse).transpose()?,
+        url: body
+            .url
+            .as_deref()
+            .map(|u| state.services.webhooks.endpoint_url(u))
+            .transpose()?,
         description: body.description.map(description_of).transpose()?,
         event_types: body.event_types.map(types_of).transpose()?,
         active: body.active,

@@ -92,7 +92,7 @@ impl Services {
                 clock.clone(),
                 notification::NotificationSettings::default(),
             )),
-            webhooks: Arc::new(Webhooks::new(store.clone(), clock.clone())),
+            webhooks: Arc::new(Webhooks::new(store.clone(), clock.clone(), false)),
             store,
             clock,
         }
@@ -105,6 +105,16 @@ impl Services {
             self.clock.clone(),
             self.auth.clone(),
             settings.clone(),
+        ));
+        self
+    }
+
+    /// The same services with webhook endpoints accepted as `settings` allow (plain http).
+    pub fn with_webhooks(mut self, settings: &crate::webhook_worker::WebhookSettings) -> Self {
+        self.webhooks = Arc::new(Webhooks::new(
+            self.store.clone(),
+            self.clock.clone(),
+            settings.allow_http,
         ));
         self
     }

@@ -33,12 +33,58 @@ pub const EVENTS_PER_RUN_MAX: u32 = 200;
 /// Inbox page size, at most.
 pub const INBOX_PAGE_MAX: u32 = 200;
 
+/// How mail reaches the SMTP server (`smtp_tls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+pub enum SmtpTls {
+    /// `starttls`: the connection starts plain and is upgraded before anything else is said;
+    /// a server that does not offer STARTTLS is refused (never a fall back to cleartext).
+    #[serde(rename = "starttls")]
+    StartTls,
+    /// `tls`: TLS from the first byte (SMTPS, port 465).
+    #[serde(rename = "tls")]
+    Implicit,
+    /// `none`: plain SMTP, for a relay on this host or a trusted network; never with
+    /// credentials.
+    #[serde(rename = "none")]
+    Plain,
+}
+
+impl SmtpTls {
+    /// The setting's word for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            SmtpTls::StartTls => "starttls",
+            SmtpTls::Implicit => "tls",
+            SmtpTls::Plain => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for SmtpTls {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<SmtpTls, String> {
+        match s {
+            "starttls" => Ok(SmtpTls::StartTls),
+            "tls" => Ok(SmtpTls::Implicit),
+            "none" => Ok(SmtpTls::Plain),
+            other => Err(format!(
+                "smtp_tls: {other:?} is not one of starttls, tls, none"
+            )),
+        }
+    }
+}
+
 /// Settings of delivery (`smtp_url`, `smtp_from`) and of the background workers.
 #[derive(Debug, Clone)]
 pub struct NotificationSettings {
-    /// `smtp://[user:password@]host[:port]` (plain SMTP). `None`: email notifications fail at
-    /// once with the reason "email is not configured".
+    /// `smtp://[user:password@]host[:port]` (STARTTLS) or `smtps://...` (implicit TLS).
+    /// `None`: email notifications fail at once with the reason "email is not configured".
     pub smtp_url: Option<String>,
+    /// The TLS mode; `None`: the URL's scheme says (`smtp://` STARTTLS, `smtps://` TLS).
+    pub smtp_tls: Option<SmtpTls>,
+    /// Certificates trusted for the SMTP server besides the system's store.
+    pub smtp_ca_file: Option<std::path::PathBuf>,
     /// The From address of every email.
     pub smtp_from: String,
     /// How often the consumer reads the event log and the sender looks for due emails.
@@ -63,6 +109,8 @@ impl Default for NotificationSettings {
     fn default() -> Self {
         NotificationSettings {
             smtp_url: None,
+            smtp_tls: None,
+            smtp_ca_file: None,
             smtp_from: DEFAULT_SMTP_FROM.to_owned(),
             poll_interval: Duration::from_millis(500),
             attempts_max: 8,

@@ -26,13 +26,15 @@ fn invalid(field: &'static str, message: impl Into<String>) -> ServiceError {
     }
 }
 
-/// An endpoint URL: absolute `http://`, with a host, no credentials and no fragment.
-/// HTTPS is refused: this build's HTTP client carries no TLS (README, "Webhooks").
+/// An endpoint URL: absolute `https://` (or `http://` where plain http is allowed), with a
+/// host, no credentials and no fragment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointUrl(String);
 
 impl EndpointUrl {
-    pub fn parse(raw: &str) -> Result<EndpointUrl, ServiceError> {
+    /// `allow_http`: the `webhook_allow_http` setting; without it `http://` is refused as
+    /// [`ServiceError::InsecureUrl`].
+    pub fn parse(raw: &str, allow_http: bool) -> Result<EndpointUrl, ServiceError> {
         let raw = raw.trim_matches([' ', '\t', '\n', '\r']);
         if raw.is_empty() || raw.len() > URL_LEN_MAX {
             return Err(invalid(
@@ -43,24 +45,20 @@ impl EndpointUrl {
         if !has_documented_form(raw) {
             return Err(invalid(
                 "url",
-                "url: http://host[:port][/path][?query]: a host name (its last label starting \
+                "url: https://host[:port][/path][?query]: a host name (its last label starting \
                  with a letter) or an IPv4 address, a port 1 to 65535, and only URL characters",
             ));
         }
         let url = reqwest::Url::parse(raw)
             .map_err(|e| invalid("url", format!("url: not an absolute URL ({e})")))?;
         match url.scheme() {
-            "http" => {}
-            "https" => {
-                return Err(invalid(
-                    "url",
-                    "url: https endpoints are not supported by this build (no TLS); use http",
-                ));
-            }
+            "https" => {}
+            "http" if allow_http => {}
+            "http" => return Err(ServiceError::InsecureUrl { field: "url" }),
             other => {
                 return Err(invalid(
                     "url",
-                    format!("url: the scheme must be http, not {other:?}"),
+                    format!("url: the scheme must be https, not {other:?}"),
                 ));
             }
         }
@@ -84,11 +82,15 @@ impl EndpointUrl {
     }
 }
 
-/// The form the OpenAPI document gives an endpoint URL ([`URL_PATTERN`]), checked by hand:
+/// The form the OpenAPI document gives an endpoint URL ([`URL_PATTERN`], with `http://` as
+/// well: whether plain http is taken is decided after), checked by hand:
 /// the URL parser alone is lenient (it takes `HTTP://`, spaces, any port, a numeric last label
 /// read as an IPv4 address), so without this the server would take URLs the document rules out.
 fn has_documented_form(raw: &str) -> bool {
-    let Some(rest) = raw.strip_prefix("http://") else {
+    let Some(rest) = raw
+        .strip_prefix("https://")
+        .or_else(|| raw.strip_prefix("http://"))
+    else {
         return false;
     };
     let end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -136,9 +138,11 @@ fn is_host_name(host: &str) -> bool {
 }
 
 /// [`has_documented_form`] as the OpenAPI document's `pattern` (surrounding spaces, tabs and
-/// line breaks are trimmed first).
+/// line breaks are trimmed first), for `https://` only: what every server takes. A server with
+/// `webhook_allow_http` takes the same form with `http://` too; one without answers that 422,
+/// as the document says (a contract fuzzer's schema-valid URL is never refused).
 pub const URL_PATTERN: &str = concat!(
-    r"^[ \t\n\r]*http://(",
+    r"^[ \t\n\r]*https://(",
     r"((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])",
     r"|((?![Xx][Nn]--)[A-Za-z0-9-]{1,63}\.)*(?![Xx][Nn]--)[A-Za-z][A-Za-z0-9-]{0,62}",
     r")(:([1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?",
@@ -215,11 +219,23 @@ fn new_secret() -> String {
 pub struct Webhooks {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
+    /// `webhook_allow_http`: plain http endpoints may be registered.
+    allow_http: bool,
 }
 
 impl Webhooks {
-    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        Webhooks { store, clock }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, allow_http: bool) -> Self {
+        Webhooks {
+            store,
+            clock,
+            allow_http,
+        }
+    }
+
+    /// Parses an endpoint URL as this server accepts them (`http://` only with
+    /// `webhook_allow_http`).
+    pub fn endpoint_url(&self, raw: &str) -> Result<EndpointUrl, ServiceError> {
+        EndpointUrl::parse(raw, self.allow_http)
     }
 
     /// Registers the endpoint; the answer holds its signing secret, the only time it is shown.
@@ -319,18 +335,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_are_http_with_a_host_and_nothing_hidden() {
-        assert!(EndpointUrl::parse("http://127.0.0.1:9000/hook").is_ok());
-        assert!(EndpointUrl::parse(" http://shop.example/a?b=c ").is_ok());
+    fn urls_are_https_or_allowed_http_with_a_host_and_nothing_hidden() {
+        assert!(EndpointUrl::parse("https://127.0.0.1:9000/hook", false).is_ok());
+        assert!(EndpointUrl::parse(" https://shop.example/a?b=c ", false).is_ok());
+        assert!(EndpointUrl::parse("http://shop.example/a?b=c", true).is_ok());
+        assert!(matches!(
+            EndpointUrl::parse("http://shop.example/", false),
+            Err(ServiceError::InsecureUrl { field: "url" })
+        ));
         for bad in [
             "",
             "shop.example/hook",
             "ftp://shop.example/",
-            "https://shop.example/",
-            "http://user:pw@shop.example/",
-            "http://shop.example/#frag",
+            "https://user:pw@shop.example/",
+            "https://shop.example/#frag",
         ] {
-            assert!(EndpointUrl::parse(bad).is_err(), "{bad:?} accepted");
+            assert!(EndpointUrl::parse(bad, true).is_err(), "{bad:?} accepted");
         }
     }
 

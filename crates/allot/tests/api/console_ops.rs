@@ -141,7 +141,8 @@ async fn pages_follow_the_policy_table() {
 
 #[tokio::test]
 async fn a_failing_webhook_is_marked_and_its_failed_attempts_are_listed() {
-    let app = TestApp::spawn().await;
+    // The failing receiver speaks plain http.
+    let app = TestApp::spawn_configured(None, |c| c.webhooks.allow_http = true).await;
     let admin = Console::sign_in(&app, "admin@example.com", Role::Admin).await;
     // Registered through the API as the page's form sends it, to a receiver that answers every
     // delivery 500 at once (a closed port is not enough: a machine may have a service there
@@ -254,7 +255,7 @@ async fn the_event_log_shows_the_newest_events_and_filters_by_type() {
         &app,
         "POST",
         "/api/v1/webhooks",
-        json!({"url": "http://127.0.0.1:9/a", "description": "first"}),
+        json!({"url": "https://127.0.0.1:9/a", "description": "first"}),
     )
     .await;
     let (status, html) = admin.get("/console/events").await;
@@ -279,7 +280,7 @@ async fn the_audit_log_filters_by_who_did_it() {
         .api(
             "POST",
             "/api/v1/webhooks",
-            Some(json!({"url": "http://127.0.0.1:9/mine"})),
+            Some(json!({"url": "https://127.0.0.1:9/mine"})),
         )
         .await;
     assert_eq!(status, 201);
@@ -287,7 +288,7 @@ async fn the_audit_log_filters_by_who_did_it() {
         &app,
         "POST",
         "/api/v1/webhooks",
-        json!({"url": "http://127.0.0.1:9/theirs"}),
+        json!({"url": "https://127.0.0.1:9/theirs"}),
     )
     .await;
     let me = format!("user:{}", admin.user_id);

@@ -18,7 +18,7 @@ async fn the_overview_shows_running_campaigns_and_the_shops_counts() {
     issue(&app, full, "carol").await;
     let r = http()
         .post(format!("{}/api/v1/webhooks", app.url()))
-        .json(&json!({"url": "http://127.0.0.1:9/hook"}))
+        .json(&json!({"url": "https://127.0.0.1:9/hook"}))
         .send()
         .await
         .unwrap();

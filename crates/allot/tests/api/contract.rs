@@ -386,6 +386,9 @@ async fn a_webhook_url_is_taken_exactly_when_the_document_allows_it() {
         "http://shop.example:0/hook",
         "http://shop.example:070/hook",
         "http://shop.example/hook\u{a0}",
+        // Plain http: outside the document's https pattern, refused (insecure_url) by a
+        // server that does not allow it.
+        "http://shop.example/hook",
     ] {
         let r = http()
             .post(format!("{base}/api/v1/webhooks"))
@@ -402,9 +405,9 @@ async fn a_webhook_url_is_taken_exactly_when_the_document_allows_it() {
     }
     // ... and these the document allows, which the parser read as an IPv4 address or refused.
     for good in [
-        " http://shop.example:65535/hooks/*?a=b&c=%20 ",
-        "http://10.0.0.1/hook",
-        "http://a-1.b2.shop/x",
+        " https://shop.example:65535/hooks/*?a=b&c=%20 ",
+        "https://10.0.0.1/hook",
+        "https://a-1.b2.shop/x",
     ] {
         let r = http()
             .post(format!("{base}/api/v1/webhooks"))

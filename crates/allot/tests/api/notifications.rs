@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use allot_domain::auth::{Email, Password, Role};
+use allot_server::service::notification::SmtpTls;
 use allot_testkit::{ReceivedMail, SmtpServer};
 use serde_json::{Value, json};
 
@@ -15,11 +16,23 @@ const PASSWORD: &str = "correct horse battery staple";
 /// How long a test waits for the workers to do something before it fails.
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// A server that delivers email to `smtp`, with workers that poll and retry quickly.
+/// A server that delivers email to the plain SMTP server at `smtp_url` (on loopback: TLS
+/// off, `smtp_tls = none`), with workers that poll and retry quickly.
 async fn app_with_smtp(smtp_url: String) -> TestApp {
+    app_with_smtp_tls(smtp_url, Some(SmtpTls::Plain), None).await
+}
+
+/// Like [`app_with_smtp`], TLS as `tls` says (`None`: the URL's scheme), trusting `ca_file`.
+async fn app_with_smtp_tls(
+    smtp_url: String,
+    tls: Option<SmtpTls>,
+    ca_file: Option<std::path::PathBuf>,
+) -> TestApp {
     TestApp::spawn_configured(None, move |c| {
         c.auth.jwt_secret = Some(allot_server::config::Secret::new("n".repeat(32)));
         c.notifications.smtp_url = Some(smtp_url);
+        c.notifications.smtp_tls = tls;
+        c.notifications.smtp_ca_file = ca_file;
         c.notifications.smtp_from = "shop@allot.test".to_owned();
         c.notifications.poll_interval = Duration::from_millis(100);
         c.notifications.retry_base = Duration::from_millis(200);
@@ -717,7 +730,14 @@ async fn notifications_an_email_queued_before_a_sigkill_is_sent_once_after_the_r
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let flags = ["--smtp-url", &smtp.url(), "--smtp-from", "shop@allot.test"];
+    let flags = [
+        "--smtp-url",
+        &smtp.url(),
+        "--smtp-tls",
+        "none",
+        "--smtp-from",
+        "shop@allot.test",
+    ];
     let mut server = backend.start_with(&flags);
     let base = server.url();
     let (s, login) = call_at(
@@ -814,6 +834,7 @@ async fn notifications_each_event_notifies_once_with_every_instance_consuming() 
                     c.database = Some(url);
                     c.auth.jwt_secret = Some(allot_server::config::Secret::new("n".repeat(32)));
                     c.notifications.smtp_url = Some(smtp_url);
+                    c.notifications.smtp_tls = Some(SmtpTls::Plain);
                     c.notifications.smtp_from = "shop@allot.test".to_owned();
                     c.notifications.poll_interval = Duration::from_millis(100);
                 })
@@ -1130,4 +1151,192 @@ async fn notifications_texts_that_render_the_users_email_are_sealed_at_rest() {
         "the email is stored in plaintext (hex)"
     );
     app.stop().await;
+}
+
+/// Email over TLS (issue 17): STARTTLS (required) or implicit TLS, the login sent only inside
+/// TLS, the server's certificate verified against the system's store and `smtp_ca_file`.
+mod tls {
+    use super::*;
+    use allot_testkit::{SmtpOptions, SmtpServerTls, TestCa};
+
+    const LOGIN: (&str, &str) = ("shop", "s3cret-pw");
+
+    fn tls_server(tls: SmtpServerTls) -> SmtpServer {
+        SmtpServer::start_with(SmtpOptions {
+            tls,
+            login: Some((LOGIN.0.to_owned(), LOGIN.1.to_owned())),
+        })
+    }
+
+    /// The server's URL with the login in it.
+    fn with_login(smtp: &SmtpServer) -> String {
+        smtp.url()
+            .replacen("://", &format!("://{}:{}@", LOGIN.0, LOGIN.1), 1)
+    }
+
+    /// Sends one email to a new customer; answers the notification's id.
+    async fn send_one(app: &TestApp, to: &str) -> i64 {
+        let cy = account(app, to, Role::Customer).await;
+        let (s, queued) = call(
+            app,
+            "POST",
+            "/api/v1/notifications",
+            None,
+            Some(json!({"user_id": cy.id, "channel": "email",
+                        "template": "order_status_changed",
+                        "variables": {"order_id": 7, "from": "pending", "to": "confirmed",
+                                      "reason": null}})),
+        )
+        .await;
+        assert_eq!(s, 202, "{queued}");
+        queued["id"].as_i64().unwrap()
+    }
+
+    async fn delivered_with_the_login_inside_tls(smtp: SmtpServer, ca: &TestCa) {
+        // No smtp_tls: the URL's scheme says (smtp:// STARTTLS, smtps:// TLS).
+        let app = app_with_smtp_tls(with_login(&smtp), None, Some(ca.ca_file().to_owned())).await;
+        send_one(&app, "tls@example.com").await;
+        let mail = wait_for_mail(&smtp, 1).await;
+        assert_eq!(mail.len(), 1);
+        assert_eq!(mail[0].rcpt_to, vec!["tls@example.com"]);
+        assert_eq!(mail[0].subject(), Some("Your order 7 is now confirmed"));
+        assert_eq!(mail[0].header("X-Tls"), Some("yes"), "{:?}", mail[0]);
+        assert_eq!(
+            mail[0].header("X-Auth-Login"),
+            Some(LOGIN.0),
+            "{:?}",
+            mail[0]
+        );
+        app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_email_goes_over_starttls_with_the_login_inside_it() {
+        let ca = TestCa::new("mail relays");
+        let smtp = tls_server(SmtpServerTls::StartTls(
+            ca.server_cert("smtp", &["localhost"]),
+        ));
+        assert!(smtp.url().starts_with("smtp://"));
+        delivered_with_the_login_inside_tls(smtp, &ca).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_email_goes_over_smtps_with_the_login_inside_it() {
+        let ca = TestCa::new("mail relays");
+        let smtp = tls_server(SmtpServerTls::Implicit(
+            ca.server_cert("smtp", &["localhost"]),
+        ));
+        assert!(smtp.url().starts_with("smtps://"));
+        delivered_with_the_login_inside_tls(smtp, &ca).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_with_an_untrusted_certificate_gets_nothing_and_the_status_says_why() {
+        let trusted = TestCa::new("mail relays");
+        let rogue = TestCa::new("someone else");
+        let smtp = tls_server(SmtpServerTls::StartTls(
+            rogue.server_cert("smtp", &["localhost"]),
+        ));
+        let app =
+            app_with_smtp_tls(with_login(&smtp), None, Some(trusted.ca_file().to_owned())).await;
+        let id = send_one(&app, "rogue@example.com").await;
+        let base = app.url();
+        let failed = eventually("a failed attempt", || async {
+            let st = status_of(&base, id).await;
+            (st["status"] == "failed").then_some(st)
+        })
+        .await;
+        assert_eq!(
+            failed["reason"].as_str(),
+            Some(
+                format!(
+                    "TLS to localhost:{}: certificate not trusted (UnknownIssuer)",
+                    smtp.port()
+                )
+                .as_str()
+            ),
+            "{failed}"
+        );
+        assert_eq!(failed["will_retry"], true, "{failed}");
+        assert!(smtp.messages().is_empty(), "nothing was delivered");
+        app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_without_starttls_is_refused_never_used_in_clear() {
+        // Plain SMTP, no STARTTLS offered; smtp:// without smtp_tls requires it.
+        let smtp = SmtpServer::start();
+        let app = app_with_smtp_tls(smtp.url(), None, None).await;
+        let id = send_one(&app, "plain@example.com").await;
+        let base = app.url();
+        let failed = eventually("a failed attempt", || async {
+            let st = status_of(&base, id).await;
+            (st["status"] == "failed").then_some(st)
+        })
+        .await;
+        let reason = failed["reason"].as_str().unwrap_or_default();
+        assert!(
+            reason.starts_with(&format!("SMTP to 127.0.0.1:{}: ", smtp.port()))
+                && reason.contains("STARTTLS is not supported"),
+            "{failed}"
+        );
+        assert!(smtp.messages().is_empty(), "nothing was sent in clear");
+        app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_server_that_never_finishes_the_handshake_fails_the_email_in_bounded_time() {
+        // Accepts connections and says nothing: a TLS handshake (smtps://) never completes.
+        let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = silent.local_addr().unwrap().port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((conn, _)) = silent.accept().await {
+                open.push(conn);
+            }
+        });
+        let app = TestApp::spawn_configured(None, move |c| {
+            c.notifications.smtp_url = Some(format!("smtps://localhost:{port}"));
+            c.notifications.smtp_timeout = Duration::from_millis(500);
+            c.notifications.poll_interval = Duration::from_millis(100);
+        })
+        .await;
+        let id = send_one(&app, "silent@example.com").await;
+        let base = app.url();
+        let failed = eventually("a failed attempt", || async {
+            let st = status_of(&base, id).await;
+            (st["status"] == "failed").then_some(st)
+        })
+        .await;
+        assert_eq!(
+            failed["reason"].as_str(),
+            Some(format!("SMTP to localhost:{port}: no answer within 500 ms").as_str()),
+            "{failed}"
+        );
+        held.abort();
+        app.stop().await;
+    }
+
+    #[test]
+    fn credentials_with_tls_off_are_refused_at_start() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_allot"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .args(["--smtp-url", "smtp://shop:s3cret@127.0.0.1:2525"])
+            .args(["--smtp-tls", "none"])
+            .env_remove("ALLOT_DATABASE_URL")
+            .output()
+            .expect("allot runs");
+        assert!(!out.status.success(), "it started");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("smtp_url: credentials with smtp_tls = none would be sent in clear"),
+            "{stderr}"
+        );
+        assert!(
+            !stderr.contains("s3cret"),
+            "the password is not printed: {stderr}"
+        );
+    }
 }

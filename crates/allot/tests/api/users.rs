@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use allot_domain::UnixMillis;
+use allot_server::service::notification::SmtpTls;
 use allot_testkit::{ReceivedMail, SmtpServer};
 use serde_json::{Value, json};
 
@@ -609,6 +610,8 @@ async fn app_with_mail(smtp: &SmtpServer, allow_signup: bool) -> TestApp {
     let url = smtp.url();
     TestApp::spawn_configured(None, move |c| {
         c.notifications.smtp_url = Some(url);
+        // The test server is plain SMTP on loopback.
+        c.notifications.smtp_tls = Some(SmtpTls::Plain);
         c.notifications.smtp_from = "shop@allot.test".to_owned();
         c.notifications.poll_interval = Duration::from_millis(100);
         c.notifications.retry_base = Duration::from_millis(200);
@@ -910,6 +913,7 @@ async fn email_links_expire_and_only_their_hashes_are_stored() {
     let url = smtp.url();
     let app = TestApp::spawn_configured(Some(start), move |c| {
         c.notifications.smtp_url = Some(url);
+        c.notifications.smtp_tls = Some(SmtpTls::Plain);
         c.notifications.poll_interval = Duration::from_millis(100);
         c.accounts.allow_signup = true;
         c.accounts.public_url = Some("https://shop.example/allot".to_owned());

@@ -32,12 +32,16 @@ const FAST_FLAGS: &[&str] = &[
     "50",
     "--sale-items",
     "0",
+    // The receivers speak plain http.
+    "--webhook-allow-http",
 ];
 
 fn fast(c: &mut allot_server::Config) {
     c.webhooks.retry_base = Duration::from_millis(20);
     c.webhooks.retry_max = Duration::from_millis(200);
     c.webhooks.poll_interval = Some(Duration::from_millis(50));
+    // The receivers speak plain http.
+    c.webhooks.allow_http = true;
 }
 
 /// One request a receiver got.
@@ -460,7 +464,11 @@ async fn an_endpoint_down_across_a_server_restart_gets_every_event_after_it_once
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_registrations_are_refused_naming_the_field_and_store_nothing() {
-    let app = TestApp::spawn_configured(None, |c| c.sales.items = None).await;
+    let app = TestApp::spawn_configured(None, |c| {
+        c.sales.items = None;
+        c.webhooks.allow_http = true;
+    })
+    .await;
     let (c, base) = (http(), app.url());
     let before = events_after(&c, &base, 0).await.len();
     let cases = [
@@ -778,4 +786,206 @@ async fn endpoints_start_at_the_log_end_or_from_seq_and_an_inactive_one_catches_
     eventually("the endpoint catches up", || now_on.acked().len() >= 2).await;
     assert_eq!(now_on.acked(), all[2..].to_vec());
     app.stop().await;
+}
+
+/// Receivers over TLS (issue 17): https endpoints are verified against the system's store and
+/// `webhook_ca_file`, and plain http is refused unless `webhook_allow_http` is set.
+mod tls {
+    use super::*;
+    use allot_testkit::{CertFiles, TestCa};
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    use tower::ServiceExt;
+
+    impl Receiver {
+        /// An https receiver on 127.0.0.1 presenting `cert`; every request answered 200.
+        async fn start_tls(cert: &CertFiles) -> Receiver {
+            let inbox: Arc<Inbox> = Arc::default();
+            let certs = CertificateDer::pem_slice_iter(cert.cert_pem.as_bytes())
+                .collect::<Result<Vec<_>, _>>()
+                .unwrap();
+            let key = PrivateKeyDer::from_pem_slice(cert.key_pem.as_bytes()).unwrap();
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            let mut config = rustls::ServerConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .unwrap()
+                .with_no_client_auth()
+                .with_single_cert(certs, key)
+                .unwrap();
+            config.alpn_protocols = vec![b"http/1.1".to_vec()];
+            let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let app = Router::new()
+                .route("/hook", post(hook))
+                .with_state(inbox.clone());
+            let (stop, mut stopped) = oneshot::channel::<()>();
+            tokio::spawn(async move {
+                loop {
+                    let (tcp, _) = tokio::select! {
+                        accepted = listener.accept() => match accepted {
+                            Ok(a) => a,
+                            Err(_) => continue,
+                        },
+                        _ = &mut stopped => return,
+                    };
+                    let (acceptor, app) = (acceptor.clone(), app.clone());
+                    tokio::spawn(async move {
+                        // A client that refuses our certificate ends the handshake here.
+                        let Ok(tls) = acceptor.accept(tcp).await else {
+                            return;
+                        };
+                        let service = hyper::service::service_fn(
+                            move |req: hyper::Request<hyper::body::Incoming>| {
+                                app.clone().oneshot(req.map(axum::body::Body::new))
+                            },
+                        );
+                        let _ = hyper::server::conn::http1::Builder::new()
+                            .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                            .await;
+                    });
+                }
+            });
+            Receiver {
+                addr,
+                inbox,
+                stop: Some(stop),
+            }
+        }
+
+        fn https_url(&self) -> String {
+            format!("https://localhost:{}/hook", self.addr.port())
+        }
+    }
+
+    fn over_tls(ca: &TestCa) -> impl FnOnce(&mut allot_server::Config) + '_ {
+        move |c| {
+            fast(c);
+            c.sales.items = None;
+            c.webhooks.allow_http = false;
+            c.webhooks.ca_file = Some(ca.ca_file().to_owned());
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_https_receiver_with_a_private_ca_gets_every_event_signed_and_http_is_refused() {
+        let ca = TestCa::new("webhook receivers");
+        let receiver = Receiver::start_tls(&ca.server_cert("receiver", &["localhost"])).await;
+        let app = TestApp::spawn_configured(None, over_tls(&ca)).await;
+        let (c, base) = (http(), app.url());
+
+        // Plain http is refused at registration (and on a change), naming the field.
+        let (s, e) = send(
+            c.post(format!("{base}/api/v1/webhooks"))
+                .json(&json!({"url": format!("http://{}/hook", receiver.addr)})),
+        )
+        .await;
+        assert_eq!(s, 422, "{e}");
+        assert_eq!(e["error"]["code"], "insecure_url", "{e}");
+        assert_eq!(e["error"]["field"], "url", "{e}");
+
+        let w = register(
+            &c,
+            &base,
+            json!({"url": receiver.https_url(), "event_types": ["WarehouseCreated"]}),
+        )
+        .await;
+        let (id, secret) = (w["id"].as_i64().unwrap(), w["secret"].as_str().unwrap());
+        let (s, e) = send(
+            c.patch(format!("{base}/api/v1/webhooks/{id}"))
+                .json(&json!({"url": "http://localhost:9/hook"})),
+        )
+        .await;
+        assert_eq!(
+            (s, e["error"]["code"].as_str()),
+            (422, Some("insecure_url"))
+        );
+
+        create_warehouses(&c, &base, "TLS", 3).await;
+        eventually("3 events are acknowledged over https", || {
+            receiver.acked().len() >= 3
+        })
+        .await;
+        let hits = receiver.hits();
+        assert_eq!(hits.len(), 3, "once each: {hits:?}");
+        for hit in &hits {
+            assert_eq!(hit.kind, "WarehouseCreated");
+            assert_signed(hit, secret);
+        }
+        assert_cursor_reaches(&c, &base, id, hits[2].seq).await;
+        app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_receiver_with_an_untrusted_certificate_gets_nothing_and_the_log_says_why() {
+        let trusted = TestCa::new("trusted receivers");
+        let rogue = TestCa::new("someone else");
+        let receiver = Receiver::start_tls(&rogue.server_cert("receiver", &["localhost"])).await;
+        let app = TestApp::spawn_configured(None, over_tls(&trusted)).await;
+        let (c, base) = (http(), app.url());
+        let w = register(&c, &base, json!({"url": receiver.https_url()})).await;
+        let id = w["id"].as_i64().unwrap();
+        create_warehouses(&c, &base, "X", 1).await;
+
+        let mut rows = Vec::new();
+        for _ in 0..200 {
+            rows = deliveries(&c, &base, id).await;
+            if !rows.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let row = rows
+            .first()
+            .unwrap_or_else(|| panic!("no delivery attempt"));
+        assert_eq!(row["delivered"], false, "{row}");
+        assert_eq!(row["status"], Value::Null, "{row}");
+        let error = row["error"].as_str().unwrap_or_default();
+        let port = receiver.addr.port();
+        assert_eq!(
+            error,
+            format!("TLS to localhost:{port}: certificate not trusted (UnknownIssuer)"),
+            "{row}"
+        );
+        assert!(receiver.hits().is_empty(), "nothing reached the receiver");
+        app.stop().await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_http_endpoint_from_before_is_not_sent_to_once_http_is_no_longer_allowed() {
+        let backend = ProcessBackend::new();
+        let c = http();
+        let receiver = Receiver::start(([127, 0, 0, 1], 0).into(), 0, None).await;
+        let mut server = backend.start_with(FAST_FLAGS);
+        let w = register(&c, &server.url(), json!({"url": receiver.url()})).await;
+        let id = w["id"].as_i64().unwrap();
+        server.stop();
+
+        // The same flags without --webhook-allow-http.
+        let strict: Vec<&str> = FAST_FLAGS
+            .iter()
+            .copied()
+            .filter(|f| *f != "--webhook-allow-http")
+            .collect();
+        let server = backend.start_with(&strict);
+        create_warehouses(&c, &server.url(), "H", 1).await;
+        let mut rows = Vec::new();
+        for _ in 0..200 {
+            rows = deliveries(&c, &server.url(), id).await;
+            if !rows.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let row = rows
+            .first()
+            .unwrap_or_else(|| panic!("no delivery attempt"));
+        assert_eq!(row["delivered"], false, "{row}");
+        assert_eq!(
+            row["error"].as_str(),
+            Some(allot_server::webhook_worker::HTTP_NOT_ALLOWED),
+            "{row}"
+        );
+        assert!(receiver.hits().is_empty(), "nothing was sent in clear");
+    }
 }
