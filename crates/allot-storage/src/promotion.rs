@@ -134,6 +134,24 @@ pub struct NewHold {
     pub redeem_for: Option<String>,
 }
 
+impl Hold {
+    /// The hold as [`stored::SET_HOLD_STATUS`] leaves it (read back, it would be the same:
+    /// two reads fewer while its promotions are locked).
+    pub(crate) fn moved(
+        mut self,
+        to: HoldStatus,
+        reference: Option<&str>,
+        now: UnixMillis,
+    ) -> Hold {
+        self.status = to;
+        if let Some(r) = reference {
+            self.reference = Some(r.to_owned());
+        }
+        self.updated_at = now;
+        self
+    }
+}
+
 impl NewHold {
     /// The status the hold is written with, and the move of the counters that makes it.
     pub(crate) fn made(&self) -> (HoldStatus, rules::Move) {

@@ -662,9 +662,7 @@ async fn transition(
         &[&to.as_str(), &reference, &now.as_millis(), &id],
     )
     .await?;
-    let hold = load_hold(tx, id)
-        .await?
-        .ok_or_else(|| corrupt("a hold just changed is missing"))?;
+    let hold = hold.moved(to, reference, now);
     if let Some(kind) = crate::promotion::move_event(mv) {
         super::event::append(tx, hold_event(kind, &hold)).await?;
     }

@@ -464,7 +464,7 @@ fn transition(
         now.as_millis(),
         id
     ])?;
-    let hold = hold_in(conn, id)?.ok_or_else(|| corrupt("a hold just changed is missing"))?;
+    let hold = hold.moved(to, reference, now);
     if let Some(kind) = crate::promotion::move_event(mv) {
         super::event::append(conn, hold_event(kind, &hold))?;
     }
