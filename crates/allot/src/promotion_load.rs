@@ -169,6 +169,23 @@ enum Redeem {
     OneCall,
 }
 
+impl Redeem {
+    fn label(self) -> &'static str {
+        match self {
+            Redeem::HoldThenRedeem => "hold + redeem",
+            Redeem::OneCall => "one call",
+        }
+    }
+
+    /// The customers' ids of a phase start with it.
+    fn prefix(self) -> &'static str {
+        match self {
+            Redeem::HoldThenRedeem => "load",
+            Redeem::OneCall => "one",
+        }
+    }
+}
+
 /// One checkout, redeemed `how`. Adds what it was given to `given`.
 async fn checkout(
     client: reqwest::Client,
@@ -396,100 +413,24 @@ impl PromotionLoad {
             ));
         }
 
-        // Redemption through a promotion with a money budget that covers every checkout.
-        let budget = self.redemptions as i64 * DISCOUNT_MINOR;
-        let id = budgeted(&api, &format!("bench budget {run}"), budget).await?;
-        let given = Arc::new(AtomicI64::new(0));
-        let promo_summary = {
-            let (client, base, given, run) =
-                (client.clone(), base.clone(), given.clone(), run.clone());
-            load::run(
-                "promotion hold + redeem",
-                self.concurrency,
-                Budget::Requests(self.redemptions as u64),
-                progress,
-                move |_, i| {
-                    checkout(
-                        client.clone(),
-                        base.clone(),
-                        format!("load-{run}-{i}"),
-                        given.clone(),
-                        Redeem::HoldThenRedeem,
-                    )
-                },
-            )
-            .await
-        };
-        println!("{}", promo_summary.line());
+        // Redemption through a promotion with a money budget that covers every checkout:
+        // held then redeemed (two calls), then redeemed in one call.
         println!(
-            "  -> coupon redemption {:.0}% and promotion redemption (hold + redeem) {:.0}% of the HTTP hello-world rate; promotion (hold + redeem) / coupon = {:.2}",
-            100.0 * coupon_summary.rate() / hello_summary.rate(),
-            100.0 * promo_summary.rate() / hello_summary.rate(),
-            promo_summary.rate() / coupon_summary.rate().max(1e-9)
+            "  -> coupon redemption {:.0}% of the HTTP hello-world rate",
+            100.0 * coupon_summary.rate() / hello_summary.rate()
         );
-        if promo_summary.ok as usize != self.redemptions || promo_summary.failed > 0 {
-            problems.push(format!(
-                "{} of {} promotion redemptions ({:?})",
-                promo_summary.ok, self.redemptions, promo_summary.first_failure
-            ));
+        for how in [Redeem::HoldThenRedeem, Redeem::OneCall] {
+            let summary = self
+                .redemptions(&api, &run, how, progress, &mut problems)
+                .await?;
+            println!(
+                "  -> promotion redemption ({}) {:.0}% of the HTTP hello-world rate; promotion ({}) / coupon = {:.2}",
+                how.label(),
+                100.0 * summary.rate() / hello_summary.rate(),
+                how.label(),
+                summary.rate() / coupon_summary.rate().max(1e-9)
+            );
         }
-        let given_minor = given.load(Ordering::Relaxed);
-        verify_usage(
-            &api,
-            id,
-            given_minor,
-            promo_summary.ok as i64,
-            budget,
-            &mut problems,
-        )
-        .await?;
-        switch_off(&api, id).await?;
-
-        // The same, each checkout redeemed in one call (`/promotions/redemptions`).
-        let one_id = budgeted(&api, &format!("bench one-call {run}"), budget).await?;
-        let one_given = Arc::new(AtomicI64::new(0));
-        let one_summary = {
-            let (client, base, given, run) =
-                (client.clone(), base.clone(), one_given.clone(), run.clone());
-            load::run(
-                "promotion redemption (one call)",
-                self.concurrency,
-                Budget::Requests(self.redemptions as u64),
-                progress,
-                move |_, i| {
-                    checkout(
-                        client.clone(),
-                        base.clone(),
-                        format!("one-{run}-{i}"),
-                        given.clone(),
-                        Redeem::OneCall,
-                    )
-                },
-            )
-            .await
-        };
-        println!("{}", one_summary.line());
-        println!(
-            "  -> promotion redemption (one call) {:.0}% of the HTTP hello-world rate; promotion (one call) / coupon = {:.2}",
-            100.0 * one_summary.rate() / hello_summary.rate(),
-            one_summary.rate() / coupon_summary.rate().max(1e-9)
-        );
-        if one_summary.ok as usize != self.redemptions || one_summary.failed > 0 {
-            problems.push(format!(
-                "{} of {} one-call promotion redemptions ({:?})",
-                one_summary.ok, self.redemptions, one_summary.first_failure
-            ));
-        }
-        verify_usage(
-            &api,
-            one_id,
-            one_given.load(Ordering::Relaxed),
-            one_summary.ok as i64,
-            budget,
-            &mut problems,
-        )
-        .await?;
-        switch_off(&api, one_id).await?;
 
         // The race: many checkouts at once for a budget that covers few.
         let race_budget = self.race_covers as i64 * DISCOUNT_MINOR;
@@ -633,13 +574,76 @@ impl PromotionLoad {
 
         if problems.is_empty() {
             println!(
-                "verified: every budget exact to the minor unit ({given_minor} given in {} redemptions; the race gave {race_minor} in {} for a budget covering {}); the preview applied the {applied} promotions written to apply",
-                promo_summary.ok, race.ok, self.race_covers
+                "verified: every budget exact to the minor unit ({} given in {} redemptions each way; the race gave {race_minor} in {} for a budget covering {}); the preview applied the {applied} promotions written to apply",
+                self.redemptions as i64 * DISCOUNT_MINOR,
+                self.redemptions,
+                race.ok,
+                self.race_covers
             );
             Ok(())
         } else {
             Err(problems.join("; "))
         }
+    }
+
+    /// [`Self::redemptions`] checkouts redeeming `how` a fresh promotion whose budget covers
+    /// them all; its usage checked against what the clients were told.
+    async fn redemptions(
+        &self,
+        api: &Api,
+        run: &str,
+        how: Redeem,
+        progress: bool,
+        problems: &mut Vec<String>,
+    ) -> Result<Summary, String> {
+        let budget = self.redemptions as i64 * DISCOUNT_MINOR;
+        let id = budgeted(api, &format!("bench {} {run}", how.label()), budget).await?;
+        let given = Arc::new(AtomicI64::new(0));
+        let summary = {
+            let (client, base, given, prefix) = (
+                api.client.clone(),
+                api.base.clone(),
+                given.clone(),
+                format!("{}-{run}", how.prefix()),
+            );
+            load::run(
+                &format!("promotion redemption ({})", how.label()),
+                self.concurrency,
+                Budget::Requests(self.redemptions as u64),
+                progress,
+                move |_, i| {
+                    checkout(
+                        client.clone(),
+                        base.clone(),
+                        format!("{prefix}-{i}"),
+                        given.clone(),
+                        how,
+                    )
+                },
+            )
+            .await
+        };
+        println!("{}", summary.line());
+        if summary.ok as usize != self.redemptions || summary.failed > 0 {
+            problems.push(format!(
+                "{} of {} promotion redemptions ({}) ({:?})",
+                summary.ok,
+                self.redemptions,
+                how.label(),
+                summary.first_failure
+            ));
+        }
+        verify_usage(
+            api,
+            id,
+            given.load(Ordering::Relaxed),
+            summary.ok as i64,
+            budget,
+            problems,
+        )
+        .await?;
+        switch_off(api, id).await?;
+        Ok(summary)
     }
 
     async fn coupons(&self, api: &Api, run: &str, progress: bool) -> Result<Summary, String> {

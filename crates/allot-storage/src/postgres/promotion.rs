@@ -64,7 +64,7 @@ const USAGE_OF_MANY: &str = "SELECT p.budget_minor, p.redemptions_max,
      LEFT JOIN promotion_customers c ON c.promotion_id = p.id AND c.customer = $1
      WHERE p.id = ANY($2)";
 /// [`LOCK_PROMOTIONS`], answering each locked row: id, limits, active, counters.
-const LOCK_AND_READ_PROMOTIONS: &str = "SELECT id, budget_minor, redemptions_max,
+pub(super) const LOCK_AND_READ_PROMOTIONS: &str = "SELECT id, budget_minor, redemptions_max,
             per_customer_budget_minor, per_customer_redemptions_max, active,
             redeemed_minor, redemptions, held_minor, held
      FROM promotions WHERE id = ANY($1) ORDER BY id FOR UPDATE";
@@ -508,6 +508,26 @@ pub(super) async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> Promo
     Ok(Ok(Made::New(hold)))
 }
 
+/// A promotion's state from a row of [`LOCK_AND_READ_PROMOTIONS`] (no customer's yet).
+pub(super) fn locked_state(r: &tokio_postgres::Row) -> Result<PromotionState, StorageError> {
+    Ok(PromotionState {
+        limits: Limits {
+            budget_minor: r.opt_int(1)?,
+            redemptions_max: r.opt_int(2)?,
+            per_customer_budget_minor: r.opt_int(3)?,
+            per_customer_redemptions_max: r.opt_int(4)?,
+        },
+        active: r.flag(5)?,
+        totals: Totals {
+            redeemed_minor: r.int(6)?,
+            redemptions: r.int(7)?,
+            held_minor: r.int(8)?,
+            held: r.int(9)?,
+        },
+        customer: None,
+    })
+}
+
 /// Locks the rows a new hold spends (promotions in id order, the customer's rows, the codes
 /// in code order) and reads each promotion's state from the locked rows: a row locked
 /// `FOR UPDATE` is read as its latest committed version. The customer's rows change only
@@ -525,23 +545,7 @@ async fn lock_and_read(
         states.insert(pid(*id)?, None);
     }
     for r in tx.query(LOCK_AND_READ_PROMOTIONS, &[&ids]).await? {
-        let state = PromotionState {
-            limits: Limits {
-                budget_minor: r.opt_int(1)?,
-                redemptions_max: r.opt_int(2)?,
-                per_customer_budget_minor: r.opt_int(3)?,
-                per_customer_redemptions_max: r.opt_int(4)?,
-            },
-            active: r.flag(5)?,
-            totals: Totals {
-                redeemed_minor: r.int(6)?,
-                redemptions: r.int(7)?,
-                held_minor: r.int(8)?,
-                held: r.int(9)?,
-            },
-            customer: None,
-        };
-        states.insert(pid(r.int(0)?)?, Some(state));
+        states.insert(pid(r.int(0)?)?, Some(locked_state(&r)?));
     }
     if let Some(c) = customer {
         for r in tx.query(LOCK_AND_READ_CUSTOMERS, &[&ids, &c]).await? {

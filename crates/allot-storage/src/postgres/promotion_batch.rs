@@ -23,13 +23,13 @@ use tokio_postgres::Client;
 
 use super::batch::Batch;
 use super::promotion::{
-    Made, create_hold, hold_by_key, is_deadlock, load_hold, pid, redeem_hold_in, release_hold_in,
-    roll_back_hold_in,
+    LOCK_AND_READ_PROMOTIONS, Made, create_hold, hold_by_key, is_deadlock, load_hold, locked_state,
+    pid, redeem_hold_in, release_hold_in, roll_back_hold_in,
 };
 use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::origin::Origin;
-use crate::promotion::rules::{self, Deltas, Limits, PromotionState};
+use crate::promotion::rules::{self, Deltas, PromotionState};
 use crate::promotion::{Hold, NewHold, PromotionRefusal, Totals, hold_event};
 use crate::row::Columns;
 
@@ -187,10 +187,6 @@ fn plain_creates(requests: &[HoldWrite]) -> Vec<usize> {
 const HOLD_IDS_OF_KEYS: &str =
     "SELECT id, idempotency_key FROM promotion_holds WHERE idempotency_key = ANY($1)";
 const NEXT_HOLD_IDS: &str = "SELECT nextval(pg_get_serial_sequence('promotion_holds', 'id')) FROM generate_series(1, $1::BIGINT)";
-const LOCK_PROMOTIONS_OF_BATCH: &str = "SELECT id, budget_minor, redemptions_max,
-            per_customer_budget_minor, per_customer_redemptions_max, active,
-            redeemed_minor, redemptions, held_minor, held
-     FROM promotions WHERE id = ANY($1) ORDER BY id FOR UPDATE";
 const LOCK_CUSTOMERS_OF_BATCH: &str = "SELECT c.promotion_id, c.customer, c.redeemed_minor,
             c.redemptions, c.held_minor, c.held
      FROM promotion_customers c
@@ -279,8 +275,8 @@ async fn create_together(
     ids.dedup();
     let mut states: BTreeMap<PromotionId, PromotionState> = BTreeMap::new();
     if !ids.is_empty() {
-        for r in tx.query(LOCK_PROMOTIONS_OF_BATCH, &[&ids]).await? {
-            states.insert(pid(r.int(0)?)?, state_from(&r)?);
+        for r in tx.query(LOCK_AND_READ_PROMOTIONS, &[&ids]).await? {
+            states.insert(pid(r.int(0)?)?, locked_state(&r)?);
         }
     }
     let mut pairs: Vec<(i64, String)> = todo
@@ -489,25 +485,6 @@ fn columns(d: &[&Deltas]) -> [Vec<i64>; 4] {
         d.iter().map(|d| d.redeemed_minor).collect(),
         d.iter().map(|d| d.redemptions).collect(),
     ]
-}
-
-fn state_from(r: &tokio_postgres::Row) -> Result<PromotionState, StorageError> {
-    Ok(PromotionState {
-        limits: Limits {
-            budget_minor: r.opt_int(1)?,
-            redemptions_max: r.opt_int(2)?,
-            per_customer_budget_minor: r.opt_int(3)?,
-            per_customer_redemptions_max: r.opt_int(4)?,
-        },
-        active: r.flag(5)?,
-        totals: Totals {
-            redeemed_minor: r.int(6)?,
-            redemptions: r.int(7)?,
-            held_minor: r.int(8)?,
-            held: r.int(9)?,
-        },
-        customer: None,
-    })
 }
 
 /// What one request leaves: its writes kept (the hold as it is now), or undone.
