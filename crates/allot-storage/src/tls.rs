@@ -58,12 +58,8 @@ impl ClientIdentity {
 /// further from the cause.
 pub fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
     let mut roots = RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    if !native.errors.is_empty() {
-        tracing::debug!(errors = ?native.errors, "some system certificates did not load");
-    }
     // Certificates of the system store that do not parse are skipped (as curl does).
-    let _ = roots.add_parsable_certificates(native.certs);
+    let _ = roots.add_parsable_certificates(system_roots().iter().cloned());
     if let Some(path) = ca_file {
         for cert in read_certs(path)? {
             roots
@@ -72,6 +68,19 @@ pub fn roots(ca_file: Option<&Path>) -> Result<RootCertStore, String> {
         }
     }
     Ok(roots)
+}
+
+/// The system's trusted certificates, read once per process: reading and parsing the store
+/// costs milliseconds, and every connection kind (and every test's URL) asks for it.
+fn system_roots() -> &'static [CertificateDer<'static>] {
+    static ROOTS: std::sync::OnceLock<Vec<CertificateDer<'static>>> = std::sync::OnceLock::new();
+    ROOTS.get_or_init(|| {
+        let native = rustls_native_certs::load_native_certs();
+        if !native.errors.is_empty() {
+            tracing::debug!(errors = ?native.errors, "some system certificates did not load");
+        }
+        native.certs
+    })
 }
 
 /// [`roots`] as PEM text, the CA file's certificates first, for clients that take their roots
@@ -91,10 +100,10 @@ pub fn roots_pem(ca_file: &Path) -> Result<Vec<u8>, String> {
     for cert in read_certs(ca_file)? {
         push(&cert);
     }
-    for cert in rustls_native_certs::load_native_certs().certs {
+    for cert in system_roots() {
         // One the redis crate would refuse would make it refuse them all.
         if RootCertStore::empty().add(cert.clone()).is_ok() {
-            push(&cert);
+            push(cert);
         }
     }
     Ok(pem)

@@ -175,6 +175,14 @@ impl PgCluster {
         }
     }
 
+    /// Replaces `pg_hba.conf` with `lines` and has the server read it again (new connections
+    /// only), for tests of other ways to sign in.
+    pub fn set_hba(&self, lines: &str) {
+        let data = self.dir.path().join("data");
+        std::fs::write(data.join("pg_hba.conf"), lines).expect("write pg_hba.conf");
+        self.pg("pg_ctl", &["-D", path_str(&data), "reload"]);
+    }
+
     /// The client's files of a TLS cluster (`None`: a cleartext one).
     pub fn tls(&self) -> Option<&PgTlsFiles> {
         self.tls.as_ref()

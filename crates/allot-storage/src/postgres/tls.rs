@@ -514,11 +514,73 @@ where
 pub struct RustlsStream<S>(tokio_rustls::client::TlsStream<S>);
 
 impl<S: AsyncRead + AsyncWrite + Unpin> TlsStream for RustlsStream<S> {
-    /// No `tls-server-end-point` binding: SCRAM runs without channel binding, as with
-    /// `channel_binding=prefer` against a server certificate libpq cannot hash.
+    /// SCRAM's `tls-server-end-point` binding, so that a password exchange is bound to this
+    /// TLS session: a server in the middle (possible under `require`, which checks no
+    /// certificate) cannot relay it. None when the certificate's hash is not defined.
     fn channel_binding(&self) -> ChannelBinding {
-        ChannelBinding::none()
+        self.0
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|certs| certs.first())
+            .and_then(|cert| server_end_point(cert))
+            .map_or_else(ChannelBinding::none, ChannelBinding::tls_server_end_point)
     }
+}
+
+/// RFC 5929's `tls-server-end-point`: the server's certificate hashed with the hash of its
+/// signature algorithm, SHA-256 for MD5, SHA-1 and any other. `None` for a certificate that
+/// does not parse or is signed with EdDSA (no hash of its own: libpq has none either).
+fn server_end_point(cert: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest as _;
+    // Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm, signatureValue }
+    let (tag, certificate, _) = der(cert)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (_, _tbs, rest) = der(certificate)?;
+    let (tag, algorithm, _) = der(rest)?;
+    if tag != 0x30 {
+        return None;
+    }
+    let (tag, oid, _) = der(algorithm)?;
+    if tag != 0x06 {
+        return None;
+    }
+    const SHA384_WITH_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0c];
+    const SHA512_WITH_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0d];
+    const ECDSA_WITH_SHA384: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x03];
+    const ECDSA_WITH_SHA512: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x04];
+    const ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+    const ED448: &[u8] = &[0x2b, 0x65, 0x71];
+    Some(match oid {
+        SHA384_WITH_RSA | ECDSA_WITH_SHA384 => sha2::Sha384::digest(cert).to_vec(),
+        SHA512_WITH_RSA | ECDSA_WITH_SHA512 => sha2::Sha512::digest(cert).to_vec(),
+        ED25519 | ED448 => return None,
+        _ => sha2::Sha256::digest(cert).to_vec(),
+    })
+}
+
+/// One DER element: its tag, its content and what follows it (definite lengths only, as DER).
+fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let n = usize::from(first & 0x7f);
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n]
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for RustlsStream<S> {
@@ -624,6 +686,22 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("key"), "{err}");
+    }
+
+    #[test]
+    fn the_channel_binding_is_the_certificate_hashed_as_it_was_signed() {
+        use rustls_pki_types::pem::PemObject as _;
+        use sha2::Digest as _;
+        let ca = allot_testkit::TestCa::new("binding CA");
+        let server = ca.server_cert("server", &["localhost"]);
+        let der = CertificateDer::from_pem_slice(server.cert_pem.as_bytes()).unwrap();
+        // The test CA signs with ECDSA P-256 and SHA-256.
+        assert_eq!(
+            server_end_point(&der),
+            Some(sha2::Sha256::digest(&der).to_vec())
+        );
+        assert_eq!(server_end_point(b"not a certificate"), None);
+        assert_eq!(server_end_point(&der[..der.len() / 2]), None);
     }
 
     #[test]

@@ -238,6 +238,37 @@ async fn require_encrypts_without_a_ca_and_verify_ca_skips_the_name_verify_full_
     }
 }
 
+/// A password signed in over TLS with SCRAM is bound to the TLS session (SCRAM-SHA-256-PLUS,
+/// `tls-server-end-point`): `channel_binding=require` signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_over_tls_is_bound_to_the_session() {
+    let cluster = PgCluster::start_tls(&TestCa::new("allot test CA"));
+    let admin = allot_storage::postgres::connect(&cluster.url())
+        .await
+        .unwrap();
+    admin
+        .batch_execute(
+            "SET password_encryption = 'scram-sha-256';
+             CREATE ROLE app LOGIN PASSWORD 'app-password'",
+        )
+        .await
+        .unwrap();
+    cluster.set_hba(
+        "local all all trust\nhostssl all app 127.0.0.1/32 scram-sha-256\n\
+         hostssl all all 127.0.0.1/32 cert\n",
+    );
+    let tls = cluster.tls().unwrap();
+    let db = allot_storage::postgres::connect(&format!(
+        "postgres://app:app-password@localhost:{}/postgres?sslmode=verify-full&sslrootcert={}\
+         &channel_binding=require",
+        cluster.port(),
+        tls.ca.display()
+    ))
+    .await
+    .expect("SCRAM with channel binding over TLS");
+    assert!(over_tls(&db).await);
+}
+
 /// The database's certificate replaced by one no trusted CA signed (and the server restarted):
 /// `/ready` says which host refused and why, and serves again once the certificate is right.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
