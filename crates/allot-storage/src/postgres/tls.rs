@@ -6,9 +6,10 @@
 //! parameters, so ours are taken out of the URL before it sees it; the verification they ask
 //! for is ours (the rustls configuration built here), tokio-postgres only negotiates.
 //!
-//! The TLS connector is ours too, over tokio-rustls (about a hundred lines): tokio-postgres-
-//! rustls verifies every certificate fully, so it cannot do `require` (encrypt, no check) nor
-//! `verify-ca` (the chain, not the name), and it is not in this workspace's dependency set.
+//! The TLS connector is ours too, over tokio-rustls (about a hundred lines): with
+//! tokio-postgres-rustls we would still write the verifiers of `require` (encrypt, no check)
+//! and `verify-ca` (the chain, not the name), and its errors could not name the host and port
+//! refused; one more crate for what is left is not worth it.
 
 use std::future::Future;
 use std::io;
@@ -708,7 +709,6 @@ mod tests {
     fn hosts_are_named_with_their_ports() {
         let t = target("postgres://u@db.example:6543/x?sslmode=disable").unwrap();
         assert_eq!(t.hosts(), vec!["db.example:6543".to_owned()]);
-        assert!(!format!("{t:?}").contains("secret"));
         let t = target("postgres://u:secret@h/x?sslmode=disable").unwrap();
         assert!(!format!("{t:?}").contains("secret"));
     }
