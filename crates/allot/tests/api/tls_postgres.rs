@@ -327,3 +327,41 @@ async fn an_untrusted_certificate_after_a_restart_is_named_in_ready() {
     }
     app.stop().await;
 }
+
+/// `--postgres-ca-file` and `--postgres-client-cert/-key` stand in for what the URL does not
+/// say, and a URL parameter wins over them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_settings_supply_the_ca_and_client_certificate_and_the_url_wins() {
+    use allot_storage::postgres::{PgTarget, PgTlsSettings};
+    let cluster = PgCluster::start_tls(&TestCa::new("allot test CA"));
+    let tls = cluster.tls().unwrap().clone();
+    let settings = PgTlsSettings {
+        ca_file: Some(tls.ca.clone()),
+        client: Some(allot_storage::tls::ClientIdentity {
+            cert: tls.client_cert.clone(),
+            key: tls.client_key.clone(),
+        }),
+    };
+    let bare = format!(
+        "postgres://allot@localhost:{}/postgres?sslmode=verify-full",
+        cluster.port()
+    );
+    let db = PgTarget::parse(&bare, &settings)
+        .unwrap()
+        .connect()
+        .await
+        .expect("the settings' CA and client certificate");
+    assert!(over_tls(&db).await);
+
+    let other = TestCa::new("another CA");
+    let refused = PgTarget::parse(
+        &format!("{bare}&sslrootcert={}", other.ca_file().display()),
+        &settings,
+    )
+    .unwrap()
+    .connect()
+    .await
+    .expect_err("the URL's root certificate wins")
+    .to_string();
+    assert!(refused.ends_with("(UnknownIssuer)"), "{refused}");
+}
