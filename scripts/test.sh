@@ -29,9 +29,12 @@ status=0
 cargo test --workspace --all-targets --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 # The integration suite again, with every server on a PostgreSQL cluster of its own, the
 # server-process tests (restart, SIGKILL of allot) included: their cluster outlives the allot
-# restarts. Only tests of SQLite itself (admin backup) stay on SQLite in both runs.
-echo "== integration suite on PostgreSQL"
-ALLOT_TEST_BACKEND=postgres cargo test -p allot --test api --no-fail-fast "$@" 2>&1 | tee -a "$log" || status=$?
+# restarts. Only tests of SQLite itself (admin backup) stay on SQLite in both runs. The
+# clusters speak only TLS and admit only a client certificate, and every connection says
+# sslmode=verify-full (ALLOT_TEST_PG_TLS); cleartext PostgreSQL stays covered by the first run
+# (the storage crate's tests, the differential test, the api tests with clusters of their own).
+echo "== integration suite on PostgreSQL over TLS (verify-full, client certificates)"
+ALLOT_TEST_BACKEND=postgres ALLOT_TEST_PG_TLS=1 cargo test -p allot --test api --no-fail-fast "$@" 2>&1 | tee -a "$log" || status=$?
 # One closing line for the whole suite: cargo prints one "test result" line per test target,
 # and the last of those may well be a target with no tests.
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }

@@ -22,8 +22,8 @@ pub enum AppError {
     },
     #[error("opening storage: {0}")]
     Storage(#[from] StorageError),
-    #[error("redis: {0}")]
-    Redis(#[from] redis::RedisError),
+    #[error("{0}")]
+    Redis(#[from] crate::shared_redis::RedisSetupError),
     #[error("serving: {0}")]
     Serve(std::io::Error),
     #[error("configuration: {0}")]
@@ -58,7 +58,8 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
                         .to_owned(),
                 )
             })?;
-            Arc::new(allot_storage::postgres::PgStore::open(url, key).await?)
+            let target = allot_storage::postgres::PgTarget::parse(url, &config.postgres_tls)?;
+            Arc::new(allot_storage::postgres::PgStore::open_target(&target, key).await?)
         }
         None => {
             let mut options = SqliteOptions::new(&config.data_dir);
@@ -98,7 +99,7 @@ impl Application {
         crate::webhook_worker::http_client(&config.webhooks).map_err(AppError::Config)?;
         crate::notifier::check_settings(&config.notifications).map_err(AppError::Config)?;
         let redis = match &config.redis_url {
-            Some(url) => Some(connect_redis(url).await?),
+            Some(url) => Some(crate::shared_redis::connect(url, &config.redis_tls).await?),
             None => None,
         };
         let services = Services::new(
@@ -266,35 +267,6 @@ async fn sweep_rate_limits(limits: Arc<crate::rate_limit::RateLimits>) {
         // A sweep walks every entry: off the async workers.
         let _ = tokio::task::spawn_blocking(move || limits.sweep()).await;
     }
-}
-
-/// A connection to the shared Redis, made lazily and remade after failures: the server starts
-/// even when Redis is down (MEGADEAL requests are refused with 503 until it is back; nothing
-/// else depends on it). A URL that does not parse is an error at start.
-async fn connect_redis(url: &str) -> Result<redis::aio::ConnectionManager, AppError> {
-    let client = redis::Client::open(url)?;
-    let config = redis::aio::ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(std::time::Duration::from_secs(1)))
-        .set_response_timeout(Some(std::time::Duration::from_secs(2)))
-        .set_number_of_retries(2)
-        .set_max_delay(std::time::Duration::from_millis(500));
-    let conn = client.get_connection_manager_lazy(config)?;
-    let mut probe = conn.clone();
-    let ping = tokio::time::timeout(
-        std::time::Duration::from_secs(2),
-        redis::cmd("PING").query_async::<String>(&mut probe),
-    )
-    .await;
-    match ping {
-        Ok(Ok(_)) => tracing::info!("connected to Redis for MEGADEAL admission"),
-        Ok(Err(e)) => {
-            tracing::warn!(error = %e, "Redis unreachable at start; MEGADEAL requests answer 503 until it is back")
-        }
-        Err(_) => tracing::warn!(
-            "Redis did not answer at start; MEGADEAL requests answer 503 until it does"
-        ),
-    }
-    Ok(conn)
 }
 
 /// Completes on SIGINT or SIGTERM.

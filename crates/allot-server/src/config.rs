@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use allot_domain::sale::ItemsPerSale;
 use allot_storage::crypto::DataKey;
+use allot_storage::tls::ClientIdentity;
 
 use crate::rate_limit::RateLimitSettings;
 pub use crate::secret::Secret;
@@ -64,6 +65,34 @@ pub struct ServeArgs {
     /// are kept in this process (one instance)
     #[arg(long, env = "ALLOT_REDIS_URL", value_name = "URL")]
     pub redis_url: Option<String>,
+
+    /// CA certificate (PEM) trusted for PostgreSQL's certificate, besides the system's roots;
+    /// with it, sslmode=prefer and require check the chain too (as libpq given a root
+    /// certificate). The URL's sslrootcert wins over it
+    #[arg(long, env = "ALLOT_POSTGRES_CA_FILE", value_name = "FILE")]
+    pub postgres_ca_file: Option<PathBuf>,
+
+    /// Client certificate (PEM) presented to PostgreSQL, with --postgres-client-key. The
+    /// URL's sslcert/sslkey win over them
+    #[arg(long, env = "ALLOT_POSTGRES_CLIENT_CERT", value_name = "FILE")]
+    pub postgres_client_cert: Option<PathBuf>,
+
+    /// The key (PEM) of --postgres-client-cert
+    #[arg(long, env = "ALLOT_POSTGRES_CLIENT_KEY", value_name = "FILE")]
+    pub postgres_client_key: Option<PathBuf>,
+
+    /// CA certificate (PEM) trusted for Redis's certificate (rediss:// URLs), besides the
+    /// system's roots
+    #[arg(long, env = "ALLOT_REDIS_CA_FILE", value_name = "FILE")]
+    pub redis_ca_file: Option<PathBuf>,
+
+    /// Client certificate (PEM) presented to Redis (rediss://), with --redis-client-key
+    #[arg(long, env = "ALLOT_REDIS_CLIENT_CERT", value_name = "FILE")]
+    pub redis_client_cert: Option<PathBuf>,
+
+    /// The key (PEM) of --redis-client-cert
+    #[arg(long, env = "ALLOT_REDIS_CLIENT_KEY", value_name = "FILE")]
+    pub redis_client_key: Option<PathBuf>,
 
     /// Directory of the embedded SQLite database, created on first start
     /// [default: ./allot-data]
@@ -372,6 +401,12 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     database: Option<String>,
     redis_url: Option<String>,
+    postgres_ca_file: Option<PathBuf>,
+    postgres_client_cert: Option<PathBuf>,
+    postgres_client_key: Option<PathBuf>,
+    redis_ca_file: Option<PathBuf>,
+    redis_client_cert: Option<PathBuf>,
+    redis_client_key: Option<PathBuf>,
     data_dir: Option<PathBuf>,
     data_key: Option<Secret>,
     log_format: Option<LogFormat>,
@@ -431,6 +466,10 @@ pub struct Config {
     /// `Some`: MEGADEAL admission and tickets on this Redis, shared by every instance;
     /// `None`: in this process.
     pub redis_url: Option<String>,
+    /// The CA file and client certificate for PostgreSQL, where the URL does not name them.
+    pub postgres_tls: allot_storage::postgres::PgTlsSettings,
+    /// The CA file and client certificate for a `rediss://` Redis.
+    pub redis_tls: crate::shared_redis::RedisTlsSettings,
     pub data_dir: PathBuf,
     /// The key personal data is sealed under. `None`: refused with a database URL; the
     /// embedded database keeps a generated one in its data directory.
@@ -489,6 +528,8 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             database: None,
             redis_url: None,
+            postgres_tls: Default::default(),
+            redis_tls: Default::default(),
             data_dir: data_dir.into(),
             data_key: None,
             log_format: LogFormat::Pretty,
@@ -601,9 +642,29 @@ impl ServeArgs {
             self.smtp_tls.or(file.smtp_tls),
             self.smtp_ca_file.or(file.smtp_ca_file),
         )?;
+        let postgres_tls = allot_storage::postgres::PgTlsSettings {
+            ca_file: self.postgres_ca_file.or(file.postgres_ca_file),
+            client: ClientIdentity::pair(
+                self.postgres_client_cert.or(file.postgres_client_cert),
+                self.postgres_client_key.or(file.postgres_client_key),
+                "postgres_client_cert / postgres_client_key",
+            )
+            .map_err(ConfigError::Invalid)?,
+        };
+        let redis_tls = crate::shared_redis::RedisTlsSettings {
+            ca_file: self.redis_ca_file.or(file.redis_ca_file),
+            client: ClientIdentity::pair(
+                self.redis_client_cert.or(file.redis_client_cert),
+                self.redis_client_key.or(file.redis_client_key),
+                "redis_client_cert / redis_client_key",
+            )
+            .map_err(ConfigError::Invalid)?,
+        };
         Ok(Config {
             auth,
             notifications,
+            postgres_tls,
+            redis_tls,
             accounts,
             bootstrap_admin,
             listen: self

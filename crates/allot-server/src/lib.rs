@@ -26,6 +26,7 @@ mod rpc;
 mod secret;
 pub mod serve;
 pub mod service;
+pub mod shared_redis;
 mod state;
 pub mod telemetry;
 pub mod time;

@@ -12,8 +12,15 @@ pub enum StorageError {
     Unavailable { fault: Fault, detail: String },
     #[error("sqlite: {0}")]
     Sqlite(#[from] rusqlite::Error),
-    #[error("postgres: {0}")]
+    #[error("postgres: {}", postgres_message(.0))]
     Postgres(#[from] tokio_postgres::Error),
+    /// A TLS handshake with the database failed: "TLS to db.example:5432: certificate not
+    /// trusted (UnknownIssuer)". Never retried in cleartext.
+    #[error("{0}")]
+    TlsRefused(String),
+    /// A setting of the storage does not parse or names a file that does not read.
+    #[error("{0}")]
+    Settings(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
     #[error("migration {version} ({name}) failed: {source}")]
@@ -51,6 +58,8 @@ pub enum Fault {
     Unreachable,
     /// This process's storage is shut down.
     Closed,
+    /// The database's TLS certificate was refused (or ours was): not retried in cleartext.
+    TlsRefused,
 }
 
 impl Fault {
@@ -62,6 +71,7 @@ impl Fault {
             Fault::Busy => "the database is busy",
             Fault::Unreachable => "the database cannot be reached",
             Fault::Closed => "storage is shut down",
+            Fault::TlsRefused => "the TLS handshake with the database failed",
         }
     }
 
@@ -72,6 +82,7 @@ impl Fault {
             Fault::Busy => 3,
             Fault::Unreachable => 4,
             Fault::Closed => 5,
+            Fault::TlsRefused => 6,
         }
     }
 
@@ -82,6 +93,7 @@ impl Fault {
             3 => Some(Fault::Busy),
             4 => Some(Fault::Unreachable),
             5 => Some(Fault::Closed),
+            6 => Some(Fault::TlsRefused),
             _ => None,
         }
     }
@@ -97,13 +109,28 @@ impl StorageError {
             StorageError::Unavailable { fault, .. } => Some(*fault),
             StorageError::Sqlite(e) => sqlite_fault(e),
             StorageError::Postgres(e) => postgres_fault(e),
+            StorageError::TlsRefused(_) => Some(Fault::TlsRefused),
             StorageError::Migration { source, .. } => source.fault(),
             StorageError::Io(_)
             | StorageError::Locked { .. }
             | StorageError::Commit(_)
             | StorageError::Corrupt(_)
             | StorageError::DataKey(_)
+            | StorageError::Settings(_)
             | StorageError::Panicked(_) => None,
+        }
+    }
+
+    /// The refusal of a TLS handshake ("TLS to host:port: reason"), said to probes as it is:
+    /// whoever reads `/ready` must know which host and why, to fix a certificate.
+    pub fn tls_refusal(&self) -> Option<&str> {
+        match self {
+            StorageError::TlsRefused(m) => Some(m),
+            StorageError::Unavailable {
+                fault: Fault::TlsRefused,
+                detail,
+            } => Some(detail),
+            _ => None,
         }
     }
 
@@ -133,6 +160,15 @@ fn sqlite_fault(e: &rusqlite::Error) -> Option<Fault> {
         // Only after busy_timeout: the lock was held longer than we wait.
         ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => Some(Fault::Busy),
         _ => None,
+    }
+}
+
+/// tokio-postgres's message with its cause: its own says only what failed ("db error",
+/// "error connecting to server"), the cause says why.
+fn postgres_message(e: &tokio_postgres::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) => format!("{e}: {cause}"),
+        None => e.to_string(),
     }
 }
 

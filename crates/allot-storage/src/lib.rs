@@ -26,6 +26,7 @@ pub mod promotion;
 mod row;
 pub mod sale;
 pub mod sqlite;
+pub mod tls;
 pub mod user;
 pub mod webhook;
 

@@ -34,18 +34,53 @@ const PG_BIN_DIRS: &[&str] = &["/usr/lib/postgresql/15/bin", "/usr/local/bin", "
 /// The unprivileged user to run PostgreSQL as when tests run as root (initdb refuses root).
 const PG_SYSTEM_USER: &str = "postgres";
 
+/// Set to `1`, [`PgCluster::start`] starts TLS clusters ([`PgCluster::start_tls`], with a CA
+/// of their own): how the integration suite runs on PostgreSQL over TLS with `verify-full`.
+pub const PG_TLS_ENV: &str = "ALLOT_TEST_PG_TLS";
+
 /// A PostgreSQL cluster of its own: `initdb` on a temporary directory, `postgres` on a free
-/// loopback port, a superuser `allot` trusted over TCP on loopback only.
+/// loopback port, a superuser `allot` trusted over TCP on loopback only (or, started with
+/// TLS, admitted only over TLS with a client certificate).
 pub struct PgCluster {
     dir: TempDir,
     port: u16,
     bin: PathBuf,
     as_user: Option<&'static str>,
+    tls: Option<PgTlsFiles>,
+}
+
+/// The files a client of a TLS cluster needs (copies kept in the cluster's directory, so
+/// they live as long as it does).
+#[derive(Debug, Clone)]
+pub struct PgTlsFiles {
+    /// The CA that signed the server's and the client's certificates.
+    pub ca: PathBuf,
+    /// A client certificate for the user `allot` and its key.
+    pub client_cert: PathBuf,
+    pub client_key: PathBuf,
 }
 
 impl PgCluster {
-    /// Starts a new cluster. Panics with a clear message when PostgreSQL is not installed.
+    /// Starts a new cluster, over TLS when [`PG_TLS_ENV`] is `1`. Panics with a clear message
+    /// when PostgreSQL is not installed.
     pub fn start() -> PgCluster {
+        if std::env::var(PG_TLS_ENV).is_ok_and(|v| v == "1") {
+            Self::start_tls(&TestCa::new("allot test PostgreSQL CA"))
+        } else {
+            Self::start_inner(None)
+        }
+    }
+
+    /// Starts a cluster that speaks only TLS, with a certificate from `ca` for `localhost` and
+    /// `127.0.0.1`, and admits only clients with a certificate from `ca` whose common name is
+    /// the user (`hostssl ... cert`, no `host` line): a cleartext or certificate-less
+    /// connection is refused by the server. [`PgCluster::url`] then says
+    /// `sslmode=verify-full` with the CA and a client certificate for `allot`.
+    pub fn start_tls(ca: &TestCa) -> PgCluster {
+        Self::start_inner(Some(ca))
+    }
+
+    fn start_inner(ca: Option<&TestCa>) -> PgCluster {
         let bin = PG_BIN_DIRS
             .iter()
             .map(PathBuf::from)
@@ -69,11 +104,12 @@ impl PgCluster {
         }
         let data = dir.path().join("data");
         let port = free_port();
-        let cluster = PgCluster {
+        let mut cluster = PgCluster {
             dir,
             port,
             bin,
             as_user,
+            tls: None,
         };
         cluster.pg(
             "initdb",
@@ -88,6 +124,9 @@ impl PgCluster {
                 "--no-sync",
             ],
         );
+        if let Some(ca) = ca {
+            cluster.tls = Some(cluster.configure_tls(ca, &data));
+        }
         let options = format!(
             "-p {port} -c listen_addresses=127.0.0.1 -k {} -c max_connections=300 -c shared_buffers=128MB",
             path_str(cluster.dir.path())
@@ -120,8 +159,109 @@ impl PgCluster {
         self.url_for("postgres")
     }
 
+    /// A connection URL for `database`; on a TLS cluster with `sslmode=verify-full` on
+    /// `localhost` (the name is checked), the CA and the client certificate.
     pub fn url_for(&self, database: &str) -> String {
-        format!("postgres://allot@127.0.0.1:{}/{database}", self.port)
+        match &self.tls {
+            None => format!("postgres://allot@127.0.0.1:{}/{database}", self.port),
+            Some(tls) => format!(
+                "postgres://allot@localhost:{}/{database}?sslmode=verify-full&sslrootcert={}\
+                 &sslcert={}&sslkey={}",
+                self.port,
+                path_str(&tls.ca),
+                path_str(&tls.client_cert),
+                path_str(&tls.client_key)
+            ),
+        }
+    }
+
+    /// Replaces `pg_hba.conf` with `lines` and has the server read it again (new connections
+    /// only), for tests of other ways to sign in.
+    pub fn set_hba(&self, lines: &str) {
+        let data = self.dir.path().join("data");
+        std::fs::write(data.join("pg_hba.conf"), lines).expect("write pg_hba.conf");
+        self.pg("pg_ctl", &["-D", path_str(&data), "reload"]);
+    }
+
+    /// The client's files of a TLS cluster (`None`: a cleartext one).
+    pub fn tls(&self) -> Option<&PgTlsFiles> {
+        self.tls.as_ref()
+    }
+
+    /// The server's certificate and key files (TLS clusters): a test may replace them and
+    /// [`PgCluster::restart`] the server to present another certificate.
+    pub fn server_cert_files(&self) -> (PathBuf, PathBuf) {
+        let data = self.dir.path().join("data");
+        (data.join("server.crt"), data.join("server.key"))
+    }
+
+    /// Writes `cert` as the server's certificate (readable by the server), for
+    /// [`PgCluster::server_cert_files`].
+    pub fn install_server_cert(&self, cert: &CertFiles) {
+        let (crt, key) = self.server_cert_files();
+        std::fs::write(&crt, &cert.cert_pem).expect("write the server certificate");
+        std::fs::write(&key, &cert.key_pem).expect("write the server key");
+        self.own_private(&key);
+        self.own_private(&crt);
+    }
+
+    /// `ssl = on` with a certificate from `ca`, and `pg_hba.conf` admitting TLS with a client
+    /// certificate only.
+    fn configure_tls(&self, ca: &TestCa, data: &Path) -> PgTlsFiles {
+        let server = ca.server_cert("pg-server", &["localhost", "127.0.0.1"]);
+        self.install_server_cert(&server);
+        let ca_file = data.join("root.crt");
+        std::fs::write(&ca_file, ca.ca_pem()).expect("write the CA certificate");
+        self.own_private(&ca_file);
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .expect("postgresql.conf");
+        use std::io::Write as _;
+        writeln!(
+            conf,
+            "\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n\
+             ssl_ca_file = 'root.crt'"
+        )
+        .expect("write postgresql.conf");
+        // Sockets in the cluster's directory stay trusted (tools); TCP only over TLS with a
+        // client certificate whose common name is the user.
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all trust\nhostssl all all 127.0.0.1/32 cert\n",
+        )
+        .expect("write pg_hba.conf");
+        // The client's copies, outside the data directory (owned by the test's user).
+        let client = ca.client_cert("pg-client", "allot");
+        let files = PgTlsFiles {
+            ca: self.dir.path().join("client-ca.pem"),
+            client_cert: self.dir.path().join("client.pem"),
+            client_key: self.dir.path().join("client-key.pem"),
+        };
+        std::fs::write(&files.ca, ca.ca_pem()).expect("write the CA copy");
+        std::fs::write(&files.client_cert, &client.cert_pem).expect("write the client cert");
+        std::fs::write(&files.client_key, &client.key_pem).expect("write the client key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&files.client_key, std::fs::Permissions::from_mode(0o600))
+                .expect("client key mode 0600");
+        }
+        files
+    }
+
+    /// Mode 0600 and, when the server runs as another user, owned by that user: PostgreSQL
+    /// refuses a key file others can read.
+    fn own_private(&self, path: &Path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+                .expect("mode 0600");
+        }
+        if let Some(user) = self.as_user {
+            run(Command::new("chown").arg(user).arg(path), "chown");
+        }
     }
 
     /// Stops the server (fast, like a crash of the service) and starts it again on the same

@@ -15,6 +15,7 @@ const REDIS_BINS: &[&str] = &["/usr/bin/redis-server", "/usr/local/bin/redis-ser
 pub struct RedisServer {
     child: Child,
     port: u16,
+    tls: bool,
     _dir: TempDir,
 }
 
@@ -22,6 +23,17 @@ impl RedisServer {
     /// Starts a new server and waits until it answers PING. Panics with a clear message when
     /// `redis-server` is not installed: the tests need a real server.
     pub fn start() -> RedisServer {
+        Self::start_inner(None)
+    }
+
+    /// Starts a server that speaks only TLS (`--port 0 --tls-port P`), with a certificate from
+    /// `ca` for `localhost` and `127.0.0.1`, not asking clients for certificates; its
+    /// [`RedisServer::url`] is `rediss://`. Debian's redis-server is built with TLS.
+    pub fn start_tls(ca: &crate::TestCa) -> RedisServer {
+        Self::start_inner(Some(ca))
+    }
+
+    fn start_inner(ca: Option<&crate::TestCa>) -> RedisServer {
         let bin = find_binary().unwrap_or_else(|| {
             panic!(
                 "redis-server not found in {REDIS_BINS:?} nor on PATH; install Redis \
@@ -33,9 +45,26 @@ impl RedisServer {
             .tempdir()
             .expect("temp dir");
         let port = crate::free_port();
-        let child = Command::new(&bin)
-            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
-            .args(["--port", &port.to_string()])
+        let mut command = Command::new(&bin);
+        command.args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"]);
+        match ca {
+            None => {
+                command.args(["--port", &port.to_string()]);
+            }
+            Some(ca) => {
+                let cert = ca.server_cert("redis-server", &["localhost", "127.0.0.1"]);
+                command
+                    .args(["--port", "0", "--tls-port", &port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(&cert.cert)
+                    .arg("--tls-key-file")
+                    .arg(&cert.key)
+                    .arg("--tls-ca-cert-file")
+                    .arg(ca.ca_file())
+                    .args(["--tls-auth-clients", "no"]);
+            }
+        }
+        let child = command
             .args(["--dir", crate::path_str(dir.path())])
             .current_dir(dir.path())
             .stdin(Stdio::null())
@@ -46,6 +75,7 @@ impl RedisServer {
         let mut server = RedisServer {
             child,
             port,
+            tls: ca.is_some(),
             _dir: dir,
         };
         server.wait_ready();
@@ -56,9 +86,10 @@ impl RedisServer {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT/`
+    /// `redis://127.0.0.1:PORT/`, or `rediss://` for a TLS server.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     /// Stops the server at once (SIGKILL), like a crash; the port is then closed.
@@ -73,7 +104,14 @@ impl RedisServer {
             if let Ok(Some(status)) = self.child.try_wait() {
                 panic!("redis-server exited at start: {status}");
             }
-            if ping(self.port) {
+            // A TLS server cannot be PINGed in the clear: listening is enough (it listens once
+            // it has loaded its certificate).
+            let up = if self.tls {
+                TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+            } else {
+                ping(self.port)
+            };
+            if up {
                 return;
             }
             std::thread::sleep(Duration::from_millis(20));

@@ -106,6 +106,15 @@ pub(crate) struct StorageArgs {
     /// PostgreSQL URL, instead of the data directory
     #[arg(long, env = "ALLOT_DATABASE_URL")]
     database: Option<String>,
+    /// CA certificate (PEM) trusted for PostgreSQL, as for `allot serve`
+    #[arg(long, env = "ALLOT_POSTGRES_CA_FILE", value_name = "FILE")]
+    postgres_ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) presented to PostgreSQL, as for `allot serve`
+    #[arg(long, env = "ALLOT_POSTGRES_CLIENT_CERT", value_name = "FILE")]
+    postgres_client_cert: Option<PathBuf>,
+    /// The key (PEM) of --postgres-client-cert
+    #[arg(long, env = "ALLOT_POSTGRES_CLIENT_KEY", value_name = "FILE")]
+    postgres_client_key: Option<PathBuf>,
     /// The server's data key (base64 of 32 bytes); required with --database. Without it the
     /// embedded database uses (or makes) DATA_DIR/data.key, as the server does
     #[arg(long, env = "ALLOT_DATA_KEY", hide_env_values = true)]
@@ -240,6 +249,14 @@ impl StorageArgs {
     async fn auth(&self) -> Result<Auth, String> {
         let mut config = Config::for_data_dir(self.data_dir.clone());
         config.database = self.database.clone();
+        config.postgres_tls = allot_storage::postgres::PgTlsSettings {
+            ca_file: self.postgres_ca_file.clone(),
+            client: allot_storage::tls::ClientIdentity::pair(
+                self.postgres_client_cert.clone(),
+                self.postgres_client_key.clone(),
+                "--postgres-client-cert / --postgres-client-key",
+            )?,
+        };
         config.data_key = self
             .data_key
             .as_deref()

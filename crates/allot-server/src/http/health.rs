@@ -36,6 +36,10 @@ pub(crate) struct Readiness {
     /// When unavailable, why, in a few words ("the database has no space left"); the detail
     /// is in the server's log.
     pub reason: Option<&'static str>,
+    /// When a TLS handshake with the database failed: with whom and why ("TLS to
+    /// db.example:5432: certificate not trusted (UnknownIssuer)"), to fix the certificate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
 }
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -80,6 +84,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Re
                 storage: store.backend(),
                 code: None,
                 reason: None,
+                detail: None,
             }),
         ),
         Err(e) => {
@@ -95,6 +100,7 @@ pub(crate) async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Re
                     storage: store.backend(),
                     code: Some(code),
                     reason: Some(reason),
+                    detail: e.tls_refusal().map(str::to_owned),
                 }),
             )
         }

@@ -43,10 +43,10 @@ pub(super) struct BatchQueue<B: Batch> {
 }
 
 impl<B: Batch> BatchQueue<B> {
-    /// Starts the serving task on its own connection to `url`; it ends with the queue.
-    pub(super) fn start(url: String, health: Arc<WriteHealth>) -> Self {
+    /// Starts the serving task on its own connection to `target`; it ends with the queue.
+    pub(super) fn start(target: super::PgTarget, health: Arc<WriteHealth>) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run::<B>(url, rx, health));
+        tokio::spawn(run::<B>(target, rx, health));
         BatchQueue { queue }
     }
 
@@ -61,7 +61,7 @@ impl<B: Batch> BatchQueue<B> {
 }
 
 async fn run<B: Batch>(
-    url: String,
+    target: super::PgTarget,
     mut rx: mpsc::UnboundedReceiver<Queued<B>>,
     health: Arc<WriteHealth>,
 ) {
@@ -78,12 +78,12 @@ async fn run<B: Batch>(
         }
         let connection = match client.take().filter(|c| !c.is_closed()) {
             Some(c) => Ok(c),
-            None => super::connect(&url).await,
+            None => target.connect().await,
         };
         let connection = match connection {
             Ok(c) => c,
             Err(e) => {
-                let fault = Fault::Unreachable;
+                let fault = e.fault().unwrap_or(Fault::Unreachable);
                 health.failed(fault);
                 let detail = format!("connecting: {e}");
                 for reply in replies {

@@ -20,6 +20,7 @@ mod personal;
 mod promotion;
 mod promotion_batch;
 mod sale;
+mod tls;
 mod user;
 mod webhook;
 
@@ -27,10 +28,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
 use tokio::sync::Mutex;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::crypto::{Cipher, DataKey};
 use crate::{StorageError, Store};
+
+pub use tls::{PgTarget, PgTlsSettings, SslMode};
 
 /// Connections one store keeps.
 const CONNECTIONS: usize = 8;
@@ -40,7 +43,7 @@ const CONNECTIONS: usize = 8;
 /// connection for its transaction. Several instances share one database; every guarantee is
 /// enforced by statements that are atomic in PostgreSQL, never by this process alone.
 pub struct PgStore {
-    url: String,
+    target: PgTarget,
     connections: Vec<Mutex<Client>>,
     next: AtomicUsize,
     /// Campaign issues, served in batches on a connection of their own.
@@ -62,8 +65,13 @@ impl PgStore {
     /// checks `key` against the database (sealing data written before encryption at rest on
     /// the first open with a key). Every instance must be given the same key.
     pub async fn open(url: &str, key: &DataKey) -> Result<PgStore, StorageError> {
+        Self::open_target(&PgTarget::parse(url, &PgTlsSettings::default())?, key).await
+    }
+
+    /// [`PgStore::open`] on a target already parsed (with the TLS settings).
+    pub async fn open_target(target: &PgTarget, key: &DataKey) -> Result<PgStore, StorageError> {
         let cipher = std::sync::Arc::new(Cipher::new(key));
-        let mut first = connect(url).await?;
+        let mut first = target.connect().await?;
         migrate::apply(&mut first).await?;
         let sealed = personal::prepare(&mut first, &cipher).await?;
         if sealed > 0 {
@@ -74,16 +82,16 @@ impl PgStore {
         }
         let mut connections = vec![Mutex::new(first)];
         for _ in 1..CONNECTIONS {
-            connections.push(Mutex::new(connect(url).await?));
+            connections.push(Mutex::new(target.connect().await?));
         }
         let health = std::sync::Arc::new(crate::WriteHealth::default());
         Ok(PgStore {
-            url: url.to_owned(),
+            target: target.clone(),
             connections,
             next: AtomicUsize::new(0),
-            issuer: batch::BatchQueue::start(url.to_owned(), health.clone()),
-            orders: batch::BatchQueue::start(url.to_owned(), health.clone()),
-            holds: batch::BatchQueue::start(url.to_owned(), health.clone()),
+            issuer: batch::BatchQueue::start(target.clone(), health.clone()),
+            orders: batch::BatchQueue::start(target.clone(), health.clone()),
+            holds: batch::BatchQueue::start(target.clone(), health.clone()),
             cipher,
             health,
         })
@@ -96,12 +104,16 @@ impl PgStore {
             &self.connections[self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len()];
         let mut guard = slot.lock().await;
         if guard.is_closed() {
-            *guard = connect(&self.url).await.map_err(|e| {
-                let fault = crate::Fault::Unreachable;
+            *guard = self.target.connect().await.map_err(|e| {
+                let fault = e.fault().unwrap_or(crate::Fault::Unreachable);
                 self.health.failed(fault);
                 StorageError::Unavailable {
                     fault,
-                    detail: format!("reconnecting: {e}"),
+                    detail: match e {
+                        // Said as it is: `/ready` shows it (host, port and reason).
+                        StorageError::TlsRefused(refusal) => refusal,
+                        other => format!("reconnecting: {other}"),
+                    },
                 }
             })?;
             tracing::info!("reconnected to postgres");
@@ -110,15 +122,12 @@ impl PgStore {
     }
 }
 
-/// Opens one connection; its I/O task runs on the current runtime until the client is dropped.
+/// Opens one connection to `url` (its TLS as the URL says, without the settings); its I/O
+/// task runs on the current runtime until the client is dropped.
 pub async fn connect(url: &str) -> Result<Client, StorageError> {
-    let (client, connection) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::warn!(error = %e, "postgres connection ended");
-        }
-    });
-    Ok(client)
+    PgTarget::parse(url, &PgTlsSettings::default())?
+        .connect()
+        .await
 }
 
 #[async_trait]

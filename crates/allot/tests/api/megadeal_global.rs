@@ -4,7 +4,9 @@
 
 use std::time::{Duration, Instant};
 
-use allot_testkit::{PgCluster, RedisServer};
+use std::path::Path;
+
+use allot_testkit::{PgCluster, RedisServer, TestCa};
 use serde_json::{Value, json};
 
 use crate::coupon::{at_most_ten_allocations_a_second, megadeal_storm};
@@ -38,13 +40,25 @@ async fn get(client: &reqwest::Client, url: String) -> (u16, Value) {
 }
 
 async fn instances(n: usize, pg: &PgCluster, redis: &RedisServer) -> Vec<TestApp> {
+    instances_trusting(n, pg, redis, None).await
+}
+
+/// `n` instances on `pg` sharing `redis`, trusting `redis_ca` for its certificate.
+async fn instances_trusting(
+    n: usize,
+    pg: &PgCluster,
+    redis: &RedisServer,
+    redis_ca: Option<&Path>,
+) -> Vec<TestApp> {
     let mut apps = Vec::new();
     for _ in 0..n {
         let (database, redis_url) = (pg.url(), redis.url());
+        let ca_file = redis_ca.map(Path::to_owned);
         apps.push(
             TestApp::spawn_configured(None, move |c| {
                 c.database = Some(database);
                 c.redis_url = Some(redis_url);
+                c.redis_tls.ca_file = ca_file;
             })
             .await,
         );
@@ -56,7 +70,48 @@ async fn instances(n: usize, pg: &PgCluster, redis: &RedisServer) -> Vec<TestApp
 async fn three_instances_share_the_megadeal_limits_through_redis() {
     let pg = PgCluster::start();
     let redis = RedisServer::start();
-    let apps = instances(3, &pg, &redis).await;
+    share_the_megadeal_limits(instances(3, &pg, &redis).await).await;
+}
+
+/// The same over TLS: a Redis that speaks only TLS (`rediss://`), its certificate from a CA
+/// the instances are given (`--redis-ca-file`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_instances_share_the_megadeal_limits_through_redis_over_tls() {
+    let ca = TestCa::new("allot test Redis CA");
+    let pg = PgCluster::start();
+    let redis = RedisServer::start_tls(&ca);
+    assert!(redis.url().starts_with("rediss://"));
+    share_the_megadeal_limits(instances_trusting(3, &pg, &redis, Some(ca.ca_file())).await).await;
+}
+
+/// A Redis whose certificate no trusted CA signed: the server refuses to start, saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_redis_certificate_is_refused_at_start() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let redis = RedisServer::start_tls(&TestCa::new("a CA nobody trusts"));
+    let other = TestCa::new("the CA the server trusts");
+    let data = tempfile::TempDir::new().unwrap();
+    let mut config = allot_server::Config::for_data_dir(data.path().join("data"));
+    config.redis_url = Some(redis.url());
+    config.redis_tls.ca_file = Some(other.ca_file().to_owned());
+    let refused = allot_server::Application::build(
+        config,
+        std::sync::Arc::new(allot_server::clock::SystemClock),
+    )
+    .await
+    .err()
+    .expect("the server must not start")
+    .to_string();
+    assert_eq!(
+        refused,
+        format!(
+            "redis: TLS to 127.0.0.1:{}: certificate not trusted (UnknownIssuer)",
+            redis.port()
+        )
+    );
+}
+
+async fn share_the_megadeal_limits(apps: Vec<TestApp>) {
     let bases: Vec<String> = apps.iter().map(TestApp::url).collect();
     let client = crate::helpers::client_builder()
         .timeout(Duration::from_secs(30))
