@@ -28,6 +28,7 @@ pub mod service;
 mod state;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod webhook_worker;
 
 pub use app::{AppError, Application, open_store};

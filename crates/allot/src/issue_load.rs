@@ -112,7 +112,7 @@ pub(crate) fn server_list(servers: &str) -> Vec<String> {
 }
 
 pub(crate) fn http_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+    crate::grpc_client::http_builder()?
         .default_headers(crate::grpc_client::http_headers()?)
         .tcp_nodelay(true)
         .pool_max_idle_per_host(usize::MAX)

@@ -42,5 +42,6 @@ mod promotions;
 mod rate_limit;
 mod roles;
 mod sale;
+mod tls;
 mod users;
 mod webhooks;
