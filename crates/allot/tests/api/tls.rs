@@ -277,6 +277,83 @@ async fn rest_works_over_tls_on_http1_and_http2_chosen_by_alpn() {
     app.stop().await;
 }
 
+/// Where scripts/connect-client.sh installs connect-es and the generated campaign code.
+fn connect_client_dir() -> std::path::PathBuf {
+    std::env::var_os("ALLOT_CONNECT_CLIENT").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/connect-client"),
+        std::path::PathBuf::from,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_connect_client_issues_campaign_coupons_over_tls_on_its_three_transports() {
+    let client_dir = connect_client_dir();
+    let script = client_dir.join("issue.mjs");
+    assert!(
+        client_dir.join("gen/coupon_pb.js").is_file() && script.is_file(),
+        "connect-es not found in {}: run scripts/connect-client.sh (or set \
+         ALLOT_CONNECT_CLIENT to its directory)",
+        client_dir.display()
+    );
+    let ca = TestCa::new("allot connect test CA");
+    let cert = ca.server_cert("server", HOSTS);
+    let app = TestApp::spawn_tls(&cert, |_| {}).await;
+    let base = app.https_url();
+    let id = create_campaign(&https_client(&ca).build().unwrap(), &base, 100).await;
+
+    const PER_TRANSPORT: usize = 4;
+    let ran = tokio::process::Command::new("node")
+        .arg(&script)
+        .args([
+            base.as_str(),
+            ca.ca_file().to_str().unwrap(),
+            ADMIN_KEY.as_str(),
+            &id.to_string(),
+            &PER_TRANSPORT.to_string(),
+        ])
+        .current_dir(&client_dir)
+        .kill_on_drop(true)
+        .output();
+    let ran = tokio::time::timeout(Duration::from_secs(60), ran)
+        .await
+        .expect("the Connect client finished within a minute")
+        .expect("node runs");
+    assert!(
+        ran.status.success(),
+        "the Connect client failed: {}",
+        String::from_utf8_lossy(&ran.stderr)
+    );
+    let issued: std::collections::BTreeMap<String, Vec<String>> =
+        serde_json::from_slice(&ran.stdout).expect("the client prints JSON");
+    let names: Vec<&str> = issued.keys().map(String::as_str).collect();
+    assert_eq!(
+        names,
+        ["connect-binary-http2", "connect-json-http1.1", "grpc"]
+    );
+    let mut told: Vec<String> = Vec::new();
+    for (transport, codes) in &issued {
+        assert_eq!(codes.len(), PER_TRANSPORT, "{transport}: {codes:?}");
+        told.extend(codes.iter().cloned());
+    }
+
+    // Exactly the codes the client was told, no more, no fewer, none twice.
+    let db = app.db().await;
+    let mut stored = db
+        .strings(&format!(
+            "SELECT code FROM campaign_coupons WHERE campaign_id = {id}"
+        ))
+        .await;
+    stored.sort();
+    told.sort();
+    assert_eq!(stored, told);
+    assert_eq!(
+        db.count(&format!("SELECT issued FROM campaigns WHERE id = {id}"))
+            .await,
+        3 * PER_TRANSPORT as i64
+    );
+    app.stop().await;
+}
+
 /// Clients issue coupons without pause, a fresh client (a new connection, a new handshake)
 /// every few requests, while the certificate is replaced. Answers how many were issued and
 /// every failure.
