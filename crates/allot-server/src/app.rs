@@ -38,8 +38,8 @@ pub struct Application {
     setup_url: Option<String>,
     listener: TcpListener,
     local_addr: SocketAddr,
-    /// `Some`: the port speaks TLS with these (reloadable) certificates.
-    tls: Option<Arc<crate::tls::ReloadingCert>>,
+    /// `Some`: the port speaks TLS with these (reloadable) certificates, through this acceptor.
+    tls: Option<(Arc<crate::tls::ReloadingCert>, tokio_rustls::TlsAcceptor)>,
     /// The cleartext listener for probes, if configured.
     probes: Option<TcpListener>,
     router: Router,
@@ -161,7 +161,11 @@ impl Application {
         let local_addr = listener.local_addr().map_err(AppError::Serve)?;
         // Certificates before the port is announced: a pair that does not load stops the start.
         let tls = match &config.tls {
-            Some(settings) => Some(crate::tls::ReloadingCert::load(settings.clone())?),
+            Some(settings) => {
+                let certs = crate::tls::ReloadingCert::load(settings.clone())?;
+                let acceptor = crate::tls::acceptor(certs.clone())?;
+                Some((certs, acceptor))
+            }
             None => None,
         };
         let probes = match config.plain_listen {
@@ -172,7 +176,9 @@ impl Application {
             ),
             None => None,
         };
-        services.accounts.set_bound_address(local_addr);
+        services
+            .accounts
+            .set_bound_address(local_addr, config.tls.is_some());
         let setup_url = first_admin(&services, config.bootstrap_admin.clone()).await?;
         Ok(Application {
             setup_url,
@@ -206,7 +212,7 @@ impl Application {
 
     /// The certificate the port serves, when it speaks TLS (tests look at reloads with it).
     pub fn tls_certificates(&self) -> Option<Arc<crate::tls::ReloadingCert>> {
-        self.tls.clone()
+        self.tls.as_ref().map(|(certs, _)| certs.clone())
     }
 
     pub fn services(&self) -> &Services {
@@ -236,13 +242,10 @@ impl Application {
             let _ = stopping_tx.send(true);
         };
         let sweeper = tokio::spawn(sweep_rate_limits(self.rate_limits.clone()));
-        let acceptor = match &self.tls {
-            Some(certs) => {
-                tokio::spawn(crate::tls::watch(certs.clone(), stopping_rx.clone()));
-                Some(crate::tls::acceptor(certs.clone())?)
-            }
-            None => None,
-        };
+        let acceptor = self.tls.map(|(certs, acceptor)| {
+            tokio::spawn(crate::tls::watch(certs, stopping_rx.clone()));
+            acceptor
+        });
         let probes = self.probes.map(|listener| {
             let mut stopped = stopping_rx.clone();
             crate::serve::serve(

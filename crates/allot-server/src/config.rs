@@ -216,7 +216,7 @@ pub struct ServeArgs {
 
     /// The base URL users reach the server at, e.g. https://shop.example/allot: the setup
     /// link printed at start and the links in emails start with it
-    /// [default: http://<listen address>]
+    /// [default: http://<listen address>, or https:// with --tls-cert]
     #[arg(long, env = "ALLOT_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
 

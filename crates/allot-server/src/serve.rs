@@ -66,6 +66,7 @@ pub const HTTP2_KEEP_ALIVE_TIMEOUT_MS: u64 = 20_000;
 const ACCEPT_ERROR_PAUSE_MS: u64 = 100;
 /// Wait between two looks at a connection that has sent part of the HTTP/2 preface only.
 const PREFACE_POLL_MS: u64 = 10;
+const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Timeouts and caps at the socket.
@@ -252,7 +253,7 @@ impl Connection {
                     // Closed, failed, or silent for too long: dropping the socket closes it.
                     _ => return,
                 };
-            return self.serve_io(tcp, protocol, peer).await;
+            return self.serve_io(tcp, protocol, peer, false).await;
         };
         // The handshake is a TLS client's first bytes: it must end within the header read
         // timeout like a cleartext client's first request line, or the slot is given back.
@@ -275,10 +276,10 @@ impl Connection {
         } else {
             Protocol::Http1
         };
-        self.serve_io(tls, protocol, peer).await
+        self.serve_io(tls, protocol, peer, true).await
     }
 
-    async fn serve_io<I>(self, io: I, protocol: Protocol, peer: SocketAddr)
+    async fn serve_io<I>(self, io: I, protocol: Protocol, peer: SocketAddr, tls: bool)
     where
         I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -295,6 +296,13 @@ impl Connection {
             };
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(ConnectInfo(peer));
+            if tls {
+                // This process terminates TLS here, so it says so the way a TLS-terminating
+                // proxy would (the console's session cookie is then `Secure`), overwriting
+                // whatever the client sent.
+                req.headers_mut()
+                    .insert(X_FORWARDED_PROTO, http::HeaderValue::from_static("https"));
+            }
             let response = router.clone().oneshot(req);
             async move {
                 let response = response.await;

@@ -807,6 +807,12 @@ async fn gen_cert_writes_a_pair_the_server_starts_with_and_the_tools_trust() {
         "--tls-key",
         key.to_str().unwrap(),
     ]);
+    // The first-run setup link is an https one.
+    let setup = server.stdout_line("setup: open ", Duration::from_secs(10));
+    assert!(
+        setup.starts_with(&format!("setup: open https://{}/setup?token=", server.addr)),
+        "{setup}"
+    );
     // A client that trusts cert.pem (and nothing else) connects, by name and by address.
     let trusting = reqwest::Client::builder()
         .tls_built_in_root_certs(false)
