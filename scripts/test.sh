@@ -22,6 +22,12 @@ fi
 
 # Headless Chromium, chromedriver and axe-core: the console's browser tests fail without them.
 ./scripts/test-assets.sh
+# The official Connect client (connect-es, pinned) for the TLS tests; node and npm first.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "node/npm not found; installing them with apt-get (the Connect client of the TLS tests)"
+  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+fi
+./scripts/connect-client.sh
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT

@@ -28,6 +28,8 @@ pub enum AppError {
     Serve(std::io::Error),
     #[error("configuration: {0}")]
     Config(String),
+    #[error("{0}")]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A built server: storage open and migrated, port bound. `run_until_stopped` serves it.
@@ -36,6 +38,10 @@ pub struct Application {
     setup_url: Option<String>,
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// `Some`: the port speaks TLS with these (reloadable) certificates, through this acceptor.
+    tls: Option<(Arc<crate::tls::ReloadingCert>, tokio_rustls::TlsAcceptor)>,
+    /// The cleartext listener for probes, if configured.
+    probes: Option<TcpListener>,
     router: Router,
     services: Services,
     config: Config,
@@ -159,12 +165,33 @@ impl Application {
                 source,
             })?;
         let local_addr = listener.local_addr().map_err(AppError::Serve)?;
-        services.accounts.set_bound_address(local_addr);
+        // Certificates before the port is announced: a pair that does not load stops the start.
+        let tls = match &config.tls {
+            Some(settings) => {
+                let certs = crate::tls::ReloadingCert::load(settings.clone())?;
+                let acceptor = crate::tls::acceptor(certs.clone())?;
+                Some((certs, acceptor))
+            }
+            None => None,
+        };
+        let probes = match config.plain_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| AppError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
+        services
+            .accounts
+            .set_bound_address(local_addr, config.tls.is_some());
         let setup_url = first_admin(&services, config.bootstrap_admin.clone()).await?;
         Ok(Application {
             setup_url,
             listener,
             local_addr,
+            tls,
+            probes,
             router,
             services,
             config,
@@ -182,6 +209,16 @@ impl Application {
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The probe listener's bound address, if one is configured.
+    pub fn probe_addr(&self) -> Option<SocketAddr> {
+        self.probes.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
+    /// The certificate the port serves, when it speaks TLS (tests look at reloads with it).
+    pub fn tls_certificates(&self) -> Option<Arc<crate::tls::ReloadingCert>> {
+        self.tls.as_ref().map(|(certs, _)| certs.clone())
     }
 
     pub fn services(&self) -> &Services {
@@ -211,8 +248,37 @@ impl Application {
             let _ = stopping_tx.send(true);
         };
         let sweeper = tokio::spawn(sweep_rate_limits(self.rate_limits.clone()));
-        let serve =
-            crate::serve::serve(self.listener, self.router, self.config.connections, signal);
+        let acceptor = self.tls.map(|(certs, acceptor)| {
+            tokio::spawn(crate::tls::watch(certs, stopping_rx.clone()));
+            acceptor
+        });
+        let probes = self.probes.map(|listener| {
+            let mut stopped = stopping_rx.clone();
+            crate::serve::serve(
+                listener,
+                probe_router(self.router.clone()),
+                self.config.connections,
+                None,
+                async move {
+                    let _ = stopped.wait_for(|s| *s).await;
+                },
+            )
+        });
+        let main = crate::serve::serve(
+            self.listener,
+            self.router,
+            self.config.connections,
+            acceptor,
+            signal,
+        );
+        let serve = async move {
+            match probes {
+                Some(probes) => {
+                    tokio::join!(main, probes);
+                }
+                None => main.await,
+            }
+        };
         let mut stopping = stopping_rx;
         // Past the grace period the serving future is dropped, which closes every connection.
         tokio::select! {
@@ -231,6 +297,25 @@ impl Application {
         tracing::info!("storage closed");
         closed.map_err(AppError::Storage)
     }
+}
+
+/// Paths the cleartext probe listener answers; anything else is 404 there, so that nothing
+/// but health and metrics ever travels in clear beside a TLS port.
+const PROBE_PATHS: [&str; 3] = ["/health", "/ready", "/metrics"];
+
+fn probe_router(router: Router) -> Router {
+    router.layer(axum::middleware::from_fn(
+        |request: axum::extract::Request, next: axum::middleware::Next| async move {
+            if PROBE_PATHS.contains(&request.uri().path()) {
+                next.run(request).await
+            } else {
+                axum::response::IntoResponse::into_response((
+                    axum::http::StatusCode::NOT_FOUND,
+                    "not found: this listener answers only /health, /ready and /metrics\n",
+                ))
+            }
+        },
+    ))
 }
 
 /// The first admin: made from the bootstrap settings if given and no admin exists; else, while

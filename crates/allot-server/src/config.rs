@@ -23,6 +23,7 @@ pub use crate::service::auth::{
 };
 use crate::service::notification::{NotificationSettings, SmtpTls};
 use crate::service::sale::SaleSettings;
+use crate::tls::TlsSettings;
 use crate::webhook_worker::WebhookSettings;
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -261,7 +262,7 @@ pub struct ServeArgs {
 
     /// The base URL users reach the server at, e.g. https://shop.example/allot: the setup
     /// link printed at start and the links in emails start with it
-    /// [default: http://<listen address>]
+    /// [default: http://<listen address>, or https:// with --tls-cert]
     #[arg(long, env = "ALLOT_PUBLIC_URL", value_name = "URL")]
     pub public_url: Option<String>,
 
@@ -389,9 +390,58 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_SMTP_CA_FILE", value_name = "FILE")]
     pub smtp_ca_file: Option<PathBuf>,
 
+    /// Certificate chain (PEM, leaf first) for TLS on the port; with --tls-key the port speaks
+    /// TLS only (HTTP/2 and HTTP/1.1 by ALPN). Reloaded on SIGHUP and when the file changes
+    #[arg(long, env = "ALLOT_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM) of --tls-cert
+    #[arg(long, env = "ALLOT_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// A second, cleartext listener answering only /health, /ready and /metrics (404 for
+    /// anything else), for load balancer probes beside a TLS port. Never expose it
+    #[arg(long, env = "ALLOT_PLAIN_LISTEN", value_name = "ADDR")]
+    pub plain_listen: Option<SocketAddr>,
+
     /// Optional TOML file holding any of the settings above (same names, snake_case)
     #[arg(long, env = "ALLOT_CONFIG", value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// The listener's certificate and key: both or neither, each a file that exists (its content
+/// is checked when the server builds, with the file named).
+fn tls_settings(
+    cert: Option<PathBuf>,
+    key: Option<PathBuf>,
+) -> Result<Option<TlsSettings>, ConfigError> {
+    let (cert, key) = match (cert, key) {
+        (None, None) => return Ok(None),
+        (Some(cert), Some(key)) => (cert, key),
+        (Some(cert), None) => {
+            return Err(ConfigError::Invalid(format!(
+                "tls_cert {} is set but tls_key is not: set both (--tls-cert and --tls-key) \
+                 or neither",
+                cert.display()
+            )));
+        }
+        (None, Some(key)) => {
+            return Err(ConfigError::Invalid(format!(
+                "tls_key {} is set but tls_cert is not: set both (--tls-cert and --tls-key) \
+                 or neither",
+                key.display()
+            )));
+        }
+    };
+    for (name, path) in [("tls_cert", &cert), ("tls_key", &key)] {
+        if !path.is_file() {
+            return Err(ConfigError::Invalid(format!(
+                "{name}: {} is not a readable file",
+                path.display()
+            )));
+        }
+    }
+    Ok(Some(TlsSettings { cert, key }))
 }
 
 /// The settings of a config file. Unknown keys are an error, so a typo is not silently ignored.
@@ -455,6 +505,9 @@ struct FileConfig {
     request_timeout_ms: Option<u64>,
     connections_max: Option<usize>,
     http2_max_concurrent_streams: Option<u32>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    plain_listen: Option<SocketAddr>,
 }
 
 /// The resolved configuration the server runs with.
@@ -502,6 +555,10 @@ pub struct Config {
     pub bootstrap_admin: Option<(allot_domain::auth::Email, allot_domain::auth::Password)>,
     /// Timeouts and caps at the socket.
     pub connections: ConnectionLimits,
+    /// `Some`: the port speaks TLS only, with this certificate and key.
+    pub tls: Option<TlsSettings>,
+    /// `Some`: a cleartext listener for probes only (`/health`, `/ready`, `/metrics`).
+    pub plain_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -554,6 +611,8 @@ impl Config {
             accounts: AccountSettings::default(),
             bootstrap_admin: None,
             connections: ConnectionLimits::default(),
+            tls: None,
+            plain_listen: None,
         }
     }
 }
@@ -636,6 +695,10 @@ impl ServeArgs {
                 ));
             }
         };
+        let tls = tls_settings(
+            self.tls_cert.or(file.tls_cert),
+            self.tls_key.or(file.tls_key),
+        )?;
         let notifications = notification_settings(
             self.smtp_url.or(file.smtp_url),
             self.smtp_from.or(file.smtp_from),
@@ -661,6 +724,8 @@ impl ServeArgs {
             .map_err(ConfigError::Invalid)?,
         };
         Ok(Config {
+            tls,
+            plain_listen: self.plain_listen.or(file.plain_listen),
             auth,
             notifications,
             postgres_tls,

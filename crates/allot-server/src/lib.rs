@@ -30,6 +30,7 @@ pub mod shared_redis;
 mod state;
 pub mod telemetry;
 pub mod time;
+pub mod tls;
 pub mod webhook_worker;
 
 pub use app::{AppError, Application, open_store};

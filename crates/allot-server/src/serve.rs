@@ -1,5 +1,5 @@
-//! Serving connections: HTTP/1.1 and HTTP/2 with prior knowledge on one listener, with the
-//! limits at the socket that `axum::serve` does not offer (issue 13).
+//! Serving connections: HTTP/1.1 and HTTP/2 (with prior knowledge, or by ALPN over TLS) on one
+//! listener, with the limits at the socket that `axum::serve` does not offer (issue 13).
 //!
 //! - **Connection cap.** A connection is accepted only with one of
 //!   [`ConnectionLimits::connections_max`] slots, held until it closes. Past the cap the
@@ -7,8 +7,13 @@
 //!   served as slots free, instead of being accepted and closed. A burst of real clients then
 //!   waits a little rather than failing, and the server's memory and file descriptors stay
 //!   bounded; a full backlog makes the kernel refuse, which is the right answer past it.
+//! - **TLS (optional).** With a certificate the port speaks TLS only (`crate::tls`); the
+//!   protocol is the one ALPN chose (`h2`, else HTTP/1.1). The handshake happens inside the
+//!   connection's slot and under the header read timeout, so half-open handshakes cannot
+//!   pile up.
 //! - **Header read timeout (slowloris).** A connection must say which protocol it speaks
-//!   (its first bytes) within [`ConnectionLimits::header_read_timeout`], or it is closed.
+//!   (its first bytes, or its whole TLS handshake) within
+//!   [`ConnectionLimits::header_read_timeout`], or it is closed.
 //!   HTTP/1: each request's headers must arrive within it, which also closes a connection
 //!   idle that long between requests (hyper's `header_read_timeout`). HTTP/2: the first
 //!   request must start within it; a connection with no request in flight for
@@ -41,6 +46,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 10_000;
@@ -60,6 +66,7 @@ pub const HTTP2_KEEP_ALIVE_TIMEOUT_MS: u64 = 20_000;
 const ACCEPT_ERROR_PAUSE_MS: u64 = 100;
 /// Wait between two looks at a connection that has sent part of the HTTP/2 preface only.
 const PREFACE_POLL_MS: u64 = 10;
+const X_FORWARDED_PROTO: http::HeaderName = http::HeaderName::from_static("x-forwarded-proto");
 const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Timeouts and caps at the socket.
@@ -118,11 +125,13 @@ impl Builders {
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains (see the module's
-/// documentation). Every request carries `ConnectInfo<SocketAddr>` of its peer.
+/// documentation). Every request carries `ConnectInfo<SocketAddr>` of its peer. With `tls` the
+/// port speaks TLS only, HTTP/2 or HTTP/1.1 as ALPN chose.
 pub(crate) async fn serve(
     listener: TcpListener,
     router: Router,
     limits: ConnectionLimits,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let slots = Arc::new(Semaphore::new(limits.connections_max.max(1)));
@@ -157,6 +166,7 @@ pub(crate) async fn serve(
         let _ = tcp.set_nodelay(true);
         let connection = Connection {
             router: router.clone(),
+            tls: tls.clone(),
             builders: builders.clone(),
             limits,
             stopping: stopping.clone(),
@@ -203,6 +213,8 @@ async fn sniff(tcp: &TcpStream) -> std::io::Result<Option<Protocol>> {
 /// What one connection's task needs.
 struct Connection {
     router: Router,
+    /// `Some`: the port speaks TLS only.
+    tls: Option<TlsAcceptor>,
     builders: Arc<Builders>,
     limits: ConnectionLimits,
     stopping: watch::Receiver<bool>,
@@ -234,12 +246,43 @@ impl Drop for InFlight {
 
 impl Connection {
     async fn run(self, tcp: TcpStream, peer: SocketAddr) {
-        let protocol =
-            match tokio::time::timeout(self.limits.header_read_timeout, sniff(&tcp)).await {
-                Ok(Ok(Some(protocol))) => protocol,
-                // Closed, failed, or silent for too long: dropping the socket closes it.
-                _ => return,
-            };
+        let Some(acceptor) = self.tls.clone() else {
+            let protocol =
+                match tokio::time::timeout(self.limits.header_read_timeout, sniff(&tcp)).await {
+                    Ok(Ok(Some(protocol))) => protocol,
+                    // Closed, failed, or silent for too long: dropping the socket closes it.
+                    _ => return,
+                };
+            return self.serve_io(tcp, protocol, peer, false).await;
+        };
+        // The handshake is a TLS client's first bytes: it must end within the header read
+        // timeout like a cleartext client's first request line, or the slot is given back.
+        let tls = match tokio::time::timeout(self.limits.header_read_timeout, acceptor.accept(tcp))
+            .await
+        {
+            Ok(Ok(tls)) => tls,
+            Ok(Err(e)) => {
+                // A scanner or a client that does not trust us: its business, not a warning.
+                tracing::debug!(error = %e, %peer, "TLS handshake failed");
+                return;
+            }
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake not finished in time; dropped");
+                return;
+            }
+        };
+        let protocol = if crate::tls::negotiated_h2(tls.get_ref().1.alpn_protocol()) {
+            Protocol::Http2
+        } else {
+            Protocol::Http1
+        };
+        self.serve_io(tls, protocol, peer, true).await
+    }
+
+    async fn serve_io<I>(self, io: I, protocol: Protocol, peer: SocketAddr, tls: bool)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
         let opened = Instant::now();
         let activity = Arc::new(Activity::default());
         let router = self.router.clone();
@@ -253,6 +296,13 @@ impl Connection {
             };
             let mut req = req.map(Body::new);
             req.extensions_mut().insert(ConnectInfo(peer));
+            if tls {
+                // This process terminates TLS here, so it says so the way a TLS-terminating
+                // proxy would (the console's session cookie is then `Secure`), overwriting
+                // whatever the client sent.
+                req.headers_mut()
+                    .insert(X_FORWARDED_PROTO, http::HeaderValue::from_static("https"));
+            }
             let response = router.clone().oneshot(req);
             async move {
                 let response = response.await;
@@ -264,7 +314,7 @@ impl Connection {
             Protocol::Http1 => &self.builders.http1,
             Protocol::Http2 => &self.builders.http2,
         };
-        let mut conn = pin!(builder.serve_connection(TokioIo::new(tcp), service));
+        let mut conn = pin!(builder.serve_connection(TokioIo::new(io), service));
         let limits = self.limits;
         let mut stopping = self.stopping;
         let mut draining = false;

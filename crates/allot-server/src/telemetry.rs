@@ -6,6 +6,8 @@ use tracing_subscriber::EnvFilter;
 
 use crate::LogFormat;
 
+const QUIET_RUSTLS: &str = "rustls=error";
+
 /// Installs the global subscriber. Keep the returned guard alive for the life of the process:
 /// dropping it flushes the last lines.
 pub fn init(format: LogFormat, filter: &str) -> WorkerGuard {
@@ -13,6 +15,13 @@ pub fn init(format: LogFormat, filter: &str) -> WorkerGuard {
         eprintln!("bad log filter {filter:?} ({e}); using info");
         EnvFilter::new("info")
     });
+    // rustls warns once per handshake about what a client did (an IP address as SNI, which
+    // OpenSSL clients send): any client could fill the log. Its errors still show, and a
+    // filter that names rustls itself wins.
+    let filter = match QUIET_RUSTLS.parse() {
+        Ok(directive) if !filter.to_string().contains("rustls") => filter.add_directive(directive),
+        _ => filter,
+    };
     let (writer, guard) = tracing_appender::non_blocking(std::io::stderr());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -51,6 +51,9 @@ pub(crate) enum AdminCommand {
     },
     /// Print a new data key (base64 of 32 random bytes) for data_key / ALLOT_DATA_KEY
     GenKey,
+    /// Write a self-signed certificate (cert.pem) and key (key.pem, mode 0600) for trying TLS
+    /// in development; prints the serve flags to use
+    GenCert(crate::gen_cert::GenCert),
     /// Revoke a service API key by its id
     RevokeApiKey {
         #[command(flatten)]
@@ -346,6 +349,7 @@ impl AdminCommand {
                 name,
                 role,
             } => finish("create-api-key", create_api_key(storage, name, role).await),
+            AdminCommand::GenCert(cert) => finish("gen-cert", cert.run()),
             AdminCommand::GenKey => {
                 println!("{}", allot_storage::crypto::DataKey::generate().to_base64());
                 ExitCode::SUCCESS

@@ -27,7 +27,7 @@ impl AdminClient {
                 "--server {base:?}: must start with http:// or https://"
             ));
         }
-        let http = reqwest::Client::builder()
+        let http = crate::grpc_client::http_builder()?
             .timeout(CALL_TIMEOUT)
             .build()
             .map_err(|e| format!("making the HTTP client: {e}"))?;

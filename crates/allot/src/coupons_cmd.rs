@@ -53,7 +53,7 @@ async fn upload(file: PathBuf, server: &str) -> Result<(), String> {
         }
     });
     bar.set_message("uploading");
-    let response = reqwest::Client::builder()
+    let response = crate::grpc_client::http_builder()?
         .default_headers(crate::grpc_client::http_headers()?)
         .build()
         .map_err(|e| e.to_string())?

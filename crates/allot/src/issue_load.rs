@@ -112,7 +112,11 @@ pub(crate) fn server_list(servers: &str) -> Vec<String> {
 }
 
 pub(crate) fn http_client() -> Result<reqwest::Client, String> {
-    reqwest::Client::builder()
+    crate::grpc_client::http_builder()?
+        // HTTP/1.1 with a connection per client, over https too (where ALPN would otherwise
+        // choose HTTP/2 and multiplex every client on one connection), so that figures over
+        // TLS and in cleartext measure the same thing.
+        .http1_only()
         .default_headers(crate::grpc_client::http_headers()?)
         .tcp_nodelay(true)
         .pool_max_idle_per_host(usize::MAX)

@@ -6,6 +6,7 @@ mod bench;
 mod codes;
 mod coupon_load;
 mod coupons_cmd;
+mod gen_cert;
 mod grpc_client;
 mod issue_load;
 mod load;
@@ -39,6 +40,11 @@ struct Cli {
         hide_env_values = true
     )]
     api_key: Option<String>,
+
+    /// A certificate authority (PEM) the client and load commands trust for an https://
+    /// server, besides the system's: a private CA, or the cert.pem of `allot admin gen-cert`
+    #[arg(long, global = true, env = "ALLOT_CA_FILE", value_name = "FILE")]
+    ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -90,6 +96,10 @@ pub fn main() -> ExitCode {
     // or out, uses it. Fails only if one is already installed, which is then the same.
     let _ = rustls::crypto::ring::default_provider().install_default();
     grpc_client::set_credential(cli.api_key.clone());
+    if let Err(e) = grpc_client::set_ca_file(cli.ca_file.as_deref()) {
+        eprintln!("allot: {e}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -141,6 +151,10 @@ async fn serve(args: ServeArgs) -> ExitCode {
     );
     // Tools and tests read the bound address from this line (useful with port 0).
     println!("allot listening on {}", app.local_addr());
+    if let Some(addr) = app.probe_addr() {
+        // Cleartext, for probes only: say so where the operator looks.
+        println!("allot probes (health, ready, metrics; cleartext) on {addr}");
+    }
     if let Some(url) = app.setup_url() {
         // The newcomer's next step, on stdout where the first command shows it, and in the
         // log. Written, not println!: a reader that closed the pipe must not stop the server.

@@ -95,10 +95,11 @@ impl Accounts {
     }
 
     /// Records where the server listens; the base of every link is `public_url` if set,
-    /// else `http://<bound>`. The first call wins.
-    pub fn set_bound_address(&self, bound: std::net::SocketAddr) {
+    /// else `http://<bound>` (`https://` when the port speaks TLS). The first call wins.
+    pub fn set_bound_address(&self, bound: std::net::SocketAddr, tls: bool) {
         let url = match &self.settings.public_url {
             Some(url) => url.trim_end_matches('/').to_owned(),
+            None if tls => format!("https://{bound}"),
             None => format!("http://{bound}"),
         };
         let _ = self.base_url.set(url);

@@ -90,6 +90,8 @@ pub struct TestApp {
     pub rate_limits: Arc<allot_server::rate_limit::RateLimits>,
     /// The first-run setup link the server made (none when an admin existed at start).
     pub setup_url: Option<String>,
+    /// The cleartext probe listener's address, when one is configured.
+    pub probe_addr: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -177,6 +179,7 @@ impl TestApp {
         let services = app.services().clone();
         let rate_limits = app.rate_limits();
         let setup_url = app.setup_url();
+        let probe_addr = app.probe_addr();
         register_admin_key(&services.auth).await;
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -195,6 +198,7 @@ impl TestApp {
             services,
             rate_limits,
             setup_url,
+            probe_addr,
             stop: Some(stop),
             task: Some(task),
         }
@@ -202,6 +206,27 @@ impl TestApp {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The base URL of a server started with TLS (its certificate names 127.0.0.1).
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// A server whose port speaks TLS only, with `cert`, and settings changed by `configure`.
+    pub async fn spawn_tls(
+        cert: &allot_testkit::CertFiles,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        let settings = allot_server::tls::TlsSettings {
+            cert: cert.cert.clone(),
+            key: cert.key.clone(),
+        };
+        Self::spawn_configured(None, move |config| {
+            config.tls = Some(settings);
+            configure(config);
+        })
+        .await
     }
 
     pub async fn channel(&self) -> GrpcChannel {
@@ -440,6 +465,10 @@ impl ProcessBackend {
         } else {
             "sqlite"
         };
+        // A TLS port does not answer cleartext: its tests check the backend themselves.
+        if flags.contains(&"--tls-cert") {
+            return server;
+        }
         let health = server.get_blocking("/health");
         assert!(
             health.contains(&format!(r#""backend":"{expected}""#)),
@@ -598,6 +627,21 @@ impl ServerProcess {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The base URL of a server started with `--tls-cert` (its certificate names 127.0.0.1).
+    pub fn https_url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+
+    /// Sends `signal` (`HUP`, `TERM`, ...) to the server.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let ok = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(ok.success(), "kill -{signal} {pid}");
     }
 
     /// A plain HTTP/1.1 GET of `path`, without an async runtime; answers the whole response.
