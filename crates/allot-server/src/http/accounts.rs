@@ -3,6 +3,7 @@
 //! password. Every one is public (the policy table): the token or the email is the credential.
 //! Sign-up and forgot-password answer 202 whether or not the email has an account.
 
+use allot_domain::DomainError;
 use allot_domain::auth::{Email, Password};
 use axum::extract::State;
 use axum::routing::post;
@@ -25,6 +26,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/v1/auth/forgot-password", post(forgot_password))
         .route("/api/v1/auth/reset-password", post(reset_password))
 }
+
+/// The longest setup token accepted (the server prints 67 characters).
+const SETUP_TOKEN_MAX_CHARS: usize = 128;
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct SetupBody {
@@ -96,6 +100,15 @@ pub(crate) async fn setup(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SetupBody>,
 ) -> Result<(StatusCode, Json<AccountView>), ServiceError> {
+    // A token no server prints is the client's mistake, said as such (422) before whether
+    // setup is still open (410): the document's limit holds whatever the server's state.
+    if body.token.chars().count() > SETUP_TOKEN_MAX_CHARS {
+        return Err(DomainError::invalid(
+            "token",
+            format!("at most {SETUP_TOKEN_MAX_CHARS} characters"),
+        )
+        .into());
+    }
     let email = Email::parse(&body.email)?;
     let password = Password::parse_field(&body.password, "password")?;
     let user = state

@@ -529,6 +529,13 @@ async fn setup_two_completions_at_once_make_one_admin_and_the_link_works_once() 
         (410, Some("setup_done")),
         "{b}"
     );
+    // A token longer than any the server prints is the client's mistake whatever the state.
+    let (s, b) = setup(&app, &"t".repeat(129), "fourth@example.com").await;
+    assert_eq!(
+        (s, b["error"]["field"].as_str()),
+        (422, Some("token")),
+        "{b}"
+    );
     let email = winner["email"].as_str().unwrap();
     assert_eq!(login(&app, email, PASSWORD).await.0, 200);
     app.stop().await;
