@@ -2,7 +2,6 @@
 //! server's HTTP hello-world.
 
 use std::collections::HashSet;
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -36,27 +35,11 @@ pub(crate) struct CouponLoad {
 }
 
 impl CouponLoad {
-    pub(crate) async fn run_command(self) -> ExitCode {
-        match self.run().await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("allot load coupons: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    }
-
-    async fn run(self) -> Result<(), String> {
+    pub(crate) async fn run(self) -> Result<(), String> {
         let base = self.server.trim_end_matches('/').to_owned();
         let client = http_client()?;
         let progress = !self.no_progress;
-        let run = format!(
-            "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_err(|e| e.to_string())?
-                .as_millis()
-        );
+        let run = load::run_id()?;
 
         let transport = Transport::http(client.clone(), &base);
         let hello_summary = hello(&transport, self.concurrency, self.hello_seconds, progress).await;

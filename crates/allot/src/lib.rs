@@ -117,10 +117,10 @@ pub fn main() -> ExitCode {
             Command::Admin(cmd) => cmd.run().await,
             Command::Coupons(cmd) => cmd.run().await,
             Command::Load(LoadCommand::Issue(load)) => load.run_command().await,
-            Command::Load(LoadCommand::Coupons(load)) => load.run_command().await,
-            Command::Load(LoadCommand::FlashSale(load)) => load.run_command().await,
-            Command::Load(LoadCommand::Orders(load)) => load.run_command().await,
-            Command::Load(LoadCommand::Promotions(load)) => load.run_command().await,
+            Command::Load(LoadCommand::Coupons(l)) => load::exit("coupons", l.run().await),
+            Command::Load(LoadCommand::FlashSale(l)) => load::exit("flash-sale", l.run().await),
+            Command::Load(LoadCommand::Orders(l)) => load::exit("orders", l.run().await),
+            Command::Load(LoadCommand::Promotions(l)) => load::exit("promotions", l.run().await),
             Command::Bench(cmd) => cmd.run().await,
         }
     })

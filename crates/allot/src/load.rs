@@ -245,3 +245,23 @@ fn progress_bar(label: &str, budget: Budget) -> ProgressBar {
     bar.set_prefix(label.to_owned());
     bar
 }
+
+/// A load command's exit: success, or its problem said on stderr under its name.
+pub(crate) fn exit(command: &str, outcome: Result<(), String>) -> std::process::ExitCode {
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("allot load {command}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// What tells one run's names (users, codes, promotions) from an earlier run's on the same
+/// server: the start time in milliseconds, in hex.
+pub(crate) fn run_id() -> Result<String, String> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|e| e.to_string())?;
+    Ok(format!("{:x}", now.as_millis()))
+}

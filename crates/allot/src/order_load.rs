@@ -2,7 +2,6 @@
 //! a number of seconds; prints the rate and latency percentiles, then verifies that the orders
 //! stored equal the successes and that the stock reserved equals the units ordered.
 
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -75,26 +74,10 @@ async fn get(client: &reqwest::Client, url: String) -> Result<Value, String> {
 }
 
 impl OrderLoad {
-    pub(crate) async fn run_command(self) -> ExitCode {
-        match self.run().await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("allot load orders: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    }
-
-    async fn run(self) -> Result<(), String> {
+    pub(crate) async fn run(self) -> Result<(), String> {
         let base = self.server.trim_end_matches('/').to_owned();
         let client = http_client()?;
-        let run = format!(
-            "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_err(|e| e.to_string())?
-                .as_millis()
-        );
+        let run = load::run_id()?;
 
         // Setup: 3 products in stock in two warehouses, one multi-use coupon per customer
         // (so customers do not queue on one coupon's row).

@@ -5,7 +5,6 @@
 //! condition. Then verifies every budget to the minor unit, and that the preview gives what
 //! the promotions written say.
 
-use std::process::ExitCode;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -371,17 +370,7 @@ fn ms(bound: Option<f64>) -> String {
 }
 
 impl PromotionLoad {
-    pub(crate) async fn run_command(self) -> ExitCode {
-        match self.run().await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("allot load promotions: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    }
-
-    async fn run(self) -> Result<(), String> {
+    pub(crate) async fn run(self) -> Result<(), String> {
         let base = self.server.trim_end_matches('/').to_owned();
         let client = http_client()?;
         let api = Api {
@@ -389,13 +378,7 @@ impl PromotionLoad {
             base: base.clone(),
         };
         let progress = !self.no_progress;
-        let run = format!(
-            "{:x}",
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_err(|e| e.to_string())?
-                .as_millis()
-        );
+        let run = load::run_id()?;
         let mut problems = Vec::new();
 
         let transport = Transport::http(client.clone(), &base);

@@ -2,7 +2,6 @@
 //! then a check of what was sold against what the clients were told.
 
 use std::collections::{HashMap, HashSet};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -49,17 +48,7 @@ struct Totals {
 }
 
 impl SaleLoad {
-    pub(crate) async fn run_command(self) -> ExitCode {
-        match self.run().await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("allot load flash-sale: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    }
-
-    async fn run(self) -> Result<(), String> {
+    pub(crate) async fn run(self) -> Result<(), String> {
         let base = self.server.trim_end_matches('/').to_owned();
         let client = http_client()?;
         let sale = get(&client, &format!("{base}/api/v1/sales/current")).await?;
