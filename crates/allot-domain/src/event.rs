@@ -117,6 +117,9 @@ pub enum Actor {
     User(i64),
     /// A service authenticated by an API key, by key id.
     ApiKey(i64),
+    /// A call without a credential from a network of `open_admin_contracts_from` (an
+    /// original's admin call, served as the original was on its internal network).
+    TrustedNetwork,
     /// A job of the server; the name includes `system:` (e.g. [`ACTOR_SALE_OPENER`]).
     System(&'static str),
     /// A change made with no request or job context (storage used directly, e.g. by the admin
@@ -131,6 +134,7 @@ impl Actor {
         match text {
             "anonymous" => Some(Actor::Anonymous),
             "unattributed" => Some(Actor::Unattributed),
+            "trusted_network" => Some(Actor::TrustedNetwork),
             ACTOR_SALE_OPENER => Some(Actor::System(ACTOR_SALE_OPENER)),
             ACTOR_RESERVATION_EXPIRY => Some(Actor::System(ACTOR_RESERVATION_EXPIRY)),
             ACTOR_COUPON_PURGE => Some(Actor::System(ACTOR_COUPON_PURGE)),
@@ -157,6 +161,7 @@ impl std::fmt::Display for Actor {
             Actor::ApiKey(id) => write!(f, "api_key:{id}"),
             Actor::System(name) => f.write_str(name),
             Actor::Unattributed => f.write_str("unattributed"),
+            Actor::TrustedNetwork => f.write_str("trusted_network"),
         }
     }
 }

@@ -131,6 +131,7 @@ impl Application {
             rate_limits: rate_limits.clone(),
         };
         let rate_limits_handle = rate_limits.clone();
+        announce_open_contracts(&config.auth);
         let router = http::router(state)
             .merge(grpc::routes(&services))
             // Replaces tonic's fallback, which answers every unknown path as gRPC with HTTP 200.
@@ -154,6 +155,8 @@ impl Application {
                 http::auth::Gate {
                     auth: services.auth.clone(),
                     open_public_contracts: config.auth.open_public_contracts,
+                    open_admin_contracts_from: config.auth.open_admin_contracts_from.clone().into(),
+                    trust_forwarded_for: config.trust_forwarded_for,
                 },
                 http::auth::authorize,
             ));
@@ -320,6 +323,41 @@ fn probe_router(router: Router) -> Router {
 
 /// The first admin: made from the bootstrap settings if given and no admin exists; else, while
 /// no admin exists, a one-time setup link to make it in a browser (answered to print).
+/// Calls served without a credential are said loudly at start, each time: an operator who
+/// set them by mistake (or left them on) sees it in the first lines of the log.
+fn announce_open_contracts(auth: &crate::service::auth::AuthSettings) {
+    if auth.open_public_contracts {
+        let calls: Vec<&str> = crate::policy::RULES
+            .iter()
+            .filter(|r| r.open_contract)
+            .map(|r| r.path)
+            .collect();
+        tracing::warn!(
+            calls = %calls.join(" "),
+            "OPEN PUBLIC CONTRACTS: the originals' customer-facing calls are served to anyone \
+             without a credential (open_public_contracts)"
+        );
+    }
+    if !auth.open_admin_contracts_from.is_empty() {
+        let networks: Vec<String> = auth
+            .open_admin_contracts_from
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        let calls: Vec<&str> = crate::policy::RULES
+            .iter()
+            .filter(|r| r.admin_contract)
+            .map(|r| r.path)
+            .collect();
+        tracing::warn!(
+            networks = %networks.join(","),
+            calls = %calls.join(" "),
+            "OPEN ADMIN CONTRACTS: the originals' admin calls are served as staff, without a \
+             credential, to every caller from these networks (open_admin_contracts_from)"
+        );
+    }
+}
+
 async fn first_admin(
     services: &Services,
     bootstrap: Option<(allot_domain::auth::Email, allot_domain::auth::Password)>,

@@ -22,6 +22,9 @@ use crate::ServiceError;
 pub enum PrincipalId {
     User(AccountId),
     ApiKey(i64),
+    /// No credential, from a network of `open_admin_contracts_from`, on an original's admin
+    /// call: staff for that call only.
+    TrustedNetwork,
 }
 
 /// The proven caller of a request: a user (by access token) or a service (by API key).
@@ -111,6 +114,7 @@ impl Caller {
         match self.0.map(|u| u.id) {
             Some(PrincipalId::User(id)) => Actor::User(id.get()),
             Some(PrincipalId::ApiKey(id)) => Actor::ApiKey(id),
+            Some(PrincipalId::TrustedNetwork) => Actor::TrustedNetwork,
             None => Actor::Anonymous,
         }
     }

@@ -248,6 +248,17 @@ pub struct ServeArgs {
     )]
     pub open_public_contracts: Option<bool>,
 
+    /// Serve the originals' admin calls (discount-code Generate, campaign CreateCampaign and
+    /// GetCampaign with every code, the coupon system's /upload) without a credential to
+    /// callers from these networks, as the originals were deployed: a comma-separated list of
+    /// CIDR networks or addresses, e.g. 10.0.0.0/8,127.0.0.1 [default: none]
+    #[arg(
+        long,
+        env = "ALLOT_OPEN_ADMIN_CONTRACTS_FROM",
+        value_name = "CIDR[,CIDR...]"
+    )]
+    pub open_admin_contracts_from: Option<String>,
+
     /// The server sits behind a proxy: take the client's address from the last entry of
     /// X-Forwarded-For instead of the peer address (events' `source`, rate limits)
     /// [default: false]
@@ -489,6 +500,7 @@ struct FileConfig {
     smtp_ca_file: Option<PathBuf>,
     trust_forwarded_for: Option<bool>,
     open_public_contracts: Option<bool>,
+    open_admin_contracts_from: Option<String>,
     public_url: Option<String>,
     allow_signup: Option<bool>,
     bootstrap_admin_email: Option<String>,
@@ -662,6 +674,14 @@ impl ServeArgs {
                 .open_public_contracts
                 .or(file.open_public_contracts)
                 .unwrap_or(false),
+            open_admin_contracts_from: match self
+                .open_admin_contracts_from
+                .or(file.open_admin_contracts_from)
+            {
+                Some(list) => parse_networks(&list)
+                    .map_err(|e| ConfigError::Invalid(format!("open_admin_contracts_from: {e}")))?,
+                None => Vec::new(),
+            },
         };
         let public_url = self.public_url.or(file.public_url);
         if let Some(url) = &public_url
@@ -990,6 +1010,20 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// A comma-separated list of CIDR networks; a bare address is the network of that one address.
+pub fn parse_networks(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            n.parse::<ipnet::IpNet>()
+                .or_else(|_| n.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map(|net| net.trunc())
+                .map_err(|_| format!("{n:?} is not a CIDR network (e.g. 10.0.0.0/8) or an address"))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -83,6 +83,11 @@ pub struct Rule {
     /// One of the original public contracts' customer-facing calls: served without a
     /// credential too when `open_public_contracts` is set.
     pub open_contract: bool,
+    /// One of the originals' admin calls (discount-code `Generate`, campaign `CreateCampaign`
+    /// and `GetCampaign`, the coupon system's `/upload`): served without a credential to
+    /// callers from the networks of `open_admin_contracts_from`, as staff (role marketing),
+    /// the way the originals were deployed on an internal network.
+    pub admin_contract: bool,
     /// What the handler checks beyond the role, for the README.
     pub note: &'static str,
 }
@@ -121,6 +126,7 @@ const fn rest(method: &'static str, path: &'static str, access: Access) -> Rule 
         transport: Transport::Rest,
         access,
         open_contract: false,
+        admin_contract: false,
         note: "",
     }
 }
@@ -132,6 +138,7 @@ const fn rpc(path: &'static str, access: Access) -> Rule {
         transport: Transport::Rpc,
         access,
         open_contract: false,
+        admin_contract: false,
         note: "",
     }
 }
@@ -139,6 +146,13 @@ const fn rpc(path: &'static str, access: Access) -> Rule {
 const fn open(rule: Rule) -> Rule {
     Rule {
         open_contract: true,
+        ..rule
+    }
+}
+
+const fn trusted(rule: Rule) -> Rule {
+    Rule {
+        admin_contract: true,
         ..rule
     }
 }
@@ -256,7 +270,7 @@ pub const RULES: &[Rule] = &[
         "/api/v1/discount-codes/{code}/use",
         Access::Roles(MARKETING_AND_CUSTOMERS),
     ),
-    rpc("/discount.Discount/Generate", Access::Roles(MARKETING)),
+    trusted(rpc("/discount.Discount/Generate", Access::Roles(MARKETING))),
     open(rpc(
         "/discount.Discount/UseCode",
         Access::Roles(MARKETING_AND_CUSTOMERS),
@@ -285,17 +299,17 @@ pub const RULES: &[Rule] = &[
         ),
         "user_id: a customer only its own (its own when left out)",
     ),
-    rpc(
+    trusted(rpc(
         "/couponpb.CouponService/CreateCampaign",
         Access::Roles(MARKETING),
-    ),
-    open(note(
+    )),
+    trusted(open(note(
         rpc(
             "/couponpb.CouponService/GetCampaign",
             Access::Roles(MARKETING_AND_CUSTOMERS),
         ),
         "codes: staff the first 10,000, a customer its own, anonymous none",
-    )),
+    ))),
     open(note(
         rpc(
             "/couponpb.CouponService/IssueCoupon",
@@ -612,16 +626,17 @@ pub fn may_set_order_status(role: Role, to: OrderStatus) -> bool {
 /// to it.
 pub fn markdown_table() -> String {
     let mut out = String::from(
-        "| Method | Route or RPC | Who | Open with `open_public_contracts` | Also |\n\
-         |---|---|---|---|---|\n",
+        "| Method | Route or RPC | Who | Open with `open_public_contracts` | Open to `open_admin_contracts_from` | Also |\n\
+         |---|---|---|---|---|---|\n",
     );
     for r in RULES {
         out.push_str(&format!(
-            "| {} | `{}` | {} | {} | {} |\n",
+            "| {} | `{}` | {} | {} | {} | {} |\n",
             r.method,
             r.path,
             r.access.describe(),
             if r.open_contract { "yes" } else { "" },
+            if r.admin_contract { "yes" } else { "" },
             r.note
         ));
     }

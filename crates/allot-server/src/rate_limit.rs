@@ -314,7 +314,7 @@ impl RateLimits {
         let client = match caller.principal {
             None => Client::Address(caller.source),
             Some((PrincipalId::User(id), Role::Customer)) => Client::User(id.get()),
-            Some((PrincipalId::User(_), _)) => return Ok(()),
+            Some((PrincipalId::User(_) | PrincipalId::TrustedNetwork, _)) => return Ok(()),
             Some((PrincipalId::ApiKey(id), _)) => {
                 if !self.code_use_limited_api_keys.contains(&id) {
                     return Ok(());

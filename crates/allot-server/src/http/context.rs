@@ -94,7 +94,7 @@ fn counts_as_code_use(req: &Request, anonymous: bool) -> bool {
     is(CODE_USE_CALLS) || (anonymous && is(ISSUE_CALLS))
 }
 
-fn source(req: &Request, trust_forwarded_for: bool) -> Option<IpAddr> {
+pub(crate) fn source(req: &Request, trust_forwarded_for: bool) -> Option<IpAddr> {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()

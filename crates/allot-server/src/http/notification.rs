@@ -54,8 +54,8 @@ pub(crate) fn routes() -> Router<AppState> {
 fn account(caller: AuthUser) -> Result<AccountId, ServiceError> {
     match caller.id {
         PrincipalId::User(id) => Ok(id),
-        PrincipalId::ApiKey(_) => Err(ServiceError::NotFound {
-            what: "inbox (an API key has none)",
+        PrincipalId::ApiKey(_) | PrincipalId::TrustedNetwork => Err(ServiceError::NotFound {
+            what: "inbox (only a user has one)",
         }),
     }
 }

@@ -49,6 +49,9 @@ pub struct AuthSettings {
     /// `UseCode`, campaign `IssueCoupon` and `GetCampaign`, flash-sale items, checkout and
     /// purchase) are served without a credential too, for clients built before sign-in.
     pub open_public_contracts: bool,
+    /// The networks whose callers get the originals' admin calls without a credential
+    /// (`policy::Rule::admin_contract`); empty: none.
+    pub open_admin_contracts_from: Vec<ipnet::IpNet>,
 }
 
 impl Default for AuthSettings {
@@ -59,6 +62,7 @@ impl Default for AuthSettings {
             refresh_token_ttl: Duration::from_secs(DEFAULT_REFRESH_TOKEN_TTL_SECS),
             refresh_family_ttl: Duration::from_secs(DEFAULT_REFRESH_FAMILY_TTL_SECS),
             open_public_contracts: false,
+            open_admin_contracts_from: Vec::new(),
         }
     }
 }
