@@ -17,8 +17,9 @@ pub(crate) struct EventBody {
     /// RFC 3339, UTC.
     pub occurred_at: String,
     pub occurred_at_ms: i64,
-    /// Who made the change: `user:<id>`, `api_key:<id>`, `anonymous` (an open call) or
-    /// `system:<job>` (docs/EVENTS.md).
+    /// Who made the change: `user:<id>`, `api_key:<id>`, `anonymous` (an open call),
+    /// `trusted_network` (an original's admin call from a trusted network) or `system:<job>`
+    /// (docs/EVENTS.md).
     pub actor: String,
     /// The client's IP address; null for jobs.
     pub source: Option<String>,

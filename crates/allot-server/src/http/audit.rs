@@ -27,7 +27,7 @@ pub(crate) fn routes() -> Router<AppState> {
 pub(crate) struct AuditEntry {
     /// The event's seq: the log's order.
     pub seq: i64,
-    /// Who: `user:<id>`, `api_key:<id>`, `anonymous` or `system:<job>`.
+    /// Who: `user:<id>`, `api_key:<id>`, `anonymous`, `trusted_network` or `system:<job>`.
     pub actor: String,
     /// From where: the client's IP address (null for jobs).
     pub source: Option<String>,
@@ -70,7 +70,7 @@ fn parse_time(
     params(
         ("after" = Option<i64>, Query, minimum = 0, description = "Entries with a greater seq (default 0: from the start)"),
         ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many, 1 to 1000 (default 100)"),
-        ("actor" = Option<String>, Query, pattern = r"^(anonymous|unattributed|system:[a-z0-9-]{1,64}|user:[0-9]{1,18}|api_key:[0-9]{1,18})$", description = "Only this actor, e.g. `user:12`, `api_key:3`, `anonymous`, `system:coupon-purge`"),
+        ("actor" = Option<String>, Query, pattern = r"^(anonymous|unattributed|trusted_network|system:[a-z0-9-]{1,64}|user:[0-9]{1,18}|api_key:[0-9]{1,18})$", description = "Only this actor, e.g. `user:12`, `api_key:3`, `anonymous`, `system:coupon-purge`"),
         ("type" = Option<String>, Query, description = "Only events of this type"),
         ("since" = Option<String>, Query, format = DateTime, description = "Only events at or after this RFC 3339 instant"),
         ("until" = Option<String>, Query, format = DateTime, description = "Only events before this RFC 3339 instant")),

@@ -449,6 +449,19 @@ impl ProcessBackend {
         self.start_inner(&[], Some(log))
     }
 
+    /// Like [`Self::start_with`], listening on `listen` (e.g. a fixed port an original
+    /// client dials) instead of a random port.
+    pub fn start_on(&self, listen: &str, flags: &[&str]) -> ServerProcess {
+        let mut all = vec!["--listen", listen];
+        all.extend(flags);
+        self.start_inner(&all, None)
+    }
+
+    /// Like [`Self::start_with`], its log kept in `log` (level info).
+    pub fn start_with_logging_to(&self, flags: &[&str], log: &Path) -> ServerProcess {
+        self.start_inner(flags, Some(log))
+    }
+
     fn start_inner(&self, flags: &[&str], log: Option<&Path>) -> ServerProcess {
         let mut all: Vec<&str> = Vec::with_capacity(flags.len() + 2);
         let database = self.database();
@@ -521,8 +534,16 @@ impl ServerProcess {
             command.env("ALLOT_DATA_KEY", allot_testkit::TEST_DATA_KEY);
             command.env("ALLOT_JWT_SECRET", allot_testkit::TEST_JWT_SECRET);
         }
+        // A random port unless the flags name one.
+        let listen: &[&str] = if flags.contains(&"--listen") {
+            &[]
+        } else {
+            &["--listen", "127.0.0.1:0"]
+        };
         let mut child = command
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg("serve")
+            .args(listen)
+            .arg("--data-dir")
             .arg(data_dir)
             .args(flags)
             // Tests drive code uses from one address as fast as they can: no code-use limit.

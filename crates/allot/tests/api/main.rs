@@ -22,6 +22,7 @@ mod contract;
 mod coupon;
 mod discount_grpc;
 mod discount_rest;
+mod drop_in;
 mod durability;
 mod edge;
 mod events;
