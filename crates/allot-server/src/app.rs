@@ -326,14 +326,17 @@ fn probe_router(router: Router) -> Router {
 /// Calls served without a credential are said loudly at start, each time: an operator who
 /// set them by mistake (or left them on) sees it in the first lines of the log.
 fn announce_open_contracts(auth: &crate::service::auth::AuthSettings) {
-    if auth.open_public_contracts {
-        let calls: Vec<&str> = crate::policy::RULES
+    let calls = |which: fn(&crate::policy::Rule) -> bool| {
+        crate::policy::RULES
             .iter()
-            .filter(|r| r.open_contract)
+            .filter(|r| which(r))
             .map(|r| r.path)
-            .collect();
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    if auth.open_public_contracts {
         tracing::warn!(
-            calls = %calls.join(" "),
+            calls = %calls(|r| r.open_contract),
             "OPEN PUBLIC CONTRACTS: the originals' customer-facing calls are served to anyone \
              without a credential (open_public_contracts)"
         );
@@ -344,14 +347,9 @@ fn announce_open_contracts(auth: &crate::service::auth::AuthSettings) {
             .iter()
             .map(ToString::to_string)
             .collect();
-        let calls: Vec<&str> = crate::policy::RULES
-            .iter()
-            .filter(|r| r.admin_contract)
-            .map(|r| r.path)
-            .collect();
         tracing::warn!(
             networks = %networks.join(","),
-            calls = %calls.join(" "),
+            calls = %calls(|r| r.admin_contract),
             "OPEN ADMIN CONTRACTS: the originals' admin calls are served as staff, without a \
              credential, to every caller from these networks (open_admin_contracts_from)"
         );
