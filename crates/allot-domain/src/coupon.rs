@@ -166,6 +166,9 @@ pub struct CouponState<'a> {
     pub uses: u32,
     pub max_uses: u32,
     pub allocated_to: Option<&'a str>,
+    /// The promotion the coupon is bound to, if any: its uses are then the promotion's to
+    /// spend (holds and their redemptions), not the coupon API's or an order's.
+    pub bound_to: Option<i64>,
 }
 
 /// Why a coupon cannot be redeemed by this user now.
@@ -174,11 +177,16 @@ pub enum RedeemRefusal {
     Expired,
     Exhausted,
     NotOwner,
+    /// Bound to this promotion: used through it only, so that no use is counted twice.
+    Bound {
+        promotion: i64,
+    },
 }
 
-/// The rule for redeeming: not expired, uses left, and, when allocated, allocated to this user
-/// (an unallocated coupon may be redeemed by anyone holding its code, up to its maximum uses).
-/// Checked in this order, so a client hears the most basic reason first.
+/// The rule for redeeming: not expired, not bound to a promotion, uses left, and, when
+/// allocated, allocated to this user (an unallocated coupon may be redeemed by anyone holding
+/// its code, up to its maximum uses). Checked in this order, so a client hears the most basic
+/// reason first.
 pub fn check_redeemable(
     state: &CouponState<'_>,
     user: &str,
@@ -186,6 +194,9 @@ pub fn check_redeemable(
 ) -> Result<(), RedeemRefusal> {
     if now >= state.expires_at {
         return Err(RedeemRefusal::Expired);
+    }
+    if let Some(promotion) = state.bound_to {
+        return Err(RedeemRefusal::Bound { promotion });
     }
     if state.uses >= state.max_uses {
         return Err(RedeemRefusal::Exhausted);
@@ -230,6 +241,7 @@ mod tests {
             uses,
             max_uses: 2,
             allocated_to: owner,
+            bound_to: None,
         };
         assert_eq!(check_redeemable(&state(2_000, 0, None), "u", now), Ok(()));
         assert_eq!(
@@ -247,6 +259,14 @@ mod tests {
         assert_eq!(
             check_redeemable(&state(2_000, 1, Some("u")), "u", now),
             Ok(())
+        );
+        let bound = CouponState {
+            bound_to: Some(7),
+            ..state(2_000, 0, Some("u"))
+        };
+        assert_eq!(
+            check_redeemable(&bound, "u", now),
+            Err(RedeemRefusal::Bound { promotion: 7 })
         );
     }
 }

@@ -47,6 +47,11 @@ pub enum ServiceError {
     Exhausted,
     #[error("the coupon belongs to another user")]
     NotOwner,
+    #[error(
+        "the coupon is bound to promotion {promotion}: it is used through the promotion's holds \
+         and redemptions (POST /api/v1/promotions/holds or /redemptions), not redeemed alone"
+    )]
+    CouponBound { promotion: i64 },
     #[error("no coupon of this type is available")]
     NoCouponAvailable,
     #[error("MEGADEAL coupons are in high demand; retry after {retry_after_secs} s")]
@@ -199,6 +204,12 @@ pub enum ServiceError {
         field: &'static str,
         codes: Vec<String>,
     },
+    /// Coupons to bind that have no use left.
+    #[error("{field}: no use left to bind: {}", codes.join(", "))]
+    UsedUpCodes {
+        field: &'static str,
+        codes: Vec<String>,
+    },
     #[error("campaign_id: no such campaign")]
     UnknownCampaign,
 }
@@ -264,7 +275,9 @@ impl ServiceError {
             ServiceError::SoldOut | ServiceError::UserLimitReached => ErrorKind::ResourceExhausted,
             ServiceError::InvalidEntries { .. } => ErrorKind::InvalidArgument,
             ServiceError::Expired => ErrorKind::Gone,
-            ServiceError::Exhausted | ServiceError::NoCouponAvailable => ErrorKind::Conflict,
+            ServiceError::Exhausted
+            | ServiceError::NoCouponAvailable
+            | ServiceError::CouponBound { .. } => ErrorKind::Conflict,
             ServiceError::NotOwner => ErrorKind::PermissionDenied,
             ServiceError::MegadealBusy { .. } => ErrorKind::RateLimited,
             ServiceError::MegadealUnavailable(_) => ErrorKind::Unavailable,
@@ -306,7 +319,8 @@ impl ServiceError {
             ServiceError::HoldNotHeld { .. }
             | ServiceError::HoldExpired
             | ServiceError::LimitBelowUsage { .. }
-            | ServiceError::AlreadyBound { .. } => ErrorKind::Conflict,
+            | ServiceError::AlreadyBound { .. }
+            | ServiceError::UsedUpCodes { .. } => ErrorKind::Conflict,
             ServiceError::UnknownCodes { .. } | ServiceError::UnknownCampaign => {
                 ErrorKind::InvalidArgument
             }
@@ -336,6 +350,7 @@ impl ServiceError {
             ServiceError::Expired => "expired",
             ServiceError::Exhausted => "exhausted",
             ServiceError::NotOwner => "not_owner",
+            ServiceError::CouponBound { .. } => "coupon_bound",
             ServiceError::NoCouponAvailable => "no_coupon_available",
             ServiceError::MegadealBusy { .. } => "megadeal_busy",
             ServiceError::MegadealUnavailable(_) => "megadeal_unavailable",
@@ -383,6 +398,7 @@ impl ServiceError {
             ServiceError::LimitBelowUsage { .. } => "limit_below_usage",
             ServiceError::UnknownCodes { .. } => "unknown_codes",
             ServiceError::AlreadyBound { .. } => "already_bound",
+            ServiceError::UsedUpCodes { .. } => "codes_used_up",
             ServiceError::UnknownCampaign => "unknown_campaign",
         }
     }
@@ -399,7 +415,8 @@ impl ServiceError {
             ServiceError::Forbidden { field, .. } => *field,
             ServiceError::LimitBelowUsage { field }
             | ServiceError::UnknownCodes { field, .. }
-            | ServiceError::AlreadyBound { field, .. } => Some(field),
+            | ServiceError::AlreadyBound { field, .. }
+            | ServiceError::UsedUpCodes { field, .. } => Some(field),
             ServiceError::UnknownCampaign => Some("campaign_id"),
             _ => None,
         }

@@ -34,6 +34,22 @@ pub struct Coupon {
     pub allocated_to: Option<String>,
     pub allocated_at: Option<UnixMillis>,
     pub created_at: UnixMillis,
+    /// The promotion the coupon is bound to, if any (`PromotionStore::bind_codes`): it is then
+    /// used through that promotion only.
+    pub bound_to: Option<i64>,
+}
+
+impl Coupon {
+    /// What the redemption rule (`check_redeemable`) looks at.
+    pub fn state(&self) -> CouponState<'_> {
+        CouponState {
+            expires_at: self.expires_at,
+            uses: self.uses,
+            max_uses: self.max_uses,
+            allocated_to: self.allocated_to.as_deref(),
+            bound_to: self.bound_to,
+        }
+    }
 }
 
 /// Upload entries that clash with stored coupons: their index in the request.
@@ -139,12 +155,12 @@ pub trait CouponStore {
     ) -> Result<Vec<(Option<CouponType>, i64)>, StorageError>;
 }
 
-/// The columns [`coupon_of`] reads, in its order, the row's id last (a macro, so that the
-/// statements below can be constants).
+/// The columns [`coupon_of`] reads, in its order, the row's id next to last (a macro, so that
+/// the statements below can be constants).
 macro_rules! coupon_columns {
     () => {
         "code, type, discount_kind, discount_amount, expires_at_ms, max_uses, uses, \
-         allocated_to, allocated_at_ms, created_at_ms, id"
+         allocated_to, allocated_at_ms, created_at_ms, id, promotion_id"
     };
 }
 
@@ -247,6 +263,7 @@ pub(crate) fn coupon_of(r: &impl Columns) -> Result<(i64, Coupon), StorageError>
             allocated_to: r.opt_text(7)?,
             allocated_at: r.opt_int(8)?.map(UnixMillis::from_millis),
             created_at: UnixMillis::from_millis(r.int(9)?),
+            bound_to: r.opt_int(11)?,
         },
     ))
 }
@@ -341,13 +358,7 @@ pub(crate) fn sort_counters(out: &mut [CouponCounters]) {
 
 /// Whether `user` may redeem the coupon now (the domain's rule on the stored state).
 pub(crate) fn may_redeem(c: &Coupon, user: &UserId, now: UnixMillis) -> Result<(), RedeemRefusal> {
-    let state = CouponState {
-        expires_at: c.expires_at,
-        uses: c.uses,
-        max_uses: c.max_uses,
-        allocated_to: c.allocated_to.as_deref(),
-    };
-    check_redeemable(&state, user.as_str(), now)
+    check_redeemable(&c.state(), user.as_str(), now)
 }
 
 /// The one summary event of an upload, never one per coupon.
@@ -483,6 +494,7 @@ mod tests {
             allocated_to: Some("u1".to_owned()),
             allocated_at: Some(UnixMillis::from_millis(1)),
             created_at: UnixMillis::from_millis(1),
+            bound_to: None,
         };
         assert_eq!(
             may_redeem(&coupon, &owner, UnixMillis::from_millis(10)),

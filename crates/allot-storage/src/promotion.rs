@@ -225,6 +225,8 @@ pub enum PromotionRefusal {
     /// Binding: codes that exist nowhere, or are bound to another promotion already.
     UnknownCodes(Vec<String>),
     AlreadyBound(Vec<String>),
+    /// Coupons with no use left: nothing for the promotion to spend.
+    UsedUpCodes(Vec<String>),
     UnknownCampaign,
     /// A new limit below what is already held and redeemed; names the limit.
     LimitBelowUsage {

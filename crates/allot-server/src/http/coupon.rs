@@ -614,7 +614,7 @@ pub(crate) struct CouponAnswer {
         (status = 200, description = "Redeemable now", body = CouponAnswer),
         (status = 403, description = "`not_owner`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 409, description = "`exhausted`", body = ErrorBody),
+        (status = 409, description = "`exhausted`, or `coupon_bound`: bound to a promotion, used through its holds only", body = ErrorBody),
         (status = 410, description = "`expired`", body = ErrorBody)))]
 pub(crate) async fn validate(
     State(state): State<AppState>,
@@ -640,7 +640,7 @@ pub(crate) async fn validate(
         (status = 200, description = "Redeemed; the coupon as it is now", body = CouponAnswer),
         (status = 403, description = "`not_owner`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
-        (status = 409, description = "`exhausted`", body = ErrorBody),
+        (status = 409, description = "`exhausted`, or `coupon_bound`: bound to a promotion, used through its holds only", body = ErrorBody),
         (status = 410, description = "`expired`", body = ErrorBody)))]
 pub(crate) async fn redeem(
     State(state): State<AppState>,

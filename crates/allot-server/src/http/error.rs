@@ -171,9 +171,9 @@ impl IntoResponse for ServiceError {
         };
         let (details, codes) = match self {
             ServiceError::InvalidEntries { entries } => (Some(entries), None),
-            ServiceError::UnknownCodes { codes, .. } | ServiceError::AlreadyBound { codes, .. } => {
-                (None, Some(codes))
-            }
+            ServiceError::UnknownCodes { codes, .. }
+            | ServiceError::AlreadyBound { codes, .. }
+            | ServiceError::UsedUpCodes { codes, .. } => (None, Some(codes)),
             _ => (None, None),
         };
         let body = ErrorBody {

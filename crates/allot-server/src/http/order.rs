@@ -427,7 +427,7 @@ fn place_order(
         (status = 201, description = "Placed, pending", body = OrderView),
         (status = 200, description = "A retry of an earlier request with the same Idempotency-Key: its order, unchanged (header `Idempotent-Replayed: true`)", body = OrderView),
         (status = 400, description = "`bad_request`: not JSON", body = ErrorBody),
-        (status = 409, description = "`out_of_stock` (with `product_id` and `available_total`), `coupon_unusable` (with `reason`: expired, exhausted or not_owner), `code_already_used`, `promotion_hold_unusable` (with `reason`: not_found, not_held, expired, another_customer, another_currency, another_cart or changed), `promotion_code_refused` (with the engine's `reason`); nothing reserved or used", body = ErrorBody),
+        (status = 409, description = "`out_of_stock` (with `product_id` and `available_total`), `coupon_unusable` (with `reason`: expired, exhausted, not_owner or bound_to_promotion), `code_already_used`, `promotion_hold_unusable` (with `reason`: not_found, not_held, expired, another_customer, another_currency, another_cart or changed), `promotion_code_refused` (with the engine's `reason`); nothing reserved or used", body = ErrorBody),
         (status = 422, description = "`invalid_argument` naming the field (unknown, inactive or mixed-currency products name `lines`), or `unknown_code` naming `coupon` or `discount_code`", body = ErrorBody),
         (status = 429, description = "`rate_limited`: an order with a coupon or discount code counts as a code use of the caller (customers and anonymous callers; `Retry-After`)", body = ErrorBody)))]
 pub(crate) async fn place(

@@ -261,7 +261,7 @@ pub(crate) struct BoundView {
     responses(
         (status = 200, description = "Bound", body = BoundView),
         (status = 404, description = "`promotion_not_found`", body = ErrorBody),
-        (status = 409, description = "`already_bound`: codes bound to another promotion (listed in `codes`)", body = ErrorBody),
+        (status = 409, description = "`already_bound`: codes bound to another promotion, or `codes_used_up`: coupons with no use left (listed in `codes`)", body = ErrorBody),
         (status = 422, description = "`unknown_codes` (listed in `codes`), `unknown_campaign`, or `invalid_argument` naming the field", body = ErrorBody)))]
 pub(crate) async fn bind(
     State(state): State<AppState>,

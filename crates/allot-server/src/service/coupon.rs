@@ -460,15 +460,12 @@ impl Coupons {
     /// Checks, without changing anything, that the user could redeem the coupon now.
     pub async fn validate(&self, code: &str, user: &UserId) -> Result<Coupon, ServiceError> {
         let coupon = self.get(code).await?;
-        let state = allot_domain::coupon::CouponState {
-            expires_at: coupon.expires_at,
-            uses: coupon.uses,
-            max_uses: coupon.max_uses,
-            allocated_to: coupon.allocated_to.as_deref(),
-        };
-        let checked =
-            allot_domain::coupon::check_redeemable(&state, user.as_str(), self.clock.now())
-                .map_err(refusal);
+        let checked = allot_domain::coupon::check_redeemable(
+            &coupon.state(),
+            user.as_str(),
+            self.clock.now(),
+        )
+        .map_err(refusal);
         let label = checked.as_ref().map_or_else(|e| e.code(), |()| "valid");
         tracing::info!(op = "coupons.validate", user = %user, outcome = label);
         tracing::debug!(op = "coupons.validate", code = %coupon.code, outcome = label);
@@ -552,5 +549,6 @@ fn refusal(r: RedeemRefusal) -> ServiceError {
         RedeemRefusal::Expired => ServiceError::Expired,
         RedeemRefusal::Exhausted => ServiceError::Exhausted,
         RedeemRefusal::NotOwner => ServiceError::NotOwner,
+        RedeemRefusal::Bound { promotion } => ServiceError::CouponBound { promotion },
     }
 }

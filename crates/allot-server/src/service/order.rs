@@ -111,6 +111,7 @@ fn refused(r: OrderRefusal) -> ServiceError {
                 RedeemRefusal::Expired => "expired",
                 RedeemRefusal::Exhausted => "exhausted",
                 RedeemRefusal::NotOwner => "not_owner",
+                RedeemRefusal::Bound { .. } => "bound_to_promotion",
             },
         },
         OrderRefusal::DiscountCodeUsed => ServiceError::CodeAlreadyUsed,

@@ -273,6 +273,9 @@ impl Promotions {
                     PromotionRefusal::AlreadyBound(codes) => {
                         ServiceError::AlreadyBound { field, codes }
                     }
+                    PromotionRefusal::UsedUpCodes(codes) => {
+                        ServiceError::UsedUpCodes { field, codes }
+                    }
                     other => refused(other),
                 })?;
         }
@@ -925,6 +928,10 @@ fn refused(r: PromotionRefusal) -> ServiceError {
             codes,
         },
         PromotionRefusal::AlreadyBound(codes) => ServiceError::AlreadyBound {
+            field: "codes",
+            codes,
+        },
+        PromotionRefusal::UsedUpCodes(codes) => ServiceError::UsedUpCodes {
             field: "codes",
             codes,
         },

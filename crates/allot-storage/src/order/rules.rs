@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 
 use allot_domain::catalog::{ProductId, WarehouseId};
-use allot_domain::coupon::{CouponState, Discount, DiscountKind, check_redeemable};
+use allot_domain::coupon::{Discount, DiscountKind, check_redeemable};
 use allot_domain::inventory::{Level, Quantity, ReservationId, choose_warehouse};
 use allot_domain::order::{OrderStatus, Transition, price};
 
@@ -246,13 +246,7 @@ pub(crate) fn decide_order(facts: &OrderFacts, new: &NewOrder) -> Result<OrderPl
                 return Err(OrderRefusal::UnknownCoupon);
             };
             let found = &facts.coupons[c];
-            let state = CouponState {
-                expires_at: found.coupon.expires_at,
-                uses: found.coupon.uses,
-                max_uses: found.coupon.max_uses,
-                allocated_to: found.coupon.allocated_to.as_deref(),
-            };
-            check_redeemable(&state, new.customer.as_str(), new.now)
+            check_redeemable(&found.coupon.state(), new.customer.as_str(), new.now)
                 .map_err(OrderRefusal::CouponUnusable)?;
             discounts.push(found.discount);
             Some(c)
@@ -608,6 +602,7 @@ mod tests {
             allocated_to: owner.map(str::to_owned),
             allocated_at: None,
             created_at: UnixMillis::from_millis(0),
+            bound_to: None,
         }
     }
 

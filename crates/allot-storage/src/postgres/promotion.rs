@@ -73,8 +73,14 @@ const LOCK_AND_READ_CUSTOMERS: &str = "SELECT promotion_id, redeemed_minor, rede
             held_minor, held
      FROM promotion_customers
      WHERE promotion_id = ANY($1) AND customer = $2 ORDER BY promotion_id FOR UPDATE";
-/// Binding: the coupons among these codes, with their maximum uses.
-const COUPONS_MAX_USES: &str = "SELECT code, max_uses FROM coupons WHERE code = ANY($1)";
+/// Binding: the coupons among these codes, with the uses they have left, their rows locked in
+/// id order, as an order's batch locks them: a redemption racing the binding either came
+/// first (its use is not left to bind) or waits and then sees the binding. (Expiry is the
+/// code's resolution's to check, on the service's clock, as for any bound coupon.)
+const COUPONS_USES_LEFT: &str = "SELECT code, CAST(max_uses - uses AS BIGINT)
+     FROM coupons WHERE code = ANY($1) ORDER BY id FOR UPDATE";
+/// Binding: the coupons bound, so that the coupon API and orders refuse them: promotion, codes.
+const MARK_COUPONS_BOUND: &str = "UPDATE coupons SET promotion_id = $1 WHERE code = ANY($2)";
 /// Binding: the discount codes among these codes (one use each).
 const DISCOUNT_CODES_OF: &str =
     "SELECT code, CAST(1 AS BIGINT) FROM discount_codes WHERE code = ANY($1)";
@@ -237,7 +243,7 @@ async fn bind(
             };
             let codes = crate::promotion::normalized(codes);
             let existing = match source {
-                CodeSource::Coupon => tx.query(COUPONS_MAX_USES, &[&codes]).await?,
+                CodeSource::Coupon => tx.query(COUPONS_USES_LEFT, &[&codes]).await?,
                 _ => tx.query(DISCOUNT_CODES_OF, &[&codes]).await?,
             };
             let mut max_uses = std::collections::HashMap::with_capacity(existing.len());
@@ -266,6 +272,14 @@ async fn bind(
             if !taken.is_empty() {
                 return Ok(Err(PromotionRefusal::AlreadyBound(taken)));
             }
+            let used_up: Vec<String> = codes
+                .iter()
+                .filter(|c| max_uses.get(*c).is_some_and(|left| *left < 1))
+                .cloned()
+                .collect();
+            if !used_up.is_empty() {
+                return Ok(Err(PromotionRefusal::UsedUpCodes(used_up)));
+            }
             let maxima: Vec<i64> = codes
                 .iter()
                 .map(|c| max_uses.get(c).copied().unwrap_or(1))
@@ -281,6 +295,9 @@ async fn bind(
                 ],
             )
             .await?;
+            if source == CodeSource::Coupon {
+                tx.execute(MARK_COUPONS_BOUND, &[&id.get(), &codes]).await?;
+            }
             codes.len() as u64
         }
     };

@@ -129,7 +129,10 @@ pub(crate) const BIND_CAMPAIGN: &str = "INSERT INTO promotion_campaigns (campaig
 pub(crate) const CAMPAIGN_BINDING: &str =
     "SELECT promotion_id FROM promotion_campaigns WHERE campaign_id = $1";
 pub(crate) const CAMPAIGN_EXISTS: &str = "SELECT 1 FROM campaigns WHERE id = $1";
-pub(crate) const COUPON_MAX_USES: &str = "SELECT max_uses FROM coupons WHERE code = $1";
+/// Binding: a coupon's uses left: code.
+pub(crate) const COUPON_USES_LEFT: &str = "SELECT max_uses - uses FROM coupons WHERE code = $1";
+/// Binding: the coupon bound, so that the coupon API and orders refuse it: promotion, code.
+pub(crate) const MARK_COUPON_BOUND: &str = "UPDATE coupons SET promotion_id = $1 WHERE code = $2";
 pub(crate) const DISCOUNT_EXISTS: &str = "SELECT 1 FROM discount_codes WHERE code = $1";
 
 /// A customer's row of a promotion, its limits copied: customer, promotion.
@@ -221,7 +224,8 @@ pub(crate) const ALL: &[&str] = &[
     BIND_CAMPAIGN,
     CAMPAIGN_BINDING,
     CAMPAIGN_EXISTS,
-    COUPON_MAX_USES,
+    COUPON_USES_LEFT,
+    MARK_COUPON_BOUND,
     DISCOUNT_EXISTS,
     ENSURE_CUSTOMER,
     MOVE_PROMOTION,

@@ -156,11 +156,12 @@ fn bind(
                 _ => CodeSource::DiscountCode,
             };
             let codes = crate::promotion::normalized(codes);
-            let (mut unknown, mut taken, mut found) = (Vec::new(), Vec::new(), Vec::new());
+            let (mut unknown, mut taken, mut used_up, mut found) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for code in codes {
                 let max_uses = match source {
                     CodeSource::Coupon => conn
-                        .prepare_cached(COUPON_MAX_USES)?
+                        .prepare_cached(COUPON_USES_LEFT)?
                         .query_row(params![code], |r| r.get::<_, i64>(0))
                         .optional()?,
                     _ => exists(conn, DISCOUNT_EXISTS, &code)?.then_some(1),
@@ -168,6 +169,7 @@ fn bind(
                 match max_uses {
                     None => unknown.push(code),
                     Some(_) if bound_to(conn, &code)? => taken.push(code),
+                    Some(left) if left < 1 => used_up.push(code),
                     Some(max) => found.push((code, max)),
                 }
             }
@@ -177,7 +179,11 @@ fn bind(
             if !taken.is_empty() {
                 return Ok(Err(PromotionRefusal::AlreadyBound(taken)));
             }
+            if !used_up.is_empty() {
+                return Ok(Err(PromotionRefusal::UsedUpCodes(used_up)));
+            }
             let mut insert = conn.prepare_cached(INSERT_CODE)?;
+            let mut mark = conn.prepare_cached(MARK_COUPON_BOUND)?;
             for (code, max) in &found {
                 insert.execute(params![
                     code,
@@ -186,6 +192,9 @@ fn bind(
                     max,
                     now.as_millis()
                 ])?;
+                if source == CodeSource::Coupon {
+                    mark.execute(params![id.get(), code])?;
+                }
             }
             found.len() as u64
         }

@@ -965,6 +965,128 @@ async fn codes_bind_from_coupons_discount_codes_and_campaigns() {
     shop.app.stop().await;
 }
 
+/// A coupon bound to a promotion is spent through the promotion only: the coupon API refuses
+/// it, the binding takes just the uses it has left, and racing redemptions through the
+/// promotion take exactly those. Before, the coupon API could still redeem a bound coupon, a
+/// use counted in `coupons` that the promotion's own count never saw.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_coupon_is_used_through_its_promotion_only_and_never_counted_twice() {
+    let shop = Shop::open().await;
+    let item = shop.product("ITEM", 4000, json!({})).await;
+    let spec = |name: &str| json!({"name": name, "trigger": "code", "actions": [{"type": "amount_off", "amount_minor": 400}]});
+    let promo = shop.promotion(spec("bound")).await;
+    let other = shop.promotion(spec("other")).await;
+    let upload = |code: &str, max_uses: i64| {
+        json!({"coupons": [{"code": code, "type": null, "discount_kind": "FLAT", "discount_amount": 100,
+                            "expires_at": "2099-01-01T00:00:00Z", "max_uses": max_uses}]})
+    };
+    for (code, max) in [("THRICE", 3), ("ONCE", 1)] {
+        let (s, b) = shop.post("/api/v1/coupons", upload(code, max)).await;
+        assert_eq!(s, 201, "{b}");
+        let (s, b) = shop
+            .post(
+                &format!("/api/v1/coupons/{code}/redeem"),
+                json!({"user_id": "early"}),
+            )
+            .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    // A coupon with no use left has nothing to bind: refused, naming it, nothing bound.
+    let (s, b) = shop
+        .post(
+            &format!("/api/v1/promotions/{other}/codes"),
+            json!({"coupons": ["THRICE", "ONCE"]}),
+        )
+        .await;
+    assert_eq!(
+        (s, &b["error"]["code"], &b["error"]["codes"]),
+        (409, &json!("codes_used_up"), &json!(["ONCE"])),
+        "{b}"
+    );
+    let (s, b) = shop
+        .post(
+            &format!("/api/v1/promotions/{promo}/codes"),
+            json!({"coupons": ["THRICE"]}),
+        )
+        .await;
+    assert_eq!((s, &b), (200, &json!({"bound": 1})));
+
+    // The coupon API refuses it now, whatever the call.
+    for call in ["redeem", "validate"] {
+        let (s, b) = shop
+            .post(
+                &format!("/api/v1/coupons/THRICE/{call}"),
+                json!({"user_id": "late"}),
+            )
+            .await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str()),
+            (409, Some("coupon_bound")),
+            "{call}: {b}"
+        );
+        assert!(
+            b["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("promotion {promo}")),
+            "{b}"
+        );
+    }
+
+    // Through the promotion, exactly the two uses left, however many race for them.
+    let redeemed = futures::future::join_all((0..8).map(|i| {
+        let shop = &shop;
+        async move {
+            shop.post(
+                "/api/v1/promotions/redemptions",
+                json!({"lines": [{"product_id": item, "quantity": 1}], "codes": ["THRICE"],
+                       "customer": {"id": format!("c{i}")}, "reference": format!("r{i}")}),
+            )
+            .await
+        }
+    }))
+    .await;
+    let applied = redeemed
+        .iter()
+        .filter(|(s, b)| {
+            *s == 201
+                && b["evaluation"]["applied"]
+                    .as_array()
+                    .is_some_and(|a| !a.is_empty())
+        })
+        .count();
+    assert_eq!(applied, 2, "{redeemed:?}");
+
+    let db = shop.app.db().await;
+    assert_eq!(
+        db.count("SELECT uses FROM coupons WHERE code = 'THRICE'")
+            .await,
+        1,
+        "the coupon API's one use, before the binding"
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM coupon_redemptions WHERE code = 'THRICE'")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.count("SELECT max_uses FROM promotion_codes WHERE code = 'THRICE'")
+            .await,
+        2
+    );
+    assert_eq!(
+        db.count("SELECT uses FROM promotion_codes WHERE code = 'THRICE'")
+            .await,
+        2
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM promotion_codes WHERE code = 'ONCE'")
+            .await,
+        0
+    );
+    shop.app.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn holds_are_idempotent_and_released_redeemed_and_rolled_back_once_within_the_budget() {
     let shop = Shop::open().await;
