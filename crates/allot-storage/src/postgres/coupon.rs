@@ -149,10 +149,11 @@ async fn allocate(
     let pick = match t {
         Some(_) => "SELECT id FROM coupons
                     WHERE allocated_to IS NULL AND type = $1 AND expires_at_ms > $2 AND uses < max_uses
+                      AND promotion_id IS NULL
                     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
         None => "SELECT id FROM coupons
                  WHERE allocated_to IS NULL AND type IS NULL AND expires_at_ms > $2 AND uses < max_uses
-                   AND $1::text IS NULL
+                   AND promotion_id IS NULL AND $1::text IS NULL
                  ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
     };
     let Some(free) = tx.query_opt(pick, &[&t, &now.as_millis()]).await? else {

@@ -112,6 +112,7 @@ fn allocate(
         .prepare_cached(
             "SELECT id FROM coupons
              WHERE allocated_to IS NULL AND type IS ?1 AND expires_at_ms > ?2 AND uses < max_uses
+               AND promotion_id IS NULL
              ORDER BY id LIMIT 1",
         )?
         .query_row(params![t, now.as_millis()], |r| r.get::<_, i64>(0))

@@ -1033,6 +1033,16 @@ async fn a_bound_coupon_is_used_through_its_promotion_only_and_never_counted_twi
         );
     }
 
+    // Nor is it handed out by a coupon request (the only free untyped coupon is bound).
+    let (s, b) = shop
+        .post("/api/v1/coupons/requests", json!({"user_id": "late"}))
+        .await;
+    assert_eq!(
+        (s, b["error"]["code"].as_str()),
+        (409, Some("no_coupon_available")),
+        "{b}"
+    );
+
     // Through the promotion, exactly the two uses left, however many race for them.
     let redeemed = futures::future::join_all((0..8).map(|i| {
         let shop = &shop;
