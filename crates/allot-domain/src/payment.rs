@@ -50,7 +50,9 @@ pub struct Reference(String);
 impl Reference {
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, DomainError> {
         let r = raw.trim();
-        if r.is_empty() || r.chars().count() > REFERENCE_MAX_CHARS || r.chars().any(char::is_control)
+        if r.is_empty()
+            || r.chars().count() > REFERENCE_MAX_CHARS
+            || r.chars().any(char::is_control)
         {
             return Err(DomainError::invalid(
                 field,
@@ -137,17 +139,27 @@ impl fmt::Display for PaymentStatus {
 pub enum PaymentRefusal {
     OrderNotFound,
     /// The payment's currency is not the order's.
-    CurrencyMismatch { order_currency: String },
+    CurrencyMismatch {
+        order_currency: String,
+    },
     /// A cancelled (or returned) order takes no new capture.
-    OrderNotPayable { status: OrderStatus },
+    OrderNotPayable {
+        status: OrderStatus,
+    },
     /// Captures would pass the order's total: at most `payable_minor` more.
-    ExceedsTotal { payable_minor: i64 },
+    ExceedsTotal {
+        payable_minor: i64,
+    },
     /// Refunds would pass what was captured: at most `refundable_minor` more.
-    ExceedsCapture { refundable_minor: i64 },
+    ExceedsCapture {
+        refundable_minor: i64,
+    },
     /// The provider's reference names another order's payment, or another amount.
     ReferenceConflict,
     /// A payment may not go back (captured to authorized, failed to captured).
-    StatusConflict { status: PaymentStatus },
+    StatusConflict {
+        status: PaymentStatus,
+    },
 }
 
 /// What the order's payments add up to.
@@ -239,7 +251,10 @@ mod tests {
         assert!(Reference::parse("reference", "a\nb").is_err());
         assert!(Amount::parse("amount_minor", 0).is_err());
         assert!(Amount::parse("amount_minor", ORDER_TOTAL_MAX + 1).is_err());
-        assert_eq!(PaymentStatus::parse("captured"), Ok(PaymentStatus::Captured));
+        assert_eq!(
+            PaymentStatus::parse("captured"),
+            Ok(PaymentStatus::Captured)
+        );
         assert!(PaymentStatus::parse("paid").is_err());
     }
 
@@ -282,8 +297,14 @@ mod tests {
                 refunded_minor: 0,
             },
         ];
-        assert_eq!(split_refund(&payments, amount(250)), Ok(vec![(1, 100), (2, 150)]));
-        assert_eq!(split_refund(&payments, amount(400)), Ok(vec![(1, 100), (2, 300)]));
+        assert_eq!(
+            split_refund(&payments, amount(250)),
+            Ok(vec![(1, 100), (2, 150)])
+        );
+        assert_eq!(
+            split_refund(&payments, amount(400)),
+            Ok(vec![(1, 100), (2, 300)])
+        );
         assert_eq!(
             split_refund(&payments, amount(401)),
             Err(PaymentRefusal::ExceedsCapture {

@@ -112,7 +112,9 @@ pub(crate) enum PaymentPlan {
     Replay(Payment),
     Insert,
     /// A stored authorization captured or failed.
-    Update { id: i64 },
+    Update {
+        id: i64,
+    },
 }
 
 /// Decides a payment report on the facts read (the order's row locked on PostgreSQL).
@@ -283,7 +285,12 @@ pub(crate) fn paid_request(order_id: i64, now: UnixMillis) -> crate::StatusReque
 }
 
 /// `OrderPaymentReceived`: a payment recorded or moved (authorized, captured or failed).
-pub(crate) fn payment_event(p: &Payment, paid: Paid, total_minor: i64, now: UnixMillis) -> NewEvent {
+pub(crate) fn payment_event(
+    p: &Payment,
+    paid: Paid,
+    total_minor: i64,
+    now: UnixMillis,
+) -> NewEvent {
     let payload = serde_json::json!({
         "order_id": p.order_id,
         "payment_id": p.id,
@@ -378,19 +385,39 @@ mod tests {
             })
         );
         assert_eq!(
-            decide_payment(Some(&order), Some(stored(Captured, 1000)), paid, &new(Captured, 1000)),
+            decide_payment(
+                Some(&order),
+                Some(stored(Captured, 1000)),
+                paid,
+                &new(Captured, 1000)
+            ),
             Ok(PaymentPlan::Replay(stored(Captured, 1000)))
         );
         assert_eq!(
-            decide_payment(Some(&order), Some(stored(Authorized, 1000)), paid, &new(Captured, 1000)),
+            decide_payment(
+                Some(&order),
+                Some(stored(Authorized, 1000)),
+                paid,
+                &new(Captured, 1000)
+            ),
             Ok(PaymentPlan::Update { id: 9 })
         );
         assert_eq!(
-            decide_payment(Some(&order), Some(stored(Captured, 1000)), paid, &new(Failed, 1000)),
+            decide_payment(
+                Some(&order),
+                Some(stored(Captured, 1000)),
+                paid,
+                &new(Failed, 1000)
+            ),
             Err(PaymentRefusal::StatusConflict { status: Captured })
         );
         assert_eq!(
-            decide_payment(Some(&order), Some(stored(Captured, 999)), paid, &new(Captured, 1000)),
+            decide_payment(
+                Some(&order),
+                Some(stored(Captured, 999)),
+                paid,
+                &new(Captured, 1000)
+            ),
             Err(PaymentRefusal::ReferenceConflict)
         );
         assert_eq!(

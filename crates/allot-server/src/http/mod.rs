@@ -19,6 +19,7 @@ pub(crate) mod limits;
 mod notification;
 mod openapi;
 mod order;
+mod payment;
 mod promotion;
 mod sale;
 mod users;
@@ -46,6 +47,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(inventory::routes())
         .merge(order::routes())
+        .merge(payment::routes())
         .merge(promotion::routes())
         .merge(notification::routes())
         .merge(event::routes())

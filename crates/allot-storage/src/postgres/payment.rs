@@ -100,7 +100,11 @@ async fn record(
     let order = order.ok_or_else(|| corrupt("a payment's order vanished"))?;
     let after = paid(tx, new.order_id).await?;
     let payment = payment_of(&tx.query_one(sql::PAYMENT_BY_ID, &[&id]).await?)?;
-    super::event::append(tx, payment_event(&payment, after, order.total_minor, new.now)).await?;
+    super::event::append(
+        tx,
+        payment_event(&payment, after, order.total_minor, new.now),
+    )
+    .await?;
     let order_paid = new.status == PaymentStatus::Captured
         && becomes_paid(order.status, order.total_minor, after.captured_minor);
     if order_paid
@@ -118,7 +122,10 @@ async fn record(
     }))
 }
 
-async fn refund(tx: &tokio_postgres::Transaction<'_>, new: &NewRefund) -> PaymentResult<Vec<Refund>> {
+async fn refund(
+    tx: &tokio_postgres::Transaction<'_>,
+    new: &NewRefund,
+) -> PaymentResult<Vec<Refund>> {
     if order_facts(tx, new.order_id, true).await?.is_none() {
         return Ok(Err(PaymentRefusal::OrderNotFound));
     }

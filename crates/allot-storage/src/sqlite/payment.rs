@@ -66,11 +66,8 @@ fn record(conn: &Connection, new: &NewPayment) -> PaymentResult<PaymentRecorded>
             |r| r.get::<_, i64>(0),
         )?,
         Ok(PaymentPlan::Update { id }) => {
-            conn.prepare_cached(sql::SET_PAYMENT_STATUS)?.execute(params![
-                new.status.as_str(),
-                new.now.as_millis(),
-                id
-            ])?;
+            conn.prepare_cached(sql::SET_PAYMENT_STATUS)?
+                .execute(params![new.status.as_str(), new.now.as_millis(), id])?;
             id
         }
     };
@@ -84,7 +81,11 @@ fn record(conn: &Connection, new: &NewPayment) -> PaymentResult<PaymentRecorded>
         payment_event(&payment, after, order.total_minor, new.now),
     )?;
     let order_paid = new.status == PaymentStatus::Captured
-        && allot_domain::payment::becomes_paid(order.status, order.total_minor, after.captured_minor);
+        && allot_domain::payment::becomes_paid(
+            order.status,
+            order.total_minor,
+            after.captured_minor,
+        );
     if order_paid
         && let Err(refusal) =
             super::order::change_inner(conn, &paid_request(new.order_id, new.now))?
@@ -126,13 +127,7 @@ fn refund(conn: &Connection, new: &NewRefund) -> PaymentResult<Vec<Refund>> {
             payment
         ])?;
         let refund = conn.prepare_cached(sql::INSERT_REFUND)?.query_row(
-            params![
-                new.order_id,
-                payment,
-                part,
-                new.reason,
-                new.now.as_millis()
-            ],
+            params![new.order_id, payment, part, new.reason, new.now.as_millis()],
             |r| Ok(refund_of(r)),
         )??;
         refunds.push(refund);
@@ -154,13 +149,17 @@ fn refund(conn: &Connection, new: &NewRefund) -> PaymentResult<Vec<Refund>> {
 #[async_trait]
 impl PaymentStore for SqliteStore {
     async fn record_payment(&self, new: NewPayment) -> PaymentResult<PaymentRecorded> {
-        self.write(4, move |conn, _| all_or_nothing(conn, |conn| record(conn, &new)))
-            .await
+        self.write(4, move |conn, _| {
+            all_or_nothing(conn, |conn| record(conn, &new))
+        })
+        .await
     }
 
     async fn refund_order(&self, new: NewRefund) -> PaymentResult<Vec<Refund>> {
-        self.write(2, move |conn, _| all_or_nothing(conn, |conn| refund(conn, &new)))
-            .await
+        self.write(2, move |conn, _| {
+            all_or_nothing(conn, |conn| refund(conn, &new))
+        })
+        .await
     }
 
     async fn order_payments(&self, order_id: i64) -> Result<Option<OrderPayments>, StorageError> {
