@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
 use allot_domain::UnixMillis;
+use allot_domain::auth::{Email, Password, Role};
 use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, anonymous, http};
@@ -579,10 +580,17 @@ async fn upload_is_an_admin_call_open_only_to_trusted_networks() {
     assert_eq!(status, 200, "{body}");
     app.stop().await;
 
-    // From a trusted network, without a credential, as staff.
+    // From a trusted network, without a credential, as staff: its events say so.
     let app = spawn_open(None).await;
     let (status, body) = upload(&anonymous(), &app.url(), vec![coupon("T-2", None, 1)]).await;
     assert_eq!(status, 200, "{body}");
+    let r = http()
+        .get(format!("{}/api/v1/events?type=CouponsUploaded", app.url()))
+        .send()
+        .await
+        .unwrap();
+    let (_, events) = answer(r).await;
+    assert_eq!(events["events"][0]["actor"], "trusted_network", "{events}");
     app.stop().await;
 
     // Neither flag: the customer calls need a credential too.
@@ -782,6 +790,57 @@ async fn the_original_routes_and_the_rest_api_share_one_store() {
     assert_eq!(
         (&free["created"], &free["allocated"], &free["redeemed"]),
         (&json!(1), &json!(1), &json!(2))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_signed_in_customer_acts_only_for_its_own_user_id() {
+    let app = TestApp::spawn().await;
+    let base = app.url();
+    assert_eq!(
+        upload(&http(), &base, vec![coupon("MINE-1", Some("FREE"), 1)])
+            .await
+            .0,
+        200
+    );
+    let email = Email::parse("shopper@example.com").unwrap();
+    let password = "a long enough password 42";
+    let user = app
+        .services
+        .auth
+        .create_user(
+            email.clone(),
+            Password::parse(password).unwrap(),
+            Role::Customer,
+        )
+        .await
+        .unwrap();
+    let token = app
+        .services
+        .auth
+        .login(&email, password)
+        .await
+        .unwrap()
+        .access_token;
+    let own = user.id.get().to_string();
+    let client = anonymous();
+    let ask = |user: String| {
+        client
+            .get(format!("{base}/request-new"))
+            .bearer_auth(&token)
+            .query(&[("userId", user.as_str()), ("couponType", "FREE")])
+            .send()
+    };
+    let (status, body) = answer(ask(own.clone()).await.unwrap()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_user_coupon(&body["data"], &own, "FREE", 0);
+    // Another user's id: refused by Allot's policy, in Allot's own error body.
+    let (status, body) = answer(ask("someone-else".to_owned()).await.unwrap()).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (403, &json!("forbidden")),
+        "{body}"
     );
     app.stop().await;
 }
