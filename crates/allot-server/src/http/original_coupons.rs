@@ -280,6 +280,7 @@ impl From<ServiceError> for Refusal {
                 message: QUEUE_FULL.to_owned(),
                 retry_after_secs: Some(retry_after_secs),
             },
+            E::InvalidArgument { field, .. } => Refusal::invalid(original_field(field)),
             E::InvalidEntries { entries } => {
                 Refusal::Invalid(entries.iter().map(entry_path).collect())
             }
@@ -353,19 +354,26 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// An upload entry's field by its path in the body, under the original's field names.
-fn entry_path(e: &EntryError) -> String {
-    let field = match e.field {
+/// A field of Allot's coupon under the original's name.
+fn original_field(field: &str) -> &str {
+    match field {
         "code" => "couponCode",
         "type" => "couponType",
         "discount_kind" => "discountType",
         "discount_amount" => "discountAmount",
         "expires_at" => "expiryDate",
         "max_uses" => "maxUsages",
-        "coupon" => return format!("coupons[{}]", e.index),
+        "user_id" => "userId",
         other => other,
-    };
-    format!("coupons[{}].{field}", e.index)
+    }
+}
+
+/// An upload entry's field by its path in the body, under the original's field names.
+fn entry_path(e: &EntryError) -> String {
+    match e.field {
+        "coupon" => format!("coupons[{}]", e.index),
+        field => format!("coupons[{}].{}", e.index, original_field(field)),
+    }
 }
 
 // ---- Input ---------------------------------------------------------------------------------

@@ -560,6 +560,52 @@ async fn megadeal_answers_a_tracking_id_that_only_its_user_may_poll() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn megadeal_refuses_at_once_past_ten_seconds_of_queue() {
+    let app = spawn_open(None).await;
+    let base = app.url();
+    let client = anonymous();
+    // The queue holds 10 s of work at 10 a second: of 200 at once, the rest are refused.
+    let requests = (0..200).map(|i| {
+        let (client, base) = (client.clone(), base.clone());
+        tokio::spawn(async move {
+            let user = format!("crowd-{i}");
+            let r = client
+                .get(format!("{base}/request-new"))
+                .query(&[("userId", user.as_str()), ("couponType", "MEGADEAL")])
+                .send()
+                .await
+                .unwrap();
+            let retry_after = r.headers().contains_key("retry-after");
+            let (status, body) = answer(r).await;
+            (status, body, retry_after)
+        })
+    });
+    let (mut tracked, mut refused) = (0, 0);
+    for r in futures::future::join_all(requests).await {
+        match r.unwrap() {
+            (200, body, _) => {
+                assert!(uuid_shaped(body["data"]["trackingId"].as_str().unwrap()));
+                tracked += 1;
+            }
+            (429, body, retry_after) => {
+                assert_eq!(
+                    body,
+                    error(429, "Too many users in the queue, try again later")
+                );
+                assert!(retry_after, "429 without Retry-After");
+                refused += 1;
+            }
+            (status, body, _) => panic!("unexpected {status} {body}"),
+        }
+    }
+    assert!(
+        (100..=150).contains(&tracked) && refused == 200 - tracked,
+        "{tracked} tracked, {refused} refused"
+    );
+    app.stop().await;
+}
+
 fn uuid_shaped(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.iter().map(|g| g.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
@@ -843,4 +889,54 @@ async fn a_signed_in_customer_acts_only_for_its_own_user_id() {
         "{body}"
     );
     app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tracking_id_is_answered_by_every_instance_sharing_redis() {
+    let pg = allot_testkit::PgCluster::start();
+    let redis = allot_testkit::RedisServer::start();
+    let mut apps = Vec::new();
+    for _ in 0..2 {
+        let (database, redis_url) = (pg.url(), redis.url());
+        apps.push(
+            TestApp::spawn_configured(None, move |c| {
+                c.database = Some(database);
+                c.redis_url = Some(redis_url);
+                c.auth.open_public_contracts = true;
+                c.auth.open_admin_contracts_from = vec!["127.0.0.1/32".parse().unwrap()];
+            })
+            .await,
+        );
+    }
+    let (a, b) = (apps[0].url(), apps[1].url());
+    let client = anonymous();
+    let coupons = vec![coupon("SHARED-MEGA", Some("MEGADEAL"), 1)];
+    assert_eq!(upload(&client, &a, coupons).await.0, 200);
+    let (status, body) = get(
+        &client,
+        &a,
+        "/request-new",
+        &[("userId", "u1"), ("couponType", "MEGADEAL")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let tracking = body["data"]["trackingId"].as_str().unwrap().to_owned();
+    let (status, body) = poll(&client, &b, "u1", &tracking).await;
+    assert_eq!(status, 200, "{body}");
+    assert_user_coupon(&body["data"]["coupon"], "u1", "MEGADEAL", 0);
+    assert_eq!(
+        body["data"]["coupon"]["coupon"]["couponCode"],
+        "SHARED-MEGA"
+    );
+    let (status, body) = get(
+        &client,
+        &b,
+        "/request-status",
+        &[("userId", "u2"), ("trackingId", &tracking)],
+    )
+    .await;
+    assert_eq!((status, body), (400, error(400, "Coupon invalid")));
+    for app in apps {
+        app.stop().await;
+    }
 }
