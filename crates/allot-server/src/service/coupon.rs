@@ -422,10 +422,14 @@ impl Coupons {
         let not_found = ServiceError::NotFound { what: "ticket" };
         match &self.tickets {
             Tickets::Memory(tickets) => {
-                let tickets = tickets.lock().unwrap_or_else(|e| e.into_inner());
-                match tickets.get(id) {
-                    Some(t) if &t.user == user => Ok(t.state.clone()),
-                    _ => Err(not_found),
+                let state = match tickets.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+                    Some(t) if &t.user == user => t.state.clone(),
+                    _ => return Err(not_found),
+                };
+                // The coupon as it is now (redeemed since, maybe), as a Redis ticket answers it.
+                match state {
+                    TicketState::Done(c) => Ok(TicketState::Done(self.get(&c.code).await?)),
+                    other => Ok(other),
                 }
             }
             Tickets::Redis(conn) => {

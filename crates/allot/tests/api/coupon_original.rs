@@ -528,6 +528,19 @@ async fn megadeal_answers_a_tracking_id_that_only_its_user_may_poll() {
             "{user} {body} {codes:?}"
         );
     }
+    // A poll after a redemption shows the coupon as it is now.
+    let (user, tracking) = &tracked[0];
+    let code =
+        poll(&client, &base, user, tracking).await.1["data"]["coupon"]["coupon"]["couponCode"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    assert_eq!(redeem(&client, &base, user, &code).await.0, 200);
+    let (status, body) = poll(&client, &base, user, tracking).await;
+    assert_eq!(
+        (status, &body["data"]["coupon"]["usages"]),
+        (200, &json!(1))
+    );
     let (status, body) = get(
         &client,
         &base,
