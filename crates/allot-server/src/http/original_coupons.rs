@@ -468,12 +468,7 @@ fn user_of(caller: &Caller, raw: &str) -> Result<UserId, Refusal> {
 /// A request body's fields: JSON (`application/json`) or a form
 /// (`application/x-www-form-urlencoded`); any other body holds none, as the original read it.
 async fn body_fields(req: Request, state: &AppState) -> Result<Fields, Refusal> {
-    let content_type = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type = content_type(&req);
     let bytes = read_body(req, state).await?;
     if is_json(&content_type) {
         Ok(Fields::from_json(&json_of(&bytes)?))
@@ -484,6 +479,15 @@ async fn body_fields(req: Request, state: &AppState) -> Result<Fields, Refusal> 
     } else {
         Ok(Fields(HashMap::new()))
     }
+}
+
+/// The request's content type, lower-cased ("" when it has none).
+fn content_type(req: &Request) -> String {
+    req.headers()
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase()
 }
 
 fn is_json(content_type: &str) -> bool {
@@ -568,12 +572,7 @@ pub(crate) async fn upload(
     State(state): State<AppState>,
     req: Request,
 ) -> Result<Json<UploadedCoupons>, Refusal> {
-    let content_type = req
-        .headers()
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let content_type = content_type(&req);
     let bytes = read_body(req, &state).await?;
     let body = if is_json(&content_type) {
         json_of(&bytes)?

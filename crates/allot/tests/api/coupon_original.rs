@@ -393,6 +393,34 @@ async fn an_upload_stores_every_coupon_or_none() {
 }
 
 #[tokio::test]
+async fn an_upload_takes_up_to_fifty_thousand_coupons() {
+    let app = spawn_open(None).await;
+    let base = app.url();
+    let client = anonymous();
+    let batch = |n: usize, prefix: &str| -> Vec<Value> {
+        (0..n)
+            .map(|i| coupon(&format!("{prefix}-{i}"), Some("STANDARD"), 1))
+            .collect()
+    };
+    let (status, body) = upload(&client, &base, batch(50_001, "OVER")).await;
+    assert_eq!((status, body), (422, invalid(&["coupons"])));
+    let (status, body) = upload(&client, &base, batch(50_000, "BULK")).await;
+    assert_eq!(status, 200);
+    let uploaded = body["coupons"].as_object().unwrap();
+    let ids: HashSet<i64> = uploaded
+        .values()
+        .map(|c| c["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!((uploaded.len(), ids.len()), (50_000, 50_000));
+    assert_eq!(uploaded["BULK-49999"]["couponCode"], "BULK-49999");
+    assert_eq!(
+        app.db().await.count("SELECT count(*) FROM coupons").await,
+        50_000
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn expired_coupons_are_neither_handed_out_nor_redeemed() {
     let app = spawn_open(Some(UnixMillis::from_millis(NOW_MS))).await;
     let clock = app.clock.clone().unwrap();
