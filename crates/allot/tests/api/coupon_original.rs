@@ -647,6 +647,58 @@ async fn megadeal_refuses_at_once_past_ten_seconds_of_queue() {
     app.stop().await;
 }
 
+#[tokio::test]
+async fn a_megadeal_request_not_admitted_in_time_is_rate_limited() {
+    // Two a second and 300 ms of wait: the third request in a second cannot be admitted.
+    let app = TestApp::spawn_configured(None, |c| {
+        c.auth.open_public_contracts = true;
+        c.megadeal = allot_server::service::admission::AdmissionLimits {
+            in_flight_max: 5,
+            per_second_max: 2,
+            wait_max: Duration::from_millis(300),
+        };
+    })
+    .await;
+    let base = app.url();
+    let client = anonymous();
+    let coupons = (0..3)
+        .map(|i| coupon(&format!("SLOW-{i}"), Some("MEGADEAL"), 1))
+        .collect();
+    assert_eq!(upload(&http(), &base, coupons).await.0, 200);
+    let mut tracked = Vec::new();
+    for i in 0..3 {
+        let user = format!("slow-{i}");
+        let (status, body) = get(
+            &client,
+            &base,
+            "/request-new",
+            &[("userId", user.as_str()), ("couponType", "MEGADEAL")],
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        tracked.push((
+            user,
+            body["data"]["trackingId"].as_str().unwrap().to_owned(),
+        ));
+    }
+    let mut outcomes = Vec::new();
+    for (user, tracking) in &tracked {
+        outcomes.push(poll(&client, &base, user, tracking).await);
+    }
+    assert_eq!(
+        outcomes.iter().filter(|(s, _)| *s == 200).count(),
+        2,
+        "{outcomes:?}"
+    );
+    let refused: Vec<&(u16, Value)> = outcomes.iter().filter(|(s, _)| *s != 200).collect();
+    assert_eq!(
+        refused,
+        [&(429, error(429, "Rate limit reached"))],
+        "{outcomes:?}"
+    );
+    app.stop().await;
+}
+
 fn uuid_shaped(s: &str) -> bool {
     let groups: Vec<&str> = s.split('-').collect();
     groups.iter().map(|g| g.len()).collect::<Vec<_>>() == [8, 4, 4, 4, 12]
