@@ -294,7 +294,8 @@ impl From<ServiceError> for Refusal {
                     E::Unavailable(_) => crate::error::STORAGE_RETRY_AFTER_SECS,
                     _ => 1,
                 };
-                tracing::warn!(error = %e, "original coupon route: unavailable");
+                // The cause is logged, never answered.
+                tracing::warn!(error = ?e, "original coupon route: unavailable");
                 Refusal::Error {
                     status: StatusCode::SERVICE_UNAVAILABLE,
                     message: e.to_string(),
@@ -307,7 +308,7 @@ impl From<ServiceError> for Refusal {
             | E::RateLimited { .. }
             | E::RequestTimeout { .. } => Refusal::Api(e),
             other => {
-                tracing::error!(error = %other, "original coupon route: unexpected error");
+                tracing::error!(error = ?other, "original coupon route: unexpected error");
                 Refusal::error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
         }
