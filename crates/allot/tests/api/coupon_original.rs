@@ -367,6 +367,14 @@ async fn an_upload_stores_every_coupon_or_none() {
     );
     assert_eq!(db.count("SELECT count(*) FROM coupons").await, 1);
 
+    // As many uses as both backends store, and not one more.
+    let (status, body) = upload(&client, &base, vec![coupon("MANY-1", None, 2_147_483_647)]).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["coupons"]["MANY-1"]["maxUsages"], 2_147_483_647_i64);
+    let (status, body) = upload(&client, &base, vec![coupon("MANY-2", None, 2_147_483_648)]).await;
+    assert_eq!((status, body), (422, invalid(&["coupons[0].maxUsages"])));
+    assert_eq!(db.count("SELECT count(*) FROM coupons").await, 2);
+
     // No list, an empty one, or a form (the original's parser was not the extended one).
     for body in [
         json!({}),
@@ -388,7 +396,7 @@ async fn an_upload_stores_every_coupon_or_none() {
         .await
         .unwrap();
     assert_eq!(answer(r).await, (422, invalid(&["coupons"])));
-    assert_eq!(db.count("SELECT count(*) FROM coupons").await, 1);
+    assert_eq!(db.count("SELECT count(*) FROM coupons").await, 2);
     app.stop().await;
 }
 
