@@ -1041,3 +1041,70 @@ async fn a_tracking_id_is_answered_by_every_instance_sharing_redis() {
         app.stop().await;
     }
 }
+
+/// Storage that cannot write (SQLite: a full disk; PostgreSQL: the database stopped) keeps
+/// Allot's 503 with `Retry-After`, in the original's error body.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn storage_unavailable_is_503_in_the_original_body() {
+    let app = TestApp::spawn_configured(None, |c| {
+        c.auth.open_public_contracts = true;
+        c.auth.open_admin_contracts_from = vec!["127.0.0.1/32".parse().unwrap()];
+        c.sqlite_size_max_mb = Some(3);
+        c.reservation_expiry_interval = None;
+        c.coupon_purge_interval = None;
+        c.sales.items = None;
+    })
+    .await;
+    let base = app.url();
+    let client = anonymous();
+    let refused = if let Some(pg) = app.pg.as_ref() {
+        assert_eq!(
+            upload(&client, &base, vec![coupon("BEFORE", None, 1)])
+                .await
+                .0,
+            200
+        );
+        tokio::task::block_in_place(|| pg.stop());
+        client
+            .get(format!("{base}/validate"))
+            .query(&[("userId", "u1"), ("couponCode", "BEFORE")])
+            .send()
+            .await
+            .unwrap()
+    } else {
+        // Upload until the database is full.
+        let mut batch = 0;
+        loop {
+            let coupons = (0..5_000)
+                .map(|i| coupon(&format!("FILL-{batch}-{i}"), None, 1))
+                .collect::<Vec<_>>();
+            let r = client
+                .post(format!("{base}/upload"))
+                .json(&json!({ "coupons": coupons }))
+                .send()
+                .await
+                .unwrap();
+            if r.status() == 503 {
+                break r;
+            }
+            assert_eq!(r.status(), 200);
+            batch += 1;
+            assert!(batch < 100, "a 3 MiB database never filled");
+        }
+    };
+    assert_eq!(refused.status(), 503);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], 503, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("storage is unavailable"),
+        "{body}"
+    );
+    if let Some(pg) = app.pg.as_ref() {
+        tokio::task::block_in_place(|| pg.start_again());
+    }
+    app.stop().await;
+}
