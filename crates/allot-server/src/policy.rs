@@ -361,6 +361,32 @@ pub const RULES: &[Rule] = &[
         OWN_ID,
     ),
     rest("GET", "/api/v1/redemptions", Access::Roles(MARKETING)),
+    // The original coupon system's routes (seed 001), at the root path.
+    trusted(rest("POST", "/upload", Access::Roles(MARKETING))),
+    open(note(
+        rest(
+            "GET",
+            "/request-new",
+            Access::Roles(MARKETING_AND_CUSTOMERS),
+        ),
+        OWN_ID,
+    )),
+    open(note(
+        rest(
+            "GET",
+            "/request-status",
+            Access::Roles(MARKETING_AND_CUSTOMERS),
+        ),
+        OWN_ID,
+    )),
+    open(note(
+        rest("POST", "/redeem", Access::Roles(MARKETING_AND_CUSTOMERS)),
+        OWN_ID,
+    )),
+    open(note(
+        rest("GET", "/validate", Access::Roles(MARKETING_AND_CUSTOMERS)),
+        OWN_ID,
+    )),
     // Flash sales: the original checkout and purchase paths, and reads.
     open(note(
         rest("POST", "/checkout", Access::Roles(MARKETING_AND_CUSTOMERS)),

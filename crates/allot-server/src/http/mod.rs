@@ -19,6 +19,7 @@ pub(crate) mod limits;
 mod notification;
 mod openapi;
 mod order;
+mod original_coupons;
 mod promotion;
 mod sale;
 mod users;
@@ -42,6 +43,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(discount::routes())
         .merge(campaign::routes())
         .merge(coupon::routes())
+        .merge(original_coupons::routes())
         .merge(sale::routes())
         .merge(catalog::routes())
         .merge(inventory::routes())

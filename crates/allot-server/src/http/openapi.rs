@@ -18,7 +18,7 @@ use super::webhook;
 use super::notification;
 use super::{
     accounts, audit, auth, campaign, catalog, coupon, discount, error, event, health, inventory,
-    order, promotion, sale, users,
+    order, original_coupons, promotion, sale, users,
 };
 
 #[derive(OpenApi)]
@@ -51,6 +51,11 @@ use super::{
         coupon::stats,
         coupon::purge,
         coupon::megadeal,
+        original_coupons::upload,
+        original_coupons::request_new,
+        original_coupons::request_status,
+        original_coupons::redeem,
+        original_coupons::validate,
         sale::checkout,
         sale::purchase,
         sale::list,
@@ -154,6 +159,7 @@ use super::{
         (name = "discount-codes", description = "One-time discount codes"),
         (name = "campaigns", description = "Campaign coupons: first come, first served, exactly N"),
         (name = "coupons", description = "Uploaded coupons: allocation, redemption, MEGADEAL admission, purge"),
+        (name = "original-coupons", description = "The original coupon management system's routes at the root path, its bodies and error shapes kept, on Allot's coupons (README: Replacing the original systems)"),
         (name = "flash-sales", description = "An hourly sale of generated items: checkout, then purchase"),
         (name = "catalog", description = "Products, the category tree and warehouses"),
         (name = "inventory", description = "Stock per product and warehouse: reservations that expire, adjustments, the ledger, low-stock alerts"),
@@ -188,6 +194,8 @@ const RATE_LIMITED: &[(&str, &str)] = &[
     ("POST", "/api/v1/coupons/{code}/validate"),
     ("POST", "/api/v1/coupons/{code}/redeem"),
     ("POST", "/purchase"),
+    ("POST", "/redeem"),
+    ("GET", "/validate"),
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/password"),
     ("POST", "/api/v1/auth/signup"),

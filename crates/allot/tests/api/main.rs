@@ -20,6 +20,7 @@ mod console_sales;
 mod console_session;
 mod contract;
 mod coupon;
+mod coupon_original;
 mod discount_grpc;
 mod discount_rest;
 mod drop_in;
