@@ -361,7 +361,8 @@ pub const RULES: &[Rule] = &[
         OWN_ID,
     ),
     rest("GET", "/api/v1/redemptions", Access::Roles(MARKETING)),
-    // Flash sales: the original checkout and purchase paths, and reads.
+    // Flash sales: the design document's checkout at the root path (seed 002), Allot's own
+    // one-code-per-item checkout under the sale, and reads.
     open(note(
         rest("POST", "/checkout", Access::Roles(MARKETING_AND_CUSTOMERS)),
         OWN_ID,
@@ -369,6 +370,24 @@ pub const RULES: &[Rule] = &[
     open(rest(
         "POST",
         "/purchase",
+        Access::Roles(MARKETING_AND_CUSTOMERS),
+    )),
+    open(rest(
+        "GET",
+        "/sales/active",
+        Access::Roles(MARKETING_AND_CUSTOMERS),
+    )),
+    open(note(
+        rest(
+            "POST",
+            "/api/v1/sales/{id}/checkout",
+            Access::Roles(MARKETING_AND_CUSTOMERS),
+        ),
+        OWN_ID,
+    )),
+    open(rest(
+        "POST",
+        "/api/v1/sales/{id}/purchase",
         Access::Roles(MARKETING_AND_CUSTOMERS),
     )),
     rest("GET", "/api/v1/sales", Access::Roles(MARKETING)),

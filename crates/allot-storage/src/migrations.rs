@@ -48,6 +48,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(18, "notification_outbox", "0018_notification_outbox.sql"),
     migration!(19, "promotions", "0019_promotions.sql"),
     migration!(20, "order_promotions", "0020_order_promotions.sql"),
+    migration!(21, "sale_baskets", "0021_sale_baskets.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.

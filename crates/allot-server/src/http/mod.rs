@@ -21,6 +21,7 @@ mod openapi;
 mod order;
 mod promotion;
 mod sale;
+mod sale_original;
 mod users;
 mod webhook;
 
@@ -43,6 +44,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(campaign::routes())
         .merge(coupon::routes())
         .merge(sale::routes())
+        .merge(sale_original::routes())
         .merge(catalog::routes())
         .merge(inventory::routes())
         .merge(order::routes())

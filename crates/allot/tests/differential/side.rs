@@ -567,8 +567,13 @@ impl Side {
                 item,
             } => {
                 let item = pick_id(&w.sale_items, *item);
+                // Allot's own checkout, under the sale last read (which may be over).
+                let sale = w.sales.last().copied().unwrap_or(1);
                 let answer = self
-                    .post_bare(&format!("/checkout?user_id={}&id={item}", customer(*who)))
+                    .post_bare(&format!(
+                        "/api/v1/sales/{sale}/checkout?user_id={}&id={item}",
+                        customer(*who)
+                    ))
                     .await;
                 if let Some(code) = answer.1["code"].as_str() {
                     self.names.code("chk", code);
@@ -578,8 +583,10 @@ impl Side {
             }
             Op::Purchase { checkout } => {
                 let code = pick(&w.checkouts, *checkout).unwrap_or(UNKNOWN_CHECKOUT.to_owned());
+                let sale = w.sales.last().copied().unwrap_or(1);
                 (
-                    self.post_bare(&format!("/purchase?code={code}")).await,
+                    self.post_bare(&format!("/api/v1/sales/{sale}/purchase?code={code}"))
+                        .await,
                     None,
                 )
             }
