@@ -235,7 +235,7 @@ fn purchase_response(p: &BasketPurchased) -> Response {
 /// Buy every item on a checkout code that is still unsold, each atomically; decided once: a
 /// repeated call answers the first outcome (same status and body).
 #[utoipa::path(post, path = "/purchase", tag = "flash-sale-original",
-    params(("code" = String, Query, description = "A checkout code from `POST /checkout`")),
+    params(("code" = String, Query, min_length = 1, description = "A checkout code from `POST /checkout`")),
     responses(
         (status = 200, description = "At least one item sold (the others counted in `failed_count`)", body = BasketPurchaseView),
         (status = 400, description = "`validation_failed` (no code)", body = MessageBody),
