@@ -101,9 +101,11 @@ pub struct BasketPurchase {
 /// The statements both backends run as they are (parameters numbered in the order they first
 /// appear, as `sale::sql`).
 pub(crate) mod sql {
-    pub(crate) const OPEN_CODE: &str = "SELECT code FROM sale_baskets \
-         WHERE sale_id = $1 AND user_id = $2 AND purchased_at_ms IS NULL";
-    pub(crate) const ITEMS_ON_CODE: &str = "SELECT item_id FROM sale_basket_items WHERE code = $1";
+    /// The user's open code with its items, a row per item (one row, item NULL, for a code
+    /// without items; none without a code).
+    pub(crate) const OPEN_CODE: &str = "SELECT b.code, i.item_id FROM sale_baskets b \
+         LEFT JOIN sale_basket_items i ON i.code = b.code \
+         WHERE b.sale_id = $1 AND b.user_id = $2 AND b.purchased_at_ms IS NULL";
     /// A new open code; one that collides inserts nothing and is drawn again. A second open
     /// code of the same user and sale breaks the unique index: the callers hold the user's
     /// turn (SQLite's writer, PostgreSQL's count row lock), so that would be a bug, and fails.
@@ -126,7 +128,6 @@ pub(crate) mod sql {
     #[cfg(test)]
     pub(crate) const ALL: &[&str] = &[
         OPEN_CODE,
-        ITEMS_ON_CODE,
         NEW_CODE,
         ADD_ITEM,
         BASKET,
@@ -171,6 +172,15 @@ pub(crate) fn replayed(
         },
         replayed: true,
     })
+}
+
+/// The user's open code and its items, from the rows of [`sql::OPEN_CODE`].
+pub(crate) fn open_code(rows: Vec<(String, Option<i64>)>) -> (Option<String>, Vec<i64>) {
+    let code = rows.first().map(|(code, _)| code.clone());
+    (
+        code,
+        rows.into_iter().filter_map(|(_, item)| item).collect(),
+    )
 }
 
 /// Decides a checkout by its item (read by id, not locked: checkout reserves nothing), before

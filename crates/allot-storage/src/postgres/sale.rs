@@ -85,25 +85,22 @@ pub(super) async fn by_id(
 }
 
 /// Locks the user's count row of a sale (made first, with 0, if the user bought nothing yet)
-/// and answers what it counts: the user's purchases and checkouts serialise on it, across
-/// instances.
+/// and answers what it counts, in one statement: the upsert's update takes the row lock, and
+/// waits for a holder to commit, then answers its count. The user's purchases and design
+/// checkouts serialise on it, across instances.
 pub(super) async fn lock_user_count(
     tx: &impl GenericClient,
     sale_id: i64,
     user: &str,
 ) -> Result<i64, StorageError> {
-    tx.execute(
+    tx.query_one(
         "INSERT INTO sale_user_counts (sale_id, user_id, bought) VALUES ($1, $2, 0)
-         ON CONFLICT (sale_id, user_id) DO NOTHING",
-        &[&sale_id, &user],
-    )
-    .await?;
-    tx.query_opt(
-        "SELECT bought FROM sale_user_counts WHERE sale_id = $1 AND user_id = $2 FOR UPDATE",
+         ON CONFLICT (sale_id, user_id) DO UPDATE SET bought = sale_user_counts.bought
+         RETURNING bought",
         &[&sale_id, &user],
     )
     .await?
-    .map_or(Ok(0), |r| r.int(0))
+    .int(0)
 }
 
 pub(super) async fn bought(

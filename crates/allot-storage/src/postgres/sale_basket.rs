@@ -6,6 +6,9 @@
 //!   items are read and added to by one transaction at a time (one open code, the limit);
 //! - a purchase locks the count row, then the code's row (decided once), then its items
 //!   (each sold once).
+//!
+//! Statements that do not depend on each other's answers are sent together (pipelined on the
+//! connection): a transaction waits for a few round trips, not one per statement.
 
 use allot_domain::UnixMillis;
 use allot_domain::event::{EventType, NewEvent};
@@ -20,7 +23,7 @@ use crate::sale::{SaleItem, code_event, item_of, parse_checkout_code, sql as sal
 use crate::sale_basket::{
     BasketCheckoutOutcome, BasketCheckoutRequest, BasketPurchase, BasketPurchaseOutcome,
     CHECKOUT_DRAWS_MAX, LineOutcome, attempt_label, basket_item, basket_room, checkout_event,
-    decide_lines, line_of, mark_sold, replayed, sold_count, sql,
+    decide_lines, line_of, mark_sold, open_code, replayed, sold_count, sql,
 };
 
 const LINES_LOCKED: &str = concat!(
@@ -40,79 +43,100 @@ pub(super) async fn checkout(
     client: &mut Client,
     req: &BasketCheckoutRequest,
 ) -> Result<BasketCheckoutOutcome, StorageError> {
-    let tx = client.transaction().await?;
-    let (outcome, event) = decide_checkout(&tx, req).await?;
-    if let Some(event) = event {
-        append_events(&tx, std::slice::from_ref(&event)).await?;
-    }
-    let (label, code) = attempt_label(&outcome);
-    tx.execute(
-        sale_sql::RECORD_ATTEMPT,
-        &[
-            &req.sale.id,
-            &req.item.get(),
-            &req.user.as_str(),
-            &req.now.as_millis(),
-            &label,
-            &code,
-        ],
-    )
-    .await?;
-    tx.commit().await?;
-    Ok(outcome)
-}
-
-async fn decide_checkout(
-    tx: &impl GenericClient,
-    req: &BasketCheckoutRequest,
-) -> Result<(BasketCheckoutOutcome, Option<NewEvent>), StorageError> {
-    let user = req.user.as_str();
-    let found = tx
+    // The item is read outside the transaction: a checkout reserves nothing, so an item sold
+    // a moment after this read is no different from one sold after the answer. Most refused
+    // checkouts (an item sold) are then one read and one insert, without the user's lock.
+    let found = client
         .query_opt(sale_sql::ITEM_BY_ID, &[&req.item.get()])
         .await?
         .map(|r| item_of(&r))
         .transpose()?;
-    let it = match basket_item(found, req.sale.id) {
-        Ok(it) => it,
-        Err(refusal) => return Ok((refusal, None)),
+    let item = match basket_item(found, req.sale.id) {
+        Ok(item) => item,
+        Err(refusal) => {
+            record_attempt(&*client, req, &refusal).await?;
+            return Ok(refusal);
+        }
     };
+    let tx = client.transaction().await?;
+    let outcome = decide_checkout(&tx, req, item).await?;
+    // The writes that follow the decision go out together (pipelined on the connection).
+    match &outcome {
+        BasketCheckoutOutcome::Added {
+            code,
+            items_count,
+            item,
+        } => {
+            let add = async {
+                tx.execute(
+                    sql::ADD_ITEM,
+                    &[&code.as_str(), &item.id, &req.now.as_millis()],
+                )
+                .await
+                .map_err(StorageError::from)
+            };
+            let event = checkout_event(req, item.id, code, *items_count);
+            tokio::try_join!(
+                add,
+                append_events(&tx, std::slice::from_ref(&event)),
+                record_attempt(&tx, req, &outcome)
+            )?;
+        }
+        refusal => record_attempt(&tx, req, refusal).await?,
+    }
+    tx.commit().await?;
+    Ok(outcome)
+}
+
+async fn record_attempt(
+    client: &impl GenericClient,
+    req: &BasketCheckoutRequest,
+    outcome: &BasketCheckoutOutcome,
+) -> Result<(), StorageError> {
+    let (label, code) = attempt_label(outcome);
+    client
+        .execute(
+            sale_sql::RECORD_ATTEMPT,
+            &[
+                &req.sale.id,
+                &req.item.get(),
+                &req.user.as_str(),
+                &req.now.as_millis(),
+                &label,
+                &code,
+            ],
+        )
+        .await?;
+    Ok(())
+}
+
+/// The outcome of a checkout of an item that may be sold, under the user's lock.
+async fn decide_checkout(
+    tx: &impl GenericClient,
+    req: &BasketCheckoutRequest,
+    item: SaleItem,
+) -> Result<BasketCheckoutOutcome, StorageError> {
+    let user = req.user.as_str();
     let bought = lock_user_count(tx, req.sale.id, user).await?;
-    let open = tx
-        .query_opt(sql::OPEN_CODE, &[&req.sale.id, &user])
-        .await?
-        .map(|r| r.text(0))
-        .transpose()?;
-    let on_code: Vec<i64> = match &open {
-        Some(code) => tx
-            .query(sql::ITEMS_ON_CODE, &[code])
+    let (open, on_code) = open_code(
+        tx.query(sql::OPEN_CODE, &[&req.sale.id, &user])
             .await?
             .iter()
-            .map(|r| r.int(0))
-            .collect::<Result<_, _>>()?,
-        None => Vec::new(),
-    };
-    if let Err(refusal) = basket_room(it.id, &on_code, bought, req.user_limit) {
-        return Ok((refusal, None));
+            .map(|r| Ok((r.text(0)?, r.opt_int(1)?)))
+            .collect::<Result<_, StorageError>>()?,
+    );
+    if let Err(refusal) = basket_room(item.id, &on_code, bought, req.user_limit) {
+        return Ok(refusal);
     }
     let code = match open {
         Some(code) => parse_checkout_code(&code)?,
         None => new_code(tx, req).await?,
     };
-    tx.execute(
-        sql::ADD_ITEM,
-        &[&code.as_str(), &it.id, &req.now.as_millis()],
-    )
-    .await?;
-    let items_count = on_code.len() as u32 + 1;
-    let event = checkout_event(req, it.id, &code, items_count);
-    Ok((
-        BasketCheckoutOutcome::Added {
-            code,
-            items_count,
-            item: it,
-        },
-        Some(event),
-    ))
+    Ok(BasketCheckoutOutcome::Added {
+        code,
+        items_count: on_code.len() as u32 + 1,
+        item,
+    })
 }
 
 async fn new_code(
@@ -176,49 +200,74 @@ pub(super) async fn purchase(
     if decided.opt_int(0)?.is_some() {
         return replayed(sale_id, user, lines(&tx, sql::LINES, code).await?);
     }
-    let items = lines(&tx, LINES_LOCKED, code)
-        .await?
-        .into_iter()
-        .map(|(item, _)| item)
-        .collect();
-    let sale = by_id(&tx, sale_id)
-        .await?
-        .ok_or_else(|| StorageError::Corrupt(format!("checkout {code} names a missing sale")))?;
+    let (rows, sale) = tokio::try_join!(lines(&tx, LINES_LOCKED, code), by_id(&tx, sale_id))?;
+    let sale =
+        sale.ok_or_else(|| StorageError::Corrupt(format!("checkout {code} names a missing sale")))?;
+    let items = rows.into_iter().map(|(item, _)| item).collect();
     let mut decided = decide_lines(now, &sale, items, bought, user_limit);
     let sold_ids: Vec<i64> = decided
         .iter()
         .filter(|l| l.outcome == LineOutcome::Sold)
         .map(|l| l.item.id)
         .collect();
-    let sold = sold_count(&decided);
-    if sold > 0 {
+    let ids: Vec<i64> = decided.iter().map(|l| l.item.id).collect();
+    let labels: Vec<&str> = decided.iter().map(|l| l.outcome.label()).collect();
+    let sold = i32::try_from(sold_count(&decided))
+        .map_err(|_| StorageError::Corrupt(format!("too many items on checkout {code}")))?;
+    // The writes of the decision go out together (pipelined on the connection); the sale's
+    // row, which every selling purchase updates, is held only from here to the commit.
+    let sell = async {
+        if sold == 0 {
+            return Ok(());
+        }
         let changed = tx
             .execute(
                 SELL_ITEMS,
                 &[&user, &now.as_millis(), &code.as_str(), &sold_ids],
             )
             .await?;
-        if changed != sold_ids.len() as u64 {
-            return Err(StorageError::Corrupt(format!(
+        if changed == sold_ids.len() as u64 {
+            Ok(())
+        } else {
+            Err(StorageError::Corrupt(format!(
                 "items of checkout {code} changed under their locks"
-            )));
+            )))
         }
-        let sold = i32::try_from(sold)
-            .map_err(|_| StorageError::Corrupt(format!("{sold} items on one code")))?;
-        tx.execute(sql::COUNT_SOLD, &[&sold, &sale_id]).await?;
-        tx.execute(COUNT_BOUGHT, &[&sale_id, &user, &sold]).await?;
+    };
+    let counts = async {
+        if sold == 0 {
+            return Ok(());
+        }
         let events: Vec<NewEvent> = sold_ids
             .iter()
             .map(|&id| code_event(EventType::SalePurchased, sale_id, id, &user, code, now))
             .collect();
-        append_events(&tx, &events).await?;
-    }
-    let ids: Vec<i64> = decided.iter().map(|l| l.item.id).collect();
-    let labels: Vec<&str> = decided.iter().map(|l| l.outcome.label()).collect();
-    tx.execute(DECIDE_LINES, &[&code.as_str(), &ids, &labels])
-        .await?;
-    tx.execute(sql::CLOSE, &[&now.as_millis(), &code.as_str()])
-        .await?;
+        tokio::try_join!(
+            async {
+                tx.execute(COUNT_BOUGHT, &[&sale_id, &user, &sold])
+                    .await
+                    .map_err(StorageError::from)
+            },
+            append_events(&tx, &events),
+            async {
+                tx.execute(sql::COUNT_SOLD, &[&sold, &sale_id])
+                    .await
+                    .map_err(StorageError::from)
+            },
+        )
+        .map(|_| ())
+    };
+    let decide = async {
+        tx.execute(DECIDE_LINES, &[&code.as_str(), &ids, &labels])
+            .await
+            .map_err(StorageError::from)
+    };
+    let close = async {
+        tx.execute(sql::CLOSE, &[&now.as_millis(), &code.as_str()])
+            .await
+            .map_err(StorageError::from)
+    };
+    tokio::try_join!(sell, decide, close, counts)?;
     tx.commit().await?;
     mark_sold(&mut decided, &user);
     Ok(BasketPurchase {

@@ -15,7 +15,7 @@ use crate::sale::{code_event, parse_checkout_code, sql as sale_sql};
 use crate::sale_basket::{
     BasketCheckoutOutcome, BasketCheckoutRequest, BasketPurchase, BasketPurchaseOutcome,
     CHECKOUT_DRAWS_MAX, LineOutcome, attempt_label, basket_item, basket_room, checkout_event,
-    decide_lines, line_of, mark_sold, replayed, sold_count, sql,
+    decide_lines, line_of, mark_sold, open_code, replayed, sold_count, sql,
 };
 
 /// Decides a checkout and records the attempt, whatever its outcome.
@@ -46,16 +46,13 @@ fn decide_checkout(
         Ok(it) => it,
         Err(refusal) => return Ok(refusal),
     };
-    let open: Option<String> = conn
-        .prepare_cached(sql::OPEN_CODE)?
-        .query_row(params![req.sale.id, user], |r| r.get(0))
-        .optional()?;
-    let on_code: Vec<i64> = match &open {
-        Some(code) => {
-            let mut stmt = conn.prepare_cached(sql::ITEMS_ON_CODE)?;
-            collect(stmt.query_map(params![code], |r| Ok(r.int(0)))?)?
-        }
-        None => Vec::new(),
+    let (open, on_code) = {
+        let mut stmt = conn.prepare_cached(sql::OPEN_CODE)?;
+        open_code(collect(
+            stmt.query_map(params![req.sale.id, user], |r| {
+                Ok(r.text(0).and_then(|code| Ok((code, r.opt_int(1)?))))
+            })?,
+        )?)
     };
     if let Err(refusal) = basket_room(
         it.id,
