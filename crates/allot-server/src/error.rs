@@ -67,8 +67,8 @@ pub enum ServiceError {
     #[error("user already checked out this item")]
     ItemAlreadyCheckedOut,
     /// A call under `/api/v1/sales/{id}/...` that only the current sale serves.
-    #[error("sale {id} is not the current sale ({current} is)")]
-    SaleNotCurrent { id: i64, current: i64 },
+    #[error("the sale is over: only the current sale (GET /api/v1/sales/current) checks out")]
+    SaleNotCurrent,
     #[error("a product with this SKU exists")]
     SkuTaken,
     #[error("the category has products or child categories; move or delete them first")]
@@ -277,7 +277,7 @@ impl ServiceError {
             ServiceError::NoActiveSale | ServiceError::ItemSold => ErrorKind::Conflict,
             ServiceError::NotInCurrentSale => ErrorKind::NotFound,
             ServiceError::SaleOver => ErrorKind::Gone,
-            ServiceError::ItemAlreadyCheckedOut | ServiceError::SaleNotCurrent { .. } => {
+            ServiceError::ItemAlreadyCheckedOut | ServiceError::SaleNotCurrent => {
                 ErrorKind::Conflict
             }
             ServiceError::SkuTaken
@@ -353,7 +353,7 @@ impl ServiceError {
             ServiceError::ItemSold => "item_sold",
             ServiceError::SaleOver => "sale_over",
             ServiceError::ItemAlreadyCheckedOut => "item_already_checked_out",
-            ServiceError::SaleNotCurrent { .. } => "sale_not_current",
+            ServiceError::SaleNotCurrent => "sale_not_current",
             ServiceError::SkuTaken => "sku_taken",
             ServiceError::CategoryInUse => "category_in_use",
             ServiceError::WarehouseCodeTaken => "warehouse_code_taken",

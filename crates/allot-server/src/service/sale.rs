@@ -228,10 +228,7 @@ impl FlashSales {
             return Ok(sale);
         }
         self.sale(id).await?;
-        Err(ServiceError::SaleNotCurrent {
-            id,
-            current: sale.id,
-        })
+        Err(ServiceError::SaleNotCurrent)
     }
 
     /// The design checkout: puts the item on the user's open code of the current sale.
