@@ -452,35 +452,50 @@ async fn a_purchase_sells_what_is_left_and_decides_once_however_often_it_is_call
     app.stop().await;
 }
 
+/// Who races, and how.
+struct Race<'a> {
+    /// Instances sharing one database; shoppers are spread over them.
+    apps: &'a [&'a TestApp],
+    items: usize,
+    shoppers: usize,
+    /// Distinct users: fewer than shoppers makes shoppers of one user race each other (on
+    /// one open code, against the limit), and then not every item need sell.
+    users: usize,
+    in_flight: usize,
+    limit: i64,
+}
+
 /// Shoppers racing for a whole sale: each checks out 1 to 3 items (from one shuffled walk of
-/// the items, so that every item is wanted by about four shoppers and none is left out) and
-/// purchases its code, `in_flight` shoppers at a time. Then the database is checked: every
-/// item sold once, the sold counter equal to the rows, nobody above the limit, every
-/// checkout attempt kept, every code decided and every item a client saw bought in it.
-async fn race(app: &TestApp, items: usize, shoppers: usize, in_flight: usize, limit: i64) {
-    let base = app.url();
-    let mut ids = item_ids(&base).await;
-    assert_eq!(ids.len(), items);
+/// the items, so that every item is wanted by several shoppers and none is left out) and
+/// purchases its code, `in_flight` shoppers at a time. Then the database is checked: no item
+/// sold twice, the sold counter equal to the rows, nobody above the limit, every checkout
+/// attempt kept, every code decided, and the items sold exactly those clients saw bought.
+/// Answers the items sold.
+async fn race(r: Race<'_>) -> usize {
+    let bases: Vec<String> = r.apps.iter().map(|a| a.url()).collect();
+    let mut ids = item_ids(&bases[0]).await;
+    assert_eq!(ids.len(), r.items);
     ids.shuffle(&mut rand::rng());
     let ids = Arc::new(ids);
     let next = Arc::new(AtomicUsize::new(0));
     let attempts = Arc::new(AtomicUsize::new(0));
     // Staff, as a shop's backend would call: anonymous callers are rate limited per address.
     let client = crate::helpers::client_builder()
-        .pool_max_idle_per_host(in_flight)
+        .pool_max_idle_per_host(r.in_flight)
         .build()
         .unwrap();
-    let shoppers = futures::stream::iter(0..shoppers)
+    let users = r.users;
+    let purchases = futures::stream::iter(0..r.shoppers)
         .map(|s| {
             let (client, base, ids, next, attempts) = (
                 client.clone(),
-                base.clone(),
+                bases[s % bases.len()].clone(),
                 ids.clone(),
                 next.clone(),
                 attempts.clone(),
             );
             async move {
-                let user = format!("shopper-{s}");
+                let user = format!("shopper-{}", s % users);
                 let wants = rand::rng().random_range(1..=3);
                 let mut code: Option<String> = None;
                 for _ in 0..wants {
@@ -488,50 +503,57 @@ async fn race(app: &TestApp, items: usize, shoppers: usize, in_flight: usize, li
                     attempts.fetch_add(1, Ordering::Relaxed);
                     let (status, body) =
                         post(&client, format!("{base}/checkout?user_id={user}&id={id}")).await;
-                    match status {
-                        200 => code = Some(body["code"].as_str().unwrap().to_owned()),
-                        409 => assert_eq!(body["code"], "item_sold", "{body}"),
-                        other => panic!("checkout answered {other} {body}"),
+                    match (status, body["code"].as_str()) {
+                        (200, Some(c)) => code = Some(c.to_owned()),
+                        (409, Some("item_sold")) => {}
+                        // Another shopper of the same user: the limit, or the item on the
+                        // code they share.
+                        (400, Some("user_limit_exceeded" | "already_checked_out")) => {}
+                        _ => panic!("checkout answered {status} {body}"),
                     }
                 }
-                let Some(code) = code else {
-                    return Vec::new();
-                };
+                let code = code?;
                 let (status, body) = post(&client, format!("{base}/purchase?code={code}")).await;
-                match status {
-                    200 => body["purchased_items"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .map(|i| (user.clone(), i["id"].as_str().unwrap().parse().unwrap()))
-                        .collect(),
-                    409 => {
-                        assert_eq!(body["code"], "item_sold", "{body}");
-                        Vec::new()
+                match (status, body["code"].as_str()) {
+                    (200, _) => {
+                        let items: Vec<(String, i64)> = body["purchased_items"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .map(|i| (user.clone(), i["id"].as_str().unwrap().parse().unwrap()))
+                            .collect();
+                        Some((code, items))
                     }
-                    other => panic!("purchase answered {other} {body}"),
+                    (409, Some("item_sold")) => None,
+                    _ => panic!("purchase answered {status} {body}"),
                 }
             }
         })
-        .buffer_unordered(in_flight)
-        .collect::<Vec<Vec<(String, i64)>>>()
+        .buffer_unordered(r.in_flight)
+        .filter_map(|p| async move { p })
+        .collect::<Vec<(String, Vec<(String, i64)>)>>()
         .await;
-    let seen: Vec<(String, i64)> = shoppers.into_iter().flatten().collect();
+    // Shoppers of one user share its open code: each purchase of a code answers alike.
+    let mut by_code: HashMap<String, Vec<(String, i64)>> = HashMap::new();
+    for (code, items) in purchases {
+        let first = by_code.entry(code).or_insert_with(|| items.clone());
+        assert_eq!(*first, items, "a code answered two outcomes");
+    }
+    let seen: Vec<(String, i64)> = by_code.into_values().flatten().collect();
     let seen_items: HashSet<i64> = seen.iter().map(|(_, i)| *i).collect();
     assert_eq!(seen_items.len(), seen.len(), "an item was sold twice");
-    assert_eq!(seen.len(), items, "every item sold, as clients saw");
 
-    let db = app.db().await;
-    assert_eq!(
-        db.count("SELECT count(*) FROM sale_items WHERE sold_to IS NOT NULL")
-            .await,
-        items as i64
-    );
-    assert_eq!(db.count("SELECT sold FROM sales").await, items as i64);
+    let db = r.apps[0].db().await;
+    let sold_rows = db
+        .count("SELECT count(*) FROM sale_items WHERE sold_to IS NOT NULL")
+        .await;
+    assert_eq!(sold_rows, seen.len() as i64, "the items clients saw sold");
+    assert_eq!(db.count("SELECT sold FROM sales").await, sold_rows);
     assert_eq!(
         db.count(&format!(
             "SELECT count(*) FROM (SELECT sold_to FROM sale_items WHERE sold_to IS NOT NULL \
-             GROUP BY sold_to HAVING count(*) > {limit}) AS over_limit"
+             GROUP BY sold_to HAVING count(*) > {}) AS over_limit",
+            r.limit
         ))
         .await,
         0,
@@ -552,7 +574,7 @@ async fn race(app: &TestApp, items: usize, shoppers: usize, in_flight: usize, li
     assert_eq!(
         db.count("SELECT count(*) FROM sale_basket_items WHERE outcome = 'sold'")
             .await,
-        items as i64
+        sold_rows
     );
     let sold: HashMap<i64, String> = db
         .strings("SELECT id || ' ' || sold_to FROM sale_items WHERE sold_to IS NOT NULL")
@@ -566,13 +588,60 @@ async fn race(app: &TestApp, items: usize, shoppers: usize, in_flight: usize, li
     for (user, item) in &seen {
         assert_eq!(sold.get(item), Some(user), "a purchase the client saw");
     }
+    seen.len()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_thousand_shoppers_buy_exactly_the_ten_thousand_items_of_a_sale() {
     let app = spawn(MID_HOUR, 10_000, 10).await;
     let started = std::time::Instant::now();
-    race(&app, 10_000, 20_000, 256, 10).await;
+    let sold = race(Race {
+        apps: &[&app],
+        items: 10_000,
+        shoppers: 20_000,
+        users: 20_000,
+        in_flight: 256,
+        limit: 10,
+    })
+    .await;
+    assert_eq!(sold, 10_000, "every item sold");
     eprintln!("20,000 shoppers: {:?}", started.elapsed());
     app.stop().await;
+}
+
+/// Shoppers of one user arriving at once, on three instances sharing one PostgreSQL (on
+/// SQLite, which one instance owns, on that one): one open code per user and the limit
+/// (counting checked-out items) hold, whichever instance serves each call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn shoppers_of_one_user_on_three_instances_share_one_code_and_the_limit() {
+    let first = spawn(MID_HOUR, 1_000, 4).await;
+    let mut others = Vec::new();
+    if first.database.is_some() {
+        for _ in 0..2 {
+            others.push(
+                TestApp::spawn_on(first.database.clone(), MID_HOUR, |c| {
+                    c.sales = SaleSettings {
+                        items: ItemsPerSale::parse(1_000).ok(),
+                        user_limit: 4,
+                    };
+                })
+                .await,
+            );
+        }
+    }
+    let apps: Vec<&TestApp> = std::iter::once(&first).chain(&others).collect();
+    let sold = race(Race {
+        apps: &apps,
+        items: 1_000,
+        shoppers: 3_000,
+        users: 200,
+        in_flight: 96,
+        limit: 4,
+    })
+    .await;
+    assert!(sold > 0);
+    for app in others {
+        app.stop().await;
+    }
+    first.stop().await;
 }
