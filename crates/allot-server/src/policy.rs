@@ -387,7 +387,8 @@ pub const RULES: &[Rule] = &[
         rest("GET", "/validate", Access::Roles(MARKETING_AND_CUSTOMERS)),
         OWN_ID,
     )),
-    // Flash sales: the original checkout and purchase paths, and reads.
+    // Flash sales: the design document's checkout at the root path (seed 002), Allot's own
+    // one-code-per-item checkout under the sale, and reads.
     open(note(
         rest("POST", "/checkout", Access::Roles(MARKETING_AND_CUSTOMERS)),
         OWN_ID,
@@ -395,6 +396,24 @@ pub const RULES: &[Rule] = &[
     open(rest(
         "POST",
         "/purchase",
+        Access::Roles(MARKETING_AND_CUSTOMERS),
+    )),
+    open(rest(
+        "GET",
+        "/sales/active",
+        Access::Roles(MARKETING_AND_CUSTOMERS),
+    )),
+    open(note(
+        rest(
+            "POST",
+            "/api/v1/sales/{id}/checkout",
+            Access::Roles(MARKETING_AND_CUSTOMERS),
+        ),
+        OWN_ID,
+    )),
+    open(rest(
+        "POST",
+        "/api/v1/sales/{id}/purchase",
         Access::Roles(MARKETING_AND_CUSTOMERS),
     )),
     rest("GET", "/api/v1/sales", Access::Roles(MARKETING)),

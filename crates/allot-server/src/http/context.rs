@@ -42,6 +42,7 @@ const CODE_USE_CALLS: &[(Method, &str)] = &[
     (Method::POST, "/purchase"),
     (Method::POST, "/redeem"),
     (Method::GET, "/validate"),
+    (Method::POST, "/api/v1/sales/{id}/purchase"),
     (Method::POST, "/discount.Discount/UseCode"),
 ];
 

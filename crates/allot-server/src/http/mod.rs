@@ -22,6 +22,7 @@ mod order;
 mod original_coupons;
 mod promotion;
 mod sale;
+mod sale_original;
 mod users;
 mod webhook;
 
@@ -45,6 +46,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(coupon::routes())
         .merge(original_coupons::routes())
         .merge(sale::routes())
+        .merge(sale_original::routes())
         .merge(catalog::routes())
         .merge(inventory::routes())
         .merge(order::routes())

@@ -44,6 +44,7 @@ mod promotions;
 mod rate_limit;
 mod roles;
 mod sale;
+mod sale_original;
 mod tls;
 mod tls_postgres;
 mod users;
