@@ -98,17 +98,21 @@ impl TotalCoupons {
     }
 }
 
-/// The most codes one user may hold of one campaign, when the campaign sets a limit.
+/// The most codes one user may hold of one campaign, when the campaign sets a limit: 1 to
+/// [`PER_USER_LIMIT_MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PerUserLimit(u32);
+
+/// What both backends' columns hold (PostgreSQL's `INTEGER`); more than any user holds anyway.
+pub const PER_USER_LIMIT_MAX: i64 = i32::MAX as i64;
 
 impl PerUserLimit {
     pub fn parse(raw: i64) -> Result<Self, DomainError> {
         match u32::try_from(raw) {
-            Ok(n) if n >= 1 => Ok(PerUserLimit(n)),
+            Ok(n) if n >= 1 && raw <= PER_USER_LIMIT_MAX => Ok(PerUserLimit(n)),
             _ => Err(DomainError::invalid(
                 "per_user_limit",
-                "must be a positive integer when given",
+                format!("must be 1 to {PER_USER_LIMIT_MAX} when given"),
             )),
         }
     }

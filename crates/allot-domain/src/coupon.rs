@@ -139,17 +139,21 @@ impl Discount {
     }
 }
 
-/// Most times a coupon may be redeemed: at least 1.
+/// The most uses a coupon may have: what a 32-bit signed column (PostgreSQL's `INTEGER`) holds,
+/// so both backends store every value the API takes.
+pub const MAX_USES_MAX: u32 = 2_147_483_647;
+
+/// Most times a coupon may be redeemed: 1 to [`MAX_USES_MAX`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MaxUses(u32);
 
 impl MaxUses {
     pub fn parse(raw: i64) -> Result<Self, DomainError> {
         match u32::try_from(raw) {
-            Ok(n) if n >= 1 => Ok(MaxUses(n)),
+            Ok(n) if (1..=MAX_USES_MAX).contains(&n) => Ok(MaxUses(n)),
             _ => Err(DomainError::invalid(
                 "max_uses",
-                "must be a whole number from 1",
+                format!("must be a whole number from 1 to {MAX_USES_MAX}"),
             )),
         }
     }
@@ -231,6 +235,8 @@ mod tests {
         assert!(Discount::new(DiscountKind::Flat, 5_000).is_ok());
         assert!(MaxUses::parse(0).is_err());
         assert!(MaxUses::parse(1).is_ok());
+        assert!(MaxUses::parse(i64::from(MAX_USES_MAX)).is_ok());
+        assert!(MaxUses::parse(i64::from(MAX_USES_MAX) + 1).is_err());
     }
 
     #[test]

@@ -237,8 +237,9 @@ pub struct ServeArgs {
     pub refresh_family_ttl_secs: Option<u64>,
 
     /// Serve the customer-facing calls of the original public contracts (discount-code
-    /// UseCode, campaign IssueCoupon and GetCampaign, flash-sale items, checkout and purchase)
-    /// without a credential as well, for clients built before sign-in [default: false]
+    /// UseCode, campaign IssueCoupon and GetCampaign, the coupon system's request-new,
+    /// request-status, redeem and validate, flash-sale items, checkout and purchase) without a
+    /// credential as well, for clients built before sign-in [default: false]
     #[arg(
         long,
         env = "ALLOT_OPEN_PUBLIC_CONTRACTS",

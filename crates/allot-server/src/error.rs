@@ -69,6 +69,12 @@ pub enum ServiceError {
     ItemSold,
     #[error("the sale of this checkout is over")]
     SaleOver,
+    /// The design checkout: the item is on the user's open checkout code already.
+    #[error("user already checked out this item")]
+    ItemAlreadyCheckedOut,
+    /// A call under `/api/v1/sales/{id}/...` that only the current sale serves.
+    #[error("the sale is over: only the current sale (GET /api/v1/sales/current) checks out")]
+    SaleNotCurrent,
     #[error("a product with this SKU exists")]
     SkuTaken,
     #[error("the category has products or child categories; move or delete them first")]
@@ -318,6 +324,9 @@ impl ServiceError {
             ServiceError::NoActiveSale | ServiceError::ItemSold => ErrorKind::Conflict,
             ServiceError::NotInCurrentSale => ErrorKind::NotFound,
             ServiceError::SaleOver => ErrorKind::Gone,
+            ServiceError::ItemAlreadyCheckedOut | ServiceError::SaleNotCurrent => {
+                ErrorKind::Conflict
+            }
             ServiceError::SkuTaken
             | ServiceError::CategoryInUse
             | ServiceError::WarehouseCodeTaken
@@ -401,6 +410,8 @@ impl ServiceError {
             ServiceError::NotInCurrentSale => "not_in_current_sale",
             ServiceError::ItemSold => "item_sold",
             ServiceError::SaleOver => "sale_over",
+            ServiceError::ItemAlreadyCheckedOut => "item_already_checked_out",
+            ServiceError::SaleNotCurrent => "sale_not_current",
             ServiceError::SkuTaken => "sku_taken",
             ServiceError::CategoryInUse => "category_in_use",
             ServiceError::WarehouseCodeTaken => "warehouse_code_taken",

@@ -362,7 +362,34 @@ pub const RULES: &[Rule] = &[
         OWN_ID,
     ),
     rest("GET", "/api/v1/redemptions", Access::Roles(MARKETING)),
-    // Flash sales: the original checkout and purchase paths, and reads.
+    // The original coupon system's routes (seed 001), at the root path.
+    trusted(rest("POST", "/upload", Access::Roles(MARKETING))),
+    open(note(
+        rest(
+            "GET",
+            "/request-new",
+            Access::Roles(MARKETING_AND_CUSTOMERS),
+        ),
+        OWN_ID,
+    )),
+    open(note(
+        rest(
+            "GET",
+            "/request-status",
+            Access::Roles(MARKETING_AND_CUSTOMERS),
+        ),
+        OWN_ID,
+    )),
+    open(note(
+        rest("POST", "/redeem", Access::Roles(MARKETING_AND_CUSTOMERS)),
+        OWN_ID,
+    )),
+    open(note(
+        rest("GET", "/validate", Access::Roles(MARKETING_AND_CUSTOMERS)),
+        OWN_ID,
+    )),
+    // Flash sales: the design document's checkout at the root path (seed 002), Allot's own
+    // one-code-per-item checkout under the sale, and reads.
     open(note(
         rest("POST", "/checkout", Access::Roles(MARKETING_AND_CUSTOMERS)),
         OWN_ID,
@@ -370,6 +397,24 @@ pub const RULES: &[Rule] = &[
     open(rest(
         "POST",
         "/purchase",
+        Access::Roles(MARKETING_AND_CUSTOMERS),
+    )),
+    open(rest(
+        "GET",
+        "/sales/active",
+        Access::Roles(MARKETING_AND_CUSTOMERS),
+    )),
+    open(note(
+        rest(
+            "POST",
+            "/api/v1/sales/{id}/checkout",
+            Access::Roles(MARKETING_AND_CUSTOMERS),
+        ),
+        OWN_ID,
+    )),
+    open(rest(
+        "POST",
+        "/api/v1/sales/{id}/purchase",
         Access::Roles(MARKETING_AND_CUSTOMERS),
     )),
     rest("GET", "/api/v1/sales", Access::Roles(MARKETING)),

@@ -24,6 +24,9 @@ pub struct NewCoupon {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Coupon {
+    /// The row's id: stable for the coupon's life, unique across coupons (the original coupon
+    /// system's contract names coupons and their allocations by it).
+    pub id: i64,
     pub code: String,
     pub coupon_type: Option<CouponType>,
     pub discount_kind: String,
@@ -133,6 +136,10 @@ pub trait CouponStore {
     ) -> Result<Allocation, StorageError>;
 
     async fn coupon(&self, code: &UploadedCode) -> Result<Option<Coupon>, StorageError>;
+
+    /// The stored coupons of these codes (a read; codes not stored are left out), in no
+    /// particular order.
+    async fn coupons_by_code(&self, codes: Vec<UploadedCode>) -> Result<Vec<Coupon>, StorageError>;
 
     /// Redeems once if the rules allow; atomic, so N concurrent redemptions of a coupon with
     /// M uses left give exactly M successes.
@@ -250,9 +257,11 @@ pub(crate) mod sql {
 /// The row's id and its coupon, from a row of [`COLUMNS`].
 pub(crate) fn coupon_of(r: &impl Columns) -> Result<(i64, Coupon), StorageError> {
     let count = |i| u32::try_from(r.int(i)?).map_err(|e| StorageError::Corrupt(e.to_string()));
+    let id = r.int(10)?;
     Ok((
-        r.int(10)?,
+        id,
         Coupon {
+            id,
             code: r.text(0)?,
             coupon_type: parse_type(r.opt_text(1)?)?,
             discount_kind: r.text(2)?,
@@ -484,6 +493,7 @@ mod tests {
         let owner = UserId::parse("u1").unwrap();
         let other = UserId::parse("u2").unwrap();
         let coupon = Coupon {
+            id: 1,
             code: "C1".to_owned(),
             coupon_type: Some(CouponType::Free),
             discount_kind: "percent".to_owned(),

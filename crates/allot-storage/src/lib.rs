@@ -26,6 +26,7 @@ pub mod postgres;
 pub mod promotion;
 mod row;
 pub mod sale;
+pub mod sale_basket;
 pub mod sqlite;
 pub mod tls;
 pub mod user;
@@ -70,6 +71,10 @@ pub use promotion::{
 };
 pub use sale::{
     CheckoutOutcome, CheckoutRequest, NewSale, Purchase, PurchaseOutcome, Sale, SaleItem, SaleStore,
+};
+pub use sale_basket::{
+    BasketCheckoutOutcome, BasketCheckoutRequest, BasketLine, BasketPurchase,
+    BasketPurchaseOutcome, LineOutcome,
 };
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use user::{

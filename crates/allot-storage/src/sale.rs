@@ -11,6 +11,7 @@ use async_trait::async_trait;
 
 use crate::StorageError;
 use crate::row::Columns;
+use crate::sale_basket::{BasketCheckoutOutcome, BasketCheckoutRequest, BasketPurchase};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sale {
@@ -90,13 +91,30 @@ pub trait SaleStore {
     async fn checkout(&self, request: CheckoutRequest) -> Result<CheckoutOutcome, StorageError>;
 
     /// Decides the purchase of a checked-out item once per code; later calls with the code
-    /// answer the first outcome.
+    /// answer the first outcome. A code of another sale than `sale_id` is unknown.
     async fn purchase(
+        &self,
+        code: CheckoutCode,
+        sale_id: i64,
+        user_limit: u32,
+        now: UnixMillis,
+    ) -> Result<Purchase, StorageError>;
+
+    /// Puts an item on the user's open checkout code of the current sale (opening one if
+    /// needed), by the design checkout's rules, and records the attempt, whatever its outcome.
+    async fn basket_checkout(
+        &self,
+        request: BasketCheckoutRequest,
+    ) -> Result<BasketCheckoutOutcome, StorageError>;
+
+    /// Buys every still unsold item of an open code and closes it, once; later calls with the
+    /// code answer the first outcome.
+    async fn basket_purchase(
         &self,
         code: CheckoutCode,
         user_limit: u32,
         now: UnixMillis,
-    ) -> Result<Purchase, StorageError>;
+    ) -> Result<BasketPurchase, StorageError>;
 
     async fn sale_items(
         &self,

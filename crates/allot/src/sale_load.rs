@@ -136,7 +136,7 @@ impl SaleLoad {
                             let at = Instant::now();
                             let r = post(
                                 &client,
-                                &format!("{base}/checkout?user_id={user}&id={item}"),
+                                &format!("{base}/api/v1/sales/{sale_id}/checkout?user_id={user}&id={item}"),
                             )
                             .await;
                             let _ = t.checkout.record(at.elapsed().as_micros().max(1) as u64);
@@ -153,7 +153,11 @@ impl SaleLoad {
                         }
                         for code in codes {
                             let at = Instant::now();
-                            let r = post(&client, &format!("{base}/purchase?code={code}")).await;
+                            let r = post(
+                                &client,
+                                &format!("{base}/api/v1/sales/{sale_id}/purchase?code={code}"),
+                            )
+                            .await;
                             let _ = t.purchase.record(at.elapsed().as_micros().max(1) as u64);
                             match r {
                                 // Two workers can serve one user and share its open code: the

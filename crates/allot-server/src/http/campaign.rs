@@ -47,8 +47,8 @@ pub(crate) struct CreateCampaignBody {
     /// Optional RFC 3339 instant after `start_time` when issuance closes.
     #[schema(format = DateTime)]
     pub end_time: Option<String>,
-    /// Optional most codes one `user_id` may hold.
-    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
+    /// Optional most codes one `user_id` may hold, 1 to 2,147,483,647.
+    #[schema(minimum = 1, maximum = 2_147_483_647_i64)]
     #[serde(default, deserialize_with = "whole")]
     pub per_user_limit: Option<i64>,
 }

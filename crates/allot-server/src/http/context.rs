@@ -40,6 +40,9 @@ const CODE_USE_CALLS: &[(Method, &str)] = &[
     (Method::POST, "/api/v1/coupons/{code}/validate"),
     (Method::POST, "/api/v1/coupons/{code}/redeem"),
     (Method::POST, "/purchase"),
+    (Method::POST, "/redeem"),
+    (Method::GET, "/validate"),
+    (Method::POST, "/api/v1/sales/{id}/purchase"),
     (Method::POST, "/discount.Discount/UseCode"),
 ];
 

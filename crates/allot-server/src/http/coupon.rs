@@ -110,8 +110,8 @@ pub(crate) struct UploadEntry {
     /// RFC 3339, in the future.
     #[schema(format = DateTime)]
     pub expires_at: String,
-    /// 1 to 4,294,967,295.
-    #[schema(minimum = 1, maximum = 4_294_967_295_i64)]
+    /// 1 to 2,147,483,647.
+    #[schema(minimum = 1, maximum = 2_147_483_647_i64)]
     pub max_uses: i64,
 }
 

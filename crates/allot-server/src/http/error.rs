@@ -25,7 +25,7 @@ pub(crate) struct ErrorDetail {
     /// `already_used`, `not_started`, `ended`, `sold_out`, `user_limit_reached`, `expired`,
     /// `exhausted`, `not_owner`, `no_coupon_available`, `megadeal_busy`,
     /// `megadeal_unavailable`, `no_active_sale`, `not_in_current_sale`, `item_sold`,
-    /// `sale_over`, `sku_taken`, `category_in_use`, `warehouse_code_taken`, `warehouse_in_use`,
+    /// `sale_over`, `item_already_checked_out`, `sale_not_current`, `sku_taken`, `category_in_use`, `warehouse_code_taken`, `warehouse_in_use`,
     /// `out_of_stock`, `reservation_not_pending`, `below_reserved`, `illegal_transition`,
     /// `coupon_unusable`, `unknown_code`, `code_already_used`, `promotion_hold_unusable`,
     /// `promotion_code_refused`, `invalid_credentials`,

@@ -34,6 +34,7 @@ pub(crate) const UPLOAD_BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 const UPLOAD_ROUTES: &[(Method, &str)] = &[
     (Method::POST, "/api/v1/coupons"),
     (Method::POST, "/api/v1/coupons/csv"),
+    (Method::POST, "/upload"),
 ];
 
 /// The body limit of a REST call.

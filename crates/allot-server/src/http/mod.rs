@@ -19,9 +19,11 @@ pub(crate) mod limits;
 mod notification;
 mod openapi;
 mod order;
+mod original_coupons;
 mod payment;
 mod promotion;
 mod sale;
+mod sale_original;
 mod users;
 mod webhook;
 
@@ -43,7 +45,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(discount::routes())
         .merge(campaign::routes())
         .merge(coupon::routes())
+        .merge(original_coupons::routes())
         .merge(sale::routes())
+        .merge(sale_original::routes())
         .merge(catalog::routes())
         .merge(inventory::routes())
         .merge(order::routes())

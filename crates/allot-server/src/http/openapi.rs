@@ -18,7 +18,7 @@ use super::{payment, webhook};
 use super::notification;
 use super::{
     accounts, audit, auth, campaign, catalog, coupon, discount, error, event, health, inventory,
-    order, promotion, sale, users,
+    order, original_coupons, promotion, sale, sale_original, users,
 };
 
 #[derive(OpenApi)]
@@ -51,6 +51,11 @@ use super::{
         coupon::stats,
         coupon::purge,
         coupon::megadeal,
+        original_coupons::upload,
+        original_coupons::request_new,
+        original_coupons::request_status,
+        original_coupons::redeem,
+        original_coupons::validate,
         sale::checkout,
         sale::purchase,
         sale::list,
@@ -58,6 +63,9 @@ use super::{
         sale::read,
         sale::items,
         sale::purchases,
+        sale_original::checkout,
+        sale_original::purchase,
+        sale_original::active,
         catalog::create_product,
         catalog::list_products,
         catalog::read_product,
@@ -157,7 +165,9 @@ use super::{
         (name = "discount-codes", description = "One-time discount codes"),
         (name = "campaigns", description = "Campaign coupons: first come, first served, exactly N"),
         (name = "coupons", description = "Uploaded coupons: allocation, redemption, MEGADEAL admission, purge"),
+        (name = "original-coupons", description = "The original coupon management system's routes at the root path, its bodies and error shapes kept, on Allot's coupons (README: Replacing the original systems)"),
         (name = "flash-sales", description = "An hourly sale of generated items: checkout, then purchase"),
+        (name = "flash-sale-original", description = "The flash sale's design checkout at the root path, for its clients: one open checkout code per user collects items, its purchase buys every one still unsold; errors are `{\"message\", \"code\"}`"),
         (name = "catalog", description = "Products, the category tree and warehouses"),
         (name = "inventory", description = "Stock per product and warehouse: reservations that expire, adjustments, the ledger, low-stock alerts"),
         (name = "auth", description = "Users, passwords, access and refresh tokens, API keys. Every endpoint but the probes, the API documents and sign-in needs `Authorization: Bearer <access token or ak_ key>` or `X-Api-Key`; which roles each allows is in the README (401 `unauthenticated`, 403 `forbidden`)"),
@@ -191,6 +201,9 @@ const RATE_LIMITED: &[(&str, &str)] = &[
     ("POST", "/api/v1/coupons/{code}/validate"),
     ("POST", "/api/v1/coupons/{code}/redeem"),
     ("POST", "/purchase"),
+    ("POST", "/redeem"),
+    ("GET", "/validate"),
+    ("POST", "/api/v1/sales/{id}/purchase"),
     ("POST", "/api/v1/auth/login"),
     ("POST", "/api/v1/auth/password"),
     ("POST", "/api/v1/auth/signup"),

@@ -1,5 +1,6 @@
-//! Flash sales over HTTP: the original `POST /checkout` and `POST /purchase`, and
-//! `/api/v1/sales` to read sales, items and purchases.
+//! Flash sales over HTTP: Allot's own one-code-per-item checkout and purchase under
+//! `/api/v1/sales/{id}/...`, and `/api/v1/sales` to read sales, items and purchases. The
+//! design document's checkout at the root path is `http::sale_original`.
 
 use std::collections::HashMap;
 
@@ -24,8 +25,8 @@ const PAGE_MAX: u32 = 1_000;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/checkout", post(checkout))
-        .route("/purchase", post(purchase))
+        .route("/api/v1/sales/{id}/checkout", post(checkout))
+        .route("/api/v1/sales/{id}/purchase", post(purchase))
         .route("/api/v1/sales", get(list))
         .route("/api/v1/sales/current", get(current))
         .route("/api/v1/sales/{id}", get(read))
@@ -52,7 +53,7 @@ impl From<&SaleItem> for ItemView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CheckoutView {
-    /// Pass to `POST /purchase?code=`.
+    /// Pass to `POST /api/v1/sales/{id}/purchase?code=`.
     pub code: String,
     pub sale_id: i64,
     pub user_id: String,
@@ -87,18 +88,20 @@ fn bad_param(e: DomainError) -> ServiceError {
     ServiceError::bad_request(Some(field), format!("{field}: {message}"))
 }
 
-/// Check an item of the current sale out for a user: a checkout code to purchase with.
-#[utoipa::path(post, path = "/checkout", tag = "flash-sales",
+/// Check an item of the current sale out for a user: a checkout code for this one item.
+#[utoipa::path(post, path = "/api/v1/sales/{id}/checkout", tag = "flash-sales",
     params(
+        ("id" = i64, Path, minimum = 1, description = "The current sale's id"),
         ("user_id" = String, Query, max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$", description = "1 to 128 characters, no white space"),
         ("id" = i64, Query, minimum = 1, description = "Item id")),
     responses(
         (status = 200, description = "A checkout code", body = CheckoutView),
         (status = 400, description = "A missing or bad parameter (`bad_request`, naming it)", body = ErrorBody),
-        (status = 404, description = "`not_found` (unknown item) or `not_in_current_sale`", body = ErrorBody),
-        (status = 409, description = "`item_sold`, `user_limit_reached` or `no_active_sale`", body = ErrorBody)))]
+        (status = 404, description = "`not_found` (unknown item or sale) or `not_in_current_sale`", body = ErrorBody),
+        (status = 409, description = "`item_sold`, `user_limit_reached`, `no_active_sale` or `sale_not_current` (the sale of the path is over)", body = ErrorBody)))]
 pub(crate) async fn checkout(
     State(state): State<AppState>,
+    PathId(SaleId(sale_id)): PathId<SaleId>,
     caller: Caller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<CheckoutView>, ServiceError> {
@@ -108,7 +111,11 @@ pub(crate) async fn checkout(
     };
     let user = UserId::parse(&user).map_err(bad_param)?;
     let item = ItemId::parse(param(&q, "id")?).map_err(bad_param)?;
-    let c = state.services.sales.checkout(user.clone(), item).await?;
+    let c = state
+        .services
+        .sales
+        .checkout(sale_id, user.clone(), item)
+        .await?;
     Ok(Json(CheckoutView {
         code: c.code.as_str().to_owned(),
         sale_id: c.sale.id,
@@ -119,23 +126,26 @@ pub(crate) async fn checkout(
 }
 
 /// Purchase a checked-out item. Decided once per code: a repeat answers the first outcome.
-#[utoipa::path(post, path = "/purchase", tag = "flash-sales",
-    params(("code" = String, Query, min_length = 1, description = "A checkout code")),
+#[utoipa::path(post, path = "/api/v1/sales/{id}/purchase", tag = "flash-sales",
+    params(
+        ("id" = i64, Path, minimum = 1, description = "The sale of the code"),
+        ("code" = String, Query, min_length = 1, description = "A checkout code")),
     responses(
         (status = 200, description = "Sold to the code's user", body = PurchaseView),
         (status = 400, description = "A missing parameter", body = ErrorBody),
-        (status = 404, description = "Unknown checkout code", body = ErrorBody),
+        (status = 404, description = "Unknown sale, or no such checkout code in it", body = ErrorBody),
         (status = 409, description = "`item_sold` or `user_limit_reached`", body = ErrorBody),
         (status = 410, description = "`sale_over`", body = ErrorBody)))]
 pub(crate) async fn purchase(
     State(state): State<AppState>,
+    PathId(SaleId(sale_id)): PathId<SaleId>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Json<PurchaseView>, ServiceError> {
     let raw = param(&q, "code")?;
     let code = CheckoutCode::parse(raw).map_err(|_| ServiceError::NotFound {
         what: "checkout code",
     })?;
-    let sold = state.services.sales.purchase(code.clone()).await?;
+    let sold = state.services.sales.purchase(sale_id, code.clone()).await?;
     Ok(Json(PurchaseView {
         code: code.as_str().to_owned(),
         sale_id: sold.item.sale_id,

@@ -232,6 +232,38 @@ impl Coupons {
         }
     }
 
+    /// [`Coupons::upload`], answering the stored coupons (their ids and creation times), in
+    /// the order of `entries`.
+    pub async fn upload_and_read(
+        &self,
+        entries: Vec<Result<NewCoupon, Vec<EntryError>>>,
+    ) -> Result<Vec<Coupon>, ServiceError> {
+        let codes: Vec<UploadedCode> = entries
+            .iter()
+            .filter_map(|e| e.as_ref().ok().map(|c| c.code.clone()))
+            .collect();
+        self.upload(entries).await?;
+        let mut stored: HashMap<String, Coupon> = self
+            .store
+            .coupons_by_code(codes.clone())
+            .await?
+            .into_iter()
+            .map(|c| (c.code.clone(), c))
+            .collect();
+        // Uploaded coupons are unexpired and never deleted but by a purge of expired ones, so
+        // every code is found; one that is not would be a fault of ours, not the client's.
+        codes
+            .iter()
+            .map(|code| {
+                stored.remove(code.as_str()).ok_or_else(|| {
+                    ServiceError::Internal(allot_storage::StorageError::Corrupt(
+                        "an uploaded coupon was not found right after the upload".to_owned(),
+                    ))
+                })
+            })
+            .collect()
+    }
+
     /// Hands the user a coupon of the type (untyped for `None`). MEGADEAL requests wait for
     /// admission first, at most the admission's wait limit.
     pub async fn request(
@@ -287,9 +319,7 @@ impl Coupons {
     /// background under the same admission limits. Refused at once when the queue is full.
     pub async fn request_ticket(self: &Arc<Self>, user: UserId) -> Result<String, ServiceError> {
         let queued = self.megadeal.enqueue().map_err(busy)?;
-        let mut bytes = [0u8; 16];
-        rand::rng().fill_bytes(&mut bytes);
-        let id: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+        let id = ticket_id();
         match &self.tickets {
             Tickets::Memory(tickets) => {
                 let mut tickets = tickets.lock().unwrap_or_else(|e| e.into_inner());
@@ -392,10 +422,14 @@ impl Coupons {
         let not_found = ServiceError::NotFound { what: "ticket" };
         match &self.tickets {
             Tickets::Memory(tickets) => {
-                let tickets = tickets.lock().unwrap_or_else(|e| e.into_inner());
-                match tickets.get(id) {
-                    Some(t) if &t.user == user => Ok(t.state.clone()),
-                    _ => Err(not_found),
+                let state = match tickets.lock().unwrap_or_else(|e| e.into_inner()).get(id) {
+                    Some(t) if &t.user == user => t.state.clone(),
+                    _ => return Err(not_found),
+                };
+                // The coupon as it is now (redeemed since, maybe), as a Redis ticket answers it.
+                match state {
+                    TicketState::Done(c) => Ok(TicketState::Done(self.get(&c.code).await?)),
+                    other => Ok(other),
                 }
             }
             Tickets::Redis(conn) => {
@@ -460,6 +494,11 @@ impl Coupons {
     /// Checks, without changing anything, that the user could redeem the coupon now.
     pub async fn validate(&self, code: &str, user: &UserId) -> Result<Coupon, ServiceError> {
         let coupon = self.get(code).await?;
+        self.check(coupon, user)
+    }
+
+    /// Whether the user could redeem the coupon now.
+    fn check(&self, coupon: Coupon, user: &UserId) -> Result<Coupon, ServiceError> {
         let checked = allot_domain::coupon::check_redeemable(
             &coupon.state(),
             user.as_str(),
@@ -470,6 +509,31 @@ impl Coupons {
         tracing::info!(op = "coupons.validate", user = %user, outcome = label);
         tracing::debug!(op = "coupons.validate", code = %coupon.code, outcome = label);
         checked.map(|()| coupon)
+    }
+
+    /// The coupon of `code` if it was allocated to `user`; anyone else's, an unallocated one
+    /// and an unknown code are all "not found", so a caller learns nothing of coupons that
+    /// are not its own (the original coupon system's rule: a user validates and redeems only
+    /// what it was handed). An allocation never changes once made, so the answer holds for a
+    /// redemption that follows.
+    async fn own(&self, code: &str, user: &UserId) -> Result<Coupon, ServiceError> {
+        let coupon = self.get(code).await?;
+        if coupon.allocated_to.as_deref() != Some(user.as_str()) {
+            return Err(ServiceError::NotFound { what: "coupon" });
+        }
+        Ok(coupon)
+    }
+
+    /// [`Coupons::validate`] of a coupon allocated to the user (see [`Coupons::own`]).
+    pub async fn validate_own(&self, code: &str, user: &UserId) -> Result<Coupon, ServiceError> {
+        let coupon = self.own(code, user).await?;
+        self.check(coupon, user)
+    }
+
+    /// [`Coupons::redeem`] of a coupon allocated to the user (see [`Coupons::own`]).
+    pub async fn redeem_own(&self, code: &str, user: UserId) -> Result<Coupon, ServiceError> {
+        self.own(code, &user).await?;
+        self.redeem(code, user).await
     }
 
     pub async fn redeem(&self, code: &str, user: UserId) -> Result<Coupon, ServiceError> {
@@ -515,6 +579,24 @@ impl Coupons {
     }
 }
 
+/// A new ticket's id: a random (version 4) UUID, the form the original coupon system's
+/// clients expect of a tracking id; 122 random bits, so ids cannot be guessed.
+fn ticket_id() -> String {
+    let mut b = [0u8; 16];
+    rand::rng().fill_bytes(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!(
+        "{}-{}-{}-{}-{}",
+        &hex[0..8],
+        &hex[8..12],
+        &hex[12..16],
+        &hex[16..20],
+        &hex[20..32]
+    )
+}
+
 fn parse_code(code: &str) -> Result<UploadedCode, ServiceError> {
     UploadedCode::parse(code).map_err(|_| ServiceError::NotFound { what: "coupon" })
 }
@@ -550,5 +632,25 @@ fn refusal(r: RedeemRefusal) -> ServiceError {
         RedeemRefusal::Exhausted => ServiceError::Exhausted,
         RedeemRefusal::NotOwner => ServiceError::NotOwner,
         RedeemRefusal::Bound { promotion } => ServiceError::CouponBound { promotion },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn ticket_ids_are_random_uuids() {
+        let id = super::ticket_id();
+        assert_eq!(id.len(), 36);
+        let groups: Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(groups[2].starts_with('4'), "version 4: {id}");
+        assert!(
+            matches!(groups[3].as_bytes()[0], b'8' | b'9' | b'a' | b'b'),
+            "RFC 4122 variant: {id}"
+        );
+        assert_ne!(id, super::ticket_id());
     }
 }

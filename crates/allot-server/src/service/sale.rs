@@ -7,7 +7,8 @@ use allot_domain::Clock;
 use allot_domain::sale::{CheckoutCode, ItemId, ItemsPerSale, SaleHour};
 use allot_domain::user::UserId;
 use allot_storage::{
-    CheckoutOutcome, CheckoutRequest, NewSale, PurchaseOutcome, Sale, SaleItem, Store,
+    BasketCheckoutOutcome, BasketCheckoutRequest, BasketLine, BasketPurchaseOutcome,
+    CheckoutOutcome, CheckoutRequest, LineOutcome, NewSale, PurchaseOutcome, Sale, SaleItem, Store,
 };
 
 use crate::ServiceError;
@@ -54,6 +55,49 @@ pub struct Sold {
     pub item: SaleItem,
     pub user_id: String,
     pub replayed: bool,
+}
+
+/// The design checkout: the user's open code after an item went on it.
+#[derive(Debug, Clone)]
+pub struct BasketCheckout {
+    pub code: CheckoutCode,
+    pub items_count: u32,
+    pub sale: Sale,
+}
+
+/// The design checkout's purchase of a code, decided (now or earlier): every item of the
+/// code with what was decided for it. Nothing sold is an outcome too, which the transport
+/// answers as a refusal.
+#[derive(Debug, Clone)]
+pub struct BasketPurchased {
+    pub sale_id: i64,
+    pub user_id: String,
+    pub lines: Vec<BasketLine>,
+    pub replayed: bool,
+}
+
+impl BasketPurchased {
+    pub fn sold(&self) -> impl Iterator<Item = &SaleItem> {
+        self.lines
+            .iter()
+            .filter(|l| l.outcome == LineOutcome::Sold)
+            .map(|l| &l.item)
+    }
+
+    /// Why nothing was sold, when nothing was: the sale's end before all, then an item sold
+    /// meanwhile, then the limit.
+    pub fn refusal(&self) -> Option<ServiceError> {
+        let has = |o| self.lines.iter().any(|l| l.outcome == o);
+        if has(LineOutcome::Sold) {
+            None
+        } else if has(LineOutcome::SaleOver) {
+            Some(ServiceError::SaleOver)
+        } else if has(LineOutcome::ItemSold) {
+            Some(ServiceError::ItemSold)
+        } else {
+            Some(ServiceError::UserLimitReached)
+        }
+    }
 }
 
 impl FlashSales {
@@ -109,8 +153,14 @@ impl FlashSales {
         Ok(sale)
     }
 
-    pub async fn checkout(&self, user: UserId, item: ItemId) -> Result<Checkout, ServiceError> {
-        let sale = self.current().await?;
+    /// Allot's own checkout: a code for one item of sale `sale_id`, which must be current.
+    pub async fn checkout(
+        &self,
+        sale_id: i64,
+        user: UserId,
+        item: ItemId,
+    ) -> Result<Checkout, ServiceError> {
+        let sale = self.current_is(sale_id).await?;
         let outcome = self
             .store
             .checkout(CheckoutRequest {
@@ -134,10 +184,17 @@ impl FlashSales {
         result
     }
 
-    pub async fn purchase(&self, code: CheckoutCode) -> Result<Sold, ServiceError> {
+    /// Allot's own purchase of a one-item code of sale `sale_id`.
+    pub async fn purchase(&self, sale_id: i64, code: CheckoutCode) -> Result<Sold, ServiceError> {
+        self.sale(sale_id).await?;
         let purchase = self
             .store
-            .purchase(code.clone(), self.settings.user_limit, self.clock.now())
+            .purchase(
+                code.clone(),
+                sale_id,
+                self.settings.user_limit,
+                self.clock.now(),
+            )
             .await?;
         let result = match purchase.outcome {
             PurchaseOutcome::Sold { item, user_id } => Ok(Sold {
@@ -161,6 +218,89 @@ impl FlashSales {
         }
         tracing::debug!(op = "sale.purchase", code = %code, outcome = label, replayed = purchase.replayed);
         result
+    }
+
+    /// The current sale, when it is sale `id`: the calls under `/api/v1/sales/{id}/...` that
+    /// only the current sale serves.
+    pub async fn current_is(&self, id: i64) -> Result<Sale, ServiceError> {
+        let sale = self.current().await?;
+        if sale.id == id {
+            return Ok(sale);
+        }
+        self.sale(id).await?;
+        Err(ServiceError::SaleNotCurrent)
+    }
+
+    /// The design checkout: puts the item on the user's open code of the current sale.
+    pub async fn basket_checkout(
+        &self,
+        user: UserId,
+        item: ItemId,
+    ) -> Result<BasketCheckout, ServiceError> {
+        let sale = self.current().await?;
+        let outcome = self
+            .store
+            .basket_checkout(BasketCheckoutRequest {
+                sale: sale.clone(),
+                item,
+                user: user.clone(),
+                user_limit: self.settings.user_limit,
+                now: self.clock.now(),
+            })
+            .await?;
+        let result = match outcome {
+            BasketCheckoutOutcome::Added {
+                code, items_count, ..
+            } => Ok(BasketCheckout {
+                code,
+                items_count,
+                sale,
+            }),
+            BasketCheckoutOutcome::UnknownItem => Err(ServiceError::NotFound { what: "item" }),
+            BasketCheckoutOutcome::NotInCurrentSale => Err(ServiceError::NotInCurrentSale),
+            BasketCheckoutOutcome::ItemSold => Err(ServiceError::ItemSold),
+            BasketCheckoutOutcome::AlreadyOnCode => Err(ServiceError::ItemAlreadyCheckedOut),
+            BasketCheckoutOutcome::UserLimitReached => Err(ServiceError::UserLimitReached),
+        };
+        let label = result.as_ref().map_or_else(|e| e.code(), |_| "ok");
+        metrics::counter!("allot_sale_basket_checkouts_total", "outcome" => label).increment(1);
+        tracing::debug!(op = "sale.basket_checkout", user = %user, item = item.get(), outcome = label);
+        result
+    }
+
+    /// The design checkout's purchase: every still unsold item of the code, once.
+    pub async fn basket_purchase(
+        &self,
+        code: CheckoutCode,
+    ) -> Result<BasketPurchased, ServiceError> {
+        let purchase = self
+            .store
+            .basket_purchase(code.clone(), self.settings.user_limit, self.clock.now())
+            .await?;
+        let BasketPurchaseOutcome::Decided {
+            sale_id,
+            user_id,
+            lines,
+        } = purchase.outcome
+        else {
+            metrics::counter!("allot_sale_basket_purchases_total", "outcome" => "not_found", "replayed" => "false").increment(1);
+            return Err(ServiceError::NotFound { what: "checkout" });
+        };
+        let decided = BasketPurchased {
+            sale_id,
+            user_id,
+            lines,
+            replayed: purchase.replayed,
+        };
+        let label = decided.refusal().map_or("sold", |e| e.code());
+        metrics::counter!("allot_sale_basket_purchases_total", "outcome" => label, "replayed" => purchase.replayed.to_string()).increment(1);
+        if !purchase.replayed {
+            let sold = decided.sold().count() as u64;
+            metrics::counter!("allot_sale_items_sold_total", "sale" => sale_id.to_string())
+                .increment(sold);
+        }
+        tracing::debug!(op = "sale.basket_purchase", code = %code, outcome = label, replayed = purchase.replayed);
+        Ok(decided)
     }
 
     pub async fn sale(&self, id: i64) -> Result<Sale, ServiceError> {

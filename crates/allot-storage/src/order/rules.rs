@@ -592,6 +592,7 @@ mod tests {
 
     fn coupon(code: &str, kind: &str, amount: i64, uses: u32, owner: Option<&str>) -> Coupon {
         Coupon {
+            id: 1,
             code: code.to_owned(),
             coupon_type: None,
             discount_kind: kind.to_owned(),

@@ -29,6 +29,12 @@ const BY_CODE_LOCKED: &str = concat!(
     " FROM coupons WHERE code = $1 FOR UPDATE"
 );
 
+const BY_CODES: &str = concat!(
+    "SELECT ",
+    crate::coupon::coupon_columns!(),
+    " FROM coupons WHERE code = ANY($1)"
+);
+
 /// The row's id and its coupon (see [`COLUMNS`]).
 pub(super) fn coupon(r: &Row) -> Result<(i64, Coupon), StorageError> {
     coupon_of(r)
@@ -359,6 +365,17 @@ impl CouponStore for PgStore {
     async fn coupon(&self, code: &UploadedCode) -> Result<Option<Coupon>, StorageError> {
         let client = self.client().await?;
         get(&client, code.as_str()).await
+    }
+
+    async fn coupons_by_code(&self, codes: Vec<UploadedCode>) -> Result<Vec<Coupon>, StorageError> {
+        let client = self.client().await?;
+        let raw: Vec<&str> = codes.iter().map(UploadedCode::as_str).collect();
+        client
+            .query(BY_CODES, &[&raw])
+            .await?
+            .iter()
+            .map(|r| coupon(r).map(|(_, c)| c))
+            .collect()
     }
 
     async fn redeem_coupon(

@@ -21,6 +21,7 @@ mod personal;
 mod promotion;
 mod promotion_batch;
 mod sale;
+mod sale_basket;
 mod tls;
 mod user;
 mod webhook;

@@ -1,8 +1,9 @@
 //! Flash sales on PostgreSQL, correct across instances:
 //! - one sale per hour: `INSERT ... ON CONFLICT (starts_at_ms) DO NOTHING`; only the instance
 //!   whose insert went in adds the items, in the same transaction;
-//! - a purchase locks its checkout row (a code decides once), then the item's row (sold once),
-//!   then the user's count row (the limit holds), in one transaction.
+//! - a purchase locks its checkout row (a code decides once), then the user's count row (the
+//!   limit holds), then the item's row (sold once), in one transaction: the count row before
+//!   the item, the order of the design checkout too (`sale_basket`).
 
 use allot_domain::UnixMillis;
 use allot_domain::event::EventType;
@@ -20,6 +21,7 @@ use crate::sale::{
     decide_purchase, item_of, opened_event, parse_checkout_code, purchase_label, replayed, sale_of,
     sql,
 };
+use crate::sale_basket::{BasketCheckoutOutcome, BasketCheckoutRequest, BasketPurchase};
 
 /// The item by its id, its row locked for the purchase's transaction.
 const ITEM_LOCKED: &str = concat!(
@@ -71,7 +73,10 @@ async fn by_start(
         .transpose()
 }
 
-async fn by_id(client: &impl GenericClient, id: i64) -> Result<Option<Sale>, StorageError> {
+pub(super) async fn by_id(
+    client: &impl GenericClient,
+    id: i64,
+) -> Result<Option<Sale>, StorageError> {
     client
         .query_opt(sql::SALE_BY_ID, &[&id])
         .await?
@@ -79,7 +84,26 @@ async fn by_id(client: &impl GenericClient, id: i64) -> Result<Option<Sale>, Sto
         .transpose()
 }
 
-async fn bought(
+/// Locks the user's count row of a sale (made first, with 0, if the user bought nothing yet)
+/// and answers what it counts, in one statement: the upsert's update takes the row lock, and
+/// waits for a holder to commit, then answers its count. The user's purchases and design
+/// checkouts serialise on it, across instances.
+pub(super) async fn lock_user_count(
+    tx: &impl GenericClient,
+    sale_id: i64,
+    user: &str,
+) -> Result<i64, StorageError> {
+    tx.query_one(
+        "INSERT INTO sale_user_counts (sale_id, user_id, bought) VALUES ($1, $2, 0)
+         ON CONFLICT (sale_id, user_id) DO UPDATE SET bought = sale_user_counts.bought
+         RETURNING bought",
+        &[&sale_id, &user],
+    )
+    .await?
+    .int(0)
+}
+
+pub(super) async fn bought(
     client: &impl GenericClient,
     sale_id: i64,
     user: &str,
@@ -185,6 +209,7 @@ async fn new_code(
 async fn purchase(
     client: &mut Client,
     code: &CheckoutCode,
+    of_sale: i64,
     user_limit: u32,
     now: UnixMillis,
 ) -> Result<Purchase, StorageError> {
@@ -200,31 +225,30 @@ async fn purchase(
     };
     let (sale_id, item_id, user, decided): (i64, i64, String, Option<String>) =
         (row.get(0), row.get(1), row.get(2), row.get(3));
-    let the_item = tx
-        .query_one(ITEM_LOCKED, &[&item_id])
-        .await
-        .map(|r| item_of(&r))??;
+    if sale_id != of_sale {
+        return Ok(Purchase {
+            outcome: PurchaseOutcome::UnknownCode,
+            replayed: false,
+        });
+    }
     if let Some(decided) = decided {
+        let the_item = tx
+            .query_one(sql::ITEM_BY_ID, &[&item_id])
+            .await
+            .map(|r| item_of(&r))??;
         return Ok(replayed(&decided, the_item, user));
     }
     let sale = by_id(&tx, sale_id)
         .await?
         .ok_or_else(|| StorageError::Corrupt(format!("checkout {code} names a missing sale")))?;
-    // Lock (creating if needed) the user's count row: purchases of one user serialise here.
-    tx.execute(
-        "INSERT INTO sale_user_counts (sale_id, user_id, bought) VALUES ($1, $2, 0)
-         ON CONFLICT (sale_id, user_id) DO NOTHING",
-        &[&sale_id, &user],
-    )
-    .await?;
-    let held: i32 = tx
-        .query_opt(
-            "SELECT bought FROM sale_user_counts WHERE sale_id = $1 AND user_id = $2 FOR UPDATE",
-            &[&sale_id, &user],
-        )
-        .await?
-        .map_or(0, |r| r.get(0));
-    let outcome = match decide_purchase(now, &sale, &the_item, i64::from(held), user_limit) {
+    // The user's count row before the item's, the order every sale transaction locks in
+    // (`sale_basket`).
+    let held = lock_user_count(&tx, sale_id, &user).await?;
+    let the_item = tx
+        .query_one(ITEM_LOCKED, &[&item_id])
+        .await
+        .map(|r| item_of(&r))??;
+    let outcome = match decide_purchase(now, &sale, &the_item, held, user_limit) {
         Err(refusal) => refusal,
         Ok(()) => {
             tx.execute(
@@ -326,11 +350,30 @@ impl SaleStore for PgStore {
     async fn purchase(
         &self,
         code: CheckoutCode,
+        sale_id: i64,
         user_limit: u32,
         now: UnixMillis,
     ) -> Result<Purchase, StorageError> {
         let mut client = self.client().await?;
-        purchase(&mut client, &code, user_limit, now).await
+        purchase(&mut client, &code, sale_id, user_limit, now).await
+    }
+
+    async fn basket_checkout(
+        &self,
+        request: BasketCheckoutRequest,
+    ) -> Result<BasketCheckoutOutcome, StorageError> {
+        let mut client = self.client().await?;
+        super::sale_basket::checkout(&mut client, &request).await
+    }
+
+    async fn basket_purchase(
+        &self,
+        code: CheckoutCode,
+        user_limit: u32,
+        now: UnixMillis,
+    ) -> Result<BasketPurchase, StorageError> {
+        let mut client = self.client().await?;
+        super::sale_basket::purchase(&mut client, &code, user_limit, now).await
     }
 
     async fn sale_items(

@@ -134,6 +134,16 @@ fn allocate(
     Ok(Allocation::New(coupon))
 }
 
+fn by_codes(conn: &Connection, codes: &[UploadedCode]) -> Result<Vec<Coupon>, StorageError> {
+    let mut found = Vec::with_capacity(codes.len());
+    for code in codes {
+        if let Some((_, coupon)) = by_code(conn, code.as_str())? {
+            found.push(coupon);
+        }
+    }
+    Ok(found)
+}
+
 fn get(conn: &Connection, code: &str) -> Result<Option<Coupon>, StorageError> {
     Ok(by_code(conn, code)?.map(|(_, c)| c))
 }
@@ -325,6 +335,10 @@ impl CouponStore for SqliteStore {
     async fn coupon(&self, code: &UploadedCode) -> Result<Option<Coupon>, StorageError> {
         let code = code.clone();
         self.read(move |conn| get(conn, code.as_str())).await
+    }
+
+    async fn coupons_by_code(&self, codes: Vec<UploadedCode>) -> Result<Vec<Coupon>, StorageError> {
+        self.read(move |conn| by_codes(conn, &codes)).await
     }
 
     async fn redeem_coupon(

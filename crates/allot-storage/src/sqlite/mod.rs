@@ -22,6 +22,7 @@ mod personal;
 mod promotion;
 mod reader;
 mod sale;
+mod sale_basket;
 mod user;
 mod webhook;
 mod writer;
@@ -322,6 +323,7 @@ mod tests {
             crate::campaign::sql::ALL,
             crate::coupon::sql::ALL,
             crate::sale::sql::ALL,
+            crate::sale_basket::sql::ALL,
             crate::overview::sql::ALL,
             &[crate::job::CLAIM_SQL],
             crate::promotion::stored::ALL,

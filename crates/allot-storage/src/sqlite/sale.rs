@@ -18,6 +18,7 @@ use crate::sale::{
     decide_purchase, item_of, opened_event, parse_checkout_code, purchase_label, replayed, sale_of,
     sql,
 };
+use crate::sale_basket::{BasketCheckoutOutcome, BasketCheckoutRequest, BasketPurchase};
 
 /// Opens the sale of the hour with its items, in one savepoint; a sale already open for the
 /// hour (this process earlier, another instance) is returned as it is.
@@ -56,7 +57,7 @@ fn by_start(conn: &Connection, start: UnixMillis) -> Result<Option<Sale>, Storag
         .transpose()
 }
 
-fn by_id(conn: &Connection, id: i64) -> Result<Option<Sale>, StorageError> {
+pub(super) fn by_id(conn: &Connection, id: i64) -> Result<Option<Sale>, StorageError> {
     conn.prepare_cached(sql::SALE_BY_ID)?
         .query_row(params![id], |r| Ok(sale_of(r)))
         .optional()?
@@ -71,14 +72,14 @@ fn list(conn: &Connection, before_id: Option<i64>, limit: u32) -> Result<Vec<Sal
     )?)
 }
 
-fn item(conn: &Connection, id: i64) -> Result<Option<SaleItem>, StorageError> {
+pub(super) fn item(conn: &Connection, id: i64) -> Result<Option<SaleItem>, StorageError> {
     conn.prepare_cached(sql::ITEM_BY_ID)?
         .query_row(params![id], |r| Ok(item_of(r)))
         .optional()?
         .transpose()
 }
 
-fn bought(conn: &Connection, sale_id: i64, user: &str) -> Result<i64, StorageError> {
+pub(super) fn bought(conn: &Connection, sale_id: i64, user: &str) -> Result<i64, StorageError> {
     Ok(conn
         .prepare_cached(sql::BOUGHT)?
         .query_row(params![sale_id, user], |r| r.get(0))
@@ -168,6 +169,7 @@ fn new_code(
 fn purchase(
     conn: &Connection,
     code: &CheckoutCode,
+    of_sale: i64,
     user_limit: u32,
     now: UnixMillis,
 ) -> Result<Purchase, StorageError> {
@@ -179,7 +181,7 @@ fn purchase(
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })
         .optional()?;
-    let Some((sale_id, item_id, user, decided)) = row else {
+    let Some((sale_id, item_id, user, decided)) = row.filter(|r| r.0 == of_sale) else {
         return Ok(Purchase {
             outcome: PurchaseOutcome::UnknownCode,
             replayed: false,
@@ -279,11 +281,37 @@ impl SaleStore for SqliteStore {
     async fn purchase(
         &self,
         code: CheckoutCode,
+        sale_id: i64,
         user_limit: u32,
         now: UnixMillis,
     ) -> Result<Purchase, StorageError> {
-        self.write(1, move |conn, _| purchase(conn, &code, user_limit, now))
-            .await
+        self.write(1, move |conn, _| {
+            purchase(conn, &code, sale_id, user_limit, now)
+        })
+        .await
+    }
+
+    async fn basket_checkout(
+        &self,
+        request: BasketCheckoutRequest,
+    ) -> Result<BasketCheckoutOutcome, StorageError> {
+        self.write(1, move |conn, _| {
+            super::sale_basket::checkout(conn, &request)
+        })
+        .await
+    }
+
+    async fn basket_purchase(
+        &self,
+        code: CheckoutCode,
+        user_limit: u32,
+        now: UnixMillis,
+    ) -> Result<BasketPurchase, StorageError> {
+        // Weighed by the items a code may hold (the limit), which it may all sell.
+        self.write(user_limit as usize, move |conn, _| {
+            super::sale_basket::purchase(conn, &code, user_limit, now)
+        })
+        .await
     }
 
     async fn sale_items(

@@ -624,3 +624,37 @@ async fn grpc_web_calls_work_over_http1() {
     assert!(String::from_utf8_lossy(&trailer[5..]).contains("grpc-status:0"));
     app.stop().await;
 }
+
+/// A per-user limit the database cannot hold is the client's mistake, named, on every
+/// transport: above 2,147,483,647 it was stored wrapped on PostgreSQL (a 500) and as given on
+/// SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_per_user_limit_past_what_the_database_holds_is_refused_naming_it() {
+    let app = TestApp::spawn().await;
+    let rest = http()
+        .post(format!("{}/api/v1/campaigns", app.url()))
+        .json(&json!({"name": "big", "start_time": "2030-01-01T00:00:00Z",
+                      "total_coupons": 10, "per_user_limit": 3_000_000_000_i64}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(rest.status(), 422);
+    let body: Value = rest.json().await.unwrap();
+    assert_eq!(body["error"]["field"], "per_user_limit", "{body}");
+    let grpc = coupon_client(app.channel().await)
+        .create_campaign(CreateCampaignRequest {
+            name: "big".into(),
+            start_time: Some(timestamp(START_MS)),
+            total_coupons: 10,
+            per_user_limit: 2_147_483_648,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(grpc.code(), Code::InvalidArgument, "{grpc:?}");
+    assert_eq!(
+        app.db().await.count("SELECT count(*) FROM campaigns").await,
+        0
+    );
+    app.stop().await;
+}

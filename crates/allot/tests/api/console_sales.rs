@@ -43,7 +43,7 @@ async fn buy_first_item(app: &TestApp, user: &str) -> String {
     let item = &items["items"][0];
     let r = http()
         .post(format!(
-            "{}/checkout?user_id={user}&id={}",
+            "{}/api/v1/sales/{sale}/checkout?user_id={user}&id={}",
             app.url(),
             item["id"]
         ))
@@ -56,7 +56,10 @@ async fn buy_first_item(app: &TestApp, user: &str) -> String {
         .unwrap()
         .to_owned();
     let r = http()
-        .post(format!("{}/purchase?code={code}", app.url()))
+        .post(format!(
+            "{}/api/v1/sales/{sale}/purchase?code={code}",
+            app.url()
+        ))
         .send()
         .await
         .unwrap();

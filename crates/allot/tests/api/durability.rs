@@ -235,9 +235,10 @@ async fn sigkill_loses_no_acknowledged_purchase_or_redemption() {
         .json()
         .await
         .unwrap();
+    let sale_id = sale["id"].as_i64().unwrap();
     let first_item = {
         let page: serde_json::Value = client
-            .get(format!("{base}/api/v1/sales/{}/items?limit=1", sale["id"]))
+            .get(format!("{base}/api/v1/sales/{sale_id}/items?limit=1"))
             .send()
             .await
             .unwrap()
@@ -259,7 +260,7 @@ async fn sigkill_loses_no_acknowledged_purchase_or_redemption() {
                 let user = format!("crash-{w}");
                 let Ok(r) = client
                     .post(format!(
-                        "{base}/checkout?user_id={user}&id={}",
+                        "{base}/api/v1/sales/{sale_id}/checkout?user_id={user}&id={}",
                         first_item + i
                     ))
                     .send()
@@ -273,7 +274,9 @@ async fn sigkill_loses_no_acknowledged_purchase_or_redemption() {
                         .unwrap()
                         .to_owned();
                     match client
-                        .post(format!("{base}/purchase?code={code}"))
+                        .post(format!(
+                            "{base}/api/v1/sales/{sale_id}/purchase?code={code}"
+                        ))
                         .send()
                         .await
                     {

@@ -361,14 +361,19 @@ async fn every_capability_appends_its_events_in_order_and_refusals_append_none()
     let item = items["items"][0]["id"].as_i64().unwrap();
     let (s, b) = post(
         &c,
-        format!("{base}/checkout?user_id=ada&id={item}"),
+        format!("{base}/api/v1/sales/{sale_id}/checkout?user_id=ada&id={item}"),
         json!({}),
     )
     .await;
     assert_eq!(s, 200, "{b}");
     let checkout = b["code"].as_str().unwrap().to_owned();
     for _ in 0..2 {
-        let (s, b) = post(&c, format!("{base}/purchase?code={checkout}"), json!({})).await;
+        let (s, b) = post(
+            &c,
+            format!("{base}/api/v1/sales/{sale_id}/purchase?code={checkout}"),
+            json!({}),
+        )
+        .await;
         assert_eq!(s, 200, "{b}");
     }
     let got = expect(&c, &base, &mut at, &["SaleCheckout", "SalePurchased"]).await;

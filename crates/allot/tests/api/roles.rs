@@ -260,6 +260,20 @@ fn rest_calls() -> Vec<(
         ),
         (
             "sales",
+            "POST",
+            "/api/v1/sales/1/purchase?code=nope",
+            None,
+            "admin marketing customer",
+        ),
+        (
+            "sales",
+            "GET",
+            "/sales/active",
+            None,
+            "admin marketing customer",
+        ),
+        (
+            "sales",
             "GET",
             "/api/v1/sales/1/purchases",
             None,

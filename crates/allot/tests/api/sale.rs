@@ -1,4 +1,6 @@
-//! Flash sales over HTTP: a whole sale at full size, the hour, idempotent purchase, errors.
+//! Flash sales over HTTP, Allot's own one-code-per-item checkout under
+//! `/api/v1/sales/{id}/...`: a whole sale at full size, the hour, idempotent purchase, errors.
+//! The design checkout at the root path is `sale_original`.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -109,7 +111,10 @@ pub(crate) async fn run_sale(
                     attempts.fetch_add(1, Ordering::Relaxed);
                     let (status, body) = post(
                         &client,
-                        format!("{base}/checkout?user_id={user}&id={}", ids[i]),
+                        format!(
+                            "{base}/api/v1/sales/{sale_id}/checkout?user_id={user}&id={}",
+                            ids[i]
+                        ),
                     )
                     .await;
                     match status {
@@ -126,8 +131,11 @@ pub(crate) async fn run_sale(
                     }
                 }
                 for code in codes {
-                    let (status, body) =
-                        post(&client, format!("{base}/purchase?code={code}")).await;
+                    let (status, body) = post(
+                        &client,
+                        format!("{base}/api/v1/sales/{sale_id}/purchase?code={code}"),
+                    )
+                    .await;
                     match status {
                         // A replay is the first purchase of the same code answered again (two
                         // workers can serve one user and share its open code): not a new sale.
@@ -256,10 +264,11 @@ async fn sales_follow_the_hour_and_a_code_of_a_past_sale_is_refused() {
     let first = current(&client, &base).await;
     assert_eq!(first["starts_at"], "2026-11-22T10:00:00.000Z");
     assert_eq!(first["ends_at"], "2026-11-22T11:00:00.000Z");
-    let first_item = item_ids(&client, &base, first["id"].as_i64().unwrap()).await[0];
+    let first_id = first["id"].as_i64().unwrap();
+    let first_item = item_ids(&client, &base, first_id).await[0];
     let (status, body) = post(
         &client,
-        format!("{base}/checkout?user_id=late&id={first_item}"),
+        format!("{base}/api/v1/sales/{first_id}/checkout?user_id=late&id={first_item}"),
     )
     .await;
     assert_eq!(status, 200);
@@ -277,20 +286,51 @@ async fn sales_follow_the_hour_and_a_code_of_a_past_sale_is_refused() {
     assert_eq!(second["starts_at"], "2026-11-22T11:00:00.000Z");
     assert_eq!(second["items_total"], 5);
 
-    let (status, body) = post(&client, format!("{base}/purchase?code={code}")).await;
+    let second_id = second["id"].as_i64().unwrap();
+    let (status, body) = post(
+        &client,
+        format!("{base}/api/v1/sales/{first_id}/purchase?code={code}"),
+    )
+    .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (410, Some("sale_over"))
     );
     let (status, body) = post(
         &client,
-        format!("{base}/checkout?user_id=late&id={first_item}"),
+        format!("{base}/api/v1/sales/{second_id}/purchase?code={code}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found")),
+        "a code is known only under its own sale"
+    );
+    let (status, body) = post(
+        &client,
+        format!("{base}/api/v1/sales/{second_id}/checkout?user_id=late&id={first_item}"),
     )
     .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (404, Some("not_in_current_sale"))
     );
+    let (status, body) = post(
+        &client,
+        format!("{base}/api/v1/sales/{first_id}/checkout?user_id=late&id={first_item}"),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("sale_not_current")),
+        "only the current sale checks out"
+    );
+    let (status, _) = post(
+        &client,
+        format!("{base}/api/v1/sales/999999/checkout?user_id=late&id={first_item}"),
+    )
+    .await;
+    assert_eq!(status, 404, "an unknown sale");
     // One sale per hour, however often it is asked for.
     assert_eq!(app.db().await.count("SELECT count(*) FROM sales").await, 2);
     assert_eq!(
@@ -318,12 +358,18 @@ async fn a_code_sells_once_however_often_and_concurrently_it_is_purchased() {
     let ids = item_ids(&client, &base, sale).await;
     let (_, body) = post(
         &client,
-        format!("{base}/checkout?user_id=solo&id={}", ids[0]),
+        format!(
+            "{base}/api/v1/sales/{sale}/checkout?user_id=solo&id={}",
+            ids[0]
+        ),
     )
     .await;
     let code = body["code"].as_str().unwrap().to_owned();
     let tasks = (0..20).map(|_| {
-        let (client, url) = (client.clone(), format!("{base}/purchase?code={code}"));
+        let (client, url) = (
+            client.clone(),
+            format!("{base}/api/v1/sales/{sale}/purchase?code={code}"),
+        );
         tokio::spawn(async move { post(&client, url).await })
     });
     let results: Vec<(u16, Value)> = futures::future::join_all(tasks)
@@ -351,26 +397,45 @@ async fn a_code_sells_once_however_often_and_concurrently_it_is_purchased() {
     // refused at purchase.
     let (_, body) = post(
         &client,
-        format!("{base}/checkout?user_id=pair&id={}", ids[1]),
+        format!(
+            "{base}/api/v1/sales/{sale}/checkout?user_id=pair&id={}",
+            ids[1]
+        ),
     )
     .await;
     let a = body["code"].as_str().unwrap().to_owned();
     let (_, body) = post(
         &client,
-        format!("{base}/checkout?user_id=pair&id={}", ids[2]),
+        format!(
+            "{base}/api/v1/sales/{sale}/checkout?user_id=pair&id={}",
+            ids[2]
+        ),
     )
     .await;
     let b = body["code"].as_str().unwrap().to_owned();
     assert_eq!(
-        post(&client, format!("{base}/purchase?code={a}")).await.0,
+        post(
+            &client,
+            format!("{base}/api/v1/sales/{sale}/purchase?code={a}")
+        )
+        .await
+        .0,
         200
     );
-    let (status, body) = post(&client, format!("{base}/purchase?code={b}")).await;
+    let (status, body) = post(
+        &client,
+        format!("{base}/api/v1/sales/{sale}/purchase?code={b}"),
+    )
+    .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (409, Some("user_limit_reached"))
     );
-    let (status, again) = post(&client, format!("{base}/purchase?code={b}")).await;
+    let (status, again) = post(
+        &client,
+        format!("{base}/api/v1/sales/{sale}/purchase?code={b}"),
+    )
+    .await;
     assert_eq!(
         (status, again["error"]["code"].as_str()),
         (409, Some("user_limit_reached")),
@@ -378,7 +443,10 @@ async fn a_code_sells_once_however_often_and_concurrently_it_is_purchased() {
     );
     let (status, body) = post(
         &client,
-        format!("{base}/checkout?user_id=pair&id={}", ids[3]),
+        format!(
+            "{base}/api/v1/sales/{sale}/checkout?user_id=pair&id={}",
+            ids[3]
+        ),
     )
     .await;
     assert_eq!(
@@ -410,60 +478,80 @@ async fn every_flash_sale_error_has_its_status() {
     let base = app.url();
     let sale = current(&client, &base).await["id"].as_i64().unwrap();
     let ids = item_ids(&client, &base, sale).await;
-    let (_, body) = post(&client, format!("{base}/checkout?user_id=a&id={}", ids[0])).await;
+    let (_, body) = post(
+        &client,
+        format!(
+            "{base}/api/v1/sales/{sale}/checkout?user_id=a&id={}",
+            ids[0]
+        ),
+    )
+    .await;
     let code = body["code"].as_str().unwrap().to_owned();
     assert_eq!(
-        post(&client, format!("{base}/purchase?code={code}"))
-            .await
-            .0,
+        post(
+            &client,
+            format!("{base}/api/v1/sales/{sale}/purchase?code={code}")
+        )
+        .await
+        .0,
         200
     );
 
     let cases = [
         (
-            format!("/checkout?id={}", ids[1]),
+            format!("/api/v1/sales/{sale}/checkout?id={}", ids[1]),
             400,
             "bad_request",
             Some("user_id"),
         ),
         (
-            "/checkout?user_id=a".to_owned(),
+            format!("/api/v1/sales/{sale}/checkout?user_id=a"),
             400,
             "bad_request",
             Some("id"),
         ),
         (
-            "/checkout?user_id=a&id=abc".to_owned(),
+            format!("/api/v1/sales/{sale}/checkout?user_id=a&id=abc"),
             400,
             "bad_request",
             Some("id"),
         ),
         (
-            "/checkout?user_id=a%20b&id=1".to_owned(),
+            format!("/api/v1/sales/{sale}/checkout?user_id=a%20b&id=1"),
             400,
             "bad_request",
             Some("user_id"),
         ),
         (
-            "/checkout?user_id=a&id=999999".to_owned(),
+            format!("/api/v1/sales/{sale}/checkout?user_id=a&id=999999"),
             404,
             "not_found",
             None,
         ),
         (
-            format!("/checkout?user_id=b&id={}", ids[0]),
+            format!("/api/v1/sales/{sale}/checkout?user_id=b&id={}", ids[0]),
             409,
             "item_sold",
             None,
         ),
-        ("/purchase".to_owned(), 400, "bad_request", Some("code")),
         (
-            "/purchase?code=ZZZZZZZZZZZZZZZZ".to_owned(),
+            format!("/api/v1/sales/{sale}/purchase"),
+            400,
+            "bad_request",
+            Some("code"),
+        ),
+        (
+            format!("/api/v1/sales/{sale}/purchase?code=ZZZZZZZZZZZZZZZZ"),
             404,
             "not_found",
             None,
         ),
-        ("/purchase?code=short".to_owned(), 404, "not_found", None),
+        (
+            format!("/api/v1/sales/{sale}/purchase?code=short"),
+            404,
+            "not_found",
+            None,
+        ),
     ];
     for (path, status, code, field) in cases {
         let (got, body) = post(&client, format!("{base}{path}")).await;
@@ -494,7 +582,11 @@ async fn every_flash_sale_error_has_its_status() {
         }
     })
     .await;
-    let (status, body) = post(&client, format!("{}/checkout?user_id=a&id=1", off.url())).await;
+    let (status, body) = post(
+        &client,
+        format!("{}/api/v1/sales/1/checkout?user_id=a&id=1", off.url()),
+    )
+    .await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (409, Some("no_active_sale"))

@@ -164,6 +164,15 @@ pub enum Op {
     Purchase {
         checkout: Pick,
     },
+    /// The design checkout (seed 002) at the root path: the item on the customer's open code.
+    DesignCheckout {
+        customer: u8,
+        item: Pick,
+    },
+    /// The design purchase of a code the design checkout handed out.
+    DesignPurchase {
+        code: Pick,
+    },
     AdvanceClock {
         minutes: i64,
     },
@@ -307,6 +316,8 @@ pub fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::ReadSale),
         2 => (customer(), pick()).prop_map(|(customer, item)| Op::Checkout { customer, item }),
         2 => pick().prop_map(|checkout| Op::Purchase { checkout }),
+        2 => (customer(), pick()).prop_map(|(customer, item)| Op::DesignCheckout { customer, item }),
+        2 => pick().prop_map(|code| Op::DesignPurchase { code }),
         1 => (1i64..40).prop_map(|minutes| Op::AdvanceClock { minutes }),
         1 => Just(Op::ReadEvents),
         1 => Just(Op::ReadAudit),

@@ -46,6 +46,7 @@ pub(crate) struct World {
     pub(crate) sales: Vec<i64>,
     sale_items: Vec<i64>,
     checkouts: Vec<String>,
+    design_codes: Vec<String>,
 }
 
 fn pick<T: Clone>(list: &[T], p: Pick) -> Option<T> {
@@ -567,8 +568,13 @@ impl Side {
                 item,
             } => {
                 let item = pick_id(&w.sale_items, *item);
+                // Allot's own checkout, under the sale last read (which may be over).
+                let sale = w.sales.last().copied().unwrap_or(1);
                 let answer = self
-                    .post_bare(&format!("/checkout?user_id={}&id={item}", customer(*who)))
+                    .post_bare(&format!(
+                        "/api/v1/sales/{sale}/checkout?user_id={}&id={item}",
+                        customer(*who)
+                    ))
                     .await;
                 if let Some(code) = answer.1["code"].as_str() {
                     self.names.code("chk", code);
@@ -578,6 +584,34 @@ impl Side {
             }
             Op::Purchase { checkout } => {
                 let code = pick(&w.checkouts, *checkout).unwrap_or(UNKNOWN_CHECKOUT.to_owned());
+                let sale = w.sales.last().copied().unwrap_or(1);
+                (
+                    self.post_bare(&format!("/api/v1/sales/{sale}/purchase?code={code}"))
+                        .await,
+                    None,
+                )
+            }
+            Op::DesignCheckout {
+                customer: who,
+                item,
+            } => {
+                let item = pick_id(&w.sale_items, *item);
+                let answer = self
+                    .post_bare(&format!("/checkout?user_id={}&id={item}", customer(*who)))
+                    .await;
+                // An error's body has a `code` too: the design's machine-readable reason.
+                if answer.0 == 200
+                    && let Some(code) = answer.1["code"].as_str()
+                {
+                    self.names.code("basket", code);
+                    if !self.world.design_codes.iter().any(|c| c == code) {
+                        self.world.design_codes.push(code.to_owned());
+                    }
+                }
+                (answer, None)
+            }
+            Op::DesignPurchase { code } => {
+                let code = pick(&w.design_codes, *code).unwrap_or(UNKNOWN_CHECKOUT.to_owned());
                 (
                     self.post_bare(&format!("/purchase?code={code}")).await,
                     None,
