@@ -70,6 +70,8 @@ event_types!(
     InventoryThresholdCleared,
     OrderCreated,
     OrderStatusChanged,
+    OrderPaymentReceived,
+    OrderRefunded,
     NotificationQueued,
     NotificationSent,
     NotificationFailed,

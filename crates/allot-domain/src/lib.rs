@@ -15,6 +15,7 @@ pub mod event;
 pub mod inventory;
 pub mod notification;
 pub mod order;
+pub mod payment;
 pub mod promotion;
 pub mod sale;
 

@@ -2,6 +2,7 @@
 //! each: `http::error` (HTTP + JSON body) and `grpc` (gRPC status).
 
 use allot_domain::DomainError;
+use allot_domain::payment::PaymentRefusal;
 use allot_storage::StorageError;
 use thiserror::Error;
 
@@ -218,6 +219,34 @@ pub enum ServiceError {
     },
     #[error("campaign_id: no such campaign")]
     UnknownCampaign,
+    /// A payment or a refund the rules refuse (`allot_domain::payment`); nothing was written.
+    #[error("{}", payment_message(.0))]
+    Payment(PaymentRefusal),
+}
+
+fn payment_message(r: &PaymentRefusal) -> String {
+    match r {
+        PaymentRefusal::OrderNotFound => "order not found".to_owned(),
+        PaymentRefusal::CurrencyMismatch { order_currency } => {
+            format!("currency: the order is in {order_currency}")
+        }
+        PaymentRefusal::OrderNotPayable { status } => {
+            format!("the order is {status}: it takes no payment")
+        }
+        PaymentRefusal::ExceedsTotal { payable_minor } => format!(
+            "amount_minor: captures would pass the order's total; at most {payable_minor} more"
+        ),
+        PaymentRefusal::ExceedsCapture { refundable_minor } => format!(
+            "amount_minor: refunds would pass what was captured; at most {refundable_minor} more"
+        ),
+        PaymentRefusal::ReferenceConflict => {
+            "reference: this provider's reference is another payment (another order or amount)"
+                .to_owned()
+        }
+        PaymentRefusal::StatusConflict { status } => {
+            format!("status: the payment is {status} and cannot go back")
+        }
+    }
 }
 
 /// The shared MEGADEAL admission state (Redis) could not be reached.
@@ -274,6 +303,11 @@ impl ServiceError {
             }
             ServiceError::BadRequest { .. } => ErrorKind::BadRequest,
             ServiceError::NotFound { .. } => ErrorKind::NotFound,
+            ServiceError::Payment(r) => match r {
+                PaymentRefusal::OrderNotFound => ErrorKind::NotFound,
+                PaymentRefusal::CurrencyMismatch { .. } => ErrorKind::InvalidArgument,
+                _ => ErrorKind::Conflict,
+            },
             ServiceError::AlreadyUsed => ErrorKind::Conflict,
             ServiceError::NotStarted { .. } | ServiceError::Ended { .. } => {
                 ErrorKind::FailedPrecondition
@@ -350,6 +384,15 @@ impl ServiceError {
             ServiceError::NotFound { what: "promotion" } => "promotion_not_found",
             ServiceError::NotFound { what: "hold" } => "hold_not_found",
             ServiceError::NotFound { .. } => "not_found",
+            ServiceError::Payment(r) => match r {
+                PaymentRefusal::OrderNotFound => "not_found",
+                PaymentRefusal::CurrencyMismatch { .. } => "currency_mismatch",
+                PaymentRefusal::OrderNotPayable { .. } => "order_not_payable",
+                PaymentRefusal::ExceedsTotal { .. } => "payment_exceeds_total",
+                PaymentRefusal::ExceedsCapture { .. } => "refund_exceeds_capture",
+                PaymentRefusal::ReferenceConflict => "reference_conflict",
+                PaymentRefusal::StatusConflict { .. } => "payment_status_conflict",
+            },
             ServiceError::AlreadyUsed => "already_used",
             ServiceError::NotStarted { .. } => "not_started",
             ServiceError::Ended { .. } => "ended",
@@ -429,6 +472,15 @@ impl ServiceError {
             | ServiceError::AlreadyBound { field, .. }
             | ServiceError::UsedUpCodes { field, .. } => Some(field),
             ServiceError::UnknownCampaign => Some("campaign_id"),
+            ServiceError::Payment(r) => match r {
+                PaymentRefusal::CurrencyMismatch { .. } => Some("currency"),
+                PaymentRefusal::ExceedsTotal { .. } | PaymentRefusal::ExceedsCapture { .. } => {
+                    Some("amount_minor")
+                }
+                PaymentRefusal::ReferenceConflict => Some("reference"),
+                PaymentRefusal::StatusConflict { .. } => Some("status"),
+                PaymentRefusal::OrderNotFound | PaymentRefusal::OrderNotPayable { .. } => None,
+            },
             _ => None,
         }
     }

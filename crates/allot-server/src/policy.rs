@@ -117,6 +117,7 @@ const WAREHOUSE: &[Role] = &[Admin, Warehouse];
 const ORDER_PLACERS: &[Role] = &[Admin, Customer];
 const ORDER_READERS: &[Role] = &[Admin, Support, Warehouse, Customer];
 const NOTIFICATION_SENDERS: &[Role] = &[Admin, Support];
+const PAYMENT_STAFF: &[Role] = &[Admin, Support];
 const STAFF: &[Role] = &[Admin, Marketing, Warehouse, Support];
 
 const fn rest(method: &'static str, path: &'static str, access: Access) -> Rule {
@@ -528,6 +529,22 @@ pub const RULES: &[Rule] = &[
         ),
         "warehouse: fulfilled, delivered, returned; customer: its own, to cancelled or \
          return_requested; admin and support: any",
+    ),
+    // Payments and refunds: recorded by the staff who take and give back money.
+    rest(
+        "POST",
+        "/api/v1/orders/{order_id}/payments",
+        Access::Roles(PAYMENT_STAFF),
+    ),
+    rest(
+        "GET",
+        "/api/v1/orders/{order_id}/payments",
+        Access::Roles(PAYMENT_STAFF),
+    ),
+    rest(
+        "POST",
+        "/api/v1/orders/{order_id}/refunds",
+        Access::Roles(PAYMENT_STAFF),
     ),
     // Promotions: managed by marketing; previewed by staff who answer customers and by
     // customers; held, redeemed and rolled back by a shop's backend (an API key of marketing).

@@ -21,6 +21,7 @@ pub mod notification;
 pub mod order;
 pub mod origin;
 pub mod overview;
+pub mod payment;
 pub mod postgres;
 pub mod promotion;
 mod row;
@@ -60,6 +61,10 @@ pub use order::{
     OrderRefusal, OrderResult, OrderStore, StatusChange, StatusRequest,
 };
 pub use overview::{OverviewCounts, OverviewStore};
+pub use payment::{
+    NewPayment, NewRefund, OrderPayments, Payment, PaymentRecorded, PaymentResult, PaymentStore,
+    Refund,
+};
 pub use promotion::{
     Binding, CodeSource, HeldPromotion, Hold, HoldStatus, NewHold, NewPromotion, PromotionQuery,
     PromotionRefusal, PromotionResult, PromotionStore, ResolvedCode, StoredPromotion, Totals,
@@ -94,6 +99,7 @@ pub trait Store:
     + InventoryStore
     + IdempotencyStore
     + OrderStore
+    + PaymentStore
     + UserStore
     + EventStore
     + WebhookStore

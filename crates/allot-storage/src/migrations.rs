@@ -50,6 +50,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(20, "order_promotions", "0020_order_promotions.sql"),
     migration!(21, "bound_coupons", "0021_bound_coupons.sql"),
     migration!(22, "sale_baskets", "0022_sale_baskets.sql"),
+    migration!(23, "payments", "0023_payments.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.

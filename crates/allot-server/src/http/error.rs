@@ -4,6 +4,7 @@
 pub(crate) use crate::error::status_of;
 use std::borrow::Cow;
 
+use allot_domain::payment::PaymentRefusal;
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -45,11 +46,14 @@ pub(crate) struct ErrorDetail {
     /// For batch requests: every bad entry, by index and field.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub details: Option<Vec<crate::error::EntryError>>,
-    /// For `out_of_stock`: the units available in all warehouses together.
+    /// For `out_of_stock`: the units available in all warehouses together; for
+    /// `payment_exceeds_total` and `refund_exceeds_capture`, the minor units a capture or a
+    /// refund may still take.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub available_total: Option<i64>,
     /// For `reservation_not_pending`: the reservation's status; for `hold_not_held`, the
-    /// hold's.
+    /// hold's; for `order_not_payable`, the order's; for `payment_status_conflict`, the
+    /// payment's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<&'static str>,
     /// For an order's `out_of_stock`: the product of the line that cannot be served.
@@ -148,6 +152,15 @@ impl IntoResponse for ServiceError {
         let unauthenticated = self.kind() == ErrorKind::Unauthenticated;
         let (available_total, product_id) = match &self {
             ServiceError::OutOfStock { available_total } => (Some(*available_total), None),
+            // What a capture or a refund may still take.
+            ServiceError::Payment(
+                PaymentRefusal::ExceedsTotal {
+                    payable_minor: left,
+                }
+                | PaymentRefusal::ExceedsCapture {
+                    refundable_minor: left,
+                },
+            ) => (Some(*left), None),
             ServiceError::OrderOutOfStock {
                 product_id,
                 available_total,
@@ -167,6 +180,12 @@ impl IntoResponse for ServiceError {
         let reservation_status = match &self {
             ServiceError::ReservationNotPending { status }
             | ServiceError::HoldNotHeld { status } => Some(*status),
+            ServiceError::Payment(PaymentRefusal::OrderNotPayable { status }) => {
+                Some(status.as_str())
+            }
+            ServiceError::Payment(PaymentRefusal::StatusConflict { status }) => {
+                Some(status.as_str())
+            }
             _ => None,
         };
         let (details, codes) = match self {

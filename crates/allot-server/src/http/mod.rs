@@ -20,6 +20,7 @@ mod notification;
 mod openapi;
 mod order;
 mod original_coupons;
+mod payment;
 mod promotion;
 mod sale;
 mod sale_original;
@@ -50,6 +51,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(catalog::routes())
         .merge(inventory::routes())
         .merge(order::routes())
+        .merge(payment::routes())
         .merge(promotion::routes())
         .merge(notification::routes())
         .merge(event::routes())

@@ -13,7 +13,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::policy::{self, Access};
 
-use super::webhook;
+use super::{payment, webhook};
 
 use super::notification;
 use super::{
@@ -104,6 +104,9 @@ use super::{
         order::list,
         order::read,
         order::change_status,
+        payment::record,
+        payment::list,
+        payment::refund,
         promotion::create,
         promotion::list,
         promotion::read,

@@ -10,6 +10,7 @@ pub mod discount;
 pub mod inventory;
 pub mod notification;
 pub mod order;
+pub mod payment;
 pub mod promotion;
 pub mod sale;
 pub mod webhook;

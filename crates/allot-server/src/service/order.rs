@@ -359,6 +359,14 @@ impl Orders {
         }
     }
 
+    pub(crate) fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    pub(crate) fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     pub async fn get(&self, id: i64) -> Result<Order, ServiceError> {
         self.store
             .order(id)

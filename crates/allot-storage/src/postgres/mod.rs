@@ -16,6 +16,7 @@ mod notification;
 mod order;
 mod order_batch;
 mod overview;
+mod payment;
 mod personal;
 mod promotion;
 mod promotion_batch;

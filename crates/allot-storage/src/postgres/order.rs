@@ -66,7 +66,10 @@ async fn restock(
 }
 
 /// The status change, in `tx`; the caller commits only a success.
-async fn change(tx: &tokio_postgres::Transaction<'_>, req: &StatusRequest) -> Refusable<Order> {
+pub(super) async fn change(
+    tx: &tokio_postgres::Transaction<'_>,
+    req: &StatusRequest,
+) -> Refusable<Order> {
     let now = req.now;
     let locked = tx
         .query_opt("SELECT id FROM orders WHERE id = $1 FOR UPDATE", &[&req.id])

@@ -17,6 +17,7 @@ mod migrate;
 mod notification;
 mod order;
 mod overview;
+mod payment;
 mod personal;
 mod promotion;
 mod reader;
@@ -326,6 +327,7 @@ mod tests {
             crate::overview::sql::ALL,
             &[crate::job::CLAIM_SQL],
             crate::promotion::stored::ALL,
+            crate::payment::sql::ALL,
         ];
         for sql in shared.into_iter().flatten() {
             let stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));

@@ -233,7 +233,7 @@ fn change(conn: &Connection, req: &StatusRequest) -> Refusable<Order> {
     all_or_nothing(conn, |conn| change_inner(conn, req))
 }
 
-fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<Order> {
+pub(super) fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<Order> {
     let now = req.now;
     let Some(o) = load(conn, req.id)? else {
         return Ok(Err(OrderRefusal::OrderNotFound));

@@ -774,3 +774,219 @@ async fn orders_every_endpoint_is_in_the_openapi_document() {
     }
     app.stop().await;
 }
+
+impl Shop {
+    async fn pay(&self, order: i64, body: Value) -> (u16, Value, bool) {
+        send(
+            self.c
+                .post(format!("{}/api/v1/orders/{order}/payments", self.base))
+                .json(&body),
+        )
+        .await
+    }
+
+    async fn refund(&self, order: i64, amount: i64) -> (u16, Value) {
+        post(
+            &self.c,
+            format!("{}/api/v1/orders/{order}/refunds", self.base),
+            json!({"amount_minor": amount, "reason": "damaged"}),
+        )
+        .await
+    }
+
+    async fn to_status_of(&self, id: i64) -> String {
+        let (s, b, _) = send(self.c.get(format!("{}/api/v1/orders/{id}", self.base))).await;
+        assert_eq!(s, 200, "{b}");
+        b["status"].as_str().unwrap().to_owned()
+    }
+
+    /// An order of two units at 2,500 EUR each (total 5,000), pending.
+    async fn order_of_5000(&self) -> i64 {
+        let p = self.product("PAID", 2500, "EUR").await;
+        let w = self.warehouse("PAY").await;
+        self.stock(p, w, 10).await;
+        let o = self.order(&[(p, 2)], None, None).await;
+        assert_eq!(o["total_minor"], 5000, "{o}");
+        o["id"].as_i64().unwrap()
+    }
+}
+
+/// Payments as a provider reports them: a capture short of the total leaves the order pending,
+/// the one that completes it confirms the order in the same step, a report sent twice is
+/// recorded once, and what cannot be right (another currency, more than is owed, a reference
+/// naming another payment, a capture going back) is refused naming the field, writing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn payments_confirm_an_order_once_its_total_is_captured_and_replays_change_nothing() {
+    let shop = Shop::open().await;
+    let id = shop.order_of_5000().await;
+    let transfer = json!({"provider": "bank_transfer", "reference": "BT-1", "amount_minor": 2000, "currency": "EUR"});
+    let (s, b, replayed) = shop.pay(id, transfer.clone()).await;
+    assert_eq!((s, replayed), (201, false), "{b}");
+    assert_eq!(
+        (&b["payment"]["status"], &b["order_paid"]),
+        (&json!("captured"), &json!(false))
+    );
+    let (s, again, replayed) = shop.pay(id, transfer).await;
+    assert_eq!((s, replayed), (200, true), "{again}");
+    assert_eq!(again["payment"]["id"], b["payment"]["id"]);
+    assert_eq!(shop.to_status_of(id).await, "pending");
+
+    for (body, status, code, field) in [
+        (
+            json!({"provider": "bank_transfer", "reference": "BT-2", "amount_minor": 10, "currency": "USD"}),
+            422,
+            "currency_mismatch",
+            json!("currency"),
+        ),
+        (
+            json!({"provider": "bank_transfer", "reference": "BT-2", "amount_minor": 3001, "currency": "EUR"}),
+            409,
+            "payment_exceeds_total",
+            json!("amount_minor"),
+        ),
+        (
+            json!({"provider": "bank_transfer", "reference": "BT-1", "amount_minor": 100, "currency": "EUR"}),
+            409,
+            "reference_conflict",
+            json!("reference"),
+        ),
+        (
+            json!({"provider": "bank transfer", "reference": "BT-3", "amount_minor": 100, "currency": "EUR"}),
+            422,
+            "invalid_argument",
+            json!("provider"),
+        ),
+        (
+            json!({"provider": "x", "reference": "BT-3", "amount_minor": 0, "currency": "EUR"}),
+            422,
+            "invalid_argument",
+            json!("amount_minor"),
+        ),
+    ] {
+        let (s, b, _) = shop.pay(id, body.clone()).await;
+        assert_eq!(
+            (s, b["error"]["code"].as_str(), &b["error"]["field"]),
+            (status, Some(code), &field),
+            "{body}: {b}"
+        );
+    }
+    let (_, b, _) = shop
+        .pay(
+            id,
+            json!({"provider": "bank_transfer", "reference": "BT-2", "amount_minor": 3001, "currency": "EUR"}),
+        )
+        .await;
+    assert_eq!(b["error"]["available_total"], 3000, "{b}");
+
+    // An authorization holds; its capture completes the total and confirms the order.
+    let intent = |status: &str| json!({"provider": "stripe", "reference": "pi_1", "status": status, "amount_minor": 3000, "currency": "eur"});
+    let (s, b, _) = shop.pay(id, intent("authorized")).await;
+    assert_eq!((s, &b["order_paid"]), (201, &json!(false)), "{b}");
+    assert_eq!(shop.to_status_of(id).await, "pending");
+    let (s, b, _) = shop.pay(id, intent("captured")).await;
+    assert_eq!((s, &b["order_paid"]), (201, &json!(true)), "{b}");
+    assert_eq!(shop.to_status_of(id).await, "confirmed");
+    let (s, b, _) = shop.pay(id, intent("failed")).await;
+    assert_eq!(
+        (
+            s,
+            b["error"]["code"].as_str(),
+            b["error"]["status"].as_str()
+        ),
+        (409, Some("payment_status_conflict"), Some("captured")),
+        "{b}"
+    );
+
+    let (s, listed, _) = send(
+        shop.c
+            .get(format!("{}/api/v1/orders/{id}/payments", shop.base)),
+    )
+    .await;
+    assert_eq!(s, 200, "{listed}");
+    assert_eq!(
+        (
+            &listed["captured_minor"],
+            &listed["total_minor"],
+            listed["payments"].as_array().map(Vec::len)
+        ),
+        (&json!(5000), &json!(5000), Some(2))
+    );
+    let db = shop.app.db().await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM events WHERE type = 'OrderPaymentReceived'")
+            .await,
+        3,
+        "one event per change, none for the replay or the refusals"
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT count(*) FROM order_status_history WHERE order_id = {id} AND to_status = 'confirmed'"
+        ))
+        .await,
+        1
+    );
+    assert_ledger_matches(&db).await;
+    shop.app.stop().await;
+}
+
+/// Refunds racing for one order: together they never pass what was captured; the one that
+/// would is refused whole, naming what is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_refunds_refund_exactly_the_capture_and_never_more() {
+    let shop = Shop::open().await;
+    let id = shop.order_of_5000().await;
+    for (reference, amount) in [("pi_a", 3000), ("pi_b", 2000)] {
+        let (s, b, _) = shop
+            .pay(
+                id,
+                json!({"provider": "stripe", "reference": reference, "amount_minor": amount, "currency": "EUR"}),
+            )
+            .await;
+        assert_eq!(s, 201, "{b}");
+    }
+    let results = futures::future::join_all((0..20).map(|_| shop.refund(id, 700))).await;
+    let ok = results.iter().filter(|(s, _)| *s == 201).count();
+    assert_eq!(ok, 7, "{results:?}");
+    for (s, b) in results.iter().filter(|(s, _)| *s != 201) {
+        assert_eq!(
+            (*s, b["error"]["code"].as_str()),
+            (409, Some("refund_exceeds_capture")),
+            "{b}"
+        );
+    }
+    let (s, b) = shop.refund(id, 100).await;
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = shop.refund(id, 1).await;
+    assert_eq!(
+        (s, &b["error"]["code"], &b["error"]["available_total"]),
+        (409, &json!("refund_exceeds_capture"), &json!(0)),
+        "{b}"
+    );
+
+    let db = shop.app.db().await;
+    assert_eq!(
+        db.count(&format!(
+            "SELECT CAST(coalesce(sum(amount_minor), 0) AS BIGINT) FROM order_refunds WHERE order_id = {id}"
+        ))
+        .await,
+        5000
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT CAST(coalesce(sum(refunded_minor), 0) AS BIGINT) FROM order_payments WHERE order_id = {id}"
+        ))
+        .await,
+        5000
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM order_payments WHERE refunded_minor > amount_minor")
+            .await,
+        0
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM events WHERE type = 'OrderRefunded'")
+            .await,
+        8
+    );
+    shop.app.stop().await;
+}

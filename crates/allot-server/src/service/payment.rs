@@ -1,0 +1,105 @@
+//! Payments and refunds of orders: checked input in, the storage's decision out. Allot records
+//! what the shop's payment provider reports; it never handles card data.
+
+use allot_domain::payment::{
+    Amount, PaymentRefusal, PaymentStatus, Provider, REASON_MAX_CHARS, Reference,
+};
+use allot_domain::{DomainError, UnixMillis};
+use allot_storage::{NewPayment, NewRefund, OrderPayments, PaymentRecorded, Refund};
+
+use super::order::Orders;
+use crate::ServiceError;
+
+/// A payment as a client reports it, unchecked.
+#[derive(Debug, Clone)]
+pub struct PaymentInput {
+    pub provider: String,
+    pub reference: String,
+    pub status: String,
+    pub amount_minor: i64,
+    pub currency: String,
+}
+
+fn refused<T>(r: Result<T, PaymentRefusal>) -> Result<T, ServiceError> {
+    r.map_err(ServiceError::Payment)
+}
+
+impl Orders {
+    /// Records a payment of the order (staff, or the provider's webhook): answers it and
+    /// whether an earlier report with the same provider and reference already had.
+    pub async fn record_payment(
+        &self,
+        order_id: i64,
+        input: PaymentInput,
+    ) -> Result<PaymentRecorded, ServiceError> {
+        let new = NewPayment {
+            order_id,
+            provider: Provider::parse(&input.provider)?,
+            reference: Reference::parse("reference", &input.reference)?,
+            status: PaymentStatus::parse(&input.status)?,
+            amount: Amount::parse("amount_minor", input.amount_minor)?,
+            currency: currency(&input.currency)?,
+            now: self.now(),
+        };
+        let recorded = refused(self.store().record_payment(new).await?)?;
+        tracing::info!(
+            op = "orders.payment",
+            order = order_id,
+            payment = recorded.payment.id,
+            status = recorded.payment.status.as_str(),
+            replayed = recorded.replayed,
+            paid = recorded.order_paid,
+        );
+        Ok(recorded)
+    }
+
+    /// Refunds part or all of what the order's payments captured.
+    pub async fn refund(
+        &self,
+        order_id: i64,
+        amount_minor: i64,
+        reason: Option<String>,
+    ) -> Result<Vec<Refund>, ServiceError> {
+        let reason = match reason.map(|r| r.trim().to_owned()) {
+            Some(r) if r.chars().count() > REASON_MAX_CHARS || r.chars().any(char::is_control) => {
+                return Err(DomainError::invalid(
+                    "reason",
+                    format!("must be at most {REASON_MAX_CHARS} printable characters"),
+                )
+                .into());
+            }
+            Some(r) if r.is_empty() => None,
+            other => other,
+        };
+        let new = NewRefund {
+            order_id,
+            amount: Amount::parse("amount_minor", amount_minor)?,
+            reason,
+            now: self.now(),
+        };
+        let refunds = refused(self.store().refund_order(new).await?)?;
+        tracing::info!(op = "orders.refund", order = order_id, amount_minor);
+        Ok(refunds)
+    }
+
+    pub async fn payments(&self, order_id: i64) -> Result<OrderPayments, ServiceError> {
+        self.store()
+            .order_payments(order_id)
+            .await?
+            .ok_or(ServiceError::NotFound { what: "order" })
+    }
+
+    fn now(&self) -> UnixMillis {
+        self.clock().now()
+    }
+}
+
+/// An ISO 4217 code: three ASCII letters, upper-cased.
+fn currency(raw: &str) -> Result<String, ServiceError> {
+    let c = raw.trim().to_ascii_uppercase();
+    if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) {
+        Ok(c)
+    } else {
+        Err(DomainError::invalid("currency", "must be a three-letter ISO 4217 code").into())
+    }
+}
