@@ -127,7 +127,6 @@ impl PaymentsView {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct PaymentBody {
     /// Who took the payment: 1 to 32 of a-z, 0-9, `_` and `-` (`cash_on_delivery`,
     /// `bank_transfer`, `stripe`, ...).
@@ -152,7 +151,6 @@ pub(crate) struct PaymentBody {
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
 pub(crate) struct RefundBody {
     /// Minor units, 1 to 1,000,000,000,000; never more than is left of the captures.
     #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
