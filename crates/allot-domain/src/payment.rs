@@ -160,6 +160,8 @@ pub enum PaymentRefusal {
     StatusConflict {
         status: PaymentStatus,
     },
+    /// No captured payment of the order has this provider and reference.
+    UnknownPayment,
 }
 
 /// What the order's payments add up to.

@@ -129,6 +129,7 @@ impl Application {
             metrics: metrics::handle(),
             stopping: stopping_rx,
             rate_limits: rate_limits.clone(),
+            stripe: config.stripe.clone().map(std::sync::Arc::new),
         };
         let rate_limits_handle = rate_limits.clone();
         announce_open_contracts(&config.auth);

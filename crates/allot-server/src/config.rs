@@ -191,6 +191,22 @@ pub struct ServeArgs {
     )]
     pub webhook_allow_http: Option<bool>,
 
+    /// The signing secret of a Stripe webhook endpoint (whsec_...): with it, Stripe's events
+    /// POSTed to /api/v1/payments/stripe record payments and refunds of orders; without it the
+    /// route answers 404
+    #[arg(
+        long,
+        env = "ALLOT_STRIPE_WEBHOOK_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub stripe_webhook_secret: Option<Secret>,
+
+    /// How old a Stripe event's signed timestamp may be, in seconds, before it is refused as a
+    /// replay [default: 300]
+    #[arg(long, env = "ALLOT_STRIPE_TOLERANCE_SECS", value_name = "SECS")]
+    pub stripe_tolerance_secs: Option<u64>,
+
     /// MEGADEAL requests served at the same time, at most [default: 5]
     #[arg(long, env = "ALLOT_MEGADEAL_IN_FLIGHT_MAX", value_name = "N")]
     pub megadeal_in_flight_max: Option<usize>,
@@ -486,6 +502,8 @@ struct FileConfig {
     webhook_retention_hours: Option<u64>,
     webhook_ca_file: Option<PathBuf>,
     webhook_allow_http: Option<bool>,
+    stripe_webhook_secret: Option<Secret>,
+    stripe_tolerance_secs: Option<u64>,
     megadeal_in_flight_max: Option<usize>,
     megadeal_per_second_max: Option<usize>,
     megadeal_wait_max_ms: Option<u64>,
@@ -554,6 +572,8 @@ pub struct Config {
     /// The embedded database file's largest size, in MiB (`None`: as the disk allows).
     pub sqlite_size_max_mb: Option<u64>,
     pub webhooks: WebhookSettings,
+    /// Stripe's webhook: its signing secret and tolerance (none: the route answers 404).
+    pub stripe: Option<StripeSettings>,
     pub megadeal: AdmissionLimits,
     pub sales: SaleSettings,
     pub auth: AuthSettings,
@@ -615,6 +635,7 @@ impl Config {
             discount_code_percent: DEFAULT_DISCOUNT_CODE_PERCENT,
             sqlite_size_max_mb: None,
             webhooks: WebhookSettings::default(),
+            stripe: None,
             megadeal: AdmissionLimits::default(),
             sales: SaleSettings::default(),
             auth: AuthSettings::default(),
@@ -862,6 +883,16 @@ impl ServeArgs {
                         .unwrap_or(d.allow_http),
                 }
             },
+            stripe: self
+                .stripe_webhook_secret
+                .or(file.stripe_webhook_secret)
+                .map(|secret| StripeSettings {
+                    secret,
+                    tolerance_secs: self
+                        .stripe_tolerance_secs
+                        .or(file.stripe_tolerance_secs)
+                        .unwrap_or(STRIPE_TOLERANCE_SECS_DEFAULT),
+                }),
             megadeal: {
                 let d = AdmissionLimits::default();
                 AdmissionLimits {
@@ -1012,6 +1043,16 @@ fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
         source,
     })
 }
+
+/// Stripe's webhook: the endpoint's signing secret and how old a signed timestamp may be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StripeSettings {
+    pub secret: Secret,
+    pub tolerance_secs: u64,
+}
+
+/// Stripe's own libraries' default tolerance.
+pub const STRIPE_TOLERANCE_SECS_DEFAULT: u64 = 300;
 
 /// A comma-separated list of CIDR networks; a bare address is the network of that one address.
 pub fn parse_networks(list: &str) -> Result<Vec<ipnet::IpNet>, String> {

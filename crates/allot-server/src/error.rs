@@ -246,6 +246,9 @@ fn payment_message(r: &PaymentRefusal) -> String {
         PaymentRefusal::StatusConflict { status } => {
             format!("status: the payment is {status} and cannot go back")
         }
+        PaymentRefusal::UnknownPayment => {
+            "no captured payment of the order has this provider and reference".to_owned()
+        }
     }
 }
 
@@ -304,7 +307,9 @@ impl ServiceError {
             ServiceError::BadRequest { .. } => ErrorKind::BadRequest,
             ServiceError::NotFound { .. } => ErrorKind::NotFound,
             ServiceError::Payment(r) => match r {
-                PaymentRefusal::OrderNotFound => ErrorKind::NotFound,
+                PaymentRefusal::OrderNotFound | PaymentRefusal::UnknownPayment => {
+                    ErrorKind::NotFound
+                }
                 PaymentRefusal::CurrencyMismatch { .. } => ErrorKind::InvalidArgument,
                 _ => ErrorKind::Conflict,
             },
@@ -385,7 +390,7 @@ impl ServiceError {
             ServiceError::NotFound { what: "hold" } => "hold_not_found",
             ServiceError::NotFound { .. } => "not_found",
             ServiceError::Payment(r) => match r {
-                PaymentRefusal::OrderNotFound => "not_found",
+                PaymentRefusal::OrderNotFound | PaymentRefusal::UnknownPayment => "not_found",
                 PaymentRefusal::CurrencyMismatch { .. } => "currency_mismatch",
                 PaymentRefusal::OrderNotPayable { .. } => "order_not_payable",
                 PaymentRefusal::ExceedsTotal { .. } => "payment_exceeds_total",
@@ -479,7 +484,9 @@ impl ServiceError {
                 }
                 PaymentRefusal::ReferenceConflict => Some("reference"),
                 PaymentRefusal::StatusConflict { .. } => Some("status"),
-                PaymentRefusal::OrderNotFound | PaymentRefusal::OrderNotPayable { .. } => None,
+                PaymentRefusal::OrderNotFound
+                | PaymentRefusal::OrderNotPayable { .. }
+                | PaymentRefusal::UnknownPayment => None,
             },
             _ => None,
         }

@@ -546,6 +546,10 @@ pub const RULES: &[Rule] = &[
         "/api/v1/orders/{order_id}/refunds",
         Access::Roles(PAYMENT_STAFF),
     ),
+    note(
+        rest("POST", "/api/v1/payments/stripe", Access::Public),
+        "the Stripe-Signature header is the credential; only with stripe_webhook_secret",
+    ),
     // Promotions: managed by marketing; previewed by staff who answer customers and by
     // customers; held, redeemed and rolled back by a shop's backend (an API key of marketing).
     rest("POST", "/api/v1/promotions", Access::Roles(MARKETING)),

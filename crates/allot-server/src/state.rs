@@ -15,4 +15,6 @@ pub(crate) struct AppState {
     pub stopping: tokio::sync::watch::Receiver<bool>,
     /// Per-client limits of sign-in and code use.
     pub rate_limits: std::sync::Arc<crate::rate_limit::RateLimits>,
+    /// Stripe's webhook settings, when configured.
+    pub stripe: Option<std::sync::Arc<crate::config::StripeSettings>>,
 }

@@ -63,7 +63,7 @@ pub use order::{
 pub use overview::{OverviewCounts, OverviewStore};
 pub use payment::{
     NewPayment, NewRefund, OrderPayments, Payment, PaymentRecorded, PaymentResult, PaymentStore,
-    Refund,
+    Refund, RefundTarget,
 };
 pub use promotion::{
     Binding, CodeSource, HeldPromotion, Hold, HoldStatus, NewHold, NewPromotion, PromotionQuery,

@@ -7,7 +7,8 @@ use allot_domain::UnixMillis;
 use allot_domain::event::{EventType, NewEvent};
 use allot_domain::order::OrderStatus;
 use allot_domain::payment::{
-    Amount, Paid, PaymentRefusal, PaymentStatus, Provider, Reference, check_capture,
+    Amount, Paid, PaymentRefusal, PaymentStatus, Provider, Reference, Refundable, check_capture,
+    split_refund,
 };
 use async_trait::async_trait;
 
@@ -54,9 +55,24 @@ pub struct PaymentRecorded {
 #[derive(Debug, Clone)]
 pub struct NewRefund {
     pub order_id: i64,
-    pub amount: Amount,
+    pub target: RefundTarget,
     pub reason: Option<String>,
     pub now: UnixMillis,
+}
+
+/// How much a refund takes.
+#[derive(Debug, Clone)]
+pub enum RefundTarget {
+    /// This amount, from the oldest captured payments first.
+    Amount(Amount),
+    /// What the provider reports refunded of one of its payments in all (a Stripe charge's
+    /// `amount_refunded`): the part not recorded yet, from that payment, decided under the
+    /// order's lock, so a report delivered twice or out of order refunds nothing more.
+    UpTo {
+        provider: Provider,
+        reference: Reference,
+        refunded_minor: i64,
+    },
 }
 
 /// A refund's part taken from one captured payment.
@@ -154,6 +170,49 @@ pub(crate) fn decide_payment(
         None => {
             captures(paid)?;
             Ok(PaymentPlan::Insert)
+        }
+    }
+}
+
+/// The parts of a refund, each `(payment id, minor units)`, from the order's payments (oldest
+/// first); none when a provider's report asks for nothing more.
+pub(crate) fn refund_parts(
+    payments: &[Payment],
+    target: &RefundTarget,
+) -> Result<Vec<(i64, i64)>, PaymentRefusal> {
+    let refundable = |p: &Payment| Refundable {
+        payment_id: p.id,
+        captured_minor: p.amount_minor,
+        refunded_minor: p.refunded_minor,
+    };
+    let mut captured = payments
+        .iter()
+        .filter(|p| p.status == PaymentStatus::Captured);
+    match target {
+        RefundTarget::Amount(amount) => {
+            let all: Vec<Refundable> = captured.map(refundable).collect();
+            split_refund(&all, *amount)
+        }
+        RefundTarget::UpTo {
+            provider,
+            reference,
+            refunded_minor,
+        } => {
+            let Some(p) = captured
+                .find(|p| p.provider == provider.as_str() && p.reference == reference.as_str())
+            else {
+                return Err(PaymentRefusal::UnknownPayment);
+            };
+            let more = refunded_minor - p.refunded_minor;
+            if more <= 0 {
+                return Ok(Vec::new());
+            }
+            let amount = Amount::parse("amount_refunded", more).map_err(|_| {
+                PaymentRefusal::ExceedsCapture {
+                    refundable_minor: p.amount_minor - p.refunded_minor,
+                }
+            })?;
+            split_refund(&[refundable(p)], amount)
         }
     }
 }

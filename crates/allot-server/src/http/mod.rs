@@ -24,6 +24,7 @@ mod payment;
 mod promotion;
 mod sale;
 mod sale_original;
+mod stripe;
 mod users;
 mod webhook;
 
@@ -52,6 +53,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(inventory::routes())
         .merge(order::routes())
         .merge(payment::routes())
+        .merge(stripe::routes())
         .merge(promotion::routes())
         .merge(notification::routes())
         .merge(event::routes())

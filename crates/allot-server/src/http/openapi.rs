@@ -13,7 +13,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::policy::{self, Access};
 
-use super::{payment, webhook};
+use super::{payment, stripe, webhook};
 
 use super::notification;
 use super::{
@@ -107,6 +107,7 @@ use super::{
         payment::record,
         payment::list,
         payment::refund,
+        stripe::receive,
         promotion::create,
         promotion::list,
         promotion::read,

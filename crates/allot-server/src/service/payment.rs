@@ -5,7 +5,7 @@ use allot_domain::payment::{
     Amount, PaymentRefusal, PaymentStatus, Provider, REASON_MAX_CHARS, Reference,
 };
 use allot_domain::{DomainError, UnixMillis};
-use allot_storage::{NewPayment, NewRefund, OrderPayments, PaymentRecorded, Refund};
+use allot_storage::{NewPayment, NewRefund, OrderPayments, PaymentRecorded, Refund, RefundTarget};
 
 use super::order::Orders;
 use crate::ServiceError;
@@ -73,7 +73,7 @@ impl Orders {
         };
         let new = NewRefund {
             order_id,
-            amount: Amount::parse("amount_minor", amount_minor)?,
+            target: RefundTarget::Amount(Amount::parse("amount_minor", amount_minor)?),
             reason,
             now: self.now(),
         };
@@ -101,5 +101,82 @@ fn currency(raw: &str) -> Result<String, ServiceError> {
         Ok(c)
     } else {
         Err(DomainError::invalid("currency", "must be a three-letter ISO 4217 code").into())
+    }
+}
+
+/// What a payment provider's webhook reports of an order, once verified.
+#[derive(Debug, Clone)]
+pub enum ProviderEvent {
+    /// A payment reached this status (`captured` or `failed`).
+    Payment {
+        order_id: i64,
+        reference: String,
+        status: &'static str,
+        amount_minor: i64,
+        currency: String,
+    },
+    /// The payment has this much refunded in all, at the provider.
+    Refunded {
+        order_id: i64,
+        reference: String,
+        refunded_minor: i64,
+    },
+}
+
+impl Orders {
+    /// Applies a provider's report; answers whether it changed anything (a duplicate, a retry
+    /// or a report of nothing new changes nothing).
+    pub async fn provider_event(
+        &self,
+        provider: &str,
+        event: ProviderEvent,
+    ) -> Result<bool, ServiceError> {
+        match event {
+            ProviderEvent::Payment {
+                order_id,
+                reference,
+                status,
+                amount_minor,
+                currency,
+            } => {
+                let recorded = self
+                    .record_payment(
+                        order_id,
+                        PaymentInput {
+                            provider: provider.to_owned(),
+                            reference,
+                            status: status.to_owned(),
+                            amount_minor,
+                            currency,
+                        },
+                    )
+                    .await?;
+                Ok(!recorded.replayed)
+            }
+            ProviderEvent::Refunded {
+                order_id,
+                reference,
+                refunded_minor,
+            } => {
+                let new = NewRefund {
+                    order_id,
+                    target: RefundTarget::UpTo {
+                        provider: Provider::parse(provider)?,
+                        reference: Reference::parse("payment_intent", &reference)?,
+                        refunded_minor,
+                    },
+                    reason: Some(format!("refunded at {provider}")),
+                    now: self.now(),
+                };
+                let refunds = refused(self.store().refund_order(new).await?)?;
+                tracing::info!(
+                    op = "orders.refund",
+                    order = order_id,
+                    provider,
+                    parts = refunds.len()
+                );
+                Ok(!refunds.is_empty())
+            }
+        }
     }
 }

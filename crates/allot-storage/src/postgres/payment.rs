@@ -3,9 +3,7 @@
 //! status changes, which lock the same row first); the rules are `allot_domain::payment`'s and
 //! [`crate::payment`]'s.
 
-use allot_domain::payment::{
-    Paid, PaymentRefusal, PaymentStatus, Refundable, becomes_paid, split_refund,
-};
+use allot_domain::payment::{Paid, PaymentRefusal, PaymentStatus, becomes_paid};
 use async_trait::async_trait;
 use tokio_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
@@ -16,7 +14,7 @@ use crate::catalog::corrupt;
 use crate::payment::{
     NewPayment, NewRefund, OrderFacts, OrderPayments, Payment, PaymentPlan, PaymentRecorded,
     PaymentResult, PaymentStore, Refund, decide_payment, order_facts_of, paid_of, paid_request,
-    payment_event, payment_of, refund_event, refund_of, sql,
+    payment_event, payment_of, refund_event, refund_of, refund_parts, sql,
 };
 
 const LOCK_ORDER_FACTS: &str =
@@ -129,17 +127,8 @@ async fn refund(
     if order_facts(tx, new.order_id, true).await?.is_none() {
         return Ok(Err(PaymentRefusal::OrderNotFound));
     }
-    let captured: Vec<Refundable> = payments(tx, new.order_id)
-        .await?
-        .into_iter()
-        .filter(|p| p.status == PaymentStatus::Captured)
-        .map(|p| Refundable {
-            payment_id: p.id,
-            captured_minor: p.amount_minor,
-            refunded_minor: p.refunded_minor,
-        })
-        .collect();
-    let parts = match split_refund(&captured, new.amount) {
+    let all = payments(tx, new.order_id).await?;
+    let parts = match refund_parts(&all, &new.target) {
         Ok(parts) => parts,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -161,18 +150,21 @@ async fn refund(
             .await?;
         refunds.push(refund_of(&row)?);
     }
-    let after = paid(tx, new.order_id).await?;
-    super::event::append(
-        tx,
-        refund_event(
-            new.order_id,
-            &refunds,
-            after,
-            new.reason.as_deref(),
-            new.now,
-        ),
-    )
-    .await?;
+    // A provider's report that asks for nothing more changes nothing, and says nothing.
+    if !refunds.is_empty() {
+        let after = paid(tx, new.order_id).await?;
+        super::event::append(
+            tx,
+            refund_event(
+                new.order_id,
+                &refunds,
+                after,
+                new.reason.as_deref(),
+                new.now,
+            ),
+        )
+        .await?;
+    }
     Ok(Ok(refunds))
 }
 

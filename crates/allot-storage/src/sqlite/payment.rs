@@ -1,7 +1,7 @@
 //! Payments and refunds on SQLite: each decided and written in the single writer, so no two
 //! interleave; the rules are `allot_domain::payment`'s and [`crate::payment`]'s.
 
-use allot_domain::payment::{Paid, PaymentRefusal, PaymentStatus, Refundable, split_refund};
+use allot_domain::payment::{Paid, PaymentRefusal, PaymentStatus};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -11,7 +11,7 @@ use crate::catalog::corrupt;
 use crate::payment::{
     NewPayment, NewRefund, OrderFacts, OrderPayments, Payment, PaymentPlan, PaymentRecorded,
     PaymentResult, PaymentStore, Refund, decide_payment, order_facts_of, paid_of, paid_request,
-    payment_event, payment_of, refund_event, refund_of, sql,
+    payment_event, payment_of, refund_event, refund_of, refund_parts, sql,
 };
 
 fn order_facts(conn: &Connection, order: i64) -> Result<Option<OrderFacts>, StorageError> {
@@ -106,16 +106,8 @@ fn refund(conn: &Connection, new: &NewRefund) -> PaymentResult<Vec<Refund>> {
     if order_facts(conn, new.order_id)?.is_none() {
         return Ok(Err(PaymentRefusal::OrderNotFound));
     }
-    let captured: Vec<Refundable> = payments(conn, new.order_id)?
-        .into_iter()
-        .filter(|p| p.status == PaymentStatus::Captured)
-        .map(|p| Refundable {
-            payment_id: p.id,
-            captured_minor: p.amount_minor,
-            refunded_minor: p.refunded_minor,
-        })
-        .collect();
-    let parts = match split_refund(&captured, new.amount) {
+    let all = payments(conn, new.order_id)?;
+    let parts = match refund_parts(&all, &new.target) {
         Ok(parts) => parts,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -132,17 +124,20 @@ fn refund(conn: &Connection, new: &NewRefund) -> PaymentResult<Vec<Refund>> {
         )??;
         refunds.push(refund);
     }
-    let after = paid(conn, new.order_id)?;
-    super::event::append(
-        conn,
-        refund_event(
-            new.order_id,
-            &refunds,
-            after,
-            new.reason.as_deref(),
-            new.now,
-        ),
-    )?;
+    // A provider's report that asks for nothing more changes nothing, and says nothing.
+    if !refunds.is_empty() {
+        let after = paid(conn, new.order_id)?;
+        super::event::append(
+            conn,
+            refund_event(
+                new.order_id,
+                &refunds,
+                after,
+                new.reason.as_deref(),
+                new.now,
+            ),
+        )?;
+    }
     Ok(Ok(refunds))
 }
 

@@ -990,3 +990,146 @@ async fn concurrent_refunds_refund_exactly_the_capture_and_never_more() {
     );
     shop.app.stop().await;
 }
+
+/// A Stripe event as Stripe signs it: `t=<seconds>,v1=<hex HMAC-SHA256 of "t.body">`.
+fn stripe_signed(secret: &str, t: i64, body: &str) -> String {
+    use hmac::{Hmac, KeyInit, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as KeyInit>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    let hex: String = mac
+        .finalize()
+        .into_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("t={t},v1={hex}")
+}
+
+/// Stripe's webhook: a verified `payment_intent.succeeded` pays the order once, however often
+/// it is delivered; a bad signature and a stale timestamp (a replay of an old delivery) are
+/// refused and record nothing; `charge.refunded` refunds up to the charge's cumulative
+/// `amount_refunded`, once, in any order of delivery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripe_events_pay_and_refund_once_and_bad_or_stale_signatures_record_nothing() {
+    const SECRET: &str = "whsec_test_secret";
+    let app = TestApp::spawn_configured(None, |c| {
+        c.stripe = Some(allot_server::config::StripeSettings {
+            secret: allot_server::config::Secret::new(SECRET),
+            tolerance_secs: 300,
+        })
+    })
+    .await;
+    let base = app.url();
+    let shop = Shop {
+        app,
+        c: http(),
+        base,
+    };
+    let id = shop.order_of_5000().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    // Stripe's calls carry no credential of Allot's: the signature is the credential.
+    let stripe = reqwest::Client::new();
+    let deliver = |body: String, signature: Option<String>| {
+        let stripe = stripe.clone();
+        let url = format!("{}/api/v1/payments/stripe", shop.base);
+        async move {
+            let mut req = stripe
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body);
+            if let Some(s) = signature {
+                req = req.header("Stripe-Signature", s);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let succeeded = json!({"id": "evt_1", "type": "payment_intent.succeeded",
+        "data": {"object": {"id": "pi_9", "amount": 5000, "amount_received": 5000,
+                            "currency": "eur", "metadata": {"order_id": id.to_string()}}}})
+    .to_string();
+
+    for (signature, why) in [
+        (None, "missing"),
+        (
+            Some(stripe_signed("whsec_other", now, &succeeded)),
+            "another secret",
+        ),
+        (Some(stripe_signed(SECRET, now, "{}")), "another body"),
+        (
+            Some(stripe_signed(SECRET, now - 301, &succeeded)),
+            "stale: a replay",
+        ),
+    ] {
+        let (s, b) = deliver(succeeded.clone(), signature).await;
+        assert_eq!(
+            (s, b["error"]["field"].as_str()),
+            (400, Some("Stripe-Signature")),
+            "{why}: {b}"
+        );
+    }
+    assert_eq!(shop.to_status_of(id).await, "pending", "nothing recorded");
+
+    let signed = stripe_signed(SECRET, now, &succeeded);
+    let (s, b) = deliver(succeeded.clone(), Some(signed.clone())).await;
+    assert_eq!((s, b["outcome"].as_str()), (200, Some("recorded")), "{b}");
+    assert_eq!(shop.to_status_of(id).await, "confirmed");
+    // Delivered again (Stripe retries): acknowledged, nothing more recorded.
+    let (s, b) = deliver(succeeded, Some(signed)).await;
+    assert_eq!((s, b["outcome"].as_str()), (200, Some("unchanged")), "{b}");
+
+    let refunded = |cumulative: i64, evt: &str| {
+        json!({"id": evt, "type": "charge.refunded",
+            "data": {"object": {"id": "ch_1", "payment_intent": "pi_9", "amount_refunded": cumulative,
+                                "currency": "eur", "metadata": {"order_id": id.to_string()}}}})
+        .to_string()
+    };
+    for (cumulative, evt, outcome) in [
+        (1000, "evt_2", "recorded"),
+        (5000, "evt_3", "recorded"),
+        (1000, "evt_2", "unchanged"), // the first, delivered late
+        (5000, "evt_3", "unchanged"),
+    ] {
+        let body = refunded(cumulative, evt);
+        let (s, b) = deliver(body.clone(), Some(stripe_signed(SECRET, now, &body))).await;
+        assert_eq!(
+            (s, b["outcome"].as_str()),
+            (200, Some(outcome)),
+            "{evt}: {b}"
+        );
+    }
+    // A type Allot does not read is acknowledged.
+    let other =
+        json!({"id": "evt_4", "type": "customer.created", "data": {"object": {}}}).to_string();
+    let (s, b) = deliver(other.clone(), Some(stripe_signed(SECRET, now, &other))).await;
+    assert_eq!((s, b["outcome"].as_str()), (200, Some("ignored")), "{b}");
+
+    let db = shop.app.db().await;
+    assert_eq!(
+        db.count("SELECT count(*) FROM order_payments WHERE provider = 'stripe'")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.count(&format!(
+            "SELECT CAST(coalesce(sum(amount_minor), 0) AS BIGINT) FROM order_refunds WHERE order_id = {id}"
+        ))
+        .await,
+        5000
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM events WHERE type = 'OrderPaymentReceived'")
+            .await,
+        1
+    );
+    assert_eq!(
+        db.count("SELECT count(*) FROM events WHERE type = 'OrderRefunded'")
+            .await,
+        2
+    );
+    shop.app.stop().await;
+}
