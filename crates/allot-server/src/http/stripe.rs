@@ -196,6 +196,11 @@ pub(crate) async fn receive(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<Received>), ServiceError> {
+    let header = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
+    // Without the header nothing is Stripe's, configured or not.
+    if header.is_none() {
+        return Err(refused(Unverified::Missing));
+    }
     let Some(settings): Option<&StripeSettings> = state.stripe.as_deref() else {
         return Err(ServiceError::NotFound {
             what: "Stripe webhook (no secret configured)",
@@ -204,7 +209,6 @@ pub(crate) async fn receive(
     let now_secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let header = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
     verify(
         header,
         &body,
