@@ -1,6 +1,7 @@
 //! Payments and refunds of orders: checked input in, the storage's decision out. Allot records
 //! what the shop's payment provider reports; it never handles card data.
 
+use allot_domain::catalog::Currency;
 use allot_domain::payment::{
     Amount, PaymentRefusal, PaymentStatus, Provider, REASON_MAX_CHARS, Reference,
 };
@@ -94,14 +95,13 @@ impl Orders {
     }
 }
 
-/// An ISO 4217 code: three ASCII letters, upper-cased.
+/// The catalog's currency code, upper-cased first (Stripe sends `eur`), named `currency`.
 fn currency(raw: &str) -> Result<String, ServiceError> {
-    let c = raw.trim().to_ascii_uppercase();
-    if c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()) {
-        Ok(c)
-    } else {
-        Err(DomainError::invalid("currency", "must be a three-letter ISO 4217 code").into())
-    }
+    Currency::parse(&raw.trim().to_ascii_uppercase())
+        .map(|c| c.as_str().to_owned())
+        .map_err(|_| {
+            DomainError::invalid("currency", "must be a three-letter ISO 4217 code").into()
+        })
 }
 
 /// What a payment provider's webhook reports of an order, once verified.
