@@ -58,7 +58,7 @@ impl CampaignName {
         if name.is_empty() {
             return Err(DomainError::invalid("name", "must not be empty"));
         }
-        if name.chars().count() > NAME_MAX_CHARS {
+        if raw.chars().count() > NAME_MAX_CHARS {
             return Err(DomainError::invalid(
                 "name",
                 format!("must be at most {NAME_MAX_CHARS} characters"),

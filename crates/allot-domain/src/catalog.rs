@@ -78,8 +78,7 @@ fn bounded_text(
     max: usize,
 ) -> Result<String, DomainError> {
     let text = raw.trim();
-    let chars = text.chars().count();
-    if chars < min || chars > max {
+    if text.chars().count() < min || raw.chars().count() > max {
         return Err(DomainError::invalid(
             field,
             format!("must be {min} to {max} characters"),
@@ -102,7 +101,7 @@ pub struct Sku(String);
 impl Sku {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let sku = raw.trim();
-        if sku.is_empty() || sku.len() > SKU_MAX_CHARS {
+        if sku.is_empty() || raw.chars().count() > SKU_MAX_CHARS {
             return Err(DomainError::invalid(
                 "sku",
                 format!("must be 1 to {SKU_MAX_CHARS} characters"),
@@ -377,7 +376,7 @@ pub struct WarehouseCode(String);
 impl WarehouseCode {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let code = raw.trim().to_ascii_uppercase();
-        if code.is_empty() || code.len() > WAREHOUSE_CODE_MAX_CHARS {
+        if code.is_empty() || raw.chars().count() > WAREHOUSE_CODE_MAX_CHARS {
             return Err(DomainError::invalid(
                 "code",
                 format!("must be 1 to {WAREHOUSE_CODE_MAX_CHARS} characters"),

@@ -18,7 +18,7 @@ pub struct UploadedCode(String);
 impl UploadedCode {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let code = raw.trim().to_ascii_uppercase();
-        if code.is_empty() || code.len() > CODE_MAX_CHARS {
+        if code.is_empty() || raw.chars().count() > CODE_MAX_CHARS {
             return Err(DomainError::invalid(
                 "code",
                 format!("must be 1 to {CODE_MAX_CHARS} characters"),

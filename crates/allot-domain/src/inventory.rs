@@ -70,8 +70,9 @@ pub struct Holder(String);
 
 impl Holder {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let too_long = raw.chars().count() > HOLDER_MAX_CHARS;
         let raw = raw.trim();
-        if raw.is_empty() || raw.chars().count() > HOLDER_MAX_CHARS {
+        if raw.is_empty() || too_long {
             return Err(DomainError::invalid(
                 "holder",
                 format!("must be 1 to {HOLDER_MAX_CHARS} characters"),
@@ -97,8 +98,9 @@ pub struct Reason(String);
 
 impl Reason {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
+        let too_long = raw.chars().count() > REASON_MAX_CHARS;
         let raw = raw.trim();
-        if raw.is_empty() || raw.chars().count() > REASON_MAX_CHARS {
+        if raw.is_empty() || too_long {
             return Err(DomainError::invalid(
                 "reason",
                 format!("must be 1 to {REASON_MAX_CHARS} characters"),

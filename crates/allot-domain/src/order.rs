@@ -222,7 +222,7 @@ pub struct ShippingAddress {
 
 fn address_field(raw: &str, field: &'static str) -> Result<String, DomainError> {
     let v = raw.trim();
-    if v.is_empty() || v.chars().count() > ADDRESS_FIELD_MAX_CHARS {
+    if v.is_empty() || raw.chars().count() > ADDRESS_FIELD_MAX_CHARS {
         return Err(DomainError::invalid(
             field,
             format!("must be 1 to {ADDRESS_FIELD_MAX_CHARS} characters"),

@@ -24,7 +24,7 @@ impl Provider {
     pub fn parse(raw: &str) -> Result<Self, DomainError> {
         let p = raw.trim().to_ascii_lowercase();
         if p.is_empty()
-            || p.len() > PROVIDER_MAX_CHARS
+            || raw.chars().count() > PROVIDER_MAX_CHARS
             || !p
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
@@ -51,7 +51,7 @@ impl Reference {
     pub fn parse(field: &'static str, raw: &str) -> Result<Self, DomainError> {
         let r = raw.trim();
         if r.is_empty()
-            || r.chars().count() > REFERENCE_MAX_CHARS
+            || raw.chars().count() > REFERENCE_MAX_CHARS
             || r.chars().any(char::is_control)
         {
             return Err(DomainError::invalid(

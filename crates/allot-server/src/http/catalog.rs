@@ -384,7 +384,7 @@ fn parse_query(p: ListParams, pairs: &[(String, String)]) -> Result<ProductQuery
             ));
         }
         let text = raw.trim();
-        if text.chars().count() > 200 {
+        if raw.chars().count() > 200 {
             return Err(DomainError::invalid("q", "must be at most 200 characters"));
         }
         q.text = (!text.is_empty()).then(|| text.to_owned());

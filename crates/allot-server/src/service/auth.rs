@@ -412,8 +412,9 @@ impl Auth {
         name: &str,
         role: Role,
     ) -> Result<(ApiKey, String), ServiceError> {
+        let too_long = name.chars().count() > 128;
         let name = name.trim();
-        if name.is_empty() || name.chars().count() > 128 {
+        if name.is_empty() || too_long {
             return Err(ServiceError::InvalidArgument {
                 field: "name",
                 message: "name: must be 1 to 128 characters".to_owned(),

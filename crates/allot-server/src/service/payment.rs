@@ -61,8 +61,11 @@ impl Orders {
         amount_minor: i64,
         reason: Option<String>,
     ) -> Result<Vec<Refund>, ServiceError> {
+        let too_long = reason
+            .as_ref()
+            .is_some_and(|r| r.chars().count() > REASON_MAX_CHARS);
         let reason = match reason.map(|r| r.trim().to_owned()) {
-            Some(r) if r.chars().count() > REASON_MAX_CHARS || r.chars().any(char::is_control) => {
+            Some(r) if too_long || r.chars().any(char::is_control) => {
                 return Err(DomainError::invalid(
                     "reason",
                     format!("must be at most {REASON_MAX_CHARS} printable characters"),

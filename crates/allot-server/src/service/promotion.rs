@@ -955,7 +955,7 @@ pub enum Made {
 fn checked_reference(raw: &str) -> Result<String, ServiceError> {
     let reference = raw.trim();
     if reference.is_empty()
-        || reference.chars().count() > REFERENCE_MAX_CHARS
+        || raw.chars().count() > REFERENCE_MAX_CHARS
         || reference.chars().any(char::is_control)
     {
         return Err(DomainError::invalid(

@@ -35,8 +35,10 @@ impl EndpointUrl {
     /// `allow_http`: the `webhook_allow_http` setting; without it `http://` is refused as
     /// [`ServiceError::InsecureUrl`].
     pub fn parse(raw: &str, allow_http: bool) -> Result<EndpointUrl, ServiceError> {
+        // The limit holds for the value as sent (the document's maxLength), blanks included.
+        let too_long = raw.chars().count() > URL_LEN_MAX;
         let raw = raw.trim_matches([' ', '\t', '\n', '\r']);
-        if raw.is_empty() || raw.len() > URL_LEN_MAX {
+        if raw.is_empty() || too_long {
             return Err(invalid(
                 "url",
                 format!("url: 1 to {URL_LEN_MAX} characters"),
@@ -152,7 +154,7 @@ pub const URL_PATTERN: &str = concat!(
 /// A description of up to [`DESCRIPTION_LEN_MAX`] characters.
 pub fn parse_description(raw: &str) -> Result<String, ServiceError> {
     let d = raw.trim();
-    if d.chars().count() > DESCRIPTION_LEN_MAX {
+    if raw.chars().count() > DESCRIPTION_LEN_MAX {
         return Err(invalid(
             "description",
             format!("description: at most {DESCRIPTION_LEN_MAX} characters"),

@@ -22,8 +22,7 @@ pub(crate) fn check_spec(spec: PromotionSpec) -> Result<Promotion, DomainError> 
 
 fn check_name(raw: &str) -> Result<String, DomainError> {
     let name = raw.trim();
-    let chars = name.chars().count();
-    if chars == 0 || chars > NAME_MAX_CHARS {
+    if name.is_empty() || raw.chars().count() > NAME_MAX_CHARS {
         return Err(DomainError::invalid(
             "name",
             format!("must be 1 to {NAME_MAX_CHARS} characters"),
@@ -40,13 +39,13 @@ fn check_name(raw: &str) -> Result<String, DomainError> {
 
 fn check_description(raw: Option<String>) -> Result<Option<String>, DomainError> {
     let Some(raw) = raw else { return Ok(None) };
-    let text = raw.trim();
-    if text.chars().count() > DESCRIPTION_MAX_CHARS {
+    if raw.chars().count() > DESCRIPTION_MAX_CHARS {
         return Err(DomainError::invalid(
             "description",
             format!("must be at most {DESCRIPTION_MAX_CHARS} characters"),
         ));
     }
+    let text = raw.trim();
     // Line breaks and tabs are prose; other control characters are not.
     if text
         .chars()
@@ -282,8 +281,7 @@ fn ids(field: &'static str, list: &[i64]) -> Result<(), DomainError> {
 /// control characters.
 fn label(field: &'static str, raw: &str) -> Result<String, DomainError> {
     let text = raw.trim();
-    let chars = text.chars().count();
-    if chars == 0 || chars > LABEL_MAX_CHARS {
+    if text.is_empty() || raw.chars().count() > LABEL_MAX_CHARS {
         return Err(DomainError::invalid(
             field,
             format!("each must be 1 to {LABEL_MAX_CHARS} characters"),
