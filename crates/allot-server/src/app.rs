@@ -118,6 +118,10 @@ impl Application {
             &config.auth,
         )
         .with_notifications(&config.notifications)
+        .with_order_settings(
+            config.discount_code_percent,
+            config.cancelled_orders_return_coupons,
+        )
         .with_webhooks(&config.webhooks)
         .with_accounts(&config.accounts);
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);

@@ -147,6 +147,17 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_DISCOUNT_CODE_PERCENT", value_name = "PERCENT")]
     pub discount_code_percent: Option<u8>,
 
+    /// Whether cancelling an order gives its coupon's use back (the coupon can be used again);
+    /// its discount code, its promotion budget and its stock always come back [default: true]
+    #[arg(
+        long,
+        env = "ALLOT_CANCELLED_ORDERS_RETURN_COUPONS",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub cancelled_orders_return_coupons: Option<bool>,
+
     /// Largest size of the embedded (SQLite) database file, in MiB; writes that need more
     /// space are answered 503 storage_unavailable, as on a full disk; 0 or absent: no limit
     #[arg(long, env = "ALLOT_SQLITE_SIZE_MAX_MB", value_name = "MB")]
@@ -494,6 +505,7 @@ struct FileConfig {
     reservation_expiry_interval_ms: Option<u64>,
     promotion_hold_expiry_interval_ms: Option<u64>,
     discount_code_percent: Option<u8>,
+    cancelled_orders_return_coupons: Option<bool>,
     sqlite_size_max_mb: Option<u64>,
     webhook_retry_base_ms: Option<u64>,
     webhook_retry_max_ms: Option<u64>,
@@ -569,6 +581,8 @@ pub struct Config {
     pub promotion_hold_expiry_interval: Option<Duration>,
     /// Percentage a discount code takes off an order (0 to 100).
     pub discount_code_percent: u8,
+    /// A cancelled order gives its coupon's use back.
+    pub cancelled_orders_return_coupons: bool,
     /// The embedded database file's largest size, in MiB (`None`: as the disk allows).
     pub sqlite_size_max_mb: Option<u64>,
     pub webhooks: WebhookSettings,
@@ -633,6 +647,7 @@ impl Config {
                 DEFAULT_PROMOTION_HOLD_EXPIRY_INTERVAL_MS,
             )),
             discount_code_percent: DEFAULT_DISCOUNT_CODE_PERCENT,
+            cancelled_orders_return_coupons: true,
             sqlite_size_max_mb: None,
             webhooks: WebhookSettings::default(),
             stripe: None,
@@ -836,6 +851,10 @@ impl ServeArgs {
                     )));
                 }
             },
+            cancelled_orders_return_coupons: self
+                .cancelled_orders_return_coupons
+                .or(file.cancelled_orders_return_coupons)
+                .unwrap_or(true),
             sqlite_size_max_mb: self
                 .sqlite_size_max_mb
                 .or(file.sqlite_size_max_mb)

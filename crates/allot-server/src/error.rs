@@ -97,6 +97,8 @@ pub enum ServiceError {
         product_id: i64,
         available_total: i64,
     },
+    #[error("only a pending order can be edited; this one is {status}")]
+    OrderNotEditable { status: &'static str },
     #[error("an order cannot go from {from} to {to}")]
     IllegalTransition {
         from: &'static str,
@@ -340,6 +342,7 @@ impl ServiceError {
             | ServiceError::ReservationNotPending { .. }
             | ServiceError::BelowReserved { .. } => ErrorKind::Conflict,
             ServiceError::OrderOutOfStock { .. }
+            | ServiceError::OrderNotEditable { .. }
             | ServiceError::IllegalTransition { .. }
             | ServiceError::CouponUnusable { .. }
             | ServiceError::CodeAlreadyUsed
@@ -425,6 +428,7 @@ impl ServiceError {
                 "out_of_stock"
             }
             ServiceError::IllegalTransition { .. } => "illegal_transition",
+            ServiceError::OrderNotEditable { .. } => "order_not_editable",
             ServiceError::CouponUnusable { .. } => "coupon_unusable",
             ServiceError::UnknownCode { .. } => "unknown_code",
             ServiceError::CodeAlreadyUsed => "code_already_used",

@@ -524,6 +524,14 @@ pub const RULES: &[Rule] = &[
     note(
         rest(
             "PUT",
+            "/api/v1/orders/{order_id}",
+            Access::Roles(ORDER_PLACERS),
+        ),
+        "while pending; a customer edits only its own (404 for another's)",
+    ),
+    note(
+        rest(
+            "PUT",
             "/api/v1/orders/{order_id}/status",
             Access::Roles(ORDER_READERS),
         ),

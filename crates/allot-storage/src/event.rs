@@ -97,6 +97,35 @@ pub(crate) fn warehouse_payload(id: i64, w: &crate::NewWarehouse) -> String {
     .to_string()
 }
 
+/// `ProductPriceChanged` when an update changes the price (amount or currency): written after
+/// `ProductUpdated`, in the same transaction. `was` is the stored (amount, currency).
+pub(crate) fn product_price_event(
+    id: i64,
+    was: (i64, &str),
+    new: &crate::NewProduct,
+    at: UnixMillis,
+) -> Option<allot_domain::event::NewEvent> {
+    let currency = new.price.currency();
+    let (amount, currency) = (new.price.amount_minor(), currency.as_str());
+    if was == (amount, currency) {
+        return None;
+    }
+    let payload = serde_json::json!({
+        "product_id": id,
+        "sku": new.sku.as_str(),
+        "old_price_minor": was.0,
+        "old_currency": was.1,
+        "price_minor": amount,
+        "currency": currency,
+    })
+    .to_string();
+    Some(allot_domain::event::NewEvent::api(
+        EventType::ProductPriceChanged,
+        at,
+        payload,
+    ))
+}
+
 /// `ProductDeleted`: the id of the product gone.
 pub(crate) fn product_deleted_event(id: i64, at: UnixMillis) -> allot_domain::event::NewEvent {
     let payload = serde_json::json!({"product_id": id}).to_string();
@@ -239,6 +268,65 @@ pub(crate) fn order_status_event(
         "warehouse_id": return_to,
     });
     allot_domain::event::NewEvent::api(EventType::OrderStatusChanged, req.now, payload.to_string())
+}
+
+/// `OrderCancelled`, after the cancellation's `OrderStatusChanged` in the same transaction:
+/// what the order gave back.
+pub(crate) fn order_cancelled_event<A>(
+    o: &crate::Order<A>,
+    req: &crate::StatusRequest,
+    plan: &crate::order::StatusPlan,
+) -> allot_domain::event::NewEvent {
+    let payload = serde_json::json!({
+        "order_id": o.id,
+        "customer": o.customer,
+        "from": o.status.as_str(),
+        "reason": req.reason,
+        "total_minor": o.total_minor,
+        "lines": o.lines.iter().map(|l| serde_json::json!({
+            "product_id": l.product_id.get(),
+            "quantity": l.quantity,
+            "warehouse_id": l.warehouse_id.get(),
+        })).collect::<Vec<_>>(),
+        "coupon_code": o.coupon.as_ref().map(|c| c.code.as_str()),
+        "coupon_returned": o.coupon.is_some() && plan.gives_coupon_back,
+        "discount_code": o.discount_code.as_ref().map(|c| c.code.as_str()),
+        "promotion_hold_id": o.promotion_hold_id,
+    });
+    allot_domain::event::NewEvent::api(EventType::OrderCancelled, req.now, payload.to_string())
+}
+
+/// `OrderUpdated`: a pending order edited, as it was and as it is.
+pub(crate) fn order_updated_event<A>(
+    before: &crate::Order<A>,
+    after: &crate::Order<A>,
+    at: UnixMillis,
+) -> allot_domain::event::NewEvent {
+    let side = |o: &crate::Order<A>| {
+        serde_json::json!({
+            "lines": o.lines.iter().map(|l| serde_json::json!({
+                "product_id": l.product_id.get(),
+                "quantity": l.quantity,
+                "unit_price_minor": l.unit_price_minor,
+                "warehouse_id": l.warehouse_id.get(),
+                "reservation_id": l.reservation_id,
+            })).collect::<Vec<_>>(),
+            "coupon_code": o.coupon.as_ref().map(|c| c.code.as_str()),
+            "discount_code": o.discount_code.as_ref().map(|c| c.code.as_str()),
+            "promotion_hold_id": o.promotion_hold_id,
+            "subtotal_minor": o.subtotal_minor,
+            "shipping_minor": o.shipping_minor,
+            "total_minor": o.total_minor,
+        })
+    };
+    let payload = serde_json::json!({
+        "order_id": after.id,
+        "customer": after.customer,
+        "before": side(before),
+        "after": side(after),
+        "total_delta_minor": after.total_minor - before.total_minor,
+    });
+    allot_domain::event::NewEvent::api(EventType::OrderUpdated, at, payload.to_string())
 }
 
 /// `DiscountCodeUsed`; `order` is the order that used it, if any.

@@ -57,8 +57,8 @@ pub use inventory::{
 pub use job::JobStore;
 pub use notification::NotificationStore;
 pub use order::{
-    AppliedCode, AppliedPromotion, Created, HoldUnusable, NewOrder, Order, OrderLine, OrderQuery,
-    OrderRefusal, OrderResult, OrderStore, StatusChange, StatusRequest,
+    AppliedCode, AppliedPromotion, Created, Edited, HoldUnusable, NewOrder, Order, OrderLine,
+    OrderQuery, OrderRefusal, OrderResult, OrderStore, StatusChange, StatusRequest,
 };
 pub use overview::{OverviewCounts, OverviewStore};
 pub use payment::{

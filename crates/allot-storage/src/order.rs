@@ -23,8 +23,8 @@ use crate::promotion::HoldStatus;
 mod rules;
 mod stored;
 pub(crate) use rules::{
-    LineStep, OrderFacts, PricedProduct, StockRow, decide_order, decide_status_change,
-    hold_refusal, inventory_refusal,
+    LineStep, OrderFacts, OrderPlan, PricedProduct, StatusPlan, StockRow, decide_edit,
+    decide_order, decide_status_change, hold_refusal, inventory_refusal,
 };
 pub(crate) use stored::{
     HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, ORDER_BY_ID, ORDER_ID_BY_KEY, ORDER_IDS_PAGE,
@@ -236,6 +236,9 @@ pub struct StatusRequest {
     pub reason: Option<String>,
     /// For a return: the warehouse the stock goes back to (default: the one it came from).
     pub warehouse: Option<WarehouseId>,
+    /// A cancellation gives the order's coupon use back (the shop's setting
+    /// `cancelled_orders_return_coupons`); its discount code and its stock always come back.
+    pub return_coupon: bool,
     pub now: UnixMillis,
 }
 
@@ -273,6 +276,10 @@ pub enum OrderRefusal {
     },
     /// The promotion hold named cannot be consumed by this order.
     PromotionHoldUnusable(HoldUnusable),
+    /// Only a pending order can be edited.
+    NotEditable {
+        status: OrderStatus,
+    },
 }
 
 /// Why an order cannot consume a promotion hold.
@@ -307,6 +314,13 @@ impl HoldUnusable {
 
 pub type OrderResult<T> = Result<Result<T, OrderRefusal>, StorageError>;
 
+/// A pending order edited: as it was and as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edited<A = ShippingAddress> {
+    pub before: Order<A>,
+    pub after: Order<A>,
+}
+
 /// A created order, or the one an earlier request with the same idempotency key created.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Created<A = ShippingAddress> {
@@ -320,6 +334,7 @@ pub(crate) mod sealed {
     pub(crate) type NewOrder = super::NewOrder<String>;
     pub(crate) type Order = super::Order<String>;
     pub(crate) type Created = super::Created<String>;
+    pub(crate) type Edited = super::Edited<String>;
 }
 
 #[async_trait]
@@ -338,6 +353,12 @@ pub trait OrderStore: Send + Sync + 'static {
     /// Moves the order to `to` if the workflow allows it, with what the move does to stock
     /// and codes, in one transaction.
     async fn change_order_status(&self, request: StatusRequest) -> OrderResult<Order>;
+
+    /// Replaces a pending order's lines, address, shipping and codes, in one transaction:
+    /// its reservations released and its codes and promotion hold given back, then the new
+    /// content decided and reserved as a new order's would be (the same rule), under the same
+    /// id. A refusal anywhere leaves the order as it was. `new.idempotency_key` is not read.
+    async fn edit_order(&self, id: i64, new: NewOrder) -> OrderResult<Edited>;
 }
 
 pub(crate) fn order_status(raw: &str) -> Result<OrderStatus, StorageError> {

@@ -339,6 +339,7 @@ pub(crate) fn paid_request(order_id: i64, now: UnixMillis) -> crate::StatusReque
         to: OrderStatus::Confirmed,
         reason: Some("paid".to_owned()),
         warehouse: None,
+        return_coupon: true,
         now,
     }
 }

@@ -103,6 +103,7 @@ use super::{
         order::place,
         order::list,
         order::read,
+        order::edit,
         order::change_status,
         payment::record,
         payment::list,

@@ -38,7 +38,7 @@ pub(crate) const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/v1/orders", get(list).post(place))
-        .route("/api/v1/orders/{order_id}", get(read))
+        .route("/api/v1/orders/{order_id}", get(read).put(edit))
         .route("/api/v1/orders/{order_id}/status", put(change_status))
 }
 
@@ -228,6 +228,35 @@ pub(crate) struct PlaceOrderBody {
     /// one must give it something (else 409 `promotion_code_refused` with the reason, or 422
     /// `unknown_code`). Not with `promotion_hold_id` (the hold carries its codes).
     /// Each 1 to 64 letters, digits, `_` or `-`, matched without regard to case.
+    #[schema(max_items = 20)]
+    #[serde(default)]
+    pub codes: Option<Vec<String>>,
+}
+
+/// A pending order as it should be: the same fields as a new order's, its customer kept.
+#[derive(Debug, Deserialize, ToSchema)]
+pub(crate) struct EditOrderBody {
+    pub shipping_address: ShippingAddressBody,
+    /// 1 to 100 lines, each product once; every product active and priced in the same
+    /// currency.
+    #[schema(min_items = 1, max_items = 100)]
+    pub lines: Vec<OrderLineBody>,
+    /// An uploaded coupon (the order's own use of it is given back first, so it may stay).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{1,64}$")]
+    pub coupon: Option<String>,
+    /// A one-time discount code (the order's own may stay).
+    #[schema(pattern = "^[A-HJ-NP-Za-hj-np-z2-9]{7,8}$")]
+    pub discount_code: Option<String>,
+    /// 0 to 1,000,000,000,000 [default: 0].
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
+    #[serde(default, deserialize_with = "whole")]
+    pub shipping_minor: Option<i64>,
+    /// A promotion hold made for this customer and the new lines (the order's old hold is
+    /// rolled back).
+    #[schema(minimum = 1)]
+    #[serde(default, deserialize_with = "whole")]
+    pub promotion_hold_id: Option<i64>,
+    /// Promotion codes, as for a new order (at most 20).
     #[schema(max_items = 20)]
     #[serde(default)]
     pub codes: Option<Vec<String>>,
@@ -546,6 +575,49 @@ pub(crate) async fn read(
     PathId(id): PathId<OrderId>,
 ) -> Result<Json<OrderView>, ServiceError> {
     Ok(Json(visible_order(&state, &caller, id.0).await?.into()))
+}
+
+/// Change a pending order: its lines, quantities, shipping address, shipping, coupon, discount
+/// code and promotion codes, replaced as a whole. In one transaction its reservations are
+/// released and its codes and promotion hold given back, then the new content is reserved
+/// and used as a new order's would be, under the same id; a refusal (stock, codes) changes
+/// nothing. Totals are recomputed; `OrderUpdated` records both sides. An order past pending
+/// is 409 `order_not_editable`.
+#[utoipa::path(put, path = "/api/v1/orders/{order_id}", tag = "orders",
+    params(("order_id" = i64, Path, minimum = 1)),
+    request_body = EditOrderBody,
+    responses(
+        (status = 200, description = "The order as it is now", body = OrderView),
+        (status = 400, description = "`bad_request`: not JSON", body = ErrorBody),
+        (status = 404, description = "No such order (a customer's view of another's order too)", body = ErrorBody),
+        (status = 409, description = "`order_not_editable` (not pending), `out_of_stock` (with `product_id` and `available_total`), `coupon_unusable`, `code_already_used`, `promotion_hold_unusable`, `promotion_code_refused`; nothing changed", body = ErrorBody),
+        (status = 422, description = "`invalid_argument` naming the field, or `unknown_code` naming `coupon` or `discount_code`; nothing changed", body = ErrorBody),
+        (status = 429, description = "`rate_limited`: an edit with a coupon or discount code counts as a code use of the caller (customers and anonymous callers; `Retry-After`)", body = ErrorBody)))]
+pub(crate) async fn edit(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId<OrderId>,
+    ApiJson(body): ApiJson<EditOrderBody>,
+) -> Result<Json<OrderView>, ServiceError> {
+    let current = visible_order(&state, &caller, id.0).await?;
+    let place = PlaceOrderBody {
+        customer: Some(current.customer),
+        shipping_address: body.shipping_address,
+        lines: body.lines,
+        coupon: body.coupon,
+        discount_code: body.discount_code,
+        shipping_minor: body.shipping_minor,
+        promotion_hold_id: body.promotion_hold_id,
+        codes: body.codes,
+    };
+    let order = place_order(place, &HeaderMap::new(), &caller)?;
+    if order.coupon.is_some() || order.discount_code.is_some() || !order.codes.is_empty() {
+        state
+            .rate_limits
+            .code_use(&super::context::caller_id(caller.0.as_ref()))?;
+    }
+    let order = state.services.orders.edit(id.0, order).await?;
+    Ok(Json(order.into()))
 }
 
 /// The order, if the caller may see it: a customer sees another customer's order as absent

@@ -37,6 +37,8 @@ pub struct Orders {
     /// What a discount code takes off an order (checked 0 to 100 by the configuration).
     discount_code_percent: u8,
     promotions: Arc<Promotions>,
+    /// A cancelled order gives its coupon's use back (`cancelled_orders_return_coupons`).
+    return_coupons: bool,
 }
 
 /// An order as the client placed it, checked.
@@ -130,7 +132,36 @@ fn refused(r: OrderRefusal) -> ServiceError {
         OrderRefusal::PromotionHoldUnusable(why) => ServiceError::PromotionHoldUnusable {
             reason: why.as_str(),
         },
+        OrderRefusal::NotEditable { status } => ServiceError::OrderNotEditable {
+            status: status.as_str(),
+        },
     }
+}
+
+/// 1 to [`allot_domain::order::LINES_MAX`] lines, each product once; a hold or codes, not
+/// both.
+fn check_lines(order: &PlaceOrder) -> Result<(), ServiceError> {
+    if order.lines.is_empty() || order.lines.len() > allot_domain::order::LINES_MAX {
+        return Err(DomainError::invalid(
+            "lines",
+            format!("must hold 1 to {} lines", allot_domain::order::LINES_MAX),
+        )
+        .into());
+    }
+    let mut products: Vec<ProductId> = order.lines.iter().map(|(p, _)| *p).collect();
+    products.sort();
+    products.dedup();
+    if products.len() != order.lines.len() {
+        return Err(DomainError::invalid("lines", "must name each product once").into());
+    }
+    if order.promotion_hold.is_some() && !order.codes.is_empty() {
+        return Err(DomainError::invalid(
+            "codes",
+            "the promotion hold carries the codes: give one or the other",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// What an order needs before it is written.
@@ -190,7 +221,14 @@ impl Orders {
             clock,
             discount_code_percent,
             promotions,
+            return_coupons: true,
         }
+    }
+
+    /// The same orders, giving a cancelled order's coupon use back or not.
+    pub fn returning_coupons(mut self, yes: bool) -> Self {
+        self.return_coupons = yes;
+        self
     }
 
     /// The hold an order without one needs: none when it carries no code and no automatic
@@ -289,29 +327,69 @@ impl Orders {
         }
     }
 
+    /// Replaces a pending order's lines, quantities, address, shipping and codes (`order`'s
+    /// customer must be the order's; its idempotency key is not read): stock and codes held
+    /// again atomically, all or nothing, totals recomputed, `OrderUpdated` recording both
+    /// sides. Promotions are evaluated afresh for the new cart, as for a new order (while the
+    /// old hold still counts: a promotion limited to one use per customer that the order
+    /// already has is refused for the edit; give the edit no code, or cancel and re-order).
+    pub async fn edit(&self, id: i64, order: PlaceOrder) -> Result<Order, ServiceError> {
+        check_lines(&order)?;
+        let current = self.get(id).await?;
+        if current.status != OrderStatus::Pending {
+            return Err(ServiceError::OrderNotEditable {
+                status: current.status.as_str(),
+            });
+        }
+        if current.customer != order.customer.as_str() {
+            return Err(DomainError::invalid("customer", "an order keeps its customer").into());
+        }
+        let made = match order.promotion_hold {
+            Some(_) => None,
+            None => match self.hold_for(&order, None).await? {
+                Prepared::Replay(_) | Prepared::Plain => None,
+                Prepared::Held(hold) => Some(hold.id),
+            },
+        };
+        let new = NewOrder {
+            customer: order.customer,
+            shipping_address: order.shipping_address,
+            lines: order.lines,
+            coupon: order.coupon,
+            discount_code: order.discount_code,
+            discount_code_value: Discount::new(
+                DiscountKind::Percentage,
+                i64::from(self.discount_code_percent),
+            )?,
+            shipping_minor: order.shipping_minor,
+            promotion_hold: order.promotion_hold.or(made),
+            idempotency_key: None,
+            now: self.clock.now(),
+        };
+        let edited = self.store.edit_order(id, new).await;
+        if let Some(hold) = made {
+            let consumed = matches!(
+                &edited,
+                Ok(Ok(e)) if e.after.promotion_hold_id == Some(hold)
+            );
+            if !consumed {
+                self.release(hold).await;
+            }
+        }
+        let edited = edited?.map_err(refused)?;
+        tracing::info!(
+            order = id,
+            total_before = edited.before.total_minor,
+            total_after = edited.after.total_minor,
+            "order edited"
+        );
+        Ok(edited.after)
+    }
+
     /// Places the order; answers it and whether it was stored by an earlier request with the
     /// same idempotency key (then nothing changed).
     pub async fn place(&self, order: PlaceOrder) -> Result<(Order, bool), ServiceError> {
-        if order.lines.is_empty() || order.lines.len() > allot_domain::order::LINES_MAX {
-            return Err(DomainError::invalid(
-                "lines",
-                format!("must hold 1 to {} lines", allot_domain::order::LINES_MAX),
-            )
-            .into());
-        }
-        let mut products: Vec<ProductId> = order.lines.iter().map(|(p, _)| *p).collect();
-        products.sort();
-        products.dedup();
-        if products.len() != order.lines.len() {
-            return Err(DomainError::invalid("lines", "must name each product once").into());
-        }
-        if order.promotion_hold.is_some() && !order.codes.is_empty() {
-            return Err(DomainError::invalid(
-                "codes",
-                "the promotion hold carries the codes: give one or the other",
-            )
-            .into());
-        }
+        check_lines(&order)?;
         // Kept per caller: another caller's key finds nothing of this one's.
         let idempotency_key = order
             .idempotency_key
@@ -421,6 +499,7 @@ impl Orders {
                 to,
                 reason,
                 warehouse,
+                return_coupon: self.return_coupons,
                 now: self.clock.now(),
             })
             .await?

@@ -162,6 +162,23 @@ impl Change<'_> {
         }
         .event(at)
     }
+
+    /// `InventoryChanged` (the design's name for "on hand moved"), written after the
+    /// movement's own event in the same transaction when the movement changes on hand
+    /// (stock in, stock out, an adjustment); none for a reservation, a release or an expiry.
+    pub(crate) fn on_hand_event(
+        &self,
+        p: ProductId,
+        w: WarehouseId,
+        b: &Balance,
+        at: UnixMillis,
+    ) -> Option<allot_domain::event::NewEvent> {
+        (self.on_hand_delta != 0).then(|| {
+            let mut e = self.event(p, w, b, at);
+            e.kind = allot_domain::event::EventType::InventoryChanged;
+            e
+        })
+    }
 }
 
 impl End {

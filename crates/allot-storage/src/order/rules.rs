@@ -457,6 +457,32 @@ pub(crate) struct StatusPlan {
     /// In (product, warehouse) order, the order both backends touch stock rows in.
     pub steps: Vec<LineStep>,
     pub gives_codes_back: bool,
+    /// Of the codes given back, the coupon's use too (the request's `return_coupon`).
+    pub gives_coupon_back: bool,
+}
+
+/// Decides what an edit of `order` undoes first: every line's reservation released and its
+/// codes and promotion hold given back, as cancelling a pending order does (the same rule);
+/// then the edit is decided by [`decide_order`] as a new order. Only a pending order can be
+/// edited.
+pub(crate) fn decide_edit(
+    order: &Order,
+    now: allot_domain::UnixMillis,
+) -> Result<Result<StatusPlan, OrderRefusal>, StorageError> {
+    if order.status != OrderStatus::Pending {
+        return Ok(Err(OrderRefusal::NotEditable {
+            status: order.status,
+        }));
+    }
+    let undo = StatusRequest {
+        id: order.id,
+        to: OrderStatus::Cancelled,
+        reason: Some(format!("order {} edited", order.id)),
+        warehouse: None,
+        return_coupon: true,
+        now,
+    };
+    decide_status_change(order, &undo, None)
 }
 
 /// Decides a status change of `order`. `warehouse_known` answers whether the warehouse asked
@@ -515,6 +541,7 @@ pub(crate) fn decide_status_change(
         reason,
         steps,
         gives_codes_back: t.gives_codes_back(),
+        gives_coupon_back: t.gives_codes_back() && req.return_coupon,
     }))
 }
 
@@ -889,6 +916,7 @@ mod tests {
             to,
             reason: None,
             warehouse: warehouse_id.map(warehouse),
+            return_coupon: true,
             now: UnixMillis::from_millis(NOW),
         }
     }
@@ -919,6 +947,15 @@ mod tests {
             .expect("no error")
             .expect("allowed");
         assert!(cancelled.gives_codes_back);
+        assert!(cancelled.gives_coupon_back);
+        let keep_coupon = StatusRequest {
+            return_coupon: false,
+            ..request(OrderStatus::Cancelled, None)
+        };
+        let kept = decide_status_change(&o, &keep_coupon, None)
+            .expect("no error")
+            .expect("allowed");
+        assert!(kept.gives_codes_back && !kept.gives_coupon_back);
 
         let o = stored(OrderStatus::ReturnRequested);
         let plan = decide_status_change(&o, &request(OrderStatus::Returned, Some(3)), Some(true))

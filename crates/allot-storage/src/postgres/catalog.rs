@@ -206,6 +206,18 @@ impl CatalogStore for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let (sku_key, price, category) = product_params(&new);
+        // The price before, for `ProductPriceChanged` (the row locked until the commit).
+        let Some(was) = tx
+            .query_opt(
+                "SELECT price_minor, currency FROM products
+                 WHERE id = $1 AND deleted_at_ms IS NULL FOR UPDATE",
+                &[&id.get()],
+            )
+            .await?
+        else {
+            return Ok(Err(CatalogRefusal::NotFound));
+        };
+        let (was_minor, was_currency): (i64, String) = (was.try_get(0)?, was.try_get(1)?);
         let updated = tx
             .query_opt(
                 "UPDATE products SET sku = $2, sku_key = $3, name = $4, description = $5,
@@ -241,6 +253,10 @@ impl CatalogStore for PgStore {
         let payload = crate::event::product_payload(id.get(), &new);
         let event = NewEvent::api(EventType::ProductUpdated, now, payload);
         super::event::append(&tx, event).await?;
+        let was = (was_minor, was_currency.as_str());
+        if let Some(e) = crate::event::product_price_event(id.get(), was, &new, now) {
+            super::event::append(&tx, e).await?;
+        }
         let stored = product(&tx, id)
             .await?
             .ok_or_else(|| corrupt("a product just updated is missing"))?;

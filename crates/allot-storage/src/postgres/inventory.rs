@@ -147,6 +147,9 @@ pub(super) async fn apply(
     let (on_hand, reserved) = ch.after(b);
     // The movement's event first, then the alert it raises or clears, if any.
     super::event::append(c, ch.event(p, w, b, now)).await?;
+    if let Some(changed) = ch.on_hand_event(p, w, b, now) {
+        super::event::append(c, changed).await?;
+    }
     let open = apply_alert(c, p, w, alert_step(b, on_hand, reserved), now).await?;
     c.execute(
         CHANGE_LEVEL,

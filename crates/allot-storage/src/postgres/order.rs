@@ -108,7 +108,9 @@ pub(super) async fn change(
         }
     }
     if plan.gives_codes_back {
-        coupon::give_back(tx, o.id, now).await?;
+        if plan.gives_coupon_back {
+            coupon::give_back(tx, o.id, now).await?;
+        }
         if let Some(code) = &o.discount_code {
             discount::give_back(tx, &code.code, o.id, now).await?;
         }
@@ -140,6 +142,9 @@ pub(super) async fn change(
     .await?;
     let event = crate::event::order_status_event(o.id, o.status, req, return_to);
     super::event::append(tx, event).await?;
+    if req.to == OrderStatus::Cancelled {
+        super::event::append(tx, crate::event::order_cancelled_event(&o, req, &plan)).await?;
+    }
     let order = load(tx, o.id)
         .await?
         .ok_or_else(|| corrupt("an order just changed is missing"))?;
@@ -219,6 +224,19 @@ impl OrderStore for PgStore {
             }
         }
         Ok(out)
+    }
+
+    async fn edit_order(&self, id: i64, new: crate::NewOrder) -> OrderResult<crate::Edited> {
+        let new = seal_new_order(&self.cipher, new);
+        let mut client = self.client().await?;
+        let edited = super::order_batch::edit(&mut client, id, &new).await?;
+        Ok(match edited {
+            Ok(e) => Ok(crate::Edited {
+                before: open_order(&self.cipher, e.before)?,
+                after: open_order(&self.cipher, e.after)?,
+            }),
+            Err(refusal) => Err(refusal),
+        })
     }
 
     async fn change_order_status(&self, request: StatusRequest) -> OrderResult<crate::Order> {

@@ -27,17 +27,18 @@ use tokio_postgres::error::SqlState;
 
 use super::batch::Batch;
 use super::coupon;
+use super::inventory::end_in;
 use super::order::load;
 use crate::StorageError;
 use crate::catalog::corrupt;
-use crate::event::{discount_used_event, order_created_event};
+use crate::event::{discount_used_event, order_created_event, order_updated_event};
 use crate::inventory::{
     AlertStep, Balance, Change, alert_step, balance_from, product, warehouse_id,
 };
-use crate::order::sealed::{Created, NewOrder, Order};
+use crate::order::sealed::{Created, Edited, NewOrder, Order};
 use crate::order::{
-    ORDER_HOLD_UNTIL_MS, OrderFacts, OrderRefusal, OrderResult, StockRow, decide_order, holder,
-    priced_from, promotions_json,
+    LineStep, ORDER_HOLD_UNTIL_MS, OrderFacts, OrderRefusal, OrderResult, StockRow, decide_edit,
+    decide_order, hold_refusal, holder, inventory_refusal, priced_from, promotions_json,
 };
 
 /// Orders served in one transaction at most.
@@ -174,110 +175,9 @@ async fn create_batch(
             .is_none_or(|k| !stored.contains_key(k.as_str()))
     };
 
-    // 2. The products of every line.
-    let mut product_ids: Vec<i64> = orders
-        .iter()
-        .filter(fresh)
-        .flat_map(|o| o.lines.iter().map(|(p, _)| p.get()))
-        .collect();
-    product_ids.sort_unstable();
-    product_ids.dedup();
-    let mut facts = OrderFacts::default();
-    let mut live = Vec::with_capacity(product_ids.len());
-    if !product_ids.is_empty() {
-        for r in tx
-            .query(
-                "SELECT id, sku, name, price_minor, currency, active FROM products
-                 WHERE id = ANY($1) AND deleted_at_ms IS NULL",
-                &[&product_ids],
-            )
-            .await?
-        {
-            let id: i64 = r.try_get(0)?;
-            live.push(id);
-            facts.add_product(id, priced_from(&r, 1)?);
-        }
-    }
-    live.sort_unstable();
-
-    // 3. Their stock rows in active warehouses, locked in (product, warehouse) order.
-    if !live.is_empty() {
-        for r in tx
-            .query(
-                "SELECT s.product_id, s.warehouse_id, s.on_hand, s.reserved,
-                        s.reorder_threshold, s.low_alert_open
-                 FROM stock_levels s JOIN warehouses w ON w.id = s.warehouse_id
-                 WHERE s.product_id = ANY($1) AND w.active
-                 ORDER BY s.product_id, s.warehouse_id FOR UPDATE OF s",
-                &[&live],
-            )
-            .await?
-        {
-            facts.add_stock(StockRow {
-                product: r.try_get(0)?,
-                warehouse: warehouse_id(r.try_get(1)?)?,
-                balance: balance_from(&r, 2)?,
-            });
-        }
-    }
-
-    // 4. The coupons and the discount codes, locked in id and code order.
-    let mut coupon_codes: Vec<&str> = orders
-        .iter()
-        .filter(fresh)
-        .filter_map(|o| o.coupon.as_ref().map(|c| c.as_str()))
-        .collect();
-    coupon_codes.sort_unstable();
-    coupon_codes.dedup();
-    if !coupon_codes.is_empty() {
-        for r in tx
-            .query(
-                &format!(
-                    "SELECT {} FROM coupons WHERE code = ANY($1) ORDER BY id FOR UPDATE",
-                    coupon::COLUMNS
-                ),
-                &[&coupon_codes],
-            )
-            .await?
-        {
-            let (id, c) = coupon::coupon(&r)?;
-            facts.add_coupon(id, c)?;
-        }
-    }
-    let mut discount_codes: Vec<&str> = orders
-        .iter()
-        .filter(fresh)
-        .filter_map(|o| o.discount_code.as_ref().map(|c| c.as_str()))
-        .collect();
-    discount_codes.sort_unstable();
-    discount_codes.dedup();
-    if !discount_codes.is_empty() {
-        for r in tx
-            .query(
-                "SELECT code, used_at_ms IS NOT NULL FROM discount_codes
-                 WHERE code = ANY($1) ORDER BY code FOR UPDATE",
-                &[&discount_codes],
-            )
-            .await?
-        {
-            facts.add_code(r.try_get(0)?, r.try_get(1)?);
-        }
-    }
-
-    // 5. The promotion holds the orders consume, in id order. They are redeemed (and locked)
-    // in step 7: one changed meanwhile has the batch served again, on what it became.
-    let mut hold_ids: Vec<i64> = orders
-        .iter()
-        .filter(fresh)
-        .filter_map(|o| o.promotion_hold)
-        .collect();
-    hold_ids.sort_unstable();
-    hold_ids.dedup();
-    for id in hold_ids {
-        if let Some(hold) = super::promotion::hold_in(&tx, id).await? {
-            facts.add_hold(hold);
-        }
-    }
+    // 2. to 5.: the facts, locked.
+    let fresh_orders: Vec<&NewOrder> = orders.iter().filter(fresh).copied().collect();
+    let facts = read_facts(&tx, &fresh_orders).await?;
 
     // 6. Every order in arrival order, decided in memory.
     let candidates = orders.iter().filter(fresh).count();
@@ -363,7 +263,7 @@ async fn create_batch(
     }
 
     // 8. The accepted orders, one statement per table.
-    if !write(&tx, orders, origins, &accepted, &state).await? {
+    if !write(&tx, orders, origins, &accepted, &state, None).await? {
         tx.rollback().await?;
         return Ok(Served::Again);
     }
@@ -371,14 +271,126 @@ async fn create_batch(
     Ok(Served::Done(answers))
 }
 
+/// What `orders` are decided on, read in `tx` with the locks the batch takes, in the order
+/// every operation takes them: the products of every line; their stock rows in active
+/// warehouses (locked in (product, warehouse) order); the coupons (locked in id order) and the
+/// discount codes (in code order); the promotion holds they consume (read; redeemed, and
+/// locked, when written).
+async fn read_facts(
+    tx: &tokio_postgres::Transaction<'_>,
+    orders: &[&NewOrder],
+) -> Result<OrderFacts, StorageError> {
+    // 2. The products of every line.
+    let mut product_ids: Vec<i64> = orders
+        .iter()
+        .flat_map(|o| o.lines.iter().map(|(p, _)| p.get()))
+        .collect();
+    product_ids.sort_unstable();
+    product_ids.dedup();
+    let mut facts = OrderFacts::default();
+    let mut live = Vec::with_capacity(product_ids.len());
+    if !product_ids.is_empty() {
+        for r in tx
+            .query(
+                "SELECT id, sku, name, price_minor, currency, active FROM products
+                 WHERE id = ANY($1) AND deleted_at_ms IS NULL",
+                &[&product_ids],
+            )
+            .await?
+        {
+            let id: i64 = r.try_get(0)?;
+            live.push(id);
+            facts.add_product(id, priced_from(&r, 1)?);
+        }
+    }
+    live.sort_unstable();
+
+    // 3. Their stock rows in active warehouses, locked in (product, warehouse) order.
+    if !live.is_empty() {
+        for r in tx
+            .query(
+                "SELECT s.product_id, s.warehouse_id, s.on_hand, s.reserved,
+                        s.reorder_threshold, s.low_alert_open
+                 FROM stock_levels s JOIN warehouses w ON w.id = s.warehouse_id
+                 WHERE s.product_id = ANY($1) AND w.active
+                 ORDER BY s.product_id, s.warehouse_id FOR UPDATE OF s",
+                &[&live],
+            )
+            .await?
+        {
+            facts.add_stock(StockRow {
+                product: r.try_get(0)?,
+                warehouse: warehouse_id(r.try_get(1)?)?,
+                balance: balance_from(&r, 2)?,
+            });
+        }
+    }
+
+    // 4. The coupons and the discount codes, locked in id and code order.
+    let mut coupon_codes: Vec<&str> = orders
+        .iter()
+        .filter_map(|o| o.coupon.as_ref().map(|c| c.as_str()))
+        .collect();
+    coupon_codes.sort_unstable();
+    coupon_codes.dedup();
+    if !coupon_codes.is_empty() {
+        for r in tx
+            .query(
+                &format!(
+                    "SELECT {} FROM coupons WHERE code = ANY($1) ORDER BY id FOR UPDATE",
+                    coupon::COLUMNS
+                ),
+                &[&coupon_codes],
+            )
+            .await?
+        {
+            let (id, c) = coupon::coupon(&r)?;
+            facts.add_coupon(id, c)?;
+        }
+    }
+    let mut discount_codes: Vec<&str> = orders
+        .iter()
+        .filter_map(|o| o.discount_code.as_ref().map(|c| c.as_str()))
+        .collect();
+    discount_codes.sort_unstable();
+    discount_codes.dedup();
+    if !discount_codes.is_empty() {
+        for r in tx
+            .query(
+                "SELECT code, used_at_ms IS NOT NULL FROM discount_codes
+                 WHERE code = ANY($1) ORDER BY code FOR UPDATE",
+                &[&discount_codes],
+            )
+            .await?
+        {
+            facts.add_code(r.try_get(0)?, r.try_get(1)?);
+        }
+    }
+
+    // 5. The promotion holds the orders consume, in id order. They are redeemed (and locked)
+    // in step 7: one changed meanwhile has the batch served again, on what it became.
+    let mut hold_ids: Vec<i64> = orders.iter().filter_map(|o| o.promotion_hold).collect();
+    hold_ids.sort_unstable();
+    hold_ids.dedup();
+    for id in hold_ids {
+        if let Some(hold) = super::promotion::hold_in(tx, id).await? {
+            facts.add_hold(hold);
+        }
+    }
+
+    Ok(facts)
+}
+
 /// Writes the accepted orders and the state they leave; false if another instance stored one
-/// of their idempotency keys meanwhile (nothing else is written then).
+/// of their idempotency keys meanwhile (nothing else is written then). `edited`: the one
+/// accepted order is an edit of this stored order (its row updated, its lines already gone).
 async fn write(
     tx: &tokio_postgres::Transaction<'_>,
     orders: &[&NewOrder],
     origins: &[Option<Origin>],
     accepted: &[(usize, Accepted)],
     state: &State,
+    edited: Option<&Order>,
 ) -> Result<bool, StorageError> {
     let mut o_id = Vec::new();
     let mut o_customer = Vec::new();
@@ -470,8 +482,43 @@ async fn write(
             d_at.push(at);
         }
     }
-    let inserted = tx
-        .execute(
+    if edited.is_some() {
+        let changed = tx
+            .execute(
+                "UPDATE orders o SET currency = $2, shipping_address_enc = $3,
+                        subtotal_minor = $4, coupon_code = $5, coupon_minor = $6,
+                        discount_code = $7, discount_minor = $8, total_minor = $9,
+                        updated_at_ms = $10, shipping_minor = $11,
+                        shipping_discount_minor = $12, promotion_minor = $13,
+                        promotion_hold_id = $14, promotions = $15
+                 WHERE o.id = $1",
+                &[
+                    &o_id[0],
+                    &o_currency[0],
+                    &o_address[0],
+                    &o_subtotal[0],
+                    &o_coupon[0],
+                    &o_coupon_minor[0],
+                    &o_code[0],
+                    &o_code_minor[0],
+                    &o_total[0],
+                    &o_at[0],
+                    &o_shipping[0],
+                    &o_shipping_discount[0],
+                    &o_promotion[0],
+                    &o_hold[0],
+                    &o_promotions[0],
+                ],
+            )
+            .await?;
+        if changed != 1 {
+            return Err(corrupt("an order being edited is missing"));
+        }
+    }
+    let inserted = if edited.is_some() {
+        o_id.len() as u64
+    } else {
+        tx.execute(
             "INSERT INTO orders (id, customer, status, currency, shipping_address_enc, subtotal_minor,
                                  coupon_code, coupon_minor, discount_code, discount_minor,
                                  total_minor, idempotency_key, created_at_ms, updated_at_ms,
@@ -509,7 +556,8 @@ async fn write(
                 &o_promotions,
             ],
         )
-        .await?;
+        .await?
+    };
     if inserted != o_id.len() as u64 {
         return Ok(false);
     }
@@ -561,14 +609,16 @@ async fn write(
         &[&l_product, &l_warehouse, &l_quantity, &l_reservation, &l_at],
     )
     .await?;
-    tx.execute(
-        "INSERT INTO order_status_history (order_id, from_status, to_status, reason,
-                                           warehouse_id, at_ms)
-         SELECT id, NULL, 'pending', NULL, NULL, at
-         FROM unnest($1::bigint[], $2::bigint[]) AS u(id, at)",
-        &[&o_id, &o_at],
-    )
-    .await?;
+    if edited.is_none() {
+        tx.execute(
+            "INSERT INTO order_status_history (order_id, from_status, to_status, reason,
+                                               warehouse_id, at_ms)
+             SELECT id, NULL, 'pending', NULL, NULL, at
+             FROM unnest($1::bigint[], $2::bigint[]) AS u(id, at)",
+            &[&o_id, &o_at],
+        )
+        .await?;
+    }
 
     // The stock rows the batch reserved on: final balances and alerts.
     let mut s_product = Vec::new();
@@ -676,7 +726,7 @@ async fn write(
         )
         .await?;
     }
-    let events = batch_events(orders, origins, accepted, state)?;
+    let events = batch_events(orders, origins, accepted, state, edited)?;
     super::event::append_events(tx, &events).await?;
     Ok(true)
 }
@@ -690,6 +740,7 @@ fn batch_events(
     origins: &[Option<Origin>],
     accepted: &[(usize, Accepted)],
     state: &State,
+    edited: Option<&Order>,
 ) -> Result<Vec<NewEvent>, StorageError> {
     let stock = &state.facts.stock;
     let row_of: HashMap<(i64, i64), usize> = stock
@@ -756,7 +807,10 @@ fn batch_events(
         if let Some(code) = &new.discount_code {
             events.push(discount_used_event(code.as_str(), Some(a.id), now));
         }
-        events.push(order_created_event(&a.order));
+        events.push(match edited {
+            Some(before) => order_updated_event(before, &a.order, now),
+            None => order_created_event(&a.order),
+        });
         // Each order's events are made by its own caller.
         origin = origins[*i];
         for e in &mut events[first..] {
@@ -779,4 +833,146 @@ fn batch_events(
         }
     }
     Ok(events)
+}
+
+/// Edits a pending order in one transaction (see [`crate::OrderStore::edit_order`]), served
+/// again after a deadlock.
+pub(super) async fn edit(
+    client: &mut Client,
+    id: i64,
+    new: &NewOrder,
+) -> Result<Result<Edited, OrderRefusal>, StorageError> {
+    let mut last = StorageError::Closed;
+    for _ in 0..ATTEMPTS {
+        match edit_once(client, id, new).await {
+            Err(e) if super::promotion::is_deadlock(&e) => last = e,
+            other => return other,
+        }
+    }
+    Err(last)
+}
+
+/// The edit: the order's row locked, then every stock row of its old and new lines in
+/// (product, warehouse) order, then the old and new coupons in id order and codes in code
+/// order (the order the batch and status changes take them in); what the order holds undone
+/// by the cancel rule; the new content decided by [`decide_order`] and written by the batch's
+/// own writer as an update of the same order. Dropping the transaction undoes a refusal.
+async fn edit_once(
+    client: &mut Client,
+    id: i64,
+    new: &NewOrder,
+) -> Result<Result<Edited, OrderRefusal>, StorageError> {
+    let now = new.now;
+    let tx = client.transaction().await?;
+    let locked = tx
+        .query_opt("SELECT id FROM orders WHERE id = $1 FOR UPDATE", &[&id])
+        .await?;
+    let before = match locked {
+        Some(_) => load(&tx, id).await?,
+        None => None,
+    };
+    let Some(before) = before else {
+        return Ok(Err(OrderRefusal::OrderNotFound));
+    };
+    let undo = match decide_edit(&before, now)? {
+        Ok(plan) => plan,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let mut products: Vec<i64> = before
+        .lines
+        .iter()
+        .map(|l| l.product_id.get())
+        .chain(new.lines.iter().map(|(p, _)| p.get()))
+        .collect();
+    products.sort_unstable();
+    products.dedup();
+    tx.query(
+        "SELECT 1 FROM stock_levels WHERE product_id = ANY($1)
+         ORDER BY product_id, warehouse_id FOR UPDATE",
+        &[&products],
+    )
+    .await?;
+    let coupons: Vec<&str> = before
+        .coupon
+        .iter()
+        .map(|c| c.code.as_str())
+        .chain(new.coupon.iter().map(|c| c.as_str()))
+        .collect();
+    if !coupons.is_empty() {
+        tx.query(
+            "SELECT 1 FROM coupons WHERE code = ANY($1) ORDER BY id FOR UPDATE",
+            &[&coupons],
+        )
+        .await?;
+    }
+    let mut codes: Vec<&str> = before
+        .discount_code
+        .iter()
+        .map(|c| c.code.as_str())
+        .chain(new.discount_code.iter().map(|c| c.as_str()))
+        .collect();
+    codes.sort_unstable();
+    if !codes.is_empty() {
+        tx.query(
+            "SELECT 1 FROM discount_codes WHERE code = ANY($1) ORDER BY code FOR UPDATE",
+            &[&codes],
+        )
+        .await?;
+    }
+    for step in &undo.steps {
+        if let LineStep::End {
+            reservation, how, ..
+        } = *step
+            && let Err(r) = end_in(&tx, reservation, how, now).await?
+        {
+            return Ok(Err(inventory_refusal(r, step.product())?));
+        }
+    }
+    coupon::give_back(&tx, id, now).await?;
+    if let Some(code) = &before.discount_code {
+        super::discount::give_back(&tx, &code.code, id, now).await?;
+    }
+    if let Some(hold) = before.promotion_hold_id
+        && let Err(refusal) = super::promotion::roll_back_hold_in(&tx, hold, now).await?
+    {
+        return Err(corrupt(format!(
+            "order {id} could not roll back its promotion hold {hold}: {refusal:?}"
+        )));
+    }
+    tx.execute("DELETE FROM order_lines WHERE order_id = $1", &[&id])
+        .await?;
+    let facts = read_facts(&tx, &[new]).await?;
+    let plan = match decide_order(&facts, new) {
+        Ok(plan) => plan,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let reservations = draw_ids(&tx, "reservations", new.lines.len()).await?;
+    let order = plan.order(id, new, &facts, &mut reservations.into_iter())?;
+    let mut state = State {
+        touched_at: vec![None; facts.stock.len()],
+        coupons_used: vec![false; facts.coupons.len()],
+        facts,
+    };
+    state.facts.take(&plan, new);
+    for line in &plan.lines {
+        state.touched_at[line.stock] = Some(now.as_millis());
+    }
+    let coupon = plan.coupon.map(|(c, _)| c);
+    if let Some(c) = coupon {
+        state.coupons_used[c] = true;
+    }
+    if let Some(hold) = plan.hold
+        && let Err(refusal) = super::promotion::redeem_hold_in(&tx, hold, &holder(id), now).await?
+    {
+        return Ok(Err(OrderRefusal::PromotionHoldUnusable(hold_refusal(
+            refusal,
+        ))));
+    }
+    let accepted = [(0, Accepted { id, coupon, order })];
+    write(&tx, &[new], &[None], &accepted, &state, Some(&before)).await?;
+    let after = load(&tx, id)
+        .await?
+        .ok_or_else(|| corrupt("an order just edited is missing"))?;
+    tx.commit().await?;
+    Ok(Ok(Edited { before, after }))
 }

@@ -163,6 +163,9 @@ pub(super) fn update_product(
     if let Some(refusal) = product_refusal(conn, new, Some(id))? {
         return Ok(Err(refusal));
     }
+    let (was_minor, was_currency): (i64, String) = conn
+        .prepare_cached("SELECT price_minor, currency FROM products WHERE id = ?1")?
+        .query_row(params![id.get()], |r| Ok((r.get(0)?, r.get(1)?)))?;
     conn.prepare_cached(
         "UPDATE products SET sku = ?2, sku_key = ?3, name = ?4, description = ?5,
                 price_minor = ?6, currency = ?7, category_id = ?8, active = ?9, updated_at_ms = ?10
@@ -183,6 +186,10 @@ pub(super) fn update_product(
     put_attributes(conn, id, &new.attributes)?;
     let payload = crate::event::product_payload(id.get(), new);
     super::event::append(conn, NewEvent::api(EventType::ProductUpdated, now, payload))?;
+    let was = (was_minor, was_currency.as_str());
+    if let Some(e) = crate::event::product_price_event(id.get(), was, new, now) {
+        super::event::append(conn, e)?;
+    }
     product(conn, id)?
         .map(Ok)
         .ok_or_else(|| corrupt("a product just updated is missing"))

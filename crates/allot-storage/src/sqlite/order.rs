@@ -20,12 +20,13 @@ use crate::StorageError;
 use crate::catalog::corrupt;
 use crate::crypto::{open_created, open_order, seal_new_order};
 use crate::inventory::{Change, InventoryResult};
-use crate::order::sealed::{Created, NewOrder, Order};
+use crate::order::sealed::{Created, Edited, NewOrder, Order};
 use crate::order::{
     HISTORY_OF_ORDER, INSERT_HISTORY, LINES_OF_ORDER, LineStep, ORDER_BY_ID, ORDER_HOLD_UNTIL_MS,
     ORDER_ID_BY_KEY, OrderFacts, OrderQuery, OrderRefusal, OrderResult, OrderStore,
-    SET_ORDER_STATUS, StatusRequest, StockRow, change_from, decide_order, decide_status_change,
-    hold_refusal, holder, inventory_refusal, line_from, order_from, priced_from, promotions_json,
+    SET_ORDER_STATUS, StatusRequest, StockRow, change_from, decide_edit, decide_order,
+    decide_status_change, hold_refusal, holder, inventory_refusal, line_from, order_from,
+    priced_from, promotions_json,
 };
 
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
@@ -134,6 +135,25 @@ fn create_inner(conn: &Connection, new: &NewOrder) -> Refusable<Created> {
             ],
             |r| r.get(0),
         )?;
+    let order = match write_plan(conn, id, new, &facts, &plan)? {
+        Ok(order) => order,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    history(conn, id, None, OrderStatus::Pending, None, None, now)?;
+    super::event::append(conn, crate::event::order_created_event(&order))?;
+    Ok(Ok(Created::New(order)))
+}
+
+/// What a decided order writes besides its own row (stored under `id`): its hold redeemed,
+/// its reservations, its coupon's and code's uses, its lines.
+fn write_plan(
+    conn: &Connection,
+    id: i64,
+    new: &NewOrder,
+    facts: &OrderFacts,
+    plan: &crate::order::OrderPlan,
+) -> Refusable<Order> {
+    let now = new.now;
     // The hold was read in this transaction (the writer runs one operation at a time): it is
     // redeemed as it was decided on, or the order is refused whole.
     if let Some(hold) = plan.hold
@@ -167,7 +187,7 @@ fn create_inner(conn: &Connection, new: &NewOrder) -> Refusable<Created> {
     {
         return Err(corrupt("a discount code found unused could not be used"));
     }
-    let order = plan.order(id, new, &facts, &mut reservations.iter().copied())?;
+    let order = plan.order(id, new, facts, &mut reservations.iter().copied())?;
     let mut insert = conn.prepare_cached(
         "INSERT INTO order_lines (order_id, line_no, product_id, sku, name, quantity,
                                   unit_price_minor, line_total_minor, warehouse_id,
@@ -188,9 +208,88 @@ fn create_inner(conn: &Connection, new: &NewOrder) -> Refusable<Created> {
             line.reservation_id
         ])?;
     }
-    history(conn, id, None, OrderStatus::Pending, None, None, now)?;
-    super::event::append(conn, crate::event::order_created_event(&order))?;
-    Ok(Ok(Created::New(order)))
+    Ok(Ok(order))
+}
+
+fn edit(conn: &Connection, id: i64, new: &NewOrder) -> Refusable<Edited> {
+    all_or_nothing(conn, |conn| edit_inner(conn, id, new))
+}
+
+/// Undoes what the pending order holds (the cancel rule), then decides and writes the new
+/// content as a new order's under the same id; the savepoint makes it all or nothing.
+fn edit_inner(conn: &Connection, id: i64, new: &NewOrder) -> Refusable<Edited> {
+    let now = new.now;
+    let Some(before) = load(conn, id)? else {
+        return Ok(Err(OrderRefusal::OrderNotFound));
+    };
+    let undo = match decide_edit(&before, now)? {
+        Ok(plan) => plan,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    for step in &undo.steps {
+        if let LineStep::End {
+            reservation, how, ..
+        } = *step
+            && let Err(r) = end(conn, reservation, how, now)?
+        {
+            return Ok(Err(inventory_refusal(r, step.product())?));
+        }
+    }
+    coupon::give_back(conn, id, now)?;
+    if let Some(code) = &before.discount_code {
+        discount::give_back(conn, &code.code, id, now)?;
+    }
+    if let Some(hold) = before.promotion_hold_id
+        && let Err(refusal) = super::promotion::roll_back_hold_in(conn, hold, now)?
+    {
+        return Err(corrupt(format!(
+            "order {id} could not roll back its promotion hold {hold}: {refusal:?}"
+        )));
+    }
+    conn.prepare_cached("DELETE FROM order_lines WHERE order_id = ?1")?
+        .execute(params![id])?;
+    let facts = facts(conn, new)?;
+    let plan = match decide_order(&facts, new) {
+        Ok(plan) => plan,
+        Err(refusal) => return Ok(Err(refusal)),
+    };
+    let coupon_code = plan
+        .coupon
+        .map(|(c, _)| facts.coupons[c].coupon.code.as_str());
+    conn.prepare_cached(
+        "UPDATE orders SET currency = ?2, shipping_address_enc = ?3, subtotal_minor = ?4,
+                coupon_code = ?5, coupon_minor = ?6, discount_code = ?7, discount_minor = ?8,
+                total_minor = ?9, updated_at_ms = ?10, shipping_minor = ?11,
+                shipping_discount_minor = ?12, promotion_minor = ?13, promotion_hold_id = ?14,
+                promotions = ?15
+         WHERE id = ?1",
+    )?
+    .execute(params![
+        id,
+        plan.currency,
+        new.shipping_address,
+        plan.subtotal_minor,
+        coupon_code,
+        plan.coupon.map(|(_, minor)| minor),
+        new.discount_code.as_ref().map(|c| c.as_str()),
+        plan.discount_minor,
+        plan.goods_minor,
+        now.as_millis(),
+        plan.shipping_minor,
+        plan.shipping_discount_minor,
+        plan.promotion_minor,
+        plan.hold,
+        promotions_json(&plan.promotions),
+    ])?;
+    if let Err(refusal) = write_plan(conn, id, new, &facts, &plan)? {
+        return Ok(Err(refusal));
+    }
+    let after = load(conn, id)?.ok_or_else(|| corrupt("an order just edited is missing"))?;
+    super::event::append(
+        conn,
+        crate::event::order_updated_event(&before, &after, now),
+    )?;
+    Ok(Ok(Edited { before, after }))
 }
 
 fn history(
@@ -266,7 +365,9 @@ pub(super) fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<
         }
     }
     if plan.gives_codes_back {
-        coupon::give_back(conn, o.id, now)?;
+        if plan.gives_coupon_back {
+            coupon::give_back(conn, o.id, now)?;
+        }
         if let Some(code) = &o.discount_code {
             discount::give_back(conn, &code.code, o.id, now)?;
         }
@@ -297,6 +398,9 @@ pub(super) fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<
     )?;
     let event = crate::event::order_status_event(o.id, o.status, req, return_to);
     super::event::append(conn, event)?;
+    if req.to == OrderStatus::Cancelled {
+        super::event::append(conn, crate::event::order_cancelled_event(&o, req, &plan))?;
+    }
     let order = load(conn, o.id)?.ok_or_else(|| corrupt("an order just changed is missing"))?;
     Ok(Ok(order))
 }
@@ -399,6 +503,21 @@ impl OrderStore for SqliteStore {
         let changed = self.write(2, move |conn, _| change(conn, &request)).await?;
         Ok(match changed {
             Ok(o) => Ok(open_order(&self.cipher, o)?),
+            Err(refusal) => Err(refusal),
+        })
+    }
+
+    async fn edit_order(&self, id: i64, new: crate::NewOrder) -> OrderResult<crate::Edited> {
+        let weight = 2 * new.lines.len() + 2;
+        let new = seal_new_order(&self.cipher, new);
+        let edited = self
+            .write(weight, move |conn, _| edit(conn, id, &new))
+            .await?;
+        Ok(match edited {
+            Ok(e) => Ok(crate::Edited {
+                before: open_order(&self.cipher, e.before)?,
+                after: open_order(&self.cipher, e.after)?,
+            }),
             Err(refusal) => Err(refusal),
         })
     }

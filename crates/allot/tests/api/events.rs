@@ -293,6 +293,7 @@ async fn every_capability_appends_its_events_in_order_and_refusals_append_none()
             "WarehouseCreated",
             "ProductCreated",
             "InventoryAdjusted",
+            "InventoryChanged",
             "InventoryReserved",
             "InventoryReleased",
         ],
@@ -301,8 +302,11 @@ async fn every_capability_appends_its_events_in_order_and_refusals_append_none()
     assert_eq!(got[0]["payload"]["warehouse_id"].as_i64(), Some(wid));
     assert_eq!(got[1]["payload"]["product_id"].as_i64(), Some(pid));
     assert_eq!(got[2]["payload"]["on_hand"], 10);
-    assert_eq!(got[3]["payload"]["reservation_id"].as_i64(), Some(rid));
+    // The design's InventoryChanged follows each on-hand movement with the same payload;
+    // reservations and releases change only what is reserved and write none.
+    assert_eq!(got[3]["payload"], got[2]["payload"]);
     assert_eq!(got[4]["payload"]["reservation_id"].as_i64(), Some(rid));
+    assert_eq!(got[5]["payload"]["reservation_id"].as_i64(), Some(rid));
 
     // A reorder point, then an order that takes available to it, then its confirmation.
     let (s, b) = send(
@@ -342,6 +346,7 @@ async fn every_capability_appends_its_events_in_order_and_refusals_append_none()
             "InventoryThresholdReached",
             "OrderCreated",
             "InventoryConfirmed",
+            "InventoryChanged",
             "OrderStatusChanged",
         ],
     )
@@ -352,8 +357,54 @@ async fn every_capability_appends_its_events_in_order_and_refusals_append_none()
         got[3]["payload"]["lines"][0]["reservation_id"],
         got[1]["payload"]["reservation_id"]
     );
-    assert_eq!(got[5]["payload"]["from"], "pending");
-    assert_eq!(got[5]["payload"]["to"], "confirmed");
+    assert_eq!(got[5]["payload"]["on_hand_delta"], -2);
+    assert_eq!(got[6]["payload"]["from"], "pending");
+    assert_eq!(got[6]["payload"]["to"], "confirmed");
+
+    // A price change: ProductUpdated then ProductPriceChanged; an update keeping the price
+    // writes ProductUpdated alone.
+    for (name, amount) in [("Thing 2", 1250), ("Thing 3", 1250)] {
+        let (s, b) = send(c.put(format!("{base}/api/v1/products/{pid}")).json(&json!({
+            "sku": "EV-1", "name": name, "price": {"amount_minor": amount, "currency": "EUR"}
+        })))
+        .await;
+        assert_eq!(s, 200, "{b}");
+    }
+    let got = expect(
+        &c,
+        &base,
+        &mut at,
+        &["ProductUpdated", "ProductPriceChanged", "ProductUpdated"],
+    )
+    .await;
+    assert_eq!(got[1]["payload"]["old_price_minor"], 1000);
+    assert_eq!(got[1]["payload"]["price_minor"], 1250);
+    assert_eq!(got[1]["payload"]["currency"], "EUR");
+
+    // A cancellation: its stock and code events, OrderStatusChanged, then OrderCancelled.
+    let (s, b) = send(
+        c.put(format!("{base}/api/v1/orders/{oid}/status"))
+            .json(&json!({"status": "cancelled", "reason": "changed mind"})),
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    let got = expect(
+        &c,
+        &base,
+        &mut at,
+        &[
+            "InventoryRestocked",
+            "InventoryChanged",
+            "InventoryThresholdCleared",
+            "OrderStatusChanged",
+            "OrderCancelled",
+        ],
+    )
+    .await;
+    assert_eq!(got[4]["payload"]["order_id"].as_i64(), Some(oid));
+    assert_eq!(got[4]["payload"]["from"], "confirmed");
+    assert_eq!(got[4]["payload"]["reason"], "changed mind");
+    assert_eq!(got[4]["payload"]["lines"][0]["quantity"], 2);
 
     // The flash sale: checkout, purchase, a replayed purchase (nothing new).
     let (s, items) = send(c.get(format!("{base}/api/v1/sales/{sale_id}/items?limit=1"))).await;

@@ -41,6 +41,52 @@ impl Shop {
         }
     }
 
+    async fn open_configured(configure: impl FnOnce(&mut allot_server::config::Config)) -> Shop {
+        let app = TestApp::spawn_configured(None, configure).await;
+        let base = app.url();
+        Shop {
+            app,
+            c: http(),
+            base,
+        }
+    }
+
+    async fn edit(&self, id: i64, body: &Value) -> (u16, Value) {
+        let (s, b, _) = send(
+            self.c
+                .put(format!("{}/api/v1/orders/{id}", self.base))
+                .json(body),
+        )
+        .await;
+        (s, b)
+    }
+
+    async fn get(&self, id: i64) -> Value {
+        let (s, b, _) = send(self.c.get(format!("{}/api/v1/orders/{id}", self.base))).await;
+        assert_eq!(s, 200, "{b}");
+        b
+    }
+
+    async fn events(&self, kind: &str) -> Vec<Value> {
+        let (s, b, _) = send(self.c.get(format!(
+            "{}/api/v1/events?type={kind}&limit=1000",
+            self.base
+        )))
+        .await;
+        assert_eq!(s, 200, "{b}");
+        b["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    async fn event_count(&self) -> usize {
+        let (s, b, _) = send(
+            self.c
+                .get(format!("{}/api/v1/events?limit=1000", self.base)),
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        b["events"].as_array().map_or(0, Vec::len)
+    }
+
     async fn product(&self, sku: &str, price: i64, currency: &str) -> i64 {
         let (s, b) = post(
             &self.c,
@@ -1132,4 +1178,200 @@ async fn stripe_events_pay_and_refund_once_and_bad_or_stale_signatures_record_no
         2
     );
     shop.app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_edits_hold_stock_and_codes_again_atomically_and_a_refused_edit_changes_nothing() {
+    let shop = Shop::open().await;
+    let p = shop.product("EDIT-P", 1_000, "EUR").await;
+    let q = shop.product("EDIT-Q", 500, "EUR").await;
+    let w = shop.warehouse("EDIT-W").await;
+    shop.stock(p, w, 10).await;
+    shop.stock(q, w, 3).await;
+    shop.coupon("EDITONCE", "FLAT", 100, 1).await;
+    let code = shop.discount_code().await;
+    let o = shop.order(&[(p, 2)], Some("EDITONCE"), Some(&code)).await;
+    let id = o["id"].as_i64().expect("id");
+    assert_eq!(shop.totals(p).await, (10, 2));
+
+    // More of one line, a new line, a new address: the coupon and the code stay the order's
+    // own (given back and used again in the same step), the totals are recomputed.
+    let mut body = Shop::order_body(&[(p, 5), (q, 2)], Some("EDITONCE"), Some(&code));
+    body.as_object_mut().expect("object").remove("customer");
+    body["shipping_address"]["city"] = json!("Lyon");
+    let (s, e) = shop.edit(id, &body).await;
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(e["status"], "pending");
+    assert_eq!(e["subtotal_minor"], 6_000, "{e}");
+    assert_eq!(e["shipping_address"]["city"], "Lyon");
+    assert_eq!(e["lines"].as_array().map(Vec::len), Some(2));
+    assert_eq!(e["history"].as_array().map(Vec::len), Some(1), "{e}");
+    assert_eq!(shop.totals(p).await, (10, 5));
+    assert_eq!(shop.totals(q).await, (3, 2));
+    assert_eq!(shop.coupon_uses("EDITONCE").await, 1);
+    assert!(shop.code_used(&code).await);
+    // The same cart priced as a new order costs the same.
+    let fresh = shop.order(&[(p, 1)], None, None).await;
+    assert_eq!(fresh["subtotal_minor"], 1_000);
+    shop.to(fresh["id"].as_i64().expect("id"), "cancelled")
+        .await;
+
+    // An edit that cannot hold its stock (3 of q exist) changes nothing: not the order, not
+    // the stock, not the codes, not the log.
+    let before = shop.get(id).await;
+    let events = shop.event_count().await;
+    let too_many = Shop::order_body(&[(p, 5), (q, 4)], Some("EDITONCE"), Some(&code));
+    let (s, e) = shop.edit(id, &too_many).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("out_of_stock")),
+        "{e}"
+    );
+    assert_eq!(e["error"]["product_id"], q, "{e}");
+    // A code another order used is refused the same way.
+    let other_code = shop.discount_code().await;
+    shop.order(&[(q, 1)], None, Some(&other_code)).await;
+    let taken = Shop::order_body(&[(p, 1)], None, Some(&other_code));
+    let (s, e) = shop.edit(id, &taken).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("code_already_used")),
+        "{e}"
+    );
+    let events_after = shop.event_count().await;
+    assert_eq!(
+        shop.get(id).await,
+        before,
+        "a refused edit changed the order"
+    );
+    assert_eq!(shop.totals(p).await, (10, 5));
+    assert_eq!(shop.totals(q).await, (3, 3), "the other order holds one q");
+    assert_eq!(shop.coupon_uses("EDITONCE").await, 1);
+    assert!(shop.code_used(&code).await);
+    // Only the other order's own events were added.
+    let other = shop.events("OrderCreated").await.len();
+    assert_eq!(other, 3, "three orders placed");
+    assert!(events_after > events);
+
+    // Codes dropped: the coupon's use and the code come back; p's stock too.
+    let (s, e) = shop
+        .edit(id, &Shop::order_body(&[(p, 1)], None, None))
+        .await;
+    assert_eq!(s, 200, "{e}");
+    assert_eq!(e["subtotal_minor"], 1_000);
+    assert!(e["coupon"].is_null() && e["discount_code"].is_null(), "{e}");
+    assert_eq!(shop.totals(p).await, (10, 1));
+    assert_eq!(shop.totals(q).await, (3, 1));
+    assert_eq!(shop.coupon_uses("EDITONCE").await, 0);
+    assert!(!shop.code_used(&code).await);
+
+    // Each accepted edit wrote one OrderUpdated with both sides; refused ones none.
+    let updated = shop.events("OrderUpdated").await;
+    assert_eq!(updated.len(), 2, "{updated:#?}");
+    let last = &updated[1]["payload"];
+    assert_eq!(last["order_id"], id);
+    assert_eq!(last["before"]["subtotal_minor"], 6_000);
+    assert_eq!(last["after"]["subtotal_minor"], 1_000);
+    assert_eq!(last["before"]["coupon_code"], "EDITONCE");
+    assert!(last["after"]["coupon_code"].is_null());
+    assert!(
+        last["total_delta_minor"].as_i64().expect("delta") < 0,
+        "{last}"
+    );
+
+    // Bad input names the field; a confirmed order is no longer editable.
+    let (s, e) = shop
+        .edit(id, &Shop::order_body(&[(p, 0)], None, None))
+        .await;
+    assert_eq!(
+        (s, e["error"]["field"].as_str()),
+        (422, Some("lines.quantity")),
+        "{e}"
+    );
+    let (s, e) = shop
+        .edit(999_999, &Shop::order_body(&[(p, 1)], None, None))
+        .await;
+    assert_eq!(s, 404, "{e}");
+    shop.to(id, "confirmed").await;
+    let (s, e) = shop
+        .edit(id, &Shop::order_body(&[(p, 2)], None, None))
+        .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (409, Some("order_not_editable")),
+        "{e}"
+    );
+    assert_ledger_matches(&shop.db().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_edits_never_hold_more_than_the_stock() {
+    let shop = Shop::open().await;
+    let p = shop.product("EDIT-RACE", 100, "EUR").await;
+    let w = shop.warehouse("EDIT-RW").await;
+    shop.stock(p, w, 10).await;
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        ids.push(
+            shop.order(&[(p, 1)], None, None).await["id"]
+                .as_i64()
+                .expect("id"),
+        );
+    }
+    // Each edit gives 1 back and asks for 3: 5 + 2 + 2 = 9 fits, a third would need 11.
+    let tasks = ids.iter().map(|&id| {
+        let c = shop.c.clone();
+        let url = format!("{}/api/v1/orders/{id}", shop.base);
+        tokio::spawn(async move {
+            let (s, b, _) = send(c.put(url).json(&Shop::order_body(&[(p, 3)], None, None))).await;
+            (s, b)
+        })
+    });
+    let mut ok = 0;
+    for t in futures::future::join_all(tasks).await {
+        let (s, b) = t.expect("task");
+        match s {
+            200 => ok += 1,
+            409 => assert_eq!(b["error"]["code"], "out_of_stock", "{b}"),
+            _ => panic!("{s}: {b}"),
+        }
+    }
+    assert_eq!(ok, 2, "exactly the edits that fit");
+    assert_eq!(shop.totals(p).await, (10, 9));
+    let mut held = 0;
+    for id in ids {
+        held += shop.get(id).await["lines"][0]["quantity"]
+            .as_i64()
+            .expect("quantity");
+    }
+    assert_eq!(held, 9);
+    assert_eq!(shop.events("OrderUpdated").await.len(), 2);
+    assert_ledger_matches(&shop.db().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shop_that_keeps_used_coupons_gets_stock_and_the_code_back_on_cancel_but_not_the_coupon()
+{
+    let shop = Shop::open_configured(|c| c.cancelled_orders_return_coupons = false).await;
+    let p = shop.product("KEEP-P", 1_000, "EUR").await;
+    let w = shop.warehouse("KEEP-W").await;
+    shop.stock(p, w, 5).await;
+    shop.coupon("KEEPUSED", "FLAT", 100, 1).await;
+    let code = shop.discount_code().await;
+    let o = shop.order(&[(p, 2)], Some("KEEPUSED"), Some(&code)).await;
+    let id = o["id"].as_i64().expect("id");
+    shop.to(id, "confirmed").await;
+    shop.to(id, "cancelled").await;
+    assert_eq!(shop.totals(p).await, (5, 0), "the stock came back");
+    assert!(!shop.code_used(&code).await, "the discount code came back");
+    assert_eq!(
+        shop.coupon_uses("KEEPUSED").await,
+        1,
+        "the coupon stays used"
+    );
+    let cancelled = shop.events("OrderCancelled").await;
+    assert_eq!(cancelled.len(), 1);
+    assert_eq!(cancelled[0]["payload"]["coupon_returned"], false);
+    assert_eq!(cancelled[0]["payload"]["discount_code"], code.as_str());
+    assert_ledger_matches(&shop.db().await).await;
 }
