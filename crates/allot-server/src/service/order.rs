@@ -319,6 +319,30 @@ impl Orders {
         Ok(Prepared::Held(Box::new(hold)))
     }
 
+    /// The order as storage takes it: `made` the hold this layer made for it, if any.
+    fn new_order(
+        &self,
+        order: PlaceOrder,
+        made: Option<i64>,
+        idempotency_key: Option<IdempotencyKey>,
+    ) -> Result<NewOrder, ServiceError> {
+        Ok(NewOrder {
+            customer: order.customer,
+            shipping_address: order.shipping_address,
+            lines: order.lines,
+            coupon: order.coupon,
+            discount_code: order.discount_code,
+            discount_code_value: Discount::new(
+                DiscountKind::Percentage,
+                i64::from(self.discount_code_percent),
+            )?,
+            shipping_minor: order.shipping_minor,
+            promotion_hold: order.promotion_hold.or(made),
+            idempotency_key,
+            now: self.clock.now(),
+        })
+    }
+
     /// Releases a hold this layer made for an order that did not consume it. A failure is
     /// only logged: the hold expires by itself within [`ORDER_HOLD_TTL_SECS`].
     async fn release(&self, id: i64) {
@@ -351,21 +375,7 @@ impl Orders {
                 Prepared::Held(hold) => Some(hold.id),
             },
         };
-        let new = NewOrder {
-            customer: order.customer,
-            shipping_address: order.shipping_address,
-            lines: order.lines,
-            coupon: order.coupon,
-            discount_code: order.discount_code,
-            discount_code_value: Discount::new(
-                DiscountKind::Percentage,
-                i64::from(self.discount_code_percent),
-            )?,
-            shipping_minor: order.shipping_minor,
-            promotion_hold: order.promotion_hold.or(made),
-            idempotency_key: None,
-            now: self.clock.now(),
-        };
+        let new = self.new_order(order, made, None)?;
         let edited = self.store.edit_order(id, new).await;
         if let Some(hold) = made {
             let consumed = matches!(
@@ -403,21 +413,7 @@ impl Orders {
                 Prepared::Held(hold) => Some(hold.id),
             },
         };
-        let new = NewOrder {
-            customer: order.customer,
-            shipping_address: order.shipping_address,
-            lines: order.lines,
-            coupon: order.coupon,
-            discount_code: order.discount_code,
-            discount_code_value: Discount::new(
-                DiscountKind::Percentage,
-                i64::from(self.discount_code_percent),
-            )?,
-            shipping_minor: order.shipping_minor,
-            promotion_hold: order.promotion_hold.or(made),
-            idempotency_key,
-            now: self.clock.now(),
-        };
+        let new = self.new_order(order, made, idempotency_key)?;
         let created: OrderResult<Created> = self.store.create_order(new).await;
         if let Some(id) = made {
             let consumed = matches!(
