@@ -51,6 +51,7 @@ async fn check_exactly(app: &TestApp, id: i64, total: usize, received: &[String]
     assert_eq!(got.campaign.unwrap().issued_coupons, total as i64);
 
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count(&format!(
             "SELECT count(*) FROM campaign_coupons WHERE campaign_id = {id}"
@@ -447,6 +448,7 @@ async fn idempotency_keys_and_per_user_limits_hold_under_concurrency() {
         .collect();
     assert_eq!(codes.len(), 1);
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count("SELECT count(*) FROM campaign_coupons WHERE user_id = 'alice'")
             .await,

@@ -176,6 +176,7 @@ async fn fifty_thousand_upload_at_once_and_bad_batches_store_nothing() {
     assert_eq!(body["error"]["details"][0]["field"], "code");
 
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(db.count("SELECT count(*) FROM coupons").await, 50_000);
     assert_eq!(db.count("SELECT count(*) FROM coupon_uploads").await, 1);
     let (status, _) = upload(&client, &base, vec![]).await;
@@ -219,6 +220,7 @@ async fn two_hundred_users_race_for_one_hundred_fifty_coupons() {
     }
     assert_eq!((codes.len(), none), (150, 50));
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count("SELECT count(DISTINCT allocated_to) FROM coupons WHERE allocated_to IS NOT NULL")
             .await,
@@ -367,6 +369,7 @@ async fn concurrent_redemptions_never_exceed_max_uses_and_counters_match_rows() 
 
     // Counters equal what the rows say.
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count("SELECT uses FROM coupons WHERE code = 'FIVE'")
             .await,
@@ -667,6 +670,7 @@ async fn a_thousand_concurrent_connections_each_get_and_redeem_one_coupon() {
         .collect();
     assert_eq!(codes.len(), 1_000);
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count("SELECT count(*) FROM coupons WHERE uses = 1 AND allocated_to IS NOT NULL")
             .await,
@@ -707,6 +711,7 @@ async fn csv_files_stream_in_through_the_cli_in_all_or_nothing_chunks() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("created 12000 coupons in 3 chunks"));
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count("SELECT count(*) FROM coupons WHERE code LIKE 'CSV-%'")
             .await,

@@ -318,6 +318,7 @@ async fn an_upload_stores_every_coupon_or_none() {
     let base = app.url();
     let client = anonymous();
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     let (status, body) = upload(&client, &base, vec![coupon("KEEP-1", Some("FREE"), 1)]).await;
     assert_eq!(status, 200, "{body}");
 
@@ -801,6 +802,7 @@ async fn racing_requests_hand_each_coupon_to_one_user() {
     }
     assert_eq!((codes.len(), none), (50, 150));
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count("SELECT count(DISTINCT allocated_to) FROM coupons WHERE allocated_to IS NOT NULL")
             .await,
@@ -856,6 +858,7 @@ async fn concurrent_redeems_stop_at_max_usages() {
     usages.sort_unstable();
     assert_eq!((usages, exhausted), (vec![1, 2, 3], 37));
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count("SELECT uses FROM coupons WHERE code = 'THRICE'")
             .await,

@@ -168,6 +168,7 @@ async fn admin_calls_are_open_to_trusted_networks_only_and_nothing_else_is() {
 
     // What the trusted caller did is recorded as theirs, with their address.
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     let actors = db
         .strings("SELECT DISTINCT actor FROM events WHERE type IN ('DiscountCodesGenerated', 'CampaignCreated')")
         .await;
@@ -326,6 +327,7 @@ async fn the_original_discount_client_dials_https_localhost_7268_without_a_crede
     assert_ne!(use_code("ZZZZZZZZ".to_owned()).await, [0]);
 
     let db = backend.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(db.count("SELECT count(*) FROM discount_codes").await, 2010);
     assert_eq!(
         db.count("SELECT count(*) FROM discount_codes WHERE used_at_ms IS NOT NULL")
@@ -466,6 +468,7 @@ async fn the_original_campaign_load_test_runs_over_connect_without_a_credential(
     );
 
     let db = backend.db().await;
+    crate::invariants::assert_invariants(&db).await;
     let mut stored = db
         .strings(&format!(
             "SELECT code FROM campaign_coupons WHERE campaign_id = {id}"

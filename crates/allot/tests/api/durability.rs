@@ -132,6 +132,7 @@ async fn sigkill_loses_no_acknowledged_generate_or_use() {
     // Restarting recovers the write-ahead log (SQLite); PostgreSQL committed before answering.
     let server = backend.start();
     let db = backend.db().await;
+    crate::invariants::assert_invariants(&db).await;
     let stored: HashSet<String> = db
         .strings("SELECT code FROM discount_codes")
         .await
@@ -198,6 +199,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     assert!(!answered.is_empty(), "no request was in flight");
     let _server = backend.start();
     let db = backend.db().await;
+    crate::invariants::assert_invariants(&db).await;
     let stored: HashSet<String> = db
         .strings("SELECT code FROM discount_codes")
         .await
@@ -321,6 +323,7 @@ async fn sigkill_loses_no_acknowledged_purchase_or_redemption() {
 
     let _server = backend.start_with(&flags);
     let db = backend.db().await;
+    crate::invariants::assert_invariants_with(&db, 1000).await;
     for (item, user) in &purchased {
         assert_eq!(
             db.strings(&format!("SELECT sold_to FROM sale_items WHERE id = {item}"))

@@ -187,6 +187,7 @@ async fn a_full_disk_is_answered_storage_unavailable_and_recovers_by_itself() {
 
     // Exactly what was acknowledged is stored: nothing lost, nothing refused kept.
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     let stored: HashSet<String> = db
         .strings("SELECT code FROM discount_codes")
         .await

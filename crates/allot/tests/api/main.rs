@@ -32,6 +32,7 @@ mod helpers;
 mod house;
 mod idem;
 mod idempotency;
+mod invariants;
 mod inventory;
 mod megadeal_global;
 mod notifications;

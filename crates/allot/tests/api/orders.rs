@@ -245,6 +245,7 @@ impl Shop {
 /// reservations.
 async fn assert_ledger_matches(db: &AppDb) {
     crate::inventory::assert_ledger_matches(db).await;
+    crate::invariants::assert_invariants(db).await;
     // Every pending order's lines are held by pending reservations, and no others are.
     let loose = db
         .count(

@@ -244,6 +244,7 @@ async fn promotion_race_1000_checkouts_for_a_budget_of_100_give_exactly_100_to_t
     tracing::info!(elapsed = ?started.elapsed(), "1,000 checkouts");
 
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count("SELECT CAST(coalesce(sum(promotion_minor), 0) AS BIGINT) FROM orders")
             .await,
@@ -469,6 +470,7 @@ async fn promotion_race_rollback_called_20_times_at_once_gives_back_once() {
     }
     assert_eq!(shop.usage(id).await, (0, 0, 0, 0));
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count("SELECT count(*) FROM events WHERE type = 'PromotionRolledBack'")
             .await,
@@ -593,6 +595,7 @@ async fn promotion_race_an_order_consuming_a_hold_and_its_release_at_once_one_wi
     }
     assert_eq!(shop.usage(id).await, (100 * ordered, ordered, 0, 0));
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count("SELECT count(*) FROM orders WHERE promotion_hold_id IS NOT NULL")
             .await,
@@ -644,6 +647,7 @@ async fn promotion_race_the_invariant_check_catches_a_counter_that_disagrees_wit
     let (s, h) = shop.hold("ann", &[], 600).await;
     assert_eq!((s, held_amount(&h)), (201, 100), "{h}");
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_promotion_invariants(&db).await;
 
     let skew = format!("UPDATE promotions SET held_minor = held_minor + 1 WHERE id = {id}");

@@ -182,6 +182,7 @@ pub(crate) async fn run_sale(
     // The database: exactly `items` sold, each to one user, none above the limit, every
     // purchase a client saw among them, every checkout attempt recorded.
     let db = apps[0].db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count(&format!(
             "SELECT count(*) FROM sale_items WHERE sale_id = {sale_id} AND sold_to IS NOT NULL"
@@ -563,6 +564,7 @@ async fn every_flash_sale_error_has_its_status() {
     }
     // Attempts that reached the sale are recorded with their outcome, failures included.
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count("SELECT count(*) FROM sale_checkout_attempts WHERE outcome = 'unknown_item'")
             .await,

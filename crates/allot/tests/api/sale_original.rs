@@ -204,6 +204,7 @@ async fn the_design_flow_collects_items_on_one_code_and_purchases_them_once() {
     let (_, active) = get(&client, format!("{base}/sales/active")).await;
     assert_eq!(active["items_sold"], 3);
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count("SELECT count(*) FROM sale_items WHERE sold_to = 'user123'")
             .await,
@@ -334,6 +335,7 @@ async fn every_design_error_has_its_status_and_message() {
         "an item of the last sale",
     );
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count("SELECT count(*) FROM sale_items WHERE sold_to IS NOT NULL")
             .await,
@@ -438,6 +440,7 @@ async fn a_purchase_sells_what_is_left_and_decides_once_however_often_it_is_call
         ]
     );
     let db = app.db().await;
+    crate::invariants::assert_invariants(&db).await;
     assert_eq!(
         db.count("SELECT count(*) FROM sale_items WHERE sold_to IS NOT NULL")
             .await,
@@ -544,6 +547,7 @@ async fn race(r: Race<'_>) -> usize {
     assert_eq!(seen_items.len(), seen.len(), "an item was sold twice");
 
     let db = r.apps[0].db().await;
+    crate::invariants::assert_invariants(&db).await;
     let sold_rows = db
         .count("SELECT count(*) FROM sale_items WHERE sold_to IS NOT NULL")
         .await;
