@@ -35,6 +35,7 @@ mod idempotency;
 mod inventory;
 mod megadeal_global;
 mod notifications;
+mod notify_gateway;
 mod order_promotions;
 mod orders;
 mod personal_data;
