@@ -622,6 +622,48 @@ async fn rules_send_sms_and_push_only_on_the_channels_a_user_keeps_on() {
             .ends_with("is now confirmed."),
         "{sms_hit:?}"
     );
+
+    // The rule's notifications have their events once each, the rule's actor on them.
+    let made: Vec<(i64, String)> = db
+        .strings(
+            "SELECT id || ' ' || channel FROM notifications WHERE channel <> 'in_app' ORDER BY id",
+        )
+        .await
+        .iter()
+        .map(|row| {
+            let (id, channel) = row.split_once(' ').unwrap();
+            (id.parse().unwrap(), channel.to_owned())
+        })
+        .collect();
+    assert_eq!(made.len(), 3, "{made:?}");
+    for (id, _) in &made {
+        sent(&app, *id).await;
+    }
+    let events = all_events(&app).await;
+    for (id, channel) in &made {
+        let requested = if channel == "sms" {
+            "SmsNotificationRequested"
+        } else {
+            "PushNotificationRequested"
+        };
+        for kind in [
+            "NotificationQueued",
+            requested,
+            "NotificationSent",
+            "NotificationDelivered",
+        ] {
+            assert_eq!(count(&events, kind, *id), 1, "{kind} of {id}");
+        }
+        let queued = events
+            .iter()
+            .find(|e| e["type"] == requested && e["payload"]["notification_id"] == *id)
+            .unwrap();
+        assert_eq!(queued["actor"], "system:notifier", "{queued}");
+        assert_eq!(
+            queued["payload"]["rule"], "order_status_changed",
+            "{queued}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
