@@ -104,6 +104,8 @@ impl Application {
         // read stops the start instead of failing every delivery later.
         crate::webhook_worker::http_client(&config.webhooks).map_err(AppError::Config)?;
         crate::notifier::check_settings(&config.notifications).map_err(AppError::Config)?;
+        crate::notify_gateway::Gateway::from_settings(&config.notifications, &config.webhooks)
+            .map_err(AppError::Config)?;
         let redis = match &config.redis_url {
             Some(url) => Some(crate::shared_redis::connect(url, &config.redis_tls).await?),
             None => None,
@@ -247,7 +249,8 @@ impl Application {
     ) -> Result<(), AppError> {
         let grace = self.config.shutdown_grace;
         let jobs = crate::jobs::start(&self.services, &self.config);
-        let notifier = crate::notifier::start(self.services.notifications.clone());
+        let notifier =
+            crate::notifier::start(self.services.notifications.clone(), &self.config.webhooks);
         let stopping_tx = self.stopping;
         let stopping_rx = stopping_tx.subscribe();
         let signal = async move {

@@ -429,6 +429,23 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_SMTP_CA_FILE", value_name = "FILE")]
     pub smtp_ca_file: Option<PathBuf>,
 
+    /// The shop's HTTP gateway for SMS and push notifications: each one is POSTed there as
+    /// JSON, signed like webhooks. https only, unless webhook_allow_http is set; trusted as
+    /// webhook receivers are (webhook_ca_file). Without it SMS and push notifications fail at
+    /// once with the reason "the notification gateway is not configured"
+    #[arg(long, env = "ALLOT_NOTIFICATION_GATEWAY_URL", value_name = "URL")]
+    pub notification_gateway_url: Option<String>,
+
+    /// The key of the gateway requests' Allot-Signature (HMAC-SHA256 of "<t>.<body>"), set
+    /// with notification_gateway_url
+    #[arg(
+        long,
+        env = "ALLOT_NOTIFICATION_GATEWAY_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub notification_gateway_secret: Option<Secret>,
+
     /// Certificate chain (PEM, leaf first) for TLS on the port; with --tls-key the port speaks
     /// TLS only (HTTP/2 and HTTP/1.1 by ALPN). Reloaded on SIGHUP and when the file changes
     #[arg(long, env = "ALLOT_TLS_CERT", value_name = "FILE")]
@@ -529,6 +546,8 @@ struct FileConfig {
     smtp_from: Option<String>,
     smtp_tls: Option<SmtpTls>,
     smtp_ca_file: Option<PathBuf>,
+    notification_gateway_url: Option<String>,
+    notification_gateway_secret: Option<Secret>,
     trust_forwarded_for: Option<bool>,
     open_public_contracts: Option<bool>,
     open_admin_contracts_from: Option<String>,
@@ -756,12 +775,18 @@ impl ServeArgs {
             self.tls_cert.or(file.tls_cert),
             self.tls_key.or(file.tls_key),
         )?;
-        let notifications = notification_settings(
+        let mut notifications = notification_settings(
             self.smtp_url.or(file.smtp_url),
             self.smtp_from.or(file.smtp_from),
             self.smtp_tls.or(file.smtp_tls),
             self.smtp_ca_file.or(file.smtp_ca_file),
         )?;
+        notifications.gateway_url = self
+            .notification_gateway_url
+            .or(file.notification_gateway_url);
+        notifications.gateway_secret = self
+            .notification_gateway_secret
+            .or(file.notification_gateway_secret);
         let postgres_tls = allot_storage::postgres::PgTlsSettings {
             ca_file: self.postgres_ca_file.or(file.postgres_ca_file),
             client: ClientIdentity::pair(

@@ -18,6 +18,7 @@ mod http;
 mod jobs;
 mod metrics;
 mod notifier;
+mod notify_gateway;
 mod outbound_tls;
 pub mod pb;
 pub mod policy;

@@ -1,7 +1,8 @@
 //! The two background workers of notifications: the rules consumer, which reads the event log
 //! after its stored cursor and turns events into notifications (see
-//! [`Notifications::consume_once`]), and the email sender, which delivers queued emails over
-//! SMTP with `lettre`, retrying with backoff. Both are safe with several instances: the
+//! [`Notifications::consume_once`]), and the sender, which delivers queued emails over SMTP
+//! with `lettre` and SMS and push through the shop's HTTP gateway
+//! ([`crate::notify_gateway`]), retrying with backoff. Both are safe with several instances: the
 //! consumer is leased by one instance at a time and commits only from the cursor it read; the
 //! sender claims rows with a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL).
 //!
@@ -21,6 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
+use crate::notify_gateway::{Gateway, NOT_CONFIGURED as GATEWAY_NOT_CONFIGURED};
 use crate::service::notification::{NotificationSettings, Notifications, SendFailure, SmtpTls};
 
 /// Where to send mail and how: parsed from `smtp_url` and `smtp_tls`.
@@ -236,8 +238,12 @@ impl Notifier {
     }
 }
 
-/// Starts the consumer and the sender over `notifications`.
-pub(crate) fn start(notifications: Arc<Notifications>) -> Notifier {
+/// Starts the consumer and the sender over `notifications`; the gateway's TLS trust, timeout
+/// and plain-http permission are the webhooks' (`webhooks`).
+pub(crate) fn start(
+    notifications: Arc<Notifications>,
+    webhooks: &crate::webhook_worker::WebhookSettings,
+) -> Notifier {
     let (stop, stopped) = watch::channel(false);
     let settings: NotificationSettings = notifications.settings().clone();
     // One owner name per process: the consumer's lease is renewed by the process holding it.
@@ -279,20 +285,36 @@ pub(crate) fn start(notifications: Arc<Notifications>) -> Notifier {
             None
         }
     };
+    let gateway = match Gateway::from_settings(&settings, webhooks) {
+        Ok(gateway) => gateway.map(Arc::new),
+        Err(e) => {
+            tracing::error!(error = %e, "notification gateway settings are not usable; SMS and push fail until fixed");
+            None
+        }
+    };
     {
         let notifications = notifications.clone();
         tasks.push(tokio::spawn(every(
             settings.poll_interval,
             stopped,
             move || {
-                let (n, mailer) = (notifications.clone(), mailer.clone());
+                let (n, mailer, gateway) =
+                    (notifications.clone(), mailer.clone(), gateway.clone());
                 async move {
                     loop {
-                        let mailer = mailer.clone();
+                        let (mailer, gateway) = (mailer.clone(), gateway.clone());
                         let run = n
                             .deliver_due_once(move |to, note| {
-                                let mailer = mailer.clone();
+                                let (mailer, gateway) = (mailer.clone(), gateway.clone());
                                 async move {
+                                    if note.channel.via_gateway() {
+                                        return match gateway {
+                                            Some(g) => g.send(&note, &to).await,
+                                            None => Err(SendFailure::Permanent(
+                                                GATEWAY_NOT_CONFIGURED.to_owned(),
+                                            )),
+                                        };
+                                    }
                                     match mailer {
                                         Some(m) => m.send(&to, &note.subject, &note.body).await,
                                         None => Err(SendFailure::Permanent(NOT_CONFIGURED.to_owned())),
@@ -304,7 +326,7 @@ pub(crate) fn start(notifications: Arc<Notifications>) -> Notifier {
                             Ok(handled) if handled > 0 => continue,
                             Ok(_) => break,
                             Err(e) => {
-                                tracing::warn!(error = %e, "email sender failed; next try at the next tick");
+                                tracing::warn!(error = %e, "notification sender failed; next try at the next tick");
                                 break;
                             }
                         }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use allot_domain::UnixMillis;
 use allot_domain::auth::{AccountId, Role};
 use allot_domain::event::{EventType, NewEvent};
-use allot_domain::notification::{Channel, DeliveryStatus};
+use allot_domain::notification::{Channel, DeliveryStatus, Phone};
 use async_trait::async_trait;
 
 use crate::StorageError;
@@ -28,12 +28,28 @@ pub struct InAppPart {
     pub body: String,
 }
 
+/// The SMS part of a template: a minijinja source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SmsPart {
+    pub text: String,
+}
+
+/// The push part of a template: minijinja sources; `url` is the link a tap opens (optional).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PushPart {
+    pub title: String,
+    pub body: String,
+    pub url: Option<String>,
+}
+
 /// A template to store; the service has checked that every source parses.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewTemplate {
     pub name: String,
     pub email: Option<EmailPart>,
     pub in_app: Option<InAppPart>,
+    pub sms: Option<SmsPart>,
+    pub push: Option<PushPart>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +58,8 @@ pub struct Template {
     pub name: String,
     pub email: Option<EmailPart>,
     pub in_app: Option<InAppPart>,
+    pub sms: Option<SmsPart>,
+    pub push: Option<PushPart>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
 }
@@ -55,7 +73,8 @@ pub enum TemplateKey {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplateWrite {
-    Saved(Template),
+    /// Boxed: a template with its four parts is far larger than the refusals.
+    Saved(Box<Template>),
     NotFound,
     NameTaken,
 }
@@ -117,39 +136,52 @@ pub struct RuleUpdate {
     pub active: Option<bool>,
 }
 
-/// A user's switches for the two channels.
+/// A user's switches for the four channels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChannelSwitches {
     pub email: bool,
     pub in_app: bool,
+    pub sms: bool,
+    pub push: bool,
 }
 
 impl ChannelSwitches {
-    pub const ALL_ON: ChannelSwitches = ChannelSwitches {
+    /// Until a user says otherwise: email, in-app and push on; SMS off. A text message costs
+    /// the shop money and reaches a phone, which takes the user's explicit consent (opt-in);
+    /// push reaches only devices the user registered with the shop's app, which was the
+    /// consent, and the device lets them silence it.
+    pub const DEFAULT: ChannelSwitches = ChannelSwitches {
         email: true,
         in_app: true,
+        sms: false,
+        push: true,
     };
 
     pub fn allows(self, channel: Channel) -> bool {
         match channel {
             Channel::Email => self.email,
             Channel::InApp => self.in_app,
+            Channel::Sms => self.sms,
+            Channel::Push => self.push,
         }
     }
 }
 
-/// A user's preferences: the channel switches, and overrides per rule (by rule name).
+/// A user's preferences: the channel switches, overrides per rule (by rule name), and the
+/// phone number SMS go to (none: no SMS, whatever the switches say).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preferences {
     pub channels: ChannelSwitches,
     pub rules: BTreeMap<String, ChannelSwitches>,
+    pub phone: Option<Phone>,
 }
 
 impl Default for Preferences {
     fn default() -> Self {
         Preferences {
-            channels: ChannelSwitches::ALL_ON,
+            channels: ChannelSwitches::DEFAULT,
             rules: BTreeMap::new(),
+            phone: None,
         }
     }
 }
@@ -164,9 +196,10 @@ impl Preferences {
     }
 }
 
-/// A notification to store. In-app ones are delivered by being stored (status `sent`); email
-/// ones are queued for the sender; one whose rendering failed is stored `failed` with the
-/// reason, so the failure is visible instead of lost.
+/// A notification to store. In-app ones are delivered by being stored (status `sent`); email,
+/// SMS and push ones are queued for the sender; one whose rendering failed is stored `failed`
+/// with the reason, so the failure is visible instead of lost. `subject` is the email's
+/// subject or the in-app or push title (empty for SMS); `link` the push's url.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewNotification {
     pub user: AccountId,
@@ -176,6 +209,7 @@ pub struct NewNotification {
     pub event_seq: Option<i64>,
     pub subject: String,
     pub body: String,
+    pub link: Option<String>,
     pub render_error: Option<String>,
 }
 
@@ -189,6 +223,7 @@ pub struct Notification {
     pub event_seq: Option<i64>,
     pub subject: String,
     pub body: String,
+    pub link: Option<String>,
     pub status: DeliveryStatus,
     pub attempts: u32,
     pub last_error: Option<String>,
@@ -199,7 +234,7 @@ pub struct Notification {
     pub updated_at: UnixMillis,
 }
 
-/// A page of the email outbox, newest first: ids below `before`, of one status if given.
+/// A page of the outbox (email, SMS and push), newest first: ids below `before`, of one status if given.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OutboxQuery {
     pub status: Option<DeliveryStatus>,
@@ -216,10 +251,10 @@ pub struct InboxQuery {
     pub limit: u32,
 }
 
-/// The outcome of one delivery attempt of an email notification.
+/// The outcome of one delivery attempt of an email, SMS or push notification.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
-    /// The SMTP server accepted the message.
+    /// The SMTP server (email) or the gateway (SMS, push) accepted the message.
     Sent,
     /// Failed; try again at `retry_at`, or never (given up) when `None`.
     Failed {
@@ -310,8 +345,9 @@ pub trait NotificationStore: Send + Sync + 'static {
 
     async fn inbox(&self, query: InboxQuery) -> Result<Vec<Notification>, StorageError>;
 
-    /// The email outbox (every recipient's), newest first, filtered by status: the
-    /// `notifications_outbox` index serves a status, the primary key the whole list.
+    /// The outbox: every recipient's email, SMS and push notifications, newest first, filtered
+    /// by status: the `notifications_outbox` index serves a status, the primary key the whole
+    /// list.
     async fn outbox(&self, query: OutboxQuery) -> Result<Vec<Notification>, StorageError>;
 
     /// Marks the user's in-app notification read (once; later calls keep the first time);
@@ -323,17 +359,17 @@ pub trait NotificationStore: Send + Sync + 'static {
         now: UnixMillis,
     ) -> Result<Option<Notification>, StorageError>;
 
-    /// Claims up to `limit` email notifications due at `now` that no sender holds, for
-    /// `lease_ms`: a sender that dies leaves them to be claimed again after the lease.
-    async fn claim_due_emails(
+    /// Claims up to `limit` email, SMS and push notifications due at `now` that no sender
+    /// holds, for `lease_ms`: a sender that dies leaves them to be claimed again after the
+    /// lease.
+    async fn claim_due_outbound(
         &self,
         now: UnixMillis,
         lease_ms: i64,
         limit: u32,
     ) -> Result<Vec<Notification>, StorageError>;
 
-    /// Records an attempt of a claimed email notification and releases the claim, with its
-    /// event.
+    /// Records an attempt of a claimed notification and releases the claim, with its events.
     async fn record_attempt(
         &self,
         id: i64,
@@ -348,12 +384,33 @@ pub trait NotificationStore: Send + Sync + 'static {
 pub(crate) struct SealedTexts {
     pub subject: String,
     pub body: String,
+    pub link: Option<String>,
     pub last_error: Option<String>,
 }
 
 const SUBJECT: &str = "notifications.subject";
 const BODY: &str = "notifications.body";
+const LINK: &str = "notifications.link";
 const LAST_ERROR: &str = "notifications.last_error";
+const PHONE: &str = "notification_phones.phone";
+
+/// A user's phone number sealed, bound to the user.
+pub(crate) fn seal_phone(cipher: &Cipher, user: AccountId, phone: &Phone) -> String {
+    cipher.seal_str(
+        phone.as_str(),
+        places::notification(PHONE, &user.get().to_string()),
+    )
+}
+
+pub(crate) fn open_phone(
+    cipher: &Cipher,
+    user: AccountId,
+    sealed: &str,
+) -> Result<Phone, StorageError> {
+    let plain = cipher.open_string(sealed, places::notification(PHONE, &user.get().to_string()))?;
+    Phone::parse_field(&plain, "phone")
+        .map_err(|_| StorageError::Corrupt(format!("stored phone of user {}", user.get())))
+}
 
 pub(crate) fn seal_error(cipher: &Cipher, id: i64, error: &str) -> String {
     cipher.seal_str(error, places::notification(LAST_ERROR, &id.to_string()))
@@ -364,6 +421,10 @@ pub(crate) fn seal_texts(cipher: &Cipher, id: i64, n: &NewNotification) -> Seale
     SealedTexts {
         subject: cipher.seal_str(&n.subject, places::notification(SUBJECT, &row)),
         body: cipher.seal_str(&n.body, places::notification(BODY, &row)),
+        link: n
+            .link
+            .as_deref()
+            .map(|l| cipher.seal_str(l, places::notification(LINK, &row))),
         last_error: n.render_error.as_deref().map(|e| seal_error(cipher, id, e)),
     }
 }
@@ -376,6 +437,10 @@ pub(crate) fn open_texts(
     let row = n.id.to_string();
     n.subject = cipher.open_string(&n.subject, places::notification(SUBJECT, &row))?;
     n.body = cipher.open_string(&n.body, places::notification(BODY, &row))?;
+    n.link = n
+        .link
+        .map(|l| cipher.open_string(&l, places::notification(LINK, &row)))
+        .transpose()?;
     n.last_error = n
         .last_error
         .map(|e| cipher.open_string(&e, places::notification(LAST_ERROR, &row)))
@@ -402,7 +467,7 @@ pub(crate) fn initial(n: &NewNotification, now: UnixMillis) -> Initial {
             next_attempt_at: None,
             sent_at: Some(now.as_millis()),
         },
-        (None, Channel::Email) => Initial {
+        (None, Channel::Email | Channel::Sms | Channel::Push) => Initial {
             status: DeliveryStatus::Queued,
             next_attempt_at: Some(now.as_millis()),
             sent_at: None,
@@ -410,8 +475,8 @@ pub(crate) fn initial(n: &NewNotification, now: UnixMillis) -> Initial {
     }
 }
 
-/// The events of storing `n` as notification `id`: queued, then sent (in-app) or failed (a
-/// rendering error).
+/// The events of storing `n` as notification `id`: queued (with its channel's request for
+/// email, SMS and push), then sent and delivered (in-app) or failed (a rendering error).
 pub(crate) fn stored_events(
     id: i64,
     n: &NewNotification,
@@ -422,29 +487,42 @@ pub(crate) fn stored_events(
         Some(a) => NewEvent::by(a, kind, now, payload.to_string()),
         None => NewEvent::api(kind, now, payload.to_string()),
     };
-    let mut events = vec![make(
-        EventType::NotificationQueued,
-        serde_json::json!({
-            "notification_id": id,
-            "user_id": n.user.get(),
-            "channel": n.channel.as_str(),
-            "template": n.template,
-            "rule": n.rule,
-            "event_seq": n.event_seq,
-        }),
-    )];
+    let queued = serde_json::json!({
+        "notification_id": id,
+        "user_id": n.user.get(),
+        "channel": n.channel.as_str(),
+        "template": n.template,
+        "rule": n.rule,
+        "event_seq": n.event_seq,
+    });
+    let mut events = vec![make(EventType::NotificationQueued, queued.clone())];
+    if let Some(kind) = requested_event(n.channel) {
+        events.push(make(kind, queued));
+    }
     match (&n.render_error, n.channel) {
         (Some(reason), _) => events.push(make(
             EventType::NotificationFailed,
             failed_payload(id, n.user.get(), n.channel, 0, reason, None),
         )),
-        (None, Channel::InApp) => events.push(make(
-            EventType::NotificationSent,
-            sent_payload(id, n.user.get(), n.channel, 0),
-        )),
-        (None, Channel::Email) => {}
+        (None, Channel::InApp) => {
+            let sent = sent_payload(id, n.user.get(), n.channel, 0);
+            events.push(make(EventType::NotificationSent, sent.clone()));
+            events.push(make(EventType::NotificationDelivered, sent));
+        }
+        (None, Channel::Email | Channel::Sms | Channel::Push) => {}
     }
     events
+}
+
+/// The design's event of a notification queued for an outbound channel (none for in-app,
+/// which is delivered by being stored).
+fn requested_event(channel: Channel) -> Option<EventType> {
+    match channel {
+        Channel::Email => Some(EventType::EmailNotificationRequested),
+        Channel::Sms => Some(EventType::SmsNotificationRequested),
+        Channel::Push => Some(EventType::PushNotificationRequested),
+        Channel::InApp => None,
+    }
 }
 
 /// `text` with every email address in it (a run of address characters around an `@`, with
@@ -525,24 +603,35 @@ pub(crate) fn failed_payload(
     })
 }
 
-/// The event of a recorded attempt.
-pub(crate) fn attempt_event(
+/// The events of a recorded attempt: sent and delivered, or failed.
+pub(crate) fn attempt_events(
     id: i64,
     user: i64,
     channel: Channel,
     attempts: u32,
     attempt: &Attempt,
     now: UnixMillis,
-) -> NewEvent {
+) -> Vec<NewEvent> {
     use allot_domain::event::ACTOR_NOTIFIER;
     match attempt {
-        Attempt::Sent => NewEvent::by(
-            ACTOR_NOTIFIER,
-            EventType::NotificationSent,
-            now,
-            sent_payload(id, user, channel, attempts).to_string(),
-        ),
-        Attempt::Failed { reason, retry_at } => NewEvent::by(
+        Attempt::Sent => {
+            let payload = sent_payload(id, user, channel, attempts).to_string();
+            vec![
+                NewEvent::by(
+                    ACTOR_NOTIFIER,
+                    EventType::NotificationSent,
+                    now,
+                    payload.clone(),
+                ),
+                NewEvent::by(
+                    ACTOR_NOTIFIER,
+                    EventType::NotificationDelivered,
+                    now,
+                    payload,
+                ),
+            ]
+        }
+        Attempt::Failed { reason, retry_at } => vec![NewEvent::by(
             ACTOR_NOTIFIER,
             EventType::NotificationFailed,
             now,
@@ -555,7 +644,7 @@ pub(crate) fn attempt_event(
                 retry_at.map(UnixMillis::as_millis),
             )
             .to_string(),
-        ),
+        )],
     }
 }
 
@@ -565,6 +654,8 @@ pub(crate) fn template_event(kind: EventType, t: &Template, now: UnixMillis) -> 
     let channels: Vec<&str> = [
         t.email.as_ref().map(|_| "email"),
         t.in_app.as_ref().map(|_| "in_app"),
+        t.sms.as_ref().map(|_| "sms"),
+        t.push.as_ref().map(|_| "push"),
     ]
     .into_iter()
     .flatten()
@@ -591,7 +682,7 @@ pub(crate) fn rule_event(r: &Rule, now: UnixMillis) -> NewEvent {
 }
 
 pub(crate) fn preferences_event(user: AccountId, p: &Preferences, now: UnixMillis) -> NewEvent {
-    let switches = |s: &ChannelSwitches| serde_json::json!({"email": s.email, "in_app": s.in_app});
+    let switches = |s: &ChannelSwitches| serde_json::json!({"email": s.email, "in_app": s.in_app, "sms": s.sms, "push": s.push});
     let rules: serde_json::Map<String, serde_json::Value> = p
         .rules
         .iter()
@@ -604,6 +695,10 @@ pub(crate) fn preferences_event(user: AccountId, p: &Preferences, now: UnixMilli
             "user_id": user.get(),
             "email": p.channels.email,
             "in_app": p.channels.in_app,
+            "sms": p.channels.sms,
+            "push": p.channels.push,
+            // Whether a number is on file; never the number (personal data).
+            "phone_set": p.phone.is_some(),
             "rules": rules,
         })
         .to_string(),

@@ -17,6 +17,8 @@
     try { body.variables = JSON.parse(body.variables); } catch (_) { /* sent as typed: the API names it */ }
     if (parts.email) body.email = parts.email;
     if (parts.in_app) body.in_app = parts.in_app;
+    if (parts.sms) body.sms = parts.sms;
+    if (parts.push) body.push = parts.push;
     alert.textContent = "";
     const res = await Allot.api("POST", form.dataset.url, body);
     for (const el of output.querySelectorAll("[data-preview]")) {

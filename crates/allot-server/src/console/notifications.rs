@@ -50,6 +50,8 @@ fn text(label: &str, name: &str, value: &str) -> Markup {
 fn template_fields(t: Option<&Template>) -> Markup {
     let email = t.and_then(|t| t.email.as_ref());
     let in_app = t.and_then(|t| t.in_app.as_ref());
+    let sms = t.and_then(|t| t.sms.as_ref());
+    let push = t.and_then(|t| t.push.as_ref());
     html! {
         (text("Name", "name", t.map_or("", |t| t.name.as_str())))
         fieldset {
@@ -61,6 +63,16 @@ fn template_fields(t: Option<&Template>) -> Markup {
             legend { "In-app" }
             (text("Title", "in_app.title", in_app.map_or("", |p| p.title.as_str())))
             (textarea("Body", "in_app.body", in_app.map_or("", |p| p.body.as_str()), ""))
+        }
+        fieldset {
+            legend { "SMS" }
+            (textarea("Text", "sms.text", sms.map_or("", |p| p.text.as_str()), "sent to the user's phone number, through the notification gateway"))
+        }
+        fieldset {
+            legend { "Push" }
+            (text("Title", "push.title", push.map_or("", |p| p.title.as_str())))
+            (textarea("Body", "push.body", push.map_or("", |p| p.body.as_str()), ""))
+            (text("Link (optional)", "push.url", push.and_then(|p| p.url.as_deref()).unwrap_or("")))
         }
     }
 }
@@ -79,7 +91,7 @@ async fn list(ctx: Ctx) -> Response {
     let may_edit_rules = ctx.may_call("PUT", "/api/v1/notifications/rules/{name}");
     let body = html! {
         @if ctx.may_call("GET", "/api/v1/notifications/outbox") {
-            p { a href="/console/notifications/outbox" { "The email outbox" } " · " a href="/console/notifications/outbox?status=failed" { "failed emails" } }
+            p { a href="/console/notifications/outbox" { "The outbox (email, SMS, push)" } " · " a href="/console/notifications/outbox?status=failed" { "failed ones" } }
         }
         h2 { "Templates" }
         table #templates aria-label="Templates" {
@@ -90,7 +102,9 @@ async fn list(ctx: Ctx) -> Response {
                         td { a href={ "/console/notifications/templates/" (t.id) } { (t.name) } }
                         td {
                             @if t.email.is_some() { span.badge { "email" } " " }
-                            @if t.in_app.is_some() { span.badge { "in-app" } }
+                            @if t.in_app.is_some() { span.badge { "in-app" } " " }
+                            @if t.sms.is_some() { span.badge { "sms" } " " }
+                            @if t.push.is_some() { span.badge { "push" } }
                         }
                         td { (ui::time(t.updated_at.as_millis())) }
                     }
@@ -121,7 +135,7 @@ async fn list(ctx: Ctx) -> Response {
                                 (ui::api_form(&format!("rule-{}", r.name), "PUT", "/api/v1/notifications/rules/{name}", "", "inline", html! {
                                     input type="hidden" name="name" value=(r.name) data-path;
                                     label { "Template" input type="text" name="template" value=(r.template); }
-                                    label { "Channels" span.hint { "email, in_app" }
+                                    label { "Channels" span.hint { "email, in_app, sms, push" }
                                         input type="text" name="channels" data-type="list" value=(channels.join(", ")); }
                                     label { "Active" input type="checkbox" name="active" data-type="bool" checked[r.active]; }
                                 }, "Save"))
@@ -174,6 +188,12 @@ async fn editor(ctx: Ctx, Path(key): Path<String>) -> Response {
                     h3 { "In-app" }
                     p { strong data-preview="in_app.title" {} }
                     pre.preview data-preview="in_app.body" {}
+                    h3 { "SMS" }
+                    pre.preview data-preview="sms.text" {}
+                    h3 { "Push" }
+                    p { strong data-preview="push.title" {} }
+                    pre.preview data-preview="push.body" {}
+                    p { code data-preview="push.url" {} }
                 }
             }
         }
@@ -192,7 +212,7 @@ fn status_badge(status: DeliveryStatus, retrying: bool) -> Markup {
     }
 }
 
-/// The email outbox, shown only to the roles that may read delivery states (the page's
+/// The outbox (email, SMS, push), shown only to the roles that may read delivery states (the page's
 /// own rule lets marketing in for the templates).
 async fn outbox(ctx: Ctx, Query(f): Query<OutboxFilter>) -> Response {
     if !ctx.may_call("GET", "/api/v1/notifications/outbox") {
@@ -221,7 +241,7 @@ async fn outbox(ctx: Ctx, Query(f): Query<OutboxFilter>) -> Response {
     };
     let join = if base.contains('?') { "&" } else { "?" };
     let body = html! {
-        p.sub { "Every recipient's emails, newest first. A failed email is retried with backoff until its attempts run out." }
+        p.sub { "Every recipient's email, SMS and push, newest first. A failed one is retried with backoff until its attempts run out." }
         form #outbox-filter .inline method="get" action="/console/notifications/outbox" {
             label { "State"
                 select name="status" {
@@ -233,8 +253,8 @@ async fn outbox(ctx: Ctx, Query(f): Query<OutboxFilter>) -> Response {
             }
             div.actions { button type="submit" { "Show" } }
         }
-        table #outbox aria-label="Email outbox, newest first" {
-            thead { tr { th.num { "Id" } th { "Created" } th.num { "To user" } th { "Subject" } th { "Template, rule" } th { "State" } th.num { "Attempts" } th { "Last failure" } th { "Next attempt" } } }
+        table #outbox aria-label="Outbox, newest first" {
+            thead { tr { th.num { "Id" } th { "Created" } th.num { "To user" } th { "Channel" } th { "Subject" } th { "Template, rule" } th { "State" } th.num { "Attempts" } th { "Last failure" } th { "Next attempt" } } }
             tbody {
                 @for n in &rows {
                     @let retrying = will_retry(n);
@@ -242,6 +262,7 @@ async fn outbox(ctx: Ctx, Query(f): Query<OutboxFilter>) -> Response {
                         td.num { (n.id) }
                         td { (ui::time(n.created_at.as_millis())) }
                         td.num { (n.user.get()) }
+                        td { (n.channel.as_str()) }
                         td { (n.subject) }
                         td { @if let Some(t) = &n.template { (t) } @if let Some(r) = &n.rule { " · " (r) } }
                         td { (status_badge(n.status, retrying)) }
@@ -250,7 +271,7 @@ async fn outbox(ctx: Ctx, Query(f): Query<OutboxFilter>) -> Response {
                         td { @if let Some(t) = n.next_attempt_at { (ui::time(t.as_millis())) } }
                     }
                 }
-                @if rows.is_empty() { tr { td colspan="9" { "No email here." } } }
+                @if rows.is_empty() { tr { td colspan="10" { "Nothing here." } } }
             }
         }
         nav.pager aria-label="Pages" {
@@ -258,5 +279,5 @@ async fn outbox(ctx: Ctx, Query(f): Query<OutboxFilter>) -> Response {
             @if let Some(before) = next { a href={ (base) (join) "before=" (before) } { "Next page" } }
         }
     };
-    ctx.page("Email outbox", &[], body)
+    ctx.page("Outbox", &[], body)
 }

@@ -18,7 +18,9 @@ use super::extract::{ApiJson, ApiQuery, NotificationId, PathId, invalid, whole};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
 use crate::caller::{AuthUser, PrincipalId};
-use crate::service::notification::{RuleInput, SendInput, TemplateInput, switches, will_retry};
+use crate::service::notification::{
+    PushInput, RuleInput, SendInput, TemplateInput, phone, switches, will_retry,
+};
 
 const INBOX_LIMIT_DEFAULT: u32 = 50;
 
@@ -76,6 +78,32 @@ pub(crate) struct InAppPartBody {
     pub body: Option<String>,
 }
 
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub(crate) struct SmsPartBody {
+    /// minijinja source of the text message.
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub(crate) struct PushPartBody {
+    /// minijinja source.
+    pub title: Option<String>,
+    /// minijinja source.
+    pub body: Option<String>,
+    /// minijinja source of the link a tap opens (optional).
+    pub url: Option<String>,
+}
+
+impl From<PushPartBody> for PushInput {
+    fn from(p: PushPartBody) -> Self {
+        PushInput {
+            title: p.title,
+            body: p.body,
+            url: p.url,
+        }
+    }
+}
+
 /// A template: a unique name and a part per channel (at least one). Variables are written
 /// `{{ name }}`; a variable the context lacks fails the rendering (strict).
 #[derive(Debug, Deserialize, ToSchema)]
@@ -84,6 +112,8 @@ pub(crate) struct TemplateBody {
     pub name: Option<String>,
     pub email: Option<EmailPartBody>,
     pub in_app: Option<InAppPartBody>,
+    pub sms: Option<SmsPartBody>,
+    pub push: Option<PushPartBody>,
 }
 
 impl From<TemplateBody> for TemplateInput {
@@ -92,6 +122,8 @@ impl From<TemplateBody> for TemplateInput {
             name: b.name,
             email: b.email.map(|e| (e.subject, e.body)),
             in_app: b.in_app.map(|p| (p.title, p.body)),
+            sms: b.sms.map(|p| p.text),
+            push: b.push.map(PushInput::from),
         }
     }
 }
@@ -102,6 +134,8 @@ pub(crate) struct TemplateView {
     pub name: String,
     pub email: Option<EmailPartBody>,
     pub in_app: Option<InAppPartBody>,
+    pub sms: Option<SmsPartBody>,
+    pub push: Option<PushPartBody>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -117,6 +151,12 @@ fn template_view(t: Template) -> TemplateView {
         in_app: t.in_app.map(|p| InAppPartBody {
             title: Some(p.title),
             body: Some(p.body),
+        }),
+        sms: t.sms.map(|p| SmsPartBody { text: Some(p.text) }),
+        push: t.push.map(|p| PushPartBody {
+            title: Some(p.title),
+            body: Some(p.body),
+            url: p.url,
         }),
         created_at: rfc3339(t.created_at),
         updated_at: rfc3339(t.updated_at),
@@ -165,6 +205,8 @@ pub(crate) async fn list_templates(
 pub(crate) struct PreviewBody {
     pub email: Option<EmailPartBody>,
     pub in_app: Option<InAppPartBody>,
+    pub sms: Option<SmsPartBody>,
+    pub push: Option<PushPartBody>,
     /// The variables the template names, e.g. `{"order_id": 12}`; absent: none.
     #[schema(value_type = Option<Object>)]
     pub variables: Option<serde_json::Value>,
@@ -182,6 +224,18 @@ pub(crate) struct RenderedInApp {
     pub body: String,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RenderedSms {
+    pub text: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RenderedPush {
+    pub title: String,
+    pub body: String,
+    pub url: Option<String>,
+}
+
 /// The parts rendered, as plain text (never HTML): the parts the request gave.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct PreviewView {
@@ -189,6 +243,10 @@ pub(crate) struct PreviewView {
     pub email: Option<RenderedEmail>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub in_app: Option<RenderedInApp>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sms: Option<RenderedSms>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub push: Option<RenderedPush>,
 }
 
 /// Render a template's parts with some variables, as a notification would be rendered (the
@@ -204,6 +262,8 @@ pub(crate) async fn preview_template(
     let p = crate::service::notification::preview(crate::service::notification::PreviewInput {
         email: body.email.map(|e| (e.subject, e.body)),
         in_app: body.in_app.map(|p| (p.title, p.body)),
+        sms: body.sms.map(|p| p.text),
+        push: body.push.map(PushInput::from),
         variables: body.variables,
     })?;
     Ok(Json(PreviewView {
@@ -211,6 +271,10 @@ pub(crate) async fn preview_template(
             .email
             .map(|(subject, body)| RenderedEmail { subject, body }),
         in_app: p.in_app.map(|(title, body)| RenderedInApp { title, body }),
+        sms: p.sms.map(|text| RenderedSms { text }),
+        push: p
+            .push
+            .map(|(title, body, url)| RenderedPush { title, body, url }),
     }))
 }
 
@@ -274,7 +338,7 @@ pub(crate) struct RuleView {
     /// `role:<role>` (every active user of the role) or `order_customer`.
     pub recipients: String,
     pub template: String,
-    /// `email`, `in_app`.
+    /// `email`, `in_app`, `sms`, `push`.
     pub channels: Vec<&'static str>,
     pub active: bool,
     pub updated_at: String,
@@ -351,14 +415,29 @@ pub(crate) struct SwitchesBody {
     pub email: Option<bool>,
     /// Default true.
     pub in_app: Option<bool>,
+    /// Default false: SMS are opt-in.
+    pub sms: Option<bool>,
+    /// Default true.
+    pub push: Option<bool>,
 }
 
-/// A user's preferences: channel switches, and per rule (by name) switches that override
-/// them for that rule's notifications.
+/// A user's preferences: channel switches, per rule (by name) switches that override them
+/// for that rule's notifications, and the phone number SMS go to.
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub(crate) struct PreferencesBody {
+    /// Default true.
     pub email: Option<bool>,
+    /// Default true.
     pub in_app: Option<bool>,
+    /// Default false: SMS are opt-in (and need `phone`).
+    pub sms: Option<bool>,
+    /// Default true (push goes to the devices the shop's gateway knows for the user).
+    pub push: Option<bool>,
+    /// The number SMS go to, in international form: `+`, country code and number (8 to 15
+    /// digits; spaces, `-`, `.`, `(`, `)` between them are dropped). Absent or null: none,
+    /// and no SMS. Stored sealed; answered in E.164 (`+4915123456789`).
+    #[schema(max_length = 32)]
+    pub phone: Option<String>,
     #[serde(default)]
     pub rules: BTreeMap<String, SwitchesBody>,
 }
@@ -367,15 +446,20 @@ fn preferences_view(p: Preferences) -> PreferencesBody {
     let view = |s: ChannelSwitches| SwitchesBody {
         email: Some(s.email),
         in_app: Some(s.in_app),
+        sms: Some(s.sms),
+        push: Some(s.push),
     };
     PreferencesBody {
         email: Some(p.channels.email),
         in_app: Some(p.channels.in_app),
+        sms: Some(p.channels.sms),
+        push: Some(p.channels.push),
+        phone: p.phone.map(|p| p.as_str().to_owned()),
         rules: p.rules.into_iter().map(|(k, s)| (k, view(s))).collect(),
     }
 }
 
-/// The caller's preferences (both channels on until changed).
+/// The caller's preferences (email, in-app and push on, SMS off, until changed).
 #[utoipa::path(get, path = "/api/v1/notifications/preferences", tag = "notifications",
     responses(
         (status = 200, description = "The caller's preferences", body = PreferencesBody),
@@ -396,7 +480,7 @@ pub(crate) async fn read_preferences(
     responses(
         (status = 200, description = "Stored", body = PreferencesBody),
         (status = 404, description = "`not_found`: an API key has no inbox or preferences (sign in as a user)", body = ErrorBody),
-        (status = 422, description = "`rules` names a rule that does not exist", body = ErrorBody)))]
+        (status = 422, description = "`rules` names a rule that does not exist, or `phone` is not an international number", body = ErrorBody)))]
 pub(crate) async fn set_preferences(
     State(state): State<AppState>,
     caller: AuthUser,
@@ -404,12 +488,13 @@ pub(crate) async fn set_preferences(
 ) -> Result<Json<PreferencesBody>, ServiceError> {
     let user = account(caller)?;
     let prefs = Preferences {
-        channels: switches(body.email, body.in_app),
+        channels: switches(body.email, body.in_app, body.sms, body.push),
         rules: body
             .rules
             .into_iter()
-            .map(|(k, s)| (k, switches(s.email, s.in_app)))
+            .map(|(k, s)| (k, switches(s.email, s.in_app, s.sms, s.push)))
             .collect(),
+        phone: phone(body.phone.as_deref())?,
     };
     let p = state
         .services
@@ -525,7 +610,7 @@ pub(crate) struct OutboxPage {
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(crate) struct OutboxQuery {
-    /// Only emails in this state.
+    /// Only notifications in this state.
     #[param(pattern = "^(queued|sent|failed)$")]
     pub status: Option<String>,
     /// Ids below this (the previous page's next_before).
@@ -536,8 +621,8 @@ pub(crate) struct OutboxQuery {
     pub limit: Option<u32>,
 }
 
-/// The email outbox: every recipient's emails, newest first, with their delivery state
-/// (attempts, the last failure, the next attempt).
+/// The outbox: every recipient's email, SMS and push notifications, newest first, with their
+/// delivery state (attempts, the last failure, the next attempt).
 #[utoipa::path(get, path = "/api/v1/notifications/outbox", tag = "notifications",
     params(OutboxQuery),
     responses(
@@ -609,16 +694,19 @@ pub(crate) async fn mark_read(
 pub(crate) struct SendBody {
     #[serde(default, deserialize_with = "whole")]
     pub user_id: Option<i64>,
-    /// `email` or `in_app`.
+    /// `email`, `in_app`, `sms` (the user needs a phone number in their preferences) or
+    /// `push`.
     pub channel: Option<String>,
     /// A template's name; its variables come from `variables` (and `user`: id, email).
     pub template: Option<String>,
     #[schema(value_type = Object)]
     pub variables: Option<serde_json::Value>,
-    /// Without a template: the subject (email) or title (in-app).
+    /// Without a template: the subject (email) or title (in-app, push); not for SMS.
     pub subject: Option<String>,
-    /// Without a template: the body.
+    /// Without a template: the body (the text of an SMS).
     pub body: Option<String>,
+    /// Without a template, push only: the link a tap opens.
+    pub url: Option<String>,
 }
 
 /// A notification's delivery state.
@@ -626,7 +714,7 @@ pub(crate) struct SendBody {
 pub(crate) struct StatusView {
     pub id: i64,
     pub user_id: i64,
-    /// `email` or `in_app`.
+    /// `email`, `in_app`, `sms` or `push`.
     pub channel: &'static str,
     /// `queued` (not tried yet), `sent`, or `failed` (see `reason`; retried at
     /// `next_attempt_at` unless that is null).
@@ -668,13 +756,14 @@ fn status_view(n: Notification) -> StatusView {
     }
 }
 
-/// Send one notification to a user now (staff). In-app: in the inbox at once; email: queued
-/// for the sender. Preferences do not apply to direct sends.
+/// Send one notification to a user now (staff). In-app: in the inbox at once; email, SMS and
+/// push: queued for the sender (SMTP; the notification gateway). Preferences do not apply to
+/// direct sends, but an SMS needs the user's phone number.
 #[utoipa::path(post, path = "/api/v1/notifications", tag = "notifications",
     request_body = SendBody,
     responses(
         (status = 202, description = "Accepted; follow it at /api/v1/notifications/status/{id}", body = StatusView),
-        (status = 422, description = "A field missing or invalid, an unknown user or template, or variables the template cannot render with", body = ErrorBody)))]
+        (status = 422, description = "A field missing or invalid, an unknown user or template, variables the template cannot render with, or an SMS to a user without a phone number (`user_id`)", body = ErrorBody)))]
 pub(crate) async fn send(
     State(state): State<AppState>,
     ApiJson(body): ApiJson<SendBody>,
@@ -689,6 +778,7 @@ pub(crate) async fn send(
             variables: body.variables,
             subject: body.subject,
             body: body.body,
+            url: body.url,
         })
         .await?;
     Ok((StatusCode::ACCEPTED, Json(status_view(n))))

@@ -321,6 +321,7 @@ impl Accounts {
             event_seq: None,
             subject: subject.to_owned(),
             body,
+            link: None,
             render_error: None,
         };
         self.store.send_notification(new, self.clock.now()).await?;

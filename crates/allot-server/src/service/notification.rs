@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use allot_domain::auth::AccountId;
-use allot_domain::notification::{Channel, DeliveryStatus, Name};
+use allot_domain::notification::{Channel, DeliveryStatus, Name, Phone};
 use allot_domain::{Clock, UnixMillis};
 use allot_storage::notification::{
     Attempt, ChannelSwitches, EmailPart, InAppPart, InboxQuery, NewNotification, NewTemplate,
-    Notification, Preferences, Recipients, Rule, RuleUpdate, Template, TemplateDelete, TemplateKey,
-    TemplateWrite,
+    Notification, Preferences, PushPart, Recipients, Rule, RuleUpdate, SmsPart, Template,
+    TemplateDelete, TemplateKey, TemplateWrite,
 };
 use allot_storage::{EventQuery, Store};
 use minijinja::{Environment, UndefinedBehavior};
@@ -75,7 +75,8 @@ impl std::str::FromStr for SmtpTls {
     }
 }
 
-/// Settings of delivery (`smtp_url`, `smtp_from`) and of the background workers.
+/// Settings of delivery (`smtp_url`, `smtp_from`, `notification_gateway_url`) and of the
+/// background workers.
 #[derive(Debug, Clone)]
 pub struct NotificationSettings {
     /// `smtp://[user:password@]host[:port]` (STARTTLS) or `smtps://...` (implicit TLS).
@@ -99,8 +100,14 @@ pub struct NotificationSettings {
     pub lease: Duration,
     /// How long one SMTP exchange may take.
     pub smtp_timeout: Duration,
-    /// Emails one sender run claims, at most.
+    /// Emails, SMS and push one sender run claims, at most.
     pub batch_max: u32,
+    /// The shop's HTTP gateway for SMS and push (`https://`, or `http://` with
+    /// `webhook_allow_http`). `None`: SMS and push notifications fail at once with the reason
+    /// "the notification gateway is not configured".
+    pub gateway_url: Option<String>,
+    /// The key of the gateway requests' `Allot-Signature` (HMAC-SHA256, as webhooks).
+    pub gateway_secret: Option<crate::secret::Secret>,
 }
 
 pub const DEFAULT_SMTP_FROM: &str = "allot@localhost";
@@ -119,6 +126,8 @@ impl Default for NotificationSettings {
             lease: Duration::from_secs(60),
             smtp_timeout: Duration::from_secs(10),
             batch_max: 4,
+            gateway_url: None,
+            gateway_secret: None,
         }
     }
 }
@@ -129,6 +138,18 @@ pub struct TemplateInput {
     pub name: Option<String>,
     pub email: Option<(Option<String>, Option<String>)>,
     pub in_app: Option<(Option<String>, Option<String>)>,
+    /// The SMS part's text.
+    pub sms: Option<Option<String>>,
+    /// The push part's title, body and url (optional).
+    pub push: Option<PushInput>,
+}
+
+/// The push part of a template as the API gives it.
+#[derive(Debug, Clone, Default)]
+pub struct PushInput {
+    pub title: Option<String>,
+    pub body: Option<String>,
+    pub url: Option<String>,
 }
 
 /// A direct send: to a user, on a channel, from a template with variables or from a subject
@@ -141,6 +162,8 @@ pub struct SendInput {
     pub variables: Option<serde_json::Value>,
     pub subject: Option<String>,
     pub body: Option<String>,
+    /// Push only: the link a tap opens.
+    pub url: Option<String>,
 }
 
 /// A rule change as the API gives it.
@@ -244,26 +267,65 @@ pub fn template_key(raw: &str) -> TemplateKey {
     }
 }
 
-/// What a template renders for one channel: (subject or title, body) sources.
-fn parts_for(template: &Template, channel: Channel) -> Option<(&str, &str)> {
+/// The sources a template renders for one channel.
+struct Sources<'a> {
+    /// The subject (email) or title (in-app, push); empty for SMS.
+    head: &'a str,
+    body: &'a str,
+    /// The push's url.
+    link: Option<&'a str>,
+}
+
+/// What a channel's notification holds once rendered.
+struct Rendered {
+    head: String,
+    body: String,
+    link: Option<String>,
+}
+
+/// What a template renders for one channel, if it has that channel's part.
+fn parts_for(template: &Template, channel: Channel) -> Option<Sources<'_>> {
     match channel {
-        Channel::Email => template
-            .email
-            .as_ref()
-            .map(|e| (e.subject.as_str(), e.body.as_str())),
-        Channel::InApp => template
-            .in_app
-            .as_ref()
-            .map(|p| (p.title.as_str(), p.body.as_str())),
+        Channel::Email => template.email.as_ref().map(|e| Sources {
+            head: &e.subject,
+            body: &e.body,
+            link: None,
+        }),
+        Channel::InApp => template.in_app.as_ref().map(|p| Sources {
+            head: &p.title,
+            body: &p.body,
+            link: None,
+        }),
+        Channel::Sms => template.sms.as_ref().map(|p| Sources {
+            head: "",
+            body: &p.text,
+            link: None,
+        }),
+        Channel::Push => template.push.as_ref().map(|p| Sources {
+            head: &p.title,
+            body: &p.body,
+            link: p.url.as_deref(),
+        }),
     }
 }
 
-/// Renders both parts, or the first engine error.
-fn render_parts(
-    parts: (&str, &str),
-    context: &serde_json::Value,
-) -> Result<(String, String), String> {
-    Ok((render(parts.0, context)?, render(parts.1, context)?))
+/// Renders every part, or the first engine error.
+fn render_parts(parts: Sources<'_>, context: &serde_json::Value) -> Result<Rendered, String> {
+    Ok(Rendered {
+        head: render(parts.head, context)?,
+        body: render(parts.body, context)?,
+        link: parts.link.map(|l| render(l, context)).transpose()?,
+    })
+}
+
+/// Whether `template` has the part `channel` needs.
+fn has_part(t: &NewTemplate, channel: Channel) -> bool {
+    match channel {
+        Channel::Email => t.email.is_some(),
+        Channel::InApp => t.in_app.is_some(),
+        Channel::Sms => t.sms.is_some(),
+        Channel::Push => t.push.is_some(),
+    }
 }
 
 /// What a preview renders: a template's parts as the API gives them (each optional) and the
@@ -272,14 +334,30 @@ fn render_parts(
 pub struct PreviewInput {
     pub email: Option<(Option<String>, Option<String>)>,
     pub in_app: Option<(Option<String>, Option<String>)>,
+    pub sms: Option<Option<String>>,
+    pub push: Option<PushInput>,
     pub variables: Option<serde_json::Value>,
 }
 
-/// The parts rendered: (subject or title, body) per channel given.
+/// The parts rendered: (subject or title, body) per channel given; the SMS text; the push's
+/// title, body and url.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Preview {
     pub email: Option<(String, String)>,
     pub in_app: Option<(String, String)>,
+    pub sms: Option<String>,
+    pub push: Option<(String, String, Option<String>)>,
+}
+
+/// Renders one source as the notifier would, naming the field that fails.
+fn preview_one(
+    field: &'static str,
+    source: String,
+    context: &serde_json::Value,
+) -> Result<String, ServiceError> {
+    check_source(field, &source)?;
+    render(&source, context)
+        .map_err(|m| invalid(field, format!("{field}: the template fails at {m}")))
 }
 
 /// Renders one part's two sources as the notifier would, naming the field that fails.
@@ -309,12 +387,36 @@ pub fn preview(input: PreviewInput) -> Result<Preview, ServiceError> {
         Some(v @ serde_json::Value::Object(_)) => v,
         Some(_) => return Err(invalid("variables", "variables: a JSON object")),
     };
-    if input.email.is_none() && input.in_app.is_none() {
+    if input.email.is_none()
+        && input.in_app.is_none()
+        && input.sms.is_none()
+        && input.push.is_none()
+    {
         return Err(invalid(
             "email",
-            "email or in_app: a part to render is required",
+            "email, in_app, sms or push: a part to render is required",
         ));
     }
+    let sms = match input.sms {
+        None => None,
+        Some(text) => Some(preview_one(
+            "sms.text",
+            required("sms.text", text)?,
+            &context,
+        )?),
+    };
+    let push = match input.push {
+        None => None,
+        Some(p) => {
+            let (title, body) =
+                preview_part(("push.title", "push.body"), (p.title, p.body), &context)?;
+            let url = p
+                .url
+                .map(|u| preview_one("push.url", u, &context))
+                .transpose()?;
+            Some((title, body, url))
+        }
+    };
     Ok(Preview {
         email: input
             .email
@@ -324,6 +426,8 @@ pub fn preview(input: PreviewInput) -> Result<Preview, ServiceError> {
             .in_app
             .map(|p| preview_part(("in_app.title", "in_app.body"), p, &context))
             .transpose()?,
+        sms,
+        push,
     })
 }
 
@@ -370,23 +474,50 @@ impl Notifications {
                 Some(InAppPart { title, body })
             }
         };
-        if email.is_none() && in_app.is_none() {
+        let sms = match input.sms {
+            None => None,
+            Some(text) => {
+                let text = required("sms.text", text)?;
+                check_source("sms.text", &text)?;
+                Some(SmsPart { text })
+            }
+        };
+        let push = match input.push {
+            None => None,
+            Some(p) => {
+                let title = required("push.title", p.title)?;
+                let body = required("push.body", p.body)?;
+                check_source("push.title", &title)?;
+                check_source("push.body", &body)?;
+                let url = match p.url {
+                    Some(u) if !u.trim().is_empty() => {
+                        check_source("push.url", &u)?;
+                        Some(u)
+                    }
+                    _ => None,
+                };
+                Some(PushPart { title, body, url })
+            }
+        };
+        if email.is_none() && in_app.is_none() && sms.is_none() && push.is_none() {
             return Err(invalid(
                 "email",
-                "email or in_app: a template needs at least one channel's part",
+                "email, in_app, sms or push: a template needs at least one channel's part",
             ));
         }
         Ok(NewTemplate {
             name: name.as_str().to_owned(),
             email,
             in_app,
+            sms,
+            push,
         })
     }
 
     pub async fn create_template(&self, input: TemplateInput) -> Result<Template, ServiceError> {
         let new = Self::parse_template(input)?;
         match self.store.create_template(new, self.now()).await? {
-            TemplateWrite::Saved(t) => Ok(t),
+            TemplateWrite::Saved(t) => Ok(*t),
             TemplateWrite::NameTaken => Err(ServiceError::TemplateNameTaken),
             TemplateWrite::NotFound => Err(ServiceError::NotFound { what: "template" }),
         }
@@ -416,17 +547,9 @@ impl Notifications {
                 continue;
             }
             for channel in &rule.channels {
-                let has = match channel {
-                    Channel::Email => new.email.is_some(),
-                    Channel::InApp => new.in_app.is_some(),
-                };
-                if !has {
+                if !has_part(&new, *channel) {
                     return Err(invalid(
-                        if *channel == Channel::Email {
-                            "email"
-                        } else {
-                            "in_app"
-                        },
+                        channel.as_str(),
                         format!(
                             "{channel}: rule {} sends this template by {channel}; keep that part",
                             rule.name
@@ -440,7 +563,7 @@ impl Notifications {
             .update_template(TemplateKey::Id(current.id), new, self.now())
             .await?
         {
-            TemplateWrite::Saved(t) => Ok(t),
+            TemplateWrite::Saved(t) => Ok(*t),
             TemplateWrite::NameTaken => Err(ServiceError::TemplateNameTaken),
             TemplateWrite::NotFound => Err(ServiceError::NotFound { what: "template" }),
         }
@@ -547,9 +670,15 @@ impl Notifications {
             .await?
             .filter(|u| u.active)
             .ok_or_else(|| invalid("user_id", format!("user_id: no active user {user_id}")))?;
-        let (template, subject, body) = match input.template {
+        if channel == Channel::Sms && self.store.preferences(user.id).await?.phone.is_none() {
+            return Err(invalid(
+                "user_id",
+                format!("user_id: user {user_id} has no phone number for SMS (preferences.phone)"),
+            ));
+        }
+        let (template, subject, body, link) = match input.template {
             Some(name) => {
-                if input.subject.is_some() || input.body.is_some() {
+                if input.subject.is_some() || input.body.is_some() || input.url.is_some() {
                     return Err(invalid(
                         "template",
                         "template: give either a template (with variables) or subject and body",
@@ -579,19 +708,25 @@ impl Notifications {
                     "id": user.id.get(),
                     "email": user.email.as_str(),
                 });
-                let (subject, body) = render_parts(parts, &context).map_err(|e| {
+                let r = render_parts(parts, &context).map_err(|e| {
                     invalid(
                         "variables",
                         format!("variables: the template does not render: {e}"),
                     )
                 })?;
-                (Some(name), subject, body)
+                (Some(name), r.head, r.body, r.link)
             }
-            None => (
-                None,
-                required("subject", input.subject)?,
-                required("body", input.body)?,
-            ),
+            None => {
+                if input.url.is_some() && channel != Channel::Push {
+                    return Err(invalid("url", "url: only a push has a url"));
+                }
+                // An SMS is its body alone.
+                let subject = match channel {
+                    Channel::Sms => String::new(),
+                    _ => required("subject", input.subject)?,
+                };
+                (None, subject, required("body", input.body)?, input.url)
+            }
         };
         let new = NewNotification {
             user: user.id,
@@ -601,6 +736,7 @@ impl Notifications {
             event_seq: None,
             subject,
             body,
+            link,
             render_error: None,
         };
         Ok(self.store.send_notification(new, self.now()).await?)
@@ -615,7 +751,8 @@ impl Notifications {
             })
     }
 
-    /// The email outbox, newest first: every recipient's emails, of one status if given.
+    /// The outbox, newest first: every recipient's email, SMS and push notifications, of one
+    /// status if given.
     pub async fn outbox(
         &self,
         status: Option<allot_domain::notification::DeliveryStatus>,
@@ -763,15 +900,20 @@ impl Notifications {
                 if !prefs.allows(Some(&rule.name), *channel) {
                     continue;
                 }
+                // No number on file: the user cannot take SMS, whatever the switch says.
+                if *channel == Channel::Sms && prefs.phone.is_none() {
+                    continue;
+                }
                 let rendered = match template.as_ref().and_then(|t| parts_for(t, *channel)) {
                     Some(parts) => render_parts(parts, &context),
                     None => Err(format!("template {} has no {channel} part", rule.template)),
                 };
-                let (subject, body, render_error) = match rendered {
-                    Ok((s, b)) => (s, b, None),
+                let (subject, body, link, render_error) = match rendered {
+                    Ok(r) => (r.head, r.body, r.link, None),
                     Err(e) => (
                         String::new(),
                         String::new(),
+                        None,
                         Some(format!("rendering failed: {e}")),
                     ),
                 };
@@ -783,6 +925,7 @@ impl Notifications {
                     event_seq: Some(event.seq),
                     subject,
                     body,
+                    link,
                     render_error,
                 });
             }
@@ -790,8 +933,10 @@ impl Notifications {
         Ok(())
     }
 
-    /// One run of the email sender: claims due emails and hands each to `send`, recording
-    /// each outcome as soon as it is known. Answers how many it handled.
+    /// One run of the sender: claims due emails, SMS and push and hands each to `send` with
+    /// its address (the email address, the phone number, or the user id for push, whose
+    /// devices the gateway knows), recording each outcome as soon as it is known. Answers how
+    /// many it handled.
     pub async fn deliver_due_once<F, Fut>(&self, send: F) -> Result<usize, ServiceError>
     where
         F: Fn(String, Notification) -> Fut,
@@ -800,12 +945,23 @@ impl Notifications {
         let lease_ms = self.settings.lease.as_millis() as i64;
         let claimed = self
             .store
-            .claim_due_emails(self.now(), lease_ms, self.settings.batch_max)
+            .claim_due_outbound(self.now(), lease_ms, self.settings.batch_max)
             .await?;
         let handled = claimed.len();
         for n in claimed {
             let outcome = match self.store.user_by_id(n.user).await? {
-                Some(user) if user.active => send(user.email.as_str().to_owned(), n.clone()).await,
+                Some(user) if user.active => match n.channel {
+                    Channel::Sms => match self.store.preferences(user.id).await?.phone {
+                        Some(phone) => send(phone.as_str().to_owned(), n.clone()).await,
+                        None => Err(SendFailure::Permanent(
+                            "the user has no phone number on file any more".to_owned(),
+                        )),
+                    },
+                    Channel::Push => send(user.id.get().to_string(), n.clone()).await,
+                    Channel::Email | Channel::InApp => {
+                        send(user.email.as_str().to_owned(), n.clone()).await
+                    }
+                },
                 Some(_) => Err(SendFailure::Permanent("the user is inactive".to_owned())),
                 None => Err(SendFailure::Permanent("the user does not exist".to_owned())),
             };
@@ -815,7 +971,8 @@ impl Notifications {
                     tracing::warn!(
                         notification = n.id,
                         error = %allot_storage::notification::redact_addresses(&reason),
-                        "email notification given up"
+                        channel = n.channel.as_str(),
+                        "notification given up"
                     );
                     Attempt::Failed {
                         reason,
@@ -835,7 +992,8 @@ impl Notifications {
                         attempts,
                         retry_in_ms = delay,
                         error = %allot_storage::notification::redact_addresses(&reason),
-                        "email notification not sent"
+                        channel = n.channel.as_str(),
+                        "notification not sent"
                     );
                     Attempt::Failed {
                         reason,
@@ -857,12 +1015,26 @@ pub enum SendFailure {
     Permanent(String),
 }
 
-/// The switches of a preferences document, for transports.
-pub fn switches(email: Option<bool>, in_app: Option<bool>) -> ChannelSwitches {
+/// The switches of a preferences document, for transports: a switch not given takes its
+/// default ([`ChannelSwitches::DEFAULT`]: SMS off, the others on).
+pub fn switches(
+    email: Option<bool>,
+    in_app: Option<bool>,
+    sms: Option<bool>,
+    push: Option<bool>,
+) -> ChannelSwitches {
+    let d = ChannelSwitches::DEFAULT;
     ChannelSwitches {
-        email: email.unwrap_or(true),
-        in_app: in_app.unwrap_or(true),
+        email: email.unwrap_or(d.email),
+        in_app: in_app.unwrap_or(d.in_app),
+        sms: sms.unwrap_or(d.sms),
+        push: push.unwrap_or(d.push),
     }
+}
+
+/// The phone number of a preferences document: absent or null, none.
+pub fn phone(raw: Option<&str>) -> Result<Option<Phone>, ServiceError> {
+    Ok(raw.map(|p| Phone::parse_field(p, "phone")).transpose()?)
 }
 
 /// Whether a notification's status will still change (a failed one with a retry planned).

@@ -16,21 +16,23 @@ use crate::StorageError;
 use crate::crypto::Cipher;
 use crate::notification::{
     Attempt, ChannelSwitches, DEFAULT_SCOPE, EmailPart, InAppPart, InboxQuery, NewNotification,
-    NewTemplate, Notification, NotificationStore, OutboxQuery, Preferences, RULES_CONSUMER, Rule,
-    RuleUpdate, Template, TemplateDelete, TemplateKey, TemplateWrite, attempt_event, channel_of,
-    channels_of, channels_text, initial, open_texts, preferences_event, read_event, recipients_of,
-    rule_event, seal_error, seal_texts, status_of, stored_events, template_event,
+    NewTemplate, Notification, NotificationStore, OutboxQuery, Preferences, PushPart,
+    RULES_CONSUMER, Rule, RuleUpdate, SmsPart, Template, TemplateDelete, TemplateKey,
+    TemplateWrite, attempt_events, channel_of, channels_of, channels_text, initial, open_phone,
+    open_texts, preferences_event, read_event, recipients_of, rule_event, seal_error, seal_phone,
+    seal_texts, status_of, stored_events, template_event,
 };
 use allot_domain::event::EventType;
 use allot_domain::notification::Channel;
 
 const TEMPLATE_COLUMNS: &str = "id, name, email_subject, email_body, in_app_title, in_app_body, \
+                                sms_text, push_title, push_body, push_url, \
                                 created_at_ms, updated_at_ms FROM notification_templates";
 const RULE_COLUMNS: &str = "id, name, event_type, recipients, template, channels, active, \
                             updated_at_ms FROM notification_rules";
 const NOTIFICATION_COLUMNS: &str = "id, user_id, channel, template, rule, event_seq, \
      subject_enc, body_enc, status, attempts, last_error_enc, next_attempt_at_ms, read_at_ms, sent_at_ms, \
-     created_at_ms, updated_at_ms FROM notifications";
+     created_at_ms, updated_at_ms, link_enc FROM notifications";
 
 fn template_of(r: &Row) -> Result<Template, StorageError> {
     let email = match (
@@ -47,13 +49,29 @@ fn template_of(r: &Row) -> Result<Template, StorageError> {
         (Some(title), Some(body)) => Some(InAppPart { title, body }),
         _ => None,
     };
+    let sms = r
+        .try_get::<_, Option<String>>(6)?
+        .map(|text| SmsPart { text });
+    let push = match (
+        r.try_get::<_, Option<String>>(7)?,
+        r.try_get::<_, Option<String>>(8)?,
+    ) {
+        (Some(title), Some(body)) => Some(PushPart {
+            title,
+            body,
+            url: r.try_get(9)?,
+        }),
+        _ => None,
+    };
     Ok(Template {
         id: r.try_get(0)?,
         name: r.try_get(1)?,
         email,
         in_app,
-        created_at: UnixMillis::from_millis(r.try_get(6)?),
-        updated_at: UnixMillis::from_millis(r.try_get(7)?),
+        sms,
+        push,
+        created_at: UnixMillis::from_millis(r.try_get(10)?),
+        updated_at: UnixMillis::from_millis(r.try_get(11)?),
     })
 }
 
@@ -85,6 +103,7 @@ fn notification_of(cipher: &Cipher, r: &Row) -> Result<Notification, StorageErro
             event_seq: r.try_get(5)?,
             subject: r.try_get(6)?,
             body: r.try_get(7)?,
+            link: r.try_get(16)?,
             status: status_of(r.try_get(8)?)?,
             attempts: u32::try_from(r.try_get::<_, i64>(9)?).unwrap_or(u32::MAX),
             last_error: r.try_get(10)?,
@@ -172,21 +191,32 @@ async fn insert(
     let id: i64 = row.try_get(0)?;
     let sealed = seal_texts(cipher, id, n);
     c.execute(
-        "UPDATE notifications SET subject_enc = $2, body_enc = $3, last_error_enc = $4
+        "UPDATE notifications SET subject_enc = $2, body_enc = $3, last_error_enc = $4,
+             link_enc = $5
          WHERE id = $1",
-        &[&id, &sealed.subject, &sealed.body, &sealed.last_error],
+        &[
+            &id,
+            &sealed.subject,
+            &sealed.body,
+            &sealed.last_error,
+            &sealed.link,
+        ],
     )
     .await?;
     append_events(c, &stored_events(id, n, now, actor)).await?;
     Ok(id)
 }
 
-fn new_template_params(new: &NewTemplate) -> [Option<&str>; 4] {
+fn new_template_params(new: &NewTemplate) -> [Option<&str>; 8] {
     [
         new.email.as_ref().map(|e| e.subject.as_str()),
         new.email.as_ref().map(|e| e.body.as_str()),
         new.in_app.as_ref().map(|e| e.title.as_str()),
         new.in_app.as_ref().map(|e| e.body.as_str()),
+        new.sms.as_ref().map(|p| p.text.as_str()),
+        new.push.as_ref().map(|p| p.title.as_str()),
+        new.push.as_ref().map(|p| p.body.as_str()),
+        new.push.as_ref().and_then(|p| p.url.as_deref()),
     ]
 }
 
@@ -199,14 +229,27 @@ impl NotificationStore for PgStore {
     ) -> Result<TemplateWrite, StorageError> {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
-        let [es, eb, it, ib] = new_template_params(&new);
+        let [es, eb, it, ib, st, pt, pb, pu] = new_template_params(&new);
         let row = tx
             .query_opt(
                 "INSERT INTO notification_templates (name, email_subject, email_body,
-                     in_app_title, in_app_body, created_at_ms, updated_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $6) ON CONFLICT (name) DO NOTHING
+                     in_app_title, in_app_body, sms_text, push_title, push_body, push_url,
+                     created_at_ms, updated_at_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $10)
+                 ON CONFLICT (name) DO NOTHING
                  RETURNING id",
-                &[&new.name, &es, &eb, &it, &ib, &now.as_millis()],
+                &[
+                    &new.name,
+                    &es,
+                    &eb,
+                    &it,
+                    &ib,
+                    &st,
+                    &pt,
+                    &pb,
+                    &pu,
+                    &now.as_millis(),
+                ],
             )
             .await?;
         let Some(row) = row else {
@@ -221,7 +264,7 @@ impl NotificationStore for PgStore {
         )
         .await?;
         tx.commit().await?;
-        Ok(TemplateWrite::Saved(saved))
+        Ok(TemplateWrite::Saved(Box::new(saved)))
     }
 
     async fn templates(&self) -> Result<Vec<Template>, StorageError> {
@@ -263,13 +306,26 @@ impl NotificationStore for PgStore {
         if taken {
             return Ok(TemplateWrite::NameTaken);
         }
-        let [es, eb, it, ib] = new_template_params(&new);
+        let [es, eb, it, ib, st, pt, pb, pu] = new_template_params(&new);
         let updated = tx
             .execute(
                 "UPDATE notification_templates SET name = $2, email_subject = $3,
-                     email_body = $4, in_app_title = $5, in_app_body = $6, updated_at_ms = $7
+                     email_body = $4, in_app_title = $5, in_app_body = $6, sms_text = $7,
+                     push_title = $8, push_body = $9, push_url = $10, updated_at_ms = $11
                  WHERE id = $1",
-                &[&id, &new.name, &es, &eb, &it, &ib, &now.as_millis()],
+                &[
+                    &id,
+                    &new.name,
+                    &es,
+                    &eb,
+                    &it,
+                    &ib,
+                    &st,
+                    &pt,
+                    &pb,
+                    &pu,
+                    &now.as_millis(),
+                ],
             )
             .await;
         match updated {
@@ -289,7 +345,7 @@ impl NotificationStore for PgStore {
         )
         .await?;
         tx.commit().await?;
-        Ok(TemplateWrite::Saved(saved))
+        Ok(TemplateWrite::Saved(Box::new(saved)))
     }
 
     async fn delete_template(&self, key: TemplateKey) -> Result<TemplateDelete, StorageError> {
@@ -377,16 +433,30 @@ impl NotificationStore for PgStore {
         let client = self.client().await?;
         let rows = client
             .query(
-                "SELECT scope, email, in_app FROM notification_preferences WHERE user_id = $1",
+                "SELECT scope, email, in_app, sms, push FROM notification_preferences
+                 WHERE user_id = $1",
                 &[&user.get()],
             )
             .await?;
-        let mut prefs = Preferences::default();
+        let phone = client
+            .query_opt(
+                "SELECT phone_enc FROM notification_phones WHERE user_id = $1",
+                &[&user.get()],
+            )
+            .await?
+            .map(|r| open_phone(&self.cipher, user, r.try_get(0)?))
+            .transpose()?;
+        let mut prefs = Preferences {
+            phone,
+            ..Preferences::default()
+        };
         for r in rows {
             let scope: String = r.try_get(0)?;
             let switches = ChannelSwitches {
                 email: r.try_get(1)?,
                 in_app: r.try_get(2)?,
+                sms: r.try_get(3)?,
+                push: r.try_get(4)?,
             };
             if scope == DEFAULT_SCOPE {
                 prefs.channels = switches;
@@ -410,18 +480,50 @@ impl NotificationStore for PgStore {
             &[&user.get()],
         )
         .await?;
+        tx.execute(
+            "DELETE FROM notification_phones WHERE user_id = $1",
+            &[&user.get()],
+        )
+        .await?;
+        if let Some(phone) = &preferences.phone {
+            tx.execute(
+                "INSERT INTO notification_phones (user_id, phone_enc, updated_at_ms)
+                 VALUES ($1, $2, $3)",
+                &[
+                    &user.get(),
+                    &seal_phone(&self.cipher, user, phone),
+                    &now.as_millis(),
+                ],
+            )
+            .await?;
+        }
         let mut scopes = vec![DEFAULT_SCOPE.to_owned()];
         let mut email = vec![preferences.channels.email];
         let mut in_app = vec![preferences.channels.in_app];
+        let mut sms = vec![preferences.channels.sms];
+        let mut push = vec![preferences.channels.push];
         for (rule, s) in &preferences.rules {
             scopes.push(rule.clone());
             email.push(s.email);
             in_app.push(s.in_app);
+            sms.push(s.sms);
+            push.push(s.push);
         }
         tx.execute(
-            "INSERT INTO notification_preferences (user_id, scope, email, in_app, updated_at_ms)
-             SELECT $1, s, e, i, $5 FROM unnest($2::text[], $3::bool[], $4::bool[]) AS u(s, e, i)",
-            &[&user.get(), &scopes, &email, &in_app, &now.as_millis()],
+            "INSERT INTO notification_preferences
+                 (user_id, scope, email, in_app, sms, push, updated_at_ms)
+             SELECT $1, s, e, i, m, p, $7
+               FROM unnest($2::text[], $3::bool[], $4::bool[], $5::bool[], $6::bool[])
+                    AS u(s, e, i, m, p)",
+            &[
+                &user.get(),
+                &scopes,
+                &email,
+                &in_app,
+                &sms,
+                &push,
+                &now.as_millis(),
+            ],
         )
         .await?;
         append(&tx, preferences_event(user, &preferences, now)).await?;
@@ -539,7 +641,8 @@ impl NotificationStore for PgStore {
             .query(
                 &format!(
                     "SELECT {NOTIFICATION_COLUMNS}
-                     WHERE channel = 'email' AND ($1::text IS NULL OR status = $1) AND id < $2
+                     WHERE channel <> 'in_app' AND ($1::text IS NULL OR status = $1)
+                       AND id < $2
                      ORDER BY id DESC LIMIT $3"
                 ),
                 &[&status, &before, &limit],
@@ -575,7 +678,7 @@ impl NotificationStore for PgStore {
         Ok(found)
     }
 
-    async fn claim_due_emails(
+    async fn claim_due_outbound(
         &self,
         now: UnixMillis,
         lease_ms: i64,
@@ -587,7 +690,8 @@ impl NotificationStore for PgStore {
             .query(
                 &format!(
                     "WITH due AS (SELECT id FROM notifications
-                                  WHERE channel = 'email' AND status IN ('queued', 'failed')
+                                  WHERE channel <> 'in_app'
+                                    AND status IN ('queued', 'failed')
                                     AND next_attempt_at_ms IS NOT NULL
                                     AND next_attempt_at_ms <= $1 AND lease_until_ms <= $1
                                   ORDER BY next_attempt_at_ms, id LIMIT $3
@@ -635,8 +739,8 @@ impl NotificationStore for PgStore {
         if let Some(row) = row {
             let attempts = u32::try_from(row.try_get::<_, i64>(2)?).unwrap_or(u32::MAX);
             let channel = channel_of(row.try_get(1)?)?;
-            let event = attempt_event(id, row.try_get(0)?, channel, attempts, &attempt, now);
-            append_events(&tx, std::slice::from_ref(&event)).await?;
+            let events = attempt_events(id, row.try_get(0)?, channel, attempts, &attempt, now);
+            append_events(&tx, &events).await?;
         }
         tx.commit().await?;
         Ok(())

@@ -17,21 +17,23 @@ use crate::StorageError;
 use crate::crypto::Cipher;
 use crate::notification::{
     Attempt, ChannelSwitches, DEFAULT_SCOPE, EmailPart, InAppPart, InboxQuery, NewNotification,
-    NewTemplate, Notification, NotificationStore, OutboxQuery, Preferences, RULES_CONSUMER, Rule,
-    RuleUpdate, Template, TemplateDelete, TemplateKey, TemplateWrite, attempt_event, channel_of,
-    channels_of, channels_text, initial, open_texts, preferences_event, read_event, recipients_of,
-    rule_event, seal_error, seal_texts, status_of, stored_events, template_event,
+    NewTemplate, Notification, NotificationStore, OutboxQuery, Preferences, PushPart,
+    RULES_CONSUMER, Rule, RuleUpdate, SmsPart, Template, TemplateDelete, TemplateKey,
+    TemplateWrite, attempt_events, channel_of, channels_of, channels_text, initial, open_phone,
+    open_texts, preferences_event, read_event, recipients_of, rule_event, seal_error, seal_phone,
+    seal_texts, status_of, stored_events, template_event,
 };
 use allot_domain::event::EventType;
 use allot_domain::notification::Channel;
 
 const TEMPLATE_COLUMNS: &str = "id, name, email_subject, email_body, in_app_title, in_app_body, \
+                                sms_text, push_title, push_body, push_url, \
                                 created_at_ms, updated_at_ms FROM notification_templates";
 const RULE_COLUMNS: &str = "id, name, event_type, recipients, template, channels, active, \
                             updated_at_ms FROM notification_rules";
 const NOTIFICATION_COLUMNS: &str = "id, user_id, channel, template, rule, event_seq, \
      subject_enc, body_enc, status, attempts, last_error_enc, next_attempt_at_ms, read_at_ms, sent_at_ms, \
-     created_at_ms, updated_at_ms FROM notifications";
+     created_at_ms, updated_at_ms, link_enc FROM notifications";
 
 fn template_of(r: &Row<'_>) -> rusqlite::Result<Template> {
     let email = match (
@@ -48,13 +50,27 @@ fn template_of(r: &Row<'_>) -> rusqlite::Result<Template> {
         (Some(title), Some(body)) => Some(InAppPart { title, body }),
         _ => None,
     };
+    let sms = r.get::<_, Option<String>>(6)?.map(|text| SmsPart { text });
+    let push = match (
+        r.get::<_, Option<String>>(7)?,
+        r.get::<_, Option<String>>(8)?,
+    ) {
+        (Some(title), Some(body)) => Some(PushPart {
+            title,
+            body,
+            url: r.get(9)?,
+        }),
+        _ => None,
+    };
     Ok(Template {
         id: r.get(0)?,
         name: r.get(1)?,
         email,
         in_app,
-        created_at: UnixMillis::from_millis(r.get(6)?),
-        updated_at: UnixMillis::from_millis(r.get(7)?),
+        sms,
+        push,
+        created_at: UnixMillis::from_millis(r.get(10)?),
+        updated_at: UnixMillis::from_millis(r.get(11)?),
     })
 }
 
@@ -97,6 +113,7 @@ struct NotificationRow {
     event_seq: Option<i64>,
     subject: String,
     body: String,
+    link: Option<String>,
     status: String,
     attempts: i64,
     last_error: Option<String>,
@@ -125,6 +142,7 @@ fn notification_row(r: &Row<'_>) -> rusqlite::Result<NotificationRow> {
         sent_at: r.get(13)?,
         created_at: r.get(14)?,
         updated_at: r.get(15)?,
+        link: r.get(16)?,
     })
 }
 
@@ -140,6 +158,7 @@ fn notification_of(cipher: &Cipher, n: NotificationRow) -> Result<Notification, 
             event_seq: n.event_seq,
             subject: n.subject,
             body: n.body,
+            link: n.link,
             status: status_of(&n.status)?,
             attempts: u32::try_from(n.attempts).unwrap_or(u32::MAX),
             last_error: n.last_error,
@@ -226,10 +245,17 @@ fn insert(
         )?;
     let sealed = seal_texts(cipher, id, n);
     conn.prepare_cached(
-        "UPDATE notifications SET subject_enc = ?2, body_enc = ?3, last_error_enc = ?4
+        "UPDATE notifications SET subject_enc = ?2, body_enc = ?3, last_error_enc = ?4,
+             link_enc = ?5
          WHERE id = ?1",
     )?
-    .execute(params![id, sealed.subject, sealed.body, sealed.last_error])?;
+    .execute(params![
+        id,
+        sealed.subject,
+        sealed.body,
+        sealed.last_error,
+        sealed.link
+    ])?;
     append_events(conn, &stored_events(id, n, now, actor))?;
     Ok(id)
 }
@@ -244,17 +270,29 @@ fn saved(
     Ok(match template_by_id(conn, id)? {
         Some(t) => {
             append(conn, template_event(kind, &t, now))?;
-            TemplateWrite::Saved(t)
+            TemplateWrite::Saved(Box::new(t))
         }
         None => TemplateWrite::NotFound,
     })
 }
 
-fn read_preferences(conn: &Connection, user: i64) -> Result<Preferences, StorageError> {
+fn read_preferences(
+    conn: &Connection,
+    cipher: &Cipher,
+    user: i64,
+) -> Result<Preferences, StorageError> {
     let mut prefs = Preferences::default();
+    let sealed: Option<String> = conn
+        .prepare_cached("SELECT phone_enc FROM notification_phones WHERE user_id = ?1")?
+        .query_row(params![user], |r| r.get(0))
+        .optional()?;
+    prefs.phone = sealed
+        .map(|p| open_phone(cipher, AccountId::new(user), &p))
+        .transpose()?;
     let rows = conn
         .prepare_cached(
-            "SELECT scope, email, in_app FROM notification_preferences WHERE user_id = ?1",
+            "SELECT scope, email, in_app, sms, push FROM notification_preferences
+             WHERE user_id = ?1",
         )?
         .query_map(params![user], |r| {
             Ok((
@@ -262,6 +300,8 @@ fn read_preferences(conn: &Connection, user: i64) -> Result<Preferences, Storage
                 ChannelSwitches {
                     email: r.get(1)?,
                     in_app: r.get(2)?,
+                    sms: r.get(3)?,
+                    push: r.get(4)?,
                 },
             ))
         })?
@@ -290,8 +330,9 @@ impl NotificationStore for SqliteStore {
             let id: i64 = conn
                 .prepare_cached(
                     "INSERT INTO notification_templates (name, email_subject, email_body,
-                         in_app_title, in_app_body, created_at_ms, updated_at_ms)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6) RETURNING id",
+                         in_app_title, in_app_body, sms_text, push_title, push_body, push_url,
+                         created_at_ms, updated_at_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?10) RETURNING id",
                 )?
                 .query_row(
                     params![
@@ -300,6 +341,10 @@ impl NotificationStore for SqliteStore {
                         new.email.as_ref().map(|e| &e.body),
                         new.in_app.as_ref().map(|e| &e.title),
                         new.in_app.as_ref().map(|e| &e.body),
+                        new.sms.as_ref().map(|p| &p.text),
+                        new.push.as_ref().map(|p| &p.title),
+                        new.push.as_ref().map(|p| &p.body),
+                        new.push.as_ref().and_then(|p| p.url.as_ref()),
                         now.as_millis()
                     ],
                     |r| r.get(0),
@@ -342,7 +387,8 @@ impl NotificationStore for SqliteStore {
             }
             conn.prepare_cached(
                 "UPDATE notification_templates SET name = ?2, email_subject = ?3,
-                     email_body = ?4, in_app_title = ?5, in_app_body = ?6, updated_at_ms = ?7
+                     email_body = ?4, in_app_title = ?5, in_app_body = ?6, sms_text = ?7,
+                     push_title = ?8, push_body = ?9, push_url = ?10, updated_at_ms = ?11
                  WHERE id = ?1",
             )?
             .execute(params![
@@ -352,6 +398,10 @@ impl NotificationStore for SqliteStore {
                 new.email.as_ref().map(|e| &e.body),
                 new.in_app.as_ref().map(|e| &e.title),
                 new.in_app.as_ref().map(|e| &e.body),
+                new.sms.as_ref().map(|p| &p.text),
+                new.push.as_ref().map(|p| &p.title),
+                new.push.as_ref().map(|p| &p.body),
+                new.push.as_ref().and_then(|p| p.url.as_ref()),
                 now.as_millis()
             ])?;
             saved(conn, id, EventType::NotificationTemplateUpdated, now)
@@ -441,7 +491,8 @@ impl NotificationStore for SqliteStore {
     }
 
     async fn preferences(&self, user: AccountId) -> Result<Preferences, StorageError> {
-        self.read(move |conn| read_preferences(conn, user.get()))
+        let cipher = self.cipher.clone();
+        self.read(move |conn| read_preferences(conn, &cipher, user.get()))
             .await
     }
 
@@ -451,12 +502,26 @@ impl NotificationStore for SqliteStore {
         preferences: Preferences,
         now: UnixMillis,
     ) -> Result<(), StorageError> {
+        let cipher = self.cipher.clone();
         self.write(1 + preferences.rules.len(), move |conn, _| {
             conn.prepare_cached("DELETE FROM notification_preferences WHERE user_id = ?1")?
                 .execute(params![user.get()])?;
+            conn.prepare_cached("DELETE FROM notification_phones WHERE user_id = ?1")?
+                .execute(params![user.get()])?;
+            if let Some(phone) = &preferences.phone {
+                conn.prepare_cached(
+                    "INSERT INTO notification_phones (user_id, phone_enc, updated_at_ms)
+                     VALUES (?1, ?2, ?3)",
+                )?
+                .execute(params![
+                    user.get(),
+                    seal_phone(&cipher, user, phone),
+                    now.as_millis()
+                ])?;
+            }
             let mut insert = conn.prepare_cached(
-                "INSERT INTO notification_preferences (user_id, scope, email, in_app,
-                     updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO notification_preferences (user_id, scope, email, in_app, sms, push,
+                     updated_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
             )?;
             let scopes = std::iter::once((DEFAULT_SCOPE, preferences.channels)).chain(
                 preferences
@@ -470,6 +535,8 @@ impl NotificationStore for SqliteStore {
                     scope,
                     s.email,
                     s.in_app,
+                    s.sms,
+                    s.push,
                     now.as_millis()
                 ])?;
             }
@@ -592,7 +659,7 @@ impl NotificationStore for SqliteStore {
                 Some(status) => conn
                     .prepare_cached(&format!(
                         "SELECT {NOTIFICATION_COLUMNS}
-                         WHERE channel = 'email' AND status = ?1 AND id < ?2
+                         WHERE channel <> 'in_app' AND status = ?1 AND id < ?2
                          ORDER BY id DESC LIMIT ?3"
                     ))?
                     .query_map(params![status.as_str(), before, q.limit], notification_row)?
@@ -600,7 +667,7 @@ impl NotificationStore for SqliteStore {
                 None => conn
                     .prepare_cached(&format!(
                         "SELECT {NOTIFICATION_COLUMNS}
-                         WHERE channel = 'email' AND id < ?1
+                         WHERE channel <> 'in_app' AND id < ?1
                          ORDER BY id DESC LIMIT ?2"
                     ))?
                     .query_map(params![before, q.limit], notification_row)?
@@ -636,7 +703,7 @@ impl NotificationStore for SqliteStore {
         .await
     }
 
-    async fn claim_due_emails(
+    async fn claim_due_outbound(
         &self,
         now: UnixMillis,
         lease_ms: i64,
@@ -648,7 +715,8 @@ impl NotificationStore for SqliteStore {
                 .prepare_cached(
                     "UPDATE notifications SET lease_until_ms = ?1 + ?2
                      WHERE id IN (SELECT id FROM notifications
-                                  WHERE channel = 'email' AND status IN ('queued', 'failed')
+                                  WHERE channel <> 'in_app'
+                                    AND status IN ('queued', 'failed')
                                     AND next_attempt_at_ms IS NOT NULL
                                     AND next_attempt_at_ms <= ?1
                                   ORDER BY next_attempt_at_ms, id LIMIT ?3)
@@ -706,8 +774,9 @@ impl NotificationStore for SqliteStore {
                 .optional()?;
             if let Some((user, channel, attempts)) = row {
                 let attempts = u32::try_from(attempts).unwrap_or(u32::MAX);
-                let event = attempt_event(id, user, channel_of(&channel)?, attempts, &attempt, now);
-                append_events(conn, std::slice::from_ref(&event))?;
+                let events =
+                    attempt_events(id, user, channel_of(&channel)?, attempts, &attempt, now);
+                append_events(conn, &events)?;
             }
             Ok(())
         })

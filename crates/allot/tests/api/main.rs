@@ -36,6 +36,7 @@ mod invariants;
 mod inventory;
 mod megadeal_global;
 mod notifications;
+mod notify_gateway;
 mod order_promotions;
 mod orders;
 mod personal_data;

@@ -929,7 +929,7 @@ async fn notifications_rules_are_configurable_and_email_without_smtp_fails_with_
     assert_eq!(names, vec!["low_stock", "order_status_changed"]);
     let rule = "/api/v1/notifications/rules/order_status_changed";
     for (body, field) in [
-        (json!({"channels": ["sms"]}), "channels"),
+        (json!({"channels": ["fax"]}), "channels"),
         (json!({"channels": []}), "channels"),
         (json!({"template": "nope"}), "template"),
     ] {
