@@ -15,6 +15,7 @@ use std::fmt;
 
 use crate::DomainError;
 use crate::order::OrderStatus;
+use crate::payment::PaymentRefusal;
 
 /// Most characters of a carrier's name.
 pub const CARRIER_MAX_CHARS: usize = 64;
@@ -210,6 +211,8 @@ pub enum ShipmentRefusal {
     PartlyShipped,
     /// The whole-order return moves are refused once returns of lines exist.
     HasLineReturns,
+    /// The refund asked with a receipt is refused (the receipt with it).
+    Refund(PaymentRefusal),
 }
 
 /// The `(line_id, quantity)` of each requested line, quantities of the same line summed, in

@@ -266,6 +266,7 @@ fn shipment_message(r: &ShipmentRefusal) -> String {
         ShipmentRefusal::HasLineReturns => {
             "the order has returns of lines: it is returned by line, not whole".to_owned()
         }
+        ShipmentRefusal::Refund(r) => payment_message(r),
     }
 }
 
@@ -464,6 +465,8 @@ impl ServiceError {
                 ShipmentRefusal::ReturnStatusConflict { .. } => "return_status_conflict",
                 ShipmentRefusal::PartlyShipped => "order_partly_shipped",
                 ShipmentRefusal::HasLineReturns => "order_has_returns",
+                // Answered as the refund's own refusal (`ServiceError::Payment`).
+                ShipmentRefusal::Refund(_) => "refund_refused",
             },
             ServiceError::AlreadyUsed => "already_used",
             ServiceError::NotStarted { .. } => "not_started",

@@ -13,6 +13,7 @@
 use allot_domain::UnixMillis;
 use allot_domain::catalog::WarehouseId;
 use allot_domain::event::{EventType, NewEvent};
+use allot_domain::payment::Amount;
 use allot_domain::shipment::{
     Carrier, Disposition, LineRef, LineState, ReturnReason, ReturnStatus, ShipmentRefusal,
     TrackingNumber,
@@ -68,6 +69,8 @@ pub struct OrderReturn {
     /// Set on receipt.
     pub warehouse_id: Option<i64>,
     pub disposition: Option<Disposition>,
+    /// Refunded with the receipt, through the order's refunds.
+    pub refunded_minor: i64,
     pub lines: Vec<ItemLine>,
     pub created_at: UnixMillis,
     pub updated_at: UnixMillis,
@@ -89,6 +92,8 @@ pub enum ReturnMove {
     Receive {
         warehouse: WarehouseId,
         disposition: Disposition,
+        /// Refunded in the receipt's transaction, by the order's refund rules.
+        refund: Option<Amount>,
     },
 }
 
@@ -177,15 +182,17 @@ pub(crate) mod sql {
     pub(crate) const INSERT_RETURN_LINE: &str = "INSERT INTO order_return_lines \
          (return_id, line_no, product_id, quantity) VALUES ($1, $2, $3, $4)";
     pub(crate) const RETURN_BY_ID: &str = "SELECT id, order_id, status, reason, warehouse_id, \
-         disposition, created_at_ms, updated_at_ms FROM order_returns WHERE id = $1";
+         disposition, created_at_ms, updated_at_ms, refunded_minor FROM order_returns \
+         WHERE id = $1";
     pub(crate) const RETURNS_OF_ORDER: &str = "SELECT id, order_id, status, reason, \
-         warehouse_id, disposition, created_at_ms, updated_at_ms FROM order_returns \
-         WHERE order_id = $1 ORDER BY id";
+         warehouse_id, disposition, created_at_ms, updated_at_ms, refunded_minor \
+         FROM order_returns WHERE order_id = $1 ORDER BY id";
     pub(crate) const RETURN_LINES: &str = "SELECT return_id, line_no, product_id, quantity \
          FROM order_return_lines WHERE return_id = $1 ORDER BY line_no";
-    /// status, warehouse, disposition, now, id.
+    /// status, warehouse, disposition, now, refunded, id.
     pub(crate) const SET_RETURN: &str = "UPDATE order_returns SET status = $1, \
-         warehouse_id = $2, disposition = $3, updated_at_ms = $4 WHERE id = $5";
+         warehouse_id = $2, disposition = $3, updated_at_ms = $4, refunded_minor = $5 \
+         WHERE id = $6";
     /// Returns of the order that are not rejected (the whole-order return moves refuse them).
     pub(crate) const LINE_RETURNS_OF_ORDER: &str = "SELECT count(*) FROM order_returns \
          WHERE order_id = $1 AND status <> 'rejected'";
@@ -261,6 +268,7 @@ pub(crate) fn return_of(r: &impl Columns) -> Result<OrderReturn, StorageError> {
             .opt_text(5)?
             .map(|d| Disposition::parse(&d).map_err(corrupt))
             .transpose()?,
+        refunded_minor: r.int(8)?,
         lines: Vec::new(),
         created_at: UnixMillis::from_millis(r.int(6)?),
         updated_at: UnixMillis::from_millis(r.int(7)?),
@@ -298,6 +306,16 @@ pub(crate) fn states(rows: &[LineRow]) -> Vec<LineState> {
 /// The reason written on the stock movements of a return's restock.
 pub(crate) fn restock_reason(r: &OrderReturn) -> String {
     format!("return {} of order {}", r.id, r.order_id)
+}
+
+/// The refund a receipt asks for, taken by the order's refund rules.
+pub(crate) fn receipt_refund(r: &OrderReturn, amount: Amount, now: UnixMillis) -> crate::NewRefund {
+    crate::NewRefund {
+        order_id: r.order_id,
+        target: crate::RefundTarget::Amount(amount),
+        reason: Some(format!("return {}", r.id)),
+        now,
+    }
 }
 
 /// The status request of the move to fulfilled a completing shipment makes.
@@ -356,6 +374,7 @@ pub(crate) fn return_event(r: &OrderReturn) -> NewEvent {
         "lines": lines_json(&r.lines),
         "warehouse_id": r.warehouse_id,
         "disposition": r.disposition.map(Disposition::as_str),
+        "refunded_minor": r.refunded_minor,
     });
     NewEvent::api(kind, r.updated_at, payload.to_string())
 }

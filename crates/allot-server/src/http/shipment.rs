@@ -107,6 +107,8 @@ pub(crate) struct ReturnView {
     pub warehouse_id: Option<i64>,
     /// Set on receipt: `restock` or `write_off`.
     pub disposition: Option<&'static str>,
+    /// Refunded with the receipt (`refund_minor`), through the order's refunds.
+    pub refunded_minor: i64,
     pub lines: Vec<ItemLineView>,
     pub created_at: String,
     pub updated_at: String,
@@ -121,6 +123,7 @@ impl From<OrderReturn> for ReturnView {
             reason: r.reason,
             warehouse_id: r.warehouse_id,
             disposition: r.disposition.map(|d| d.as_str()),
+            refunded_minor: r.refunded_minor,
             lines: item_lines(r.lines),
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
@@ -207,6 +210,12 @@ pub(crate) struct ReceiveBody {
     /// stock unchanged.
     #[schema(pattern = "^(restock|write_off)$")]
     pub disposition: String,
+    /// Minor units to refund with the receipt, in its transaction, as
+    /// `POST /api/v1/orders/{order_id}/refunds` would (oldest captured payment first, never
+    /// past the captures: refused, the receipt is refused with it).
+    #[schema(minimum = 1, maximum = 1_000_000_000_000_i64)]
+    #[serde(default, deserialize_with = "whole")]
+    pub refund_minor: Option<i64>,
 }
 
 const _: () = assert!(CARRIER_MAX_CHARS == 64 && TRACKING_NUMBER_MAX_CHARS == 128);
@@ -361,20 +370,25 @@ pub(crate) async fn reject(
 
 /// Receive an approved return's items at a warehouse (`ReturnReceived`): `restock` puts each
 /// line back on hand there through the stock ledger (`stock_in`), `write_off` records them
-/// without stock. A refund can follow (`POST /api/v1/orders/{order_id}/refunds`).
+/// without stock. `refund_minor` refunds that much in the same transaction (`OrderRefunded`
+/// with `ReturnReceived`); a refund can also follow (`POST /api/v1/orders/{order_id}/refunds`).
 #[utoipa::path(post, path = "/api/v1/returns/{return_id}/receive", tag = "orders",
     params(("return_id" = i64, Path, minimum = 1)),
     request_body = ReceiveBody,
     responses(
         (status = 200, description = "Received", body = ReturnView),
         (status = 404, description = "No such return", body = ErrorBody),
-        (status = 409, description = "`return_status_conflict` with `from` and `to`: only an approved return is received", body = ErrorBody),
+        (status = 409, description = "`return_status_conflict` with `from` and `to`: only an approved return is received; `refund_exceeds_capture` (with `available_total`) for a `refund_minor` past what is left to refund; nothing written", body = ErrorBody),
         (status = 422, description = "`invalid_argument` naming the field (an unknown warehouse names `warehouse_id`)", body = ErrorBody)))]
 pub(crate) async fn receive(
     State(state): State<AppState>,
     PathId(ReturnId(id)): PathId<ReturnId>,
     ApiJson(body): ApiJson<ReceiveBody>,
 ) -> Result<Json<ReturnView>, ServiceError> {
-    let to = crate::service::order::Orders::receipt(body.warehouse_id, &body.disposition)?;
+    let to = crate::service::order::Orders::receipt(
+        body.warehouse_id,
+        &body.disposition,
+        body.refund_minor,
+    )?;
     moved(&state, id, to).await
 }

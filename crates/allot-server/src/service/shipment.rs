@@ -4,6 +4,7 @@
 use allot_domain::DomainError;
 use allot_domain::catalog::WarehouseId;
 use allot_domain::order::LINES_MAX;
+use allot_domain::payment::Amount;
 use allot_domain::shipment::{
     Carrier, Disposition, LineRef, ReturnReason, ShipmentRefusal, TrackingNumber,
 };
@@ -24,7 +25,11 @@ pub struct LineInput {
 }
 
 fn refused<T>(r: Result<T, ShipmentRefusal>) -> Result<T, ServiceError> {
-    r.map_err(ServiceError::Shipment)
+    r.map_err(|r| match r {
+        // A refund with a receipt answers as the refunds endpoint does.
+        ShipmentRefusal::Refund(p) => ServiceError::Payment(p),
+        other => ServiceError::Shipment(other),
+    })
 }
 
 /// 1 to [`LINES_MAX`] lines, each naming a line (`line_id`) or a product, not both, with 1 to
@@ -139,12 +144,19 @@ impl Orders {
         Ok(moved)
     }
 
-    /// The move of a receipt, from what the client sent.
-    pub fn receipt(warehouse_id: i64, disposition: &str) -> Result<ReturnMove, ServiceError> {
+    /// The move of a receipt, from what the client sent; `refund_minor` is refunded with it.
+    pub fn receipt(
+        warehouse_id: i64,
+        disposition: &str,
+        refund_minor: Option<i64>,
+    ) -> Result<ReturnMove, ServiceError> {
         Ok(ReturnMove::Receive {
             warehouse: WarehouseId::parse(warehouse_id)
                 .map_err(|_| DomainError::invalid("warehouse_id", "must be a positive integer"))?,
             disposition: Disposition::parse(disposition)?,
+            refund: refund_minor
+                .map(|m| Amount::parse("refund_minor", m))
+                .transpose()?,
         })
     }
 

@@ -35,6 +35,8 @@ CREATE TABLE order_returns (
     reason        TEXT    NOT NULL,
     warehouse_id  BIGINT,
     disposition   TEXT    CHECK (disposition IN ('restock', 'write_off')),
+    -- Refunded with the receipt (the refund itself is in order_refunds).
+    refunded_minor BIGINT NOT NULL DEFAULT 0 CHECK (refunded_minor >= 0),
     created_at_ms BIGINT NOT NULL,
     updated_at_ms BIGINT NOT NULL
 );

@@ -34,6 +34,8 @@ CREATE TABLE order_returns (
     reason        TEXT    NOT NULL,
     warehouse_id  INTEGER,
     disposition   TEXT    CHECK (disposition IN ('restock', 'write_off')),
+    -- Refunded with the receipt (the refund itself is in order_refunds).
+    refunded_minor INTEGER NOT NULL DEFAULT 0 CHECK (refunded_minor >= 0),
     created_at_ms INTEGER NOT NULL,
     updated_at_ms INTEGER NOT NULL
 );

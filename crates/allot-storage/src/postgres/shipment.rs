@@ -20,7 +20,8 @@ use crate::order::order_status;
 use crate::shipment::{
     ItemLine, LineRow, NewReturn, NewShipment, OrderReturn, ReturnMove, Shipment, ShipmentMade,
     ShipmentResult, ShipmentStore, attach, fulfil_request, fulfilled_event, item_line_of, items,
-    line_row_of, restock_reason, return_event, return_of, shipment_of, shipped_event, sql, states,
+    line_row_of, receipt_refund, restock_reason, return_event, return_of, shipment_of,
+    shipped_event, sql, states,
 };
 
 async fn status(
@@ -229,17 +230,18 @@ async fn move_return(
     if let Err(refusal) = check_return_move(r.status, to.to()) {
         return Ok(Err(refusal));
     }
-    let (warehouse, disposition) = match to {
+    let (warehouse, disposition, refund) = match to {
         ReturnMove::Receive {
             warehouse,
             disposition,
+            refund,
         } => {
             if !super::inventory::warehouse_exists(tx, warehouse).await? {
                 return Ok(Err(ShipmentRefusal::UnknownWarehouse));
             }
-            (Some(warehouse), Some(disposition))
+            (Some(warehouse), Some(disposition), refund)
         }
-        _ => (None, None),
+        _ => (None, None, None),
     };
     if disposition == Some(Disposition::Restock)
         && let Some(w) = warehouse
@@ -262,6 +264,14 @@ async fn move_return(
             }
         }
     }
+    // The refund in the same transaction: refused, and the receipt is refused with it.
+    let refunded = match refund {
+        Some(amount) => match super::payment::refund(tx, &receipt_refund(&r, amount, now)).await? {
+            Ok(_) => amount.get(),
+            Err(refusal) => return Ok(Err(ShipmentRefusal::Refund(refusal))),
+        },
+        None => 0,
+    };
     tx.execute(
         sql::SET_RETURN,
         &[
@@ -269,6 +279,7 @@ async fn move_return(
             &warehouse.map(WarehouseId::get),
             &disposition.map(Disposition::as_str),
             &now.as_millis(),
+            &refunded,
             &id,
         ],
     )

@@ -505,7 +505,28 @@ async fn returns_approved_and_received_restock_the_chosen_warehouse_through_the_
     );
     let p = product(&app, "RET-P").await;
     stock(&app, p, from, 10).await;
-    let id = confirmed_order(&app, ada.id, &[(p, 3)]).await;
+    // Placed, then paid in full by a recorded payment (which confirms it).
+    let id = created(
+        &app,
+        "/api/v1/orders",
+        json!({"customer": ada.id.to_string(),
+               "shipping_address": {"name": "Ada", "line1": "1 Road", "city": "Paris",
+                                    "postal_code": "75001", "country": "FR"},
+               "lines": [{"product_id": p, "quantity": 3}]}),
+    )
+    .await;
+    let (s, paid) = call(
+        &app,
+        "POST",
+        &format!("/api/v1/orders/{id}/payments"),
+        None,
+        Some(
+            json!({"provider": "bank_transfer", "reference": "BT-RET", "amount_minor": 3000,
+                    "currency": "EUR"}),
+        ),
+    )
+    .await;
+    assert_eq!((s, &paid["order_paid"]), (201, &json!(true)), "{paid}");
     // Nothing shipped, nothing returned.
     let (s, none) = open_return(&app, id, None, json!([{"line_id": 0, "quantity": 1}])).await;
     assert_eq!(
@@ -616,19 +637,38 @@ async fn returns_approved_and_received_restock_the_chosen_warehouse_through_the_
         on_hand_in(&app, p, to).await,
     );
     assert_eq!(before, (7, 0));
-    let (s, got) = call(
-        &app,
-        "POST",
-        &format!("/api/v1/returns/{rid}/receive"),
-        None,
-        Some(receive.clone()),
-    )
-    .await;
+    // A refund past the capture refuses the receipt with it: nothing restocked or refunded.
+    let mut refunded = receive.clone();
+    refunded["refund_minor"] = json!(3001);
+    let receive_path = format!("/api/v1/returns/{rid}/receive");
+    let (s, over) = call(&app, "POST", &receive_path, None, Some(refunded.clone())).await;
+    assert_eq!(
+        (s, code(&over), &over["error"]["available_total"]),
+        (409, Some("refund_exceeds_capture"), &json!(3000)),
+        "{over}"
+    );
+    let now = (
+        on_hand_in(&app, p, from).await,
+        on_hand_in(&app, p, to).await,
+    );
+    assert_eq!(now, before);
+    refunded["refund_minor"] = json!(2000);
+    let (s, got) = call(&app, "POST", &receive_path, None, Some(refunded)).await;
     assert_eq!(s, 200, "{got}");
     assert_eq!(
         (&got["status"], &got["warehouse_id"], &got["disposition"]),
         (&json!("received"), &json!(to), &json!("restock"))
     );
+    assert_eq!(got["refunded_minor"], 2000, "{got}");
+    let (_, pays) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/orders/{id}/payments"),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(pays["refunded_minor"], 2000, "{pays}");
     assert_eq!(
         (
             on_hand_in(&app, p, from).await,
@@ -675,6 +715,7 @@ async fn returns_approved_and_received_restock_the_chosen_warehouse_through_the_
         ("ReturnApproved", 1),
         ("ReturnReceived", 1),
         ("ReturnRejected", 0),
+        ("OrderRefunded", 1),
     ] {
         assert_eq!(events(&db, kind).await, n, "{kind}");
     }
@@ -688,6 +729,7 @@ async fn returns_approved_and_received_restock_the_chosen_warehouse_through_the_
         ),
         (&json!(rid), &json!(id), &json!(to), &json!("restock"))
     );
+    assert_eq!(payload["refunded_minor"], 2000);
     assert_eq!(
         payload["lines"],
         json!([{"line_id": 0, "product_id": p, "quantity": 2}])
