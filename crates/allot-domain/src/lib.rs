@@ -18,6 +18,7 @@ pub mod order;
 pub mod payment;
 pub mod promotion;
 pub mod sale;
+pub mod shipment;
 
 pub use clock::{Clock, UnixMillis};
 pub use error::DomainError;

@@ -3,6 +3,7 @@
 
 use allot_domain::DomainError;
 use allot_domain::payment::PaymentRefusal;
+use allot_domain::shipment::ShipmentRefusal;
 use allot_storage::StorageError;
 use thiserror::Error;
 
@@ -224,6 +225,51 @@ pub enum ServiceError {
     /// A payment or a refund the rules refuse (`allot_domain::payment`); nothing was written.
     #[error("{}", payment_message(.0))]
     Payment(PaymentRefusal),
+    /// A shipment, a return or a return's move the rules refuse (`allot_domain::shipment`);
+    /// nothing was written.
+    #[error("{}", shipment_message(.0))]
+    Shipment(ShipmentRefusal),
+}
+
+fn shipment_message(r: &ShipmentRefusal) -> String {
+    match r {
+        ShipmentRefusal::OrderNotFound => "order not found".to_owned(),
+        ShipmentRefusal::ReturnNotFound => "return not found".to_owned(),
+        ShipmentRefusal::OrderNotShippable { status } => {
+            format!("the order is {status}: only a confirmed (paid) order ships")
+        }
+        ShipmentRefusal::OrderNotReturnable { status } => {
+            format!("the order is {status}: nothing of it is returned by line")
+        }
+        ShipmentRefusal::UnknownLine { index } => {
+            format!("lines: entry {index} names no line of the order")
+        }
+        ShipmentRefusal::ExceedsRemaining {
+            line_id,
+            product_id,
+            remaining,
+        } => format!("lines: line {line_id} (product {product_id}) has {remaining} left to ship"),
+        ShipmentRefusal::ExceedsReturnable {
+            line_id,
+            product_id,
+            returnable,
+        } => format!(
+            "lines: line {line_id} (product {product_id}) has {returnable} shipped and not \
+             already returned or under an open return"
+        ),
+        ShipmentRefusal::ReturnStatusConflict { from, to } => {
+            format!("a return cannot go from {from} to {to}")
+        }
+        ShipmentRefusal::UnknownWarehouse => "warehouse_id: no such warehouse".to_owned(),
+        ShipmentRefusal::PartlyShipped => {
+            "part of the order has shipped: it is not cancelled; return its lines instead"
+                .to_owned()
+        }
+        ShipmentRefusal::HasLineReturns => {
+            "the order has returns of lines: it is returned by line, not whole".to_owned()
+        }
+        ShipmentRefusal::Refund(r) => payment_message(r),
+    }
 }
 
 fn payment_message(r: &PaymentRefusal) -> String {
@@ -315,6 +361,15 @@ impl ServiceError {
                 PaymentRefusal::CurrencyMismatch { .. } => ErrorKind::InvalidArgument,
                 _ => ErrorKind::Conflict,
             },
+            ServiceError::Shipment(r) => match r {
+                ShipmentRefusal::OrderNotFound | ShipmentRefusal::ReturnNotFound => {
+                    ErrorKind::NotFound
+                }
+                ShipmentRefusal::UnknownLine { .. } | ShipmentRefusal::UnknownWarehouse => {
+                    ErrorKind::InvalidArgument
+                }
+                _ => ErrorKind::Conflict,
+            },
             ServiceError::AlreadyUsed => ErrorKind::Conflict,
             ServiceError::NotStarted { .. } | ServiceError::Ended { .. } => {
                 ErrorKind::FailedPrecondition
@@ -401,6 +456,21 @@ impl ServiceError {
                 PaymentRefusal::ReferenceConflict => "reference_conflict",
                 PaymentRefusal::StatusConflict { .. } => "payment_status_conflict",
             },
+            ServiceError::Shipment(r) => match r {
+                ShipmentRefusal::OrderNotFound | ShipmentRefusal::ReturnNotFound => "not_found",
+                ShipmentRefusal::OrderNotShippable { .. } => "order_not_shippable",
+                ShipmentRefusal::OrderNotReturnable { .. } => "order_not_returnable",
+                ShipmentRefusal::UnknownLine { .. } | ShipmentRefusal::UnknownWarehouse => {
+                    "invalid_argument"
+                }
+                ShipmentRefusal::ExceedsRemaining { .. } => "shipment_exceeds_remaining",
+                ShipmentRefusal::ExceedsReturnable { .. } => "return_exceeds_shipped",
+                ShipmentRefusal::ReturnStatusConflict { .. } => "return_status_conflict",
+                ShipmentRefusal::PartlyShipped => "order_partly_shipped",
+                ShipmentRefusal::HasLineReturns => "order_has_returns",
+                // Answered as the refund's own refusal (`ServiceError::Payment`).
+                ShipmentRefusal::Refund(_) => "refund_refused",
+            },
             ServiceError::AlreadyUsed => "already_used",
             ServiceError::NotStarted { .. } => "not_started",
             ServiceError::Ended { .. } => "ended",
@@ -481,6 +551,13 @@ impl ServiceError {
             | ServiceError::AlreadyBound { field, .. }
             | ServiceError::UsedUpCodes { field, .. } => Some(field),
             ServiceError::UnknownCampaign => Some("campaign_id"),
+            ServiceError::Shipment(r) => match r {
+                ShipmentRefusal::UnknownLine { .. }
+                | ShipmentRefusal::ExceedsRemaining { .. }
+                | ShipmentRefusal::ExceedsReturnable { .. } => Some("lines"),
+                ShipmentRefusal::UnknownWarehouse => Some("warehouse_id"),
+                _ => None,
+            },
             ServiceError::Payment(r) => match r {
                 PaymentRefusal::CurrencyMismatch { .. } => Some("currency"),
                 PaymentRefusal::ExceedsTotal { .. } | PaymentRefusal::ExceedsCapture { .. } => {

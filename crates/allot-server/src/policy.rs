@@ -118,6 +118,12 @@ const ORDER_PLACERS: &[Role] = &[Admin, Customer];
 const ORDER_READERS: &[Role] = &[Admin, Support, Warehouse, Customer];
 const NOTIFICATION_SENDERS: &[Role] = &[Admin, Support];
 const PAYMENT_STAFF: &[Role] = &[Admin, Support];
+/// Who may fulfil an order (as `may_set_order_status` allows `fulfilled`).
+const SHIPPERS: &[Role] = &[Admin, Support, Warehouse];
+const RETURN_OPENERS: &[Role] = &[Admin, Support, Customer];
+const RETURN_DECIDERS: &[Role] = &[Admin, Support];
+/// Who may take a return's items in (as `may_set_order_status` allows `returned`).
+const RETURN_RECEIVERS: &[Role] = &[Admin, Support, Warehouse];
 const STAFF: &[Role] = &[Admin, Marketing, Warehouse, Support];
 
 const fn rest(method: &'static str, path: &'static str, access: Access) -> Rule {
@@ -553,6 +559,52 @@ pub const RULES: &[Rule] = &[
         "POST",
         "/api/v1/orders/{order_id}/refunds",
         Access::Roles(PAYMENT_STAFF),
+    ),
+    // Shipments and returns of lines: shipped by whoever fulfils orders; a return opened by
+    // the order's customer or support, decided by support, received by the warehouse.
+    rest(
+        "POST",
+        "/api/v1/orders/{order_id}/shipments",
+        Access::Roles(SHIPPERS),
+    ),
+    note(
+        rest(
+            "GET",
+            "/api/v1/orders/{order_id}/shipments",
+            Access::Roles(ORDER_READERS),
+        ),
+        "a customer reads only its own orders' (404 for another's)",
+    ),
+    note(
+        rest(
+            "POST",
+            "/api/v1/orders/{order_id}/returns",
+            Access::Roles(RETURN_OPENERS),
+        ),
+        "a customer only for its own orders (404 for another's)",
+    ),
+    note(
+        rest(
+            "GET",
+            "/api/v1/orders/{order_id}/returns",
+            Access::Roles(ORDER_READERS),
+        ),
+        "a customer reads only its own orders' (404 for another's)",
+    ),
+    rest(
+        "POST",
+        "/api/v1/returns/{return_id}/approve",
+        Access::Roles(RETURN_DECIDERS),
+    ),
+    rest(
+        "POST",
+        "/api/v1/returns/{return_id}/reject",
+        Access::Roles(RETURN_DECIDERS),
+    ),
+    rest(
+        "POST",
+        "/api/v1/returns/{return_id}/receive",
+        Access::Roles(RETURN_RECEIVERS),
     ),
     note(
         rest("POST", "/api/v1/payments/stripe", Access::Public),

@@ -27,6 +27,7 @@ pub mod promotion;
 mod row;
 pub mod sale;
 pub mod sale_basket;
+pub mod shipment;
 pub mod sqlite;
 pub mod tls;
 pub mod user;
@@ -76,6 +77,10 @@ pub use sale_basket::{
     BasketCheckoutOutcome, BasketCheckoutRequest, BasketLine, BasketPurchase,
     BasketPurchaseOutcome, LineOutcome,
 };
+pub use shipment::{
+    ItemLine, NewReturn, NewShipment, OrderReturn, ReturnMove, Shipment, ShipmentMade,
+    ShipmentResult, ShipmentStore,
+};
 pub use sqlite::{SqliteOptions, SqliteStore};
 pub use user::{
     API_KEYS_PAGE_MAX, AccountChange, ApiKey, FirstAdmin, PasswordSet, Rotation, TokenPurpose,
@@ -100,6 +105,7 @@ pub trait Store:
     + IdempotencyStore
     + OrderStore
     + PaymentStore
+    + ShipmentStore
     + UserStore
     + EventStore
     + WebhookStore

@@ -68,6 +68,8 @@ pub struct OrderLine {
     pub line_total_minor: i64,
     pub warehouse_id: WarehouseId,
     pub reservation_id: i64,
+    /// Shipped so far (`crate::shipment`).
+    pub shipped_quantity: i64,
 }
 
 /// A code an order used and what it took off.
@@ -280,6 +282,10 @@ pub enum OrderRefusal {
     NotEditable {
         status: OrderStatus,
     },
+    /// A confirmed order with shipped lines is not cancelled (its shipped units are gone).
+    PartlyShipped,
+    /// The whole-order return moves are refused once returns of lines exist.
+    HasLineReturns,
 }
 
 /// Why an order cannot consume a promotion hold.

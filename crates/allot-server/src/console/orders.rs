@@ -1,10 +1,11 @@
 //! Orders: the list with the API's filters, keyset-paged, and an order's page with its lines,
-//! totals, codes, address and history, and the statuses it may move to as buttons.
+//! totals, codes, address and history, its payments, shipments and returns (each shown to the
+//! callers of the API call that lists them), and the statuses it may move to as buttons.
 
 use allot_domain::UnixMillis;
 use allot_domain::order::OrderStatus;
 use allot_domain::user::UserId;
-use allot_storage::Order;
+use allot_storage::{Order, OrderPayments, OrderReturn, Shipment};
 use axum::Router;
 use axum::extract::{Path, Query};
 use axum::response::Response;
@@ -230,8 +231,136 @@ async fn detail(ctx: Ctx, caller: Caller, Path(raw): Path<String>) -> Response {
         _ => {}
     }
     let next = next_statuses(&ctx, order.status);
-    let body = order_body(&order, &next, ctx.may_see("/console/inventory"));
+    let orders = &ctx.state.services.orders;
+    let payments = match ctx.may_call("GET", "/api/v1/orders/{order_id}/payments") {
+        true => match orders.payments(id).await {
+            Ok(p) => Some(p),
+            Err(e) => return error_page(e),
+        },
+        false => None,
+    };
+    let shipments = match orders.shipments(id).await {
+        Ok(s) => s,
+        Err(e) => return error_page(e),
+    };
+    let returns = match orders.returns(id).await {
+        Ok(r) => r,
+        Err(e) => return error_page(e),
+    };
+    let mut body = order_body(&order, &next, ctx.may_see("/console/inventory"));
+    body.0
+        .push_str(&after_sale(&order, payments.as_ref(), &shipments, &returns).0);
     ctx.page(&format!("Order #{}", order.id), &[], body)
+}
+
+/// The SKU of the order's line `line_id` (its position).
+fn sku(o: &Order, line_id: i64) -> &str {
+    usize::try_from(line_id)
+        .ok()
+        .and_then(|i| o.lines.get(i))
+        .map_or("?", |l| l.sku.as_str())
+}
+
+/// What happened after the sale: payments (for whoever may read them), shipments, returns.
+fn after_sale(
+    o: &Order,
+    payments: Option<&OrderPayments>,
+    shipments: &[Shipment],
+    returns: &[OrderReturn],
+) -> Markup {
+    let items = |lines: &[allot_storage::ItemLine]| {
+        html! {
+            @for (i, l) in lines.iter().enumerate() {
+                @if i > 0 { ", " }
+                span.mono { (sku(o, l.line_id)) } " × " (ui::int(l.quantity))
+            }
+        }
+    };
+    html! {
+        @if let Some(p) = payments {
+            h2 { "Payments" }
+            p.sub #order-paid { "Captured " (ui::money(p.paid.captured_minor, &p.currency))
+                ", refunded " (ui::money(p.paid.refunded_minor, &p.currency)) }
+            @if p.payments.is_empty() {
+                p.sub #order-payments { "No payments yet." }
+            } @else {
+                table #order-payments aria-label="Payments" {
+                    thead { tr {
+                        th scope="col" { "When" }
+                        th scope="col" { "Provider" }
+                        th scope="col" { "Reference" }
+                        th scope="col" { "Status" }
+                        th scope="col" class="num" { "Amount" }
+                        th scope="col" class="num" { "Refunded" }
+                    } }
+                    tbody {
+                        @for pay in &p.payments {
+                            tr {
+                                td { (ui::time(pay.created_at.as_millis())) }
+                                td { (pay.provider) }
+                                td.mono { (pay.reference) }
+                                td { (pay.status.as_str()) }
+                                td.num { (ui::money(pay.amount_minor, &pay.currency)) }
+                                td.num { (ui::money(pay.refunded_minor, &pay.currency)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Shipments" }
+        @if shipments.is_empty() {
+            p.sub #order-shipments { "Nothing shipped yet." }
+        } @else {
+            table #order-shipments aria-label="Shipments" {
+                thead { tr {
+                    th scope="col" { "When" }
+                    th scope="col" { "Carrier" }
+                    th scope="col" { "Tracking number" }
+                    th scope="col" { "Lines" }
+                } }
+                tbody {
+                    @for s in shipments {
+                        tr {
+                            td { (ui::time(s.created_at.as_millis())) }
+                            td { @if let Some(c) = &s.carrier { (c) } @else { "(the rest, by status)" } }
+                            td.mono { @if let Some(t) = &s.tracking_number { (t) } }
+                            td { (items(&s.lines)) }
+                        }
+                    }
+                }
+            }
+        }
+        h2 { "Returns" }
+        @if returns.is_empty() {
+            p.sub #order-returns { "No returns." }
+        } @else {
+            table #order-returns aria-label="Returns" {
+                thead { tr {
+                    th scope="col" { "Return" }
+                    th scope="col" { "Status" }
+                    th scope="col" { "Reason" }
+                    th scope="col" { "Lines" }
+                    th scope="col" { "Received" }
+                } }
+                tbody {
+                    @for r in returns {
+                        tr {
+                            td { "#" (r.id) " " (ui::time(r.created_at.as_millis())) }
+                            td { (r.status.as_str()) }
+                            td { (r.reason) }
+                            td { (items(&r.lines)) }
+                            td {
+                                @if let (Some(w), Some(d)) = (r.warehouse_id, r.disposition) {
+                                    (d.as_str()) " in warehouse " (w)
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// `stock_links`: the lines link to their product's stock (for a role that may see it).
@@ -288,6 +417,7 @@ fn order_body(o: &Order, next: &[OrderStatus], stock_links: bool) -> Markup {
                 th scope="col" class="num" { "Unit price" }
                 th scope="col" class="num" { "Line total" }
                 th scope="col" class="num" { "Warehouse" }
+                th scope="col" class="num" { "Shipped" }
             } }
             tbody {
                 @for l in &o.lines {
@@ -302,6 +432,7 @@ fn order_body(o: &Order, next: &[OrderStatus], stock_links: bool) -> Markup {
                         td.num { (ui::money(l.unit_price_minor, &o.currency)) }
                         td.num { (ui::money(l.line_total_minor, &o.currency)) }
                         td.num { (l.warehouse_id.get()) }
+                        td.num { (ui::int(l.shipped_quantity)) }
                     }
                 }
             }

@@ -5,6 +5,7 @@ pub(crate) use crate::error::status_of;
 use std::borrow::Cow;
 
 use allot_domain::payment::PaymentRefusal;
+use allot_domain::shipment::ShipmentRefusal;
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -48,18 +49,20 @@ pub(crate) struct ErrorDetail {
     pub details: Option<Vec<crate::error::EntryError>>,
     /// For `out_of_stock`: the units available in all warehouses together; for
     /// `payment_exceeds_total` and `refund_exceeds_capture`, the minor units a capture or a
-    /// refund may still take.
+    /// refund may still take; for `shipment_exceeds_remaining` and `return_exceeds_shipped`,
+    /// the units of the line (`product_id`) left to ship or to return.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub available_total: Option<i64>,
     /// For `reservation_not_pending`: the reservation's status; for `hold_not_held`, the
-    /// hold's; for `order_not_payable`, the order's; for `payment_status_conflict`, the
-    /// payment's.
+    /// hold's; for `order_not_payable`, `order_not_shippable` and `order_not_returnable`, the
+    /// order's; for `payment_status_conflict`, the payment's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub status: Option<&'static str>,
     /// For an order's `out_of_stock`: the product of the line that cannot be served.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub product_id: Option<i64>,
-    /// For `illegal_transition`: the order's status and the one asked for.
+    /// For `illegal_transition`: the order's status and the one asked for; for
+    /// `return_status_conflict`, the return's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub from: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -165,10 +168,26 @@ impl IntoResponse for ServiceError {
                 product_id,
                 available_total,
             } => (Some(*available_total), Some(*product_id)),
+            // What is left to ship, or to return, of the line.
+            ServiceError::Shipment(
+                ShipmentRefusal::ExceedsRemaining {
+                    product_id,
+                    remaining: left,
+                    ..
+                }
+                | ShipmentRefusal::ExceedsReturnable {
+                    product_id,
+                    returnable: left,
+                    ..
+                },
+            ) => (Some(*left), Some(*product_id)),
             _ => (None, None),
         };
         let (from, to) = match &self {
             ServiceError::IllegalTransition { from, to } => (Some(*from), Some(*to)),
+            ServiceError::Shipment(ShipmentRefusal::ReturnStatusConflict { from, to }) => {
+                (Some(from.as_str()), Some(to.as_str()))
+            }
             _ => (None, None),
         };
         let reason = match &self {
@@ -186,6 +205,10 @@ impl IntoResponse for ServiceError {
             ServiceError::Payment(PaymentRefusal::StatusConflict { status }) => {
                 Some(status.as_str())
             }
+            ServiceError::Shipment(
+                ShipmentRefusal::OrderNotShippable { status }
+                | ShipmentRefusal::OrderNotReturnable { status },
+            ) => Some(status.as_str()),
             _ => None,
         };
         let (details, codes) = match self {

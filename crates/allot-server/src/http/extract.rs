@@ -298,6 +298,8 @@ plain_ids!(
     ApiKeyId => "api key",
     /// A promotion hold's id.
     HoldId => "hold",
+    /// A return's id.
+    ReturnId => "return",
 );
 
 /// A positive id of a body or query, parsed by `parse`, its refusal naming the request's

@@ -24,6 +24,7 @@ mod payment;
 mod promotion;
 mod sale;
 mod sale_original;
+mod shipment;
 mod stripe;
 mod users;
 mod webhook;
@@ -53,6 +54,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(inventory::routes())
         .merge(order::routes())
         .merge(payment::routes())
+        .merge(shipment::routes())
         .merge(stripe::routes())
         .merge(promotion::routes())
         .merge(notification::routes())

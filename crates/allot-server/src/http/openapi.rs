@@ -13,7 +13,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::policy::{self, Access};
 
-use super::{payment, stripe, webhook};
+use super::{payment, shipment, stripe, webhook};
 
 use super::notification;
 use super::{
@@ -108,6 +108,13 @@ use super::{
         payment::record,
         payment::list,
         payment::refund,
+        shipment::ship,
+        shipment::list_shipments,
+        shipment::open_return,
+        shipment::list_returns,
+        shipment::approve,
+        shipment::reject,
+        shipment::receive,
         stripe::receive,
         promotion::create,
         promotion::list,

@@ -46,6 +46,8 @@ pub(crate) fn routes() -> Router<AppState> {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct OrderLineView {
+    /// The line's position in the order (from 0): what shipments and returns name.
+    pub line_id: i64,
     pub product_id: i64,
     pub sku: String,
     pub name: String,
@@ -55,6 +57,9 @@ pub(crate) struct OrderLineView {
     /// The warehouse the line's stock is reserved in (or was taken from).
     pub warehouse_id: i64,
     pub reservation_id: i64,
+    /// Units of the line shipped so far (`/shipments`); the order is fulfilled when every
+    /// line has shipped whole.
+    pub shipped_quantity: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -136,7 +141,9 @@ impl From<Order> for OrderView {
             lines: o
                 .lines
                 .into_iter()
-                .map(|l| OrderLineView {
+                .enumerate()
+                .map(|(i, l)| OrderLineView {
+                    line_id: i as i64,
                     product_id: l.product_id.get(),
                     sku: l.sku,
                     name: l.name,
@@ -145,6 +152,7 @@ impl From<Order> for OrderView {
                     line_total_minor: l.line_total_minor,
                     warehouse_id: l.warehouse_id.get(),
                     reservation_id: l.reservation_id,
+                    shipped_quantity: l.shipped_quantity,
                 })
                 .collect(),
             subtotal_minor: o.subtotal_minor,
@@ -622,7 +630,11 @@ pub(crate) async fn edit(
 
 /// The order, if the caller may see it: a customer sees another customer's order as absent
 /// (404), so order ids tell nothing about other customers.
-async fn visible_order(state: &AppState, caller: &Caller, id: i64) -> Result<Order, ServiceError> {
+pub(crate) async fn visible_order(
+    state: &AppState,
+    caller: &Caller,
+    id: i64,
+) -> Result<Order, ServiceError> {
     let order = state.services.orders.get(id).await?;
     match caller.customer()? {
         Some(own) if own != order.customer => Err(ServiceError::NotFound { what: "order" }),

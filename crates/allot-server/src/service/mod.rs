@@ -13,6 +13,7 @@ pub mod order;
 pub mod payment;
 pub mod promotion;
 pub mod sale;
+pub mod shipment;
 pub mod webhook;
 
 use std::sync::Arc;

@@ -17,6 +17,7 @@ use allot_domain::discount::DiscountCode;
 use allot_domain::inventory::Quantity;
 use allot_domain::order::{OrderStatus, ShippingAddress};
 use allot_domain::promotion::{Reason, Refused};
+use allot_domain::shipment::ShipmentRefusal;
 use allot_domain::user::{IdempotencyKey, UserId};
 use allot_domain::{Clock, DomainError, UnixMillis};
 use allot_storage::{
@@ -135,6 +136,8 @@ fn refused(r: OrderRefusal) -> ServiceError {
         OrderRefusal::NotEditable { status } => ServiceError::OrderNotEditable {
             status: status.as_str(),
         },
+        OrderRefusal::PartlyShipped => ServiceError::Shipment(ShipmentRefusal::PartlyShipped),
+        OrderRefusal::HasLineReturns => ServiceError::Shipment(ShipmentRefusal::HasLineReturns),
     }
 }
 

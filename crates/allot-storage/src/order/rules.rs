@@ -378,6 +378,7 @@ impl OrderPlan {
                 line_total_minor: line.line_total_minor,
                 warehouse_id: facts.stock[line.stock].warehouse,
                 reservation_id,
+                shipped_quantity: 0,
             });
         }
         if lines.len() != self.lines.len() {
@@ -482,7 +483,7 @@ pub(crate) fn decide_edit(
         return_coupon: true,
         now,
     };
-    decide_status_change(order, &undo, None)
+    decide_status_change(order, &undo, None, false)
 }
 
 /// Decides a status change of `order`. `warehouse_known` answers whether the warehouse asked
@@ -492,11 +493,20 @@ pub(crate) fn decide_status_change(
     order: &Order,
     req: &StatusRequest,
     warehouse_known: Option<bool>,
+    line_returns: bool,
 ) -> Result<Result<StatusPlan, OrderRefusal>, StorageError> {
     let t = match order.status.transition(req.to) {
         Ok(t) => t,
         Err(e) => return Ok(Err(OrderRefusal::Illegal(e))),
     };
+    // Shipped units are gone: a partly shipped order is returned by line, not cancelled.
+    if t == Transition::RestockConfirmed && order.lines.iter().any(|l| l.shipped_quantity > 0) {
+        return Ok(Err(OrderRefusal::PartlyShipped));
+    }
+    // One way back per order: by line (`crate::shipment`) or whole, never both.
+    if matches!(req.to, OrderStatus::ReturnRequested | OrderStatus::Returned) && line_returns {
+        return Ok(Err(OrderRefusal::HasLineReturns));
+    }
     let return_to = match (t, req.warehouse) {
         (Transition::Restock, Some(w)) => {
             if warehouse_known != Some(true) {
@@ -924,7 +934,7 @@ mod tests {
     #[test]
     fn status_changes_do_what_the_transition_says_to_each_line_in_product_order() {
         let o = stored(OrderStatus::Pending);
-        let plan = decide_status_change(&o, &request(OrderStatus::Confirmed, None), None)
+        let plan = decide_status_change(&o, &request(OrderStatus::Confirmed, None), None, false)
             .expect("no error")
             .expect("allowed");
         let reservations: Vec<i64> = plan
@@ -943,24 +953,30 @@ mod tests {
         assert_eq!(reservations, vec![12, 11]);
         assert!(!plan.gives_codes_back);
 
-        let cancelled = decide_status_change(&o, &request(OrderStatus::Cancelled, None), None)
-            .expect("no error")
-            .expect("allowed");
+        let cancelled =
+            decide_status_change(&o, &request(OrderStatus::Cancelled, None), None, false)
+                .expect("no error")
+                .expect("allowed");
         assert!(cancelled.gives_codes_back);
         assert!(cancelled.gives_coupon_back);
         let keep_coupon = StatusRequest {
             return_coupon: false,
             ..request(OrderStatus::Cancelled, None)
         };
-        let kept = decide_status_change(&o, &keep_coupon, None)
+        let kept = decide_status_change(&o, &keep_coupon, None, false)
             .expect("no error")
             .expect("allowed");
         assert!(kept.gives_codes_back && !kept.gives_coupon_back);
 
         let o = stored(OrderStatus::ReturnRequested);
-        let plan = decide_status_change(&o, &request(OrderStatus::Returned, Some(3)), Some(true))
-            .expect("no error")
-            .expect("allowed");
+        let plan = decide_status_change(
+            &o,
+            &request(OrderStatus::Returned, Some(3)),
+            Some(true),
+            false,
+        )
+        .expect("no error")
+        .expect("allowed");
         assert_eq!(plan.return_to, Some(warehouse(3)));
         assert_eq!(plan.reason, "order 5 returned");
         assert!(plan.steps.iter().all(|s| matches!(
@@ -973,8 +989,13 @@ mod tests {
     fn an_illegal_move_is_refused_before_an_unknown_warehouse() {
         let o = stored(OrderStatus::Pending);
         assert_eq!(
-            decide_status_change(&o, &request(OrderStatus::Returned, Some(3)), Some(false))
-                .expect("no error"),
+            decide_status_change(
+                &o,
+                &request(OrderStatus::Returned, Some(3)),
+                Some(false),
+                false
+            )
+            .expect("no error"),
             Err(OrderRefusal::Illegal(IllegalTransition {
                 from: OrderStatus::Pending,
                 to: OrderStatus::Returned
@@ -982,8 +1003,13 @@ mod tests {
         );
         let o = stored(OrderStatus::ReturnRequested);
         assert_eq!(
-            decide_status_change(&o, &request(OrderStatus::Returned, Some(3)), Some(false))
-                .expect("no error"),
+            decide_status_change(
+                &o,
+                &request(OrderStatus::Returned, Some(3)),
+                Some(false),
+                false
+            )
+            .expect("no error"),
             Err(OrderRefusal::UnknownWarehouse)
         );
     }

@@ -22,7 +22,7 @@ pub(crate) const ORDER_ID_BY_KEY: &str = "SELECT id FROM orders WHERE idempotenc
 
 pub(crate) const LINES_OF_ORDER: &str =
     "SELECT product_id, sku, name, quantity, unit_price_minor, line_total_minor, \
-            warehouse_id, reservation_id
+            warehouse_id, reservation_id, shipped_quantity
      FROM order_lines WHERE order_id = $1 ORDER BY line_no";
 
 /// Oldest first.
@@ -65,6 +65,7 @@ pub(crate) fn line_from(r: &impl Columns) -> Result<OrderLine, StorageError> {
         line_total_minor: r.int(5)?,
         warehouse_id: warehouse_id(r.int(6)?)?,
         reservation_id: r.int(7)?,
+        shipped_quantity: r.int(8)?,
     })
 }
 

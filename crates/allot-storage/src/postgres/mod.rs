@@ -22,6 +22,7 @@ mod promotion;
 mod promotion_batch;
 mod sale;
 mod sale_basket;
+mod shipment;
 mod tls;
 mod user;
 mod webhook;

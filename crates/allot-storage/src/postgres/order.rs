@@ -51,7 +51,7 @@ async fn history(
 }
 
 /// Puts a returned line's quantity back on hand in `w` (`stock_in`).
-async fn restock(
+pub(super) async fn restock(
     tx: &impl GenericClient,
     (product, w): (ProductId, WarehouseId),
     change: Change<'_>,
@@ -84,7 +84,8 @@ pub(super) async fn change(
         Some(w) => Some(warehouse_exists(tx, w).await?),
         None => None,
     };
-    let plan = match decide_status_change(&o, req, warehouse_known)? {
+    let line_returns = super::shipment::has_line_returns(tx, o.id).await?;
+    let plan = match decide_status_change(&o, req, warehouse_known, line_returns)? {
         Ok(plan) => plan,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -124,6 +125,10 @@ pub(super) async fn change(
             )));
         }
     }
+    // The whole-order move to fulfilled ships what is left (`crate::shipment`).
+    if req.to == OrderStatus::Fulfilled {
+        super::shipment::ship_rest(tx, o.id, now).await?;
+    }
     tx.execute(
         SET_ORDER_STATUS,
         &[&req.to.as_str(), &now.as_millis(), &o.id],
@@ -144,6 +149,9 @@ pub(super) async fn change(
     super::event::append(tx, event).await?;
     if req.to == OrderStatus::Cancelled {
         super::event::append(tx, crate::event::order_cancelled_event(&o, req, &plan)).await?;
+    }
+    if req.to == OrderStatus::Fulfilled {
+        super::shipment::fulfilled(tx, o.id, now).await?;
     }
     let order = load(tx, o.id)
         .await?

@@ -120,7 +120,7 @@ async fn record(
     }))
 }
 
-async fn refund(
+pub(super) async fn refund(
     tx: &tokio_postgres::Transaction<'_>,
     new: &NewRefund,
 ) -> PaymentResult<Vec<Refund>> {

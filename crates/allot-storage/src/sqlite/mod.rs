@@ -23,6 +23,7 @@ mod promotion;
 mod reader;
 mod sale;
 mod sale_basket;
+mod shipment;
 mod user;
 mod webhook;
 mod writer;
@@ -328,6 +329,7 @@ mod tests {
             &[crate::job::CLAIM_SQL],
             crate::promotion::stored::ALL,
             crate::payment::sql::ALL,
+            crate::shipment::sql::ALL,
         ];
         for sql in shared.into_iter().flatten() {
             let stmt = conn.prepare(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));

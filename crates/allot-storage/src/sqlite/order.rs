@@ -314,7 +314,7 @@ fn history(
 
 /// Puts a returned line's quantity back on hand in `w` (`stock_in`), creating its level if
 /// needed.
-fn restock(
+pub(super) fn restock(
     conn: &Connection,
     (product, w): (ProductId, WarehouseId),
     change: Change<'_>,
@@ -341,7 +341,8 @@ pub(super) fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<
         Some(w) => Some(warehouse_exists(conn, w)?),
         None => None,
     };
-    let plan = match decide_status_change(&o, req, warehouse_known)? {
+    let line_returns = super::shipment::has_line_returns(conn, o.id)?;
+    let plan = match decide_status_change(&o, req, warehouse_known, line_returns)? {
         Ok(plan) => plan,
         Err(refusal) => return Ok(Err(refusal)),
     };
@@ -381,6 +382,10 @@ pub(super) fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<
             )));
         }
     }
+    // The whole-order move to fulfilled ships what is left (`crate::shipment`).
+    if req.to == OrderStatus::Fulfilled {
+        super::shipment::ship_rest(conn, o.id, now)?;
+    }
     conn.prepare_cached(SET_ORDER_STATUS)?.execute(params![
         req.to.as_str(),
         now.as_millis(),
@@ -400,6 +405,9 @@ pub(super) fn change_inner(conn: &Connection, req: &StatusRequest) -> Refusable<
     super::event::append(conn, event)?;
     if req.to == OrderStatus::Cancelled {
         super::event::append(conn, crate::event::order_cancelled_event(&o, req, &plan))?;
+    }
+    if req.to == OrderStatus::Fulfilled {
+        super::shipment::fulfilled(conn, o.id, now)?;
     }
     let order = load(conn, o.id)?.ok_or_else(|| corrupt("an order just changed is missing"))?;
     Ok(Ok(order))

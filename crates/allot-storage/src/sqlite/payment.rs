@@ -102,7 +102,7 @@ fn record(conn: &Connection, new: &NewPayment) -> PaymentResult<PaymentRecorded>
     }))
 }
 
-fn refund(conn: &Connection, new: &NewRefund) -> PaymentResult<Vec<Refund>> {
+pub(super) fn refund(conn: &Connection, new: &NewRefund) -> PaymentResult<Vec<Refund>> {
     if order_facts(conn, new.order_id)?.is_none() {
         return Ok(Err(PaymentRefusal::OrderNotFound));
     }

@@ -217,3 +217,78 @@ async fn an_orders_page_shows_its_promotions_and_shipping() {
     let shipping = row("order-shipping");
     assert!(shipping.contains('−'), "{shipping}");
 }
+
+#[tokio::test]
+async fn an_orders_page_shows_its_payments_shipments_and_returns() {
+    let c = Console::open(&[Role::Support]).await;
+    let (p, _) = c.stocked("TEA-5", "MAIN", 10).await;
+    let order = c
+        .admin(
+            "POST",
+            "/api/v1/orders",
+            Some(json!({
+                "customer": "kim",
+                "shipping_address": {"name": "Kim Minji", "line1": "1 Sejong-daero",
+                                     "city": "Seoul", "postal_code": "04524", "country": "KR"},
+                "lines": [{"product_id": p, "quantity": 2}],
+            })),
+        )
+        .await;
+    let id = order["id"].as_i64().unwrap();
+    let paid = c
+        .admin(
+            "POST",
+            &format!("/api/v1/orders/{id}/payments"),
+            Some(
+                json!({"provider": "bank_transfer", "reference": "BT-CONSOLE",
+                        "amount_minor": order["total_minor"], "currency": order["currency"]}),
+            ),
+        )
+        .await;
+    assert_eq!(paid["order_paid"], true, "{paid}");
+    let shipped = c
+        .admin(
+            "POST",
+            &format!("/api/v1/orders/{id}/shipments"),
+            Some(
+                json!({"lines": [{"line_id": 0, "quantity": 2}], "carrier": "Korea Post",
+                        "tracking_number": "KP-123456"}),
+            ),
+        )
+        .await;
+    assert_eq!(shipped["order_fulfilled"], true, "{shipped}");
+    let returned = c
+        .admin(
+            "POST",
+            &format!("/api/v1/orders/{id}/returns"),
+            Some(json!({"lines": [{"product_id": p, "quantity": 1}], "reason": "chipped cup"})),
+        )
+        .await;
+    assert_eq!(returned["status"], "requested", "{returned}");
+
+    let (s, html) = c
+        .page(Role::Support, &format!("/console/orders/{id}"))
+        .await;
+    assert_eq!(s, 200, "{html}");
+    let table = |id: &str| {
+        let start = html.find(&format!("id=\"{id}\"")).expect(id);
+        html[start..start + html[start..].find("</table>").expect("table end")].to_owned()
+    };
+    let payments = table("order-payments");
+    assert!(
+        payments.contains("BT-CONSOLE") && payments.contains("captured"),
+        "{payments}"
+    );
+    let shipments = table("order-shipments");
+    assert!(
+        shipments.contains("Korea Post")
+            && shipments.contains("KP-123456")
+            && shipments.contains("TEA-5"),
+        "{shipments}"
+    );
+    let returns = table("order-returns");
+    assert!(
+        returns.contains("chipped cup") && returns.contains("requested"),
+        "{returns}"
+    );
+}

@@ -457,7 +457,15 @@ async fn notifications_a_template_that_does_not_parse_is_refused_and_nothing_is_
         .iter()
         .map(|t| t["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, vec!["low_stock", "order_status_changed", "welcome"]);
+    assert_eq!(
+        names,
+        vec![
+            "low_stock",
+            "order_shipped",
+            "order_status_changed",
+            "welcome"
+        ]
+    );
     let (s, _) = call(
         &app,
         "DELETE",
@@ -926,7 +934,10 @@ async fn notifications_rules_are_configurable_and_email_without_smtp_fails_with_
         .iter()
         .map(|r| r["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, vec!["low_stock", "order_status_changed"]);
+    assert_eq!(
+        names,
+        vec!["low_stock", "order_shipped", "order_status_changed"]
+    );
     let rule = "/api/v1/notifications/rules/order_status_changed";
     for (body, field) in [
         (json!({"channels": ["fax"]}), "channels"),
