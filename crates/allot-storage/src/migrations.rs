@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(21, "bound_coupons", "0021_bound_coupons.sql"),
     migration!(22, "sale_baskets", "0022_sale_baskets.sql"),
     migration!(23, "payments", "0023_payments.sql"),
+    migration!(24, "product_search", "0024_product_search.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.

@@ -45,6 +45,7 @@ mod rate_limit;
 mod roles;
 mod sale;
 mod sale_original;
+mod search;
 mod tls;
 mod tls_postgres;
 mod users;
