@@ -234,12 +234,12 @@ fn filtered(q: &ProductQuery, d: Dialect, relevance: bool, args: &mut Args) -> (
 pub(crate) fn product_page(q: &ProductQuery, d: Dialect) -> (String, Vec<Arg>) {
     let mut args = Args::default();
     if q.sort == ProductSort::Relevance {
-        // The matches are scored in full (the ranking needs every score), then the page is
-        // cut from them: best score first, ties by id.
+        // The matches are scored in full (the ranking needs every score), the page is cut from
+        // them (best score first, ties by id), and only the page is joined to its products.
         let (score, from_where) = filtered(q, d, true, &mut args);
         let mut sql = format!(
-            "WITH hits AS MATERIALIZED (SELECT p.id AS id, {score} AS score {from_where}) \
-             SELECT {PRODUCT_COLUMNS}, h.score FROM hits h JOIN products p ON p.id = h.id"
+            "WITH hits AS MATERIALIZED (SELECT p.id AS id, {score} AS score {from_where}), \
+             page AS MATERIALIZED (SELECT id, score FROM hits"
         );
         if let Some(after) = &q.after {
             let bits = match &after.key {
@@ -249,12 +249,16 @@ pub(crate) fn product_page(q: &ProductQuery, d: Dialect) -> (String, Vec<Arg>) {
             let k = args.add(Arg::Real(Some(f64::from_bits(bits as u64))));
             let id = args.add(Arg::Int(after.id.get()));
             sql.push_str(&format!(
-                " WHERE (h.score < CAST({k} AS DOUBLE PRECISION) \
-                 OR (h.score = CAST({k} AS DOUBLE PRECISION) AND h.id > CAST({id} AS BIGINT)))"
+                " WHERE (score < CAST({k} AS DOUBLE PRECISION) \
+                 OR (score = CAST({k} AS DOUBLE PRECISION) AND id > CAST({id} AS BIGINT)))"
             ));
         }
         let limit = args.add(Arg::Int(i64::from(q.limit)));
-        sql.push_str(&format!(" ORDER BY h.score DESC, h.id ASC LIMIT {limit}"));
+        sql.push_str(&format!(
+            " ORDER BY score DESC, id ASC LIMIT {limit}) \
+             SELECT {PRODUCT_COLUMNS}, g.score FROM page g JOIN products p ON p.id = g.id \
+             ORDER BY g.score DESC, g.id ASC"
+        ));
         return (sql, args.0);
     }
     let (score, from_where) = filtered(q, d, false, &mut args);
