@@ -23,6 +23,8 @@ pub const ATTRIBUTES_MAX: usize = 50;
 /// Most `attr.<key>=<value>` filters one listing takes: each is a condition on every candidate
 /// row, so their number bounds the work of a query anyone with read access can send.
 pub const ATTRIBUTE_FILTERS_MAX: usize = 10;
+/// The longest search text (`q`), in characters as sent.
+pub const SEARCH_TEXT_MAX_CHARS: usize = 200;
 /// Largest price, in minor units (ten billion of the currency's major unit at two decimals).
 pub const AMOUNT_MINOR_MAX: i64 = 1_000_000_000_000;
 
@@ -413,6 +415,46 @@ impl WarehouseName {
     }
 }
 
+/// The words of a product search (`q`): each run of letters and digits, lower-cased; every
+/// other character separates words. A product matches when it holds every word (in its name,
+/// description or text attribute values), the last word as a prefix, so a search finds what is
+/// being typed ("lapt" finds "laptop"). Only these words reach the database, each quoted as a
+/// term, so no character of the text is ever read as search syntax.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SearchText(Vec<String>);
+
+impl SearchText {
+    /// `None` when the text holds no letter or digit (it searches for nothing, like a blank
+    /// `q`). Refused: more than [`SEARCH_TEXT_MAX_CHARS`] characters as sent, or a control
+    /// character.
+    pub fn parse(raw: &str) -> Result<Option<SearchText>, DomainError> {
+        if raw.chars().count() > SEARCH_TEXT_MAX_CHARS {
+            return Err(DomainError::invalid(
+                "q",
+                format!("must be at most {SEARCH_TEXT_MAX_CHARS} characters"),
+            ));
+        }
+        // Control characters match nothing (names hold none), and PostgreSQL refuses NUL.
+        if raw.chars().any(char::is_control) {
+            return Err(DomainError::invalid(
+                "q",
+                "must not hold control characters",
+            ));
+        }
+        let words: Vec<String> = raw
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect();
+        Ok((!words.is_empty()).then_some(SearchText(words)))
+    }
+
+    /// The words in the order given; the last one matches as a prefix.
+    pub fn words(&self) -> &[String] {
+        &self.0
+    }
+}
+
 /// The order of a product listing. Ties are broken by id, so every order is total and pages
 /// are stable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -424,6 +466,9 @@ pub enum ProductSort {
     PriceDesc,
     NameAsc,
     NameDesc,
+    /// Best match of the search text first, ties by id (ascending). Without search words every
+    /// product scores the same, so this is by id.
+    Relevance,
 }
 
 impl ProductSort {
@@ -435,10 +480,11 @@ impl ProductSort {
             "-price" => ProductSort::PriceDesc,
             "name" => ProductSort::NameAsc,
             "-name" => ProductSort::NameDesc,
+            "relevance" => ProductSort::Relevance,
             _ => {
                 return Err(DomainError::invalid(
                     "sort",
-                    "must be one of created, -created, price, -price, name, -name",
+                    "must be one of created, -created, price, -price, name, -name, relevance",
                 ));
             }
         })
@@ -452,6 +498,7 @@ impl ProductSort {
             ProductSort::PriceDesc => "-price",
             ProductSort::NameAsc => "name",
             ProductSort::NameDesc => "-name",
+            ProductSort::Relevance => "relevance",
         }
     }
 
@@ -532,6 +579,12 @@ impl Cursor {
         if int_sort != matches!(key, SortKey::Int(_)) {
             return Err(bad());
         }
+        // A relevance key is a score's bits (`f64::to_bits`): only a finite score is one.
+        if let (ProductSort::Relevance, SortKey::Int(bits)) = (sort, &key)
+            && !f64::from_bits(*bits as u64).is_finite()
+        {
+            return Err(bad());
+        }
         Ok(Cursor { sort, key, id })
     }
 }
@@ -539,6 +592,56 @@ impl Cursor {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn search_text_is_words_of_letters_and_digits_lower_cased() {
+        let words = |raw: &str| SearchText::parse(raw).unwrap().map(|s| s.words().to_vec());
+        assert_eq!(
+            words(" Red T-Shirt, 1.5kg "),
+            Some(vec![
+                "red".into(),
+                "t".into(),
+                "shirt".into(),
+                "1".into(),
+                "5kg".into()
+            ])
+        );
+        assert_eq!(
+            words("ÉCOLE naïve"),
+            Some(vec!["école".into(), "naïve".into()])
+        );
+        for syntax in ["\"", "*", "&|!", ":*", "'", "NEAR(", "^-+()", "   "] {
+            let w = words(syntax);
+            assert!(
+                w.is_none() || w.as_ref().unwrap() == &vec!["near".to_owned()],
+                "{syntax}"
+            );
+        }
+        assert!(words(&"é".repeat(200)).is_some());
+        assert_eq!(
+            SearchText::parse(&"a".repeat(201)).unwrap_err().field(),
+            "q"
+        );
+        assert_eq!(SearchText::parse("a\0b").unwrap_err().field(), "q");
+    }
+
+    #[test]
+    fn a_relevance_cursor_holds_a_finite_score() {
+        let c = Cursor {
+            sort: ProductSort::Relevance,
+            key: SortKey::Int(0.25f64.to_bits() as i64),
+            id: ProductId::parse(3).unwrap(),
+        };
+        assert_eq!(
+            Cursor::decode(&c.encode(), ProductSort::Relevance).unwrap(),
+            c
+        );
+        let nan = Cursor {
+            key: SortKey::Int(f64::NAN.to_bits() as i64),
+            ..c
+        };
+        assert!(Cursor::decode(&nan.encode(), ProductSort::Relevance).is_err());
+    }
 
     #[test]
     fn skus_are_trimmed_kept_as_given_and_keyed_case_insensitively() {

@@ -6,8 +6,8 @@
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{
     AttributeFilter, AttributeKey, AttributeValue, Attributes, CategoryId, CategoryName, Currency,
-    Cursor, Description, Money, ProductId, ProductName, ProductSort, Sku, WarehouseCode,
-    WarehouseId, WarehouseName,
+    Cursor, Description, Money, ProductId, ProductName, ProductSort, SearchText, Sku,
+    WarehouseCode, WarehouseId, WarehouseName,
 };
 use async_trait::async_trait;
 
@@ -51,8 +51,9 @@ pub struct ProductQuery {
     pub category: Option<CategoryId>,
     /// Every filter must hold.
     pub attributes: Vec<AttributeFilter>,
-    /// A case-insensitive substring of the name.
-    pub text: Option<String>,
+    /// Full text: every word in the name, description or text attribute values, the last as a
+    /// prefix.
+    pub search: Option<SearchText>,
     pub min_price: Option<i64>,
     pub max_price: Option<i64>,
     pub currency: Option<Currency>,
@@ -61,6 +62,34 @@ pub struct ProductQuery {
     /// Rows after this one in `sort` order.
     pub after: Option<Cursor>,
     pub limit: u32,
+    /// Also count the whole filtered result per category and per attribute value.
+    pub facets: bool,
+}
+
+/// A listed product and its search score (higher is a better match; 0 unless sorted by
+/// relevance).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredProduct {
+    pub product: Product,
+    pub score: f64,
+}
+
+/// One page of a listing, with the facets of the whole filtered result when they were asked
+/// for; both read from one snapshot.
+#[derive(Debug, Clone, Default)]
+pub struct ProductListing {
+    pub products: Vec<ScoredProduct>,
+    pub facets: Option<Facets>,
+}
+
+/// Counts over every product a query's filters keep (not only one page).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Facets {
+    /// Products per category (their own category, not its ancestors; `None`: no category),
+    /// in no particular order.
+    pub categories: Vec<(Option<CategoryId>, i64)>,
+    /// Products per attribute key and value, in no particular order.
+    pub attributes: Vec<(AttributeKey, AttributeValue, i64)>,
 }
 
 #[derive(Debug, Clone)]
@@ -137,7 +166,8 @@ pub trait CatalogStore: Send + Sync + 'static {
     /// hidden from reads and listings, and its SKU is free again.
     async fn delete_product(&self, id: ProductId, now: UnixMillis) -> CatalogResult<()>;
 
-    async fn products(&self, query: ProductQuery) -> Result<Vec<Product>, StorageError>;
+    /// A page of products, and their facets when `query.facets`.
+    async fn products(&self, query: ProductQuery) -> Result<ProductListing, StorageError>;
 
     async fn create_category(&self, new: NewCategory, now: UnixMillis) -> CatalogResult<Category>;
 
@@ -225,18 +255,15 @@ pub(crate) fn attribute_columns(v: &AttributeValue) -> (Option<&str>, Option<f64
     }
 }
 
-/// `%text%` for LIKE over `lower(name)`, with the pattern characters of `text` escaped by `\`.
-/// Both backends' `lower()` fold ASCII letters only (SQLite without ICU, PostgreSQL under
-/// `COLLATE "C"`), so the pattern folds those alone too.
-pub(crate) fn like_pattern(text: &str) -> String {
-    let mut p = String::with_capacity(text.len() + 2);
-    p.push('%');
-    for c in text.to_ascii_lowercase().chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            p.push('\\');
-        }
-        p.push(c);
-    }
-    p.push('%');
-    p
+/// What of a product's attributes is searched: its text values in key order, joined by
+/// spaces (stored in `products.search_attributes`, which the full-text index covers).
+pub(crate) fn search_attributes(attributes: &Attributes) -> String {
+    let texts: Vec<&str> = attributes
+        .iter()
+        .filter_map(|(_, v)| match v {
+            AttributeValue::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    texts.join(" ")
 }

@@ -39,8 +39,8 @@ pub use campaign::{
     Campaign, CampaignStore, IssueOutcome, IssueRequest, IssuedCoupon, NewCampaign,
 };
 pub use catalog::{
-    CatalogRefusal, CatalogResult, CatalogStore, Category, NewCategory, NewProduct, NewWarehouse,
-    Product, ProductQuery, Warehouse,
+    CatalogRefusal, CatalogResult, CatalogStore, Category, Facets, NewCategory, NewProduct,
+    NewWarehouse, Product, ProductListing, ProductQuery, ScoredProduct, Warehouse,
 };
 pub use coupon::{
     Allocation, Coupon, CouponCounters, CouponStore, ExistingCodes, NewCoupon, RedeemOutcome,

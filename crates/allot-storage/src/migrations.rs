@@ -51,6 +51,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(21, "bound_coupons", "0021_bound_coupons.sql"),
     migration!(22, "sale_baskets", "0022_sale_baskets.sql"),
     migration!(23, "payments", "0023_payments.sql"),
+    migration!(24, "product_search", "0024_product_search.sql"),
     migration!(25, "shipments_returns", "0025_shipments_returns.sql"),
     migration!(26, "notification_gateway", "0026_notification_gateway.sql"),
 ];

@@ -818,3 +818,58 @@ async fn one_batch_of_orders_refuses_replays_and_races_as_orders_one_by_one_woul
     assert!(alert.get::<_, bool>(1));
     assert_eq!(count("SELECT count(*) FROM stock_alerts").await, 1);
 }
+
+/// Products stored before the search migration are searchable after it (the backfill): by
+/// name, description and text attribute values, with the same weights as new ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn products_stored_before_the_search_migration_are_found_after_it() {
+    let cluster = PgCluster::start();
+    let client = connect(&cluster.url()).await.expect("connects");
+    let (before, search) = allot_storage::migrations::MIGRATIONS.split_at(23);
+    assert_eq!(search[0].name, "product_search");
+    for m in before {
+        client.batch_execute(m.postgres).await.expect(m.name);
+    }
+    client
+        .batch_execute(
+            "INSERT INTO products (id, sku, sku_key, name, description, price_minor, currency,
+                                   active, created_at_ms, updated_at_ms)
+             OVERRIDING SYSTEM VALUE VALUES
+               (1, 'A', 'a', 'Travel Laptop', 'Light.', 100, 'EUR', true, 1, 1),
+               (2, 'B', 'b', 'Bag', 'Fits a laptop.', 100, 'EUR', true, 1, 1);
+             INSERT INTO product_attributes (product_id, key, kind, text_value)
+             VALUES (2, 'color', 'text', 'Crimson'), (2, 'note', 'text', 'T-shirt');",
+        )
+        .await
+        .expect("old rows");
+    client
+        .batch_execute(search[0].postgres)
+        .await
+        .expect("migrates");
+    let found = |q: &'static str| {
+        let client = &client;
+        async move {
+            client
+                .query(
+                    "SELECT id FROM products WHERE search_vector @@ CAST($1::text AS tsquery)
+                     ORDER BY ts_rank(search_vector, CAST($1::text AS tsquery)) DESC, id",
+                    &[&q],
+                )
+                .await
+                .expect("searches")
+                .iter()
+                .map(|r| r.get::<_, i64>(0))
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(found("'laptop'").await, vec![1, 2]);
+    assert_eq!(found("'crimson'").await, vec![2]);
+    assert_eq!(found("'t' & 'shirt'").await, vec![2]);
+    assert_eq!(found("'lig':*").await, vec![1]);
+    let attrs: String = client
+        .query_one("SELECT search_attributes FROM products WHERE id = 2", &[])
+        .await
+        .expect("a row")
+        .get(0);
+    assert_eq!(attrs, "Crimson T-shirt");
+}

@@ -1,7 +1,9 @@
-//! Catalog: products (keyset-paged, searched by name, created and edited with the API's
+//! Catalog: products (keyset-paged, searched in full text, created and edited with the API's
 //! fields) and categories (the tree; created).
 
-use allot_domain::catalog::{AttributeValue, CategoryId, Cursor, ProductId, ProductSort};
+use allot_domain::catalog::{
+    AttributeValue, CategoryId, Cursor, ProductId, ProductSort, SearchText,
+};
 use allot_storage::{Category, Product, ProductQuery};
 use axum::Router;
 use axum::extract::{Path, Query};
@@ -29,7 +31,7 @@ pub(super) fn routes() -> Router<AppState> {
 
 #[derive(Debug, Default, Deserialize)]
 pub(super) struct ListQuery {
-    /// A part of the name.
+    /// A full-text search (the API's `q`).
     q: Option<String>,
     after: Option<String>,
 }
@@ -41,6 +43,10 @@ async fn list(ctx: Ctx, Query(q): Query<ListQuery>) -> Response {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .map(str::to_owned);
+    let search = match text.as_deref().map(SearchText::parse).transpose() {
+        Ok(s) => s.flatten(),
+        Err(e) => return error_page(e.into()),
+    };
     let sort = ProductSort::default();
     let after = match q.after.as_deref().filter(|a| !a.is_empty()) {
         None => None,
@@ -49,12 +55,12 @@ async fn list(ctx: Ctx, Query(q): Query<ListQuery>) -> Response {
             Err(e) => return error_page(e.into()),
         },
     };
-    // Keyset-paged in creation order through products_by_created, 50 a page; a name search
-    // filters the same walk.
+    // Keyset-paged in creation order through products_by_created, 50 a page; a search filters
+    // the same walk.
     let page = match services
         .catalog
         .products(ProductQuery {
-            text: text.clone(),
+            search,
             sort,
             after,
             limit: PAGE_ROWS,
@@ -83,7 +89,7 @@ async fn list(ctx: Ctx, Query(q): Query<ListQuery>) -> Response {
     let body = html! {
         h2 { "Products" }
         form #product-search .inline method="get" action="/console/catalog" role="search" {
-            label { "Name contains" input type="search" name="q" value=[text.as_deref()]; }
+            label { "Search" input type="search" name="q" value=[text.as_deref()]; }
             div.actions { button type="submit" { "Search" } }
         }
         table #products aria-label="Products" {

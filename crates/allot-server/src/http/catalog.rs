@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use allot_domain::DomainError;
 use allot_domain::catalog::{
     ATTRIBUTE_FILTERS_MAX, AttributeFilter, AttributeKey, AttributeValue, Attributes, CategoryId,
-    CategoryName, Currency, Cursor, Description, Money, ProductId, ProductName, ProductSort, Sku,
-    WarehouseCode, WarehouseId, WarehouseName,
+    CategoryName, Currency, Cursor, Description, Money, ProductId, ProductName, ProductSort,
+    SearchText, Sku, WarehouseCode, WarehouseId, WarehouseName,
 };
 use allot_storage::{
     Category, NewCategory, NewProduct, NewWarehouse, Product, ProductQuery, Warehouse,
@@ -27,7 +27,7 @@ use super::error::ErrorBody;
 use super::extract::{ApiJson, ApiQuery, PathId, field_id, whole, whole_required};
 use super::{AppState, rfc3339};
 use crate::ServiceError;
-use crate::service::catalog::{CategoryNode, PAGE_DEFAULT, PAGE_MAX};
+use crate::service::catalog::{CategoryNode, PAGE_DEFAULT, PAGE_MAX, ProductFacets};
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
@@ -299,8 +299,11 @@ pub(crate) struct ListParams {
     /// Products of this category or of any category below it.
     #[param(minimum = 1)]
     pub category: Option<i64>,
-    /// Case-insensitive (ASCII letters) substring of the name, at most 200 characters; no
-    /// control characters.
+    /// Full-text search, at most 200 characters; no control characters. Its words (runs of
+    /// letters and digits, case-insensitive) must all be in the name, the description or a
+    /// text attribute value; the last word matches as a prefix ("lapt" finds "laptop"). Any
+    /// other character only separates words (a text without words searches for nothing).
+    /// With words and no `sort`, the listing is by relevance.
     #[param(max_length = 200, pattern = r"^[^\x00-\x1F\x7F-\x9F]*$")]
     pub q: Option<String>,
     /// Lowest price, minor units, inclusive.
@@ -312,14 +315,19 @@ pub(crate) struct ListParams {
     pub currency: Option<String>,
     /// Only active (true) or inactive (false) products; default both.
     pub active: Option<bool>,
-    /// `created` (default), `-created`, `price`, `-price`, `name`, `-name`; ties by id.
-    #[param(pattern = "^-?(created|price|name)$")]
+    /// `created`, `-created`, `price`, `-price`, `name`, `-name`, `relevance` (best match of
+    /// `q` first: a word in the name weighs most, then attribute values, then the
+    /// description); ties by id. Default `relevance` when `q` has words, else `created`.
+    #[param(pattern = "^(-?(created|price|name)|relevance)$")]
     pub sort: Option<String>,
     /// 1 to 100, default 20.
     #[param(minimum = 1, maximum = 100)]
     pub limit: Option<u32>,
     /// `next_cursor` of the previous page (made for the same sort).
     pub cursor: Option<String>,
+    /// Also return `facets`: counts over every product the filters keep (not only this
+    /// page). Default false.
+    pub facets: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -327,6 +335,78 @@ pub(crate) struct ProductPageView {
     pub products: Vec<ProductView>,
     /// Pass as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
+    /// Only when `facets=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub facets: Option<FacetsView>,
+}
+
+/// Counts over the whole filtered result (every page), filters (and `q`) applied.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct FacetsView {
+    /// Products the filters keep.
+    pub total: i64,
+    /// Products per category (a product counts in its own category only, not in the ones
+    /// above it; `category_id` null: without a category), the most first, ties by id.
+    pub categories: Vec<CategoryCountView>,
+    /// Per attribute key, the 20 most frequent values (ties by value), each with the number
+    /// of products holding it.
+    pub attributes: BTreeMap<String, Vec<AttributeCountView>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct CategoryCountView {
+    pub category_id: Option<i64>,
+    pub count: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct AttributeCountView {
+    /// A string, a number or a boolean, as stored.
+    pub value: AttributeValueView,
+    pub count: i64,
+}
+
+/// An attribute's typed value.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub(crate) enum AttributeValueView {
+    Text(String),
+    Number(f64),
+    Boolean(bool),
+}
+
+impl From<ProductFacets> for FacetsView {
+    fn from(f: ProductFacets) -> Self {
+        FacetsView {
+            total: f.total,
+            categories: f
+                .categories
+                .into_iter()
+                .map(|(c, count)| CategoryCountView {
+                    category_id: c.map(CategoryId::get),
+                    count,
+                })
+                .collect(),
+            attributes: f
+                .attributes
+                .into_iter()
+                .map(|(k, values)| {
+                    let values = values
+                        .into_iter()
+                        .map(|(v, count)| AttributeCountView {
+                            value: match v {
+                                AttributeValue::Text(t) => AttributeValueView::Text(t),
+                                AttributeValue::Number(n) => AttributeValueView::Number(n),
+                                AttributeValue::Boolean(b) => AttributeValueView::Boolean(b),
+                            },
+                            count,
+                        })
+                        .collect();
+                    (k.as_str().to_owned(), values)
+                })
+                .collect(),
+        }
+    }
 }
 
 /// The names of [`ListParams`]' fields: a pair of the query by another name that is not an
@@ -341,6 +421,7 @@ const LIST_PARAMS: &[&str] = &[
     "sort",
     "limit",
     "cursor",
+    "facets",
 ];
 
 fn parse_query(p: ListParams, pairs: &[(String, String)]) -> Result<ProductQuery, DomainError> {
@@ -374,21 +455,11 @@ fn parse_query(p: ListParams, pairs: &[(String, String)]) -> Result<ProductQuery
             .unwrap_or(PAGE_DEFAULT),
         ..ProductQuery::default()
     };
-    if let Some(raw) = p.q.as_deref() {
-        // Control characters match no name (names hold none), and PostgreSQL refuses NUL in
-        // text.
-        if raw.chars().any(char::is_control) {
-            return Err(DomainError::invalid(
-                "q",
-                "must not hold control characters",
-            ));
-        }
-        let text = raw.trim();
-        if raw.chars().count() > 200 {
-            return Err(DomainError::invalid("q", "must be at most 200 characters"));
-        }
-        q.text = (!text.is_empty()).then(|| text.to_owned());
+    q.search = p.q.as_deref().map(SearchText::parse).transpose()?.flatten();
+    if sort.is_none() && q.search.is_some() {
+        q.sort = ProductSort::Relevance;
     }
+    q.facets = p.facets.unwrap_or(false);
     let mut keys = std::collections::HashSet::new();
     for (name, value) in pairs {
         let Some(key) = name.strip_prefix("attr.") else {
@@ -424,7 +495,8 @@ fn parse_query(p: ListParams, pairs: &[(String, String)]) -> Result<ProductQuery
     Ok(q)
 }
 
-/// List products (never deleted ones): filters, sort, cursor pagination.
+/// List and search products (never deleted ones): full text, filters, sort, cursor
+/// pagination, facets.
 ///
 /// Attribute filters: `attr.<key>=<value>`, the attribute equals the value (a text exactly; a
 /// number or a boolean when the value reads as one). Repeatable with different keys; all must
@@ -444,6 +516,7 @@ pub(crate) async fn list_products(
     Ok(Json(ProductPageView {
         products: page.products.into_iter().map(Into::into).collect(),
         next_cursor: page.next_cursor,
+        facets: page.facets.map(Into::into),
     }))
 }
 

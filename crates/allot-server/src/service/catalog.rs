@@ -8,10 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use allot_domain::Clock;
-use allot_domain::catalog::{CategoryId, Cursor, ProductId, ProductSort, SortKey, WarehouseId};
+use allot_domain::catalog::{
+    AttributeKey, AttributeValue, CategoryId, Cursor, ProductId, ProductSort, SortKey, WarehouseId,
+};
 use allot_storage::{
-    CatalogRefusal, Category, NewCategory, NewProduct, NewWarehouse, Product, ProductQuery, Store,
-    Warehouse,
+    CatalogRefusal, Category, Facets, NewCategory, NewProduct, NewWarehouse, Product, ProductQuery,
+    ScoredProduct, Store, Warehouse,
 };
 
 use crate::ServiceError;
@@ -19,6 +21,8 @@ use crate::ServiceError;
 /// Products one page holds when the client does not say, and at most.
 pub const PAGE_DEFAULT: u32 = 20;
 pub const PAGE_MAX: u32 = 100;
+/// Values listed per attribute key in facets, the most frequent first.
+pub const FACET_VALUES_MAX: usize = 20;
 
 pub struct Catalog {
     store: Arc<dyn Store>,
@@ -30,6 +34,62 @@ pub struct Catalog {
 pub struct ProductPage {
     pub products: Vec<Product>,
     pub next_cursor: Option<String>,
+    pub facets: Option<ProductFacets>,
+}
+
+/// Counts over the whole filtered result of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductFacets {
+    /// Products the filters keep.
+    pub total: i64,
+    /// Products per category (their own, not its ancestors; `None`: without a category), the
+    /// most first, ties by id (no category last).
+    pub categories: Vec<(Option<CategoryId>, i64)>,
+    /// Per attribute key (in key order), the [`FACET_VALUES_MAX`] most frequent values with
+    /// their counts, ties by value.
+    pub attributes: Vec<(AttributeKey, Vec<(AttributeValue, i64)>)>,
+}
+
+/// How values of one key tie-break in facets: booleans, then numbers, then texts, each in
+/// its natural order.
+fn value_order(a: &AttributeValue, b: &AttributeValue) -> std::cmp::Ordering {
+    use AttributeValue::{Boolean, Number, Text};
+    match (a, b) {
+        (Boolean(x), Boolean(y)) => x.cmp(y),
+        (Number(x), Number(y)) => x.total_cmp(y),
+        (Text(x), Text(y)) => x.cmp(y),
+        (Boolean(_), _) | (Number(_), Text(_)) => std::cmp::Ordering::Less,
+        _ => std::cmp::Ordering::Greater,
+    }
+}
+
+impl From<Facets> for ProductFacets {
+    fn from(f: Facets) -> Self {
+        let total = f.categories.iter().map(|(_, n)| n).sum();
+        let mut categories = f.categories;
+        categories.sort_by(|(a, n), (b, m)| {
+            m.cmp(n)
+                .then_with(|| a.is_none().cmp(&b.is_none()))
+                .then_with(|| a.map(CategoryId::get).cmp(&b.map(CategoryId::get)))
+        });
+        let mut by_key: BTreeMap<AttributeKey, Vec<(AttributeValue, i64)>> = BTreeMap::new();
+        for (k, v, n) in f.attributes {
+            by_key.entry(k).or_default().push((v, n));
+        }
+        let attributes = by_key
+            .into_iter()
+            .map(|(k, mut values)| {
+                values.sort_by(|(a, n), (b, m)| m.cmp(n).then_with(|| value_order(a, b)));
+                values.truncate(FACET_VALUES_MAX);
+                (k, values)
+            })
+            .collect();
+        ProductFacets {
+            total,
+            categories,
+            attributes,
+        }
+    }
 }
 
 /// A category with the categories below it.
@@ -61,9 +121,12 @@ fn refused(r: CatalogRefusal, what: &'static str) -> ServiceError {
     }
 }
 
-/// The key a product is found by in a listing sorted by `sort`.
-fn sort_key(p: &Product, sort: ProductSort) -> SortKey {
+/// The key a product is found by in a listing sorted by `sort` (for relevance, its score's
+/// bits).
+fn sort_key(hit: &ScoredProduct, sort: ProductSort) -> SortKey {
+    let p = &hit.product;
     match sort {
+        ProductSort::Relevance => SortKey::Int(hit.score.to_bits() as i64),
         ProductSort::CreatedAsc | ProductSort::CreatedDesc => {
             SortKey::Int(p.created_at.as_millis())
         }
@@ -119,7 +182,8 @@ impl Catalog {
         let limit = query.limit.clamp(1, PAGE_MAX);
         query.limit = limit + 1;
         let sort = query.sort;
-        let mut products = self.store.products(query).await?;
+        let listing = self.store.products(query).await?;
+        let mut products = listing.products;
         let more = products.len() > limit as usize;
         products.truncate(limit as usize);
         let next_cursor = match products.last() {
@@ -127,15 +191,16 @@ impl Catalog {
                 Cursor {
                     sort,
                     key: sort_key(last, sort),
-                    id: last.id,
+                    id: last.product.id,
                 }
                 .encode(),
             ),
             _ => None,
         };
         Ok(ProductPage {
-            products,
+            products: products.into_iter().map(|h| h.product).collect(),
             next_cursor,
+            facets: listing.facets.map(Into::into),
         })
     }
 

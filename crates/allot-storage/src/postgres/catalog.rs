@@ -20,9 +20,9 @@ use tokio_postgres::{GenericClient, Row};
 
 use super::PgStore;
 use crate::catalog::{
-    Arg, CATEGORY_AND_ANCESTORS, CATEGORY_COLUMNS, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS,
-    attribute_columns, attribute_from, category_from, corrupt, decide_parent, product_from,
-    product_id, product_page, warehouse_from,
+    Arg, CATEGORY_AND_ANCESTORS, CATEGORY_COLUMNS, Dialect, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS,
+    attribute_columns, attribute_from, category_from, corrupt, decide_parent, facet_statements,
+    facets_from, product_from, product_id, product_page, search_attributes, warehouse_from,
 };
 use crate::event::{
     category_deleted_event, product_deleted_event, wall_now, warehouse_deleted_event,
@@ -30,7 +30,7 @@ use crate::event::{
 use crate::row::Columns;
 use crate::{
     CatalogRefusal, CatalogResult, CatalogStore, Category, NewCategory, NewProduct, NewWarehouse,
-    Product, ProductQuery, StorageError, Warehouse,
+    Product, ProductListing, ProductQuery, ScoredProduct, StorageError, Warehouse,
 };
 
 /// The advisory lock taken by every move of a category (an arbitrary, fixed key).
@@ -139,6 +139,30 @@ async fn put_attributes(
     Ok(())
 }
 
+/// Runs a statement built at run time with its parameters.
+async fn query_args(
+    client: &impl GenericClient,
+    sql: &str,
+    args: Vec<Arg>,
+) -> Result<Vec<Row>, StorageError> {
+    let args: Vec<Box<dyn ToSql + Sync + Send>> = args
+        .into_iter()
+        .map(|a| -> Box<dyn ToSql + Sync + Send> {
+            match a {
+                Arg::Int(n) => Box::new(n),
+                Arg::Text(t) => Box::new(t),
+                Arg::Real(r) => Box::new(r),
+                Arg::Flag(b) => Box::new(b),
+            }
+        })
+        .collect();
+    let params: Vec<&(dyn ToSql + Sync)> = args
+        .iter()
+        .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+        .collect();
+    Ok(client.query(sql, &params).await?)
+}
+
 fn product_params(new: &NewProduct) -> (String, i64, Option<i64>) {
     (
         new.sku.key(),
@@ -156,8 +180,9 @@ impl CatalogStore for PgStore {
         let inserted = tx
             .query_one(
                 "INSERT INTO products (sku, sku_key, name, description, price_minor, currency,
-                                       category_id, active, created_at_ms, updated_at_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) RETURNING id",
+                                       category_id, active, created_at_ms, updated_at_ms,
+                                       search_attributes)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9, $10) RETURNING id",
                 &[
                     &new.sku.as_str(),
                     &sku_key,
@@ -168,6 +193,7 @@ impl CatalogStore for PgStore {
                     &category,
                     &new.active,
                     &now.as_millis(),
+                    &search_attributes(&new.attributes),
                 ],
             )
             .await;
@@ -222,7 +248,7 @@ impl CatalogStore for PgStore {
             .query_opt(
                 "UPDATE products SET sku = $2, sku_key = $3, name = $4, description = $5,
                         price_minor = $6, currency = $7, category_id = $8, active = $9,
-                        updated_at_ms = $10
+                        updated_at_ms = $10, search_attributes = $11
                  WHERE id = $1 AND deleted_at_ms IS NULL RETURNING id",
                 &[
                     &id.get(),
@@ -235,6 +261,7 @@ impl CatalogStore for PgStore {
                     &category,
                     &new.active,
                     &now.as_millis(),
+                    &search_attributes(&new.attributes),
                 ],
             )
             .await;
@@ -283,26 +310,47 @@ impl CatalogStore for PgStore {
         })
     }
 
-    async fn products(&self, q: ProductQuery) -> Result<Vec<Product>, StorageError> {
-        let client = self.client().await?;
-        let (sql, args) = product_page(&q);
-        let args: Vec<Box<dyn ToSql + Sync + Send>> = args
+    async fn products(&self, q: ProductQuery) -> Result<ProductListing, StorageError> {
+        let mut client = self.client().await?;
+        // The page and its facets from one snapshot.
+        let tx = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let (sql, args) = product_page(&q, Dialect::Postgres);
+        let rows = query_args(&tx, &sql, args).await?;
+        let products = products_from(&tx, &rows)
+            .await?
             .into_iter()
-            .map(|a| -> Box<dyn ToSql + Sync + Send> {
-                match a {
-                    Arg::Int(n) => Box::new(n),
-                    Arg::Text(t) => Box::new(t),
-                    Arg::Real(r) => Box::new(r),
-                    Arg::Flag(b) => Box::new(b),
-                }
+            .zip(&rows)
+            .map(|(product, r)| {
+                Ok(ScoredProduct {
+                    product,
+                    score: r.opt_real(10)?.unwrap_or(0.0),
+                })
             })
-            .collect();
-        let params: Vec<&(dyn ToSql + Sync)> = args
-            .iter()
-            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
-            .collect();
-        let rows = client.query(&sql, &params).await?;
-        products_from(&*client, &rows).await
+            .collect::<Result<Vec<_>, StorageError>>()?;
+        let facets = if q.facets {
+            let [(categories, c_args), (attributes, a_args)] =
+                facet_statements(&q, Dialect::Postgres);
+            let categories = query_args(&tx, &categories, c_args)
+                .await?
+                .iter()
+                .map(|r| Ok((r.opt_int(0)?, r.int(1)?)))
+                .collect::<Result<Vec<_>, StorageError>>()?;
+            let attributes = query_args(&tx, &attributes, a_args)
+                .await?
+                .iter()
+                .map(|r| Ok((attribute_from(r, 0)?, r.int(5)?)))
+                .collect::<Result<Vec<_>, StorageError>>()?;
+            Some(facets_from(categories, attributes)?)
+        } else {
+            None
+        };
+        tx.commit().await?;
+        Ok(ProductListing { products, facets })
     }
 
     async fn create_category(&self, new: NewCategory, now: UnixMillis) -> CatalogResult<Category> {

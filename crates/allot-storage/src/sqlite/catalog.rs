@@ -11,16 +11,16 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::SqliteStore;
 use crate::catalog::{
-    Arg, CATEGORY_AND_ANCESTORS, CATEGORY_COLUMNS, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS,
-    attribute_columns, attribute_from, category_from, corrupt, decide_parent, product_from,
-    product_id, product_page, warehouse_from,
+    Arg, CATEGORY_AND_ANCESTORS, CATEGORY_COLUMNS, Dialect, PRODUCT_COLUMNS, WAREHOUSE_COLUMNS,
+    attribute_columns, attribute_from, category_from, corrupt, decide_parent, facet_statements,
+    facets_from, product_from, product_id, product_page, search_attributes, warehouse_from,
 };
 use crate::event::{
     category_deleted_event, product_deleted_event, wall_now, warehouse_deleted_event,
 };
 use crate::{
     CatalogRefusal, CatalogResult, CatalogStore, Category, NewCategory, NewProduct, NewWarehouse,
-    Product, ProductQuery, StorageError, Warehouse,
+    Product, ProductListing, ProductQuery, ScoredProduct, StorageError, Warehouse,
 };
 
 type Refusable<T> = Result<Result<T, CatalogRefusal>, StorageError>;
@@ -125,8 +125,9 @@ pub(super) fn create_product(
     let id: i64 = conn
         .prepare_cached(
             "INSERT INTO products (sku, sku_key, name, description, price_minor, currency,
-                                   category_id, active, created_at_ms, updated_at_ms)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) RETURNING id",
+                                   category_id, active, created_at_ms, updated_at_ms,
+                                   search_attributes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10) RETURNING id",
         )?
         .query_row(
             params![
@@ -139,6 +140,7 @@ pub(super) fn create_product(
                 new.category_id.map(CategoryId::get),
                 new.active,
                 now.as_millis(),
+                search_attributes(&new.attributes),
             ],
             |r| r.get(0),
         )?;
@@ -168,7 +170,8 @@ pub(super) fn update_product(
         .query_row(params![id.get()], |r| Ok((r.get(0)?, r.get(1)?)))?;
     conn.prepare_cached(
         "UPDATE products SET sku = ?2, sku_key = ?3, name = ?4, description = ?5,
-                price_minor = ?6, currency = ?7, category_id = ?8, active = ?9, updated_at_ms = ?10
+                price_minor = ?6, currency = ?7, category_id = ?8, active = ?9, updated_at_ms = ?10,
+                search_attributes = ?11
          WHERE id = ?1",
     )?
     .execute(params![
@@ -182,6 +185,7 @@ pub(super) fn update_product(
         new.category_id.map(CategoryId::get),
         new.active,
         now.as_millis(),
+        search_attributes(&new.attributes),
     ])?;
     put_attributes(conn, id, &new.attributes)?;
     let payload = crate::event::product_payload(id.get(), new);
@@ -210,21 +214,52 @@ pub(super) fn delete_product(conn: &Connection, id: ProductId, now: UnixMillis) 
     })
 }
 
-pub(super) fn products(conn: &Connection, q: &ProductQuery) -> Result<Vec<Product>, StorageError> {
-    let (sql, args) = product_page(q);
-    let args = args.into_iter().map(|a| match a {
+fn bind(args: Vec<Arg>) -> impl Iterator<Item = Value> {
+    args.into_iter().map(|a| match a {
         Arg::Int(n) => Value::Integer(n),
         Arg::Text(t) => Value::Text(t),
         Arg::Real(r) => r.map_or(Value::Null, Value::Real),
         Arg::Flag(b) => b.map_or(Value::Null, |b| Value::Integer(i64::from(b))),
-    });
-    let mut stmt = conn.prepare_cached(&sql)?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
-    let mut out = Vec::new();
+    })
+}
+
+/// A page of products and, when asked, their facets, in one read transaction (one snapshot).
+pub(super) fn products(
+    conn: &Connection,
+    q: &ProductQuery,
+) -> Result<ProductListing, StorageError> {
+    let tx = conn.unchecked_transaction()?;
+    let (sql, args) = product_page(q, Dialect::Sqlite);
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(bind(args)))?;
+    let mut products = Vec::new();
     while let Some(r) = rows.next()? {
-        out.push(product_from_row(conn, r)?);
+        products.push(ScoredProduct {
+            product: product_from_row(&tx, r)?,
+            score: r.get(10)?,
+        });
     }
-    Ok(out)
+    drop(rows);
+    drop(stmt);
+    let facets = if q.facets {
+        let [(categories, c_args), (attributes, a_args)] = facet_statements(q, Dialect::Sqlite);
+        let categories = tx
+            .prepare_cached(&categories)?
+            .query_map(rusqlite::params_from_iter(bind(c_args)), |r| {
+                Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, i64>(1)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut stmt = tx.prepare_cached(&attributes)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(bind(a_args)))?;
+        let mut attributes = Vec::new();
+        while let Some(r) = rows.next()? {
+            attributes.push((attribute_from(r, 0)?, r.get::<_, i64>(5)?));
+        }
+        Some(facets_from(categories, attributes)?)
+    } else {
+        None
+    };
+    Ok(ProductListing { products, facets })
 }
 
 // Categories.
@@ -482,7 +517,7 @@ impl CatalogStore for SqliteStore {
             .await
     }
 
-    async fn products(&self, query: ProductQuery) -> Result<Vec<Product>, StorageError> {
+    async fn products(&self, query: ProductQuery) -> Result<ProductListing, StorageError> {
         self.read(move |conn| products(conn, &query)).await
     }
 

@@ -47,6 +47,7 @@ mod rate_limit;
 mod roles;
 mod sale;
 mod sale_original;
+mod search;
 mod shipments;
 mod tls;
 mod tls_postgres;
