@@ -2,7 +2,7 @@
 # Product search (issue 19, docs/PERFORMANCE.md "Product search"): a release server on a fresh
 # SQLite data directory, 100,000 products with varied names, descriptions, attributes and
 # categories created through the API (32 parallel requests), then a few thousand searches
-# from 16 concurrent clients, a mix of one word, two words, a prefix, a word with filters
+# from 16 concurrent clients (CLIENTS="1 4 16": each in turn), a mix of one word, two words, a prefix, a word with filters
 # (category tree, price range, active) and a word with facets; p50/p99 per kind. Every kind
 # but the filtered one must find something (the tool fails otherwise). Then the same on
 # PostgreSQL unless SKIP_POSTGRES=1.
@@ -11,6 +11,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PRODUCTS="${PRODUCTS:-100000}"
 SEARCHES="${SEARCHES:-5000}"
+# Closed-loop clients, one run per figure: CLIENTS="1 4 16" measures each in turn.
+CLIENTS="${CLIENTS:-16}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 # ALLOT_BIN: measure that binary instead of building this tree.
 if [ -n "${ALLOT_BIN:-}" ]; then BIN="$ALLOT_BIN"; else
@@ -30,11 +32,13 @@ run() { # label, flags of allot serve...
   echo "## $label: seeding $PRODUCTS products"
   python3 scripts/bench/search.py seed --server http://127.0.0.1:18301 \
     --products "$PRODUCTS" --concurrency 32 --roots "$WORK/roots.json"
-  echo "## $label: $SEARCHES searches, 16 clients (a warm-up pass first)"
   python3 scripts/bench/search.py search --server http://127.0.0.1:18301 \
     --requests 500 --concurrency 16 --roots "$WORK/roots.json" >/dev/null
-  python3 scripts/bench/search.py search --server http://127.0.0.1:18301 \
-    --requests "$SEARCHES" --concurrency 16 --roots "$WORK/roots.json"
+  for clients in $CLIENTS; do
+    echo "## $label: $SEARCHES searches, $clients clients (after a warm-up pass)"
+    python3 scripts/bench/search.py search --server http://127.0.0.1:18301 \
+      --requests "$SEARCHES" --concurrency "$clients" --roots "$WORK/roots.json"
+  done
   stop_servers
 }
 run "SQLite" --data-dir "$WORK/sqlite-$RANDOM"
