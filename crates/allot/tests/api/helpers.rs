@@ -917,3 +917,106 @@ pub async fn assert_promotion_invariants(db: &AppDb) {
         "holds redeemed for an order that does not name them"
     );
 }
+
+/// The password every signed-in test account is made with.
+pub const TEST_PASSWORD: &str = "correct horse battery staple";
+
+/// How long a test waits for the server's workers before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// One REST call to `base`: as the harness admin (its API key), or with `authorization:
+/// bearer` (the header's whole value, `Bearer ...`) when given. The answer's status and JSON
+/// body (`Null` when it is not JSON).
+pub async fn call_at(
+    base: &str,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let client = http();
+    let url = format!("{base}{path}");
+    let mut req = match method {
+        "GET" => client.get(url),
+        "POST" => client.post(url),
+        "PUT" => client.put(url),
+        "PATCH" => client.patch(url),
+        "DELETE" => client.delete(url),
+        m => panic!("method {m}"),
+    };
+    if let Some(b) = bearer {
+        req = req.header("authorization", b);
+    }
+    if let Some(body) = body {
+        req = req.json(&body);
+    }
+    let r = req.send().await.expect("request sent");
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// [`call_at`] the app's own address.
+pub async fn call(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    bearer: Option<&str>,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    call_at(&app.url(), method, path, bearer, body).await
+}
+
+/// Polls `check` until it answers `Some`, failing after [`PATIENCE`] with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A signed-in user: account id, email and the bearer header value.
+pub struct Account {
+    pub id: i64,
+    pub email: String,
+    pub bearer: String,
+}
+
+/// A new user of `role` (password [`TEST_PASSWORD`]), signed in through the API.
+pub async fn account(app: &TestApp, email: &str, role: allot_domain::auth::Role) -> Account {
+    use allot_domain::auth::{Email, Password};
+    let user = app
+        .services
+        .auth
+        .create_user(
+            Email::parse(email).unwrap(),
+            Password::parse(TEST_PASSWORD).unwrap(),
+            role,
+        )
+        .await
+        .expect("user created");
+    let (status, body) = call(
+        app,
+        "POST",
+        "/api/v1/auth/login",
+        None,
+        Some(serde_json::json!({"email": email, "password": TEST_PASSWORD})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    Account {
+        id: user.id.get(),
+        email: email.to_owned(),
+        bearer: format!("Bearer {}", body["access_token"].as_str().unwrap()),
+    }
+}

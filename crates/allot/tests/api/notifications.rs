@@ -3,18 +3,17 @@
 //! direct sends and their delivery state, and email delivered as real SMTP messages to a real
 //! SMTP server (aiosmtpd), once, across SMTP outages and a SIGKILL of the server.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use allot_domain::auth::{Email, Password, Role};
+use allot_domain::auth::Role;
 use allot_server::service::notification::SmtpTls;
 use allot_testkit::{ReceivedMail, SmtpServer};
 use serde_json::{Value, json};
 
-use crate::helpers::{AppDb, ProcessBackend, TestApp, http};
-
-const PASSWORD: &str = "correct horse battery staple";
-/// How long a test waits for the workers to do something before it fails.
-const PATIENCE: Duration = Duration::from_secs(30);
+use crate::helpers::{
+    Account, AppDb, ProcessBackend, TEST_PASSWORD as PASSWORD, TestApp, account, call, call_at,
+    eventually,
+};
 
 /// A server that delivers email to the plain SMTP server at `smtp_url` (on loopback: TLS
 /// off, `smtp_tls = none`), with workers that poll and retry quickly.
@@ -40,40 +39,6 @@ async fn app_with_smtp_tls(
         c.notifications.attempts_max = 1_000;
     })
     .await
-}
-
-/// A signed-in user: id, email and a bearer header value.
-struct Account {
-    id: i64,
-    email: String,
-    bearer: String,
-}
-
-async fn account(app: &TestApp, email: &str, role: Role) -> Account {
-    let user = app
-        .services
-        .auth
-        .create_user(
-            Email::parse(email).unwrap(),
-            Password::parse(PASSWORD).unwrap(),
-            role,
-        )
-        .await
-        .expect("user created");
-    let (status, body) = call(
-        app,
-        "POST",
-        "/api/v1/auth/login",
-        None,
-        Some(json!({"email": email, "password": PASSWORD})),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    Account {
-        id: user.id.get(),
-        email: email.to_owned(),
-        bearer: format!("Bearer {}", body["access_token"].as_str().unwrap()),
-    }
 }
 
 /// One REST call; `bearer` None: as the harness client (admin where enforcement exists).
@@ -107,59 +72,6 @@ async fn set_status(app: &TestApp, order: i64, status: &str) {
     )
     .await;
     assert_eq!(s, 200, "{b}");
-}
-
-async fn call(
-    app: &TestApp,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    call_at(&app.url(), method, path, bearer, body).await
-}
-
-async fn call_at(
-    base: &str,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let client = http();
-    let url = format!("{base}{path}");
-    let mut req = match method {
-        "GET" => client.get(url),
-        "POST" => client.post(url),
-        "PUT" => client.put(url),
-        "DELETE" => client.delete(url),
-        m => panic!("method {m}"),
-    };
-    if let Some(b) = bearer {
-        req = req.header("authorization", b);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let r = req.send().await.expect("request sent");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-/// Polls `check` until it answers `Some`, failing after [`PATIENCE`] with `what`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 async fn inbox(app: &TestApp, who: &Account, query: &str) -> Vec<Value> {

@@ -6,9 +6,9 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use allot_domain::auth::{Email, Password, Role};
+use allot_domain::auth::Role;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -18,12 +18,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Value, json};
 use sha2::Sha256;
 
-use crate::helpers::{TestApp, http};
+use crate::helpers::{Account, TestApp, account, call, eventually};
 
-const PASSWORD: &str = "correct horse battery staple";
 const SECRET: &str = "gateway-secret-for-tests";
-/// How long a test waits for the workers before it fails.
-const PATIENCE: Duration = Duration::from_secs(30);
 
 /// One request the gateway got, its signature checked.
 #[derive(Debug, Clone)]
@@ -129,78 +126,6 @@ async fn app(gateway_url: Option<String>) -> TestApp {
     .await
 }
 
-struct Account {
-    id: i64,
-    bearer: String,
-}
-
-async fn account(app: &TestApp, email: &str) -> Account {
-    let user = app
-        .services
-        .auth
-        .create_user(
-            Email::parse(email).unwrap(),
-            Password::parse(PASSWORD).unwrap(),
-            Role::Customer,
-        )
-        .await
-        .expect("user created");
-    let (s, body) = call(
-        app,
-        "POST",
-        "/api/v1/auth/login",
-        None,
-        Some(json!({"email": email, "password": PASSWORD})),
-    )
-    .await;
-    assert_eq!(s, 200, "{body}");
-    Account {
-        id: user.id.get(),
-        bearer: format!("Bearer {}", body["access_token"].as_str().unwrap()),
-    }
-}
-
-async fn call(
-    app: &TestApp,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let client = http();
-    let url = format!("{}{path}", app.url());
-    let mut req = match method {
-        "GET" => client.get(url),
-        "POST" => client.post(url),
-        "PUT" => client.put(url),
-        m => panic!("method {m}"),
-    };
-    if let Some(b) = bearer {
-        req = req.header("authorization", b);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let r = req.send().await.expect("request sent");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
-}
-
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn set_preferences(app: &TestApp, who: &Account, prefs: Value) {
     let (s, b) = call(
         app,
@@ -277,7 +202,7 @@ async fn send(app: &TestApp, body: Value) -> i64 {
 async fn sms_and_push_reach_the_gateway_signed_once_with_their_events() {
     let (url, inbox) = gateway(0).await;
     let app = app(Some(url)).await;
-    let ann = account(&app, "ann@example.com").await;
+    let ann = account(&app, "ann@example.com", Role::Customer).await;
     set_preferences(
         &app,
         &ann,
@@ -435,7 +360,7 @@ async fn sms_and_push_reach_the_gateway_signed_once_with_their_events() {
 async fn a_failing_gateway_is_retried_until_it_takes_the_message_once() {
     let (url, inbox) = gateway(2).await;
     let app = app(Some(url)).await;
-    let bo = account(&app, "bo@example.com").await;
+    let bo = account(&app, "bo@example.com", Role::Customer).await;
     set_preferences(&app, &bo, json!({"phone": "+33 6 12 34 56 78"})).await;
     let id = send(
         &app,
@@ -491,9 +416,9 @@ async fn rules_send_sms_and_push_only_on_the_channels_a_user_keeps_on() {
 
     // cal: SMS opted in with a number, push on (default). dan: defaults, a number but SMS
     // off (the default), push off for this rule. eve: SMS on but no number.
-    let cal = account(&app, "cal@example.com").await;
-    let dan = account(&app, "dan@example.com").await;
-    let eve = account(&app, "eve@example.com").await;
+    let cal = account(&app, "cal@example.com", Role::Customer).await;
+    let dan = account(&app, "dan@example.com", Role::Customer).await;
+    let eve = account(&app, "eve@example.com", Role::Customer).await;
     set_preferences(&app, &cal, json!({"sms": true, "phone": "+12025550123"})).await;
     set_preferences(
         &app,
@@ -669,7 +594,7 @@ async fn rules_send_sms_and_push_only_on_the_channels_a_user_keeps_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_phone_numbers_are_refused_naming_the_field_and_nothing_is_written() {
     let app = app(None).await;
-    let fay = account(&app, "fay@example.com").await;
+    let fay = account(&app, "fay@example.com", Role::Customer).await;
     for phone in [
         json!("0151 2345678"),
         json!("+0151234567"),
@@ -731,7 +656,7 @@ async fn bad_phone_numbers_are_refused_naming_the_field_and_nothing_is_written()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_gateway_sms_and_push_fail_at_once_with_the_reason() {
     let app = app(None).await;
-    let gus = account(&app, "gus@example.com").await;
+    let gus = account(&app, "gus@example.com", Role::Customer).await;
     let id = send(
         &app,
         json!({"user_id": gus.id, "channel": "push", "subject": "Sale", "body": "Today only"}),

@@ -4,17 +4,14 @@
 //! warehouse through the ledger, rejected, written off, and refused past what shipped or on
 //! another customer's order. Events are counted in the database afterwards.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use allot_domain::auth::{Email, Password, Role};
+use allot_domain::auth::Role;
 use allot_server::service::notification::SmtpTls;
 use allot_testkit::SmtpServer;
 use serde_json::{Value, json};
 
-use crate::helpers::{AppDb, TestApp, http};
-
-const PASSWORD: &str = "correct horse battery staple";
-const PATIENCE: Duration = Duration::from_secs(30);
+use crate::helpers::{AppDb, TestApp, account, call, eventually};
 
 /// A server with sign-in, and email to `smtp_url` (plain SMTP on loopback) if given.
 async fn app(smtp_url: Option<String>) -> TestApp {
@@ -30,66 +27,6 @@ async fn app(smtp_url: Option<String>) -> TestApp {
         }
     })
     .await
-}
-
-struct Customer {
-    id: i64,
-    email: String,
-    bearer: String,
-}
-
-async fn customer(app: &TestApp, email: &str) -> Customer {
-    let user = app
-        .services
-        .auth
-        .create_user(
-            Email::parse(email).unwrap(),
-            Password::parse(PASSWORD).unwrap(),
-            Role::Customer,
-        )
-        .await
-        .expect("user created");
-    let (s, b) = call(
-        app,
-        "POST",
-        "/api/v1/auth/login",
-        None,
-        Some(json!({"email": email, "password": PASSWORD})),
-    )
-    .await;
-    assert_eq!(s, 200, "{b}");
-    Customer {
-        id: user.id.get(),
-        email: email.to_owned(),
-        bearer: format!("Bearer {}", b["access_token"].as_str().unwrap()),
-    }
-}
-
-/// One REST call; `bearer` None: as the harness admin.
-async fn call(
-    app: &TestApp,
-    method: &str,
-    path: &str,
-    bearer: Option<&str>,
-    body: Option<Value>,
-) -> (u16, Value) {
-    let client = http();
-    let url = format!("{}{path}", app.url());
-    let mut req = match method {
-        "GET" => client.get(url),
-        "POST" => client.post(url),
-        "PUT" => client.put(url),
-        m => panic!("method {m}"),
-    };
-    if let Some(b) = bearer {
-        req = req.header("authorization", b);
-    }
-    if let Some(body) = body {
-        req = req.json(&body);
-    }
-    let r = req.send().await.expect("request sent");
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(Value::Null))
 }
 
 async fn created(app: &TestApp, path: &str, body: Value) -> i64 {
@@ -241,26 +178,11 @@ fn code(b: &Value) -> Option<&str> {
     b["error"]["code"].as_str()
 }
 
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shipments_two_partial_shipments_fulfil_the_order_once_and_tell_the_tracking_number() {
     let smtp = SmtpServer::start();
     let app = app(Some(smtp.url())).await;
-    let ada = customer(&app, "ada@example.com").await;
+    let ada = account(&app, "ada@example.com", Role::Customer).await;
     let w = warehouse(&app, "SHIP-W").await;
     let (a, b) = (product(&app, "SHIP-A").await, product(&app, "SHIP-B").await);
     stock(&app, a, w, 10).await;
@@ -498,7 +420,7 @@ async fn shipments_racing_for_the_last_units_ship_exactly_the_order() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn returns_approved_and_received_restock_the_chosen_warehouse_through_the_ledger() {
     let app = app(None).await;
-    let ada = customer(&app, "ada@example.com").await;
+    let ada = account(&app, "ada@example.com", Role::Customer).await;
     let (from, to) = (
         warehouse(&app, "RET-FROM").await,
         warehouse(&app, "RET-TO").await,
@@ -832,8 +754,8 @@ async fn returns_rejected_give_the_units_back_and_a_write_off_keeps_stock_as_it_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn returns_another_customer_cannot_open_or_read_them_on_someone_elses_order() {
     let app = app(None).await;
-    let ada = customer(&app, "ada@example.com").await;
-    let bob = customer(&app, "bob@example.com").await;
+    let ada = account(&app, "ada@example.com", Role::Customer).await;
+    let bob = account(&app, "bob@example.com", Role::Customer).await;
     let w = warehouse(&app, "OWN-W").await;
     let p = product(&app, "OWN-P").await;
     stock(&app, p, w, 10).await;
