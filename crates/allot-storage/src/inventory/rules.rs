@@ -166,18 +166,24 @@ impl Change<'_> {
     /// `InventoryChanged` (the design's name for "on hand moved"), written after the
     /// movement's own event in the same transaction when the movement changes on hand
     /// (stock in, stock out, an adjustment); none for a reservation, a release or an expiry.
-    pub(crate) fn on_hand_event(
+    /// The movement's event and, when it changes on hand, its `InventoryChanged` twin (the
+    /// same payload, built once).
+    pub(crate) fn events(
         &self,
         p: ProductId,
         w: WarehouseId,
         b: &Balance,
         at: UnixMillis,
-    ) -> Option<allot_domain::event::NewEvent> {
-        (self.on_hand_delta != 0).then(|| {
-            let mut e = self.event(p, w, b, at);
-            e.kind = allot_domain::event::EventType::InventoryChanged;
-            e
-        })
+    ) -> (
+        allot_domain::event::NewEvent,
+        Option<allot_domain::event::NewEvent>,
+    ) {
+        let movement = self.event(p, w, b, at);
+        let changed = (self.on_hand_delta != 0).then(|| allot_domain::event::NewEvent {
+            kind: allot_domain::event::EventType::InventoryChanged,
+            ..movement.clone()
+        });
+        (movement, changed)
     }
 }
 

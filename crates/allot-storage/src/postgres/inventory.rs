@@ -146,10 +146,10 @@ pub(super) async fn apply(
 ) -> Result<Balance, StorageError> {
     let (on_hand, reserved) = ch.after(b);
     // The movement's event first, then the alert it raises or clears, if any.
-    super::event::append(c, ch.event(p, w, b, now)).await?;
-    if let Some(changed) = ch.on_hand_event(p, w, b, now) {
-        super::event::append(c, changed).await?;
-    }
+    // One insert for the movement's event and its InventoryChanged twin.
+    let (movement, changed) = ch.events(p, w, b, now);
+    let events: Vec<_> = std::iter::once(movement).chain(changed).collect();
+    super::event::append_events(c, &events).await?;
     let open = apply_alert(c, p, w, alert_step(b, on_hand, reserved), now).await?;
     c.execute(
         CHANGE_LEVEL,

@@ -123,8 +123,9 @@ pub(super) fn apply(
 ) -> Result<(), StorageError> {
     let (on_hand, reserved) = c.after(b);
     // The movement's event first, then the alert it raises or clears, if any.
-    super::event::append(conn, c.event(p, w, b, now))?;
-    if let Some(changed) = c.on_hand_event(p, w, b, now) {
+    let (movement, changed) = c.events(p, w, b, now);
+    super::event::append(conn, movement)?;
+    if let Some(changed) = changed {
         super::event::append(conn, changed)?;
     }
     let open = apply_alert(conn, p, w, alert_step(b, on_hand, reserved), now)?;
