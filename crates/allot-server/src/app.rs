@@ -116,14 +116,13 @@ impl Application {
             config.megadeal,
             config.sales,
             redis,
-            config.discount_code_percent,
+            crate::service::order::OrderSettings {
+                discount_code_percent: config.discount_code_percent,
+                return_coupons: config.cancelled_orders_return_coupons,
+            },
             &config.auth,
         )
         .with_notifications(&config.notifications)
-        .with_order_settings(
-            config.discount_code_percent,
-            config.cancelled_orders_return_coupons,
-        )
         .with_webhooks(&config.webhooks)
         .with_accounts(&config.accounts);
         let (stopping, stopping_rx) = tokio::sync::watch::channel(false);

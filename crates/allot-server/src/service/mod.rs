@@ -63,7 +63,7 @@ impl Services {
         limits: AdmissionLimits,
         sales: SaleSettings,
         redis: Option<redis::aio::ConnectionManager>,
-        discount_code_percent: u8,
+        orders: order::OrderSettings,
         auth: &auth::AuthSettings,
     ) -> Self {
         let auth = Arc::new(Auth::new(store.clone(), clock.clone(), auth));
@@ -84,7 +84,7 @@ impl Services {
             orders: Arc::new(Orders::new(
                 store.clone(),
                 clock.clone(),
-                discount_code_percent,
+                orders,
                 promotions.clone(),
             )),
             promotions,
@@ -112,20 +112,6 @@ impl Services {
     }
 
     /// The same services with webhook endpoints accepted as `settings` allow (plain http).
-    /// The same services with orders following the shop's settings.
-    pub fn with_order_settings(mut self, discount_code_percent: u8, return_coupons: bool) -> Self {
-        self.orders = Arc::new(
-            Orders::new(
-                self.store.clone(),
-                self.clock.clone(),
-                discount_code_percent,
-                self.promotions.clone(),
-            )
-            .returning_coupons(return_coupons),
-        );
-        self
-    }
-
     pub fn with_webhooks(mut self, settings: &crate::webhook_worker::WebhookSettings) -> Self {
         self.webhooks = Arc::new(Webhooks::new(
             self.store.clone(),

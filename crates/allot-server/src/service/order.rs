@@ -35,11 +35,17 @@ pub const ORDER_HOLD_TTL_SECS: u64 = 120;
 pub struct Orders {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
-    /// What a discount code takes off an order (checked 0 to 100 by the configuration).
-    discount_code_percent: u8,
+    settings: OrderSettings,
     promotions: Arc<Promotions>,
+}
+
+/// The shop's order settings.
+#[derive(Debug, Clone, Copy)]
+pub struct OrderSettings {
+    /// What a discount code takes off an order (checked 0 to 100 by the configuration).
+    pub discount_code_percent: u8,
     /// A cancelled order gives its coupon's use back (`cancelled_orders_return_coupons`).
-    return_coupons: bool,
+    pub return_coupons: bool,
 }
 
 /// An order as the client placed it, checked.
@@ -216,22 +222,15 @@ impl Orders {
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
-        discount_code_percent: u8,
+        settings: OrderSettings,
         promotions: Arc<Promotions>,
     ) -> Self {
         Orders {
             store,
             clock,
-            discount_code_percent,
+            settings,
             promotions,
-            return_coupons: true,
         }
-    }
-
-    /// The same orders, giving a cancelled order's coupon use back or not.
-    pub fn returning_coupons(mut self, yes: bool) -> Self {
-        self.return_coupons = yes;
-        self
     }
 
     /// The hold an order without one needs: none when it carries no code and no automatic
@@ -337,7 +336,7 @@ impl Orders {
             discount_code: order.discount_code,
             discount_code_value: Discount::new(
                 DiscountKind::Percentage,
-                i64::from(self.discount_code_percent),
+                i64::from(self.settings.discount_code_percent),
             )?,
             shipping_minor: order.shipping_minor,
             promotion_hold: order.promotion_hold.or(made),
@@ -498,7 +497,7 @@ impl Orders {
                 to,
                 reason,
                 warehouse,
-                return_coupon: self.return_coupons,
+                return_coupon: self.settings.return_coupons,
                 now: self.clock.now(),
             })
             .await?
