@@ -168,7 +168,9 @@ async fn a_failing_webhook_is_marked_and_its_failed_attempts_are_listed() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while tokio::time::Instant::now() < deadline {
         detail = admin.get(&format!("/console/webhooks/{id}")).await.1;
-        if detail.contains("badge bad\">failed") {
+        // The failed delivery's row and the endpoint's attempt count may be read a moment
+        // apart (PostgreSQL): wait for the page to show both.
+        if detail.contains("badge bad\">failed") && detail.contains("id=\"webhook-retry\"") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
