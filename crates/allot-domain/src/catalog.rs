@@ -466,8 +466,9 @@ pub enum ProductSort {
     PriceDesc,
     NameAsc,
     NameDesc,
-    /// Best match of the search text first, ties by id (ascending). Without search words every
-    /// product scores the same, so this is by id.
+    /// Best match of the search text first: every word in the name, then every word in the
+    /// name or attribute values, then the rest; within each by id (ascending). Without search
+    /// words every product scores the same, so this is by id.
     Relevance,
 }
 

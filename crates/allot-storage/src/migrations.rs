@@ -54,6 +54,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(24, "product_search", "0024_product_search.sql"),
     migration!(25, "shipments_returns", "0025_shipments_returns.sql"),
     migration!(26, "notification_gateway", "0026_notification_gateway.sql"),
+    migration!(27, "search_tiers", "0027_search_tiers.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.

@@ -316,8 +316,8 @@ pub(crate) struct ListParams {
     /// Only active (true) or inactive (false) products; default both.
     pub active: Option<bool>,
     /// `created`, `-created`, `price`, `-price`, `name`, `-name`, `relevance` (best match of
-    /// `q` first: a word in the name weighs most, then attribute values, then the
-    /// description); ties by id. Default `relevance` when `q` has words, else `created`.
+    /// `q` first: every word in the name, then every word in the name or attribute values,
+    /// then the rest); ties by id. Default `relevance` when `q` has words, else `created`.
     #[param(pattern = "^(-?(created|price|name)|relevance)$")]
     pub sort: Option<String>,
     /// 1 to 100, default 20.

@@ -319,6 +319,11 @@ impl CatalogStore for PgStore {
             .read_only(true)
             .start()
             .await?;
+        // No parallel workers: a relevance page is a chain of small reads, and starting the
+        // workers of a plan (10 ms here) cost more than the reads, even for a part a one-time
+        // filter skips.
+        tx.batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
+            .await?;
         let (sql, args) = product_page(&q, Dialect::Postgres);
         let rows = query_args(&tx, &sql, args).await?;
         let products = products_from(&tx, &rows)

@@ -167,8 +167,35 @@ async fn search_ranks_names_first_matches_prefixes_and_attribute_values() {
         ids(&c, &base, "q=laptop&sort=price").await,
         vec![in_desc, in_name]
     );
+    // Three tiers, whatever the creation order: every word in the name, then every word in
+    // the name or an attribute value, then the rest; within a tier by id.
+    let desc_only = create(
+        &c,
+        &base,
+        json!({"sku": "SOCKS", "name": "Socks", "description": "A crimson heel.",
+               "price": {"amount_minor": 500, "currency": "EUR"}}),
+    )
+    .await;
+    let named = create(
+        &c,
+        &base,
+        json!({"sku": "SCARF", "name": "Crimson scarf", "description": "Wool.",
+               "price": {"amount_minor": 2500, "currency": "EUR"}}),
+    )
+    .await;
+    assert_eq!(
+        ids(&c, &base, "q=crimson").await,
+        vec![named, in_attr, desc_only]
+    );
+    assert_eq!(
+        ids(&c, &base, "q=crim").await,
+        vec![named, in_attr, desc_only]
+    );
+    // A word in the name and one in an attribute value: the second tier.
+    assert_eq!(ids(&c, &base, "q=shirt%20crimson").await, vec![in_attr]);
+    assert_eq!(ids(&c, &base, "q=socks%20crimson").await, vec![desc_only]);
     // No words: nothing is searched for, as with a blank q.
-    assert_eq!(ids(&c, &base, "q=%20%2A%20").await.len(), 4);
+    assert_eq!(ids(&c, &base, "q=%20%2A%20").await.len(), 6);
 
     // Writes are seen by the next search: a new name, a new attribute value, a deletion.
     let r = c
