@@ -51,5 +51,6 @@ mod search;
 mod shipments;
 mod tls;
 mod tls_postgres;
+mod told;
 mod users;
 mod webhooks;
