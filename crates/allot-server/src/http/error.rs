@@ -232,6 +232,9 @@ impl IntoResponse for ServiceError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if code == "storage_outcome_unknown" {
+            response.extensions_mut().insert(OutcomeUnknown);
+        }
         if unauthenticated {
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
@@ -246,3 +249,10 @@ impl IntoResponse for ServiceError {
         response
     }
 }
+
+/// Marks an answer that does not know whether its write was made (the connection to the
+/// database lost during the commit): the idempotency layer keeps the key's claim rather than
+/// give it up, so that a retry with the key is not run again at once (it hears
+/// `idempotency_key_in_use` until the claim goes stale).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutcomeUnknown;
