@@ -44,9 +44,12 @@ impl Proxy {
             .enable_all()
             .build()
             .expect("the proxy's runtime");
-        let listener = runtime
-            .block_on(TcpListener::bind("127.0.0.1:0"))
-            .expect("the proxy listens");
+        // Bound here, made a tokio listener on the proxy's runtime: `start` may be called
+        // from within another runtime, where blocking on this one is not allowed.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("the proxy listens");
+        listener
+            .set_nonblocking(true)
+            .expect("a non-blocking listener");
         let addr = listener.local_addr().expect("the proxy's address");
         let shared = Arc::new(Shared {
             stalled: watch::channel(false).0,
@@ -56,6 +59,7 @@ impl Proxy {
         });
         let accepting = shared.clone();
         runtime.spawn(async move {
+            let listener = TcpListener::from_std(listener).expect("the proxy's listener");
             loop {
                 let Ok((client, _)) = listener.accept().await else {
                     continue;
@@ -120,6 +124,7 @@ impl Proxy {
 impl Drop for Proxy {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
+            // Never blocks: dropping may happen inside a test's runtime.
             runtime.shutdown_background();
         }
     }

@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod bad_day;
 mod campaign;
 mod campaign_crash;
 mod catalog;
