@@ -36,7 +36,9 @@ pub(crate) struct ErrorDetail {
     /// `unknown_campaign`, `last_admin`, `setup_done`, `signup_closed`, `email_not_verified`,
     /// `rate_limited`, `busy`, `payload_too_large`, `request_timeout`,
     /// `unavailable`, `storage_unavailable` (503 with `Retry-After`: a full disk, the
-    /// database unreachable; retry later), `internal`.
+    /// database unreachable; nothing was written, retry later), `storage_outcome_unknown`
+    /// (503 with `Retry-After`: the connection to the database was lost during the commit, so
+    /// the write may have been made; retry with the same idempotency key), `internal`.
     pub code: &'static str,
     /// For people; may change between releases.
     pub message: String,
