@@ -515,6 +515,9 @@ impl ServiceError {
             ServiceError::RateLimited { .. } => "rate_limited",
             ServiceError::EmailTaken => "email_taken",
             ServiceError::Crypto(_) => "internal",
+            ServiceError::Unavailable(e) if e.fault() == Some(allot_storage::Fault::CommitLost) => {
+                "storage_outcome_unknown"
+            }
             ServiceError::Unavailable(_) => "storage_unavailable",
             ServiceError::Internal(_) => "internal",
             ServiceError::Busy { .. } => "busy",

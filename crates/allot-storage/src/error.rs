@@ -60,6 +60,11 @@ pub enum Fault {
     Closed,
     /// The database's TLS certificate was refused (or ours was): not retried in cleartext.
     TlsRefused,
+    /// The connection was lost while a transaction committed: the write may have been made
+    /// or not, nobody here can tell. Answered 503 `storage_outcome_unknown` (never
+    /// `storage_unavailable`, which promises nothing was written): a retry with the same
+    /// idempotency key finds out.
+    CommitLost,
 }
 
 impl Fault {
@@ -72,6 +77,10 @@ impl Fault {
             Fault::Unreachable => "the database cannot be reached",
             Fault::Closed => "storage is shut down",
             Fault::TlsRefused => "the TLS handshake with the database failed",
+            Fault::CommitLost => {
+                "the connection to the database was lost while committing: the write may have \
+                 been made; retry with the same idempotency key to find out"
+            }
         }
     }
 
@@ -83,6 +92,7 @@ impl Fault {
             Fault::Unreachable => 4,
             Fault::Closed => 5,
             Fault::TlsRefused => 6,
+            Fault::CommitLost => 7,
         }
     }
 
@@ -94,6 +104,7 @@ impl Fault {
             4 => Some(Fault::Unreachable),
             5 => Some(Fault::Closed),
             6 => Some(Fault::TlsRefused),
+            7 => Some(Fault::CommitLost),
             _ => None,
         }
     }

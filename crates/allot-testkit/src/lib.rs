@@ -12,11 +12,13 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod browser;
+pub mod proxy;
 mod redis;
 mod smtp;
 pub mod tls;
 
 pub use browser::Browser;
+pub use proxy::Proxy;
 pub use redis::RedisServer;
 pub use smtp::{ReceivedMail, SmtpOptions, SmtpServer, SmtpServerTls};
 pub use tls::{CertFiles, TestCa};
@@ -279,6 +281,22 @@ impl PgCluster {
             "pg_ctl",
             &["-D", path_str(&data), "-m", "immediate", "-w", "stop"],
         );
+    }
+
+    /// Stops the server with `pg_ctl stop -m <mode>` (`fast`: sessions ended, transactions
+    /// rolled back; `immediate`: killed, recovery at the next start) and starts it again on
+    /// the same data and port: `pg_ctl restart -m <mode>` in two steps, so that a test can look
+    /// at its clients while the database is down ([`PgCluster::stop_with`] and
+    /// [`PgCluster::start_again`] for that).
+    pub fn restart_with(&self, mode: &str) {
+        self.stop_with(mode);
+        self.start_again();
+    }
+
+    /// `pg_ctl stop -m <mode>` (`smart`, `fast` or `immediate`).
+    pub fn stop_with(&self, mode: &str) {
+        let data = self.dir.path().join("data");
+        self.pg("pg_ctl", &["-D", path_str(&data), "-m", mode, "-w", "stop"]);
     }
 
     /// Starts a stopped server again on the same data and port.

@@ -98,6 +98,25 @@ impl RedisServer {
         let _ = self.child.wait();
     }
 
+    /// Starts a killed server again on the same port (empty: it keeps nothing), and waits
+    /// until it answers PING. Cleartext servers only.
+    pub fn start_again(&mut self) {
+        assert!(!self.tls, "start_again: cleartext servers only");
+        self.kill();
+        let bin = find_binary().expect("redis-server");
+        self.child = Command::new(&bin)
+            .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
+            .args(["--port", &self.port.to_string()])
+            .args(["--dir", crate::path_str(self._dir.path())])
+            .current_dir(self._dir.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{} did not start: {e}", bin.display()));
+        self.wait_ready();
+    }
+
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {

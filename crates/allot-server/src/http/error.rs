@@ -36,7 +36,9 @@ pub(crate) struct ErrorDetail {
     /// `unknown_campaign`, `last_admin`, `setup_done`, `signup_closed`, `email_not_verified`,
     /// `rate_limited`, `busy`, `payload_too_large`, `request_timeout`,
     /// `unavailable`, `storage_unavailable` (503 with `Retry-After`: a full disk, the
-    /// database unreachable; retry later), `internal`.
+    /// database unreachable; nothing was written, retry later), `storage_outcome_unknown`
+    /// (503 with `Retry-After`: the connection to the database was lost during the commit, so
+    /// the write may have been made; retry with the same idempotency key), `internal`.
     pub code: &'static str,
     /// For people; may change between releases.
     pub message: String,
@@ -232,6 +234,9 @@ impl IntoResponse for ServiceError {
             },
         };
         let mut response = (status, Json(body)).into_response();
+        if code == "storage_outcome_unknown" {
+            response.extensions_mut().insert(OutcomeUnknown);
+        }
         if unauthenticated {
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
@@ -246,3 +251,10 @@ impl IntoResponse for ServiceError {
         response
     }
 }
+
+/// Marks an answer that does not know whether its write was made (the connection to the
+/// database lost during the commit): the idempotency layer keeps the key's claim rather than
+/// give it up, so that a retry with the key is not run again at once (it hears
+/// `idempotency_key_in_use` until the claim goes stale).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OutcomeUnknown;

@@ -156,6 +156,14 @@ pub(crate) async fn layer(State(state): State<AppState>, req: Request, next: Nex
 
     let response = next.run(Request::from_parts(parts, Body::from(body))).await;
     let status = response.status();
+    if response
+        .extensions()
+        .get::<super::error::OutcomeUnknown>()
+        .is_some()
+    {
+        // The write may have been made: giving the key up would let a retry make it again.
+        return response;
+    }
     if !keeps_answer(status) {
         if let Err(e) = store.abandon_idempotency_key(scope).await {
             tracing::warn!(error = %e, "could not give up an idempotency key; it goes stale");

@@ -427,8 +427,10 @@ fn add_common(method: &str, path: &str, operation: &mut Operation) {
         operation,
         "503",
         retry_after(error(
-            "`storage_unavailable` or `unavailable`: storage or a dependency cannot answer now; \
-             retry after `Retry-After` seconds",
+            "`storage_unavailable` or `unavailable`: storage or a dependency cannot answer now \
+             (nothing was written); retry after `Retry-After` seconds. \
+             `storage_outcome_unknown`: the connection to the database was lost while the write \
+             committed, so it may have been made; retry with the same idempotency key",
         )),
     );
 }

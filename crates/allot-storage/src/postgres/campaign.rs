@@ -54,7 +54,7 @@ async fn create(
         .get(0);
     let campaign = created(id, new, now)?;
     super::event::append(&tx, created_event(&campaign)).await?;
-    tx.commit().await?;
+    super::commit(tx).await?;
     Ok(campaign)
 }
 
@@ -267,7 +267,7 @@ async fn issue_batch(
                 })
                 .collect();
             super::event::append_events(&tx, &events).await?;
-            tx.commit().await?;
+            super::commit(tx).await?;
             return Ok(outcomes);
         }
         tracing::info!(

@@ -214,7 +214,7 @@ impl CatalogStore for PgStore {
         let stored = product(&tx, id)
             .await?
             .ok_or_else(|| corrupt("a product just stored is missing"))?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(Ok(stored))
     }
 
@@ -287,7 +287,7 @@ impl CatalogStore for PgStore {
         let stored = product(&tx, id)
             .await?
             .ok_or_else(|| corrupt("a product just updated is missing"))?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(Ok(stored))
     }
 
@@ -303,7 +303,7 @@ impl CatalogStore for PgStore {
             .await?;
         Ok(if changed == 1 {
             super::event::append(&tx, product_deleted_event(id.get(), now)).await?;
-            tx.commit().await?;
+            super::commit(tx).await?;
             Ok(())
         } else {
             Err(CatalogRefusal::NotFound)
@@ -354,7 +354,7 @@ impl CatalogStore for PgStore {
         } else {
             None
         };
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(ProductListing { products, facets })
     }
 
@@ -380,7 +380,7 @@ impl CatalogStore for PgStore {
                 let payload = crate::event::category_payload(category.id.get(), &new);
                 let event = NewEvent::api(EventType::CategoryCreated, now, payload);
                 super::event::append(&tx, event).await?;
-                tx.commit().await?;
+                super::commit(tx).await?;
                 Ok(Ok(category))
             }
             // A parent id equal to the new row's own id passes the foreign key (the row refers to
@@ -472,7 +472,7 @@ impl CatalogStore for PgStore {
         let payload = crate::event::category_payload(category.id.get(), &new);
         let event = NewEvent::api(EventType::CategoryUpdated, now, payload);
         super::event::append(&tx, event).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(Ok(category))
     }
 
@@ -520,7 +520,7 @@ impl CatalogStore for PgStore {
         }
         let event = category_deleted_event(id.get(), wall_now());
         super::event::append(&tx, event).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(Ok(()))
     }
 
@@ -551,7 +551,7 @@ impl CatalogStore for PgStore {
                 let payload = crate::event::warehouse_payload(warehouse.id.get(), &new);
                 let event = NewEvent::api(EventType::WarehouseCreated, now, payload);
                 super::event::append(&tx, event).await?;
-                tx.commit().await?;
+                super::commit(tx).await?;
                 Ok(Ok(warehouse))
             }
             Err(e) => refusal_of(
@@ -617,7 +617,7 @@ impl CatalogStore for PgStore {
                 let payload = crate::event::warehouse_payload(warehouse.id.get(), &new);
                 let event = NewEvent::api(EventType::WarehouseUpdated, now, payload);
                 super::event::append(&tx, event).await?;
-                tx.commit().await?;
+                super::commit(tx).await?;
                 Ok(Ok(warehouse))
             }
             Ok(None) => Ok(Err(CatalogRefusal::NotFound)),
@@ -645,7 +645,7 @@ impl CatalogStore for PgStore {
         Ok(if changed == 1 {
             let event = warehouse_deleted_event(id.get(), wall_now());
             super::event::append(&tx, event).await?;
-            tx.commit().await?;
+            super::commit(tx).await?;
             Ok(())
         } else {
             Err(CatalogRefusal::NotFound)

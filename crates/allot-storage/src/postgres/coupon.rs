@@ -125,7 +125,7 @@ async fn upload(
     }
     let event = uploaded_event(upload_id, coupons.len(), &per_type, now);
     super::event::append(&tx, event).await?;
-    tx.commit().await?;
+    super::commit(tx).await?;
     Ok(Ok(coupons.len()))
 }
 
@@ -178,7 +178,7 @@ async fn allocate(
     tx.execute(sql::COUNT_ALLOCATED, &[&type_key(coupon_type)])
         .await?;
     super::event::append(&tx, allocated_event(&coupon, user, now)).await?;
-    tx.commit().await?;
+    super::commit(tx).await?;
     Ok(Allocation::New(coupon))
 }
 
@@ -199,7 +199,7 @@ async fn redeem(
     let tx = client.transaction().await?;
     let outcome = redeem_locked(&tx, code, user, now).await?;
     if matches!(outcome, RedeemOutcome::Redeemed(_)) {
-        tx.commit().await?;
+        super::commit(tx).await?;
     }
     Ok(outcome)
 }
@@ -285,7 +285,7 @@ async fn purge(
     if let Some(event) = purged_event(&per_type, trigger, now) {
         super::event::append(&tx, event).await?;
     }
-    tx.commit().await?;
+    super::commit(tx).await?;
     Ok(by_type(&per_type))
 }
 

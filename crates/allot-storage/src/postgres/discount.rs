@@ -58,7 +58,7 @@ async fn generate(
         }
     }
     super::event::append(&tx, draws.finished(batch_id, now)).await?;
-    tx.commit().await?;
+    super::commit(tx).await?;
     Ok(codes)
 }
 

@@ -92,7 +92,7 @@ async fn sequence(client: &mut Client) -> Result<(), StorageError> {
                 &[&SEQUENCE_BATCH],
             )
             .await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         if numbered < SEQUENCE_BATCH as u64 {
             return Ok(());
         }

@@ -195,7 +195,7 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let ended = end_in(&tx, id, how, now).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(ended)
     }
 }
@@ -335,7 +335,7 @@ impl InventoryStore for PgStore {
         )
         .await?;
         let level = stored_level(&tx, product, warehouse).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(level)
     }
 
@@ -361,7 +361,7 @@ impl InventoryStore for PgStore {
             apply(&tx, product, warehouse, &b, change, now).await?;
         }
         let level = stored_level(&tx, product, warehouse).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(level)
     }
 
@@ -371,7 +371,7 @@ impl InventoryStore for PgStore {
         let expires_at = new.now.as_millis().saturating_add(new.ttl.as_millis());
         let reserved = reserve_in(&tx, &new, expires_at).await?;
         if reserved.is_ok() {
-            tx.commit().await?;
+            super::commit(tx).await?;
         }
         Ok(reserved)
     }
@@ -428,7 +428,7 @@ impl InventoryStore for PgStore {
                 &[&ids, &now.as_millis()],
             )
             .await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(expired)
     }
 

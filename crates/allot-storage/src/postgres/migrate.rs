@@ -54,6 +54,6 @@ pub async fn apply(client: &mut Client) -> Result<Vec<i64>, StorageError> {
         );
         applied.push(m.version);
     }
-    tx.commit().await?;
+    super::commit(tx).await?;
     Ok(applied)
 }

@@ -125,6 +125,23 @@ impl PgStore {
     }
 }
 
+/// Commits `tx`. The connection lost during the COMMIT (the database shut down or killed, the
+/// network cut) leaves the outcome unknown: PostgreSQL may have committed before the answer
+/// was lost, so it is [`crate::Fault::CommitLost`], never "unreachable" (which promises
+/// nothing was written). Every transaction of this backend commits through here.
+pub(crate) async fn commit(tx: tokio_postgres::Transaction<'_>) -> Result<(), StorageError> {
+    tx.commit().await.map_err(|e| {
+        let error = StorageError::from(e);
+        match error.fault() {
+            Some(crate::Fault::Unreachable) => StorageError::Unavailable {
+                fault: crate::Fault::CommitLost,
+                detail: error.to_string(),
+            },
+            _ => error,
+        }
+    })
+}
+
 /// Opens one connection to `url` (its TLS as the URL says, without the settings); its I/O
 /// task runs on the current runtime until the client is dropped.
 pub async fn connect(url: &str) -> Result<Client, StorageError> {

@@ -263,7 +263,7 @@ impl NotificationStore for PgStore {
             template_event(EventType::NotificationTemplateCreated, &saved, now),
         )
         .await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(TemplateWrite::Saved(Box::new(saved)))
     }
 
@@ -344,7 +344,7 @@ impl NotificationStore for PgStore {
             template_event(EventType::NotificationTemplateUpdated, &saved, now),
         )
         .await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(TemplateWrite::Saved(Box::new(saved)))
     }
 
@@ -379,7 +379,7 @@ impl NotificationStore for PgStore {
             )
             .await?;
         }
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(TemplateDelete::Deleted)
     }
 
@@ -425,7 +425,7 @@ impl NotificationStore for PgStore {
         if let Some(r) = &rule {
             append(&tx, rule_event(r, now)).await?;
         }
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(rule)
     }
 
@@ -527,7 +527,7 @@ impl NotificationStore for PgStore {
         )
         .await?;
         append(&tx, preferences_event(user, &preferences, now)).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(())
     }
 
@@ -588,7 +588,7 @@ impl NotificationStore for PgStore {
         for n in &notifications {
             insert(&tx, &self.cipher, n, now, Some(ACTOR_NOTIFIER)).await?;
         }
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(true)
     }
 
@@ -601,7 +601,7 @@ impl NotificationStore for PgStore {
         let tx = client.transaction().await?;
         let id = insert(&tx, &self.cipher, &new, now, None).await?;
         let stored = notification_by_id(&tx, &self.cipher, id).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         stored.ok_or_else(|| StorageError::Corrupt(format!("notification {id} vanished")))
     }
 
@@ -674,7 +674,7 @@ impl NotificationStore for PgStore {
         let found = notification_by_id(&tx, &self.cipher, id)
             .await?
             .filter(|n| n.user == user && n.channel == Channel::InApp);
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(found)
     }
 
@@ -742,7 +742,7 @@ impl NotificationStore for PgStore {
             let events = attempt_events(id, row.try_get(0)?, channel, attempts, &attempt, now);
             append_events(&tx, &events).await?;
         }
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(())
     }
 }

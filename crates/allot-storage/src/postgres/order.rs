@@ -252,7 +252,7 @@ impl OrderStore for PgStore {
         let tx = client.transaction().await?;
         let changed = change(&tx, &request).await?;
         if changed.is_ok() {
-            tx.commit().await?;
+            super::commit(tx).await?;
         }
         Ok(match changed {
             Ok(o) => Ok(open_order(&self.cipher, o)?),

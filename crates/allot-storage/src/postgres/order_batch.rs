@@ -267,7 +267,7 @@ async fn create_batch(
         tx.rollback().await?;
         return Ok(Served::Again);
     }
-    tx.commit().await?;
+    super::commit(tx).await?;
     Ok(Served::Done(answers))
 }
 
@@ -973,6 +973,6 @@ async fn edit_once(
     let after = load(&tx, id)
         .await?
         .ok_or_else(|| corrupt("an order just edited is missing"))?;
-    tx.commit().await?;
+    super::commit(tx).await?;
     Ok(Ok(Edited { before, after }))
 }

@@ -175,7 +175,7 @@ impl PaymentStore for PgStore {
         let tx = client.transaction().await?;
         match record(&tx, &new).await {
             Ok(Ok(recorded)) => {
-                tx.commit().await?;
+                super::commit(tx).await?;
                 Ok(Ok(recorded))
             }
             // The reference stored meanwhile for another order (this order's row lock orders
@@ -192,7 +192,7 @@ impl PaymentStore for PgStore {
         let tx = client.transaction().await?;
         let made = refund(&tx, &new).await?;
         if made.is_ok() {
-            tx.commit().await?;
+            super::commit(tx).await?;
         }
         Ok(made)
     }

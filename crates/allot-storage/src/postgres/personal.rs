@@ -46,7 +46,7 @@ pub(super) async fn prepare(client: &mut Client, cipher: &Cipher) -> Result<u64,
         ],
     )
     .await?;
-    tx.commit().await?;
+    super::commit(tx).await?;
     Ok(sealed)
 }
 

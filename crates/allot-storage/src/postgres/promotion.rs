@@ -784,7 +784,7 @@ impl PromotionStore for PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let stored = create(&tx, &new).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(stored)
     }
 
@@ -797,7 +797,7 @@ impl PromotionStore for PgStore {
         let tx = client.transaction().await?;
         let updated = update(&tx, id, &new).await?;
         if updated.is_ok() {
-            tx.commit().await?;
+            super::commit(tx).await?;
         }
         Ok(updated)
     }
@@ -863,7 +863,7 @@ impl PromotionStore for PgStore {
             Err(e) => return Err(e),
         };
         if bound.is_ok() {
-            tx.commit().await?;
+            super::commit(tx).await?;
         }
         Ok(bound)
     }
@@ -991,7 +991,7 @@ impl PgStore {
         let mut client = self.client().await?;
         let tx = client.transaction().await?;
         let n = expire(&tx, now, limit).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(n)
     }
 }

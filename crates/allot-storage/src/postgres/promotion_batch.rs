@@ -153,7 +153,7 @@ async fn serve_once(
         };
         answers[i] = Some(answer);
     }
-    tx.commit().await?;
+    super::commit(tx).await?;
     Ok(Some(
         answers
             .into_iter()

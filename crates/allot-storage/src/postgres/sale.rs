@@ -56,7 +56,7 @@ async fn open(client: &mut Client, new: NewSale, now: UnixMillis) -> Result<Sale
         super::event::append(&tx, opened_event(sale_id, new, now)).await?;
         tracing::info!(sale = sale_id, items = new.items, "sale opened");
     }
-    tx.commit().await?;
+    super::commit(tx).await?;
     by_start(client, new.hour.starts_at())
         .await?
         .ok_or_else(|| StorageError::Corrupt("the sale just opened is missing".to_owned()))
@@ -133,7 +133,7 @@ async fn checkout(
         ],
     )
     .await?;
-    tx.commit().await?;
+    super::commit(tx).await?;
     Ok(outcome)
 }
 
@@ -278,7 +278,7 @@ async fn purchase(
         &[&label, &now.as_millis(), &code.as_str()],
     )
     .await?;
-    tx.commit().await?;
+    super::commit(tx).await?;
     Ok(Purchase {
         outcome,
         replayed: false,

@@ -84,7 +84,7 @@ pub(super) async fn checkout(
         }
         refusal => record_attempt(&tx, req, refusal).await?,
     }
-    tx.commit().await?;
+    super::commit(tx).await?;
     Ok(outcome)
 }
 
@@ -268,7 +268,7 @@ pub(super) async fn purchase(
             .map_err(StorageError::from)
     };
     tokio::try_join!(sell, decide, close, counts)?;
-    tx.commit().await?;
+    super::commit(tx).await?;
     mark_sold(&mut decided, &user);
     Ok(BasketPurchase {
         outcome: BasketPurchaseOutcome::Decided {

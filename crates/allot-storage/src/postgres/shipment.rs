@@ -298,7 +298,7 @@ impl ShipmentStore for PgStore {
         let tx = client.transaction().await?;
         let made = ship(&tx, &new).await?;
         if made.is_ok() {
-            tx.commit().await?;
+            super::commit(tx).await?;
         }
         Ok(made)
     }
@@ -330,7 +330,7 @@ impl ShipmentStore for PgStore {
         let tx = client.transaction().await?;
         let made = open(&tx, &new).await?;
         if made.is_ok() {
-            tx.commit().await?;
+            super::commit(tx).await?;
         }
         Ok(made)
     }
@@ -345,7 +345,7 @@ impl ShipmentStore for PgStore {
         let tx = client.transaction().await?;
         let moved = move_return(&tx, return_id, to, now).await?;
         if moved.is_ok() {
-            tx.commit().await?;
+            super::commit(tx).await?;
         }
         Ok(moved)
     }

@@ -172,7 +172,7 @@ impl UserStore for PgStore {
         if let Some(u) = &user {
             append(&tx, events::user(EventType::UserCreated, u, now)).await?;
         }
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(user)
     }
 
@@ -241,7 +241,7 @@ impl UserStore for PgStore {
             }
             None => FirstAdmin::EmailTaken,
         };
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(outcome)
     }
 
@@ -276,7 +276,7 @@ impl UserStore for PgStore {
         )
         .await?;
         append(&tx, events::user(EventType::UserSignedUp, &u, now)).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(Some(u))
     }
 
@@ -307,7 +307,7 @@ impl UserStore for PgStore {
             ],
         )
         .await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(())
     }
 
@@ -330,7 +330,7 @@ impl UserStore for PgStore {
         .await?;
         let u = user_must(&tx, &self.cipher, id).await?;
         append(&tx, events::user(EventType::UserEmailVerified, &u, now)).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(Some(u))
     }
 
@@ -356,7 +356,7 @@ impl UserStore for PgStore {
         tx.execute(REVOKE_ALL, &[&id, &at]).await?;
         let u = user_must(&tx, &self.cipher, id).await?;
         append(&tx, events::password_reset(&u, "email", now)).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(Some(u))
     }
 
@@ -430,7 +430,7 @@ impl UserStore for PgStore {
             PasswordSet::ResetByAdmin => events::password_reset(&u, "admin", now),
         };
         append(&tx, event).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(true)
     }
 
@@ -468,7 +468,7 @@ impl UserStore for PgStore {
             EventType::UserDeactivated
         };
         append(&tx, events::user(kind, &u, now)).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(AccountChange::Done(u))
     }
 
@@ -499,7 +499,7 @@ impl UserStore for PgStore {
             .await?;
         let u = user_must(&tx, &self.cipher, id.get()).await?;
         append(&tx, events::role_changed(&u, before.role, now)).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(AccountChange::Done(u))
     }
 
@@ -555,7 +555,7 @@ impl UserStore for PgStore {
         let family_started: i64 = row.try_get(4)?;
         if revoked_at.is_some() {
             let revoked = tx.execute(REVOKE_ALL, &[&user, &now.as_millis()]).await?;
-            tx.commit().await?;
+            super::commit(tx).await?;
             return Ok(Rotation::Reused {
                 user: AccountId::new(user),
                 revoked,
@@ -584,7 +584,7 @@ impl UserStore for PgStore {
             &[&id, &now.as_millis(), &new_id],
         )
         .await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(Rotation::Rotated {
             user: AccountId::new(user),
         })
@@ -642,7 +642,7 @@ impl UserStore for PgStore {
             revoked_at: None,
         };
         append(&tx, events::api_key(EventType::ApiKeyCreated, &key, now)).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(key)
     }
 
@@ -701,7 +701,7 @@ impl UserStore for PgStore {
         };
         let key = key_of(&row)?;
         append(&tx, events::api_key(EventType::ApiKeyRevoked, &key, now)).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(true)
     }
 }

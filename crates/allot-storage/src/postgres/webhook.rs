@@ -156,7 +156,7 @@ impl WebhookStore for PgStore {
             endpoint_event(EventType::WebhookEndpointCreated, &webhook, now),
         )
         .await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(webhook)
     }
 
@@ -223,7 +223,7 @@ impl WebhookStore for PgStore {
             .await?;
         let after = webhook_of(&row)?;
         append(&tx, updated_event(&after, change.retry_now, now)).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         open_secret(&self.cipher, after).map(Some)
     }
 
@@ -237,7 +237,7 @@ impl WebhookStore for PgStore {
             return Ok(false);
         }
         append(&tx, deleted_event(id, now)).await?;
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(true)
     }
 
@@ -360,7 +360,7 @@ impl WebhookStore for PgStore {
             )
             .await?;
         }
-        tx.commit().await?;
+        super::commit(tx).await?;
         Ok(true)
     }
 

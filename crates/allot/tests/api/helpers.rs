@@ -136,6 +136,16 @@ impl TestApp {
         Self::spawn_at(None, database, clock.clone(), Some(clock), configure).await
     }
 
+    /// A server on the PostgreSQL database at `database` (one more instance on a shared
+    /// database), or on SQLite if `None`, with the system clock and settings changed by
+    /// `configure`; starts no cluster of its own.
+    pub async fn spawn_sharing(
+        database: Option<String>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        Self::spawn_at(None, database, Arc::new(SystemClock), None, configure).await
+    }
+
     async fn spawn_with(
         clock: Arc<dyn Clock>,
         manual: Option<Arc<ManualClock>>,

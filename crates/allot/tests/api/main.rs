@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod bad_day;
 mod campaign;
 mod campaign_crash;
 mod catalog;
@@ -51,5 +52,6 @@ mod search;
 mod shipments;
 mod tls;
 mod tls_postgres;
+mod told;
 mod users;
 mod webhooks;
