@@ -13,6 +13,7 @@ mod load;
 mod order_load;
 mod promotion_load;
 mod sale_load;
+mod soak_load;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -88,6 +89,11 @@ enum LoadCommand {
     /// the preview of a 10-line cart against N active automatic promotions (client and
     /// server latencies). Verifies every budget to the minor unit
     Promotions(promotion_load::PromotionLoad),
+    /// Soak: a mixed load (issues, code generate + use, coupon request + redeem, orders,
+    /// flash-sale checkout + purchase) at a steady rate for a long time, sampled every 10 s
+    /// (latency per operation, throughput, answers, server RSS, open files, database and WAL
+    /// sizes) into a CSV; verifies its results and says whether RSS and p99 stayed flat
+    Soak(soak_load::SoakLoad),
 }
 
 pub fn main() -> ExitCode {
@@ -121,6 +127,7 @@ pub fn main() -> ExitCode {
             Command::Load(LoadCommand::FlashSale(l)) => load::exit("flash-sale", l.run().await),
             Command::Load(LoadCommand::Orders(l)) => load::exit("orders", l.run().await),
             Command::Load(LoadCommand::Promotions(l)) => load::exit("promotions", l.run().await),
+            Command::Load(LoadCommand::Soak(l)) => load::exit("soak", l.run().await),
             Command::Bench(cmd) => cmd.run().await,
         }
     })

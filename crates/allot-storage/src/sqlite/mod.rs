@@ -259,13 +259,26 @@ pub(super) fn all_or_nothing<T, R>(
     conn.prepare_cached("SAVEPOINT allot_refusable")?
         .execute([])?;
     let result = op(conn);
-    if !matches!(result, Ok(Ok(_))) {
-        conn.prepare_cached("ROLLBACK TO allot_refusable")?
-            .execute([])?;
+    let undone = if matches!(result, Ok(Ok(_))) {
+        Ok(())
+    } else {
+        conn.prepare_cached("ROLLBACK TO allot_refusable")
+            .and_then(|mut s| s.execute([]))
+            .map(drop)
+    };
+    let released = undone.and_then(|()| {
+        conn.prepare_cached("RELEASE allot_refusable")
+            .and_then(|mut s| s.execute([]))
+            .map(drop)
+    });
+    match (result, released) {
+        // The operation's own error says why: a full disk makes SQLite end the whole
+        // transaction, savepoints included, and the rollback's "no such savepoint" would hide
+        // the fault (the caller must hear 503 storage_unavailable, not an internal error).
+        (Err(e), _) => Err(e),
+        (result, Ok(())) => result,
+        (Ok(_), Err(e)) => Err(e.into()),
     }
-    conn.prepare_cached("RELEASE allot_refusable")?
-        .execute([])?;
-    result
 }
 
 #[async_trait]
@@ -311,6 +324,26 @@ impl Store for SqliteStore {
 #[cfg(test)]
 mod tests {
     use rusqlite::Connection;
+
+    /// SQLite may end the whole transaction under a statement that finds the disk full,
+    /// savepoints included: the operation's own error (a storage fault, answered 503) is what
+    /// its caller hears, not the failed rollback's "no such savepoint" (an internal error).
+    #[test]
+    fn a_transaction_ended_under_an_all_or_nothing_operation_keeps_its_error() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("BEGIN").unwrap();
+        let result: Result<Result<(), ()>, crate::StorageError> =
+            super::all_or_nothing(&conn, |conn| {
+                conn.execute_batch("ROLLBACK")?;
+                Err(rusqlite::Error::SqliteFailure(
+                    rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+                    None,
+                )
+                .into())
+            });
+        let e = result.unwrap_err();
+        assert_eq!(e.fault(), Some(crate::Fault::DiskFull), "{e}");
+    }
 
     /// The statements the backends share are written with PostgreSQL's `$N`. SQLite numbers
     /// such parameters by their first appearance, not by N, so each must bind `$1`, `$2`, ...
