@@ -95,7 +95,7 @@ pub(crate) fn verify(
 }
 
 /// Lower- or upper-case hex into bytes; `None` for anything else.
-fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn hex_bytes(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
         return None;
     }
