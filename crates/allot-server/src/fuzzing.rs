@@ -84,10 +84,16 @@ where
         };
         let again = connect::decode::<M>(to, &bytes)
             .unwrap_or_else(|e| panic!("{to:?} of {message:?} does not decode: {e:?}"));
-        assert_eq!(again, message, "{to:?} round trip of {message:?}");
-        if to == codec && to == Codec::Proto {
+        if to == Codec::Json && codec == Codec::Proto {
+            // JSON writes instants to the millisecond (the contract's precision), so a
+            // protobuf Timestamp's finer nanos are cut: the JSON itself is the fixed point.
+            let twice = connect::encode(to, &again).expect("a decoded message encodes");
+            assert_eq!(twice, bytes, "JSON of {message:?}");
+        } else {
+            assert_eq!(again, message, "{to:?} round trip of {message:?}");
             // The canonical encoding is a fixed point.
-            assert_eq!(connect::encode(to, &again).ok(), Some(bytes));
+            let twice = connect::encode(to, &again).expect("a decoded message encodes");
+            assert_eq!(twice, bytes, "{to:?} of {message:?}");
         }
     }
 }
@@ -262,9 +268,8 @@ pub fn domain_values(data: &[u8]) {
                     && s.matches('@').count() == 1
                     && !s.starts_with('@')
                     && !s.ends_with('@')
-                    && !s
-                        .chars()
-                        .any(|c| c.is_whitespace() || c.is_control() || c.is_uppercase())
+                    && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+                    && s == s.to_lowercase()
             },
         ),
         7 => fixed_point(
