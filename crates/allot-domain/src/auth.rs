@@ -126,7 +126,15 @@ impl Email {
                 "must have a name before and a domain after the @",
             ));
         }
-        Ok(Email(trimmed.to_lowercase()))
+        let email = trimmed.to_lowercase();
+        // Lower case may be longer (`İ` is two characters): the bound holds for what is kept too.
+        if email.chars().count() > EMAIL_MAX_CHARS {
+            return Err(DomainError::invalid(
+                FIELD,
+                format!("must be at most {EMAIL_MAX_CHARS} characters"),
+            ));
+        }
+        Ok(Email(email))
     }
 
     pub fn as_str(&self) -> &str {
@@ -190,6 +198,15 @@ mod tests {
         }
         assert_eq!(Role::parse("root").unwrap_err().field(), "role");
         assert!(Role::parse("Admin").is_err());
+    }
+
+    #[test]
+    fn an_email_longer_once_lower_cased_is_refused() {
+        let at = format!("{}@x", "İ".repeat(126));
+        assert_eq!(at.chars().count(), 128);
+        assert!(Email::parse(&at).is_ok());
+        let long = format!("{}@x", "İ".repeat(127));
+        assert_eq!(Email::parse(&long).unwrap_err().field(), "email");
     }
 
     #[test]

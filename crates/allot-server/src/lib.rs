@@ -13,6 +13,8 @@ mod connect;
 mod console;
 mod error;
 mod event_body;
+#[doc(hidden)]
+pub mod fuzzing;
 mod grpc;
 mod http;
 mod jobs;

@@ -28,13 +28,13 @@ const REQUEST_BYTES_MAX: usize = 4 * 1024 * 1024;
 const COUPON_SERVICE: &str = "/couponpb.CouponService/";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Codec {
+pub(crate) enum Codec {
     Json,
     Proto,
 }
 
 impl Codec {
-    fn from_headers(headers: &HeaderMap) -> Option<Codec> {
+    pub(crate) fn from_headers(headers: &HeaderMap) -> Option<Codec> {
         let ct = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
         let media = ct.split(';').next()?.trim();
         if media.eq_ignore_ascii_case("application/json") {
@@ -46,7 +46,7 @@ impl Codec {
         }
     }
 
-    fn content_type(self) -> &'static str {
+    pub(crate) fn content_type(self) -> &'static str {
         match self {
             Codec::Json => "application/json",
             Codec::Proto => "application/proto",
@@ -149,27 +149,42 @@ where
     F: FnOnce(Req) -> Fut,
     Fut: Future<Output = Result<Resp, ServiceError>>,
 {
-    let request = match codec {
-        Codec::Json if body.is_empty() => Req::default(),
-        Codec::Json => serde_json::from_slice(body)
-            .map_err(|e| ConnectError::new("invalid_argument", format!("invalid JSON: {e}")))?,
-        Codec::Proto => Req::decode(body.as_ref())
-            .map_err(|e| ConnectError::new("invalid_argument", format!("invalid protobuf: {e}")))?,
-    };
+    let request = decode::<Req>(codec, body)?;
     let response = f(request).await.map_err(ConnectError::from)?;
-    let bytes = match codec {
-        // Only a Timestamp out of range fails, and the services make none.
-        Codec::Json => serde_json::to_vec(&response).map_err(|e| {
-            tracing::error!(error = %e, "a Connect answer did not encode as JSON");
-            ConnectError::new("internal", "the answer could not be encoded")
-        })?,
-        Codec::Proto => response.encode_to_vec(),
-    };
+    let bytes = encode(codec, &response).map_err(|e| {
+        tracing::error!(error = %e, "a Connect answer did not encode as JSON");
+        ConnectError::new("internal", "the answer could not be encoded")
+    })?;
     Ok((
         [(header::CONTENT_TYPE, codec.content_type())],
         Body::from(bytes),
     )
         .into_response())
+}
+
+/// A unary request's body in `codec`: an empty JSON body is the message at its defaults.
+pub(crate) fn decode<M>(codec: Codec, body: &[u8]) -> Result<M, ConnectError>
+where
+    M: prost::Message + Default + DeserializeOwned,
+{
+    match codec {
+        Codec::Json if body.is_empty() => Ok(M::default()),
+        Codec::Json => serde_json::from_slice(body)
+            .map_err(|e| ConnectError::new("invalid_argument", format!("invalid JSON: {e}"))),
+        Codec::Proto => M::decode(body)
+            .map_err(|e| ConnectError::new("invalid_argument", format!("invalid protobuf: {e}"))),
+    }
+}
+
+/// A message in `codec`. Only JSON fails, for a Timestamp out of range (the services make none).
+pub(crate) fn encode<M>(codec: Codec, message: &M) -> Result<Vec<u8>, serde_json::Error>
+where
+    M: prost::Message + Serialize,
+{
+    match codec {
+        Codec::Json => serde_json::to_vec(message),
+        Codec::Proto => Ok(message.encode_to_vec()),
+    }
 }
 
 /// A Connect error: `{"code": "...", "message": "..."}` with the code's HTTP status.

@@ -250,7 +250,7 @@ const CSV_BODY_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Longest one CSV upload may take to arrive and be stored, in milliseconds: a client that
 /// trickles its body does not hold a connection and a handler for ever.
 const CSV_UPLOAD_TIME_MAX_MS: u64 = 120_000;
-const CSV_COLUMNS: [&str; 6] = [
+pub(crate) const CSV_COLUMNS: [&str; 6] = [
     "code",
     "type",
     "discount_kind",
@@ -287,9 +287,8 @@ pub(crate) async fn upload_csv(
     use futures::StreamExt;
     let mut stream = body.into_data_stream();
     let mut pending: Vec<u8> = Vec::new();
-    let mut header: Option<Vec<usize>> = None;
+    let mut reader = CsvReader::default();
     let mut chunk: Vec<Result<NewCoupon, Vec<EntryError>>> = Vec::with_capacity(CSV_CHUNK_ROWS);
-    let mut rows = 0usize;
     let mut created = 0usize;
     let mut chunks = 0usize;
     let mut done = false;
@@ -334,43 +333,38 @@ pub(crate) async fn upload_csv(
         while let Some(nl) = pending[start..].iter().position(|b| *b == b'\n') {
             let line = &pending[start..start + nl];
             start += nl + 1;
-            let line = std::str::from_utf8(line)
-                .map_err(|_| ServiceError::bad_request(None, format!("row {rows}: not UTF-8")))?
-                .trim_end_matches('\r');
-            if line.trim().is_empty() {
+            let Some(row) = reader.line(line).map_err(|e| match e {
+                CsvRefusal::RowsOver => over(format!(
+                    "more than {CSV_ROWS_MAX} rows (the upload's row limit); send several \
+                     files; {created} coupons of earlier chunks were stored"
+                )),
+                CsvRefusal::Refused(e) => e,
+            })?
+            else {
                 continue;
-            }
-            match &header {
-                None => header = Some(csv_header(line)?),
-                Some(columns) => {
-                    if rows == CSV_ROWS_MAX {
-                        return Err(over(format!(
-                            "more than {CSV_ROWS_MAX} rows (the upload's row limit); send \
-                             several files; {created} coupons of earlier chunks were stored"
-                        )));
-                    }
-                    chunk.push(parse_entry(rows, &csv_row(columns, line)));
-                    rows += 1;
-                    if chunk.len() == CSV_CHUNK_ROWS {
-                        created += store_chunk(&state, &mut chunk, rows, created).await?;
-                        chunks += 1;
-                    }
-                }
+            };
+            chunk.push(row);
+            if chunk.len() == CSV_CHUNK_ROWS {
+                created += store_chunk(&state, &mut chunk, reader.rows, created).await?;
+                chunks += 1;
             }
         }
         pending.drain(..start);
         if pending.len() > CSV_LINE_BYTES_MAX {
             return Err(ServiceError::bad_request(
                 None,
-                format!("row {rows}: longer than {CSV_LINE_BYTES_MAX} bytes"),
+                format!(
+                    "row {}: longer than {CSV_LINE_BYTES_MAX} bytes",
+                    reader.rows
+                ),
             ));
         }
     }
-    if header.is_none() {
+    if reader.header.is_none() {
         return Err(DomainError::invalid("csv", "the header line is missing").into());
     }
     if !chunk.is_empty() {
-        created += store_chunk(&state, &mut chunk, rows, created).await?;
+        created += store_chunk(&state, &mut chunk, reader.rows, created).await?;
         chunks += 1;
     }
     if created == 0 {
@@ -406,6 +400,52 @@ async fn store_chunk(
             Err(ServiceError::InvalidEntries { entries })
         }
         Err(e) => Err(e),
+    }
+}
+
+/// The CSV upload's lines, one at a time (each without its `\n`): the header, then rows as
+/// the JSON upload's entries, numbered from 0.
+#[derive(Debug, Default)]
+pub(crate) struct CsvReader {
+    /// The column of each of [`CSV_COLUMNS`], once the header is read.
+    pub(crate) header: Option<Vec<usize>>,
+    /// Data rows read.
+    pub(crate) rows: usize,
+}
+
+pub(crate) enum CsvRefusal {
+    /// A row past [`CSV_ROWS_MAX`].
+    RowsOver,
+    Refused(ServiceError),
+}
+
+impl CsvReader {
+    /// Reads one line: `None` for the header and blank lines, else the row as an entry.
+    pub(crate) fn line(
+        &mut self,
+        raw: &[u8],
+    ) -> Result<Option<Result<NewCoupon, Vec<EntryError>>>, CsvRefusal> {
+        let rows = self.rows;
+        let line = std::str::from_utf8(raw)
+            .map_err(|_| {
+                CsvRefusal::Refused(ServiceError::bad_request(
+                    None,
+                    format!("row {rows}: not UTF-8"),
+                ))
+            })?
+            .trim_end_matches('\r');
+        if line.trim().is_empty() {
+            return Ok(None);
+        }
+        let Some(columns) = &self.header else {
+            self.header = Some(csv_header(line).map_err(CsvRefusal::Refused)?);
+            return Ok(None);
+        };
+        if rows == CSV_ROWS_MAX {
+            return Err(CsvRefusal::RowsOver);
+        }
+        self.rows += 1;
+        Ok(Some(parse_entry(rows, &csv_row(columns, line))))
     }
 }
 

@@ -55,7 +55,7 @@ pub(crate) fn key_of(
 }
 /// A claim unanswered for this long is taken to belong to a server that died.
 pub(crate) const STALE_AFTER: Duration = Duration::from_secs(60);
-const KEY_MAX_CHARS: usize = 255;
+pub(crate) const KEY_MAX_CHARS: usize = 255;
 
 /// Routes (by their template) whose operation records its idempotency key in its own
 /// transaction, for POST.
@@ -208,7 +208,7 @@ fn keeps_answer(status: StatusCode) -> bool {
         )
 }
 
-fn parse_key(raw: &HeaderValue) -> Result<String, ServiceError> {
+pub(crate) fn parse_key(raw: &HeaderValue) -> Result<String, ServiceError> {
     let invalid = || ServiceError::InvalidArgument {
         field: "Idempotency-Key",
         message: format!("Idempotency-Key: must be 1 to {KEY_MAX_CHARS} visible ASCII characters"),

@@ -44,7 +44,7 @@ pub(crate) struct MessageBody {
 
 /// An error of these routes: the design's status and body for the sale's own refusals;
 /// anything else (a credential refused, storage unavailable) as every Allot route answers it.
-pub(crate) struct OriginalError(ServiceError);
+pub(crate) struct OriginalError(pub(crate) ServiceError);
 
 impl From<ServiceError> for OriginalError {
     fn from(e: ServiceError) -> Self {
@@ -143,6 +143,35 @@ fn item_param(q: &HashMap<String, String>) -> Result<ItemId, OriginalError> {
     ItemId::parse(raw).map_err(invalid)
 }
 
+/// What `POST /checkout`'s query names: the user as given (the caller decides whether it may
+/// name one) and the item, refused apart so that a missing user is reported first.
+pub(crate) struct CheckoutParams {
+    pub(crate) user_id: Option<String>,
+    pub(crate) item: Result<ItemId, OriginalError>,
+}
+
+pub(crate) fn checkout_params(
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<CheckoutParams, OriginalError> {
+    let q = query(q)?;
+    Ok(CheckoutParams {
+        user_id: given(&q, "user_id").map(str::to_owned),
+        item: item_param(&q),
+    })
+}
+
+/// `POST /purchase`'s `code`: a value that is no checkout code is one not found.
+pub(crate) fn purchase_code(
+    q: Result<Query<HashMap<String, String>>, QueryRejection>,
+) -> Result<CheckoutCode, OriginalError> {
+    let q = query(q)?;
+    let Some(raw) = given(&q, "code") else {
+        return Err(validation("code is required"));
+    };
+    let not_found = ServiceError::NotFound { what: "checkout" };
+    CheckoutCode::parse(raw).map_err(|_| not_found.into())
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CheckoutCodeView {
     /// The user's open checkout code: the same for every item until it is purchased.
@@ -169,13 +198,13 @@ pub(crate) async fn checkout(
     caller: Caller,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Json<CheckoutCodeView>, OriginalError> {
-    let q = query(q)?;
-    let user = match caller.user_field(given(&q, "user_id"), "user_id")? {
+    let params = checkout_params(q)?;
+    let user = match caller.user_field(params.user_id.as_deref(), "user_id")? {
         Some(u) => u,
         None => return Err(validation("user_id is required")),
     };
     let user = UserId::parse(&user).map_err(invalid)?;
-    let item = item_param(&q)?;
+    let item = params.item?;
     let c = state.services.sales.basket_checkout(user, item).await?;
     Ok(Json(CheckoutCodeView {
         code: c.code.as_str().to_owned(),
@@ -245,12 +274,7 @@ pub(crate) async fn purchase(
     State(state): State<AppState>,
     q: Result<Query<HashMap<String, String>>, QueryRejection>,
 ) -> Result<Response, OriginalError> {
-    let q = query(q)?;
-    let Some(raw) = given(&q, "code") else {
-        return Err(validation("code is required"));
-    };
-    let not_found = ServiceError::NotFound { what: "checkout" };
-    let code = CheckoutCode::parse(raw).map_err(|_| not_found)?;
+    let code = purchase_code(q)?;
     let decided = state.services.sales.basket_purchase(code).await?;
     Ok(purchase_response(&decided))
 }

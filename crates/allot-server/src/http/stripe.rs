@@ -95,8 +95,9 @@ pub(crate) fn verify(
 }
 
 /// Lower- or upper-case hex into bytes; `None` for anything else.
-fn hex_bytes(s: &str) -> Option<Vec<u8>> {
-    if !s.len().is_multiple_of(2) {
+pub(crate) fn hex_bytes(s: &str) -> Option<Vec<u8>> {
+    // `from_str_radix` alone would take a sign: `+f` is no hex of Stripe's.
+    if !s.len().is_multiple_of(2) || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     (0..s.len())
@@ -288,5 +289,12 @@ mod tests {
         // A rolled secret: either signature may match.
         let both = format!("{header},v1={}", "00".repeat(32));
         assert_eq!(verify(Some(&both), body, b"whsec_a", 300, 1_000), Ok(()));
+        // Hex is digits and letters only: no sign (found by the `signatures` fuzz target).
+        assert_eq!(hex_bytes("0aFf"), Some(vec![0x0a, 0xff]));
+        assert_eq!(hex_bytes("+7"), None);
+        assert_eq!(
+            verify(Some("t=1000,v1=+7"), body, b"whsec_a", 300, 1_000),
+            Err(Unverified::Malformed)
+        );
     }
 }
