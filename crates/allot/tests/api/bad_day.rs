@@ -127,7 +127,13 @@ async fn a_stalled_then_cut_link_to_postgres_bounds_every_wait_and_recovers() {
     }
     let pg = PgCluster::start();
     let proxy = Proxy::start(([127, 0, 0, 1], pg.port()).into());
-    let url = format!("postgres://allot@127.0.0.1:{}/postgres", proxy.port());
+    // The cluster's own URL (with its TLS files when the suite runs over TLS), at the proxy's
+    // port: the proxy forwards bytes, so TLS still ends at PostgreSQL.
+    let url = pg.url().replacen(
+        &format!(":{}/", pg.port()),
+        &format!(":{}/", proxy.port()),
+        1,
+    );
     let app = TestApp::spawn_sharing(Some(url), with_sale).await;
     let bases = vec![app.url()];
     let work = Workload::prepare(&bases[0], "stall").await;
