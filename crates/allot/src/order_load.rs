@@ -58,6 +58,38 @@ async fn post(client: &reqwest::Client, url: String, body: Value) -> Result<Valu
     }
 }
 
+/// How many stored orders have a customer starting with `prefix` (every page of the listing):
+/// how a load run finds the orders it made.
+pub(crate) async fn stored_orders(
+    client: &reqwest::Client,
+    base: &str,
+    prefix: &str,
+) -> Result<u64, String> {
+    let mut stored = 0u64;
+    let mut cursor: Option<String> = None;
+    loop {
+        let mut url = format!("{base}/api/v1/orders?limit=500");
+        if let Some(c) = &cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let page = get(client, url).await?;
+        stored += page["orders"]
+            .as_array()
+            .ok_or("orders")?
+            .iter()
+            .filter(|o| {
+                o["customer"]
+                    .as_str()
+                    .is_some_and(|c| c.starts_with(prefix))
+            })
+            .count() as u64;
+        match page["next_cursor"].as_str() {
+            Some(c) => cursor = Some(c.to_owned()),
+            None => return Ok(stored),
+        }
+    }
+}
+
 async fn get(client: &reqwest::Client, url: String) -> Result<Value, String> {
     let r = client
         .get(&url)
@@ -196,29 +228,7 @@ impl OrderLoad {
         println!("{}", summary.line());
 
         // Verify: the orders this run stored, and the stock they hold.
-        let mut stored = 0u64;
-        let mut cursor: Option<String> = None;
-        let prefix = format!("load-{run}-");
-        loop {
-            let mut url = format!("{base}/api/v1/orders?limit=500");
-            if let Some(c) = &cursor {
-                url.push_str(&format!("&cursor={c}"));
-            }
-            let page = get(&client, url).await?;
-            let orders = page["orders"].as_array().ok_or("orders")?;
-            stored += orders
-                .iter()
-                .filter(|o| {
-                    o["customer"]
-                        .as_str()
-                        .is_some_and(|c| c.starts_with(&prefix))
-                })
-                .count() as u64;
-            match page["next_cursor"].as_str() {
-                Some(c) => cursor = Some(c.to_owned()),
-                None => break,
-            }
-        }
+        let stored = stored_orders(&client, &base, &format!("load-{run}-")).await?;
         let mut problems = Vec::new();
         if stored != summary.ok {
             problems.push(format!(

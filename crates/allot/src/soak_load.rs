@@ -1090,30 +1090,8 @@ async fn verify(mix: &Arc<Mix>, base: &str) -> Result<Vec<String>, String> {
         ));
     }
 
-    let prefix = format!("soak-{}-c-", mix.run);
-    let mut stored_orders = 0u64;
-    let mut cursor: Option<String> = None;
-    loop {
-        let mut url = format!("{base}/api/v1/orders?limit=500");
-        if let Some(c) = &cursor {
-            url.push_str(&format!("&cursor={c}"));
-        }
-        let page = get(url).await?;
-        stored_orders += page["orders"]
-            .as_array()
-            .ok_or("orders")?
-            .iter()
-            .filter(|o| {
-                o["customer"]
-                    .as_str()
-                    .is_some_and(|c| c.starts_with(&prefix))
-            })
-            .count() as u64;
-        match page["next_cursor"].as_str() {
-            Some(c) => cursor = Some(c.to_owned()),
-            None => break,
-        }
-    }
+    let stored_orders =
+        crate::order_load::stored_orders(client, base, &format!("soak-{}-c-", mix.run)).await?;
     if stored_orders != orders {
         problems.push(format!(
             "{stored_orders} orders stored for {orders} acknowledged"
