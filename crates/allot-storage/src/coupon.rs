@@ -7,7 +7,7 @@ use allot_domain::coupon::{
     CouponState, CouponType, Discount, MaxUses, RedeemRefusal, UploadedCode, check_redeemable,
 };
 use allot_domain::event::{ACTOR_API, ACTOR_COUPON_PURGE, EventType, NewEvent};
-use allot_domain::user::UserId;
+use allot_domain::user::{IdempotencyKey, UserId};
 use async_trait::async_trait;
 
 use crate::StorageError;
@@ -71,6 +71,9 @@ pub enum Allocation {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RedeemOutcome {
     Redeemed(Coupon),
+    /// An earlier call with the same idempotency key redeemed it: nothing changed now (the
+    /// coupon as it is now).
+    Replayed(Coupon),
     Refused(RedeemRefusal),
     NotFound,
 }
@@ -143,11 +146,17 @@ pub trait CouponStore {
 
     /// Redeems once if the rules allow; atomic, so N concurrent redemptions of a coupon with
     /// M uses left give exactly M successes.
+    ///
+    /// With `key` (already owned by its caller and scoped to the coupon), the redemption keeps
+    /// the key in its own transaction, and a call with a key a redemption already has answers
+    /// [`RedeemOutcome::Replayed`] and spends nothing: a retry after a crash between the commit
+    /// and the answer never spends a second use.
     async fn redeem_coupon(
         &self,
         code: &UploadedCode,
         user: UserId,
         now: UnixMillis,
+        key: Option<IdempotencyKey>,
     ) -> Result<RedeemOutcome, StorageError>;
 
     async fn redemptions(&self, filter: RedemptionFilter) -> Result<Vec<Redemption>, StorageError>;
@@ -208,7 +217,14 @@ pub(crate) mod sql {
         coupon_columns!()
     );
     pub(crate) const RECORD_REDEMPTION: &str = "INSERT INTO coupon_redemptions \
-         (code, type, user_id, redeemed_at_ms, order_id) VALUES ($1, $2, $3, $4, $5)";
+         (code, type, user_id, redeemed_at_ms, order_id, idempotency_key) \
+         VALUES ($1, $2, $3, $4, $5, $6)";
+    /// A redemption an earlier call with the same key made (its coupon's row locked first).
+    pub(crate) const REDEMPTION_BY_KEY: &str =
+        "SELECT 1 FROM coupon_redemptions WHERE idempotency_key = $1";
+    /// With the idempotency keys' purge: a redemption older than `$1` answers no retry.
+    pub(crate) const FORGET_KEYS: &str = "UPDATE coupon_redemptions SET idempotency_key = NULL \
+         WHERE idempotency_key IS NOT NULL AND redeemed_at_ms < $1";
     pub(crate) const COUNT_REDEEMED: &str =
         "UPDATE coupon_counters SET redeemed = redeemed + 1 WHERE type = $1";
     /// The order's redemptions, marked reversed: what is given back.
@@ -241,6 +257,8 @@ pub(crate) mod sql {
         COUNT_ALLOCATED,
         USE,
         RECORD_REDEMPTION,
+        REDEMPTION_BY_KEY,
+        FORGET_KEYS,
         COUNT_REDEEMED,
         REVERSE_REDEMPTIONS,
         GIVE_USE_BACK,

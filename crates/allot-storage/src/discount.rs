@@ -5,6 +5,7 @@
 use allot_domain::UnixMillis;
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
 use allot_domain::event::{EventType, NewEvent};
+use allot_domain::user::IdempotencyKey;
 use async_trait::async_trait;
 
 use crate::StorageError;
@@ -16,17 +17,32 @@ pub struct DiscountCodeRecord {
     pub used_at: Option<UnixMillis>,
 }
 
+/// A batch of codes: made now, or by an earlier call with the same idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GeneratedBatch {
+    pub codes: Vec<DiscountCode>,
+    /// The batch an earlier call with the same key made: nothing was made now.
+    pub replayed: bool,
+}
+
 #[async_trait]
 pub trait DiscountStore {
     /// Creates `count` new codes of `length` in one all-or-nothing batch. Codes are drawn from a
     /// cryptographically secure generator; one that collides with any code ever stored is
     /// drawn again, so a collision never fails the call.
+    ///
+    /// With `key` (already owned by its caller: [`IdempotencyKey::owned_by`]), the batch keeps
+    /// the key and its codes in its own transaction, and a call with a key a batch already has
+    /// answers that batch's codes and makes nothing, whatever it asks for (as orders do): a
+    /// retry after a crash between the commit and the answer gets the first batch, never a
+    /// second one.
     async fn generate_discount_codes(
         &self,
         length: CodeLength,
         count: GenerateCount,
         now: UnixMillis,
-    ) -> Result<Vec<DiscountCode>, StorageError>;
+        key: Option<IdempotencyKey>,
+    ) -> Result<GeneratedBatch, StorageError>;
 
     /// Marks the code used if it exists and is unused. Atomic: of any number of concurrent
     /// calls for one code exactly one gets [`UseOutcome::Used`].
@@ -45,8 +61,20 @@ pub trait DiscountStore {
 /// The statements both backends run as they are. Parameters are numbered in the order they
 /// first appear, since that is how SQLite numbers `$N` (`sqlite::tests` holds each to it).
 pub(crate) mod sql {
+    /// No row when the key (`$4`, NULL for none) belongs to a batch already: its codes are the
+    /// answer then ([`BATCH_BY_KEY`]). On PostgreSQL a concurrent call with the same key waits
+    /// here until the first commits (or rolls back, and then this one inserts).
     pub(crate) const NEW_BATCH: &str = "INSERT INTO discount_code_batches \
-         (length, count, created_at_ms) VALUES ($1, $2, $3) RETURNING id";
+         (length, count, created_at_ms, idempotency_key) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id";
+    pub(crate) const BATCH_BY_KEY: &str =
+        "SELECT codes FROM discount_code_batches WHERE idempotency_key = $1";
+    /// A keyed batch's codes, for its retries ([`super::kept_codes`]).
+    pub(crate) const KEEP_CODES: &str = "UPDATE discount_code_batches SET codes = $1 WHERE id = $2";
+    /// With the idempotency keys' purge: a batch older than `$1` answers no retry any more.
+    pub(crate) const FORGET_KEYS: &str = "UPDATE discount_code_batches \
+         SET idempotency_key = NULL, codes = NULL \
+         WHERE idempotency_key IS NOT NULL AND created_at_ms < $1";
     pub(crate) const EXISTS: &str = "SELECT 1 FROM discount_codes WHERE code = $1";
     /// Unused again: an order that used the code was cancelled.
     pub(crate) const GIVE_BACK: &str =
@@ -55,7 +83,15 @@ pub(crate) mod sql {
          JOIN discount_code_batches b ON b.id = c.batch_id WHERE c.code = $1";
 
     #[cfg(test)]
-    pub(crate) const ALL: &[&str] = &[NEW_BATCH, EXISTS, GIVE_BACK, RECORD];
+    pub(crate) const ALL: &[&str] = &[
+        NEW_BATCH,
+        BATCH_BY_KEY,
+        KEEP_CODES,
+        FORGET_KEYS,
+        EXISTS,
+        GIVE_BACK,
+        RECORD,
+    ];
 }
 
 /// Draws allowed per requested code before giving up. With 32^7 codes a collision is rare
@@ -128,6 +164,44 @@ impl Draws {
         });
         NewEvent::api(EventType::DiscountCodesGenerated, now, payload.to_string())
     }
+}
+
+/// A keyed batch's codes as its row keeps them: one space between codes.
+pub(crate) fn kept_codes(codes: &[DiscountCode]) -> String {
+    let mut kept = String::with_capacity(codes.len() * 9);
+    for code in codes {
+        if !kept.is_empty() {
+            kept.push(' ');
+        }
+        kept.push_str(code.as_str());
+    }
+    kept
+}
+
+/// The answer to a retry of a keyed batch: the codes its row keeps
+/// ([`sql::BATCH_BY_KEY`]; `None`: the key's batch keeps no codes, which its own transaction
+/// rules out).
+pub(crate) fn replayed(
+    key: &IdempotencyKey,
+    kept: Option<String>,
+) -> Result<GeneratedBatch, StorageError> {
+    let kept = kept.ok_or_else(|| {
+        StorageError::Corrupt(format!(
+            "the batch of key {:?} keeps no codes",
+            key.as_str()
+        ))
+    })?;
+    let codes = kept
+        .split(' ')
+        .map(|c| {
+            DiscountCode::parse(c)
+                .map_err(|e| StorageError::Corrupt(format!("kept code {c:?}: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(GeneratedBatch {
+        codes,
+        replayed: true,
+    })
 }
 
 /// What a use that changed nothing means: the code exists (used already) or it does not.

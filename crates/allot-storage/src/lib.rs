@@ -46,7 +46,7 @@ pub use coupon::{
     Allocation, Coupon, CouponCounters, CouponStore, ExistingCodes, NewCoupon, RedeemOutcome,
     Redemption, RedemptionFilter,
 };
-pub use discount::{DiscountCodeRecord, DiscountStore};
+pub use discount::{DiscountCodeRecord, DiscountStore, GeneratedBatch};
 pub use error::{Fault, StorageError};
 pub use event::{AuditQuery, Event, EventQuery, EventStore};
 pub use health::WriteHealth;

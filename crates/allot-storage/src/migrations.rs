@@ -55,6 +55,8 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(25, "shipments_returns", "0025_shipments_returns.sql"),
     migration!(26, "notification_gateway", "0026_notification_gateway.sql"),
     migration!(27, "search_tiers", "0027_search_tiers.sql"),
+    migration!(28, "keyed_writes", "0028_keyed_writes.sql"),
+    migration!(29, "coupon_free_order", "0029_coupon_free_order.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.

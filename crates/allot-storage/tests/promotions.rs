@@ -307,9 +307,11 @@ async fn a_rollback_gives_back_once(db: Db) {
             CodeLength::parse(8).unwrap(),
             GenerateCount::parse(2).unwrap(),
             at(0),
+            None,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .codes;
     let code = codes[0].as_str().to_owned();
     let raw: Vec<String> = codes.iter().map(|c| c.as_str().to_lowercase()).collect();
     assert_eq!(

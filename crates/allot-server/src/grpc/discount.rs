@@ -41,10 +41,11 @@ impl Discount for DiscountGrpc {
                 codes: Vec::new(),
             }));
         };
-        let codes = self.codes.generate(count, length).await?;
+        // The original contract has no idempotency key.
+        let batch = self.codes.generate(count, length, None).await?;
         Ok(Response::new(GenerateResponse {
             result: true,
-            codes: codes.into_iter().map(|c| c.into_string()).collect(),
+            codes: batch.codes.into_iter().map(|c| c.into_string()).collect(),
         }))
     }
 

@@ -5,9 +5,10 @@ use allot_domain::user::UserId;
 use allot_domain::{DomainError, UnixMillis};
 use allot_storage::{Coupon, CouponCounters, NewCoupon, RedemptionFilter};
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http::StatusCode;
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -545,8 +546,7 @@ pub(crate) async fn request(
     caller: Caller,
     ApiQuery(query): ApiQuery<RequestQuery>,
     ApiJson(body): ApiJson<RequestBody>,
-) -> Result<axum::response::Response, ServiceError> {
-    use axum::response::IntoResponse;
+) -> Result<Response, ServiceError> {
     let user = user_id(
         caller
             .user_field(body.user_id.as_deref(), "user_id")?
@@ -673,11 +673,16 @@ pub(crate) async fn validate(
     }))
 }
 
-/// Redeem the coupon once, for the user.
+/// Redeem the coupon once, for the user. With an `Idempotency-Key` header, the redemption keeps
+/// the key in its own transaction: a retry answers the coupon as it is now, marked
+/// `Idempotent-Replayed: true`, and spends no second use, even after a crash between the commit
+/// and the answer.
 #[utoipa::path(post, path = "/api/v1/coupons/{code}/redeem", tag = "coupons",
-    params(("code" = String, Path)), request_body = UserBody,
+    params(("code" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$", description = "1 to 128 characters, no white space; a retry with the same key for the same coupon spends nothing and answers the coupon (keys are the caller's own)")),
+    request_body = UserBody,
     responses(
-        (status = 200, description = "Redeemed; the coupon as it is now", body = CouponAnswer),
+        (status = 200, description = "Redeemed (or, `Idempotent-Replayed: true`, redeemed by an earlier request with the same Idempotency-Key); the coupon as it is now", body = CouponAnswer),
         (status = 403, description = "`not_owner`", body = ErrorBody),
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 409, description = "`exhausted`, or `coupon_bound`: bound to a promotion, used through its holds only", body = ErrorBody),
@@ -685,18 +690,32 @@ pub(crate) async fn validate(
 pub(crate) async fn redeem(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Path(code): Path<String>,
     ApiJson(body): ApiJson<UserBody>,
-) -> Result<Json<CouponAnswer>, ServiceError> {
+) -> Result<Response, ServiceError> {
     let user = user_id(
         caller
             .user_field(body.user_id.as_deref(), "user_id")?
             .as_deref(),
     )?;
-    let coupon = state.services.coupons.redeem(&code, user).await?;
-    Ok(Json(CouponAnswer {
+    let key = super::idempotency::key_of(&headers)?;
+    let (coupon, replayed) = state.services.coupons.redeem(&code, user, key).await?;
+    let answer = Json(CouponAnswer {
         coupon: coupon.into(),
-    }))
+    });
+    Ok(if replayed {
+        (
+            [(
+                super::idempotency::REPLAYED,
+                HeaderValue::from_static("true"),
+            )],
+            answer,
+        )
+            .into_response()
+    } else {
+        answer.into_response()
+    })
 }
 
 /// Read a coupon.

@@ -2,9 +2,10 @@
 
 use allot_domain::discount::UseOutcome;
 use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use http::StatusCode;
+use http::{HeaderMap, HeaderValue, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -58,27 +59,47 @@ pub(crate) struct CodeState {
     pub used_at: Option<String>,
 }
 
-/// Generate a batch of new one-time codes, all or nothing.
+/// Generate a batch of new one-time codes, all or nothing. With an `Idempotency-Key` header,
+/// the batch keeps the key with its codes in its own transaction: a retry answers the same
+/// codes (200, `Idempotent-Replayed: true`) and makes none, even after a crash between the
+/// commit and the answer.
 #[utoipa::path(post, path = "/api/v1/discount-codes/batches", tag = "discount-codes",
     request_body = GenerateBody,
+    params(("Idempotency-Key" = Option<String>, Header, max_length = 128, pattern = r"^[^\s\x00-\x1F\x7F-\x9F]+$", description = "1 to 128 characters, no white space; a retry with the same key answers the first batch's codes (keys are the caller's own: another caller's same key makes its own batch)")),
     responses(
         (status = 201, description = "The codes were created and stored durably", body = GeneratedCodes),
+        (status = 200, description = "A retry of an earlier request with the same Idempotency-Key: that batch's codes, nothing made (header `Idempotent-Replayed: true`)", body = GeneratedCodes),
         (status = 400, description = "The body is not valid JSON of this shape", body = ErrorBody),
-        (status = 422, description = "count or length out of range; nothing stored", body = ErrorBody)))]
+        (status = 422, description = "count or length out of range, or a malformed Idempotency-Key; nothing stored", body = ErrorBody)))]
 pub(crate) async fn generate(
     State(state): State<AppState>,
+    headers: HeaderMap,
     ApiJson(body): ApiJson<GenerateBody>,
-) -> Result<(StatusCode, Json<GeneratedCodes>), ServiceError> {
+) -> Result<Response, ServiceError> {
     let GenerateCodes { count, length } = GenerateCodes::parse(body.count, body.length)?;
-    let codes = state.services.discount.generate(count, length).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(GeneratedCodes {
-            count: codes.len(),
-            length: length.get(),
-            codes: codes.into_iter().map(|c| c.into_string()).collect(),
-        }),
-    ))
+    let key = super::idempotency::key_of(&headers)?;
+    let batch = state.services.discount.generate(count, length, key).await?;
+    let codes = Json(GeneratedCodes {
+        count: batch.codes.len(),
+        length: batch
+            .codes
+            .first()
+            .map_or(length.get(), |c| c.as_str().len() as u8),
+        codes: batch.codes.into_iter().map(|c| c.into_string()).collect(),
+    });
+    Ok(if batch.replayed {
+        (
+            StatusCode::OK,
+            [(
+                super::idempotency::REPLAYED,
+                HeaderValue::from_static("true"),
+            )],
+            codes,
+        )
+            .into_response()
+    } else {
+        (StatusCode::CREATED, codes).into_response()
+    })
 }
 
 /// Use a code once.

@@ -17,7 +17,9 @@
 //! - A server that dies mid-request leaves its claim unanswered; after [`STALE_AFTER`] a retry
 //!   takes it over and runs the request again. For requests whose effect must be exactly once
 //!   even across that window, the operation itself records the key in its own transaction:
-//!   order creation and campaign issues do, and are left to themselves here.
+//!   order creation, campaign issues, promotion holds, discount-code batches and coupon
+//!   redemptions do, and are left to themselves here. On SQLite no claim outlives its server: a server opening the
+//!   data directory (locked to one process) gives up every claim left unanswered at once.
 //! - Keys are kept for [`crate::service::IDEMPOTENCY_KEYS_KEEP_FOR`], then purged.
 
 use std::time::Duration;
@@ -59,10 +61,12 @@ pub(crate) const KEY_MAX_CHARS: usize = 255;
 
 /// Routes (by their template) whose operation records its idempotency key in its own
 /// transaction, for POST.
-const OWN_KEYS: [&str; 3] = [
+const OWN_KEYS: [&str; 5] = [
     "/api/v1/orders",
     "/api/v1/campaigns/{id}/coupons",
     "/api/v1/promotions/holds",
+    "/api/v1/discount-codes/batches",
+    "/api/v1/coupons/{code}/redeem",
 ];
 
 /// Routes (by prefix) that the layer never keys: sign-in carries credentials, and a stored
@@ -266,6 +270,8 @@ mod tests {
     #[test]
     fn orders_and_campaign_issues_keep_their_own_keys() {
         assert!(handles_keys_itself(&Method::POST, Some("/api/v1/orders")));
+        let batches = Some("/api/v1/discount-codes/batches");
+        assert!(handles_keys_itself(&Method::POST, batches));
         let issue = Some("/api/v1/campaigns/{id}/coupons");
         assert!(handles_keys_itself(&Method::POST, issue));
         assert!(!handles_keys_itself(

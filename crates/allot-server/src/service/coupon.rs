@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use allot_domain::Clock;
 use allot_domain::coupon::{CouponType, RedeemRefusal, UploadedCode};
-use allot_domain::user::UserId;
+use allot_domain::user::{IdempotencyKey, UserId};
 use allot_storage::{
     Allocation, Coupon, CouponCounters, NewCoupon, RedeemOutcome, Redemption, RedemptionFilter,
     Store,
@@ -533,21 +533,44 @@ impl Coupons {
     /// [`Coupons::redeem`] of a coupon allocated to the user (see [`Coupons::own`]).
     pub async fn redeem_own(&self, code: &str, user: UserId) -> Result<Coupon, ServiceError> {
         self.own(code, &user).await?;
-        self.redeem(code, user).await
+        // The original contract has no idempotency key.
+        Ok(self.redeem(code, user, None).await?.0)
     }
 
-    pub async fn redeem(&self, code: &str, user: UserId) -> Result<Coupon, ServiceError> {
+    /// Redeems the coupon once for the user; answers it as it is now, and whether an earlier
+    /// call with the same idempotency key (the caller's, kept per caller and coupon) redeemed
+    /// it, in which case nothing changed now.
+    pub async fn redeem(
+        &self,
+        code: &str,
+        user: UserId,
+        key: Option<IdempotencyKey>,
+    ) -> Result<(Coupon, bool), ServiceError> {
         let parsed = parse_code(code)?;
+        // "<owner> <code> <key>": neither owner nor code holds white space, so it reads one
+        // way only; the code scopes the key as the middleware's path would.
+        let key = key.map(|k| {
+            k.owned_by(&format!(
+                "{} {}",
+                super::idempotency_owner(),
+                parsed.as_str()
+            ))
+        });
         let outcome = self
             .store
-            .redeem_coupon(&parsed, user.clone(), self.clock.now())
+            .redeem_coupon(&parsed, user.clone(), self.clock.now(), key)
             .await?;
         let result = match outcome {
-            RedeemOutcome::Redeemed(c) => Ok(c),
+            RedeemOutcome::Redeemed(c) => Ok((c, false)),
+            RedeemOutcome::Replayed(c) => Ok((c, true)),
             RedeemOutcome::Refused(r) => Err(refusal(r)),
             RedeemOutcome::NotFound => Err(ServiceError::NotFound { what: "coupon" }),
         };
-        let label = result.as_ref().map_or_else(|e| e.code(), |_| "redeemed");
+        let label = match &result {
+            Ok((_, false)) => "redeemed",
+            Ok((_, true)) => "replayed",
+            Err(e) => e.code(),
+        };
         tracing::info!(op = "coupons.redeem", user = %user, outcome = label);
         tracing::debug!(op = "coupons.redeem", code = %parsed, outcome = label);
         metrics::counter!("allot_coupon_redemptions_total", "outcome" => label).increment(1);

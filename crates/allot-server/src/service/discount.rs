@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use allot_domain::Clock;
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
-use allot_storage::{DiscountCodeRecord, Store};
+use allot_domain::user::IdempotencyKey;
+use allot_storage::{DiscountCodeRecord, GeneratedBatch, Store};
 
 use crate::ServiceError;
 
@@ -18,23 +19,30 @@ impl DiscountCodes {
         DiscountCodes { store, clock }
     }
 
-    /// Creates a batch of new codes, durably, all or nothing.
+    /// Creates a batch of new codes, durably, all or nothing. With an idempotency key (the
+    /// caller's, kept per caller), a retry answers the first batch and makes nothing.
     pub async fn generate(
         &self,
         count: GenerateCount,
         length: CodeLength,
-    ) -> Result<Vec<DiscountCode>, ServiceError> {
-        let codes = self
+        key: Option<IdempotencyKey>,
+    ) -> Result<GeneratedBatch, ServiceError> {
+        let key = key.map(|k| k.owned_by(&super::idempotency_owner()));
+        let batch = self
             .store
-            .generate_discount_codes(length, count, self.clock.now())
+            .generate_discount_codes(length, count, self.clock.now(), key)
             .await?;
-        metrics::counter!("allot_discount_codes_generated_total").increment(codes.len() as u64);
+        if !batch.replayed {
+            metrics::counter!("allot_discount_codes_generated_total")
+                .increment(batch.codes.len() as u64);
+        }
         tracing::debug!(
             op = "discount.generate",
-            count = codes.len(),
-            length = length.get()
+            count = batch.codes.len(),
+            length = length.get(),
+            replayed = batch.replayed
         );
-        Ok(codes)
+        Ok(batch)
     }
 
     /// Uses a code once. Input is trimmed and upper-cased; a malformed code is `Invalid`

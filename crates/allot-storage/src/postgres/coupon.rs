@@ -7,7 +7,7 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::coupon::{CouponType, UploadedCode};
-use allot_domain::user::UserId;
+use allot_domain::user::{IdempotencyKey, UserId};
 use async_trait::async_trait;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient, Row};
@@ -153,14 +153,8 @@ async fn allocate(
         return Ok(Allocation::Held(coupon(&row)?.1));
     }
     let pick = match t {
-        Some(_) => "SELECT id FROM coupons
-                    WHERE allocated_to IS NULL AND type = $1 AND expires_at_ms > $2 AND uses < max_uses
-                      AND promotion_id IS NULL
-                    ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
-        None => "SELECT id FROM coupons
-                 WHERE allocated_to IS NULL AND type IS NULL AND expires_at_ms > $2 AND uses < max_uses
-                   AND promotion_id IS NULL AND $1::text IS NULL
-                 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+        Some(_) => ALLOCATION_PICK_TYPED,
+        None => ALLOCATION_PICK_UNTYPED,
     };
     let Some(free) = tx.query_opt(pick, &[&t, &now.as_millis()]).await? else {
         return Ok(Allocation::NoneAvailable);
@@ -190,14 +184,29 @@ async fn get(client: &Client, code: &str) -> Result<Option<Coupon>, StorageError
         .transpose()
 }
 
+/// The first free coupon of type `$1` at `$2`, locked, for an allocation. `id + 0`: the order
+/// only the free coupons' partial indexes give (migration 0029), so the plan never walks the
+/// coupons allocated so far through the primary key (public for the plan's test).
+pub const ALLOCATION_PICK_TYPED: &str = "SELECT id FROM coupons
+     WHERE allocated_to IS NULL AND type = $1 AND expires_at_ms > $2 AND uses < max_uses
+       AND promotion_id IS NULL
+     ORDER BY id + 0 LIMIT 1 FOR UPDATE SKIP LOCKED";
+
+/// [`ALLOCATION_PICK_TYPED`] of an untyped coupon (`$1` NULL).
+pub const ALLOCATION_PICK_UNTYPED: &str = "SELECT id FROM coupons
+     WHERE allocated_to IS NULL AND type IS NULL AND expires_at_ms > $2 AND uses < max_uses
+       AND promotion_id IS NULL AND $1::text IS NULL
+     ORDER BY id + 0 LIMIT 1 FOR UPDATE SKIP LOCKED";
+
 async fn redeem(
     client: &mut Client,
     code: &str,
     user: &UserId,
     now: UnixMillis,
+    key: Option<&str>,
 ) -> Result<RedeemOutcome, StorageError> {
     let tx = client.transaction().await?;
-    let outcome = redeem_locked(&tx, code, user, now).await?;
+    let outcome = redeem_locked(&tx, code, user, now, key).await?;
     if matches!(outcome, RedeemOutcome::Redeemed(_)) {
         super::commit(tx).await?;
     }
@@ -211,12 +220,23 @@ async fn redeem_locked(
     code: &str,
     user: &UserId,
     now: UnixMillis,
+    key: Option<&str>,
 ) -> Result<RedeemOutcome, StorageError> {
     let order: Option<i64> = None;
     let Some(row) = tx.query_opt(BY_CODE_LOCKED, &[&code]).await? else {
         return Ok(RedeemOutcome::NotFound);
     };
     let (id, current) = coupon(&row)?;
+    // The row is locked: a first call with this key has committed or rolled back by now, and
+    // this statement (READ COMMITTED) sees which.
+    if let Some(key) = key
+        && tx
+            .query_opt(sql::REDEMPTION_BY_KEY, &[&key])
+            .await?
+            .is_some()
+    {
+        return Ok(RedeemOutcome::Replayed(current));
+    }
     if let Err(refusal) = may_redeem(&current, user, now) {
         return Ok(RedeemOutcome::Refused(refusal));
     }
@@ -225,7 +245,14 @@ async fn redeem_locked(
     let t = coupon.coupon_type.map(CouponType::as_str);
     tx.execute(
         sql::RECORD_REDEMPTION,
-        &[&coupon.code, &t, &user.as_str(), &now.as_millis(), &order],
+        &[
+            &coupon.code,
+            &t,
+            &user.as_str(),
+            &now.as_millis(),
+            &order,
+            &key,
+        ],
     )
     .await?;
     tx.execute(sql::COUNT_REDEEMED, &[&type_key(coupon.coupon_type)])
@@ -383,9 +410,11 @@ impl CouponStore for PgStore {
         code: &UploadedCode,
         user: UserId,
         now: UnixMillis,
+        key: Option<IdempotencyKey>,
     ) -> Result<RedeemOutcome, StorageError> {
         let mut client = self.client().await?;
-        redeem(&mut client, code.as_str(), &user, now).await
+        let key = key.as_ref().map(IdempotencyKey::as_str);
+        redeem(&mut client, code.as_str(), &user, now, key).await
     }
 
     async fn redemptions(&self, f: RedemptionFilter) -> Result<Vec<Redemption>, StorageError> {

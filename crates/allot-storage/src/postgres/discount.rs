@@ -5,13 +5,15 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
+use allot_domain::user::IdempotencyKey;
 use async_trait::async_trait;
 use tokio_postgres::{Client, GenericClient};
 
 use super::PgStore;
 use crate::StorageError;
 use crate::discount::{
-    DiscountCodeRecord, DiscountStore, Draws, not_used, record, returned_event, sql,
+    DiscountCodeRecord, DiscountStore, Draws, GeneratedBatch, kept_codes, not_used, record,
+    replayed, returned_event, sql,
 };
 
 async fn generate(
@@ -19,20 +21,34 @@ async fn generate(
     length: CodeLength,
     count: GenerateCount,
     now: UnixMillis,
-) -> Result<Vec<DiscountCode>, StorageError> {
+    key: Option<&IdempotencyKey>,
+) -> Result<GeneratedBatch, StorageError> {
     let mut draws = Draws::new(count, length);
     let tx = client.transaction().await?;
-    let batch_id: i64 = tx
-        .query_one(
+    let key_text = key.map(IdempotencyKey::as_str);
+    let batch_id: Option<i64> = tx
+        .query_opt(
             sql::NEW_BATCH,
             &[
                 &i32::from(length.get()),
                 &(draws.count() as i32),
                 &now.as_millis(),
+                &key_text,
             ],
         )
         .await?
-        .get(0);
+        .map(|r| r.get(0));
+    let Some(batch_id) = batch_id else {
+        // No row: the key's batch is committed (a concurrent first call was waited for).
+        let key = key.ok_or_else(|| {
+            StorageError::Corrupt("a batch without a key was not made".to_owned())
+        })?;
+        let kept: Option<String> = tx
+            .query_one(sql::BATCH_BY_KEY, &[&key.as_str()])
+            .await?
+            .get(0);
+        return replayed(key, kept);
+    };
     let insert = tx
         .prepare(
             "INSERT INTO discount_codes (code, batch_id)
@@ -57,9 +73,16 @@ async fn generate(
             );
         }
     }
+    if key.is_some() {
+        tx.execute(sql::KEEP_CODES, &[&kept_codes(&codes), &batch_id])
+            .await?;
+    }
     super::event::append(&tx, draws.finished(batch_id, now)).await?;
     super::commit(tx).await?;
-    Ok(codes)
+    Ok(GeneratedBatch {
+        codes,
+        replayed: false,
+    })
 }
 
 async fn use_code(
@@ -126,9 +149,10 @@ impl DiscountStore for PgStore {
         length: CodeLength,
         count: GenerateCount,
         now: UnixMillis,
-    ) -> Result<Vec<DiscountCode>, StorageError> {
+        key: Option<IdempotencyKey>,
+    ) -> Result<GeneratedBatch, StorageError> {
         let mut client = self.client().await?;
-        generate(&mut client, length, count, now).await
+        generate(&mut client, length, count, now, key.as_ref()).await
     }
 
     async fn use_discount_code(

@@ -123,11 +123,18 @@ impl IdempotencyStore for PgStore {
 
     async fn purge_idempotency_keys(&self, before: UnixMillis) -> Result<u64, StorageError> {
         let client = self.client().await?;
-        Ok(client
+        let purged = client
             .execute(
                 "DELETE FROM idempotency_keys WHERE started_at_ms < $1",
                 &[&before.as_millis()],
             )
-            .await?)
+            .await?;
+        for forget in [
+            crate::discount::sql::FORGET_KEYS,
+            crate::coupon::sql::FORGET_KEYS,
+        ] {
+            client.execute(forget, &[&before.as_millis()]).await?;
+        }
+        Ok(purged)
     }
 }

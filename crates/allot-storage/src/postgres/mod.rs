@@ -36,6 +36,7 @@ use tokio_postgres::Client;
 use crate::crypto::{Cipher, DataKey};
 use crate::{StorageError, Store};
 
+pub use coupon::{ALLOCATION_PICK_TYPED, ALLOCATION_PICK_UNTYPED};
 pub use tls::{PgTarget, PgTlsSettings, SslMode};
 
 /// Connections one store keeps.

@@ -3,7 +3,7 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::coupon::{CouponType, UploadedCode};
-use allot_domain::user::UserId;
+use allot_domain::user::{IdempotencyKey, UserId};
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -154,15 +154,22 @@ pub(super) fn redeem(
     code: &str,
     user: &UserId,
     now: UnixMillis,
-    order: Option<i64>,
+    key: Option<&str>,
 ) -> Result<RedeemOutcome, StorageError> {
     let Some((id, coupon)) = by_code(conn, code)? else {
         return Ok(RedeemOutcome::NotFound);
     };
+    if let Some(key) = key
+        && conn
+            .prepare_cached(sql::REDEMPTION_BY_KEY)?
+            .exists(params![key])?
+    {
+        return Ok(RedeemOutcome::Replayed(coupon));
+    }
     if let Err(refusal) = may_redeem(&coupon, user, now) {
         return Ok(RedeemOutcome::Refused(refusal));
     }
-    let coupon = record_redemption(conn, id, user, now, order)?;
+    let coupon = record_redemption(conn, id, user, now, None, key)?;
     Ok(RedeemOutcome::Redeemed(coupon))
 }
 
@@ -174,6 +181,7 @@ pub(super) fn record_redemption(
     user: &UserId,
     now: UnixMillis,
     order: Option<i64>,
+    key: Option<&str>,
 ) -> Result<Coupon, StorageError> {
     let row = conn
         .prepare_cached(sql::USE)?
@@ -185,7 +193,8 @@ pub(super) fn record_redemption(
             coupon.coupon_type.map(CouponType::as_str),
             user.as_str(),
             now.as_millis(),
-            order
+            order,
+            key
         ])?;
     conn.prepare_cached(sql::COUNT_REDEEMED)?
         .execute(params![type_key(coupon.coupon_type)])?;
@@ -346,10 +355,17 @@ impl CouponStore for SqliteStore {
         code: &UploadedCode,
         user: UserId,
         now: UnixMillis,
+        key: Option<IdempotencyKey>,
     ) -> Result<RedeemOutcome, StorageError> {
         let code = code.clone();
         self.write(1, move |conn, _| {
-            redeem(conn, code.as_str(), &user, now, None)
+            redeem(
+                conn,
+                code.as_str(),
+                &user,
+                now,
+                key.as_ref().map(IdempotencyKey::as_str),
+            )
         })
         .await
     }

@@ -2,6 +2,7 @@
 
 use allot_domain::UnixMillis;
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
+use allot_domain::user::IdempotencyKey;
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -9,7 +10,8 @@ use super::SqliteStore;
 use super::event::append;
 use crate::StorageError;
 use crate::discount::{
-    DiscountCodeRecord, DiscountStore, Draws, not_used, record, returned_event, sql,
+    DiscountCodeRecord, DiscountStore, Draws, GeneratedBatch, kept_codes, not_used, record,
+    replayed, returned_event, sql,
 };
 
 fn generate(
@@ -17,13 +19,27 @@ fn generate(
     length: CodeLength,
     count: GenerateCount,
     now: UnixMillis,
-) -> Result<Vec<DiscountCode>, StorageError> {
+    key: Option<&IdempotencyKey>,
+) -> Result<GeneratedBatch, StorageError> {
     let mut draws = Draws::new(count, length);
-    let batch_id: i64 = conn
+    let key_text = key.map(IdempotencyKey::as_str);
+    let batch_id: Option<i64> = conn
         .prepare_cached(sql::NEW_BATCH)?
-        .query_row(params![length.get(), draws.count(), now.as_millis()], |r| {
-            r.get(0)
+        .query_row(
+            params![length.get(), draws.count(), now.as_millis(), key_text],
+            |r| r.get(0),
+        )
+        .optional()?;
+    let Some(batch_id) = batch_id else {
+        // No row: the key's batch exists (the writer is alone, so it is committed).
+        let key = key.ok_or_else(|| {
+            StorageError::Corrupt("a batch without a key was not made".to_owned())
         })?;
+        let kept: Option<String> = conn
+            .prepare_cached(sql::BATCH_BY_KEY)?
+            .query_row(params![key.as_str()], |r| r.get(0))?;
+        return replayed(key, kept);
+    };
 
     let mut insert = conn
         .prepare_cached("INSERT OR IGNORE INTO discount_codes (code, batch_id) VALUES (?1, ?2)")?;
@@ -41,8 +57,15 @@ fn generate(
             }
         }
     }
+    if key.is_some() {
+        conn.prepare_cached(sql::KEEP_CODES)?
+            .execute(params![kept_codes(&codes), batch_id])?;
+    }
     append(conn, draws.finished(batch_id, now))?;
-    Ok(codes)
+    Ok(GeneratedBatch {
+        codes,
+        replayed: false,
+    })
 }
 
 pub(super) fn use_code(
@@ -102,9 +125,10 @@ impl DiscountStore for SqliteStore {
         length: CodeLength,
         count: GenerateCount,
         now: UnixMillis,
-    ) -> Result<Vec<DiscountCode>, StorageError> {
+        key: Option<IdempotencyKey>,
+    ) -> Result<GeneratedBatch, StorageError> {
         self.write(count.get() as usize, move |conn, _| {
-            generate(conn, length, count, now)
+            generate(conn, length, count, now, key.as_ref())
         })
         .await
     }

@@ -132,10 +132,17 @@ impl IdempotencyStore for SqliteStore {
     }
 
     async fn purge_idempotency_keys(&self, before: UnixMillis) -> Result<u64, StorageError> {
-        self.write_one(move |conn, _| {
+        self.write(1, move |conn, _| {
             let n = conn
                 .prepare_cached("DELETE FROM idempotency_keys WHERE started_at_ms < ?1")?
                 .execute(params![before.as_millis()])?;
+            for forget in [
+                crate::discount::sql::FORGET_KEYS,
+                crate::coupon::sql::FORGET_KEYS,
+            ] {
+                conn.prepare_cached(forget)?
+                    .execute(params![before.as_millis()])?;
+            }
             Ok(n as u64)
         })
         .await

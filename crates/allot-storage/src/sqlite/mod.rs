@@ -135,6 +135,16 @@ impl SqliteStore {
                 "sealed personal data written before encryption at rest"
             );
         }
+        // No claim outlives its server: the data directory is this process's alone (locked
+        // above), so a key claimed and never answered was claimed by a server that stopped
+        // first. Given up now, a retry is served at once instead of waiting the claim out.
+        let released = conn.execute("DELETE FROM idempotency_keys WHERE status IS NULL", [])?;
+        if released > 0 {
+            tracing::info!(
+                released,
+                "gave up the idempotency keys a stopped server claimed and never answered"
+            );
+        }
 
         let health = Arc::new(crate::WriteHealth::default());
         let writer = writer::spawn(

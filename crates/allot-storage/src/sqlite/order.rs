@@ -180,7 +180,14 @@ fn write_plan(
         reservations[i] = held.id.get();
     }
     if let Some((c, _)) = plan.coupon {
-        coupon::record_redemption(conn, facts.coupons[c].id, &new.customer, now, Some(id))?;
+        coupon::record_redemption(
+            conn,
+            facts.coupons[c].id,
+            &new.customer,
+            now,
+            Some(id),
+            None,
+        )?;
     }
     if let Some(code) = &new.discount_code
         && discount::use_code(conn, code, now, Some(id))? != UseOutcome::Used

@@ -434,3 +434,61 @@ async fn a_backup_taken_under_load_holds_everything_acknowledged_before_it() {
         .unwrap();
     assert!(!again.status.success());
 }
+
+/// On SQLite a key claimed by a server that was killed before answering is given up when the
+/// next server opens the data directory (no other process can hold it: the directory is
+/// locked): the retry is served at once, not answered `idempotency_key_in_use` for a minute.
+/// The claims are made by MEGADEAL requests waiting for admission (10 a second) when the
+/// server is killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_left_by_a_killed_server_does_not_hold_its_retry_on_sqlite() {
+    let backend = ProcessBackend::sqlite();
+    let mut server = backend.start();
+    let client = http();
+    let url = format!("{}/api/v1/coupons/requests", server.url());
+    let waiting: Vec<_> = (0..60)
+        .map(|i| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                client
+                    .post(url)
+                    .header("Idempotency-Key", format!("mega-{i}"))
+                    .json(&serde_json::json!({"user_id": format!("u{i}"), "type": "MEGADEAL"}))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    server.kill9();
+    let mut unanswered = Vec::new();
+    for (i, w) in waiting.into_iter().enumerate() {
+        if w.await.unwrap().is_err() {
+            unanswered.push(i);
+        }
+    }
+    assert!(
+        unanswered.len() >= 20,
+        "only {} requests were still waiting",
+        unanswered.len()
+    );
+
+    let server = backend.start();
+    let url = format!("{}/api/v1/coupons/requests", server.url());
+    for i in unanswered {
+        let r = client
+            .post(&url)
+            .header("Idempotency-Key", format!("mega-{i}"))
+            .json(&serde_json::json!({"user_id": format!("u{i}"), "type": "MEGADEAL"}))
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let body: serde_json::Value = r.json().await.unwrap_or_default();
+        assert_ne!(
+            body["error"]["code"], "idempotency_key_in_use",
+            "request {i}: the dead server's claim held the retry ({status})"
+        );
+    }
+}

@@ -113,3 +113,179 @@ async fn a_retry_with_the_same_key_gets_the_first_answer_and_changes_nothing() {
     );
     app.stop().await;
 }
+
+/// A discount-code batch keeps its key with its codes in its own transaction: a retry (even
+/// one asking for another count) answers the first batch's codes, marked replayed, and makes
+/// none; so do retries sent all at once; another caller's same key makes its own batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_retried_with_its_key_answers_its_codes_and_makes_no_other() {
+    let app = TestApp::spawn().await;
+    let (client, base) = (http(), app.url());
+    let db = app.db().await;
+    let url = format!("{base}/api/v1/discount-codes/batches");
+    let codes_of = |body: &Value| -> Vec<String> {
+        let mut codes: Vec<String> = body["codes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c.as_str().unwrap().to_owned())
+            .collect();
+        codes.sort();
+        codes
+    };
+
+    let (status, first, replayed) = send(
+        &client,
+        url.clone(),
+        Some("batch-1"),
+        json!({"count": 40, "length": 8}),
+    )
+    .await;
+    assert_eq!((status, replayed), (201, false), "{first}");
+    let (status, again, replayed) = send(
+        &client,
+        url.clone(),
+        Some("batch-1"),
+        json!({"count": 7, "length": 7}),
+    )
+    .await;
+    assert_eq!((status, replayed), (200, true), "{again}");
+    assert_eq!(codes_of(&again), codes_of(&first));
+    assert_eq!(
+        (again["count"].as_u64(), again["length"].as_u64()),
+        (Some(40), Some(8))
+    );
+    assert_eq!(db.count("SELECT count(*) FROM discount_codes").await, 40);
+    assert_eq!(
+        db.count("SELECT count(*) FROM discount_code_batches").await,
+        1
+    );
+
+    // Twelve at once with a new key: one batch, every answer its codes.
+    let tries = (0..12).map(|_| {
+        let (client, url) = (client.clone(), url.clone());
+        tokio::spawn(async move {
+            send(
+                &client,
+                url,
+                Some("batch-2"),
+                json!({"count": 25, "length": 8}),
+            )
+            .await
+        })
+    });
+    let mut answers = Vec::new();
+    for t in futures::future::join_all(tries).await {
+        let (status, body, replayed) = t.unwrap();
+        assert!(
+            matches!((status, replayed), (201, false) | (200, true)),
+            "{status} {body}"
+        );
+        answers.push((status, codes_of(&body)));
+    }
+    assert_eq!(answers.iter().filter(|(s, _)| *s == 201).count(), 1);
+    assert!(
+        answers
+            .iter()
+            .all(|(_, c)| c == &answers[0].1 && c.len() == 25)
+    );
+    assert_eq!(db.count("SELECT count(*) FROM discount_codes").await, 65);
+
+    // The key is the caller's own: another caller's same key is another batch.
+    let other = crate::helpers::account(
+        &app,
+        "marketing@example.com",
+        allot_domain::auth::Role::Marketing,
+    )
+    .await;
+    let r = reqwest::Client::new()
+        .post(url.clone())
+        .header("authorization", &other.bearer)
+        .header("Idempotency-Key", "batch-1")
+        .json(&json!({"count": 3, "length": 8}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let theirs: Value = r.json().await.unwrap();
+    assert!(
+        codes_of(&theirs)
+            .iter()
+            .all(|c| !codes_of(&first).contains(c))
+    );
+    assert_eq!(db.count("SELECT count(*) FROM discount_codes").await, 68);
+
+    // A malformed key is refused before anything is made.
+    let (status, body, _) = send(
+        &client,
+        url,
+        Some("with space"),
+        json!({"count": 3, "length": 8}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["field"], "idempotency_key");
+    assert_eq!(db.count("SELECT count(*) FROM discount_codes").await, 68);
+    app.stop().await;
+}
+
+/// A redemption keeps its key in its own transaction: a retry of a redemption of a coupon of
+/// many uses answers the coupon, marked replayed, and spends no second use; twelve retries at
+/// once spend one; the same key on another coupon is another redemption.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redemption_retried_with_its_key_spends_one_use() {
+    let app = TestApp::spawn().await;
+    let (client, base) = (http(), app.url());
+    let db = app.db().await;
+    let coupon = |code: &str| {
+        json!({"code": code, "discount_kind": "PERCENTAGE", "discount_amount": 10,
+               "expires_at": "2030-01-01T00:00:00Z", "max_uses": 50})
+    };
+    let (status, body, _) = send(
+        &client,
+        format!("{base}/api/v1/coupons"),
+        None,
+        json!({"coupons": [coupon("many"), coupon("other")]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    let redeem = |code: &str| format!("{base}/api/v1/coupons/{code}/redeem");
+    let user = json!({"user_id": "u1"});
+
+    let (status, first, replayed) = send(&client, redeem("many"), Some("r-1"), user.clone()).await;
+    assert_eq!((status, replayed), (200, false), "{first}");
+    assert_eq!(first["coupon"]["uses"], 1, "{first}");
+    let (status, again, replayed) = send(&client, redeem("many"), Some("r-1"), user.clone()).await;
+    assert_eq!((status, replayed), (200, true), "{again}");
+    assert_eq!(again["coupon"]["uses"], 1, "a retry spent a use: {again}");
+
+    let tries = (0..12).map(|_| {
+        let (client, url, user) = (client.clone(), redeem("many"), user.clone());
+        tokio::spawn(async move { send(&client, url, Some("r-2"), user).await })
+    });
+    let mut fresh = 0;
+    for t in futures::future::join_all(tries).await {
+        let (status, body, replayed) = t.unwrap();
+        assert_eq!(status, 200, "{body}");
+        fresh += usize::from(!replayed);
+    }
+    assert_eq!(
+        fresh, 1,
+        "one of the twelve redeems, the others are its retries"
+    );
+
+    let (status, body, replayed) = send(&client, redeem("other"), Some("r-1"), user).await;
+    assert_eq!((status, replayed), (200, false), "{body}");
+    assert_eq!(
+        db.count("SELECT count(*) FROM coupon_redemptions WHERE code = 'MANY'")
+            .await,
+        2
+    );
+    assert_eq!(
+        db.count("SELECT uses FROM coupons WHERE code = 'MANY'")
+            .await,
+        2
+    );
+    assert_eq!(db.count("SELECT count(*) FROM coupon_redemptions").await, 3);
+    app.stop().await;
+}
