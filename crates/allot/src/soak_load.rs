@@ -128,6 +128,10 @@ pub(crate) struct SoakLoad {
     /// Seconds of each step of the closed-loop ramp, when --rate is absent
     #[arg(long, default_value_t = 10)]
     ramp_secs: u64,
+    /// Seconds of quiet between the setup (the ramp and the coupon upload) and the soak, so
+    /// the soak does not start on the server's backlog of them
+    #[arg(long, default_value_t = 15)]
+    settle_secs: u64,
     /// The flatness check: the last window's mean RSS and p99 (all operations) within this
     /// many percent of the baseline window's. The windows are each a sixth of --duration: the
     /// baseline from 1/6 to 2/6 of the run, the last from 5/6 to the end (for 30m: minutes 5
@@ -235,6 +239,11 @@ struct Mix {
     coupons: Mutex<Vec<(String, String)>>,
     checkouts: Mutex<Vec<(i64, String)>>,
     sale: Mutex<Option<SaleItems>>,
+    /// Held by the one operation that looks for a new sale (its items are 100 pages at a
+    /// sale's 100,000), with when it last looked: every checkout due meanwhile issues a
+    /// campaign code instead of listing the same items again (a herd of listings at the hour
+    /// stalled the first PostgreSQL soak: hundreds of 100-page listings at once).
+    sale_refresh: tokio::sync::Mutex<Option<Instant>>,
     /// Sold count of each sale when first seen.
     sold_before: Mutex<BTreeMap<i64, i64>>,
     ledger: Mutex<Ledger>,
@@ -434,6 +443,14 @@ impl Mix {
                 return Some((s.id, s.items[s.next - 1]));
             }
         }
+        // One look at a time, and at most one a second: the others issue instead.
+        let Ok(mut last) = self.sale_refresh.try_lock() else {
+            return None;
+        };
+        if last.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+            return None;
+        }
+        *last = Some(Instant::now());
         let base = self.base().to_owned();
         let current = match send(self.client.get(format!("{base}/api/v1/sales/current"))).await {
             Ok((200, v)) => v,
@@ -699,6 +716,7 @@ impl SoakLoad {
             coupons: Mutex::default(),
             checkouts: Mutex::default(),
             sale: Mutex::default(),
+            sale_refresh: tokio::sync::Mutex::new(None),
             sold_before: Mutex::default(),
             ledger: Mutex::default(),
             interval: Mutex::new(Interval::new()),
@@ -724,6 +742,10 @@ impl SoakLoad {
         let wanted = (rate * self.duration.as_secs_f64() * coupon_share * 1.3) as usize + 1_000;
         if wanted > uploaded {
             upload(&client, &base, &run, uploaded, wanted - uploaded).await?;
+        }
+        if self.settle_secs > 0 {
+            println!("settling {} s after the setup", self.settle_secs);
+            tokio::time::sleep(Duration::from_secs(self.settle_secs)).await;
         }
         // Fresh measurements for the soak itself (the ramp's are not samples).
         *mix.interval.lock().expect("interval") = Interval::new();
