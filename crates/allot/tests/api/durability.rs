@@ -133,6 +133,7 @@ async fn sigkill_loses_no_acknowledged_generate_or_use() {
     let server = backend.start();
     let db = backend.db().await;
     crate::invariants::assert_invariants(&db).await;
+    crate::told_events::assert_each_row_once(&db).await;
     let stored: HashSet<String> = db
         .strings("SELECT code FROM discount_codes")
         .await
@@ -200,6 +201,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_cleanly() {
     let _server = backend.start();
     let db = backend.db().await;
     crate::invariants::assert_invariants(&db).await;
+    crate::told_events::assert_each_row_once(&db).await;
     let stored: HashSet<String> = db
         .strings("SELECT code FROM discount_codes")
         .await
@@ -324,6 +326,7 @@ async fn sigkill_loses_no_acknowledged_purchase_or_redemption() {
     let _server = backend.start_with(&flags);
     let db = backend.db().await;
     crate::invariants::assert_invariants_with(&db, 1000).await;
+    crate::told_events::assert_each_row_once(&db).await;
     for (item, user) in &purchased {
         assert_eq!(
             db.strings(&format!("SELECT sold_to FROM sale_items WHERE id = {item}"))

@@ -188,6 +188,7 @@ async fn a_full_disk_is_answered_storage_unavailable_and_recovers_by_itself() {
     // Exactly what was acknowledged is stored: nothing lost, nothing refused kept.
     let db = app.db().await;
     crate::invariants::assert_invariants(&db).await;
+    crate::told_events::assert_each_row_once(&db).await;
     let stored: HashSet<String> = db
         .strings("SELECT code FROM discount_codes")
         .await
@@ -530,6 +531,7 @@ impl Storm {
 /// of what was refused; the invariants hold.
 async fn assert_stored_as_told(db: &crate::helpers::AppDb, told: &Told) {
     crate::invariants::assert_invariants(db).await;
+    crate::told_events::assert_each_row_once(db).await;
     let events = |t: &str| format!("SELECT count(*) FROM events WHERE type = '{t}'");
     let count_like = |table: &str, prefix: &str| {
         format!("SELECT count(*) FROM {table} WHERE code LIKE '{prefix}%'")

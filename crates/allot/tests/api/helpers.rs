@@ -368,6 +368,25 @@ impl AppDb {
         }
     }
 
+    /// The reads that follow, until [`Self::end_snapshot`], see one moment of the database
+    /// (a job may write between two of them otherwise).
+    pub async fn begin_snapshot(&self) {
+        match self {
+            AppDb::Sqlite(db) => db.0.execute_batch("BEGIN").expect("BEGIN"),
+            AppDb::Postgres(client) => client
+                .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
+                .expect("BEGIN"),
+        }
+    }
+
+    pub async fn end_snapshot(&self) {
+        match self {
+            AppDb::Sqlite(db) => db.0.execute_batch("COMMIT").expect("COMMIT"),
+            AppDb::Postgres(client) => client.batch_execute("COMMIT").await.expect("COMMIT"),
+        }
+    }
+
     pub async fn strings(&self, sql: &str) -> Vec<String> {
         match self {
             AppDb::Sqlite(db) => db.strings(sql),

@@ -53,5 +53,6 @@ mod shipments;
 mod tls;
 mod tls_postgres;
 mod told;
+mod told_events;
 mod users;
 mod webhooks;

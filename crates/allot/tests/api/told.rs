@@ -122,16 +122,16 @@ pub enum Told {
 }
 
 impl Told {
-    fn is_acked(&self) -> bool {
+    pub fn is_acked(&self) -> bool {
         matches!(self, Told::Acked(_))
     }
 
     /// Nothing of the write may be in the database.
-    fn promises_nothing_written(&self) -> bool {
+    pub fn promises_nothing_written(&self) -> bool {
         matches!(self, Told::Refused { .. } | Told::NotSent)
     }
 
-    fn code(&self) -> &str {
+    pub fn code(&self) -> &str {
         match self {
             Told::Refused { code, .. } => code,
             _ => "",
@@ -472,6 +472,10 @@ async fn resolve(client: &reqwest::Client, bases: &[String], record: &Record) ->
 /// - order: acknowledged, the order of that id is its customer's; refused, the customer has
 ///   no order;
 /// - purchase: acknowledged, the item is sold to its user; refused, it is not.
+///
+/// Then each change's events exactly once ([`crate::told_events`]): per write, done, its
+/// events once; refused or not sent, none; and per row of the database, its event once and no
+/// event of a change not there. Then every invariant.
 pub async fn assert_told(db: &AppDb, bases: &[String], records: &mut [Record]) -> Tally {
     let client = client_builder()
         .timeout(Duration::from_secs(10))
@@ -504,6 +508,8 @@ pub async fn assert_told(db: &AppDb, bases: &[String], records: &mut [Record]) -
         }
     }
 
+    // One snapshot for every read: the rows, and the log with the rows its events name.
+    db.begin_snapshot().await;
     let pairs = |sql: &'static str| async move {
         db.strings(sql)
             .await
@@ -550,6 +556,8 @@ pub async fn assert_told(db: &AppDb, bases: &[String], records: &mut [Record]) -
     .await
     .into_iter()
     .collect();
+    let logged = crate::told_events::Logged::read(db).await;
+    db.end_snapshot().await;
 
     let mut wrong = Vec::new();
     let mut generated_known = HashSet::new();
@@ -640,6 +648,13 @@ pub async fn assert_told(db: &AppDb, bases: &[String], records: &mut [Record]) -
         wrong.len(),
         &wrong[..wrong.len().min(10)]
     );
+    let events = logged.findings(records);
+    assert!(
+        events.is_empty(),
+        "{} changes whose events are not in the log exactly once ({tally:?}), e.g. {:#?}",
+        events.len(),
+        &events[..events.len().min(10)]
+    );
     crate::invariants::assert_invariants(db).await;
     tally
 }
@@ -719,16 +734,48 @@ async fn the_workload_without_a_fault_is_found_as_told() {
             lie.last()
         );
     }
-    // Every kind of write was acknowledged at least once.
+    // Every kind of write was acknowledged at least once; and the checker catches its event
+    // planted twice, or missing, in a copy of the log.
+    db.begin_snapshot().await;
+    let logged = crate::told_events::Logged::read(&db).await;
+    db.end_snapshot().await;
+    assert_eq!(logged.findings(&records), Vec::<String>::new());
     for kind in [
         "Issue", "Generate", "Use", "Request", "Redeem", "Order", "Checkout", "Purchase",
     ] {
-        assert!(
-            records
-                .iter()
-                .any(|r| r.told.is_acked() && format!("{:?}", r.op).starts_with(kind)),
-            "no {kind} acknowledged"
-        );
+        let acked = records
+            .iter()
+            .find(|r| r.told.is_acked() && format!("{:?}", r.op).starts_with(kind))
+            .unwrap_or_else(|| panic!("no {kind} acknowledged"));
+        let (_, found) = logged.of_write(acked);
+        let [one] = found[..] else {
+            panic!("{acked:?}: its events are {found:?}")
+        };
+        let mut twice = logged.clone();
+        twice.events.push(logged.events[one].clone());
+        let mut missing = logged.clone();
+        missing.events.remove(one);
+        let write = format!("{:?}", acked.op);
+        for (planted, copy, n) in [("twice", twice, ": 2 "), ("missing", missing, ": 0 ")] {
+            let found = copy.findings(&records);
+            assert!(
+                found.iter().any(|f| f.starts_with(&write) && f.contains(n)),
+                "the checker missed the event of {write} planted {planted}: {found:#?}"
+            );
+        }
     }
+    // And an event of a change that is not in the database (one rolled back).
+    let mut orphan = logged.clone();
+    orphan.events.push(crate::told_events::Event {
+        kind: "OrderCreated".into(),
+        payload: json!({"order_id": -1, "customer": "nobody"}),
+    });
+    let found = orphan.findings(&records);
+    assert!(
+        found
+            .iter()
+            .any(|f| f.contains("`-1|nobody`: 1 events for 0 rows")),
+        "the checker missed an event of a change not in the database: {found:#?}"
+    );
     app.stop().await;
 }
