@@ -64,7 +64,8 @@ pub async fn open_store(config: &Config) -> Result<Arc<dyn Store>, AppError> {
                         .to_owned(),
                 )
             })?;
-            let target = allot_storage::postgres::PgTarget::parse(url, &config.postgres_tls)?;
+            let target = allot_storage::postgres::PgTarget::parse(url, &config.postgres_tls)?
+                .with_timeouts(config.postgres_timeouts);
             Arc::new(allot_storage::postgres::PgStore::open_target(&target, key).await?)
         }
         None => {

@@ -82,6 +82,40 @@ pub struct ServeArgs {
     #[arg(long, env = "ALLOT_POSTGRES_CLIENT_KEY", value_name = "FILE")]
     pub postgres_client_key: Option<PathBuf>,
 
+    /// Longest opening a PostgreSQL connection may take (TCP, TLS and startup), reconnects
+    /// included, in milliseconds [default: 5000]
+    #[arg(long, env = "ALLOT_POSTGRES_CONNECT_TIMEOUT_MS", value_name = "MS")]
+    pub postgres_connect_timeout_ms: Option<u64>,
+
+    /// Longest a PostgreSQL connection may wait for any answer to a request sent before it is
+    /// dropped (and replaced on next use), in milliseconds; 0 turns it off [default: 45000]
+    #[arg(long, env = "ALLOT_POSTGRES_ANSWER_TIMEOUT_MS", value_name = "MS")]
+    pub postgres_answer_timeout_ms: Option<u64>,
+
+    /// PostgreSQL's statement_timeout on the store's connections (not on migrations), in
+    /// milliseconds; 0 leaves the database's own [default: 30000]
+    #[arg(long, env = "ALLOT_POSTGRES_STATEMENT_TIMEOUT_MS", value_name = "MS")]
+    pub postgres_statement_timeout_ms: Option<u64>,
+
+    /// PostgreSQL's lock_timeout on the store's connections (not on migrations), in
+    /// milliseconds; 0 leaves the database's own [default: 20000]
+    #[arg(long, env = "ALLOT_POSTGRES_LOCK_TIMEOUT_MS", value_name = "MS")]
+    pub postgres_lock_timeout_ms: Option<u64>,
+
+    /// PostgreSQL's idle_in_transaction_session_timeout on the store's connections (not on
+    /// migrations), in milliseconds; 0 leaves the database's own [default: 30000]
+    #[arg(
+        long,
+        env = "ALLOT_POSTGRES_IDLE_IN_TRANSACTION_TIMEOUT_MS",
+        value_name = "MS"
+    )]
+    pub postgres_idle_in_transaction_timeout_ms: Option<u64>,
+
+    /// TCP_USER_TIMEOUT of PostgreSQL connections (Linux): longest data sent may stay
+    /// unacknowledged, in milliseconds; 0 leaves the system's [default: 30000]
+    #[arg(long, env = "ALLOT_POSTGRES_TCP_USER_TIMEOUT_MS", value_name = "MS")]
+    pub postgres_tcp_user_timeout_ms: Option<u64>,
+
     /// CA certificate (PEM) trusted for Redis's certificate (rediss:// URLs), besides the
     /// system's roots
     #[arg(long, env = "ALLOT_REDIS_CA_FILE", value_name = "FILE")]
@@ -510,6 +544,12 @@ struct FileConfig {
     postgres_ca_file: Option<PathBuf>,
     postgres_client_cert: Option<PathBuf>,
     postgres_client_key: Option<PathBuf>,
+    postgres_connect_timeout_ms: Option<u64>,
+    postgres_answer_timeout_ms: Option<u64>,
+    postgres_statement_timeout_ms: Option<u64>,
+    postgres_lock_timeout_ms: Option<u64>,
+    postgres_idle_in_transaction_timeout_ms: Option<u64>,
+    postgres_tcp_user_timeout_ms: Option<u64>,
     redis_ca_file: Option<PathBuf>,
     redis_client_cert: Option<PathBuf>,
     redis_client_key: Option<PathBuf>,
@@ -583,6 +623,8 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// The CA file and client certificate for PostgreSQL, where the URL does not name them.
     pub postgres_tls: allot_storage::postgres::PgTlsSettings,
+    /// The timeouts of every PostgreSQL connection of the store.
+    pub postgres_timeouts: allot_storage::postgres::PgTimeouts,
     /// The CA file and client certificate for a `rediss://` Redis.
     pub redis_tls: crate::shared_redis::RedisTlsSettings,
     pub data_dir: PathBuf,
@@ -652,6 +694,7 @@ impl Config {
             database: None,
             redis_url: None,
             postgres_tls: Default::default(),
+            postgres_timeouts: Default::default(),
             redis_tls: Default::default(),
             data_dir: data_dir.into(),
             data_key: None,
@@ -796,6 +839,56 @@ impl ServeArgs {
             )
             .map_err(ConfigError::Invalid)?,
         };
+        let postgres_timeouts = {
+            let d = allot_storage::postgres::PgTimeouts::default();
+            // 0: not set by us (off, or the database's own setting).
+            let ms = |flag: Option<u64>, file: Option<u64>, default: Option<Duration>| match flag
+                .or(file)
+            {
+                None => default,
+                Some(0) => None,
+                Some(n) => Some(Duration::from_millis(n)),
+            };
+            allot_storage::postgres::PgTimeouts {
+                connect: match self
+                    .postgres_connect_timeout_ms
+                    .or(file.postgres_connect_timeout_ms)
+                {
+                    None => d.connect,
+                    Some(0) => {
+                        return Err(ConfigError::Invalid(
+                            "postgres_connect_timeout_ms: must be at least 1".to_owned(),
+                        ));
+                    }
+                    Some(n) => Duration::from_millis(n),
+                },
+                answer: ms(
+                    self.postgres_answer_timeout_ms,
+                    file.postgres_answer_timeout_ms,
+                    d.answer,
+                ),
+                statement: ms(
+                    self.postgres_statement_timeout_ms,
+                    file.postgres_statement_timeout_ms,
+                    d.statement,
+                ),
+                lock: ms(
+                    self.postgres_lock_timeout_ms,
+                    file.postgres_lock_timeout_ms,
+                    d.lock,
+                ),
+                idle_in_transaction: ms(
+                    self.postgres_idle_in_transaction_timeout_ms,
+                    file.postgres_idle_in_transaction_timeout_ms,
+                    d.idle_in_transaction,
+                ),
+                tcp_user: ms(
+                    self.postgres_tcp_user_timeout_ms,
+                    file.postgres_tcp_user_timeout_ms,
+                    d.tcp_user,
+                ),
+            }
+        };
         let redis_tls = crate::shared_redis::RedisTlsSettings {
             ca_file: self.redis_ca_file.or(file.redis_ca_file),
             client: ClientIdentity::pair(
@@ -811,6 +904,7 @@ impl ServeArgs {
             auth,
             notifications,
             postgres_tls,
+            postgres_timeouts,
             redis_tls,
             accounts,
             bootstrap_admin,
@@ -1299,6 +1393,45 @@ mod tests {
             ..ServeArgs::default()
         };
         assert!(matches!(short.resolve(), Err(ConfigError::Invalid(_))));
+    }
+
+    #[test]
+    fn postgres_timeouts_come_from_the_flag_then_the_file_then_the_default() {
+        use allot_storage::postgres::PgTimeouts;
+        let dir = std::env::temp_dir().join(format!("allot-config-pgt-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("allot.toml");
+        std::fs::write(
+            &file,
+            "postgres_statement_timeout_ms = 7000
+postgres_lock_timeout_ms = 0
+             postgres_answer_timeout_ms = 9000
+",
+        )
+        .unwrap();
+        let config = ServeArgs {
+            postgres_answer_timeout_ms: Some(11_000),
+            postgres_connect_timeout_ms: Some(2_000),
+            config: Some(file.clone()),
+            ..ServeArgs::default()
+        }
+        .resolve()
+        .unwrap();
+        let t = config.postgres_timeouts;
+        let d = PgTimeouts::default();
+        assert_eq!(t.connect, Duration::from_millis(2_000));
+        assert_eq!(t.answer, Some(Duration::from_millis(11_000)));
+        assert_eq!(t.statement, Some(Duration::from_millis(7_000)));
+        assert_eq!(t.lock, None);
+        assert_eq!(t.idle_in_transaction, d.idle_in_transaction);
+        assert_eq!(t.tcp_user, d.tcp_user);
+        assert_eq!(ServeArgs::default().resolve().unwrap().postgres_timeouts, d);
+        let zero = ServeArgs {
+            postgres_connect_timeout_ms: Some(0),
+            ..ServeArgs::default()
+        };
+        assert!(matches!(zero.resolve(), Err(ConfigError::Invalid(_))));
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

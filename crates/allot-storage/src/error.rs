@@ -194,8 +194,14 @@ fn postgres_fault(e: &tokio_postgres::Error) -> Option<Fault> {
         || *code == SqlState::ADMIN_SHUTDOWN
         || *code == SqlState::CRASH_SHUTDOWN
         || *code == SqlState::CANNOT_CONNECT_NOW
+        // The session ended by the server's idle-in-transaction or idle-session timeout.
+        || *code == SqlState::IDLE_IN_TRANSACTION_SESSION_TIMEOUT
+        || *code == SqlState::IDLE_SESSION_TIMEOUT
     {
         Some(Fault::Unreachable)
+    } else if *code == SqlState::QUERY_CANCELED || *code == SqlState::LOCK_NOT_AVAILABLE {
+        // The statement or lock timeout: the database is slower than we wait.
+        Some(Fault::Busy)
     } else if *code == SqlState::DISK_FULL {
         Some(Fault::DiskFull)
     } else if *code == SqlState::IO_ERROR {

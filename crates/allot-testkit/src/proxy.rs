@@ -5,6 +5,10 @@
 //!   that stalls: the peers' kernels still acknowledge what fits in their buffers, so only a
 //!   timeout of the application notices); [`Proxy::resume`] forwards again, bytes held during
 //!   the stall included;
+//! - [`Proxy::stall_existing`]: a black hole: the connections open now stall for good
+//!   ([`Proxy::resume`] does not bring them back; only [`Proxy::cut`] would end them), while
+//!   new ones are forwarded (a failover, a dropped NAT or conntrack entry: only the old flows
+//!   are lost);
 //! - [`Proxy::cut`]: every open connection is reset (both sides see a connection reset);
 //! - [`Proxy::refuse`]: new connections are closed at once (a target that went away).
 //!
@@ -13,14 +17,30 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
+/// Whether a connection forwards: not while stalled, never once black-holed.
+#[derive(Debug, Clone, Copy, Default)]
+struct Gate {
+    stalled: bool,
+    /// Connections numbered below this are black-holed.
+    holed_below: u64,
+}
+
+impl Gate {
+    fn blocks(&self, connection: u64) -> bool {
+        self.stalled || connection < self.holed_below
+    }
+}
+
 struct Shared {
-    stalled: watch::Sender<bool>,
+    gate: watch::Sender<Gate>,
+    /// The number the next connection accepted gets.
+    accepted: AtomicU64,
     /// Bumped by [`Proxy::cut`]: every connection older than the bump is reset.
     cuts: watch::Sender<u64>,
     refusing: AtomicBool,
@@ -52,7 +72,8 @@ impl Proxy {
             .expect("a non-blocking listener");
         let addr = listener.local_addr().expect("the proxy's address");
         let shared = Arc::new(Shared {
-            stalled: watch::channel(false).0,
+            gate: watch::channel(Gate::default()).0,
+            accepted: AtomicU64::new(0),
             cuts: watch::channel(0).0,
             refusing: AtomicBool::new(false),
             open: AtomicUsize::new(0),
@@ -69,7 +90,8 @@ impl Proxy {
                     drop(client);
                     continue;
                 }
-                tokio::spawn(forward(client, target, accepting.clone()));
+                let number = accepting.accepted.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(forward(client, number, target, accepting.clone()));
             }
         });
         Proxy {
@@ -97,12 +119,21 @@ impl Proxy {
     /// Stops forwarding bytes both ways; connections stay open, new ones are accepted (and
     /// stalled too).
     pub fn stall(&self) {
-        self.shared.stalled.send_replace(true);
+        self.shared.gate.send_modify(|g| g.stalled = true);
     }
 
-    /// Forwards again, the bytes held during the stall first.
+    /// Forwards again, the bytes held during the stall first (not on black-holed
+    /// connections: [`Proxy::stall_existing`]).
     pub fn resume(&self) {
-        self.shared.stalled.send_replace(false);
+        self.shared.gate.send_modify(|g| g.stalled = false);
+    }
+
+    /// A black hole: every connection accepted so far stops forwarding either way, for good
+    /// (not resumed; its peers see nothing, only their own timeouts end it, or a
+    /// [`Proxy::cut`]); connections accepted from now on are forwarded.
+    pub fn stall_existing(&self) {
+        let next = self.shared.accepted.load(Ordering::SeqCst);
+        self.shared.gate.send_modify(|g| g.holed_below = next);
     }
 
     /// Resets every open connection, both ways.
@@ -135,7 +166,7 @@ fn reset(stream: &TcpStream) {
     let _ = stream.set_zero_linger();
 }
 
-async fn forward(client: TcpStream, target: SocketAddr, shared: Arc<Shared>) {
+async fn forward(client: TcpStream, number: u64, target: SocketAddr, shared: Arc<Shared>) {
     let mut cuts = shared.cuts.subscribe();
     cuts.mark_unchanged();
     let server = tokio::select! {
@@ -158,8 +189,8 @@ async fn forward(client: TcpStream, target: SocketAddr, shared: Arc<Shared>) {
     shared.open.fetch_add(1, Ordering::SeqCst);
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    let up = pump(client_read, server_write, shared.stalled.subscribe());
-    let down = pump(server_read, client_write, shared.stalled.subscribe());
+    let up = pump(client_read, server_write, number, shared.gate.subscribe());
+    let down = pump(server_read, client_write, number, shared.gate.subscribe());
     tokio::select! {
         _ = async { tokio::join!(up, down) } => {}
         // The pumps own the halves: dropping them here resets both sockets.
@@ -168,15 +199,17 @@ async fn forward(client: TcpStream, target: SocketAddr, shared: Arc<Shared>) {
     shared.open.fetch_sub(1, Ordering::SeqCst);
 }
 
-/// Copies `from` to `to` until either side closes, holding bytes while stalled.
+/// Copies `from` to `to` until either side closes, holding bytes while the gate blocks
+/// connection `number`.
 async fn pump(
     mut from: tokio::net::tcp::OwnedReadHalf,
     mut to: tokio::net::tcp::OwnedWriteHalf,
-    mut stalled: watch::Receiver<bool>,
+    number: u64,
+    mut gate: watch::Receiver<Gate>,
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        if stalled.wait_for(|s| !*s).await.is_err() {
+        if gate.wait_for(|g| !g.blocks(number)).await.is_err() {
             break;
         }
         let n = tokio::select! {
@@ -184,10 +217,10 @@ async fn pump(
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             },
-            _ = stalled.changed() => continue,
+            _ = gate.changed() => continue,
         };
         // A stall that began while reading holds what was read.
-        if stalled.wait_for(|s| !*s).await.is_err() {
+        if gate.wait_for(|g| !g.blocks(number)).await.is_err() {
             break;
         }
         if to.write_all(&buf[..n]).await.is_err() {
@@ -319,6 +352,37 @@ mod tests {
         proxy.resume();
         let mut c = connect(&proxy);
         assert_eq!(round_trip(&mut c, b"c"), b"c");
+    }
+
+    #[test]
+    fn a_black_hole_stalls_open_connections_for_good_and_forwards_new_ones() {
+        let proxy = Proxy::start(echo());
+        let mut old = connect(&proxy);
+        assert_eq!(round_trip(&mut old, b"before"), b"before");
+        wait_open(&proxy, 1);
+        proxy.stall_existing();
+        old.write_all(b"lost").unwrap();
+        old.set_read_timeout(Some(QUIET)).unwrap();
+        let mut buf = [0u8; 4];
+        let quiet = old.read(&mut buf).unwrap_err();
+        assert!(
+            matches!(quiet.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{quiet:?}"
+        );
+        // New connections are forwarded, the old one still open and silent.
+        let mut new = connect(&proxy);
+        assert_eq!(round_trip(&mut new, b"new"), b"new");
+        wait_open(&proxy, 2);
+        // Neither a resume nor a stall and resume brings the old one back.
+        proxy.stall();
+        proxy.resume();
+        assert_eq!(round_trip(&mut new, b"again"), b"again");
+        let quiet = old.read(&mut buf).unwrap_err();
+        assert!(
+            matches!(quiet.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+            "{quiet:?}"
+        );
+        assert_eq!(proxy.open_connections(), 2);
     }
 
     #[test]

@@ -46,7 +46,8 @@ impl<B: Batch> BatchQueue<B> {
     /// Starts the serving task on its own connection to `target`; it ends with the queue.
     pub(super) fn start(target: super::PgTarget, health: Arc<WriteHealth>) -> Self {
         let (queue, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run::<B>(target, rx, health));
+        let bound = target.timeouts().answer;
+        tokio::spawn(run::<B>(target, rx, health, bound));
         BatchQueue { queue }
     }
 
@@ -64,6 +65,7 @@ async fn run<B: Batch>(
     target: super::PgTarget,
     mut rx: mpsc::UnboundedReceiver<Queued<B>>,
     health: Arc<WriteHealth>,
+    bound: Option<std::time::Duration>,
 ) {
     let mut client: Option<Client> = None;
     let mut waiting = Vec::with_capacity(B::MAX);
@@ -97,12 +99,39 @@ async fn run<B: Batch>(
         };
         // Served in a task of its own so that a panic (a bug) fails this batch, not the queue
         // and every later request with it.
-        let served = tokio::spawn(async move {
+        let mut serving = tokio::spawn(async move {
             let mut connection = connection;
             let answers = B::serve(&mut connection, &requests, &origins).await;
             (connection, answers)
-        })
-        .await;
+        });
+        // A batch that has not finished within the answer timeout is waiting on a lost link
+        // (one whose answer was cut part-way, which the socket's own answer timeout does not
+        // see): it is given up, its connection with it, and its outcome is unknown (it may
+        // have been committing).
+        let served = match bound {
+            None => serving.await,
+            Some(bound) => match tokio::time::timeout(bound, &mut serving).await {
+                Ok(served) => served,
+                Err(_) => {
+                    serving.abort();
+                    tracing::warn!(
+                        jobs = replies.len(),
+                        "a write batch had no answer within the answer timeout: given up"
+                    );
+                    health.failed(Fault::CommitLost);
+                    for reply in replies {
+                        let _ = reply.send(Err(StorageError::Unavailable {
+                            fault: Fault::CommitLost,
+                            detail: format!(
+                                "no answer from PostgreSQL within {} ms",
+                                bound.as_millis()
+                            ),
+                        }));
+                    }
+                    continue;
+                }
+            },
+        };
         let (connection, answers) = match served {
             Ok(served) => served,
             Err(e) => {

@@ -23,6 +23,7 @@ mod promotion_batch;
 mod sale;
 mod sale_basket;
 mod shipment;
+mod timeouts;
 mod tls;
 mod user;
 mod webhook;
@@ -37,6 +38,10 @@ use crate::crypto::{Cipher, DataKey};
 use crate::{StorageError, Store};
 
 pub use coupon::{ALLOCATION_PICK_TYPED, ALLOCATION_PICK_UNTYPED};
+pub use timeouts::{
+    DEFAULT_ANSWER_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    DEFAULT_LOCK_TIMEOUT_MS, DEFAULT_STATEMENT_TIMEOUT_MS, DEFAULT_TCP_USER_TIMEOUT_MS, PgTimeouts,
+};
 pub use tls::{PgTarget, PgTlsSettings, SslMode};
 
 /// Connections one store keeps.
@@ -75,7 +80,9 @@ impl PgStore {
     /// [`PgStore::open`] on a target already parsed (with the TLS settings).
     pub async fn open_target(target: &PgTarget, key: &DataKey) -> Result<PgStore, StorageError> {
         let cipher = std::sync::Arc::new(Cipher::new(key));
-        let mut first = target.connect().await?;
+        // Migrations and the sealing may run long (or wait for another instance's): on a
+        // connection of their own, without our statement, lock and answer timeouts.
+        let mut first = target.for_migrations().connect().await?;
         migrate::apply(&mut first).await?;
         let sealed = personal::prepare(&mut first, &cipher).await?;
         if sealed > 0 {
@@ -84,8 +91,9 @@ impl PgStore {
                 "sealed personal data written before encryption at rest"
             );
         }
-        let mut connections = vec![Mutex::new(first)];
-        for _ in 1..CONNECTIONS {
+        drop(first);
+        let mut connections = Vec::with_capacity(CONNECTIONS);
+        for _ in 0..CONNECTIONS {
             connections.push(Mutex::new(target.connect().await?));
         }
         let health = std::sync::Arc::new(crate::WriteHealth::default());
@@ -127,13 +135,20 @@ impl PgStore {
 }
 
 /// Commits `tx`. The connection lost during the COMMIT (the database shut down or killed, the
-/// network cut) leaves the outcome unknown: PostgreSQL may have committed before the answer
-/// was lost, so it is [`crate::Fault::CommitLost`], never "unreachable" (which promises
-/// nothing was written). Every transaction of this backend commits through here.
+/// network cut, no answer within the answer timeout) leaves the outcome unknown: PostgreSQL
+/// may have committed before the answer was lost, so it is [`crate::Fault::CommitLost`],
+/// never "unreachable" (which promises nothing was written). A COMMIT cancelled (the
+/// statement timeout) is said unknown too: whether the cancel came before the commit was
+/// durable is not ours to tell. Every transaction of this backend commits through here.
 pub(crate) async fn commit(tx: tokio_postgres::Transaction<'_>) -> Result<(), StorageError> {
     tx.commit().await.map_err(|e| {
+        let cancelled = e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED);
         let error = StorageError::from(e);
         match error.fault() {
+            _ if cancelled => StorageError::Unavailable {
+                fault: crate::Fault::CommitLost,
+                detail: error.to_string(),
+            },
             Some(crate::Fault::Unreachable) => StorageError::Unavailable {
                 fault: crate::Fault::CommitLost,
                 detail: error.to_string(),
@@ -143,10 +158,13 @@ pub(crate) async fn commit(tx: tokio_postgres::Transaction<'_>) -> Result<(), St
     })
 }
 
-/// Opens one connection to `url` (its TLS as the URL says, without the settings); its I/O
-/// task runs on the current runtime until the client is dropped.
+/// Opens one connection to `url` (its TLS as the URL says, without the settings), for tools
+/// and tests: the connect timeout and TCP keepalives, no statement, lock or answer timeout
+/// (those are the store's); its I/O task runs on the current runtime until the client is
+/// dropped.
 pub async fn connect(url: &str) -> Result<Client, StorageError> {
     PgTarget::parse(url, &PgTlsSettings::default())?
+        .for_migrations()
         .connect()
         .await
 }

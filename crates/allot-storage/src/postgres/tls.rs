@@ -24,10 +24,13 @@ use rustls::crypto::CryptoProvider;
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio_postgres::config::Host;
+use tokio_postgres::config::{Host, LoadBalanceHosts, TargetSessionAttrs};
 use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream};
 use tokio_postgres::{Client, NoTls, Socket};
 
+use std::time::Duration;
+
+use super::timeouts::{KEEPALIVE_IDLE, KEEPALIVE_INTERVAL, KEEPALIVE_RETRIES, PgTimeouts, Watched};
 use crate::StorageError;
 use crate::tls::ClientIdentity;
 
@@ -85,13 +88,18 @@ enum Check {
 }
 
 /// A PostgreSQL database to connect to: the connection settings tokio-postgres reads, and the
-/// TLS this process adds. Cheap to clone; every connection of a store is made from one.
+/// TLS and timeouts this process adds. Cheap to clone; every connection of a store is made
+/// from one.
 #[derive(Clone)]
 pub struct PgTarget {
+    /// What connections are made with: the URL's settings and our timeouts.
     config: tokio_postgres::Config,
+    /// The URL's settings alone (the TLS mode set), which the timeouts are added to.
+    url_config: tokio_postgres::Config,
     mode: SslMode,
     /// `None` with `sslmode=disable`.
     tls: Option<Arc<ClientConfig>>,
+    timeouts: PgTimeouts,
 }
 
 impl std::fmt::Debug for PgTarget {
@@ -175,7 +183,49 @@ impl PgTarget {
                     .map_err(|e| StorageError::Settings(format!("PostgreSQL TLS: {e}")))?,
             )),
         };
-        Ok(PgTarget { config, mode, tls })
+        Ok(PgTarget {
+            url_config: config.clone(),
+            config,
+            mode,
+            tls,
+            timeouts: PgTimeouts::default(),
+        }
+        .with_timeouts(PgTimeouts::default()))
+    }
+
+    /// This target with `timeouts` on every connection made from it.
+    pub fn with_timeouts(mut self, timeouts: PgTimeouts) -> PgTarget {
+        self.timeouts = timeouts;
+        self.config = self.url_config.clone();
+        // Read by tokio-postgres where it opens the socket itself (Unix sockets, `hostaddr`).
+        self.config.connect_timeout(timeouts.connect);
+        self.config.keepalives(true);
+        self.config.keepalives_idle(KEEPALIVE_IDLE);
+        self.config.keepalives_interval(KEEPALIVE_INTERVAL);
+        self.config.keepalives_retries(KEEPALIVE_RETRIES);
+        // Zero: the system's default.
+        self.config
+            .tcp_user_timeout(timeouts.tcp_user.unwrap_or(Duration::ZERO));
+        // Ours first: a later `-c` wins, so the URL's own `options` say the last word.
+        let ours = timeouts.server_options();
+        if !ours.is_empty() {
+            let options = match self.url_config.get_options() {
+                Some(url) if !url.trim().is_empty() => format!("{ours} {url}"),
+                _ => ours,
+            };
+            self.config.options(options);
+        }
+        self
+    }
+
+    /// This target for migrations (and the sealing at first open): no statement, lock or
+    /// answer timeout of ours, which long migrations or another instance's would exceed.
+    pub fn for_migrations(&self) -> PgTarget {
+        self.clone().with_timeouts(self.timeouts.for_migrations())
+    }
+
+    pub fn timeouts(&self) -> PgTimeouts {
+        self.timeouts
     }
 
     pub fn mode(&self) -> SslMode {
@@ -202,7 +252,126 @@ impl PgTarget {
 
     /// Opens one connection; its I/O task runs on the current runtime until the client is
     /// dropped. A certificate refused is `StorageError::TlsRefused`, naming host and reason.
+    /// Over TCP the socket is ours (keepalives, `TCP_USER_TIMEOUT`, the answer timeout:
+    /// `Watched`), tried host after host as libpq does, each within the connect timeout.
     pub async fn connect(&self) -> Result<Client, StorageError> {
+        let mut tcp = Vec::new();
+        let ports = self.config.get_ports();
+        for (i, host) in self.config.get_hosts().iter().enumerate() {
+            match host {
+                Host::Tcp(name) => {
+                    let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+                    tcp.push((name.clone(), port));
+                }
+                #[cfg(unix)]
+                Host::Unix(_) => tcp.clear(),
+            }
+        }
+        let all_tcp = !tcp.is_empty()
+            && tcp.len() == self.config.get_hosts().len()
+            && self.config.get_hostaddrs().is_empty();
+        if !all_tcp {
+            return self.connect_by_tokio_postgres().await;
+        }
+        if self.config.get_load_balance_hosts() == LoadBalanceHosts::Random {
+            use rand::seq::SliceRandom as _;
+            tcp.shuffle(&mut rand::rng());
+        }
+        let mut last = None;
+        for (host, port) in &tcp {
+            match tokio::time::timeout(self.timeouts.connect, self.connect_tcp(host, *port)).await {
+                Ok(Ok(client)) => return Ok(client),
+                Ok(Err(e)) => last = Some(e),
+                Err(_) => {
+                    last = Some(StorageError::Unavailable {
+                        fault: crate::Fault::Unreachable,
+                        detail: format!(
+                            "connecting to {host}:{port}: not connected within {} ms",
+                            self.timeouts.connect.as_millis()
+                        ),
+                    })
+                }
+            }
+        }
+        Err(last.expect("at least one host"))
+    }
+
+    /// One TCP host: our socket, then TLS (as the mode says) and the startup over it, then
+    /// `target_session_attrs` checked as tokio-postgres does.
+    async fn connect_tcp(&self, host: &str, port: u16) -> Result<Client, StorageError> {
+        let client = self.open_tcp(host, port).await?;
+        let attrs = self.config.get_target_session_attrs();
+        if attrs != TargetSessionAttrs::Any {
+            let read_only: String = client
+                .query_one("SHOW transaction_read_only", &[])
+                .await?
+                .get(0);
+            let read_only = read_only == "on";
+            if read_only != (attrs == TargetSessionAttrs::ReadOnly) {
+                return Err(StorageError::Unavailable {
+                    fault: crate::Fault::Unreachable,
+                    detail: format!(
+                        "{host}:{port} is {} (target_session_attrs)",
+                        if read_only { "read-only" } else { "read-write" }
+                    ),
+                });
+            }
+        }
+        Ok(client)
+    }
+
+    async fn open_tcp(&self, host: &str, port: u16) -> Result<Client, StorageError> {
+        let unreachable = |e: io::Error| StorageError::Unavailable {
+            fault: crate::Fault::Unreachable,
+            detail: format!("connecting to {host}:{port}: {e}"),
+        };
+        let stream = tokio::net::TcpStream::connect((host, port))
+            .await
+            .map_err(unreachable)?;
+        stream.set_nodelay(true).map_err(unreachable)?;
+        let socket = socket2::SockRef::from(&stream);
+        let keepalive = socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE);
+        #[cfg(target_os = "linux")]
+        let keepalive = keepalive
+            .with_interval(KEEPALIVE_INTERVAL)
+            .with_retries(KEEPALIVE_RETRIES);
+        socket.set_tcp_keepalive(&keepalive).map_err(unreachable)?;
+        #[cfg(target_os = "linux")]
+        socket
+            .set_tcp_user_timeout(self.timeouts.tcp_user)
+            .map_err(unreachable)?;
+        let stream = Watched::new(stream, self.timeouts.answer);
+        match &self.tls {
+            None => {
+                let (client, connection) = self
+                    .config
+                    .connect_raw(stream, NoTls)
+                    .await
+                    .map_err(refused)?;
+                spawn_connection(connection);
+                Ok(client)
+            }
+            Some(tls) => {
+                let mut make = MakeRustls {
+                    config: tls.clone(),
+                    hosts: self.hosts(),
+                };
+                let connector = MakeTlsConnect::<Socket>::make_tls_connect(&mut make, host)
+                    .map_err(|e| StorageError::TlsRefused(e.to_string()))?;
+                let (client, connection) = self
+                    .config
+                    .connect_raw(stream, connector)
+                    .await
+                    .map_err(refused)?;
+                spawn_connection(connection);
+                Ok(client)
+            }
+        }
+    }
+
+    /// Unix sockets and `hostaddr`: tokio-postgres opens the socket (with our connect
+    /// timeout, keepalives and `TCP_USER_TIMEOUT`, without the answer timeout).
+    async fn connect_by_tokio_postgres(&self) -> Result<Client, StorageError> {
         match &self.tls {
             None => {
                 let (client, connection) = self.config.connect(NoTls).await.map_err(refused)?;
@@ -703,6 +872,37 @@ mod tests {
         );
         assert_eq!(server_end_point(b"not a certificate"), None);
         assert_eq!(server_end_point(&der[..der.len() / 2]), None);
+    }
+
+    #[test]
+    fn the_timeouts_go_in_the_startup_options_before_the_urls_own() {
+        let ours = "-c statement_timeout=30000 -c lock_timeout=20000 \
+                    -c idle_in_transaction_session_timeout=30000";
+        let t = target("postgres://u@h/db?sslmode=disable&options=-c%20work_mem%3D8MB").unwrap();
+        assert_eq!(
+            t.config.get_options(),
+            Some(format!("{ours} -c work_mem=8MB").as_str())
+        );
+        assert_eq!(
+            t.config.get_connect_timeout(),
+            Some(&Duration::from_secs(5))
+        );
+        let migrations = t.for_migrations();
+        assert_eq!(migrations.config.get_options(), Some("-c work_mem=8MB"));
+        assert_eq!(migrations.timeouts().answer, None);
+        let bare = target("postgres://u@h/db?sslmode=disable").unwrap();
+        assert_eq!(bare.config.get_options(), Some(ours));
+        assert_eq!(bare.for_migrations().config.get_options(), None);
+        let shorter = bare.with_timeouts(PgTimeouts {
+            statement: Some(Duration::from_millis(1_500)),
+            lock: None,
+            idle_in_transaction: None,
+            ..PgTimeouts::default()
+        });
+        assert_eq!(
+            shorter.config.get_options(),
+            Some("-c statement_timeout=1500")
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! The bad day (issue 20, faults 1 to 4): PostgreSQL restarted under load on three
-//! instances, the link to PostgreSQL stalled and cut, Redis killed under MEGADEAL load, and
-//! `allot` SIGKILLed again and again, each under the mixed workload of [`crate::told`], each
-//! ending with the checker ([`crate::told::assert_told`], then every invariant).
+//! instances, the link to PostgreSQL stalled and cut, or lost for good (a black hole), Redis
+//! killed under MEGADEAL load, and `allot` SIGKILLed again and again, each under the mixed
+//! workload of [`crate::told`], each ending with the checker ([`crate::told::assert_told`],
+//! then every invariant).
 //!
 //! Durations are asserted as correctness (no request waits past its timeout), never as speed.
 
@@ -176,6 +177,154 @@ async fn a_stalled_then_cut_link_to_postgres_bounds_every_wait_and_recovers() {
     for r in futures::future::join_all(burst).await {
         let (status, took) = r.unwrap();
         assert_eq!(status, 201, "a request of the burst after the cut failed");
+        assert!(took < REQUEST_BOUND, "a request of the burst took {took:?}");
+    }
+    app.stop().await;
+}
+
+/// The answer timeout of the black-hole test: past the request timeout, so that a request in
+/// flight when the link is lost is answered by the request timeout (an outcome unknown) before
+/// its connection is dropped.
+const BLACK_HOLE_ANSWER: Duration = Duration::from_secs(8);
+/// PostgreSQL's lock and idle-in-transaction timeouts in the black-hole test: the sessions
+/// lost in a transaction are ended by the server, their locks released, within it.
+const BLACK_HOLE_SERVER: Duration = Duration::from_secs(4);
+/// From the loss of the link until every write is served again: a request timeout (a
+/// connection whose answer was cut part-way is armed again only by the next request sent on
+/// it, once the caller waiting for the rest gave up), the answer timeout, then a request
+/// timeout for the request that finds out (the server's lock and idle-in-transaction timeouts
+/// are shorter than these together).
+const BLACK_HOLE_RECOVERY: Duration = Duration::from_secs(18);
+
+fn with_short_postgres_timeouts(c: &mut allot_server::Config) {
+    with_sale(c);
+    c.postgres_timeouts = allot_storage::postgres::PgTimeouts {
+        connect: Duration::from_secs(3),
+        answer: Some(BLACK_HOLE_ANSWER),
+        statement: Some(Duration::from_secs(6)),
+        lock: Some(BLACK_HOLE_SERVER),
+        idle_in_transaction: Some(BLACK_HOLE_SERVER),
+        tcp_user: Some(Duration::from_secs(10)),
+    };
+}
+
+/// Fault 2, the black hole: every connection of the link to PostgreSQL (through the test
+/// kit's proxy) stalls for good, never resumed nor cut (a failover, a dropped NAT or
+/// conntrack entry), while new connections get through. Under the mixed workload: no request
+/// waits past the request timeout; the store drops each lost connection once it has waited
+/// its answer timeout for an answer and opens a new one, PostgreSQL ends the lost sessions'
+/// transactions (their locks with them), so that every write sent once the bound has passed
+/// is served, the old connections still held open by the proxy; the checker passes, and a
+/// burst of writes afterwards all succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_black_holed_link_to_postgres_is_replaced_by_itself_within_the_answer_timeout() {
+    if backend() != "postgres" {
+        return;
+    }
+    let pg = PgCluster::start();
+    let proxy = Proxy::start(([127, 0, 0, 1], pg.port()).into());
+    // The cluster's own URL at the proxy's port (its TLS files too when the suite runs over
+    // TLS), as in the stalled test above.
+    let url = pg.url().replacen(
+        &format!(":{}/", pg.port()),
+        &format!(":{}/", proxy.port()),
+        1,
+    );
+    let app = TestApp::spawn_sharing(Some(url), with_short_postgres_timeouts).await;
+    let bases = vec![app.url()];
+    let work = Workload::prepare(&bases[0], "hole").await;
+    let driver = Driver::start(&bases, &work, 16, CLIENT_TIMEOUT, "hole");
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+
+    let lost_connections = proxy.open_connections();
+    proxy.stall_existing();
+    let lost = Instant::now();
+    // Past the bound, and long enough after it to see writes served.
+    tokio::time::sleep(BLACK_HOLE_RECOVERY + Duration::from_secs(5)).await;
+    let mut records = driver.stop().await;
+    ready_becomes(&bases[0], 200, "after the black hole, by itself").await;
+    assert!(
+        proxy.open_connections() > lost_connections,
+        "no new connection alongside the {lost_connections} lost ones"
+    );
+
+    let bad = misbehaved(&records, REQUEST_BOUND);
+    assert!(bad.is_empty(), "500s or waits past the bound: {bad:#?}");
+    let after = |r: &&crate::told::Record| r.sent > lost + BLACK_HOLE_RECOVERY;
+    let served = |r: &&crate::told::Record| {
+        matches!(
+            r.told,
+            Told::Acked(_)
+                | Told::Refused {
+                    status: 400..=499,
+                    ..
+                }
+        )
+    };
+    let failed_after: Vec<_> = records
+        .iter()
+        .filter(after)
+        .filter(|r| !served(r))
+        .map(|r| format!("{:?}: {:?} after {:?}", r.op, r.told, r.sent - lost))
+        .collect();
+    assert!(
+        failed_after.is_empty(),
+        "writes sent {BLACK_HOLE_RECOVERY:?} after the link was lost still failed: \
+         {failed_after:#?}"
+    );
+    let acked_after = records
+        .iter()
+        .filter(|r| after(r) && matches!(r.told, Told::Acked(_)))
+        .count();
+    assert!(
+        acked_after >= 10,
+        "too few writes after the bound: {acked_after}"
+    );
+    // What the clients saw, for docs/RELIABILITY.md: until when writes failed.
+    let last_failure = records
+        .iter()
+        .filter(|r| r.sent > lost && !served(r))
+        .map(|r| r.sent + r.took - lost)
+        .max();
+    let unavailable = records
+        .iter()
+        .filter(|r| matches!(&r.told, Told::Refused { status: 503, .. }))
+        .count();
+    let unknown = records
+        .iter()
+        .filter(|r| matches!(r.told, Told::Unknown(_)))
+        .count();
+
+    let tally = assert_told(&app.db().await, &bases, &mut records).await;
+    eprintln!(
+        "black hole: last failure answered {last_failure:?} after the loss, \
+         {unavailable} storage_unavailable, {unknown} unknown at first, \
+         {acked_after} acknowledged after the bound; {tally:?}"
+    );
+    assert!(tally.acked >= 50, "too little work: {tally:?}");
+
+    // No connection of the store is left on the lost link: a burst all succeed (after the
+    // checker, which counts every discount code stored).
+    let client = http();
+    let burst = (0..64).map(|_| {
+        let (client, base) = (client.clone(), bases[0].clone());
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let r = client
+                .post(format!("{base}/api/v1/discount-codes/batches"))
+                .json(&json!({"count": 1, "length": 8}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), started.elapsed())
+        })
+    });
+    for r in futures::future::join_all(burst).await {
+        let (status, took) = r.unwrap();
+        assert_eq!(
+            status, 201,
+            "a request of the burst after the black hole failed"
+        );
         assert!(took < REQUEST_BOUND, "a request of the burst took {took:?}");
     }
     app.stop().await;

@@ -148,6 +148,8 @@ pub struct Record {
     pub told: Told,
     /// From sending the request to its answer (or failure).
     pub took: Duration,
+    /// When the request was sent.
+    pub sent: Instant,
     /// Set by [`assert_told`] when it retried an unknown outcome (the first one is `told`
     /// before it).
     pub retried: bool,
@@ -183,6 +185,7 @@ pub async fn send(client: &reqwest::Client, base: &str, op: Op, key: String) -> 
         base: base.to_owned(),
         told,
         took: started.elapsed(),
+        sent: started,
         retried: false,
     }
 }
@@ -722,6 +725,7 @@ async fn the_workload_without_a_fault_is_found_as_told() {
             base: bases[0].clone(),
             told,
             took: Duration::ZERO,
+            sent: Instant::now(),
             retried: false,
         });
         let caught = futures::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(assert_told(
