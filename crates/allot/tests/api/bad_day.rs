@@ -126,15 +126,7 @@ async fn a_stalled_then_cut_link_to_postgres_bounds_every_wait_and_recovers() {
     if backend() != "postgres" {
         return;
     }
-    let pg = PgCluster::start();
-    let proxy = Proxy::start(([127, 0, 0, 1], pg.port()).into());
-    // The cluster's own URL (with its TLS files when the suite runs over TLS), at the proxy's
-    // port: the proxy forwards bytes, so TLS still ends at PostgreSQL.
-    let url = pg.url().replacen(
-        &format!(":{}/", pg.port()),
-        &format!(":{}/", proxy.port()),
-        1,
-    );
+    let (_pg, proxy, url) = postgres_behind_a_proxy();
     let app = TestApp::spawn_sharing(Some(url), with_sale).await;
     let bases = vec![app.url()];
     let work = Workload::prepare(&bases[0], "stall").await;
@@ -203,15 +195,7 @@ async fn a_black_holed_link_to_postgres_is_replaced_by_itself_within_the_answer_
     if backend() != "postgres" {
         return;
     }
-    let pg = PgCluster::start();
-    let proxy = Proxy::start(([127, 0, 0, 1], pg.port()).into());
-    // The cluster's own URL at the proxy's port (its TLS files too when the suite runs over
-    // TLS), as in the stalled test above.
-    let url = pg.url().replacen(
-        &format!(":{}/", pg.port()),
-        &format!(":{}/", proxy.port()),
-        1,
-    );
+    let (_pg, proxy, url) = postgres_behind_a_proxy();
     let app = TestApp::spawn_sharing(Some(url), with_short_postgres_timeouts).await;
     let bases = vec![app.url()];
     let work = Workload::prepare(&bases[0], "hole").await;
@@ -289,6 +273,20 @@ async fn a_black_holed_link_to_postgres_is_replaced_by_itself_within_the_answer_
     // checker, which counts every discount code stored).
     burst_all_succeed(&bases[0], "after the black hole").await;
     app.stop().await;
+}
+
+/// A PostgreSQL cluster, the test kit's proxy in front of it, and the cluster's own URL (with
+/// its TLS files when the suite runs over TLS) at the proxy's port: the proxy forwards bytes,
+/// so TLS still ends at PostgreSQL.
+fn postgres_behind_a_proxy() -> (PgCluster, Proxy, String) {
+    let pg = PgCluster::start();
+    let proxy = Proxy::start(([127, 0, 0, 1], pg.port()).into());
+    let url = pg.url().replacen(
+        &format!(":{}/", pg.port()),
+        &format!(":{}/", proxy.port()),
+        1,
+    );
+    (pg, proxy, url)
 }
 
 /// 64 writes at once (one-code batches) to `base`: every one succeeds within the bound, so
