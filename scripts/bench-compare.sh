@@ -7,6 +7,8 @@
 #
 #   scripts/bench-compare.sh BASE                    # e.g. HEAD~1, main, a1b2c3d
 #   BENCH=scripts/bench-orders.sh ROUNDS=5 scripts/bench-compare.sh BASE
+#   A_BIN=/path/a B_BIN=/path/b BENCH=scripts/profile.sh scripts/bench-compare.sh   # two built
+#                            binaries, no build (BASE is then only a label)
 #
 # Settings (environment):
 #   BENCH=scripts/bench.sh   any benchmark script that measures $ALLOT_BIN (they all do)
@@ -16,28 +18,36 @@
 # The working tree is measured as it is, uncommitted changes included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BASE="${1:?usage: scripts/bench-compare.sh BASE (a commit, branch or tag)}"
+if [ -n "${A_BIN:-}" ] && [ -n "${B_BIN:-}" ]; then BASE="${1:-$A_BIN}"; else
+  BASE="${1:?usage: scripts/bench-compare.sh BASE (a commit, branch or tag), or A_BIN and B_BIN}"
+fi
 BENCH="${BENCH:-scripts/bench.sh}"
 ROUNDS="${ROUNDS:-3}"
 OUT="${OUT:-$(mktemp -d /tmp/allot-compare.XXXXXX)}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-base_commit=$(git rev-parse --verify "$BASE^{commit}")
 mkdir -p "$OUT/A" "$OUT/B"
 
-echo "## compare: A = $BASE ($(git rev-parse --short "$base_commit")), B = the working tree of $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' + changes'), $BENCH x $ROUNDS rounds, into $OUT"
+if [ -n "${A_BIN:-}" ] && [ -n "${B_BIN:-}" ]; then
+  echo "## compare: A = $A_BIN, B = $B_BIN, $BENCH x $ROUNDS rounds, into $OUT"
+  cp "$A_BIN" "$OUT/A/allot"
+  cp "$B_BIN" "$OUT/B/allot"
+else
+  base_commit=$(git rev-parse --verify "$BASE^{commit}")
+  echo "## compare: A = $BASE ($(git rev-parse --short "$base_commit")), B = the working tree of $(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo ' + changes'), $BENCH x $ROUNDS rounds, into $OUT"
 
-# The working tree first: its build is the one most likely to fail.
-cargo build --release --quiet -p allot
-cp "$CARGO_TARGET_DIR/release/allot" "$OUT/B/allot"
+  # The working tree first: its build is the one most likely to fail.
+  cargo build --release --quiet -p allot
+  cp "$CARGO_TARGET_DIR/release/allot" "$OUT/B/allot"
 
-# The base in a worktree of its own, built with the same target directory (shared
-# dependencies), then removed.
-tree="$OUT/base-tree"
-git worktree add --quiet --detach "$tree" "$base_commit"
-trap 'git worktree remove --force "$tree" 2>/dev/null || true' EXIT
-(cd "$tree" && cargo build --release --quiet -p allot)
-cp "$CARGO_TARGET_DIR/release/allot" "$OUT/A/allot"
-git worktree remove --force "$tree"
+  # The base in a worktree of its own, built with the same target directory (shared
+  # dependencies), then removed.
+  tree="$OUT/base-tree"
+  git worktree add --quiet --detach "$tree" "$base_commit"
+  trap 'git worktree remove --force "$tree" 2>/dev/null || true' EXIT
+  (cd "$tree" && cargo build --release --quiet -p allot)
+  cp "$CARGO_TARGET_DIR/release/allot" "$OUT/A/allot"
+  git worktree remove --force "$tree"
+fi
 
 for round in $(seq "$ROUNDS"); do
   for side in A B; do

@@ -67,7 +67,7 @@ drive() {
 }
 
 echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), binary $BIN, log level $LOG_LEVEL, $CONNECTIONS connections, ${SECONDS_PER_PATH}s per path"
-printf '%-9s %10s %9s %9s %14s\n' path req/s p50 p99 "cpu us/req"
+echo "## server CPU per request, wrk -c$CONNECTIONS"
 status=0
 for path in $PATHS; do
   before=$(cpu_ticks)
@@ -77,7 +77,8 @@ for path in $PATHS; do
   OFFSET[$path]=$(( ${OFFSET[$path]:-0} + requests ))
   bad=$(awk '/Non-2xx/{print $5}' <<<"$out"); bad=${bad:-0}
   errors=$(awk '/Socket errors/{print}' <<<"$out")
-  printf '%-9s %10s %9s %9s %14s\n' "$path" "$(awk '/Requests\/sec/{print $2}' <<<"$out")" \
+  printf '%-9s %10s req/s  p50 %-8s p99 %-8s cpu_us_per_request=%s\n' "$path" \
+    "$(awk '/Requests\/sec/{print $2}' <<<"$out")" \
     "$(awk '$1=="50%"{print $2}' <<<"$out")" "$(awk '$1=="99%"{print $2}' <<<"$out")" \
     "$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
       'BEGIN{printf "%.1f", t / hz * 1e6 / n}')"

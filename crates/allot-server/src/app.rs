@@ -130,13 +130,13 @@ impl Application {
         let rate_limits = Arc::new(crate::rate_limit::RateLimits::new(
             config.rate_limits.clone(),
         ));
-        let state = http::AppState {
+        let state = http::AppState::new(crate::state::AppParts {
             services: services.clone(),
             metrics: metrics::handle(),
             stopping: stopping_rx,
             rate_limits: rate_limits.clone(),
             stripe: config.stripe.clone().map(std::sync::Arc::new),
-        };
+        });
         let rate_limits_handle = rate_limits.clone();
         announce_open_contracts(&config.auth);
         let router = http::router(state)
@@ -144,7 +144,7 @@ impl Application {
             // Replaces tonic's fallback, which answers every unknown path as gRPC with HTTP 200.
             .fallback(http::fallback)
             .layer(axum::middleware::from_fn_with_state(
-                services.clone(),
+                std::sync::Arc::new(services.clone()),
                 connect::dispatch,
             ))
             // Who and from where (events' actor and source) and the code-use rate limit, for

@@ -56,7 +56,8 @@ impl Codec {
 
 /// Middleware: serves Connect calls to Allot's Connect services, passes everything else on.
 pub(crate) async fn dispatch(
-    State(services): State<Services>,
+    // In an `Arc`: the layer's state is cloned for every request (see `state::AppState`).
+    State(services): State<std::sync::Arc<Services>>,
     req: Request,
     next: Next,
 ) -> Response {
