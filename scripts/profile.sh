@@ -2,6 +2,9 @@
 # Server CPU per request on each hot path, and where it goes (issue 21, docs/PERFORMANCE.md
 # "Where the CPU goes"). A fresh SQLite server per run, driven by wrk (a cheap C client, so
 # the server gets most of the two cores) with 64 connections; for each path:
+#   (hello: GET /health; issue: REST IssueCoupon; use: a discount code's use; allocate: a
+#   STANDARD coupon to a new user; redeem: a FREE coupon; generate: 2,000 discount codes;
+#   order: an order of 3 lines and a coupon, by `allot load orders` instead of wrk)
 #   - requests per second, and the server's own CPU time (utime + stime of the process, from
 #     /proc) divided by the requests answered: microseconds of CPU per request, a figure that
 #     moves far less with the machine's mood than a rate does;
@@ -19,7 +22,7 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_PATH="${SECONDS_PER_PATH:-8}"
 CONNECTIONS="${CONNECTIONS:-64}"
 ITEMS="${ITEMS:-500000}"
-PATHS="${PATHS:-hello issue use allocate redeem}"
+PATHS="${PATHS:-hello issue use allocate redeem generate order}"
 LOG_LEVEL="${LOG_LEVEL:-info}"
 FLAME="${FLAME:-}"
 PORT="${PORT:-18095}"
@@ -54,15 +57,28 @@ declare -A OFFSET=()
 drive() {
   local path=$1 seconds=$2 list="" prefix="" suffix="" body=""
   case "$path" in
-    hello) wrk -t2 -c"$CONNECTIONS" -d"${seconds}s" --latency "$URL/health"; return ;;
+    hello) wrk -t2 -c"$CONNECTIONS" -d"${seconds}s" --timeout 10s --latency "$URL/health"; return ;;
+    order) # Allot's own load tool (it sets up a catalog, stock and coupons, and verifies),
+      # its figures retold in wrk's words for the lines below.
+      "$BIN" load orders --server "$URL" --concurrency "$CONNECTIONS" --seconds "$seconds" \
+        --hello-seconds 0 --no-progress | awk '/^orders/{
+          for (i = 1; i <= NF; i++) {
+            if ($i ~ /^ok=/) print substr($i, 4), "requests in"
+            if ($i == "req/s") print "Requests/sec:", $(i - 1)
+            if ($i ~ /^p50=/) print "50%", substr($i, 5)
+            if ($i ~ /^p99=/) print "99%", substr($i, 5)
+            if ($i ~ /^failed=/ && $i != "failed=0") print "Non-2xx or 3xx responses:", substr($i, 8)
+          } }'
+      return ;;
     issue) prefix="/api/v1/campaigns/$campaign/coupons"; body='{}' ;;
     use) list="$WORK/use.txt"; prefix="/api/v1/discount-codes/"; suffix="/use" ;;
     allocate) prefix="/api/v1/coupons/requests"; body='{"user_id":"u{i}","type":"STANDARD"}' ;;
     redeem) list="$WORK/redeem.txt"; prefix="/api/v1/coupons/"; suffix="/redeem"; body='{"user_id":"u{i}"}' ;;
+    generate) prefix="/api/v1/discount-codes/batches"; body='{"count":2000,"length":8}' ;;
     *) echo "unknown path $path" >&2; exit 1 ;;
   esac
   LIST="$list" PATH_PREFIX="$prefix" PATH_SUFFIX="$suffix" BODY="$body" THREADS=2 \
-    OFFSET="${OFFSET[$path]:-0}" wrk -t2 -c"$CONNECTIONS" -d"${seconds}s" --latency \
+    OFFSET="${OFFSET[$path]:-0}" wrk -t2 -c"$CONNECTIONS" -d"${seconds}s" --timeout 10s --latency \
     -s scripts/profile/walk.lua "$URL"
 }
 
@@ -93,9 +109,9 @@ for path in $PATHS; do
     OFFSET[$path]=$(( ${OFFSET[$path]} + $(awk '/requests in/{print $1}' <<<"$out") ))
     wait "$perf_pid" || true
     perf script -i "$WORK/perf.data" 2>/dev/null | inferno-collapse-perf >"$WORK/$path.folded"
-    inferno-flamegraph --title "allot: $path ($(git rev-parse --short HEAD), log $LOG_LEVEL)" \
+    inferno-flamegraph --minwidth 0.5 --title "allot: $path ($(git rev-parse --short HEAD), log $LOG_LEVEL)" \
       <"$WORK/$path.folded" >"$FLAME/$path.svg"
-    cp "$WORK/$path.folded" "$FLAME/$path.folded" 2>/dev/null || true; python3 scripts/profile/shares.py <"$WORK/$path.folded" | sed 's/^/    /'
+    python3 scripts/profile/shares.py <"$WORK/$path.folded" | sed 's/^/    /'
   fi
 done
 exit $status

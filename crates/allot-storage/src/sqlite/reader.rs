@@ -56,6 +56,7 @@ impl ReadPool {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )?;
         conn.pragma_update(None, "busy_timeout", 5_000)?;
+        conn.set_prepared_statement_cache_capacity(super::STATEMENTS_CACHED);
         Ok(conn)
     }
 }
