@@ -1,12 +1,16 @@
-//! The PostgreSQL event log's cost and its promises on a real server.
+//! The PostgreSQL event log's promises and cost on a real server: each event's wide row is
+//! written once (never updated to be numbered), every event is numbered exactly once, without
+//! gaps, after every event committed before it; events stored before migration 0030 carry over.
 
 use std::sync::Arc;
 
 use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignName, CampaignWindow, TotalCoupons};
+use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
 use allot_storage::postgres::{PgStore, connect};
 use allot_storage::{
-    CampaignStore as _, EventQuery, EventStore as _, IssueOutcome, IssueRequest, NewCampaign,
+    CampaignStore as _, DiscountStore as _, EventQuery, EventStore as _, IssueOutcome,
+    IssueRequest, NewCampaign,
 };
 use allot_testkit::PgCluster;
 
@@ -73,6 +77,264 @@ async fn read_log(store: &PgStore) -> i64 {
     store.log_end().await.unwrap()
 }
 
+/// Every wide row's physical identity: its id, the transaction that wrote this version of it
+/// and where the version is. An UPDATE (even a HOT one) makes a new version with a new `xmin`.
+async fn row_versions(db: &tokio_postgres::Client) -> Vec<(i64, String, String)> {
+    db.query(
+        "SELECT id, CAST(xmin AS TEXT), CAST(ctid AS TEXT) FROM event_rows ORDER BY id",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// The numbered log as (seq, id, transaction), in seq order.
+async fn numbered(db: &tokio_postgres::Client) -> Vec<(i64, i64, String)> {
+    db.query(
+        "SELECT n.seq, n.id, CAST(r.tx AS TEXT) FROM event_numbers n
+         JOIN event_rows r ON r.id = n.id ORDER BY n.seq",
+        &[],
+    )
+    .await
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// Writes through three instances (batched coupon issues, discount code uses appended in the
+/// use's own statement, a batch of codes), then reads the log from each instance: no wide row
+/// was updated by the numbering, every event has exactly one number, the numbers are 1..N, and
+/// the events of each transaction are numbered in the order they were appended.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn each_event_is_written_once_and_numbered_once_without_gaps() {
+    let cluster = PgCluster::start();
+    let instances = [
+        store(&cluster).await,
+        store(&cluster).await,
+        store(&cluster).await,
+    ];
+    let db = connect(&cluster.url()).await.unwrap();
+    let now = UnixMillis::from_millis(1_795_341_600_000);
+
+    let generated = instances[0]
+        .generate_discount_codes(
+            CodeLength::EIGHT,
+            GenerateCount::parse(50).unwrap(),
+            now,
+            None,
+        )
+        .await
+        .unwrap();
+    let mut writes = Vec::new();
+    for (i, store) in instances.iter().enumerate() {
+        let store = store.clone();
+        writes.push(tokio::spawn(async move { issue(&store, 200, 16).await }));
+        let (store, codes) = (instances[i].clone(), generated.codes.clone());
+        writes.push(tokio::spawn(async move {
+            for code in codes.iter().skip(i).step_by(3) {
+                let code = DiscountCode::parse(code.as_str()).unwrap();
+                let used = store.use_discount_code(&code, now).await.unwrap();
+                assert_eq!(used, UseOutcome::Used);
+            }
+        }));
+    }
+    for w in futures::future::join_all(writes).await {
+        w.unwrap();
+    }
+    let written = row_versions(&db).await;
+    // 1 batch of codes, 3 campaigns created with 200 issues each, 50 uses.
+    assert_eq!(written.len(), 1 + 3 * 201 + 50);
+
+    let mut ends = Vec::new();
+    for store in &instances {
+        ends.push(read_log(store).await);
+    }
+    assert_eq!(ends, vec![written.len() as i64; 3]);
+    assert_eq!(
+        row_versions(&db).await,
+        written,
+        "numbering the log wrote a new version of a wide row"
+    );
+    let unnumbered: i64 = db
+        .query_one("SELECT count(*) FROM event_unnumbered", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(unnumbered, 0, "markers left behind");
+    let log = numbered(&db).await;
+    let seqs: Vec<i64> = log.iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(
+        seqs,
+        (1..=written.len() as i64).collect::<Vec<_>>(),
+        "gapless"
+    );
+    let mut ids: Vec<i64> = log.iter().map(|(_, id, _)| *id).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids,
+        written.iter().map(|(id, _, _)| *id).collect::<Vec<_>>(),
+        "each once"
+    );
+    // Within one transaction, seq order is append (id) order.
+    let mut last_id_of_tx = std::collections::HashMap::new();
+    for (seq, id, tx) in &log {
+        if let Some(before) = last_id_of_tx.insert(tx.clone(), *id) {
+            assert!(
+                before < *id,
+                "seq {seq}: event {id} numbered after {before} of its transaction"
+            );
+        }
+    }
+    // The API reads the same log: every event once, in seq order.
+    let all = instances[1]
+        .events(EventQuery {
+            after: 0,
+            limit: 10_000,
+            kind: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), seqs);
+}
+
+/// A transaction that took a lower id but commits later is numbered after what was numbered
+/// while it ran: a reader at `after = its last seq` does not skip it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_committed_late_is_numbered_after_those_read_before() {
+    let cluster = PgCluster::start();
+    let store = store(&cluster).await;
+    let mut slow = connect(&cluster.url()).await.unwrap();
+    let late = slow.transaction().await.unwrap();
+    // As a writer appends (postgres/event.rs): the wide row and its marker.
+    let late_id: i64 = late
+        .query_one(
+            "WITH logged AS (
+                 INSERT INTO event_rows (type, occurred_at_ms, actor, payload)
+                 VALUES ('CampaignCreated', 1, 'system:test', '{}') RETURNING id),
+             marked AS (INSERT INTO event_unnumbered (ids) SELECT array_agg(id) FROM logged)
+             SELECT id FROM logged",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    issue(&store, 3, 1).await;
+    let seen = read_log(&store).await;
+    assert_eq!(
+        seen, 4,
+        "the three issues and their campaign, not the open transaction"
+    );
+    late.commit().await.unwrap();
+    let after = store
+        .events(EventQuery {
+            after: seen,
+            limit: 10,
+            kind: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_eq!(
+        (after[0].seq, after[0].kind.as_str()),
+        (5, "CampaignCreated")
+    );
+    let db = connect(&cluster.url()).await.unwrap();
+    let first_issue: i64 = db
+        .query_one("SELECT min(id) FROM event_rows WHERE id <> $1", &[&late_id])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(late_id < first_issue, "the late event took the lower id");
+}
+
+/// Events stored before migration 0030, numbered and not yet numbered, are in the log after
+/// it: the numbered with their numbers, the others after them in id order; the wide table has
+/// only its primary key left; new events go on from there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_stored_before_the_migration_carry_over() {
+    let cluster = PgCluster::start();
+    let client = connect(&cluster.url()).await.unwrap();
+    let (before, after) = allot_storage::migrations::MIGRATIONS.split_at(29);
+    assert_eq!(after[0].name, "event_log_written_once");
+    for m in before {
+        client.batch_execute(m.postgres).await.expect(m.name);
+    }
+    client
+        .batch_execute(
+            "CREATE TABLE allot_migrations (
+                 version       BIGINT PRIMARY KEY,
+                 name          TEXT   NOT NULL,
+                 applied_at_ms BIGINT NOT NULL
+             );
+             INSERT INTO allot_migrations (version, name, applied_at_ms)
+             SELECT v, 'before', 0 FROM generate_series(1, 29) AS v;
+             INSERT INTO events (type, occurred_at_ms, actor, payload)
+             SELECT 'CampaignCreated', n, 'api', CAST('{\"n\": ' || n || '}' AS JSONB)
+             FROM generate_series(1, 5) AS n;
+             UPDATE events SET seq = id + 10 WHERE id <= 3;",
+        )
+        .await
+        .expect("old events");
+    let store = store(&cluster).await; // applies 0030
+    let log = store
+        .events(EventQuery {
+            after: 0,
+            limit: 100,
+            kind: None,
+        })
+        .await
+        .unwrap();
+    let seen: Vec<(i64, i64)> = log
+        .iter()
+        .map(|e| {
+            let p: serde_json::Value = serde_json::from_str(&e.payload).unwrap();
+            (e.seq, p["n"].as_i64().unwrap())
+        })
+        .collect();
+    assert_eq!(seen, vec![(11, 1), (12, 2), (13, 3), (14, 4), (15, 5)]);
+    let indexes: Vec<String> = client
+        .query(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'event_rows' ORDER BY 1",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(indexes, vec!["event_rows_pkey"]);
+    issue(&store, 1, 1).await;
+    assert_eq!(read_log(&store).await, 17);
+    let view: i64 = client
+        .query_one("SELECT count(seq) FROM events", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(view, 7, "the view shows every numbered event");
+}
+
+/// Prints `pg_waldump --stats=record` between two LSNs (`EVENT_LOG_WALDUMP=1`, with
+/// `pg_waldump` on the PATH): where the WAL went, by record type.
+async fn waldump(db: &tokio_postgres::Client, from: &str, to: &str, what: &str) {
+    let dir: String = db
+        .query_one("SELECT current_setting('data_directory')", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let out = std::process::Command::new("pg_waldump")
+        .args(["--stats=record", "-p"])
+        .arg(std::path::Path::new(&dir).join("pg_wal"))
+        .args(["-s", from, "-e", to])
+        .output()
+        .expect("pg_waldump runs");
+    println!("{what} WAL:\n{}", String::from_utf8_lossy(&out.stdout));
+}
+
 /// The bytes of the event log's tables with their indexes and TOAST, whatever the design.
 const LOG_BYTES: &str = "SELECT CAST(coalesce(sum(pg_total_relation_size(oid)), 0) AS BIGINT) FROM pg_class
      WHERE relkind = 'r' AND relname IN ('events', 'event_rows', 'event_numbers', 'event_unnumbered')";
@@ -118,7 +380,11 @@ async fn measure_the_cost_of_100_000_events() {
     let read_took = began.elapsed();
     let read = lsn().await;
     let writers_wal = wal_between(start.clone(), written.clone()).await;
-    let sequencer_wal = wal_between(written, read).await;
+    let sequencer_wal = wal_between(written.clone(), read.clone()).await;
+    if std::env::var_os("EVENT_LOG_WALDUMP").is_some() {
+        waldump(&db, &start, &written, "the writers'").await;
+        waldump(&db, &written, &read, "the sequencer's").await;
+    }
     let bytes: i64 = db.query_one(LOG_BYTES, &[]).await.unwrap().get(0);
     let per = |b: i64| b as f64 / EVENTS as f64;
     println!(
