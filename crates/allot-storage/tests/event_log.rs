@@ -413,3 +413,46 @@ async fn measure_the_cost_of_100_000_events() {
         per(after - before)
     );
 }
+
+/// How long migration 0030 takes over a log of a million events (900,000 numbered, 100,000
+/// not yet), and that it numbers them all. Printed, not asserted; run by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand with --ignored --nocapture"]
+async fn measure_the_migration_of_a_million_events() {
+    let cluster = PgCluster::start();
+    let client = connect(&cluster.url()).await.unwrap();
+    let (before, after) = allot_storage::migrations::MIGRATIONS.split_at(29);
+    for m in before {
+        client.batch_execute(m.postgres).await.expect(m.name);
+    }
+    client
+        .batch_execute(
+            "INSERT INTO events (type, occurred_at_ms, actor, source, payload)
+             SELECT 'CampaignCouponIssued', n, 'user:' || (n % 1000), '127.0.0.1',
+                    CAST('{\"campaign_id\": 1, \"code\": \"C' || n || '\", \"seq\": ' || n || '}' AS JSONB)
+             FROM generate_series(1, 1000000) AS n;
+             UPDATE events SET seq = id WHERE id <= 900000;",
+        )
+        .await
+        .expect("a million old events");
+    client
+        .batch_execute("VACUUM ANALYZE events")
+        .await
+        .expect("vacuumed");
+    let began = std::time::Instant::now();
+    client
+        .batch_execute(&format!("BEGIN; {} COMMIT;", after[0].postgres))
+        .await
+        .expect("migrates");
+    let took = began.elapsed();
+    let row = client
+        .query_one(
+            "SELECT count(*), max(seq), count(DISTINCT id) FROM event_numbers",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (n, max, ids): (i64, i64, i64) = (row.get(0), row.get(1), row.get(2));
+    assert_eq!((n, max, ids), (1_000_000, 1_000_000, 1_000_000));
+    println!("migration 0030 over 1,000,000 events: {took:?}");
+}

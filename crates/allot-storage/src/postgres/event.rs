@@ -98,9 +98,9 @@ pub(super) async fn append(tx: &impl GenericClient, event: NewEvent) -> Result<(
     append_events(tx, std::slice::from_ref(&event)).await
 }
 
-/// Numbers every committed event that has no `seq` yet, in insertion order, so that the read
-/// that follows sees every event of every write answered before this call, whichever
-/// instance answered it. A run in progress elsewhere is awaited rather than skipped: it may
+/// Numbers every committed event not numbered yet (those its markers name), in insertion
+/// (id) order, after every number given before, so that the read that follows sees every
+/// event of every write answered before this call, whichever instance answered it. A run in progress elsewhere is awaited rather than skipped: it may
 /// have taken its snapshot before that write committed.
 ///
 /// Nothing to number (no write since the last run) costs one look at the (emptied) marker
