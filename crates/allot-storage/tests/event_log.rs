@@ -456,3 +456,118 @@ async fn measure_the_migration_of_a_million_events() {
     assert_eq!((n, max, ids), (1_000_000, 1_000_000, 1_000_000));
     println!("migration 0030 over 1,000,000 events: {took:?}");
 }
+
+/// The writers' append statement as it was before migration 0030 (`postgres/event.rs` then).
+const APPEND_BEFORE_0030: &str = "INSERT INTO events (type, occurred_at_ms, actor, source, payload)
+     SELECT k, t, a, s, p::jsonb
+     FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[])
+         WITH ORDINALITY AS u(k, t, a, s, p, n) ORDER BY n";
+
+/// The sequencer's statement as it was before migration 0030 (10,000 events at most).
+const NUMBER_BEFORE_0030: &str = "WITH top AS (SELECT coalesce(max(seq), 0) AS s FROM events),
+          todo AS (SELECT id, row_number() OVER (ORDER BY id) AS n
+                   FROM (SELECT id FROM events WHERE seq IS NULL ORDER BY id LIMIT $1) x)
+     UPDATE events e SET seq = top.s + todo.n FROM todo, top WHERE e.id = todo.id";
+
+/// The writers' statement itself, before migration 0030 and after, on one server in one run:
+/// 2,000 appends of 1 event (a discount code's use, a user's change) and 2,000 of 32 (a
+/// campaign-issue batch), each its own transaction from one connection, then the numbering.
+/// Prints WAL bytes per event, time per statement (indicative: a shared machine), and one
+/// `EXPLAIN (ANALYZE, BUFFERS, WAL)` of each statement. Run by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand with --ignored --nocapture"]
+async fn measure_the_writers_statement_before_and_after_0030() {
+    const APPENDS: usize = 2_000;
+    let cluster = PgCluster::start();
+    let db = connect(&cluster.url()).await.unwrap();
+    let (before, after) = allot_storage::migrations::MIGRATIONS.split_at(29);
+    for m in before {
+        db.batch_execute(m.postgres).await.expect(m.name);
+    }
+    let payload = r#"{"campaign_id": 1, "code": "K7Q2M9XW", "seq": 17, "user_id": "user-1234"}"#;
+    let args = |n: usize| {
+        (
+            vec!["CampaignCouponIssued"; n],
+            vec![1_795_341_600_000_i64; n],
+            vec!["user:1234"; n],
+            vec![Some("10.1.2.3"); n],
+            vec![payload; n],
+        )
+    };
+    let lsn = || async {
+        db.query_one("SELECT CAST(pg_current_wal_lsn() AS TEXT)", &[])
+            .await
+            .unwrap()
+            .get::<_, String>(0)
+    };
+    let wal_since = |a: String| {
+        let db = &db;
+        async move {
+            db.query_one(
+                "SELECT CAST(pg_wal_lsn_diff(pg_current_wal_lsn(), CAST($1::text AS pg_lsn)) AS BIGINT)",
+                &[&a],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+        }
+    };
+    for (design, append, number) in [
+        ("before 0030", APPEND_BEFORE_0030, NUMBER_BEFORE_0030),
+        (
+            "after 0030",
+            allot_storage::postgres::APPEND_EVENTS,
+            allot_storage::postgres::NUMBER_EVENTS,
+        ),
+    ] {
+        if design == "after 0030" {
+            db.batch_execute(after[0].postgres).await.expect("0030");
+        }
+        let statement = db.prepare(append).await.unwrap();
+        for per in [1_usize, 32] {
+            let (k, t, a, s, p) = args(per);
+            db.batch_execute("CHECKPOINT").await.unwrap();
+            let start = lsn().await;
+            let began = std::time::Instant::now();
+            for _ in 0..APPENDS {
+                db.execute(&statement, &[&k, &t, &a, &s, &p]).await.unwrap();
+            }
+            let took = began.elapsed();
+            let wal = wal_since(start).await;
+            let events = (APPENDS * per) as f64;
+            let start = lsn().await;
+            // As many sequencer statements as it takes (both number at most 10,000 a run,
+            // counted in events before and in appends after).
+            loop {
+                let left: i64 = db
+                    .query_one("SELECT count(*) FROM events WHERE seq IS NULL", &[])
+                    .await
+                    .unwrap()
+                    .get(0);
+                if left == 0 {
+                    break;
+                }
+                db.query(number, &[&10_000_i64]).await.unwrap();
+            }
+            let numbering = wal_since(start).await;
+            let plan: Vec<String> = db
+                .query(
+                    &format!("EXPLAIN (ANALYZE, BUFFERS, WAL, COSTS OFF) {append}"),
+                    &[&k, &t, &a, &s, &p],
+                )
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            println!(
+                "{design}, {per} event(s) per statement: writer {:.0} B WAL/event, {:.1} us/statement; \
+                 numbering {:.0} B WAL/event\n{}\n",
+                wal as f64 / events,
+                took.as_secs_f64() * 1e6 / APPENDS as f64,
+                numbering as f64 / events,
+                plan.join("\n")
+            );
+        }
+    }
+}

@@ -47,7 +47,8 @@ pub(super) const LOG_END: &str = "SELECT coalesce(max(seq), 0) FROM event_number
 
 /// Appends the events unnested from `$1..$5` (type, time, actor, source, payload) in order and
 /// the marker of their ids: in one statement, so a write pays one round trip for its events.
-const APPEND: &str = "WITH logged AS (
+/// Public for the measurement in `tests/event_log.rs`.
+pub const APPEND_EVENTS: &str = "WITH logged AS (
          INSERT INTO event_rows (type, occurred_at_ms, actor, source, payload)
          SELECT k, t, a, s, p::jsonb
          FROM unnest($1::text[], $2::int8[], $3::text[], $4::text[], $5::text[])
@@ -57,8 +58,10 @@ const APPEND: &str = "WITH logged AS (
 
 /// One sequencer run: the first markers by their first id (so the markers of one transaction
 /// are taken in their order), their events numbered after the highest number in id order, and
-/// the markers deleted. Answers the markers taken, the ids they name and the events numbered.
-const NUMBER: &str = "WITH top AS (SELECT coalesce(max(seq), 0) AS s FROM event_numbers),
+/// the markers deleted (`$1`: markers at most). Answers the markers taken, the ids they name
+/// and the events numbered. Public for the measurement in `tests/event_log.rs`.
+pub const NUMBER_EVENTS: &str =
+    "WITH top AS (SELECT coalesce(max(seq), 0) AS s FROM event_numbers),
           taken AS (DELETE FROM event_unnumbered WHERE ctid IN (
                         SELECT ctid FROM event_unnumbered ORDER BY ids[1] LIMIT $1)
                     RETURNING ids),
@@ -88,7 +91,7 @@ pub(super) async fn append_events(
         .map(|o| o.source.map(|ip| ip.to_string()))
         .collect();
     let payloads: Vec<&str> = events.iter().map(|e| e.payload.as_str()).collect();
-    tx.execute(APPEND, &[&kinds, &at, &actors, &sources, &payloads])
+    tx.execute(APPEND_EVENTS, &[&kinds, &at, &actors, &sources, &payloads])
         .await?;
     Ok(())
 }
@@ -117,7 +120,9 @@ async fn sequence(client: &mut Client) -> Result<(), StorageError> {
             .await?;
         // A new statement, so its snapshot sees every earlier run's numbers and every event
         // committed before this call.
-        let run = tx.query_one(NUMBER, &[&SEQUENCE_BATCH_APPENDS]).await?;
+        let run = tx
+            .query_one(NUMBER_EVENTS, &[&SEQUENCE_BATCH_APPENDS])
+            .await?;
         let (taken, named, numbered): (i64, i64, i64) =
             (run.try_get(0)?, run.try_get(1)?, run.try_get(2)?);
         if numbered != named {
