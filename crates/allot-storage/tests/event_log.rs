@@ -335,6 +335,75 @@ async fn waldump(db: &tokio_postgres::Client, from: &str, to: &str, what: &str) 
     println!("{what} WAL:\n{}", String::from_utf8_lossy(&out.stdout));
 }
 
+/// Writes `n` events straight into the log as writers do (wide rows and markers), `per_marker`
+/// events per append statement, without numbering them.
+async fn unnumbered_backlog(db: &tokio_postgres::Client, n: i64, per_marker: i64) {
+    db.execute(
+        "WITH logged AS (
+             INSERT INTO event_rows (type, occurred_at_ms, actor, payload)
+             SELECT 'T' || (n % 20), n, 'user:' || (n % 500), '{\"a\": 1}'
+             FROM generate_series(1, $1::int8) AS n RETURNING id)
+         INSERT INTO event_unnumbered (ids)
+         SELECT array_agg(id ORDER BY id) FROM logged GROUP BY (id - 1) / $2::int8",
+        &[&n, &per_marker],
+    )
+    .await
+    .unwrap();
+}
+
+/// The sequencer reads each event's row by its primary key, whatever the planner guesses of
+/// the markers (ten ids each): a hash join would read the whole log on every read of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sequencer_probes_the_rows_it_numbers_and_never_scans_the_log() {
+    let cluster = PgCluster::start();
+    let store = store(&cluster).await;
+    let db = connect(&cluster.url()).await.unwrap();
+    unnumbered_backlog(&db, 200_000, 1).await;
+    read_log(&store).await;
+    unnumbered_backlog(&db, 5_000, 1).await;
+    db.batch_execute("ANALYZE").await.unwrap();
+    let plan: String = db
+        .query(
+            &format!("EXPLAIN {}", allot_storage::postgres::NUMBER_EVENTS),
+            &[&5_000_i64],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        plan.contains("event_rows_pkey") && !plan.contains("Seq Scan on event_rows"),
+        "the sequencer does not probe the rows by id:\n{plan}"
+    );
+}
+
+/// How long one read takes to number a backlog (nobody read the log for a while): 100,000
+/// and then 1,000,000 events of one event per append statement (the worst case: a marker
+/// each), and 1,000,000 of 32. Printed, not asserted; run by hand.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run by hand with --ignored --nocapture"]
+async fn measure_a_read_after_a_backlog() {
+    let cluster = PgCluster::start();
+    let store = store(&cluster).await;
+    let db = connect(&cluster.url()).await.unwrap();
+    for (n, per) in [(100_000, 1), (1_000_000, 1), (1_000_000, 32)] {
+        unnumbered_backlog(&db, n, per).await;
+        let began = std::time::Instant::now();
+        let before = store.log_end().await.unwrap();
+        let took = began.elapsed();
+        let left: i64 = db
+            .query_one("SELECT count(*) FROM event_unnumbered", &[])
+            .await
+            .unwrap()
+            .get(0);
+        println!(
+            "a backlog of {n} events, {per} per append: one read took {took:?}, log end {before}, markers left {left}"
+        );
+    }
+}
+
 /// The bytes of the event log's tables with their indexes and TOAST, whatever the design.
 const LOG_BYTES: &str = "SELECT CAST(coalesce(sum(pg_total_relation_size(oid)), 0) AS BIGINT) FROM pg_class
      WHERE relkind = 'r' AND relname IN ('events', 'event_rows', 'event_numbers', 'event_unnumbered')";

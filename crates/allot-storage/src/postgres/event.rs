@@ -30,12 +30,18 @@ use crate::event::{AuditQuery, Event, EventQuery, EventStore};
 
 /// The advisory lock key of the sequencer ("allot-ev").
 const SEQUENCER_LOCK: i64 = 0x616c_6c6f_742d_6576;
-/// Markers (append statements, each with its events) numbered per sequencer statement at most.
-/// A statement appends at most a writer's batch of events, so a run numbers a bounded number.
+/// Markers (append statements, each with its events) the first sequencer statement of a read
+/// numbers at most. A statement appends at most a writer's batch of events, so a run numbers a
+/// bounded number. Under a steady load the markers left between two reads (the notification
+/// consumer reads every 500 ms) fit in one statement.
 const SEQUENCE_BATCH_APPENDS: i64 = 5_000;
-/// Sequencer statements one read runs at most (a backlog of a million append statements); past
-/// it the read answers what is numbered and the next read goes on.
-const SEQUENCE_ROUNDS_MAX: usize = 200;
+/// A backlog (no reader for a while) is taken in statements twice as large each time up to
+/// this: each statement scans every marker left, so a fixed size would scan a backlog of a
+/// million markers two hundred times.
+const SEQUENCE_BATCH_APPENDS_MAX: i64 = 80_000;
+/// Sequencer statements one read runs at most (a backlog of more than a million append
+/// statements); past it the read answers what is numbered and the next read goes on.
+const SEQUENCE_ROUNDS_MAX: usize = 20;
 
 /// Is anything committed left to number? No marker in a snapshot taken now means that every
 /// event committed before it has its number committed too (a marker is deleted in the
@@ -68,8 +74,12 @@ pub const NUMBER_EVENTS: &str =
           todo AS (SELECT id, row_number() OVER (ORDER BY id) AS n
                    FROM taken, unnest(taken.ids) AS id),
           numbered AS (INSERT INTO event_numbers (seq, id, type, actor)
-                       SELECT top.s + todo.n, r.id, r.type, r.actor
-                       FROM todo CROSS JOIN top JOIN event_rows r ON r.id = todo.id
+                       SELECT top.s + todo.n, todo.id, r.type, r.actor
+                       FROM todo CROSS JOIN top
+                       -- One primary-key probe per event, never a hash of the whole log
+                       -- (the planner guesses ten ids per marker): LIMIT keeps it a lateral.
+                       CROSS JOIN LATERAL (SELECT type, actor FROM event_rows
+                                           WHERE id = todo.id LIMIT 1) r
                        RETURNING 1)
      SELECT (SELECT count(*) FROM taken), (SELECT count(*) FROM todo),
             (SELECT count(*) FROM numbered)";
@@ -110,19 +120,23 @@ pub(super) async fn append(tx: &impl GenericClient, event: NewEvent) -> Result<(
 /// table and no lock, so reads of a quiet log stay cheap; under writes, reads queue on the
 /// lock, never the writes.
 async fn sequence(client: &mut Client) -> Result<(), StorageError> {
+    let mut batch = SEQUENCE_BATCH_APPENDS;
     for _ in 0..SEQUENCE_ROUNDS_MAX {
         let waiting = client.query_opt(UNNUMBERED_PROBE, &[]).await?;
         if waiting.is_none() {
             return Ok(());
         }
         let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SEQUENCER_LOCK])
-            .await?;
+        // No JIT for the run: a backlog's estimates pass `jit_above_cost`, and compiling costs
+        // more than the statement saves.
+        tx.execute(
+            "SELECT set_config('jit', 'off', true), pg_advisory_xact_lock($1)",
+            &[&SEQUENCER_LOCK],
+        )
+        .await?;
         // A new statement, so its snapshot sees every earlier run's numbers and every event
         // committed before this call.
-        let run = tx
-            .query_one(NUMBER_EVENTS, &[&SEQUENCE_BATCH_APPENDS])
-            .await?;
+        let run = tx.query_one(NUMBER_EVENTS, &[&batch]).await?;
         let (taken, named, numbered): (i64, i64, i64) =
             (run.try_get(0)?, run.try_get(1)?, run.try_get(2)?);
         if numbered != named {
@@ -133,9 +147,10 @@ async fn sequence(client: &mut Client) -> Result<(), StorageError> {
             )));
         }
         super::commit(tx).await?;
-        if taken < SEQUENCE_BATCH_APPENDS {
+        if taken < batch {
             return Ok(());
         }
+        batch = (batch * 2).min(SEQUENCE_BATCH_APPENDS_MAX);
     }
     Ok(())
 }
