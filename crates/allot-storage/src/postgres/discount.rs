@@ -90,7 +90,8 @@ async fn use_code(
     code: &DiscountCode,
     now: UnixMillis,
 ) -> Result<UseOutcome, StorageError> {
-    // The use and its event in one statement: atomic without a transaction's round trips.
+    // The use, its event and the event's marker (postgres/event.rs) in one statement: atomic
+    // without a transaction's round trips.
     let event = crate::event::discount_used_event(code.as_str(), None, now);
     let origin = crate::origin::resolve(&event);
     let used = client
@@ -99,8 +100,11 @@ async fn use_code(
                  UPDATE discount_codes SET used_at_ms = $2 WHERE code = $1 AND used_at_ms IS NULL
                  RETURNING 1
              ), logged AS (
-                 INSERT INTO events (type, occurred_at_ms, actor, source, payload)
+                 INSERT INTO event_rows (type, occurred_at_ms, actor, source, payload)
                  SELECT $3, $2, $4, $6, $5::text::jsonb FROM used
+                 RETURNING id
+             ), marked AS (
+                 INSERT INTO event_unnumbered (ids) SELECT ARRAY[id] FROM logged
              )
              SELECT 1 FROM used",
             &[

@@ -93,7 +93,7 @@ impl PgStore {
             let waiting = self
                 .client()
                 .await?
-                .query_opt("SELECT 1 FROM events WHERE seq IS NULL LIMIT 1", &[])
+                .query_opt(super::event::UNNUMBERED_PROBE, &[])
                 .await?;
             if waiting.is_none() {
                 return Ok(());
@@ -118,10 +118,7 @@ impl WebhookStore for PgStore {
         let tx = client.transaction().await?;
         let cursor: i64 = match new.from_seq {
             Some(from) => (from - 1).max(0),
-            None => tx
-                .query_one("SELECT coalesce(max(seq), 0) FROM events", &[])
-                .await?
-                .try_get(0)?,
+            None => tx.query_one(super::event::LOG_END, &[]).await?.try_get(0)?,
         };
         let row = tx
             .query_one(
@@ -299,7 +296,7 @@ impl WebhookStore for PgStore {
                          SELECT id FROM webhook_endpoints
                          WHERE active AND next_attempt_at_ms <= $2
                            AND (lease_until_ms IS NULL OR lease_until_ms < $2)
-                           AND cursor_seq < (SELECT coalesce(max(seq), 0) FROM events)
+                           AND cursor_seq < (SELECT coalesce(max(seq), 0) FROM event_numbers)
                          ORDER BY next_attempt_at_ms, id LIMIT $4
                          FOR UPDATE SKIP LOCKED)
                      RETURNING {FIELDS}"
