@@ -9,6 +9,8 @@
 #   BENCH=scripts/bench-orders.sh ROUNDS=5 scripts/bench-compare.sh BASE
 #   A_BIN=/path/a B_BIN=/path/b BENCH=scripts/profile.sh scripts/bench-compare.sh   # two built
 #                            binaries, no build (BASE is then only a label)
+#   A_BIN=x B_BIN=x A_ENV=LOG_LEVEL=warn B_ENV=LOG_LEVEL=info BENCH=scripts/profile.sh \
+#     scripts/bench-compare.sh                     # one binary, two settings
 #
 # Settings (environment):
 #   BENCH=scripts/bench.sh   any benchmark script that measures $ALLOT_BIN (they all do)
@@ -28,7 +30,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 mkdir -p "$OUT/A" "$OUT/B"
 
 if [ -n "${A_BIN:-}" ] && [ -n "${B_BIN:-}" ]; then
-  echo "## compare: A = $A_BIN, B = $B_BIN, $BENCH x $ROUNDS rounds, into $OUT"
+  echo "## compare: A = $A_BIN ${A_ENV:-}, B = $B_BIN ${B_ENV:-}, $BENCH x $ROUNDS rounds, into $OUT"
   cp "$A_BIN" "$OUT/A/allot"
   cp "$B_BIN" "$OUT/B/allot"
 else
@@ -52,7 +54,9 @@ fi
 for round in $(seq "$ROUNDS"); do
   for side in A B; do
     echo "## round $round: $side"
-    ALLOT_BIN="$OUT/$side/allot" "$BENCH" >"$OUT/$side/run-$round.txt" 2>"$OUT/$side/run-$round.err" || {
+    side_env="${side}_ENV"
+    # shellcheck disable=SC2086 # the settings are words on purpose
+    env ${!side_env:-} ALLOT_BIN="$OUT/$side/allot" "$BENCH" >"$OUT/$side/run-$round.txt" 2>"$OUT/$side/run-$round.err" || {
       echo "the benchmark failed with $side in round $round: $OUT/$side/run-$round.err" >&2
       tail -5 "$OUT/$side/run-$round.err" >&2
       exit 1

@@ -34,8 +34,8 @@ start() { # plain|tls
   else
     URL="http://127.0.0.1:$PORT"
   fi
-  "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA/data" --log-level warn \
-    --code-use-rate-per-sec 0 --sale-items 0 "${flags[@]}" >/dev/null &
+  "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA/data" --log-level "${LOG_LEVEL:-info}" \
+    --code-use-rate-per-sec 0 --sale-items 0 "${flags[@]}" >/dev/null 2>>"$DATA/server.log" &
   PID=$!
   for _ in $(seq 50); do curl -sf --cacert "$CA" "$URL/health" >/dev/null && return; sleep 0.1; done
   echo "server did not start" >&2; exit 1

@@ -9,6 +9,8 @@ PORT="${PORT:-18090}"
 URL="http://127.0.0.1:$PORT"
 DATA="$(mktemp -d)"
 # ALLOT_BIN: measure that binary instead of building this tree (builds side by side, one run).
+# LOG_LEVEL: the server's log level, `info` (every request logs a line, to a file here) as a
+# server runs by default; `warn` measures without the request log.
 if [ -n "${ALLOT_BIN:-}" ]; then BIN="$ALLOT_BIN"; else
   BIN="${CARGO_TARGET_DIR:-target}/release/allot"
   cargo build --release --quiet
@@ -28,11 +30,11 @@ start() {
     awk 'NR==1{print $NF}')
   export ALLOT_API_KEY
   AUTH="authorization: Bearer $ALLOT_API_KEY"
-  "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA/data" --log-level warn \
-    --code-use-rate-per-sec 0 >/dev/null &
+  "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA/data" --log-level "${LOG_LEVEL:-info}" \
+    --code-use-rate-per-sec 0 >/dev/null 2>>"$DATA/server.log" &
   PID=$!
   for _ in $(seq 50); do curl -sf "$URL/health" >/dev/null && return; sleep 0.1; done
-  echo "server did not start" >&2; exit 1
+  echo "server did not start:" >&2; tail -5 "$DATA/server.log" >&2; exit 1
 }
 stop() { kill "$PID"; wait "$PID" || true; }
 trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT

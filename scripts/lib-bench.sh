@@ -42,15 +42,16 @@ make_api_key() { # flags of allot serve...
   export ALLOT_API_KEY
 }
 
+# LOG_LEVEL (default info, a server's default: a line per request, to $WORK/server-PORT.log).
 start_server() { # port, extra flags...
   local port=$1; shift
   make_api_key "$@"
   # The load comes from one address: no per-client code-use limit.
-  "$BIN" serve --listen "127.0.0.1:$port" --log-level warn --sale-items 0 \
-    --code-use-rate-per-sec 0 "$@" >/dev/null &
+  "$BIN" serve --listen "127.0.0.1:$port" --log-level "${LOG_LEVEL:-info}" --sale-items 0 \
+    --code-use-rate-per-sec 0 "$@" >/dev/null 2>>"$WORK/server-$port.log" &
   PIDS+=($!)
   for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && return; sleep 0.1; done
-  echo "allot on port $port did not start" >&2; exit 1
+  echo "allot on port $port did not start:" >&2; tail -5 "$WORK/server-$port.log" >&2; exit 1
 }
 stop_servers() {
   for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
