@@ -57,6 +57,7 @@ pub const MIGRATIONS: &[Migration] = &[
     migration!(27, "search_tiers", "0027_search_tiers.sql"),
     migration!(28, "keyed_writes", "0028_keyed_writes.sql"),
     migration!(29, "coupon_free_order", "0029_coupon_free_order.sql"),
+    migration!(31, "coupon_counter_slots", "0031_coupon_counter_slots.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.
