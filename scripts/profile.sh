@@ -17,6 +17,7 @@
 #   FLAME=docs/perf scripts/profile.sh         # and flame graphs (perf; inferno is installed
 #                                              # with cargo install when missing)
 #   PATHS="hello issue" LOG_LEVEL=warn ALLOT_BIN=/path/to/allot scripts/profile.sh
+#   KEEP_FOLDED=1 FLAME=/tmp/f scripts/profile.sh   # keep the folded stacks for a closer look
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_PATH="${SECONDS_PER_PATH:-8}"
@@ -111,6 +112,7 @@ for path in $PATHS; do
     perf script -i "$WORK/perf.data" 2>/dev/null | inferno-collapse-perf >"$WORK/$path.folded"
     inferno-flamegraph --minwidth 0.5 --title "allot: $path ($(git rev-parse --short HEAD), log $LOG_LEVEL)" \
       <"$WORK/$path.folded" >"$FLAME/$path.svg"
+    if [ -n "${KEEP_FOLDED:-}" ]; then cp "$WORK/$path.folded" "$FLAME/"; fi
     python3 scripts/profile/shares.py <"$WORK/$path.folded" | sed 's/^/    /'
   fi
 done

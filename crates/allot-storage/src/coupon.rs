@@ -209,6 +209,8 @@ pub(crate) mod sql {
     );
     pub(crate) const RECORD_ALLOCATION: &str = "INSERT INTO coupon_allocations \
          (code, type, user_id, allocated_at_ms) VALUES ($1, $2, $3, $4)";
+    /// SQLite's (one row per type); PostgreSQL adds to a slot of the type instead
+    /// (`postgres::coupon::slots`), as with every `COUNT_*` and `UNCOUNT_*` here.
     pub(crate) const COUNT_ALLOCATED: &str =
         "UPDATE coupon_counters SET allocated = allocated + 1 WHERE type = $1";
     /// One use, if one is left (the table's CHECK stands behind the condition).
@@ -245,8 +247,11 @@ pub(crate) mod sql {
     /// Stored coupons past their expiry, per counters' key.
     pub(crate) const EXPIRED: &str = "SELECT coalesce(type, 'NONE'), count(*) FROM coupons \
          WHERE expires_at_ms <= $1 GROUP BY 1";
-    pub(crate) const COUNTERS: &str =
-        "SELECT type, created, allocated, redeemed, purged FROM coupon_counters";
+    /// Each type's counters, added up over its rows: one row per type on SQLite, a slot per
+    /// row on PostgreSQL (`postgres::coupon`, migration 0031).
+    pub(crate) const COUNTERS: &str = "SELECT type, CAST(SUM(created) AS BIGINT), \
+         CAST(SUM(allocated) AS BIGINT), CAST(SUM(redeemed) AS BIGINT), \
+         CAST(SUM(purged) AS BIGINT) FROM coupon_counters GROUP BY type";
 
     #[cfg(test)]
     pub(crate) const ALL: &[&str] = &[

@@ -62,6 +62,7 @@ pub const MIGRATIONS: &[Migration] = &[
         "event_log_written_once",
         "0030_event_log_written_once.sql"
     ),
+    migration!(31, "coupon_counter_slots", "0031_coupon_counter_slots.sql"),
 ];
 
 /// The migrations newer than `applied`, or an error if the database is newer than this build.

@@ -3,7 +3,9 @@
 //!   cannot both hand one user a coupon of a type (no hoarding), and picks the oldest free coupon
 //!   with `FOR UPDATE SKIP LOCKED`, so concurrent allocations never block on or share one coupon;
 //! - redemption locks the coupon's row, then applies the domain rule;
-//! - counters change in the same transaction as what they count.
+//! - counters change in the same transaction as what they count, in a slot of their type
+//!   ([`slots`]): allocations and redemptions of one type on different connections do not
+//!   queue on one row until each other's commit.
 
 use allot_domain::UnixMillis;
 use allot_domain::coupon::{CouponType, UploadedCode};
@@ -34,6 +36,47 @@ const BY_CODES: &str = concat!(
     crate::coupon::coupon_columns!(),
     " FROM coupons WHERE code = ANY($1)"
 );
+
+/// The counters' writes on PostgreSQL (the reads add the slots up: [`sql::COUNTERS`]). Each
+/// type has 16 rows, its slots (migration 0031); a transaction writes the slot of its
+/// connection, `coupon_counter_slot()` (the backend's pid modulo 16), the same one for every
+/// type, so it locks one row per type as before and only transactions on connections of the
+/// same slot wait for each other's commit. A slot alone may go below zero (a use counted in
+/// one slot, given back in another); each type's sum is exact at every commit.
+pub(super) mod slots {
+    pub(crate) const COUNT_ALLOCATED: &str = "UPDATE coupon_counters SET allocated = allocated + 1 \
+         WHERE type = $1 AND slot = coupon_counter_slot()";
+    pub(crate) const COUNT_REDEEMED: &str = "UPDATE coupon_counters SET redeemed = redeemed + 1 \
+         WHERE type = $1 AND slot = coupon_counter_slot()";
+    /// Each type of `$1` counted `$2` more redemptions (an order batch's).
+    pub(crate) const COUNT_REDEEMED_MANY: &str = "UPDATE coupon_counters c \
+         SET redeemed = redeemed + u.n \
+         FROM unnest($1::text[], $2::bigint[]) AS u(t, n) \
+         WHERE c.type = u.t AND c.slot = coupon_counter_slot()";
+    /// One redemption less, if the type counts any (as on SQLite: never below zero in sum).
+    pub(crate) const UNCOUNT_REDEEMED: &str = "UPDATE coupon_counters SET redeemed = redeemed - 1 \
+         WHERE type = $1 AND slot = coupon_counter_slot() \
+           AND (SELECT SUM(redeemed) FROM coupon_counters WHERE type = $1) > 0";
+    pub(crate) const COUNT_CREATED: &str = "UPDATE coupon_counters SET created = created + $1 \
+         WHERE type = $2 AND slot = coupon_counter_slot()";
+    pub(crate) const COUNT_PURGED: &str = "UPDATE coupon_counters SET purged = purged + $1 \
+         WHERE type = $2 AND slot = coupon_counter_slot()";
+}
+
+/// Runs a counter's `statement`, which must change exactly one slot's row: a missing slot
+/// would lose the count silently.
+async fn count(
+    tx: &impl GenericClient,
+    statement: &str,
+    params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+) -> Result<(), StorageError> {
+    match tx.execute(statement, params).await? {
+        1 => Ok(()),
+        n => Err(StorageError::Corrupt(format!(
+            "a coupon counter's update changed {n} rows, not one slot's"
+        ))),
+    }
+}
 
 /// The row's id and its coupon (see [`COLUMNS`]).
 pub(super) fn coupon(r: &Row) -> Result<(i64, Coupon), StorageError> {
@@ -120,7 +163,7 @@ async fn upload(
     let per_type = per_type_of(coupons);
     for (i, n) in per_type.iter().enumerate() {
         if *n > 0 {
-            tx.execute(sql::COUNT_CREATED, &[n, &TYPES[i]]).await?;
+            count(&tx, slots::COUNT_CREATED, &[n, &TYPES[i]]).await?;
         }
     }
     let event = uploaded_event(upload_id, coupons.len(), &per_type, now);
@@ -169,8 +212,7 @@ async fn allocate(
         &[&coupon.code, &t, &user.as_str(), &now.as_millis()],
     )
     .await?;
-    tx.execute(sql::COUNT_ALLOCATED, &[&type_key(coupon_type)])
-        .await?;
+    count(&tx, slots::COUNT_ALLOCATED, &[&type_key(coupon_type)]).await?;
     super::event::append(&tx, allocated_event(&coupon, user, now)).await?;
     super::commit(tx).await?;
     Ok(Allocation::New(coupon))
@@ -255,8 +297,7 @@ async fn redeem_locked(
         ],
     )
     .await?;
-    tx.execute(sql::COUNT_REDEEMED, &[&type_key(coupon.coupon_type)])
-        .await?;
+    count(tx, slots::COUNT_REDEEMED, &[&type_key(coupon.coupon_type)]).await?;
     let event = redeemed_event(&coupon, i64::from(coupon.uses), user.as_str(), order, now);
     super::event::append(tx, event).await?;
     Ok(RedeemOutcome::Redeemed(coupon))
@@ -279,7 +320,7 @@ pub(super) async fn give_back(
         super::event::append(tx, event).await?;
         let t = parse_type(raw_type)?;
         tx.execute(sql::GIVE_USE_BACK, &[&code]).await?;
-        tx.execute(sql::UNCOUNT_REDEEMED, &[&type_key(t)]).await?;
+        tx.execute(slots::UNCOUNT_REDEEMED, &[&type_key(t)]).await?;
     }
     Ok(())
 }
@@ -303,7 +344,7 @@ async fn purge(
     }
     for (i, n) in per_type.iter().enumerate() {
         if *n > 0 {
-            tx.execute(sql::COUNT_PURGED, &[n, &TYPES[i]]).await?;
+            count(&tx, slots::COUNT_PURGED, &[n, &TYPES[i]]).await?;
         }
     }
     let total: i64 = per_type.iter().sum();

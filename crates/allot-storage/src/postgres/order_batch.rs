@@ -711,12 +711,12 @@ async fn write(
         )
         .await?;
         let (t_type, t_count): (Vec<&str>, Vec<i64>) = redeemed_per_type.into_iter().unzip();
-        tx.execute(
-            "UPDATE coupon_counters c SET redeemed = redeemed + u.n
-             FROM unnest($1::text[], $2::bigint[]) AS u(t, n) WHERE c.type = u.t",
-            &[&t_type, &t_count],
-        )
-        .await?;
+        let counted = tx
+            .execute(coupon::slots::COUNT_REDEEMED_MANY, &[&t_type, &t_count])
+            .await?;
+        if counted != t_type.len() as u64 {
+            return Err(corrupt("a coupon type's counter slot is missing"));
+        }
     }
     if !d_code.is_empty() {
         tx.execute(

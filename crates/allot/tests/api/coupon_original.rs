@@ -813,8 +813,10 @@ async fn racing_requests_hand_each_coupon_to_one_user() {
         50
     );
     assert_eq!(
-        db.count("SELECT allocated FROM coupon_counters WHERE type = 'STANDARD'")
-            .await,
+        db.count(
+            "SELECT CAST(SUM(allocated) AS BIGINT) FROM coupon_counters WHERE type = 'STANDARD'"
+        )
+        .await,
         50
     );
     app.stop().await;
@@ -866,7 +868,7 @@ async fn concurrent_redeems_stop_at_max_usages() {
     );
     assert_eq!(db.count("SELECT count(*) FROM coupon_redemptions").await, 3);
     assert_eq!(
-        db.count("SELECT redeemed FROM coupon_counters WHERE type = 'FREE'")
+        db.count("SELECT CAST(SUM(redeemed) AS BIGINT) FROM coupon_counters WHERE type = 'FREE'")
             .await,
         3
     );

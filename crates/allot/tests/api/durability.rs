@@ -357,7 +357,7 @@ async fn sigkill_loses_no_acknowledged_purchase_or_redemption() {
             .await
     );
     assert_eq!(
-        db.count("SELECT redeemed FROM coupon_counters WHERE type = 'NONE'")
+        db.count("SELECT CAST(SUM(redeemed) AS BIGINT) FROM coupon_counters WHERE type = 'NONE'")
             .await,
         db.count("SELECT count(*) FROM coupon_redemptions").await
     );

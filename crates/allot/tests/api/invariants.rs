@@ -74,7 +74,8 @@ fn checks(sale_user_limit: i64) -> Vec<(&'static str, String)> {
         ),
         (
             "a coupon type's redeemed counter differs from its redemptions",
-            "SELECT COUNT(*) FROM coupon_counters k
+            "SELECT COUNT(*) FROM (SELECT type, SUM(redeemed) AS redeemed FROM coupon_counters
+                                   GROUP BY type) k
              WHERE k.redeemed <> (SELECT COUNT(*) FROM coupon_redemptions r
                                   WHERE COALESCE(r.type, 'NONE') = k.type
                                     AND r.reversed_at_ms IS NULL)"

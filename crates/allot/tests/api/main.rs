@@ -21,6 +21,7 @@ mod console_sales;
 mod console_session;
 mod contract;
 mod coupon;
+mod coupon_counters;
 mod coupon_original;
 mod discount_grpc;
 mod discount_rest;
