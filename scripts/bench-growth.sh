@@ -78,7 +78,7 @@ start_sampler() { # file to keep the peak in (kept across calls)
 stop_sampler() { kill "$SAMPLER" 2>/dev/null || true; wait "$SAMPLER" 2>/dev/null || true; SAMPLER=""; }
 
 # Bytes per row of an API-made write: size and WAL before it, then after with the row count.
-declare -A BYTES=()
+declare -A BYTES=() RATE=() CPU=()
 measure_begin() { BEFORE_SIZE=$(db_bytes); BEFORE_LSN=$(wal_lsn); }
 measure_end() { # name, rows
   local after k="$PHASE $1"; after=$(db_bytes)
@@ -111,9 +111,11 @@ drive() { # name, path kind
   local bad errors
   bad=$(awk '/Non-2xx/{print $5}' <<<"$out"); bad=${bad:-0}
   errors=$(awk '/Socket errors/{print}' <<<"$out")
-  printf '%-8s %10s req/s  p50 %8s  p99 %8s  cpu %7s us/req\n' "$name" \
-    "$(awk '/Requests\/sec/{print $2}' <<<"$out")" "$(awk '$1=="50%"{print $2}' <<<"$out")" \
-    "$(awk '$1=="99%"{print $2}' <<<"$out")" "$(cpu_us_per $((after - before)) "$REQUESTS")"
+  RATE["$PHASE $name"]=$(awk '/Requests\/sec/{print $2}' <<<"$out")
+  CPU["$PHASE $name"]=$(cpu_us_per $((after - before)) "$REQUESTS")
+  printf '%-8s %10s req/s  p50 %8s  p99 %8s  cpu %7s us/req\n' "$name" "${RATE["$PHASE $name"]}" \
+    "$(awk '$1=="50%"{print $2}' <<<"$out")" "$(awk '$1=="99%"{print $2}' <<<"$out")" \
+    "${CPU["$PHASE $name"]}"
   if [ "$bad" != 0 ] || [ -n "$errors" ]; then
     echo "  $name: $bad answers not 2xx ${errors:+($errors)}" >&2; status=1
   fi
@@ -127,7 +129,8 @@ orders() {
   while IFS= read -r line; do
     case "$line" in
       setup:*) t0=$(cpu_ticks) ;;
-      "orders ("*) t1=$(cpu_ticks); ok=$(sed -n 's/.* ok=\([0-9]*\).*/\1/p' <<<"$line"); echo "$line" ;;
+      "orders ("*) t1=$(cpu_ticks); ok=$(sed -n 's/.* ok=\([0-9]*\).*/\1/p' <<<"$line"); echo "$line"
+        RATE["$PHASE orders"]=$(awk '{for (i = 1; i < NF; i++) if ($(i + 1) == "req/s") print $i}' <<<"$line") ;;
       "load exit "*) rc=${line#load exit } ;;
       *) echo "$line" ;;
     esac
@@ -136,7 +139,8 @@ orders() {
   if [ "$rc" != 0 ] || [ -z "$t0" ] || [ -z "$t1" ]; then
     echo "  load orders failed" >&2; status=1; t0=0 t1=0
   fi
-  echo "orders: cpu $(cpu_us_per $((t1 - t0)) "${ok:-0}") us/order"
+  CPU["$PHASE orders"]=$(cpu_us_per $((t1 - t0)) "${ok:-0}")
+  echo "orders: cpu ${CPU["$PHASE orders"]} us/order"
   ORDERS_MADE=${ok:-0}
 }
 campaign() { # makes a campaign of 10,000,000 codes; sets CAMPAIGN
@@ -227,7 +231,15 @@ run() { # backend
   done
   echo "WAL peak: $(( $(cat "$WORK/wal-peak") / 1048576 )) MiB over the API runs, $(( $(cat "$WORK/wal-peak-fill") / 1048576 )) MiB during the fill"
   if [ "$BACKEND" = sqlite ]; then rm -rf "$DATA"; fi
-  BYTES=()
+  echo "## $LABEL: $GROW_CODES rows against 0 (the issue asks within 10%)"
+  local path
+  for path in hello issue use orders; do
+    awk -v p="$path" -v r0="${RATE["0 $path"]:-0}" -v r1="${RATE["grown $path"]:-0}" \
+      -v c0="${CPU["0 $path"]:-0}" -v c1="${CPU["grown $path"]:-0}" 'BEGIN{
+        printf "%-8s rate %+6.1f%%  cpu/req %+6.1f%%\n", p, r0 ? (r1 / r0 - 1) * 100 : 0,
+          c0 ? (c1 / c0 - 1) * 100 : 0}'
+  done
+  BYTES=() RATE=() CPU=()
 }
 
 for backend in $BACKENDS; do run "$backend"; done
