@@ -14,6 +14,9 @@
 #      in use, PostgreSQL pg_database_size), WAL bytes per row on PostgreSQL
 #      (pg_current_wal_lsn), and the WAL's peak over the whole run (the -wal file or the
 #      pg_wal directory, sampled every 0.2 s).
+# Time and disk on the 2-core machine (noisy): SQLite about 15 minutes and 6 GiB at its peak;
+# PostgreSQL about 30 minutes (the fill 15, then load orders' verification, which lists every
+# stored order through the API, 9) and 13 GiB. GROW_ORDERS=200000 shortens both.
 # Every wrk answer must be 2xx; the fill is checked by the server going on from it (the
 # campaign codes' sequence, the counters the orders imply, the verification of load orders).
 #
