@@ -1,15 +1,24 @@
 -- scripts/bench-growth.sh, PostgreSQL: the same fill as fill-sqlite.sql (see there), with the
 -- server stopped. Identities are given explicitly (OVERRIDING SYSTEM VALUE) and moved past
 -- the filled rows after; events get their public seq directly (numbering any the sequencer
--- has not reached first, as it would).
+-- has not reached first, as it would). The log is three tables since migration 0030: the wide
+-- rows (`event_rows`), their numbers (`event_numbers`) and the sequencer's markers; `events` is
+-- a view for reading. Coupon counters are in slots since 0031 (the fill adds to slot 0).
 \set ON_ERROR_STOP on
 SET synchronous_commit = off;
 SET work_mem = '256MB';
 SET maintenance_work_mem = '512MB';
 BEGIN;
-WITH top AS (SELECT coalesce(max(seq), 0) AS s FROM events),
-     todo AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM events WHERE seq IS NULL)
-UPDATE events e SET seq = top.s + todo.n FROM todo, top WHERE e.id = todo.id;
+WITH top AS (SELECT coalesce(max(seq), 0) AS s FROM event_numbers),
+     taken AS (DELETE FROM event_unnumbered RETURNING ids),
+     todo AS (SELECT id, row_number() OVER (ORDER BY id) AS n FROM taken, unnest(taken.ids) AS id)
+INSERT INTO event_numbers (seq, id, type, actor)
+  SELECT top.s + todo.n, todo.id, r.type, r.actor
+  FROM todo CROSS JOIN top JOIN event_rows r ON r.id = todo.id;
+-- New events: a wide row and its number each, ids and seqs given after the highest.
+CREATE TEMP TABLE ev_base AS SELECT
+  (SELECT coalesce(max(id), 0) FROM event_rows) AS id, (SELECT coalesce(max(seq), 0) FROM event_numbers) AS seq;
+CREATE TEMP TABLE newev (n BIGINT, type TEXT, occurred_at_ms BIGINT, actor TEXT, payload JSONB, source TEXT);
 
 CREATE TEMP TABLE tpl AS
   SELECT row_number() OVER (ORDER BY id) - 1 AS n, id FROM orders
@@ -19,7 +28,7 @@ CREATE TEMP TABLE b AS SELECT
   (SELECT max(id) FROM orders) AS o, (SELECT max(id) FROM reservations) AS r,
   (SELECT max(id) FROM stock_movements) AS m, (SELECT max(id) FROM order_status_history) AS h,
   (SELECT max(id) FROM coupon_redemptions) AS c, (SELECT count(*) FROM tpl) AS t,
-  (SELECT max(seq) FROM events) AS e;
+  (SELECT max(seq) FROM event_numbers) AS e;
 CREATE TEMP TABLE k AS
   SELECT s.k AS k, tpl.id AS tid, b.o + s.k + 1 AS oid, b.r + 3 * s.k AS r0
   FROM generate_series(0::bigint, @ORDERS@ - 1) AS s(k) CROSS JOIN b JOIN tpl ON tpl.n = s.k % b.t;
@@ -74,8 +83,8 @@ INSERT INTO coupon_redemptions (id, code, type, user_id, redeemed_at_ms, order_i
   OVERRIDING SYSTEM VALUE
   SELECT b.c + k.k + 1, c.code, c.type, c.user_id, c.redeemed_at_ms, k.oid, NULL, NULL
   FROM k CROSS JOIN b JOIN coupon_redemptions c ON c.order_id = k.tid ORDER BY k.k;
-INSERT INTO events (seq, type, occurred_at_ms, actor, payload, source)
-  SELECT (SELECT max(seq) FROM events) + row_number() OVER (ORDER BY k.k, e.seq), e.type,
+INSERT INTO newev (n, type, occurred_at_ms, actor, payload, source)
+  SELECT row_number() OVER (ORDER BY k.k, e.seq), e.type,
     e.occurred_at_ms, e.actor,
     CASE e.type
       WHEN 'InventoryReserved' THEN jsonb_set(e.payload, '{reservation_id}', to_jsonb(k.r0 + tev.line_no + 1))
@@ -89,7 +98,7 @@ INSERT INTO events (seq, type, occurred_at_ms, actor, payload, source)
 UPDATE coupons SET uses = uses + n.c
   FROM (SELECT code, count(*) AS c FROM coupon_redemptions WHERE id > (SELECT c FROM b)
         GROUP BY code) n WHERE coupons.code = n.code;
-UPDATE coupon_counters SET redeemed = redeemed + @ORDERS@ WHERE type = 'NONE';
+UPDATE coupon_counters SET redeemed = redeemed + @ORDERS@ WHERE type = 'NONE' AND slot = 0;
 UPDATE stock_levels s SET reserved = s.reserved + n.q
   FROM (SELECT product_id, warehouse_id, sum(quantity) AS q FROM reservations
         WHERE id > (SELECT r FROM b) GROUP BY 1, 2) n
@@ -101,8 +110,8 @@ UPDATE stock_levels SET on_hand = reserved WHERE on_hand < reserved;
 INSERT INTO campaigns (name, starts_at_ms, total, issued, created_at_ms)
   VALUES ('growth fill', 1577836800000, @CODES@, @CODES@, @NOW@);
 CREATE TEMP TABLE f AS SELECT max(id) AS cid FROM campaigns;
-INSERT INTO events (seq, type, occurred_at_ms, actor, payload, source)
-  SELECT (SELECT max(seq) FROM events) + 1, 'CampaignCreated', @NOW@, 'api_key:1',
+INSERT INTO newev (n, type, occurred_at_ms, actor, payload, source)
+  SELECT (SELECT count(*) FROM newev) + 1, 'CampaignCreated', @NOW@, 'api_key:1',
     jsonb_build_object('campaign_id', cid, 'ends_at_ms', NULL, 'name', 'growth fill',
       'per_user_limit', NULL, 'starts_at_ms', 1577836800000, 'total', @CODES@), '127.0.0.1'
   FROM f;
@@ -114,15 +123,23 @@ INSERT INTO campaign_coupons (campaign_id, seq, code, user_id, idempotency_key, 
       || chr(44032 + (s.i * 31 % 11172)::int),
     NULL, NULL, @NOW@
   FROM generate_series(1::bigint, @CODES@) AS s(i) CROSS JOIN f;
-INSERT INTO events (seq, type, occurred_at_ms, actor, payload, source)
-  SELECT (SELECT max(seq) FROM events) + c.seq, 'CouponIssued', c.issued_at_ms, 'api_key:1',
+INSERT INTO newev (n, type, occurred_at_ms, actor, payload, source)
+  SELECT (SELECT count(*) FROM newev) + c.seq, 'CouponIssued', c.issued_at_ms, 'api_key:1',
     jsonb_build_object('campaign_id', c.campaign_id, 'code', c.code, 'seq', c.seq, 'user_id', NULL),
     '127.0.0.1'
   FROM f JOIN campaign_coupons c ON c.campaign_id = f.cid ORDER BY c.seq;
 
+INSERT INTO event_rows (id, type, occurred_at_ms, actor, source, payload)
+  OVERRIDING SYSTEM VALUE
+  SELECT ev_base.id + n, type, occurred_at_ms, actor, source, payload
+  FROM newev CROSS JOIN ev_base ORDER BY n;
+INSERT INTO event_numbers (seq, id, type, actor)
+  SELECT ev_base.seq + n, ev_base.id + n, type, actor FROM newev CROSS JOIN ev_base ORDER BY n;
+SELECT setval(pg_get_serial_sequence('event_rows', 'id'), (SELECT max(id) FROM event_rows));
+
 -- The notification consumer had passed the log's head before the fill: it is put past the
 -- filled events too, as if it had read them as they came (none of them notifies anyone).
-UPDATE notification_cursor SET last_seq = (SELECT max(seq) FROM events)
+UPDATE notification_cursor SET last_seq = (SELECT max(seq) FROM event_numbers)
   WHERE last_seq >= (SELECT e FROM b);
 SELECT setval(pg_get_serial_sequence('orders', 'id'), (SELECT max(id) FROM orders));
 SELECT setval(pg_get_serial_sequence('reservations', 'id'), (SELECT max(id) FROM reservations));
