@@ -186,11 +186,25 @@ impl Write for LogBuffer {
     }
 }
 
+/// One line's writer: borrows the buffer (no `Arc` clone and drop per line).
+pub struct LogLine<'a>(&'a Shared);
+
+impl Write for LogLine<'_> {
+    fn write(&mut self, line: &[u8]) -> std::io::Result<usize> {
+        self.0.append(line);
+        Ok(line.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl<'a> MakeWriter<'a> for LogBuffer {
-    type Writer = LogBuffer;
+    type Writer = LogLine<'a>;
 
     fn make_writer(&'a self) -> Self::Writer {
-        self.clone()
+        LogLine(&self.0)
     }
 }
 
