@@ -6,9 +6,9 @@
 //! served in one go; the answers go back in order. A batch that cannot get a connection is
 //! answered `Busy` whole, and the connection is made again for the next one.
 
+use super::conn::Conn;
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::Client;
 
 use std::sync::Arc;
 
@@ -28,7 +28,7 @@ pub(super) trait Batch: Send + Sync + 'static {
     /// may be `Ok` only once what it says is committed. `origins[i]` is the origin of the
     /// caller of `requests[i]` (taken in its task): its events record it.
     async fn serve(
-        client: &mut Client,
+        client: &mut Conn,
         requests: &[Self::Request],
         origins: &[Option<Origin>],
     ) -> Vec<Result<Self::Output, StorageError>>;
@@ -67,7 +67,7 @@ async fn run<B: Batch>(
     health: Arc<WriteHealth>,
     bound: Option<std::time::Duration>,
 ) {
-    let mut client: Option<Client> = None;
+    let mut client: Option<Conn> = None;
     let mut waiting = Vec::with_capacity(B::MAX);
     while rx.recv_many(&mut waiting, B::MAX).await > 0 {
         let mut requests = Vec::with_capacity(waiting.len());
@@ -80,7 +80,7 @@ async fn run<B: Batch>(
         }
         let connection = match client.take().filter(|c| !c.is_closed()) {
             Some(c) => Ok(c),
-            None => target.connect().await,
+            None => target.connect().await.map(Conn::new),
         };
         let connection = match connection {
             Ok(c) => c,

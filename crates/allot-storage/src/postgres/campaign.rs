@@ -11,6 +11,7 @@
 //! count, the sequence numbers, the per-user limit and the keys stay exact, and the table's
 //! `CHECK (issued <= total)` stands behind it all.
 
+use super::conn::{Conn, Db};
 use allot_domain::UnixMillis;
 use allot_domain::campaign::{CampaignId, CouponCode};
 use allot_domain::event::{NewEvent, Origin};
@@ -20,7 +21,6 @@ use std::collections::{HashMap, HashSet};
 use async_trait::async_trait;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-use tokio_postgres::Client;
 
 use super::PgStore;
 use super::batch::Batch;
@@ -32,7 +32,7 @@ use crate::campaign::{
 };
 
 async fn create(
-    client: &mut Client,
+    client: &mut Conn,
     new: &NewCampaign,
     now: UnixMillis,
 ) -> Result<Campaign, StorageError> {
@@ -58,7 +58,7 @@ async fn create(
     Ok(campaign)
 }
 
-async fn get(client: &Client, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
+async fn get(client: &Conn, id: CampaignId) -> Result<Option<Campaign>, StorageError> {
     client
         .query_opt(sql::BY_ID, &[&id.get()])
         .await?
@@ -79,7 +79,7 @@ impl Batch for Issues {
     const MAX: usize = BATCH_MAX;
 
     async fn serve(
-        client: &mut Client,
+        client: &mut Conn,
         requests: &[IssueRequest],
         origins: &[Option<Origin>],
     ) -> Vec<Result<IssueOutcome, StorageError>> {
@@ -116,7 +116,7 @@ impl Batch for Issues {
 
 /// Serves the requests of one campaign, in order, in one transaction.
 async fn issue_batch(
-    client: &mut Client,
+    client: &mut Conn,
     id: CampaignId,
     requests: &[&IssueRequest],
     origins: &[Option<Origin>],
@@ -336,7 +336,7 @@ impl NewRows {
 }
 
 async fn coupons(
-    client: &Client,
+    client: &Conn,
     id: CampaignId,
     after_seq: i64,
     limit: u32,
@@ -348,7 +348,7 @@ async fn coupons(
 }
 
 async fn codes(
-    client: &Client,
+    client: &Conn,
     id: CampaignId,
     holder: Option<&UserId>,
     limit: u32,

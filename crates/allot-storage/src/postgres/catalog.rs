@@ -8,15 +8,16 @@
 //! - moving categories is serialised by one transaction-scoped advisory lock, so two moves
 //!   cannot together close a loop that neither sees alone.
 
+use super::conn::Db;
 use allot_domain::event::{EventType, NewEvent};
 use std::collections::BTreeMap;
 
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{Attributes, CategoryId, ProductId, WarehouseId};
 use async_trait::async_trait;
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{GenericClient, Row};
 
 use super::PgStore;
 use crate::catalog::{
@@ -50,7 +51,7 @@ fn refusal_of<T>(
 }
 
 async fn attributes_of(
-    client: &impl GenericClient,
+    client: &impl Db,
     ids: &[i64],
 ) -> Result<BTreeMap<i64, Attributes>, StorageError> {
     let rows = client
@@ -70,10 +71,7 @@ async fn attributes_of(
         .collect()
 }
 
-async fn products_from(
-    client: &impl GenericClient,
-    rows: &[Row],
-) -> Result<Vec<Product>, StorageError> {
+async fn products_from(client: &impl Db, rows: &[Row]) -> Result<Vec<Product>, StorageError> {
     let ids = rows
         .iter()
         .map(|r| r.int(0))
@@ -85,10 +83,7 @@ async fn products_from(
         .collect()
 }
 
-async fn product(
-    client: &impl GenericClient,
-    id: ProductId,
-) -> Result<Option<Product>, StorageError> {
+async fn product(client: &impl Db, id: ProductId) -> Result<Option<Product>, StorageError> {
     let rows = client
         .query(
             &format!(
@@ -102,7 +97,7 @@ async fn product(
 }
 
 async fn put_attributes(
-    client: &impl GenericClient,
+    client: &impl Db,
     id: ProductId,
     attributes: &Attributes,
 ) -> Result<(), StorageError> {
@@ -140,11 +135,7 @@ async fn put_attributes(
 }
 
 /// Runs a statement built at run time with its parameters.
-async fn query_args(
-    client: &impl GenericClient,
-    sql: &str,
-    args: Vec<Arg>,
-) -> Result<Vec<Row>, StorageError> {
+async fn query_args(client: &impl Db, sql: &str, args: Vec<Arg>) -> Result<Vec<Row>, StorageError> {
     let args: Vec<Box<dyn ToSql + Sync + Send>> = args
         .into_iter()
         .map(|a| -> Box<dyn ToSql + Sync + Send> {
@@ -313,12 +304,7 @@ impl CatalogStore for PgStore {
     async fn products(&self, q: ProductQuery) -> Result<ProductListing, StorageError> {
         let mut client = self.client().await?;
         // The page and its facets from one snapshot.
-        let tx = client
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = client.snapshot().await?;
         // No parallel workers: a relevance page is a chain of small reads, and starting the
         // workers of a plan (10 ms here) cost more than the reads, even for a part a one-time
         // filter skips.

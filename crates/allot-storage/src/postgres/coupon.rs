@@ -7,12 +7,13 @@
 //!   ([`slots`]): allocations and redemptions of one type on different connections do not
 //!   queue on one row until each other's commit.
 
+use super::conn::{Conn, Db};
 use allot_domain::UnixMillis;
 use allot_domain::coupon::{CouponType, UploadedCode};
 use allot_domain::user::{IdempotencyKey, UserId};
 use async_trait::async_trait;
+use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, GenericClient, Row};
 
 use super::PgStore;
 use crate::StorageError;
@@ -66,7 +67,7 @@ pub(super) mod slots {
 /// Runs a counter's `statement`, which must change exactly one slot's row: a missing slot
 /// would lose the count silently.
 async fn count(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     statement: &str,
     params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
 ) -> Result<(), StorageError> {
@@ -83,10 +84,7 @@ pub(super) fn coupon(r: &Row) -> Result<(i64, Coupon), StorageError> {
     coupon_of(r)
 }
 
-async fn existing(
-    client: &impl GenericClient,
-    codes: &[String],
-) -> Result<Vec<String>, StorageError> {
+async fn existing(client: &impl Db, codes: &[String]) -> Result<Vec<String>, StorageError> {
     Ok(client
         .query("SELECT code FROM coupons WHERE code = ANY($1)", &[&codes])
         .await?
@@ -96,7 +94,7 @@ async fn existing(
 }
 
 async fn existing_codes(
-    client: &Client,
+    client: &Conn,
     codes: Vec<UploadedCode>,
 ) -> Result<Vec<UploadedCode>, StorageError> {
     let raw: Vec<String> = codes.iter().map(|c| c.as_str().to_owned()).collect();
@@ -108,7 +106,7 @@ async fn existing_codes(
 }
 
 async fn upload(
-    client: &mut Client,
+    client: &mut Conn,
     coupons: &[NewCoupon],
     now: UnixMillis,
 ) -> Result<Result<usize, ExistingCodes>, StorageError> {
@@ -173,7 +171,7 @@ async fn upload(
 }
 
 async fn allocate(
-    client: &mut Client,
+    client: &mut Conn,
     user: &UserId,
     coupon_type: Option<CouponType>,
     now: UnixMillis,
@@ -218,7 +216,7 @@ async fn allocate(
     Ok(Allocation::New(coupon))
 }
 
-async fn get(client: &Client, code: &str) -> Result<Option<Coupon>, StorageError> {
+async fn get(client: &Conn, code: &str) -> Result<Option<Coupon>, StorageError> {
     client
         .query_opt(sql::BY_CODE, &[&code])
         .await?
@@ -241,7 +239,7 @@ pub const ALLOCATION_PICK_UNTYPED: &str = "SELECT id FROM coupons
      ORDER BY id + 0 LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 async fn redeem(
-    client: &mut Client,
+    client: &mut Conn,
     code: &str,
     user: &UserId,
     now: UnixMillis,
@@ -258,7 +256,7 @@ async fn redeem(
 /// Redeems once if the rules allow, in `tx`, the coupon's row locked first. A use over the
 /// API belongs to no order (orders redeem in their own batch, `order_batch`).
 async fn redeem_locked(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     code: &str,
     user: &UserId,
     now: UnixMillis,
@@ -306,7 +304,7 @@ async fn redeem_locked(
 /// Gives back the coupon uses the order made: each redemption is marked reversed, its use
 /// returned to the coupon and taken off the redeemed counter.
 pub(super) async fn give_back(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     order: i64,
     now: UnixMillis,
 ) -> Result<(), StorageError> {
@@ -326,7 +324,7 @@ pub(super) async fn give_back(
 }
 
 async fn purge(
-    client: &mut Client,
+    client: &mut Conn,
     now: UnixMillis,
     trigger: &str,
 ) -> Result<Vec<(Option<CouponType>, i64)>, StorageError> {
@@ -357,7 +355,7 @@ async fn purge(
     Ok(by_type(&per_type))
 }
 
-async fn counters(client: &Client, now: UnixMillis) -> Result<Vec<CouponCounters>, StorageError> {
+async fn counters(client: &Conn, now: UnixMillis) -> Result<Vec<CouponCounters>, StorageError> {
     let expired_rows = client.query(sql::EXPIRED, &[&now.as_millis()]).await?;
     let mut expired: PerType = [0; 4];
     for r in &expired_rows {
@@ -371,10 +369,7 @@ async fn counters(client: &Client, now: UnixMillis) -> Result<Vec<CouponCounters
     Ok(out)
 }
 
-async fn redemptions(
-    client: &Client,
-    f: RedemptionFilter,
-) -> Result<Vec<Redemption>, StorageError> {
+async fn redemptions(client: &Conn, f: RedemptionFilter) -> Result<Vec<Redemption>, StorageError> {
     let t: Option<Option<&str>> = f.coupon_type.map(|t| t.map(CouponType::as_str));
     let rows = client
         .query(

@@ -3,11 +3,11 @@
 //! never fails the call and a failure leaves nothing. Using a code is one conditional UPDATE,
 //! atomic across any number of instances.
 
+use super::conn::{Conn, Db};
 use allot_domain::UnixMillis;
 use allot_domain::discount::{CodeLength, DiscountCode, GenerateCount, UseOutcome};
 use allot_domain::user::IdempotencyKey;
 use async_trait::async_trait;
-use tokio_postgres::{Client, GenericClient};
 
 use super::PgStore;
 use crate::StorageError;
@@ -17,7 +17,7 @@ use crate::discount::{
 };
 
 async fn generate(
-    client: &mut Client,
+    client: &mut Conn,
     length: CodeLength,
     count: GenerateCount,
     now: UnixMillis,
@@ -49,12 +49,8 @@ async fn generate(
             .get(0);
         return replayed(key, kept);
     };
-    let insert = tx
-        .prepare(
-            "INSERT INTO discount_codes (code, batch_id)
-             SELECT unnest($1::text[]), $2 ON CONFLICT (code) DO NOTHING RETURNING code",
-        )
-        .await?;
+    let insert = "INSERT INTO discount_codes (code, batch_id)
+                  SELECT unnest($1::text[]), $2 ON CONFLICT (code) DO NOTHING RETURNING code";
     let mut codes = Vec::with_capacity(draws.count());
     loop {
         let wanted = draws.next(codes.len())?;
@@ -65,7 +61,7 @@ async fn generate(
         // One statement may not insert a code twice: a code drawn twice is drawn again.
         drawn.dedup();
         let drawn: Vec<&str> = drawn.iter().map(DiscountCode::as_str).collect();
-        for row in tx.query(&insert, &[&drawn, &batch_id]).await? {
+        for row in tx.query(insert, &[&drawn, &batch_id]).await? {
             let code: String = row.get(0);
             codes.push(
                 DiscountCode::parse(&code)
@@ -86,7 +82,7 @@ async fn generate(
 }
 
 async fn use_code(
-    client: &impl GenericClient,
+    client: &impl Db,
     code: &DiscountCode,
     now: UnixMillis,
 ) -> Result<UseOutcome, StorageError> {
@@ -126,7 +122,7 @@ async fn use_code(
 
 /// Makes a used code unused again (an order that used it was cancelled).
 pub(super) async fn give_back(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     code: &str,
     order: i64,
     now: UnixMillis,
@@ -139,7 +135,7 @@ pub(super) async fn give_back(
 }
 
 async fn get(
-    client: &Client,
+    client: &Conn,
     code: &DiscountCode,
 ) -> Result<Option<DiscountCodeRecord>, StorageError> {
     let row = client.query_opt(sql::RECORD, &[&code.as_str()]).await?;

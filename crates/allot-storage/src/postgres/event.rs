@@ -19,10 +19,10 @@
 //! primary key entry and a marker row without an index; the indexes readers walk (by seq, type
 //! and actor) are on the narrow numbers, written once, by the sequencer, off the writers' path.
 
+use super::conn::{Conn, Db};
 use allot_domain::UnixMillis;
 use allot_domain::event::NewEvent;
 use async_trait::async_trait;
-use tokio_postgres::{Client, GenericClient};
 
 use super::PgStore;
 use crate::StorageError;
@@ -85,10 +85,7 @@ pub const NUMBER_EVENTS: &str =
             (SELECT count(*) FROM numbered)";
 
 /// Appends `events` in order, in one statement; call it in the transaction of the change.
-pub(super) async fn append_events(
-    tx: &impl GenericClient,
-    events: &[NewEvent],
-) -> Result<(), StorageError> {
+pub(super) async fn append_events(tx: &impl Db, events: &[NewEvent]) -> Result<(), StorageError> {
     if events.is_empty() {
         return Ok(());
     }
@@ -107,7 +104,7 @@ pub(super) async fn append_events(
 }
 
 /// Appends one event.
-pub(super) async fn append(tx: &impl GenericClient, event: NewEvent) -> Result<(), StorageError> {
+pub(super) async fn append(tx: &impl Db, event: NewEvent) -> Result<(), StorageError> {
     append_events(tx, std::slice::from_ref(&event)).await
 }
 
@@ -119,7 +116,7 @@ pub(super) async fn append(tx: &impl GenericClient, event: NewEvent) -> Result<(
 /// Nothing to number (no write since the last run) costs one look at the (emptied) marker
 /// table and no lock, so reads of a quiet log stay cheap; under writes, reads queue on the
 /// lock, never the writes.
-async fn sequence(client: &mut Client) -> Result<(), StorageError> {
+async fn sequence(client: &mut Conn) -> Result<(), StorageError> {
     let mut batch = SEQUENCE_BATCH_APPENDS;
     for _ in 0..SEQUENCE_ROUNDS_MAX {
         let waiting = client.query_opt(UNNUMBERED_PROBE, &[]).await?;

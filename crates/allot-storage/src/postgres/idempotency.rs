@@ -1,6 +1,7 @@
 //! Idempotency keys on PostgreSQL: the primary key decides which of several concurrent first
 //! requests (on any instance) claims a key; the others see it in progress.
 
+use super::conn::Db;
 use allot_domain::UnixMillis;
 use async_trait::async_trait;
 

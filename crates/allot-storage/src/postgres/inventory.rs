@@ -9,13 +9,13 @@
 //! - the balance, its ledger row and any alert change commit together;
 //!   `CHECK (reserved >= 0 AND reserved <= on_hand)` stands behind it all.
 
+use super::conn::Db;
 use std::collections::BTreeMap;
 
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
 use allot_domain::inventory::{Adjustment, Reason, Reorder, ReservationId};
 use async_trait::async_trait;
-use tokio_postgres::GenericClient;
 
 use super::PgStore;
 use crate::StorageError;
@@ -32,7 +32,7 @@ use crate::inventory::{
 type Refusable<T> = Result<Result<T, InventoryRefusal>, StorageError>;
 
 async fn level(
-    c: &impl GenericClient,
+    c: &impl Db,
     p: ProductId,
     w: WarehouseId,
 ) -> Result<Option<StockLevel>, StorageError> {
@@ -46,18 +46,14 @@ async fn level(
     .transpose()
 }
 
-async fn stored_level(
-    c: &impl GenericClient,
-    p: ProductId,
-    w: WarehouseId,
-) -> Refusable<StockLevel> {
+async fn stored_level(c: &impl Db, p: ProductId, w: WarehouseId) -> Refusable<StockLevel> {
     level(c, p, w)
         .await?
         .map(Ok)
         .ok_or_else(|| StorageError::Corrupt("a stock level just written is missing".to_owned()))
 }
 
-async fn live_product(c: &impl GenericClient, p: ProductId) -> Result<bool, StorageError> {
+async fn live_product(c: &impl Db, p: ProductId) -> Result<bool, StorageError> {
     Ok(c.query_opt(
         "SELECT 1 FROM products WHERE id = $1 AND deleted_at_ms IS NULL",
         &[&p.get()],
@@ -66,10 +62,7 @@ async fn live_product(c: &impl GenericClient, p: ProductId) -> Result<bool, Stor
     .is_some())
 }
 
-pub(super) async fn warehouse_exists(
-    c: &impl GenericClient,
-    w: WarehouseId,
-) -> Result<bool, StorageError> {
+pub(super) async fn warehouse_exists(c: &impl Db, w: WarehouseId) -> Result<bool, StorageError> {
     Ok(
         c.query_opt("SELECT 1 FROM warehouses WHERE id = $1", &[&w.get()])
             .await?
@@ -79,7 +72,7 @@ pub(super) async fn warehouse_exists(
 
 /// Locks the level's row (creating it empty first if there is none) and reads its balance.
 pub(super) async fn lock_level(
-    c: &impl GenericClient,
+    c: &impl Db,
     p: ProductId,
     w: WarehouseId,
     now: UnixMillis,
@@ -104,7 +97,7 @@ pub(super) async fn lock_level(
 
 /// Raises or clears the level's alert as `step` says; answers whether one is open after.
 async fn apply_alert(
-    c: &impl GenericClient,
+    c: &impl Db,
     p: ProductId,
     w: WarehouseId,
     step: AlertStep,
@@ -137,7 +130,7 @@ async fn apply_alert(
 
 /// One change of a locked level: the balance, its ledger row and its alert.
 pub(super) async fn apply(
-    c: &impl GenericClient,
+    c: &impl Db,
     p: ProductId,
     w: WarehouseId,
     b: &Balance,
@@ -204,7 +197,7 @@ impl PgStore {
 /// locked first, then its stock row. One past its lifetime is expired, whatever was asked, and
 /// answered `NotPending { Expired }` (the caller commits that expiry).
 pub(super) async fn end_in(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     id: ReservationId,
     how: End,
     now: UnixMillis,
@@ -244,7 +237,7 @@ pub(super) async fn end_in(
 /// every stock row of the product is locked in warehouse order, a warehouse chosen, then
 /// written. `new.ttl` is not read.
 pub(super) async fn reserve_in(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     new: &NewReservation,
     expires_at_ms: i64,
 ) -> Refusable<Reservation> {

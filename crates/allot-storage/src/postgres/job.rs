@@ -1,5 +1,6 @@
 //! Job claims on PostgreSQL: one conditional upsert, atomic across instances.
 
+use super::conn::Db;
 use allot_domain::UnixMillis;
 use async_trait::async_trait;
 

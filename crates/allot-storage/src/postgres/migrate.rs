@@ -54,6 +54,6 @@ pub async fn apply(client: &mut Client) -> Result<Vec<i64>, StorageError> {
         );
         applied.push(m.version);
     }
-    super::commit(tx).await?;
+    super::commit_raw(tx).await?;
     Ok(applied)
 }

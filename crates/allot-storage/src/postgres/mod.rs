@@ -5,6 +5,7 @@
 mod batch;
 mod campaign;
 mod catalog;
+mod conn;
 mod coupon;
 mod discount;
 mod event;
@@ -34,6 +35,8 @@ use async_trait::async_trait;
 use tokio::sync::Mutex;
 use tokio_postgres::Client;
 
+use conn::{Conn, Db, Tx};
+
 use crate::crypto::{Cipher, DataKey};
 use crate::{StorageError, Store};
 
@@ -54,7 +57,7 @@ const CONNECTIONS: usize = 8;
 /// enforced by statements that are atomic in PostgreSQL, never by this process alone.
 pub struct PgStore {
     target: PgTarget,
-    connections: Vec<Mutex<Client>>,
+    connections: Vec<Mutex<Conn>>,
     next: AtomicUsize,
     /// Campaign issues, served in batches on a connection of their own.
     issuer: batch::BatchQueue<campaign::Issues>,
@@ -85,6 +88,7 @@ impl PgStore {
         // connection of their own, without our statement, lock and answer timeouts.
         let mut first = target.for_migrations().connect().await?;
         migrate::apply(&mut first).await?;
+        let mut first = Conn::new(first);
         let sealed = personal::prepare(&mut first, &cipher).await?;
         if sealed > 0 {
             tracing::info!(
@@ -95,7 +99,7 @@ impl PgStore {
         drop(first);
         let mut connections = Vec::with_capacity(CONNECTIONS);
         for _ in 0..CONNECTIONS {
-            connections.push(Mutex::new(target.connect().await?));
+            connections.push(Mutex::new(Conn::new(target.connect().await?)));
         }
         let health = std::sync::Arc::new(crate::WriteHealth::default());
         Ok(PgStore {
@@ -112,12 +116,12 @@ impl PgStore {
 
     /// The next connection in turn, opened again first if it was closed (PostgreSQL restarted,
     /// the network dropped it): the store recovers by itself once the database is back.
-    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Client>, StorageError> {
+    async fn client(&self) -> Result<tokio::sync::MutexGuard<'_, Conn>, StorageError> {
         let slot =
             &self.connections[self.next.fetch_add(1, Ordering::Relaxed) % self.connections.len()];
         let mut guard = slot.lock().await;
         if guard.is_closed() {
-            *guard = self.target.connect().await.map_err(|e| {
+            *guard = Conn::new(self.target.connect().await.map_err(|e| {
                 let fault = e.fault().unwrap_or(crate::Fault::Unreachable);
                 self.health.failed(fault);
                 StorageError::Unavailable {
@@ -128,7 +132,7 @@ impl PgStore {
                         other => format!("reconnecting: {other}"),
                     },
                 }
-            })?;
+            })?);
             tracing::info!("reconnected to postgres");
         }
         Ok(guard)
@@ -141,7 +145,12 @@ impl PgStore {
 /// never "unreachable" (which promises nothing was written). A COMMIT cancelled (the
 /// statement timeout) is said unknown too: whether the cancel came before the commit was
 /// durable is not ours to tell. Every transaction of this backend commits through here.
-pub(crate) async fn commit(tx: tokio_postgres::Transaction<'_>) -> Result<(), StorageError> {
+pub(crate) async fn commit(tx: Tx<'_>) -> Result<(), StorageError> {
+    commit_raw(tx.into_inner()).await
+}
+
+/// [`commit`] for a transaction on a bare client (the migrations').
+pub(crate) async fn commit_raw(tx: tokio_postgres::Transaction<'_>) -> Result<(), StorageError> {
     tx.commit().await.map_err(|e| {
         let cancelled = e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED);
         let error = StorageError::from(e);

@@ -4,11 +4,12 @@
 //! lease passed on commits nothing. Email senders claim due rows with `FOR UPDATE SKIP
 //! LOCKED` and a lease time, so two instances never claim one row while its lease runs.
 
+use super::conn::Db;
 use allot_domain::UnixMillis;
 use allot_domain::auth::{AccountId, Role};
 use allot_domain::event::ACTOR_NOTIFIER;
 use async_trait::async_trait;
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::Row;
 
 use super::PgStore;
 use super::event::{append, append_events};
@@ -116,10 +117,7 @@ fn notification_of(cipher: &Cipher, r: &Row) -> Result<Notification, StorageErro
     )
 }
 
-async fn template_id(
-    c: &impl GenericClient,
-    key: &TemplateKey,
-) -> Result<Option<i64>, StorageError> {
+async fn template_id(c: &impl Db, key: &TemplateKey) -> Result<Option<i64>, StorageError> {
     let row = match key {
         TemplateKey::Id(id) => {
             c.query_opt("SELECT id FROM notification_templates WHERE id = $1", &[id])
@@ -136,7 +134,7 @@ async fn template_id(
     Ok(row.map(|r| r.get(0)))
 }
 
-async fn template_by_id(c: &impl GenericClient, id: i64) -> Result<Option<Template>, StorageError> {
+async fn template_by_id(c: &impl Db, id: i64) -> Result<Option<Template>, StorageError> {
     c.query_opt(&format!("SELECT {TEMPLATE_COLUMNS} WHERE id = $1"), &[&id])
         .await?
         .as_ref()
@@ -145,7 +143,7 @@ async fn template_by_id(c: &impl GenericClient, id: i64) -> Result<Option<Templa
 }
 
 async fn notification_by_id(
-    c: &impl GenericClient,
+    c: &impl Db,
     cipher: &Cipher,
     id: i64,
 ) -> Result<Option<Notification>, StorageError> {
@@ -162,7 +160,7 @@ async fn notification_by_id(
 /// Inserts one notification in its initial state, then seals its texts bound to the id the
 /// insert gave; with its events.
 async fn insert(
-    c: &impl GenericClient,
+    c: &impl Db,
     cipher: &Cipher,
     n: &NewNotification,
     now: UnixMillis,

@@ -4,12 +4,12 @@
 //! then the coupon's and the discount code's rows. A refusal drops the transaction: nothing of
 //! it stays.
 
+use super::conn::{Db, Tx};
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
 use allot_domain::order::OrderStatus;
 use allot_domain::user::IdempotencyKey;
 use async_trait::async_trait;
-use tokio_postgres::GenericClient;
 
 use super::inventory::{apply, end_in, lock_level, warehouse_exists};
 use super::{PgStore, coupon, discount};
@@ -27,7 +27,7 @@ use crate::order::{
 type Refusable<T> = Result<Result<T, OrderRefusal>, StorageError>;
 
 async fn history(
-    c: &impl GenericClient,
+    c: &impl Db,
     id: i64,
     from: Option<OrderStatus>,
     to: OrderStatus,
@@ -52,7 +52,7 @@ async fn history(
 
 /// Puts a returned line's quantity back on hand in `w` (`stock_in`).
 pub(super) async fn restock(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     (product, w): (ProductId, WarehouseId),
     change: Change<'_>,
     now: UnixMillis,
@@ -66,10 +66,7 @@ pub(super) async fn restock(
 }
 
 /// The status change, in `tx`; the caller commits only a success.
-pub(super) async fn change(
-    tx: &tokio_postgres::Transaction<'_>,
-    req: &StatusRequest,
-) -> Refusable<Order> {
+pub(super) async fn change(tx: &Tx<'_>, req: &StatusRequest) -> Refusable<Order> {
     let now = req.now;
     let locked = tx
         .query_opt("SELECT id FROM orders WHERE id = $1 FOR UPDATE", &[&req.id])
@@ -159,7 +156,7 @@ pub(super) async fn change(
     Ok(Ok(order))
 }
 
-pub(super) async fn load(c: &impl GenericClient, id: i64) -> Result<Option<Order>, StorageError> {
+pub(super) async fn load(c: &impl Db, id: i64) -> Result<Option<Order>, StorageError> {
     let Some(r) = c.query_opt(ORDER_BY_ID, &[&id]).await? else {
         return Ok(None);
     };

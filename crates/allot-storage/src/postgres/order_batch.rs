@@ -17,12 +17,12 @@
 //! meanwhile makes the orders insert store fewer rows (`ON CONFLICT DO NOTHING`): the batch is
 //! rolled back and served again, and then replays that order.
 
+use super::conn::{Conn, Db, Tx};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use allot_domain::UnixMillis;
 use allot_domain::event::{NewEvent, Origin};
 use async_trait::async_trait;
-use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 
 use super::batch::Batch;
@@ -63,7 +63,7 @@ impl Batch for Creates {
     const MAX: usize = BATCH_MAX;
 
     async fn serve(
-        client: &mut Client,
+        client: &mut Conn,
         orders: &[NewOrder],
         origins: &[Option<Origin>],
     ) -> Vec<OrderResult<Created>> {
@@ -123,11 +123,7 @@ struct State {
 }
 
 /// `n` fresh values of `table`'s id sequence, ascending.
-async fn draw_ids(
-    tx: &tokio_postgres::Transaction<'_>,
-    table: &str,
-    n: usize,
-) -> Result<Vec<i64>, StorageError> {
+async fn draw_ids(tx: &Tx<'_>, table: &str, n: usize) -> Result<Vec<i64>, StorageError> {
     if n == 0 {
         return Ok(Vec::new());
     }
@@ -146,7 +142,7 @@ async fn draw_ids(
 
 /// Serves the orders, in arrival order, in one transaction.
 async fn create_batch(
-    client: &mut Client,
+    client: &mut Conn,
     orders: &[&NewOrder],
     origins: &[Option<Origin>],
 ) -> Result<Served, StorageError> {
@@ -276,10 +272,7 @@ async fn create_batch(
 /// warehouses (locked in (product, warehouse) order); the coupons (locked in id order) and the
 /// discount codes (in code order); the promotion holds they consume (read; redeemed, and
 /// locked, when written).
-async fn read_facts(
-    tx: &tokio_postgres::Transaction<'_>,
-    orders: &[&NewOrder],
-) -> Result<OrderFacts, StorageError> {
+async fn read_facts(tx: &Tx<'_>, orders: &[&NewOrder]) -> Result<OrderFacts, StorageError> {
     // 2. The products of every line.
     let mut product_ids: Vec<i64> = orders
         .iter()
@@ -385,7 +378,7 @@ async fn read_facts(
 /// of their idempotency keys meanwhile (nothing else is written then). `edited`: the one
 /// accepted order is an edit of this stored order (its row updated, its lines already gone).
 async fn write(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     orders: &[&NewOrder],
     origins: &[Option<Origin>],
     accepted: &[(usize, Accepted)],
@@ -838,7 +831,7 @@ fn batch_events(
 /// Edits a pending order in one transaction (see [`crate::OrderStore::edit_order`]), served
 /// again after a deadlock.
 pub(super) async fn edit(
-    client: &mut Client,
+    client: &mut Conn,
     id: i64,
     new: &NewOrder,
 ) -> Result<Result<Edited, OrderRefusal>, StorageError> {
@@ -858,7 +851,7 @@ pub(super) async fn edit(
 /// by the cancel rule; the new content decided by [`decide_order`] and written by the batch's
 /// own writer as an update of the same order. Dropping the transaction undoes a refusal.
 async fn edit_once(
-    client: &mut Client,
+    client: &mut Conn,
     id: i64,
     new: &NewOrder,
 ) -> Result<Result<Edited, OrderRefusal>, StorageError> {

@@ -1,5 +1,6 @@
 //! The overview's counts on PostgreSQL: four indexed counts on one pooled connection.
 
+use super::conn::Db;
 use allot_domain::UnixMillis;
 use async_trait::async_trait;
 

@@ -3,9 +3,9 @@
 //! status changes, which lock the same row first); the rules are `allot_domain::payment`'s and
 //! [`crate::payment`]'s.
 
+use super::conn::{Conn, Db, Tx};
 use allot_domain::payment::{Paid, PaymentRefusal, PaymentStatus, becomes_paid};
 use async_trait::async_trait;
-use tokio_postgres::GenericClient;
 use tokio_postgres::error::SqlState;
 
 use super::PgStore;
@@ -21,7 +21,7 @@ const LOCK_ORDER_FACTS: &str =
     "SELECT status, total_minor, currency FROM orders WHERE id = $1 FOR UPDATE";
 
 async fn order_facts(
-    c: &impl GenericClient,
+    c: &impl Db,
     order: i64,
     lock: bool,
 ) -> Result<Option<OrderFacts>, StorageError> {
@@ -36,11 +36,11 @@ async fn order_facts(
         .transpose()
 }
 
-async fn paid(c: &impl GenericClient, order: i64) -> Result<Paid, StorageError> {
+async fn paid(c: &impl Db, order: i64) -> Result<Paid, StorageError> {
     paid_of(&c.query_one(sql::PAID, &[&order]).await?)
 }
 
-async fn payments(c: &impl GenericClient, order: i64) -> Result<Vec<Payment>, StorageError> {
+async fn payments(c: &impl Db, order: i64) -> Result<Vec<Payment>, StorageError> {
     c.query(sql::PAYMENTS_OF_ORDER, &[&order])
         .await?
         .iter()
@@ -48,10 +48,7 @@ async fn payments(c: &impl GenericClient, order: i64) -> Result<Vec<Payment>, St
         .collect()
 }
 
-async fn record(
-    tx: &tokio_postgres::Transaction<'_>,
-    new: &NewPayment,
-) -> PaymentResult<PaymentRecorded> {
+async fn record(tx: &Tx<'_>, new: &NewPayment) -> PaymentResult<PaymentRecorded> {
     let order = order_facts(tx, new.order_id, true).await?;
     let existing = tx
         .query_opt(
@@ -120,10 +117,7 @@ async fn record(
     }))
 }
 
-pub(super) async fn refund(
-    tx: &tokio_postgres::Transaction<'_>,
-    new: &NewRefund,
-) -> PaymentResult<Vec<Refund>> {
+pub(super) async fn refund(tx: &Tx<'_>, new: &NewRefund) -> PaymentResult<Vec<Refund>> {
     if order_facts(tx, new.order_id, true).await?.is_none() {
         return Ok(Err(PaymentRefusal::OrderNotFound));
     }
@@ -199,7 +193,7 @@ impl PaymentStore for PgStore {
 
     async fn order_payments(&self, order_id: i64) -> Result<Option<OrderPayments>, StorageError> {
         let guard = self.client().await?;
-        let client: &tokio_postgres::Client = &guard;
+        let client: &Conn = &guard;
         let Some(order) = order_facts(client, order_id, false).await? else {
             return Ok(None);
         };

@@ -2,8 +2,7 @@
 //! together take an advisory lock, so exactly one seals the plaintext of an older database and
 //! writes the check, and the others then check their key against it.
 
-use tokio_postgres::{Client, GenericClient};
-
+use super::conn::{Conn, Db};
 use crate::StorageError;
 use crate::crypto::{CHECK_PLAINTEXT, Cipher, idempotency_scope, places, wrong_key};
 use crate::migrations::now_ms;
@@ -15,7 +14,7 @@ const LOCK_KEY: i64 = 0x0061_6c6c_6f74_000d;
 const CHUNK_ROWS: i64 = 1_000;
 
 /// Answers how many plaintext values were sealed (0 once the check exists).
-pub(super) async fn prepare(client: &mut Client, cipher: &Cipher) -> Result<u64, StorageError> {
+pub(super) async fn prepare(client: &mut Conn, cipher: &Cipher) -> Result<u64, StorageError> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&LOCK_KEY])
         .await?;
@@ -50,7 +49,7 @@ pub(super) async fn prepare(client: &mut Client, cipher: &Cipher) -> Result<u64,
     Ok(sealed)
 }
 
-async fn seal_users(c: &impl GenericClient, cipher: &Cipher) -> Result<u64, StorageError> {
+async fn seal_users(c: &impl Db, cipher: &Cipher) -> Result<u64, StorageError> {
     let mut after = 0i64;
     let mut sealed = 0;
     loop {
@@ -81,7 +80,7 @@ async fn seal_users(c: &impl GenericClient, cipher: &Cipher) -> Result<u64, Stor
     }
 }
 
-async fn seal_orders(c: &impl GenericClient, cipher: &Cipher) -> Result<u64, StorageError> {
+async fn seal_orders(c: &impl Db, cipher: &Cipher) -> Result<u64, StorageError> {
     let mut after = 0i64;
     let mut sealed = 0;
     loop {
@@ -114,7 +113,7 @@ async fn seal_orders(c: &impl GenericClient, cipher: &Cipher) -> Result<u64, Sto
 }
 
 /// Stored answers live a day, so they are few: read at once.
-async fn seal_answers(c: &impl GenericClient, cipher: &Cipher) -> Result<u64, StorageError> {
+async fn seal_answers(c: &impl Db, cipher: &Cipher) -> Result<u64, StorageError> {
     let rows = c
         .query(
             "SELECT owner, key, method, path, body FROM idempotency_keys WHERE body IS NOT NULL",

@@ -10,6 +10,7 @@
 //!
 //! The `*_in` functions are also called by an order's own transaction.
 
+use super::conn::{Db, Tx};
 use std::collections::BTreeMap;
 
 use allot_domain::UnixMillis;
@@ -17,7 +18,6 @@ use allot_domain::event::EventType;
 use allot_domain::promotion::{PromotionId, Reason, Usage};
 use async_trait::async_trait;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{GenericClient, Transaction};
 
 use super::PgStore;
 use super::promotion_batch::HoldWrite;
@@ -98,20 +98,14 @@ pub(super) fn pid(raw: i64) -> Result<PromotionId, StorageError> {
     PromotionId::parse(raw).map_err(corrupt)
 }
 
-async fn load_promotion(
-    c: &impl GenericClient,
-    id: i64,
-) -> Result<Option<StoredPromotion>, StorageError> {
+async fn load_promotion(c: &impl Db, id: i64) -> Result<Option<StoredPromotion>, StorageError> {
     c.query_opt(PROMOTION_BY_ID, &[&id])
         .await?
         .map(|r| promotion_from(&r))
         .transpose()
 }
 
-async fn create(
-    tx: &impl GenericClient,
-    new: &NewPromotion,
-) -> Result<StoredPromotion, StorageError> {
+async fn create(tx: &impl Db, new: &NewPromotion) -> Result<StoredPromotion, StorageError> {
     let spec = new.promotion.spec();
     let l = Limits::of(&spec.limits);
     let row = tx
@@ -136,7 +130,7 @@ async fn create(
 }
 
 async fn limits_and_usage(
-    c: &impl GenericClient,
+    c: &impl Db,
     id: i64,
     customer: Option<&str>,
 ) -> Result<Option<PromotionState>, StorageError> {
@@ -147,7 +141,7 @@ async fn limits_and_usage(
 }
 
 async fn update(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     id: PromotionId,
     new: &NewPromotion,
 ) -> PromotionResult<StoredPromotion> {
@@ -205,7 +199,7 @@ async fn update(
 }
 
 async fn bind(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     id: PromotionId,
     binding: &Binding,
     now: UnixMillis,
@@ -307,7 +301,7 @@ async fn bind(
 }
 
 async fn campaign_code(
-    c: &impl GenericClient,
+    c: &impl Db,
     code: &str,
 ) -> Result<Option<(i64, Option<String>)>, StorageError> {
     match c.query_opt(CAMPAIGN_CODE, &[&code]).await? {
@@ -319,7 +313,7 @@ async fn campaign_code(
 /// The promotion a code reaches for `customer` at `now`, and where the code comes from; or
 /// why it reaches none.
 async fn resolve_one(
-    c: &impl GenericClient,
+    c: &impl Db,
     code: &str,
     customer: Option<&str>,
     now: UnixMillis,
@@ -359,7 +353,7 @@ async fn resolve_one(
     Ok(code_usable(&facts, customer, now.as_millis()).map(|()| (promotion, facts.source)))
 }
 
-async fn with_items(c: &impl GenericClient, mut hold: Hold) -> Result<Hold, StorageError> {
+async fn with_items(c: &impl Db, mut hold: Hold) -> Result<Hold, StorageError> {
     hold.promotions = c
         .query(ITEMS_OF_HOLD, &[&hold.id])
         .await?
@@ -369,20 +363,14 @@ async fn with_items(c: &impl GenericClient, mut hold: Hold) -> Result<Hold, Stor
     Ok(hold)
 }
 
-pub(super) async fn load_hold(
-    c: &impl GenericClient,
-    id: i64,
-) -> Result<Option<Hold>, StorageError> {
+pub(super) async fn load_hold(c: &impl Db, id: i64) -> Result<Option<Hold>, StorageError> {
     match c.query_opt(HOLD_BY_ID, &[&id]).await? {
         Some(r) => Ok(Some(with_items(c, hold_from(&r)?).await?)),
         None => Ok(None),
     }
 }
 
-pub(super) async fn hold_by_key(
-    c: &impl GenericClient,
-    key: &str,
-) -> Result<Option<Hold>, StorageError> {
+pub(super) async fn hold_by_key(c: &impl Db, key: &str) -> Result<Option<Hold>, StorageError> {
     match c.query_opt(HOLD_BY_KEY, &[&key]).await? {
         Some(r) => Ok(Some(with_items(c, hold_from(&r)?).await?)),
         None => Ok(None),
@@ -391,14 +379,14 @@ pub(super) async fn hold_by_key(
 
 /// A hold with its items, by id, in an order's transaction (its caller: orders).
 #[allow(dead_code)]
-pub(super) async fn hold_in(tx: &Transaction<'_>, id: i64) -> Result<Option<Hold>, StorageError> {
+pub(super) async fn hold_in(tx: &Tx<'_>, id: i64) -> Result<Option<Hold>, StorageError> {
     load_hold(tx, id).await
 }
 
 /// Locks the rows a change of these items touches, in the one order every writer uses:
 /// promotions by id, the customer's rows, the codes by code.
 async fn lock_rows(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     items: &[HeldPromotion],
     customer: Option<&str>,
 ) -> Result<(), StorageError> {
@@ -431,7 +419,7 @@ pub(super) enum Made {
 }
 
 /// The hold, in `tx`; the caller commits only a new one.
-pub(super) async fn create_hold(tx: &impl GenericClient, new: &NewHold) -> PromotionResult<Made> {
+pub(super) async fn create_hold(tx: &impl Db, new: &NewHold) -> PromotionResult<Made> {
     if let Some(key) = &new.idempotency_key
         && let Some(h) = hold_by_key(tx, key).await?
     {
@@ -550,7 +538,7 @@ pub(super) fn locked_state(r: &tokio_postgres::Row) -> Result<PromotionState, St
 /// `FOR UPDATE` is read as its latest committed version. The customer's rows change only
 /// under their promotion's lock, so they are read as they are too.
 async fn lock_and_read(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     items: &[HeldPromotion],
     customer: Option<&str>,
 ) -> Result<BTreeMap<PromotionId, Option<PromotionState>>, StorageError> {
@@ -591,7 +579,7 @@ async fn lock_and_read(
 /// Takes one use of a code for the promotion, if it still reaches it for this customer: the
 /// code's source, or none (taken, gone, or now another's).
 async fn take_code(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     code: &str,
     promotion: PromotionId,
     customer: Option<&str>,
@@ -624,7 +612,7 @@ async fn take_code(
 }
 
 async fn move_counters(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     items: &[HeldPromotion],
     customer: Option<&str>,
     mv: Move,
@@ -653,7 +641,7 @@ async fn move_counters(
 /// Moves a hold as `step` says (see [`rules`]), its row and then its promotions' locked
 /// first; or answers it as it is, or refuses, writing nothing.
 async fn transition(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     id: i64,
     step: impl FnOnce(&Hold) -> Step,
     reference: Option<&str>,
@@ -692,7 +680,7 @@ async fn transition(
 
 /// Turns a held, unexpired hold into redemptions for `reference`, in `tx`.
 pub(super) async fn redeem_hold_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: i64,
     reference: &str,
     now: UnixMillis,
@@ -709,7 +697,7 @@ pub(super) async fn redeem_hold_in(
 
 /// Ends a held hold, giving back what it held, in `tx`.
 pub(super) async fn release_hold_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: i64,
     now: UnixMillis,
 ) -> PromotionResult<Hold> {
@@ -718,14 +706,14 @@ pub(super) async fn release_hold_in(
 
 /// Gives back what a hold took, exactly once (see [`rules::roll_back_step`]), in `tx`.
 pub(super) async fn roll_back_hold_in(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: i64,
     now: UnixMillis,
 ) -> PromotionResult<Hold> {
     transition(tx, id, |h| rules::roll_back_step(h.status), None, now).await
 }
 
-async fn expire(tx: &impl GenericClient, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
+async fn expire(tx: &impl Db, now: UnixMillis, limit: u32) -> Result<u64, StorageError> {
     let ids: Vec<i64> = tx
         .query(LOCK_HOLDS_TO_EXPIRE, &[&now.as_millis(), &i64::from(limit)])
         .await?

@@ -14,12 +14,12 @@
 //! and past 64 of them in one transaction PostgreSQL's snapshots of every other session slow
 //! down (the subtransaction cache overflows).
 
+use super::conn::{Conn, Db, Tx};
 use std::collections::{BTreeMap, HashMap};
 
 use allot_domain::UnixMillis;
 use allot_domain::promotion::PromotionId;
 use async_trait::async_trait;
-use tokio_postgres::Client;
 
 use super::batch::Batch;
 use super::promotion::{
@@ -71,7 +71,7 @@ impl Batch for HoldWrites {
     const MAX: usize = BATCH_MAX;
 
     async fn serve(
-        client: &mut Client,
+        client: &mut Conn,
         requests: &[HoldWrite],
         origins: &[Option<Origin>],
     ) -> Vec<Answer> {
@@ -98,7 +98,7 @@ impl Batch for HoldWrites {
 /// request) fails the whole batch. `None`: another instance stored an idempotency key of the
 /// batch meanwhile; the batch is served again (and then replays that hold).
 async fn serve_once(
-    client: &mut Client,
+    client: &mut Conn,
     requests: &[HoldWrite],
     origins: &[Option<Origin>],
 ) -> Result<Option<Vec<Answer>>, StorageError> {
@@ -235,7 +235,7 @@ const MOVE_CUSTOMERS: &str = "UPDATE promotion_customers c
 /// written with one statement per table. `None`: a key was stored by another instance
 /// meanwhile.
 async fn create_together(
-    tx: &tokio_postgres::Transaction<'_>,
+    tx: &Tx<'_>,
     requests: &[HoldWrite],
     origins: &[Option<Origin>],
     plain: &[usize],
@@ -498,10 +498,7 @@ enum Undone {
     KeyTaken(String),
 }
 
-async fn serve_one(
-    tx: &tokio_postgres::Transaction<'_>,
-    request: &HoldWrite,
-) -> Result<Kept, StorageError> {
+async fn serve_one(tx: &Tx<'_>, request: &HoldWrite) -> Result<Kept, StorageError> {
     let moved = match request {
         HoldWrite::Create(new) => {
             return Ok(match create_hold(tx, new).await? {

@@ -5,12 +5,12 @@
 //!   limit holds), then the item's row (sold once), in one transaction: the count row before
 //!   the item, the order of the design checkout too (`sale_basket`).
 
+use super::conn::{Conn, Db};
 use allot_domain::UnixMillis;
 use allot_domain::event::EventType;
 use allot_domain::sale::{CheckoutCode, item_name_and_image};
 use allot_domain::user::UserId;
 use async_trait::async_trait;
-use tokio_postgres::{Client, GenericClient};
 
 use super::PgStore;
 use crate::StorageError;
@@ -30,7 +30,7 @@ const ITEM_LOCKED: &str = concat!(
     " FROM sale_items WHERE id = $1 FOR UPDATE"
 );
 
-async fn open(client: &mut Client, new: NewSale, now: UnixMillis) -> Result<Sale, StorageError> {
+async fn open(client: &mut Conn, new: NewSale, now: UnixMillis) -> Result<Sale, StorageError> {
     let tx = client.transaction().await?;
     let inserted = tx
         .query_opt(
@@ -62,10 +62,7 @@ async fn open(client: &mut Client, new: NewSale, now: UnixMillis) -> Result<Sale
         .ok_or_else(|| StorageError::Corrupt("the sale just opened is missing".to_owned()))
 }
 
-async fn by_start(
-    client: &impl GenericClient,
-    start: UnixMillis,
-) -> Result<Option<Sale>, StorageError> {
+async fn by_start(client: &impl Db, start: UnixMillis) -> Result<Option<Sale>, StorageError> {
     client
         .query_opt(sql::SALE_BY_START, &[&start.as_millis()])
         .await?
@@ -73,10 +70,7 @@ async fn by_start(
         .transpose()
 }
 
-pub(super) async fn by_id(
-    client: &impl GenericClient,
-    id: i64,
-) -> Result<Option<Sale>, StorageError> {
+pub(super) async fn by_id(client: &impl Db, id: i64) -> Result<Option<Sale>, StorageError> {
     client
         .query_opt(sql::SALE_BY_ID, &[&id])
         .await?
@@ -89,7 +83,7 @@ pub(super) async fn by_id(
 /// waits for a holder to commit, then answers its count. The user's purchases and design
 /// checkouts serialise on it, across instances.
 pub(super) async fn lock_user_count(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     sale_id: i64,
     user: &str,
 ) -> Result<i64, StorageError> {
@@ -104,7 +98,7 @@ pub(super) async fn lock_user_count(
 }
 
 pub(super) async fn bought(
-    client: &impl GenericClient,
+    client: &impl Db,
     sale_id: i64,
     user: &str,
 ) -> Result<i64, StorageError> {
@@ -115,7 +109,7 @@ pub(super) async fn bought(
 }
 
 async fn checkout(
-    client: &mut Client,
+    client: &mut Conn,
     req: &CheckoutRequest,
 ) -> Result<CheckoutOutcome, StorageError> {
     let tx = client.transaction().await?;
@@ -139,7 +133,7 @@ async fn checkout(
 
 /// The outcome of a checkout, by the shared rules on what this transaction reads.
 async fn decide_checkout(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     req: &CheckoutRequest,
 ) -> Result<CheckoutOutcome, StorageError> {
     let user = req.user.as_str();
@@ -169,7 +163,7 @@ async fn decide_checkout(
 }
 
 async fn new_code(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     req: &CheckoutRequest,
     item_id: i64,
 ) -> Result<CheckoutCode, StorageError> {
@@ -207,7 +201,7 @@ async fn new_code(
 }
 
 async fn purchase(
-    client: &mut Client,
+    client: &mut Conn,
     code: &CheckoutCode,
     of_sale: i64,
     user_limit: u32,
@@ -286,7 +280,7 @@ async fn purchase(
 }
 
 async fn items(
-    client: &Client,
+    client: &Conn,
     sale_id: i64,
     after: i64,
     limit: u32,
@@ -299,11 +293,7 @@ async fn items(
         .collect()
 }
 
-async fn purchases(
-    client: &Client,
-    sale_id: i64,
-    user: &str,
-) -> Result<Vec<SaleItem>, StorageError> {
+async fn purchases(client: &Conn, sale_id: i64, user: &str) -> Result<Vec<SaleItem>, StorageError> {
     client
         .query(sql::PURCHASES, &[&sale_id, &user])
         .await?

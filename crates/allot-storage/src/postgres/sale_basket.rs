@@ -10,10 +10,10 @@
 //! Statements that do not depend on each other's answers are sent together (pipelined on the
 //! connection): a transaction waits for a few round trips, not one per statement.
 
+use super::conn::{Conn, Db};
 use allot_domain::UnixMillis;
 use allot_domain::event::{EventType, NewEvent};
 use allot_domain::sale::CheckoutCode;
-use tokio_postgres::{Client, GenericClient};
 
 use super::event::append_events;
 use super::sale::{by_id, lock_user_count};
@@ -40,7 +40,7 @@ const COUNT_BOUGHT: &str =
     "UPDATE sale_user_counts SET bought = bought + $3 WHERE sale_id = $1 AND user_id = $2";
 
 pub(super) async fn checkout(
-    client: &mut Client,
+    client: &mut Conn,
     req: &BasketCheckoutRequest,
 ) -> Result<BasketCheckoutOutcome, StorageError> {
     // The item is read outside the transaction: a checkout reserves nothing, so an item sold
@@ -89,7 +89,7 @@ pub(super) async fn checkout(
 }
 
 async fn record_attempt(
-    client: &impl GenericClient,
+    client: &impl Db,
     req: &BasketCheckoutRequest,
     outcome: &BasketCheckoutOutcome,
 ) -> Result<(), StorageError> {
@@ -112,7 +112,7 @@ async fn record_attempt(
 
 /// The outcome of a checkout of an item that may be sold, under the user's lock.
 async fn decide_checkout(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     req: &BasketCheckoutRequest,
     item: SaleItem,
 ) -> Result<BasketCheckoutOutcome, StorageError> {
@@ -139,10 +139,7 @@ async fn decide_checkout(
     })
 }
 
-async fn new_code(
-    tx: &impl GenericClient,
-    req: &BasketCheckoutRequest,
-) -> Result<CheckoutCode, StorageError> {
+async fn new_code(tx: &impl Db, req: &BasketCheckoutRequest) -> Result<CheckoutCode, StorageError> {
     for _ in 0..CHECKOUT_DRAWS_MAX {
         let code = CheckoutCode::generate(&mut rand::rng());
         let inserted = tx
@@ -166,7 +163,7 @@ async fn new_code(
 }
 
 async fn lines(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     statement: &str,
     code: &CheckoutCode,
 ) -> Result<Vec<(SaleItem, Option<String>)>, StorageError> {
@@ -178,7 +175,7 @@ async fn lines(
 }
 
 pub(super) async fn purchase(
-    client: &mut Client,
+    client: &mut Conn,
     code: &CheckoutCode,
     user_limit: u32,
     now: UnixMillis,

@@ -2,6 +2,7 @@
 //! row (as status changes and payments do), so an order's shipments and returns take turns on
 //! every instance; the rules are `allot_domain::shipment`'s.
 
+use super::conn::{Conn, Db, Tx};
 use allot_domain::UnixMillis;
 use allot_domain::catalog::{ProductId, WarehouseId};
 use allot_domain::order::OrderStatus;
@@ -10,7 +11,6 @@ use allot_domain::shipment::{
     remaining,
 };
 use async_trait::async_trait;
-use tokio_postgres::{GenericClient, Transaction};
 
 use super::PgStore;
 use crate::StorageError;
@@ -24,11 +24,7 @@ use crate::shipment::{
     shipped_event, sql, states,
 };
 
-async fn status(
-    c: &impl GenericClient,
-    order: i64,
-    lock: bool,
-) -> Result<Option<OrderStatus>, StorageError> {
+async fn status(c: &impl Db, order: i64, lock: bool) -> Result<Option<OrderStatus>, StorageError> {
     let statement = if lock {
         sql::LOCK_ORDER_STATUS
     } else {
@@ -40,7 +36,7 @@ async fn status(
         .transpose()
 }
 
-async fn line_rows(c: &impl GenericClient, order: i64) -> Result<Vec<LineRow>, StorageError> {
+async fn line_rows(c: &impl Db, order: i64) -> Result<Vec<LineRow>, StorageError> {
     c.query(sql::LINE_ROWS, &[&order])
         .await?
         .iter()
@@ -49,10 +45,7 @@ async fn line_rows(c: &impl GenericClient, order: i64) -> Result<Vec<LineRow>, S
 }
 
 /// Whether the order has returns of lines that are not rejected.
-pub(super) async fn has_line_returns(
-    c: &impl GenericClient,
-    order: i64,
-) -> Result<bool, StorageError> {
+pub(super) async fn has_line_returns(c: &impl Db, order: i64) -> Result<bool, StorageError> {
     let n: i64 = c
         .query_one(sql::LINE_RETURNS_OF_ORDER, &[&order])
         .await?
@@ -62,7 +55,7 @@ pub(super) async fn has_line_returns(
 
 /// Writes a shipment of `plan` and its `OrderShipped`.
 async fn write_shipment(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     order: i64,
     rows: &[LineRow],
     plan: &[(i64, i64)],
@@ -101,7 +94,7 @@ async fn write_shipment(
 
 /// The whole-order move to fulfilled: ships what is left, if anything, without carrier.
 pub(super) async fn ship_rest(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     order: i64,
     now: UnixMillis,
 ) -> Result<(), StorageError> {
@@ -115,7 +108,7 @@ pub(super) async fn ship_rest(
 
 /// `OrderFulfilled`, after the order's move to fulfilled.
 pub(super) async fn fulfilled(
-    tx: &impl GenericClient,
+    tx: &impl Db,
     order: i64,
     now: UnixMillis,
 ) -> Result<(), StorageError> {
@@ -128,7 +121,7 @@ pub(super) async fn fulfilled(
     super::event::append(tx, fulfilled_event(order, &ids, now)).await
 }
 
-async fn ship(tx: &Transaction<'_>, new: &NewShipment) -> ShipmentResult<ShipmentMade> {
+async fn ship(tx: &Tx<'_>, new: &NewShipment) -> ShipmentResult<ShipmentMade> {
     let Some(status) = status(tx, new.order_id, true).await? else {
         return Ok(Err(ShipmentRefusal::OrderNotFound));
     };
@@ -165,7 +158,7 @@ async fn ship(tx: &Transaction<'_>, new: &NewShipment) -> ShipmentResult<Shipmen
     }))
 }
 
-async fn lines_of_return(c: &impl GenericClient, id: i64) -> Result<Vec<ItemLine>, StorageError> {
+async fn lines_of_return(c: &impl Db, id: i64) -> Result<Vec<ItemLine>, StorageError> {
     c.query(sql::RETURN_LINES, &[&id])
         .await?
         .iter()
@@ -173,7 +166,7 @@ async fn lines_of_return(c: &impl GenericClient, id: i64) -> Result<Vec<ItemLine
         .collect()
 }
 
-async fn load_return(c: &impl GenericClient, id: i64) -> Result<Option<OrderReturn>, StorageError> {
+async fn load_return(c: &impl Db, id: i64) -> Result<Option<OrderReturn>, StorageError> {
     let Some(row) = c.query_opt(sql::RETURN_BY_ID, &[&id]).await? else {
         return Ok(None);
     };
@@ -182,7 +175,7 @@ async fn load_return(c: &impl GenericClient, id: i64) -> Result<Option<OrderRetu
     Ok(Some(r))
 }
 
-async fn open(tx: &Transaction<'_>, new: &NewReturn) -> ShipmentResult<OrderReturn> {
+async fn open(tx: &Tx<'_>, new: &NewReturn) -> ShipmentResult<OrderReturn> {
     let Some(status) = status(tx, new.order_id, true).await? else {
         return Ok(Err(ShipmentRefusal::OrderNotFound));
     };
@@ -213,7 +206,7 @@ async fn open(tx: &Transaction<'_>, new: &NewReturn) -> ShipmentResult<OrderRetu
 }
 
 async fn move_return(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     id: i64,
     to: ReturnMove,
     now: UnixMillis,
@@ -305,7 +298,7 @@ impl ShipmentStore for PgStore {
 
     async fn shipments(&self, order_id: i64) -> Result<Option<Vec<Shipment>>, StorageError> {
         let guard = self.client().await?;
-        let client: &tokio_postgres::Client = &guard;
+        let client: &Conn = &guard;
         if status(client, order_id, false).await?.is_none() {
             return Ok(None);
         }
@@ -352,7 +345,7 @@ impl ShipmentStore for PgStore {
 
     async fn returns(&self, order_id: i64) -> Result<Option<Vec<OrderReturn>>, StorageError> {
         let guard = self.client().await?;
-        let client: &tokio_postgres::Client = &guard;
+        let client: &Conn = &guard;
         if status(client, order_id, false).await?.is_none() {
             return Ok(None);
         }
@@ -370,7 +363,7 @@ impl ShipmentStore for PgStore {
 
     async fn return_order(&self, return_id: i64) -> Result<Option<i64>, StorageError> {
         let guard = self.client().await?;
-        let client: &tokio_postgres::Client = &guard;
+        let client: &Conn = &guard;
         Ok(load_return(client, return_id).await?.map(|r| r.order_id))
     }
 }

@@ -2,11 +2,12 @@
 //! (`FOR UPDATE`), so of two instances presenting the same token at once exactly one rotates
 //! it and the other sees it revoked (reuse).
 
+use super::conn::Db;
 use allot_domain::UnixMillis;
 use allot_domain::auth::{AccountId, Email, Role};
 use allot_domain::event::EventType;
 use async_trait::async_trait;
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::Row;
 
 use super::PgStore;
 use super::event::append;
@@ -44,11 +45,7 @@ fn user_of(cipher: &Cipher, r: &Row) -> Result<User, StorageError> {
     })
 }
 
-async fn one_user(
-    c: &impl GenericClient,
-    cipher: &Cipher,
-    id: i64,
-) -> Result<Option<User>, StorageError> {
+async fn one_user(c: &impl Db, cipher: &Cipher, id: i64) -> Result<Option<User>, StorageError> {
     c.query_opt(&format!("SELECT {USER_COLUMNS} WHERE id = $1"), &[&id])
         .await?
         .as_ref()
@@ -56,14 +53,14 @@ async fn one_user(
         .transpose()
 }
 
-async fn user_must(c: &impl GenericClient, cipher: &Cipher, id: i64) -> Result<User, StorageError> {
+async fn user_must(c: &impl Db, cipher: &Cipher, id: i64) -> Result<User, StorageError> {
     one_user(c, cipher, id)
         .await?
         .ok_or_else(|| StorageError::Corrupt(format!("user {id} vanished")))
 }
 
 /// Active admins other than `id`; call it under [`ADMINS_LOCK`].
-async fn other_admins(c: &impl GenericClient, id: i64) -> Result<i64, StorageError> {
+async fn other_admins(c: &impl Db, id: i64) -> Result<i64, StorageError> {
     Ok(c.query_one(
         "SELECT count(*) FROM users WHERE role = 'admin' AND active AND id <> $1",
         &[&id],
@@ -72,7 +69,7 @@ async fn other_admins(c: &impl GenericClient, id: i64) -> Result<i64, StorageErr
     .try_get(0)?)
 }
 
-async fn lock_admins(c: &impl GenericClient) -> Result<(), StorageError> {
+async fn lock_admins(c: &impl Db) -> Result<(), StorageError> {
     c.execute("SELECT pg_advisory_xact_lock($1)", &[&ADMINS_LOCK])
         .await?;
     Ok(())
@@ -81,7 +78,7 @@ async fn lock_admins(c: &impl GenericClient) -> Result<(), StorageError> {
 /// Inserts a user and seals its email bound to the id the insert gave; `None` if the email is
 /// taken. `verified_at`: `None` for a user who must still verify its address.
 async fn insert_user(
-    c: &impl GenericClient,
+    c: &impl Db,
     cipher: &Cipher,
     email: &Email,
     password_hash: &str,
@@ -121,7 +118,7 @@ async fn insert_user(
 
 /// Takes a live token of `purpose` (deleting it): its user's id, or `None`.
 async fn take_token(
-    c: &impl GenericClient,
+    c: &impl Db,
     token_hash: &str,
     purpose: TokenPurpose,
     now: i64,

@@ -4,10 +4,11 @@
 //! progress is recorded only under the lease, so two instances never deliver to one endpoint
 //! at once. A lease whose instance died expires and is taken over.
 
+use super::conn::Db;
 use allot_domain::UnixMillis;
 use allot_domain::event::EventType;
 use async_trait::async_trait;
-use tokio_postgres::{GenericClient, Row};
+use tokio_postgres::Row;
 
 use super::PgStore;
 use super::event::append;
@@ -57,11 +58,7 @@ fn delivery_of(r: &Row) -> Result<Delivery, StorageError> {
     })
 }
 
-async fn one(
-    tx: &impl GenericClient,
-    id: i64,
-    lock: bool,
-) -> Result<Option<Webhook>, StorageError> {
+async fn one(tx: &impl Db, id: i64, lock: bool) -> Result<Option<Webhook>, StorageError> {
     let sql = format!(
         "SELECT {FIELDS} FROM webhook_endpoints WHERE id = $1{}",
         if lock { " FOR UPDATE" } else { "" }
