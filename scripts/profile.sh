@@ -18,11 +18,14 @@
 #                                              # with cargo install when missing)
 #   PATHS="hello issue" LOG_LEVEL=warn ALLOT_BIN=/path/to/allot scripts/profile.sh
 #   KEEP_FOLDED=1 FLAME=/tmp/f scripts/profile.sh   # keep the folded stacks for a closer look
+#   BACKEND=postgres scripts/profile.sh        # on a PostgreSQL cluster of its own (lib-bench.sh);
+#                                              # adds PostgreSQL's CPU per request (its backends')
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_PER_PATH="${SECONDS_PER_PATH:-8}"
 CONNECTIONS="${CONNECTIONS:-64}"
-ITEMS="${ITEMS:-500000}"
+BACKEND="${BACKEND:-sqlite}"
+if [ "$BACKEND" = postgres ]; then ITEMS="${ITEMS:-150000}"; else ITEMS="${ITEMS:-500000}"; fi
 PATHS="${PATHS:-hello issue use allocate redeem generate order}"
 LOG_LEVEL="${LOG_LEVEL:-info}"
 FLAME="${FLAME:-}"
@@ -41,11 +44,20 @@ if [ -n "$FLAME" ]; then
 fi
 
 PID=""
-trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
-ALLOT_API_KEY=$("$BIN" admin create-api-key --data-dir "$WORK/data" --name profile --role admin |
+STORAGE=(--data-dir "$WORK/data")
+if [ "$BACKEND" = postgres ]; then
+  rmdir "$WORK"
+  # shellcheck source=lib-bench.sh
+  source scripts/lib-bench.sh # its own WORK, a cluster, DB, and a trap that removes them
+  STORAGE=(--database "$DB")
+  trap 'kill $PID 2>/dev/null || true; cleanup' EXIT
+else
+  trap 'kill $PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
+fi
+ALLOT_API_KEY=$("$BIN" admin create-api-key "${STORAGE[@]}" --name profile --role admin |
   awk 'NR==1{print $NF}')
 export ALLOT_API_KEY
-"$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$WORK/data" --log-level "$LOG_LEVEL" \
+"$BIN" serve --listen "127.0.0.1:$PORT" "${STORAGE[@]}" --log-level "$LOG_LEVEL" \
   --code-use-rate-per-sec 0 2>"$WORK/server.log" >/dev/null &
 PID=$!
 for _ in $(seq 50); do curl -sf "$URL/health" >/dev/null && break; sleep 0.1; done
@@ -53,6 +65,15 @@ python3 scripts/profile/setup.py "$URL" "$ALLOT_API_KEY" "$WORK" "$ITEMS"
 campaign=$(cat "$WORK/campaign")
 
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$PID/stat"; }
+# PostgreSQL's: its backends' and background processes' (the server's connections stay open
+# through a run; a process gone between the two readings is counted as 0 at the second).
+pg_ticks() {
+  local total=0 p
+  for p in $(pgrep -P "$(head -1 "$WORK/pg/postmaster.pid")"); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
 declare -A OFFSET=()
 # Runs wrk on path $1 for $2 seconds; prints wrk's output.
 drive() {
@@ -83,22 +104,28 @@ drive() {
     -s scripts/profile/walk.lua "$URL"
 }
 
-echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), binary $BIN, log level $LOG_LEVEL, $CONNECTIONS connections, ${SECONDS_PER_PATH}s per path"
+echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), binary $BIN, $BACKEND, log level $LOG_LEVEL, $CONNECTIONS connections, ${SECONDS_PER_PATH}s per path"
 echo "## server CPU per request, wrk -c$CONNECTIONS"
 status=0
 for path in $PATHS; do
   before=$(cpu_ticks)
+  [ "$BACKEND" = postgres ] && pg_before=$(pg_ticks)
   out=$(drive "$path" "$SECONDS_PER_PATH")
   after=$(cpu_ticks)
+  pg=""
+  if [ "$BACKEND" = postgres ]; then
+    pg=$(awk -v t=$(($(pg_ticks) - pg_before)) -v hz="$(getconf CLK_TCK)" \
+      -v n="$(awk '/requests in/{print $1}' <<<"$out")" 'BEGIN{printf "  pg_cpu_us_per_request=%.1f", t / hz * 1e6 / n}')
+  fi
   requests=$(awk '/requests in/{print $1}' <<<"$out")
   OFFSET[$path]=$(( ${OFFSET[$path]:-0} + requests ))
   bad=$(awk '/Non-2xx/{print $5}' <<<"$out"); bad=${bad:-0}
   errors=$(awk '/Socket errors/{print}' <<<"$out")
-  printf '%-9s %10s req/s  p50 %-8s p99 %-8s cpu_us_per_request=%s\n' "$path" \
+  printf '%-9s %10s req/s  p50 %-8s p99 %-8s cpu_us_per_request=%s%s\n' "$path" \
     "$(awk '/Requests\/sec/{print $2}' <<<"$out")" \
     "$(awk '$1=="50%"{print $2}' <<<"$out")" "$(awk '$1=="99%"{print $2}' <<<"$out")" \
     "$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
-      'BEGIN{printf "%.1f", t / hz * 1e6 / n}')"
+      'BEGIN{printf "%.1f", t / hz * 1e6 / n}')" "$pg"
   if [ "$bad" != 0 ] || [ -n "$errors" ]; then
     echo "  $path: $bad answers not 2xx ${errors:+($errors)}" >&2; status=1
   fi
