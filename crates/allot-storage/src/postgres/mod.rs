@@ -40,7 +40,7 @@ use conn::{Conn, Db, Tx};
 use crate::crypto::{Cipher, DataKey};
 use crate::{StorageError, Store};
 
-pub use coupon::{ALLOCATION_PICK_TYPED, ALLOCATION_PICK_UNTYPED};
+pub use coupon::{ALLOCATION_PICK_PLAN, ALLOCATION_PICK_TYPED, ALLOCATION_PICK_UNTYPED};
 pub use event::{APPEND_EVENTS, NUMBER_EVENTS};
 pub use timeouts::{
     DEFAULT_ANSWER_TIMEOUT_MS, DEFAULT_CONNECT_TIMEOUT_MS, DEFAULT_IDLE_IN_TRANSACTION_TIMEOUT_MS,
