@@ -11,6 +11,9 @@ DATA="$(mktemp -d)"
 # ALLOT_BIN: measure that binary instead of building this tree (builds side by side, one run).
 # LOG_LEVEL: the server's log level, `info` (every request logs a line, to a file here) as a
 # server runs by default; `warn` measures without the request log.
+# BACKEND=postgres: the same runs on a PostgreSQL cluster of the script's own (lib-bench.sh),
+# a fresh database per server.
+BACKEND="${BACKEND:-sqlite}"
 if [ -n "${ALLOT_BIN:-}" ]; then BIN="$ALLOT_BIN"; else
   BIN="${CARGO_TARGET_DIR:-target}/release/allot"
   cargo build --release --quiet
@@ -21,26 +24,40 @@ if ! command -v wrk >/dev/null; then
 fi
 
 PID=""
+STORAGE=(--data-dir "$DATA/data")
+if [ "$BACKEND" = postgres ]; then
+  # shellcheck source=lib-bench.sh
+  source scripts/lib-bench.sh # a cluster, DB, and a trap (replaced below) that removes it
+  STORAGE=(--database "$DB")
+fi
 start() {
   rm -rf "$DATA/data"
+  if [ "$BACKEND" = postgres ]; then
+    "$PG_BIN/dropdb" -h 127.0.0.1 -p "$PG_PORT" -U allot allot
+    "$PG_BIN/createdb" -h 127.0.0.1 -p "$PG_PORT" -U allot allot
+  fi
   # Every call but the probes needs a credential: an admin API key, made before the server
   # starts (SQLite's data directory is locked while a server runs); the load tools read it
   # from ALLOT_API_KEY, curl and wrk send it as a header.
-  ALLOT_API_KEY=$("$BIN" admin create-api-key --data-dir "$DATA/data" --name bench --role admin |
+  ALLOT_API_KEY=$("$BIN" admin create-api-key "${STORAGE[@]}" --name bench --role admin |
     awk 'NR==1{print $NF}')
   export ALLOT_API_KEY
   AUTH="authorization: Bearer $ALLOT_API_KEY"
-  "$BIN" serve --listen "127.0.0.1:$PORT" --data-dir "$DATA/data" --log-level "${LOG_LEVEL:-info}" \
+  "$BIN" serve --listen "127.0.0.1:$PORT" "${STORAGE[@]}" --log-level "${LOG_LEVEL:-info}" \
     --code-use-rate-per-sec 0 >/dev/null 2>>"$DATA/server.log" &
   PID=$!
   for _ in $(seq 50); do curl -sf "$URL/health" >/dev/null && return; sleep 0.1; done
   echo "server did not start:" >&2; tail -5 "$DATA/server.log" >&2; exit 1
 }
 stop() { kill "$PID"; wait "$PID" || true; }
-trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
+if [ "$BACKEND" = postgres ]; then
+  trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA"; cleanup' EXIT
+else
+  trap 'kill $PID 2>/dev/null || true; rm -rf "$DATA"' EXIT
+fi
 
 echo "## machine: $(nproc) cores, $(lscpu | sed -n 's/Model name: *//p'), $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r), $(rustc --version)"
-echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), binary $BIN"
+echo "## $(date -u +%Y-%m-%dT%H:%MZ), commit $(git rev-parse --short HEAD), binary $BIN, $BACKEND"
 
 echo "## allot bench discount"
 start; "$BIN" bench discount --server "$URL" --seconds "$SECONDS_PER_PHASE" --no-progress; stop
