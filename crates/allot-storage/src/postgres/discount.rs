@@ -112,7 +112,8 @@ async fn use_code(
                 &origin.source.map(|ip| ip.to_string()),
             ],
         )
-        .await?;
+        .await
+        .map_err(super::sent_write)?;
     if used.is_some() {
         return Ok(UseOutcome::Used);
     }

@@ -152,20 +152,32 @@ pub(crate) async fn commit(tx: Tx<'_>) -> Result<(), StorageError> {
 /// [`commit`] for a transaction on a bare client (the migrations').
 pub(crate) async fn commit_raw(tx: tokio_postgres::Transaction<'_>) -> Result<(), StorageError> {
     tx.commit().await.map_err(|e| {
-        let cancelled = e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED);
-        let error = StorageError::from(e);
-        match error.fault() {
-            _ if cancelled => StorageError::Unavailable {
+        if e.code() == Some(&tokio_postgres::error::SqlState::QUERY_CANCELED) {
+            StorageError::Unavailable {
                 fault: crate::Fault::CommitLost,
-                detail: error.to_string(),
-            },
-            Some(crate::Fault::Unreachable) => StorageError::Unavailable {
-                fault: crate::Fault::CommitLost,
-                detail: error.to_string(),
-            },
-            _ => error,
+                detail: StorageError::from(e).to_string(),
+            }
+        } else {
+            sent_write(e)
         }
     })
+}
+
+/// The error of a write that commits by itself (a COMMIT, or one statement outside a
+/// transaction, which PostgreSQL commits as it ends): the connection lost once it was sent
+/// leaves the outcome unknown (PostgreSQL may have committed it before the answer was lost),
+/// so it is [`crate::Fault::CommitLost`], never "unreachable", which promises nothing was
+/// written. A statement of a transaction lost before its COMMIT needs none of this: the
+/// transaction ends with its connection, rolled back.
+pub(crate) fn sent_write(e: tokio_postgres::Error) -> StorageError {
+    let error = StorageError::from(e);
+    match error.fault() {
+        Some(crate::Fault::Unreachable) => StorageError::Unavailable {
+            fault: crate::Fault::CommitLost,
+            detail: error.to_string(),
+        },
+        _ => error,
+    }
 }
 
 /// Opens one connection to `url` (its TLS as the URL says, without the settings), for tools
