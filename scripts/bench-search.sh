@@ -5,7 +5,7 @@
 # from 16 concurrent clients (CLIENTS="1 4 16": each in turn), a mix of one word, two words, a prefix, a word with filters
 # (category tree, price range, active) and a word with facets; p50/p99 per kind. Every kind
 # but the filtered one must find something (the tool fails otherwise). Then the same on
-# PostgreSQL unless SKIP_POSTGRES=1.
+# PostgreSQL unless SKIP_POSTGRES=1 (SKIP_SQLITE=1: PostgreSQL only).
 #   PRODUCTS=100000 SEARCHES=5000 scripts/bench-search.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,5 +41,5 @@ run() { # label, flags of allot serve...
   done
   stop_servers
 }
-run "SQLite" --data-dir "$WORK/sqlite-$RANDOM"
+if [ "${SKIP_SQLITE:-0}" != 1 ]; then run "SQLite" --data-dir "$WORK/sqlite-$RANDOM"; fi
 if [ "${SKIP_POSTGRES:-0}" != 1 ]; then run "PostgreSQL" --database "$DB"; fi

@@ -307,9 +307,17 @@ impl CatalogStore for PgStore {
         let tx = client.snapshot().await?;
         // No parallel workers: a relevance page is a chain of small reads, and starting the
         // workers of a plan (10 ms here) cost more than the reads, even for a part a one-time
-        // filter skips.
-        tx.batch_execute("SET LOCAL max_parallel_workers_per_gather = 0")
-            .await?;
+        // filter skips. A plan for these words, never a generic one: the connection keeps the
+        // page's statement (postgres/conn.rs), and a generic plan cannot weigh how common the
+        // searched words are (PostgreSQL's default takes one after five runs if its estimate
+        // looks no worse). Measured: one pair without this setting 198 -> 112 searches/s, but
+        // this benchmark's pairs swing 0.25x to 4x; with it, three pairs: median 1.03 against
+        // the build before statements were kept (docs/PERFORMANCE.md).
+        tx.batch_execute(
+            "SET LOCAL max_parallel_workers_per_gather = 0;
+             SET LOCAL plan_cache_mode = force_custom_plan",
+        )
+        .await?;
         let (sql, args) = product_page(&q, Dialect::Postgres);
         let rows = query_args(&tx, &sql, args).await?;
         let products = products_from(&tx, &rows)
